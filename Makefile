@@ -1,0 +1,40 @@
+# iqrl-bench user interface. Every target sets up .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU build of torch 2.13.0 lives in /opt/wheels on the project's machines.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+export MUJOCO_GL ?= disable
+
+RESULTS ?= results
+SWEEP ?= ablations/smoke.yaml
+CLUSTER ?=
+OUT ?=
+BENCH_OUT ?= bench.json
+AGENT ?=
+TASK ?=
+
+.PHONY: help install test demo sweep status figures bench validate clean
+
+help:
+	@echo "make test | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(FIND_LINKS) "torch==2.13.0"
+	$(PY) -m pip install -q $(FIND_LINKS) -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) -m iqrl.demo
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
