@@ -44,13 +44,13 @@ def parse_steps(text: str) -> list[int]:
     return sorted(set(steps))
 
 
-def _positive_int(name: str, value) -> int:
+def _int_arg(name: str, value, minimum: int = 1) -> int:
     try:
         n = int(value)
     except (TypeError, ValueError):
-        n = 0
-    if n <= 0:
-        raise AnalysisError(f"{name} must be a positive integer, got {value!r}")
+        n = minimum - 1
+    if n < minimum:
+        raise AnalysisError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return n
 
 
@@ -186,8 +186,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
-    warnings.simplefilter("always", AnalysisWarning)
+    with warnings.catch_warnings():  # restores the caller's warning settings afterwards
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", AnalysisWarning)
+        return _run(args)
+
+
+def _run(args) -> int:
     start = time.time()
     try:
         from analysis.reference import resolve_reference
@@ -196,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         reference = resolve_reference(args.reference)
         result = make_figures(
             args.results, args.out, steps=steps, reference=reference, exclude_partial=args.exclude_partial,
-            reps_curve=_positive_int("--reps-curve", args.reps_curve),
-            reps_final=_positive_int("--reps-final", args.reps_final),
-            seed=int(args.seed) if str(args.seed).isdigit() else _positive_int("--seed", args.seed),
+            reps_curve=_int_arg("--reps-curve", args.reps_curve),
+            reps_final=_int_arg("--reps-final", args.reps_final),
+            seed=_int_arg("--seed", args.seed, minimum=0),
             use_cache=not args.no_cache)
     except AnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)

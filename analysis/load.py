@@ -41,7 +41,7 @@ RUN_COLUMNS = (
 )
 CACHE_VERSION = 1  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
-CACHE_KEY_FILE = "runs.key"
+CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
 
 
@@ -312,6 +312,31 @@ def build_table(results: Path, run_dirs: list[Path]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------
 # Entry point: discover, cache, filter partial runs
 # ---------------------------------------------------------------------------------------------------
+def write_cache(path: Path, table: pd.DataFrame, key: str) -> None:
+    """Write the table as parquet with its fingerprint in the file's metadata (one atomic rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), CACHE_KEY: key.encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(arrow, tmp)
+    os.replace(tmp, path)
+
+
+def read_cache(path: Path, key: str) -> pd.DataFrame | None:
+    """The cached table when `path` exists and was written for fingerprint `key`, else None."""
+    import pyarrow.parquet as pq
+
+    try:
+        if (pq.read_schema(path).metadata or {}).get(CACHE_KEY) != key.encode():
+            return None
+        return pq.read_table(path).to_pandas()
+    except (OSError, ValueError):  # missing or unreadable (pyarrow's errors derive from these)
+        return None
+
+
 @dataclass
 class LoadInfo:
     n_runs: int
@@ -327,8 +352,8 @@ def load_results(
 ) -> tuple[pd.DataFrame, LoadInfo]:
     """Load every run under `results` into the tidy table (see module docstring).
 
-    cache_dir: where `runs.parquet` and its key live (nothing is written under `results`); the cache
-        is reused only when no run file (config/eval/train/status) changed path, mtime or size.
+    cache_dir: where `runs.parquet` lives (nothing is written under `results`); it is reused only when
+        no run file (config/eval/train/status) changed path, mtime or size since it was written.
     exclude_partial: drop runs whose status is not `done`; otherwise they are kept up to their last
         evaluation and a warning says how many there are.
     Raises AnalysisError when `results` is missing, not a folder, or holds no run.
@@ -342,24 +367,12 @@ def load_results(
     if not run_dirs:
         raise AnalysisError(f"no run folders (folders with an eval.csv) under {root}")
     key = fingerprint(root, run_dirs)
-    table, from_cache = None, False
-    if cache_dir is not None:
-        cache = Path(cache_dir)
-        if (cache / CACHE_KEY_FILE).exists() and (cache / CACHE_FILE).exists():
-            if (cache / CACHE_KEY_FILE).read_text().strip() == key:
-                try:
-                    table, from_cache = pd.read_parquet(cache / CACHE_FILE), True
-                except (OSError, ValueError):
-                    table = None
-        if table is None:
-            table = build_table(root, run_dirs)
-            cache.mkdir(parents=True, exist_ok=True)
-            tmp = cache / f".{CACHE_FILE}.tmp"
-            table.to_parquet(tmp, index=False)
-            os.replace(tmp, cache / CACHE_FILE)
-            (cache / CACHE_KEY_FILE).write_text(key + "\n")
-    else:
+    table = read_cache(Path(cache_dir) / CACHE_FILE, key) if cache_dir is not None else None
+    from_cache = table is not None
+    if table is None:
         table = build_table(root, run_dirs)
+        if cache_dir is not None:
+            write_cache(Path(cache_dir) / CACHE_FILE, table, key)
 
     runs = table.drop_duplicates("run")
     partial = runs[runs["state"] != "done"]

@@ -128,6 +128,9 @@ def test_cache_reused_and_invalidated_when_a_run_changes(tmp_path):
     t3, i3 = load_results(results, cache_dir=cache)
     assert not i3.from_cache
     assert t3.loc[t3["run"] == "s/a/walker-walk/default/seed0", "episode_return"].tolist() == [0.0, 42.0, 43.0]
+    # A corrupt cache file is rebuilt, not trusted.
+    (cache / "runs.parquet").write_bytes(b"not parquet")
+    assert not load_results(results, cache_dir=cache)[1].from_cache
     # A new run folder also invalidates it.
     write_run(results / "s" / "a" / "hopper-hop" / "default" / "seed0", [(0, 1.0)])
     assert not load_results(results, cache_dir=cache)[1].from_cache
