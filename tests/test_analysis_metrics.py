@@ -157,8 +157,8 @@ def test_ablation_grids_from_overrides_config_and_variant_names():
     assert sorted(grids) == ["fsq_levels", "horizon"]  # use_fsq takes one value only
     h = grids["horizon"].points
     assert sorted(zip(h["value"], h["context"], h["method"])) == [
-        ("1", "", "iqrl/horizon=1"), ("3", "", "iqrl/horizon=3"), ("3", "use_fsq=false", "iqrl/horizon=3,use_fsq=false"),
-        ("5", "", "iqrl")]
+        ("1", "", "iqrl/horizon=1"), ("3", "", "iqrl/horizon=3"),
+        ("3", "use_fsq=false", "iqrl/horizon=3,use_fsq=false"), ("5", "", "iqrl")]
     assert sorted(grids["fsq_levels"].points["value"], key=metrics.value_sort_key) == ["5-5-5-5", "8-8"]
     assert metrics.is_numeric(["1", "3", "5"]) and not metrics.is_numeric(["8-8", "5-5-5-5"])
 
