@@ -102,7 +102,10 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
 
     # Sample efficiency (IQM across tasks and seeds vs steps), overall and per task group.
     curves = metrics.sample_efficiency(evals, reps_curve, seed)
-    written += plots.save_figure(plots.plot_sample_efficiency(curves, colors), out, "sample_efficiency")
+    if curves.empty:
+        note("no env step at which every task of a method has an evaluation: sample-efficiency figure skipped")
+    else:
+        written += plots.save_figure(plots.plot_sample_efficiency(curves, colors), out, "sample_efficiency")
 
     for step in reached:
         tag = metrics.format_steps(step)

@@ -125,10 +125,11 @@ def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int) -> pl
         m = estimates[estimates["method"] == method].set_index("metric").loc[list(FINAL_METRICS)]
         point[method] = m["value"].to_numpy()
         interval[method] = np.stack([m["ci_low"].to_numpy(), m["ci_high"].to_numpy()])
+    row_height = max(0.45, 1.6 / len(methods))  # inches per method; at least 1.6 in in all
     fig, axes = plot_utils.plot_interval_estimates(
         point, interval, metric_names=[METRIC_TITLES[k] for k in FINAL_METRICS], algorithms=methods,
         colors=colors, xlabel=f"{RETURN_LABEL} (0-1000)", subfigure_width=3.4,
-        row_height=max(0.45, 0.37), xlabel_y_coordinate=-0.08 - 0.1 / max(1, len(methods)))
+        row_height=row_height, xlabel_y_coordinate=-0.5 / (row_height * len(methods)))
     for ax in np.atleast_1d(axes):
         ax.title.set_fontsize("x-large")
         ax.tick_params(labelsize="large")
