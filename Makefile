@@ -36,5 +36,15 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m iqrl.demo
 
+# make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|path.csv.gz] [STEPS=100000,500000,1000000]
+#              [EXCLUDE_PARTIAL=1]   (bootstrap reps: env IQRL_REPS_CURVE / IQRL_REPS_FINAL)
+REFERENCE ?=
+STEPS ?= 100000,500000,1000000
+EXCLUDE_PARTIAL ?=
+figures: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m analysis.figures --results "$(RESULTS)" --out "$(or $(OUT),figures)" \
+		--steps "$(STEPS)" $(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
+		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial)
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
