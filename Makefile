@@ -48,3 +48,10 @@ figures: $(STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
+
+BENCH_UPDATES ?= 20
+DTYPES ?= fp32,bf16
+DEVICE ?= cpu
+bench: $(STAMP)
+	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --device $(DEVICE) \
+		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)

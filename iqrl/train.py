@@ -93,6 +93,8 @@ class Trainer:
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
         self.updates_per_step = spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
+        # precision=bf16: matrix products of the updates in bfloat16 (losses and FSQ stay float32).
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         # Counters (all env steps) and logs; everything here is checkpointed.
         self.env_step = 0
         self.episode = 0
@@ -176,7 +178,8 @@ class Trainer:
         sums, counts = self.pending
         t = time.time()
         for _ in range(n):
-            metrics = self.agent.update(self.replay, self.updates)
+            with self.autocast:
+                metrics = self.agent.update(self.replay, self.updates)
             self.updates += 1
             for k, v in metrics.items():
                 sums[k] = sums[k] + v if k in sums else v
@@ -393,7 +396,7 @@ class Progress:
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 
 Top-level keys: agent, task, seed, steps, out, seed_steps, updates_per_step, eval_every, eval_episodes,
-diag_every, checkpoint_every, device, episode_length, action_repeat, sweep, variant, overrides.
+diag_every, checkpoint_every, device, precision, episode_length, action_repeat, sweep, variant, overrides.
 Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 --check validates the config and exits. Re-running on a run folder resumes it; on a done run does nothing."""
 
