@@ -147,3 +147,11 @@ def test_update_modes(mode, tmp_path, monkeypatch):
         assert updates == 150  # same total as per_episode: 600 env steps x 0.25
     else:
         assert seen == [200, 200, 200] and updates == 21  # 3 agent episodes x 7
+
+
+def test_bf16_precision_runs_and_keeps_float32_losses(tmp_path):
+    out = tmp_path / "run"
+    assert main(tiny_argv("iqrl", out, steps=800, extra=["precision=bf16"])) == EXIT_OK
+    row = read_csv(out / "train.csv")[-1]
+    assert float(row["q_loss"]) >= 0 and abs(float(row["consistency_loss"])) <= 1.0
+    assert yaml.safe_load((out / "config.yaml").read_text())["precision"] == "bf16"
