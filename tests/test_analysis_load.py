@@ -23,14 +23,6 @@ def test_task_groups_spec_and_other():
     assert [len(TASK_GROUPS[g]) for g in ("easy", "medium", "hard")] == [8, 12, 8]
 
 
-def test_task_groups_agree_with_core_when_present():
-    envs = pytest.importorskip("iqrl.envs")
-    from analysis.task_groups import _SPEC_TASK_GROUPS
-
-    assert {g: sorted(t) for g, t in envs.TASK_GROUPS.items()} == \
-        {g: sorted(t) for g, t in _SPEC_TASK_GROUPS.items()}
-
-
 def test_method_label_and_override_parsing():
     assert method_label("iqrl", "default") == "iqrl"
     assert method_label("iqrl", "horizon=3") == "iqrl/horizon=3"
