@@ -1,0 +1,163 @@
+"""TD3-style actor-critic shared by iQRL (on its latent) and TD3 (on raw observations).
+
+Paper order per update: n-step target with target-policy smoothing -> critic step (all critics) ->
+every `actor_update_freq` critic steps an actor step -> EMA targets (critics every step, actor after
+actor steps). The critic ensemble is one vectorised module; the target uses the minimum over a random
+subset of `q_subsample` target critics (one draw per update), the actor a reduction (`min` or `mean`)
+over another random subset of online critics (iQRL spec §6.3-6.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from iqrl.nn import EnsembleMLP, ema_update_, frozen_copy, linear_schedule, mlp
+
+
+@dataclass
+class ActorCriticConfig:
+    """RL hyper-parameters of the TD3 family (defaults: iQRL code, spec §6 and §11)."""
+
+    mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # actor and critic hidden widths
+    batch_size: int = 256
+    nstep: int = 1  # n-step return length (3 on some tasks, see the task YAML)
+    gamma: float = 0.99
+    lr: float = 3e-4  # actor and critic (Adam)
+    tau: float = 0.005  # EMA rate of target actor and critics
+    num_critics: int = 5
+    q_subsample: int = 2  # target = min over this many randomly drawn target critics
+    actor_q_reduce: str = "mean"  # actor objective over another random subset: mean | min
+    critic_loss_reduce: str = "mean"  # over critics: mean (iQRL) | sum (TD3)
+    actor_update_freq: int = 2
+    policy_noise: float = 0.2  # target-policy smoothing std
+    noise_clip: float = 0.3
+    expl_sigma_start: float = 1.0  # exploration std, linear over training episodes
+    expl_sigma_end: float = 0.1
+    expl_sigma_episodes: int = 150  # 50 easy / 150 medium / 500 hard (task YAML)
+    init: str = "default"  # default | orthogonal
+    # Official-code quirks (named switches, off by default; see README "Faithfulness"):
+    official_nstep1_gamma_bug: bool = False  # n = 1 targets are undiscounted (gamma = 1)
+    official_ignore_terminal: bool = False  # terminal flags ignored in the n > 1 path
+    warmup_with_policy: bool = False  # seed episodes: untrained policy + sigma noise, not uniform
+
+    def validate_rl(self) -> None:
+        checks = [
+            (self.nstep >= 1, f"nstep must be >= 1, got {self.nstep}"),
+            (0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}"),
+            (0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}"),
+            (self.num_critics >= 1, f"num_critics must be >= 1, got {self.num_critics}"),
+            (1 <= self.q_subsample <= self.num_critics,
+             f"q_subsample must be in 1..num_critics ({self.num_critics}), got {self.q_subsample}"),
+            (self.actor_q_reduce in ("mean", "min"), f"actor_q_reduce must be mean or min, got {self.actor_q_reduce!r}"),
+            (self.critic_loss_reduce in ("mean", "sum"),
+             f"critic_loss_reduce must be mean or sum, got {self.critic_loss_reduce!r}"),
+            (self.actor_update_freq >= 1, f"actor_update_freq must be >= 1, got {self.actor_update_freq}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.expl_sigma_episodes >= 1, f"expl_sigma_episodes must be >= 1, got {self.expl_sigma_episodes}"),
+            (self.init in ("default", "orthogonal"), f"init must be default or orthogonal, got {self.init!r}"),
+            (all(h >= 1 for h in self.mlp_dims), f"mlp_dims must be positive, got {self.mlp_dims}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+class TD3Learner(nn.Module):
+    """Actor, critic ensemble, their targets and optimizers, acting on an input vector x [B, in_dim]."""
+
+    def __init__(self, cfg: ActorCriticConfig, in_dim: int, act_dim: int, generator: torch.Generator):
+        super().__init__()
+        self.cfg = cfg
+        self.act_dim = act_dim
+        self.generator = generator
+        self.actor = mlp(in_dim, cfg.mlp_dims, act_dim, cfg.init)
+        self.critic = EnsembleMLP(cfg.num_critics, in_dim + act_dim, cfg.mlp_dims, 1, cfg.init)
+        self.actor_target = frozen_copy(self.actor)
+        self.critic_target = frozen_copy(self.critic)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.critic_steps = 0
+        self.episodes_trained = 0  # index into the exploration schedule
+
+    # ------------------------------------------------------------------ acting
+    def policy(self, x: Tensor, target: bool = False) -> Tensor:
+        return torch.tanh((self.actor_target if target else self.actor)(x))
+
+    @property
+    def expl_sigma(self) -> float:
+        c = self.cfg
+        return linear_schedule(c.expl_sigma_start, c.expl_sigma_end, c.expl_sigma_episodes, self.episodes_trained)
+
+    def explore(self, action: Tensor) -> Tensor:
+        noise = torch.randn(action.shape, generator=self.generator, device=action.device) * self.expl_sigma
+        return (action + noise).clamp(-1.0, 1.0)
+
+    def _random_subset(self, k: int, device) -> Tensor:
+        n = self.cfg.num_critics
+        if k == n:
+            return torch.arange(n, device=device)
+        return torch.randperm(n, generator=self.generator, device=self.generator.device)[:k].to(device)
+
+    def q(self, x: Tensor, a: Tensor, members: Tensor | None = None, target: bool = False) -> Tensor:
+        """Q-values [E, B] of the online (or target) critics `members` (all when None)."""
+        net = self.critic_target if target else self.critic
+        return net(torch.cat([x, a], -1), members).squeeze(-1)
+
+    # ------------------------------------------------------------------ learning
+    @torch.no_grad()
+    def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
+        """y = R + discount * min over a random subset of target critics of Q(x', smoothed pi'(x'))."""
+        c = self.cfg
+        a = self.policy(x_next, target=True)
+        noise = (torch.randn(a.shape, generator=self.generator, device=a.device) * c.policy_noise)
+        a = (a + noise.clamp(-c.noise_clip, c.noise_clip)).clamp(-1.0, 1.0)
+        q_next = self.q(x_next, a, self._random_subset(c.q_subsample, a.device), target=True).amin(0)
+        return ret + discount * q_next
+
+    def update(self, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor) -> dict:
+        """One critic step (+ an actor step every `actor_update_freq`) on detached inputs."""
+        c = self.cfg
+        y = self.td_target(ret, discount, x_next)
+        q = self.q(x, action)  # [E, B]
+        per_critic = ((q - y) ** 2).mean(1)
+        q_loss = per_critic.mean() if c.critic_loss_reduce == "mean" else per_critic.sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.critic_opt.step()
+        ema_update_(self.critic_target.parameters(), self.critic.parameters(), c.tau)
+        self.critic_steps += 1
+        metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
+        if self.critic_steps % c.actor_update_freq == 0:
+            metrics["actor_loss"] = self.update_actor(x)
+        return metrics
+
+    def update_actor(self, x: Tensor) -> Tensor:
+        c = self.cfg
+        members = self._random_subset(c.q_subsample, x.device)
+        q = self.q(x, self.policy(x), members)
+        q = q.mean(0) if c.actor_q_reduce == "mean" else q.amin(0)
+        loss = -q.mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        ema_update_(self.actor_target.parameters(), self.actor.parameters(), c.tau)
+        return loss.detach()
+
+    # ------------------------------------------------------------------ state
+    def extra_state(self) -> dict:
+        return {"critic_steps": self.critic_steps, "episodes_trained": self.episodes_trained,
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
+
+    def load_extra_state(self, s: dict) -> None:
+        self.critic_steps, self.episodes_trained = s["critic_steps"], s["episodes_trained"]
+        self.actor_opt.load_state_dict(s["actor_opt"])
+        self.critic_opt.load_state_dict(s["critic_opt"])
+
+
+def to_tensor(obs: np.ndarray, device) -> Tensor:
+    return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)

@@ -1,0 +1,123 @@
+"""The one agent interface, and the registry that maps agent names to implementations.
+
+The trainer, sweeps and analysis know an agent only through this interface:
+
+* `spec` (AgentSpec): the batch it needs (window length L = max(horizon, n-step), batch size), its
+  default updates per env step and how seed-phase actions are chosen.
+* `act(obs, explore)`: obs [obs_dim] or [N, obs_dim] numpy -> action(s) in [-1, 1].
+* `update(replay, step)`: one gradient step; samples what it needs from the replay and returns a flat
+  dict of scalar metrics (floats or 0-d tensors; the trainer syncs them once per episode).
+* `on_episode_end()`: per-episode schedules (exploration noise), called after each training episode.
+* `state_dict()` / `load_state_dict()`: networks, targets, optimizers, counters and RNG state.
+* `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`) for diagnostics, where they exist.
+
+A new agent is one module, a registry line below and its tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class AgentSpec:
+    seq_len: int  # transitions per sampled window (L)
+    batch_size: int
+    updates_per_step: float = 0.5  # default gradient updates per env step (0.5 = 1 per agent step)
+    warmup_with_policy: bool = False  # seed phase: the agent's exploration policy instead of uniform
+
+
+class Agent:
+    """Base class: subclasses set `spec` and implement act / update / state_dict / load_state_dict."""
+
+    spec: AgentSpec
+    codebook_size: int | None = None
+
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def update(self, replay, step: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def on_episode_end(self) -> None:
+        """Advance per-episode schedules; called once after each training episode."""
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def latent(self, obs: Tensor) -> Tensor | None:
+        """The latent the actor/critic consume, [n, D]; None for agents without one."""
+        return None
+
+    def codes(self, obs: Tensor) -> Tensor | None:
+        """Integer code indices [n, G] for quantized latents; None otherwise."""
+        return None
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """How to build an agent: its class, its config dataclass, a preset and its task overrides."""
+
+    cls: str  # "module:Class"
+    config: str  # "module:ConfigDataclass"
+    task_overrides: str  # YAML file in iqrl/configs with per-group and per-task overrides
+    preset: dict = field(default_factory=dict)  # overrides on top of the dataclass defaults
+    description: str = ""
+
+
+REGISTRY: dict[str, AgentEntry] = {
+    "iqrl": AgentEntry(
+        "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
+        description="iQRL (arXiv 2406.02696), paper intent: -cos consistency, gamma^n, cumulative mask",
+    ),
+    "iqrl-official": AgentEntry(
+        "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
+        preset={
+            "tc_loss_sign": 1,
+            "official_nstep1_gamma_bug": True,
+            "official_ignore_terminal": True,
+            "cumulative_mask": False,
+            "reward_head_shifted_latent": True,
+            "warmup_with_policy": True,
+            "official_nofsq_half_width": True,
+        },
+        description="iQRL with the official code's quirks switched on (iQRL spec §15)",
+    ),
+    "td3": AgentEntry(
+        "baselines.td3:TD3", "baselines.td3:TD3Config", "td3_tasks.yaml",
+        description="TD3 on raw observations, as in the iQRL code (n-step, LN+Mish MLPs, sigma schedule)",
+    ),
+}
+
+
+def _load(path: str):
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def agent_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_entry(name: str) -> AgentEntry:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown agent {name!r}; valid agents: {', '.join(agent_names())}")
+    return REGISTRY[name]
+
+
+def config_class(name: str):
+    return _load(get_entry(name).config)
+
+
+def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device, seed: int) -> Agent:
+    """Build the agent named cfg.name from its (resolved, validated) config dataclass."""
+    return _load(get_entry(cfg.name).cls)(cfg, obs_dim, act_dim, device, seed)

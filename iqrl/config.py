@@ -1,0 +1,177 @@
+"""Run configuration: typed dataclasses merged with OmegaConf in one fixed order.
+
+    dataclass defaults <- agent preset <- task overrides (group, then task) <- command line
+
+`build_config(argv)` turns `agent=iqrl task=walker-walk seed=1 agent.horizon=3 ...` into a resolved,
+validated `RunConfig` (agent hyper-parameters under `.agent`), or raises ConfigError with one line
+that names the problem and the valid choices. Nothing is touched on disk before this succeeds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from iqrl import agents as registry
+from iqrl.envs import parse_task, task_group
+
+
+class ConfigError(ValueError):
+    """A bad run configuration; the message is one line meant for the user."""
+
+
+@dataclass
+class RunConfig:
+    """Top-level run keys (a stable contract for sweeps and scripts). Step counts are env steps."""
+
+    agent: Any = None  # the agent's config dataclass; `agent=NAME` on the command line picks it
+    task: str = "walker-walk"  # dm_control `domain-task`
+    seed: int = 1
+    steps: int = 1_000_000  # env-step budget
+    out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
+    seed_steps: int = 10_000  # env steps of seed (warm-up) episodes before learning starts
+    updates_per_step: float | None = None  # gradient updates per env step; None = the agent's default
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
+    checkpoint_every: int = 50_000
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
+    action_repeat: int = 2
+    sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
+    variant: str = "default"
+    overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
+
+
+TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
+
+
+def _task_overrides(entry: registry.AgentEntry, task: str) -> list[dict]:
+    text = resources.files("iqrl").joinpath("configs", entry.task_overrides).read_text()
+    data = yaml.safe_load(text) or {}
+    group = task_group(task)
+    return [(data.get("groups") or {}).get(group) or {}, (data.get("tasks") or {}).get(task) or {}]
+
+
+def _split_argv(argv: list[str]) -> tuple[str, list[str]]:
+    """Separate `agent=NAME` (or agent.name=NAME) from the dotted overrides; check their shape."""
+    name, rest = "iqrl", []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad argument {arg!r}: expected key=value (e.g. agent=iqrl, agent.horizon=3)")
+        if key in ("agent", "agent.name"):
+            name = value
+        else:
+            rest.append(arg)
+    return name, rest
+
+
+def _explain(e: OmegaConfBaseException, agent_cls) -> str:
+    msg = str(e).splitlines()[0]
+    key = getattr(e, "full_key", None) or getattr(e, "key", None)
+    if type(e).__name__ == "ConfigKeyError" and key:
+        if str(key).startswith("agent."):
+            valid = [f.name for f in fields(agent_cls)]
+            leaf = str(key).split(".", 1)[1]
+            close = difflib.get_close_matches(leaf, valid, n=1)
+            hint = f" (did you mean agent.{close[0]}?)" if close else ""
+            return f"unknown config key {key!r}{hint}; valid agent keys: {', '.join(valid)}"
+        close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"unknown config key {key!r}{hint}; valid keys: {', '.join(TOP_LEVEL_KEYS)}, agent.<key>"
+    if key:
+        return f"invalid value for {key}: {msg}"
+    return msg
+
+
+def build_config(argv: list[str]) -> RunConfig:
+    """Resolve and validate a run config from command-line style `key=value` strings."""
+    name, overrides = _split_argv(list(argv))
+    try:
+        entry = registry.get_entry(name)
+    except KeyError as e:
+        raise ConfigError(str(e).strip("'\"")) from None
+    agent_cls = registry.config_class(name)
+    # Task first: its overrides depend on it.
+    task = RunConfig.task
+    for arg in overrides:
+        if arg.startswith("task="):
+            task = arg.split("=", 1)[1]
+    try:
+        parse_task(task)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    base = OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
+    layers = [{"agent": entry.preset}] + [{"agent": o} for o in _task_overrides(entry, task)]
+    try:
+        cfg = OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(overrides))
+        run: RunConfig = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e, agent_cls)) from None
+    run.agent.name = name
+    validate(run)
+    if not run.out:
+        run.out = os.path.join("runs", name, run.task, f"seed{run.seed}")
+    return run
+
+
+def validate(run: RunConfig) -> None:
+    checks = [
+        (run.steps >= 1, f"steps must be >= 1, got {run.steps}"),
+        (run.seed_steps >= 0, f"seed_steps must be >= 0, got {run.seed_steps}"),
+        (run.updates_per_step is None or run.updates_per_step >= 0,
+         f"updates_per_step must be >= 0, got {run.updates_per_step}"),
+        (run.eval_every >= 1, f"eval_every must be >= 1, got {run.eval_every}"),
+        (run.eval_episodes >= 1, f"eval_episodes must be >= 1, got {run.eval_episodes}"),
+        (run.diag_every >= 1, f"diag_every must be >= 1, got {run.diag_every}"),
+        (run.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {run.checkpoint_every}"),
+        (run.action_repeat >= 1, f"action_repeat must be >= 1, got {run.action_repeat}"),
+        (1 <= run.episode_length <= 1000 and run.episode_length % run.action_repeat == 0,
+         f"episode_length must be in 1..1000 and a multiple of action_repeat, got {run.episode_length}"),
+        (run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),
+         f"device must be cpu, cuda, cuda:N or auto, got {run.device!r}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+    try:
+        run.agent.validate()
+    except ValueError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith("agent.") else f"agent.{msg}") from None
+
+
+def to_yaml_dict(run: RunConfig) -> dict:
+    """Plain dict of the resolved config (what config.yaml holds, before `meta`)."""
+    d = OmegaConf.to_container(OmegaConf.structured(run), resolve=True)
+    return d
+
+
+def from_yaml_dict(d: dict) -> RunConfig:
+    """Rebuild a RunConfig from a config.yaml dict (meta dropped), re-validating it."""
+    d = {k: v for k, v in d.items() if k != "meta"}
+    agent = dict(d.pop("agent"))
+    name = agent.pop("name")
+    argv = [f"agent={name}"] + [f"{k}={_fmt(v)}" for k, v in d.items()] + \
+           [f"agent.{k}={_fmt(v)}" for k, v in agent.items()]
+    return build_config(argv)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, dict)):
+        return yaml.safe_dump(v, default_flow_style=True).strip()
+    if isinstance(v, str):
+        return repr(v) if (v == "" or any(ch in v for ch in ",[]{}:= ")) else v
+    return str(v)

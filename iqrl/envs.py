@@ -1,0 +1,126 @@
+"""DeepMind Control Suite wrapper and the task groups of the iQRL spec.
+
+Protocol (shared by every agent): flattened float32 state observations in the suite's key order,
+actions rescaled to [-1, 1], action repeat 2 with summed rewards, episodes of 1000 env (physics)
+steps that end by time-limit *truncation* (bootstrap through, never terminal), and separate seeds for
+the training and evaluation environments.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+# MUJOCO_GL is read once, when dm_control's rendering module is imported: set it first.
+os.environ.setdefault("MUJOCO_GL", "disable")
+
+# Task groups (iQRL spec §11.2; cartpole-swingup, which the final code lacks, sits with the easy tasks
+# as in the earlier code). Exploration-noise decay lengths per group live in the agents' task YAML.
+TASK_GROUPS: dict[str, list[str]] = {
+    "easy": [
+        "cartpole-balance", "cartpole-swingup", "ball_in_cup-catch", "finger-spin", "hopper-stand",
+        "pendulum-swingup", "walker-stand", "walker-walk",
+    ],
+    "medium": [
+        "acrobot-swingup", "cheetah-run", "finger-turn_easy", "finger-turn_hard", "hopper-hop",
+        "quadruped-run", "quadruped-walk", "walker-run", "fish-swim", "fish-upright", "reacher-easy",
+        "reacher-hard",
+    ],
+    "hard": [
+        "dog-run", "dog-stand", "dog-trot", "dog-walk", "humanoid-run", "humanoid-stand",
+        "humanoid-walk", "cartpole-swingup_sparse",
+    ],
+}
+
+EVAL_SEED_OFFSET = 10_000  # eval env seed = train seed + this (the official code shares one seed)
+
+
+def task_group(task: str) -> str | None:
+    for group, tasks in TASK_GROUPS.items():
+        if task in tasks:
+            return group
+    return None
+
+
+def all_tasks() -> list[str]:
+    """Every `domain-task` name dm_control's suite knows (dog and quadruped tasks included)."""
+    from dm_control import suite
+
+    return sorted(f"{d}-{t}" for d, t in suite.ALL_TASKS)
+
+
+def parse_task(task: str) -> tuple[str, str]:
+    """'ball_in_cup-catch' -> ('ball_in_cup', 'catch'); raises ValueError naming valid choices."""
+    domain, sep, name = task.partition("-")
+    valid = all_tasks()
+    if not sep or task not in valid:
+        import difflib
+
+        close = difflib.get_close_matches(task, valid, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown task {task!r}{hint}; valid tasks: {', '.join(valid)}")
+    return domain, name
+
+
+@dataclass
+class Step:
+    obs: np.ndarray
+    reward: float
+    terminated: bool  # a true environment termination (never happens in the DMC suite)
+    truncated: bool  # the time limit was reached
+
+
+class DMCEnv:
+    """One dm_control task with action repeat, flattening, [-1, 1] actions and a time limit.
+
+    `episode_length` is in env steps (<= 1000, the suite's own limit) and must be a multiple of the
+    action repeat. get_state()/set_state() capture the task's random state; they are meant to be used
+    between episodes (reset() re-samples the physics from that state).
+    """
+
+    def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 1000):
+        from dm_control import suite
+        from dm_control.suite.wrappers import action_scale
+
+        domain, name = parse_task(task)
+        if episode_length % action_repeat:
+            raise ValueError(f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}")
+        self.task = task
+        self.action_repeat = action_repeat
+        self.episode_length = episode_length
+        env = suite.load(domain, name, task_kwargs={"random": seed})
+        self._env = action_scale.Wrapper(env, minimum=-1.0, maximum=1.0)
+        self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
+        self.act_dim = int(self._env.action_spec().shape[0])
+        self._t = 0
+
+    @staticmethod
+    def _flatten(observation) -> np.ndarray:
+        return np.concatenate([np.asarray(v, np.float32).ravel() for v in observation.values()])
+
+    def reset(self) -> np.ndarray:
+        self._t = 0
+        return self._flatten(self._env.reset().observation)
+
+    def step(self, action: np.ndarray) -> Step:
+        reward, terminated, truncated = 0.0, False, False
+        ts = None
+        for _ in range(self.action_repeat):
+            ts = self._env.step(action)
+            reward += float(ts.reward or 0.0)
+            self._t += 1
+            if ts.last():
+                terminated = ts.discount is not None and float(ts.discount) == 0.0
+                truncated = not terminated
+                break
+        if self._t >= self.episode_length:
+            truncated = not terminated
+        return Step(self._flatten(ts.observation), reward, terminated, truncated)
+
+    def get_state(self) -> dict:
+        return {"random": self._env.task.random.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self._env.task.random.set_state(state["random"])

@@ -1,0 +1,207 @@
+"""Shared network building blocks: MLP, FSQ, vectorised ensembles, EMA, schedules.
+
+Every agent builds from these, so an ablation that switches a block changes the same object in every
+agent that uses it (STYLE.md, principle 2). Nothing here holds training state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# --------------------------------------------------------------------------------------------------
+# MLP block (TD-MPC2 style): hidden layers Linear -> LayerNorm -> Mish, final plain Linear.
+# --------------------------------------------------------------------------------------------------
+
+
+def init_linear_(module: nn.Module, init: str) -> None:
+    """Initialise every nn.Linear in `module`: 'default' (PyTorch) or 'orthogonal' (gain 1, zero bias)."""
+    if init == "default":
+        return
+    if init != "orthogonal":
+        raise ValueError(f"unknown init {init!r}; valid: default, orthogonal")
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default") -> nn.Sequential:
+    """NormedMLP(in, hidden, out): per hidden width Linear -> LayerNorm -> Mish, then a plain Linear."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.LayerNorm(h), nn.Mish()]
+        d = h
+    layers.append(nn.Linear(d, out_dim))
+    net = nn.Sequential(*layers)
+    init_linear_(net, init)
+    return net
+
+
+# --------------------------------------------------------------------------------------------------
+# Vectorised ensemble of MLPs: E members evaluated with one batched matmul per layer.
+# --------------------------------------------------------------------------------------------------
+
+
+class EnsembleLinear(nn.Module):
+    """E independent Linear layers. Input [E, B, in] (or [B, in], shared by all), output [E, B, out]."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int, init: str = "default"):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)  # what nn.Linear's default init gives for weight and bias
+        for k in range(n):
+            if init == "orthogonal":
+                nn.init.orthogonal_(self.weight.data[k].T)
+                nn.init.zeros_(self.bias.data[k])
+            else:
+                nn.init.uniform_(self.weight.data[k], -bound, bound)
+                nn.init.uniform_(self.bias.data[k], -bound, bound)
+
+    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        w, b = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        if x.dim() == 2:
+            return torch.baddbmm(b, x.unsqueeze(0).expand(w.shape[0], -1, -1), w)
+        return torch.baddbmm(b, x, w)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with a separate affine per ensemble member. Input [E, B, d]."""
+
+    def __init__(self, n: int, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        w, b = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * w + b
+
+
+class EnsembleMLP(nn.Module):
+    """E independent NormedMLPs evaluated together (e.g. a critic ensemble).
+
+    forward(x [B, in]) -> [E, B, out]; `members` (LongTensor of indices) evaluates only a subset,
+    which is how a random pair of target critics is computed without running all of them.
+    """
+
+    def __init__(self, n: int, in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default"):
+        super().__init__()
+        self.n = n
+        self.linears = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        d = in_dim
+        for h in hidden:
+            self.linears.append(EnsembleLinear(n, d, h, init))
+            self.norms.append(EnsembleLayerNorm(n, h))
+            d = h
+        self.out = EnsembleLinear(n, d, out_dim, init)
+
+    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        for lin, norm in zip(self.linears, self.norms):
+            x = F.mish(norm(lin(x, members), members))
+        return self.out(x, members)
+
+
+# --------------------------------------------------------------------------------------------------
+# Finite Scalar Quantization (Mentzer et al. 2023), as used by iQRL (spec §4).
+# --------------------------------------------------------------------------------------------------
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """Round with a straight-through gradient (backward treats rounding as identity)."""
+    return x + (x.round() - x).detach()
+
+
+class FSQ(nn.Module):
+    """Implicit FSQ codebook with levels [L_1..L_c], applied to contiguous groups of c channels.
+
+    forward(y [..., D]) -> q [..., D] with D = G*c; channel j of each group takes values
+    round(tanh(y + s_L) * h_L - o_L) / floor(L/2) (spec §4.2), straight-through gradient.
+    Always computed in float32.
+    """
+
+    def __init__(self, levels: Sequence[int], eps: float = 1e-3):
+        super().__init__()
+        levels = [int(v) for v in levels]
+        if not levels or min(levels) < 2:
+            raise ValueError(f"FSQ levels must be a non-empty list of ints >= 2, got {levels}")
+        lv = torch.tensor(levels, dtype=torch.float64)
+        half_l = (lv - 1) * (1 + eps) / 2
+        offset = torch.where(lv % 2 == 0, 0.5, 0.0).double()
+        shift = torch.atanh(offset / half_l)
+        basis = torch.cumprod(torch.tensor([1] + levels[:-1], dtype=torch.int64), 0)
+        self.levels = levels
+        self.register_buffer("_half_l", half_l.float(), persistent=False)
+        self.register_buffer("_offset", offset.float(), persistent=False)
+        self.register_buffer("_shift", shift.float(), persistent=False)
+        self.register_buffer("_half_width", torch.tensor([v // 2 for v in levels], dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer("_basis", basis, persistent=False)
+
+    @property
+    def channels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def codebook_size(self) -> int:
+        return int(math.prod(self.levels))
+
+    def bound(self, y: Tensor) -> Tensor:
+        """The bounded (pre-rounding) value per channel; y has shape [..., G, c]."""
+        return torch.tanh(y + self._shift) * self._half_l - self._offset
+
+    def forward(self, y: Tensor) -> Tensor:
+        shape, dtype = y.shape, y.dtype
+        g = y.float().reshape(*shape[:-1], -1, self.channels)
+        q = round_ste(self.bound(g)) / self._half_width
+        return q.reshape(shape).to(dtype)
+
+    def indices(self, q: Tensor) -> Tensor:
+        """Code indices [..., G] in 0..K-1 of quantized values q [..., D] (mixed radix, spec §4.3)."""
+        g = q.float().reshape(*q.shape[:-1], -1, self.channels)
+        digits = torch.round(g * self._half_width + self._half_width).long()
+        return (digits * self._basis).sum(-1)
+
+    def codes_from_indices(self, idx: Tensor) -> Tensor:
+        """Inverse of `indices`: [..., G] -> [..., G*c]."""
+        lv = torch.tensor(self.levels, device=idx.device)
+        digits = (idx.unsqueeze(-1) // self._basis) % lv
+        q = (digits.float() - self._half_width) / self._half_width
+        return q.reshape(*idx.shape[:-1], -1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Target networks and schedules
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def ema_update_(target: Iterable[Tensor], online: Iterable[Tensor], tau: float) -> None:
+    """Polyak update in place: target <- (1 - tau) * target + tau * online."""
+    t, o = list(target), list(online)
+    torch._foreach_lerp_(t, o, tau)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with gradients switched off (target networks)."""
+    import copy
+
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target
+
+
+def linear_schedule(start: float, end: float, n: int, index: int) -> float:
+    """Value `index` of linspace(start, end, n), saturating at the end (iQRL's exploration schedule)."""
+    if n <= 1:
+        return float(end)
+    i = min(max(index, 0), n - 1)
+    return float(start + (end - start) * i / (n - 1))

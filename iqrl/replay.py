@@ -1,0 +1,200 @@
+"""Sequence replay on the training device, and n-step targets.
+
+Transitions are stored once: an episode of T steps keeps T+1 observations, T actions, rewards and
+termination flags. `sample` draws windows of L consecutive transitions that lie inside one episode
+(windows whose episode *terminated* may run past the terminal step; those steps are padded and marked
+invalid). Truncated (time-limit) episodes never produce a window that crosses the reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_NO_TERMINAL = torch.iinfo(torch.int64).max
+
+
+@dataclass
+class SequenceBatch:
+    """A batch of B windows of L transitions (all tensors on the replay's device).
+
+    obs [B, L+1, obs_dim]: o_t .. o_{t+L};  action [B, L, A];  reward [B, L];
+    terminal [B, L]: true terminations (0 on DMC);  valid [B, L]: 1 up to and including the first
+    terminal step, 0 after it;  index [B]: buffer index of each window's first transition.
+    """
+
+    obs: Tensor
+    action: Tensor
+    reward: Tensor
+    terminal: Tensor
+    valid: Tensor
+    index: Tensor
+
+    def __len__(self) -> int:
+        return self.obs.shape[0]
+
+
+def nstep_targets(reward: Tensor, terminal: Tensor, valid: Tensor, gamma: float, n: int,
+                  unit_discount_n1: bool = False, ignore_terminal: bool = False):
+    """n-step return, bootstrap discount and bootstrap observation index of each window.
+
+    reward, terminal, valid: [B, L] with L >= n.  Returns (ret [B], discount [B], boot [B]):
+      ret = sum_{k<m} gamma^k r_k, with m = number of steps up to and including the first terminal
+      (at most n); discount = gamma^m * (1 - terminated); boot = m, the index into obs [B, L+1] of
+      the bootstrap observation. Time-limit truncation is not termination: it bootstraps.
+    Official-code quirks, off by default: `unit_discount_n1` uses discount 1 (not gamma) when n = 1
+    (iQRL spec §6.2); `ignore_terminal` never zeroes the bootstrap (terminal flags always 0 when n > 1).
+    """
+    r, d, v = reward[:, :n].float(), terminal[:, :n].float(), valid[:, :n].float()
+    if ignore_terminal and n > 1:
+        d = torch.zeros_like(d)
+    # alive_k = valid_k * prod_{j<k} (1 - d_j): step k is accumulated if no earlier step terminated.
+    not_done_before = torch.cumprod(torch.cat([torch.ones_like(d[:, :1]), 1.0 - d[:, :-1]], 1), 1)
+    alive = v * not_done_before
+    powers = gamma ** torch.arange(n, device=reward.device, dtype=torch.float32)
+    ret = (r * alive * powers).sum(1)
+    m = alive.sum(1)
+    terminated = (d * alive).amax(1)
+    if n == 1 and unit_discount_n1:
+        discount = 1.0 - terminated
+    else:
+        discount = gamma ** m * (1.0 - terminated)
+    return ret, discount, m.long()
+
+
+class SequenceReplay:
+    """Replay storing whole episodes contiguously; samples windows of `seq_len` transitions.
+
+    Capacity grows by doubling (nothing is ever overwritten: a run keeps all of its data, as in the
+    official code whose 10M buffer never fills).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, seq_len: int, device: str | torch.device = "cpu",
+                 seed: int = 0, initial_capacity: int = 4096):
+        if seq_len < 1:
+            raise ValueError("seq_len must be >= 1")
+        self.obs_dim, self.act_dim, self.seq_len = obs_dim, act_dim, seq_len
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        cap = initial_capacity
+        self._obs = torch.empty(cap, obs_dim, device=self.device)
+        self._act = torch.empty(cap, act_dim, device=self.device)
+        self._rew = torch.empty(cap, device=self.device)
+        self._term = torch.zeros(cap, dtype=torch.bool, device=self.device)
+        self._obs_ptr = torch.empty(cap, dtype=torch.int64, device=self.device)  # o_t of transition t
+        self._term_at = torch.empty(cap, dtype=torch.int64, device=self.device)  # terminal step of episode
+        self._starts = torch.empty(cap, dtype=torch.int64, device=self.device)  # valid window starts
+        self.n_obs = 0  # observations stored
+        self.size = 0  # transitions stored
+        self.n_starts = 0
+        self._ep_start = -1  # first transition index of the open episode, -1 if none is open
+
+    # ------------------------------------------------------------------ storage
+    def _grow(self, name: str, needed: int) -> None:
+        t = getattr(self, name)
+        if needed <= t.shape[0]:
+            return
+        cap = t.shape[0]
+        while cap < needed:
+            cap *= 2
+        new = torch.empty((cap,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+        new[: t.shape[0]] = t
+        setattr(self, name, new)
+
+    def start_episode(self, obs) -> None:
+        """Store the first observation of a new episode."""
+        self._grow("_obs", self.n_obs + 1)
+        self._obs[self.n_obs] = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        self.n_obs += 1
+        self._ep_start = self.size
+
+    def add(self, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
+        """Store one transition (o_t was stored by the previous call or start_episode)."""
+        if self._ep_start < 0:
+            raise RuntimeError("start_episode() must be called before add()")
+        t = self.size
+        for name in ("_act", "_rew", "_term", "_obs_ptr", "_term_at"):
+            self._grow(name, t + 1)
+        self._grow("_obs", self.n_obs + 1)
+        self._act[t] = torch.as_tensor(action, dtype=torch.float32, device=self.device)
+        self._rew[t] = float(reward)
+        self._term[t] = bool(terminated)
+        self._obs_ptr[t] = self.n_obs - 1
+        self._term_at[t] = _NO_TERMINAL
+        self._obs[self.n_obs] = torch.as_tensor(next_obs, dtype=torch.float32, device=self.device)
+        self.n_obs += 1
+        self.size += 1
+        # The window that ends at t is now complete.
+        new_starts = [t - self.seq_len + 1] if t - self.seq_len + 1 >= self._ep_start else []
+        if terminated:
+            # Windows that run past a true terminal are valid (padded, masked by `valid`).
+            first = max(self._ep_start, t - self.seq_len + 2)
+            new_starts += list(range(first, t + 1))
+            self._term_at[self._ep_start: t + 1] = t
+        if new_starts:
+            self._grow("_starts", self.n_starts + len(new_starts))
+            self._starts[self.n_starts: self.n_starts + len(new_starts)] = torch.tensor(new_starts)
+            self.n_starts += len(new_starts)
+        if terminated or truncated:
+            self._ep_start = -1
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, batch_size: int, seq_len: int | None = None) -> SequenceBatch:
+        """B windows drawn uniformly from the valid starts; seq_len <= the replay's seq_len."""
+        L = self.seq_len if seq_len is None else seq_len
+        if L > self.seq_len:
+            raise ValueError(f"seq_len {L} exceeds the replay's window length {self.seq_len}")
+        if self.n_starts == 0:
+            raise RuntimeError("replay holds no complete window yet")
+        pick = torch.randint(self.n_starts, (batch_size,), generator=self.generator, device=self.device)
+        start = self._starts[pick]
+        steps = start[:, None] + torch.arange(L, device=self.device)  # [B, L]
+        limit = self._term_at[start][:, None]
+        valid = steps <= limit
+        steps = torch.minimum(steps, limit)
+        obs_idx = torch.cat([self._obs_ptr[steps], self._obs_ptr[steps[:, -1:]] + 1], 1)  # [B, L+1]
+        return SequenceBatch(
+            obs=self._obs[obs_idx],
+            action=self._act[steps],
+            reward=self._rew[steps],
+            terminal=self._term[steps] & valid,
+            valid=valid.float(),
+            index=start,
+        )
+
+    def sample_obs(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n observations o_t drawn uniformly (with replacement) from the stored transitions."""
+        g = self.generator if generator is None else generator
+        idx = torch.randint(self.size, (n,), generator=g, device=self.device)
+        return self._obs[self._obs_ptr[idx]]
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict:
+        return {
+            "obs": self._obs[: self.n_obs].cpu().clone(),
+            "act": self._act[: self.size].cpu().clone(),
+            "rew": self._rew[: self.size].cpu().clone(),
+            "term": self._term[: self.size].cpu().clone(),
+            "obs_ptr": self._obs_ptr[: self.size].cpu().clone(),
+            "term_at": self._term_at[: self.size].cpu().clone(),
+            "starts": self._starts[: self.n_starts].cpu().clone(),
+            "ep_start": self._ep_start,
+            "generator": self.generator.get_state(),
+            "seq_len": self.seq_len,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["seq_len"] != self.seq_len:
+            raise ValueError("checkpoint replay window length differs from this agent's")
+        self.n_obs, self.size, self.n_starts = len(state["obs"]), len(state["act"]), len(state["starts"])
+        for name, key, n in (("_obs", "obs", self.n_obs), ("_act", "act", self.size),
+                             ("_rew", "rew", self.size), ("_term", "term", self.size),
+                             ("_obs_ptr", "obs_ptr", self.size), ("_term_at", "term_at", self.size),
+                             ("_starts", "starts", self.n_starts)):
+            self._grow(name, max(n, 1))
+            getattr(self, name)[:n] = state[key].to(self.device)
+        self._ep_start = state["ep_start"]
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,445 @@
+"""The training loop and the `python -m iqrl.train` command line.
+
+    python -m iqrl.train agent=iqrl task=walker-walk seed=1 steps=1000000 out=RUN_DIR [agent.horizon=3 ...]
+
+Loop (episode based, as in the official iQRL code): collect one episode (uniform random actions while
+env_step < seed_steps), then, for episodes collected by the agent, run round(episode env steps x
+updates_per_step) gradient updates (fractional credit carried over) and advance the agent's
+per-episode schedules; evaluate every `eval_every` env steps (and at step 0 and at the end);
+write a train.csv row every `diag_every` env steps; checkpoint every `checkpoint_every` env steps.
+Checkpoints are taken at episode boundaries and hold everything the loop needs, so a run killed at
+any moment and re-run with the same command ends with the same eval.csv as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iqrl.agents import make_agent
+from iqrl.config import ConfigError, RunConfig, build_config, to_yaml_dict
+from iqrl.diagnostics import active_codebook, rank_metrics
+from iqrl.envs import EVAL_SEED_OFFSET, DMCEnv, task_group
+from iqrl.replay import SequenceReplay
+from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, atomic_torch_save, read_status, read_yaml,
+                            write_csv, write_status, write_yaml)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use device=cpu")
+    return torch.device(name)
+
+
+def package_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "numpy", "mujoco", "dm-control", "omegaconf"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5)
+        if sha.returncode == 0:
+            return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+class Trainer:
+    """Owns one run: envs, agent, replay, counters, and the run folder's files."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out)
+        self.device = resolve_device(cfg.device)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.env = DMCEnv(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length)
+        self.eval_env = DMCEnv(cfg.task, cfg.seed + EVAL_SEED_OFFSET, cfg.action_repeat, cfg.episode_length)
+        self.agent = make_agent(cfg.agent, self.env.obs_dim, self.env.act_dim, self.device, cfg.seed)
+        spec = self.agent.spec
+        self.replay = SequenceReplay(self.env.obs_dim, self.env.act_dim, spec.seq_len, self.device, cfg.seed + 1)
+        self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
+        self.diag_generator = torch.Generator(device=self.device)
+        self.diag_generator.manual_seed(cfg.seed + 3)
+        self.updates_per_step = spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
+        # Counters (all env steps) and logs; everything here is checkpointed.
+        self.env_step = 0
+        self.episode = 0
+        self.updates = 0
+        self.update_credit = 0.0
+        self.next_eval = 0
+        self.next_diag = cfg.diag_every
+        self.next_ckpt = cfg.checkpoint_every
+        self.eval_rows: list[dict] = []
+        self.train_rows: list[dict] = []
+        self.window = self._new_window()
+        self.wall_offset = 0.0
+        self.t0 = time.time()
+        self.last_return = float("nan")
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _new_window() -> dict:
+        return {"sums": {}, "counts": {}, "env_steps": 0, "env_time": 0.0, "updates": 0, "update_time": 0.0,
+                "episodes": 0, "return_sum": 0.0}
+
+    def wall_time(self) -> float:
+        return self.wall_offset + time.time() - self.t0
+
+    def meta(self) -> dict:
+        a = self.agent
+        return {
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "obs_dim": self.env.obs_dim,
+            "act_dim": self.env.act_dim,
+            "task_group": task_group(self.cfg.task),
+            "latent_width": getattr(a, "latent_width", None),
+            "codebook_size": a.codebook_size,
+            "seq_len": a.spec.seq_len,
+            "updates_per_step": self.updates_per_step,
+            "eval_seed": self.cfg.seed + EVAL_SEED_OFFSET,
+            "device": str(self.device),
+            "host": platform.node(),
+            "command": "python -m iqrl.train " + " ".join(sys.argv[1:]) if sys.argv else "",
+        }
+
+    # ------------------------------------------------------------------ acting
+    def collect_episode(self) -> tuple[float, bool]:
+        """One training episode into the replay; returns (return, collected_by_agent)."""
+        seeding = self.env_step < self.cfg.seed_steps
+        uniform = seeding and not self.agent.spec.warmup_with_policy
+        obs = self.env.reset()
+        self.replay.start_episode(obs)
+        ep_return, t = 0.0, time.time()
+        while True:
+            if uniform:
+                action = self.rng.uniform(-1.0, 1.0, self.env.act_dim).astype(np.float32)
+            else:
+                action = self.agent.act(obs, explore=True)
+            step = self.env.step(action)
+            self.replay.add(action, step.reward, step.obs, step.terminated, step.truncated)
+            ep_return += step.reward
+            self.env_step += self.cfg.action_repeat
+            self.window["env_steps"] += self.cfg.action_repeat
+            obs = step.obs
+            if step.terminated or step.truncated:
+                break
+        self.window["env_time"] += time.time() - t
+        self.episode += 1
+        return ep_return, not seeding
+
+    def train_after_episode(self, episode_env_steps: int) -> None:
+        self.update_credit += episode_env_steps * self.updates_per_step
+        n = int(math.floor(self.update_credit + 1e-9))
+        self.update_credit -= n
+        sums, counts = {}, {}
+        t = time.time()
+        for _ in range(n):
+            metrics = self.agent.update(self.replay, self.updates)
+            self.updates += 1
+            for k, v in metrics.items():
+                sums[k] = sums[k] + v if k in sums else v
+                counts[k] = counts.get(k, 0) + 1
+        # One host sync per episode: tensors -> floats, then the NaN/inf guard.
+        for k, v in sums.items():
+            v = float(v)
+            if not math.isfinite(v):
+                raise NonFiniteLoss(f"non-finite {k} ({v}) in the updates ending at env_step {self.env_step}")
+            self.window["sums"][k] = self.window["sums"].get(k, 0.0) + v
+            self.window["counts"][k] = self.window["counts"].get(k, 0) + counts[k]
+        self.window["updates"] += n
+        self.window["update_time"] += time.time() - t
+        self.agent.on_episode_end()
+
+    def evaluate(self) -> dict:
+        returns = []
+        for _ in range(self.cfg.eval_episodes):
+            obs, total, done = self.eval_env.reset(), 0.0, False
+            while not done:
+                step = self.eval_env.step(self.agent.act(obs, explore=False))
+                total += step.reward
+                obs, done = step.obs, step.terminated or step.truncated
+            returns.append(total)
+        row = {"env_step": self.env_step, "episode_return": float(np.mean(returns)),
+               "episode_return_std": float(np.std(returns)), "n_episodes": len(returns),
+               "wall_time_s": round(self.wall_time(), 3)}
+        self.eval_rows.append(row)
+        return row
+
+    def diagnostics(self) -> dict:
+        """Latent rank and active codebook on n = latent width observations drawn from the replay."""
+        if self.replay.size == 0:
+            return {}
+        probe = self.agent.latent(self.replay.sample_obs(1, self.diag_generator))
+        if probe is None:
+            return {}
+        obs = self.replay.sample_obs(probe.shape[1], self.diag_generator)
+        out = rank_metrics(self.agent.latent(obs).float())
+        codes = self.agent.codes(obs)
+        if codes is not None:
+            out.update(active_codebook(codes, self.agent.codebook_size))
+        return out
+
+    def train_row(self) -> dict:
+        w = self.window
+        row = {"env_step": self.env_step, "episode": self.episode, "updates": self.updates}
+        row.update({k: w["sums"][k] / w["counts"][k] for k in w["sums"]})
+        row["train_return"] = w["return_sum"] / w["episodes"] if w["episodes"] else None
+        expl = getattr(getattr(self.agent, "ac", None), "expl_sigma", None)
+        if expl is not None:
+            row["expl_sigma"] = expl
+        row.update(self.diagnostics())
+        row["env_steps_per_s"] = w["env_steps"] / w["env_time"] if w["env_time"] > 0 else None
+        row["updates_per_s"] = w["updates"] / w["update_time"] if w["update_time"] > 0 else None
+        row["wall_time_s"] = round(self.wall_time(), 3)
+        self.train_rows.append(row)
+        self.window = self._new_window()
+        return row
+
+    # ------------------------------------------------------------------ files
+    def write_logs(self) -> None:
+        write_csv(self.run_dir / "eval.csv", self.eval_rows, EVAL_COLUMNS)
+        if self.train_rows:
+            write_csv(self.run_dir / "train.csv", self.train_rows)
+
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": to_yaml_dict(self.cfg),
+            "agent": self.agent.state_dict(),
+            "replay": self.replay.state_dict(),
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state(), "seed_actions": self.rng.bit_generator.state,
+                    "diag": self.diag_generator.get_state()},
+            "envs": {"train": self.env.get_state(), "eval": self.eval_env.get_state()},
+            "counters": {k: getattr(self, k) for k in ("env_step", "episode", "updates", "update_credit",
+                                                        "next_eval", "next_diag", "next_ckpt", "last_return")},
+            "eval_rows": self.eval_rows,
+            "train_rows": self.train_rows,
+            "window": self.window,
+            "wall_time": self.wall_time(),
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        self.agent.load_state_dict(s["agent"])
+        self.replay.load_state_dict(s["replay"])
+        random.setstate(s["rng"]["python"])
+        np.random.set_state(s["rng"]["numpy"])
+        torch.set_rng_state(s["rng"]["torch"])
+        self.rng.bit_generator.state = s["rng"]["seed_actions"]
+        self.diag_generator.set_state(s["rng"]["diag"])
+        self.env.set_state(s["envs"]["train"])
+        self.eval_env.set_state(s["envs"]["eval"])
+        for k, v in s["counters"].items():
+            setattr(self, k, v)
+        self.eval_rows, self.train_rows, self.window = s["eval_rows"], s["train_rows"], s["window"]
+        self.wall_offset, self.t0 = s["wall_time"], time.time()
+
+    def save_checkpoint(self) -> None:
+        atomic_torch_save(self.run_dir / CHECKPOINT, self.state_dict())
+
+    def try_resume(self) -> bool:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise RuntimeError(f"checkpoint {path} has format {state.get('format')}, expected {CHECKPOINT_FORMAT}")
+        self.load_state_dict(state)
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, should_stop=None) -> int:
+        cfg = self.cfg
+        resumed = self.try_resume()
+        if not resumed:
+            config = to_yaml_dict(cfg)
+            config["meta"] = self.meta()
+            write_yaml(self.run_dir / "config.yaml", config)
+        self.write_logs()  # drop rows written after the checkpoint by an interrupted attempt
+        write_status(self.run_dir, "running", self.env_step, cfg.steps)
+        progress = Progress(cfg, self.env_step, resumed)
+        if self.env_step == 0 and not self.eval_rows:
+            progress.log_eval(self.evaluate())
+            self.next_eval = cfg.eval_every
+            self.write_logs()
+        while self.env_step < cfg.steps:
+            start = self.env_step
+            ep_return, by_agent = self.collect_episode()
+            self.last_return = ep_return
+            self.window["episodes"] += 1
+            self.window["return_sum"] += ep_return
+            if by_agent:
+                self.train_after_episode(self.env_step - start)
+            finished = self.env_step >= cfg.steps
+            if self.env_step >= self.next_eval or finished:
+                progress.log_eval(self.evaluate())
+                while self.next_eval <= self.env_step:
+                    self.next_eval += cfg.eval_every
+            if self.env_step >= self.next_diag or finished:
+                self.train_row()
+                while self.next_diag <= self.env_step:
+                    self.next_diag += cfg.diag_every
+            self.write_logs()
+            progress.update(self.env_step, ep_return)
+            if finished:
+                break
+            stop = should_stop is not None and should_stop()
+            if self.env_step >= self.next_ckpt or stop:
+                self.save_checkpoint()
+                while self.next_ckpt <= self.env_step:
+                    self.next_ckpt += cfg.checkpoint_every
+            write_status(self.run_dir, "running", self.env_step, cfg.steps)
+            if stop:
+                progress.close(f"interrupted at env_step {self.env_step}; checkpoint saved, re-run to resume")
+                return EXIT_INTERRUPTED
+        self.save_checkpoint()
+        write_status(self.run_dir, "done", self.env_step, cfg.steps)
+        progress.close(f"done: {self.run_dir} (final return {self.eval_rows[-1]['episode_return']:.1f})")
+        return EXIT_OK
+
+
+class Progress:
+    """tqdm on an interactive terminal, plain log lines otherwise."""
+
+    def __init__(self, cfg: RunConfig, start: int, resumed: bool):
+        self.cfg = cfg
+        self.prefix = f"[{cfg.agent.name} {cfg.task} seed{cfg.seed}]"
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=self.prefix, dynamic_ncols=True)
+        if resumed:
+            self.write(f"resumed from checkpoint at env_step {start}")
+
+    def write(self, msg: str) -> None:
+        line = f"{self.prefix} {msg}"
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def log_eval(self, row: dict) -> None:
+        self.write(f"eval env_step {row['env_step']}: return {row['episode_return']:.1f} "
+                   f"± {row['episode_return_std']:.1f} ({row['n_episodes']} episodes)")
+
+    def update(self, env_step: int, ep_return: float) -> None:
+        if self.bar is not None:
+            self.bar.n = env_step
+            self.bar.set_postfix(train_return=f"{ep_return:.1f}", refresh=False)
+            self.bar.refresh()
+
+    def close(self, msg: str) -> None:
+        self.write(msg)
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------------- command line
+USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
+
+Top-level keys: agent, task, seed, steps, out, seed_steps, updates_per_step, eval_every, eval_episodes,
+diag_every, checkpoint_every, device, episode_length, action_repeat, sweep, variant, overrides.
+Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
+--check validates the config and exits. Re-running on a run folder resumes it; on a done run does nothing."""
+
+
+def _config_diff(saved: dict, new: dict, prefix: str = "") -> list[str]:
+    ignore = {"out", "device", "meta"}
+    diffs = []
+    for k in sorted(set(saved) | set(new)):
+        if not prefix and k in ignore:
+            continue
+        a, b = saved.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _config_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            diffs.append(f"{prefix}{k}")
+    return diffs
+
+
+def check_run_folder(cfg: RunConfig) -> str | None:
+    """'done' if the folder holds this run finished; None to (re)start. ConfigError if it holds another run."""
+    run_dir = Path(cfg.out)
+    saved = read_yaml(run_dir / "config.yaml")
+    if saved is None:
+        if (run_dir / "eval.csv").exists() or (run_dir / CHECKPOINT).exists():
+            raise ConfigError(f"{run_dir} holds results but no config.yaml; refusing to overwrite it")
+        return None
+    diffs = _config_diff(saved, to_yaml_dict(cfg))
+    if diffs:
+        raise ConfigError(f"{run_dir} holds a run with a different config (differs in {', '.join(diffs)}); "
+                          "use another out= or remove that folder")
+    status = read_status(run_dir)
+    return "done" if status and status.get("state") == "done" else None
+
+
+def main(argv: list[str] | None = None, should_stop=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return EXIT_OK
+    check_only = "--check" in argv
+    argv = [a for a in argv if a != "--check"]
+    try:
+        cfg = build_config(argv)
+        if check_only:
+            print(f"ok: {cfg.agent.name} on {cfg.task}, seed {cfg.seed}, {cfg.steps} env steps -> {cfg.out}")
+            return EXIT_OK
+        if check_run_folder(cfg) == "done":
+            print(f"{cfg.out}: already done, nothing to do", flush=True)
+            return EXIT_OK
+        resolve_device(cfg.device)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    trainer = None
+    try:
+        trainer = Trainer(cfg)
+        return trainer.run(should_stop)
+    except Exception as e:  # recorded in status.json so sweeps and `make status` can show it
+        import traceback
+
+        traceback.print_exc()
+        msg = f"{type(e).__name__}: {e}"
+        step = trainer.env_step if trainer is not None else 0
+        write_status(Path(cfg.out), "failed", step, cfg.steps, msg)
+        print(f"error: run failed: {msg}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
