@@ -118,25 +118,27 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def claim_alive(claim: Claim, queue: Mapping[str, tuple[str, str]] | None) -> tuple[bool, str]:
-    """Whether the claim's job may still run; ``queue`` is ``job_id -> (state, reason)`` from squeue,
-    or None when Slurm cannot be asked (Slurm claims then count as alive: never start a run twice)."""
+def claim_alive(claim: Claim, queue: Mapping[str, tuple[str, str]] | None) -> tuple[bool, str, str]:
+    """(alive, state, description) of the claim's job. ``queue`` is ``job_id -> (state, reason)`` from
+    squeue, or None when Slurm cannot be asked: Slurm claims then count as alive (never start a run twice).
+    ``state`` is the Slurm state, ``LOCAL`` for a live local job, or "" when unknown or gone."""
     if claim.job_id is None:
-        return False, "claim without a job id (its sweep stopped before submitting)"
+        return False, "", "claim without a job id (its sweep stopped before submitting)"
     if claim.backend == "slurm":
         if queue is None:
-            return True, f"job {claim.job_id}: Slurm unreachable, assumed alive"
+            return True, "", f"job {claim.job_id} (Slurm unreachable: assumed alive)"
         state, reason = queue.get(claim.job_id, ("", ""))
         if state in LIVE_SLURM_STATES:
-            return True, f"job {claim.job_id} {state}" + (f" ({reason})" if reason and reason != "None" else "")
-        return False, f"job {claim.job_id} no longer in the Slurm queue"
+            why = f" ({reason})" if reason and reason != "None" else ""
+            return True, state, f"job {claim.job_id} {state}{why}"
+        return False, "", f"job {claim.job_id} {state or 'gone'}: no longer queued or running"
     if claim.backend == "local":
         if claim.host != socket.gethostname():
-            return True, f"local job {claim.job_id} on {claim.host} (cannot check from here, assumed alive)"
+            return True, "", f"local job {claim.job_id} on {claim.host} (cannot check from here: assumed alive)"
         if pid_alive(int(claim.job_id)):
-            return True, f"local job {claim.job_id} running"
-        return False, f"local job {claim.job_id} has exited"
-    return False, f"unknown claim backend {claim.backend!r}"
+            return True, "LOCAL", f"local job {claim.job_id} on {claim.host}"
+        return False, "", f"local job {claim.job_id} has exited"
+    return False, "", f"unknown claim backend {claim.backend!r}"
 
 
 class RunLock:

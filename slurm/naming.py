@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 MAX_LEN = 80
-_PLAIN_STR = re.compile(r"^[A-Za-z_][A-Za-z0-9_./+-]*$")
+_PLAIN_STR = re.compile(r"^[A-Za-z_][A-Za-z0-9_./+-]*$")  # safe as a plain YAML scalar anywhere
+_PLAIN_TOP = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./+=,~-]*$")  # ... outside lists (paths, variant names)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=,-]")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "none", "~", "y", "n"}
 
 
-def dotlist_value(value: Any) -> str:
+def dotlist_value(value: Any, _in_list: bool = False) -> str:
     """Format a YAML scalar or (nested) list so that OmegaConf's dotlist parser reads it back unchanged."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -34,11 +35,12 @@ def dotlist_value(value: Any) -> str:
             raise ValueError(f"non-finite number {value!r}")
         return repr(value)
     if isinstance(value, str):
-        if _PLAIN_STR.match(value) and value.lower() not in _YAML_WORDS:
+        plain = _PLAIN_STR if _in_list else _PLAIN_TOP
+        if plain.match(value) and value.lower() not in _YAML_WORDS:
             return value
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(dotlist_value(v) for v in value) + "]"
+        return "[" + ",".join(dotlist_value(v, True) for v in value) + "]"
     raise TypeError(f"unsupported value {value!r} ({type(value).__name__}); use numbers, strings, booleans or lists")
 
 

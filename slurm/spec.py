@@ -10,6 +10,8 @@ A sweep file (``ablations/*.yaml``)::
                                                              # (a `default:` entry covers ungrouped tasks)
     fixed:                      # overrides for every run; recorded, but not part of the variant name
       eval_every: 10000
+    per_agent:                  # optional fixed overrides for one agent's runs only
+      iqrl: {agent.enc_mlp_dims: [256]}
     grid:                       # product over the keys; each value is a list of alternatives
       agent.horizon: [1, 2, 3, 5, 7, 10]
     zip:                        # optional; each entry is one axis whose keys advance together
@@ -37,7 +39,7 @@ import yaml
 from slurm.naming import dotlist, dotlist_value, variant_name
 
 GROUPS = ("easy", "medium", "hard")
-TOP_KEYS = {"name", "agents", "tasks", "seeds", "steps", "fixed", "grid", "zip", "variants"}
+TOP_KEYS = {"name", "agents", "tasks", "seeds", "steps", "fixed", "per_agent", "grid", "zip", "variants"}
 # Keys the sweep sets itself for every run; an override may not set them.
 RESERVED = {"agent", "task", "seed", "steps", "out", "sweep", "variant", "overrides"}
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -58,7 +60,7 @@ class RunSpec:
     seed: int
     steps: int
     variant: str
-    overrides: tuple[str, ...]  # dotlist, fixed overrides first, then the variant's
+    overrides: tuple[str, ...]  # dotlist of the fixed, per-agent and variant overrides, sorted by key
 
     @property
     def key(self) -> str:
@@ -86,6 +88,7 @@ class Sweep:
     seeds: tuple[int, ...]
     steps: int | Mapping[str, int]
     fixed: Mapping[str, Any]
+    per_agent: Mapping[str, Mapping[str, Any]]
     variants: Mapping[str, Mapping[str, Any]]  # variant name -> its overrides, in expansion order
     task_group: Mapping[str, str] = field(default_factory=dict)  # task -> group, for budgets
 
@@ -100,11 +103,15 @@ class Sweep:
     def runs(self, agents: Iterable[str] | None = None) -> list[RunSpec]:
         """All runs in a fixed order (agent, task, variant, seed); ``agents`` restricts to a subset."""
         chosen = self.agents if agents is None else tuple(a for a in self.agents if a in set(agents))
-        fixed = dotlist(self.fixed)
-        return [
-            RunSpec(self.name, agent, task, seed, self.steps_for(task), vname, tuple(fixed + dotlist(ov)))
-            for agent in chosen for task in self.tasks for vname, ov in self.variants.items() for seed in self.seeds
-        ]
+        runs = []
+        for agent in chosen:
+            for task in self.tasks:
+                for vname, ov in self.variants.items():
+                    merged = {**self.fixed, **self.per_agent.get(agent, {}), **ov}
+                    overrides = tuple(dotlist({k: merged[k] for k in sorted(merged)}))
+                    runs += [RunSpec(self.name, agent, task, seed, self.steps_for(task), vname, overrides)
+                             for seed in self.seeds]
+        return runs
 
 
 def load_sweep(path: str | Path, task_groups: Mapping[str, Sequence[str]]) -> Sweep:
@@ -159,8 +166,20 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
                            f"add steps.{grp or 'default'}")
 
     fixed = _overrides(data.get("fixed") or {}, "fixed", fail)
+    per_agent_raw = data.get("per_agent") or {}
+    if not isinstance(per_agent_raw, dict):
+        raise fail(f"per_agent: expected a mapping of agent -> overrides, got {per_agent_raw!r}")
+    per_agent = {}
+    for agent, ov in per_agent_raw.items():
+        if agent not in agents:
+            raise fail(f"per_agent: {agent!r} is not one of the sweep's agents ({', '.join(agents)})")
+        per_agent[agent] = _overrides(ov or {}, f"per_agent.{agent}", fail)
+        clash = sorted(set(per_agent[agent]) & set(fixed))
+        if clash:
+            raise fail(f"per_agent.{agent}: key {clash[0]!r} is also set in fixed; set each key in one place")
     axes = _axes(data, fail)
     keys_seen: dict[str, str] = {k: "fixed" for k in fixed}
+    keys_seen.update({k: f"per_agent.{a}" for a, ov in per_agent.items() for k in ov})
     for label, keys, _ in axes:
         for k in keys:
             if k in keys_seen:
@@ -176,7 +195,7 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
         if vname in variants:
             raise fail(f"two grid points both give variant {vname!r}: {variants[vname]} and {merged}")
         variants[vname] = merged
-    return Sweep(name, where, tuple(agents), tuple(tasks), tuple(seeds), steps, fixed, variants, group_of)
+    return Sweep(name, where, tuple(agents), tuple(tasks), tuple(seeds), steps, fixed, per_agent, variants, group_of)
 
 
 def _names(value: Any, key: str, fail: Callable[[str], SweepError]) -> list[str]:

@@ -51,13 +51,13 @@ def inspect_run(run_dir: Path, queue: Mapping[str, tuple[str, str]] | None) -> R
         return RunState("missing")
     lock = RunLock(run_dir)
     claim = read_claim(run_dir)
-    alive, why = claim_alive(claim, queue) if claim else (False, "")
+    alive, state, why = claim_alive(claim, queue) if claim else (False, "", "")
     if lock.held_elsewhere():
         holder = lock.holder()
         job = f"job {holder.get('job_id') or '?'} on {holder.get('host') or '?'}"
         return RunState("running", error=None, job=job, claim=claim, **progress)
     if claim and alive:
-        running = claim.backend == "local" or " RUNNING" in why
+        running = state in ("RUNNING", "COMPLETING", "LOCAL")
         return RunState("running" if running else "pending", job=why, claim=claim, **progress)
     stale = claim is not None
     if status.get("state") == "failed":
