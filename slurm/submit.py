@@ -242,7 +242,7 @@ def _run_local(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
         return 0
     import submitit
 
-    executor = submitit.LocalExecutor(folder=folder / "%j", max_num_timeout=profile.max_num_timeout)
+    executor = submitit.LocalExecutor(folder=folder, max_num_timeout=profile.max_num_timeout)
     executor.update_parameters(timeout_min=profile.time_min, signal_delay_s=profile.signal_delay_s)
     queue = list(plan.todo)
     active: dict[Any, RunSpec] = {}
