@@ -1,0 +1,26 @@
+import os
+
+os.environ.setdefault("MUJOCO_GL", "disable")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+# Tiny but complete runs: 200-env-step episodes, small networks. Used by the end-to-end tests.
+TINY_RUN = ["task=cartpole-balance", "episode_length=200", "seed_steps=400", "eval_every=400",
+            "eval_episodes=2", "diag_every=400", "checkpoint_every=400", "agent.mlp_dims=[32,32]",
+            "agent.batch_size=16"]
+TINY_AGENT = {"iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+              "iqrl-official": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+              "td3": []}
+
+
+def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:
+    return [f"agent={agent}", f"seed={seed}", f"steps={steps}", f"out={out}", *TINY_RUN,
+            *TINY_AGENT.get(agent, []), *extra]
+
+
+@pytest.fixture
+def tiny():
+    return tiny_argv

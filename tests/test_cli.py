@@ -1,0 +1,72 @@
+"""Bad input: one clear line, a non-zero exit, before any work, and existing run folders untouched."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tiny_argv
+from iqrl.config import build_config
+from iqrl.train import EXIT_BAD_INPUT, EXIT_OK, main
+
+BAD = [
+    (["agent=nope"], "unknown agent 'nope'; valid agents: iqrl"),
+    (["task=walker-wlak"], "unknown task 'walker-wlak' (did you mean walker-walk"),
+    (["agent.horizn=3"], "unknown config key 'agent.horizn' (did you mean agent.horizon?)"),
+    (["sede=3"], "unknown config key 'sede' (did you mean seed?)"),
+    (["agent.fsq_levels=[8,1]"], "agent.fsq_levels must be a non-empty list of ints >= 2"),
+    (["agent.fsq_levels=[]"], "agent.fsq_levels must be a non-empty list of ints >= 2"),
+    (["agent.horizon=0"], "agent.horizon must be >= 1"),
+    (["steps=many"], "invalid value for steps"),
+    (["agent.nstep=0"], "agent.nstep must be >= 1"),
+    (["agent=td3", "agent.horizon=3"], "unknown config key 'agent.horizon'"),
+    (["episode_length=999"], "episode_length must be in 1..1000 and a multiple of action_repeat"),
+    (["device=tpu"], "device must be cpu, cuda, cuda:N or auto"),
+    (["seed"], "bad argument 'seed': expected key=value"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD)
+def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main([f"out={out}", *argv]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err
+    assert not out.exists()
+
+
+def test_bad_input_leaves_existing_run_untouched(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
+    snapshot = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+    for argv, _ in BAD:
+        assert main(tiny_argv("td3", out, steps=400) + argv) == EXIT_BAD_INPUT
+    # a valid config that differs from the one in the folder is refused too
+    assert main(tiny_argv("td3", out, steps=400, seed=2)) == EXIT_BAD_INPUT
+    assert "holds a run with a different config (differs in seed)" in capsys.readouterr().err
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()} == snapshot
+
+
+def test_real_process_exit_code_and_check_mode(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "iqrl.train", "agent=bogus", f"out={tmp_path}/x"],
+                       capture_output=True, text=True)
+    assert r.returncode == EXIT_BAD_INPUT and r.stderr.strip().startswith("error: unknown agent 'bogus'")
+    r = subprocess.run([sys.executable, "-m", "iqrl.train", "--check", "agent=iqrl", "task=dog-run"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "ok: iqrl on dog-run" in r.stdout
+
+
+def test_task_overrides_and_presets():
+    dog = build_config(["agent=iqrl", "task=dog-run"]).agent
+    assert (dog.latent_dim, dog.latent_width, dog.nstep, dog.expl_sigma_episodes) == (1024, 2048, 3, 500)
+    walker = build_config(["agent=iqrl", "task=walker-walk"]).agent
+    assert (walker.latent_width, walker.nstep, walker.expl_sigma_episodes, walker.tc_loss_sign) == (1024, 1, 50, -1)
+    acro = build_config(["agent=iqrl", "task=acrobot-swingup"]).agent
+    assert (acro.enc_tau, acro.nstep, acro.expl_sigma_episodes) == (0.0005, 3, 150)
+    off = build_config(["agent=iqrl-official", "task=walker-walk"]).agent
+    assert off.tc_loss_sign == 1 and off.official_nstep1_gamma_bug and not off.cumulative_mask
+    # command line beats task overrides, lists are replaced
+    cli = build_config(["agent=iqrl", "task=dog-run", "agent.nstep=1", "agent.fsq_levels=[8,5,5,5]"]).agent
+    assert cli.nstep == 1 and cli.fsq_levels == [8, 5, 5, 5] and cli.latent_width == 4096
+    td3 = build_config(["agent=td3", "task=cheetah-run"]).agent
+    assert (td3.nstep, td3.num_critics, td3.actor_q_reduce, td3.init) == (3, 2, "min", "orthogonal")

@@ -1,0 +1,54 @@
+"""Latent rank (three tolerances) and active codebook share against hand-computed cases."""
+
+import pytest
+import torch
+
+from iqrl.diagnostics import active_codebook, numerical_rank, rank_metrics
+
+
+def matrix_with_singular_values(sv, n=8, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    s = torch.zeros(n, d, dtype=torch.float64)
+    for i, x in enumerate(sv):
+        s[i, i] = x
+    return u @ s @ v.T
+
+
+def test_rank_at_three_tolerances():
+    z = matrix_with_singular_values([10.0, 1.0, 0.05, 0.005, 1e-4, 0.0])
+    # threshold = max(eps, eps * sigma_max) = 10 * eps here
+    assert numerical_rank(z, 1e-1) == 1  # > 1.0: only 10 (1.0 is not above 1.0)
+    assert numerical_rank(z, 1e-2) == 2  # > 0.1
+    assert numerical_rank(z, 1e-3) == 3  # > 0.01
+    m = rank_metrics(z)
+    assert (m["latent_rank_tol1e-1"], m["latent_rank_tol1e-2"], m["latent_rank_tol1e-3"]) == (1, 2, 3)
+    assert m["latent_rank"] == 2 and m["latent_rank_pct"] == pytest.approx(100 * 2 / 6)
+
+
+def test_rank_threshold_is_absolute_for_small_matrices():
+    # sigma_max < 1: the threshold is eps itself, not eps * sigma_max
+    z = matrix_with_singular_values([0.5, 0.05, 0.02])
+    assert numerical_rank(z, 1e-2) == 3  # all > 0.01
+    assert numerical_rank(z, 1e-1) == 1  # 0.05 and 0.02 are below 0.1 (not below 0.05)
+
+
+def test_rank_of_full_and_collapsed_latents():
+    full = torch.eye(5)
+    assert rank_metrics(full)["latent_rank"] == 5 and rank_metrics(full)["latent_cond"] == pytest.approx(1.0)
+    collapsed = torch.ones(7, 5)  # every row the same vector
+    assert rank_metrics(collapsed)["latent_rank"] == 1
+
+
+def test_active_codebook_per_group():
+    # 4 samples, 3 groups, K = 4 codes
+    idx = torch.tensor([[0, 1, 3],
+                        [0, 2, 3],
+                        [0, 3, 3],
+                        [0, 0, 2]])
+    m = active_codebook(idx, 4)
+    # group 0 uses {0} = 25 %, group 1 uses {0,1,2,3} = 100 %, group 2 uses {2,3} = 50 %
+    assert m["active_codebook_pct_min"] == 25.0
+    assert m["active_codebook_pct_max"] == 100.0
+    assert m["active_codebook_pct_mean"] == pytest.approx((25 + 100 + 50) / 3)

@@ -1,0 +1,123 @@
+"""Sequence replay and n-step targets: windows never cross episodes, termination vs truncation."""
+
+import pytest
+import torch
+
+from iqrl.replay import SequenceReplay, nstep_targets
+
+G = 0.9
+
+
+def fill(replay, episodes):
+    """episodes: list of (length, terminated). obs = [episode id, t]; reward = 100 * ep + t."""
+    for ep, (length, terminated) in enumerate(episodes):
+        replay.start_episode([ep, 0])
+        for t in range(length):
+            last = t == length - 1
+            replay.add([float(t)], 100 * ep + t, [ep, t + 1], terminated and last, (not terminated) and last)
+
+
+def test_windows_never_cross_episodes():
+    r = SequenceReplay(2, 1, seq_len=4, seed=0)
+    fill(r, [(6, False), (3, False), (9, False), (5, False)])
+    # starts with a full window inside the episode: 6-3 + 0 + 9-3 + 5-3 = 3 + 0 + 6 + 2
+    assert r.n_starts == 11
+    b = r.sample(2000)
+    ep = b.obs[..., 0]
+    t = b.obs[..., 1]
+    assert (ep == ep[:, :1]).all(), "a window mixes two episodes"
+    assert (t[:, 1:] - t[:, :-1] == 1).all(), "observations are not consecutive"
+    assert torch.equal(b.action[..., 0], t[:, :-1])  # a_t pairs with o_t
+    assert torch.equal(b.reward, 100 * ep[:, :-1] + t[:, :-1])
+    assert b.valid.all() and not b.terminal.any()
+    assert set(b.index.tolist()) == set(r._starts[: r.n_starts].tolist())  # every start gets drawn
+
+
+def test_terminated_episode_windows_are_padded_and_masked():
+    r = SequenceReplay(2, 1, seq_len=3, seed=0)
+    fill(r, [(4, True)])
+    # full windows start at 0, 1; padded windows at 2, 3 (run past the terminal at t=3)
+    assert sorted(r._starts[: r.n_starts].tolist()) == [0, 1, 2, 3]
+    b = r.sample(500)
+    for i in range(len(b)):
+        s = int(b.index[i])
+        n_valid = min(3, 4 - s)
+        assert b.valid[i].tolist() == [1.0] * n_valid + [0.0] * (3 - n_valid)
+        assert b.terminal[i].tolist() == [t == 3 for t in range(s, s + 3) if t <= 3] + [False] * (3 - n_valid)
+
+
+def test_sample_shorter_window_and_errors():
+    r = SequenceReplay(2, 1, seq_len=3, seed=0)
+    with pytest.raises(RuntimeError):
+        r.sample(4)
+    fill(r, [(5, False)])
+    b = r.sample(8, seq_len=2)
+    assert b.obs.shape == (8, 3, 2) and b.action.shape == (8, 2, 1)
+    with pytest.raises(ValueError):
+        r.sample(8, seq_len=4)
+
+
+def test_state_dict_round_trip_continues_identically():
+    a = SequenceReplay(2, 1, seq_len=2, seed=3, initial_capacity=2)
+    fill(a, [(5, False), (4, True)])
+    b = SequenceReplay(2, 1, seq_len=2, seed=99)
+    b.load_state_dict(a.state_dict())
+    x, y = a.sample(64), b.sample(64)
+    assert torch.equal(x.obs, y.obs) and torch.equal(x.index, y.index)
+
+
+def rows(*r):
+    return torch.tensor(r, dtype=torch.float32)
+
+
+def test_nstep_no_episode_end():
+    rew = rows([1.0, 2.0, 3.0, 4.0])
+    z = torch.zeros(1, 4)
+    ret, disc, boot = nstep_targets(rew, z, torch.ones(1, 4), G, 3)
+    assert ret.item() == pytest.approx(1 + G * 2 + G ** 2 * 3)
+    assert disc.item() == pytest.approx(G ** 3)
+    assert boot.item() == 3
+
+
+def test_nstep_termination_stops_return_and_bootstrap():
+    rew = rows([1.0, 2.0, 3.0])
+    term = rows([0.0, 1.0, 0.0])
+    valid = rows([1.0, 1.0, 0.0])  # padded after the terminal
+    ret, disc, boot = nstep_targets(rew, term, valid, G, 3)
+    assert ret.item() == pytest.approx(1 + G * 2)  # the terminal step's reward counts
+    assert disc.item() == 0.0  # no bootstrap after a termination
+    assert boot.item() == 2
+
+
+def test_truncation_is_not_termination():
+    # A window that ends exactly at the time limit: valid, terminal 0 -> bootstrap with gamma^n.
+    rew = rows([1.0, 1.0])
+    ret, disc, boot = nstep_targets(rew, torch.zeros(1, 2), torch.ones(1, 2), G, 2)
+    assert disc.item() == pytest.approx(G ** 2) and ret.item() == pytest.approx(1 + G)
+
+
+def test_nstep1_discount_and_official_bug():
+    rew, z, v = rows([5.0]), torch.zeros(1, 1), torch.ones(1, 1)
+    _, disc, _ = nstep_targets(rew, z, v, G, 1)
+    assert disc.item() == pytest.approx(G)
+    _, disc_bug, _ = nstep_targets(rew, z, v, G, 1, unit_discount_n1=True)
+    assert disc_bug.item() == 1.0  # official code: undiscounted n=1 targets
+    _, disc_t, _ = nstep_targets(rew, rows([1.0]), v, G, 1, unit_discount_n1=True)
+    assert disc_t.item() == 0.0
+
+
+def test_official_ignore_terminal_for_n_gt_1():
+    rew, term, valid = rows([1.0, 2.0]), rows([1.0, 0.0]), rows([1.0, 0.0])
+    _, disc, _ = nstep_targets(rew, term, valid, G, 2, ignore_terminal=True)
+    # terminal ignored: one valid step accumulated, bootstrap gamma^1 instead of 0
+    assert disc.item() == pytest.approx(G)
+
+
+def test_nstep_batch_mixes_cases():
+    rew = rows([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
+    term = rows([0.0, 0.0, 0.0], [1.0, 0.0, 0.0])
+    valid = rows([1.0, 1.0, 1.0], [1.0, 0.0, 0.0])
+    ret, disc, boot = nstep_targets(rew, term, valid, G, 3)
+    assert ret.tolist() == pytest.approx([1 + G + G * G, 1.0])
+    assert disc.tolist() == pytest.approx([G ** 3, 0.0])
+    assert boot.tolist() == [3, 1]

@@ -1,0 +1,126 @@
+"""End to end: every agent writes the full run folder; resume equality; NaN guard; done runs."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_argv
+from iqrl import agents
+from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+
+EVAL_COLS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def eval_numbers(run):
+    """eval.csv without the wall-clock column: what must be identical across interruptions."""
+    return [{k: r[k] for k in EVAL_COLS[:-1]} for r in read_csv(Path(run) / "eval.csv")]
+
+
+@pytest.mark.parametrize("agent", agents.agent_names())
+def test_agent_writes_complete_run_folder(agent, tmp_path):
+    out = tmp_path / "run"
+    assert main(tiny_argv(agent, out, steps=800)) == EXIT_OK
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["agent"]["name"] == agent and cfg["task"] == "cartpole-balance" and cfg["steps"] == 800
+    assert cfg["meta"]["versions"]["torch"].startswith("2.13") and "git_commit" in cfg["meta"]
+    ev = read_csv(out / "eval.csv")
+    assert list(ev[0]) == EVAL_COLS
+    assert [int(r["env_step"]) for r in ev] == [0, 400, 800]  # step 0, every 400, and the end
+    assert all(int(r["n_episodes"]) == 2 for r in ev)
+    tr = read_csv(out / "train.csv")
+    assert [int(r["env_step"]) for r in tr] == [400, 800]
+    assert float(tr[-1]["q_loss"]) >= 0 and float(tr[-1]["updates_per_s"]) > 0
+    assert float(tr[-1]["env_steps_per_s"]) > 0
+    if agent.startswith("iqrl"):
+        assert 1 <= float(tr[-1]["latent_rank"]) <= 16  # width 8 groups x 2 channels
+        assert 0 < float(tr[-1]["active_codebook_pct_mean"]) <= 100
+        assert tr[-1]["consistency_loss"] != ""
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "done" and status["env_step"] == 800 and status["error"] is None
+    assert (out / "checkpoint" / "ckpt.pt").exists()
+    assert not [p for p in out.rglob("*.tmp")]  # no leftovers of atomic writes
+
+
+def test_updates_per_step_is_respected(tmp_path):
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=1000, extra=["updates_per_step=0.25", "diag_every=1000"])) == 0
+    # learning starts after 400 seed steps: 600 agent-collected env steps x 0.25 = 150 updates
+    assert int(read_csv(out / "train.csv")[-1]["updates"]) == 150
+
+
+@pytest.mark.parametrize("agent", ["iqrl", "td3"])
+def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(tiny_argv(agent, ref, seed=4)) == EXIT_OK
+    calls = {"n": 0}
+
+    def stop_after_three_episodes():
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    assert main(tiny_argv(agent, run, seed=4), should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
+    assert json.loads((run / "status.json").read_text())["state"] == "running"
+    assert main(tiny_argv(agent, run, seed=4)) == EXIT_OK
+    assert eval_numbers(run) == eval_numbers(ref)
+    assert read_csv(run / "train.csv")[-1]["q_loss"] == read_csv(ref / "train.csv")[-1]["q_loss"]
+
+
+def test_sigkill_at_any_point_then_resume_matches(tmp_path):
+    """Kill the process (SIGKILL) mid-run twice, at different points, and resume each time."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    argv = tiny_argv("iqrl", ref, seed=7, steps=2000, extra=["checkpoint_every=600"])
+    assert main(argv) == EXIT_OK
+    cmd = [sys.executable, "-m", "iqrl.train", *tiny_argv("iqrl", run, seed=7, steps=2000,
+                                                          extra=["checkpoint_every=600"])]
+    # Same thread count as this process (conftest): CPU float sums depend on it.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    for kill_after in (700, 1300):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if json.loads((run / "status.json").read_text())["env_step"] >= kill_after:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert json.loads((run / "status.json").read_text())["state"] == "running"
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    assert eval_numbers(run) == eval_numbers(ref)
+    steps = [int(r["env_step"]) for r in read_csv(run / "eval.csv")]
+    assert steps == sorted(set(steps))  # no duplicated rows
+
+
+def test_done_run_is_left_alone(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
+    assert "already done" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_non_finite_loss_fails_the_run_with_reason(tmp_path, monkeypatch):
+    from baselines.td3 import TD3
+
+    monkeypatch.setattr(TD3, "update", lambda self, replay, step: {"q_loss": float("nan")})
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=800)) == 1
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "failed" and "non-finite q_loss" in status["error"]
+    assert status["env_step"] == 600  # the first episode collected by the agent
