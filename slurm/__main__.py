@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SweepError, ProfileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
