@@ -40,6 +40,8 @@ def _cluster_up() -> str | None:
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
     reason = _cluster_up()
+    if reason and os.environ.get("IQRL_REQUIRE_SLURM") == "1":  # set by .ci/run
+        pytest.fail(f"IQRL_REQUIRE_SLURM=1 but {reason}")
     if reason:
         pytest.skip(reason)
 
