@@ -107,7 +107,7 @@ class Run:
                 if flag.signum == signal.SIGUSR2 and callable(saved[signal.SIGUSR2]):
                     saved[signal.SIGUSR2](signal.SIGUSR2, None)  # submitit: checkpoint(), requeue, exit
                 return f"{name}: interrupted ({signal.Signals(flag.signum).name if flag.signum else 'stop'}), resumable"
-            release_claim(run_dir, job_id)
+            # The claim stays (its job id points `make status` to the log); it is stale once the job ends.
             error = (read_status(run_dir) or {}).get("error") or f"trainer exit code {rc} (see the job log)"
             raise RunFailed(f"{name}: {error}")
         finally:

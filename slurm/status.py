@@ -20,10 +20,14 @@ def _pct(st: RunState) -> str:
 
 
 def _log_hint(results: Path, sweep: str, job_id: str | None) -> str:
+    """The job's stderr log: ``<jobid>/`` subfolders for Slurm jobs, flat for local ones."""
     if not job_id:
         return ""
-    log = results / ".submitit" / sweep / job_id / f"{job_id}_0_log.err"
-    return f"; log {log}" if log.exists() else ""
+    folder = results / ".submitit" / sweep
+    for log in (folder / job_id / f"{job_id}_0_log.err", folder / f"{job_id}_0_log.err"):
+        if log.exists():
+            return f"; log {log}"
+    return ""
 
 
 def render(rows: list[tuple[RunSpec, RunState]], results: Path, sweep: str, slurm_known: bool) -> str:
@@ -46,7 +50,7 @@ def render(rows: list[tuple[RunSpec, RunState]], results: Path, sweep: str, slur
         out.append("(Slurm queue not available: states come from run folders and local processes only)")
     sections = {
         "running": lambda r, st: f"{_pct(st)}  {st.job}",
-        "pending": lambda r, st: st.job,
+        "pending": lambda r, st: f"{_pct(st) + '  ' if st.env_step else ''}{st.job}",
         "interrupted": lambda r, st: f"{_pct(st)}  no live job ({st.job or 'never submitted'}); "
                                      "the next make sweep resumes it",
         "failed": lambda r, st: f"{_pct(st)}  error: {st.error}"

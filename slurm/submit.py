@@ -125,8 +125,10 @@ def _describe(plan: Plan, total: int, out: Print) -> None:
     todo = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
     out(f"{total} runs: {len(plan.done)} done (skipped), {len(plan.live)} running or queued (skipped), "
         f"{len(plan.todo)} to run ({todo})")
-    for r, st in plan.live:
+    for r, st in plan.live[:20]:
         out(f"  skip {r.key}: {st.kind}, {st.job}")
+    if len(plan.live) > 20:
+        out(f"  ... and {len(plan.live) - 20} more (make status lists them)")
 
 
 def _make_run(r: RunSpec, results: Path, profile: Profile, entry: str) -> Run:

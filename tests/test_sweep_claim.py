@@ -92,14 +92,12 @@ def test_run_lock_is_exclusive_and_dies_with_its_process(tmp_path):
 
 
 def test_sweep_lock_serialises(tmp_path):
-    order = []
     with sweep_lock(tmp_path / "sweep.lock"):
         p = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
                               "from slurm.claim import sweep_lock\nwith sweep_lock(Path(sys.argv[1])): print('in')",
                               str(tmp_path / "sweep.lock")], stdout=subprocess.PIPE, text=True)
         time.sleep(0.5)
         assert p.poll() is None  # blocked while we hold it
-        order.append("released")
     assert p.communicate(timeout=20)[0].strip() == "in"
 
 

@@ -161,4 +161,4 @@ def test_failed_run_shows_its_error_in_status_and_dry_changes_nothing(tmp_path, 
     assert cli(["status", str(s), "--results", str(tmp_path / "res")]) == 0
     text = capsys.readouterr().out
     assert "iqrl   default     0        0        0            0       3        0      3" in text
-    assert "failed:\n  iqrl/walker-walk/default/seed0  env_step 0/1000 (0%)  error: ValueError: asked to fail" in text
+    assert "failed:\n  iqrl/walker-walk/default/seed0  env_step 0/1000 (0%)  error: ValueError: asked to fail; log " in text
