@@ -47,5 +47,22 @@ status: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m iqrl.demo
 
+# make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|path.csv.gz] [STEPS=100000,500000,1000000]
+#              [EXCLUDE_PARTIAL=1]   (bootstrap reps: env IQRL_REPS_CURVE / IQRL_REPS_FINAL)
+REFERENCE ?=
+STEPS ?= 100000,500000,1000000
+EXCLUDE_PARTIAL ?=
+figures: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m analysis.figures --results "$(RESULTS)" --out "$(or $(OUT),figures)" \
+		--steps "$(STEPS)" $(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
+		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial)
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
+
+BENCH_UPDATES ?= 20
+DTYPES ?= fp32,bf16
+DEVICE ?= cpu
+bench: $(STAMP)
+	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --device $(DEVICE) \
+		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.nn import EnsembleMLP, ema_update_, frozen_copy, linear_schedule, mlp
+from iqrl.nn import EnsembleMLP, adam, ema_update_, frozen_copy, linear_schedule, mlp
 
 
 @dataclass
@@ -79,8 +79,8 @@ class TD3Learner(nn.Module):
         self.critic = EnsembleMLP(cfg.num_critics, in_dim + act_dim, cfg.mlp_dims, 1, cfg.init)
         self.actor_target = frozen_copy(self.actor)
         self.critic_target = frozen_copy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=cfg.lr)
         self.critic_steps = 0
         self.episodes_trained = 0  # index into the exploration schedule
 
@@ -106,7 +106,7 @@ class TD3Learner(nn.Module):
     def q(self, x: Tensor, a: Tensor, members: Tensor | None = None, target: bool = False) -> Tensor:
         """Q-values [E, B] of the online (or target) critics `members` (all when None)."""
         net = self.critic_target if target else self.critic
-        return net(torch.cat([x, a], -1), members).squeeze(-1)
+        return net(torch.cat([x, a], -1), members).squeeze(-1).float()
 
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
@@ -139,11 +139,16 @@ class TD3Learner(nn.Module):
     def update_actor(self, x: Tensor) -> Tensor:
         c = self.cfg
         members = self._random_subset(c.q_subsample, x.device)
-        q = self.q(x, self.policy(x), members)
-        q = q.mean(0) if c.actor_q_reduce == "mean" else q.amin(0)
-        loss = -q.mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # Only the actor is stepped: freeze the critic so backward skips its weight gradients.
+        self.critic.requires_grad_(False)
+        try:
+            q = self.q(x, self.policy(x), members)
+            q = q.mean(0) if c.actor_q_reduce == "mean" else q.amin(0)
+            loss = -q.mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            loss.backward()
+        finally:
+            self.critic.requires_grad_(True)
         self.actor_opt.step()
         ema_update_(self.actor_target.parameters(), self.actor.parameters(), c.tau)
         return loss.detach()

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from iqrl.actor_critic import ActorCriticConfig, TD3Learner, to_tensor
 from iqrl.agents import Agent, AgentSpec
-from iqrl.nn import FSQ, ema_update_, frozen_copy, mlp
+from iqrl.nn import FSQ, adam, ema_update_, frozen_copy, mlp
 from iqrl.replay import SequenceBatch, nstep_targets
 
 
@@ -102,7 +102,7 @@ class IQRL(Agent):
             self.reward_head = mlp(D + act_dim, cfg.mlp_dims, 1, cfg.init).to(self.device)
             repr_modules.append(self.reward_head)
         self.repr_params = [p for m in repr_modules for p in m.parameters()]
-        self.repr_opt = torch.optim.AdamW(self.repr_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay)
+        self.repr_opt = adam(self.repr_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True)
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         # Actor-critic on the latent.
         self.ac = TD3Learner(cfg, D, act_dim, self.generator).to(self.device)
@@ -134,6 +134,7 @@ class IQRL(Agent):
 
     def consistency_terms(self, pred: Tensor, target: Tensor) -> Tensor:
         """Per-sample consistency term c_h [B]: sign * cos(pred, target), or the MSE per feature."""
+        pred, target = pred.float(), target.float()
         if self.cfg.consistency_loss == "cos":
             return self.cfg.tc_loss_sign * F.cosine_similarity(pred, target, dim=-1, eps=1e-6)
         return ((pred - target) ** 2).mean(-1)

@@ -31,6 +31,12 @@ class AgentSpec:
     batch_size: int
     updates_per_step: float = 0.5  # default gradient updates per env step (0.5 = 1 per agent step)
     warmup_with_policy: bool = False  # seed phase: the agent's exploration policy instead of uniform
+    # When updates run: "per_episode" (after each agent-collected episode, as the official iQRL, TD3,
+    # TCRL and DCWM code), "per_step" (after every agent step once seeding is over, as MR.Q), or
+    # "agent_decides" (after each episode the trainer runs agent.updates_due(...) updates, as TD7's
+    # policy-checkpoint schedule). The number of updates always follows updates_per_step except
+    # for agent_decides.
+    update_mode: str = "per_episode"
 
 
 class Agent:
@@ -47,6 +53,10 @@ class Agent:
 
     def on_episode_end(self) -> None:
         """Advance per-episode schedules; called once after each training episode."""
+
+    def updates_due(self, episode_return: float, episode_env_steps: int) -> int:
+        """update_mode "agent_decides" only: how many updates to run after this episode."""
+        raise NotImplementedError
 
     def state_dict(self) -> dict:
         raise NotImplementedError

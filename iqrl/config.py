@@ -43,6 +43,7 @@ class RunConfig:
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
     checkpoint_every: int = 50_000
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    precision: str = "fp32"  # fp32 | bf16 (opt-in autocast of the gradient updates; see README)
     episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
     action_repeat: int = 2
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
@@ -138,6 +139,7 @@ def validate(run: RunConfig) -> None:
          f"episode_length must be in 1..1000 and a multiple of action_repeat, got {run.episode_length}"),
         (run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),
          f"device must be cpu, cuda, cuda:N or auto, got {run.device!r}"),
+        (run.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {run.precision!r}"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -199,6 +199,16 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     return target
 
 
+def adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Optimizer:
+    """Adam (or AdamW when `decoupled`) with the fused single-kernel implementation.
+
+    Same maths as the default implementation; one fused kernel per step instead of ~10 elementwise
+    passes over every parameter tensor (the optimizer was a large share of a CPU update).
+    """
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def linear_schedule(start: float, end: float, n: int, index: int) -> float:
     """Value `index` of linspace(start, end, n), saturating at the end (iQRL's exploration schedule)."""
     if n <= 1:

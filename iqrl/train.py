@@ -93,6 +93,8 @@ class Trainer:
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
         self.updates_per_step = spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
+        # precision=bf16: matrix products of the updates in bfloat16 (losses and FSQ stay float32).
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         # Counters (all env steps) and logs; everything here is checkpointed.
         self.env_step = 0
         self.episode = 0
@@ -104,6 +106,7 @@ class Trainer:
         self.eval_rows: list[dict] = []
         self.train_rows: list[dict] = []
         self.window = self._new_window()
+        self.pending: tuple[dict, dict] = ({}, {})  # metric sums/counts not yet synced to the host
         self.wall_offset = 0.0
         self.t0 = time.time()
         self.last_return = float("nan")
@@ -154,33 +157,54 @@ class Trainer:
             self.env_step += self.cfg.action_repeat
             self.window["env_steps"] += self.cfg.action_repeat
             obs = step.obs
+            if not seeding and self.agent.spec.update_mode == "per_step":
+                self.window["env_time"] += time.time() - t
+                self.run_updates(self.credit(self.cfg.action_repeat))
+                t = time.time()
             if step.terminated or step.truncated:
                 break
         self.window["env_time"] += time.time() - t
         self.episode += 1
         return ep_return, not seeding
 
-    def train_after_episode(self, episode_env_steps: int) -> None:
-        self.update_credit += episode_env_steps * self.updates_per_step
+    def credit(self, env_steps: int) -> int:
+        """Whole updates owed for `env_steps` new env steps (fractional credit carries over)."""
+        self.update_credit += env_steps * self.updates_per_step
         n = int(math.floor(self.update_credit + 1e-9))
         self.update_credit -= n
-        sums, counts = {}, {}
+        return n
+
+    def run_updates(self, n: int) -> None:
+        sums, counts = self.pending
         t = time.time()
         for _ in range(n):
-            metrics = self.agent.update(self.replay, self.updates)
+            with self.autocast:
+                metrics = self.agent.update(self.replay, self.updates)
             self.updates += 1
             for k, v in metrics.items():
                 sums[k] = sums[k] + v if k in sums else v
                 counts[k] = counts.get(k, 0) + 1
-        # One host sync per episode: tensors -> floats, then the NaN/inf guard.
+        self.window["updates"] += n
+        self.window["update_time"] += time.time() - t
+
+    def flush_metrics(self) -> None:
+        """One host sync per episode: tensors -> floats, then the NaN/inf guard."""
+        sums, counts = self.pending
         for k, v in sums.items():
             v = float(v)
             if not math.isfinite(v):
                 raise NonFiniteLoss(f"non-finite {k} ({v}) in the updates ending at env_step {self.env_step}")
             self.window["sums"][k] = self.window["sums"].get(k, 0.0) + v
             self.window["counts"][k] = self.window["counts"].get(k, 0) + counts[k]
-        self.window["updates"] += n
-        self.window["update_time"] += time.time() - t
+        self.pending = ({}, {})
+
+    def train_after_episode(self, episode_env_steps: int, episode_return: float) -> None:
+        mode = self.agent.spec.update_mode
+        if mode == "per_episode":
+            self.run_updates(self.credit(episode_env_steps))
+        elif mode == "agent_decides":
+            self.run_updates(int(self.agent.updates_due(episode_return, episode_env_steps)))
+        self.flush_metrics()
         self.agent.on_episode_end()
 
     def evaluate(self) -> dict:
@@ -302,7 +326,7 @@ class Trainer:
             self.window["episodes"] += 1
             self.window["return_sum"] += ep_return
             if by_agent:
-                self.train_after_episode(self.env_step - start)
+                self.train_after_episode(self.env_step - start, ep_return)
             finished = self.env_step >= cfg.steps
             if self.env_step >= self.next_eval or finished:
                 progress.log_eval(self.evaluate())
@@ -372,7 +396,7 @@ class Progress:
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 
 Top-level keys: agent, task, seed, steps, out, seed_steps, updates_per_step, eval_every, eval_episodes,
-diag_every, checkpoint_every, device, episode_length, action_repeat, sweep, variant, overrides.
+diag_every, checkpoint_every, device, precision, episode_length, action_repeat, sweep, variant, overrides.
 Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 --check validates the config and exits. Re-running on a run folder resumes it; on a done run does nothing."""
 

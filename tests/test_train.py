@@ -124,3 +124,34 @@ def test_non_finite_loss_fails_the_run_with_reason(tmp_path, monkeypatch):
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "failed" and "non-finite q_loss" in status["error"]
     assert status["env_step"] == 600  # the first episode collected by the agent
+
+
+@pytest.mark.parametrize("mode", ["per_step", "agent_decides"])
+def test_update_modes(mode, tmp_path, monkeypatch):
+    import functools
+
+    import baselines.td3 as td3
+
+    monkeypatch.setattr(td3, "AgentSpec", functools.partial(td3.AgentSpec, update_mode=mode))
+    seen = []
+
+    def updates_due(self, episode_return, episode_env_steps):
+        seen.append(episode_env_steps)
+        return 7
+
+    monkeypatch.setattr(td3.TD3, "updates_due", updates_due, raising=False)
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=1000, extra=["updates_per_step=0.25", "diag_every=1000"])) == 0
+    updates = int(read_csv(out / "train.csv")[-1]["updates"])
+    if mode == "per_step":
+        assert updates == 150  # same total as per_episode: 600 env steps x 0.25
+    else:
+        assert seen == [200, 200, 200] and updates == 21  # 3 agent episodes x 7
+
+
+def test_bf16_precision_runs_and_keeps_float32_losses(tmp_path):
+    out = tmp_path / "run"
+    assert main(tiny_argv("iqrl", out, steps=800, extra=["precision=bf16"])) == EXIT_OK
+    row = read_csv(out / "train.csv")[-1]
+    assert float(row["q_loss"]) >= 0 and abs(float(row["consistency_loss"])) <= 1.0
+    assert yaml.safe_load((out / "config.yaml").read_text())["precision"] == "bf16"

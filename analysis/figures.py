@@ -1,0 +1,222 @@
+"""`make figures`: every figure and score table from a results folder.
+
+    python -m analysis.figures --results R [--out O] [--reference [PATH]] [--steps 100000,500000]
+                               [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
+
+Bad input (missing/empty results, malformed steps, missing reference file) prints one `error:` line
+and exits with status 2. Data issues (partial runs, runs left out of a step, skipped figures) print
+`warning:` / `note:` lines. Nothing under RESULTS is written; the load cache lives in OUT/.cache.
+Bootstrap repetitions: --reps-curve (env IQRL_REPS_CURVE, default 2000) per curve point, profile and
+probability of improvement; --reps-final (env IQRL_REPS_FINAL, default 20000) for the final intervals,
+the score tables and the ablation points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from analysis.load import AnalysisError, AnalysisWarning, eval_rows, load_results
+
+DEFAULT_STEPS = "100000,500000,1000000"
+PROFILE_TAUS = np.linspace(0.0, 1.0, 101)  # normalised return thresholds
+
+
+def parse_steps(text: str) -> list[int]:
+    """'100000,500k,1M' -> [100000, 500000, 1000000] (sorted, unique); AnalysisError when malformed."""
+    steps = []
+    for piece in text.split(","):
+        piece = piece.strip().replace("_", "")
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)", piece)
+        if not m:
+            raise AnalysisError(f"malformed STEPS {text!r}: expected comma-separated env steps like 100000,500000")
+        value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+        if not value.is_integer() or value <= 0:
+            raise AnalysisError(f"malformed STEPS {text!r}: {piece!r} is not a positive whole number of steps")
+        steps.append(int(value))
+    return sorted(set(steps))
+
+
+def _int_arg(name: str, value, minimum: int = 1) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = minimum - 1
+    if n < minimum:
+        raise AnalysisError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", required=True, help="folder holding run folders (any depth)")
+    p.add_argument("--out", default="figures", help="output folder (default: figures)")
+    p.add_argument("--reference", nargs="?", const="1", default=None,
+                   help="overlay published curves: no value = shared/reference-data/published_dmc.csv.gz, "
+                        "or a path to such a file")
+    p.add_argument("--steps", default=DEFAULT_STEPS, help=f"env steps for final scores (default {DEFAULT_STEPS})")
+    p.add_argument("--exclude-partial", action="store_true", help="drop runs whose status is not done")
+    p.add_argument("--reps-curve", default=os.environ.get("IQRL_REPS_CURVE", "2000"))
+    p.add_argument("--reps-final", default=os.environ.get("IQRL_REPS_FINAL", "20000"))
+    p.add_argument("--seed", default="0", help="bootstrap seed (default 0)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write OUT/.cache")
+    return p
+
+
+def make_figures(results, out, *, steps: list[int], reference: Path | None = None, exclude_partial=False,
+                 reps_curve=2000, reps_final=20000, seed=0, use_cache=True) -> dict:
+    """Load, estimate, plot and tabulate; returns {"figures": [paths], "tables": [paths], "notes": [...]}."""
+    from analysis import metrics, plots, tables
+    from analysis.reference import load_reference, select_reference
+
+    def note(msg: str) -> None:
+        notes.append(msg)
+        warnings.warn(msg, AnalysisWarning, stacklevel=2)
+
+    out = Path(out)
+    notes: list[str] = []
+    table, info = load_results(results, cache_dir=out / ".cache" if use_cache else None,
+                               exclude_partial=exclude_partial)
+    evals = eval_rows(table)
+    plots.setup_style()
+    colors = plots.method_colors(table["method"].unique())
+    written: list[Path] = []
+
+    # Final scores at each requested step that some run reached.
+    reached = [s for s in steps if (evals["env_step"] >= s).any()]
+    for s in steps:
+        if s not in reached:
+            note(f"no run reached {metrics.format_steps(s)} env steps: no scores or final figures for it")
+    final = metrics.final_estimates(evals, reached, reps_final, seed)
+    for line in final.notes:
+        note(line)
+    scores = tables.scores_table(final.table)
+    table_paths = tables.write_tables(scores, out)
+
+    # Sample efficiency (IQM across tasks and seeds vs steps), overall and per task group.
+    curves = metrics.sample_efficiency(evals, reps_curve, seed)
+    if curves.empty:
+        note("no env step at which every task of a method has an evaluation: sample-efficiency figure skipped")
+    else:
+        written += plots.save_figure(plots.plot_sample_efficiency(curves, colors), out, "sample_efficiency")
+
+    for step in reached:
+        tag = metrics.format_steps(step)
+        est = final.table[final.table["env_step"] == step]
+        written += plots.save_figure(plots.plot_final_intervals(est, colors, step), out, f"final_intervals_{tag}")
+        mats = {m: arr for (m, s), (arr, _) in final.matrices.items() if s == step}
+        profiles = metrics.performance_profiles(mats, PROFILE_TAUS, reps_curve, seed)
+        written += plots.save_figure(
+            plots.plot_performance_profiles(profiles, PROFILE_TAUS * metrics.RETURN_SCALE, colors, step),
+            out, f"performance_profiles_{tag}")
+        with_tasks = {m: v for (m, s), v in final.matrices.items() if s == step}
+        if "iqrl" not in with_tasks:
+            note(f"no iqrl runs at {tag} steps: probability of improvement skipped")
+        elif len(with_tasks) < 2:
+            note(f"only iqrl at {tag} steps: probability of improvement skipped")
+        else:
+            poi = metrics.improvement_estimates(with_tasks, "iqrl", reps_curve, seed)
+            written += plots.save_figure(plots.plot_probability_of_improvement(poi, colors, step), out,
+                                         f"probability_of_improvement_{tag}")
+
+    # Per-task learning curves, optionally with published curves.
+    task_curves = metrics.per_task_curves(evals, "episode_return", seed=seed)
+    ref = None
+    if reference is not None:
+        ref = select_reference(load_reference(reference), task_curves["task"].unique(),
+                               max_step=float(evals["env_step"].max()))
+        if ref.empty:
+            note(f"reference file {reference} has no main-result curves for these tasks")
+    written += plots.save_figure(
+        plots.plot_task_panels(task_curves, colors, reference=ref, title="Per-task learning curves "
+                               "(mean over seeds, 95% bootstrap CI)", ylim=(0, None)), out, "per_task_curves")
+
+    # Diagnostics of the iQRL paper: latent rank, active codebook share.
+    if "latent_rank" in table and table["latent_rank"].notna().any():
+        rank = metrics.per_task_curves(table, "latent_rank", seed=seed)
+        written += plots.save_figure(plots.plot_task_panels(
+            rank, colors, ylabel="Latent rank", title="Latent rank over training (mean over seeds, 95% CI)"),
+            out, "latent_rank")
+    else:
+        note("no run has a latent_rank column: latent-rank figure skipped")
+    if "active_codebook_pct_mean" in table and table["active_codebook_pct_mean"].notna().any():
+        code = metrics.per_task_curves(table, "active_codebook_pct_mean", seed=seed)
+        bounds = {b: metrics.per_task_curves(table, f"active_codebook_pct_{b}", seed=seed)
+                  for b in ("min", "max") if f"active_codebook_pct_{b}" in table}
+        written += plots.save_figure(plots.plot_task_panels(
+            code, colors, ylabel="Active codebook (%)", bounds=bounds or None, ylim=(0, 105),
+            labels=fsq_labels(table[table["active_codebook_pct_mean"].notna()]),
+            title="Active codebook share over training per FSQ setting (mean over seeds, 95% CI)"),
+            out, "active_codebook")
+    else:
+        note("no run has an active_codebook_pct_mean column: active-codebook figure skipped")
+
+    # Ablations: one figure per swept key of every (sweep, agent).
+    runs = table.drop_duplicates("run")
+    for grid in metrics.ablation_grids(runs):
+        points, step = metrics.ablation_estimates(evals, grid, reached or steps, reps_final, seed)
+        if points["value"].nunique() < 2:
+            continue
+        name = plots.safe_name(f"ablation_{grid.sweep or 'nosweep'}_{grid.agent}_{grid.key}")
+        written += plots.save_figure(plots.plot_ablation(points, colors, key=grid.key, agent=grid.agent,
+                                                         sweep=grid.sweep, step=step), out, name)
+    return {"figures": written, "tables": table_paths, "notes": notes, "info": info, "scores": scores}
+
+
+def fsq_labels(table) -> dict[str, str]:
+    """{method: "method (fsq_levels=8-8)"} where the runs' FSQ levels are known (override or config)."""
+    import json
+
+    out = {}
+    for row in table.drop_duplicates("method").itertuples():
+        levels = json.loads(row.overrides).get("fsq_levels") or json.loads(row.config_values).get("fsq_levels")
+        out[row.method] = f"{row.method} (fsq_levels={levels})" if levels and "fsq_levels" not in row.method \
+            else row.method
+    return out
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    prefix = "warning" if issubclass(category, AnalysisWarning) else f"warning ({category.__name__})"
+    print(f"{prefix}: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():  # restores the caller's warning settings afterwards
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", AnalysisWarning)
+        return _run(args)
+
+
+def _run(args) -> int:
+    start = time.time()
+    try:
+        from analysis.reference import resolve_reference
+
+        steps = parse_steps(args.steps)
+        reference = resolve_reference(args.reference)
+        result = make_figures(
+            args.results, args.out, steps=steps, reference=reference, exclude_partial=args.exclude_partial,
+            reps_curve=_int_arg("--reps-curve", args.reps_curve),
+            reps_final=_int_arg("--reps-final", args.reps_final),
+            seed=_int_arg("--seed", args.seed, minimum=0),
+            use_cache=not args.no_cache)
+    except AnalysisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = result["info"]
+    print(f"wrote {len(result['figures']) // 2} figures (PNG+PDF) and {len(result['tables'])} tables to "
+          f"{args.out} from {info.n_runs} runs{' (cached table)' if info.from_cache else ''} "
+          f"in {time.time() - start:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

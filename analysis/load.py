@@ -1,0 +1,398 @@
+"""Discover run folders and load them into one tidy table.
+
+A run folder is any folder under RESULTS that holds an `eval.csv` (see README, "Run folder contract").
+Its identity (agent, task, variant, seed, sweep, overrides) comes from `config.yaml` when present and
+otherwise from the sweep layout `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>`, so results copied from
+a cluster without their configs still load.
+
+The tidy table has one row per (run, env_step) that appears in the run's `eval.csv` or `train.csv`
+(outer join on env_step): evaluation rows carry `episode_return`, diagnostic rows the train.csv columns.
+Run-level columns are repeated on every row:
+
+    run, sweep, agent, variant, method, task, group, seed, state, target_steps, last_eval_step,
+    has_config, overrides (JSON {key: value}), config_values (JSON {key: value}, flattened config)
+
+`overrides` and `config_values` keys drop the `agent.` prefix (`agent.horizon=3` -> `horizon`); values
+are canonical strings (`[8, 5]` and `8-5` -> "8-5", booleans "true"/"false").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from analysis.task_groups import task_group
+
+RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
+EVAL_COLUMNS = ("env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s")
+RUN_COLUMNS = (
+    "run", "sweep", "agent", "variant", "method", "task", "group", "seed", "state", "target_steps",
+    "last_eval_step", "has_config", "overrides", "config_values",
+)
+CACHE_VERSION = 1  # bump when the table's layout changes, to invalidate old caches
+CACHE_FILE = "runs.parquet"
+CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
+_SEED_DIR = re.compile(r"^seed_?(\d+)$")
+
+
+class AnalysisError(Exception):
+    """Bad input to the analysis (missing/empty results, malformed arguments). One-line message."""
+
+
+class AnalysisWarning(UserWarning):
+    """Something the user should know about the data (partial runs, runs left out, skipped figures)."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, AnalysisWarning, stacklevel=2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Names and values
+# ---------------------------------------------------------------------------------------------------
+def method_label(agent: str, variant: str) -> str:
+    """The method label: the agent name for variant `default`, `agent/variant` otherwise."""
+    return agent if variant in ("", "default") else f"{agent}/{variant}"
+
+
+def canonical_value(value) -> str:
+    """A canonical string for an override/config value: lists joined by '-', bools lower-case.
+
+    >>> canonical_value([8, 5, 5]), canonical_value("[8,5,5]"), canonical_value("8-5-5"), canonical_value(True)
+    ('8-5-5', '8-5-5', '8-5-5', 'true')
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            try:
+                parsed = yaml.safe_load(text)
+            except yaml.YAMLError:
+                parsed = None
+            if isinstance(parsed, list):
+                return canonical_value(parsed)
+        if text.lower() in ("true", "false"):
+            return text.lower()
+        return text
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "-".join(canonical_value(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def override_key(key: str) -> str:
+    """'agent.horizon' -> 'horizon'; other dotted keys are kept as they are."""
+    key = key.strip()
+    return key[len("agent."):] if key.startswith("agent.") else key
+
+
+def parse_overrides(overrides: list[str] | None = None, variant: str | None = None) -> dict[str, str]:
+    """Overrides as {key: canonical value}; from config.yaml's list when given, else from the variant name.
+
+    Variant names join `key=value` pairs with ',' and may themselves contain ',' inside a value that
+    was not dash-joined (`fsq_levels=8,5,horizon=3`): a piece without '=' continues the previous value.
+
+    >>> parse_overrides(["agent.horizon=3", "agent.fsq_levels=[8,5]"])
+    {'horizon': '3', 'fsq_levels': '8-5'}
+    >>> parse_overrides(variant="fsq_levels=8-5-5-5,use_fsq=false")
+    {'fsq_levels': '8-5-5-5', 'use_fsq': 'false'}
+    """
+    pairs: list[list[str]] = []
+    if overrides:
+        for item in overrides:
+            key, sep, value = str(item).partition("=")
+            if sep:
+                pairs.append([key.lstrip("+~"), value])
+    elif variant and variant != "default":
+        for piece in variant.split(","):
+            if "=" in piece:
+                pairs.append(list(piece.split("=", 1)))
+            elif pairs:
+                pairs[-1][1] += "," + piece
+            else:
+                pairs.append([piece, ""])
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        value = value.strip()
+        if "," in value and not value.startswith("["):
+            value = f"[{value}]"
+        out[override_key(key)] = canonical_value(value)
+    return out
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[override_key(name)] = canonical_value(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Discovery and identity
+# ---------------------------------------------------------------------------------------------------
+def discover_runs(results: Path) -> list[Path]:
+    """Every folder under `results` (itself included) holding an eval.csv, sorted; hidden folders skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(results):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "checkpoint")
+        if "eval.csv" in filenames:
+            found.append(Path(dirpath))
+    return sorted(found)
+
+
+def fingerprint(results: Path, run_dirs: list[Path]) -> str:
+    """Hash of (relative path, mtime_ns, size) of every run file: changes whenever a run folder does."""
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{results.resolve()}".encode())
+    for run_dir in run_dirs:
+        for name in RUN_FILES:
+            path = run_dir / name
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            h.update(f"{path.relative_to(results).as_posix()}|{st.st_mtime_ns}|{st.st_size}\n".encode())
+    return h.hexdigest()
+
+
+def _is_variant_dir(name: str) -> bool:
+    return name == "default" or "=" in name
+
+
+def identity_from_layout(rel_parts: tuple[str, ...]) -> dict:
+    """Identity from `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (path parts relative to RESULTS).
+
+    >>> identity_from_layout(("abl", "iqrl", "walker-walk", "horizon=3", "seed2"))["variant"]
+    'horizon=3'
+    """
+    if not rel_parts or not _SEED_DIR.match(rel_parts[-1]):
+        raise ValueError("the folder name is not seed<k>")
+    seed = int(_SEED_DIR.match(rel_parts[-1]).group(1))
+    rest = rel_parts[:-1]
+    variant = "default"
+    if rest and _is_variant_dir(rest[-1]):
+        variant, rest = rest[-1], rest[:-1]
+    if len(rest) < 2:
+        raise ValueError("expected <agent>/<task>/<variant>/seed<k>")
+    return {"agent": rest[-2], "task": rest[-1], "variant": variant, "seed": seed,
+            "sweep": "/".join(rest[:-2])}
+
+
+def read_identity(run_dir: Path, results: Path) -> dict:
+    """Agent, task, variant, seed, sweep, overrides, config values of one run (config.yaml, else layout)."""
+    rel = run_dir.relative_to(results).parts
+    try:
+        layout = identity_from_layout(rel)
+    except ValueError as exc:
+        layout, layout_error = {}, str(exc)
+    else:
+        layout_error = ""
+    cfg = {}
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.exists():
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        if not isinstance(cfg, dict):
+            cfg = {}
+    agent_cfg = cfg.get("agent")
+    agent = agent_cfg.get("name") if isinstance(agent_cfg, dict) else agent_cfg
+    ident = {
+        "agent": agent if agent else layout.get("agent"),
+        "task": cfg.get("task") or layout.get("task"),
+        "variant": cfg.get("variant") or layout.get("variant") or "default",
+        "seed": cfg.get("seed") if cfg.get("seed") is not None else layout.get("seed"),
+        "sweep": cfg.get("sweep") or layout.get("sweep") or "",
+        "has_config": bool(cfg),
+    }
+    missing = [k for k in ("agent", "task", "seed") if ident[k] is None]
+    if missing:
+        why = layout_error or "config.yaml lacks them"
+        raise ValueError(f"cannot tell {', '.join(missing)} ({why})")
+    cfg_overrides = cfg.get("overrides")
+    ident["overrides"] = parse_overrides(cfg_overrides if cfg_overrides else None,
+                                         None if cfg_overrides else ident["variant"])
+    flat = _flatten({k: v for k, v in cfg.items() if k not in ("meta", "overrides")})
+    flat.pop("name", None)
+    ident["config_values"] = flat
+    ident["target_steps"] = cfg.get("steps")
+    return ident
+
+
+def read_status(run_dir: Path) -> dict:
+    path = run_dir / "status.json"
+    if not path.exists():
+        return {"state": "unknown"}
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError):
+        return {"state": "unknown"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# One run -> rows
+# ---------------------------------------------------------------------------------------------------
+def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
+    """The tidy rows of one run folder (raises ValueError with a reason when it cannot be read)."""
+    ident = read_identity(run_dir, results)
+    ev = pd.read_csv(run_dir / "eval.csv")
+    if "env_step" not in ev or "episode_return" not in ev:
+        raise ValueError("eval.csv lacks env_step/episode_return")
+    ev = ev.dropna(subset=["env_step", "episode_return"])
+    if ev.empty:
+        raise ValueError("no evaluations yet")
+    ev = ev.groupby("env_step", as_index=False).last()  # a resumed run may repeat a step: keep the last
+    table = ev
+    train_path = run_dir / "train.csv"
+    if train_path.exists() and train_path.stat().st_size > 0:
+        tr = pd.read_csv(train_path)
+        if "env_step" in tr and not tr.empty:
+            tr = tr.groupby("env_step", as_index=False).last()
+            clash = [c for c in tr.columns if c in ev.columns and c != "env_step"]
+            tr = tr.rename(columns={c: f"train_{c}" for c in clash})
+            table = ev.merge(tr, on="env_step", how="outer")
+    table = table.sort_values("env_step", kind="stable").reset_index(drop=True)
+    status = read_status(run_dir)
+    target = ident["target_steps"] if ident["target_steps"] is not None else status.get("steps")
+    agent, variant = str(ident["agent"]), str(ident["variant"])
+    run_cols = {
+        "run": run_dir.relative_to(results).as_posix() or ".",
+        "sweep": str(ident["sweep"]),
+        "agent": agent,
+        "variant": variant,
+        "method": method_label(agent, variant),
+        "task": str(ident["task"]),
+        "group": task_group(str(ident["task"])),
+        "seed": int(ident["seed"]),
+        "state": str(status.get("state") or "unknown"),
+        "target_steps": float(target) if target is not None else math.nan,
+        "last_eval_step": int(ev["env_step"].max()),
+        "has_config": ident["has_config"],
+        "overrides": json.dumps(ident["overrides"], sort_keys=True),
+        "config_values": json.dumps(ident["config_values"], sort_keys=True),
+    }
+    for key, value in run_cols.items():
+        table[key] = value
+    table["env_step"] = table["env_step"].astype(np.int64)
+    return table[list(RUN_COLUMNS) + [c for c in table.columns if c not in RUN_COLUMNS]]
+
+
+def build_table(results: Path, run_dirs: list[Path]) -> pd.DataFrame:
+    """Concatenate every readable run; unreadable ones are skipped with one warning naming them."""
+    frames, skipped = [], []
+    for run_dir in run_dirs:
+        try:
+            frames.append(load_run(run_dir, results))
+        except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError, yaml.YAMLError) as exc:
+            skipped.append(f"{run_dir.relative_to(results).as_posix()}: {exc}")
+    if skipped:
+        shown = "; ".join(skipped[:5]) + (f"; ... ({len(skipped) - 5} more)" if len(skipped) > 5 else "")
+        warn(f"{len(skipped)} run folder(s) skipped: {shown}")
+    if not frames:
+        raise AnalysisError(f"no readable run with evaluations under {results}")
+    table = pd.concat(frames, ignore_index=True, sort=False)
+    return table.sort_values(["method", "task", "seed", "run", "env_step"], kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Entry point: discover, cache, filter partial runs
+# ---------------------------------------------------------------------------------------------------
+def write_cache(path: Path, table: pd.DataFrame, key: str) -> None:
+    """Write the table as parquet with its fingerprint in the file's metadata (one atomic rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), CACHE_KEY: key.encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(arrow, tmp)
+    os.replace(tmp, path)
+
+
+def read_cache(path: Path, key: str) -> pd.DataFrame | None:
+    """The cached table when `path` exists and was written for fingerprint `key`, else None."""
+    import pyarrow.parquet as pq
+
+    try:
+        if (pq.read_schema(path).metadata or {}).get(CACHE_KEY) != key.encode():
+            return None
+        return pq.read_table(path).to_pandas()
+    except (OSError, ValueError):  # missing or unreadable (pyarrow's errors derive from these)
+        return None
+
+
+@dataclass
+class LoadInfo:
+    n_runs: int
+    from_cache: bool
+    n_partial: int
+    n_excluded: int
+
+
+def load_results(
+    results: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    exclude_partial: bool = False,
+) -> tuple[pd.DataFrame, LoadInfo]:
+    """Load every run under `results` into the tidy table (see module docstring).
+
+    cache_dir: where `runs.parquet` lives (nothing is written under `results`); it is reused only when
+        no run file (config/eval/train/status) changed path, mtime or size since it was written.
+    exclude_partial: drop runs whose status is not `done`; otherwise they are kept up to their last
+        evaluation and a warning says how many there are.
+    Raises AnalysisError when `results` is missing, not a folder, or holds no run.
+    """
+    root = Path(results)
+    if not root.exists():
+        raise AnalysisError(f"results folder {root} does not exist")
+    if not root.is_dir():
+        raise AnalysisError(f"results path {root} is not a folder")
+    run_dirs = discover_runs(root)
+    if not run_dirs:
+        raise AnalysisError(f"no run folders (folders with an eval.csv) under {root}")
+    key = fingerprint(root, run_dirs)
+    table = read_cache(Path(cache_dir) / CACHE_FILE, key) if cache_dir is not None else None
+    from_cache = table is not None
+    if table is None:
+        table = build_table(root, run_dirs)
+        if cache_dir is not None:
+            write_cache(Path(cache_dir) / CACHE_FILE, table, key)
+
+    runs = table.drop_duplicates("run")
+    partial = runs[runs["state"] != "done"]
+    n_excluded = 0
+    if len(partial):
+        states = ", ".join(f"{n} {s}" for s, n in partial["state"].value_counts().sort_index().items())
+        if exclude_partial:
+            table = table[table["state"] == "done"].reset_index(drop=True)
+            n_excluded = len(partial)
+            warn(f"{len(partial)} run(s) not done ({states}) excluded (--exclude-partial)")
+            if table.empty:
+                raise AnalysisError(f"no finished run under {root} (all {len(runs)} are not done)")
+        else:
+            warn(f"{len(partial)} run(s) not done ({states}) included up to their last evaluation "
+                 f"(use --exclude-partial to drop them)")
+    info = LoadInfo(n_runs=int(table["run"].nunique()), from_cache=from_cache,
+                    n_partial=len(partial), n_excluded=n_excluded)
+    return table, info
+
+
+def eval_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Only the evaluation rows (those with an episode_return)."""
+    return table[table["episode_return"].notna()]

@@ -1,0 +1,271 @@
+"""Figures. Each function takes precomputed estimates (analysis.metrics) and returns a Figure; nothing
+here computes a statistic. Colours come from one `method_colors` mapping shared by every figure."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are only ever written to files
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from analysis.metrics import (  # noqa: E402
+    FINAL_METRICS, METRIC_TITLES, format_steps, is_numeric, method_order, value_sort_key,
+)
+
+RETURN_LABEL = "Episode return"
+STEPS_LABEL = "Environment steps"
+GROUP_TITLES = {"all": "All tasks", "easy": "Easy tasks", "medium": "Medium tasks", "hard": "Hard tasks",
+                "other": "Other tasks"}
+
+
+def setup_style() -> None:
+    """Seaborn styling for all figures (call once, in the entry point)."""
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.15)
+    matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 150,
+                                "axes.titleweight": "bold"})
+
+
+def method_colors(methods) -> dict[str, tuple]:
+    """One colour per method (colour-blind palette, husl beyond 10 methods), stable across figures."""
+    order = method_order(methods)
+    palette = sns.color_palette("colorblind", len(order)) if len(order) <= 10 else \
+        sns.color_palette("husl", len(order))
+    return dict(zip(order, palette))
+
+
+def steps_formatter() -> FuncFormatter:
+    return FuncFormatter(lambda x, _pos: format_steps(x))
+
+
+def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
+    """Write name.png and name.pdf under out_dir, close the figure, return both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"{name}.{ext}"
+        fig.savefig(path, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "x"
+
+
+def _grid(n: int, ncols: int = 4, size=(3.6, 2.8)):
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _legend_below(fig, handles, labels, ncol=None):
+    ncol = ncol or min(len(labels), 4)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
+
+
+def _method_handles(methods, colors):
+    return [Line2D([], [], color=colors[m], lw=2.5) for m in methods], list(methods)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Aggregate figures
+# ---------------------------------------------------------------------------------------------------
+def plot_sample_efficiency(curves: pd.DataFrame, colors: dict) -> plt.Figure:
+    """IQM return vs env steps with 95% CI bands; one panel per group ('all' first), one line per method.
+
+    curves: analysis.metrics.sample_efficiency output (group, method, env_step, iqm, ci_low, ci_high, ...).
+    """
+    groups = list(dict.fromkeys(curves["group"]))
+    fig, axes = _grid(len(groups), ncols=4, size=(4.2, 3.3))
+    methods = method_order(curves["method"])
+    for ax, group in zip(axes, groups):
+        sub = curves[curves["group"] == group]
+        for method in methods:
+            m = sub[sub["method"] == method]
+            if m.empty:
+                continue
+            ax.plot(m["env_step"], m["iqm"], color=colors[method], lw=2, marker="o", ms=3)
+            ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[method], alpha=0.2, lw=0)
+        n_tasks = int(sub["n_tasks"].max()) if len(sub) else 0
+        ax.set_title(f"{GROUP_TITLES.get(group, group)} ({n_tasks} task{'s' if n_tasks != 1 else ''})")
+        ax.xaxis.set_major_formatter(steps_formatter())
+        ax.set_xlabel(STEPS_LABEL)
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel(f"IQM {RETURN_LABEL.lower()}")
+    _legend_below(fig, *_method_handles(methods, colors))
+    fig.suptitle("Sample efficiency (IQM, 95% stratified-bootstrap CI)", y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int) -> plt.Figure:
+    """IQM, median, mean and optimality gap with 95% CIs at one step (rliable's interval plot).
+
+    estimates: rows of analysis.metrics.final_estimates(...).table for this step.
+    """
+    from rliable import plot_utils
+
+    methods = method_order(estimates["method"])[::-1]  # rliable draws bottom-up: iqrl ends on top
+    point, interval = {}, {}
+    for method in methods:
+        m = estimates[estimates["method"] == method].set_index("metric").loc[list(FINAL_METRICS)]
+        point[method] = m["value"].to_numpy()
+        interval[method] = np.stack([m["ci_low"].to_numpy(), m["ci_high"].to_numpy()])
+    row_height = max(0.45, 1.6 / len(methods))  # inches per method; at least 1.6 in in all
+    fig, axes = plot_utils.plot_interval_estimates(
+        point, interval, metric_names=[METRIC_TITLES[k] for k in FINAL_METRICS], algorithms=methods,
+        colors=colors, xlabel=f"{RETURN_LABEL} (0-1000)", subfigure_width=3.4,
+        row_height=row_height, xlabel_y_coordinate=-0.5 / (row_height * len(methods)))
+    for ax in np.atleast_1d(axes):
+        ax.title.set_fontsize("x-large")
+        ax.tick_params(labelsize="large")
+    fig.suptitle(f"Final performance at {format_steps(step)} env steps (95% CI)", y=1.0 + 0.35 / len(methods),
+                 fontsize="x-large")
+    return fig
+
+
+def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, step: int) -> plt.Figure:
+    """Fraction of runs with return > tau, with 95% CIs (rliable's profile plot).
+
+    profiles: {method: (profile (len(taus),), ci (2, len(taus)))}; taus on the 0-1000 return scale.
+    """
+    from rliable import plot_utils
+
+    methods = method_order(profiles)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    plot_utils.plot_performance_profiles(
+        {m: profiles[m][0] for m in methods}, taus, performance_profile_cis={m: profiles[m][1] for m in methods},
+        colors=colors, ax=ax, xlabel=r"Return threshold $\tau$", ylabel=r"Fraction of runs with return $> \tau$",
+        labelsize="large", ticklabelsize="medium")
+    ax.legend(*_method_handles(methods, colors), loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
+              frameon=False)
+    ax.set_title(f"Performance profiles at {format_steps(step)} env steps")
+    return fig
+
+
+PAIR_SEPARATOR = "\x1f"  # method labels may contain ',' (combined overrides)
+
+
+def plot_probability_of_improvement(poi: pd.DataFrame, colors: dict, step: int) -> plt.Figure:
+    """P(reference > other) with 95% CIs, one bar per other method (rliable's plot).
+
+    poi: analysis.metrics.improvement_estimates output (method, other, probability, ci_low, ci_high).
+    """
+    from rliable import plot_utils
+
+    poi = poi.set_index("other").loc[method_order(poi["other"])].reset_index()
+    keys = [f"{m}{PAIR_SEPARATOR}{o}" for m, o in zip(poi["method"], poi["other"])]
+    probs = dict(zip(keys, poi["probability"].to_numpy()))
+    cis = {k: np.array([lo, hi]) for k, lo, hi in zip(keys, poi["ci_low"], poi["ci_high"])}
+    fig, ax = plt.subplots(figsize=(5.5, 0.55 * len(keys) + 1.2))
+    plot_utils.plot_probability_of_improvement(
+        probs, cis, pair_separator=PAIR_SEPARATOR, ax=ax, colors=[colors[o] for o in poi["other"]],
+        xticks=[0.0, 0.25, 0.5, 0.75, 1.0], xlabel=f"P({poi['method'].iloc[0]} > Y)",
+        left_ylabel="X", right_ylabel="Y", labelsize="large", ticklabelsize="medium")
+    ax.axvline(0.5, color="k", ls=":", lw=1)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_title(f"Probability of improvement at {format_steps(step)} env steps", pad=18)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-task figures
+# ---------------------------------------------------------------------------------------------------
+def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", ylabel: str = RETURN_LABEL,
+                     title: str = "", reference: pd.DataFrame | None = None,
+                     bounds: dict[str, pd.DataFrame] | None = None, ylim: tuple | None = None,
+                     labels: dict[str, str] | None = None) -> plt.Figure:
+    """One panel per task: mean over seeds with 95% CI band, one line per `by` value.
+
+    curves: analysis.metrics.per_task_curves output. reference: analysis.reference.select_reference
+    output, drawn dashed and labelled "algorithm [source]". bounds: {"min": curves, "max": curves} drawn
+    as thin dotted lines (e.g. the min/max active codebook share over FSQ groups). labels: legend text
+    per `by` value (default: the value itself).
+    """
+    tasks = sorted(curves["task"].unique())
+    fig, axes = _grid(len(tasks))
+    keys = method_order(curves[by])
+    ref_labels = sorted(reference["label"].unique()) if reference is not None and len(reference) else []
+    ref_colors = dict(zip(ref_labels, sns.color_palette("husl", len(ref_labels)) if ref_labels else []))
+    for ax, task in zip(axes, tasks):
+        sub = curves[curves["task"] == task]
+        for label in ref_labels:
+            r = reference[(reference["task"] == task) & (reference["label"] == label)]
+            if len(r):
+                ax.plot(r["env_step"], r["mean"], color=ref_colors[label], lw=1.2, ls="--", alpha=0.85)
+        for key in keys:
+            m = sub[sub[by] == key]
+            if m.empty:
+                continue
+            ax.plot(m["env_step"], m["mean"], color=colors[key], lw=2)
+            ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[key], alpha=0.2, lw=0)
+            for bound in (bounds or {}).values():
+                b = bound[(bound["task"] == task) & (bound[by] == key)]
+                ax.plot(b["env_step"], b["mean"], color=colors[key], lw=1, ls=":")
+        ax.set_title(task)
+        ax.xaxis.set_major_formatter(steps_formatter())
+        ax.set_xlabel(STEPS_LABEL)
+        ax.set_ylabel(ylabel)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+    handles, texts = _method_handles(keys, colors)
+    texts = [(labels or {}).get(k, k) for k in texts]
+    if bounds:
+        handles.append(Line2D([], [], color="grey", lw=1, ls=":"))
+        texts.append("min / max over FSQ groups")
+    for label in ref_labels:
+        handles.append(Line2D([], [], color=ref_colors[label], lw=1.2, ls="--"))
+        texts.append(f"{label} (published)")
+    _legend_below(fig, handles, texts, ncol=min(len(texts), 4 if not ref_labels else 3))
+    if title:
+        fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ablations
+# ---------------------------------------------------------------------------------------------------
+def plot_ablation(points: pd.DataFrame, colors: dict, *, key: str, agent: str, sweep: str, step: int
+                  ) -> plt.Figure:
+    """Final IQM with 95% CI vs the swept value; one line per context (the variants' other overrides).
+
+    points: analysis.metrics.ablation_estimates output (method, value, context, iqm, ci_low, ci_high, ...).
+    """
+    values = sorted(points["value"].unique(), key=value_sort_key)
+    numeric = is_numeric(values)
+    xpos = {v: (float(v) if numeric else i) for i, v in enumerate(values)}
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(values) + 2.5), 3.6))
+    for context, g in points.groupby("context", sort=True):
+        x = g["value"].map(xpos).to_numpy()
+        ax.plot(x, g["iqm"], color="0.55", lw=1.2, ls="-" if not context else "--", zorder=1,
+                label=context or None)
+        for row, xi in zip(g.itertuples(), x):
+            ax.errorbar(xi, row.iqm, yerr=[[row.iqm - row.ci_low], [row.ci_high - row.iqm]], fmt="o", ms=7,
+                        color=colors[row.method], capsize=4, lw=2, zorder=2)
+    ax.set_xticks([xpos[v] for v in values])
+    ax.set_xticklabels(values)
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"IQM {RETURN_LABEL.lower()}")
+    n_tasks = int(points["n_tasks"].max())
+    where = f"sweep '{sweep}'" if sweep else "no sweep name"
+    ax.set_title(f"{agent}: {key} ({where}), IQM at {format_steps(step)} steps, {n_tasks} task(s)",
+                 fontsize="medium")
+    if points["context"].ne("").any():
+        ax.legend(title="other overrides", fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,84 @@
+"""Score tables (CSV, Markdown, LaTeX) from final estimates: one row per (method, env_step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.metrics import format_steps, method_order
+
+SCORE_COLUMNS = ["method", "env_step", "iqm", "iqm_ci_low", "iqm_ci_high", "median", "mean", "optimality_gap",
+                 "n_tasks", "n_runs"]
+
+
+def scores_table(estimates: pd.DataFrame) -> pd.DataFrame:
+    """Long estimates (method, env_step, metric, value, ci_low, ci_high, n_tasks, n_runs) -> SCORE_COLUMNS.
+
+    Values stay on the 0-1000 return scale; rows are ordered by env_step, then method (iqrl first).
+    """
+    if estimates.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    wide = estimates.pivot_table(index=["method", "env_step"], columns="metric", values="value").reset_index()
+    iqm = estimates[estimates["metric"] == "iqm"].set_index(["method", "env_step"])
+    wide = wide.set_index(["method", "env_step"])
+    wide["iqm_ci_low"] = iqm["ci_low"]
+    wide["iqm_ci_high"] = iqm["ci_high"]
+    wide["n_tasks"] = iqm["n_tasks"].astype(int)
+    wide["n_runs"] = iqm["n_runs"].astype(int)
+    wide = wide.reset_index()
+    rank = {m: i for i, m in enumerate(method_order(wide["method"]))}
+    wide = wide.assign(_r=wide["method"].map(rank)).sort_values(["env_step", "_r"]).drop(columns="_r")
+    return wide[SCORE_COLUMNS].reset_index(drop=True)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def to_markdown(scores: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of the scores (env steps as 100k/1M, returns to 0.1)."""
+    header = ["method", "env steps", "IQM", "IQM 95% CI", "median", "mean", "optimality gap", "tasks", "runs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 7) + "|"]
+    for r in scores.itertuples():
+        lines.append("| " + " | ".join([
+            r.method, format_steps(r.env_step), _fmt(r.iqm), f"[{_fmt(r.iqm_ci_low)}, {_fmt(r.iqm_ci_high)}]",
+            _fmt(r.median), _fmt(r.mean), _fmt(r.optimality_gap), str(r.n_tasks), str(r.n_runs)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters (method names contain '_' and '=')."""
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def to_latex(scores: pd.DataFrame) -> str:
+    """A booktabs tabular of the scores (needs \\usepackage{booktabs})."""
+    lines = [r"\begin{tabular}{llrrrrrr}", r"\toprule",
+             r"Method & Env steps & IQM & IQM 95\% CI & Median & Mean & Opt.\ gap & Tasks / runs \\",
+             r"\midrule"]
+    previous = None
+    for r in scores.itertuples():
+        if previous is not None and r.env_step != previous:
+            lines.append(r"\midrule")
+        previous = r.env_step
+        lines.append(" & ".join([
+            latex_escape(r.method), format_steps(r.env_step), _fmt(r.iqm),
+            f"[{_fmt(r.iqm_ci_low)}, {_fmt(r.iqm_ci_high)}]", _fmt(r.median), _fmt(r.mean),
+            _fmt(r.optimality_gap), f"{r.n_tasks} / {r.n_runs}"]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(scores: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """scores.csv (full precision), scores.md and scores.tex under out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "scores.csv", out_dir / "scores.md", out_dir / "scores.tex"]
+    scores.to_csv(paths[0], index=False, float_format="%.6g")
+    paths[1].write_text(to_markdown(scores))
+    paths[2].write_text(to_latex(scores))
+    return paths

@@ -1,0 +1,192 @@
+"""`make bench`: throughput and memory of every agent at its paper configuration.
+
+    python -m iqrl.bench [--agents iqrl,td3] [--tasks walker-walk,dog-run] [--dtypes fp32,bf16]
+                         [--device cpu] [--updates 20] [--out bench.json]
+    python -m iqrl.bench --compare old.json new.json      # speed ratios between two bench files
+
+Each row is measured in a fresh subprocess (so peak memory is that row's own): build the agent from
+`build_config(agent=..., task=...)` exactly as a run would, fill its replay with real environment
+data, then time `updates` gradient updates after 3 warm-up updates (updates_per_s), time data
+collection with the agent acting (env_steps_per_s, env steps = physics steps), and time deterministic
+acting (act_ms). Rows: agent, task, device, dtype, compile, updates_per_s, env_steps_per_s, act_ms,
+peak_mem_mb, torch, hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FIELDS = ["agent", "task", "device", "dtype", "compile", "updates_per_s", "env_steps_per_s", "act_ms",
+          "peak_mem_mb", "torch", "hardware"]
+DEFAULT_TASKS = ["walker-walk", "dog-run"]
+
+
+def hardware(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> dict:
+    import numpy as np
+    import torch
+
+    from iqrl.agents import make_agent
+    from iqrl.config import build_config
+    from iqrl.envs import DMCEnv
+    from iqrl.replay import SequenceReplay
+    from iqrl.train import resolve_device
+
+    cfg = build_config([f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}"])
+    dev = resolve_device(cfg.device)
+    torch.manual_seed(0)
+    env = DMCEnv(task, 0, cfg.action_repeat, cfg.episode_length)
+    a = make_agent(cfg.agent, env.obs_dim, env.act_dim, dev, 0)
+    replay = SequenceReplay(env.obs_dim, env.act_dim, a.spec.seq_len, dev, 0)
+    rng = np.random.default_rng(0)
+
+    def episode(policy: bool) -> int:
+        obs = env.reset()
+        replay.start_episode(obs)
+        steps = 0
+        while True:
+            act = a.act(obs, explore=True) if policy else rng.uniform(-1, 1, env.act_dim).astype(np.float32)
+            s = env.step(act)
+            replay.add(act, s.reward, s.obs, s.terminated, s.truncated)
+            obs, steps = s.obs, steps + cfg.action_repeat
+            if s.terminated or s.truncated:
+                return steps
+
+    episode(policy=False)
+    episode(policy=False)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+    def updates(n: int) -> None:
+        m = {}
+        for i in range(n):
+            with autocast:
+                m = a.update(replay, i)
+        [float(v) for v in m.values()]  # wait for the last update's results
+        sync()
+
+    updates(3)
+    t = time.perf_counter()
+    updates(n_updates)
+    ups = n_updates / (time.perf_counter() - t)
+    t = time.perf_counter()
+    steps = episode(policy=True)
+    env_sps = steps / (time.perf_counter() - t)
+    obs = env.reset()
+    for _ in range(5):
+        a.act(obs, explore=False)
+    t = time.perf_counter()
+    for _ in range(100):
+        a.act(obs, explore=False)
+    sync()
+    act_ms = (time.perf_counter() - t) * 10.0
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"agent": agent, "task": task, "device": str(dev), "dtype": dtype, "compile": False,
+            "updates_per_s": round(ups, 3), "env_steps_per_s": round(env_sps, 1), "act_ms": round(act_ms, 3),
+            "peak_mem_mb": round(peak, 1), "torch": torch.__version__, "hardware": hardware(dev)}
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = FIELDS[:-2]
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+    if rows:
+        print(f"torch {rows[0]['torch']} on {rows[0]['hardware']}")
+
+
+def compare(old_path: str, new_path: str) -> int:
+    key = lambda r: (r["agent"], r["task"], r["device"], r["dtype"], r["compile"])  # noqa: E731
+    old = {key(r): r for r in json.loads(Path(old_path).read_text())}
+    print(f"{'agent':<14} {'task':<12} {'dtype':<5} {'updates/s old':>14} {'new':>8} {'ratio':>6}")
+    for r in json.loads(Path(new_path).read_text()):
+        o = old.get(key(r))
+        if o:
+            ratio = r["updates_per_s"] / o["updates_per_s"]
+            print(f"{r['agent']:<14} {r['task']:<12} {r['dtype']:<5} {o['updates_per_s']:>14.2f} "
+                  f"{r['updates_per_s']:>8.2f} {ratio:>5.2f}x")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agents", default="", help="comma-separated; default: every registered agent")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
+    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--updates", type=int, default=20)
+    p.add_argument("--out", default="bench.json")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
+    p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.compare:
+        return compare(*args.compare)
+    if args.one:
+        print(json.dumps(measure(*args.one, args.device, args.updates)))
+        return 0
+    from iqrl.agents import agent_names
+    from iqrl.config import ConfigError, build_config
+
+    agents = [a for a in args.agents.split(",") if a] or agent_names()
+    tasks = [t for t in args.tasks.split(",") if t]
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    try:
+        for a in agents:
+            for t in tasks:
+                for d in dtypes:
+                    build_config([f"agent={a}", f"task={t}", f"precision={d}", f"device={args.device}"])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = []
+    for a in agents:
+        for t in tasks:
+            for d in dtypes:
+                cmd = [sys.executable, "-m", "iqrl.bench", "--one", a, t, d, "--device", args.device,
+                       "--updates", str(args.updates)]
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    print(f"error: bench of {a} on {t} ({d}) failed: {r.stderr.strip().splitlines()[-1:]}",
+                          file=sys.stderr)
+                    return 1
+                rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+                print(f"{a:<14} {t:<12} {d:<5} {rows[-1]['updates_per_s']:>8.2f} updates/s "
+                      f"{rows[-1]['env_steps_per_s']:>9.1f} env steps/s", flush=True)
+    tmp = Path(args.out).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(args.out)
+    print()
+    print_table(rows)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

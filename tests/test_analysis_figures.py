@@ -1,0 +1,160 @@
+"""End to end: `python -m analysis.figures` on the synthetic results folder (known returns)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import figures, metrics, synthetic
+from analysis.load import eval_rows, load_results
+from analysis.synthetic import TASKS, synthetic_return
+from analysis.tables import SCORE_COLUMNS, scores_table
+from analysis_helpers import write_hand_results
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--reps-curve", "200", "--reps-final", "500"]
+EXPECTED_FIGURES = [
+    "sample_efficiency", "final_intervals_100k", "final_intervals_500k", "performance_profiles_100k",
+    "performance_profiles_500k", "probability_of_improvement_100k", "probability_of_improvement_500k",
+    "per_task_curves", "latent_rank", "active_codebook", "ablation_horizon_iqrl_horizon",
+    "ablation_fsq_iqrl_fsq_levels",
+]
+
+
+def run_cli(argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = figures.main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    results, out = root / "results", root / "figs"
+    manifest = synthetic.make_synthetic_results(results)
+    ref = pd.DataFrame({"source": "paper-x", "algorithm": "SAC", "ablation": ["", "", "arm:1"],
+                        "task": "walker-walk", "env_step": [0, 100_000, 0], "seed": 1,
+                        "episode_return": [0.0, 500.0, 1.0]})
+    ref.to_csv(root / "ref.csv.gz", index=False)
+    before = sorted((p.relative_to(results), p.stat().st_mtime_ns) for p in results.rglob("*"))
+    rc, stdout, stderr = run_cli(["--results", results, "--out", out, "--reference", root / "ref.csv.gz", *FAST])
+    after = sorted((p.relative_to(results), p.stat().st_mtime_ns) for p in results.rglob("*"))
+    return {"manifest": manifest, "out": out, "rc": rc, "stdout": stdout, "stderr": stderr,
+            "results_unchanged": before == after, "results": results}
+
+
+def test_cli_writes_every_figure_and_table(synthetic_run):
+    assert synthetic_run["rc"] == 0, synthetic_run["stderr"]
+    out = synthetic_run["out"]
+    for name in EXPECTED_FIGURES:
+        png, pdf = out / f"{name}.png", out / f"{name}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000, name
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(EXPECTED_FIGURES)
+    for name in ("scores.csv", "scores.md", "scores.tex"):
+        assert (out / name).stat().st_size > 0
+    assert synthetic_run["results_unchanged"]  # nothing written under RESULTS
+    assert synthetic_run["stdout"].startswith(f"wrote {len(EXPECTED_FIGURES)} figures (PNG+PDF) and 3 tables")
+
+
+def test_cli_warnings(synthetic_run):
+    err = synthetic_run["stderr"]
+    assert "warning: 2 run(s) not done (1 failed, 1 running) included up to their last evaluation" in err
+    assert "warning: no run reached 1M env steps" in err
+    assert "warning: at 500k steps, 2 run(s) never reached it and are left out (tcrl: 1, td3: 1)" in err
+
+
+def _expected(agent, runs, step, factor=1.0):
+    """IQM / median / mean / optimality gap of synthetic_return over (task, seed) runs, by hand."""
+    by_task = {}
+    for task, seed in runs:
+        by_task.setdefault(task, []).append(synthetic_return(agent, task, seed, step, factor))
+    allv = [v for vals in by_task.values() for v in vals]
+    task_means = [np.mean(v) for v in by_task.values()]
+    return {"iqm": stats.trim_mean(allv, 0.25), "median": np.median(task_means), "mean": np.mean(task_means),
+            "optimality_gap": 1000 - np.mean(np.minimum(allv, 1000)), "n_tasks": len(by_task), "n_runs": len(allv)}
+
+
+def test_scores_table_pins_known_returns(synthetic_run):
+    scores = pd.read_csv(synthetic_run["out"] / "scores.csv")
+    assert list(scores.columns) == SCORE_COLUMNS
+    assert sorted(scores["env_step"].unique()) == [100_000, 500_000]  # 1M never reached
+    assert len(scores) == 2 * 8  # 8 methods x 2 steps
+    row = scores.set_index(["method", "env_step"])
+    cases = {
+        ("iqrl", 100_000): _expected("iqrl", [(t, s) for t in TASKS for s in range(3)], 100_000),
+        # td3 cheetah-run seed1 failed at 150k: left out at 500k, then 2 seeds per task (lowest kept).
+        ("td3", 500_000): _expected("td3", [(t, s) for t in TASKS for s in ((0, 2) if t == "cheetah-run" else (0, 1))],
+                                    500_000),
+        ("iqrl/horizon=3", 500_000): _expected("iqrl", [(t, s) for t in synthetic.ABLATION_TASKS for s in range(2)],
+                                               500_000, factor=0.92),
+    }
+    for key, exp in cases.items():
+        got = row.loc[key]
+        for metric in ("iqm", "median", "mean", "optimality_gap"):
+            assert got[metric] == pytest.approx(exp[metric], abs=1e-3), (key, metric)
+        assert (got["n_tasks"], got["n_runs"]) == (exp["n_tasks"], exp["n_runs"])
+        assert got["iqm_ci_low"] <= got["iqm"] <= got["iqm_ci_high"]
+    md = (synthetic_run["out"] / "scores.md").read_text()
+    assert md.splitlines()[0].startswith("| method | env steps | IQM |") and "| iqrl | 100k |" in md
+    tex = (synthetic_run["out"] / "scores.tex").read_text()
+    assert r"iqrl/fsq\_levels=8-8 & 500k" in tex and tex.count(r"\\") == 1 + len(scores)
+
+
+def test_same_input_gives_identical_numbers(synthetic_run):
+    # Recompute the 500k rows from the cached table with the CLI's seed and reps: the same numbers.
+    with pytest.warns(UserWarning, match="not done"):
+        table, info = load_results(synthetic_run["results"], cache_dir=synthetic_run["out"] / ".cache")
+    assert info.from_cache
+    est = metrics.final_estimates(eval_rows(table), [500_000], reps=500, seed=0)
+    again = scores_table(est.table)
+    first = pd.read_csv(synthetic_run["out"] / "scores.csv")
+    first = first[first["env_step"] == 500_000].reset_index(drop=True)
+    assert again["method"].tolist() == first["method"].tolist()
+    np.testing.assert_allclose(again[SCORE_COLUMNS[2:]].to_numpy(float), first[SCORE_COLUMNS[2:]].to_numpy(float),
+                               rtol=1e-5)  # scores.csv keeps 6 significant digits
+
+
+def test_exclude_partial_and_skipped_figures(tmp_path):
+    write_hand_results(tmp_path / "r")  # one method, no train.csv, no iqrl
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100",
+                            "--exclude-partial", *FAST])
+    assert rc == 0, err
+    assert "no run has a latent_rank column: latent-rank figure skipped" in err
+    assert "no iqrl runs at 100 steps: probability of improvement skipped" in err
+    scores = pd.read_csv(tmp_path / "o" / "scores.csv")
+    assert scores[["method", "env_step", "iqm", "n_tasks", "n_runs"]].values.tolist() == [["a", 100, 550.0, 3, 12]]
+    assert not (tmp_path / "o" / "latent_rank.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--results", "{tmp}/missing"], "error: results folder {tmp}/missing does not exist"),
+    (["--results", "{tmp}/empty"], "error: no run folders (folders with an eval.csv) under {tmp}/empty"),
+    (["--results", "{tmp}/r", "--steps", "100,abc"], "error: malformed STEPS '100,abc'"),
+    (["--results", "{tmp}/r", "--reference", "{tmp}/nope.csv.gz"], "error: reference file {tmp}/nope.csv.gz not found"),
+])
+def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    write_hand_results(tmp_path / "r")
+    rc, out, err = run_cli([a.format(tmp=tmp_path) for a in args] + ["--out", tmp_path / "o"])
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith(message.format(tmp=tmp_path))
+
+
+def test_process_exit_status_and_make_target(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "analysis.figures", "--results", str(tmp_path / "missing")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
+    dry = subprocess.run(["make", "-n", "figures", "RESULTS=r", "REFERENCE=1", "STEPS=100000"], cwd=REPO,
+                         capture_output=True, text=True)
+    cmd = " ".join(dry.stdout.replace("\\\n", " ").split())
+    assert "-m analysis.figures --results \"r\" --out \"figures\" --steps \"100000\" --reference" in cmd

@@ -1,0 +1,140 @@
+"""Loading run folders: discovery, identity (config.yaml vs sweep layout), partial runs, errors, cache."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from analysis.load import (
+    AnalysisError, AnalysisWarning, identity_from_layout, load_results, method_label, parse_overrides,
+)
+from analysis.task_groups import TASK_GROUPS, task_group
+from analysis_helpers import write_hand_results, write_run
+
+
+def test_task_groups_spec_and_other():
+    assert task_group("walker-walk") == "easy"
+    assert task_group("cartpole-swingup") == "easy"
+    assert task_group("quadruped-run") == "medium"
+    assert task_group("cartpole-swingup_sparse") == "hard"
+    assert task_group("point_mass-easy") == "other"
+    assert [len(TASK_GROUPS[g]) for g in ("easy", "medium", "hard")] == [8, 12, 8]
+
+
+def test_task_groups_agree_with_core_when_present():
+    envs = pytest.importorskip("iqrl.envs")
+    from analysis.task_groups import _SPEC_TASK_GROUPS
+
+    assert {g: sorted(t) for g, t in envs.TASK_GROUPS.items()} == \
+        {g: sorted(t) for g, t in _SPEC_TASK_GROUPS.items()}
+
+
+def test_method_label_and_override_parsing():
+    assert method_label("iqrl", "default") == "iqrl"
+    assert method_label("iqrl", "horizon=3") == "iqrl/horizon=3"
+    assert parse_overrides(["agent.horizon=3", "agent.fsq_levels=[8, 5, 5]"]) == {"horizon": "3", "fsq_levels": "8-5-5"}
+    assert parse_overrides(variant="fsq_levels=8-5-5-5,use_fsq=false") == {"fsq_levels": "8-5-5-5", "use_fsq": "false"}
+    # A list value written with commas inside a combined variant name.
+    assert parse_overrides(variant="fsq_levels=8,5,horizon=3") == {"fsq_levels": "8-5", "horizon": "3"}
+    assert parse_overrides(variant="default") == {}
+
+
+def test_identity_from_layout():
+    assert identity_from_layout(("abl", "iqrl", "walker-walk", "horizon=3", "seed2")) == {
+        "agent": "iqrl", "task": "walker-walk", "variant": "horizon=3", "seed": 2, "sweep": "abl"}
+    # No variant folder, no sweep folder.
+    assert identity_from_layout(("td3", "cheetah-run", "seed0")) == {
+        "agent": "td3", "task": "cheetah-run", "variant": "default", "seed": 0, "sweep": ""}
+    with pytest.raises(ValueError):
+        identity_from_layout(("iqrl", "walker-walk", "run0"))
+
+
+def test_layout_only_runs_load(tmp_path):
+    write_hand_results(tmp_path)
+    table, info = load_results(tmp_path)
+    assert info.n_runs == 12 and not info.from_cache
+    runs = table.drop_duplicates("run").set_index("run")
+    row = runs.loc["s/a/dog-run/default/seed3"]
+    assert (row.agent, row.task, row.variant, row.seed, row.sweep, row.method, row.group) == \
+        ("a", "dog-run", "default", 3, "s", "a", "hard")
+    assert not row.has_config
+    final = table[(table["run"] == "s/a/dog-run/default/seed3") & (table["env_step"] == 100)]
+    assert final["episode_return"].tolist() == [1000.0]
+
+
+def test_config_yaml_wins_over_layout(tmp_path):
+    cfg = {"agent": {"name": "iqrl", "horizon": 3, "fsq_levels": [8, 8]}, "task": "walker-walk", "seed": 7,
+           "steps": 200, "sweep": "abl", "variant": "horizon=3", "overrides": ["agent.horizon=3"], "meta": {}}
+    # Folder names deliberately disagree with the config.
+    write_run(tmp_path / "x" / "y" / "seed0", [(0, 1.0), (200, 2.0)], config=cfg)
+    table, _ = load_results(tmp_path)
+    row = table.iloc[0]
+    assert (row.agent, row.task, row.seed, row.variant, row.sweep, row.method) == \
+        ("iqrl", "walker-walk", 7, "horizon=3", "abl", "iqrl/horizon=3")
+    assert json.loads(row.overrides) == {"horizon": "3"}
+    assert json.loads(row.config_values)["fsq_levels"] == "8-8"
+    assert row.target_steps == 200
+
+
+def test_train_diagnostics_are_joined_on_env_step(tmp_path):
+    write_run(tmp_path / "iqrl" / "walker-walk" / "seed0", [(0, 1.0), (100, 5.0)],
+              train={"env_step": [50, 100], "latent_rank": [10.0, 12.0], "q_loss": [0.5, 0.25]})
+    table, _ = load_results(tmp_path)
+    assert table["env_step"].tolist() == [0, 50, 100]
+    assert table["latent_rank"].tolist()[1:] == [10.0, 12.0]
+    assert table["episode_return"].notna().tolist() == [True, False, True]
+
+
+def test_partial_runs_included_with_warning_or_excluded(tmp_path):
+    write_run(tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (100, 2.0)])
+    write_run(tmp_path / "a" / "walker-walk" / "seed1", [(0, 1.0), (50, 3.0)], state="running", steps=100)
+    write_run(tmp_path / "a" / "walker-walk" / "seed2", [(0, 1.0)], state="failed", steps=100)
+    with pytest.warns(AnalysisWarning, match=r"2 run\(s\) not done \(1 failed, 1 running\) included"):
+        table, info = load_results(tmp_path)
+    assert info.n_runs == 3 and info.n_partial == 2
+    # Included up to the last evaluation.
+    assert table.loc[table["seed"] == 1, "env_step"].max() == 50
+    with pytest.warns(AnalysisWarning, match=r"2 run\(s\) not done .* excluded"):
+        table, info = load_results(tmp_path, exclude_partial=True)
+    assert table["seed"].unique().tolist() == [0] and info.n_excluded == 2
+
+
+def test_missing_or_empty_results_are_errors(tmp_path):
+    with pytest.raises(AnalysisError, match="does not exist"):
+        load_results(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AnalysisError, match="no run folders"):
+        load_results(tmp_path / "empty")
+    # A run folder whose eval.csv has no rows yet is skipped; nothing readable left -> error.
+    write_run(tmp_path / "header" / "a" / "walker-walk" / "seed0", [])
+    with pytest.warns(AnalysisWarning, match="no evaluations yet"), pytest.raises(AnalysisError, match="no readable"):
+        load_results(tmp_path / "header")
+
+
+def test_cache_reused_and_invalidated_when_a_run_changes(tmp_path):
+    results, cache = tmp_path / "results", tmp_path / "out" / ".cache"
+    write_hand_results(results)
+    before = {p: p.stat().st_mtime_ns for p in results.rglob("*")}
+    t1, i1 = load_results(results, cache_dir=cache)
+    t2, i2 = load_results(results, cache_dir=cache)
+    assert (i1.from_cache, i2.from_cache) == (False, True)
+    assert t1.equals(t2)
+    # Rewrite one run's evaluations: the cache must be rebuilt and show the new value.
+    run = results / "s" / "a" / "walker-walk" / "default" / "seed0"
+    write_run(run, [(0, 0.0), (100, 42.0), (200, 43.0)])
+    os.utime(run / "eval.csv", ns=(1, 1))  # a different mtime even on coarse-clock filesystems
+    t3, i3 = load_results(results, cache_dir=cache)
+    assert not i3.from_cache
+    assert t3.loc[t3["run"] == "s/a/walker-walk/default/seed0", "episode_return"].tolist() == [0.0, 42.0, 43.0]
+    # A corrupt cache file is rebuilt, not trusted.
+    (cache / "runs.parquet").write_bytes(b"not parquet")
+    assert not load_results(results, cache_dir=cache)[1].from_cache
+    # A new run folder also invalidates it.
+    write_run(results / "s" / "a" / "hopper-hop" / "default" / "seed0", [(0, 1.0)])
+    assert not load_results(results, cache_dir=cache)[1].from_cache
+    # Nothing was written under RESULTS except the runs this test wrote itself.
+    assert not any(p.name.startswith(".") or p.suffix == ".parquet" for p in results.rglob("*"))
+    assert all(p.stat().st_mtime_ns == m for p, m in before.items()
+               if p.is_file() and "walker-walk/default/seed0" not in str(p))

@@ -1,0 +1,190 @@
+"""Scores, rliable estimates, ablation grids and the published-curve selection, on hand-computable data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import metrics
+from analysis.load import eval_rows, load_results
+from analysis.reference import DEFAULT_REFERENCE, select_reference
+from analysis_helpers import HAND_SCORES, write_hand_results, write_run
+
+REPS = 200
+
+
+@pytest.fixture
+def hand_evals(tmp_path):
+    return eval_rows(load_results(write_hand_results(tmp_path))[0])
+
+
+def test_iqm_matches_scipy_and_rliable():
+    from rliable import metrics as rm
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (3, 5), (4, 3), (7, 2), (10, 1)]:
+        s = rng.random(shape)
+        ours = metrics.final_metric_values(s)
+        theirs = [rm.aggregate_iqm(s), rm.aggregate_median(s), rm.aggregate_mean(s), rm.aggregate_optimality_gap(s)]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+        assert metrics.iqm(s) == pytest.approx(stats.trim_mean(s, 0.25, axis=None), rel=1e-12)
+    curve = rng.random((3, 4, 6))
+    np.testing.assert_allclose(metrics.iqm_per_step(curve), [rm.aggregate_iqm(curve[..., j]) for j in range(6)],
+                               rtol=1e-12)
+
+
+def test_probability_of_improvement_matches_rliable():
+    from rliable import metrics as rm
+
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 4, (5, 3)).astype(float), rng.integers(0, 4, (3, 3)).astype(float)  # with ties
+    assert metrics.probability_of_improvement(x, y) == pytest.approx(rm.probability_of_improvement(x, y))
+    assert metrics.probability_of_improvement(x, x) == pytest.approx(0.5)
+    # Hand-computed: x = [2, 0], y = [1] on one task -> 1 of 2 pairs wins -> 1/2; plus a task won outright.
+    assert metrics.probability_of_improvement(np.array([[2.0, 5.0], [0.0, 6.0]]), np.array([[1.0, 1.0]])) == 0.75
+
+
+def test_final_estimates_hand_values(hand_evals):
+    est = metrics.final_estimates(hand_evals, [100], reps=REPS)
+    row = est.table.set_index("metric")
+    all_scores = [v for values in HAND_SCORES.values() for v in values]
+    assert row.loc["iqm", "value"] == pytest.approx(550.0)
+    assert row.loc["iqm", "value"] == pytest.approx(stats.trim_mean(all_scores, 0.25))
+    assert row.loc["mean", "value"] == pytest.approx((300 + 450 + 875) / 3)
+    assert row.loc["median", "value"] == pytest.approx(450.0)
+    assert row.loc["optimality_gap", "value"] == pytest.approx(1000 - (300 + 450 + 875) / 3)
+    assert (row["n_tasks"] == 3).all() and (row["n_runs"] == 12).all()
+    assert (row["ci_low"] <= row["value"]).all() and (row["value"] <= row["ci_high"]).all()
+    assert (row["ci_high"] - row["ci_low"] > 0).all()
+
+
+def test_bootstrap_reproducible_and_leaves_global_rng_alone(hand_evals):
+    np.random.seed(123)
+    state = np.random.get_state()[1].copy()
+    a = metrics.final_estimates(hand_evals, [100], reps=REPS).table
+    b = metrics.final_estimates(hand_evals, [100], reps=REPS).table
+    pd.testing.assert_frame_equal(a, b)  # identical numbers, not merely close
+    assert np.array_equal(np.random.get_state()[1], state)
+    c = metrics.final_estimates(hand_evals, [100], reps=REPS, seed=1).table
+    assert not np.array_equal(a["ci_low"].to_numpy(), c["ci_low"].to_numpy())
+
+
+def test_ci_is_degenerate_when_runs_agree():
+    # Every seed of a task has the same score: every resample is the original -> CI = [point, point].
+    s = np.array([[0.2, 0.6, 0.9]] * 4)
+    point, interval = metrics.bootstrap(s, metrics.final_metric_values, reps=REPS)
+    np.testing.assert_allclose(interval[0], point)
+    np.testing.assert_allclose(interval[1], point)
+    # IQM of {0.2 x4, 0.6 x4, 0.9 x4}: drop three from each end -> (0.2 + 4 * 0.6 + 0.9) / 6.
+    assert point[0] == pytest.approx(3.5 / 6)
+
+
+def test_score_at_step_rule_and_runs_that_never_reached(tmp_path):
+    write_run(tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (40, 2.0), (90, 3.0), (150, 4.0)])
+    write_run(tmp_path / "a" / "walker-walk" / "seed1", [(0, 10.0), (100, 20.0)])
+    write_run(tmp_path / "a" / "walker-walk" / "seed2", [(0, 5.0), (60, 6.0)], state="running", steps=150)
+    with pytest.warns(UserWarning, match="not done"):
+        evals = eval_rows(load_results(tmp_path)[0])
+    scores, not_reached = metrics.scores_at_step(evals, 100)
+    assert scores.set_index("seed")["episode_return"].to_dict() == {0: 3.0, 1: 20.0}  # 90 <= 100, exact 100
+    assert scores.set_index("seed")["env_step"].to_dict() == {0: 90, 1: 100}
+    assert not_reached[["seed", "last_eval"]].values.tolist() == [[2, 60]]
+    est = metrics.final_estimates(evals, [100, 150], reps=REPS)
+    assert "at 100 steps, 1 run(s) never reached it and are left out (a: 1)" in est.notes
+    assert "at 150 steps, 2 run(s) never reached it and are left out (a: 2)" in est.notes
+    iqm = est.table.set_index(["env_step", "metric"])["value"]
+    assert iqm[(100, "iqm")] == pytest.approx(11.5) and iqm[(150, "iqm")] == pytest.approx(4.0)
+    assert est.table.set_index(["env_step", "metric"]).loc[(100, "iqm"), "n_runs"] == 2
+
+
+def test_runs_balanced_across_tasks_for_rliable(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path / "a" / "walker-walk" / f"seed{seed}", [(0, 0.0), (10, 100.0 * (seed + 1))])
+    for seed in (0, 2):
+        write_run(tmp_path / "a" / "cheetah-run" / f"seed{seed}", [(0, 0.0), (10, 50.0)])
+    est = metrics.final_estimates(eval_rows(load_results(tmp_path)[0]), [10], reps=REPS)
+    s, tasks = est.matrices[("a", 10)]
+    assert tasks == ["cheetah-run", "walker-walk"]
+    np.testing.assert_allclose(s, [[0.05, 0.1], [0.05, 0.2]])  # walker-walk seed2 dropped (lowest seeds kept)
+    assert any("1 run(s) left out so that every task has 2 run(s)" in n for n in est.notes)
+
+
+def test_sample_efficiency_curve_points(tmp_path):
+    # Two tasks x two seeds, evaluations at 0/50/100; seed1 of cheetah-run stops at 50.
+    write_run(tmp_path / "a" / "walker-walk" / "seed0", [(0, 0.0), (50, 400.0), (100, 800.0)])
+    write_run(tmp_path / "a" / "walker-walk" / "seed1", [(0, 0.0), (50, 200.0), (100, 600.0)])
+    write_run(tmp_path / "a" / "cheetah-run" / "seed0", [(0, 0.0), (50, 100.0), (100, 300.0)])
+    write_run(tmp_path / "a" / "cheetah-run" / "seed1", [(0, 0.0), (50, 300.0)], state="running", steps=100)
+    with pytest.warns(UserWarning):
+        evals = eval_rows(load_results(tmp_path)[0])
+    curve = metrics.sample_efficiency(evals, reps=REPS)
+    got = curve[curve["group"] == "all"].set_index("env_step")
+    assert got["iqm"].to_dict() == pytest.approx({0: 0.0, 50: 250.0, 100: 550.0})
+    # At 100 only one cheetah-run run is left: one run per task (lowest seeds): walker 800, cheetah 300.
+    assert got.loc[100, "n_runs"] == 2 and got.loc[50, "n_runs"] == 4
+    assert (got["ci_low"] <= got["iqm"] + 1e-9).all() and (got["iqm"] <= got["ci_high"] + 1e-9).all()
+    assert curve["group"].unique().tolist() == ["all", "easy", "medium"]
+
+
+def test_per_task_curves_mean_and_ci(tmp_path):
+    write_run(tmp_path / "a" / "walker-walk" / "seed0", [(0, 0.0), (100, 100.0)])
+    write_run(tmp_path / "a" / "walker-walk" / "seed1", [(0, 0.0), (100, 300.0)])
+    table = load_results(tmp_path)[0]
+    curves = metrics.per_task_curves(table, "episode_return", reps=REPS).set_index("env_step")
+    assert curves.loc[100, "mean"] == 200.0 and curves.loc[100, "n"] == 2
+    assert 100.0 <= curves.loc[100, "ci_low"] <= 200.0 <= curves.loc[100, "ci_high"] <= 300.0
+    assert curves.loc[0, "ci_low"] == curves.loc[0, "ci_high"] == 0.0
+
+
+def test_ablation_grids_from_overrides_config_and_variant_names():
+    def run(variant, overrides, cfg):
+        return {"sweep": "abl", "agent": "iqrl", "variant": variant,
+                "method": "iqrl" if variant == "default" else f"iqrl/{variant}",
+                "overrides": json.dumps(overrides), "config_values": json.dumps(cfg)}
+
+    runs = pd.DataFrame([
+        run("default", {}, {"horizon": "5", "fsq_levels": "8-8"}),
+        run("horizon=1", {"horizon": "1"}, {}),
+        run("horizon=3", {"horizon": "3"}, {}),
+        run("fsq_levels=5-5-5-5", {"fsq_levels": "5-5-5-5"}, {}),
+        run("horizon=3,use_fsq=false", {"horizon": "3", "use_fsq": "false"}, {}),
+    ])
+    grids = {g.key: g for g in metrics.ablation_grids(runs)}
+    assert sorted(grids) == ["fsq_levels", "horizon"]  # use_fsq takes one value only
+    h = grids["horizon"].points
+    assert sorted(zip(h["value"], h["context"], h["method"])) == [
+        ("1", "", "iqrl/horizon=1"), ("3", "", "iqrl/horizon=3"),
+        ("3", "use_fsq=false", "iqrl/horizon=3,use_fsq=false"), ("5", "", "iqrl")]
+    assert sorted(grids["fsq_levels"].points["value"], key=metrics.value_sort_key) == ["5-5-5-5", "8-8"]
+    assert metrics.is_numeric(["1", "3", "5"]) and not metrics.is_numeric(["8-8", "5-5-5-5"])
+
+
+def test_select_reference_rows():
+    ref = pd.DataFrame({
+        "source": ["s1", "s1", "s1", "s2", "s1", "s1", "s1"],
+        "algorithm": ["SAC", "SAC", "SAC", "SAC", "SAC", "X", "SAC"],
+        "ablation": ["", "", "", "", "study:arm", "", ""],
+        "task": ["walker-walk"] * 5 + ["walker-walk", "cheetah-run"],
+        "env_step": [0, 0, 1000, 0, 0, 5000, 0],
+        "seed": [1, 2, 1, 1, 1, 1, 1],
+        "episode_return": [10.0, 30.0, 50.0, 7.0, 999.0, 1.0, 3.0],
+    })
+    out = select_reference(ref, ["walker-walk"], max_step=1000)
+    assert out[["label", "env_step", "mean", "n_seeds"]].values.tolist() == [
+        ["SAC [s1]", 0, 20.0, 2], ["SAC [s1]", 1000, 50.0, 1], ["SAC [s2]", 0, 7.0, 1]]
+
+
+@pytest.mark.skipif(not DEFAULT_REFERENCE.is_file(), reason="shared reference data not present")
+def test_select_reference_on_published_file():
+    ref = pd.read_csv(DEFAULT_REFERENCE, dtype={"ablation": str}, keep_default_na=False)
+    out = select_reference(ref, ["walker-walk"])
+    assert set(out["task"]) == {"walker-walk"}
+    labels = set(out["label"])
+    # SAC appears in two sources and must stay two curves; DCWM's ablation arms must not appear.
+    assert {"SAC [tdmpc2-results]", "SAC [iqrl-icml24-draft]", "iQRL [iqrl-icml24-draft]"} <= labels
+    main = ref[(ref["task"] == "walker-walk") & (ref["ablation"] == "")]
+    assert len(labels) == main.groupby(["source", "algorithm"]).ngroups
