@@ -11,6 +11,8 @@ export MUJOCO_GL ?= disable
 RESULTS ?= results
 SWEEP ?= ablations/smoke.yaml
 CLUSTER ?=
+DRY ?=
+AGENTS ?=
 OUT ?=
 BENCH_OUT ?= bench.json
 AGENT ?=
@@ -32,6 +34,15 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Sweeps (slurm/, README "Sweeps on Slurm"): CLUSTER = profile in slurm/profiles (default: local when
+# Slurm is absent), DRY=1 prints the runs and sbatch parameters only, AGENTS=a,b runs a subset.
+sweep: $(STAMP)
+	$(PY) -m slurm sweep $(SWEEP) --results $(RESULTS) $(if $(CLUSTER),--cluster $(CLUSTER)) \
+		$(if $(filter 1 yes true,$(DRY)),--dry) $(if $(AGENTS),--agents $(AGENTS))
+
+status: $(STAMP)
+	$(PY) -m slurm status $(SWEEP) --results $(RESULTS) $(if $(AGENTS),--agents $(AGENTS))
 
 demo: $(STAMP)
 	$(PY) -m iqrl.demo

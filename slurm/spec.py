@@ -1,0 +1,342 @@
+"""Sweep files: parse and check them, and expand them into runs.
+
+A sweep file (``ablations/*.yaml``)::
+
+    name: horizon               # optional; defaults to the file name. Runs land in RESULTS/<name>/...
+    agents: [iqrl]              # agent registry names
+    tasks: [easy, cheetah-run]  # dm_control task names and/or the groups easy / medium / hard
+    seeds: 5                    # a count (seeds 0..4) or an explicit list [0, 3, 7]
+    steps: {easy: 1000000, medium: 1000000, hard: 3000000}   # env steps per run: one int, or per group
+                                                             # (a `default:` entry covers ungrouped tasks)
+    fixed:                      # overrides for every run; recorded, but not part of the variant name
+      eval_every: 10000
+    per_agent:                  # optional fixed overrides for one agent's runs only
+      iqrl: {agent.enc_mlp_dims: [256]}
+    grid:                       # product over the keys; each value is a list of alternatives
+      agent.horizon: [1, 2, 3, 5, 7, 10]
+    zip:                        # optional; each entry is one axis whose keys advance together
+      - {agent.fsq_levels: [[8, 8], [8, 5, 5, 5]], agent.latent_dim: [512, 256]}
+    variants:                   # optional; one axis of explicit alternatives ({} = the defaults)
+      - {}
+      - {agent.use_fsq: false}
+
+The variants of a sweep are the product of its axes (``variants`` x each ``zip`` entry x each ``grid``
+key); with no axes there is one variant, ``default``. Each run is agent x task x variant x seed and lives
+in ``RESULTS/<name>/<agent>/<task>/<variant>/seed<k>`` (variant name: ``slurm.naming.variant_name``).
+Everything here is pure: task groups, the agent registry and the trainer's config check are passed in.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slurm.naming import dotlist, dotlist_value, variant_name
+
+GROUPS = ("easy", "medium", "hard")
+TOP_KEYS = {"name", "agents", "tasks", "seeds", "steps", "fixed", "per_agent", "grid", "zip", "variants"}
+# Keys the sweep sets itself for every run; an override may not set them.
+RESERVED = {"agent", "task", "seed", "steps", "out", "sweep", "variant", "overrides"}
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class SweepError(ValueError):
+    """A malformed sweep file or a run the trainer's config rejects; the message is one line."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: everything needed to name its folder and build its trainer command line."""
+
+    sweep: str
+    agent: str
+    task: str
+    seed: int
+    steps: int
+    variant: str
+    overrides: tuple[str, ...]  # dotlist of the fixed, per-agent and variant overrides, sorted by key
+
+    @property
+    def key(self) -> str:
+        return f"{self.agent}/{self.task}/{self.variant}/seed{self.seed}"
+
+    def run_dir(self, results: Path | str) -> Path:
+        return Path(results) / self.sweep / self.agent / self.task / self.variant / f"seed{self.seed}"
+
+    def argv(self, results: Path | str) -> list[str]:
+        """The trainer command line (``python -m iqrl.train <argv>``); ``out`` is absolute."""
+        out = Path(self.run_dir(results)).absolute()
+        return [
+            f"agent={self.agent}", f"task={self.task}", f"seed={self.seed}", f"steps={self.steps}",
+            f"out={dotlist_value(str(out))}", f"sweep={self.sweep}", f"variant={dotlist_value(self.variant)}",
+            f"overrides={dotlist_value(list(self.overrides))}", *self.overrides,
+        ]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: str
+    agents: tuple[str, ...]
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int | Mapping[str, int]
+    fixed: Mapping[str, Any]
+    per_agent: Mapping[str, Mapping[str, Any]]
+    variants: Mapping[str, Mapping[str, Any]]  # variant name -> its overrides, in expansion order
+    task_group: Mapping[str, str] = field(default_factory=dict)  # task -> group, for budgets
+
+    def steps_for(self, task: str) -> int:
+        if isinstance(self.steps, int):
+            return self.steps
+        group = self.task_group.get(task)
+        if group in self.steps:
+            return self.steps[group]
+        return self.steps["default"]
+
+    def runs(self, agents: Iterable[str] | None = None) -> list[RunSpec]:
+        """All runs in a fixed order (agent, task, variant, seed); ``agents`` restricts to a subset."""
+        chosen = self.agents if agents is None else tuple(a for a in self.agents if a in set(agents))
+        runs = []
+        for agent in chosen:
+            for task in self.tasks:
+                for vname, ov in self.variants.items():
+                    merged = {**self.fixed, **self.per_agent.get(agent, {}), **ov}
+                    overrides = tuple(dotlist({k: merged[k] for k in sorted(merged)}))
+                    runs += [RunSpec(self.name, agent, task, seed, self.steps_for(task), vname, overrides)
+                             for seed in self.seeds]
+        return runs
+
+
+def load_sweep(path: str | Path, task_groups: Mapping[str, Sequence[str]]) -> Sweep:
+    """Read and check a sweep file. ``task_groups`` is ``iqrl.envs.TASK_GROUPS``. Raises SweepError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SweepError(f"{path}: cannot read sweep file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SweepError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_sweep(data, str(path), default_name=path.stem, task_groups=task_groups)
+
+
+def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[str, Sequence[str]]) -> Sweep:
+    def fail(msg: str) -> SweepError:
+        return SweepError(f"{where}: {msg}")
+
+    if not isinstance(data, dict):
+        raise fail("expected a mapping with keys agents, tasks, seeds, steps (and optionally name, fixed, grid, zip, variants)")
+    unknown = sorted(set(map(str, data)) - TOP_KEYS)
+    if unknown:
+        raise fail(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(TOP_KEYS))})")
+    for required in ("agents", "tasks", "seeds", "steps"):
+        if required not in data:
+            raise fail(f"missing required key {required!r}")
+
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise fail(f"name: {name!r} is not a usable folder name (letters, digits, . _ -)")
+
+    agents = _names(data["agents"], "agents", fail)
+    group_of = {t: g for g in GROUPS for t in task_groups.get(g, ())}
+    tasks: list[str] = []
+    for t in _names(data["tasks"], "tasks", fail):
+        for task in (task_groups[t] if t in GROUPS else [t]):
+            if task not in tasks:
+                tasks.append(task)
+
+    seeds = _seeds(data["seeds"], fail)
+    steps = _steps(data["steps"], fail)
+    if isinstance(steps, dict):
+        for task in tasks:
+            if group_of.get(task) not in steps and "default" not in steps:
+                grp = group_of.get(task)
+                raise fail(f"steps: no budget for task {task!r} ({f'group {grp}' if grp else 'in no group'}); "
+                           f"add steps.{grp or 'default'}")
+
+    fixed = _overrides(data.get("fixed") or {}, "fixed", fail)
+    per_agent_raw = data.get("per_agent") or {}
+    if not isinstance(per_agent_raw, dict):
+        raise fail(f"per_agent: expected a mapping of agent -> overrides, got {per_agent_raw!r}")
+    per_agent = {}
+    for agent, ov in per_agent_raw.items():
+        if agent not in agents:
+            raise fail(f"per_agent: {agent!r} is not one of the sweep's agents ({', '.join(agents)})")
+        per_agent[agent] = _overrides(ov or {}, f"per_agent.{agent}", fail)
+        clash = sorted(set(per_agent[agent]) & set(fixed))
+        if clash:
+            raise fail(f"per_agent.{agent}: key {clash[0]!r} is also set in fixed; set each key in one place")
+    axes = _axes(data, fail)
+    keys_seen: dict[str, str] = {k: "fixed" for k in fixed}
+    keys_seen.update({k: f"per_agent.{a}" for a, ov in per_agent.items() for k in ov})
+    for label, keys, _ in axes:
+        for k in keys:
+            if k in keys_seen:
+                raise fail(f"{label}: key {k!r} is also set in {keys_seen[k]}; set each key in one place")
+            keys_seen[k] = label
+
+    variants: dict[str, dict[str, Any]] = {}
+    for combo in itertools.product(*(points for _, _, points in axes)):
+        merged: dict[str, Any] = {}
+        for point in combo:
+            merged.update(point)
+        vname = variant_name(merged)
+        if vname in variants:
+            raise fail(f"two grid points both give variant {vname!r}: {variants[vname]} and {merged}")
+        variants[vname] = merged
+    return Sweep(name, where, tuple(agents), tuple(tasks), tuple(seeds), steps, fixed, per_agent, variants, group_of)
+
+
+def _names(value: Any, key: str, fail: Callable[[str], SweepError]) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise fail(f"{key}: expected a non-empty list of names, got {value!r}")
+    if len(set(value)) != len(value):
+        raise fail(f"{key}: duplicate entries in {value}")
+    return list(value)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _seeds(value: Any, fail: Callable[[str], SweepError]) -> list[int]:
+    if _is_int(value):
+        if value < 1:
+            raise fail(f"seeds: a count must be at least 1, got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(_is_int(s) and s >= 0 for s in value):
+        if len(set(value)) != len(value):
+            raise fail(f"seeds: duplicate seeds in {value}")
+        return list(value)
+    raise fail(f"seeds: expected a count or a list of non-negative integers, got {value!r}")
+
+
+def _budget(value: Any, key: str, fail: Callable[[str], SweepError]) -> int:
+    if not _is_int(value) or value <= 0:
+        hint = " (YAML reads 1e6 as text; write 1000000 or 1_000_000)" if isinstance(value, str) else ""
+        raise fail(f"{key}: expected a positive integer number of env steps, got {value!r}{hint}")
+    return value
+
+
+def _steps(value: Any, fail: Callable[[str], SweepError]) -> int | dict[str, int]:
+    if isinstance(value, dict):
+        if not value:
+            raise fail("steps: empty mapping")
+        bad = sorted(set(map(str, value)) - {*GROUPS, "default"})
+        if bad:
+            raise fail(f"steps: unknown group {bad[0]!r} (use {', '.join(GROUPS)} or default)")
+        return {g: _budget(v, f"steps.{g}", fail) for g, v in value.items()}
+    return _budget(value, "steps", fail)
+
+
+def _check_value(value: Any, where: str, fail: Callable[[str], SweepError]) -> None:
+    if isinstance(value, dict):
+        raise fail(f"{where}: mappings are not supported as values; set each nested key (a.b.c: ...) instead")
+    if isinstance(value, list):
+        for v in value:
+            _check_value(v, where, fail)
+        return
+    try:
+        dotlist_value(value)
+    except (TypeError, ValueError) as e:
+        raise fail(f"{where}: {e}") from None
+
+
+def _check_key(key: Any, where: str, fail: Callable[[str], SweepError]) -> str:
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise fail(f"{where}: {key!r} is not a config key (dotted names like agent.horizon)")
+    if key in RESERVED:
+        raise fail(f"{where}: {key!r} is set by the sweep itself (use the top-level agents/tasks/seeds/steps keys)")
+    return key
+
+
+def _overrides(value: Any, where: str, fail: Callable[[str], SweepError]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise fail(f"{where}: expected a mapping of config keys to values, got {value!r}")
+    out = {}
+    for k, v in value.items():
+        _check_key(k, where, fail)
+        _check_value(v, f"{where}.{k}", fail)
+        out[k] = v
+    return out
+
+
+def _alternatives(value: Any, where: str, fail: Callable[[str], SweepError]) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise fail(f"{where}: expected a non-empty list of alternatives, got {value!r}")
+    _check_value(value, where, fail)
+    return value
+
+
+def _axes(data: Mapping[str, Any], fail: Callable[[str], SweepError]) -> list[tuple[str, list[str], list[dict]]]:
+    """The sweep's axes as (label, keys, points); a point is a dict of overrides."""
+    axes: list[tuple[str, list[str], list[dict]]] = []
+    if data.get("variants") is not None:
+        value = data["variants"]
+        if not isinstance(value, list) or not value:
+            raise fail(f"variants: expected a non-empty list of override mappings ({{}} = defaults), got {value!r}")
+        points = [_overrides(v if v is not None else {}, f"variants[{i}]", fail) for i, v in enumerate(value)]
+        keys = sorted({k for p in points for k in p})
+        axes.append(("variants", keys, points))
+    if data.get("zip") is not None:
+        value = data["zip"]
+        if not isinstance(value, list) or not value:
+            raise fail(f"zip: expected a list of axes (mappings of key -> list of equal length), got {value!r}")
+        for i, axis in enumerate(value):
+            where = f"zip[{i}]"
+            if not isinstance(axis, dict) or not axis:
+                raise fail(f"{where}: expected a mapping of key -> list of values, got {axis!r}")
+            cols = {_check_key(k, where, fail): _alternatives(v, f"{where}.{k}", fail) for k, v in axis.items()}
+            lengths = {k: len(v) for k, v in cols.items()}
+            if len(set(lengths.values())) != 1:
+                raise fail(f"{where}: zipped lists must have equal lengths, got {lengths}")
+            n = next(iter(lengths.values()))
+            axes.append((where, list(cols), [{k: cols[k][j] for k in cols} for j in range(n)]))
+    if data.get("grid") is not None:
+        value = data["grid"]
+        if not isinstance(value, dict):
+            raise fail(f"grid: expected a mapping of key -> list of values, got {value!r}")
+        for k, v in value.items():
+            _check_key(k, "grid", fail)
+            axes.append((f"grid.{k}", [k], [{k: x} for x in _alternatives(v, f"grid.{k}", fail)]))
+    return axes
+
+
+def validate_runs(runs: Sequence[RunSpec], results: Path | str, build_config: Callable[[list[str]], Any],
+                  config_error: type[Exception], registered: Iterable[str] | None = None, where: str = "") -> None:
+    """Reject the sweep before anything is submitted if the trainer would reject one of its runs.
+
+    Unknown agents are reported together (with the registered ones). Every distinct (agent, task, variant,
+    budget) goes through the trainer's own ``build_config``; seeds cannot make a config invalid.
+    """
+    prefix = f"{where}: " if where else ""
+    if registered is not None:
+        registered = sorted(registered)
+        missing = sorted({r.agent for r in runs} - set(registered))
+        if missing:
+            raise SweepError(f"{prefix}agent(s) not in the registry: {', '.join(missing)} "
+                             f"(registered: {', '.join(registered)}); restrict with AGENTS=... to run the others")
+    seen = set()
+    for r in runs:
+        k = (r.agent, r.task, r.variant, r.steps)
+        if k in seen:
+            continue
+        seen.add(k)
+        try:
+            build_config(r.argv(results))
+        except config_error as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SweepError(f"{prefix}run {r.key}: {msg}") from None

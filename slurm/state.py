@@ -1,0 +1,68 @@
+"""What a run is doing, read from its folder (status.json, claim, lock) and the Slurm queue."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slurm.claim import Claim, RunLock, claim_alive, read_claim
+
+# The states `make status` reports, in table order.
+KINDS = ("done", "running", "pending", "interrupted", "failed", "missing")
+
+
+@dataclass(frozen=True)
+class RunState:
+    """``kind``: done | running (a live process trains it) | pending (a queued job will) | interrupted (has
+    progress, no live job: the next ``make sweep`` resumes it) | failed (the trainer recorded an error) |
+    missing (nothing yet). ``stale_claim``: a claim whose job is gone (to be replaced by the next sweep)."""
+
+    kind: str
+    env_step: int = 0
+    steps: int = 0
+    error: str | None = None
+    job: str = ""  # job id and what we know about it
+    claim: Claim | None = None
+    stale_claim: bool = False
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(run_dir) / "status.json").read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def is_done(run_dir: Path) -> bool:
+    status = read_status(run_dir)
+    return bool(status) and status.get("state") == "done"
+
+
+def inspect_run(run_dir: Path, queue: Mapping[str, tuple[str, str]] | None) -> RunState:
+    run_dir = Path(run_dir)
+    status = read_status(run_dir) or {}
+    progress = dict(env_step=int(status.get("env_step") or 0), steps=int(status.get("steps") or 0))
+    if status.get("state") == "done":
+        return RunState("done", **progress)
+    if not run_dir.exists():
+        return RunState("missing")
+    lock = RunLock(run_dir)
+    claim = read_claim(run_dir)
+    alive, state, why = claim_alive(claim, queue) if claim else (False, "", "")
+    if lock.held_elsewhere():
+        holder = lock.holder()
+        job = f"job {holder.get('job_id') or '?'} on {holder.get('host') or '?'}"
+        return RunState("running", error=None, job=job, claim=claim, **progress)
+    if claim and alive:
+        running = state in ("RUNNING", "COMPLETING", "LOCAL")
+        return RunState("running" if running else "pending", job=why, claim=claim, **progress)
+    stale = claim is not None
+    if status.get("state") == "failed":
+        return RunState("failed", error=status.get("error") or "(no error recorded)", job=why, claim=claim,
+                        stale_claim=stale, **progress)
+    if status or (run_dir / "checkpoint").exists():
+        return RunState("interrupted", job=why, claim=claim, stale_claim=stale, **progress)
+    return RunState("missing", job=why, claim=claim, stale_claim=stale)

@@ -1,0 +1,294 @@
+"""`make sweep`: expand a sweep, skip done and live runs, claim the rest and run them through submitit.
+
+* Slurm profiles: one job array per chunk of at most MaxArraySize runs (``--array=0-(n-1)%parallelism``),
+  submitted, recorded in each run's claim, and the command returns (it never waits on jobs).
+* The ``local`` profile (the default when Slurm is not installed): submitit's LocalExecutor, ``parallelism``
+  runs at a time; the command stays in the foreground until all have finished.
+
+Runs are classified by ``slurm.state.inspect_run``: done (never touched), running / pending (a live job owns
+it: skipped), failed / interrupted / missing (submitted; a stale claim is replaced). All claim decisions are
+made under the sweep lock, so concurrent ``make sweep`` invocations never submit a run twice.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slurm import cluster
+from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
+from slurm.profiles import Profile, ProfileError, available, load_profile
+from slurm.run import Run
+from slurm.spec import RunSpec, Sweep, SweepError, load_sweep, validate_runs
+from slurm.state import RunState, inspect_run, is_done
+
+Print = Callable[[str], None]
+
+
+def jobs_dir(results: Path, sweep: str) -> Path:
+    """submitit's folder for a sweep (pickles, sbatch scripts, logs) and its sweep lock."""
+    return Path(results) / ".submitit" / sweep
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def default_task_groups() -> Mapping[str, Sequence[str]]:
+    from iqrl.envs import TASK_GROUPS
+
+    return TASK_GROUPS
+
+
+def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> None:
+    """Check every run with the trainer's own config code before anything is submitted: unknown agents,
+    unknown keys, invalid values, and existing run folders that hold a run with a different config."""
+    from iqrl.agents import agent_names
+    from iqrl.config import ConfigError, build_config
+    from iqrl.train import check_run_folder
+
+    validate_runs(runs, results, build_config, ConfigError, registered=agent_names(), where=where)
+    for r in runs:
+        if (r.run_dir(results) / "config.yaml").exists():
+            try:
+                check_run_folder(build_config(r.argv(results)))
+            except ConfigError as e:
+                raise SweepError(f"{where}: run {r.key}: {e}") from None
+
+
+def load(sweep_path: str | Path, results: Path, agents: Sequence[str] | None = None,
+         task_groups: Mapping[str, Sequence[str]] | None = None,
+         validator: Callable[[Sequence[RunSpec], Path, str], None] | None = trainer_validator,
+         ) -> tuple[Sweep, list[RunSpec]]:
+    sweep = load_sweep(sweep_path, default_task_groups() if task_groups is None else task_groups)
+    if agents:
+        unknown = sorted(set(agents) - set(sweep.agents))
+        if unknown:
+            raise SweepError(f"{sweep_path}: AGENTS names {', '.join(unknown)}, not in the sweep's agents "
+                             f"({', '.join(sweep.agents)})")
+    runs = sweep.runs(agents)
+    if validator is not None:
+        validator(runs, results, str(sweep_path))
+    return sweep, runs
+
+
+def choose_profile(name: str | None) -> Profile:
+    """The named profile; with none, ``local`` when Slurm is absent (on a Slurm machine: ask)."""
+    if name:
+        return load_profile(name)
+    if cluster.slurm_present():
+        raise ProfileError("Slurm is installed here: choose a cluster profile with CLUSTER=<name> "
+                           f"(available: {', '.join(available())}), or CLUSTER=local to run on this machine")
+    return load_profile("local")
+
+
+# ---------------------------------------------------------------------------------------------- planning
+@dataclass
+class Plan:
+    done: list[RunSpec] = field(default_factory=list)
+    live: list[tuple[RunSpec, RunState]] = field(default_factory=list)  # running or pending elsewhere
+    todo: list[tuple[RunSpec, RunState]] = field(default_factory=list)  # failed / interrupted / missing
+
+
+def make_plan(runs: Sequence[RunSpec], results: Path, queue: Mapping[str, tuple[str, str]] | None) -> Plan:
+    plan = Plan()
+    for r in runs:
+        st = inspect_run(r.run_dir(results), queue)
+        if st.kind == "done":
+            plan.done.append(r)
+        elif st.kind in ("running", "pending"):
+            plan.live.append((r, st))
+        else:
+            plan.todo.append((r, st))
+    return plan
+
+
+def _claim(r: RunSpec, st: RunState, results: Path, backend: str, sweep: str) -> bool:
+    """Claim a run judged free under the sweep lock (replacing a stale claim); False if it got done."""
+    run_dir = r.run_dir(results)
+    if st.stale_claim:
+        release_claim(run_dir)
+    if not try_claim(run_dir, Claim.new(backend, sweep)):
+        return False
+    if is_done(run_dir):  # finished by its old job after we looked
+        release_claim(run_dir)
+        return False
+    return True
+
+
+def _describe(plan: Plan, total: int, out: Print) -> None:
+    kinds: dict[str, int] = {}
+    for _, st in plan.todo:
+        kinds[st.kind] = kinds.get(st.kind, 0) + 1
+    todo = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    out(f"{total} runs: {len(plan.done)} done (skipped), {len(plan.live)} running or queued (skipped), "
+        f"{len(plan.todo)} to run ({todo})")
+    for r, st in plan.live[:20]:
+        out(f"  skip {r.key}: {st.kind}, {st.job}")
+    if len(plan.live) > 20:
+        out(f"  ... and {len(plan.live) - 20} more (make status lists them)")
+
+
+def _make_run(r: RunSpec, results: Path, profile: Profile, entry: str) -> Run:
+    argv = r.argv(results) + ([f"device={profile.device}"] if profile.device else [])
+    return Run(str(r.run_dir(results).absolute()), tuple(argv), label=f"{r.sweep}/{r.key}", entry=entry,
+               threads=profile.cpus)
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+def run_sweep(sweep_path: str | Path, results: str | Path = "results", cluster_name: str | None = None,
+              dry: bool = False, agents: Sequence[str] | None = None, out: Print = print,
+              entry: str = "iqrl.train:main", **load_kw: Any) -> int:
+    results = Path(results).absolute()
+    sweep, runs = load(sweep_path, results, agents, **load_kw)
+    profile = choose_profile(cluster_name)
+    out(f"sweep {sweep.name} ({sweep_path}) -> {results / sweep.name}; cluster profile {profile.name} "
+        f"({profile.executor})")
+    if profile.executor == "slurm":
+        return _run_slurm(sweep, runs, results, profile, dry, out, entry)
+    return _run_local(sweep, runs, results, profile, dry, out, entry)
+
+
+def _run_slurm(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profile, dry: bool, out: Print,
+               entry: str) -> int:
+    if not cluster.slurm_present() and not dry:
+        raise ProfileError(f"profile {profile.name} needs Slurm, but sbatch/squeue are not installed here")
+    folder = jobs_dir(results, sweep.name)
+    size = profile.max_array_size or cluster.max_array_size() or 1001
+    params = profile.slurm_parameters(job_name=f"iqrl-{sweep.name}")
+    if dry:  # no lock, no claims: nothing on disk changes
+        queue = cluster.queue()
+        plan = make_plan(runs, results, queue)
+        _describe(plan, len(runs), out)
+        if queue is None:
+            out("(the Slurm controller does not answer: queued jobs cannot be seen)")
+        batches = cluster.chunks([r for r, _ in plan.todo], size) if plan.todo else []
+        _print_dry_slurm(batches, results, profile, params, folder, size, out, entry)
+        return 0
+    with sweep_lock(folder / "sweep.lock"):
+        queue = cluster.queue()
+        if queue is None:
+            raise ProfileError("the Slurm controller does not answer (squeue failed); is the cluster up?")
+        plan = make_plan(runs, results, queue)
+        _describe(plan, len(runs), out)
+        if not plan.todo:
+            out("nothing to submit")
+            return 0
+        claimed = [r for r, st in plan.todo if _claim(r, st, results, "slurm", sweep.name)]
+        import submitit
+
+        executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=profile.max_num_timeout)
+        executor.update_parameters(**params)
+        submitted = 0
+        batches = cluster.chunks(claimed, size) if claimed else []
+        try:
+            for batch in batches:
+                jobs = executor.submit_array([_make_run(r, results, profile, entry) for r in batch])
+                for r, job in zip(batch, jobs):
+                    set_claim_job(r.run_dir(results), job.job_id)
+                submitted += len(batch)
+                array_id = jobs[0].job_id.split("_")[0]
+                _log_submission(folder, array_id, batch)
+                out(f"submitted array {array_id}: {len(batch)} runs ({batch[0].key} ... {batch[-1].key})")
+        finally:
+            for r in claimed[submitted:]:  # a failed sbatch must not leave runs claimed by nobody
+                release_claim(r.run_dir(results))
+    out(f"submitted {submitted} runs in {len(batches)} array job(s); logs in {folder}; "
+        f"watch with: make status SWEEP={sweep.path} RESULTS={results}")
+    return 0
+
+
+def _log_submission(folder: Path, array_id: str, batch: list[RunSpec]) -> None:
+    with open(folder / "submissions.jsonl", "a") as f:
+        f.write(json.dumps({"time": dt.datetime.now().isoformat(timespec="seconds"), "array": array_id,
+                            "runs": [r.key for r in batch]}) + "\n")
+
+
+def _print_dry_slurm(batches: list[list[RunSpec]], results: Path, profile: Profile, params: dict[str, Any],
+                     folder: Path, size: int, out: Print, entry: str) -> None:
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    out(f"DRY RUN: nothing claimed or submitted. {sum(map(len, batches))} runs in {len(batches)} array job(s) "
+        f"(MaxArraySize {size}), at most {profile.array_parallelism} running at once per array, "
+        f"requeued up to {profile.max_num_timeout} times after time limits")
+    for i, batch in enumerate(batches):
+        script = _make_sbatch_string(command="<python -m submitit.core._submit ...>", folder=folder / "%j",
+                                     map_count=len(batch) if len(batch) > 1 else None, **params)
+        flags = [line for line in script.splitlines() if line.startswith("#SBATCH") or line.startswith("module")]
+        out(f"array {i + 1}/{len(batches)}: {len(batch)} runs")
+        for line in flags + [f"# setup: {s}" for s in profile.setup]:
+            out(f"  {line}")
+        for k, r in enumerate(batch):
+            run = _make_run(r, results, profile, entry)
+            out(f"  [{k}] {run.run_dir}")
+            out(f"      python -m {entry.split(':')[0]} {shlex.join(run.argv)}")
+
+
+def _run_local(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profile, dry: bool, out: Print,
+               entry: str) -> int:
+    folder = jobs_dir(results, sweep.name)
+    parallel = profile.local_parallelism()
+    plan = make_plan(runs, results, cluster.queue())
+    _describe(plan, len(runs), out)
+    if dry:
+        out(f"DRY RUN: nothing claimed or started. Local executor: {parallel} run(s) at a time, "
+            f"{profile.cpus} thread(s) each, {profile.time_min} min per attempt")
+        for r, _ in plan.todo:
+            run = _make_run(r, results, profile, entry)
+            out(f"  {run.run_dir}\n      python -m {entry.split(':')[0]} {shlex.join(run.argv)}")
+        return 0
+    if not plan.todo:
+        out("nothing to run")
+        return 0
+    import submitit
+
+    executor = submitit.LocalExecutor(folder=folder, max_num_timeout=profile.max_num_timeout)
+    executor.update_parameters(timeout_min=profile.time_min, signal_delay_s=profile.signal_delay_s)
+    queue = list(plan.todo)
+    active: dict[Any, RunSpec] = {}
+    failures = 0
+    try:
+        while queue or active:
+            while queue and len(active) < parallel:
+                r, _ = queue.pop(0)
+                with sweep_lock(folder / "sweep.lock"):
+                    st = inspect_run(r.run_dir(results), cluster.queue())  # fresh look: another sweep may own it
+                    if st.kind in ("done", "running", "pending"):
+                        out(f"skip {r.key}: {st.kind} {st.job}".rstrip())
+                        continue
+                    if not _claim(r, st, results, "local", sweep.name):
+                        continue
+                    try:
+                        job = executor.submit(_make_run(r, results, profile, entry))
+                    except BaseException:
+                        release_claim(r.run_dir(results))
+                        raise
+                    set_claim_job(r.run_dir(results), job.job_id)
+                active[job] = r
+                out(f"started {r.key} (local job {job.job_id})")
+            for job in [j for j in active if j.done()]:
+                r = active.pop(job)
+                ok, message = _local_outcome(job)
+                failures += not ok
+                out(f"{'finished' if ok else 'FAILED'} {r.key}: {message}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        out("interrupted: stopping local jobs; they resume from their checkpoints on the next make sweep")
+        for job in active:
+            job.cancel()
+        return 130
+    out(f"all runs handled ({failures} failed); see: make status SWEEP={sweep.path} RESULTS={results}")
+    return 1 if failures else 0
+
+
+def _local_outcome(job: Any) -> tuple[bool, str]:
+    if not job.paths.result_pickle.exists():
+        return False, f"job ended without a result (killed?); log: {job.paths.stderr}"
+    try:
+        return True, str(job.result())
+    except Exception as e:  # FailedJobError carries the remote traceback; its last line is the error
+        lines = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith("-")]
+        err = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
+        return False, f"{err.strip()} (log: {job.paths.stderr})"

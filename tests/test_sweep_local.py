@@ -1,0 +1,164 @@
+"""`make sweep` with submitit's LocalExecutor (no Slurm) and a stand-in trainer (tests/fake_trainer.py):
+completion, idempotence, SIGKILL of a running job, time-limit checkpoint + requeue (USR2), concurrent
+sweeps, failures in `make status`, DRY output."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from slurm.__main__ import main as cli
+from slurm.claim import RunLock
+from slurm.state import inspect_run
+from slurm.submit import run_sweep
+
+TESTS = Path(__file__).resolve().parent
+SWEEP = """name: loc
+agents: [iqrl]
+tasks: [walker-walk]
+seeds: [0, 1, 2]
+steps: {steps}
+fixed: {{episode_length: 100, eval_every: 500{extra}}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def fake_trainer_env(monkeypatch):
+    # The job subprocesses import the stand-in trainer as `fake_trainer`.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.02")
+
+
+def files(tmp_path, steps=1000, extra="", time_min=10.0, signal_delay_s=5, parallelism=2):
+    (tmp_path / "loc.yaml").write_text(SWEEP.format(steps=steps, extra=extra))
+    (tmp_path / "prof.yaml").write_text(f"executor: local\nparallelism: {parallelism}\ncpus: 1\n"
+                                        f"time_min: {time_min}\nsignal_delay_s: {signal_delay_s}\nmax_num_timeout: 5\n")
+    return tmp_path / "loc.yaml", tmp_path / "prof.yaml"
+
+
+def sweep(tmp_path, sweep_file, profile, **kw):
+    lines: list[str] = []
+    rc = run_sweep(sweep_file, tmp_path / "res", str(profile), out=lines.append, entry="fake_trainer:main",
+                   validator=None, **kw)
+    return rc, "\n".join(lines)
+
+
+def run_dir(tmp_path, seed):
+    return tmp_path / "res" / "loc" / "iqrl" / "walker-walk" / "default" / f"seed{seed}"
+
+
+def starts(d: Path) -> list[str]:
+    p = d / "starts.log"
+    return p.read_text().splitlines() if p.exists() else []
+
+
+def reference_eval(tmp_path, seed, steps, extra_argv=()):
+    """eval.csv of the same run trained in one go, in-process."""
+    import fake_trainer
+
+    out = tmp_path / f"ref{seed}"
+    argv = [f"seed={seed}", f"steps={steps}", f"out={out}", "episode_length=100", "eval_every=500", *extra_argv]
+    assert fake_trainer.main(argv) == 0
+    return (out / "eval.csv").read_text()
+
+
+def test_local_sweep_completes_and_a_second_one_runs_nothing(tmp_path):
+    s, p = files(tmp_path)
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 0, out
+    assert out.count("finished ") == 3 and "all runs handled (0 failed)" in out
+    for seed in range(3):
+        d = run_dir(tmp_path, seed)
+        assert inspect_run(d, None).kind == "done"
+        assert len(starts(d)) == 1
+        assert (d / "eval.csv").read_text() == reference_eval(tmp_path, seed, 1000)
+        assert not (d / ".claim").exists()
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 0 and "3 done (skipped)" in out and "nothing to run" in out
+    assert all(len(starts(run_dir(tmp_path, k))) == 1 for k in range(3))
+
+
+def _wait(cond, timeout=60.0, what=""):
+    t0 = time.time()
+    while not cond():
+        if time.time() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_sigkilled_job_is_reported_and_resumed_by_the_next_sweep(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.1")
+    s, p = files(tmp_path, steps=3000, parallelism=1)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(zip(("rc", "out"), sweep(tmp_path, s, p))))
+    t.start()
+    d = run_dir(tmp_path, 0)
+    _wait(lambda: inspect_run(d, None).env_step >= 600 and RunLock(d).held_elsewhere(), what="seed0 to run")
+    os.kill(RunLock(d).holder()["pid"], signal.SIGKILL)  # no warning, no cleanup
+    t.join(120)
+    assert result["rc"] == 1 and "FAILED iqrl/walker-walk/default/seed0: job ended without a result" in result["out"]
+    st = inspect_run(d, None)
+    assert st.kind == "interrupted" and st.env_step >= 600 and st.stale_claim
+    assert cli(["status", str(s), "--results", str(tmp_path / "res")]) == 0
+    table = capsys.readouterr().out
+    assert "iqrl   default     2        0        0            1       0        0      3" in table
+    assert "the next make sweep resumes it" in table
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 0 and "2 done (skipped)" in out and "1 to run (1 interrupted)" in out
+    lines = starts(d)
+    assert len(lines) == 2 and int(lines[1].split()[1]) >= 600  # resumed, not restarted
+    assert (d / "eval.csv").read_text() == reference_eval(tmp_path, 0, 3000)
+    assert [len(starts(run_dir(tmp_path, k))) for k in (1, 2)] == [1, 1]
+
+
+def test_time_limit_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
+    """USR2 before the time limit -> Run's flag -> trainer checkpoints at an episode boundary and returns
+    EXIT_INTERRUPTED -> submitit's handler (chained) calls Run.checkpoint and requeues -> resume."""
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.1")
+    s, p = files(tmp_path, steps=5000, time_min=0.12, signal_delay_s=3, parallelism=3)
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 0, out
+    for seed in range(3):
+        d = run_dir(tmp_path, seed)
+        lines = starts(d)
+        assert len(lines) >= 2 and all(int(a.split()[1]) < int(b.split()[1]) for a, b in zip(lines, lines[1:]))
+        assert (d / "eval.csv").read_text() == reference_eval(tmp_path, seed, 5000)
+    logs = "".join(f.read_text() for f in (tmp_path / "res/.submitit/loc").glob("*_0_log.*"))
+    assert logs.count("Caught signal SIGUSR2") >= 3 and logs.count("Requeued job") >= 3
+    assert "[slurm.run] got SIGUSR2: stopping at the next episode boundary" in logs
+
+
+def test_concurrent_local_sweeps_start_each_run_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.05")
+    s, p = files(tmp_path, steps=1000)
+    outs: list = [None, None]
+
+    def go(i):
+        outs[i] = sweep(tmp_path, s, p)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(rc == 0 for rc, _ in outs), outs
+    assert [len(starts(run_dir(tmp_path, k))) for k in range(3)] == [1, 1, 1]
+    assert sum(o.count("finished ") for _, o in outs) == 3
+
+
+def test_failed_run_shows_its_error_in_status_and_dry_changes_nothing(tmp_path, capsys):
+    s, p = files(tmp_path, extra=", fail: true")
+    rc, out = sweep(tmp_path, s, p, dry=True)
+    assert rc == 0 and "DRY RUN: nothing claimed or started. Local executor: 2 run(s) at a time" in out
+    assert "python -m fake_trainer agent=iqrl task=walker-walk seed=0 steps=1000" in out
+    assert not (tmp_path / "res").exists()
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 1 and out.count("FAILED ") == 3 and "ValueError: asked to fail" in out
+    assert cli(["status", str(s), "--results", str(tmp_path / "res")]) == 0
+    text = capsys.readouterr().out
+    assert "iqrl   default     0        0        0            0       3        0      3" in text
+    assert "failed:\n  iqrl/walker-walk/default/seed0  env_step 0/1000 (0%)  error: ValueError: asked to fail; log " in text

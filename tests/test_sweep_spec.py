@@ -1,0 +1,225 @@
+"""Sweep files: grid expansion, variant names, budgets, errors, and the shipped ablations/*.yaml."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slurm.naming import dotlist_value, variant_name
+from slurm.spec import SweepError, load_sweep, parse_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS = {"easy": ["walker-walk", "cartpole-balance"], "medium": ["cheetah-run"], "hard": ["dog-run"]}
+
+
+def parse(text: str):
+    return parse_sweep(yaml.safe_load(text), "x.yaml", "x", GROUPS)
+
+
+BASE = "agents: [iqrl]\ntasks: [walker-walk]\nseeds: 1\nsteps: 1000\n"
+
+
+def test_minimal_sweep_has_one_default_variant():
+    s = parse(BASE)
+    runs = s.runs()
+    assert [r.key for r in runs] == ["iqrl/walker-walk/default/seed0"]
+    assert runs[0].run_dir("R") == Path("R/x/iqrl/walker-walk/default/seed0")
+    assert runs[0].overrides == ()
+
+
+def test_grid_is_a_product_and_zip_advances_together():
+    s = parse(BASE + """
+grid:
+  agent.horizon: [1, 3]
+  agent.rho: [0.5, 0.9]
+zip:
+  - {agent.fsq_levels: [[8, 8], [8, 5, 5, 5]], agent.latent_dim: [64, 32]}
+""")
+    names = list(s.variants)
+    assert len(names) == 2 * 2 * 2
+    assert "fsq_levels=8-8,horizon=1,latent_dim=64,rho=0.5" in names
+    assert "fsq_levels=8-5-5-5,horizon=3,latent_dim=32,rho=0.9" in names
+    # zipped keys never mix: no [8, 8] with latent_dim 32
+    assert not any("fsq_levels=8-8" in n and "latent_dim=32" in n for n in names)
+
+
+def test_variants_axis_combines_with_grid_and_empty_mapping_is_default():
+    s = parse(BASE + "variants: [{}, {agent.use_fsq: false}]\n")
+    assert list(s.variants) == ["default", "use_fsq=false"]
+    s = parse(BASE + "variants: [{}, {agent.use_fsq: false}]\ngrid: {agent.horizon: [2]}\n")
+    assert list(s.variants) == ["horizon=2", "horizon=2,use_fsq=false"]
+
+
+def test_groups_expand_in_order_without_duplicates_and_seeds_count_or_list():
+    s = parse("agents: [iqrl, td3]\ntasks: [easy, walker-walk, hard]\nseeds: [3, 7]\nsteps: 5\n")
+    assert s.tasks == ("walker-walk", "cartpole-balance", "dog-run")
+    assert s.seeds == (3, 7)
+    assert len(s.runs()) == 2 * 3 * 2
+    assert [r.agent for r in s.runs(agents=["td3"])] == ["td3"] * 6
+    assert parse(BASE.replace("seeds: 1", "seeds: 3")).seeds == (0, 1, 2)
+
+
+def test_per_group_budgets():
+    s = parse("agents: [iqrl]\ntasks: [easy, medium, hard]\nseeds: 1\n"
+              "steps: {easy: 1000000, medium: 2000000, hard: 3_000_000}\n")
+    assert {r.task: r.steps for r in s.runs()} == {
+        "walker-walk": 1_000_000, "cartpole-balance": 1_000_000, "cheetah-run": 2_000_000, "dog-run": 3_000_000}
+    s = parse("agents: [iqrl]\ntasks: [hard, reacher-easy]\nseeds: 1\nsteps: {hard: 3, default: 9}\n")
+    assert {r.task: r.steps for r in s.runs()} == {"dog-run": 3, "reacher-easy": 9}
+
+
+def test_fixed_and_per_agent_overrides_are_recorded_but_not_in_the_variant_name():
+    s = parse("agents: [iqrl, td3]\ntasks: [walker-walk]\nseeds: 1\nsteps: 10\n"
+              "fixed: {eval_every: 5, agent.mlp_dims: [64, 64]}\nper_agent: {iqrl: {agent.latent_dim: 16}}\n"
+              "grid: {agent.batch_size: [32]}\n")
+    iqrl, td3 = s.runs()
+    assert iqrl.variant == td3.variant == "batch_size=32"
+    assert iqrl.overrides == ("agent.batch_size=32", "agent.latent_dim=16", "agent.mlp_dims=[64,64]", "eval_every=5")
+    assert td3.overrides == ("agent.batch_size=32", "agent.mlp_dims=[64,64]", "eval_every=5")
+    argv = iqrl.argv("/res")
+    assert argv[:4] == ["agent=iqrl", "task=walker-walk", "seed=0", "steps=10"]
+    assert "out=/res/x/iqrl/walker-walk/batch_size=32/seed0" in argv
+    assert "variant=batch_size=32" in argv and "sweep=x" in argv
+    assert argv[-4:] == list(iqrl.overrides)
+
+
+def test_variant_names_are_stable_readable_and_injective():
+    assert variant_name({}) == "default"
+    assert variant_name({"agent.horizon": 3}) == "horizon=3"
+    assert variant_name({"agent.fsq_levels": [8, 5, 5, 5]}) == "fsq_levels=8-5-5-5"
+    assert variant_name({"agent.use_fsq": False}) == "use_fsq=false"
+    assert variant_name({"agent.consistency_loss": "mse"}) == "consistency_loss=mse"
+    assert variant_name({"agent.tc_loss_sign": -1}) == "tc_loss_sign=-1"
+    assert variant_name({"agent.enc_lr": 0.0003}) == "enc_lr=0.0003"
+    assert variant_name({"eval_every": 5}) == "eval_every=5"
+    # order of keys does not matter
+    a = variant_name({"agent.latent_dim": 64, "agent.fsq_levels": [8, 8]})
+    assert a == variant_name({"agent.fsq_levels": [8, 8], "agent.latent_dim": 64}) == "fsq_levels=8-8,latent_dim=64"
+    # unsafe characters or long names: shortened with a hash, still distinct
+    x, y = variant_name({"agent.note": "a b"}), variant_name({"agent.note": "a/b"})
+    assert x != y and x.startswith("note=a_b~") and "/" not in y
+    long = variant_name({f"agent.k{i}": i for i in range(40)})
+    assert len(long) <= 80 and long != variant_name({f"agent.k{i}": i + 1 for i in range(40)})
+
+
+def test_dotlist_values_round_trip_through_omegaconf():
+    from omegaconf import OmegaConf
+
+    for v in [3, 0.0003, 1e-05, True, None, "mse", "on", "1e-3", [8, 5, 5, 5], [[1, 2], []], "/a/b=c,d", "a b"]:
+        assert OmegaConf.to_container(OmegaConf.from_dotlist([f"k={dotlist_value(v)}"]))["k"] == v
+
+
+@pytest.mark.parametrize("text, message", [
+    ("agents: [iqrl]\n", "missing required key 'tasks'"),
+    (BASE + "grdi: {}\n", "unknown key 'grdi'"),
+    (BASE.replace("seeds: 1", "seeds: 0"), "seeds: a count must be at least 1"),
+    (BASE.replace("seeds: 1", "seeds: [1, 1]"), "seeds: duplicate"),
+    (BASE.replace("steps: 1000", "steps: 1e6"), "write 1000000"),
+    (BASE.replace("steps: 1000", "steps: {easy: 5, wild: 3}"), "steps: unknown group 'wild'"),
+    ("agents: [iqrl]\ntasks: [medium]\nseeds: 1\nsteps: {easy: 5}\n", "no budget for task 'cheetah-run' (group medium)"),
+    (BASE.replace("agents: [iqrl]", "agents: []"), "agents: expected a non-empty list"),
+    (BASE + "grid: {agent.horizon: 3}\n", "grid.agent.horizon: expected a non-empty list"),
+    (BASE + "grid: {seed: [1, 2]}\n", "'seed' is set by the sweep itself"),
+    (BASE + "grid: {'agent..x': [1]}\n", "is not a config key"),
+    (BASE + "zip: [{agent.a: [1, 2], agent.b: [1]}]\n", "zipped lists must have equal lengths"),
+    (BASE + "fixed: {agent.horizon: 3}\ngrid: {agent.horizon: [1]}\n", "also set in fixed"),
+    (BASE + "variants: [{}, {}]\n", "both give variant 'default'"),
+    (BASE + "fixed: {agent.x: {a: 1}}\n", "mappings are not supported"),
+    (BASE + "per_agent: {td3: {agent.x: 1}}\n", "'td3' is not one of the sweep's agents"),
+    (BASE + "name: 'a b'\n", "not a usable folder name"),
+    ("- just\n- a list\n", "expected a mapping"),
+])
+def test_malformed_sweeps_give_one_line_errors(text, message):
+    with pytest.raises(SweepError) as e:
+        parse(text)
+    assert message in str(e.value)
+    assert str(e.value).startswith("x.yaml: ") and "\n" not in str(e.value)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("agents: [iqrl\ntasks: x\n")
+    with pytest.raises(SweepError, match=r"bad.yaml: invalid YAML at line \d+") as e:
+        load_sweep(p, GROUPS)
+    assert "\n" not in str(e.value)
+    with pytest.raises(SweepError, match="cannot read sweep file"):
+        load_sweep(tmp_path / "nope.yaml", GROUPS)
+
+
+# ---------------------------------------------------------------------------- against the real trainer config
+def _validate(path, agents=None, results="/tmp/results-not-used"):
+    from slurm.submit import load
+
+    return load(ROOT / "ablations" / path, Path(results), agents)
+
+
+@pytest.mark.parametrize("name", ["smoke.yaml", "fsq_levels.yaml", "horizon.yaml", "components.yaml",
+                                  "latent_dim.yaml"])
+def test_shipped_sweeps_validate_against_build_config(name):
+    sweep, runs = _validate(name)
+    assert runs and sweep.name == name[:-5]
+
+
+def test_shipped_sweeps_cover_the_requested_settings():
+    from slurm.submit import default_task_groups
+
+    def variants(name):
+        return load_sweep(ROOT / "ablations" / name, default_task_groups()).variants
+
+    fsq = variants("fsq_levels.yaml")
+    sizes = set()
+    for ov in fsq.values():
+        if "agent.fsq_levels" in ov:
+            k = 1
+            for level in ov["agent.fsq_levels"]:
+                k *= level
+            sizes.add(k)
+    assert min(sizes) == 2 ** 4 and max(sizes) == 2 ** 16 and "use_fsq=false" in fsq
+    assert [v["agent.horizon"] for v in variants("horizon.yaml").values()] == [1, 2, 3, 5, 7, 10]
+    comp = variants("components.yaml")
+    assert {"default", "use_rew_loss=true", "use_projection=true", "use_target_encoder=false",
+            "consistency_loss=mse", "tc_loss_sign=1"} <= set(comp)
+    assert len(variants("latent_dim.yaml")) >= 5
+    main = load_sweep(ROOT / "ablations" / "main.yaml", default_task_groups())
+    assert main.seeds == (0, 1, 2, 3, 4)
+    assert {main.steps_for(t) for t in default_task_groups()["easy"] + default_task_groups()["medium"]} == {1_000_000}
+    assert {main.steps_for(t) for t in default_task_groups()["hard"]} == {3_000_000}
+    assert {"iqrl", "td3", "td7", "tcrl", "dcwm", "mrq", "sac"} <= set(main.agents)
+
+
+def test_main_sweep_validates_for_registered_agents_and_names_the_missing_ones():
+    """main.yaml lists every agent of the paper. Agents not registered yet are a clear error naming them;
+    the registered ones validate fully (and once all exist, the whole file does)."""
+    from iqrl.agents import agent_names
+    from slurm.submit import default_task_groups
+
+    main = load_sweep(ROOT / "ablations" / "main.yaml", default_task_groups())
+    registered = [a for a in main.agents if a in agent_names()]
+    missing = [a for a in main.agents if a not in agent_names()]
+    assert registered
+    _validate("main.yaml", agents=registered)
+    if missing:
+        with pytest.raises(SweepError) as e:
+            _validate("main.yaml")
+        assert "not in the registry: " + ", ".join(sorted(missing)) in str(e.value)
+        assert "AGENTS=" in str(e.value)
+    else:
+        _validate("main.yaml")
+
+
+def test_unknown_config_key_or_bad_value_is_rejected_before_submission(tmp_path):
+    from slurm.submit import load
+
+    p = tmp_path / "bad.yaml"
+    p.write_text(BASE + "grid: {agent.horizn: [1, 2]}\n")
+    with pytest.raises(SweepError, match=r"run iqrl/walker-walk/horizn=1/seed0: unknown config key 'agent.horizn' "
+                                         r"\(did you mean agent.horizon\?\)"):
+        load(p, tmp_path / "results")
+    p.write_text(BASE + "grid: {agent.consistency_loss: [cos, l1]}\n")
+    with pytest.raises(SweepError, match="consistency_loss must be cos or mse"):
+        load(p, tmp_path / "results")
+    p.write_text(BASE.replace("[iqrl]", "[iqrl, nope]"))
+    with pytest.raises(SweepError, match="not in the registry: nope"):
+        load(p, tmp_path / "results")
+    assert not (tmp_path / "results").exists()

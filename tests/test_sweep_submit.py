@@ -1,0 +1,217 @@
+"""`make sweep` on Slurm without a cluster: a fake submitit executor and queue. Array chunking under
+MaxArraySize, claims, skipping live and done runs, resubmitting stale ones, concurrent sweeps, DRY output."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import submitit
+
+from slurm import cluster
+from slurm.claim import read_claim
+from slurm.profiles import load_profile
+from slurm.run import Run
+from slurm.submit import run_sweep
+
+GROUPS = {"easy": ["walker-walk", "cartpole-balance"], "medium": ["cheetah-run"], "hard": []}
+SWEEP = """name: fk
+agents: [iqrl, td3]
+tasks: [walker-walk]
+seeds: [0, 1]
+steps: 100
+grid: {agent.horizon: [1, 3]}
+"""  # 2 agents x 2 variants x 2 seeds = 8 runs (td3 has no horizon, but validation is off here)
+
+
+class FakeSlurm:
+    """Records arrays; its queue is what squeue would print."""
+
+    def __init__(self, max_array: int = 3):
+        self.queue: dict[str, tuple[str, str]] = {}
+        self.arrays: list[list[Run]] = []
+        self.params: list[dict] = []
+        self.next_id = 100
+        self.fail_on_array: int | None = None
+        self.lock = threading.Lock()
+        self.max_array = max_array
+
+    def executor(self, folder, max_num_timeout=3):
+        fake = self
+
+        class Job:
+            def __init__(self, job_id):
+                self.job_id = job_id
+
+        class Executor:
+            def update_parameters(self, **kw):
+                fake.params.append(kw)
+
+            def submit_array(self, runs):
+                with fake.lock:
+                    if fake.fail_on_array is not None and len(fake.arrays) == fake.fail_on_array:
+                        raise RuntimeError("sbatch: error: QOSMaxSubmitJobPerUserLimit")
+                    assert len(runs) <= fake.max_array, "array larger than MaxArraySize"
+                    array_id, fake.next_id = fake.next_id, fake.next_id + 1
+                    fake.arrays.append(list(runs))
+                    jobs = [Job(f"{array_id}_{i}") for i in range(len(runs))]
+                    for j in jobs:
+                        fake.queue[j.job_id] = ("PENDING", "Priority")
+                    return jobs
+
+        return Executor()
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    f = FakeSlurm()
+    monkeypatch.setattr(submitit, "SlurmExecutor", f.executor)
+    monkeypatch.setattr(cluster, "slurm_present", lambda: True)
+    monkeypatch.setattr(cluster, "queue", lambda: dict(f.queue))
+    monkeypatch.setattr(cluster, "max_array_size", lambda: f.max_array)
+    return f
+
+
+def sweep(tmp_path: Path, text: str = SWEEP, **kw):
+    p = tmp_path / "fk.yaml"
+    p.write_text(text)
+    lines: list[str] = []
+    rc = run_sweep(p, tmp_path / "res", kw.pop("cluster_name", "local-slurm"), out=lines.append,
+                   task_groups=GROUPS, validator=None, **kw)
+    return rc, "\n".join(lines)
+
+
+def run_dirs(tmp_path):
+    return sorted((tmp_path / "res" / "fk").glob("*/*/*/seed*"))
+
+
+def test_arrays_are_chunked_below_max_array_size_and_claims_get_job_ids(tmp_path, fake):
+    rc, out = sweep(tmp_path)
+    assert rc == 0
+    assert [len(a) for a in fake.arrays] == [3, 3, 2]  # MaxArraySize 3: indices 0..2
+    assert "submitted 8 runs in 3 array job(s)" in out
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 8
+    ids = sorted(read_claim(d).job_id for d in dirs)
+    assert ids == sorted(f"{a}_{i}" for a, n in ((100, 3), (101, 3), (102, 2)) for i in range(n))
+    p = fake.params[0]
+    assert p["partition"] == "debug" and p["array_parallelism"] == 4 and p["job_name"] == "iqrl-fk"
+    run = fake.arrays[0][0]
+    assert run.entry == "iqrl.train:main" and "device=cpu" in run.argv and run.threads == 1
+    assert Path(run.run_dir).is_absolute()
+    log = [json.loads(line) for line in (tmp_path / "res/.submitit/fk/submissions.jsonl").read_text().splitlines()]
+    assert sum(len(e["runs"]) for e in log) == 8
+
+
+def test_second_sweep_submits_nothing_while_jobs_are_queued_and_skips_done(tmp_path, fake):
+    sweep(tmp_path)
+    rc, out = sweep(tmp_path)
+    assert rc == 0 and "nothing to submit" in out and len(fake.arrays) == 3
+    assert "8 running or queued (skipped)" in out
+    # jobs leave the queue: two runs finished, the others died without a trace (scancel, node failure)
+    done = run_dirs(tmp_path)[:2]
+    for d in done:
+        (d / "status.json").write_text(json.dumps({"state": "done", "env_step": 100, "steps": 100}))
+    fake.queue.clear()
+    rc, out = sweep(tmp_path)
+    assert "2 done (skipped)" in out and "6 to run (6 missing)" in out
+    assert [len(a) for a in fake.arrays[3:]] == [3, 3]
+    resubmitted = {r.run_dir for a in fake.arrays[3:] for r in a}
+    assert resubmitted == {str(d.absolute()) for d in run_dirs(tmp_path)[2:]}
+    for d in done:
+        assert read_claim(d) is None or read_claim(d).job_id.startswith("10")  # untouched
+
+
+def test_failed_sbatch_releases_the_claims_it_could_not_submit(tmp_path, fake):
+    fake.fail_on_array = 1
+    with pytest.raises(RuntimeError, match="QOSMaxSubmitJobPerUserLimit"):
+        sweep(tmp_path)
+    claimed = [d for d in run_dirs(tmp_path) if read_claim(d)]
+    assert len(claimed) == 3 and all(read_claim(d).job_id for d in claimed)
+    fake.fail_on_array = None
+    rc, out = sweep(tmp_path)
+    assert "3 running or queued (skipped), 5 to run" in out
+    assert sum(len(a) for a in fake.arrays) == 8
+
+
+def test_concurrent_sweeps_never_submit_a_run_twice(tmp_path, fake):
+    (tmp_path / "fk.yaml").write_text(SWEEP)
+    outs: list[list[str]] = [[], [], [], []]
+
+    def go(i):
+        run_sweep(tmp_path / "fk.yaml", tmp_path / "res", "local-slurm", out=outs[i].append,
+                  task_groups=GROUPS, validator=None)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    submitted = [r.run_dir for a in fake.arrays for r in a]
+    assert len(submitted) == len(set(submitted)) == 8
+    assert sum("nothing to submit" in "\n".join(o) for o in outs) == 3
+
+
+def test_stale_claim_without_job_id_is_replaced(tmp_path, fake):
+    from slurm.claim import Claim, try_claim
+
+    d = tmp_path / "res/fk/iqrl/walker-walk/horizon=1/seed0"
+    try_claim(d, Claim(None, "slurm", "elsewhere", 1, 0.0, "fk"))  # its sweep died before sbatch
+    rc, out = sweep(tmp_path)
+    assert sum(len(a) for a in fake.arrays) == 8 and read_claim(d).job_id
+
+
+def test_dry_run_prints_runs_and_sbatch_flags_and_changes_nothing(tmp_path, fake):
+    rc, out = sweep(tmp_path, dry=True)
+    assert rc == 0 and not fake.arrays
+    assert not (tmp_path / "res").exists()
+    assert "DRY RUN: nothing claimed or submitted. 8 runs in 3 array job(s) (MaxArraySize 3)" in out
+    assert out.count("#SBATCH --array=0-2%3") == 2 and out.count("#SBATCH --array=0-1%2") == 1
+    for flag in ("--partition=debug", "--cpus-per-task=1", "--mem=2GB", "--time=30", "--signal=USR2@20",
+                 "--job-name=iqrl-fk"):
+        assert f"#SBATCH {flag}" in out
+    assert "python -m iqrl.train agent=iqrl task=walker-walk seed=0 steps=100" in out
+    assert "variant=horizon=1 'overrides=[\"agent.horizon=1\"]' agent.horizon=1 device=cpu" in out
+
+
+def test_dry_run_gpu_profile_flags(tmp_path, fake):
+    fake.max_array = 1001
+    rc, out = sweep(tmp_path, dry=True, cluster_name="gpu")
+    assert "#SBATCH --gpus-per-node=1" in out and "#SBATCH --partition=gpu" in out
+    assert "#SBATCH --array=0-7%8" in out and "device=cuda" in out
+
+
+def test_profile_errors(tmp_path):
+    from slurm.profiles import ProfileError
+
+    with pytest.raises(ProfileError, match="unknown cluster profile 'nope'.*local-slurm"):
+        load_profile("nope")
+    bad = tmp_path / "p.yaml"
+    bad.write_text("executor: slurm\ntime_min: 0.5\n")
+    with pytest.raises(ProfileError, match="time_min must be a whole number"):
+        load_profile(str(bad))
+    bad.write_text("executor: slurm\npartitoin: x\n")
+    with pytest.raises(ProfileError, match="unknown key 'partitoin'"):
+        load_profile(str(bad))
+    for name in ("local", "local-slurm", "cpu", "gpu"):
+        load_profile(name)
+
+
+def test_no_cluster_given_means_local_unless_slurm_is_installed(monkeypatch):
+    from slurm.profiles import ProfileError
+    from slurm.submit import choose_profile
+
+    monkeypatch.setattr(cluster, "slurm_present", lambda: False)
+    assert choose_profile(None).executor == "local"
+    monkeypatch.setattr(cluster, "slurm_present", lambda: True)
+    with pytest.raises(ProfileError, match="choose a cluster profile with CLUSTER="):
+        choose_profile(None)
+
+
+def test_chunks():
+    assert cluster.chunks(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert cluster.chunks(list(range(1001)), 1001) == [list(range(1001))]
+    assert [len(c) for c in cluster.chunks(list(range(2500)), 1001)] == [1001, 1001, 498]
+    with pytest.raises(ValueError):
+        cluster.chunks([1], 0)
