@@ -23,7 +23,8 @@ Exploration clip(pi(z_s) + N(0, 0.2^2), -1, 1); evaluation deterministic. One RL
 (`update_mode="per_step"`, 0.5 updates per env step).
 
 Quirk switch (off by default):
-  Q-M2 `official_priority_from_policy_q`: the code writes LAP priorities from |Q_j(s, pi(s)) - y| (the
+  Q-M2 `official_priority_from_policy_q`: the code (read at 0f0ed0e) writes LAP priorities from
+  |Q_j(s, pi(s)) - y| (the
   Q of the policy's action, computed after the value step), not from the critic's TD error on the
   sampled action; the default uses the TD error |Q_j(s, a) - y| of the value step, as LAP intends.
 Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses

@@ -10,6 +10,7 @@ from torch import nn
 from agent_helpers import assert_resume_matches, params, same
 from baselines.mrq import MRQ, MRQConfig
 from iqrl.nn import EnsembleLinear, two_hot, two_hot_bins, two_hot_cross_entropy, two_hot_decode
+from iqrl.config import ConfigError, build_config
 from iqrl.replay import SequenceReplay, nstep_targets
 
 OBS, ACT = 6, 2
@@ -236,6 +237,12 @@ def test_state_dict_round_trip_continues_identically():
     ma, mb = a.update(r, 0), b.update(r2, 0)  # step 4: a burst and an RL step
     assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
     assert (a.act(obs, explore=False) == b.act(obs, explore=False)).all()
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ConfigError, match="agent.q_horizon"):
+        build_config(["agent=mrq", "agent.q_horizon=0"])
+    assert build_config(["agent=mrq", "task=walker-walk"]).agent == MRQConfig()
 
 
 @pytest.mark.slow

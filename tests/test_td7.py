@@ -8,6 +8,7 @@ import torch
 
 from agent_helpers import assert_resume_matches, params, same
 from baselines.td7 import TD7, TD7Config, lap_huber
+from iqrl.config import ConfigError, build_config
 from iqrl.replay import SequenceReplay
 
 OBS, ACT = 6, 2
@@ -116,9 +117,11 @@ def test_update_writes_lap_priorities_of_the_critic_td_errors():
         return delta, m
 
     agent.update_critic = spy
-    write = r.update_priorities
+    write, sample = r.update_priorities, r.sample
     r.update_priorities = lambda index, p: (seen.update(index=index, p=p), write(index, p))
+    r.sample = lambda *args, **kw: (seen.update(sample=(args, kw)), sample(*args, **kw))[1]
     agent.update(r, 0)
+    assert seen["sample"] == ((32, 1), {"prioritized": True})  # single transitions, drawn by priority
     expected = seen["delta"].amax(0).clamp(min=1.0).pow(0.4)  # max over both heads, floored at 1, ^0.4
     assert torch.allclose(seen["p"], expected)
     assert torch.allclose(r._prio[seen["index"]], expected)
@@ -210,6 +213,12 @@ def test_state_dict_round_trip_continues_identically():
     assert torch.equal(r._prio[: r.size], r2._prio[: r2.size])
     assert a.updates_due(70.0, 100) == b.updates_due(70.0, 100)
     assert (a.act(obs, explore=False) == b.act(obs, explore=False)).all()
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ConfigError, match="agent.max_eps_when_checkpointing"):
+        build_config(["agent=td7", "agent.max_eps_when_checkpointing=0"])
+    assert build_config(["agent=td7", "task=walker-walk"]).agent == TD7Config()
 
 
 @pytest.mark.slow
