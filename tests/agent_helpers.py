@@ -18,6 +18,15 @@ def same(module: torch.nn.Module, before: list[torch.Tensor]) -> bool:
     return all(torch.equal(p, q) for p, q in zip(module.parameters(), before))
 
 
+def assert_same_continuation(a, b, replay_a, replay_b, obs) -> None:
+    """Agents a and b (b loaded from a's state) act, update and write priorities identically."""
+    assert (a.act(obs, explore=True) == b.act(obs, explore=True)).all()
+    ma, mb = a.update(replay_a, 0), b.update(replay_b, 0)
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert torch.equal(replay_a._prio[: replay_a.size], replay_b._prio[: replay_b.size])
+    assert (a.act(obs, explore=False) == b.act(obs, explore=False)).all()
+
+
 def assert_resume_matches(agent: str, tmp_path, extra=()) -> None:
     """A tiny run interrupted after 3 episodes and resumed ends with the eval.csv of one never stopped."""
     ref, run = tmp_path / "ref", tmp_path / "run"

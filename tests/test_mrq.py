@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from agent_helpers import assert_resume_matches, params, same
+from agent_helpers import assert_resume_matches, assert_same_continuation, params, same
 from baselines.mrq import MRQ, MRQConfig
 from iqrl.nn import EnsembleLinear, two_hot, two_hot_bins, two_hot_cross_entropy, two_hot_decode
 from iqrl.config import ConfigError, build_config
@@ -232,11 +232,7 @@ def test_state_dict_round_trip_continues_identically():
     b.load_state_dict(copy.deepcopy(a.state_dict()))
     r2 = SequenceReplay(OBS, ACT, seq_len=5)
     r2.load_state_dict(r.state_dict())
-    obs = torch.randn(3, OBS).numpy()
-    assert (a.act(obs, explore=True) == b.act(obs, explore=True)).all()
-    ma, mb = a.update(r, 0), b.update(r2, 0)  # step 4: a burst and an RL step
-    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
-    assert (a.act(obs, explore=False) == b.act(obs, explore=False)).all()
+    assert_same_continuation(a, b, r, r2, torch.randn(3, OBS).numpy())  # step 4: a burst and an RL step
 
 
 def test_config_validation_names_the_key():

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from agent_helpers import assert_resume_matches, params, same
+from agent_helpers import assert_resume_matches, assert_same_continuation, params, same
 from baselines.td7 import TD7, TD7Config, lap_huber
 from iqrl.config import ConfigError, build_config
 from iqrl.replay import SequenceReplay
@@ -206,13 +206,9 @@ def test_state_dict_round_trip_continues_identically():
     b.load_state_dict(copy.deepcopy(a.state_dict()))
     r2 = SequenceReplay(OBS, ACT, seq_len=1)
     r2.load_state_dict(r.state_dict())
-    obs = torch.randn(3, OBS).numpy()
-    assert (a.act(obs, explore=True) == b.act(obs, explore=True)).all()
-    ma, mb = a.update(r, 0), b.update(r2, 0)
-    assert all(torch.equal(ma[k], mb[k]) for k in ma)
-    assert torch.equal(r._prio[: r.size], r2._prio[: r2.size])
-    assert a.updates_due(70.0, 100) == b.updates_due(70.0, 100)
-    assert (a.act(obs, explore=False) == b.act(obs, explore=False)).all()
+    assert_same_continuation(a, b, r, r2, torch.randn(3, OBS).numpy())
+    assert a.updates_due(70.0, 100) == b.updates_due(70.0, 100) == 50
+    assert a.best_min_return == b.best_min_return == 70.0
 
 
 def test_config_validation_names_the_key():
