@@ -217,7 +217,7 @@ class SequenceReplay:
             self._max_prio = self._prio[: self.size].max()
 
     def reward_abs_mean(self, eps: float = 1e-8) -> float:
-        """Mean |r| over every stored transition, at least eps (MR.Q's reward scale)."""
+        """Mean |r| over every stored transition, at least eps; 1 when empty (MR.Q's reward scale)."""
         if self.size == 0:
             return 1.0
         return float(self._rew[: self.size].abs().mean().clamp(min=eps))
