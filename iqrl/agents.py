@@ -73,6 +73,31 @@ class Agent:
         return None
 
 
+class NamedState:
+    """state_dict() / load_state_dict() built from two lists of attribute names (for Agent subclasses).
+
+    STATE_OBJECTS: attributes with their own state_dict (networks, targets, optimizers);
+    STATE_VALUES: plain attributes (counters, floats, tensors that are replaced, never changed in place);
+    plus the agent's torch `generator`.
+    """
+
+    STATE_OBJECTS: tuple[str, ...] = ()
+    STATE_VALUES: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        s = {k: getattr(self, k).state_dict() for k in self.STATE_OBJECTS}
+        s.update({k: getattr(self, k) for k in self.STATE_VALUES})
+        s["generator"] = self.generator.get_state()
+        return s
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.STATE_OBJECTS:
+            getattr(self, k).load_state_dict(state[k])
+        for k in self.STATE_VALUES:
+            setattr(self, k, state[k])
+        self.generator.set_state(state["generator"])
+
+
 @dataclass(frozen=True)
 class AgentEntry:
     """How to build an agent: its class, its config dataclass, a preset and its task overrides."""
@@ -105,6 +130,14 @@ REGISTRY: dict[str, AgentEntry] = {
     "td3": AgentEntry(
         "baselines.td3:TD3", "baselines.td3:TD3Config", "td3_tasks.yaml",
         description="TD3 on raw observations, as in the iQRL code (n-step, LN+Mish MLPs, sigma schedule)",
+    ),
+    "td7": AgentEntry(
+        "baselines.td7:TD7", "baselines.td7:TD7Config", "td7_tasks.yaml",
+        description="TD7 (SALE, LAP, value clipping, policy checkpoints), adapted to the DMC protocol",
+    ),
+    "mrq": AgentEntry(
+        "baselines.mrq:MRQ", "baselines.mrq:MRQConfig", "mrq_tasks.yaml",
+        description="MR.Q (model-based encoder, two-hot reward, LAP, reward-scaled TD3-like RL)",
     ),
 }
 

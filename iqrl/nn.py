@@ -7,6 +7,7 @@ agent that uses it (STYLE.md, principle 2). Nothing here holds training state.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Iterable, Sequence
 
 import torch
@@ -215,3 +216,82 @@ def linear_schedule(start: float, end: float, n: int, index: int) -> float:
         return float(end)
     i = min(max(index, 0), n - 1)
     return float(start + (end - start) * i / (n - 1))
+
+
+@torch.no_grad()
+def hard_update_(target: Iterable[Tensor], online: Iterable[Tensor]) -> None:
+    """Hard target update in place: target <- online (TD7 and MR.Q every 250 steps)."""
+    torch._foreach_copy_(list(target), list(online))
+
+
+@contextmanager
+def no_param_grad(*modules: nn.Module):
+    """Inside the block the modules' parameters get no gradient; the input still does.
+
+    For objectives that differentiate through a network that is not being trained by them (an actor
+    loss through the critic and a state-action encoder): no gradient is computed or left on it.
+    """
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Small blocks of the baselines (spec §1.1, §1.6)
+# --------------------------------------------------------------------------------------------------
+
+
+def avg_l1_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """AvgL1Norm (TD7): x / max(mean_i |x_i|, eps), over the last dimension."""
+    return x / x.abs().mean(-1, keepdim=True).clamp(min=eps)
+
+
+def add_clipped_noise(action: Tensor, std: float, clip: float | None, generator: torch.Generator) -> Tensor:
+    """clamp(a + clip(N(0, std^2), -clip, clip), -1, 1); clip=None leaves the noise unclipped.
+
+    Exploration (clip None) and TD3 target-policy smoothing (clip 0.3 or 0.5) of the TD7 and MR.Q agents.
+    """
+    noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype) * std
+    if clip is not None:
+        noise = noise.clamp(-clip, clip)
+    return (action + noise).clamp(-1.0, 1.0)
+
+
+def symexp(x: Tensor) -> Tensor:
+    return torch.sign(x) * (torch.exp(x.abs()) - 1.0)
+
+
+def two_hot_bins(lower: float = -10.0, upper: float = 10.0, n: int = 65, device=None) -> Tensor:
+    """MR.Q reward bins: symexp(linspace(lower, upper, n)) [n]."""
+    return symexp(torch.linspace(lower, upper, n, device=device))
+
+
+def two_hot(y: Tensor, bins: Tensor) -> Tensor:
+    """Two-hot encoding [..., n] of scalars y [...] on sorted bins [n].
+
+    y lands in b_k <= y < b_{k+1} and gets weights (1 - w, w) on bins (k, k+1), w = (y - b_k) /
+    (b_{k+1} - b_k); values outside [b_0, b_{n-1}] saturate onto the end bin.
+    """
+    n = bins.shape[0]
+    k = (torch.searchsorted(bins, y.contiguous(), right=True) - 1).clamp(0, n - 2)
+    lo, hi = bins[k], bins[k + 1]
+    w = ((y - lo) / (hi - lo)).clamp(0.0, 1.0)
+    out = torch.zeros(*y.shape, n, device=y.device, dtype=bins.dtype)
+    out.scatter_(-1, k.unsqueeze(-1), (1.0 - w).unsqueeze(-1))
+    out.scatter_add_(-1, (k + 1).unsqueeze(-1), w.unsqueeze(-1))
+    return out
+
+
+def two_hot_decode(logits: Tensor, bins: Tensor) -> Tensor:
+    """Expected value sum_j softmax(logits)_j b_j, [..., n] -> [...]."""
+    return (F.softmax(logits, dim=-1) * bins).sum(-1)
+
+
+def two_hot_cross_entropy(logits: Tensor, y: Tensor, bins: Tensor) -> Tensor:
+    """Per-sample cross-entropy [...] between two_hot(y) and log_softmax(logits [..., n])."""
+    return -(two_hot(y, bins) * F.log_softmax(logits, dim=-1)).sum(-1)

@@ -4,6 +4,11 @@ Transitions are stored once: an episode of T steps keeps T+1 observations, T act
 termination flags. `sample` draws windows of L consecutive transitions that lie inside one episode
 (windows whose episode *terminated* may run past the terminal step; those steps are padded and marked
 invalid). Truncated (time-limit) episodes never produce a window that crosses the reset.
+
+LAP (loss-adjusted prioritised replay, Fujimoto et al. 2020; baselines spec §1.5) is built in: every
+transition carries a priority (new ones get the current max priority, which starts at 1);
+`sample(..., prioritized=True)` draws window starts with probability proportional to the priority of
+their first transition (no importance weights); `update_priorities` writes priorities back.
 """
 
 from __future__ import annotations
@@ -64,6 +69,13 @@ def nstep_targets(reward: Tensor, terminal: Tensor, valid: Tensor, gamma: float,
     return ret, discount, m.long()
 
 
+def lap_priority(td_abs: Tensor, alpha: float = 0.4, min_priority: float = 1.0) -> Tensor:
+    """LAP priority of each sample, p = max(max_heads |delta|, min_priority)^alpha.
+
+    td_abs [B, heads] (absolute TD errors of every critic head) -> [B]."""
+    return td_abs.detach().amax(-1).clamp(min=min_priority).pow(alpha)
+
+
 class SequenceReplay:
     """Replay storing whole episodes contiguously; samples windows of `seq_len` transitions.
 
@@ -87,6 +99,9 @@ class SequenceReplay:
         self._obs_ptr = torch.empty(cap, dtype=torch.int64, device=self.device)  # o_t of transition t
         self._term_at = torch.empty(cap, dtype=torch.int64, device=self.device)  # terminal step of episode
         self._starts = torch.empty(cap, dtype=torch.int64, device=self.device)  # valid window starts
+        self._prio = torch.ones(cap, device=self.device)  # LAP priority of each transition
+        self._max_prio = torch.ones((), device=self.device)  # a tensor: no host sync per update
+        self.has_terminal = False  # whether any stored transition is a true termination (MR.Q)
         self.n_obs = 0  # observations stored
         self.size = 0  # transitions stored
         self.n_starts = 0
@@ -116,7 +131,7 @@ class SequenceReplay:
         if self._ep_start < 0:
             raise RuntimeError("start_episode() must be called before add()")
         t = self.size
-        for name in ("_act", "_rew", "_term", "_obs_ptr", "_term_at"):
+        for name in ("_act", "_rew", "_term", "_obs_ptr", "_term_at", "_prio"):
             self._grow(name, t + 1)
         self._grow("_obs", self.n_obs + 1)
         self._act[t] = torch.as_tensor(action, dtype=torch.float32, device=self.device)
@@ -124,6 +139,8 @@ class SequenceReplay:
         self._term[t] = bool(terminated)
         self._obs_ptr[t] = self.n_obs - 1
         self._term_at[t] = _NO_TERMINAL
+        self._prio[t] = self._max_prio
+        self.has_terminal = self.has_terminal or bool(terminated)
         self._obs[self.n_obs] = torch.as_tensor(next_obs, dtype=torch.float32, device=self.device)
         self.n_obs += 1
         self.size += 1
@@ -142,14 +159,20 @@ class SequenceReplay:
             self._ep_start = -1
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int, seq_len: int | None = None) -> SequenceBatch:
-        """B windows drawn uniformly from the valid starts; seq_len <= the replay's seq_len."""
+    def sample(self, batch_size: int, seq_len: int | None = None, prioritized: bool = False) -> SequenceBatch:
+        """B windows drawn from the valid starts; seq_len <= the replay's seq_len.
+
+        Uniformly, or with `prioritized` with probability proportional to the start's LAP priority.
+        The starts are the same either way (valid for the replay's own window length)."""
         L = self.seq_len if seq_len is None else seq_len
         if L > self.seq_len:
             raise ValueError(f"seq_len {L} exceeds the replay's window length {self.seq_len}")
         if self.n_starts == 0:
             raise RuntimeError("replay holds no complete window yet")
-        pick = torch.randint(self.n_starts, (batch_size,), generator=self.generator, device=self.device)
+        if prioritized:
+            pick = self._sample_by_priority(batch_size)
+        else:
+            pick = torch.randint(self.n_starts, (batch_size,), generator=self.generator, device=self.device)
         start = self._starts[pick]
         steps = start[:, None] + torch.arange(L, device=self.device)  # [B, L]
         limit = self._term_at[start][:, None]
@@ -164,6 +187,40 @@ class SequenceReplay:
             valid=valid.float(),
             index=start,
         )
+
+    def _sample_by_priority(self, batch_size: int) -> Tensor:
+        """Slots into _starts drawn with probability p_i / sum p (cumulative sum + binary search).
+
+        float64 sums: with ~1e6 priorities a float32 cumulative sum has a spacing near 1 at its end and
+        would blur single priorities."""
+        csum = torch.cumsum(self._prio[self._starts[: self.n_starts]].double(), 0)
+        u = torch.rand(batch_size, generator=self.generator, device=self.device, dtype=torch.float64) * csum[-1]
+        return torch.searchsorted(csum, u, right=True).clamp_(max=self.n_starts - 1)
+
+    # ------------------------------------------------------------------ LAP priorities
+    @property
+    def max_priority(self) -> float:
+        return float(self._max_prio)
+
+    def update_priorities(self, index: Tensor, priority: Tensor) -> None:
+        """p[index] <- priority, and max_priority <- max(max_priority, max(priority)).
+
+        An index drawn twice in one batch keeps the larger of its priorities (deterministic; the
+        official code keeps an arbitrary one)."""
+        priority = priority.detach().reshape(-1).to(self._prio.dtype)
+        self._prio.scatter_reduce_(0, index.reshape(-1), priority, reduce="amax", include_self=False)
+        self._max_prio = torch.maximum(self._max_prio, priority.max())
+
+    def reset_max_priority(self) -> None:
+        """max_priority <- the largest priority currently stored (TD7, every 250 updates)."""
+        if self.size:
+            self._max_prio = self._prio[: self.size].max()
+
+    def reward_abs_mean(self, eps: float = 1e-8) -> float:
+        """Mean |r| over every stored transition, at least eps; 1 when empty (MR.Q's reward scale)."""
+        if self.size == 0:
+            return 1.0
+        return float(self._rew[: self.size].abs().mean().clamp(min=eps))
 
     def sample_obs(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n observations o_t drawn uniformly (with replacement) from the stored transitions."""
@@ -181,6 +238,8 @@ class SequenceReplay:
             "obs_ptr": self._obs_ptr[: self.size].cpu().clone(),
             "term_at": self._term_at[: self.size].cpu().clone(),
             "starts": self._starts[: self.n_starts].cpu().clone(),
+            "prio": self._prio[: self.size].cpu().clone(),
+            "max_prio": self._max_prio.cpu().clone(),
             "ep_start": self._ep_start,
             "generator": self.generator.get_state(),
             "seq_len": self.seq_len,
@@ -198,3 +257,7 @@ class SequenceReplay:
             getattr(self, name)[:n] = state[key].to(self.device)
         self._ep_start = state["ep_start"]
         self.generator.set_state(state["generator"])
+        self._grow("_prio", max(self.size, 1))
+        self._prio[: self.size] = state["prio"].to(self.device) if "prio" in state else 1.0
+        self._max_prio = state.get("max_prio", torch.ones(())).to(self.device)
+        self.has_terminal = bool(state["term"].any())

@@ -13,7 +13,10 @@ TINY_RUN = ["task=cartpole-balance", "episode_length=200", "seed_steps=400", "ev
             "agent.batch_size=16"]
 TINY_AGENT = {"iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
               "iqrl-official": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-              "td3": []}
+              "td3": [],
+              "td7": ["agent.zs_dim=16", "agent.enc_mlp_dims=[32,32]", "agent.target_update_every=50"],
+              "mrq": ["agent.zs_dim=16", "agent.za_dim=8", "agent.zsa_dim=16", "agent.enc_mlp_dims=[32,32]",
+                      "agent.target_update_every=50"]}
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:

@@ -1,0 +1,309 @@
+"""MR.Q-style agent: model-based representation, model-free TD3-like RL (baselines spec §6).
+
+Fujimoto et al., "Towards General-Purpose Model-Free Reinforcement Learning" (ICLR 2025,
+arXiv 2501.16142), code github.com/facebookresearch/MRQ (state observations, continuous actions).
+
+Networks (LN = LayerNorm without affine; every Linear Xavier-uniform with gain sqrt(2), zero bias):
+  z_s = ELU(LN(MLP_ELU(o)))          z_a = ELU(W_a a)          z_sa = MLP_ELU([z_s, z_a])
+  model W: z_sa -> [done (1), next z_s, reward logits (65 two-hot bins, symexp(linspace(-10, 10)))]
+  value: two independent LN-ELU MLPs on z_sa;  policy: a = tanh(u), u = MLP_ReLU(z_s).
+One `update` = one RL step; at RL steps 1, 251, 501, ... it first (spec §6.4) hard-copies policy,
+value and encoder into their targets, sets s_bar <- s, s <- mean |r| over the buffer, and runs 250
+encoder steps back to back, so the encoder the RL step reads only changes every 250 steps.
+  encoder (H = 5, LAP batch, own predictions fed back, no rho discount; mask m_t stops after a terminal):
+      L = sum_t [ 1.0 mean (zhat_{t+1} - sg[zbar_s(o_{t+1})])^2 m_t + 0.1 CE_twohot(lhat_t, r_t) m_t
+                  + 0.1 (dhat_t - term_t)^2 m_t (only once the buffer has seen a terminal) ]
+  RL (Q horizon 3, LAP batch):  a' = clip(pibar(zbar_s(o_3)) + clip(N(0, 0.2^2), +-0.3), -1, 1)
+      y = (R + gamma^3 (1 - term) s_bar min_j Qbar_j(zbar_sa(o_3, a'))) / s
+      L_Q = mean_j Huber_1(Q_j(z_sa(o_0, a_0)), y) (online encoder under no-grad), value grad-norm clip 20
+      J = -mean_{b,j} Q_j(z_sa(z_s, tanh(u))) + 1e-5 mean u^2 (gradient through z_sa into the action only)
+      LAP priorities max(max_j |Q_j - y|, 1)^0.4 written back (encoder batches never write priorities).
+Encoder AdamW lr 1e-4, value and policy AdamW lr 3e-4, weight decay 1e-4 everywhere.
+Exploration clip(pi(z_s) + N(0, 0.2^2), -1, 1); evaluation deterministic. One RL update per agent step
+(`update_mode="per_step"`, 0.5 updates per env step).
+
+Quirk switch (off by default):
+  Q-M2 `official_priority_from_policy_q`: the code (read at 0f0ed0e) writes LAP priorities from
+  |Q_j(s, pi(s)) - y| (the
+  Q of the policy's action, computed after the value step), not from the critic's TD error on the
+  sampled action; the default uses the TD error |Q_j(s, a) - y| of the value step, as LAP intends.
+Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses
+10 000 agent steps = 20 000 env steps, set seed_steps=20000 to match); the n-step return accumulates
+the terminal step's reward (the code's quirk Q-M1 drops it; irrelevant on DMC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from iqrl.actor_critic import to_tensor
+from iqrl.agents import Agent, AgentSpec, NamedState
+from iqrl.nn import (EnsembleLinear, add_clipped_noise, frozen_copy, hard_update_, no_param_grad,
+                     two_hot_bins, two_hot_cross_entropy)
+from iqrl.replay import SequenceBatch, lap_priority, nstep_targets
+
+
+@dataclass
+class MRQConfig:
+    name: str = "mrq"
+    # --- generic / TD3 ---
+    batch_size: int = 256
+    gamma: float = 0.99
+    target_update_every: int = 250  # hard target copies, reward-scale refresh and encoder burst length
+    expl_noise: float = 0.2
+    policy_noise: float = 0.2
+    noise_clip: float = 0.3
+    q_horizon: int = 3  # n-step of the RL target
+    # --- encoder loss ---
+    enc_horizon: int = 5
+    dyn_weight: float = 1.0
+    reward_weight: float = 0.1
+    done_weight: float = 0.1
+    # --- LAP ---
+    lap_alpha: float = 0.4
+    lap_min_priority: float = 1.0
+    # --- encoder model ---
+    zs_dim: int = 512
+    za_dim: int = 256
+    zsa_dim: int = 512
+    enc_mlp_dims: list[int] = field(default_factory=lambda: [512, 512])
+    enc_lr: float = 1e-4
+    enc_weight_decay: float = 1e-4
+    # --- value and policy (hidden widths; the value net adds one more LN-ELU layer of mlp_dims[-1]) ---
+    mlp_dims: list[int] = field(default_factory=lambda: [512, 512])
+    value_lr: float = 3e-4
+    value_weight_decay: float = 1e-4
+    value_grad_clip: float = 20.0
+    policy_lr: float = 3e-4
+    policy_weight_decay: float = 1e-4
+    pre_activ_weight: float = 1e-5
+    # --- two-hot reward bins ---
+    num_bins: int = 65
+    bins_lower: float = -10.0
+    bins_upper: float = 10.0
+    # --- quirks and harness options ---
+    official_priority_from_policy_q: bool = False  # Q-M2: priorities from |Q(s, pi(s)) - y|
+    warmup_with_policy: bool = False
+
+    def validate(self) -> None:
+        checks = [
+            (self.batch_size >= 1, f"agent.batch_size must be >= 1, got {self.batch_size}"),
+            (0.0 < self.gamma <= 1.0, f"agent.gamma must be in (0, 1], got {self.gamma}"),
+            (self.target_update_every >= 1,
+             f"agent.target_update_every must be >= 1, got {self.target_update_every}"),
+            (self.policy_noise >= 0 and self.noise_clip >= 0 and self.expl_noise >= 0,
+             "agent.policy_noise, agent.noise_clip and agent.expl_noise must be >= 0"),
+            (self.q_horizon >= 1, f"agent.q_horizon must be >= 1, got {self.q_horizon}"),
+            (self.enc_horizon >= 1, f"agent.enc_horizon must be >= 1, got {self.enc_horizon}"),
+            (self.lap_alpha >= 0, f"agent.lap_alpha must be >= 0, got {self.lap_alpha}"),
+            (self.lap_min_priority > 0, f"agent.lap_min_priority must be > 0, got {self.lap_min_priority}"),
+            (min(self.zs_dim, self.za_dim, self.zsa_dim) >= 1, "agent.zs_dim, za_dim and zsa_dim must be >= 1"),
+            (len(self.enc_mlp_dims) >= 1 and all(h >= 1 for h in self.enc_mlp_dims),
+             f"agent.enc_mlp_dims must be a non-empty list of positive widths, got {list(self.enc_mlp_dims)}"),
+            (len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
+             f"agent.mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}"),
+            (self.num_bins >= 2, f"agent.num_bins must be >= 2, got {self.num_bins}"),
+            (self.bins_lower < self.bins_upper, "agent.bins_lower must be < agent.bins_upper"),
+            (self.value_grad_clip > 0, f"agent.value_grad_clip must be > 0, got {self.value_grad_clip}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+def xavier_relu_(layer: nn.Module) -> None:
+    """Xavier-uniform weights with the ReLU gain sqrt(2), zero bias (nn.Linear or each EnsembleLinear member)."""
+    gain = nn.init.calculate_gain("relu")
+    weights = [layer.weight] if isinstance(layer, nn.Linear) else list(layer.weight.data)
+    for w in weights:
+        nn.init.xavier_uniform_(w.data, gain)
+    nn.init.zeros_(layer.bias)
+
+
+class MrqMLP(nn.Module):
+    """Linear -> LN (no affine) -> activation per hidden width, then a plain Linear.
+
+    members=E > 0: E independent copies evaluated together, [B, in] -> [E, B, out]."""
+
+    def __init__(self, in_dim: int, hidden: list[int], out_dim: int, activation: str = "elu", members: int = 0):
+        super().__init__()
+        dims = [in_dim, *hidden, out_dim]
+        make = (lambda i, o: EnsembleLinear(members, i, o)) if members else nn.Linear
+        self.layers = nn.ModuleList(make(i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.activation = getattr(F, activation)
+        for layer in self.layers:
+            xavier_relu_(layer)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers[:-1]:
+            x = layer(x)
+            x = self.activation(F.layer_norm(x, x.shape[-1:]))
+        return self.layers[-1](x)
+
+
+class MrqEncoder(nn.Module):
+    """State and state-action embeddings and the linear model head."""
+
+    def __init__(self, obs_dim: int, act_dim: int, c: MRQConfig):
+        super().__init__()
+        self.zs_dim = c.zs_dim
+        self.zs_net = MrqMLP(obs_dim, c.enc_mlp_dims, c.zs_dim, "elu")
+        self.za = nn.Linear(act_dim, c.za_dim)
+        self.zsa_net = MrqMLP(c.zs_dim + c.za_dim, c.enc_mlp_dims, c.zsa_dim, "elu")
+        self.model = nn.Linear(c.zsa_dim, 1 + c.zs_dim + c.num_bins)
+        xavier_relu_(self.za)
+        xavier_relu_(self.model)
+
+    def zs(self, obs: Tensor) -> Tensor:
+        z = self.zs_net(obs)
+        return F.elu(F.layer_norm(z, z.shape[-1:]))
+
+    def zsa(self, zs: Tensor, action: Tensor) -> Tensor:
+        return self.zsa_net(torch.cat([zs, F.elu(self.za(action))], -1))
+
+    def model_all(self, zs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(done [B], next z_s [B, zs_dim], reward logits [B, bins]) predicted from (z_s, a)."""
+        out = self.model(self.zsa(zs, action))
+        return out[..., 0], out[..., 1: self.zs_dim + 1], out[..., self.zs_dim + 1:]
+
+
+class MRQ(NamedState, Agent):
+    STATE_OBJECTS = ("encoder", "encoder_target", "policy", "policy_target", "value", "value_target",
+                     "encoder_opt", "value_opt", "policy_opt")
+    STATE_VALUES = ("reward_scale", "target_reward_scale", "training_steps")
+
+    def __init__(self, cfg: MRQConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.spec = AgentSpec(seq_len=max(cfg.enc_horizon, cfg.q_horizon), batch_size=cfg.batch_size,
+                              updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy,
+                              update_mode="per_step")
+        self.latent_width = cfg.zs_dim
+        self.encoder = MrqEncoder(obs_dim, act_dim, cfg).to(self.device)
+        self.policy = MrqMLP(cfg.zs_dim, cfg.mlp_dims, act_dim, "relu").to(self.device)
+        self.value = MrqMLP(cfg.zsa_dim, [*cfg.mlp_dims, cfg.mlp_dims[-1]], 1, "elu", members=2).to(self.device)
+        self.encoder_target = frozen_copy(self.encoder)
+        self.policy_target = frozen_copy(self.policy)
+        self.value_target = frozen_copy(self.value)
+        self.encoder_opt = torch.optim.AdamW(self.encoder.parameters(), lr=cfg.enc_lr,
+                                             weight_decay=cfg.enc_weight_decay)
+        self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=cfg.value_lr,
+                                           weight_decay=cfg.value_weight_decay)
+        self.policy_opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.policy_lr,
+                                            weight_decay=cfg.policy_weight_decay)
+        self.bins = two_hot_bins(cfg.bins_lower, cfg.bins_upper, cfg.num_bins, self.device)
+        self.reward_scale, self.target_reward_scale = 1.0, 0.0  # s and s_bar (code's initial values)
+        self.training_steps = 0
+
+    # ------------------------------------------------------------------ encoder (spec §6.2)
+    def encoder_loss(self, b: SequenceBatch, use_done: bool) -> tuple[Tensor, dict]:
+        c, H = self.cfg, self.cfg.enc_horizon
+        with torch.no_grad():
+            target = self.encoder_target.zs(b.obs[:, 1: H + 1])  # [B, H, zs]
+        mask = b.valid[:, :H]  # m_t: 1 until (and including) the first terminal step
+        zs = self.encoder.zs(b.obs[:, 0])
+        dyn = rew = done = torch.zeros((), device=self.device)
+        for t in range(H):
+            d_hat, zs, r_logits = self.encoder.model_all(zs, b.action[:, t])
+            m = mask[:, t]
+            dyn = dyn + (((zs - target[:, t]) ** 2).mean(-1) * m).mean()
+            rew = rew + (two_hot_cross_entropy(r_logits, b.reward[:, t], self.bins) * m).mean()
+            if use_done:
+                done = done + (((d_hat - b.terminal[:, t].float()) ** 2) * m).mean()
+        loss = c.dyn_weight * dyn + c.reward_weight * rew + c.done_weight * done
+        return loss, {"repr_loss": loss.detach(), "consistency_loss": dyn.detach(),
+                      "reward_loss": rew.detach(), "done_loss": done.detach()}
+
+    def update_encoder(self, b: SequenceBatch, use_done: bool = False) -> dict:
+        loss, metrics = self.encoder_loss(b, use_done)
+        self.encoder_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.encoder_opt.step()
+        return metrics
+
+    # ------------------------------------------------------------------ RL (spec §6.3)
+    @torch.no_grad()
+    def td_target(self, b: SequenceBatch) -> Tensor:
+        """y = (R + gamma^n (1 - term) s_bar min_j Qbar_j(zbar_sa(o_n, a'))) / s, all from target networks."""
+        c = self.cfg
+        ret, discount, boot = nstep_targets(b.reward, b.terminal, b.valid, c.gamma, c.q_horizon)
+        next_obs = b.obs[torch.arange(len(b), device=boot.device), boot]
+        zs_n = self.encoder_target.zs(next_obs)
+        a_n = add_clipped_noise(torch.tanh(self.policy_target(zs_n)), c.policy_noise, c.noise_clip, self.generator)
+        q_n = self.value_target(self.encoder_target.zsa(zs_n, a_n)).squeeze(-1).amin(0)
+        return (ret + discount * self.target_reward_scale * q_n) / self.reward_scale
+
+    def update_rl(self, b: SequenceBatch) -> tuple[Tensor, dict]:
+        """One value step and one policy step; returns |Q_j - y| [B, 2] for the LAP priorities."""
+        c = self.cfg
+        y = self.td_target(b)
+        with torch.no_grad():  # online encoder, no gradient: RL never trains the encoder
+            zs = self.encoder.zs(b.obs[:, 0])
+            zsa = self.encoder.zsa(zs, b.action[:, 0])
+        q = self.value(zsa).squeeze(-1)  # [2, B]
+        value_loss = F.smooth_l1_loss(q, y.expand_as(q))
+        self.value_opt.zero_grad(set_to_none=True)
+        value_loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.value.parameters(), c.value_grad_clip)
+        self.value_opt.step()
+        with no_param_grad(self.encoder, self.value):
+            u = self.policy(zs)
+            q_pi = self.value(self.encoder.zsa(zs, torch.tanh(u))).squeeze(-1)
+            policy_loss = -q_pi.mean() + c.pre_activ_weight * u.pow(2).mean()
+            self.policy_opt.zero_grad(set_to_none=True)
+            policy_loss.backward()
+        self.policy_opt.step()
+        td = (q_pi if c.official_priority_from_policy_q else q).detach()
+        metrics = {"q_loss": value_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean(),
+                   "actor_loss": policy_loss.detach(), "grad_norm_value": grad_norm}
+        return (td - y).abs().T, metrics
+
+    # ------------------------------------------------------------------ schedule (spec §6.4)
+    def sync_targets(self, replay) -> None:
+        hard_update_(self.policy_target.parameters(), self.policy.parameters())
+        hard_update_(self.value_target.parameters(), self.value.parameters())
+        hard_update_(self.encoder_target.parameters(), self.encoder.parameters())
+        self.target_reward_scale = self.reward_scale
+        self.reward_scale = replay.reward_abs_mean()
+
+    def encoder_burst(self, replay) -> dict:
+        """`target_update_every` encoder steps on fresh prioritised batches; mean metrics."""
+        c, sums = self.cfg, {}
+        for _ in range(c.target_update_every):
+            metrics = self.update_encoder(replay.sample(c.batch_size, c.enc_horizon, prioritized=True),
+                                          replay.has_terminal)
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v
+        return {k: v / c.target_update_every for k, v in sums.items()}
+
+    def update(self, replay, step: int) -> dict:
+        c = self.cfg
+        self.training_steps += 1
+        metrics = {}
+        if (self.training_steps - 1) % c.target_update_every == 0:  # RL steps 1, 251, 501, ...
+            self.sync_targets(replay)
+            metrics.update(self.encoder_burst(replay))
+        b = replay.sample(c.batch_size, c.q_horizon, prioritized=True)
+        td, rl_metrics = self.update_rl(b)
+        replay.update_priorities(b.index, lap_priority(td, c.lap_alpha, c.lap_min_priority))
+        metrics.update(rl_metrics)
+        return metrics
+
+    # ------------------------------------------------------------------ acting and diagnostics
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        a = torch.tanh(self.policy(self.encoder.zs(to_tensor(obs, self.device))))
+        if explore:
+            a = add_clipped_noise(a, self.cfg.expl_noise, None, self.generator)
+        return a.cpu().numpy()
+
+    @torch.no_grad()
+    def latent(self, obs: Tensor) -> Tensor:
+        return self.encoder.zs(obs.to(self.device))

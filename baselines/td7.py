@@ -1,0 +1,324 @@
+"""TD7-style agent: SALE embeddings, LAP replay, value clipping and policy checkpoints (baselines spec §3).
+
+Fujimoto et al., "For SALE: State-Action Representation Learning for Deep RL" (NeurIPS 2023,
+arXiv 2306.02451), code github.com/sfujim/TD7; LAP: Fujimoto et al. 2020 (arXiv 2007.06049).
+
+One `update` is one gradient step of the code's `train()` (spec §3.3), in this order:
+  1. encoder    L_enc = mean (g(f(o), a) - sg[f(o')])^2                       online (f, g) only
+  2. critic     a' = clip(pibar(o', fbar(o')) + clip(N(0, 0.2^2), +-0.5), -1, 1)
+                y  = r + gamma (1 - d) clip(min_k Qbar_k(o', a', gbar(fbar(o'), a'), fbar(o')), m_lo, m_hi)
+                delta_k = |Q_k(o, a, g_fix(f_fix(o), a), f_fix(o)) - y|,  L_Q = mean_b sum_k LAP-Huber(delta_k)
+  3. LAP        p = max(max_k delta_k, 1)^0.4 written back to the sampled transitions
+  4. actor      every 2nd step: J = -mean_{b,k} Q_k(o, pi(o, f_fix(o)), g_fix(f_fix(o), pi), f_fix(o))
+  5. every 250 steps (hard): pibar <- pi, Qbar <- Q, (fbar, gbar) <- fixed, fixed <- online,
+                LAP max priority <- max stored, (m_lo, m_hi) <- all-time (min y, max y).
+Four encoder copies: online (trained), fixed (actor/critic inputs), fixed-target (TD target) and
+checkpoint (evaluation). The critic and actor never train an encoder.
+
+Policy checkpoints (spec §3.4, `use_checkpoints`, on by default): training waits for episode ends
+(`update_mode="agent_decides"`); `updates_due` assesses the current policy over 1 episode (20 after
+`steps_before_checkpointing` updates, when the best minimum return is also scaled by 0.9), stops an
+assessment early once an episode return falls below the best minimum return, and at the end of each
+assessment returns the number of updates to run (env steps collected since the last burst x
+`burst_updates_per_step`). A policy that survived its assessment becomes the checkpoint (actor + fixed
+encoder) that `act(obs, explore=False)` evaluates. Data are collected by the current actor with
+the fixed encoder and N(0, 0.1^2) noise. With `use_checkpoints=false` TD7 trains after every agent
+step at the harness's updates_per_step (`update_mode="per_step"`) and evaluates the current actor.
+
+Adaptation to the DMC protocol (quirk Q-7; the official code has Gym MuJoCo settings only): action
+repeat 2 and the harness's seed phase (`seed_steps` env steps of uniform random actions) instead of
+25 000 random Gym steps; a burst runs 0.5 updates per env step (= 1 per agent step, the code's UTD 1);
+`steps_before_checkpointing` counts updates as in the code (750 000), so runs of 1M env steps (500k
+updates) never reach it. The LAP-Huber loss jumps by 1/2 at delta = 1 (its gradient is Huber's).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from iqrl.actor_critic import to_tensor
+from iqrl.agents import Agent, AgentSpec, NamedState
+from iqrl.nn import EnsembleLinear, add_clipped_noise, avg_l1_norm, frozen_copy, hard_update_, no_param_grad
+from iqrl.replay import lap_priority
+
+
+@dataclass
+class TD7Config:
+    name: str = "td7"
+    # --- TD3 ---
+    batch_size: int = 256
+    gamma: float = 0.99
+    lr: float = 3e-4  # encoder, critic and actor (Adam)
+    actor_update_freq: int = 2
+    policy_noise: float = 0.2  # target-policy smoothing std
+    noise_clip: float = 0.5
+    expl_noise: float = 0.1  # exploration std
+    target_update_every: int = 250  # hard copies of targets and fixed encoders, LAP and value-clip resets
+    # --- LAP ---
+    lap_alpha: float = 0.4
+    lap_min_priority: float = 1.0  # also the LAP-Huber threshold
+    # --- policy checkpoints ---
+    use_checkpoints: bool = True
+    burst_updates_per_step: float = 0.5  # updates per collected env step in a checkpoint burst
+    steps_before_checkpointing: int = 750_000  # updates, then longer assessments
+    max_eps_when_checkpointing: int = 20
+    reset_weight: float = 0.9
+    # --- networks (PyTorch default init) ---
+    zs_dim: int = 256  # width of z_s and z_sa
+    enc_mlp_dims: list[int] = field(default_factory=lambda: [256, 256])  # hidden widths of f and g (ELU)
+    mlp_dims: list[int] = field(default_factory=lambda: [256, 256])  # actor (ReLU) and critic (ELU) hidden
+    warmup_with_policy: bool = False  # seed phase: the exploration policy instead of uniform actions
+
+    def validate(self) -> None:
+        checks = [
+            (self.batch_size >= 1, f"agent.batch_size must be >= 1, got {self.batch_size}"),
+            (0.0 < self.gamma <= 1.0, f"agent.gamma must be in (0, 1], got {self.gamma}"),
+            (self.lr > 0, f"agent.lr must be > 0, got {self.lr}"),
+            (self.actor_update_freq >= 1, f"agent.actor_update_freq must be >= 1, got {self.actor_update_freq}"),
+            (self.policy_noise >= 0 and self.noise_clip >= 0 and self.expl_noise >= 0,
+             "agent.policy_noise, agent.noise_clip and agent.expl_noise must be >= 0"),
+            (self.target_update_every >= 1,
+             f"agent.target_update_every must be >= 1, got {self.target_update_every}"),
+            (self.lap_alpha >= 0, f"agent.lap_alpha must be >= 0, got {self.lap_alpha}"),
+            (self.lap_min_priority > 0, f"agent.lap_min_priority must be > 0, got {self.lap_min_priority}"),
+            (self.burst_updates_per_step >= 0,
+             f"agent.burst_updates_per_step must be >= 0, got {self.burst_updates_per_step}"),
+            (self.steps_before_checkpointing >= 0,
+             f"agent.steps_before_checkpointing must be >= 0, got {self.steps_before_checkpointing}"),
+            (self.max_eps_when_checkpointing >= 1,
+             f"agent.max_eps_when_checkpointing must be >= 1, got {self.max_eps_when_checkpointing}"),
+            (self.zs_dim >= 1, f"agent.zs_dim must be >= 1, got {self.zs_dim}"),
+            (len(self.enc_mlp_dims) >= 1 and all(h >= 1 for h in self.enc_mlp_dims),
+             f"agent.enc_mlp_dims must be a non-empty list of positive widths, got {list(self.enc_mlp_dims)}"),
+            (len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
+             f"agent.mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+def plain_mlp(in_dim: int, hidden: list[int], out_dim: int, activation: type[nn.Module]) -> nn.Sequential:
+    """Linear -> activation per hidden width, then a plain Linear (PyTorch default init)."""
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(in_dim, h), activation()]
+        in_dim = h
+    return nn.Sequential(*layers, nn.Linear(in_dim, out_dim))
+
+
+class SALE(nn.Module):
+    """State encoder f: o -> z_s = AvgL1Norm(MLP(o)); state-action encoder g: (z_s, a) -> z_sa (raw)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, zs_dim: int, hidden: list[int]):
+        super().__init__()
+        self.f = plain_mlp(obs_dim, hidden, zs_dim, nn.ELU)
+        self.g = plain_mlp(zs_dim + act_dim, hidden, zs_dim, nn.ELU)
+
+    def zs(self, obs: Tensor) -> Tensor:
+        return avg_l1_norm(self.f(obs))
+
+    def zsa(self, zs: Tensor, action: Tensor) -> Tensor:
+        return self.g(torch.cat([zs, action], -1))
+
+
+class Actor(nn.Module):
+    """pi(o, z_s) = tanh(MLP_ReLU([AvgL1Norm(W o), z_s]))."""
+
+    def __init__(self, obs_dim: int, act_dim: int, zs_dim: int, hidden: list[int]):
+        super().__init__()
+        self.embed = nn.Linear(obs_dim, hidden[0])
+        self.net = plain_mlp(hidden[0] + zs_dim, hidden, act_dim, nn.ReLU)
+
+    def forward(self, obs: Tensor, zs: Tensor) -> Tensor:
+        return torch.tanh(self.net(torch.cat([avg_l1_norm(self.embed(obs)), zs], -1)))
+
+
+class Critic(nn.Module):
+    """Two independent heads, vectorised: Q_k = MLP_ELU_k([AvgL1Norm(W_k [o, a]), z_sa, z_s]) -> [2, B]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, zs_dim: int, hidden: list[int], heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.embed = EnsembleLinear(heads, obs_dim + act_dim, hidden[0])
+        dims = [hidden[0] + 2 * zs_dim, *hidden]
+        self.hidden = nn.ModuleList(EnsembleLinear(heads, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.out = EnsembleLinear(heads, dims[-1], 1)
+
+    def forward(self, obs: Tensor, action: Tensor, zsa: Tensor, zs: Tensor) -> Tensor:
+        h = avg_l1_norm(self.embed(torch.cat([obs, action], -1)))  # [2, B, h]
+        emb = torch.cat([zsa, zs], -1).expand(self.heads, -1, -1)
+        x = torch.cat([h, emb], -1)
+        for lin in self.hidden:
+            x = F.elu(lin(x))
+        return self.out(x).squeeze(-1)
+
+
+def lap_huber(delta: Tensor, min_priority: float = 1.0) -> Tensor:
+    """LAP-Huber of absolute TD errors delta [heads, B]: 0.5 delta^2 below min_priority, else
+    min_priority * delta; summed over heads, averaged over the batch."""
+    per = torch.where(delta < min_priority, 0.5 * delta.pow(2), min_priority * delta)
+    return per.sum(0).mean()
+
+
+class TD7(NamedState, Agent):
+    STATE_OBJECTS = ("encoder", "fixed_encoder", "fixed_encoder_target", "checkpoint_encoder", "actor",
+                     "actor_target", "checkpoint_actor", "critic", "critic_target", "encoder_opt", "actor_opt",
+                     "critic_opt")
+    STATE_VALUES = ("y_min", "y_max", "clip_lo", "clip_hi", "training_steps", "eps_since", "steps_since",
+                    "min_return", "best_min_return", "eps_per_assessment", "update_credit")
+
+    def __init__(self, cfg: TD7Config, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.spec = AgentSpec(seq_len=1, batch_size=cfg.batch_size, updates_per_step=0.5,
+                              warmup_with_policy=cfg.warmup_with_policy,
+                              update_mode="agent_decides" if cfg.use_checkpoints else "per_step")
+        self.latent_width = cfg.zs_dim
+        self.encoder = SALE(obs_dim, act_dim, cfg.zs_dim, cfg.enc_mlp_dims).to(self.device)
+        self.fixed_encoder = frozen_copy(self.encoder)
+        self.fixed_encoder_target = frozen_copy(self.encoder)
+        self.checkpoint_encoder = frozen_copy(self.encoder)
+        self.actor = Actor(obs_dim, act_dim, cfg.zs_dim, cfg.mlp_dims).to(self.device)
+        self.actor_target = frozen_copy(self.actor)
+        self.checkpoint_actor = frozen_copy(self.actor)
+        self.critic = Critic(obs_dim, act_dim, cfg.zs_dim, cfg.mlp_dims).to(self.device)
+        self.critic_target = frozen_copy(self.critic)
+        self.encoder_opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        # Value clipping: all-time range of the TD targets, and the range in force (0, 0 at first).
+        self.y_min = torch.tensor(math.inf, device=self.device)
+        self.y_max = torch.tensor(-math.inf, device=self.device)
+        self.clip_lo = torch.zeros((), device=self.device)
+        self.clip_hi = torch.zeros((), device=self.device)
+        self.training_steps = 0
+        # Checkpoint assessment (spec §3.4).
+        self.eps_since = 0
+        self.steps_since = 0  # env steps collected since the last training burst
+        self.min_return = math.inf
+        self.best_min_return = -math.inf
+        self.eps_per_assessment = 1
+        self.update_credit = 0.0  # fractional burst updates carried over
+
+    # ------------------------------------------------------------------ learning (spec §3.3)
+    def encoder_loss(self, obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
+        with torch.no_grad():
+            target = self.encoder.zs(next_obs)  # online f, stop-gradient
+        return F.mse_loss(self.encoder.zsa(self.encoder.zs(obs), action), target)
+
+    def update_encoder(self, obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
+        loss = self.encoder_loss(obs, action, next_obs)
+        self.encoder_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.encoder_opt.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def td_target(self, reward: Tensor, not_done: Tensor, next_obs: Tensor) -> Tensor:
+        """y = r + gamma (1 - d) clip(min_k Qbar_k(o', a'), m_lo, m_hi); tracks the all-time y range."""
+        c = self.cfg
+        zs = self.fixed_encoder_target.zs(next_obs)
+        a = add_clipped_noise(self.actor_target(next_obs, zs), c.policy_noise, c.noise_clip, self.generator)
+        q = self.critic_target(next_obs, a, self.fixed_encoder_target.zsa(zs, a), zs).amin(0)
+        y = reward + c.gamma * not_done * q.clamp(self.clip_lo, self.clip_hi)
+        self.y_max = torch.maximum(self.y_max, y.max())
+        self.y_min = torch.minimum(self.y_min, y.min())
+        return y
+
+    def update_critic(self, obs: Tensor, action: Tensor, y: Tensor, zs: Tensor) -> tuple[Tensor, dict]:
+        """One LAP-Huber critic step on fixed-encoder inputs; returns |delta| [2, B] and metrics."""
+        with torch.no_grad():
+            zsa = self.fixed_encoder.zsa(zs, action)
+        q = self.critic(obs, action, zsa, zs)  # [2, B]
+        delta = (q - y).abs()
+        loss = lap_huber(delta, self.cfg.lap_min_priority)
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+        return delta.detach(), {"q_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
+
+    def update_actor(self, obs: Tensor, zs: Tensor) -> Tensor:
+        """J = -mean over batch and both heads; the gradient passes through g_fix and Q into the action."""
+        with no_param_grad(self.critic):
+            a = self.actor(obs, zs)
+            loss = -self.critic(obs, a, self.fixed_encoder.zsa(zs, a), zs).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            loss.backward()
+        self.actor_opt.step()
+        return loss.detach()
+
+    def sync_targets(self, replay) -> None:
+        """Every `target_update_every` steps (spec §3.3 step 5)."""
+        hard_update_(self.actor_target.parameters(), self.actor.parameters())
+        hard_update_(self.critic_target.parameters(), self.critic.parameters())
+        hard_update_(self.fixed_encoder_target.parameters(), self.fixed_encoder.parameters())
+        hard_update_(self.fixed_encoder.parameters(), self.encoder.parameters())
+        replay.reset_max_priority()
+        self.clip_lo, self.clip_hi = self.y_min.clone(), self.y_max.clone()
+
+    def update(self, replay, step: int) -> dict:
+        c = self.cfg
+        if c.use_checkpoints and self.training_steps == c.steps_before_checkpointing:
+            self.best_min_return *= c.reset_weight
+            self.eps_per_assessment = c.max_eps_when_checkpointing
+        self.training_steps += 1
+        b = replay.sample(c.batch_size, 1, prioritized=True)
+        obs, action, next_obs = b.obs[:, 0], b.action[:, 0], b.obs[:, 1]
+        metrics = {"repr_loss": self.update_encoder(obs, action, next_obs)}
+        y = self.td_target(b.reward[:, 0], 1.0 - b.terminal[:, 0].float(), next_obs)
+        with torch.no_grad():
+            zs = self.fixed_encoder.zs(obs)
+        delta, critic_metrics = self.update_critic(obs, action, y, zs)
+        metrics.update(critic_metrics)
+        replay.update_priorities(b.index, lap_priority(delta.T, c.lap_alpha, c.lap_min_priority))
+        if self.training_steps % c.actor_update_freq == 0:
+            metrics["actor_loss"] = self.update_actor(obs, zs)
+        if self.training_steps % c.target_update_every == 0:
+            self.sync_targets(replay)
+        return metrics
+
+    # ------------------------------------------------------------------ policy checkpoints (spec §3.4)
+    def updates_due(self, episode_return: float, episode_env_steps: int) -> int:
+        self.eps_since += 1
+        self.steps_since += episode_env_steps
+        self.min_return = min(self.min_return, episode_return)
+        if self.min_return < self.best_min_return:  # worse than the checkpoint: stop assessing early
+            return self._end_assessment()
+        if self.eps_since == self.eps_per_assessment:  # survived the assessment: new checkpoint
+            self.best_min_return = self.min_return
+            hard_update_(self.checkpoint_actor.parameters(), self.actor.parameters())
+            hard_update_(self.checkpoint_encoder.parameters(), self.fixed_encoder.parameters())
+            return self._end_assessment()
+        return 0
+
+    def _end_assessment(self) -> int:
+        credit = self.steps_since * self.cfg.burst_updates_per_step + self.update_credit
+        n = int(math.floor(credit + 1e-9))
+        self.update_credit = credit - n
+        self.eps_since, self.steps_since, self.min_return = 0, 0, math.inf
+        return n
+
+    # ------------------------------------------------------------------ acting and diagnostics
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        o = to_tensor(obs, self.device)
+        if not explore and self.cfg.use_checkpoints:
+            return self.checkpoint_actor(o, self.checkpoint_encoder.zs(o)).cpu().numpy()
+        a = self.actor(o, self.fixed_encoder.zs(o))
+        if explore:
+            a = add_clipped_noise(a, self.cfg.expl_noise, None, self.generator)
+        return a.cpu().numpy()
+
+    @torch.no_grad()
+    def latent(self, obs: Tensor) -> Tensor:
+        """z_s of the fixed encoder (what the actor and critic consume)."""
+        return self.fixed_encoder.zs(obs.to(self.device))

@@ -1,0 +1,42 @@
+"""Helpers for the agent tests: parameter snapshots and the interrupt-then-resume check."""
+
+from __future__ import annotations
+
+import torch
+
+from conftest import tiny_argv
+from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+from test_train import eval_numbers
+
+
+def params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(module: torch.nn.Module, before: list[torch.Tensor]) -> bool:
+    """Whether the module's parameters equal the snapshot `before` exactly."""
+    return all(torch.equal(p, q) for p, q in zip(module.parameters(), before))
+
+
+def assert_same_continuation(a, b, replay_a, replay_b, obs) -> None:
+    """Agents a and b (b loaded from a's state) act, update and write priorities identically."""
+    assert (a.act(obs, explore=True) == b.act(obs, explore=True)).all()
+    ma, mb = a.update(replay_a, 0), b.update(replay_b, 0)
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert torch.equal(replay_a._prio[: replay_a.size], replay_b._prio[: replay_b.size])
+    assert (a.act(obs, explore=False) == b.act(obs, explore=False)).all()
+
+
+def assert_resume_matches(agent: str, tmp_path, extra=()) -> None:
+    """A tiny run interrupted after 3 episodes and resumed ends with the eval.csv of one never stopped."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(tiny_argv(agent, ref, seed=4, extra=extra)) == EXIT_OK
+    calls = {"n": 0}
+
+    def stop_after_three_episodes():
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    assert main(tiny_argv(agent, run, seed=4, extra=extra), should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
+    assert main(tiny_argv(agent, run, seed=4, extra=extra)) == EXIT_OK
+    assert eval_numbers(run) == eval_numbers(ref)
