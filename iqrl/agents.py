@@ -113,6 +113,10 @@ REGISTRY: dict[str, AgentEntry] = {
         "baselines.td3:TD3", "baselines.td3:TD3Config", "td3_tasks.yaml",
         description="TD3 on raw observations, as in the iQRL code (n-step, LN+Mish MLPs, sigma schedule)",
     ),
+    "tcrl": AgentEntry(
+        "baselines.tcrl:TCRL", "baselines.tcrl:TCRLConfig", "tcrl_tasks.yaml",
+        description="TCRL (arXiv 2306.09466): latent cosine temporal consistency + TD3-like AC on the latent",
+    ),
 }
 
 
