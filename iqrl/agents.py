@@ -117,6 +117,10 @@ REGISTRY: dict[str, AgentEntry] = {
         "baselines.tcrl:TCRL", "baselines.tcrl:TCRLConfig", "tcrl_tasks.yaml",
         description="TCRL (arXiv 2306.09466): latent cosine temporal consistency + TD3-like AC on the latent",
     ),
+    "dcwm": AgentEntry(
+        "baselines.dcwm:DCWM", "baselines.dcwm:DCWMConfig", "dcwm_tasks.yaml",
+        description="DC-MPC (arXiv 2503.00653): FSQ codebook world model, TD3 on codes, MPPI (mpc=false: DCWM-MF)",
+    ),
 }
 
 

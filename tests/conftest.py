@@ -14,7 +14,10 @@ TINY_RUN = ["task=cartpole-balance", "episode_length=200", "seed_steps=400", "ev
 TINY_AGENT = {"iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
               "iqrl-official": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
               "td3": [],
-              "tcrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"]}
+              "tcrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+              # MPPI at small sizes (the default 512 samples x 6 iterations is slow on CPU)
+              "dcwm": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]", "agent.num_samples=32",
+                       "agent.num_pi_trajs=4", "agent.num_elites=8", "agent.iterations=2"]}
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:
