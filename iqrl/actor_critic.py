@@ -40,6 +40,7 @@ class ActorCriticConfig:
     expl_sigma_end: float = 0.1
     expl_sigma_episodes: int = 150  # 50 easy / 150 medium / 500 hard (task YAML)
     init: str = "default"  # default | orthogonal
+    grad_clip: float = 0.0  # gradient-norm clip of the actor and the critic steps; 0 = none (DCWM: 20)
     # Official-code quirks (named switches, off by default; see README "Faithfulness"):
     official_nstep1_gamma_bug: bool = False  # n = 1 targets are undiscounted (gamma = 1)
     official_ignore_terminal: bool = False  # terminal flags ignored in the n > 1 path
@@ -60,6 +61,7 @@ class ActorCriticConfig:
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.expl_sigma_episodes >= 1, f"expl_sigma_episodes must be >= 1, got {self.expl_sigma_episodes}"),
             (self.init in ("default", "orthogonal"), f"init must be default or orthogonal, got {self.init!r}"),
+            (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip}"),
             (all(h >= 1 for h in self.mlp_dims), f"mlp_dims must be positive, got {self.mlp_dims}"),
         ]
         for ok, msg in checks:
@@ -128,10 +130,12 @@ class TD3Learner(nn.Module):
         q_loss = per_critic.mean() if c.critic_loss_reduce == "mean" else per_critic.sum()
         self.critic_opt.zero_grad(set_to_none=True)
         q_loss.backward()
+        metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
+        if c.grad_clip > 0:
+            metrics["q_grad_norm"] = nn.utils.clip_grad_norm_(self.critic.parameters(), c.grad_clip)
         self.critic_opt.step()
         ema_update_(self.critic_target.parameters(), self.critic.parameters(), c.tau)
         self.critic_steps += 1
-        metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
         if self.critic_steps % c.actor_update_freq == 0:
             metrics["actor_loss"] = self.update_actor(x)
         return metrics
@@ -147,6 +151,8 @@ class TD3Learner(nn.Module):
             loss = -q.mean()
             self.actor_opt.zero_grad(set_to_none=True)
             loss.backward()
+            if c.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.actor.parameters(), c.grad_clip)
         finally:
             self.critic.requires_grad_(True)
         self.actor_opt.step()

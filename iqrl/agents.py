@@ -7,6 +7,9 @@ The trainer, sweeps and analysis know an agent only through this interface:
 * `act(obs, explore)`: obs [obs_dim] or [N, obs_dim] numpy -> action(s) in [-1, 1].
 * `update(replay, step)`: one gradient step; samples what it needs from the replay and returns a flat
   dict of scalar metrics (floats or 0-d tensors; the trainer syncs them once per episode).
+* `on_episode_start(training)`: called right after every environment reset (training episodes, seed
+  episodes included, with training=True; evaluation episodes with training=False). For per-episode
+  acting state: DCWM's MPPI warm start, TCRL's episode-indexed sigma. Optional (default: nothing).
 * `on_episode_end()`: per-episode schedules (exploration noise), called after each training episode.
 * `state_dict()` / `load_state_dict()`: networks, targets, optimizers, counters and RNG state.
 * `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`) for diagnostics, where they exist.
@@ -50,6 +53,10 @@ class Agent:
 
     def update(self, replay, step: int) -> dict[str, Any]:
         raise NotImplementedError
+
+    def on_episode_start(self, training: bool) -> None:
+        """Called right after each environment reset: training=True for training episodes (seed
+        episodes included), False for evaluation episodes. The default does nothing."""
 
     def on_episode_end(self) -> None:
         """Advance per-episode schedules; called once after each training episode."""
@@ -138,6 +145,14 @@ REGISTRY: dict[str, AgentEntry] = {
     "mrq": AgentEntry(
         "baselines.mrq:MRQ", "baselines.mrq:MRQConfig", "mrq_tasks.yaml",
         description="MR.Q (model-based encoder, two-hot reward, LAP, reward-scaled TD3-like RL)",
+    ),
+    "tcrl": AgentEntry(
+        "baselines.tcrl:TCRL", "baselines.tcrl:TCRLConfig", "tcrl_tasks.yaml",
+        description="TCRL (arXiv 2306.09466): latent cosine temporal consistency + TD3-like AC on the latent",
+    ),
+    "dcwm": AgentEntry(
+        "baselines.dcwm:DCWM", "baselines.dcwm:DCWMConfig", "dcwm_tasks.yaml",
+        description="DC-MPC (arXiv 2503.00653): FSQ codebook world model, TD3 on codes, MPPI (mpc=false: DCWM-MF)",
     ),
 }
 

@@ -44,6 +44,33 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default")
     return net
 
 
+def elu_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "orthogonal") -> nn.Sequential:
+    """EluMLP(in, hidden, out) (TCRL, baselines spec §1.1): per hidden width Linear -> ELU, then a plain Linear."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.ELU()]
+        d = h
+    layers.append(nn.Linear(d, out_dim))
+    net = nn.Sequential(*layers)
+    init_linear_(net, init)
+    return net
+
+
+def truncated_normal_sample(mu: Tensor, std: float, generator: torch.Generator, clip: float | None = None,
+                            eps: float = 1e-6) -> Tensor:
+    """TCRL's truncated-normal policy sample (baselines spec §1.6): mu + clip(std * N(0, 1), -clip, clip),
+    then clamped to [-1 + eps, 1 - eps] with a straight-through gradient (backward as if not clamped).
+
+    clip=None leaves the noise unclipped (TCRL's exploration); std may be 0 (then it returns mu, clamped).
+    """
+    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) * std
+    if clip is not None:
+        noise = noise.clamp(-clip, clip)
+    x = mu + noise
+    return x - x.detach() + x.clamp(-1.0 + eps, 1.0 - eps).detach()  # forward: exactly the clamped value
+
+
 # --------------------------------------------------------------------------------------------------
 # Vectorised ensemble of MLPs: E members evaluated with one batched matmul per layer.
 # --------------------------------------------------------------------------------------------------
@@ -179,6 +206,23 @@ class FSQ(nn.Module):
         return q.reshape(*idx.shape[:-1], -1)
 
 
+def gumbel_noise(like: Tensor, generator: torch.Generator) -> Tensor:
+    """Gumbel(0, 1) noise shaped like `like`: -log(E), E ~ Exp(1), drawn as F.gumbel_softmax draws it."""
+    return -torch.empty_like(like).exponential_(generator=generator).log()
+
+
+def gumbel_softmax_st(logits: Tensor, generator: torch.Generator, tau: float = 1.0) -> Tensor:
+    """Straight-through Gumbel-softmax over the last dimension (DCWM, baselines spec §1.6).
+
+    Forward: the one-hot of argmax(logits + g), g ~ Gumbel(0, 1) drawn from `generator`; backward: the
+    gradient of softmax((logits + g) / tau). Same maths as F.gumbel_softmax(hard=True), with an explicit
+    generator so that runs resume bit for bit.
+    """
+    y_soft = F.softmax((logits + gumbel_noise(logits, generator)) / tau, dim=-1)
+    y_hard = torch.zeros_like(y_soft).scatter_(-1, y_soft.argmax(-1, keepdim=True), 1.0)
+    return y_hard + (y_soft - y_soft.detach())
+
+
 # --------------------------------------------------------------------------------------------------
 # Target networks and schedules
 # --------------------------------------------------------------------------------------------------
@@ -208,6 +252,12 @@ def adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) 
     """
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+def linear_decay(start: float, end: float, duration: float, step: float) -> float:
+    """TCRL's `linear(init, final, duration)`: start + (end - start) * clip(step / duration, 0, 1)."""
+    mix = min(max(step / duration, 0.0), 1.0)
+    return float(start + (end - start) * mix)
 
 
 def linear_schedule(start: float, end: float, n: int, index: int) -> float:

@@ -144,6 +144,7 @@ class Trainer:
         seeding = self.env_step < self.cfg.seed_steps
         uniform = seeding and not self.agent.spec.warmup_with_policy
         obs = self.env.reset()
+        self.agent.on_episode_start(training=True)
         self.replay.start_episode(obs)
         ep_return, t = 0.0, time.time()
         while True:
@@ -211,6 +212,7 @@ class Trainer:
         returns = []
         for _ in range(self.cfg.eval_episodes):
             obs, total, done = self.eval_env.reset(), 0.0, False
+            self.agent.on_episode_start(training=False)
             while not done:
                 step = self.eval_env.step(self.agent.act(obs, explore=False))
                 total += step.reward

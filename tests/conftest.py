@@ -16,7 +16,11 @@ TINY_AGENT = {"iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
               "td3": [],
               "td7": ["agent.zs_dim=16", "agent.enc_mlp_dims=[32,32]", "agent.target_update_every=50"],
               "mrq": ["agent.zs_dim=16", "agent.za_dim=8", "agent.zsa_dim=16", "agent.enc_mlp_dims=[32,32]",
-                      "agent.target_update_every=50"]}
+                      "agent.target_update_every=50"],
+              "tcrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+              # MPPI at small sizes (the default 512 samples x 6 iterations is slow on CPU)
+              "dcwm": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]", "agent.num_samples=32",
+                       "agent.num_pi_trajs=4", "agent.num_elites=8", "agent.iterations=2"]}
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:

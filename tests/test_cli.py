@@ -10,7 +10,7 @@ from iqrl.config import build_config
 from iqrl.train import EXIT_BAD_INPUT, EXIT_OK, main
 
 BAD = [
-    (["agent=nope"], "unknown agent 'nope'; valid agents: iqrl"),
+    (["agent=nope"], "unknown agent 'nope'; valid agents: "),
     (["task=walker-wlak"], "unknown task 'walker-wlak' (did you mean walker-walk"),
     (["agent.horizn=3"], "unknown config key 'agent.horizn' (did you mean agent.horizon?)"),
     (["sede=3"], "unknown config key 'sede' (did you mean seed?)"),

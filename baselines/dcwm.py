@@ -1,0 +1,318 @@
+"""DCWM / DC-MPC: a discrete codebook world model, TD3 on its codes, MPPI at act time (baselines spec §5).
+
+Scannell et al., "Discrete Codebook World Models for Continuous Control", ICLR 2025 (arXiv 2503.00653);
+code github.com/aidanscannell/dcmpc. Paper order per update (§5.3-5.4): world-model step (encoder ->
+FSQ codes [5, 3] per slot; the dynamics is a classifier over the K = 15 codes of every slot, trained
+with cross-entropy against the code indices of the *online* encoder under stop-gradient (there is no
+target encoder, quirk Q-D4); the rollout propagates straight-through Gumbel-softmax samples; bounded
+reward head; rho-weighted over H = 5) -> re-encode o_0 and o_n with the updated encoder under no_grad
+-> TD3 critic step on the codes (5 critics, target = min of a random pair) -> actor step every 2nd
+critic step (mean of a random pair). The RL losses never reach the world model.
+
+Acting (§5.5): MPPI in the latent model (`iqrl.planning.mppi_plan`) with expected-code propagation,
+a policy prior and a terminal value; `mpc=false` acts with pi(z) alone (DCWM-MF). The planner's warm
+start (the previous plan) is reset at every episode start, kept separately for training and evaluation
+acting, and checkpointed. Acting draws from its own generators (one for training, one for evaluation),
+so evaluation does not change the training run.
+
+Quirks: Q-D1 (unit bootstrap discount for n = 1) is `dcwm_legacy_unit_discount` (off: gamma^n);
+Q-D2 default init is kept (`init=orthogonal` as an option); Q-D3 (one prior-noise vector shared by the
+24 prior trajectories, and noisy prior / terminal-value actions in evaluation) is reproduced by default
+(`plan_shared_prior_noise`, `plan_noise_in_eval`); Q-D4: plain fp32, no gradient scaler, AdamW's
+library-default weight decay 0.01 kept as `enc_weight_decay`.
+Harness deviations: the model-loss mask is the window's `valid` flags (the code's per-step done flag
+also drops an episode's final, time-limit transition); no first burst of 5000 updates after the seed
+episodes (the trainer runs updates after agent-collected episodes only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from iqrl.actor_critic import ActorCriticConfig, TD3Learner, to_tensor
+from iqrl.agents import Agent, AgentSpec
+from iqrl.nn import FSQ, gumbel_noise, gumbel_softmax_st, mlp
+from iqrl.planning import MPPIConfig, mppi_plan
+from iqrl.replay import SequenceBatch, nstep_targets
+
+PROPAGATION = ("sample", "sample_no_grad", "weighted_avg", "mode")
+
+
+@dataclass
+class DCWMConfig(ActorCriticConfig):
+    name: str = "dcwm"
+    # --- TD3 + REDQ-style ensemble on the codes (§5.4) ---
+    batch_size: int = 512
+    num_critics: int = 5
+    q_subsample: int = 2
+    actor_q_reduce: str = "mean"
+    critic_loss_reduce: str = "mean"
+    expl_sigma_episodes: int = 50  # 50 easy / 150 medium / 500 hard (task YAML)
+    init: str = "default"  # quirk Q-D2: the code's init calls are no-ops
+    grad_clip: float = 20.0
+    dcwm_legacy_unit_discount: bool = False  # quirk Q-D1: n = 1 bootstraps with 1 instead of gamma
+    # --- world model (§5.1-5.3) ---
+    latent_dim: int = 512  # d slots (1024 for dog, humanoid); latent width d * len(fsq_levels)
+    fsq_levels: list[int] = field(default_factory=lambda: [5, 3])
+    enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
+    horizon: int = 5
+    rho: float = 0.9
+    consistency_loss: str = "cross_entropy"  # cross_entropy | mse | cosine (on codes)
+    consistency_coef: float = 1.0
+    reward_coef: float = 1.0
+    train_propagation: str = "sample"  # sample (ST Gumbel) | sample_no_grad | weighted_avg | mode
+    reward_min: float = 0.0  # bounded reward head: [0, action repeat] on DMC
+    reward_max: float = 2.0
+    enc_lr: float = 1e-4  # AdamW over encoder, dynamics, reward head
+    enc_weight_decay: float = 0.01
+    enc_grad_clip: float = 20.0
+    # --- MPPI at act time (§5.5) ---
+    mpc: bool = True
+    plan_horizon: int = 3
+    iterations: int = 6
+    num_samples: int = 512
+    num_pi_trajs: int = 24
+    num_elites: int = 64
+    temperature: float = 0.5
+    min_std: float = 0.05
+    max_std: float = 2.0
+    plan_discount: float = 0.9  # the code discounts plans with rho, not gamma
+    plan_propagation: str = "weighted_avg"
+    plan_shared_prior_noise: bool = True  # quirk Q-D3: one noise vector per step for all prior trajectories
+    plan_noise_in_eval: bool = True  # quirk Q-D3: prior and terminal-value actions noisy in evaluation too
+
+    def validate(self) -> None:
+        self.validate_rl()
+        checks = [
+            (len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
+             f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}"),
+            (self.latent_dim >= 1, f"agent.latent_dim must be >= 1, got {self.latent_dim}"),
+            (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
+            (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
+            (self.consistency_loss in ("cross_entropy", "mse", "cosine"),
+             f"agent.consistency_loss must be cross_entropy, mse or cosine, got {self.consistency_loss!r}"),
+            (self.train_propagation in PROPAGATION,
+             f"agent.train_propagation must be one of {', '.join(PROPAGATION)}, got {self.train_propagation!r}"),
+            (self.plan_propagation in PROPAGATION,
+             f"agent.plan_propagation must be one of {', '.join(PROPAGATION)}, got {self.plan_propagation!r}"),
+            (self.reward_max > self.reward_min, "agent.reward_max must be > agent.reward_min"),
+            (self.enc_grad_clip > 0, f"agent.enc_grad_clip must be > 0, got {self.enc_grad_clip}"),
+            (not self.official_nstep1_gamma_bug,
+             "agent.official_nstep1_gamma_bug: for DCWM use agent.dcwm_legacy_unit_discount (quirk Q-D1)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+        try:
+            self.mppi().validate(keys={"horizon": "plan_horizon", "discount": "plan_discount"})
+        except ValueError as e:
+            raise ValueError(f"agent.{e}") from None
+
+    def mppi(self) -> MPPIConfig:
+        return MPPIConfig(horizon=self.plan_horizon, iterations=self.iterations, num_samples=self.num_samples,
+                          num_pi_trajs=self.num_pi_trajs, num_elites=self.num_elites, temperature=self.temperature,
+                          min_std=self.min_std, max_std=self.max_std, discount=self.plan_discount)
+
+    @property
+    def latent_width(self) -> int:
+        return self.latent_dim * len(self.fsq_levels)
+
+
+class DCWM(Agent):
+    def __init__(self, cfg: DCWMConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.act_dim = act_dim
+        self.generator = torch.Generator(device=self.device)  # updates (Gumbel noise, TD3 noise, critic draws)
+        self.generator.manual_seed(seed)
+        self.act_generators = {}  # acting: explore=True (training) and explore=False (evaluation)
+        for k, explore in enumerate((True, False)):
+            self.act_generators[explore] = torch.Generator(device=self.device)
+            self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
+        # 500 updates per 1000-frame episode: 1 per agent step = 0.5 per env step (§5.6, §8).
+        self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size, updates_per_step=0.5,
+                              warmup_with_policy=cfg.warmup_with_policy)
+        self.fsq = FSQ(cfg.fsq_levels).to(self.device)
+        self.codebook_size = K = self.fsq.codebook_size
+        self.codebook = self.fsq.codes_from_indices(torch.arange(K, device=self.device)[:, None])  # [K, c]
+        D = self.latent_width = cfg.latent_width
+        self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, D, cfg.init).to(self.device)
+        self.dynamics = mlp(D + act_dim, cfg.mlp_dims, cfg.latent_dim * K, cfg.init).to(self.device)  # logits
+        self.reward_head = mlp(D + act_dim, cfg.mlp_dims, 1, cfg.init).to(self.device)
+        self.model_params = [p for m in (self.encoder, self.dynamics, self.reward_head) for p in m.parameters()]
+        self.model_opt = torch.optim.AdamW(self.model_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay)
+        self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
+        self.ac = TD3Learner(cfg, D, act_dim, self.generator).to(self.device)
+        self.mppi_cfg = cfg.mppi()
+        self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
+
+    # ------------------------------------------------------------------ world model
+    def encode(self, obs: Tensor) -> Tensor:
+        """FSQ codes z [..., d * c] (straight-through)."""
+        return self.fsq(self.encoder(obs))
+
+    def next_logits(self, z: Tensor, a: Tensor) -> Tensor:
+        """Dynamics classifier: logits [..., d, K] over the codes of every slot."""
+        return self.dynamics(torch.cat([z, a], -1)).unflatten(-1, (self.cfg.latent_dim, self.codebook_size))
+
+    def propagate(self, logits: Tensor, mode: str, generator: torch.Generator) -> Tensor:
+        """Next latent [..., d * c] from logits [..., d, K]: a code vector per slot, or their expectation."""
+        if mode == "sample":  # straight-through Gumbel-softmax: on the codebook, gradient via softmax
+            weights = gumbel_softmax_st(logits, generator)
+        elif mode == "weighted_avg":  # expected code (off the codebook, deterministic)
+            weights = F.softmax(logits, -1)
+        else:
+            if mode == "sample_no_grad":  # a Gumbel-max sample, no gradient through the rollout
+                idx = (logits.detach() + gumbel_noise(logits, generator)).argmax(-1)
+            else:  # mode
+                idx = logits.detach().argmax(-1)
+            return self.codebook[idx].flatten(-2)
+        return (weights @ self.codebook).flatten(-2)
+
+    def reward(self, z: Tensor, a: Tensor) -> Tensor:
+        """Bounded reward tanh(x) (r_max - r_min) / 2 + (r_max + r_min) / 2, [...]."""
+        c = self.cfg
+        x = self.reward_head(torch.cat([z, a], -1)).squeeze(-1)
+        return torch.tanh(x) * (c.reward_max - c.reward_min) / 2 + (c.reward_max + c.reward_min) / 2
+
+    def consistency_terms(self, logits: Tensor, z_next: Tensor, k_target: Tensor, z_target: Tensor) -> Tensor:
+        """Per-sample consistency term [B]: mean over slots of CE(logits, k*), or MSE / -cos on codes."""
+        if self.cfg.consistency_loss == "cross_entropy":
+            ce = F.cross_entropy(logits.flatten(0, 1), k_target.flatten(), reduction="none")
+            return ce.view(k_target.shape).mean(-1)
+        if self.cfg.consistency_loss == "mse":
+            return ((z_next - z_target) ** 2).mean(-1)
+        return -F.cosine_similarity(z_next, z_target, dim=-1, eps=1e-6)
+
+    def world_model_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
+        """L = c_c (1/H) sum_t rho^t mean_b[m CE_t] + c_r (1/H) sum_t rho^t mean_b[m (r^(z_t, a_t) - r_t)^2]."""
+        c, H = self.cfg, self.cfg.horizon
+        obs, act = batch.obs, batch.action
+        mask = batch.valid[:, :H]  # 1 inside the episode (the code masks with its per-step done flag)
+        with torch.no_grad():  # targets: the ONLINE encoder under stop-gradient (no target encoder, Q-D4)
+            z_target = self.encode(obs[:, 1: H + 1])  # [B, H, D]
+            k_target = self.fsq.indices(z_target)  # [B, H, d]
+        z = self.encode(obs[:, 0])  # gradient reaches the encoder through z_0 and the rollout only
+        cons, rew = [], []
+        for t in range(H):
+            rew.append((self.reward(z, act[:, t]) - batch.reward[:, t]) ** 2)
+            logits = self.next_logits(z, act[:, t])
+            z = self.propagate(logits, c.train_propagation, self.generator)
+            cons.append(self.consistency_terms(logits, z, k_target[:, t], z_target[:, t]))
+        consistency = ((torch.stack(cons, 1) * mask).mean(0) * self.rho_powers).sum() / H
+        reward = ((torch.stack(rew, 1) * mask).mean(0) * self.rho_powers).sum() / H
+        loss = c.consistency_coef * consistency + c.reward_coef * reward
+        return loss, {"consistency_loss": consistency.detach(), "reward_loss": reward.detach(),
+                      "repr_loss": loss.detach()}
+
+    def update_world_model(self, batch: SequenceBatch) -> dict:
+        loss, metrics = self.world_model_loss(batch)
+        self.model_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        metrics["enc_grad_norm"] = nn.utils.clip_grad_norm_(self.model_params, self.cfg.enc_grad_clip)
+        self.model_opt.step()
+        return metrics
+
+    # ------------------------------------------------------------------ actor-critic on the codes
+    def rl_targets(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """(R [B], bootstrap discount [B], bootstrap index [B]): gamma^n, or 1 for n = 1 under Q-D1."""
+        c = self.cfg
+        return nstep_targets(batch.reward, batch.terminal, batch.valid, c.gamma, c.nstep,
+                             unit_discount_n1=c.dcwm_legacy_unit_discount, ignore_terminal=c.official_ignore_terminal)
+
+    def update_rl(self, batch: SequenceBatch) -> dict:
+        ret, discount, boot = self.rl_targets(batch)
+        B = len(batch)
+        with torch.no_grad():  # updated encoder, detached codes: no RL gradient reaches the world model
+            o = torch.cat([batch.obs[:, 0], batch.obs[torch.arange(B, device=boot.device), boot]], 0)
+            z_all = self.encode(o)
+        return self.ac.update(z_all[:B], batch.action[:, 0], ret, discount, z_all[B:])
+
+    def update(self, replay, step: int) -> dict:
+        batch = replay.sample(self.cfg.batch_size)  # one batch feeds the world model and the RL step
+        metrics = self.update_world_model(batch)
+        metrics.update(self.update_rl(batch))
+        return metrics
+
+    def on_episode_end(self) -> None:
+        self.ac.episodes_trained += 1
+
+    def on_episode_start(self, training: bool) -> None:
+        self.plan_mean[training] = None  # t0: no warm start from the previous episode's plan
+
+    # ------------------------------------------------------------------ acting (MPPI, §5.5)
+    def policy_prior(self, z: Tensor, generator: torch.Generator, noisy: bool) -> Tensor:
+        """pi(z) [N, P, A] + N(0, sigma_expl^2), one noise vector per env shared by the P rows (Q-D3) or not."""
+        a = self.ac.policy(z)
+        if noisy:
+            shape = (a.shape[0], 1, a.shape[-1]) if self.cfg.plan_shared_prior_noise else a.shape
+            a = a + torch.randn(shape, generator=generator, device=a.device) * self.ac.expl_sigma
+        return a.clamp(-1.0, 1.0)
+
+    def terminal_value(self, z: Tensor, generator: torch.Generator, noisy: bool) -> Tensor:
+        """Mean of a random pair of online critics at (z, prior action) [N, S]."""
+        a = self.policy_prior(z, generator, noisy)
+        members = torch.randperm(self.cfg.num_critics, generator=generator, device=self.device)[: self.cfg.q_subsample]
+        return self.ac.q(z.flatten(0, 1), a.flatten(0, 1), members).mean(0).view(z.shape[:2])
+
+    def plan(self, z: Tensor, explore: bool, generator: torch.Generator) -> Tensor:
+        c = self.cfg
+        noisy = explore or c.plan_noise_in_eval
+        prev = self.plan_mean[explore]
+        if prev is not None and prev.shape[0] != z.shape[0]:
+            prev = None  # a different number of envs: a new episode
+        result = mppi_plan(
+            z, act_dim=self.act_dim, cfg=self.mppi_cfg, generator=generator, prev_mean=prev,
+            dynamics=lambda z_, a_: self.propagate(self.next_logits(z_, a_), c.plan_propagation, generator),
+            reward=self.reward,
+            terminal_value=lambda z_: self.terminal_value(z_, generator, noisy),
+            policy_prior=lambda z_: self.policy_prior(z_, generator, noisy),
+        )
+        self.plan_mean[explore] = result.mean
+        return result.action
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        o = to_tensor(obs, self.device)
+        single = o.dim() == 1
+        z = self.encode(o.unsqueeze(0) if single else o)
+        generator = self.act_generators[explore]
+        a = self.plan(z, explore, generator) if self.cfg.mpc else self.ac.policy(z)
+        if explore:
+            a = (a + torch.randn(a.shape, generator=generator, device=a.device) * self.ac.expl_sigma).clamp(-1, 1)
+        return (a[0] if single else a).cpu().numpy()
+
+    @torch.no_grad()
+    def latent(self, obs: Tensor) -> Tensor:
+        return self.encode(obs.to(self.device))
+
+    @torch.no_grad()
+    def codes(self, obs: Tensor) -> Tensor:
+        return self.fsq.indices(self.encode(obs.to(self.device)))
+
+    # ------------------------------------------------------------------ state
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "dynamics": self.dynamics, "reward_head": self.reward_head, "ac": self.ac}
+
+    def state_dict(self) -> dict:
+        s = {k: m.state_dict() for k, m in self._modules().items()}
+        s.update(model_opt=self.model_opt.state_dict(), ac_extra=self.ac.extra_state(),
+                 generator=self.generator.get_state(),
+                 act_generators={k: g.get_state() for k, g in self.act_generators.items()},
+                 plan_mean={k: None if v is None else v.clone() for k, v in self.plan_mean.items()})
+        return s
+
+    def load_state_dict(self, s: dict) -> None:
+        for k, m in self._modules().items():
+            m.load_state_dict(s[k])
+        self.model_opt.load_state_dict(s["model_opt"])
+        self.ac.load_extra_state(s["ac_extra"])
+        self.generator.set_state(s["generator"])
+        for k, g in self.act_generators.items():
+            g.set_state(s["act_generators"][k])
+        self.plan_mean = {k: None if v is None else v.to(self.device) for k, v in s["plan_mean"].items()}

@@ -1,0 +1,269 @@
+"""TCRL: latent temporal consistency + a model-free TD3-like actor-critic on the latent (baselines spec §4).
+
+Zhao et al., "Simplified Temporal Consistency Reinforcement Learning", ICML 2023 (arXiv 2306.09466);
+code github.com/zhaoyi11/tcrl. Paper order per update (§4.5): model step (encoder, latent dynamics and
+reward head trained by a 5-step rho-weighted cosine consistency + reward loss against an EMA target
+encoder) -> encode o_0 and o_n with the *online* encoder under no_grad -> critic step (shared-trunk twin
+critic, n-step target from the *online* actor, no actor target) -> actor step (every update) -> EMA of
+the target encoder and the target critic. The RL losses never reach the encoder.
+
+One sigma_t serves as exploration std, target-action noise std and actor-update noise std; it follows
+linear(start, end, episodes) of the *episode index*, the 10 random episodes counted (quirk Q-T2, kept).
+The episode index comes from the trainer's `on_episode_start(training=True)` calls; as in the code the
+updates after episode k use sigma(k), and acting uses the value of the last update (sigma(0) before it).
+Harness choices: targets are copies of the online nets at start (quirk Q-T1; the code's independent
+random init is `official_random_target_init`); windows come from the shared sequence replay (no loader
+lag, quirk Q-T3); model-free only (the public code does not plan, §4.6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from iqrl.actor_critic import to_tensor
+from iqrl.agents import Agent, AgentSpec
+from iqrl.nn import elu_mlp, ema_update_, frozen_copy, init_linear_, linear_decay, truncated_normal_sample
+from iqrl.replay import SequenceBatch, nstep_targets
+
+
+@dataclass
+class TCRLConfig:
+    name: str = "tcrl"
+    # --- latent model (§4.1-4.2) ---
+    latent_dim: int = 50  # d: 50 easy / medium, 100 hard (task YAML)
+    enc_mlp_dims: list[int] = field(default_factory=lambda: [512, 512])
+    mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # dynamics, reward, actor, critic
+    horizon: int = 5  # H
+    rho: float = 0.9
+    consistency_coef: float = 1.0
+    reward_coef: float = 1.0
+    loss_clamp: float = 1e4  # per-sample clamp of each summed loss term
+    model_lr: float = 3e-4  # one Adam over encoder, dynamics, reward head
+    model_weight_decay: float = 1e-6  # coupled L2 (Adam, not AdamW)
+    model_grad_clip: float = 10.0
+    enc_tau: float = 0.005  # EMA rate of the target encoder
+    # --- actor-critic (§4.3) ---
+    batch_size: int = 512
+    nstep: int = 3  # 1 for humanoid (task YAML)
+    gamma: float = 0.99
+    lr: float = 3e-4  # actor and critic (Adam, no clipping)
+    tau: float = 0.005  # EMA rate of the target critic
+    # --- sigma schedule (§4.4): linear(start, end, episodes) over the episode index ---
+    sigma_start: float = 1.0
+    sigma_end: float = 0.1  # 0.2 hard
+    sigma_episodes: int = 50  # 50 easy / 150 medium / 500 hard
+    sigma_clip: float = 0.3  # clip of the target and actor-update noise (exploration noise is unclipped)
+    init: str = "orthogonal"  # orthogonal | default
+    official_random_target_init: bool = False  # quirk Q-T1: targets start from their own random init
+
+    def validate(self) -> None:
+        checks = [
+            (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
+            (len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
+             f"mlp_dims must be a non-empty list of positive ints, got {list(self.mlp_dims)}"),
+            (all(h >= 1 for h in self.enc_mlp_dims), f"enc_mlp_dims must be positive, got {list(self.enc_mlp_dims)}"),
+            (self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}"),
+            (0.0 < self.rho <= 1.0, f"rho must be in (0, 1], got {self.rho}"),
+            (self.loss_clamp > 0, f"loss_clamp must be > 0, got {self.loss_clamp}"),
+            (self.model_grad_clip > 0, f"model_grad_clip must be > 0, got {self.model_grad_clip}"),
+            (0.0 < self.enc_tau <= 1.0, f"enc_tau must be in (0, 1], got {self.enc_tau}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.nstep >= 1, f"nstep must be >= 1, got {self.nstep}"),
+            (0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}"),
+            (0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}"),
+            (self.sigma_start >= 0 and self.sigma_end >= 0, "sigma_start and sigma_end must be >= 0"),
+            (self.sigma_episodes >= 1, f"sigma_episodes must be >= 1, got {self.sigma_episodes}"),
+            (self.sigma_clip > 0, f"sigma_clip must be > 0, got {self.sigma_clip}"),
+            (self.init in ("default", "orthogonal"), f"init must be default or orthogonal, got {self.init!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+class Actor(nn.Module):
+    """mu(z) = tanh(EluMLP(tanh(LN(Linear(z))))): z -> Linear(d, h0) -> LayerNorm -> tanh -> ... -> tanh."""
+
+    def __init__(self, latent_dim: int, mlp_dims: list[int], act_dim: int, init: str):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(latent_dim, mlp_dims[0]), nn.LayerNorm(mlp_dims[0]), nn.Tanh())
+        self.head = elu_mlp(mlp_dims[0], mlp_dims[1:], act_dim, init)
+        init_linear_(self.trunk, init)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.tanh(self.head(self.trunk(z)))
+
+
+class Critic(nn.Module):
+    """Twin Q with a shared trunk: [z, a] -> Linear -> LayerNorm -> tanh, then two EluMLP heads. -> [2, B]."""
+
+    def __init__(self, latent_dim: int, act_dim: int, mlp_dims: list[int], init: str):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(latent_dim + act_dim, mlp_dims[0]), nn.LayerNorm(mlp_dims[0]),
+                                   nn.Tanh())
+        self.heads = nn.ModuleList([elu_mlp(mlp_dims[0], mlp_dims[1:], 1, init) for _ in range(2)])
+        init_linear_(self.trunk, init)
+
+    def forward(self, z: Tensor, a: Tensor) -> Tensor:
+        h = self.trunk(torch.cat([z, a], -1))
+        return torch.stack([head(h).squeeze(-1) for head in self.heads])
+
+
+class TCRLActorCritic(nn.Module):
+    """Actor, twin critic and its EMA target, optimizers and the current sigma (no actor target)."""
+
+    def __init__(self, cfg: TCRLConfig, act_dim: int, generator: torch.Generator):
+        super().__init__()
+        self.cfg, self.generator = cfg, generator
+        self.actor = Actor(cfg.latent_dim, cfg.mlp_dims, act_dim, cfg.init)
+        self.critic = Critic(cfg.latent_dim, act_dim, cfg.mlp_dims, cfg.init)
+        if cfg.official_random_target_init:
+            self.critic_target = Critic(cfg.latent_dim, act_dim, cfg.mlp_dims, cfg.init).requires_grad_(False)
+        else:
+            self.critic_target = frozen_copy(self.critic)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.sigma = linear_decay(cfg.sigma_start, cfg.sigma_end, cfg.sigma_episodes, 0)
+
+    @property
+    def expl_sigma(self) -> float:
+        return self.sigma
+
+    def sample(self, z: Tensor, clip: float | None) -> Tensor:
+        """Truncated-normal action mu(z) + noise(sigma, clip), straight-through clamp (reparameterised)."""
+        return truncated_normal_sample(self.actor(z), self.sigma, self.generator, clip)
+
+    def update(self, z: Tensor, action: Tensor, ret: Tensor, discount: Tensor, z_next: Tensor) -> dict:
+        c = self.cfg
+        with torch.no_grad():  # y = R + gamma^n min(Q1', Q2')(z_n, a'), a' from the online actor
+            a_next = self.sample(z_next, c.sigma_clip)
+            y = ret + discount * self.critic_target(z_next, a_next).amin(0)
+        q = self.critic(z, action)  # [2, B]
+        q_loss = ((q - y) ** 2).sum(0).mean()
+        self.critic_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.critic_opt.step()
+        # Actor every update: J = -mean min(Q1, Q2)(z, mu(z) + clipped noise).
+        actor_loss = -self.critic(z, self.sample(z, c.sigma_clip)).amin(0).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        return {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean(),
+                "actor_loss": actor_loss.detach(), "sigma": self.sigma}
+
+
+class TCRL(Agent):
+    def __init__(self, cfg: TCRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        # 250 updates per 1000-frame episode: 0.5 per agent step = 0.25 per env step (§4.5, §8).
+        self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size,
+                              updates_per_step=0.25)
+        d = cfg.latent_dim
+        self.latent_width = d
+        self.encoder = elu_mlp(obs_dim, cfg.enc_mlp_dims, d, cfg.init).to(self.device)
+        if cfg.official_random_target_init:
+            self.encoder_target = elu_mlp(obs_dim, cfg.enc_mlp_dims, d, cfg.init).requires_grad_(False).to(self.device)
+        else:
+            self.encoder_target = frozen_copy(self.encoder)
+        self.dynamics = elu_mlp(d + act_dim, cfg.mlp_dims, d, cfg.init).to(self.device)  # next latent, not residual
+        self.reward_head = elu_mlp(d + act_dim, cfg.mlp_dims, 1, cfg.init).to(self.device)
+        self.model_params = [p for m in (self.encoder, self.dynamics, self.reward_head) for p in m.parameters()]
+        self.model_opt = torch.optim.Adam(self.model_params, lr=cfg.model_lr, weight_decay=cfg.model_weight_decay)
+        self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
+        self.ac = TCRLActorCritic(cfg, act_dim, self.generator).to(self.device)
+        self.train_episodes = 0  # training episodes started (random ones included): sigma's clock
+
+    # ------------------------------------------------------------------ latent model (§4.2)
+    def model_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
+        """L = mean_b[c_c min(sum_t rho^t (2 - 2cos(z^_{t+1}, sg[e'(o_{t+1})])), 1e4)
+                      + c_r min(sum_t rho^t (r^_t - r_t)^2, 1e4)]   (backward through L / H)."""
+        c, H = self.cfg, self.cfg.horizon
+        obs, act = batch.obs, batch.action
+        mask = batch.valid[:, :H] * self.rho_powers  # windows lie inside one episode; valid is 1 on DMC
+        with torch.no_grad():
+            targets = self.encoder_target(obs[:, 1: H + 1])  # [B, H, d]
+        z = self.encoder(obs[:, 0])
+        cons, rew = [], []
+        for t in range(H):
+            za = torch.cat([z, act[:, t]], -1)
+            rew.append((self.reward_head(za).squeeze(-1) - batch.reward[:, t]) ** 2)
+            z = self.dynamics(za)  # open loop: the prediction is fed back
+            cons.append(2.0 - 2.0 * F.cosine_similarity(z, targets[:, t], dim=-1))
+        consistency = (torch.stack(cons, 1) * mask).sum(1).clamp(max=c.loss_clamp).mean()
+        reward = (torch.stack(rew, 1) * mask).sum(1).clamp(max=c.loss_clamp).mean()
+        loss = c.consistency_coef * consistency + c.reward_coef * reward
+        return loss, {"consistency_loss": consistency.detach(), "reward_loss": reward.detach(),
+                      "repr_loss": loss.detach()}
+
+    def update_model(self, batch: SequenceBatch) -> dict:
+        loss, metrics = self.model_loss(batch)
+        self.model_opt.zero_grad(set_to_none=True)
+        (loss / self.cfg.horizon).backward()  # the code scales the gradient by 1/H
+        metrics["enc_grad_norm"] = nn.utils.clip_grad_norm_(self.model_params, self.cfg.model_grad_clip)
+        self.model_opt.step()
+        return metrics
+
+    # ------------------------------------------------------------------ actor-critic (§4.3)
+    def update_rl(self, batch: SequenceBatch) -> dict:
+        c = self.cfg
+        ret, discount, boot = nstep_targets(batch.reward, batch.terminal, batch.valid, c.gamma, c.nstep)
+        B = len(batch)
+        with torch.no_grad():  # online encoder after its update, detached: RL never trains it
+            o = torch.cat([batch.obs[:, 0], batch.obs[torch.arange(B, device=boot.device), boot]], 0)
+            z_all = self.encoder(o)
+        return self.ac.update(z_all[:B], batch.action[:, 0], ret, discount, z_all[B:])
+
+    def update(self, replay, step: int) -> dict:
+        c = self.cfg
+        # sigma of the current episode index (the code sets it at the start of every update)
+        self.ac.sigma = linear_decay(c.sigma_start, c.sigma_end, c.sigma_episodes, self.train_episodes - 1)
+        batch = replay.sample(c.batch_size)
+        metrics = self.update_model(batch)
+        metrics.update(self.update_rl(batch))
+        ema_update_(self.encoder_target.parameters(), self.encoder.parameters(), c.enc_tau)
+        ema_update_(self.ac.critic_target.parameters(), self.ac.critic.parameters(), c.tau)
+        return metrics
+
+    def on_episode_start(self, training: bool) -> None:
+        if training:
+            self.train_episodes += 1
+
+    # ------------------------------------------------------------------ acting and diagnostics
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        z = self.encoder(to_tensor(obs, self.device))
+        a = self.ac.sample(z, clip=None) if explore else self.ac.actor(z)  # evaluation: the mean
+        return a.cpu().numpy()
+
+    @torch.no_grad()
+    def latent(self, obs: Tensor) -> Tensor:
+        return self.encoder(obs.to(self.device))
+
+    # ------------------------------------------------------------------ state
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "encoder_target": self.encoder_target, "dynamics": self.dynamics,
+                "reward_head": self.reward_head, "ac": self.ac}
+
+    def state_dict(self) -> dict:
+        s = {k: m.state_dict() for k, m in self._modules().items()}
+        s.update(model_opt=self.model_opt.state_dict(), actor_opt=self.ac.actor_opt.state_dict(),
+                 critic_opt=self.ac.critic_opt.state_dict(), sigma=self.ac.sigma,
+                 train_episodes=self.train_episodes, generator=self.generator.get_state())
+        return s
+
+    def load_state_dict(self, s: dict) -> None:
+        for k, m in self._modules().items():
+            m.load_state_dict(s[k])
+        self.model_opt.load_state_dict(s["model_opt"])
+        self.ac.actor_opt.load_state_dict(s["actor_opt"])
+        self.ac.critic_opt.load_state_dict(s["critic_opt"])
+        self.ac.sigma, self.train_episodes = s["sigma"], s["train_episodes"]
+        self.generator.set_state(s["generator"])
