@@ -13,7 +13,10 @@ TINY_RUN = ["task=cartpole-balance", "episode_length=200", "seed_steps=400", "ev
             "agent.batch_size=16"]
 TINY_AGENT = {"iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
               "iqrl-official": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-              "td3": []}
+              "td3": [],
+              "iqrl-ae": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+              "iqrl-sac": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+              "sac": []}
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:
