@@ -129,6 +129,7 @@ def test_horizon_sets_rollout_terms_and_replay_window(H):
         expected = agent.quantize(make(horizon=H).encoder_target(b.obs[:, H]))
     assert torch.equal(seen[-1][1], expected)  # the last target is o_{t+H}
     assert math.isfinite(float(metrics["consistency_loss"]))
+    assert math.isfinite(float(agent.update(replay, 0)["q_loss"]))  # the full update samples its own window
     assert make(horizon=H, nstep=H + 2).spec.seq_len == H + 2  # the window also covers the n-step return
 
 
