@@ -57,6 +57,24 @@ figures: $(STAMP)
 		--steps "$(STEPS)" $(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
 		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial)
 
+# make validate [AGENTS=a,b] [TASKS=cartpole-swingup,walker-walk] [STEPS=100000] [SEEDS=1]
+#               [OUT=results/validate] [SMALL=1] [JOBS=<cores>] [EVAL_EVERY=10000] [EXTRA="k=v ..."]
+# Learning check (not CI): trains every agent (default: all registered) on TASKS, then writes
+# OUT/validate.md and OUT/validate.csv with final returns next to published curves (README, "Learning check").
+# STEPS defaults to 100000 here (the figures target's STEPS default is a list) unless given on the command line.
+AGENTS ?=
+TASKS ?= cartpole-swingup,walker-walk
+SEEDS ?= 1
+SMALL ?=
+JOBS ?=
+EVAL_EVERY ?= 10000
+EXTRA ?=
+VALIDATE_STEPS = $(if $(filter command line environment,$(origin STEPS)),$(STEPS),100000)
+validate: $(STAMP)
+	$(PY) scripts/validate.py --agents "$(AGENTS)" --tasks "$(TASKS)" --steps $(VALIDATE_STEPS) --seeds $(SEEDS) \
+		--out "$(or $(OUT),results/validate)" --eval-every $(EVAL_EVERY) $(if $(filter 1,$(SMALL)),--small) \
+		$(if $(JOBS),--jobs $(JOBS)) $(if $(EXTRA),--extra $(EXTRA))
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
 

@@ -99,6 +99,11 @@ class TD3Learner(nn.Module):
         noise = torch.randn(action.shape, generator=self.generator, device=action.device) * self.expl_sigma
         return (action + noise).clamp(-1.0, 1.0)
 
+    def act(self, x: Tensor, explore: bool) -> Tensor:
+        """Behaviour action: pi(x) plus the scheduled Gaussian noise when exploring, else pi(x)."""
+        a = self.policy(x)
+        return self.explore(a) if explore else a
+
     def _random_subset(self, k: int, device) -> Tensor:
         n = self.cfg.num_critics
         if k == n:

@@ -6,6 +6,15 @@ quantized latents (rho^h weighted) -> representation step, EMA target encoder ->
 online encoder under no_grad -> n-step TD3 critic step -> actor step every 2nd critic step -> targets.
 The actor and critic never send gradients into the encoder.
 
+Variants by switch (same class, registry presets in iqrl/agents.py):
+* `use_rec_loss` adds an MLP decoder (iQRL spec §12 "Reconstruction loss"; baselines spec §7.1). With the
+  consistency loss on it is applied along the latent rollout, o_0 from z_0 and o_h from the predicted ẑ_h,
+  rho^h weighted, masked and summed over h = 0..H ("iQRL + REC", the `iqrl-ae` preset: the paper's
+  reconstruction ablation adds the decoder to the iQRL loss). `use_tc_loss=false` turns the consistency
+  loss off; the decoder then reconstructs the window's observations o_0..o_{H-1} from their online
+  encoder latents (plain MSE: the autoencoder-only variant of baselines spec §7.1).
+* `rl_algo=sac` swaps the TD3 learner for SAC (iqrl/sac.py) on the same latent (`iqrl-sac`).
+
 Correct behaviour is the default; each quirk of the official code has a named switch (spec §15) and
 the `iqrl-official` preset turns them all on.
 """
@@ -19,14 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import ActorCriticConfig, TD3Learner, to_tensor
+from iqrl.actor_critic import TD3Learner, to_tensor
 from iqrl.agents import Agent, AgentSpec
 from iqrl.nn import FSQ, adam, ema_update_, frozen_copy, mlp
 from iqrl.replay import SequenceBatch, nstep_targets
+from iqrl.sac import SACConfig, SACLearner
 
 
 @dataclass
-class IQRLConfig(ActorCriticConfig):
+class IQRLConfig(SACConfig):
     name: str = "iqrl"
     # --- representation (spec §3-§5) ---
     latent_dim: int = 512  # number of FSQ groups G (official meaning); latent width D = G * len(fsq_levels)
@@ -49,6 +59,9 @@ class IQRLConfig(ActorCriticConfig):
     cumulative_mask: bool = True  # False: official per-step mask (spec §5.2, quirk 6)
     reward_head_shifted_latent: bool = False  # True: official reward head on (z_{h+1}, a_h) (quirk 4)
     official_nofsq_half_width: bool = False  # True: use_fsq=false gives width latent_dim (official switch)
+    use_tc_loss: bool = True  # the multi-step latent consistency loss (False: reconstruction-only encoder)
+    use_rec_loss: bool = False  # decoder mlp(D, mlp_dims, obs_dim) + reconstruction loss (iqrl-ae)
+    rl_algo: str = "td3"  # actor-critic on the latent: td3 | sac (iqrl-sac; SAC keys in iqrl/sac.py)
 
     def validate(self) -> None:
         self.validate_rl()
@@ -63,10 +76,14 @@ class IQRLConfig(ActorCriticConfig):
             (self.tc_loss_sign in (-1, 1), f"agent.tc_loss_sign must be -1 or 1, got {self.tc_loss_sign}"),
             (0.0 < self.enc_tau <= 1.0, f"agent.enc_tau must be in (0, 1], got {self.enc_tau}"),
             (self.projection_dim >= 0, f"agent.projection_dim must be >= 0, got {self.projection_dim}"),
+            (self.rl_algo in ("td3", "sac"), f"agent.rl_algo must be td3 or sac, got {self.rl_algo!r}"),
+            (self.use_tc_loss or self.use_rec_loss or self.use_rew_loss,
+             "agent.use_tc_loss=false needs use_rec_loss=true or use_rew_loss=true (nothing would train the encoder)"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+        self.validate_sac()
 
     @property
     def latent_width(self) -> int:
@@ -93,7 +110,7 @@ class IQRL(Agent):
         self.dynamics = mlp(D + act_dim, cfg.mlp_dims, D, cfg.init).to(self.device)
         self.encoder_target = frozen_copy(self.encoder)
         repr_modules = [self.encoder, self.dynamics]
-        self.projection = self.projection_target = self.reward_head = None
+        self.projection = self.projection_target = self.reward_head = self.decoder = None
         if cfg.use_projection:
             self.projection = mlp(D, cfg.mlp_dims, cfg.projection_dim or max(D // 16, 1), cfg.init).to(self.device)
             self.projection_target = frozen_copy(self.projection)
@@ -101,11 +118,15 @@ class IQRL(Agent):
         if cfg.use_rew_loss:
             self.reward_head = mlp(D + act_dim, cfg.mlp_dims, 1, cfg.init).to(self.device)
             repr_modules.append(self.reward_head)
+        if cfg.use_rec_loss:
+            self.decoder = mlp(D, cfg.mlp_dims, obs_dim, cfg.init).to(self.device)
+            repr_modules.append(self.decoder)
         self.repr_params = [p for m in repr_modules for p in m.parameters()]
         self.repr_opt = adam(self.repr_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True)
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         # Actor-critic on the latent.
-        self.ac = TD3Learner(cfg, D, act_dim, self.generator).to(self.device)
+        learner = SACLearner if cfg.rl_algo == "sac" else TD3Learner
+        self.ac = learner(cfg, D, act_dim, self.generator).to(self.device)
 
     # ------------------------------------------------------------------ representation
     def quantize(self, y: Tensor) -> Tensor:
@@ -140,9 +161,12 @@ class IQRL(Agent):
         return ((pred - target) ** 2).mean(-1)
 
     def representation_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
-        """L_rep = (1/H) sum_h rho^h (1/B) sum_b m_{h,b} c_{h,b}  (+ the reward term when enabled)."""
+        """L_rep = (1/H) sum_h rho^h (1/B) sum_b m_{h,b} c_{h,b}  (+ the reward and reconstruction terms if on)."""
         c, H = self.cfg, self.cfg.horizon
         obs, act = batch.obs, batch.action
+        if not c.use_tc_loss and self.reward_head is None:  # reconstruction only: no latent rollout
+            rec_loss = self.reconstruction_loss(obs, self.horizon_mask(batch), [])
+            return rec_loss, {"rec_loss": rec_loss.detach()}
         with torch.no_grad():
             enc = self.encoder_target if c.use_target_encoder else self.encoder
             targets = self.quantize(enc(obs[:, 1: H + 1]))  # [B, H, D]
@@ -150,10 +174,11 @@ class IQRL(Agent):
                 targets = self.projection_target(targets)
         mask = self.horizon_mask(batch)  # [B, H]
         z = self.encode(obs[:, 0])
-        cons, rew = [], []
+        cons, rew, latents = [], [], [z]
         for h in range(H):
             z_prev = z
             z = self.next_latent(z, act[:, h])
+            latents.append(z)
             pred = self.projection(z) if self.projection is not None else z
             cons.append(self.consistency_terms(pred, targets[:, h]))
             if self.reward_head is not None:
@@ -163,11 +188,35 @@ class IQRL(Agent):
         cons_t = torch.stack(cons, 1)  # [B, H]
         consistency = ((cons_t * mask).mean(0) * self.rho_powers).sum() / H
         loss, metrics = consistency, {"consistency_loss": consistency.detach()}
+        if not c.use_tc_loss:  # reward head only
+            loss, metrics = torch.zeros_like(consistency), {}
         if rew:
             reward_loss = ((torch.stack(rew, 1) * mask).mean(0) * self.rho_powers).sum() / H
             loss = loss + reward_loss
             metrics["reward_loss"] = reward_loss.detach()
+        if self.decoder is not None:
+            rec_loss = self.reconstruction_loss(obs, mask, latents)
+            loss = loss + rec_loss
+            metrics["rec_loss"] = rec_loss.detach()
         return loss, metrics
+
+    def reconstruction_loss(self, obs: Tensor, mask: Tensor, latents: list[Tensor]) -> Tensor:
+        """Decoder MSE (iQRL spec §12; baselines spec §7.1). obs [B, L+1, O], mask [B, H].
+
+        With the consistency loss ("iQRL + REC"): along the rollout latents [ẑ_0 = z_0, ẑ_1 .. ẑ_H],
+            L_rec = sum_{h=0..H} rho^h (1/B) sum_b m'_{h,b} mse(dec(ẑ_h), o_{t+h}),  m'_0 = 1, m'_h = m_{h-1}.
+        Reconstruction only (use_tc_loss=false): online-encoder latents of o_t .. o_{t+H-1},
+            L_rec = (1/(B H)) sum_{h<H} sum_b m_{h,b} mse(dec(z_h), o_{t+h}).
+        """
+        H = self.cfg.horizon
+        if self.cfg.use_tc_loss:
+            z = torch.stack(latents, 1)  # [B, H+1, D]
+            weight = torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
+            err = ((self.decoder(z) - obs[:, : H + 1]) ** 2).mean(-1)  # [B, H+1]
+            rho = self.cfg.rho ** torch.arange(H + 1, dtype=torch.float32, device=obs.device)
+            return ((err * weight).mean(0) * rho).sum()
+        err = ((self.decoder(self.encode(obs[:, :H])) - obs[:, :H]) ** 2).mean(-1)  # [B, H]
+        return (err * mask).mean()
 
     def update_representation(self, batch: SequenceBatch) -> dict:
         loss, metrics = self.representation_loss(batch)
@@ -205,10 +254,7 @@ class IQRL(Agent):
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         o = to_tensor(obs, self.device)
-        a = self.ac.policy(self.encode(o))
-        if explore:
-            a = self.ac.explore(a)
-        return a.cpu().numpy()
+        return self.ac.act(self.encode(o), explore).cpu().numpy()
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:
@@ -224,7 +270,7 @@ class IQRL(Agent):
     def _modules(self) -> dict[str, nn.Module | None]:
         return {"encoder": self.encoder, "encoder_target": self.encoder_target, "dynamics": self.dynamics,
                 "projection": self.projection, "projection_target": self.projection_target,
-                "reward_head": self.reward_head, "ac": self.ac}
+                "reward_head": self.reward_head, "decoder": self.decoder, "ac": self.ac}
 
     def state_dict(self) -> dict:
         s = {k: m.state_dict() for k, m in self._modules().items() if m is not None}

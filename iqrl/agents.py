@@ -134,6 +134,21 @@ REGISTRY: dict[str, AgentEntry] = {
         },
         description="iQRL with the official code's quirks switched on (iQRL spec §15)",
     ),
+    "iqrl-ae": AgentEntry(
+        "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
+        preset={"use_rec_loss": True},
+        description="iQRL + reconstruction decoder along the latent rollout (the paper's reconstruction "
+                    "ablation); agent.use_tc_loss=false gives the reconstruction-only autoencoder",
+    ),
+    "iqrl-sac": AgentEntry(
+        "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
+        preset={"rl_algo": "sac", "actor_update_freq": 1},
+        description="iQRL representation under a SAC actor-critic instead of TD3",
+    ),
+    "sac": AgentEntry(
+        "baselines.sac:SAC", "baselines.sac:SACAgentConfig", "sac_tasks.yaml",
+        description="SAC on raw observations (automatic temperature, twin critics)",
+    ),
     "td3": AgentEntry(
         "baselines.td3:TD3", "baselines.td3:TD3Config", "td3_tasks.yaml",
         description="TD3 on raw observations, as in the iQRL code (n-step, LN+Mish MLPs, sigma schedule)",

@@ -20,7 +20,10 @@ TINY_AGENT = {"iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
               "tcrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
               # MPPI at small sizes (the default 512 samples x 6 iterations is slow on CPU)
               "dcwm": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]", "agent.num_samples=32",
-                       "agent.num_pi_trajs=4", "agent.num_elites=8", "agent.iterations=2"]}
+                       "agent.num_pi_trajs=4", "agent.num_elites=8", "agent.iterations=2"],
+              "iqrl-ae": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+              "iqrl-sac": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+              "sac": []}
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:

@@ -1,0 +1,273 @@
+"""Learning check: train every registered agent on a few easy tasks and put the final returns next to
+published learning curves at the same env step (`make validate`). Not part of CI.
+
+    python scripts/validate.py [--agents iqrl,sac] [--tasks cartpole-swingup,walker-walk] [--steps 100000]
+        [--seeds 1] [--out results/validate] [--small] [--jobs N] [--eval-every 10000] [--extra k=v ...]
+        [--table-only] [--reference PATH] [--step-tolerance 1000]
+
+1. Runs `python -m iqrl.train agent=A task=T seed=S steps=N out=OUT/A/T/<variant>/seed<S> sweep=validate
+   variant=<variant> eval_every=E` for every agent x task x seed (agents: all of `iqrl.agents.agent_names()`
+   unless --agents is given), at most --jobs at a time (default: all cores), each with OMP_NUM_THREADS=1,
+   logging to OUT/logs/. The variant is `small` with --small and `default` otherwise. A finished run is left
+   alone and an interrupted one resumes, so re-running the command only does what is missing; a folder that
+   holds a run with another config (e.g. another --steps) is refused by the trainer: use another --out.
+2. Writes OUT/validate.md (also printed) and OUT/validate.csv:
+   * ours: each run's mean over its last 2 evaluations with env_step <= --steps, averaged over seeds;
+   * published (`../shared/reference-data/published_dmc.csv.gz`, main results only = empty `ablation`):
+     each (source, algorithm) curve's value at its largest env_step <= --steps + --step-tolerance, per seed,
+     averaged over that source's seeds. The tolerance (default 1000) absorbs the sources' evaluation
+     offsets (e.g. TCRL and the iQRL draft's TD3 evaluate at 1k, 26k, ..., 101k); the env step actually
+     used is shown.
+
+--small caps network sizes for CPU budgets, for every agent whose config has the key and whose value
+(after its task overrides) is larger: mlp_dims <= [256, 256], enc_mlp_dims <= [256], latent_dim <= 64 (the
+easy-task latent size of the iQRL code's earlier versions; width 128 with FSQ levels [8, 8]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from analysis.load import AnalysisError  # noqa: E402
+from analysis.reference import DEFAULT_REFERENCE, load_reference, reference_label  # noqa: E402
+
+DEFAULT_TASKS = ["cartpole-swingup", "walker-walk"]
+SMALL_CAPS = {"mlp_dims": [256, 256], "enc_mlp_dims": [256], "latent_dim": 64}
+LAST_EVALS = 2
+#: Our agent -> the algorithm name the published file uses for the same method (others: none published).
+PUBLISHED_NAME = {"iqrl": "iQRL", "iqrl-official": "iQRL", "td3": "TD3", "sac": "SAC", "tcrl": "TCRL",
+                  "dcwm": "DCWM", "tdmpc2": "TD-MPC2"}
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def small_overrides(agent: str, task: str) -> list[str]:
+    """`agent.key=value` overrides that cap the network sizes of SMALL_CAPS, where the agent has the key."""
+    from iqrl.config import build_config
+
+    cfg = build_config([f"agent={agent}", f"task={task}"]).agent
+    have = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    out = []
+    for key, cap in SMALL_CAPS.items():
+        if key not in have:
+            continue
+        value = have[key]
+        larger = sum(value) > sum(cap) if isinstance(cap, list) else value > cap
+        if larger:
+            shown = "[" + ",".join(str(v) for v in cap) + "]" if isinstance(cap, list) else str(cap)
+            out.append(f"agent.{key}={shown}")
+    return out
+
+
+def run_dir(out: Path, agent: str, task: str, variant: str, seed: int) -> Path:
+    return out / agent / task / variant / f"seed{seed}"
+
+
+def train_argv(out: Path, agent: str, task: str, seed: int, steps: int, small: bool, eval_every: int,
+               extra: list[str]) -> list[str]:
+    variant = "small" if small else "default"
+    argv = [f"agent={agent}", f"task={task}", f"seed={seed}", f"steps={steps}",
+            f"out={run_dir(out, agent, task, variant, seed)}", "sweep=validate", f"variant={variant}",
+            f"eval_every={eval_every}"]
+    return argv + (small_overrides(agent, task) if small else []) + list(extra)
+
+
+def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
+    """Run `python -m iqrl.train ARGV` for each argv, `parallel` at a time; returns {run folder: exit code}."""
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "disable",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+    def one(argv: list[str]) -> tuple[str, int]:
+        folder = next(a.split("=", 1)[1] for a in argv if a.startswith("out="))
+        name = Path(folder).relative_to(out).as_posix().replace("/", "_")
+        with open(logs / f"{name}.log", "a") as log:
+            log.write(f"$ python -m iqrl.train {' '.join(argv)}\n")
+            log.flush()
+            rc = subprocess.run([sys.executable, "-m", "iqrl.train", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, cwd=REPO).returncode
+        return folder, rc
+
+    codes, t0 = {}, time.time()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+        for future in concurrent.futures.as_completed([pool.submit(one, argv) for argv in jobs]):
+            folder, rc = future.result()
+            codes[folder] = rc
+            print(f"[{time.time() - t0:7.0f}s] {'ok' if rc == 0 else f'exit {rc}'}: {folder}", flush=True)
+    return codes
+
+
+# --------------------------------------------------------------------------------------------- table
+def run_result(folder: Path, steps: int) -> dict:
+    """One run: state, last eval step and its final return (mean of the last LAST_EVALS evals <= steps)."""
+    row = {"state": "missing", "last_step": math.nan, "final_return": math.nan}
+    if (folder / "status.json").is_file():
+        status = json.loads((folder / "status.json").read_text())
+        row["state"] = status.get("state", "unknown")
+        if status.get("error"):
+            row["state"] += f" ({status['error']})"
+    if (folder / "eval.csv").is_file():
+        ev = pd.read_csv(folder / "eval.csv")
+        ev = ev[ev["env_step"] <= steps].sort_values("env_step")
+        if len(ev):
+            row["last_step"] = int(ev["env_step"].iloc[-1])
+            row["final_return"] = float(ev["episode_return"].iloc[-LAST_EVALS:].mean())
+    return row
+
+
+def our_results(out: Path, agents: list[str], tasks: list[str], seeds: list[int], variant: str,
+                steps: int) -> pd.DataFrame:
+    """One row per (agent, task): ours (mean over seeds), seeds with a result, last eval step, states."""
+    rows = []
+    for agent in agents:
+        for task in tasks:
+            runs = [run_result(run_dir(out, agent, task, variant, s), steps) for s in seeds]
+            finals = [r["final_return"] for r in runs if not math.isnan(r["final_return"])]
+            steps_seen = [r["last_step"] for r in runs if not math.isnan(r["last_step"])]
+            states = sorted({r["state"] for r in runs})
+            rows.append({"agent": agent, "task": task,
+                         "ours": sum(finals) / len(finals) if finals else math.nan,
+                         "seeds": f"{len(finals)}/{len(seeds)}",
+                         "last_step": min(steps_seen) if steps_seen else math.nan,
+                         "state": ", ".join(states)})
+    return pd.DataFrame(rows, columns=["agent", "task", "ours", "seeds", "last_step", "state"])
+
+
+def published_at(ref: pd.DataFrame, tasks: list[str], step: int, tolerance: int = 1000) -> pd.DataFrame:
+    """Main-result curves at `step`: per (task, source, algorithm) and seed, the return at the largest
+    env_step <= step + tolerance; then the mean over seeds. Columns: task, source, algorithm, label,
+    published, n_seeds, env_step (the largest step used)."""
+    sel = ref[(ref["ablation"] == "") & ref["task"].isin(tasks) & (ref["env_step"] <= step + tolerance)]
+    cols = ["task", "source", "algorithm", "label", "published", "n_seeds", "env_step"]
+    if sel.empty:
+        return pd.DataFrame(columns=cols)
+    last = sel.sort_values("env_step").groupby(["task", "source", "algorithm", "seed"], sort=False).tail(1)
+    out = (last.groupby(["task", "source", "algorithm"], sort=True)
+           .agg(published=("episode_return", "mean"), n_seeds=("seed", "size"), env_step=("env_step", "max"))
+           .reset_index())
+    out["label"] = [reference_label(s, a) for s, a in zip(out["source"], out["algorithm"])]
+    return out[cols]
+
+
+def same_method(agent: str, task: str, published: pd.DataFrame) -> str:
+    name = PUBLISHED_NAME.get(agent)
+    rows = published[(published["task"] == task) & (published["algorithm"] == name)] if name else published[:0]
+    return "; ".join(f"{r.label}: {r.published:.1f} @{int(r.env_step)}" for r in rows.itertuples()) or "—"
+
+
+def _fmt(x, digits: int = 1) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def to_markdown(ours: pd.DataFrame, published: pd.DataFrame, steps: int, tolerance: int,
+                note: str = "") -> str:
+    lines = ["# Learning check: final returns next to published curves", "",
+             f"Ours: mean of each run's last {LAST_EVALS} evaluations at env_step <= {steps}, averaged over "
+             f"seeds. Published: main-result curves of `published_dmc.csv.gz`, each (source, algorithm) at its "
+             f"largest env_step <= {steps} + {tolerance}, averaged over the source's seeds.", ""]
+    if note:
+        lines += [note, ""]
+    for task in ours["task"].drop_duplicates():
+        lines += [f"## {task} ({steps:,} env steps)", "",
+                  "| agent | ours | seeds | last eval step | state | published, same method |",
+                  "|---|---:|---:|---:|---|---|"]
+        for r in ours[ours["task"] == task].itertuples():
+            last = "—" if math.isnan(r.last_step) else str(int(r.last_step))
+            lines.append(f"| {r.agent} | {_fmt(r.ours)} | {r.seeds} | {last} | {r.state} | "
+                         f"{same_method(r.agent, task, published)} |")
+        pub = published[published["task"] == task].sort_values("published", ascending=False)
+        lines += ["", "| published [source] | return | seeds | at env_step |", "|---|---:|---:|---:|"]
+        lines += [f"| {r.label} | {r.published:.1f} | {r.n_seeds} | {int(r.env_step)} |" for r in pub.itertuples()]
+        if pub.empty:
+            lines.append("| (no published main-result curve for this task) | | | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def long_table(ours: pd.DataFrame, published: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Both kinds of rows in one CSV: kind (ours | published), task, name, return, seeds, env_step, state."""
+    a = pd.DataFrame({"kind": "ours", "task": ours["task"], "name": ours["agent"], "return": ours["ours"],
+                      "seeds": ours["seeds"], "env_step": ours["last_step"], "state": ours["state"]})
+    b = pd.DataFrame({"kind": "published", "task": published["task"], "name": published["label"],
+                      "return": published["published"], "seeds": published["n_seeds"].astype(str),
+                      "env_step": published["env_step"], "state": ""})
+    out = pd.concat([a, b], ignore_index=True)
+    out.insert(2, "target_step", steps)
+    return out
+
+
+def write_report(out: Path, ours: pd.DataFrame, published: pd.DataFrame, steps: int, tolerance: int,
+                 note: str = "") -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    text = to_markdown(ours, published, steps, tolerance, note)
+    (out / "validate.md").write_text(text + "\n")
+    long_table(ours, published, steps).to_csv(out / "validate.csv", index=False)
+    return text
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from iqrl.agents import agent_names
+
+    p = argparse.ArgumentParser(description="Learning check against published DMC curves (see module docstring).")
+    p.add_argument("--agents", default="", help="comma-separated; default: every registered agent")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
+    p.add_argument("--steps", type=int, default=100_000, help="env steps per run")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 1..N")
+    p.add_argument("--out", default="results/validate")
+    p.add_argument("--small", action="store_true", help="cap network sizes (see module docstring)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel (default: cores)")
+    p.add_argument("--eval-every", type=int, default=10_000)
+    p.add_argument("--extra", nargs="*", default=[], help="more key=value overrides for every run")
+    p.add_argument("--table-only", action="store_true", help="only build the table from existing runs")
+    p.add_argument("--reference", default=str(DEFAULT_REFERENCE))
+    p.add_argument("--step-tolerance", type=int, default=1000)
+    args = p.parse_args(argv)
+    agents, tasks = _csv(args.agents) or agent_names(), _csv(args.tasks)
+    unknown = sorted(set(agents) - set(agent_names()))
+    if unknown or not tasks or args.steps < 1 or args.seeds < 1 or args.jobs < 1:
+        print(f"error: bad arguments (unknown agents: {unknown}; tasks: {tasks})" if unknown or not tasks else
+              "error: --steps, --seeds and --jobs must be >= 1", file=sys.stderr)
+        return 2
+    out, seeds = Path(args.out), list(range(1, args.seeds + 1))
+    if not args.table_only:
+        jobs = [train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
+                for a in agents for t in tasks for s in seeds]
+        print(f"{len(jobs)} runs, {args.jobs} at a time, logs in {out / 'logs'}", flush=True)
+        run_all(jobs, out, args.jobs)
+    ours = our_results(out, agents, tasks, seeds, "small" if args.small else "default", args.steps)
+    try:
+        ref = load_reference(Path(args.reference))
+    except AnalysisError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    published = published_at(ref, tasks, args.steps, args.step_tolerance)
+    note = ("Networks capped with --small: " + ", ".join(f"{k} <= {v}" for k, v in SMALL_CAPS.items())
+            + " (where an agent has the key).") if args.small else ""
+    if args.extra:
+        note += (" " if note else "") + "Extra overrides: " + " ".join(args.extra) + "."
+    print(write_report(out, ours, published, args.steps, args.step_tolerance, note))
+    print(f"\nwrote {out / 'validate.md'} and {out / 'validate.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

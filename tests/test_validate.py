@@ -1,0 +1,123 @@
+"""scripts/validate.py: the table logic on a hand-made run folder and reference file (no training)."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from iqrl.config import build_config
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("validate", REPO / "scripts" / "validate.py")
+validate = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(validate)
+
+
+def reference() -> pd.DataFrame:
+    rows = [
+        # source s1, iQRL on walker-walk: two seeds on different step grids
+        ("s1", "iQRL", "", "walker-walk", 0, 1, 10.0), ("s1", "iQRL", "", "walker-walk", 10000, 1, 100.0),
+        ("s1", "iQRL", "", "walker-walk", 21000, 1, 300.0), ("s1", "iQRL", "", "walker-walk", 40000, 1, 900.0),
+        ("s1", "iQRL", "", "walker-walk", 0, 2, 20.0), ("s1", "iQRL", "", "walker-walk", 15000, 2, 200.0),
+        ("s1", "iQRL", "", "walker-walk", 25000, 2, 500.0),
+        # an ablation arm: never a main result
+        ("s1", "iQRL", "study:arm", "walker-walk", 20000, 1, 999.0),
+        # SAC in two sources; s3's curve starts after the step asked for
+        ("s2", "SAC", "", "walker-walk", 20000, 7, 40.0), ("s2", "SAC", "", "walker-walk", 20000, 8, 60.0),
+        ("s3", "SAC", "", "walker-walk", 30000, 1, 77.0),
+        # another task
+        ("s2", "SAC", "", "cheetah-run", 20000, 7, 555.0),
+    ]
+    return pd.DataFrame(rows, columns=["source", "algorithm", "ablation", "task", "env_step", "seed",
+                                       "episode_return"])
+
+
+def write_run(root: Path, agent: str, seed: int, evals, state="done", error=None, variant="default"):
+    d = root / agent / "walker-walk" / variant / f"seed{seed}"
+    d.mkdir(parents=True)
+    pd.DataFrame(evals, columns=["env_step", "episode_return"]).assign(
+        episode_return_std=0.0, n_episodes=10, wall_time_s=1.0).to_csv(d / "eval.csv", index=False)
+    (d / "status.json").write_text(json.dumps({"state": state, "env_step": evals[-1][0], "error": error}))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    write_run(tmp_path, "iqrl", 1, [(0, 10.0), (10000, 100.0), (20000, 300.0), (30000, 999.0)])
+    write_run(tmp_path, "iqrl", 2, [(0, 0.0), (10000, 50.0), (20000, 150.0)])
+    # seed 3 of iqrl is missing
+    write_run(tmp_path, "td3", 1, [(0, 5.0), (10000, 7.0)], state="failed", error="NonFiniteLoss: nan")
+    return tmp_path
+
+
+def test_published_value_at_each_seeds_last_step_within_tolerance():
+    pub = validate.published_at(reference(), ["walker-walk"], 20000, tolerance=1000)
+    got = {r.label: (r.published, r.n_seeds, r.env_step) for r in pub.itertuples()}
+    # iQRL: seed 1 at 21000 (300), seed 2 at 15000 (200); the ablation row is ignored
+    assert got == {"iQRL [s1]": (250.0, 2, 21000), "SAC [s2]": (50.0, 2, 20000)}
+    strict = validate.published_at(reference(), ["walker-walk"], 20000, tolerance=0)
+    iqrl = strict[strict["algorithm"] == "iQRL"].iloc[0]
+    assert (iqrl.published, iqrl.env_step) == (150.0, 15000)  # seed 1 falls back to its 10000 point
+    assert validate.published_at(reference(), ["hopper-hop"], 20000).empty
+
+
+def test_ours_is_the_mean_of_the_last_two_evals_then_over_seeds(runs):
+    ours = validate.our_results(runs, ["iqrl", "td3"], ["walker-walk"], [1, 2, 3], "default", 20000)
+    iqrl = ours[ours["agent"] == "iqrl"].iloc[0]
+    # seed 1: evals <= 20000 -> mean(100, 300) = 200; seed 2: mean(50, 150) = 100
+    assert iqrl.ours == 150.0 and iqrl.seeds == "2/3" and iqrl.last_step == 20000
+    assert iqrl.state == "done, missing"
+    td3 = ours[ours["agent"] == "td3"].iloc[0]
+    assert td3.ours == 6.0 and td3.seeds == "1/3" and td3.last_step == 10000
+    assert "failed (NonFiniteLoss: nan)" in td3.state
+    none = validate.our_results(runs, ["iqrl"], ["walker-walk"], [1], "small", 20000).iloc[0]
+    assert math.isnan(none.ours) and none.seeds == "0/1" and none.state == "missing"
+
+
+def test_markdown_and_csv(runs):
+    ours = validate.our_results(runs, ["iqrl", "td3", "sac"], ["walker-walk"], [1, 2, 3], "default", 20000)
+    pub = validate.published_at(reference(), ["walker-walk"], 20000)
+    text = validate.write_report(runs, ours, pub, 20000, 1000, note="a note")
+    assert (runs / "validate.md").read_text() == text + "\n"
+    lines = text.splitlines()
+    assert "## walker-walk (20,000 env steps)" in lines and "a note" in lines
+    assert "| iqrl | 150.0 | 2/3 | 20000 | done, missing | iQRL [s1]: 250.0 @21000 |" in lines
+    assert any(ln.startswith("| td3 | 6.0 | 1/3 | 10000 | failed") and ln.endswith("| — |") for ln in lines)
+    assert "| sac | — | 0/3 | — | missing | SAC [s2]: 50.0 @20000 |" in lines
+    published = lines[lines.index("| published [source] | return | seeds | at env_step |") + 2:]
+    assert published[:2] == ["| iQRL [s1] | 250.0 | 2 | 21000 |", "| SAC [s2] | 50.0 | 2 | 20000 |"]  # by return
+    csv = pd.read_csv(runs / "validate.csv")
+    assert list(csv.columns) == ["kind", "task", "target_step", "name", "return", "seeds", "env_step", "state"]
+    assert sorted(csv["kind"].unique()) == ["ours", "published"] and len(csv) == 5
+    assert csv.set_index("name").loc["iqrl", "return"] == 150.0
+
+
+def test_main_table_only(runs, tmp_path, capsys):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    argv = ["--table-only", "--agents", "iqrl", "--tasks", "walker-walk", "--steps", "20000", "--seeds", "2",
+            "--out", str(runs), "--reference", str(ref)]
+    assert validate.main(argv) == 0
+    assert "| iqrl | 150.0 | 2/2 | 20000 | done |" in capsys.readouterr().out
+    assert (runs / "validate.csv").is_file()
+    assert validate.main(argv[:2] + ["nope"] + argv[3:]) == 2
+    assert validate.main(argv[:-1] + [str(tmp_path / "absent.csv.gz")]) == 2
+
+
+def test_small_caps_only_larger_values_of_existing_keys(monkeypatch):
+    assert validate.small_overrides("iqrl", "cartpole-swingup") == ["agent.mlp_dims=[256,256]",
+                                                                    "agent.latent_dim=64"]
+    assert validate.small_overrides("td3", "cartpole-swingup") == ["agent.mlp_dims=[256,256]"]
+    monkeypatch.setitem(validate.SMALL_CAPS, "latent_dim", 4096)
+    assert validate.small_overrides("iqrl", "cartpole-swingup") == ["agent.mlp_dims=[256,256]"]
+
+
+def test_train_argv_is_a_valid_run_config(tmp_path):
+    argv = validate.train_argv(tmp_path, "iqrl-sac", "cartpole-swingup", 2, 20000, True, 5000, ["eval_episodes=3"])
+    cfg = build_config(argv)
+    assert cfg.out == str(tmp_path / "iqrl-sac" / "cartpole-swingup" / "small" / "seed2")
+    assert (cfg.seed, cfg.steps, cfg.eval_every, cfg.eval_episodes, cfg.sweep, cfg.variant) == \
+        (2, 20000, 5000, 3, "validate", "small")
+    assert cfg.agent.mlp_dims == [256, 256] and cfg.agent.latent_dim == 64
