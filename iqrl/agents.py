@@ -19,6 +19,7 @@ A new agent is one module, a registry line below and its tests.
 
 from __future__ import annotations
 
+import abc
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,17 +43,19 @@ class AgentSpec:
     update_mode: str = "per_episode"
 
 
-class Agent:
+class Agent(abc.ABC):
     """Base class: subclasses set `spec` and implement act / update / state_dict / load_state_dict."""
 
     spec: AgentSpec
     codebook_size: int | None = None
 
+    @abc.abstractmethod
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def update(self, replay, step: int) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
     def on_episode_start(self, training: bool) -> None:
         """Called right after each environment reset: training=True for training episodes (seed
@@ -63,13 +66,16 @@ class Agent:
 
     def updates_due(self, episode_return: float, episode_env_steps: int) -> int:
         """update_mode "agent_decides" only: how many updates to run after this episode."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} declares update_mode={self.spec.update_mode!r}, "
+                        "so the trainer never asks it for updates_due()")
 
+    @abc.abstractmethod
     def state_dict(self) -> dict:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def load_state_dict(self, state: dict) -> None:
-        raise NotImplementedError
+        ...
 
     def latent(self, obs: Tensor) -> Tensor | None:
         """The latent the actor/critic consume, [n, D]; None for agents without one."""
