@@ -18,17 +18,23 @@ BENCH_OUT ?= bench.json
 AGENT ?=
 TASK ?=
 
-.PHONY: help install test demo sweep status figures bench validate clean
+.PHONY: help install venv-install test demo sweep status figures bench validate clean
 
 help:
 	@echo "make test | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate"
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(FIND_LINKS) "torch==2.13.0"
-	$(PY) -m pip install -q $(FIND_LINKS) -e ".[dev]"
-	@touch $(STAMP)
+	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install
+
+# Serialised by the lock above: concurrent make invocations (e.g. two `make sweep`) install once.
+venv-install:
+	@if [ ! $(STAMP) -nt pyproject.toml ]; then \
+	  set -e; test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	  $(PY) -m pip install -q --upgrade pip; \
+	  $(PY) -m pip install -q $(FIND_LINKS) "torch==2.13.0"; \
+	  $(PY) -m pip install -q $(FIND_LINKS) -e ".[dev]"; \
+	  touch $(STAMP); \
+	fi
 
 install: $(STAMP)
 
