@@ -63,16 +63,18 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
     replay = SequenceReplay(env.obs_dim, env.act_dim, a.spec.seq_len, dev, 0)
     rng = np.random.default_rng(0)
 
-    def episode(policy: bool) -> int:
+    def episode(policy: bool, budget_s: float = float("inf")) -> int:
+        """Collect one episode into the replay (or stop after `budget_s` seconds); env steps done."""
         obs = env.reset()
+        a.on_episode_start(training=True)
         replay.start_episode(obs)
-        steps = 0
+        steps, t0 = 0, time.perf_counter()
         while True:
             act = a.act(obs, explore=True) if policy else rng.uniform(-1, 1, env.act_dim).astype(np.float32)
             s = env.step(act)
             replay.add(act, s.reward, s.obs, s.terminated, s.truncated)
             obs, steps = s.obs, steps + cfg.action_repeat
-            if s.terminated or s.truncated:
+            if s.terminated or s.truncated or time.perf_counter() - t0 > budget_s:
                 return steps
 
     episode(policy=False)
@@ -93,16 +95,17 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
     updates(n_updates)
     ups = n_updates / (time.perf_counter() - t)
     t = time.perf_counter()
-    steps = episode(policy=True)
+    steps = episode(policy=True, budget_s=20.0)  # data collection with the agent acting (time-bounded)
     env_sps = steps / (time.perf_counter() - t)
     obs = env.reset()
-    for _ in range(5):
+    a.on_episode_start(training=False)
+    a.act(obs, explore=False)
+    n_act, t = 0, time.perf_counter()
+    while n_act < 100 and (n_act < 3 or time.perf_counter() - t < 10.0):
         a.act(obs, explore=False)
-    t = time.perf_counter()
-    for _ in range(100):
-        a.act(obs, explore=False)
+        n_act += 1
     sync()
-    act_ms = (time.perf_counter() - t) * 10.0
+    act_ms = (time.perf_counter() - t) * 1000.0 / n_act
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
