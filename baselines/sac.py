@@ -14,12 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-
-from iqrl.actor_critic import to_tensor
-from iqrl.agents import Agent, AgentSpec
-from iqrl.replay import nstep_targets
+from baselines.td3 import TD3
 from iqrl.sac import SACConfig, SACLearner
 
 
@@ -37,32 +32,7 @@ class SACAgentConfig(SACConfig):
         self.validate_sac()
 
 
-class SAC(Agent):
-    def __init__(self, cfg: SACAgentConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-        self.spec = AgentSpec(seq_len=cfg.nstep, batch_size=cfg.batch_size, updates_per_step=0.5,
-                              warmup_with_policy=cfg.warmup_with_policy)
-        self.ac = SACLearner(cfg, obs_dim, act_dim, self.generator).to(self.device)
+class SAC(TD3):
+    """The `td3` wiring (raw observations, n-step targets from the replay) with the SAC learner."""
 
-    def update(self, replay, step: int) -> dict:
-        c = self.cfg
-        b = replay.sample(c.batch_size)
-        ret, discount, boot = nstep_targets(b.reward, b.terminal, b.valid, c.gamma, c.nstep)
-        next_obs = b.obs[torch.arange(len(b), device=boot.device), boot]
-        return self.ac.update(b.obs[:, 0], b.action[:, 0], ret, discount, next_obs)
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        return self.ac.act(to_tensor(obs, self.device), explore).cpu().numpy()
-
-    def state_dict(self) -> dict:
-        return {"ac": self.ac.state_dict(), "ac_extra": self.ac.extra_state(),
-                "generator": self.generator.get_state()}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.ac.load_state_dict(s["ac"])
-        self.ac.load_extra_state(s["ac_extra"])
-        self.generator.set_state(s["generator"])
+    learner_cls = SACLearner

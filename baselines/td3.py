@@ -36,6 +36,10 @@ class TD3Config(ActorCriticConfig):
 
 
 class TD3(Agent):
+    """Raw observations -> actor-critic learner; `sac` reuses this wiring with another learner."""
+
+    learner_cls = TD3Learner
+
     def __init__(self, cfg: TD3Config, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         self.cfg = cfg
         self.device = torch.device(device)
@@ -43,7 +47,7 @@ class TD3(Agent):
         self.generator.manual_seed(seed)
         self.spec = AgentSpec(seq_len=cfg.nstep, batch_size=cfg.batch_size, updates_per_step=0.5,
                               warmup_with_policy=cfg.warmup_with_policy)
-        self.ac = TD3Learner(cfg, obs_dim, act_dim, self.generator).to(self.device)
+        self.ac = self.learner_cls(cfg, obs_dim, act_dim, self.generator).to(self.device)
 
     def update(self, replay, step: int) -> dict:
         c = self.cfg
@@ -59,8 +63,7 @@ class TD3(Agent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        a = self.ac.policy(to_tensor(obs, self.device))
-        return (self.ac.explore(a) if explore else a).cpu().numpy()
+        return self.ac.act(to_tensor(obs, self.device), explore).cpu().numpy()
 
     def state_dict(self) -> dict:
         return {"ac": self.ac.state_dict(), "ac_extra": self.ac.extra_state(),

@@ -69,22 +69,88 @@ class ActorCriticConfig:
                 raise ValueError(msg)
 
 
-class TD3Learner(nn.Module):
-    """Actor, critic ensemble, their targets and optimizers, acting on an input vector x [B, in_dim]."""
+class CriticEnsembleLearner(nn.Module):
+    """What every actor-critic here shares: a vectorised critic ensemble with an EMA target, random
+    critic subsets, the critic step, and the counters and optimizer state a checkpoint needs.
+    Subclasses add the actor: `td_target` (the bootstrap target) and `update_actor` (metrics dict)."""
 
     def __init__(self, cfg: ActorCriticConfig, in_dim: int, act_dim: int, generator: torch.Generator):
         super().__init__()
         self.cfg = cfg
         self.act_dim = act_dim
         self.generator = generator
-        self.actor = mlp(in_dim, cfg.mlp_dims, act_dim, cfg.init)
         self.critic = EnsembleMLP(cfg.num_critics, in_dim + act_dim, cfg.mlp_dims, 1, cfg.init)
-        self.actor_target = frozen_copy(self.actor)
         self.critic_target = frozen_copy(self.critic)
-        self.actor_opt = adam(self.actor.parameters(), lr=cfg.lr)
         self.critic_opt = adam(self.critic.parameters(), lr=cfg.lr)
         self.critic_steps = 0
-        self.episodes_trained = 0  # index into the exploration schedule
+        self.episodes_trained = 0  # index into per-episode schedules (exploration noise)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"critic_opt": self.critic_opt}
+
+    def _random_subset(self, k: int, device) -> Tensor:
+        n = self.cfg.num_critics
+        if k == n:
+            return torch.arange(n, device=device)
+        return torch.randperm(n, generator=self.generator, device=self.generator.device)[:k].to(device)
+
+    def q(self, x: Tensor, a: Tensor, members: Tensor | None = None, target: bool = False) -> Tensor:
+        """Q-values [E, B] of the online (or target) critics `members` (all when None)."""
+        net = self.critic_target if target else self.critic
+        return net(torch.cat([x, a], -1), members).squeeze(-1).float()
+
+    def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
+        raise TypeError(f"{type(self).__name__} must define td_target")
+
+    def update_actor(self, x: Tensor) -> dict:
+        raise TypeError(f"{type(self).__name__} must define update_actor")
+
+    def update(self, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor) -> dict:
+        """One critic step on every critic (+ an actor step every `actor_update_freq`), detached inputs."""
+        c = self.cfg
+        y = self.td_target(ret, discount, x_next)
+        q = self.q(x, action)  # [E, B]
+        per_critic = ((q - y) ** 2).mean(1)
+        q_loss = per_critic.mean() if c.critic_loss_reduce == "mean" else per_critic.sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
+        if c.grad_clip > 0:
+            metrics["q_grad_norm"] = nn.utils.clip_grad_norm_(self.critic.parameters(), c.grad_clip)
+        self.critic_opt.step()
+        ema_update_(self.critic_target.parameters(), self.critic.parameters(), c.tau)
+        self.critic_steps += 1
+        if self.critic_steps % c.actor_update_freq == 0:
+            metrics.update(self.update_actor(x))
+        return metrics
+
+    def actor_objective_q(self, x: Tensor, a: Tensor) -> Tensor:
+        """Q [B] for the actor's objective: `actor_q_reduce` over a random subset of online critics."""
+        c = self.cfg
+        q = self.q(x, a, self._random_subset(c.q_subsample, x.device))
+        return q.mean(0) if c.actor_q_reduce == "mean" else q.amin(0)
+
+    def extra_state(self) -> dict:
+        return {"critic_steps": self.critic_steps, "episodes_trained": self.episodes_trained,
+                **{k: o.state_dict() for k, o in self.optimizers().items()}}
+
+    def load_extra_state(self, s: dict) -> None:
+        self.critic_steps, self.episodes_trained = s["critic_steps"], s["episodes_trained"]
+        for k, o in self.optimizers().items():
+            o.load_state_dict(s[k])
+
+
+class TD3Learner(CriticEnsembleLearner):
+    """TD3 actor (deterministic, target copy, target-policy smoothing) on the shared critic ensemble."""
+
+    def __init__(self, cfg: ActorCriticConfig, in_dim: int, act_dim: int, generator: torch.Generator):
+        super().__init__(cfg, in_dim, act_dim, generator)
+        self.actor = mlp(in_dim, cfg.mlp_dims, act_dim, cfg.init)
+        self.actor_target = frozen_copy(self.actor)
+        self.actor_opt = adam(self.actor.parameters(), lr=cfg.lr)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
 
     # ------------------------------------------------------------------ acting
     def policy(self, x: Tensor, target: bool = False) -> Tensor:
@@ -104,17 +170,6 @@ class TD3Learner(nn.Module):
         a = self.policy(x)
         return self.explore(a) if explore else a
 
-    def _random_subset(self, k: int, device) -> Tensor:
-        n = self.cfg.num_critics
-        if k == n:
-            return torch.arange(n, device=device)
-        return torch.randperm(n, generator=self.generator, device=self.generator.device)[:k].to(device)
-
-    def q(self, x: Tensor, a: Tensor, members: Tensor | None = None, target: bool = False) -> Tensor:
-        """Q-values [E, B] of the online (or target) critics `members` (all when None)."""
-        net = self.critic_target if target else self.critic
-        return net(torch.cat([x, a], -1), members).squeeze(-1).float()
-
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
     def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
@@ -126,34 +181,12 @@ class TD3Learner(nn.Module):
         q_next = self.q(x_next, a, self._random_subset(c.q_subsample, a.device), target=True).amin(0)
         return ret + discount * q_next
 
-    def update(self, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor) -> dict:
-        """One critic step (+ an actor step every `actor_update_freq`) on detached inputs."""
+    def update_actor(self, x: Tensor) -> dict:
         c = self.cfg
-        y = self.td_target(ret, discount, x_next)
-        q = self.q(x, action)  # [E, B]
-        per_critic = ((q - y) ** 2).mean(1)
-        q_loss = per_critic.mean() if c.critic_loss_reduce == "mean" else per_critic.sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
-        if c.grad_clip > 0:
-            metrics["q_grad_norm"] = nn.utils.clip_grad_norm_(self.critic.parameters(), c.grad_clip)
-        self.critic_opt.step()
-        ema_update_(self.critic_target.parameters(), self.critic.parameters(), c.tau)
-        self.critic_steps += 1
-        if self.critic_steps % c.actor_update_freq == 0:
-            metrics["actor_loss"] = self.update_actor(x)
-        return metrics
-
-    def update_actor(self, x: Tensor) -> Tensor:
-        c = self.cfg
-        members = self._random_subset(c.q_subsample, x.device)
         # Only the actor is stepped: freeze the critic so backward skips its weight gradients.
         self.critic.requires_grad_(False)
         try:
-            q = self.q(x, self.policy(x), members)
-            q = q.mean(0) if c.actor_q_reduce == "mean" else q.amin(0)
-            loss = -q.mean()
+            loss = -self.actor_objective_q(x, self.policy(x)).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             loss.backward()
             if c.grad_clip > 0:
@@ -162,17 +195,7 @@ class TD3Learner(nn.Module):
             self.critic.requires_grad_(True)
         self.actor_opt.step()
         ema_update_(self.actor_target.parameters(), self.actor.parameters(), c.tau)
-        return loss.detach()
-
-    # ------------------------------------------------------------------ state
-    def extra_state(self) -> dict:
-        return {"critic_steps": self.critic_steps, "episodes_trained": self.episodes_trained,
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
-
-    def load_extra_state(self, s: dict) -> None:
-        self.critic_steps, self.episodes_trained = s["critic_steps"], s["episodes_trained"]
-        self.actor_opt.load_state_dict(s["actor_opt"])
-        self.critic_opt.load_state_dict(s["critic_opt"])
+        return {"actor_loss": loss.detach()}
 
 
 def to_tensor(obs: np.ndarray, device) -> Tensor:

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import ActorCriticConfig
-from iqrl.nn import EnsembleMLP, ema_update_, frozen_copy, mlp
+from iqrl.actor_critic import ActorCriticConfig, CriticEnsembleLearner
+from iqrl.nn import adam, mlp
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -77,24 +77,19 @@ def tanh_log_det(u: Tensor) -> Tensor:
     return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
 
 
-class SACLearner(nn.Module):
-    """Squashed-Gaussian actor, critic ensemble + EMA targets, temperature; acts on x [B, in_dim]."""
+class SACLearner(CriticEnsembleLearner):
+    """Squashed-Gaussian actor and temperature on the shared critic ensemble; acts on x [B, in_dim]."""
 
     def __init__(self, cfg: SACConfig, in_dim: int, act_dim: int, generator: torch.Generator):
-        super().__init__()
-        self.cfg = cfg
-        self.act_dim = act_dim
-        self.generator = generator
+        super().__init__(cfg, in_dim, act_dim, generator)
         self.actor = mlp(in_dim, cfg.mlp_dims, 2 * act_dim, cfg.init)  # (mu, s) per action dimension
-        self.critic = EnsembleMLP(cfg.num_critics, in_dim + act_dim, cfg.mlp_dims, 1, cfg.init)
-        self.critic_target = frozen_copy(self.critic)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
-        self.critic_steps = 0
-        self.episodes_trained = 0  # kept for the agents' per-episode hook; SAC has no noise schedule
+        self.actor_opt = adam(self.actor.parameters(), lr=cfg.lr)
+        self.alpha_opt = adam([self.log_alpha], lr=cfg.alpha_lr)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "alpha_opt": self.alpha_opt}
 
     @property
     def alpha(self) -> Tensor:
@@ -123,17 +118,6 @@ class SACLearner(nn.Module):
     def act(self, x: Tensor, explore: bool) -> Tensor:
         return self.sample(x)[0] if explore else self.policy(x)
 
-    # ------------------------------------------------------------------ critics
-    def _random_subset(self, k: int, device) -> Tensor:
-        n = self.cfg.num_critics
-        if k == n:
-            return torch.arange(n, device=device)
-        return torch.randperm(n, generator=self.generator, device=self.generator.device)[:k].to(device)
-
-    def q(self, x: Tensor, a: Tensor, members: Tensor | None = None, target: bool = False) -> Tensor:
-        """Q-values [E, B] of the online (or target) critics `members` (all when None)."""
-        return (self.critic_target if target else self.critic)(torch.cat([x, a], -1), members).squeeze(-1)
-
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
     def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
@@ -142,31 +126,16 @@ class SACLearner(nn.Module):
         q_next = self.q(x_next, a, self._random_subset(self.cfg.q_subsample, a.device), target=True).amin(0)
         return ret + discount * (q_next - self.alpha * log_prob)
 
-    def update(self, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor) -> dict:
-        """One critic step (+ actor and temperature steps every `actor_update_freq`) on detached inputs."""
-        c = self.cfg
-        y = self.td_target(ret, discount, x_next)
-        q = self.q(x, action)  # [E, B]
-        per_critic = ((q - y) ** 2).mean(1)
-        q_loss = per_critic.mean() if c.critic_loss_reduce == "mean" else per_critic.sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.critic_opt.step()
-        ema_update_(self.critic_target.parameters(), self.critic.parameters(), c.tau)
-        self.critic_steps += 1
-        metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
-        if self.critic_steps % c.actor_update_freq == 0:
-            metrics.update(self.update_actor_and_alpha(x))
-        return metrics
-
-    def update_actor_and_alpha(self, x: Tensor) -> dict:
-        c = self.cfg
+    def update_actor(self, x: Tensor) -> dict:
+        """Actor step on alpha log pi - Q (critic frozen), then the temperature step."""
         a, log_prob = self.sample(x)
-        q = self.q(x, a, self._random_subset(c.q_subsample, x.device))
-        q = q.mean(0) if c.actor_q_reduce == "mean" else q.amin(0)
-        actor_loss = (self.alpha.detach() * log_prob - q).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        self.critic.requires_grad_(False)
+        try:
+            actor_loss = (self.alpha.detach() * log_prob - self.actor_objective_q(x, a)).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+        finally:
+            self.critic.requires_grad_(True)
         self.actor_opt.step()
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_opt.zero_grad(set_to_none=True)
@@ -174,15 +143,3 @@ class SACLearner(nn.Module):
         self.alpha_opt.step()
         return {"actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(),
                 "alpha": self.alpha.detach(), "entropy": -log_prob.detach().mean()}
-
-    # ------------------------------------------------------------------ state
-    def extra_state(self) -> dict:
-        return {"critic_steps": self.critic_steps, "episodes_trained": self.episodes_trained,
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "alpha_opt": self.alpha_opt.state_dict()}
-
-    def load_extra_state(self, s: dict) -> None:
-        self.critic_steps, self.episodes_trained = s["critic_steps"], s["episodes_trained"]
-        self.actor_opt.load_state_dict(s["actor_opt"])
-        self.critic_opt.load_state_dict(s["critic_opt"])
-        self.alpha_opt.load_state_dict(s["alpha_opt"])

@@ -170,15 +170,17 @@ def test_rl_gradients_never_reach_the_world_model():
 def test_critic_loss_decreases_on_a_fixed_batch_and_grads_are_clipped():
     agent = make(lr=1e-3, grad_clip=0.5)
     b = batch()
-    losses = []
+    losses, clipped = [], 0
     for _ in range(80):
         m = agent.update_rl(b)
         losses.append(m["q_loss"].item())
         assert "q_grad_norm" in m
         if "actor_loss" not in m:  # (an actor step leaves its own gradients on the critic)
             post_clip = torch.nn.utils.get_total_norm([p.grad for p in agent.ac.critic.parameters()])
-            assert post_clip <= 0.5 + 1e-4 < m["q_grad_norm"]
+            assert float(post_clip) == pytest.approx(min(float(m["q_grad_norm"]), 0.5), rel=1e-4)
+            clipped += float(m["q_grad_norm"]) > 0.5
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+    assert clipped > 0  # the clip was active on some steps
 
 
 @pytest.mark.parametrize("legacy, expected", [(False, 0.99), (True, 1.0)])

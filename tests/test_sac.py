@@ -110,7 +110,7 @@ def test_actor_step_moves_only_actor_and_temperature_step_only_alpha():
     assert all(torch.equal(v, ac.actor.state_dict()[k]) for k, v in actor0.items())
     critic1 = copy.deepcopy(ac.critic.state_dict())
     actor1 = copy.deepcopy(ac.actor.state_dict())
-    ac.update_actor_and_alpha(x)
+    ac.update_actor(x)
     assert all(torch.equal(v, ac.critic.state_dict()[k]) for k, v in critic1.items())  # actor step: critic fixed
     assert any(not torch.equal(v, ac.actor.state_dict()[k]) for k, v in actor1.items())
     assert ac.log_alpha.item() != alpha0
@@ -121,7 +121,7 @@ def test_temperature_moves_towards_target_entropy(target_entropy, direction):
     ac = learner(target_entropy=target_entropy, init_temperature=0.1)
     x = data()[0]
     for _ in range(5):
-        m = ac.update_actor_and_alpha(x)
+        m = ac.update_actor(x)
     # entropy below the target -> alpha grows; above -> alpha shrinks
     assert (float(m["alpha"]) - 0.1) * direction > 0
     assert ac.target_entropy == target_entropy
