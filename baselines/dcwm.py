@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import ActorCriticConfig, TD3Learner, to_tensor
+from iqrl.actor_critic import ActorCriticConfig, TD3Learner, latent_model_checks, to_tensor
 from iqrl.agents import Agent, AgentSpec
 from iqrl.nn import FSQ, gumbel_noise, gumbel_softmax_st, mlp
 from iqrl.planning import MPPIConfig, mppi_plan
@@ -88,12 +88,7 @@ class DCWMConfig(ActorCriticConfig):
 
     def validate(self) -> None:
         self.validate_rl()
-        checks = [
-            (len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
-             f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}"),
-            (self.latent_dim >= 1, f"agent.latent_dim must be >= 1, got {self.latent_dim}"),
-            (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
-            (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
+        checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho) + [
             (self.consistency_loss in ("cross_entropy", "mse", "cosine"),
              f"agent.consistency_loss must be cross_entropy, mse or cosine, got {self.consistency_loss!r}"),
             (self.train_propagation in PROPAGATION,

@@ -69,6 +69,17 @@ class ActorCriticConfig:
                 raise ValueError(msg)
 
 
+def latent_model_checks(fsq_levels, latent_dim: int, horizon: int, rho: float) -> list[tuple[bool, str]]:
+    """Validation shared by the agents with an FSQ latent model rolled out over a horizon (iQRL, DCWM)."""
+    return [
+        (len(fsq_levels) >= 1 and all(int(v) >= 2 for v in fsq_levels),
+         f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(fsq_levels)}"),
+        (latent_dim >= 1, f"agent.latent_dim must be >= 1, got {latent_dim}"),
+        (horizon >= 1, f"agent.horizon must be >= 1, got {horizon}"),
+        (0.0 < rho <= 1.0, f"agent.rho must be in (0, 1], got {rho}"),
+    ]
+
+
 class CriticEnsembleLearner(nn.Module):
     """What every actor-critic here shares: a vectorised critic ensemble with an EMA target, random
     critic subsets, the critic step, and the counters and optimizer state a checkpoint needs.

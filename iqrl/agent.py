@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import TD3Learner, to_tensor
+from iqrl.actor_critic import TD3Learner, latent_model_checks, to_tensor
 from iqrl.agents import Agent, AgentSpec
 from iqrl.nn import FSQ, adam, ema_update_, frozen_copy, mlp
 from iqrl.replay import SequenceBatch, nstep_targets
@@ -65,12 +65,7 @@ class IQRLConfig(SACConfig):
 
     def validate(self) -> None:
         self.validate_rl()
-        checks = [
-            (len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
-             f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}"),
-            (self.latent_dim >= 1, f"agent.latent_dim must be >= 1, got {self.latent_dim}"),
-            (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
-            (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
+        checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho) + [
             (self.consistency_loss in ("cos", "mse"),
              f"agent.consistency_loss must be cos or mse, got {self.consistency_loss!r}"),
             (self.tc_loss_sign in (-1, 1), f"agent.tc_loss_sign must be -1 or 1, got {self.tc_loss_sign}"),

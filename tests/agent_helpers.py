@@ -9,6 +9,16 @@ from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 from test_train import eval_numbers
 
 
+class FixedReplay:
+    """A replay stand-in whose sample() always returns the same batch (losses on a fixed batch)."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def sample(self, n):
+        return self.batch
+
+
 def params(module: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in module.parameters()]
 

@@ -35,14 +35,6 @@ def batch(B=8, L=5, seed=0, requires_grad=False):
                          valid=torch.ones(B, L), index=torch.arange(B))
 
 
-class FixedReplay:
-    def __init__(self, b):
-        self.b = b
-
-    def sample(self, n):
-        return self.b
-
-
 def test_latent_codes_and_architecture():
     cfg = DCWMConfig()
     assert (cfg.latent_dim, cfg.fsq_levels, cfg.horizon, cfg.batch_size, cfg.num_critics) == (512, [5, 3], 5, 512, 5)

@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from agent_helpers import FixedReplay
 from iqrl.agent import IQRL, IQRLConfig
 from iqrl.replay import SequenceBatch
 
@@ -158,13 +159,9 @@ def test_actor_updates_every_second_critic_step():
 
 
 def test_state_dict_round_trip():
-    class FixedReplay:
-        def sample(self, n):
-            return batch()
-
     a, b = make(), make()
     for _ in range(3):
-        a.update(FixedReplay(), 0)
+        a.update(FixedReplay(batch()), 0)
     obs = torch.randn(3, OBS).numpy()
     assert not (a.act(obs, explore=False) == b.act(obs, explore=False)).all()
     b.load_state_dict(a.state_dict())

@@ -15,6 +15,7 @@ from iqrl.nn import truncated_normal_sample
 from iqrl.replay import SequenceBatch
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 from test_train import eval_numbers, read_csv
+from agent_helpers import FixedReplay
 
 OBS, ACT = 7, 3
 
@@ -30,14 +31,6 @@ def batch(B=8, L=5, seed=0):
     return SequenceBatch(obs=torch.randn(B, L + 1, OBS, generator=g), action=torch.rand(B, L, ACT, generator=g) * 2 - 1,
                          reward=torch.rand(B, L, generator=g), terminal=torch.zeros(B, L, dtype=torch.bool),
                          valid=torch.ones(B, L), index=torch.arange(B))
-
-
-class FixedReplay:
-    def __init__(self, b):
-        self.b = b
-
-    def sample(self, n):
-        return self.b
 
 
 def test_architecture_and_defaults():
