@@ -4,8 +4,8 @@
    SIGKILLed and another scancelled; `make status` shows both as interrupted; the next `make sweep`
    resubmits exactly those two, which resume from their checkpoints and finish; a further `make sweep`
    submits nothing.
-2. A job whose time limit (1 min) is shorter than its run is signalled (USR2), checkpoints, is requeued by
-   submitit and finishes with the same eval.csv as the same run trained without interruption.
+2. A running job that gets USR2 (what Slurm sends ahead of a time limit or on preemption) checkpoints, is
+   requeued by submitit and finishes with the same eval.csv as the same run trained without interruption.
 """
 from __future__ import annotations
 
@@ -157,11 +157,14 @@ fixed:
 """
 
 
-def test_time_limit_requeue_gives_the_same_eval_csv(tmp_path):
-    sweep_file, profile = tmp_path / "long.yaml", tmp_path / "short.yaml"
+def test_usr2_requeue_gives_the_same_eval_csv(tmp_path):
+    """Slurm warns a job of its time limit (and of preemption) with USR2 to every job step, `signal_delay_s`
+    ahead. We send that same signal with `scancel --signal=USR2` once the run has checkpointed, instead of
+    waiting for a 1-minute limit: whether a run outlasts a fixed limit depends on the machine's speed (a
+    fast CI machine finished this run before its limit and the test failed). The limit itself is Slurm's
+    job; we check that the submission asks for it."""
+    sweep_file = tmp_path / "long.yaml"
     sweep_file.write_text(LONG)
-    text = (ROOT / "slurm/profiles/local-slurm.yaml").read_text()
-    profile.write_text(text.replace("time_min: 30", "time_min: 1"))  # USR2 at 1 min - 20 s (Slurm: up to 30 s early)
     results = tmp_path / "res"
 
     from slurm.submit import load
@@ -172,14 +175,24 @@ def test_time_limit_requeue_gives_the_same_eval_csv(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     reference = subprocess.Popen([sys.executable, "-m", "iqrl.train", *argv], cwd=ROOT, env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    out = make("sweep", f"SWEEP={sweep_file}", f"CLUSTER={profile}", f"RESULTS={results}")
+    out = make("sweep", f"SWEEP={sweep_file}", "CLUSTER=local-slurm", f"RESULTS={results}")
     assert out.returncode == 0 and "submitted 1 runs" in out.stdout, out.stdout + out.stderr
     assert "#SBATCH" not in out.stdout
     run_dir = run.run_dir(results)
+
+    def checkpointed_mid_run():
+        st = read_json(run_dir / "status.json")
+        ok = st.get("state") == "running" and 1000 <= st.get("env_step", 0) <= 4000
+        return read_json(run_dir / ".claim").get("job_id") if ok and (run_dir / "checkpoint/ckpt.pt").exists() else None
+
+    job = wait_for(checkpointed_mid_run, 300, "the run to pass its first checkpoint")
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
     wait_for(lambda: read_json(run_dir / "status.json").get("state") == "done" and not sweep_jobs("long"),
-             420, "the time-limited run to finish", poll=1)
+             420, "the signalled run to be requeued and finish", poll=1)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
+    scripts = "".join(p.read_text() for p in (results / ".submitit/long").glob("*/*_submission.sh"))
+    assert "#SBATCH --signal=USR2@20" in scripts and "#SBATCH --time=30" in scripts, scripts
     log = "".join(p.read_text() for p in (results / ".submitit/long").glob("*/*_log.*"))
     assert "[slurm.run] got SIGUSR2" in log
     assert "Requeued job" in log and "interrupted at env_step" in log and "resumed from checkpoint" in log
