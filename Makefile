@@ -85,8 +85,9 @@ clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
 
 BENCH_UPDATES ?= 20
+BENCH_SEEDS ?= 1
 DTYPES ?= fp32,bf16
 DEVICE ?= cpu
 bench: $(STAMP)
-	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --device $(DEVICE) \
+	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --device $(DEVICE) --seeds $(BENCH_SEEDS) \
 		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)

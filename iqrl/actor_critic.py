@@ -95,15 +95,26 @@ class CriticEnsembleLearner(nn.Module):
         self.critic_opt = adam(self.critic.parameters(), lr=cfg.lr)
         self.critic_steps = 0
         self.episodes_trained = 0  # index into per-episode schedules (exploration noise)
+        # Random draws handed in from outside (the K-seed mode of iqrl/multiseed.py draws each seed's
+        # numbers from its own generator, in `predraw` order, then runs the update vectorised): when set,
+        # `_random_subset` and `_randn` pop from this list instead of drawing.
+        self.predrawn: list[Tensor] | None = None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic_opt": self.critic_opt}
 
     def _random_subset(self, k: int, device) -> Tensor:
+        if self.predrawn is not None:
+            return self.predrawn.pop(0)
         n = self.cfg.num_critics
         if k == n:
             return torch.arange(n, device=device)
         return torch.randperm(n, generator=self.generator, device=self.generator.device)[:k].to(device)
+
+    def _randn(self, shape, device) -> Tensor:
+        if self.predrawn is not None:
+            return self.predrawn.pop(0)
+        return torch.randn(shape, generator=self.generator, device=device)
 
     def q(self, x: Tensor, a: Tensor, members: Tensor | None = None, target: bool = False) -> Tensor:
         """Q-values [E, B] of the online (or target) critics `members` (all when None)."""
@@ -120,9 +131,7 @@ class CriticEnsembleLearner(nn.Module):
         """One critic step on every critic (+ an actor step every `actor_update_freq`), detached inputs."""
         c = self.cfg
         y = self.td_target(ret, discount, x_next)
-        q = self.q(x, action)  # [E, B]
-        per_critic = ((q - y) ** 2).mean(1)
-        q_loss = per_critic.mean() if c.critic_loss_reduce == "mean" else per_critic.sum()
+        q_loss, q = self.critic_loss(x, action, y)
         self.critic_opt.zero_grad(set_to_none=True)
         q_loss.backward()
         metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
@@ -134,6 +143,12 @@ class CriticEnsembleLearner(nn.Module):
         if self.critic_steps % c.actor_update_freq == 0:
             metrics.update(self.update_actor(x))
         return metrics
+
+    def critic_loss(self, x: Tensor, action: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(loss, Q [E, B]): per-critic MSE to the target y, reduced over critics by `critic_loss_reduce`."""
+        q = self.q(x, action)
+        per_critic = ((q - y) ** 2).mean(1)
+        return (per_critic.mean() if self.cfg.critic_loss_reduce == "mean" else per_critic.sum()), q
 
     def actor_objective_q(self, x: Tensor, a: Tensor) -> Tensor:
         """Q [B] for the actor's objective: `actor_q_reduce` over a random subset of online critics."""
@@ -187,7 +202,7 @@ class TD3Learner(CriticEnsembleLearner):
         """y = R + discount * min over a random subset of target critics of Q(x', smoothed pi'(x'))."""
         c = self.cfg
         a = self.policy(x_next, target=True)
-        noise = (torch.randn(a.shape, generator=self.generator, device=a.device) * c.policy_noise)
+        noise = self._randn(a.shape, a.device) * c.policy_noise
         a = (a + noise.clamp(-c.noise_clip, c.noise_clip)).clamp(-1.0, 1.0)
         q_next = self.q(x_next, a, self._random_subset(c.q_subsample, a.device), target=True).amin(0)
         return ret + discount * q_next
@@ -197,7 +212,7 @@ class TD3Learner(CriticEnsembleLearner):
         # Only the actor is stepped: freeze the critic so backward skips its weight gradients.
         self.critic.requires_grad_(False)
         try:
-            loss = -self.actor_objective_q(x, self.policy(x)).mean()
+            loss = self.actor_loss(x)
             self.actor_opt.zero_grad(set_to_none=True)
             loss.backward()
             if c.grad_clip > 0:
@@ -207,6 +222,22 @@ class TD3Learner(CriticEnsembleLearner):
         self.actor_opt.step()
         ema_update_(self.actor_target.parameters(), self.actor.parameters(), c.tau)
         return {"actor_loss": loss.detach()}
+
+
+    def actor_loss(self, x: Tensor) -> Tensor:
+        return -self.actor_objective_q(x, self.policy(x)).mean()
+
+    def predraw(self, batch_size: int) -> list[Tensor]:
+        """The random draws of the next `update` call, in the order it makes them: the target-policy
+        smoothing noise and the target critics in `td_target`, then the actor's critics if that call
+        takes an actor step. Drawn from this learner's generator, so the stream is the same as drawing
+        inside `update`."""
+        c = self.cfg
+        draws = [self._randn((batch_size, self.act_dim), self.generator.device),
+                 self._random_subset(c.q_subsample, self.generator.device)]
+        if (self.critic_steps + 1) % c.actor_update_freq == 0:
+            draws.append(self._random_subset(c.q_subsample, self.generator.device))
+        return draws
 
 
 def to_tensor(obs: np.ndarray, device) -> Tensor:

@@ -226,6 +226,10 @@ class IQRL(Agent):
 
     # ------------------------------------------------------------------ RL on the latent
     def update_rl(self, batch: SequenceBatch) -> dict:
+        return self.ac.update(*self.rl_inputs(batch))
+
+    def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(z_t, a_t, n-step return, bootstrap discount, z_{t+n}): the actor-critic's detached inputs."""
         c = self.cfg
         ret, discount, boot = nstep_targets(batch.reward, batch.terminal, batch.valid, c.gamma, c.nstep,
                                             unit_discount_n1=c.official_nstep1_gamma_bug,
@@ -234,7 +238,7 @@ class IQRL(Agent):
         with torch.no_grad():  # online encoder, detached codes: no RL gradient reaches the encoder
             o = torch.cat([batch.obs[:, 0], batch.obs[torch.arange(B, device=boot.device), boot]], 0)
             z_all = self.encode(o)
-        return self.ac.update(z_all[:B], batch.action[:, 0], ret, discount, z_all[B:])
+        return z_all[:B], batch.action[:, 0], ret, discount, z_all[B:]
 
     def update(self, replay, step: int) -> dict:
         batch = replay.sample(self.spec.batch_size)

@@ -24,9 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-FIELDS = ["agent", "task", "device", "dtype", "compile", "updates_per_s", "env_steps_per_s", "act_ms",
+FIELDS = ["agent", "task", "device", "dtype", "compile", "seeds", "updates_per_s", "env_steps_per_s", "act_ms",
           "peak_mem_mb", "torch", "hardware"]
 DEFAULT_TASKS = ["walker-walk", "dog-run"]
+GROUP_AGENTS = ("iqrl", "iqrl-official", "iqrl-ae")  # the agents the K-seed mode supports
 
 
 def hardware(device) -> str:
@@ -110,8 +111,70 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"agent": agent, "task": task, "device": str(dev), "dtype": dtype, "compile": False,
+    return {"agent": agent, "task": task, "device": str(dev), "dtype": dtype, "compile": False, "seeds": 1,
             "updates_per_s": round(ups, 3), "env_steps_per_s": round(env_sps, 1), "act_ms": round(act_ms, 3),
+            "peak_mem_mb": round(peak, 1), "torch": torch.__version__, "hardware": hardware(dev)}
+
+
+def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int, k: int) -> dict:
+    """Updates/s per seed of the K-seed mode (iqrl/multiseed.py): K agents of the paper config updated
+    as one vectorised group. The K seeds sample from one shared replay of real data (what the batches
+    hold does not change the cost)."""
+    import threading
+
+    import numpy as np
+    import torch
+
+    from iqrl.agents import make_agent
+    from iqrl.config import build_config
+    from iqrl.envs import DMCEnv
+    from iqrl.multiseed import SeedGroup
+    from iqrl.replay import SequenceReplay
+    from iqrl.train import resolve_device
+
+    cfg = build_config([f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}"])
+    dev = resolve_device(cfg.device)
+    env = DMCEnv(task, 0, cfg.action_repeat, cfg.episode_length)
+    agents = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        agents.append(make_agent(cfg.agent, env.obs_dim, env.act_dim, dev, seed))
+    replay = SequenceReplay(env.obs_dim, env.act_dim, agents[0].spec.seq_len, dev, 0)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        obs = env.reset()
+        replay.start_episode(obs)
+        while True:
+            s = env.step(rng.uniform(-1, 1, env.act_dim).astype(np.float32))
+            replay.add(rng.uniform(-1, 1, env.act_dim).astype(np.float32), s.reward, s.obs, s.terminated, s.truncated)
+            if s.terminated or s.truncated:
+                break
+    group = SeedGroup(agents)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def rounds(n: int) -> None:
+        def seed(i):
+            with autocast:
+                for j in range(n):
+                    m = group.update(i, replay, j)
+            [float(v) for v in m.values()]
+
+        threads = [threading.Thread(target=seed, args=(i,)) for i in range(k)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        sync()
+
+    rounds(2)
+    t = time.perf_counter()
+    rounds(n_updates)
+    per_seed = n_updates / (time.perf_counter() - t)
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"agent": agent, "task": task, "device": str(dev), "dtype": dtype, "compile": False, "seeds": k,
+            "updates_per_s": round(per_seed, 3), "env_steps_per_s": None, "act_ms": None,
             "peak_mem_mb": round(peak, 1), "torch": torch.__version__, "hardware": hardware(dev)}
 
 
@@ -126,7 +189,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def compare(old_path: str, new_path: str) -> int:
-    key = lambda r: (r["agent"], r["task"], r["device"], r["dtype"], r["compile"])  # noqa: E731
+    key = lambda r: (r["agent"], r["task"], r["device"], r["dtype"], r["compile"], r.get("seeds", 1))  # noqa: E731
     old = {key(r): r for r in json.loads(Path(old_path).read_text())}
     print(f"{'agent':<14} {'task':<12} {'dtype':<5} {'updates/s old':>14} {'new':>8} {'ratio':>6}")
     for r in json.loads(Path(new_path).read_text()):
@@ -145,14 +208,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--updates", type=int, default=20)
+    p.add_argument("--seeds", default="1", help="K-seed mode rows for K in this comma-separated list "
+                   "(iqrl agents; K = 1 is the plain single-seed row)")
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
+    p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.compare:
         return compare(*args.compare)
     if args.one:
-        print(json.dumps(measure(*args.one, args.device, args.updates)))
+        if args.group:
+            print(json.dumps(measure_seeds(*args.one, args.device, args.updates, args.group)))
+        else:
+            print(json.dumps(measure(*args.one, args.device, args.updates)))
         return 0
     from iqrl.agents import agent_names
     from iqrl.config import ConfigError, build_config
@@ -160,6 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     agents = [a for a in args.agents.split(",") if a] or agent_names()
     tasks = [t for t in args.tasks.split(",") if t]
     dtypes = [d for d in args.dtypes.split(",") if d]
+    try:
+        seeds = [int(k) for k in args.seeds.split(",") if k]
+        if not seeds or min(seeds) < 1:
+            raise ValueError
+    except ValueError:
+        print(f"error: --seeds must be a comma-separated list of ints >= 1, got {args.seeds!r}", file=sys.stderr)
+        return 2
+    groups = [k for k in seeds if k > 1]
     try:
         for a in agents:
             for t in tasks:
@@ -170,18 +247,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = []
     for a in agents:
+        ks = ([1] if 1 in seeds else []) + (groups if a in GROUP_AGENTS else [])
         for t in tasks:
             for d in dtypes:
-                cmd = [sys.executable, "-m", "iqrl.bench", "--one", a, t, d, "--device", args.device,
-                       "--updates", str(args.updates)]
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                if r.returncode != 0:
-                    print(f"error: bench of {a} on {t} ({d}) failed: {r.stderr.strip().splitlines()[-1:]}",
-                          file=sys.stderr)
-                    return 1
-                rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-                print(f"{a:<14} {t:<12} {d:<5} {rows[-1]['updates_per_s']:>8.2f} updates/s "
-                      f"{rows[-1]['env_steps_per_s']:>9.1f} env steps/s", flush=True)
+                for k in ks:
+                    cmd = [sys.executable, "-m", "iqrl.bench", "--one", a, t, d, "--device", args.device,
+                           "--updates", str(args.updates), "--group", str(k if k > 1 else 0)]
+                    r = subprocess.run(cmd, capture_output=True, text=True)
+                    if r.returncode != 0:
+                        print(f"error: bench of {a} on {t} ({d}, {k} seeds) failed: "
+                              f"{r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                        return 1
+                    rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+                    env_sps = rows[-1]["env_steps_per_s"]
+                    print(f"{a:<14} {t:<12} {d:<5} K={k:<3} {rows[-1]['updates_per_s']:>8.2f} updates/s per seed "
+                          + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""), flush=True)
     tmp = Path(args.out).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(rows, indent=1) + "\n")
     tmp.replace(args.out)

@@ -1,0 +1,443 @@
+"""K seeds of one iQRL config in one process, with the networks vectorised over seeds (torch.func).
+
+    python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=walker-walk steps=1000000 out=ROOT [key=value ...]
+
+writes ROOT/seed0 .. ROOT/seed3, each an ordinary run folder (the config.yaml of `python -m iqrl.train
+... seed=k out=ROOT/seed<k>`), so sweeps, `make status` and `make figures` read them like any run.
+
+How. Each seed has its own `Trainer` (envs, replay, generators, counters, run folder), run in its own
+thread. The seeds' parameters are stacked into [K, ...] tensors, and after every update each seed's own
+modules get a copy of its slice, so acting, evaluation, diagnostics and checkpoints work on a seed
+exactly as in a single-seed run. A seed's `update` draws its batch from its own replay and its random numbers from its
+own generator (`predraw`, in the order the update would draw them), then waits until every seed of
+the group has done the same; the group then runs one vectorised update (`torch.func.vmap` over
+`torch.func.grad` of the agent's own loss methods, via `functional_call`) and one fused optimizer step
+over the stacked parameters (Adam is elementwise, so each slice steps as its own optimizer would).
+Nothing is reduced across seeds and every seed keeps its own generators, so seed k's run is the run of
+`python -m iqrl.train ... seed=k` up to floating-point rounding: vectorised matrix products and sums
+group their additions differently from unbatched ones (and from batches of another size), so the last
+bits differ. `tests/test_multiseed.py` checks each seed's losses and parameters against the plain
+`agent.update` (to 1e-5 over several updates, for the switches that change the update) and the first
+evaluations of a 3-seed run against plain single-seed runs (identical before the first update, within
+1e-3 after 100 updates). Over a long run the trajectories drift apart the way two machines' runs of one
+seed do, so K-seed results are statistically, not bitwise, those of single-seed runs; a resumed K-seed
+run is bitwise the uninterrupted one.
+
+Resume: every seed checkpoints at the same env steps and keeps its previous checkpoint; a group that
+was killed between two seeds' checkpoints resumes every seed from the latest env step all of them hold.
+Supported: the `iqrl` family with the TD3 learner (`iqrl`, `iqrl-official`, `iqrl-ae` and every iQRL
+switch); `rl_algo=sac` and the other agents are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from iqrl.agent import IQRL
+from iqrl.config import ConfigError, build_config
+from iqrl.nn import adam, ema_update_
+from iqrl.replay import SequenceBatch
+from iqrl.runfolder import CHECKPOINT, write_status
+from iqrl.train import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Trainer, check_run_folder, resolve_device
+
+PREVIOUS_CHECKPOINT = CHECKPOINT.with_name("ckpt.prev.pt")
+
+
+class _Call(nn.Module):
+    """Holds an agent's modules under fixed names; forward(fn, *args) runs fn with them, so that
+    `functional_call(holder, params, (fn, ...))` runs the agent's own loss code on swapped parameters."""
+
+    def __init__(self, modules: dict[str, nn.Module]):
+        super().__init__()
+        self.parts = nn.ModuleDict(modules)
+
+    def forward(self, fn, *args):
+        return fn(*args)
+
+
+def _holder(agent: IQRL) -> _Call:
+    mods = {k: m for k, m in agent._modules().items() if m is not None}
+    return _Call(mods)
+
+
+def _clip(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor], Tensor]:
+    """clip_grad_norm_ of one seed: total 2-norm over all gradients, scaled down to max_norm."""
+    norms = torch.stack([torch.linalg.vector_norm(g) for g in grads.values()])
+    total = torch.linalg.vector_norm(norms)
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    return {k: g * coef for k, g in grads.items()}, total
+
+
+class SeedGroup:
+    """K IQRL agents (same config, different seeds) updated together; see the module docstring."""
+
+    def __init__(self, agents: list[IQRL]):
+        a0 = agents[0]
+        if not all(isinstance(a, IQRL) for a in agents) or a0.cfg.rl_algo != "td3":
+            raise ConfigError("the K-seed mode supports the iqrl agents with the TD3 learner "
+                              f"(agent.rl_algo=td3); got {type(a0).__name__} with rl_algo={getattr(a0.cfg, 'rl_algo', None)}")
+        self.agents, self.K, self.cfg = agents, len(agents), a0.cfg
+        # Slots of the vectorised dimension: at least 2. Matrix products with a batch of one take other
+        # kernels (matrix-vector paths when a dimension is 1) than batches of two or more, which round
+        # differently; a lone seed gets a spare slot so that its numbers are those of any larger group.
+        self.slots = max(self.K, 2)
+        self.template = _holder(a0)
+        holders = [_holder(a) for a in agents]
+        # Every parameter and buffer stacked over seeds. The seeds' own module tensors stay separate and
+        # get their slice copied back after every update (`_sync_out`): acting through a view at an odd
+        # offset in the stack would take differently aligned kernel paths than a lone seed's tensors.
+        self.stacked: dict[str, Tensor] = {}
+        self.own: dict[str, list[Tensor]] = {}
+        for name, _ in [*self.template.named_parameters(), *self.template.named_buffers()]:
+            self.own[name] = [dict([*h.named_parameters(), *h.named_buffers()])[name].data for h in holders]
+            self.stacked[name] = torch.stack(self._pad(self.own[name])).contiguous()
+        # The groups of the three optimizer steps, in each agent's own optimizer order.
+        names = {id(p): n for n, p in self.template.named_parameters()}
+        self.repr_names = [names[id(p)] for p in a0.repr_params]
+        self.critic_names = [names[id(p)] for p in a0.ac.critic.parameters()]
+        self.actor_names = [names[id(p)] for p in a0.ac.actor.parameters()]
+        leaf = {n: self.stacked[n].requires_grad_(False) for n in self.stacked}
+        c = self.cfg
+        self.opts = {
+            "repr_opt": adam([leaf[n] for n in self.repr_names], lr=c.enc_lr, weight_decay=c.enc_weight_decay,
+                             decoupled=True),
+            "critic_opt": adam([leaf[n] for n in self.critic_names], lr=c.lr),
+            "actor_opt": adam([leaf[n] for n in self.actor_names], lr=c.lr),
+        }
+        self._pairs = {
+            "encoder": self._ema_pairs("encoder"), "projection": self._ema_pairs("projection"),
+            "critic": self._ema_pairs("ac.critic"), "actor": self._ema_pairs("ac.actor"),
+        }
+        self._synced_in = False
+        for k, a in enumerate(agents):  # checkpoints carry the group's optimizer state of their seed
+            a.state_dict = self._state_dict_fn(k, a.state_dict)
+        # Rendezvous of the seeds' update calls.
+        self.cv = threading.Condition()
+        self.active = set(range(self.K))
+        self.pending: dict[int, tuple] = {}
+        self.results: dict[int, dict] = {}
+        self.round = 0
+        self.error: BaseException | None = None
+
+    def _pad(self, per_seed: list) -> list:
+        return per_seed + [per_seed[0]] * (self.slots - self.K)
+
+    def _ema_pairs(self, prefix: str) -> tuple[list[Tensor], list[Tensor]]:
+        online = [n for n in self.stacked if n.startswith(f"parts.{prefix}.")]
+        return ([self.stacked[n.replace(f"parts.{prefix}.", f"parts.{prefix}_target.", 1)] for n in online],
+                [self.stacked[n] for n in online])
+
+    # ------------------------------------------------------------------ optimizer state <-> seeds
+    def _opt_names(self, key: str) -> list[str]:
+        return {"repr_opt": self.repr_names, "critic_opt": self.critic_names, "actor_opt": self.actor_names}[key]
+
+    def _seed_opt_state(self, key: str, k: int, own: dict) -> dict:
+        """Seed k's slice of a group optimizer, in the format of the agent's own optimizer."""
+        opt = self.opts[key]
+        params = opt.param_groups[0]["params"]
+        state = {}
+        for i, p in enumerate(params):
+            if p in opt.state:
+                state[i] = {s: (v if v.dim() == 0 else v[k].clone()) for s, v in opt.state[p].items()}
+        return {"state": state, "param_groups": own["param_groups"]}
+
+    def _state_dict_fn(self, k: int, own_state_dict):
+        def state_dict() -> dict:
+            s = own_state_dict()
+            s["repr_opt"] = self._seed_opt_state("repr_opt", k, s["repr_opt"])
+            for key in ("critic_opt", "actor_opt"):
+                s["ac_extra"][key] = self._seed_opt_state(key, k, s["ac_extra"][key])
+            return s
+        return state_dict
+
+    def _sync_in(self) -> None:
+        """Before the first update: the seeds' own tensors and optimizer states (checkpointed ones after a
+        resume) into the stacks."""
+        with torch.no_grad():
+            for name, tensors in self.own.items():
+                for k, t in enumerate(tensors):
+                    self.stacked[name][k].copy_(t)
+        own = {"repr_opt": [a.repr_opt for a in self.agents], "critic_opt": [a.ac.critic_opt for a in self.agents],
+               "actor_opt": [a.ac.actor_opt for a in self.agents]}
+        for key, opt in self.opts.items():
+            per_seed = [o.state_dict()["state"] for o in own[key]]
+            if not any(per_seed):
+                continue
+            for i, p in enumerate(opt.param_groups[0]["params"]):
+                entries = self._pad([st[i] for st in per_seed])
+                steps = {float(e["step"]) for e in entries}
+                if len(steps) != 1:
+                    raise RuntimeError(f"seeds resumed at different optimizer steps {sorted(steps)}")
+                opt.state[p] = {s: (entries[0][s].clone() if entries[0][s].dim() == 0
+                                    else torch.stack([e[s] for e in entries]).to(p.device))
+                                for s in entries[0]}
+
+    # ------------------------------------------------------------------ the vectorised update
+    def _functional(self, fn, params: dict[str, Tensor], *args):
+        return functional_call(self.template, params, (fn, *args), strict=False)
+
+    def _step(self, key: str, grads: dict[str, Tensor]) -> None:
+        opt = self.opts[key]
+        for n, p in zip(self._opt_names(key), opt.param_groups[0]["params"]):
+            p.grad = grads[n]
+        opt.step()
+        for p in opt.param_groups[0]["params"]:
+            p.grad = None
+
+    def _sync_out(self) -> None:
+        names = list(self.own)
+        dst = [t for n in names for t in self.own[n]]
+        src = [self.stacked[n][k] for n in names for k in range(self.K)]
+        with torch.no_grad():
+            torch._foreach_copy_(dst, src)
+
+    def _run_round(self) -> None:
+        if not self._synced_in:
+            self._sync_in()
+            self._synced_in = True
+        live = sorted(self.pending)
+        steps = {self.agents[k].ac.critic_steps for k in live}
+        if len(steps) != 1:
+            raise RuntimeError(f"seeds out of lockstep (critic steps {sorted(steps)})")
+        # A seed that has left (finished or failed) gets a live seed's inputs: its slice is computed and
+        # thrown away, which keeps the shapes fixed; nothing is reduced across seeds.
+        inputs = [self.pending.get(k, self.pending[live[0]]) for k in range(self.slots)]
+        fields = list(SequenceBatch.__dataclass_fields__)
+        batch = tuple(torch.stack([getattr(b, f) for b, _ in inputs]) for f in fields)
+        draws = [torch.stack([d[i] for _, d in inputs]) for i in range(len(inputs[0][1]))]
+        a0, c = self.agents[0], self.cfg
+        S = self.stacked
+
+        # 1. representation step, then the EMA target encoder (and projection)
+        repr_p = {n: S[n] for n in self.repr_names}
+        rest = {n: t for n, t in S.items() if n not in repr_p}
+
+        def repr_grads(rp, other, b):
+            def loss(p):
+                return self._functional(a0.representation_loss, {**other, **p}, SequenceBatch(*b))
+            g, metrics = grad(loss, has_aux=True)(rp)
+            g, metrics["enc_grad_norm"] = _clip(g, c.enc_grad_clip)
+            return g, metrics
+
+        g, metrics = vmap(repr_grads)(repr_p, rest, batch)
+        self._step("repr_opt", g)
+        ema_update_(*self._pairs["encoder"], c.enc_tau)
+        if a0.projection is not None:
+            ema_update_(*self._pairs["projection"], c.enc_tau)
+
+        # 2. critic step on the re-encoded, detached latents, then the EMA target critics
+        ac = a0.ac
+        critic_p = {n: S[n] for n in self.critic_names}
+        rest = {n: t for n, t in S.items() if n not in critic_p}
+
+        def critic_grads(cp, other, b, d):
+            ac.predrawn = list(d)
+            try:
+                x, action, ret, discount, x_next = self._functional(a0.rl_inputs, {**other, **cp}, SequenceBatch(*b))
+                y = self._functional(ac.td_target, {**other, **cp}, ret, discount, x_next)
+
+                def loss(p):
+                    q_loss, q = self._functional(ac.critic_loss, {**other, **p}, x, action, y)
+                    return q_loss, {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
+                g, m = grad(loss, has_aux=True)(cp)
+                if c.grad_clip > 0:
+                    g, m["q_grad_norm"] = _clip(g, c.grad_clip)
+                return g, m, x
+            finally:
+                ac.predrawn = None
+
+        g, m, x = vmap(critic_grads)(critic_p, rest, batch, draws[:2])
+        metrics.update(m)
+        self._step("critic_opt", g)
+        ema_update_(*self._pairs["critic"], c.tau)
+        for a in self.agents:
+            a.ac.critic_steps += 1
+
+        # 3. every actor_update_freq critic steps: actor step, then the EMA target actor
+        if self.agents[live[0]].ac.critic_steps % c.actor_update_freq == 0:
+            actor_p = {n: S[n] for n in self.actor_names}
+            rest = {n: t for n, t in S.items() if n not in actor_p}
+
+            def actor_grads(ap, other, xs, d):
+                ac.predrawn = list(d)
+                try:
+                    def loss(p):
+                        v = self._functional(ac.actor_loss, {**other, **p}, xs)
+                        return v, v.detach()
+                    g, value = grad(loss, has_aux=True)(ap)
+                    if c.grad_clip > 0:
+                        g, _ = _clip(g, c.grad_clip)
+                    return g, value
+                finally:
+                    ac.predrawn = None
+
+            g, loss = vmap(actor_grads)(actor_p, rest, x, draws[2:])
+            metrics["actor_loss"] = loss
+            self._step("actor_opt", g)
+            ema_update_(*self._pairs["actor"], c.tau)
+        self._sync_out()
+        for k in live:
+            self.results[k] = {name: v[k] for name, v in metrics.items()}
+
+    # ------------------------------------------------------------------ rendezvous
+    def update(self, k: int, replay, step: int) -> dict:
+        """Seed k's `agent.update`: its batch and draws, then the group's round once all seeds are in."""
+        agent = self.agents[k]
+        batch = replay.sample(agent.spec.batch_size)
+        draws = agent.ac.predraw(agent.spec.batch_size)
+        with self.cv:
+            self.pending[k] = (batch, draws)
+            my_round = self.round
+            self._maybe_run()
+            while self.round == my_round and self.error is None:
+                self.cv.wait()
+            if self.error is not None:
+                raise RuntimeError(f"the group update failed: {self.error}") from self.error
+            return self.results.pop(k)
+
+    def _maybe_run(self) -> None:
+        if self.pending and set(self.pending) >= self.active:
+            try:
+                self._run_round()
+            except BaseException as e:  # every waiting seed fails with it
+                self.error = e
+            self.pending.clear()
+            self.round += 1
+            self.cv.notify_all()
+
+    def leave(self, k: int) -> None:
+        """Seed k is finished (or failed): later rounds no longer wait for it."""
+        with self.cv:
+            self.active.discard(k)
+            self._maybe_run()
+
+
+# ---------------------------------------------------------------------- resume
+def checkpoint_step(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return int(state["counters"]["env_step"])
+
+
+def resume_points(run_dirs: list[Path]) -> list[Path | None]:
+    """The checkpoint each seed resumes from: the latest env step that every seed holds (latest or
+    previous checkpoint); None everywhere for a fresh start."""
+    held = []
+    for d in run_dirs:
+        held.append({s: p for p in (d / CHECKPOINT, d / PREVIOUS_CHECKPOINT) if (s := checkpoint_step(p)) is not None})
+    if not any(held):
+        return [None] * len(run_dirs)
+    common = set.intersection(*(set(h) for h in held))
+    if not common:
+        raise ConfigError("the seeds' checkpoints share no env step ("
+                          + "; ".join(f"{d}: {sorted(h)}" for d, h in zip(run_dirs, held))
+                          + "): resume them one by one with python -m iqrl.train")
+    step = max(common)
+    return [h[step] for h in held]
+
+
+class GroupTrainer(Trainer):
+    """A seed's Trainer in a group: keeps its previous checkpoint and resumes from the one it is given."""
+
+    resume_from: Path | None = None
+
+    def save_checkpoint(self) -> None:
+        path = self.run_dir / CHECKPOINT
+        if path.exists():
+            path.replace(self.run_dir / PREVIOUS_CHECKPOINT)
+        super().save_checkpoint()
+
+    def try_resume(self) -> bool:
+        if self.resume_from is None:
+            return False
+        state = torch.load(self.resume_from, map_location=self.device, weights_only=False)
+        self.load_state_dict(state)
+        return True
+
+
+# ---------------------------------------------------------------------- command line
+USAGE = """usage: python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=DOMAIN-TASK steps=N out=ROOT [key=value ...]
+
+Trains the seeds in one process with the networks vectorised over seeds; writes ROOT/seed<k> run folders
+(the same as python -m iqrl.train ... seed=k out=ROOT/seed<k>). Re-running resumes; done seeds are skipped."""
+
+
+def parse_seeds(argv: list[str]) -> tuple[list[int], Path, list[str]]:
+    seeds, out, rest = None, None, []
+    for a in argv:
+        if a.startswith("seeds="):
+            try:
+                seeds = [int(s) for s in a[6:].strip("[]").split(",") if s.strip()]
+            except ValueError:
+                raise ConfigError(f"seeds must be a comma-separated list of ints, got {a[6:]!r}") from None
+        elif a.startswith("out="):
+            out = Path(a[4:])
+        elif a.startswith("seed="):
+            raise ConfigError("use seeds=0,1,... (the K-seed mode trains several seeds)")
+        else:
+            rest.append(a)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError("seeds= must list at least one seed, each once (e.g. seeds=0,1,2,3)")
+    if out is None:
+        raise ConfigError("out=ROOT is required (runs go to ROOT/seed<k>)")
+    return seeds, out, rest
+
+
+def main(argv: list[str] | None = None, should_stop=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return EXIT_OK
+    try:
+        seeds, root, rest = parse_seeds(argv)
+        cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
+        if cfgs[0].agent.name not in ("iqrl", "iqrl-official", "iqrl-ae") or cfgs[0].agent.rl_algo != "td3":
+            raise ConfigError(f"the K-seed mode supports iqrl, iqrl-official and iqrl-ae with agent.rl_algo=td3; "
+                              f"got agent={cfgs[0].agent.name}")
+        cfgs = [c for c in cfgs if check_run_folder(c) != "done"]
+        if not cfgs:
+            print(f"{root}: every seed is already done, nothing to do", flush=True)
+            return EXIT_OK
+        resolve_device(cfgs[0].device)
+        points = resume_points([Path(c.out) for c in cfgs])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    trainers = []
+    for c, point in zip(cfgs, points):  # one at a time: each seeds the global RNGs, then builds its nets
+        t = GroupTrainer(c)
+        t.resume_from = point
+        trainers.append(t)
+    group = SeedGroup([t.agent for t in trainers])
+    for k, t in enumerate(trainers):
+        t.agent.update = (lambda k: lambda replay, step: group.update(k, replay, step))(k)
+    codes = [EXIT_FAILED] * len(trainers)
+
+    def run(k: int) -> None:
+        t = trainers[k]
+        try:
+            codes[k] = t.run(should_stop)
+        except Exception as e:  # recorded in the seed's status.json, as python -m iqrl.train does
+            msg = f"{type(e).__name__}: {e}"
+            write_status(t.run_dir, "failed", t.env_step, t.cfg.steps, msg)
+            print(f"error: {t.run_dir} failed: {msg}", file=sys.stderr)
+        finally:
+            group.leave(k)
+
+    threads = [threading.Thread(target=run, args=(k,), name=f"seed{c.seed}") for k, c in enumerate(cfgs)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return max(codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

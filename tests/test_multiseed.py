@@ -1,0 +1,180 @@
+"""The K-seed mode (iqrl/multiseed.py): seeds of one config trained together, networks vectorised over seeds."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from iqrl.agents import make_agent
+from iqrl.config import build_config
+from iqrl.multiseed import PREVIOUS_CHECKPOINT, SeedGroup, checkpoint_step, main, resume_points
+from iqrl.replay import SequenceReplay
+from iqrl.runfolder import CHECKPOINT
+from iqrl.train import EXIT_BAD_INPUT, EXIT_OK
+from iqrl.train import main as train_main
+from tests.conftest import TINY_AGENT, TINY_RUN
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["agent=iqrl", *TINY_RUN, *TINY_AGENT["iqrl"]]
+
+
+def eval_numbers(run: Path) -> list[dict]:
+    with open(run / "eval.csv") as f:
+        return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(f)]
+
+
+def agent_and_replay(extra: list[str], seed: int):
+    cfg = build_config([*TINY, *extra]).agent
+    torch.manual_seed(seed)
+    agent = make_agent(cfg, 5, 1, torch.device("cpu"), seed)
+    replay = SequenceReplay(5, 1, agent.spec.seq_len, torch.device("cpu"), seed + 1)
+    rng = np.random.default_rng(seed)
+    replay.start_episode(rng.normal(size=5).astype(np.float32))
+    for t in range(100):
+        replay.add(rng.uniform(-1, 1, 1).astype(np.float32), float(rng.normal()),
+                   rng.normal(size=5).astype(np.float32), False, t == 99)
+    return agent, replay
+
+
+def group_updates(group: SeedGroup, replays, n: int) -> list[list[dict]]:
+    out = [[] for _ in replays]
+
+    def seed(k):
+        for i in range(n):
+            out[k].append(group.update(k, replays[k], i))
+
+    threads = [threading.Thread(target=seed, args=(k,)) for k in range(len(replays))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return out
+
+
+def params(agent) -> dict[str, torch.Tensor]:
+    return {f"{m}.{n}": p for m, mod in agent._modules().items() if mod is not None
+            for n, p in mod.state_dict().items()}
+
+
+@pytest.mark.parametrize("extra", [[], ["agent.use_projection=true", "agent.projection_dim=4", "agent.use_rew_loss=true",
+                                    "agent.grad_clip=5"],
+                                   ["agent.use_rec_loss=true", "agent.q_subsample=5"]])
+def test_group_update_matches_the_plain_update_of_each_seed(extra):
+    """4 updates (2 actor steps) of a 3-seed group vs each seed's own agent.update: same losses and
+    parameters up to float rounding, and far from the other seeds' (so a mixed-up seed would fail)."""
+    plain = [agent_and_replay(extra, s) for s in (0, 1, 2)]
+    grouped = [agent_and_replay(extra, s) for s in (0, 1, 2)]
+    group = SeedGroup([a for a, _ in grouped])
+    metrics = group_updates(group, [r for _, r in grouped], 4)
+    for k, (agent, replay) in enumerate(plain):
+        for i in range(4):
+            m = agent.update(replay, i)
+            assert m.keys() == metrics[k][i].keys()
+            for name in m:
+                assert float(metrics[k][i][name]) == pytest.approx(float(m[name]), rel=1e-4, abs=1e-6), (k, i, name)
+        mine, theirs = params(agent), params(grouped[k][0])
+        for name in mine:
+            torch.testing.assert_close(theirs[name], mine[name], rtol=1e-5, atol=1e-6, msg=name)
+        other = params(grouped[(k + 1) % 3][0])
+        assert max((other[n] - mine[n]).abs().max() for n in mine) > 1e-2
+        assert agent.ac.critic_steps == grouped[k][0].ac.critic_steps == 4
+
+
+def test_a_seed_computes_the_same_in_any_group():
+    """Seed 1 alone (one seed, padded to two slots) and in a group of 3: the same numbers after 6 updates,
+    up to rounding (vectorised sums may group differently for another number of slots)."""
+    alone = [agent_and_replay([], 1)]
+    group_updates(SeedGroup([a for a, _ in alone]), [r for _, r in alone], 6)
+    three = [agent_and_replay([], s) for s in (0, 1, 2)]
+    group_updates(SeedGroup([a for a, _ in three]), [r for _, r in three], 6)
+    a, b = params(alone[0][0]), params(three[1][0])
+    for n in a:
+        torch.testing.assert_close(b[n], a[n], rtol=1e-6, atol=1e-7, msg=n)
+
+
+def test_checkpoint_of_a_seed_is_its_slice_and_loads_into_a_plain_agent():
+    grouped = [agent_and_replay([], s) for s in (0, 1)]
+    group = SeedGroup([a for a, _ in grouped])
+    group_updates(group, [r for _, r in grouped], 2)
+    state = grouped[1][0].state_dict()
+    enc = state["encoder"]["0.weight"]
+    assert enc.untyped_storage().nbytes() == enc.numel() * 4  # its own tensor, not a view of the stack
+    assert torch.equal(enc, group.stacked["parts.encoder.0.weight"][1])
+    assert torch.equal(state["repr_opt"]["state"][0]["exp_avg"], group.opts["repr_opt"].state[
+        group.opts["repr_opt"].param_groups[0]["params"][0]]["exp_avg"][1])
+    plain, replay = agent_and_replay([], 1)
+    plain.load_state_dict(copy.deepcopy(state))
+    assert all(torch.equal(params(plain)[n], params(grouped[1][0])[n]) for n in params(plain))
+    assert plain.update(replay, 2)  # a plain agent trains on from a seed of a group
+
+
+def test_group_refuses_sac():
+    a, _ = agent_and_replay(["agent.rl_algo=sac"], 0)
+    with pytest.raises(Exception, match="TD3 learner"):
+        SeedGroup([a])
+
+
+def test_cli_seeds_match_plain_single_seed_runs(tmp_path):
+    """seeds=0,1,2 in one process vs `python -m iqrl.train seed=k` for each: identical until the first
+    updates (env steps 0 and 400), then equal up to rounding at the first evaluation after 100 updates."""
+    argv = [*TINY, "steps=800"]
+    assert main([*argv, "seeds=0,1,2", f"out={tmp_path / 'group'}"]) == EXIT_OK
+    for s in (0, 1, 2):
+        assert train_main([*argv, f"seed={s}", f"out={tmp_path / f'plain{s}'}"]) == EXIT_OK
+        grouped, plain = eval_numbers(tmp_path / "group" / f"seed{s}"), eval_numbers(tmp_path / f"plain{s}")
+        assert [r["env_step"] for r in grouped] == ["0", "400", "800"]
+        assert grouped[:2] == plain[:2]
+        assert float(grouped[2]["episode_return"]) == pytest.approx(float(plain[2]["episode_return"]), rel=1e-3)
+        assert json.loads((tmp_path / "group" / f"seed{s}" / "status.json").read_text())["state"] == "done"
+        with open(tmp_path / "group" / f"seed{s}" / "train.csv") as f:
+            assert float(list(csv.DictReader(f))[-1]["q_loss"]) > 0
+    assert eval_numbers(tmp_path / "group/seed0") != eval_numbers(tmp_path / "group/seed1")
+    assert main([*argv, "seeds=0,1,2", f"out={tmp_path / 'group'}"]) == EXIT_OK  # all done: nothing to do
+
+
+def test_sigkill_then_resume_matches(tmp_path):
+    argv = [*TINY, "steps=2000", "checkpoint_every=600", "seeds=3,4"]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main([*argv, f"out={ref}"]) == EXIT_OK
+    cmd = [sys.executable, "-m", "iqrl.multiseed", *argv, f"out={run}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (run / "seed4" / PREVIOUS_CHECKPOINT).exists():
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    # As if the kill fell between the two seeds' checkpoints: seed 4 has only its previous one.
+    (run / "seed4" / CHECKPOINT).unlink(missing_ok=True)
+    points = resume_points([run / "seed3", run / "seed4"])
+    assert points[1] == run / "seed4" / PREVIOUS_CHECKPOINT
+    assert [checkpoint_step(p) for p in points] == [600, 600]  # seed 3's latest may be at 1200: not used
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resumed from checkpoint at env_step 600" in r.stdout + r.stderr
+    for s in (3, 4):
+        assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["agent=td3", "seeds=0,1"], "K-seed mode supports"),
+    (["agent=iqrl", "agent.rl_algo=sac", "seeds=0,1"], "K-seed mode supports"),
+    (["agent=iqrl", "seeds=0,0"], "each once"),
+    (["agent=iqrl", "seeds=a,b"], "comma-separated list of ints"),
+    (["agent=iqrl", "seed=1"], "use seeds="),
+    (["agent=iqrl", "seeds=0,1", "agent.horizon=0"], "horizon"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    assert main([*TINY_RUN, *argv, f"out={tmp_path}"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
