@@ -431,7 +431,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         finally:
             group.leave(k)
 
-    threads = [threading.Thread(target=run, args=(k,), name=f"seed{c.seed}") for k, c in enumerate(cfgs)]
+    # Daemon threads: Ctrl-C ends the process (every seed resumes from the checkpoints all of them hold).
+    threads = [threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)]
     for th in threads:
         th.start()
     for th in threads:
