@@ -155,17 +155,20 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
 
     def rounds(n: int) -> None:
         def seed(i):
-            with autocast:
-                for j in range(n):
-                    m = group.update(i, replay, j)
+            for j in range(n):
+                m = group.update(i, replay, j)
             [float(v) for v in m.values()]
+            group.leave(i)
 
         threads = [threading.Thread(target=seed, args=(i,)) for i in range(k)]
         [t.start() for t in threads]
+        with autocast:
+            group.serve()
         [t.join() for t in threads]
         sync()
 
     rounds(2)
+    group.active = set(range(k))  # the seeds left after the warm-up rounds: let them in again
     t = time.perf_counter()
     rounds(n_updates)
     per_seed = n_updates / (time.perf_counter() - t)

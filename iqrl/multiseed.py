@@ -124,6 +124,7 @@ class SeedGroup:
         self.results: dict[int, dict] = {}
         self.round = 0
         self.error: BaseException | None = None
+        self.serving = False  # True while a thread runs `serve`: rounds then run there, not in a seed's thread
 
     def _pad(self, per_seed: list) -> list:
         return per_seed + [per_seed[0]] * (self.slots - self.K)
@@ -301,15 +302,38 @@ class SeedGroup:
                 raise RuntimeError(f"the group update failed: {self.error}") from self.error
             return self.results.pop(k)
 
-    def _maybe_run(self) -> None:
-        if self.pending and set(self.pending) >= self.active:
+    def _ready(self) -> bool:
+        return bool(self.pending) and set(self.pending) >= self.active
+
+    def serve(self) -> None:
+        """Run every round in the calling thread until all seeds have left. All large allocations then
+        come from one thread: with rounds in whichever seed thread arrived last, glibc's per-thread malloc
+        arenas held about twice the memory and the update ran about 30% slower (K = 4, walker-walk, CPU)."""
+        with self.cv:
+            self.serving = True
             try:
-                self._run_round()
-            except BaseException as e:  # every waiting seed fails with it
-                self.error = e
-            self.pending.clear()
-            self.round += 1
+                while self.active:
+                    if self._ready():
+                        self._run_pending()
+                    else:
+                        self.cv.wait()
+            finally:
+                self.serving = False
+
+    def _maybe_run(self) -> None:
+        if self.serving:
             self.cv.notify_all()
+        elif self._ready():
+            self._run_pending()
+
+    def _run_pending(self) -> None:
+        try:
+            self._run_round()
+        except BaseException as e:  # every waiting seed fails with it
+            self.error = e
+        self.pending.clear()
+        self.round += 1
+        self.cv.notify_all()
 
     def leave(self, k: int) -> None:
         """Seed k is finished (or failed): later rounds no longer wait for it."""
@@ -435,6 +459,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     threads = [threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)]
     for th in threads:
         th.start()
+    with trainers[0].autocast:  # what each Trainer wraps its updates in
+        group.serve()
     for th in threads:
         th.join()
     return max(codes)
