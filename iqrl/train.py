@@ -404,7 +404,9 @@ Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 
 
 def _config_diff(saved: dict, new: dict, prefix: str = "") -> list[str]:
-    ignore = {"out", "device", "meta"}
+    # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
+    # checkpointed (resume equality makes the results independent of the checkpoint cadence).
+    ignore = {"out", "device", "meta", "checkpoint_every"}
     diffs = []
     for k in sorted(set(saved) | set(new)):
         if not prefix and k in ignore:

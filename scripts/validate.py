@@ -6,7 +6,7 @@ published learning curves at the same env step (`make validate`). Not part of CI
         [--table-only] [--reference PATH] [--step-tolerance 1000]
 
 1. Runs `python -m iqrl.train agent=A task=T seed=S steps=N out=OUT/A/T/<variant>/seed<S> sweep=validate
-   variant=<variant> eval_every=E` for every agent x task x seed (agents: all of `iqrl.agents.agent_names()`
+   variant=<variant> eval_every=E checkpoint_every=E` for every agent x task x seed (agents: all of `iqrl.agents.agent_names()`
    unless --agents is given), at most --jobs at a time (default: all cores), each with OMP_NUM_THREADS=1,
    logging to OUT/logs/. The variant is `small` with --small and `default` otherwise. A finished run is left
    alone and an interrupted one resumes, so re-running the command only does what is missing; a folder that
@@ -81,7 +81,7 @@ def train_argv(out: Path, agent: str, task: str, seed: int, steps: int, small: b
     variant = "small" if small else "default"
     argv = [f"agent={agent}", f"task={task}", f"seed={seed}", f"steps={steps}",
             f"out={run_dir(out, agent, task, variant, seed)}", "sweep=validate", f"variant={variant}",
-            f"eval_every={eval_every}"]
+            f"eval_every={eval_every}", f"checkpoint_every={eval_every}"]
     return argv + (small_overrides(agent, task) if small else []) + list(extra)
 
 

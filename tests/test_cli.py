@@ -47,6 +47,16 @@ def test_bad_input_leaves_existing_run_untouched(tmp_path, capsys):
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()} == snapshot
 
 
+def test_other_checkpoint_cadence_or_device_is_the_same_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
+    snapshot = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # how often a run is checkpointed, and where it runs, do not change its results: the done run is found
+    assert main(tiny_argv("td3", out, steps=400) + ["checkpoint_every=7", "device=cpu"]) == EXIT_OK
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == snapshot
+    assert "different config" not in capsys.readouterr().err
+
+
 def test_real_process_exit_code_and_check_mode(tmp_path):
     r = subprocess.run([sys.executable, "-m", "iqrl.train", "agent=bogus", f"out={tmp_path}/x"],
                        capture_output=True, text=True)
