@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from iqrl.actor_critic import ActorCriticConfig, TD3Learner, latent_model_checks, to_tensor
 from iqrl.agents import Agent, AgentSpec
-from iqrl.nn import FSQ, gumbel_noise, gumbel_softmax_st, mlp
+from iqrl.nn import FSQ, cross_entropy_last, gumbel_noise, gumbel_softmax_st, mlp, softmax_last
 from iqrl.planning import MPPIConfig, mppi_plan
 from iqrl.replay import SequenceBatch, nstep_targets
 
@@ -160,7 +160,7 @@ class DCWM(Agent):
         if mode == "sample":  # straight-through Gumbel-softmax: on the codebook, gradient via softmax
             weights = gumbel_softmax_st(logits, generator)
         elif mode == "weighted_avg":  # expected code (off the codebook, deterministic)
-            weights = F.softmax(logits, -1)
+            weights = softmax_last(logits)
         else:
             if mode == "sample_no_grad":  # a Gumbel-max sample, no gradient through the rollout
                 idx = (logits.detach() + gumbel_noise(logits, generator)).argmax(-1)
@@ -178,8 +178,7 @@ class DCWM(Agent):
     def consistency_terms(self, logits: Tensor, z_next: Tensor, k_target: Tensor, z_target: Tensor) -> Tensor:
         """Per-sample consistency term [B]: mean over slots of CE(logits, k*), or MSE / -cos on codes."""
         if self.cfg.consistency_loss == "cross_entropy":
-            ce = F.cross_entropy(logits.flatten(0, 1), k_target.flatten(), reduction="none")
-            return ce.view(k_target.shape).mean(-1)
+            return cross_entropy_last(logits, k_target).mean(-1)
         if self.cfg.consistency_loss == "mse":
             return ((z_next - z_target) ** 2).mean(-1)
         return -F.cosine_similarity(z_next, z_target, dim=-1, eps=1e-6)

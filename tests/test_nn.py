@@ -1,11 +1,15 @@
 """Shared blocks: EMA, vectorised ensemble, MLP layout, exploration schedule."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from iqrl.nn import EnsembleMLP, ema_update_, linear_schedule, mlp
+from iqrl.nn import (EnsembleMLP, cross_entropy_last, ema_update_, gumbel_noise, linear_schedule, log_softmax_last,
+                     mlp, softmax_last)
 
 
 def test_ema_update_formula():
@@ -60,3 +64,30 @@ def test_linear_schedule_matches_linspace():
     assert got[:50] == pytest.approx(expected.tolist())
     assert got[1] == pytest.approx(0.9816326530612245)
     assert got[55] == pytest.approx(0.1)  # saturates at the end
+
+
+@pytest.mark.parametrize("shape", [(7, 5, 15), (256, 65), (3, 300)])  # short last dims take the transposed path
+def test_softmax_helpers_equal_the_torch_functions(shape):
+    x = (torch.randn(shape) * 4).requires_grad_()
+    w = torch.randn(shape)
+    for ours, ref in ((softmax_last, lambda t: F.softmax(t, -1)), (log_softmax_last, lambda t: F.log_softmax(t, -1))):
+        y = ours(x)
+        assert y.shape == x.shape and torch.allclose(y, ref(x), atol=1e-6)
+        (g,) = torch.autograd.grad((y * w).sum(), x)
+        (g_ref,) = torch.autograd.grad((ref(x) * w).sum(), x)
+        assert torch.allclose(g, g_ref, atol=1e-5)
+    k = torch.randint(0, shape[-1], shape[:-1])
+    ce = F.cross_entropy(x.reshape(-1, shape[-1]), k.reshape(-1), reduction="none").view(shape[:-1])
+    assert torch.allclose(cross_entropy_last(x, k), ce, atol=1e-5)
+
+
+def test_gumbel_noise_has_the_gumbel_distribution_and_follows_its_generator():
+    like = torch.empty(200_000)
+    g = gumbel_noise(like, torch.Generator().manual_seed(0))
+    assert torch.isfinite(g).all() and g.dtype == like.dtype
+    assert abs(g.mean().item() - 0.5772) < 0.01  # Euler-Mascheroni constant
+    assert abs(g.var().item() - math.pi ** 2 / 6) < 0.03
+    # P(G <= 0) = exp(-1)
+    assert abs((g <= 0).float().mean().item() - math.exp(-1)) < 0.005
+    assert torch.equal(g, gumbel_noise(like, torch.Generator().manual_seed(0)))
+    assert not torch.equal(g, gumbel_noise(like, torch.Generator().manual_seed(1)))
