@@ -32,15 +32,17 @@ def test_zero_maps_to_zero_code_for_even_levels():
     assert float(FSQ([8])(torch.zeros(1, 1))) == 0.0
 
 
-def test_straight_through_gradient_is_derivative_of_bound():
-    L = 8
-    fsq = FSQ([L])
-    y = torch.linspace(-3, 3, 101).unsqueeze(-1).requires_grad_(True)
+@pytest.mark.parametrize("levels", [[8], [8, 8], [8, 5, 3]])  # equal levels take the scalar-constant path
+def test_straight_through_gradient_is_derivative_of_bound(levels):
+    fsq = FSQ(levels)
+    c = len(levels)
+    y = torch.linspace(-3, 3, 101 * c).view(101, c).requires_grad_(True)
     fsq(y).sum().backward()
-    h = (L - 1) * (1 + 1e-3) / 2
-    s = math.atanh(0.5 / h)
-    expected = (1 - torch.tanh(y.detach() + s) ** 2) * h / (L // 2)
-    assert torch.allclose(y.grad, expected, atol=1e-6)
+    for j, L in enumerate(levels):
+        h = (L - 1) * (1 + 1e-3) / 2
+        s = math.atanh((0.5 if L % 2 == 0 else 0.0) / h)
+        expected = (1 - torch.tanh(y.detach()[:, j] + s) ** 2) * h / (L // 2)
+        assert torch.allclose(y.grad[:, j], expected, atol=1e-6)
     assert (y.grad > 0).all()  # rounding did not zero the gradient
 
 
