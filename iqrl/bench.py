@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -181,6 +182,39 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
             "peak_mem_mb": round(peak, 1), "torch": torch.__version__, "hardware": hardware(dev)}
 
 
+#: Matrix products of a walker-walk iQRL update (critic/dynamics first layer, hidden layer, dynamics output,
+#: the critic ensemble's batched product) and a large square one, for `--peak`.
+PEAK_PRODUCTS = [("mm", (256, 1030, 512)), ("mm", (256, 512, 512)), ("mm", (256, 512, 1024)),
+                 ("bmm", (5, 256, 1030, 512)), ("mm", (2048, 2048, 2048))]
+
+
+def matmul_peak(device: str, seconds: float = 1.0) -> list[dict]:
+    """GFLOP/s of fp32 and bf16 matrix products (PEAK_PRODUCTS): the rate an update made of nothing but
+    matrix products would reach here, i.e. the ceiling for updates/s (an iQRL walker update: ~19.6 GFLOP)."""
+    import torch
+
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    rows = []
+    for dtype, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for op, dims in PEAK_PRODUCTS:
+            *e, m, k, n = dims
+            a = torch.randn(*e, m, k, dtype=dt, device=dev)
+            b = torch.randn(*e, k, n, dtype=dt, device=dev)
+            for _ in range(3):
+                torch.matmul(a, b)
+            sync()
+            reps, t = 0, time.perf_counter()
+            while reps < 3 or time.perf_counter() - t < seconds:
+                torch.matmul(a, b)
+                sync()
+                reps += 1
+            rate = 2 * math.prod(dims) * reps / (time.perf_counter() - t) / 1e9
+            rows.append({"op": op, "shape": "x".join(map(str, dims)), "dtype": dtype, "gflop_per_s": round(rate, 1),
+                         "threads": torch.get_num_threads(), "torch": torch.__version__, "hardware": hardware(dev)})
+    return rows
+
+
 def print_table(rows: list[dict]) -> None:
     cols = FIELDS[:-2]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
@@ -215,11 +249,18 @@ def main(argv: list[str] | None = None) -> int:
                    "(iqrl agents; K = 1 is the plain single-seed row)")
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
+    p.add_argument("--peak", action="store_true", help="print the fp32/bf16 matrix-product GFLOP/s of this "
+                   "machine at the update's shapes (the ceiling of updates/s) and exit")
     p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.compare:
         return compare(*args.compare)
+    if args.peak:
+        for r in matmul_peak(args.device):
+            print(f"{r['op']:<4} {r['shape']:<16} {r['dtype']:<5} {r['gflop_per_s']:>8.1f} GFLOP/s "
+                  f"({r['threads']} threads, {r['hardware']})")
+        return 0
     if args.one:
         if args.group:
             print(json.dumps(measure_seeds(*args.one, args.device, args.updates, args.group)))

@@ -16,3 +16,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_peak_rows_cover_both_dtypes_and_every_product():
+    from iqrl.bench import PEAK_PRODUCTS, matmul_peak
+
+    rows = matmul_peak("cpu", seconds=0.0)
+    assert [(r["op"], r["dtype"]) for r in rows] == [(op, d) for d in ("fp32", "bf16") for op, _ in PEAK_PRODUCTS]
+    assert rows[0]["shape"] == "256x1030x512" and all(r["gflop_per_s"] > 0 for r in rows)
