@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from iqrl.actor_critic import to_tensor
 from iqrl.agents import Agent, AgentSpec
-from iqrl.nn import elu_mlp, ema_update_, frozen_copy, init_linear_, linear_decay, truncated_normal_sample
+from iqrl.nn import (elu_mlp, ema_update_, frozen_copy, init_linear_, linear_decay, no_param_grad,
+                     truncated_normal_sample)
 from iqrl.replay import SequenceBatch, nstep_targets
 
 
@@ -148,10 +149,12 @@ class TCRLActorCritic(nn.Module):
         self.critic_opt.zero_grad(set_to_none=True)
         q_loss.backward()
         self.critic_opt.step()
-        # Actor every update: J = -mean min(Q1, Q2)(z, mu(z) + clipped noise).
-        actor_loss = -self.critic(z, self.sample(z, c.sigma_clip)).amin(0).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        # Actor every update: J = -mean min(Q1, Q2)(z, mu(z) + clipped noise). The critic is frozen for
+        # this backward (the official code computes its weight gradients and discards them).
+        with no_param_grad(self.critic):
+            actor_loss = -self.critic(z, self.sample(z, c.sigma_clip)).amin(0).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
         self.actor_opt.step()
         return {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean(),
                 "actor_loss": actor_loss.detach(), "sigma": self.sigma}

@@ -137,6 +137,20 @@ def test_rl_gradients_never_reach_the_encoders_or_model():
     assert agent.ac.actor.trunk[0].weight.grad is not None
 
 
+def test_actor_step_leaves_no_gradient_on_the_critic():
+    agent = make()
+    grads = {}
+    # the critic's gradients after the update are exactly those of its own loss: the actor's backward
+    # through it (every update) adds nothing to them, and the critic trains again afterwards
+    orig_step = agent.ac.critic_opt.step
+    agent.ac.critic_opt.step = lambda: (grads.update({n: p.grad.clone() for n, p in agent.ac.critic.named_parameters()}),
+                                        orig_step())
+    agent.update_rl(batch())
+    assert grads and all(torch.equal(p.grad, grads[n]) for n, p in agent.ac.critic.named_parameters())
+    assert all(p.requires_grad for p in agent.ac.critic.parameters())
+    assert agent.ac.actor.trunk[0].weight.grad.abs().sum() > 0
+
+
 def test_full_update_target_encoder_gets_no_gradient_only_ema():
     agent = make(enc_tau=0.1, tau=0.2)
     old_enc = [p.clone() for p in agent.encoder_target.parameters()]
