@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from iqrl.actor_critic import to_tensor
 from iqrl.agents import Agent, AgentSpec, NamedState
-from iqrl.nn import (EnsembleLinear, add_clipped_noise, frozen_copy, hard_update_, no_param_grad,
+from iqrl.nn import (EnsembleLinear, add_clipped_noise, frozen_copy, hard_update_, no_param_grad, out_linear,
                      two_hot_bins, two_hot_cross_entropy)
 from iqrl.replay import SequenceBatch, lap_priority, nstep_targets
 
@@ -133,7 +133,7 @@ class MrqMLP(nn.Module):
     def __init__(self, in_dim: int, hidden: list[int], out_dim: int, activation: str = "elu", members: int = 0):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
-        make = (lambda i, o: EnsembleLinear(members, i, o)) if members else nn.Linear
+        make = (lambda i, o: EnsembleLinear(members, i, o)) if members else out_linear
         self.layers = nn.ModuleList(make(i, o) for i, o in zip(dims[:-1], dims[1:]))
         self.activation = getattr(F, activation)
         for layer in self.layers:

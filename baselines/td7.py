@@ -44,7 +44,8 @@ from torch import Tensor, nn
 
 from iqrl.actor_critic import to_tensor
 from iqrl.agents import Agent, AgentSpec, NamedState
-from iqrl.nn import EnsembleLinear, add_clipped_noise, avg_l1_norm, frozen_copy, hard_update_, no_param_grad
+from iqrl.nn import (EnsembleLinear, add_clipped_noise, avg_l1_norm, frozen_copy, hard_update_, no_param_grad,
+                     out_linear)
 from iqrl.replay import lap_priority
 
 
@@ -110,7 +111,7 @@ def plain_mlp(in_dim: int, hidden: list[int], out_dim: int, activation: type[nn.
     for h in hidden:
         layers += [nn.Linear(in_dim, h), activation()]
         in_dim = h
-    return nn.Sequential(*layers, nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers, out_linear(in_dim, out_dim))
 
 
 class SALE(nn.Module):

@@ -31,6 +31,22 @@ def init_linear_(module: nn.Module, init: str) -> None:
             nn.init.zeros_(m.bias)
 
 
+class ScalarHead(nn.Linear):
+    """A Linear with a single output (a Q-value, value or reward head), computed in float32 even under bf16
+    autocast (`precision=bf16`). A bf16 output would round Q ~ 200 to whole units (bf16 spacing is 1.0 on
+    [128, 256]), as large as one step's reward on DMC, and the TD targets and errors with it. Costs nothing:
+    one output column."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.float(), self.weight, self.bias)
+
+
+def out_linear(in_dim: int, out_dim: int) -> nn.Linear:
+    """The output layer of an MLP: a float32 `ScalarHead` for one output, else a plain Linear."""
+    return ScalarHead(in_dim, 1) if out_dim == 1 else nn.Linear(in_dim, out_dim)
+
+
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default") -> nn.Sequential:
     """NormedMLP(in, hidden, out): per hidden width Linear -> LayerNorm -> Mish, then a plain Linear."""
     layers: list[nn.Module] = []
@@ -38,7 +54,7 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default")
     for h in hidden:
         layers += [nn.Linear(d, h), nn.LayerNorm(h), nn.Mish()]
         d = h
-    layers.append(nn.Linear(d, out_dim))
+    layers.append(out_linear(d, out_dim))
     net = nn.Sequential(*layers)
     init_linear_(net, init)
     return net
@@ -51,7 +67,7 @@ def elu_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "ortho
     for h in hidden:
         layers += [nn.Linear(d, h), nn.ELU()]
         d = h
-    layers.append(nn.Linear(d, out_dim))
+    layers.append(out_linear(d, out_dim))
     net = nn.Sequential(*layers)
     init_linear_(net, init)
     return net
@@ -77,7 +93,8 @@ def truncated_normal_sample(mu: Tensor, std: float, generator: torch.Generator, 
 
 
 class EnsembleLinear(nn.Module):
-    """E independent Linear layers. Input [E, B, in] (or [B, in], shared by all), output [E, B, out]."""
+    """E independent Linear layers. Input [E, B, in] (or [B, in], shared by all), output [E, B, out].
+    With a single output (the critics' Q) it computes in float32 under autocast, as `ScalarHead`."""
 
     def __init__(self, n: int, in_dim: int, out_dim: int, init: str = "default"):
         super().__init__()
@@ -93,6 +110,12 @@ class EnsembleLinear(nn.Module):
                 nn.init.uniform_(self.bias.data[k], -bound, bound)
 
     def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+        if self.weight.shape[-1] == 1:
+            with torch.autocast(x.device.type, enabled=False):
+                return self._forward(x.float(), members)
+        return self._forward(x, members)
+
+    def _forward(self, x: Tensor, members: Tensor | None) -> Tensor:
         w, b = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
         if x.dim() == 2:
             return torch.baddbmm(b, x.unsqueeze(0).expand(w.shape[0], -1, -1), w)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iqrl.nn import (EnsembleMLP, cross_entropy_last, ema_update_, gumbel_noise, linear_schedule, log_softmax_last,
-                     mlp, softmax_last)
+from iqrl.nn import (EnsembleMLP, cross_entropy_last, elu_mlp, ema_update_, gumbel_noise, linear_schedule,
+                     log_softmax_last, mlp, softmax_last)
 
 
 def test_ema_update_formula():
@@ -91,3 +91,21 @@ def test_gumbel_noise_has_the_gumbel_distribution_and_follows_its_generator():
     assert abs((g <= 0).float().mean().item() - math.exp(-1)) < 0.005
     assert torch.equal(g, gumbel_noise(like, torch.Generator().manual_seed(0)))
     assert not torch.equal(g, gumbel_noise(like, torch.Generator().manual_seed(1)))
+
+
+def test_scalar_heads_stay_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    x = torch.randn(8, 10)
+    nets = [mlp(10, [16], 1), elu_mlp(10, [16], 1), EnsembleMLP(3, 10, [16], 1)]
+    for net in nets:
+        last = net[-1] if isinstance(net, nn.Sequential) else net.out
+        with torch.no_grad():
+            last.bias.fill_(200.3)  # a Q-value where bf16 spacing is 1.0
+        ref = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = net(x)
+        assert y.dtype == torch.float32
+        # only the hidden layers ran in bf16: the output is not rounded to bf16's whole units
+        assert (y - y.round()).abs().max() > 0.05 and torch.allclose(y, ref, atol=0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # wider outputs (actions, latents) stay bf16
+        assert mlp(10, [16], 4)(x).dtype == torch.bfloat16
