@@ -138,15 +138,16 @@ class IQRL(Agent):
         """[B, H] weights of each rollout step: 1 while the window is inside its episode.
 
         Cumulative (default): a step counts while no earlier step of the window terminated (the
-        terminal transition itself still has a real next observation). Official: only the per-step
-        flag is used, so a step after a terminal would still count (spec quirk 6).
+        terminal transition itself still has a real next observation). Official (spec quirk 6): the
+        per-step flag only, i.e. the terminal step is dropped; the official slices never run past an
+        episode end, so the padded steps after it (`valid` = 0) do not count either.
         """
         H = self.cfg.horizon
         term, valid = batch.terminal[:, :H].float(), batch.valid[:, :H]
         if self.cfg.cumulative_mask:
             before = torch.cat([torch.ones_like(term[:, :1]), 1.0 - term[:, :-1]], 1)
             return valid * torch.cumprod(before, 1)
-        return 1.0 - term
+        return valid * (1.0 - term)
 
     def consistency_terms(self, pred: Tensor, target: Tensor) -> Tensor:
         """Per-sample consistency term c_h [B]: sign * cos(pred, target), or the MSE per feature."""

@@ -178,7 +178,9 @@ class SequenceReplay:
         limit = self._term_at[start][:, None]
         valid = steps <= limit
         steps = torch.minimum(steps, limit)
-        obs_idx = torch.cat([self._obs_ptr[steps], self._obs_ptr[steps[:, -1:]] + 1], 1)  # [B, L+1]
+        # o_t, then the next observation of each (clamped) step: past a terminal every padded slot holds
+        # the terminal transition's real next observation (within an episode obs_ptr[s] + 1 = obs_ptr[s + 1])
+        obs_idx = torch.cat([self._obs_ptr[start][:, None], self._obs_ptr[steps] + 1], 1)  # [B, L+1]
         return SequenceBatch(
             obs=self._obs[obs_idx],
             action=self._act[steps],

@@ -72,8 +72,8 @@ def test_cumulative_mask_stops_after_terminal():
     official = make(horizon=5, rho=0.5, cumulative_mask=False)
     constant_terms(official)
     loss_o, _ = official.representation_loss(batch(terminal_at=1))
-    # official per-step mask drops only the terminal step itself
-    assert loss_o.item() == pytest.approx((1 + 0.25 + 0.125 + 0.0625) / 5)
+    # official per-step mask drops the terminal step itself; the padded steps after it never count
+    assert loss_o.item() == pytest.approx(1 / 5)
 
 
 def test_consistency_sign():

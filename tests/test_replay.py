@@ -44,6 +44,8 @@ def test_terminated_episode_windows_are_padded_and_masked():
         n_valid = min(3, 4 - s)
         assert b.valid[i].tolist() == [1.0] * n_valid + [0.0] * (3 - n_valid)
         assert b.terminal[i].tolist() == [t == 3 for t in range(s, s + 3) if t <= 3] + [False] * (3 - n_valid)
+        # obs = [episode, t]: o_s .. o_{s+n_valid}, then every padded slot holds the terminal's next obs o_4
+        assert b.obs[i, :, 1].tolist() == [float(min(t, 4)) for t in range(s, s + 4)]
 
 
 def test_sample_shorter_window_and_errors():
