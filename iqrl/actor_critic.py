@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.nn import EnsembleMLP, adam, ema_update_, frozen_copy, linear_schedule, mlp
+from iqrl.nn import EnsembleMLP, adam, ema_update_, frozen_copy, linear_schedule, mlp, no_param_grad
 
 
 @dataclass
@@ -210,15 +210,12 @@ class TD3Learner(CriticEnsembleLearner):
     def update_actor(self, x: Tensor) -> dict:
         c = self.cfg
         # Only the actor is stepped: freeze the critic so backward skips its weight gradients.
-        self.critic.requires_grad_(False)
-        try:
+        with no_param_grad(self.critic):
             loss = self.actor_loss(x)
             self.actor_opt.zero_grad(set_to_none=True)
             loss.backward()
-            if c.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.actor.parameters(), c.grad_clip)
-        finally:
-            self.critic.requires_grad_(True)
+        if c.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.actor.parameters(), c.grad_clip)
         self.actor_opt.step()
         ema_update_(self.actor_target.parameters(), self.actor.parameters(), c.tau)
         return {"actor_loss": loss.detach()}

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.actor_critic import ActorCriticConfig, CriticEnsembleLearner
-from iqrl.nn import adam, mlp
+from iqrl.nn import adam, mlp, no_param_grad
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -129,13 +129,10 @@ class SACLearner(CriticEnsembleLearner):
     def update_actor(self, x: Tensor) -> dict:
         """Actor step on alpha log pi - Q (critic frozen), then the temperature step."""
         a, log_prob = self.sample(x)
-        self.critic.requires_grad_(False)
-        try:
+        with no_param_grad(self.critic):
             actor_loss = (self.alpha.detach() * log_prob - self.actor_objective_q(x, a)).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
-        finally:
-            self.critic.requires_grad_(True)
         self.actor_opt.step()
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_opt.zero_grad(set_to_none=True)
