@@ -20,9 +20,10 @@ Q-D2 default init is kept (`init=orthogonal` as an option); Q-D3 (one prior-nois
 24 prior trajectories, and noisy prior / terminal-value actions in evaluation) is reproduced by default
 (`plan_shared_prior_noise`, `plan_noise_in_eval`); Q-D4: plain fp32, no gradient scaler, AdamW's
 library-default weight decay 0.01 kept as `enc_weight_decay`.
-Harness deviations: the model-loss mask is the window's `valid` flags (the code's per-step done flag
-also drops an episode's final, time-limit transition); no first burst of 5000 updates after the seed
-episodes (the trainer runs updates after agent-collected episodes only).
+The first update call after the seed episodes runs the updates they earned (5000 with 10 seed episodes),
+as the code (`seed_burst`, on); that call also advances the exploration schedule once.
+Harness deviation: the model-loss mask is the window's `valid` flags (the code's per-step done flag
+also drops an episode's final, time-limit transition).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class DCWMConfig(ActorCriticConfig):
     enc_lr: float = 1e-4  # AdamW over encoder, dynamics, reward head
     enc_weight_decay: float = 0.01
     enc_grad_clip: float = 20.0
+    # After the 10 seed episodes, the code's first update call trains on all of them at once (10 x 500 =
+    # 5000 updates) before the agent collects its first episode (§5.6); false: the first updates follow
+    # the first agent-collected episode, as iQRL, TD3 and TCRL.
+    seed_burst: bool = True
     # --- MPPI at act time (§5.5) ---
     mpc: bool = True
     plan_horizon: int = 3
@@ -131,7 +136,7 @@ class DCWM(Agent):
             self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
         # 500 updates per 1000-frame episode: 1 per agent step = 0.5 per env step (§5.6, §8).
         self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size, updates_per_step=0.5,
-                              warmup_with_policy=cfg.warmup_with_policy)
+                              warmup_with_policy=cfg.warmup_with_policy, seed_burst=cfg.seed_burst)
         self.fsq = FSQ(cfg.fsq_levels).to(self.device)
         self.codebook_size = K = self.fsq.codebook_size
         self.codebook = self.fsq.codes_from_indices(torch.arange(K, device=self.device)[:, None])  # [K, c]

@@ -41,6 +41,10 @@ class AgentSpec:
     # policy-checkpoint schedule). The number of updates always follows updates_per_step except
     # for agent_decides.
     update_mode: str = "per_episode"
+    # per_episode only: after the last seed episode, run the updates the seed episodes earned (seed env
+    # steps x updates_per_step) before the agent collects its first episode, as the DCWM code's first
+    # update call (10 seed episodes x 500 = 5000 updates; baselines spec §5.6 and §11.3).
+    seed_burst: bool = False
 
 
 class Agent(abc.ABC):

@@ -208,6 +208,11 @@ class Trainer:
         self.flush_metrics()
         self.agent.on_episode_end()
 
+    def seed_burst_due(self) -> bool:
+        """True after the last seed episode when the agent trains on the seed data at once (DCWM)."""
+        spec = self.agent.spec
+        return spec.seed_burst and spec.update_mode == "per_episode" and self.env_step >= self.cfg.seed_steps
+
     def evaluate(self) -> dict:
         returns = []
         for _ in range(self.cfg.eval_episodes):
@@ -329,6 +334,8 @@ class Trainer:
             self.window["return_sum"] += ep_return
             if by_agent:
                 self.train_after_episode(self.env_step - start, ep_return)
+            elif self.seed_burst_due():
+                self.train_after_episode(self.env_step, ep_return)
             finished = self.env_step >= cfg.steps
             if self.env_step >= self.next_eval or finished:
                 progress.log_eval(self.evaluate())

@@ -269,7 +269,7 @@ def test_run_folder_has_codebook_diagnostics_model_free(tmp_path):
     out = tmp_path / "run"  # (test_train runs the default, MPPI acting, end to end)
     assert main(tiny_argv("dcwm", out, steps=800, extra=["agent.mpc=false"])) == EXIT_OK
     tr = read_csv(out / "train.csv")
-    assert int(tr[-1]["updates"]) == 200  # 400 agent env steps x 0.5
+    assert int(tr[-1]["updates"]) == 400  # 800 env steps x 0.5: the seed burst trains on the 400 seed steps too
     assert 0 < float(tr[-1]["active_codebook_pct_mean"]) <= 100 and 1 <= float(tr[-1]["latent_rank"]) <= 16
     assert tr[-1]["consistency_loss"] != "" and float(tr[-1]["q_grad_norm"]) >= 0
     assert json.loads((out / "status.json").read_text())["state"] == "done"
@@ -289,3 +289,15 @@ def test_interrupt_and_resume_with_mpc_gives_identical_eval(tmp_path):
     assert main(tiny_argv("dcwm", run, seed=4, extra=extra)) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)
     assert read_csv(run / "train.csv")[-1]["q_loss"] == read_csv(ref / "train.csv")[-1]["q_loss"]
+
+
+@pytest.mark.parametrize("burst", [True, False])
+def test_seed_burst_trains_on_the_seed_episodes_before_the_first_agent_episode(burst, tmp_path):
+    out = tmp_path / "run"
+    extra = ["agent.mpc=false", f"agent.seed_burst={str(burst).lower()}", "diag_every=200", "eval_every=1000"]
+    assert main(tiny_argv("dcwm", out, steps=800, extra=extra)) == EXIT_OK
+    updates = {int(r["env_step"]): int(r["updates"]) for r in read_csv(out / "train.csv")}
+    # seed phase: 2 episodes of 200 env steps; the code's first update call trains on both (400 x 0.5)
+    assert updates[200] == 0
+    assert updates[400] == (200 if burst else 0)
+    assert updates[600] == (300 if burst else 100) and updates[800] == (400 if burst else 200)
