@@ -123,8 +123,11 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
             note(f"only iqrl at {tag} steps: probability of improvement skipped")
         else:
             poi = metrics.improvement_estimates(with_tasks, "iqrl", reps_curve, seed)
-            written += plots.save_figure(plots.plot_probability_of_improvement(poi, colors, step), out,
-                                         f"probability_of_improvement_{tag}")
+            if poi.empty:
+                note(f"no other method shares a task with iqrl at {tag} steps: probability of improvement skipped")
+            else:
+                written += plots.save_figure(plots.plot_probability_of_improvement(poi, colors, step), out,
+                                             f"probability_of_improvement_{tag}")
 
     # Per-task learning curves, optionally with published curves.
     task_curves = metrics.per_task_curves(evals, "episode_return", seed=seed)
@@ -161,7 +164,9 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
     # Ablations: one figure per swept key of every (sweep, agent).
     runs = table.drop_duplicates("run")
     for grid in metrics.ablation_grids(runs):
-        points, step = metrics.ablation_estimates(evals, grid, reached or steps, reps_final, seed)
+        points, step, ablation_notes = metrics.ablation_estimates(evals, grid, reached or steps, reps_final, seed)
+        for msg in ablation_notes:
+            note(msg)
         if points["value"].nunique() < 2:
             continue
         name = plots.safe_name(f"ablation_{grid.sweep or 'nosweep'}_{grid.agent}_{grid.key}")

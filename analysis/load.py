@@ -343,6 +343,26 @@ class LoadInfo:
     from_cache: bool
     n_partial: int
     n_excluded: int
+    n_duplicates: int = 0
+
+
+def drop_duplicate_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep one run per (method, task, seed); returns (table, the left-out run paths).
+
+    The same method, task and seed can sit in two folders: a sweep's default variant beside the main
+    sweep's run, a resubmission into another sweep, a smoke run in the same results folder. Counting
+    both would weigh that seed twice (and push another seed out when runs per task are balanced).
+    Kept: a `done` run before one that is not, then the furthest last evaluation, then the first path.
+    """
+    runs = table.drop_duplicates("run")[["run", "method", "task", "seed", "state", "last_eval_step"]]
+    ranked = runs.assign(not_done=runs["state"] != "done").sort_values(
+        ["method", "task", "seed", "not_done", "last_eval_step", "run"],
+        ascending=[True, True, True, True, False, True], kind="stable")
+    dup = ranked.duplicated(["method", "task", "seed"], keep="first")
+    dropped = ranked.loc[dup, "run"].tolist()
+    if dropped:
+        table = table[~table["run"].isin(dropped)].reset_index(drop=True)
+    return table, dropped
 
 
 def load_results(
@@ -374,6 +394,11 @@ def load_results(
         if cache_dir is not None:
             write_cache(Path(cache_dir) / CACHE_FILE, table, key)
 
+    table, duplicates = drop_duplicate_runs(table)
+    if duplicates:
+        shown = ", ".join(duplicates[:3]) + (f", ... ({len(duplicates) - 3} more)" if len(duplicates) > 3 else "")
+        warn(f"{len(duplicates)} run(s) repeat the method, task and seed of another run and are left out "
+             f"(kept the finished or furthest one of each): {shown}")
     runs = table.drop_duplicates("run")
     partial = runs[runs["state"] != "done"]
     n_excluded = 0
@@ -389,7 +414,7 @@ def load_results(
             warn(f"{len(partial)} run(s) not done ({states}) included up to their last evaluation "
                  f"(use --exclude-partial to drop them)")
     info = LoadInfo(n_runs=int(table["run"].nunique()), from_cache=from_cache,
-                    n_partial=len(partial), n_excluded=n_excluded)
+                    n_partial=len(partial), n_excluded=n_excluded, n_duplicates=len(duplicates))
     return table, info
 
 

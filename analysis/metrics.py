@@ -390,6 +390,10 @@ def ablation_grids(runs: pd.DataFrame) -> list[AblationGrid]:
     for (sweep, agent), g in variants.groupby(["sweep", "agent"], sort=True):
         parsed = [(row.method, json.loads(row.overrides), json.loads(row.config_values))
                   for row in g.itertuples()]
+        # overrides every variant shares (a sweep's `fixed` and `per_agent` keys) are not swept: drop them,
+        # so that the default variant is recognised by its otherwise empty overrides
+        shared = set.intersection(*({(k, v) for k, v in ov.items()} for _, ov, _ in parsed)) if len(parsed) > 1 else set()
+        parsed = [(m, {k: v for k, v in ov.items() if (k, v) not in shared}, cfg) for m, ov, cfg in parsed]
         keys = sorted({k for _, ov, _ in parsed for k in ov})
         for key in keys:
             pts = []
@@ -409,32 +413,45 @@ def ablation_grids(runs: pd.DataFrame) -> list[AblationGrid]:
 
 
 def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int], reps: int, seed: int = 0
-                       ) -> tuple[pd.DataFrame, int]:
+                       ) -> tuple[pd.DataFrame, int, list[str]]:
     """Final IQM with 95% CI per point of one grid, from the sweep's own runs.
 
     The step is the largest of `steps` that every point's runs reached (or, if none, the latest step
-    that all of them reached). Returns (points + iqm, ci_low, ci_high, n_tasks, n_runs; step).
+    that all of them reached). Returns (points + iqm, ci_low, ci_high, n_tasks, n_runs; step; notes on
+    runs left out: not yet at the step, dropped to balance runs per task, or points on other task sets).
     """
     sub = evals[(evals["sweep"] == grid.sweep) & evals["method"].isin(grid.points["method"])]
     reach = sub.groupby("method")["env_step"].max()
     common = [s for s in steps if all(reach.get(m, -1) >= s for m in grid.points["method"])]
     step = max(common) if common else int(reach.min())
-    scores, _ = scores_at_step(sub, step)
-    rows = []
+    scores, not_reached = scores_at_step(sub, step)
+    where = f"ablation {grid.sweep or 'nosweep'}/{grid.agent}/{grid.key} at {format_steps(step)} steps"
+    notes = []
+    if len(not_reached):
+        by = ", ".join(f"{m}: {n}" for m, n in not_reached["method"].value_counts().sort_index().items())
+        notes.append(f"{where}: {len(not_reached)} run(s) never reached it and are left out ({by})")
+    rows, task_sets = [], {}
     for pt in grid.points.itertuples():
         runs = scores[scores["method"] == pt.method]
         if runs.empty:
             continue
-        s, tasks, _ = score_matrix(runs)
+        s, tasks, dropped = score_matrix(runs)
+        task_sets[pt.method] = tuple(tasks)
+        if dropped:
+            notes.append(f"{where}, {pt.method}: {dropped} run(s) left out so that every task has "
+                         f"{s.shape[0]} run(s)")
         point, interval = bootstrap(s, iqm_only, reps, seed)
         rows.append({"method": pt.method, "value": pt.value, "context": pt.context,
                      "iqm": point[0] * RETURN_SCALE, "ci_low": interval[0, 0] * RETURN_SCALE,
                      "ci_high": interval[1, 0] * RETURN_SCALE, "n_tasks": len(tasks), "n_runs": int(s.size)})
+    if len(set(task_sets.values())) > 1:
+        sizes = ", ".join(f"{m}: {len(t)}" for m, t in sorted(task_sets.items()))
+        notes.append(f"{where}: the points average different task sets (tasks per point: {sizes})")
     out = pd.DataFrame(rows, columns=["method", "value", "context", "iqm", "ci_low", "ci_high", "n_tasks",
                                       "n_runs"])
     order = sorted(out["value"].unique(), key=value_sort_key)
     out["order"] = out["value"].map({v: i for i, v in enumerate(order)})
-    return out.sort_values(["context", "order"]).drop(columns="order").reset_index(drop=True), step
+    return out.sort_values(["context", "order"]).drop(columns="order").reset_index(drop=True), step, notes
 
 
 # ---------------------------------------------------------------------------------------------------

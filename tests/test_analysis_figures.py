@@ -17,7 +17,7 @@ from analysis import figures, metrics, synthetic
 from analysis.load import eval_rows, load_results
 from analysis.synthetic import TASKS, synthetic_return
 from analysis.tables import SCORE_COLUMNS, scores_table
-from analysis_helpers import write_hand_results
+from analysis_helpers import write_hand_results, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--reps-curve", "200", "--reps-final", "500"]
@@ -134,6 +134,16 @@ def test_exclude_partial_and_skipped_figures(tmp_path):
     scores = pd.read_csv(tmp_path / "o" / "scores.csv")
     assert scores[["method", "env_step", "iqm", "n_tasks", "n_runs"]].values.tolist() == [["a", 100, 550.0, 3, 12]]
     assert not (tmp_path / "o" / "latent_rank.png").exists()
+
+
+def test_no_shared_task_with_iqrl_skips_probability_of_improvement(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path / "r" / "iqrl" / "walker-walk" / f"seed{seed}", [(0, 0.0), (100, 500.0 + seed)])
+        write_run(tmp_path / "r" / "td3" / "cheetah-run" / f"seed{seed}", [(0, 0.0), (100, 300.0 + seed)])
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100", *FAST])
+    assert rc == 0, err
+    assert "no other method shares a task with iqrl at 100 steps: probability of improvement skipped" in err
+    assert not (tmp_path / "o" / "probability_of_improvement_100.png").exists()
 
 
 @pytest.mark.parametrize("args, message", [

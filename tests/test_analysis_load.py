@@ -8,8 +8,9 @@ import os
 import pytest
 
 from analysis.load import (
-    AnalysisError, AnalysisWarning, identity_from_layout, load_results, method_label, parse_overrides,
+    AnalysisError, AnalysisWarning, eval_rows, identity_from_layout, load_results, method_label, parse_overrides,
 )
+from analysis import metrics
 from analysis.task_groups import TASK_GROUPS, task_group
 from analysis_helpers import write_hand_results, write_run
 
@@ -130,3 +131,21 @@ def test_cache_reused_and_invalidated_when_a_run_changes(tmp_path):
     assert not any(p.name.startswith(".") or p.suffix == ".parquet" for p in results.rglob("*"))
     assert all(p.stat().st_mtime_ns == m for p, m in before.items()
                if p.is_file() and "walker-walk/default/seed0" not in str(p))
+
+
+def test_duplicate_method_task_seed_counted_once(tmp_path):
+    # main/iqrl and the components sweep's default variant: the same method, task and seeds.
+    for seed in range(5):
+        write_run(tmp_path / "main" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
+                  [(0, 0.0), (100, 100.0 * (seed + 1))])
+    for seed in range(2):  # the components sweep only got to seeds 0 and 1, one of them unfinished
+        write_run(tmp_path / "components" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
+                  [(0, 0.0), (50, 7.0)], state="running" if seed else "done", steps=100 if seed else 50)
+    with pytest.warns(AnalysisWarning, match=r"2 run\(s\) repeat the method, task and seed"):
+        table, info = load_results(tmp_path)
+    runs = table.drop_duplicates("run")
+    assert info.n_duplicates == 2 and info.n_runs == 5 and sorted(runs["seed"]) == [0, 1, 2, 3, 4]
+    # the finished run wins over an unfinished one; between finished runs, the one evaluated furthest
+    assert set(runs["run"].str.split("/").str[0]) == {"main"}
+    est = metrics.final_estimates(eval_rows(table), [100], reps=50).table.set_index("metric")
+    assert est.loc["iqm", "value"] == pytest.approx(300.0) and est.loc["iqm", "n_runs"] == 5

@@ -140,12 +140,14 @@ def test_per_task_curves_mean_and_ci(tmp_path):
     assert curves.loc[0, "ci_low"] == curves.loc[0, "ci_high"] == 0.0
 
 
-def test_ablation_grids_from_overrides_config_and_variant_names():
-    def run(variant, overrides, cfg):
-        return {"sweep": "abl", "agent": "iqrl", "variant": variant,
-                "method": "iqrl" if variant == "default" else f"iqrl/{variant}",
-                "overrides": json.dumps(overrides), "config_values": json.dumps(cfg)}
+def run(variant, overrides, cfg):
+    """One run row of sweep `abl` as `ablation_grids` reads it."""
+    return {"sweep": "abl", "agent": "iqrl", "variant": variant,
+            "method": "iqrl" if variant == "default" else f"iqrl/{variant}",
+            "overrides": json.dumps(overrides), "config_values": json.dumps(cfg)}
 
+
+def test_ablation_grids_from_overrides_config_and_variant_names():
     runs = pd.DataFrame([
         run("default", {}, {"horizon": "5", "fsq_levels": "8-8"}),
         run("horizon=1", {"horizon": "1"}, {}),
@@ -188,3 +190,40 @@ def test_select_reference_on_published_file():
     assert {"SAC [tdmpc2-results]", "SAC [iqrl-icml24-draft]", "iQRL [iqrl-icml24-draft]"} <= labels
     main = ref[(ref["task"] == "walker-walk") & (ref["ablation"] == "")]
     assert len(labels) == main.groupby(["source", "algorithm"]).ngroups
+
+
+def test_ablation_notes_runs_left_out_and_other_task_sets(tmp_path):
+    def cfg(horizon):
+        return {"agent": {"name": "iqrl", "horizon": horizon}, "sweep": "abl", "seed": 0,
+                "variant": "default" if horizon == 5 else f"horizon={horizon}",
+                "overrides": [] if horizon == 5 else [f"agent.horizon={horizon}"]}
+
+    for h in (1, 5):
+        for task, ret in (("walker-walk", 800.0), ("dog-run", 100.0)):
+            for seed in range(2):
+                c = {**cfg(h), "task": task, "seed": seed}
+                last = 50 if (h == 5 and task == "dog-run") else 100  # horizon 5 on dog-run still running
+                write_run(tmp_path / "abl" / "iqrl" / task / c["variant"] / f"seed{seed}",
+                          [(0, 0.0), (last, ret)], config=c, state="done" if last == 100 else "running",
+                          steps=100)
+    evals = eval_rows(load_results(tmp_path)[0])
+    runs = evals.drop_duplicates("run")
+    (grid,) = metrics.ablation_grids(runs)
+    points, step, notes = metrics.ablation_estimates(evals, grid, [100], reps=50)
+    assert step == 100
+    iqm = dict(zip(points["value"], points["iqm"]))
+    assert iqm == pytest.approx({"1": 450.0, "5": 800.0}) and dict(zip(points["value"], points["n_tasks"])) == {
+        "1": 2, "5": 1}
+    assert any("2 run(s) never reached it" in n and "iqrl: 2" in n for n in notes)
+    assert any("different task sets" in n for n in notes)
+
+
+def test_ablation_grid_ignores_overrides_every_variant_shares():
+    # a sweep's `fixed: {eval_every: 10000}` lands in every variant's overrides, the default's too
+    runs = pd.DataFrame([
+        run("default", {"eval_every": "10000"}, {"use_fsq": "true", "eval_every": "10000"}),
+        run("use_fsq=false", {"use_fsq": "false", "eval_every": "10000"}, {}),
+    ])
+    (grid,) = metrics.ablation_grids(runs)
+    assert grid.key == "use_fsq"
+    assert sorted(zip(grid.points["value"], grid.points["context"])) == [("false", ""), ("true", "")]
