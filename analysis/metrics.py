@@ -392,7 +392,7 @@ def ablation_grids(runs: pd.DataFrame) -> list[AblationGrid]:
                   for row in g.itertuples()]
         # overrides every variant shares (a sweep's `fixed` and `per_agent` keys) are not swept: drop them,
         # so that the default variant is recognised by its otherwise empty overrides
-        shared = set.intersection(*({(k, v) for k, v in ov.items()} for _, ov, _ in parsed)) if len(parsed) > 1 else set()
+        shared = set.intersection(*(set(ov.items()) for _, ov, _ in parsed)) if len(parsed) > 1 else set()
         parsed = [(m, {k: v for k, v in ov.items() if (k, v) not in shared}, cfg) for m, ov, cfg in parsed]
         keys = sorted({k for _, ov, _ in parsed for k in ov})
         for key in keys:
