@@ -256,13 +256,15 @@ def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
     ev = ev.dropna(subset=["env_step", "episode_return"])
     if ev.empty:
         raise ValueError("no evaluations yet")
-    ev = ev.groupby("env_step", as_index=False).last()  # a resumed run may repeat a step: keep the last
+    # a resumed run may repeat a step: keep its last row whole (groupby().last() would mix rows
+    # column by column where the last one has a NaN)
+    ev = ev.drop_duplicates("env_step", keep="last")
     table = ev
     train_path = run_dir / "train.csv"
     if train_path.exists() and train_path.stat().st_size > 0:
         tr = pd.read_csv(train_path)
         if "env_step" in tr and not tr.empty:
-            tr = tr.groupby("env_step", as_index=False).last()
+            tr = tr.drop_duplicates("env_step", keep="last")
             clash = [c for c in tr.columns if c in ev.columns and c != "env_step"]
             tr = tr.rename(columns={c: f"train_{c}" for c in clash})
             table = ev.merge(tr, on="env_step", how="outer")

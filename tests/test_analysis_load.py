@@ -149,3 +149,16 @@ def test_duplicate_method_task_seed_counted_once(tmp_path):
     assert set(runs["run"].str.split("/").str[0]) == {"main"}
     est = metrics.final_estimates(eval_rows(table), [100], reps=50).table.set_index("metric")
     assert est.loc["iqm", "value"] == pytest.approx(300.0) and est.loc["iqm", "n_runs"] == 5
+
+
+def test_repeated_step_after_resume_keeps_the_last_row_whole(tmp_path):
+    run = write_run(tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (100, 2.0), (100, 3.0)],
+                    train={"env_step": [100, 100], "q_loss": [0.5, None], "updates": [40, 50]})
+    ev = (run / "eval.csv").read_text().splitlines()
+    ev[-1] = "100,3.0,,1,1.0"  # the repeated evaluation has no std
+    (run / "eval.csv").write_text("\n".join(ev) + "\n")
+    table, _ = load_results(tmp_path)
+    row = table[table["env_step"] == 100].iloc[0]
+    assert len(table[table["env_step"] == 100]) == 1
+    assert row["episode_return"] == 3.0 and row["episode_return_std"] != row["episode_return_std"]  # NaN
+    assert row["updates"] == 50 and row["q_loss"] != row["q_loss"]  # not 0.5 from the earlier row
