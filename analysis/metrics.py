@@ -21,6 +21,7 @@ Conventions:
 from __future__ import annotations
 
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -457,9 +458,14 @@ def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int]
 # ---------------------------------------------------------------------------------------------------
 # Labels
 # ---------------------------------------------------------------------------------------------------
+def natural_key(text: str) -> list:
+    """Sort key that orders numbers inside text by value: horizon=2 before horizon=10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
 def method_order(methods) -> list[str]:
-    """iqrl first, then its variants, then the other methods alphabetically."""
-    return sorted(set(methods), key=lambda m: (m.split("/")[0] != "iqrl", m != "iqrl", m))
+    """iqrl first, then its variants, then the other methods alphabetically (numbers by value)."""
+    return sorted(set(methods), key=lambda m: (m.split("/")[0] != "iqrl", m != "iqrl", natural_key(m)))
 
 
 def format_steps(x: float) -> str:

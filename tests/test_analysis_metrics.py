@@ -227,3 +227,9 @@ def test_ablation_grid_ignores_overrides_every_variant_shares():
     (grid,) = metrics.ablation_grids(runs)
     assert grid.key == "use_fsq"
     assert sorted(zip(grid.points["value"], grid.points["context"])) == [("false", ""), ("true", "")]
+
+
+def test_method_order_iqrl_first_and_numbers_by_value():
+    methods = ["td3", "iqrl/horizon=10", "iqrl/horizon=2", "iqrl", "dcwm", "iqrl/horizon=1,rho=0.5"]
+    assert metrics.method_order(methods) == [
+        "iqrl", "iqrl/horizon=1,rho=0.5", "iqrl/horizon=2", "iqrl/horizon=10", "dcwm", "td3"]
