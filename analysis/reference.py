@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.load import AnalysisError
@@ -44,13 +45,26 @@ def select_reference(ref: pd.DataFrame, tasks, max_step: float | None = None) ->
 
     ref: the published table (columns as REFERENCE_COLUMNS). Keeps rows with an empty `ablation` (a
     paper's main result), a task in `tasks` and env_step <= max_step (when given); groups by source AND
-    algorithm (SAC and TD-MPC appear in two sources). Returns columns source, algorithm, label, task,
-    env_step, mean, n_seeds.
+    algorithm (SAC and TD-MPC appear in two sources). A source's seeds need not share evaluation steps:
+    each seed is interpolated linearly onto every step of the curve inside its own first..last step, so
+    the mean at a step averages every seed that covers it (not only those evaluated exactly there).
+    Returns columns source, algorithm, label, task, env_step, mean, n_seeds.
     """
     sel = ref[(ref["ablation"] == "") & ref["task"].isin(list(tasks))]
     if max_step is not None:
         sel = sel[sel["env_step"] <= max_step]
-    out = (sel.groupby(["source", "algorithm", "task", "env_step"], sort=True)["episode_return"]
-           .agg(mean="mean", n_seeds="size").reset_index())
+    rows = []
+    for (source, algorithm, task), g in sel.groupby(["source", "algorithm", "task"], sort=True):
+        steps = np.unique(g["env_step"].to_numpy(float))
+        total, count = np.zeros(len(steps)), np.zeros(len(steps), dtype=int)
+        for _, s in g.groupby("seed", sort=True):
+            s = s.groupby("env_step")["episode_return"].mean()  # a seed listed twice at a step: its mean
+            x, y = s.index.to_numpy(float), s.to_numpy(float)
+            inside = (steps >= x[0]) & (steps <= x[-1])
+            total[inside] += np.interp(steps[inside], x, y)
+            count[inside] += 1
+        rows += [(source, algorithm, task, step, t / n, n) for step, t, n in zip(steps, total, count) if n]
+    out = pd.DataFrame(rows, columns=["source", "algorithm", "task", "env_step", "mean", "n_seeds"])
+    out["env_step"] = out["env_step"].astype(sel["env_step"].dtype if len(sel) else "int64")
     out.insert(2, "label", [reference_label(s, a) for s, a in zip(out["source"], out["algorithm"])])
     return out

@@ -180,6 +180,18 @@ def test_select_reference_rows():
         ["SAC [s1]", 0, 20.0, 2], ["SAC [s1]", 1000, 50.0, 1], ["SAC [s2]", 0, 7.0, 1]]
 
 
+def test_select_reference_interpolates_seeds_evaluated_at_other_steps():
+    ref = pd.DataFrame({
+        "source": "s", "algorithm": "A", "ablation": "", "task": "walker-walk",
+        "env_step": [0, 100, 200, 0, 200, 300], "seed": [1, 1, 1, 2, 2, 2],
+        "episode_return": [0.0, 100.0, 200.0, 0.0, 400.0, 500.0],
+    })
+    out = select_reference(ref, ["walker-walk"])
+    # step 100: seed 2 interpolated to 200 -> (100 + 200) / 2; step 300 is past seed 1's last step
+    assert out[["env_step", "mean", "n_seeds"]].values.tolist() == [
+        [0, 0.0, 2], [100, 150.0, 2], [200, 300.0, 2], [300, 500.0, 1]]
+
+
 @pytest.mark.skipif(not DEFAULT_REFERENCE.is_file(), reason="shared reference data not present")
 def test_select_reference_on_published_file():
     ref = pd.read_csv(DEFAULT_REFERENCE, dtype={"ablation": str}, keep_default_na=False)
