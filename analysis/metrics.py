@@ -175,6 +175,11 @@ def final_estimates(evals: pd.DataFrame, steps: list[int], reps: int, seed: int 
             by = ", ".join(f"{m}: {n}" for m, n in not_reached["method"].value_counts().sort_index().items())
             notes.append(f"at {format_steps(step)} steps, {len(not_reached)} run(s) never reached it and "
                          f"are left out ({by})")
+        task_sets = scores.groupby("method")["task"].agg(lambda t: tuple(sorted(set(t))))
+        if task_sets.nunique() > 1:
+            sizes = ", ".join(f"{m}: {len(t)}" for m, t in task_sets.items())
+            notes.append(f"at {format_steps(step)} steps, methods average different task sets (tasks per "
+                         f"method: {sizes}); compare their aggregates with care")
         for method, runs in scores.groupby("method", sort=True):
             s, tasks, dropped = score_matrix(runs)
             if dropped:

@@ -245,3 +245,12 @@ def test_method_order_iqrl_first_and_numbers_by_value():
     methods = ["td3", "iqrl/horizon=10", "iqrl/horizon=2", "iqrl", "dcwm", "iqrl/horizon=1,rho=0.5"]
     assert metrics.method_order(methods) == [
         "iqrl", "iqrl/horizon=1,rho=0.5", "iqrl/horizon=2", "iqrl/horizon=10", "dcwm", "td3"]
+
+
+def test_final_estimates_note_methods_on_different_task_sets(tmp_path):
+    write_hand_results(tmp_path)  # method a on 3 tasks
+    write_run(tmp_path / "s" / "b" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 50.0)])
+    notes = metrics.final_estimates(eval_rows(load_results(tmp_path)[0]), [100], reps=REPS).notes
+    assert any("methods average different task sets (tasks per method: a: 3, b: 1)" in n for n in notes)
+    same = metrics.final_estimates(eval_rows(load_results(write_hand_results(tmp_path / "h"))[0]), [100], reps=REPS)
+    assert not any("different task sets" in n for n in same.notes)
