@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -476,5 +477,22 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         return EXIT_FAILED
 
 
+def cli() -> int:
+    """`python -m iqrl.train`: Ctrl-C or SIGTERM stops at the next episode boundary with a checkpoint
+    (exit 3, resumable); a second Ctrl-C aborts at once (the run resumes from its last checkpoint)."""
+    got: list[int] = []
+
+    def stop_soon(signum, _frame):
+        got.append(signum)
+        print(f"[iqrl.train] {signal.Signals(signum).name}: stopping at the end of this episode with a checkpoint "
+              "(press Ctrl-C again to abort now)", file=sys.stderr, flush=True)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, stop_soon)
+    return main(should_stop=lambda: bool(got))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -78,6 +78,24 @@ def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path):
     assert read_csv(run / "train.csv")[-1]["q_loss"] == read_csv(ref / "train.csv")[-1]["q_loss"]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_cli_stops_at_episode_boundary_on_ctrl_c_or_sigterm(sig, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "iqrl.train", *tiny_argv("td3", run, steps=4000)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "eval.csv").exists():  # written after the step-0 evaluation
+        time.sleep(0.05)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == EXIT_INTERRUPTED, err
+    assert "stopping at the end of this episode with a checkpoint" in err
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "running" and 0 < status["env_step"] < 4000 and status["env_step"] % 200 == 0
+    assert (run / "checkpoint").exists()
+
+
 def test_sigkill_at_any_point_then_resume_matches(tmp_path):
     """Kill the process (SIGKILL) mid-run twice, at different points, and resume each time."""
     ref, run = tmp_path / "ref", tmp_path / "run"
