@@ -32,7 +32,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -86,11 +88,17 @@ def train_argv(out: Path, agent: str, task: str, seed: int, steps: int, small: b
 
 
 def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
-    """Run `python -m iqrl.train ARGV` for each argv, `parallel` at a time; returns {run folder: exit code}."""
+    """Run `python -m iqrl.train ARGV` for each argv, `parallel` at a time; returns {run folder: exit code}.
+
+    Ctrl-C: no new run starts, and each running run gets one SIGINT, so it stops at the end of its episode
+    with a checkpoint (the runs sit in their own sessions, so the terminal's Ctrl-C reaches only this
+    process); then KeyboardInterrupt is raised again. Re-running the same command resumes.
+    """
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "disable",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    running, lock, stopping = set(), threading.Lock(), threading.Event()
 
     def one(argv: list[str]) -> tuple[str, int]:
         folder = next(a.split("=", 1)[1] for a in argv if a.startswith("out="))
@@ -98,16 +106,36 @@ def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
         with open(logs / f"{name}.log", "a") as log:
             log.write(f"$ python -m iqrl.train {' '.join(argv)}\n")
             log.flush()
-            rc = subprocess.run([sys.executable, "-m", "iqrl.train", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, cwd=REPO).returncode
+            with lock:
+                if stopping.is_set():
+                    return folder, -1
+                proc = subprocess.Popen([sys.executable, "-m", "iqrl.train", *argv], stdout=log,
+                                        stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+                running.add(proc)
+            rc = proc.wait()
+            with lock:
+                running.discard(proc)
         return folder, rc
 
     codes, t0 = {}, time.time()
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-        for future in concurrent.futures.as_completed([pool.submit(one, argv) for argv in jobs]):
-            folder, rc = future.result()
-            codes[folder] = rc
-            print(f"[{time.time() - t0:7.0f}s] {'ok' if rc == 0 else f'exit {rc}'}: {folder}", flush=True)
+        futures = [pool.submit(one, argv) for argv in jobs]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                folder, rc = future.result()
+                codes[folder] = rc
+                print(f"[{time.time() - t0:7.0f}s] {'ok' if rc == 0 else f'exit {rc}'}: {folder}", flush=True)
+        except KeyboardInterrupt:
+            with lock:
+                stopping.set()
+                for f in futures:
+                    f.cancel()
+                for proc in running:
+                    proc.send_signal(signal.SIGINT)
+                n = len(running)
+            print(f"\ninterrupted: {n} running run(s) stop at the end of their episode with a checkpoint; "
+                  "re-run the same command to resume", file=sys.stderr, flush=True)
+            raise
     return codes
 
 
@@ -248,17 +276,21 @@ def main(argv: list[str] | None = None) -> int:
               "error: --steps, --seeds and --jobs must be >= 1", file=sys.stderr)
         return 2
     out, seeds = Path(args.out), list(range(1, args.seeds + 1))
+    try:  # before any training: a missing reference file should not surface hours later
+        ref = load_reference(Path(args.reference))
+    except AnalysisError as e:
+        print(f"error: {e} (the published curves sit in ../shared/reference-data beside the checkout; "
+              "pass --reference PATH)", file=sys.stderr)
+        return 2
     if not args.table_only:
         jobs = [train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
                 for a in agents for t in tasks for s in seeds]
         print(f"{len(jobs)} runs, {args.jobs} at a time, logs in {out / 'logs'}", flush=True)
-        run_all(jobs, out, args.jobs)
+        try:
+            run_all(jobs, out, args.jobs)
+        except KeyboardInterrupt:
+            return 130
     ours = our_results(out, agents, tasks, seeds, "small" if args.small else "default", args.steps)
-    try:
-        ref = load_reference(Path(args.reference))
-    except AnalysisError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     published = published_at(ref, tasks, args.steps, args.step_tolerance)
     note = ("Networks capped with --small: " + ", ".join(f"{k} <= {v}" for k, v in SMALL_CAPS.items())
             + " (where an agent has the key).") if args.small else ""

@@ -121,3 +121,44 @@ def test_train_argv_is_a_valid_run_config(tmp_path):
     assert (cfg.seed, cfg.steps, cfg.eval_every, cfg.eval_episodes, cfg.sweep, cfg.variant) == \
         (2, 20000, 5000, 3, "validate", "small")
     assert cfg.agent.mlp_dims == [256, 256] and cfg.agent.latent_dim == 64
+
+
+def test_missing_reference_fails_before_any_training(tmp_path, capsys):
+    argv = ["--agents", "td3", "--tasks", "cartpole-balance", "--steps", "400", "--out", str(tmp_path / "v"),
+            "--reference", str(tmp_path / "absent.csv.gz")]
+    assert validate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "pass --reference PATH" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "v").exists()  # nothing trained, no logs
+
+
+def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    out = tmp_path / "v"
+    tiny = ["episode_length=200", "seed_steps=400", "agent.mlp_dims=[32,32]", "agent.batch_size=16",
+            "eval_episodes=1", "checkpoint_every=400"]
+    cmd = [sys.executable, str(REPO / "scripts" / "validate.py"), "--agents", "td3,sac", "--tasks", "cartpole-balance",
+           "--steps", "6000", "--jobs", "1", "--eval-every", "400", "--out", str(out), "--reference", str(ref),
+           "--extra", *tiny]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "MUJOCO_GL": "disable"})
+    first = out / "td3" / "cartpole-balance" / "default" / "seed1"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (first / "eval.csv").exists():
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=180)
+    assert p.returncode == 130, err
+    assert "interrupted: 1 running run(s) stop at the end of their episode" in err
+    status = json.loads((first / "status.json").read_text())
+    assert status["state"] == "running" and 0 < status["env_step"] < 6000 and status["env_step"] % 200 == 0
+    assert (first / "checkpoint").exists()
+    assert "stopping at the end of this episode" in (out / "logs" / "td3_cartpole-balance_default_seed1.log").read_text()
+    assert not (out / "sac").exists()  # the next run never started
