@@ -34,8 +34,8 @@ import math
 import os
 import signal
 import subprocess
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +103,8 @@ def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
     def one(argv: list[str]) -> tuple[str, int]:
         folder = next(a.split("=", 1)[1] for a in argv if a.startswith("out="))
         name = Path(folder).relative_to(out).as_posix().replace("/", "_")
+        if stopping.is_set():
+            return folder, -1
         with open(logs / f"{name}.log", "a") as log:
             log.write(f"$ python -m iqrl.train {' '.join(argv)}\n")
             log.flush()
