@@ -44,7 +44,8 @@ from iqrl.config import ConfigError, build_config
 from iqrl.nn import adam, ema_update_
 from iqrl.replay import SequenceBatch
 from iqrl.runfolder import CHECKPOINT, write_status
-from iqrl.train import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Trainer, check_run_folder, resolve_device
+from iqrl.train import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Trainer, check_run_folder, resolve_device,
+                        stop_on_signals)
 
 PREVIOUS_CHECKPOINT = CHECKPOINT.with_name("ckpt.prev.pt")
 
@@ -455,7 +456,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         finally:
             group.leave(k)
 
-    # Daemon threads: Ctrl-C ends the process (every seed resumes from the checkpoints all of them hold).
+    # Daemon threads: from the command line, Ctrl-C stops every seed at the end of its episode with a
+    # checkpoint; a second Ctrl-C ends the process (every seed resumes from the checkpoints all hold).
     threads = [threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)]
     for th in threads:
         th.start()
@@ -467,4 +469,4 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(should_stop=stop_on_signals("iqrl.multiseed")))

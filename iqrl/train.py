@@ -477,22 +477,23 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         return EXIT_FAILED
 
 
-def cli() -> int:
-    """`python -m iqrl.train`: Ctrl-C or SIGTERM stops at the next episode boundary with a checkpoint
-    (exit 3, resumable); a second Ctrl-C aborts at once (the run resumes from its last checkpoint)."""
+def stop_on_signals(name: str):
+    """For a command line: Ctrl-C or SIGTERM asks the run to stop at the end of its episode with a
+    checkpoint (exit 3, resumable); a second Ctrl-C aborts at once (the run then resumes from its last
+    checkpoint). Installs the handlers and returns the `should_stop` callable for `Trainer.run`."""
     got: list[int] = []
 
     def stop_soon(signum, _frame):
         got.append(signum)
-        print(f"[iqrl.train] {signal.Signals(signum).name}: stopping at the end of this episode with a checkpoint "
+        print(f"[{name}] {signal.Signals(signum).name}: stopping at the end of this episode with a checkpoint "
               "(press Ctrl-C again to abort now)", file=sys.stderr, flush=True)
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, stop_soon)
-    return main(should_stop=lambda: bool(got))
+    return lambda: bool(got)
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main(should_stop=stop_on_signals("iqrl.train")))

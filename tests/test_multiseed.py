@@ -166,6 +166,27 @@ def test_sigkill_then_resume_matches(tmp_path):
         assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
 
 
+def test_ctrl_c_stops_every_seed_at_an_episode_end_and_resume_matches(tmp_path):
+    argv = [*TINY, "steps=1400", "seeds=3,4"]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main([*argv, f"out={ref}"]) == EXIT_OK
+    cmd = [sys.executable, "-m", "iqrl.multiseed", *argv, f"out={run}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 180
+    while time.time() < deadline and not all((run / f"seed{s}" / "eval.csv").exists() for s in (3, 4)):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=180)
+    assert p.returncode == 3, err
+    steps = [json.loads((run / f"seed{s}" / "status.json").read_text())["env_step"] for s in (3, 4)]
+    # both at an episode end (the signal may fall between the two seeds' checks: one episode apart at most)
+    assert all(0 < x < 1400 and x % 200 == 0 for x in steps) and abs(steps[0] - steps[1]) <= 200
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    for s in (3, 4):
+        assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["agent=td3", "seeds=0,1"], "K-seed mode supports"),
     (["agent=iqrl", "agent.rl_algo=sac", "seeds=0,1"], "K-seed mode supports"),
