@@ -292,7 +292,15 @@ def main(argv: list[str] | None = None) -> int:
             run_all(jobs, out, args.jobs)
         except KeyboardInterrupt:
             return 130
-    ours = our_results(out, agents, tasks, seeds, "small" if args.small else "default", args.steps)
+    variant = "small" if args.small else "default"
+    ours = our_results(out, agents, tasks, seeds, variant, args.steps)
+    if args.table_only and (ours["seeds"].str.startswith("0/") & (ours["state"] == "missing")).all():
+        # nothing to tabulate: keep the report there is (e.g. of the other variant) instead of overwriting it
+        others = sorted({d.name for d in out.glob("*/*/*") if d.is_dir() and d.name != variant})
+        hint = f"; runs of variant(s) {', '.join(others)} exist" + (", pass --small" if "small" in others else "") \
+            if others else ""
+        print(f"error: no {variant!r} runs of these agents and tasks under {out}{hint}", file=sys.stderr)
+        return 2
     published = published_at(ref, tasks, args.steps, args.step_tolerance)
     note = ("Networks capped with --small: " + ", ".join(f"{k} <= {v}" for k, v in SMALL_CAPS.items())
             + " (where an agent has the key).") if args.small else ""

@@ -106,6 +106,22 @@ def test_main_table_only(runs, tmp_path, capsys):
     assert validate.main(argv[:-1] + [str(tmp_path / "absent.csv.gz")]) == 2
 
 
+def test_table_only_without_runs_of_the_variant_fails_and_keeps_the_report(tmp_path, capsys):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    out = tmp_path / "v"
+    write_run(out, "iqrl", 1, [(0, 10.0), (10000, 100.0)], variant="small")
+    argv = ["--table-only", "--agents", "iqrl", "--tasks", "walker-walk", "--steps", "10000", "--out", str(out),
+            "--reference", str(ref)]
+    assert validate.main(argv + ["--small"]) == 0
+    report = (out / "validate.md").read_text()
+    capsys.readouterr()
+    assert validate.main(argv) == 2  # no 'default' runs: the small report stays as it was
+    err = capsys.readouterr().err
+    assert err.startswith("error: no 'default' runs") and "pass --small" in err and len(err.splitlines()) == 1
+    assert (out / "validate.md").read_text() == report
+
+
 def test_small_caps_only_larger_values_of_existing_keys(monkeypatch):
     assert validate.small_overrides("iqrl", "cartpole-swingup") == ["agent.mlp_dims=[256,256]",
                                                                     "agent.latent_dim=64"]
