@@ -29,7 +29,9 @@ Quirk switch (off by default):
   sampled action; the default uses the TD error |Q_j(s, a) - y| of the value step, as LAP intends.
 Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses
 10 000 agent steps = 20 000 env steps, set seed_steps=20000 to match); the n-step return accumulates
-the terminal step's reward (the code's quirk Q-M1 drops it; irrelevant on DMC).
+the terminal step's reward and stops there (quirk Q-M1: the code at 8a44a7d drops it, at 0f0ed0e it adds
+the rewards after the terminal; irrelevant on DMC); the replay keeps every transition (the code: a 1M
+FIFO; the same up to 2M env steps).
 """
 
 from __future__ import annotations

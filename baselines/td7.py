@@ -19,8 +19,8 @@ Policy checkpoints (spec §3.4, `use_checkpoints`, on by default): training wait
 (`update_mode="agent_decides"`); `updates_due` assesses the current policy over 1 episode (20 after
 `steps_before_checkpointing` updates, when the best minimum return is also scaled by 0.9), stops an
 assessment early once an episode return falls below the best minimum return, and at the end of each
-assessment returns the number of updates to run (env steps collected since the last burst x
-`burst_updates_per_step`). A policy that survived its assessment becomes the checkpoint (actor + fixed
+assessment returns the number of updates to run (env steps collected since the last burst x the run's
+`updates_per_step`). A policy that survived its assessment becomes the checkpoint (actor + fixed
 encoder) that `act(obs, explore=False)` evaluates. Data are collected by the current actor with
 the fixed encoder and N(0, 0.1^2) noise. With `use_checkpoints=false` TD7 trains after every agent
 step at the harness's updates_per_step (`update_mode="per_step"`) and evaluates the current actor.
@@ -66,7 +66,6 @@ class TD7Config:
     lap_min_priority: float = 1.0  # also the LAP-Huber threshold
     # --- policy checkpoints ---
     use_checkpoints: bool = True
-    burst_updates_per_step: float = 0.5  # updates per collected env step in a checkpoint burst
     steps_before_checkpointing: int = 750_000  # updates, then longer assessments
     max_eps_when_checkpointing: int = 20
     reset_weight: float = 0.9
@@ -88,8 +87,6 @@ class TD7Config:
              f"agent.target_update_every must be >= 1, got {self.target_update_every}"),
             (self.lap_alpha >= 0, f"agent.lap_alpha must be >= 0, got {self.lap_alpha}"),
             (self.lap_min_priority > 0, f"agent.lap_min_priority must be > 0, got {self.lap_min_priority}"),
-            (self.burst_updates_per_step >= 0,
-             f"agent.burst_updates_per_step must be >= 0, got {self.burst_updates_per_step}"),
             (self.steps_before_checkpointing >= 0,
              f"agent.steps_before_checkpointing must be >= 0, got {self.steps_before_checkpointing}"),
             (self.max_eps_when_checkpointing >= 1,
@@ -288,21 +285,21 @@ class TD7(NamedState, Agent):
         return metrics
 
     # ------------------------------------------------------------------ policy checkpoints (spec §3.4)
-    def updates_due(self, episode_return: float, episode_env_steps: int) -> int:
+    def updates_due(self, episode_return: float, episode_env_steps: int, updates_per_step: float) -> int:
         self.eps_since += 1
         self.steps_since += episode_env_steps
         self.min_return = min(self.min_return, episode_return)
         if self.min_return < self.best_min_return:  # worse than the checkpoint: stop assessing early
-            return self._end_assessment()
+            return self._end_assessment(updates_per_step)
         if self.eps_since == self.eps_per_assessment:  # survived the assessment: new checkpoint
             self.best_min_return = self.min_return
             hard_update_(self.checkpoint_actor.parameters(), self.actor.parameters())
             hard_update_(self.checkpoint_encoder.parameters(), self.fixed_encoder.parameters())
-            return self._end_assessment()
+            return self._end_assessment(updates_per_step)
         return 0
 
-    def _end_assessment(self) -> int:
-        credit = self.steps_since * self.cfg.burst_updates_per_step + self.update_credit
+    def _end_assessment(self, updates_per_step: float) -> int:
+        credit = self.steps_since * updates_per_step + self.update_credit
         n = int(math.floor(credit + 1e-9))
         self.update_credit = credit - n
         self.eps_since, self.steps_since, self.min_return = 0, 0, math.inf

@@ -38,8 +38,8 @@ class AgentSpec:
     # When updates run: "per_episode" (after each agent-collected episode, as the official iQRL, TD3,
     # TCRL and DCWM code), "per_step" (after every agent step once seeding is over, as MR.Q), or
     # "agent_decides" (after each episode the trainer runs agent.updates_due(...) updates, as TD7's
-    # policy-checkpoint schedule). The number of updates always follows updates_per_step except
-    # for agent_decides.
+    # policy-checkpoint schedule). In every mode the number of updates follows the run's rate
+    # (updates_per_step, or the top-level override); agent_decides only chooses when they run.
     update_mode: str = "per_episode"
     # per_episode only: after the last seed episode, run the updates the seed episodes earned (seed env
     # steps x updates_per_step) before the agent collects its first episode, as the DCWM code's first
@@ -68,8 +68,9 @@ class Agent(abc.ABC):
     def on_episode_end(self) -> None:
         """Advance per-episode schedules; called once after each training episode."""
 
-    def updates_due(self, episode_return: float, episode_env_steps: int) -> int:
-        """update_mode "agent_decides" only: how many updates to run after this episode."""
+    def updates_due(self, episode_return: float, episode_env_steps: int, updates_per_step: float) -> int:
+        """update_mode "agent_decides" only: how many updates to run after this episode, at the run's
+        rate `updates_per_step` (updates per env step collected)."""
         raise TypeError(f"{type(self).__name__} declares update_mode={self.spec.update_mode!r}, "
                         "so the trainer never asks it for updates_due()")
 

@@ -205,7 +205,7 @@ class Trainer:
         if mode == "per_episode":
             self.run_updates(self.credit(episode_env_steps))
         elif mode == "agent_decides":
-            self.run_updates(int(self.agent.updates_due(episode_return, episode_env_steps)))
+            self.run_updates(int(self.agent.updates_due(episode_return, episode_env_steps, self.updates_per_step)))
         self.flush_metrics()
         self.agent.on_episode_end()
 

@@ -164,23 +164,24 @@ def test_policy_checkpoint_schedule():
     def ckpt_is_actor():
         return same(agent.checkpoint_actor, params(agent.actor))
 
-    assert agent.updates_due(100.0, 200) == 100  # 1-episode assessment passed: checkpoint, train 200 x 0.5
+    assert agent.updates_due(100.0, 200, 0.5) == 100  # 1-episode assessment passed: checkpoint, train 200 x 0.5
     assert ckpt_is_actor() and agent.best_min_return == 100.0
     perturb_actor()
-    assert agent.updates_due(90.0, 200) == 100  # worse than the best minimum: train, keep the checkpoint
+    assert agent.updates_due(90.0, 200, 0.5) == 100  # worse than the best minimum: train, keep the checkpoint
     assert not ckpt_is_actor() and agent.best_min_return == 100.0
-    assert agent.updates_due(110.0, 201) == 100  # odd env steps: the half update is carried over
+    assert agent.updates_due(110.0, 201, 0.5) == 100  # odd env steps: the half update is carried over
     assert ckpt_is_actor() and agent.best_min_return == 110.0 and agent.update_credit == 0.5
     for _ in range(3):  # reaching steps_before_checkpointing: best * 0.9, 3-episode assessments
         agent.update(r, 0)
     assert agent.best_min_return == pytest.approx(99.0) and agent.eps_per_assessment == 3
     perturb_actor()
-    assert [agent.updates_due(ret, 200) for ret in (120.0, 130.0)] == [0, 0]  # still being assessed
+    assert [agent.updates_due(ret, 200, 0.5) for ret in (120.0, 130.0)] == [0, 0]  # still being assessed
     assert not ckpt_is_actor()
-    assert agent.updates_due(125.0, 199) == 300  # 599 x 0.5 + 0.5 carried over
+    assert agent.updates_due(125.0, 199, 0.5) == 300  # 599 x 0.5 + 0.5 carried over
     assert ckpt_is_actor() and agent.best_min_return == 120.0  # the minimum over the assessment
-    assert agent.updates_due(119.0, 200) == 100  # below the best minimum after one episode: stop early
+    assert agent.updates_due(119.0, 200, 0.5) == 100  # below the best minimum after one episode: stop early
     assert agent.eps_since == 0 and agent.min_return == math.inf
+    assert agent.updates_due(119.0, 200, 1.0) == 200  # the burst follows the run's updates_per_step
 
 
 def test_evaluation_uses_the_checkpoint_networks():
@@ -201,13 +202,13 @@ def test_state_dict_round_trip_continues_identically():
     a, r = make(target_update_every=2), replay()
     for _ in range(3):
         a.update(r, 0)
-    a.updates_due(50.0, 100)
+    a.updates_due(50.0, 100, 0.5)
     b = make(target_update_every=2, use_checkpoints=True)
     b.load_state_dict(copy.deepcopy(a.state_dict()))
     r2 = SequenceReplay(OBS, ACT, seq_len=1)
     r2.load_state_dict(r.state_dict())
     assert_same_continuation(a, b, r, r2, torch.randn(3, OBS).numpy())
-    assert a.updates_due(70.0, 100) == b.updates_due(70.0, 100) == 50
+    assert a.updates_due(70.0, 100, 0.5) == b.updates_due(70.0, 100, 0.5) == 50
     assert a.best_min_return == b.best_min_return == 70.0
 
 

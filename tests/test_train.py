@@ -153,8 +153,8 @@ def test_update_modes(mode, tmp_path, monkeypatch):
     monkeypatch.setattr(td3, "AgentSpec", functools.partial(td3.AgentSpec, update_mode=mode))
     seen = []
 
-    def updates_due(self, episode_return, episode_env_steps):
-        seen.append(episode_env_steps)
+    def updates_due(self, episode_return, episode_env_steps, updates_per_step):
+        seen.append((episode_env_steps, updates_per_step))
         return 7
 
     monkeypatch.setattr(td3.TD3, "updates_due", updates_due, raising=False)
@@ -164,7 +164,7 @@ def test_update_modes(mode, tmp_path, monkeypatch):
     if mode == "per_step":
         assert updates == 150  # same total as per_episode: 600 env steps x 0.25
     else:
-        assert seen == [200, 200, 200] and updates == 21  # 3 agent episodes x 7
+        assert seen == [(200, 0.25)] * 3 and updates == 21  # 3 agent episodes x 7, told the run's rate
 
 
 def test_bf16_precision_runs_and_keeps_float32_losses(tmp_path):
