@@ -8,9 +8,10 @@ The actor and critic never send gradients into the encoder.
 
 Variants by switch (same class, registry presets in iqrl/agents.py):
 * `use_rec_loss` adds an MLP decoder (iQRL spec §12 "Reconstruction loss"; baselines spec §7.1). With the
-  consistency loss on it is applied along the latent rollout, o_0 from z_0 and o_h from the predicted ẑ_h,
-  rho^h weighted, masked and summed over h = 0..H ("iQRL + REC", the `iqrl-ae` preset: the paper's
-  reconstruction ablation adds the decoder to the iQRL loss). `use_tc_loss=false` turns the consistency
+  consistency loss on it is applied along the latent rollout, o_0 from z_0 and o_h from the predicted ẑ_h
+  for h < H, rho^h weighted, masked and normalised like the consistency loss, (1/H) sum_h ("iQRL + REC",
+  the `iqrl-ae` preset: the paper's reconstruction ablation adds the decoder to the iQRL loss; the
+  iqrl-minimal code that had it summed both losses over the same H steps, so their ratio is kept). `use_tc_loss=false` turns the consistency
   loss off; the decoder then reconstructs the window's observations o_0..o_{H-1} from their online
   encoder latents (plain MSE: the autoencoder-only variant of baselines spec §7.1).
 * `rl_algo=sac` swaps the TD3 learner for SAC (iqrl/sac.py) on the same latent (`iqrl-sac`).
@@ -199,18 +200,19 @@ class IQRL(Agent):
     def reconstruction_loss(self, obs: Tensor, mask: Tensor, latents: list[Tensor]) -> Tensor:
         """Decoder MSE (iQRL spec §12; baselines spec §7.1). obs [B, L+1, O], mask [B, H].
 
-        With the consistency loss ("iQRL + REC"): along the rollout latents [ẑ_0 = z_0, ẑ_1 .. ẑ_H],
-            L_rec = sum_{h=0..H} rho^h (1/B) sum_b m'_{h,b} mse(dec(ẑ_h), o_{t+h}),  m'_0 = 1, m'_h = m_{h-1}.
+        With the consistency loss ("iQRL + REC"): along the rollout latents [ẑ_0 = z_0, ẑ_1 .. ẑ_{H-1}],
+            L_rec = (1/H) sum_{h<H} rho^h (1/B) sum_b m'_{h,b} mse(dec(ẑ_h), o_{t+h}),  m'_0 = 1, m'_h = m_{h-1},
+        the weighting of the consistency loss (iqrl-minimal summed both over the same H steps; o_{t+H} is not
+        reconstructed there either).
         Reconstruction only (use_tc_loss=false): online-encoder latents of o_t .. o_{t+H-1},
             L_rec = (1/(B H)) sum_{h<H} sum_b m_{h,b} mse(dec(z_h), o_{t+h}).
         """
         H = self.cfg.horizon
         if self.cfg.use_tc_loss:
-            z = torch.stack(latents, 1)  # [B, H+1, D]
-            weight = torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
-            err = ((self.decoder(z) - obs[:, : H + 1]) ** 2).mean(-1)  # [B, H+1]
-            rho = self.cfg.rho ** torch.arange(H + 1, dtype=torch.float32, device=obs.device)
-            return ((err * weight).mean(0) * rho).sum()
+            z = torch.stack(latents[:H], 1)  # [B, H, D]: ẑ_0 .. ẑ_{H-1}
+            weight = torch.cat([torch.ones_like(mask[:, :1]), mask[:, : H - 1]], 1)  # m'_h = m_{h-1}
+            err = ((self.decoder(z) - obs[:, :H]) ** 2).mean(-1)  # [B, H]
+            return ((err * weight).mean(0) * self.rho_powers).sum() / H
         err = ((self.decoder(self.encode(obs[:, :H])) - obs[:, :H]) ** 2).mean(-1)  # [B, H]
         return (err * mask).mean()
 

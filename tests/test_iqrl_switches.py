@@ -240,11 +240,12 @@ def test_reward_only_representation_has_no_consistency_term():
 
 def test_rec_loss_along_the_rollout_formula_and_decoder_gradient():
     agent = make(use_rec_loss=True, horizon=3, rho=0.5)
-    b = batch(L=3, terminal_at=1)  # cumulative mask m = [1, 1, 0] -> decoder weights [1, 1, 1, 0]
+    b = batch(L=3, terminal_at=0)  # cumulative mask m = [1, 0, 0] -> decoder weights m' = [1, 1, 0]
     z = rollout_by_hand(agent, b)
     with torch.no_grad():
-        err = [((agent.decoder(z[h]) - b.obs[:, h]) ** 2).mean(-1).mean() for h in range(4)]
-    expected = err[0] + 0.5 * err[1] + 0.25 * err[2]
+        err = [((agent.decoder(z[h]) - b.obs[:, h]) ** 2).mean(-1).mean() for h in range(3)]
+    # o_0 .. o_{H-1} only, rho^h weighted and divided by H like the consistency loss
+    expected = (err[0] + 0.5 * err[1]) / 3
     loss, metrics = agent.representation_loss(b)
     assert metrics["rec_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert loss.item() == pytest.approx((metrics["consistency_loss"] + metrics["rec_loss"]).item(), rel=1e-6)
