@@ -133,6 +133,8 @@ class SACLearner(CriticEnsembleLearner):
             actor_loss = (self.alpha.detach() * log_prob - self.actor_objective_q(x, a)).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.grad_clip)
         self.actor_opt.step()
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_opt.zero_grad(set_to_none=True)

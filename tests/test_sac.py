@@ -116,6 +116,16 @@ def test_actor_step_moves_only_actor_and_temperature_step_only_alpha():
     assert ac.log_alpha.item() != alpha0
 
 
+def test_grad_clip_bounds_the_actor_step_too():
+    x = data()[0] * 100  # large inputs: large actor gradients
+    norms = {}
+    for clip in (0.0, 1e-3):
+        ac = learner(grad_clip=clip)
+        ac.update_actor(x)
+        norms[clip] = float(torch.nn.utils.get_total_norm([p.grad for p in ac.actor.parameters()]))
+    assert norms[0.0] > 1e-3 and norms[1e-3] == pytest.approx(1e-3, rel=1e-4)
+
+
 @pytest.mark.parametrize("target_entropy, direction", [(50.0, 1), (-50.0, -1)])
 def test_temperature_moves_towards_target_entropy(target_entropy, direction):
     ac = learner(target_entropy=target_entropy, init_temperature=0.1)
