@@ -29,7 +29,6 @@ class TD3Config(ActorCriticConfig):
     actor_q_reduce: str = "min"
     critic_loss_reduce: str = "sum"  # MSE(Q1, y) + MSE(Q2, y)
     init: str = "orthogonal"
-    expl_sigma_episodes: int = 150
 
     def validate(self) -> None:
         self.validate_rl()

@@ -38,7 +38,7 @@ class ActorCriticConfig:
     noise_clip: float = 0.3
     expl_sigma_start: float = 1.0  # exploration std, linear over training episodes
     expl_sigma_end: float = 0.1
-    expl_sigma_episodes: int = 150  # 50 easy / 150 medium / 500 hard (task YAML)
+    expl_sigma_episodes: int = 50  # the code's default; per group 50 easy / 150 medium / 500 hard (task YAML)
     init: str = "default"  # default | orthogonal
     grad_clip: float = 0.0  # gradient-norm clip of the actor and the critic steps; 0 = none (DCWM: 20)
     # Official-code quirks (named switches, off by default; see README "Faithfulness"):

@@ -73,6 +73,8 @@ def test_task_overrides_and_presets():
     assert (walker.latent_width, walker.nstep, walker.expl_sigma_episodes, walker.tc_loss_sign) == (1024, 1, 50, -1)
     acro = build_config(["agent=iqrl", "task=acrobot-swingup"]).agent
     assert (acro.enc_tau, acro.nstep, acro.expl_sigma_episodes) == (0.0005, 3, 150)
+    for agent in ("iqrl", "td3"):  # a task in no group: the official code's default decay, 50 episodes
+        assert build_config([f"agent={agent}", "task=point_mass-easy"]).agent.expl_sigma_episodes == 50
     off = build_config(["agent=iqrl-official", "task=walker-walk"]).agent
     assert off.tc_loss_sign == 1 and off.official_nstep1_gamma_bug and not off.cumulative_mask
     # command line beats task overrides, lists are replaced
