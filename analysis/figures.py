@@ -29,6 +29,18 @@ DEFAULT_STEPS = "100000,500000,1000000"
 PROFILE_TAUS = np.linspace(0.0, 1.0, 101)  # normalised return thresholds
 
 
+
+def poi_reference(methods: list[str]) -> tuple[str | None, str]:
+    """The method the probability-of-improvement figure compares against: `iqrl`, else the only iqrl
+    variant (e.g. `iqrl/small`, when every iqrl run of the results folder is of one variant).
+    Returns (method, "") or (None, why not)."""
+    if "iqrl" in methods:
+        return "iqrl", ""
+    variants = sorted(m for m in methods if m.startswith("iqrl/"))
+    if len(variants) == 1:
+        return variants[0], ""
+    return None, f"several iqrl variants ({', '.join(variants)}) and no plain iqrl" if variants else "no iqrl runs"
+
 def parse_steps(text: str) -> list[int]:
     """'100000,500k,1M' -> [100000, 500000, 1000000] (sorted, unique); AnalysisError when malformed."""
     steps = []
@@ -117,14 +129,16 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
             plots.plot_performance_profiles(profiles, PROFILE_TAUS * metrics.RETURN_SCALE, colors, step),
             out, f"performance_profiles_{tag}")
         with_tasks = {m: v for (m, s), v in final.matrices.items() if s == step}
-        if "iqrl" not in with_tasks:
-            note(f"no iqrl runs at {tag} steps: probability of improvement skipped")
+        ref_method, why = poi_reference(list(with_tasks))
+        if ref_method is None:
+            note(f"{why} at {tag} steps: probability of improvement skipped")
         elif len(with_tasks) < 2:
-            note(f"only iqrl at {tag} steps: probability of improvement skipped")
+            note(f"only {ref_method} at {tag} steps: probability of improvement skipped")
         else:
-            poi = metrics.improvement_estimates(with_tasks, "iqrl", reps_curve, seed)
+            poi = metrics.improvement_estimates(with_tasks, ref_method, reps_curve, seed)
             if poi.empty:
-                note(f"no other method shares a task with iqrl at {tag} steps: probability of improvement skipped")
+                note(f"no other method shares a task with {ref_method} at {tag} steps: "
+                     "probability of improvement skipped")
             else:
                 written += plots.save_figure(plots.plot_probability_of_improvement(poi, colors, step), out,
                                              f"probability_of_improvement_{tag}")

@@ -146,6 +146,23 @@ def test_no_shared_task_with_iqrl_skips_probability_of_improvement(tmp_path):
     assert not (tmp_path / "o" / "probability_of_improvement_100.png").exists()
 
 
+def test_probability_of_improvement_against_the_only_iqrl_variant(tmp_path):
+    # a learning-check folder: every run is of variant `small`, so the methods are `iqrl/small`, ...
+    for seed in range(2):
+        for agent, ret in (("iqrl", 500.0), ("td3", 300.0)):
+            write_run(tmp_path / "r" / agent / "walker-walk" / "small" / f"seed{seed}", [(0, 0.0), (100, ret + seed)],
+                      config={"agent": {"name": agent}, "task": "walker-walk", "seed": seed, "variant": "small",
+                              "sweep": "validate"})
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100", *FAST])
+    assert rc == 0, err
+    assert "probability of improvement skipped" not in err
+    assert (tmp_path / "o" / "probability_of_improvement_100.png").is_file()
+    assert figures.poi_reference(["iqrl", "iqrl/small", "td3"]) == ("iqrl", "")
+    assert figures.poi_reference(["iqrl/h=3", "iqrl/h=5"]) == (
+        None, "several iqrl variants (iqrl/h=3, iqrl/h=5) and no plain iqrl")
+    assert figures.poi_reference(["iqrl-sac/small"]) == (None, "no iqrl runs")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--results", "{tmp}/missing"], "error: results folder {tmp}/missing does not exist"),
     (["--results", "{tmp}/empty"], "error: no run folders (folders with an eval.csv) under {tmp}/empty"),
