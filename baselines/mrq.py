@@ -30,8 +30,8 @@ Quirk switch (off by default):
 Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses
 10 000 agent steps = 20 000 env steps, set seed_steps=20000 to match); the n-step return accumulates
 the terminal step's reward and stops there (quirk Q-M1: the code at 8a44a7d drops it, at 0f0ed0e it adds
-the rewards after the terminal; irrelevant on DMC); the replay keeps every transition (the code: a 1M
-FIFO; the same up to 2M env steps).
+the rewards after the terminal; irrelevant on DMC). Replay: the code's 1M-transition FIFO
+(AgentSpec.replay_capacity).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class MRQ(NamedState, Agent):
         self.generator.manual_seed(seed)
         self.spec = AgentSpec(seq_len=max(cfg.enc_horizon, cfg.q_horizon), batch_size=cfg.batch_size,
                               updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy,
-                              update_mode="per_step")
+                              update_mode="per_step", replay_capacity=1_000_000)  # the code's 1e6 FIFO
         self.latent_width = cfg.zs_dim
         self.encoder = MrqEncoder(obs_dim, act_dim, cfg).to(self.device)
         self.policy = MrqMLP(cfg.zs_dim, cfg.mlp_dims, act_dim, "relu").to(self.device)

@@ -179,7 +179,8 @@ class TD7(NamedState, Agent):
         self.generator.manual_seed(seed)
         self.spec = AgentSpec(seq_len=1, batch_size=cfg.batch_size, updates_per_step=0.5,
                               warmup_with_policy=cfg.warmup_with_policy,
-                              update_mode="agent_decides" if cfg.use_checkpoints else "per_step")
+                              update_mode="agent_decides" if cfg.use_checkpoints else "per_step",
+                              replay_capacity=1_000_000)  # the code's 1e6 FIFO
         self.latent_width = cfg.zs_dim
         self.encoder = SALE(obs_dim, act_dim, cfg.zs_dim, cfg.enc_mlp_dims).to(self.device)
         self.fixed_encoder = frozen_copy(self.encoder)

@@ -45,6 +45,9 @@ class AgentSpec:
     # steps x updates_per_step) before the agent collects its first episode, as the DCWM code's first
     # update call (10 seed episodes x 500 = 5000 updates; baselines spec §5.6 and §11.3).
     seed_burst: bool = False
+    # Default FIFO size of the replay in transitions (None: keep and sample every transition). The run's
+    # top-level `replay_capacity` overrides it.
+    replay_capacity: int | None = None
 
 
 class Agent(abc.ABC):

@@ -38,6 +38,9 @@ class RunConfig:
     out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
     seed_steps: int = 10_000  # env steps of seed (warm-up) episodes before learning starts
     updates_per_step: float | None = None  # gradient updates per env step; None = the agent's default
+    # Transitions (agent steps) the learner samples from, newest first (a FIFO); None = the agent's
+    # default (td7, mrq: 1M as their code; others unbounded), 0 = unbounded.
+    replay_capacity: int | None = None
     eval_every: int = 10_000
     eval_episodes: int = 10
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
@@ -130,6 +133,8 @@ def validate(run: RunConfig) -> None:
         (run.seed_steps >= 0, f"seed_steps must be >= 0, got {run.seed_steps}"),
         (run.updates_per_step is None or run.updates_per_step >= 0,
          f"updates_per_step must be >= 0, got {run.updates_per_step}"),
+        (run.replay_capacity is None or run.replay_capacity == 0 or run.replay_capacity >= 1000,
+         f"replay_capacity must be 0 (unbounded) or >= 1000 transitions, got {run.replay_capacity}"),
         (run.eval_every >= 1, f"eval_every must be >= 1, got {run.eval_every}"),
         (run.eval_episodes >= 1, f"eval_episodes must be >= 1, got {run.eval_episodes}"),
         (run.diag_every >= 1, f"diag_every must be >= 1, got {run.diag_every}"),

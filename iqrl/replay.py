@@ -13,6 +13,8 @@ their first transition (no importance weights); `update_priorities` writes prior
 
 from __future__ import annotations
 
+from array import array
+
 from dataclasses import dataclass
 
 import torch
@@ -79,14 +81,19 @@ def lap_priority(td_abs: Tensor, alpha: float = 0.4, min_priority: float = 1.0) 
 class SequenceReplay:
     """Replay storing whole episodes contiguously; samples windows of `seq_len` transitions.
 
-    Capacity grows by doubling (nothing is ever overwritten: a run keeps all of its data, as in the
-    official code whose 10M buffer never fills).
+    Storage grows by doubling and keeps every transition. `capacity` (transitions; None = unbounded, as
+    the official iQRL code whose 10M buffer never fills) makes it a FIFO for learning: windows are drawn
+    only from the newest `capacity` transitions, and the LAP maximum and the reward scale look at those
+    only, as a ring buffer of that size would (TD7's and MR.Q's 1M). The older data stay in memory.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, seq_len: int, device: str | torch.device = "cpu",
-                 seed: int = 0, initial_capacity: int = 4096):
+                 seed: int = 0, initial_capacity: int = 4096, capacity: int | None = None):
         if seq_len < 1:
             raise ValueError("seq_len must be >= 1")
+        if capacity is not None and capacity < seq_len:
+            raise ValueError(f"replay capacity must be >= seq_len ({seq_len}), got {capacity}")
+        self.capacity = capacity
         self.obs_dim, self.act_dim, self.seq_len = obs_dim, act_dim, seq_len
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)
@@ -106,6 +113,10 @@ class SequenceReplay:
         self.size = 0  # transitions stored
         self.n_starts = 0
         self._ep_start = -1  # first transition index of the open episode, -1 if none is open
+        # Host copy of the window starts (ascending) and the first slot still inside the capacity:
+        # eviction is decided in add() without reading the device.
+        self._starts_host = array("q")
+        self._first_start = 0
 
     # ------------------------------------------------------------------ storage
     def _grow(self, name: str, needed: int) -> None:
@@ -154,9 +165,22 @@ class SequenceReplay:
         if new_starts:
             self._grow("_starts", self.n_starts + len(new_starts))
             self._starts[self.n_starts: self.n_starts + len(new_starts)] = torch.tensor(new_starts)
+            self._starts_host.extend(new_starts)
             self.n_starts += len(new_starts)
+        self._evict()
         if terminated or truncated:
             self._ep_start = -1
+
+    @property
+    def first_kept(self) -> int:
+        """Index of the oldest transition inside the capacity (0 when unbounded)."""
+        return 0 if self.capacity is None else max(0, self.size - self.capacity)
+
+    def _evict(self) -> None:
+        """Advance the first usable start past windows that begin before the oldest kept transition."""
+        lo = self.first_kept
+        while self._first_start < self.n_starts and self._starts_host[self._first_start] < lo:
+            self._first_start += 1
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, seq_len: int | None = None, prioritized: bool = False) -> SequenceBatch:
@@ -167,12 +191,15 @@ class SequenceReplay:
         L = self.seq_len if seq_len is None else seq_len
         if L > self.seq_len:
             raise ValueError(f"seq_len {L} exceeds the replay's window length {self.seq_len}")
-        if self.n_starts == 0:
+        first, n = self._first_start, self.n_starts - self._first_start
+        if n <= 0:
             raise RuntimeError("replay holds no complete window yet")
         if prioritized:
             pick = self._sample_by_priority(batch_size)
         else:
-            pick = torch.randint(self.n_starts, (batch_size,), generator=self.generator, device=self.device)
+            pick = torch.randint(n, (batch_size,), generator=self.generator, device=self.device)
+        if first:
+            pick = pick + first
         start = self._starts[pick]
         steps = start[:, None] + torch.arange(L, device=self.device)  # [B, L]
         limit = self._term_at[start][:, None]
@@ -195,9 +222,9 @@ class SequenceReplay:
 
         float64 sums: with ~1e6 priorities a float32 cumulative sum has a spacing near 1 at its end and
         would blur single priorities."""
-        csum = torch.cumsum(self._prio[self._starts[: self.n_starts]].double(), 0)
+        csum = torch.cumsum(self._prio[self._starts[self._first_start: self.n_starts]].double(), 0)
         u = torch.rand(batch_size, generator=self.generator, device=self.device, dtype=torch.float64) * csum[-1]
-        return torch.searchsorted(csum, u, right=True).clamp_(max=self.n_starts - 1)
+        return torch.searchsorted(csum, u, right=True).clamp_(max=len(csum) - 1)
 
     # ------------------------------------------------------------------ LAP priorities
     @property
@@ -216,18 +243,20 @@ class SequenceReplay:
     def reset_max_priority(self) -> None:
         """max_priority <- the largest priority currently stored (TD7, every 250 updates)."""
         if self.size:
-            self._max_prio = self._prio[: self.size].max()
+            self._max_prio = self._prio[self.first_kept: self.size].max()
 
     def reward_abs_mean(self, eps: float = 1e-8) -> float:
-        """Mean |r| over every stored transition, at least eps; 1 when empty (MR.Q's reward scale)."""
+        """Mean |r| over the stored transitions (inside the capacity), at least eps; 1 when empty (MR.Q's
+        reward scale)."""
         if self.size == 0:
             return 1.0
-        return float(self._rew[: self.size].abs().mean().clamp(min=eps))
+        return float(self._rew[self.first_kept: self.size].abs().mean().clamp(min=eps))
 
     def sample_obs(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n observations o_t drawn uniformly (with replacement) from the stored transitions."""
         g = self.generator if generator is None else generator
-        idx = torch.randint(self.size, (n,), generator=g, device=self.device)
+        lo = self.first_kept
+        idx = torch.randint(self.size - lo, (n,), generator=g, device=self.device) + lo
         return self._obs[self._obs_ptr[idx]]
 
     # ------------------------------------------------------------------ checkpointing
@@ -258,6 +287,9 @@ class SequenceReplay:
             self._grow(name, max(n, 1))
             getattr(self, name)[:n] = state[key].to(self.device)
         self._ep_start = state["ep_start"]
+        self._starts_host = array("q", state["starts"].tolist())
+        self._first_start = 0
+        self._evict()
         self.generator.set_state(state["generator"])
         self._grow("_prio", max(self.size, 1))
         self._prio[: self.size] = state["prio"].to(self.device) if "prio" in state else 1.0

@@ -89,7 +89,9 @@ class Trainer:
         self.eval_env = DMCEnv(cfg.task, cfg.seed + EVAL_SEED_OFFSET, cfg.action_repeat, cfg.episode_length)
         self.agent = make_agent(cfg.agent, self.env.obs_dim, self.env.act_dim, self.device, cfg.seed)
         spec = self.agent.spec
-        self.replay = SequenceReplay(self.env.obs_dim, self.env.act_dim, spec.seq_len, self.device, cfg.seed + 1)
+        capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
+        self.replay = SequenceReplay(self.env.obs_dim, self.env.act_dim, spec.seq_len, self.device, cfg.seed + 1,
+                                     capacity=capacity)
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)

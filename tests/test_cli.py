@@ -23,6 +23,7 @@ BAD = [
     (["episode_length=999"], "episode_length must be in 1..1000 and a multiple of action_repeat"),
     (["device=tpu"], "device must be cpu, cuda, cuda:N or auto"),
     (["seed"], "bad argument 'seed': expected key=value"),
+    (["replay_capacity=10"], "replay_capacity must be 0 (unbounded) or >= 1000 transitions"),
 ]
 
 
@@ -82,3 +83,15 @@ def test_task_overrides_and_presets():
     assert cli.nstep == 1 and cli.fsq_levels == [8, 5, 5, 5] and cli.latent_width == 4096
     td3 = build_config(["agent=td3", "task=cheetah-run"]).agent
     assert (td3.nstep, td3.num_critics, td3.actor_q_reduce, td3.init) == (3, 2, "min", "orthogonal")
+
+
+def test_replay_capacity_default_per_agent_and_override():
+    from iqrl.train import Trainer
+
+    def capacity(*argv):
+        return Trainer(build_config(["task=cartpole-balance", "out=/nonexistent/x", *argv])).replay.capacity
+
+    assert capacity("agent=td7") == capacity("agent=mrq") == 1_000_000  # their code's 1e6 FIFO
+    assert capacity("agent=iqrl") is None  # never overwritten (the iQRL code's 10M buffer never fills)
+    assert capacity("agent=mrq", "replay_capacity=0") is None
+    assert capacity("agent=iqrl", "replay_capacity=5000") == 5000

@@ -123,3 +123,34 @@ def test_nstep_batch_mixes_cases():
     assert ret.tolist() == pytest.approx([1 + G + G * G, 1.0])
     assert disc.tolist() == pytest.approx([G ** 3, 0.0])
     assert boot.tolist() == [3, 1]
+
+
+def test_capacity_is_a_fifo_for_sampling_priorities_and_reward_scale():
+    # episodes of 6 transitions (rewards 100 * ep + t); capacity 10 keeps transitions 8..17 of 18
+    r = SequenceReplay(2, 1, seq_len=3, seed=0, capacity=10)
+    fill(r, [(6, False), (6, False), (6, False)])
+    assert r.size == 18 and r.first_kept == 8
+    b = r.sample(4000)
+    starts = set(b.index.tolist())
+    # full windows inside an episode that begin at or after transition 8: ep 1 starts 8, 9; ep 2 starts 12..15
+    assert starts == {8, 9, 12, 13, 14, 15}
+    assert (b.obs[..., 0] >= 1).all()  # nothing of episode 0 is ever drawn
+    assert set(r._starts[r._sample_by_priority(4000) + r._first_start].tolist()) == starts
+    r._prio[:8] = 50.0  # evicted transitions no longer count for TD7's max-priority reset
+    r._prio[8:] = 2.0
+    r.reset_max_priority()
+    assert r.max_priority == 2.0
+    kept_rewards = [100 * 1 + t for t in range(2, 6)] + [200 + t for t in range(6)]
+    assert r.reward_abs_mean() == pytest.approx(sum(kept_rewards) / 10)
+    assert (r.sample_obs(500)[:, 0] >= 1).all()
+    # unbounded (the default): every start is drawn
+    u = SequenceReplay(2, 1, seq_len=3, seed=0)
+    fill(u, [(6, False), (6, False), (6, False)])
+    assert u.first_kept == 0 and set(u.sample(4000).index.tolist()) == set(u._starts[: u.n_starts].tolist())
+    # a checkpoint restores the eviction point
+    c = SequenceReplay(2, 1, seq_len=3, seed=5, capacity=10)
+    c.load_state_dict(r.state_dict())
+    x, y = r.sample(64), c.sample(64)
+    assert c._first_start == r._first_start and torch.equal(x.index, y.index)
+    with pytest.raises(ValueError, match="capacity"):
+        SequenceReplay(2, 1, seq_len=3, capacity=2)
