@@ -407,7 +407,7 @@ class Progress:
 # ---------------------------------------------------------------------- command line
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 
-Top-level keys: agent, task, seed, steps, out, seed_steps, updates_per_step, eval_every, eval_episodes,
+Top-level keys: agent, task, seed, steps, out, seed_steps, updates_per_step, replay_capacity, eval_every, eval_episodes,
 diag_every, checkpoint_every, device, precision, episode_length, action_repeat, sweep, variant, overrides.
 Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 --check validates the config and exits. Re-running on a run folder resumes it; on a done run does nothing."""
