@@ -61,7 +61,7 @@ def test_updates_per_step_is_respected(tmp_path):
     assert int(read_csv(out / "train.csv")[-1]["updates"]) == 150
 
 
-@pytest.mark.parametrize("agent", ["iqrl", "td3", "iqrl-ae", "iqrl-sac", "sac"])
+@pytest.mark.parametrize("agent", ["iqrl", "iqrl-official", "td3", "iqrl-ae", "iqrl-sac", "sac"])  # others: own modules
 def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(tiny_argv(agent, ref, seed=4)) == EXIT_OK
