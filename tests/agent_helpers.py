@@ -19,6 +19,17 @@ class FixedReplay:
         return self.batch
 
 
+def assert_actions_bounded(agent, obs_dim: int, act_dim: int) -> torch.Tensor:
+    """act() on a batch of 5 and on one observation, exploring or not: shape and [-1, 1] bounds.
+    Returns the (large-valued) observations used."""
+    obs = torch.randn(5, obs_dim) * 10
+    for explore in (False, True):
+        a = agent.act(obs.numpy(), explore=explore)
+        assert a.shape == (5, act_dim) and (abs(a) <= 1).all()
+        assert agent.act(obs[0].numpy(), explore=explore).shape == (act_dim,)
+    return obs
+
+
 def params(module: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in module.parameters()]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from agent_helpers import assert_resume_matches, assert_same_continuation, params, same
+from agent_helpers import assert_actions_bounded, assert_resume_matches, assert_same_continuation, params, same
 from baselines.mrq import MRQ, MRQConfig
 from iqrl.nn import EnsembleLinear, two_hot, two_hot_bins, two_hot_cross_entropy, two_hot_decode
 from iqrl.config import ConfigError, build_config
@@ -86,11 +86,7 @@ def replay(n_episodes=3, length=40, seed=0, terminal=False):
 
 def test_shapes_action_bounds_and_layout():
     agent = make()
-    obs = torch.randn(5, OBS) * 10
-    for explore in (False, True):
-        a = agent.act(obs.numpy(), explore=explore)
-        assert a.shape == (5, ACT) and (abs(a) <= 1).all()
-        assert agent.act(obs[0].numpy(), explore=explore).shape == (ACT,)
+    obs = assert_actions_bounded(agent, OBS, ACT)
     zs = agent.encoder.zs(obs)
     assert zs.shape == (5, 8) and (zs >= -1).all()  # ELU(LN(.)) output
     d, z_next, r_logits = agent.encoder.model_all(zs, torch.zeros(5, ACT))

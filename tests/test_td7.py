@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from agent_helpers import assert_resume_matches, assert_same_continuation, params, same
+from agent_helpers import assert_actions_bounded, assert_resume_matches, assert_same_continuation, params, same
 from baselines.td7 import TD7, TD7Config, lap_huber
 from iqrl.config import ConfigError, build_config
 from iqrl.replay import SequenceReplay
@@ -38,11 +38,7 @@ def fixed_batch(seed=1, B=32):
 
 def test_shapes_action_bounds_and_embeddings():
     agent = make()
-    obs = torch.randn(5, OBS) * 10
-    for explore in (False, True):
-        a = agent.act(obs.numpy(), explore=explore)
-        assert a.shape == (5, ACT) and (abs(a) <= 1).all()
-        assert agent.act(obs[0].numpy(), explore=explore).shape == (ACT,)
+    obs = assert_actions_bounded(agent, OBS, ACT)
     zs = agent.encoder.zs(obs)
     assert zs.shape == (5, 8) and torch.allclose(zs.abs().mean(-1), torch.ones(5))  # AvgL1Norm
     assert agent.encoder.zsa(zs, torch.zeros(5, ACT)).shape == (5, 8)
