@@ -132,7 +132,7 @@ class IQRL(Agent):
         return self.quantize((self.encoder_target if target else self.encoder)(obs))
 
     def next_latent(self, z: Tensor, a: Tensor) -> Tensor:
-        d = self.dynamics(torch.cat([z, a], -1))
+        d = self.dynamics(torch.cat([z, a], -1)).float()  # under bf16 autocast: the sum in float32, as the codes
         return self.quantize(z + d if self.cfg.use_delta else d)
 
     def horizon_mask(self, batch: SequenceBatch) -> Tensor:

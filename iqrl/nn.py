@@ -234,13 +234,15 @@ class FSQ(nn.Module):
         return int(math.prod(self.levels))
 
     def forward(self, y: Tensor) -> Tensor:
-        shape, dtype = y.shape, y.dtype
+        """Codes in float32 whatever the input dtype: under bf16 autocast the codes stay exact (thirds of
+        L = 6 are not bf16 values) for the losses and the residual dynamics; a following Linear casts them."""
+        shape = y.shape
         if self._scalars is not None:
             q = _BoundRound.apply(y.float(), *self._scalars)[0]
         else:
             g = y.float().reshape(*shape[:-1], -1, self.channels)
             q = _BoundRound.apply(g, self._shift, self._half_l, self._offset, self._half_width)[0]
-        return q.reshape(shape).to(dtype)
+        return q.reshape(shape)
 
     def indices(self, q: Tensor) -> Tensor:
         """Code indices [..., G] in 0..K-1 of quantized values q [..., D] (mixed radix, spec §4.3)."""

@@ -167,3 +167,17 @@ def test_state_dict_round_trip():
     b.load_state_dict(a.state_dict())
     assert (a.act(obs, explore=True) == b.act(obs, explore=True)).all()
     assert (a.act(obs, explore=False) == b.act(obs, explore=False)).all()
+
+
+def test_codes_and_residual_sum_stay_float32_under_bf16_autocast():
+    agent = make(fsq_levels=[6, 6])  # thirds: not bf16 values
+    obs, a = torch.randn(64, OBS), torch.rand(64, ACT) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = agent.encoder(obs)
+        z = agent.encode(obs)
+        d = agent.dynamics(torch.cat([z, a], -1))
+        nxt = agent.next_latent(z, a)
+    assert y.dtype == d.dtype == torch.bfloat16 and z.dtype == nxt.dtype == torch.float32
+    assert torch.equal(z, agent.fsq(y.float()))
+    assert not torch.equal(z.to(torch.bfloat16).float(), z)  # exact thirds, not their bf16 roundings
+    assert torch.equal(nxt, agent.fsq(z + d.float()))  # FSQ of the float32 sum, not of a bf16-rounded one

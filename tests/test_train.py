@@ -173,3 +173,5 @@ def test_bf16_precision_runs_and_keeps_float32_losses(tmp_path):
     row = read_csv(out / "train.csv")[-1]
     assert float(row["q_loss"]) >= 0 and abs(float(row["consistency_loss"])) <= 1.0
     assert yaml.safe_load((out / "config.yaml").read_text())["precision"] == "bf16"
+    # the other FSQ agent (float32 codes under autocast) trains with bf16 too
+    assert main(tiny_argv("dcwm", tmp_path / "dcwm", steps=800, extra=["precision=bf16"])) == EXIT_OK
