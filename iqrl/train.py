@@ -413,20 +413,24 @@ Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 --check validates the config and exits. Re-running on a run folder resumes it; on a done run does nothing."""
 
 
-def _config_diff(saved: dict, new: dict, prefix: str = "") -> list[str]:
+def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str]]:
+    """(keys whose values differ, keys of `saved` that the current config no longer has)."""
     # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
     # checkpointed (resume equality makes the results independent of the checkpoint cadence).
     ignore = {"out", "device", "meta", "checkpoint_every"}
-    diffs = []
+    diffs, obsolete = [], []
     for k in sorted(set(saved) | set(new)):
         if not prefix and k in ignore:
             continue
         a, b = saved.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _config_diff(a, b, f"{prefix}{k}.")
+            d, o = _config_diff(a, b, f"{prefix}{k}.")
+            diffs, obsolete = diffs + d, obsolete + o
+        elif k not in new:
+            obsolete.append(f"{prefix}{k}")
         elif a != b:
             diffs.append(f"{prefix}{k}")
-    return diffs
+    return diffs, obsolete
 
 
 def check_run_folder(cfg: RunConfig) -> str | None:
@@ -437,12 +441,17 @@ def check_run_folder(cfg: RunConfig) -> str | None:
         if (run_dir / "eval.csv").exists() or (run_dir / CHECKPOINT).exists():
             raise ConfigError(f"{run_dir} holds results but no config.yaml; refusing to overwrite it")
         return None
-    diffs = _config_diff(saved, to_yaml_dict(cfg))
+    diffs, obsolete = _config_diff(saved, to_yaml_dict(cfg))
     if diffs:
         raise ConfigError(f"{run_dir} holds a run with a different config (differs in {', '.join(diffs)}); "
                           "use another out= or remove that folder")
     status = read_status(run_dir)
-    return "done" if status and status.get("state") == "done" else None
+    if status and status.get("state") == "done":
+        return "done"  # finished by an older version with keys since removed: its results stand
+    if obsolete:
+        raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config has keys this one "
+                          f"lacks ({', '.join(obsolete)}); finish it with that version or use another out=")
+    return None
 
 
 def main(argv: list[str] | None = None, should_stop=None) -> int:

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import tiny_argv
 from iqrl import agents
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
 
 EVAL_COLS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
 
@@ -130,6 +130,24 @@ def test_done_run_is_left_alone(tmp_path, capsys):
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
     assert "already done" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_run_of_an_older_version_with_a_removed_key(tmp_path, capsys):
+    """A config key removed since: a done run stays done; an unfinished one is refused, not resumed."""
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg["agent"]["retired_key"] = 0.5
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK and "already done" in capsys.readouterr().out
+    status = json.loads((out / "status.json").read_text())
+    (out / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    before[out / "status.json"] = (out / "status.json").stat().st_mtime_ns
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "older version" in err and "agent.retired_key" in err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
