@@ -31,6 +31,7 @@ switch); `rl_algo=sac` and the other agents are refused with a clear error.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from pathlib import Path
@@ -353,11 +354,12 @@ def checkpoint_step(path: Path) -> int | None:
 
 def resume_points(run_dirs: list[Path]) -> list[Path | None]:
     """The checkpoint each seed resumes from: the latest env step that every seed holds (latest or
-    previous checkpoint); None everywhere for a fresh start."""
+    previous checkpoint); None everywhere for a fresh start, also when a seed holds no checkpoint yet
+    (the group was stopped before that seed's first one: every seed starts again from step 0)."""
     held = []
     for d in run_dirs:
         held.append({s: p for p in (d / CHECKPOINT, d / PREVIOUS_CHECKPOINT) if (s := checkpoint_step(p)) is not None})
-    if not any(held):
+    if not all(held):
         return [None] * len(run_dirs)
     common = set.intersection(*(set(h) for h in held))
     if not common:
@@ -368,10 +370,43 @@ def resume_points(run_dirs: list[Path]) -> list[Path | None]:
     return [h[step] for h in held]
 
 
+class GroupStop:
+    """One stop decision for the whole group (Ctrl-C / SIGTERM). Seeds check `should_stop` at their own
+    episode ends, and a signal can fall between two seeds' checks; so the first True fixes a target, the
+    most episodes any seed has started, and every seed stops at the end of that episode: all seeds then
+    hold a checkpoint at the same env step and the group resumes from it."""
+
+    def __init__(self, should_stop, trainers: list["GroupTrainer"]):
+        self.should_stop, self.trainers = should_stop, trainers
+        self.lock = threading.Lock()
+        self.target: int | None = None
+        for t in trainers:
+            t.stop_lock = self.lock
+
+    def for_seed(self, t: "GroupTrainer"):
+        def stop() -> bool:
+            with self.lock:
+                if self.target is None and self.should_stop is not None and self.should_stop():
+                    self.target = max(u.episode + u.in_episode for u in self.trainers)
+                return self.target is not None and t.episode >= self.target
+        return stop
+
+
 class GroupTrainer(Trainer):
     """A seed's Trainer in a group: keeps its previous checkpoint and resumes from the one it is given."""
 
     resume_from: Path | None = None
+    in_episode = False  # between the start and the end of collect_episode (read by GroupStop)
+    stop_lock = contextlib.nullcontext()
+
+    def collect_episode(self) -> tuple[float, bool]:
+        with self.stop_lock:
+            self.in_episode = True
+        try:
+            return super().collect_episode()  # counts the episode in self.episode at its end
+        finally:
+            with self.stop_lock:
+                self.in_episode = False
 
     def save_checkpoint(self) -> None:
         path = self.run_dir / CHECKPOINT
@@ -441,6 +476,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         t.resume_from = point
         trainers.append(t)
     group = SeedGroup([t.agent for t in trainers])
+    stop = GroupStop(should_stop, trainers)
     for k, t in enumerate(trainers):
         t.agent.update = (lambda k: lambda replay, step: group.update(k, replay, step))(k)
     codes = [EXIT_FAILED] * len(trainers)
@@ -448,7 +484,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     def run(k: int) -> None:
         t = trainers[k]
         try:
-            codes[k] = t.run(should_stop)
+            codes[k] = t.run(stop.for_seed(t))
         except Exception as e:  # recorded in the seed's status.json, as python -m iqrl.train does
             msg = f"{type(e).__name__}: {e}"
             write_status(t.run_dir, "failed", t.env_step, t.cfg.steps, msg)
@@ -465,7 +501,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         group.serve()
     for th in threads:
         th.join()
-    return max(codes)
+    return EXIT_FAILED if EXIT_FAILED in codes else max(codes)  # a failed seed is not hidden by interrupted ones
 
 
 if __name__ == "__main__":

@@ -180,9 +180,52 @@ def test_ctrl_c_stops_every_seed_at_an_episode_end_and_resume_matches(tmp_path):
     _, err = p.communicate(timeout=180)
     assert p.returncode == 3, err
     steps = [json.loads((run / f"seed{s}" / "status.json").read_text())["env_step"] for s in (3, 4)]
-    # both at an episode end (the signal may fall between the two seeds' checks: one episode apart at most)
-    assert all(0 < x < 1400 and x % 200 == 0 for x in steps) and abs(steps[0] - steps[1]) <= 200
+    # both at the same episode end (one decision for the group, even if the signal falls between two
+    # seeds' checks), so their stop checkpoints share that step and the resume starts there
+    assert 0 < steps[0] == steps[1] < 1400 and steps[0] % 200 == 0
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    for s in (3, 4):
+        assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
+
+
+def test_group_stop_is_one_decision_at_the_same_episode_for_every_seed():
+    from types import SimpleNamespace
+
+    from iqrl.multiseed import GroupStop
+
+    signal_seen = {"v": False}
+    a, b = SimpleNamespace(episode=4, in_episode=False), SimpleNamespace(episode=4, in_episode=True)  # b ahead
+    stop = GroupStop(lambda: signal_seen["v"], [a, b])
+    assert not stop.for_seed(a)()  # no signal yet: a goes on to its 5th episode
+    signal_seen["v"] = True  # Ctrl-C while a collects and b finishes its 5th episode
+    b.episode, b.in_episode = 5, False
+    assert stop.for_seed(b)() and stop.target == 5  # a is in its 5th episode: the target is the 5th end
+    a.in_episode = True
+    a.episode, a.in_episode = 5, False
+    assert stop.for_seed(a)()  # both stop after 5 episodes
+    # a seed one episode behind catches up before it stops
+    c, d = SimpleNamespace(episode=7, in_episode=False), SimpleNamespace(episode=6, in_episode=True)
+    late = GroupStop(lambda: True, [c, d])
+    assert late.for_seed(c)() and late.target == 7
+    d.episode, d.in_episode = 7, False
+    assert late.for_seed(d)()
+    assert GroupStop(None, [c]).for_seed(c)() is False
+
+
+def test_a_seed_without_any_checkpoint_restarts_the_group(tmp_path):
+    import shutil
+
+    argv = [*TINY, "steps=800", "checkpoint_every=400", "seeds=3,4"]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main([*argv, f"out={ref}"]) == EXIT_OK
+    shutil.copytree(ref, run)
+    for s in (3, 4):  # as if killed mid-run: not done yet
+        st = json.loads((run / f"seed{s}" / "status.json").read_text())
+        (run / f"seed{s}" / "status.json").write_text(json.dumps({**st, "state": "running"}))
+    for p in (CHECKPOINT, PREVIOUS_CHECKPOINT):  # seed 4 was killed before its first checkpoint
+        (run / "seed4" / p).unlink(missing_ok=True)
+    assert resume_points([run / "seed3", run / "seed4"]) == [None, None]
+    assert main([*argv, f"out={run}"]) == EXIT_OK
     for s in (3, 4):
         assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
 
