@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from analysis import metrics
-from analysis.load import eval_rows, load_results
+from analysis.load import AnalysisWarning, eval_rows, load_results
 from analysis.reference import DEFAULT_REFERENCE, select_reference
 from analysis_helpers import HAND_SCORES, write_hand_results, write_run
 
@@ -218,7 +218,8 @@ def test_ablation_notes_runs_left_out_and_other_task_sets(tmp_path):
                 write_run(tmp_path / "abl" / "iqrl" / task / c["variant"] / f"seed{seed}",
                           [(0, 0.0), (last, ret)], config=c, state="done" if last == 100 else "running",
                           steps=100)
-    evals = eval_rows(load_results(tmp_path)[0])
+    with pytest.warns(AnalysisWarning, match="2 run\\(s\\) not done \\(2 running\\)"):
+        evals = eval_rows(load_results(tmp_path)[0])
     runs = evals.drop_duplicates("run")
     (grid,) = metrics.ablation_grids(runs)
     points, step, notes = metrics.ablation_estimates(evals, grid, [100], reps=50)
