@@ -6,10 +6,11 @@
 
 Each row is measured in a fresh subprocess (so peak memory is that row's own): build the agent from
 `build_config(agent=..., task=...)` exactly as a run would, fill its replay with real environment
-data, then time `updates` gradient updates after 3 warm-up updates (updates_per_s), time data
+data, then time `updates` gradient updates after 3 warm-up updates (updates_per_s), count the operators
+one update runs (ops_per_update: kernel launches on an eager GPU, see `count_ops`), time data
 collection with the agent acting (env_steps_per_s, env steps = physics steps), and time deterministic
-acting (act_ms). Rows: agent, task, device, dtype, compile, updates_per_s, env_steps_per_s, act_ms,
-peak_mem_mb, torch, hardware.
+acting (act_ms). Rows: agent, task, device, dtype, compile, seeds, updates_per_s, ops_per_update,
+env_steps_per_s, act_ms, peak_mem_mb, torch, hardware.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-FIELDS = ["agent", "task", "device", "dtype", "compile", "seeds", "updates_per_s", "env_steps_per_s", "act_ms",
-          "peak_mem_mb", "torch", "hardware"]
+FIELDS = ["agent", "task", "device", "dtype", "compile", "seeds", "updates_per_s", "ops_per_update",
+          "env_steps_per_s", "act_ms", "peak_mem_mb", "torch", "hardware"]
 DEFAULT_TASKS = ["walker-walk", "dog-run"]
 GROUP_AGENTS = ("iqrl", "iqrl-official", "iqrl-ae")  # the agents the K-seed mode supports
 
@@ -45,6 +46,25 @@ def hardware(device) -> str:
     except OSError:
         pass
     return f"{model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def count_ops(fn) -> int:
+    """Operator calls (aten, forward and backward, views and aliases not counted) that fn() makes: each one
+    is a kernel launch on an eager GPU, so ops / (a few microseconds per launch) bounds the eager rate."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += not func.is_view
+            return func(*args, **(kwargs or {}))
+
+    with Counter() as counter:
+        fn()
+    return counter.n
 
 
 def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> dict:
@@ -96,6 +116,7 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
     t = time.perf_counter()
     updates(n_updates)
     ups = n_updates / (time.perf_counter() - t)
+    ops = count_ops(lambda: updates(1))
     t = time.perf_counter()
     steps = episode(policy=True, budget_s=20.0)  # data collection with the agent acting (time-bounded)
     env_sps = steps / (time.perf_counter() - t)
@@ -113,7 +134,8 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"agent": agent, "task": task, "device": str(dev), "dtype": dtype, "compile": False, "seeds": 1,
-            "updates_per_s": round(ups, 3), "env_steps_per_s": round(env_sps, 1), "act_ms": round(act_ms, 3),
+            "updates_per_s": round(ups, 3), "ops_per_update": ops, "env_steps_per_s": round(env_sps, 1),
+            "act_ms": round(act_ms, 3),
             "peak_mem_mb": round(peak, 1), "torch": torch.__version__, "hardware": hardware(dev)}
 
 
@@ -178,7 +200,7 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"agent": agent, "task": task, "device": str(dev), "dtype": dtype, "compile": False, "seeds": k,
-            "updates_per_s": round(per_seed, 3), "env_steps_per_s": None, "act_ms": None,
+            "updates_per_s": round(per_seed, 3), "ops_per_update": None, "env_steps_per_s": None, "act_ms": None,
             "peak_mem_mb": round(peak, 1), "torch": torch.__version__, "hardware": hardware(dev)}
 
 

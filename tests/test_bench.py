@@ -24,3 +24,14 @@ def test_peak_rows_cover_both_dtypes_and_every_product():
     rows = matmul_peak("cpu", seconds=0.0)
     assert [(r["op"], r["dtype"]) for r in rows] == [(op, d) for d in ("fp32", "bf16") for op, _ in PEAK_PRODUCTS]
     assert rows[0]["shape"] == "256x1030x512" and all(r["gflop_per_s"] > 0 for r in rows)
+
+
+def test_count_ops_counts_forward_and_backward_kernels_not_views():
+    import torch
+
+    from iqrl.bench import count_ops
+
+    assert count_ops(lambda: (torch.ones(2, 3).t() * 2).sum()) == 3  # ones, mul, sum; the transpose is a view
+    m, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
+    # forward addmm + sum; backward ones_like (the seed gradient), mm (weight), sum (bias)
+    assert count_ops(lambda: m(x).sum().backward()) == 5
