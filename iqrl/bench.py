@@ -116,7 +116,7 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
     t = time.perf_counter()
     updates(n_updates)
     ups = n_updates / (time.perf_counter() - t)
-    ops = count_ops(lambda: updates(1))
+    ops = count_ops(lambda: updates(2)) / 2  # an actor and a critic-only step where the actor waits one
     t = time.perf_counter()
     steps = episode(policy=True, budget_s=20.0)  # data collection with the agent acting (time-bounded)
     env_sps = steps / (time.perf_counter() - t)
@@ -134,7 +134,7 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"agent": agent, "task": task, "device": str(dev), "dtype": dtype, "compile": False, "seeds": 1,
-            "updates_per_s": round(ups, 3), "ops_per_update": ops, "env_steps_per_s": round(env_sps, 1),
+            "updates_per_s": round(ups, 3), "ops_per_update": round(ops, 1), "env_steps_per_s": round(env_sps, 1),
             "act_ms": round(act_ms, 3),
             "peak_mem_mb": round(peak, 1), "torch": torch.__version__, "hardware": hardware(dev)}
 
