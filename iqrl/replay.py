@@ -165,8 +165,9 @@ class SequenceReplay:
         if new_starts:
             self._grow("_starts", self.n_starts + len(new_starts))
             self._starts[self.n_starts: self.n_starts + len(new_starts)] = torch.tensor(new_starts)
-            self._starts_host.extend(new_starts)
             self.n_starts += len(new_starts)
+            if self.capacity is not None:  # the host copy serves eviction only
+                self._starts_host.extend(new_starts)
         self._evict()
         if terminated or truncated:
             self._ep_start = -1
@@ -179,7 +180,7 @@ class SequenceReplay:
     def _evict(self) -> None:
         """Advance the first usable start past windows that begin before the oldest kept transition."""
         lo = self.first_kept
-        while self._first_start < self.n_starts and self._starts_host[self._first_start] < lo:
+        while lo and self._first_start < self.n_starts and self._starts_host[self._first_start] < lo:
             self._first_start += 1
 
     # ------------------------------------------------------------------ sampling
@@ -287,7 +288,7 @@ class SequenceReplay:
             self._grow(name, max(n, 1))
             getattr(self, name)[:n] = state[key].to(self.device)
         self._ep_start = state["ep_start"]
-        self._starts_host = array("q", state["starts"].tolist())
+        self._starts_host = array("q", state["starts"].tolist() if self.capacity is not None else [])
         self._first_start = 0
         self._evict()
         self.generator.set_state(state["generator"])
