@@ -357,7 +357,7 @@ class Trainer:
                 self.save_checkpoint()
                 while self.next_ckpt <= self.env_step:
                     self.next_ckpt += cfg.checkpoint_every
-            write_status(self.run_dir, "running", self.env_step, cfg.steps)
+            write_status(self.run_dir, "interrupted" if stop else "running", self.env_step, cfg.steps)
             if stop:
                 progress.close(f"interrupted at env_step {self.env_step}; checkpoint saved, re-run to resume")
                 return EXIT_INTERRUPTED

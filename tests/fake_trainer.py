@@ -55,8 +55,9 @@ def main(argv, should_stop=None) -> int:
         _write(ckpt, json.dumps(state))
         if state["env_step"] >= steps:
             break
-        _status(out, "running", state["env_step"], steps)
-        if should_stop is not None and should_stop():
+        stop = should_stop is not None and should_stop()
+        _status(out, "interrupted" if stop else "running", state["env_step"], steps)
+        if stop:
             return EXIT_INTERRUPTED
     _status(out, "done", state["env_step"], steps)
     return 0

@@ -72,7 +72,7 @@ def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path):
         return calls["n"] == 3
 
     assert main(tiny_argv(agent, run, seed=4), should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
-    assert json.loads((run / "status.json").read_text())["state"] == "running"
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
     assert main(tiny_argv(agent, run, seed=4)) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)
     assert read_csv(run / "train.csv")[-1]["q_loss"] == read_csv(ref / "train.csv")[-1]["q_loss"]
@@ -92,7 +92,7 @@ def test_cli_stops_at_episode_boundary_on_ctrl_c_or_sigterm(sig, tmp_path):
     assert p.returncode == EXIT_INTERRUPTED, err
     assert "stopping at the end of this episode with a checkpoint" in err
     status = json.loads((run / "status.json").read_text())
-    assert status["state"] == "running" and 0 < status["env_step"] < 4000 and status["env_step"] % 200 == 0
+    assert status["state"] == "interrupted" and 0 < status["env_step"] < 4000 and status["env_step"] % 200 == 0
     assert (run / "checkpoint").exists()
 
 

@@ -174,7 +174,7 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
     assert p.returncode == 130, err
     assert "interrupted: 1 running run(s) stop at the end of their episode" in err
     status = json.loads((first / "status.json").read_text())
-    assert status["state"] == "running" and 0 < status["env_step"] < 6000 and status["env_step"] % 200 == 0
+    assert status["state"] == "interrupted" and 0 < status["env_step"] < 6000 and status["env_step"] % 200 == 0
     assert (first / "checkpoint").exists()
     assert "stopping at the end of this episode" in (out / "logs" / "td3_cartpole-balance_default_seed1.log").read_text()
     assert not (out / "sac").exists()  # the next run never started
