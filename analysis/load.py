@@ -303,8 +303,7 @@ def build_table(results: Path, run_dirs: list[Path]) -> pd.DataFrame:
         except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError, yaml.YAMLError) as exc:
             skipped.append(f"{run_dir.relative_to(results).as_posix()}: {exc}")
     if skipped:
-        shown = "; ".join(skipped[:5]) + (f"; ... ({len(skipped) - 5} more)" if len(skipped) > 5 else "")
-        warn(f"{len(skipped)} run folder(s) skipped: {shown}")
+        warn(f"{len(skipped)} run folder(s) skipped: {shown(skipped, 5, '; ')}")
     if not frames:
         raise AnalysisError(f"no readable run with evaluations under {results}")
     table = pd.concat(frames, ignore_index=True, sort=False)
@@ -346,25 +345,83 @@ class LoadInfo:
     n_partial: int
     n_excluded: int
     n_duplicates: int = 0
+    n_conflicts: int = 0
 
 
-def drop_duplicate_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Keep one run per (method, task, seed); returns (table, the left-out run paths).
+# Config keys that say where, on what or under which label a run ran, not what it computed: the trainer's
+# resume check ignores out, device, meta and checkpoint_every for the same reason (iqrl.train), and seed,
+# sweep and variant only name the run (meta and overrides are not in config_values at all: the resolved
+# values are compared instead).
+NOT_EXPERIMENT_KEYS = frozenset({"seed", "out", "sweep", "variant", "device", "checkpoint_every"})
+
+
+def experiment_differences(a, b) -> list[str]:
+    """The keys in which two runs' experiments differ; [] when they are the same experiment.
+
+    a, b: run rows of the tidy table. Two runs with a config.yaml compare every config value but
+    NOT_EXPERIMENT_KEYS; a run without one (copied from a cluster without configs) can only be compared by
+    what its folder and status.json tell, its variant's overrides. Step budgets are compared whenever both
+    are known, as `steps`: a 3000-step smoke run is not a repeat of a 1M-step run.
+    """
+    if a.has_config and b.has_config:
+        ca, cb = json.loads(a.config_values), json.loads(b.config_values)
+        diffs = [k for k in sorted((set(ca) | set(cb)) - NOT_EXPERIMENT_KEYS) if ca.get(k) != cb.get(k)]
+    else:
+        diffs = ["overrides"] if a.overrides != b.overrides else []
+    budgets = (a.target_steps, b.target_steps)
+    if "steps" not in diffs and not any(math.isnan(x) for x in budgets) and budgets[0] != budgets[1]:
+        diffs = sorted(diffs + ["steps"])
+    return diffs
+
+
+def repeated_runs(table: pd.DataFrame) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
+    """Runs that repeat the method, task and seed of another run: (duplicates, conflicts).
 
     The same method, task and seed can sit in two folders: a sweep's default variant beside the main
-    sweep's run, a resubmission into another sweep, a smoke run in the same results folder. Counting
-    both would weigh that seed twice (and push another seed out when runs per task are balanced).
-    Kept: a `done` run before one that is not, then the furthest last evaluation, then the first path.
+    sweep's run, a resubmission into another sweep, a smoke run with the same agent and task. They are
+    ranked: the largest step budget first (a short run never stands in for a longer one), then a `done`
+    run before one that is not, then the furthest last evaluation, then the first path; the first is kept.
+    Each other run is a duplicate when it is the same experiment (counting both would weigh that seed
+    twice) and a conflict when it is not (averaging them under one label would mix two experiments).
+    Conflicts are (left-out run, kept run, the keys they differ in).
     """
-    runs = table.drop_duplicates("run")[["run", "method", "task", "seed", "state", "last_eval_step"]]
-    ranked = runs.assign(not_done=runs["state"] != "done").sort_values(
-        ["method", "task", "seed", "not_done", "last_eval_step", "run"],
-        ascending=[True, True, True, True, False, True], kind="stable")
-    dup = ranked.duplicated(["method", "task", "seed"], keep="first")
-    dropped = ranked.loc[dup, "run"].tolist()
-    if dropped:
-        table = table[~table["run"].isin(dropped)].reset_index(drop=True)
-    return table, dropped
+    runs = table.drop_duplicates("run")
+    ranked = runs.assign(budget=runs["target_steps"].fillna(-1), not_done=runs["state"] != "done").sort_values(
+        ["budget", "not_done", "last_eval_step", "run"], ascending=[False, True, False, True], kind="stable")
+    duplicates, conflicts = [], []
+    for _, group in ranked.groupby(["method", "task", "seed"], sort=True):
+        kept, *others = group.itertuples()
+        for other in others:
+            diffs = experiment_differences(kept, other)
+            if diffs:
+                conflicts.append((other.run, kept.run, diffs))
+            else:
+                duplicates.append(other.run)
+    return duplicates, conflicts
+
+
+def shown(items: list[str], limit: int = 3, sep: str = ", ") -> str:
+    """The first `limit` items joined, then how many more there are (warnings stay one line)."""
+    more = f"{sep}... ({len(items) - limit} more)" if len(items) > limit else ""
+    return sep.join(items[:limit]) + more
+
+
+def drop_repeated_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """Leave out the runs `repeated_runs` finds, with one warning line for duplicates and one for
+    conflicts that names both folders. Returns (table, number of duplicates, number of conflicts)."""
+    duplicates, conflicts = repeated_runs(table)
+    if duplicates:
+        warn(f"{len(duplicates)} run(s) repeat the method, task and seed of another run and are left out "
+             f"(kept the finished or furthest one of each): {shown(duplicates)}")
+    if conflicts:
+        pairs = [f"{left} (kept {kept}; differs in {shown(keys, 4)})" for left, kept, keys in conflicts]
+        warn(f"{len(conflicts)} run(s) have the method, task and seed of a run with another configuration and "
+             f"are left out (kept the larger step budget, else the finished or furthest run; give such an "
+             f"experiment its own variant or results folder): {shown(pairs)}")
+    left_out = duplicates + [left for left, _, _ in conflicts]
+    if left_out:
+        table = table[~table["run"].isin(left_out)].reset_index(drop=True)
+    return table, len(duplicates), len(conflicts)
 
 
 def load_results(
@@ -396,11 +453,7 @@ def load_results(
         if cache_dir is not None:
             write_cache(Path(cache_dir) / CACHE_FILE, table, key)
 
-    table, duplicates = drop_duplicate_runs(table)
-    if duplicates:
-        shown = ", ".join(duplicates[:3]) + (f", ... ({len(duplicates) - 3} more)" if len(duplicates) > 3 else "")
-        warn(f"{len(duplicates)} run(s) repeat the method, task and seed of another run and are left out "
-             f"(kept the finished or furthest one of each): {shown}")
+    table, n_duplicates, n_conflicts = drop_repeated_runs(table)
     runs = table.drop_duplicates("run")
     partial = runs[runs["state"] != "done"]
     n_excluded = 0
@@ -416,7 +469,8 @@ def load_results(
             warn(f"{len(partial)} run(s) not done ({states}) included up to their last evaluation "
                  f"(use --exclude-partial to drop them)")
     info = LoadInfo(n_runs=int(table["run"].nunique()), from_cache=from_cache,
-                    n_partial=len(partial), n_excluded=n_excluded, n_duplicates=len(duplicates))
+                    n_partial=len(partial), n_excluded=n_excluded, n_duplicates=n_duplicates,
+                    n_conflicts=n_conflicts)
     return table, info
 
 

@@ -138,14 +138,14 @@ def test_duplicate_method_task_seed_counted_once(tmp_path):
     for seed in range(5):
         write_run(tmp_path / "main" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
                   [(0, 0.0), (100, 100.0 * (seed + 1))])
-    for seed in range(2):  # the components sweep only got to seeds 0 and 1, one of them unfinished
+    for seed in range(2):  # the components sweep only got to seeds 0 and 1, neither finished
         write_run(tmp_path / "components" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
-                  [(0, 0.0), (50, 7.0)], state="running" if seed else "done", steps=100 if seed else 50)
+                  [(0, 0.0), (50, 7.0)], state="running" if seed else "failed", steps=100)
     with pytest.warns(AnalysisWarning, match=r"2 run\(s\) repeat the method, task and seed"):
         table, info = load_results(tmp_path)
     runs = table.drop_duplicates("run")
     assert info.n_duplicates == 2 and info.n_runs == 5 and sorted(runs["seed"]) == [0, 1, 2, 3, 4]
-    # the finished run wins over an unfinished one; between finished runs, the one evaluated furthest
+    # the finished run wins over an unfinished one of the same experiment (same budget, same variant)
     assert set(runs["run"].str.split("/").str[0]) == {"main"}
     est = metrics.final_estimates(eval_rows(table), [100], reps=50).table.set_index("metric")
     assert est.loc["iqm", "value"] == pytest.approx(300.0) and est.loc["iqm", "n_runs"] == 5
@@ -162,3 +162,48 @@ def test_repeated_step_after_resume_keeps_the_last_row_whole(tmp_path):
     assert len(table[table["env_step"] == 100]) == 1
     assert row["episode_return"] == 3.0 and row["episode_return_std"] != row["episode_return_std"]  # NaN
     assert row["updates"] == 50 and row["q_loss"] != row["q_loss"]  # not 0.5 from the earlier row
+
+
+def iqrl_config(sweep, seed, steps, variant="default", overrides=(), **top):
+    """A resolved config.yaml of an iqrl walker-walk run (what the trainer writes; keys trimmed)."""
+    return {"agent": {"name": "iqrl", "mlp_dims": [512, 512], "use_rew_loss": False}, "task": "walker-walk",
+            "seed": seed, "steps": steps, "out": f"/cluster/{sweep}/seed{seed}", "sweep": sweep, "variant": variant,
+            "overrides": list(overrides), "episode_length": 1000, "device": "cuda", "checkpoint_every": 50000,
+            "meta": {"host": sweep}, **top}
+
+
+def test_a_smoke_run_does_not_stand_in_for_a_longer_run_of_another_config(tmp_path):
+    # The main sweep's 1M-step runs are still running; the smoke sweep's 3000-step runs (200-step episodes,
+    # small networks) are done. Same method, task and seeds, but another experiment: main must stay.
+    smoke = ["episode_length=200", "agent.mlp_dims=[64,64]"]
+    for seed in range(2):
+        write_run(tmp_path / "main" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
+                  [(0, 0.0), (100_000, 300.0 + seed)], state="running", steps=1_000_000,
+                  config=iqrl_config("main", seed, 1_000_000))
+        write_run(tmp_path / "smoke" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
+                  [(0, 0.0), (3000, 20.0)], steps=3000,
+                  config={**iqrl_config("smoke", seed, 3000, overrides=smoke, episode_length=200),
+                          "agent": {"name": "iqrl", "mlp_dims": [64, 64], "use_rew_loss": False}})
+    with pytest.warns(AnalysisWarning) as record:
+        table, info = load_results(tmp_path)
+    assert sorted(table.drop_duplicates("run")["run"]) == [f"main/iqrl/walker-walk/default/seed{s}" for s in (0, 1)]
+    assert (info.n_duplicates, info.n_conflicts) == (0, 2)
+    (line,) = [str(w.message) for w in record if "another configuration" in str(w.message)]
+    assert "smoke/iqrl/walker-walk/default/seed0 (kept main/iqrl/walker-walk/default/seed0; differs in " \
+           "episode_length, mlp_dims, steps)" in line
+    est = metrics.final_estimates(eval_rows(table), [100_000], reps=50).table.set_index("metric")
+    assert est.loc["iqm", "value"] == pytest.approx(300.5) and est.loc["iqm", "n_runs"] == 2
+
+
+def test_repeats_of_the_same_experiment_are_told_apart_from_where_and_how_they_ran(tmp_path):
+    # Identical experiments in two sweeps: out, device, checkpoint cadence, meta, sweep and variant differ.
+    write_run(tmp_path / "main" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 5.0)],
+              config=iqrl_config("main", 0, 100))
+    write_run(tmp_path / "parts" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)],
+              config={**iqrl_config("parts", 0, 100), "device": "cpu", "checkpoint_every": 10})
+    # A copy without config.yaml is compared by what its folder and status.json tell: variant and budget.
+    write_run(tmp_path / "copy" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 7.0)], steps=100)
+    with pytest.warns(AnalysisWarning, match=r"2 run\(s\) repeat the method, task and seed"):
+        table, info = load_results(tmp_path)
+    assert table["run"].unique().tolist() == ["copy/iqrl/walker-walk/default/seed0"]  # first path of equals
+    assert (info.n_duplicates, info.n_conflicts) == (2, 0)
