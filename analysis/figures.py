@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.load import AnalysisError, AnalysisWarning, eval_rows, load_results
+from analysis.load import AnalysisError, AnalysisWarning, cross_sweep_runs, eval_rows, load_results
 
 DEFAULT_STEPS = "100000,500000,1000000"
 PROFILE_TAUS = np.linspace(0.0, 1.0, 101)  # normalised return thresholds
@@ -94,11 +94,13 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
 
     out = Path(out)
     notes: list[str] = []
-    table, info = load_results(results, cache_dir=out / ".cache" if use_cache else None,
-                               exclude_partial=exclude_partial)
+    # Each sweep's own runs for its ablations; everything else counts a repeated run once across sweeps.
+    sweep_table, info = load_results(results, cache_dir=out / ".cache" if use_cache else None,
+                                     exclude_partial=exclude_partial, per_sweep=True)
+    table = cross_sweep_runs(sweep_table)
     evals = eval_rows(table)
     plots.setup_style()
-    colors = plots.method_colors(table["method"].unique())
+    colors = plots.method_colors(sweep_table["method"].unique())
     written: list[Path] = []
 
     # Final scores at each requested step that some run reached.
@@ -175,10 +177,10 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
     else:
         note("no run has an active_codebook_pct_mean column: active-codebook figure skipped")
 
-    # Ablations: one figure per swept key of every (sweep, agent).
-    runs = table.drop_duplicates("run")
-    for grid in metrics.ablation_grids(runs):
-        points, step, ablation_notes = metrics.ablation_estimates(evals, grid, reached or steps, reps_final, seed)
+    # Ablations: one figure per swept key of every (sweep, agent), from that sweep's own runs.
+    sweep_evals = eval_rows(sweep_table)
+    for grid in metrics.ablation_grids(sweep_table.drop_duplicates("run")):
+        points, step, ablation_notes = metrics.ablation_estimates(sweep_evals, grid, steps, reps_final, seed)
         for msg in ablation_notes:
             note(msg)
         if points["value"].nunique() < 2:

@@ -10,7 +10,8 @@ The tidy table has one row per (run, env_step) that appears in the run's `eval.c
 Run-level columns are repeated on every row:
 
     run, sweep, agent, variant, method, task, group, seed, state, target_steps, last_eval_step,
-    has_config, overrides (JSON {key: value}), config_values (JSON {key: value}, flattened config)
+    has_config, overrides (JSON {key: value}), config_values (JSON {key: value}, flattened config),
+    repeat_of (the run of another sweep that stands in for this one in cross-sweep results, '' for none)
 
 `overrides` and `config_values` keys drop the `agent.` prefix (`agent.horizon=3` -> `horizon`); values
 are canonical strings (`[8, 5]` and `8-5` -> "8-5", booleans "true"/"false").
@@ -374,8 +375,18 @@ def experiment_differences(a, b) -> list[str]:
     return diffs
 
 
-def repeated_runs(table: pd.DataFrame) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
-    """Runs that repeat the method, task and seed of another run: (duplicates, conflicts).
+@dataclass(frozen=True)
+class Repeat:
+    """A run left out because `kept` has its method, task and seed; `differs` names the keys in which it
+    is another experiment ([] for a duplicate of the same experiment)."""
+
+    run: str
+    kept: str
+    differs: list[str]
+
+
+def repeated_runs(table: pd.DataFrame, across_sweeps: bool) -> list[Repeat]:
+    """Runs that repeat the method, task and seed of another run (of the same sweep unless across_sweeps).
 
     The same method, task and seed can sit in two folders: a sweep's default variant beside the main
     sweep's run, a resubmission into another sweep, a smoke run with the same agent and task. They are
@@ -383,21 +394,15 @@ def repeated_runs(table: pd.DataFrame) -> tuple[list[str], list[tuple[str, str, 
     run before one that is not, then the furthest last evaluation, then the first path; the first is kept.
     Each other run is a duplicate when it is the same experiment (counting both would weigh that seed
     twice) and a conflict when it is not (averaging them under one label would mix two experiments).
-    Conflicts are (left-out run, kept run, the keys they differ in).
     """
     runs = table.drop_duplicates("run")
     ranked = runs.assign(budget=runs["target_steps"].fillna(-1), not_done=runs["state"] != "done").sort_values(
         ["budget", "not_done", "last_eval_step", "run"], ascending=[False, True, False, True], kind="stable")
-    duplicates, conflicts = [], []
-    for _, group in ranked.groupby(["method", "task", "seed"], sort=True):
+    repeats = []
+    for _, group in ranked.groupby(["method", "task", "seed"] + ([] if across_sweeps else ["sweep"]), sort=True):
         kept, *others = group.itertuples()
-        for other in others:
-            diffs = experiment_differences(kept, other)
-            if diffs:
-                conflicts.append((other.run, kept.run, diffs))
-            else:
-                duplicates.append(other.run)
-    return duplicates, conflicts
+        repeats += [Repeat(other.run, kept.run, experiment_differences(kept, other)) for other in others]
+    return repeats
 
 
 def shown(items: list[str], limit: int = 3, sep: str = ", ") -> str:
@@ -406,35 +411,43 @@ def shown(items: list[str], limit: int = 3, sep: str = ", ") -> str:
     return sep.join(items[:limit]) + more
 
 
-def drop_repeated_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
-    """Leave out the runs `repeated_runs` finds, with one warning line for duplicates and one for
-    conflicts that names both folders. Returns (table, number of duplicates, number of conflicts)."""
-    duplicates, conflicts = repeated_runs(table)
+def warn_repeats(repeats: list[Repeat], of_whom: str, outcome: str) -> None:
+    """One warning line for duplicates and one for conflicts (naming both folders and the keys)."""
+    duplicates = [r.run for r in repeats if not r.differs]
+    conflicts = [f"{r.run} (kept {r.kept}; differs in {shown(r.differs, 4)})" for r in repeats if r.differs]
     if duplicates:
-        warn(f"{len(duplicates)} run(s) repeat the method, task and seed of another run and are left out "
+        warn(f"{len(duplicates)} run(s) repeat the method, task and seed of {of_whom} and {outcome} "
              f"(kept the finished or furthest one of each): {shown(duplicates)}")
     if conflicts:
-        pairs = [f"{left} (kept {kept}; differs in {shown(keys, 4)})" for left, kept, keys in conflicts]
-        warn(f"{len(conflicts)} run(s) have the method, task and seed of a run with another configuration and "
-             f"are left out (kept the larger step budget, else the finished or furthest run; give such an "
-             f"experiment its own variant or results folder): {shown(pairs)}")
-    left_out = duplicates + [left for left, _, _ in conflicts]
-    if left_out:
-        table = table[~table["run"].isin(left_out)].reset_index(drop=True)
-    return table, len(duplicates), len(conflicts)
+        warn(f"{len(conflicts)} run(s) have the method, task and seed of {of_whom} with another configuration "
+             f"and {outcome} (kept the larger step budget, else the finished or furthest run; give such an "
+             f"experiment its own variant or results folder): {shown(conflicts)}")
+
+
+def cross_sweep_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs that count in results across sweeps: without those another sweep's run stands in for."""
+    return table[table["repeat_of"] == ""].reset_index(drop=True)
 
 
 def load_results(
     results: str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,
     exclude_partial: bool = False,
+    per_sweep: bool = False,
 ) -> tuple[pd.DataFrame, LoadInfo]:
     """Load every run under `results` into the tidy table (see module docstring).
+
+    Runs that repeat the method, task and seed of another run (`repeated_runs`) are left out in two
+    steps. Within a sweep they are dropped. Across sweeps they only leave the cross-sweep results: an
+    ablation compares its sweep's own runs, and its default variant must stay even where the main sweep
+    holds the same runs. Column `repeat_of` names the run that stands in for such a run ('' for none).
 
     cache_dir: where `runs.parquet` lives (nothing is written under `results`); it is reused only when
         no run file (config/eval/train/status) changed path, mtime or size since it was written.
     exclude_partial: drop runs whose status is not `done`; otherwise they are kept up to their last
         evaluation and a warning says how many there are.
+    per_sweep: keep the runs that another sweep's run stands in for (each sweep's own runs, for its
+        ablations; `cross_sweep_runs` then gives the rest); by default they are left out.
     Raises AnalysisError when `results` is missing, not a folder, or holds no run.
     """
     root = Path(results)
@@ -453,7 +466,15 @@ def load_results(
         if cache_dir is not None:
             write_cache(Path(cache_dir) / CACHE_FILE, table, key)
 
-    table, n_duplicates, n_conflicts = drop_repeated_runs(table)
+    within = repeated_runs(table, across_sweeps=False)
+    warn_repeats(within, "another run of their sweep", "are left out")
+    table = table[~table["run"].isin([r.run for r in within])].reset_index(drop=True)
+    across = repeated_runs(table, across_sweeps=True)
+    warn_repeats(across, "a run in another sweep", "are left out of the cross-sweep results"
+                 + (", not of their sweep's ablations," if per_sweep else ""))
+    table["repeat_of"] = table["run"].map({r.run: r.kept for r in across}).fillna("")
+    if not per_sweep:
+        table = cross_sweep_runs(table)
     runs = table.drop_duplicates("run")
     partial = runs[runs["state"] != "done"]
     n_excluded = 0
@@ -463,14 +484,15 @@ def load_results(
             table = table[table["state"] == "done"].reset_index(drop=True)
             n_excluded = len(partial)
             warn(f"{len(partial)} run(s) not done ({states}) excluded (--exclude-partial)")
-            if table.empty:
-                raise AnalysisError(f"no finished run under {root} (all {len(runs)} are not done)")
+            if cross_sweep_runs(table).empty:
+                raise AnalysisError(f"no finished run under {root} ({len(partial)} of {len(runs)} are not done)")
         else:
             warn(f"{len(partial)} run(s) not done ({states}) included up to their last evaluation "
                  f"(use --exclude-partial to drop them)")
     info = LoadInfo(n_runs=int(table["run"].nunique()), from_cache=from_cache,
-                    n_partial=len(partial), n_excluded=n_excluded, n_duplicates=n_duplicates,
-                    n_conflicts=n_conflicts)
+                    n_partial=len(partial), n_excluded=n_excluded,
+                    n_duplicates=sum(not r.differs for r in within + across),
+                    n_conflicts=sum(bool(r.differs) for r in within + across))
     return table, info
 
 

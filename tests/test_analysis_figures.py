@@ -185,3 +185,25 @@ def test_process_exit_status_and_make_target(tmp_path):
                          capture_output=True, text=True)
     cmd = " ".join(dry.stdout.replace("\\\n", " ").split())
     assert "-m analysis.figures --results \"r\" --out \"figures\" --steps \"100000\" --reference" in cmd
+
+
+def test_ablation_keeps_its_default_variant_when_the_main_sweep_repeats_it(tmp_path):
+    # ablations/components.yaml runs iqrl unchanged (`{}`, variant default) beside one-change variants; the
+    # main sweep holds the same iqrl runs. Both are done and `parts` sorts after `main`.
+    def cfg(sweep, task, seed, rew):
+        variant = "use_rew_loss=true" if rew else "default"
+        return {"agent": {"name": "iqrl", "use_rew_loss": rew}, "task": task, "seed": seed, "steps": 100,
+                "sweep": sweep, "variant": variant, "overrides": ["agent.use_rew_loss=true"] if rew else []}
+
+    for task in ("walker-walk", "cheetah-run"):
+        for seed in range(2):
+            for sweep, rew, ret in (("main", False, 600.0), ("parts", False, 600.0), ("parts", True, 500.0)):
+                c = cfg(sweep, task, seed, rew)
+                write_run(tmp_path / "r" / sweep / "iqrl" / task / c["variant"] / f"seed{seed}",
+                          [(0, 0.0), (100, ret + seed)], config=c)
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100", *FAST])
+    assert rc == 0, err
+    assert (tmp_path / "o" / "ablation_parts_iqrl_use_rew_loss.png").is_file()
+    assert "warning: 4 run(s) repeat the method, task and seed of a run in another sweep" in err
+    scores = pd.read_csv(tmp_path / "o" / "scores.csv").set_index("method")
+    assert scores.loc["iqrl", "n_runs"] == 4  # counted once across sweeps
