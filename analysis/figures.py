@@ -120,6 +120,9 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
         note("no env step at which every task of a method has an evaluation: sample-efficiency figure skipped")
     else:
         written += plots.save_figure(plots.plot_sample_efficiency(curves, colors), out, "sample_efficiency")
+        single = sorted(set(curves.loc[curves["ci_low"].isna(), "method"]))
+        if single:
+            note(f"sample efficiency: no CI band where a method has one run per task ({', '.join(single)})")
 
     for step in reached:
         tag = metrics.format_steps(step)

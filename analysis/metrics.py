@@ -54,9 +54,15 @@ def bootstrap(scores, func, reps: int, seed: int = 0) -> tuple[np.ndarray, np.nd
 
     scores: array (R, T[, S]) or a tuple of such arrays (bootstrapped independently).
     func: maps the array(s) to a 1-D array (k,). Returns (point (k,), interval (2, k)); row 0 = low.
+    With one run per task (R = 1) the interval is NaN: the bootstrap resamples runs within each task, so
+    every resample is the original and the interval would have zero width, a certainty one run cannot give.
     """
     from rliable import library as rly
 
+    arrays = scores if isinstance(scores, tuple) else (scores,)
+    if min(len(a) for a in arrays) < 2:
+        point = np.asarray(func(*arrays), dtype=float)
+        return point, np.full((2, len(point)), np.nan)
     with seeded_global_numpy(seed):
         point, interval = rly.get_interval_estimates({"x": scores}, func, reps=reps)
     return np.asarray(point["x"], dtype=float), np.asarray(interval["x"], dtype=float)
@@ -147,6 +153,24 @@ def balanced_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return kept, len(runs) - len(kept)
 
 
+def balance_notes(where: str, runs: pd.DataFrame, n_kept: int, dropped: int) -> list[str]:
+    """Notes on one method's score matrix: runs left out so that every task has `n_kept` runs (naming the
+    task(s) with that few), and, with one run per task, that there is no CI (see `bootstrap`).
+
+    where: the note's prefix (step and method); runs: the method's runs before balancing (column task).
+    """
+    counts = runs.groupby("task").size()
+    fewest = ", ".join(sorted(counts.index[counts == counts.min()])[:3])
+    notes = []
+    if dropped:
+        notes.append(f"{where}: {dropped} run(s) left out so that every task has {n_kept} run(s), as many as "
+                     f"{fewest} (rliable needs equal runs per task)")
+    if n_kept < 2:
+        notes.append(f"{where}: one run per task ({fewest} has 1): no 95% CI, as a bootstrap over one run per "
+                     f"task would have zero width")
+    return notes
+
+
 def score_matrix(scores: pd.DataFrame) -> tuple[np.ndarray, list[str], int]:
     """One method's scores -> (normalised array (R, T), task names (T,), runs dropped to balance)."""
     kept, dropped = balanced_runs(scores)
@@ -158,7 +182,8 @@ def score_matrix(scores: pd.DataFrame) -> tuple[np.ndarray, list[str], int]:
 @dataclass
 class FinalEstimates:
     """Aggregates at fixed env steps. table: method, env_step, metric, value, ci_low, ci_high, n_tasks,
-    n_runs (values on the 0-1000 scale); matrices[(method, step)] = (array (R, T), tasks);
+    n_runs (values on the 0-1000 scale; ci_low/ci_high NaN with one run per task, see `bootstrap`);
+    matrices[(method, step)] = (array (R, T), tasks);
     notes: human-readable lines about runs left out."""
 
     table: pd.DataFrame
@@ -182,9 +207,7 @@ def final_estimates(evals: pd.DataFrame, steps: list[int], reps: int, seed: int 
                          f"method: {sizes}); compare their aggregates with care")
         for method, runs in scores.groupby("method", sort=True):
             s, tasks, dropped = score_matrix(runs)
-            if dropped:
-                notes.append(f"at {format_steps(step)} steps, {method}: {dropped} run(s) left out so that "
-                             f"every task has {s.shape[0]} run(s) (rliable needs equal runs per task)")
+            notes += balance_notes(f"at {format_steps(step)} steps, {method}", runs, s.shape[0], dropped)
             matrices[(method, step)] = (s, tasks)
             point, interval = bootstrap(s, final_metric_values, reps, seed)
             for k, metric in enumerate(FINAL_METRICS):
@@ -443,9 +466,7 @@ def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int]
             continue
         s, tasks, dropped = score_matrix(runs)
         task_sets[pt.method] = tuple(tasks)
-        if dropped:
-            notes.append(f"{where}, {pt.method}: {dropped} run(s) left out so that every task has "
-                         f"{s.shape[0]} run(s)")
+        notes += balance_notes(f"{where}, {pt.method}", runs, s.shape[0], dropped)
         point, interval = bootstrap(s, iqm_only, reps, seed)
         rows.append({"method": pt.method, "value": pt.value, "context": pt.context,
                      "iqm": point[0] * RETURN_SCALE, "ci_low": interval[0, 0] * RETURN_SCALE,

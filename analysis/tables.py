@@ -36,13 +36,18 @@ def _fmt(x: float) -> str:
     return f"{x:.1f}"
 
 
+def _ci(low: float, high: float, missing: str) -> str:
+    """The interval as [low, high], or `missing` where there is none (one run per task, NaN in the CSV)."""
+    return missing if pd.isna(low) or pd.isna(high) else f"[{_fmt(low)}, {_fmt(high)}]"
+
+
 def to_markdown(scores: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of the scores (env steps as 100k/1M, returns to 0.1)."""
     header = ["method", "env steps", "IQM", "IQM 95% CI", "median", "mean", "optimality gap", "tasks", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 7) + "|"]
     for r in scores.itertuples():
         lines.append("| " + " | ".join([
-            r.method, format_steps(r.env_step), _fmt(r.iqm), f"[{_fmt(r.iqm_ci_low)}, {_fmt(r.iqm_ci_high)}]",
+            r.method, format_steps(r.env_step), _fmt(r.iqm), _ci(r.iqm_ci_low, r.iqm_ci_high, "—"),
             _fmt(r.median), _fmt(r.mean), _fmt(r.optimality_gap), str(r.n_tasks), str(r.n_runs)]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -68,7 +73,7 @@ def to_latex(scores: pd.DataFrame) -> str:
         previous = r.env_step
         lines.append(" & ".join([
             latex_escape(r.method), format_steps(r.env_step), _fmt(r.iqm),
-            f"[{_fmt(r.iqm_ci_low)}, {_fmt(r.iqm_ci_high)}]", _fmt(r.median), _fmt(r.mean),
+            _ci(r.iqm_ci_low, r.iqm_ci_high, "---"), _fmt(r.median), _fmt(r.mean),
             _fmt(r.optimality_gap), f"{r.n_tasks} / {r.n_runs}"]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

@@ -207,3 +207,20 @@ def test_ablation_keeps_its_default_variant_when_the_main_sweep_repeats_it(tmp_p
     assert "warning: 4 run(s) repeat the method, task and seed of a run in another sweep" in err
     scores = pd.read_csv(tmp_path / "o" / "scores.csv").set_index("method")
     assert scores.loc["iqrl", "n_runs"] == 4  # counted once across sweeps
+
+
+def test_one_run_on_a_task_gives_no_confidence_interval(tmp_path):
+    # rliable needs equal runs per task: one run on dog-run cuts every task to one run, and a stratified
+    # bootstrap of one run per task resamples the same scores every time (a zero-width interval).
+    for task, seeds in (("walker-walk", 3), ("cheetah-run", 3), ("dog-run", 1)):
+        for seed in range(seeds):
+            write_run(tmp_path / "r" / "iqrl" / task / f"seed{seed}", [(0, 0.0), (100, 300.0 + 100 * seed)])
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100", *FAST])
+    assert rc == 0, err
+    scores = pd.read_csv(tmp_path / "o" / "scores.csv")
+    assert scores[["iqm", "n_runs"]].values.tolist() == [[300.0, 3]]
+    assert scores[["iqm_ci_low", "iqm_ci_high"]].isna().all(axis=None)
+    assert "| iqrl | 100 | 300.0 | — |" in (tmp_path / "o" / "scores.md").read_text()
+    assert r"iqrl & 100 & 300.0 & --- &" in (tmp_path / "o" / "scores.tex").read_text()
+    assert "warning: at 100 steps, iqrl: 4 run(s) left out so that every task has 1 run(s), as many as dog-run" in err
+    assert "warning: at 100 steps, iqrl: one run per task (dog-run has 1): no 95% CI" in err
