@@ -34,10 +34,12 @@ from typing import Any
 CLAIM = ".claim"
 LOCK = ".lock"
 
-# squeue states in which a job may still run (or is still running) this run.
+# squeue states in which a job may still run (or is still running) this run. Not PREEMPTED: Slurm counts it
+# among the finished states (base state after SUSPENDED); a job preempted with PreemptMode=REQUEUE is shown
+# as REQUEUED / PENDING again, one preempted with PreemptMode=CANCEL never runs again.
 LIVE_SLURM_STATES = {
     "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "SPECIAL_EXIT", "PREEMPTED",
+    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "SPECIAL_EXIT",
 }
 
 
