@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from slurm.yamlfile import read_yaml
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -70,10 +70,7 @@ def load_profile(name_or_path: str) -> Profile:
         if not path.exists():
             raise ProfileError(f"unknown cluster profile {name_or_path!r} (available: {', '.join(available())}, "
                                "or a path to a profile .yaml)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ProfileError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    data = read_yaml(path, "cluster profile", ProfileError) or {}
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping")
     known = {f.name for f in fields(Profile)} - {"name"}

@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from slurm.naming import dotlist, dotlist_value, variant_name
+from slurm.yamlfile import read_yaml
 
 GROUPS = ("easy", "medium", "hard")
 TOP_KEYS = {"name", "agents", "tasks", "seeds", "steps", "fixed", "per_agent", "grid", "zip", "variants"}
@@ -117,17 +116,7 @@ class Sweep:
 def load_sweep(path: str | Path, task_groups: Mapping[str, Sequence[str]]) -> Sweep:
     """Read and check a sweep file. ``task_groups`` is ``iqrl.envs.TASK_GROUPS``. Raises SweepError."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SweepError(f"{path}: cannot read sweep file ({e.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SweepError(f"{path}: invalid YAML{where}: {problem}") from None
+    data = read_yaml(path, "sweep file", SweepError)
     return parse_sweep(data, str(path), default_name=path.stem, task_groups=task_groups)
 
 
@@ -307,8 +296,8 @@ def _axes(data: Mapping[str, Any], fail: Callable[[str], SweepError]) -> list[tu
             axes.append((where, list(cols), [{k: cols[k][j] for k in cols} for j in range(n)]))
     if data.get("grid") is not None:
         value = data["grid"]
-        if not isinstance(value, dict):
-            raise fail(f"grid: expected a mapping of key -> list of values, got {value!r}")
+        if not isinstance(value, dict) or not value:
+            raise fail(f"grid: expected a non-empty mapping of key -> list of values, got {value!r}")
         for k, v in value.items():
             _check_key(k, "grid", fail)
             axes.append((f"grid.{k}", [k], [{k: x} for x in _alternatives(v, f"grid.{k}", fail)]))

@@ -194,6 +194,9 @@ def test_profile_errors(tmp_path):
     bad.write_text("executor: slurm\npartitoin: x\n")
     with pytest.raises(ProfileError, match="unknown key 'partitoin'"):
         load_profile(str(bad))
+    bad.write_text("executor: slurm\npartition: a\npartition: b\n")
+    with pytest.raises(ProfileError, match=r"line 3, column 1: duplicate key 'partition' \(first given at line 2\)"):
+        load_profile(str(bad))
     for name in ("local", "local-slurm", "cpu", "gpu"):
         load_profile(name)
 
