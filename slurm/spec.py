@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from slurm.naming import dotlist, dotlist_value, variant_name
-from slurm.yamlfile import read_yaml
+from slurm.yamlfile import is_int, read_yaml
 
 GROUPS = ("easy", "medium", "hard")
 TOP_KEYS = {"name", "agents", "tasks", "seeds", "steps", "fixed", "per_agent", "grid", "zip", "variants"}
@@ -197,16 +197,12 @@ def _names(value: Any, key: str, fail: Callable[[str], SweepError]) -> list[str]
     return list(value)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _seeds(value: Any, fail: Callable[[str], SweepError]) -> list[int]:
-    if _is_int(value):
+    if is_int(value):
         if value < 1:
             raise fail(f"seeds: a count must be at least 1, got {value}")
         return list(range(value))
-    if isinstance(value, list) and value and all(_is_int(s) and s >= 0 for s in value):
+    if isinstance(value, list) and value and all(is_int(s) and s >= 0 for s in value):
         if len(set(value)) != len(value):
             raise fail(f"seeds: duplicate seeds in {value}")
         return list(value)
@@ -214,7 +210,7 @@ def _seeds(value: Any, fail: Callable[[str], SweepError]) -> list[int]:
 
 
 def _budget(value: Any, key: str, fail: Callable[[str], SweepError]) -> int:
-    if not _is_int(value) or value <= 0:
+    if not is_int(value) or value <= 0:
         hint = " (YAML reads 1e6 as text; write 1000000 or 1_000_000)" if isinstance(value, str) else ""
         raise fail(f"{key}: expected a positive integer number of env steps, got {value!r}{hint}")
     return value

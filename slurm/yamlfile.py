@@ -35,6 +35,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def is_int(value: Any) -> bool:
+    """An integer as YAML gives it (``true``/``false`` load as bool, which Python counts as int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def read_yaml(path: Path, what: str, error: type[Exception]) -> Any:
     """The YAML document in ``path``; unreadable files and invalid YAML (duplicate keys included) raise
     ``error`` with one line naming the file, ``what`` it is, and the line and column of the problem."""

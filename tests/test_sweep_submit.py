@@ -201,6 +201,37 @@ def test_profile_errors(tmp_path):
         load_profile(name)
 
 
+@pytest.mark.parametrize("line, message", [
+    ("setup: module load cuda", "setup must be a list of shell lines"),  # would be split into characters
+    ("setup: [module load cuda, 3]", "setup must be a list of shell lines"),
+    ("sbatch: [exclusive]", "sbatch must be a mapping"),
+    ("parallelism: 0", "parallelism must be auto or an integer >= 1, got 0"),  # the local loop would spin
+    ("parallelism: many", "parallelism must be auto or an integer >= 1"),
+    ("cpus: 0", "cpus must be an integer >= 1, got 0"),
+    ("array_parallelism: 0", "array_parallelism must be an integer >= 1, got 0"),
+    ("max_array_size: 0", "max_array_size must be an integer >= 1"),
+    ("gpus: -1", "gpus must be an integer >= 0"),
+    ("signal_delay_s: true", "signal_delay_s must be an integer >= 0, got True"),
+    ("mem_gb: 32G", "mem_gb must be a positive number of GB"),
+])
+def test_profile_values_are_checked(tmp_path, line, message):
+    from slurm.profiles import ProfileError
+
+    p = tmp_path / "p.yaml"
+    p.write_text(f"executor: local\n{line}\n")
+    with pytest.raises(ProfileError) as e:
+        load_profile(str(p))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_profile_setup_lines_reach_sbatch(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("executor: slurm\nsetup: [module load cuda/12.4, source env.sh]\nparallelism: 2\n")
+    prof = load_profile(str(p))
+    assert prof.slurm_parameters("j")["setup"] == ["module load cuda/12.4", "source env.sh"]
+    assert prof.local_parallelism() == 2
+
+
 def test_no_cluster_given_means_local_unless_slurm_is_installed(monkeypatch):
     from slurm.profiles import ProfileError
     from slurm.submit import choose_profile
