@@ -30,6 +30,10 @@ from slurm.state import RunState, inspect_run, is_done
 Print = Callable[[str], None]
 
 
+class SubmitError(RuntimeError):
+    """sbatch refused a job array; the message is one line (with sbatch's own error)."""
+
+
 def jobs_dir(results: Path, sweep: str) -> Path:
     """submitit's folder for a sweep (pickles, sbatch scripts, logs) and its sweep lock."""
     return Path(results) / ".submitit" / sweep
@@ -176,16 +180,23 @@ def _run_slurm(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
         if not plan.todo:
             out("nothing to submit")
             return 0
-        claimed = [r for r, st in plan.todo if _claim(r, st, results, "slurm", sweep.name)]
         import submitit
+        from submitit.core.utils import FailedJobError
 
         executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=profile.max_num_timeout)
-        executor.update_parameters(**params)
+        executor.update_parameters(**params)  # before claiming: a rejected parameter leaves no claims
+        claimed = [r for r, st in plan.todo if _claim(r, st, results, "slurm", sweep.name)]
         submitted = 0
         batches = cluster.chunks(claimed, size) if claimed else []
         try:
             for batch in batches:
-                jobs = executor.submit_array([_make_run(r, results, profile, entry) for r in batch])
+                try:
+                    jobs = executor.submit_array([_make_run(r, results, profile, entry) for r in batch])
+                except FailedJobError as e:  # sbatch refused: bad partition, QOS limit...
+                    sbatch = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+                    raise SubmitError(f"sbatch failed: {sbatch or type(e).__name__} ({submitted} of "
+                                      f"{len(claimed)} runs submitted before; the other claims are released)"
+                                      ) from None
                 for r, job in zip(batch, jobs):
                     set_claim_job(r.run_dir(results), job.job_id)
                 submitted += len(batch)

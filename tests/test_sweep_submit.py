@@ -34,6 +34,7 @@ class FakeSlurm:
         self.params: list[dict] = []
         self.next_id = 100
         self.fail_on_array: int | None = None
+        self.failure: Exception = RuntimeError("sbatch: error: QOSMaxSubmitJobPerUserLimit")
         self.lock = threading.Lock()
         self.max_array = max_array
 
@@ -51,7 +52,7 @@ class FakeSlurm:
             def submit_array(self, runs):
                 with fake.lock:
                     if fake.fail_on_array is not None and len(fake.arrays) == fake.fail_on_array:
-                        raise RuntimeError("sbatch: error: QOSMaxSubmitJobPerUserLimit")
+                        raise fake.failure
                     assert len(runs) <= fake.max_array, "array larger than MaxArraySize"
                     array_id, fake.next_id = fake.next_id, fake.next_id + 1
                     fake.arrays.append(list(runs))
@@ -230,6 +231,28 @@ def test_profile_setup_lines_reach_sbatch(tmp_path):
     prof = load_profile(str(p))
     assert prof.slurm_parameters("j")["setup"] == ["module load cuda/12.4", "source env.sh"]
     assert prof.local_parallelism() == 2
+
+
+def test_refused_sbatch_is_one_line_exit_1_and_releases_unsubmitted_claims(tmp_path, fake, capsys):
+    """sbatch refusing an array (bad partition, QOS limit) raises submitit's FailedJobError with sbatch's
+    stderr: `make sweep` prints one line, exits 1, keeps the claims of submitted arrays and drops the rest."""
+    from submitit.core.utils import FailedJobError
+
+    from slurm.__main__ import main as cli
+
+    fake.fail_on_array = 1
+    fake.failure = FailedJobError("sbatch: error: invalid partition specified: gpu-typo\n"
+                                  "sbatch: error: Batch job submission failed: Invalid partition name specified")
+    p = tmp_path / "ok.yaml"
+    p.write_text("name: fk\nagents: [iqrl, td3]\ntasks: [walker-walk]\nseeds: [0, 1, 2, 3]\nsteps: 100\n")
+    rc = cli(["sweep", str(p), "--results", str(tmp_path / "res"), "--cluster", "local-slurm"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: sbatch failed: sbatch: error: invalid partition specified: gpu-typo; ")
+    assert "(3 of 8 runs submitted before; the other claims are released)" in err
+    claims = [read_claim(d) for d in run_dirs(tmp_path)]
+    assert [c.job_id for c in claims if c] == ["100_0", "100_1", "100_2"]
+    assert sum(c is None for c in claims) == 5
 
 
 def test_no_cluster_given_means_local_unless_slurm_is_installed(monkeypatch):
