@@ -299,7 +299,6 @@ def _local_outcome(job: Any) -> tuple[bool, str]:
         return False, f"job ended without a result (killed?); log: {job.paths.stderr}"
     try:
         return True, str(job.result())
-    except Exception as e:  # FailedJobError carries the remote traceback; its last line is the error
-        lines = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith("-")]
-        err = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
-        return False, f"{err.strip()} (log: {job.paths.stderr})"
+    except Exception as e:  # FailedJobError carries the remote traceback; the error is its last "Type: message"
+        lines = [ln for ln in str(e).splitlines() if ln[:1].strip() and ": " in ln]  # not indented source lines
+        return False, f"{lines[-1] if lines else type(e).__name__} (log: {job.paths.stderr})"

@@ -13,7 +13,8 @@ import pytest
 
 from slurm.__main__ import main as cli
 from slurm.claim import RunLock
-from slurm.state import inspect_run
+from slurm.run import Run, RunFailed, _record_failure
+from slurm.state import inspect_run, read_status
 from slurm.submit import run_sweep
 
 TESTS = Path(__file__).resolve().parent
@@ -162,3 +163,47 @@ def test_failed_run_shows_its_error_in_status_and_dry_changes_nothing(tmp_path, 
     text = capsys.readouterr().out
     assert "iqrl   default     0        0        0            0       3        0      3" in text
     assert "failed:\n  iqrl/walker-walk/default/seed0  env_step 0/1000 (0%)  error: ValueError: asked to fail; log " in text
+
+
+def test_trainer_exit_without_a_status_is_recorded_as_failed(tmp_path):
+    """Exit 2 (bad input, e.g. device=cuda on a CPU node) writes no status.json: Run records the failure, so
+    `make status` shows it with an error instead of `missing`."""
+    d = tmp_path / "run"
+    with pytest.raises(RunFailed, match=r"trainer exit code 2 \(see the job log\)$"):
+        Run(str(d), (f"out={d}", "seed=0", "steps=100", "exit=2"), entry="fake_trainer:main")()
+    st = inspect_run(d, None)
+    assert (st.kind, st.error) == ("failed", "trainer exit code 2 (see the job log)")
+    assert not RunLock(d).held_elsewhere()
+
+
+def test_trainer_that_cannot_start_is_recorded_as_failed(tmp_path):
+    d = tmp_path / "run"
+    with pytest.raises(AttributeError):
+        Run(str(d), (f"out={d}",), entry="fake_trainer:renamed_main")()  # code changed since submission
+    assert read_status(d)["state"] == "failed" and "AttributeError" in read_status(d)["error"]
+
+
+def test_recorded_failure_keeps_the_trainers_error_and_never_touches_a_done_run(tmp_path):
+    import fake_trainer
+
+    fake_trainer._status(tmp_path, "failed", 300, 1000, "NonFiniteLoss: nan")
+    assert _record_failure(tmp_path, "trainer exit code 1") == "NonFiniteLoss: nan"
+    fake_trainer._status(tmp_path, "running", 300, 1000)
+    assert _record_failure(tmp_path, "trainer exit code 2") == "trainer exit code 2"
+    assert {k: read_status(tmp_path)[k] for k in ("state", "env_step", "steps")} == {
+        "state": "failed", "env_step": 300, "steps": 1000}
+    fake_trainer._status(tmp_path, "done", 1000, 1000)
+    done = read_status(tmp_path)
+    _record_failure(tmp_path, "trainer exit code 2")
+    assert read_status(tmp_path) == done
+
+
+def test_bad_input_exit_shows_as_failed_in_status_with_the_job_log(tmp_path, capsys):
+    s, p = files(tmp_path, extra=", exit: 2")
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 1 and out.count("FAILED ") == 3 and "trainer exit code 2 (see the job log " in out
+    assert cli(["status", str(s), "--results", str(tmp_path / "res")]) == 0
+    text = capsys.readouterr().out
+    assert "iqrl   default     0        0        0            0       3        0      3" in text
+    job = inspect_run(run_dir(tmp_path, 0), None).claim.job_id
+    assert f"seed0  env_step 0  error: trainer exit code 2 (see the job log {job}); log " in text
