@@ -12,8 +12,9 @@ machine never needs torch or MuJoCo for it. Time limits and preemption (submitit
    requeued job resumes from the checkpoint. Past ``max_num_timeout`` requeues it raises instead; the run
    stays resumable and the next ``make sweep`` picks it up.
 
-SIGTERM (scancel, or the time limit passing) sets the same flag: the run checkpoints at the next episode
-boundary if it gets the chance, and is not requeued. Whatever kills the job (SIGKILL, OOM, node failure),
+SIGTERM (scancel, or the time limit passing) and SIGINT (Ctrl-C during a local sweep reaches every job
+process) set the same flag: the run checkpoints at the next episode boundary if it gets the chance, and is
+not requeued. Whatever kills the job (SIGKILL, OOM, node failure),
 the run lock dies with the process and the run resumes from its last periodic checkpoint next sweep.
 
 Any other exit code (1: the trainer recorded its error; 2: bad input, nothing written) or a trainer that
@@ -67,7 +68,7 @@ def _record_failure(run_dir: Path, error: str) -> str:
 
 
 class _StopFlag:
-    """Set by USR2 (requeue wanted) or SIGTERM (stop without requeue); read by the trainer."""
+    """Set by USR2 (requeue wanted) or SIGTERM / SIGINT (stop without requeue); read by the trainer."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -110,7 +111,7 @@ class Run:
                              "started": time.time()}):
             return f"{name}: skipped, another process is running it ({lock.holder()})"
         flag = _StopFlag()
-        saved = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
+        saved = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)}
         try:
             if is_done(run_dir):  # finished by another job between the first check and the lock
                 return f"{name}: already done"

@@ -287,6 +287,8 @@ def _run_local(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
             time.sleep(0.5)
     except KeyboardInterrupt:
         out("interrupted: stopping local jobs; they resume from their checkpoints on the next make sweep")
+        # The terminal's SIGINT reached the jobs too: Run stops each at its episode boundary. This second
+        # SIGINT ends submitit's controller process before it would SIGKILL its job (1 s after the first).
         for job in active:
             job.cancel()
         return 130

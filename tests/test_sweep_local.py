@@ -1,10 +1,13 @@
 """`make sweep` with submitit's LocalExecutor (no Slurm) and a stand-in trainer (tests/fake_trainer.py):
-completion, idempotence, SIGKILL of a running job, time-limit checkpoint + requeue (USR2), concurrent
-sweeps, failures in `make status`, DRY output."""
+completion, idempotence, SIGKILL of a running job, time-limit checkpoint + requeue (USR2), Ctrl-C, concurrent
+sweeps, failures (also without a status from the trainer) in `make status`, DRY output."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -207,3 +210,47 @@ def test_bad_input_exit_shows_as_failed_in_status_with_the_job_log(tmp_path, cap
     assert "iqrl   default     0        0        0            0       3        0      3" in text
     job = inspect_run(run_dir(tmp_path, 0), None).claim.job_id
     assert f"seed0  env_step 0  error: trainer exit code 2 (see the job log {job}); log " in text
+
+
+def _ctrl_c(proc: subprocess.Popen, dirs: list[Path]) -> str:
+    """Ctrl-C as a terminal sends it: SIGINT to every process of the group, once each run has progress."""
+    _wait(lambda: all(inspect_run(d, None).env_step >= 200 for d in dirs), what="runs to make progress")
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    _wait(lambda: all(inspect_run(d, None).kind != "running" for d in dirs), what="runs and their jobs to stop")
+    return out
+
+
+def _spawn(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], cwd=TESTS.parent, start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _checkpoint_step(d: Path) -> int:
+    return json.loads((d / "checkpoint" / "ckpt.json").read_text())["env_step"]
+
+
+def test_sigint_stops_a_run_at_an_episode_boundary_with_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.2")
+    d = tmp_path / "run"
+    out = _ctrl_c(_spawn(f"from slurm.run import Run; print(Run({str(d)!r}, ('out={d}', 'seed=0', 'steps=100000'), "
+                         "entry='fake_trainer:main')())"), [d])
+    assert out.rstrip().endswith("interrupted (SIGINT), resumable") and "KeyboardInterrupt" not in out, out
+    status = read_status(d)
+    assert status["state"] == "interrupted" and status["env_step"] >= 200
+    assert _checkpoint_step(d) == status["env_step"]
+
+
+def test_ctrl_c_during_a_local_sweep_checkpoints_every_running_run(tmp_path, monkeypatch):
+    # Episodes longer than the 1 s after which submitit's local controller would SIGKILL its job
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "1.5")
+    s, p = files(tmp_path, steps=100000)
+    dirs = [run_dir(tmp_path, k) for k in (0, 1)]  # parallelism 2: seeds 0 and 1 run, seed 2 waits
+    out = _ctrl_c(_spawn(f"import sys; from slurm.submit import run_sweep; sys.exit(run_sweep({str(s)!r}, "
+                         f"{str(tmp_path / 'res')!r}, {str(p)!r}, entry='fake_trainer:main', validator=None))"), dirs)
+    assert "interrupted: stopping local jobs" in out
+    for d in dirs:
+        st = inspect_run(d, None)
+        assert (st.kind, read_status(d)["state"]) == ("interrupted", "interrupted"), out
+        assert _checkpoint_step(d) == st.env_step >= 200
+    assert inspect_run(run_dir(tmp_path, 2), None).kind == "missing"
