@@ -15,7 +15,9 @@ Three files keep a run from being started twice:
   Invariant: claims are created and given their job id while this lock is held, so a claim without a job
   id seen under the lock belongs to a dead sweep.
 
-``flock`` works on local filesystems and on NFS (Linux emulates it with POSIX locks there).
+``flock`` works on local filesystems and on NFS (Linux emulates it with POSIX locks there), and on Lustre
+mounted with ``flock``; with ``localflock`` (Lustre) or ``nolock`` / ``local_lock=flock`` (NFS) locks are
+node-local and exclude nothing across nodes (README, known limitations).
 """
 from __future__ import annotations
 
