@@ -13,6 +13,8 @@ from pathlib import Path
 from slurm import cluster
 from slurm.profiles import ProfileError
 from slurm.spec import SweepError
+from slurm.status import collect, render
+from slurm.submit import SubmitError, load, run_sweep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,20 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     agents = [a for a in args.agents.split(",") if a] or None
     try:
         if args.cmd == "sweep":
-            from slurm.submit import run_sweep
-
             return run_sweep(args.sweep, args.results, args.cluster or None, args.dry, agents)
-        from slurm.status import collect, render
-        from slurm.submit import load
-
         results = Path(args.results).absolute()
         sweep, runs = load(args.sweep, results, agents, validator=None)
         queue = cluster.queue()
         print(render(collect(runs, results, queue), results, sweep.name, queue is not None))
         return 0
-    except (SweepError, ProfileError) as e:
+    except (SweepError, ProfileError, SubmitError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, SubmitError) else 2  # 2: bad input; 1: sbatch refused
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0

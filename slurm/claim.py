@@ -15,7 +15,9 @@ Three files keep a run from being started twice:
   Invariant: claims are created and given their job id while this lock is held, so a claim without a job
   id seen under the lock belongs to a dead sweep.
 
-``flock`` works on local filesystems and on NFS (Linux emulates it with POSIX locks there).
+``flock`` works on local filesystems and on NFS (Linux emulates it with POSIX locks there), and on Lustre
+mounted with ``flock``; with ``localflock`` (Lustre) or ``nolock`` / ``local_lock=flock`` (NFS) locks are
+node-local and exclude nothing across nodes (README, known limitations).
 """
 from __future__ import annotations
 
@@ -34,10 +36,12 @@ from typing import Any
 CLAIM = ".claim"
 LOCK = ".lock"
 
-# squeue states in which a job may still run (or is still running) this run.
+# squeue states in which a job may still run (or is still running) this run. Not PREEMPTED: Slurm counts it
+# among the finished states (base state after SUSPENDED); a job preempted with PreemptMode=REQUEUE is shown
+# as REQUEUED / PENDING again, one preempted with PreemptMode=CANCEL never runs again.
 LIVE_SLURM_STATES = {
     "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "SPECIAL_EXIT", "PREEMPTED",
+    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "SPECIAL_EXIT",
 }
 
 

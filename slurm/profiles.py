@@ -6,9 +6,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from slurm.yamlfile import is_int, read_yaml
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+# Integer keys and their least value: a run needs a CPU, an array at least one task running at a time.
+MIN_INT = {"cpus": 1, "array_parallelism": 1, "max_array_size": 1, "gpus": 0, "signal_delay_s": 0,
+           "max_num_timeout": 0}
 
 
 class ProfileError(ValueError):
@@ -32,9 +35,9 @@ class Profile:
     signal_delay_s: int = 120
     max_num_timeout: int = 3
     device: str = "cpu"  # passed to the trainer as device=
-    setup: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()  # shell lines before the job; the YAML value is a list of strings
     sbatch: dict[str, Any] = field(default_factory=dict)
-    parallelism: int | str = "auto"  # local executor only
+    parallelism: int | str = "auto"  # local executor only: runs at once, >= 1 or auto
 
     def local_parallelism(self) -> int:
         if self.parallelism == "auto":
@@ -70,26 +73,33 @@ def load_profile(name_or_path: str) -> Profile:
         if not path.exists():
             raise ProfileError(f"unknown cluster profile {name_or_path!r} (available: {', '.join(available())}, "
                                "or a path to a profile .yaml)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ProfileError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    data = read_yaml(path, "cluster profile", ProfileError) or {}
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping")
     known = {f.name for f in fields(Profile)} - {"name"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(map(str, data)) - known)
     if unknown:
         raise ProfileError(f"{path}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(known))})")
     if data.get("executor") not in ("slurm", "local"):
         raise ProfileError(f"{path}: executor must be slurm or local, got {data.get('executor')!r}")
     data = {k: v for k, v in data.items() if v is not None}
-    data["setup"] = tuple(data.get("setup") or ())
-    data["sbatch"] = dict(data.get("sbatch") or {})
-    for key in ("cpus", "gpus", "array_parallelism", "signal_delay_s", "max_num_timeout"):
-        if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0):
-            raise ProfileError(f"{path}: {key} must be a non-negative integer, got {data[key]!r}")
+    setup = data.get("setup", [])
+    if not (isinstance(setup, list) and all(isinstance(line, str) for line in setup)):
+        raise ProfileError(f"{path}: setup must be a list of shell lines, e.g. [\"module load cuda\"], got {setup!r}")
+    data["setup"] = tuple(setup)
+    if not isinstance(data.get("sbatch", {}), dict):
+        raise ProfileError(f"{path}: sbatch must be a mapping of sbatch flags to values, got {data['sbatch']!r}")
+    for key, least in MIN_INT.items():
+        if key in data and not (is_int(data[key]) and data[key] >= least):
+            raise ProfileError(f"{path}: {key} must be an integer >= {least}, got {data[key]!r}")
+    parallelism = data.get("parallelism", "auto")
+    if parallelism != "auto" and not (is_int(parallelism) and parallelism >= 1):
+        raise ProfileError(f"{path}: parallelism must be auto or an integer >= 1, got {parallelism!r}")
+    mem = data.get("mem_gb", 1)
+    if not ((is_int(mem) or isinstance(mem, float)) and mem > 0):
+        raise ProfileError(f"{path}: mem_gb must be a positive number of GB, got {mem!r}")
     t = data.get("time_min", 1)
-    whole = isinstance(t, int) and not isinstance(t, bool) and t >= 1
+    whole = is_int(t) and t >= 1
     if not (whole or (data["executor"] == "local" and isinstance(t, float) and t > 0)):
         raise ProfileError(f"{path}: time_min must be a whole number of minutes >= 1 (local profiles: > 0), got {t!r}")
     return Profile(name=path.stem, **data)

@@ -6,15 +6,21 @@ machine never needs torch or MuJoCo for it. Time limits and preemption (submitit
 1. Slurm sends USR2 ``signal_delay_s`` before the time limit (or on preemption). submitit installed its
    handler before calling us; we keep it and install ours, which only sets a flag.
 2. The trainer polls ``should_stop`` at each episode boundary; once the flag is set it writes a
-   checkpoint, leaves status ``running`` and returns ``EXIT_INTERRUPTED``.
+   checkpoint, sets status ``interrupted`` and returns ``EXIT_INTERRUPTED``.
 3. We then call submitit's saved handler ourselves: it calls ``Run.checkpoint()`` (a fresh ``Run``, all
    state lives in the run folder), rewrites the job pickle, runs ``scontrol requeue`` and exits. The
    requeued job resumes from the checkpoint. Past ``max_num_timeout`` requeues it raises instead; the run
    stays resumable and the next ``make sweep`` picks it up.
 
-SIGTERM (scancel, or the time limit passing) sets the same flag: the run checkpoints at the next episode
-boundary if it gets the chance, and is not requeued. Whatever kills the job (SIGKILL, OOM, node failure),
+SIGTERM (scancel, or the time limit passing) and SIGINT (Ctrl-C during a local sweep reaches every job
+process) set the same flag: the run checkpoints at the next episode boundary if it gets the chance, and is
+not requeued. Whatever kills the job (SIGKILL, OOM, node failure),
 the run lock dies with the process and the run resumes from its last periodic checkpoint next sweep.
+
+Any other exit code (1: the trainer recorded its error; 2: bad input, nothing written) or a trainer that
+cannot even be called leaves status ``failed`` with an error (``trainer exit code 2 (see the job log ...)``
+when the trainer wrote none), never replacing a ``done`` status; `make status` shows it and the next
+``make sweep`` retries the run.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from iqrl.runfolder import write_status
 from slurm.claim import RunLock, release_claim
 from slurm.state import is_done, read_status
 
@@ -48,8 +55,20 @@ def _job_id() -> str | None:
         return None
 
 
+def _record_failure(run_dir: Path, error: str) -> str:
+    """Mark the run ``failed`` with ``error`` unless the trainer recorded its own failure (kept) or finished
+    it (a done run is never touched). Without this, a trainer that stops before writing a status (exit 2: bad
+    input such as device=cuda on a CPU node) would leave nothing: `make status` would say missing, with no
+    error. Returns the error that status.json holds."""
+    status = read_status(run_dir) or {}
+    if status.get("state") == "done" or (status.get("state") == "failed" and status.get("error")):
+        return status.get("error") or error
+    write_status(run_dir, "failed", status.get("env_step") or 0, status.get("steps") or 0, error)
+    return error
+
+
 class _StopFlag:
-    """Set by USR2 (requeue wanted) or SIGTERM (stop without requeue); read by the trainer."""
+    """Set by USR2 (requeue wanted) or SIGTERM / SIGINT (stop without requeue); read by the trainer."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -92,13 +111,17 @@ class Run:
                              "started": time.time()}):
             return f"{name}: skipped, another process is running it ({lock.holder()})"
         flag = _StopFlag()
-        saved = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM)}
+        saved = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)}
         try:
             if is_done(run_dir):  # finished by another job between the first check and the lock
                 return f"{name}: already done"
             for s in saved:
                 signal.signal(s, flag.handler)
-            rc = self._train(flag)
+            try:
+                rc = self._train(flag)
+            except Exception as e:  # the trainer could not even start (code changed since submission, ...)
+                _record_failure(run_dir, f"{type(e).__name__}: {e}")
+                raise
             if rc == 0:
                 release_claim(run_dir, job_id)
                 return f"{name}: done"
@@ -108,7 +131,8 @@ class Run:
                     saved[signal.SIGUSR2](signal.SIGUSR2, None)  # submitit: checkpoint(), requeue, exit
                 return f"{name}: interrupted ({signal.Signals(flag.signum).name if flag.signum else 'stop'}), resumable"
             # The claim stays (its job id points `make status` to the log); it is stale once the job ends.
-            error = (read_status(run_dir) or {}).get("error") or f"trainer exit code {rc} (see the job log)"
+            log = f"the job log {job_id}" if job_id else "the job log"
+            error = _record_failure(run_dir, f"trainer exit code {rc} (see {log})")
             raise RunFailed(f"{name}: {error}")
         finally:
             for s, h in saved.items():

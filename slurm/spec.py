@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from slurm.naming import dotlist, dotlist_value, variant_name
+from slurm.yamlfile import is_int, read_yaml
 
 GROUPS = ("easy", "medium", "hard")
 TOP_KEYS = {"name", "agents", "tasks", "seeds", "steps", "fixed", "per_agent", "grid", "zip", "variants"}
@@ -117,17 +116,7 @@ class Sweep:
 def load_sweep(path: str | Path, task_groups: Mapping[str, Sequence[str]]) -> Sweep:
     """Read and check a sweep file. ``task_groups`` is ``iqrl.envs.TASK_GROUPS``. Raises SweepError."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SweepError(f"{path}: cannot read sweep file ({e.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SweepError(f"{path}: invalid YAML{where}: {problem}") from None
+    data = read_yaml(path, "sweep file", SweepError)
     return parse_sweep(data, str(path), default_name=path.stem, task_groups=task_groups)
 
 
@@ -208,16 +197,12 @@ def _names(value: Any, key: str, fail: Callable[[str], SweepError]) -> list[str]
     return list(value)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _seeds(value: Any, fail: Callable[[str], SweepError]) -> list[int]:
-    if _is_int(value):
+    if is_int(value):
         if value < 1:
             raise fail(f"seeds: a count must be at least 1, got {value}")
         return list(range(value))
-    if isinstance(value, list) and value and all(_is_int(s) and s >= 0 for s in value):
+    if isinstance(value, list) and value and all(is_int(s) and s >= 0 for s in value):
         if len(set(value)) != len(value):
             raise fail(f"seeds: duplicate seeds in {value}")
         return list(value)
@@ -225,7 +210,7 @@ def _seeds(value: Any, fail: Callable[[str], SweepError]) -> list[int]:
 
 
 def _budget(value: Any, key: str, fail: Callable[[str], SweepError]) -> int:
-    if not _is_int(value) or value <= 0:
+    if not is_int(value) or value <= 0:
         hint = " (YAML reads 1e6 as text; write 1000000 or 1_000_000)" if isinstance(value, str) else ""
         raise fail(f"{key}: expected a positive integer number of env steps, got {value!r}{hint}")
     return value
@@ -307,8 +292,8 @@ def _axes(data: Mapping[str, Any], fail: Callable[[str], SweepError]) -> list[tu
             axes.append((where, list(cols), [{k: cols[k][j] for k in cols} for j in range(n)]))
     if data.get("grid") is not None:
         value = data["grid"]
-        if not isinstance(value, dict):
-            raise fail(f"grid: expected a mapping of key -> list of values, got {value!r}")
+        if not isinstance(value, dict) or not value:
+            raise fail(f"grid: expected a non-empty mapping of key -> list of values, got {value!r}")
         for k, v in value.items():
             _check_key(k, "grid", fail)
             axes.append((f"grid.{k}", [k], [{k: x} for x in _alternatives(v, f"grid.{k}", fail)]))

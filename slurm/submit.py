@@ -30,6 +30,10 @@ from slurm.state import RunState, inspect_run, is_done
 Print = Callable[[str], None]
 
 
+class SubmitError(RuntimeError):
+    """sbatch refused a job array; the message is one line (with sbatch's own error)."""
+
+
 def jobs_dir(results: Path, sweep: str) -> Path:
     """submitit's folder for a sweep (pickles, sbatch scripts, logs) and its sweep lock."""
     return Path(results) / ".submitit" / sweep
@@ -176,16 +180,23 @@ def _run_slurm(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
         if not plan.todo:
             out("nothing to submit")
             return 0
-        claimed = [r for r, st in plan.todo if _claim(r, st, results, "slurm", sweep.name)]
         import submitit
+        from submitit.core.utils import FailedJobError
 
         executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=profile.max_num_timeout)
-        executor.update_parameters(**params)
+        executor.update_parameters(**params)  # before claiming: a rejected parameter leaves no claims
+        claimed = [r for r, st in plan.todo if _claim(r, st, results, "slurm", sweep.name)]
         submitted = 0
         batches = cluster.chunks(claimed, size) if claimed else []
         try:
             for batch in batches:
-                jobs = executor.submit_array([_make_run(r, results, profile, entry) for r in batch])
+                try:
+                    jobs = executor.submit_array([_make_run(r, results, profile, entry) for r in batch])
+                except FailedJobError as e:  # sbatch refused: bad partition, QOS limit...
+                    sbatch = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+                    raise SubmitError(f"sbatch failed: {sbatch or type(e).__name__} ({submitted} of "
+                                      f"{len(claimed)} runs submitted before; the other claims are released)"
+                                      ) from None
                 for r, job in zip(batch, jobs):
                     set_claim_job(r.run_dir(results), job.job_id)
                 submitted += len(batch)
@@ -276,6 +287,8 @@ def _run_local(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
             time.sleep(0.5)
     except KeyboardInterrupt:
         out("interrupted: stopping local jobs; they resume from their checkpoints on the next make sweep")
+        # The terminal's SIGINT reached the jobs too: Run stops each at its episode boundary. This second
+        # SIGINT ends submitit's controller process before it would SIGKILL its job (1 s after the first).
         for job in active:
             job.cancel()
         return 130
@@ -288,7 +301,6 @@ def _local_outcome(job: Any) -> tuple[bool, str]:
         return False, f"job ended without a result (killed?); log: {job.paths.stderr}"
     try:
         return True, str(job.result())
-    except Exception as e:  # FailedJobError carries the remote traceback; its last line is the error
-        lines = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith("-")]
-        err = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
-        return False, f"{err.strip()} (log: {job.paths.stderr})"
+    except Exception as e:  # FailedJobError carries the remote traceback; the error is its last "Type: message"
+        lines = [ln for ln in str(e).splitlines() if ln[:1].strip() and ": " in ln]  # not indented source lines
+        return False, f"{lines[-1] if lines else type(e).__name__} (log: {job.paths.stderr})"

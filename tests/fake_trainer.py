@@ -4,7 +4,8 @@ argv: key=value as for iqrl.train (agent, task, seed, steps, out, episode_length
 keys are ignored). Every episode (episode_length env steps) sleeps FAKE_TRAINER_EPISODE_S seconds (env var,
 default 0.02), then checkpoints; eval rows are a deterministic function of (seed, env_step). At each start
 it appends "start <env_step> <pid>" to starts.log, so tests can count how often a run was (re)started;
-fail=true makes it record a failure instead.
+fail=true makes it record a failure instead; exit=K makes it return K at once, writing nothing (as the real
+trainer does for bad input, exit 2).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def _status(out: Path, state: str, step: int, steps: int, error: str | None = No
 
 def main(argv, should_stop=None) -> int:
     cfg = dict(a.split("=", 1) for a in argv)
+    if "exit" in cfg:
+        return int(cfg["exit"])
     out = Path(cfg["out"].strip('"'))
     steps, seed = int(cfg["steps"]), int(cfg["seed"])
     episode = int(cfg.get("episode_length", 100))

@@ -52,6 +52,8 @@ def test_claim_liveness():
     assert claim_alive(c, {"7_1": ("PENDING", "BeginTime")}) == (True, "PENDING", "job 7_1 PENDING (BeginTime)")
     assert claim_alive(c, {"7_1": ("RUNNING", "None")})[:2] == (True, "RUNNING")
     assert claim_alive(c, {"7_1": ("CANCELLED", "None")})[0] is False
+    assert claim_alive(c, {"7_1": ("PREEMPTED", "None")})[0] is False  # PreemptMode=CANCEL: it never runs again
+    assert claim_alive(c, {"7_1": ("REQUEUED", "None")})[0] is True  # PreemptMode=REQUEUE: it runs again
     assert claim_alive(c, {})[0] is False  # gone from the queue: stale
     assert claim_alive(c, None)[0] is True  # Slurm unreachable: never assume dead
     assert claim_alive(Claim(None, "slurm", "h", 1, 0.0, "s"), {})[0] is False

@@ -1,10 +1,13 @@
 """`make sweep` with submitit's LocalExecutor (no Slurm) and a stand-in trainer (tests/fake_trainer.py):
-completion, idempotence, SIGKILL of a running job, time-limit checkpoint + requeue (USR2), concurrent
-sweeps, failures in `make status`, DRY output."""
+completion, idempotence, SIGKILL of a running job, time-limit checkpoint + requeue (USR2), Ctrl-C, concurrent
+sweeps, failures (also without a status from the trainer) in `make status`, DRY output."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +16,8 @@ import pytest
 
 from slurm.__main__ import main as cli
 from slurm.claim import RunLock
-from slurm.state import inspect_run
+from slurm.run import Run, RunFailed, _record_failure
+from slurm.state import inspect_run, read_status
 from slurm.submit import run_sweep
 
 TESTS = Path(__file__).resolve().parent
@@ -162,3 +166,91 @@ def test_failed_run_shows_its_error_in_status_and_dry_changes_nothing(tmp_path, 
     text = capsys.readouterr().out
     assert "iqrl   default     0        0        0            0       3        0      3" in text
     assert "failed:\n  iqrl/walker-walk/default/seed0  env_step 0/1000 (0%)  error: ValueError: asked to fail; log " in text
+
+
+def test_trainer_exit_without_a_status_is_recorded_as_failed(tmp_path):
+    """Exit 2 (bad input, e.g. device=cuda on a CPU node) writes no status.json: Run records the failure, so
+    `make status` shows it with an error instead of `missing`."""
+    d = tmp_path / "run"
+    with pytest.raises(RunFailed, match=r"trainer exit code 2 \(see the job log\)$"):
+        Run(str(d), (f"out={d}", "seed=0", "steps=100", "exit=2"), entry="fake_trainer:main")()
+    st = inspect_run(d, None)
+    assert (st.kind, st.error) == ("failed", "trainer exit code 2 (see the job log)")
+    assert not RunLock(d).held_elsewhere()
+
+
+def test_trainer_that_cannot_start_is_recorded_as_failed(tmp_path):
+    d = tmp_path / "run"
+    with pytest.raises(AttributeError):
+        Run(str(d), (f"out={d}",), entry="fake_trainer:renamed_main")()  # code changed since submission
+    assert read_status(d)["state"] == "failed" and "AttributeError" in read_status(d)["error"]
+
+
+def test_recorded_failure_keeps_the_trainers_error_and_never_touches_a_done_run(tmp_path):
+    import fake_trainer
+
+    fake_trainer._status(tmp_path, "failed", 300, 1000, "NonFiniteLoss: nan")
+    assert _record_failure(tmp_path, "trainer exit code 1") == "NonFiniteLoss: nan"
+    fake_trainer._status(tmp_path, "running", 300, 1000)
+    assert _record_failure(tmp_path, "trainer exit code 2") == "trainer exit code 2"
+    assert {k: read_status(tmp_path)[k] for k in ("state", "env_step", "steps")} == {
+        "state": "failed", "env_step": 300, "steps": 1000}
+    fake_trainer._status(tmp_path, "done", 1000, 1000)
+    done = read_status(tmp_path)
+    _record_failure(tmp_path, "trainer exit code 2")
+    assert read_status(tmp_path) == done
+
+
+def test_bad_input_exit_shows_as_failed_in_status_with_the_job_log(tmp_path, capsys):
+    s, p = files(tmp_path, extra=", exit: 2")
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 1 and out.count("FAILED ") == 3 and "trainer exit code 2 (see the job log " in out
+    assert cli(["status", str(s), "--results", str(tmp_path / "res")]) == 0
+    text = capsys.readouterr().out
+    assert "iqrl   default     0        0        0            0       3        0      3" in text
+    job = inspect_run(run_dir(tmp_path, 0), None).claim.job_id
+    assert f"seed0  env_step 0  error: trainer exit code 2 (see the job log {job}); log " in text
+
+
+def _ctrl_c(proc: subprocess.Popen, dirs: list[Path]) -> str:
+    """Ctrl-C as a terminal sends it: SIGINT to every process of the group, once each run has progress."""
+    _wait(lambda: all(inspect_run(d, None).env_step >= 200 for d in dirs), what="runs to make progress")
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    _wait(lambda: all(inspect_run(d, None).kind != "running" for d in dirs), what="runs and their jobs to stop")
+    return out
+
+
+def _spawn(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], cwd=TESTS.parent, start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _checkpoint_step(d: Path) -> int:
+    return json.loads((d / "checkpoint" / "ckpt.json").read_text())["env_step"]
+
+
+def test_sigint_stops_a_run_at_an_episode_boundary_with_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.2")
+    d = tmp_path / "run"
+    out = _ctrl_c(_spawn(f"from slurm.run import Run; print(Run({str(d)!r}, ('out={d}', 'seed=0', 'steps=100000'), "
+                         "entry='fake_trainer:main')())"), [d])
+    assert out.rstrip().endswith("interrupted (SIGINT), resumable") and "KeyboardInterrupt" not in out, out
+    status = read_status(d)
+    assert status["state"] == "interrupted" and status["env_step"] >= 200
+    assert _checkpoint_step(d) == status["env_step"]
+
+
+def test_ctrl_c_during_a_local_sweep_checkpoints_every_running_run(tmp_path, monkeypatch):
+    # Episodes longer than the 1 s after which submitit's local controller would SIGKILL its job
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "1.5")
+    s, p = files(tmp_path, steps=100000)
+    dirs = [run_dir(tmp_path, k) for k in (0, 1)]  # parallelism 2: seeds 0 and 1 run, seed 2 waits
+    out = _ctrl_c(_spawn(f"import sys; from slurm.submit import run_sweep; sys.exit(run_sweep({str(s)!r}, "
+                         f"{str(tmp_path / 'res')!r}, {str(p)!r}, entry='fake_trainer:main', validator=None))"), dirs)
+    assert "interrupted: stopping local jobs" in out
+    for d in dirs:
+        st = inspect_run(d, None)
+        assert (st.kind, read_status(d)["state"]) == ("interrupted", "interrupted"), out
+        assert _checkpoint_step(d) == st.env_step >= 200
+    assert inspect_run(run_dir(tmp_path, 2), None).kind == "missing"

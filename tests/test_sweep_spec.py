@@ -120,6 +120,9 @@ def test_dotlist_values_round_trip_through_omegaconf():
     ("agents: [iqrl]\ntasks: [medium]\nseeds: 1\nsteps: {easy: 5}\n", "no budget for task 'cheetah-run' (group medium)"),
     (BASE.replace("agents: [iqrl]", "agents: []"), "agents: expected a non-empty list"),
     (BASE + "grid: {agent.horizon: 3}\n", "grid.agent.horizon: expected a non-empty list"),
+    (BASE + "grid: {}\n", "grid: expected a non-empty mapping"),
+    (BASE + "variants: []\n", "variants: expected a non-empty list"),
+    (BASE + "zip: []\n", "zip: expected a list of axes"),
     (BASE + "grid: {seed: [1, 2]}\n", "'seed' is set by the sweep itself"),
     (BASE + "grid: {'agent..x': [1]}\n", "is not a config key"),
     (BASE + "zip: [{agent.a: [1, 2], agent.b: [1]}]\n", "zipped lists must have equal lengths"),
@@ -145,6 +148,28 @@ def test_invalid_yaml_names_the_line(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(SweepError, match="cannot read sweep file"):
         load_sweep(tmp_path / "nope.yaml", GROUPS)
+
+
+@pytest.mark.parametrize("text, message", [
+    (BASE + "grid: {agent.horizon: [1]}\ngrid: {agent.rho: [0.5]}\n",
+     "invalid YAML at line 6, column 1: duplicate key 'grid' (first given at line 5)"),
+    (BASE + "grid:\n  agent.horizon: [1, 3]\n  agent.horizon: [5]\n",
+     "invalid YAML at line 7, column 3: duplicate key 'agent.horizon' (first given at line 6)"),
+    (BASE + "variants: [{agent.use_fsq: false, agent.use_fsq: true}]\n", "duplicate key 'agent.use_fsq'"),
+])
+def test_duplicate_keys_are_rejected_with_key_and_line(tmp_path, text, message):
+    p = tmp_path / "dup.yaml"
+    p.write_text(text)
+    with pytest.raises(SweepError) as e:
+        load_sweep(p, GROUPS)
+    assert str(e.value).startswith(f"{p}: ") and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_yaml_merge_keys_may_override_merged_entries(tmp_path):
+    p = tmp_path / "merge.yaml"
+    p.write_text(BASE + "fixed: &f {eval_every: 5, agent.horizon: 3}\nper_agent: {iqrl: {<<: *f, eval_every: 7}}\n")
+    with pytest.raises(SweepError, match="also set in fixed"):  # parsed; rejected by the sweep rules only
+        load_sweep(p, GROUPS)
 
 
 # ---------------------------------------------------------------------------- against the real trainer config

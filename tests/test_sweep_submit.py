@@ -34,6 +34,7 @@ class FakeSlurm:
         self.params: list[dict] = []
         self.next_id = 100
         self.fail_on_array: int | None = None
+        self.failure: Exception = RuntimeError("sbatch: error: QOSMaxSubmitJobPerUserLimit")
         self.lock = threading.Lock()
         self.max_array = max_array
 
@@ -51,7 +52,7 @@ class FakeSlurm:
             def submit_array(self, runs):
                 with fake.lock:
                     if fake.fail_on_array is not None and len(fake.arrays) == fake.fail_on_array:
-                        raise RuntimeError("sbatch: error: QOSMaxSubmitJobPerUserLimit")
+                        raise fake.failure
                     assert len(runs) <= fake.max_array, "array larger than MaxArraySize"
                     array_id, fake.next_id = fake.next_id, fake.next_id + 1
                     fake.arrays.append(list(runs))
@@ -194,8 +195,64 @@ def test_profile_errors(tmp_path):
     bad.write_text("executor: slurm\npartitoin: x\n")
     with pytest.raises(ProfileError, match="unknown key 'partitoin'"):
         load_profile(str(bad))
+    bad.write_text("executor: slurm\npartition: a\npartition: b\n")
+    with pytest.raises(ProfileError, match=r"line 3, column 1: duplicate key 'partition' \(first given at line 2\)"):
+        load_profile(str(bad))
     for name in ("local", "local-slurm", "cpu", "gpu"):
         load_profile(name)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("setup: module load cuda", "setup must be a list of shell lines"),  # would be split into characters
+    ("setup: [module load cuda, 3]", "setup must be a list of shell lines"),
+    ("sbatch: [exclusive]", "sbatch must be a mapping"),
+    ("parallelism: 0", "parallelism must be auto or an integer >= 1, got 0"),  # the local loop would spin
+    ("parallelism: many", "parallelism must be auto or an integer >= 1"),
+    ("cpus: 0", "cpus must be an integer >= 1, got 0"),
+    ("array_parallelism: 0", "array_parallelism must be an integer >= 1, got 0"),
+    ("max_array_size: 0", "max_array_size must be an integer >= 1"),
+    ("gpus: -1", "gpus must be an integer >= 0"),
+    ("signal_delay_s: true", "signal_delay_s must be an integer >= 0, got True"),
+    ("mem_gb: 32G", "mem_gb must be a positive number of GB"),
+])
+def test_profile_values_are_checked(tmp_path, line, message):
+    from slurm.profiles import ProfileError
+
+    p = tmp_path / "p.yaml"
+    p.write_text(f"executor: local\n{line}\n")
+    with pytest.raises(ProfileError) as e:
+        load_profile(str(p))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_profile_setup_lines_reach_sbatch(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("executor: slurm\nsetup: [module load cuda/12.4, source env.sh]\nparallelism: 2\n")
+    prof = load_profile(str(p))
+    assert prof.slurm_parameters("j")["setup"] == ["module load cuda/12.4", "source env.sh"]
+    assert prof.local_parallelism() == 2
+
+
+def test_refused_sbatch_is_one_line_exit_1_and_releases_unsubmitted_claims(tmp_path, fake, capsys):
+    """sbatch refusing an array (bad partition, QOS limit) raises submitit's FailedJobError with sbatch's
+    stderr: `make sweep` prints one line, exits 1, keeps the claims of submitted arrays and drops the rest."""
+    from submitit.core.utils import FailedJobError
+
+    from slurm.__main__ import main as cli
+
+    fake.fail_on_array = 1
+    fake.failure = FailedJobError("sbatch: error: invalid partition specified: gpu-typo\n"
+                                  "sbatch: error: Batch job submission failed: Invalid partition name specified")
+    p = tmp_path / "ok.yaml"
+    p.write_text("name: fk\nagents: [iqrl, td3]\ntasks: [walker-walk]\nseeds: [0, 1, 2, 3]\nsteps: 100\n")
+    rc = cli(["sweep", str(p), "--results", str(tmp_path / "res"), "--cluster", "local-slurm"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: sbatch failed: sbatch: error: invalid partition specified: gpu-typo; ")
+    assert "(3 of 8 runs submitted before; the other claims are released)" in err
+    claims = [read_claim(d) for d in run_dirs(tmp_path)]
+    assert [c.job_id for c in claims if c] == ["100_0", "100_1", "100_2"]
+    assert sum(c is None for c in claims) == 5
 
 
 def test_no_cluster_given_means_local_unless_slurm_is_installed(monkeypatch):
