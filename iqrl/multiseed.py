@@ -44,7 +44,7 @@ from iqrl.agent import IQRL
 from iqrl.config import ConfigError, build_config
 from iqrl.nn import adam, ema_update_
 from iqrl.replay import SequenceBatch
-from iqrl.runfolder import CHECKPOINT, write_status
+from iqrl.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
 from iqrl.train import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Trainer, check_run_folder, resolve_device,
                         stop_on_signals)
 
@@ -466,10 +466,22 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
             print(f"{root}: every seed is already done, nothing to do", flush=True)
             return EXIT_OK
         resolve_device(cfgs[0].device)
-        points = resume_points([Path(c.out) for c in cfgs])
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    with contextlib.ExitStack() as locks:  # every seed's run lock, for the whole group
+        try:
+            for c in cfgs:
+                locks.enter_context(training_lock(Path(c.out)))
+            points = resume_points([Path(c.out) for c in cfgs])
+        except (ConfigError, RunBusy) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return train_group(cfgs, points, should_stop)
+
+
+def train_group(cfgs: list, points: list, should_stop) -> int:
+    """Train the seeds' runs as one vectorised group (their run locks held by the caller)."""
     trainers = []
     for c, point in zip(cfgs, points):  # one at a time: each seeds the global RNGs, then builds its nets
         t = GroupTrainer(c)

@@ -5,18 +5,25 @@ Layout: config.yaml, eval.csv, train.csv, status.json, checkpoint/ckpt.pt (see R
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import io
 import json
 import os
+import socket
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 EVAL_COLUMNS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
 CHECKPOINT = Path("checkpoint") / "ckpt.pt"
+LOCK = ".lock"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -99,3 +106,99 @@ def atomic_torch_save(path: Path, obj) -> None:
     import torch
 
     _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+class RunLock:
+    """``<run>/.lock``: an ``flock`` held by the process training the run, for as long as it trains it.
+
+    The kernel drops it when that process dies in any way (SIGKILL included), so a held lock always means
+    "a live process is training this run right now". The trainer takes it (so two trainers never write one
+    folder: a hand-started run, a sweep job, a validate run), and so does a sweep job before it calls the
+    trainer. Re-entrant within a process: a sweep job's trainer finds the lock held by its own process.
+    """
+
+    _held: dict[Path, int] = {}  # locks this process holds: path -> nesting depth
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self._fd: int | None = None
+        self._nested = False
+
+    def acquire(self, info: Mapping[str, Any], timeout_s: float = 5.0) -> bool:
+        """Take the lock (retrying for ``timeout_s``, since probes hold it for an instant) and record
+        ``info`` (job id, host, pid) in the lock file. False if another live process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = self.path.resolve()
+        if key in RunLock._held:  # this process trains the run already (a sweep job calling the trainer)
+            RunLock._held[key] += 1
+            self._nested = True
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    os.close(fd)
+                    if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        return False
+                    raise
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(dict(info)).encode(), 0)
+        self._fd = fd
+        RunLock._held[key] = 1
+        return True
+
+    def release(self) -> None:
+        if self._nested:
+            RunLock._held[self.path.resolve()] -= 1
+            self._nested = False
+        elif self._fd is not None:
+            RunLock._held.pop(self.path.resolve(), None)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def held_elsewhere(self) -> bool:
+        """Probe: is a live process holding the lock? (Takes it for an instant when free.)"""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return True
+            raise
+        finally:
+            os.close(fd)  # closing drops a lock we may have taken
+        return False
+
+    def holder(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+
+class RunBusy(RuntimeError):
+    """Another live process holds the run's lock."""
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s RunLock while training it; RunBusy (nothing written) if another process holds it."""
+    lock = RunLock(run_dir)
+    if not lock.acquire({"job_id": None, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}):
+        h = lock.holder()
+        raise RunBusy(f"{run_dir} is being trained by another process (pid {h.get('pid', '?')} on "
+                      f"{h.get('host', '?')}{', job ' + str(h['job_id']) if h.get('job_id') else ''}); "
+                      "wait for it or stop it first")
+    try:
+        yield
+    finally:
+        lock.release()

@@ -31,8 +31,8 @@ from iqrl.config import ConfigError, RunConfig, build_config, to_yaml_dict
 from iqrl.diagnostics import active_codebook, rank_metrics
 from iqrl.envs import EVAL_SEED_OFFSET, DMCEnv, task_group
 from iqrl.replay import SequenceReplay
-from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, atomic_torch_save, read_status, read_yaml,
-                            write_csv, write_status, write_yaml)
+from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, RunBusy, atomic_torch_save, read_status, read_yaml,
+                            training_lock, write_csv, write_status, write_yaml)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
 CHECKPOINT_FORMAT = 1
@@ -475,8 +475,12 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         return EXIT_BAD_INPUT
     trainer = None
     try:
-        trainer = Trainer(cfg)
-        return trainer.run(should_stop)
+        with training_lock(Path(cfg.out)):
+            trainer = Trainer(cfg)
+            return trainer.run(should_stop)
+    except RunBusy as e:  # the folder is another live process's: write nothing into it
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as e:  # recorded in status.json so sweeps and `make status` can show it
         import traceback
 

@@ -7,7 +7,8 @@ Three files keep a run from being started twice:
   job is submitted. It says "a job for this run is queued or running". A claim is *stale* when its job can
   no longer run: a Slurm job id that squeue no longer lists (finished, scancelled, node failure, OOM), a
   local job whose process is gone, or a claim that never got a job id (its sweep died mid-submit).
-* ``<run>/.lock`` — an ``flock`` held by the process that runs the trainer, for as long as it runs. The
+* ``<run>/.lock`` — an ``flock`` held by the process that runs the trainer, for as long as it runs
+  (``iqrl.runfolder.RunLock``: the trainer takes it itself, so a run started by hand is seen too). The
   kernel drops it when that process dies in any way (SIGKILL included), so a held lock always means "a
   live process is training this run right now"; a second job for the same run sees it and exits.
 * ``RESULTS/.submitit/<sweep>/sweep.lock`` — an ``flock`` serialising the claim phase of concurrent
@@ -22,7 +23,6 @@ node-local and exclude nothing across nodes (README, known limitations).
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -31,10 +31,10 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+
+from iqrl.runfolder import LOCK, RunLock  # noqa: F401  (the run lock lives with the run folder: the trainer takes it too)
 
 CLAIM = ".claim"
-LOCK = ".lock"
 
 # squeue states in which a job may still run (or is still running) this run. Not PREEMPTED: Slurm counts it
 # among the finished states (base state after SUSPENDED); a job preempted with PreemptMode=REQUEUE is shown
@@ -143,64 +143,6 @@ def claim_alive(claim: Claim, queue: Mapping[str, tuple[str, str]] | None) -> tu
             return True, "LOCAL", f"local job {claim.job_id} on {claim.host}"
         return False, "", f"local job {claim.job_id} has exited"
     return False, "", f"unknown claim backend {claim.backend!r}"
-
-
-class RunLock:
-    """The lock held by the process training a run (see module doc)."""
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK
-        self._fd: int | None = None
-
-    def acquire(self, info: Mapping[str, Any], timeout_s: float = 5.0) -> bool:
-        """Take the lock (retrying for ``timeout_s``, since probes hold it for an instant) and record
-        ``info`` (job id, host, pid) in the lock file. False if another live process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    os.close(fd)
-                    if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                        return False
-                    raise
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(dict(info)).encode(), 0)
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def held_elsewhere(self) -> bool:
-        """Probe: is a live process holding the lock? (Takes it for an instant when free.)"""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                return True
-            raise
-        finally:
-            os.close(fd)  # closing drops a lock we may have taken
-        return False
-
-    def holder(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            return {}
 
 
 @contextlib.contextmanager

@@ -242,3 +242,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert main([*TINY_RUN, *argv, f"out={tmp_path}"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_a_seed_locked_by_another_process_stops_the_group_before_anything_is_written(tmp_path, capsys):
+    from test_train import HOLD_LOCK
+
+    (tmp_path / "seed1").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "seed1")], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main([*TINY_RUN, "agent=iqrl", "seeds=0,1", f"out={tmp_path}"]) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "seed1 is being trained by another process" in err[0]
+        assert not any(p.name != ".lock" for p in tmp_path.rglob("*") if p.is_file())  # seed0 untouched too
+    finally:
+        holder.kill()
+        holder.wait()

@@ -193,3 +193,50 @@ def test_bf16_precision_runs_and_keeps_float32_losses(tmp_path):
     assert yaml.safe_load((out / "config.yaml").read_text())["precision"] == "bf16"
     # the other FSQ agent (float32 codes under autocast) trains with bf16 too
     assert main(tiny_argv("dcwm", tmp_path / "dcwm", steps=800, extra=["precision=bf16"])) == EXIT_OK
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from iqrl.runfolder import RunLock
+assert RunLock(Path(sys.argv[1])).acquire({"job_id": "4242", "pid": 0, "host": "elsewhere"})
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_trainer_on_a_locked_run_folder_exits_2_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(tiny_argv("td3", run, steps=400)) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and "another process" in err[0] and "job 4242" in err[0]
+        assert sorted(p.name for p in run.iterdir()) == [".lock"]  # no config, status or CSV written
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(tiny_argv("td3", run, steps=400)) == EXIT_OK  # the lock died with its process
+
+
+def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
+    """A sweep job takes the run lock, then calls the trainer in the same process: the lock is re-entrant
+    there, and still held by the job after the trainer returns."""
+    from iqrl.runfolder import RunLock
+
+    run = tmp_path / "run"
+    lock = RunLock(run)
+    assert lock.acquire({"job_id": "1"})
+    try:
+        assert main(tiny_argv("td3", run, steps=400)) == EXIT_OK
+        probe = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                                "from iqrl.runfolder import RunLock; print(RunLock(Path(sys.argv[1])).held_elsewhere())",
+                                str(run)], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        assert probe.stdout.strip() == "True"
+    finally:
+        lock.release()
+    assert not RunLock(run).held_elsewhere()
