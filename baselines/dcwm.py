@@ -311,7 +311,7 @@ class DCWM(Agent):
             m.load_state_dict(s[k])
         self.model_opt.load_state_dict(s["model_opt"])
         self.ac.load_extra_state(s["ac_extra"])
-        self.generator.set_state(s["generator"])
+        self.generator.set_state(s["generator"].cpu())
         for k, g in self.act_generators.items():
-            g.set_state(s["act_generators"][k])
+            g.set_state(s["act_generators"][k].cpu())
         self.plan_mean = {k: None if v is None else v.to(self.device) for k, v in s["plan_mean"].items()}

@@ -269,4 +269,4 @@ class TCRL(Agent):
         self.ac.actor_opt.load_state_dict(s["actor_opt"])
         self.ac.critic_opt.load_state_dict(s["critic_opt"])
         self.ac.sigma, self.train_episodes = s["sigma"], s["train_episodes"]
-        self.generator.set_state(s["generator"])
+        self.generator.set_state(s["generator"].cpu())

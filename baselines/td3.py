@@ -71,4 +71,4 @@ class TD3(Agent):
     def load_state_dict(self, s: dict) -> None:
         self.ac.load_state_dict(s["ac"])
         self.ac.load_extra_state(s["ac_extra"])
-        self.generator.set_state(s["generator"])
+        self.generator.set_state(s["generator"].cpu())

@@ -287,4 +287,4 @@ class IQRL(Agent):
                 m.load_state_dict(s[k])
         self.repr_opt.load_state_dict(s["repr_opt"])
         self.ac.load_extra_state(s["ac_extra"])
-        self.generator.set_state(s["generator"])
+        self.generator.set_state(s["generator"].cpu())

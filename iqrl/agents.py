@@ -116,7 +116,7 @@ class NamedState:
             getattr(self, k).load_state_dict(state[k])
         for k in self.STATE_VALUES:
             setattr(self, k, state[k])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
 
 
 @dataclass(frozen=True)

@@ -291,7 +291,7 @@ class SequenceReplay:
         self._starts_host = array("q", state["starts"].tolist() if self.capacity is not None else [])
         self._first_start = 0
         self._evict()
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
         self._grow("_prio", max(self.size, 1))
         self._prio[: self.size] = state["prio"].to(self.device) if "prio" in state else 1.0
         self._max_prio = state.get("max_prio", torch.ones(())).to(self.device)

@@ -291,9 +291,9 @@ class Trainer:
         self.replay.load_state_dict(s["replay"])
         random.setstate(s["rng"]["python"])
         np.random.set_state(s["rng"]["numpy"])
-        torch.set_rng_state(s["rng"]["torch"])
+        torch.set_rng_state(s["rng"]["torch"].cpu())
         self.rng.bit_generator.state = s["rng"]["seed_actions"]
-        self.diag_generator.set_state(s["rng"]["diag"])
+        self.diag_generator.set_state(s["rng"]["diag"].cpu())
         self.env.set_state(s["envs"]["train"])
         self.eval_env.set_state(s["envs"]["eval"])
         for k, v in s["counters"].items():
@@ -308,6 +308,8 @@ class Trainer:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             return False
+        # Tensors land on the run's device; RNG states (CPU byte tensors for every generator, CUDA ones
+        # included) go back to the CPU where they are set (`.cpu()` at each set_state).
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise RuntimeError(f"checkpoint {path} has format {state.get('format')}, expected {CHECKPOINT_FORMAT}")
@@ -354,9 +356,9 @@ class Trainer:
                 break
             stop = should_stop is not None and should_stop()
             if self.env_step >= self.next_ckpt or stop:
-                self.save_checkpoint()
-                while self.next_ckpt <= self.env_step:
+                while self.next_ckpt <= self.env_step:  # first: the checkpoint holds the next due step
                     self.next_ckpt += cfg.checkpoint_every
+                self.save_checkpoint()
             write_status(self.run_dir, "interrupted" if stop else "running", self.env_step, cfg.steps)
             if stop:
                 progress.close(f"interrupted at env_step {self.env_step}; checkpoint saved, re-run to resume")

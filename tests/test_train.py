@@ -240,3 +240,23 @@ def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
     finally:
         lock.release()
     assert not RunLock(run).held_elsewhere()
+
+
+def test_checkpoints_fall_on_the_cadence_after_a_resume(tmp_path, monkeypatch):
+    """Episodes of 200 env steps, checkpoint_every=400: stopped at 400 (a due checkpoint), the resumed run
+    checkpoints at 800, 1200 and at the end, not again at 600 (the saved counter was one period late)."""
+    from iqrl.train import Trainer
+
+    saved = []
+    original = Trainer.save_checkpoint
+    monkeypatch.setattr(Trainer, "save_checkpoint", lambda self: (saved.append(self.env_step), original(self))[1])
+    run, episodes = tmp_path / "run", {"n": 0}
+
+    def stop_at_400():
+        episodes["n"] += 1
+        return episodes["n"] == 2
+
+    assert main(tiny_argv("td3", run, steps=1600), should_stop=stop_at_400) == EXIT_INTERRUPTED
+    assert saved == [400]
+    assert main(tiny_argv("td3", run, steps=1600)) == EXIT_OK
+    assert saved == [400, 800, 1200, 1600]
