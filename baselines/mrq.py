@@ -186,7 +186,8 @@ class MRQ(NamedState, Agent):
         self.generator.manual_seed(seed)
         self.spec = AgentSpec(seq_len=max(cfg.enc_horizon, cfg.q_horizon), batch_size=cfg.batch_size,
                               updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy,
-                              update_mode="per_step", replay_capacity=1_000_000)  # the code's 1e6 FIFO
+                              update_mode="per_step", replay_capacity=1_000_000,  # the code's 1e6 FIFO
+                              update_period=cfg.target_update_every)  # an encoder burst every 250 updates
         self.latent_width = cfg.zs_dim
         self.encoder = MrqEncoder(obs_dim, act_dim, cfg).to(self.device)
         self.policy = MrqMLP(cfg.zs_dim, cfg.mlp_dims, act_dim, "relu").to(self.device)

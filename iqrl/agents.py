@@ -48,6 +48,9 @@ class AgentSpec:
     # Default FIFO size of the replay in transitions (None: keep and sample every transition). The run's
     # top-level `replay_capacity` overrides it.
     replay_capacity: int | None = None
+    # Updates after which the cost of an update repeats: MR.Q runs its 250 encoder steps once every 250 RL
+    # updates. `make bench` times whole periods, so such a burst is in every measurement once.
+    update_period: int = 1
 
 
 class Agent(abc.ABC):

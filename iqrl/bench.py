@@ -67,6 +67,12 @@ def count_ops(fn) -> int:
     return counter.n
 
 
+def whole_periods(n: int, period: int) -> int:
+    """At least n updates, a whole number of the agent's update periods (AgentSpec.update_period): MR.Q's
+    encoder burst every 250 updates then costs each timed update its share, wherever the burst falls."""
+    return math.ceil(n / period) * period
+
+
 def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> dict:
     import numpy as np
     import torch
@@ -113,6 +119,7 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
         sync()
 
     updates(3)
+    n_updates = whole_periods(n_updates, a.spec.update_period)
     t = time.perf_counter()
     updates(n_updates)
     ups = n_updates / (time.perf_counter() - t)
@@ -192,6 +199,7 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
 
     rounds(2)
     group.active = set(range(k))  # the seeds left after the warm-up rounds: let them in again
+    n_updates = whole_periods(n_updates, agents[0].spec.update_period)
     t = time.perf_counter()
     rounds(n_updates)
     per_seed = n_updates / (time.perf_counter() - t)
@@ -237,6 +245,13 @@ def matmul_peak(device: str, seconds: float = 1.0) -> list[dict]:
     return rows
 
 
+def write_rows(rows: list[dict], out: str) -> None:
+    """The rows as a JSON list, written atomically."""
+    tmp = Path(out).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(out)
+
+
 def print_table(rows: list[dict]) -> None:
     cols = FIELDS[:-2]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
@@ -248,15 +263,25 @@ def print_table(rows: list[dict]) -> None:
 
 
 def compare(old_path: str, new_path: str) -> int:
+    """Print new/old updates/s per row present in both files; rows in only one are named."""
     key = lambda r: (r["agent"], r["task"], r["device"], r["dtype"], r["compile"], r.get("seeds", 1))  # noqa: E731
-    old = {key(r): r for r in json.loads(Path(old_path).read_text())}
-    print(f"{'agent':<14} {'task':<12} {'dtype':<5} {'updates/s old':>14} {'new':>8} {'ratio':>6}")
-    for r in json.loads(Path(new_path).read_text()):
-        o = old.get(key(r))
-        if o:
-            ratio = r["updates_per_s"] / o["updates_per_s"]
-            print(f"{r['agent']:<14} {r['task']:<12} {r['dtype']:<5} {o['updates_per_s']:>14.2f} "
-                  f"{r['updates_per_s']:>8.2f} {ratio:>5.2f}x")
+    try:
+        old, new = ({key(r): r for r in json.loads(Path(p).read_text())} for p in (old_path, new_path))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"error: cannot read bench files {old_path}, {new_path}: {e}", file=sys.stderr)
+        return 2
+    print(f"{'agent':<14} {'task':<12} {'device':<7} {'dtype':<5} {'seeds':>5} {'updates/s old':>14} {'new':>8} "
+          f"{'ratio':>6}")
+    for k, r in new.items():
+        if k in old:
+            o = old[k]["updates_per_s"]
+            ratio = f"{r['updates_per_s'] / o:>5.2f}x" if o else "   n/a"
+            print(f"{r['agent']:<14} {r['task']:<12} {r['device']:<7} {r['dtype']:<5} {r.get('seeds', 1):>5} "
+                  f"{o:>14.2f} {r['updates_per_s']:>8.2f} {ratio}")
+    for label, only in (("old", old.keys() - new.keys()), ("new", new.keys() - old.keys())):
+        if only:
+            names = ", ".join(f"{a} {t} {d} {dt} K={k}" for a, t, d, dt, _, k in sorted(only, key=str))
+            print(f"only in the {label} file ({len(only)}): {names}")
     return 0
 
 
@@ -311,9 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    plan = [(a, ([1] if 1 in seeds else []) + (groups if a in GROUP_AGENTS else [])) for a in agents]
+    if not any(ks for _, ks in plan):
+        print(f"error: --seeds {args.seeds} asks only for K-seed rows, which only {', '.join(GROUP_AGENTS)} have; "
+              f"add 1 to --seeds or pick one of them", file=sys.stderr)
+        return 2
     rows = []
-    for a in agents:
-        ks = ([1] if 1 in seeds else []) + (groups if a in GROUP_AGENTS else [])
+    for a, ks in plan:
         for t in tasks:
             for d in dtypes:
                 for k in ks:
@@ -323,14 +352,15 @@ def main(argv: list[str] | None = None) -> int:
                     if r.returncode != 0:
                         print(f"error: bench of {a} on {t} ({d}, {k} seeds) failed: "
                               f"{r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                        if rows:
+                            write_rows(rows, args.out)
+                            print(f"wrote the {len(rows)} row(s) measured before it to {args.out}", file=sys.stderr)
                         return 1
                     rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
                     env_sps = rows[-1]["env_steps_per_s"]
                     print(f"{a:<14} {t:<12} {d:<5} K={k:<3} {rows[-1]['updates_per_s']:>8.2f} updates/s per seed "
                           + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""), flush=True)
-    tmp = Path(args.out).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rows, indent=1) + "\n")
-    tmp.replace(args.out)
+    write_rows(rows, args.out)
     print()
     print_table(rows)
     print(f"\nwrote {args.out}")

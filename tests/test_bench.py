@@ -2,7 +2,9 @@
 
 import pytest
 
-from iqrl.bench import main
+import json
+
+from iqrl.bench import main, whole_periods
 
 
 @pytest.mark.parametrize("args, message", [
@@ -10,6 +12,7 @@ from iqrl.bench import main
     (["--seeds", "a,4"], "--seeds must be a comma-separated list of ints >= 1"),
     (["--agents", "nope"], "unknown agent"),
     (["--tasks", "walker-nope"], "walker-nope"),
+    (["--agents", "td3", "--seeds", "4"], "asks only for K-seed rows"),  # no row to measure
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert main([*args, "--out", str(tmp_path / "b.json")]) == 2
@@ -35,3 +38,27 @@ def test_count_ops_counts_forward_and_backward_kernels_not_views():
     m, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
     # forward addmm + sum; backward ones_like (the seed gradient), mm (weight), sum (bias)
     assert count_ops(lambda: m(x).sum().backward()) == 5
+
+
+def test_mrq_updates_are_timed_over_whole_encoder_periods():
+    """MR.Q's 250 encoder steps run once every 250 RL updates: timing 20 updates after a warm-up missed
+    them all (about 2x its real rate). The bench times whole periods of AgentSpec.update_period."""
+    from iqrl.agents import make_agent
+    from iqrl.config import build_config
+
+    cfg = build_config(["agent=mrq", "task=walker-walk"])
+    assert make_agent(cfg.agent, 24, 6, "cpu", 0).spec.update_period == cfg.agent.target_update_every == 250
+    assert [whole_periods(n, 250) for n in (1, 20, 250, 251)] == [250, 250, 250, 500]
+    assert [whole_periods(n, 1) for n in (1, 20)] == [1, 20]
+
+
+def test_compare_prints_ratios_and_names_rows_in_one_file_only(tmp_path, capsys):
+    row = dict(agent="iqrl", task="walker-walk", device="cpu", dtype="fp32", compile=False, seeds=1, updates_per_s=4.0)
+    (tmp_path / "old.json").write_text(json.dumps([row, {**row, "seeds": 4, "updates_per_s": 1.0}]))
+    (tmp_path / "new.json").write_text(json.dumps([{**row, "updates_per_s": 6.0}, {**row, "dtype": "bf16"}]))
+    assert main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0
+    out = capsys.readouterr().out
+    assert "1.50x" in out
+    assert "only in the old file (1): iqrl walker-walk cpu fp32 K=4" in out
+    assert "only in the new file (1): iqrl walker-walk cpu bf16 K=1" in out
+    assert main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "missing.json")]) == 2
