@@ -262,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
     p.add_argument("--steps", type=int, default=100_000, help="env steps per run")
     p.add_argument("--seeds", type=int, default=1, help="seeds 1..N")
-    p.add_argument("--out", default="results/validate")
+    # absolute: the runs are started in the repository, the table is read here
+    p.add_argument("--out", type=lambda path: Path(path).absolute(), default="results/validate",
+                   help="relative to the current directory")
     p.add_argument("--small", action="store_true", help="cap network sizes (see module docstring)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel (default: cores)")
     p.add_argument("--eval-every", type=int, default=10_000)
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: bad arguments (unknown agents: {unknown}; tasks: {tasks})" if unknown or not tasks else
               "error: --steps, --seeds and --jobs must be >= 1", file=sys.stderr)
         return 2
-    out, seeds = Path(args.out), list(range(1, args.seeds + 1))
+    out, seeds = args.out, list(range(1, args.seeds + 1))
     try:  # before any training: a missing reference file should not surface hours later
         ref = load_reference(Path(args.reference))
     except AnalysisError as e:

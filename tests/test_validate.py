@@ -178,3 +178,16 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
     assert (first / "checkpoint").exists()
     assert "stopping at the end of this episode" in (out / "logs" / "td3_cartpole-balance_default_seed1.log").read_text()
     assert not (out / "sac").exists()  # the next run never started
+
+
+def test_relative_out_is_resolved_against_the_callers_directory(tmp_path, monkeypatch):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    started = []
+    monkeypatch.setattr(validate, "run_all", lambda jobs, out, parallel: started.extend(jobs) or {})
+    monkeypatch.chdir(tmp_path)  # not the repository: the trainer runs there (cwd=REPO), the table here
+    argv = ["--agents", "td3", "--tasks", "cartpole-balance", "--out", "rel", "--reference", str(ref)]
+    assert validate.main(argv) == 0
+    [out] = [a.split("=", 1)[1] for a in started[0] if a.startswith("out=")]
+    assert out == str(tmp_path / "rel" / "td3" / "cartpole-balance" / "default" / "seed1")
+    assert (tmp_path / "rel" / "validate.md").is_file()
