@@ -15,9 +15,10 @@ published learning curves at the same env step (`make validate`). Not part of CI
    * ours: each run's mean over its last 2 evaluations with env_step <= --steps, averaged over seeds;
    * published (`../shared/reference-data/published_dmc.csv.gz`, main results only = empty `ablation`):
      each (source, algorithm) curve's value at its largest env_step <= --steps + --step-tolerance, per seed,
-     averaged over that source's seeds. The tolerance (default 1000) absorbs the sources' evaluation
-     offsets (e.g. TCRL and the iQRL draft's TD3 evaluate at 1k, 26k, ..., 101k); the env step actually
-     used is shown.
+     averaged over the seeds whose step is >= --steps - --step-tolerance (a seed whose curve stops earlier
+     is left out, and a curve without such a seed is not shown). The tolerance (default 1000) absorbs the
+     sources' evaluation offsets (e.g. TCRL and the iQRL draft's TD3 evaluate at 1k, 26k, ..., 101k); the
+     seeds used and the largest env step used are shown.
 
 --small caps network sizes for CPU budgets, for every agent whose config has the key and whose value
 (after its task overrides) is larger: mlp_dims <= [256, 256], enc_mlp_dims <= [256], latent_dim <= 64 (the
@@ -179,13 +180,16 @@ def our_results(out: Path, agents: list[str], tasks: list[str], seeds: list[int]
 
 def published_at(ref: pd.DataFrame, tasks: list[str], step: int, tolerance: int = 1000) -> pd.DataFrame:
     """Main-result curves at `step`: per (task, source, algorithm) and seed, the return at the largest
-    env_step <= step + tolerance; then the mean over seeds. Columns: task, source, algorithm, label,
-    published, n_seeds, env_step (the largest step used)."""
+    env_step <= step + tolerance, where that step is >= step - tolerance (a seed whose curve stops earlier
+    is left out); then the mean over the seeds kept. A (task, source, algorithm) with no such seed has no
+    row. Columns: task, source, algorithm, label, published, n_seeds (seeds kept), env_step (the largest
+    step used)."""
     sel = ref[(ref["ablation"] == "") & ref["task"].isin(tasks) & (ref["env_step"] <= step + tolerance)]
-    cols = ["task", "source", "algorithm", "label", "published", "n_seeds", "env_step"]
-    if sel.empty:
-        return pd.DataFrame(columns=cols)
     last = sel.sort_values("env_step").groupby(["task", "source", "algorithm", "seed"], sort=False).tail(1)
+    last = last[last["env_step"] >= step - tolerance]
+    cols = ["task", "source", "algorithm", "label", "published", "n_seeds", "env_step"]
+    if last.empty:
+        return pd.DataFrame(columns=cols)
     out = (last.groupby(["task", "source", "algorithm"], sort=True)
            .agg(published=("episode_return", "mean"), n_seeds=("seed", "size"), env_step=("env_step", "max"))
            .reset_index())
@@ -207,8 +211,9 @@ def to_markdown(ours: pd.DataFrame, published: pd.DataFrame, steps: int, toleran
                 note: str = "") -> str:
     lines = ["# Learning check: final returns next to published curves", "",
              f"Ours: mean of each run's last {LAST_EVALS} evaluations at env_step <= {steps}, averaged over "
-             f"seeds. Published: main-result curves of `published_dmc.csv.gz`, each (source, algorithm) at its "
-             f"largest env_step <= {steps} + {tolerance}, averaged over the source's seeds.", ""]
+             f"seeds. Published: main-result curves of `published_dmc.csv.gz`, each (source, algorithm) seed "
+             f"at its largest env_step <= {steps} + {tolerance}, averaged over the seeds whose curve reaches "
+             f"{steps} - {tolerance} (the seeds column counts them).", ""]
     if note:
         lines += [note, ""]
     for task in ours["task"].drop_duplicates():

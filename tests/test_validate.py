@@ -55,12 +55,23 @@ def runs(tmp_path):
 def test_published_value_at_each_seeds_last_step_within_tolerance():
     pub = validate.published_at(reference(), ["walker-walk"], 20000, tolerance=1000)
     got = {r.label: (r.published, r.n_seeds, r.env_step) for r in pub.itertuples()}
-    # iQRL: seed 1 at 21000 (300), seed 2 at 15000 (200); the ablation row is ignored
-    assert got == {"iQRL [s1]": (250.0, 2, 21000), "SAC [s2]": (50.0, 2, 20000)}
+    # iQRL: seed 1 at 21000 (300); seed 2's point before 20000 + 1000 is 15000, too early: left out.
+    # The ablation row is ignored; s3's SAC curve starts after 21000.
+    assert got == {"iQRL [s1]": (300.0, 1, 21000), "SAC [s2]": (50.0, 2, 20000)}
     strict = validate.published_at(reference(), ["walker-walk"], 20000, tolerance=0)
-    iqrl = strict[strict["algorithm"] == "iQRL"].iloc[0]
-    assert (iqrl.published, iqrl.env_step) == (150.0, 15000)  # seed 1 falls back to its 10000 point
+    # seed 1 falls back to 10000, seed 2 to 15000: no iQRL seed at 20000, so no iQRL row
+    assert list(strict["label"]) == ["SAC [s2]"]
     assert validate.published_at(reference(), ["hopper-hop"], 20000).empty
+
+
+def test_published_leaves_out_seeds_whose_curve_stops_early():
+    # as DreamerV3 on dog-run in the TD-MPC2 results: seed 3 has only its step-0 point
+    rows = [("s", "D", "", "dog-run", 0, seed, 5.2) for seed in (1, 2, 3)] + \
+        [("s", "D", "", "dog-run", 100000, seed, 10.0 * seed) for seed in (1, 2)] + \
+        [("t", "E", "", "dog-run", 0, 1, 3.0)]  # a curve with no seed near 100000: no row at all
+    ref = pd.DataFrame(rows, columns=reference().columns)
+    pub = validate.published_at(ref, ["dog-run"], 100000)
+    assert [(r.label, r.published, r.n_seeds, r.env_step) for r in pub.itertuples()] == [("D [s]", 15.0, 2, 100000)]
 
 
 def test_ours_is_the_mean_of_the_last_two_evals_then_over_seeds(runs):
@@ -83,11 +94,11 @@ def test_markdown_and_csv(runs):
     assert (runs / "validate.md").read_text() == text + "\n"
     lines = text.splitlines()
     assert "## walker-walk (20,000 env steps)" in lines and "a note" in lines
-    assert "| iqrl | 150.0 | 2/3 | 20000 | done, missing | iQRL [s1]: 250.0 @21000 |" in lines
+    assert "| iqrl | 150.0 | 2/3 | 20000 | done, missing | iQRL [s1]: 300.0 @21000 |" in lines
     assert any(ln.startswith("| td3 | 6.0 | 1/3 | 10000 | failed") and ln.endswith("| — |") for ln in lines)
     assert "| sac | — | 0/3 | — | missing | SAC [s2]: 50.0 @20000 |" in lines
     published = lines[lines.index("| published [source] | return | seeds | at env_step |") + 2:]
-    assert published[:2] == ["| iQRL [s1] | 250.0 | 2 | 21000 |", "| SAC [s2] | 50.0 | 2 | 20000 |"]  # by return
+    assert published[:2] == ["| iQRL [s1] | 300.0 | 1 | 21000 |", "| SAC [s2] | 50.0 | 2 | 20000 |"]  # by return
     csv = pd.read_csv(runs / "validate.csv")
     assert list(csv.columns) == ["kind", "task", "target_step", "name", "return", "seeds", "env_step", "state"]
     assert sorted(csv["kind"].unique()) == ["ours", "published"] and len(csv) == 5
