@@ -9,8 +9,10 @@ published learning curves at the same env step (`make validate`). Not part of CI
    variant=<variant> eval_every=E checkpoint_every=E` for every agent x task x seed (agents: all of `iqrl.agents.agent_names()`
    unless --agents is given), at most --jobs at a time (default: all cores), each with OMP_NUM_THREADS=1,
    logging to OUT/logs/. The variant is `small` with --small and `default` otherwise. A finished run is left
-   alone and an interrupted one resumes, so re-running the command only does what is missing; a folder that
-   holds a run with another config (e.g. another --steps) is refused by the trainer: use another --out.
+   alone and an interrupted one resumes, so re-running the command only does what is missing. Before any run
+   starts, every run gets the trainer's own checks: an unknown task, key or value, an unavailable device or a
+   folder that holds a run with another config (e.g. another --steps; use another --out) is one `error:` line
+   and exit 2.
 2. Writes OUT/validate.md (also printed) and OUT/validate.csv:
    * ours: each run's mean over its last 2 evaluations with env_step <= --steps, averaged over seeds;
    * published (`../shared/reference-data/published_dmc.csv.gz`, main results only = empty `ablation`):
@@ -86,6 +88,17 @@ def train_argv(out: Path, agent: str, task: str, seed: int, steps: int, small: b
             f"out={run_dir(out, agent, task, variant, seed)}", "sweep=validate", f"variant={variant}",
             f"eval_every={eval_every}", f"checkpoint_every={eval_every}"]
     return argv + (small_overrides(agent, task) if small else []) + list(extra)
+
+
+def check_job(argv: list[str]) -> None:
+    """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here for
+    every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another config."""
+    from iqrl.config import build_config
+    from iqrl.train import check_run_folder, resolve_device
+
+    cfg = build_config(argv)
+    if check_run_folder(cfg) != "done":  # a finished run is left alone, on any device
+        resolve_device(cfg.device)
 
 
 def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
@@ -261,6 +274,7 @@ def _csv(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from iqrl.agents import agent_names
+    from iqrl.config import ConfigError
 
     p = argparse.ArgumentParser(description="Learning check against published DMC curves (see module docstring).")
     p.add_argument("--agents", default="", help="comma-separated; default: every registered agent")
@@ -292,8 +306,14 @@ def main(argv: list[str] | None = None) -> int:
               "pass --reference PATH)", file=sys.stderr)
         return 2
     if not args.table_only:
-        jobs = [train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
-                for a in agents for t in tasks for s in seeds]
+        try:  # bad input stops everything before any run starts, with one line
+            jobs = [train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
+                    for a in agents for t in tasks for s in seeds]
+            for job in jobs:
+                check_job(job)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(f"{len(jobs)} runs, {args.jobs} at a time, logs in {out / 'logs'}", flush=True)
         try:
             run_all(jobs, out, args.jobs)

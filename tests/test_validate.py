@@ -202,3 +202,53 @@ def test_relative_out_is_resolved_against_the_callers_directory(tmp_path, monkey
     [out] = [a.split("=", 1)[1] for a in started[0] if a.startswith("out=")]
     assert out == str(tmp_path / "rel" / "td3" / "cartpole-balance" / "default" / "seed1")
     assert (tmp_path / "rel" / "validate.md").is_file()
+
+
+def no_training(monkeypatch) -> list:
+    """Replace run_all by a recorder of the jobs it would start (no run starts)."""
+    started = []
+    monkeypatch.setattr(validate, "run_all", lambda jobs, out, parallel: started.extend(jobs) or {})
+    return started
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--extra", "nope=1"], "unknown config key 'nope'"),
+    (["--extra", "eval_episodes=0"], "eval_episodes must be >= 1"),
+    (["--tasks", "cartpole-nope"], "cartpole-nope"),
+    (["--tasks", "cartpole-nope", "--small"], "cartpole-nope"),
+])
+def test_bad_run_config_fails_before_any_training(bad, message, tmp_path, monkeypatch, capsys):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    started = no_training(monkeypatch)
+    argv = ["--agents", "td3", "--tasks", "cartpole-balance", "--out", str(tmp_path / "v"), "--reference", str(ref)]
+    assert validate.main(argv + bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not started and not (tmp_path / "v").exists()
+
+
+def test_a_folder_holding_a_run_with_another_config_is_refused_before_any_training(tmp_path, monkeypatch,
+                                                                                     capsys):
+    from iqrl.config import to_yaml_dict
+    from iqrl.runfolder import write_status, write_yaml
+
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    out = tmp_path / "v"
+    done = validate.train_argv(out, "td3", "cartpole-balance", 1, 400, False, 200, [])
+    folder = Path(build_config(done).out)
+    folder.mkdir(parents=True)
+    write_yaml(folder / "config.yaml", to_yaml_dict(build_config(done)))
+    write_status(folder, "done", 400, 400)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    started = no_training(monkeypatch)
+    argv = ["--agents", "td3,sac", "--tasks", "cartpole-balance", "--steps", "400", "--eval-every", "200",
+            "--out", str(out), "--reference", str(ref)]
+    assert validate.main(argv + ["--extra", "eval_episodes=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {folder} holds a run with a different config (differs in eval_episodes)")
+    assert len(err.splitlines()) == 1 and not started  # not even the sac run, whose folder is free
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert validate.main(argv) == 0  # the same config: the finished run is accepted
+    assert len(started) == 2
