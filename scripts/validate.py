@@ -21,6 +21,9 @@ published learning curves at the same env step (`make validate`). Not part of CI
      is left out, and a curve without such a seed is not shown). The tolerance (default 1000) absorbs the
      sources' evaluation offsets (e.g. TCRL and the iQRL draft's TD3 evaluate at 1k, 26k, ..., 101k); the
      seeds used and the largest env step used are shown.
+3. Exits 0; 1 where a run exited with anything but 0 (done) or 3 (interrupted, resumes on the next call),
+   each such run named on one line with its log (the table is written all the same); 2 for bad input;
+   130 after Ctrl-C.
 
 --small caps network sizes for CPU budgets, for every agent whose config has the key and whose value
 (after its task overrides) is larger: mlp_dims <= [256, 256], enc_mlp_dims <= [256], latent_dim <= 64 (the
@@ -90,6 +93,11 @@ def train_argv(out: Path, agent: str, task: str, seed: int, steps: int, small: b
     return argv + (small_overrides(agent, task) if small else []) + list(extra)
 
 
+def log_file(out: Path, folder: str) -> Path:
+    """OUT/logs/<agent>_<task>_<variant>_seed<k>.log for the run folder OUT/<agent>/<task>/<variant>/seed<k>."""
+    return out / "logs" / (Path(folder).relative_to(out).as_posix().replace("/", "_") + ".log")
+
+
 def check_job(argv: list[str]) -> None:
     """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here for
     every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another config."""
@@ -108,18 +116,16 @@ def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
     with a checkpoint (the runs sit in their own sessions, so the terminal's Ctrl-C reaches only this
     process); then KeyboardInterrupt is raised again. Re-running the same command resumes.
     """
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "disable",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     running, lock, stopping = set(), threading.Lock(), threading.Event()
 
     def one(argv: list[str]) -> tuple[str, int]:
         folder = next(a.split("=", 1)[1] for a in argv if a.startswith("out="))
-        name = Path(folder).relative_to(out).as_posix().replace("/", "_")
         if stopping.is_set():
             return folder, -1
-        with open(logs / f"{name}.log", "a") as log:
+        with open(log_file(out, folder), "a") as log:
             log.write(f"$ python -m iqrl.train {' '.join(argv)}\n")
             log.flush()
             with lock:
@@ -275,6 +281,7 @@ def _csv(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from iqrl.agents import agent_names
     from iqrl.config import ConfigError
+    from iqrl.train import EXIT_INTERRUPTED, EXIT_OK
 
     p = argparse.ArgumentParser(description="Learning check against published DMC curves (see module docstring).")
     p.add_argument("--agents", default="", help="comma-separated; default: every registered agent")
@@ -305,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e} (the published curves sit in ../shared/reference-data beside the checkout; "
               "pass --reference PATH)", file=sys.stderr)
         return 2
+    codes = {}  # run folder -> the trainer's exit code
     if not args.table_only:
         try:  # bad input stops everything before any run starts, with one line
             jobs = [train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
@@ -316,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"{len(jobs)} runs, {args.jobs} at a time, logs in {out / 'logs'}", flush=True)
         try:
-            run_all(jobs, out, args.jobs)
+            codes = run_all(jobs, out, args.jobs)
         except KeyboardInterrupt:
             return 130
     variant = "small" if args.small else "default"
@@ -335,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         note += (" " if note else "") + "Extra overrides: " + " ".join(args.extra) + "."
     print(write_report(out, ours, published, args.steps, args.step_tolerance, note))
     print(f"\nwrote {out / 'validate.md'} and {out / 'validate.csv'}")
-    return 0
+    # an interrupted run (e.g. its own SIGTERM) resumes on the next call: not a failure
+    failed = sorted(folder for folder, rc in codes.items() if rc not in (EXIT_OK, EXIT_INTERRUPTED))
+    for folder in failed:
+        print(f"error: run exited {codes[folder]}: {folder} (log: {log_file(out, folder)})", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -252,3 +252,22 @@ def test_a_folder_holding_a_run_with_another_config_is_refused_before_any_traini
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert validate.main(argv) == 0  # the same config: the finished run is accepted
     assert len(started) == 2
+
+
+def test_failed_runs_make_the_check_fail_and_are_named_one_line_each(tmp_path, monkeypatch, capsys):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    out = tmp_path / "v"
+    folders = [str(validate.run_dir(out, a, "cartpole-balance", "default", s)) for a in ("td3", "sac") for s in (1, 2)]
+    codes = dict(zip(folders, [0, 3, 1, 2]))  # ok, interrupted (resumable: not a failure), failed, bad input
+    monkeypatch.setattr(validate, "run_all", lambda jobs, out, parallel: codes)
+    argv = ["--agents", "td3,sac", "--tasks", "cartpole-balance", "--seeds", "2", "--out", str(out),
+            "--reference", str(ref)]
+    assert validate.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "| td3 |" in captured.out and (out / "validate.md").is_file()  # the table is written all the same
+    assert captured.err.splitlines() == [
+        f"error: run exited 1: {folders[2]} (log: {out / 'logs' / 'sac_cartpole-balance_default_seed1.log'})",
+        f"error: run exited 2: {folders[3]} (log: {out / 'logs' / 'sac_cartpole-balance_default_seed2.log'})"]
+    codes.update({folders[2]: 0, folders[3]: 0})
+    assert validate.main(argv) == 0
