@@ -9,15 +9,21 @@ published learning curves at the same env step (`make validate`). Not part of CI
    variant=<variant> eval_every=E checkpoint_every=E` for every agent x task x seed (agents: all of `iqrl.agents.agent_names()`
    unless --agents is given), at most --jobs at a time (default: all cores), each with OMP_NUM_THREADS=1,
    logging to OUT/logs/. The variant is `small` with --small and `default` otherwise. A finished run is left
-   alone and an interrupted one resumes, so re-running the command only does what is missing; a folder that
-   holds a run with another config (e.g. another --steps) is refused by the trainer: use another --out.
+   alone and an interrupted one resumes, so re-running the command only does what is missing. Before any run
+   starts, every run gets the trainer's own checks: an unknown task, key or value, an unavailable device or a
+   folder that holds a run with another config (e.g. another --steps; use another --out) is one `error:` line
+   and exit 2.
 2. Writes OUT/validate.md (also printed) and OUT/validate.csv:
    * ours: each run's mean over its last 2 evaluations with env_step <= --steps, averaged over seeds;
    * published (`../shared/reference-data/published_dmc.csv.gz`, main results only = empty `ablation`):
      each (source, algorithm) curve's value at its largest env_step <= --steps + --step-tolerance, per seed,
-     averaged over that source's seeds. The tolerance (default 1000) absorbs the sources' evaluation
-     offsets (e.g. TCRL and the iQRL draft's TD3 evaluate at 1k, 26k, ..., 101k); the env step actually
-     used is shown.
+     averaged over the seeds whose step is >= --steps - --step-tolerance (a seed whose curve stops earlier
+     is left out, and a curve without such a seed is not shown). The tolerance (default 1000) absorbs the
+     sources' evaluation offsets (e.g. TCRL and the iQRL draft's TD3 evaluate at 1k, 26k, ..., 101k); the
+     seeds used and the largest env step used are shown.
+3. Exits 0; 1 where a run exited with anything but 0 (done) or 3 (interrupted, resumes on the next call),
+   each such run named on one line with its log (the table is written all the same); 2 for bad input;
+   130 after Ctrl-C.
 
 --small caps network sizes for CPU budgets, for every agent whose config has the key and whose value
 (after its task overrides) is larger: mlp_dims <= [256, 256], enc_mlp_dims <= [256], latent_dim <= 64 (the
@@ -87,6 +93,22 @@ def train_argv(out: Path, agent: str, task: str, seed: int, steps: int, small: b
     return argv + (small_overrides(agent, task) if small else []) + list(extra)
 
 
+def log_file(out: Path, folder: str) -> Path:
+    """OUT/logs/<agent>_<task>_<variant>_seed<k>.log for the run folder OUT/<agent>/<task>/<variant>/seed<k>."""
+    return out / "logs" / (Path(folder).relative_to(out).as_posix().replace("/", "_") + ".log")
+
+
+def check_job(argv: list[str]) -> None:
+    """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here for
+    every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another config."""
+    from iqrl.config import build_config
+    from iqrl.train import check_run_folder, resolve_device
+
+    cfg = build_config(argv)
+    if check_run_folder(cfg) != "done":  # a finished run is left alone, on any device
+        resolve_device(cfg.device)
+
+
 def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
     """Run `python -m iqrl.train ARGV` for each argv, `parallel` at a time; returns {run folder: exit code}.
 
@@ -94,18 +116,16 @@ def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
     with a checkpoint (the runs sit in their own sessions, so the terminal's Ctrl-C reaches only this
     process); then KeyboardInterrupt is raised again. Re-running the same command resumes.
     """
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "disable",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     running, lock, stopping = set(), threading.Lock(), threading.Event()
 
     def one(argv: list[str]) -> tuple[str, int]:
         folder = next(a.split("=", 1)[1] for a in argv if a.startswith("out="))
-        name = Path(folder).relative_to(out).as_posix().replace("/", "_")
         if stopping.is_set():
             return folder, -1
-        with open(logs / f"{name}.log", "a") as log:
+        with open(log_file(out, folder), "a") as log:
             log.write(f"$ python -m iqrl.train {' '.join(argv)}\n")
             log.flush()
             with lock:
@@ -179,13 +199,16 @@ def our_results(out: Path, agents: list[str], tasks: list[str], seeds: list[int]
 
 def published_at(ref: pd.DataFrame, tasks: list[str], step: int, tolerance: int = 1000) -> pd.DataFrame:
     """Main-result curves at `step`: per (task, source, algorithm) and seed, the return at the largest
-    env_step <= step + tolerance; then the mean over seeds. Columns: task, source, algorithm, label,
-    published, n_seeds, env_step (the largest step used)."""
+    env_step <= step + tolerance, where that step is >= step - tolerance (a seed whose curve stops earlier
+    is left out); then the mean over the seeds kept. A (task, source, algorithm) with no such seed has no
+    row. Columns: task, source, algorithm, label, published, n_seeds (seeds kept), env_step (the largest
+    step used)."""
     sel = ref[(ref["ablation"] == "") & ref["task"].isin(tasks) & (ref["env_step"] <= step + tolerance)]
-    cols = ["task", "source", "algorithm", "label", "published", "n_seeds", "env_step"]
-    if sel.empty:
-        return pd.DataFrame(columns=cols)
     last = sel.sort_values("env_step").groupby(["task", "source", "algorithm", "seed"], sort=False).tail(1)
+    last = last[last["env_step"] >= step - tolerance]
+    cols = ["task", "source", "algorithm", "label", "published", "n_seeds", "env_step"]
+    if last.empty:
+        return pd.DataFrame(columns=cols)
     out = (last.groupby(["task", "source", "algorithm"], sort=True)
            .agg(published=("episode_return", "mean"), n_seeds=("seed", "size"), env_step=("env_step", "max"))
            .reset_index())
@@ -207,8 +230,9 @@ def to_markdown(ours: pd.DataFrame, published: pd.DataFrame, steps: int, toleran
                 note: str = "") -> str:
     lines = ["# Learning check: final returns next to published curves", "",
              f"Ours: mean of each run's last {LAST_EVALS} evaluations at env_step <= {steps}, averaged over "
-             f"seeds. Published: main-result curves of `published_dmc.csv.gz`, each (source, algorithm) at its "
-             f"largest env_step <= {steps} + {tolerance}, averaged over the source's seeds.", ""]
+             f"seeds. Published: main-result curves of `published_dmc.csv.gz`, each (source, algorithm) seed "
+             f"at its largest env_step <= {steps} + {tolerance}, averaged over the seeds whose curve reaches "
+             f"{steps} - {tolerance} (the seeds column counts them).", ""]
     if note:
         lines += [note, ""]
     for task in ours["task"].drop_duplicates():
@@ -256,13 +280,17 @@ def _csv(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from iqrl.agents import agent_names
+    from iqrl.config import ConfigError
+    from iqrl.train import EXIT_INTERRUPTED, EXIT_OK
 
     p = argparse.ArgumentParser(description="Learning check against published DMC curves (see module docstring).")
     p.add_argument("--agents", default="", help="comma-separated; default: every registered agent")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
     p.add_argument("--steps", type=int, default=100_000, help="env steps per run")
     p.add_argument("--seeds", type=int, default=1, help="seeds 1..N")
-    p.add_argument("--out", default="results/validate")
+    # absolute: the runs are started in the repository, the table is read here
+    p.add_argument("--out", type=lambda path: Path(path).absolute(), default="results/validate",
+                   help="relative to the current directory")
     p.add_argument("--small", action="store_true", help="cap network sizes (see module docstring)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel (default: cores)")
     p.add_argument("--eval-every", type=int, default=10_000)
@@ -277,19 +305,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: bad arguments (unknown agents: {unknown}; tasks: {tasks})" if unknown or not tasks else
               "error: --steps, --seeds and --jobs must be >= 1", file=sys.stderr)
         return 2
-    out, seeds = Path(args.out), list(range(1, args.seeds + 1))
+    out, seeds = args.out, list(range(1, args.seeds + 1))
     try:  # before any training: a missing reference file should not surface hours later
         ref = load_reference(Path(args.reference))
     except AnalysisError as e:
         print(f"error: {e} (the published curves sit in ../shared/reference-data beside the checkout; "
               "pass --reference PATH)", file=sys.stderr)
         return 2
+    codes = {}  # run folder -> the trainer's exit code
     if not args.table_only:
-        jobs = [train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
-                for a in agents for t in tasks for s in seeds]
+        try:  # bad input stops everything before any run starts, with one line
+            jobs = [train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
+                    for a in agents for t in tasks for s in seeds]
+            for job in jobs:
+                check_job(job)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(f"{len(jobs)} runs, {args.jobs} at a time, logs in {out / 'logs'}", flush=True)
         try:
-            run_all(jobs, out, args.jobs)
+            codes = run_all(jobs, out, args.jobs)
         except KeyboardInterrupt:
             return 130
     variant = "small" if args.small else "default"
@@ -308,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         note += (" " if note else "") + "Extra overrides: " + " ".join(args.extra) + "."
     print(write_report(out, ours, published, args.steps, args.step_tolerance, note))
     print(f"\nwrote {out / 'validate.md'} and {out / 'validate.csv'}")
-    return 0
+    # an interrupted run (e.g. its own SIGTERM) resumes on the next call: not a failure
+    failed = sorted(folder for folder, rc in codes.items() if rc not in (EXIT_OK, EXIT_INTERRUPTED))
+    for folder in failed:
+        print(f"error: run exited {codes[folder]}: {folder} (log: {log_file(out, folder)})", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -55,12 +55,23 @@ def runs(tmp_path):
 def test_published_value_at_each_seeds_last_step_within_tolerance():
     pub = validate.published_at(reference(), ["walker-walk"], 20000, tolerance=1000)
     got = {r.label: (r.published, r.n_seeds, r.env_step) for r in pub.itertuples()}
-    # iQRL: seed 1 at 21000 (300), seed 2 at 15000 (200); the ablation row is ignored
-    assert got == {"iQRL [s1]": (250.0, 2, 21000), "SAC [s2]": (50.0, 2, 20000)}
+    # iQRL: seed 1 at 21000 (300); seed 2's point before 20000 + 1000 is 15000, too early: left out.
+    # The ablation row is ignored; s3's SAC curve starts after 21000.
+    assert got == {"iQRL [s1]": (300.0, 1, 21000), "SAC [s2]": (50.0, 2, 20000)}
     strict = validate.published_at(reference(), ["walker-walk"], 20000, tolerance=0)
-    iqrl = strict[strict["algorithm"] == "iQRL"].iloc[0]
-    assert (iqrl.published, iqrl.env_step) == (150.0, 15000)  # seed 1 falls back to its 10000 point
+    # seed 1 falls back to 10000, seed 2 to 15000: no iQRL seed at 20000, so no iQRL row
+    assert list(strict["label"]) == ["SAC [s2]"]
     assert validate.published_at(reference(), ["hopper-hop"], 20000).empty
+
+
+def test_published_leaves_out_seeds_whose_curve_stops_early():
+    # as DreamerV3 on dog-run in the TD-MPC2 results: seed 3 has only its step-0 point
+    rows = [("s", "D", "", "dog-run", 0, seed, 5.2) for seed in (1, 2, 3)] + \
+        [("s", "D", "", "dog-run", 100000, seed, 10.0 * seed) for seed in (1, 2)] + \
+        [("t", "E", "", "dog-run", 0, 1, 3.0)]  # a curve with no seed near 100000: no row at all
+    ref = pd.DataFrame(rows, columns=reference().columns)
+    pub = validate.published_at(ref, ["dog-run"], 100000)
+    assert [(r.label, r.published, r.n_seeds, r.env_step) for r in pub.itertuples()] == [("D [s]", 15.0, 2, 100000)]
 
 
 def test_ours_is_the_mean_of_the_last_two_evals_then_over_seeds(runs):
@@ -83,11 +94,11 @@ def test_markdown_and_csv(runs):
     assert (runs / "validate.md").read_text() == text + "\n"
     lines = text.splitlines()
     assert "## walker-walk (20,000 env steps)" in lines and "a note" in lines
-    assert "| iqrl | 150.0 | 2/3 | 20000 | done, missing | iQRL [s1]: 250.0 @21000 |" in lines
+    assert "| iqrl | 150.0 | 2/3 | 20000 | done, missing | iQRL [s1]: 300.0 @21000 |" in lines
     assert any(ln.startswith("| td3 | 6.0 | 1/3 | 10000 | failed") and ln.endswith("| — |") for ln in lines)
     assert "| sac | — | 0/3 | — | missing | SAC [s2]: 50.0 @20000 |" in lines
     published = lines[lines.index("| published [source] | return | seeds | at env_step |") + 2:]
-    assert published[:2] == ["| iQRL [s1] | 250.0 | 2 | 21000 |", "| SAC [s2] | 50.0 | 2 | 20000 |"]  # by return
+    assert published[:2] == ["| iQRL [s1] | 300.0 | 1 | 21000 |", "| SAC [s2] | 50.0 | 2 | 20000 |"]  # by return
     csv = pd.read_csv(runs / "validate.csv")
     assert list(csv.columns) == ["kind", "task", "target_step", "name", "return", "seeds", "env_step", "state"]
     assert sorted(csv["kind"].unique()) == ["ours", "published"] and len(csv) == 5
@@ -178,3 +189,85 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
     assert (first / "checkpoint").exists()
     assert "stopping at the end of this episode" in (out / "logs" / "td3_cartpole-balance_default_seed1.log").read_text()
     assert not (out / "sac").exists()  # the next run never started
+
+
+def test_relative_out_is_resolved_against_the_callers_directory(tmp_path, monkeypatch):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    started = []
+    monkeypatch.setattr(validate, "run_all", lambda jobs, out, parallel: started.extend(jobs) or {})
+    monkeypatch.chdir(tmp_path)  # not the repository: the trainer runs there (cwd=REPO), the table here
+    argv = ["--agents", "td3", "--tasks", "cartpole-balance", "--out", "rel", "--reference", str(ref)]
+    assert validate.main(argv) == 0
+    [out] = [a.split("=", 1)[1] for a in started[0] if a.startswith("out=")]
+    assert out == str(tmp_path / "rel" / "td3" / "cartpole-balance" / "default" / "seed1")
+    assert (tmp_path / "rel" / "validate.md").is_file()
+
+
+def no_training(monkeypatch) -> list:
+    """Replace run_all by a recorder of the jobs it would start (no run starts)."""
+    started = []
+    monkeypatch.setattr(validate, "run_all", lambda jobs, out, parallel: started.extend(jobs) or {})
+    return started
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--extra", "nope=1"], "unknown config key 'nope'"),
+    (["--extra", "eval_episodes=0"], "eval_episodes must be >= 1"),
+    (["--tasks", "cartpole-nope"], "cartpole-nope"),
+    (["--tasks", "cartpole-nope", "--small"], "cartpole-nope"),
+])
+def test_bad_run_config_fails_before_any_training(bad, message, tmp_path, monkeypatch, capsys):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    started = no_training(monkeypatch)
+    argv = ["--agents", "td3", "--tasks", "cartpole-balance", "--out", str(tmp_path / "v"), "--reference", str(ref)]
+    assert validate.main(argv + bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not started and not (tmp_path / "v").exists()
+
+
+def test_a_folder_holding_a_run_with_another_config_is_refused_before_any_training(tmp_path, monkeypatch,
+                                                                                     capsys):
+    from iqrl.config import to_yaml_dict
+    from iqrl.runfolder import write_status, write_yaml
+
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    out = tmp_path / "v"
+    done = validate.train_argv(out, "td3", "cartpole-balance", 1, 400, False, 200, [])
+    folder = Path(build_config(done).out)
+    folder.mkdir(parents=True)
+    write_yaml(folder / "config.yaml", to_yaml_dict(build_config(done)))
+    write_status(folder, "done", 400, 400)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    started = no_training(monkeypatch)
+    argv = ["--agents", "td3,sac", "--tasks", "cartpole-balance", "--steps", "400", "--eval-every", "200",
+            "--out", str(out), "--reference", str(ref)]
+    assert validate.main(argv + ["--extra", "eval_episodes=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {folder} holds a run with a different config (differs in eval_episodes)")
+    assert len(err.splitlines()) == 1 and not started  # not even the sac run, whose folder is free
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert validate.main(argv) == 0  # the same config: the finished run is accepted
+    assert len(started) == 2
+
+
+def test_failed_runs_make_the_check_fail_and_are_named_one_line_each(tmp_path, monkeypatch, capsys):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    out = tmp_path / "v"
+    folders = [str(validate.run_dir(out, a, "cartpole-balance", "default", s)) for a in ("td3", "sac") for s in (1, 2)]
+    codes = dict(zip(folders, [0, 3, 1, 2]))  # ok, interrupted (resumable: not a failure), failed, bad input
+    monkeypatch.setattr(validate, "run_all", lambda jobs, out, parallel: codes)
+    argv = ["--agents", "td3,sac", "--tasks", "cartpole-balance", "--seeds", "2", "--out", str(out),
+            "--reference", str(ref)]
+    assert validate.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "| td3 |" in captured.out and (out / "validate.md").is_file()  # the table is written all the same
+    assert captured.err.splitlines() == [
+        f"error: run exited 1: {folders[2]} (log: {out / 'logs' / 'sac_cartpole-balance_default_seed1.log'})",
+        f"error: run exited 2: {folders[3]} (log: {out / 'logs' / 'sac_cartpole-balance_default_seed2.log'})"]
+    codes.update({folders[2]: 0, folders[3]: 0})
+    assert validate.main(argv) == 0
