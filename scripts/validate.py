@@ -259,7 +259,7 @@ def long_table(ours: pd.DataFrame, published: pd.DataFrame, steps: int) -> pd.Da
     b = pd.DataFrame({"kind": "published", "task": published["task"], "name": published["label"],
                       "return": published["published"], "seeds": published["n_seeds"].astype(str),
                       "env_step": published["env_step"], "state": ""})
-    out = pd.concat([a, b], ignore_index=True)
+    out = pd.concat([f for f in (a, b) if len(f)] or [a], ignore_index=True)  # pandas warns on empty parts
     out.insert(2, "target_step", steps)
     return out
 
@@ -275,7 +275,8 @@ def write_report(out: Path, ours: pd.DataFrame, published: pd.DataFrame, steps: 
 
 # ----------------------------------------------------------------------------------------------- CLI
 def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """The comma-separated names, each once (a repeated name would start two runs on one folder)."""
+    return list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
 
 
 def main(argv: list[str] | None = None) -> int:

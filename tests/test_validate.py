@@ -271,3 +271,7 @@ def test_failed_runs_make_the_check_fail_and_are_named_one_line_each(tmp_path, m
         f"error: run exited 2: {folders[3]} (log: {out / 'logs' / 'sac_cartpole-balance_default_seed2.log'})"]
     codes.update({folders[2]: 0, folders[3]: 0})
     assert validate.main(argv) == 0
+
+
+def test_a_repeated_agent_or_task_is_one_job():
+    assert validate._csv("td3, sac,td3,,sac") == ["td3", "sac"]
