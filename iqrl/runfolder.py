@@ -13,6 +13,7 @@ import io
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -191,9 +192,22 @@ class RunBusy(RuntimeError):
 
 @contextlib.contextmanager
 def training_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``run_dir``'s RunLock while training it; RunBusy (nothing written) if another process holds it."""
+    """Hold ``run_dir``'s RunLock while training it; RunBusy (nothing written) if another process holds it.
+
+    On a filesystem without ``flock`` (ENOLCK / ENOSYS / EOPNOTSUPP) it warns and trains unlocked, as before
+    the trainer took the lock; sweeps need the lock and fail there (README, known limitations)."""
     lock = RunLock(run_dir)
-    if not lock.acquire({"job_id": None, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}):
+    info = {"job_id": None, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    try:
+        acquired = lock.acquire(info)
+    except OSError as e:
+        if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+        print(f"warning: {lock.path}: no flock on this filesystem ({e.strerror}); training without the run lock, "
+              "so nothing stops a second trainer on this folder", file=sys.stderr)
+        yield
+        return
+    if not acquired:
         h = lock.holder()
         raise RunBusy(f"{run_dir} is being trained by another process (pid {h.get('pid', '?')} on "
                       f"{h.get('host', '?')}{', job ' + str(h['job_id']) if h.get('job_id') else ''}); "

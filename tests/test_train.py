@@ -260,3 +260,15 @@ def test_checkpoints_fall_on_the_cadence_after_a_resume(tmp_path, monkeypatch):
     assert saved == [400]
     assert main(tiny_argv("td3", run, steps=1600)) == EXIT_OK
     assert saved == [400, 800, 1200, 1600]
+
+
+def test_a_filesystem_without_flock_trains_unlocked_with_a_warning(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert main(tiny_argv("td3", tmp_path / "run", steps=400)) == EXIT_OK
+    assert "training without the run lock" in capsys.readouterr().err
