@@ -205,6 +205,8 @@ def training_lock(run_dir: Path) -> Iterator[None]:
             raise
         print(f"warning: {lock.path}: no flock on this filesystem ({e.strerror}); training without the run lock, "
               "so nothing stops a second trainer on this folder", file=sys.stderr)
+        acquired = None
+    if acquired is None:  # outside the except block: the run's own errors are not chained to this one
         yield
         return
     if not acquired:
