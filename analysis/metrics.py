@@ -415,22 +415,28 @@ def ablation_grids(runs: pd.DataFrame) -> list[AblationGrid]:
     variant counts with the value from its config.yaml, when known), one AblationGrid.
     """
     grids = []
+    # every run's config: the default variant's value of a key may differ by task (task overrides)
+    configs = {key: [json.loads(c) for c in g["config_values"]]
+               for key, g in runs.groupby(["sweep", "agent", "variant"], sort=False)}
     variants = runs.drop_duplicates(["sweep", "agent", "variant"])
     for (sweep, agent), g in variants.groupby(["sweep", "agent"], sort=True):
-        parsed = [(row.method, json.loads(row.overrides), json.loads(row.config_values))
+        parsed = [(row.method, json.loads(row.overrides), configs[(row.sweep, row.agent, row.variant)])
                   for row in g.itertuples()]
         # overrides every variant shares (a sweep's `fixed` and `per_agent` keys) are not swept: drop them,
         # so that the default variant is recognised by its otherwise empty overrides
         shared = set.intersection(*(set(ov.items()) for _, ov, _ in parsed)) if len(parsed) > 1 else set()
-        parsed = [(m, {k: v for k, v in ov.items() if (k, v) not in shared}, cfg) for m, ov, cfg in parsed]
+        parsed = [(m, {k: v for k, v in ov.items() if (k, v) not in shared}, cfgs) for m, ov, cfgs in parsed]
         keys = sorted({k for _, ov, _ in parsed for k in ov})
         for key in keys:
             pts = []
-            for method, ov, cfg in parsed:
+            for method, ov, cfgs in parsed:
+                configured = sorted({c[key] for c in cfgs if key in c}, key=value_sort_key)
                 if key in ov:
                     value = ov[key]
-                elif not ov and key in cfg:
-                    value = cfg[key]  # the default variant, at its configured value
+                elif not ov and len(configured) == 1:
+                    value = configured[0]  # the default variant, at its configured value
+                elif not ov and configured:  # set per task: no single value to place it at
+                    value = f"default ({'/'.join(configured)})"
                 else:
                     continue
                 context = ",".join(f"{k}={v}" for k, v in sorted(ov.items()) if k != key)

@@ -168,6 +168,19 @@ def test_ablation_grids_from_overrides_config_and_variant_names():
     assert metrics.is_numeric(["1", "3", "5"]) and not metrics.is_numeric(["8-8", "5-5-5-5"])
 
 
+def test_ablation_default_variant_set_per_task_is_not_placed_at_one_value():
+    """The default variant's use_projection is true on one task and false on another (task overrides): it is
+    labelled with both, not with the value of whichever run came first."""
+    runs = pd.DataFrame([
+        run("default", {}, {"use_projection": "false"}),  # cheetah-run
+        run("default", {}, {"use_projection": "true"}),  # fish-swim
+        run("use_projection=true", {"use_projection": "true"}, {}),
+        run("use_projection=false", {"use_projection": "false"}, {}),
+    ])
+    (grid,) = metrics.ablation_grids(runs)
+    assert sorted(grid.points["value"]) == ["default (false/true)", "false", "true"]
+
+
 def test_select_reference_rows():
     ref = pd.DataFrame({
         "source": ["s1", "s1", "s1", "s2", "s1", "s1", "s1"],
