@@ -181,7 +181,7 @@ def _run_slurm(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
             out("nothing to submit")
             return 0
         import submitit
-        from submitit.core.utils import FailedJobError
+        from submitit.core.utils import FailedJobError, FailedSubmissionError
 
         executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=profile.max_num_timeout)
         executor.update_parameters(**params)  # before claiming: a rejected parameter leaves no claims
@@ -196,6 +196,12 @@ def _run_slurm(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
                     sbatch = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
                     raise SubmitError(f"sbatch failed: {sbatch or type(e).__name__} ({submitted} of "
                                       f"{len(claimed)} runs submitted before; the other claims are released)"
+                                      ) from None
+                except FailedSubmissionError as e:  # sbatch ran, but its reply (the job id) could not be read
+                    raise SubmitError(f"sbatch's reply could not be read ({(str(e).strip().splitlines() or [''])[0]}); "
+                                      f"that array may be queued anyway: check squeue before re-running (a second "
+                                      f"job for a run finds it locked or done and exits); {submitted} of "
+                                      f"{len(claimed)} runs submitted before, the other claims are released"
                                       ) from None
                 for r, job in zip(batch, jobs):
                     set_claim_job(r.run_dir(results), job.job_id)

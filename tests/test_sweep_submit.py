@@ -255,6 +255,22 @@ def test_refused_sbatch_is_one_line_exit_1_and_releases_unsubmitted_claims(tmp_p
     assert sum(c is None for c in claims) == 5
 
 
+def test_unreadable_sbatch_reply_is_one_line_exit_1(tmp_path, fake, capsys):
+    from submitit.core.utils import FailedSubmissionError
+
+    from slurm.__main__ import main as cli
+
+    fake.fail_on_array = 0
+    fake.failure = FailedSubmissionError("Could not make sense of sbatch output \"\"\nJob id regexp: ...")
+    p = tmp_path / "ok.yaml"
+    p.write_text("name: fk\nagents: [td3]\ntasks: [walker-walk]\nseeds: [0, 1]\nsteps: 100\n")
+    rc = cli(["sweep", str(p), "--results", str(tmp_path / "res"), "--cluster", "local-slurm"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: sbatch's reply could not be read (Could not make sense of sbatch output")
+    assert "check squeue" in err
+
+
 def test_no_cluster_given_means_local_unless_slurm_is_installed(monkeypatch):
     from slurm.profiles import ProfileError
     from slurm.submit import choose_profile
