@@ -233,21 +233,28 @@ def test_profile_setup_lines_reach_sbatch(tmp_path):
     assert prof.local_parallelism() == 2
 
 
+def sweep_with_failing_sbatch(tmp_path, fake, capsys, failure, fail_on_array: int, agents: str) -> str:
+    """`make sweep` of `agents` x walker-walk x 4 seeds whose sbatch call number `fail_on_array` raises
+    `failure`; asserts one line on stderr, exit 1, no traceback, and returns that line."""
+    from slurm.__main__ import main as cli
+
+    fake.fail_on_array, fake.failure = fail_on_array, failure
+    p = tmp_path / "ok.yaml"
+    p.write_text(f"name: fk\nagents: [{agents}]\ntasks: [walker-walk]\nseeds: [0, 1, 2, 3]\nsteps: 100\n")
+    rc = cli(["sweep", str(p), "--results", str(tmp_path / "res"), "--cluster", "local-slurm"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
 def test_refused_sbatch_is_one_line_exit_1_and_releases_unsubmitted_claims(tmp_path, fake, capsys):
     """sbatch refusing an array (bad partition, QOS limit) raises submitit's FailedJobError with sbatch's
     stderr: `make sweep` prints one line, exits 1, keeps the claims of submitted arrays and drops the rest."""
     from submitit.core.utils import FailedJobError
 
-    from slurm.__main__ import main as cli
-
-    fake.fail_on_array = 1
-    fake.failure = FailedJobError("sbatch: error: invalid partition specified: gpu-typo\n"
-                                  "sbatch: error: Batch job submission failed: Invalid partition name specified")
-    p = tmp_path / "ok.yaml"
-    p.write_text("name: fk\nagents: [iqrl, td3]\ntasks: [walker-walk]\nseeds: [0, 1, 2, 3]\nsteps: 100\n")
-    rc = cli(["sweep", str(p), "--results", str(tmp_path / "res"), "--cluster", "local-slurm"])
-    err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    err = sweep_with_failing_sbatch(tmp_path, fake, capsys, FailedJobError(
+        "sbatch: error: invalid partition specified: gpu-typo\n"
+        "sbatch: error: Batch job submission failed: Invalid partition name specified"), 1, "iqrl, td3")
     assert err.startswith("error: sbatch failed: sbatch: error: invalid partition specified: gpu-typo; ")
     assert "(3 of 8 runs submitted before; the other claims are released)" in err
     claims = [read_claim(d) for d in run_dirs(tmp_path)]
@@ -258,17 +265,10 @@ def test_refused_sbatch_is_one_line_exit_1_and_releases_unsubmitted_claims(tmp_p
 def test_unreadable_sbatch_reply_is_one_line_exit_1(tmp_path, fake, capsys):
     from submitit.core.utils import FailedSubmissionError
 
-    from slurm.__main__ import main as cli
-
-    fake.fail_on_array = 0
-    fake.failure = FailedSubmissionError("Could not make sense of sbatch output \"\"\nJob id regexp: ...")
-    p = tmp_path / "ok.yaml"
-    p.write_text("name: fk\nagents: [td3]\ntasks: [walker-walk]\nseeds: [0, 1]\nsteps: 100\n")
-    rc = cli(["sweep", str(p), "--results", str(tmp_path / "res"), "--cluster", "local-slurm"])
-    err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    err = sweep_with_failing_sbatch(tmp_path, fake, capsys, FailedSubmissionError(
+        "Could not make sense of sbatch output \"\"\nJob id regexp: ..."), 0, "td3")
     assert err.startswith("error: sbatch's reply could not be read (Could not make sense of sbatch output")
-    assert "check squeue" in err
+    assert "check squeue" in err and "0 of 4 runs submitted before" in err
 
 
 def test_no_cluster_given_means_local_unless_slurm_is_installed(monkeypatch):
