@@ -456,6 +456,15 @@ def check_run_folder(cfg: RunConfig) -> str | None:
     return None
 
 
+def preflight(cfg: RunConfig) -> bool:
+    """The checks before training `cfg` (ConfigError, one line, on failure); True if its folder holds it done.
+    A finished run needs no device, so the device is checked only for a run still to train."""
+    done = check_run_folder(cfg) == "done"
+    if not done:
+        resolve_device(cfg.device)
+    return done
+
+
 def main(argv: list[str] | None = None, should_stop=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in ("-h", "--help") for a in argv):
@@ -468,10 +477,9 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         if check_only:
             print(f"ok: {cfg.agent.name} on {cfg.task}, seed {cfg.seed}, {cfg.steps} env steps -> {cfg.out}")
             return EXIT_OK
-        if check_run_folder(cfg) == "done":
+        if preflight(cfg):
             print(f"{cfg.out}: already done, nothing to do", flush=True)
             return EXIT_OK
-        resolve_device(cfg.device)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -102,11 +102,9 @@ def check_job(argv: list[str]) -> None:
     """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here for
     every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another config."""
     from iqrl.config import build_config
-    from iqrl.train import check_run_folder, resolve_device
+    from iqrl.train import preflight
 
-    cfg = build_config(argv)
-    if check_run_folder(cfg) != "done":  # a finished run is left alone, on any device
-        resolve_device(cfg.device)
+    preflight(build_config(argv))
 
 
 def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
