@@ -4,8 +4,9 @@
    SIGKILLed and another scancelled; `make status` shows both as interrupted; the next `make sweep`
    resubmits exactly those two, which resume from their checkpoints and finish; a further `make sweep`
    submits nothing.
-2. A running job that gets USR2 (what Slurm sends ahead of a time limit or on preemption) checkpoints, is
-   requeued by submitit and finishes with the same eval.csv as the same run trained without interruption.
+2. Two runs (one job array) that take longer than their 2-minute time limit: each attempt gets USR2 from
+   Slurm ahead of the limit, checkpoints, is requeued by submitit and resumes; seed 0 ends with the same
+   eval.csv as the same run trained without interruption. `make status` is checked while they run.
 """
 from __future__ import annotations
 
@@ -141,8 +142,8 @@ def test_smoke_sweep_with_sigkill_scancel_and_concurrent_sweeps(tmp_path):
 LONG = """name: long
 agents: [iqrl]
 tasks: [walker-walk]
-seeds: [0]
-steps: 7000
+seeds: [0, 1]
+steps: 10000
 fixed:
   episode_length: 200
   seed_steps: 600
@@ -156,45 +157,68 @@ fixed:
   agent.enc_mlp_dims: [64]
 """
 
+# local-slurm with a 2-minute limit per attempt: each seed needs several minutes of CPU here, so every
+# attempt ends at the time limit until the last one.
+SHORT_LIMIT = """executor: slurm
+partition: debug
+time_min: 2
+cpus: 1
+mem_gb: 2
+gpus: 0
+array_parallelism: 2
+signal_delay_s: 20
+max_num_timeout: 20
+device: cpu
+"""
 
-def test_usr2_requeue_gives_the_same_eval_csv(tmp_path):
-    """Slurm warns a job of its time limit (and of preemption) with USR2 to every job step, `signal_delay_s`
-    ahead. We send that same signal with `scancel --signal=USR2` once the run has checkpointed, instead of
-    waiting for a 1-minute limit: whether a run outlasts a fixed limit depends on the machine's speed (a
-    fast CI machine finished this run before its limit and the test failed). The limit itself is Slurm's
-    job; we check that the submission asks for it."""
-    sweep_file = tmp_path / "long.yaml"
+
+def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_run(tmp_path):
+    """A 2-minute limit per attempt against runs that take longer: Slurm sends USR2 ahead of the limit
+    (`--signal=USR2@20`), the run checkpoints at its next episode boundary, submitit takes its timed-out
+    branch and requeues the array task, and the requeued attempt resumes from the run folder. Seed 0's
+    eval.csv must equal the same run trained in one go. `make status` is read while the jobs run."""
+    sweep_file, profile = tmp_path / "long.yaml", tmp_path / "short-limit.yaml"
     sweep_file.write_text(LONG)
+    profile.write_text(SHORT_LIMIT)
     results = tmp_path / "res"
 
     from slurm.submit import load
 
-    _, (run,) = load(sweep_file, results, validator=None)
+    _, runs = load(sweep_file, results, validator=None)
+    run = next(r for r in runs if r.run_dir(results).name == "seed0")
     ref_dir = tmp_path / "reference"
     argv = [a if not a.startswith("out=") else f"out={ref_dir}" for a in run.argv(results)]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     reference = subprocess.Popen([sys.executable, "-m", "iqrl.train", *argv], cwd=ROOT, env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    out = make("sweep", f"SWEEP={sweep_file}", "CLUSTER=local-slurm", f"RESULTS={results}")
-    assert out.returncode == 0 and "submitted 1 runs" in out.stdout, out.stdout + out.stderr
-    assert "#SBATCH" not in out.stdout
-    run_dir = run.run_dir(results)
+    out = make("sweep", f"SWEEP={sweep_file}", f"CLUSTER={profile}", f"RESULTS={results}")
+    assert out.returncode == 0 and "submitted 2 runs" in out.stdout, out.stdout + out.stderr
+    run_dirs = [r.run_dir(results) for r in runs]
 
-    def checkpointed_mid_run():
-        st = read_json(run_dir / "status.json")
-        ok = st.get("state") == "running" and 1000 <= st.get("env_step", 0) <= 4000
-        return read_json(run_dir / ".claim").get("job_id") if ok and (run_dir / "checkpoint/ckpt.pt").exists() else None
+    def both_running():
+        return all(read_json(d / "status.json").get("state") == "running" and read_json(d / ".lock").get("pid")
+                   and read_json(d / "status.json").get("env_step", 0) > 0 for d in run_dirs)
 
-    job = wait_for(checkpointed_mid_run, 300, "the run to pass its first checkpoint")
-    subprocess.run(["scancel", "--signal=USR2", job], check=True)
-    wait_for(lambda: read_json(run_dir / "status.json").get("state") == "done" and not sweep_jobs("long"),
-             420, "the signalled run to be requeued and finish", poll=1)
+    wait_for(both_running, 180, "both runs to be training")
+    status = make("status", f"SWEEP={sweep_file}", f"RESULTS={results}")
+    assert status.returncode == 0, status.stderr
+    assert "all                0        2        0            0       0        0      2" in status.stdout, status.stdout
+    for d in run_dirs:
+        key = str(d.relative_to(results / "long"))
+        assert f"  {key}  env_step " in status.stdout and "/10000 (" in status.stdout, status.stdout
+
+    wait_for(lambda: all(read_json(d / "status.json").get("state") == "done" for d in run_dirs)
+             and not sweep_jobs("long"), 900, "the time-limited runs to be requeued and finish", poll=2)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
     scripts = "".join(p.read_text() for p in (results / ".submitit/long").glob("*/*_submission.sh"))
-    assert "#SBATCH --signal=USR2@20" in scripts and "#SBATCH --time=30" in scripts, scripts
-    log = "".join(p.read_text() for p in (results / ".submitit/long").glob("*/*_log.*"))
-    assert "[slurm.run] got SIGUSR2" in log
-    assert "Requeued job" in log and "interrupted at env_step" in log and "resumed from checkpoint" in log
-    assert eval_rows(run_dir / "eval.csv") == eval_rows(ref_dir / "eval.csv")
-    assert len(eval_rows(run_dir / "eval.csv")) == 8
+    assert "#SBATCH --signal=USR2@20" in scripts and "#SBATCH --time=2" in scripts, scripts
+    assert "#SBATCH --array=0-1%2" in scripts, scripts
+    for k, d in enumerate(run_dirs):
+        log = "".join(p.read_text() for p in (results / ".submitit/long").glob(f"*_{k}/*_log.*"))
+        assert "[slurm.run] got SIGUSR2" in log, log[-3000:]
+        assert "Job has timed out" in log and "Requeued job" in log, log[-3000:]  # submitit's timed-out branch
+        assert "interrupted at env_step" in log and "resumed from checkpoint" in log
+        steps = [int(r["env_step"]) for r in eval_rows(d / "eval.csv")]
+        assert steps == list(range(0, 10001, 1000)), (d, steps)  # no row lost or written twice
+    assert eval_rows(run_dirs[0] / "eval.csv") == eval_rows(ref_dir / "eval.csv")

@@ -203,7 +203,7 @@ def test_shipped_sweeps_cover_the_requested_settings():
     assert min(sizes) == 2 ** 4 and max(sizes) == 2 ** 16 and "use_fsq=false" in fsq
     assert [v["agent.horizon"] for v in variants("horizon.yaml").values()] == [1, 2, 3, 5, 7, 10]
     comp = variants("components.yaml")
-    assert {"default", "use_rew_loss=true", "use_projection=true", "use_target_encoder=false",
+    assert {"default", "use_rec_loss=true", "use_rew_loss=true", "use_projection=true", "use_target_encoder=false",
             "consistency_loss=mse", "tc_loss_sign=1"} <= set(comp)
     assert len(variants("latent_dim.yaml")) >= 5
     main = load_sweep(ROOT / "ablations" / "main.yaml", default_task_groups())

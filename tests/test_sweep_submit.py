@@ -183,6 +183,19 @@ def test_dry_run_gpu_profile_flags(tmp_path, fake):
     assert "#SBATCH --array=0-7%8" in out and "device=cuda" in out
 
 
+def test_dry_run_custom_profile_flags_reach_the_script(tmp_path, fake):
+    prof = tmp_path / "mine.yaml"
+    prof.write_text("executor: slurm\npartition: big\naccount: lab42\nqos: long\nconstraint: avx512\n"
+                    "time_min: 240\ncpus: 4\nmem_gb: 16\ngpus: 0\narray_parallelism: 3\n"
+                    "sbatch: {exclude: node7, mail-type: FAIL}\nsetup: [module load cuda/12.4]\n")
+    rc, out = sweep(tmp_path, dry=True, cluster_name=str(prof))
+    assert rc == 0 and not fake.arrays
+    for flag in ("--partition=big", "--account=lab42", "--qos=long", "--constraint=avx512", "--time=240",
+                 "--cpus-per-task=4", "--mem=16GB", "--exclude=node7", "--mail-type=FAIL"):
+        assert f"#SBATCH {flag}" in out, (flag, out)
+    assert "%3" in out and "--gpus" not in out
+
+
 def test_profile_errors(tmp_path):
     from slurm.profiles import ProfileError
 
