@@ -447,6 +447,19 @@ def ablation_grids(runs: pd.DataFrame) -> list[AblationGrid]:
     return grids
 
 
+def largest_common_step(evals: pd.DataFrame, steps: list[int], methods=None) -> tuple[int, bool]:
+    """The largest of `steps` that every method reached, else the latest step that all of them reached.
+
+    A method reached a step when one of its runs has an evaluation at or after it. methods: the methods
+    that must have reached it (default: every method in `evals`). Returns (step, whether it is one of
+    `steps`); without a common one of `steps` the step is the smallest of the methods' last evaluations.
+    """
+    reach = evals.groupby("method")["env_step"].max()
+    methods = list(reach.index) if methods is None else list(methods)
+    common = [s for s in steps if all(reach.get(m, -1) >= s for m in methods)]
+    return (max(common), True) if common else (int(reach.min()), False)
+
+
 def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int], reps: int, seed: int = 0
                        ) -> tuple[pd.DataFrame, int, list[str]]:
     """Final IQM with 95% CI per point of one grid, from the sweep's own runs.
@@ -456,9 +469,7 @@ def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int]
     runs left out: not yet at the step, dropped to balance runs per task, or points on other task sets).
     """
     sub = evals[(evals["sweep"] == grid.sweep) & evals["method"].isin(grid.points["method"])]
-    reach = sub.groupby("method")["env_step"].max()
-    common = [s for s in steps if all(reach.get(m, -1) >= s for m in grid.points["method"])]
-    step = max(common) if common else int(reach.min())
+    step, _ = largest_common_step(sub, steps, grid.points["method"])
     scores, not_reached = scores_at_step(sub, step)
     where = f"ablation {grid.sweep or 'nosweep'}/{grid.agent}/{grid.key} at {format_steps(step)} steps"
     notes = []

@@ -224,3 +224,29 @@ def test_one_run_on_a_task_gives_no_confidence_interval(tmp_path):
     assert r"iqrl & 100 & 300.0 & --- &" in (tmp_path / "o" / "scores.tex").read_text()
     assert "warning: at 100 steps, iqrl: 4 run(s) left out so that every task has 1 run(s), as many as dog-run" in err
     assert "warning: at 100 steps, iqrl: one run per task (dog-run has 1): no 95% CI" in err
+
+
+def test_smoke_sweep_with_the_default_steps_falls_back_to_the_largest_common_step(tmp_path):
+    # ablations/smoke.yaml: iqrl and td3 on walker-walk, 2 seeds, 3000 env steps, evaluated every 1000;
+    # none of the default STEPS (100k, 500k, 1M) is reached. One td3 run stopped at 2000.
+    for agent, base in (("iqrl", 100.0), ("td3", 50.0)):
+        for seed in range(2):
+            last = 2000 if (agent, seed) == ("td3", 1) else 3000
+            write_run(tmp_path / "r" / "smoke" / agent / "walker-walk" / "default" / f"seed{seed}",
+                      [(s, base + s / 100 + seed) for s in range(0, last + 1, 1000)], steps=3000,
+                      state="done" if last == 3000 else "failed")
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", *FAST])  # default --steps
+    assert rc == 0, err
+    assert ("warning: no run reached any of STEPS (100k, 500k, 1M): final scores and figures at 3k env steps "
+            "instead, the largest step every method reached") in err
+    assert "no run reached 100k env steps" not in err
+    for name in ("final_intervals_3k", "performance_profiles_3k", "probability_of_improvement_3k"):
+        assert (tmp_path / "o" / f"{name}.png").is_file(), name
+    scores = pd.read_csv(tmp_path / "o" / "scores.csv")
+    assert scores[["method", "env_step", "n_runs"]].values.tolist() == [["iqrl", 3000, 2], ["td3", 3000, 1]]
+
+
+def test_largest_common_step():
+    evals = pd.DataFrame({"method": ["a", "a", "b"], "env_step": [1000, 3000, 2000]})
+    assert metrics.largest_common_step(evals, [1000, 2000, 3000]) == (2000, True)
+    assert metrics.largest_common_step(evals, [100_000]) == (2000, False)
