@@ -21,6 +21,7 @@ Conventions:
 from __future__ import annotations
 
 import json
+import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -391,16 +392,30 @@ class AblationGrid:
     points: pd.DataFrame
 
 
+def list_numbers(value: str) -> tuple[float, ...] | None:
+    """The numbers of a dash-joined list value ('8-5-5' -> (8.0, 5.0, 5.0)), None for anything else."""
+    try:
+        return tuple(float(v) for v in value.split("-"))
+    except ValueError:
+        return None
+
+
 def value_sort_key(value: str):
-    """Numbers sort numerically, dash-joined lists by their numbers, anything else as text after them."""
+    """Numbers sort numerically, then dash-joined lists by the product of their numbers (an FSQ codebook
+    size: 4-4 and 2-2-2-2 before 8-8 and 16-16), ties by length then element by element, then anything
+    else as text.
+
+    >>> sorted(["16-16", "2-2-2-2", "8-8", "4-4", "default"], key=value_sort_key)
+    ['4-4', '2-2-2-2', '8-8', '16-16', 'default']
+    """
     try:
         return (0, (float(value),), "")
     except ValueError:
         pass
-    try:
-        return (1, tuple(float(v) for v in value.split("-")), "")
-    except ValueError:
-        return (2, (), value)
+    numbers = list_numbers(value)
+    if numbers is not None:
+        return (1, (math.prod(numbers), len(numbers), *numbers), "")
+    return (2, (), value)
 
 
 def is_numeric(values) -> bool:

@@ -250,3 +250,31 @@ def test_largest_common_step():
     evals = pd.DataFrame({"method": ["a", "a", "b"], "env_step": [1000, 3000, 2000]})
     assert metrics.largest_common_step(evals, [1000, 2000, 3000]) == (2000, True)
     assert metrics.largest_common_step(evals, [100_000]) == (2000, False)
+
+
+def _ablation_points(values, contexts=("",)):
+    rows = [{"method": f"iqrl/{c or 'x'}/{v}", "value": v, "context": c, "iqm": 500.0 + i, "ci_low": 490.0 + i,
+             "ci_high": 510.0 + i, "n_tasks": 2, "n_runs": 4} for c in contexts for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def _joining_lines(fig):
+    return [line for line in fig.axes[0].get_lines()
+            if line.get_linestyle() not in ("None", "none", "") and len(line.get_xdata()) > 1]
+
+
+def test_ablation_plot_orders_lists_by_codebook_size_and_joins_only_numeric_values():
+    from analysis import plots
+
+    points = _ablation_points(["2-2-2-2", "16-16", "8-8-8-8", "4-4"], contexts=("", "horizon=3"))
+    colors = plots.method_colors(points["method"])
+    fig = plots.plot_ablation(points, colors, key="fsq_levels", agent="iqrl", sweep="fsq", step=100)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
+        "4-4\nK=16", "2-2-2-2\nK=16", "16-16\nK=256", "8-8-8-8\nK=4096"]
+    assert _joining_lines(fig) == []  # categories: no line suggesting a trend
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["(none)", "horizon=3"]
+    points = _ablation_points(["1", "3", "5"])
+    fig = plots.plot_ablation(points, plots.method_colors(points["method"]), key="horizon", agent="iqrl",
+                              sweep="h", step=100)
+    assert len(_joining_lines(fig)) == 1
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "3", "5"]
