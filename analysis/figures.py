@@ -103,11 +103,19 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
     colors = plots.method_colors(sweep_table["method"].unique())
     written: list[Path] = []
 
-    # Final scores at each requested step that some run reached.
+    # Final scores at each requested step that some run reached; when none was (a smoke sweep), at the
+    # largest step every method reached, as the ablations do.
     reached = [s for s in steps if (evals["env_step"] >= s).any()]
-    for s in steps:
-        if s not in reached:
-            note(f"no run reached {metrics.format_steps(s)} env steps: no scores or final figures for it")
+    if reached:
+        for s in steps:
+            if s not in reached:
+                note(f"no run reached {metrics.format_steps(s)} env steps: no scores or final figures for it")
+    else:
+        fallback, _ = metrics.largest_common_step(evals, steps)
+        reached = [fallback]
+        note(f"no run reached any of STEPS ({', '.join(metrics.format_steps(s) for s in steps)}): final scores "
+             f"and figures at {metrics.format_steps(fallback)} env steps instead, the largest step every method "
+             f"reached")
     final = metrics.final_estimates(evals, reached, reps_final, seed)
     for line in final.notes:
         note(line)

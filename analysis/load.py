@@ -2,8 +2,8 @@
 
 A run folder is any folder under RESULTS that holds an `eval.csv` (see README, "Run folder contract").
 Its identity (agent, task, variant, seed, sweep, overrides) comes from `config.yaml` when present and
-otherwise from the sweep layout `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>`, so results copied from
-a cluster without their configs still load.
+otherwise from the sweep layout `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (see `identity_from_layout`),
+so results copied from a cluster without their configs still load.
 
 The tidy table has one row per (run, env_step) that appears in the run's `eval.csv` or `train.csv`
 (outer join on env_step): evaluation rows carry `episode_return`, diagnostic rows the train.csv columns.
@@ -19,6 +19,7 @@ are canonical strings (`[8, 5]` and `8-5` -> "8-5", booleans "true"/"false").
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -40,7 +41,7 @@ RUN_COLUMNS = (
     "run", "sweep", "agent", "variant", "method", "task", "group", "seed", "state", "target_steps",
     "last_eval_step", "has_config", "overrides", "config_values",
 )
-CACHE_VERSION = 1  # bump when the table's layout changes, to invalidate old caches
+CACHE_VERSION = 2  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
 CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
@@ -177,18 +178,67 @@ def _is_variant_dir(name: str) -> bool:
     return name == "default" or "=" in name
 
 
+@functools.lru_cache(maxsize=None)
+def known_tasks() -> frozenset[str]:
+    """Every task name the core knows: its task groups and dm_control's suite (when importable)."""
+    from iqrl.envs import TASK_GROUPS
+
+    tasks = {t for group in TASK_GROUPS.values() for t in group}
+    try:
+        from iqrl.envs import all_tasks
+
+        tasks.update(all_tasks())
+    except Exception:  # dm_control missing or broken: the task groups still anchor the layout
+        pass
+    return frozenset(tasks)
+
+
+@functools.lru_cache(maxsize=None)
+def known_agents() -> frozenset[str]:
+    """The registered agent names (imports torch: only asked for when no known task anchors a layout)."""
+    try:
+        from iqrl.agents import agent_names
+
+        return frozenset(agent_names())
+    except Exception:
+        return frozenset()
+
+
 def identity_from_layout(rel_parts: tuple[str, ...]) -> dict:
     """Identity from `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (path parts relative to RESULTS).
 
+    The variant folder is optional and may have any name (`small` from `make validate --small`), so the
+    parts above the seed folder are anchored, in this order, on: a known task name (the folder above
+    seed<k>, else the one above that, whose child is then the variant); a variant folder named `default`
+    or holding `=`; a registered agent name (two, else three, folders above seed<k>). Without any anchor
+    the folder above seed<k> is the task (no variant).
+
     >>> identity_from_layout(("abl", "iqrl", "walker-walk", "horizon=3", "seed2"))["variant"]
     'horizon=3'
+    >>> identity_from_layout(("validate", "td3", "walker-walk", "small", "seed0"))["agent"]
+    'td3'
     """
     if not rel_parts or not _SEED_DIR.match(rel_parts[-1]):
         raise ValueError("the folder name is not seed<k>")
     seed = int(_SEED_DIR.match(rel_parts[-1]).group(1))
     rest = rel_parts[:-1]
+    if len(rest) < 2:
+        raise ValueError("expected <agent>/<task>/<variant>/seed<k>")
+    tasks = known_tasks()
+    if rest[-1] in tasks:
+        has_variant = False
+    elif len(rest) >= 3 and rest[-2] in tasks:
+        has_variant = True
+    elif _is_variant_dir(rest[-1]):
+        has_variant = True
+    elif rest[-2] in known_agents():
+        has_variant = False
+    elif len(rest) >= 3 and rest[-3] in known_agents():
+        has_variant = True
+    else:
+        has_variant = False
     variant = "default"
-    if rest and _is_variant_dir(rest[-1]):
+    if has_variant:
         variant, rest = rest[-1], rest[:-1]
     if len(rest) < 2:
         raise ValueError("expected <agent>/<task>/<variant>/seed<k>")
@@ -198,13 +248,6 @@ def identity_from_layout(rel_parts: tuple[str, ...]) -> dict:
 
 def read_identity(run_dir: Path, results: Path) -> dict:
     """Agent, task, variant, seed, sweep, overrides, config values of one run (config.yaml, else layout)."""
-    rel = run_dir.relative_to(results).parts
-    try:
-        layout = identity_from_layout(rel)
-    except ValueError as exc:
-        layout, layout_error = {}, str(exc)
-    else:
-        layout_error = ""
     cfg = {}
     cfg_path = run_dir / "config.yaml"
     if cfg_path.exists():
@@ -213,12 +256,20 @@ def read_identity(run_dir: Path, results: Path) -> dict:
             cfg = {}
     agent_cfg = cfg.get("agent")
     agent = agent_cfg.get("name") if isinstance(agent_cfg, dict) else agent_cfg
+    from_cfg = {"agent": agent, "task": cfg.get("task"), "variant": cfg.get("variant"),
+                "seed": cfg.get("seed"), "sweep": cfg.get("sweep")}
+    layout, layout_error = {}, ""
+    if any(v is None or v == "" for v in from_cfg.values()):  # the layout only fills what the config lacks
+        try:
+            layout = identity_from_layout(run_dir.relative_to(results).parts)
+        except ValueError as exc:
+            layout_error = str(exc)
     ident = {
         "agent": agent if agent else layout.get("agent"),
-        "task": cfg.get("task") or layout.get("task"),
-        "variant": cfg.get("variant") or layout.get("variant") or "default",
-        "seed": cfg.get("seed") if cfg.get("seed") is not None else layout.get("seed"),
-        "sweep": cfg.get("sweep") or layout.get("sweep") or "",
+        "task": from_cfg["task"] or layout.get("task"),
+        "variant": from_cfg["variant"] or layout.get("variant") or "default",
+        "seed": from_cfg["seed"] if from_cfg["seed"] is not None else layout.get("seed"),
+        "sweep": from_cfg["sweep"] or layout.get("sweep") or "",
         "has_config": bool(cfg),
     }
     missing = [k for k in ("agent", "task", "seed") if ident[k] is None]

@@ -21,6 +21,7 @@ Conventions:
 from __future__ import annotations
 
 import json
+import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -391,16 +392,30 @@ class AblationGrid:
     points: pd.DataFrame
 
 
+def list_numbers(value: str) -> tuple[float, ...] | None:
+    """The numbers of a dash-joined list value ('8-5-5' -> (8.0, 5.0, 5.0)), None for anything else."""
+    try:
+        return tuple(float(v) for v in value.split("-"))
+    except ValueError:
+        return None
+
+
 def value_sort_key(value: str):
-    """Numbers sort numerically, dash-joined lists by their numbers, anything else as text after them."""
+    """Numbers sort numerically, then dash-joined lists by the product of their numbers (an FSQ codebook
+    size: 4-4 and 2-2-2-2 before 8-8 and 16-16), ties by length then element by element, then anything
+    else as text.
+
+    >>> sorted(["16-16", "2-2-2-2", "8-8", "4-4", "default"], key=value_sort_key)
+    ['4-4', '2-2-2-2', '8-8', '16-16', 'default']
+    """
     try:
         return (0, (float(value),), "")
     except ValueError:
         pass
-    try:
-        return (1, tuple(float(v) for v in value.split("-")), "")
-    except ValueError:
-        return (2, (), value)
+    numbers = list_numbers(value)
+    if numbers is not None:
+        return (1, (math.prod(numbers), len(numbers), *numbers), "")
+    return (2, (), value)
 
 
 def is_numeric(values) -> bool:
@@ -447,6 +462,19 @@ def ablation_grids(runs: pd.DataFrame) -> list[AblationGrid]:
     return grids
 
 
+def largest_common_step(evals: pd.DataFrame, steps: list[int], methods=None) -> tuple[int, bool]:
+    """The largest of `steps` that every method reached, else the latest step that all of them reached.
+
+    A method reached a step when one of its runs has an evaluation at or after it. methods: the methods
+    that must have reached it (default: every method in `evals`). Returns (step, whether it is one of
+    `steps`); without a common one of `steps` the step is the smallest of the methods' last evaluations.
+    """
+    reach = evals.groupby("method")["env_step"].max()
+    methods = list(reach.index) if methods is None else list(methods)
+    common = [s for s in steps if all(reach.get(m, -1) >= s for m in methods)]
+    return (max(common), True) if common else (int(reach.min()), False)
+
+
 def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int], reps: int, seed: int = 0
                        ) -> tuple[pd.DataFrame, int, list[str]]:
     """Final IQM with 95% CI per point of one grid, from the sweep's own runs.
@@ -456,9 +484,7 @@ def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int]
     runs left out: not yet at the step, dropped to balance runs per task, or points on other task sets).
     """
     sub = evals[(evals["sweep"] == grid.sweep) & evals["method"].isin(grid.points["method"])]
-    reach = sub.groupby("method")["env_step"].max()
-    common = [s for s in steps if all(reach.get(m, -1) >= s for m in grid.points["method"])]
-    step = max(common) if common else int(reach.min())
+    step, _ = largest_common_step(sub, steps, grid.points["method"])
     scores, not_reached = scores_at_step(sub, step)
     where = f"ablation {grid.sweep or 'nosweep'}/{grid.agent}/{grid.key} at {format_steps(step)} steps"
     notes = []

@@ -224,3 +224,57 @@ def test_one_run_on_a_task_gives_no_confidence_interval(tmp_path):
     assert r"iqrl & 100 & 300.0 & --- &" in (tmp_path / "o" / "scores.tex").read_text()
     assert "warning: at 100 steps, iqrl: 4 run(s) left out so that every task has 1 run(s), as many as dog-run" in err
     assert "warning: at 100 steps, iqrl: one run per task (dog-run has 1): no 95% CI" in err
+
+
+def test_smoke_sweep_with_the_default_steps_falls_back_to_the_largest_common_step(tmp_path):
+    # ablations/smoke.yaml: iqrl and td3 on walker-walk, 2 seeds, 3000 env steps, evaluated every 1000;
+    # none of the default STEPS (100k, 500k, 1M) is reached. One td3 run stopped at 2000.
+    for agent, base in (("iqrl", 100.0), ("td3", 50.0)):
+        for seed in range(2):
+            last = 2000 if (agent, seed) == ("td3", 1) else 3000
+            write_run(tmp_path / "r" / "smoke" / agent / "walker-walk" / "default" / f"seed{seed}",
+                      [(s, base + s / 100 + seed) for s in range(0, last + 1, 1000)], steps=3000,
+                      state="done" if last == 3000 else "failed")
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", *FAST])  # default --steps
+    assert rc == 0, err
+    assert ("warning: no run reached any of STEPS (100k, 500k, 1M): final scores and figures at 3k env steps "
+            "instead, the largest step every method reached") in err
+    assert "no run reached 100k env steps" not in err
+    for name in ("final_intervals_3k", "performance_profiles_3k", "probability_of_improvement_3k"):
+        assert (tmp_path / "o" / f"{name}.png").is_file(), name
+    scores = pd.read_csv(tmp_path / "o" / "scores.csv")
+    assert scores[["method", "env_step", "n_runs"]].values.tolist() == [["iqrl", 3000, 2], ["td3", 3000, 1]]
+
+
+def test_largest_common_step():
+    evals = pd.DataFrame({"method": ["a", "a", "b"], "env_step": [1000, 3000, 2000]})
+    assert metrics.largest_common_step(evals, [1000, 2000, 3000]) == (2000, True)
+    assert metrics.largest_common_step(evals, [100_000]) == (2000, False)
+
+
+def _ablation_points(values, contexts=("",)):
+    rows = [{"method": f"iqrl/{c or 'x'}/{v}", "value": v, "context": c, "iqm": 500.0 + i, "ci_low": 490.0 + i,
+             "ci_high": 510.0 + i, "n_tasks": 2, "n_runs": 4} for c in contexts for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def _joining_lines(fig):
+    return [line for line in fig.axes[0].get_lines()
+            if line.get_linestyle() not in ("None", "none", "") and len(line.get_xdata()) > 1]
+
+
+def test_ablation_plot_orders_lists_by_codebook_size_and_joins_only_numeric_values():
+    from analysis import plots
+
+    points = _ablation_points(["2-2-2-2", "16-16", "8-8-8-8", "4-4"], contexts=("", "horizon=3"))
+    colors = plots.method_colors(points["method"])
+    fig = plots.plot_ablation(points, colors, key="fsq_levels", agent="iqrl", sweep="fsq", step=100)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
+        "4-4\nK=16", "2-2-2-2\nK=16", "16-16\nK=256", "8-8-8-8\nK=4096"]
+    assert _joining_lines(fig) == []  # categories: no line suggesting a trend
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["(none)", "horizon=3"]
+    points = _ablation_points(["1", "3", "5"])
+    fig = plots.plot_ablation(points, plots.method_colors(points["method"]), key="horizon", agent="iqrl",
+                              sweep="h", step=100)
+    assert len(_joining_lines(fig)) == 1
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "3", "5"]

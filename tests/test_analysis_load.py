@@ -44,6 +44,28 @@ def test_identity_from_layout():
         identity_from_layout(("iqrl", "walker-walk", "run0"))
 
 
+def test_identity_from_layout_with_a_freely_named_variant():
+    # `make validate --small` writes <agent>/<task>/small/seed<k>: anchored on the known task name
+    assert identity_from_layout(("validate", "iqrl", "walker-walk", "small", "seed0")) == {
+        "agent": "iqrl", "task": "walker-walk", "variant": "small", "seed": 0, "sweep": "validate"}
+    assert identity_from_layout(("td3", "walker-walk", "my-variant", "seed1"))["agent"] == "td3"
+    # an unknown task: anchored on the registered agent name
+    assert identity_from_layout(("x", "iqrl", "mytask", "small", "seed1")) == {
+        "agent": "iqrl", "task": "mytask", "variant": "small", "seed": 1, "sweep": "x"}
+    assert identity_from_layout(("x", "td3", "mytask", "seed1"))["variant"] == "default"
+
+
+def test_layout_only_runs_of_a_freely_named_variant_do_not_collide(tmp_path):
+    for agent in ("iqrl", "td3"):
+        for seed in range(2):
+            write_run(tmp_path / "validate" / agent / "walker-walk" / "small" / f"seed{seed}", [(0, 0.0), (100, 1.0)])
+    table, info = load_results(tmp_path)
+    runs = table.drop_duplicates("run")
+    assert info.n_runs == 4 and info.n_duplicates == 0
+    assert sorted(runs["method"].unique()) == ["iqrl/small", "td3/small"]
+    assert set(runs["task"]) == {"walker-walk"} and set(runs["sweep"]) == {"validate"}
+
+
 def test_layout_only_runs_load(tmp_path):
     write_hand_results(tmp_path)
     table, info = load_results(tmp_path)

@@ -164,8 +164,18 @@ def test_ablation_grids_from_overrides_config_and_variant_names():
     assert sorted(zip(h["value"], h["context"], h["method"])) == [
         ("1", "", "iqrl/horizon=1"), ("3", "", "iqrl/horizon=3"),
         ("3", "use_fsq=false", "iqrl/horizon=3,use_fsq=false"), ("5", "", "iqrl")]
-    assert sorted(grids["fsq_levels"].points["value"], key=metrics.value_sort_key) == ["5-5-5-5", "8-8"]
+    assert sorted(grids["fsq_levels"].points["value"], key=metrics.value_sort_key) == ["8-8", "5-5-5-5"]
     assert metrics.is_numeric(["1", "3", "5"]) and not metrics.is_numeric(["8-8", "5-5-5-5"])
+
+
+def test_list_values_ordered_by_codebook_size():
+    # ablations/fsq_levels.yaml's layouts: by the product of the levels (ties: fewer levels first), not as text
+    levels = ["8-8-8-8", "16-16", "2-2-2-2", "8-5-5-5", "4-4", "4-4-4", "8-8", "32-32", "8-6-5", "4-4-4-4"]
+    assert sorted(levels, key=metrics.value_sort_key) == [
+        "4-4", "2-2-2-2", "8-8", "4-4-4", "8-6-5", "16-16", "4-4-4-4", "8-5-5-5", "32-32", "8-8-8-8"]
+    # numbers first (by value), then lists, then text
+    assert sorted(["default (8-8/4-4)", "4-4", "10", "2"], key=metrics.value_sort_key) == [
+        "2", "10", "4-4", "default (8-8/4-4)"]
 
 
 def test_ablation_default_variant_set_per_task_is_not_placed_at_one_value():
