@@ -12,7 +12,7 @@ Conventions:
 - Estimates handed to plots and tables are back on the 0-1000 return scale (probabilities and
   profile fractions stay in [0, 1]).
 - Score-at-step rule: a run's score at env step S is its evaluation at the largest env_step <= S;
-  a run whose last evaluation is before S never reached S and is left out.
+  a run whose last evaluation is before S (or whose first is after it) has none and is left out.
 - Bootstraps are rliable's stratified bootstrap (runs resampled within each task). rliable 1.2.0 draws
   indices from numpy's *global* RNG, so each call is wrapped in `seeded_global_numpy(seed)`, which seeds
   it and restores the previous state afterwards: the same input gives identical numbers.
@@ -125,20 +125,31 @@ def score_distribution(s: np.ndarray, taus: np.ndarray) -> np.ndarray:
 def scores_at_step(evals: pd.DataFrame, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each run's score at env step `step` (largest env_step <= step).
 
-    Returns (scores, not_reached): `scores` has one row per run that reached `step` (columns run,
-    method, task, group, seed, env_step = the evaluation used, episode_return); `not_reached` one row per
-    run whose last evaluation is before `step` (run, method, task, seed, last_eval).
+    Returns (scores, not_reached): `scores` has one row per run evaluated at or before `step` that also
+    reached it (columns run, method, task, group, seed, env_step = the evaluation used, episode_return);
+    `not_reached` one row per run without a score: its last evaluation is before `step`, or its first is
+    after it (run, method, task, seed, first_eval, last_eval).
     """
+    first = evals.groupby("run")["env_step"].min()
     last = evals.groupby("run")["env_step"].max()
-    reached = last.index[last >= step]
-    before = evals[(evals["env_step"] <= step) & evals["run"].isin(reached)]
+    has = (first <= step) & (last >= step)
+    before = evals[(evals["env_step"] <= step) & evals["run"].isin(has.index[has])]
     idx = before.groupby("run")["env_step"].idxmax()
     cols = ["run", "method", "task", "group", "seed", "env_step", "episode_return"]
     scores = before.loc[idx.values, cols].sort_values(["method", "task", "seed", "run"]).reset_index(drop=True)
-    short = evals[evals["run"].isin(last.index[last < step])].drop_duplicates("run")
+    short = evals[evals["run"].isin(has.index[~has])].drop_duplicates("run")
     not_reached = short[["run", "method", "task", "seed"]].assign(
-        last_eval=short["run"].map(last).values).reset_index(drop=True)
+        first_eval=short["run"].map(first).values, last_eval=short["run"].map(last).values).reset_index(drop=True)
     return scores, not_reached
+
+
+def not_reached_text(not_reached: pd.DataFrame, step: int) -> str:
+    """'2 run(s) never reached it and are left out (tcrl: 1, td3: 1)' for `scores_at_step`'s not_reached
+    (non-empty), adding '; k first evaluated after it' for runs whose first evaluation is after `step`."""
+    by = ", ".join(f"{m}: {n}" for m, n in not_reached["method"].value_counts().sort_index().items())
+    late = int((not_reached["first_eval"] > step).sum())
+    return (f"{len(not_reached)} run(s) never reached it and are left out ({by}"
+            + (f"; {late} first evaluated after it" if late else "") + ")")
 
 
 def balanced_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -197,9 +208,7 @@ def final_estimates(evals: pd.DataFrame, steps: list[int], reps: int, seed: int 
     for step in steps:
         scores, not_reached = scores_at_step(evals, step)
         if len(not_reached):
-            by = ", ".join(f"{m}: {n}" for m, n in not_reached["method"].value_counts().sort_index().items())
-            notes.append(f"at {format_steps(step)} steps, {len(not_reached)} run(s) never reached it and "
-                         f"are left out ({by})")
+            notes.append(f"at {format_steps(step)} steps, {not_reached_text(not_reached, step)}")
         task_sets = scores.groupby("method")["task"].agg(lambda t: tuple(sorted(set(t))))
         if task_sets.nunique() > 1:
             sizes = ", ".join(f"{m}: {len(t)}" for m, t in task_sets.items())
@@ -463,8 +472,7 @@ def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int]
     where = f"ablation {grid.sweep or 'nosweep'}/{grid.agent}/{grid.key} at {format_steps(step)} steps"
     notes = []
     if len(not_reached):
-        by = ", ".join(f"{m}: {n}" for m, n in not_reached["method"].value_counts().sort_index().items())
-        notes.append(f"{where}: {len(not_reached)} run(s) never reached it and are left out ({by})")
+        notes.append(f"{where}: {not_reached_text(not_reached, step)}")
     rows, task_sets = [], {}
     for pt in grid.points.itertuples():
         runs = scores[scores["method"] == pt.method]

@@ -101,6 +101,18 @@ def test_score_at_step_rule_and_runs_that_never_reached(tmp_path):
     assert est.table.set_index(["env_step", "metric"]).loc[(100, "iqm"), "n_runs"] == 2
 
 
+def test_run_first_evaluated_after_the_step_is_counted_as_left_out(tmp_path):
+    write_run(tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (100, 2.0)])
+    write_run(tmp_path / "a" / "walker-walk" / "seed1", [(150, 5.0), (200, 6.0)])  # first evaluation at 150
+    evals = eval_rows(load_results(tmp_path)[0])
+    scores, not_reached = metrics.scores_at_step(evals, 100)
+    assert scores["seed"].tolist() == [0]
+    assert not_reached[["seed", "first_eval", "last_eval"]].values.tolist() == [[1, 150, 200]]
+    est = metrics.final_estimates(evals, [100], reps=REPS)
+    assert "at 100 steps, 1 run(s) never reached it and are left out (a: 1; 1 first evaluated after it)" \
+        in est.notes
+
+
 def test_runs_balanced_across_tasks_for_rliable(tmp_path):
     for seed in range(3):
         write_run(tmp_path / "a" / "walker-walk" / f"seed{seed}", [(0, 0.0), (10, 100.0 * (seed + 1))])
