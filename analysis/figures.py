@@ -136,12 +136,12 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
         tag = metrics.format_steps(step)
         est = final.table[final.table["env_step"] == step]
         written += plots.save_figure(plots.plot_final_intervals(est, colors, step), out, f"final_intervals_{tag}")
-        mats = {m: arr for (m, s), (arr, _) in final.matrices.items() if s == step}
-        profiles = metrics.performance_profiles(mats, PROFILE_TAUS, reps_curve, seed)
+        with_tasks = {m: v for (m, s), v in final.scores.items() if s == step}
+        profiles = metrics.performance_profiles({m: cols for m, (cols, _) in with_tasks.items()}, PROFILE_TAUS,
+                                                reps_curve, seed)
         written += plots.save_figure(
             plots.plot_performance_profiles(profiles, PROFILE_TAUS * metrics.RETURN_SCALE, colors, step),
             out, f"performance_profiles_{tag}")
-        with_tasks = {m: v for (m, s), v in final.matrices.items() if s == step}
         ref_method, why = poi_reference(list(with_tasks))
         if ref_method is None:
             note(f"{why} at {tag} steps: probability of improvement skipped")

@@ -1,21 +1,27 @@
 """Scores and their uncertainty: pure functions of tables/arrays (no I/O, no plotting).
 
-Layering (as rliable): compute scores (`scores_at_step`, `score_matrix`, `curve_segments`) -> estimate
+Layering (as rliable): compute scores (`scores_at_step`, `task_scores`, `curve_segments`) -> estimate
 (`final_estimates`, `sample_efficiency`, `performance_profiles`, `improvement_estimates`,
 `per_task_curves`, `ablation_estimates`) -> plot (analysis.plots) / tabulate (analysis.tables).
 
 Conventions:
 - `evals` is the evaluation part of the tidy table (analysis.load.eval_rows): one row per
   (run, env_step) with columns run, method, task, group, seed, env_step, episode_return.
-- Score arrays handed to rliable are normalised returns (DMC return / 1000) of shape
-  (num_runs, num_tasks) for final scores and (num_runs, num_tasks, num_steps) for curves.
+- A method's scores are kept per task: `cols`, a list (T,) of arrays (n_t,) for final scores or
+  (n_t, S) for curves, normalised returns (DMC return / 1000), each task's runs ordered by seed. Tasks
+  may hold different numbers of runs: every run that has a score counts.
 - Estimates handed to plots and tables are back on the 0-1000 return scale (probabilities and
   profile fractions stay in [0, 1]).
 - Score-at-step rule: a run's score at env step S is its evaluation at the largest env_step <= S;
-  a run whose last evaluation is before S never reached S and is left out.
-- Bootstraps are rliable's stratified bootstrap (runs resampled within each task). rliable 1.2.0 draws
-  indices from numpy's *global* RNG, so each call is wrapped in `seeded_global_numpy(seed)`, which seeds
-  it and restores the previous state afterwards: the same input gives identical numbers.
+  a run whose last evaluation is before S (or whose first is after it) has none and is left out.
+- Aggregates pool all run x task scores: IQM = 25% trimmed mean, mean and optimality gap over all of
+  them; median (rliable's definition) of the per-task means.
+- Bootstraps are stratified (each task's runs resampled with replacement, n_t draws from that task),
+  95% percentile intervals. With equal runs per task the scores are stacked (R, T[, S]) and handed to
+  rliable (`get_interval_estimates`); rliable 1.2.0 draws indices from numpy's *global* RNG, so each call
+  is wrapped in `seeded_global_numpy(seed)`, which seeds it and restores the previous state afterwards.
+  With unequal counts (rliable needs a rectangular array) the same bootstrap runs in numpy
+  (`ragged_bootstrap`, `np.random.default_rng(seed)`). Either way the same input gives identical numbers.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -50,27 +57,85 @@ def seeded_global_numpy(seed: int):
         np.random.set_state(state)
 
 
-def bootstrap(scores, func, reps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """rliable stratified-bootstrap estimate of func(scores) with a 95% percentile interval.
+def bootstrap(cols, stat: "Statistic", reps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified-bootstrap estimate of an aggregate with a 95% percentile interval.
 
-    scores: array (R, T[, S]) or a tuple of such arrays (bootstrapped independently).
-    func: maps the array(s) to a 1-D array (k,). Returns (point (k,), interval (2, k)); row 0 = low.
-    With one run per task (R = 1) the interval is NaN: the bootstrap resamples runs within each task, so
-    every resample is the original and the interval would have zero width, a certainty one run cannot give.
+    cols: one method's scores per task, a list (T,) of arrays (n_t[, S]), or a tuple of such lists on the
+    same tasks (bootstrapped independently, as rliable's StratifiedIndependentBootstrap). stat: the
+    aggregate in both forms (see `Statistic`). Returns (point (k,), interval (2, k)); row 0 = low.
+    When each input has the same number of runs on all its tasks, its arrays are stacked (R, T[, S]) and
+    rliable's `get_interval_estimates` computes both (stat.matrix), as it always did; otherwise the same
+    stratified bootstrap runs in numpy (`ragged_bootstrap`, stat.pooled), every run counting.
+    With one run on every task of an input the interval is NaN: the bootstrap resamples runs within each
+    task, so every resample is the original and the interval would have zero width, a certainty one run
+    cannot give. (A single task with one run is fine: it adds its score to every resample.)
     """
     from rliable import library as rly
 
-    arrays = scores if isinstance(scores, tuple) else (scores,)
-    if min(len(a) for a in arrays) < 2:
-        point = np.asarray(func(*arrays), dtype=float)
+    inputs = cols if isinstance(cols, tuple) else (cols,)
+    counts = [np.array([len(c) for c in x]) for x in inputs]
+    if all(c.min() == c.max() for c in counts):
+        arrays = tuple(np.stack(x, axis=1) for x in inputs)
+        if min(len(a) for a in arrays) < 2:
+            point = np.asarray(stat.matrix(*arrays), dtype=float)
+            return point, np.full((2, len(point)), np.nan)
+        with seeded_global_numpy(seed):
+            point, interval = rly.get_interval_estimates(
+                {"x": arrays if isinstance(cols, tuple) else arrays[0]}, stat.matrix, reps=reps)
+        return np.asarray(point["x"], dtype=float), np.asarray(interval["x"], dtype=float)
+    if any(c.max() < 2 for c in counts):
+        point = pooled_point(inputs, stat.pooled)
         return point, np.full((2, len(point)), np.nan)
-    with seeded_global_numpy(seed):
-        point, interval = rly.get_interval_estimates({"x": scores}, func, reps=reps)
-    return np.asarray(point["x"], dtype=float), np.asarray(interval["x"], dtype=float)
+    return ragged_bootstrap(inputs, stat.pooled, reps, seed)
+
+
+def task_starts(counts) -> np.ndarray:
+    """Where each task's runs begin when the tasks' runs are laid end to end: counts (T,) -> (T,)."""
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
+def stratified_indices(counts, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """Stratified resampling indices (reps, N), N = sum(counts), into runs laid end to end by task.
+
+    Position k of task t (start_t <= k < start_t + n_t) draws, with replacement, one of that task's own
+    n_t runs, so every resample keeps each task's run count and never mixes tasks.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.repeat(task_starts(counts), counts) + rng.integers(0, np.repeat(counts, counts),
+                                                                  size=(reps, int(counts.sum())))
+
+
+def pooled_point(inputs, func) -> np.ndarray:
+    """func on the original scores: inputs as in `ragged_bootstrap` -> (k,)."""
+    samples = [(np.concatenate(x, axis=0)[None], np.array([len(c) for c in x])) for x in inputs]
+    return np.asarray(func(*samples)[0], dtype=float)
+
+
+def ragged_bootstrap(inputs, func, reps: int, seed: int = 0, chunk: int = 2 ** 18
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified bootstrap for tasks with different run counts (rliable needs equal counts).
+
+    inputs: tuple of per-task score lists (each a list (T,) of arrays (n_t[, S])); each is resampled
+    independently (`stratified_indices`, drawn from np.random.default_rng(seed), input after input).
+    func maps one (values (B, N[, S]), counts (T,)) pair per input, runs laid end to end by task, to
+    (B, k). Returns (func on the original scores (k,), 95% percentile interval (2, k)), the interval as
+    arch/rliable's 'percentile' method computes it. Resamples are evaluated in blocks of about `chunk`
+    scores, which bounds memory and does not change the numbers.
+    """
+    rng = np.random.default_rng(seed)
+    flats = [np.concatenate(x, axis=0) for x in inputs]
+    counts = [np.array([len(c) for c in x]) for x in inputs]
+    point = pooled_point(inputs, func)
+    idx = [stratified_indices(c, reps, rng) for c in counts]
+    block = max(1, chunk // sum(f.size for f in flats))
+    stats = np.concatenate([
+        np.asarray(func(*[(f[i[a:a + block]], c) for f, i, c in zip(flats, idx, counts)]), dtype=float)
+        for a in range(0, reps, block)])
+    return point, np.percentile(stats, [2.5, 97.5], axis=0)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Aggregate metrics on (R, T) normalised score matrices
+# Aggregate metrics on (R, T) normalised score matrices (rliable's form) and on pooled scores
 # ---------------------------------------------------------------------------------------------------
 def iqm(x: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     """Interquartile mean: mean of the sorted values after dropping floor(n/4) from each end.
@@ -120,104 +185,138 @@ def score_distribution(s: np.ndarray, taus: np.ndarray) -> np.ndarray:
     return (s.reshape(-1)[:, None] > np.asarray(taus)[None, :]).mean(axis=0)
 
 
+# The same aggregates on pooled scores: v (B, N[, S]) holds B samples of every run's score with the tasks'
+# runs laid end to end (task 0's n_0 runs, then task 1's, ...), counts (T,) the runs per task. Tasks may
+# hold different numbers of runs; on equal counts these give the rectangular forms' numbers.
+def pooled_final_metric_values(v: np.ndarray, counts) -> np.ndarray:
+    """(B, N) -> (B, 4): IQM, mean and optimality gap over all N run x task scores, median of the
+    per-task means (rliable's definitions, generalised to unequal run counts)."""
+    task_means = np.add.reduceat(v, task_starts(counts), axis=1) / np.asarray(counts)
+    return np.stack([iqm(v, axis=1), np.median(task_means, axis=1), v.mean(axis=1),
+                     1.0 - np.minimum(v, 1.0).mean(axis=1)], axis=1)
+
+
+def pooled_probability_of_improvement(x: tuple, y: tuple) -> np.ndarray:
+    """x = (values (B, Nx), counts (T,)), y likewise on the same tasks -> (B,): per task the share of
+    (x run, y run) pairs with x > y, ties 1/2 (Mann-Whitney U / (n_x n_y)), averaged over tasks."""
+    (xv, xc), (yv, yc) = x, y
+    total = np.zeros(len(xv))
+    for xs, nx, ys, ny in zip(task_starts(xc), xc, task_starts(yc), yc):
+        a, b = xv[:, xs:xs + nx, None], yv[:, None, ys:ys + ny]
+        total += (a > b).mean(axis=(1, 2)) + 0.5 * (a == b).mean(axis=(1, 2))
+    return total / len(xc)
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """An aggregate in the two forms `bootstrap` uses. matrix: on rectangular arrays (R, T[, S]), one per
+    input -> (k,), what rliable bootstraps; pooled: on B resamples, one (values (B, N[, S]), counts (T,))
+    pair per input (see above) -> (B, k), for tasks with different run counts."""
+
+    matrix: Callable[..., np.ndarray]
+    pooled: Callable[..., np.ndarray]
+
+
+FINAL_STAT = Statistic(final_metric_values, lambda x: pooled_final_metric_values(*x))
+IQM_STAT = Statistic(iqm_only, lambda x: iqm(x[0], axis=1)[:, None])
+IQM_PER_STEP_STAT = Statistic(iqm_per_step, lambda x: iqm(x[0], axis=1))
+IMPROVEMENT_STAT = Statistic(lambda a, b: np.array([probability_of_improvement(a, b)]),
+                             lambda x, y: pooled_probability_of_improvement(x, y)[:, None])
+
+
+def profile_stat(taus: np.ndarray) -> Statistic:
+    """Score distribution at taus: fraction of all run x task scores above each tau."""
+    taus = np.asarray(taus)
+    return Statistic(lambda s: score_distribution(s, taus), lambda x: (x[0][:, :, None] > taus).mean(axis=1))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Scores at a step
 # ---------------------------------------------------------------------------------------------------
 def scores_at_step(evals: pd.DataFrame, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each run's score at env step `step` (largest env_step <= step).
 
-    Returns (scores, not_reached): `scores` has one row per run that reached `step` (columns run,
-    method, task, group, seed, env_step = the evaluation used, episode_return); `not_reached` one row per
-    run whose last evaluation is before `step` (run, method, task, seed, last_eval).
+    Returns (scores, not_reached): `scores` has one row per run evaluated at or before `step` that also
+    reached it (columns run, method, task, group, seed, env_step = the evaluation used, episode_return);
+    `not_reached` one row per run without a score: its last evaluation is before `step`, or its first is
+    after it (run, method, task, seed, first_eval, last_eval).
     """
+    first = evals.groupby("run")["env_step"].min()
     last = evals.groupby("run")["env_step"].max()
-    reached = last.index[last >= step]
-    before = evals[(evals["env_step"] <= step) & evals["run"].isin(reached)]
+    has = (first <= step) & (last >= step)
+    before = evals[(evals["env_step"] <= step) & evals["run"].isin(has.index[has])]
     idx = before.groupby("run")["env_step"].idxmax()
     cols = ["run", "method", "task", "group", "seed", "env_step", "episode_return"]
     scores = before.loc[idx.values, cols].sort_values(["method", "task", "seed", "run"]).reset_index(drop=True)
-    short = evals[evals["run"].isin(last.index[last < step])].drop_duplicates("run")
+    short = evals[evals["run"].isin(has.index[~has])].drop_duplicates("run")
     not_reached = short[["run", "method", "task", "seed"]].assign(
-        last_eval=short["run"].map(last).values).reset_index(drop=True)
+        first_eval=short["run"].map(first).values, last_eval=short["run"].map(last).values).reset_index(drop=True)
     return scores, not_reached
 
 
-def balanced_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep the same number of runs on every task (rliable needs a rectangular (R, T) array).
-
-    runs: one row per run of one method (columns task, seed, ...). R = the smallest run count over
-    tasks; on each task the R runs with the lowest seeds are kept. Returns (kept rows, number dropped).
-    """
-    ordered = runs.sort_values(["task", "seed", "run"], kind="stable")
-    r = int(ordered.groupby("task").size().min())
-    kept = ordered.groupby("task", group_keys=False).head(r)
-    return kept, len(runs) - len(kept)
+def not_reached_text(not_reached: pd.DataFrame, step: int) -> str:
+    """'2 run(s) never reached it and are left out (tcrl: 1, td3: 1)' for `scores_at_step`'s not_reached
+    (non-empty), adding '; k first evaluated after it' for runs whose first evaluation is after `step`."""
+    by = ", ".join(f"{m}: {n}" for m, n in not_reached["method"].value_counts().sort_index().items())
+    late = int((not_reached["first_eval"] > step).sum())
+    return (f"{len(not_reached)} run(s) never reached it and are left out ({by}"
+            + (f"; {late} first evaluated after it" if late else "") + ")")
 
 
-def balance_notes(where: str, runs: pd.DataFrame, n_kept: int, dropped: int) -> list[str]:
-    """Notes on one method's score matrix: runs left out so that every task has `n_kept` runs (naming the
-    task(s) with that few), and, with one run per task, that there is no CI (see `bootstrap`).
-
-    where: the note's prefix (step and method); runs: the method's runs before balancing (column task).
-    """
-    counts = runs.groupby("task").size()
-    fewest = ", ".join(sorted(counts.index[counts == counts.min()])[:3])
-    notes = []
-    if dropped:
-        notes.append(f"{where}: {dropped} run(s) left out so that every task has {n_kept} run(s), as many as "
-                     f"{fewest} (rliable needs equal runs per task)")
-    if n_kept < 2:
-        notes.append(f"{where}: one run per task ({fewest} has 1): no 95% CI, as a bootstrap over one run per "
-                     f"task would have zero width")
-    return notes
+def task_scores(scores: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
+    """One method's scores at a step -> (cols, tasks): per task (sorted) an array (n_t,) of normalised
+    returns, runs in seed order. Every run counts; tasks may hold different numbers of runs."""
+    ordered = scores.sort_values(["task", "seed", "run"], kind="stable")
+    tasks = sorted(ordered["task"].unique())
+    cols = [ordered.loc[ordered["task"] == t, "episode_return"].to_numpy(dtype=float) / RETURN_SCALE
+            for t in tasks]
+    return cols, tasks
 
 
-def score_matrix(scores: pd.DataFrame) -> tuple[np.ndarray, list[str], int]:
-    """One method's scores -> (normalised array (R, T), task names (T,), runs dropped to balance)."""
-    kept, dropped = balanced_runs(scores)
-    tasks = sorted(kept["task"].unique())
-    cols = [kept.loc[kept["task"] == t, "episode_return"].to_numpy() for t in tasks]
-    return np.stack(cols, axis=1) / RETURN_SCALE, tasks, dropped
+def single_run_notes(where: str, cols: list[np.ndarray]) -> list[str]:
+    """A note when every task has one run: no CI (see `bootstrap`). where: the note's prefix."""
+    if max(len(c) for c in cols) < 2:
+        return [f"{where}: one run per task: no 95% CI, as a bootstrap over one run per task would have "
+                f"zero width"]
+    return []
 
 
 @dataclass
 class FinalEstimates:
     """Aggregates at fixed env steps. table: method, env_step, metric, value, ci_low, ci_high, n_tasks,
-    n_runs (values on the 0-1000 scale; ci_low/ci_high NaN with one run per task, see `bootstrap`);
-    matrices[(method, step)] = (array (R, T), tasks);
-    notes: human-readable lines about runs left out."""
+    n_runs (values on the 0-1000 scale; n_runs = run x task scores used; ci_low/ci_high NaN with one run
+    per task, see `bootstrap`); scores[(method, step)] = (cols, tasks), see `task_scores`;
+    notes: human-readable lines about runs left out and missing CIs."""
 
     table: pd.DataFrame
-    matrices: dict[tuple[str, int], tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+    scores: dict[tuple[str, int], tuple[list[np.ndarray], list[str]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
 def final_estimates(evals: pd.DataFrame, steps: list[int], reps: int, seed: int = 0) -> FinalEstimates:
     """IQM, median, mean and optimality gap with 95% CIs for every method at every step it reached."""
-    rows, matrices, notes = [], {}, []
+    rows, by_method, notes = [], {}, []
     for step in steps:
         scores, not_reached = scores_at_step(evals, step)
         if len(not_reached):
-            by = ", ".join(f"{m}: {n}" for m, n in not_reached["method"].value_counts().sort_index().items())
-            notes.append(f"at {format_steps(step)} steps, {len(not_reached)} run(s) never reached it and "
-                         f"are left out ({by})")
+            notes.append(f"at {format_steps(step)} steps, {not_reached_text(not_reached, step)}")
         task_sets = scores.groupby("method")["task"].agg(lambda t: tuple(sorted(set(t))))
         if task_sets.nunique() > 1:
             sizes = ", ".join(f"{m}: {len(t)}" for m, t in task_sets.items())
             notes.append(f"at {format_steps(step)} steps, methods average different task sets (tasks per "
                          f"method: {sizes}); compare their aggregates with care")
         for method, runs in scores.groupby("method", sort=True):
-            s, tasks, dropped = score_matrix(runs)
-            notes += balance_notes(f"at {format_steps(step)} steps, {method}", runs, s.shape[0], dropped)
-            matrices[(method, step)] = (s, tasks)
-            point, interval = bootstrap(s, final_metric_values, reps, seed)
+            cols, tasks = task_scores(runs)
+            notes += single_run_notes(f"at {format_steps(step)} steps, {method}", cols)
+            by_method[(method, step)] = (cols, tasks)
+            point, interval = bootstrap(cols, FINAL_STAT, reps, seed)
             for k, metric in enumerate(FINAL_METRICS):
                 rows.append({"method": method, "env_step": step, "metric": metric,
                              "value": point[k] * RETURN_SCALE, "ci_low": interval[0, k] * RETURN_SCALE,
                              "ci_high": interval[1, k] * RETURN_SCALE, "n_tasks": len(tasks),
-                             "n_runs": int(s.size)})
+                             "n_runs": sum(len(c) for c in cols)})
     cols = ["method", "env_step", "metric", "value", "ci_low", "ci_high", "n_tasks", "n_runs"]
-    return FinalEstimates(pd.DataFrame(rows, columns=cols), matrices, notes)
+    return FinalEstimates(pd.DataFrame(rows, columns=cols), by_method, notes)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -240,12 +339,14 @@ def values_on_grid(run_steps: np.ndarray, run_values: np.ndarray, grid: np.ndarr
     return np.where(grid > run_steps[-1], np.nan, out)
 
 
-def curve_segments(evals: pd.DataFrame, grid: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
-    """One method's runs on a step grid -> [(steps (S_k,), normalised scores (R_k, T, S_k), tasks)].
+def curve_segments(evals: pd.DataFrame, grid: np.ndarray
+                   ) -> list[tuple[np.ndarray, list[np.ndarray], list[str]]]:
+    """One method's runs on a step grid -> [(steps (S_k,), cols, tasks)], cols per task an array
+    (n_t, S_k) of normalised scores (runs in seed order).
 
     A grid step is kept only when every task has a run evaluated at or before it that also reached it
-    (otherwise the aggregate would silently change its task set); runs are balanced per step (lowest
-    seeds kept) and consecutive steps with the same run set form one segment (one rliable call).
+    (otherwise the aggregate would silently change its task set); every such run counts (tasks may hold
+    different numbers), and consecutive steps with the same run set form one segment (one bootstrap).
     """
     tasks = sorted(evals["task"].unique())
     runs = evals.drop_duplicates("run")[["run", "task", "seed"]]
@@ -259,16 +360,15 @@ def curve_segments(evals: pd.DataFrame, grid: np.ndarray) -> list[tuple[np.ndarr
         if current is not None and cur_steps:
             sel = current  # dataframe of kept runs
             steps = np.array(cur_steps)
-            arr = np.stack([
-                np.stack([values_on_grid(*series[run], steps) for run in sel.loc[sel["task"] == t, "run"]])
-                for t in tasks], axis=1) / RETURN_SCALE
-            segments.append((steps, arr, tasks))
+            cols = [np.stack([values_on_grid(*series[run], steps) for run in sel.loc[sel["task"] == t, "run"]])
+                    / RETURN_SCALE for t in tasks]
+            segments.append((steps, cols, tasks))
 
     for step in grid:
         alive = runs[(first <= step) & (last >= step)]
         if alive["task"].nunique() < len(tasks):
             continue  # some task has no run evaluated at this step (not started or all ended)
-        kept, _ = balanced_runs(alive)
+        kept = alive.sort_values(["task", "seed", "run"], kind="stable")
         if current is None or set(kept["run"]) != set(current["run"]):
             close()
             current, cur_steps = kept, []
@@ -291,50 +391,52 @@ def sample_efficiency(evals: pd.DataFrame, reps: int, seed: int = 0, max_points:
         sub = evals if group == "all" else evals[evals["group"] == group]
         for method, m_evals in sub.groupby("method", sort=True):
             grid = thin_steps(m_evals["env_step"], max_points)
-            for steps, arr, tasks in curve_segments(m_evals, grid):
-                point, interval = bootstrap(arr, iqm_per_step, reps, seed)
+            for steps, cols, tasks in curve_segments(m_evals, grid):
+                point, interval = bootstrap(cols, IQM_PER_STEP_STAT, reps, seed)
                 for j, step in enumerate(steps):
                     rows.append({"group": group, "method": method, "env_step": int(step),
                                  "iqm": point[j] * RETURN_SCALE, "ci_low": interval[0, j] * RETURN_SCALE,
                                  "ci_high": interval[1, j] * RETURN_SCALE, "n_tasks": len(tasks),
-                                 "n_runs": arr.shape[0] * arr.shape[1]})
+                                 "n_runs": sum(len(c) for c in cols)})
     cols = ["group", "method", "env_step", "iqm", "ci_low", "ci_high", "n_tasks", "n_runs"]
     return pd.DataFrame(rows, columns=cols)
 
 
-def performance_profiles(matrices: dict[str, np.ndarray], taus: np.ndarray, reps: int, seed: int = 0
+def performance_profiles(scores: dict[str, list[np.ndarray]], taus: np.ndarray, reps: int, seed: int = 0
                          ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Score distributions with 95% CIs: {method: (profile (len(taus),), ci (2, len(taus)))}.
 
-    matrices: {method: normalised scores (R, T)}; taus on the same normalised scale. Same statistic as
-    rliable's create_performance_profile (use_score_distribution=True), computed vectorised.
+    scores: {method: cols (per task an array (n_t,) of normalised scores)}; taus on the same normalised
+    scale. Same statistic as rliable's create_performance_profile (use_score_distribution=True): the
+    fraction of all run x task scores above tau, computed vectorised.
     """
-    out = {}
-    for method, s in matrices.items():
-        point, interval = bootstrap(s, lambda x: score_distribution(x, taus), reps, seed)
-        out[method] = (point, interval)
-    return out
+    stat = profile_stat(taus)
+    return {method: bootstrap(cols, stat, reps, seed) for method, cols in scores.items()}
 
 
-def improvement_estimates(matrices: dict[str, tuple[np.ndarray, list[str]]], reference: str, reps: int,
+def improvement_estimates(scores: dict[str, tuple[list[np.ndarray], list[str]]], reference: str, reps: int,
                           seed: int = 0) -> pd.DataFrame:
     """P(reference > other) with 95% CIs for every other method, on the tasks both have.
 
-    matrices: {method: (normalised scores (R, T), tasks (T,))}. Returns a table: method (= reference),
-    other, probability, ci_low, ci_high, n_tasks. Pairs without a common task are left out.
+    scores: {method: (cols, tasks)} as `task_scores`. Per task the share of (reference run, other run)
+    pairs won (ties 1/2), averaged over the common tasks (rliable's probability_of_improvement); the two
+    methods' runs are resampled independently, each within its tasks. Every run counts: rliable's
+    function and bootstrap take a rectangular array per method, so when a method's tasks hold different
+    numbers of runs the same statistic and bootstrap run in numpy (see `bootstrap`). Returns a table:
+    method (= reference), other, probability, ci_low, ci_high, n_tasks. Pairs without a common task are
+    left out.
     """
     rows = []
-    x_all, x_tasks = matrices[reference]
-    for other, (y_all, y_tasks) in sorted(matrices.items()):
+    x_all, x_tasks = scores[reference]
+    for other, (y_all, y_tasks) in sorted(scores.items()):
         if other == reference:
             continue
         common = [t for t in x_tasks if t in y_tasks]
         if not common:
             continue
-        x = x_all[:, [x_tasks.index(t) for t in common]]
-        y = y_all[:, [y_tasks.index(t) for t in common]]
-        point, interval = bootstrap((x, y), lambda a, b: np.array([probability_of_improvement(a, b)]),
-                                    reps, seed)
+        x = [x_all[x_tasks.index(t)] for t in common]
+        y = [y_all[y_tasks.index(t)] for t in common]
+        point, interval = bootstrap((x, y), IMPROVEMENT_STAT, reps, seed)
         rows.append({"method": reference, "other": other, "probability": point[0],
                      "ci_low": interval[0, 0], "ci_high": interval[1, 0], "n_tasks": len(common)})
     return pd.DataFrame(rows, columns=["method", "other", "probability", "ci_low", "ci_high", "n_tasks"])
@@ -480,8 +582,9 @@ def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int]
     """Final IQM with 95% CI per point of one grid, from the sweep's own runs.
 
     The step is the largest of `steps` that every point's runs reached (or, if none, the latest step
-    that all of them reached). Returns (points + iqm, ci_low, ci_high, n_tasks, n_runs; step; notes on
-    runs left out: not yet at the step, dropped to balance runs per task, or points on other task sets).
+    that all of them reached); every run with a score there counts. Returns (points + iqm, ci_low, ci_high,
+    n_tasks, n_runs; step; notes on runs without a score at the step, points with one run per task (no
+    CI) and points on other task sets).
     """
     sub = evals[(evals["sweep"] == grid.sweep) & evals["method"].isin(grid.points["method"])]
     step, _ = largest_common_step(sub, steps, grid.points["method"])
@@ -489,20 +592,20 @@ def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int]
     where = f"ablation {grid.sweep or 'nosweep'}/{grid.agent}/{grid.key} at {format_steps(step)} steps"
     notes = []
     if len(not_reached):
-        by = ", ".join(f"{m}: {n}" for m, n in not_reached["method"].value_counts().sort_index().items())
-        notes.append(f"{where}: {len(not_reached)} run(s) never reached it and are left out ({by})")
+        notes.append(f"{where}: {not_reached_text(not_reached, step)}")
     rows, task_sets = [], {}
     for pt in grid.points.itertuples():
         runs = scores[scores["method"] == pt.method]
         if runs.empty:
             continue
-        s, tasks, dropped = score_matrix(runs)
+        cols, tasks = task_scores(runs)
         task_sets[pt.method] = tuple(tasks)
-        notes += balance_notes(f"{where}, {pt.method}", runs, s.shape[0], dropped)
-        point, interval = bootstrap(s, iqm_only, reps, seed)
+        notes += single_run_notes(f"{where}, {pt.method}", cols)
+        point, interval = bootstrap(cols, IQM_STAT, reps, seed)
         rows.append({"method": pt.method, "value": pt.value, "context": pt.context,
                      "iqm": point[0] * RETURN_SCALE, "ci_low": interval[0, 0] * RETURN_SCALE,
-                     "ci_high": interval[1, 0] * RETURN_SCALE, "n_tasks": len(tasks), "n_runs": int(s.size)})
+                     "ci_high": interval[1, 0] * RETURN_SCALE, "n_tasks": len(tasks),
+                     "n_runs": sum(len(c) for c in cols)})
     if len(set(task_sets.values())) > 1:
         sizes = ", ".join(f"{m}: {len(t)}" for m, t in sorted(task_sets.items()))
         notes.append(f"{where}: the points average different task sets (tasks per point: {sizes})")

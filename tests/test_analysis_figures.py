@@ -71,16 +71,18 @@ def test_cli_warnings(synthetic_run):
     assert "warning: 2 run(s) not done (1 failed, 1 running) included up to their last evaluation" in err
     assert "warning: no run reached 1M env steps" in err
     assert "warning: at 500k steps, 2 run(s) never reached it and are left out (tcrl: 1, td3: 1)" in err
+    assert "left out so that every task has" not in err
 
 
 def _expected(agent, runs, step, factor=1.0):
-    """IQM / median / mean / optimality gap of synthetic_return over (task, seed) runs, by hand."""
+    """IQM / median / mean / optimality gap of synthetic_return over (task, seed) runs, by hand: IQM, mean and
+    optimality gap over all run x task scores, median of the per-task means."""
     by_task = {}
     for task, seed in runs:
         by_task.setdefault(task, []).append(synthetic_return(agent, task, seed, step, factor))
     allv = [v for vals in by_task.values() for v in vals]
     task_means = [np.mean(v) for v in by_task.values()]
-    return {"iqm": stats.trim_mean(allv, 0.25), "median": np.median(task_means), "mean": np.mean(task_means),
+    return {"iqm": stats.trim_mean(allv, 0.25), "median": np.median(task_means), "mean": np.mean(allv),
             "optimality_gap": 1000 - np.mean(np.minimum(allv, 1000)), "n_tasks": len(by_task), "n_runs": len(allv)}
 
 
@@ -92,9 +94,12 @@ def test_scores_table_pins_known_returns(synthetic_run):
     row = scores.set_index(["method", "env_step"])
     cases = {
         ("iqrl", 100_000): _expected("iqrl", [(t, s) for t in TASKS for s in range(3)], 100_000),
-        # td3 cheetah-run seed1 failed at 150k: left out at 500k, then 2 seeds per task (lowest kept).
-        ("td3", 500_000): _expected("td3", [(t, s) for t in TASKS for s in ((0, 2) if t == "cheetah-run" else (0, 1))],
+        # td3 cheetah-run seed1 failed at 150k and tcrl dog-run seed2 is at 300k: left out at 500k; every
+        # other run counts (14 each, tasks with unequal run counts).
+        ("td3", 500_000): _expected("td3", [(t, s) for t in TASKS for s in range(3) if (t, s) != ("cheetah-run", 1)],
                                     500_000),
+        ("tcrl", 500_000): _expected("tcrl", [(t, s) for t in TASKS for s in range(3) if (t, s) != ("dog-run", 2)],
+                                     500_000),
         ("iqrl/horizon=3", 500_000): _expected("iqrl", [(t, s) for t in synthetic.ABLATION_TASKS for s in range(2)],
                                                500_000, factor=0.92),
     }
@@ -209,21 +214,33 @@ def test_ablation_keeps_its_default_variant_when_the_main_sweep_repeats_it(tmp_p
     assert scores.loc["iqrl", "n_runs"] == 4  # counted once across sweeps
 
 
-def test_one_run_on_a_task_gives_no_confidence_interval(tmp_path):
-    # rliable needs equal runs per task: one run on dog-run cuts every task to one run, and a stratified
-    # bootstrap of one run per task resamples the same scores every time (a zero-width interval).
+def test_one_run_on_a_task_keeps_every_run_and_the_interval(tmp_path):
+    # dog-run has one run, the other tasks three: all 7 runs count, and the CI comes from the tasks whose
+    # runs vary (dog-run's single score is in every resample).
     for task, seeds in (("walker-walk", 3), ("cheetah-run", 3), ("dog-run", 1)):
         for seed in range(seeds):
             write_run(tmp_path / "r" / "iqrl" / task / f"seed{seed}", [(0, 0.0), (100, 300.0 + 100 * seed)])
     rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100", *FAST])
     assert rc == 0, err
+    scores = pd.read_csv(tmp_path / "o" / "scores.csv").iloc[0]
+    allv = [300.0, 400.0, 500.0] * 2 + [300.0]
+    assert scores["iqm"] == pytest.approx(stats.trim_mean(allv, 0.25)) and scores["n_runs"] == 7
+    assert scores["iqm_ci_low"] < scores["iqm"] < scores["iqm_ci_high"]
+    assert "left out" not in err and "no 95% CI" not in err
+
+
+def test_one_run_per_task_gives_no_confidence_interval(tmp_path):
+    # A stratified bootstrap of one run on every task resamples the same scores every time (zero width).
+    for task, ret in (("walker-walk", 300.0), ("cheetah-run", 500.0)):
+        write_run(tmp_path / "r" / "iqrl" / task / "seed0", [(0, 0.0), (100, ret)])
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100", *FAST])
+    assert rc == 0, err
     scores = pd.read_csv(tmp_path / "o" / "scores.csv")
-    assert scores[["iqm", "n_runs"]].values.tolist() == [[300.0, 3]]
+    assert scores[["iqm", "n_runs"]].values.tolist() == [[400.0, 2]]
     assert scores[["iqm_ci_low", "iqm_ci_high"]].isna().all(axis=None)
-    assert "| iqrl | 100 | 300.0 | — |" in (tmp_path / "o" / "scores.md").read_text()
-    assert r"iqrl & 100 & 300.0 & --- &" in (tmp_path / "o" / "scores.tex").read_text()
-    assert "warning: at 100 steps, iqrl: 4 run(s) left out so that every task has 1 run(s), as many as dog-run" in err
-    assert "warning: at 100 steps, iqrl: one run per task (dog-run has 1): no 95% CI" in err
+    assert "| iqrl | 100 | 400.0 | — |" in (tmp_path / "o" / "scores.md").read_text()
+    assert r"iqrl & 100 & 400.0 & --- &" in (tmp_path / "o" / "scores.tex").read_text()
+    assert "warning: at 100 steps, iqrl: one run per task: no 95% CI" in err
 
 
 def test_smoke_sweep_with_the_default_steps_falls_back_to_the_largest_common_step(tmp_path):

@@ -76,7 +76,7 @@ def test_bootstrap_reproducible_and_leaves_global_rng_alone(hand_evals):
 def test_ci_is_degenerate_when_runs_agree():
     # Every seed of a task has the same score: every resample is the original -> CI = [point, point].
     s = np.array([[0.2, 0.6, 0.9]] * 4)
-    point, interval = metrics.bootstrap(s, metrics.final_metric_values, reps=REPS)
+    point, interval = metrics.bootstrap(list(s.T), metrics.FINAL_STAT, reps=REPS)
     np.testing.assert_allclose(interval[0], point)
     np.testing.assert_allclose(interval[1], point)
     # IQM of {0.2 x4, 0.6 x4, 0.9 x4}: drop three from each end -> (0.2 + 4 * 0.6 + 0.9) / 6.
@@ -101,16 +101,125 @@ def test_score_at_step_rule_and_runs_that_never_reached(tmp_path):
     assert est.table.set_index(["env_step", "metric"]).loc[(100, "iqm"), "n_runs"] == 2
 
 
-def test_runs_balanced_across_tasks_for_rliable(tmp_path):
+def test_run_first_evaluated_after_the_step_is_counted_as_left_out(tmp_path):
+    write_run(tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (100, 2.0)])
+    write_run(tmp_path / "a" / "walker-walk" / "seed1", [(150, 5.0), (200, 6.0)])  # first evaluation at 150
+    evals = eval_rows(load_results(tmp_path)[0])
+    scores, not_reached = metrics.scores_at_step(evals, 100)
+    assert scores["seed"].tolist() == [0]
+    assert not_reached[["seed", "first_eval", "last_eval"]].values.tolist() == [[1, 150, 200]]
+    est = metrics.final_estimates(evals, [100], reps=REPS)
+    assert "at 100 steps, 1 run(s) never reached it and are left out (a: 1; 1 first evaluated after it)" \
+        in est.notes
+
+
+def test_tasks_with_unequal_runs_use_every_run(tmp_path):
+    # walker-walk has 3 runs, cheetah-run 2: all 5 count (no run is dropped to equalise the tasks).
     for seed in range(3):
         write_run(tmp_path / "a" / "walker-walk" / f"seed{seed}", [(0, 0.0), (10, 100.0 * (seed + 1))])
     for seed in (0, 2):
         write_run(tmp_path / "a" / "cheetah-run" / f"seed{seed}", [(0, 0.0), (10, 50.0)])
     est = metrics.final_estimates(eval_rows(load_results(tmp_path)[0]), [10], reps=REPS)
-    s, tasks = est.matrices[("a", 10)]
+    cols, tasks = est.scores[("a", 10)]
     assert tasks == ["cheetah-run", "walker-walk"]
-    np.testing.assert_allclose(s, [[0.05, 0.1], [0.05, 0.2]])  # walker-walk seed2 dropped (lowest seeds kept)
-    assert any("1 run(s) left out so that every task has 2 run(s)" in n for n in est.notes)
+    assert [c.tolist() for c in cols] == [[0.05, 0.05], [0.1, 0.2, 0.3]]
+    row = est.table.set_index("metric")
+    allv = [50.0, 50.0, 100.0, 200.0, 300.0]
+    assert row.loc["iqm", "value"] == pytest.approx(stats.trim_mean(allv, 0.25))  # (50 + 100 + 200) / 3
+    assert row.loc["mean", "value"] == pytest.approx(np.mean(allv))
+    assert row.loc["median", "value"] == pytest.approx(np.median([50.0, 200.0]))  # of the per-task means
+    assert row.loc["optimality_gap", "value"] == pytest.approx(1000 - np.mean(allv))
+    assert (row["n_runs"] == 5).all() and (row["n_tasks"] == 2).all()
+    assert (row["ci_low"] <= row["value"] + 1e-9).all() and (row["value"] <= row["ci_high"] + 1e-9).all()
+    assert not any("left out" in n for n in est.notes)
+
+
+def ragged_cols(rng, counts):
+    return [rng.random(n) for n in counts]
+
+
+def test_ragged_aggregates_equal_pooled_scores_and_ci_is_reproducible():
+    rng = np.random.default_rng(3)
+    cols = ragged_cols(rng, [1, 3, 5, 2, 4])  # one task with a single run
+    allv = np.concatenate(cols)
+    point, interval = metrics.bootstrap(cols, metrics.FINAL_STAT, reps=2000, seed=0)
+    expected = [stats.trim_mean(allv, 0.25), np.median([c.mean() for c in cols]), np.mean(allv),
+                1.0 - np.mean(np.minimum(allv, 1.0))]
+    np.testing.assert_allclose(point, expected, rtol=1e-12)
+    assert np.isfinite(interval).all()
+    assert (interval[0] <= point).all() and (point <= interval[1]).all() and (interval[1] > interval[0]).all()
+    again = metrics.bootstrap(cols, metrics.FINAL_STAT, reps=2000, seed=0)
+    assert np.array_equal(again[0], point) and np.array_equal(again[1], interval)  # identical, not merely close
+    other = metrics.bootstrap(cols, metrics.FINAL_STAT, reps=2000, seed=1)[1]
+    assert not np.array_equal(other, interval)
+    # blocks of resamples (memory bound) do not change the numbers
+    small = metrics.ragged_bootstrap((cols,), metrics.FINAL_STAT.pooled, reps=2000, seed=0, chunk=7)
+    assert np.array_equal(small[1], interval)
+    # IQM alone, and one run on every task: a point without an interval
+    assert metrics.bootstrap(cols, metrics.IQM_STAT, reps=200)[0][0] == pytest.approx(stats.trim_mean(allv, 0.25))
+    single = metrics.bootstrap([np.array([0.3]), np.array([0.5])], metrics.FINAL_STAT, reps=200)
+    assert single[0][0] == pytest.approx(0.4) and np.isnan(single[1]).all()
+
+
+def test_stratified_resamples_stay_within_each_task():
+    counts = [1, 3, 2]
+    idx = metrics.stratified_indices(counts, 5000, np.random.default_rng(0))
+    assert idx.shape == (5000, 6)
+    assert (idx[:, 0] == 0).all()  # the single-run task contributes its score to every resample
+    assert ((idx[:, 1:4] >= 1) & (idx[:, 1:4] < 4)).all() and set(np.unique(idx[:, 1:4])) == {1, 2, 3}
+    assert ((idx[:, 4:] >= 4) & (idx[:, 4:] < 6)).all() and set(np.unique(idx[:, 4:])) == {4, 5}
+    # through the bootstrap: every resample of every task holds only that task's scores
+    cols = [np.array([7.0]), np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0])]
+    seen = []
+
+    def record(x):
+        seen.append(x[0].copy())
+        return x[0][:, :1]
+
+    metrics.ragged_bootstrap((cols,), record, reps=300, seed=0)
+    resamples = np.concatenate(seen[1:])  # seen[0] is the original (the point estimate)
+    assert resamples.shape == (300, 6) and (resamples[:, 0] == 7.0).all()
+    assert np.isin(resamples[:, 1:4], cols[1]).all() and np.isin(resamples[:, 4:], cols[2]).all()
+
+
+def test_pooled_forms_match_rliable_on_balanced_data():
+    from rliable import metrics as rm
+
+    rng = np.random.default_rng(4)
+    s = rng.random((5, 4))
+    cols = list(s.T)
+    np.testing.assert_allclose(metrics.pooled_point((cols,), metrics.FINAL_STAT.pooled),
+                               [rm.aggregate_iqm(s), rm.aggregate_median(s), rm.aggregate_mean(s),
+                                rm.aggregate_optimality_gap(s)], rtol=1e-12)
+    # balanced data still goes through rliable; the numpy bootstrap of the same data gives a close interval
+    rl = metrics.bootstrap(cols, metrics.FINAL_STAT, reps=4000)
+    ours = metrics.ragged_bootstrap((cols,), metrics.FINAL_STAT.pooled, reps=4000)
+    np.testing.assert_allclose(ours[0], rl[0], rtol=1e-12)
+    np.testing.assert_allclose(ours[1], rl[1], atol=0.02)
+    curve = rng.random((3, 4, 6))
+    np.testing.assert_allclose(metrics.pooled_point(([curve[:, t] for t in range(4)],), metrics.IQM_PER_STEP_STAT.pooled),
+                               metrics.iqm_per_step(curve), rtol=1e-12)
+
+
+def test_ragged_probability_of_improvement_and_profile():
+    from rliable import metrics as rm
+
+    rng = np.random.default_rng(5)
+    x = [rng.integers(0, 4, n).astype(float) for n in (2, 3, 1)]  # ties included
+    y = [rng.integers(0, 4, n).astype(float) for n in (3, 1, 2)]
+    per_task = [rm.probability_of_improvement(a[:, None], b[:, None]) for a, b in zip(x, y)]
+    point, interval = metrics.bootstrap((x, y), metrics.IMPROVEMENT_STAT, reps=500)
+    assert point[0] == pytest.approx(np.mean(per_task))
+    assert interval[0, 0] <= point[0] <= interval[1, 0]
+    # rectangular per method (x 2 runs, y 3 runs on every task): rliable, the same number as the pooled form
+    xb, yb = [rng.random(2) for _ in range(3)], [rng.random(3) for _ in range(3)]
+    rl = metrics.bootstrap((xb, yb), metrics.IMPROVEMENT_STAT, reps=200)[0][0]
+    assert rl == pytest.approx(metrics.pooled_point((xb, yb), metrics.IMPROVEMENT_STAT.pooled)[0])
+    taus = np.linspace(0, 1, 11)
+    cols = ragged_cols(rng, [1, 4, 2])
+    prof, ci = metrics.performance_profiles({"a": cols}, taus, reps=300)["a"]
+    np.testing.assert_allclose(prof, (np.concatenate(cols)[:, None] > taus).mean(axis=0))
+    assert (ci[0] <= prof + 1e-12).all() and (prof <= ci[1] + 1e-12).all()
 
 
 def test_sample_efficiency_curve_points(tmp_path):
@@ -123,13 +232,13 @@ def test_sample_efficiency_curve_points(tmp_path):
         evals = eval_rows(load_results(tmp_path)[0])
     curve = metrics.sample_efficiency(evals, reps=REPS)
     got = curve[curve["group"] == "all"].set_index("env_step")
-    assert got["iqm"].to_dict() == pytest.approx({0: 0.0, 50: 250.0, 100: 550.0})
-    # At 100 only one cheetah-run run is left: one run per task (lowest seeds): walker 800, cheetah 300,
-    # and no band (a bootstrap over one run per task has zero width).
-    assert got.loc[100, "n_runs"] == 2 and got.loc[50, "n_runs"] == 4
-    assert got.loc[100, ["ci_low", "ci_high"]].isna().all()
-    two = got.loc[[0, 50]]
-    assert (two["ci_low"] <= two["iqm"] + 1e-9).all() and (two["iqm"] <= two["ci_high"] + 1e-9).all()
+    # At 100 one cheetah-run run is left; every run that reached 100 counts: walker 800 and 600, cheetah
+    # 300 (IQM of 3 scores trims none), with a band (walker-walk's two runs still vary).
+    assert got["iqm"].to_dict() == pytest.approx({0: 0.0, 50: 250.0, 100: (800 + 600 + 300) / 3})
+    assert got.loc[100, "n_runs"] == 3 and got.loc[50, "n_runs"] == 4
+    assert got[["ci_low", "ci_high"]].notna().all(axis=None)
+    assert (got["ci_low"] <= got["iqm"] + 1e-9).all() and (got["iqm"] <= got["ci_high"] + 1e-9).all()
+    assert got.loc[100, "ci_low"] < got.loc[100, "ci_high"]
     assert curve["group"].unique().tolist() == ["all", "easy", "medium"]
 
 
