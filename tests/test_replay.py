@@ -91,11 +91,33 @@ def test_nstep_termination_stops_return_and_bootstrap():
     assert boot.item() == 2
 
 
-def test_truncation_is_not_termination():
-    # A window that ends exactly at the time limit: valid, terminal 0 -> bootstrap with gamma^n.
-    rew = rows([1.0, 1.0])
-    ret, disc, boot = nstep_targets(rew, torch.zeros(1, 2), torch.ones(1, 2), G, 2)
-    assert disc.item() == pytest.approx(G ** 2) and ret.item() == pytest.approx(1 + G)
+def targets_by_start(replay, n):
+    """n-step (ret, discount, bootstrap obs) of every window start, from sampled windows."""
+    b = replay.sample(2000)
+    ret, disc, boot = nstep_targets(b.reward, b.terminal, b.valid, G, n)
+    boot_obs = b.obs[torch.arange(len(b)), boot]
+    return {int(s): (ret[i].item(), disc[i].item(), boot_obs[i].tolist()) for i, s in enumerate(b.index)}
+
+
+@pytest.mark.parametrize("terminated", [False, True])
+def test_truncation_is_not_termination(terminated):
+    # Episode 0 (5 steps) ends by truncation (time limit) or by termination; episode 1 follows it.
+    n = 3
+    r = SequenceReplay(2, 1, seq_len=n, seed=0)
+    fill(r, [(5, terminated), (4, False)])
+    got = targets_by_start(r, n)
+    # the window whose last step is the episode's last transition (t = 2, 3, 4; o_5 = [0, 5] is stored)
+    ret, disc, boot_obs = got[2]
+    assert ret == pytest.approx(2 + G * 3 + G ** 2 * 4)
+    if terminated:
+        assert disc == 0.0  # no bootstrap past a true termination
+        assert sorted(s for s in got if s < 5) == [0, 1, 2, 3, 4]  # padded windows past the terminal
+    else:
+        # truncation bootstraps from the last observation of the episode, with gamma^n
+        assert disc == pytest.approx(G ** n) and boot_obs == [0.0, 5.0]
+        assert sorted(s for s in got if s < 5) == [0, 1, 2]  # no window crosses the reset
+    assert r._term[:5].tolist() == [False] * 4 + [terminated]  # only a termination is stored as terminal
+    assert all(d == pytest.approx(G ** n) for s, (_, d, _) in got.items() if s >= 5)  # episode 1 untouched
 
 
 def test_nstep1_discount_and_official_bug():
