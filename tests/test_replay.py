@@ -176,3 +176,35 @@ def test_capacity_is_a_fifo_for_sampling_priorities_and_reward_scale():
     assert c._first_start == r._first_start and torch.equal(x.index, y.index)
     with pytest.raises(ValueError, match="capacity"):
         SequenceReplay(2, 1, seq_len=3, capacity=2)
+
+
+def test_sample_obs_without_replacement_draws_each_observation_once():
+    n = 16
+    r = SequenceReplay(n, 1, seq_len=2, seed=0)
+    eye = torch.eye(n)
+    r.start_episode(eye[0])
+    for t in range(n):  # o_0 .. o_{n-1} = the n unit vectors; the final next observation is no o_t
+        r.add([0.0], 0.0, eye[t + 1] if t + 1 < n else torch.full((n,), 2.0), False, t == n - 1)
+    train_state = r.generator.get_state()
+    g = torch.Generator().manual_seed(1)
+    batch = r.sample_obs(n, g, replace=False)
+    assert batch.shape == (n, n) and torch.linalg.matrix_rank(batch) == n  # full rank
+    assert torch.equal(batch[batch.argmax(1).argsort()], eye)  # each stored o_t exactly once
+    assert not torch.equal(batch, eye)  # in random order
+    assert torch.equal(r.generator.get_state(), train_state)  # the replay's own generator is not used
+    # with replacement (the default) a draw of n from n repeats rows and loses rank
+    assert torch.linalg.matrix_rank(r.sample_obs(n, torch.Generator().manual_seed(1))) < n
+    # fewer stored than asked: all of them, once each; more: n distinct ones
+    assert sorted(r.sample_obs(3 * n, g, replace=False).argmax(1).tolist()) == list(range(n))
+    assert len(set(r.sample_obs(5, g, replace=False).argmax(1).tolist())) == 5
+
+
+def test_sample_obs_default_is_unchanged_and_respects_capacity():
+    r = SequenceReplay(2, 1, seq_len=3, seed=4, capacity=10)
+    fill(r, [(6, False), (6, False), (6, False)])  # transitions 8..17 kept: o_t = [1, 2..5], [2, 0..5]
+    ref = torch.Generator().manual_seed(4)
+    expected = torch.randint(10, (50,), generator=ref) + 8
+    assert torch.equal(r.sample_obs(50), r._obs[r._obs_ptr[expected]])  # with replacement, replay generator
+    kept = r._obs[r._obs_ptr[8:18]]
+    got = r.sample_obs(20, torch.Generator().manual_seed(0), replace=False)
+    assert len(got) == 10 and sorted(map(tuple, got.tolist())) == sorted(map(tuple, kept.tolist()))
