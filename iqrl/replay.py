@@ -253,12 +253,18 @@ class SequenceReplay:
             return 1.0
         return float(self._rew[self.first_kept: self.size].abs().mean().clamp(min=eps))
 
-    def sample_obs(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n observations o_t drawn uniformly (with replacement) from the stored transitions."""
+    def sample_obs(self, n: int, generator: torch.Generator | None = None, replace: bool = True) -> Tensor:
+        """n observations o_t drawn uniformly from the stored transitions (inside the capacity).
+
+        With replacement by default. `replace=False`: n distinct transitions (a uniform random subset in
+        random order), or all of them in random order when fewer than n are stored (fewer rows)."""
         g = self.generator if generator is None else generator
         lo = self.first_kept
-        idx = torch.randint(self.size - lo, (n,), generator=g, device=self.device) + lo
-        return self._obs[self._obs_ptr[idx]]
+        if replace:
+            idx = torch.randint(self.size - lo, (n,), generator=g, device=self.device)
+        else:
+            idx = torch.randperm(self.size - lo, generator=g, device=self.device)[:n]
+        return self._obs[self._obs_ptr[idx + lo]]
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:

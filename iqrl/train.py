@@ -233,13 +233,14 @@ class Trainer:
         return row
 
     def diagnostics(self) -> dict:
-        """Latent rank and active codebook on n = latent width observations drawn from the replay."""
+        """Latent rank and active codebook on n = latent width observations drawn uniformly from the replay
+        without replacement (repeated rows would cap the rank), with the diagnostics' own generator."""
         if self.replay.size == 0:
             return {}
         probe = self.agent.latent(self.replay.sample_obs(1, self.diag_generator))
         if probe is None:
             return {}
-        obs = self.replay.sample_obs(probe.shape[1], self.diag_generator)
+        obs = self.replay.sample_obs(probe.shape[1], self.diag_generator, replace=False)
         out = rank_metrics(self.agent.latent(obs).float())
         codes = self.agent.codes(obs)
         if codes is not None:

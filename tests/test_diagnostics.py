@@ -1,4 +1,5 @@
-"""Latent rank (three tolerances) and active codebook share against hand-computed cases."""
+"""Latent rank (three tolerances) and active codebook share against hand-computed cases; the trainer's
+diagnostics batch."""
 
 import pytest
 import torch
@@ -52,3 +53,29 @@ def test_active_codebook_per_group():
     assert m["active_codebook_pct_min"] == 25.0
     assert m["active_codebook_pct_max"] == 100.0
     assert m["active_codebook_pct_mean"] == pytest.approx((25 + 100 + 50) / 3)
+
+
+def test_trainer_diagnostics_batch_is_drawn_without_replacement(tmp_path):
+    """n = latent width (16) distinct stored observations: the diagnostics see each exactly once, drawn
+    with the diagnostics' generator only (the training generator and the global RNG are untouched)."""
+    from conftest import tiny_argv
+    from iqrl.config import build_config
+    from iqrl.train import Trainer
+
+    t = Trainer(build_config(tiny_argv("iqrl", tmp_path / "run")))
+    n = t.agent.latent_width
+    assert n == 16
+    obs = torch.zeros(n + 1, t.env.obs_dim)
+    obs[:, 0] = torch.arange(n + 1.0)
+    t.replay.start_episode(obs[0])
+    for i in range(n):
+        t.replay.add(torch.zeros(t.env.act_dim), 0.0, obs[i + 1], False, i == n - 1)
+    seen, latent = [], t.agent.latent
+    t.agent.latent = lambda o: seen.append(o.clone()) or latent(o)
+    train_state, torch_state = t.replay.generator.get_state(), torch.get_rng_state()
+    out = t.diagnostics()
+    assert "latent_rank" in out
+    batch = seen[-1]
+    assert sorted(batch[:, 0].tolist()) == list(range(n))  # o_0 .. o_15, each once
+    assert torch.equal(t.replay.generator.get_state(), train_state)
+    assert torch.equal(torch.get_rng_state(), torch_state)

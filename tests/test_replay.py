@@ -91,11 +91,33 @@ def test_nstep_termination_stops_return_and_bootstrap():
     assert boot.item() == 2
 
 
-def test_truncation_is_not_termination():
-    # A window that ends exactly at the time limit: valid, terminal 0 -> bootstrap with gamma^n.
-    rew = rows([1.0, 1.0])
-    ret, disc, boot = nstep_targets(rew, torch.zeros(1, 2), torch.ones(1, 2), G, 2)
-    assert disc.item() == pytest.approx(G ** 2) and ret.item() == pytest.approx(1 + G)
+def targets_by_start(replay, n):
+    """n-step (ret, discount, bootstrap obs) of every window start, from sampled windows."""
+    b = replay.sample(2000)
+    ret, disc, boot = nstep_targets(b.reward, b.terminal, b.valid, G, n)
+    boot_obs = b.obs[torch.arange(len(b)), boot]
+    return {int(s): (ret[i].item(), disc[i].item(), boot_obs[i].tolist()) for i, s in enumerate(b.index)}
+
+
+@pytest.mark.parametrize("terminated", [False, True])
+def test_truncation_is_not_termination(terminated):
+    # Episode 0 (5 steps) ends by truncation (time limit) or by termination; episode 1 follows it.
+    n = 3
+    r = SequenceReplay(2, 1, seq_len=n, seed=0)
+    fill(r, [(5, terminated), (4, False)])
+    got = targets_by_start(r, n)
+    # the window whose last step is the episode's last transition (t = 2, 3, 4; o_5 = [0, 5] is stored)
+    ret, disc, boot_obs = got[2]
+    assert ret == pytest.approx(2 + G * 3 + G ** 2 * 4)
+    if terminated:
+        assert disc == 0.0  # no bootstrap past a true termination
+        assert sorted(s for s in got if s < 5) == [0, 1, 2, 3, 4]  # padded windows past the terminal
+    else:
+        # truncation bootstraps from the last observation of the episode, with gamma^n
+        assert disc == pytest.approx(G ** n) and boot_obs == [0.0, 5.0]
+        assert sorted(s for s in got if s < 5) == [0, 1, 2]  # no window crosses the reset
+    assert r._term[:5].tolist() == [False] * 4 + [terminated]  # only a termination is stored as terminal
+    assert all(d == pytest.approx(G ** n) for s, (_, d, _) in got.items() if s >= 5)  # episode 1 untouched
 
 
 def test_nstep1_discount_and_official_bug():
@@ -154,3 +176,35 @@ def test_capacity_is_a_fifo_for_sampling_priorities_and_reward_scale():
     assert c._first_start == r._first_start and torch.equal(x.index, y.index)
     with pytest.raises(ValueError, match="capacity"):
         SequenceReplay(2, 1, seq_len=3, capacity=2)
+
+
+def test_sample_obs_without_replacement_draws_each_observation_once():
+    n = 16
+    r = SequenceReplay(n, 1, seq_len=2, seed=0)
+    eye = torch.eye(n)
+    r.start_episode(eye[0])
+    for t in range(n):  # o_0 .. o_{n-1} = the n unit vectors; the final next observation is no o_t
+        r.add([0.0], 0.0, eye[t + 1] if t + 1 < n else torch.full((n,), 2.0), False, t == n - 1)
+    train_state = r.generator.get_state()
+    g = torch.Generator().manual_seed(1)
+    batch = r.sample_obs(n, g, replace=False)
+    assert batch.shape == (n, n) and torch.linalg.matrix_rank(batch) == n  # full rank
+    assert torch.equal(batch[batch.argmax(1).argsort()], eye)  # each stored o_t exactly once
+    assert not torch.equal(batch, eye)  # in random order
+    assert torch.equal(r.generator.get_state(), train_state)  # the replay's own generator is not used
+    # with replacement (the default) a draw of n from n repeats rows and loses rank
+    assert torch.linalg.matrix_rank(r.sample_obs(n, torch.Generator().manual_seed(1))) < n
+    # fewer stored than asked: all of them, once each; more: n distinct ones
+    assert sorted(r.sample_obs(3 * n, g, replace=False).argmax(1).tolist()) == list(range(n))
+    assert len(set(r.sample_obs(5, g, replace=False).argmax(1).tolist())) == 5
+
+
+def test_sample_obs_default_is_unchanged_and_respects_capacity():
+    r = SequenceReplay(2, 1, seq_len=3, seed=4, capacity=10)
+    fill(r, [(6, False), (6, False), (6, False)])  # transitions 8..17 kept: o_t = [1, 2..5], [2, 0..5]
+    ref = torch.Generator().manual_seed(4)
+    expected = torch.randint(10, (50,), generator=ref) + 8
+    assert torch.equal(r.sample_obs(50), r._obs[r._obs_ptr[expected]])  # with replacement, replay generator
+    kept = r._obs[r._obs_ptr[8:18]]
+    got = r.sample_obs(20, torch.Generator().manual_seed(0), replace=False)
+    assert len(got) == 10 and sorted(map(tuple, got.tolist())) == sorted(map(tuple, kept.tolist()))
