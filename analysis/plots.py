@@ -113,28 +113,41 @@ def plot_sample_efficiency(curves: pd.DataFrame, colors: dict) -> plt.Figure:
 
 
 def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int) -> plt.Figure:
-    """IQM, median, mean and optimality gap with 95% CIs at one step (rliable's interval plot).
+    """IQM, median, mean and optimality gap with 95% CIs at one step (rliable's interval plot: a bar per
+    interval in the method's colour, a dark tick at the point estimate). A method without a CI (one run per
+    task) gets a diamond in its colour instead. Constrained layout keeps the title, the metric titles and
+    the x label apart for any number of methods.
 
     estimates: rows of analysis.metrics.final_estimates(...).table for this step.
     """
-    from rliable import plot_utils
-
-    methods = method_order(estimates["method"])[::-1]  # rliable draws bottom-up: iqrl ends on top
-    point, interval = {}, {}
-    for method in methods:
-        m = estimates[estimates["method"] == method].set_index("metric").loc[list(FINAL_METRICS)]
-        point[method] = m["value"].to_numpy()
-        interval[method] = np.stack([m["ci_low"].to_numpy(), m["ci_high"].to_numpy()])
-    row_height = max(0.45, 1.6 / len(methods))  # inches per method; at least 1.6 in in all
-    fig, axes = plot_utils.plot_interval_estimates(
-        point, interval, metric_names=[METRIC_TITLES[k] for k in FINAL_METRICS], algorithms=methods,
-        colors=colors, xlabel=f"{RETURN_LABEL} (0-1000)", subfigure_width=3.4,
-        row_height=row_height, xlabel_y_coordinate=-0.5 / (row_height * len(methods)))
-    for ax in np.atleast_1d(axes):
-        ax.title.set_fontsize("x-large")
-        ax.tick_params(labelsize="large")
-    fig.suptitle(f"Final performance at {format_steps(step)} env steps (95% CI)", y=1.0 + 0.35 / len(methods),
-                 fontsize="x-large")
+    methods = method_order(estimates["method"])[::-1]  # drawn bottom-up: iqrl ends on top
+    table = estimates.set_index(["method", "metric"])
+    height, no_ci = 0.6, False
+    fig, axes = plt.subplots(1, len(FINAL_METRICS), figsize=(3.4 * len(FINAL_METRICS), 0.45 * len(methods) + 1.9),
+                             sharey=True, layout="constrained")
+    for ax, metric in zip(np.atleast_1d(axes), FINAL_METRICS):
+        for y, method in enumerate(methods):
+            value, low, high = table.loc[(method, metric), ["value", "ci_low", "ci_high"]].to_numpy(float)
+            if np.isfinite(low) and np.isfinite(high):
+                ax.barh(y, high - low, height=height, left=low, color=colors[method], alpha=0.75)
+                ax.vlines(value, y - 7.5 * height / 16, y + 6 * height / 16, color="k", alpha=0.5)
+            else:
+                no_ci = True
+                ax.plot([value], [y], ls="none", marker="D", ms=9, color=colors[method], mec="0.2", mew=1)
+        ax.set_title(METRIC_TITLES[metric], fontsize="x-large")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+        ax.tick_params(length=0.1, width=0.1, labelsize="large")
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+        ax.spines["bottom"].set_linewidth(2)
+        ax.spines["bottom"].set_position(("outward", 5))
+        ax.grid(True, axis="x", alpha=0.25)
+        ax.grid(False, axis="y")
+        ax.set_ylim(-0.6, len(methods) - 0.4)
+    axes[0].set_yticks(range(len(methods)), methods, fontsize="large")
+    fig.supxlabel(f"{RETURN_LABEL} (0-1000)" + ("   \N{BLACK DIAMOND} one run per task: no CI" if no_ci else ""),
+                  fontsize="x-large")
+    fig.suptitle(f"Final performance at {format_steps(step)} env steps (95% CI)", fontsize="x-large")
     return fig
 
 
