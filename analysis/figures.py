@@ -164,6 +164,9 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
                                max_step=float(evals["env_step"].max()))
         if ref.empty:
             note(f"reference file {reference} has no main-result curves for these tasks")
+        elif not ref.groupby(["task", "label"])["env_step"].nunique().ge(2).any():
+            note(f"reference file {reference}: no published curve has 2 points up to "
+                 f"{metrics.format_steps(evals['env_step'].max())} env steps: none is drawn")
     written += plots.save_figure(
         plots.plot_task_panels(task_curves, colors, reference=ref, title="Per-task learning curves "
                                "(mean over seeds, 95% bootstrap CI)", ylim=(0, None)), out, "per_task_curves")

@@ -198,6 +198,28 @@ def plot_probability_of_improvement(poi: pd.DataFrame, colors: dict, step: int) 
 # ---------------------------------------------------------------------------------------------------
 # Per-task figures
 # ---------------------------------------------------------------------------------------------------
+#: Published curves: one line style and grey shade per source, one marker per algorithm, so that a source
+#: reads apart at a glance and no published curve takes a colour of our methods.
+SOURCE_STYLES = ("--", ":", "-.", (0, (6, 1.5, 1, 1.5, 1, 1.5)), (0, (1, 3)), (0, (8, 3)))
+SOURCE_SHADES = ("0.1", "0.4", "0.25", "0.55")
+ALGORITHM_MARKERS = "osv^DPX*<>hp"
+
+
+def reference_styles(reference: pd.DataFrame) -> dict[str, dict]:
+    """{label: Line2D keyword arguments} for the published curves: per source a line style and grey shade,
+    per algorithm a marker (cycled past as many as there are)."""
+    pairs = reference[["label", "source", "algorithm"]].drop_duplicates()
+    sources = sorted(pairs["source"].unique())
+    algorithms = sorted(pairs["algorithm"].unique(), key=str.lower)
+    styles = {}
+    for row in pairs.itertuples():
+        k, j = sources.index(row.source), algorithms.index(row.algorithm)
+        styles[row.label] = {"color": SOURCE_SHADES[k % len(SOURCE_SHADES)], "ls": SOURCE_STYLES[k % len(SOURCE_STYLES)],
+                             "marker": ALGORITHM_MARKERS[j % len(ALGORITHM_MARKERS)], "ms": 4, "mfc": "white",
+                             "lw": 1.1, "alpha": 0.9}
+    return styles
+
+
 def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", ylabel: str = RETURN_LABEL,
                      title: str = "", reference: pd.DataFrame | None = None,
                      bounds: dict[str, pd.DataFrame] | None = None, ylim: tuple | None = None,
@@ -205,27 +227,33 @@ def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", 
     """One panel per task: mean over seeds with 95% CI band, one line per `by` value.
 
     curves: analysis.metrics.per_task_curves output. reference: analysis.reference.select_reference
-    output, drawn dashed and labelled "algorithm [source]". bounds: {"min": curves, "max": curves} drawn
-    as thin dotted lines (e.g. the min/max active codebook share over FSQ groups). labels: legend text
-    per `by` value (default: the value itself).
+    output, drawn thin in grey (`reference_styles`: line style and shade by source, marker by algorithm),
+    under a legend of its own, labelled "algorithm [source]"; a curve with fewer than 2 points inside the
+    plotted steps (up to our last evaluation) is left out of the panel and, when no panel draws it, of the
+    legend. bounds: {"min": curves, "max": curves} drawn as thin dotted lines (e.g. the min/max active
+    codebook share over FSQ groups). labels: legend text per `by` value (default: the value itself).
     """
     tasks = sorted(curves["task"].unique())
     fig, axes = _grid(len(tasks))
     keys = method_order(curves[by])
-    ref_labels = sorted(reference["label"].unique()) if reference is not None and len(reference) else []
-    ref_colors = dict(zip(ref_labels, sns.color_palette("husl", len(ref_labels)) if ref_labels else []))
+    reference = reference if reference is not None else pd.DataFrame(columns=["task", "label", "env_step"])
+    reference = reference[reference["env_step"] <= curves["env_step"].max()]
+    reference = reference.groupby(["task", "label"]).filter(lambda r: r["env_step"].nunique() >= 2)
+    ref_styles = reference_styles(reference) if len(reference) else {}
+    ref_order = sorted(ref_styles, key=lambda lab: (reference.loc[reference["label"] == lab, "source"].iloc[0],
+                                                   lab.lower()))
     for ax, task in zip(axes, tasks):
         sub = curves[curves["task"] == task]
-        for label in ref_labels:
-            r = reference[(reference["task"] == task) & (reference["label"] == label)]
+        for label in ref_order:
+            r = reference[(reference["task"] == task) & (reference["label"] == label)].sort_values("env_step")
             if len(r):
-                ax.plot(r["env_step"], r["mean"], color=ref_colors[label], lw=1.2, ls="--", alpha=0.85)
+                ax.plot(r["env_step"], r["mean"], markevery=0.1, zorder=1, **ref_styles[label])
         for key in keys:
             m = sub[sub[by] == key]
             if m.empty:
                 continue
-            ax.plot(m["env_step"], m["mean"], color=colors[key], lw=2)
-            ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[key], alpha=0.2, lw=0)
+            ax.plot(m["env_step"], m["mean"], color=colors[key], lw=2.2, zorder=3)
+            ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[key], alpha=0.2, lw=0, zorder=2)
             for bound in (bounds or {}).values():
                 b = bound[(bound["task"] == task) & (bound[by] == key)]
                 ax.plot(b["env_step"], b["mean"], color=colors[key], lw=1, ls=":")
@@ -240,10 +268,14 @@ def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", 
     if bounds:
         handles.append(Line2D([], [], color="grey", lw=1, ls=":"))
         texts.append("min / max over FSQ groups")
-    for label in ref_labels:
-        handles.append(Line2D([], [], color=ref_colors[label], lw=1.2, ls="--"))
-        texts.append(f"{label} (published)")
-    _legend_below(fig, handles, texts, ncol=min(len(texts), 4 if not ref_labels else 3))
+    if ref_order:
+        fig.legend(handles, texts, loc="upper right", bbox_to_anchor=(0.49, 0.0), frameon=False,
+                          ncol=1 if len(texts) <= 8 else 2, title="Our runs")
+        fig.legend([Line2D([], [], **ref_styles[lab]) for lab in ref_order], ref_order, loc="upper left",
+                   bbox_to_anchor=(0.51, 0.0), frameon=False, ncol=1 if len(ref_order) <= 8 else 2,
+                   title="Published (line style: source, marker: algorithm)")
+    else:
+        _legend_below(fig, handles, texts)
     if title:
         fig.suptitle(title, y=1.02)
     fig.tight_layout()

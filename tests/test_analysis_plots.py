@@ -36,6 +36,58 @@ def _estimates(cis: dict[str, tuple[float, float] | None], n_tasks: dict[str, in
 
 
 # ---------------------------------------------------------------------------------------------------
+# 2-3. published curves: apart from our methods, and only those that draw a line
+# ---------------------------------------------------------------------------------------------------
+def _reference(rows):
+    df = pd.DataFrame(rows, columns=["source", "algorithm", "task", "env_step", "mean"])
+    df.insert(2, "label", [f"{a} [{s}]" for s, a in zip(df["source"], df["algorithm"])])
+    df["n_seeds"] = 1
+    return df
+
+
+def _task_curves(methods=("iqrl", "tcrl", "td3"), last=100):
+    return pd.DataFrame([{"task": "walker-walk", "method": m, "env_step": s, "mean": 10.0 * k + s, "ci_low": 0.0,
+                          "ci_high": 1.0 + s} for k, m in enumerate(methods) for s in (0, last)])
+
+
+def test_published_curves_are_neutral_and_styled_by_source():
+    curves = _task_curves()
+    colors = plots.method_colors(curves["method"])
+    ref = _reference([(src, alg, "walker-walk", s, 5.0 + s) for src, alg in
+                      (("p1", "TCRL"), ("p1", "TD-MPC"), ("p2", "TD-MPC"), ("p2", "TD3"), ("p3", "iQRL"))
+                      for s in (0, 50, 100)])
+    fig = plots.plot_task_panels(curves, colors, reference=ref)
+    ax = fig.axes[0]
+    ours = {mcolors.to_hex(colors[m]) for m in colors}
+    published = [line for line in ax.get_lines() if line.get_linewidth() < 2]
+    assert len(published) == 5
+    for line in published:
+        r, g, b = mcolors.to_rgb(line.get_color())
+        assert r == g == b, "published curves are grey"
+    assert {mcolors.to_hex(line.get_color()) for line in ax.get_lines() if line.get_linewidth() >= 2} == ours
+    styles = plots.reference_styles(ref)
+    by_source = {src: {str(styles[f"{a} [{src}]"]["ls"]) for a in ref.loc[ref["source"] == src, "algorithm"]}
+                 for src in ("p1", "p2", "p3")}
+    assert all(len(s) == 1 for s in by_source.values()) and len(set.union(*by_source.values())) == 3
+    assert styles["TD-MPC [p1]"]["marker"] == styles["TD-MPC [p2]"]["marker"] != styles["TD3 [p2]"]["marker"]
+    texts = _legend_texts(fig)
+    assert texts[:3] == ["iqrl", "tcrl", "td3"]
+    assert sorted(texts[3:]) == sorted(ref["label"].unique())
+
+
+def test_published_curves_with_fewer_than_two_points_in_range_are_left_out():
+    curves = _task_curves(last=3000)  # a 3000-step smoke run
+    colors = plots.method_colors(curves["method"])
+    ref = _reference([("p1", "SAC", "walker-walk", 0, 0.0), ("p1", "SAC", "walker-walk", 100_000, 500.0),
+                      ("p2", "TD3", "walker-walk", 0, 0.0), ("p2", "TD3", "walker-walk", 2000, 50.0)])
+    fig = plots.plot_task_panels(curves, colors, reference=ref)
+    assert len(fig.axes[0].get_lines()) == 3 + 1
+    assert _legend_texts(fig) == ["iqrl", "tcrl", "td3", "TD3 [p2]"]
+    fig = plots.plot_task_panels(curves, colors, reference=ref[ref["source"] == "p1"])
+    assert len(fig.axes[0].get_lines()) == 3 and _legend_texts(fig) == ["iqrl", "tcrl", "td3"]
+
+
+# ---------------------------------------------------------------------------------------------------
 # 4-5. the interval plot
 # ---------------------------------------------------------------------------------------------------
 def test_interval_plot_draws_a_method_without_ci_in_its_colour():
