@@ -77,48 +77,79 @@ def _legend_below(fig, handles, labels, ncol=None):
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
 
 
-def _method_handles(methods, colors):
-    return [Line2D([], [], color=colors[m], lw=2.5) for m in methods], list(methods)
+def _method_handles(methods, colors, labels: dict[str, str] | None = None, styles: dict[str, str] | None = None):
+    handles = [Line2D([], [], color=colors[m], lw=2.5, ls=(styles or {}).get(m, "-")) for m in methods]
+    return handles, [(labels or {}).get(m, m) for m in methods]
+
+
+def coverage_labels(task_sets: dict) -> dict[str, str]:
+    """Legend/axis text per method of one figure or panel: `method (k of N tasks)` for a method whose
+    aggregate is over k of the N tasks that the figure's methods cover together, the method name itself
+    otherwise (every label is the bare name when all methods cover the same tasks).
+
+    task_sets: {method: iterable of task names}.
+    """
+    sets = {m: set(t) for m, t in task_sets.items()}
+    n_all = len(set().union(*sets.values())) if sets else 0
+    return {m: m if len(t) == n_all else f"{m} ({len(t)} of {n_all} tasks)" for m, t in sets.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
 # Aggregate figures
 # ---------------------------------------------------------------------------------------------------
-def plot_sample_efficiency(curves: pd.DataFrame, colors: dict) -> plt.Figure:
+def plot_sample_efficiency(curves: pd.DataFrame, colors: dict, task_sets: dict | None = None) -> plt.Figure:
     """IQM return vs env steps with 95% CI bands; one panel per group ('all' first), one line per method.
 
     curves: analysis.metrics.sample_efficiency output (group, method, env_step, iqm, ci_low, ci_high, ...).
+    task_sets: {group: {method: tasks of its curve}} (default: only the counts in `curves`). A panel's
+    title counts the tasks its methods cover together; a method on fewer of them is drawn dashed there,
+    and its legend label says how many of the 'all' panel's tasks it covers (`coverage_labels`).
     """
     groups = list(dict.fromkeys(curves["group"]))
+    if task_sets is None:  # counts only: the panel's tasks are the most any method covers
+        task_sets = {g: {m: range(int(n)) for m, n in sub.groupby("method")["n_tasks"].max().items()}
+                     for g, sub in curves.groupby("group", sort=False)}
     fig, axes = _grid(len(groups), ncols=4, size=(4.2, 3.3))
     methods = method_order(curves["method"])
+    partial = False
     for ax, group in zip(axes, groups):
         sub = curves[curves["group"] == group]
+        sets = {m: set(t) for m, t in task_sets[group].items() if m in set(sub["method"])}
+        n_tasks = len(set().union(*sets.values())) if sets else 0
         for method in methods:
             m = sub[sub["method"] == method]
             if m.empty:
                 continue
-            ax.plot(m["env_step"], m["iqm"], color=colors[method], lw=2, marker="o", ms=3)
+            ls = "--" if len(sets[method]) < n_tasks else "-"
+            partial |= ls == "--"
+            ax.plot(m["env_step"], m["iqm"], color=colors[method], lw=2, marker="o", ms=3, ls=ls)
             ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[method], alpha=0.2, lw=0)
-        n_tasks = int(sub["n_tasks"].max()) if len(sub) else 0
         ax.set_title(f"{GROUP_TITLES.get(group, group)} ({n_tasks} task{'s' if n_tasks != 1 else ''})")
         ax.xaxis.set_major_formatter(steps_formatter())
         ax.set_xlabel(STEPS_LABEL)
         ax.set_ylim(bottom=0)
     axes[0].set_ylabel(f"IQM {RETURN_LABEL.lower()}")
-    _legend_below(fig, *_method_handles(methods, colors))
+    labels = coverage_labels({m: t for m, t in task_sets[groups[0]].items() if m in methods})
+    styles = {m: "--" for m, text in labels.items() if text != m}
+    handles, texts = _method_handles(methods, colors, labels, styles)
+    if partial:
+        handles.append(Line2D([], [], color="0.3", lw=1.5, ls="--"))
+        texts.append("dashed: fewer tasks than the panel's")
+    _legend_below(fig, handles, texts)
     fig.suptitle("Sample efficiency (IQM, 95% stratified-bootstrap CI)", y=1.02)
     fig.tight_layout()
     return fig
 
 
-def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int) -> plt.Figure:
+def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int, labels: dict[str, str] | None = None
+                         ) -> plt.Figure:
     """IQM, median, mean and optimality gap with 95% CIs at one step (rliable's interval plot: a bar per
     interval in the method's colour, a dark tick at the point estimate). A method without a CI (one run per
     task) gets a diamond in its colour instead. Constrained layout keeps the title, the metric titles and
     the x label apart for any number of methods.
 
-    estimates: rows of analysis.metrics.final_estimates(...).table for this step.
+    estimates: rows of analysis.metrics.final_estimates(...).table for this step. labels: y-axis text per
+    method (default: the method; e.g. `coverage_labels`).
     """
     methods = method_order(estimates["method"])[::-1]  # drawn bottom-up: iqrl ends on top
     table = estimates.set_index(["method", "metric"])
@@ -144,17 +175,19 @@ def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int) -> pl
         ax.grid(True, axis="x", alpha=0.25)
         ax.grid(False, axis="y")
         ax.set_ylim(-0.6, len(methods) - 0.4)
-    axes[0].set_yticks(range(len(methods)), methods, fontsize="large")
+    axes[0].set_yticks(range(len(methods)), [(labels or {}).get(m, m) for m in methods], fontsize="large")
     fig.supxlabel(f"{RETURN_LABEL} (0-1000)" + ("   \N{BLACK DIAMOND} one run per task: no CI" if no_ci else ""),
                   fontsize="x-large")
     fig.suptitle(f"Final performance at {format_steps(step)} env steps (95% CI)", fontsize="x-large")
     return fig
 
 
-def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, step: int) -> plt.Figure:
+def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, step: int,
+                              labels: dict[str, str] | None = None) -> plt.Figure:
     """Fraction of runs with return > tau, with 95% CIs (rliable's profile plot).
 
     profiles: {method: (profile (len(taus),), ci (2, len(taus)))}; taus on the 0-1000 return scale.
+    labels: legend text per method (default: the method; e.g. `coverage_labels`).
     """
     from rliable import plot_utils
 
@@ -164,7 +197,7 @@ def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, st
         {m: profiles[m][0] for m in methods}, taus, performance_profile_cis={m: profiles[m][1] for m in methods},
         colors=colors, ax=ax, xlabel=r"Return threshold $\tau$", ylabel=r"Fraction of runs with return $> \tau$",
         labelsize="large", ticklabelsize="medium")
-    ax.legend(*_method_handles(methods, colors), loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
+    ax.legend(*_method_handles(methods, colors, labels), loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
               frameon=False)
     ax.set_title(f"Performance profiles at {format_steps(step)} env steps")
     return fig
@@ -173,15 +206,18 @@ def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, st
 PAIR_SEPARATOR = "\x1f"  # method labels may contain ',' (combined overrides)
 
 
-def plot_probability_of_improvement(poi: pd.DataFrame, colors: dict, step: int) -> plt.Figure:
+def plot_probability_of_improvement(poi: pd.DataFrame, colors: dict, step: int,
+                                    labels: dict[str, str] | None = None) -> plt.Figure:
     """P(reference > other) with 95% CIs, one bar per other method (rliable's plot).
 
     poi: analysis.metrics.improvement_estimates output (method, other, probability, ci_low, ci_high).
+    labels: axis text per method (default: the method; e.g. `coverage_labels`).
     """
+    labels = labels or {}
     from rliable import plot_utils
 
     poi = poi.set_index("other").loc[method_order(poi["other"])].reset_index()
-    keys = [f"{m}{PAIR_SEPARATOR}{o}" for m, o in zip(poi["method"], poi["other"])]
+    keys = [f"{labels.get(m, m)}{PAIR_SEPARATOR}{labels.get(o, o)}" for m, o in zip(poi["method"], poi["other"])]
     probs = dict(zip(keys, poi["probability"].to_numpy()))
     cis = {k: np.array([lo, hi]) for k, lo, hi in zip(keys, poi["ci_low"], poi["ci_high"])}
     fig, ax = plt.subplots(figsize=(5.5, 0.55 * len(keys) + 1.2))
@@ -214,7 +250,8 @@ def reference_styles(reference: pd.DataFrame) -> dict[str, dict]:
     styles = {}
     for row in pairs.itertuples():
         k, j = sources.index(row.source), algorithms.index(row.algorithm)
-        styles[row.label] = {"color": SOURCE_SHADES[k % len(SOURCE_SHADES)], "ls": SOURCE_STYLES[k % len(SOURCE_STYLES)],
+        styles[row.label] = {"color": SOURCE_SHADES[k % len(SOURCE_SHADES)],
+                             "ls": SOURCE_STYLES[k % len(SOURCE_STYLES)],
                              "marker": ALGORITHM_MARKERS[j % len(ALGORITHM_MARKERS)], "ms": 4, "mfc": "white",
                              "lw": 1.1, "alpha": 0.9}
     return styles
@@ -263,8 +300,7 @@ def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", 
         ax.set_ylabel(ylabel)
         if ylim is not None:
             ax.set_ylim(*ylim)
-    handles, texts = _method_handles(keys, colors)
-    texts = [(labels or {}).get(k, k) for k in texts]
+    handles, texts = _method_handles(keys, colors, labels)
     if bounds:
         handles.append(Line2D([], [], color="grey", lw=1, ls=":"))
         texts.append("min / max over FSQ groups")

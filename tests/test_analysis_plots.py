@@ -36,6 +36,86 @@ def _estimates(cis: dict[str, tuple[float, float] | None], n_tasks: dict[str, in
 
 
 # ---------------------------------------------------------------------------------------------------
+# 1. methods on fewer tasks than the others of a figure say so
+# ---------------------------------------------------------------------------------------------------
+def test_coverage_labels():
+    assert plots.coverage_labels({"iqrl": ["a", "b"], "td3": ["b", "a"]}) == {"iqrl": "iqrl", "td3": "td3"}
+    assert plots.coverage_labels({"iqrl": "abcde", "iqrl/h=3": "ab", "td3": "abcde"}) == {
+        "iqrl": "iqrl", "iqrl/h=3": "iqrl/h=3 (2 of 5 tasks)", "td3": "td3"}
+    # same count, different tasks: each covers 2 of the 4 tasks the figure averages
+    assert plots.coverage_labels({"x": "ab", "y": "cd"}) == {"x": "x (2 of 4 tasks)", "y": "y (2 of 4 tasks)"}
+
+
+def _curves():
+    rows = []
+    for group, method, n in (("all", "iqrl", 5), ("all", "iqrl/h=3", 2), ("easy", "iqrl", 2), ("easy", "iqrl/h=3", 1)):
+        for step in (0, 100):
+            rows.append({"group": group, "method": method, "env_step": step, "iqm": 100.0 + step, "ci_low": 90.0,
+                         "ci_high": 110.0 + step, "n_tasks": n, "n_runs": 2 * n})
+    return pd.DataFrame(rows)
+
+
+def test_sample_efficiency_labels_and_dashes_methods_on_fewer_tasks():
+    curves = _curves()
+    colors = plots.method_colors(curves["method"])
+    task_sets = {"all": {"iqrl": set("abcde"), "iqrl/h=3": {"a", "c"}}, "easy": {"iqrl": {"a", "b"}, "iqrl/h=3": {"a"}}}
+    for sets in (task_sets, None):  # None: from the n_tasks counts alone
+        fig = plots.plot_sample_efficiency(curves, colors, sets)
+        texts = _legend_texts(fig)
+        assert texts[:2] == ["iqrl", "iqrl/h=3 (2 of 5 tasks)"]
+        titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        assert titles == ["All tasks (5 tasks)", "Easy tasks (2 tasks)"]
+        for ax in fig.axes[:2]:
+            styles = {mcolors.to_hex(line.get_color()): line.get_linestyle() for line in ax.get_lines()}
+            assert styles == {mcolors.to_hex(colors["iqrl"]): "-", mcolors.to_hex(colors["iqrl/h=3"]): "--"}
+    same = curves[curves["method"] == "iqrl"]
+    assert _legend_texts(plots.plot_sample_efficiency(same, colors)) == ["iqrl"]
+
+
+def test_final_intervals_profiles_and_improvement_use_the_labels():
+    labels = {"iqrl": "iqrl", "iqrl/h=3": "iqrl/h=3 (2 of 5 tasks)"}
+    colors = plots.method_colors(labels)
+    fig = plots.plot_final_intervals(_estimates({"iqrl": (5, 5), "iqrl/h=3": (5, 5)}), colors, 100, labels)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["iqrl/h=3 (2 of 5 tasks)", "iqrl"]
+    taus = np.linspace(0, 1000, 5)
+    profiles = {m: (np.linspace(1, 0, 5), np.stack([np.linspace(1, 0, 5)] * 2)) for m in labels}
+    fig = plots.plot_performance_profiles(profiles, taus, colors, 100, labels)
+    assert _legend_texts(fig) == ["iqrl", "iqrl/h=3 (2 of 5 tasks)"]
+    poi = pd.DataFrame({"method": ["iqrl"], "other": ["iqrl/h=3"], "probability": [0.7], "ci_low": [0.5],
+                        "ci_high": [0.9], "n_tasks": [2]})
+    assert "iqrl/h=3 (2 of 5 tasks)" in _texts(plots.plot_probability_of_improvement(poi, colors, 100, labels))
+
+
+def test_make_figures_labels_a_variant_on_fewer_tasks_in_every_cross_method_figure(tmp_path, monkeypatch):
+    for task in ("walker-walk", "cheetah-run", "dog-run"):
+        for seed in range(2):
+            for method, ret in (("iqrl", 500.0), ("td3", 300.0)):
+                write_run(tmp_path / "r" / "main" / method / task / "default" / f"seed{seed}",
+                          [(0, 0.0), (50, ret / 2 + seed), (100, ret + seed)])
+            if task != "dog-run":
+                write_run(tmp_path / "r" / "h" / "iqrl" / task / "horizon=3" / f"seed{seed}",
+                          [(0, 0.0), (50, 200.0 + seed), (100, 400.0 + seed)])
+    seen = {}
+    save = plots.save_figure
+
+    def record(fig, out_dir, name):
+        seen[name] = _texts(fig)
+        return save(fig, out_dir, name)
+
+    monkeypatch.setattr(plots, "save_figure", record)
+    with contextlib.redirect_stderr(io.StringIO()):
+        rc = figures.main(["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--steps", "100",
+                           "--reps-curve", "50", "--reps-final", "50"])
+    assert rc == 0
+    for name in ("sample_efficiency", "final_intervals_100", "performance_profiles_100",
+                 "probability_of_improvement_100"):
+        assert "iqrl/horizon=3 (2 of 3 tasks)" in seen[name], name
+        assert not any(t.startswith(("iqrl (", "td3 (")) for t in seen[name]), name
+    # per-task panels compare nothing across tasks: names as they are
+    assert "iqrl/horizon=3" in seen["per_task_curves"]
+
+
+# ---------------------------------------------------------------------------------------------------
 # 2-3. published curves: apart from our methods, and only those that draw a line
 # ---------------------------------------------------------------------------------------------------
 def _reference(rows):
