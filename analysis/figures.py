@@ -127,7 +127,8 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
     if curves.empty:
         note("no env step at which every task of a method has an evaluation: sample-efficiency figure skipped")
     else:
-        written += plots.save_figure(plots.plot_sample_efficiency(curves, colors), out, "sample_efficiency")
+        written += plots.save_figure(plots.plot_sample_efficiency(curves, colors, curve_task_sets(evals, curves)),
+                                     out, "sample_efficiency")
         single = sorted(set(curves.loc[curves["ci_low"].isna(), "method"]))
         if single:
             note(f"sample efficiency: no CI band where a method has one run per task ({', '.join(single)})")
@@ -135,12 +136,15 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
     for step in reached:
         tag = metrics.format_steps(step)
         est = final.table[final.table["env_step"] == step]
-        written += plots.save_figure(plots.plot_final_intervals(est, colors, step), out, f"final_intervals_{tag}")
         with_tasks = {m: v for (m, s), v in final.scores.items() if s == step}
+        # methods on fewer tasks than the step's methods together are labelled `m (k of N tasks)` throughout
+        labels = plots.coverage_labels({m: tasks for m, (_, tasks) in with_tasks.items()})
+        written += plots.save_figure(plots.plot_final_intervals(est, colors, step, labels), out,
+                                     f"final_intervals_{tag}")
         profiles = metrics.performance_profiles({m: cols for m, (cols, _) in with_tasks.items()}, PROFILE_TAUS,
                                                 reps_curve, seed)
         written += plots.save_figure(
-            plots.plot_performance_profiles(profiles, PROFILE_TAUS * metrics.RETURN_SCALE, colors, step),
+            plots.plot_performance_profiles(profiles, PROFILE_TAUS * metrics.RETURN_SCALE, colors, step, labels),
             out, f"performance_profiles_{tag}")
         ref_method, why = poi_reference(list(with_tasks))
         if ref_method is None:
@@ -153,7 +157,7 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
                 note(f"no other method shares a task with {ref_method} at {tag} steps: "
                      "probability of improvement skipped")
             else:
-                written += plots.save_figure(plots.plot_probability_of_improvement(poi, colors, step), out,
+                written += plots.save_figure(plots.plot_probability_of_improvement(poi, colors, step, labels), out,
                                              f"probability_of_improvement_{tag}")
 
     # Per-task learning curves, optionally with published curves.
@@ -164,6 +168,9 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
                                max_step=float(evals["env_step"].max()))
         if ref.empty:
             note(f"reference file {reference} has no main-result curves for these tasks")
+        elif not ref.groupby(["task", "label"])["env_step"].nunique().ge(2).any():
+            note(f"reference file {reference}: no published curve has 2 points up to "
+                 f"{metrics.format_steps(evals['env_step'].max())} env steps: none is drawn")
     written += plots.save_figure(
         plots.plot_task_panels(task_curves, colors, reference=ref, title="Per-task learning curves "
                                "(mean over seeds, 95% bootstrap CI)", ylim=(0, None)), out, "per_task_curves")
@@ -200,6 +207,16 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
         written += plots.save_figure(plots.plot_ablation(points, colors, key=grid.key, agent=grid.agent,
                                                          sweep=grid.sweep, step=step), out, name)
     return {"figures": written, "tables": table_paths, "notes": notes, "info": info, "scores": scores}
+
+
+def curve_task_sets(evals, curves) -> dict[str, dict[str, set]]:
+    """{group: {method: its tasks in that group}} for the methods of each sample-efficiency panel (a
+    method's curve spans all its tasks of the group, see metrics.curve_segments)."""
+    out = {}
+    for group, sub in curves.groupby("group", sort=False):
+        rows = evals if group == "all" else evals[evals["group"] == group]
+        out[group] = {m: set(rows.loc[rows["method"] == m, "task"]) for m in sub["method"].unique()}
+    return out
 
 
 def fsq_labels(table) -> dict[str, str]:

@@ -36,10 +36,11 @@ def setup_style() -> None:
 
 
 def method_colors(methods) -> dict[str, tuple]:
-    """One colour per method (colour-blind palette, husl beyond 10 methods), stable across figures."""
+    """One colour per method (colour-blind palette without its grey, which marks published curves; husl
+    beyond 9 methods), stable across figures."""
     order = method_order(methods)
-    palette = sns.color_palette("colorblind", len(order)) if len(order) <= 10 else \
-        sns.color_palette("husl", len(order))
+    colorblind = [c for k, c in enumerate(sns.color_palette("colorblind", 10)) if k != 7]  # 7: grey
+    palette = colorblind[:len(order)] if len(order) <= len(colorblind) else sns.color_palette("husl", len(order))
     return dict(zip(order, palette))
 
 
@@ -77,71 +78,117 @@ def _legend_below(fig, handles, labels, ncol=None):
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
 
 
-def _method_handles(methods, colors):
-    return [Line2D([], [], color=colors[m], lw=2.5) for m in methods], list(methods)
+def _method_handles(methods, colors, labels: dict[str, str] | None = None, styles: dict[str, str] | None = None):
+    handles = [Line2D([], [], color=colors[m], lw=2.5, ls=(styles or {}).get(m, "-")) for m in methods]
+    return handles, [(labels or {}).get(m, m) for m in methods]
+
+
+def coverage_labels(task_sets: dict) -> dict[str, str]:
+    """Legend/axis text per method of one figure or panel: `method (k of N tasks)` for a method whose
+    aggregate is over k of the N tasks that the figure's methods cover together, the method name itself
+    otherwise (every label is the bare name when all methods cover the same tasks).
+
+    task_sets: {method: iterable of task names}.
+    """
+    sets = {m: set(t) for m, t in task_sets.items()}
+    n_all = len(set().union(*sets.values())) if sets else 0
+    return {m: m if len(t) == n_all else f"{m} ({len(t)} of {n_all} tasks)" for m, t in sets.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
 # Aggregate figures
 # ---------------------------------------------------------------------------------------------------
-def plot_sample_efficiency(curves: pd.DataFrame, colors: dict) -> plt.Figure:
+def plot_sample_efficiency(curves: pd.DataFrame, colors: dict, task_sets: dict | None = None) -> plt.Figure:
     """IQM return vs env steps with 95% CI bands; one panel per group ('all' first), one line per method.
 
     curves: analysis.metrics.sample_efficiency output (group, method, env_step, iqm, ci_low, ci_high, ...).
+    task_sets: {group: {method: tasks of its curve}} (default: only the counts in `curves`). A panel's
+    title counts the tasks its methods cover together; a method on fewer of them is drawn dashed there,
+    and its legend label says how many of the 'all' panel's tasks it covers (`coverage_labels`).
     """
     groups = list(dict.fromkeys(curves["group"]))
+    if task_sets is None:  # counts only: the panel's tasks are the most any method covers
+        task_sets = {g: {m: range(int(n)) for m, n in sub.groupby("method")["n_tasks"].max().items()}
+                     for g, sub in curves.groupby("group", sort=False)}
     fig, axes = _grid(len(groups), ncols=4, size=(4.2, 3.3))
     methods = method_order(curves["method"])
+    partial = False
     for ax, group in zip(axes, groups):
         sub = curves[curves["group"] == group]
+        sets = {m: set(t) for m, t in task_sets[group].items() if m in set(sub["method"])}
+        n_tasks = len(set().union(*sets.values())) if sets else 0
         for method in methods:
             m = sub[sub["method"] == method]
             if m.empty:
                 continue
-            ax.plot(m["env_step"], m["iqm"], color=colors[method], lw=2, marker="o", ms=3)
+            ls = "--" if len(sets[method]) < n_tasks else "-"
+            partial |= ls == "--"
+            ax.plot(m["env_step"], m["iqm"], color=colors[method], lw=2, marker="o", ms=3, ls=ls)
             ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[method], alpha=0.2, lw=0)
-        n_tasks = int(sub["n_tasks"].max()) if len(sub) else 0
         ax.set_title(f"{GROUP_TITLES.get(group, group)} ({n_tasks} task{'s' if n_tasks != 1 else ''})")
         ax.xaxis.set_major_formatter(steps_formatter())
         ax.set_xlabel(STEPS_LABEL)
         ax.set_ylim(bottom=0)
     axes[0].set_ylabel(f"IQM {RETURN_LABEL.lower()}")
-    _legend_below(fig, *_method_handles(methods, colors))
+    labels = coverage_labels({m: t for m, t in task_sets[groups[0]].items() if m in methods})
+    styles = {m: "--" for m, text in labels.items() if text != m}
+    handles, texts = _method_handles(methods, colors, labels, styles)
+    if partial:
+        handles.append(Line2D([], [], color="0.3", lw=1.5, ls="--"))
+        texts.append("dashed: fewer tasks than the panel's")
+    _legend_below(fig, handles, texts)
     fig.suptitle("Sample efficiency (IQM, 95% stratified-bootstrap CI)", y=1.02)
     fig.tight_layout()
     return fig
 
 
-def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int) -> plt.Figure:
-    """IQM, median, mean and optimality gap with 95% CIs at one step (rliable's interval plot).
+def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int, labels: dict[str, str] | None = None
+                         ) -> plt.Figure:
+    """IQM, median, mean and optimality gap with 95% CIs at one step (rliable's interval plot: a bar per
+    interval in the method's colour, a dark tick at the point estimate). A method without a CI (one run per
+    task) gets a diamond in its colour instead. Constrained layout keeps the title, the metric titles and
+    the x label apart for any number of methods.
 
-    estimates: rows of analysis.metrics.final_estimates(...).table for this step.
+    estimates: rows of analysis.metrics.final_estimates(...).table for this step. labels: y-axis text per
+    method (default: the method; e.g. `coverage_labels`).
     """
-    from rliable import plot_utils
-
-    methods = method_order(estimates["method"])[::-1]  # rliable draws bottom-up: iqrl ends on top
-    point, interval = {}, {}
-    for method in methods:
-        m = estimates[estimates["method"] == method].set_index("metric").loc[list(FINAL_METRICS)]
-        point[method] = m["value"].to_numpy()
-        interval[method] = np.stack([m["ci_low"].to_numpy(), m["ci_high"].to_numpy()])
-    row_height = max(0.45, 1.6 / len(methods))  # inches per method; at least 1.6 in in all
-    fig, axes = plot_utils.plot_interval_estimates(
-        point, interval, metric_names=[METRIC_TITLES[k] for k in FINAL_METRICS], algorithms=methods,
-        colors=colors, xlabel=f"{RETURN_LABEL} (0-1000)", subfigure_width=3.4,
-        row_height=row_height, xlabel_y_coordinate=-0.5 / (row_height * len(methods)))
-    for ax in np.atleast_1d(axes):
-        ax.title.set_fontsize("x-large")
-        ax.tick_params(labelsize="large")
-    fig.suptitle(f"Final performance at {format_steps(step)} env steps (95% CI)", y=1.0 + 0.35 / len(methods),
-                 fontsize="x-large")
+    methods = method_order(estimates["method"])[::-1]  # drawn bottom-up: iqrl ends on top
+    table = estimates.set_index(["method", "metric"])
+    height, no_ci = 0.6, False
+    fig, axes = plt.subplots(1, len(FINAL_METRICS), figsize=(3.4 * len(FINAL_METRICS), 0.45 * len(methods) + 1.9),
+                             sharey=True, layout="constrained")
+    for ax, metric in zip(np.atleast_1d(axes), FINAL_METRICS):
+        for y, method in enumerate(methods):
+            value, low, high = table.loc[(method, metric), ["value", "ci_low", "ci_high"]].to_numpy(float)
+            if np.isfinite(low) and np.isfinite(high):
+                ax.barh(y, high - low, height=height, left=low, color=colors[method], alpha=0.75)
+                ax.vlines(value, y - 7.5 * height / 16, y + 6 * height / 16, color="k", alpha=0.5)
+            else:
+                no_ci = True
+                ax.plot([value], [y], ls="none", marker="D", ms=9, color=colors[method], mec="0.2", mew=1)
+        ax.set_title(METRIC_TITLES[metric], fontsize="x-large")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+        ax.tick_params(length=0.1, width=0.1, labelsize="large")
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+        ax.spines["bottom"].set_linewidth(2)
+        ax.spines["bottom"].set_position(("outward", 5))
+        ax.grid(True, axis="x", alpha=0.25)
+        ax.grid(False, axis="y")
+        ax.set_ylim(-0.6, len(methods) - 0.4)
+    axes[0].set_yticks(range(len(methods)), [(labels or {}).get(m, m) for m in methods], fontsize="large")
+    fig.supxlabel(f"{RETURN_LABEL} (0-1000)" + ("   \N{BLACK DIAMOND} one run per task: no CI" if no_ci else ""),
+                  fontsize="x-large")
+    fig.suptitle(f"Final performance at {format_steps(step)} env steps (95% CI)", fontsize="x-large")
     return fig
 
 
-def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, step: int) -> plt.Figure:
+def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, step: int,
+                              labels: dict[str, str] | None = None) -> plt.Figure:
     """Fraction of runs with return > tau, with 95% CIs (rliable's profile plot).
 
     profiles: {method: (profile (len(taus),), ci (2, len(taus)))}; taus on the 0-1000 return scale.
+    labels: legend text per method (default: the method; e.g. `coverage_labels`).
     """
     from rliable import plot_utils
 
@@ -151,7 +198,7 @@ def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, st
         {m: profiles[m][0] for m in methods}, taus, performance_profile_cis={m: profiles[m][1] for m in methods},
         colors=colors, ax=ax, xlabel=r"Return threshold $\tau$", ylabel=r"Fraction of runs with return $> \tau$",
         labelsize="large", ticklabelsize="medium")
-    ax.legend(*_method_handles(methods, colors), loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
+    ax.legend(*_method_handles(methods, colors, labels), loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
               frameon=False)
     ax.set_title(f"Performance profiles at {format_steps(step)} env steps")
     return fig
@@ -160,15 +207,18 @@ def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, st
 PAIR_SEPARATOR = "\x1f"  # method labels may contain ',' (combined overrides)
 
 
-def plot_probability_of_improvement(poi: pd.DataFrame, colors: dict, step: int) -> plt.Figure:
+def plot_probability_of_improvement(poi: pd.DataFrame, colors: dict, step: int,
+                                    labels: dict[str, str] | None = None) -> plt.Figure:
     """P(reference > other) with 95% CIs, one bar per other method (rliable's plot).
 
     poi: analysis.metrics.improvement_estimates output (method, other, probability, ci_low, ci_high).
+    labels: axis text per method (default: the method; e.g. `coverage_labels`).
     """
+    labels = labels or {}
     from rliable import plot_utils
 
     poi = poi.set_index("other").loc[method_order(poi["other"])].reset_index()
-    keys = [f"{m}{PAIR_SEPARATOR}{o}" for m, o in zip(poi["method"], poi["other"])]
+    keys = [f"{labels.get(m, m)}{PAIR_SEPARATOR}{labels.get(o, o)}" for m, o in zip(poi["method"], poi["other"])]
     probs = dict(zip(keys, poi["probability"].to_numpy()))
     cis = {k: np.array([lo, hi]) for k, lo, hi in zip(keys, poi["ci_low"], poi["ci_high"])}
     fig, ax = plt.subplots(figsize=(5.5, 0.55 * len(keys) + 1.2))
@@ -185,6 +235,29 @@ def plot_probability_of_improvement(poi: pd.DataFrame, colors: dict, step: int) 
 # ---------------------------------------------------------------------------------------------------
 # Per-task figures
 # ---------------------------------------------------------------------------------------------------
+#: Published curves: one line style and grey shade per source, one marker per algorithm, so that a source
+#: reads apart at a glance and no published curve takes a colour of our methods.
+SOURCE_STYLES = ("--", ":", "-.", (0, (6, 1.5, 1, 1.5, 1, 1.5)), (0, (1, 3)), (0, (8, 3)))
+SOURCE_SHADES = ("0.1", "0.4", "0.25", "0.55")
+ALGORITHM_MARKERS = "osv^DPX*<>hp"
+
+
+def reference_styles(reference: pd.DataFrame) -> dict[str, dict]:
+    """{label: Line2D keyword arguments} for the published curves: per source a line style and grey shade,
+    per algorithm a marker (cycled past as many as there are)."""
+    pairs = reference[["label", "source", "algorithm"]].drop_duplicates()
+    sources = sorted(pairs["source"].unique())
+    algorithms = sorted(pairs["algorithm"].unique(), key=str.lower)
+    styles = {}
+    for row in pairs.itertuples():
+        k, j = sources.index(row.source), algorithms.index(row.algorithm)
+        styles[row.label] = {"color": SOURCE_SHADES[k % len(SOURCE_SHADES)],
+                             "ls": SOURCE_STYLES[k % len(SOURCE_STYLES)],
+                             "marker": ALGORITHM_MARKERS[j % len(ALGORITHM_MARKERS)], "ms": 4, "mfc": "white",
+                             "lw": 1.1, "alpha": 0.9}
+    return styles
+
+
 def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", ylabel: str = RETURN_LABEL,
                      title: str = "", reference: pd.DataFrame | None = None,
                      bounds: dict[str, pd.DataFrame] | None = None, ylim: tuple | None = None,
@@ -192,27 +265,33 @@ def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", 
     """One panel per task: mean over seeds with 95% CI band, one line per `by` value.
 
     curves: analysis.metrics.per_task_curves output. reference: analysis.reference.select_reference
-    output, drawn dashed and labelled "algorithm [source]". bounds: {"min": curves, "max": curves} drawn
-    as thin dotted lines (e.g. the min/max active codebook share over FSQ groups). labels: legend text
-    per `by` value (default: the value itself).
+    output, drawn thin in grey (`reference_styles`: line style and shade by source, marker by algorithm),
+    under a legend of its own, labelled "algorithm [source]"; a curve with fewer than 2 points inside the
+    plotted steps (up to our last evaluation) is left out of the panel and, when no panel draws it, of the
+    legend. bounds: {"min": curves, "max": curves} drawn as thin dotted lines (e.g. the min/max active
+    codebook share over FSQ groups). labels: legend text per `by` value (default: the value itself).
     """
     tasks = sorted(curves["task"].unique())
     fig, axes = _grid(len(tasks))
     keys = method_order(curves[by])
-    ref_labels = sorted(reference["label"].unique()) if reference is not None and len(reference) else []
-    ref_colors = dict(zip(ref_labels, sns.color_palette("husl", len(ref_labels)) if ref_labels else []))
+    reference = reference if reference is not None else pd.DataFrame(columns=["task", "label", "env_step"])
+    reference = reference[reference["env_step"] <= curves["env_step"].max()]
+    reference = reference.groupby(["task", "label"]).filter(lambda r: r["env_step"].nunique() >= 2)
+    ref_styles = reference_styles(reference) if len(reference) else {}
+    ref_order = sorted(ref_styles, key=lambda lab: (reference.loc[reference["label"] == lab, "source"].iloc[0],
+                                                   lab.lower()))
     for ax, task in zip(axes, tasks):
         sub = curves[curves["task"] == task]
-        for label in ref_labels:
-            r = reference[(reference["task"] == task) & (reference["label"] == label)]
+        for label in ref_order:
+            r = reference[(reference["task"] == task) & (reference["label"] == label)].sort_values("env_step")
             if len(r):
-                ax.plot(r["env_step"], r["mean"], color=ref_colors[label], lw=1.2, ls="--", alpha=0.85)
+                ax.plot(r["env_step"], r["mean"], markevery=0.1, zorder=1, **ref_styles[label])
         for key in keys:
             m = sub[sub[by] == key]
             if m.empty:
                 continue
-            ax.plot(m["env_step"], m["mean"], color=colors[key], lw=2)
-            ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[key], alpha=0.2, lw=0)
+            ax.plot(m["env_step"], m["mean"], color=colors[key], lw=2.2, zorder=3)
+            ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[key], alpha=0.2, lw=0, zorder=2)
             for bound in (bounds or {}).values():
                 b = bound[(bound["task"] == task) & (bound[by] == key)]
                 ax.plot(b["env_step"], b["mean"], color=colors[key], lw=1, ls=":")
@@ -222,15 +301,18 @@ def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", 
         ax.set_ylabel(ylabel)
         if ylim is not None:
             ax.set_ylim(*ylim)
-    handles, texts = _method_handles(keys, colors)
-    texts = [(labels or {}).get(k, k) for k in texts]
+    handles, texts = _method_handles(keys, colors, labels)
     if bounds:
         handles.append(Line2D([], [], color="grey", lw=1, ls=":"))
         texts.append("min / max over FSQ groups")
-    for label in ref_labels:
-        handles.append(Line2D([], [], color=ref_colors[label], lw=1.2, ls="--"))
-        texts.append(f"{label} (published)")
-    _legend_below(fig, handles, texts, ncol=min(len(texts), 4 if not ref_labels else 3))
+    if ref_order:
+        fig.legend(handles, texts, loc="upper right", bbox_to_anchor=(0.49, 0.0), frameon=False,
+                          ncol=1 if len(texts) <= 8 else 2, title="Our runs")
+        fig.legend([Line2D([], [], **ref_styles[lab]) for lab in ref_order], ref_order, loc="upper left",
+                   bbox_to_anchor=(0.51, 0.0), frameon=False, ncol=1 if len(ref_order) <= 8 else 2,
+                   title="Published (line style: source, marker: algorithm)")
+    else:
+        _legend_below(fig, handles, texts)
     if title:
         fig.suptitle(title, y=1.02)
     fig.tight_layout()
