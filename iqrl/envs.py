@@ -35,6 +35,7 @@ TASK_GROUPS: dict[str, list[str]] = {
 }
 
 EVAL_SEED_OFFSET = 10_000  # eval env seed = train seed + this (the official code shares one seed)
+SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
 
 
 def task_group(task: str) -> str | None:

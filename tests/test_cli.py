@@ -24,6 +24,15 @@ BAD = [
     (["device=tpu"], "device must be cpu, cuda, cuda:N or auto"),
     (["seed"], "bad argument 'seed': expected key=value"),
     (["replay_capacity=10"], "replay_capacity must be 0 (unbounded) or >= 1000 transitions"),
+    (["action_repeat=0"], "action_repeat must be >= 1, got 0"),  # was a ZeroDivisionError traceback
+    (["seed=-1"], "seed must be in 0..4294957295"),  # numpy / dm_control seeds lie in [0, 2**32)
+    (["seed=4294967295"], "seed must be in 0..4294957295"),  # the eval env's seed + 10000 would not
+    (["agent.lr=-1"], "agent.lr must be > 0, got -1"),
+    (["agent.enc_lr=0"], "agent.enc_lr must be > 0, got 0"),
+    (["agent.enc_mlp_dims=[0]"], "agent.enc_mlp_dims must be positive widths (>= 1)"),
+    (["agent.mlp_dims=[64,0]"], "agent.mlp_dims must be positive widths (>= 1)"),
+    (["agent.policy_noise=-1"], "agent.policy_noise must be >= 0, got -1"),
+    (["agent.expl_sigma_end=-0.1"], "agent.expl_sigma_start and expl_sigma_end must be >= 0"),
 ]
 
 
