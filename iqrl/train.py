@@ -32,7 +32,7 @@ from iqrl.diagnostics import active_codebook, rank_metrics
 from iqrl.envs import EVAL_SEED_OFFSET, DMCEnv, task_group
 from iqrl.replay import SequenceReplay
 from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, RunBusy, atomic_torch_save, read_status, read_yaml,
-                            training_lock, write_csv, write_status, write_yaml)
+                            remove_stale_temp_files, training_lock, write_csv, write_status, write_yaml)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
 CHECKPOINT_FORMAT = 1
@@ -319,6 +319,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self, should_stop=None) -> int:
         cfg = self.cfg
+        remove_stale_temp_files(self.run_dir)  # left by a writer killed mid-write (we hold the run's lock)
         resumed = self.try_resume()
         if not resumed:
             config = to_yaml_dict(cfg)

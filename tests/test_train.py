@@ -272,3 +272,28 @@ def test_a_filesystem_without_flock_trains_unlocked_with_a_warning(tmp_path, mon
     monkeypatch.setattr(fcntl, "flock", no_locks)
     assert main(tiny_argv("td3", tmp_path / "run", steps=400)) == EXIT_OK
     assert "training without the run lock" in capsys.readouterr().err
+
+
+def test_temp_files_of_a_writer_killed_mid_write_are_removed_on_resume(tmp_path):
+    """SIGKILL during a checkpoint write leaves the writer's full-size temporary file; the next start of the
+    run removes such files (and only those) before resuming."""
+    run = tmp_path / "run"
+    argv = tiny_argv("td3", run, steps=800)
+    assert main(argv, should_stop=lambda: True) == EXIT_INTERRUPTED
+    # The real writer, killed between writing its temporary file and renaming it.
+    code = ("import os, signal, sys; from iqrl.runfolder import _atomic_write\n"
+            "def write(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+            "_atomic_write(sys.argv[1], write)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for target in (run / "checkpoint" / "ckpt.pt", run / "eval.csv"):
+        p = subprocess.run([sys.executable, "-c", code, str(target)], env=env)
+        assert p.returncode == -signal.SIGKILL
+    leftovers = sorted([*run.glob(".*.tmp"), *run.glob("checkpoint/.*.tmp")], key=lambda p: p.name)
+    assert [p.name[:9] for p in leftovers] == [".ckpt.pt.", ".eval.csv"] and leftovers[0].stat().st_size == 100000
+    others = [run / "notes.tmp", run / "checkpoint" / ".ckpt.pt.tmp", run / ".eval.csv.short.tmp"]  # not its pattern
+    for p in others:
+        p.write_text("keep")
+    assert main(argv) == EXIT_OK
+    assert not any(p.exists() for p in leftovers)
+    assert all(p.read_text() == "keep" for p in others)
+    assert json.loads((run / "status.json").read_text())["state"] == "done"
