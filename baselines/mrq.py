@@ -44,14 +44,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.actor_critic import to_tensor
-from iqrl.agents import Agent, AgentSpec, NamedState
+from iqrl.agents import Agent, AgentConfig, AgentSpec, NamedState
 from iqrl.nn import (EnsembleLinear, add_clipped_noise, frozen_copy, hard_update_, no_param_grad, out_linear,
                      two_hot_bins, two_hot_cross_entropy)
 from iqrl.replay import SequenceBatch, lap_priority, nstep_targets
 
 
 @dataclass
-class MRQConfig:
+class MRQConfig(AgentConfig):
     name: str = "mrq"
     # --- generic / TD3 ---
     batch_size: int = 256

@@ -26,14 +26,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.actor_critic import to_tensor
-from iqrl.agents import Agent, AgentSpec
+from iqrl.agents import Agent, AgentConfig, AgentSpec
 from iqrl.nn import (elu_mlp, ema_update_, frozen_copy, init_linear_, linear_decay, no_param_grad,
                      truncated_normal_sample)
 from iqrl.replay import SequenceBatch, nstep_targets
 
 
 @dataclass
-class TCRLConfig:
+class TCRLConfig(AgentConfig):
     name: str = "tcrl"
     # --- latent model (§4.1-4.2) ---
     latent_dim: int = 50  # d: 50 easy / medium, 100 hard (task YAML)

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.agents import AgentConfig
 from iqrl.nn import EnsembleMLP, adam, ema_update_, frozen_copy, linear_schedule, mlp, no_param_grad
 
 
 @dataclass
-class ActorCriticConfig:
+class ActorCriticConfig(AgentConfig):
     """RL hyper-parameters of the TD3 family (defaults: iQRL code, spec §6 and §11)."""
 
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # actor and critic hidden widths

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from iqrl import agents as registry
-from iqrl.envs import EVAL_SEED_OFFSET, SEED_LIMIT, parse_task, task_group
+from iqrl.envs import SEED_LIMIT, eval_seed, parse_task, task_group
 
 
 class ConfigError(ValueError):
@@ -128,11 +128,13 @@ def build_config(argv: list[str]) -> RunConfig:
 
 
 def validate(run: RunConfig) -> None:
-    # numpy and dm_control take seeds in [0, 2**32); the eval env is seeded seed + EVAL_SEED_OFFSET.
-    max_seed = SEED_LIMIT - 1 - EVAL_SEED_OFFSET
+    # numpy and dm_control take seeds in [0, 2**32); the eval env is seeded seed + offset (offset 0 with
+    # agent.official_shared_eval_seed).
+    offset = eval_seed(0, run.agent.official_shared_eval_seed)
+    max_seed = SEED_LIMIT - 1 - offset
     checks = [
         (0 <= run.seed <= max_seed,
-         f"seed must be in 0..{max_seed} (env seeds are < 2**32 and the eval env uses seed + {EVAL_SEED_OFFSET}), "
+         f"seed must be in 0..{max_seed} (env seeds are < 2**32 and the eval env uses seed + {offset}), "
          f"got {run.seed}"),
         (run.steps >= 1, f"steps must be >= 1, got {run.steps}"),
         (run.seed_steps >= 0, f"seed_steps must be >= 0, got {run.seed_steps}"),

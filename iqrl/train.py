@@ -29,7 +29,7 @@ import torch
 from iqrl.agents import make_agent
 from iqrl.config import ConfigError, RunConfig, build_config, to_yaml_dict
 from iqrl.diagnostics import active_codebook, rank_metrics
-from iqrl.envs import EVAL_SEED_OFFSET, DMCEnv, task_group
+from iqrl.envs import DMCEnv, eval_seed, task_group
 from iqrl.replay import SequenceReplay
 from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, RunBusy, atomic_torch_save, read_status, read_yaml,
                             remove_stale_temp_files, training_lock, write_csv, write_status, write_yaml)
@@ -86,9 +86,10 @@ class Trainer:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.env = DMCEnv(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length)
-        self.eval_env = DMCEnv(cfg.task, cfg.seed + EVAL_SEED_OFFSET, cfg.action_repeat, cfg.episode_length)
         self.agent = make_agent(cfg.agent, self.env.obs_dim, self.env.act_dim, self.device, cfg.seed)
         spec = self.agent.spec
+        self.eval_seed = eval_seed(cfg.seed, spec.shared_eval_seed)  # train seed + 10000, or the train seed
+        self.eval_env = DMCEnv(cfg.task, self.eval_seed, cfg.action_repeat, cfg.episode_length)
         capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
         self.replay = SequenceReplay(self.env.obs_dim, self.env.act_dim, spec.seq_len, self.device, cfg.seed + 1,
                                      capacity=capacity)
@@ -135,7 +136,7 @@ class Trainer:
             "codebook_size": a.codebook_size,
             "seq_len": a.spec.seq_len,
             "updates_per_step": self.updates_per_step,
-            "eval_seed": self.cfg.seed + EVAL_SEED_OFFSET,
+            "eval_seed": self.eval_seed,
             "device": str(self.device),
             "host": platform.node(),
             "command": "python -m iqrl.train " + " ".join(sys.argv[1:]) if sys.argv else "",

@@ -104,3 +104,35 @@ def test_replay_capacity_default_per_agent_and_override():
     assert capacity("agent=iqrl") is None  # never overwritten (the iQRL code's 10M buffer never fills)
     assert capacity("agent=mrq", "replay_capacity=0") is None
     assert capacity("agent=iqrl", "replay_capacity=5000") == 5000
+
+
+@pytest.mark.parametrize("agent", ["iqrl", "iqrl-official", "td3", "sac", "td7", "mrq", "tcrl", "dcwm"])
+def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
+    """Quirk 10 of the official iQRL code: with agent.official_shared_eval_seed the eval env gets the train
+    seed; without it, seed + 10000. Every agent has the key (AgentConfig); the trainer reads AgentSpec."""
+    from iqrl.envs import DMCEnv
+    from iqrl.train import Trainer
+
+    def trainer(*argv):
+        return Trainer(build_config([f"agent={agent}", "task=cartpole-balance", "seed=5", "out=/nonexistent/x",
+                                     *argv]))
+
+    first_obs = {s: DMCEnv("cartpole-balance", s).reset() for s in (5, 10005)}
+    for shared, expected in ((True, 5), (False, 10005)):
+        t = trainer(f"agent.official_shared_eval_seed={str(shared).lower()}")
+        assert t.agent.spec.shared_eval_seed is shared and t.eval_seed == t.meta()["eval_seed"] == expected
+        assert (t.eval_env.reset() == first_obs[expected]).all()
+    assert (first_obs[5] != first_obs[10005]).any()
+    default = trainer()
+    assert default.eval_seed == (5 if agent == "iqrl-official" else 10005)
+
+
+def test_official_shared_eval_seed_is_on_only_in_iqrl_official():
+    from iqrl import agents as registry
+
+    on = {a for a in registry.agent_names() if build_config([f"agent={a}"]).agent.official_shared_eval_seed}
+    assert on == {"iqrl-official"}
+    # the seed range follows the eval env's seed: seed + 10000 must stay below 2**32 only when it is used
+    assert build_config(["agent=iqrl-official", "seed=4294967295"]).seed == 4294967295
+    with pytest.raises(Exception, match="seed must be in 0..4294957295"):
+        build_config(["agent=iqrl", "seed=4294967295"])
