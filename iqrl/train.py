@@ -417,24 +417,27 @@ Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 --check validates the config and exits. Re-running on a run folder resumes it; on a done run does nothing."""
 
 
-def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str]]:
-    """(keys whose values differ, keys of `saved` that the current config no longer has)."""
+def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str], list[str]]:
+    """(keys whose values differ, keys of `saved` that the current config no longer has, keys of the current
+    config that `saved` lacks: added since the run was started)."""
     # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
     # checkpointed (resume equality makes the results independent of the checkpoint cadence).
     ignore = {"out", "device", "meta", "checkpoint_every"}
-    diffs, obsolete = [], []
+    diffs, obsolete, added = [], [], []
     for k in sorted(set(saved) | set(new)):
         if not prefix and k in ignore:
             continue
         a, b = saved.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            d, o = _config_diff(a, b, f"{prefix}{k}.")
-            diffs, obsolete = diffs + d, obsolete + o
+            d, o, n = _config_diff(a, b, f"{prefix}{k}.")
+            diffs, obsolete, added = diffs + d, obsolete + o, added + n
         elif k not in new:
             obsolete.append(f"{prefix}{k}")
+        elif k not in saved:
+            added.append(f"{prefix}{k}")
         elif a != b:
             diffs.append(f"{prefix}{k}")
-    return diffs, obsolete
+    return diffs, obsolete, added
 
 
 def check_run_folder(cfg: RunConfig) -> str | None:
@@ -445,16 +448,19 @@ def check_run_folder(cfg: RunConfig) -> str | None:
         if (run_dir / "eval.csv").exists() or (run_dir / CHECKPOINT).exists():
             raise ConfigError(f"{run_dir} holds results but no config.yaml; refusing to overwrite it")
         return None
-    diffs, obsolete = _config_diff(saved, to_yaml_dict(cfg))
+    diffs, obsolete, added = _config_diff(saved, to_yaml_dict(cfg))
     if diffs:
         raise ConfigError(f"{run_dir} holds a run with a different config (differs in {', '.join(diffs)}); "
                           "use another out= or remove that folder")
     status = read_status(run_dir)
     if status and status.get("state") == "done":
-        return "done"  # finished by an older version with keys since removed: its results stand
+        return "done"  # finished by an older version with keys since removed or added: its results stand
     if obsolete:
         raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config has keys this one "
                           f"lacks ({', '.join(obsolete)}); finish it with that version or use another out=")
+    if added:
+        raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config lacks keys this one "
+                          f"has ({', '.join(added)}); finish it with that version or use another out=")
     return None
 
 

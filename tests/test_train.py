@@ -297,3 +297,22 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed_on_resume(tmp_path)
     assert not any(p.exists() for p in leftovers)
     assert all(p.read_text() == "keep" for p in others)
     assert json.loads((run / "status.json").read_text())["state"] == "done"
+
+
+def test_run_of_an_older_version_without_a_key_added_since(tmp_path, capsys):
+    """A config key added since (agent.official_shared_eval_seed): a done run stays done; an unfinished one is
+    refused, not resumed under a config it was not started with."""
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    del cfg["agent"]["official_shared_eval_seed"]
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK and "already done" in capsys.readouterr().out
+    status = json.loads((out / "status.json").read_text())
+    (out / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    before[out / "status.json"] = (out / "status.json").stat().st_mtime_ns
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "older version" in err and "agent.official_shared_eval_seed" in err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
