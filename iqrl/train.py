@@ -90,9 +90,10 @@ class Trainer:
         spec = self.agent.spec
         self.eval_seed = eval_seed(cfg.seed, spec.shared_eval_seed)  # train seed + 10000, or the train seed
         self.eval_env = DMCEnv(cfg.task, self.eval_seed, cfg.action_repeat, cfg.episode_length)
-        capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
+        # the effective FIFO size (None = unbounded): the run's replay_capacity, or the agent's default
+        self.replay_capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
         self.replay = SequenceReplay(self.env.obs_dim, self.env.act_dim, spec.seq_len, self.device, cfg.seed + 1,
-                                     capacity=capacity)
+                                     capacity=self.replay_capacity)
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
@@ -136,6 +137,7 @@ class Trainer:
             "codebook_size": a.codebook_size,
             "seq_len": a.spec.seq_len,
             "updates_per_step": self.updates_per_step,
+            "replay_capacity": self.replay_capacity or 0,  # effective; 0 = unbounded, as the top-level key
             "eval_seed": self.eval_seed,
             "device": str(self.device),
             "host": platform.node(),

@@ -98,7 +98,10 @@ def test_replay_capacity_default_per_agent_and_override():
     from iqrl.train import Trainer
 
     def capacity(*argv):
-        return Trainer(build_config(["task=cartpole-balance", "out=/nonexistent/x", *argv])).replay.capacity
+        t = Trainer(build_config(["task=cartpole-balance", "out=/nonexistent/x", *argv]))
+        # config.yaml's meta records the effective capacity (0 = unbounded) when replay_capacity is null
+        assert t.meta()["replay_capacity"] == (t.replay.capacity or 0)
+        return t.replay.capacity
 
     assert capacity("agent=td7") == capacity("agent=mrq") == 1_000_000  # their code's 1e6 FIFO
     assert capacity("agent=iqrl") is None  # never overwritten (the iQRL code's 10M buffer never fills)

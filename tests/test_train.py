@@ -36,6 +36,9 @@ def test_agent_writes_complete_run_folder(agent, tmp_path):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["agent"]["name"] == agent and cfg["task"] == "cartpole-balance" and cfg["steps"] == 800
     assert cfg["meta"]["versions"]["torch"].startswith("2.13") and "git_commit" in cfg["meta"]
+    # replay_capacity null: the effective one (the agent's default) is in meta, 0 = unbounded
+    assert cfg["replay_capacity"] is None
+    assert cfg["meta"]["replay_capacity"] == (1_000_000 if agent in ("td7", "mrq") else 0)
     ev = read_csv(out / "eval.csv")
     assert list(ev[0]) == EVAL_COLS
     assert [int(r["env_step"]) for r in ev] == [0, 400, 800]  # step 0, every 400, and the end
