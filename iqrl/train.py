@@ -419,6 +419,15 @@ Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 --check validates the config and exits. Re-running on a run folder resumes it; on a done run does nothing."""
 
 
+_MISSING = object()
+
+
+def _lookup(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part, _MISSING) if isinstance(tree, dict) else _MISSING
+    return tree
+
+
 def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str], list[str]]:
     """(keys whose values differ, keys of `saved` that the current config no longer has, keys of the current
     config that `saved` lacks: added since the run was started)."""
@@ -442,6 +451,12 @@ def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], l
     return diffs, obsolete, added
 
 
+# Config keys added after run folders already existed, with the value that reproduces how those older
+# versions behaved. An unfinished older run (its config.yaml lacks the key) resumes when the current value is
+# that one; with any other value (e.g. iqrl-official, whose preset turns the key on) it is refused.
+LEGACY_VALUES = {"agent.official_shared_eval_seed": False}
+
+
 def check_run_folder(cfg: RunConfig) -> str | None:
     """'done' if the folder holds this run finished; None to (re)start. ConfigError if it holds another run."""
     run_dir = Path(cfg.out)
@@ -460,6 +475,8 @@ def check_run_folder(cfg: RunConfig) -> str | None:
     if obsolete:
         raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config has keys this one "
                           f"lacks ({', '.join(obsolete)}); finish it with that version or use another out=")
+    current = to_yaml_dict(cfg)
+    added = [k for k in added if _lookup(current, k) != LEGACY_VALUES.get(k, _MISSING)]
     if added:
         raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config lacks keys this one "
                           f"has ({', '.join(added)}); finish it with that version or use another out=")
