@@ -93,7 +93,8 @@ class DCWMConfig(ActorCriticConfig):
 
     def validate(self) -> None:
         self.validate_rl()
-        checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho) + [
+        checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho, self.enc_mlp_dims,
+                                     self.enc_lr, self.enc_weight_decay) + [
             (self.consistency_loss in ("cross_entropy", "mse", "cosine"),
              f"agent.consistency_loss must be cross_entropy, mse or cosine, got {self.consistency_loss!r}"),
             (self.train_propagation in PROPAGATION,

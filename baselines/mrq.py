@@ -44,14 +44,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.actor_critic import to_tensor
-from iqrl.agents import Agent, AgentSpec, NamedState
+from iqrl.agents import Agent, AgentConfig, AgentSpec, NamedState
 from iqrl.nn import (EnsembleLinear, add_clipped_noise, frozen_copy, hard_update_, no_param_grad, out_linear,
                      two_hot_bins, two_hot_cross_entropy)
 from iqrl.replay import SequenceBatch, lap_priority, nstep_targets
 
 
 @dataclass
-class MRQConfig:
+class MRQConfig(AgentConfig):
     name: str = "mrq"
     # --- generic / TD3 ---
     batch_size: int = 256
@@ -112,6 +112,10 @@ class MRQConfig:
             (self.num_bins >= 2, f"agent.num_bins must be >= 2, got {self.num_bins}"),
             (self.bins_lower < self.bins_upper, "agent.bins_lower must be < agent.bins_upper"),
             (self.value_grad_clip > 0, f"agent.value_grad_clip must be > 0, got {self.value_grad_clip}"),
+            (min(self.enc_lr, self.value_lr, self.policy_lr) > 0,
+             f"agent.enc_lr, value_lr and policy_lr must be > 0, got {self.enc_lr}, {self.value_lr} and {self.policy_lr}"),
+            (min(self.enc_weight_decay, self.value_weight_decay, self.policy_weight_decay) >= 0,
+             "agent.enc_weight_decay, value_weight_decay and policy_weight_decay must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -26,14 +26,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.actor_critic import to_tensor
-from iqrl.agents import Agent, AgentSpec
+from iqrl.agents import Agent, AgentConfig, AgentSpec
 from iqrl.nn import (elu_mlp, ema_update_, frozen_copy, init_linear_, linear_decay, no_param_grad,
                      truncated_normal_sample)
 from iqrl.replay import SequenceBatch, nstep_targets
 
 
 @dataclass
-class TCRLConfig:
+class TCRLConfig(AgentConfig):
     name: str = "tcrl"
     # --- latent model (§4.1-4.2) ---
     latent_dim: int = 50  # d: 50 easy / medium, 100 hard (task YAML)
@@ -72,6 +72,9 @@ class TCRLConfig:
             (0.0 < self.rho <= 1.0, f"rho must be in (0, 1], got {self.rho}"),
             (self.loss_clamp > 0, f"loss_clamp must be > 0, got {self.loss_clamp}"),
             (self.model_grad_clip > 0, f"model_grad_clip must be > 0, got {self.model_grad_clip}"),
+            (self.model_lr > 0, f"model_lr must be > 0, got {self.model_lr}"),
+            (self.model_weight_decay >= 0, f"model_weight_decay must be >= 0, got {self.model_weight_decay}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (0.0 < self.enc_tau <= 1.0, f"enc_tau must be in (0, 1], got {self.enc_tau}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.nstep >= 1, f"nstep must be >= 1, got {self.nstep}"),

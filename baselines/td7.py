@@ -43,14 +43,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.actor_critic import to_tensor
-from iqrl.agents import Agent, AgentSpec, NamedState
+from iqrl.agents import Agent, AgentConfig, AgentSpec, NamedState
 from iqrl.nn import (EnsembleLinear, add_clipped_noise, avg_l1_norm, frozen_copy, hard_update_, no_param_grad,
                      out_linear)
 from iqrl.replay import lap_priority
 
 
 @dataclass
-class TD7Config:
+class TD7Config(AgentConfig):
     name: str = "td7"
     # --- TD3 ---
     batch_size: int = 256

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.agents import AgentConfig
 from iqrl.nn import EnsembleMLP, adam, ema_update_, frozen_copy, linear_schedule, mlp, no_param_grad
 
 
 @dataclass
-class ActorCriticConfig:
+class ActorCriticConfig(AgentConfig):
     """RL hyper-parameters of the TD3 family (defaults: iQRL code, spec §6 and §11)."""
 
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # actor and critic hidden widths
@@ -50,6 +51,7 @@ class ActorCriticConfig:
         checks = [
             (self.nstep >= 1, f"nstep must be >= 1, got {self.nstep}"),
             (0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}"),
             (self.num_critics >= 1, f"num_critics must be >= 1, got {self.num_critics}"),
             (1 <= self.q_subsample <= self.num_critics,
@@ -59,19 +61,28 @@ class ActorCriticConfig:
              f"critic_loss_reduce must be mean or sum, got {self.critic_loss_reduce!r}"),
             (self.actor_update_freq >= 1, f"actor_update_freq must be >= 1, got {self.actor_update_freq}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.policy_noise >= 0, f"policy_noise must be >= 0, got {self.policy_noise}"),
+            (self.noise_clip >= 0, f"noise_clip must be >= 0, got {self.noise_clip}"),
+            (self.expl_sigma_start >= 0 and self.expl_sigma_end >= 0,
+             f"expl_sigma_start and expl_sigma_end must be >= 0, got {self.expl_sigma_start} and {self.expl_sigma_end}"),
             (self.expl_sigma_episodes >= 1, f"expl_sigma_episodes must be >= 1, got {self.expl_sigma_episodes}"),
             (self.init in ("default", "orthogonal"), f"init must be default or orthogonal, got {self.init!r}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip}"),
-            (all(h >= 1 for h in self.mlp_dims), f"mlp_dims must be positive, got {self.mlp_dims}"),
+            (all(h >= 1 for h in self.mlp_dims), f"mlp_dims must be positive widths (>= 1), got {list(self.mlp_dims)}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
 
 
-def latent_model_checks(fsq_levels, latent_dim: int, horizon: int, rho: float) -> list[tuple[bool, str]]:
+def latent_model_checks(fsq_levels, latent_dim: int, horizon: int, rho: float, enc_mlp_dims=(), enc_lr: float = 1.0,
+                        enc_weight_decay: float = 0.0) -> list[tuple[bool, str]]:
     """Validation shared by the agents with an FSQ latent model rolled out over a horizon (iQRL, DCWM)."""
     return [
+        (all(h >= 1 for h in enc_mlp_dims),
+         f"agent.enc_mlp_dims must be positive widths (>= 1), got {list(enc_mlp_dims)}"),
+        (enc_lr > 0, f"agent.enc_lr must be > 0, got {enc_lr}"),
+        (enc_weight_decay >= 0, f"agent.enc_weight_decay must be >= 0, got {enc_weight_decay}"),
         (len(fsq_levels) >= 1 and all(int(v) >= 2 for v in fsq_levels),
          f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(fsq_levels)}"),
         (latent_dim >= 1, f"agent.latent_dim must be >= 1, got {latent_dim}"),

@@ -66,11 +66,13 @@ class IQRLConfig(SACConfig):
 
     def validate(self) -> None:
         self.validate_rl()
-        checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho) + [
+        checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho, self.enc_mlp_dims,
+                                     self.enc_lr, self.enc_weight_decay) + [
             (self.consistency_loss in ("cos", "mse"),
              f"agent.consistency_loss must be cos or mse, got {self.consistency_loss!r}"),
             (self.tc_loss_sign in (-1, 1), f"agent.tc_loss_sign must be -1 or 1, got {self.tc_loss_sign}"),
             (0.0 < self.enc_tau <= 1.0, f"agent.enc_tau must be in (0, 1], got {self.enc_tau}"),
+            (self.enc_grad_clip > 0, f"agent.enc_grad_clip must be > 0, got {self.enc_grad_clip}"),
             (self.projection_dim >= 0, f"agent.projection_dim must be >= 0, got {self.projection_dim}"),
             (self.rl_algo in ("td3", "sac"), f"agent.rl_algo must be td3 or sac, got {self.rl_algo!r}"),
             (self.use_tc_loss or self.use_rec_loss or self.use_rew_loss,

@@ -14,6 +14,8 @@ The trainer, sweeps and analysis know an agent only through this interface:
 * `state_dict()` / `load_state_dict()`: networks, targets, optimizers, counters and RNG state.
 * `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`) for diagnostics, where they exist.
 
+Every agent's config dataclass derives from `AgentConfig` (the keys all agents share).
+
 A new agent is one module, a registry line below and its tests.
 """
 
@@ -27,6 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+
+@dataclass
+class AgentConfig:
+    """Keys every agent has (`agent.<key>`): the base of each agent's config dataclass."""
+
+    # Quirk 10 of the official iQRL code (iQRL spec §9, §15): the evaluation env gets the training env's
+    # seed. Default: train seed + EVAL_SEED_OFFSET (10000). On in the `iqrl-official` preset.
+    official_shared_eval_seed: bool = False
 
 
 @dataclass
@@ -51,6 +62,9 @@ class AgentSpec:
     # Updates after which the cost of an update repeats: MR.Q runs its 250 encoder steps once every 250 RL
     # updates. `make bench` times whole periods, so such a burst is in every measurement once.
     update_period: int = 1
+    # The evaluation env is seeded with the training seed instead of seed + EVAL_SEED_OFFSET. Set by
+    # make_agent from `agent.official_shared_eval_seed`, so no agent has to pass it on.
+    shared_eval_seed: bool = False
 
 
 class Agent(abc.ABC):
@@ -148,8 +162,10 @@ REGISTRY: dict[str, AgentEntry] = {
             "reward_head_shifted_latent": True,
             "warmup_with_policy": True,
             "official_nofsq_half_width": True,
+            "official_shared_eval_seed": True,
         },
-        description="iQRL with the official code's quirks switched on (iQRL spec §15)",
+        description="iQRL with the official code's quirks switched on (iQRL spec §15), the shared train/eval "
+                    "env seed included",
     ),
     "iqrl-ae": AgentEntry(
         "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
@@ -209,5 +225,8 @@ def config_class(name: str):
 
 
 def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device, seed: int) -> Agent:
-    """Build the agent named cfg.name from its (resolved, validated) config dataclass."""
-    return _load(get_entry(cfg.name).cls)(cfg, obs_dim, act_dim, device, seed)
+    """Build the agent named cfg.name from its (resolved, validated) config dataclass; the AgentConfig keys
+    go into its spec."""
+    agent = _load(get_entry(cfg.name).cls)(cfg, obs_dim, act_dim, device, seed)
+    agent.spec.shared_eval_seed = bool(cfg.official_shared_eval_seed)
+    return agent

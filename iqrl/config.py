@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from iqrl import agents as registry
-from iqrl.envs import parse_task, task_group
+from iqrl.envs import SEED_LIMIT, eval_seed, parse_task, task_group
 
 
 class ConfigError(ValueError):
@@ -128,7 +128,14 @@ def build_config(argv: list[str]) -> RunConfig:
 
 
 def validate(run: RunConfig) -> None:
+    # numpy and dm_control take seeds in [0, 2**32); the eval env is seeded seed + offset (offset 0 with
+    # agent.official_shared_eval_seed).
+    offset = eval_seed(0, run.agent.official_shared_eval_seed)
+    max_seed = SEED_LIMIT - 1 - offset
     checks = [
+        (0 <= run.seed <= max_seed,
+         f"seed must be in 0..{max_seed} (env seeds are < 2**32 and the eval env uses seed + {offset}), "
+         f"got {run.seed}"),
         (run.steps >= 1, f"steps must be >= 1, got {run.steps}"),
         (run.seed_steps >= 0, f"seed_steps must be >= 0, got {run.seed_steps}"),
         (run.updates_per_step is None or run.updates_per_step >= 0,
@@ -140,7 +147,8 @@ def validate(run: RunConfig) -> None:
         (run.diag_every >= 1, f"diag_every must be >= 1, got {run.diag_every}"),
         (run.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {run.checkpoint_every}"),
         (run.action_repeat >= 1, f"action_repeat must be >= 1, got {run.action_repeat}"),
-        (1 <= run.episode_length <= 1000 and run.episode_length % run.action_repeat == 0,
+        # `and`: no modulo by an action_repeat < 1 (the check above reports it first)
+        (run.action_repeat >= 1 and 1 <= run.episode_length <= 1000 and run.episode_length % run.action_repeat == 0,
          f"episode_length must be in 1..1000 and a multiple of action_repeat, got {run.episode_length}"),
         (run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),
          f"device must be cpu, cuda, cuda:N or auto, got {run.device!r}"),

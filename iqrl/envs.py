@@ -34,7 +34,14 @@ TASK_GROUPS: dict[str, list[str]] = {
     ],
 }
 
-EVAL_SEED_OFFSET = 10_000  # eval env seed = train seed + this (the official code shares one seed)
+EVAL_SEED_OFFSET = 10_000  # eval env seed = train seed + this (agent.official_shared_eval_seed: + 0, as the official code)
+SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
+
+
+def eval_seed(seed: int, shared: bool = False) -> int:
+    """The evaluation env's seed: train seed + EVAL_SEED_OFFSET, or the train seed itself when `shared`
+    (`agent.official_shared_eval_seed`, quirk 10 of the official iQRL code)."""
+    return seed if shared else seed + EVAL_SEED_OFFSET
 
 
 def task_group(task: str) -> str | None:

@@ -12,6 +12,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -27,13 +28,17 @@ CHECKPOINT = Path("checkpoint") / "ckpt.pt"
 LOCK = ".lock"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# The atomic writer's temporary files: "." + name + "." + mkstemp's 8 random characters + ".tmp"
+# (e.g. checkpoint/.ckpt.pt.k3x_9q2a.tmp).
+_TMP_PREFIX, _TMP_SUFFIX = ".", ".tmp"
+_TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
 
 
 def _atomic_write(path: Path, write) -> None:
     """Call write(binary_file) on a temporary file beside `path`, fsync, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -45,6 +50,22 @@ def _atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files the atomic writer left in `run_dir` and its checkpoint folder when its
+    process was killed (SIGKILL, power loss) between creating and renaming them: a checkpoint's is as big
+    as the checkpoint. Only names of the writer's own pattern go. Call it only while holding the run's
+    lock: another live writer's temporary file would match too. Returns the paths removed."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / CHECKPOINT.parent):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if _TMP_NAME.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -29,10 +29,10 @@ import torch
 from iqrl.agents import make_agent
 from iqrl.config import ConfigError, RunConfig, build_config, to_yaml_dict
 from iqrl.diagnostics import active_codebook, rank_metrics
-from iqrl.envs import EVAL_SEED_OFFSET, DMCEnv, task_group
+from iqrl.envs import DMCEnv, eval_seed, task_group
 from iqrl.replay import SequenceReplay
 from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, RunBusy, atomic_torch_save, read_status, read_yaml,
-                            training_lock, write_csv, write_status, write_yaml)
+                            remove_stale_temp_files, training_lock, write_csv, write_status, write_yaml)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
 CHECKPOINT_FORMAT = 1
@@ -86,12 +86,14 @@ class Trainer:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.env = DMCEnv(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length)
-        self.eval_env = DMCEnv(cfg.task, cfg.seed + EVAL_SEED_OFFSET, cfg.action_repeat, cfg.episode_length)
         self.agent = make_agent(cfg.agent, self.env.obs_dim, self.env.act_dim, self.device, cfg.seed)
         spec = self.agent.spec
-        capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
+        self.eval_seed = eval_seed(cfg.seed, spec.shared_eval_seed)  # train seed + 10000, or the train seed
+        self.eval_env = DMCEnv(cfg.task, self.eval_seed, cfg.action_repeat, cfg.episode_length)
+        # the effective FIFO size (None = unbounded): the run's replay_capacity, or the agent's default
+        self.replay_capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
         self.replay = SequenceReplay(self.env.obs_dim, self.env.act_dim, spec.seq_len, self.device, cfg.seed + 1,
-                                     capacity=capacity)
+                                     capacity=self.replay_capacity)
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
@@ -135,7 +137,8 @@ class Trainer:
             "codebook_size": a.codebook_size,
             "seq_len": a.spec.seq_len,
             "updates_per_step": self.updates_per_step,
-            "eval_seed": self.cfg.seed + EVAL_SEED_OFFSET,
+            "replay_capacity": self.replay_capacity or 0,  # effective; 0 = unbounded, as the top-level key
+            "eval_seed": self.eval_seed,
             "device": str(self.device),
             "host": platform.node(),
             "command": "python -m iqrl.train " + " ".join(sys.argv[1:]) if sys.argv else "",
@@ -320,6 +323,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self, should_stop=None) -> int:
         cfg = self.cfg
+        remove_stale_temp_files(self.run_dir)  # left by a writer killed mid-write (we hold the run's lock)
         resumed = self.try_resume()
         if not resumed:
             config = to_yaml_dict(cfg)
@@ -416,24 +420,42 @@ Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 --check validates the config and exits. Re-running on a run folder resumes it; on a done run does nothing."""
 
 
-def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str]]:
-    """(keys whose values differ, keys of `saved` that the current config no longer has)."""
+_MISSING = object()
+
+
+def _lookup(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part, _MISSING) if isinstance(tree, dict) else _MISSING
+    return tree
+
+
+def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str], list[str]]:
+    """(keys whose values differ, keys of `saved` that the current config no longer has, keys of the current
+    config that `saved` lacks: added since the run was started)."""
     # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
     # checkpointed (resume equality makes the results independent of the checkpoint cadence).
     ignore = {"out", "device", "meta", "checkpoint_every"}
-    diffs, obsolete = [], []
+    diffs, obsolete, added = [], [], []
     for k in sorted(set(saved) | set(new)):
         if not prefix and k in ignore:
             continue
         a, b = saved.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            d, o = _config_diff(a, b, f"{prefix}{k}.")
-            diffs, obsolete = diffs + d, obsolete + o
+            d, o, n = _config_diff(a, b, f"{prefix}{k}.")
+            diffs, obsolete, added = diffs + d, obsolete + o, added + n
         elif k not in new:
             obsolete.append(f"{prefix}{k}")
+        elif k not in saved:
+            added.append(f"{prefix}{k}")
         elif a != b:
             diffs.append(f"{prefix}{k}")
-    return diffs, obsolete
+    return diffs, obsolete, added
+
+
+# Config keys added after run folders already existed, with the value that reproduces how those older
+# versions behaved. An unfinished older run (its config.yaml lacks the key) resumes when the current value is
+# that one; with any other value (e.g. iqrl-official, whose preset turns the key on) it is refused.
+LEGACY_VALUES = {"agent.official_shared_eval_seed": False}
 
 
 def check_run_folder(cfg: RunConfig) -> str | None:
@@ -444,16 +466,21 @@ def check_run_folder(cfg: RunConfig) -> str | None:
         if (run_dir / "eval.csv").exists() or (run_dir / CHECKPOINT).exists():
             raise ConfigError(f"{run_dir} holds results but no config.yaml; refusing to overwrite it")
         return None
-    diffs, obsolete = _config_diff(saved, to_yaml_dict(cfg))
+    diffs, obsolete, added = _config_diff(saved, to_yaml_dict(cfg))
     if diffs:
         raise ConfigError(f"{run_dir} holds a run with a different config (differs in {', '.join(diffs)}); "
                           "use another out= or remove that folder")
     status = read_status(run_dir)
     if status and status.get("state") == "done":
-        return "done"  # finished by an older version with keys since removed: its results stand
+        return "done"  # finished by an older version with keys since removed or added: its results stand
     if obsolete:
         raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config has keys this one "
                           f"lacks ({', '.join(obsolete)}); finish it with that version or use another out=")
+    current = to_yaml_dict(cfg)
+    added = [k for k in added if _lookup(current, k) != LEGACY_VALUES.get(k, _MISSING)]
+    if added:
+        raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config lacks keys this one "
+                          f"has ({', '.join(added)}); finish it with that version or use another out=")
     return None
 
 

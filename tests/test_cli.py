@@ -24,6 +24,15 @@ BAD = [
     (["device=tpu"], "device must be cpu, cuda, cuda:N or auto"),
     (["seed"], "bad argument 'seed': expected key=value"),
     (["replay_capacity=10"], "replay_capacity must be 0 (unbounded) or >= 1000 transitions"),
+    (["action_repeat=0"], "action_repeat must be >= 1, got 0"),  # was a ZeroDivisionError traceback
+    (["seed=-1"], "seed must be in 0..4294957295"),  # numpy / dm_control seeds lie in [0, 2**32)
+    (["seed=4294967295"], "seed must be in 0..4294957295"),  # the eval env's seed + 10000 would not
+    (["agent.lr=-1"], "agent.lr must be > 0, got -1"),
+    (["agent.enc_lr=0"], "agent.enc_lr must be > 0, got 0"),
+    (["agent.enc_mlp_dims=[0]"], "agent.enc_mlp_dims must be positive widths (>= 1)"),
+    (["agent.mlp_dims=[64,0]"], "agent.mlp_dims must be positive widths (>= 1)"),
+    (["agent.policy_noise=-1"], "agent.policy_noise must be >= 0, got -1"),
+    (["agent.expl_sigma_end=-0.1"], "agent.expl_sigma_start and expl_sigma_end must be >= 0"),
 ]
 
 
@@ -89,9 +98,44 @@ def test_replay_capacity_default_per_agent_and_override():
     from iqrl.train import Trainer
 
     def capacity(*argv):
-        return Trainer(build_config(["task=cartpole-balance", "out=/nonexistent/x", *argv])).replay.capacity
+        t = Trainer(build_config(["task=cartpole-balance", "out=/nonexistent/x", *argv]))
+        # config.yaml's meta records the effective capacity (0 = unbounded) when replay_capacity is null
+        assert t.meta()["replay_capacity"] == (t.replay.capacity or 0)
+        return t.replay.capacity
 
     assert capacity("agent=td7") == capacity("agent=mrq") == 1_000_000  # their code's 1e6 FIFO
     assert capacity("agent=iqrl") is None  # never overwritten (the iQRL code's 10M buffer never fills)
     assert capacity("agent=mrq", "replay_capacity=0") is None
     assert capacity("agent=iqrl", "replay_capacity=5000") == 5000
+
+
+@pytest.mark.parametrize("agent", ["iqrl", "iqrl-official", "td3", "sac", "td7", "mrq", "tcrl", "dcwm"])
+def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
+    """Quirk 10 of the official iQRL code: with agent.official_shared_eval_seed the eval env gets the train
+    seed; without it, seed + 10000. Every agent has the key (AgentConfig); the trainer reads AgentSpec."""
+    from iqrl.envs import DMCEnv
+    from iqrl.train import Trainer
+
+    def trainer(*argv):
+        return Trainer(build_config([f"agent={agent}", "task=cartpole-balance", "seed=5", "out=/nonexistent/x",
+                                     *argv]))
+
+    first_obs = {s: DMCEnv("cartpole-balance", s).reset() for s in (5, 10005)}
+    for shared, expected in ((True, 5), (False, 10005)):
+        t = trainer(f"agent.official_shared_eval_seed={str(shared).lower()}")
+        assert t.agent.spec.shared_eval_seed is shared and t.eval_seed == t.meta()["eval_seed"] == expected
+        assert (t.eval_env.reset() == first_obs[expected]).all()
+    assert (first_obs[5] != first_obs[10005]).any()
+    default = trainer()
+    assert default.eval_seed == (5 if agent == "iqrl-official" else 10005)
+
+
+def test_official_shared_eval_seed_is_on_only_in_iqrl_official():
+    from iqrl import agents as registry
+
+    on = {a for a in registry.agent_names() if build_config([f"agent={a}"]).agent.official_shared_eval_seed}
+    assert on == {"iqrl-official"}
+    # the seed range follows the eval env's seed: seed + 10000 must stay below 2**32 only when it is used
+    assert build_config(["agent=iqrl-official", "seed=4294967295"]).seed == 4294967295
+    with pytest.raises(Exception, match="seed must be in 0..4294957295"):
+        build_config(["agent=iqrl", "seed=4294967295"])

@@ -36,6 +36,9 @@ def test_agent_writes_complete_run_folder(agent, tmp_path):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["agent"]["name"] == agent and cfg["task"] == "cartpole-balance" and cfg["steps"] == 800
     assert cfg["meta"]["versions"]["torch"].startswith("2.13") and "git_commit" in cfg["meta"]
+    # replay_capacity null: the effective one (the agent's default) is in meta, 0 = unbounded
+    assert cfg["replay_capacity"] is None
+    assert cfg["meta"]["replay_capacity"] == (1_000_000 if agent in ("td7", "mrq") else 0)
     ev = read_csv(out / "eval.csv")
     assert list(ev[0]) == EVAL_COLS
     assert [int(r["env_step"]) for r in ev] == [0, 400, 800]  # step 0, every 400, and the end
@@ -272,3 +275,53 @@ def test_a_filesystem_without_flock_trains_unlocked_with_a_warning(tmp_path, mon
     monkeypatch.setattr(fcntl, "flock", no_locks)
     assert main(tiny_argv("td3", tmp_path / "run", steps=400)) == EXIT_OK
     assert "training without the run lock" in capsys.readouterr().err
+
+
+def test_temp_files_of_a_writer_killed_mid_write_are_removed_on_resume(tmp_path):
+    """SIGKILL during a checkpoint write leaves the writer's full-size temporary file; the next start of the
+    run removes such files (and only those) before resuming."""
+    run = tmp_path / "run"
+    argv = tiny_argv("td3", run, steps=800)
+    assert main(argv, should_stop=lambda: True) == EXIT_INTERRUPTED
+    # The real writer, killed between writing its temporary file and renaming it.
+    code = ("import os, signal, sys; from iqrl.runfolder import _atomic_write\n"
+            "def write(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+            "_atomic_write(sys.argv[1], write)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for target in (run / "checkpoint" / "ckpt.pt", run / "eval.csv"):
+        p = subprocess.run([sys.executable, "-c", code, str(target)], env=env)
+        assert p.returncode == -signal.SIGKILL
+    leftovers = sorted([*run.glob(".*.tmp"), *run.glob("checkpoint/.*.tmp")], key=lambda p: p.name)
+    assert [p.name[:9] for p in leftovers] == [".ckpt.pt.", ".eval.csv"] and leftovers[0].stat().st_size == 100000
+    others = [run / "notes.tmp", run / "checkpoint" / ".ckpt.pt.tmp", run / ".eval.csv.short.tmp"]  # not its pattern
+    for p in others:
+        p.write_text("keep")
+    assert main(argv) == EXIT_OK
+    assert not any(p.exists() for p in leftovers)
+    assert all(p.read_text() == "keep" for p in others)
+    assert json.loads((run / "status.json").read_text())["state"] == "done"
+
+
+def test_run_of_an_older_version_without_a_key_added_since(tmp_path, capsys):
+    """A config key added since (agent.official_shared_eval_seed): a done run stays done; an unfinished one is
+    refused, not resumed under a config it was not started with."""
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    del cfg["agent"]["official_shared_eval_seed"]
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK and "already done" in capsys.readouterr().out
+    status = json.loads((out / "status.json").read_text())
+    (out / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    before[out / "status.json"] = (out / "status.json").stat().st_mtime_ns
+    # Unfinished: the key's current value is the one older versions behaved as (LEGACY_VALUES), so it resumes...
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
+    # ...but not when the current value differs from that (as iqrl-official's preset, which turns it on).
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (out / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(tiny_argv("td3", out, steps=400, extra=["agent.official_shared_eval_seed=true"])) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "older version" in err and "agent.official_shared_eval_seed" in err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
