@@ -136,18 +136,23 @@ def test_done_run_is_left_alone(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_run_of_an_older_version_with_a_removed_key(tmp_path, capsys):
-    """A config key removed since: a done run stays done; an unfinished one is refused, not resumed."""
+def _older_run(tmp_path, capsys, edit, extra=()):
+    """A finished td3 run whose config.yaml `edit` turns into an older version's; checks that it stays done,
+    marks it unfinished and returns (out, its edited config, its status, the files' mtimes)."""
     out = tmp_path / "run"
     assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    cfg["agent"]["retired_key"] = 0.5
+    edit(cfg["agent"])
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK and "already done" in capsys.readouterr().out
+    assert main(tiny_argv("td3", out, steps=400, extra=extra)) == EXIT_OK and "already done" in capsys.readouterr().out
     status = json.loads((out / "status.json").read_text())
     (out / "status.json").write_text(json.dumps({**status, "state": "running"}))
-    before[out / "status.json"] = (out / "status.json").stat().st_mtime_ns
+    return out, cfg, status, {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+def test_run_of_an_older_version_with_a_removed_key(tmp_path, capsys):
+    """A config key removed since: a done run stays done; an unfinished one is refused, not resumed."""
+    out, _, _, before = _older_run(tmp_path, capsys, lambda agent: agent.update(retired_key=0.5))
     assert main(tiny_argv("td3", out, steps=400)) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "older version" in err and "agent.retired_key" in err
@@ -303,22 +308,11 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed_on_resume(tmp_path)
 
 
 def test_run_of_an_older_version_without_a_key_added_since(tmp_path, capsys):
-    """A config key added since (agent.official_shared_eval_seed): a done run stays done; an unfinished one is
-    refused, not resumed under a config it was not started with."""
-    out = tmp_path / "run"
+    """A config key added since (agent.official_shared_eval_seed): a done run stays done; an unfinished one
+    resumes when the key's value reproduces the older behaviour (LEGACY_VALUES) and is refused otherwise."""
+    out, cfg, status, _ = _older_run(tmp_path, capsys, lambda agent: agent.pop("official_shared_eval_seed"))
     assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
-    cfg = yaml.safe_load((out / "config.yaml").read_text())
-    del cfg["agent"]["official_shared_eval_seed"]
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK and "already done" in capsys.readouterr().out
-    status = json.loads((out / "status.json").read_text())
-    (out / "status.json").write_text(json.dumps({**status, "state": "running"}))
-    before[out / "status.json"] = (out / "status.json").stat().st_mtime_ns
-    # Unfinished: the key's current value is the one older versions behaved as (LEGACY_VALUES), so it resumes...
-    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
-    # ...but not when the current value differs from that (as iqrl-official's preset, which turns it on).
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))  # unfinished again, and a value older versions lacked
     (out / "status.json").write_text(json.dumps({**status, "state": "running"}))
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert main(tiny_argv("td3", out, steps=400, extra=["agent.official_shared_eval_seed=true"])) == EXIT_BAD_INPUT
