@@ -407,6 +407,16 @@ class LoadInfo:
 NOT_EXPERIMENT_KEYS = frozenset({"seed", "out", "sweep", "variant", "device", "checkpoint_every"})
 
 
+def legacy_filled(values: dict) -> dict:
+    """config_values with the keys added since older runs were written filled in with the value those older
+    versions behaved as (iqrl.runfolder.LEGACY_VALUES), so an old run and a new repeat of it compare equal."""
+    try:
+        from iqrl.runfolder import LEGACY_VALUES
+    except ImportError:  # analysis without the iqrl package
+        return values
+    return {**{k.removeprefix("agent."): canonical_value(v) for k, v in LEGACY_VALUES.items()}, **values}
+
+
 def experiment_differences(a, b) -> list[str]:
     """The keys in which two runs' experiments differ; [] when they are the same experiment.
 
@@ -416,7 +426,7 @@ def experiment_differences(a, b) -> list[str]:
     are known, as `steps`: a 3000-step smoke run is not a repeat of a 1M-step run.
     """
     if a.has_config and b.has_config:
-        ca, cb = json.loads(a.config_values), json.loads(b.config_values)
+        ca, cb = (legacy_filled(json.loads(r.config_values)) for r in (a, b))
         diffs = [k for k in sorted((set(ca) | set(cb)) - NOT_EXPERIMENT_KEYS) if ca.get(k) != cb.get(k)]
     else:
         diffs = ["overrides"] if a.overrides != b.overrides else []

@@ -14,8 +14,9 @@ Conventions:
   profile fractions stay in [0, 1]).
 - Score-at-step rule: a run's score at env step S is its evaluation at the largest env_step <= S;
   a run whose last evaluation is before S (or whose first is after it) has none and is left out.
-- Aggregates pool all run x task scores: IQM = 25% trimmed mean, mean and optimality gap over all of
-  them; median (rliable's definition) of the per-task means.
+- Aggregates use every run that reached the step: IQM = 25% trimmed mean over all run x task scores;
+  median, mean and optimality gap of the per-task means (rliable's definitions; with unequal run counts
+  every task still weighs alike).
 - Bootstraps are stratified (each task's runs resampled with replacement, n_t draws from that task),
   95% percentile intervals. With equal runs per task the scores are stacked (R, T[, S]) and handed to
   rliable (`get_interval_estimates`); rliable 1.2.0 draws indices from numpy's *global* RNG, so each call
@@ -189,11 +190,14 @@ def score_distribution(s: np.ndarray, taus: np.ndarray) -> np.ndarray:
 # runs laid end to end (task 0's n_0 runs, then task 1's, ...), counts (T,) the runs per task. Tasks may
 # hold different numbers of runs; on equal counts these give the rectangular forms' numbers.
 def pooled_final_metric_values(v: np.ndarray, counts) -> np.ndarray:
-    """(B, N) -> (B, 4): IQM, mean and optimality gap over all N run x task scores, median of the
-    per-task means (rliable's definitions, generalised to unequal run counts)."""
-    task_means = np.add.reduceat(v, task_starts(counts), axis=1) / np.asarray(counts)
-    return np.stack([iqm(v, axis=1), np.median(task_means, axis=1), v.mean(axis=1),
-                     1.0 - np.minimum(v, 1.0).mean(axis=1)], axis=1)
+    """(B, N) -> (B, 4): IQM over all N run x task scores; median and mean of the per-task means, and the
+    optimality gap 1 - mean over tasks of each task's mean min(score, 1) (rliable's definitions, which on
+    unequal run counts weigh every task alike, except the IQM, which pools every score)."""
+    starts, n = task_starts(counts), np.asarray(counts)
+    task_means = np.add.reduceat(v, starts, axis=1) / n
+    task_capped = np.add.reduceat(np.minimum(v, 1.0), starts, axis=1) / n
+    return np.stack([iqm(v, axis=1), np.median(task_means, axis=1), task_means.mean(axis=1),
+                     1.0 - task_capped.mean(axis=1)], axis=1)
 
 
 def pooled_probability_of_improvement(x: tuple, y: tuple) -> np.ndarray:

@@ -31,8 +31,8 @@ from iqrl.config import ConfigError, RunConfig, build_config, to_yaml_dict
 from iqrl.diagnostics import active_codebook, rank_metrics
 from iqrl.envs import DMCEnv, eval_seed, task_group
 from iqrl.replay import SequenceReplay
-from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, RunBusy, atomic_torch_save, read_status, read_yaml,
-                            remove_stale_temp_files, training_lock, write_csv, write_status, write_yaml)
+from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, LEGACY_VALUES, RunBusy, atomic_torch_save, read_status,
+                            read_yaml, remove_stale_temp_files, training_lock, write_csv, write_status, write_yaml)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
 CHECKPOINT_FORMAT = 1
@@ -450,12 +450,6 @@ def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], l
         elif a != b:
             diffs.append(f"{prefix}{k}")
     return diffs, obsolete, added
-
-
-# Config keys added after run folders already existed, with the value that reproduces how those older
-# versions behaved. An unfinished older run (its config.yaml lacks the key) resumes when the current value is
-# that one; with any other value (e.g. iqrl-official, whose preset turns the key on) it is refused.
-LEGACY_VALUES = {"agent.official_shared_eval_seed": False}
 
 
 def check_run_folder(cfg: RunConfig) -> str | None:

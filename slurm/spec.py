@@ -305,7 +305,8 @@ def validate_runs(runs: Sequence[RunSpec], results: Path | str, build_config: Ca
     """Reject the sweep before anything is submitted if the trainer would reject one of its runs.
 
     Unknown agents are reported together (with the registered ones). Every distinct (agent, task, variant,
-    budget) goes through the trainer's own ``build_config``; seeds cannot make a config invalid.
+    budget) goes through the trainer's own ``build_config`` with its largest seed (a seed can only be out of
+    range upwards: the sweep file's seeds are non-negative).
     """
     prefix = f"{where}: " if where else ""
     if registered is not None:
@@ -314,12 +315,12 @@ def validate_runs(runs: Sequence[RunSpec], results: Path | str, build_config: Ca
         if missing:
             raise SweepError(f"{prefix}agent(s) not in the registry: {', '.join(missing)} "
                              f"(registered: {', '.join(registered)}); restrict with AGENTS=... to run the others")
-    seen = set()
+    largest_seed: dict[tuple, RunSpec] = {}
     for r in runs:
         k = (r.agent, r.task, r.variant, r.steps)
-        if k in seen:
-            continue
-        seen.add(k)
+        if k not in largest_seed or r.seed > largest_seed[k].seed:
+            largest_seed[k] = r
+    for r in largest_seed.values():
         try:
             build_config(r.argv(results))
         except config_error as e:

@@ -229,3 +229,21 @@ def test_repeats_of_the_same_experiment_are_told_apart_from_where_and_how_they_r
         table, info = load_results(tmp_path)
     assert table["run"].unique().tolist() == ["copy/iqrl/walker-walk/default/seed0"]  # first path of equals
     assert (info.n_duplicates, info.n_conflicts) == (2, 0)
+
+
+def test_a_run_from_before_a_key_was_added_repeats_a_new_run_with_the_legacy_value(tmp_path):
+    # iqrl.runfolder.LEGACY_VALUES: an older config.yaml lacks agent.official_shared_eval_seed; it behaved as
+    # false, so a new run with false is the same experiment and one with true is another.
+    old = iqrl_config("old", 0, 100)
+    new = iqrl_config("new", 0, 100)
+    new["agent"] = {**new["agent"], "official_shared_eval_seed": False}
+    write_run(tmp_path / "old" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 5.0)], config=old)
+    write_run(tmp_path / "new" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)], config=new)
+    with pytest.warns(AnalysisWarning):
+        _, info = load_results(tmp_path)
+    assert (info.n_duplicates, info.n_conflicts) == (1, 0)
+    new["agent"]["official_shared_eval_seed"] = True
+    write_run(tmp_path / "new" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)], config=new)
+    with pytest.warns(AnalysisWarning, match="differs in official_shared_eval_seed"):
+        _, info = load_results(tmp_path)
+    assert (info.n_duplicates, info.n_conflicts) == (0, 1)

@@ -237,4 +237,8 @@ def test_unknown_config_key_or_bad_value_is_rejected_before_submission(tmp_path)
     p.write_text(BASE.replace("[iqrl]", "[iqrl, nope]"))
     with pytest.raises(SweepError, match="not in the registry: nope"):
         load(p, tmp_path / "results")
+    # Only the largest seed can be out of range (the eval env is seeded seed + 10000 < 2**32).
+    p.write_text(BASE.replace("seeds: 1", "seeds: [0, 4294967295, 3]"))
+    with pytest.raises(SweepError, match=r"run iqrl/walker-walk/default/seed4294967295: .*seed"):
+        load(p, tmp_path / "results")
     assert not (tmp_path / "results").exists()
