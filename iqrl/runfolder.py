@@ -33,12 +33,12 @@ os.umask(_UMASK)
 _TMP_PREFIX, _TMP_SUFFIX = ".", ".tmp"
 _TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
 
-
 # Config keys added after run folders already existed, with the value that reproduces how those older
 # versions behaved. The trainer resumes an unfinished older run (its config.yaml lacks the key) when the
 # current value is that one and refuses it otherwise (e.g. iqrl-official, whose preset turns the key on);
 # analysis reads a missing key as that value when it compares runs' configs.
 LEGACY_VALUES = {"agent.official_shared_eval_seed": False}
+
 
 def _atomic_write(path: Path, write) -> None:
     """Call write(binary_file) on a temporary file beside `path`, fsync, then rename it over `path`."""
