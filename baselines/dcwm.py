@@ -9,7 +9,7 @@ reward head; rho-weighted over H = 5) -> re-encode o_0 and o_n with the updated 
 -> TD3 critic step on the codes (5 critics, target = min of a random pair) -> actor step every 2nd
 critic step (mean of a random pair). The RL losses never reach the world model.
 
-Acting (§5.5): MPPI in the latent model (`iqrl.planning.mppi_plan`) with expected-code propagation,
+Acting (§5.5): MPPI in the latent model (`baselines/dcwm_mppi.py`) with expected-code propagation,
 a policy prior and a terminal value; `mpc=false` acts with pi(z) alone (DCWM-MF). The planner's warm
 start (the previous plan) is reset at every episode start, kept separately for training and evaluation
 acting, and checkpointed. Acting draws from its own generators (one for training, one for evaluation),
@@ -35,17 +35,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import ActorCriticConfig, TD3Learner, latent_model_checks, to_tensor
-from iqrl.agents import Agent, AgentSpec
-from iqrl.nn import FSQ, cross_entropy_last, gumbel_noise, gumbel_softmax_st, mlp, softmax_last
-from iqrl.planning import MPPIConfig, mppi_plan
-from iqrl.replay import SequenceBatch, nstep_targets
+from baselines.dcwm_mppi import MPPIConfig, mppi_plan
+from iqrl.agent import LatentModelConfig
+from iqrl.agents import Agent, AgentSpec, to_tensor
+from iqrl.layers import FSQ, mlp
+from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
+from iqrl.maths import add_clipped_noise, cross_entropy_last, gumbel_noise, gumbel_softmax_st, softmax_last
+from iqrl.optim import optimizer_step
+from iqrl.replay import SequenceBatch, nstep_transition
 
 PROPAGATION = ("sample", "sample_no_grad", "weighted_avg", "mode")
 
 
 @dataclass
-class DCWMConfig(ActorCriticConfig):
+class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
     name: str = "dcwm"
     # --- TD3 + REDQ-style ensemble on the codes (§5.4) ---
     batch_size: int = 512
@@ -57,21 +60,15 @@ class DCWMConfig(ActorCriticConfig):
     init: str = "default"  # quirk Q-D2: the code's init calls are no-ops
     grad_clip: float = 20.0
     dcwm_legacy_unit_discount: bool = False  # quirk Q-D1: n = 1 bootstraps with 1 instead of gamma
-    # --- world model (§5.1-5.3) ---
-    latent_dim: int = 512  # d slots (1024 for dog, humanoid); latent width d * len(fsq_levels)
-    fsq_levels: list[int] = field(default_factory=lambda: [5, 3])
-    enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
-    horizon: int = 5
-    rho: float = 0.9
+    # --- world model (§5.1-5.3; latent_dim, enc_mlp_dims, horizon, rho, enc_lr, enc_weight_decay and
+    # enc_grad_clip with the defaults of LatentModelConfig) ---
+    fsq_levels: list[int] = field(default_factory=lambda: [5, 3])  # latent_dim d slots (1024 for dog, humanoid)
     consistency_loss: str = "cross_entropy"  # cross_entropy | mse | cosine (on codes)
     consistency_coef: float = 1.0
     reward_coef: float = 1.0
     train_propagation: str = "sample"  # sample (ST Gumbel) | sample_no_grad | weighted_avg | mode
     reward_min: float = 0.0  # bounded reward head: [0, action repeat] on DMC
     reward_max: float = 2.0
-    enc_lr: float = 1e-4  # AdamW over encoder, dynamics, reward head
-    enc_weight_decay: float = 0.01
-    enc_grad_clip: float = 20.0
     # After the 10 seed episodes, the code's first update call trains on all of them at once (10 x 500 =
     # 5000 updates) before the agent collects its first episode (§5.6); false: the first updates follow
     # the first agent-collected episode, as iQRL, TD3 and TCRL.
@@ -93,8 +90,8 @@ class DCWMConfig(ActorCriticConfig):
 
     def validate(self) -> None:
         self.validate_rl()
-        checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho, self.enc_mlp_dims,
-                                     self.enc_lr, self.enc_weight_decay) + [
+        self.validate_latent_model()
+        checks = [
             (self.consistency_loss in ("cross_entropy", "mse", "cosine"),
              f"agent.consistency_loss must be cross_entropy, mse or cosine, got {self.consistency_loss!r}"),
             (self.train_propagation in PROPAGATION,
@@ -102,9 +99,8 @@ class DCWMConfig(ActorCriticConfig):
             (self.plan_propagation in PROPAGATION,
              f"agent.plan_propagation must be one of {', '.join(PROPAGATION)}, got {self.plan_propagation!r}"),
             (self.reward_max > self.reward_min, "agent.reward_max must be > agent.reward_min"),
-            (self.enc_grad_clip > 0, f"agent.enc_grad_clip must be > 0, got {self.enc_grad_clip}"),
             (not self.official_nstep1_gamma_bug,
-             "agent.official_nstep1_gamma_bug: for DCWM use agent.dcwm_legacy_unit_discount (quirk Q-D1)"),
+             "agent.official_nstep1_gamma_bug: for DCWM use agent.dcwm_legacy_unit_discount (docs/faithfulness.md)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -118,10 +114,6 @@ class DCWMConfig(ActorCriticConfig):
         return MPPIConfig(horizon=self.plan_horizon, iterations=self.iterations, num_samples=self.num_samples,
                           num_pi_trajs=self.num_pi_trajs, num_elites=self.num_elites, temperature=self.temperature,
                           min_std=self.min_std, max_std=self.max_std, discount=self.plan_discount)
-
-    @property
-    def latent_width(self) -> int:
-        return self.latent_dim * len(self.fsq_levels)
 
 
 class DCWM(Agent):
@@ -212,26 +204,21 @@ class DCWM(Agent):
 
     def update_world_model(self, batch: SequenceBatch) -> dict:
         loss, metrics = self.world_model_loss(batch)
-        self.model_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        metrics["enc_grad_norm"] = nn.utils.clip_grad_norm_(self.model_params, self.cfg.enc_grad_clip)
-        self.model_opt.step()
+        metrics["enc_grad_norm"] = optimizer_step(self.model_opt, loss, self.model_params, self.cfg.enc_grad_clip)
         return metrics
 
     # ------------------------------------------------------------------ actor-critic on the codes
-    def rl_targets(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor]:
-        """(R [B], bootstrap discount [B], bootstrap index [B]): gamma^n, or 1 for n = 1 under Q-D1."""
+    def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(z_t, a_t, n-step return, bootstrap discount, z_{t+m}): the codes of o_t and o_{t+m} from the updated
+        encoder under no_grad (no RL gradient reaches the world model); the bootstrap discount is gamma^n,
+        or 1 for n = 1 under `dcwm_legacy_unit_discount`."""
         c = self.cfg
-        return nstep_targets(batch.reward, batch.terminal, batch.valid, c.gamma, c.nstep,
-                             unit_discount_n1=c.dcwm_legacy_unit_discount, ignore_terminal=c.official_ignore_terminal)
+        return nstep_transition(batch, c.gamma, c.nstep, encode=self.encode,
+                                unit_discount_n1=c.dcwm_legacy_unit_discount,
+                                ignore_terminal=c.official_ignore_terminal)
 
     def update_rl(self, batch: SequenceBatch) -> dict:
-        ret, discount, boot = self.rl_targets(batch)
-        B = len(batch)
-        with torch.no_grad():  # updated encoder, detached codes: no RL gradient reaches the world model
-            o = torch.cat([batch.obs[:, 0], batch.obs[torch.arange(B, device=boot.device), boot]], 0)
-            z_all = self.encode(o)
-        return self.ac.update(z_all[:B], batch.action[:, 0], ret, discount, z_all[B:])
+        return self.ac.update(*self.rl_inputs(batch))
 
     def update(self, replay, step: int) -> dict:
         batch = replay.sample(self.cfg.batch_size)  # one batch feeds the world model and the RL step
@@ -241,6 +228,10 @@ class DCWM(Agent):
 
     def on_episode_end(self) -> None:
         self.ac.episodes_trained += 1
+
+    @property
+    def exploration_sigma(self) -> float | None:
+        return self.ac.expl_sigma
 
     def on_episode_start(self, training: bool) -> None:
         self.plan_mean[training] = None  # t0: no warm start from the previous episode's plan
@@ -284,7 +275,7 @@ class DCWM(Agent):
         generator = self.act_generators[explore]
         a = self.plan(z, explore, generator) if self.cfg.mpc else self.ac.policy(z)
         if explore:
-            a = (a + torch.randn(a.shape, generator=generator, device=a.device) * self.ac.expl_sigma).clamp(-1, 1)
+            a = add_clipped_noise(a, self.ac.expl_sigma, None, generator)
         return (a[0] if single else a).cpu().numpy()
 
     @torch.no_grad()

@@ -43,11 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import to_tensor
-from iqrl.agents import Agent, AgentConfig, AgentSpec, NamedState
-from iqrl.nn import (EnsembleLinear, add_clipped_noise, frozen_copy, hard_update_, no_param_grad, out_linear,
-                     two_hot_bins, two_hot_cross_entropy)
-from iqrl.replay import SequenceBatch, lap_priority, nstep_targets
+from iqrl.agents import Agent, AgentConfig, AgentSpec, NamedState, to_tensor
+from iqrl.layers import EnsembleLinear, frozen_copy, out_linear
+from iqrl.maths import add_clipped_noise, hard_update_, two_hot_bins, two_hot_cross_entropy
+from iqrl.optim import no_param_grad, optimizer_step
+from iqrl.replay import SequenceBatch, lap_priority, nstep_transition
 
 
 @dataclass
@@ -230,9 +230,7 @@ class MRQ(NamedState, Agent):
 
     def update_encoder(self, b: SequenceBatch, use_done: bool = False) -> dict:
         loss, metrics = self.encoder_loss(b, use_done)
-        self.encoder_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.encoder_opt.step()
+        optimizer_step(self.encoder_opt, loss)
         return metrics
 
     # ------------------------------------------------------------------ RL (spec §6.3)
@@ -240,8 +238,7 @@ class MRQ(NamedState, Agent):
     def td_target(self, b: SequenceBatch) -> Tensor:
         """y = (R + gamma^n (1 - term) s_bar min_j Qbar_j(zbar_sa(o_n, a'))) / s, all from target networks."""
         c = self.cfg
-        ret, discount, boot = nstep_targets(b.reward, b.terminal, b.valid, c.gamma, c.q_horizon)
-        next_obs = b.obs[torch.arange(len(b), device=boot.device), boot]
+        _, _, ret, discount, next_obs = nstep_transition(b, c.gamma, c.q_horizon)
         zs_n = self.encoder_target.zs(next_obs)
         a_n = add_clipped_noise(torch.tanh(self.policy_target(zs_n)), c.policy_noise, c.noise_clip, self.generator)
         q_n = self.value_target(self.encoder_target.zsa(zs_n, a_n)).squeeze(-1).amin(0)
@@ -256,17 +253,12 @@ class MRQ(NamedState, Agent):
             zsa = self.encoder.zsa(zs, b.action[:, 0])
         q = self.value(zsa).squeeze(-1)  # [2, B]
         value_loss = F.smooth_l1_loss(q, y.expand_as(q))
-        self.value_opt.zero_grad(set_to_none=True)
-        value_loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.value.parameters(), c.value_grad_clip)
-        self.value_opt.step()
+        grad_norm = optimizer_step(self.value_opt, value_loss, self.value.parameters(), c.value_grad_clip)
         with no_param_grad(self.encoder, self.value):
             u = self.policy(zs)
             q_pi = self.value(self.encoder.zsa(zs, torch.tanh(u))).squeeze(-1)
             policy_loss = -q_pi.mean() + c.pre_activ_weight * u.pow(2).mean()
-            self.policy_opt.zero_grad(set_to_none=True)
-            policy_loss.backward()
-        self.policy_opt.step()
+            optimizer_step(self.policy_opt, policy_loss)
         td = (q_pi if c.official_priority_from_policy_q else q).detach()
         metrics = {"q_loss": value_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean(),
                    "actor_loss": policy_loss.detach(), "grad_norm_value": grad_norm}

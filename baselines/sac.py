@@ -1,8 +1,8 @@
 """SAC on raw observations (Haarnoja et al. 2018, arXiv 1801.01290 and 1812.05905).
 
-The learner (squashed-Gaussian actor, twin critics with min, automatic temperature with target entropy
--|A|, EMA target critics, no target actor) and its hyper-parameters with their sources are in
-iqrl/sac.py. This module only wires it to raw observations and the replay.
+The update is `SACLearner` (iqrl/learners/sac.py, shared with `iqrl-sac`): squashed-Gaussian actor, twin
+critics with min, automatic temperature with target entropy -|A|, EMA target critics, no target actor;
+its hyper-parameters and their sources are listed there. This module gives it raw observations.
 
 Adaptations to the harness's DMC protocol, shared with `td3`: LayerNorm + Mish MLPs [512, 512] (the SAC
 paper: ReLU [256, 256]); n-step returns available (`agent.nstep`, default 1 as in SAC); updates after each
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from baselines.td3 import TD3
-from iqrl.sac import SACConfig, SACLearner
+from iqrl.learners.raw import RawObservationAgent
+from iqrl.learners.sac import SACLearner, SACLearnerConfig
 
 
 @dataclass
-class SACAgentConfig(SACConfig):
+class SACAgentConfig(SACLearnerConfig):
     name: str = "sac"
     num_critics: int = 2
     q_subsample: int = 2  # both critics: min(Q1, Q2)
@@ -29,10 +29,7 @@ class SACAgentConfig(SACConfig):
 
     def validate(self) -> None:
         self.validate_rl()
-        self.validate_sac()
 
 
-class SAC(TD3):
-    """The `td3` wiring (raw observations, n-step targets from the replay) with the SAC learner."""
-
+class SAC(RawObservationAgent):
     learner_cls = SACLearner

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import to_tensor
-from iqrl.agents import Agent, AgentConfig, AgentSpec
-from iqrl.nn import (elu_mlp, ema_update_, frozen_copy, init_linear_, linear_decay, no_param_grad,
-                     truncated_normal_sample)
-from iqrl.replay import SequenceBatch, nstep_targets
+from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
+from iqrl.layers import frozen_copy, init_linear_, mlp
+from iqrl.maths import ema_update_, linear_decay, truncated_normal_sample
+from iqrl.optim import no_param_grad, optimizer_step
+from iqrl.replay import SequenceBatch, nstep_transition
 
 
 @dataclass
@@ -96,7 +96,7 @@ class Actor(nn.Module):
     def __init__(self, latent_dim: int, mlp_dims: list[int], act_dim: int, init: str):
         super().__init__()
         self.trunk = nn.Sequential(nn.Linear(latent_dim, mlp_dims[0]), nn.LayerNorm(mlp_dims[0]), nn.Tanh())
-        self.head = elu_mlp(mlp_dims[0], mlp_dims[1:], act_dim, init)
+        self.head = mlp(mlp_dims[0], mlp_dims[1:], act_dim, init, act=nn.ELU, norm=False)
         init_linear_(self.trunk, init)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -110,7 +110,7 @@ class Critic(nn.Module):
         super().__init__()
         self.trunk = nn.Sequential(nn.Linear(latent_dim + act_dim, mlp_dims[0]), nn.LayerNorm(mlp_dims[0]),
                                    nn.Tanh())
-        self.heads = nn.ModuleList([elu_mlp(mlp_dims[0], mlp_dims[1:], 1, init) for _ in range(2)])
+        self.heads = nn.ModuleList([mlp(mlp_dims[0], mlp_dims[1:], 1, init, act=nn.ELU, norm=False) for _ in range(2)])
         init_linear_(self.trunk, init)
 
     def forward(self, z: Tensor, a: Tensor) -> Tensor:
@@ -149,16 +149,12 @@ class TCRLActorCritic(nn.Module):
             y = ret + discount * self.critic_target(z_next, a_next).amin(0)
         q = self.critic(z, action)  # [2, B]
         q_loss = ((q - y) ** 2).sum(0).mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.critic_opt.step()
+        optimizer_step(self.critic_opt, q_loss)
         # Actor every update: J = -mean min(Q1, Q2)(z, mu(z) + clipped noise). The critic is frozen for
         # this backward (the official code computes its weight gradients and discards them).
         with no_param_grad(self.critic):
             actor_loss = -self.critic(z, self.sample(z, c.sigma_clip)).amin(0).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-        self.actor_opt.step()
+            optimizer_step(self.actor_opt, actor_loss)
         return {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean(),
                 "actor_loss": actor_loss.detach(), "sigma": self.sigma}
 
@@ -174,18 +170,22 @@ class TCRL(Agent):
                               updates_per_step=0.25)
         d = cfg.latent_dim
         self.latent_width = d
-        self.encoder = elu_mlp(obs_dim, cfg.enc_mlp_dims, d, cfg.init).to(self.device)
+        self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, d, cfg.init, act=nn.ELU, norm=False).to(self.device)
         if cfg.official_random_target_init:
-            self.encoder_target = elu_mlp(obs_dim, cfg.enc_mlp_dims, d, cfg.init).requires_grad_(False).to(self.device)
+            self.encoder_target = mlp(obs_dim, cfg.enc_mlp_dims, d, cfg.init, act=nn.ELU, norm=False).requires_grad_(False).to(self.device)
         else:
             self.encoder_target = frozen_copy(self.encoder)
-        self.dynamics = elu_mlp(d + act_dim, cfg.mlp_dims, d, cfg.init).to(self.device)  # next latent, not residual
-        self.reward_head = elu_mlp(d + act_dim, cfg.mlp_dims, 1, cfg.init).to(self.device)
+        self.dynamics = mlp(d + act_dim, cfg.mlp_dims, d, cfg.init, act=nn.ELU, norm=False).to(self.device)  # next latent, not residual
+        self.reward_head = mlp(d + act_dim, cfg.mlp_dims, 1, cfg.init, act=nn.ELU, norm=False).to(self.device)
         self.model_params = [p for m in (self.encoder, self.dynamics, self.reward_head) for p in m.parameters()]
         self.model_opt = torch.optim.Adam(self.model_params, lr=cfg.model_lr, weight_decay=cfg.model_weight_decay)
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         self.ac = TCRLActorCritic(cfg, act_dim, self.generator).to(self.device)
         self.train_episodes = 0  # training episodes started (random ones included): sigma's clock
+
+    @property
+    def exploration_sigma(self) -> float | None:
+        return self.ac.expl_sigma
 
     # ------------------------------------------------------------------ latent model (§4.2)
     def model_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
@@ -211,21 +211,16 @@ class TCRL(Agent):
 
     def update_model(self, batch: SequenceBatch) -> dict:
         loss, metrics = self.model_loss(batch)
-        self.model_opt.zero_grad(set_to_none=True)
-        (loss / self.cfg.horizon).backward()  # the code scales the gradient by 1/H
-        metrics["enc_grad_norm"] = nn.utils.clip_grad_norm_(self.model_params, self.cfg.model_grad_clip)
-        self.model_opt.step()
+        # the code scales the gradient by 1/H
+        metrics["enc_grad_norm"] = optimizer_step(self.model_opt, loss / self.cfg.horizon, self.model_params,
+                                                  self.cfg.model_grad_clip)
         return metrics
 
     # ------------------------------------------------------------------ actor-critic (§4.3)
     def update_rl(self, batch: SequenceBatch) -> dict:
         c = self.cfg
-        ret, discount, boot = nstep_targets(batch.reward, batch.terminal, batch.valid, c.gamma, c.nstep)
-        B = len(batch)
-        with torch.no_grad():  # online encoder after its update, detached: RL never trains it
-            o = torch.cat([batch.obs[:, 0], batch.obs[torch.arange(B, device=boot.device), boot]], 0)
-            z_all = self.encoder(o)
-        return self.ac.update(z_all[:B], batch.action[:, 0], ret, discount, z_all[B:])
+        # online encoder after its update, detached: RL never trains it
+        return self.ac.update(*nstep_transition(batch, c.gamma, c.nstep, encode=self.encoder))
 
     def update(self, replay, step: int) -> dict:
         c = self.cfg

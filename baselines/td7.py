@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import to_tensor
-from iqrl.agents import Agent, AgentConfig, AgentSpec, NamedState
-from iqrl.nn import (EnsembleLinear, add_clipped_noise, avg_l1_norm, frozen_copy, hard_update_, no_param_grad,
-                     out_linear)
+from iqrl.agents import Agent, AgentConfig, AgentSpec, NamedState, to_tensor
+from iqrl.layers import EnsembleLinear, frozen_copy, mlp
+from iqrl.maths import add_clipped_noise, avg_l1_norm, hard_update_
+from iqrl.optim import no_param_grad, optimizer_step
 from iqrl.replay import lap_priority
 
 
@@ -102,22 +102,13 @@ class TD7Config(AgentConfig):
                 raise ValueError(msg)
 
 
-def plain_mlp(in_dim: int, hidden: list[int], out_dim: int, activation: type[nn.Module]) -> nn.Sequential:
-    """Linear -> activation per hidden width, then a plain Linear (PyTorch default init)."""
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Linear(in_dim, h), activation()]
-        in_dim = h
-    return nn.Sequential(*layers, out_linear(in_dim, out_dim))
-
-
 class SALE(nn.Module):
     """State encoder f: o -> z_s = AvgL1Norm(MLP(o)); state-action encoder g: (z_s, a) -> z_sa (raw)."""
 
     def __init__(self, obs_dim: int, act_dim: int, zs_dim: int, hidden: list[int]):
         super().__init__()
-        self.f = plain_mlp(obs_dim, hidden, zs_dim, nn.ELU)
-        self.g = plain_mlp(zs_dim + act_dim, hidden, zs_dim, nn.ELU)
+        self.f = mlp(obs_dim, hidden, zs_dim, act=nn.ELU, norm=False)
+        self.g = mlp(zs_dim + act_dim, hidden, zs_dim, act=nn.ELU, norm=False)
 
     def zs(self, obs: Tensor) -> Tensor:
         return avg_l1_norm(self.f(obs))
@@ -132,7 +123,7 @@ class Actor(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, zs_dim: int, hidden: list[int]):
         super().__init__()
         self.embed = nn.Linear(obs_dim, hidden[0])
-        self.net = plain_mlp(hidden[0] + zs_dim, hidden, act_dim, nn.ReLU)
+        self.net = mlp(hidden[0] + zs_dim, hidden, act_dim, act=nn.ReLU, norm=False)
 
     def forward(self, obs: Tensor, zs: Tensor) -> Tensor:
         return torch.tanh(self.net(torch.cat([avg_l1_norm(self.embed(obs)), zs], -1)))
@@ -216,9 +207,7 @@ class TD7(NamedState, Agent):
 
     def update_encoder(self, obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
         loss = self.encoder_loss(obs, action, next_obs)
-        self.encoder_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.encoder_opt.step()
+        optimizer_step(self.encoder_opt, loss)
         return loss.detach()
 
     @torch.no_grad()
@@ -240,9 +229,7 @@ class TD7(NamedState, Agent):
         q = self.critic(obs, action, zsa, zs)  # [2, B]
         delta = (q - y).abs()
         loss = lap_huber(delta, self.cfg.lap_min_priority)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
+        optimizer_step(self.critic_opt, loss)
         return delta.detach(), {"q_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
 
     def update_actor(self, obs: Tensor, zs: Tensor) -> Tensor:
@@ -250,9 +237,7 @@ class TD7(NamedState, Agent):
         with no_param_grad(self.critic):
             a = self.actor(obs, zs)
             loss = -self.critic(obs, a, self.fixed_encoder.zsa(zs, a), zs).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            loss.backward()
-        self.actor_opt.step()
+            optimizer_step(self.actor_opt, loss)
         return loss.detach()
 
     def sync_targets(self, replay) -> None:

@@ -1,23 +1,27 @@
-"""iQRL: implicitly quantized representations + TD3 on the latent (arXiv 2406.02696).
+"""iQRL: implicitly quantized representations + TD3 on the latent (Scannell et al., arXiv 2406.02696).
 
-Paper order per update (spec §5-§6): encode o_t and quantize with FSQ -> open-loop latent rollout
-through the residual dynamics -> multi-step self-consistency loss against the EMA target encoder's
-quantized latents (rho^h weighted) -> representation step, EMA target encoder -> re-encode with the
-online encoder under no_grad -> n-step TD3 critic step -> actor step every 2nd critic step -> targets.
-The actor and critic never send gradients into the encoder.
+One update (`IQRL.update`), in the paper's order, on a window o_{t..t+L}, a_{t..t+L-1} of the replay:
+1. Representation (`representation_loss`): z_0 = f(E_θ(o_t)) with f the FSQ quantizer; open-loop rollout
+   ẑ_{h+1} = f(ẑ_h + d_θ(ẑ_h, a_{t+h})) through the residual dynamics; targets z̄_{h+1} = f(E_θ̄(o_{t+h+1}))
+   from the EMA target encoder; consistency loss
+       L_rep = (1/H) Σ_{h<H} ρ^h (1/B) Σ_b m_{h,b} c(ẑ_{h+1}, z̄_{h+1}),   c = −cos (or MSE),
+   m the mask of steps inside the episode. One AdamW step on encoder + dynamics, then θ̄ ← (1−τ) θ̄ + τ θ.
+2. RL (`update_rl`): re-encode o_t and the n-step bootstrap observation with the updated online encoder
+   under no_grad and run one TD3 update on the latent (iqrl/learners/td3.py): the actor and critic never
+   send gradients into the encoder.
 
-Variants by switch (same class, registry presets in iqrl/agents.py):
-* `use_rec_loss` adds an MLP decoder (iQRL spec §12 "Reconstruction loss"; baselines spec §7.1). With the
-  consistency loss on it is applied along the latent rollout, o_0 from z_0 and o_h from the predicted ẑ_h
-  for h < H, rho^h weighted, masked and normalised like the consistency loss, (1/H) sum_h ("iQRL + REC",
-  the `iqrl-ae` preset: the paper's reconstruction ablation adds the decoder to the iQRL loss; the
-  iqrl-minimal code that had it summed both losses over the same H steps, so their ratio is kept). `use_tc_loss=false` turns the consistency
-  loss off; the decoder then reconstructs the window's observations o_0..o_{H-1} from their online
-  encoder latents (plain MSE: the autoencoder-only variant of baselines spec §7.1).
-* `rl_algo=sac` swaps the TD3 learner for SAC (iqrl/sac.py) on the same latent (`iqrl-sac`).
+Variants by switch (same class; presets in iqrl/agents.py):
+* `use_rec_loss` adds an MLP decoder (the paper's reconstruction ablation, `iqrl-ae`). With the consistency
+  loss on it reconstructs o_{t+h} from the rollout latents ẑ_h for h < H, ρ^h weighted, masked and
+  normalised like the consistency loss (the iqrl-minimal code summed both losses over the same H steps, so
+  their ratio is kept). `use_tc_loss=false` turns the consistency loss off; the decoder then reconstructs
+  o_t..o_{t+H-1} from their online-encoder latents (plain MSE: an autoencoder-only representation).
+* `use_rew_loss` adds a reward head along the rollout; `use_projection` a projection head (and its EMA
+  copy) before the consistency loss (the iQRL code's option, on for fish tasks).
+* `iqrl-sac` (config `IQRLSACConfig`) runs the SAC learner (iqrl/learners/sac.py) on the same latent.
 
-Correct behaviour is the default; each quirk of the official code has a named switch (spec §15) and
-the `iqrl-official` preset turns them all on.
+Correct behaviour is the default; each quirk of the official code has a named switch, listed in
+docs/faithfulness.md, and the `iqrl-official` preset turns them all on.
 """
 
 from __future__ import annotations
@@ -29,23 +33,56 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import TD3Learner, latent_model_checks, to_tensor
-from iqrl.agents import Agent, AgentSpec
-from iqrl.nn import FSQ, adam, ema_update_, frozen_copy, mlp
-from iqrl.replay import SequenceBatch, nstep_targets
-from iqrl.sac import SACConfig, SACLearner
+from iqrl.agents import Agent, AgentSpec, to_tensor
+from iqrl.layers import FSQ, frozen_copy, mlp
+from iqrl.learners.sac import SACLearner, SACLearnerConfig
+from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
+from iqrl.maths import ema_update_
+from iqrl.optim import adam, optimizer_step
+from iqrl.replay import SequenceBatch, nstep_transition
 
 
 @dataclass
-class IQRLConfig(SACConfig):
-    name: str = "iqrl"
-    # --- representation (spec §3-§5) ---
-    latent_dim: int = 512  # number of FSQ groups G (official meaning); latent width D = G * len(fsq_levels)
+class LatentModelConfig:
+    """Keys of an FSQ latent model rolled out over a horizon (iQRL, DC-MPC)."""
+
+    latent_dim: int = 512  # number of FSQ groups G; latent width D = G * len(fsq_levels)
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8])
-    use_fsq: bool = True
     enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
     horizon: int = 5  # H
-    rho: float = 0.9  # per-step weight rho^h of the consistency loss
+    rho: float = 0.9  # per-step weight rho^h of the model loss
+    enc_lr: float = 1e-4  # AdamW over encoder + dynamics (+ heads)
+    enc_weight_decay: float = 0.01
+    enc_grad_clip: float = 20.0
+
+    def validate_latent_model(self) -> None:
+        checks = [
+            (all(h >= 1 for h in self.enc_mlp_dims),
+             f"agent.enc_mlp_dims must be positive widths (>= 1), got {list(self.enc_mlp_dims)}"),
+            (self.enc_lr > 0, f"agent.enc_lr must be > 0, got {self.enc_lr}"),
+            (self.enc_weight_decay >= 0, f"agent.enc_weight_decay must be >= 0, got {self.enc_weight_decay}"),
+            (len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
+             f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}"),
+            (self.latent_dim >= 1, f"agent.latent_dim must be >= 1, got {self.latent_dim}"),
+            (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
+            (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
+            (self.enc_grad_clip > 0, f"agent.enc_grad_clip must be > 0, got {self.enc_grad_clip}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    @property
+    def latent_width(self) -> int:
+        """D, the width of the latent vector fed to dynamics, actor and critic."""
+        return self.latent_dim * len(self.fsq_levels)
+
+
+@dataclass
+class IQRLRepresentationConfig(LatentModelConfig):
+    """iQRL's representation keys (defaults: the paper and the iQRL code)."""
+
+    use_fsq: bool = True
     consistency_loss: str = "cos"  # cos | mse
     tc_loss_sign: int = -1  # cos only: -1 maximises cosine similarity (paper intent); +1 = official code
     use_delta: bool = True  # residual dynamics: z' = FSQ(z + d(z, a))
@@ -53,35 +90,32 @@ class IQRLConfig(SACConfig):
     use_projection: bool = False  # projection head (and its EMA copy) before the consistency loss
     projection_dim: int = 0  # 0 = D / 16
     use_rew_loss: bool = False  # reward head on (z_h, a_h), rho-weighted MSE
-    enc_lr: float = 1e-4  # AdamW over encoder + dynamics (+ heads)
-    enc_weight_decay: float = 0.01
     enc_tau: float = 0.005  # EMA rate of the target encoder (and target projection)
-    enc_grad_clip: float = 20.0
-    cumulative_mask: bool = True  # False: official per-step mask (spec §5.2, quirk 6)
-    reward_head_shifted_latent: bool = False  # True: official reward head on (z_{h+1}, a_h) (quirk 4)
+    cumulative_mask: bool = True  # False: the official per-step mask (docs/faithfulness.md)
+    reward_head_shifted_latent: bool = False  # True: official reward head on (z_{h+1}, a_h)
     official_nofsq_half_width: bool = False  # True: use_fsq=false gives width latent_dim (official switch)
     use_tc_loss: bool = True  # the multi-step latent consistency loss (False: reconstruction-only encoder)
     use_rec_loss: bool = False  # decoder mlp(D, mlp_dims, obs_dim) + reconstruction loss (iqrl-ae)
-    rl_algo: str = "td3"  # actor-critic on the latent: td3 | sac (iqrl-sac; SAC keys in iqrl/sac.py)
+    rl_algo: str = "td3"  # the learner on the latent: td3 (IQRLConfig) | sac (IQRLSACConfig, `iqrl-sac`)
 
     def validate(self) -> None:
         self.validate_rl()
-        checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho, self.enc_mlp_dims,
-                                     self.enc_lr, self.enc_weight_decay) + [
+        self.validate_latent_model()
+        checks = [
             (self.consistency_loss in ("cos", "mse"),
              f"agent.consistency_loss must be cos or mse, got {self.consistency_loss!r}"),
             (self.tc_loss_sign in (-1, 1), f"agent.tc_loss_sign must be -1 or 1, got {self.tc_loss_sign}"),
             (0.0 < self.enc_tau <= 1.0, f"agent.enc_tau must be in (0, 1], got {self.enc_tau}"),
-            (self.enc_grad_clip > 0, f"agent.enc_grad_clip must be > 0, got {self.enc_grad_clip}"),
             (self.projection_dim >= 0, f"agent.projection_dim must be >= 0, got {self.projection_dim}"),
-            (self.rl_algo in ("td3", "sac"), f"agent.rl_algo must be td3 or sac, got {self.rl_algo!r}"),
+            (self.rl_algo == self.RL_ALGO,
+             f"agent.rl_algo must be {self.RL_ALGO} for agent={self.name} "
+             f"(the SAC learner on iQRL's latent is agent=iqrl-sac), got {self.rl_algo!r}"),
             (self.use_tc_loss or self.use_rec_loss or self.use_rew_loss,
              "agent.use_tc_loss=false needs use_rec_loss=true or use_rew_loss=true (nothing would train the encoder)"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
-        self.validate_sac()
 
     @property
     def latent_width(self) -> int:
@@ -89,6 +123,24 @@ class IQRLConfig(SACConfig):
         if not self.use_fsq and self.official_nofsq_half_width:
             return self.latent_dim
         return self.latent_dim * len(self.fsq_levels)
+
+
+@dataclass
+class IQRLConfig(IQRLRepresentationConfig, TD3LearnerConfig):
+    """iQRL with its TD3 learner: `iqrl`, `iqrl-official`, `iqrl-ae`."""
+
+    RL_ALGO = "td3"
+    name: str = "iqrl"
+
+
+@dataclass
+class IQRLSACConfig(IQRLRepresentationConfig, SACLearnerConfig):
+    """iQRL's representation under the SAC learner: `iqrl-sac` (no TD3 exploration-noise keys)."""
+
+    RL_ALGO = "sac"
+    name: str = "iqrl-sac"
+    rl_algo: str = "sac"
+    actor_update_freq: int = 1  # actor and temperature every critic step, as `sac`
 
 
 class IQRL(Agent):
@@ -99,8 +151,7 @@ class IQRL(Agent):
         self.generator.manual_seed(seed)
         self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size,
                               updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy)
-        D = cfg.latent_width
-        self.latent_width = D
+        D = self.latent_width = cfg.latent_width
         self.fsq = FSQ(cfg.fsq_levels).to(self.device)
         self.codebook_size = self.fsq.codebook_size if cfg.use_fsq else None
         # Representation: encoder, residual dynamics, optional heads; EMA target encoder.
@@ -126,6 +177,10 @@ class IQRL(Agent):
         learner = SACLearner if cfg.rl_algo == "sac" else TD3Learner
         self.ac = learner(cfg, D, act_dim, self.generator).to(self.device)
 
+    @property
+    def exploration_sigma(self) -> float | None:
+        return self.ac.expl_sigma
+
     # ------------------------------------------------------------------ representation
     def quantize(self, y: Tensor) -> Tensor:
         return self.fsq(y) if self.cfg.use_fsq else y
@@ -141,7 +196,7 @@ class IQRL(Agent):
         """[B, H] weights of each rollout step: 1 while the window is inside its episode.
 
         Cumulative (default): a step counts while no earlier step of the window terminated (the
-        terminal transition itself still has a real next observation). Official (spec quirk 6): the
+        terminal transition itself still has a real next observation). Official (docs/faithfulness.md): the
         per-step flag only, i.e. the terminal step is dropped; the official slices never run past an
         episode end, so the padded steps after it (`valid` = 0) do not count either.
         """
@@ -200,7 +255,7 @@ class IQRL(Agent):
         return loss, metrics
 
     def reconstruction_loss(self, obs: Tensor, mask: Tensor, latents: list[Tensor]) -> Tensor:
-        """Decoder MSE (iQRL spec §12; baselines spec §7.1). obs [B, L+1, O], mask [B, H].
+        """Decoder MSE (the reconstruction ablation, `iqrl-ae`). obs [B, L+1, O], mask [B, H].
 
         With the consistency loss ("iQRL + REC"): along the rollout latents [ẑ_0 = z_0, ẑ_1 .. ẑ_{H-1}],
             L_rec = (1/H) sum_{h<H} rho^h (1/B) sum_b m'_{h,b} mse(dec(ẑ_h), o_{t+h}),  m'_0 = 1, m'_h = m_{h-1},
@@ -220,10 +275,7 @@ class IQRL(Agent):
 
     def update_representation(self, batch: SequenceBatch) -> dict:
         loss, metrics = self.representation_loss(batch)
-        self.repr_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        metrics["enc_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.repr_params, self.cfg.enc_grad_clip)
-        self.repr_opt.step()
+        metrics["enc_grad_norm"] = optimizer_step(self.repr_opt, loss, self.repr_params, self.cfg.enc_grad_clip)
         ema_update_(self.encoder_target.parameters(), self.encoder.parameters(), self.cfg.enc_tau)
         if self.projection is not None:
             ema_update_(self.projection_target.parameters(), self.projection.parameters(), self.cfg.enc_tau)
@@ -234,16 +286,12 @@ class IQRL(Agent):
         return self.ac.update(*self.rl_inputs(batch))
 
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """(z_t, a_t, n-step return, bootstrap discount, z_{t+n}): the actor-critic's detached inputs."""
+        """(z_t, a_t, n-step return, bootstrap discount, z_{t+m}): the learner's inputs, encoded by the online
+        encoder under no_grad (detached codes: no RL gradient reaches the encoder)."""
         c = self.cfg
-        ret, discount, boot = nstep_targets(batch.reward, batch.terminal, batch.valid, c.gamma, c.nstep,
-                                            unit_discount_n1=c.official_nstep1_gamma_bug,
-                                            ignore_terminal=c.official_ignore_terminal)
-        B = len(batch)
-        with torch.no_grad():  # online encoder, detached codes: no RL gradient reaches the encoder
-            o = torch.cat([batch.obs[:, 0], batch.obs[torch.arange(B, device=boot.device), boot]], 0)
-            z_all = self.encode(o)
-        return z_all[:B], batch.action[:, 0], ret, discount, z_all[B:]
+        return nstep_transition(batch, c.gamma, c.nstep, encode=self.encode,
+                                unit_discount_n1=c.official_nstep1_gamma_bug,
+                                ignore_terminal=c.official_ignore_terminal)
 
     def update(self, replay, step: int) -> dict:
         batch = replay.sample(self.spec.batch_size)

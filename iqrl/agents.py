@@ -12,11 +12,13 @@ The trainer, sweeps and analysis know an agent only through this interface:
   acting state: DCWM's MPPI warm start, TCRL's episode-indexed sigma. Optional (default: nothing).
 * `on_episode_end()`: per-episode schedules (exploration noise), called after each training episode.
 * `state_dict()` / `load_state_dict()`: networks, targets, optimizers, counters and RNG state.
-* `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`) for diagnostics, where they exist.
+* `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`, `latent_width`) for diagnostics, where
+  they exist; `exploration_sigma` (the current exploration std, for train.csv) where the agent has one.
 
 Every agent's config dataclass derives from `AgentConfig` (the keys all agents share).
 
-A new agent is one module, a registry line below and its tests.
+A new agent is one module, a registry line below and a task file in iqrl/configs (docs/extending.md);
+tests/test_conformance.py runs every registered agent through this interface.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from torch import Tensor
 class AgentConfig:
     """Keys every agent has (`agent.<key>`): the base of each agent's config dataclass."""
 
-    # Quirk 10 of the official iQRL code (iQRL spec §9, §15): the evaluation env gets the training env's
+    # A quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training env's
     # seed. Default: train seed + EVAL_SEED_OFFSET (10000). On in the `iqrl-official` preset.
     official_shared_eval_seed: bool = False
 
@@ -71,7 +73,13 @@ class Agent(abc.ABC):
     """Base class: subclasses set `spec` and implement act / update / state_dict / load_state_dict."""
 
     spec: AgentSpec
-    codebook_size: int | None = None
+    codebook_size: int | None = None  # codes per group of a quantized latent (diagnostics)
+    latent_width: int | None = None  # width D of the latent the actor and critic consume (diagnostics)
+
+    @property
+    def exploration_sigma(self) -> float | None:
+        """The current std of the exploration noise (logged in train.csv); None where there is none."""
+        return None
 
     @abc.abstractmethod
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
@@ -164,8 +172,8 @@ REGISTRY: dict[str, AgentEntry] = {
             "official_nofsq_half_width": True,
             "official_shared_eval_seed": True,
         },
-        description="iQRL with the official code's quirks switched on (iQRL spec §15), the shared train/eval "
-                    "env seed included",
+        description="iQRL with the official code's quirks switched on (docs/faithfulness.md), the shared "
+                    "train/eval env seed included",
     ),
     "iqrl-ae": AgentEntry(
         "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
@@ -174,8 +182,7 @@ REGISTRY: dict[str, AgentEntry] = {
                     "ablation); agent.use_tc_loss=false gives the reconstruction-only autoencoder",
     ),
     "iqrl-sac": AgentEntry(
-        "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
-        preset={"rl_algo": "sac", "actor_update_freq": 1},
+        "iqrl.agent:IQRL", "iqrl.agent:IQRLSACConfig", "iqrl_tasks.yaml",
         description="iQRL representation under a SAC actor-critic instead of TD3",
     ),
     "sac": AgentEntry(
@@ -203,6 +210,11 @@ REGISTRY: dict[str, AgentEntry] = {
         description="DC-MPC (arXiv 2503.00653): FSQ codebook world model, TD3 on codes, MPPI (mpc=false: DCWM-MF)",
     ),
 }
+
+
+def to_tensor(obs: np.ndarray, device) -> Tensor:
+    """Observations (numpy, any float dtype) as a float32 tensor on `device`: what every `act` starts with."""
+    return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
 
 
 def _load(path: str):

@@ -57,11 +57,20 @@ class RunConfig:
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
 
 
-def _task_overrides(entry: registry.AgentEntry, task: str) -> list[dict]:
-    text = resources.files("iqrl").joinpath("configs", entry.task_overrides).read_text()
-    data = yaml.safe_load(text) or {}
-    group = task_group(task)
-    return [(data.get("groups") or {}).get(group) or {}, (data.get("tasks") or {}).get(task) or {}]
+def task_file(name: str) -> dict:
+    """The parsed task-override file iqrl/configs/<name> ({"groups": {...}, "tasks": {...}})."""
+    return yaml.safe_load(resources.files("iqrl").joinpath("configs", name).read_text()) or {}
+
+
+def _task_overrides(entry: registry.AgentEntry, task: str, agent_cls) -> list[dict]:
+    """The group layer, then the task layer, of the agent's task file. A task file serves every preset of one
+    agent; a preset whose config lacks a key leaves it out (iqrl-sac has no exploration-noise schedule: SAC
+    explores by sampling). tests/test_config_ranges.py checks that every key of every task file belongs to
+    a config that reads that file."""
+    data = task_file(entry.task_overrides)
+    keys = {f.name for f in fields(agent_cls)}
+    layers = [(data.get("groups") or {}).get(task_group(task)) or {}, (data.get("tasks") or {}).get(task) or {}]
+    return [{k: v for k, v in layer.items() if k in keys} for layer in layers]
 
 
 def _split_argv(argv: list[str]) -> tuple[str, list[str]]:
@@ -114,7 +123,7 @@ def build_config(argv: list[str]) -> RunConfig:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     base = OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
-    layers = [{"agent": entry.preset}] + [{"agent": o} for o in _task_overrides(entry, task)]
+    layers = [{"agent": entry.preset}] + [{"agent": o} for o in _task_overrides(entry, task, agent_cls)]
     try:
         cfg = OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(overrides))
         run: RunConfig = OmegaConf.to_object(cfg)

@@ -42,7 +42,8 @@ from torch.func import functional_call, grad, vmap
 
 from iqrl.agent import IQRL
 from iqrl.config import ConfigError, build_config
-from iqrl.nn import adam, ema_update_
+from iqrl.maths import ema_update_
+from iqrl.optim import adam
 from iqrl.replay import SequenceBatch
 from iqrl.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
 from iqrl.train import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Trainer, check_run_folder, resolve_device,

@@ -52,7 +52,7 @@ def nstep_targets(reward: Tensor, terminal: Tensor, valid: Tensor, gamma: float,
       (at most n); discount = gamma^m * (1 - terminated); boot = m, the index into obs [B, L+1] of
       the bootstrap observation. Time-limit truncation is not termination: it bootstraps.
     Official-code quirks, off by default: `unit_discount_n1` uses discount 1 (not gamma) when n = 1
-    (iQRL spec §6.2); `ignore_terminal` never zeroes the bootstrap (terminal flags always 0 when n > 1).
+    (docs/faithfulness.md); `ignore_terminal` never zeroes the bootstrap (terminal flags always 0 when n > 1).
     """
     r, d, v = reward[:, :n].float(), terminal[:, :n].float(), valid[:, :n].float()
     if ignore_terminal and n > 1:
@@ -69,6 +69,25 @@ def nstep_targets(reward: Tensor, terminal: Tensor, valid: Tensor, gamma: float,
     else:
         discount = gamma ** m * (1.0 - terminated)
     return ret, discount, m.long()
+
+
+def nstep_transition(batch: "SequenceBatch", gamma: float, n: int, encode=None, unit_discount_n1: bool = False,
+                     ignore_terminal: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The actor-critic's inputs of a sampled window: (x_t, a_t, R, discount, x_boot).
+
+    R and discount are `nstep_targets`; x_boot is the observation the target bootstraps from (o_{t+m}).
+    With `encode` (a representation, e.g. iQRL's quantized encoder), x = encode(o) for both observations
+    in one forward pass under no_grad: the RL losses never send gradients into the representation.
+    """
+    ret, discount, boot = nstep_targets(batch.reward, batch.terminal, batch.valid, gamma, n,
+                                        unit_discount_n1=unit_discount_n1, ignore_terminal=ignore_terminal)
+    B = len(batch)
+    o_boot = batch.obs[torch.arange(B, device=boot.device), boot]
+    if encode is None:
+        return batch.obs[:, 0], batch.action[:, 0], ret, discount, o_boot
+    with torch.no_grad():
+        x = encode(torch.cat([batch.obs[:, 0], o_boot], 0))
+    return x[:B], batch.action[:, 0], ret, discount, x[B:]
 
 
 def lap_priority(td_abs: Tensor, alpha: float = 0.4, min_priority: float = 1.0) -> Tensor:

@@ -39,6 +39,14 @@ _TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(
 # analysis reads a missing key as that value when it compares runs' configs.
 LEGACY_VALUES = {"agent.official_shared_eval_seed": False}
 
+# Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs
+# of TD3-learner agents (iqrl, iqrl-official, iqrl-ae) and the TD3 actor's noise keys in the configs of
+# SAC-learner agents (sac, iqrl-sac), before each agent's config was composed of its own learner's keys only.
+# An unfinished older run whose config has them resumes without them; analysis ignores them.
+INERT_REMOVED_KEYS = frozenset(
+    f"agent.{k}" for k in ("init_temperature", "alpha_lr", "log_std_min", "log_std_max", "target_entropy",
+                           "policy_noise", "noise_clip", "expl_sigma_start", "expl_sigma_end", "expl_sigma_episodes"))
+
 
 def _atomic_write(path: Path, write) -> None:
     """Call write(binary_file) on a temporary file beside `path`, fsync, then rename it over `path`."""

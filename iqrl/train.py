@@ -31,7 +31,7 @@ from iqrl.config import ConfigError, RunConfig, build_config, to_yaml_dict
 from iqrl.diagnostics import active_codebook, rank_metrics
 from iqrl.envs import DMCEnv, eval_seed, task_group
 from iqrl.replay import SequenceReplay
-from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, LEGACY_VALUES, RunBusy, atomic_torch_save, read_status,
+from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, INERT_REMOVED_KEYS, LEGACY_VALUES, RunBusy, atomic_torch_save, read_status,
                             read_yaml, remove_stale_temp_files, training_lock, write_csv, write_status, write_yaml)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
@@ -133,7 +133,7 @@ class Trainer:
             "obs_dim": self.env.obs_dim,
             "act_dim": self.env.act_dim,
             "task_group": task_group(self.cfg.task),
-            "latent_width": getattr(a, "latent_width", None),
+            "latent_width": a.latent_width,
             "codebook_size": a.codebook_size,
             "seq_len": a.spec.seq_len,
             "updates_per_step": self.updates_per_step,
@@ -255,7 +255,7 @@ class Trainer:
         row = {"env_step": self.env_step, "episode": self.episode, "updates": self.updates}
         row.update({k: w["sums"][k] / w["counts"][k] for k in w["sums"]})
         row["train_return"] = w["return_sum"] / w["episodes"] if w["episodes"] else None
-        expl = getattr(getattr(self.agent, "ac", None), "expl_sigma", None)
+        expl = self.agent.exploration_sigma
         if expl is not None:
             row["expl_sigma"] = expl
         row.update(self.diagnostics())
@@ -467,6 +467,7 @@ def check_run_folder(cfg: RunConfig) -> str | None:
     status = read_status(run_dir)
     if status and status.get("state") == "done":
         return "done"  # finished by an older version with keys since removed or added: its results stand
+    obsolete = [k for k in obsolete if k not in INERT_REMOVED_KEYS]
     if obsolete:
         raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config has keys this one "
                           f"lacks ({', '.join(obsolete)}); finish it with that version or use another out=")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from baselines.dcwm import DCWM, DCWMConfig
 from conftest import tiny_argv
 from iqrl.config import ConfigError, build_config
-from iqrl.nn import gumbel_softmax_st
+from iqrl.maths import gumbel_softmax_st
 from iqrl.replay import SequenceBatch
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 from test_train import eval_numbers, read_csv
@@ -178,11 +178,12 @@ def test_critic_loss_decreases_on_a_fixed_batch_and_grads_are_clipped():
 @pytest.mark.parametrize("legacy, expected", [(False, 0.99), (True, 1.0)])
 def test_bootstrap_discount_gamma_n_or_legacy_unit_for_n1(legacy, expected):
     agent = make(nstep=1, dcwm_legacy_unit_discount=legacy)
-    _, disc, boot = agent.rl_targets(batch())
-    assert torch.allclose(disc, torch.full((8,), expected)) and (boot == 1).all()
+    _, _, _, disc, z_boot = agent.rl_inputs(b1 := batch())
+    # the bootstrap latent is the code of o_{t+1} (boot index 1)
+    assert torch.allclose(disc, torch.full((8,), expected)) and torch.equal(z_boot, agent.encode(b1.obs[:, 1]))
     agent3 = make(nstep=3, dcwm_legacy_unit_discount=legacy)  # n > 1: gamma^n either way
-    ret, disc3, boot3 = agent3.rl_targets(b := batch())
-    assert torch.allclose(disc3, torch.full((8,), 0.99 ** 3)) and (boot3 == 3).all()
+    _, _, ret, disc3, z_boot3 = agent3.rl_inputs(b := batch())
+    assert torch.allclose(disc3, torch.full((8,), 0.99 ** 3)) and torch.equal(z_boot3, agent3.encode(b.obs[:, 3]))
     assert torch.allclose(ret, b.reward[:, 0] + 0.99 * b.reward[:, 1] + 0.99 ** 2 * b.reward[:, 2])
 
 

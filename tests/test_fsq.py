@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from iqrl.nn import FSQ
+from iqrl.layers import FSQ
 
 
 @pytest.mark.parametrize("L, values", [

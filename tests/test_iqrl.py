@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agent_helpers import FixedReplay
-from iqrl.agent import IQRL, IQRLConfig
+from iqrl.agent import IQRL, IQRLConfig, IQRLSACConfig
 from iqrl.replay import SequenceBatch
 
 OBS, ACT = 7, 3
@@ -14,7 +14,8 @@ OBS, ACT = 7, 3
 
 def make(**kw):
     torch.manual_seed(0)
-    cfg = IQRLConfig(**{"latent_dim": 4, "mlp_dims": [16, 16], "enc_mlp_dims": [16], "batch_size": 8, **kw})
+    cls = IQRLSACConfig if kw.get("rl_algo") == "sac" else IQRLConfig  # the SAC learner's keys: iqrl-sac
+    cfg = cls(**{"latent_dim": 4, "mlp_dims": [16, 16], "enc_mlp_dims": [16], "batch_size": 8, **kw})
     return IQRL(cfg, OBS, ACT, torch.device("cpu"), seed=0)
 
 

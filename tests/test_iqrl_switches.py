@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_argv
-from iqrl.actor_critic import TD3Learner
+from iqrl.learners.td3 import TD3Learner
 from iqrl.config import ConfigError, build_config
 from iqrl.replay import SequenceReplay
-from iqrl.sac import SACLearner
+from iqrl.learners.sac import SACLearner
 from iqrl.train import EXIT_OK, Trainer, main
 from test_iqrl import ACT, OBS, batch, make
 

@@ -9,7 +9,8 @@ from torch import nn
 
 from agent_helpers import assert_actions_bounded, assert_resume_matches, assert_same_continuation, params, same
 from baselines.mrq import MRQ, MRQConfig
-from iqrl.nn import EnsembleLinear, two_hot, two_hot_bins, two_hot_cross_entropy, two_hot_decode
+from iqrl.layers import EnsembleLinear
+from iqrl.maths import two_hot, two_hot_bins, two_hot_cross_entropy, two_hot_decode
 from iqrl.config import ConfigError, build_config
 from iqrl.replay import SequenceReplay, nstep_targets
 

@@ -119,7 +119,7 @@ def test_checkpoint_of_a_seed_is_its_slice_and_loads_into_a_plain_agent():
 
 
 def test_group_refuses_sac():
-    a, _ = agent_and_replay(["agent.rl_algo=sac"], 0)
+    a, _ = agent_and_replay(["agent=iqrl-sac"], 0)
     with pytest.raises(Exception, match="TD3 learner"):
         SeedGroup([a])
 
@@ -232,7 +232,8 @@ def test_a_seed_without_any_checkpoint_restarts_the_group(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["agent=td3", "seeds=0,1"], "K-seed mode supports"),
-    (["agent=iqrl", "agent.rl_algo=sac", "seeds=0,1"], "K-seed mode supports"),
+    (["agent=iqrl-sac", "seeds=0,1"], "K-seed mode supports"),
+    (["agent=iqrl", "agent.rl_algo=sac", "seeds=0,1"], "agent=iqrl-sac"),
     (["agent=iqrl", "seeds=0,0"], "each once"),
     (["agent=iqrl", "seeds=a,b"], "comma-separated list of ints"),
     (["agent=iqrl", "seed=1"], "use seeds="),

@@ -8,17 +8,17 @@ import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from baselines.sac import SAC, SACAgentConfig
-from iqrl.agent import IQRL, IQRLConfig
+from iqrl.agent import IQRL, IQRLConfig, IQRLSACConfig
 from iqrl.config import build_config
 from iqrl.replay import SequenceBatch
-from iqrl.sac import SACConfig, SACLearner
+from iqrl.learners.sac import SACLearner, SACLearnerConfig
 
 IN, ACT = 6, 3
 
 
 def learner(**kw):
     torch.manual_seed(0)
-    cfg = SACConfig(**{"mlp_dims": [32, 32], "num_critics": 2, "q_subsample": 2, "actor_q_reduce": "min",
+    cfg = SACLearnerConfig(**{"mlp_dims": [32, 32], "num_critics": 2, "q_subsample": 2, "actor_q_reduce": "min",
                        "actor_update_freq": 1, **kw})
     return SACLearner(cfg, IN, ACT, torch.Generator().manual_seed(0))
 
@@ -162,7 +162,7 @@ def test_iqrl_sac_uses_sac_on_the_latent_without_encoder_gradient():
     cfg = build_config(["agent=iqrl-sac", "task=cartpole-swingup"]).agent
     assert cfg.rl_algo == "sac" and cfg.actor_update_freq == 1 and cfg.num_critics == 5
     torch.manual_seed(0)
-    agent = IQRL(IQRLConfig(latent_dim=4, mlp_dims=[16, 16], enc_mlp_dims=[16], rl_algo="sac", actor_update_freq=1),
+    agent = IQRL(IQRLSACConfig(latent_dim=4, mlp_dims=[16, 16], enc_mlp_dims=[16], rl_algo="sac", actor_update_freq=1),
                  7, 3, torch.device("cpu"), seed=0)
     assert isinstance(agent.ac, SACLearner) and agent.ac.actor[0].in_features == agent.latent_width
     b = iqrl_batch()
@@ -178,7 +178,7 @@ def test_iqrl_sac_uses_sac_on_the_latent_without_encoder_gradient():
 
 @pytest.mark.parametrize("make", [
     lambda: SAC(SACAgentConfig(mlp_dims=[16, 16]), 7, 3, torch.device("cpu"), seed=0),
-    lambda: IQRL(IQRLConfig(latent_dim=4, mlp_dims=[16, 16], enc_mlp_dims=[16], rl_algo="sac"), 7, 3,
+    lambda: IQRL(IQRLSACConfig(latent_dim=4, mlp_dims=[16, 16], enc_mlp_dims=[16], rl_algo="sac"), 7, 3,
                  torch.device("cpu"), seed=0),
 ])
 def test_state_dict_round_trip(make):

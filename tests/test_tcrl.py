@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from baselines.tcrl import TCRL, TCRLConfig
 from conftest import tiny_argv
 from iqrl.config import build_config
-from iqrl.nn import truncated_normal_sample
+from iqrl.maths import truncated_normal_sample
 from iqrl.replay import SequenceBatch
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 from test_train import eval_numbers, read_csv

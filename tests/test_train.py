@@ -175,8 +175,9 @@ def test_update_modes(mode, tmp_path, monkeypatch):
     import functools
 
     import baselines.td3 as td3
+    import iqrl.learners.raw as raw  # where the td3 agent builds its AgentSpec
 
-    monkeypatch.setattr(td3, "AgentSpec", functools.partial(td3.AgentSpec, update_mode=mode))
+    monkeypatch.setattr(raw, "AgentSpec", functools.partial(raw.AgentSpec, update_mode=mode))
     seen = []
 
     def updates_due(self, episode_return, episode_env_steps, updates_per_step):

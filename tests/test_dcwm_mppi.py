@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from iqrl.planning import MPPIConfig, mppi_plan, shift_plan, trajectory_value
+from baselines.dcwm_mppi import MPPIConfig, mppi_plan, shift_plan, trajectory_value
 
 SMALL = MPPIConfig(horizon=3, iterations=4, num_samples=128, num_pi_trajs=0, num_elites=16, temperature=5.0)
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iqrl.nn import (EnsembleMLP, cross_entropy_last, elu_mlp, ema_update_, gumbel_noise, linear_schedule,
-                     log_softmax_last, mlp, softmax_last)
+from iqrl.layers import EnsembleMLP, mlp
+from iqrl.maths import cross_entropy_last, ema_update_, gumbel_noise, linear_schedule, log_softmax_last, softmax_last
 
 
 def test_ema_update_formula():
@@ -96,7 +96,7 @@ def test_gumbel_noise_has_the_gumbel_distribution_and_follows_its_generator():
 def test_scalar_heads_stay_float32_under_bf16_autocast():
     torch.manual_seed(0)
     x = torch.randn(8, 10)
-    nets = [mlp(10, [16], 1), elu_mlp(10, [16], 1), EnsembleMLP(3, 10, [16], 1)]
+    nets = [mlp(10, [16], 1), mlp(10, [16], 1, act=nn.ELU, norm=False), EnsembleMLP(3, 10, [16], 1)]
     for net in nets:
         last = net[-1] if isinstance(net, nn.Sequential) else net.out
         with torch.no_grad():

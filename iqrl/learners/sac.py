@@ -1,4 +1,4 @@
-"""Soft Actor-Critic learner with TD3Learner's call shape (used by `sac` and by `iqrl-sac`).
+"""Soft Actor-Critic learner on the shared critic ensemble (used by `sac` and by `iqrl-sac`).
 
 SAC: Haarnoja et al., "Soft Actor-Critic: Off-Policy Maximum Entropy Deep RL with a Stochastic Actor"
 (arXiv 1801.01290) with the automatic temperature of "Soft Actor-Critic Algorithms and Applications"
@@ -17,7 +17,7 @@ bound of SAC+AE); u = μ + σ ε, a = tanh(u);  log π(a|x) = Σ_i [log N(u_i; �
 with log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u)) for numerical stability.
 Acting: explore=True samples a ~ π(·|x); explore=False takes the mean action tanh(μ).
 
-Hyper-parameters (SACConfig below + the shared ActorCriticConfig):
+Hyper-parameters (SACLearnerConfig below + the shared CriticConfig):
 
 | key | value | source |
 |---|---|---|
@@ -30,9 +30,7 @@ Hyper-parameters (SACConfig below + the shared ActorCriticConfig):
 | | | at 1.0, which with DMC rewards of up to 2 per agent step swamps the reward in the first updates |
 | log_std_min, log_std_max | −10, 2 (soft tanh bound) | SAC+AE |
 | actor_update_freq | 1 for `sac` / `iqrl-sac` (α updated with the actor) | SAC v2 (SAC+AE: 2) |
-| critics | 2, min (`sac`); iQRL's 5 with a random pair (`iqrl-sac`) | SAC v2 / iQRL spec §6.3 |
-
-The TD3-only keys of ActorCriticConfig (policy_noise, noise_clip, expl_sigma_*) are not used by SAC.
+| critics | 2, min (`sac`); iQRL's 5 with a random pair (`iqrl-sac`) | SAC v2 / the iQRL code |
 """
 
 from __future__ import annotations
@@ -44,15 +42,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.actor_critic import ActorCriticConfig, CriticEnsembleLearner
-from iqrl.nn import adam, mlp, no_param_grad
+from iqrl.layers import mlp
+from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
+from iqrl.optim import adam, no_param_grad, optimizer_step
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 @dataclass
-class SACConfig(ActorCriticConfig):
-    """ActorCriticConfig plus SAC's own keys (read only when the SAC learner is used)."""
+class SACLearnerConfig(CriticConfig):
+    """CriticConfig plus the keys of the SAC actor and its temperature."""
 
     init_temperature: float = 0.1  # initial entropy temperature alpha
     alpha_lr: float = 3e-4  # Adam on log(alpha)
@@ -60,7 +59,8 @@ class SACConfig(ActorCriticConfig):
     log_std_max: float = 2.0
     target_entropy: float | None = None  # None: -|A|
 
-    def validate_sac(self) -> None:
+    def validate_rl(self) -> None:
+        super().validate_rl()
         checks = [
             (self.init_temperature > 0, f"init_temperature must be > 0, got {self.init_temperature}"),
             (self.alpha_lr > 0, f"alpha_lr must be > 0, got {self.alpha_lr}"),
@@ -80,7 +80,7 @@ def tanh_log_det(u: Tensor) -> Tensor:
 class SACLearner(CriticEnsembleLearner):
     """Squashed-Gaussian actor and temperature on the shared critic ensemble; acts on x [B, in_dim]."""
 
-    def __init__(self, cfg: SACConfig, in_dim: int, act_dim: int, generator: torch.Generator):
+    def __init__(self, cfg: SACLearnerConfig, in_dim: int, act_dim: int, generator: torch.Generator):
         super().__init__(cfg, in_dim, act_dim, generator)
         self.actor = mlp(in_dim, cfg.mlp_dims, 2 * act_dim, cfg.init)  # (mu, s) per action dimension
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
@@ -131,14 +131,8 @@ class SACLearner(CriticEnsembleLearner):
         a, log_prob = self.sample(x)
         with no_param_grad(self.critic):
             actor_loss = (self.alpha.detach() * log_prob - self.actor_objective_q(x, a)).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-        if self.cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.grad_clip)
-        self.actor_opt.step()
+            optimizer_step(self.actor_opt, actor_loss, self.actor.parameters(), self.cfg.grad_clip)
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
+        optimizer_step(self.alpha_opt, alpha_loss)
         return {"actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(),
                 "alpha": self.alpha.detach(), "entropy": -log_prob.detach().mean()}

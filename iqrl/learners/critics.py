@@ -1,28 +1,33 @@
-"""TD3-style actor-critic shared by iQRL (on its latent) and TD3 (on raw observations).
+"""What every actor-critic learner here shares: the critic ensemble, its target, its step, random subsets.
 
-Paper order per update: n-step target with target-policy smoothing -> critic step (all critics) ->
-every `actor_update_freq` critic steps an actor step -> EMA targets (critics every step, actor after
-actor steps). The critic ensemble is one vectorised module; the target uses the minimum over a random
-subset of `q_subsample` target critics (one draw per update), the actor a reduction (`min` or `mean`)
-over another random subset of online critics (iQRL spec §6.3-6.4).
+The learners (`iqrl/learners/td3.py`, `iqrl/learners/sac.py`) act and learn on an input x [B, in_dim]
+that they do not train: raw observations (`td3`, `sac`), iQRL's quantized latent or DC-MPC's codes. The
+agent hands them detached inputs, so no RL gradient reaches a representation.
+
+Update order (`CriticEnsembleLearner.update`): bootstrap target -> critic step on every critic -> EMA of
+the target critics -> every `actor_update_freq` critic steps an actor step. The critic ensemble is one
+vectorised module; the target takes the minimum over a random subset of `q_subsample` target critics (one
+draw per update), the actor a reduction (`min` or `mean`) over another random subset of online critics, as
+REDQ (Chen et al. 2021, arXiv 2101.05982) and the iQRL code do.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.agents import AgentConfig
-from iqrl.nn import EnsembleMLP, adam, ema_update_, frozen_copy, linear_schedule, mlp, no_param_grad
+from iqrl.layers import EnsembleMLP, frozen_copy
+from iqrl.maths import ema_update_
+from iqrl.optim import adam, optimizer_step
 
 
 @dataclass
-class ActorCriticConfig(AgentConfig):
-    """RL hyper-parameters of the TD3 family (defaults: iQRL code, spec §6 and §11)."""
+class CriticConfig(AgentConfig):
+    """Keys of every actor-critic learner (defaults: the iQRL code). The actor's own keys are in
+    `TD3LearnerConfig` (iqrl/learners/td3.py) and `SACLearnerConfig` (iqrl/learners/sac.py)."""
 
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # actor and critic hidden widths
     batch_size: int = 256
@@ -35,14 +40,9 @@ class ActorCriticConfig(AgentConfig):
     actor_q_reduce: str = "mean"  # actor objective over another random subset: mean | min
     critic_loss_reduce: str = "mean"  # over critics: mean (iQRL) | sum (TD3)
     actor_update_freq: int = 2
-    policy_noise: float = 0.2  # target-policy smoothing std
-    noise_clip: float = 0.3
-    expl_sigma_start: float = 1.0  # exploration std, linear over training episodes
-    expl_sigma_end: float = 0.1
-    expl_sigma_episodes: int = 50  # the code's default; per group 50 easy / 150 medium / 500 hard (task YAML)
     init: str = "default"  # default | orthogonal
     grad_clip: float = 0.0  # gradient-norm clip of the actor and the critic steps; 0 = none (DCWM: 20)
-    # Official-code quirks (named switches, off by default; see README "Faithfulness"):
+    # Quirks of the official iQRL code (off by default; docs/faithfulness.md):
     official_nstep1_gamma_bug: bool = False  # n = 1 targets are undiscounted (gamma = 1)
     official_ignore_terminal: bool = False  # terminal flags ignored in the n > 1 path
     warmup_with_policy: bool = False  # seed episodes: untrained policy + sigma noise, not uniform
@@ -61,11 +61,6 @@ class ActorCriticConfig(AgentConfig):
              f"critic_loss_reduce must be mean or sum, got {self.critic_loss_reduce!r}"),
             (self.actor_update_freq >= 1, f"actor_update_freq must be >= 1, got {self.actor_update_freq}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.policy_noise >= 0, f"policy_noise must be >= 0, got {self.policy_noise}"),
-            (self.noise_clip >= 0, f"noise_clip must be >= 0, got {self.noise_clip}"),
-            (self.expl_sigma_start >= 0 and self.expl_sigma_end >= 0,
-             f"expl_sigma_start and expl_sigma_end must be >= 0, got {self.expl_sigma_start} and {self.expl_sigma_end}"),
-            (self.expl_sigma_episodes >= 1, f"expl_sigma_episodes must be >= 1, got {self.expl_sigma_episodes}"),
             (self.init in ("default", "orthogonal"), f"init must be default or orthogonal, got {self.init!r}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip}"),
             (all(h >= 1 for h in self.mlp_dims), f"mlp_dims must be positive widths (>= 1), got {list(self.mlp_dims)}"),
@@ -75,28 +70,14 @@ class ActorCriticConfig(AgentConfig):
                 raise ValueError(msg)
 
 
-def latent_model_checks(fsq_levels, latent_dim: int, horizon: int, rho: float, enc_mlp_dims=(), enc_lr: float = 1.0,
-                        enc_weight_decay: float = 0.0) -> list[tuple[bool, str]]:
-    """Validation shared by the agents with an FSQ latent model rolled out over a horizon (iQRL, DCWM)."""
-    return [
-        (all(h >= 1 for h in enc_mlp_dims),
-         f"agent.enc_mlp_dims must be positive widths (>= 1), got {list(enc_mlp_dims)}"),
-        (enc_lr > 0, f"agent.enc_lr must be > 0, got {enc_lr}"),
-        (enc_weight_decay >= 0, f"agent.enc_weight_decay must be >= 0, got {enc_weight_decay}"),
-        (len(fsq_levels) >= 1 and all(int(v) >= 2 for v in fsq_levels),
-         f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(fsq_levels)}"),
-        (latent_dim >= 1, f"agent.latent_dim must be >= 1, got {latent_dim}"),
-        (horizon >= 1, f"agent.horizon must be >= 1, got {horizon}"),
-        (0.0 < rho <= 1.0, f"agent.rho must be in (0, 1], got {rho}"),
-    ]
-
-
 class CriticEnsembleLearner(nn.Module):
     """What every actor-critic here shares: a vectorised critic ensemble with an EMA target, random
     critic subsets, the critic step, and the counters and optimizer state a checkpoint needs.
     Subclasses add the actor: `td_target` (the bootstrap target) and `update_actor` (metrics dict)."""
 
-    def __init__(self, cfg: ActorCriticConfig, in_dim: int, act_dim: int, generator: torch.Generator):
+    expl_sigma: float | None = None  # std of the exploration noise; None: the actor explores by sampling (SAC)
+
+    def __init__(self, cfg: CriticConfig, in_dim: int, act_dim: int, generator: torch.Generator):
         super().__init__()
         self.cfg = cfg
         self.act_dim = act_dim
@@ -143,12 +124,10 @@ class CriticEnsembleLearner(nn.Module):
         c = self.cfg
         y = self.td_target(ret, discount, x_next)
         q_loss, q = self.critic_loss(x, action, y)
-        self.critic_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
+        grad_norm = optimizer_step(self.critic_opt, q_loss, self.critic.parameters(), c.grad_clip)
         metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
-        if c.grad_clip > 0:
-            metrics["q_grad_norm"] = nn.utils.clip_grad_norm_(self.critic.parameters(), c.grad_clip)
-        self.critic_opt.step()
+        if grad_norm is not None:
+            metrics["q_grad_norm"] = grad_norm
         ema_update_(self.critic_target.parameters(), self.critic.parameters(), c.tau)
         self.critic_steps += 1
         if self.critic_steps % c.actor_update_freq == 0:
@@ -175,78 +154,3 @@ class CriticEnsembleLearner(nn.Module):
         self.critic_steps, self.episodes_trained = s["critic_steps"], s["episodes_trained"]
         for k, o in self.optimizers().items():
             o.load_state_dict(s[k])
-
-
-class TD3Learner(CriticEnsembleLearner):
-    """TD3 actor (deterministic, target copy, target-policy smoothing) on the shared critic ensemble."""
-
-    def __init__(self, cfg: ActorCriticConfig, in_dim: int, act_dim: int, generator: torch.Generator):
-        super().__init__(cfg, in_dim, act_dim, generator)
-        self.actor = mlp(in_dim, cfg.mlp_dims, act_dim, cfg.init)
-        self.actor_target = frozen_copy(self.actor)
-        self.actor_opt = adam(self.actor.parameters(), lr=cfg.lr)
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
-
-    # ------------------------------------------------------------------ acting
-    def policy(self, x: Tensor, target: bool = False) -> Tensor:
-        return torch.tanh((self.actor_target if target else self.actor)(x))
-
-    @property
-    def expl_sigma(self) -> float:
-        c = self.cfg
-        return linear_schedule(c.expl_sigma_start, c.expl_sigma_end, c.expl_sigma_episodes, self.episodes_trained)
-
-    def explore(self, action: Tensor) -> Tensor:
-        noise = torch.randn(action.shape, generator=self.generator, device=action.device) * self.expl_sigma
-        return (action + noise).clamp(-1.0, 1.0)
-
-    def act(self, x: Tensor, explore: bool) -> Tensor:
-        """Behaviour action: pi(x) plus the scheduled Gaussian noise when exploring, else pi(x)."""
-        a = self.policy(x)
-        return self.explore(a) if explore else a
-
-    # ------------------------------------------------------------------ learning
-    @torch.no_grad()
-    def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
-        """y = R + discount * min over a random subset of target critics of Q(x', smoothed pi'(x'))."""
-        c = self.cfg
-        a = self.policy(x_next, target=True)
-        noise = self._randn(a.shape, a.device) * c.policy_noise
-        a = (a + noise.clamp(-c.noise_clip, c.noise_clip)).clamp(-1.0, 1.0)
-        q_next = self.q(x_next, a, self._random_subset(c.q_subsample, a.device), target=True).amin(0)
-        return ret + discount * q_next
-
-    def update_actor(self, x: Tensor) -> dict:
-        c = self.cfg
-        # Only the actor is stepped: freeze the critic so backward skips its weight gradients.
-        with no_param_grad(self.critic):
-            loss = self.actor_loss(x)
-            self.actor_opt.zero_grad(set_to_none=True)
-            loss.backward()
-        if c.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.actor.parameters(), c.grad_clip)
-        self.actor_opt.step()
-        ema_update_(self.actor_target.parameters(), self.actor.parameters(), c.tau)
-        return {"actor_loss": loss.detach()}
-
-
-    def actor_loss(self, x: Tensor) -> Tensor:
-        return -self.actor_objective_q(x, self.policy(x)).mean()
-
-    def predraw(self, batch_size: int) -> list[Tensor]:
-        """The random draws of the next `update` call, in the order it makes them: the target-policy
-        smoothing noise and the target critics in `td_target`, then the actor's critics if that call
-        takes an actor step. Drawn from this learner's generator, so the stream is the same as drawing
-        inside `update`."""
-        c = self.cfg
-        draws = [self._randn((batch_size, self.act_dim), self.generator.device),
-                 self._random_subset(c.q_subsample, self.generator.device)]
-        if (self.critic_steps + 1) % c.actor_update_freq == 0:
-            draws.append(self._random_subset(c.q_subsample, self.generator.device))
-        return draws
-
-
-def to_tensor(obs: np.ndarray, device) -> Tensor:
-    return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)

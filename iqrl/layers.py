@@ -1,23 +1,23 @@
-"""Shared network building blocks: MLP, FSQ, vectorised ensembles, EMA, schedules.
+"""Building blocks with parameters: the MLP builder, vectorised ensembles, FSQ, target copies.
 
 Every agent builds from these, so an ablation that switches a block changes the same object in every
-agent that uses it (STYLE.md, principle 2). Nothing here holds training state.
+agent that uses it. Pure tensor functions (no parameters) are in `iqrl/maths.py`, optimizer helpers in
+`iqrl/optim.py`. Nothing here holds training state.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from contextlib import contextmanager
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 # --------------------------------------------------------------------------------------------------
-# MLP block (TD-MPC2 style): hidden layers Linear -> LayerNorm -> Mish, final plain Linear.
+# MLP builder: per hidden width Linear -> [LayerNorm] -> activation, then a plain Linear.
 # --------------------------------------------------------------------------------------------------
-
 
 def init_linear_(module: nn.Module, init: str) -> None:
     """Initialise every nn.Linear in `module`: 'default' (PyTorch) or 'orthogonal' (gain 1, zero bias)."""
@@ -47,44 +47,32 @@ def out_linear(in_dim: int, out_dim: int) -> nn.Linear:
     return ScalarHead(in_dim, 1) if out_dim == 1 else nn.Linear(in_dim, out_dim)
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default") -> nn.Sequential:
-    """NormedMLP(in, hidden, out): per hidden width Linear -> LayerNorm -> Mish, then a plain Linear."""
-    layers: list[nn.Module] = []
-    d = in_dim
-    for h in hidden:
-        layers += [nn.Linear(d, h), nn.LayerNorm(h), nn.Mish()]
-        d = h
-    layers.append(out_linear(d, out_dim))
-    net = nn.Sequential(*layers)
-    init_linear_(net, init)
-    return net
 
 
-def elu_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "orthogonal") -> nn.Sequential:
-    """EluMLP(in, hidden, out) (TCRL, baselines spec §1.1): per hidden width Linear -> ELU, then a plain Linear."""
-    layers: list[nn.Module] = []
-    d = in_dim
-    for h in hidden:
-        layers += [nn.Linear(d, h), nn.ELU()]
-        d = h
-    layers.append(out_linear(d, out_dim))
-    net = nn.Sequential(*layers)
-    init_linear_(net, init)
-    return net
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default",
+        act: type[nn.Module] = nn.Mish, norm: bool = True) -> nn.Sequential:
+    """The one MLP builder: per hidden width Linear -> LayerNorm (if `norm`) -> `act`, then a plain Linear
+    (a float32 `ScalarHead` for a single output). Initialised by `init_linear_`.
 
-
-def truncated_normal_sample(mu: Tensor, std: float, generator: torch.Generator, clip: float | None = None,
-                            eps: float = 1e-6) -> Tensor:
-    """TCRL's truncated-normal policy sample (baselines spec §1.6): mu + clip(std * N(0, 1), -clip, clip),
-    then clamped to [-1 + eps, 1 - eps] with a straight-through gradient (backward as if not clamped).
-
-    clip=None leaves the noise unclipped (TCRL's exploration); std may be 0 (then it returns mu, clamped).
+    The defaults are the TD-MPC2 / iQRL NormedMLP (LayerNorm + Mish); TCRL's heads are `act=nn.ELU,
+    norm=False, init="orthogonal"`, TD7's networks `norm=False` with ReLU or ELU.
     """
-    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) * std
-    if clip is not None:
-        noise = noise.clamp(-clip, clip)
-    x = mu + noise
-    return x - x.detach() + x.clamp(-1.0 + eps, 1.0 - eps).detach()  # forward: exactly the clamped value
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.LayerNorm(h), act()] if norm else [nn.Linear(d, h), act()]
+        d = h
+    layers.append(out_linear(d, out_dim))
+    net = nn.Sequential(*layers)
+    init_linear_(net, init)
+    return net
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with gradients switched off (target networks)."""
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,180 +244,3 @@ class FSQ(nn.Module):
         digits = (idx.unsqueeze(-1) // self._basis) % lv
         q = (digits.float() - self._half_width) / self._half_width
         return q.reshape(*idx.shape[:-1], -1)
-
-
-#: Last-dimension sizes up to this use the transposed layout on CPU (see `softmax_last`).
-SHORT_LAST_DIM = 128
-
-
-def _transposed(x: Tensor) -> bool:
-    return x.device.type == "cpu" and x.dim() >= 2 and x.shape[-1] <= SHORT_LAST_DIM
-
-
-def softmax_last(x: Tensor) -> Tensor:
-    """F.softmax(x, -1). On CPU with a short last dimension (DCWM's 15 codes per slot, MR.Q's 65 bins)
-    it runs on a class-major copy: PyTorch's CPU kernel vectorises along the innermost dimension only, so
-    a softmax over 15 contiguous classes is ~25x slower than the same softmax over a strided dimension
-    with a long contiguous inner one. Same maths; the sum may round in another order (~1 ulp)."""
-    if _transposed(x):
-        return F.softmax(x.transpose(-1, -2).contiguous(), -2).transpose(-1, -2)
-    return F.softmax(x, -1)
-
-
-def log_softmax_last(x: Tensor) -> Tensor:
-    """F.log_softmax(x, -1), with the layout of `softmax_last` on CPU (~10x faster for 15 classes)."""
-    if _transposed(x):
-        return F.log_softmax(x.transpose(-1, -2).contiguous(), -2).transpose(-1, -2)
-    return F.log_softmax(x, -1)
-
-
-def cross_entropy_last(logits: Tensor, target: Tensor) -> Tensor:
-    """Per-element cross-entropy [...] of logits [..., K] against class indices [...] (no reduction)."""
-    return -log_softmax_last(logits).gather(-1, target.unsqueeze(-1)).squeeze(-1)
-
-
-def gumbel_noise(like: Tensor, generator: torch.Generator) -> Tensor:
-    """Gumbel(0, 1) noise shaped like `like`: -log(-log(U)), U ~ Uniform(0, 1) drawn from `generator`.
-
-    Drawn by inversion from uniforms, which PyTorch's CPU generator makes ~6x faster than `exponential_`
-    (F.gumbel_softmax's route). U = 0 (probability 2^-24 per draw) is clamped to the smallest normal
-    float, so the noise is always finite (at least -4.47)."""
-    g = torch.rand(like.shape, generator=generator, device=like.device, dtype=torch.float32)
-    return g.clamp_min_(torch.finfo(torch.float32).tiny).log_().neg_().log_().neg_().to(like.dtype)
-
-
-def gumbel_softmax_st(logits: Tensor, generator: torch.Generator, tau: float = 1.0) -> Tensor:
-    """Straight-through Gumbel-softmax over the last dimension (DCWM, baselines spec §1.6).
-
-    Forward: the one-hot of argmax(logits + g), g ~ Gumbel(0, 1) drawn from `generator`; backward: the
-    gradient of softmax((logits + g) / tau). Same maths as F.gumbel_softmax(hard=True), with an explicit
-    generator so that runs resume bit for bit.
-    """
-    noisy = logits + gumbel_noise(logits, generator)
-    y_soft = softmax_last(noisy if tau == 1.0 else noisy / tau)
-    y_hard = torch.zeros_like(y_soft).scatter_(-1, y_soft.detach().max(-1, keepdim=True).indices, 1.0)
-    return y_hard + (y_soft - y_soft.detach())
-
-
-# --------------------------------------------------------------------------------------------------
-# Target networks and schedules
-# --------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def ema_update_(target: Iterable[Tensor], online: Iterable[Tensor], tau: float) -> None:
-    """Polyak update in place: target <- (1 - tau) * target + tau * online."""
-    t, o = list(target), list(online)
-    torch._foreach_lerp_(t, o, tau)
-
-
-def frozen_copy(module: nn.Module) -> nn.Module:
-    """A deep copy with gradients switched off (target networks)."""
-    import copy
-
-    target = copy.deepcopy(module)
-    target.requires_grad_(False)
-    return target
-
-
-def adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Optimizer:
-    """Adam (or AdamW when `decoupled`) with the fused single-kernel implementation.
-
-    Same maths as the default implementation; one fused kernel per step instead of ~10 elementwise
-    passes over every parameter tensor (the optimizer was a large share of a CPU update).
-    """
-    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
-    return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
-
-
-def linear_decay(start: float, end: float, duration: float, step: float) -> float:
-    """TCRL's `linear(init, final, duration)`: start + (end - start) * clip(step / duration, 0, 1)."""
-    mix = min(max(step / duration, 0.0), 1.0)
-    return float(start + (end - start) * mix)
-
-
-def linear_schedule(start: float, end: float, n: int, index: int) -> float:
-    """Value `index` of linspace(start, end, n), saturating at the end (iQRL's exploration schedule)."""
-    if n <= 1:
-        return float(end)
-    i = min(max(index, 0), n - 1)
-    return float(start + (end - start) * i / (n - 1))
-
-
-@torch.no_grad()
-def hard_update_(target: Iterable[Tensor], online: Iterable[Tensor]) -> None:
-    """Hard target update in place: target <- online (TD7 and MR.Q every 250 steps)."""
-    torch._foreach_copy_(list(target), list(online))
-
-
-@contextmanager
-def no_param_grad(*modules: nn.Module):
-    """Inside the block the modules' parameters get no gradient; the input still does.
-
-    For objectives that differentiate through a network that is not being trained by them (an actor
-    loss through the critic and a state-action encoder): no gradient is computed or left on it.
-    """
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Small blocks of the baselines (spec §1.1, §1.6)
-# --------------------------------------------------------------------------------------------------
-
-
-def avg_l1_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """AvgL1Norm (TD7): x / max(mean_i |x_i|, eps), over the last dimension."""
-    return x / x.abs().mean(-1, keepdim=True).clamp(min=eps)
-
-
-def add_clipped_noise(action: Tensor, std: float, clip: float | None, generator: torch.Generator) -> Tensor:
-    """clamp(a + clip(N(0, std^2), -clip, clip), -1, 1); clip=None leaves the noise unclipped.
-
-    Exploration (clip None) and TD3 target-policy smoothing (clip 0.3 or 0.5) of the TD7 and MR.Q agents.
-    """
-    noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype) * std
-    if clip is not None:
-        noise = noise.clamp(-clip, clip)
-    return (action + noise).clamp(-1.0, 1.0)
-
-
-def symexp(x: Tensor) -> Tensor:
-    return torch.sign(x) * (torch.exp(x.abs()) - 1.0)
-
-
-def two_hot_bins(lower: float = -10.0, upper: float = 10.0, n: int = 65, device=None) -> Tensor:
-    """MR.Q reward bins: symexp(linspace(lower, upper, n)) [n]."""
-    return symexp(torch.linspace(lower, upper, n, device=device))
-
-
-def two_hot(y: Tensor, bins: Tensor) -> Tensor:
-    """Two-hot encoding [..., n] of scalars y [...] on sorted bins [n].
-
-    y lands in b_k <= y < b_{k+1} and gets weights (1 - w, w) on bins (k, k+1), w = (y - b_k) /
-    (b_{k+1} - b_k); values outside [b_0, b_{n-1}] saturate onto the end bin.
-    """
-    n = bins.shape[0]
-    k = (torch.searchsorted(bins, y.contiguous(), right=True) - 1).clamp(0, n - 2)
-    lo, hi = bins[k], bins[k + 1]
-    w = ((y - lo) / (hi - lo)).clamp(0.0, 1.0)
-    out = torch.zeros(*y.shape, n, device=y.device, dtype=bins.dtype)
-    out.scatter_(-1, k.unsqueeze(-1), (1.0 - w).unsqueeze(-1))
-    out.scatter_add_(-1, (k + 1).unsqueeze(-1), w.unsqueeze(-1))
-    return out
-
-
-def two_hot_decode(logits: Tensor, bins: Tensor) -> Tensor:
-    """Expected value sum_j softmax(logits)_j b_j, [..., n] -> [...]."""
-    return (softmax_last(logits) * bins).sum(-1)
-
-
-def two_hot_cross_entropy(logits: Tensor, y: Tensor, bins: Tensor) -> Tensor:
-    """Per-sample cross-entropy [...] between two_hot(y) and log_softmax(logits [..., n])."""
-    return -(two_hot(y, bins) * log_softmax_last(logits)).sum(-1)

@@ -1,0 +1,55 @@
+"""An actor-critic learner acting on raw observations: the `td3` and `sac` agents.
+
+There is no representation to train: the learner sees o_t and its n-step bootstrap observation o_{t+m}
+directly, one window of n transitions per sample, one learner update per agent update.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from iqrl.agents import Agent, AgentSpec, to_tensor
+from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
+from iqrl.replay import nstep_transition
+
+
+class RawObservationAgent(Agent):
+    """Raw observations -> `learner_cls` (set by the subclass: TD3Learner or SACLearner)."""
+
+    learner_cls: type[CriticEnsembleLearner]
+
+    def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.spec = AgentSpec(seq_len=cfg.nstep, batch_size=cfg.batch_size, updates_per_step=0.5,
+                              warmup_with_policy=cfg.warmup_with_policy)
+        self.ac = self.learner_cls(cfg, obs_dim, act_dim, self.generator).to(self.device)
+
+    @property
+    def exploration_sigma(self) -> float | None:
+        return self.ac.expl_sigma
+
+    def update(self, replay, step: int) -> dict:
+        c = self.cfg
+        return self.ac.update(*nstep_transition(replay.sample(c.batch_size), c.gamma, c.nstep,
+                                                unit_discount_n1=c.official_nstep1_gamma_bug,
+                                                ignore_terminal=c.official_ignore_terminal))
+
+    def on_episode_end(self) -> None:
+        self.ac.episodes_trained += 1
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        return self.ac.act(to_tensor(obs, self.device), explore).cpu().numpy()
+
+    def state_dict(self) -> dict:
+        return {"ac": self.ac.state_dict(), "ac_extra": self.ac.extra_state(),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.ac.load_state_dict(s["ac"])
+        self.ac.load_extra_state(s["ac_extra"])
+        self.generator.set_state(s["generator"].cpu())
