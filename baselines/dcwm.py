@@ -117,12 +117,11 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
 
 
 class DCWM(Agent):
+    STATE_OBJECTS = ("encoder", "dynamics", "reward_head", "ac", "model_opt", "ac_extra=ac.extra")
+
     def __init__(self, cfg: DCWMConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
-        self.cfg = cfg
-        self.device = torch.device(device)
+        super().__init__(cfg, device, seed)  # self.generator: the updates' Gumbel noise, TD3 noise, critic draws
         self.act_dim = act_dim
-        self.generator = torch.Generator(device=self.device)  # updates (Gumbel noise, TD3 noise, critic draws)
-        self.generator.manual_seed(seed)
         self.act_generators = {}  # acting: explore=True (training) and explore=False (evaluation)
         for k, explore in enumerate((True, False)):
             self.act_generators[explore] = torch.Generator(device=self.device)
@@ -287,23 +286,13 @@ class DCWM(Agent):
         return self.fsq.indices(self.encode(obs.to(self.device)))
 
     # ------------------------------------------------------------------ state
-    def _modules(self) -> dict[str, nn.Module]:
-        return {"encoder": self.encoder, "dynamics": self.dynamics, "reward_head": self.reward_head, "ac": self.ac}
-
     def state_dict(self) -> dict:
-        s = {k: m.state_dict() for k, m in self._modules().items()}
-        s.update(model_opt=self.model_opt.state_dict(), ac_extra=self.ac.extra_state(),
-                 generator=self.generator.get_state(),
-                 act_generators={k: g.get_state() for k, g in self.act_generators.items()},
-                 plan_mean={k: None if v is None else v.clone() for k, v in self.plan_mean.items()})
-        return s
+        """The declared state plus the acting generators and the planners' warm starts."""
+        return {**super().state_dict(), "act_generators": {k: g.get_state() for k, g in self.act_generators.items()},
+                "plan_mean": {k: None if v is None else v.clone() for k, v in self.plan_mean.items()}}
 
     def load_state_dict(self, s: dict) -> None:
-        for k, m in self._modules().items():
-            m.load_state_dict(s[k])
-        self.model_opt.load_state_dict(s["model_opt"])
-        self.ac.load_extra_state(s["ac_extra"])
-        self.generator.set_state(s["generator"].cpu())
+        super().load_state_dict(s)
         for k, g in self.act_generators.items():
             g.set_state(s["act_generators"][k].cpu())
         self.plan_mean = {k: None if v is None else v.to(self.device) for k, v in s["plan_mean"].items()}

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentConfig, AgentSpec, NamedState, to_tensor
+from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.layers import EnsembleLinear, frozen_copy, out_linear
 from iqrl.maths import add_clipped_noise, hard_update_, two_hot_bins, two_hot_cross_entropy
 from iqrl.optim import no_param_grad, optimizer_step
@@ -178,16 +178,13 @@ class MrqEncoder(nn.Module):
         return out[..., 0], out[..., 1: self.zs_dim + 1], out[..., self.zs_dim + 1:]
 
 
-class MRQ(NamedState, Agent):
+class MRQ(Agent):
     STATE_OBJECTS = ("encoder", "encoder_target", "policy", "policy_target", "value", "value_target",
                      "encoder_opt", "value_opt", "policy_opt")
     STATE_VALUES = ("reward_scale", "target_reward_scale", "training_steps")
 
     def __init__(self, cfg: MRQConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        super().__init__(cfg, device, seed)
         self.spec = AgentSpec(seq_len=max(cfg.enc_horizon, cfg.q_horizon), batch_size=cfg.batch_size,
                               updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy,
                               update_mode="per_step", replay_capacity=1_000_000,  # the code's 1e6 FIFO

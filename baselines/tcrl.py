@@ -160,11 +160,12 @@ class TCRLActorCritic(nn.Module):
 
 
 class TCRL(Agent):
+    STATE_OBJECTS = ("encoder", "encoder_target", "dynamics", "reward_head", "ac", "model_opt",
+                     "actor_opt=ac.actor_opt", "critic_opt=ac.critic_opt")
+    STATE_VALUES = ("sigma=ac.sigma", "train_episodes")
+
     def __init__(self, cfg: TCRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        super().__init__(cfg, device, seed)
         # 250 updates per 1000-frame episode: 0.5 per agent step = 0.25 per env step (§4.5, §8).
         self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size,
                               updates_per_step=0.25)
@@ -247,24 +248,3 @@ class TCRL(Agent):
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:
         return self.encoder(obs.to(self.device))
-
-    # ------------------------------------------------------------------ state
-    def _modules(self) -> dict[str, nn.Module]:
-        return {"encoder": self.encoder, "encoder_target": self.encoder_target, "dynamics": self.dynamics,
-                "reward_head": self.reward_head, "ac": self.ac}
-
-    def state_dict(self) -> dict:
-        s = {k: m.state_dict() for k, m in self._modules().items()}
-        s.update(model_opt=self.model_opt.state_dict(), actor_opt=self.ac.actor_opt.state_dict(),
-                 critic_opt=self.ac.critic_opt.state_dict(), sigma=self.ac.sigma,
-                 train_episodes=self.train_episodes, generator=self.generator.get_state())
-        return s
-
-    def load_state_dict(self, s: dict) -> None:
-        for k, m in self._modules().items():
-            m.load_state_dict(s[k])
-        self.model_opt.load_state_dict(s["model_opt"])
-        self.ac.actor_opt.load_state_dict(s["actor_opt"])
-        self.ac.critic_opt.load_state_dict(s["critic_opt"])
-        self.ac.sigma, self.train_episodes = s["sigma"], s["train_episodes"]
-        self.generator.set_state(s["generator"].cpu())

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentConfig, AgentSpec, NamedState, to_tensor
+from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.layers import EnsembleLinear, frozen_copy, mlp
 from iqrl.maths import add_clipped_noise, avg_l1_norm, hard_update_
 from iqrl.optim import no_param_grad, optimizer_step
@@ -156,7 +156,7 @@ def lap_huber(delta: Tensor, min_priority: float = 1.0) -> Tensor:
     return per.sum(0).mean()
 
 
-class TD7(NamedState, Agent):
+class TD7(Agent):
     STATE_OBJECTS = ("encoder", "fixed_encoder", "fixed_encoder_target", "checkpoint_encoder", "actor",
                      "actor_target", "checkpoint_actor", "critic", "critic_target", "encoder_opt", "actor_opt",
                      "critic_opt")
@@ -164,10 +164,7 @@ class TD7(NamedState, Agent):
                     "min_return", "best_min_return", "eps_per_assessment", "update_credit")
 
     def __init__(self, cfg: TD7Config, obs_dim: int, act_dim: int, device: torch.device, seed: int):
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        super().__init__(cfg, device, seed)
         self.spec = AgentSpec(seq_len=1, batch_size=cfg.batch_size, updates_per_step=0.5,
                               warmup_with_policy=cfg.warmup_with_policy,
                               update_mode="agent_decides" if cfg.use_checkpoints else "per_step",

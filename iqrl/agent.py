@@ -144,11 +144,11 @@ class IQRLSACConfig(IQRLRepresentationConfig, SACLearnerConfig):
 
 
 class IQRL(Agent):
+    STATE_OBJECTS = ("encoder", "encoder_target", "dynamics", "projection", "projection_target", "reward_head",
+                     "decoder", "ac", "repr_opt", "ac_extra=ac.extra")
+
     def __init__(self, cfg: IQRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        super().__init__(cfg, device, seed)
         self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size,
                               updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy)
         D = self.latent_width = cfg.latent_width
@@ -317,24 +317,3 @@ class IQRL(Agent):
         if not self.cfg.use_fsq:
             return None
         return self.fsq.indices(self.encode(obs.to(self.device)))
-
-    # ------------------------------------------------------------------ state
-    def _modules(self) -> dict[str, nn.Module | None]:
-        return {"encoder": self.encoder, "encoder_target": self.encoder_target, "dynamics": self.dynamics,
-                "projection": self.projection, "projection_target": self.projection_target,
-                "reward_head": self.reward_head, "decoder": self.decoder, "ac": self.ac}
-
-    def state_dict(self) -> dict:
-        s = {k: m.state_dict() for k, m in self._modules().items() if m is not None}
-        s["repr_opt"] = self.repr_opt.state_dict()
-        s["ac_extra"] = self.ac.extra_state()
-        s["generator"] = self.generator.get_state()
-        return s
-
-    def load_state_dict(self, s: dict) -> None:
-        for k, m in self._modules().items():
-            if m is not None:
-                m.load_state_dict(s[k])
-        self.repr_opt.load_state_dict(s["repr_opt"])
-        self.ac.load_extra_state(s["ac_extra"])
-        self.generator.set_state(s["generator"].cpu())

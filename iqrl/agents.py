@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass
@@ -69,10 +69,44 @@ class AgentSpec:
     shared_eval_seed: bool = False
 
 
+def _split(entry: str) -> tuple[str, str]:
+    key, _, path = entry.partition("=")
+    return key, path or key
+
+
+def _get(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set(obj, path: str, value) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        obj = getattr(obj, part)
+    setattr(obj, last, value)
+
+
 class Agent(abc.ABC):
-    """Base class: subclasses set `spec` and implement act / update / state_dict / load_state_dict."""
+    """Base class: subclasses call `super().__init__(cfg, device, seed)`, set `spec`, implement act and update,
+    and name their state in STATE_OBJECTS / STATE_VALUES.
+
+    The checkpointed state is declared, not written out: `state_dict()` holds, under their names,
+    STATE_OBJECTS (networks, targets, optimizers: anything with its own state_dict; an attribute that is None
+    is left out), STATE_VALUES (plain attributes: counters, floats, tensors that are replaced, never changed
+    in place), and the agent's torch `generator`. An entry "key=path" stores the attribute at a dotted path
+    under `key` (e.g. "ac_extra=ac.extra", the learner's counters and optimizers).
+    """
 
     spec: AgentSpec
+    STATE_OBJECTS: tuple[str, ...] = ()
+    STATE_VALUES: tuple[str, ...] = ()
+
+    def __init__(self, cfg, device: torch.device | str, seed: int):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)  # every random draw of the updates (and acting)
+        self.generator.manual_seed(seed)
     codebook_size: int | None = None  # codes per group of a quantized latent (diagnostics)
     latent_width: int | None = None  # width D of the latent the actor and critic consume (diagnostics)
 
@@ -102,13 +136,29 @@ class Agent(abc.ABC):
         raise TypeError(f"{type(self).__name__} declares update_mode={self.spec.update_mode!r}, "
                         "so the trainer never asks it for updates_due()")
 
-    @abc.abstractmethod
-    def state_dict(self) -> dict:
-        ...
+    def networks(self) -> dict[str, nn.Module]:
+        """The modules among STATE_OBJECTS (networks and their targets), by name, in declaration order."""
+        objs = {key: _get(self, path) for key, path in map(_split, self.STATE_OBJECTS)}
+        return {key: obj for key, obj in objs.items() if isinstance(obj, nn.Module)}
 
-    @abc.abstractmethod
+    def state_dict(self) -> dict:
+        s = {}
+        for entry in self.STATE_OBJECTS:
+            key, path = _split(entry)
+            if (obj := _get(self, path)) is not None:
+                s[key] = obj.state_dict()
+        s.update({key: _get(self, path) for key, path in map(_split, self.STATE_VALUES)})
+        s["generator"] = self.generator.get_state()
+        return s
+
     def load_state_dict(self, state: dict) -> None:
-        ...
+        for entry in self.STATE_OBJECTS:
+            key, path = _split(entry)
+            if (obj := _get(self, path)) is not None:
+                obj.load_state_dict(state[key])
+        for key, path in map(_split, self.STATE_VALUES):
+            _set(self, path, state[key])
+        self.generator.set_state(state["generator"].cpu())
 
     def latent(self, obs: Tensor) -> Tensor | None:
         """The latent the actor/critic consume, [n, D]; None for agents without one."""
@@ -117,31 +167,6 @@ class Agent(abc.ABC):
     def codes(self, obs: Tensor) -> Tensor | None:
         """Integer code indices [n, G] for quantized latents; None otherwise."""
         return None
-
-
-class NamedState:
-    """state_dict() / load_state_dict() built from two lists of attribute names (for Agent subclasses).
-
-    STATE_OBJECTS: attributes with their own state_dict (networks, targets, optimizers);
-    STATE_VALUES: plain attributes (counters, floats, tensors that are replaced, never changed in place);
-    plus the agent's torch `generator`.
-    """
-
-    STATE_OBJECTS: tuple[str, ...] = ()
-    STATE_VALUES: tuple[str, ...] = ()
-
-    def state_dict(self) -> dict:
-        s = {k: getattr(self, k).state_dict() for k in self.STATE_OBJECTS}
-        s.update({k: getattr(self, k) for k in self.STATE_VALUES})
-        s["generator"] = self.generator.get_state()
-        return s
-
-    def load_state_dict(self, state: dict) -> None:
-        for k in self.STATE_OBJECTS:
-            getattr(self, k).load_state_dict(state[k])
-        for k in self.STATE_VALUES:
-            setattr(self, k, state[k])
-        self.generator.set_state(state["generator"].cpu())
 
 
 @dataclass(frozen=True)

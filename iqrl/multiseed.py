@@ -65,7 +65,7 @@ class _Call(nn.Module):
 
 
 def _holder(agent: IQRL) -> _Call:
-    mods = {k: m for k, m in agent._modules().items() if m is not None}
+    mods = agent.networks()
     return _Call(mods)
 
 

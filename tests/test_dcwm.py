@@ -149,10 +149,10 @@ def test_world_model_gradients_reach_exactly_the_world_model():
 
 def test_rl_gradients_never_reach_the_world_model():
     agent = make()
-    before = {n: copy.deepcopy(m.state_dict()) for n, m in agent._modules().items() if n != "ac"}
+    before = {n: copy.deepcopy(m.state_dict()) for n, m in agent.networks().items() if n != "ac"}
     for _ in range(4):  # includes actor steps
         metrics = agent.update_rl(batch())
-    for n, m in agent._modules().items():
+    for n, m in agent.networks().items():
         if n != "ac":
             assert all(p.grad is None for p in m.parameters())
             assert all(torch.equal(v, m.state_dict()[k]) for k, v in before[n].items())

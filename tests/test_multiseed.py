@@ -62,7 +62,7 @@ def group_updates(group: SeedGroup, replays, n: int) -> list[list[dict]]:
 
 
 def params(agent) -> dict[str, torch.Tensor]:
-    return {f"{m}.{n}": p for m, mod in agent._modules().items() if mod is not None
+    return {f"{m}.{n}": p for m, mod in agent.networks().items()
             for n, p in mod.state_dict().items()}
 
 

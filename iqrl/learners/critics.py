@@ -146,6 +146,11 @@ class CriticEnsembleLearner(nn.Module):
         q = self.q(x, a, self._random_subset(c.q_subsample, x.device))
         return q.mean(0) if c.actor_q_reduce == "mean" else q.amin(0)
 
+    @property
+    def extra(self) -> "LearnerCounters":
+        """What a checkpoint needs beyond the module's tensors, as an object with state_dict()."""
+        return LearnerCounters(self)
+
     def extra_state(self) -> dict:
         return {"critic_steps": self.critic_steps, "episodes_trained": self.episodes_trained,
                 **{k: o.state_dict() for k, o in self.optimizers().items()}}
@@ -154,3 +159,16 @@ class CriticEnsembleLearner(nn.Module):
         self.critic_steps, self.episodes_trained = s["critic_steps"], s["episodes_trained"]
         for k, o in self.optimizers().items():
             o.load_state_dict(s[k])
+
+
+class LearnerCounters:
+    """A learner's step counters and optimizer states, with the state_dict interface of a module."""
+
+    def __init__(self, learner: CriticEnsembleLearner):
+        self.learner = learner
+
+    def state_dict(self) -> dict:
+        return self.learner.extra_state()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_extra_state(state)

@@ -18,12 +18,10 @@ class RawObservationAgent(Agent):
     """Raw observations -> `learner_cls` (set by the subclass: TD3Learner or SACLearner)."""
 
     learner_cls: type[CriticEnsembleLearner]
+    STATE_OBJECTS = ("ac", "ac_extra=ac.extra")
 
     def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        super().__init__(cfg, device, seed)
         self.spec = AgentSpec(seq_len=cfg.nstep, batch_size=cfg.batch_size, updates_per_step=0.5,
                               warmup_with_policy=cfg.warmup_with_policy)
         self.ac = self.learner_cls(cfg, obs_dim, act_dim, self.generator).to(self.device)
@@ -44,12 +42,3 @@ class RawObservationAgent(Agent):
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         return self.ac.act(to_tensor(obs, self.device), explore).cpu().numpy()
-
-    def state_dict(self) -> dict:
-        return {"ac": self.ac.state_dict(), "ac_extra": self.ac.extra_state(),
-                "generator": self.generator.get_state()}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.ac.load_state_dict(s["ac"])
-        self.ac.load_extra_state(s["ac_extra"])
-        self.generator.set_state(s["generator"].cpu())
