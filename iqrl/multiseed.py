@@ -46,8 +46,8 @@ from iqrl.maths import ema_update_
 from iqrl.optim import adam
 from iqrl.replay import SequenceBatch
 from iqrl.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
-from iqrl.train import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Trainer, check_run_folder, resolve_device,
-                        stop_on_signals)
+from iqrl.train import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Trainer, check_device_type, check_run_folder,
+                        resolve_device, stop_on_signals)
 
 PREVIOUS_CHECKPOINT = CHECKPOINT.with_name("ckpt.prev.pt")
 
@@ -466,7 +466,9 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         if not cfgs:
             print(f"{root}: every seed is already done, nothing to do", flush=True)
             return EXIT_OK
-        resolve_device(cfgs[0].device)
+        device = resolve_device(cfgs[0].device)
+        for c in cfgs:
+            check_device_type(c, device)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -479,12 +479,26 @@ def check_run_folder(cfg: RunConfig) -> str | None:
     return None
 
 
+def check_device_type(cfg: RunConfig, device: torch.device) -> None:
+    """A checkpoint resumes only on the device type it was written on: it holds the states of the agent's
+    random generators, whose format differs between device types (5056 bytes on CPU, 16 on CUDA), and the
+    same seed draws different numbers on each. ConfigError (one line) otherwise."""
+    run_dir = Path(cfg.out)
+    if not (run_dir / CHECKPOINT).exists():
+        return
+    saved = ((read_yaml(run_dir / "config.yaml") or {}).get("meta") or {}).get("device")
+    if saved and torch.device(saved).type != device.type:
+        raise ConfigError(f"{run_dir} was trained on {saved} and its checkpoint resumes only on a "
+                          f"{torch.device(saved).type} device (random-generator states differ between device "
+                          f"types); resume it with device={torch.device(saved).type} or use another out=")
+
+
 def preflight(cfg: RunConfig) -> bool:
     """The checks before training `cfg` (ConfigError, one line, on failure); True if its folder holds it done.
     A finished run needs no device, so the device is checked only for a run still to train."""
     done = check_run_folder(cfg) == "done"
     if not done:
-        resolve_device(cfg.device)
+        check_device_type(cfg, resolve_device(cfg.device))
     return done
 
 

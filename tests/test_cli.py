@@ -4,10 +4,11 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from conftest import tiny_argv
 from iqrl.config import build_config
-from iqrl.train import EXIT_BAD_INPUT, EXIT_OK, main
+from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
 
 BAD = [
     (["agent=nope"], "unknown agent 'nope'; valid agents: "),
@@ -139,3 +140,27 @@ def test_official_shared_eval_seed_is_on_only_in_iqrl_official():
     assert build_config(["agent=iqrl-official", "seed=4294967295"]).seed == 4294967295
     with pytest.raises(Exception, match="seed must be in 0..4294957295"):
         build_config(["agent=iqrl", "seed=4294967295"])
+
+
+def test_resume_on_another_device_type_is_refused(tmp_path, capsys):
+    """A checkpoint written on one device type does not resume on another: its generator states have another
+    format (5056 bytes on CPU, 16 on CUDA). Simulated without a GPU: the folder's config.yaml says it was
+    trained on cuda:0, the resume asks for the CPU. One error line, exit 2, nothing in the folder changes."""
+    out = tmp_path / "run"
+    argv = tiny_argv("td3", out, seed=3)
+    calls = {"n": 0}
+
+    def stop_after_two_episodes():
+        calls["n"] += 1
+        return calls["n"] == 2
+
+    assert main(argv, should_stop=stop_after_two_episodes) == EXIT_INTERRUPTED
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg["meta"]["device"] = "cuda:0"
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "device=cuda" in err[0]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
