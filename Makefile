@@ -18,7 +18,7 @@ BENCH_OUT ?= bench.json
 AGENT ?=
 TASK ?=
 
-.PHONY: help install venv-install test demo sweep status figures bench validate clean
+.PHONY: help install venv-install test lint format demo sweep status figures bench validate clean
 
 help:
 	@echo "make test | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate"
@@ -38,8 +38,17 @@ venv-install:
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q tests
+
+# ruff (configured in pyproject.toml): the formatter's check and the linter; `make format` applies both fixes.
+lint: $(STAMP)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 # Sweeps (slurm/, README "Sweeps on Slurm"): CLUSTER = profile in slurm/profiles (default: local when
 # Slurm is absent), DRY=1 prints the runs and sbatch parameters only, AGENTS=a,b runs a subset.

@@ -51,3 +51,30 @@ def test_seed_range_boundaries():
     for bad in ("-1", "4294957296"):
         with pytest.raises(ConfigError, match="seed must be in 0..4294957295"):
             build_config([*BASE, f"seed={bad}"])
+
+
+def test_every_task_file_key_belongs_to_an_agent_reading_that_file():
+    """A task file serves every preset of one agent and a preset lacking a key leaves it out (iqrl-sac has no
+    exploration-noise schedule); so a misspelt key would be left out silently everywhere. Each key must be a
+    field of at least one config class that reads the file."""
+    from iqrl.config import task_file
+
+    readers: dict[str, set[str]] = {}
+    for agent in registry.agent_names():
+        entry = registry.get_entry(agent)
+        readers.setdefault(entry.task_overrides, set()).update(f.name for f in fields(registry.config_class(agent)))
+    for name, keys in readers.items():
+        data = task_file(name)
+        layers = [*(data.get("groups") or {}).values(), *(data.get("tasks") or {}).values()]
+        unknown = {k for layer in layers for k in (layer or {})} - keys
+        assert not unknown, f"{name}: keys no agent reading it has: {sorted(unknown)}"
+
+
+def test_iqrl_sac_leaves_out_the_noise_schedule_of_the_shared_task_file():
+    """iqrl and iqrl-sac read iqrl_tasks.yaml: iqrl takes the hard group's 500-episode noise schedule, iqrl-sac
+    (SAC explores by sampling) has no such key but still takes the task's latent_dim and nstep."""
+    iqrl = build_config(["agent=iqrl", "task=dog-run"]).agent
+    sac = build_config(["agent=iqrl-sac", "task=dog-run"]).agent
+    assert iqrl.expl_sigma_episodes == 500 and not hasattr(sac, "expl_sigma_episodes")
+    assert iqrl.latent_dim == sac.latent_dim == 1024 and iqrl.nstep == sac.nstep == 3
+    assert not hasattr(iqrl, "init_temperature") and sac.init_temperature == 0.1

@@ -159,6 +159,17 @@ def test_run_of_an_older_version_with_a_removed_key(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_run_of_an_older_version_with_keys_its_agent_never_read(tmp_path, capsys):
+    """Before configs were composed per learner, a td3 config carried the SAC learner's keys (and a sac config
+    TD3's noise keys), never read. An unfinished older run holding them resumes (runfolder.INERT_REMOVED_KEYS)
+    and finishes; a removed key outside that list is still refused (test above)."""
+    sac_keys = {"init_temperature": 0.1, "alpha_lr": 3e-4, "log_std_min": -10.0, "log_std_max": 2.0,
+                "target_entropy": None}
+    out, _, _, _ = _older_run(tmp_path, capsys, lambda agent: agent.update(sac_keys))
+    assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
+    assert json.loads((out / "status.json").read_text())["state"] == "done"
+
+
 def test_non_finite_loss_fails_the_run_with_reason(tmp_path, monkeypatch):
     from baselines.td3 import TD3
 
