@@ -276,22 +276,6 @@ def test_run_folder_has_codebook_diagnostics_model_free(tmp_path):
     assert json.loads((out / "status.json").read_text())["state"] == "done"
 
 
-def test_interrupt_and_resume_with_mpc_gives_identical_eval(tmp_path):
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    extra = ["agent.mpc=true", "eval_episodes=1"]  # MPPI acting with the small planner of TINY_AGENT
-    assert main(tiny_argv("dcwm", ref, seed=4, extra=extra)) == EXIT_OK
-    calls = {"n": 0}
-
-    def stop_after_three_episodes():
-        calls["n"] += 1
-        return calls["n"] == 3
-
-    assert main(tiny_argv("dcwm", run, seed=4, extra=extra), should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
-    assert main(tiny_argv("dcwm", run, seed=4, extra=extra)) == EXIT_OK
-    assert eval_numbers(run) == eval_numbers(ref)
-    assert read_csv(run / "train.csv")[-1]["q_loss"] == read_csv(ref / "train.csv")[-1]["q_loss"]
-
-
 @pytest.mark.parametrize("burst", [True, False])
 def test_seed_burst_trains_on_the_seed_episodes_before_the_first_agent_episode(burst, tmp_path):
     out = tmp_path / "run"

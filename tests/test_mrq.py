@@ -239,5 +239,3 @@ def test_config_validation_names_the_key():
 
 
 @pytest.mark.slow
-def test_interrupt_and_resume_gives_identical_eval(tmp_path):
-    assert_resume_matches("mrq", tmp_path)

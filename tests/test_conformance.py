@@ -1,0 +1,159 @@
+"""The agent interface, checked for every registered agent (iqrl.agents.REGISTRY): a new agent is tested
+here the moment it is registered, with nothing else to edit.
+
+Per agent: actions have the right shape, dtype and bounds; `state_dict` holds everything the agent's future
+depends on (a fresh agent loaded from it acts and updates bit for bit like the original); the interface
+members the trainer reads are declared; a short run writes a complete run folder; a run interrupted at an
+episode boundary and resumed ends with the numbers of one never interrupted.
+"""
+
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+from iqrl import agents
+from iqrl.agents import Agent, AgentSpec, make_agent
+from iqrl.config import build_config
+from iqrl.replay import SequenceReplay
+from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+from test_train import EVAL_COLS, eval_numbers, read_csv
+
+AGENTS = agents.agent_names()
+OBS, ACT = 5, 2
+
+
+def build(agent: str, seed: int) -> Agent:
+    argv = [f"agent={agent}", *TINY_RUN, *TINY_AGENT.get(agent, [])]
+    torch.manual_seed(seed)  # network initialisation draws from the global generator, as in the trainer
+    return make_agent(build_config(argv).agent, OBS, ACT, torch.device("cpu"), seed)
+
+
+def filled_replay(agent: Agent, seed: int = 0) -> SequenceReplay:
+    """Two 60-step episodes of random transitions (the second ends by termination)."""
+    replay = SequenceReplay(OBS, ACT, agent.spec.seq_len, torch.device("cpu"), seed)
+    rng = np.random.default_rng(seed)
+    for ep in range(2):
+        replay.start_episode(rng.normal(size=OBS).astype(np.float32))
+        for t in range(60):
+            replay.add(rng.uniform(-1, 1, ACT).astype(np.float32), float(rng.normal()),
+                       rng.normal(size=OBS).astype(np.float32), ep == 1 and t == 59, ep == 0 and t == 59)
+    return replay
+
+
+def as_numbers(metrics: dict) -> dict:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_actions_have_the_right_shape_dtype_and_bounds(agent):
+    a = build(agent, 0)
+    obs = np.random.default_rng(0).normal(size=(4, OBS)).astype(np.float32) * 10  # large inputs
+    for explore in (False, True):
+        batch, one = a.act(obs, explore=explore), a.act(obs[0], explore=explore)
+        assert batch.shape == (4, ACT) and one.shape == (ACT,)
+        assert batch.dtype == one.dtype == np.float32
+        assert np.isfinite(batch).all() and (np.abs(batch) <= 1).all() and (np.abs(one) <= 1).all()
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_state_dict_round_trip_continues_bit_for_bit(agent):
+    """After a few updates, a fresh agent of another seed loaded from the saved state acts and updates exactly
+    like the original: networks, targets, optimizers, counters and generators are all in the state."""
+    a = build(agent, 0)
+    replay = filled_replay(a)
+    for step in range(3):
+        a.update(replay, step)
+        a.on_episode_end()
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    replay_state = copy.deepcopy(replay.state_dict())
+    b = build(agent, 123)
+    b.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=False))
+    replay_b = filled_replay(b)
+    replay_b.load_state_dict(replay_state)
+    obs = np.random.default_rng(1).normal(size=(3, OBS)).astype(np.float32)
+    for explore in (True, False):
+        a.on_episode_start(training=explore)
+        b.on_episode_start(training=explore)
+        assert np.array_equal(a.act(obs, explore=explore), b.act(obs, explore=explore))
+    assert as_numbers(a.update(replay, 3)) == as_numbers(b.update(replay_b, 3))
+    assert np.array_equal(a.act(obs, explore=True), b.act(obs, explore=True))
+    # the parameters after that update (actions alone can hide a difference: FSQ rounds the latent)
+    nets_a, nets_b = a.networks(), b.networks()
+    for name in nets_a:
+        for (k, x), (_, y) in zip(nets_a[name].state_dict().items(), nets_b[name].state_dict().items()):
+            assert torch.equal(x, y), f"{name}.{k}"
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_interface_members_the_trainer_reads(agent):
+    a = build(agent, 0)
+    assert isinstance(a, Agent) and isinstance(a.spec, AgentSpec)
+    assert a.spec.seq_len >= 1 and a.spec.batch_size >= 1 and a.spec.updates_per_step > 0
+    assert a.spec.update_mode in ("per_episode", "per_step", "agent_decides")
+    assert a.networks() and all(isinstance(m, torch.nn.Module) for m in a.networks().values())
+    sigma = a.exploration_sigma
+    assert sigma is None or (isinstance(sigma, float) and sigma >= 0)
+    obs = torch.randn(6, OBS)
+    z = a.latent(obs)
+    assert (z is None) == (a.latent_width is None)
+    if z is not None:
+        assert z.shape == (6, a.latent_width)
+    codes = a.codes(obs)
+    if codes is not None:
+        assert a.codebook_size is not None and codes.dtype == torch.int64 and codes.shape[0] == 6
+        assert 0 <= int(codes.min()) and int(codes.max()) < a.codebook_size
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_agent_writes_complete_run_folder(agent, tmp_path):
+    out = tmp_path / "run"
+    assert main(tiny_argv(agent, out, steps=800)) == EXIT_OK
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["agent"]["name"] == agent and cfg["task"] == "cartpole-balance" and cfg["steps"] == 800
+    assert cfg["meta"]["versions"]["torch"].startswith("2.13") and "git_commit" in cfg["meta"]
+    # replay_capacity null: the effective one (the agent's default) is in meta, 0 = unbounded
+    assert cfg["replay_capacity"] is None
+    assert cfg["meta"]["replay_capacity"] == (1_000_000 if agent in ("td7", "mrq") else 0)
+    ev = read_csv(out / "eval.csv")
+    assert list(ev[0]) == EVAL_COLS  # the run-folder contract, written out
+    assert [int(r["env_step"]) for r in ev] == [0, 400, 800]  # step 0, every 400, and the end
+    assert all(int(r["n_episodes"]) == 2 for r in ev)
+    tr = read_csv(out / "train.csv")
+    assert [int(r["env_step"]) for r in tr] == [400, 800]
+    assert float(tr[-1]["q_loss"]) >= 0 and float(tr[-1]["updates_per_s"]) > 0
+    assert float(tr[-1]["env_steps_per_s"]) > 0
+    if cfg["meta"]["latent_width"] is not None:
+        assert 1 <= float(tr[-1]["latent_rank"]) <= cfg["meta"]["latent_width"]
+    if cfg["meta"]["codebook_size"] is not None:
+        assert 0 < float(tr[-1]["active_codebook_pct_mean"]) <= 100
+    if agent.startswith("iqrl"):
+        assert 1 <= float(tr[-1]["latent_rank"]) <= 16  # width 8 groups x 2 channels
+        assert tr[-1]["consistency_loss"] != ""
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "done" and status["env_step"] == 800 and status["error"] is None
+    assert (out / "checkpoint" / "ckpt.pt").exists()
+    assert not [p for p in out.rglob("*.tmp")]  # no leftovers of atomic writes
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(tiny_argv(agent, ref, seed=4)) == EXIT_OK
+    calls = {"n": 0}
+
+    def stop_after_three_episodes():
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    assert main(tiny_argv(agent, run, seed=4), should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
+    assert main(tiny_argv(agent, run, seed=4)) == EXIT_OK
+    assert eval_numbers(run) == eval_numbers(ref)
+    assert read_csv(run / "train.csv")[-1]["q_loss"] == read_csv(ref / "train.csv")[-1]["q_loss"]
