@@ -50,7 +50,7 @@ format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-# Sweeps (slurm/, README "Sweeps on Slurm"): CLUSTER = profile in slurm/profiles (default: local when
+# Sweeps (slurm/, docs/sweeps.md): CLUSTER = profile in slurm/profiles (default: local when
 # Slurm is absent), DRY=1 prints the runs and sbatch parameters only, AGENTS=a,b runs a subset.
 sweep: $(STAMP)
 	$(PY) -m slurm sweep $(SWEEP) --results $(RESULTS) $(if $(CLUSTER),--cluster $(CLUSTER)) \
@@ -75,7 +75,7 @@ figures: $(STAMP)
 # make validate [AGENTS=a,b] [TASKS=cartpole-swingup,walker-walk] [STEPS=100000] [SEEDS=1]
 #               [OUT=results/validate] [SMALL=1] [JOBS=<cores>] [EVAL_EVERY=10000] [EXTRA="k=v ..."]
 # Learning check (not CI): trains every agent (default: all registered) on TASKS, then writes
-# OUT/validate.md and OUT/validate.csv with final returns next to published curves (README, "Learning check").
+# OUT/validate.md and OUT/validate.csv with final returns next to published curves (docs/learning-check.md).
 # STEPS defaults to 100000 here (the figures target's STEPS default is a list) unless given on the command line.
 AGENTS ?=
 TASKS ?= cartpole-swingup,walker-walk

@@ -1,6 +1,6 @@
 """Discover run folders and load them into one tidy table.
 
-A run folder is any folder under RESULTS that holds an `eval.csv` (see README, "Run folder contract").
+A run folder is any folder under RESULTS that holds an `eval.csv` (docs/run-folder.md).
 Its identity (agent, task, variant, seed, sweep, overrides) comes from `config.yaml` when present and
 otherwise from the sweep layout `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (see `identity_from_layout`),
 so results copied from a cluster without their configs still load.

@@ -1,24 +1,24 @@
-"""DCWM / DC-MPC: a discrete codebook world model, TD3 on its codes, MPPI at act time (baselines spec §5).
+"""DCWM / DC-MPC: a discrete codebook world model, TD3 on its codes, MPPI at act time.
 
 Scannell et al., "Discrete Codebook World Models for Continuous Control", ICLR 2025 (arXiv 2503.00653);
-code github.com/aidanscannell/dcmpc. Paper order per update (§5.3-5.4): world-model step (encoder ->
+code github.com/aidanscannell/dcmpc. Paper order per update: world-model step (encoder ->
 FSQ codes [5, 3] per slot; the dynamics is a classifier over the K = 15 codes of every slot, trained
 with cross-entropy against the code indices of the *online* encoder under stop-gradient (there is no
-target encoder, quirk Q-D4); the rollout propagates straight-through Gumbel-softmax samples; bounded
+target encoder, DC-4); the rollout propagates straight-through Gumbel-softmax samples; bounded
 reward head; rho-weighted over H = 5) -> re-encode o_0 and o_n with the updated encoder under no_grad
 -> TD3 critic step on the codes (5 critics, target = min of a random pair) -> actor step every 2nd
 critic step (mean of a random pair). The RL losses never reach the world model.
 
-Acting (§5.5): MPPI in the latent model (`baselines/dcwm_mppi.py`) with expected-code propagation,
+Acting: MPPI in the latent model (`baselines/dcwm_mppi.py`) with expected-code propagation,
 a policy prior and a terminal value; `mpc=false` acts with pi(z) alone (DCWM-MF). The planner's warm
 start (the previous plan) is reset at every episode start, kept separately for training and evaluation
 acting, and checkpointed. Acting draws from its own generators (one for training, one for evaluation),
 so evaluation does not change the training run.
 
-Quirks: Q-D1 (unit bootstrap discount for n = 1) is `dcwm_legacy_unit_discount` (off: gamma^n);
-Q-D2 default init is kept (`init=orthogonal` as an option); Q-D3 (one prior-noise vector shared by the
+Quirks (docs/faithfulness.md): DC-1 (unit bootstrap discount for n = 1) is `dcwm_legacy_unit_discount` (off: gamma^n);
+DC-2 default init is kept (`init=orthogonal` as an option); DC-3 (one prior-noise vector shared by the
 24 prior trajectories, and noisy prior / terminal-value actions in evaluation) is reproduced by default
-(`plan_shared_prior_noise`, `plan_noise_in_eval`); Q-D4: plain fp32, no gradient scaler, AdamW's
+(`plan_shared_prior_noise`, `plan_noise_in_eval`); DC-4: plain fp32, no gradient scaler, AdamW's
 library-default weight decay 0.01 kept as `enc_weight_decay`.
 The first update call after the seed episodes runs the updates they earned (5000 with 10 seed episodes),
 as the code (`seed_burst`, on); that call also advances the exploration schedule once.
@@ -50,17 +50,17 @@ PROPAGATION = ("sample", "sample_no_grad", "weighted_avg", "mode")
 @dataclass
 class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
     name: str = "dcwm"
-    # --- TD3 + REDQ-style ensemble on the codes (§5.4) ---
+    # --- TD3 + REDQ-style ensemble on the codes ---
     batch_size: int = 512
     num_critics: int = 5
     q_subsample: int = 2
     actor_q_reduce: str = "mean"
     critic_loss_reduce: str = "mean"
     expl_sigma_episodes: int = 50  # 50 easy / 150 medium / 500 hard (task YAML)
-    init: str = "default"  # quirk Q-D2: the code's init calls are no-ops
+    init: str = "default"  # DC-2: the code's init calls are no-ops
     grad_clip: float = 20.0
-    dcwm_legacy_unit_discount: bool = False  # quirk Q-D1: n = 1 bootstraps with 1 instead of gamma
-    # --- world model (§5.1-5.3; latent_dim, enc_mlp_dims, horizon, rho, enc_lr, enc_weight_decay and
+    dcwm_legacy_unit_discount: bool = False  # DC-1: n = 1 bootstraps with 1 instead of gamma
+    # --- world model (latent_dim, enc_mlp_dims, horizon, rho, enc_lr, enc_weight_decay and
     # enc_grad_clip with the defaults of LatentModelConfig) ---
     fsq_levels: list[int] = field(default_factory=lambda: [5, 3])  # latent_dim d slots (1024 for dog, humanoid)
     consistency_loss: str = "cross_entropy"  # cross_entropy | mse | cosine (on codes)
@@ -70,10 +70,10 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
     reward_min: float = 0.0  # bounded reward head: [0, action repeat] on DMC
     reward_max: float = 2.0
     # After the 10 seed episodes, the code's first update call trains on all of them at once (10 x 500 =
-    # 5000 updates) before the agent collects its first episode (§5.6); false: the first updates follow
+    # 5000 updates) before the agent collects its first episode; false: the first updates follow
     # the first agent-collected episode, as iQRL, TD3 and TCRL.
     seed_burst: bool = True
-    # --- MPPI at act time (§5.5) ---
+    # --- MPPI at act time ---
     mpc: bool = True
     plan_horizon: int = 3
     iterations: int = 6
@@ -85,8 +85,8 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
     max_std: float = 2.0
     plan_discount: float = 0.9  # the code discounts plans with rho, not gamma
     plan_propagation: str = "weighted_avg"
-    plan_shared_prior_noise: bool = True  # quirk Q-D3: one noise vector per step for all prior trajectories
-    plan_noise_in_eval: bool = True  # quirk Q-D3: prior and terminal-value actions noisy in evaluation too
+    plan_shared_prior_noise: bool = True  # DC-3: one noise vector per step for all prior trajectories
+    plan_noise_in_eval: bool = True  # DC-3: prior and terminal-value actions noisy in evaluation too
 
     def validate(self) -> None:
         self.validate_rl()
@@ -126,7 +126,7 @@ class DCWM(Agent):
         for k, explore in enumerate((True, False)):
             self.act_generators[explore] = torch.Generator(device=self.device)
             self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
-        # 500 updates per 1000-frame episode: 1 per agent step = 0.5 per env step (§5.6, §8).
+        # 500 updates per 1000-frame episode: 1 per agent step = 0.5 per env step.
         self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size, updates_per_step=0.5,
                               warmup_with_policy=cfg.warmup_with_policy, seed_burst=cfg.seed_burst)
         self.fsq = FSQ(cfg.fsq_levels).to(self.device)
@@ -185,7 +185,7 @@ class DCWM(Agent):
         c, H = self.cfg, self.cfg.horizon
         obs, act = batch.obs, batch.action
         mask = batch.valid[:, :H]  # 1 inside the episode (the code masks with its per-step done flag)
-        with torch.no_grad():  # targets: the ONLINE encoder under stop-gradient (no target encoder, Q-D4)
+        with torch.no_grad():  # targets: the ONLINE encoder under stop-gradient (no target encoder, DC-4)
             z_target = self.encode(obs[:, 1: H + 1])  # [B, H, D]
             k_target = self.fsq.indices(z_target)  # [B, H, d]
         z = self.encode(obs[:, 0])  # gradient reaches the encoder through z_0 and the rollout only
@@ -235,9 +235,9 @@ class DCWM(Agent):
     def on_episode_start(self, training: bool) -> None:
         self.plan_mean[training] = None  # t0: no warm start from the previous episode's plan
 
-    # ------------------------------------------------------------------ acting (MPPI, §5.5)
+    # ------------------------------------------------------------------ acting (MPPI)
     def policy_prior(self, z: Tensor, generator: torch.Generator, noisy: bool) -> Tensor:
-        """pi(z) [N, P, A] + N(0, sigma_expl^2), one noise vector per env shared by the P rows (Q-D3) or not."""
+        """pi(z) [N, P, A] + N(0, sigma_expl^2), one noise vector per env shared by the P rows (DC-3) or not."""
         a = self.ac.policy(z)
         if noisy:
             shape = (a.shape[0], 1, a.shape[-1]) if self.cfg.plan_shared_prior_noise else a.shape

@@ -1,4 +1,4 @@
-"""MPPI planning in a learned latent model (as DC-MPC acts; baselines spec §5.5).
+"""MPPI planning in a learned latent model (as DC-MPC acts; Scannell et al. 2025, arXiv 2503.00653).
 
 `mppi_plan` knows nothing about any agent: it takes the start latents and four callables.
 

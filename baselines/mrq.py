@@ -1,4 +1,4 @@
-"""MR.Q-style agent: model-based representation, model-free TD3-like RL (baselines spec §6).
+"""MR.Q-style agent: model-based representation, model-free TD3-like RL (Fujimoto et al. 2025, arXiv 2501.16142).
 
 Fujimoto et al., "Towards General-Purpose Model-Free Reinforcement Learning" (ICLR 2025,
 arXiv 2501.16142), code github.com/facebookresearch/MRQ (state observations, continuous actions).
@@ -7,7 +7,7 @@ Networks (LN = LayerNorm without affine; every Linear Xavier-uniform with gain s
   z_s = ELU(LN(MLP_ELU(o)))          z_a = ELU(W_a a)          z_sa = MLP_ELU([z_s, z_a])
   model W: z_sa -> [done (1), next z_s, reward logits (65 two-hot bins, symexp(linspace(-10, 10)))]
   value: two independent LN-ELU MLPs on z_sa;  policy: a = tanh(u), u = MLP_ReLU(z_s).
-One `update` = one RL step; at RL steps 1, 251, 501, ... it first (spec §6.4) hard-copies policy,
+One `update` = one RL step; at RL steps 1, 251, 501, ... it first hard-copies policy,
 value and encoder into their targets, sets s_bar <- s, s <- mean |r| over the buffer, and runs 250
 encoder steps back to back, so the encoder the RL step reads only changes every 250 steps.
   encoder (H = 5, LAP batch, own predictions fed back, no rho discount; mask m_t stops after a terminal):
@@ -23,13 +23,13 @@ Exploration clip(pi(z_s) + N(0, 0.2^2), -1, 1); evaluation deterministic. One RL
 (`update_mode="per_step"`, 0.5 updates per env step).
 
 Quirk switch (off by default):
-  Q-M2 `official_priority_from_policy_q`: the code (read at 0f0ed0e) writes LAP priorities from
+  MRQ-2 `official_priority_from_policy_q`: the code (read at 0f0ed0e) writes LAP priorities from
   |Q_j(s, pi(s)) - y| (the
   Q of the policy's action, computed after the value step), not from the critic's TD error on the
   sampled action; the default uses the TD error |Q_j(s, a) - y| of the value step, as LAP intends.
 Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses
 10 000 agent steps = 20 000 env steps, set seed_steps=20000 to match); the n-step return accumulates
-the terminal step's reward and stops there (quirk Q-M1: the code at 8a44a7d drops it, at 0f0ed0e it adds
+the terminal step's reward and stops there (docs/faithfulness.md MRQ-1: the code at 8a44a7d drops it, at 0f0ed0e it adds
 the rewards after the terminal; irrelevant on DMC). Replay: the code's 1M-transition FIFO
 (AgentSpec.replay_capacity).
 """
@@ -89,7 +89,7 @@ class MRQConfig(AgentConfig):
     bins_lower: float = -10.0
     bins_upper: float = 10.0
     # --- quirks and harness options ---
-    official_priority_from_policy_q: bool = False  # Q-M2: priorities from |Q(s, pi(s)) - y|
+    official_priority_from_policy_q: bool = False  # MRQ-2: priorities from |Q(s, pi(s)) - y|
     warmup_with_policy: bool = False
 
     def validate(self) -> None:
@@ -206,7 +206,7 @@ class MRQ(Agent):
         self.reward_scale, self.target_reward_scale = 1.0, 0.0  # s and s_bar (code's initial values)
         self.training_steps = 0
 
-    # ------------------------------------------------------------------ encoder (spec §6.2)
+    # ------------------------------------------------------------------ encoder
     def encoder_loss(self, b: SequenceBatch, use_done: bool) -> tuple[Tensor, dict]:
         c, H = self.cfg, self.cfg.enc_horizon
         with torch.no_grad():
@@ -230,7 +230,7 @@ class MRQ(Agent):
         optimizer_step(self.encoder_opt, loss)
         return metrics
 
-    # ------------------------------------------------------------------ RL (spec §6.3)
+    # ------------------------------------------------------------------ RL
     @torch.no_grad()
     def td_target(self, b: SequenceBatch) -> Tensor:
         """y = (R + gamma^n (1 - term) s_bar min_j Qbar_j(zbar_sa(o_n, a'))) / s, all from target networks."""
@@ -261,7 +261,7 @@ class MRQ(Agent):
                    "actor_loss": policy_loss.detach(), "grad_norm_value": grad_norm}
         return (td - y).abs().T, metrics
 
-    # ------------------------------------------------------------------ schedule (spec §6.4)
+    # ------------------------------------------------------------------ schedule
     def sync_targets(self, replay) -> None:
         hard_update_(self.policy_target.parameters(), self.policy.parameters())
         hard_update_(self.value_target.parameters(), self.value.parameters())

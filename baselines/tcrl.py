@@ -1,19 +1,19 @@
-"""TCRL: latent temporal consistency + a model-free TD3-like actor-critic on the latent (baselines spec §4).
+"""TCRL: latent temporal consistency + a model-free TD3-like actor-critic on the latent (Zhao et al. 2023, arXiv 2306.09466).
 
 Zhao et al., "Simplified Temporal Consistency Reinforcement Learning", ICML 2023 (arXiv 2306.09466);
-code github.com/zhaoyi11/tcrl. Paper order per update (§4.5): model step (encoder, latent dynamics and
+code github.com/zhaoyi11/tcrl. Paper order per update: model step (encoder, latent dynamics and
 reward head trained by a 5-step rho-weighted cosine consistency + reward loss against an EMA target
 encoder) -> encode o_0 and o_n with the *online* encoder under no_grad -> critic step (shared-trunk twin
 critic, n-step target from the *online* actor, no actor target) -> actor step (every update) -> EMA of
 the target encoder and the target critic. The RL losses never reach the encoder.
 
 One sigma_t serves as exploration std, target-action noise std and actor-update noise std; it follows
-linear(start, end, episodes) of the *episode index*, the 10 random episodes counted (quirk Q-T2, kept).
+linear(start, end, episodes) of the *episode index*, the 10 random episodes counted (docs/faithfulness.md TC-2, kept).
 The episode index comes from the trainer's `on_episode_start(training=True)` calls; as in the code the
 updates after episode k use sigma(k), and acting uses the value of the last update (sigma(0) before it).
-Harness choices: targets are copies of the online nets at start (quirk Q-T1; the code's independent
+Harness choices: targets are copies of the online nets at start (docs/faithfulness.md TC-1; the code's independent
 random init is `official_random_target_init`); windows come from the shared sequence replay (no loader
-lag, quirk Q-T3); model-free only (the public code does not plan, §4.6).
+lag, TC-3); model-free only (the public code does not plan).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from iqrl.replay import SequenceBatch, nstep_transition
 @dataclass
 class TCRLConfig(AgentConfig):
     name: str = "tcrl"
-    # --- latent model (§4.1-4.2) ---
+    # --- latent model ---
     latent_dim: int = 50  # d: 50 easy / medium, 100 hard (task YAML)
     enc_mlp_dims: list[int] = field(default_factory=lambda: [512, 512])
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # dynamics, reward, actor, critic
@@ -48,19 +48,19 @@ class TCRLConfig(AgentConfig):
     model_weight_decay: float = 1e-6  # coupled L2 (Adam, not AdamW)
     model_grad_clip: float = 10.0
     enc_tau: float = 0.005  # EMA rate of the target encoder
-    # --- actor-critic (§4.3) ---
+    # --- actor-critic ---
     batch_size: int = 512
     nstep: int = 3  # 1 for humanoid (task YAML)
     gamma: float = 0.99
     lr: float = 3e-4  # actor and critic (Adam, no clipping)
     tau: float = 0.005  # EMA rate of the target critic
-    # --- sigma schedule (§4.4): linear(start, end, episodes) over the episode index ---
+    # --- sigma schedule: linear(start, end, episodes) over the episode index ---
     sigma_start: float = 1.0
     sigma_end: float = 0.1  # 0.2 hard
     sigma_episodes: int = 50  # 50 easy / 150 medium / 500 hard
     sigma_clip: float = 0.3  # clip of the target and actor-update noise (exploration noise is unclipped)
     init: str = "orthogonal"  # orthogonal | default
-    official_random_target_init: bool = False  # quirk Q-T1: targets start from their own random init
+    official_random_target_init: bool = False  # TC-1: targets start from their own random init
 
     def validate(self) -> None:
         checks = [
@@ -166,7 +166,7 @@ class TCRL(Agent):
 
     def __init__(self, cfg: TCRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
-        # 250 updates per 1000-frame episode: 0.5 per agent step = 0.25 per env step (§4.5, §8).
+        # 250 updates per 1000-frame episode: 0.5 per agent step = 0.25 per env step.
         self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size,
                               updates_per_step=0.25)
         d = cfg.latent_dim
@@ -188,7 +188,7 @@ class TCRL(Agent):
     def exploration_sigma(self) -> float | None:
         return self.ac.expl_sigma
 
-    # ------------------------------------------------------------------ latent model (§4.2)
+    # ------------------------------------------------------------------ latent model
     def model_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
         """L = mean_b[c_c min(sum_t rho^t (2 - 2cos(z^_{t+1}, sg[e'(o_{t+1})])), 1e4)
                       + c_r min(sum_t rho^t (r^_t - r_t)^2, 1e4)]   (backward through L / H)."""
@@ -217,7 +217,7 @@ class TCRL(Agent):
                                                   self.cfg.model_grad_clip)
         return metrics
 
-    # ------------------------------------------------------------------ actor-critic (§4.3)
+    # ------------------------------------------------------------------ actor-critic
     def update_rl(self, batch: SequenceBatch) -> dict:
         c = self.cfg
         # online encoder after its update, detached: RL never trains it

@@ -1,9 +1,9 @@
-"""TD7-style agent: SALE embeddings, LAP replay, value clipping and policy checkpoints (baselines spec §3).
+"""TD7-style agent: SALE embeddings, LAP replay, value clipping and policy checkpoints (Fujimoto et al. 2023, arXiv 2306.02451).
 
 Fujimoto et al., "For SALE: State-Action Representation Learning for Deep RL" (NeurIPS 2023,
 arXiv 2306.02451), code github.com/sfujim/TD7; LAP: Fujimoto et al. 2020 (arXiv 2007.06049).
 
-One `update` is one gradient step of the code's `train()` (spec §3.3), in this order:
+One `update` is one gradient step of the code's `train()`, in this order:
   1. encoder    L_enc = mean (g(f(o), a) - sg[f(o')])^2                       online (f, g) only
   2. critic     a' = clip(pibar(o', fbar(o')) + clip(N(0, 0.2^2), +-0.5), -1, 1)
                 y  = r + gamma (1 - d) clip(min_k Qbar_k(o', a', gbar(fbar(o'), a'), fbar(o')), m_lo, m_hi)
@@ -15,7 +15,7 @@ One `update` is one gradient step of the code's `train()` (spec §3.3), in this 
 Four encoder copies: online (trained), fixed (actor/critic inputs), fixed-target (TD target) and
 checkpoint (evaluation). The critic and actor never train an encoder.
 
-Policy checkpoints (spec §3.4, `use_checkpoints`, on by default): training waits for episode ends
+Policy checkpoints (`use_checkpoints`, on by default): training waits for episode ends
 (`update_mode="agent_decides"`); `updates_due` assesses the current policy over 1 episode (20 after
 `steps_before_checkpointing` updates, when the best minimum return is also scaled by 0.9), stops an
 assessment early once an episode return falls below the best minimum return, and at the end of each
@@ -25,7 +25,7 @@ encoder) that `act(obs, explore=False)` evaluates. Data are collected by the cur
 the fixed encoder and N(0, 0.1^2) noise. With `use_checkpoints=false` TD7 trains after every agent
 step at the harness's updates_per_step (`update_mode="per_step"`) and evaluates the current actor.
 
-Adaptation to the DMC protocol (quirk Q-7; the official code has Gym MuJoCo settings only): action
+Adaptation to the DMC protocol (docs/faithfulness.md TD7-1; the official code has Gym MuJoCo settings only): action
 repeat 2 and the harness's seed phase (`seed_steps` env steps of uniform random actions) instead of
 25 000 random Gym steps; a burst runs 0.5 updates per env step (= 1 per agent step, the code's UTD 1);
 `steps_before_checkpointing` counts updates as in the code (750 000), so runs of 1M env steps (500k
@@ -188,7 +188,7 @@ class TD7(Agent):
         self.clip_lo = torch.zeros((), device=self.device)
         self.clip_hi = torch.zeros((), device=self.device)
         self.training_steps = 0
-        # Checkpoint assessment (spec §3.4).
+        # Checkpoint assessment (the code's `maybe_train_and_checkpoint`).
         self.eps_since = 0
         self.steps_since = 0  # env steps collected since the last training burst
         self.min_return = math.inf
@@ -196,7 +196,7 @@ class TD7(Agent):
         self.eps_per_assessment = 1
         self.update_credit = 0.0  # fractional burst updates carried over
 
-    # ------------------------------------------------------------------ learning (spec §3.3)
+    # ------------------------------------------------------------------ learning
     def encoder_loss(self, obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
         with torch.no_grad():
             target = self.encoder.zs(next_obs)  # online f, stop-gradient
@@ -238,7 +238,7 @@ class TD7(Agent):
         return loss.detach()
 
     def sync_targets(self, replay) -> None:
-        """Every `target_update_every` steps (spec §3.3 step 5)."""
+        """Every `target_update_every` steps: hard copies of actor, critic and fixed encoder into their targets."""
         hard_update_(self.actor_target.parameters(), self.actor.parameters())
         hard_update_(self.critic_target.parameters(), self.critic.parameters())
         hard_update_(self.fixed_encoder_target.parameters(), self.fixed_encoder.parameters())
@@ -267,7 +267,7 @@ class TD7(Agent):
             self.sync_targets(replay)
         return metrics
 
-    # ------------------------------------------------------------------ policy checkpoints (spec §3.4)
+    # ------------------------------------------------------------------ policy checkpoints
     def updates_due(self, episode_return: float, episode_env_steps: int, updates_per_step: float) -> int:
         self.eps_since += 1
         self.steps_since += episode_env_steps

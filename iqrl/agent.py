@@ -84,16 +84,16 @@ class IQRLRepresentationConfig(LatentModelConfig):
 
     use_fsq: bool = True
     consistency_loss: str = "cos"  # cos | mse
-    tc_loss_sign: int = -1  # cos only: -1 maximises cosine similarity (paper intent); +1 = official code
+    tc_loss_sign: int = -1  # cos only: -1 maximises cosine similarity (paper intent); +1 = official (IQ-1)
     use_delta: bool = True  # residual dynamics: z' = FSQ(z + d(z, a))
     use_target_encoder: bool = True  # False: consistency targets from the online encoder (stop-grad)
     use_projection: bool = False  # projection head (and its EMA copy) before the consistency loss
     projection_dim: int = 0  # 0 = D / 16
     use_rew_loss: bool = False  # reward head on (z_h, a_h), rho-weighted MSE
     enc_tau: float = 0.005  # EMA rate of the target encoder (and target projection)
-    cumulative_mask: bool = True  # False: the official per-step mask (docs/faithfulness.md)
-    reward_head_shifted_latent: bool = False  # True: official reward head on (z_{h+1}, a_h)
-    official_nofsq_half_width: bool = False  # True: use_fsq=false gives width latent_dim (official switch)
+    cumulative_mask: bool = True  # False: the official per-step mask (IQ-6)
+    reward_head_shifted_latent: bool = False  # True: official reward head on (z_{h+1}, a_h) (IQ-4)
+    official_nofsq_half_width: bool = False  # True: use_fsq=false gives width latent_dim (IQ-13)
     use_tc_loss: bool = True  # the multi-step latent consistency loss (False: reconstruction-only encoder)
     use_rec_loss: bool = False  # decoder mlp(D, mlp_dims, obs_dim) + reconstruction loss (iqrl-ae)
     rl_algo: str = "td3"  # the learner on the latent: td3 (IQRLConfig) | sac (IQRLSACConfig, `iqrl-sac`)
@@ -196,7 +196,7 @@ class IQRL(Agent):
         """[B, H] weights of each rollout step: 1 while the window is inside its episode.
 
         Cumulative (default): a step counts while no earlier step of the window terminated (the
-        terminal transition itself still has a real next observation). Official (docs/faithfulness.md): the
+        terminal transition itself still has a real next observation). Official (IQ-6): the
         per-step flag only, i.e. the terminal step is dropped; the official slices never run past an
         episode end, so the padded steps after it (`valid` = 0) do not count either.
         """

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 class AgentConfig:
     """Keys every agent has (`agent.<key>`): the base of each agent's config dataclass."""
 
-    # A quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training env's
+    # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training env's
     # seed. Default: train seed + EVAL_SEED_OFFSET (10000). On in the `iqrl-official` preset.
     official_shared_eval_seed: bool = False
 
@@ -56,7 +56,7 @@ class AgentSpec:
     update_mode: str = "per_episode"
     # per_episode only: after the last seed episode, run the updates the seed episodes earned (seed env
     # steps x updates_per_step) before the agent collects its first episode, as the DCWM code's first
-    # update call (10 seed episodes x 500 = 5000 updates; baselines spec §5.6 and §11.3).
+    # update call (10 seed episodes x 500 = 5000 updates; docs/faithfulness.md DC-6).
     seed_burst: bool = False
     # Default FIFO size of the replay in transitions (None: keep and sample every transition). The run's
     # top-level `replay_capacity` overrides it.

@@ -46,7 +46,7 @@ class RunConfig:
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
     checkpoint_every: int = 50_000
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    precision: str = "fp32"  # fp32 | bf16 (opt-in autocast of the gradient updates; see README)
+    precision: str = "fp32"  # fp32 | bf16 (opt-in autocast of the gradient updates; docs/performance.md)
     episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
     action_repeat: int = 2
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to

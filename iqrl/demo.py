@@ -47,7 +47,7 @@ def run_demo(out: Path) -> int:
     print(f"{'agent':<6} {'return@0':>9} {'final return':>13} {'env_step':>9}  run folder")
     for agent, first, last, step, run_dir in rows:
         print(f"{agent:<6} {float(first):>9.1f} {float(last):>13.1f} {int(step):>9}  {run_dir}")
-    print(f"\nEach run folder holds config.yaml, eval.csv, train.csv, status.json and checkpoint/ (see README).")
+    print(f"\nEach run folder holds config.yaml, eval.csv, train.csv, status.json and checkpoint/ (docs/run-folder.md).")
     return EXIT_OK
 
 

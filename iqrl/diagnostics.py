@@ -1,4 +1,4 @@
-"""Latent diagnostics of the iQRL paper (spec §10): pure functions of arrays.
+"""Latent diagnostics of the iQRL paper (latent rank, active codebook): pure functions of arrays.
 
 Rank: the numerical rank of Z [n, D] is the number of singular values sigma_i with
 sigma_i > max(eps, eps * sigma_max)  (no centring, no normalisation), at eps in {1e-1, 1e-2, 1e-3}.

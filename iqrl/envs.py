@@ -1,4 +1,4 @@
-"""DeepMind Control Suite wrapper and the task groups of the iQRL spec.
+"""DeepMind Control Suite wrapper and the task groups (easy / medium / hard) of the iQRL code.
 
 Protocol (shared by every agent): flattened float32 state observations in the suite's key order,
 actions rescaled to [-1, 1], action repeat 2 with summed rewards, episodes of 1000 env (physics)
@@ -16,7 +16,7 @@ import numpy as np
 # MUJOCO_GL is read once, when dm_control's rendering module is imported: set it first.
 os.environ.setdefault("MUJOCO_GL", "disable")
 
-# Task groups (iQRL spec §11.2; cartpole-swingup, which the final code lacks, sits with the easy tasks
+# Task groups (the iQRL code's cfgs/env/{easy,medium,hard}.yaml; cartpole-swingup, which the final code lacks, sits with the easy tasks
 # as in the earlier code). Exploration-noise decay lengths per group live in the agents' task YAML.
 TASK_GROUPS: dict[str, list[str]] = {
     "easy": [
@@ -40,7 +40,7 @@ SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
 
 def eval_seed(seed: int, shared: bool = False) -> int:
     """The evaluation env's seed: train seed + EVAL_SEED_OFFSET, or the train seed itself when `shared`
-    (`agent.official_shared_eval_seed`, quirk 10 of the official iQRL code)."""
+    (`agent.official_shared_eval_seed`, docs/faithfulness.md IQ-10)."""
     return seed if shared else seed + EVAL_SEED_OFFSET
 
 

@@ -150,7 +150,7 @@ class EnsembleMLP(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# Finite Scalar Quantization (Mentzer et al. 2023), as used by iQRL (spec §4).
+# Finite Scalar Quantization (Mentzer et al. 2023, arXiv 2309.15505), as used by iQRL.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -186,7 +186,7 @@ class FSQ(nn.Module):
     """Implicit FSQ codebook with levels [L_1..L_c], applied to contiguous groups of c channels.
 
     forward(y [..., D]) -> q [..., D] with D = G*c; channel j of each group takes values
-    round(tanh(y + s_L) * h_L - o_L) / floor(L/2) (spec §4.2), straight-through gradient.
+    round(tanh(y + s_L) * h_L - o_L) / floor(L/2), straight-through gradient.
     Always computed in float32.
     """
 
@@ -233,7 +233,7 @@ class FSQ(nn.Module):
         return q.reshape(shape)
 
     def indices(self, q: Tensor) -> Tensor:
-        """Code indices [..., G] in 0..K-1 of quantized values q [..., D] (mixed radix, spec §4.3)."""
+        """Code indices [..., G] in 0..K-1 of quantized values q [..., D] (mixed radix)."""
         g = q.float().reshape(*q.shape[:-1], -1, self.channels)
         digits = torch.round(g * self._half_width + self._half_width).long()
         return (digits * self._basis).sum(-1)

@@ -56,7 +56,7 @@ def gumbel_noise(like: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def gumbel_softmax_st(logits: Tensor, generator: torch.Generator, tau: float = 1.0) -> Tensor:
-    """Straight-through Gumbel-softmax over the last dimension (DCWM, baselines spec §1.6).
+    """Straight-through Gumbel-softmax over the last dimension (DC-MPC's dynamics rollout).
 
     Forward: the one-hot of argmax(logits + g), g ~ Gumbel(0, 1) drawn from `generator`; backward: the
     gradient of softmax((logits + g) / tau). Same maths as F.gumbel_softmax(hard=True), with an explicit
@@ -86,7 +86,7 @@ def add_clipped_noise(action: Tensor, std: float, clip: float | None, generator:
 
 def truncated_normal_sample(mu: Tensor, std: float, generator: torch.Generator, clip: float | None = None,
                             eps: float = 1e-6) -> Tensor:
-    """TCRL's truncated-normal policy sample (baselines spec §1.6): mu + clip(std * N(0, 1), -clip, clip),
+    """TCRL's truncated-normal policy sample: mu + clip(std * N(0, 1), -clip, clip),
     then clamped to [-1 + eps, 1 - eps] with a straight-through gradient (backward as if not clamped).
 
     clip=None leaves the noise unclipped (TCRL's exploration); std may be 0 (then it returns mu, clamped).

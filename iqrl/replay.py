@@ -5,7 +5,7 @@ termination flags. `sample` draws windows of L consecutive transitions that lie 
 (windows whose episode *terminated* may run past the terminal step; those steps are padded and marked
 invalid). Truncated (time-limit) episodes never produce a window that crosses the reset.
 
-LAP (loss-adjusted prioritised replay, Fujimoto et al. 2020; baselines spec §1.5) is built in: every
+LAP (loss-adjusted prioritised replay, Fujimoto et al. 2020, arXiv 2007.06049) is built in: every
 transition carries a priority (new ones get the current max priority, which starts at 1);
 `sample(..., prioritized=True)` draws window starts with probability proportional to the priority of
 their first transition (no importance weights); `update_priorities` writes priorities back.

@@ -1,6 +1,6 @@
 """Run folder files, all written atomically (write to a temporary file in the same folder, then rename).
 
-Layout: config.yaml, eval.csv, train.csv, status.json, checkpoint/ckpt.pt (see README).
+Layout: config.yaml, eval.csv, train.csv, status.json, checkpoint/ckpt.pt (docs/run-folder.md).
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def training_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir``'s RunLock while training it; RunBusy (nothing written) if another process holds it.
 
     On a filesystem without ``flock`` (ENOLCK / ENOSYS / EOPNOTSUPP) it warns and trains unlocked, as before
-    the trainer took the lock; sweeps need the lock and fail there (README, known limitations)."""
+    the trainer took the lock; sweeps need the lock and fail there (docs/sweeps.md)."""
     lock = RunLock(run_dir)
     info = {"job_id": None, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
     try:

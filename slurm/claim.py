@@ -18,7 +18,7 @@ Three files keep a run from being started twice:
 
 ``flock`` works on local filesystems and on NFS (Linux emulates it with POSIX locks there), and on Lustre
 mounted with ``flock``; with ``localflock`` (Lustre) or ``nolock`` / ``local_lock=flock`` (NFS) locks are
-node-local and exclude nothing across nodes (README, known limitations).
+node-local and exclude nothing across nodes (docs/sweeps.md).
 """
 from __future__ import annotations
 

@@ -229,7 +229,7 @@ def test_prior_noise_shared_across_prior_trajectories_or_not(shared):
     z = agent.encode(torch.randn(1, OBS)).unsqueeze(1).expand(1, 6, agent.latent_width)
     a = agent.policy_prior(z, torch.Generator().manual_seed(0), noisy=True)
     identical = bool((a == a[:, :1]).all())
-    assert identical == shared  # quirk Q-D3: one noise vector for all prior trajectories
+    assert identical == shared  # DC-3: one noise vector for all prior trajectories
     clean = agent.policy_prior(z, torch.Generator().manual_seed(0), noisy=False)
     assert torch.equal(clean, agent.ac.policy(z).clamp(-1, 1))
 

@@ -1,4 +1,4 @@
-"""FSQ: value sets, straight-through gradient, grouping and code indices (iQRL spec §4)."""
+"""FSQ: value sets, straight-through gradient, grouping and code indices."""
 
 import math
 

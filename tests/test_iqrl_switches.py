@@ -72,7 +72,7 @@ def test_fsq_levels_set_value_set_width_and_codebook(levels):
     agent = make(fsq_levels=levels, latent_dim=3)
     c = len(levels)
     assert agent.latent_width == 3 * c and agent.encoder[-1].out_features == 3 * c
-    # quantize a sweep of raw values: channel j takes exactly the L_j values of spec §4.2
+    # quantize a sweep of raw values: channel j takes exactly the L_j values of the FSQ formula
     sweep = torch.linspace(-6, 6, 4001)[:, None].expand(-1, 3 * c)
     q = agent.quantize(sweep).reshape(-1, 3, c)
     for j, L in enumerate(levels):

@@ -1,4 +1,4 @@
-"""LAP prioritised replay (baselines spec §1.5): priority formula, max priority, sampling, checkpointing."""
+"""LAP prioritised replay: priority formula, max priority, sampling, checkpointing."""
 
 import pytest
 import torch

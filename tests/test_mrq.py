@@ -1,4 +1,4 @@
-"""MR.Q agent (baselines spec §6) and the two-hot reward encoding (§1.6)."""
+"""MR.Q agent and the two-hot reward encoding."""
 
 import copy
 import math

@@ -167,7 +167,7 @@ def test_targets_copied_at_init_unless_official_quirk():
     agent = make()
     assert all(torch.equal(a, b) for a, b in zip(agent.encoder.parameters(), agent.encoder_target.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(agent.ac.critic.parameters(), agent.ac.critic_target.parameters()))
-    q = make(official_random_target_init=True)  # Q-T1: independent random init
+    q = make(official_random_target_init=True)  # TC-1: independent random init
     assert not torch.equal(q.encoder[0].weight, q.encoder_target[0].weight)
     assert not torch.equal(q.ac.critic.trunk[0].weight, q.ac.critic_target.trunk[0].weight)
     assert not any(p.requires_grad for p in q.encoder_target.parameters())

@@ -1,4 +1,4 @@
-"""TD7 agent (baselines spec §3): SALE, encoder copies, LAP-Huber, value clipping, policy checkpoints."""
+"""TD7 agent: SALE, encoder copies, LAP-Huber, value clipping, policy checkpoints."""
 
 import copy
 import math

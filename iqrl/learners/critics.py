@@ -42,10 +42,10 @@ class CriticConfig(AgentConfig):
     actor_update_freq: int = 2
     init: str = "default"  # default | orthogonal
     grad_clip: float = 0.0  # gradient-norm clip of the actor and the critic steps; 0 = none (DCWM: 20)
-    # Quirks of the official iQRL code (off by default; docs/faithfulness.md):
-    official_nstep1_gamma_bug: bool = False  # n = 1 targets are undiscounted (gamma = 1)
-    official_ignore_terminal: bool = False  # terminal flags ignored in the n > 1 path
-    warmup_with_policy: bool = False  # seed episodes: untrained policy + sigma noise, not uniform
+    # Quirks of the official iQRL code (off by default; IDs of docs/faithfulness.md):
+    official_nstep1_gamma_bug: bool = False  # IQ-2: n = 1 targets are undiscounted (gamma = 1)
+    official_ignore_terminal: bool = False  # IQ-3: terminal flags ignored in the n > 1 path
+    warmup_with_policy: bool = False  # IQ-12: seed episodes: untrained policy + sigma noise, not uniform
 
     def validate_rl(self) -> None:
         checks = [
