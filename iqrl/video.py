@@ -183,26 +183,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
-    import torch
-
-    from iqrl.agents import make_agent
-    from iqrl.config import from_yaml_dict
-    from iqrl.envs import DMCEnv, eval_seed
     from iqrl.runfolder import CHECKPOINT, read_yaml
-    from iqrl.train import eval_episode
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if size < 16 or size > 4096 or size % 2:
         raise ValueError(f"size must be an even number of pixels in 16..4096, got {size}")
-    saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
-    if saved is None:
+    if not (run_dir / "config.yaml").is_file():
         raise ValueError(f"{run_dir} is not a run folder (no config.yaml)")
     path = Path(ckpt) if ckpt else run_dir / CHECKPOINT
     if not path.is_file():
         raise ValueError(f"no checkpoint {path}" + ("" if ckpt else " (the run has not saved one yet)"))
     select_backend()
-    cfg = from_yaml_dict(saved)
+
+    import torch
+
+    from iqrl.agents import make_agent
+    from iqrl.config import from_yaml_dict
+    from iqrl.envs import DMCEnv, eval_seed
+    from iqrl.train import eval_episode
+
+    cfg = from_yaml_dict(read_yaml(run_dir / "config.yaml"))
     state = torch.load(path, map_location="cpu", weights_only=False)  # a renamed-over file stays readable
     env_step = int(state["counters"]["env_step"])
     seed = eval_seed(cfg.seed, cfg.agent.official_shared_eval_seed)  # the trainer's evaluation env seed
