@@ -130,3 +130,29 @@ def test_bad_arguments_and_blank_frames_are_refused(finished_run, tmp_path, caps
     frame = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(video.BlankFrames, match="frame 1 is blank"):
         video.check_not_blank([frame + np.arange(16, dtype=np.uint8)[:, None, None] * 8, frame + 200])
+
+
+def test_figures_index_links_each_method_and_task_to_its_runs_and_videos(tmp_path):
+    import pandas as pd
+
+    from analysis.figures import watch_index
+
+    results, out = tmp_path / "results", tmp_path / "figs"
+    for run in ("iqrl/walker-walk/seed1", "iqrl/walker-walk/seed2", "td3/walker-walk/seed1"):
+        (results / run).mkdir(parents=True)
+    videos = results / "iqrl/walker-walk/seed1/videos"
+    videos.mkdir()
+    for name in ("100000-return512.0.mp4", "0-return3.5.mp4", "20000-ep1-return80.1.mp4"):
+        (videos / name).write_bytes(b"")
+    table = pd.DataFrame({"run": ["iqrl/walker-walk/seed2", "td3/walker-walk/seed1", "iqrl/walker-walk/seed1",
+                                  "iqrl/walker-walk/seed1"],
+                          "method": ["iqrl", "td3", "iqrl", "iqrl"], "task": ["walker-walk"] * 4,
+                          "seed": [2, 1, 1, 1], "env_step": [0, 0, 0, 100]})
+    page = watch_index(table, results, out).read_text()
+    rows = page.split("<tr>")[2:]
+    assert [r.split("</td>")[0] for r in rows] == ["<td>iqrl", "<td>td3"]
+    hrefs = [h.split('"')[0] for h in rows[0].split('href="')[1:]]
+    assert hrefs == ["../results/iqrl/walker-walk/seed1", *(f"../results/iqrl/walker-walk/seed1/videos/{n}" for n in
+                     ("0-return3.5.mp4", "20000-ep1-return80.1.mp4", "100000-return512.0.mp4")),
+                     "../results/iqrl/walker-walk/seed2"]
+    assert all((out / h).exists() for h in hrefs)
