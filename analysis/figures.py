@@ -226,11 +226,12 @@ def watch_index(table, results: Path, out: Path) -> Path:
         for run, seed in zip(group["run"], group["seed"]):
             videos = sorted((results / run / "videos").glob("*.mp4"),
                             key=lambda p: (int(re.match(r"\d*", p.name).group() or -1), p.name))
-            cells.append(f"{link(results / run, f'seed {seed}')} " + " ".join(link(v, v.stem) for v in videos))
+            links = [link(results / run, f"seed {seed}")] + [link(v, v.stem) for v in videos]
+            cells.append(" ".join(links))
         rows.append(f"<tr><td>{html.escape(method)}</td><td>{html.escape(task)}</td><td>"
                     + "<br>".join(cells) + "</td></tr>")
     page = ("<!doctype html><meta charset=utf-8><title>Runs and videos</title>\n<h1>Runs and videos</h1>\n"
-            "<p>Videos are named &lt;env step&gt;[-ep&lt;k&gt;]-return&lt;return&gt; (docs/watching.md).</p>\n"
+            "<p>Videos: &lt;env step&gt;[-ep&lt;k&gt;]-return&lt;return&gt; (docs/watching.md).</p>\n"
             "<table border=1 cellpadding=4><tr><th>method</th><th>task</th><th>runs and videos</th></tr>\n"
             + "\n".join(rows) + "\n</table>\n")
     out.mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,8 @@ def validate(run: RunConfig) -> None:
         (run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),
          f"device must be cpu, cuda, cuda:N or auto, got {run.device!r}"),
         (run.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {run.precision!r}"),
-        (set(run.logger) <= set(LOGGERS), f"logger entries must be among {', '.join(LOGGERS)}, got {run.logger}"),
+        (set(run.logger) <= set(LOGGERS),
+         f"logger entries must be among {', '.join(LOGGERS)}, got {run.logger}"),
         (run.video_every >= 0, f"video_every must be >= 0 (0 = no videos), got {run.video_every}"),
     ]
     for ok, msg in checks:

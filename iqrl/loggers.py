@@ -26,12 +26,17 @@ WANDB_PROJECT = "iqrl-bench"
 
 def missing_packages(names: list[str]) -> list[str]:
     """The trackers in `names` whose package is not installed."""
-    return [n for n in dict.fromkeys(names) if n in _PACKAGE and importlib.util.find_spec(_PACKAGE[n]) is None]
+    return [
+        n for n in dict.fromkeys(names) if n in _PACKAGE and importlib.util.find_spec(_PACKAGE[n]) is None
+    ]
 
 
 def _scalars(row: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in row.items()
-            if k != "env_step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: float(v)
+        for k, v in row.items()
+        if k != "env_step" and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 class TensorBoard:
@@ -64,15 +69,29 @@ class WandB:
 
         self._write = atomic_write_text
         self.path = Path(run_dir) / WANDB_STATE
-        self.state = json.loads(self.path.read_text()) if self.path.exists() else \
-            {"id": secrets.token_hex(6), "last_step": {}}
+        self.state = (
+            json.loads(self.path.read_text())
+            if self.path.exists()
+            else {"id": secrets.token_hex(6), "last_step": {}}
+        )
         self._save()
-        agent, variant, sweep = config["agent"]["name"], config.get("variant", "default"), config.get("sweep", "")
+        agent, variant, sweep = (
+            config["agent"]["name"],
+            config.get("variant", "default"),
+            config.get("sweep", ""),
+        )
         method = method_label(agent, variant)
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", WANDB_PROJECT), dir=str(run_dir),
-                              id=self.state["id"], resume="allow", group=f"{sweep}/{method}" if sweep else method,
-                              name=f"{method} {config['task']} seed{config['seed']}", config=config,
-                              settings=wandb.Settings(console="off", quiet=True, x_disable_stats=True))
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", WANDB_PROJECT),
+            dir=str(run_dir),
+            id=self.state["id"],
+            resume="allow",
+            reinit="create_new",  # the K-seed mode (iqrl.multiseed): one W&B run per seed in a process
+            group=f"{sweep}/{method}" if sweep else method,
+            name=f"{method} {config['task']} seed{config['seed']}",
+            config=config,
+            settings=wandb.Settings(console="off", quiet=True, x_disable_stats=True),
+        )
         self.run.define_metric("env_step")
         self.run.define_metric("*", step_metric="env_step")
 
@@ -97,7 +116,9 @@ class WandB:
 class Trackers:
     """The run's trackers (none for `logger=[csv]`): log(kind, row), flush() before checkpoints, close()."""
 
-    def __init__(self, names=(), run_dir: Path | None = None, config: dict | None = None, first_new_step: int = 0):
+    def __init__(
+        self, names=(), run_dir: Path | None = None, config: dict | None = None, first_new_step: int = 0
+    ):
         self.trackers = []
         if "tensorboard" in names:
             self.trackers.append(TensorBoard(run_dir, first_new_step))

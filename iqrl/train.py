@@ -245,7 +245,7 @@ class Trainer:
     def evaluate(self) -> dict:
         returns = []
         recorder = None
-        if self.video_due():  # the first episode on video; rendering leaves the episode and all RNGs as they are
+        if self.video_due():  # the first episode on video (rendering leaves the episode and all RNGs alone)
             from iqrl.video import TRAIN_VIDEO_SIZE, EpisodeRecorder
 
             recorder = EpisodeRecorder(self.eval_env, TRAIN_VIDEO_SIZE)
@@ -540,18 +540,23 @@ def preflight(cfg: RunConfig) -> bool:
     done = check_run_folder(cfg) == "done"
     if not done:
         check_device_type(cfg, resolve_device(cfg.device))
-        missing = missing_packages(cfg.logger)
-        if missing:
-            raise ConfigError(f"logger {', '.join(missing)} is not installed: pip install 'iqrl-bench[tracking]' "
-                              "(or drop it from logger=)")
-        if cfg.video_every > 0:
-            from iqrl.video import RendererUnavailable, select_backend
-
-            try:
-                select_backend()
-            except RendererUnavailable as e:
-                raise ConfigError(f"video_every needs a renderer: {e}") from None
+        check_watching(cfg)
     return done
+
+
+def check_watching(cfg: RunConfig) -> None:
+    """The trackers `logger` names are installed and, with `video_every`, a renderer works (ConfigError)."""
+    missing = missing_packages(cfg.logger)
+    if missing:
+        raise ConfigError(f"logger {', '.join(missing)} is not installed: "
+                          "pip install 'iqrl-bench[tracking]' (or drop it from logger=)")
+    if cfg.video_every > 0:
+        from iqrl.video import RendererUnavailable, select_backend
+
+        try:
+            select_backend()
+        except RendererUnavailable as e:
+            raise ConfigError(f"video_every needs a renderer: {e}") from None
 
 
 def main(argv: list[str] | None = None, should_stop=None) -> int:

@@ -61,17 +61,22 @@ def select_backend() -> str:
         asked = os.environ.get("MUJOCO_GL", "").strip().lower()
         errors = []
         for backend in [asked] if asked in BACKENDS else BACKENDS:
-            r = subprocess.run([sys.executable, "-c", _PROBE.format(backend=backend)], capture_output=True,
-                               text=True, timeout=120)
+            r = subprocess.run(
+                [sys.executable, "-c", _PROBE.format(backend=backend)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if r.returncode == 0:
                 _backend = backend
                 break
-            lines = (r.stderr.strip() or "exit status %d" % r.returncode).splitlines()
+            lines = (r.stderr.strip() or f"exit status {r.returncode}").splitlines()
             errors.append(f"{backend}: {lines[-1]}")
         else:
             raise RendererUnavailable(
                 "no headless OpenGL renderer (" + "; ".join(errors) + "); install libegl1 libegl-mesa0 "
-                "(EGL) or libosmesa6 (OSMesa), or set MUJOCO_GL=egl|osmesa")
+                "(EGL) or libosmesa6 (OSMesa), or set MUJOCO_GL=egl|osmesa"
+            )
     return _backend
 
 
@@ -101,8 +106,9 @@ class Renderer:
     def render(self) -> np.ndarray:
         mj = self._mj
         self._gl.make_current()
-        mj.mjv_updateScene(self.model, self.data, self._option, None, self._camera, mj.mjtCatBit.mjCAT_ALL,
-                           self._scene)
+        mj.mjv_updateScene(
+            self.model, self.data, self._option, None, self._camera, mj.mjtCatBit.mjCAT_ALL, self._scene
+        )
         mj.mjr_render(self._rect, self._scene, self._ctx)
         mj.mjr_readPixels(self._buf, None, self._rect, self._ctx)
         return np.flipud(self._buf).copy()  # OpenGL's rows run bottom-up
@@ -118,8 +124,10 @@ def check_not_blank(frames: list[np.ndarray]) -> None:
     for i, frame in enumerate(frames):
         std = float(frame.std())
         if std < BLANK_STD:
-            raise BlankFrames(f"frame {i} is blank (pixel std {std:.2f} < {BLANK_STD}): the GL backend "
-                              f"{_backend} renders nothing; try MUJOCO_GL=osmesa")
+            raise BlankFrames(
+                f"frame {i} is blank (pixel std {std:.2f} < {BLANK_STD}): the GL backend "
+                f"{_backend} renders nothing; try MUJOCO_GL=osmesa"
+            )
 
 
 def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
@@ -132,8 +140,9 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        writer = imageio_ffmpeg.write_frames(tmp, (w, h), fps=fps, macro_block_size=2,
-                                             output_params=["-f", "mp4"], ffmpeg_log_level="error")
+        writer = imageio_ffmpeg.write_frames(
+            tmp, (w, h), fps=fps, macro_block_size=2, output_params=["-f", "mp4"], ffmpeg_log_level="error"
+        )
         writer.send(None)
         for frame in frames:
             writer.send(np.ascontiguousarray(frame))
@@ -217,8 +226,11 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
         recorder = EpisodeRecorder(env, size)
         ret = eval_episode(env, agent, recorder.on_frame)
         out = recorder.save(run_dir / "videos" / video_name(env_step, ret, k))
-        print(f"{out}: return {ret:.1f}, {len(recorder.frames)} frames {size}x{size}, "
-              f"{time.time() - t:.1f} s ({select_backend()})", flush=True)
+        print(
+            f"{out}: return {ret:.1f}, {len(recorder.frames)} frames {size}x{size}, "
+            f"{time.time() - t:.1f} s ({select_backend()})",
+            flush=True,
+        )
     return 0
 
 

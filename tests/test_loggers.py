@@ -30,8 +30,9 @@ def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
 
 
 def wandb_records(path, record_type: str) -> list[dict]:
-    """The `record_type` records' items (history: a row; run: the run's config) of an offline run file (run-<id>.wandb): W&B's record log (LevelDB log framing:
-    32 KiB blocks of records with a 7-byte header, after a 7-byte file header) of protobuf `Record`s."""
+    """The `record_type` records' items (history: a row; run: the run's config) of an offline run file
+    (run-<id>.wandb): W&B's record log (LevelDB log framing: 32 KiB blocks of records with a 7-byte header,
+    after a 7-byte file header) of protobuf `Record`s."""
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
@@ -41,10 +42,10 @@ def wandb_records(path, record_type: str) -> list[dict]:
         if 32768 - pos % 32768 < 7:  # block trailer padding
             pos += 32768 - pos % 32768
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0:
             break
-        part += data[pos + 7:pos + 7 + length]
+        part += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # a full record, or the last piece of one
             record = wandb_internal_pb2.Record()
@@ -95,14 +96,18 @@ def test_tensorboard_and_wandb_hold_the_csv_rows_once_across_a_crash(tmp_path, t
     assert [row["env_step"] for row in got_eval] == [0, 400, 800, 1200]
     assert [row["eval/episode_return"] for row in got_eval] == [float(r["episode_return"]) for r in evals]
     got_train = [row for row in history if "train/updates" in row]
-    assert [(row["env_step"], row["train/updates"]) for row in got_train] == \
-        [(int(r["env_step"]), int(r["updates"])) for r in trains]
+    assert [(row["env_step"], row["train/updates"]) for row in got_train] == [
+        (int(r["env_step"]), int(r["updates"])) for r in trains
+    ]
     config = {k: v for update in wandb_records(files[0], "run") for k, v in update.items()}
-    assert config["task"] == "cartpole-balance" and config["agent"]["name"] == "td3" and config["steps"] == 1200
+    assert (
+        config["task"] == "cartpole-balance" and config["agent"]["name"] == "td3" and config["steps"] == 1200
+    )
 
 
-def test_a_tracker_that_is_not_installed_is_refused_before_anything_is_written(tmp_path, tiny, capsys,
-                                                                               monkeypatch):
+def test_a_tracker_that_is_not_installed_is_refused_before_anything_is_written(
+    tmp_path, tiny, capsys, monkeypatch
+):
     import iqrl.loggers as loggers
 
     monkeypatch.setitem(loggers._PACKAGE, "wandb", "no_such_package_iqrl")

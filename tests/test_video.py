@@ -37,8 +37,11 @@ def frames_of(path):
 
 
 def file_hashes(folder):
-    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def eval_returns(out):
@@ -47,8 +50,13 @@ def eval_returns(out):
 
 
 def run_video_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "iqrl.video", *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "iqrl.video", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +98,9 @@ def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(fin
     assert new[0].name == video.video_name(800, eval_episode(env, agent), 1)
 
 
-def test_video_every_records_the_evaluation_episode_and_leaves_the_results_alone(finished_run, tiny, tmp_path,
-                                                                                 monkeypatch):
+def test_video_every_records_the_evaluation_episode_and_leaves_the_results_alone(
+    finished_run, tiny, tmp_path, monkeypatch
+):
     monkeypatch.setattr(video, "TRAIN_VIDEO_SIZE", 32)
     out = tmp_path / "run"
     assert main(tiny("td3", out, steps=800, extra=["eval_episodes=1", "video_every=800"])) == EXIT_OK
@@ -113,17 +122,24 @@ def test_no_renderer_is_one_error_line_and_writes_nothing(finished_run, tiny, tm
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: no headless OpenGL renderer (egl: ")
     assert file_hashes(finished_run) == before  # videos/ included: nothing written
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "iqrl.train", *tiny("td3", out, extra=["video_every=400"])],
-                       capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "iqrl.train", *tiny("td3", out, extra=["video_every=400"])],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )
     assert r.returncode == 2 and r.stderr.startswith("error: video_every needs a renderer: no headless")
     assert not out.exists()
 
 
 def test_bad_arguments_and_blank_frames_are_refused(finished_run, tmp_path, capsys):
-    for args, msg in [((finished_run, "--size", 47), "size must be an even number"),
-                      ((finished_run, "--episodes", 0), "episodes must be >= 1"),
-                      ((tmp_path, ), "is not a run folder"),
-                      ((finished_run, "--ckpt", tmp_path / "nope.pt"), "no checkpoint")]:
+    for args, msg in [
+        ((finished_run, "--size", 47), "size must be an even number"),
+        ((finished_run, "--episodes", 0), "episodes must be >= 1"),
+        ((tmp_path,), "is not a run folder"),
+        ((finished_run, "--ckpt", tmp_path / "nope.pt"), "no checkpoint"),
+    ]:
         assert video.main([str(a) for a in args]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and msg in err, err
@@ -144,15 +160,30 @@ def test_figures_index_links_each_method_and_task_to_its_runs_and_videos(tmp_pat
     videos.mkdir()
     for name in ("100000-return512.0.mp4", "0-return3.5.mp4", "20000-ep1-return80.1.mp4"):
         (videos / name).write_bytes(b"")
-    table = pd.DataFrame({"run": ["iqrl/walker-walk/seed2", "td3/walker-walk/seed1", "iqrl/walker-walk/seed1",
-                                  "iqrl/walker-walk/seed1"],
-                          "method": ["iqrl", "td3", "iqrl", "iqrl"], "task": ["walker-walk"] * 4,
-                          "seed": [2, 1, 1, 1], "env_step": [0, 0, 0, 100]})
+    table = pd.DataFrame(
+        {
+            "run": [
+                "iqrl/walker-walk/seed2",
+                "td3/walker-walk/seed1",
+                "iqrl/walker-walk/seed1",
+                "iqrl/walker-walk/seed1",
+            ],
+            "method": ["iqrl", "td3", "iqrl", "iqrl"],
+            "task": ["walker-walk"] * 4,
+            "seed": [2, 1, 1, 1],
+            "env_step": [0, 0, 0, 100],
+        }
+    )
     page = watch_index(table, results, out).read_text()
     rows = page.split("<tr>")[2:]
     assert [r.split("</td>")[0] for r in rows] == ["<td>iqrl", "<td>td3"]
     hrefs = [h.split('"')[0] for h in rows[0].split('href="')[1:]]
-    assert hrefs == ["../results/iqrl/walker-walk/seed1", *(f"../results/iqrl/walker-walk/seed1/videos/{n}" for n in
-                     ("0-return3.5.mp4", "20000-ep1-return80.1.mp4", "100000-return512.0.mp4")),
-                     "../results/iqrl/walker-walk/seed2"]
+    assert hrefs == [
+        "../results/iqrl/walker-walk/seed1",
+        *(
+            f"../results/iqrl/walker-walk/seed1/videos/{n}"
+            for n in ("0-return3.5.mp4", "20000-ep1-return80.1.mp4", "100000-return512.0.mp4")
+        ),
+        "../results/iqrl/walker-walk/seed2",
+    ]
     assert all((out / h).exists() for h in hrefs)
