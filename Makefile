@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The CPU build of torch 2.13.0 lives in /opt/wheels on the project's machines.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+# dm_control's own GL backend stays off, so training and tests need no GL library; rendering (make video,
+# video_every) opens its own EGL or OSMesa context (iqrl/video.py), which MUJOCO_GL=egl|osmesa can pin.
 export MUJOCO_GL ?= disable
 
 RESULTS ?= results
@@ -18,10 +20,10 @@ BENCH_OUT ?= bench.json
 AGENT ?=
 TASK ?=
 
-.PHONY: help install venv-install test lint format demo sweep status figures bench validate clean
+.PHONY: help install venv-install test lint format demo sweep status figures bench validate video clean
 
 help:
-	@echo "make test | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate"
+	@echo "make test | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
 
 $(STAMP): pyproject.toml
 	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install
@@ -89,6 +91,16 @@ validate: $(STAMP)
 	$(PY) scripts/validate.py --agents "$(AGENTS)" --tasks "$(TASKS)" --steps $(VALIDATE_STEPS) --seeds $(SEEDS) \
 		--out "$(or $(OUT),results/validate)" --eval-every $(EVAL_EVERY) $(if $(filter 1,$(SMALL)),--small) \
 		$(if $(JOBS),--jobs $(JOBS)) $(if $(EXTRA),--extra $(EXTRA))
+
+# make video RUN=<run folder> [EPISODES=1] [SIZE=480] [CKPT=path]: evaluation episodes of the run's checkpoint
+# as RUN/videos/<env_step>-ep<k>-return<R>.mp4 (docs/watching.md). Reads the run only; a running run is fine.
+RUN ?=
+EPISODES ?= 1
+SIZE ?= 480
+CKPT ?=
+video: $(STAMP)
+	@test -n "$(RUN)" || { echo "error: make video needs RUN=<run folder>" >&2; exit 2; }
+	$(PY) -m iqrl.video "$(RUN)" --episodes "$(EPISODES)" --size "$(SIZE)" $(if $(CKPT),--ckpt "$(CKPT)")
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -206,7 +206,37 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
         name = plots.safe_name(f"ablation_{grid.sweep or 'nosweep'}_{grid.agent}_{grid.key}")
         written += plots.save_figure(plots.plot_ablation(points, colors, key=grid.key, agent=grid.agent,
                                                          sweep=grid.sweep, step=step), out, name)
-    return {"figures": written, "tables": table_paths, "notes": notes, "info": info, "scores": scores}
+    index = watch_index(table, Path(results), out)
+    return {"figures": written, "tables": table_paths, "notes": notes, "info": info, "scores": scores,
+            "index": index}
+
+
+def watch_index(table, results: Path, out: Path) -> Path:
+    """OUT/index.html: per method and task, the run folders drawn and their videos (RUN/videos/*.mp4,
+    by env step: iqrl.video), linked relative to OUT, so a point of a figure leads to its episodes."""
+    import html
+
+    def link(path: Path, text: str) -> str:
+        return f'<a href="{html.escape(os.path.relpath(path, out))}">{html.escape(text)}</a>'
+
+    rows = []
+    runs = table.drop_duplicates("run").sort_values(["method", "task", "seed", "run"], kind="stable")
+    for (method, task), group in runs.groupby(["method", "task"], sort=False):
+        cells = []
+        for run, seed in zip(group["run"], group["seed"]):
+            videos = sorted((results / run / "videos").glob("*.mp4"),
+                            key=lambda p: (int(re.match(r"\d*", p.name).group() or -1), p.name))
+            links = [link(results / run, f"seed {seed}")] + [link(v, v.stem) for v in videos]
+            cells.append(" ".join(links))
+        rows.append(f"<tr><td>{html.escape(method)}</td><td>{html.escape(task)}</td><td>"
+                    + "<br>".join(cells) + "</td></tr>")
+    page = ("<!doctype html><meta charset=utf-8><title>Runs and videos</title>\n<h1>Runs and videos</h1>\n"
+            "<p>Videos: &lt;env step&gt;[-ep&lt;k&gt;]-return&lt;return&gt; (docs/watching.md).</p>\n"
+            "<table border=1 cellpadding=4><tr><th>method</th><th>task</th><th>runs and videos</th></tr>\n"
+            + "\n".join(rows) + "\n</table>\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.html").write_text(page)
+    return out / "index.html"
 
 
 def curve_task_sets(evals, curves) -> dict[str, dict[str, set]]:
@@ -263,7 +293,7 @@ def _run(args) -> int:
     info = result["info"]
     print(f"wrote {len(result['figures']) // 2} figures (PNG+PDF) and {len(result['tables'])} tables to "
           f"{args.out} from {info.n_runs} runs{' (cached table)' if info.from_cache else ''} "
-          f"in {time.time() - start:.0f}s")
+          f"in {time.time() - start:.0f}s; runs and videos: {result['index']}")
     return 0
 
 

@@ -401,10 +401,11 @@ class LoadInfo:
 
 
 # Config keys that say where, on what or under which label a run ran, not what it computed: the trainer's
-# resume check ignores out, device, meta and checkpoint_every for the same reason (iqrl.train), and seed,
-# sweep and variant only name the run (meta and overrides are not in config_values at all: the resolved
-# values are compared instead).
-NOT_EXPERIMENT_KEYS = frozenset({"seed", "out", "sweep", "variant", "device", "checkpoint_every"})
+# resume check ignores out, device, meta, checkpoint_every, logger and video_every for the same reason
+# (iqrl.train), and seed, sweep and variant only name the run (meta and overrides are not in config_values
+# at all: the resolved values are compared instead).
+NOT_EXPERIMENT_KEYS = frozenset({"seed", "out", "sweep", "variant", "device", "checkpoint_every", "logger",
+                                 "video_every"})
 
 
 def legacy_filled(values: dict) -> dict:

@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from iqrl import agents as registry
 from iqrl.envs import SEED_LIMIT, eval_seed, parse_task, task_group
+from iqrl.loggers import LOGGERS
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,9 @@ class RunConfig:
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
     variant: str = "default"
     overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
+    # Trackers beside eval.csv/train.csv (iqrl.loggers): csv, tensorboard, wandb. CSV is always written.
+    logger: list[str] = field(default_factory=lambda: ["csv"])
+    video_every: int = 0  # env steps between evaluation videos (RUN/videos/, iqrl.video); 0 = none
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
@@ -162,6 +166,9 @@ def validate(run: RunConfig) -> None:
         (run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),
          f"device must be cpu, cuda, cuda:N or auto, got {run.device!r}"),
         (run.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {run.precision!r}"),
+        (set(run.logger) <= set(LOGGERS),
+         f"logger entries must be among {', '.join(LOGGERS)}, got {run.logger}"),
+        (run.video_every >= 0, f"video_every must be >= 0 (0 = no videos), got {run.video_every}"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -126,6 +126,16 @@ class DMCEnv:
             truncated = not terminated
         return Step(self._flatten(ts.observation), reward, terminated, truncated)
 
+    @property
+    def physics(self):
+        """The dm_control physics (for rendering: iqrl.video)."""
+        return self._env.physics
+
+    @property
+    def control_timestep(self) -> float:
+        """Seconds of simulated time per env step."""
+        return float(self._env.control_timestep())
+
     def get_state(self) -> dict:
         return {"random": self._env.task.random.get_state()}
 

@@ -47,7 +47,7 @@ from iqrl.optim import adam
 from iqrl.replay import SequenceBatch
 from iqrl.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
 from iqrl.train import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Trainer, check_device_type, check_run_folder,
-                        resolve_device, stop_on_signals)
+                        check_watching, resolve_device, stop_on_signals)
 
 PREVIOUS_CHECKPOINT = CHECKPOINT.with_name("ckpt.prev.pt")
 
@@ -469,6 +469,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         device = resolve_device(cfgs[0].device)
         for c in cfgs:
             check_device_type(c, device)
+            check_watching(c)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -30,6 +30,7 @@ from iqrl.agents import make_agent
 from iqrl.config import ConfigError, RunConfig, build_config, to_yaml_dict
 from iqrl.diagnostics import active_codebook, rank_metrics
 from iqrl.envs import DMCEnv, eval_seed, task_group
+from iqrl.loggers import Trackers, missing_packages
 from iqrl.replay import SequenceReplay
 from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, INERT_REMOVED_KEYS, LEGACY_VALUES, RunBusy, atomic_torch_save, read_status,
                             read_yaml, remove_stale_temp_files, training_lock, write_csv, write_status, write_yaml)
@@ -75,6 +76,21 @@ def git_commit() -> str:
     return "unknown"
 
 
+def eval_episode(env: DMCEnv, agent, on_frame=None) -> float:
+    """One deterministic evaluation episode; its return. `on_frame()` is called after the reset and after
+    every step (iqrl.video records frames there)."""
+    obs, total, done = env.reset(), 0.0, False
+    agent.on_episode_start(training=False)
+    while True:
+        if on_frame is not None:
+            on_frame()
+        if done:
+            return total
+        step = env.step(agent.act(obs, explore=False))
+        total += step.reward
+        obs, done = step.obs, step.terminated or step.truncated
+
+
 class Trainer:
     """Owns one run: envs, agent, replay, counters, and the run folder's files."""
 
@@ -115,6 +131,7 @@ class Trainer:
         self.wall_offset = 0.0
         self.t0 = time.time()
         self.last_return = float("nan")
+        self.trackers = Trackers()  # TensorBoard / W&B (logger=...): opened by run()
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -219,20 +236,31 @@ class Trainer:
         spec = self.agent.spec
         return spec.seed_burst and spec.update_mode == "per_episode" and self.env_step >= self.cfg.seed_steps
 
+    def video_due(self) -> bool:
+        """At the evaluation at step 0 and the first one in each later block of `video_every` env steps."""
+        every = self.cfg.video_every
+        last = self.eval_rows[-1]["env_step"] if self.eval_rows else -1
+        return every > 0 and (last < 0 or self.env_step // every > last // every)
+
     def evaluate(self) -> dict:
         returns = []
+        recorder = None
+        if self.video_due():  # the first episode on video (rendering leaves the episode and all RNGs alone)
+            from iqrl.video import TRAIN_VIDEO_SIZE, EpisodeRecorder
+
+            recorder = EpisodeRecorder(self.eval_env, TRAIN_VIDEO_SIZE)
         for _ in range(self.cfg.eval_episodes):
-            obs, total, done = self.eval_env.reset(), 0.0, False
-            self.agent.on_episode_start(training=False)
-            while not done:
-                step = self.eval_env.step(self.agent.act(obs, explore=False))
-                total += step.reward
-                obs, done = step.obs, step.terminated or step.truncated
-            returns.append(total)
+            returns.append(eval_episode(self.eval_env, self.agent, recorder and recorder.on_frame))
+            if recorder is not None:
+                from iqrl.video import video_name
+
+                recorder.save(self.run_dir / "videos" / video_name(self.env_step, returns[-1]))
+                recorder = None
         row = {"env_step": self.env_step, "episode_return": float(np.mean(returns)),
                "episode_return_std": float(np.std(returns)), "n_episodes": len(returns),
                "wall_time_s": round(self.wall_time(), 3)}
         self.eval_rows.append(row)
+        self.trackers.log("eval", row)
         return row
 
     def diagnostics(self) -> dict:
@@ -263,6 +291,7 @@ class Trainer:
         row["updates_per_s"] = w["updates"] / w["update_time"] if w["update_time"] > 0 else None
         row["wall_time_s"] = round(self.wall_time(), 3)
         self.train_rows.append(row)
+        self.trackers.log("train", row)
         self.window = self._new_window()
         return row
 
@@ -306,6 +335,7 @@ class Trainer:
         self.wall_offset, self.t0 = s["wall_time"], time.time()
 
     def save_checkpoint(self) -> None:
+        self.trackers.flush()  # what the checkpoint's rows were sent is on disk before a resume relies on it
         atomic_torch_save(self.run_dir / CHECKPOINT, self.state_dict())
 
     def try_resume(self) -> bool:
@@ -322,13 +352,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self, should_stop=None) -> int:
-        cfg = self.cfg
         remove_stale_temp_files(self.run_dir)  # left by a writer killed mid-write (we hold the run's lock)
         resumed = self.try_resume()
         if not resumed:
-            config = to_yaml_dict(cfg)
+            config = to_yaml_dict(self.cfg)
             config["meta"] = self.meta()
             write_yaml(self.run_dir / "config.yaml", config)
+        # rows after the checkpoint (or all, on a fresh start) are sent again: trackers drop earlier copies
+        self.trackers = Trackers(self.cfg.logger, self.run_dir, to_yaml_dict(self.cfg),
+                                 self.env_step + 1 if resumed else 0)
+        try:
+            return self._loop(should_stop, resumed)
+        finally:
+            self.trackers.close()
+
+    def _loop(self, should_stop, resumed: bool) -> int:
+        cfg = self.cfg
         self.write_logs()  # drop rows written after the checkpoint by an interrupted attempt
         write_status(self.run_dir, "running", self.env_step, cfg.steps)
         progress = Progress(cfg, self.env_step, resumed)
@@ -415,7 +454,8 @@ class Progress:
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 
 Top-level keys: agent, task, seed, steps, out, seed_steps, updates_per_step, replay_capacity, eval_every, eval_episodes,
-diag_every, checkpoint_every, device, precision, episode_length, action_repeat, sweep, variant, overrides.
+diag_every, checkpoint_every, device, precision, episode_length, action_repeat, sweep, variant, overrides,
+logger ([csv], add tensorboard / wandb), video_every (env steps; 0 = no videos).
 Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 --check validates the config and exits. Re-running on a run folder resumes it; on a done run does nothing."""
 
@@ -434,7 +474,8 @@ def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], l
     config that `saved` lacks: added since the run was started)."""
     # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
     # checkpointed (resume equality makes the results independent of the checkpoint cadence).
-    ignore = {"out", "device", "meta", "checkpoint_every"}
+    # So are the trackers and videos it writes beside its CSV files.
+    ignore = {"out", "device", "meta", "checkpoint_every", "logger", "video_every"}
     diffs, obsolete, added = [], [], []
     for k in sorted(set(saved) | set(new)):
         if not prefix and k in ignore:
@@ -499,7 +540,23 @@ def preflight(cfg: RunConfig) -> bool:
     done = check_run_folder(cfg) == "done"
     if not done:
         check_device_type(cfg, resolve_device(cfg.device))
+        check_watching(cfg)
     return done
+
+
+def check_watching(cfg: RunConfig) -> None:
+    """The trackers `logger` names are installed and, with `video_every`, a renderer works (ConfigError)."""
+    missing = missing_packages(cfg.logger)
+    if missing:
+        raise ConfigError(f"logger {', '.join(missing)} is not installed: "
+                          "pip install 'iqrl-bench[tracking]' (or drop it from logger=)")
+    if cfg.video_every > 0:
+        from iqrl.video import RendererUnavailable, select_backend
+
+        try:
+            select_backend()
+        except RendererUnavailable as e:
+            raise ConfigError(f"video_every needs a renderer: {e}") from None
 
 
 def main(argv: list[str] | None = None, should_stop=None) -> int:
