@@ -34,9 +34,9 @@ import pandas as pd
 import yaml
 
 from analysis.task_groups import task_group
+from iqrl.runfolder import read_status
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
-EVAL_COLUMNS = ("env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s")
 RUN_COLUMNS = (
     "run", "sweep", "agent", "variant", "method", "task", "group", "seed", "state", "target_steps",
     "last_eval_step", "has_config", "overrides", "config_values",
@@ -286,16 +286,6 @@ def read_identity(run_dir: Path, results: Path) -> dict:
     return ident
 
 
-def read_status(run_dir: Path) -> dict:
-    path = run_dir / "status.json"
-    if not path.exists():
-        return {"state": "unknown"}
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError):
-        return {"state": "unknown"}
-
-
 # ---------------------------------------------------------------------------------------------------
 # One run -> rows
 # ---------------------------------------------------------------------------------------------------
@@ -321,7 +311,7 @@ def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
             tr = tr.rename(columns={c: f"train_{c}" for c in clash})
             table = ev.merge(tr, on="env_step", how="outer")
     table = table.sort_values("env_step", kind="stable").reset_index(drop=True)
-    status = read_status(run_dir)
+    status = read_status(run_dir) or {}
     target = ident["target_steps"] if ident["target_steps"] is not None else status.get("steps")
     agent, variant = str(ident["agent"]), str(ident["variant"])
     run_cols = {

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.checks import require
 from baselines.dcwm_mppi import MPPIConfig, mppi_plan
 from iqrl.agent import LatentModelConfig
 from iqrl.agents import Agent, AgentSpec, to_tensor
@@ -102,9 +103,7 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
             (not self.official_nstep1_gamma_bug,
              "agent.official_nstep1_gamma_bug: for DCWM use agent.dcwm_legacy_unit_discount (docs/faithfulness.md)"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
         try:
             self.mppi().validate(keys={"horizon": "plan_horizon", "discount": "plan_discount"})
         except ValueError as e:

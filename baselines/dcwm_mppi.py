@@ -29,6 +29,8 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from iqrl.checks import require
+
 
 @dataclass(frozen=True)
 class MPPIConfig:
@@ -58,9 +60,7 @@ class MPPIConfig:
              f"{k('min_std')} must be in (0, {k('max_std')}] ({self.max_std}), got {self.min_std}"),
             (0 < self.discount <= 1, f"{k('discount')} must be in (0, 1], got {self.discount}"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
 
 
 @dataclass

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.checks import require
 from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.layers import EnsembleLinear, frozen_copy, out_linear
 from iqrl.maths import add_clipped_noise, hard_update_, two_hot_bins, two_hot_cross_entropy
@@ -117,9 +118,7 @@ class MRQConfig(AgentConfig):
             (min(self.enc_weight_decay, self.value_weight_decay, self.policy_weight_decay) >= 0,
              "agent.enc_weight_decay, value_weight_decay and policy_weight_decay must be >= 0"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
 
 
 def xavier_relu_(layer: nn.Module) -> None:

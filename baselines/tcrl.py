@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.checks import require
 from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.layers import frozen_copy, init_linear_, mlp
 from iqrl.maths import ema_update_, linear_decay, truncated_normal_sample
@@ -85,9 +86,7 @@ class TCRLConfig(AgentConfig):
             (self.sigma_clip > 0, f"sigma_clip must be > 0, got {self.sigma_clip}"),
             (self.init in ("default", "orthogonal"), f"init must be default or orthogonal, got {self.init!r}"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
 
 
 class Actor(nn.Module):

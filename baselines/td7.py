@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.checks import require
 from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.layers import EnsembleLinear, frozen_copy, mlp
 from iqrl.maths import add_clipped_noise, avg_l1_norm, hard_update_
@@ -97,9 +98,7 @@ class TD7Config(AgentConfig):
             (len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
              f"agent.mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
 
 
 class SALE(nn.Module):

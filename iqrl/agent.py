@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.checks import require
 from iqrl.agents import Agent, AgentSpec, to_tensor
 from iqrl.layers import FSQ, frozen_copy, mlp
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
@@ -68,9 +69,7 @@ class LatentModelConfig:
             (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
             (self.enc_grad_clip > 0, f"agent.enc_grad_clip must be > 0, got {self.enc_grad_clip}"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
 
     @property
     def latent_width(self) -> int:
@@ -113,9 +112,7 @@ class IQRLRepresentationConfig(LatentModelConfig):
             (self.use_tc_loss or self.use_rec_loss or self.use_rew_loss,
              "agent.use_tc_loss=false needs use_rec_loss=true or use_rew_loss=true (nothing would train the encoder)"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
 
     @property
     def latent_width(self) -> int:

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from iqrl import agents as registry
+from iqrl.checks import require
 from iqrl.envs import SEED_LIMIT, eval_seed, parse_task, task_group
 from iqrl.loggers import LOGGERS
 
@@ -170,9 +171,7 @@ def validate(run: RunConfig) -> None:
          f"logger entries must be among {', '.join(LOGGERS)}, got {run.logger}"),
         (run.video_every >= 0, f"video_every must be >= 0 (0 = no videos), got {run.video_every}"),
     ]
-    for ok, msg in checks:
-        if not ok:
-            raise ConfigError(msg)
+    require(checks, ConfigError)
     try:
         run.agent.validate()
     except ValueError as e:

@@ -119,13 +119,13 @@ def write_status(run_dir: Path, state: str, env_step: int, steps: int, error: st
 
 
 def read_status(run_dir: Path) -> dict | None:
-    p = Path(run_dir) / "status.json"
-    if not p.exists():
-        return None
+    """The run's status.json as a dict; None when it is missing or unreadable (the one reader of the trainer,
+    slurm/ and analysis/)."""
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads((Path(run_dir) / "status.json").read_text())
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def write_yaml(path: Path, data: dict) -> None:

@@ -36,7 +36,8 @@ from typing import Any
 
 from iqrl.runfolder import write_status
 from slurm.claim import RunLock, release_claim
-from slurm.state import is_done, read_status
+from iqrl.runfolder import read_status
+from slurm.state import is_done
 
 EXIT_INTERRUPTED = 3  # iqrl.train.EXIT_INTERRUPTED; the trainer contract
 

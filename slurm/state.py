@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iqrl.runfolder import read_status
 from slurm.claim import Claim, RunLock, claim_alive, read_claim
 
 # The states `make status` reports, in table order.
@@ -26,14 +27,6 @@ class RunState:
     job: str = ""  # job id and what we know about it
     claim: Claim | None = None
     stale_claim: bool = False
-
-
-def read_status(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((Path(run_dir) / "status.json").read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
 
 
 def is_done(run_dir: Path) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from iqrl.checks import require
 from iqrl.agents import AgentConfig
 from iqrl.layers import EnsembleMLP, frozen_copy
 from iqrl.maths import ema_update_
@@ -65,9 +66,7 @@ class CriticConfig(AgentConfig):
             (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip}"),
             (all(h >= 1 for h in self.mlp_dims), f"mlp_dims must be positive widths (>= 1), got {list(self.mlp_dims)}"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
 
 
 class CriticEnsembleLearner(nn.Module):

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.checks import require
 from iqrl.layers import mlp
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.optim import adam, no_param_grad, optimizer_step
@@ -67,9 +68,7 @@ class SACLearnerConfig(CriticConfig):
             (self.log_std_min < self.log_std_max,
              f"log_std_min must be < log_std_max, got {self.log_std_min} and {self.log_std_max}"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
 
 
 def tanh_log_det(u: Tensor) -> Tensor:

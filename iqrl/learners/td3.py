@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from iqrl.checks import require
 from iqrl.layers import frozen_copy, mlp
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.maths import add_clipped_noise, ema_update_, linear_schedule
@@ -42,9 +43,7 @@ class TD3LearnerConfig(CriticConfig):
              f"expl_sigma_start and expl_sigma_end must be >= 0, got {self.expl_sigma_start} and {self.expl_sigma_end}"),
             (self.expl_sigma_episodes >= 1, f"expl_sigma_episodes must be >= 1, got {self.expl_sigma_episodes}"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        require(checks)
 
 
 class TD3Learner(CriticEnsembleLearner):
