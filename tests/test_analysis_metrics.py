@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from analysis import metrics
+from analysis import stats as astats
 from analysis.load import AnalysisWarning, eval_rows, load_results
 from analysis.reference import DEFAULT_REFERENCE, select_reference
 from analysis_helpers import HAND_SCORES, write_hand_results, write_run
@@ -28,12 +29,12 @@ def test_iqm_matches_scipy_and_rliable():
     rng = np.random.default_rng(0)
     for shape in [(1, 1), (3, 5), (4, 3), (7, 2), (10, 1)]:
         s = rng.random(shape)
-        ours = metrics.final_metric_values(s)
+        ours = astats.final_metric_values(s)
         theirs = [rm.aggregate_iqm(s), rm.aggregate_median(s), rm.aggregate_mean(s), rm.aggregate_optimality_gap(s)]
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
-        assert metrics.iqm(s) == pytest.approx(stats.trim_mean(s, 0.25, axis=None), rel=1e-12)
+        assert astats.iqm(s) == pytest.approx(stats.trim_mean(s, 0.25, axis=None), rel=1e-12)
     curve = rng.random((3, 4, 6))
-    np.testing.assert_allclose(metrics.iqm_per_step(curve), [rm.aggregate_iqm(curve[..., j]) for j in range(6)],
+    np.testing.assert_allclose(astats.iqm_per_step(curve), [rm.aggregate_iqm(curve[..., j]) for j in range(6)],
                                rtol=1e-12)
 
 
@@ -42,10 +43,10 @@ def test_probability_of_improvement_matches_rliable():
 
     rng = np.random.default_rng(1)
     x, y = rng.integers(0, 4, (5, 3)).astype(float), rng.integers(0, 4, (3, 3)).astype(float)  # with ties
-    assert metrics.probability_of_improvement(x, y) == pytest.approx(rm.probability_of_improvement(x, y))
-    assert metrics.probability_of_improvement(x, x) == pytest.approx(0.5)
+    assert astats.probability_of_improvement(x, y) == pytest.approx(rm.probability_of_improvement(x, y))
+    assert astats.probability_of_improvement(x, x) == pytest.approx(0.5)
     # Hand-computed: x = [2, 0], y = [1] on one task -> 1 of 2 pairs wins -> 1/2; plus a task won outright.
-    assert metrics.probability_of_improvement(np.array([[2.0, 5.0], [0.0, 6.0]]), np.array([[1.0, 1.0]])) == 0.75
+    assert astats.probability_of_improvement(np.array([[2.0, 5.0], [0.0, 6.0]]), np.array([[1.0, 1.0]])) == 0.75
 
 
 def test_final_estimates_hand_values(hand_evals):
@@ -76,7 +77,7 @@ def test_bootstrap_reproducible_and_leaves_global_rng_alone(hand_evals):
 def test_ci_is_degenerate_when_runs_agree():
     # Every seed of a task has the same score: every resample is the original -> CI = [point, point].
     s = np.array([[0.2, 0.6, 0.9]] * 4)
-    point, interval = metrics.bootstrap(list(s.T), metrics.FINAL_STAT, reps=REPS)
+    point, interval = astats.bootstrap(list(s.T), astats.FINAL_STAT, reps=REPS)
     np.testing.assert_allclose(interval[0], point)
     np.testing.assert_allclose(interval[1], point)
     # IQM of {0.2 x4, 0.6 x4, 0.9 x4}: drop three from each end -> (0.2 + 4 * 0.6 + 0.9) / 6.
@@ -142,28 +143,28 @@ def test_ragged_aggregates_equal_pooled_scores_and_ci_is_reproducible():
     rng = np.random.default_rng(3)
     cols = ragged_cols(rng, [1, 3, 5, 2, 4])  # one task with a single run
     allv = np.concatenate(cols)
-    point, interval = metrics.bootstrap(cols, metrics.FINAL_STAT, reps=2000, seed=0)
+    point, interval = astats.bootstrap(cols, astats.FINAL_STAT, reps=2000, seed=0)
     expected = [stats.trim_mean(allv, 0.25), np.median([c.mean() for c in cols]), np.mean([c.mean() for c in cols]),
                 1.0 - np.mean([np.minimum(c, 1.0).mean() for c in cols])]
     np.testing.assert_allclose(point, expected, rtol=1e-12)
     assert np.isfinite(interval).all()
     assert (interval[0] <= point).all() and (point <= interval[1]).all() and (interval[1] > interval[0]).all()
-    again = metrics.bootstrap(cols, metrics.FINAL_STAT, reps=2000, seed=0)
+    again = astats.bootstrap(cols, astats.FINAL_STAT, reps=2000, seed=0)
     assert np.array_equal(again[0], point) and np.array_equal(again[1], interval)  # identical, not merely close
-    other = metrics.bootstrap(cols, metrics.FINAL_STAT, reps=2000, seed=1)[1]
+    other = astats.bootstrap(cols, astats.FINAL_STAT, reps=2000, seed=1)[1]
     assert not np.array_equal(other, interval)
     # blocks of resamples (memory bound) do not change the numbers
-    small = metrics.ragged_bootstrap((cols,), metrics.FINAL_STAT.pooled, reps=2000, seed=0, chunk=7)
+    small = astats.ragged_bootstrap((cols,), astats.FINAL_STAT.pooled, reps=2000, seed=0, chunk=7)
     assert np.array_equal(small[1], interval)
     # IQM alone, and one run on every task: a point without an interval
-    assert metrics.bootstrap(cols, metrics.IQM_STAT, reps=200)[0][0] == pytest.approx(stats.trim_mean(allv, 0.25))
-    single = metrics.bootstrap([np.array([0.3]), np.array([0.5])], metrics.FINAL_STAT, reps=200)
+    assert astats.bootstrap(cols, astats.IQM_STAT, reps=200)[0][0] == pytest.approx(stats.trim_mean(allv, 0.25))
+    single = astats.bootstrap([np.array([0.3]), np.array([0.5])], astats.FINAL_STAT, reps=200)
     assert single[0][0] == pytest.approx(0.4) and np.isnan(single[1]).all()
 
 
 def test_stratified_resamples_stay_within_each_task():
     counts = [1, 3, 2]
-    idx = metrics.stratified_indices(counts, 5000, np.random.default_rng(0))
+    idx = astats.stratified_indices(counts, 5000, np.random.default_rng(0))
     assert idx.shape == (5000, 6)
     assert (idx[:, 0] == 0).all()  # the single-run task contributes its score to every resample
     assert ((idx[:, 1:4] >= 1) & (idx[:, 1:4] < 4)).all() and set(np.unique(idx[:, 1:4])) == {1, 2, 3}
@@ -176,7 +177,7 @@ def test_stratified_resamples_stay_within_each_task():
         seen.append(x[0].copy())
         return x[0][:, :1]
 
-    metrics.ragged_bootstrap((cols,), record, reps=300, seed=0)
+    astats.ragged_bootstrap((cols,), record, reps=300, seed=0)
     resamples = np.concatenate(seen[1:])  # seen[0] is the original (the point estimate)
     assert resamples.shape == (300, 6) and (resamples[:, 0] == 7.0).all()
     assert np.isin(resamples[:, 1:4], cols[1]).all() and np.isin(resamples[:, 4:], cols[2]).all()
@@ -188,17 +189,17 @@ def test_pooled_forms_match_rliable_on_balanced_data():
     rng = np.random.default_rng(4)
     s = rng.random((5, 4))
     cols = list(s.T)
-    np.testing.assert_allclose(metrics.pooled_point((cols,), metrics.FINAL_STAT.pooled),
+    np.testing.assert_allclose(astats.pooled_point((cols,), astats.FINAL_STAT.pooled),
                                [rm.aggregate_iqm(s), rm.aggregate_median(s), rm.aggregate_mean(s),
                                 rm.aggregate_optimality_gap(s)], rtol=1e-12)
     # balanced data still goes through rliable; the numpy bootstrap of the same data gives a close interval
-    rl = metrics.bootstrap(cols, metrics.FINAL_STAT, reps=4000)
-    ours = metrics.ragged_bootstrap((cols,), metrics.FINAL_STAT.pooled, reps=4000)
+    rl = astats.bootstrap(cols, astats.FINAL_STAT, reps=4000)
+    ours = astats.ragged_bootstrap((cols,), astats.FINAL_STAT.pooled, reps=4000)
     np.testing.assert_allclose(ours[0], rl[0], rtol=1e-12)
     np.testing.assert_allclose(ours[1], rl[1], atol=0.02)
     curve = rng.random((3, 4, 6))
-    np.testing.assert_allclose(metrics.pooled_point(([curve[:, t] for t in range(4)],), metrics.IQM_PER_STEP_STAT.pooled),
-                               metrics.iqm_per_step(curve), rtol=1e-12)
+    np.testing.assert_allclose(astats.pooled_point(([curve[:, t] for t in range(4)],), astats.IQM_PER_STEP_STAT.pooled),
+                               astats.iqm_per_step(curve), rtol=1e-12)
 
 
 def test_ragged_probability_of_improvement_and_profile():
@@ -208,13 +209,13 @@ def test_ragged_probability_of_improvement_and_profile():
     x = [rng.integers(0, 4, n).astype(float) for n in (2, 3, 1)]  # ties included
     y = [rng.integers(0, 4, n).astype(float) for n in (3, 1, 2)]
     per_task = [rm.probability_of_improvement(a[:, None], b[:, None]) for a, b in zip(x, y)]
-    point, interval = metrics.bootstrap((x, y), metrics.IMPROVEMENT_STAT, reps=500)
+    point, interval = astats.bootstrap((x, y), astats.IMPROVEMENT_STAT, reps=500)
     assert point[0] == pytest.approx(np.mean(per_task))
     assert interval[0, 0] <= point[0] <= interval[1, 0]
     # rectangular per method (x 2 runs, y 3 runs on every task): rliable, the same number as the pooled form
     xb, yb = [rng.random(2) for _ in range(3)], [rng.random(3) for _ in range(3)]
-    rl = metrics.bootstrap((xb, yb), metrics.IMPROVEMENT_STAT, reps=200)[0][0]
-    assert rl == pytest.approx(metrics.pooled_point((xb, yb), metrics.IMPROVEMENT_STAT.pooled)[0])
+    rl = astats.bootstrap((xb, yb), astats.IMPROVEMENT_STAT, reps=200)[0][0]
+    assert rl == pytest.approx(astats.pooled_point((xb, yb), astats.IMPROVEMENT_STAT.pooled)[0])
     taus = np.linspace(0, 1, 11)
     cols = ragged_cols(rng, [1, 4, 2])
     prof, ci = metrics.performance_profiles({"a": cols}, taus, reps=300)["a"]
