@@ -60,6 +60,7 @@ class DCWMConfig(ActorCriticConfig):
     # --- world model (§5.1-5.3) ---
     latent_dim: int = 512  # d slots (1024 for dog, humanoid); latent width d * len(fsq_levels)
     fsq_levels: list[int] = field(default_factory=lambda: [5, 3])
+    fsq_symmetric: bool = False  # True: the symmetric FSQ bound of arXiv 2411.19842 (nn.FSQ; needed for a level 2)
     enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
     horizon: int = 5
     rho: float = 0.9
@@ -94,7 +95,7 @@ class DCWMConfig(ActorCriticConfig):
     def validate(self) -> None:
         self.validate_rl()
         checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho, self.enc_mlp_dims,
-                                     self.enc_lr, self.enc_weight_decay) + [
+                                     self.enc_lr, self.enc_weight_decay, self.fsq_symmetric) + [
             (self.consistency_loss in ("cross_entropy", "mse", "cosine"),
              f"agent.consistency_loss must be cross_entropy, mse or cosine, got {self.consistency_loss!r}"),
             (self.train_propagation in PROPAGATION,
@@ -138,7 +139,7 @@ class DCWM(Agent):
         # 500 updates per 1000-frame episode: 1 per agent step = 0.5 per env step (§5.6, §8).
         self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size, updates_per_step=0.5,
                               warmup_with_policy=cfg.warmup_with_policy, seed_burst=cfg.seed_burst)
-        self.fsq = FSQ(cfg.fsq_levels).to(self.device)
+        self.fsq = FSQ(cfg.fsq_levels, symmetric=cfg.fsq_symmetric).to(self.device)
         self.codebook_size = K = self.fsq.codebook_size
         self.codebook = self.fsq.codes_from_indices(torch.arange(K, device=self.device)[:, None])  # [K, c]
         D = self.latent_width = cfg.latent_width

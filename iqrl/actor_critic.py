@@ -76,15 +76,21 @@ class ActorCriticConfig(AgentConfig):
 
 
 def latent_model_checks(fsq_levels, latent_dim: int, horizon: int, rho: float, enc_mlp_dims=(), enc_lr: float = 1.0,
-                        enc_weight_decay: float = 0.0) -> list[tuple[bool, str]]:
+                        enc_weight_decay: float = 0.0, fsq_symmetric: bool = False) -> list[tuple[bool, str]]:
     """Validation shared by the agents with an FSQ latent model rolled out over a horizon (iQRL, DCWM)."""
+    levels = list(fsq_levels)
     return [
         (all(h >= 1 for h in enc_mlp_dims),
          f"agent.enc_mlp_dims must be positive widths (>= 1), got {list(enc_mlp_dims)}"),
         (enc_lr > 0, f"agent.enc_lr must be > 0, got {enc_lr}"),
         (enc_weight_decay >= 0, f"agent.enc_weight_decay must be >= 0, got {enc_weight_decay}"),
-        (len(fsq_levels) >= 1 and all(int(v) >= 2 for v in fsq_levels),
-         f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(fsq_levels)}"),
+        (len(levels) >= 1 and all(int(v) >= 2 for v in levels),
+         f"agent.fsq_levels must be a non-empty list of ints >= 2, got {levels}"),
+        # The standard FSQ bound shifts a 2-level channel by atanh(0.5 / 0.5005) ~ 3.8 (nn.FSQ, docs/fsq.md).
+        (fsq_symmetric or 2 not in levels,
+         f"agent.fsq_levels={levels} has a level of 2, which the standard FSQ bound maps to one code for every "
+         "pre-activation above -3.8, so the latent is constant at initialisation and gets almost no gradient; "
+         "use agent.fsq_symmetric=true (levels symmetric about 0, arXiv 2411.19842) or levels >= 3"),
         (latent_dim >= 1, f"agent.latent_dim must be >= 1, got {latent_dim}"),
         (horizon >= 1, f"agent.horizon must be >= 1, got {horizon}"),
         (0.0 < rho <= 1.0, f"agent.rho must be in (0, 1], got {rho}"),

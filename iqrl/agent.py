@@ -42,6 +42,7 @@ class IQRLConfig(SACConfig):
     # --- representation (spec §3-§5) ---
     latent_dim: int = 512  # number of FSQ groups G (official meaning); latent width D = G * len(fsq_levels)
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8])
+    fsq_symmetric: bool = False  # True: the symmetric FSQ bound of arXiv 2411.19842 (nn.FSQ; needed for a level 2)
     use_fsq: bool = True
     enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
     horizon: int = 5  # H
@@ -67,7 +68,8 @@ class IQRLConfig(SACConfig):
     def validate(self) -> None:
         self.validate_rl()
         checks = latent_model_checks(self.fsq_levels, self.latent_dim, self.horizon, self.rho, self.enc_mlp_dims,
-                                     self.enc_lr, self.enc_weight_decay) + [
+                                     self.enc_lr, self.enc_weight_decay,
+                                     self.fsq_symmetric or not self.use_fsq) + [  # no FSQ: levels set the width only
             (self.consistency_loss in ("cos", "mse"),
              f"agent.consistency_loss must be cos or mse, got {self.consistency_loss!r}"),
             (self.tc_loss_sign in (-1, 1), f"agent.tc_loss_sign must be -1 or 1, got {self.tc_loss_sign}"),
@@ -101,7 +103,7 @@ class IQRL(Agent):
                               updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy)
         D = cfg.latent_width
         self.latent_width = D
-        self.fsq = FSQ(cfg.fsq_levels).to(self.device)
+        self.fsq = FSQ(cfg.fsq_levels, symmetric=cfg.fsq_symmetric).to(self.device)
         self.codebook_size = self.fsq.codebook_size if cfg.use_fsq else None
         # Representation: encoder, residual dynamics, optional heads; EMA target encoder.
         self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, D, cfg.init).to(self.device)

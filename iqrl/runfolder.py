@@ -37,7 +37,7 @@ _TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(
 # versions behaved. The trainer resumes an unfinished older run (its config.yaml lacks the key) when the
 # current value is that one and refuses it otherwise (e.g. iqrl-official, whose preset turns the key on);
 # analysis reads a missing key as that value when it compares runs' configs.
-LEGACY_VALUES = {"agent.official_shared_eval_seed": False}
+LEGACY_VALUES = {"agent.official_shared_eval_seed": False, "agent.fsq_symmetric": False}
 
 
 def _atomic_write(path: Path, write) -> None:
