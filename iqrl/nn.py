@@ -162,7 +162,7 @@ class EnsembleMLP(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# Finite Scalar Quantization (Mentzer et al. 2023), as used by iQRL (spec §4), and the symmetric bound of
+# Finite Scalar Quantization (Mentzer et al. 2023), as used by iQRL (arXiv 2406.02696), and the symmetric bound of
 # Parker et al. 2024 (arXiv 2411.19842); docs/fsq.md compares the two.
 # --------------------------------------------------------------------------------------------------
 
@@ -204,9 +204,9 @@ class FSQ(nn.Module):
 
     forward(y [..., D]) -> q [..., D] with D = G*c, straight-through gradient, always in float32. Channel j of
     each group takes the values
-      standard (Mentzer et al. 2023, spec §4.2): round(tanh(y + s_L) h_L - o_L) / floor(L/2), with
+      standard (Mentzer et al. 2023, arXiv 2309.15505): round(tanh(y + s_L) h_L - o_L) / floor(L/2), with
         h_L = (L-1)(1+eps)/2, o_L = 1/2 for even L (else 0), s_L = atanh(o_L / h_L): the L values
-        (k - floor(L/2)) / floor(L/2), k = 0..L-1, which hold 0 and, for even L, 1 but not -1;
+        (k - floor(L/2)) / floor(L/2), k = 0..L-1, which hold 0 and, for even L, -1 but not +1;
       symmetric (Parker et al. 2024, arXiv 2411.19842): 2 round((L-1)/2 (tanh(y) + 1)) / (L-1) - 1:
         the L values (2k - (L-1)) / (L-1), evenly spaced on [-1, 1] and symmetric about 0.
     For odd L both give the same values and codes (only the standard bound's eps differs). For L = 2 the

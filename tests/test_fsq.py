@@ -1,4 +1,4 @@
-"""FSQ: value sets, straight-through gradient, grouping and code indices (iQRL spec §4), under the standard
+"""FSQ: value sets, straight-through gradient, grouping and code indices, under the standard
 and the symmetric bound (arXiv 2411.19842); the agents' refusal of a level of 2 under the standard bound."""
 
 import math
