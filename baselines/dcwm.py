@@ -128,7 +128,7 @@ class DCWM(Agent):
         # 500 updates per 1000-frame episode: 1 per agent step = 0.5 per env step.
         self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size, updates_per_step=0.5,
                               warmup_with_policy=cfg.warmup_with_policy, seed_burst=cfg.seed_burst)
-        self.fsq = FSQ(cfg.fsq_levels).to(self.device)
+        self.fsq = FSQ(cfg.fsq_levels, symmetric=cfg.fsq_symmetric).to(self.device)
         self.codebook_size = K = self.fsq.codebook_size
         self.codebook = self.fsq.codes_from_indices(torch.arange(K, device=self.device)[:, None])  # [K, c]
         D = self.latent_width = cfg.latent_width

@@ -49,6 +49,7 @@ class LatentModelConfig:
 
     latent_dim: int = 512  # number of FSQ groups G; latent width D = G * len(fsq_levels)
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8])
+    fsq_symmetric: bool = False  # True: the symmetric FSQ bound of arXiv 2411.19842 (docs/fsq.md; needed for a level 2)
     enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
     horizon: int = 5  # H
     rho: float = 0.9  # per-step weight rho^h of the model loss
@@ -64,6 +65,11 @@ class LatentModelConfig:
             (self.enc_weight_decay >= 0, f"agent.enc_weight_decay must be >= 0, got {self.enc_weight_decay}"),
             (len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
              f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}"),
+            # The standard FSQ bound shifts a 2-level channel by atanh(0.5 / 0.5005) ~ 3.8 (docs/fsq.md).
+            (self.fsq_symmetric or not self.quantized or 2 not in self.fsq_levels,
+             f"agent.fsq_levels={list(self.fsq_levels)} has a level of 2, which the standard FSQ bound maps to one "
+             "code for every pre-activation above -3.8, so the latent is constant at initialisation and gets almost "
+             "no gradient; use agent.fsq_symmetric=true (levels symmetric about 0, arXiv 2411.19842) or levels >= 3"),
             (self.latent_dim >= 1, f"agent.latent_dim must be >= 1, got {self.latent_dim}"),
             (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
             (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
@@ -75,6 +81,11 @@ class LatentModelConfig:
     def latent_width(self) -> int:
         """D, the width of the latent vector fed to dynamics, actor and critic."""
         return self.latent_dim * len(self.fsq_levels)
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the latent goes through FSQ (without it the levels only set the width)."""
+        return True
 
 
 @dataclass
@@ -115,6 +126,10 @@ class IQRLRepresentationConfig(LatentModelConfig):
         require(checks)
 
     @property
+    def quantized(self) -> bool:
+        return self.use_fsq
+
+    @property
     def latent_width(self) -> int:
         """D, the width of the latent vector fed to dynamics, actor and critic."""
         if not self.use_fsq and self.official_nofsq_half_width:
@@ -149,7 +164,7 @@ class IQRL(Agent):
         self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size,
                               updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy)
         D = self.latent_width = cfg.latent_width
-        self.fsq = FSQ(cfg.fsq_levels).to(self.device)
+        self.fsq = FSQ(cfg.fsq_levels, symmetric=cfg.fsq_symmetric).to(self.device)
         self.codebook_size = self.fsq.codebook_size if cfg.use_fsq else None
         # Representation: encoder, residual dynamics, optional heads; EMA target encoder.
         self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, D, cfg.init).to(self.device)

@@ -4,6 +4,9 @@ Rank: the numerical rank of Z [n, D] is the number of singular values sigma_i wi
 sigma_i > max(eps, eps * sigma_max)  (no centring, no normalisation), at eps in {1e-1, 1e-2, 1e-3}.
 The paper's figures use eps = 1e-2, reported here as `latent_rank`.
 Active codebook: per FSQ group g, 100 * (distinct code indices of g over the n samples) / K.
+Collapse: the latent says nothing about the observation when its rank is 0 (every singular value at or
+below eps: the latent is ~0) or when every FSQ group takes one code over the n samples (a constant latent,
+which the rank alone does not show: a constant nonzero vector has rank 1).
 """
 
 from __future__ import annotations
@@ -54,3 +57,13 @@ def active_codebook(indices: Tensor, codebook_size: int) -> dict[str, float]:
         "active_codebook_pct_min": float(pct.min()),
         "active_codebook_pct_max": float(pct.max()),
     }
+
+
+def latent_collapsed(metrics: dict[str, float], codebook_size: int | None) -> bool:
+    """True for diagnostics `metrics` (rank_metrics, plus active_codebook for a quantized latent of K =
+    codebook_size codes) of a collapsed latent: rank 0, or exactly one code in every group (the most used
+    group's share is 1/K)."""
+    if metrics.get("latent_rank") == 0:
+        return True
+    share = metrics.get("active_codebook_pct_max")
+    return codebook_size is not None and share is not None and round(share * codebook_size / 100.0) == 1

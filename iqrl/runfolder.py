@@ -37,7 +37,8 @@ _TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(
 # versions behaved. The trainer resumes an unfinished older run (its config.yaml lacks the key) when the
 # current value is that one and refuses it otherwise (e.g. iqrl-official, whose preset turns the key on);
 # analysis reads a missing key as that value when it compares runs' configs.
-LEGACY_VALUES = {"agent.official_shared_eval_seed": False, "logger": ["csv"], "video_every": 0}
+LEGACY_VALUES = {"agent.official_shared_eval_seed": False, "agent.fsq_symmetric": False, "logger": ["csv"],
+                 "video_every": 0}
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs
 # of TD3-learner agents (iqrl, iqrl-official, iqrl-ae) and the TD3 actor's noise keys in the configs of

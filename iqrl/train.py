@@ -28,7 +28,7 @@ import torch
 
 from iqrl.agents import make_agent
 from iqrl.config import ConfigError, RunConfig, build_config, to_yaml_dict
-from iqrl.diagnostics import active_codebook, rank_metrics
+from iqrl.diagnostics import active_codebook, latent_collapsed, rank_metrics
 from iqrl.envs import DMCEnv, eval_seed, task_group
 from iqrl.loggers import Trackers, missing_packages
 from iqrl.replay import SequenceReplay
@@ -276,7 +276,20 @@ class Trainer:
         codes = self.agent.codes(obs)
         if codes is not None:
             out.update(active_codebook(codes, self.agent.codebook_size))
+        out["latent_collapsed"] = int(latent_collapsed(out, self.agent.codebook_size if codes is not None else None))
         return out
+
+    def collapse_warning(self) -> str | None:
+        """The run log's warning for a collapsed latent, at the first train.csv row that records one (so once
+        per run: rows restored from a checkpoint count as seen)."""
+        flagged = [r for r in self.train_rows if r.get("latent_collapsed")]
+        if len(flagged) != 1 or flagged[0] is not self.train_rows[-1]:
+            return None
+        r = flagged[0]
+        codes = "" if r.get("active_codebook_pct_max") is None else \
+            f", at most {r['active_codebook_pct_max']:.3g}% of the codebook active in any group"
+        return (f"warning: collapsed latent at env_step {r['env_step']} (latent rank {r['latent_rank']:.0f}{codes}): "
+                "actor and critic see an almost constant input (train.csv column latent_collapsed; docs/fsq.md)")
 
     def train_row(self) -> dict:
         w = self.window
@@ -392,6 +405,9 @@ class Trainer:
                     self.next_eval += cfg.eval_every
             if self.env_step >= self.next_diag or finished:
                 self.train_row()
+                warning = self.collapse_warning()
+                if warning:
+                    progress.write(warning)
                 while self.next_diag <= self.env_step:
                     self.next_diag += cfg.diag_every
             self.write_logs()

@@ -17,6 +17,8 @@ BAD = [
     (["sede=3"], "unknown config key 'sede' (did you mean seed?)"),
     (["agent.fsq_levels=[8,1]"], "agent.fsq_levels must be a non-empty list of ints >= 2"),
     (["agent.fsq_levels=[]"], "agent.fsq_levels must be a non-empty list of ints >= 2"),
+    (["agent=iqrl", "agent.fsq_levels=[2,2]"], "has a level of 2, which the standard FSQ bound maps to one code"),
+    (["agent=dcwm", "agent.fsq_levels=[5,2]"], "use agent.fsq_symmetric=true"),
     (["agent.horizon=0"], "agent.horizon must be >= 1"),
     (["steps=many"], "invalid value for steps"),
     (["agent.nstep=0"], "agent.nstep must be >= 1"),

@@ -1,10 +1,10 @@
 """Latent rank (three tolerances) and active codebook share against hand-computed cases; the trainer's
-diagnostics batch."""
+diagnostics batch; the collapse guard (train.csv column latent_collapsed, one run-log warning)."""
 
 import pytest
 import torch
 
-from iqrl.diagnostics import active_codebook, numerical_rank, rank_metrics
+from iqrl.diagnostics import active_codebook, latent_collapsed, numerical_rank, rank_metrics
 
 
 def matrix_with_singular_values(sv, n=8, d=6, seed=0):
@@ -74,8 +74,41 @@ def test_trainer_diagnostics_batch_is_drawn_without_replacement(tmp_path):
     t.agent.latent = lambda o: seen.append(o.clone()) or latent(o)
     train_state, torch_state = t.replay.generator.get_state(), torch.get_rng_state()
     out = t.diagnostics()
-    assert "latent_rank" in out
+    assert "latent_rank" in out and out["latent_collapsed"] == 0  # the initial encoder's latent is not collapsed
     batch = seen[-1]
     assert sorted(batch[:, 0].tolist()) == list(range(n))  # o_0 .. o_15, each once
     assert torch.equal(t.replay.generator.get_state(), train_state)
     assert torch.equal(torch.get_rng_state(), torch_state)
+
+
+def test_latent_collapsed_by_rank_or_one_code_per_group():
+    K = 64
+    codes = active_codebook(torch.tensor([[3, 5], [3, 5], [3, 5]]), K)  # one code in each of 2 groups
+    assert codes["active_codebook_pct_max"] == 100 / 64
+    assert latent_collapsed({"latent_rank": 1.0, **codes}, K)  # constant nonzero latent: rank 1, one code
+    assert latent_collapsed({"latent_rank": 0.0}, None)  # a ~zero latent, quantized or not
+    two = active_codebook(torch.tensor([[3, 5], [3, 6], [3, 5]]), K)  # group 1 uses 2 codes
+    assert not latent_collapsed({"latent_rank": 1.0, **two}, K)
+    assert not latent_collapsed({"latent_rank": 1.0}, None)  # unquantized: only rank 0 counts
+
+
+def test_collapsed_latent_is_recorded_and_warned_once(tmp_path, capsys):
+    """A constant latent (encoder frozen at zero: every observation gets the code 0): every train.csv row
+    records latent_collapsed = 1, the run log warns once, at the first such row."""
+    import csv
+
+    from conftest import tiny_argv
+    from iqrl.config import build_config
+    from iqrl.train import Trainer
+
+    t = Trainer(build_config(tiny_argv("iqrl", tmp_path / "run", steps=800)))
+    for p in t.agent.encoder.parameters():
+        torch.nn.init.zeros_(p)
+        p.requires_grad_(False)
+    assert t.run() == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "train.csv").open()))
+    assert [r["env_step"] for r in rows] == ["400", "800"]
+    assert [r["latent_collapsed"] for r in rows] == ["1", "1"] and rows[0]["latent_rank"] == "0.0"
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "warning: collapsed latent" in line]
+    assert len(warnings) == 1 and "at env_step 400 (latent rank 0" in warnings[0]
+    assert t.collapse_warning() is None  # the run's later rows do not warn again
