@@ -34,7 +34,7 @@ import pandas as pd
 import yaml
 
 from analysis.task_groups import task_group
-from iqrl.runfolder import read_status
+from iqrl.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, read_status
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 RUN_COLUMNS = (
@@ -400,12 +400,11 @@ NOT_EXPERIMENT_KEYS = frozenset({"seed", "out", "sweep", "variant", "device", "c
 
 def legacy_filled(values: dict) -> dict:
     """config_values with the keys added since older runs were written filled in with the value those older
-    versions behaved as (iqrl.runfolder.LEGACY_VALUES), so an old run and a new repeat of it compare equal."""
-    try:
-        from iqrl.runfolder import LEGACY_VALUES
-    except ImportError:  # analysis without the iqrl package
-        return values
-    return {**{k.removeprefix("agent."): canonical_value(v) for k, v in LEGACY_VALUES.items()}, **values}
+    versions behaved as (iqrl.runfolder.LEGACY_VALUES), and the keys older configs carried but their agent
+    never read dropped (INERT_REMOVED_KEYS), so an old run and a new repeat of it compare equal."""
+    inert = {k.removeprefix("agent.") for k in INERT_REMOVED_KEYS}
+    filled = {**{k.removeprefix("agent."): canonical_value(v) for k, v in LEGACY_VALUES.items()}, **values}
+    return {k: v for k, v in filled.items() if k not in inert}
 
 
 def experiment_differences(a, b) -> list[str]:

@@ -247,3 +247,16 @@ def test_a_run_from_before_a_key_was_added_repeats_a_new_run_with_the_legacy_val
     with pytest.warns(AnalysisWarning, match="differs in official_shared_eval_seed"):
         _, info = load_results(tmp_path)
     assert (info.n_duplicates, info.n_conflicts) == (0, 1)
+
+
+def test_a_run_whose_config_carries_never_read_learner_keys_repeats_a_new_run(tmp_path):
+    # iqrl.runfolder.INERT_REMOVED_KEYS: older iqrl configs carried the SAC learner's keys, never read; a new run
+    # without them is the same experiment (a key outside that set would make it another, test above).
+    old = iqrl_config("old", 0, 100)
+    old["agent"] = {**old["agent"], "init_temperature": 0.1, "alpha_lr": 3e-4}
+    new = iqrl_config("new", 0, 100)
+    write_run(tmp_path / "old" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 5.0)], config=old)
+    write_run(tmp_path / "new" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)], config=new)
+    with pytest.warns(AnalysisWarning):
+        _, info = load_results(tmp_path)
+    assert (info.n_duplicates, info.n_conflicts) == (1, 0)
