@@ -29,7 +29,6 @@ DEFAULT_STEPS = "100000,500000,1000000"
 PROFILE_TAUS = np.linspace(0.0, 1.0, 101)  # normalised return thresholds
 
 
-
 def poi_reference(methods: list[str]) -> tuple[str | None, str]:
     """The method the probability-of-improvement figure compares against: `iqrl`, else the only iqrl
     variant (e.g. `iqrl/small`, when every iqrl run of the results folder is of one variant).
@@ -39,7 +38,11 @@ def poi_reference(methods: list[str]) -> tuple[str | None, str]:
     variants = sorted(m for m in methods if m.startswith("iqrl/"))
     if len(variants) == 1:
         return variants[0], ""
-    return None, f"several iqrl variants ({', '.join(variants)}) and no plain iqrl" if variants else "no iqrl runs"
+    return (
+        None,
+        f"several iqrl variants ({', '.join(variants)}) and no plain iqrl" if variants else "no iqrl runs",
+    )
+
 
 def parse_steps(text: str) -> list[int]:
     """'100000,500k,1M' -> [100000, 500000, 1000000] (sorted, unique); AnalysisError when malformed."""
@@ -48,10 +51,14 @@ def parse_steps(text: str) -> list[int]:
         piece = piece.strip().replace("_", "")
         m = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)", piece)
         if not m:
-            raise AnalysisError(f"malformed STEPS {text!r}: expected comma-separated env steps like 100000,500000")
+            raise AnalysisError(
+                f"malformed STEPS {text!r}: expected comma-separated env steps like 100000,500000"
+            )
         value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
         if not value.is_integer() or value <= 0:
-            raise AnalysisError(f"malformed STEPS {text!r}: {piece!r} is not a positive whole number of steps")
+            raise AnalysisError(
+                f"malformed STEPS {text!r}: {piece!r} is not a positive whole number of steps"
+            )
         steps.append(int(value))
     return sorted(set(steps))
 
@@ -70,10 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n\n")[0])
     p.add_argument("--results", required=True, help="folder holding run folders (any depth)")
     p.add_argument("--out", default="figures", help="output folder (default: figures)")
-    p.add_argument("--reference", nargs="?", const="1", default=None,
-                   help="overlay published curves: no value = shared/reference-data/published_dmc.csv.gz, "
-                        "or a path to such a file")
-    p.add_argument("--steps", default=DEFAULT_STEPS, help=f"env steps for final scores (default {DEFAULT_STEPS})")
+    p.add_argument(
+        "--reference",
+        nargs="?",
+        const="1",
+        default=None,
+        help="overlay published curves: no value = shared/reference-data/published_dmc.csv.gz, "
+        "or a path to such a file",
+    )
+    p.add_argument(
+        "--steps", default=DEFAULT_STEPS, help=f"env steps for final scores (default {DEFAULT_STEPS})"
+    )
     p.add_argument("--exclude-partial", action="store_true", help="drop runs whose status is not done")
     p.add_argument("--reps-curve", default=os.environ.get("IQRL_REPS_CURVE", "2000"))
     p.add_argument("--reps-final", default=os.environ.get("IQRL_REPS_FINAL", "20000"))
@@ -82,8 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_figures(results, out, *, steps: list[int], reference: Path | None = None, exclude_partial=False,
-                 reps_curve=2000, reps_final=20000, seed=0, use_cache=True) -> dict:
+def make_figures(
+    results,
+    out,
+    *,
+    steps: list[int],
+    reference: Path | None = None,
+    exclude_partial=False,
+    reps_curve=2000,
+    reps_final=20000,
+    seed=0,
+    use_cache=True,
+) -> dict:
     """Load, estimate, plot and tabulate; returns {"figures": [paths], "tables": [paths], "notes": [...]}."""
     from analysis import metrics, plots, tables
     from analysis.reference import load_reference, select_reference
@@ -95,8 +119,12 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
     out = Path(out)
     notes: list[str] = []
     # Each sweep's own runs for its ablations; everything else counts a repeated run once across sweeps.
-    sweep_table, info = load_results(results, cache_dir=out / ".cache" if use_cache else None,
-                                     exclude_partial=exclude_partial, per_sweep=True)
+    sweep_table, info = load_results(
+        results,
+        cache_dir=out / ".cache" if use_cache else None,
+        exclude_partial=exclude_partial,
+        per_sweep=True,
+    )
     table = cross_sweep_runs(sweep_table)
     evals = eval_rows(table)
     plots.setup_style()
@@ -113,9 +141,13 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
     else:
         fallback, _ = metrics.largest_common_step(evals, steps)
         reached = [fallback]
-        note(f"no run reached any of STEPS ({', '.join(metrics.format_steps(s) for s in steps)}): final scores "
-             f"and figures at {metrics.format_steps(fallback)} env steps instead, the largest step every method "
-             f"reached")
+        note(
+            f"no run reached any of STEPS ({', '.join(metrics.format_steps(s) for s in steps)}): final "
+            f"scores "
+            f"and figures at {metrics.format_steps(fallback)} env steps instead, the largest step every "
+            f"method "
+            f"reached"
+        )
     final = metrics.final_estimates(evals, reached, reps_final, seed)
     for line in final.notes:
         note(line)
@@ -125,10 +157,15 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
     # Sample efficiency (IQM across tasks and seeds vs steps), overall and per task group.
     curves = metrics.sample_efficiency(evals, reps_curve, seed)
     if curves.empty:
-        note("no env step at which every task of a method has an evaluation: sample-efficiency figure skipped")
+        note(
+            "no env step at which every task of a method has an evaluation: sample-efficiency figure skipped"
+        )
     else:
-        written += plots.save_figure(plots.plot_sample_efficiency(curves, colors, curve_task_sets(evals, curves)),
-                                     out, "sample_efficiency")
+        written += plots.save_figure(
+            plots.plot_sample_efficiency(curves, colors, curve_task_sets(evals, curves)),
+            out,
+            "sample_efficiency",
+        )
         single = sorted(set(curves.loc[curves["ci_low"].isna(), "method"]))
         if single:
             note(f"sample efficiency: no CI band where a method has one run per task ({', '.join(single)})")
@@ -139,13 +176,19 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
         with_tasks = {m: v for (m, s), v in final.scores.items() if s == step}
         # methods on fewer tasks than the step's methods together are labelled `m (k of N tasks)` throughout
         labels = plots.coverage_labels({m: tasks for m, (_, tasks) in with_tasks.items()})
-        written += plots.save_figure(plots.plot_final_intervals(est, colors, step, labels), out,
-                                     f"final_intervals_{tag}")
-        profiles = metrics.performance_profiles({m: cols for m, (cols, _) in with_tasks.items()}, PROFILE_TAUS,
-                                                reps_curve, seed)
         written += plots.save_figure(
-            plots.plot_performance_profiles(profiles, PROFILE_TAUS * metrics.RETURN_SCALE, colors, step, labels),
-            out, f"performance_profiles_{tag}")
+            plots.plot_final_intervals(est, colors, step, labels), out, f"final_intervals_{tag}"
+        )
+        profiles = metrics.performance_profiles(
+            {m: cols for m, (cols, _) in with_tasks.items()}, PROFILE_TAUS, reps_curve, seed
+        )
+        written += plots.save_figure(
+            plots.plot_performance_profiles(
+                profiles, PROFILE_TAUS * metrics.RETURN_SCALE, colors, step, labels
+            ),
+            out,
+            f"performance_profiles_{tag}",
+        )
         ref_method, why = poi_reference(list(with_tasks))
         if ref_method is None:
             note(f"{why} at {tag} steps: probability of improvement skipped")
@@ -154,44 +197,78 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
         else:
             poi = metrics.improvement_estimates(with_tasks, ref_method, reps_curve, seed)
             if poi.empty:
-                note(f"no other method shares a task with {ref_method} at {tag} steps: "
-                     "probability of improvement skipped")
+                note(
+                    f"no other method shares a task with {ref_method} at {tag} steps: "
+                    "probability of improvement skipped"
+                )
             else:
-                written += plots.save_figure(plots.plot_probability_of_improvement(poi, colors, step, labels), out,
-                                             f"probability_of_improvement_{tag}")
+                written += plots.save_figure(
+                    plots.plot_probability_of_improvement(poi, colors, step, labels),
+                    out,
+                    f"probability_of_improvement_{tag}",
+                )
 
     # Per-task learning curves, optionally with published curves.
     task_curves = metrics.per_task_curves(evals, "episode_return", seed=seed)
     ref = None
     if reference is not None:
-        ref = select_reference(load_reference(reference), task_curves["task"].unique(),
-                               max_step=float(evals["env_step"].max()))
+        ref = select_reference(
+            load_reference(reference), task_curves["task"].unique(), max_step=float(evals["env_step"].max())
+        )
         if ref.empty:
             note(f"reference file {reference} has no main-result curves for these tasks")
         elif not ref.groupby(["task", "label"])["env_step"].nunique().ge(2).any():
-            note(f"reference file {reference}: no published curve has 2 points up to "
-                 f"{metrics.format_steps(evals['env_step'].max())} env steps: none is drawn")
+            note(
+                f"reference file {reference}: no published curve has 2 points up to "
+                f"{metrics.format_steps(evals['env_step'].max())} env steps: none is drawn"
+            )
     written += plots.save_figure(
-        plots.plot_task_panels(task_curves, colors, reference=ref, title="Per-task learning curves "
-                               "(mean over seeds, 95% bootstrap CI)", ylim=(0, None)), out, "per_task_curves")
+        plots.plot_task_panels(
+            task_curves,
+            colors,
+            reference=ref,
+            title="Per-task learning curves (mean over seeds, 95% bootstrap CI)",
+            ylim=(0, None),
+        ),
+        out,
+        "per_task_curves",
+    )
 
     # Diagnostics of the iQRL paper: latent rank, active codebook share.
     if "latent_rank" in table and table["latent_rank"].notna().any():
         rank = metrics.per_task_curves(table, "latent_rank", seed=seed)
-        written += plots.save_figure(plots.plot_task_panels(
-            rank, colors, ylabel="Latent rank", title="Latent rank over training (mean over seeds, 95% CI)"),
-            out, "latent_rank")
+        written += plots.save_figure(
+            plots.plot_task_panels(
+                rank,
+                colors,
+                ylabel="Latent rank",
+                title="Latent rank over training (mean over seeds, 95% CI)",
+            ),
+            out,
+            "latent_rank",
+        )
     else:
         note("no run has a latent_rank column: latent-rank figure skipped")
     if "active_codebook_pct_mean" in table and table["active_codebook_pct_mean"].notna().any():
         code = metrics.per_task_curves(table, "active_codebook_pct_mean", seed=seed)
-        bounds = {b: metrics.per_task_curves(table, f"active_codebook_pct_{b}", seed=seed)
-                  for b in ("min", "max") if f"active_codebook_pct_{b}" in table}
-        written += plots.save_figure(plots.plot_task_panels(
-            code, colors, ylabel="Active codebook (%)", bounds=bounds or None, ylim=(0, 105),
-            labels=fsq_labels(table[table["active_codebook_pct_mean"].notna()]),
-            title="Active codebook share over training per FSQ setting (mean over seeds, 95% CI)"),
-            out, "active_codebook")
+        bounds = {
+            b: metrics.per_task_curves(table, f"active_codebook_pct_{b}", seed=seed)
+            for b in ("min", "max")
+            if f"active_codebook_pct_{b}" in table
+        }
+        written += plots.save_figure(
+            plots.plot_task_panels(
+                code,
+                colors,
+                ylabel="Active codebook (%)",
+                bounds=bounds or None,
+                ylim=(0, 105),
+                labels=fsq_labels(table[table["active_codebook_pct_mean"].notna()]),
+                title="Active codebook share over training per FSQ setting (mean over seeds, 95% CI)",
+            ),
+            out,
+            "active_codebook",
+        )
     else:
         note("no run has an active_codebook_pct_mean column: active-codebook figure skipped")
 
@@ -204,11 +281,20 @@ def make_figures(results, out, *, steps: list[int], reference: Path | None = Non
         if points["value"].nunique() < 2:
             continue
         name = plots.safe_name(f"ablation_{grid.sweep or 'nosweep'}_{grid.agent}_{grid.key}")
-        written += plots.save_figure(plots.plot_ablation(points, colors, key=grid.key, agent=grid.agent,
-                                                         sweep=grid.sweep, step=step), out, name)
+        written += plots.save_figure(
+            plots.plot_ablation(points, colors, key=grid.key, agent=grid.agent, sweep=grid.sweep, step=step),
+            out,
+            name,
+        )
     index = watch_index(table, Path(results), out)
-    return {"figures": written, "tables": table_paths, "notes": notes, "info": info, "scores": scores,
-            "index": index}
+    return {
+        "figures": written,
+        "tables": table_paths,
+        "notes": notes,
+        "info": info,
+        "scores": scores,
+        "index": index,
+    }
 
 
 def watch_index(table, results: Path, out: Path) -> Path:
@@ -224,16 +310,24 @@ def watch_index(table, results: Path, out: Path) -> Path:
     for (method, task), group in runs.groupby(["method", "task"], sort=False):
         cells = []
         for run, seed in zip(group["run"], group["seed"]):
-            videos = sorted((results / run / "videos").glob("*.mp4"),
-                            key=lambda p: (int(re.match(r"\d*", p.name).group() or -1), p.name))
+            videos = sorted(
+                (results / run / "videos").glob("*.mp4"),
+                key=lambda p: (int(re.match(r"\d*", p.name).group() or -1), p.name),
+            )
             links = [link(results / run, f"seed {seed}")] + [link(v, v.stem) for v in videos]
             cells.append(" ".join(links))
-        rows.append(f"<tr><td>{html.escape(method)}</td><td>{html.escape(task)}</td><td>"
-                    + "<br>".join(cells) + "</td></tr>")
-    page = ("<!doctype html><meta charset=utf-8><title>Runs and videos</title>\n<h1>Runs and videos</h1>\n"
-            "<p>Videos: &lt;env step&gt;[-ep&lt;k&gt;]-return&lt;return&gt; (docs/watching.md).</p>\n"
-            "<table border=1 cellpadding=4><tr><th>method</th><th>task</th><th>runs and videos</th></tr>\n"
-            + "\n".join(rows) + "\n</table>\n")
+        rows.append(
+            f"<tr><td>{html.escape(method)}</td><td>{html.escape(task)}</td><td>"
+            + "<br>".join(cells)
+            + "</td></tr>"
+        )
+    page = (
+        "<!doctype html><meta charset=utf-8><title>Runs and videos</title>\n<h1>Runs and videos</h1>\n"
+        "<p>Videos: &lt;env step&gt;[-ep&lt;k&gt;]-return&lt;return&gt; (docs/watching.md).</p>\n"
+        "<table border=1 cellpadding=4><tr><th>method</th><th>task</th><th>runs and videos</th></tr>\n"
+        + "\n".join(rows)
+        + "\n</table>\n"
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(page)
     return out / "index.html"
@@ -255,9 +349,12 @@ def fsq_labels(table) -> dict[str, str]:
 
     out = {}
     for row in table.drop_duplicates("method").itertuples():
-        levels = json.loads(row.overrides).get("fsq_levels") or json.loads(row.config_values).get("fsq_levels")
-        out[row.method] = f"{row.method} (fsq_levels={levels})" if levels and "fsq_levels" not in row.method \
-            else row.method
+        levels = json.loads(row.overrides).get("fsq_levels") or json.loads(row.config_values).get(
+            "fsq_levels"
+        )
+        out[row.method] = (
+            f"{row.method} (fsq_levels={levels})" if levels and "fsq_levels" not in row.method else row.method
+        )
     return out
 
 
@@ -282,18 +379,25 @@ def _run(args) -> int:
         steps = parse_steps(args.steps)
         reference = resolve_reference(args.reference)
         result = make_figures(
-            args.results, args.out, steps=steps, reference=reference, exclude_partial=args.exclude_partial,
+            args.results,
+            args.out,
+            steps=steps,
+            reference=reference,
+            exclude_partial=args.exclude_partial,
             reps_curve=_int_arg("--reps-curve", args.reps_curve),
             reps_final=_int_arg("--reps-final", args.reps_final),
             seed=_int_arg("--seed", args.seed, minimum=0),
-            use_cache=not args.no_cache)
+            use_cache=not args.no_cache,
+        )
     except AnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = result["info"]
-    print(f"wrote {len(result['figures']) // 2} figures (PNG+PDF) and {len(result['tables'])} tables to "
-          f"{args.out} from {info.n_runs} runs{' (cached table)' if info.from_cache else ''} "
-          f"in {time.time() - start:.0f}s; runs and videos: {result['index']}")
+    print(
+        f"wrote {len(result['figures']) // 2} figures (PNG+PDF) and {len(result['tables'])} tables to "
+        f"{args.out} from {info.n_runs} runs{' (cached table)' if info.from_cache else ''} "
+        f"in {time.time() - start:.0f}s; runs and videos: {result['index']}"
+    )
     return 0
 
 

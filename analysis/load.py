@@ -38,8 +38,20 @@ from iqrl.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, read_status
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 RUN_COLUMNS = (
-    "run", "sweep", "agent", "variant", "method", "task", "group", "seed", "state", "target_steps",
-    "last_eval_step", "has_config", "overrides", "config_values",
+    "run",
+    "sweep",
+    "agent",
+    "variant",
+    "method",
+    "task",
+    "group",
+    "seed",
+    "state",
+    "target_steps",
+    "last_eval_step",
+    "has_config",
+    "overrides",
+    "config_values",
 )
 CACHE_VERSION = 2  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
@@ -70,7 +82,8 @@ def method_label(agent: str, variant: str) -> str:
 def canonical_value(value) -> str:
     """A canonical string for an override/config value: lists joined by '-', bools lower-case.
 
-    >>> canonical_value([8, 5, 5]), canonical_value("[8,5,5]"), canonical_value("8-5-5"), canonical_value(True)
+    >>> canonical_value([8, 5, 5]), canonical_value("[8,5,5]"), canonical_value("8-5-5"),
+    canonical_value(True)
     ('8-5-5', '8-5-5', '8-5-5', 'true')
     """
     if isinstance(value, str):
@@ -99,7 +112,7 @@ def canonical_value(value) -> str:
 def override_key(key: str) -> str:
     """'agent.horizon' -> 'horizon'; other dotted keys are kept as they are."""
     key = key.strip()
-    return key[len("agent."):] if key.startswith("agent.") else key
+    return key[len("agent.") :] if key.startswith("agent.") else key
 
 
 def parse_overrides(overrides: list[str] | None = None, variant: str | None = None) -> dict[str, str]:
@@ -178,7 +191,7 @@ def _is_variant_dir(name: str) -> bool:
     return name == "default" or "=" in name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def known_tasks() -> frozenset[str]:
     """Every task name the core knows: its task groups and dm_control's suite (when importable)."""
     from iqrl.envs import TASK_GROUPS
@@ -193,7 +206,7 @@ def known_tasks() -> frozenset[str]:
     return frozenset(tasks)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def known_agents() -> frozenset[str]:
     """The registered agent names (imports torch: only asked for when no known task anchors a layout)."""
     try:
@@ -242,8 +255,13 @@ def identity_from_layout(rel_parts: tuple[str, ...]) -> dict:
         variant, rest = rest[-1], rest[:-1]
     if len(rest) < 2:
         raise ValueError("expected <agent>/<task>/<variant>/seed<k>")
-    return {"agent": rest[-2], "task": rest[-1], "variant": variant, "seed": seed,
-            "sweep": "/".join(rest[:-2])}
+    return {
+        "agent": rest[-2],
+        "task": rest[-1],
+        "variant": variant,
+        "seed": seed,
+        "sweep": "/".join(rest[:-2]),
+    }
 
 
 def read_identity(run_dir: Path, results: Path) -> dict:
@@ -256,8 +274,13 @@ def read_identity(run_dir: Path, results: Path) -> dict:
             cfg = {}
     agent_cfg = cfg.get("agent")
     agent = agent_cfg.get("name") if isinstance(agent_cfg, dict) else agent_cfg
-    from_cfg = {"agent": agent, "task": cfg.get("task"), "variant": cfg.get("variant"),
-                "seed": cfg.get("seed"), "sweep": cfg.get("sweep")}
+    from_cfg = {
+        "agent": agent,
+        "task": cfg.get("task"),
+        "variant": cfg.get("variant"),
+        "seed": cfg.get("seed"),
+        "sweep": cfg.get("sweep"),
+    }
     layout, layout_error = {}, ""
     if any(v is None or v == "" for v in from_cfg.values()):  # the layout only fills what the config lacks
         try:
@@ -277,8 +300,9 @@ def read_identity(run_dir: Path, results: Path) -> dict:
         why = layout_error or "config.yaml lacks them"
         raise ValueError(f"cannot tell {', '.join(missing)} ({why})")
     cfg_overrides = cfg.get("overrides")
-    ident["overrides"] = parse_overrides(cfg_overrides if cfg_overrides else None,
-                                         None if cfg_overrides else ident["variant"])
+    ident["overrides"] = parse_overrides(
+        cfg_overrides if cfg_overrides else None, None if cfg_overrides else ident["variant"]
+    )
     flat = _flatten({k: v for k, v in cfg.items() if k not in ("meta", "overrides")})
     flat.pop("name", None)
     ident["config_values"] = flat
@@ -349,7 +373,9 @@ def build_table(results: Path, run_dirs: list[Path]) -> pd.DataFrame:
     if not frames:
         raise AnalysisError(f"no readable run with evaluations under {results}")
     table = pd.concat(frames, ignore_index=True, sort=False)
-    return table.sort_values(["method", "task", "seed", "run", "env_step"], kind="stable").reset_index(drop=True)
+    return table.sort_values(["method", "task", "seed", "run", "env_step"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -394,8 +420,9 @@ class LoadInfo:
 # resume check ignores out, device, meta, checkpoint_every, logger and video_every for the same reason
 # (iqrl.train), and seed, sweep and variant only name the run (meta and overrides are not in config_values
 # at all: the resolved values are compared instead).
-NOT_EXPERIMENT_KEYS = frozenset({"seed", "out", "sweep", "variant", "device", "checkpoint_every", "logger",
-                                 "video_every"})
+NOT_EXPERIMENT_KEYS = frozenset(
+    {"seed", "out", "sweep", "variant", "device", "checkpoint_every", "logger", "video_every"}
+)
 
 
 def legacy_filled(values: dict) -> dict:
@@ -447,10 +474,15 @@ def repeated_runs(table: pd.DataFrame, across_sweeps: bool) -> list[Repeat]:
     twice) and a conflict when it is not (averaging them under one label would mix two experiments).
     """
     runs = table.drop_duplicates("run")
-    ranked = runs.assign(budget=runs["target_steps"].fillna(-1), not_done=runs["state"] != "done").sort_values(
-        ["budget", "not_done", "last_eval_step", "run"], ascending=[False, True, False, True], kind="stable")
+    ranked = runs.assign(
+        budget=runs["target_steps"].fillna(-1), not_done=runs["state"] != "done"
+    ).sort_values(
+        ["budget", "not_done", "last_eval_step", "run"], ascending=[False, True, False, True], kind="stable"
+    )
     repeats = []
-    for _, group in ranked.groupby(["method", "task", "seed"] + ([] if across_sweeps else ["sweep"]), sort=True):
+    for _, group in ranked.groupby(
+        ["method", "task", "seed"] + ([] if across_sweeps else ["sweep"]), sort=True
+    ):
         kept, *others = group.itertuples()
         repeats += [Repeat(other.run, kept.run, experiment_differences(kept, other)) for other in others]
     return repeats
@@ -467,12 +499,16 @@ def warn_repeats(repeats: list[Repeat], of_whom: str, outcome: str) -> None:
     duplicates = [r.run for r in repeats if not r.differs]
     conflicts = [f"{r.run} (kept {r.kept}; differs in {shown(r.differs, 4)})" for r in repeats if r.differs]
     if duplicates:
-        warn(f"{len(duplicates)} run(s) repeat the method, task and seed of {of_whom} and {outcome} "
-             f"(kept the finished or furthest one of each): {shown(duplicates)}")
+        warn(
+            f"{len(duplicates)} run(s) repeat the method, task and seed of {of_whom} and {outcome} "
+            f"(kept the finished or furthest one of each): {shown(duplicates)}"
+        )
     if conflicts:
-        warn(f"{len(conflicts)} run(s) have the method, task and seed of {of_whom} with another configuration "
-             f"and {outcome} (kept the larger step budget, else the finished or furthest run; give such an "
-             f"experiment its own variant or results folder): {shown(conflicts)}")
+        warn(
+            f"{len(conflicts)} run(s) have the method, task and seed of {of_whom} with another configuration "
+            f"and {outcome} (kept the larger step budget, else the finished or furthest run; give such an "
+            f"experiment its own variant or results folder): {shown(conflicts)}"
+        )
 
 
 def cross_sweep_runs(table: pd.DataFrame) -> pd.DataFrame:
@@ -521,8 +557,12 @@ def load_results(
     warn_repeats(within, "another run of their sweep", "are left out")
     table = table[~table["run"].isin([r.run for r in within])].reset_index(drop=True)
     across = repeated_runs(table, across_sweeps=True)
-    warn_repeats(across, "a run in another sweep", "are left out of the cross-sweep results"
-                 + (", not of their sweep's ablations," if per_sweep else ""))
+    warn_repeats(
+        across,
+        "a run in another sweep",
+        "are left out of the cross-sweep results"
+        + (", not of their sweep's ablations," if per_sweep else ""),
+    )
     table["repeat_of"] = table["run"].map({r.run: r.kept for r in across}).fillna("")
     if not per_sweep:
         table = cross_sweep_runs(table)
@@ -536,14 +576,22 @@ def load_results(
             n_excluded = len(partial)
             warn(f"{len(partial)} run(s) not done ({states}) excluded (--exclude-partial)")
             if cross_sweep_runs(table).empty:
-                raise AnalysisError(f"no finished run under {root} ({len(partial)} of {len(runs)} are not done)")
+                raise AnalysisError(
+                    f"no finished run under {root} ({len(partial)} of {len(runs)} are not done)"
+                )
         else:
-            warn(f"{len(partial)} run(s) not done ({states}) included up to their last evaluation "
-                 f"(use --exclude-partial to drop them)")
-    info = LoadInfo(n_runs=int(table["run"].nunique()), from_cache=from_cache,
-                    n_partial=len(partial), n_excluded=n_excluded,
-                    n_duplicates=sum(not r.differs for r in within + across),
-                    n_conflicts=sum(bool(r.differs) for r in within + across))
+            warn(
+                f"{len(partial)} run(s) not done ({states}) included up to their last evaluation "
+                f"(use --exclude-partial to drop them)"
+            )
+    info = LoadInfo(
+        n_runs=int(table["run"].nunique()),
+        from_cache=from_cache,
+        n_partial=len(partial),
+        n_excluded=n_excluded,
+        n_duplicates=sum(not r.differs for r in within + across),
+        n_conflicts=sum(bool(r.differs) for r in within + across),
+    )
     return table, info
 
 

@@ -30,9 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -43,11 +41,7 @@ from analysis.stats import (
     IQM_PER_STEP_STAT,
     IQM_STAT,
     bootstrap,
-    iqm,
-    probability_of_improvement,
     profile_stat,
-    ragged_bootstrap,
-    seeded_global_numpy,
 )
 from analysis.task_groups import GROUP_ORDER
 
@@ -73,10 +67,15 @@ def scores_at_step(evals: pd.DataFrame, step: int) -> tuple[pd.DataFrame, pd.Dat
     before = evals[(evals["env_step"] <= step) & evals["run"].isin(has.index[has])]
     idx = before.groupby("run")["env_step"].idxmax()
     cols = ["run", "method", "task", "group", "seed", "env_step", "episode_return"]
-    scores = before.loc[idx.values, cols].sort_values(["method", "task", "seed", "run"]).reset_index(drop=True)
+    scores = (
+        before.loc[idx.values, cols].sort_values(["method", "task", "seed", "run"]).reset_index(drop=True)
+    )
     short = evals[evals["run"].isin(has.index[~has])].drop_duplicates("run")
-    not_reached = short[["run", "method", "task", "seed"]].assign(
-        first_eval=short["run"].map(first).values, last_eval=short["run"].map(last).values).reset_index(drop=True)
+    not_reached = (
+        short[["run", "method", "task", "seed"]]
+        .assign(first_eval=short["run"].map(first).values, last_eval=short["run"].map(last).values)
+        .reset_index(drop=True)
+    )
     return scores, not_reached
 
 
@@ -85,8 +84,11 @@ def not_reached_text(not_reached: pd.DataFrame, step: int) -> str:
     (non-empty), adding '; k first evaluated after it' for runs whose first evaluation is after `step`."""
     by = ", ".join(f"{m}: {n}" for m, n in not_reached["method"].value_counts().sort_index().items())
     late = int((not_reached["first_eval"] > step).sum())
-    return (f"{len(not_reached)} run(s) never reached it and are left out ({by}"
-            + (f"; {late} first evaluated after it" if late else "") + ")")
+    return (
+        f"{len(not_reached)} run(s) never reached it and are left out ({by}"
+        + (f"; {late} first evaluated after it" if late else "")
+        + ")"
+    )
 
 
 def task_scores(scores: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
@@ -94,16 +96,20 @@ def task_scores(scores: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
     returns, runs in seed order. Every run counts; tasks may hold different numbers of runs."""
     ordered = scores.sort_values(["task", "seed", "run"], kind="stable")
     tasks = sorted(ordered["task"].unique())
-    cols = [ordered.loc[ordered["task"] == t, "episode_return"].to_numpy(dtype=float) / RETURN_SCALE
-            for t in tasks]
+    cols = [
+        ordered.loc[ordered["task"] == t, "episode_return"].to_numpy(dtype=float) / RETURN_SCALE
+        for t in tasks
+    ]
     return cols, tasks
 
 
 def single_run_notes(where: str, cols: list[np.ndarray]) -> list[str]:
     """A note when every task has one run: no CI (see `bootstrap`). where: the note's prefix."""
     if max(len(c) for c in cols) < 2:
-        return [f"{where}: one run per task: no 95% CI, as a bootstrap over one run per task would have "
-                f"zero width"]
+        return [
+            f"{where}: one run per task: no 95% CI, as a bootstrap over one run per task would have "
+            f"zero width"
+        ]
     return []
 
 
@@ -129,18 +135,28 @@ def final_estimates(evals: pd.DataFrame, steps: list[int], reps: int, seed: int 
         task_sets = scores.groupby("method")["task"].agg(lambda t: tuple(sorted(set(t))))
         if task_sets.nunique() > 1:
             sizes = ", ".join(f"{m}: {len(t)}" for m, t in task_sets.items())
-            notes.append(f"at {format_steps(step)} steps, methods average different task sets (tasks per "
-                         f"method: {sizes}); compare their aggregates with care")
+            notes.append(
+                f"at {format_steps(step)} steps, methods average different task sets (tasks per "
+                f"method: {sizes}); compare their aggregates with care"
+            )
         for method, runs in scores.groupby("method", sort=True):
             cols, tasks = task_scores(runs)
             notes += single_run_notes(f"at {format_steps(step)} steps, {method}", cols)
             by_method[(method, step)] = (cols, tasks)
             point, interval = bootstrap(cols, FINAL_STAT, reps, seed)
             for k, metric in enumerate(FINAL_METRICS):
-                rows.append({"method": method, "env_step": step, "metric": metric,
-                             "value": point[k] * RETURN_SCALE, "ci_low": interval[0, k] * RETURN_SCALE,
-                             "ci_high": interval[1, k] * RETURN_SCALE, "n_tasks": len(tasks),
-                             "n_runs": sum(len(c) for c in cols)})
+                rows.append(
+                    {
+                        "method": method,
+                        "env_step": step,
+                        "metric": metric,
+                        "value": point[k] * RETURN_SCALE,
+                        "ci_low": interval[0, k] * RETURN_SCALE,
+                        "ci_high": interval[1, k] * RETURN_SCALE,
+                        "n_tasks": len(tasks),
+                        "n_runs": sum(len(c) for c in cols),
+                    }
+                )
     cols = ["method", "env_step", "metric", "value", "ci_low", "ci_high", "n_tasks", "n_runs"]
     return FinalEstimates(pd.DataFrame(rows, columns=cols), by_method, notes)
 
@@ -165,8 +181,9 @@ def values_on_grid(run_steps: np.ndarray, run_values: np.ndarray, grid: np.ndarr
     return np.where(grid > run_steps[-1], np.nan, out)
 
 
-def curve_segments(evals: pd.DataFrame, grid: np.ndarray
-                   ) -> list[tuple[np.ndarray, list[np.ndarray], list[str]]]:
+def curve_segments(
+    evals: pd.DataFrame, grid: np.ndarray
+) -> list[tuple[np.ndarray, list[np.ndarray], list[str]]]:
     """One method's runs on a step grid -> [(steps (S_k,), cols, tasks)], cols per task an array
     (n_t, S_k) of normalised scores (runs in seed order).
 
@@ -178,16 +195,21 @@ def curve_segments(evals: pd.DataFrame, grid: np.ndarray
     runs = evals.drop_duplicates("run")[["run", "task", "seed"]]
     first = runs["run"].map(evals.groupby("run")["env_step"].min())
     last = runs["run"].map(evals.groupby("run")["env_step"].max())
-    series = {run: (g["env_step"].to_numpy(), g["episode_return"].to_numpy())
-              for run, g in evals.sort_values("env_step").groupby("run")}
+    series = {
+        run: (g["env_step"].to_numpy(), g["episode_return"].to_numpy())
+        for run, g in evals.sort_values("env_step").groupby("run")
+    }
     segments, current, cur_steps = [], None, []
 
     def close():
         if current is not None and cur_steps:
             sel = current  # dataframe of kept runs
             steps = np.array(cur_steps)
-            cols = [np.stack([values_on_grid(*series[run], steps) for run in sel.loc[sel["task"] == t, "run"]])
-                    / RETURN_SCALE for t in tasks]
+            cols = [
+                np.stack([values_on_grid(*series[run], steps) for run in sel.loc[sel["task"] == t, "run"]])
+                / RETURN_SCALE
+                for t in tasks
+            ]
             segments.append((steps, cols, tasks))
 
     for step in grid:
@@ -220,16 +242,25 @@ def sample_efficiency(evals: pd.DataFrame, reps: int, seed: int = 0, max_points:
             for steps, cols, tasks in curve_segments(m_evals, grid):
                 point, interval = bootstrap(cols, IQM_PER_STEP_STAT, reps, seed)
                 for j, step in enumerate(steps):
-                    rows.append({"group": group, "method": method, "env_step": int(step),
-                                 "iqm": point[j] * RETURN_SCALE, "ci_low": interval[0, j] * RETURN_SCALE,
-                                 "ci_high": interval[1, j] * RETURN_SCALE, "n_tasks": len(tasks),
-                                 "n_runs": sum(len(c) for c in cols)})
+                    rows.append(
+                        {
+                            "group": group,
+                            "method": method,
+                            "env_step": int(step),
+                            "iqm": point[j] * RETURN_SCALE,
+                            "ci_low": interval[0, j] * RETURN_SCALE,
+                            "ci_high": interval[1, j] * RETURN_SCALE,
+                            "n_tasks": len(tasks),
+                            "n_runs": sum(len(c) for c in cols),
+                        }
+                    )
     cols = ["group", "method", "env_step", "iqm", "ci_low", "ci_high", "n_tasks", "n_runs"]
     return pd.DataFrame(rows, columns=cols)
 
 
-def performance_profiles(scores: dict[str, list[np.ndarray]], taus: np.ndarray, reps: int, seed: int = 0
-                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def performance_profiles(
+    scores: dict[str, list[np.ndarray]], taus: np.ndarray, reps: int, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Score distributions with 95% CIs: {method: (profile (len(taus),), ci (2, len(taus)))}.
 
     scores: {method: cols (per task an array (n_t,) of normalised scores)}; taus on the same normalised
@@ -240,8 +271,9 @@ def performance_profiles(scores: dict[str, list[np.ndarray]], taus: np.ndarray, 
     return {method: bootstrap(cols, stat, reps, seed) for method, cols in scores.items()}
 
 
-def improvement_estimates(scores: dict[str, tuple[list[np.ndarray], list[str]]], reference: str, reps: int,
-                          seed: int = 0) -> pd.DataFrame:
+def improvement_estimates(
+    scores: dict[str, tuple[list[np.ndarray], list[str]]], reference: str, reps: int, seed: int = 0
+) -> pd.DataFrame:
     """P(reference > other) with 95% CIs for every other method, on the tasks both have.
 
     scores: {method: (cols, tasks)} as `task_scores`. Per task the share of (reference run, other run)
@@ -263,8 +295,16 @@ def improvement_estimates(scores: dict[str, tuple[list[np.ndarray], list[str]]],
         x = [x_all[x_tasks.index(t)] for t in common]
         y = [y_all[y_tasks.index(t)] for t in common]
         point, interval = bootstrap((x, y), IMPROVEMENT_STAT, reps, seed)
-        rows.append({"method": reference, "other": other, "probability": point[0],
-                     "ci_low": interval[0, 0], "ci_high": interval[1, 0], "n_tasks": len(common)})
+        rows.append(
+            {
+                "method": reference,
+                "other": other,
+                "probability": point[0],
+                "ci_low": interval[0, 0],
+                "ci_high": interval[1, 0],
+                "n_tasks": len(common),
+            }
+        )
     return pd.DataFrame(rows, columns=["method", "other", "probability", "ci_low", "ci_high", "n_tasks"])
 
 
@@ -279,8 +319,9 @@ def mean_ci(values: np.ndarray, reps: int, rng: np.random.Generator) -> tuple[fl
     return mean, float(low), float(high)
 
 
-def per_task_curves(table: pd.DataFrame, value: str, by: str = "method", reps: int = 1000, seed: int = 0,
-                    max_points: int = 60) -> pd.DataFrame:
+def per_task_curves(
+    table: pd.DataFrame, value: str, by: str = "method", reps: int = 1000, seed: int = 0, max_points: int = 60
+) -> pd.DataFrame:
     """Mean and 95% bootstrap CI over seeds of `value` vs env_step, per (by, task).
 
     table: tidy rows (run, task, env_step, `by`, `value`); rows where `value` is nan are ignored. On each
@@ -293,16 +334,29 @@ def per_task_curves(table: pd.DataFrame, value: str, by: str = "method", reps: i
     sub = table.loc[table[value].notna(), ["run", "task", by, "env_step", value]]
     for (key, task), g in sub.groupby([by, "task"], sort=True):
         grid = thin_steps(g["env_step"], max_points)
-        per_run = np.stack([values_on_grid(r["env_step"].to_numpy(), r[value].to_numpy(dtype=float), grid)
-                            for _, r in g.sort_values("env_step").groupby("run")])
+        per_run = np.stack(
+            [
+                values_on_grid(r["env_step"].to_numpy(), r[value].to_numpy(dtype=float), grid)
+                for _, r in g.sort_values("env_step").groupby("run")
+            ]
+        )
         for j, step in enumerate(grid):
             col = per_run[:, j]
             col = col[~np.isnan(col)]
             if len(col) == 0:
                 continue
             mean, low, high = mean_ci(col, reps, rng)
-            rows.append({by: key, "task": task, "env_step": int(step), "mean": mean, "ci_low": low,
-                         "ci_high": high, "n": len(col)})
+            rows.append(
+                {
+                    by: key,
+                    "task": task,
+                    "env_step": int(step),
+                    "mean": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": len(col),
+                }
+            )
     return pd.DataFrame(rows, columns=[by, "task", "env_step", "mean", "ci_low", "ci_high", "n"])
 
 
@@ -359,12 +413,16 @@ def ablation_grids(runs: pd.DataFrame) -> list[AblationGrid]:
     """
     grids = []
     # every run's config: the default variant's value of a key may differ by task (task overrides)
-    configs = {key: [json.loads(c) for c in g["config_values"]]
-               for key, g in runs.groupby(["sweep", "agent", "variant"], sort=False)}
+    configs = {
+        key: [json.loads(c) for c in g["config_values"]]
+        for key, g in runs.groupby(["sweep", "agent", "variant"], sort=False)
+    }
     variants = runs.drop_duplicates(["sweep", "agent", "variant"])
     for (sweep, agent), g in variants.groupby(["sweep", "agent"], sort=True):
-        parsed = [(row.method, json.loads(row.overrides), configs[(row.sweep, row.agent, row.variant)])
-                  for row in g.itertuples()]
+        parsed = [
+            (row.method, json.loads(row.overrides), configs[(row.sweep, row.agent, row.variant)])
+            for row in g.itertuples()
+        ]
         # overrides every variant shares (a sweep's `fixed` and `per_agent` keys) are not swept: drop them,
         # so that the default variant is recognised by its otherwise empty overrides
         shared = set.intersection(*(set(ov.items()) for _, ov, _ in parsed)) if len(parsed) > 1 else set()
@@ -403,8 +461,9 @@ def largest_common_step(evals: pd.DataFrame, steps: list[int], methods=None) -> 
     return (max(common), True) if common else (int(reach.min()), False)
 
 
-def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int], reps: int, seed: int = 0
-                       ) -> tuple[pd.DataFrame, int, list[str]]:
+def ablation_estimates(
+    evals: pd.DataFrame, grid: AblationGrid, steps: list[int], reps: int, seed: int = 0
+) -> tuple[pd.DataFrame, int, list[str]]:
     """Final IQM with 95% CI per point of one grid, from the sweep's own runs.
 
     The step is the largest of `steps` that every point's runs reached (or, if none, the latest step
@@ -428,15 +487,24 @@ def ablation_estimates(evals: pd.DataFrame, grid: AblationGrid, steps: list[int]
         task_sets[pt.method] = tuple(tasks)
         notes += single_run_notes(f"{where}, {pt.method}", cols)
         point, interval = bootstrap(cols, IQM_STAT, reps, seed)
-        rows.append({"method": pt.method, "value": pt.value, "context": pt.context,
-                     "iqm": point[0] * RETURN_SCALE, "ci_low": interval[0, 0] * RETURN_SCALE,
-                     "ci_high": interval[1, 0] * RETURN_SCALE, "n_tasks": len(tasks),
-                     "n_runs": sum(len(c) for c in cols)})
+        rows.append(
+            {
+                "method": pt.method,
+                "value": pt.value,
+                "context": pt.context,
+                "iqm": point[0] * RETURN_SCALE,
+                "ci_low": interval[0, 0] * RETURN_SCALE,
+                "ci_high": interval[1, 0] * RETURN_SCALE,
+                "n_tasks": len(tasks),
+                "n_runs": sum(len(c) for c in cols),
+            }
+        )
     if len(set(task_sets.values())) > 1:
         sizes = ", ".join(f"{m}: {len(t)}" for m, t in sorted(task_sets.items()))
         notes.append(f"{where}: the points average different task sets (tasks per point: {sizes})")
-    out = pd.DataFrame(rows, columns=["method", "value", "context", "iqm", "ci_low", "ci_high", "n_tasks",
-                                      "n_runs"])
+    out = pd.DataFrame(
+        rows, columns=["method", "value", "context", "iqm", "ci_low", "ci_high", "n_tasks", "n_runs"]
+    )
     order = sorted(out["value"].unique(), key=value_sort_key)
     out["order"] = out["value"].map({v: i for i, v in enumerate(order)})
     return out.sort_values(["context", "order"]).drop(columns="order").reset_index(drop=True), step, notes

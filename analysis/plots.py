@@ -19,20 +19,32 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from analysis.metrics import (  # noqa: E402
-    FINAL_METRICS, METRIC_TITLES, format_steps, is_numeric, list_numbers, method_order, value_sort_key,
+    FINAL_METRICS,
+    METRIC_TITLES,
+    format_steps,
+    is_numeric,
+    list_numbers,
+    method_order,
+    value_sort_key,
 )
 
 RETURN_LABEL = "Episode return"
 STEPS_LABEL = "Environment steps"
-GROUP_TITLES = {"all": "All tasks", "easy": "Easy tasks", "medium": "Medium tasks", "hard": "Hard tasks",
-                "other": "Other tasks"}
+GROUP_TITLES = {
+    "all": "All tasks",
+    "easy": "Easy tasks",
+    "medium": "Medium tasks",
+    "hard": "Hard tasks",
+    "other": "Other tasks",
+}
 
 
 def setup_style() -> None:
     """Seaborn styling for all figures (call once, in the entry point)."""
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.15)
-    matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 150,
-                                "axes.titleweight": "bold"})
+    matplotlib.rcParams.update(
+        {"pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 150, "axes.titleweight": "bold"}
+    )
 
 
 def method_colors(methods) -> dict[str, tuple]:
@@ -40,7 +52,9 @@ def method_colors(methods) -> dict[str, tuple]:
     beyond 9 methods), stable across figures."""
     order = method_order(methods)
     colorblind = [c for k, c in enumerate(sns.color_palette("colorblind", 10)) if k != 7]  # 7: grey
-    palette = colorblind[:len(order)] if len(order) <= len(colorblind) else sns.color_palette("husl", len(order))
+    palette = (
+        colorblind[: len(order)] if len(order) <= len(colorblind) else sns.color_palette("husl", len(order))
+    )
     return dict(zip(order, palette))
 
 
@@ -78,7 +92,9 @@ def _legend_below(fig, handles, labels, ncol=None):
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
 
 
-def _method_handles(methods, colors, labels: dict[str, str] | None = None, styles: dict[str, str] | None = None):
+def _method_handles(
+    methods, colors, labels: dict[str, str] | None = None, styles: dict[str, str] | None = None
+):
     handles = [Line2D([], [], color=colors[m], lw=2.5, ls=(styles or {}).get(m, "-")) for m in methods]
     return handles, [(labels or {}).get(m, m) for m in methods]
 
@@ -108,8 +124,10 @@ def plot_sample_efficiency(curves: pd.DataFrame, colors: dict, task_sets: dict |
     """
     groups = list(dict.fromkeys(curves["group"]))
     if task_sets is None:  # counts only: the panel's tasks are the most any method covers
-        task_sets = {g: {m: range(int(n)) for m, n in sub.groupby("method")["n_tasks"].max().items()}
-                     for g, sub in curves.groupby("group", sort=False)}
+        task_sets = {
+            g: {m: range(int(n)) for m, n in sub.groupby("method")["n_tasks"].max().items()}
+            for g, sub in curves.groupby("group", sort=False)
+        }
     fig, axes = _grid(len(groups), ncols=4, size=(4.2, 3.3))
     methods = method_order(curves["method"])
     partial = False
@@ -142,8 +160,9 @@ def plot_sample_efficiency(curves: pd.DataFrame, colors: dict, task_sets: dict |
     return fig
 
 
-def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int, labels: dict[str, str] | None = None
-                         ) -> plt.Figure:
+def plot_final_intervals(
+    estimates: pd.DataFrame, colors: dict, step: int, labels: dict[str, str] | None = None
+) -> plt.Figure:
     """IQM, median, mean and optimality gap with 95% CIs at one step (rliable's interval plot: a bar per
     interval in the method's colour, a dark tick at the point estimate). A method without a CI (one run per
     task) gets a diamond in its colour instead. Constrained layout keeps the title, the metric titles and
@@ -155,8 +174,13 @@ def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int, label
     methods = method_order(estimates["method"])[::-1]  # drawn bottom-up: iqrl ends on top
     table = estimates.set_index(["method", "metric"])
     height, no_ci = 0.6, False
-    fig, axes = plt.subplots(1, len(FINAL_METRICS), figsize=(3.4 * len(FINAL_METRICS), 0.45 * len(methods) + 1.9),
-                             sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(FINAL_METRICS),
+        figsize=(3.4 * len(FINAL_METRICS), 0.45 * len(methods) + 1.9),
+        sharey=True,
+        layout="constrained",
+    )
     for ax, metric in zip(np.atleast_1d(axes), FINAL_METRICS):
         for y, method in enumerate(methods):
             value, low, high = table.loc[(method, metric), ["value", "ci_low", "ci_high"]].to_numpy(float)
@@ -177,14 +201,17 @@ def plot_final_intervals(estimates: pd.DataFrame, colors: dict, step: int, label
         ax.grid(False, axis="y")
         ax.set_ylim(-0.6, len(methods) - 0.4)
     axes[0].set_yticks(range(len(methods)), [(labels or {}).get(m, m) for m in methods], fontsize="large")
-    fig.supxlabel(f"{RETURN_LABEL} (0-1000)" + ("   \N{BLACK DIAMOND} one run per task: no CI" if no_ci else ""),
-                  fontsize="x-large")
+    fig.supxlabel(
+        f"{RETURN_LABEL} (0-1000)" + ("   \N{BLACK DIAMOND} one run per task: no CI" if no_ci else ""),
+        fontsize="x-large",
+    )
     fig.suptitle(f"Final performance at {format_steps(step)} env steps (95% CI)", fontsize="x-large")
     return fig
 
 
-def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, step: int,
-                              labels: dict[str, str] | None = None) -> plt.Figure:
+def plot_performance_profiles(
+    profiles: dict, taus: np.ndarray, colors: dict, step: int, labels: dict[str, str] | None = None
+) -> plt.Figure:
     """Fraction of runs with return > tau, with 95% CIs (rliable's profile plot).
 
     profiles: {method: (profile (len(taus),), ci (2, len(taus)))}; taus on the 0-1000 return scale.
@@ -195,11 +222,23 @@ def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, st
     methods = method_order(profiles)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     plot_utils.plot_performance_profiles(
-        {m: profiles[m][0] for m in methods}, taus, performance_profile_cis={m: profiles[m][1] for m in methods},
-        colors=colors, ax=ax, xlabel=r"Return threshold $\tau$", ylabel=r"Fraction of runs with return $> \tau$",
-        labelsize="large", ticklabelsize="medium")
-    ax.legend(*_method_handles(methods, colors, labels), loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
-              frameon=False)
+        {m: profiles[m][0] for m in methods},
+        taus,
+        performance_profile_cis={m: profiles[m][1] for m in methods},
+        colors=colors,
+        ax=ax,
+        xlabel=r"Return threshold $\tau$",
+        ylabel=r"Fraction of runs with return $> \tau$",
+        labelsize="large",
+        ticklabelsize="medium",
+    )
+    ax.legend(
+        *_method_handles(methods, colors, labels),
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize="small",
+        frameon=False,
+    )
     ax.set_title(f"Performance profiles at {format_steps(step)} env steps")
     return fig
 
@@ -207,8 +246,9 @@ def plot_performance_profiles(profiles: dict, taus: np.ndarray, colors: dict, st
 PAIR_SEPARATOR = "\x1f"  # method labels may contain ',' (combined overrides)
 
 
-def plot_probability_of_improvement(poi: pd.DataFrame, colors: dict, step: int,
-                                    labels: dict[str, str] | None = None) -> plt.Figure:
+def plot_probability_of_improvement(
+    poi: pd.DataFrame, colors: dict, step: int, labels: dict[str, str] | None = None
+) -> plt.Figure:
     """P(reference > other) with 95% CIs, one bar per other method (rliable's plot).
 
     poi: analysis.metrics.improvement_estimates output (method, other, probability, ci_low, ci_high).
@@ -218,14 +258,25 @@ def plot_probability_of_improvement(poi: pd.DataFrame, colors: dict, step: int,
     from rliable import plot_utils
 
     poi = poi.set_index("other").loc[method_order(poi["other"])].reset_index()
-    keys = [f"{labels.get(m, m)}{PAIR_SEPARATOR}{labels.get(o, o)}" for m, o in zip(poi["method"], poi["other"])]
+    keys = [
+        f"{labels.get(m, m)}{PAIR_SEPARATOR}{labels.get(o, o)}" for m, o in zip(poi["method"], poi["other"])
+    ]
     probs = dict(zip(keys, poi["probability"].to_numpy()))
     cis = {k: np.array([lo, hi]) for k, lo, hi in zip(keys, poi["ci_low"], poi["ci_high"])}
     fig, ax = plt.subplots(figsize=(5.5, 0.55 * len(keys) + 1.2))
     plot_utils.plot_probability_of_improvement(
-        probs, cis, pair_separator=PAIR_SEPARATOR, ax=ax, colors=[colors[o] for o in poi["other"]],
-        xticks=[0.0, 0.25, 0.5, 0.75, 1.0], xlabel=f"P({poi['method'].iloc[0]} > Y)",
-        left_ylabel="X", right_ylabel="Y", labelsize="large", ticklabelsize="medium")
+        probs,
+        cis,
+        pair_separator=PAIR_SEPARATOR,
+        ax=ax,
+        colors=[colors[o] for o in poi["other"]],
+        xticks=[0.0, 0.25, 0.5, 0.75, 1.0],
+        xlabel=f"P({poi['method'].iloc[0]} > Y)",
+        left_ylabel="X",
+        right_ylabel="Y",
+        labelsize="large",
+        ticklabelsize="medium",
+    )
     ax.axvline(0.5, color="k", ls=":", lw=1)
     ax.set_xlim(-0.02, 1.02)
     ax.set_title(f"Probability of improvement at {format_steps(step)} env steps", pad=18)
@@ -251,17 +302,30 @@ def reference_styles(reference: pd.DataFrame) -> dict[str, dict]:
     styles = {}
     for row in pairs.itertuples():
         k, j = sources.index(row.source), algorithms.index(row.algorithm)
-        styles[row.label] = {"color": SOURCE_SHADES[k % len(SOURCE_SHADES)],
-                             "ls": SOURCE_STYLES[k % len(SOURCE_STYLES)],
-                             "marker": ALGORITHM_MARKERS[j % len(ALGORITHM_MARKERS)], "ms": 4, "mfc": "white",
-                             "lw": 1.1, "alpha": 0.9}
+        styles[row.label] = {
+            "color": SOURCE_SHADES[k % len(SOURCE_SHADES)],
+            "ls": SOURCE_STYLES[k % len(SOURCE_STYLES)],
+            "marker": ALGORITHM_MARKERS[j % len(ALGORITHM_MARKERS)],
+            "ms": 4,
+            "mfc": "white",
+            "lw": 1.1,
+            "alpha": 0.9,
+        }
     return styles
 
 
-def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", ylabel: str = RETURN_LABEL,
-                     title: str = "", reference: pd.DataFrame | None = None,
-                     bounds: dict[str, pd.DataFrame] | None = None, ylim: tuple | None = None,
-                     labels: dict[str, str] | None = None) -> plt.Figure:
+def plot_task_panels(
+    curves: pd.DataFrame,
+    colors: dict,
+    *,
+    by: str = "method",
+    ylabel: str = RETURN_LABEL,
+    title: str = "",
+    reference: pd.DataFrame | None = None,
+    bounds: dict[str, pd.DataFrame] | None = None,
+    ylim: tuple | None = None,
+    labels: dict[str, str] | None = None,
+) -> plt.Figure:
     """One panel per task: mean over seeds with 95% CI band, one line per `by` value.
 
     curves: analysis.metrics.per_task_curves output. reference: analysis.reference.select_reference
@@ -278,8 +342,9 @@ def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", 
     reference = reference[reference["env_step"] <= curves["env_step"].max()]
     reference = reference.groupby(["task", "label"]).filter(lambda r: r["env_step"].nunique() >= 2)
     ref_styles = reference_styles(reference) if len(reference) else {}
-    ref_order = sorted(ref_styles, key=lambda lab: (reference.loc[reference["label"] == lab, "source"].iloc[0],
-                                                   lab.lower()))
+    ref_order = sorted(
+        ref_styles, key=lambda lab: (reference.loc[reference["label"] == lab, "source"].iloc[0], lab.lower())
+    )
     for ax, task in zip(axes, tasks):
         sub = curves[curves["task"] == task]
         for label in ref_order:
@@ -291,7 +356,9 @@ def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", 
             if m.empty:
                 continue
             ax.plot(m["env_step"], m["mean"], color=colors[key], lw=2.2, zorder=3)
-            ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[key], alpha=0.2, lw=0, zorder=2)
+            ax.fill_between(
+                m["env_step"], m["ci_low"], m["ci_high"], color=colors[key], alpha=0.2, lw=0, zorder=2
+            )
             for bound in (bounds or {}).values():
                 b = bound[(bound["task"] == task) & (bound[by] == key)]
                 ax.plot(b["env_step"], b["mean"], color=colors[key], lw=1, ls=":")
@@ -306,11 +373,24 @@ def plot_task_panels(curves: pd.DataFrame, colors: dict, *, by: str = "method", 
         handles.append(Line2D([], [], color="grey", lw=1, ls=":"))
         texts.append("min / max over FSQ groups")
     if ref_order:
-        fig.legend(handles, texts, loc="upper right", bbox_to_anchor=(0.49, 0.0), frameon=False,
-                          ncol=1 if len(texts) <= 8 else 2, title="Our runs")
-        fig.legend([Line2D([], [], **ref_styles[lab]) for lab in ref_order], ref_order, loc="upper left",
-                   bbox_to_anchor=(0.51, 0.0), frameon=False, ncol=1 if len(ref_order) <= 8 else 2,
-                   title="Published (line style: source, marker: algorithm)")
+        fig.legend(
+            handles,
+            texts,
+            loc="upper right",
+            bbox_to_anchor=(0.49, 0.0),
+            frameon=False,
+            ncol=1 if len(texts) <= 8 else 2,
+            title="Our runs",
+        )
+        fig.legend(
+            [Line2D([], [], **ref_styles[lab]) for lab in ref_order],
+            ref_order,
+            loc="upper left",
+            bbox_to_anchor=(0.51, 0.0),
+            frameon=False,
+            ncol=1 if len(ref_order) <= 8 else 2,
+            title="Published (line style: source, marker: algorithm)",
+        )
     else:
         _legend_below(fig, handles, texts)
     if title:
@@ -334,8 +414,9 @@ def ablation_tick_label(key: str, value: str) -> str:
     return value
 
 
-def plot_ablation(points: pd.DataFrame, colors: dict, *, key: str, agent: str, sweep: str, step: int
-                  ) -> plt.Figure:
+def plot_ablation(
+    points: pd.DataFrame, colors: dict, *, key: str, agent: str, sweep: str, step: int
+) -> plt.Figure:
     """Final IQM with 95% CI vs the swept value; one series per context (the variants' other overrides).
 
     points: analysis.metrics.ablation_estimates output (method, value, context, iqm, ci_low, ci_high, ...).
@@ -355,24 +436,42 @@ def plot_ablation(points: pd.DataFrame, colors: dict, *, key: str, agent: str, s
         x = g["value"].map(xpos).to_numpy(dtype=float)
         if numeric:
             marker = "o"
-            ax.plot(x, g["iqm"], color="0.55", lw=1.2, ls="-" if not context else "--", zorder=1,
-                    label=context or None)
+            ax.plot(
+                x,
+                g["iqm"],
+                color="0.55",
+                lw=1.2,
+                ls="-" if not context else "--",
+                zorder=1,
+                label=context or None,
+            )
         else:
             marker = CONTEXT_MARKERS[k % len(CONTEXT_MARKERS)]
             x = x + (k - (len(contexts) - 1) / 2) * width
             handles.append(Line2D([], [], marker=marker, color="0.4", ls="none", label=context or "(none)"))
         for row, xi in zip(g.itertuples(), x):
-            ax.errorbar(xi, row.iqm, yerr=[[row.iqm - row.ci_low], [row.ci_high - row.iqm]], fmt=marker, ms=7,
-                        color=colors[row.method], capsize=4, lw=2, zorder=2)
+            ax.errorbar(
+                xi,
+                row.iqm,
+                yerr=[[row.iqm - row.ci_low], [row.ci_high - row.iqm]],
+                fmt=marker,
+                ms=7,
+                color=colors[row.method],
+                capsize=4,
+                lw=2,
+                zorder=2,
+            )
     ax.set_xticks([xpos[v] for v in values])
     ax.set_xticklabels([ablation_tick_label(key, v) for v in values])
-    ax.set_xlabel(f"{key} (K = codebook size)" if any("\n" in ablation_tick_label(key, v) for v in values)
-                  else key)
+    ax.set_xlabel(
+        f"{key} (K = codebook size)" if any("\n" in ablation_tick_label(key, v) for v in values) else key
+    )
     ax.set_ylabel(f"IQM {RETURN_LABEL.lower()}")
     n_tasks = int(points["n_tasks"].max())
     where = f"sweep '{sweep}'" if sweep else "no sweep name"
-    ax.set_title(f"{agent}: {key} ({where}), IQM at {format_steps(step)} steps, {n_tasks} task(s)",
-                 fontsize="medium")
+    ax.set_title(
+        f"{agent}: {key} ({where}), IQM at {format_steps(step)} steps, {n_tasks} task(s)", fontsize="medium"
+    )
     if points["context"].ne("").any():
         ax.legend(handles=handles or None, title="other overrides", fontsize="small", frameon=False)
     fig.tight_layout()

@@ -10,7 +10,9 @@ import pandas as pd
 from analysis.load import AnalysisError
 
 #: Default file, relative to the repository root (the shared folder sits beside the checkout).
-DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference-data" / "published_dmc.csv.gz"
+DEFAULT_REFERENCE = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "reference-data" / "published_dmc.csv.gz"
+)
 REFERENCE_COLUMNS = ("source", "algorithm", "ablation", "task", "env_step", "seed", "episode_return")
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 # ---------------------------------------------------------------------------------------------------
 # Reproducible rliable calls
 # ---------------------------------------------------------------------------------------------------
@@ -30,7 +31,7 @@ def seeded_global_numpy(seed: int):
         np.random.set_state(state)
 
 
-def bootstrap(cols, stat: "Statistic", reps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap(cols, stat: Statistic, reps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Stratified-bootstrap estimate of an aggregate with a 95% percentile interval.
 
     cols: one method's scores per task, a list (T,) of arrays (n_t[, S]), or a tuple of such lists on the
@@ -54,7 +55,8 @@ def bootstrap(cols, stat: "Statistic", reps: int, seed: int = 0) -> tuple[np.nda
             return point, np.full((2, len(point)), np.nan)
         with seeded_global_numpy(seed):
             point, interval = rly.get_interval_estimates(
-                {"x": arrays if isinstance(cols, tuple) else arrays[0]}, stat.matrix, reps=reps)
+                {"x": arrays if isinstance(cols, tuple) else arrays[0]}, stat.matrix, reps=reps
+            )
         return np.asarray(point["x"], dtype=float), np.asarray(interval["x"], dtype=float)
     if any(c.max() < 2 for c in counts):
         point = pooled_point(inputs, stat.pooled)
@@ -74,8 +76,9 @@ def stratified_indices(counts, reps: int, rng: np.random.Generator) -> np.ndarra
     n_t runs, so every resample keeps each task's run count and never mixes tasks.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    return np.repeat(task_starts(counts), counts) + rng.integers(0, np.repeat(counts, counts),
-                                                                  size=(reps, int(counts.sum())))
+    return np.repeat(task_starts(counts), counts) + rng.integers(
+        0, np.repeat(counts, counts), size=(reps, int(counts.sum()))
+    )
 
 
 def pooled_point(inputs, func) -> np.ndarray:
@@ -84,8 +87,9 @@ def pooled_point(inputs, func) -> np.ndarray:
     return np.asarray(func(*samples)[0], dtype=float)
 
 
-def ragged_bootstrap(inputs, func, reps: int, seed: int = 0, chunk: int = 2 ** 18
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def ragged_bootstrap(
+    inputs, func, reps: int, seed: int = 0, chunk: int = 2**18
+) -> tuple[np.ndarray, np.ndarray]:
     """Stratified bootstrap for tasks with different run counts (rliable needs equal counts).
 
     inputs: tuple of per-task score lists (each a list (T,) of arrays (n_t[, S])); each is resampled
@@ -101,9 +105,12 @@ def ragged_bootstrap(inputs, func, reps: int, seed: int = 0, chunk: int = 2 ** 1
     point = pooled_point(inputs, func)
     idx = [stratified_indices(c, reps, rng) for c in counts]
     block = max(1, chunk // sum(f.size for f in flats))
-    stats = np.concatenate([
-        np.asarray(func(*[(f[i[a:a + block]], c) for f, i, c in zip(flats, idx, counts)]), dtype=float)
-        for a in range(0, reps, block)])
+    stats = np.concatenate(
+        [
+            np.asarray(func(*[(f[i[a : a + block]], c) for f, i, c in zip(flats, idx, counts)]), dtype=float)
+            for a in range(0, reps, block)
+        ]
+    )
     return point, np.percentile(stats, [2.5, 97.5], axis=0)
 
 
@@ -168,8 +175,15 @@ def pooled_final_metric_values(v: np.ndarray, counts) -> np.ndarray:
     starts, n = task_starts(counts), np.asarray(counts)
     task_means = np.add.reduceat(v, starts, axis=1) / n
     task_capped = np.add.reduceat(np.minimum(v, 1.0), starts, axis=1) / n
-    return np.stack([iqm(v, axis=1), np.median(task_means, axis=1), task_means.mean(axis=1),
-                     1.0 - task_capped.mean(axis=1)], axis=1)
+    return np.stack(
+        [
+            iqm(v, axis=1),
+            np.median(task_means, axis=1),
+            task_means.mean(axis=1),
+            1.0 - task_capped.mean(axis=1),
+        ],
+        axis=1,
+    )
 
 
 def pooled_probability_of_improvement(x: tuple, y: tuple) -> np.ndarray:
@@ -178,7 +192,7 @@ def pooled_probability_of_improvement(x: tuple, y: tuple) -> np.ndarray:
     (xv, xc), (yv, yc) = x, y
     total = np.zeros(len(xv))
     for xs, nx, ys, ny in zip(task_starts(xc), xc, task_starts(yc), yc):
-        a, b = xv[:, xs:xs + nx, None], yv[:, None, ys:ys + ny]
+        a, b = xv[:, xs : xs + nx, None], yv[:, None, ys : ys + ny]
         total += (a > b).mean(axis=(1, 2)) + 0.5 * (a == b).mean(axis=(1, 2))
     return total / len(xc)
 
@@ -196,8 +210,10 @@ class Statistic:
 FINAL_STAT = Statistic(final_metric_values, lambda x: pooled_final_metric_values(*x))
 IQM_STAT = Statistic(iqm_only, lambda x: iqm(x[0], axis=1)[:, None])
 IQM_PER_STEP_STAT = Statistic(iqm_per_step, lambda x: iqm(x[0], axis=1))
-IMPROVEMENT_STAT = Statistic(lambda a, b: np.array([probability_of_improvement(a, b)]),
-                             lambda x, y: pooled_probability_of_improvement(x, y)[:, None])
+IMPROVEMENT_STAT = Statistic(
+    lambda a, b: np.array([probability_of_improvement(a, b)]),
+    lambda x, y: pooled_probability_of_improvement(x, y)[:, None],
+)
 
 
 def profile_stat(taus: np.ndarray) -> Statistic:

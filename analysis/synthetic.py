@@ -34,12 +34,35 @@ TASKS = ("walker-walk", "cartpole-swingup", "cheetah-run", "hopper-hop", "dog-ru
 ABLATION_TASKS = ("walker-walk", "cheetah-run")
 # Final returns (at infinite steps) per agent and task; learning speed per task.
 FINAL = {
-    "iqrl": {"walker-walk": 950, "cartpole-swingup": 860, "cheetah-run": 780, "hopper-hop": 320, "dog-run": 250},
-    "tcrl": {"walker-walk": 900, "cartpole-swingup": 840, "cheetah-run": 650, "hopper-hop": 220, "dog-run": 140},
-    "td3": {"walker-walk": 820, "cartpole-swingup": 800, "cheetah-run": 560, "hopper-hop": 120, "dog-run": 40},
+    "iqrl": {
+        "walker-walk": 950,
+        "cartpole-swingup": 860,
+        "cheetah-run": 780,
+        "hopper-hop": 320,
+        "dog-run": 250,
+    },
+    "tcrl": {
+        "walker-walk": 900,
+        "cartpole-swingup": 840,
+        "cheetah-run": 650,
+        "hopper-hop": 220,
+        "dog-run": 140,
+    },
+    "td3": {
+        "walker-walk": 820,
+        "cartpole-swingup": 800,
+        "cheetah-run": 560,
+        "hopper-hop": 120,
+        "dog-run": 40,
+    },
 }
-TAU = {"walker-walk": 60_000, "cartpole-swingup": 40_000, "cheetah-run": 150_000, "hopper-hop": 250_000,
-       "dog-run": 300_000}
+TAU = {
+    "walker-walk": 60_000,
+    "cartpole-swingup": 40_000,
+    "cheetah-run": 150_000,
+    "hopper-hop": 250_000,
+    "dog-run": 300_000,
+}
 HORIZON_FACTOR = {1: 0.75, 3: 0.92, 5: 1.0}
 FSQ_FACTOR = {"8-8": 1.0, "5-5-5-5": 0.9}
 PARTIAL = {  # (sweep, agent, task, seed) -> (state, last env step)
@@ -49,42 +72,81 @@ PARTIAL = {  # (sweep, agent, task, seed) -> (state, last env step)
 
 
 def synthetic_return(agent: str, task: str, seed: int, step: int, factor: float = 1.0) -> float:
-    """The synthetic evaluation return: factor * FINAL * (1 - exp(-step / TAU)) + 15 (seed - 1), in [0, 1000]."""
+    """The synthetic evaluation return: factor * FINAL * (1 - exp(-step / TAU)) + 15 (seed - 1), in [0,
+    1000]."""
     value = factor * FINAL[agent][task] * (1.0 - math.exp(-step / TAU[task])) + 15.0 * (seed - 1)
     return round(min(max(value, 0.0), 1000.0), 3)
 
 
 def _agent_config(agent: str, horizon: int = 5, fsq_levels=(8, 8)) -> dict:
     if agent == "iqrl":
-        return {"name": "iqrl", "horizon": horizon, "fsq_levels": list(fsq_levels), "use_fsq": True,
-                "latent_dim": 512, "lr": 3e-4}
+        return {
+            "name": "iqrl",
+            "horizon": horizon,
+            "fsq_levels": list(fsq_levels),
+            "use_fsq": True,
+            "latent_dim": 512,
+            "lr": 3e-4,
+        }
     return {"name": agent, "lr": 3e-4}
 
 
-def _write_run(path: Path, *, agent: str, task: str, seed: int, factor: float, sweep: str, variant: str,
-               overrides: list[str], agent_cfg: dict | None, state: str, last: int, diag: dict) -> None:
+def _write_run(
+    path: Path,
+    *,
+    agent: str,
+    task: str,
+    seed: int,
+    factor: float,
+    sweep: str,
+    variant: str,
+    overrides: list[str],
+    agent_cfg: dict | None,
+    state: str,
+    last: int,
+    diag: dict,
+) -> None:
     path.mkdir(parents=True, exist_ok=True)
     steps = list(range(0, last + 1, EVAL_EVERY))
-    ev = pd.DataFrame({
-        "env_step": steps,
-        "episode_return": [synthetic_return(agent, task, seed, s, factor) for s in steps],
-        "episode_return_std": 10.0, "n_episodes": 10, "wall_time_s": [s / 500.0 for s in steps],
-    })
+    ev = pd.DataFrame(
+        {
+            "env_step": steps,
+            "episode_return": [synthetic_return(agent, task, seed, s, factor) for s in steps],
+            "episode_return_std": 10.0,
+            "n_episodes": 10,
+            "wall_time_s": [s / 500.0 for s in steps],
+        }
+    )
     ev.to_csv(path / "eval.csv", index=False)
     diag_steps = list(range(DIAG_EVERY, last + 1, DIAG_EVERY))
-    tr = {"env_step": diag_steps,
-          "q_loss": [1.0 / (1 + s / 1e5) for s in diag_steps],
-          "actor_loss": [-s / 1e4 for s in diag_steps]}
+    tr = {
+        "env_step": diag_steps,
+        "q_loss": [1.0 / (1 + s / 1e5) for s in diag_steps],
+        "actor_loss": [-s / 1e4 for s in diag_steps],
+    }
     for name, fn in diag.items():
         tr[name] = [round(fn(s, seed), 3) for s in diag_steps]
     tr["env_steps_per_s"], tr["updates_per_s"] = 250.0, 125.0
     pd.DataFrame(tr).to_csv(path / "train.csv", index=False)
-    status = {"state": state, "env_step": last if state != "done" else STEPS, "steps": STEPS,
-              "error": "RuntimeError: NaN in q_loss" if state == "failed" else None, "updated_at": 1.7e9}
+    status = {
+        "state": state,
+        "env_step": last if state != "done" else STEPS,
+        "steps": STEPS,
+        "error": "RuntimeError: NaN in q_loss" if state == "failed" else None,
+        "updated_at": 1.7e9,
+    }
     (path / "status.json").write_text(json.dumps(status))
     if agent_cfg is not None:
-        cfg = {"agent": agent_cfg, "task": task, "seed": seed, "steps": STEPS, "sweep": sweep,
-               "variant": variant, "overrides": overrides, "meta": {"synthetic": True}}
+        cfg = {
+            "agent": agent_cfg,
+            "task": task,
+            "seed": seed,
+            "steps": STEPS,
+            "sweep": sweep,
+            "variant": variant,
+            "overrides": overrides,
+            "meta": {"synthetic": True},
+        }
         (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
@@ -97,9 +159,11 @@ def _rank(agent: str):
 def _codebook(levels: str):
     share = 0.95 if levels == "8-8" else 0.6
     mean = lambda s, seed: 100 * share * (1 - math.exp(-s / 100_000)) + seed  # noqa: E731
-    return {"active_codebook_pct_mean": mean,
-            "active_codebook_pct_min": lambda s, seed: max(mean(s, seed) - 8, 0.0),
-            "active_codebook_pct_max": lambda s, seed: min(mean(s, seed) + 8, 100.0)}
+    return {
+        "active_codebook_pct_mean": mean,
+        "active_codebook_pct_min": lambda s, seed: max(mean(s, seed) - 8, 0.0),
+        "active_codebook_pct_max": lambda s, seed: min(mean(s, seed) + 8, 100.0),
+    }
 
 
 def make_synthetic_results(root: str | Path) -> pd.DataFrame:
@@ -111,11 +175,33 @@ def make_synthetic_results(root: str | Path) -> pd.DataFrame:
     def add(sweep, agent, task, variant, seed, factor, overrides, agent_cfg, diag):
         state, last = PARTIAL.get((sweep, agent, task, seed), ("done", STEPS))
         path = root / sweep / agent / task / variant / f"seed{seed}"
-        _write_run(path, agent=agent, task=task, seed=seed, factor=factor, sweep=sweep, variant=variant,
-                   overrides=overrides, agent_cfg=agent_cfg, state=state, last=last, diag=diag)
-        manifest.append({"run": path.relative_to(root).as_posix(), "sweep": sweep, "agent": agent,
-                         "variant": variant, "task": task, "seed": seed, "state": state, "last_step": last,
-                         "factor": factor})
+        _write_run(
+            path,
+            agent=agent,
+            task=task,
+            seed=seed,
+            factor=factor,
+            sweep=sweep,
+            variant=variant,
+            overrides=overrides,
+            agent_cfg=agent_cfg,
+            state=state,
+            last=last,
+            diag=diag,
+        )
+        manifest.append(
+            {
+                "run": path.relative_to(root).as_posix(),
+                "sweep": sweep,
+                "agent": agent,
+                "variant": variant,
+                "task": task,
+                "seed": seed,
+                "state": state,
+                "last_step": last,
+                "factor": factor,
+            }
+        )
 
     for agent in ("iqrl", "tcrl", "td3"):
         diag = {}
@@ -131,8 +217,17 @@ def make_synthetic_results(root: str | Path) -> pd.DataFrame:
         diag = {"latent_rank": _rank("iqrl"), **_codebook("8-8")}
         for task in ABLATION_TASKS:
             for seed in range(2):
-                add("horizon", "iqrl", task, f"horizon={h}", seed, factor, [f"agent.horizon={h}"],
-                    _agent_config("iqrl", horizon=h), diag)
+                add(
+                    "horizon",
+                    "iqrl",
+                    task,
+                    f"horizon={h}",
+                    seed,
+                    factor,
+                    [f"agent.horizon={h}"],
+                    _agent_config("iqrl", horizon=h),
+                    diag,
+                )
     for levels, factor in FSQ_FACTOR.items():
         diag = {"latent_rank": _rank("iqrl"), **_codebook(levels)}
         for task in ABLATION_TASKS:
@@ -151,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {root} exists and is not empty; choose a new folder", file=sys.stderr)
         return 2
     manifest = make_synthetic_results(root)
-    print(f"wrote {len(manifest)} synthetic runs to {root} "
-          f"({(manifest['state'] != 'done').sum()} not done); try: make figures RESULTS={root}")
+    print(
+        f"wrote {len(manifest)} synthetic runs to {root} "
+        f"({(manifest['state'] != 'done').sum()} not done); try: make figures RESULTS={root}"
+    )
     return 0
 
 

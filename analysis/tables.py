@@ -8,8 +8,18 @@ import pandas as pd
 
 from analysis.metrics import format_steps, method_order
 
-SCORE_COLUMNS = ["method", "env_step", "iqm", "iqm_ci_low", "iqm_ci_high", "median", "mean", "optimality_gap",
-                 "n_tasks", "n_runs"]
+SCORE_COLUMNS = [
+    "method",
+    "env_step",
+    "iqm",
+    "iqm_ci_low",
+    "iqm_ci_high",
+    "median",
+    "mean",
+    "optimality_gap",
+    "n_tasks",
+    "n_runs",
+]
 
 
 def scores_table(estimates: pd.DataFrame) -> pd.DataFrame:
@@ -46,14 +56,38 @@ def to_markdown(scores: pd.DataFrame) -> str:
     header = ["method", "env steps", "IQM", "IQM 95% CI", "median", "mean", "optimality gap", "tasks", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 7) + "|"]
     for r in scores.itertuples():
-        lines.append("| " + " | ".join([
-            r.method, format_steps(r.env_step), _fmt(r.iqm), _ci(r.iqm_ci_low, r.iqm_ci_high, "—"),
-            _fmt(r.median), _fmt(r.mean), _fmt(r.optimality_gap), str(r.n_tasks), str(r.n_runs)]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r.method,
+                    format_steps(r.env_step),
+                    _fmt(r.iqm),
+                    _ci(r.iqm_ci_low, r.iqm_ci_high, "—"),
+                    _fmt(r.median),
+                    _fmt(r.mean),
+                    _fmt(r.optimality_gap),
+                    str(r.n_tasks),
+                    str(r.n_runs),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
-_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                  "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+_LATEX_SPECIAL = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+    "\\": r"\textbackslash{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -63,18 +97,32 @@ def latex_escape(text: str) -> str:
 
 def to_latex(scores: pd.DataFrame) -> str:
     """A booktabs tabular of the scores (needs \\usepackage{booktabs})."""
-    lines = [r"\begin{tabular}{llrrrrrr}", r"\toprule",
-             r"Method & Env steps & IQM & IQM 95\% CI & Median & Mean & Opt.\ gap & Tasks / runs \\",
-             r"\midrule"]
+    lines = [
+        r"\begin{tabular}{llrrrrrr}",
+        r"\toprule",
+        r"Method & Env steps & IQM & IQM 95\% CI & Median & Mean & Opt.\ gap & Tasks / runs \\",
+        r"\midrule",
+    ]
     previous = None
     for r in scores.itertuples():
         if previous is not None and r.env_step != previous:
             lines.append(r"\midrule")
         previous = r.env_step
-        lines.append(" & ".join([
-            latex_escape(r.method), format_steps(r.env_step), _fmt(r.iqm),
-            _ci(r.iqm_ci_low, r.iqm_ci_high, "---"), _fmt(r.median), _fmt(r.mean),
-            _fmt(r.optimality_gap), f"{r.n_tasks} / {r.n_runs}"]) + r" \\")
+        lines.append(
+            " & ".join(
+                [
+                    latex_escape(r.method),
+                    format_steps(r.env_step),
+                    _fmt(r.iqm),
+                    _ci(r.iqm_ci_low, r.iqm_ci_high, "---"),
+                    _fmt(r.median),
+                    _fmt(r.mean),
+                    _fmt(r.optimality_gap),
+                    f"{r.n_tasks} / {r.n_runs}",
+                ]
+            )
+            + r" \\"
+        )
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 

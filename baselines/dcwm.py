@@ -15,7 +15,8 @@ start (the previous plan) is reset at every episode start, kept separately for t
 acting, and checkpointed. Acting draws from its own generators (one for training, one for evaluation),
 so evaluation does not change the training run.
 
-Quirks (docs/faithfulness.md): DC-1 (unit bootstrap discount for n = 1) is `dcwm_legacy_unit_discount` (off: gamma^n);
+Quirks (docs/faithfulness.md): DC-1 (unit bootstrap discount for n = 1) is `dcwm_legacy_unit_discount` (off:
+gamma^n);
 DC-2 default init is kept (`init=orthogonal` as an option); DC-3 (one prior-noise vector shared by the
 24 prior trajectories, and noisy prior / terminal-value actions in evaluation) is reproduced by default
 (`plan_shared_prior_noise`, `plan_noise_in_eval`); DC-4: plain fp32, no gradient scaler, AdamW's
@@ -33,12 +34,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from iqrl.checks import require
 from baselines.dcwm_mppi import MPPIConfig, mppi_plan
 from iqrl.agent import LatentModelConfig
 from iqrl.agents import Agent, AgentSpec, to_tensor
+from iqrl.checks import require
 from iqrl.layers import FSQ, mlp
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.maths import add_clipped_noise, cross_entropy_last, gumbel_noise, gumbel_softmax_st, softmax_last
@@ -63,7 +64,9 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
     dcwm_legacy_unit_discount: bool = False  # DC-1: n = 1 bootstraps with 1 instead of gamma
     # --- world model (latent_dim, enc_mlp_dims, horizon, rho, enc_lr, enc_weight_decay and
     # enc_grad_clip with the defaults of LatentModelConfig) ---
-    fsq_levels: list[int] = field(default_factory=lambda: [5, 3])  # latent_dim d slots (1024 for dog, humanoid)
+    fsq_levels: list[int] = field(
+        default_factory=lambda: [5, 3]
+    )  # latent_dim d slots (1024 for dog, humanoid)
     consistency_loss: str = "cross_entropy"  # cross_entropy | mse | cosine (on codes)
     consistency_coef: float = 1.0
     reward_coef: float = 1.0
@@ -93,15 +96,26 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
         self.validate_rl()
         self.validate_latent_model()
         checks = [
-            (self.consistency_loss in ("cross_entropy", "mse", "cosine"),
-             f"agent.consistency_loss must be cross_entropy, mse or cosine, got {self.consistency_loss!r}"),
-            (self.train_propagation in PROPAGATION,
-             f"agent.train_propagation must be one of {', '.join(PROPAGATION)}, got {self.train_propagation!r}"),
-            (self.plan_propagation in PROPAGATION,
-             f"agent.plan_propagation must be one of {', '.join(PROPAGATION)}, got {self.plan_propagation!r}"),
+            (
+                self.consistency_loss in ("cross_entropy", "mse", "cosine"),
+                f"agent.consistency_loss must be cross_entropy, mse or cosine, got {self.consistency_loss!r}",
+            ),
+            (
+                self.train_propagation in PROPAGATION,
+                f"agent.train_propagation must be one of {', '.join(PROPAGATION)}, got "
+                f"{self.train_propagation!r}",
+            ),
+            (
+                self.plan_propagation in PROPAGATION,
+                f"agent.plan_propagation must be one of {', '.join(PROPAGATION)}, got "
+                f"{self.plan_propagation!r}",
+            ),
             (self.reward_max > self.reward_min, "agent.reward_max must be > agent.reward_min"),
-            (not self.official_nstep1_gamma_bug,
-             "agent.official_nstep1_gamma_bug: for DCWM use agent.dcwm_legacy_unit_discount (docs/faithfulness.md)"),
+            (
+                not self.official_nstep1_gamma_bug,
+                "agent.official_nstep1_gamma_bug: for DCWM use agent.dcwm_legacy_unit_discount "
+                "(docs/faithfulness.md)",
+            ),
         ]
         require(checks)
         try:
@@ -110,24 +124,39 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
             raise ValueError(f"agent.{e}") from None
 
     def mppi(self) -> MPPIConfig:
-        return MPPIConfig(horizon=self.plan_horizon, iterations=self.iterations, num_samples=self.num_samples,
-                          num_pi_trajs=self.num_pi_trajs, num_elites=self.num_elites, temperature=self.temperature,
-                          min_std=self.min_std, max_std=self.max_std, discount=self.plan_discount)
+        return MPPIConfig(
+            horizon=self.plan_horizon,
+            iterations=self.iterations,
+            num_samples=self.num_samples,
+            num_pi_trajs=self.num_pi_trajs,
+            num_elites=self.num_elites,
+            temperature=self.temperature,
+            min_std=self.min_std,
+            max_std=self.max_std,
+            discount=self.plan_discount,
+        )
 
 
 class DCWM(Agent):
     STATE_OBJECTS = ("encoder", "dynamics", "reward_head", "ac", "model_opt", "ac_extra=ac.extra")
 
     def __init__(self, cfg: DCWMConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
-        super().__init__(cfg, device, seed)  # self.generator: the updates' Gumbel noise, TD3 noise, critic draws
+        super().__init__(
+            cfg, device, seed
+        )  # self.generator: the updates' Gumbel noise, TD3 noise, critic draws
         self.act_dim = act_dim
         self.act_generators = {}  # acting: explore=True (training) and explore=False (evaluation)
         for k, explore in enumerate((True, False)):
             self.act_generators[explore] = torch.Generator(device=self.device)
             self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
         # 500 updates per 1000-frame episode: 1 per agent step = 0.5 per env step.
-        self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size, updates_per_step=0.5,
-                              warmup_with_policy=cfg.warmup_with_policy, seed_burst=cfg.seed_burst)
+        self.spec = AgentSpec(
+            seq_len=max(cfg.horizon, cfg.nstep),
+            batch_size=cfg.batch_size,
+            updates_per_step=0.5,
+            warmup_with_policy=cfg.warmup_with_policy,
+            seed_burst=cfg.seed_burst,
+        )
         self.fsq = FSQ(cfg.fsq_levels, symmetric=cfg.fsq_symmetric).to(self.device)
         self.codebook_size = K = self.fsq.codebook_size
         self.codebook = self.fsq.codes_from_indices(torch.arange(K, device=self.device)[:, None])  # [K, c]
@@ -135,8 +164,12 @@ class DCWM(Agent):
         self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, D, cfg.init).to(self.device)
         self.dynamics = mlp(D + act_dim, cfg.mlp_dims, cfg.latent_dim * K, cfg.init).to(self.device)  # logits
         self.reward_head = mlp(D + act_dim, cfg.mlp_dims, 1, cfg.init).to(self.device)
-        self.model_params = [p for m in (self.encoder, self.dynamics, self.reward_head) for p in m.parameters()]
-        self.model_opt = torch.optim.AdamW(self.model_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay)
+        self.model_params = [
+            p for m in (self.encoder, self.dynamics, self.reward_head) for p in m.parameters()
+        ]
+        self.model_opt = torch.optim.AdamW(
+            self.model_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay
+        )
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         self.ac = TD3Learner(cfg, D, act_dim, self.generator).to(self.device)
         self.mppi_cfg = cfg.mppi()
@@ -180,12 +213,13 @@ class DCWM(Agent):
         return -F.cosine_similarity(z_next, z_target, dim=-1, eps=1e-6)
 
     def world_model_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
-        """L = c_c (1/H) sum_t rho^t mean_b[m CE_t] + c_r (1/H) sum_t rho^t mean_b[m (r^(z_t, a_t) - r_t)^2]."""
+        """L = c_c (1/H) sum_t rho^t mean_b[m CE_t] + c_r (1/H) sum_t rho^t mean_b[m (r^(z_t, a_t) -
+        r_t)^2]."""
         c, H = self.cfg, self.cfg.horizon
         obs, act = batch.obs, batch.action
         mask = batch.valid[:, :H]  # 1 inside the episode (the code masks with its per-step done flag)
         with torch.no_grad():  # targets: the ONLINE encoder under stop-gradient (no target encoder, DC-4)
-            z_target = self.encode(obs[:, 1: H + 1])  # [B, H, D]
+            z_target = self.encode(obs[:, 1 : H + 1])  # [B, H, D]
             k_target = self.fsq.indices(z_target)  # [B, H, d]
         z = self.encode(obs[:, 0])  # gradient reaches the encoder through z_0 and the rollout only
         cons, rew = [], []
@@ -197,23 +231,34 @@ class DCWM(Agent):
         consistency = ((torch.stack(cons, 1) * mask).mean(0) * self.rho_powers).sum() / H
         reward = ((torch.stack(rew, 1) * mask).mean(0) * self.rho_powers).sum() / H
         loss = c.consistency_coef * consistency + c.reward_coef * reward
-        return loss, {"consistency_loss": consistency.detach(), "reward_loss": reward.detach(),
-                      "repr_loss": loss.detach()}
+        return loss, {
+            "consistency_loss": consistency.detach(),
+            "reward_loss": reward.detach(),
+            "repr_loss": loss.detach(),
+        }
 
     def update_world_model(self, batch: SequenceBatch) -> dict:
         loss, metrics = self.world_model_loss(batch)
-        metrics["enc_grad_norm"] = optimizer_step(self.model_opt, loss, self.model_params, self.cfg.enc_grad_clip)
+        metrics["enc_grad_norm"] = optimizer_step(
+            self.model_opt, loss, self.model_params, self.cfg.enc_grad_clip
+        )
         return metrics
 
     # ------------------------------------------------------------------ actor-critic on the codes
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """(z_t, a_t, n-step return, bootstrap discount, z_{t+m}): the codes of o_t and o_{t+m} from the updated
+        """(z_t, a_t, n-step return, bootstrap discount, z_{t+m}): the codes of o_t and o_{t+m} from the
+        updated
         encoder under no_grad (no RL gradient reaches the world model); the bootstrap discount is gamma^n,
         or 1 for n = 1 under `dcwm_legacy_unit_discount`."""
         c = self.cfg
-        return nstep_transition(batch, c.gamma, c.nstep, encode=self.encode,
-                                unit_discount_n1=c.dcwm_legacy_unit_discount,
-                                ignore_terminal=c.official_ignore_terminal)
+        return nstep_transition(
+            batch,
+            c.gamma,
+            c.nstep,
+            encode=self.encode,
+            unit_discount_n1=c.dcwm_legacy_unit_discount,
+            ignore_terminal=c.official_ignore_terminal,
+        )
 
     def update_rl(self, batch: SequenceBatch) -> dict:
         return self.ac.update(*self.rl_inputs(batch))
@@ -236,7 +281,8 @@ class DCWM(Agent):
 
     # ------------------------------------------------------------------ acting (MPPI)
     def policy_prior(self, z: Tensor, generator: torch.Generator, noisy: bool) -> Tensor:
-        """pi(z) [N, P, A] + N(0, sigma_expl^2), one noise vector per env shared by the P rows (DC-3) or not."""
+        """pi(z) [N, P, A] + N(0, sigma_expl^2), one noise vector per env shared by the P rows (DC-3) or
+        not."""
         a = self.ac.policy(z)
         if noisy:
             shape = (a.shape[0], 1, a.shape[-1]) if self.cfg.plan_shared_prior_noise else a.shape
@@ -246,7 +292,9 @@ class DCWM(Agent):
     def terminal_value(self, z: Tensor, generator: torch.Generator, noisy: bool) -> Tensor:
         """Mean of a random pair of online critics at (z, prior action) [N, S]."""
         a = self.policy_prior(z, generator, noisy)
-        members = torch.randperm(self.cfg.num_critics, generator=generator, device=self.device)[: self.cfg.q_subsample]
+        members = torch.randperm(self.cfg.num_critics, generator=generator, device=self.device)[
+            : self.cfg.q_subsample
+        ]
         return self.ac.q(z.flatten(0, 1), a.flatten(0, 1), members).mean(0).view(z.shape[:2])
 
     def plan(self, z: Tensor, explore: bool, generator: torch.Generator) -> Tensor:
@@ -256,7 +304,11 @@ class DCWM(Agent):
         if prev is not None and prev.shape[0] != z.shape[0]:
             prev = None  # a different number of envs: a new episode
         result = mppi_plan(
-            z, act_dim=self.act_dim, cfg=self.mppi_cfg, generator=generator, prev_mean=prev,
+            z,
+            act_dim=self.act_dim,
+            cfg=self.mppi_cfg,
+            generator=generator,
+            prev_mean=prev,
             dynamics=lambda z_, a_: self.propagate(self.next_logits(z_, a_), c.plan_propagation, generator),
             reward=self.reward,
             terminal_value=lambda z_: self.terminal_value(z_, generator, noisy),
@@ -287,8 +339,11 @@ class DCWM(Agent):
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """The declared state plus the acting generators and the planners' warm starts."""
-        return {**super().state_dict(), "act_generators": {k: g.get_state() for k, g in self.act_generators.items()},
-                "plan_mean": {k: None if v is None else v.clone() for k, v in self.plan_mean.items()}}
+        return {
+            **super().state_dict(),
+            "act_generators": {k: g.get_state() for k, g in self.act_generators.items()},
+            "plan_mean": {k: None if v is None else v.clone() for k, v in self.plan_mean.items()},
+        }
 
     def load_state_dict(self, s: dict) -> None:
         super().load_state_dict(s)

@@ -23,8 +23,8 @@ dynamics + reward calls, plus 6 x 512 terminal values, per env step).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -44,20 +44,31 @@ class MPPIConfig:
     max_std: float = 2.0
     discount: float = 0.9  # per-step weight of the trajectory value (DC-MPC uses rho = 0.9, not gamma)
 
-    def validate(self, keys: Optional[dict] = None) -> None:
-        """Raise ValueError naming the bad field; `keys` renames fields in the message (an agent's config keys)."""
-        k = (lambda f: (keys or {}).get(f, f))
+    def validate(self, keys: dict | None = None) -> None:
+        """Raise ValueError naming the bad field; `keys` renames fields in the message (an agent's config
+        keys)."""
+
+        def k(field: str) -> str:
+            return (keys or {}).get(field, field)
+
         checks = [
             (self.horizon >= 1, f"{k('horizon')} must be >= 1, got {self.horizon}"),
             (self.iterations >= 1, f"{k('iterations')} must be >= 1, got {self.iterations}"),
-            (0 <= self.num_pi_trajs < self.num_samples,
-             f"{k('num_pi_trajs')} must be in 0..{k('num_samples')} - 1 ({self.num_samples - 1}), "
-             f"got {self.num_pi_trajs}"),
-            (1 <= self.num_elites <= self.num_samples,
-             f"{k('num_elites')} must be in 1..{k('num_samples')} ({self.num_samples}), got {self.num_elites}"),
+            (
+                0 <= self.num_pi_trajs < self.num_samples,
+                f"{k('num_pi_trajs')} must be in 0..{k('num_samples')} - 1 ({self.num_samples - 1}), "
+                f"got {self.num_pi_trajs}",
+            ),
+            (
+                1 <= self.num_elites <= self.num_samples,
+                f"{k('num_elites')} must be in 1..{k('num_samples')} ({self.num_samples}), got "
+                f"{self.num_elites}",
+            ),
             (self.temperature > 0, f"{k('temperature')} must be > 0, got {self.temperature}"),
-            (0 < self.min_std <= self.max_std,
-             f"{k('min_std')} must be in (0, {k('max_std')}] ({self.max_std}), got {self.min_std}"),
+            (
+                0 < self.min_std <= self.max_std,
+                f"{k('min_std')} must be in (0, {k('max_std')}] ({self.max_std}), got {self.min_std}",
+            ),
             (0 < self.discount <= 1, f"{k('discount')} must be in (0, 1], got {self.discount}"),
         ]
         require(checks)
@@ -81,8 +92,14 @@ def shift_plan(mean: Tensor) -> Tensor:
     return out
 
 
-def trajectory_value(z0: Tensor, actions: Tensor, dynamics: Callable, reward: Callable,
-                     terminal_value: Callable, discount: float) -> Tensor:
+def trajectory_value(
+    z0: Tensor,
+    actions: Tensor,
+    dynamics: Callable,
+    reward: Callable,
+    terminal_value: Callable,
+    discount: float,
+) -> Tensor:
     """sum_{t<H} discount^t r(z_t, a_t) + discount^H V(z_H) for z0 [N, D], actions [N, S, H, A] -> [N, S]."""
     N, S, H, _ = actions.shape
     z = z0.unsqueeze(1).expand(N, S, z0.shape[-1])
@@ -96,10 +113,18 @@ def trajectory_value(z0: Tensor, actions: Tensor, dynamics: Callable, reward: Ca
 
 
 @torch.no_grad()
-def mppi_plan(z0: Tensor, *, dynamics: Callable[[Tensor, Tensor], Tensor], reward: Callable[[Tensor, Tensor], Tensor],
-              terminal_value: Callable[[Tensor], Tensor], act_dim: int, cfg: MPPIConfig, generator: torch.Generator,
-              policy_prior: Optional[Callable[[Tensor], Tensor]] = None,
-              prev_mean: Optional[Tensor] = None) -> MPPIResult:
+def mppi_plan(
+    z0: Tensor,
+    *,
+    dynamics: Callable[[Tensor, Tensor], Tensor],
+    reward: Callable[[Tensor, Tensor], Tensor],
+    terminal_value: Callable[[Tensor], Tensor],
+    act_dim: int,
+    cfg: MPPIConfig,
+    generator: torch.Generator,
+    policy_prior: Callable[[Tensor], Tensor] | None = None,
+    prev_mean: Tensor | None = None,
+) -> MPPIResult:
     """Plan from latents z0 [N, D]; `prev_mean` [N, H, A] (None at an episode start) warm-starts the mean."""
     N, H, A, S = z0.shape[0], cfg.horizon, act_dim, cfg.num_samples
     P = cfg.num_pi_trajs if policy_prior is not None else 0
@@ -128,5 +153,12 @@ def mppi_plan(z0: Tensor, *, dynamics: Callable[[Tensor, Tensor], Tensor], rewar
         std = std.clamp(cfg.min_std, cfg.max_std)
     pick = torch.multinomial(score, 1, generator=generator).squeeze(1)  # an elite, with probability = weight
     plan = elite_actions[rows, pick]
-    return MPPIResult(action=plan[:, 0], plan=plan, value=elite_value[rows, pick], mean=mean, std=std,
-                      elite_value=elite_value, pick=pick)
+    return MPPIResult(
+        action=plan[:, 0],
+        plan=plan,
+        value=elite_value[rows, pick],
+        mean=mean,
+        std=std,
+        elite_value=elite_value,
+        pick=pick,
+    )

@@ -1,4 +1,5 @@
-"""MR.Q-style agent: model-based representation, model-free TD3-like RL (Fujimoto et al. 2025, arXiv 2501.16142).
+"""MR.Q-style agent: model-based representation, model-free TD3-like RL (Fujimoto et al. 2025, arXiv
+2501.16142).
 
 Fujimoto et al., "Towards General-Purpose Model-Free Reinforcement Learning" (ICLR 2025,
 arXiv 2501.16142), code github.com/facebookresearch/MRQ (state observations, continuous actions).
@@ -29,7 +30,8 @@ Quirk switch (off by default):
   sampled action; the default uses the TD error |Q_j(s, a) - y| of the value step, as LAP intends.
 Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses
 10 000 agent steps = 20 000 env steps, set seed_steps=20000 to match); the n-step return accumulates
-the terminal step's reward and stops there (docs/faithfulness.md MRQ-1: the code at 8a44a7d drops it, at 0f0ed0e it adds
+the terminal step's reward and stops there (docs/faithfulness.md MRQ-1: the code at 8a44a7d drops it, at
+0f0ed0e it adds
 the rewards after the terminal; irrelevant on DMC). Replay: the code's 1M-transition FIFO
 (AgentSpec.replay_capacity).
 """
@@ -43,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.checks import require
 from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
+from iqrl.checks import require
 from iqrl.layers import EnsembleLinear, frozen_copy, out_linear
 from iqrl.maths import add_clipped_noise, hard_update_, two_hot_bins, two_hot_cross_entropy
 from iqrl.optim import no_param_grad, optimizer_step
@@ -97,32 +99,50 @@ class MRQConfig(AgentConfig):
         checks = [
             (self.batch_size >= 1, f"agent.batch_size must be >= 1, got {self.batch_size}"),
             (0.0 < self.gamma <= 1.0, f"agent.gamma must be in (0, 1], got {self.gamma}"),
-            (self.target_update_every >= 1,
-             f"agent.target_update_every must be >= 1, got {self.target_update_every}"),
-            (self.policy_noise >= 0 and self.noise_clip >= 0 and self.expl_noise >= 0,
-             "agent.policy_noise, agent.noise_clip and agent.expl_noise must be >= 0"),
+            (
+                self.target_update_every >= 1,
+                f"agent.target_update_every must be >= 1, got {self.target_update_every}",
+            ),
+            (
+                self.policy_noise >= 0 and self.noise_clip >= 0 and self.expl_noise >= 0,
+                "agent.policy_noise, agent.noise_clip and agent.expl_noise must be >= 0",
+            ),
             (self.q_horizon >= 1, f"agent.q_horizon must be >= 1, got {self.q_horizon}"),
             (self.enc_horizon >= 1, f"agent.enc_horizon must be >= 1, got {self.enc_horizon}"),
             (self.lap_alpha >= 0, f"agent.lap_alpha must be >= 0, got {self.lap_alpha}"),
             (self.lap_min_priority > 0, f"agent.lap_min_priority must be > 0, got {self.lap_min_priority}"),
-            (min(self.zs_dim, self.za_dim, self.zsa_dim) >= 1, "agent.zs_dim, za_dim and zsa_dim must be >= 1"),
-            (len(self.enc_mlp_dims) >= 1 and all(h >= 1 for h in self.enc_mlp_dims),
-             f"agent.enc_mlp_dims must be a non-empty list of positive widths, got {list(self.enc_mlp_dims)}"),
-            (len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
-             f"agent.mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}"),
+            (
+                min(self.zs_dim, self.za_dim, self.zsa_dim) >= 1,
+                "agent.zs_dim, za_dim and zsa_dim must be >= 1",
+            ),
+            (
+                len(self.enc_mlp_dims) >= 1 and all(h >= 1 for h in self.enc_mlp_dims),
+                f"agent.enc_mlp_dims must be a non-empty list of positive widths, got "
+                f"{list(self.enc_mlp_dims)}",
+            ),
+            (
+                len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
+                f"agent.mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}",
+            ),
             (self.num_bins >= 2, f"agent.num_bins must be >= 2, got {self.num_bins}"),
             (self.bins_lower < self.bins_upper, "agent.bins_lower must be < agent.bins_upper"),
             (self.value_grad_clip > 0, f"agent.value_grad_clip must be > 0, got {self.value_grad_clip}"),
-            (min(self.enc_lr, self.value_lr, self.policy_lr) > 0,
-             f"agent.enc_lr, value_lr and policy_lr must be > 0, got {self.enc_lr}, {self.value_lr} and {self.policy_lr}"),
-            (min(self.enc_weight_decay, self.value_weight_decay, self.policy_weight_decay) >= 0,
-             "agent.enc_weight_decay, value_weight_decay and policy_weight_decay must be >= 0"),
+            (
+                min(self.enc_lr, self.value_lr, self.policy_lr) > 0,
+                f"agent.enc_lr, value_lr and policy_lr must be > 0, got {self.enc_lr}, {self.value_lr} and "
+                f"{self.policy_lr}",
+            ),
+            (
+                min(self.enc_weight_decay, self.value_weight_decay, self.policy_weight_decay) >= 0,
+                "agent.enc_weight_decay, value_weight_decay and policy_weight_decay must be >= 0",
+            ),
         ]
         require(checks)
 
 
 def xavier_relu_(layer: nn.Module) -> None:
-    """Xavier-uniform weights with the ReLU gain sqrt(2), zero bias (nn.Linear or each EnsembleLinear member)."""
+    """Xavier-uniform weights with the ReLU gain sqrt(2), zero bias (nn.Linear or each EnsembleLinear
+    member)."""
     gain = nn.init.calculate_gain("relu")
     weights = [layer.weight] if isinstance(layer, nn.Linear) else list(layer.weight.data)
     for w in weights:
@@ -135,7 +155,9 @@ class MrqMLP(nn.Module):
 
     members=E > 0: E independent copies evaluated together, [B, in] -> [E, B, out]."""
 
-    def __init__(self, in_dim: int, hidden: list[int], out_dim: int, activation: str = "elu", members: int = 0):
+    def __init__(
+        self, in_dim: int, hidden: list[int], out_dim: int, activation: str = "elu", members: int = 0
+    ):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
         make = (lambda i, o: EnsembleLinear(members, i, o)) if members else out_linear
@@ -174,33 +196,52 @@ class MrqEncoder(nn.Module):
     def model_all(self, zs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(done [B], next z_s [B, zs_dim], reward logits [B, bins]) predicted from (z_s, a)."""
         out = self.model(self.zsa(zs, action))
-        return out[..., 0], out[..., 1: self.zs_dim + 1], out[..., self.zs_dim + 1:]
+        return out[..., 0], out[..., 1 : self.zs_dim + 1], out[..., self.zs_dim + 1 :]
 
 
 class MRQ(Agent):
-    STATE_OBJECTS = ("encoder", "encoder_target", "policy", "policy_target", "value", "value_target",
-                     "encoder_opt", "value_opt", "policy_opt")
+    STATE_OBJECTS = (
+        "encoder",
+        "encoder_target",
+        "policy",
+        "policy_target",
+        "value",
+        "value_target",
+        "encoder_opt",
+        "value_opt",
+        "policy_opt",
+    )
     STATE_VALUES = ("reward_scale", "target_reward_scale", "training_steps")
 
     def __init__(self, cfg: MRQConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
-        self.spec = AgentSpec(seq_len=max(cfg.enc_horizon, cfg.q_horizon), batch_size=cfg.batch_size,
-                              updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy,
-                              update_mode="per_step", replay_capacity=1_000_000,  # the code's 1e6 FIFO
-                              update_period=cfg.target_update_every)  # an encoder burst every 250 updates
+        self.spec = AgentSpec(
+            seq_len=max(cfg.enc_horizon, cfg.q_horizon),
+            batch_size=cfg.batch_size,
+            updates_per_step=0.5,
+            warmup_with_policy=cfg.warmup_with_policy,
+            update_mode="per_step",
+            replay_capacity=1_000_000,  # the code's 1e6 FIFO
+            update_period=cfg.target_update_every,
+        )  # an encoder burst every 250 updates
         self.latent_width = cfg.zs_dim
         self.encoder = MrqEncoder(obs_dim, act_dim, cfg).to(self.device)
         self.policy = MrqMLP(cfg.zs_dim, cfg.mlp_dims, act_dim, "relu").to(self.device)
-        self.value = MrqMLP(cfg.zsa_dim, [*cfg.mlp_dims, cfg.mlp_dims[-1]], 1, "elu", members=2).to(self.device)
+        self.value = MrqMLP(cfg.zsa_dim, [*cfg.mlp_dims, cfg.mlp_dims[-1]], 1, "elu", members=2).to(
+            self.device
+        )
         self.encoder_target = frozen_copy(self.encoder)
         self.policy_target = frozen_copy(self.policy)
         self.value_target = frozen_copy(self.value)
-        self.encoder_opt = torch.optim.AdamW(self.encoder.parameters(), lr=cfg.enc_lr,
-                                             weight_decay=cfg.enc_weight_decay)
-        self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=cfg.value_lr,
-                                           weight_decay=cfg.value_weight_decay)
-        self.policy_opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.policy_lr,
-                                            weight_decay=cfg.policy_weight_decay)
+        self.encoder_opt = torch.optim.AdamW(
+            self.encoder.parameters(), lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay
+        )
+        self.value_opt = torch.optim.AdamW(
+            self.value.parameters(), lr=cfg.value_lr, weight_decay=cfg.value_weight_decay
+        )
+        self.policy_opt = torch.optim.AdamW(
+            self.policy.parameters(), lr=cfg.policy_lr, weight_decay=cfg.policy_weight_decay
+        )
         self.bins = two_hot_bins(cfg.bins_lower, cfg.bins_upper, cfg.num_bins, self.device)
         self.reward_scale, self.target_reward_scale = 1.0, 0.0  # s and s_bar (code's initial values)
         self.training_steps = 0
@@ -209,7 +250,7 @@ class MRQ(Agent):
     def encoder_loss(self, b: SequenceBatch, use_done: bool) -> tuple[Tensor, dict]:
         c, H = self.cfg, self.cfg.enc_horizon
         with torch.no_grad():
-            target = self.encoder_target.zs(b.obs[:, 1: H + 1])  # [B, H, zs]
+            target = self.encoder_target.zs(b.obs[:, 1 : H + 1])  # [B, H, zs]
         mask = b.valid[:, :H]  # m_t: 1 until (and including) the first terminal step
         zs = self.encoder.zs(b.obs[:, 0])
         dyn = rew = done = torch.zeros((), device=self.device)
@@ -221,8 +262,12 @@ class MRQ(Agent):
             if use_done:
                 done = done + (((d_hat - b.terminal[:, t].float()) ** 2) * m).mean()
         loss = c.dyn_weight * dyn + c.reward_weight * rew + c.done_weight * done
-        return loss, {"repr_loss": loss.detach(), "consistency_loss": dyn.detach(),
-                      "reward_loss": rew.detach(), "done_loss": done.detach()}
+        return loss, {
+            "repr_loss": loss.detach(),
+            "consistency_loss": dyn.detach(),
+            "reward_loss": rew.detach(),
+            "done_loss": done.detach(),
+        }
 
     def update_encoder(self, b: SequenceBatch, use_done: bool = False) -> dict:
         loss, metrics = self.encoder_loss(b, use_done)
@@ -236,7 +281,9 @@ class MRQ(Agent):
         c = self.cfg
         _, _, ret, discount, next_obs = nstep_transition(b, c.gamma, c.q_horizon)
         zs_n = self.encoder_target.zs(next_obs)
-        a_n = add_clipped_noise(torch.tanh(self.policy_target(zs_n)), c.policy_noise, c.noise_clip, self.generator)
+        a_n = add_clipped_noise(
+            torch.tanh(self.policy_target(zs_n)), c.policy_noise, c.noise_clip, self.generator
+        )
         q_n = self.value_target(self.encoder_target.zsa(zs_n, a_n)).squeeze(-1).amin(0)
         return (ret + discount * self.target_reward_scale * q_n) / self.reward_scale
 
@@ -256,8 +303,13 @@ class MRQ(Agent):
             policy_loss = -q_pi.mean() + c.pre_activ_weight * u.pow(2).mean()
             optimizer_step(self.policy_opt, policy_loss)
         td = (q_pi if c.official_priority_from_policy_q else q).detach()
-        metrics = {"q_loss": value_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean(),
-                   "actor_loss": policy_loss.detach(), "grad_norm_value": grad_norm}
+        metrics = {
+            "q_loss": value_loss.detach(),
+            "q_mean": q.detach().mean(),
+            "target_mean": y.mean(),
+            "actor_loss": policy_loss.detach(),
+            "grad_norm_value": grad_norm,
+        }
         return (td - y).abs().T, metrics
 
     # ------------------------------------------------------------------ schedule
@@ -272,8 +324,9 @@ class MRQ(Agent):
         """`target_update_every` encoder steps on fresh prioritised batches; mean metrics."""
         c, sums = self.cfg, {}
         for _ in range(c.target_update_every):
-            metrics = self.update_encoder(replay.sample(c.batch_size, c.enc_horizon, prioritized=True),
-                                          replay.has_terminal)
+            metrics = self.update_encoder(
+                replay.sample(c.batch_size, c.enc_horizon, prioritized=True), replay.has_terminal
+            )
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
         return {k: v / c.target_update_every for k, v in sums.items()}

@@ -1,4 +1,5 @@
-"""TCRL: latent temporal consistency + a model-free TD3-like actor-critic on the latent (Zhao et al. 2023, arXiv 2306.09466).
+"""TCRL: latent temporal consistency + a model-free TD3-like actor-critic on the latent (Zhao et al. 2023,
+arXiv 2306.09466).
 
 Zhao et al., "Simplified Temporal Consistency Reinforcement Learning", ICML 2023 (arXiv 2306.09466);
 code github.com/zhaoyi11/tcrl. Paper order per update: model step (encoder, latent dynamics and
@@ -8,10 +9,12 @@ critic, n-step target from the *online* actor, no actor target) -> actor step (e
 the target encoder and the target critic. The RL losses never reach the encoder.
 
 One sigma_t serves as exploration std, target-action noise std and actor-update noise std; it follows
-linear(start, end, episodes) of the *episode index*, the 10 random episodes counted (docs/faithfulness.md TC-2, kept).
+linear(start, end, episodes) of the *episode index*, the 10 random episodes counted (docs/faithfulness.md
+TC-2, kept).
 The episode index comes from the trainer's `on_episode_start(training=True)` calls; as in the code the
 updates after episode k use sigma(k), and acting uses the value of the last update (sigma(0) before it).
-Harness choices: targets are copies of the online nets at start (docs/faithfulness.md TC-1; the code's independent
+Harness choices: targets are copies of the online nets at start (docs/faithfulness.md TC-1; the code's
+independent
 random init is `official_random_target_init`); windows come from the shared sequence replay (no loader
 lag, TC-3); model-free only (the public code does not plan).
 """
@@ -25,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.checks import require
 from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
+from iqrl.checks import require
 from iqrl.layers import frozen_copy, init_linear_, mlp
 from iqrl.maths import ema_update_, linear_decay, truncated_normal_sample
 from iqrl.optim import no_param_grad, optimizer_step
@@ -66,9 +69,14 @@ class TCRLConfig(AgentConfig):
     def validate(self) -> None:
         checks = [
             (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
-            (len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
-             f"mlp_dims must be a non-empty list of positive ints, got {list(self.mlp_dims)}"),
-            (all(h >= 1 for h in self.enc_mlp_dims), f"enc_mlp_dims must be positive, got {list(self.enc_mlp_dims)}"),
+            (
+                len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
+                f"mlp_dims must be a non-empty list of positive ints, got {list(self.mlp_dims)}",
+            ),
+            (
+                all(h >= 1 for h in self.enc_mlp_dims),
+                f"enc_mlp_dims must be positive, got {list(self.enc_mlp_dims)}",
+            ),
             (self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}"),
             (0.0 < self.rho <= 1.0, f"rho must be in (0, 1], got {self.rho}"),
             (self.loss_clamp > 0, f"loss_clamp must be > 0, got {self.loss_clamp}"),
@@ -84,7 +92,10 @@ class TCRLConfig(AgentConfig):
             (self.sigma_start >= 0 and self.sigma_end >= 0, "sigma_start and sigma_end must be >= 0"),
             (self.sigma_episodes >= 1, f"sigma_episodes must be >= 1, got {self.sigma_episodes}"),
             (self.sigma_clip > 0, f"sigma_clip must be > 0, got {self.sigma_clip}"),
-            (self.init in ("default", "orthogonal"), f"init must be default or orthogonal, got {self.init!r}"),
+            (
+                self.init in ("default", "orthogonal"),
+                f"init must be default or orthogonal, got {self.init!r}",
+            ),
         ]
         require(checks)
 
@@ -107,9 +118,12 @@ class Critic(nn.Module):
 
     def __init__(self, latent_dim: int, act_dim: int, mlp_dims: list[int], init: str):
         super().__init__()
-        self.trunk = nn.Sequential(nn.Linear(latent_dim + act_dim, mlp_dims[0]), nn.LayerNorm(mlp_dims[0]),
-                                   nn.Tanh())
-        self.heads = nn.ModuleList([mlp(mlp_dims[0], mlp_dims[1:], 1, init, act=nn.ELU, norm=False) for _ in range(2)])
+        self.trunk = nn.Sequential(
+            nn.Linear(latent_dim + act_dim, mlp_dims[0]), nn.LayerNorm(mlp_dims[0]), nn.Tanh()
+        )
+        self.heads = nn.ModuleList(
+            [mlp(mlp_dims[0], mlp_dims[1:], 1, init, act=nn.ELU, norm=False) for _ in range(2)]
+        )
         init_linear_(self.trunk, init)
 
     def forward(self, z: Tensor, a: Tensor) -> Tensor:
@@ -154,31 +168,55 @@ class TCRLActorCritic(nn.Module):
         with no_param_grad(self.critic):
             actor_loss = -self.critic(z, self.sample(z, c.sigma_clip)).amin(0).mean()
             optimizer_step(self.actor_opt, actor_loss)
-        return {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean(),
-                "actor_loss": actor_loss.detach(), "sigma": self.sigma}
+        return {
+            "q_loss": q_loss.detach(),
+            "q_mean": q.detach().mean(),
+            "target_mean": y.mean(),
+            "actor_loss": actor_loss.detach(),
+            "sigma": self.sigma,
+        }
 
 
 class TCRL(Agent):
-    STATE_OBJECTS = ("encoder", "encoder_target", "dynamics", "reward_head", "ac", "model_opt",
-                     "actor_opt=ac.actor_opt", "critic_opt=ac.critic_opt")
+    STATE_OBJECTS = (
+        "encoder",
+        "encoder_target",
+        "dynamics",
+        "reward_head",
+        "ac",
+        "model_opt",
+        "actor_opt=ac.actor_opt",
+        "critic_opt=ac.critic_opt",
+    )
     STATE_VALUES = ("sigma=ac.sigma", "train_episodes")
 
     def __init__(self, cfg: TCRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
         # 250 updates per 1000-frame episode: 0.5 per agent step = 0.25 per env step.
-        self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size,
-                              updates_per_step=0.25)
+        self.spec = AgentSpec(
+            seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size, updates_per_step=0.25
+        )
         d = cfg.latent_dim
         self.latent_width = d
         self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, d, cfg.init, act=nn.ELU, norm=False).to(self.device)
         if cfg.official_random_target_init:
-            self.encoder_target = mlp(obs_dim, cfg.enc_mlp_dims, d, cfg.init, act=nn.ELU, norm=False).requires_grad_(False).to(self.device)
+            self.encoder_target = (
+                mlp(obs_dim, cfg.enc_mlp_dims, d, cfg.init, act=nn.ELU, norm=False)
+                .requires_grad_(False)
+                .to(self.device)
+            )
         else:
             self.encoder_target = frozen_copy(self.encoder)
-        self.dynamics = mlp(d + act_dim, cfg.mlp_dims, d, cfg.init, act=nn.ELU, norm=False).to(self.device)  # next latent, not residual
+        self.dynamics = mlp(d + act_dim, cfg.mlp_dims, d, cfg.init, act=nn.ELU, norm=False).to(
+            self.device
+        )  # next latent, not residual
         self.reward_head = mlp(d + act_dim, cfg.mlp_dims, 1, cfg.init, act=nn.ELU, norm=False).to(self.device)
-        self.model_params = [p for m in (self.encoder, self.dynamics, self.reward_head) for p in m.parameters()]
-        self.model_opt = torch.optim.Adam(self.model_params, lr=cfg.model_lr, weight_decay=cfg.model_weight_decay)
+        self.model_params = [
+            p for m in (self.encoder, self.dynamics, self.reward_head) for p in m.parameters()
+        ]
+        self.model_opt = torch.optim.Adam(
+            self.model_params, lr=cfg.model_lr, weight_decay=cfg.model_weight_decay
+        )
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         self.ac = TCRLActorCritic(cfg, act_dim, self.generator).to(self.device)
         self.train_episodes = 0  # training episodes started (random ones included): sigma's clock
@@ -190,12 +228,12 @@ class TCRL(Agent):
     # ------------------------------------------------------------------ latent model
     def model_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
         """L = mean_b[c_c min(sum_t rho^t (2 - 2cos(z^_{t+1}, sg[e'(o_{t+1})])), 1e4)
-                      + c_r min(sum_t rho^t (r^_t - r_t)^2, 1e4)]   (backward through L / H)."""
+        + c_r min(sum_t rho^t (r^_t - r_t)^2, 1e4)]   (backward through L / H)."""
         c, H = self.cfg, self.cfg.horizon
         obs, act = batch.obs, batch.action
         mask = batch.valid[:, :H] * self.rho_powers  # windows lie inside one episode; valid is 1 on DMC
         with torch.no_grad():
-            targets = self.encoder_target(obs[:, 1: H + 1])  # [B, H, d]
+            targets = self.encoder_target(obs[:, 1 : H + 1])  # [B, H, d]
         z = self.encoder(obs[:, 0])
         cons, rew = [], []
         for t in range(H):
@@ -206,14 +244,18 @@ class TCRL(Agent):
         consistency = (torch.stack(cons, 1) * mask).sum(1).clamp(max=c.loss_clamp).mean()
         reward = (torch.stack(rew, 1) * mask).sum(1).clamp(max=c.loss_clamp).mean()
         loss = c.consistency_coef * consistency + c.reward_coef * reward
-        return loss, {"consistency_loss": consistency.detach(), "reward_loss": reward.detach(),
-                      "repr_loss": loss.detach()}
+        return loss, {
+            "consistency_loss": consistency.detach(),
+            "reward_loss": reward.detach(),
+            "repr_loss": loss.detach(),
+        }
 
     def update_model(self, batch: SequenceBatch) -> dict:
         loss, metrics = self.model_loss(batch)
         # the code scales the gradient by 1/H
-        metrics["enc_grad_norm"] = optimizer_step(self.model_opt, loss / self.cfg.horizon, self.model_params,
-                                                  self.cfg.model_grad_clip)
+        metrics["enc_grad_norm"] = optimizer_step(
+            self.model_opt, loss / self.cfg.horizon, self.model_params, self.cfg.model_grad_clip
+        )
         return metrics
 
     # ------------------------------------------------------------------ actor-critic

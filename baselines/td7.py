@@ -1,4 +1,5 @@
-"""TD7-style agent: SALE embeddings, LAP replay, value clipping and policy checkpoints (Fujimoto et al. 2023, arXiv 2306.02451).
+"""TD7-style agent: SALE embeddings, LAP replay, value clipping and policy checkpoints (Fujimoto et al. 2023,
+arXiv 2306.02451).
 
 Fujimoto et al., "For SALE: State-Action Representation Learning for Deep RL" (NeurIPS 2023,
 arXiv 2306.02451), code github.com/sfujim/TD7; LAP: Fujimoto et al. 2020 (arXiv 2007.06049).
@@ -7,7 +8,8 @@ One `update` is one gradient step of the code's `train()`, in this order:
   1. encoder    L_enc = mean (g(f(o), a) - sg[f(o')])^2                       online (f, g) only
   2. critic     a' = clip(pibar(o', fbar(o')) + clip(N(0, 0.2^2), +-0.5), -1, 1)
                 y  = r + gamma (1 - d) clip(min_k Qbar_k(o', a', gbar(fbar(o'), a'), fbar(o')), m_lo, m_hi)
-                delta_k = |Q_k(o, a, g_fix(f_fix(o), a), f_fix(o)) - y|,  L_Q = mean_b sum_k LAP-Huber(delta_k)
+                delta_k = |Q_k(o, a, g_fix(f_fix(o), a), f_fix(o)) - y|,  L_Q = mean_b sum_k
+                LAP-Huber(delta_k)
   3. LAP        p = max(max_k delta_k, 1)^0.4 written back to the sampled transitions
   4. actor      every 2nd step: J = -mean_{b,k} Q_k(o, pi(o, f_fix(o)), g_fix(f_fix(o), pi), f_fix(o))
   5. every 250 steps (hard): pibar <- pi, Qbar <- Q, (fbar, gbar) <- fixed, fixed <- online,
@@ -25,7 +27,8 @@ encoder) that `act(obs, explore=False)` evaluates. Data are collected by the cur
 the fixed encoder and N(0, 0.1^2) noise. With `use_checkpoints=false` TD7 trains after every agent
 step at the harness's updates_per_step (`update_mode="per_step"`) and evaluates the current actor.
 
-Adaptation to the DMC protocol (docs/faithfulness.md TD7-1; the official code has Gym MuJoCo settings only): action
+Adaptation to the DMC protocol (docs/faithfulness.md TD7-1; the official code has Gym MuJoCo settings only):
+action
 repeat 2 and the harness's seed phase (`seed_steps` env steps of uniform random actions) instead of
 25 000 random Gym steps; a burst runs 0.5 updates per env step (= 1 per agent step, the code's UTD 1);
 `steps_before_checkpointing` counts updates as in the code (750 000), so runs of 1M env steps (500k
@@ -42,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.checks import require
 from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
+from iqrl.checks import require
 from iqrl.layers import EnsembleLinear, frozen_copy, mlp
 from iqrl.maths import add_clipped_noise, avg_l1_norm, hard_update_
 from iqrl.optim import no_param_grad, optimizer_step
@@ -81,22 +84,38 @@ class TD7Config(AgentConfig):
             (self.batch_size >= 1, f"agent.batch_size must be >= 1, got {self.batch_size}"),
             (0.0 < self.gamma <= 1.0, f"agent.gamma must be in (0, 1], got {self.gamma}"),
             (self.lr > 0, f"agent.lr must be > 0, got {self.lr}"),
-            (self.actor_update_freq >= 1, f"agent.actor_update_freq must be >= 1, got {self.actor_update_freq}"),
-            (self.policy_noise >= 0 and self.noise_clip >= 0 and self.expl_noise >= 0,
-             "agent.policy_noise, agent.noise_clip and agent.expl_noise must be >= 0"),
-            (self.target_update_every >= 1,
-             f"agent.target_update_every must be >= 1, got {self.target_update_every}"),
+            (
+                self.actor_update_freq >= 1,
+                f"agent.actor_update_freq must be >= 1, got {self.actor_update_freq}",
+            ),
+            (
+                self.policy_noise >= 0 and self.noise_clip >= 0 and self.expl_noise >= 0,
+                "agent.policy_noise, agent.noise_clip and agent.expl_noise must be >= 0",
+            ),
+            (
+                self.target_update_every >= 1,
+                f"agent.target_update_every must be >= 1, got {self.target_update_every}",
+            ),
             (self.lap_alpha >= 0, f"agent.lap_alpha must be >= 0, got {self.lap_alpha}"),
             (self.lap_min_priority > 0, f"agent.lap_min_priority must be > 0, got {self.lap_min_priority}"),
-            (self.steps_before_checkpointing >= 0,
-             f"agent.steps_before_checkpointing must be >= 0, got {self.steps_before_checkpointing}"),
-            (self.max_eps_when_checkpointing >= 1,
-             f"agent.max_eps_when_checkpointing must be >= 1, got {self.max_eps_when_checkpointing}"),
+            (
+                self.steps_before_checkpointing >= 0,
+                f"agent.steps_before_checkpointing must be >= 0, got {self.steps_before_checkpointing}",
+            ),
+            (
+                self.max_eps_when_checkpointing >= 1,
+                f"agent.max_eps_when_checkpointing must be >= 1, got {self.max_eps_when_checkpointing}",
+            ),
             (self.zs_dim >= 1, f"agent.zs_dim must be >= 1, got {self.zs_dim}"),
-            (len(self.enc_mlp_dims) >= 1 and all(h >= 1 for h in self.enc_mlp_dims),
-             f"agent.enc_mlp_dims must be a non-empty list of positive widths, got {list(self.enc_mlp_dims)}"),
-            (len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
-             f"agent.mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}"),
+            (
+                len(self.enc_mlp_dims) >= 1 and all(h >= 1 for h in self.enc_mlp_dims),
+                f"agent.enc_mlp_dims must be a non-empty list of positive widths, got "
+                f"{list(self.enc_mlp_dims)}",
+            ),
+            (
+                len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
+                f"agent.mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}",
+            ),
         ]
         require(checks)
 
@@ -156,18 +175,44 @@ def lap_huber(delta: Tensor, min_priority: float = 1.0) -> Tensor:
 
 
 class TD7(Agent):
-    STATE_OBJECTS = ("encoder", "fixed_encoder", "fixed_encoder_target", "checkpoint_encoder", "actor",
-                     "actor_target", "checkpoint_actor", "critic", "critic_target", "encoder_opt", "actor_opt",
-                     "critic_opt")
-    STATE_VALUES = ("y_min", "y_max", "clip_lo", "clip_hi", "training_steps", "eps_since", "steps_since",
-                    "min_return", "best_min_return", "eps_per_assessment", "update_credit")
+    STATE_OBJECTS = (
+        "encoder",
+        "fixed_encoder",
+        "fixed_encoder_target",
+        "checkpoint_encoder",
+        "actor",
+        "actor_target",
+        "checkpoint_actor",
+        "critic",
+        "critic_target",
+        "encoder_opt",
+        "actor_opt",
+        "critic_opt",
+    )
+    STATE_VALUES = (
+        "y_min",
+        "y_max",
+        "clip_lo",
+        "clip_hi",
+        "training_steps",
+        "eps_since",
+        "steps_since",
+        "min_return",
+        "best_min_return",
+        "eps_per_assessment",
+        "update_credit",
+    )
 
     def __init__(self, cfg: TD7Config, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
-        self.spec = AgentSpec(seq_len=1, batch_size=cfg.batch_size, updates_per_step=0.5,
-                              warmup_with_policy=cfg.warmup_with_policy,
-                              update_mode="agent_decides" if cfg.use_checkpoints else "per_step",
-                              replay_capacity=1_000_000)  # the code's 1e6 FIFO
+        self.spec = AgentSpec(
+            seq_len=1,
+            batch_size=cfg.batch_size,
+            updates_per_step=0.5,
+            warmup_with_policy=cfg.warmup_with_policy,
+            update_mode="agent_decides" if cfg.use_checkpoints else "per_step",
+            replay_capacity=1_000_000,
+        )  # the code's 1e6 FIFO
         self.latent_width = cfg.zs_dim
         self.encoder = SALE(obs_dim, act_dim, cfg.zs_dim, cfg.enc_mlp_dims).to(self.device)
         self.fixed_encoder = frozen_copy(self.encoder)
@@ -237,7 +282,8 @@ class TD7(Agent):
         return loss.detach()
 
     def sync_targets(self, replay) -> None:
-        """Every `target_update_every` steps: hard copies of actor, critic and fixed encoder into their targets."""
+        """Every `target_update_every` steps: hard copies of actor, critic and fixed encoder into their
+        targets."""
         hard_update_(self.actor_target.parameters(), self.actor.parameters())
         hard_update_(self.critic_target.parameters(), self.critic.parameters())
         hard_update_(self.fixed_encoder_target.parameters(), self.fixed_encoder.parameters())

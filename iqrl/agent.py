@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from iqrl.checks import require
 from iqrl.agents import Agent, AgentSpec, to_tensor
+from iqrl.checks import require
 from iqrl.layers import FSQ, frozen_copy, mlp
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
@@ -49,7 +49,9 @@ class LatentModelConfig:
 
     latent_dim: int = 512  # number of FSQ groups G; latent width D = G * len(fsq_levels)
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8])
-    fsq_symmetric: bool = False  # True: the symmetric FSQ bound of arXiv 2411.19842 (docs/fsq.md; needed for a level 2)
+    fsq_symmetric: bool = (
+        False  # True: the symmetric FSQ bound of arXiv 2411.19842 (docs/fsq.md; needed for a level 2)
+    )
     enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
     horizon: int = 5  # H
     rho: float = 0.9  # per-step weight rho^h of the model loss
@@ -59,17 +61,26 @@ class LatentModelConfig:
 
     def validate_latent_model(self) -> None:
         checks = [
-            (all(h >= 1 for h in self.enc_mlp_dims),
-             f"agent.enc_mlp_dims must be positive widths (>= 1), got {list(self.enc_mlp_dims)}"),
+            (
+                all(h >= 1 for h in self.enc_mlp_dims),
+                f"agent.enc_mlp_dims must be positive widths (>= 1), got {list(self.enc_mlp_dims)}",
+            ),
             (self.enc_lr > 0, f"agent.enc_lr must be > 0, got {self.enc_lr}"),
             (self.enc_weight_decay >= 0, f"agent.enc_weight_decay must be >= 0, got {self.enc_weight_decay}"),
-            (len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
-             f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}"),
+            (
+                len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
+                f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}",
+            ),
             # The standard FSQ bound shifts a 2-level channel by atanh(0.5 / 0.5005) ~ 3.8 (docs/fsq.md).
-            (self.fsq_symmetric or not self.quantized or 2 not in self.fsq_levels,
-             f"agent.fsq_levels={list(self.fsq_levels)} has a level of 2, which the standard FSQ bound maps to one "
-             "code for every pre-activation above -3.8, so the latent is constant at initialisation and gets almost "
-             "no gradient; use agent.fsq_symmetric=true (levels symmetric about 0, arXiv 2411.19842) or levels >= 3"),
+            (
+                self.fsq_symmetric or not self.quantized or 2 not in self.fsq_levels,
+                f"agent.fsq_levels={list(self.fsq_levels)} has a level of 2, which the standard FSQ bound "
+                f"maps to one "
+                "code for every pre-activation above -3.8, so the latent is constant at initialisation and "
+                "gets almost "
+                "no gradient; use agent.fsq_symmetric=true (levels symmetric about 0, arXiv 2411.19842) or "
+                "levels >= 3",
+            ),
             (self.latent_dim >= 1, f"agent.latent_dim must be >= 1, got {self.latent_dim}"),
             (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
             (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
@@ -112,16 +123,23 @@ class IQRLRepresentationConfig(LatentModelConfig):
         self.validate_rl()
         self.validate_latent_model()
         checks = [
-            (self.consistency_loss in ("cos", "mse"),
-             f"agent.consistency_loss must be cos or mse, got {self.consistency_loss!r}"),
+            (
+                self.consistency_loss in ("cos", "mse"),
+                f"agent.consistency_loss must be cos or mse, got {self.consistency_loss!r}",
+            ),
             (self.tc_loss_sign in (-1, 1), f"agent.tc_loss_sign must be -1 or 1, got {self.tc_loss_sign}"),
             (0.0 < self.enc_tau <= 1.0, f"agent.enc_tau must be in (0, 1], got {self.enc_tau}"),
             (self.projection_dim >= 0, f"agent.projection_dim must be >= 0, got {self.projection_dim}"),
-            (self.rl_algo == self.RL_ALGO,
-             f"agent.rl_algo must be {self.RL_ALGO} for agent={self.name} "
-             f"(the SAC learner on iQRL's latent is agent=iqrl-sac), got {self.rl_algo!r}"),
-            (self.use_tc_loss or self.use_rec_loss or self.use_rew_loss,
-             "agent.use_tc_loss=false needs use_rec_loss=true or use_rew_loss=true (nothing would train the encoder)"),
+            (
+                self.rl_algo == self.RL_ALGO,
+                f"agent.rl_algo must be {self.RL_ALGO} for agent={self.name} "
+                f"(the SAC learner on iQRL's latent is agent=iqrl-sac), got {self.rl_algo!r}",
+            ),
+            (
+                self.use_tc_loss or self.use_rec_loss or self.use_rew_loss,
+                "agent.use_tc_loss=false needs use_rec_loss=true or use_rew_loss=true (nothing would train "
+                "the encoder)",
+            ),
         ]
         require(checks)
 
@@ -156,13 +174,27 @@ class IQRLSACConfig(IQRLRepresentationConfig, SACLearnerConfig):
 
 
 class IQRL(Agent):
-    STATE_OBJECTS = ("encoder", "encoder_target", "dynamics", "projection", "projection_target", "reward_head",
-                     "decoder", "ac", "repr_opt", "ac_extra=ac.extra")
+    STATE_OBJECTS = (
+        "encoder",
+        "encoder_target",
+        "dynamics",
+        "projection",
+        "projection_target",
+        "reward_head",
+        "decoder",
+        "ac",
+        "repr_opt",
+        "ac_extra=ac.extra",
+    )
 
     def __init__(self, cfg: IQRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
-        self.spec = AgentSpec(seq_len=max(cfg.horizon, cfg.nstep), batch_size=cfg.batch_size,
-                              updates_per_step=0.5, warmup_with_policy=cfg.warmup_with_policy)
+        self.spec = AgentSpec(
+            seq_len=max(cfg.horizon, cfg.nstep),
+            batch_size=cfg.batch_size,
+            updates_per_step=0.5,
+            warmup_with_policy=cfg.warmup_with_policy,
+        )
         D = self.latent_width = cfg.latent_width
         self.fsq = FSQ(cfg.fsq_levels, symmetric=cfg.fsq_symmetric).to(self.device)
         self.codebook_size = self.fsq.codebook_size if cfg.use_fsq else None
@@ -173,7 +205,9 @@ class IQRL(Agent):
         repr_modules = [self.encoder, self.dynamics]
         self.projection = self.projection_target = self.reward_head = self.decoder = None
         if cfg.use_projection:
-            self.projection = mlp(D, cfg.mlp_dims, cfg.projection_dim or max(D // 16, 1), cfg.init).to(self.device)
+            self.projection = mlp(D, cfg.mlp_dims, cfg.projection_dim or max(D // 16, 1), cfg.init).to(
+                self.device
+            )
             self.projection_target = frozen_copy(self.projection)
             repr_modules.append(self.projection)
         if cfg.use_rew_loss:
@@ -183,7 +217,9 @@ class IQRL(Agent):
             self.decoder = mlp(D, cfg.mlp_dims, obs_dim, cfg.init).to(self.device)
             repr_modules.append(self.decoder)
         self.repr_params = [p for m in repr_modules for p in m.parameters()]
-        self.repr_opt = adam(self.repr_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True)
+        self.repr_opt = adam(
+            self.repr_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True
+        )
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         # Actor-critic on the latent.
         learner = SACLearner if cfg.rl_algo == "sac" else TD3Learner
@@ -201,7 +237,9 @@ class IQRL(Agent):
         return self.quantize((self.encoder_target if target else self.encoder)(obs))
 
     def next_latent(self, z: Tensor, a: Tensor) -> Tensor:
-        d = self.dynamics(torch.cat([z, a], -1)).float()  # under bf16 autocast: the sum in float32, as the codes
+        d = self.dynamics(
+            torch.cat([z, a], -1)
+        ).float()  # under bf16 autocast: the sum in float32, as the codes
         return self.quantize(z + d if self.cfg.use_delta else d)
 
     def horizon_mask(self, batch: SequenceBatch) -> Tensor:
@@ -227,7 +265,8 @@ class IQRL(Agent):
         return ((pred - target) ** 2).mean(-1)
 
     def representation_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
-        """L_rep = (1/H) sum_h rho^h (1/B) sum_b m_{h,b} c_{h,b}  (+ the reward and reconstruction terms if on)."""
+        """L_rep = (1/H) sum_h rho^h (1/B) sum_b m_{h,b} c_{h,b}  (+ the reward and reconstruction terms if
+        on)."""
         c, H = self.cfg, self.cfg.horizon
         obs, act = batch.obs, batch.action
         if not c.use_tc_loss and self.reward_head is None:  # reconstruction only: no latent rollout
@@ -235,7 +274,7 @@ class IQRL(Agent):
             return rec_loss, {"rec_loss": rec_loss.detach()}
         with torch.no_grad():
             enc = self.encoder_target if c.use_target_encoder else self.encoder
-            targets = self.quantize(enc(obs[:, 1: H + 1]))  # [B, H, D]
+            targets = self.quantize(enc(obs[:, 1 : H + 1]))  # [B, H, D]
             if self.projection is not None:
                 targets = self.projection_target(targets)
         mask = self.horizon_mask(batch)  # [B, H]
@@ -270,7 +309,8 @@ class IQRL(Agent):
         """Decoder MSE (the reconstruction ablation, `iqrl-ae`). obs [B, L+1, O], mask [B, H].
 
         With the consistency loss ("iQRL + REC"): along the rollout latents [ẑ_0 = z_0, ẑ_1 .. ẑ_{H-1}],
-            L_rec = (1/H) sum_{h<H} rho^h (1/B) sum_b m'_{h,b} mse(dec(ẑ_h), o_{t+h}),  m'_0 = 1, m'_h = m_{h-1},
+            L_rec = (1/H) sum_{h<H} rho^h (1/B) sum_b m'_{h,b} mse(dec(ẑ_h), o_{t+h}),  m'_0 = 1, m'_h =
+            m_{h-1},
         the weighting of the consistency loss (iqrl-minimal summed both over the same H steps; o_{t+H} is not
         reconstructed there either).
         Reconstruction only (use_tc_loss=false): online-encoder latents of o_t .. o_{t+H-1},
@@ -287,7 +327,9 @@ class IQRL(Agent):
 
     def update_representation(self, batch: SequenceBatch) -> dict:
         loss, metrics = self.representation_loss(batch)
-        metrics["enc_grad_norm"] = optimizer_step(self.repr_opt, loss, self.repr_params, self.cfg.enc_grad_clip)
+        metrics["enc_grad_norm"] = optimizer_step(
+            self.repr_opt, loss, self.repr_params, self.cfg.enc_grad_clip
+        )
         ema_update_(self.encoder_target.parameters(), self.encoder.parameters(), self.cfg.enc_tau)
         if self.projection is not None:
             ema_update_(self.projection_target.parameters(), self.projection.parameters(), self.cfg.enc_tau)
@@ -301,9 +343,14 @@ class IQRL(Agent):
         """(z_t, a_t, n-step return, bootstrap discount, z_{t+m}): the learner's inputs, encoded by the online
         encoder under no_grad (detached codes: no RL gradient reaches the encoder)."""
         c = self.cfg
-        return nstep_transition(batch, c.gamma, c.nstep, encode=self.encode,
-                                unit_discount_n1=c.official_nstep1_gamma_bug,
-                                ignore_terminal=c.official_ignore_terminal)
+        return nstep_transition(
+            batch,
+            c.gamma,
+            c.nstep,
+            encode=self.encode,
+            unit_discount_n1=c.official_nstep1_gamma_bug,
+            ignore_terminal=c.official_ignore_terminal,
+        )
 
     def update(self, replay, step: int) -> dict:
         batch = replay.sample(self.spec.batch_size)

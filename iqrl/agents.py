@@ -37,7 +37,8 @@ from torch import Tensor, nn
 class AgentConfig:
     """Keys every agent has (`agent.<key>`): the base of each agent's config dataclass."""
 
-    # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training env's
+    # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
+    # env's
     # seed. Default: train seed + EVAL_SEED_OFFSET (10000). On in the `iqrl-official` preset.
     official_shared_eval_seed: bool = False
 
@@ -88,7 +89,8 @@ def _set(obj, path: str, value) -> None:
 
 
 class Agent(abc.ABC):
-    """Base class: subclasses call `super().__init__(cfg, device, seed)`, set `spec`, implement act and update,
+    """Base class: subclasses call `super().__init__(cfg, device, seed)`, set `spec`, implement act and
+    update,
     and name their state in STATE_OBJECTS / STATE_VALUES.
 
     The checkpointed state is declared, not written out: `state_dict()` holds, under their names,
@@ -107,6 +109,7 @@ class Agent(abc.ABC):
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)  # every random draw of the updates (and acting)
         self.generator.manual_seed(seed)
+
     codebook_size: int | None = None  # codes per group of a quantized latent (diagnostics)
     latent_width: int | None = None  # width D of the latent the actor and critic consume (diagnostics)
 
@@ -116,25 +119,25 @@ class Agent(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        ...
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def update(self, replay, step: int) -> dict[str, Any]:
-        ...
+    def update(self, replay, step: int) -> dict[str, Any]: ...
 
-    def on_episode_start(self, training: bool) -> None:
+    def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed
         episodes included), False for evaluation episodes. The default does nothing."""
 
-    def on_episode_end(self) -> None:
+    def on_episode_end(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Advance per-episode schedules; called once after each training episode."""
 
     def updates_due(self, episode_return: float, episode_env_steps: int, updates_per_step: float) -> int:
         """update_mode "agent_decides" only: how many updates to run after this episode, at the run's
         rate `updates_per_step` (updates per env step collected)."""
-        raise TypeError(f"{type(self).__name__} declares update_mode={self.spec.update_mode!r}, "
-                        "so the trainer never asks it for updates_due()")
+        raise TypeError(
+            f"{type(self).__name__} declares update_mode={self.spec.update_mode!r}, "
+            "so the trainer never asks it for updates_due()"
+        )
 
     def networks(self) -> dict[str, nn.Module]:
         """The modules among STATE_OBJECTS (networks and their targets), by name, in declaration order."""
@@ -182,11 +185,15 @@ class AgentEntry:
 
 REGISTRY: dict[str, AgentEntry] = {
     "iqrl": AgentEntry(
-        "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
+        "iqrl.agent:IQRL",
+        "iqrl.agent:IQRLConfig",
+        "iqrl_tasks.yaml",
         description="iQRL (arXiv 2406.02696), paper intent: -cos consistency, gamma^n, cumulative mask",
     ),
     "iqrl-official": AgentEntry(
-        "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
+        "iqrl.agent:IQRL",
+        "iqrl.agent:IQRLConfig",
+        "iqrl_tasks.yaml",
         preset={
             "tc_loss_sign": 1,
             "official_nstep1_gamma_bug": True,
@@ -198,41 +205,58 @@ REGISTRY: dict[str, AgentEntry] = {
             "official_shared_eval_seed": True,
         },
         description="iQRL with the official code's quirks switched on (docs/faithfulness.md), the shared "
-                    "train/eval env seed included",
+        "train/eval env seed included",
     ),
     "iqrl-ae": AgentEntry(
-        "iqrl.agent:IQRL", "iqrl.agent:IQRLConfig", "iqrl_tasks.yaml",
+        "iqrl.agent:IQRL",
+        "iqrl.agent:IQRLConfig",
+        "iqrl_tasks.yaml",
         preset={"use_rec_loss": True},
         description="iQRL + reconstruction decoder along the latent rollout (the paper's reconstruction "
-                    "ablation); agent.use_tc_loss=false gives the reconstruction-only autoencoder",
+        "ablation); agent.use_tc_loss=false gives the reconstruction-only autoencoder",
     ),
     "iqrl-sac": AgentEntry(
-        "iqrl.agent:IQRL", "iqrl.agent:IQRLSACConfig", "iqrl_tasks.yaml",
+        "iqrl.agent:IQRL",
+        "iqrl.agent:IQRLSACConfig",
+        "iqrl_tasks.yaml",
         description="iQRL representation under a SAC actor-critic instead of TD3",
     ),
     "sac": AgentEntry(
-        "baselines.sac:SAC", "baselines.sac:SACAgentConfig", "sac_tasks.yaml",
+        "baselines.sac:SAC",
+        "baselines.sac:SACAgentConfig",
+        "sac_tasks.yaml",
         description="SAC on raw observations (automatic temperature, twin critics)",
     ),
     "td3": AgentEntry(
-        "baselines.td3:TD3", "baselines.td3:TD3Config", "td3_tasks.yaml",
+        "baselines.td3:TD3",
+        "baselines.td3:TD3Config",
+        "td3_tasks.yaml",
         description="TD3 on raw observations, as in the iQRL code (n-step, LN+Mish MLPs, sigma schedule)",
     ),
     "td7": AgentEntry(
-        "baselines.td7:TD7", "baselines.td7:TD7Config", "td7_tasks.yaml",
+        "baselines.td7:TD7",
+        "baselines.td7:TD7Config",
+        "td7_tasks.yaml",
         description="TD7 (SALE, LAP, value clipping, policy checkpoints), adapted to the DMC protocol",
     ),
     "mrq": AgentEntry(
-        "baselines.mrq:MRQ", "baselines.mrq:MRQConfig", "mrq_tasks.yaml",
+        "baselines.mrq:MRQ",
+        "baselines.mrq:MRQConfig",
+        "mrq_tasks.yaml",
         description="MR.Q (model-based encoder, two-hot reward, LAP, reward-scaled TD3-like RL)",
     ),
     "tcrl": AgentEntry(
-        "baselines.tcrl:TCRL", "baselines.tcrl:TCRLConfig", "tcrl_tasks.yaml",
+        "baselines.tcrl:TCRL",
+        "baselines.tcrl:TCRLConfig",
+        "tcrl_tasks.yaml",
         description="TCRL (arXiv 2306.09466): latent cosine temporal consistency + TD3-like AC on the latent",
     ),
     "dcwm": AgentEntry(
-        "baselines.dcwm:DCWM", "baselines.dcwm:DCWMConfig", "dcwm_tasks.yaml",
-        description="DC-MPC (arXiv 2503.00653): FSQ codebook world model, TD3 on codes, MPPI (mpc=false: DCWM-MF)",
+        "baselines.dcwm:DCWM",
+        "baselines.dcwm:DCWMConfig",
+        "dcwm_tasks.yaml",
+        description="DC-MPC (arXiv 2503.00653): FSQ codebook world model, TD3 on codes, MPPI "
+        "(mpc=false: DCWM-MF)",
     ),
 }
 

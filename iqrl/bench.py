@@ -26,8 +26,21 @@ import sys
 import time
 from pathlib import Path
 
-FIELDS = ["agent", "task", "device", "dtype", "compile", "seeds", "updates_per_s", "ops_per_update",
-          "env_steps_per_s", "act_ms", "peak_mem_mb", "torch", "hardware"]
+FIELDS = [
+    "agent",
+    "task",
+    "device",
+    "dtype",
+    "compile",
+    "seeds",
+    "updates_per_s",
+    "ops_per_update",
+    "env_steps_per_s",
+    "act_ms",
+    "peak_mem_mb",
+    "torch",
+    "hardware",
+]
 DEFAULT_TASKS = ["walker-walk", "dog-run"]
 GROUP_AGENTS = ("iqrl", "iqrl-official", "iqrl-ae")  # the agents the K-seed mode supports
 
@@ -140,10 +153,21 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"agent": agent, "task": task, "device": str(dev), "dtype": dtype, "compile": False, "seeds": 1,
-            "updates_per_s": round(ups, 3), "ops_per_update": round(ops, 1), "env_steps_per_s": round(env_sps, 1),
-            "act_ms": round(act_ms, 3),
-            "peak_mem_mb": round(peak, 1), "torch": torch.__version__, "hardware": hardware(dev)}
+    return {
+        "agent": agent,
+        "task": task,
+        "device": str(dev),
+        "dtype": dtype,
+        "compile": False,
+        "seeds": 1,
+        "updates_per_s": round(ups, 3),
+        "ops_per_update": round(ops, 1),
+        "env_steps_per_s": round(env_sps, 1),
+        "act_ms": round(act_ms, 3),
+        "peak_mem_mb": round(peak, 1),
+        "torch": torch.__version__,
+        "hardware": hardware(dev),
+    }
 
 
 def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int, k: int) -> dict:
@@ -176,7 +200,9 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
         replay.start_episode(obs)
         while True:
             s = env.step(rng.uniform(-1, 1, env.act_dim).astype(np.float32))
-            replay.add(rng.uniform(-1, 1, env.act_dim).astype(np.float32), s.reward, s.obs, s.terminated, s.truncated)
+            replay.add(
+                rng.uniform(-1, 1, env.act_dim).astype(np.float32), s.reward, s.obs, s.terminated, s.truncated
+            )
             if s.terminated or s.truncated:
                 break
     group = SeedGroup(agents)
@@ -207,15 +233,32 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"agent": agent, "task": task, "device": str(dev), "dtype": dtype, "compile": False, "seeds": k,
-            "updates_per_s": round(per_seed, 3), "ops_per_update": None, "env_steps_per_s": None, "act_ms": None,
-            "peak_mem_mb": round(peak, 1), "torch": torch.__version__, "hardware": hardware(dev)}
+    return {
+        "agent": agent,
+        "task": task,
+        "device": str(dev),
+        "dtype": dtype,
+        "compile": False,
+        "seeds": k,
+        "updates_per_s": round(per_seed, 3),
+        "ops_per_update": None,
+        "env_steps_per_s": None,
+        "act_ms": None,
+        "peak_mem_mb": round(peak, 1),
+        "torch": torch.__version__,
+        "hardware": hardware(dev),
+    }
 
 
 #: Matrix products of a walker-walk iQRL update (critic/dynamics first layer, hidden layer, dynamics output,
 #: the critic ensemble's batched product) and a large square one, for `--peak`.
-PEAK_PRODUCTS = [("mm", (256, 1030, 512)), ("mm", (256, 512, 512)), ("mm", (256, 512, 1024)),
-                 ("bmm", (5, 256, 1030, 512)), ("mm", (2048, 2048, 2048))]
+PEAK_PRODUCTS = [
+    ("mm", (256, 1030, 512)),
+    ("mm", (256, 512, 512)),
+    ("mm", (256, 512, 1024)),
+    ("bmm", (5, 256, 1030, 512)),
+    ("mm", (2048, 2048, 2048)),
+]
 
 
 def matmul_peak(device: str, seconds: float = 1.0) -> list[dict]:
@@ -240,8 +283,17 @@ def matmul_peak(device: str, seconds: float = 1.0) -> list[dict]:
                 sync()
                 reps += 1
             rate = 2 * math.prod(dims) * reps / (time.perf_counter() - t) / 1e9
-            rows.append({"op": op, "shape": "x".join(map(str, dims)), "dtype": dtype, "gflop_per_s": round(rate, 1),
-                         "threads": torch.get_num_threads(), "torch": torch.__version__, "hardware": hardware(dev)})
+            rows.append(
+                {
+                    "op": op,
+                    "shape": "x".join(map(str, dims)),
+                    "dtype": dtype,
+                    "gflop_per_s": round(rate, 1),
+                    "threads": torch.get_num_threads(),
+                    "torch": torch.__version__,
+                    "hardware": hardware(dev),
+                }
+            )
     return rows
 
 
@@ -270,14 +322,19 @@ def compare(old_path: str, new_path: str) -> int:
     except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"error: cannot read bench files {old_path}, {new_path}: {e}", file=sys.stderr)
         return 2
-    print(f"{'agent':<14} {'task':<12} {'device':<7} {'dtype':<5} {'seeds':>5} {'updates/s old':>14} {'new':>8} "
-          f"{'ratio':>6}")
+    print(
+        f"{'agent':<14} {'task':<12} {'device':<7} {'dtype':<5} {'seeds':>5} {'updates/s old':>14} "
+        f"{'new':>8} "
+        f"{'ratio':>6}"
+    )
     for k, r in new.items():
         if k in old:
             o = old[k]["updates_per_s"]
             ratio = f"{r['updates_per_s'] / o:>5.2f}x" if o else "   n/a"
-            print(f"{r['agent']:<14} {r['task']:<12} {r['device']:<7} {r['dtype']:<5} {r.get('seeds', 1):>5} "
-                  f"{o:>14.2f} {r['updates_per_s']:>8.2f} {ratio}")
+            print(
+                f"{r['agent']:<14} {r['task']:<12} {r['device']:<7} {r['dtype']:<5} {r.get('seeds', 1):>5} "
+                f"{o:>14.2f} {r['updates_per_s']:>8.2f} {ratio}"
+            )
     for label, only in (("old", old.keys() - new.keys()), ("new", new.keys() - old.keys())):
         if only:
             names = ", ".join(f"{a} {t} {d} {dt} K={k}" for a, t, d, dt, _, k in sorted(only, key=str))
@@ -292,12 +349,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--updates", type=int, default=20)
-    p.add_argument("--seeds", default="1", help="K-seed mode rows for K in this comma-separated list "
-                   "(iqrl agents; K = 1 is the plain single-seed row)")
+    p.add_argument(
+        "--seeds",
+        default="1",
+        help="K-seed mode rows for K in this comma-separated list "
+        "(iqrl agents; K = 1 is the plain single-seed row)",
+    )
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
-    p.add_argument("--peak", action="store_true", help="print the fp32/bf16 matrix-product GFLOP/s of this "
-                   "machine at the update's shapes (the ceiling of updates/s) and exit")
+    p.add_argument(
+        "--peak",
+        action="store_true",
+        help="print the fp32/bf16 matrix-product GFLOP/s of this "
+        "machine at the update's shapes (the ceiling of updates/s) and exit",
+    )
     p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -305,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         return compare(*args.compare)
     if args.peak:
         for r in matmul_peak(args.device):
-            print(f"{r['op']:<4} {r['shape']:<16} {r['dtype']:<5} {r['gflop_per_s']:>8.1f} GFLOP/s "
-                  f"({r['threads']} threads, {r['hardware']})")
+            print(
+                f"{r['op']:<4} {r['shape']:<16} {r['dtype']:<5} {r['gflop_per_s']:>8.1f} GFLOP/s "
+                f"({r['threads']} threads, {r['hardware']})"
+            )
         return 0
     if args.one:
         if args.group:
@@ -325,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         if not seeds or min(seeds) < 1:
             raise ValueError
     except ValueError:
-        print(f"error: --seeds must be a comma-separated list of ints >= 1, got {args.seeds!r}", file=sys.stderr)
+        print(
+            f"error: --seeds must be a comma-separated list of ints >= 1, got {args.seeds!r}", file=sys.stderr
+        )
         return 2
     groups = [k for k in seeds if k > 1]
     try:
@@ -338,28 +407,54 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     plan = [(a, ([1] if 1 in seeds else []) + (groups if a in GROUP_AGENTS else [])) for a in agents]
     if not any(ks for _, ks in plan):
-        print(f"error: --seeds {args.seeds} asks only for K-seed rows, which only {', '.join(GROUP_AGENTS)} have; "
-              f"add 1 to --seeds or pick one of them", file=sys.stderr)
+        print(
+            f"error: --seeds {args.seeds} asks only for K-seed rows, which only {', '.join(GROUP_AGENTS)} "
+            f"have; "
+            f"add 1 to --seeds or pick one of them",
+            file=sys.stderr,
+        )
         return 2
     rows = []
     for a, ks in plan:
         for t in tasks:
             for d in dtypes:
                 for k in ks:
-                    cmd = [sys.executable, "-m", "iqrl.bench", "--one", a, t, d, "--device", args.device,
-                           "--updates", str(args.updates), "--group", str(k if k > 1 else 0)]
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "iqrl.bench",
+                        "--one",
+                        a,
+                        t,
+                        d,
+                        "--device",
+                        args.device,
+                        "--updates",
+                        str(args.updates),
+                        "--group",
+                        str(k if k > 1 else 0),
+                    ]
                     r = subprocess.run(cmd, capture_output=True, text=True)
                     if r.returncode != 0:
-                        print(f"error: bench of {a} on {t} ({d}, {k} seeds) failed: "
-                              f"{r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                        print(
+                            f"error: bench of {a} on {t} ({d}, {k} seeds) failed: "
+                            f"{r.stderr.strip().splitlines()[-1:]}",
+                            file=sys.stderr,
+                        )
                         if rows:
                             write_rows(rows, args.out)
-                            print(f"wrote the {len(rows)} row(s) measured before it to {args.out}", file=sys.stderr)
+                            print(
+                                f"wrote the {len(rows)} row(s) measured before it to {args.out}",
+                                file=sys.stderr,
+                            )
                         return 1
                     rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
                     env_sps = rows[-1]["env_steps_per_s"]
-                    print(f"{a:<14} {t:<12} {d:<5} K={k:<3} {rows[-1]['updates_per_s']:>8.2f} updates/s per seed "
-                          + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""), flush=True)
+                    print(
+                        f"{a:<14} {t:<12} {d:<5} K={k:<3} {rows[-1]['updates_per_s']:>8.2f} updates/s per "
+                        f"seed " + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""),
+                        flush=True,
+                    )
     write_rows(rows, args.out)
     print()
     print_table(rows)

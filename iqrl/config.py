@@ -74,7 +74,10 @@ def _task_overrides(entry: registry.AgentEntry, task: str, agent_cls) -> list[di
     a config that reads that file."""
     data = task_file(entry.task_overrides)
     keys = {f.name for f in fields(agent_cls)}
-    layers = [(data.get("groups") or {}).get(task_group(task)) or {}, (data.get("tasks") or {}).get(task) or {}]
+    layers = [
+        (data.get("groups") or {}).get(task_group(task)) or {},
+        (data.get("tasks") or {}).get(task) or {},
+    ]
     return [{k: v for k, v in layer.items() if k in keys} for layer in layers]
 
 
@@ -147,28 +150,42 @@ def validate(run: RunConfig) -> None:
     offset = eval_seed(0, run.agent.official_shared_eval_seed)
     max_seed = SEED_LIMIT - 1 - offset
     checks = [
-        (0 <= run.seed <= max_seed,
-         f"seed must be in 0..{max_seed} (env seeds are < 2**32 and the eval env uses seed + {offset}), "
-         f"got {run.seed}"),
+        (
+            0 <= run.seed <= max_seed,
+            f"seed must be in 0..{max_seed} (env seeds are < 2**32 and the eval env uses seed + {offset}), "
+            f"got {run.seed}",
+        ),
         (run.steps >= 1, f"steps must be >= 1, got {run.steps}"),
         (run.seed_steps >= 0, f"seed_steps must be >= 0, got {run.seed_steps}"),
-        (run.updates_per_step is None or run.updates_per_step >= 0,
-         f"updates_per_step must be >= 0, got {run.updates_per_step}"),
-        (run.replay_capacity is None or run.replay_capacity == 0 or run.replay_capacity >= 1000,
-         f"replay_capacity must be 0 (unbounded) or >= 1000 transitions, got {run.replay_capacity}"),
+        (
+            run.updates_per_step is None or run.updates_per_step >= 0,
+            f"updates_per_step must be >= 0, got {run.updates_per_step}",
+        ),
+        (
+            run.replay_capacity is None or run.replay_capacity == 0 or run.replay_capacity >= 1000,
+            f"replay_capacity must be 0 (unbounded) or >= 1000 transitions, got {run.replay_capacity}",
+        ),
         (run.eval_every >= 1, f"eval_every must be >= 1, got {run.eval_every}"),
         (run.eval_episodes >= 1, f"eval_episodes must be >= 1, got {run.eval_episodes}"),
         (run.diag_every >= 1, f"diag_every must be >= 1, got {run.diag_every}"),
         (run.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {run.checkpoint_every}"),
         (run.action_repeat >= 1, f"action_repeat must be >= 1, got {run.action_repeat}"),
         # `and`: no modulo by an action_repeat < 1 (the check above reports it first)
-        (run.action_repeat >= 1 and 1 <= run.episode_length <= 1000 and run.episode_length % run.action_repeat == 0,
-         f"episode_length must be in 1..1000 and a multiple of action_repeat, got {run.episode_length}"),
-        (run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),
-         f"device must be cpu, cuda, cuda:N or auto, got {run.device!r}"),
+        (
+            run.action_repeat >= 1
+            and 1 <= run.episode_length <= 1000
+            and run.episode_length % run.action_repeat == 0,
+            f"episode_length must be in 1..1000 and a multiple of action_repeat, got {run.episode_length}",
+        ),
+        (
+            run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),
+            f"device must be cpu, cuda, cuda:N or auto, got {run.device!r}",
+        ),
         (run.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {run.precision!r}"),
-        (set(run.logger) <= set(LOGGERS),
-         f"logger entries must be among {', '.join(LOGGERS)}, got {run.logger}"),
+        (
+            set(run.logger) <= set(LOGGERS),
+            f"logger entries must be among {', '.join(LOGGERS)}, got {run.logger}",
+        ),
         (run.video_every >= 0, f"video_every must be >= 0 (0 = no videos), got {run.video_every}"),
     ]
     require(checks, ConfigError)
@@ -190,8 +207,11 @@ def from_yaml_dict(d: dict) -> RunConfig:
     d = {k: v for k, v in d.items() if k != "meta"}
     agent = dict(d.pop("agent"))
     name = agent.pop("name")
-    argv = [f"agent={name}"] + [f"{k}={_fmt(v)}" for k, v in d.items()] + \
-           [f"agent.{k}={_fmt(v)}" for k, v in agent.items()]
+    argv = (
+        [f"agent={name}"]
+        + [f"{k}={_fmt(v)}" for k, v in d.items()]
+        + [f"agent.{k}={_fmt(v)}" for k, v in agent.items()]
+    )
     return build_config(argv)
 
 

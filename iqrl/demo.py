@@ -12,7 +12,8 @@ import csv
 import sys
 from pathlib import Path
 
-from iqrl.train import EXIT_OK, main as train
+from iqrl.train import EXIT_OK
+from iqrl.train import main as train
 
 DEMO = {
     "task": "cartpole-balance",
@@ -25,7 +26,12 @@ DEMO = {
     "checkpoint_every": 5_000,
 }
 AGENT_OVERRIDES = {
-    "iqrl": ["agent.mlp_dims=[128,128]", "agent.enc_mlp_dims=[128]", "agent.latent_dim=32", "agent.batch_size=128"],
+    "iqrl": [
+        "agent.mlp_dims=[128,128]",
+        "agent.enc_mlp_dims=[128]",
+        "agent.latent_dim=32",
+        "agent.batch_size=128",
+    ],
     "td3": ["agent.mlp_dims=[128,128]", "agent.batch_size=128"],
 }
 
@@ -47,7 +53,10 @@ def run_demo(out: Path) -> int:
     print(f"{'agent':<6} {'return@0':>9} {'final return':>13} {'env_step':>9}  run folder")
     for agent, first, last, step, run_dir in rows:
         print(f"{agent:<6} {float(first):>9.1f} {float(last):>13.1f} {int(step):>9}  {run_dir}")
-    print(f"\nEach run folder holds config.yaml, eval.csv, train.csv, status.json and checkpoint/ (docs/run-folder.md).")
+    print(
+        "\nEach run folder holds config.yaml, eval.csv, train.csv, status.json and checkpoint/ "
+        "(docs/run-folder.md)."
+    )
     return EXIT_OK
 
 

@@ -34,8 +34,10 @@ def numerical_rank(z: Tensor, eps: float = PAPER_TOLERANCE, sv: Tensor | None = 
 def rank_metrics(z: Tensor) -> dict[str, float]:
     """latent_rank (eps 1e-2), latent_rank_tol1e-1/1e-2/1e-3, latent_rank_pct (of D), latent_cond."""
     sv = singular_values(z)
-    out = {f"latent_rank_tol{eps:.0e}".replace("e-0", "e-"): float(numerical_rank(z, eps, sv))
-           for eps in RANK_TOLERANCES}
+    out = {
+        f"latent_rank_tol{eps:.0e}".replace("e-0", "e-"): float(numerical_rank(z, eps, sv))
+        for eps in RANK_TOLERANCES
+    }
     out["latent_rank"] = float(numerical_rank(z, PAPER_TOLERANCE, sv))
     out["latent_rank_pct"] = 100.0 * out["latent_rank"] / z.shape[1]
     smin = float(sv.min()) if sv.numel() else 0.0

@@ -16,25 +16,49 @@ import numpy as np
 # MUJOCO_GL is read once, when dm_control's rendering module is imported: set it first.
 os.environ.setdefault("MUJOCO_GL", "disable")
 
-# Task groups (the iQRL code's cfgs/env/{easy,medium,hard}.yaml; cartpole-swingup, which the final code lacks, sits with the easy tasks
+# Task groups (the iQRL code's cfgs/env/{easy,medium,hard}.yaml; cartpole-swingup, which the final code lacks,
+# sits with the easy tasks
 # as in the earlier code). Exploration-noise decay lengths per group live in the agents' task YAML.
 TASK_GROUPS: dict[str, list[str]] = {
     "easy": [
-        "cartpole-balance", "cartpole-swingup", "ball_in_cup-catch", "finger-spin", "hopper-stand",
-        "pendulum-swingup", "walker-stand", "walker-walk",
+        "cartpole-balance",
+        "cartpole-swingup",
+        "ball_in_cup-catch",
+        "finger-spin",
+        "hopper-stand",
+        "pendulum-swingup",
+        "walker-stand",
+        "walker-walk",
     ],
     "medium": [
-        "acrobot-swingup", "cheetah-run", "finger-turn_easy", "finger-turn_hard", "hopper-hop",
-        "quadruped-run", "quadruped-walk", "walker-run", "fish-swim", "fish-upright", "reacher-easy",
+        "acrobot-swingup",
+        "cheetah-run",
+        "finger-turn_easy",
+        "finger-turn_hard",
+        "hopper-hop",
+        "quadruped-run",
+        "quadruped-walk",
+        "walker-run",
+        "fish-swim",
+        "fish-upright",
+        "reacher-easy",
         "reacher-hard",
     ],
     "hard": [
-        "dog-run", "dog-stand", "dog-trot", "dog-walk", "humanoid-run", "humanoid-stand",
-        "humanoid-walk", "cartpole-swingup_sparse",
+        "dog-run",
+        "dog-stand",
+        "dog-trot",
+        "dog-walk",
+        "humanoid-run",
+        "humanoid-stand",
+        "humanoid-walk",
+        "cartpole-swingup_sparse",
     ],
 }
 
-EVAL_SEED_OFFSET = 10_000  # eval env seed = train seed + this (agent.official_shared_eval_seed: + 0, as the official code)
+EVAL_SEED_OFFSET = (
+    10_000  # eval env seed = train seed + this (agent.official_shared_eval_seed: + 0, as the official code)
+)
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
 
 
@@ -93,7 +117,9 @@ class DMCEnv:
 
         domain, name = parse_task(task)
         if episode_length % action_repeat:
-            raise ValueError(f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}")
+            raise ValueError(
+                f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}"
+            )
         self.task = task
         self.action_repeat = action_repeat
         self.episode_length = episode_length

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 # --------------------------------------------------------------------------------------------------
 # MLP builder: per hidden width Linear -> [LayerNorm] -> activation, then a plain Linear.
 # --------------------------------------------------------------------------------------------------
+
 
 def init_linear_(module: nn.Module, init: str) -> None:
     """Initialise every nn.Linear in `module`: 'default' (PyTorch) or 'orthogonal' (gain 1, zero bias)."""
@@ -47,10 +48,14 @@ def out_linear(in_dim: int, out_dim: int) -> nn.Linear:
     return ScalarHead(in_dim, 1) if out_dim == 1 else nn.Linear(in_dim, out_dim)
 
 
-
-
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default",
-        act: type[nn.Module] = nn.Mish, norm: bool = True) -> nn.Sequential:
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    init: str = "default",
+    act: type[nn.Module] = nn.Mish,
+    norm: bool = True,
+) -> nn.Sequential:
     """The one MLP builder: per hidden width Linear -> LayerNorm (if `norm`) -> `act`, then a plain Linear
     (a float32 `ScalarHead` for a single output). Initialised by `init_linear_`.
 
@@ -150,7 +155,8 @@ class EnsembleMLP(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# Finite Scalar Quantization (Mentzer et al. 2023), as used by iQRL (arXiv 2406.02696), and the symmetric bound of
+# Finite Scalar Quantization (Mentzer et al. 2023), as used by iQRL (arXiv 2406.02696), and the symmetric
+# bound of
 # Parker et al. 2024 (arXiv 2411.19842); docs/fsq.md compares the two.
 # --------------------------------------------------------------------------------------------------
 
@@ -158,8 +164,10 @@ class EnsembleMLP(nn.Module):
 class _BoundRound(torch.autograd.Function):
     """q = (round(tanh(y + s) h - o) - r) / w with the straight-through gradient dq/dy = (1 - tanh^2) h / w.
 
-    The same values and gradients as `x + (x.round() - x).detach()` on x = tanh(y + s) h - o, less r, divided by w,
-    in 5 elementwise passes instead of 8 forward and 4 backward, with no graph of intermediates: on CPU the FSQ of
+    The same values and gradients as `x + (x.round() - x).detach()` on x = tanh(y + s) h - o, less r, divided
+    by w,
+    in 5 elementwise passes instead of 8 forward and 4 backward, with no graph of intermediates: on CPU the
+    FSQ of
     an iQRL update (3.4M latents) costs about 2.5x less. s, h, o, w, r are floats (all levels equal) or [c]
     tensors; r is None for the standard bound (no pass). Forward returns (q, tanh) so that the gradient can be
     taken under torch.func (the K-seed mode's vmap(grad)).
@@ -212,7 +220,13 @@ class FSQ(nn.Module):
         lv = torch.tensor(levels, dtype=torch.float64)
         if symmetric:  # round((tanh(y) + 1) c) - c over c, c = (L-1)/2
             centre = (lv - 1) / 2
-            half_l, offset, shift, half_width, recentre = centre, -centre, torch.zeros_like(lv), centre, centre
+            half_l, offset, shift, half_width, recentre = (
+                centre,
+                -centre,
+                torch.zeros_like(lv),
+                centre,
+                centre,
+            )
         else:
             half_l = (lv - 1) * (1 + eps) / 2
             offset = torch.where(lv % 2 == 0, 0.5, 0.0).double()
@@ -249,7 +263,9 @@ class FSQ(nn.Module):
             q = _BoundRound.apply(y.float(), *self._scalars)[0]
         else:
             g = y.float().reshape(*shape[:-1], -1, self.channels)
-            q = _BoundRound.apply(g, self._shift, self._half_l, self._offset, self._half_width, self._recentre)[0]
+            q = _BoundRound.apply(
+                g, self._shift, self._half_l, self._offset, self._half_width, self._recentre
+            )[0]
         return q.reshape(shape)
 
     def indices(self, q: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ blocks with parameters; the n-step targets live with the replay, `iqrl/replay.py
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -84,8 +84,9 @@ def add_clipped_noise(action: Tensor, std: float, clip: float | None, generator:
     return (action + noise).clamp(-1.0, 1.0)
 
 
-def truncated_normal_sample(mu: Tensor, std: float, generator: torch.Generator, clip: float | None = None,
-                            eps: float = 1e-6) -> Tensor:
+def truncated_normal_sample(
+    mu: Tensor, std: float, generator: torch.Generator, clip: float | None = None, eps: float = 1e-6
+) -> Tensor:
     """TCRL's truncated-normal policy sample: mu + clip(std * N(0, 1), -clip, clip),
     then clamped to [-1 + eps, 1 - eps] with a straight-through gradient (backward as if not clamped).
 

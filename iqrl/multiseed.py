@@ -8,7 +8,8 @@ writes ROOT/seed0 .. ROOT/seed3, each an ordinary run folder (the config.yaml of
 How. Each seed has its own `Trainer` (envs, replay, generators, counters, run folder), run in its own
 thread. The seeds' parameters are stacked into [K, ...] tensors, and after every update each seed's own
 modules get a copy of its slice, so acting, evaluation, diagnostics and checkpoints work on a seed
-exactly as in a single-seed run. A seed's `update` draws its batch from its own replay and its random numbers from its
+exactly as in a single-seed run. A seed's `update` draws its batch from its own replay and its random numbers
+from its
 own generator (`predraw`, in the order the update would draw them), then waits until every seed of
 the group has done the same; the group then runs one vectorised update (`torch.func.vmap` over
 `torch.func.grad` of the agent's own loss methods, via `functional_call`) and one fused optimizer step
@@ -32,6 +33,7 @@ switch); `rl_algo=sac` and the other agents are refused with a clear error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import threading
 from pathlib import Path
@@ -46,8 +48,17 @@ from iqrl.maths import ema_update_
 from iqrl.optim import adam
 from iqrl.replay import SequenceBatch
 from iqrl.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
-from iqrl.train import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Trainer, check_device_type, check_run_folder,
-                        check_watching, resolve_device, stop_on_signals)
+from iqrl.train import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    Trainer,
+    check_device_type,
+    check_run_folder,
+    check_watching,
+    resolve_device,
+    stop_on_signals,
+)
 
 PREVIOUS_CHECKPOINT = CHECKPOINT.with_name("ckpt.prev.pt")
 
@@ -83,8 +94,11 @@ class SeedGroup:
     def __init__(self, agents: list[IQRL]):
         a0 = agents[0]
         if not all(isinstance(a, IQRL) for a in agents) or a0.cfg.rl_algo != "td3":
-            raise ConfigError("the K-seed mode supports the iqrl agents with the TD3 learner "
-                              f"(agent.rl_algo=td3); got {type(a0).__name__} with rl_algo={getattr(a0.cfg, 'rl_algo', None)}")
+            raise ConfigError(
+                "the K-seed mode supports the iqrl agents with the TD3 learner "
+                f"(agent.rl_algo=td3); got {type(a0).__name__} with "
+                f"rl_algo={getattr(a0.cfg, 'rl_algo', None)}"
+            )
         self.agents, self.K, self.cfg = agents, len(agents), a0.cfg
         # Slots of the vectorised dimension: at least 2. Matrix products with a batch of one take other
         # kernels (matrix-vector paths when a dimension is 1) than batches of two or more, which round
@@ -108,14 +122,20 @@ class SeedGroup:
         leaf = {n: self.stacked[n].requires_grad_(False) for n in self.stacked}
         c = self.cfg
         self.opts = {
-            "repr_opt": adam([leaf[n] for n in self.repr_names], lr=c.enc_lr, weight_decay=c.enc_weight_decay,
-                             decoupled=True),
+            "repr_opt": adam(
+                [leaf[n] for n in self.repr_names],
+                lr=c.enc_lr,
+                weight_decay=c.enc_weight_decay,
+                decoupled=True,
+            ),
             "critic_opt": adam([leaf[n] for n in self.critic_names], lr=c.lr),
             "actor_opt": adam([leaf[n] for n in self.actor_names], lr=c.lr),
         }
         self._pairs = {
-            "encoder": self._ema_pairs("encoder"), "projection": self._ema_pairs("projection"),
-            "critic": self._ema_pairs("ac.critic"), "actor": self._ema_pairs("ac.actor"),
+            "encoder": self._ema_pairs("encoder"),
+            "projection": self._ema_pairs("projection"),
+            "critic": self._ema_pairs("ac.critic"),
+            "actor": self._ema_pairs("ac.actor"),
         }
         self._synced_in = False
         for k, a in enumerate(agents):  # checkpoints carry the group's optimizer state of their seed
@@ -127,19 +147,25 @@ class SeedGroup:
         self.results: dict[int, dict] = {}
         self.round = 0
         self.error: BaseException | None = None
-        self.serving = False  # True while a thread runs `serve`: rounds then run there, not in a seed's thread
+        self.serving = (
+            False  # True while a thread runs `serve`: rounds then run there, not in a seed's thread
+        )
 
     def _pad(self, per_seed: list) -> list:
         return per_seed + [per_seed[0]] * (self.slots - self.K)
 
     def _ema_pairs(self, prefix: str) -> tuple[list[Tensor], list[Tensor]]:
         online = [n for n in self.stacked if n.startswith(f"parts.{prefix}.")]
-        return ([self.stacked[n.replace(f"parts.{prefix}.", f"parts.{prefix}_target.", 1)] for n in online],
-                [self.stacked[n] for n in online])
+        return (
+            [self.stacked[n.replace(f"parts.{prefix}.", f"parts.{prefix}_target.", 1)] for n in online],
+            [self.stacked[n] for n in online],
+        )
 
     # ------------------------------------------------------------------ optimizer state <-> seeds
     def _opt_names(self, key: str) -> list[str]:
-        return {"repr_opt": self.repr_names, "critic_opt": self.critic_names, "actor_opt": self.actor_names}[key]
+        return {"repr_opt": self.repr_names, "critic_opt": self.critic_names, "actor_opt": self.actor_names}[
+            key
+        ]
 
     def _seed_opt_state(self, key: str, k: int, own: dict) -> dict:
         """Seed k's slice of a group optimizer, in the format of the agent's own optimizer."""
@@ -158,6 +184,7 @@ class SeedGroup:
             for key in ("critic_opt", "actor_opt"):
                 s["ac_extra"][key] = self._seed_opt_state(key, k, s["ac_extra"][key])
             return s
+
         return state_dict
 
     def _sync_in(self) -> None:
@@ -167,8 +194,11 @@ class SeedGroup:
             for name, tensors in self.own.items():
                 for k, t in enumerate(tensors):
                     self.stacked[name][k].copy_(t)
-        own = {"repr_opt": [a.repr_opt for a in self.agents], "critic_opt": [a.ac.critic_opt for a in self.agents],
-               "actor_opt": [a.ac.actor_opt for a in self.agents]}
+        own = {
+            "repr_opt": [a.repr_opt for a in self.agents],
+            "critic_opt": [a.ac.critic_opt for a in self.agents],
+            "actor_opt": [a.ac.actor_opt for a in self.agents],
+        }
         for key, opt in self.opts.items():
             per_seed = [o.state_dict()["state"] for o in own[key]]
             if not any(per_seed):
@@ -178,9 +208,14 @@ class SeedGroup:
                 steps = {float(e["step"]) for e in entries}
                 if len(steps) != 1:
                     raise RuntimeError(f"seeds resumed at different optimizer steps {sorted(steps)}")
-                opt.state[p] = {s: (entries[0][s].clone() if entries[0][s].dim() == 0
-                                    else torch.stack([e[s] for e in entries]).to(p.device))
-                                for s in entries[0]}
+                opt.state[p] = {
+                    s: (
+                        entries[0][s].clone()
+                        if entries[0][s].dim() == 0
+                        else torch.stack([e[s] for e in entries]).to(p.device)
+                    )
+                    for s in entries[0]
+                }
 
     # ------------------------------------------------------------------ the vectorised update
     def _functional(self, fn, params: dict[str, Tensor], *args):
@@ -225,6 +260,7 @@ class SeedGroup:
         def repr_grads(rp, other, b):
             def loss(p):
                 return self._functional(a0.representation_loss, {**other, **p}, SequenceBatch(*b))
+
             g, metrics = grad(loss, has_aux=True)(rp)
             g, metrics["enc_grad_norm"] = _clip(g, c.enc_grad_clip)
             return g, metrics
@@ -243,12 +279,19 @@ class SeedGroup:
         def critic_grads(cp, other, b, d):
             ac.predrawn = list(d)
             try:
-                x, action, ret, discount, x_next = self._functional(a0.rl_inputs, {**other, **cp}, SequenceBatch(*b))
+                x, action, ret, discount, x_next = self._functional(
+                    a0.rl_inputs, {**other, **cp}, SequenceBatch(*b)
+                )
                 y = self._functional(ac.td_target, {**other, **cp}, ret, discount, x_next)
 
                 def loss(p):
                     q_loss, q = self._functional(ac.critic_loss, {**other, **p}, x, action, y)
-                    return q_loss, {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
+                    return q_loss, {
+                        "q_loss": q_loss.detach(),
+                        "q_mean": q.detach().mean(),
+                        "target_mean": y.mean(),
+                    }
+
                 g, m = grad(loss, has_aux=True)(cp)
                 if c.grad_clip > 0:
                     g, m["q_grad_norm"] = _clip(g, c.grad_clip)
@@ -271,9 +314,11 @@ class SeedGroup:
             def actor_grads(ap, other, xs, d):
                 ac.predrawn = list(d)
                 try:
+
                     def loss(p):
                         v = self._functional(ac.actor_loss, {**other, **p}, xs)
                         return v, v.detach()
+
                     g, value = grad(loss, has_aux=True)(ap)
                     if c.grad_clip > 0:
                         g, _ = _clip(g, c.grad_clip)
@@ -359,14 +404,18 @@ def resume_points(run_dirs: list[Path]) -> list[Path | None]:
     (the group was stopped before that seed's first one: every seed starts again from step 0)."""
     held = []
     for d in run_dirs:
-        held.append({s: p for p in (d / CHECKPOINT, d / PREVIOUS_CHECKPOINT) if (s := checkpoint_step(p)) is not None})
+        held.append(
+            {s: p for p in (d / CHECKPOINT, d / PREVIOUS_CHECKPOINT) if (s := checkpoint_step(p)) is not None}
+        )
     if not all(held):
         return [None] * len(run_dirs)
     common = set.intersection(*(set(h) for h in held))
     if not common:
-        raise ConfigError("the seeds' checkpoints share no env step ("
-                          + "; ".join(f"{d}: {sorted(h)}" for d, h in zip(run_dirs, held))
-                          + "): resume them one by one with python -m iqrl.train")
+        raise ConfigError(
+            "the seeds' checkpoints share no env step ("
+            + "; ".join(f"{d}: {sorted(h)}" for d, h in zip(run_dirs, held))
+            + "): resume them one by one with python -m iqrl.train"
+        )
     step = max(common)
     return [h[step] for h in held]
 
@@ -377,19 +426,20 @@ class GroupStop:
     most episodes any seed has started, and every seed stops at the end of that episode: all seeds then
     hold a checkpoint at the same env step and the group resumes from it."""
 
-    def __init__(self, should_stop, trainers: list["GroupTrainer"]):
+    def __init__(self, should_stop, trainers: list[GroupTrainer]):
         self.should_stop, self.trainers = should_stop, trainers
         self.lock = threading.Lock()
         self.target: int | None = None
         for t in trainers:
             t.stop_lock = self.lock
 
-    def for_seed(self, t: "GroupTrainer"):
+    def for_seed(self, t: GroupTrainer):
         def stop() -> bool:
             with self.lock:
                 if self.target is None and self.should_stop is not None and self.should_stop():
                     self.target = max(u.episode + u.in_episode for u in self.trainers)
                 return self.target is not None and t.episode >= self.target
+
         return stop
 
 
@@ -424,7 +474,8 @@ class GroupTrainer(Trainer):
 
 
 # ---------------------------------------------------------------------- command line
-USAGE = """usage: python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=DOMAIN-TASK steps=N out=ROOT [key=value ...]
+USAGE = """usage: python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=DOMAIN-TASK steps=N out=ROOT
+[key=value ...]
 
 Trains the seeds in one process with the networks vectorised over seeds; writes ROOT/seed<k> run folders
 (the same as python -m iqrl.train ... seed=k out=ROOT/seed<k>). Re-running resumes; done seeds are skipped."""
@@ -460,8 +511,10 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         seeds, root, rest = parse_seeds(argv)
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
         if cfgs[0].agent.name not in ("iqrl", "iqrl-official", "iqrl-ae") or cfgs[0].agent.rl_algo != "td3":
-            raise ConfigError(f"the K-seed mode supports iqrl, iqrl-official and iqrl-ae with agent.rl_algo=td3; "
-                              f"got agent={cfgs[0].agent.name}")
+            raise ConfigError(
+                f"the K-seed mode supports iqrl, iqrl-official and iqrl-ae with agent.rl_algo=td3; "
+                f"got agent={cfgs[0].agent.name}"
+            )
         cfgs = [c for c in cfgs if check_run_folder(c) != "done"]
         if not cfgs:
             print(f"{root}: every seed is already done, nothing to do", flush=True)
@@ -494,7 +547,7 @@ def train_group(cfgs: list, points: list, should_stop) -> int:
     group = SeedGroup([t.agent for t in trainers])
     stop = GroupStop(should_stop, trainers)
     for k, t in enumerate(trainers):
-        t.agent.update = (lambda k: lambda replay, step: group.update(k, replay, step))(k)
+        t.agent.update = functools.partial(group.update, k)
     codes = [EXIT_FAILED] * len(trainers)
 
     def run(k: int) -> None:
@@ -510,14 +563,18 @@ def train_group(cfgs: list, points: list, should_stop) -> int:
 
     # Daemon threads: from the command line, Ctrl-C stops every seed at the end of its episode with a
     # checkpoint; a second Ctrl-C ends the process (every seed resumes from the checkpoints all hold).
-    threads = [threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)]
+    threads = [
+        threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)
+    ]
     for th in threads:
         th.start()
     with trainers[0].autocast:  # what each Trainer wraps its updates in
         group.serve()
     for th in threads:
         th.join()
-    return EXIT_FAILED if EXIT_FAILED in codes else max(codes)  # a failed seed is not hidden by interrupted ones
+    return (
+        EXIT_FAILED if EXIT_FAILED in codes else max(codes)
+    )  # a failed seed is not hidden by interrupted ones
 
 
 if __name__ == "__main__":

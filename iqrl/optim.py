@@ -18,7 +18,9 @@ def adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) 
     return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
-def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, params=None, max_norm: float = 0.0) -> Tensor | None:
+def optimizer_step(
+    opt: torch.optim.Optimizer, loss: Tensor, params=None, max_norm: float = 0.0
+) -> Tensor | None:
     """One gradient step on `loss`: zero the gradients, backpropagate, clip the total gradient norm of
     `params` to `max_norm` (when > 0) and step. Returns the gradient norm before clipping, or None."""
     opt.zero_grad(set_to_none=True)

@@ -14,7 +14,6 @@ their first transition (no importance weights); `update_priorities` writes prior
 from __future__ import annotations
 
 from array import array
-
 from dataclasses import dataclass
 
 import torch
@@ -43,8 +42,15 @@ class SequenceBatch:
         return self.obs.shape[0]
 
 
-def nstep_targets(reward: Tensor, terminal: Tensor, valid: Tensor, gamma: float, n: int,
-                  unit_discount_n1: bool = False, ignore_terminal: bool = False):
+def nstep_targets(
+    reward: Tensor,
+    terminal: Tensor,
+    valid: Tensor,
+    gamma: float,
+    n: int,
+    unit_discount_n1: bool = False,
+    ignore_terminal: bool = False,
+):
     """n-step return, bootstrap discount and bootstrap observation index of each window.
 
     reward, terminal, valid: [B, L] with L >= n.  Returns (ret [B], discount [B], boot [B]):
@@ -67,20 +73,33 @@ def nstep_targets(reward: Tensor, terminal: Tensor, valid: Tensor, gamma: float,
     if n == 1 and unit_discount_n1:
         discount = 1.0 - terminated
     else:
-        discount = gamma ** m * (1.0 - terminated)
+        discount = gamma**m * (1.0 - terminated)
     return ret, discount, m.long()
 
 
-def nstep_transition(batch: "SequenceBatch", gamma: float, n: int, encode=None, unit_discount_n1: bool = False,
-                     ignore_terminal: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def nstep_transition(
+    batch: SequenceBatch,
+    gamma: float,
+    n: int,
+    encode=None,
+    unit_discount_n1: bool = False,
+    ignore_terminal: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The actor-critic's inputs of a sampled window: (x_t, a_t, R, discount, x_boot).
 
     R and discount are `nstep_targets`; x_boot is the observation the target bootstraps from (o_{t+m}).
     With `encode` (a representation, e.g. iQRL's quantized encoder), x = encode(o) for both observations
     in one forward pass under no_grad: the RL losses never send gradients into the representation.
     """
-    ret, discount, boot = nstep_targets(batch.reward, batch.terminal, batch.valid, gamma, n,
-                                        unit_discount_n1=unit_discount_n1, ignore_terminal=ignore_terminal)
+    ret, discount, boot = nstep_targets(
+        batch.reward,
+        batch.terminal,
+        batch.valid,
+        gamma,
+        n,
+        unit_discount_n1=unit_discount_n1,
+        ignore_terminal=ignore_terminal,
+    )
     B = len(batch)
     o_boot = batch.obs[torch.arange(B, device=boot.device), boot]
     if encode is None:
@@ -106,8 +125,16 @@ class SequenceReplay:
     only, as a ring buffer of that size would (TD7's and MR.Q's 1M). The older data stay in memory.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, seq_len: int, device: str | torch.device = "cpu",
-                 seed: int = 0, initial_capacity: int = 4096, capacity: int | None = None):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        seq_len: int,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        initial_capacity: int = 4096,
+        capacity: int | None = None,
+    ):
         if seq_len < 1:
             raise ValueError("seq_len must be >= 1")
         if capacity is not None and capacity < seq_len:
@@ -180,10 +207,10 @@ class SequenceReplay:
             # Windows that run past a true terminal are valid (padded, masked by `valid`).
             first = max(self._ep_start, t - self.seq_len + 2)
             new_starts += list(range(first, t + 1))
-            self._term_at[self._ep_start: t + 1] = t
+            self._term_at[self._ep_start : t + 1] = t
         if new_starts:
             self._grow("_starts", self.n_starts + len(new_starts))
-            self._starts[self.n_starts: self.n_starts + len(new_starts)] = torch.tensor(new_starts)
+            self._starts[self.n_starts : self.n_starts + len(new_starts)] = torch.tensor(new_starts)
             self.n_starts += len(new_starts)
             if self.capacity is not None:  # the host copy serves eviction only
                 self._starts_host.extend(new_starts)
@@ -242,8 +269,11 @@ class SequenceReplay:
 
         float64 sums: with ~1e6 priorities a float32 cumulative sum has a spacing near 1 at its end and
         would blur single priorities."""
-        csum = torch.cumsum(self._prio[self._starts[self._first_start: self.n_starts]].double(), 0)
-        u = torch.rand(batch_size, generator=self.generator, device=self.device, dtype=torch.float64) * csum[-1]
+        csum = torch.cumsum(self._prio[self._starts[self._first_start : self.n_starts]].double(), 0)
+        u = (
+            torch.rand(batch_size, generator=self.generator, device=self.device, dtype=torch.float64)
+            * csum[-1]
+        )
         return torch.searchsorted(csum, u, right=True).clamp_(max=len(csum) - 1)
 
     # ------------------------------------------------------------------ LAP priorities
@@ -263,14 +293,14 @@ class SequenceReplay:
     def reset_max_priority(self) -> None:
         """max_priority <- the largest priority currently stored (TD7, every 250 updates)."""
         if self.size:
-            self._max_prio = self._prio[self.first_kept: self.size].max()
+            self._max_prio = self._prio[self.first_kept : self.size].max()
 
     def reward_abs_mean(self, eps: float = 1e-8) -> float:
         """Mean |r| over the stored transitions (inside the capacity), at least eps; 1 when empty (MR.Q's
         reward scale)."""
         if self.size == 0:
             return 1.0
-        return float(self._rew[self.first_kept: self.size].abs().mean().clamp(min=eps))
+        return float(self._rew[self.first_kept : self.size].abs().mean().clamp(min=eps))
 
     def sample_obs(self, n: int, generator: torch.Generator | None = None, replace: bool = True) -> Tensor:
         """n observations o_t drawn uniformly from the stored transitions (inside the capacity).
@@ -306,10 +336,15 @@ class SequenceReplay:
         if state["seq_len"] != self.seq_len:
             raise ValueError("checkpoint replay window length differs from this agent's")
         self.n_obs, self.size, self.n_starts = len(state["obs"]), len(state["act"]), len(state["starts"])
-        for name, key, n in (("_obs", "obs", self.n_obs), ("_act", "act", self.size),
-                             ("_rew", "rew", self.size), ("_term", "term", self.size),
-                             ("_obs_ptr", "obs_ptr", self.size), ("_term_at", "term_at", self.size),
-                             ("_starts", "starts", self.n_starts)):
+        for name, key, n in (
+            ("_obs", "obs", self.n_obs),
+            ("_act", "act", self.size),
+            ("_rew", "rew", self.size),
+            ("_term", "term", self.size),
+            ("_obs_ptr", "obs_ptr", self.size),
+            ("_term_at", "term_at", self.size),
+            ("_starts", "starts", self.n_starts),
+        ):
             self._grow(name, max(n, 1))
             getattr(self, name)[:n] = state[key].to(self.device)
         self._ep_start = state["ep_start"]

@@ -37,16 +37,32 @@ _TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(
 # versions behaved. The trainer resumes an unfinished older run (its config.yaml lacks the key) when the
 # current value is that one and refuses it otherwise (e.g. iqrl-official, whose preset turns the key on);
 # analysis reads a missing key as that value when it compares runs' configs.
-LEGACY_VALUES = {"agent.official_shared_eval_seed": False, "agent.fsq_symmetric": False, "logger": ["csv"],
-                 "video_every": 0}
+LEGACY_VALUES = {
+    "agent.official_shared_eval_seed": False,
+    "agent.fsq_symmetric": False,
+    "logger": ["csv"],
+    "video_every": 0,
+}
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs
 # of TD3-learner agents (iqrl, iqrl-official, iqrl-ae) and the TD3 actor's noise keys in the configs of
 # SAC-learner agents (sac, iqrl-sac), before each agent's config was composed of its own learner's keys only.
 # An unfinished older run whose config has them resumes without them; analysis ignores them.
 INERT_REMOVED_KEYS = frozenset(
-    f"agent.{k}" for k in ("init_temperature", "alpha_lr", "log_std_min", "log_std_max", "target_entropy",
-                           "policy_noise", "noise_clip", "expl_sigma_start", "expl_sigma_end", "expl_sigma_episodes"))
+    f"agent.{k}"
+    for k in (
+        "init_temperature",
+        "alpha_lr",
+        "log_std_min",
+        "log_std_max",
+        "target_entropy",
+        "policy_noise",
+        "noise_clip",
+        "expl_sigma_start",
+        "expl_sigma_end",
+        "expl_sigma_episodes",
+    )
+)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -114,8 +130,15 @@ def _fmt(v):
 
 
 def write_status(run_dir: Path, state: str, env_step: int, steps: int, error: str | None = None) -> None:
-    status = {"state": state, "env_step": int(env_step), "steps": int(steps), "error": error,
-              "updated_at": time.time(), "pid": os.getpid(), "host": os.uname().nodename}
+    status = {
+        "state": state,
+        "env_step": int(env_step),
+        "steps": int(steps),
+        "error": error,
+        "updated_at": time.time(),
+        "pid": os.getpid(),
+        "host": os.uname().nodename,
+    }
     atomic_write_text(Path(run_dir) / "status.json", json.dumps(status, indent=1) + "\n")
 
 
@@ -136,7 +159,6 @@ def write_yaml(path: Path, data: dict) -> None:
 def read_yaml(path: Path) -> dict | None:
     p = Path(path)
     return yaml.safe_load(p.read_text()) if p.exists() else None
-
 
 
 def atomic_torch_save(path: Path, obj) -> None:
@@ -177,7 +199,10 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                if (
+                    e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+                    or time.monotonic() > deadline
+                ):
                     os.close(fd)
                     if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                         return False
@@ -239,17 +264,23 @@ def training_lock(run_dir: Path) -> Iterator[None]:
     except OSError as e:
         if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
             raise
-        print(f"warning: {lock.path}: no flock on this filesystem ({e.strerror}); training without the run lock, "
-              "so nothing stops a second trainer on this folder", file=sys.stderr)
+        print(
+            f"warning: {lock.path}: no flock on this filesystem ({e.strerror}); training without the run "
+            f"lock, "
+            "so nothing stops a second trainer on this folder",
+            file=sys.stderr,
+        )
         acquired = None
     if acquired is None:  # outside the except block: the run's own errors are not chained to this one
         yield
         return
     if not acquired:
         h = lock.holder()
-        raise RunBusy(f"{run_dir} is being trained by another process (pid {h.get('pid', '?')} on "
-                      f"{h.get('host', '?')}{', job ' + str(h['job_id']) if h.get('job_id') else ''}); "
-                      "wait for it or stop it first")
+        raise RunBusy(
+            f"{run_dir} is being trained by another process (pid {h.get('pid', '?')} on "
+            f"{h.get('host', '?')}{', job ' + str(h['job_id']) if h.get('job_id') else ''}); "
+            "wait for it or stop it first"
+        )
     try:
         yield
     finally:

@@ -14,7 +14,6 @@ any moment and re-run with the same command ends with the same eval.csv as one n
 from __future__ import annotations
 
 import math
-import os
 import platform
 import random
 import signal
@@ -32,8 +31,21 @@ from iqrl.diagnostics import active_codebook, latent_collapsed, rank_metrics
 from iqrl.envs import DMCEnv, eval_seed, task_group
 from iqrl.loggers import Trackers, missing_packages
 from iqrl.replay import SequenceReplay
-from iqrl.runfolder import (CHECKPOINT, EVAL_COLUMNS, INERT_REMOVED_KEYS, LEGACY_VALUES, RunBusy, atomic_torch_save, read_status,
-                            read_yaml, remove_stale_temp_files, training_lock, write_csv, write_status, write_yaml)
+from iqrl.runfolder import (
+    CHECKPOINT,
+    EVAL_COLUMNS,
+    INERT_REMOVED_KEYS,
+    LEGACY_VALUES,
+    RunBusy,
+    atomic_torch_save,
+    read_status,
+    read_yaml,
+    remove_stale_temp_files,
+    training_lock,
+    write_csv,
+    write_status,
+    write_yaml,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
 CHECKPOINT_FORMAT = 1
@@ -66,9 +78,16 @@ def package_versions() -> dict:
 def git_commit() -> str:
     try:
         here = Path(__file__).resolve().parent
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if sha.returncode == 0:
             return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -107,15 +126,27 @@ class Trainer:
         self.eval_seed = eval_seed(cfg.seed, spec.shared_eval_seed)  # train seed + 10000, or the train seed
         self.eval_env = DMCEnv(cfg.task, self.eval_seed, cfg.action_repeat, cfg.episode_length)
         # the effective FIFO size (None = unbounded): the run's replay_capacity, or the agent's default
-        self.replay_capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
-        self.replay = SequenceReplay(self.env.obs_dim, self.env.act_dim, spec.seq_len, self.device, cfg.seed + 1,
-                                     capacity=self.replay_capacity)
+        self.replay_capacity = (
+            spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
+        )
+        self.replay = SequenceReplay(
+            self.env.obs_dim,
+            self.env.act_dim,
+            spec.seq_len,
+            self.device,
+            cfg.seed + 1,
+            capacity=self.replay_capacity,
+        )
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
-        self.updates_per_step = spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
+        self.updates_per_step = (
+            spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
+        )
         # precision=bf16: matrix products of the updates in bfloat16 (losses and FSQ stay float32).
-        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        self.autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
+        )
         # Counters (all env steps) and logs; everything here is checkpointed.
         self.env_step = 0
         self.episode = 0
@@ -136,8 +167,16 @@ class Trainer:
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _new_window() -> dict:
-        return {"sums": {}, "counts": {}, "env_steps": 0, "env_time": 0.0, "updates": 0, "update_time": 0.0,
-                "episodes": 0, "return_sum": 0.0}
+        return {
+            "sums": {},
+            "counts": {},
+            "env_steps": 0,
+            "env_time": 0.0,
+            "updates": 0,
+            "update_time": 0.0,
+            "episodes": 0,
+            "return_sum": 0.0,
+        }
 
     def wall_time(self) -> float:
         return self.wall_offset + time.time() - self.t0
@@ -227,7 +266,9 @@ class Trainer:
         if mode == "per_episode":
             self.run_updates(self.credit(episode_env_steps))
         elif mode == "agent_decides":
-            self.run_updates(int(self.agent.updates_due(episode_return, episode_env_steps, self.updates_per_step)))
+            self.run_updates(
+                int(self.agent.updates_due(episode_return, episode_env_steps, self.updates_per_step))
+            )
         self.flush_metrics()
         self.agent.on_episode_end()
 
@@ -256,9 +297,13 @@ class Trainer:
 
                 recorder.save(self.run_dir / "videos" / video_name(self.env_step, returns[-1]))
                 recorder = None
-        row = {"env_step": self.env_step, "episode_return": float(np.mean(returns)),
-               "episode_return_std": float(np.std(returns)), "n_episodes": len(returns),
-               "wall_time_s": round(self.wall_time(), 3)}
+        row = {
+            "env_step": self.env_step,
+            "episode_return": float(np.mean(returns)),
+            "episode_return_std": float(np.std(returns)),
+            "n_episodes": len(returns),
+            "wall_time_s": round(self.wall_time(), 3),
+        }
         self.eval_rows.append(row)
         self.trackers.log("eval", row)
         return row
@@ -276,7 +321,9 @@ class Trainer:
         codes = self.agent.codes(obs)
         if codes is not None:
             out.update(active_codebook(codes, self.agent.codebook_size))
-        out["latent_collapsed"] = int(latent_collapsed(out, self.agent.codebook_size if codes is not None else None))
+        out["latent_collapsed"] = int(
+            latent_collapsed(out, self.agent.codebook_size if codes is not None else None)
+        )
         return out
 
     def collapse_warning(self) -> str | None:
@@ -286,10 +333,16 @@ class Trainer:
         if len(flagged) != 1 or flagged[0] is not self.train_rows[-1]:
             return None
         r = flagged[0]
-        codes = "" if r.get("active_codebook_pct_max") is None else \
-            f", at most {r['active_codebook_pct_max']:.3g}% of the codebook active in any group"
-        return (f"warning: collapsed latent at env_step {r['env_step']} (latent rank {r['latent_rank']:.0f}{codes}): "
-                "actor and critic see an almost constant input (train.csv column latent_collapsed; docs/fsq.md)")
+        codes = (
+            ""
+            if r.get("active_codebook_pct_max") is None
+            else f", at most {r['active_codebook_pct_max']:.3g}% of the codebook active in any group"
+        )
+        return (
+            f"warning: collapsed latent at env_step {r['env_step']} (latent rank "
+            f"{r['latent_rank']:.0f}{codes}): "
+            "actor and critic see an almost constant input (train.csv column latent_collapsed; docs/fsq.md)"
+        )
 
     def train_row(self) -> dict:
         w = self.window
@@ -320,12 +373,27 @@ class Trainer:
             "config": to_yaml_dict(self.cfg),
             "agent": self.agent.state_dict(),
             "replay": self.replay.state_dict(),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(), "seed_actions": self.rng.bit_generator.state,
-                    "diag": self.diag_generator.get_state()},
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "seed_actions": self.rng.bit_generator.state,
+                "diag": self.diag_generator.get_state(),
+            },
             "envs": {"train": self.env.get_state(), "eval": self.eval_env.get_state()},
-            "counters": {k: getattr(self, k) for k in ("env_step", "episode", "updates", "update_credit",
-                                                        "next_eval", "next_diag", "next_ckpt", "last_return")},
+            "counters": {
+                k: getattr(self, k)
+                for k in (
+                    "env_step",
+                    "episode",
+                    "updates",
+                    "update_credit",
+                    "next_eval",
+                    "next_diag",
+                    "next_ckpt",
+                    "last_return",
+                )
+            },
             "eval_rows": self.eval_rows,
             "train_rows": self.train_rows,
             "window": self.window,
@@ -359,7 +427,9 @@ class Trainer:
         # included) go back to the CPU where they are set (`.cpu()` at each set_state).
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise RuntimeError(f"checkpoint {path} has format {state.get('format')}, expected {CHECKPOINT_FORMAT}")
+            raise RuntimeError(
+                f"checkpoint {path} has format {state.get('format')}, expected {CHECKPOINT_FORMAT}"
+            )
         self.load_state_dict(state)
         return True
 
@@ -372,8 +442,9 @@ class Trainer:
             config["meta"] = self.meta()
             write_yaml(self.run_dir / "config.yaml", config)
         # rows after the checkpoint (or all, on a fresh start) are sent again: trackers drop earlier copies
-        self.trackers = Trackers(self.cfg.logger, self.run_dir, to_yaml_dict(self.cfg),
-                                 self.env_step + 1 if resumed else 0)
+        self.trackers = Trackers(
+            self.cfg.logger, self.run_dir, to_yaml_dict(self.cfg), self.env_step + 1 if resumed else 0
+        )
         try:
             return self._loop(should_stop, resumed)
         finally:
@@ -451,8 +522,10 @@ class Progress:
             print(line, flush=True)
 
     def log_eval(self, row: dict) -> None:
-        self.write(f"eval env_step {row['env_step']}: return {row['episode_return']:.1f} "
-                   f"± {row['episode_return_std']:.1f} ({row['n_episodes']} episodes)")
+        self.write(
+            f"eval env_step {row['env_step']}: return {row['episode_return']:.1f} "
+            f"± {row['episode_return_std']:.1f} ({row['n_episodes']} episodes)"
+        )
 
     def update(self, env_step: int, ep_return: float) -> None:
         if self.bar is not None:
@@ -469,7 +542,8 @@ class Progress:
 # ---------------------------------------------------------------------- command line
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 
-Top-level keys: agent, task, seed, steps, out, seed_steps, updates_per_step, replay_capacity, eval_every, eval_episodes,
+Top-level keys: agent, task, seed, steps, out, seed_steps, updates_per_step, replay_capacity, eval_every,
+eval_episodes,
 diag_every, checkpoint_every, device, precision, episode_length, action_repeat, sweep, variant, overrides,
 logger ([csv], add tensorboard / wandb), video_every (env steps; 0 = no videos).
 Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
@@ -510,7 +584,8 @@ def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], l
 
 
 def check_run_folder(cfg: RunConfig) -> str | None:
-    """'done' if the folder holds this run finished; None to (re)start. ConfigError if it holds another run."""
+    """'done' if the folder holds this run finished; None to (re)start. ConfigError if it holds another
+    run."""
     run_dir = Path(cfg.out)
     saved = read_yaml(run_dir / "config.yaml")
     if saved is None:
@@ -519,20 +594,26 @@ def check_run_folder(cfg: RunConfig) -> str | None:
         return None
     diffs, obsolete, added = _config_diff(saved, to_yaml_dict(cfg))
     if diffs:
-        raise ConfigError(f"{run_dir} holds a run with a different config (differs in {', '.join(diffs)}); "
-                          "use another out= or remove that folder")
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config (differs in {', '.join(diffs)}); "
+            "use another out= or remove that folder"
+        )
     status = read_status(run_dir)
     if status and status.get("state") == "done":
         return "done"  # finished by an older version with keys since removed or added: its results stand
     obsolete = [k for k in obsolete if k not in INERT_REMOVED_KEYS]
     if obsolete:
-        raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config has keys this one "
-                          f"lacks ({', '.join(obsolete)}); finish it with that version or use another out=")
+        raise ConfigError(
+            f"{run_dir} holds an unfinished run of an older version whose config has keys this one "
+            f"lacks ({', '.join(obsolete)}); finish it with that version or use another out="
+        )
     current = to_yaml_dict(cfg)
     added = [k for k in added if _lookup(current, k) != LEGACY_VALUES.get(k, _MISSING)]
     if added:
-        raise ConfigError(f"{run_dir} holds an unfinished run of an older version whose config lacks keys this one "
-                          f"has ({', '.join(added)}); finish it with that version or use another out=")
+        raise ConfigError(
+            f"{run_dir} holds an unfinished run of an older version whose config lacks keys this one "
+            f"has ({', '.join(added)}); finish it with that version or use another out="
+        )
     return None
 
 
@@ -545,9 +626,11 @@ def check_device_type(cfg: RunConfig, device: torch.device) -> None:
         return
     saved = ((read_yaml(run_dir / "config.yaml") or {}).get("meta") or {}).get("device")
     if saved and torch.device(saved).type != device.type:
-        raise ConfigError(f"{run_dir} was trained on {saved} and its checkpoint resumes only on a "
-                          f"{torch.device(saved).type} device (random-generator states differ between device "
-                          f"types); resume it with device={torch.device(saved).type} or use another out=")
+        raise ConfigError(
+            f"{run_dir} was trained on {saved} and its checkpoint resumes only on a "
+            f"{torch.device(saved).type} device (random-generator states differ between device "
+            f"types); resume it with device={torch.device(saved).type} or use another out="
+        )
 
 
 def preflight(cfg: RunConfig) -> bool:
@@ -564,8 +647,10 @@ def check_watching(cfg: RunConfig) -> None:
     """The trackers `logger` names are installed and, with `video_every`, a renderer works (ConfigError)."""
     missing = missing_packages(cfg.logger)
     if missing:
-        raise ConfigError(f"logger {', '.join(missing)} is not installed: "
-                          "pip install 'iqrl-bench[tracking]' (or drop it from logger=)")
+        raise ConfigError(
+            f"logger {', '.join(missing)} is not installed: "
+            "pip install 'iqrl-bench[tracking]' (or drop it from logger=)"
+        )
     if cfg.video_every > 0:
         from iqrl.video import RendererUnavailable, select_backend
 
@@ -620,8 +705,12 @@ def stop_on_signals(name: str):
 
     def stop_soon(signum, _frame):
         got.append(signum)
-        print(f"[{name}] {signal.Signals(signum).name}: stopping at the end of this episode with a checkpoint "
-              "(press Ctrl-C again to abort now)", file=sys.stderr, flush=True)
+        print(
+            f"[{name}] {signal.Signals(signum).name}: stopping at the end of this episode with a checkpoint "
+            "(press Ctrl-C again to abort now)",
+            file=sys.stderr,
+            flush=True,
+        )
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
 

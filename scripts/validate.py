@@ -6,7 +6,8 @@ published learning curves at the same env step (`make validate`). Not part of CI
         [--table-only] [--reference PATH] [--step-tolerance 1000]
 
 1. Runs `python -m iqrl.train agent=A task=T seed=S steps=N out=OUT/A/T/<variant>/seed<S> sweep=validate
-   variant=<variant> eval_every=E checkpoint_every=E` for every agent x task x seed (agents: all of `iqrl.agents.agent_names()`
+   variant=<variant> eval_every=E checkpoint_every=E` for every agent x task x seed (agents: all of
+   `iqrl.agents.agent_names()`
    unless --agents is given), at most --jobs at a time (default: all cores), each with OMP_NUM_THREADS=1,
    logging to OUT/logs/. The variant is `small` with --small and `default` otherwise. A finished run is left
    alone and an interrupted one resumes, so re-running the command only does what is missing. Before any run
@@ -57,8 +58,15 @@ DEFAULT_TASKS = ["cartpole-swingup", "walker-walk"]
 SMALL_CAPS = {"mlp_dims": [256, 256], "enc_mlp_dims": [256], "latent_dim": 64}
 LAST_EVALS = 2
 #: Our agent -> the algorithm name the published file uses for the same method (others: none published).
-PUBLISHED_NAME = {"iqrl": "iQRL", "iqrl-official": "iQRL", "td3": "TD3", "sac": "SAC", "tcrl": "TCRL",
-                  "dcwm": "DCWM", "tdmpc2": "TD-MPC2"}
+PUBLISHED_NAME = {
+    "iqrl": "iQRL",
+    "iqrl-official": "iQRL",
+    "td3": "TD3",
+    "sac": "SAC",
+    "tcrl": "TCRL",
+    "dcwm": "DCWM",
+    "tdmpc2": "TD-MPC2",
+}
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -84,23 +92,35 @@ def run_dir(out: Path, agent: str, task: str, variant: str, seed: int) -> Path:
     return out / agent / task / variant / f"seed{seed}"
 
 
-def train_argv(out: Path, agent: str, task: str, seed: int, steps: int, small: bool, eval_every: int,
-               extra: list[str]) -> list[str]:
+def train_argv(
+    out: Path, agent: str, task: str, seed: int, steps: int, small: bool, eval_every: int, extra: list[str]
+) -> list[str]:
     variant = "small" if small else "default"
-    argv = [f"agent={agent}", f"task={task}", f"seed={seed}", f"steps={steps}",
-            f"out={run_dir(out, agent, task, variant, seed)}", "sweep=validate", f"variant={variant}",
-            f"eval_every={eval_every}", f"checkpoint_every={eval_every}"]
+    argv = [
+        f"agent={agent}",
+        f"task={task}",
+        f"seed={seed}",
+        f"steps={steps}",
+        f"out={run_dir(out, agent, task, variant, seed)}",
+        "sweep=validate",
+        f"variant={variant}",
+        f"eval_every={eval_every}",
+        f"checkpoint_every={eval_every}",
+    ]
     return argv + (small_overrides(agent, task) if small else []) + list(extra)
 
 
 def log_file(out: Path, folder: str) -> Path:
-    """OUT/logs/<agent>_<task>_<variant>_seed<k>.log for the run folder OUT/<agent>/<task>/<variant>/seed<k>."""
+    """OUT/logs/<agent>_<task>_<variant>_seed<k>.log for the run folder
+    OUT/<agent>/<task>/<variant>/seed<k>."""
     return out / "logs" / (Path(folder).relative_to(out).as_posix().replace("/", "_") + ".log")
 
 
 def check_job(argv: list[str]) -> None:
-    """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here for
-    every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another config."""
+    """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here
+    for
+    every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another
+    config."""
     from iqrl.config import build_config
     from iqrl.train import preflight
 
@@ -115,8 +135,13 @@ def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
     process); then KeyboardInterrupt is raised again. Re-running the same command resumes.
     """
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "disable",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MUJOCO_GL": "disable",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     running, lock, stopping = set(), threading.Lock(), threading.Event()
 
     def one(argv: list[str]) -> tuple[str, int]:
@@ -129,8 +154,14 @@ def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
             with lock:
                 if stopping.is_set():
                     return folder, -1
-                proc = subprocess.Popen([sys.executable, "-m", "iqrl.train", *argv], stdout=log,
-                                        stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "iqrl.train", *argv],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=REPO,
+                    start_new_session=True,
+                )
                 running.add(proc)
             rc = proc.wait()
             with lock:
@@ -153,8 +184,12 @@ def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
                 for proc in running:
                     proc.send_signal(signal.SIGINT)
                 n = len(running)
-            print(f"\ninterrupted: {n} running run(s) stop at the end of their episode with a checkpoint; "
-                  "re-run the same command to resume", file=sys.stderr, flush=True)
+            print(
+                f"\ninterrupted: {n} running run(s) stop at the end of their episode with a checkpoint; "
+                "re-run the same command to resume",
+                file=sys.stderr,
+                flush=True,
+            )
             raise
     return codes
 
@@ -177,8 +212,9 @@ def run_result(folder: Path, steps: int) -> dict:
     return row
 
 
-def our_results(out: Path, agents: list[str], tasks: list[str], seeds: list[int], variant: str,
-                steps: int) -> pd.DataFrame:
+def our_results(
+    out: Path, agents: list[str], tasks: list[str], seeds: list[int], variant: str, steps: int
+) -> pd.DataFrame:
     """One row per (agent, task): ours (mean over seeds), seeds with a result, last eval step, states."""
     rows = []
     for agent in agents:
@@ -187,11 +223,16 @@ def our_results(out: Path, agents: list[str], tasks: list[str], seeds: list[int]
             finals = [r["final_return"] for r in runs if not math.isnan(r["final_return"])]
             steps_seen = [r["last_step"] for r in runs if not math.isnan(r["last_step"])]
             states = sorted({r["state"] for r in runs})
-            rows.append({"agent": agent, "task": task,
-                         "ours": sum(finals) / len(finals) if finals else math.nan,
-                         "seeds": f"{len(finals)}/{len(seeds)}",
-                         "last_step": min(steps_seen) if steps_seen else math.nan,
-                         "state": ", ".join(states)})
+            rows.append(
+                {
+                    "agent": agent,
+                    "task": task,
+                    "ours": sum(finals) / len(finals) if finals else math.nan,
+                    "seeds": f"{len(finals)}/{len(seeds)}",
+                    "last_step": min(steps_seen) if steps_seen else math.nan,
+                    "state": ", ".join(states),
+                }
+            )
     return pd.DataFrame(rows, columns=["agent", "task", "ours", "seeds", "last_step", "state"])
 
 
@@ -207,16 +248,20 @@ def published_at(ref: pd.DataFrame, tasks: list[str], step: int, tolerance: int 
     cols = ["task", "source", "algorithm", "label", "published", "n_seeds", "env_step"]
     if last.empty:
         return pd.DataFrame(columns=cols)
-    out = (last.groupby(["task", "source", "algorithm"], sort=True)
-           .agg(published=("episode_return", "mean"), n_seeds=("seed", "size"), env_step=("env_step", "max"))
-           .reset_index())
+    out = (
+        last.groupby(["task", "source", "algorithm"], sort=True)
+        .agg(published=("episode_return", "mean"), n_seeds=("seed", "size"), env_step=("env_step", "max"))
+        .reset_index()
+    )
     out["label"] = [reference_label(s, a) for s, a in zip(out["source"], out["algorithm"])]
     return out[cols]
 
 
 def same_method(agent: str, task: str, published: pd.DataFrame) -> str:
     name = PUBLISHED_NAME.get(agent)
-    rows = published[(published["task"] == task) & (published["algorithm"] == name)] if name else published[:0]
+    rows = (
+        published[(published["task"] == task) & (published["algorithm"] == name)] if name else published[:0]
+    )
     return "; ".join(f"{r.label}: {r.published:.1f} @{int(r.env_step)}" for r in rows.itertuples()) or "—"
 
 
@@ -224,26 +269,38 @@ def _fmt(x, digits: int = 1) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def to_markdown(ours: pd.DataFrame, published: pd.DataFrame, steps: int, tolerance: int,
-                note: str = "") -> str:
-    lines = ["# Learning check: final returns next to published curves", "",
-             f"Ours: mean of each run's last {LAST_EVALS} evaluations at env_step <= {steps}, averaged over "
-             f"seeds. Published: main-result curves of `published_dmc.csv.gz`, each (source, algorithm) seed "
-             f"at its largest env_step <= {steps} + {tolerance}, averaged over the seeds whose curve reaches "
-             f"{steps} - {tolerance} (the seeds column counts them).", ""]
+def to_markdown(
+    ours: pd.DataFrame, published: pd.DataFrame, steps: int, tolerance: int, note: str = ""
+) -> str:
+    lines = [
+        "# Learning check: final returns next to published curves",
+        "",
+        f"Ours: mean of each run's last {LAST_EVALS} evaluations at env_step <= {steps}, averaged over "
+        f"seeds. Published: main-result curves of `published_dmc.csv.gz`, each (source, algorithm) seed "
+        f"at its largest env_step <= {steps} + {tolerance}, averaged over the seeds whose curve reaches "
+        f"{steps} - {tolerance} (the seeds column counts them).",
+        "",
+    ]
     if note:
         lines += [note, ""]
     for task in ours["task"].drop_duplicates():
-        lines += [f"## {task} ({steps:,} env steps)", "",
-                  "| agent | ours | seeds | last eval step | state | published, same method |",
-                  "|---|---:|---:|---:|---|---|"]
+        lines += [
+            f"## {task} ({steps:,} env steps)",
+            "",
+            "| agent | ours | seeds | last eval step | state | published, same method |",
+            "|---|---:|---:|---:|---|---|",
+        ]
         for r in ours[ours["task"] == task].itertuples():
             last = "—" if math.isnan(r.last_step) else str(int(r.last_step))
-            lines.append(f"| {r.agent} | {_fmt(r.ours)} | {r.seeds} | {last} | {r.state} | "
-                         f"{same_method(r.agent, task, published)} |")
+            lines.append(
+                f"| {r.agent} | {_fmt(r.ours)} | {r.seeds} | {last} | {r.state} | "
+                f"{same_method(r.agent, task, published)} |"
+            )
         pub = published[published["task"] == task].sort_values("published", ascending=False)
         lines += ["", "| published [source] | return | seeds | at env_step |", "|---|---:|---:|---:|"]
-        lines += [f"| {r.label} | {r.published:.1f} | {r.n_seeds} | {int(r.env_step)} |" for r in pub.itertuples()]
+        lines += [
+            f"| {r.label} | {r.published:.1f} | {r.n_seeds} | {int(r.env_step)} |" for r in pub.itertuples()
+        ]
         if pub.empty:
             lines.append("| (no published main-result curve for this task) | | | |")
         lines.append("")
@@ -252,18 +309,36 @@ def to_markdown(ours: pd.DataFrame, published: pd.DataFrame, steps: int, toleran
 
 def long_table(ours: pd.DataFrame, published: pd.DataFrame, steps: int) -> pd.DataFrame:
     """Both kinds of rows in one CSV: kind (ours | published), task, name, return, seeds, env_step, state."""
-    a = pd.DataFrame({"kind": "ours", "task": ours["task"], "name": ours["agent"], "return": ours["ours"],
-                      "seeds": ours["seeds"], "env_step": ours["last_step"], "state": ours["state"]})
-    b = pd.DataFrame({"kind": "published", "task": published["task"], "name": published["label"],
-                      "return": published["published"], "seeds": published["n_seeds"].astype(str),
-                      "env_step": published["env_step"], "state": ""})
+    a = pd.DataFrame(
+        {
+            "kind": "ours",
+            "task": ours["task"],
+            "name": ours["agent"],
+            "return": ours["ours"],
+            "seeds": ours["seeds"],
+            "env_step": ours["last_step"],
+            "state": ours["state"],
+        }
+    )
+    b = pd.DataFrame(
+        {
+            "kind": "published",
+            "task": published["task"],
+            "name": published["label"],
+            "return": published["published"],
+            "seeds": published["n_seeds"].astype(str),
+            "env_step": published["env_step"],
+            "state": "",
+        }
+    )
     out = pd.concat([f for f in (a, b) if len(f)] or [a], ignore_index=True)  # pandas warns on empty parts
     out.insert(2, "target_step", steps)
     return out
 
 
-def write_report(out: Path, ours: pd.DataFrame, published: pd.DataFrame, steps: int, tolerance: int,
-                 note: str = "") -> str:
+def write_report(
+    out: Path, ours: pd.DataFrame, published: pd.DataFrame, steps: int, tolerance: int, note: str = ""
+) -> str:
     out.mkdir(parents=True, exist_ok=True)
     text = to_markdown(ours, published, steps, tolerance, note)
     (out / "validate.md").write_text(text + "\n")
@@ -282,14 +357,20 @@ def main(argv: list[str] | None = None) -> int:
     from iqrl.config import ConfigError
     from iqrl.train import EXIT_INTERRUPTED, EXIT_OK
 
-    p = argparse.ArgumentParser(description="Learning check against published DMC curves (see module docstring).")
+    p = argparse.ArgumentParser(
+        description="Learning check against published DMC curves (see module docstring)."
+    )
     p.add_argument("--agents", default="", help="comma-separated; default: every registered agent")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
     p.add_argument("--steps", type=int, default=100_000, help="env steps per run")
     p.add_argument("--seeds", type=int, default=1, help="seeds 1..N")
     # absolute: the runs are started in the repository, the table is read here
-    p.add_argument("--out", type=lambda path: Path(path).absolute(), default="results/validate",
-                   help="relative to the current directory")
+    p.add_argument(
+        "--out",
+        type=lambda path: Path(path).absolute(),
+        default="results/validate",
+        help="relative to the current directory",
+    )
     p.add_argument("--small", action="store_true", help="cap network sizes (see module docstring)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel (default: cores)")
     p.add_argument("--eval-every", type=int, default=10_000)
@@ -301,21 +382,32 @@ def main(argv: list[str] | None = None) -> int:
     agents, tasks = _csv(args.agents) or agent_names(), _csv(args.tasks)
     unknown = sorted(set(agents) - set(agent_names()))
     if unknown or not tasks or args.steps < 1 or args.seeds < 1 or args.jobs < 1:
-        print(f"error: bad arguments (unknown agents: {unknown}; tasks: {tasks})" if unknown or not tasks else
-              "error: --steps, --seeds and --jobs must be >= 1", file=sys.stderr)
+        print(
+            f"error: bad arguments (unknown agents: {unknown}; tasks: {tasks})"
+            if unknown or not tasks
+            else "error: --steps, --seeds and --jobs must be >= 1",
+            file=sys.stderr,
+        )
         return 2
     out, seeds = args.out, list(range(1, args.seeds + 1))
     try:  # before any training: a missing reference file should not surface hours later
         ref = load_reference(Path(args.reference))
     except AnalysisError as e:
-        print(f"error: {e} (the published curves sit in ../shared/reference-data beside the checkout; "
-              "pass --reference PATH)", file=sys.stderr)
+        print(
+            f"error: {e} (the published curves sit in ../shared/reference-data beside the checkout; "
+            "pass --reference PATH)",
+            file=sys.stderr,
+        )
         return 2
     codes = {}  # run folder -> the trainer's exit code
     if not args.table_only:
         try:  # bad input stops everything before any run starts, with one line
-            jobs = [train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
-                    for a in agents for t in tasks for s in seeds]
+            jobs = [
+                train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
+                for a in agents
+                for t in tasks
+                for s in seeds
+            ]
             for job in jobs:
                 check_job(job)
         except ConfigError as e:
@@ -331,13 +423,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.table_only and (ours["seeds"].str.startswith("0/") & (ours["state"] == "missing")).all():
         # nothing to tabulate: keep the report there is (e.g. of the other variant) instead of overwriting it
         others = sorted({d.name for d in out.glob("*/*/*") if d.is_dir() and d.name != variant})
-        hint = f"; runs of variant(s) {', '.join(others)} exist" + (", pass --small" if "small" in others else "") \
-            if others else ""
+        hint = (
+            f"; runs of variant(s) {', '.join(others)} exist"
+            + (", pass --small" if "small" in others else "")
+            if others
+            else ""
+        )
         print(f"error: no {variant!r} runs of these agents and tasks under {out}{hint}", file=sys.stderr)
         return 2
     published = published_at(ref, tasks, args.steps, args.step_tolerance)
-    note = ("Networks capped with --small: " + ", ".join(f"{k} <= {v}" for k, v in SMALL_CAPS.items())
-            + " (where an agent has the key).") if args.small else ""
+    note = (
+        (
+            "Networks capped with --small: "
+            + ", ".join(f"{k} <= {v}" for k, v in SMALL_CAPS.items())
+            + " (where an agent has the key)."
+        )
+        if args.small
+        else ""
+    )
     if args.extra:
         note += (" " if note else "") + "Extra overrides: " + " ".join(args.extra) + "."
     print(write_report(out, ours, published, args.steps, args.step_tolerance, note))

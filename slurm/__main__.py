@@ -1,8 +1,10 @@
 """Command line behind `make sweep` and `make status`.
 
-    python -m slurm sweep  ablations/smoke.yaml [--cluster local-slurm] [--results results] [--dry] [--agents iqrl,td3]
-    python -m slurm status ablations/smoke.yaml [--results results] [--agents iqrl]
+python -m slurm sweep  ablations/smoke.yaml [--cluster local-slurm] [--results results] [--dry] [--agents
+iqrl,td3]
+python -m slurm status ablations/smoke.yaml [--results results] [--agents iqrl]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,17 +20,23 @@ from slurm.submit import SubmitError, load, run_sweep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m slurm", description="Sweeps on Slurm or locally, and their status.")
+    p = argparse.ArgumentParser(
+        prog="python -m slurm", description="Sweeps on Slurm or locally, and their status."
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, help_ in (("sweep", "run or resume every run of a sweep that is not done"),
-                        ("status", "table of run states of a sweep")):
+    for name, help_ in (
+        ("sweep", "run or resume every run of a sweep that is not done"),
+        ("status", "table of run states of a sweep"),
+    ):
         s = sub.add_parser(name, help=help_)
         s.add_argument("sweep", help="sweep file, e.g. ablations/smoke.yaml")
         s.add_argument("--results", default="results", help="results root (default: results)")
         s.add_argument("--agents", default="", help="comma-separated subset of the sweep's agents")
         if name == "sweep":
             s.add_argument("--cluster", default="", help="profile name in slurm/profiles or a .yaml path")
-            s.add_argument("--dry", action="store_true", help="print runs and sbatch parameters; submit nothing")
+            s.add_argument(
+                "--dry", action="store_true", help="print runs and sbatch parameters; submit nothing"
+            )
     args = p.parse_args(argv)
     agents = [a for a in args.agents.split(",") if a] or None
     try:

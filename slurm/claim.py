@@ -20,6 +20,7 @@ Three files keep a run from being started twice:
 mounted with ``flock``; with ``localflock`` (Lustre) or ``nolock`` / ``local_lock=flock`` (NFS) locks are
 node-local and exclude nothing across nodes (docs/sweeps.md).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,20 @@ CLAIM = ".claim"
 # among the finished states (base state after SUSPENDED); a job preempted with PreemptMode=REQUEUE is shown
 # as REQUEUED / PENDING again, one preempted with PreemptMode=CANCEL never runs again.
 LIVE_SLURM_STATES = {
-    "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "SPECIAL_EXIT",
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SUSPENDED",
+    "STOPPED",
+    "SIGNALING",
+    "STAGE_OUT",
+    "RESV_DEL_HOLD",
+    "SPECIAL_EXIT",
 }
 
 
@@ -138,7 +151,11 @@ def claim_alive(claim: Claim, queue: Mapping[str, tuple[str, str]] | None) -> tu
         return False, "", f"job {claim.job_id} {state or 'gone'}: no longer queued or running"
     if claim.backend == "local":
         if claim.host != socket.gethostname():
-            return True, "", f"local job {claim.job_id} on {claim.host} (cannot check from here: assumed alive)"
+            return (
+                True,
+                "",
+                f"local job {claim.job_id} on {claim.host} (cannot check from here: assumed alive)",
+            )
         if pid_alive(int(claim.job_id)):
             return True, "LOCAL", f"local job {claim.job_id} on {claim.host}"
         return False, "", f"local job {claim.job_id} has exited"

@@ -1,4 +1,5 @@
 """Talking to Slurm from the submitting machine: is it there, its MaxArraySize, the queue."""
+
 from __future__ import annotations
 
 import shutil
@@ -53,4 +54,4 @@ def chunks(items: list, size: int) -> list[list]:
     """Split into consecutive chunks of at most ``size`` (array indices 0..size-1 < MaxArraySize)."""
     if size < 1:
         raise ValueError(f"chunk size must be positive, got {size}")
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]

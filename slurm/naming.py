@@ -6,6 +6,7 @@ sweep with the same overrides — finds the same folder: ``{}`` -> ``default``, 
 ``fsq_levels=8-8,latent_dim=64``. Names that would need characters outside ``[A-Za-z0-9._+=,-]``, or grow
 past ``MAX_LEN``, are shortened and get a hash suffix so that distinct overrides never share a name.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,9 @@ def dotlist_value(value: Any, _in_list: bool = False) -> str:
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(dotlist_value(v, True) for v in value) + "]"
-    raise TypeError(f"unsupported value {value!r} ({type(value).__name__}); use numbers, strings, booleans or lists")
+    raise TypeError(
+        f"unsupported value {value!r} ({type(value).__name__}); use numbers, strings, booleans or lists"
+    )
 
 
 def dotlist(overrides: Mapping[str, Any]) -> list[str]:
@@ -57,7 +60,7 @@ def _name_value(value: Any) -> str:
 
 def short_key(key: str) -> str:
     """Agent hyper-parameters are the common case, so ``agent.`` is dropped from names."""
-    return key[len("agent."):] if key.startswith("agent.") else key
+    return key[len("agent.") :] if key.startswith("agent.") else key
 
 
 def variant_name(overrides: Mapping[str, Any]) -> str:
@@ -70,4 +73,4 @@ def variant_name(overrides: Mapping[str, Any]) -> str:
         return name
     canonical = json.dumps(sorted((k, overrides[k]) for k in overrides), separators=(",", ":"))
     digest = hashlib.sha1(canonical.encode()).hexdigest()[:8]
-    return f"{name[:MAX_LEN - 9]}~{digest}"
+    return f"{name[: MAX_LEN - 9]}~{digest}"

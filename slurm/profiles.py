@@ -1,4 +1,5 @@
 """Cluster profiles: where and how runs execute (``slurm/profiles/<name>.yaml``, or a path to a YAML file)."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,14 @@ from slurm.yamlfile import is_int, read_yaml
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 # Integer keys and their least value: a run needs a CPU, an array at least one task running at a time.
-MIN_INT = {"cpus": 1, "array_parallelism": 1, "max_array_size": 1, "gpus": 0, "signal_delay_s": 0,
-           "max_num_timeout": 0}
+MIN_INT = {
+    "cpus": 1,
+    "array_parallelism": 1,
+    "max_array_size": 1,
+    "gpus": 0,
+    "signal_delay_s": 0,
+    "max_num_timeout": 0,
+}
 
 
 class ProfileError(ValueError):
@@ -46,10 +53,17 @@ class Profile:
 
     def slurm_parameters(self, job_name: str) -> dict[str, Any]:
         """Parameters for ``submitit.SlurmExecutor.update_parameters`` (raw sbatch names)."""
-        params: dict[str, Any] = dict(job_name=job_name, time=self.time_min, cpus_per_task=self.cpus,
-                                      signal_delay_s=self.signal_delay_s, array_parallelism=self.array_parallelism)
+        params: dict[str, Any] = dict(
+            job_name=job_name,
+            time=self.time_min,
+            cpus_per_task=self.cpus,
+            signal_delay_s=self.signal_delay_s,
+            array_parallelism=self.array_parallelism,
+        )
         if self.mem_gb:
-            params["mem"] = f"{int(self.mem_gb)}GB" if float(self.mem_gb).is_integer() else f"{int(self.mem_gb * 1024)}MB"
+            params["mem"] = (
+                f"{int(self.mem_gb)}GB" if float(self.mem_gb).is_integer() else f"{int(self.mem_gb * 1024)}MB"
+            )
         if self.gpus:
             params["gpus_per_node"] = self.gpus
         for key in ("partition", "account", "qos", "constraint"):
@@ -71,8 +85,10 @@ def load_profile(name_or_path: str) -> Profile:
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         path = PROFILE_DIR / f"{name_or_path}.yaml"
         if not path.exists():
-            raise ProfileError(f"unknown cluster profile {name_or_path!r} (available: {', '.join(available())}, "
-                               "or a path to a profile .yaml)")
+            raise ProfileError(
+                f"unknown cluster profile {name_or_path!r} (available: {', '.join(available())}, "
+                "or a path to a profile .yaml)"
+            )
     data = read_yaml(path, "cluster profile", ProfileError) or {}
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping")
@@ -85,10 +101,14 @@ def load_profile(name_or_path: str) -> Profile:
     data = {k: v for k, v in data.items() if v is not None}
     setup = data.get("setup", [])
     if not (isinstance(setup, list) and all(isinstance(line, str) for line in setup)):
-        raise ProfileError(f"{path}: setup must be a list of shell lines, e.g. [\"module load cuda\"], got {setup!r}")
+        raise ProfileError(
+            f'{path}: setup must be a list of shell lines, e.g. ["module load cuda"], got {setup!r}'
+        )
     data["setup"] = tuple(setup)
     if not isinstance(data.get("sbatch", {}), dict):
-        raise ProfileError(f"{path}: sbatch must be a mapping of sbatch flags to values, got {data['sbatch']!r}")
+        raise ProfileError(
+            f"{path}: sbatch must be a mapping of sbatch flags to values, got {data['sbatch']!r}"
+        )
     for key, least in MIN_INT.items():
         if key in data and not (is_int(data[key]) and data[key] >= least):
             raise ProfileError(f"{path}: {key} must be an integer >= {least}, got {data[key]!r}")
@@ -101,5 +121,7 @@ def load_profile(name_or_path: str) -> Profile:
     t = data.get("time_min", 1)
     whole = is_int(t) and t >= 1
     if not (whole or (data["executor"] == "local" and isinstance(t, float) and t > 0)):
-        raise ProfileError(f"{path}: time_min must be a whole number of minutes >= 1 (local profiles: > 0), got {t!r}")
+        raise ProfileError(
+            f"{path}: time_min must be a whole number of minutes >= 1 (local profiles: > 0), got {t!r}"
+        )
     return Profile(name=path.stem, **data)

@@ -22,6 +22,7 @@ cannot even be called leaves status ``failed`` with an error (``trainer exit cod
 when the trainer wrote none), never replacing a ``done`` status; `make status` shows it and the next
 ``make sweep`` retries the run.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,9 +35,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from iqrl.runfolder import write_status
+from iqrl.runfolder import read_status, write_status
 from slurm.claim import RunLock, release_claim
-from iqrl.runfolder import read_status
 from slurm.state import is_done
 
 EXIT_INTERRUPTED = 3  # iqrl.train.EXIT_INTERRUPTED; the trainer contract
@@ -77,8 +77,11 @@ class _StopFlag:
     def handler(self, signum: int, frame: Any) -> None:
         if self.signum is None or signum == signal.SIGUSR2:
             self.signum = signum
-        print(f"[slurm.run] got {signal.Signals(signum).name}: stopping at the next episode boundary",
-              file=sys.stderr, flush=True)
+        print(
+            f"[slurm.run] got {signal.Signals(signum).name}: stopping at the next episode boundary",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __call__(self) -> bool:
         return self.signum is not None
@@ -108,8 +111,9 @@ class Run:
             return f"{name}: already done"
         job_id = _job_id()
         lock = RunLock(run_dir)
-        if not lock.acquire({"job_id": job_id, "host": socket.gethostname(), "pid": os.getpid(),
-                             "started": time.time()}):
+        if not lock.acquire(
+            {"job_id": job_id, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        ):
             return f"{name}: skipped, another process is running it ({lock.holder()})"
         flag = _StopFlag()
         saved = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)}
@@ -130,7 +134,8 @@ class Run:
                 lock.release()  # before the requeue: the requeued job may start on another node at once
                 if flag.signum == signal.SIGUSR2 and callable(saved[signal.SIGUSR2]):
                     saved[signal.SIGUSR2](signal.SIGUSR2, None)  # submitit: checkpoint(), requeue, exit
-                return f"{name}: interrupted ({signal.Signals(flag.signum).name if flag.signum else 'stop'}), resumable"
+                how = signal.Signals(flag.signum).name if flag.signum else "stop"
+                return f"{name}: interrupted ({how}), resumable"
             # The claim stays (its job id points `make status` to the log); it is stale once the job ends.
             log = f"the job log {job_id}" if job_id else "the job log"
             error = _record_failure(run_dir, f"trainer exit code {rc} (see {log})")

@@ -25,6 +25,7 @@ key); with no axes there is one variant, ``default``. Each run is agent x task x
 in ``RESULTS/<name>/<agent>/<task>/<variant>/seed<k>`` (variant name: ``slurm.naming.variant_name``).
 Everything here is pure: task groups, the agent registry and the trainer's config check are passed in.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -72,9 +73,15 @@ class RunSpec:
         """The trainer command line (``python -m iqrl.train <argv>``); ``out`` is absolute."""
         out = Path(self.run_dir(results)).absolute()
         return [
-            f"agent={self.agent}", f"task={self.task}", f"seed={self.seed}", f"steps={self.steps}",
-            f"out={dotlist_value(str(out))}", f"sweep={self.sweep}", f"variant={dotlist_value(self.variant)}",
-            f"overrides={dotlist_value(list(self.overrides))}", *self.overrides,
+            f"agent={self.agent}",
+            f"task={self.task}",
+            f"seed={self.seed}",
+            f"steps={self.steps}",
+            f"out={dotlist_value(str(out))}",
+            f"sweep={self.sweep}",
+            f"variant={dotlist_value(self.variant)}",
+            f"overrides={dotlist_value(list(self.overrides))}",
+            *self.overrides,
         ]
 
 
@@ -108,8 +115,10 @@ class Sweep:
                 for vname, ov in self.variants.items():
                     merged = {**self.fixed, **self.per_agent.get(agent, {}), **ov}
                     overrides = tuple(dotlist({k: merged[k] for k in sorted(merged)}))
-                    runs += [RunSpec(self.name, agent, task, seed, self.steps_for(task), vname, overrides)
-                             for seed in self.seeds]
+                    runs += [
+                        RunSpec(self.name, agent, task, seed, self.steps_for(task), vname, overrides)
+                        for seed in self.seeds
+                    ]
         return runs
 
 
@@ -125,7 +134,10 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
         return SweepError(f"{where}: {msg}")
 
     if not isinstance(data, dict):
-        raise fail("expected a mapping with keys agents, tasks, seeds, steps (and optionally name, fixed, grid, zip, variants)")
+        raise fail(
+            "expected a mapping with keys agents, tasks, seeds, steps (and optionally name, fixed, grid, "
+            "zip, variants)"
+        )
     unknown = sorted(set(map(str, data)) - TOP_KEYS)
     if unknown:
         raise fail(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(TOP_KEYS))})")
@@ -141,7 +153,7 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
     group_of = {t: g for g in GROUPS for t in task_groups.get(g, ())}
     tasks: list[str] = []
     for t in _names(data["tasks"], "tasks", fail):
-        for task in (task_groups[t] if t in GROUPS else [t]):
+        for task in task_groups[t] if t in GROUPS else [t]:
             if task not in tasks:
                 tasks.append(task)
 
@@ -151,8 +163,10 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
         for task in tasks:
             if group_of.get(task) not in steps and "default" not in steps:
                 grp = group_of.get(task)
-                raise fail(f"steps: no budget for task {task!r} ({f'group {grp}' if grp else 'in no group'}); "
-                           f"add steps.{grp or 'default'}")
+                raise fail(
+                    f"steps: no budget for task {task!r} ({f'group {grp}' if grp else 'in no group'}); "
+                    f"add steps.{grp or 'default'}"
+                )
 
     fixed = _overrides(data.get("fixed") or {}, "fixed", fail)
     per_agent_raw = data.get("per_agent") or {}
@@ -184,7 +198,9 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
         if vname in variants:
             raise fail(f"two grid points both give variant {vname!r}: {variants[vname]} and {merged}")
         variants[vname] = merged
-    return Sweep(name, where, tuple(agents), tuple(tasks), tuple(seeds), steps, fixed, per_agent, variants, group_of)
+    return Sweep(
+        name, where, tuple(agents), tuple(tasks), tuple(seeds), steps, fixed, per_agent, variants, group_of
+    )
 
 
 def _names(value: Any, key: str, fail: Callable[[str], SweepError]) -> list[str]:
@@ -244,7 +260,9 @@ def _check_key(key: Any, where: str, fail: Callable[[str], SweepError]) -> str:
     if not isinstance(key, str) or not _KEY.match(key):
         raise fail(f"{where}: {key!r} is not a config key (dotted names like agent.horizon)")
     if key in RESERVED:
-        raise fail(f"{where}: {key!r} is set by the sweep itself (use the top-level agents/tasks/seeds/steps keys)")
+        raise fail(
+            f"{where}: {key!r} is set by the sweep itself (use the top-level agents/tasks/seeds/steps keys)"
+        )
     return key
 
 
@@ -266,25 +284,33 @@ def _alternatives(value: Any, where: str, fail: Callable[[str], SweepError]) -> 
     return value
 
 
-def _axes(data: Mapping[str, Any], fail: Callable[[str], SweepError]) -> list[tuple[str, list[str], list[dict]]]:
+def _axes(
+    data: Mapping[str, Any], fail: Callable[[str], SweepError]
+) -> list[tuple[str, list[str], list[dict]]]:
     """The sweep's axes as (label, keys, points); a point is a dict of overrides."""
     axes: list[tuple[str, list[str], list[dict]]] = []
     if data.get("variants") is not None:
         value = data["variants"]
         if not isinstance(value, list) or not value:
-            raise fail(f"variants: expected a non-empty list of override mappings ({{}} = defaults), got {value!r}")
+            raise fail(
+                f"variants: expected a non-empty list of override mappings ({{}} = defaults), got {value!r}"
+            )
         points = [_overrides(v if v is not None else {}, f"variants[{i}]", fail) for i, v in enumerate(value)]
         keys = sorted({k for p in points for k in p})
         axes.append(("variants", keys, points))
     if data.get("zip") is not None:
         value = data["zip"]
         if not isinstance(value, list) or not value:
-            raise fail(f"zip: expected a list of axes (mappings of key -> list of equal length), got {value!r}")
+            raise fail(
+                f"zip: expected a list of axes (mappings of key -> list of equal length), got {value!r}"
+            )
         for i, axis in enumerate(value):
             where = f"zip[{i}]"
             if not isinstance(axis, dict) or not axis:
                 raise fail(f"{where}: expected a mapping of key -> list of values, got {axis!r}")
-            cols = {_check_key(k, where, fail): _alternatives(v, f"{where}.{k}", fail) for k, v in axis.items()}
+            cols = {
+                _check_key(k, where, fail): _alternatives(v, f"{where}.{k}", fail) for k, v in axis.items()
+            }
             lengths = {k: len(v) for k, v in cols.items()}
             if len(set(lengths.values())) != 1:
                 raise fail(f"{where}: zipped lists must have equal lengths, got {lengths}")
@@ -300,8 +326,14 @@ def _axes(data: Mapping[str, Any], fail: Callable[[str], SweepError]) -> list[tu
     return axes
 
 
-def validate_runs(runs: Sequence[RunSpec], results: Path | str, build_config: Callable[[list[str]], Any],
-                  config_error: type[Exception], registered: Iterable[str] | None = None, where: str = "") -> None:
+def validate_runs(
+    runs: Sequence[RunSpec],
+    results: Path | str,
+    build_config: Callable[[list[str]], Any],
+    config_error: type[Exception],
+    registered: Iterable[str] | None = None,
+    where: str = "",
+) -> None:
     """Reject the sweep before anything is submitted if the trainer would reject one of its runs.
 
     Unknown agents are reported together (with the registered ones). Every distinct (agent, task, variant,
@@ -313,8 +345,10 @@ def validate_runs(runs: Sequence[RunSpec], results: Path | str, build_config: Ca
         registered = sorted(registered)
         missing = sorted({r.agent for r in runs} - set(registered))
         if missing:
-            raise SweepError(f"{prefix}agent(s) not in the registry: {', '.join(missing)} "
-                             f"(registered: {', '.join(registered)}); restrict with AGENTS=... to run the others")
+            raise SweepError(
+                f"{prefix}agent(s) not in the registry: {', '.join(missing)} "
+                f"(registered: {', '.join(registered)}); restrict with AGENTS=... to run the others"
+            )
     largest_seed: dict[tuple, RunSpec] = {}
     for r in runs:
         k = (r.agent, r.task, r.variant, r.steps)

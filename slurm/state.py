@@ -1,11 +1,10 @@
 """What a run is doing, read from its folder (status.json, claim, lock) and the Slurm queue."""
+
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from iqrl.runfolder import read_status
 from slurm.claim import Claim, RunLock, claim_alive, read_claim
@@ -54,8 +53,14 @@ def inspect_run(run_dir: Path, queue: Mapping[str, tuple[str, str]] | None) -> R
         return RunState("running" if running else "pending", job=why, claim=claim, **progress)
     stale = claim is not None
     if status.get("state") == "failed":
-        return RunState("failed", error=status.get("error") or "(no error recorded)", job=why, claim=claim,
-                        stale_claim=stale, **progress)
+        return RunState(
+            "failed",
+            error=status.get("error") or "(no error recorded)",
+            job=why,
+            claim=claim,
+            stale_claim=stale,
+            **progress,
+        )
     if status or (run_dir / "checkpoint").exists():
         return RunState("interrupted", job=why, claim=claim, stale_claim=stale, **progress)
     return RunState("missing", job=why, claim=claim, stale_claim=stale)

@@ -1,4 +1,5 @@
 """`make status`: done / running / pending / interrupted / failed / missing runs per agent and variant."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -8,8 +9,9 @@ from slurm.spec import RunSpec
 from slurm.state import KINDS, RunState, inspect_run
 
 
-def collect(runs: Sequence[RunSpec], results: Path,
-            queue: Mapping[str, tuple[str, str]] | None) -> list[tuple[RunSpec, RunState]]:
+def collect(
+    runs: Sequence[RunSpec], results: Path, queue: Mapping[str, tuple[str, str]] | None
+) -> list[tuple[RunSpec, RunState]]:
     return [(r, inspect_run(r.run_dir(results), queue)) for r in runs]
 
 
@@ -42,19 +44,28 @@ def render(rows: list[tuple[RunSpec, RunState]], results: Path, sweep: str, slur
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
-    out = [f"sweep {sweep}: {len(rows)} runs in {results / sweep}", line(headers),
-           line(["-" * w for w in widths]), *(line(row) for row in table[:-1]), line(table[-1])]
+    out = [
+        f"sweep {sweep}: {len(rows)} runs in {results / sweep}",
+        line(headers),
+        line(["-" * w for w in widths]),
+        *(line(row) for row in table[:-1]),
+        line(table[-1]),
+    ]
     if not slurm_known:
         out.append("(Slurm queue not available: states come from run folders and local processes only)")
     sections = {
         "running": lambda r, st: f"{_pct(st)}  {st.job}",
         "pending": lambda r, st: f"{_pct(st) + '  ' if st.env_step else ''}{st.job}",
-        "interrupted": lambda r, st: f"{_pct(st)}  no live job ({st.job or 'never submitted'}); "
-                                     "the next make sweep resumes it",
-        "failed": lambda r, st: f"{_pct(st)}  error: {st.error}"
-                                f"{_log_hint(results, sweep, st.claim.job_id if st.claim else None)}",
+        "interrupted": lambda r, st: (
+            f"{_pct(st)}  no live job ({st.job or 'never submitted'}); the next make sweep resumes it"
+        ),
+        "failed": lambda r, st: (
+            f"{_pct(st)}  error: {st.error}{_log_hint(results, sweep, st.claim.job_id if st.claim else None)}"
+        ),
     }
     for kind, fmt in sections.items():
         items = [(r, st) for r, st in rows if st.kind == kind]

@@ -9,6 +9,7 @@ Runs are classified by ``slurm.state.inspect_run``: done (never touched), runnin
 it: skipped), failed / interrupted / missing (submitted; a stale claim is replaced). All claim decisions are
 made under the sweep lock, so concurrent ``make sweep`` invocations never submit a run twice.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -62,16 +63,21 @@ def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> Non
                 raise SweepError(f"{where}: run {r.key}: {e}") from None
 
 
-def load(sweep_path: str | Path, results: Path, agents: Sequence[str] | None = None,
-         task_groups: Mapping[str, Sequence[str]] | None = None,
-         validator: Callable[[Sequence[RunSpec], Path, str], None] | None = trainer_validator,
-         ) -> tuple[Sweep, list[RunSpec]]:
+def load(
+    sweep_path: str | Path,
+    results: Path,
+    agents: Sequence[str] | None = None,
+    task_groups: Mapping[str, Sequence[str]] | None = None,
+    validator: Callable[[Sequence[RunSpec], Path, str], None] | None = trainer_validator,
+) -> tuple[Sweep, list[RunSpec]]:
     sweep = load_sweep(sweep_path, default_task_groups() if task_groups is None else task_groups)
     if agents:
         unknown = sorted(set(agents) - set(sweep.agents))
         if unknown:
-            raise SweepError(f"{sweep_path}: AGENTS names {', '.join(unknown)}, not in the sweep's agents "
-                             f"({', '.join(sweep.agents)})")
+            raise SweepError(
+                f"{sweep_path}: AGENTS names {', '.join(unknown)}, not in the sweep's agents "
+                f"({', '.join(sweep.agents)})"
+            )
     runs = sweep.runs(agents)
     if validator is not None:
         validator(runs, results, str(sweep_path))
@@ -83,8 +89,10 @@ def choose_profile(name: str | None) -> Profile:
     if name:
         return load_profile(name)
     if cluster.slurm_present():
-        raise ProfileError("Slurm is installed here: choose a cluster profile with CLUSTER=<name> "
-                           f"(available: {', '.join(available())}), or CLUSTER=local to run on this machine")
+        raise ProfileError(
+            "Slurm is installed here: choose a cluster profile with CLUSTER=<name> "
+            f"(available: {', '.join(available())}), or CLUSTER=local to run on this machine"
+        )
     return load_profile("local")
 
 
@@ -127,8 +135,10 @@ def _describe(plan: Plan, total: int, out: Print) -> None:
     for _, st in plan.todo:
         kinds[st.kind] = kinds.get(st.kind, 0) + 1
     todo = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
-    out(f"{total} runs: {len(plan.done)} done (skipped), {len(plan.live)} running or queued (skipped), "
-        f"{len(plan.todo)} to run ({todo})")
+    out(
+        f"{total} runs: {len(plan.done)} done (skipped), {len(plan.live)} running or queued (skipped), "
+        f"{len(plan.todo)} to run ({todo})"
+    )
     for r, st in plan.live[:20]:
         out(f"  skip {r.key}: {st.kind}, {st.job}")
     if len(plan.live) > 20:
@@ -137,26 +147,41 @@ def _describe(plan: Plan, total: int, out: Print) -> None:
 
 def _make_run(r: RunSpec, results: Path, profile: Profile, entry: str) -> Run:
     argv = r.argv(results) + ([f"device={profile.device}"] if profile.device else [])
-    return Run(str(r.run_dir(results).absolute()), tuple(argv), label=f"{r.sweep}/{r.key}", entry=entry,
-               threads=profile.cpus)
+    return Run(
+        str(r.run_dir(results).absolute()),
+        tuple(argv),
+        label=f"{r.sweep}/{r.key}",
+        entry=entry,
+        threads=profile.cpus,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- entry point
-def run_sweep(sweep_path: str | Path, results: str | Path = "results", cluster_name: str | None = None,
-              dry: bool = False, agents: Sequence[str] | None = None, out: Print = print,
-              entry: str = "iqrl.train:main", **load_kw: Any) -> int:
+def run_sweep(
+    sweep_path: str | Path,
+    results: str | Path = "results",
+    cluster_name: str | None = None,
+    dry: bool = False,
+    agents: Sequence[str] | None = None,
+    out: Print = print,
+    entry: str = "iqrl.train:main",
+    **load_kw: Any,
+) -> int:
     results = Path(results).absolute()
     sweep, runs = load(sweep_path, results, agents, **load_kw)
     profile = choose_profile(cluster_name)
-    out(f"sweep {sweep.name} ({sweep_path}) -> {results / sweep.name}; cluster profile {profile.name} "
-        f"({profile.executor})")
+    out(
+        f"sweep {sweep.name} ({sweep_path}) -> {results / sweep.name}; cluster profile {profile.name} "
+        f"({profile.executor})"
+    )
     if profile.executor == "slurm":
         return _run_slurm(sweep, runs, results, profile, dry, out, entry)
     return _run_local(sweep, runs, results, profile, dry, out, entry)
 
 
-def _run_slurm(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profile, dry: bool, out: Print,
-               entry: str) -> int:
+def _run_slurm(
+    sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profile, dry: bool, out: Print, entry: str
+) -> int:
     if not cluster.slurm_present() and not dry:
         raise ProfileError(f"profile {profile.name} needs Slurm, but sbatch/squeue are not installed here")
     folder = jobs_dir(results, sweep.name)
@@ -194,15 +219,17 @@ def _run_slurm(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
                     jobs = executor.submit_array([_make_run(r, results, profile, entry) for r in batch])
                 except FailedJobError as e:  # sbatch refused: bad partition, QOS limit...
                     sbatch = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
-                    raise SubmitError(f"sbatch failed: {sbatch or type(e).__name__} ({submitted} of "
-                                      f"{len(claimed)} runs submitted before; the other claims are released)"
-                                      ) from None
+                    raise SubmitError(
+                        f"sbatch failed: {sbatch or type(e).__name__} ({submitted} of "
+                        f"{len(claimed)} runs submitted before; the other claims are released)"
+                    ) from None
                 except FailedSubmissionError as e:  # sbatch ran, but its reply (the job id) could not be read
-                    raise SubmitError(f"sbatch's reply could not be read ({(str(e).strip().splitlines() or [''])[0]}); "
-                                      f"that array may be queued anyway: check squeue before re-running (a second "
-                                      f"job for a run finds it locked or done and exits); {submitted} of "
-                                      f"{len(claimed)} runs submitted before, the other claims are released"
-                                      ) from None
+                    raise SubmitError(
+                        f"sbatch's reply could not be read ({(str(e).strip().splitlines() or [''])[0]}); "
+                        f"that array may be queued anyway: check squeue before re-running (a second "
+                        f"job for a run finds it locked or done and exits); {submitted} of "
+                        f"{len(claimed)} runs submitted before, the other claims are released"
+                    ) from None
                 for r, job in zip(batch, jobs):
                     set_claim_job(r.run_dir(results), job.job_id)
                 submitted += len(batch)
@@ -212,28 +239,55 @@ def _run_slurm(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
         finally:
             for r in claimed[submitted:]:  # a failed sbatch must not leave runs claimed by nobody
                 release_claim(r.run_dir(results))
-    out(f"submitted {submitted} runs in {len(batches)} array job(s); logs in {folder}; "
-        f"watch with: make status SWEEP={sweep.path} RESULTS={results}")
+    out(
+        f"submitted {submitted} runs in {len(batches)} array job(s); logs in {folder}; "
+        f"watch with: make status SWEEP={sweep.path} RESULTS={results}"
+    )
     return 0
 
 
 def _log_submission(folder: Path, array_id: str, batch: list[RunSpec]) -> None:
     with open(folder / "submissions.jsonl", "a") as f:
-        f.write(json.dumps({"time": dt.datetime.now().isoformat(timespec="seconds"), "array": array_id,
-                            "runs": [r.key for r in batch]}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "time": dt.datetime.now().isoformat(timespec="seconds"),
+                    "array": array_id,
+                    "runs": [r.key for r in batch],
+                }
+            )
+            + "\n"
+        )
 
 
-def _print_dry_slurm(batches: list[list[RunSpec]], results: Path, profile: Profile, params: dict[str, Any],
-                     folder: Path, size: int, out: Print, entry: str) -> None:
+def _print_dry_slurm(
+    batches: list[list[RunSpec]],
+    results: Path,
+    profile: Profile,
+    params: dict[str, Any],
+    folder: Path,
+    size: int,
+    out: Print,
+    entry: str,
+) -> None:
     from submitit.slurm.slurm import _make_sbatch_string
 
-    out(f"DRY RUN: nothing claimed or submitted. {sum(map(len, batches))} runs in {len(batches)} array job(s) "
+    out(
+        f"DRY RUN: nothing claimed or submitted. {sum(map(len, batches))} runs in {len(batches)} array "
+        f"job(s) "
         f"(MaxArraySize {size}), at most {profile.array_parallelism} running at once per array, "
-        f"requeued up to {profile.max_num_timeout} times after time limits")
+        f"requeued up to {profile.max_num_timeout} times after time limits"
+    )
     for i, batch in enumerate(batches):
-        script = _make_sbatch_string(command="<python -m submitit.core._submit ...>", folder=folder / "%j",
-                                     map_count=len(batch) if len(batch) > 1 else None, **params)
-        flags = [line for line in script.splitlines() if line.startswith("#SBATCH") or line.startswith("module")]
+        script = _make_sbatch_string(
+            command="<python -m submitit.core._submit ...>",
+            folder=folder / "%j",
+            map_count=len(batch) if len(batch) > 1 else None,
+            **params,
+        )
+        flags = [
+            line for line in script.splitlines() if line.startswith("#SBATCH") or line.startswith("module")
+        ]
         out(f"array {i + 1}/{len(batches)}: {len(batch)} runs")
         for line in flags + [f"# setup: {s}" for s in profile.setup]:
             out(f"  {line}")
@@ -243,15 +297,18 @@ def _print_dry_slurm(batches: list[list[RunSpec]], results: Path, profile: Profi
             out(f"      python -m {entry.split(':')[0]} {shlex.join(run.argv)}")
 
 
-def _run_local(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profile, dry: bool, out: Print,
-               entry: str) -> int:
+def _run_local(
+    sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profile, dry: bool, out: Print, entry: str
+) -> int:
     folder = jobs_dir(results, sweep.name)
     parallel = profile.local_parallelism()
     plan = make_plan(runs, results, cluster.queue())
     _describe(plan, len(runs), out)
     if dry:
-        out(f"DRY RUN: nothing claimed or started. Local executor: {parallel} run(s) at a time, "
-            f"{profile.cpus} thread(s) each, {profile.time_min} min per attempt")
+        out(
+            f"DRY RUN: nothing claimed or started. Local executor: {parallel} run(s) at a time, "
+            f"{profile.cpus} thread(s) each, {profile.time_min} min per attempt"
+        )
         for r, _ in plan.todo:
             run = _make_run(r, results, profile, entry)
             out(f"  {run.run_dir}\n      python -m {entry.split(':')[0]} {shlex.join(run.argv)}")
@@ -271,7 +328,9 @@ def _run_local(sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profil
             while queue and len(active) < parallel:
                 r, _ = queue.pop(0)
                 with sweep_lock(folder / "sweep.lock"):
-                    st = inspect_run(r.run_dir(results), cluster.queue())  # fresh look: another sweep may own it
+                    st = inspect_run(
+                        r.run_dir(results), cluster.queue()
+                    )  # fresh look: another sweep may own it
                     if st.kind in ("done", "running", "pending"):
                         out(f"skip {r.key}: {st.kind} {st.job}".rstrip())
                         continue
@@ -307,6 +366,10 @@ def _local_outcome(job: Any) -> tuple[bool, str]:
         return False, f"job ended without a result (killed?); log: {job.paths.stderr}"
     try:
         return True, str(job.result())
-    except Exception as e:  # FailedJobError carries the remote traceback; the error is its last "Type: message"
-        lines = [ln for ln in str(e).splitlines() if ln[:1].strip() and ": " in ln]  # not indented source lines
+    except (
+        Exception
+    ) as e:  # FailedJobError carries the remote traceback; the error is its last "Type: message"
+        lines = [
+            ln for ln in str(e).splitlines() if ln[:1].strip() and ": " in ln
+        ]  # not indented source lines
         return False, f"{lines[-1] if lines else type(e).__name__} (log: {job.paths.stderr})"

@@ -3,6 +3,7 @@
 A key given twice in one mapping is an error naming the key and both lines: ``yaml.safe_load`` would keep
 the last value silently, so a second ``grid:`` would quietly replace the first one.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,9 +29,12 @@ class UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # unhashable key: the base class reports it
                 continue
             if seen:
-                raise ConstructorError("while constructing a mapping", node.start_mark,
-                                       f"duplicate key {key!r} (first given at line {first_line[key] + 1})",
-                                       key_node.start_mark)
+                raise ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first given at line {first_line[key] + 1})",
+                    key_node.start_mark,
+                )
             first_line[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 

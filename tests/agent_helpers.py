@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from conftest import tiny_argv
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+
+from conftest import tiny_argv
 from test_train import eval_numbers
 
 
@@ -58,6 +59,9 @@ def assert_resume_matches(agent: str, tmp_path, extra=()) -> None:
         calls["n"] += 1
         return calls["n"] == 3
 
-    assert main(tiny_argv(agent, run, seed=4, extra=extra), should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
+    assert (
+        main(tiny_argv(agent, run, seed=4, extra=extra), should_stop=stop_after_three_episodes)
+        == EXIT_INTERRUPTED
+    )
     assert main(tiny_argv(agent, run, seed=4, extra=extra)) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)

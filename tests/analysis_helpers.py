@@ -9,17 +9,32 @@ import pandas as pd
 import yaml
 
 
-def write_run(path: Path, evals: list[tuple[int, float]], *, state: str = "done", config: dict | None = None,
-              train: dict | None = None, steps: int | None = None) -> Path:
+def write_run(
+    path: Path,
+    evals: list[tuple[int, float]],
+    *,
+    state: str = "done",
+    config: dict | None = None,
+    train: dict | None = None,
+    steps: int | None = None,
+) -> Path:
     """A run folder with eval.csv rows (env_step, episode_return), status.json, optional config/train."""
     path.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({
-        "env_step": [s for s, _ in evals], "episode_return": [r for _, r in evals],
-        "episode_return_std": 0.0, "n_episodes": 1, "wall_time_s": 1.0,
-    }).to_csv(path / "eval.csv", index=False)
+    pd.DataFrame(
+        {
+            "env_step": [s for s, _ in evals],
+            "episode_return": [r for _, r in evals],
+            "episode_return_std": 0.0,
+            "n_episodes": 1,
+            "wall_time_s": 1.0,
+        }
+    ).to_csv(path / "eval.csv", index=False)
     last = max(s for s, _ in evals) if evals else 0
-    (path / "status.json").write_text(json.dumps({
-        "state": state, "env_step": last, "steps": steps or last, "error": None, "updated_at": 0.0}))
+    (path / "status.json").write_text(
+        json.dumps(
+            {"state": state, "env_step": last, "steps": steps or last, "error": None, "updated_at": 0.0}
+        )
+    )
     if config is not None:
         (path / "config.yaml").write_text(yaml.safe_dump(config))
     if train is not None:

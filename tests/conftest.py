@@ -8,27 +8,55 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 # Tiny but complete runs: 200-env-step episodes, small networks. Used by the end-to-end tests.
-TINY_RUN = ["task=cartpole-balance", "episode_length=200", "seed_steps=400", "eval_every=400",
-            "eval_episodes=2", "diag_every=400", "checkpoint_every=400", "agent.mlp_dims=[32,32]",
-            "agent.batch_size=16"]
-TINY_AGENT = {"iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-              "iqrl-official": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-              "td3": [],
-              "td7": ["agent.zs_dim=16", "agent.enc_mlp_dims=[32,32]", "agent.target_update_every=50"],
-              "mrq": ["agent.zs_dim=16", "agent.za_dim=8", "agent.zsa_dim=16", "agent.enc_mlp_dims=[32,32]",
-                      "agent.target_update_every=50"],
-              "tcrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-              # MPPI at small sizes (the default 512 samples x 6 iterations is slow on CPU)
-              "dcwm": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]", "agent.num_samples=32",
-                       "agent.num_pi_trajs=4", "agent.num_elites=8", "agent.iterations=2"],
-              "iqrl-ae": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-              "iqrl-sac": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-              "sac": []}
+TINY_RUN = [
+    "task=cartpole-balance",
+    "episode_length=200",
+    "seed_steps=400",
+    "eval_every=400",
+    "eval_episodes=2",
+    "diag_every=400",
+    "checkpoint_every=400",
+    "agent.mlp_dims=[32,32]",
+    "agent.batch_size=16",
+]
+TINY_AGENT = {
+    "iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+    "iqrl-official": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+    "td3": [],
+    "td7": ["agent.zs_dim=16", "agent.enc_mlp_dims=[32,32]", "agent.target_update_every=50"],
+    "mrq": [
+        "agent.zs_dim=16",
+        "agent.za_dim=8",
+        "agent.zsa_dim=16",
+        "agent.enc_mlp_dims=[32,32]",
+        "agent.target_update_every=50",
+    ],
+    "tcrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+    # MPPI at small sizes (the default 512 samples x 6 iterations is slow on CPU)
+    "dcwm": [
+        "agent.latent_dim=8",
+        "agent.enc_mlp_dims=[32]",
+        "agent.num_samples=32",
+        "agent.num_pi_trajs=4",
+        "agent.num_elites=8",
+        "agent.iterations=2",
+    ],
+    "iqrl-ae": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+    "iqrl-sac": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
+    "sac": [],
+}
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:
-    return [f"agent={agent}", f"seed={seed}", f"steps={steps}", f"out={out}", *TINY_RUN,
-            *TINY_AGENT.get(agent, []), *extra]
+    return [
+        f"agent={agent}",
+        f"seed={seed}",
+        f"steps={steps}",
+        f"out={out}",
+        *TINY_RUN,
+        *TINY_AGENT.get(agent, []),
+        *extra,
+    ]
 
 
 @pytest.fixture

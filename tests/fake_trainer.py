@@ -7,6 +7,7 @@ it appends "start <env_step> <pid>" to starts.log, so tests can count how often 
 fail=true makes it record a failure instead; exit=K makes it return K at once, writing nothing (as the real
 trainer does for bad input, exit 2).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,12 @@ def _write(path: Path, text: str) -> None:
 
 
 def _status(out: Path, state: str, step: int, steps: int, error: str | None = None) -> None:
-    _write(out / "status.json", json.dumps({"state": state, "env_step": step, "steps": steps, "error": error,
-                                            "updated_at": time.time()}))
+    _write(
+        out / "status.json",
+        json.dumps(
+            {"state": state, "env_step": step, "steps": steps, "error": error, "updated_at": time.time()}
+        ),
+    )
 
 
 def main(argv, should_stop=None) -> int:

@@ -17,14 +17,23 @@ from analysis import figures, metrics, synthetic
 from analysis.load import eval_rows, load_results
 from analysis.synthetic import TASKS, synthetic_return
 from analysis.tables import SCORE_COLUMNS, scores_table
+
 from analysis_helpers import write_hand_results, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--reps-curve", "200", "--reps-final", "500"]
 EXPECTED_FIGURES = [
-    "sample_efficiency", "final_intervals_100k", "final_intervals_500k", "performance_profiles_100k",
-    "performance_profiles_500k", "probability_of_improvement_100k", "probability_of_improvement_500k",
-    "per_task_curves", "latent_rank", "active_codebook", "ablation_horizon_iqrl_horizon",
+    "sample_efficiency",
+    "final_intervals_100k",
+    "final_intervals_500k",
+    "performance_profiles_100k",
+    "performance_profiles_500k",
+    "probability_of_improvement_100k",
+    "probability_of_improvement_500k",
+    "per_task_curves",
+    "latent_rank",
+    "active_codebook",
+    "ablation_horizon_iqrl_horizon",
     "ablation_fsq_iqrl_fsq_levels",
 ]
 
@@ -41,15 +50,32 @@ def synthetic_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     results, out = root / "results", root / "figs"
     manifest = synthetic.make_synthetic_results(results)
-    ref = pd.DataFrame({"source": "paper-x", "algorithm": "SAC", "ablation": ["", "", "arm:1"],
-                        "task": "walker-walk", "env_step": [0, 100_000, 0], "seed": 1,
-                        "episode_return": [0.0, 500.0, 1.0]})
+    ref = pd.DataFrame(
+        {
+            "source": "paper-x",
+            "algorithm": "SAC",
+            "ablation": ["", "", "arm:1"],
+            "task": "walker-walk",
+            "env_step": [0, 100_000, 0],
+            "seed": 1,
+            "episode_return": [0.0, 500.0, 1.0],
+        }
+    )
     ref.to_csv(root / "ref.csv.gz", index=False)
     before = sorted((p.relative_to(results), p.stat().st_mtime_ns) for p in results.rglob("*"))
-    rc, stdout, stderr = run_cli(["--results", results, "--out", out, "--reference", root / "ref.csv.gz", *FAST])
+    rc, stdout, stderr = run_cli(
+        ["--results", results, "--out", out, "--reference", root / "ref.csv.gz", *FAST]
+    )
     after = sorted((p.relative_to(results), p.stat().st_mtime_ns) for p in results.rglob("*"))
-    return {"manifest": manifest, "out": out, "rc": rc, "stdout": stdout, "stderr": stderr,
-            "results_unchanged": before == after, "results": results}
+    return {
+        "manifest": manifest,
+        "out": out,
+        "rc": rc,
+        "stdout": stdout,
+        "stderr": stderr,
+        "results_unchanged": before == after,
+        "results": results,
+    }
 
 
 def test_cli_writes_every_figure_and_table(synthetic_run):
@@ -83,8 +109,14 @@ def _expected(agent, runs, step, factor=1.0):
     allv = [v for vals in by_task.values() for v in vals]
     task_means = [np.mean(v) for v in by_task.values()]
     capped = [np.mean(np.minimum(v, 1000)) for v in by_task.values()]
-    return {"iqm": stats.trim_mean(allv, 0.25), "median": np.median(task_means), "mean": np.mean(task_means),
-            "optimality_gap": 1000 - np.mean(capped), "n_tasks": len(by_task), "n_runs": len(allv)}
+    return {
+        "iqm": stats.trim_mean(allv, 0.25),
+        "median": np.median(task_means),
+        "mean": np.mean(task_means),
+        "optimality_gap": 1000 - np.mean(capped),
+        "n_tasks": len(by_task),
+        "n_runs": len(allv),
+    }
 
 
 def test_scores_table_pins_known_returns(synthetic_run):
@@ -97,12 +129,15 @@ def test_scores_table_pins_known_returns(synthetic_run):
         ("iqrl", 100_000): _expected("iqrl", [(t, s) for t in TASKS for s in range(3)], 100_000),
         # td3 cheetah-run seed1 failed at 150k and tcrl dog-run seed2 is at 300k: left out at 500k; every
         # other run counts (14 each, tasks with unequal run counts).
-        ("td3", 500_000): _expected("td3", [(t, s) for t in TASKS for s in range(3) if (t, s) != ("cheetah-run", 1)],
-                                    500_000),
-        ("tcrl", 500_000): _expected("tcrl", [(t, s) for t in TASKS for s in range(3) if (t, s) != ("dog-run", 2)],
-                                     500_000),
-        ("iqrl/horizon=3", 500_000): _expected("iqrl", [(t, s) for t in synthetic.ABLATION_TASKS for s in range(2)],
-                                               500_000, factor=0.92),
+        ("td3", 500_000): _expected(
+            "td3", [(t, s) for t in TASKS for s in range(3) if (t, s) != ("cheetah-run", 1)], 500_000
+        ),
+        ("tcrl", 500_000): _expected(
+            "tcrl", [(t, s) for t in TASKS for s in range(3) if (t, s) != ("dog-run", 2)], 500_000
+        ),
+        ("iqrl/horizon=3", 500_000): _expected(
+            "iqrl", [(t, s) for t in synthetic.ABLATION_TASKS for s in range(2)], 500_000, factor=0.92
+        ),
     }
     for key, exp in cases.items():
         got = row.loc[key]
@@ -126,19 +161,23 @@ def test_same_input_gives_identical_numbers(synthetic_run):
     first = pd.read_csv(synthetic_run["out"] / "scores.csv")
     first = first[first["env_step"] == 500_000].reset_index(drop=True)
     assert again["method"].tolist() == first["method"].tolist()
-    np.testing.assert_allclose(again[SCORE_COLUMNS[2:]].to_numpy(float), first[SCORE_COLUMNS[2:]].to_numpy(float),
-                               rtol=1e-5)  # scores.csv keeps 6 significant digits
+    np.testing.assert_allclose(
+        again[SCORE_COLUMNS[2:]].to_numpy(float), first[SCORE_COLUMNS[2:]].to_numpy(float), rtol=1e-5
+    )  # scores.csv keeps 6 significant digits
 
 
 def test_exclude_partial_and_skipped_figures(tmp_path):
     write_hand_results(tmp_path / "r")  # one method, no train.csv, no iqrl
-    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100",
-                            "--exclude-partial", *FAST])
+    rc, out, err = run_cli(
+        ["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100", "--exclude-partial", *FAST]
+    )
     assert rc == 0, err
     assert "no run has a latent_rank column: latent-rank figure skipped" in err
     assert "no iqrl runs at 100 steps: probability of improvement skipped" in err
     scores = pd.read_csv(tmp_path / "o" / "scores.csv")
-    assert scores[["method", "env_step", "iqm", "n_tasks", "n_runs"]].values.tolist() == [["a", 100, 550.0, 3, 12]]
+    assert scores[["method", "env_step", "iqm", "n_tasks", "n_runs"]].values.tolist() == [
+        ["a", 100, 550.0, 3, 12]
+    ]
     assert not (tmp_path / "o" / "latent_rank.png").exists()
 
 
@@ -156,25 +195,41 @@ def test_probability_of_improvement_against_the_only_iqrl_variant(tmp_path):
     # a learning-check folder: every run is of variant `small`, so the methods are `iqrl/small`, ...
     for seed in range(2):
         for agent, ret in (("iqrl", 500.0), ("td3", 300.0)):
-            write_run(tmp_path / "r" / agent / "walker-walk" / "small" / f"seed{seed}", [(0, 0.0), (100, ret + seed)],
-                      config={"agent": {"name": agent}, "task": "walker-walk", "seed": seed, "variant": "small",
-                              "sweep": "validate"})
+            write_run(
+                tmp_path / "r" / agent / "walker-walk" / "small" / f"seed{seed}",
+                [(0, 0.0), (100, ret + seed)],
+                config={
+                    "agent": {"name": agent},
+                    "task": "walker-walk",
+                    "seed": seed,
+                    "variant": "small",
+                    "sweep": "validate",
+                },
+            )
     rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100", *FAST])
     assert rc == 0, err
     assert "probability of improvement skipped" not in err
     assert (tmp_path / "o" / "probability_of_improvement_100.png").is_file()
     assert figures.poi_reference(["iqrl", "iqrl/small", "td3"]) == ("iqrl", "")
     assert figures.poi_reference(["iqrl/h=3", "iqrl/h=5"]) == (
-        None, "several iqrl variants (iqrl/h=3, iqrl/h=5) and no plain iqrl")
+        None,
+        "several iqrl variants (iqrl/h=3, iqrl/h=5) and no plain iqrl",
+    )
     assert figures.poi_reference(["iqrl-sac/small"]) == (None, "no iqrl runs")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--results", "{tmp}/missing"], "error: results folder {tmp}/missing does not exist"),
-    (["--results", "{tmp}/empty"], "error: no run folders (folders with an eval.csv) under {tmp}/empty"),
-    (["--results", "{tmp}/r", "--steps", "100,abc"], "error: malformed STEPS '100,abc'"),
-    (["--results", "{tmp}/r", "--reference", "{tmp}/nope.csv.gz"], "error: reference file {tmp}/nope.csv.gz not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--results", "{tmp}/missing"], "error: results folder {tmp}/missing does not exist"),
+        (["--results", "{tmp}/empty"], "error: no run folders (folders with an eval.csv) under {tmp}/empty"),
+        (["--results", "{tmp}/r", "--steps", "100,abc"], "error: malformed STEPS '100,abc'"),
+        (
+            ["--results", "{tmp}/r", "--reference", "{tmp}/nope.csv.gz"],
+            "error: reference file {tmp}/nope.csv.gz not found",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     write_hand_results(tmp_path / "r")
@@ -184,13 +239,21 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
 
 
 def test_process_exit_status_and_make_target(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "analysis.figures", "--results", str(tmp_path / "missing")],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.figures", "--results", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
-    dry = subprocess.run(["make", "-n", "figures", "RESULTS=r", "REFERENCE=1", "STEPS=100000"], cwd=REPO,
-                         capture_output=True, text=True)
+    dry = subprocess.run(
+        ["make", "-n", "figures", "RESULTS=r", "REFERENCE=1", "STEPS=100000"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     cmd = " ".join(dry.stdout.replace("\\\n", " ").split())
-    assert "-m analysis.figures --results \"r\" --out \"figures\" --steps \"100000\" --reference" in cmd
+    assert '-m analysis.figures --results "r" --out "figures" --steps "100000" --reference' in cmd
 
 
 def test_ablation_keeps_its_default_variant_when_the_main_sweep_repeats_it(tmp_path):
@@ -198,15 +261,25 @@ def test_ablation_keeps_its_default_variant_when_the_main_sweep_repeats_it(tmp_p
     # main sweep holds the same iqrl runs. Both are done and `parts` sorts after `main`.
     def cfg(sweep, task, seed, rew):
         variant = "use_rew_loss=true" if rew else "default"
-        return {"agent": {"name": "iqrl", "use_rew_loss": rew}, "task": task, "seed": seed, "steps": 100,
-                "sweep": sweep, "variant": variant, "overrides": ["agent.use_rew_loss=true"] if rew else []}
+        return {
+            "agent": {"name": "iqrl", "use_rew_loss": rew},
+            "task": task,
+            "seed": seed,
+            "steps": 100,
+            "sweep": sweep,
+            "variant": variant,
+            "overrides": ["agent.use_rew_loss=true"] if rew else [],
+        }
 
     for task in ("walker-walk", "cheetah-run"):
         for seed in range(2):
             for sweep, rew, ret in (("main", False, 600.0), ("parts", False, 600.0), ("parts", True, 500.0)):
                 c = cfg(sweep, task, seed, rew)
-                write_run(tmp_path / "r" / sweep / "iqrl" / task / c["variant"] / f"seed{seed}",
-                          [(0, 0.0), (100, ret + seed)], config=c)
+                write_run(
+                    tmp_path / "r" / sweep / "iqrl" / task / c["variant"] / f"seed{seed}",
+                    [(0, 0.0), (100, ret + seed)],
+                    config=c,
+                )
     rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "100", *FAST])
     assert rc == 0, err
     assert (tmp_path / "o" / "ablation_parts_iqrl_use_rew_loss.png").is_file()
@@ -250,13 +323,18 @@ def test_smoke_sweep_with_the_default_steps_falls_back_to_the_largest_common_ste
     for agent, base in (("iqrl", 100.0), ("td3", 50.0)):
         for seed in range(2):
             last = 2000 if (agent, seed) == ("td3", 1) else 3000
-            write_run(tmp_path / "r" / "smoke" / agent / "walker-walk" / "default" / f"seed{seed}",
-                      [(s, base + s / 100 + seed) for s in range(0, last + 1, 1000)], steps=3000,
-                      state="done" if last == 3000 else "failed")
+            write_run(
+                tmp_path / "r" / "smoke" / agent / "walker-walk" / "default" / f"seed{seed}",
+                [(s, base + s / 100 + seed) for s in range(0, last + 1, 1000)],
+                steps=3000,
+                state="done" if last == 3000 else "failed",
+            )
     rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", *FAST])  # default --steps
     assert rc == 0, err
-    assert ("warning: no run reached any of STEPS (100k, 500k, 1M): final scores and figures at 3k env steps "
-            "instead, the largest step every method reached") in err
+    assert (
+        "warning: no run reached any of STEPS (100k, 500k, 1M): final scores and figures at 3k env steps "
+        "instead, the largest step every method reached"
+    ) in err
     assert "no run reached 100k env steps" not in err
     for name in ("final_intervals_3k", "performance_profiles_3k", "probability_of_improvement_3k"):
         assert (tmp_path / "o" / f"{name}.png").is_file(), name
@@ -271,14 +349,29 @@ def test_largest_common_step():
 
 
 def _ablation_points(values, contexts=("",)):
-    rows = [{"method": f"iqrl/{c or 'x'}/{v}", "value": v, "context": c, "iqm": 500.0 + i, "ci_low": 490.0 + i,
-             "ci_high": 510.0 + i, "n_tasks": 2, "n_runs": 4} for c in contexts for i, v in enumerate(values)]
+    rows = [
+        {
+            "method": f"iqrl/{c or 'x'}/{v}",
+            "value": v,
+            "context": c,
+            "iqm": 500.0 + i,
+            "ci_low": 490.0 + i,
+            "ci_high": 510.0 + i,
+            "n_tasks": 2,
+            "n_runs": 4,
+        }
+        for c in contexts
+        for i, v in enumerate(values)
+    ]
     return pd.DataFrame(rows)
 
 
 def _joining_lines(fig):
-    return [line for line in fig.axes[0].get_lines()
-            if line.get_linestyle() not in ("None", "none", "") and len(line.get_xdata()) > 1]
+    return [
+        line
+        for line in fig.axes[0].get_lines()
+        if line.get_linestyle() not in ("None", "none", "") and len(line.get_xdata()) > 1
+    ]
 
 
 def test_ablation_plot_orders_lists_by_codebook_size_and_joins_only_numeric_values():
@@ -288,11 +381,16 @@ def test_ablation_plot_orders_lists_by_codebook_size_and_joins_only_numeric_valu
     colors = plots.method_colors(points["method"])
     fig = plots.plot_ablation(points, colors, key="fsq_levels", agent="iqrl", sweep="fsq", step=100)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
-        "4-4\nK=16", "2-2-2-2\nK=16", "16-16\nK=256", "8-8-8-8\nK=4096"]
+        "4-4\nK=16",
+        "2-2-2-2\nK=16",
+        "16-16\nK=256",
+        "8-8-8-8\nK=4096",
+    ]
     assert _joining_lines(fig) == []  # categories: no line suggesting a trend
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["(none)", "horizon=3"]
     points = _ablation_points(["1", "3", "5"])
-    fig = plots.plot_ablation(points, plots.method_colors(points["method"]), key="horizon", agent="iqrl",
-                              sweep="h", step=100)
+    fig = plots.plot_ablation(
+        points, plots.method_colors(points["method"]), key="horizon", agent="iqrl", sweep="h", step=100
+    )
     assert len(_joining_lines(fig)) == 1
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "3", "5"]

@@ -7,11 +7,18 @@ import os
 
 import pytest
 
-from analysis.load import (
-    AnalysisError, AnalysisWarning, eval_rows, identity_from_layout, load_results, method_label, parse_overrides,
-)
 from analysis import metrics
+from analysis.load import (
+    AnalysisError,
+    AnalysisWarning,
+    eval_rows,
+    identity_from_layout,
+    load_results,
+    method_label,
+    parse_overrides,
+)
 from analysis.task_groups import TASK_GROUPS, task_group
+
 from analysis_helpers import write_hand_results, write_run
 
 
@@ -27,8 +34,14 @@ def test_task_groups_spec_and_other():
 def test_method_label_and_override_parsing():
     assert method_label("iqrl", "default") == "iqrl"
     assert method_label("iqrl", "horizon=3") == "iqrl/horizon=3"
-    assert parse_overrides(["agent.horizon=3", "agent.fsq_levels=[8, 5, 5]"]) == {"horizon": "3", "fsq_levels": "8-5-5"}
-    assert parse_overrides(variant="fsq_levels=8-5-5-5,use_fsq=false") == {"fsq_levels": "8-5-5-5", "use_fsq": "false"}
+    assert parse_overrides(["agent.horizon=3", "agent.fsq_levels=[8, 5, 5]"]) == {
+        "horizon": "3",
+        "fsq_levels": "8-5-5",
+    }
+    assert parse_overrides(variant="fsq_levels=8-5-5-5,use_fsq=false") == {
+        "fsq_levels": "8-5-5-5",
+        "use_fsq": "false",
+    }
     # A list value written with commas inside a combined variant name.
     assert parse_overrides(variant="fsq_levels=8,5,horizon=3") == {"fsq_levels": "8-5", "horizon": "3"}
     assert parse_overrides(variant="default") == {}
@@ -36,10 +49,20 @@ def test_method_label_and_override_parsing():
 
 def test_identity_from_layout():
     assert identity_from_layout(("abl", "iqrl", "walker-walk", "horizon=3", "seed2")) == {
-        "agent": "iqrl", "task": "walker-walk", "variant": "horizon=3", "seed": 2, "sweep": "abl"}
+        "agent": "iqrl",
+        "task": "walker-walk",
+        "variant": "horizon=3",
+        "seed": 2,
+        "sweep": "abl",
+    }
     # No variant folder, no sweep folder.
     assert identity_from_layout(("td3", "cheetah-run", "seed0")) == {
-        "agent": "td3", "task": "cheetah-run", "variant": "default", "seed": 0, "sweep": ""}
+        "agent": "td3",
+        "task": "cheetah-run",
+        "variant": "default",
+        "seed": 0,
+        "sweep": "",
+    }
     with pytest.raises(ValueError):
         identity_from_layout(("iqrl", "walker-walk", "run0"))
 
@@ -47,18 +70,31 @@ def test_identity_from_layout():
 def test_identity_from_layout_with_a_freely_named_variant():
     # `make validate --small` writes <agent>/<task>/small/seed<k>: anchored on the known task name
     assert identity_from_layout(("validate", "iqrl", "walker-walk", "small", "seed0")) == {
-        "agent": "iqrl", "task": "walker-walk", "variant": "small", "seed": 0, "sweep": "validate"}
+        "agent": "iqrl",
+        "task": "walker-walk",
+        "variant": "small",
+        "seed": 0,
+        "sweep": "validate",
+    }
     assert identity_from_layout(("td3", "walker-walk", "my-variant", "seed1"))["agent"] == "td3"
     # an unknown task: anchored on the registered agent name
     assert identity_from_layout(("x", "iqrl", "mytask", "small", "seed1")) == {
-        "agent": "iqrl", "task": "mytask", "variant": "small", "seed": 1, "sweep": "x"}
+        "agent": "iqrl",
+        "task": "mytask",
+        "variant": "small",
+        "seed": 1,
+        "sweep": "x",
+    }
     assert identity_from_layout(("x", "td3", "mytask", "seed1"))["variant"] == "default"
 
 
 def test_layout_only_runs_of_a_freely_named_variant_do_not_collide(tmp_path):
     for agent in ("iqrl", "td3"):
         for seed in range(2):
-            write_run(tmp_path / "validate" / agent / "walker-walk" / "small" / f"seed{seed}", [(0, 0.0), (100, 1.0)])
+            write_run(
+                tmp_path / "validate" / agent / "walker-walk" / "small" / f"seed{seed}",
+                [(0, 0.0), (100, 1.0)],
+            )
     table, info = load_results(tmp_path)
     runs = table.drop_duplicates("run")
     assert info.n_runs == 4 and info.n_duplicates == 0
@@ -72,30 +108,54 @@ def test_layout_only_runs_load(tmp_path):
     assert info.n_runs == 12 and not info.from_cache
     runs = table.drop_duplicates("run").set_index("run")
     row = runs.loc["s/a/dog-run/default/seed3"]
-    assert (row.agent, row.task, row.variant, row.seed, row.sweep, row.method, row.group) == \
-        ("a", "dog-run", "default", 3, "s", "a", "hard")
+    assert (row.agent, row.task, row.variant, row.seed, row.sweep, row.method, row.group) == (
+        "a",
+        "dog-run",
+        "default",
+        3,
+        "s",
+        "a",
+        "hard",
+    )
     assert not row.has_config
     final = table[(table["run"] == "s/a/dog-run/default/seed3") & (table["env_step"] == 100)]
     assert final["episode_return"].tolist() == [1000.0]
 
 
 def test_config_yaml_wins_over_layout(tmp_path):
-    cfg = {"agent": {"name": "iqrl", "horizon": 3, "fsq_levels": [8, 8]}, "task": "walker-walk", "seed": 7,
-           "steps": 200, "sweep": "abl", "variant": "horizon=3", "overrides": ["agent.horizon=3"], "meta": {}}
+    cfg = {
+        "agent": {"name": "iqrl", "horizon": 3, "fsq_levels": [8, 8]},
+        "task": "walker-walk",
+        "seed": 7,
+        "steps": 200,
+        "sweep": "abl",
+        "variant": "horizon=3",
+        "overrides": ["agent.horizon=3"],
+        "meta": {},
+    }
     # Folder names deliberately disagree with the config.
     write_run(tmp_path / "x" / "y" / "seed0", [(0, 1.0), (200, 2.0)], config=cfg)
     table, _ = load_results(tmp_path)
     row = table.iloc[0]
-    assert (row.agent, row.task, row.seed, row.variant, row.sweep, row.method) == \
-        ("iqrl", "walker-walk", 7, "horizon=3", "abl", "iqrl/horizon=3")
+    assert (row.agent, row.task, row.seed, row.variant, row.sweep, row.method) == (
+        "iqrl",
+        "walker-walk",
+        7,
+        "horizon=3",
+        "abl",
+        "iqrl/horizon=3",
+    )
     assert json.loads(row.overrides) == {"horizon": "3"}
     assert json.loads(row.config_values)["fsq_levels"] == "8-8"
     assert row.target_steps == 200
 
 
 def test_train_diagnostics_are_joined_on_env_step(tmp_path):
-    write_run(tmp_path / "iqrl" / "walker-walk" / "seed0", [(0, 1.0), (100, 5.0)],
-              train={"env_step": [50, 100], "latent_rank": [10.0, 12.0], "q_loss": [0.5, 0.25]})
+    write_run(
+        tmp_path / "iqrl" / "walker-walk" / "seed0",
+        [(0, 1.0), (100, 5.0)],
+        train={"env_step": [50, 100], "latent_rank": [10.0, 12.0], "q_loss": [0.5, 0.25]},
+    )
     table, _ = load_results(tmp_path)
     assert table["env_step"].tolist() == [0, 50, 100]
     assert table["latent_rank"].tolist()[1:] == [10.0, 12.0]
@@ -124,7 +184,10 @@ def test_missing_or_empty_results_are_errors(tmp_path):
         load_results(tmp_path / "empty")
     # A run folder whose eval.csv has no rows yet is skipped; nothing readable left -> error.
     write_run(tmp_path / "header" / "a" / "walker-walk" / "seed0", [])
-    with pytest.warns(AnalysisWarning, match="no evaluations yet"), pytest.raises(AnalysisError, match="no readable"):
+    with (
+        pytest.warns(AnalysisWarning, match="no evaluations yet"),
+        pytest.raises(AnalysisError, match="no readable"),
+    ):
         load_results(tmp_path / "header")
 
 
@@ -142,7 +205,11 @@ def test_cache_reused_and_invalidated_when_a_run_changes(tmp_path):
     os.utime(run / "eval.csv", ns=(1, 1))  # a different mtime even on coarse-clock filesystems
     t3, i3 = load_results(results, cache_dir=cache)
     assert not i3.from_cache
-    assert t3.loc[t3["run"] == "s/a/walker-walk/default/seed0", "episode_return"].tolist() == [0.0, 42.0, 43.0]
+    assert t3.loc[t3["run"] == "s/a/walker-walk/default/seed0", "episode_return"].tolist() == [
+        0.0,
+        42.0,
+        43.0,
+    ]
     # A corrupt cache file is rebuilt, not trusted.
     (cache / "runs.parquet").write_bytes(b"not parquet")
     assert not load_results(results, cache_dir=cache)[1].from_cache
@@ -151,18 +218,27 @@ def test_cache_reused_and_invalidated_when_a_run_changes(tmp_path):
     assert not load_results(results, cache_dir=cache)[1].from_cache
     # Nothing was written under RESULTS except the runs this test wrote itself.
     assert not any(p.name.startswith(".") or p.suffix == ".parquet" for p in results.rglob("*"))
-    assert all(p.stat().st_mtime_ns == m for p, m in before.items()
-               if p.is_file() and "walker-walk/default/seed0" not in str(p))
+    assert all(
+        p.stat().st_mtime_ns == m
+        for p, m in before.items()
+        if p.is_file() and "walker-walk/default/seed0" not in str(p)
+    )
 
 
 def test_duplicate_method_task_seed_counted_once(tmp_path):
     # main/iqrl and the components sweep's default variant: the same method, task and seeds.
     for seed in range(5):
-        write_run(tmp_path / "main" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
-                  [(0, 0.0), (100, 100.0 * (seed + 1))])
+        write_run(
+            tmp_path / "main" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
+            [(0, 0.0), (100, 100.0 * (seed + 1))],
+        )
     for seed in range(2):  # the components sweep only got to seeds 0 and 1, neither finished
-        write_run(tmp_path / "components" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
-                  [(0, 0.0), (50, 7.0)], state="running" if seed else "failed", steps=100)
+        write_run(
+            tmp_path / "components" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
+            [(0, 0.0), (50, 7.0)],
+            state="running" if seed else "failed",
+            steps=100,
+        )
     with pytest.warns(AnalysisWarning, match=r"2 run\(s\) repeat the method, task and seed"):
         table, info = load_results(tmp_path)
     runs = table.drop_duplicates("run")
@@ -174,8 +250,11 @@ def test_duplicate_method_task_seed_counted_once(tmp_path):
 
 
 def test_repeated_step_after_resume_keeps_the_last_row_whole(tmp_path):
-    run = write_run(tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (100, 2.0), (100, 3.0)],
-                    train={"env_step": [100, 100], "q_loss": [0.5, None], "updates": [40, 50]})
+    run = write_run(
+        tmp_path / "a" / "walker-walk" / "seed0",
+        [(0, 1.0), (100, 2.0), (100, 3.0)],
+        train={"env_step": [100, 100], "q_loss": [0.5, None], "updates": [40, 50]},
+    )
     ev = (run / "eval.csv").read_text().splitlines()
     ev[-1] = "100,3.0,,1,1.0"  # the repeated evaluation has no std
     (run / "eval.csv").write_text("\n".join(ev) + "\n")
@@ -188,10 +267,21 @@ def test_repeated_step_after_resume_keeps_the_last_row_whole(tmp_path):
 
 def iqrl_config(sweep, seed, steps, variant="default", overrides=(), **top):
     """A resolved config.yaml of an iqrl walker-walk run (what the trainer writes; keys trimmed)."""
-    return {"agent": {"name": "iqrl", "mlp_dims": [512, 512], "use_rew_loss": False}, "task": "walker-walk",
-            "seed": seed, "steps": steps, "out": f"/cluster/{sweep}/seed{seed}", "sweep": sweep, "variant": variant,
-            "overrides": list(overrides), "episode_length": 1000, "device": "cuda", "checkpoint_every": 50000,
-            "meta": {"host": sweep}, **top}
+    return {
+        "agent": {"name": "iqrl", "mlp_dims": [512, 512], "use_rew_loss": False},
+        "task": "walker-walk",
+        "seed": seed,
+        "steps": steps,
+        "out": f"/cluster/{sweep}/seed{seed}",
+        "sweep": sweep,
+        "variant": variant,
+        "overrides": list(overrides),
+        "episode_length": 1000,
+        "device": "cuda",
+        "checkpoint_every": 50000,
+        "meta": {"host": sweep},
+        **top,
+    }
 
 
 def test_a_smoke_run_does_not_stand_in_for_a_longer_run_of_another_config(tmp_path):
@@ -199,32 +289,53 @@ def test_a_smoke_run_does_not_stand_in_for_a_longer_run_of_another_config(tmp_pa
     # small networks) are done. Same method, task and seeds, but another experiment: main must stay.
     smoke = ["episode_length=200", "agent.mlp_dims=[64,64]"]
     for seed in range(2):
-        write_run(tmp_path / "main" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
-                  [(0, 0.0), (100_000, 300.0 + seed)], state="running", steps=1_000_000,
-                  config=iqrl_config("main", seed, 1_000_000))
-        write_run(tmp_path / "smoke" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
-                  [(0, 0.0), (3000, 20.0)], steps=3000,
-                  config={**iqrl_config("smoke", seed, 3000, overrides=smoke, episode_length=200),
-                          "agent": {"name": "iqrl", "mlp_dims": [64, 64], "use_rew_loss": False}})
+        write_run(
+            tmp_path / "main" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
+            [(0, 0.0), (100_000, 300.0 + seed)],
+            state="running",
+            steps=1_000_000,
+            config=iqrl_config("main", seed, 1_000_000),
+        )
+        write_run(
+            tmp_path / "smoke" / "iqrl" / "walker-walk" / "default" / f"seed{seed}",
+            [(0, 0.0), (3000, 20.0)],
+            steps=3000,
+            config={
+                **iqrl_config("smoke", seed, 3000, overrides=smoke, episode_length=200),
+                "agent": {"name": "iqrl", "mlp_dims": [64, 64], "use_rew_loss": False},
+            },
+        )
     with pytest.warns(AnalysisWarning) as record:
         table, info = load_results(tmp_path)
-    assert sorted(table.drop_duplicates("run")["run"]) == [f"main/iqrl/walker-walk/default/seed{s}" for s in (0, 1)]
+    assert sorted(table.drop_duplicates("run")["run"]) == [
+        f"main/iqrl/walker-walk/default/seed{s}" for s in (0, 1)
+    ]
     assert (info.n_duplicates, info.n_conflicts) == (0, 2)
     (line,) = [str(w.message) for w in record if "another configuration" in str(w.message)]
-    assert "smoke/iqrl/walker-walk/default/seed0 (kept main/iqrl/walker-walk/default/seed0; differs in " \
-           "episode_length, mlp_dims, steps)" in line
+    assert (
+        "smoke/iqrl/walker-walk/default/seed0 (kept main/iqrl/walker-walk/default/seed0; differs in "
+        "episode_length, mlp_dims, steps)" in line
+    )
     est = metrics.final_estimates(eval_rows(table), [100_000], reps=50).table.set_index("metric")
     assert est.loc["iqm", "value"] == pytest.approx(300.5) and est.loc["iqm", "n_runs"] == 2
 
 
 def test_repeats_of_the_same_experiment_are_told_apart_from_where_and_how_they_ran(tmp_path):
     # Identical experiments in two sweeps: out, device, checkpoint cadence, meta, sweep and variant differ.
-    write_run(tmp_path / "main" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 5.0)],
-              config=iqrl_config("main", 0, 100))
-    write_run(tmp_path / "parts" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)],
-              config={**iqrl_config("parts", 0, 100), "device": "cpu", "checkpoint_every": 10})
+    write_run(
+        tmp_path / "main" / "iqrl" / "walker-walk" / "default" / "seed0",
+        [(0, 0.0), (100, 5.0)],
+        config=iqrl_config("main", 0, 100),
+    )
+    write_run(
+        tmp_path / "parts" / "iqrl" / "walker-walk" / "default" / "seed0",
+        [(0, 0.0), (100, 6.0)],
+        config={**iqrl_config("parts", 0, 100), "device": "cpu", "checkpoint_every": 10},
+    )
     # A copy without config.yaml is compared by what its folder and status.json tell: variant and budget.
-    write_run(tmp_path / "copy" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 7.0)], steps=100)
+    write_run(
+        tmp_path / "copy" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 7.0)], steps=100
+    )
     with pytest.warns(AnalysisWarning, match=r"2 run\(s\) repeat the method, task and seed"):
         table, info = load_results(tmp_path)
     assert table["run"].unique().tolist() == ["copy/iqrl/walker-walk/default/seed0"]  # first path of equals
@@ -237,26 +348,37 @@ def test_a_run_from_before_a_key_was_added_repeats_a_new_run_with_the_legacy_val
     old = iqrl_config("old", 0, 100)
     new = iqrl_config("new", 0, 100)
     new["agent"] = {**new["agent"], "official_shared_eval_seed": False}
-    write_run(tmp_path / "old" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 5.0)], config=old)
-    write_run(tmp_path / "new" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)], config=new)
+    write_run(
+        tmp_path / "old" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 5.0)], config=old
+    )
+    write_run(
+        tmp_path / "new" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)], config=new
+    )
     with pytest.warns(AnalysisWarning):
         _, info = load_results(tmp_path)
     assert (info.n_duplicates, info.n_conflicts) == (1, 0)
     new["agent"]["official_shared_eval_seed"] = True
-    write_run(tmp_path / "new" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)], config=new)
+    write_run(
+        tmp_path / "new" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)], config=new
+    )
     with pytest.warns(AnalysisWarning, match="differs in official_shared_eval_seed"):
         _, info = load_results(tmp_path)
     assert (info.n_duplicates, info.n_conflicts) == (0, 1)
 
 
 def test_a_run_whose_config_carries_never_read_learner_keys_repeats_a_new_run(tmp_path):
-    # iqrl.runfolder.INERT_REMOVED_KEYS: older iqrl configs carried the SAC learner's keys, never read; a new run
+    # iqrl.runfolder.INERT_REMOVED_KEYS: older iqrl configs carried the SAC learner's keys, never read; a new
+    # run
     # without them is the same experiment (a key outside that set would make it another, test above).
     old = iqrl_config("old", 0, 100)
     old["agent"] = {**old["agent"], "init_temperature": 0.1, "alpha_lr": 3e-4}
     new = iqrl_config("new", 0, 100)
-    write_run(tmp_path / "old" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 5.0)], config=old)
-    write_run(tmp_path / "new" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)], config=new)
+    write_run(
+        tmp_path / "old" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 5.0)], config=old
+    )
+    write_run(
+        tmp_path / "new" / "iqrl" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 6.0)], config=new
+    )
     with pytest.warns(AnalysisWarning):
         _, info = load_results(tmp_path)
     assert (info.n_duplicates, info.n_conflicts) == (1, 0)

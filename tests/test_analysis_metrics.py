@@ -13,6 +13,7 @@ from analysis import metrics
 from analysis import stats as astats
 from analysis.load import AnalysisWarning, eval_rows, load_results
 from analysis.reference import DEFAULT_REFERENCE, select_reference
+
 from analysis_helpers import HAND_SCORES, write_hand_results, write_run
 
 REPS = 200
@@ -30,12 +31,18 @@ def test_iqm_matches_scipy_and_rliable():
     for shape in [(1, 1), (3, 5), (4, 3), (7, 2), (10, 1)]:
         s = rng.random(shape)
         ours = astats.final_metric_values(s)
-        theirs = [rm.aggregate_iqm(s), rm.aggregate_median(s), rm.aggregate_mean(s), rm.aggregate_optimality_gap(s)]
+        theirs = [
+            rm.aggregate_iqm(s),
+            rm.aggregate_median(s),
+            rm.aggregate_mean(s),
+            rm.aggregate_optimality_gap(s),
+        ]
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
         assert astats.iqm(s) == pytest.approx(stats.trim_mean(s, 0.25, axis=None), rel=1e-12)
     curve = rng.random((3, 4, 6))
-    np.testing.assert_allclose(astats.iqm_per_step(curve), [rm.aggregate_iqm(curve[..., j]) for j in range(6)],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        astats.iqm_per_step(curve), [rm.aggregate_iqm(curve[..., j]) for j in range(6)], rtol=1e-12
+    )
 
 
 def test_probability_of_improvement_matches_rliable():
@@ -46,7 +53,9 @@ def test_probability_of_improvement_matches_rliable():
     assert astats.probability_of_improvement(x, y) == pytest.approx(rm.probability_of_improvement(x, y))
     assert astats.probability_of_improvement(x, x) == pytest.approx(0.5)
     # Hand-computed: x = [2, 0], y = [1] on one task -> 1 of 2 pairs wins -> 1/2; plus a task won outright.
-    assert astats.probability_of_improvement(np.array([[2.0, 5.0], [0.0, 6.0]]), np.array([[1.0, 1.0]])) == 0.75
+    assert (
+        astats.probability_of_improvement(np.array([[2.0, 5.0], [0.0, 6.0]]), np.array([[1.0, 1.0]])) == 0.75
+    )
 
 
 def test_final_estimates_hand_values(hand_evals):
@@ -110,8 +119,10 @@ def test_run_first_evaluated_after_the_step_is_counted_as_left_out(tmp_path):
     assert scores["seed"].tolist() == [0]
     assert not_reached[["seed", "first_eval", "last_eval"]].values.tolist() == [[1, 150, 200]]
     est = metrics.final_estimates(evals, [100], reps=REPS)
-    assert "at 100 steps, 1 run(s) never reached it and are left out (a: 1; 1 first evaluated after it)" \
+    assert (
+        "at 100 steps, 1 run(s) never reached it and are left out (a: 1; 1 first evaluated after it)"
         in est.notes
+    )
 
 
 def test_tasks_with_unequal_runs_use_every_run(tmp_path):
@@ -144,20 +155,28 @@ def test_ragged_aggregates_equal_pooled_scores_and_ci_is_reproducible():
     cols = ragged_cols(rng, [1, 3, 5, 2, 4])  # one task with a single run
     allv = np.concatenate(cols)
     point, interval = astats.bootstrap(cols, astats.FINAL_STAT, reps=2000, seed=0)
-    expected = [stats.trim_mean(allv, 0.25), np.median([c.mean() for c in cols]), np.mean([c.mean() for c in cols]),
-                1.0 - np.mean([np.minimum(c, 1.0).mean() for c in cols])]
+    expected = [
+        stats.trim_mean(allv, 0.25),
+        np.median([c.mean() for c in cols]),
+        np.mean([c.mean() for c in cols]),
+        1.0 - np.mean([np.minimum(c, 1.0).mean() for c in cols]),
+    ]
     np.testing.assert_allclose(point, expected, rtol=1e-12)
     assert np.isfinite(interval).all()
     assert (interval[0] <= point).all() and (point <= interval[1]).all() and (interval[1] > interval[0]).all()
     again = astats.bootstrap(cols, astats.FINAL_STAT, reps=2000, seed=0)
-    assert np.array_equal(again[0], point) and np.array_equal(again[1], interval)  # identical, not merely close
+    assert np.array_equal(again[0], point) and np.array_equal(
+        again[1], interval
+    )  # identical, not merely close
     other = astats.bootstrap(cols, astats.FINAL_STAT, reps=2000, seed=1)[1]
     assert not np.array_equal(other, interval)
     # blocks of resamples (memory bound) do not change the numbers
     small = astats.ragged_bootstrap((cols,), astats.FINAL_STAT.pooled, reps=2000, seed=0, chunk=7)
     assert np.array_equal(small[1], interval)
     # IQM alone, and one run on every task: a point without an interval
-    assert astats.bootstrap(cols, astats.IQM_STAT, reps=200)[0][0] == pytest.approx(stats.trim_mean(allv, 0.25))
+    assert astats.bootstrap(cols, astats.IQM_STAT, reps=200)[0][0] == pytest.approx(
+        stats.trim_mean(allv, 0.25)
+    )
     single = astats.bootstrap([np.array([0.3]), np.array([0.5])], astats.FINAL_STAT, reps=200)
     assert single[0][0] == pytest.approx(0.4) and np.isnan(single[1]).all()
 
@@ -189,17 +208,22 @@ def test_pooled_forms_match_rliable_on_balanced_data():
     rng = np.random.default_rng(4)
     s = rng.random((5, 4))
     cols = list(s.T)
-    np.testing.assert_allclose(astats.pooled_point((cols,), astats.FINAL_STAT.pooled),
-                               [rm.aggregate_iqm(s), rm.aggregate_median(s), rm.aggregate_mean(s),
-                                rm.aggregate_optimality_gap(s)], rtol=1e-12)
+    np.testing.assert_allclose(
+        astats.pooled_point((cols,), astats.FINAL_STAT.pooled),
+        [rm.aggregate_iqm(s), rm.aggregate_median(s), rm.aggregate_mean(s), rm.aggregate_optimality_gap(s)],
+        rtol=1e-12,
+    )
     # balanced data still goes through rliable; the numpy bootstrap of the same data gives a close interval
     rl = astats.bootstrap(cols, astats.FINAL_STAT, reps=4000)
     ours = astats.ragged_bootstrap((cols,), astats.FINAL_STAT.pooled, reps=4000)
     np.testing.assert_allclose(ours[0], rl[0], rtol=1e-12)
     np.testing.assert_allclose(ours[1], rl[1], atol=0.02)
     curve = rng.random((3, 4, 6))
-    np.testing.assert_allclose(astats.pooled_point(([curve[:, t] for t in range(4)],), astats.IQM_PER_STEP_STAT.pooled),
-                               astats.iqm_per_step(curve), rtol=1e-12)
+    np.testing.assert_allclose(
+        astats.pooled_point(([curve[:, t] for t in range(4)],), astats.IQM_PER_STEP_STAT.pooled),
+        astats.iqm_per_step(curve),
+        rtol=1e-12,
+    )
 
 
 def test_ragged_probability_of_improvement_and_profile():
@@ -255,77 +279,119 @@ def test_per_task_curves_mean_and_ci(tmp_path):
 
 def run(variant, overrides, cfg):
     """One run row of sweep `abl` as `ablation_grids` reads it."""
-    return {"sweep": "abl", "agent": "iqrl", "variant": variant,
-            "method": "iqrl" if variant == "default" else f"iqrl/{variant}",
-            "overrides": json.dumps(overrides), "config_values": json.dumps(cfg)}
+    return {
+        "sweep": "abl",
+        "agent": "iqrl",
+        "variant": variant,
+        "method": "iqrl" if variant == "default" else f"iqrl/{variant}",
+        "overrides": json.dumps(overrides),
+        "config_values": json.dumps(cfg),
+    }
 
 
 def test_ablation_grids_from_overrides_config_and_variant_names():
-    runs = pd.DataFrame([
-        run("default", {}, {"horizon": "5", "fsq_levels": "8-8"}),
-        run("horizon=1", {"horizon": "1"}, {}),
-        run("horizon=3", {"horizon": "3"}, {}),
-        run("fsq_levels=5-5-5-5", {"fsq_levels": "5-5-5-5"}, {}),
-        run("horizon=3,use_fsq=false", {"horizon": "3", "use_fsq": "false"}, {}),
-    ])
+    runs = pd.DataFrame(
+        [
+            run("default", {}, {"horizon": "5", "fsq_levels": "8-8"}),
+            run("horizon=1", {"horizon": "1"}, {}),
+            run("horizon=3", {"horizon": "3"}, {}),
+            run("fsq_levels=5-5-5-5", {"fsq_levels": "5-5-5-5"}, {}),
+            run("horizon=3,use_fsq=false", {"horizon": "3", "use_fsq": "false"}, {}),
+        ]
+    )
     grids = {g.key: g for g in metrics.ablation_grids(runs)}
     assert sorted(grids) == ["fsq_levels", "horizon"]  # use_fsq takes one value only
     h = grids["horizon"].points
     assert sorted(zip(h["value"], h["context"], h["method"])) == [
-        ("1", "", "iqrl/horizon=1"), ("3", "", "iqrl/horizon=3"),
-        ("3", "use_fsq=false", "iqrl/horizon=3,use_fsq=false"), ("5", "", "iqrl")]
+        ("1", "", "iqrl/horizon=1"),
+        ("3", "", "iqrl/horizon=3"),
+        ("3", "use_fsq=false", "iqrl/horizon=3,use_fsq=false"),
+        ("5", "", "iqrl"),
+    ]
     assert sorted(grids["fsq_levels"].points["value"], key=metrics.value_sort_key) == ["8-8", "5-5-5-5"]
     assert metrics.is_numeric(["1", "3", "5"]) and not metrics.is_numeric(["8-8", "5-5-5-5"])
 
 
 def test_list_values_ordered_by_codebook_size():
-    # ablations/fsq_levels.yaml's layouts: by the product of the levels (ties: fewer levels first), not as text
+    # ablations/fsq_levels.yaml's layouts: by the product of the levels (ties: fewer levels first), not as
+    # text
     levels = ["8-8-8-8", "16-16", "2-2-2-2", "8-5-5-5", "4-4", "4-4-4", "8-8", "32-32", "8-6-5", "4-4-4-4"]
     assert sorted(levels, key=metrics.value_sort_key) == [
-        "4-4", "2-2-2-2", "8-8", "4-4-4", "8-6-5", "16-16", "4-4-4-4", "8-5-5-5", "32-32", "8-8-8-8"]
+        "4-4",
+        "2-2-2-2",
+        "8-8",
+        "4-4-4",
+        "8-6-5",
+        "16-16",
+        "4-4-4-4",
+        "8-5-5-5",
+        "32-32",
+        "8-8-8-8",
+    ]
     # numbers first (by value), then lists, then text
     assert sorted(["default (8-8/4-4)", "4-4", "10", "2"], key=metrics.value_sort_key) == [
-        "2", "10", "4-4", "default (8-8/4-4)"]
+        "2",
+        "10",
+        "4-4",
+        "default (8-8/4-4)",
+    ]
 
 
 def test_ablation_default_variant_set_per_task_is_not_placed_at_one_value():
     """The default variant's use_projection is true on one task and false on another (task overrides): it is
     labelled with both, not with the value of whichever run came first."""
-    runs = pd.DataFrame([
-        run("default", {}, {"use_projection": "false"}),  # cheetah-run
-        run("default", {}, {"use_projection": "true"}),  # fish-swim
-        run("use_projection=true", {"use_projection": "true"}, {}),
-        run("use_projection=false", {"use_projection": "false"}, {}),
-    ])
+    runs = pd.DataFrame(
+        [
+            run("default", {}, {"use_projection": "false"}),  # cheetah-run
+            run("default", {}, {"use_projection": "true"}),  # fish-swim
+            run("use_projection=true", {"use_projection": "true"}, {}),
+            run("use_projection=false", {"use_projection": "false"}, {}),
+        ]
+    )
     (grid,) = metrics.ablation_grids(runs)
     assert sorted(grid.points["value"]) == ["default (false/true)", "false", "true"]
 
 
 def test_select_reference_rows():
-    ref = pd.DataFrame({
-        "source": ["s1", "s1", "s1", "s2", "s1", "s1", "s1"],
-        "algorithm": ["SAC", "SAC", "SAC", "SAC", "SAC", "X", "SAC"],
-        "ablation": ["", "", "", "", "study:arm", "", ""],
-        "task": ["walker-walk"] * 5 + ["walker-walk", "cheetah-run"],
-        "env_step": [0, 0, 1000, 0, 0, 5000, 0],
-        "seed": [1, 2, 1, 1, 1, 1, 1],
-        "episode_return": [10.0, 30.0, 50.0, 7.0, 999.0, 1.0, 3.0],
-    })
+    ref = pd.DataFrame(
+        {
+            "source": ["s1", "s1", "s1", "s2", "s1", "s1", "s1"],
+            "algorithm": ["SAC", "SAC", "SAC", "SAC", "SAC", "X", "SAC"],
+            "ablation": ["", "", "", "", "study:arm", "", ""],
+            "task": ["walker-walk"] * 5 + ["walker-walk", "cheetah-run"],
+            "env_step": [0, 0, 1000, 0, 0, 5000, 0],
+            "seed": [1, 2, 1, 1, 1, 1, 1],
+            "episode_return": [10.0, 30.0, 50.0, 7.0, 999.0, 1.0, 3.0],
+        }
+    )
     out = select_reference(ref, ["walker-walk"], max_step=1000)
     assert out[["label", "env_step", "mean", "n_seeds"]].values.tolist() == [
-        ["SAC [s1]", 0, 20.0, 2], ["SAC [s1]", 1000, 50.0, 1], ["SAC [s2]", 0, 7.0, 1]]
+        ["SAC [s1]", 0, 20.0, 2],
+        ["SAC [s1]", 1000, 50.0, 1],
+        ["SAC [s2]", 0, 7.0, 1],
+    ]
 
 
 def test_select_reference_interpolates_seeds_evaluated_at_other_steps():
-    ref = pd.DataFrame({
-        "source": "s", "algorithm": "A", "ablation": "", "task": "walker-walk",
-        "env_step": [0, 100, 200, 0, 200, 300], "seed": [1, 1, 1, 2, 2, 2],
-        "episode_return": [0.0, 100.0, 200.0, 0.0, 400.0, 500.0],
-    })
+    ref = pd.DataFrame(
+        {
+            "source": "s",
+            "algorithm": "A",
+            "ablation": "",
+            "task": "walker-walk",
+            "env_step": [0, 100, 200, 0, 200, 300],
+            "seed": [1, 1, 1, 2, 2, 2],
+            "episode_return": [0.0, 100.0, 200.0, 0.0, 400.0, 500.0],
+        }
+    )
     out = select_reference(ref, ["walker-walk"])
     # step 100: seed 2 interpolated to 200 -> (100 + 200) / 2; step 300 is past seed 1's last step
     assert out[["env_step", "mean", "n_seeds"]].values.tolist() == [
-        [0, 0.0, 2], [100, 150.0, 2], [200, 300.0, 2], [300, 500.0, 1]]
+        [0, 0.0, 2],
+        [100, 150.0, 2],
+        [200, 300.0, 2],
+        [300, 500.0, 1],
+    ]
 
 
 @pytest.mark.skipif(not DEFAULT_REFERENCE.is_file(), reason="shared reference data not present")
@@ -342,18 +408,26 @@ def test_select_reference_on_published_file():
 
 def test_ablation_notes_runs_left_out_and_other_task_sets(tmp_path):
     def cfg(horizon):
-        return {"agent": {"name": "iqrl", "horizon": horizon}, "sweep": "abl", "seed": 0,
-                "variant": "default" if horizon == 5 else f"horizon={horizon}",
-                "overrides": [] if horizon == 5 else [f"agent.horizon={horizon}"]}
+        return {
+            "agent": {"name": "iqrl", "horizon": horizon},
+            "sweep": "abl",
+            "seed": 0,
+            "variant": "default" if horizon == 5 else f"horizon={horizon}",
+            "overrides": [] if horizon == 5 else [f"agent.horizon={horizon}"],
+        }
 
     for h in (1, 5):
         for task, ret in (("walker-walk", 800.0), ("dog-run", 100.0)):
             for seed in range(2):
                 c = {**cfg(h), "task": task, "seed": seed}
                 last = 50 if (h == 5 and task == "dog-run") else 100  # horizon 5 on dog-run still running
-                write_run(tmp_path / "abl" / "iqrl" / task / c["variant"] / f"seed{seed}",
-                          [(0, 0.0), (last, ret)], config=c, state="done" if last == 100 else "running",
-                          steps=100)
+                write_run(
+                    tmp_path / "abl" / "iqrl" / task / c["variant"] / f"seed{seed}",
+                    [(0, 0.0), (last, ret)],
+                    config=c,
+                    state="done" if last == 100 else "running",
+                    steps=100,
+                )
     with pytest.warns(AnalysisWarning, match="2 run\\(s\\) not done \\(2 running\\)"):
         evals = eval_rows(load_results(tmp_path)[0])
     runs = evals.drop_duplicates("run")
@@ -361,18 +435,21 @@ def test_ablation_notes_runs_left_out_and_other_task_sets(tmp_path):
     points, step, notes = metrics.ablation_estimates(evals, grid, [100], reps=50)
     assert step == 100
     iqm = dict(zip(points["value"], points["iqm"]))
-    assert iqm == pytest.approx({"1": 450.0, "5": 800.0}) and dict(zip(points["value"], points["n_tasks"])) == {
-        "1": 2, "5": 1}
+    assert iqm == pytest.approx({"1": 450.0, "5": 800.0}) and dict(
+        zip(points["value"], points["n_tasks"])
+    ) == {"1": 2, "5": 1}
     assert any("2 run(s) never reached it" in n and "iqrl: 2" in n for n in notes)
     assert any("different task sets" in n for n in notes)
 
 
 def test_ablation_grid_ignores_overrides_every_variant_shares():
     # a sweep's `fixed: {eval_every: 10000}` lands in every variant's overrides, the default's too
-    runs = pd.DataFrame([
-        run("default", {"eval_every": "10000"}, {"use_fsq": "true", "eval_every": "10000"}),
-        run("use_fsq=false", {"use_fsq": "false", "eval_every": "10000"}, {}),
-    ])
+    runs = pd.DataFrame(
+        [
+            run("default", {"eval_every": "10000"}, {"use_fsq": "true", "eval_every": "10000"}),
+            run("use_fsq=false", {"use_fsq": "false", "eval_every": "10000"}, {}),
+        ]
+    )
     (grid,) = metrics.ablation_grids(runs)
     assert grid.key == "use_fsq"
     assert sorted(zip(grid.points["value"], grid.points["context"])) == [("false", ""), ("true", "")]
@@ -381,7 +458,13 @@ def test_ablation_grid_ignores_overrides_every_variant_shares():
 def test_method_order_iqrl_first_and_numbers_by_value():
     methods = ["td3", "iqrl/horizon=10", "iqrl/horizon=2", "iqrl", "dcwm", "iqrl/horizon=1,rho=0.5"]
     assert metrics.method_order(methods) == [
-        "iqrl", "iqrl/horizon=1,rho=0.5", "iqrl/horizon=2", "iqrl/horizon=10", "dcwm", "td3"]
+        "iqrl",
+        "iqrl/horizon=1,rho=0.5",
+        "iqrl/horizon=2",
+        "iqrl/horizon=10",
+        "dcwm",
+        "td3",
+    ]
 
 
 def test_final_estimates_note_methods_on_different_task_sets(tmp_path):
@@ -389,5 +472,7 @@ def test_final_estimates_note_methods_on_different_task_sets(tmp_path):
     write_run(tmp_path / "s" / "b" / "walker-walk" / "default" / "seed0", [(0, 0.0), (100, 50.0)])
     notes = metrics.final_estimates(eval_rows(load_results(tmp_path)[0]), [100], reps=REPS).notes
     assert any("methods average different task sets (tasks per method: a: 3, b: 1)" in n for n in notes)
-    same = metrics.final_estimates(eval_rows(load_results(write_hand_results(tmp_path / "h"))[0]), [100], reps=REPS)
+    same = metrics.final_estimates(
+        eval_rows(load_results(write_hand_results(tmp_path / "h"))[0]), [100], reps=REPS
+    )
     assert not any("different task sets" in n for n in same.notes)

@@ -1,19 +1,22 @@
 """`make bench` input checks (throughput itself is measured by `make bench`, never in a test)."""
 
-import pytest
-
 import json
+
+import pytest
 
 from iqrl.bench import main, whole_periods
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--seeds", "0"], "--seeds must be a comma-separated list of ints >= 1"),
-    (["--seeds", "a,4"], "--seeds must be a comma-separated list of ints >= 1"),
-    (["--agents", "nope"], "unknown agent"),
-    (["--tasks", "walker-nope"], "walker-nope"),
-    (["--agents", "td3", "--seeds", "4"], "asks only for K-seed rows"),  # no row to measure
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seeds", "0"], "--seeds must be a comma-separated list of ints >= 1"),
+        (["--seeds", "a,4"], "--seeds must be a comma-separated list of ints >= 1"),
+        (["--agents", "nope"], "unknown agent"),
+        (["--tasks", "walker-nope"], "walker-nope"),
+        (["--agents", "td3", "--seeds", "4"], "asks only for K-seed rows"),  # no row to measure
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert main([*args, "--out", str(tmp_path / "b.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -25,7 +28,9 @@ def test_peak_rows_cover_both_dtypes_and_every_product():
     from iqrl.bench import PEAK_PRODUCTS, matmul_peak
 
     rows = matmul_peak("cpu", seconds=0.0)
-    assert [(r["op"], r["dtype"]) for r in rows] == [(op, d) for d in ("fp32", "bf16") for op, _ in PEAK_PRODUCTS]
+    assert [(r["op"], r["dtype"]) for r in rows] == [
+        (op, d) for d in ("fp32", "bf16") for op, _ in PEAK_PRODUCTS
+    ]
     assert rows[0]["shape"] == "256x1030x512" and all(r["gflop_per_s"] > 0 for r in rows)
 
 
@@ -53,7 +58,15 @@ def test_mrq_updates_are_timed_over_whole_encoder_periods():
 
 
 def test_compare_prints_ratios_and_names_rows_in_one_file_only(tmp_path, capsys):
-    row = dict(agent="iqrl", task="walker-walk", device="cpu", dtype="fp32", compile=False, seeds=1, updates_per_s=4.0)
+    row = dict(
+        agent="iqrl",
+        task="walker-walk",
+        device="cpu",
+        dtype="fp32",
+        compile=False,
+        seeds=1,
+        updates_per_s=4.0,
+    )
     (tmp_path / "old.json").write_text(json.dumps([row, {**row, "seeds": 4, "updates_per_s": 1.0}]))
     (tmp_path / "new.json").write_text(json.dumps([{**row, "updates_per_s": 6.0}, {**row, "dtype": "bf16"}]))
     assert main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0

@@ -6,9 +6,10 @@ import sys
 import pytest
 import yaml
 
-from conftest import tiny_argv
 from iqrl.config import build_config
 from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
+
+from conftest import tiny_argv
 
 BAD = [
     (["agent=nope"], "unknown agent 'nope'; valid agents: "),
@@ -17,7 +18,10 @@ BAD = [
     (["sede=3"], "unknown config key 'sede' (did you mean seed?)"),
     (["agent.fsq_levels=[8,1]"], "agent.fsq_levels must be a non-empty list of ints >= 2"),
     (["agent.fsq_levels=[]"], "agent.fsq_levels must be a non-empty list of ints >= 2"),
-    (["agent=iqrl", "agent.fsq_levels=[2,2]"], "has a level of 2, which the standard FSQ bound maps to one code"),
+    (
+        ["agent=iqrl", "agent.fsq_levels=[2,2]"],
+        "has a level of 2, which the standard FSQ bound maps to one code",
+    ),
     (["agent=dcwm", "agent.fsq_levels=[5,2]"], "use agent.fsq_symmetric=true"),
     (["agent.horizon=0"], "agent.horizon must be >= 1"),
     (["steps=many"], "invalid value for steps"),
@@ -71,11 +75,17 @@ def test_other_checkpoint_cadence_or_device_is_the_same_run(tmp_path, capsys):
 
 
 def test_real_process_exit_code_and_check_mode(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "iqrl.train", "agent=bogus", f"out={tmp_path}/x"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "iqrl.train", "agent=bogus", f"out={tmp_path}/x"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == EXIT_BAD_INPUT and r.stderr.strip().startswith("error: unknown agent 'bogus'")
-    r = subprocess.run([sys.executable, "-m", "iqrl.train", "--check", "agent=iqrl", "task=dog-run"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "iqrl.train", "--check", "agent=iqrl", "task=dog-run"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "ok: iqrl on dog-run" in r.stdout
 
 
@@ -83,7 +93,12 @@ def test_task_overrides_and_presets():
     dog = build_config(["agent=iqrl", "task=dog-run"]).agent
     assert (dog.latent_dim, dog.latent_width, dog.nstep, dog.expl_sigma_episodes) == (1024, 2048, 3, 500)
     walker = build_config(["agent=iqrl", "task=walker-walk"]).agent
-    assert (walker.latent_width, walker.nstep, walker.expl_sigma_episodes, walker.tc_loss_sign) == (1024, 1, 50, -1)
+    assert (walker.latent_width, walker.nstep, walker.expl_sigma_episodes, walker.tc_loss_sign) == (
+        1024,
+        1,
+        50,
+        -1,
+    )
     acro = build_config(["agent=iqrl", "task=acrobot-swingup"]).agent
     assert (acro.enc_tau, acro.nstep, acro.expl_sigma_episodes) == (0.0005, 3, 150)
     for agent in ("iqrl", "td3"):  # a task in no group: the official code's default decay, 50 episodes
@@ -120,8 +135,9 @@ def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
     from iqrl.train import Trainer
 
     def trainer(*argv):
-        return Trainer(build_config([f"agent={agent}", "task=cartpole-balance", "seed=5", "out=/nonexistent/x",
-                                     *argv]))
+        return Trainer(
+            build_config([f"agent={agent}", "task=cartpole-balance", "seed=5", "out=/nonexistent/x", *argv])
+        )
 
     first_obs = {s: DMCEnv("cartpole-balance", s).reset() for s in (5, 10005)}
     for shared, expected in ((True, 5), (False, 10005)):

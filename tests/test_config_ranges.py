@@ -9,8 +9,15 @@ from iqrl import agents as registry
 from iqrl.config import ConfigError, build_config
 
 BASE = ["task=cartpole-balance"]
-NOISE_STDS = {"policy_noise", "noise_clip", "expl_noise", "expl_sigma_start", "expl_sigma_end", "sigma_start",
-              "sigma_end"}
+NOISE_STDS = {
+    "policy_noise",
+    "noise_clip",
+    "expl_noise",
+    "expl_sigma_start",
+    "expl_sigma_end",
+    "sigma_start",
+    "sigma_end",
+}
 
 
 def bad_values(name: str) -> list[str]:
@@ -24,8 +31,12 @@ def bad_values(name: str) -> list[str]:
     return []
 
 
-CASES = [(agent, f.name, v) for agent in registry.agent_names() for f in fields(registry.config_class(agent))
-         for v in bad_values(f.name)]
+CASES = [
+    (agent, f.name, v)
+    for agent in registry.agent_names()
+    for f in fields(registry.config_class(agent))
+    for v in bad_values(f.name)
+]
 
 
 def test_every_agent_has_cases():
@@ -62,7 +73,9 @@ def test_every_task_file_key_belongs_to_an_agent_reading_that_file():
     readers: dict[str, set[str]] = {}
     for agent in registry.agent_names():
         entry = registry.get_entry(agent)
-        readers.setdefault(entry.task_overrides, set()).update(f.name for f in fields(registry.config_class(agent)))
+        readers.setdefault(entry.task_overrides, set()).update(
+            f.name for f in fields(registry.config_class(agent))
+        )
     for name, keys in readers.items():
         data = task_file(name)
         layers = [*(data.get("groups") or {}).values(), *(data.get("tasks") or {}).values()]
@@ -71,7 +84,8 @@ def test_every_task_file_key_belongs_to_an_agent_reading_that_file():
 
 
 def test_iqrl_sac_leaves_out_the_noise_schedule_of_the_shared_task_file():
-    """iqrl and iqrl-sac read iqrl_tasks.yaml: iqrl takes the hard group's 500-episode noise schedule, iqrl-sac
+    """iqrl and iqrl-sac read iqrl_tasks.yaml: iqrl takes the hard group's 500-episode noise schedule,
+    iqrl-sac
     (SAC explores by sampling) has no such key but still takes the task's latent_dim and nstep."""
     iqrl = build_config(["agent=iqrl", "task=dog-run"]).agent
     sac = build_config(["agent=iqrl-sac", "task=dog-run"]).agent

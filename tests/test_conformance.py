@@ -16,12 +16,13 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_AGENT, TINY_RUN, tiny_argv
 from iqrl import agents
 from iqrl.agents import Agent, AgentSpec, make_agent
 from iqrl.config import build_config
 from iqrl.replay import SequenceReplay
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+
+from conftest import TINY_AGENT, TINY_RUN, tiny_argv
 from test_train import EVAL_COLS, eval_numbers, read_csv
 
 AGENTS = agents.agent_names()
@@ -41,8 +42,13 @@ def filled_replay(agent: Agent, seed: int = 0) -> SequenceReplay:
     for ep in range(2):
         replay.start_episode(rng.normal(size=OBS).astype(np.float32))
         for t in range(60):
-            replay.add(rng.uniform(-1, 1, ACT).astype(np.float32), float(rng.normal()),
-                       rng.normal(size=OBS).astype(np.float32), ep == 1 and t == 59, ep == 0 and t == 59)
+            replay.add(
+                rng.uniform(-1, 1, ACT).astype(np.float32),
+                float(rng.normal()),
+                rng.normal(size=OBS).astype(np.float32),
+                ep == 1 and t == 59,
+                ep == 0 and t == 59,
+            )
     return replay
 
 

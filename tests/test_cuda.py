@@ -5,14 +5,16 @@ the evaluation steps of an uninterrupted run; the rows written before the stop a
 Returns are not compared with the uninterrupted run: CUDA kernels such as index_add's backward are not
 bitwise deterministic, so bitwise resume equality is a CPU guarantee (tests/test_train.py).
 """
+
 import math
 
 import pytest
 import torch
 
-from conftest import tiny_argv
 from iqrl import agents
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+
+from conftest import tiny_argv
 from test_train import eval_numbers
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from baselines.dcwm import DCWM, DCWMConfig
-from conftest import tiny_argv
 from iqrl.config import ConfigError, build_config
 from iqrl.maths import gumbel_softmax_st
 from iqrl.replay import SequenceBatch
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
-from test_train import eval_numbers, read_csv
+from iqrl.train import EXIT_OK, main
+
+from conftest import tiny_argv
+from test_train import read_csv
 
 OBS, ACT = 7, 3
 SMALL_PLAN = {"num_samples": 32, "num_pi_trajs": 4, "num_elites": 8, "iterations": 2}
@@ -22,22 +23,34 @@ SMALL_PLAN = {"num_samples": 32, "num_pi_trajs": 4, "num_elites": 8, "iterations
 
 def make(**kw):
     torch.manual_seed(0)
-    cfg = DCWMConfig(**{"latent_dim": 4, "mlp_dims": [16, 16], "enc_mlp_dims": [16], "batch_size": 8,
-                        **SMALL_PLAN, **kw})
+    cfg = DCWMConfig(
+        **{"latent_dim": 4, "mlp_dims": [16, 16], "enc_mlp_dims": [16], "batch_size": 8, **SMALL_PLAN, **kw}
+    )
     return DCWM(cfg, OBS, ACT, torch.device("cpu"), seed=0)
 
 
 def batch(B=8, L=5, seed=0, requires_grad=False):
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn(B, L + 1, OBS, generator=g).requires_grad_(requires_grad)
-    return SequenceBatch(obs=obs, action=torch.rand(B, L, ACT, generator=g) * 2 - 1,
-                         reward=torch.rand(B, L, generator=g) * 2, terminal=torch.zeros(B, L, dtype=torch.bool),
-                         valid=torch.ones(B, L), index=torch.arange(B))
+    return SequenceBatch(
+        obs=obs,
+        action=torch.rand(B, L, ACT, generator=g) * 2 - 1,
+        reward=torch.rand(B, L, generator=g) * 2,
+        terminal=torch.zeros(B, L, dtype=torch.bool),
+        valid=torch.ones(B, L),
+        index=torch.arange(B),
+    )
 
 
 def test_latent_codes_and_architecture():
     cfg = DCWMConfig()
-    assert (cfg.latent_dim, cfg.fsq_levels, cfg.horizon, cfg.batch_size, cfg.num_critics) == (512, [5, 3], 5, 512, 5)
+    assert (cfg.latent_dim, cfg.fsq_levels, cfg.horizon, cfg.batch_size, cfg.num_critics) == (
+        512,
+        [5, 3],
+        5,
+        512,
+        5,
+    )
     agent = DCWM(DCWMConfig(latent_dim=6, **SMALL_PLAN), OBS, ACT, torch.device("cpu"), seed=0)
     assert agent.spec.updates_per_step == 0.5 and agent.spec.seq_len == 5  # 1 per agent step
     assert agent.codebook_size == 15 and agent.latent_width == 12
@@ -85,11 +98,13 @@ def test_world_model_loss_is_rho_weighted_ce_and_reward():
         z = agent.encode(b.obs[:, 0])
         ce, rew = 0, 0
         for t in range(3):
-            r_hat = torch.tanh(agent.reward_head(torch.cat([z, b.action[:, t]], -1)).squeeze(-1)) + 1.0  # [0, 2]
-            rew = rew + 0.5 ** t * ((r_hat - b.reward[:, t]) ** 2).mean()
+            r_hat = (
+                torch.tanh(agent.reward_head(torch.cat([z, b.action[:, t]], -1)).squeeze(-1)) + 1.0
+            )  # [0, 2]
+            rew = rew + 0.5**t * ((r_hat - b.reward[:, t]) ** 2).mean()
             logits = agent.next_logits(z, b.action[:, t])
             k = agent.codes(b.obs[:, t + 1])
-            ce = ce + 0.5 ** t * F.cross_entropy(logits.flatten(0, 1), k.flatten())
+            ce = ce + 0.5**t * F.cross_entropy(logits.flatten(0, 1), k.flatten())
             z = agent.codebook[logits.argmax(-1)].flatten(-2)
     assert m["consistency_loss"].item() == pytest.approx(ce.item() / 3, rel=1e-5)
     assert m["reward_loss"].item() == pytest.approx(rew.item() / 3, rel=1e-5)
@@ -131,7 +146,9 @@ def test_consistency_targets_are_stop_gradient(consistency):
 
 
 def test_rollout_gradient_flows_through_the_gumbel_samples():
-    agent = make(reward_coef=1.0, consistency_coef=0.0)  # reward of z_1.. depends on the dynamics only via the rollout
+    agent = make(
+        reward_coef=1.0, consistency_coef=0.0
+    )  # reward of z_1.. depends on the dynamics only via the rollout
     agent.world_model_loss(batch())[0].backward()
     assert agent.dynamics[0].weight.grad.abs().sum() > 0
     agent = make(reward_coef=1.0, consistency_coef=0.0, train_propagation="sample_no_grad")
@@ -180,11 +197,15 @@ def test_bootstrap_discount_gamma_n_or_legacy_unit_for_n1(legacy, expected):
     agent = make(nstep=1, dcwm_legacy_unit_discount=legacy)
     _, _, _, disc, z_boot = agent.rl_inputs(b1 := batch())
     # the bootstrap latent is the code of o_{t+1} (boot index 1)
-    assert torch.allclose(disc, torch.full((8,), expected)) and torch.equal(z_boot, agent.encode(b1.obs[:, 1]))
+    assert torch.allclose(disc, torch.full((8,), expected)) and torch.equal(
+        z_boot, agent.encode(b1.obs[:, 1])
+    )
     agent3 = make(nstep=3, dcwm_legacy_unit_discount=legacy)  # n > 1: gamma^n either way
     _, _, ret, disc3, z_boot3 = agent3.rl_inputs(b := batch())
-    assert torch.allclose(disc3, torch.full((8,), 0.99 ** 3)) and torch.equal(z_boot3, agent3.encode(b.obs[:, 3]))
-    assert torch.allclose(ret, b.reward[:, 0] + 0.99 * b.reward[:, 1] + 0.99 ** 2 * b.reward[:, 2])
+    assert torch.allclose(disc3, torch.full((8,), 0.99**3)) and torch.equal(
+        z_boot3, agent3.encode(b.obs[:, 3])
+    )
+    assert torch.allclose(ret, b.reward[:, 0] + 0.99 * b.reward[:, 1] + 0.99**2 * b.reward[:, 2])
 
 
 def test_planner_warm_start_reset_at_episode_start_and_checkpointed():
@@ -197,7 +218,9 @@ def test_planner_warm_start_reset_at_episode_start_and_checkpointed():
     clone = make()
     clone.load_state_dict(agent.state_dict())
     assert torch.equal(clone.plan_mean[True], agent.plan_mean[True])
-    assert np.array_equal(clone.act(obs, explore=True), agent.act(obs, explore=True))  # same warm start, same RNG
+    assert np.array_equal(
+        clone.act(obs, explore=True), agent.act(obs, explore=True)
+    )  # same warm start, same RNG
     agent.on_episode_start(training=True)
     assert agent.plan_mean[True] is None
 
@@ -270,7 +293,9 @@ def test_run_folder_has_codebook_diagnostics_model_free(tmp_path):
     out = tmp_path / "run"  # (test_train runs the default, MPPI acting, end to end)
     assert main(tiny_argv("dcwm", out, steps=800, extra=["agent.mpc=false"])) == EXIT_OK
     tr = read_csv(out / "train.csv")
-    assert int(tr[-1]["updates"]) == 400  # 800 env steps x 0.5: the seed burst trains on the 400 seed steps too
+    assert (
+        int(tr[-1]["updates"]) == 400
+    )  # 800 env steps x 0.5: the seed burst trains on the 400 seed steps too
     assert 0 < float(tr[-1]["active_codebook_pct_mean"]) <= 100 and 1 <= float(tr[-1]["latent_rank"]) <= 16
     assert tr[-1]["consistency_loss"] != "" and float(tr[-1]["q_grad_norm"]) >= 0
     assert json.loads((out / "status.json").read_text())["state"] == "done"

@@ -14,7 +14,7 @@ def dynamics(z, a):
 
 
 def reward(z, a):
-    return -(dynamics(z, a)[..., 0] - z[..., 1]) ** 2
+    return -((dynamics(z, a)[..., 0] - z[..., 1]) ** 2)
 
 
 def zero_value(z):
@@ -60,20 +60,34 @@ def test_terminal_value_is_used_with_discount_to_the_power_h():
     cfg = MPPIConfig(horizon=2, iterations=4, num_samples=128, num_pi_trajs=0, num_elites=16, temperature=5.0)
     z0 = torch.tensor([[0.0, 0.0]])
     g = torch.Generator().manual_seed(0)
-    out = mppi_plan(z0, dynamics=dynamics, reward=lambda z, a: torch.zeros(z.shape[:-1]),
-                    terminal_value=lambda z: -(z[..., 0] + 1.0) ** 2, act_dim=1, cfg=cfg, generator=g)
+    out = mppi_plan(
+        z0,
+        dynamics=dynamics,
+        reward=lambda z, a: torch.zeros(z.shape[:-1]),
+        terminal_value=lambda z: -((z[..., 0] + 1.0) ** 2),
+        act_dim=1,
+        cfg=cfg,
+        generator=g,
+    )
     assert out.action.item() < -0.5
     # trajectory value = sum_t d^t r_t + d^H V(z_H), checked by hand on one sequence
     seq = torch.tensor([[[[1.0], [-1.0]]]])  # x: 0 -> 0.5 -> 0
-    v = trajectory_value(z0, seq, dynamics, lambda z, a: torch.ones(z.shape[:-1]),
-                         lambda z: torch.full(z.shape[:-1], 10.0), 0.5)
+    v = trajectory_value(
+        z0,
+        seq,
+        dynamics,
+        lambda z, a: torch.ones(z.shape[:-1]),
+        lambda z: torch.full(z.shape[:-1], 10.0),
+        0.5,
+    )
     assert v.item() == pytest.approx(1 + 0.5 + 0.25 * 10)
 
 
 def test_policy_prior_trajectories_are_candidates():
     # Few random samples and one iteration: a perfect prior (always +1 toward a far target) should win.
-    cfg = MPPIConfig(horizon=3, iterations=1, num_samples=6, num_pi_trajs=2, num_elites=2, temperature=50.0,
-                     max_std=0.05)
+    cfg = MPPIConfig(
+        horizon=3, iterations=1, num_samples=6, num_pi_trajs=2, num_elites=2, temperature=50.0, max_std=0.05
+    )
     z0 = torch.tensor([[0.0, 3.0]])
     seen = []
 
@@ -90,14 +104,18 @@ def test_warm_start_shifts_the_previous_plan():
     prev = torch.tensor([[[0.1], [0.2], [0.3]]])
     assert torch.equal(shift_plan(prev), torch.tensor([[[0.2], [0.3], [0.0]]]))
     # With tiny std the refitted mean stays at the (shifted) warm start; without one it starts at 0.
-    cfg = MPPIConfig(horizon=3, iterations=1, num_samples=64, num_pi_trajs=0, num_elites=8, min_std=1e-6, max_std=1e-6)
+    cfg = MPPIConfig(
+        horizon=3, iterations=1, num_samples=64, num_pi_trajs=0, num_elites=8, min_std=1e-6, max_std=1e-6
+    )
     z0 = torch.tensor([[0.0, 0.0]])
     assert torch.allclose(plan(z0, cfg, prev_mean=prev).mean, shift_plan(prev), atol=1e-5)
     assert torch.allclose(plan(z0, cfg).mean, torch.zeros(1, 3, 1), atol=1e-5)
 
 
 def test_std_is_refitted_and_clamped():
-    cfg = MPPIConfig(horizon=3, iterations=3, num_samples=64, num_pi_trajs=0, num_elites=8, min_std=0.3, max_std=0.6)
+    cfg = MPPIConfig(
+        horizon=3, iterations=3, num_samples=64, num_pi_trajs=0, num_elites=8, min_std=0.3, max_std=0.6
+    )
     out = plan(torch.tensor([[0.0, 1.5]]), cfg)
     assert (out.std >= 0.3 - 1e-6).all() and (out.std <= 0.6 + 1e-6).all()
 
@@ -109,7 +127,9 @@ def test_returned_action_is_an_elite_drawn_by_weight():
     assert out.value.item() == out.elite_value[0, out.pick[0]].item()
     assert (out.elite_value[0, :-1] >= out.elite_value[0, 1:]).all()  # best first
     # Huge temperature: all weight on the best elite. Temperature ~0: every elite equally likely.
-    greedy = MPPIConfig(horizon=3, iterations=2, num_samples=64, num_pi_trajs=0, num_elites=8, temperature=1e6)
+    greedy = MPPIConfig(
+        horizon=3, iterations=2, num_samples=64, num_pi_trajs=0, num_elites=8, temperature=1e6
+    )
     flat = MPPIConfig(horizon=3, iterations=2, num_samples=64, num_pi_trajs=0, num_elites=8, temperature=1e-9)
     assert all(plan(z0, greedy, seed=s).pick.item() == 0 for s in range(20))
     picks = [plan(z0, flat, seed=s).pick.item() for s in range(40)]
@@ -122,8 +142,15 @@ def test_nan_values_count_as_zero():
         return torch.where(a[..., 0] > 0.9, torch.full_like(r, float("nan")), r)
 
     g = torch.Generator().manual_seed(0)
-    out = mppi_plan(torch.tensor([[0.0, 1.5]]), dynamics=dynamics, reward=nan_reward, terminal_value=zero_value,
-                    act_dim=1, cfg=SMALL, generator=g)
+    out = mppi_plan(
+        torch.tensor([[0.0, 1.5]]),
+        dynamics=dynamics,
+        reward=nan_reward,
+        terminal_value=zero_value,
+        act_dim=1,
+        cfg=SMALL,
+        generator=g,
+    )
     assert torch.isfinite(out.action).all() and torch.isfinite(out.mean).all()
 
 

@@ -44,10 +44,7 @@ def test_rank_of_full_and_collapsed_latents():
 
 def test_active_codebook_per_group():
     # 4 samples, 3 groups, K = 4 codes
-    idx = torch.tensor([[0, 1, 3],
-                        [0, 2, 3],
-                        [0, 3, 3],
-                        [0, 0, 2]])
+    idx = torch.tensor([[0, 1, 3], [0, 2, 3], [0, 3, 3], [0, 0, 2]])
     m = active_codebook(idx, 4)
     # group 0 uses {0} = 25 %, group 1 uses {0,1,2,3} = 100 %, group 2 uses {2,3} = 50 %
     assert m["active_codebook_pct_min"] == 25.0
@@ -58,9 +55,10 @@ def test_active_codebook_per_group():
 def test_trainer_diagnostics_batch_is_drawn_without_replacement(tmp_path):
     """n = latent width (16) distinct stored observations: the diagnostics see each exactly once, drawn
     with the diagnostics' generator only (the training generator and the global RNG are untouched)."""
-    from conftest import tiny_argv
     from iqrl.config import build_config
     from iqrl.train import Trainer
+
+    from conftest import tiny_argv
 
     t = Trainer(build_config(tiny_argv("iqrl", tmp_path / "run")))
     n = t.agent.latent_width
@@ -74,7 +72,9 @@ def test_trainer_diagnostics_batch_is_drawn_without_replacement(tmp_path):
     t.agent.latent = lambda o: seen.append(o.clone()) or latent(o)
     train_state, torch_state = t.replay.generator.get_state(), torch.get_rng_state()
     out = t.diagnostics()
-    assert "latent_rank" in out and out["latent_collapsed"] == 0  # the initial encoder's latent is not collapsed
+    assert (
+        "latent_rank" in out and out["latent_collapsed"] == 0
+    )  # the initial encoder's latent is not collapsed
     batch = seen[-1]
     assert sorted(batch[:, 0].tolist()) == list(range(n))  # o_0 .. o_15, each once
     assert torch.equal(t.replay.generator.get_state(), train_state)
@@ -97,9 +97,10 @@ def test_collapsed_latent_is_recorded_and_warned_once(tmp_path, capsys):
     records latent_collapsed = 1, the run log warns once, at the first such row."""
     import csv
 
-    from conftest import tiny_argv
     from iqrl.config import build_config
     from iqrl.train import Trainer
+
+    from conftest import tiny_argv
 
     t = Trainer(build_config(tiny_argv("iqrl", tmp_path / "run", steps=800)))
     for p in t.agent.encoder.parameters():

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from dm_control import suite
 
-from conftest import tiny_argv
 from iqrl.config import build_config
 from iqrl.envs import DMCEnv
 from iqrl.train import Trainer
+
+from conftest import tiny_argv
 
 
 def raw_env(task: str, seed: int):
@@ -43,8 +44,12 @@ def test_actions_in_unit_box_are_rescaled_to_the_task_bounds():
     env.reset()
     raw.reset()
     rng = np.random.default_rng(0)
-    for a in (-np.ones(env.act_dim), np.ones(env.act_dim), np.zeros(env.act_dim),
-              rng.uniform(-1, 1, env.act_dim)):
+    for a in (
+        -np.ones(env.act_dim),
+        np.ones(env.act_dim),
+        np.zeros(env.act_dim),
+        rng.uniform(-1, 1, env.act_dim),
+    ):
         expected = lo + (a + 1.0) / 2.0 * (hi - lo)
         step = env.step(a)
         # the control the physics received is the rescaled action ...
@@ -104,8 +109,10 @@ def test_seeds_train_and_eval_envs_differ_and_same_seed_repeats(tmp_path):
     assert np.array_equal(train1, DMCEnv("cartpole-swingup", seed=cfg.seed).reset())
 
 
-@pytest.mark.parametrize("task, obs_dim, act_dim",
-                         [("walker-walk", 24, 6), ("ball_in_cup-catch", 8, 2), ("finger-turn_hard", 12, 2)])
+@pytest.mark.parametrize(
+    "task, obs_dim, act_dim",
+    [("walker-walk", 24, 6), ("ball_in_cup-catch", 8, 2), ("finger-turn_hard", 12, 2)],
+)
 def test_dm_control_task_names_construct(task, obs_dim, act_dim):
     env = DMCEnv(task, seed=0)
     assert (env.obs_dim, env.act_dim) == (obs_dim, act_dim)

@@ -9,12 +9,15 @@ import torch
 from iqrl.layers import FSQ
 
 
-@pytest.mark.parametrize("L, values", [
-    (8, [-1, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75]),
-    (6, [-1, -2 / 3, -1 / 3, 0, 1 / 3, 2 / 3]),
-    (5, [-1, -0.5, 0, 0.5, 1]),
-    (3, [-1, 0, 1]),
-])
+@pytest.mark.parametrize(
+    "L, values",
+    [
+        (8, [-1, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75]),
+        (6, [-1, -2 / 3, -1 / 3, 0, 1 / 3, 2 / 3]),
+        (5, [-1, -0.5, 0, 0.5, 1]),
+        (3, [-1, 0, 1]),
+    ],
+)
 def test_value_sets(L, values):
     fsq = FSQ([L])
     y = torch.linspace(-20, 20, 20001).unsqueeze(-1)
@@ -53,8 +56,8 @@ def test_groups_are_contiguous_chunks():
     q = fsq(y)
     for g in range(3):
         # channel 0 of every group uses L=8, channel 1 uses L=5
-        assert torch.equal(q[:, 2 * g], FSQ([8])(y[:, 2 * g: 2 * g + 1]).squeeze(-1))
-        assert torch.equal(q[:, 2 * g + 1], FSQ([5])(y[:, 2 * g + 1: 2 * g + 2]).squeeze(-1))
+        assert torch.equal(q[:, 2 * g], FSQ([8])(y[:, 2 * g : 2 * g + 1]).squeeze(-1))
+        assert torch.equal(q[:, 2 * g + 1], FSQ([5])(y[:, 2 * g + 1 : 2 * g + 2]).squeeze(-1))
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -113,7 +116,9 @@ def test_level_two_standard_bound_by_hand():
     # the gradient at y = 0: (1 - (1000/1001)^2) * 0.5005 = 2001/1001^2 * 1001/2000 = 2001 / 2002000
     y0 = torch.zeros(1, 1, requires_grad=True)
     fsq(y0).sum().backward()
-    assert float(y0.grad) == pytest.approx(2001 / 2002000, rel=1e-4)  # 0.0009995: 1000x weaker than at 0 for L=3
+    assert float(y0.grad) == pytest.approx(
+        2001 / 2002000, rel=1e-4
+    )  # 0.0009995: 1000x weaker than at 0 for L=3
 
 
 def test_level_two_symmetric_bound_by_hand():
@@ -127,13 +132,16 @@ def test_level_two_symmetric_bound_by_hand():
     assert y.grad.squeeze(-1).tolist() == pytest.approx([1.0, 16 / 25, 9 / 25], abs=1e-6)
 
 
-@pytest.mark.parametrize("L, values", [
-    (2, [-1, 1]),
-    (3, [-1, 0, 1]),
-    (4, [-1, -1 / 3, 1 / 3, 1]),
-    (5, [-1, -0.5, 0, 0.5, 1]),
-    (8, [-1, -5 / 7, -3 / 7, -1 / 7, 1 / 7, 3 / 7, 5 / 7, 1]),
-])
+@pytest.mark.parametrize(
+    "L, values",
+    [
+        (2, [-1, 1]),
+        (3, [-1, 0, 1]),
+        (4, [-1, -1 / 3, 1 / 3, 1]),
+        (5, [-1, -0.5, 0, 0.5, 1]),
+        (8, [-1, -5 / 7, -3 / 7, -1 / 7, 1 / 7, 3 / 7, 5 / 7, 1]),
+    ],
+)
 def test_symmetric_value_sets(L, values):
     """(2k - (L-1)) / (L-1), k = 0..L-1: for odd L the standard values, for even L no 0 and both ends."""
     q = FSQ([L], symmetric=True)(torch.linspace(-20, 20, 20001).unsqueeze(-1)).squeeze(-1)
@@ -148,7 +156,9 @@ def test_symmetric_bound_is_odd():
         assert torch.equal(fsq(-y), -fsq(y))
 
 
-@pytest.mark.parametrize("levels", [[8], [8, 8], [8, 5, 2], [2, 2]])  # equal levels take the scalar-constant path
+@pytest.mark.parametrize(
+    "levels", [[8], [8, 8], [8, 5, 2], [2, 2]]
+)  # equal levels take the scalar-constant path
 def test_symmetric_straight_through_gradient(levels):
     """dq/dy = 1 - tanh(y)^2 for every L: the code spacing 2/(L-1) cancels the scale (L-1)/2 of the bound."""
     c = len(levels)

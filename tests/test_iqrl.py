@@ -5,9 +5,10 @@ import copy
 import pytest
 import torch
 
-from agent_helpers import FixedReplay
 from iqrl.agent import IQRL, IQRLConfig, IQRLSACConfig
 from iqrl.replay import SequenceBatch
+
+from agent_helpers import FixedReplay
 
 OBS, ACT = 7, 3
 
@@ -25,10 +26,15 @@ def batch(B=8, L=5, seed=0, terminal_at=None):
     valid = torch.ones(B, L)
     if terminal_at is not None:
         term[:, terminal_at] = 1.0
-        valid[:, terminal_at + 1:] = 0.0
-    return SequenceBatch(obs=torch.randn(B, L + 1, OBS, generator=g), action=torch.rand(B, L, ACT, generator=g) * 2 - 1,
-                         reward=torch.rand(B, L, generator=g), terminal=term.bool(), valid=valid,
-                         index=torch.arange(B))
+        valid[:, terminal_at + 1 :] = 0.0
+    return SequenceBatch(
+        obs=torch.randn(B, L + 1, OBS, generator=g),
+        action=torch.rand(B, L, ACT, generator=g) * 2 - 1,
+        reward=torch.rand(B, L, generator=g),
+        terminal=term.bool(),
+        valid=valid,
+        index=torch.arange(B),
+    )
 
 
 def test_latent_width_and_grouping():
@@ -79,7 +85,7 @@ def test_cumulative_mask_stops_after_terminal():
 
 def test_consistency_sign():
     pred, target = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]])
-    cos = 2 ** -0.5
+    cos = 2**-0.5
     assert make().consistency_terms(pred, target).item() == pytest.approx(-cos)  # paper: maximise cos
     assert make(tc_loss_sign=1).consistency_terms(pred, target).item() == pytest.approx(cos)  # official
     assert make(consistency_loss="mse").consistency_terms(pred, target).item() == pytest.approx(0.5)
@@ -123,7 +129,9 @@ def test_representation_step_updates_target_encoder_by_ema():
     agent = make(enc_tau=0.1)
     old_target = [p.clone() for p in agent.encoder_target.parameters()]
     agent.update_representation(batch())
-    for t_old, t_new, online in zip(old_target, agent.encoder_target.parameters(), agent.encoder.parameters()):
+    for t_old, t_new, online in zip(
+        old_target, agent.encoder_target.parameters(), agent.encoder.parameters()
+    ):
         assert torch.allclose(t_new, 0.9 * t_old + 0.1 * online, atol=1e-6)
         assert not t_new.requires_grad
 

@@ -11,12 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_argv
-from iqrl.learners.td3 import TD3Learner
 from iqrl.config import ConfigError, build_config
-from iqrl.replay import SequenceReplay
 from iqrl.learners.sac import SACLearner
+from iqrl.learners.td3 import TD3Learner
+from iqrl.replay import SequenceReplay
 from iqrl.train import EXIT_OK, Trainer, main
+
+from conftest import tiny_argv
 from test_iqrl import ACT, OBS, batch, make
 
 
@@ -85,14 +86,24 @@ def test_fsq_levels_set_value_set_width_and_codebook(levels):
     assert obs_codes.shape == (64, 3) and 0 <= obs_codes.min() and obs_codes.max() < K
 
 
-@pytest.mark.parametrize("G, levels, use_fsq, half_width, width", [
-    (16, [8, 8], True, False, 32), (16, [8, 6, 5], True, False, 48),
-    (16, [8, 8], False, False, 32),  # no FSQ at equal width (default)
-    (16, [8, 8], False, True, 16),  # the official switch: half the width
-])
+@pytest.mark.parametrize(
+    "G, levels, use_fsq, half_width, width",
+    [
+        (16, [8, 8], True, False, 32),
+        (16, [8, 6, 5], True, False, 48),
+        (16, [8, 8], False, False, 32),  # no FSQ at equal width (default)
+        (16, [8, 8], False, True, 16),  # the official switch: half the width
+    ],
+)
 def test_latent_dim_sets_the_width_of_every_network(G, levels, use_fsq, half_width, width):
-    agent = make(latent_dim=G, fsq_levels=levels, use_fsq=use_fsq, official_nofsq_half_width=half_width,
-                 use_rec_loss=True, use_rew_loss=True)
+    agent = make(
+        latent_dim=G,
+        fsq_levels=levels,
+        use_fsq=use_fsq,
+        official_nofsq_half_width=half_width,
+        use_rec_loss=True,
+        use_rew_loss=True,
+    )
     assert agent.latent(torch.randn(5, OBS)).shape == (5, width)
     assert agent.encoder[-1].out_features == agent.dynamics[-1].out_features == width
     assert agent.dynamics[0].in_features == agent.reward_head[0].in_features == width + ACT
@@ -142,9 +153,11 @@ def test_horizon_sets_the_trainers_replay_window(tmp_path):
 def test_rho_weights_each_rollout_step(rho):
     agent = make(horizon=4, rho=rho)
     step = itertools.count(1)
-    agent.consistency_terms = lambda pred, target: torch.full(pred.shape[:1], float(next(step))) + 0 * pred.sum(-1)
+    agent.consistency_terms = lambda pred, target: (
+        torch.full(pred.shape[:1], float(next(step))) + 0 * pred.sum(-1)
+    )
     loss, _ = agent.representation_loss(batch(L=4))
-    assert loss.item() == pytest.approx(sum(rho ** h * (h + 1) for h in range(4)) / 4)
+    assert loss.item() == pytest.approx(sum(rho**h * (h + 1) for h in range(4)) / 4)
 
 
 # --------------------------------------------------------------------------- consistency loss form
@@ -159,7 +172,7 @@ def test_consistency_loss_formula_on_a_rollout(kind):
         terms = [-F.cosine_similarity(z[h + 1], targets[:, h], dim=-1, eps=1e-6) for h in range(3)]
     else:
         terms = [((z[h + 1] - targets[:, h]) ** 2).mean(-1) for h in range(3)]
-    expected = sum(0.8 ** h * terms[h].mean() for h in range(3)) / 3
+    expected = sum(0.8**h * terms[h].mean() for h in range(3)) / 3
     loss, metrics = agent.representation_loss(b)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert set(metrics) == {"consistency_loss"}
@@ -169,8 +182,9 @@ def test_tc_loss_sign_flips_the_cosine_loss():
     b = batch()
     paper, official = make(tc_loss_sign=-1), make(tc_loss_sign=1)
     assert official.representation_loss(b)[0].item() == pytest.approx(-paper.representation_loss(b)[0].item())
-    assert make(consistency_loss="mse", tc_loss_sign=1).representation_loss(b)[0].item() == \
-        pytest.approx(make(consistency_loss="mse").representation_loss(b)[0].item())  # sign: cosine only
+    assert make(consistency_loss="mse", tc_loss_sign=1).representation_loss(b)[0].item() == pytest.approx(
+        make(consistency_loss="mse").representation_loss(b)[0].item()
+    )  # sign: cosine only
 
 
 # ------------------------------------------------------------------------- targets and projection
@@ -219,12 +233,16 @@ def test_reward_head_loss_value_and_gradient(shifted):
     b = batch(L=3)
     z = rollout_by_hand(agent, b)
     with torch.no_grad():
-        r_hat = [agent.reward_head(torch.cat([z[h + 1 if shifted else h], b.action[:, h]], -1)).squeeze(-1)
-                 for h in range(3)]
-    expected = sum(0.5 ** h * ((r_hat[h] - b.reward[:, h]) ** 2).mean() for h in range(3)) / 3
+        r_hat = [
+            agent.reward_head(torch.cat([z[h + 1 if shifted else h], b.action[:, h]], -1)).squeeze(-1)
+            for h in range(3)
+        ]
+    expected = sum(0.5**h * ((r_hat[h] - b.reward[:, h]) ** 2).mean() for h in range(3)) / 3
     loss, metrics = agent.representation_loss(b)
     assert metrics["reward_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
-    assert loss.item() == pytest.approx((metrics["consistency_loss"] + metrics["reward_loss"]).item(), rel=1e-6)
+    assert loss.item() == pytest.approx(
+        (metrics["consistency_loss"] + metrics["reward_loss"]).item(), rel=1e-6
+    )
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.reward_head.parameters())
     assert any(p is q for p in agent.reward_head.parameters() for q in agent.repr_params)
@@ -302,10 +320,12 @@ def test_num_critics_and_q_subsample(n, k):
     assert ac.critic.linears[0].weight.shape[0] == ac.critic_target.out.weight.shape[0] == n
     calls = {"online": [], "target": []}
     for name, net in (("online", ac.critic), ("target", ac.critic_target)):
+
         def wrapped(x, members=None, _net=net, _name=name):
             out = type(_net).forward(_net, x, members)
             calls[_name].append(out.shape[0])
             return out
+
         net.forward = wrapped
     b = batch()
     agent.update_rl(b)  # critic step
@@ -327,8 +347,8 @@ def test_nstep_targets_use_gamma_n_and_the_nth_latent(n):
     with torch.no_grad():
         assert torch.equal(x, agent.encode(b.obs[:, 0])) and torch.equal(a, b.action[:, 0])
         assert torch.equal(x_next, agent.encode(b.obs[:, n]))
-    assert torch.allclose(ret, sum(0.9 ** k * b.reward[:, k] for k in range(n)))
-    assert torch.allclose(discount, torch.full_like(discount, 0.9 ** n))
+    assert torch.allclose(ret, sum(0.9**k * b.reward[:, k] for k in range(n)))
+    assert torch.allclose(discount, torch.full_like(discount, 0.9**n))
     if n == 1:  # the official quirk: n = 1 targets undiscounted
         bug = make(nstep=1, horizon=2, gamma=0.9, official_nstep1_gamma_bug=True)
         bug.ac.update = lambda *args: captured.update(bug=args) or {}
@@ -367,7 +387,9 @@ def test_updates_per_step_sets_the_trainers_update_count(ups, updates, tmp_path,
 
     calls = []
     original = IQRL.update
-    monkeypatch.setattr(IQRL, "update", lambda self, replay, step: calls.append(step) or original(self, replay, step))
+    monkeypatch.setattr(
+        IQRL, "update", lambda self, replay, step: calls.append(step) or original(self, replay, step)
+    )
     extra = ["diag_every=800"] + ([] if ups is None else [f"updates_per_step={ups}"])
     assert main(tiny_argv("iqrl", tmp_path / "run", steps=800, extra=extra)) == EXIT_OK
     # learning starts after 400 seed steps: 400 agent-collected env steps x updates_per_step (default 0.5)

@@ -21,7 +21,7 @@ def test_lap_priority_formula():
     td = torch.tensor([[0.5, 0.2], [3.0, 1.0], [2.0, 5.0], [1.0, 0.0]])  # [B, heads]
     p = lap_priority(td, alpha=0.4, min_priority=1.0)
     # max over heads, floored at min_priority, to the power alpha
-    assert p.tolist() == pytest.approx([1.0, 3.0 ** 0.4, 5.0 ** 0.4, 1.0])
+    assert p.tolist() == pytest.approx([1.0, 3.0**0.4, 5.0**0.4, 1.0])
     assert lap_priority(torch.tensor([[0.1]]), alpha=0.5, min_priority=0.25).item() == pytest.approx(0.5)
 
 

@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from iqrl.layers import EnsembleMLP, mlp
-from iqrl.maths import cross_entropy_last, ema_update_, gumbel_noise, linear_schedule, log_softmax_last, softmax_last
+from iqrl.maths import (
+    cross_entropy_last,
+    ema_update_,
+    gumbel_noise,
+    linear_schedule,
+    log_softmax_last,
+    softmax_last,
+)
 
 
 def test_ema_update_formula():
@@ -66,11 +73,16 @@ def test_linear_schedule_matches_linspace():
     assert got[55] == pytest.approx(0.1)  # saturates at the end
 
 
-@pytest.mark.parametrize("shape", [(7, 5, 15), (256, 65), (3, 300)])  # short last dims take the transposed path
+@pytest.mark.parametrize(
+    "shape", [(7, 5, 15), (256, 65), (3, 300)]
+)  # short last dims take the transposed path
 def test_softmax_helpers_equal_the_torch_functions(shape):
     x = (torch.randn(shape) * 4).requires_grad_()
     w = torch.randn(shape)
-    for ours, ref in ((softmax_last, lambda t: F.softmax(t, -1)), (log_softmax_last, lambda t: F.log_softmax(t, -1))):
+    for ours, ref in (
+        (softmax_last, lambda t: F.softmax(t, -1)),
+        (log_softmax_last, lambda t: F.log_softmax(t, -1)),
+    ):
         y = ours(x)
         assert y.shape == x.shape and torch.allclose(y, ref(x), atol=1e-6)
         (g,) = torch.autograd.grad((y * w).sum(), x)
@@ -86,7 +98,7 @@ def test_gumbel_noise_has_the_gumbel_distribution_and_follows_its_generator():
     g = gumbel_noise(like, torch.Generator().manual_seed(0))
     assert torch.isfinite(g).all() and g.dtype == like.dtype
     assert abs(g.mean().item() - 0.5772) < 0.01  # Euler-Mascheroni constant
-    assert abs(g.var().item() - math.pi ** 2 / 6) < 0.03
+    assert abs(g.var().item() - math.pi**2 / 6) < 0.03
     # P(G <= 0) = exp(-1)
     assert abs((g <= 0).float().mean().item() - math.exp(-1)) < 0.005
     assert torch.equal(g, gumbel_noise(like, torch.Generator().manual_seed(0)))

@@ -7,12 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from agent_helpers import assert_actions_bounded, assert_resume_matches, assert_same_continuation, params, same
 from baselines.mrq import MRQ, MRQConfig
+from iqrl.config import ConfigError, build_config
 from iqrl.layers import EnsembleLinear
 from iqrl.maths import two_hot, two_hot_bins, two_hot_cross_entropy, two_hot_decode
-from iqrl.config import ConfigError, build_config
 from iqrl.replay import SequenceReplay, nstep_targets
+
+from agent_helpers import (
+    assert_actions_bounded,
+    assert_same_continuation,
+    params,
+    same,
+)
 
 OBS, ACT = 6, 2
 
@@ -22,11 +28,14 @@ OBS, ACT = 6, 2
 def test_two_hot_bins_are_symexp_of_a_linspace():
     bins = two_hot_bins()
     assert bins.shape == (65,) and bins[32] == 0 and torch.equal(bins[:32], -bins[33:].flip(0))
-    assert bins[-1].item() == pytest.approx(math.exp(10) - 1) and bins[33].item() == pytest.approx(math.expm1(0.3125))
+    assert bins[-1].item() == pytest.approx(math.exp(10) - 1) and bins[33].item() == pytest.approx(
+        math.expm1(0.3125)
+    )
 
 
-@pytest.mark.parametrize("y", [-20000.0, -3000.0, -17.5, -1.0, -0.05, 0.0, 1e-4, 0.3, 0.9999, 2.0, 7.3, 150.0,
-                               5000.0, 22000.0])
+@pytest.mark.parametrize(
+    "y", [-20000.0, -3000.0, -17.5, -1.0, -0.05, 0.0, 1e-4, 0.3, 0.9999, 2.0, 7.3, 150.0, 5000.0, 22000.0]
+)
 def test_two_hot_round_trip(y):
     bins = two_hot_bins()
     w = two_hot(torch.tensor([y]), bins)[0]
@@ -68,8 +77,17 @@ def test_two_hot_cross_entropy():
 
 def make(**kw):
     torch.manual_seed(0)
-    cfg = MRQConfig(**{"zs_dim": 8, "za_dim": 4, "zsa_dim": 8, "enc_mlp_dims": [16, 16], "mlp_dims": [16, 16],
-                       "batch_size": 32, **kw})
+    cfg = MRQConfig(
+        **{
+            "zs_dim": 8,
+            "za_dim": 4,
+            "zsa_dim": 8,
+            "enc_mlp_dims": [16, 16],
+            "mlp_dims": [16, 16],
+            "batch_size": 32,
+            **kw,
+        }
+    )
     return MRQ(cfg, OBS, ACT, torch.device("cpu"), seed=0)
 
 
@@ -80,8 +98,13 @@ def replay(n_episodes=3, length=40, seed=0, terminal=False):
         r.start_episode(torch.randn(OBS, generator=g))
         for t in range(length):
             last = t == length - 1
-            r.add(torch.rand(ACT, generator=g) * 2 - 1, float(torch.rand((), generator=g)) * 2,
-                  torch.randn(OBS, generator=g), terminal and last, (not terminal) and last)
+            r.add(
+                torch.rand(ACT, generator=g) * 2 - 1,
+                float(torch.rand((), generator=g)) * 2,
+                torch.randn(OBS, generator=g),
+                terminal and last,
+                (not terminal) and last,
+            )
     return r
 
 
@@ -94,14 +117,23 @@ def test_shapes_action_bounds_and_layout():
     assert d.shape == (5,) and z_next.shape == (5, 8) and r_logits.shape == (5, 65)
     assert agent.value(agent.encoder.zsa(zs, torch.zeros(5, ACT))).shape == (2, 5, 1)
     assert agent.latent(obs).shape == (5, 8)
-    assert agent.spec.seq_len == 5 and agent.spec.update_mode == "per_step" and agent.spec.updates_per_step == 0.5
+    assert (
+        agent.spec.seq_len == 5
+        and agent.spec.update_mode == "per_step"
+        and agent.spec.updates_per_step == 0.5
+    )
     # layer norms without affine parameters; Xavier-uniform (gain sqrt 2) weights and zero biases
-    assert not any(isinstance(m, nn.LayerNorm) for net in (agent.encoder, agent.value, agent.policy)
-                   for m in net.modules())
+    assert not any(
+        isinstance(m, nn.LayerNorm)
+        for net in (agent.encoder, agent.value, agent.policy)
+        for m in net.modules()
+    )
     for net in (agent.encoder, agent.value, agent.policy):
         for m in net.modules():
             if isinstance(m, (nn.Linear, EnsembleLinear)):
-                fan_in, fan_out = (m.in_features, m.out_features) if isinstance(m, nn.Linear) else m.weight.shape[1:]
+                fan_in, fan_out = (
+                    (m.in_features, m.out_features) if isinstance(m, nn.Linear) else m.weight.shape[1:]
+                )
                 assert m.weight.abs().max() <= math.sqrt(2) * math.sqrt(6 / (fan_in + fan_out)) + 1e-6
                 assert m.weight.std() > 0.5 * math.sqrt(2) * math.sqrt(2 / (fan_in + fan_out))
                 assert (m.bias == 0).all()
@@ -132,7 +164,9 @@ def test_encoder_and_value_losses_decrease_on_a_fixed_batch():
 def test_encoder_and_rl_steps_are_separate():
     agent, r = make(), replay()
     enc, val, pol = params(agent.encoder), params(agent.value), params(agent.policy)
-    agent.update_rl(fixed_batch(r, 3))  # RL: value and policy change, the encoder neither changes nor gets grads
+    agent.update_rl(
+        fixed_batch(r, 3)
+    )  # RL: value and policy change, the encoder neither changes nor gets grads
     assert same(agent.encoder, enc) and all(p.grad is None for p in agent.encoder.parameters())
     assert not same(agent.value, val) and not same(agent.policy, pol)
     assert all(p.requires_grad for p in agent.encoder.parameters())
@@ -161,7 +195,7 @@ def test_td_target_scales_rewards():
     agent, r = make(), replay()
     b = fixed_batch(r, 3)
     ret, discount, boot = nstep_targets(b.reward, b.terminal, b.valid, 0.99, 3)
-    assert torch.allclose(discount, torch.full((32,), 0.99 ** 3)) and (boot == 3).all()
+    assert torch.allclose(discount, torch.full((32,), 0.99**3)) and (boot == 3).all()
     agent.reward_scale, agent.target_reward_scale = 2.0, 0.0
     assert torch.allclose(agent.td_target(b), ret / 2.0)
     agent.reward_scale, agent.target_reward_scale = 4.0, 0.5
@@ -173,7 +207,7 @@ def test_td_target_scales_rewards():
         a = torch.tanh(agent.policy_target(zs))
         a = (a + (torch.randn(a.shape, generator=agent.generator) * 0.2).clamp(-0.3, 0.3)).clamp(-1, 1)
         q = agent.value_target(agent.encoder_target.zsa(zs, a)).squeeze(-1).amin(0)
-    assert torch.allclose(y, (ret + 0.99 ** 3 * 0.5 * q) / 4.0, atol=1e-6)
+    assert torch.allclose(y, (ret + 0.99**3 * 0.5 * q) / 4.0, atol=1e-6)
 
 
 def test_schedule_bursts_targets_reward_scale_and_priorities():
@@ -193,7 +227,10 @@ def test_schedule_bursts_targets_reward_scale_and_priorities():
     assert calls == [(5, True)] * 3 + [(3, True)] * 3 + [(5, True)] * 3 + [(3, True)] * 2
     assert len(writes) == 5
     assert same(agent.encoder, snapshot[4]) and torch.equal(snapshot[2][0], snapshot[3][0])
-    assert agent.reward_scale == pytest.approx(r.reward_abs_mean()) and agent.target_reward_scale == agent.reward_scale
+    assert (
+        agent.reward_scale == pytest.approx(r.reward_abs_mean())
+        and agent.target_reward_scale == agent.reward_scale
+    )
 
 
 def test_rl_priorities_follow_the_lap_formula():
@@ -236,6 +273,3 @@ def test_config_validation_names_the_key():
     with pytest.raises(ConfigError, match="agent.q_horizon"):
         build_config(["agent=mrq", "agent.q_horizon=0"])
     assert build_config(["agent=mrq", "task=walker-walk"]).agent == MRQConfig()
-
-
-@pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The K-seed mode (iqrl/multiseed.py): seeds of one config trained together, networks vectorised over seeds."""
+"""The K-seed mode (iqrl/multiseed.py): seeds of one config trained together, networks vectorised over
+seeds."""
 
 from __future__ import annotations
 
@@ -43,8 +44,13 @@ def agent_and_replay(extra: list[str], seed: int):
     rng = np.random.default_rng(seed)
     replay.start_episode(rng.normal(size=5).astype(np.float32))
     for t in range(100):
-        replay.add(rng.uniform(-1, 1, 1).astype(np.float32), float(rng.normal()),
-                   rng.normal(size=5).astype(np.float32), False, t == 99)
+        replay.add(
+            rng.uniform(-1, 1, 1).astype(np.float32),
+            float(rng.normal()),
+            rng.normal(size=5).astype(np.float32),
+            False,
+            t == 99,
+        )
     return agent, replay
 
 
@@ -62,13 +68,22 @@ def group_updates(group: SeedGroup, replays, n: int) -> list[list[dict]]:
 
 
 def params(agent) -> dict[str, torch.Tensor]:
-    return {f"{m}.{n}": p for m, mod in agent.networks().items()
-            for n, p in mod.state_dict().items()}
+    return {f"{m}.{n}": p for m, mod in agent.networks().items() for n, p in mod.state_dict().items()}
 
 
-@pytest.mark.parametrize("extra", [[], ["agent.use_projection=true", "agent.projection_dim=4", "agent.use_rew_loss=true",
-                                    "agent.grad_clip=5"],
-                                   ["agent.use_rec_loss=true", "agent.q_subsample=5"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        [
+            "agent.use_projection=true",
+            "agent.projection_dim=4",
+            "agent.use_rew_loss=true",
+            "agent.grad_clip=5",
+        ],
+        ["agent.use_rec_loss=true", "agent.q_subsample=5"],
+    ],
+)
 def test_group_update_matches_the_plain_update_of_each_seed(extra):
     """4 updates (2 actor steps) of a 3-seed group vs each seed's own agent.update: same losses and
     parameters up to float rounding, and far from the other seeds' (so a mixed-up seed would fail)."""
@@ -81,7 +96,11 @@ def test_group_update_matches_the_plain_update_of_each_seed(extra):
             m = agent.update(replay, i)
             assert m.keys() == metrics[k][i].keys()
             for name in m:
-                assert float(metrics[k][i][name]) == pytest.approx(float(m[name]), rel=1e-4, abs=1e-6), (k, i, name)
+                assert float(metrics[k][i][name]) == pytest.approx(float(m[name]), rel=1e-4, abs=1e-6), (
+                    k,
+                    i,
+                    name,
+                )
         mine, theirs = params(agent), params(grouped[k][0])
         for name in mine:
             torch.testing.assert_close(theirs[name], mine[name], rtol=1e-5, atol=1e-6, msg=name)
@@ -110,8 +129,10 @@ def test_checkpoint_of_a_seed_is_its_slice_and_loads_into_a_plain_agent():
     enc = state["encoder"]["0.weight"]
     assert enc.untyped_storage().nbytes() == enc.numel() * 4  # its own tensor, not a view of the stack
     assert torch.equal(enc, group.stacked["parts.encoder.0.weight"][1])
-    assert torch.equal(state["repr_opt"]["state"][0]["exp_avg"], group.opts["repr_opt"].state[
-        group.opts["repr_opt"].param_groups[0]["params"][0]]["exp_avg"][1])
+    assert torch.equal(
+        state["repr_opt"]["state"][0]["exp_avg"],
+        group.opts["repr_opt"].state[group.opts["repr_opt"].param_groups[0]["params"][0]]["exp_avg"][1],
+    )
     plain, replay = agent_and_replay([], 1)
     plain.load_state_dict(copy.deepcopy(state))
     assert all(torch.equal(params(plain)[n], params(grouped[1][0])[n]) for n in params(plain))
@@ -134,7 +155,9 @@ def test_cli_seeds_match_plain_single_seed_runs(tmp_path):
         grouped, plain = eval_numbers(tmp_path / "group" / f"seed{s}"), eval_numbers(tmp_path / f"plain{s}")
         assert [r["env_step"] for r in grouped] == ["0", "400", "800"]
         assert grouped[:2] == plain[:2]
-        assert float(grouped[2]["episode_return"]) == pytest.approx(float(plain[2]["episode_return"]), rel=1e-3)
+        assert float(grouped[2]["episode_return"]) == pytest.approx(
+            float(plain[2]["episode_return"]), rel=1e-3
+        )
         assert json.loads((tmp_path / "group" / f"seed{s}" / "status.json").read_text())["state"] == "done"
         with open(tmp_path / "group" / f"seed{s}" / "train.csv") as f:
             assert float(list(csv.DictReader(f))[-1]["q_loss"]) > 0
@@ -194,7 +217,10 @@ def test_group_stop_is_one_decision_at_the_same_episode_for_every_seed():
     from iqrl.multiseed import GroupStop
 
     signal_seen = {"v": False}
-    a, b = SimpleNamespace(episode=4, in_episode=False), SimpleNamespace(episode=4, in_episode=True)  # b ahead
+    a, b = (
+        SimpleNamespace(episode=4, in_episode=False),
+        SimpleNamespace(episode=4, in_episode=True),
+    )  # b ahead
     stop = GroupStop(lambda: signal_seen["v"], [a, b])
     assert not stop.for_seed(a)()  # no signal yet: a goes on to its 5th episode
     signal_seen["v"] = True  # Ctrl-C while a collects and b finishes its 5th episode
@@ -230,15 +256,18 @@ def test_a_seed_without_any_checkpoint_restarts_the_group(tmp_path):
         assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["agent=td3", "seeds=0,1"], "K-seed mode supports"),
-    (["agent=iqrl-sac", "seeds=0,1"], "K-seed mode supports"),
-    (["agent=iqrl", "agent.rl_algo=sac", "seeds=0,1"], "agent=iqrl-sac"),
-    (["agent=iqrl", "seeds=0,0"], "each once"),
-    (["agent=iqrl", "seeds=a,b"], "comma-separated list of ints"),
-    (["agent=iqrl", "seed=1"], "use seeds="),
-    (["agent=iqrl", "seeds=0,1", "agent.horizon=0"], "horizon"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["agent=td3", "seeds=0,1"], "K-seed mode supports"),
+        (["agent=iqrl-sac", "seeds=0,1"], "K-seed mode supports"),
+        (["agent=iqrl", "agent.rl_algo=sac", "seeds=0,1"], "agent=iqrl-sac"),
+        (["agent=iqrl", "seeds=0,0"], "each once"),
+        (["agent=iqrl", "seeds=a,b"], "comma-separated list of ints"),
+        (["agent=iqrl", "seed=1"], "use seeds="),
+        (["agent=iqrl", "seeds=0,1", "agent.horizon=0"], "horizon"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert main([*TINY_RUN, *argv, f"out={tmp_path}"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
@@ -250,8 +279,9 @@ def test_a_seed_locked_by_another_process_stops_the_group_before_anything_is_wri
 
     (tmp_path / "seed1").mkdir()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "seed1")], stdout=subprocess.PIPE,
-                              text=True, env=env)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "seed1")], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert main([*TINY_RUN, "agent=iqrl", "seeds=0,1", f"out={tmp_path}"]) == EXIT_BAD_INPUT

@@ -76,8 +76,8 @@ def test_nstep_no_episode_end():
     rew = rows([1.0, 2.0, 3.0, 4.0])
     z = torch.zeros(1, 4)
     ret, disc, boot = nstep_targets(rew, z, torch.ones(1, 4), G, 3)
-    assert ret.item() == pytest.approx(1 + G * 2 + G ** 2 * 3)
-    assert disc.item() == pytest.approx(G ** 3)
+    assert ret.item() == pytest.approx(1 + G * 2 + G**2 * 3)
+    assert disc.item() == pytest.approx(G**3)
     assert boot.item() == 3
 
 
@@ -108,16 +108,16 @@ def test_truncation_is_not_termination(terminated):
     got = targets_by_start(r, n)
     # the window whose last step is the episode's last transition (t = 2, 3, 4; o_5 = [0, 5] is stored)
     ret, disc, boot_obs = got[2]
-    assert ret == pytest.approx(2 + G * 3 + G ** 2 * 4)
+    assert ret == pytest.approx(2 + G * 3 + G**2 * 4)
     if terminated:
         assert disc == 0.0  # no bootstrap past a true termination
         assert sorted(s for s in got if s < 5) == [0, 1, 2, 3, 4]  # padded windows past the terminal
     else:
         # truncation bootstraps from the last observation of the episode, with gamma^n
-        assert disc == pytest.approx(G ** n) and boot_obs == [0.0, 5.0]
+        assert disc == pytest.approx(G**n) and boot_obs == [0.0, 5.0]
         assert sorted(s for s in got if s < 5) == [0, 1, 2]  # no window crosses the reset
     assert r._term[:5].tolist() == [False] * 4 + [terminated]  # only a termination is stored as terminal
-    assert all(d == pytest.approx(G ** n) for s, (_, d, _) in got.items() if s >= 5)  # episode 1 untouched
+    assert all(d == pytest.approx(G**n) for s, (_, d, _) in got.items() if s >= 5)  # episode 1 untouched
 
 
 def test_nstep1_discount_and_official_bug():
@@ -143,7 +143,7 @@ def test_nstep_batch_mixes_cases():
     valid = rows([1.0, 1.0, 1.0], [1.0, 0.0, 0.0])
     ret, disc, boot = nstep_targets(rew, term, valid, G, 3)
     assert ret.tolist() == pytest.approx([1 + G + G * G, 1.0])
-    assert disc.tolist() == pytest.approx([G ** 3, 0.0])
+    assert disc.tolist() == pytest.approx([G**3, 0.0])
     assert boot.tolist() == [3, 1]
 
 

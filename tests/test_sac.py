@@ -1,4 +1,5 @@
-"""SAC learner (iqrl/sac.py) and the `sac` / `iqrl-sac` agents: policy maths, targets, temperature, gradients."""
+"""SAC learner (iqrl/sac.py) and the `sac` / `iqrl-sac` agents: policy maths, targets, temperature,
+gradients."""
 
 import copy
 import math
@@ -8,25 +9,38 @@ import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from baselines.sac import SAC, SACAgentConfig
-from iqrl.agent import IQRL, IQRLConfig, IQRLSACConfig
+from iqrl.agent import IQRL, IQRLSACConfig
 from iqrl.config import build_config
-from iqrl.replay import SequenceBatch
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
+from iqrl.replay import SequenceBatch
 
 IN, ACT = 6, 3
 
 
 def learner(**kw):
     torch.manual_seed(0)
-    cfg = SACLearnerConfig(**{"mlp_dims": [32, 32], "num_critics": 2, "q_subsample": 2, "actor_q_reduce": "min",
-                       "actor_update_freq": 1, **kw})
+    cfg = SACLearnerConfig(
+        **{
+            "mlp_dims": [32, 32],
+            "num_critics": 2,
+            "q_subsample": 2,
+            "actor_q_reduce": "min",
+            "actor_update_freq": 1,
+            **kw,
+        }
+    )
     return SACLearner(cfg, IN, ACT, torch.Generator().manual_seed(0))
 
 
 def data(B=16, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, IN, generator=g), torch.rand(B, ACT, generator=g) * 2 - 1, torch.rand(B, generator=g),
-            torch.full((B,), 0.99), torch.randn(B, IN, generator=g))
+    return (
+        torch.randn(B, IN, generator=g),
+        torch.rand(B, ACT, generator=g) * 2 - 1,
+        torch.rand(B, generator=g),
+        torch.full((B,), 0.99),
+        torch.randn(B, IN, generator=g),
+    )
 
 
 def test_actions_bounded_mean_deterministic_sample_stochastic():
@@ -111,7 +125,9 @@ def test_actor_step_moves_only_actor_and_temperature_step_only_alpha():
     critic1 = copy.deepcopy(ac.critic.state_dict())
     actor1 = copy.deepcopy(ac.actor.state_dict())
     ac.update_actor(x)
-    assert all(torch.equal(v, ac.critic.state_dict()[k]) for k, v in critic1.items())  # actor step: critic fixed
+    assert all(
+        torch.equal(v, ac.critic.state_dict()[k]) for k, v in critic1.items()
+    )  # actor step: critic fixed
     assert any(not torch.equal(v, ac.actor.state_dict()[k]) for k, v in actor1.items())
     assert ac.log_alpha.item() != alpha0
 
@@ -141,9 +157,19 @@ def test_temperature_moves_towards_target_entropy(target_entropy, direction):
 def test_sac_agent_config_and_shapes():
     cfg = build_config(["agent=sac", "task=cartpole-swingup"]).agent
     assert isinstance(cfg, SACAgentConfig)
-    assert (cfg.num_critics, cfg.q_subsample, cfg.actor_q_reduce, cfg.critic_loss_reduce, cfg.actor_update_freq,
-            cfg.init_temperature, cfg.lr, cfg.alpha_lr, cfg.batch_size, cfg.tau, cfg.nstep) == \
-        (2, 2, "min", "sum", 1, 0.1, 3e-4, 3e-4, 256, 0.005, 1)
+    assert (
+        cfg.num_critics,
+        cfg.q_subsample,
+        cfg.actor_q_reduce,
+        cfg.critic_loss_reduce,
+        cfg.actor_update_freq,
+        cfg.init_temperature,
+        cfg.lr,
+        cfg.alpha_lr,
+        cfg.batch_size,
+        cfg.tau,
+        cfg.nstep,
+    ) == (2, 2, "min", "sum", 1, 0.1, 3e-4, 3e-4, 256, 0.005, 1)
     torch.manual_seed(0)
     agent = SAC(SACAgentConfig(mlp_dims=[16, 16]), 5, 2, torch.device("cpu"), seed=0)
     assert agent.act(torch.zeros(5).numpy(), explore=True).shape == (2,)
@@ -153,17 +179,27 @@ def test_sac_agent_config_and_shapes():
 
 def iqrl_batch(B=8, L=5, obs=7, act=3, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return SequenceBatch(obs=torch.randn(B, L + 1, obs, generator=g), action=torch.rand(B, L, act, generator=g) * 2 - 1,
-                         reward=torch.rand(B, L, generator=g), terminal=torch.zeros(B, L, dtype=torch.bool),
-                         valid=torch.ones(B, L), index=torch.arange(B))
+    return SequenceBatch(
+        obs=torch.randn(B, L + 1, obs, generator=g),
+        action=torch.rand(B, L, act, generator=g) * 2 - 1,
+        reward=torch.rand(B, L, generator=g),
+        terminal=torch.zeros(B, L, dtype=torch.bool),
+        valid=torch.ones(B, L),
+        index=torch.arange(B),
+    )
 
 
 def test_iqrl_sac_uses_sac_on_the_latent_without_encoder_gradient():
     cfg = build_config(["agent=iqrl-sac", "task=cartpole-swingup"]).agent
     assert cfg.rl_algo == "sac" and cfg.actor_update_freq == 1 and cfg.num_critics == 5
     torch.manual_seed(0)
-    agent = IQRL(IQRLSACConfig(latent_dim=4, mlp_dims=[16, 16], enc_mlp_dims=[16], rl_algo="sac", actor_update_freq=1),
-                 7, 3, torch.device("cpu"), seed=0)
+    agent = IQRL(
+        IQRLSACConfig(latent_dim=4, mlp_dims=[16, 16], enc_mlp_dims=[16], rl_algo="sac", actor_update_freq=1),
+        7,
+        3,
+        torch.device("cpu"),
+        seed=0,
+    )
     assert isinstance(agent.ac, SACLearner) and agent.ac.actor[0].in_features == agent.latent_width
     b = iqrl_batch()
     enc = copy.deepcopy(agent.encoder.state_dict())
@@ -176,11 +212,19 @@ def test_iqrl_sac_uses_sac_on_the_latent_without_encoder_gradient():
     assert not (agent.act(o, explore=True) == agent.act(o, explore=True)).all()
 
 
-@pytest.mark.parametrize("make", [
-    lambda: SAC(SACAgentConfig(mlp_dims=[16, 16]), 7, 3, torch.device("cpu"), seed=0),
-    lambda: IQRL(IQRLSACConfig(latent_dim=4, mlp_dims=[16, 16], enc_mlp_dims=[16], rl_algo="sac"), 7, 3,
-                 torch.device("cpu"), seed=0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SAC(SACAgentConfig(mlp_dims=[16, 16]), 7, 3, torch.device("cpu"), seed=0),
+        lambda: IQRL(
+            IQRLSACConfig(latent_dim=4, mlp_dims=[16, 16], enc_mlp_dims=[16], rl_algo="sac"),
+            7,
+            3,
+            torch.device("cpu"),
+            seed=0,
+        ),
+    ],
+)
 def test_state_dict_round_trip(make):
     class FixedReplay:
         def sample(self, n):

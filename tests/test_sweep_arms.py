@@ -40,8 +40,10 @@ def arm_configs() -> dict[str, list[str]]:
         for run in first.values():
             cfg = build_config(run.argv("/tmp/never-written")).agent
             small = {k: v for k, v in SMALL.items() if hasattr(cfg, k)}
-            key = json.dumps({"class": type(cfg).__name__, **dataclasses.asdict(dataclasses.replace(cfg, **small))},
-                             sort_keys=True)
+            key = json.dumps(
+                {"class": type(cfg).__name__, **dataclasses.asdict(dataclasses.replace(cfg, **small))},
+                sort_keys=True,
+            )
             configs.setdefault(key, []).append(f"{path.name}:{run.agent}/{run.variant}")
     return configs
 
@@ -77,8 +79,10 @@ def test_every_sweep_arm_has_a_latent_that_is_not_collapsed_at_initialisation():
             continue
         checked += 1
         if latent_collapsed(m, agent.codebook_size):
-            collapsed.append(f"{arms[0]} (+{len(arms) - 1} arms): latent rank {m['latent_rank']:.0f}, "
-                             f"active codebook max {m.get('active_codebook_pct_max')}%")
+            collapsed.append(
+                f"{arms[0]} (+{len(arms) - 1} arms): latent rank {m['latent_rank']:.0f}, "
+                f"active codebook max {m.get('active_codebook_pct_max')}%"
+            )
     assert checked >= 10
     assert not collapsed, "collapsed latent at initialisation:\n" + "\n".join(collapsed)
 
@@ -92,7 +96,8 @@ def test_fsq_levels_binary_arm_uses_the_symmetric_bound():
 @pytest.mark.parametrize("symmetric, collapsed", [(False, True), (True, False)])
 def test_the_check_catches_the_standard_bound_with_binary_levels(symmetric, collapsed):
     """The arm that fsq_levels.yaml shipped before (standard bound, [2, 2, 2, 2], which validation now
-    refuses): built without validation, its latent is one code at initialisation; with the symmetric bound not."""
+    refuses): built without validation, its latent is one code at initialisation; with the symmetric bound
+    not."""
     cfg = build_config(["agent=iqrl", "agent.fsq_levels=[2,2,2,2]", "agent.fsq_symmetric=true"]).agent
     cfg = dataclasses.replace(cfg, fsq_symmetric=symmetric, **SMALL)
     agent = make_agent(cfg, OBS_DIM, ACT_DIM, torch.device("cpu"), seed=0)

@@ -1,4 +1,5 @@
 """Claims, run locks and run states: atomicity, staleness, and what each state looks like on disk."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from slurm.claim import (Claim, RunLock, claim_alive, read_claim, release_claim, set_claim_job, sweep_lock,
-                         try_claim)
+from slurm.claim import (
+    Claim,
+    RunLock,
+    claim_alive,
+    read_claim,
+    release_claim,
+    set_claim_job,
+    sweep_lock,
+    try_claim,
+)
 from slurm.state import inspect_run
 
 
@@ -49,10 +58,16 @@ def test_claim_job_id_and_release_only_by_owner(tmp_path):
 
 def test_claim_liveness():
     c = Claim("7_1", "slurm", "h", 1, 0.0, "s")
-    assert claim_alive(c, {"7_1": ("PENDING", "BeginTime")}) == (True, "PENDING", "job 7_1 PENDING (BeginTime)")
+    assert claim_alive(c, {"7_1": ("PENDING", "BeginTime")}) == (
+        True,
+        "PENDING",
+        "job 7_1 PENDING (BeginTime)",
+    )
     assert claim_alive(c, {"7_1": ("RUNNING", "None")})[:2] == (True, "RUNNING")
     assert claim_alive(c, {"7_1": ("CANCELLED", "None")})[0] is False
-    assert claim_alive(c, {"7_1": ("PREEMPTED", "None")})[0] is False  # PreemptMode=CANCEL: it never runs again
+    assert (
+        claim_alive(c, {"7_1": ("PREEMPTED", "None")})[0] is False
+    )  # PreemptMode=CANCEL: it never runs again
     assert claim_alive(c, {"7_1": ("REQUEUED", "None")})[0] is True  # PreemptMode=REQUEUE: it runs again
     assert claim_alive(c, {})[0] is False  # gone from the queue: stale
     assert claim_alive(c, None)[0] is True  # Slurm unreachable: never assume dead
@@ -95,9 +110,17 @@ def test_run_lock_is_exclusive_and_dies_with_its_process(tmp_path):
 
 def test_sweep_lock_serialises(tmp_path):
     with sweep_lock(tmp_path / "sweep.lock"):
-        p = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
-                              "from slurm.claim import sweep_lock\nwith sweep_lock(Path(sys.argv[1])): print('in')",
-                              str(tmp_path / "sweep.lock")], stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; "
+                "from slurm.claim import sweep_lock\nwith sweep_lock(Path(sys.argv[1])): print('in')",
+                str(tmp_path / "sweep.lock"),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(0.5)
         assert p.poll() is None  # blocked while we hold it
     assert p.communicate(timeout=20)[0].strip() == "in"
@@ -105,8 +128,9 @@ def test_sweep_lock_serialises(tmp_path):
 
 def _status(d: Path, state: str, step: int = 0, error=None):
     d.mkdir(parents=True, exist_ok=True)
-    (d / "status.json").write_text(json.dumps({"state": state, "env_step": step, "steps": 100, "error": error,
-                                               "updated_at": 0}))
+    (d / "status.json").write_text(
+        json.dumps({"state": state, "env_step": step, "steps": 100, "error": error, "updated_at": 0})
+    )
 
 
 def test_inspect_run_kinds(tmp_path):

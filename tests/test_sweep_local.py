@@ -1,6 +1,7 @@
 """`make sweep` with submitit's LocalExecutor (no Slurm) and a stand-in trainer (tests/fake_trainer.py):
 completion, idempotence, SIGKILL of a running job, time-limit checkpoint + requeue (USR2), Ctrl-C, concurrent
 sweeps, failures (also without a status from the trainer) in `make status`, DRY output."""
+
 from __future__ import annotations
 
 import json
@@ -39,15 +40,24 @@ def fake_trainer_env(monkeypatch):
 
 def files(tmp_path, steps=1000, extra="", time_min=10.0, signal_delay_s=5, parallelism=2):
     (tmp_path / "loc.yaml").write_text(SWEEP.format(steps=steps, extra=extra))
-    (tmp_path / "prof.yaml").write_text(f"executor: local\nparallelism: {parallelism}\ncpus: 1\n"
-                                        f"time_min: {time_min}\nsignal_delay_s: {signal_delay_s}\nmax_num_timeout: 5\n")
+    (tmp_path / "prof.yaml").write_text(
+        f"executor: local\nparallelism: {parallelism}\ncpus: 1\n"
+        f"time_min: {time_min}\nsignal_delay_s: {signal_delay_s}\nmax_num_timeout: 5\n"
+    )
     return tmp_path / "loc.yaml", tmp_path / "prof.yaml"
 
 
 def sweep(tmp_path, sweep_file, profile, **kw):
     lines: list[str] = []
-    rc = run_sweep(sweep_file, tmp_path / "res", str(profile), out=lines.append, entry="fake_trainer:main",
-                   validator=None, **kw)
+    rc = run_sweep(
+        sweep_file,
+        tmp_path / "res",
+        str(profile),
+        out=lines.append,
+        entry="fake_trainer:main",
+        validator=None,
+        **kw,
+    )
     return rc, "\n".join(lines)
 
 
@@ -65,7 +75,14 @@ def reference_eval(tmp_path, seed, steps, extra_argv=()):
     import fake_trainer
 
     out = tmp_path / f"ref{seed}"
-    argv = [f"seed={seed}", f"steps={steps}", f"out={out}", "episode_length=100", "eval_every=500", *extra_argv]
+    argv = [
+        f"seed={seed}",
+        f"steps={steps}",
+        f"out={out}",
+        "episode_length=100",
+        "eval_every=500",
+        *extra_argv,
+    ]
     assert fake_trainer.main(argv) == 0
     return (out / "eval.csv").read_text()
 
@@ -104,7 +121,10 @@ def test_sigkilled_job_is_reported_and_resumed_by_the_next_sweep(tmp_path, monke
     _wait(lambda: inspect_run(d, None).env_step >= 600 and RunLock(d).held_elsewhere(), what="seed0 to run")
     os.kill(RunLock(d).holder()["pid"], signal.SIGKILL)  # no warning, no cleanup
     t.join(120)
-    assert result["rc"] == 1 and "FAILED iqrl/walker-walk/default/seed0: job ended without a result" in result["out"]
+    assert (
+        result["rc"] == 1
+        and "FAILED iqrl/walker-walk/default/seed0: job ended without a result" in result["out"]
+    )
     st = inspect_run(d, None)
     assert st.kind == "interrupted" and st.env_step >= 600 and st.stale_claim
     assert cli(["status", str(s), "--results", str(tmp_path / "res")]) == 0
@@ -129,7 +149,9 @@ def test_time_limit_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
     for seed in range(3):
         d = run_dir(tmp_path, seed)
         lines = starts(d)
-        assert len(lines) >= 2 and all(int(a.split()[1]) < int(b.split()[1]) for a, b in zip(lines, lines[1:]))
+        assert len(lines) >= 2 and all(
+            int(a.split()[1]) < int(b.split()[1]) for a, b in zip(lines, lines[1:])
+        )
         assert (d / "eval.csv").read_text() == reference_eval(tmp_path, seed, 5000)
     logs = "".join(f.read_text() for f in (tmp_path / "res/.submitit/loc").glob("*_0_log.*"))
     assert logs.count("Caught signal SIGUSR2") >= 3 and logs.count("Requeued job") >= 3
@@ -165,7 +187,10 @@ def test_failed_run_shows_its_error_in_status_and_dry_changes_nothing(tmp_path, 
     assert cli(["status", str(s), "--results", str(tmp_path / "res")]) == 0
     text = capsys.readouterr().out
     assert "iqrl   default     0        0        0            0       3        0      3" in text
-    assert "failed:\n  iqrl/walker-walk/default/seed0  env_step 0/1000 (0%)  error: ValueError: asked to fail; log " in text
+    assert (
+        "failed:\n  iqrl/walker-walk/default/seed0  env_step 0/1000 (0%)  error: ValueError: asked to fail; "
+        "log " in text
+    )
 
 
 def test_trainer_exit_without_a_status_is_recorded_as_failed(tmp_path):
@@ -194,7 +219,10 @@ def test_recorded_failure_keeps_the_trainers_error_and_never_touches_a_done_run(
     fake_trainer._status(tmp_path, "running", 300, 1000)
     assert _record_failure(tmp_path, "trainer exit code 2") == "trainer exit code 2"
     assert {k: read_status(tmp_path)[k] for k in ("state", "env_step", "steps")} == {
-        "state": "failed", "env_step": 300, "steps": 1000}
+        "state": "failed",
+        "env_step": 300,
+        "steps": 1000,
+    }
     fake_trainer._status(tmp_path, "done", 1000, 1000)
     done = read_status(tmp_path)
     _record_failure(tmp_path, "trainer exit code 2")
@@ -217,13 +245,21 @@ def _ctrl_c(proc: subprocess.Popen, dirs: list[Path]) -> str:
     _wait(lambda: all(inspect_run(d, None).env_step >= 200 for d in dirs), what="runs to make progress")
     os.killpg(proc.pid, signal.SIGINT)
     out = proc.communicate(timeout=60)[0]
-    _wait(lambda: all(inspect_run(d, None).kind != "running" for d in dirs), what="runs and their jobs to stop")
+    _wait(
+        lambda: all(inspect_run(d, None).kind != "running" for d in dirs), what="runs and their jobs to stop"
+    )
     return out
 
 
 def _spawn(code: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], cwd=TESTS.parent, start_new_session=True, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=TESTS.parent,
+        start_new_session=True,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _checkpoint_step(d: Path) -> int:
@@ -233,8 +269,13 @@ def _checkpoint_step(d: Path) -> int:
 def test_sigint_stops_a_run_at_an_episode_boundary_with_a_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.2")
     d = tmp_path / "run"
-    out = _ctrl_c(_spawn(f"from slurm.run import Run; print(Run({str(d)!r}, ('out={d}', 'seed=0', 'steps=100000'), "
-                         "entry='fake_trainer:main')())"), [d])
+    out = _ctrl_c(
+        _spawn(
+            f"from slurm.run import Run; print(Run({str(d)!r}, ('out={d}', 'seed=0', 'steps=100000'), "
+            "entry='fake_trainer:main')())"
+        ),
+        [d],
+    )
     assert out.rstrip().endswith("interrupted (SIGINT), resumable") and "KeyboardInterrupt" not in out, out
     status = read_status(d)
     assert status["state"] == "interrupted" and status["env_step"] >= 200
@@ -246,8 +287,13 @@ def test_ctrl_c_during_a_local_sweep_checkpoints_every_running_run(tmp_path, mon
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "1.5")
     s, p = files(tmp_path, steps=100000)
     dirs = [run_dir(tmp_path, k) for k in (0, 1)]  # parallelism 2: seeds 0 and 1 run, seed 2 waits
-    out = _ctrl_c(_spawn(f"import sys; from slurm.submit import run_sweep; sys.exit(run_sweep({str(s)!r}, "
-                         f"{str(tmp_path / 'res')!r}, {str(p)!r}, entry='fake_trainer:main', validator=None))"), dirs)
+    out = _ctrl_c(
+        _spawn(
+            f"import sys; from slurm.submit import run_sweep; sys.exit(run_sweep({str(s)!r}, "
+            f"{str(tmp_path / 'res')!r}, {str(p)!r}, entry='fake_trainer:main', validator=None))"
+        ),
+        dirs,
+    )
     assert "interrupted: stopping local jobs" in out
     for d in dirs:
         st = inspect_run(d, None)

@@ -8,6 +8,7 @@
    Slurm ahead of the limit, checkpoints, is requeued by submitit and resumes; seed 0 ends with the same
    eval.csv as the same run trained without interruption. `make status` is checked while they run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,8 +49,14 @@ def slurm_cluster():
 
 
 def make(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", "--no-print-directory", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, **kw)
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
+    )
 
 
 def read_json(path: Path) -> dict:
@@ -71,7 +78,9 @@ def wait_for(cond, timeout: float, what: str, poll: float = 0.2):
 
 
 def sweep_jobs(name: str) -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-r", "-n", f"iqrl-{name}", "-o", "%i"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-n", f"iqrl-{name}", "-o", "%i"], capture_output=True, text=True
+    )
     return out.stdout.split()
 
 
@@ -90,8 +99,16 @@ def eval_rows(path: Path) -> list[dict]:
 def test_smoke_sweep_with_sigkill_scancel_and_concurrent_sweeps(tmp_path):
     results = tmp_path / "res"
     args = ["sweep", "SWEEP=ablations/smoke.yaml", "CLUSTER=local-slurm", f"RESULTS={results}"]
-    procs = [subprocess.Popen(["make", "-s", "--no-print-directory", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            ["make", "-s", "--no-print-directory", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     runs = submitted(results, "smoke")
@@ -134,8 +151,9 @@ def test_smoke_sweep_with_sigkill_scancel_and_concurrent_sweeps(tmp_path):
 
     third = make(*args)
     assert third.returncode == 0 and "nothing to submit" in third.stdout, third.stdout
-    assert sorted(submitted(results, "smoke")) == sorted(runs + [str(killed.relative_to(base)),
-                                                                 str(cancelled.relative_to(base))])
+    assert sorted(submitted(results, "smoke")) == sorted(
+        runs + [str(killed.relative_to(base)), str(cancelled.relative_to(base))]
+    )
     assert not sweep_jobs("smoke")
 
 
@@ -190,22 +208,34 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
     ref_dir = tmp_path / "reference"
     argv = [a if not a.startswith("out=") else f"out={ref_dir}" for a in run.argv(results)]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    reference = subprocess.Popen([sys.executable, "-m", "iqrl.train", *argv], cwd=ROOT, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "iqrl.train", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out = make("sweep", f"SWEEP={sweep_file}", f"CLUSTER={profile}", f"RESULTS={results}")
     assert out.returncode == 0 and "submitted 2 runs" in out.stdout, out.stdout + out.stderr
     run_dirs = [r.run_dir(results) for r in runs]
 
     def both_running():
-        return all(read_json(d / "status.json").get("state") == "running" and read_json(d / ".lock").get("pid")
-                   and read_json(d / "status.json").get("env_step", 0) > 0 for d in run_dirs)
+        return all(
+            read_json(d / "status.json").get("state") == "running"
+            and read_json(d / ".lock").get("pid")
+            and read_json(d / "status.json").get("env_step", 0) > 0
+            for d in run_dirs
+        )
 
     wait_for(both_running, 180, "both runs to be training")
 
     def status_shows_both_running():  # retried: an early USR2 may put a job between attempts just then
         status = make("status", f"SWEEP={sweep_file}", f"RESULTS={results}")
         assert status.returncode == 0, status.stderr
-        table_ok = "all                0        2        0            0       0        0      2" in status.stdout
+        table_ok = (
+            "all                0        2        0            0       0        0      2" in status.stdout
+        )
         return status.stdout if table_ok else None
 
     shown = wait_for(status_shows_both_running, 60, "make status to show both runs running", poll=1)
@@ -213,8 +243,15 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
         key = str(d.relative_to(results / "long"))
         assert f"  {key}  env_step " in shown and "/14000 (" in shown, shown
 
-    wait_for(lambda: all(read_json(d / "status.json").get("state") == "done" for d in run_dirs)
-             and not sweep_jobs("long"), 900, "the time-limited runs to be requeued and finish", poll=2)
+    wait_for(
+        lambda: (
+            all(read_json(d / "status.json").get("state") == "done" for d in run_dirs)
+            and not sweep_jobs("long")
+        ),
+        900,
+        "the time-limited runs to be requeued and finish",
+        poll=2,
+    )
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
     scripts = "".join(p.read_text() for p in (results / ".submitit/long").glob("*/*_submission.sh"))
@@ -223,7 +260,9 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
     for k, d in enumerate(run_dirs):
         log = "".join(p.read_text() for p in (results / ".submitit/long").glob(f"*_{k}/*_log.*"))
         assert "[slurm.run] got SIGUSR2" in log, log[-3000:]
-        assert "Job has timed out" in log and "Requeued job" in log, log[-3000:]  # submitit's timed-out branch
+        assert "Job has timed out" in log and "Requeued job" in log, log[
+            -3000:
+        ]  # submitit's timed-out branch
         assert "interrupted at env_step" in log and "resumed from checkpoint" in log
         steps = [int(r["env_step"]) for r in eval_rows(d / "eval.csv")]
         assert steps == list(range(0, 14001, 1000)), (d, steps)  # no row lost or written twice

@@ -1,4 +1,5 @@
 """Sweep files: grid expansion, variant names, budgets, errors, and the shipped ablations/*.yaml."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,13 +30,16 @@ def test_minimal_sweep_has_one_default_variant():
 
 
 def test_grid_is_a_product_and_zip_advances_together():
-    s = parse(BASE + """
+    s = parse(
+        BASE
+        + """
 grid:
   agent.horizon: [1, 3]
   agent.rho: [0.5, 0.9]
 zip:
   - {agent.fsq_levels: [[8, 8], [8, 5, 5, 5]], agent.latent_dim: [64, 32]}
-""")
+"""
+    )
     names = list(s.variants)
     assert len(names) == 2 * 2 * 2
     assert "fsq_levels=8-8,horizon=1,latent_dim=64,rho=0.5" in names
@@ -61,21 +65,34 @@ def test_groups_expand_in_order_without_duplicates_and_seeds_count_or_list():
 
 
 def test_per_group_budgets():
-    s = parse("agents: [iqrl]\ntasks: [easy, medium, hard]\nseeds: 1\n"
-              "steps: {easy: 1000000, medium: 2000000, hard: 3_000_000}\n")
+    s = parse(
+        "agents: [iqrl]\ntasks: [easy, medium, hard]\nseeds: 1\n"
+        "steps: {easy: 1000000, medium: 2000000, hard: 3_000_000}\n"
+    )
     assert {r.task: r.steps for r in s.runs()} == {
-        "walker-walk": 1_000_000, "cartpole-balance": 1_000_000, "cheetah-run": 2_000_000, "dog-run": 3_000_000}
+        "walker-walk": 1_000_000,
+        "cartpole-balance": 1_000_000,
+        "cheetah-run": 2_000_000,
+        "dog-run": 3_000_000,
+    }
     s = parse("agents: [iqrl]\ntasks: [hard, reacher-easy]\nseeds: 1\nsteps: {hard: 3, default: 9}\n")
     assert {r.task: r.steps for r in s.runs()} == {"dog-run": 3, "reacher-easy": 9}
 
 
 def test_fixed_and_per_agent_overrides_are_recorded_but_not_in_the_variant_name():
-    s = parse("agents: [iqrl, td3]\ntasks: [walker-walk]\nseeds: 1\nsteps: 10\n"
-              "fixed: {eval_every: 5, agent.mlp_dims: [64, 64]}\nper_agent: {iqrl: {agent.latent_dim: 16}}\n"
-              "grid: {agent.batch_size: [32]}\n")
+    s = parse(
+        "agents: [iqrl, td3]\ntasks: [walker-walk]\nseeds: 1\nsteps: 10\n"
+        "fixed: {eval_every: 5, agent.mlp_dims: [64, 64]}\nper_agent: {iqrl: {agent.latent_dim: 16}}\n"
+        "grid: {agent.batch_size: [32]}\n"
+    )
     iqrl, td3 = s.runs()
     assert iqrl.variant == td3.variant == "batch_size=32"
-    assert iqrl.overrides == ("agent.batch_size=32", "agent.latent_dim=16", "agent.mlp_dims=[64,64]", "eval_every=5")
+    assert iqrl.overrides == (
+        "agent.batch_size=32",
+        "agent.latent_dim=16",
+        "agent.mlp_dims=[64,64]",
+        "eval_every=5",
+    )
     assert td3.overrides == ("agent.batch_size=32", "agent.mlp_dims=[64,64]", "eval_every=5")
     argv = iqrl.argv("/res")
     assert argv[:4] == ["agent=iqrl", "task=walker-walk", "seed=0", "steps=10"]
@@ -95,7 +112,11 @@ def test_variant_names_are_stable_readable_and_injective():
     assert variant_name({"eval_every": 5}) == "eval_every=5"
     # order of keys does not matter
     a = variant_name({"agent.latent_dim": 64, "agent.fsq_levels": [8, 8]})
-    assert a == variant_name({"agent.fsq_levels": [8, 8], "agent.latent_dim": 64}) == "fsq_levels=8-8,latent_dim=64"
+    assert (
+        a
+        == variant_name({"agent.fsq_levels": [8, 8], "agent.latent_dim": 64})
+        == "fsq_levels=8-8,latent_dim=64"
+    )
     # unsafe characters or long names: shortened with a hash, still distinct
     x, y = variant_name({"agent.note": "a b"}), variant_name({"agent.note": "a/b"})
     assert x != y and x.startswith("note=a_b~") and "/" not in y
@@ -106,33 +127,52 @@ def test_variant_names_are_stable_readable_and_injective():
 def test_dotlist_values_round_trip_through_omegaconf():
     from omegaconf import OmegaConf
 
-    for v in [3, 0.0003, 1e-05, True, None, "mse", "on", "1e-3", [8, 5, 5, 5], [[1, 2], []], "/a/b=c,d", "a b"]:
+    for v in [
+        3,
+        0.0003,
+        1e-05,
+        True,
+        None,
+        "mse",
+        "on",
+        "1e-3",
+        [8, 5, 5, 5],
+        [[1, 2], []],
+        "/a/b=c,d",
+        "a b",
+    ]:
         assert OmegaConf.to_container(OmegaConf.from_dotlist([f"k={dotlist_value(v)}"]))["k"] == v
 
 
-@pytest.mark.parametrize("text, message", [
-    ("agents: [iqrl]\n", "missing required key 'tasks'"),
-    (BASE + "grdi: {}\n", "unknown key 'grdi'"),
-    (BASE.replace("seeds: 1", "seeds: 0"), "seeds: a count must be at least 1"),
-    (BASE.replace("seeds: 1", "seeds: [1, 1]"), "seeds: duplicate"),
-    (BASE.replace("steps: 1000", "steps: 1e6"), "write 1000000"),
-    (BASE.replace("steps: 1000", "steps: {easy: 5, wild: 3}"), "steps: unknown group 'wild'"),
-    ("agents: [iqrl]\ntasks: [medium]\nseeds: 1\nsteps: {easy: 5}\n", "no budget for task 'cheetah-run' (group medium)"),
-    (BASE.replace("agents: [iqrl]", "agents: []"), "agents: expected a non-empty list"),
-    (BASE + "grid: {agent.horizon: 3}\n", "grid.agent.horizon: expected a non-empty list"),
-    (BASE + "grid: {}\n", "grid: expected a non-empty mapping"),
-    (BASE + "variants: []\n", "variants: expected a non-empty list"),
-    (BASE + "zip: []\n", "zip: expected a list of axes"),
-    (BASE + "grid: {seed: [1, 2]}\n", "'seed' is set by the sweep itself"),
-    (BASE + "grid: {'agent..x': [1]}\n", "is not a config key"),
-    (BASE + "zip: [{agent.a: [1, 2], agent.b: [1]}]\n", "zipped lists must have equal lengths"),
-    (BASE + "fixed: {agent.horizon: 3}\ngrid: {agent.horizon: [1]}\n", "also set in fixed"),
-    (BASE + "variants: [{}, {}]\n", "both give variant 'default'"),
-    (BASE + "fixed: {agent.x: {a: 1}}\n", "mappings are not supported"),
-    (BASE + "per_agent: {td3: {agent.x: 1}}\n", "'td3' is not one of the sweep's agents"),
-    (BASE + "name: 'a b'\n", "not a usable folder name"),
-    ("- just\n- a list\n", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("agents: [iqrl]\n", "missing required key 'tasks'"),
+        (BASE + "grdi: {}\n", "unknown key 'grdi'"),
+        (BASE.replace("seeds: 1", "seeds: 0"), "seeds: a count must be at least 1"),
+        (BASE.replace("seeds: 1", "seeds: [1, 1]"), "seeds: duplicate"),
+        (BASE.replace("steps: 1000", "steps: 1e6"), "write 1000000"),
+        (BASE.replace("steps: 1000", "steps: {easy: 5, wild: 3}"), "steps: unknown group 'wild'"),
+        (
+            "agents: [iqrl]\ntasks: [medium]\nseeds: 1\nsteps: {easy: 5}\n",
+            "no budget for task 'cheetah-run' (group medium)",
+        ),
+        (BASE.replace("agents: [iqrl]", "agents: []"), "agents: expected a non-empty list"),
+        (BASE + "grid: {agent.horizon: 3}\n", "grid.agent.horizon: expected a non-empty list"),
+        (BASE + "grid: {}\n", "grid: expected a non-empty mapping"),
+        (BASE + "variants: []\n", "variants: expected a non-empty list"),
+        (BASE + "zip: []\n", "zip: expected a list of axes"),
+        (BASE + "grid: {seed: [1, 2]}\n", "'seed' is set by the sweep itself"),
+        (BASE + "grid: {'agent..x': [1]}\n", "is not a config key"),
+        (BASE + "zip: [{agent.a: [1, 2], agent.b: [1]}]\n", "zipped lists must have equal lengths"),
+        (BASE + "fixed: {agent.horizon: 3}\ngrid: {agent.horizon: [1]}\n", "also set in fixed"),
+        (BASE + "variants: [{}, {}]\n", "both give variant 'default'"),
+        (BASE + "fixed: {agent.x: {a: 1}}\n", "mappings are not supported"),
+        (BASE + "per_agent: {td3: {agent.x: 1}}\n", "'td3' is not one of the sweep's agents"),
+        (BASE + "name: 'a b'\n", "not a usable folder name"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
 def test_malformed_sweeps_give_one_line_errors(text, message):
     with pytest.raises(SweepError) as e:
         parse(text)
@@ -150,13 +190,20 @@ def test_invalid_yaml_names_the_line(tmp_path):
         load_sweep(tmp_path / "nope.yaml", GROUPS)
 
 
-@pytest.mark.parametrize("text, message", [
-    (BASE + "grid: {agent.horizon: [1]}\ngrid: {agent.rho: [0.5]}\n",
-     "invalid YAML at line 6, column 1: duplicate key 'grid' (first given at line 5)"),
-    (BASE + "grid:\n  agent.horizon: [1, 3]\n  agent.horizon: [5]\n",
-     "invalid YAML at line 7, column 3: duplicate key 'agent.horizon' (first given at line 6)"),
-    (BASE + "variants: [{agent.use_fsq: false, agent.use_fsq: true}]\n", "duplicate key 'agent.use_fsq'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            BASE + "grid: {agent.horizon: [1]}\ngrid: {agent.rho: [0.5]}\n",
+            "invalid YAML at line 6, column 1: duplicate key 'grid' (first given at line 5)",
+        ),
+        (
+            BASE + "grid:\n  agent.horizon: [1, 3]\n  agent.horizon: [5]\n",
+            "invalid YAML at line 7, column 3: duplicate key 'agent.horizon' (first given at line 6)",
+        ),
+        (BASE + "variants: [{agent.use_fsq: false, agent.use_fsq: true}]\n", "duplicate key 'agent.use_fsq'"),
+    ],
+)
 def test_duplicate_keys_are_rejected_with_key_and_line(tmp_path, text, message):
     p = tmp_path / "dup.yaml"
     p.write_text(text)
@@ -167,7 +214,9 @@ def test_duplicate_keys_are_rejected_with_key_and_line(tmp_path, text, message):
 
 def test_yaml_merge_keys_may_override_merged_entries(tmp_path):
     p = tmp_path / "merge.yaml"
-    p.write_text(BASE + "fixed: &f {eval_every: 5, agent.horizon: 3}\nper_agent: {iqrl: {<<: *f, eval_every: 7}}\n")
+    p.write_text(
+        BASE + "fixed: &f {eval_every: 5, agent.horizon: 3}\nper_agent: {iqrl: {<<: *f, eval_every: 7}}\n"
+    )
     with pytest.raises(SweepError, match="also set in fixed"):  # parsed; rejected by the sweep rules only
         load_sweep(p, GROUPS)
 
@@ -179,8 +228,9 @@ def _validate(path, agents=None, results="/tmp/results-not-used"):
     return load(ROOT / "ablations" / path, Path(results), agents)
 
 
-@pytest.mark.parametrize("name", ["smoke.yaml", "fsq_levels.yaml", "horizon.yaml", "components.yaml",
-                                  "latent_dim.yaml"])
+@pytest.mark.parametrize(
+    "name", ["smoke.yaml", "fsq_levels.yaml", "horizon.yaml", "components.yaml", "latent_dim.yaml"]
+)
 def test_shipped_sweeps_validate_against_build_config(name):
     sweep, runs = _validate(name)
     assert runs and sweep.name == name[:-5]
@@ -200,15 +250,24 @@ def test_shipped_sweeps_cover_the_requested_settings():
             for level in ov["agent.fsq_levels"]:
                 k *= level
             sizes.add(k)
-    assert min(sizes) == 2 ** 4 and max(sizes) == 2 ** 16 and "use_fsq=false" in fsq
+    assert min(sizes) == 2**4 and max(sizes) == 2**16 and "use_fsq=false" in fsq
     assert [v["agent.horizon"] for v in variants("horizon.yaml").values()] == [1, 2, 3, 5, 7, 10]
     comp = variants("components.yaml")
-    assert {"default", "use_rec_loss=true", "use_rew_loss=true", "use_projection=true", "use_target_encoder=false",
-            "consistency_loss=mse", "tc_loss_sign=1"} <= set(comp)
+    assert {
+        "default",
+        "use_rec_loss=true",
+        "use_rew_loss=true",
+        "use_projection=true",
+        "use_target_encoder=false",
+        "consistency_loss=mse",
+        "tc_loss_sign=1",
+    } <= set(comp)
     assert len(variants("latent_dim.yaml")) >= 5
     main = load_sweep(ROOT / "ablations" / "main.yaml", default_task_groups())
     assert main.seeds == (0, 1, 2, 3, 4)
-    assert {main.steps_for(t) for t in default_task_groups()["easy"] + default_task_groups()["medium"]} == {1_000_000}
+    assert {main.steps_for(t) for t in default_task_groups()["easy"] + default_task_groups()["medium"]} == {
+        1_000_000
+    }
     assert {main.steps_for(t) for t in default_task_groups()["hard"]} == {3_000_000}
     assert {"iqrl", "td3", "td7", "tcrl", "dcwm", "mrq", "sac"} <= set(main.agents)
 
@@ -228,8 +287,11 @@ def test_unknown_config_key_or_bad_value_is_rejected_before_submission(tmp_path)
 
     p = tmp_path / "bad.yaml"
     p.write_text(BASE + "grid: {agent.horizn: [1, 2]}\n")
-    with pytest.raises(SweepError, match=r"run iqrl/walker-walk/horizn=1/seed0: unknown config key 'agent.horizn' "
-                                         r"\(did you mean agent.horizon\?\)"):
+    with pytest.raises(
+        SweepError,
+        match=r"run iqrl/walker-walk/horizn=1/seed0: unknown config key 'agent.horizn' "
+        r"\(did you mean agent.horizon\?\)",
+    ):
         load(p, tmp_path / "results")
     p.write_text(BASE + "grid: {agent.consistency_loss: [cos, l1]}\n")
     with pytest.raises(SweepError, match="consistency_loss must be cos or mse"):

@@ -1,5 +1,6 @@
 """`make sweep` on Slurm without a cluster: a fake submitit executor and queue. Array chunking under
 MaxArraySize, claims, skipping live and done runs, resubmitting stale ones, concurrent sweeps, DRY output."""
+
 from __future__ import annotations
 
 import json
@@ -78,8 +79,15 @@ def sweep(tmp_path: Path, text: str = SWEEP, **kw):
     p = tmp_path / "fk.yaml"
     p.write_text(text)
     lines: list[str] = []
-    rc = run_sweep(p, tmp_path / "res", kw.pop("cluster_name", "local-slurm"), out=lines.append,
-                   task_groups=GROUPS, validator=None, **kw)
+    rc = run_sweep(
+        p,
+        tmp_path / "res",
+        kw.pop("cluster_name", "local-slurm"),
+        out=lines.append,
+        task_groups=GROUPS,
+        validator=None,
+        **kw,
+    )
     return rc, "\n".join(lines)
 
 
@@ -101,7 +109,10 @@ def test_arrays_are_chunked_below_max_array_size_and_claims_get_job_ids(tmp_path
     run = fake.arrays[0][0]
     assert run.entry == "iqrl.train:main" and "device=cpu" in run.argv and run.threads == 1
     assert Path(run.run_dir).is_absolute()
-    log = [json.loads(line) for line in (tmp_path / "res/.submitit/fk/submissions.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(line)
+        for line in (tmp_path / "res/.submitit/fk/submissions.jsonl").read_text().splitlines()
+    ]
     assert sum(len(e["runs"]) for e in log) == 8
 
 
@@ -141,8 +152,14 @@ def test_concurrent_sweeps_never_submit_a_run_twice(tmp_path, fake):
     outs: list[list[str]] = [[], [], [], []]
 
     def go(i):
-        run_sweep(tmp_path / "fk.yaml", tmp_path / "res", "local-slurm", out=outs[i].append,
-                  task_groups=GROUPS, validator=None)
+        run_sweep(
+            tmp_path / "fk.yaml",
+            tmp_path / "res",
+            "local-slurm",
+            out=outs[i].append,
+            task_groups=GROUPS,
+            validator=None,
+        )
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(4)]
     for t in threads:
@@ -169,8 +186,14 @@ def test_dry_run_prints_runs_and_sbatch_flags_and_changes_nothing(tmp_path, fake
     assert not (tmp_path / "res").exists()
     assert "DRY RUN: nothing claimed or submitted. 8 runs in 3 array job(s) (MaxArraySize 3)" in out
     assert out.count("#SBATCH --array=0-2%3") == 2 and out.count("#SBATCH --array=0-1%2") == 1
-    for flag in ("--partition=debug", "--cpus-per-task=1", "--mem=2GB", "--time=30", "--signal=USR2@20",
-                 "--job-name=iqrl-fk"):
+    for flag in (
+        "--partition=debug",
+        "--cpus-per-task=1",
+        "--mem=2GB",
+        "--time=30",
+        "--signal=USR2@20",
+        "--job-name=iqrl-fk",
+    ):
         assert f"#SBATCH {flag}" in out
     assert "python -m iqrl.train agent=iqrl task=walker-walk seed=0 steps=100" in out
     assert "variant=horizon=1 'overrides=[\"agent.horizon=1\"]' agent.horizon=1 device=cpu" in out
@@ -185,13 +208,24 @@ def test_dry_run_gpu_profile_flags(tmp_path, fake):
 
 def test_dry_run_custom_profile_flags_reach_the_script(tmp_path, fake):
     prof = tmp_path / "mine.yaml"
-    prof.write_text("executor: slurm\npartition: big\naccount: lab42\nqos: long\nconstraint: avx512\n"
-                    "time_min: 240\ncpus: 4\nmem_gb: 16\ngpus: 0\narray_parallelism: 3\n"
-                    "sbatch: {exclude: node7, mail-type: FAIL}\nsetup: [module load cuda/12.4]\n")
+    prof.write_text(
+        "executor: slurm\npartition: big\naccount: lab42\nqos: long\nconstraint: avx512\n"
+        "time_min: 240\ncpus: 4\nmem_gb: 16\ngpus: 0\narray_parallelism: 3\n"
+        "sbatch: {exclude: node7, mail-type: FAIL}\nsetup: [module load cuda/12.4]\n"
+    )
     rc, out = sweep(tmp_path, dry=True, cluster_name=str(prof))
     assert rc == 0 and not fake.arrays
-    for flag in ("--partition=big", "--account=lab42", "--qos=long", "--constraint=avx512", "--time=240",
-                 "--cpus-per-task=4", "--mem=16GB", "--exclude=node7", "--mail-type=FAIL"):
+    for flag in (
+        "--partition=big",
+        "--account=lab42",
+        "--qos=long",
+        "--constraint=avx512",
+        "--time=240",
+        "--cpus-per-task=4",
+        "--mem=16GB",
+        "--exclude=node7",
+        "--mail-type=FAIL",
+    ):
         assert f"#SBATCH {flag}" in out, (flag, out)
     assert "%3" in out and "--gpus" not in out
 
@@ -209,25 +243,30 @@ def test_profile_errors(tmp_path):
     with pytest.raises(ProfileError, match="unknown key 'partitoin'"):
         load_profile(str(bad))
     bad.write_text("executor: slurm\npartition: a\npartition: b\n")
-    with pytest.raises(ProfileError, match=r"line 3, column 1: duplicate key 'partition' \(first given at line 2\)"):
+    with pytest.raises(
+        ProfileError, match=r"line 3, column 1: duplicate key 'partition' \(first given at line 2\)"
+    ):
         load_profile(str(bad))
     for name in ("local", "local-slurm", "cpu", "gpu"):
         load_profile(name)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("setup: module load cuda", "setup must be a list of shell lines"),  # would be split into characters
-    ("setup: [module load cuda, 3]", "setup must be a list of shell lines"),
-    ("sbatch: [exclusive]", "sbatch must be a mapping"),
-    ("parallelism: 0", "parallelism must be auto or an integer >= 1, got 0"),  # the local loop would spin
-    ("parallelism: many", "parallelism must be auto or an integer >= 1"),
-    ("cpus: 0", "cpus must be an integer >= 1, got 0"),
-    ("array_parallelism: 0", "array_parallelism must be an integer >= 1, got 0"),
-    ("max_array_size: 0", "max_array_size must be an integer >= 1"),
-    ("gpus: -1", "gpus must be an integer >= 0"),
-    ("signal_delay_s: true", "signal_delay_s must be an integer >= 0, got True"),
-    ("mem_gb: 32G", "mem_gb must be a positive number of GB"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("setup: module load cuda", "setup must be a list of shell lines"),  # would be split into characters
+        ("setup: [module load cuda, 3]", "setup must be a list of shell lines"),
+        ("sbatch: [exclusive]", "sbatch must be a mapping"),
+        ("parallelism: 0", "parallelism must be auto or an integer >= 1, got 0"),  # the local loop would spin
+        ("parallelism: many", "parallelism must be auto or an integer >= 1"),
+        ("cpus: 0", "cpus must be an integer >= 1, got 0"),
+        ("array_parallelism: 0", "array_parallelism must be an integer >= 1, got 0"),
+        ("max_array_size: 0", "max_array_size must be an integer >= 1"),
+        ("gpus: -1", "gpus must be an integer >= 0"),
+        ("signal_delay_s: true", "signal_delay_s must be an integer >= 0, got True"),
+        ("mem_gb: 32G", "mem_gb must be a positive number of GB"),
+    ],
+)
 def test_profile_values_are_checked(tmp_path, line, message):
     from slurm.profiles import ProfileError
 
@@ -265,9 +304,17 @@ def test_refused_sbatch_is_one_line_exit_1_and_releases_unsubmitted_claims(tmp_p
     stderr: `make sweep` prints one line, exits 1, keeps the claims of submitted arrays and drops the rest."""
     from submitit.core.utils import FailedJobError
 
-    err = sweep_with_failing_sbatch(tmp_path, fake, capsys, FailedJobError(
-        "sbatch: error: invalid partition specified: gpu-typo\n"
-        "sbatch: error: Batch job submission failed: Invalid partition name specified"), 1, "iqrl, td3")
+    err = sweep_with_failing_sbatch(
+        tmp_path,
+        fake,
+        capsys,
+        FailedJobError(
+            "sbatch: error: invalid partition specified: gpu-typo\n"
+            "sbatch: error: Batch job submission failed: Invalid partition name specified"
+        ),
+        1,
+        "iqrl, td3",
+    )
     assert err.startswith("error: sbatch failed: sbatch: error: invalid partition specified: gpu-typo; ")
     assert "(3 of 8 runs submitted before; the other claims are released)" in err
     claims = [read_claim(d) for d in run_dirs(tmp_path)]
@@ -278,8 +325,14 @@ def test_refused_sbatch_is_one_line_exit_1_and_releases_unsubmitted_claims(tmp_p
 def test_unreadable_sbatch_reply_is_one_line_exit_1(tmp_path, fake, capsys):
     from submitit.core.utils import FailedSubmissionError
 
-    err = sweep_with_failing_sbatch(tmp_path, fake, capsys, FailedSubmissionError(
-        "Could not make sense of sbatch output \"\"\nJob id regexp: ..."), 0, "td3")
+    err = sweep_with_failing_sbatch(
+        tmp_path,
+        fake,
+        capsys,
+        FailedSubmissionError('Could not make sense of sbatch output ""\nJob id regexp: ...'),
+        0,
+        "td3",
+    )
     assert err.startswith("error: sbatch's reply could not be read (Could not make sense of sbatch output")
     assert "check squeue" in err and "0 of 4 runs submitted before" in err
 

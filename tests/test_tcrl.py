@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from baselines.tcrl import TCRL, TCRLConfig
-from conftest import tiny_argv
 from iqrl.config import build_config
 from iqrl.maths import truncated_normal_sample
 from iqrl.replay import SequenceBatch
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
-from test_train import eval_numbers, read_csv
+from iqrl.train import EXIT_OK, main
+
 from agent_helpers import FixedReplay
+from conftest import tiny_argv
+from test_train import read_csv
 
 OBS, ACT = 7, 3
 
@@ -28,9 +29,14 @@ def make(**kw):
 
 def batch(B=8, L=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return SequenceBatch(obs=torch.randn(B, L + 1, OBS, generator=g), action=torch.rand(B, L, ACT, generator=g) * 2 - 1,
-                         reward=torch.rand(B, L, generator=g), terminal=torch.zeros(B, L, dtype=torch.bool),
-                         valid=torch.ones(B, L), index=torch.arange(B))
+    return SequenceBatch(
+        obs=torch.randn(B, L + 1, OBS, generator=g),
+        action=torch.rand(B, L, ACT, generator=g) * 2 - 1,
+        reward=torch.rand(B, L, generator=g),
+        terminal=torch.zeros(B, L, dtype=torch.bool),
+        valid=torch.ones(B, L),
+        index=torch.arange(B),
+    )
 
 
 def test_architecture_and_defaults():
@@ -87,9 +93,11 @@ def test_model_loss_is_rho_weighted_cosine_and_reward():
         cons, rew = 0, 0
         for t in range(3):
             za = torch.cat([z, b.action[:, t]], -1)
-            rew = rew + 0.5 ** t * (agent.reward_head(za).squeeze(-1) - b.reward[:, t]) ** 2
+            rew = rew + 0.5**t * (agent.reward_head(za).squeeze(-1) - b.reward[:, t]) ** 2
             z = agent.dynamics(za)
-            cons = cons + 0.5 ** t * (2 - 2 * F.cosine_similarity(z, agent.encoder_target(b.obs[:, t + 1]), dim=-1))
+            cons = cons + 0.5**t * (
+                2 - 2 * F.cosine_similarity(z, agent.encoder_target(b.obs[:, t + 1]), dim=-1)
+            )
     assert m["consistency_loss"].item() == pytest.approx(cons.mean().item(), rel=1e-5)
     assert m["reward_loss"].item() == pytest.approx(rew.mean().item(), rel=1e-5)
     assert loss.item() == pytest.approx((cons + rew).mean().item(), rel=1e-5)
@@ -127,11 +135,23 @@ def test_model_gradients_reach_exactly_encoder_dynamics_reward():
 
 def test_rl_gradients_never_reach_the_encoders_or_model():
     agent = make()
-    before = {k: copy.deepcopy(m.state_dict()) for k, m in
-              (("e", agent.encoder), ("et", agent.encoder_target), ("f", agent.dynamics), ("r", agent.reward_head))}
+    before = {
+        k: copy.deepcopy(m.state_dict())
+        for k, m in (
+            ("e", agent.encoder),
+            ("et", agent.encoder_target),
+            ("f", agent.dynamics),
+            ("r", agent.reward_head),
+        )
+    }
     for _ in range(3):
         agent.update_rl(batch())
-    for k, m in (("e", agent.encoder), ("et", agent.encoder_target), ("f", agent.dynamics), ("r", agent.reward_head)):
+    for k, m in (
+        ("e", agent.encoder),
+        ("et", agent.encoder_target),
+        ("f", agent.dynamics),
+        ("r", agent.reward_head),
+    ):
         assert all(p.grad is None for p in m.parameters())
         assert all(torch.equal(v, m.state_dict()[n]) for n, v in before[k].items())
     assert agent.ac.actor.trunk[0].weight.grad is not None
@@ -143,8 +163,10 @@ def test_actor_step_leaves_no_gradient_on_the_critic():
     # the critic's gradients after the update are exactly those of its own loss: the actor's backward
     # through it (every update) adds nothing to them, and the critic trains again afterwards
     orig_step = agent.ac.critic_opt.step
-    agent.ac.critic_opt.step = lambda: (grads.update({n: p.grad.clone() for n, p in agent.ac.critic.named_parameters()}),
-                                        orig_step())
+    agent.ac.critic_opt.step = lambda: (
+        grads.update({n: p.grad.clone() for n, p in agent.ac.critic.named_parameters()}),
+        orig_step(),
+    )
     agent.update_rl(batch())
     assert grads and all(torch.equal(p.grad, grads[n]) for n, p in agent.ac.critic.named_parameters())
     assert all(p.requires_grad for p in agent.ac.critic.parameters())
@@ -165,8 +187,12 @@ def test_full_update_target_encoder_gets_no_gradient_only_ema():
 
 def test_targets_copied_at_init_unless_official_quirk():
     agent = make()
-    assert all(torch.equal(a, b) for a, b in zip(agent.encoder.parameters(), agent.encoder_target.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(agent.ac.critic.parameters(), agent.ac.critic_target.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(agent.encoder.parameters(), agent.encoder_target.parameters())
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(agent.ac.critic.parameters(), agent.ac.critic_target.parameters())
+    )
     q = make(official_random_target_init=True)  # TC-1: independent random init
     assert not torch.equal(q.encoder[0].weight, q.encoder_target[0].weight)
     assert not torch.equal(q.ac.critic.trunk[0].weight, q.ac.critic_target.trunk[0].weight)
@@ -191,7 +217,9 @@ def test_td_target_uses_online_actor_and_min_of_target_heads():
         expected = ((q - y) ** 2).sum(0).mean()
     ac2.sigma = 0.5
     ac2.generator.set_state(state)
-    assert ac2.update(z, b.action[:, 0], ret, disc, z_next)["q_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert ac2.update(z, b.action[:, 0], ret, disc, z_next)["q_loss"].item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )
 
 
 def test_nstep_uses_the_first_n_rewards_and_gamma_n():

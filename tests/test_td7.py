@@ -6,10 +6,17 @@ import math
 import pytest
 import torch
 
-from agent_helpers import assert_actions_bounded, assert_resume_matches, assert_same_continuation, params, same
 from baselines.td7 import TD7, TD7Config, lap_huber
 from iqrl.config import ConfigError, build_config
 from iqrl.replay import SequenceReplay
+
+from agent_helpers import (
+    assert_actions_bounded,
+    assert_resume_matches,
+    assert_same_continuation,
+    params,
+    same,
+)
 
 OBS, ACT = 6, 2
 
@@ -26,14 +33,23 @@ def replay(n_episodes=3, length=40, seed=0):
     for _ in range(n_episodes):
         r.start_episode(torch.randn(OBS, generator=g))
         for t in range(length):
-            r.add(torch.rand(ACT, generator=g) * 2 - 1, float(torch.rand((), generator=g)),
-                  torch.randn(OBS, generator=g), False, t == length - 1)
+            r.add(
+                torch.rand(ACT, generator=g) * 2 - 1,
+                float(torch.rand((), generator=g)),
+                torch.randn(OBS, generator=g),
+                False,
+                t == length - 1,
+            )
     return r
 
 
 def fixed_batch(seed=1, B=32):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(B, OBS, generator=g), torch.rand(B, ACT, generator=g) * 2 - 1, torch.randn(B, OBS, generator=g)
+    return (
+        torch.randn(B, OBS, generator=g),
+        torch.rand(B, ACT, generator=g) * 2 - 1,
+        torch.randn(B, OBS, generator=g),
+    )
 
 
 def test_shapes_action_bounds_and_embeddings():
@@ -80,8 +96,14 @@ def grads(module):
 def test_each_step_trains_exactly_its_own_parameters():
     agent = make()
     o, a, o2 = fixed_batch()
-    others = ["fixed_encoder", "fixed_encoder_target", "checkpoint_encoder", "actor_target", "critic_target",
-              "checkpoint_actor"]
+    others = [
+        "fixed_encoder",
+        "fixed_encoder_target",
+        "checkpoint_encoder",
+        "actor_target",
+        "critic_target",
+        "checkpoint_actor",
+    ]
 
     def no_grads(*names):
         return all(g is None for n in names for g in grads(getattr(agent, n)))
@@ -160,7 +182,9 @@ def test_policy_checkpoint_schedule():
     def ckpt_is_actor():
         return same(agent.checkpoint_actor, params(agent.actor))
 
-    assert agent.updates_due(100.0, 200, 0.5) == 100  # 1-episode assessment passed: checkpoint, train 200 x 0.5
+    assert (
+        agent.updates_due(100.0, 200, 0.5) == 100
+    )  # 1-episode assessment passed: checkpoint, train 200 x 0.5
     assert ckpt_is_actor() and agent.best_min_return == 100.0
     perturb_actor()
     assert agent.updates_due(90.0, 200, 0.5) == 100  # worse than the best minimum: train, keep the checkpoint

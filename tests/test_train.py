@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import tiny_argv
-from iqrl import agents
 from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
+
+from conftest import tiny_argv
 
 EVAL_COLS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
 
@@ -51,7 +51,9 @@ def test_cli_stops_at_episode_boundary_on_ctrl_c_or_sigterm(sig, tmp_path):
     assert p.returncode == EXIT_INTERRUPTED, err
     assert "stopping at the end of this episode with a checkpoint" in err
     status = json.loads((run / "status.json").read_text())
-    assert status["state"] == "interrupted" and 0 < status["env_step"] < 4000 and status["env_step"] % 200 == 0
+    assert (
+        status["state"] == "interrupted" and 0 < status["env_step"] < 4000 and status["env_step"] % 200 == 0
+    )
     assert (run / "checkpoint").exists()
 
 
@@ -60,8 +62,12 @@ def test_sigkill_at_any_point_then_resume_matches(tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
     argv = tiny_argv("iqrl", ref, seed=7, steps=2000, extra=["checkpoint_every=600"])
     assert main(argv) == EXIT_OK
-    cmd = [sys.executable, "-m", "iqrl.train", *tiny_argv("iqrl", run, seed=7, steps=2000,
-                                                          extra=["checkpoint_every=600"])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "iqrl.train",
+        *tiny_argv("iqrl", run, seed=7, steps=2000, extra=["checkpoint_every=600"]),
+    ]
     # Same thread count as this process (conftest): CPU float sums depend on it.
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     for kill_after in (700, 1300):
@@ -100,7 +106,10 @@ def _older_run(tmp_path, capsys, edit, extra=()):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     edit(cfg["agent"])
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(tiny_argv("td3", out, steps=400, extra=extra)) == EXIT_OK and "already done" in capsys.readouterr().out
+    assert (
+        main(tiny_argv("td3", out, steps=400, extra=extra)) == EXIT_OK
+        and "already done" in capsys.readouterr().out
+    )
     status = json.loads((out / "status.json").read_text())
     (out / "status.json").write_text(json.dumps({**status, "state": "running"}))
     return out, cfg, status, {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
@@ -119,8 +128,13 @@ def test_run_of_an_older_version_with_keys_its_agent_never_read(tmp_path, capsys
     """Before configs were composed per learner, a td3 config carried the SAC learner's keys (and a sac config
     TD3's noise keys), never read. An unfinished older run holding them resumes (runfolder.INERT_REMOVED_KEYS)
     and finishes; a removed key outside that list is still refused (test above)."""
-    sac_keys = {"init_temperature": 0.1, "alpha_lr": 3e-4, "log_std_min": -10.0, "log_std_max": 2.0,
-                "target_entropy": None}
+    sac_keys = {
+        "init_temperature": 0.1,
+        "alpha_lr": 3e-4,
+        "log_std_min": -10.0,
+        "log_std_max": 2.0,
+        "target_entropy": None,
+    }
     out, _, _, _ = _older_run(tmp_path, capsys, lambda agent: agent.update(sac_keys))
     assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
     assert json.loads((out / "status.json").read_text())["state"] == "done"
@@ -185,12 +199,19 @@ def test_a_second_trainer_on_a_locked_run_folder_exits_2_and_writes_nothing(tmp_
     run = tmp_path / "run"
     run.mkdir()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True, env=env)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert main(tiny_argv("td3", run, steps=400)) == EXIT_BAD_INPUT
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error:") and "another process" in err[0] and "job 4242" in err[0]
+        assert (
+            len(err) == 1
+            and err[0].startswith("error:")
+            and "another process" in err[0]
+            and "job 4242" in err[0]
+        )
         assert sorted(p.name for p in run.iterdir()) == [".lock"]  # no config, status or CSV written
     finally:
         holder.kill()
@@ -208,10 +229,18 @@ def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
     assert lock.acquire({"job_id": "1"})
     try:
         assert main(tiny_argv("td3", run, steps=400)) == EXIT_OK
-        probe = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                                "from iqrl.runfolder import RunLock; print(RunLock(Path(sys.argv[1])).held_elsewhere())",
-                                str(run)], capture_output=True, text=True,
-                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        probe = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; "
+                "from iqrl.runfolder import RunLock; print(RunLock(Path(sys.argv[1])).held_elsewhere())",
+                str(run),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
         assert probe.stdout.strip() == "True"
     finally:
         lock.release()
@@ -225,7 +254,9 @@ def test_checkpoints_fall_on_the_cadence_after_a_resume(tmp_path, monkeypatch):
 
     saved = []
     original = Trainer.save_checkpoint
-    monkeypatch.setattr(Trainer, "save_checkpoint", lambda self: (saved.append(self.env_step), original(self))[1])
+    monkeypatch.setattr(
+        Trainer, "save_checkpoint", lambda self: (saved.append(self.env_step), original(self))[1]
+    )
     run, episodes = tmp_path / "run", {"n": 0}
 
     def stop_at_400():
@@ -257,16 +288,24 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed_on_resume(tmp_path)
     argv = tiny_argv("td3", run, steps=800)
     assert main(argv, should_stop=lambda: True) == EXIT_INTERRUPTED
     # The real writer, killed between writing its temporary file and renaming it.
-    code = ("import os, signal, sys; from iqrl.runfolder import _atomic_write\n"
-            "def write(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
-            "_atomic_write(sys.argv[1], write)")
+    code = (
+        "import os, signal, sys; from iqrl.runfolder import _atomic_write\n"
+        "def write(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "_atomic_write(sys.argv[1], write)"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for target in (run / "checkpoint" / "ckpt.pt", run / "eval.csv"):
         p = subprocess.run([sys.executable, "-c", code, str(target)], env=env)
         assert p.returncode == -signal.SIGKILL
     leftovers = sorted([*run.glob(".*.tmp"), *run.glob("checkpoint/.*.tmp")], key=lambda p: p.name)
-    assert [p.name[:9] for p in leftovers] == [".ckpt.pt.", ".eval.csv"] and leftovers[0].stat().st_size == 100000
-    others = [run / "notes.tmp", run / "checkpoint" / ".ckpt.pt.tmp", run / ".eval.csv.short.tmp"]  # not its pattern
+    assert [p.name[:9] for p in leftovers] == [".ckpt.pt.", ".eval.csv"] and leftovers[
+        0
+    ].stat().st_size == 100000
+    others = [
+        run / "notes.tmp",
+        run / "checkpoint" / ".ckpt.pt.tmp",
+        run / ".eval.csv.short.tmp",
+    ]  # not its pattern
     for p in others:
         p.write_text("keep")
     assert main(argv) == EXIT_OK
@@ -280,10 +319,15 @@ def test_run_of_an_older_version_without_a_key_added_since(tmp_path, capsys):
     resumes when the key's value reproduces the older behaviour (LEGACY_VALUES) and is refused otherwise."""
     out, cfg, status, _ = _older_run(tmp_path, capsys, lambda agent: agent.pop("official_shared_eval_seed"))
     assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg))  # unfinished again, and a value older versions lacked
+    (out / "config.yaml").write_text(
+        yaml.safe_dump(cfg)
+    )  # unfinished again, and a value older versions lacked
     (out / "status.json").write_text(json.dumps({**status, "state": "running"}))
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    assert main(tiny_argv("td3", out, steps=400, extra=["agent.official_shared_eval_seed=true"])) == EXIT_BAD_INPUT
+    assert (
+        main(tiny_argv("td3", out, steps=400, extra=["agent.official_shared_eval_seed=true"]))
+        == EXIT_BAD_INPUT
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "older version" in err and "agent.official_shared_eval_seed" in err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before

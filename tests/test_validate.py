@@ -19,27 +19,33 @@ _spec.loader.exec_module(validate)
 def reference() -> pd.DataFrame:
     rows = [
         # source s1, iQRL on walker-walk: two seeds on different step grids
-        ("s1", "iQRL", "", "walker-walk", 0, 1, 10.0), ("s1", "iQRL", "", "walker-walk", 10000, 1, 100.0),
-        ("s1", "iQRL", "", "walker-walk", 21000, 1, 300.0), ("s1", "iQRL", "", "walker-walk", 40000, 1, 900.0),
-        ("s1", "iQRL", "", "walker-walk", 0, 2, 20.0), ("s1", "iQRL", "", "walker-walk", 15000, 2, 200.0),
+        ("s1", "iQRL", "", "walker-walk", 0, 1, 10.0),
+        ("s1", "iQRL", "", "walker-walk", 10000, 1, 100.0),
+        ("s1", "iQRL", "", "walker-walk", 21000, 1, 300.0),
+        ("s1", "iQRL", "", "walker-walk", 40000, 1, 900.0),
+        ("s1", "iQRL", "", "walker-walk", 0, 2, 20.0),
+        ("s1", "iQRL", "", "walker-walk", 15000, 2, 200.0),
         ("s1", "iQRL", "", "walker-walk", 25000, 2, 500.0),
         # an ablation arm: never a main result
         ("s1", "iQRL", "study:arm", "walker-walk", 20000, 1, 999.0),
         # SAC in two sources; s3's curve starts after the step asked for
-        ("s2", "SAC", "", "walker-walk", 20000, 7, 40.0), ("s2", "SAC", "", "walker-walk", 20000, 8, 60.0),
+        ("s2", "SAC", "", "walker-walk", 20000, 7, 40.0),
+        ("s2", "SAC", "", "walker-walk", 20000, 8, 60.0),
         ("s3", "SAC", "", "walker-walk", 30000, 1, 77.0),
         # another task
         ("s2", "SAC", "", "cheetah-run", 20000, 7, 555.0),
     ]
-    return pd.DataFrame(rows, columns=["source", "algorithm", "ablation", "task", "env_step", "seed",
-                                       "episode_return"])
+    return pd.DataFrame(
+        rows, columns=["source", "algorithm", "ablation", "task", "env_step", "seed", "episode_return"]
+    )
 
 
 def write_run(root: Path, agent: str, seed: int, evals, state="done", error=None, variant="default"):
     d = root / agent / "walker-walk" / variant / f"seed{seed}"
     d.mkdir(parents=True)
     pd.DataFrame(evals, columns=["env_step", "episode_return"]).assign(
-        episode_return_std=0.0, n_episodes=10, wall_time_s=1.0).to_csv(d / "eval.csv", index=False)
+        episode_return_std=0.0, n_episodes=10, wall_time_s=1.0
+    ).to_csv(d / "eval.csv", index=False)
     (d / "status.json").write_text(json.dumps({"state": state, "env_step": evals[-1][0], "error": error}))
 
 
@@ -66,12 +72,16 @@ def test_published_value_at_each_seeds_last_step_within_tolerance():
 
 def test_published_leaves_out_seeds_whose_curve_stops_early():
     # as DreamerV3 on dog-run in the TD-MPC2 results: seed 3 has only its step-0 point
-    rows = [("s", "D", "", "dog-run", 0, seed, 5.2) for seed in (1, 2, 3)] + \
-        [("s", "D", "", "dog-run", 100000, seed, 10.0 * seed) for seed in (1, 2)] + \
-        [("t", "E", "", "dog-run", 0, 1, 3.0)]  # a curve with no seed near 100000: no row at all
+    rows = (
+        [("s", "D", "", "dog-run", 0, seed, 5.2) for seed in (1, 2, 3)]
+        + [("s", "D", "", "dog-run", 100000, seed, 10.0 * seed) for seed in (1, 2)]
+        + [("t", "E", "", "dog-run", 0, 1, 3.0)]
+    )  # a curve with no seed near 100000: no row at all
     ref = pd.DataFrame(rows, columns=reference().columns)
     pub = validate.published_at(ref, ["dog-run"], 100000)
-    assert [(r.label, r.published, r.n_seeds, r.env_step) for r in pub.itertuples()] == [("D [s]", 15.0, 2, 100000)]
+    assert [(r.label, r.published, r.n_seeds, r.env_step) for r in pub.itertuples()] == [
+        ("D [s]", 15.0, 2, 100000)
+    ]
 
 
 def test_ours_is_the_mean_of_the_last_two_evals_then_over_seeds(runs):
@@ -97,10 +107,22 @@ def test_markdown_and_csv(runs):
     assert "| iqrl | 150.0 | 2/3 | 20000 | done, missing | iQRL [s1]: 300.0 @21000 |" in lines
     assert any(ln.startswith("| td3 | 6.0 | 1/3 | 10000 | failed") and ln.endswith("| — |") for ln in lines)
     assert "| sac | — | 0/3 | — | missing | SAC [s2]: 50.0 @20000 |" in lines
-    published = lines[lines.index("| published [source] | return | seeds | at env_step |") + 2:]
-    assert published[:2] == ["| iQRL [s1] | 300.0 | 1 | 21000 |", "| SAC [s2] | 50.0 | 2 | 20000 |"]  # by return
+    published = lines[lines.index("| published [source] | return | seeds | at env_step |") + 2 :]
+    assert published[:2] == [
+        "| iQRL [s1] | 300.0 | 1 | 21000 |",
+        "| SAC [s2] | 50.0 | 2 | 20000 |",
+    ]  # by return
     csv = pd.read_csv(runs / "validate.csv")
-    assert list(csv.columns) == ["kind", "task", "target_step", "name", "return", "seeds", "env_step", "state"]
+    assert list(csv.columns) == [
+        "kind",
+        "task",
+        "target_step",
+        "name",
+        "return",
+        "seeds",
+        "env_step",
+        "state",
+    ]
     assert sorted(csv["kind"].unique()) == ["ours", "published"] and len(csv) == 5
     assert csv.set_index("name").loc["iqrl", "return"] == 150.0
 
@@ -108,8 +130,21 @@ def test_markdown_and_csv(runs):
 def test_main_table_only(runs, tmp_path, capsys):
     ref = tmp_path / "ref.csv.gz"
     reference().to_csv(ref, index=False)
-    argv = ["--table-only", "--agents", "iqrl", "--tasks", "walker-walk", "--steps", "20000", "--seeds", "2",
-            "--out", str(runs), "--reference", str(ref)]
+    argv = [
+        "--table-only",
+        "--agents",
+        "iqrl",
+        "--tasks",
+        "walker-walk",
+        "--steps",
+        "20000",
+        "--seeds",
+        "2",
+        "--out",
+        str(runs),
+        "--reference",
+        str(ref),
+    ]
     assert validate.main(argv) == 0
     assert "| iqrl | 150.0 | 2/2 | 20000 | done |" in capsys.readouterr().out
     assert (runs / "validate.csv").is_file()
@@ -122,8 +157,19 @@ def test_table_only_without_runs_of_the_variant_fails_and_keeps_the_report(tmp_p
     reference().to_csv(ref, index=False)
     out = tmp_path / "v"
     write_run(out, "iqrl", 1, [(0, 10.0), (10000, 100.0)], variant="small")
-    argv = ["--table-only", "--agents", "iqrl", "--tasks", "walker-walk", "--steps", "10000", "--out", str(out),
-            "--reference", str(ref)]
+    argv = [
+        "--table-only",
+        "--agents",
+        "iqrl",
+        "--tasks",
+        "walker-walk",
+        "--steps",
+        "10000",
+        "--out",
+        str(out),
+        "--reference",
+        str(ref),
+    ]
     assert validate.main(argv + ["--small"]) == 0
     report = (out / "validate.md").read_text()
     capsys.readouterr()
@@ -134,25 +180,45 @@ def test_table_only_without_runs_of_the_variant_fails_and_keeps_the_report(tmp_p
 
 
 def test_small_caps_only_larger_values_of_existing_keys(monkeypatch):
-    assert validate.small_overrides("iqrl", "cartpole-swingup") == ["agent.mlp_dims=[256,256]",
-                                                                    "agent.latent_dim=64"]
+    assert validate.small_overrides("iqrl", "cartpole-swingup") == [
+        "agent.mlp_dims=[256,256]",
+        "agent.latent_dim=64",
+    ]
     assert validate.small_overrides("td3", "cartpole-swingup") == ["agent.mlp_dims=[256,256]"]
     monkeypatch.setitem(validate.SMALL_CAPS, "latent_dim", 4096)
     assert validate.small_overrides("iqrl", "cartpole-swingup") == ["agent.mlp_dims=[256,256]"]
 
 
 def test_train_argv_is_a_valid_run_config(tmp_path):
-    argv = validate.train_argv(tmp_path, "iqrl-sac", "cartpole-swingup", 2, 20000, True, 5000, ["eval_episodes=3"])
+    argv = validate.train_argv(
+        tmp_path, "iqrl-sac", "cartpole-swingup", 2, 20000, True, 5000, ["eval_episodes=3"]
+    )
     cfg = build_config(argv)
     assert cfg.out == str(tmp_path / "iqrl-sac" / "cartpole-swingup" / "small" / "seed2")
-    assert (cfg.seed, cfg.steps, cfg.eval_every, cfg.eval_episodes, cfg.sweep, cfg.variant) == \
-        (2, 20000, 5000, 3, "validate", "small")
+    assert (cfg.seed, cfg.steps, cfg.eval_every, cfg.eval_episodes, cfg.sweep, cfg.variant) == (
+        2,
+        20000,
+        5000,
+        3,
+        "validate",
+        "small",
+    )
     assert cfg.agent.mlp_dims == [256, 256] and cfg.agent.latent_dim == 64
 
 
 def test_missing_reference_fails_before_any_training(tmp_path, capsys):
-    argv = ["--agents", "td3", "--tasks", "cartpole-balance", "--steps", "400", "--out", str(tmp_path / "v"),
-            "--reference", str(tmp_path / "absent.csv.gz")]
+    argv = [
+        "--agents",
+        "td3",
+        "--tasks",
+        "cartpole-balance",
+        "--steps",
+        "400",
+        "--out",
+        str(tmp_path / "v"),
+        "--reference",
+        str(tmp_path / "absent.csv.gz"),
+    ]
     assert validate.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "pass --reference PATH" in err and len(err.strip().splitlines()) == 1
@@ -169,13 +235,41 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
     ref = tmp_path / "ref.csv.gz"
     reference().to_csv(ref, index=False)
     out = tmp_path / "v"
-    tiny = ["episode_length=200", "seed_steps=400", "agent.mlp_dims=[32,32]", "agent.batch_size=16",
-            "eval_episodes=1", "checkpoint_every=400"]
-    cmd = [sys.executable, str(REPO / "scripts" / "validate.py"), "--agents", "td3,sac", "--tasks", "cartpole-balance",
-           "--steps", "6000", "--jobs", "1", "--eval-every", "400", "--out", str(out), "--reference", str(ref),
-           "--extra", *tiny]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "MUJOCO_GL": "disable"})
+    tiny = [
+        "episode_length=200",
+        "seed_steps=400",
+        "agent.mlp_dims=[32,32]",
+        "agent.batch_size=16",
+        "eval_episodes=1",
+        "checkpoint_every=400",
+    ]
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "validate.py"),
+        "--agents",
+        "td3,sac",
+        "--tasks",
+        "cartpole-balance",
+        "--steps",
+        "6000",
+        "--jobs",
+        "1",
+        "--eval-every",
+        "400",
+        "--out",
+        str(out),
+        "--reference",
+        str(ref),
+        "--extra",
+        *tiny,
+    ]
+    p = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MUJOCO_GL": "disable"},
+    )
     first = out / "td3" / "cartpole-balance" / "default" / "seed1"
     deadline = time.time() + 120
     while time.time() < deadline and not (first / "eval.csv").exists():
@@ -185,9 +279,14 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
     assert p.returncode == 130, err
     assert "interrupted: 1 running run(s) stop at the end of their episode" in err
     status = json.loads((first / "status.json").read_text())
-    assert status["state"] == "interrupted" and 0 < status["env_step"] < 6000 and status["env_step"] % 200 == 0
+    assert (
+        status["state"] == "interrupted" and 0 < status["env_step"] < 6000 and status["env_step"] % 200 == 0
+    )
     assert (first / "checkpoint").exists()
-    assert "stopping at the end of this episode" in (out / "logs" / "td3_cartpole-balance_default_seed1.log").read_text()
+    assert (
+        "stopping at the end of this episode"
+        in (out / "logs" / "td3_cartpole-balance_default_seed1.log").read_text()
+    )
     assert not (out / "sac").exists()  # the next run never started
 
 
@@ -211,25 +310,38 @@ def no_training(monkeypatch) -> list:
     return started
 
 
-@pytest.mark.parametrize("bad, message", [
-    (["--extra", "nope=1"], "unknown config key 'nope'"),
-    (["--extra", "eval_episodes=0"], "eval_episodes must be >= 1"),
-    (["--tasks", "cartpole-nope"], "cartpole-nope"),
-    (["--tasks", "cartpole-nope", "--small"], "cartpole-nope"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--extra", "nope=1"], "unknown config key 'nope'"),
+        (["--extra", "eval_episodes=0"], "eval_episodes must be >= 1"),
+        (["--tasks", "cartpole-nope"], "cartpole-nope"),
+        (["--tasks", "cartpole-nope", "--small"], "cartpole-nope"),
+    ],
+)
 def test_bad_run_config_fails_before_any_training(bad, message, tmp_path, monkeypatch, capsys):
     ref = tmp_path / "ref.csv.gz"
     reference().to_csv(ref, index=False)
     started = no_training(monkeypatch)
-    argv = ["--agents", "td3", "--tasks", "cartpole-balance", "--out", str(tmp_path / "v"), "--reference", str(ref)]
+    argv = [
+        "--agents",
+        "td3",
+        "--tasks",
+        "cartpole-balance",
+        "--out",
+        str(tmp_path / "v"),
+        "--reference",
+        str(ref),
+    ]
     assert validate.main(argv + bad) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
     assert not started and not (tmp_path / "v").exists()
 
 
-def test_a_folder_holding_a_run_with_another_config_is_refused_before_any_training(tmp_path, monkeypatch,
-                                                                                     capsys):
+def test_a_folder_holding_a_run_with_another_config_is_refused_before_any_training(
+    tmp_path, monkeypatch, capsys
+):
     from iqrl.config import to_yaml_dict
     from iqrl.runfolder import write_status, write_yaml
 
@@ -243,8 +355,20 @@ def test_a_folder_holding_a_run_with_another_config_is_refused_before_any_traini
     write_status(folder, "done", 400, 400)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     started = no_training(monkeypatch)
-    argv = ["--agents", "td3,sac", "--tasks", "cartpole-balance", "--steps", "400", "--eval-every", "200",
-            "--out", str(out), "--reference", str(ref)]
+    argv = [
+        "--agents",
+        "td3,sac",
+        "--tasks",
+        "cartpole-balance",
+        "--steps",
+        "400",
+        "--eval-every",
+        "200",
+        "--out",
+        str(out),
+        "--reference",
+        str(ref),
+    ]
     assert validate.main(argv + ["--extra", "eval_episodes=3"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {folder} holds a run with a different config (differs in eval_episodes)")
@@ -258,17 +382,32 @@ def test_failed_runs_make_the_check_fail_and_are_named_one_line_each(tmp_path, m
     ref = tmp_path / "ref.csv.gz"
     reference().to_csv(ref, index=False)
     out = tmp_path / "v"
-    folders = [str(validate.run_dir(out, a, "cartpole-balance", "default", s)) for a in ("td3", "sac") for s in (1, 2)]
+    folders = [
+        str(validate.run_dir(out, a, "cartpole-balance", "default", s))
+        for a in ("td3", "sac")
+        for s in (1, 2)
+    ]
     codes = dict(zip(folders, [0, 3, 1, 2]))  # ok, interrupted (resumable: not a failure), failed, bad input
     monkeypatch.setattr(validate, "run_all", lambda jobs, out, parallel: codes)
-    argv = ["--agents", "td3,sac", "--tasks", "cartpole-balance", "--seeds", "2", "--out", str(out),
-            "--reference", str(ref)]
+    argv = [
+        "--agents",
+        "td3,sac",
+        "--tasks",
+        "cartpole-balance",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--reference",
+        str(ref),
+    ]
     assert validate.main(argv) == 1
     captured = capsys.readouterr()
     assert "| td3 |" in captured.out and (out / "validate.md").is_file()  # the table is written all the same
     assert captured.err.splitlines() == [
         f"error: run exited 1: {folders[2]} (log: {out / 'logs' / 'sac_cartpole-balance_default_seed1.log'})",
-        f"error: run exited 2: {folders[3]} (log: {out / 'logs' / 'sac_cartpole-balance_default_seed2.log'})"]
+        f"error: run exited 2: {folders[3]} (log: {out / 'logs' / 'sac_cartpole-balance_default_seed2.log'})",
+    ]
     codes.update({folders[2]: 0, folders[3]: 0})
     assert validate.main(argv) == 0
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from iqrl.checks import require
 from iqrl.agents import AgentConfig
+from iqrl.checks import require
 from iqrl.layers import EnsembleMLP, frozen_copy
 from iqrl.maths import ema_update_
 from iqrl.optim import adam, optimizer_step
@@ -55,16 +55,29 @@ class CriticConfig(AgentConfig):
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}"),
             (self.num_critics >= 1, f"num_critics must be >= 1, got {self.num_critics}"),
-            (1 <= self.q_subsample <= self.num_critics,
-             f"q_subsample must be in 1..num_critics ({self.num_critics}), got {self.q_subsample}"),
-            (self.actor_q_reduce in ("mean", "min"), f"actor_q_reduce must be mean or min, got {self.actor_q_reduce!r}"),
-            (self.critic_loss_reduce in ("mean", "sum"),
-             f"critic_loss_reduce must be mean or sum, got {self.critic_loss_reduce!r}"),
+            (
+                1 <= self.q_subsample <= self.num_critics,
+                f"q_subsample must be in 1..num_critics ({self.num_critics}), got {self.q_subsample}",
+            ),
+            (
+                self.actor_q_reduce in ("mean", "min"),
+                f"actor_q_reduce must be mean or min, got {self.actor_q_reduce!r}",
+            ),
+            (
+                self.critic_loss_reduce in ("mean", "sum"),
+                f"critic_loss_reduce must be mean or sum, got {self.critic_loss_reduce!r}",
+            ),
             (self.actor_update_freq >= 1, f"actor_update_freq must be >= 1, got {self.actor_update_freq}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.init in ("default", "orthogonal"), f"init must be default or orthogonal, got {self.init!r}"),
+            (
+                self.init in ("default", "orthogonal"),
+                f"init must be default or orthogonal, got {self.init!r}",
+            ),
             (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip}"),
-            (all(h >= 1 for h in self.mlp_dims), f"mlp_dims must be positive widths (>= 1), got {list(self.mlp_dims)}"),
+            (
+                all(h >= 1 for h in self.mlp_dims),
+                f"mlp_dims must be positive widths (>= 1), got {list(self.mlp_dims)}",
+            ),
         ]
         require(checks)
 
@@ -74,7 +87,9 @@ class CriticEnsembleLearner(nn.Module):
     critic subsets, the critic step, and the counters and optimizer state a checkpoint needs.
     Subclasses add the actor: `td_target` (the bootstrap target) and `update_actor` (metrics dict)."""
 
-    expl_sigma: float | None = None  # std of the exploration noise; None: the actor explores by sampling (SAC)
+    expl_sigma: float | None = (
+        None  # std of the exploration noise; None: the actor explores by sampling (SAC)
+    )
 
     def __init__(self, cfg: CriticConfig, in_dim: int, act_dim: int, generator: torch.Generator):
         super().__init__()
@@ -146,13 +161,16 @@ class CriticEnsembleLearner(nn.Module):
         return q.mean(0) if c.actor_q_reduce == "mean" else q.amin(0)
 
     @property
-    def extra(self) -> "LearnerCounters":
+    def extra(self) -> LearnerCounters:
         """What a checkpoint needs beyond the module's tensors, as an object with state_dict()."""
         return LearnerCounters(self)
 
     def extra_state(self) -> dict:
-        return {"critic_steps": self.critic_steps, "episodes_trained": self.episodes_trained,
-                **{k: o.state_dict() for k, o in self.optimizers().items()}}
+        return {
+            "critic_steps": self.critic_steps,
+            "episodes_trained": self.episodes_trained,
+            **{k: o.state_dict() for k, o in self.optimizers().items()},
+        }
 
     def load_extra_state(self, s: dict) -> None:
         self.critic_steps, self.episodes_trained = s["critic_steps"], s["episodes_trained"]

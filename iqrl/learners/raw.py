@@ -22,8 +22,12 @@ class RawObservationAgent(Agent):
 
     def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
-        self.spec = AgentSpec(seq_len=cfg.nstep, batch_size=cfg.batch_size, updates_per_step=0.5,
-                              warmup_with_policy=cfg.warmup_with_policy)
+        self.spec = AgentSpec(
+            seq_len=cfg.nstep,
+            batch_size=cfg.batch_size,
+            updates_per_step=0.5,
+            warmup_with_policy=cfg.warmup_with_policy,
+        )
         self.ac = self.learner_cls(cfg, obs_dim, act_dim, self.generator).to(self.device)
 
     @property
@@ -32,9 +36,15 @@ class RawObservationAgent(Agent):
 
     def update(self, replay, step: int) -> dict:
         c = self.cfg
-        return self.ac.update(*nstep_transition(replay.sample(c.batch_size), c.gamma, c.nstep,
-                                                unit_discount_n1=c.official_nstep1_gamma_bug,
-                                                ignore_terminal=c.official_ignore_terminal))
+        return self.ac.update(
+            *nstep_transition(
+                replay.sample(c.batch_size),
+                c.gamma,
+                c.nstep,
+                unit_discount_n1=c.official_nstep1_gamma_bug,
+                ignore_terminal=c.official_ignore_terminal,
+            )
+        )
 
     def on_episode_end(self) -> None:
         self.ac.episodes_trained += 1

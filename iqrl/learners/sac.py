@@ -26,7 +26,8 @@ Hyper-parameters (SACLearnerConfig below + the shared CriticConfig):
 | tau | 0.005, every critic step | SAC v2 |
 | gamma | 0.99 | SAC v2 |
 | target_entropy | −\\|A\\| (null) | SAC v2 |
-| init_temperature | 0.1 | SAC+AE (Yarats et al. 2019, arXiv 1910.01741) and pytorch_sac on DMC; SAC v2's code starts |
+| init_temperature | 0.1 | SAC+AE (Yarats et al. 2019, arXiv 1910.01741) and pytorch_sac on DMC; SAC v2's
+code starts |
 | | | at 1.0, which with DMC rewards of up to 2 per agent step swamps the reward in the first updates |
 | log_std_min, log_std_max | −10, 2 (soft tanh bound) | SAC+AE |
 | actor_update_freq | 1 for `sac` / `iqrl-sac` (α updated with the actor) | SAC v2 (SAC+AE: 2) |
@@ -65,8 +66,10 @@ class SACLearnerConfig(CriticConfig):
         checks = [
             (self.init_temperature > 0, f"init_temperature must be > 0, got {self.init_temperature}"),
             (self.alpha_lr > 0, f"alpha_lr must be > 0, got {self.alpha_lr}"),
-            (self.log_std_min < self.log_std_max,
-             f"log_std_min must be < log_std_max, got {self.log_std_min} and {self.log_std_max}"),
+            (
+                self.log_std_min < self.log_std_max,
+                f"log_std_min must be < log_std_max, got {self.log_std_min} and {self.log_std_max}",
+            ),
         ]
         require(checks)
 
@@ -111,7 +114,7 @@ class SACLearner(CriticEnsembleLearner):
         mu, log_std = self.gaussian(x)
         eps = torch.randn(mu.shape, generator=self.generator, device=mu.device)
         u = mu + log_std.exp() * eps
-        log_prob = (-0.5 * eps ** 2 - log_std - _LOG_SQRT_2PI - tanh_log_det(u)).sum(-1)
+        log_prob = (-0.5 * eps**2 - log_std - _LOG_SQRT_2PI - tanh_log_det(u)).sum(-1)
         return torch.tanh(u), log_prob
 
     def act(self, x: Tensor, explore: bool) -> Tensor:
@@ -120,7 +123,8 @@ class SACLearner(CriticEnsembleLearner):
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
     def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
-        """y = R + discount * (min over a random subset of target critics of Q(x', a') - alpha log pi(a'|x'))."""
+        """y = R + discount * (min over a random subset of target critics of Q(x', a') - alpha log
+        pi(a'|x'))."""
         a, log_prob = self.sample(x_next)
         q_next = self.q(x_next, a, self._random_subset(self.cfg.q_subsample, a.device), target=True).amin(0)
         return ret + discount * (q_next - self.alpha * log_prob)
@@ -133,5 +137,9 @@ class SACLearner(CriticEnsembleLearner):
             optimizer_step(self.actor_opt, actor_loss, self.actor.parameters(), self.cfg.grad_clip)
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         optimizer_step(self.alpha_opt, alpha_loss)
-        return {"actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(),
-                "alpha": self.alpha.detach(), "entropy": -log_prob.detach().mean()}
+        return {
+            "actor_loss": actor_loss.detach(),
+            "alpha_loss": alpha_loss.detach(),
+            "alpha": self.alpha.detach(),
+            "entropy": -log_prob.detach().mean(),
+        }

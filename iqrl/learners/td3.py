@@ -39,9 +39,15 @@ class TD3LearnerConfig(CriticConfig):
         checks = [
             (self.policy_noise >= 0, f"policy_noise must be >= 0, got {self.policy_noise}"),
             (self.noise_clip >= 0, f"noise_clip must be >= 0, got {self.noise_clip}"),
-            (self.expl_sigma_start >= 0 and self.expl_sigma_end >= 0,
-             f"expl_sigma_start and expl_sigma_end must be >= 0, got {self.expl_sigma_start} and {self.expl_sigma_end}"),
-            (self.expl_sigma_episodes >= 1, f"expl_sigma_episodes must be >= 1, got {self.expl_sigma_episodes}"),
+            (
+                self.expl_sigma_start >= 0 and self.expl_sigma_end >= 0,
+                f"expl_sigma_start and expl_sigma_end must be >= 0, got {self.expl_sigma_start} and "
+                f"{self.expl_sigma_end}",
+            ),
+            (
+                self.expl_sigma_episodes >= 1,
+                f"expl_sigma_episodes must be >= 1, got {self.expl_sigma_episodes}",
+            ),
         ]
         require(checks)
 
@@ -65,7 +71,9 @@ class TD3Learner(CriticEnsembleLearner):
     @property
     def expl_sigma(self) -> float:
         c = self.cfg
-        return linear_schedule(c.expl_sigma_start, c.expl_sigma_end, c.expl_sigma_episodes, self.episodes_trained)
+        return linear_schedule(
+            c.expl_sigma_start, c.expl_sigma_end, c.expl_sigma_episodes, self.episodes_trained
+        )
 
     def explore(self, action: Tensor) -> Tensor:
         return add_clipped_noise(action, self.expl_sigma, None, self.generator)
@@ -104,8 +112,10 @@ class TD3Learner(CriticEnsembleLearner):
         takes an actor step. Drawn from this learner's generator, so the stream is the same as drawing
         inside `update`."""
         c = self.cfg
-        draws = [self._randn((batch_size, self.act_dim), self.generator.device),
-                 self._random_subset(c.q_subsample, self.generator.device)]
+        draws = [
+            self._randn((batch_size, self.act_dim), self.generator.device),
+            self._random_subset(c.q_subsample, self.generator.device),
+        ]
         if (self.critic_steps + 1) % c.actor_update_freq == 0:
             draws.append(self._random_subset(c.q_subsample, self.generator.device))
         return draws
