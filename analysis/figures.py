@@ -142,11 +142,9 @@ def make_figures(
         fallback, _ = metrics.largest_common_step(evals, steps)
         reached = [fallback]
         note(
-            f"no run reached any of STEPS ({', '.join(metrics.format_steps(s) for s in steps)}): final "
-            f"scores "
-            f"and figures at {metrics.format_steps(fallback)} env steps instead, the largest step every "
-            f"method "
-            f"reached"
+            f"no run reached any of STEPS ({', '.join(metrics.format_steps(s) for s in steps)}): "
+            f"final scores and figures at {metrics.format_steps(fallback)} env steps instead, "
+            "the largest step every method reached"
         )
     final = metrics.final_estimates(evals, reached, reps_final, seed)
     for line in final.notes:

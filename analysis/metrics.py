@@ -107,8 +107,8 @@ def single_run_notes(where: str, cols: list[np.ndarray]) -> list[str]:
     """A note when every task has one run: no CI (see `bootstrap`). where: the note's prefix."""
     if max(len(c) for c in cols) < 2:
         return [
-            f"{where}: one run per task: no 95% CI, as a bootstrap over one run per task would have "
-            f"zero width"
+            f"{where}: one run per task: no 95% CI, as a bootstrap over one run per task would "
+            "have zero width"
         ]
     return []
 
