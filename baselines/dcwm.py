@@ -247,9 +247,8 @@ class DCWM(Agent):
     # ------------------------------------------------------------------ actor-critic on the codes
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(z_t, a_t, n-step return, bootstrap discount, z_{t+m}): the codes of o_t and o_{t+m} from the
-        updated
-        encoder under no_grad (no RL gradient reaches the world model); the bootstrap discount is gamma^n,
-        or 1 for n = 1 under `dcwm_legacy_unit_discount`."""
+        updated encoder under no_grad (no RL gradient reaches the world model); the bootstrap discount is
+        gamma^n, or 1 for n = 1 under `dcwm_legacy_unit_discount`."""
         c = self.cfg
         return nstep_transition(
             batch,

@@ -90,8 +90,7 @@ def _set(obj, path: str, value) -> None:
 
 class Agent(abc.ABC):
     """Base class: subclasses call `super().__init__(cfg, device, seed)`, set `spec`, implement act and
-    update,
-    and name their state in STATE_OBJECTS / STATE_VALUES.
+    update, and name their state in STATE_OBJECTS / STATE_VALUES.
 
     The checkpointed state is declared, not written out: `state_dict()` holds, under their names,
     STATE_OBJECTS (networks, targets, optimizers: anything with its own state_dict; an attribute that is None

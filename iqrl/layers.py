@@ -165,12 +165,10 @@ class _BoundRound(torch.autograd.Function):
     """q = (round(tanh(y + s) h - o) - r) / w with the straight-through gradient dq/dy = (1 - tanh^2) h / w.
 
     The same values and gradients as `x + (x.round() - x).detach()` on x = tanh(y + s) h - o, less r, divided
-    by w,
-    in 5 elementwise passes instead of 8 forward and 4 backward, with no graph of intermediates: on CPU the
-    FSQ of
-    an iQRL update (3.4M latents) costs about 2.5x less. s, h, o, w, r are floats (all levels equal) or [c]
-    tensors; r is None for the standard bound (no pass). Forward returns (q, tanh) so that the gradient can be
-    taken under torch.func (the K-seed mode's vmap(grad)).
+    by w, in 5 elementwise passes instead of 8 forward and 4 backward, with no graph of intermediates: on CPU
+    the FSQ of an iQRL update (3.4M latents) costs about 2.5x less. s, h, o, w, r are floats (all levels
+    equal) or [c] tensors; r is None for the standard bound (no pass). Forward returns (q, tanh) so that the
+    gradient can be taken under torch.func (the K-seed mode's vmap(grad)).
     """
 
     generate_vmap_rule = True

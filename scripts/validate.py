@@ -118,8 +118,7 @@ def log_file(out: Path, folder: str) -> Path:
 
 def check_job(argv: list[str]) -> None:
     """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here
-    for
-    every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another
+    for every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another
     config."""
     from iqrl.config import build_config
     from iqrl.train import preflight

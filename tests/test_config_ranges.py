@@ -85,8 +85,7 @@ def test_every_task_file_key_belongs_to_an_agent_reading_that_file():
 
 def test_iqrl_sac_leaves_out_the_noise_schedule_of_the_shared_task_file():
     """iqrl and iqrl-sac read iqrl_tasks.yaml: iqrl takes the hard group's 500-episode noise schedule,
-    iqrl-sac
-    (SAC explores by sampling) has no such key but still takes the task's latent_dim and nstep."""
+    iqrl-sac (SAC explores by sampling) has no such key but still takes the task's latent_dim and nstep."""
     iqrl = build_config(["agent=iqrl", "task=dog-run"]).agent
     sac = build_config(["agent=iqrl-sac", "task=dog-run"]).agent
     assert iqrl.expl_sigma_episodes == 500 and not hasattr(sac, "expl_sigma_episodes")
