@@ -12,6 +12,7 @@ made under the sweep lock, so concurrent ``make sweep`` invocations never submit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shlex
@@ -319,7 +320,13 @@ def _run_local(
     import submitit
 
     executor = submitit.LocalExecutor(folder=folder, max_num_timeout=profile.max_num_timeout)
-    executor.update_parameters(timeout_min=profile.time_min, signal_delay_s=profile.signal_delay_s)
+    # submitit's local controller answers a SIGINT by SIGKILLing its job 1 s later (Controller.kill_tasks),
+    # whatever the job is doing; a terminal's Ctrl-C reaches it with the job. Started with SIGINT ignored
+    # (inherited by the job, where Run installs its own handler), it leaves the job to stop itself at its
+    # episode boundary with a checkpoint, however long that episode takes.
+    executor.update_parameters(
+        timeout_min=profile.time_min, signal_delay_s=profile.signal_delay_s, setup=["trap '' INT"]
+    )
     queue = list(plan.todo)
     active: dict[Any, RunSpec] = {}
     failures = 0
@@ -351,14 +358,39 @@ def _run_local(
                 out(f"{'finished' if ok else 'FAILED'} {r.key}: {message}")
             time.sleep(0.5)
     except KeyboardInterrupt:
-        out("interrupted: stopping local jobs; they resume from their checkpoints on the next make sweep")
-        # The terminal's SIGINT reached the jobs too: Run stops each at its episode boundary. This second
-        # SIGINT ends submitit's controller process before it would SIGKILL its job (1 s after the first).
-        for job in active:
-            job.cancel()
+        out(
+            "interrupted: stopping local jobs at their episode boundary (Ctrl-C again to stop waiting); they "
+            "resume from their checkpoints on the next make sweep"
+        )
+        _stop_local_jobs(active, results)
         return 130
     out(f"all runs handled ({failures} failed); see: make status SWEEP={sweep.path} RESULTS={results}")
     return 1 if failures else 0
+
+
+def _stop_local_jobs(active: Mapping[Any, RunSpec], results: Path) -> None:
+    """SIGINT to each running job's trainer (the process holding its run lock), repeated until every job
+    has ended: a terminal's Ctrl-C reached them already, a SIGINT sent to `make sweep` alone did not, and a
+    job still starting takes its lock (and Run its handler) a moment later. Run treats repeated SIGINTs as
+    one request. A second Ctrl-C stops waiting; the jobs still stop at their episode boundary."""
+    import os
+    import signal
+    import socket
+
+    from slurm.claim import RunLock
+
+    host = socket.gethostname()
+    try:
+        while not all(job.done() for job in active):
+            for job, r in active.items():
+                lock = RunLock(r.run_dir(results))
+                holder = lock.holder() if not job.done() and lock.held_elsewhere() else {}
+                if holder.get("host") == host and holder.get("pid"):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(holder["pid"]), signal.SIGINT)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
 
 
 def _local_outcome(job: Any) -> tuple[bool, str]:

@@ -62,3 +62,21 @@ def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> li
 @pytest.fixture
 def tiny():
     return tiny_argv
+
+
+def wait_for(cond, proc=None, what: str = "the condition", hang_s: float = 900.0) -> None:
+    """Block until cond() holds: an event (a file written, a step reached), not a number of seconds.
+    Fails at once if `proc` exits first (the event can no longer happen). `hang_s` only turns a hang into a
+    failure; it is far beyond any machine's time for the tiny runs here, so it never decides a verdict."""
+    import time
+
+    t0 = time.monotonic()
+    while not cond():
+        if proc is not None and proc.poll() is not None:
+            if cond():
+                return
+            out = proc.communicate()[1] if proc.stderr else ""
+            raise AssertionError(f"process exited ({proc.returncode}) before {what}: {out}")
+        if time.monotonic() - t0 > hang_s:
+            raise AssertionError(f"no {what} after {hang_s:.0f} s: hung")
+        time.sleep(0.02)

@@ -243,10 +243,24 @@ def test_rl_priorities_follow_the_lap_formula():
     agent.generator.set_state(state)
     td, _ = agent.update_rl(b)
     assert torch.allclose(td, (q - y).abs().T, atol=1e-6)  # TD error of the value step, [B, 2]
-    quirk = make(official_priority_from_policy_q=True)
-    quirk.generator.set_state(state)
-    td_q, _ = quirk.update_rl(b)
-    assert not torch.allclose(td_q, td)
+
+
+def test_rl_priorities_official_quirk_use_the_policy_action():
+    """Q-M2: |Q_j(s, pi(s)) - y| [B, 2], with pi the policy before its step and Q the value net after its step
+    (the order of the code's train_rl: value step, then the policy loss whose Q it reuses)."""
+    agent, r = make(official_priority_from_policy_q=True), replay()
+    b = fixed_batch(r, 3)
+    policy_before = copy.deepcopy(agent.policy)
+    state = agent.generator.get_state()
+    y = agent.td_target(b)
+    agent.generator.set_state(state)
+    td, _ = agent.update_rl(b)
+    with torch.no_grad():
+        zs = agent.encoder.zs(b.obs[:, 0])
+        q_pi = agent.value(agent.encoder.zsa(zs, torch.tanh(policy_before(zs)))).squeeze(-1)
+        q_sampled = agent.value(agent.encoder.zsa(zs, b.action[:, 0])).squeeze(-1)
+    assert torch.allclose(td, (q_pi - y).abs().T, atol=1e-6)
+    assert not torch.allclose(td, (q_sampled - y).abs().T, atol=1e-3)  # not the sampled action's error
 
 
 def test_done_loss_only_after_a_terminal():

@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import pytest
 
 from slurm.claim import (
     Claim,
@@ -22,6 +23,8 @@ from slurm.claim import (
     try_claim,
 )
 from slurm.state import inspect_run
+
+from conftest import wait_for
 
 
 def _claimer(run_dir: str, barrier, results) -> None:
@@ -108,22 +111,38 @@ def test_run_lock_is_exclusive_and_dies_with_its_process(tmp_path):
         holder.kill()
 
 
+WAIT_FOR_SWEEP_LOCK = """
+import sys
+from pathlib import Path
+from slurm.claim import sweep_lock
+with sweep_lock(Path(sys.argv[1])):
+    print("in after release" if Path(sys.argv[2]).exists() else "in while held", flush=True)
+"""
+
+
+def _blocked_flock_waiters(pid: int) -> bool:
+    """Whether `pid` waits for an flock: the kernel lists a blocked request in /proc/locks as '-> FLOCK'."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        f = line.split()
+        if len(f) > 5 and f[1] == "->" and f[2] == "FLOCK" and f[5] == str(pid):
+            return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks to see a blocked flock")
 def test_sweep_lock_serialises(tmp_path):
+    """Event-driven: the second process is seen blocked in flock (by the kernel), and when it gets the lock
+    the marker written just before our release exists; without the lock it would enter at once and say so."""
+    released = tmp_path / "released"
     with sweep_lock(tmp_path / "sweep.lock"):
         p = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from pathlib import Path; "
-                "from slurm.claim import sweep_lock\nwith sweep_lock(Path(sys.argv[1])): print('in')",
-                str(tmp_path / "sweep.lock"),
-            ],
+            [sys.executable, "-c", WAIT_FOR_SWEEP_LOCK, str(tmp_path / "sweep.lock"), str(released)],
             stdout=subprocess.PIPE,
             text=True,
         )
-        time.sleep(0.5)
-        assert p.poll() is None  # blocked while we hold it
-    assert p.communicate(timeout=20)[0].strip() == "in"
+        wait_for(lambda: _blocked_flock_waiters(p.pid), p, "the second process to block on the sweep lock")
+        released.touch()
+    assert p.communicate(timeout=60)[0].strip() == "in after release"
 
 
 def _status(d: Path, state: str, step: int = 0, error=None):

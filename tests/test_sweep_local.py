@@ -283,7 +283,8 @@ def test_sigint_stops_a_run_at_an_episode_boundary_with_a_checkpoint(tmp_path, m
 
 
 def test_ctrl_c_during_a_local_sweep_checkpoints_every_running_run(tmp_path, monkeypatch):
-    # Episodes longer than the 1 s after which submitit's local controller would SIGKILL its job
+    # Episodes longer than the 1 s after which submitit's local controller SIGKILLs a job it has passed a
+    # SIGINT to: the jobs must stop themselves at their episode boundary, the controller must not act on it
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "1.5")
     s, p = files(tmp_path, steps=100000)
     dirs = [run_dir(tmp_path, k) for k in (0, 1)]  # parallelism 2: seeds 0 and 1 run, seed 2 waits

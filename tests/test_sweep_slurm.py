@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -157,12 +159,7 @@ def test_smoke_sweep_with_sigkill_scancel_and_concurrent_sweeps(tmp_path):
     assert not sweep_jobs("smoke")
 
 
-LONG = """name: long
-agents: [iqrl]
-tasks: [walker-walk]
-seeds: [0, 1]
-steps: 14000
-fixed:
+LONG_FIXED = """
   episode_length: 200
   seed_steps: 600
   eval_every: 1000
@@ -174,10 +171,32 @@ fixed:
   agent.latent_dim: 16
   agent.enc_mlp_dims: [64]
 """
+LONG = "name: long\nagents: [iqrl]\ntasks: [walker-walk]\nseeds: [0, 1]\nsteps: {steps}\nfixed:" + LONG_FIXED
 
-# local-slurm with a 2-minute limit per attempt. On the 2-core CI machine, beside the reference run, each
-# seed needs about 2.5 minutes of training (two or three attempts), so its first attempt always reaches the
-# time limit; a machine more than about 1.5x faster per core could finish a seed in its first attempt.
+# An attempt under the profile below trains for at most about 100 s (a 2-minute limit, USR2 20 s ahead, less
+# start-up). The runs are sized from this machine's measured speed to need about 200 s of training each when
+# trained alone, so every seed reaches its time limit at least once, on a fast machine as on a slow one.
+TRAIN_SECONDS_PER_SEED = 200.0
+
+
+def _steps_for_training_seconds(tmp_path: Path, seconds: float) -> int:
+    """Env steps of the LONG config that take `seconds` of training on this machine: measured on a short run
+    of the same config (the wall time between its evaluations at 800 and 1600 env steps, learning on),
+    rounded up to the evaluation cadence."""
+    fixed = {k: v for k, v in yaml.safe_load(LONG_FIXED).items() if k != "eval_every"}
+    out = tmp_path / "speed"
+    argv = ["agent=iqrl", "task=walker-walk", "seed=0", "steps=1600", "eval_every=800", f"out={out}"]
+    argv += [f"{k}={json.dumps(v).replace(' ', '')}" for k, v in fixed.items()]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    subprocess.run(
+        [sys.executable, "-m", "iqrl.train", *argv], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    with open(out / "eval.csv") as f:
+        wall = {int(r["env_step"]): float(r["wall_time_s"]) for r in csv.DictReader(f)}
+    per_step = (wall[1600] - wall[800]) / 800
+    return max(4000, 1000 * math.ceil(seconds / per_step / 1000))
+
+
 SHORT_LIMIT = """executor: slurm
 partition: debug
 time_min: 2
@@ -197,7 +216,8 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
     branch and requeues the array task, and the requeued attempt resumes from the run folder. Seed 0's
     eval.csv must equal the same run trained in one go. `make status` is read while the jobs run."""
     sweep_file, profile = tmp_path / "long.yaml", tmp_path / "short-limit.yaml"
-    sweep_file.write_text(LONG)
+    steps = _steps_for_training_seconds(tmp_path, TRAIN_SECONDS_PER_SEED)
+    sweep_file.write_text(LONG.format(steps=steps))
     profile.write_text(SHORT_LIMIT)
     results = tmp_path / "res"
 
@@ -241,7 +261,7 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
     shown = wait_for(status_shows_both_running, 60, "make status to show both runs running", poll=1)
     for d in run_dirs:
         key = str(d.relative_to(results / "long"))
-        assert f"  {key}  env_step " in shown and "/14000 (" in shown, shown
+        assert f"  {key}  env_step " in shown and f"/{steps} (" in shown, shown
 
     wait_for(
         lambda: (
@@ -264,6 +284,6 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
             -3000:
         ]  # submitit's timed-out branch
         assert "interrupted at env_step" in log and "resumed from checkpoint" in log
-        steps = [int(r["env_step"]) for r in eval_rows(d / "eval.csv")]
-        assert steps == list(range(0, 14001, 1000)), (d, steps)  # no row lost or written twice
+        rows = [int(r["env_step"]) for r in eval_rows(d / "eval.csv")]
+        assert rows == list(range(0, steps + 1, 1000)), (d, rows)  # no row lost or written twice
     assert eval_rows(run_dirs[0] / "eval.csv") == eval_rows(ref_dir / "eval.csv")

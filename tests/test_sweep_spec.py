@@ -222,7 +222,8 @@ def test_yaml_merge_keys_may_override_merged_entries(tmp_path):
 
 
 # ---------------------------------------------------------------------------- against the real trainer config
-def _validate(path, agents=None, results="/tmp/results-not-used"):
+def _validate(path, results: Path, agents=None):
+    """Load a shipped sweep against `results` (a test's own tmp_path: the validator reads run folders)."""
     from slurm.submit import load
 
     return load(ROOT / "ablations" / path, Path(results), agents)
@@ -231,8 +232,8 @@ def _validate(path, agents=None, results="/tmp/results-not-used"):
 @pytest.mark.parametrize(
     "name", ["smoke.yaml", "fsq_levels.yaml", "horizon.yaml", "components.yaml", "latent_dim.yaml"]
 )
-def test_shipped_sweeps_validate_against_build_config(name):
-    sweep, runs = _validate(name)
+def test_shipped_sweeps_validate_against_build_config(name, tmp_path):
+    sweep, runs = _validate(name, tmp_path)
     assert runs and sweep.name == name[:-5]
 
 
@@ -272,14 +273,14 @@ def test_shipped_sweeps_cover_the_requested_settings():
     assert {"iqrl", "td3", "td7", "tcrl", "dcwm", "mrq", "sac"} <= set(main.agents)
 
 
-def test_main_sweep_lists_and_validates_every_registered_agent():
+def test_main_sweep_lists_and_validates_every_registered_agent(tmp_path):
     """main.yaml is the paper benchmark: every registered agent, and every run validates."""
     from iqrl.agents import agent_names
     from slurm.submit import default_task_groups
 
     main = load_sweep(ROOT / "ablations" / "main.yaml", default_task_groups())
     assert set(main.agents) == set(agent_names())
-    _validate("main.yaml")
+    _validate("main.yaml", tmp_path)
 
 
 def test_unknown_config_key_or_bad_value_is_rejected_before_submission(tmp_path):

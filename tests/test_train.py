@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import yaml
 
 from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
 
-from conftest import tiny_argv
+from conftest import tiny_argv, wait_for
 
 EVAL_COLS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
 
@@ -43,9 +42,7 @@ def test_cli_stops_at_episode_boundary_on_ctrl_c_or_sigterm(sig, tmp_path):
     cmd = [sys.executable, "-m", "iqrl.train", *tiny_argv("td3", run, steps=4000)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (run / "eval.csv").exists():  # written after the step-0 evaluation
-        time.sleep(0.05)
+    wait_for(lambda: (run / "eval.csv").exists(), p, "the step-0 evaluation")  # eval.csv: written after it
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
     assert p.returncode == EXIT_INTERRUPTED, err
@@ -72,14 +69,14 @@ def test_sigkill_at_any_point_then_resume_matches(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     for kill_after in (700, 1300):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.time() + 120
-        while time.time() < deadline:
+
+        def reached(step=kill_after):
             try:
-                if json.loads((run / "status.json").read_text())["env_step"] >= kill_after:
-                    break
+                return json.loads((run / "status.json").read_text())["env_step"] >= step
             except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
+                return False
+
+        wait_for(reached, p, f"env_step {kill_after}")
         p.send_signal(signal.SIGKILL)
         p.wait()
         assert json.loads((run / "status.json").read_text())["state"] == "running"

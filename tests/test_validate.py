@@ -230,7 +230,8 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
     import signal
     import subprocess
     import sys
-    import time
+
+    from conftest import wait_for
 
     ref = tmp_path / "ref.csv.gz"
     reference().to_csv(ref, index=False)
@@ -271,9 +272,7 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
         env={**os.environ, "MUJOCO_GL": "disable"},
     )
     first = out / "td3" / "cartpole-balance" / "default" / "seed1"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (first / "eval.csv").exists():
-        time.sleep(0.05)
+    wait_for(lambda: (first / "eval.csv").exists(), p, "the first run's step-0 evaluation")
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=180)
     assert p.returncode == 130, err
