@@ -112,12 +112,19 @@ def test_warm_start_shifts_the_previous_plan():
     assert torch.allclose(plan(z0, cfg).mean, torch.zeros(1, 3, 1), atol=1e-5)
 
 
-def test_std_is_refitted_and_clamped():
-    cfg = MPPIConfig(
-        horizon=3, iterations=3, num_samples=64, num_pi_trajs=0, num_elites=8, min_std=0.3, max_std=0.6
-    )
-    out = plan(torch.tensor([[0.0, 1.5]]), cfg)
-    assert (out.std >= 0.3 - 1e-6).all() and (out.std <= 0.6 + 1e-6).all()
+def test_std_is_refitted_to_the_weighted_elites_then_clamped():
+    """std starts at max_std and is refitted as sqrt(sum_i w_i (a_i - mean)^2 / sum_i w_i) over the elites,
+    then clamped to [min_std, max_std]. All weight on one elite (huge temperature) gives 0, clamped to
+    min_std; equal weights give the spread of elites drawn inside [-1, 1]: at most 1, down from the starting
+    2.0; min_std = max_std pins it."""
+    z0 = torch.tensor([[0.0, 1.5]])
+    kw = dict(horizon=3, iterations=1, num_samples=64, num_pi_trajs=0, num_elites=8)
+    greedy = plan(z0, MPPIConfig(**kw, temperature=1e6, min_std=0.01, max_std=0.6))
+    assert torch.allclose(greedy.std, torch.full((1, 3, 1), 0.01))
+    flat = plan(z0, MPPIConfig(**kw, temperature=1e-9, min_std=1e-6, max_std=2.0))
+    assert (flat.std <= 1.0).all() and (flat.std > 0.05).any()  # from 2.0 to the elites' spread
+    pinned = plan(z0, MPPIConfig(**kw, temperature=1e-9, min_std=0.3, max_std=0.3))
+    assert torch.equal(pinned.std, torch.full((1, 3, 1), 0.3))
 
 
 def test_returned_action_is_an_elite_drawn_by_weight():
@@ -137,21 +144,28 @@ def test_returned_action_is_an_elite_drawn_by_weight():
 
 
 def test_nan_values_count_as_zero():
+    """A sequence whose value is NaN ranks as value 0: with every other step rewarded -1, the sequences that
+    touch an action above 0.9 (NaN reward) are the best elites, at value exactly 0."""
+
     def nan_reward(z, a):
-        r = reward(z, a)
-        return torch.where(a[..., 0] > 0.9, torch.full_like(r, float("nan")), r)
+        return torch.where(a[..., 0] > 0.9, torch.tensor(float("nan")), torch.tensor(-1.0))
 
     g = torch.Generator().manual_seed(0)
+    cfg = MPPIConfig(horizon=3, iterations=1, num_samples=128, num_pi_trajs=0, num_elites=16, temperature=1e6)
     out = mppi_plan(
         torch.tensor([[0.0, 1.5]]),
         dynamics=dynamics,
         reward=nan_reward,
         terminal_value=zero_value,
         act_dim=1,
-        cfg=SMALL,
+        cfg=cfg,
         generator=g,
     )
-    assert torch.isfinite(out.action).all() and torch.isfinite(out.mean).all()
+    assert out.elite_value[0, 0].item() == 0.0 and out.value.item() == 0.0
+    assert (out.plan > 0.9).any()  # the pick is a NaN-valued sequence, ranked at 0 above every -1 step
+    assert (
+        torch.isfinite(out.action).all() and torch.isfinite(out.mean).all() and torch.isfinite(out.std).all()
+    )
 
 
 def test_same_generator_state_same_plan():

@@ -25,6 +25,14 @@ OBS, ACT = 6, 3
 TINY = {
     "td3": ["agent.mlp_dims=[16,16]"],
     "iqrl": ["agent.mlp_dims=[16,16]", "agent.latent_dim=4", "agent.enc_mlp_dims=[16]"],
+    "td7": ["agent.mlp_dims=[16,16]", "agent.zs_dim=8", "agent.enc_mlp_dims=[16,16]"],
+    "mrq": [
+        "agent.mlp_dims=[16,16]",
+        "agent.zs_dim=8",
+        "agent.za_dim=4",
+        "agent.zsa_dim=8",
+        "agent.enc_mlp_dims=[16,16]",
+    ],
     "dcwm": [
         "agent.mlp_dims=[16,16]",
         "agent.latent_dim=4",
@@ -86,6 +94,55 @@ def test_td3_and_iqrl_noise_defaults_are_the_iqrl_code_schedule():
         for task, n in (("walker-walk", 50), ("cheetah-run", 150), ("dog-run", 500)):
             c = build_config([f"agent={agent}", f"task={task}"]).agent
             assert (c.expl_sigma_start, c.expl_sigma_end, c.expl_sigma_episodes) == (1.0, 0.1, n)
+
+
+@pytest.mark.parametrize("agent, actor", [("td7", "actor"), ("mrq", "policy")])
+def test_td7_and_mrq_explore_with_constant_unclipped_gaussian_noise(agent, actor):
+    """a = clip(pi(s) + N(0, expl_noise^2), -1, 1) at every episode (TD7 and MR.Q code: no schedule)."""
+    sigma = 0.3
+    # td7 evaluates its checkpointed actor (use_checkpoints); off here, so both calls read the same actor
+    extra = ["agent.use_checkpoints=false"] if agent == "td7" else []
+    a = build(agent, f"agent.expl_noise={sigma}", *extra)
+    zero_last_layer(getattr(a, actor))  # pi(s) = tanh(0) = 0: the explored action is the noise
+    obs = np.zeros((20000, OBS), np.float32)
+    for _ in range(2):
+        noise = a.act(obs, explore=True)
+        # clipping at |a| = 1 = 3.3 sigma changes the std by < 0.2%
+        assert noise.std() == pytest.approx(sigma, rel=0.03) and np.abs(noise).max() <= 1.0
+        a.on_episode_end()
+    assert np.array_equal(a.act(obs, explore=False), np.zeros((20000, ACT), np.float32))
+
+
+@pytest.mark.parametrize("agent", ["td3", "iqrl"])
+def test_target_policy_smoothing_clips_the_noise_then_the_action(agent):
+    """TD3's target action a' = clip(pi'(x') + clip(N(0, policy_noise^2), -noise_clip, noise_clip), -1, 1).
+    With pi' = 0, policy_noise 0.2 and noise_clip 0.3, a share P(|N(0, 1)| > 1.5) = 0.1336 of the entries
+    sits exactly at +-0.3 (Phi(1.5) = 0.93319); with noise_clip 2 nothing is clipped and the std is 0.2."""
+    n = 20000
+    for noise_clip, share, std in ((0.3, 0.1336, None), (2.0, 0.0, 0.2)):
+        a = build(agent, "agent.policy_noise=0.2", f"agent.noise_clip={noise_clip}")
+        learner = a.ac
+        zero_last_layer(learner.actor_target)
+        seen = []
+        critic_q = learner.q
+
+        def q(x, act, members=None, target=False, _q=critic_q, seen=seen):
+            if target:
+                seen.append(act.clone())
+            return _q(x, act, members, target)
+
+        learner.q = q
+        width = next(m for m in learner.actor.modules() if isinstance(m, torch.nn.Linear)).in_features
+        x_next = torch.zeros(n // ACT, width)
+        learner.td_target(torch.zeros(len(x_next)), torch.ones(len(x_next)), x_next)
+        (act,) = seen
+        at_bound = (act.abs() - noise_clip).abs() < 1e-6
+        assert act.abs().max() <= noise_clip + 1e-6
+        assert at_bound.float().mean().item() == pytest.approx(
+            share, abs=4 * np.sqrt(0.1336 * 0.8664 / act.numel())
+        )
+        if std is not None:
+            assert act.std().item() == pytest.approx(std, rel=0.03)
 
 
 # --------------------------------------------------------------------------------------------------
