@@ -91,6 +91,9 @@ def test_gumbel_straight_through():
 
 
 def test_world_model_loss_is_rho_weighted_ce_and_reward():
+    """Compared with the code's own pieces (encoder, dynamics logits, reward head, codebook) on purpose:
+    the networks' outputs can only be read through them. What is written out by hand is the loss that
+    combines them: rho^t weights, the mean over H, cross-entropy against the next codes, tanh + 1 rewards."""
     agent = make(horizon=3, rho=0.5, train_propagation="mode")  # deterministic rollout for a hand check
     b = batch()
     loss, m = agent.world_model_loss(b)

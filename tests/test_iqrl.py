@@ -143,6 +143,10 @@ def test_target_encoder_receives_no_gradient():
 
 
 def test_td_target_is_min_over_a_random_pair_of_target_critics():
+    """Compared with the code's own networks on purpose: the target critics' outputs can only be read
+    through them. The formula (smoothing noise 0.2 clipped at 0.3, a random pair, the min) is written out
+    here with the same generator draws; tests/test_documented_behaviour.py checks the smoothing statistics
+    without them."""
     agent = make(num_critics=5, q_subsample=2)
     ac = agent.ac
     x = torch.randn(6, agent.latent_width)

@@ -85,6 +85,8 @@ def test_truncated_normal_straight_through_clamp():
 
 
 def test_model_loss_is_rho_weighted_cosine_and_reward():
+    """Compared with the code's own networks on purpose (their outputs can only be read through them);
+    the loss that combines them (rho^t, the mean over H, cosine and reward terms) is written out here."""
     agent = make(horizon=3, rho=0.5)
     b = batch()
     loss, m = agent.model_loss(b)
@@ -200,6 +202,9 @@ def test_targets_copied_at_init_unless_official_quirk():
 
 
 def test_td_target_uses_online_actor_and_min_of_target_heads():
+    """Replays the generator's draws through the code's own networks on purpose (their outputs can only be
+    read through them); the target's formula (online actor, truncated noise, min of the target heads) is
+    written out here."""
     agent = make(nstep=3, gamma=0.9)
     ac, b = agent.ac, batch()
     ac.sigma = 0.5
