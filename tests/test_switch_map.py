@@ -1,0 +1,46 @@
+"""docs/switches.md stays true: every key of every agent config and every run key is listed there, and every
+test it names exists."""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import fields
+from pathlib import Path
+
+from iqrl import agents
+from iqrl.config import TOP_LEVEL_KEYS
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = (ROOT / "docs" / "switches.md").read_text()
+
+
+def listed_keys() -> set[str]:
+    """The first cell of every table row that names a key in backticks."""
+    return set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", PAGE, flags=re.M))
+
+
+def every_key() -> set[str]:
+    keys = {k for k in TOP_LEVEL_KEYS if k != "agent"}
+    for name in agents.agent_names():
+        keys |= {f"agent.{f.name}" for f in fields(agents.config_class(name))}
+    return keys
+
+
+def test_every_agent_and_run_key_is_on_the_page():
+    missing = sorted(every_key() - listed_keys())
+    assert not missing, (
+        f"add these keys to docs/switches.md (with their tests, or why none is needed): {missing}"
+    )
+    assert not sorted(listed_keys() - every_key()), "docs/switches.md lists keys that no config has"
+
+
+def test_every_named_test_exists():
+    named = set(re.findall(r"`tests/(test_\w+\.py)::(\w+)`", PAGE))
+    assert len(named) > 50
+    defined: dict[str, set[str]] = {}
+    for file, test in sorted(named):
+        if file not in defined:
+            tree = ast.parse((ROOT / "tests" / file).read_text())
+            defined[file] = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert test in defined[file], f"docs/switches.md names tests/{file}::{test}, which does not exist"
