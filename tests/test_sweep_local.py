@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,8 @@ from slurm.claim import RunLock
 from slurm.run import Run, RunFailed, _record_failure
 from slurm.state import inspect_run, read_status
 from slurm.submit import run_sweep
+
+from conftest import wait_for
 
 TESTS = Path(__file__).resolve().parent
 SWEEP = """name: loc
@@ -103,12 +104,10 @@ def test_local_sweep_completes_and_a_second_one_runs_nothing(tmp_path):
     assert all(len(starts(run_dir(tmp_path, k))) == 1 for k in range(3))
 
 
-def _wait(cond, timeout=60.0, what=""):
-    t0 = time.time()
-    while not cond():
-        if time.time() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+def _wait(cond, what: str, proc=None):
+    """An event (a status reached, a lock held), never a number of seconds: conftest.wait_for's long hang
+    guard only turns a hang into a failure."""
+    wait_for(cond, proc, what)
 
 
 def test_sigkilled_job_is_reported_and_resumed_by_the_next_sweep(tmp_path, monkeypatch, capsys):
@@ -118,7 +117,7 @@ def test_sigkilled_job_is_reported_and_resumed_by_the_next_sweep(tmp_path, monke
     t = threading.Thread(target=lambda: result.update(zip(("rc", "out"), sweep(tmp_path, s, p))))
     t.start()
     d = run_dir(tmp_path, 0)
-    _wait(lambda: inspect_run(d, None).env_step >= 600 and RunLock(d).held_elsewhere(), what="seed0 to run")
+    _wait(lambda: inspect_run(d, None).env_step >= 600 and RunLock(d).held_elsewhere(), "seed0 to run")
     os.kill(RunLock(d).holder()["pid"], signal.SIGKILL)  # no warning, no cleanup
     t.join(120)
     assert (
@@ -242,12 +241,10 @@ def test_bad_input_exit_shows_as_failed_in_status_with_the_job_log(tmp_path, cap
 
 def _ctrl_c(proc: subprocess.Popen, dirs: list[Path]) -> str:
     """Ctrl-C as a terminal sends it: SIGINT to every process of the group, once each run has progress."""
-    _wait(lambda: all(inspect_run(d, None).env_step >= 200 for d in dirs), what="runs to make progress")
+    _wait(lambda: all(inspect_run(d, None).env_step >= 200 for d in dirs), "runs to make progress", proc)
     os.killpg(proc.pid, signal.SIGINT)
     out = proc.communicate(timeout=60)[0]
-    _wait(
-        lambda: all(inspect_run(d, None).kind != "running" for d in dirs), what="runs and their jobs to stop"
-    )
+    _wait(lambda: all(inspect_run(d, None).kind != "running" for d in dirs), "runs and their jobs to stop")
     return out
 
 
