@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis.load import legacy_filled
 from analysis.stats import (
     FINAL_STAT,
     IMPROVEMENT_STAT,
@@ -414,7 +415,7 @@ def ablation_grids(runs: pd.DataFrame) -> list[AblationGrid]:
     grids = []
     # every run's config: the default variant's value of a key may differ by task (task overrides)
     configs = {
-        key: [json.loads(c) for c in g["config_values"]]
+        key: [legacy_filled(json.loads(c)) for c in g["config_values"]]
         for key, g in runs.groupby(["sweep", "agent", "variant"], sort=False)
     }
     variants = runs.drop_duplicates(["sweep", "agent", "variant"])

@@ -1,9 +1,9 @@
 """iQRL: implicitly quantized representations + TD3 on the latent (Scannell et al., arXiv 2406.02696).
 
 One update (`IQRL.update`), in the paper's order, on a window o_{t..t+L}, a_{t..t+L-1} of the replay:
-1. Representation (`representation_loss`): z_0 = f(E_θ(o_t)) with f the FSQ quantizer; open-loop rollout
-   ẑ_{h+1} = f(ẑ_h + d_θ(ẑ_h, a_{t+h})) through the residual dynamics; targets z̄_{h+1} = f(E_θ̄(o_{t+h+1}))
-   from the EMA target encoder; consistency loss
+1. Representation (`representation_loss`): z_0 = f(E_θ(o_t)) with f the quantizer (FSQ by default,
+   `agent.quantizer`); open-loop rollout ẑ_{h+1} = f(ẑ_h + d_θ(ẑ_h, a_{t+h})) through the residual
+   dynamics; targets z̄_{h+1} = f(E_θ̄(o_{t+h+1})) from the EMA target encoder; consistency loss
        L_rep = (1/H) Σ_{h<H} ρ^h (1/B) Σ_b m_{h,b} c(ẑ_{h+1}, z̄_{h+1}),   c = −cos (or MSE),
    m the mask of steps inside the episode. One AdamW step on encoder + dynamics, then θ̄ ← (1−τ) θ̄ + τ θ.
 2. RL (`update_rl`): re-encode o_t and the n-step bootstrap observation with the updated online encoder
@@ -35,11 +35,12 @@ from torch import Tensor
 
 from iqrl.agents import Agent, AgentSpec, to_tensor
 from iqrl.checks import require
-from iqrl.layers import FSQ, frozen_copy, mlp
+from iqrl.layers import frozen_copy, mlp
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.maths import ema_update_
 from iqrl.optim import adam, optimizer_step
+from iqrl.quantizers import QUANTIZERS, VectorQuantizer, make_quantizer
 from iqrl.replay import SequenceBatch, nstep_transition
 
 
@@ -103,7 +104,13 @@ class LatentModelConfig:
 class IQRLRepresentationConfig(LatentModelConfig):
     """iQRL's representation keys (defaults: the paper and the iQRL code)."""
 
-    use_fsq: bool = True
+    use_fsq: bool = True  # the old spelling of the quantizer switch: false = quantizer none
+    quantizer: str = "fsq"  # fsq | vq | simnorm | l2 | none (iqrl/quantizers.py, docs/fsq.md)
+    quant_group_dim: int = 8  # simnorm / l2: channels per group (TD-MPC2's SimNorm uses 8)
+    vq_codebook_size: int = 512  # vq: entries K of the codebook shared by the groups
+    vq_dim: int = 8  # vq: channels per group (the dimension of a codebook entry)
+    vq_beta: float = 0.25  # vq: commitment weight (VQ-VAE, arXiv 1711.00937)
+    vq_decay: float = 0.99  # vq: EMA decay of the codebook statistics (VQ-VAE's appendix)
     consistency_loss: str = "cos"  # cos | mse
     tc_loss_sign: int = -1  # cos only: -1 maximises cosine similarity (paper intent); +1 = official (IQ-1)
     use_delta: bool = True  # residual dynamics: z' = FSQ(z + d(z, a))
@@ -128,6 +135,31 @@ class IQRLRepresentationConfig(LatentModelConfig):
                 f"agent.consistency_loss must be cos or mse, got {self.consistency_loss!r}",
             ),
             (self.tc_loss_sign in (-1, 1), f"agent.tc_loss_sign must be -1 or 1, got {self.tc_loss_sign}"),
+            (
+                self.quantizer in QUANTIZERS,
+                f"agent.quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}",
+            ),
+            (
+                self.use_fsq or self.quantizer in ("fsq", "none"),
+                f"agent.use_fsq=false means agent.quantizer=none; it contradicts quantizer={self.quantizer}",
+            ),
+            (
+                self.quantizer_kind not in ("simnorm", "l2")
+                or (self.quant_group_dim >= 1 and self.latent_width % self.quant_group_dim == 0),
+                f"agent.quant_group_dim={self.quant_group_dim} must divide the latent width "
+                f"{self.latent_width} (latent_dim x len(fsq_levels))",
+            ),
+            (
+                self.quantizer_kind != "vq"
+                or (self.vq_dim >= 1 and self.latent_width % self.vq_dim == 0 and self.vq_codebook_size >= 2),
+                f"agent.vq_dim={self.vq_dim} must divide the latent width {self.latent_width} "
+                f"(latent_dim x len(fsq_levels)) and agent.vq_codebook_size={self.vq_codebook_size} be >= 2",
+            ),
+            (
+                self.vq_beta >= 0 and 0.0 <= self.vq_decay < 1.0,
+                f"agent.vq_beta must be >= 0 and agent.vq_decay in [0, 1), got {self.vq_beta} and "
+                f"{self.vq_decay}",
+            ),
             (0.0 < self.enc_tau <= 1.0, f"agent.enc_tau must be in (0, 1], got {self.enc_tau}"),
             (self.projection_dim >= 0, f"agent.projection_dim must be >= 0, got {self.projection_dim}"),
             (
@@ -144,13 +176,20 @@ class IQRLRepresentationConfig(LatentModelConfig):
         require(checks)
 
     @property
+    def quantizer_kind(self) -> str:
+        """The quantizer in use: `quantizer`, or none when the old spelling use_fsq=false says so."""
+        return self.quantizer if self.use_fsq else "none"
+
+    @property
     def quantized(self) -> bool:
-        return self.use_fsq
+        """Whether the latent goes through FSQ (what the level-2 check of the FSQ bound concerns)."""
+        return self.quantizer_kind == "fsq"
 
     @property
     def latent_width(self) -> int:
-        """D, the width of the latent vector fed to dynamics, actor and critic."""
-        if not self.use_fsq and self.official_nofsq_half_width:
+        """D, the width of the latent vector fed to dynamics, actor and critic: latent_dim x len(fsq_levels)
+        for every quantizer (the width of the FSQ arm, so that the arms compare at equal width)."""
+        if self.quantizer_kind == "none" and self.official_nofsq_half_width:
             return self.latent_dim
         return self.latent_dim * len(self.fsq_levels)
 
@@ -185,6 +224,7 @@ class IQRL(Agent):
         "ac",
         "repr_opt",
         "ac_extra=ac.extra",
+        "vq",  # the VQ codebook and its EMA statistics (quantizer=vq only)
     )
 
     def __init__(self, cfg: IQRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
@@ -196,8 +236,9 @@ class IQRL(Agent):
             warmup_with_policy=cfg.warmup_with_policy,
         )
         D = self.latent_width = cfg.latent_width
-        self.fsq = FSQ(cfg.fsq_levels, symmetric=cfg.fsq_symmetric).to(self.device)
-        self.codebook_size = self.fsq.codebook_size if cfg.use_fsq else None
+        self.quantizer = make_quantizer(cfg, D, self.generator).to(self.device)
+        self.vq = self.quantizer if isinstance(self.quantizer, VectorQuantizer) else None
+        self.codebook_size = self.quantizer.codebook_size
         # Representation: encoder, residual dynamics, optional heads; EMA target encoder.
         self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, D, cfg.init).to(self.device)
         self.dynamics = mlp(D + act_dim, cfg.mlp_dims, D, cfg.init).to(self.device)
@@ -231,7 +272,7 @@ class IQRL(Agent):
 
     # ------------------------------------------------------------------ representation
     def quantize(self, y: Tensor) -> Tensor:
-        return self.fsq(y) if self.cfg.use_fsq else y
+        return self.quantizer(y)
 
     def encode(self, obs: Tensor, target: bool = False) -> Tensor:
         return self.quantize((self.encoder_target if target else self.encoder)(obs))
@@ -278,7 +319,8 @@ class IQRL(Agent):
             if self.projection is not None:
                 targets = self.projection_target(targets)
         mask = self.horizon_mask(batch)  # [B, H]
-        z = self.encode(obs[:, 0])
+        y0 = self.encoder(obs[:, 0])
+        z = self.quantize(y0)
         cons, rew, latents = [], [], [z]
         for h in range(H):
             z_prev = z
@@ -303,6 +345,10 @@ class IQRL(Agent):
             rec_loss = self.reconstruction_loss(obs, mask, latents)
             loss = loss + rec_loss
             metrics["rec_loss"] = rec_loss.detach()
+        if self.vq is not None:  # the encoder commits to its codes (z_0 only: the rollout is not encoded)
+            commitment = self.vq.commitment(y0)
+            loss = loss + commitment
+            metrics["vq_commitment"] = commitment.detach()
         return loss, metrics
 
     def reconstruction_loss(self, obs: Tensor, mask: Tensor, latents: list[Tensor]) -> Tensor:
@@ -331,6 +377,9 @@ class IQRL(Agent):
             self.repr_opt, loss, self.repr_params, self.cfg.enc_grad_clip
         )
         ema_update_(self.encoder_target.parameters(), self.encoder.parameters(), self.cfg.enc_tau)
+        if self.vq is not None:  # the codebook follows the updated online encoder's outputs of o_t
+            with torch.no_grad():
+                self.vq.ema_update(self.encoder(batch.obs[:, 0]))
         if self.projection is not None:
             ema_update_(self.projection_target.parameters(), self.projection.parameters(), self.cfg.enc_tau)
         return metrics
@@ -373,6 +422,6 @@ class IQRL(Agent):
 
     @torch.no_grad()
     def codes(self, obs: Tensor) -> Tensor | None:
-        if not self.cfg.use_fsq:
+        if self.codebook_size is None:
             return None
-        return self.fsq.indices(self.encode(obs.to(self.device)))
+        return self.quantizer.indices(self.encode(obs.to(self.device)))

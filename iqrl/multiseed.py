@@ -515,6 +515,10 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
                 f"the K-seed mode supports iqrl, iqrl-official and iqrl-ae with agent.rl_algo=td3; "
                 f"got agent={cfgs[0].agent.name}"
             )
+        if cfgs[0].agent.quantizer_kind == "vq":  # its codebook moves by in-place EMA inside the update
+            raise ConfigError(
+                "the K-seed mode does not support agent.quantizer=vq; train its seeds one by one"
+            )
         cfgs = [c for c in cfgs if check_run_folder(c) != "done"]
         if not cfgs:
             print(f"{root}: every seed is already done, nothing to do", flush=True)

@@ -42,6 +42,13 @@ LEGACY_VALUES = {
     "agent.fsq_symmetric": False,
     "logger": ["csv"],
     "video_every": 0,
+    # the quantizer family (iqrl/quantizers.py): older runs used FSQ (or none, by use_fsq=false)
+    "agent.quantizer": "fsq",
+    "agent.quant_group_dim": 8,
+    "agent.vq_codebook_size": 512,
+    "agent.vq_dim": 8,
+    "agent.vq_beta": 0.25,
+    "agent.vq_decay": 0.99,
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs

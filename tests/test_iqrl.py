@@ -191,6 +191,8 @@ def test_codes_and_residual_sum_stay_float32_under_bf16_autocast():
         d = agent.dynamics(torch.cat([z, a], -1))
         nxt = agent.next_latent(z, a)
     assert y.dtype == d.dtype == torch.bfloat16 and z.dtype == nxt.dtype == torch.float32
-    assert torch.equal(z, agent.fsq(y.float()))
+    assert torch.equal(z, agent.quantizer(y.float()))
     assert not torch.equal(z.to(torch.bfloat16).float(), z)  # exact thirds, not their bf16 roundings
-    assert torch.equal(nxt, agent.fsq(z + d.float()))  # FSQ of the float32 sum, not of a bf16-rounded one
+    assert torch.equal(
+        nxt, agent.quantizer(z + d.float())
+    )  # FSQ of the float32 sum, not of a bf16-rounded one

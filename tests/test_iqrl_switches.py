@@ -80,7 +80,7 @@ def test_fsq_levels_set_value_set_width_and_codebook(levels):
         assert q[..., j].unique().tolist() == pytest.approx(sorted(fsq_values(L)))
     K = math.prod(levels)
     assert agent.codebook_size == K
-    codes = agent.fsq.indices(q.reshape(-1, 3 * c))
+    codes = agent.quantizer.indices(q.reshape(-1, 3 * c))
     assert codes.min() == 0 and codes.max() == K - 1  # the whole implicit codebook is reachable
     obs_codes = agent.codes(torch.randn(64, OBS))
     assert obs_codes.shape == (64, 3) and 0 <= obs_codes.min() and obs_codes.max() < K
