@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from iqrl import agents as registry
 from iqrl.checks import require
-from iqrl.envs import SEED_LIMIT, eval_seed, parse_task, task_group
+from iqrl.envs import DISTRACTORS, SEED_LIMIT, Perturbations, eval_seed, parse_task, task_group
 from iqrl.loggers import LOGGERS
 
 
@@ -57,6 +57,13 @@ class RunConfig:
     # Trackers beside eval.csv/train.csv (iqrl.loggers): csv, tensorboard, wandb. CSV is always written.
     logger: list[str] = field(default_factory=lambda: ["csv"])
     video_every: int = 0  # env steps between evaluation videos (RUN/videos/, iqrl.video); 0 = none
+    # Stochastic and distracting environments (iqrl.envs.Perturbations; docs/configuration.md): all off.
+    obs_noise: float = 0.0  # std of Gaussian noise on every observation entry
+    action_noise: float = 0.0  # std of Gaussian noise on the executed action
+    sticky_actions: float = 0.0  # probability of executing the previous action again, per agent step
+    distractor_dims: int = 0  # observation entries unrelated to the task
+    distractor: str = "noise"  # noise (iid N(0, 1)) | signal (sinusoids drawn per episode)
+    perturb_eval: bool = True  # false: evaluation without the noises and sticky actions (distractors stay)
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
@@ -187,6 +194,16 @@ def validate(run: RunConfig) -> None:
             f"logger entries must be among {', '.join(LOGGERS)}, got {run.logger}",
         ),
         (run.video_every >= 0, f"video_every must be >= 0 (0 = no videos), got {run.video_every}"),
+        (
+            run.obs_noise >= 0 and run.action_noise >= 0,
+            f"obs_noise and action_noise must be >= 0, got {run.obs_noise} and {run.action_noise}",
+        ),
+        (0 <= run.sticky_actions < 1, f"sticky_actions must be in [0, 1), got {run.sticky_actions}"),
+        (run.distractor_dims >= 0, f"distractor_dims must be >= 0, got {run.distractor_dims}"),
+        (
+            run.distractor in DISTRACTORS,
+            f"distractor must be one of {', '.join(DISTRACTORS)}, got {run.distractor!r}",
+        ),
     ]
     require(checks, ConfigError)
     try:
@@ -225,3 +242,13 @@ def _fmt(v) -> str:
     if isinstance(v, str):
         return repr(v) if (v == "" or any(ch in v for ch in ",[]{}:= ")) else v
     return str(v)
+
+
+def perturbations(run: RunConfig, evaluation: bool = False) -> Perturbations:
+    """The env perturbations of a run; for evaluation with perturb_eval=false only the distractors (the
+    observation keeps its width)."""
+    if evaluation and not run.perturb_eval:
+        return Perturbations(distractor_dims=run.distractor_dims, distractor=run.distractor)
+    return Perturbations(
+        run.obs_noise, run.action_noise, run.sticky_actions, run.distractor_dims, run.distractor
+    )

@@ -49,6 +49,13 @@ LEGACY_VALUES = {
     "agent.vq_dim": 8,
     "agent.vq_beta": 0.25,
     "agent.vq_decay": 0.99,
+    # stochastic and distracting environments (iqrl.envs.Perturbations): older runs had none
+    "obs_noise": 0.0,
+    "action_noise": 0.0,
+    "sticky_actions": 0.0,
+    "distractor_dims": 0,
+    "distractor": "noise",
+    "perturb_eval": True,
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from iqrl.agents import make_agent
-from iqrl.config import ConfigError, RunConfig, build_config, to_yaml_dict
+from iqrl.config import ConfigError, RunConfig, build_config, perturbations, to_yaml_dict
 from iqrl.diagnostics import active_codebook, latent_collapsed, rank_metrics
-from iqrl.envs import DMCEnv, eval_seed, task_group
+from iqrl.envs import DMCEnv, eval_seed, make_env, task_group
 from iqrl.loggers import Trackers, missing_packages
 from iqrl.replay import SequenceReplay
 from iqrl.runfolder import (
@@ -120,11 +120,17 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.env = DMCEnv(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length)
+        self.env = make_env(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg))
         self.agent = make_agent(cfg.agent, self.env.obs_dim, self.env.act_dim, self.device, cfg.seed)
         spec = self.agent.spec
         self.eval_seed = eval_seed(cfg.seed, spec.shared_eval_seed)  # train seed + 10000, or the train seed
-        self.eval_env = DMCEnv(cfg.task, self.eval_seed, cfg.action_repeat, cfg.episode_length)
+        self.eval_env = make_env(
+            cfg.task,
+            self.eval_seed,
+            cfg.action_repeat,
+            cfg.episode_length,
+            perturbations(cfg, evaluation=True),
+        )
         # the effective FIFO size (None = unbounded): the run's replay_capacity, or the agent's default
         self.replay_capacity = (
             spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)

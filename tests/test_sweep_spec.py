@@ -231,7 +231,15 @@ def _validate(path, results: Path, agents=None):
 
 @pytest.mark.parametrize(
     "name",
-    ["smoke.yaml", "fsq_levels.yaml", "horizon.yaml", "components.yaml", "latent_dim.yaml", "quantizer.yaml"],
+    [
+        "smoke.yaml",
+        "fsq_levels.yaml",
+        "horizon.yaml",
+        "components.yaml",
+        "latent_dim.yaml",
+        "quantizer.yaml",
+        "stochastic.yaml",
+    ],
 )
 def test_shipped_sweeps_validate_against_build_config(name, tmp_path):
     sweep, runs = _validate(name, tmp_path)
