@@ -80,3 +80,14 @@ def wait_for(cond, proc=None, what: str = "the condition", hang_s: float = 900.0
         if time.monotonic() - t0 > hang_s:
             raise AssertionError(f"no {what} after {hang_s:.0f} s: hung")
         time.sleep(0.02)
+
+
+def stop_after_episodes(n: int):
+    """A trainer `should_stop` that asks to stop at the end of the n-th episode it is asked about."""
+    calls = {"n": 0}
+
+    def should_stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] == n
+
+    return should_stop

@@ -15,7 +15,7 @@ from iqrl.config import ConfigError, build_config
 from iqrl.quantizers import GroupNorm, VectorQuantizer
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 
-from conftest import tiny_argv
+from conftest import stop_after_episodes, tiny_argv
 from test_iqrl import ACT, OBS
 from test_train import eval_numbers
 
@@ -170,13 +170,7 @@ def test_a_vq_run_resumes_bit_identically(tmp_path):
     extra = ["agent.quantizer=vq", "agent.vq_dim=4", "agent.vq_codebook_size=32"]
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(tiny_argv("iqrl", ref, seed=2, extra=extra)) == EXIT_OK
-    calls = {"n": 0}
-
-    def stop_after_three_episodes():
-        calls["n"] += 1
-        return calls["n"] == 3
-
-    assert main(tiny_argv("iqrl", run, seed=2, extra=extra), should_stop=stop_after_three_episodes) == (
+    assert main(tiny_argv("iqrl", run, seed=2, extra=extra), should_stop=stop_after_episodes(3)) == (
         EXIT_INTERRUPTED
     )
     assert main(tiny_argv("iqrl", run, seed=2, extra=extra)) == EXIT_OK
@@ -187,13 +181,7 @@ def test_a_vq_run_resumes_bit_identically(tmp_path):
 
 def test_a_run_folder_from_before_the_quantizer_keys_resumes(tmp_path, capsys):
     run = tmp_path / "run"
-    calls = {"n": 0}
-
-    def stop_after_two_episodes():
-        calls["n"] += 1
-        return calls["n"] == 2
-
-    assert main(tiny_argv("iqrl", run, seed=1), should_stop=stop_after_two_episodes) == EXIT_INTERRUPTED
+    assert main(tiny_argv("iqrl", run, seed=1), should_stop=stop_after_episodes(2)) == EXIT_INTERRUPTED
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     for key in ("quantizer", "quant_group_dim", "vq_codebook_size", "vq_dim", "vq_beta", "vq_decay"):
         del cfg["agent"][key]
