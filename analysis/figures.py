@@ -284,6 +284,21 @@ def make_figures(
             out,
             name,
         )
+        # the same grid's latent rank (train.csv), at the step of its returns: does the arm keep its rank?
+        ranks, rank_notes = metrics.ablation_rank_estimates(sweep_table, grid, step, reps_final, seed)
+        for msg in rank_notes:
+            note(msg)
+        if ranks["value"].nunique() >= 2:
+            fig = plots.plot_ablation(
+                ranks,
+                colors,
+                key=grid.key,
+                agent=grid.agent,
+                sweep=grid.sweep,
+                step=step,
+                measure="latent rank",
+            )
+            written += plots.save_figure(fig, out, f"{name}_latent_rank")
     index = watch_index(table, Path(results), out)
     return {
         "figures": written,

@@ -92,15 +92,15 @@ def not_reached_text(not_reached: pd.DataFrame, step: int) -> str:
     )
 
 
-def task_scores(scores: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
+def task_scores(
+    scores: pd.DataFrame, column: str = "episode_return", scale: float = RETURN_SCALE
+) -> tuple[list[np.ndarray], list[str]]:
     """One method's scores at a step -> (cols, tasks): per task (sorted) an array (n_t,) of normalised
-    returns, runs in seed order. Every run counts; tasks may hold different numbers of runs."""
+    returns (or another per-run `column` over `scale`), runs in seed order. Every run counts; tasks may hold
+    different numbers of runs."""
     ordered = scores.sort_values(["task", "seed", "run"], kind="stable")
     tasks = sorted(ordered["task"].unique())
-    cols = [
-        ordered.loc[ordered["task"] == t, "episode_return"].to_numpy(dtype=float) / RETURN_SCALE
-        for t in tasks
-    ]
+    cols = [ordered.loc[ordered["task"] == t, column].to_numpy(dtype=float) / scale for t in tasks]
     return cols, tasks
 
 
@@ -479,12 +479,39 @@ def ablation_estimates(
     notes = []
     if len(not_reached):
         notes.append(f"{where}: {not_reached_text(not_reached, step)}")
-    rows, task_sets = [], {}
+    points, point_notes = _ablation_points(grid, scores, "episode_return", RETURN_SCALE, reps, seed, where)
+    return points, step, notes + point_notes
+
+
+def ablation_rank_estimates(
+    table: pd.DataFrame, grid: AblationGrid, step: int, reps: int, seed: int = 0
+) -> tuple[pd.DataFrame, list[str]]:
+    """IQM latent rank with 95% CI per point of one grid: each run's last train.csv latent rank at or before
+    `step` (the step of the grid's returns), from the sweep's own runs. Empty when no run logs a rank."""
+    sub = table[
+        (table["sweep"] == grid.sweep)
+        & table["method"].isin(grid.points["method"])
+        & (table["env_step"] <= step)
+    ]
+    if "latent_rank" not in sub:
+        return _ablation_points(grid, sub.iloc[:0], "latent_rank", 1.0, reps, seed, "")
+    last = sub[sub["latent_rank"].notna()].sort_values("env_step", kind="stable").groupby("run").tail(1)
+    grid_name = f"{grid.sweep or 'nosweep'}/{grid.agent}/{grid.key}"
+    where = f"latent-rank ablation {grid_name} at {format_steps(step)} steps"
+    return _ablation_points(grid, last, "latent_rank", 1.0, reps, seed, where)
+
+
+def _ablation_points(
+    grid: AblationGrid, runs: pd.DataFrame, column: str, scale: float, reps: int, seed: int, where: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Per point of the grid: the IQM over its runs' `column` (one value per run) with a 95% stratified
+    bootstrap CI, in the grid's value order."""
+    rows, task_sets, notes = [], {}, []
     for pt in grid.points.itertuples():
-        runs = scores[scores["method"] == pt.method]
-        if runs.empty:
+        mine = runs[runs["method"] == pt.method]
+        if mine.empty:
             continue
-        cols, tasks = task_scores(runs)
+        cols, tasks = task_scores(mine, column, scale)
         task_sets[pt.method] = tuple(tasks)
         notes += single_run_notes(f"{where}, {pt.method}", cols)
         point, interval = bootstrap(cols, IQM_STAT, reps, seed)
@@ -493,9 +520,9 @@ def ablation_estimates(
                 "method": pt.method,
                 "value": pt.value,
                 "context": pt.context,
-                "iqm": point[0] * RETURN_SCALE,
-                "ci_low": interval[0, 0] * RETURN_SCALE,
-                "ci_high": interval[1, 0] * RETURN_SCALE,
+                "iqm": point[0] * scale,
+                "ci_low": interval[0, 0] * scale,
+                "ci_high": interval[1, 0] * scale,
                 "n_tasks": len(tasks),
                 "n_runs": sum(len(c) for c in cols),
             }
@@ -508,7 +535,7 @@ def ablation_estimates(
     )
     order = sorted(out["value"].unique(), key=value_sort_key)
     out["order"] = out["value"].map({v: i for i, v in enumerate(order)})
-    return out.sort_values(["context", "order"]).drop(columns="order").reset_index(drop=True), step, notes
+    return out.sort_values(["context", "order"]).drop(columns="order").reset_index(drop=True), notes
 
 
 # ---------------------------------------------------------------------------------------------------

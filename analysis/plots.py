@@ -415,7 +415,14 @@ def ablation_tick_label(key: str, value: str) -> str:
 
 
 def plot_ablation(
-    points: pd.DataFrame, colors: dict, *, key: str, agent: str, sweep: str, step: int
+    points: pd.DataFrame,
+    colors: dict,
+    *,
+    key: str,
+    agent: str,
+    sweep: str,
+    step: int,
+    measure: str = RETURN_LABEL.lower(),
 ) -> plt.Figure:
     """Final IQM with 95% CI vs the swept value; one series per context (the variants' other overrides).
 
@@ -466,7 +473,7 @@ def plot_ablation(
     ax.set_xlabel(
         f"{key} (K = codebook size)" if any("\n" in ablation_tick_label(key, v) for v in values) else key
     )
-    ax.set_ylabel(f"IQM {RETURN_LABEL.lower()}")
+    ax.set_ylabel(f"IQM {measure}")
     n_tasks = int(points["n_tasks"].max())
     where = f"sweep '{sweep}'" if sweep else "no sweep name"
     ax.set_title(

@@ -34,7 +34,9 @@ EXPECTED_FIGURES = [
     "latent_rank",
     "active_codebook",
     "ablation_horizon_iqrl_horizon",
+    "ablation_horizon_iqrl_horizon_latent_rank",
     "ablation_fsq_iqrl_fsq_levels",
+    "ablation_fsq_iqrl_fsq_levels_latent_rank",
 ]
 
 

@@ -476,3 +476,54 @@ def test_final_estimates_note_methods_on_different_task_sets(tmp_path):
         eval_rows(load_results(write_hand_results(tmp_path / "h"))[0]), [100], reps=REPS
     )
     assert not any("different task sets" in n for n in same.notes)
+
+
+def test_ablation_latent_rank_is_the_iqm_of_each_runs_last_rank_up_to_the_step():
+    """Point a: last ranks 10, 20, 30, 40 at step 1000 (a later row at 2000 is ignored): IQM of four values
+    = mean of the middle two = 25. Point b: 5, 5, 5, 5 -> 5 with a zero-width CI."""
+    rows = []
+    for method, ranks in (("iqrl", [10, 20, 30, 40]), ("iqrl/quantizer=vq", [5, 5, 5, 5])):
+        for seed, r in enumerate(ranks):
+            run = f"s/{method}/seed{seed}"
+            rows += [
+                {
+                    "run": run,
+                    "sweep": "s",
+                    "method": method,
+                    "task": "walker-walk",
+                    "seed": seed,
+                    "env_step": 500,
+                    "latent_rank": 99.0,
+                },
+                {
+                    "run": run,
+                    "sweep": "s",
+                    "method": method,
+                    "task": "walker-walk",
+                    "seed": seed,
+                    "env_step": 1000,
+                    "latent_rank": float(r),
+                },
+                {
+                    "run": run,
+                    "sweep": "s",
+                    "method": method,
+                    "task": "walker-walk",
+                    "seed": seed,
+                    "env_step": 2000,
+                    "latent_rank": 1.0,
+                },
+            ]
+    table = pd.DataFrame(rows)
+    points = pd.DataFrame(
+        [
+            {"method": "iqrl", "value": "fsq", "context": ""},
+            {"method": "iqrl/quantizer=vq", "value": "vq", "context": ""},
+        ]
+    )
+    grid = metrics.AblationGrid("s", "iqrl", "quantizer", points)
+    out, _ = metrics.ablation_rank_estimates(table, grid, 1000, reps=200)
+    got = dict(zip(out["value"], out["iqm"]))
+    assert got == pytest.approx({"fsq": 25.0, "vq": 5.0})
+    vq = out[out["value"] == "vq"].iloc[0]
+    assert vq.ci_low == vq.ci_high == 5.0 and list(out["n_runs"]) == [4, 4]
