@@ -261,16 +261,17 @@ PEAK_PRODUCTS = [
 ]
 
 
-def matmul_peak(device: str, seconds: float = 1.0) -> list[dict]:
-    """GFLOP/s of fp32 and bf16 matrix products (PEAK_PRODUCTS): the rate an update made of nothing but
-    matrix products would reach here, i.e. the ceiling for updates/s (an iQRL walker update: ~19.6 GFLOP)."""
+def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> list[dict]:
+    """GFLOP/s of fp32 and bf16 matrix products (`products`, PEAK_PRODUCTS by default): the rate an update
+    made of nothing but matrix products would reach here, i.e. the ceiling for updates/s (an iQRL walker
+    update: ~19.6 GFLOP)."""
     import torch
 
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     rows = []
     for dtype, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        for op, dims in PEAK_PRODUCTS:
+        for op, dims in products:
             *e, m, k, n = dims
             a = torch.randn(*e, m, k, dtype=dt, device=dev)
             b = torch.randn(*e, k, n, dtype=dt, device=dev)
