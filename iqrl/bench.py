@@ -42,7 +42,6 @@ FIELDS = [
     "hardware",
 ]
 DEFAULT_TASKS = ["walker-walk", "dog-run"]
-GROUP_AGENTS = ("iqrl", "iqrl-official", "iqrl-ae")  # the agents the K-seed mode supports
 
 
 def hardware(device) -> str:
@@ -397,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             f"error: --seeds must be a comma-separated list of ints >= 1, got {args.seeds!r}", file=sys.stderr
         )
         return 2
+    from iqrl.multiseed import GROUP_AGENTS  # the agents the K-seed mode supports
+
     groups = [k for k in seeds if k > 1]
     try:
         for a in agents:

@@ -390,7 +390,30 @@ class SeedGroup:
             self._maybe_run()
 
 
+# ---------------------------------------------------------------------- what the mode supports
+GROUP_AGENTS = ("iqrl", "iqrl-official", "iqrl-ae")
+
+
+def unsupported(cfg) -> str | None:
+    """Why a run's config cannot train in the K-seed mode, or None when it can."""
+    agent = cfg.agent
+    if agent.name not in GROUP_AGENTS or getattr(agent, "rl_algo", None) != "td3":
+        return (
+            f"the K-seed mode supports {', '.join(GROUP_AGENTS)} with agent.rl_algo=td3; "
+            f"got agent={agent.name}"
+        )
+    if agent.quantizer_kind == "vq":  # its codebook moves by in-place EMA inside the update
+        return "the K-seed mode does not support agent.quantizer=vq; train its seeds one by one"
+    return None
+
+
 # ---------------------------------------------------------------------- resume
+def held_steps(run_dir: Path) -> frozenset[int]:
+    """The env steps of the checkpoints a run folder holds (latest and previous; none for a fresh run)."""
+    paths = (Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS_CHECKPOINT)
+    return frozenset(s for p in paths if (s := checkpoint_step(p)) is not None)
+
+
 def checkpoint_step(path: Path) -> int | None:
     if not path.exists():
         return None
@@ -510,15 +533,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     try:
         seeds, root, rest = parse_seeds(argv)
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
-        if cfgs[0].agent.name not in ("iqrl", "iqrl-official", "iqrl-ae") or cfgs[0].agent.rl_algo != "td3":
-            raise ConfigError(
-                f"the K-seed mode supports iqrl, iqrl-official and iqrl-ae with agent.rl_algo=td3; "
-                f"got agent={cfgs[0].agent.name}"
-            )
-        if cfgs[0].agent.quantizer_kind == "vq":  # its codebook moves by in-place EMA inside the update
-            raise ConfigError(
-                "the K-seed mode does not support agent.quantizer=vq; train its seeds one by one"
-            )
+        if why := unsupported(cfgs[0]):
+            raise ConfigError(why)
         cfgs = [c for c in cfgs if check_run_folder(c) != "done"]
         if not cfgs:
             print(f"{root}: every seed is already done, nothing to do", flush=True)

@@ -18,6 +18,7 @@ MIN_INT = {
     "gpus": 0,
     "signal_delay_s": 0,
     "max_num_timeout": 0,
+    "runs_per_job": 1,
 }
 
 
@@ -44,7 +45,11 @@ class Profile:
     device: str = "cpu"  # passed to the trainer as device=
     setup: tuple[str, ...] = ()  # shell lines before the job; the YAML value is a list of strings
     sbatch: dict[str, Any] = field(default_factory=dict)
-    parallelism: int | str = "auto"  # local executor only: runs at once, >= 1 or auto
+    parallelism: int | str = "auto"  # local executor only: jobs at once, >= 1 or auto
+    runs_per_job: int = (
+        1  # K runs per job (slurm/pack.py): seeds of one config vectorised, others side by side
+    )
+    vectorise_seeds: bool = True  # false: the seeds of one config in a packed job run as separate processes
 
     def local_parallelism(self) -> int:
         if self.parallelism == "auto":
@@ -112,6 +117,8 @@ def load_profile(name_or_path: str) -> Profile:
     for key, least in MIN_INT.items():
         if key in data and not (is_int(data[key]) and data[key] >= least):
             raise ProfileError(f"{path}: {key} must be an integer >= {least}, got {data[key]!r}")
+    if not isinstance(data.get("vectorise_seeds", True), bool):
+        raise ProfileError(f"{path}: vectorise_seeds must be true or false, got {data['vectorise_seeds']!r}")
     parallelism = data.get("parallelism", "auto")
     if parallelism != "auto" and not (is_int(parallelism) and parallelism >= 1):
         raise ProfileError(f"{path}: parallelism must be auto or an integer >= 1, got {parallelism!r}")

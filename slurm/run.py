@@ -87,6 +87,18 @@ class _StopFlag:
         return self.signum is not None
 
 
+def set_threads(threads: int | None, before_import: bool = False) -> None:
+    """Cap torch/OpenMP threads at the job's ``threads``: the environment before torch is imported (unless
+    the job's environment sets it already), torch's own setting once it is."""
+    if not threads:
+        return
+    if before_import:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, str(threads))
+    elif (torch := sys.modules.get("torch")) is not None:
+        torch.set_num_threads(threads)
+
+
 @dataclass(frozen=True)
 class Run:
     """Train or resume ``run_dir`` with ``argv``. ``entry`` is the trainer (``module:function`` with the
@@ -122,6 +134,9 @@ class Run:
                 return f"{name}: already done"
             for s in saved:
                 signal.signal(s, flag.handler)
+            # A packed job starts its runs with these signals blocked (slurm.pack): let them in now that the
+            # handler is ours (a no-op when they were not blocked).
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, saved)
             try:
                 rc = self._train(flag)
             except Exception as e:  # the trainer could not even start (code changed since submission, ...)
@@ -146,13 +161,9 @@ class Run:
             lock.release()
 
     def _train(self, should_stop: _StopFlag) -> int:
-        if self.threads:
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                os.environ.setdefault(var, str(self.threads))
         module, _, func = self.entry.partition(":")
+        set_threads(self.threads, before_import=True)
         main = getattr(importlib.import_module(module), func)
-        torch = sys.modules.get("torch")
-        if self.threads and torch is not None:
-            torch.set_num_threads(self.threads)
+        set_threads(self.threads)
         print(f"[slurm.run] {self.label}: {module} {' '.join(self.argv)}", flush=True)
         return int(main(list(self.argv), should_stop=should_stop))

@@ -24,12 +24,15 @@ from typing import Any
 
 from slurm import cluster
 from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
+from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
 from slurm.profiles import Profile, ProfileError, available, load_profile
 from slurm.run import Run
 from slurm.spec import RunSpec, Sweep, SweepError, load_sweep, validate_runs
 from slurm.state import RunState, inspect_run, is_done
 
 Print = Callable[[str], None]
+TRAINER = "iqrl.train:main"
+Job = tuple[str, list[RunSpec]]  # (pack mode, runs): one array task or local job
 
 
 class SubmitError(RuntimeError):
@@ -157,6 +160,42 @@ def _make_run(r: RunSpec, results: Path, profile: Profile, entry: str) -> Run:
     )
 
 
+def plan_jobs(runs: Sequence[RunSpec], results: Path, profile: Profile, entry: str) -> list[Job]:
+    """The runs in jobs of at most ``runs_per_job`` (slurm/pack.py); one run per job by default."""
+    vectorise = profile.runs_per_job > 1 and profile.vectorise_seeds and entry == TRAINER
+    key = trainer_seeds_key(results) if vectorise else (lambda r: None)
+    return group_runs(runs, profile.runs_per_job, key)
+
+
+def _make_job(job: Job, results: Path, profile: Profile, entry: str) -> Run | Pack:
+    mode, runs = job
+    if len(runs) == 1:
+        return _make_run(runs[0], results, profile, entry)
+    return Pack(tuple(_make_run(r, results, profile, entry) for r in runs), mode=mode, threads=profile.cpus)
+
+
+def _job_commands(job: Job, results: Path, profile: Profile, entry: str) -> list[str]:
+    """What a job runs, for DRY=1: one line per run folder, then the command(s)."""
+    mode, runs = job
+    made = [_make_run(r, results, profile, entry) for r in runs]
+    lines = [f"{run.run_dir}" for run in made]
+    if mode == "seeds" and len(runs) > 1:
+        return lines + [f"    python -m iqrl.multiseed {shlex.join(seeds_argv([r.argv for r in made]))}"]
+    return lines + [f"    python -m {entry.split(':')[0]} {shlex.join(run.argv)}" for run in made]
+
+
+def _describe_job(job: Job, profile: Profile) -> str:
+    mode, runs = job
+    if len(runs) == 1:
+        return "1 run"
+    how = (
+        "one vectorised multiseed process"
+        if mode == "seeds"
+        else f"{len(runs)} processes, {max(1, profile.cpus // len(runs))} thread(s) each"
+    )
+    return f"{len(runs)} runs, {how}"
+
+
 # ---------------------------------------------------------------------------------------------- entry point
 def run_sweep(
     sweep_path: str | Path,
@@ -194,7 +233,8 @@ def _run_slurm(
         _describe(plan, len(runs), out)
         if queue is None:
             out("(the Slurm controller does not answer: queued jobs cannot be seen)")
-        batches = cluster.chunks([r for r, _ in plan.todo], size) if plan.todo else []
+        jobs = plan_jobs([r for r, _ in plan.todo], results, profile, entry)
+        batches = cluster.chunks(jobs, size) if jobs else []
         _print_dry_slurm(batches, results, profile, params, folder, size, out, entry)
         return 0
     with sweep_lock(folder / "sweep.lock"):
@@ -212,49 +252,61 @@ def _run_slurm(
         executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=profile.max_num_timeout)
         executor.update_parameters(**params)  # before claiming: a rejected parameter leaves no claims
         claimed = [r for r, st in plan.todo if _claim(r, st, results, "slurm", sweep.name)]
-        submitted = 0
-        batches = cluster.chunks(claimed, size) if claimed else []
+        jobs = plan_jobs(claimed, results, profile, entry)
+        submitted: list[RunSpec] = []
+        batches = cluster.chunks(jobs, size) if jobs else []
         try:
             for batch in batches:
+                runs_in = [r for _, group in batch for r in group]
                 try:
-                    jobs = executor.submit_array([_make_run(r, results, profile, entry) for r in batch])
+                    array = executor.submit_array([_make_job(job, results, profile, entry) for job in batch])
                 except FailedJobError as e:  # sbatch refused: bad partition, QOS limit...
                     sbatch = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
                     raise SubmitError(
-                        f"sbatch failed: {sbatch or type(e).__name__} ({submitted} of "
+                        f"sbatch failed: {sbatch or type(e).__name__} ({len(submitted)} of "
                         f"{len(claimed)} runs submitted before; the other claims are released)"
                     ) from None
                 except FailedSubmissionError as e:  # sbatch ran, but its reply (the job id) could not be read
                     raise SubmitError(
                         f"sbatch's reply could not be read ({(str(e).strip().splitlines() or [''])[0]}); "
                         f"that array may be queued anyway: check squeue before re-running (a second "
-                        f"job for a run finds it locked or done and exits); {submitted} of "
+                        f"job for a run finds it locked or done and exits); {len(submitted)} of "
                         f"{len(claimed)} runs submitted before, the other claims are released"
                     ) from None
-                for r, job in zip(batch, jobs):
-                    set_claim_job(r.run_dir(results), job.job_id)
-                submitted += len(batch)
-                array_id = jobs[0].job_id.split("_")[0]
+                for (_, group), job in zip(batch, array):
+                    for r in group:
+                        set_claim_job(r.run_dir(results), job.job_id)
+                submitted += runs_in
+                array_id = array[0].job_id.split("_")[0]
                 _log_submission(folder, array_id, batch)
-                out(f"submitted array {array_id}: {len(batch)} runs ({batch[0].key} ... {batch[-1].key})")
+                tasks = f" in {len(batch)} array tasks" if len(batch) != len(runs_in) else ""
+                out(
+                    f"submitted array {array_id}: {len(runs_in)} runs{tasks} "
+                    f"({runs_in[0].key} ... {runs_in[-1].key})"
+                )
         finally:
-            for r in claimed[submitted:]:  # a failed sbatch must not leave runs claimed by nobody
-                release_claim(r.run_dir(results))
+            done = {id(r) for r in submitted}
+            for r in claimed:  # a failed sbatch must not leave runs claimed by nobody
+                if id(r) not in done:
+                    release_claim(r.run_dir(results))
+    packed = f" ({len(jobs)} jobs of up to {profile.runs_per_job} runs)" if len(jobs) != len(claimed) else ""
     out(
-        f"submitted {submitted} runs in {len(batches)} array job(s); logs in {folder}; "
+        f"submitted {len(submitted)} runs in {len(batches)} array job(s){packed}; logs in {folder}; "
         f"watch with: make status SWEEP={sweep.path} RESULTS={results}"
     )
     return 0
 
 
-def _log_submission(folder: Path, array_id: str, batch: list[RunSpec]) -> None:
+def _log_submission(folder: Path, array_id: str, batch: list[Job]) -> None:
+    """One line per array: its runs, and the runs of each array task (index k: job ``<array>_<k>``)."""
     with open(folder / "submissions.jsonl", "a") as f:
         f.write(
             json.dumps(
                 {
                     "time": dt.datetime.now().isoformat(timespec="seconds"),
                     "array": array_id,
-                    "runs": [r.key for r in batch],
+                    "runs": [r.key for _, group in batch for r in group],
+                    "tasks": [[r.key for r in group] for _, group in batch],
                 }
             )
             + "\n"
@@ -262,7 +314,7 @@ def _log_submission(folder: Path, array_id: str, batch: list[RunSpec]) -> None:
 
 
 def _print_dry_slurm(
-    batches: list[list[RunSpec]],
+    batches: list[list[Job]],
     results: Path,
     profile: Profile,
     params: dict[str, Any],
@@ -273,9 +325,11 @@ def _print_dry_slurm(
 ) -> None:
     from submitit.slurm.slurm import _make_sbatch_string
 
+    n_runs = sum(len(group) for batch in batches for _, group in batch)
+    n_jobs = sum(map(len, batches))
+    packed = f" as {n_jobs} array tasks of up to {profile.runs_per_job} runs" if n_jobs != n_runs else ""
     out(
-        f"DRY RUN: nothing claimed or submitted. {sum(map(len, batches))} runs in {len(batches)} array "
-        f"job(s) "
+        f"DRY RUN: nothing claimed or submitted. {n_runs} runs{packed} in {len(batches)} array job(s) "
         f"(MaxArraySize {size}), at most {profile.array_parallelism} running at once per array, "
         f"requeued up to {profile.max_num_timeout} times after time limits"
     )
@@ -289,13 +343,21 @@ def _print_dry_slurm(
         flags = [
             line for line in script.splitlines() if line.startswith("#SBATCH") or line.startswith("module")
         ]
-        out(f"array {i + 1}/{len(batches)}: {len(batch)} runs")
+        runs = sum(len(group) for _, group in batch)
+        out(
+            f"array {i + 1}/{len(batches)}: {runs} runs"
+            + (f" in {len(batch)} tasks" if runs != len(batch) else "")
+        )
         for line in flags + [f"# setup: {s}" for s in profile.setup]:
             out(f"  {line}")
-        for k, r in enumerate(batch):
-            run = _make_run(r, results, profile, entry)
-            out(f"  [{k}] {run.run_dir}")
-            out(f"      python -m {entry.split(':')[0]} {shlex.join(run.argv)}")
+        for k, job in enumerate(batch):
+            lines = _job_commands(job, results, profile, entry)
+            if len(job[1]) > 1:
+                out(f"  [{k}] {_describe_job(job, profile)}:")
+                out("\n".join(f"      {line}" for line in lines))
+            else:
+                out(f"  [{k}] {lines[0]}")
+                out(f"      {lines[1].strip()}")
 
 
 def _run_local(
@@ -306,13 +368,16 @@ def _run_local(
     plan = make_plan(runs, results, cluster.queue())
     _describe(plan, len(runs), out)
     if dry:
+        unit = "run(s)" if profile.runs_per_job == 1 else f"job(s) of up to {profile.runs_per_job} runs"
         out(
-            f"DRY RUN: nothing claimed or started. Local executor: {parallel} run(s) at a time, "
+            f"DRY RUN: nothing claimed or started. Local executor: {parallel} {unit} at a time, "
             f"{profile.cpus} thread(s) each, {profile.time_min} min per attempt"
         )
-        for r, _ in plan.todo:
-            run = _make_run(r, results, profile, entry)
-            out(f"  {run.run_dir}\n      python -m {entry.split(':')[0]} {shlex.join(run.argv)}")
+        for job in plan_jobs([r for r, _ in plan.todo], results, profile, entry):
+            lines = _job_commands(job, results, profile, entry)
+            if len(job[1]) > 1:
+                out(f"  job of {_describe_job(job, profile)}:")
+            out("\n".join(f"  {line}" for line in lines))
         return 0
     if not plan.todo:
         out("nothing to run")
@@ -327,35 +392,49 @@ def _run_local(
     executor.update_parameters(
         timeout_min=profile.time_min, signal_delay_s=profile.signal_delay_s, setup=["trap '' INT"]
     )
-    queue = list(plan.todo)
-    active: dict[Any, RunSpec] = {}
+    queue = plan_jobs([r for r, _ in plan.todo], results, profile, entry)
+    active: dict[Any, list[RunSpec]] = {}
     failures = 0
     try:
         while queue or active:
             while queue and len(active) < parallel:
-                r, _ = queue.pop(0)
+                mode, group = queue.pop(0)
                 with sweep_lock(folder / "sweep.lock"):
-                    st = inspect_run(
-                        r.run_dir(results), cluster.queue()
-                    )  # fresh look: another sweep may own it
-                    if st.kind in ("done", "running", "pending"):
-                        out(f"skip {r.key}: {st.kind} {st.job}".rstrip())
-                        continue
-                    if not _claim(r, st, results, "local", sweep.name):
+                    mine = []
+                    for r in group:
+                        st = inspect_run(r.run_dir(results), cluster.queue())  # another sweep may own it
+                        if st.kind in ("done", "running", "pending"):
+                            out(f"skip {r.key}: {st.kind} {st.job}".rstrip())
+                        elif _claim(r, st, results, "local", sweep.name):
+                            mine.append(r)
+                    if not mine:
                         continue
                     try:
-                        job = executor.submit(_make_run(r, results, profile, entry))
+                        job = executor.submit(_make_job((mode, mine), results, profile, entry))
                     except BaseException:
-                        release_claim(r.run_dir(results))
+                        for r in mine:
+                            release_claim(r.run_dir(results))
                         raise
-                    set_claim_job(r.run_dir(results), job.job_id)
-                active[job] = r
-                out(f"started {r.key} (local job {job.job_id})")
+                    for r in mine:
+                        set_claim_job(r.run_dir(results), job.job_id)
+                active[job] = mine
+                keys = ", ".join(r.key for r in mine)
+                out(f"started {keys} (local job {job.job_id}{', ' + mode if len(mine) > 1 else ''})")
             for job in [j for j in active if j.done()]:
-                r = active.pop(job)
+                group = active.pop(job)
                 ok, message = _local_outcome(job)
-                failures += not ok
-                out(f"{'finished' if ok else 'FAILED'} {r.key}: {message}")
+                if len(group) == 1:
+                    failures += not ok
+                    out(f"{'finished' if ok else 'FAILED'} {group[0].key}: {message}")
+                    continue
+                for r in group:  # a packed job: each run's own outcome, from its folder
+                    st = inspect_run(r.run_dir(results), None)
+                    failures += st.kind == "failed"
+                    what = {"done": "finished", "failed": "FAILED"}.get(st.kind, "stopped")
+                    detail = (
+                        f"error: {st.error}" if st.kind == "failed" else f"{st.kind}, env_step {st.env_step}"
+                    )
+                    out(f"{what} {r.key}: {detail}")
             time.sleep(0.5)
     except KeyboardInterrupt:
         out(
@@ -368,7 +447,7 @@ def _run_local(
     return 1 if failures else 0
 
 
-def _stop_local_jobs(active: Mapping[Any, RunSpec], results: Path) -> None:
+def _stop_local_jobs(active: Mapping[Any, list[RunSpec]], results: Path) -> None:
     """SIGINT to each running job's trainer (the process holding its run lock), repeated until every job
     has ended: a terminal's Ctrl-C reached them already, a SIGINT sent to `make sweep` alone did not, and a
     job still starting takes its lock (and Run its handler) a moment later. Run treats repeated SIGINTs as
@@ -382,12 +461,13 @@ def _stop_local_jobs(active: Mapping[Any, RunSpec], results: Path) -> None:
     host = socket.gethostname()
     try:
         while not all(job.done() for job in active):
-            for job, r in active.items():
-                lock = RunLock(r.run_dir(results))
-                holder = lock.holder() if not job.done() and lock.held_elsewhere() else {}
-                if holder.get("host") == host and holder.get("pid"):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(holder["pid"]), signal.SIGINT)
+            for job, group in active.items():
+                for r in group:
+                    lock = RunLock(r.run_dir(results))
+                    holder = lock.holder() if not job.done() and lock.held_elsewhere() else {}
+                    if holder.get("host") == host and holder.get("pid"):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(holder["pid"]), signal.SIGINT)
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass

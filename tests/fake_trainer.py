@@ -4,7 +4,7 @@ argv: key=value as for iqrl.train (agent, task, seed, steps, out, episode_length
 keys are ignored). Every episode (episode_length env steps) sleeps FAKE_TRAINER_EPISODE_S seconds (env var,
 default 0.02), then checkpoints; eval rows are a deterministic function of (seed, env_step). At each start
 it appends "start <env_step> <pid>" to starts.log, so tests can count how often a run was (re)started;
-fail=true makes it record a failure instead; exit=K makes it return K at once, writing nothing (as the real
+fail=true (or fail_seed=<its seed>) makes it record a failure instead; exit=K makes it return K at once, writing nothing (as the real
 trainer does for bad input, exit 2).
 """
 
@@ -45,7 +45,7 @@ def main(argv, should_stop=None) -> int:
     status_path = out / "status.json"
     if status_path.exists() and json.loads(status_path.read_text())["state"] == "done":
         return 0
-    if cfg.get("fail") == "true":
+    if cfg.get("fail") == "true" or cfg.get("fail_seed") == str(seed):
         _status(out, "failed", 0, steps, "ValueError: asked to fail")
         return 1
     ckpt = out / "checkpoint" / "ckpt.json"

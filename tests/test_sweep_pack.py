@@ -1,0 +1,292 @@
+"""Packed jobs (`runs_per_job`, slurm/pack.py) without Slurm: how runs are grouped, and packed jobs run
+through submitit's LocalExecutor with the stand-in trainer (tests/fake_trainer.py): completion with each run's
+eval.csv equal to the unpacked run's, one claim naming the job of both runs, a failing run that does not fail
+its neighbour, the time limit (USR2: every run checkpointed, the job requeued with the runs not done), Ctrl-C,
+DRY output; and one vectorised packed job of the real trainer (`iqrl.multiseed`)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from slurm.claim import read_claim
+from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
+from slurm.run import Run
+from slurm.spec import RunSpec
+from slurm.state import inspect_run, read_status
+from slurm.submit import run_sweep
+
+from conftest import TINY_AGENT, TINY_RUN, wait_for
+
+TESTS = Path(__file__).resolve().parent
+SWEEP = """name: pk
+agents: [iqrl]
+tasks: [walker-walk]
+seeds: [0, 1, 2]
+steps: {steps}
+fixed: {{episode_length: 100, eval_every: 500{extra}}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def fake_trainer_env(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.02")
+
+
+def files(tmp_path, steps=1000, extra="", k=2, time_min=10.0, signal_delay_s=5, parallelism=2):
+    (tmp_path / "pk.yaml").write_text(SWEEP.format(steps=steps, extra=extra))
+    (tmp_path / "prof.yaml").write_text(
+        f"executor: local\nparallelism: {parallelism}\ncpus: 2\nruns_per_job: {k}\n"
+        f"time_min: {time_min}\nsignal_delay_s: {signal_delay_s}\nmax_num_timeout: 8\n"
+    )
+    return tmp_path / "pk.yaml", tmp_path / "prof.yaml"
+
+
+def sweep(tmp_path, sweep_file, profile, entry="fake_trainer:main", **kw):
+    lines: list[str] = []
+    rc = run_sweep(
+        sweep_file, tmp_path / "res", str(profile), out=lines.append, entry=entry, validator=None, **kw
+    )
+    return rc, "\n".join(lines)
+
+
+def run_dir(tmp_path, seed, agent="iqrl"):
+    return tmp_path / "res" / "pk" / agent / "walker-walk" / "default" / f"seed{seed}"
+
+
+def starts(d: Path) -> list[str]:
+    p = d / "starts.log"
+    return p.read_text().splitlines() if p.exists() else []
+
+
+def reference_eval(tmp_path, seed, steps):
+    import fake_trainer
+
+    out = tmp_path / f"ref{seed}"
+    argv = [f"seed={seed}", f"steps={steps}", f"out={out}", "episode_length=100", "eval_every=500"]
+    assert fake_trainer.main(argv) == 0
+    return (out / "eval.csv").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- grouping
+def spec(seed, agent="iqrl", variant="default"):
+    return RunSpec("pk", agent, "walker-walk", seed, 1000, variant, ())
+
+
+def test_seed_groups_become_vectorised_jobs_and_the_rest_shares_process_jobs():
+    runs = [spec(s, "iqrl") for s in range(5)] + [spec(0, "td3"), spec(1, "td3"), spec(0, "iqrl", "h3")]
+    key = lambda r: (r.agent, r.variant) if r.agent == "iqrl" else None  # noqa: E731
+    jobs = group_runs(runs, 2, key)
+    as_keys = [(mode, [(r.agent, r.variant, r.seed) for r in group]) for mode, group in jobs]
+    assert as_keys == [
+        ("seeds", [("iqrl", "default", 0), ("iqrl", "default", 1)]),
+        ("seeds", [("iqrl", "default", 2), ("iqrl", "default", 3)]),
+        # iqrl seed 4 is left alone in its seed group, and iqrl/h3 has no other seed: they join the rest
+        ("processes", [("iqrl", "default", 4), ("td3", "default", 0)]),
+        ("processes", [("td3", "default", 1), ("iqrl", "h3", 0)]),
+    ]
+    assert sorted(id(r) for _, g in jobs for r in g) == sorted(map(id, runs))  # every run once
+    assert group_runs(runs, 1, key) == [("processes", [r]) for r in runs]
+    assert [len(g) for _, g in group_runs(runs, 3, lambda r: None)] == [3, 3, 2]
+
+
+def test_seeds_of_one_config_share_a_key_unless_their_checkpoints_differ(tmp_path):
+    """The trainer's key: the config without the seed, and the env steps the checkpoints hold (the K-seed mode
+    resumes a group at an env step all its seeds hold). Agents without the K-seed mode get no key."""
+    import torch
+
+    results = tmp_path / "res"
+    iq = [RunSpec("pk", "iqrl", "walker-walk", s, 1000, "default", ()) for s in (0, 1, 2)]
+    other = RunSpec("pk", "iqrl", "walker-walk", 3, 1000, "h3", ("agent.horizon=3",))
+    vq = RunSpec("pk", "iqrl", "walker-walk", 0, 1000, "vq", ("agent.quantizer=vq",))
+    td3 = RunSpec("pk", "td3", "walker-walk", 0, 1000, "default", ())
+    key = trainer_seeds_key(results)
+    assert key(iq[0]) == key(iq[1]) == key(iq[2]) != key(other)
+    assert key(vq) is None and key(td3) is None
+    ckpt = iq[2].run_dir(results) / "checkpoint" / "ckpt.pt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"counters": {"env_step": 400}}, ckpt)
+    assert key(iq[2]) != key(iq[0]) and key(iq[2])[-1] == frozenset({400})
+
+
+def test_seeds_argv_is_the_multiseed_command_of_the_runs():
+    argvs = [["agent=iqrl", f"seed={s}", f"out=/r/pk/iqrl/w/default/seed{s}", "steps=9"] for s in (3, 5)]
+    assert seeds_argv(argvs) == ["agent=iqrl", "steps=9", "seeds=3,5", "out=/r/pk/iqrl/w/default"]
+    with pytest.raises(ValueError, match="not the seeds of one config"):
+        seeds_argv([argvs[0], ["agent=td3", "seed=5", "out=/r/pk/iqrl/w/default/seed5", "steps=9"]])
+
+
+def test_requeue_takes_only_the_runs_neither_done_nor_failed(tmp_path):
+    import fake_trainer
+
+    dirs = [tmp_path / name for name in ("done", "failed", "interrupted", "fresh")]
+    for d, state in zip(dirs, ("done", "failed", "interrupted")):
+        d.mkdir()
+        fake_trainer._status(d, state, 100, 1000)
+    pack = Pack(tuple(Run(str(d), ()) for d in dirs), mode="processes", threads=2)
+    again = pack.checkpoint().function
+    assert [Path(r.run_dir).name for r in again.runs] == ["interrupted", "fresh"]
+    assert (again.mode, again.threads) == ("processes", 2)
+
+
+# ------------------------------------------------------------------------------------------ local executor
+def test_packed_local_sweep_runs_two_per_job_each_as_if_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.2")
+    s, p = files(tmp_path, steps=1000, parallelism=1)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(zip(("rc", "out"), sweep(tmp_path, s, p))))
+    t.start()
+    d0, d1 = run_dir(tmp_path, 0), run_dir(tmp_path, 1)
+    wait_for(lambda: all(inspect_run(d, None).kind == "running" for d in (d0, d1)), None, "seeds 0, 1 to run")
+    claims = [read_claim(d) for d in (d0, d1)]
+    assert claims[0].job_id == claims[1].job_id and claims[0].job_id  # one job holds both runs
+    assert inspect_run(run_dir(tmp_path, 2), None).kind == "missing"  # parallelism 1: the next job waits
+    t.join(300)
+    assert result["rc"] == 0, result["out"]
+    assert result["out"].count("started ") == 2 and result["out"].count("finished ") == 3
+    assert (
+        f"iqrl/walker-walk/default/seed0, iqrl/walker-walk/default/seed1 (local job {claims[0].job_id}, "
+        in (result["out"])
+    )
+    for seed in range(3):
+        d = run_dir(tmp_path, seed)
+        assert inspect_run(d, None).kind == "done" and not (d / ".claim").exists()
+        assert len(starts(d)) == 1
+        assert (d / "eval.csv").read_text() == reference_eval(tmp_path, seed, 1000)
+    log = (d0 / "job.log").read_text()  # a packed run's own output
+    assert f"=== job {claims[0].job_id} " in log and "fake_trainer" in log and "seed1" not in log
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 0 and "3 done (skipped)" in out and "nothing to run" in out
+
+
+def test_a_failing_run_does_not_fail_its_neighbour(tmp_path):
+    s, p = files(tmp_path, extra=", fail_seed: 1")
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 1, out
+    assert "FAILED iqrl/walker-walk/default/seed1: error: ValueError: asked to fail" in out
+    assert "finished iqrl/walker-walk/default/seed0: done" in out and out.count("finished ") == 2
+    assert (run_dir(tmp_path, 0) / "eval.csv").read_text() == reference_eval(tmp_path, 0, 1000)
+    assert inspect_run(run_dir(tmp_path, 1), None).kind == "failed"
+
+
+def test_time_limit_checkpoints_every_run_of_a_packed_job_and_requeues_it(tmp_path, monkeypatch):
+    """USR2 reaches the packed job's process, which passes it to each run's process; every run checkpoints
+    at its episode boundary; the job asks submitit to requeue it with the runs not done; they resume."""
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.1")
+    s, p = files(tmp_path, steps=5000, k=3, time_min=0.12, signal_delay_s=3, parallelism=1)
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 0, out
+    for seed in range(3):
+        d = run_dir(tmp_path, seed)
+        lines = starts(d)
+        assert len(lines) >= 2 and all(
+            int(a.split()[1]) < int(b.split()[1]) for a, b in zip(lines, lines[1:])
+        )
+        assert (d / "eval.csv").read_text() == reference_eval(tmp_path, seed, 5000)
+        log = (d / "job.log").read_text()
+        assert "[slurm.run] got SIGUSR2: stopping at the next episode boundary" in log
+        assert "interrupted (SIGUSR2), resumable" in log
+    logs = "".join(f.read_text() for f in (tmp_path / "res/.submitit/pk").glob("*_0_log.*"))
+    assert logs.count("Requeued job") >= 1 and "[slurm.pack] started" in logs
+
+
+def test_ctrl_c_stops_every_run_of_a_packed_job_with_a_checkpoint(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "1.5")
+    s, p = files(tmp_path, steps=100000, parallelism=1)
+    dirs = [run_dir(tmp_path, k) for k in (0, 1)]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; from slurm.submit import run_sweep; sys.exit(run_sweep({str(s)!r}, "
+            f"{str(tmp_path / 'res')!r}, {str(p)!r}, entry='fake_trainer:main', validator=None))",
+        ],
+        cwd=TESTS.parent,
+        start_new_session=True,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for(lambda: all(inspect_run(d, None).env_step >= 200 for d in dirs), proc, "runs to make progress")
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+    out = proc.communicate(timeout=60)[0]
+    wait_for(lambda: all(inspect_run(d, None).kind != "running" for d in dirs), None, "the runs to stop")
+    assert proc.returncode == 130 and "interrupted: stopping local jobs" in out, out
+    for d in dirs:
+        st = inspect_run(d, None)
+        assert (st.kind, read_status(d)["state"]) == ("interrupted", "interrupted"), out
+        assert json.loads((d / "checkpoint" / "ckpt.json").read_text())["env_step"] == st.env_step >= 200
+
+
+def test_dry_run_prints_the_jobs_and_changes_nothing(tmp_path):
+    s, p = files(tmp_path, k=2)
+    rc, out = sweep(tmp_path, s, p, dry=True)
+    assert rc == 0 and not (tmp_path / "res").exists()
+    assert "Local executor: 2 job(s) of up to 2 runs at a time" in out
+    assert out.count("job of 2 runs, 2 processes, 1 thread(s) each:") == 1
+    assert out.count("python -m fake_trainer agent=iqrl") == 3
+
+
+# ---------------------------------------------------------------------------------------- the real trainer
+def test_seeds_of_one_config_train_as_one_vectorised_process(tmp_path, monkeypatch):
+    """Two seeds of a tiny iqrl config in one job: `iqrl.multiseed` trains them (one process holds both run
+    locks); each folder is an ordinary run, with the config.yaml of a plain run of its seed and the same
+    first evaluation (before any update the K-seed mode is bitwise the plain run)."""
+    monkeypatch.setenv("MUJOCO_GL", "disable")
+    fixed = dict(a.split("=", 1) for a in [*TINY_RUN, *TINY_AGENT["iqrl"]] if not a.startswith("task="))
+    fixed_yaml = ", ".join(f"{k}: {v}" for k, v in fixed.items())
+    (tmp_path / "pk.yaml").write_text(
+        "name: pk\nagents: [iqrl]\ntasks: [cartpole-balance]\nseeds: [0, 1]\nsteps: 800\n"
+        f"fixed: {{{fixed_yaml}}}\n"
+    )
+    (tmp_path / "prof.yaml").write_text("executor: local\nparallelism: 1\ncpus: 2\nruns_per_job: 2\n")
+    s, p = tmp_path / "pk.yaml", tmp_path / "prof.yaml"
+    rc, out = sweep(tmp_path, s, p, entry="iqrl.train:main", dry=True)
+    assert "job of 2 runs, one vectorised multiseed process:" in out and "seeds=0,1" in out, out
+    rc, out = sweep(tmp_path, s, p, entry="iqrl.train:main")
+    assert rc == 0 and out.count("finished ") == 2, out
+    logs = "".join(f.read_text() for f in (tmp_path / "res/.submitit/pk").glob("*_0_log.*"))
+    assert "[slurm.pack] 2 seeds: iqrl.multiseed" in logs
+
+    import yaml
+
+    d0 = tmp_path / "res/pk/iqrl/cartpole-balance/default/seed0"
+    ref = tmp_path / "ref"
+    argv = [a if not a.startswith("out=") else f"out={ref}" for a in _argv_of(d0)]
+    subprocess.run(
+        [sys.executable, "-m", "iqrl.train", *argv], check=True, capture_output=True, cwd=TESTS.parent
+    )
+
+    def config(d):
+        c = yaml.safe_load((d / "config.yaml").read_text())
+        c.pop("meta", None)
+        c.pop("out")
+        return c
+
+    def first_eval(d):
+        with open(d / "eval.csv") as f:
+            row = next(csv.DictReader(f))
+        return {k: v for k, v in row.items() if k != "wall_time_s"}
+
+    assert config(d0) == config(ref)
+    assert first_eval(d0) == first_eval(ref)
+    assert read_status(d0)["state"] == read_status(d0.parent / "seed1")["state"] == "done"
+
+
+def _argv_of(run_dir: Path) -> list[str]:
+    """The trainer command line of a sweep run, from the sweep's own planning."""
+    from slurm.submit import load
+
+    results = run_dir.parents[4]
+    _, runs = load(results.parent / "pk.yaml", results, validator=None)
+    return next(r.argv(results) for r in runs if r.run_dir(results) == run_dir)
