@@ -1,4 +1,4 @@
-"""K seeds of one iQRL config in one process, with the networks vectorised over seeds (torch.func).
+"""K seeds of one config in one process, with the networks vectorised over seeds (torch.func).
 
     python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=walker-walk steps=1000000 out=ROOT [key=value ...]
 
@@ -8,10 +8,9 @@ writes ROOT/seed0 .. ROOT/seed3, each an ordinary run folder (the config.yaml of
 How. Each seed has its own `Trainer` (envs, replay, generators, counters, run folder), run in its own
 thread. The seeds' parameters are stacked into [K, ...] tensors, and after every update each seed's own
 modules get a copy of its slice, so acting, evaluation, diagnostics and checkpoints work on a seed
-exactly as in a single-seed run. A seed's `update` draws its batch from its own replay and its random numbers
-from its
-own generator (`predraw`, in the order the update would draw them), then waits until every seed of
-the group has done the same; the group then runs one vectorised update (`torch.func.vmap` over
+exactly as in a single-seed run. A seed's `update` draws its batch from its own replay and its random
+numbers from its own generator (`predraw`, in the order the update would draw them), then waits until
+every seed of the group has done the same; the group then runs one vectorised update (`torch.func.vmap` over
 `torch.func.grad` of the agent's own loss methods, via `functional_call`) and one fused optimizer step
 over the stacked parameters (Adam is elementwise, so each slice steps as its own optimizer would).
 Nothing is reduced across seeds and every seed keeps its own generators, so seed k's run is the run of
@@ -26,8 +25,11 @@ run is bitwise the uninterrupted one.
 
 Resume: every seed checkpoints at the same env steps and keeps its previous checkpoint; a group that
 was killed between two seeds' checkpoints resumes every seed from the latest env step all of them hold.
-Supported: the `iqrl` family with the TD3 learner (`iqrl`, `iqrl-official`, `iqrl-ae` and every iQRL
-switch); `rl_algo=sac` and the other agents are refused with a clear error.
+Supported (`GROUP_AGENTS`): the `iqrl` family with the TD3 or the SAC learner (`iqrl`, `iqrl-official`,
+`iqrl-ae`, `iqrl-sac` and every iQRL switch but `quantizer=vq`) and the raw-observation `td3` and `sac`;
+the update is the representation step (iQRL), the critic step, and every `actor_update_freq` critic steps
+the actor step followed by TD3's target-actor EMA or SAC's temperature step. The other agents are refused
+with a clear error (`unsupported` says why).
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ from torch.func import functional_call, grad, vmap
 
 from iqrl.agent import IQRL
 from iqrl.config import ConfigError, build_config
+from iqrl.learners.raw import RawObservationAgent
+from iqrl.learners.sac import SACLearner
+from iqrl.learners.td3 import TD3Learner
 from iqrl.maths import ema_update_
-from iqrl.optim import adam
 from iqrl.replay import SequenceBatch
 from iqrl.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
 from iqrl.train import (
@@ -88,18 +92,34 @@ def _clip(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor],
     return {k: g * coef for k, g in grads.items()}, total
 
 
-class SeedGroup:
-    """K IQRL agents (same config, different seeds) updated together; see the module docstring."""
+def own_optimizers(agent) -> dict[str, torch.optim.Optimizer]:
+    """An agent's optimizers under their checkpoint keys: its representation's (iQRL) and its learner's."""
+    opts = {"repr_opt": agent.repr_opt} if isinstance(agent, IQRL) else {}
+    return {**opts, **agent.ac.optimizers()}
 
-    def __init__(self, agents: list[IQRL]):
+
+def _like(opt: torch.optim.Optimizer, params: list[Tensor]) -> torch.optim.Optimizer:
+    """An optimizer of the class and settings of `opt` over the stacked `params` (Adam is elementwise: each
+    slice steps as the seed's own optimizer would)."""
+    g = opt.param_groups[0]
+    hyper = {k: g[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad")}
+    return type(opt)(params, **hyper, fused=True)
+
+
+class SeedGroup:
+    """K agents (same config, different seeds) updated together; see the module docstring."""
+
+    def __init__(self, agents: list):
         a0 = agents[0]
-        if not all(isinstance(a, IQRL) for a in agents) or a0.cfg.rl_algo != "td3":
+        if not all(isinstance(a, (IQRL, RawObservationAgent)) for a in agents) or not isinstance(
+            a0.ac, (TD3Learner, SACLearner)
+        ):
             raise ConfigError(
-                "the K-seed mode supports the iqrl agents with the TD3 learner "
-                f"(agent.rl_algo=td3); got {type(a0).__name__} with "
-                f"rl_algo={getattr(a0.cfg, 'rl_algo', None)}"
+                "the K-seed mode supports the iqrl agents and td3 / sac (a TD3 or SAC learner); "
+                f"got {type(a0).__name__} with {type(getattr(a0, 'ac', None)).__name__}"
             )
         self.agents, self.K, self.cfg = agents, len(agents), a0.cfg
+        self.sac = isinstance(a0.ac, SACLearner)
         # Slots of the vectorised dimension: at least 2. Matrix products with a batch of one take other
         # kernels (matrix-vector paths when a dimension is 1) than batches of two or more, which round
         # differently; a lone seed gets a spare slot so that its numbers are those of any larger group.
@@ -114,28 +134,18 @@ class SeedGroup:
         for name, _ in [*self.template.named_parameters(), *self.template.named_buffers()]:
             self.own[name] = [dict([*h.named_parameters(), *h.named_buffers()])[name].data for h in holders]
             self.stacked[name] = torch.stack(self._pad(self.own[name])).contiguous()
-        # The groups of the three optimizer steps, in each agent's own optimizer order.
+        # One group optimizer per optimizer of the agent (representation, critic, actor, temperature), over
+        # the stacked parameters in that optimizer's own order.
         names = {id(p): n for n, p in self.template.named_parameters()}
-        self.repr_names = [names[id(p)] for p in a0.repr_params]
-        self.critic_names = [names[id(p)] for p in a0.ac.critic.parameters()]
-        self.actor_names = [names[id(p)] for p in a0.ac.actor.parameters()]
         leaf = {n: self.stacked[n].requires_grad_(False) for n in self.stacked}
-        c = self.cfg
-        self.opts = {
-            "repr_opt": adam(
-                [leaf[n] for n in self.repr_names],
-                lr=c.enc_lr,
-                weight_decay=c.enc_weight_decay,
-                decoupled=True,
-            ),
-            "critic_opt": adam([leaf[n] for n in self.critic_names], lr=c.lr),
-            "actor_opt": adam([leaf[n] for n in self.actor_names], lr=c.lr),
-        }
+        own = own_optimizers(a0)
+        self.names = {key: [names[id(p)] for p in opt.param_groups[0]["params"]] for key, opt in own.items()}
+        self.opts = {key: _like(opt, [leaf[n] for n in self.names[key]]) for key, opt in own.items()}
         self._pairs = {
             "encoder": self._ema_pairs("encoder"),
             "projection": self._ema_pairs("projection"),
             "critic": self._ema_pairs("ac.critic"),
-            "actor": self._ema_pairs("ac.actor"),
+            "actor": self._ema_pairs("ac.actor"),  # TD3's target actor; SAC has none
         }
         self._synced_in = False
         for k, a in enumerate(agents):  # checkpoints carry the group's optimizer state of their seed
@@ -155,18 +165,17 @@ class SeedGroup:
         return per_seed + [per_seed[0]] * (self.slots - self.K)
 
     def _ema_pairs(self, prefix: str) -> tuple[list[Tensor], list[Tensor]]:
+        """(targets, online) stacked tensors of the module at `prefix` and its `_target` copy; empty when
+        the module has no target."""
+        target = f"parts.{prefix}_target."
         online = [n for n in self.stacked if n.startswith(f"parts.{prefix}.")]
+        online = [n for n in online if n.replace(f"parts.{prefix}.", target, 1) in self.stacked]
         return (
             [self.stacked[n.replace(f"parts.{prefix}.", f"parts.{prefix}_target.", 1)] for n in online],
             [self.stacked[n] for n in online],
         )
 
     # ------------------------------------------------------------------ optimizer state <-> seeds
-    def _opt_names(self, key: str) -> list[str]:
-        return {"repr_opt": self.repr_names, "critic_opt": self.critic_names, "actor_opt": self.actor_names}[
-            key
-        ]
-
     def _seed_opt_state(self, key: str, k: int, own: dict) -> dict:
         """Seed k's slice of a group optimizer, in the format of the agent's own optimizer."""
         opt = self.opts[key]
@@ -180,9 +189,9 @@ class SeedGroup:
     def _state_dict_fn(self, k: int, own_state_dict):
         def state_dict() -> dict:
             s = own_state_dict()
-            s["repr_opt"] = self._seed_opt_state("repr_opt", k, s["repr_opt"])
-            for key in ("critic_opt", "actor_opt"):
-                s["ac_extra"][key] = self._seed_opt_state(key, k, s["ac_extra"][key])
+            for key in self.opts:  # the representation's at the top level, the learner's in ac_extra
+                where = s if key == "repr_opt" else s["ac_extra"]
+                where[key] = self._seed_opt_state(key, k, where[key])
             return s
 
         return state_dict
@@ -194,11 +203,7 @@ class SeedGroup:
             for name, tensors in self.own.items():
                 for k, t in enumerate(tensors):
                     self.stacked[name][k].copy_(t)
-        own = {
-            "repr_opt": [a.repr_opt for a in self.agents],
-            "critic_opt": [a.ac.critic_opt for a in self.agents],
-            "actor_opt": [a.ac.actor_opt for a in self.agents],
-        }
+        own = {key: [own_optimizers(a)[key] for a in self.agents] for key in self.opts}
         for key, opt in self.opts.items():
             per_seed = [o.state_dict()["state"] for o in own[key]]
             if not any(per_seed):
@@ -223,7 +228,7 @@ class SeedGroup:
 
     def _step(self, key: str, grads: dict[str, Tensor]) -> None:
         opt = self.opts[key]
-        for n, p in zip(self._opt_names(key), opt.param_groups[0]["params"]):
+        for n, p in zip(self.names[key], opt.param_groups[0]["params"]):
             p.grad = grads[n]
         opt.step()
         for p in opt.param_groups[0]["params"]:
@@ -253,27 +258,29 @@ class SeedGroup:
         a0, c = self.agents[0], self.cfg
         S = self.stacked
 
-        # 1. representation step, then the EMA target encoder (and projection)
-        repr_p = {n: S[n] for n in self.repr_names}
-        rest = {n: t for n, t in S.items() if n not in repr_p}
+        # 1. (iQRL) representation step, then the EMA target encoder (and projection)
+        metrics: dict[str, Tensor] = {}
+        if "repr_opt" in self.opts:
+            repr_p = {n: S[n] for n in self.names["repr_opt"]}
+            rest = {n: t for n, t in S.items() if n not in repr_p}
 
-        def repr_grads(rp, other, b):
-            def loss(p):
-                return self._functional(a0.representation_loss, {**other, **p}, SequenceBatch(*b))
+            def repr_grads(rp, other, b):
+                def loss(p):
+                    return self._functional(a0.representation_loss, {**other, **p}, SequenceBatch(*b))
 
-            g, metrics = grad(loss, has_aux=True)(rp)
-            g, metrics["enc_grad_norm"] = _clip(g, c.enc_grad_clip)
-            return g, metrics
+                g, metrics = grad(loss, has_aux=True)(rp)
+                g, metrics["enc_grad_norm"] = _clip(g, c.enc_grad_clip)
+                return g, metrics
 
-        g, metrics = vmap(repr_grads)(repr_p, rest, batch)
-        self._step("repr_opt", g)
-        ema_update_(*self._pairs["encoder"], c.enc_tau)
-        if a0.projection is not None:
-            ema_update_(*self._pairs["projection"], c.enc_tau)
+            g, metrics = vmap(repr_grads)(repr_p, rest, batch)
+            self._step("repr_opt", g)
+            ema_update_(*self._pairs["encoder"], c.enc_tau)
+            if a0.projection is not None:
+                ema_update_(*self._pairs["projection"], c.enc_tau)
 
-        # 2. critic step on the re-encoded, detached latents, then the EMA target critics
+        # 2. critic step on the (re-encoded, detached) inputs, then the EMA target critics
         ac = a0.ac
-        critic_p = {n: S[n] for n in self.critic_names}
+        critic_p = {n: S[n] for n in self.names["critic_opt"]}
         rest = {n: t for n, t in S.items() if n not in critic_p}
 
         def critic_grads(cp, other, b, d):
@@ -306,9 +313,10 @@ class SeedGroup:
         for a in self.agents:
             a.ac.critic_steps += 1
 
-        # 3. every actor_update_freq critic steps: actor step, then the EMA target actor
+        # 3. every actor_update_freq critic steps: actor step, then TD3's EMA target actor or SAC's
+        #    temperature step
         if self.agents[live[0]].ac.critic_steps % c.actor_update_freq == 0:
-            actor_p = {n: S[n] for n in self.actor_names}
+            actor_p = {n: S[n] for n in self.names["actor_opt"]}
             rest = {n: t for n, t in S.items() if n not in actor_p}
 
             def actor_grads(ap, other, xs, d):
@@ -316,23 +324,45 @@ class SeedGroup:
                 try:
 
                     def loss(p):
-                        v = self._functional(ac.actor_loss, {**other, **p}, xs)
-                        return v, v.detach()
+                        out = self._functional(ac.actor_loss, {**other, **p}, xs)
+                        v, log_prob = out if self.sac else (out, out)  # TD3: no log-probability
+                        return v, (v.detach(), log_prob.detach())
 
-                    g, value = grad(loss, has_aux=True)(ap)
+                    g, aux = grad(loss, has_aux=True)(ap)
                     if c.grad_clip > 0:
                         g, _ = _clip(g, c.grad_clip)
-                    return g, value
+                    return g, aux
                 finally:
                     ac.predrawn = None
 
-            g, loss = vmap(actor_grads)(actor_p, rest, x, draws[2:])
+            g, (loss, log_prob) = vmap(actor_grads)(actor_p, rest, x, draws[2:])
             metrics["actor_loss"] = loss
             self._step("actor_opt", g)
-            ema_update_(*self._pairs["actor"], c.tau)
+            if self.sac:
+                metrics.update(self._temperature_step(log_prob))
+            else:
+                ema_update_(*self._pairs["actor"], c.tau)
         self._sync_out()
         for k in live:
             self.results[k] = {name: v[k] for name, v in metrics.items()}
+
+    def _temperature_step(self, log_prob: Tensor) -> dict[str, Tensor]:
+        """SAC's step on log(alpha), per seed, from the actor step's log pi(a|x) [slots, B]."""
+        ac, S = self.agents[0].ac, self.stacked
+        alpha_p = {n: S[n] for n in self.names["alpha_opt"]}
+        rest = {n: t for n, t in S.items() if n not in alpha_p}
+
+        def alpha_grads(lp, other, log_pi):
+            def loss(p):
+                value = self._functional(ac.alpha_loss, {**other, **p}, log_pi)
+                return value, value.detach()
+
+            return grad(loss, has_aux=True)(lp)
+
+        g, alpha_loss = vmap(alpha_grads)(alpha_p, rest, log_prob)
+        self._step("alpha_opt", g)
+        (log_alpha,) = alpha_p.values()
+        return {"alpha_loss": alpha_loss, "alpha": log_alpha.exp(), "entropy": -log_prob.mean(1)}
 
     # ------------------------------------------------------------------ rendezvous
     def update(self, k: int, replay, step: int) -> dict:
@@ -391,18 +421,18 @@ class SeedGroup:
 
 
 # ---------------------------------------------------------------------- what the mode supports
-GROUP_AGENTS = ("iqrl", "iqrl-official", "iqrl-ae")
+GROUP_AGENTS = ("iqrl", "iqrl-official", "iqrl-ae", "iqrl-sac", "td3", "sac")
 
 
 def unsupported(cfg) -> str | None:
-    """Why a run's config cannot train in the K-seed mode, or None when it can."""
+    """Why a run's config cannot train in the K-seed mode, or None when it can. The other agents train their
+    seeds one by one (docs/sweeps.md, "Packed jobs": td7 and mrq sample by LAP priorities that the update
+    writes back, td7 also keeps policy checkpoints on an episode schedule, tcrl and dcwm update world models
+    with their own schedules and dcwm plans at every action: their packed seeds run side by side)."""
     agent = cfg.agent
-    if agent.name not in GROUP_AGENTS or getattr(agent, "rl_algo", None) != "td3":
-        return (
-            f"the K-seed mode supports {', '.join(GROUP_AGENTS)} with agent.rl_algo=td3; "
-            f"got agent={agent.name}"
-        )
-    if agent.quantizer_kind == "vq":  # its codebook moves by in-place EMA inside the update
+    if agent.name not in GROUP_AGENTS:
+        return f"the K-seed mode supports {', '.join(GROUP_AGENTS)}; got agent={agent.name}"
+    if getattr(agent, "quantizer_kind", None) == "vq":  # its codebook moves by in-place EMA in the update
         return "the K-seed mode does not support agent.quantizer=vq; train its seeds one by one"
     return None
 

@@ -21,8 +21,11 @@ def _pct(st: RunState) -> str:
     return f"env_step {st.env_step}/{st.steps} ({100 * st.env_step / st.steps:.0f}%)"
 
 
-def _log_hint(results: Path, sweep: str, job_id: str | None) -> str:
-    """The job's stderr log: ``<jobid>/`` subfolders for Slurm jobs, flat for local ones."""
+def _log_hint(results: Path, sweep: str, job_id: str | None, run_dir: Path | None = None) -> str:
+    """The run's own log when it ran in a packed job (``<run>/job.log``), else the job's stderr log:
+    ``<jobid>/`` subfolders for Slurm jobs, flat for local ones."""
+    if run_dir is not None and (run_dir / "job.log").exists():
+        return f"; log {run_dir / 'job.log'}"
     if not job_id:
         return ""
     folder = results / ".submitit" / sweep
@@ -64,7 +67,8 @@ def render(rows: list[tuple[RunSpec, RunState]], results: Path, sweep: str, slur
             f"{_pct(st)}  no live job ({st.job or 'never submitted'}); the next make sweep resumes it"
         ),
         "failed": lambda r, st: (
-            f"{_pct(st)}  error: {st.error}{_log_hint(results, sweep, st.claim.job_id if st.claim else None)}"
+            f"{_pct(st)}  error: {st.error}"
+            f"{_log_hint(results, sweep, st.claim.job_id if st.claim else None, r.run_dir(results))}"
         ),
     }
     for kind, fmt in sections.items():
@@ -72,4 +76,16 @@ def render(rows: list[tuple[RunSpec, RunState]], results: Path, sweep: str, slur
         if items:
             out.append(f"\n{kind}:")
             out += [f"  {r.key}  {fmt(r, st)}" for r, st in items]
-    return "\n".join(out)
+    return "\n".join(out + _packed_jobs(rows))
+
+
+def _packed_jobs(rows: list[tuple[RunSpec, RunState]]) -> list[str]:
+    """Jobs that hold (run or will run) several runs: packed jobs (``runs_per_job``), one line each."""
+    held: dict[str, list[str]] = {}
+    for r, st in rows:
+        if st.kind in ("running", "pending") and st.claim and st.claim.job_id:
+            held.setdefault(st.claim.job_id, []).append(r.key)
+    packed = {job: keys for job, keys in held.items() if len(keys) > 1}
+    if not packed:
+        return []
+    return ["\npacked jobs:", *(f"  job {job}: {', '.join(keys)}" for job, keys in packed.items())]

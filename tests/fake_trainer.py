@@ -4,8 +4,8 @@ argv: key=value as for iqrl.train (agent, task, seed, steps, out, episode_length
 keys are ignored). Every episode (episode_length env steps) sleeps FAKE_TRAINER_EPISODE_S seconds (env var,
 default 0.02), then checkpoints; eval rows are a deterministic function of (seed, env_step). At each start
 it appends "start <env_step> <pid>" to starts.log, so tests can count how often a run was (re)started;
-fail=true (or fail_seed=<its seed>) makes it record a failure instead; exit=K makes it return K at once, writing nothing (as the real
-trainer does for bad input, exit 2).
+fail=true (or fail_seed=<its seed>) makes it record a failure instead; exit=K makes it return K at once,
+writing nothing (as the real trainer does for bad input, exit 2).
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ def eval_numbers(run: Path) -> list[dict]:
 
 
 def agent_and_replay(extra: list[str], seed: int):
-    cfg = build_config([*TINY, *extra]).agent
+    name = next((a[6:] for a in extra if a.startswith("agent=")), "iqrl")
+    rest = [a for a in extra if not a.startswith("agent=")]
+    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT[name], *rest]).agent
     torch.manual_seed(seed)
     agent = make_agent(cfg, 5, 1, torch.device("cpu"), seed)
     replay = SequenceReplay(5, 1, agent.spec.seq_len, torch.device("cpu"), seed + 1)
@@ -82,6 +84,10 @@ def params(agent) -> dict[str, torch.Tensor]:
             "agent.grad_clip=5",
         ],
         ["agent.use_rec_loss=true", "agent.q_subsample=5"],
+        ["agent=iqrl-sac"],
+        ["agent=iqrl-sac", "agent.grad_clip=5", "agent.q_subsample=5"],
+        ["agent=td3"],
+        ["agent=sac", "agent.actor_update_freq=1"],
     ],
 )
 def test_group_update_matches_the_plain_update_of_each_seed(extra):
@@ -139,10 +145,11 @@ def test_checkpoint_of_a_seed_is_its_slice_and_loads_into_a_plain_agent():
     assert plain.update(replay, 2)  # a plain agent trains on from a seed of a group
 
 
-def test_group_refuses_sac():
-    a, _ = agent_and_replay(["agent=iqrl-sac"], 0)
-    with pytest.raises(Exception, match="TD3 learner"):
-        SeedGroup([a])
+def test_group_refuses_agents_without_the_mode(tmp_path):
+    cfg = build_config(["agent=td7", *TINY_RUN, *TINY_AGENT["td7"], f"out={tmp_path}"]).agent
+    torch.manual_seed(0)
+    with pytest.raises(Exception, match="a TD3 or SAC learner"):
+        SeedGroup([make_agent(cfg, 5, 1, torch.device("cpu"), 0)])
 
 
 def test_cli_seeds_match_plain_single_seed_runs(tmp_path):
@@ -268,8 +275,8 @@ def test_a_seed_without_any_checkpoint_restarts_the_group(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["agent=td3", "seeds=0,1"], "K-seed mode supports"),
-        (["agent=iqrl-sac", "seeds=0,1"], "K-seed mode supports"),
+        (["agent=td7", "seeds=0,1"], "K-seed mode supports"),
+        (["agent=iqrl", "agent.quantizer=vq", "seeds=0,1"], "does not support agent.quantizer=vq"),
         (["agent=iqrl", "agent.rl_algo=sac", "seeds=0,1"], "agent=iqrl-sac"),
         (["agent=iqrl", "seeds=0,0"], "each once"),
         (["agent=iqrl", "seeds=a,b"], "comma-separated list of ints"),

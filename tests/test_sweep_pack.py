@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from slurm.__main__ import main as cli
 from slurm.claim import read_claim
 from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
 from slurm.run import Run
@@ -138,7 +139,7 @@ def test_requeue_takes_only_the_runs_neither_done_nor_failed(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ local executor
-def test_packed_local_sweep_runs_two_per_job_each_as_if_alone(tmp_path, monkeypatch):
+def test_packed_local_sweep_runs_two_per_job_each_as_if_alone(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.2")
     s, p = files(tmp_path, steps=1000, parallelism=1)
     result: dict = {}
@@ -149,6 +150,10 @@ def test_packed_local_sweep_runs_two_per_job_each_as_if_alone(tmp_path, monkeypa
     claims = [read_claim(d) for d in (d0, d1)]
     assert claims[0].job_id == claims[1].job_id and claims[0].job_id  # one job holds both runs
     assert inspect_run(run_dir(tmp_path, 2), None).kind == "missing"  # parallelism 1: the next job waits
+    assert cli(["status", str(s), "--results", str(tmp_path / "res")]) == 0
+    shown = capsys.readouterr().out
+    pair = "iqrl/walker-walk/default/seed0, iqrl/walker-walk/default/seed1"
+    assert f"packed jobs:\n  job {claims[0].job_id}: {pair}" in shown, shown
     t.join(300)
     assert result["rc"] == 0, result["out"]
     assert result["out"].count("started ") == 2 and result["out"].count("finished ") == 3

@@ -7,6 +7,9 @@
 2. Two runs (one job array) that take longer than their 2-minute time limit: each attempt gets USR2 from
    Slurm ahead of the limit, checkpoints, is requeued by submitit and resumes; seed 0 ends with the same
    eval.csv as the same run trained without interruption. `make status` is checked while they run.
+3. Packed jobs (two runs per array task, the stand-in trainer): half as many tasks as runs, one claim job
+   for both runs of a task, a scancelled task's runs interrupted and resumed by the next sweep; a packed
+   task past its time limit checkpoints both runs and is requeued until both finish.
 """
 
 from __future__ import annotations
@@ -287,3 +290,157 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
         rows = [int(r["env_step"]) for r in eval_rows(d / "eval.csv")]
         assert rows == list(range(0, steps + 1, 1000)), (d, rows)  # no row lost or written twice
     assert eval_rows(run_dirs[0] / "eval.csv") == eval_rows(ref_dir / "eval.csv")
+
+
+# ---------------------------------------------------------------------------------------------- packed jobs
+PACKED = """name: pk
+agents: [iqrl]
+tasks: [walker-walk]
+seeds: {seeds}
+steps: {steps}
+fixed: {{episode_length: 100, eval_every: 500}}
+"""
+
+
+def packed_sweep(tmp_path: Path, steps: int, seeds: int = 4, time_min: int = 30, signal_delay_s: int = 20):
+    """The stand-in trainer (tests/fake_trainer.py: every episode a sleep, then a checkpoint) in jobs of two
+    runs on the local cluster. Returns run_sweep's (rc, output) and the run folders."""
+    from slurm.submit import load, run_sweep
+
+    (tmp_path / "pk.yaml").write_text(PACKED.format(steps=steps, seeds=list(range(seeds))))
+    (tmp_path / "prof.yaml").write_text(
+        f"executor: slurm\npartition: debug\ntime_min: {time_min}\ncpus: 1\nmem_gb: 1\ngpus: 0\n"
+        f"array_parallelism: 2\nsignal_delay_s: {signal_delay_s}\nmax_num_timeout: 20\ndevice: cpu\n"
+        "runs_per_job: 2\n"
+    )
+    results = tmp_path / "res"
+    lines: list[str] = []
+
+    def sweep():
+        lines.clear()
+        rc = run_sweep(
+            tmp_path / "pk.yaml",
+            results,
+            str(tmp_path / "prof.yaml"),
+            out=lines.append,
+            entry="fake_trainer:main",
+            validator=None,
+        )
+        return rc, "\n".join(lines)
+
+    _, runs = load(tmp_path / "pk.yaml", results, validator=None)
+    return sweep, [r.run_dir(results) for r in runs]
+
+
+@pytest.fixture
+def fake_trainer_env(monkeypatch):
+    # The jobs inherit the submitting environment (sbatch --export=ALL): they import `fake_trainer`.
+    tests = Path(__file__).resolve().parent
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(ROOT), str(tests), os.environ.get("PYTHONPATH", "")])
+    )
+    monkeypatch.chdir(ROOT)
+
+
+def fake_reference(tmp_path: Path, seed: int, steps: int) -> str:
+    import fake_trainer
+
+    out = tmp_path / f"ref{seed}"
+    argv = [f"seed={seed}", f"steps={steps}", f"out={out}", "episode_length=100", "eval_every=500"]
+    assert fake_trainer.main(argv) == 0
+    return (out / "eval.csv").read_text()
+
+
+def test_packed_sweep_halves_the_array_tasks_and_a_scancelled_job_resumes_both_runs(
+    tmp_path, monkeypatch, fake_trainer_env, capsys
+):
+    """Four runs, two per job: one array of two tasks, both runs of a task claimed by its job. The second
+    task is scancelled mid-run: `make status` shows both of its runs interrupted, the next sweep resubmits
+    exactly those two (again as one task), they resume and every run ends with the eval.csv of a run trained
+    alone in one go; a further sweep submits nothing."""
+    from slurm.__main__ import main as cli
+
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.25")
+    steps = 6000
+    sweep, dirs = packed_sweep(tmp_path, steps)
+    rc, out = sweep()
+    assert rc == 0 and "submitted 4 runs in 1 array job(s) (2 jobs of up to 2 runs)" in out, out
+    log = read_json_lines(tmp_path / "res/.submitit/pk/submissions.jsonl")
+    keys = [str(d.relative_to(tmp_path / "res/pk")) for d in dirs]
+    assert log[0]["tasks"] == [keys[:2], keys[2:]]
+    jobs = [read_json(d / ".claim")["job_id"] for d in dirs]
+    assert jobs[0] == jobs[1] != jobs[2] == jobs[3] and jobs[0].endswith("_0") and jobs[2].endswith("_1")
+    assert jobs[0].split("_")[0] == jobs[2].split("_")[0]  # one array
+
+    def running_with_progress(d: Path) -> bool:
+        st = read_json(d / "status.json")
+        return (
+            st.get("state") == "running"
+            and 500 <= st.get("env_step", 0)
+            and read_json(d / ".lock").get("pid")
+        )
+
+    wait_for(lambda: all(running_with_progress(d) for d in dirs[2:]), 240, "the second task's runs to train")
+    subprocess.run(["scancel", jobs[2]], check=True)
+    wait_for(lambda: not sweep_jobs("pk"), 300, "the jobs to leave the queue", poll=1)
+    assert cli(["status", str(tmp_path / "pk.yaml"), "--results", str(tmp_path / "res")]) == 0
+    text = capsys.readouterr().out
+    assert "all                2        0        0            2       0        0      4" in text, text
+    for key in keys[2:]:
+        assert f"  {key}  env_step " in text
+    assert text.count("no live job") == 2
+
+    rc, out = sweep()
+    assert rc == 0 and "2 done (skipped), 0 running or queued (skipped), 2 to run (2 interrupted)" in out, out
+    assert "submitted 2 runs in 1 array job(s) (1 jobs of up to 2 runs)" in out, out
+    again = read_json(dirs[2] / ".claim")["job_id"]
+    assert again == read_json(dirs[3] / ".claim")["job_id"] and again.split("_")[0] != jobs[2].split("_")[0]
+    wait_for(lambda: not sweep_jobs("pk"), 300, "the resubmitted job to finish", poll=1)
+    for k, d in enumerate(dirs):
+        assert read_json(d / "status.json")["state"] == "done", d
+        assert (d / "eval.csv").read_text() == fake_reference(tmp_path, k, steps), d
+        starts = (d / "starts.log").read_text().splitlines()
+        assert len(starts) == (1 if k < 2 else 2), (d, starts)  # the scancelled runs resumed once
+        if k >= 2:
+            assert int(starts[1].split()[1]) >= 500  # from their checkpoint, not from 0
+    rc, out = sweep()
+    assert rc == 0 and "nothing to submit" in out and not sweep_jobs("pk")
+
+
+def test_packed_job_outlasting_its_time_limit_checkpoints_both_runs_and_is_requeued(
+    tmp_path, monkeypatch, fake_trainer_env
+):
+    """Two runs in one job with a 1-minute limit, each needing about 45 s of training: Slurm sends USR2 10-40
+    s into an attempt (20 s before the limit, up to 30 s earlier), so each run is stopped at least once. USR2
+    reaches the job, the job passes it to both runs, both checkpoint at their episode boundary, submitit
+    requeues the task, and the requeued attempt resumes both until they finish, with no eval row lost or
+    written twice."""
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.5")
+    steps = 9000  # 90 episodes of 0.5 s
+    sweep, dirs = packed_sweep(tmp_path, steps, seeds=2, time_min=1, signal_delay_s=20)
+    rc, out = sweep()
+    assert rc == 0 and "submitted 2 runs in 1 array job(s) (1 jobs of up to 2 runs)" in out, out
+    wait_for(
+        lambda: (
+            all(read_json(d / "status.json").get("state") == "done" for d in dirs) and not sweep_jobs("pk")
+        ),
+        900,
+        "the time-limited runs to be requeued and finish",
+        poll=2,
+    )
+    job_log = "".join(p.read_text() for p in (tmp_path / "res/.submitit/pk").glob("*/*_log.*"))
+    assert "Job has timed out" in job_log and "Requeued job" in job_log, job_log[-3000:]
+    for k, d in enumerate(dirs):
+        log = (d / "job.log").read_text()
+        assert "[slurm.run] got SIGUSR2" in log and "interrupted (SIGUSR2), resumable" in log, log[-2000:]
+        starts = (d / "starts.log").read_text().splitlines()
+        assert len(starts) >= 2 and all(
+            int(a.split()[1]) < int(b.split()[1]) for a, b in zip(starts, starts[1:])
+        )
+        rows = [int(r["env_step"]) for r in eval_rows(d / "eval.csv")]
+        assert rows == list(range(500, steps + 1, 500)), (d, rows)  # no row lost or written twice
+        assert (d / "eval.csv").read_text() == fake_reference(tmp_path, k, steps)
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from iqrl.agents import Agent, AgentSpec, to_tensor
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
-from iqrl.replay import nstep_transition
+from iqrl.replay import SequenceBatch, nstep_transition
 
 
 class RawObservationAgent(Agent):
@@ -35,15 +36,17 @@ class RawObservationAgent(Agent):
         return self.ac.expl_sigma
 
     def update(self, replay, step: int) -> dict:
+        return self.ac.update(*self.rl_inputs(replay.sample(self.cfg.batch_size)))
+
+    def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(o_t, a_t, n-step return, bootstrap discount, o_{t+m}): the learner's inputs."""
         c = self.cfg
-        return self.ac.update(
-            *nstep_transition(
-                replay.sample(c.batch_size),
-                c.gamma,
-                c.nstep,
-                unit_discount_n1=c.official_nstep1_gamma_bug,
-                ignore_terminal=c.official_ignore_terminal,
-            )
+        return nstep_transition(
+            batch,
+            c.gamma,
+            c.nstep,
+            unit_discount_n1=c.official_nstep1_gamma_bug,
+            ignore_terminal=c.official_ignore_terminal,
         )
 
     def on_episode_end(self) -> None:

@@ -112,7 +112,7 @@ class SACLearner(CriticEnsembleLearner):
     def sample(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """a ~ pi(.|x) (reparameterised) and log pi(a|x) [B] with the tanh correction."""
         mu, log_std = self.gaussian(x)
-        eps = torch.randn(mu.shape, generator=self.generator, device=mu.device)
+        eps = self._randn(mu.shape, mu.device)
         u = mu + log_std.exp() * eps
         log_prob = (-0.5 * eps**2 - log_std - _LOG_SQRT_2PI - tanh_log_det(u)).sum(-1)
         return torch.tanh(u), log_prob
@@ -121,6 +121,26 @@ class SACLearner(CriticEnsembleLearner):
         return self.sample(x)[0] if explore else self.policy(x)
 
     # ------------------------------------------------------------------ learning
+    def actor_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean over the batch of alpha log pi(a|x) - Q(x, a) with a ~ pi, the temperature held fixed;
+        log pi(a|x) [B] for the temperature step)."""
+        a, log_prob = self.sample(x)
+        return (self.alpha.detach() * log_prob - self.actor_objective_q(x, a)).mean(), log_prob
+
+    def alpha_loss(self, log_prob: Tensor) -> Tensor:
+        """-log(alpha) (log pi + target entropy), averaged: alpha grows while the entropy is below target."""
+        return -(self.log_alpha * (log_prob + self.target_entropy)).mean()
+
+    def predraw(self, batch_size: int) -> list[Tensor]:
+        """The random draws of the next `update` call, in the order it makes them (see TD3Learner.predraw):
+        the next action's noise and the target critics in `td_target`, then, if that call takes an actor
+        step, the action noise and the critics of the actor's objective."""
+        c, shape, device = self.cfg, (batch_size, self.act_dim), self.generator.device
+        draws = [self._randn(shape, device), self._random_subset(c.q_subsample, device)]
+        if (self.critic_steps + 1) % c.actor_update_freq == 0:
+            draws += [self._randn(shape, device), self._random_subset(c.q_subsample, device)]
+        return draws
+
     @torch.no_grad()
     def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
         """y = R + discount * (min over a random subset of target critics of Q(x', a') - alpha log
@@ -131,11 +151,10 @@ class SACLearner(CriticEnsembleLearner):
 
     def update_actor(self, x: Tensor) -> dict:
         """Actor step on alpha log pi - Q (critic frozen), then the temperature step."""
-        a, log_prob = self.sample(x)
         with no_param_grad(self.critic):
-            actor_loss = (self.alpha.detach() * log_prob - self.actor_objective_q(x, a)).mean()
+            actor_loss, log_prob = self.actor_loss(x)
             optimizer_step(self.actor_opt, actor_loss, self.actor.parameters(), self.cfg.grad_clip)
-        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        alpha_loss = self.alpha_loss(log_prob.detach())
         optimizer_step(self.alpha_opt, alpha_loss)
         return {
             "actor_loss": actor_loss.detach(),
