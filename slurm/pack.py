@@ -101,10 +101,6 @@ class Pack:
     threads: int | None = None
     seeds_entry: str = "iqrl.multiseed:main"
 
-    @property
-    def label(self) -> str:
-        return f"{len(self.runs)} runs ({self.mode}): " + ", ".join(r.label or r.run_dir for r in self.runs)
-
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's requeue hook: the runs that are neither done nor failed (their state is on disk)."""
         from submitit.helpers import DelayedSubmission
@@ -144,13 +140,16 @@ class Pack:
 
     # ------------------------------------------------------------------ processes
     def _train_processes(self, children: list[subprocess.Popen]) -> None:
-        threads = max(1, (self.threads or 1) // len(self.runs))
+        """One child process per run not done yet, the job's threads split between them."""
+        runs = [r for r in self.runs if not is_done(Path(r.run_dir))]
+        threads = max(1, (self.threads or 1) // max(1, len(runs)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         job = _job_id()
-        for run in self.runs:
+        for run in runs:
             spec = json.dumps({**asdict(replace(run, threads=threads)), "argv": list(run.argv)})
-            log = open(Path(run.run_dir) / JOB_LOG, "a")  # noqa: SIM115 (closed when the child has ended)
+            Path(run.run_dir).mkdir(parents=True, exist_ok=True)
+            log = open(Path(run.run_dir) / JOB_LOG, "a")  # noqa: SIM115 (the child holds it from here)
             log.write(
                 f"\n=== job {job} on {socket.gethostname()}, {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n"
             )
@@ -171,7 +170,7 @@ class Pack:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)
                 log.close()
             print(f"[slurm.pack] started {run.label}: pid {children[-1].pid}, log {log.name}", flush=True)
-        for run, p in zip(self.runs, children):
+        for run, p in zip(runs, children):
             rc = p.wait()
             print(f"[slurm.pack] {run.label}: exit code {rc}", flush=True)
 

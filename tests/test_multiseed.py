@@ -127,6 +127,25 @@ def test_a_seed_computes_the_same_in_any_group():
         torch.testing.assert_close(b[n], a[n], rtol=1e-6, atol=1e-7, msg=n)
 
 
+@pytest.mark.parametrize("agent", ["sac", "iqrl-sac"])
+def test_checkpoint_of_a_sac_seed_carries_its_temperature_and_its_optimizer(agent):
+    """The learner's optimizers (critic, actor, temperature) are checkpointed as the seed's own slice: a plain
+    agent loaded from it holds the group's log(alpha) and Adam moments, and trains on."""
+    grouped = [agent_and_replay([f"agent={agent}", "agent.actor_update_freq=1"], s) for s in (0, 1)]
+    group = SeedGroup([a for a, _ in grouped])
+    group_updates(group, [r for _, r in grouped], 2)
+    state = grouped[1][0].state_dict()
+    alpha_opt = group.opts["alpha_opt"]
+    (log_alpha,) = alpha_opt.param_groups[0]["params"]
+    assert state["ac"]["log_alpha"] == log_alpha[1] != log_alpha[0]
+    assert state["ac_extra"]["alpha_opt"]["state"][0]["exp_avg"] == alpha_opt.state[log_alpha]["exp_avg"][1]
+    assert float(state["ac_extra"]["alpha_opt"]["state"][0]["step"]) == 2
+    plain, replay = agent_and_replay([f"agent={agent}", "agent.actor_update_freq=1"], 1)
+    plain.load_state_dict(copy.deepcopy(state))
+    assert all(torch.equal(params(plain)[n], params(grouped[1][0])[n]) for n in params(plain))
+    assert plain.update(replay, 2)["alpha"] > 0
+
+
 def test_checkpoint_of_a_seed_is_its_slice_and_loads_into_a_plain_agent():
     grouped = [agent_and_replay([], s) for s in (0, 1)]
     group = SeedGroup([a for a, _ in grouped])

@@ -233,6 +233,24 @@ def test_ctrl_c_stops_every_run_of_a_packed_job_with_a_checkpoint(tmp_path, monk
         assert json.loads((d / "checkpoint" / "ckpt.json").read_text())["env_step"] == st.env_step >= 200
 
 
+def test_two_packed_sweeps_at_once_start_each_run_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.05")
+    s, p = files(tmp_path, steps=1000)
+    outs: list = [None, None]
+
+    def go(i):
+        outs[i] = sweep(tmp_path, s, p)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(rc == 0 for rc, _ in outs), outs
+    assert [len(starts(run_dir(tmp_path, k))) for k in range(3)] == [1, 1, 1]
+    assert sum(o.count("finished ") for _, o in outs) == 3
+
+
 def test_dry_run_prints_the_jobs_and_changes_nothing(tmp_path):
     s, p = files(tmp_path, k=2)
     rc, out = sweep(tmp_path, s, p, dry=True)
