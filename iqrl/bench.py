@@ -210,10 +210,12 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
 
     def rounds(n: int) -> None:
         def seed(i):
-            for j in range(n):
-                m = group.update(i, replay, j)
-            [float(v) for v in m.values()]
-            group.leave(i)
+            try:
+                for j in range(n):
+                    m = group.update(i, replay, j)
+                [float(v) for v in m.values()]
+            finally:  # also after a failed round: the serving loop waits for every seed to leave
+                group.leave(i)
 
         threads = [threading.Thread(target=seed, args=(i,)) for i in range(k)]
         [t.start() for t in threads]
@@ -421,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         for t in tasks:
             for d in dtypes:
                 for k in ks:
+                    if k > 1 and d != "fp32":  # the K-seed mode trains in fp32 only (multiseed.unsupported)
+                        continue
                     cmd = [
                         sys.executable,
                         "-m",

@@ -14,7 +14,7 @@ from iqrl.bench import main, whole_periods
         (["--seeds", "a,4"], "--seeds must be a comma-separated list of ints >= 1"),
         (["--agents", "nope"], "unknown agent"),
         (["--tasks", "walker-nope"], "walker-nope"),
-        (["--agents", "td3", "--seeds", "4"], "asks only for K-seed rows"),  # no row to measure
+        (["--agents", "td7", "--seeds", "4"], "asks only for K-seed rows"),  # no row to measure
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

@@ -18,74 +18,32 @@ from slurm.__main__ import main as cli
 from slurm.claim import RunLock
 from slurm.run import Run, RunFailed, _record_failure
 from slurm.state import inspect_run, read_status
-from slurm.submit import run_sweep
 
 from conftest import wait_for
-
-TESTS = Path(__file__).resolve().parent
-SWEEP = """name: loc
-agents: [iqrl]
-tasks: [walker-walk]
-seeds: [0, 1, 2]
-steps: {steps}
-fixed: {{episode_length: 100, eval_every: 500{extra}}}
-"""
+from sweep_helpers import (
+    TESTS,
+    assert_resumed_to_the_reference,
+    concurrently,
+    reference_eval,
+    starts,
+    sweep,
+    use_fake_trainer,
+    write_files,
+)
 
 
 @pytest.fixture(autouse=True)
 def fake_trainer_env(monkeypatch):
-    # The job subprocesses import the stand-in trainer as `fake_trainer`.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.02")
+    use_fake_trainer(monkeypatch)
 
 
 def files(tmp_path, steps=1000, extra="", time_min=10.0, signal_delay_s=5, parallelism=2):
-    (tmp_path / "loc.yaml").write_text(SWEEP.format(steps=steps, extra=extra))
-    (tmp_path / "prof.yaml").write_text(
-        f"executor: local\nparallelism: {parallelism}\ncpus: 1\n"
-        f"time_min: {time_min}\nsignal_delay_s: {signal_delay_s}\nmax_num_timeout: 5\n"
-    )
-    return tmp_path / "loc.yaml", tmp_path / "prof.yaml"
-
-
-def sweep(tmp_path, sweep_file, profile, **kw):
-    lines: list[str] = []
-    rc = run_sweep(
-        sweep_file,
-        tmp_path / "res",
-        str(profile),
-        out=lines.append,
-        entry="fake_trainer:main",
-        validator=None,
-        **kw,
-    )
-    return rc, "\n".join(lines)
+    profile = dict(time_min=time_min, signal_delay_s=signal_delay_s, parallelism=parallelism)
+    return write_files(tmp_path, "loc", steps, extra, **profile)
 
 
 def run_dir(tmp_path, seed):
     return tmp_path / "res" / "loc" / "iqrl" / "walker-walk" / "default" / f"seed{seed}"
-
-
-def starts(d: Path) -> list[str]:
-    p = d / "starts.log"
-    return p.read_text().splitlines() if p.exists() else []
-
-
-def reference_eval(tmp_path, seed, steps, extra_argv=()):
-    """eval.csv of the same run trained in one go, in-process."""
-    import fake_trainer
-
-    out = tmp_path / f"ref{seed}"
-    argv = [
-        f"seed={seed}",
-        f"steps={steps}",
-        f"out={out}",
-        "episode_length=100",
-        "eval_every=500",
-        *extra_argv,
-    ]
-    assert fake_trainer.main(argv) == 0
-    return (out / "eval.csv").read_text()
 
 
 def test_local_sweep_completes_and_a_second_one_runs_nothing(tmp_path):
@@ -147,11 +105,7 @@ def test_time_limit_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
     assert rc == 0, out
     for seed in range(3):
         d = run_dir(tmp_path, seed)
-        lines = starts(d)
-        assert len(lines) >= 2 and all(
-            int(a.split()[1]) < int(b.split()[1]) for a, b in zip(lines, lines[1:])
-        )
-        assert (d / "eval.csv").read_text() == reference_eval(tmp_path, seed, 5000)
+        assert_resumed_to_the_reference(tmp_path, d, seed, 5000)
     logs = "".join(f.read_text() for f in (tmp_path / "res/.submitit/loc").glob("*_0_log.*"))
     assert logs.count("Caught signal SIGUSR2") >= 3 and logs.count("Requeued job") >= 3
     assert "[slurm.run] got SIGUSR2: stopping at the next episode boundary" in logs
@@ -160,16 +114,7 @@ def test_time_limit_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
 def test_concurrent_local_sweeps_start_each_run_once(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.05")
     s, p = files(tmp_path, steps=1000)
-    outs: list = [None, None]
-
-    def go(i):
-        outs[i] = sweep(tmp_path, s, p)
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    outs = concurrently(lambda: sweep(tmp_path, s, p))
     assert all(rc == 0 for rc, _ in outs), outs
     assert [len(starts(run_dir(tmp_path, k))) for k in range(3)] == [1, 1, 1]
     assert sum(o.count("finished ") for _, o in outs) == 3

@@ -22,59 +22,32 @@ from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
 from slurm.run import Run
 from slurm.spec import RunSpec
 from slurm.state import inspect_run, read_status
-from slurm.submit import run_sweep
 
 from conftest import TINY_AGENT, TINY_RUN, wait_for
-
-TESTS = Path(__file__).resolve().parent
-SWEEP = """name: pk
-agents: [iqrl]
-tasks: [walker-walk]
-seeds: [0, 1, 2]
-steps: {steps}
-fixed: {{episode_length: 100, eval_every: 500{extra}}}
-"""
+from sweep_helpers import (
+    TESTS,
+    assert_resumed_to_the_reference,
+    concurrently,
+    reference_eval,
+    starts,
+    sweep,
+    use_fake_trainer,
+    write_files,
+)
 
 
 @pytest.fixture(autouse=True)
 def fake_trainer_env(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.02")
+    use_fake_trainer(monkeypatch)
 
 
 def files(tmp_path, steps=1000, extra="", k=2, time_min=10.0, signal_delay_s=5, parallelism=2):
-    (tmp_path / "pk.yaml").write_text(SWEEP.format(steps=steps, extra=extra))
-    (tmp_path / "prof.yaml").write_text(
-        f"executor: local\nparallelism: {parallelism}\ncpus: 2\nruns_per_job: {k}\n"
-        f"time_min: {time_min}\nsignal_delay_s: {signal_delay_s}\nmax_num_timeout: 8\n"
-    )
-    return tmp_path / "pk.yaml", tmp_path / "prof.yaml"
-
-
-def sweep(tmp_path, sweep_file, profile, entry="fake_trainer:main", **kw):
-    lines: list[str] = []
-    rc = run_sweep(
-        sweep_file, tmp_path / "res", str(profile), out=lines.append, entry=entry, validator=None, **kw
-    )
-    return rc, "\n".join(lines)
+    profile = dict(time_min=time_min, signal_delay_s=signal_delay_s, parallelism=parallelism)
+    return write_files(tmp_path, "pk", steps, extra, cpus=2, runs_per_job=k, max_num_timeout=8, **profile)
 
 
 def run_dir(tmp_path, seed, agent="iqrl"):
     return tmp_path / "res" / "pk" / agent / "walker-walk" / "default" / f"seed{seed}"
-
-
-def starts(d: Path) -> list[str]:
-    p = d / "starts.log"
-    return p.read_text().splitlines() if p.exists() else []
-
-
-def reference_eval(tmp_path, seed, steps):
-    import fake_trainer
-
-    out = tmp_path / f"ref{seed}"
-    argv = [f"seed={seed}", f"steps={steps}", f"out={out}", "episode_length=100", "eval_every=500"]
-    assert fake_trainer.main(argv) == 0
-    return (out / "eval.csv").read_text()
 
 
 # ---------------------------------------------------------------------------------------------- grouping
@@ -101,17 +74,18 @@ def test_seed_groups_become_vectorised_jobs_and_the_rest_shares_process_jobs():
 
 def test_seeds_of_one_config_share_a_key_unless_their_checkpoints_differ(tmp_path):
     """The trainer's key: the config without the seed, and the env steps the checkpoints hold (the K-seed mode
-    resumes a group at an env step all its seeds hold). Agents without the K-seed mode get no key."""
+    resumes a group at an env step all its seeds hold). Configs without the K-seed mode get no key."""
     import torch
 
     results = tmp_path / "res"
     iq = [RunSpec("pk", "iqrl", "walker-walk", s, 1000, "default", ()) for s in (0, 1, 2)]
     other = RunSpec("pk", "iqrl", "walker-walk", 3, 1000, "h3", ("agent.horizon=3",))
     vq = RunSpec("pk", "iqrl", "walker-walk", 0, 1000, "vq", ("agent.quantizer=vq",))
-    td3 = RunSpec("pk", "td3", "walker-walk", 0, 1000, "default", ())
+    bf16 = RunSpec("pk", "iqrl", "walker-walk", 0, 1000, "bf16", ("precision=bf16",))
+    td7 = RunSpec("pk", "td7", "walker-walk", 0, 1000, "default", ())
     key = trainer_seeds_key(results)
     assert key(iq[0]) == key(iq[1]) == key(iq[2]) != key(other)
-    assert key(vq) is None and key(td3) is None
+    assert key(vq) is None and key(bf16) is None and key(td7) is None
     ckpt = iq[2].run_dir(results) / "checkpoint" / "ckpt.pt"
     ckpt.parent.mkdir(parents=True)
     torch.save({"counters": {"env_step": 400}}, ckpt)
@@ -191,11 +165,7 @@ def test_time_limit_checkpoints_every_run_of_a_packed_job_and_requeues_it(tmp_pa
     assert rc == 0, out
     for seed in range(3):
         d = run_dir(tmp_path, seed)
-        lines = starts(d)
-        assert len(lines) >= 2 and all(
-            int(a.split()[1]) < int(b.split()[1]) for a, b in zip(lines, lines[1:])
-        )
-        assert (d / "eval.csv").read_text() == reference_eval(tmp_path, seed, 5000)
+        assert_resumed_to_the_reference(tmp_path, d, seed, 5000)
         log = (d / "job.log").read_text()
         assert "[slurm.run] got SIGUSR2: stopping at the next episode boundary" in log
         assert "interrupted (SIGUSR2), resumable" in log
@@ -236,16 +206,7 @@ def test_ctrl_c_stops_every_run_of_a_packed_job_with_a_checkpoint(tmp_path, monk
 def test_two_packed_sweeps_at_once_start_each_run_once(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.05")
     s, p = files(tmp_path, steps=1000)
-    outs: list = [None, None]
-
-    def go(i):
-        outs[i] = sweep(tmp_path, s, p)
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    outs = concurrently(lambda: sweep(tmp_path, s, p))
     assert all(rc == 0 for rc, _ in outs), outs
     assert [len(starts(run_dir(tmp_path, k))) for k in range(3)] == [1, 1, 1]
     assert sum(o.count("finished ") for _, o in outs) == 3

@@ -28,6 +28,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sweep_helpers import (
+    assert_resumed_to_the_reference,
+    reference_eval,
+    sweep,
+    use_fake_trainer,
+    write_files,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -293,62 +301,22 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
 
 
 # ---------------------------------------------------------------------------------------------- packed jobs
-PACKED = """name: pk
-agents: [iqrl]
-tasks: [walker-walk]
-seeds: {seeds}
-steps: {steps}
-fixed: {{episode_length: 100, eval_every: 500}}
-"""
-
-
 def packed_sweep(tmp_path: Path, steps: int, seeds: int = 4, time_min: int = 30, signal_delay_s: int = 20):
     """The stand-in trainer (tests/fake_trainer.py: every episode a sleep, then a checkpoint) in jobs of two
-    runs on the local cluster. Returns run_sweep's (rc, output) and the run folders."""
-    from slurm.submit import load, run_sweep
+    runs on the local cluster. Returns a function that runs `make sweep` (rc, output), and the run folders."""
+    from slurm.submit import load
 
-    (tmp_path / "pk.yaml").write_text(PACKED.format(steps=steps, seeds=list(range(seeds))))
-    (tmp_path / "prof.yaml").write_text(
-        f"executor: slurm\npartition: debug\ntime_min: {time_min}\ncpus: 1\nmem_gb: 1\ngpus: 0\n"
-        f"array_parallelism: 2\nsignal_delay_s: {signal_delay_s}\nmax_num_timeout: 20\ndevice: cpu\n"
-        "runs_per_job: 2\n"
-    )
-    results = tmp_path / "res"
-    lines: list[str] = []
-
-    def sweep():
-        lines.clear()
-        rc = run_sweep(
-            tmp_path / "pk.yaml",
-            results,
-            str(tmp_path / "prof.yaml"),
-            out=lines.append,
-            entry="fake_trainer:main",
-            validator=None,
-        )
-        return rc, "\n".join(lines)
-
-    _, runs = load(tmp_path / "pk.yaml", results, validator=None)
-    return sweep, [r.run_dir(results) for r in runs]
+    profile = dict(executor="slurm", partition="debug", time_min=time_min, cpus=1, mem_gb=1, gpus=0)
+    profile.update(array_parallelism=2, signal_delay_s=signal_delay_s, max_num_timeout=20, runs_per_job=2)
+    sweep_file, profile_file = write_files(tmp_path, "pk", steps, seeds=range(seeds), **profile)
+    _, runs = load(sweep_file, tmp_path / "res", validator=None)
+    return (lambda: sweep(tmp_path, sweep_file, profile_file)), [r.run_dir(tmp_path / "res") for r in runs]
 
 
 @pytest.fixture
 def fake_trainer_env(monkeypatch):
-    # The jobs inherit the submitting environment (sbatch --export=ALL): they import `fake_trainer`.
-    tests = Path(__file__).resolve().parent
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join([str(ROOT), str(tests), os.environ.get("PYTHONPATH", "")])
-    )
+    use_fake_trainer(monkeypatch)  # the jobs inherit the environment (sbatch --export=ALL)
     monkeypatch.chdir(ROOT)
-
-
-def fake_reference(tmp_path: Path, seed: int, steps: int) -> str:
-    import fake_trainer
-
-    out = tmp_path / f"ref{seed}"
-    argv = [f"seed={seed}", f"steps={steps}", f"out={out}", "episode_length=100", "eval_every=500"]
-    assert fake_trainer.main(argv) == 0
-    return (out / "eval.csv").read_text()
 
 
 def test_packed_sweep_halves_the_array_tasks_and_a_scancelled_job_resumes_both_runs(
@@ -398,7 +366,7 @@ def test_packed_sweep_halves_the_array_tasks_and_a_scancelled_job_resumes_both_r
     wait_for(lambda: not sweep_jobs("pk"), 300, "the resubmitted job to finish", poll=1)
     for k, d in enumerate(dirs):
         assert read_json(d / "status.json")["state"] == "done", d
-        assert (d / "eval.csv").read_text() == fake_reference(tmp_path, k, steps), d
+        assert (d / "eval.csv").read_text() == reference_eval(tmp_path, k, steps), d
         starts = (d / "starts.log").read_text().splitlines()
         assert len(starts) == (1 if k < 2 else 2), (d, starts)  # the scancelled runs resumed once
         if k >= 2:
@@ -433,13 +401,9 @@ def test_packed_job_outlasting_its_time_limit_checkpoints_both_runs_and_is_reque
     for k, d in enumerate(dirs):
         log = (d / "job.log").read_text()
         assert "[slurm.run] got SIGUSR2" in log and "interrupted (SIGUSR2), resumable" in log, log[-2000:]
-        starts = (d / "starts.log").read_text().splitlines()
-        assert len(starts) >= 2 and all(
-            int(a.split()[1]) < int(b.split()[1]) for a, b in zip(starts, starts[1:])
-        )
         rows = [int(r["env_step"]) for r in eval_rows(d / "eval.csv")]
         assert rows == list(range(500, steps + 1, 500)), (d, rows)  # no row lost or written twice
-        assert (d / "eval.csv").read_text() == fake_reference(tmp_path, k, steps)
+        assert_resumed_to_the_reference(tmp_path, d, k, steps)
 
 
 def read_json_lines(path: Path) -> list[dict]:

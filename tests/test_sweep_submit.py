@@ -354,3 +354,36 @@ def test_chunks():
     assert [len(c) for c in cluster.chunks(list(range(2500)), 1001)] == [1001, 1001, 498]
     with pytest.raises(ValueError):
         cluster.chunks([1], 0)
+
+
+def test_packed_profile_submits_one_task_per_pack_and_claims_name_its_job(tmp_path, fake):
+    """runs_per_job: 2 with the stand-in entry (no K-seed grouping): 8 runs -> 4 tasks in arrays under
+    MaxArraySize 3; both runs of a task claimed by that task's job; DRY shows the same grouping."""
+    from slurm.pack import Pack
+
+    prof = tmp_path / "packed.yaml"
+    prof.write_text(
+        "executor: slurm\npartition: debug\ntime_min: 30\ncpus: 4\nmem_gb: 2\ngpus: 0\n"
+        "array_parallelism: 3\nsignal_delay_s: 20\nruns_per_job: 2\n"
+    )
+    rc, out = sweep(tmp_path, dry=True, cluster_name=str(prof), entry="fake_trainer:main")
+    assert rc == 0 and not fake.arrays
+    assert (
+        "DRY RUN: nothing claimed or submitted. 8 runs as 4 array tasks of up to 2 runs in 2 array job(s)"
+        in out
+    )
+    assert out.count("runs, 2 processes, 2 thread(s) each:") == 4
+    rc, out = sweep(tmp_path, cluster_name=str(prof), entry="fake_trainer:main")
+    assert rc == 0 and "submitted 8 runs in 2 array job(s) (4 jobs of up to 2 runs)" in out, out
+    tasks = [t for a in fake.arrays for t in a]
+    assert [len(a) for a in fake.arrays] == [3, 1] and all(isinstance(t, Pack) for t in tasks)
+    assert all(len(t.runs) == 2 and t.mode == "processes" and t.threads == 4 for t in tasks)
+    jobs = {}
+    for d in run_dirs(tmp_path):
+        jobs.setdefault(read_claim(d).job_id, []).append(d)
+    assert len(jobs) == 4 and all(len(ds) == 2 for ds in jobs.values())
+    log = [
+        json.loads(line)
+        for line in (tmp_path / "res/.submitit/fk/submissions.jsonl").read_text().splitlines()
+    ]
+    assert [len(t) for line in log for t in line["tasks"]] == [2, 2, 2, 2]
