@@ -43,7 +43,7 @@ from iqrl.checks import require
 from iqrl.layers import FSQ, mlp
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.maths import add_clipped_noise, cross_entropy_last, gumbel_noise, gumbel_softmax_st, softmax_last
-from iqrl.optim import optimizer_step
+from iqrl.optim import adam, optimizer_step
 from iqrl.replay import SequenceBatch, nstep_transition
 
 PROPAGATION = ("sample", "sample_no_grad", "weighted_avg", "mode")
@@ -167,8 +167,8 @@ class DCWM(Agent):
         self.model_params = [
             p for m in (self.encoder, self.dynamics, self.reward_head) for p in m.parameters()
         ]
-        self.model_opt = torch.optim.AdamW(
-            self.model_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay
+        self.model_opt = adam(
+            self.model_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True
         )
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         self.ac = TD3Learner(cfg, D, act_dim, self.generator).to(self.device)

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from iqrl.checks import require
+from iqrl.maths import gumbel_noise
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,9 @@ def mppi_plan(
         mean = (w * elite_actions).sum(1) / (w.sum(1) + 1e-9)
         std = ((w * (elite_actions - mean.unsqueeze(1)) ** 2).sum(1) / (w.sum(1) + 1e-9)).sqrt()
         std = std.clamp(cfg.min_std, cfg.max_std)
-    pick = torch.multinomial(score, 1, generator=generator).squeeze(1)  # an elite, with probability = weight
+    # An elite with probability = its weight, drawn as argmax(log w + Gumbel): the distribution of
+    # torch.multinomial without its host-side checks of the weights, which stall a GPU on every action.
+    pick = (score.log() + gumbel_noise(score, generator)).argmax(1)
     plan = elite_actions[rows, pick]
     return MPPIResult(
         action=plan[:, 0],

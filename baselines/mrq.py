@@ -49,7 +49,7 @@ from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.checks import require
 from iqrl.layers import EnsembleLinear, frozen_copy, out_linear
 from iqrl.maths import add_clipped_noise, hard_update_, two_hot_bins, two_hot_cross_entropy
-from iqrl.optim import no_param_grad, optimizer_step
+from iqrl.optim import adam, no_param_grad, optimizer_step
 from iqrl.replay import SequenceBatch, lap_priority, nstep_transition
 
 
@@ -233,14 +233,14 @@ class MRQ(Agent):
         self.encoder_target = frozen_copy(self.encoder)
         self.policy_target = frozen_copy(self.policy)
         self.value_target = frozen_copy(self.value)
-        self.encoder_opt = torch.optim.AdamW(
-            self.encoder.parameters(), lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay
+        self.encoder_opt = adam(
+            self.encoder.parameters(), lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True
         )
-        self.value_opt = torch.optim.AdamW(
-            self.value.parameters(), lr=cfg.value_lr, weight_decay=cfg.value_weight_decay
+        self.value_opt = adam(
+            self.value.parameters(), lr=cfg.value_lr, weight_decay=cfg.value_weight_decay, decoupled=True
         )
-        self.policy_opt = torch.optim.AdamW(
-            self.policy.parameters(), lr=cfg.policy_lr, weight_decay=cfg.policy_weight_decay
+        self.policy_opt = adam(
+            self.policy.parameters(), lr=cfg.policy_lr, weight_decay=cfg.policy_weight_decay, decoupled=True
         )
         self.bins = two_hot_bins(cfg.bins_lower, cfg.bins_upper, cfg.num_bins, self.device)
         self.reward_scale, self.target_reward_scale = 1.0, 0.0  # s and s_bar (code's initial values)

@@ -32,7 +32,7 @@ from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.checks import require
 from iqrl.layers import frozen_copy, init_linear_, mlp
 from iqrl.maths import ema_update_, linear_decay, truncated_normal_sample
-from iqrl.optim import no_param_grad, optimizer_step
+from iqrl.optim import adam, no_param_grad, optimizer_step
 from iqrl.replay import SequenceBatch, nstep_transition
 
 
@@ -143,8 +143,8 @@ class TCRLActorCritic(nn.Module):
             self.critic_target = Critic(cfg.latent_dim, act_dim, cfg.mlp_dims, cfg.init).requires_grad_(False)
         else:
             self.critic_target = frozen_copy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=cfg.lr)
         self.sigma = linear_decay(cfg.sigma_start, cfg.sigma_end, cfg.sigma_episodes, 0)
 
     @property
@@ -214,9 +214,7 @@ class TCRL(Agent):
         self.model_params = [
             p for m in (self.encoder, self.dynamics, self.reward_head) for p in m.parameters()
         ]
-        self.model_opt = torch.optim.Adam(
-            self.model_params, lr=cfg.model_lr, weight_decay=cfg.model_weight_decay
-        )
+        self.model_opt = adam(self.model_params, lr=cfg.model_lr, weight_decay=cfg.model_weight_decay)
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         self.ac = TCRLActorCritic(cfg, act_dim, self.generator).to(self.device)
         self.train_episodes = 0  # training episodes started (random ones included): sigma's clock

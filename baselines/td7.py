@@ -49,7 +49,7 @@ from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.checks import require
 from iqrl.layers import EnsembleLinear, frozen_copy, mlp
 from iqrl.maths import add_clipped_noise, avg_l1_norm, hard_update_
-from iqrl.optim import no_param_grad, optimizer_step
+from iqrl.optim import adam, no_param_grad, optimizer_step
 from iqrl.replay import lap_priority
 
 
@@ -223,9 +223,9 @@ class TD7(Agent):
         self.checkpoint_actor = frozen_copy(self.actor)
         self.critic = Critic(obs_dim, act_dim, cfg.zs_dim, cfg.mlp_dims).to(self.device)
         self.critic_target = frozen_copy(self.critic)
-        self.encoder_opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.encoder_opt = adam(self.encoder.parameters(), lr=cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=cfg.lr)
         # Value clipping: all-time range of the TD targets, and the range in force (0, 0 at first).
         self.y_min = torch.tensor(math.inf, device=self.device)
         self.y_max = torch.tensor(-math.inf, device=self.device)

@@ -1,0 +1,115 @@
+"""No host-device synchronisation in any agent's `update` or `act`, checked without a GPU.
+
+On a GPU, an operation whose result the host must read (`.item()`, `nonzero`, boolean-mask indexing,
+`multinomial`'s argument checks) or a copy between devices makes the host wait for every queued kernel: the
+update then runs at the speed of its slowest round trip, and it cannot be captured as a CUDA graph. These
+operations are the same on the CPU, so a dispatch-level guard catches them here: it records every such
+operator that runs under it, with the line of this project that called it.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import numpy as np
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from iqrl.agents import agent_names, make_agent
+from iqrl.config import build_config
+from iqrl.replay import SequenceReplay
+
+from conftest import TINY_AGENT, TINY_RUN
+
+aten = torch.ops.aten
+# Operators whose result the host needs before it can go on.
+SYNCING = {aten._local_scalar_dense.default, aten.nonzero.default, aten.is_nonzero.default}
+SYNCING_PACKETS = {aten.masked_select, aten.multinomial, aten.nonzero, aten.unique_consecutive, aten._unique2}
+
+
+class SyncGuard(TorchDispatchMode):
+    """Records the operators under it that synchronise host and device: those above, and copies between
+    devices (`_to_copy` / `copy_` whose source and result live on different devices)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if (
+            func in SYNCING
+            or func.overloadpacket in SYNCING_PACKETS
+            or self._mask_indexing(func, args)
+            or self._crosses_devices(func, args, out)
+        ):
+            here = [f for f in traceback.extract_stack() if "site-packages" not in f.filename][-2:-1]
+            self.found.append(f"{func} at {here[0].filename}:{here[0].lineno}" if here else str(func))
+        return out
+
+    @staticmethod
+    def _mask_indexing(func, args) -> bool:
+        """x[mask] and x[mask] = v: the result's size is the mask's count, which the host must read."""
+        if func.overloadpacket not in (aten.index, aten.index_put, aten.index_put_):
+            return False
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None)
+
+    @staticmethod
+    def _crosses_devices(func, args, out) -> bool:
+        if func.overloadpacket not in (aten._to_copy, aten.copy_):
+            return False
+        src = args[1] if func.overloadpacket is aten.copy_ else args[0]
+        return isinstance(src, torch.Tensor) and isinstance(out, torch.Tensor) and src.device != out.device
+
+
+def test_the_guard_sees_each_kind_of_synchronisation():
+    x = torch.arange(6.0)
+    cases = {
+        "item": lambda: x.sum().item(),
+        "float()": lambda: float(x.max()),
+        "bool": lambda: bool(x.sum() > 0),
+        "nonzero": lambda: torch.nonzero(x),
+        "mask index": lambda: x[x > 2],
+        "mask assignment": lambda: x.clone().__setitem__(x > 2, 0.0),
+        "multinomial": lambda: torch.multinomial(x + 1, 2),
+        "to meta": lambda: x.to("meta"),
+    }
+    for name, op in cases.items():
+        with SyncGuard() as guard:
+            op()
+        assert guard.found, name
+    with SyncGuard() as guard:
+        (x * 2).softmax(0).argmax()  # stays on the device
+        torch.where(x > 2, x, 0.0)
+    assert not guard.found
+
+
+def _agent_and_replay(name: str):
+    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
+    torch.manual_seed(0)
+    agent = make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0)
+    replay = SequenceReplay(5, 2, agent.spec.seq_len, torch.device("cpu"), 1)
+    rng = np.random.default_rng(0)
+    replay.start_episode(rng.normal(size=5).astype(np.float32))
+    for t in range(300):
+        action = rng.uniform(-1, 1, 2).astype(np.float32)
+        replay.add(action, float(rng.normal()), rng.normal(size=5).astype(np.float32), False, t == 299)
+    return agent, replay, rng
+
+
+@pytest.mark.parametrize("name", agent_names())
+def test_update_and_act_never_synchronise(name):
+    """Six updates under the guard (after three outside it: lazy state such as optimizer moments is made on
+    the first steps), covering actor steps and target updates, then acting with and without exploration."""
+    agent, replay, rng = _agent_and_replay(name)
+    for step in range(3):
+        agent.update(replay, step)
+    with SyncGuard() as guard:
+        for step in range(3, 9):
+            agent.update(replay, step)
+        obs = rng.normal(size=5).astype(np.float32)
+        agent.act(obs, explore=True)
+        agent.act(obs, explore=False)
+    assert not guard.found, "\n".join(sorted(set(guard.found)))
