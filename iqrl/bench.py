@@ -93,7 +93,7 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
     from iqrl.config import build_config
     from iqrl.envs import DMCEnv
     from iqrl.replay import SequenceReplay
-    from iqrl.train import resolve_device
+    from iqrl.train import UpdatePrecision, resolve_device
 
     cfg = build_config([f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}"])
     dev = resolve_device(cfg.device)
@@ -120,7 +120,7 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
     episode(policy=False)
     episode(policy=False)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    autocast = UpdatePrecision(dtype, dev)
 
     def updates(n: int) -> None:
         m = {}
@@ -183,7 +183,7 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
     from iqrl.envs import DMCEnv
     from iqrl.multiseed import SeedGroup
     from iqrl.replay import SequenceReplay
-    from iqrl.train import resolve_device
+    from iqrl.train import UpdatePrecision, resolve_device
 
     cfg = build_config([f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}"])
     dev = resolve_device(cfg.device)
@@ -205,7 +205,7 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
             if s.terminated or s.truncated:
                 break
     group = SeedGroup(agents)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    autocast = UpdatePrecision(dtype, dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def rounds(n: int) -> None:
@@ -398,14 +398,18 @@ def main(argv: list[str] | None = None) -> int:
             f"error: --seeds must be a comma-separated list of ints >= 1, got {args.seeds!r}", file=sys.stderr
         )
         return 2
+    import torch
+
     from iqrl.multiseed import GROUP_AGENTS  # the agents the K-seed mode supports
+    from iqrl.train import check_precision
 
     groups = [k for k in seeds if k > 1]
     try:
         for a in agents:
             for t in tasks:
                 for d in dtypes:
-                    build_config([f"agent={a}", f"task={t}", f"precision={d}", f"device={args.device}"])
+                    cfg = build_config([f"agent={a}", f"task={t}", f"precision={d}", f"device={args.device}"])
+                    check_precision(cfg, torch.device("cuda" if args.device.startswith("cuda") else "cpu"))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -48,7 +48,9 @@ class RunConfig:
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
     checkpoint_every: int = 50_000
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    precision: str = "fp32"  # fp32 | bf16 (opt-in autocast of the gradient updates; docs/performance.md)
+    precision: str = (
+        "fp32"  # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (train.UpdatePrecision)
+    )
     episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
     action_repeat: int = 2
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
@@ -188,7 +190,10 @@ def validate(run: RunConfig) -> None:
             run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),
             f"device must be cpu, cuda, cuda:N or auto, got {run.device!r}",
         ),
-        (run.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {run.precision!r}"),
+        (
+            run.precision in ("fp32", "bf16", "tf32"),
+            f"precision must be fp32, bf16 or tf32 (CUDA), got {run.precision!r}",
+        ),
         (
             set(run.logger) <= set(LOGGERS),
             f"logger entries must be among {', '.join(LOGGERS)}, got {run.logger}",

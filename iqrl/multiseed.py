@@ -59,6 +59,7 @@ from iqrl.train import (
     EXIT_OK,
     Trainer,
     check_device_type,
+    check_precision,
     check_run_folder,
     check_watching,
     resolve_device,
@@ -575,6 +576,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         device = resolve_device(cfgs[0].device)
         for c in cfgs:
             check_device_type(c, device)
+            check_precision(c, device)
             check_watching(c)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

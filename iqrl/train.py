@@ -63,6 +63,39 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class UpdatePrecision:
+    """The arithmetic of the gradient updates (run key `precision`), entered around each update.
+
+    fp32 changes nothing. bf16 autocasts the updates' matrix products to bfloat16 (losses, FSQ codes and
+    single-output heads stay float32). tf32 (CUDA only) lets the updates' float32 matrix products and
+    convolutions run on TensorFloat-32 tensor cores: inputs rounded to a 10-bit mantissa, float32
+    accumulation and storage; acting and evaluation keep full float32. Reusable: `with` it every update."""
+
+    def __init__(self, precision: str, device: torch.device):
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        self.tf32 = precision == "tf32"
+        self._saved: tuple[str, str] | None = None
+
+    def __enter__(self) -> None:
+        if self.tf32:
+            matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+            self._saved = (matmul.fp32_precision, conv.fp32_precision)
+            matmul.fp32_precision = conv.fp32_precision = "tf32"
+        self.autocast.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self.autocast.__exit__(*exc)
+        if self._saved is not None:
+            torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = self._saved
+            self._saved = None
+
+
+def check_precision(cfg: RunConfig, device: torch.device) -> None:
+    """precision=tf32 is a mode of CUDA's matrix units: ConfigError (one line) on another device."""
+    if cfg.precision == "tf32" and device.type != "cuda":
+        raise ConfigError(f"precision=tf32 needs a CUDA device (got device={device}); use fp32 or bf16")
+
+
 def package_versions() -> dict:
     import importlib.metadata as md
 
@@ -149,10 +182,7 @@ class Trainer:
         self.updates_per_step = (
             spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
         )
-        # precision=bf16: matrix products of the updates in bfloat16 (losses and FSQ stay float32).
-        self.autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
-        )
+        self.autocast = UpdatePrecision(cfg.precision, self.device)  # entered around every update
         # Counters (all env steps) and logs; everything here is checkpointed.
         self.env_step = 0
         self.episode = 0
@@ -644,7 +674,9 @@ def preflight(cfg: RunConfig) -> bool:
     A finished run needs no device, so the device is checked only for a run still to train."""
     done = check_run_folder(cfg) == "done"
     if not done:
-        check_device_type(cfg, resolve_device(cfg.device))
+        device = resolve_device(cfg.device)
+        check_device_type(cfg, device)
+        check_precision(cfg, device)
         check_watching(cfg)
     return done
 

@@ -15,6 +15,7 @@ from iqrl.bench import main, whole_periods
         (["--agents", "nope"], "unknown agent"),
         (["--tasks", "walker-nope"], "walker-nope"),
         (["--agents", "td7", "--seeds", "4"], "asks only for K-seed rows"),  # no row to measure
+        (["--dtypes", "tf32"], "precision=tf32 needs a CUDA device"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

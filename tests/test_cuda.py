@@ -40,5 +40,28 @@ def test_cuda_run_stops_resumes_and_finishes(agent, tmp_path):
     assert all(math.isfinite(float(r["episode_return"])) for r in after)
 
 
-def test_cuda_bf16_run(tmp_path):
-    assert main(tiny_argv("iqrl", tmp_path / "run", extra=["device=cuda", "precision=bf16"])) == EXIT_OK
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+def test_cuda_reduced_precision_run(tmp_path, precision):
+    assert (
+        main(tiny_argv("iqrl", tmp_path / "run", extra=["device=cuda", f"precision={precision}"])) == EXIT_OK
+    )
+    assert torch.backends.cuda.matmul.fp32_precision != "tf32"  # tf32 only while an update runs
+
+
+def test_cuda_update_and_act_never_synchronise():
+    """The dispatch-level guard of tests/test_sync_free.py catches syncs the CPU shows too; CUDA's own
+    sync debug mode also catches device-specific ones (e.g. a CPU tensor indexing a GPU one) in the updates.
+    `act` is left out here: it ends by copying the action to the host for the environment, its one wait."""
+    from test_sync_free import _agent_and_replay
+
+    for name in agents.agent_names():
+        agent, replay, _ = _agent_and_replay(name, device="cuda")
+        for step in range(3):
+            agent.update(replay, step)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for step in range(3, 9):
+                agent.update(replay, step)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")

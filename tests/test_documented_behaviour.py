@@ -17,7 +17,15 @@ import torch
 from iqrl.agents import make_agent
 from iqrl.config import ConfigError, build_config
 from iqrl.replay import SequenceBatch
-from iqrl.train import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main, stop_on_signals
+from iqrl.train import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UpdatePrecision,
+    main,
+    stop_on_signals,
+)
 
 from conftest import tiny_argv
 
@@ -351,8 +359,28 @@ def _one_error_line(capsys) -> str:
     return err[0]
 
 
+def test_tf32_needs_cuda_and_is_refused_elsewhere_before_writing(tmp_path, capsys):
+    assert main(tiny_argv("td3", tmp_path / "run", extra=["precision=tf32", "device=cpu"])) == EXIT_BAD_INPUT
+    assert "precision=tf32 needs a CUDA device" in _one_error_line(capsys) and not (tmp_path / "run").exists()
+
+
+def test_tf32_is_on_around_the_updates_only_and_restored_after():
+    """UpdatePrecision("tf32") switches CUDA's float32 matrix products and convolutions to TensorFloat-32
+    while an update runs and puts back what was set before (the flags are process-wide)."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    before = (matmul.fp32_precision, conv.fp32_precision)
+    mode = UpdatePrecision("tf32", torch.device("cuda"))
+    for _ in range(2):  # reusable, as the trainer enters it around every update
+        with mode:
+            assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+            assert not torch.is_autocast_enabled("cuda")
+        assert (matmul.fp32_precision, conv.fp32_precision) == before
+    with UpdatePrecision("fp32", torch.device("cuda")):
+        assert (matmul.fp32_precision, conv.fp32_precision) == before
+
+
 def test_fp16_is_refused(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="precision must be fp32 or bf16"):
+    with pytest.raises(ConfigError, match="precision must be fp32, bf16 or tf32"):
         build_config(["precision=fp16"])
     assert main(tiny_argv("td3", tmp_path / "run", extra=["precision=fp16"])) == EXIT_BAD_INPUT
     assert "fp16" in _one_error_line(capsys) and not (tmp_path / "run").exists()

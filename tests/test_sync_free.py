@@ -86,11 +86,12 @@ def test_the_guard_sees_each_kind_of_synchronisation():
     assert not guard.found
 
 
-def _agent_and_replay(name: str):
+def _agent_and_replay(name: str, device: str = "cpu"):
+    device = torch.device(device)
     cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
     torch.manual_seed(0)
-    agent = make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0)
-    replay = SequenceReplay(5, 2, agent.spec.seq_len, torch.device("cpu"), 1)
+    agent = make_agent(cfg.agent, 5, 2, device, 0)
+    replay = SequenceReplay(5, 2, agent.spec.seq_len, device, 1)
     rng = np.random.default_rng(0)
     replay.start_episode(rng.normal(size=5).astype(np.float32))
     for t in range(300):
@@ -102,7 +103,8 @@ def _agent_and_replay(name: str):
 @pytest.mark.parametrize("name", agent_names())
 def test_update_and_act_never_synchronise(name):
     """Six updates under the guard (after three outside it: lazy state such as optimizer moments is made on
-    the first steps), covering actor steps and target updates, then acting with and without exploration."""
+    the first steps), covering actor steps and target updates, then acting with and without exploration
+    (on a GPU `act` ends by copying the action to the host for the environment: its one wait per step)."""
     agent, replay, rng = _agent_and_replay(name)
     for step in range(3):
         agent.update(replay, step)
