@@ -7,6 +7,7 @@ DRY output; and one vectorised packed job of the real trainer (`iqrl.multiseed`)
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from slurm.__main__ import main as cli
-from slurm.claim import read_claim
+from slurm.claim import RunLock, read_claim
 from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
 from slurm.run import Run
 from slurm.spec import RunSpec
@@ -173,9 +174,37 @@ def test_time_limit_checkpoints_every_run_of_a_packed_job_and_requeues_it(tmp_pa
     assert logs.count("Requeued job") >= 1 and "[slurm.pack] started" in logs
 
 
-def test_ctrl_c_stops_every_run_of_a_packed_job_with_a_checkpoint(tmp_path, monkeypatch):
-    import json
+def test_a_sigkilled_packed_job_leaves_every_run_resumable(tmp_path, monkeypatch):
+    """SIGKILL of the job's process (an OOM kill, a node agent): its runs' processes get SIGTERM from the
+    kernel (they asked for it, PR_SET_PDEATHSIG), stop at their episode boundary with a checkpoint instead of
+    training on orphaned, and the next sweep resumes them."""
+    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.2")
+    s, p = files(tmp_path, steps=3000, parallelism=1)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(zip(("rc", "out"), sweep(tmp_path, s, p))))
+    t.start()
+    dirs = [run_dir(tmp_path, k) for k in (0, 1)]
+    wait_for(
+        lambda: all(inspect_run(d, None).env_step >= 300 for d in dirs), None, "both runs to make progress"
+    )
+    child = RunLock(dirs[0]).holder()["pid"]  # a run's process; its parent is the job's process
+    job = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert RunLock(dirs[1]).holder()["pid"] != child
+    os.kill(job, signal.SIGKILL)
+    t.join(300)
+    wait_for(lambda: all(read_status(d)["state"] != "running" for d in dirs), None, "the runs to stop")
+    assert "FAILED" in result["out"] or "stopped" in result["out"], result["out"]
+    for d in dirs:
+        st = inspect_run(d, None)
+        assert st.kind == "interrupted" and read_status(d)["state"] == "interrupted", (d, st)
+        assert json.loads((d / "checkpoint" / "ckpt.json").read_text())["env_step"] == st.env_step
+    rc, out = sweep(tmp_path, s, p)
+    assert rc == 0 and "2 interrupted" in out, out
+    for seed, d in enumerate(dirs):
+        assert_resumed_to_the_reference(tmp_path, d, seed, 3000)
 
+
+def test_ctrl_c_stops_every_run_of_a_packed_job_with_a_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "1.5")
     s, p = files(tmp_path, steps=100000, parallelism=1)
     dirs = [run_dir(tmp_path, k) for k in (0, 1)]
