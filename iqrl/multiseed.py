@@ -169,13 +169,10 @@ class SeedGroup:
     def _ema_pairs(self, prefix: str) -> tuple[list[Tensor], list[Tensor]]:
         """(targets, online) stacked tensors of the module at `prefix` and its `_target` copy; empty when
         the module has no target."""
-        target = f"parts.{prefix}_target."
-        online = [n for n in self.stacked if n.startswith(f"parts.{prefix}.")]
-        online = [n for n in online if n.replace(f"parts.{prefix}.", target, 1) in self.stacked]
-        return (
-            [self.stacked[n.replace(f"parts.{prefix}.", f"parts.{prefix}_target.", 1)] for n in online],
-            [self.stacked[n] for n in online],
-        )
+        head = f"parts.{prefix}."
+        pairs = {n.replace(head, f"parts.{prefix}_target.", 1): n for n in self.stacked if n.startswith(head)}
+        pairs = {t: n for t, n in pairs.items() if t in self.stacked}
+        return [self.stacked[t] for t in pairs], [self.stacked[n] for n in pairs.values()]
 
     # ------------------------------------------------------------------ optimizer state <-> seeds
     def _seed_opt_state(self, key: str, k: int, own: dict) -> dict:
