@@ -91,10 +91,3 @@ def stop_after_episodes(n: int):
         return calls["n"] == n
 
     return should_stop
-
-
-def pytest_collection_modifyitems(config, items):
-    """The Slurm end-to-end file first. It is the longest file (about 14 minutes) and mostly waits on its
-    cluster. `make test` gives whole files to its pytest-xdist workers in collection order, so started first
-    it runs beside the rest of the suite instead of alone at the end."""
-    items.sort(key=lambda item: "tests/test_sweep_slurm.py" not in item.nodeid.replace("\\", "/"))
