@@ -5,7 +5,8 @@ keys are ignored). Every episode (episode_length env steps) sleeps FAKE_TRAINER_
 default 0.02), then checkpoints; eval rows are a deterministic function of (seed, env_step). At each start
 it appends "start <env_step> <pid>" to starts.log, so tests can count how often a run was (re)started;
 fail=true (or fail_seed=<its seed>) makes it record a failure instead; exit=K makes it return K at once,
-writing nothing (as the real trainer does for bad input, exit 2).
+writing nothing (as the real trainer does for bad input, exit 2). With FAKE_TRAINER_GATE=<path> it finishes
+only once that file exists, so a test can look at a run that is still open without racing it.
 """
 
 from __future__ import annotations
@@ -67,5 +68,8 @@ def main(argv, should_stop=None) -> int:
         _status(out, "interrupted" if stop else "running", state["env_step"], steps)
         if stop:
             return EXIT_INTERRUPTED
+    gate = os.environ.get("FAKE_TRAINER_GATE")
+    while gate and not Path(gate).exists():  # a test holds the run open until it has looked at it
+        time.sleep(0.05)
     _status(out, "done", state["env_step"], steps)
     return 0

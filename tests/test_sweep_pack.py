@@ -115,7 +115,8 @@ def test_requeue_takes_only_the_runs_neither_done_nor_failed(tmp_path):
 
 # ------------------------------------------------------------------------------------------ local executor
 def test_packed_local_sweep_runs_two_per_job_each_as_if_alone(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.2")
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("FAKE_TRAINER_GATE", str(gate))  # the runs stay open until the checks below are done
     s, p = files(tmp_path, steps=1000, parallelism=1)
     result: dict = {}
     t = threading.Thread(target=lambda: result.update(zip(("rc", "out"), sweep(tmp_path, s, p))))
@@ -129,6 +130,7 @@ def test_packed_local_sweep_runs_two_per_job_each_as_if_alone(tmp_path, monkeypa
     shown = capsys.readouterr().out
     pair = "iqrl/walker-walk/default/seed0, iqrl/walker-walk/default/seed1"
     assert f"packed jobs:\n  job {claims[0].job_id}: {pair}" in shown, shown
+    gate.touch()
     t.join(300)
     assert result["rc"] == 0, result["out"]
     assert result["out"].count("started ") == 2 and result["out"].count("finished ") == 3
