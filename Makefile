@@ -110,7 +110,9 @@ clean:
 BENCH_UPDATES ?= 20
 BENCH_SEEDS ?= 1
 DTYPES ?= fp32,bf16
+COMPILE ?= false
 DEVICE ?= cpu
 bench: $(STAMP)
-	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --device $(DEVICE) --seeds $(BENCH_SEEDS) \
+	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
+		--seeds $(BENCH_SEEDS) \
 		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)

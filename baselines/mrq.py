@@ -49,7 +49,7 @@ from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.checks import require
 from iqrl.layers import EnsembleLinear, frozen_copy, out_linear
 from iqrl.maths import add_clipped_noise, hard_update_, two_hot_bins, two_hot_cross_entropy
-from iqrl.optim import adam, no_param_grad, optimizer_step
+from iqrl.optim import adam, detached_weights, optimizer_step
 from iqrl.replay import SequenceBatch, lap_priority, nstep_transition
 
 
@@ -297,11 +297,11 @@ class MRQ(Agent):
         q = self.value(zsa).squeeze(-1)  # [2, B]
         value_loss = F.smooth_l1_loss(q, y.expand_as(q))
         grad_norm = optimizer_step(self.value_opt, value_loss, self.value.parameters(), c.value_grad_clip)
-        with no_param_grad(self.encoder, self.value):
-            u = self.policy(zs)
-            q_pi = self.value(self.encoder.zsa(zs, torch.tanh(u))).squeeze(-1)
-            policy_loss = -q_pi.mean() + c.pre_activ_weight * u.pow(2).mean()
-            optimizer_step(self.policy_opt, policy_loss)
+        u = self.policy(zs)
+        q_of = detached_weights(lambda a: self.value(self.encoder.zsa(zs, a)), self.encoder, self.value)
+        q_pi = q_of(torch.tanh(u)).squeeze(-1)
+        policy_loss = -q_pi.mean() + c.pre_activ_weight * u.pow(2).mean()
+        optimizer_step(self.policy_opt, policy_loss)
         td = (q_pi if c.official_priority_from_policy_q else q).detach()
         metrics = {
             "q_loss": value_loss.detach(),

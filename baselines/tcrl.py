@@ -32,7 +32,7 @@ from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.checks import require
 from iqrl.layers import frozen_copy, init_linear_, mlp
 from iqrl.maths import ema_update_, linear_decay, truncated_normal_sample
-from iqrl.optim import adam, no_param_grad, optimizer_step
+from iqrl.optim import adam, detached_weights, optimizer_step
 from iqrl.replay import SequenceBatch, nstep_transition
 
 
@@ -163,11 +163,11 @@ class TCRLActorCritic(nn.Module):
         q = self.critic(z, action)  # [2, B]
         q_loss = ((q - y) ** 2).sum(0).mean()
         optimizer_step(self.critic_opt, q_loss)
-        # Actor every update: J = -mean min(Q1, Q2)(z, mu(z) + clipped noise). The critic is frozen for
-        # this backward (the official code computes its weight gradients and discards them).
-        with no_param_grad(self.critic):
-            actor_loss = -self.critic(z, self.sample(z, c.sigma_clip)).amin(0).mean()
-            optimizer_step(self.actor_opt, actor_loss)
+        # Actor every update: J = -mean min(Q1, Q2)(z, mu(z) + clipped noise). The critic's weights are
+        # detached for this backward (the official code computes their gradients and discards them).
+        critic = detached_weights(self.critic.forward, self.critic)
+        actor_loss = -critic(z, self.sample(z, c.sigma_clip)).amin(0).mean()
+        optimizer_step(self.actor_opt, actor_loss)
         return {
             "q_loss": q_loss.detach(),
             "q_mean": q.detach().mean(),

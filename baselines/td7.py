@@ -49,7 +49,7 @@ from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.checks import require
 from iqrl.layers import EnsembleLinear, frozen_copy, mlp
 from iqrl.maths import add_clipped_noise, avg_l1_norm, hard_update_
-from iqrl.optim import adam, no_param_grad, optimizer_step
+from iqrl.optim import adam, detached_weights, optimizer_step
 from iqrl.replay import lap_priority
 
 
@@ -275,10 +275,10 @@ class TD7(Agent):
 
     def update_actor(self, obs: Tensor, zs: Tensor) -> Tensor:
         """J = -mean over batch and both heads; the gradient passes through g_fix and Q into the action."""
-        with no_param_grad(self.critic):
-            a = self.actor(obs, zs)
-            loss = -self.critic(obs, a, self.fixed_encoder.zsa(zs, a), zs).mean()
-            optimizer_step(self.actor_opt, loss)
+        a = self.actor(obs, zs)
+        critic = detached_weights(self.critic.forward, self.critic)
+        loss = -critic(obs, a, self.fixed_encoder.zsa(zs, a), zs).mean()
+        optimizer_step(self.actor_opt, loss)
         return loss.detach()
 
     def sync_targets(self, replay) -> None:

@@ -226,6 +226,7 @@ class IQRL(Agent):
         "ac_extra=ac.extra",
         "vq",  # the VQ codebook and its EMA statistics (quantizer=vq only)
     )
+    COMPILED = ("representation_loss", "ac.td_target", "ac.critic_loss", "ac.actor_loss")
 
     def __init__(self, cfg: IQRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)

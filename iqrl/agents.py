@@ -102,6 +102,10 @@ class Agent(abc.ABC):
     spec: AgentSpec
     STATE_OBJECTS: tuple[str, ...] = ()
     STATE_VALUES: tuple[str, ...] = ()
+    # The loss functions (dotted paths of methods) that run key `compile` hands to torch.compile: pure
+    # functions of their inputs and the weights, without host synchronisation (tests/test_sync_free.py).
+    # Empty: the agent has no compiled update (docs/performance.md says why).
+    COMPILED: tuple[str, ...] = ()
 
     def __init__(self, cfg, device: torch.device | str, seed: int):
         self.cfg = cfg
@@ -122,6 +126,16 @@ class Agent(abc.ABC):
 
     @abc.abstractmethod
     def update(self, replay, step: int) -> dict[str, Any]: ...
+
+    def compile_losses(self, cudagraphs: bool = False) -> None:
+        """Replace each COMPILED method by its torch.compile'd version (with cudagraphs: inductor's CUDA
+        graphs, mode "reduce-overhead"). The optimizer steps, target updates and random draws stay eager
+        between them, so the random streams and the update order are those of the eager agent."""
+        mode = "reduce-overhead" if cudagraphs else None
+        for path in self.COMPILED:
+            owner_path, _, name = path.rpartition(".")
+            owner = _get(self, owner_path) if owner_path else self
+            setattr(owner, name, torch.compile(getattr(owner, name), mode=mode))
 
     def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed
@@ -284,9 +298,13 @@ def config_class(name: str):
     return _load(get_entry(name).config)
 
 
+def agent_class(name: str) -> type[Agent]:
+    return _load(get_entry(name).cls)
+
+
 def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device, seed: int) -> Agent:
     """Build the agent named cfg.name from its (resolved, validated) config dataclass; the AgentConfig keys
     go into its spec."""
-    agent = _load(get_entry(cfg.name).cls)(cfg, obs_dim, act_dim, device, seed)
+    agent = agent_class(cfg.name)(cfg, obs_dim, act_dim, device, seed)
     agent.spec.shared_eval_seed = bool(cfg.official_shared_eval_seed)
     return agent

@@ -1,16 +1,20 @@
 """`make bench`: throughput and memory of every agent at its paper configuration.
 
     python -m iqrl.bench [--agents iqrl,td3] [--tasks walker-walk,dog-run] [--dtypes fp32,bf16]
-                         [--device cpu] [--updates 20] [--out bench.json]
+                         [--compile false,true] [--device cpu] [--updates 20] [--out bench.json]
     python -m iqrl.bench --compare old.json new.json      # speed ratios between two bench files
 
 Each row is measured in a fresh subprocess (so peak memory is that row's own): build the agent from
 `build_config(agent=..., task=...)` exactly as a run would, fill its replay with real environment
-data, then time `updates` gradient updates after 3 warm-up updates (updates_per_s), count the operators
-one update runs (ops_per_update: kernel launches on an eager GPU, see `count_ops`), time data
-collection with the agent acting (env_steps_per_s, env steps = physics steps), and time deterministic
-acting (act_ms). Rows: agent, task, device, dtype, compile, seeds, updates_per_s, ops_per_update,
-env_steps_per_s, act_ms, peak_mem_mb, torch, hardware.
+data, then time `updates` gradient updates after 3 warm-up updates (updates_per_s; on CUDA at least 500,
+timed with CUDA events), count the operators one update runs (ops_per_update: kernel launches on an
+eager GPU, see `count_ops`), time data collection with the agent acting (env_steps_per_s, env steps =
+physics steps), and time deterministic acting (act_ms). `--compile true` measures the run key
+compile=true (`cudagraphs`: compile=true cudagraphs=true, CUDA only); compile_s is the warm-up's extra
+time over 3 timed updates, i.e. what compiling costs once per process. hours_per_1m is the wall time of
+1M env steps at these rates (collection plus the agent's updates per env step; evaluation left out).
+Rows: agent, task, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
+act_ms, compile_s, hours_per_1m, peak_mem_mb, torch, hardware.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ FIELDS = [
     "ops_per_update",
     "env_steps_per_s",
     "act_ms",
+    "compile_s",
+    "hours_per_1m",
     "peak_mem_mb",
     "torch",
     "hardware",
@@ -85,7 +91,44 @@ def whole_periods(n: int, period: int) -> int:
     return math.ceil(n / period) * period
 
 
-def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> dict:
+#: `--compile` values: the run keys each one sets.
+COMPILE_MODES = {"false": [], "true": ["compile=true"], "cudagraphs": ["compile=true", "cudagraphs=true"]}
+#: Fewest updates timed on CUDA (asynchronous: a short window measures the queue, not the GPU).
+CUDA_MIN_UPDATES = 500
+
+
+class Timer:
+    """Seconds between start() and stop(): CUDA events on a GPU (the stream's own clock), else wall time."""
+
+    def __init__(self, device):
+        import torch
+
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.events = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+        self.device = device
+
+    def start(self) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            self.events[0].record()
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        import torch
+
+        if not self.cuda:
+            return time.perf_counter() - self.t0
+        self.events[1].record()
+        torch.cuda.synchronize(self.device)
+        return self.events[0].elapsed_time(self.events[1]) / 1000.0
+
+
+def measure(
+    agent: str, task: str, dtype: str, device: str, n_updates: int, compile_mode: str = "false"
+) -> dict:
     import numpy as np
     import torch
 
@@ -95,11 +138,14 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
     from iqrl.replay import SequenceReplay
     from iqrl.train import UpdatePrecision, resolve_device
 
-    cfg = build_config([f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}"])
+    keys = [f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}"]
+    cfg = build_config(keys + COMPILE_MODES[compile_mode])
     dev = resolve_device(cfg.device)
     torch.manual_seed(0)
     env = DMCEnv(task, 0, cfg.action_repeat, cfg.episode_length)
     a = make_agent(cfg.agent, env.obs_dim, env.act_dim, dev, 0)
+    if cfg.compile:
+        a.compile_losses(cudagraphs=cfg.cudagraphs)
     replay = SequenceReplay(env.obs_dim, env.act_dim, a.spec.seq_len, dev, 0)
     rng = np.random.default_rng(0)
 
@@ -119,23 +165,25 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
 
     episode(policy=False)
     episode(policy=False)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     autocast = UpdatePrecision(dtype, dev)
+    timer = Timer(dev)
 
-    def updates(n: int) -> None:
-        m = {}
+    def updates(n: int) -> float:
+        """Seconds that n updates take, up to the last one's results."""
+        timer.start()
         for i in range(n):
             with autocast:
-                m = a.update(replay, i)
-        [float(v) for v in m.values()]  # wait for the last update's results
-        sync()
+                a.update(replay, i)
+        return timer.stop()
 
-    updates(3)
+    warmup_s = updates(3)
+    if dev.type == "cuda":
+        n_updates = max(n_updates, CUDA_MIN_UPDATES)
     n_updates = whole_periods(n_updates, a.spec.update_period)
-    t = time.perf_counter()
-    updates(n_updates)
-    ups = n_updates / (time.perf_counter() - t)
-    ops = count_ops(lambda: updates(2)) / 2  # an actor and a critic-only step where the actor waits one
+    ups = n_updates / updates(n_updates)
+    # an actor and a critic-only step where the actor waits one; a compiled step runs kernels of its own
+    ops = None if cfg.compile else count_ops(lambda: updates(2)) / 2
     t = time.perf_counter()
     steps = episode(policy=True, budget_s=20.0)  # data collection with the agent acting (time-bounded)
     env_sps = steps / (time.perf_counter() - t)
@@ -148,6 +196,7 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
         n_act += 1
     sync()
     act_ms = (time.perf_counter() - t) * 1000.0 / n_act
+    hours_per_1m = (1e6 / env_sps + 1e6 * a.spec.updates_per_step / ups) / 3600.0
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
@@ -157,12 +206,14 @@ def measure(agent: str, task: str, dtype: str, device: str, n_updates: int) -> d
         "task": task,
         "device": str(dev),
         "dtype": dtype,
-        "compile": False,
+        "compile": {"false": False, "true": True}.get(compile_mode, compile_mode),
         "seeds": 1,
         "updates_per_s": round(ups, 3),
-        "ops_per_update": round(ops, 1),
+        "ops_per_update": None if ops is None else round(ops, 1),
         "env_steps_per_s": round(env_sps, 1),
         "act_ms": round(act_ms, 3),
+        "compile_s": round(max(warmup_s - 3 / ups, 0.0), 1),
+        "hours_per_1m": round(hours_per_1m, 2),
         "peak_mem_mb": round(peak, 1),
         "torch": torch.__version__,
         "hardware": hardware(dev),
@@ -245,6 +296,8 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
         "ops_per_update": None,
         "env_steps_per_s": None,
         "act_ms": None,
+        "compile_s": None,
+        "hours_per_1m": None,
         "peak_mem_mb": round(peak, 1),
         "torch": torch.__version__,
         "hardware": hardware(dev),
@@ -349,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", default="", help="comma-separated; default: every registered agent")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
     p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument(
+        "--compile",
+        default="false",
+        help="comma-separated among false, true, cudagraphs (CUDA): rows with those run keys, in one run",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--updates", type=int, default=20)
     p.add_argument(
@@ -367,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--one-compile", default="false", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.compare:
         return compare(*args.compare)
@@ -381,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.group:
             print(json.dumps(measure_seeds(*args.one, args.device, args.updates, args.group)))
         else:
-            print(json.dumps(measure(*args.one, args.device, args.updates)))
+            print(json.dumps(measure(*args.one, args.device, args.updates, args.one_compile)))
         return 0
     from iqrl.agents import agent_names
     from iqrl.config import ConfigError, build_config
@@ -389,6 +448,13 @@ def main(argv: list[str] | None = None) -> int:
     agents = [a for a in args.agents.split(",") if a] or agent_names()
     tasks = [t for t in args.tasks.split(",") if t]
     dtypes = [d for d in args.dtypes.split(",") if d]
+    modes = [m for m in args.compile.split(",") if m]
+    if not modes or set(modes) - set(COMPILE_MODES):
+        print(
+            f"error: --compile must list values among {', '.join(COMPILE_MODES)}, got {args.compile!r}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         seeds = [int(k) for k in args.seeds.split(",") if k]
         if not seeds or min(seeds) < 1:
@@ -401,15 +467,19 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from iqrl.multiseed import GROUP_AGENTS  # the agents the K-seed mode supports
-    from iqrl.train import check_precision
+    from iqrl.train import check_compile, check_precision
 
     groups = [k for k in seeds if k > 1]
+    device_type = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
     try:
         for a in agents:
             for t in tasks:
                 for d in dtypes:
-                    cfg = build_config([f"agent={a}", f"task={t}", f"precision={d}", f"device={args.device}"])
-                    check_precision(cfg, torch.device("cuda" if args.device.startswith("cuda") else "cpu"))
+                    for m in modes:
+                        keys = [f"agent={a}", f"task={t}", f"precision={d}", f"device={args.device}"]
+                        cfg = build_config(keys + COMPILE_MODES[m])
+                        check_precision(cfg, device_type)
+                        check_compile(cfg, device_type)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -425,46 +495,48 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for a, ks in plan:
         for t in tasks:
-            for d in dtypes:
-                for k in ks:
-                    if k > 1 and d != "fp32":  # the K-seed mode trains in fp32 only (multiseed.unsupported)
-                        continue
-                    cmd = [
-                        sys.executable,
-                        "-m",
-                        "iqrl.bench",
-                        "--one",
-                        a,
-                        t,
-                        d,
-                        "--device",
-                        args.device,
-                        "--updates",
-                        str(args.updates),
-                        "--group",
-                        str(k if k > 1 else 0),
-                    ]
-                    r = subprocess.run(cmd, capture_output=True, text=True)
-                    if r.returncode != 0:
+            for d, m, k in ((d, m, k) for d in dtypes for m in modes for k in ks):
+                if k > 1 and (d != "fp32" or m != "false"):  # the K-seed mode: eager fp32 only (unsupported)
+                    continue
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "iqrl.bench",
+                    "--one",
+                    a,
+                    t,
+                    d,
+                    "--device",
+                    args.device,
+                    "--updates",
+                    str(args.updates),
+                    "--group",
+                    str(k if k > 1 else 0),
+                    "--one-compile",
+                    m,
+                ]
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    print(
+                        f"error: bench of {a} on {t} ({d}, compile {m}, {k} seeds) failed: "
+                        f"{r.stderr.strip().splitlines()[-1:]}",
+                        file=sys.stderr,
+                    )
+                    if rows:
+                        write_rows(rows, args.out)
                         print(
-                            f"error: bench of {a} on {t} ({d}, {k} seeds) failed: "
-                            f"{r.stderr.strip().splitlines()[-1:]}",
+                            f"wrote the {len(rows)} row(s) measured before it to {args.out}",
                             file=sys.stderr,
                         )
-                        if rows:
-                            write_rows(rows, args.out)
-                            print(
-                                f"wrote the {len(rows)} row(s) measured before it to {args.out}",
-                                file=sys.stderr,
-                            )
-                        return 1
-                    rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-                    env_sps = rows[-1]["env_steps_per_s"]
-                    print(
-                        f"{a:<14} {t:<12} {d:<5} K={k:<3} {rows[-1]['updates_per_s']:>8.2f} updates/s per "
-                        f"seed " + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""),
-                        flush=True,
-                    )
+                    return 1
+                rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+                env_sps = rows[-1]["env_steps_per_s"]
+                print(
+                    f"{a:<14} {t:<12} {d:<5} compile={m:<5} K={k:<3} {rows[-1]['updates_per_s']:>8.2f} "
+                    "updates/s per "
+                    f"seed " + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""),
+                    flush=True,
+                )
     write_rows(rows, args.out)
     print()
     print_table(rows)

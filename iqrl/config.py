@@ -51,6 +51,8 @@ class RunConfig:
     precision: str = (
         "fp32"  # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (train.UpdatePrecision)
     )
+    compile: bool = False  # torch.compile the agent's loss functions (Agent.COMPILED; docs/performance.md)
+    cudagraphs: bool = False  # with compile: replay them as CUDA graphs (CUDA only)
     episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
     action_repeat: int = 2
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
@@ -193,6 +195,10 @@ def validate(run: RunConfig) -> None:
         (
             run.precision in ("fp32", "bf16", "tf32"),
             f"precision must be fp32, bf16 or tf32 (CUDA), got {run.precision!r}",
+        ),
+        (
+            run.compile or not run.cudagraphs,
+            "cudagraphs=true captures the compiled loss functions as CUDA graphs: set compile=true too",
         ),
         (
             set(run.logger) <= set(LOGGERS),

@@ -435,6 +435,8 @@ def unsupported(cfg) -> str | None:
         return "the K-seed mode does not support agent.quantizer=vq; train its seeds one by one"
     if cfg.precision != "fp32":  # torch.func's batched LayerNorm backward fails under autocast (torch 2.13)
         return f"the K-seed mode trains in precision=fp32 only; got precision={cfg.precision}"
+    if cfg.compile:  # it vmaps the loss functions itself (torch.func), not their compiled versions
+        return "the K-seed mode runs eagerly; got compile=true (its seeds train one by one when packed)"
     return None
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 
 def adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) -> torch.optim.Optimizer:
@@ -30,18 +29,25 @@ def optimizer_step(
     return norm
 
 
-@contextmanager
-def no_param_grad(*modules: nn.Module):
-    """Inside the block the modules' parameters get no gradient; the input still does.
+class _Holder(nn.Module):
+    """The modules whose weights `detached_weights` swaps, around the function it calls."""
 
-    For objectives that differentiate through a network that is not being trained by them (an actor
-    loss through the critic and a state-action encoder): no gradient is computed or left on it.
+    def __init__(self, fn, modules):
+        super().__init__()
+        self.fn, self.held = fn, nn.ModuleList(modules)
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+def detached_weights(fn, *modules: nn.Module):
+    """fn, evaluated with the modules' parameters replaced by detached views of themselves.
+
+    For objectives that differentiate through a network they do not train (an actor loss through the
+    critic and a state-action encoder): the input still gets its gradient, the modules' weights none, and
+    no `requires_grad` flag is flipped (a flag flipped inside the step would be part of a compiled or
+    captured graph's guards). `torch.func.functional_call` swaps the weights for the call only.
     """
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
+    holder = _Holder(fn, modules)
+    params = {name: p.detach() for name, p in holder.named_parameters()}
+    return lambda *args: functional_call(holder, params, args, strict=False)

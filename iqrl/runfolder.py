@@ -56,6 +56,9 @@ LEGACY_VALUES = {
     "distractor_dims": 0,
     "distractor": "noise",
     "perturb_eval": True,
+    # compiled updates (Agent.compile_losses): older runs ran eagerly
+    "compile": False,
+    "cudagraphs": False,
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs

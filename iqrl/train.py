@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iqrl.agents import make_agent
+from iqrl.agents import agent_class, make_agent
 from iqrl.config import ConfigError, RunConfig, build_config, perturbations, to_yaml_dict
 from iqrl.diagnostics import active_codebook, latent_collapsed, rank_metrics
 from iqrl.envs import DMCEnv, eval_seed, make_env, task_group
@@ -96,6 +96,18 @@ def check_precision(cfg: RunConfig, device: torch.device) -> None:
         raise ConfigError(f"precision=tf32 needs a CUDA device (got device={device}); use fp32 or bf16")
 
 
+def check_compile(cfg: RunConfig, device: torch.device) -> None:
+    """compile=true needs an agent that names its loss functions (Agent.COMPILED) and cudagraphs=true a CUDA
+    device: ConfigError (one line) otherwise."""
+    if cfg.cudagraphs and device.type != "cuda":
+        raise ConfigError(f"cudagraphs=true needs a CUDA device (got device={device}); use compile=true only")
+    if cfg.compile and not agent_class(cfg.agent.name).COMPILED:
+        raise ConfigError(
+            f"compile=true is not available for agent={cfg.agent.name} (docs/performance.md says why); "
+            "run it with compile=false"
+        )
+
+
 def package_versions() -> dict:
     import importlib.metadata as md
 
@@ -155,6 +167,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.env = make_env(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg))
         self.agent = make_agent(cfg.agent, self.env.obs_dim, self.env.act_dim, self.device, cfg.seed)
+        if cfg.compile:
+            self.agent.compile_losses(cudagraphs=cfg.cudagraphs)
         spec = self.agent.spec
         self.eval_seed = eval_seed(cfg.seed, spec.shared_eval_seed)  # train seed + 10000, or the train seed
         self.eval_env = make_env(
@@ -677,6 +691,7 @@ def preflight(cfg: RunConfig) -> bool:
         device = resolve_device(cfg.device)
         check_device_type(cfg, device)
         check_precision(cfg, device)
+        check_compile(cfg, device)
         check_watching(cfg)
     return done
 

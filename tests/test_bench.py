@@ -16,6 +16,9 @@ from iqrl.bench import main, whole_periods
         (["--tasks", "walker-nope"], "walker-nope"),
         (["--agents", "td7", "--seeds", "4"], "asks only for K-seed rows"),  # no row to measure
         (["--dtypes", "tf32"], "precision=tf32 needs a CUDA device"),
+        (["--compile", "maybe"], "--compile must list values among false, true, cudagraphs"),
+        (["--compile", "cudagraphs", "--agents", "td3"], "cudagraphs=true needs a CUDA device"),
+        (["--compile", "true", "--agents", "mrq"], "compile=true is not available for agent=mrq"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
@@ -79,3 +82,16 @@ def test_compare_prints_ratios_and_names_rows_in_one_file_only(tmp_path, capsys)
     assert "only in the old file (1): iqrl walker-walk cpu fp32 K=4" in out
     assert "only in the new file (1): iqrl walker-walk cpu bf16 K=1" in out
     assert main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "missing.json")]) == 2
+
+
+def test_timer_measures_wall_time_on_the_cpu():
+    import time
+
+    import torch
+
+    from iqrl.bench import Timer
+
+    timer = Timer(torch.device("cpu"))
+    timer.start()
+    time.sleep(0.05)
+    assert 0.05 <= timer.stop() < 1.0

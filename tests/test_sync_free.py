@@ -18,6 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from iqrl.agents import agent_names, make_agent
 from iqrl.config import build_config
+from iqrl.optim import detached_weights
 from iqrl.replay import SequenceReplay
 
 from conftest import TINY_AGENT, TINY_RUN
@@ -115,3 +116,32 @@ def test_update_and_act_never_synchronise(name):
         agent.act(obs, explore=True)
         agent.act(obs, explore=False)
     assert not guard.found, "\n".join(sorted(set(guard.found)))
+
+
+@pytest.mark.parametrize("name", agent_names())
+def test_updates_never_flip_requires_grad(name, monkeypatch):
+    """An actor step through a critic it does not train sees the critic's weights detached
+    (iqrl.optim.detached_weights) instead of switching their `requires_grad` off and on: a flag flipped inside
+    the step would be part of a compiled or captured graph's guards."""
+    agent, replay, _ = _agent_and_replay(name)
+    flips = []
+    original = torch.Tensor.requires_grad_
+
+    def recording(tensor, requires_grad=True):
+        flips.append((tuple(tensor.shape), requires_grad))
+        return original(tensor, requires_grad)
+
+    monkeypatch.setattr(torch.Tensor, "requires_grad_", recording)
+    for step in range(6):
+        agent.update(replay, step)
+    assert flips == []
+
+
+def test_detached_weights_gives_the_input_its_gradient_and_the_weights_none():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    x = torch.randn(4, 3, requires_grad=True)
+    detached_weights(net.forward, net)(x).sum().backward()
+    assert net.weight.grad is None and net.bias.grad is None
+    assert net.weight.requires_grad and net.bias.requires_grad
+    torch.testing.assert_close(x.grad, net.weight.detach().expand(4, 3))

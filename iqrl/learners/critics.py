@@ -133,8 +133,21 @@ class CriticEnsembleLearner(nn.Module):
     def update_actor(self, x: Tensor) -> dict:
         raise TypeError(f"{type(self).__name__} must define update_actor")
 
+    def predraw(self, batch_size: int) -> list[Tensor]:
+        raise TypeError(f"{type(self).__name__} must define predraw")
+
     def update(self, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor) -> dict:
         """One critic step on every critic (+ an actor step every `actor_update_freq`), detached inputs."""
+        # The update's random numbers are drawn first, from the learner's generator in the order the steps
+        # use them (the stream of drawing them in place): the losses below are then pure functions of
+        # their inputs, which is what compile=true compiles (Agent.COMPILED) and a CUDA graph replays.
+        self.predrawn = self.predraw(len(x))
+        try:
+            return self._update(x, action, ret, discount, x_next)
+        finally:
+            self.predrawn = None
+
+    def _update(self, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor) -> dict:
         c = self.cfg
         y = self.td_target(ret, discount, x_next)
         q_loss, q = self.critic_loss(x, action, y)

@@ -20,6 +20,7 @@ class RawObservationAgent(Agent):
 
     learner_cls: type[CriticEnsembleLearner]
     STATE_OBJECTS = ("ac", "ac_extra=ac.extra")
+    COMPILED = ("ac.td_target", "ac.critic_loss", "ac.actor_loss")
 
     def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from iqrl.checks import require
 from iqrl.layers import mlp
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
-from iqrl.optim import adam, no_param_grad, optimizer_step
+from iqrl.optim import adam, detached_weights, optimizer_step
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -151,9 +151,8 @@ class SACLearner(CriticEnsembleLearner):
 
     def update_actor(self, x: Tensor) -> dict:
         """Actor step on alpha log pi - Q (critic frozen), then the temperature step."""
-        with no_param_grad(self.critic):
-            actor_loss, log_prob = self.actor_loss(x)
-            optimizer_step(self.actor_opt, actor_loss, self.actor.parameters(), self.cfg.grad_clip)
+        actor_loss, log_prob = detached_weights(self.actor_loss, self.critic)(x)
+        optimizer_step(self.actor_opt, actor_loss, self.actor.parameters(), self.cfg.grad_clip)
         alpha_loss = self.alpha_loss(log_prob.detach())
         optimizer_step(self.alpha_opt, alpha_loss)
         return {

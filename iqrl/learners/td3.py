@@ -21,7 +21,7 @@ from iqrl.checks import require
 from iqrl.layers import frozen_copy, mlp
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.maths import add_clipped_noise, ema_update_, linear_schedule
-from iqrl.optim import adam, no_param_grad, optimizer_step
+from iqrl.optim import adam, detached_weights, optimizer_step
 
 
 @dataclass
@@ -96,10 +96,9 @@ class TD3Learner(CriticEnsembleLearner):
 
     def update_actor(self, x: Tensor) -> dict:
         c = self.cfg
-        # Only the actor is stepped: freeze the critic so backward skips its weight gradients.
-        with no_param_grad(self.critic):
-            loss = self.actor_loss(x)
-            optimizer_step(self.actor_opt, loss, self.actor.parameters(), c.grad_clip)
+        # Only the actor is stepped: the critic's weights are detached, so backward skips their gradients.
+        loss = detached_weights(self.actor_loss, self.critic)(x)
+        optimizer_step(self.actor_opt, loss, self.actor.parameters(), c.grad_clip)
         ema_update_(self.actor_target.parameters(), self.actor.parameters(), c.tau)
         return {"actor_loss": loss.detach()}
 

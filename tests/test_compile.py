@@ -1,0 +1,92 @@
+"""Run keys `compile` and `cudagraphs` (Agent.compile_losses): the compiled update computes the eager one.
+
+compile=true hands the agent's loss functions (Agent.COMPILED) to torch.compile; the optimizer steps, target
+updates and random draws stay eager between them. The compiled arithmetic is fused differently, so runs
+agree to rounding, not bit for bit: a run folder records the key and refuses to resume with the other value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from iqrl.agents import make_agent
+from iqrl.config import build_config
+from iqrl.multiseed import unsupported
+from iqrl.replay import SequenceReplay
+from iqrl.train import EXIT_BAD_INPUT, main
+
+from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+
+
+def _agent_and_replay(name: str):
+    """The agent (seeded module init) and a replay of one synthetic 300-step episode, the same each call."""
+    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
+    torch.manual_seed(0)
+    agent = make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0)
+    replay = SequenceReplay(5, 2, agent.spec.seq_len, torch.device("cpu"), 1)
+    rng = np.random.default_rng(0)
+    replay.start_episode(rng.normal(size=5).astype(np.float32))
+    for t in range(300):
+        action = rng.uniform(-1, 1, 2).astype(np.float32)
+        replay.add(action, float(rng.normal()), rng.normal(size=5).astype(np.float32), False, t == 299)
+    return agent, replay
+
+
+@pytest.mark.parametrize("name", ["iqrl", "iqrl-sac"])  # every compiled function: representation, TD3, SAC
+def test_compiled_update_stays_within_1e5_of_eager_over_50_updates(name):
+    """The same batches (replay generator) and draws (agent generator) through both: every metric of every
+    update and every parameter after 50 updates agree to 1e-5 relative to the tensor's largest entry."""
+    (eager, replay_e), (compiled, replay_c) = _agent_and_replay(name), _agent_and_replay(name)
+    compiled.compile_losses()
+    frames = torch._dynamo.utils.counters["frames"]["ok"]
+    for step in range(50):
+        m_e, m_c = eager.update(replay_e, step), compiled.update(replay_c, step)
+        assert m_e.keys() == m_c.keys()
+        for k in m_e:
+            torch.testing.assert_close(m_c[k], m_e[k], rtol=1e-5, atol=1e-5 * (1 + float(m_e[k].abs())))
+    assert torch._dynamo.utils.counters["frames"]["ok"] > frames  # the losses did run compiled
+    state_e, state_c = eager.state_dict(), compiled.state_dict()
+    for net in ("encoder", "dynamics", "ac"):
+        for key, p in state_e[net].items():
+            q = state_c[net][key]
+            if p.is_floating_point():
+                assert float((q - p).abs().max()) <= 1e-5 * max(float(p.abs().max()), 1.0), (net, key)
+            else:
+                assert torch.equal(q, p), (net, key)
+    # the random streams were consumed alike: the next draws of both generators are equal
+    assert torch.equal(eager.generator.get_state(), compiled.generator.get_state())
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    "agent, extra, message",
+    [
+        ("td3", ["cudagraphs=true", "compile=true", "device=cpu"], "cudagraphs=true needs a CUDA device"),
+        ("td3", ["cudagraphs=true"], "set compile=true too"),
+        ("td7", ["compile=true"], "compile=true is not available for agent=td7"),
+    ],
+)
+def test_compile_keys_refused_with_one_line_before_writing(tmp_path, capsys, agent, extra, message):
+    assert main(tiny_argv(agent, tmp_path / "run", extra=extra)) == EXIT_BAD_INPUT
+    assert message in _one_error_line(capsys) and not (tmp_path / "run").exists()
+
+
+def test_a_run_resumes_only_with_the_compile_value_it_started_with(tmp_path, capsys):
+    """compile changes the rounding of the updates, so it is part of a run's config: a run started eagerly
+    and rerun with compile=true is refused (the config check runs before anything is compiled or written)."""
+    run = tmp_path / "run"
+    assert main(tiny_argv("td3", run, steps=400)) == 0
+    assert main(tiny_argv("td3", run, steps=400, extra=["compile=true"])) == EXIT_BAD_INPUT
+    assert "differs in compile" in _one_error_line(capsys)
+
+
+def test_the_k_seed_mode_refuses_compile():
+    cfg = build_config(["agent=iqrl", "compile=true"])
+    assert "compile=true" in unsupported(cfg)
