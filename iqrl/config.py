@@ -45,6 +45,8 @@ class RunConfig:
     replay_capacity: int | None = None
     eval_every: int = 10_000
     eval_episodes: int = 10
+    # true: the evaluation episodes side by side, one `act` call per step for all of them (train.eval_batch)
+    eval_batched: bool = True
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
     checkpoint_every: int = 50_000
     device: str = "cpu"  # cpu | cuda | cuda:N | auto

@@ -56,6 +56,8 @@ LEGACY_VALUES = {
     "distractor_dims": 0,
     "distractor": "noise",
     "perturb_eval": True,
+    # batched evaluation (train.eval_batch): older runs evaluated their episodes one after another
+    "eval_batched": False,
     # compiled updates (Agent.compile_losses): older runs ran eagerly
     "compile": False,
     "cudagraphs": False,

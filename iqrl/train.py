@@ -13,6 +13,7 @@ any moment and re-run with the same command ends with the same eval.csv as one n
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import random
@@ -28,7 +29,7 @@ import torch
 from iqrl.agents import agent_class, make_agent
 from iqrl.config import ConfigError, RunConfig, build_config, perturbations, to_yaml_dict
 from iqrl.diagnostics import active_codebook, latent_collapsed, rank_metrics
-from iqrl.envs import DMCEnv, eval_seed, make_env, task_group
+from iqrl.envs import DMCEnv, PerturbedEnv, eval_seed, make_env, task_group
 from iqrl.loggers import Trackers, missing_packages
 from iqrl.replay import SequenceReplay
 from iqrl.runfolder import (
@@ -155,6 +156,40 @@ def eval_episode(env: DMCEnv, agent, on_frame=None) -> float:
         obs, done = step.obs, step.terminated or step.truncated
 
 
+def eval_batch(envs: list, agent, on_frame=None) -> list[float]:
+    """len(envs) deterministic evaluation episodes side by side; their returns.
+
+    One `act` call per step for all of them (on a GPU one batched forward pass, or one batched MPPI plan,
+    instead of N). Episode i starts from the task state that episode i of the sequential loop starts from:
+    env i takes the task's random stream where env i-1's reset left it (the suite's tasks draw only at
+    reset), and env 0, the run's evaluation env, ends holding the stream after all N resets, as the
+    sequential loop leaves it. Returns agree with `eval_episode` run N times up to the rounding of batched
+    kernels (docs/performance.md); an agent that samples while evaluating (MPPI) draws other numbers.
+    `on_frame()` is called after env 0's reset and after each of its steps (iqrl.video).
+    """
+    obs = []
+    for i, env in enumerate(envs):
+        if i:
+            env.set_state(envs[i - 1].get_state())
+        obs.append(env.reset())
+    envs[0].set_state(envs[-1].get_state())
+    agent.on_episode_start(training=False)
+    obs, totals, running = np.stack(obs), np.zeros(len(envs)), np.ones(len(envs), bool)
+    frame = on_frame or (lambda: None)
+    frame()
+    while running.any():
+        # every row acts, finished ones included, so an agent's per-row state (a warm-started plan) stays
+        # aligned with its env
+        actions = agent.act(obs, explore=False)
+        for i in np.flatnonzero(running):
+            step = envs[i].step(actions[i])
+            totals[i] += step.reward
+            obs[i], running[i] = step.obs, not (step.terminated or step.truncated)
+            if i == 0:
+                frame()
+    return totals.tolist()
+
+
 class Trainer:
     """Owns one run: envs, agent, replay, counters, and the run folder's files."""
 
@@ -178,6 +213,10 @@ class Trainer:
             cfg.episode_length,
             perturbations(cfg, evaluation=True),
         )
+        # Batched evaluation needs the episodes' streams to be the sequential loop's: not so when the noises
+        # and sticky actions of the evaluation env draw at every step (they stay sequential).
+        self.batched_eval = cfg.eval_batched and not isinstance(self.eval_env, PerturbedEnv)
+        self._eval_envs = [self.eval_env]  # + eval_episodes - 1 copies, made at the first evaluation
         # the effective FIFO size (None = unbounded): the run's replay_capacity, or the agent's default
         self.replay_capacity = (
             spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
@@ -340,13 +379,17 @@ class Trainer:
             from iqrl.video import TRAIN_VIDEO_SIZE, EpisodeRecorder
 
             recorder = EpisodeRecorder(self.eval_env, TRAIN_VIDEO_SIZE)
-        for _ in range(self.cfg.eval_episodes):
-            returns.append(eval_episode(self.eval_env, self.agent, recorder and recorder.on_frame))
-            if recorder is not None:
-                from iqrl.video import video_name
-
-                recorder.save(self.run_dir / "videos" / video_name(self.env_step, returns[-1]))
-                recorder = None
+        if self.batched_eval:
+            returns = eval_batch(self.eval_envs(), self.agent, recorder and recorder.on_frame)
+        else:
+            returns = []
+            for _ in range(self.cfg.eval_episodes):  # the first on video, if one is due
+                returns.append(eval_episode(self.eval_env, self.agent, recorder and recorder.on_frame))
+                if recorder is not None:
+                    self.save_video(recorder, returns[0])
+                    recorder = None
+        if recorder is not None:
+            self.save_video(recorder, returns[0])
         row = {
             "env_step": self.env_step,
             "episode_return": float(np.mean(returns)),
@@ -357,6 +400,20 @@ class Trainer:
         self.eval_rows.append(row)
         self.trackers.log("eval", row)
         return row
+
+    def eval_envs(self) -> list:
+        """The evaluation env and eval_episodes - 1 copies of it for `eval_batch` (their streams are set
+        there)."""
+        cfg = self.cfg
+        while len(self._eval_envs) < cfg.eval_episodes:
+            env = make_env(cfg.task, self.eval_seed, cfg.action_repeat, cfg.episode_length)
+            self._eval_envs.append(env)
+        return self._eval_envs
+
+    def save_video(self, recorder, episode_return: float) -> None:
+        from iqrl.video import video_name
+
+        recorder.save(self.run_dir / "videos" / video_name(self.env_step, episode_return))
 
     def diagnostics(self) -> dict:
         """Latent rank and active codebook on n = latent width observations drawn uniformly from the replay
@@ -660,9 +717,11 @@ def check_run_folder(cfg: RunConfig) -> str | None:
     current = to_yaml_dict(cfg)
     added = [k for k in added if _lookup(current, k) != LEGACY_VALUES.get(k, _MISSING)]
     if added:
+        legacy = [f"{k}={json.dumps(LEGACY_VALUES[k])}" for k in added if k in LEGACY_VALUES]
+        how = f"resume it with {' '.join(legacy)} (how that version ran), " * (len(legacy) == len(added))
         raise ConfigError(
             f"{run_dir} holds an unfinished run of an older version whose config lacks keys this one "
-            f"has ({', '.join(added)}); finish it with that version or use another out="
+            f"has ({', '.join(added)}); {how}finish it with that version or use another out="
         )
     return None
 

@@ -1,0 +1,79 @@
+"""Batched evaluation (run key eval_batched, train.eval_batch): the episodes side by side, one `act` per step.
+
+Each batched episode starts where the sequential loop's episode of the same index starts, and the evaluation
+env ends with the random stream the sequential loop leaves it with, so the two modes differ only by the
+rounding of batched kernels (MPPI, which samples while evaluating, draws other numbers: left out here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from iqrl.agents import agent_names, make_agent
+from iqrl.config import build_config
+from iqrl.envs import DMCEnv
+from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, eval_batch, eval_episode, main
+
+from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+from test_train import eval_numbers
+
+DETERMINISTIC_EVAL = [a for a in agent_names() if a != "dcwm"] + ["dcwm-mf"]
+
+
+def _agent(name: str):
+    extra = ["agent.mpc=false"] if name == "dcwm-mf" else []
+    name = name.removesuffix("-mf")
+    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, []), *extra])
+    torch.manual_seed(0)
+    return make_agent(cfg.agent, 5, 1, torch.device("cpu"), 0)
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC_EVAL)
+def test_batched_returns_equal_the_sequential_loop(name):
+    """3 episodes of 100 env steps: returns within 1e-5 relative, and the env's task stream after them the
+    same (the next evaluation starts from the same states)."""
+    agent = _agent(name)
+    sequential_env = DMCEnv("cartpole-balance", 7, 2, 100)
+    expected = [eval_episode(sequential_env, agent) for _ in range(3)]
+    envs = [DMCEnv("cartpole-balance", 7, 2, 100) for _ in range(3)]
+    returns = eval_batch(envs, agent)
+    np.testing.assert_allclose(returns, expected, rtol=1e-5)
+    assert len(set(np.round(expected, 3))) == 3  # three different initial states, not one repeated
+    state, expected_state = envs[0].get_state()["random"], sequential_env.get_state()["random"]
+    assert state[0] == expected_state[0] and np.array_equal(state[1], expected_state[1])
+    assert state[2:] == expected_state[2:]
+
+
+def test_on_frame_follows_env_zero_only():
+    agent = _agent("td3")
+    envs = [DMCEnv("cartpole-balance", 7, 2, 100) for _ in range(2)]
+    frames = []
+    eval_batch(envs, agent, on_frame=lambda: frames.append(envs[0]._t))
+    assert frames == list(range(0, 101, 2))  # after the reset and after each of its 50 steps
+
+
+def test_an_older_unfinished_run_resumes_only_with_sequential_evaluation(tmp_path, capsys):
+    """A folder of a version before the key (config.yaml without eval_batched) keeps its evaluation: the
+    default is refused with the value to pass, and eval_batched=false resumes it."""
+    import yaml
+
+    run = tmp_path / "run"
+    calls = {"n": 0}
+
+    def stop_after_three_episodes():
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    argv = tiny_argv("td3", run, extra=["eval_batched=false"])
+    assert main(argv, should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["eval_batched"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(tiny_argv("td3", run)) == EXIT_BAD_INPUT
+    assert "resume it with eval_batched=false" in capsys.readouterr().err
+    assert main(argv) == EXIT_OK
+    reference = tmp_path / "ref"
+    assert main(tiny_argv("td3", reference, extra=["eval_batched=false"])) == EXIT_OK
+    assert eval_numbers(run) == eval_numbers(reference)
