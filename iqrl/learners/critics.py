@@ -101,9 +101,10 @@ class CriticEnsembleLearner(nn.Module):
         self.critic_opt = adam(self.critic.parameters(), lr=cfg.lr)
         self.critic_steps = 0
         self.episodes_trained = 0  # index into per-episode schedules (exploration noise)
-        # Random draws handed in from outside (the K-seed mode of iqrl/multiseed.py draws each seed's
-        # numbers from its own generator, in `predraw` order, then runs the update vectorised): when set,
-        # `_random_subset` and `_randn` pop from this list instead of drawing.
+        # An update's random draws, made before its losses run (`update`; the K-seed mode of
+        # iqrl/multiseed.py draws each seed's numbers from its own generator, in `predraw` order, then runs
+        # the update vectorised): when set, `_random_subset` and `_randn` pop from this list instead of
+        # drawing (acting draws in place).
         self.predrawn: list[Tensor] | None = None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -143,7 +144,10 @@ class CriticEnsembleLearner(nn.Module):
         # their inputs, which is what compile=true compiles (Agent.COMPILED) and a CUDA graph replays.
         self.predrawn = self.predraw(len(x))
         try:
-            return self._update(x, action, ret, discount, x_next)
+            metrics = self._update(x, action, ret, discount, x_next)
+            if self.predrawn:
+                raise RuntimeError(f"{type(self).__name__}.predraw drew more than its update used")
+            return metrics
         finally:
             self.predrawn = None
 
