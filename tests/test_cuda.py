@@ -83,20 +83,11 @@ def test_cuda_compiled_and_graph_captured_updates_match_eager(cudagraphs):
 def test_cuda_resume_is_bitwise_under_deterministic_algorithms(tmp_path):
     """With deterministic kernels (and cuBLAS's fixed workspace, set before CUDA starts) a stopped and
     resumed GPU run ends with the evaluations of one never interrupted, as on the CPU."""
+    from agent_helpers import assert_resume_matches
+
     torch.use_deterministic_algorithms(True)
     try:
-        ref, run = tmp_path / "ref", tmp_path / "run"
-        argv = lambda out: tiny_argv("iqrl", out, seed=3, extra=["device=cuda"])  # noqa: E731
-        assert main(argv(ref)) == EXIT_OK
-        calls = {"n": 0}
-
-        def stop_after_three_episodes():
-            calls["n"] += 1
-            return calls["n"] == 3
-
-        assert main(argv(run), should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
-        assert main(argv(run)) == EXIT_OK
-        assert eval_numbers(run) == eval_numbers(ref)
+        assert_resume_matches("iqrl", tmp_path, extra=["device=cuda"])
     finally:
         torch.use_deterministic_algorithms(False)
 

@@ -16,7 +16,7 @@ from iqrl.config import build_config
 from iqrl.envs import DMCEnv
 from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, eval_batch, eval_episode, main
 
-from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+from conftest import TINY_AGENT, TINY_RUN, stop_after_episodes, tiny_argv
 from test_train import eval_numbers
 
 DETERMINISTIC_EVAL = [a for a in agent_names() if a != "dcwm"] + ["dcwm-mf"]
@@ -60,14 +60,8 @@ def test_an_older_unfinished_run_resumes_only_with_sequential_evaluation(tmp_pat
     import yaml
 
     run = tmp_path / "run"
-    calls = {"n": 0}
-
-    def stop_after_three_episodes():
-        calls["n"] += 1
-        return calls["n"] == 3
-
     argv = tiny_argv("td3", run, extra=["eval_batched=false"])
-    assert main(argv, should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
+    assert main(argv, should_stop=stop_after_episodes(3)) == EXIT_INTERRUPTED
     saved = yaml.safe_load((run / "config.yaml").read_text())
     del saved["eval_batched"]
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
