@@ -16,6 +16,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -163,8 +164,37 @@ class SequenceReplay:
         # eviction is decided in add() without reading the device.
         self._starts_host = array("q")
         self._first_start = 0
+        self._clear_staged()
 
     # ------------------------------------------------------------------ storage
+    # What add() and start_episode() receive is staged on the host and uploaded in one copy per array when
+    # the replay is next read (`_upload`, at the top of every reader): an agent that updates after its
+    # episodes uploads each episode once instead of making a few small host-to-device copies per env step.
+    def _clear_staged(self) -> None:
+        self._staged: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "term", "obs_ptr", "starts")}
+        self._uploaded = (self.n_obs, self.size, self.n_starts)  # counts already on the device
+
+    def _upload(self) -> None:
+        s = self._staged
+        if not (s["obs"] or s["act"] or s["starts"]):
+            return
+        n_obs, size, n_starts = self._uploaded
+        rows = [
+            ("_obs", n_obs, np.asarray(s["obs"], np.float32).reshape(-1, self.obs_dim)),
+            ("_act", size, np.asarray(s["act"], np.float32).reshape(-1, self.act_dim)),
+            ("_rew", size, np.asarray(s["rew"], np.float32)),
+            ("_term", size, np.asarray(s["term"], bool)),
+            ("_obs_ptr", size, np.asarray(s["obs_ptr"], np.int64)),
+            ("_term_at", size, np.full(len(s["act"]), _NO_TERMINAL, np.int64)),
+            ("_starts", n_starts, np.asarray(s["starts"], np.int64)),
+        ]
+        for name, at, values in rows:
+            self._grow(name, at + len(values))
+            getattr(self, name)[at : at + len(values)] = torch.from_numpy(values).to(self.device)
+        self._grow("_prio", self.size)
+        self._prio[size : self.size] = self._max_prio  # new transitions get the current maximum (LAP)
+        self._clear_staged()
+
     def _grow(self, name: str, needed: int) -> None:
         t = getattr(self, name)
         if needed <= t.shape[0]:
@@ -178,8 +208,7 @@ class SequenceReplay:
 
     def start_episode(self, obs) -> None:
         """Store the first observation of a new episode."""
-        self._grow("_obs", self.n_obs + 1)
-        self._obs[self.n_obs] = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        self._staged["obs"].append(np.asarray(obs, np.float32))
         self.n_obs += 1
         self._ep_start = self.size
 
@@ -187,18 +216,13 @@ class SequenceReplay:
         """Store one transition (o_t was stored by the previous call or start_episode)."""
         if self._ep_start < 0:
             raise RuntimeError("start_episode() must be called before add()")
-        t = self.size
-        for name in ("_act", "_rew", "_term", "_obs_ptr", "_term_at", "_prio"):
-            self._grow(name, t + 1)
-        self._grow("_obs", self.n_obs + 1)
-        self._act[t] = torch.as_tensor(action, dtype=torch.float32, device=self.device)
-        self._rew[t] = float(reward)
-        self._term[t] = bool(terminated)
-        self._obs_ptr[t] = self.n_obs - 1
-        self._term_at[t] = _NO_TERMINAL
-        self._prio[t] = self._max_prio
+        t, s = self.size, self._staged
+        s["act"].append(np.asarray(action, np.float32))
+        s["rew"].append(float(reward))
+        s["term"].append(bool(terminated))
+        s["obs_ptr"].append(self.n_obs - 1)
+        s["obs"].append(np.asarray(next_obs, np.float32))
         self.has_terminal = self.has_terminal or bool(terminated)
-        self._obs[self.n_obs] = torch.as_tensor(next_obs, dtype=torch.float32, device=self.device)
         self.n_obs += 1
         self.size += 1
         # The window that ends at t is now complete.
@@ -207,13 +231,14 @@ class SequenceReplay:
             # Windows that run past a true terminal are valid (padded, masked by `valid`).
             first = max(self._ep_start, t - self.seq_len + 2)
             new_starts += list(range(first, t + 1))
-            self._term_at[self._ep_start : t + 1] = t
         if new_starts:
-            self._grow("_starts", self.n_starts + len(new_starts))
-            self._starts[self.n_starts : self.n_starts + len(new_starts)] = torch.tensor(new_starts)
+            self._staged["starts"] += new_starts
             self.n_starts += len(new_starts)
             if self.capacity is not None:  # the host copy serves eviction only
                 self._starts_host.extend(new_starts)
+        if terminated:  # (true terminations are rare: none in the DMC suite)
+            self._upload()
+            self._term_at[self._ep_start : t + 1] = t
         self._evict()
         if terminated or truncated:
             self._ep_start = -1
@@ -235,6 +260,7 @@ class SequenceReplay:
 
         Uniformly, or with `prioritized` with probability proportional to the start's LAP priority.
         The starts are the same either way (valid for the replay's own window length)."""
+        self._upload()
         L = self.seq_len if seq_len is None else seq_len
         if L > self.seq_len:
             raise ValueError(f"seq_len {L} exceeds the replay's window length {self.seq_len}")
@@ -286,12 +312,14 @@ class SequenceReplay:
 
         An index drawn twice in one batch keeps the larger of its priorities (deterministic; the
         official code keeps an arbitrary one)."""
+        self._upload()
         priority = priority.detach().reshape(-1).to(self._prio.dtype)
         self._prio.scatter_reduce_(0, index.reshape(-1), priority, reduce="amax", include_self=False)
         self._max_prio = torch.maximum(self._max_prio, priority.max())
 
     def reset_max_priority(self) -> None:
         """max_priority <- the largest priority currently stored (TD7, every 250 updates)."""
+        self._upload()
         if self.size:
             self._max_prio = self._prio[self.first_kept : self.size].max()
 
@@ -300,6 +328,7 @@ class SequenceReplay:
         reward scale)."""
         if self.size == 0:
             return 1.0
+        self._upload()
         return float(self._rew[self.first_kept : self.size].abs().mean().clamp(min=eps))
 
     def sample_obs(self, n: int, generator: torch.Generator | None = None, replace: bool = True) -> Tensor:
@@ -307,6 +336,7 @@ class SequenceReplay:
 
         With replacement by default. `replace=False`: n distinct transitions (a uniform random subset in
         random order), or all of them in random order when fewer than n are stored (fewer rows)."""
+        self._upload()
         g = self.generator if generator is None else generator
         lo = self.first_kept
         if replace:
@@ -317,6 +347,7 @@ class SequenceReplay:
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:
+        self._upload()
         return {
             "obs": self._obs[: self.n_obs].cpu().clone(),
             "act": self._act[: self.size].cpu().clone(),
@@ -356,3 +387,4 @@ class SequenceReplay:
         self._prio[: self.size] = state["prio"].to(self.device) if "prio" in state else 1.0
         self._max_prio = state.get("max_prio", torch.ones(())).to(self.device)
         self.has_terminal = bool(state["term"].any())
+        self._clear_staged()

@@ -27,6 +27,7 @@ def test_lap_priority_formula():
 
 def test_new_transitions_get_the_current_max_priority():
     r = filled(4)
+    r._upload()  # (what add() stores reaches the device arrays when the replay is next read)
     assert r.max_priority == 1.0 and r._prio[:4].tolist() == [1.0] * 4  # starts at 1
     r.update_priorities(torch.tensor([1, 2]), torch.tensor([3.0, 0.5]))
     assert r._prio[:4].tolist() == [1.0, 3.0, 0.5, 1.0]
@@ -35,6 +36,7 @@ def test_new_transitions_get_the_current_max_priority():
     assert r.max_priority == 3.0  # max priority never decreases on write-back
     r.start_episode([1, 0])
     r.add([0.0], 0.0, [1, 1], False, False)
+    r._upload()
     assert r._prio[4].item() == 3.0
     # TD7's reset: the max of what is stored now (index 1 is 2.0 since the last write)
     r.reset_max_priority()
@@ -43,6 +45,7 @@ def test_new_transitions_get_the_current_max_priority():
     r.reset_max_priority()
     assert r.max_priority == 2.0
     r.add([0.0], 0.0, [1, 2], False, True)
+    r._upload()
     assert r._prio[5].item() == 2.0
 
 
@@ -89,6 +92,7 @@ def test_prioritized_sampling_is_deterministic_and_checkpointed():
     for r in (a, c):
         r.start_episode([5, 0])
         r.add([0.0], 0.0, [5, 1], False, False)
+        r._upload()
     assert a._prio[a.size - 1].item() == c._prio[c.size - 1].item() == 9.0
 
 

@@ -208,3 +208,23 @@ def test_sample_obs_default_is_unchanged_and_respects_capacity():
     kept = r._obs[r._obs_ptr[8:18]]
     got = r.sample_obs(20, torch.Generator().manual_seed(0), replace=False)
     assert len(got) == 10 and sorted(map(tuple, got.tolist())) == sorted(map(tuple, kept.tolist()))
+
+
+def test_an_episode_is_uploaded_once_when_the_replay_is_next_read():
+    """add() stages on the host; the first read after the episode uploads it in one copy per array, and
+    what is stored equals a replay uploaded after every single add."""
+    once, every = SequenceReplay(2, 1, seq_len=3, seed=0), SequenceReplay(2, 1, seq_len=3, seed=0)
+    for r in (once, every):
+        r.start_episode([0, 0])
+    for t in range(6):
+        for r in (once, every):
+            r.add([float(t)], 0.5 * t, [0, t + 1], False, t == 5)
+        every._upload()
+        assert once._uploaded == (0, 0, 0)  # nothing has reached the device arrays yet
+    batch_once, batch_every = once.sample(32), every.sample(32)
+    assert once._uploaded == (7, 6, 4) and not any(once._staged.values())
+    for field in ("obs", "action", "reward", "terminal", "valid", "index"):
+        assert torch.equal(getattr(batch_once, field), getattr(batch_every, field)), field
+    for name in ("_obs", "_act", "_rew", "_term", "_obs_ptr", "_term_at", "_prio"):
+        n = once.n_obs if name == "_obs" else once.size
+        assert torch.equal(getattr(once, name)[:n], getattr(every, name)[:n]), name
