@@ -4,7 +4,11 @@ The trainer, sweeps and analysis know an agent only through this interface:
 
 * `spec` (AgentSpec): the batch it needs (window length L = max(horizon, n-step), batch size), its
   default updates per env step and how seed-phase actions are chosen.
-* `act(obs, explore)`: obs [obs_dim] or [N, obs_dim] numpy -> action(s) in [-1, 1].
+* `act(obs, explore)`: obs [*obs_shape] or [N, *obs_shape] numpy -> action(s) in [-1, 1].
+* the observations: with `obs=state` (the default) float32 vectors and the constructor's `obs_dim` their
+  width (an int); with `obs=pixels` uint8 frame stacks [C, H, W] (3 channels per frame, the newest frame
+  last) and `obs_dim` that shape (a tuple). Only agents with PIXELS = True are built for pixels (the config
+  refuses the others); `pixel_shape(obs_dim)` tells the two apart.
 * `update(replay, step)`: one gradient step; samples what it needs from the replay and returns a flat
   dict of scalar metrics (floats or 0-d tensors; the trainer syncs them once per episode).
 * `on_episode_start(training)`: called right after every environment reset (training episodes, seed
@@ -106,6 +110,8 @@ class Agent(abc.ABC):
     # functions of their inputs and the weights, without host synchronisation (tests/test_sync_free.py).
     # Empty: the agent has no compiled update (docs/performance.md says why).
     COMPILED: tuple[str, ...] = ()
+    # Whether the agent learns from pixel observations (obs=pixels: a convolutional encoder in front).
+    PIXELS: bool = False
 
     def __init__(self, cfg, device: torch.device | str, seed: int):
         self.cfg = cfg
@@ -275,8 +281,19 @@ REGISTRY: dict[str, AgentEntry] = {
 
 
 def to_tensor(obs: np.ndarray, device) -> Tensor:
-    """Observations (numpy, any float dtype) as a float32 tensor on `device`: what every `act` starts with."""
-    return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
+    """Observations as a tensor on `device`, what every `act` starts with: state vectors (any float dtype) as
+    float32, pixel frames (uint8) as they are (the encoder scales them; a quarter of the bytes to copy)."""
+    obs = np.asarray(obs)
+    if obs.dtype == np.uint8:
+        return torch.as_tensor(obs, device=device)
+    return torch.as_tensor(obs.astype(np.float32, copy=False), device=device)
+
+
+def pixel_shape(obs_dim) -> tuple[int, int, int] | None:
+    """(C, H, W) when an agent is built for pixel observations (`obs_dim` is that shape), else None."""
+    if isinstance(obs_dim, (tuple, list)) and len(obs_dim) == 3:
+        return tuple(int(d) for d in obs_dim)
+    return None
 
 
 def _load(path: str):

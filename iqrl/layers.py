@@ -278,3 +278,65 @@ class FSQ(nn.Module):
         digits = (idx.unsqueeze(-1) // self._basis) % lv
         q = (digits.float() - self._half_width) / self._half_width
         return q.reshape(*idx.shape[:-1], -1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Convolutional encoder of pixel observations (obs=pixels): the stack shared by SAC+AE, DrQ(-v2), TACO and
+# MR.Q's image encoder.
+# --------------------------------------------------------------------------------------------------
+
+
+def conv_output_size(image_size: int, num_layers: int) -> int:
+    """Width (= height) of the feature map of `ConvEncoder`: one 3x3 stride-2 convolution, then
+    `num_layers - 1` 3x3 stride-1 ones, all unpadded (84 -> 41 -> 39 -> 37 -> 35 with 4 layers)."""
+    size = (image_size - 3) // 2 + 1
+    return size - 2 * (num_layers - 1)
+
+
+def delta_orthogonal_(conv: nn.Conv2d, gain: float) -> None:
+    """Delta-orthogonal init (Xiao et al. 2018, arXiv 1806.05393): zero kernel but for an orthogonal
+    matrix at its centre tap, zero bias; what the SAC+AE and DrQ(-v2) code initialise convolutions with."""
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    mid = conv.kernel_size[0] // 2
+    nn.init.orthogonal_(conv.weight.data[:, :, mid, mid], gain)
+
+
+class ConvEncoder(nn.Module):
+    """Frame stacks [N, C, H, W] (uint8, or floats on the 0-255 scale) -> features [N, out_dim].
+
+    x / 255 - `center` (SAC+AE: 0; DrQ-v2, TACO and MR.Q: 0.5), then a 3x3 stride-2 convolution and
+    `num_layers - 1` 3x3 stride-1 ones, each followed by ReLU, and the feature map flattened
+    (out_dim = filters * conv_output_size(image_size, num_layers)^2: 39200 at 84 x 84 with 4 layers of 32).
+    The heads that follow (Linear -> LayerNorm -> tanh in SAC+AE and DrQ-v2) belong to each method.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_layers: int = 4,
+        num_filters: int = 32,
+        center: float = 0.5,
+        init: str = "delta_orthogonal",
+    ):
+        super().__init__()
+        if conv_output_size(image_size, num_layers) < 1:
+            raise ValueError(f"image_size {image_size} is too small for {num_layers} convolutions")
+        layers: list[nn.Module] = []
+        for k in range(num_layers):
+            conv = nn.Conv2d(
+                in_channels if k == 0 else num_filters, num_filters, 3, stride=2 if k == 0 else 1
+            )
+            if init == "delta_orthogonal":
+                delta_orthogonal_(conv, nn.init.calculate_gain("relu"))
+            elif init != "default":
+                raise ValueError(f"unknown init {init!r}; valid: default, delta_orthogonal")
+            layers += [conv, nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.center = center
+        self.out_dim = num_filters * conv_output_size(image_size, num_layers) ** 2
+
+    def forward(self, obs: Tensor) -> Tensor:
+        x = obs.float() / 255.0 - self.center
+        return self.convs(x).flatten(1)

@@ -174,3 +174,29 @@ def two_hot_decode(logits: Tensor, bins: Tensor) -> Tensor:
 def two_hot_cross_entropy(logits: Tensor, y: Tensor, bins: Tensor) -> Tensor:
     """Per-sample cross-entropy [...] between two_hot(y) and log_softmax(logits [..., n])."""
     return -(two_hot(y, bins) * log_softmax_last(logits)).sum(-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Image augmentation
+# --------------------------------------------------------------------------------------------------
+
+
+def shift_offsets(n: int, pad: int, generator: torch.Generator) -> Tensor:
+    """n integer (dy, dx) offsets, each uniform in 0..2*pad: the draws of `random_shift`, [n, 2]."""
+    return torch.randint(2 * pad + 1, (n, 2), generator=generator, device=generator.device)
+
+
+def random_shift(images: Tensor, pad: int, offsets: Tensor) -> Tensor:
+    """DrQ's random shift (Kostrikov et al. 2020, arXiv 2004.13649; Yarats et al. 2021, arXiv 2107.09645):
+    each image [N, C, H, W] padded by `pad` pixels repeating its border, then the H x W window at its
+    `offsets` [N, 2] (dy, dx in 0..2 pad, from `shift_offsets`) cut out, so the picture moves by at most
+    `pad` pixels each way and every channel (every frame of a stack) moves together. Integer shifts, as
+    DrQ's crop; DrQ-v2's bilinear grid sample at integer offsets gives the same pixels. Keeps the dtype."""
+    n, _, h, w = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate").to(images.dtype)
+    offsets = offsets.to(images.device)
+    rows = (torch.arange(h, device=images.device) + offsets[:, :1])[:, None, :, None]  # [N, 1, H, 1]
+    cols = (torch.arange(w, device=images.device) + offsets[:, 1:])[:, None, None, :]  # [N, 1, 1, W]
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    chans = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
