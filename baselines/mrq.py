@@ -28,6 +28,13 @@ Quirk switch (off by default):
   |Q_j(s, pi(s)) - y| (the
   Q of the policy's action, computed after the value step), not from the critic's TD error on the
   sampled action; the default uses the TD error |Q_j(s, a) - y| of the value step, as LAP intends.
+From pixels (`obs=pixels`; the code's Dmc-visual tasks, read at 8a44a7d): z_s = ELU(LN(W flatten(CNN(o / 255
+- 0.5)))), CNN = four 3x3 convolutions of 32 filters with strides 2, 2, 2, 1, each followed by ELU (32 x 7 x 7
+= 1568 features at 84 x 84), Xavier-uniform init as every other layer; every other network and value as for
+states. Each sampled window (the 250 encoder batches and the RL batch) has every frame stack shifted by its
+own random offset of up to `image_pad` = 4 pixels (the code's pixel_augs / shift_aug), drawn from the agent's
+generator before its loss. The code stacks 3 frames and repeats actions twice there (run keys
+frame_stack, action_repeat).
 Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses
 10 000 agent steps = 20 000 env steps, set seed_steps=20000 to match); the n-step return accumulates
 the terminal step's reward and stops there (docs/faithfulness.md MRQ-1: the code at 8a44a7d drops it, at
@@ -38,17 +45,24 @@ the rewards after the terminal; irrelevant on DMC). Replay: the code's 1M-transi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
+from iqrl.agents import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
 from iqrl.checks import require
 from iqrl.layers import EnsembleLinear, frozen_copy, out_linear
-from iqrl.maths import add_clipped_noise, hard_update_, two_hot_bins, two_hot_cross_entropy
+from iqrl.maths import (
+    add_clipped_noise,
+    hard_update_,
+    random_shift,
+    shift_offsets,
+    two_hot_bins,
+    two_hot_cross_entropy,
+)
 from iqrl.optim import adam, detached_weights, optimizer_step
 from iqrl.replay import SequenceBatch, lap_priority, nstep_transition
 
@@ -91,6 +105,10 @@ class MRQConfig(AgentConfig):
     num_bins: int = 65
     bins_lower: float = -10.0
     bins_upper: float = 10.0
+    # --- pixels (obs=pixels only) ---
+    image_pad: int = (
+        4  # random shift by up to 4 pixels of every sampled frame stack (code: pixel_augs, pad 4)
+    )
     # --- quirks and harness options ---
     official_priority_from_policy_q: bool = False  # MRQ-2: priorities from |Q(s, pi(s)) - y|
     warmup_with_policy: bool = False
@@ -125,6 +143,7 @@ class MRQConfig(AgentConfig):
                 f"agent.mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}",
             ),
             (self.num_bins >= 2, f"agent.num_bins must be >= 2, got {self.num_bins}"),
+            (self.image_pad >= 0, f"agent.image_pad must be >= 0, got {self.image_pad}"),
             (self.bins_lower < self.bins_upper, "agent.bins_lower must be < agent.bins_upper"),
             (self.value_grad_clip > 0, f"agent.value_grad_clip must be > 0, got {self.value_grad_clip}"),
             (
@@ -144,7 +163,7 @@ def xavier_relu_(layer: nn.Module) -> None:
     """Xavier-uniform weights with the ReLU gain sqrt(2), zero bias (nn.Linear or each EnsembleLinear
     member)."""
     gain = nn.init.calculate_gain("relu")
-    weights = [layer.weight] if isinstance(layer, nn.Linear) else list(layer.weight.data)
+    weights = [layer.weight] if isinstance(layer, (nn.Linear, nn.Conv2d)) else list(layer.weight.data)
     for w in weights:
         nn.init.xavier_uniform_(w.data, gain)
     nn.init.zeros_(layer.bias)
@@ -173,13 +192,48 @@ class MrqMLP(nn.Module):
         return self.layers[-1](x)
 
 
+class MrqCNN(nn.Module):
+    """MR.Q's image trunk of z_s (the code's Encoder.cnn_zs): frame stacks [..., C, H, W] -> [..., zs_dim]
+    before the LN-ELU: o / 255 - 0.5, four 3x3 convolutions (32 filters, strides 2, 2, 2, 1) each followed by
+    ELU, flattened, one Linear."""
+
+    STRIDES = (2, 2, 2, 1)
+
+    def __init__(self, shape: tuple[int, int, int], out_dim: int, filters: int = 32):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv2d(shape[0] if k == 0 else filters, filters, 3, stride=s)
+            for k, s in enumerate(self.STRIDES)
+        )
+        size = shape[1]
+        for s in self.STRIDES:  # unpadded 3x3: 84 -> 41 -> 20 -> 9 -> 7
+            size = (size - 3) // s + 1
+        if size < 1:
+            raise ValueError(f"image size {shape[1]} is too small for MR.Q's image encoder")
+        self.linear = nn.Linear(filters * size * size, out_dim)
+        for layer in [*self.convs, self.linear]:
+            xavier_relu_(layer)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).float() / 255.0 - 0.5
+        for conv in self.convs:
+            x = F.elu(conv(x))
+        y = self.linear(x.flatten(1))
+        return y.reshape(*lead, y.shape[-1])
+
+
 class MrqEncoder(nn.Module):
     """State and state-action embeddings and the linear model head."""
 
-    def __init__(self, obs_dim: int, act_dim: int, c: MRQConfig):
+    def __init__(self, obs_dim, act_dim: int, c: MRQConfig):
         super().__init__()
         self.zs_dim = c.zs_dim
-        self.zs_net = MrqMLP(obs_dim, c.enc_mlp_dims, c.zs_dim, "elu")
+        pixels = pixel_shape(obs_dim)
+        if pixels is None:
+            self.zs_net = MrqMLP(obs_dim, c.enc_mlp_dims, c.zs_dim, "elu")
+        else:
+            self.zs_net = MrqCNN(pixels, c.zs_dim)
         self.za = nn.Linear(act_dim, c.za_dim)
         self.zsa_net = MrqMLP(c.zs_dim + c.za_dim, c.enc_mlp_dims, c.zsa_dim, "elu")
         self.model = nn.Linear(c.zsa_dim, 1 + c.zs_dim + c.num_bins)
@@ -200,6 +254,7 @@ class MrqEncoder(nn.Module):
 
 
 class MRQ(Agent):
+    PIXELS = True
     STATE_OBJECTS = (
         "encoder",
         "encoder_target",
@@ -225,6 +280,7 @@ class MRQ(Agent):
             update_period=cfg.target_update_every,
         )  # an encoder burst every 250 updates
         self.latent_width = cfg.zs_dim
+        self.pixels = pixel_shape(obs_dim)  # (C, H, W) with obs=pixels, else None
         self.encoder = MrqEncoder(obs_dim, act_dim, cfg).to(self.device)
         self.policy = MrqMLP(cfg.zs_dim, cfg.mlp_dims, act_dim, "relu").to(self.device)
         self.value = MrqMLP(cfg.zsa_dim, [*cfg.mlp_dims, cfg.mlp_dims[-1]], 1, "elu", members=2).to(
@@ -320,13 +376,22 @@ class MRQ(Agent):
         self.target_reward_scale = self.reward_scale
         self.reward_scale = replay.reward_abs_mean()
 
+    def sample(self, replay, horizon: int) -> SequenceBatch:
+        """A prioritised window of `horizon` steps; from pixels every frame stack of it shifted by its own
+        offsets (the code's maybe_augment_state), drawn from the agent's generator before the loss."""
+        b = replay.sample(self.cfg.batch_size, horizon, prioritized=True)
+        pad = self.cfg.image_pad
+        if self.pixels is None or pad == 0:
+            return b
+        frames = b.obs.flatten(0, 1)
+        shifted = random_shift(frames, pad, shift_offsets(frames.shape[0], pad, self.generator))
+        return replace(b, obs=shifted.view_as(b.obs))
+
     def encoder_burst(self, replay) -> dict:
         """`target_update_every` encoder steps on fresh prioritised batches; mean metrics."""
         c, sums = self.cfg, {}
         for _ in range(c.target_update_every):
-            metrics = self.update_encoder(
-                replay.sample(c.batch_size, c.enc_horizon, prioritized=True), replay.has_terminal
-            )
+            metrics = self.update_encoder(self.sample(replay, c.enc_horizon), replay.has_terminal)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
         return {k: v / c.target_update_every for k, v in sums.items()}
@@ -338,7 +403,7 @@ class MRQ(Agent):
         if (self.training_steps - 1) % c.target_update_every == 0:  # RL steps 1, 251, 501, ...
             self.sync_targets(replay)
             metrics.update(self.encoder_burst(replay))
-        b = replay.sample(c.batch_size, c.q_horizon, prioritized=True)
+        b = self.sample(replay, c.q_horizon)
         td, rl_metrics = self.update_rl(b)
         replay.update_priorities(b.index, lap_priority(td, c.lap_alpha, c.lap_min_priority))
         metrics.update(rl_metrics)

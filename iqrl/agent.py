@@ -20,25 +20,33 @@ Variants by switch (same class; presets in iqrl/agents.py):
   copy) before the consistency loss (the iQRL code's option, on for fish tasks).
 * `iqrl-sac` (config `IQRLSACConfig`) runs the SAC learner (iqrl/learners/sac.py) on the same latent.
 
+From pixels (`obs=pixels`, frame stacks [C, H, W] uint8): E_θ = mlp(enc_mlp_dims) over the features of the
+shared convolutional stack (iqrl/layers.py `ConvEncoder`: DrQ-v2's four 3x3 convolutions of 32 filters), and
+its EMA copy is E_θ̄; the quantizer and everything after it are the state agent's. Each update first shifts
+every frame stack of the window by its own random offset (DrQ's shift, `agent.image_pad` pixels, 0 = off), so
+the consistency targets, the RL inputs and the bootstrap observations are all augmented views. The official
+code's pixel encoder (a different stack, never run there) and why this one differs: docs/agents.md and
+docs/faithfulness.md IQ-14. `use_rec_loss` (iqrl-ae) is refused with pixels: it has no image decoder.
+
 Correct behaviour is the default; each quirk of the official code has a named switch, listed in
 docs/faithfulness.md, and the `iqrl-official` preset turns them all on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentSpec, to_tensor
+from iqrl.agents import Agent, AgentSpec, pixel_shape, to_tensor
 from iqrl.checks import require
-from iqrl.layers import frozen_copy, mlp
+from iqrl.layers import ConvEncoder, frozen_copy, mlp
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
-from iqrl.maths import ema_update_
+from iqrl.maths import ema_update_, random_shift, shift_offsets
 from iqrl.optim import adam, optimizer_step
 from iqrl.quantizers import QUANTIZERS, VectorQuantizer, make_quantizer
 from iqrl.replay import SequenceBatch, nstep_transition
@@ -125,6 +133,9 @@ class IQRLRepresentationConfig(LatentModelConfig):
     use_tc_loss: bool = True  # the multi-step latent consistency loss (False: reconstruction-only encoder)
     use_rec_loss: bool = False  # decoder mlp(D, mlp_dims, obs_dim) + reconstruction loss (iqrl-ae)
     rl_algo: str = "td3"  # the learner on the latent: td3 (IQRLConfig) | sac (IQRLSACConfig, `iqrl-sac`)
+    # obs=pixels only: random-shift augmentation of every frame stack in the update, by up to image_pad
+    # pixels each way (DrQ's 4; the iQRL code defines this shift with pad 4 but never calls it; 0 = off).
+    image_pad: int = 4
 
     def validate(self) -> None:
         self.validate_rl()
@@ -161,6 +172,7 @@ class IQRLRepresentationConfig(LatentModelConfig):
                 f"{self.vq_decay}",
             ),
             (0.0 < self.enc_tau <= 1.0, f"agent.enc_tau must be in (0, 1], got {self.enc_tau}"),
+            (self.image_pad >= 0, f"agent.image_pad must be >= 0, got {self.image_pad}"),
             (self.projection_dim >= 0, f"agent.projection_dim must be >= 0, got {self.projection_dim}"),
             (
                 self.rl_algo == self.RL_ALGO,
@@ -212,7 +224,22 @@ class IQRLSACConfig(IQRLRepresentationConfig, SACLearnerConfig):
     actor_update_freq: int = 1  # actor and temperature every critic step, as `sac`
 
 
+class PixelEncoder(nn.Module):
+    """E_θ from pixels: frame stacks [..., C, H, W] -> mlp(ConvEncoder features) [..., D] (any lead dims)."""
+
+    def __init__(self, shape: tuple[int, int, int], hidden: list[int], out_dim: int, init: str):
+        super().__init__()
+        self.conv = ConvEncoder(shape[0], shape[1])
+        self.head = mlp(self.conv.out_dim, hidden, out_dim, init)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        lead = obs.shape[:-3]
+        y = self.head(self.conv(obs.reshape(-1, *obs.shape[-3:])))
+        return y.reshape(*lead, y.shape[-1])
+
+
 class IQRL(Agent):
+    PIXELS = True
     STATE_OBJECTS = (
         "encoder",
         "encoder_target",
@@ -237,11 +264,19 @@ class IQRL(Agent):
             warmup_with_policy=cfg.warmup_with_policy,
         )
         D = self.latent_width = cfg.latent_width
+        self.pixels = pixel_shape(obs_dim)  # (C, H, W) with obs=pixels, else None
+        if self.pixels is not None and cfg.use_rec_loss:
+            raise ValueError(
+                "agent.use_rec_loss (iqrl-ae) has no image decoder; it trains from obs=state only"
+            )
         self.quantizer = make_quantizer(cfg, D, self.generator).to(self.device)
         self.vq = self.quantizer if isinstance(self.quantizer, VectorQuantizer) else None
         self.codebook_size = self.quantizer.codebook_size
         # Representation: encoder, residual dynamics, optional heads; EMA target encoder.
-        self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, D, cfg.init).to(self.device)
+        if self.pixels is None:
+            self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, D, cfg.init).to(self.device)
+        else:
+            self.encoder = PixelEncoder(self.pixels, cfg.enc_mlp_dims, D, cfg.init).to(self.device)
         self.dynamics = mlp(D + act_dim, cfg.mlp_dims, D, cfg.init).to(self.device)
         self.encoder_target = frozen_copy(self.encoder)
         repr_modules = [self.encoder, self.dynamics]
@@ -402,8 +437,18 @@ class IQRL(Agent):
             ignore_terminal=c.official_ignore_terminal,
         )
 
+    def augment(self, batch: SequenceBatch) -> SequenceBatch:
+        """Pixels: every frame stack o_{t+l} [B, L+1, C, H, W] shifted by its own offsets (`image_pad`), drawn
+        from the agent's generator before any loss. States (or image_pad=0): the batch as it is."""
+        pad = self.cfg.image_pad
+        if self.pixels is None or pad == 0:
+            return batch
+        frames = batch.obs.flatten(0, 1)
+        shifted = random_shift(frames, pad, shift_offsets(frames.shape[0], pad, self.generator))
+        return replace(batch, obs=shifted.view_as(batch.obs))
+
     def update(self, replay, step: int) -> dict:
-        batch = replay.sample(self.spec.batch_size)
+        batch = self.augment(replay.sample(self.spec.batch_size))
         metrics = self.update_representation(batch)
         metrics.update(self.update_rl(batch))
         return metrics

@@ -27,7 +27,8 @@ Resume: every seed checkpoints at the same env steps and keeps its previous chec
 was killed between two seeds' checkpoints resumes every seed from the latest env step all of them hold.
 Supported (`GROUP_AGENTS`): the `iqrl` family with the TD3 or the SAC learner (`iqrl`, `iqrl-official`,
 `iqrl-ae`, `iqrl-sac` and every iQRL switch but `quantizer=vq`) and the raw-observation `td3` and `sac`,
-in `precision=fp32` (torch.func's batched LayerNorm backward fails under bf16 autocast in torch 2.13);
+from `obs=state` only (a pixel update's shift offsets are not among the predrawn numbers), in `precision=fp32`
+(torch.func's batched LayerNorm backward fails under bf16 autocast in torch 2.13);
 the update is the representation step (iQRL), the critic step, and every `actor_update_freq` critic steps
 the actor step followed by TD3's target-actor EMA or SAC's temperature step. The other agents are refused
 with a clear error (`unsupported` says why).
@@ -431,6 +432,8 @@ def unsupported(cfg) -> str | None:
     agent = cfg.agent
     if agent.name not in GROUP_AGENTS:
         return f"the K-seed mode supports {', '.join(GROUP_AGENTS)}; got agent={agent.name}"
+    if getattr(cfg, "obs", "state") != "state":  # the pixel update's shift draws are not predrawn per seed
+        return "the K-seed mode trains from obs=state only; train obs=pixels seeds one by one"
     if getattr(agent, "quantizer_kind", None) == "vq":  # its codebook moves by in-place EMA in the update
         return "the K-seed mode does not support agent.quantizer=vq; train its seeds one by one"
     if cfg.precision != "fp32":  # torch.func's batched LayerNorm backward fails under autocast (torch 2.13)
