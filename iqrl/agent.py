@@ -26,7 +26,7 @@ its EMA copy is E_θ̄; the quantizer and everything after it are the state agen
 every frame stack of the window by its own random offset (DrQ's shift, `agent.image_pad` pixels, 0 = off), so
 the consistency targets, the RL inputs and the bootstrap observations are all augmented views. The official
 code's pixel encoder (a different stack, never run there) and why this one differs: docs/agents.md and
-docs/faithfulness.md IQ-14. `use_rec_loss` (iqrl-ae) is refused with pixels: it has no image decoder.
+docs/faithfulness.md IQ-17 and IQ-18. `use_rec_loss` (iqrl-ae) is refused with pixels (no image decoder).
 
 Correct behaviour is the default; each quirk of the official code has a named switch, listed in
 docs/faithfulness.md, and the `iqrl-official` preset turns them all on.
