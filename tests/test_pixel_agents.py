@@ -17,6 +17,7 @@ from iqrl.multiseed import unsupported
 from iqrl.replay import SequenceBatch
 
 from agent_helpers import FixedReplay, params, same
+from test_sync_free import SyncGuard
 
 SHAPE, ACT = (9, 32, 32), 2
 
@@ -213,3 +214,19 @@ def test_mrq_pixel_batches_are_shifted_with_the_agents_generator():
     metrics = agent.update(replay, 0)
     assert not same(agent.encoder.zs_net, before) and torch.isfinite(metrics["q_loss"])
     assert replay.priority.shape == (4,)
+
+
+@pytest.mark.parametrize("name", ["iqrl", "mrq"])
+def test_pixel_updates_and_acting_never_synchronise(name):
+    """The shift draws and the gathers of the augmentation stay on the device (the guard of test_sync_free.py;
+    the replay here is a stand-in, so only the agent's own operations are checked)."""
+    agent = make_iqrl() if name == "iqrl" else make_mrq()
+    replay = FixedReplay(window()) if name == "iqrl" else LapReplay(window())
+    for step in range(3):
+        agent.update(replay, step)
+    with SyncGuard() as guard:
+        for step in range(3, 6):
+            agent.update(replay, step)
+        agent.act(frames(1, seed=3)[0].numpy(), explore=True)
+        agent.act(frames(2, seed=3).numpy(), explore=False)
+    assert not guard.found, "\n".join(sorted(set(guard.found)))
