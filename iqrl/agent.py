@@ -187,6 +187,12 @@ class IQRLRepresentationConfig(LatentModelConfig):
         ]
         require(checks)
 
+    def validate_pixels(self) -> None:
+        """The checks of obs=pixels (called by the agent built for pixels; a run config may call it first)."""
+        require(
+            [(not self.use_rec_loss, "agent.use_rec_loss (iqrl-ae) has no image decoder: obs=state only")]
+        )
+
     @property
     def quantizer_kind(self) -> str:
         """The quantizer in use: `quantizer`, or none when the old spelling use_fsq=false says so."""
@@ -265,10 +271,8 @@ class IQRL(Agent):
         )
         D = self.latent_width = cfg.latent_width
         self.pixels = pixel_shape(obs_dim)  # (C, H, W) with obs=pixels, else None
-        if self.pixels is not None and cfg.use_rec_loss:
-            raise ValueError(
-                "agent.use_rec_loss (iqrl-ae) has no image decoder; it trains from obs=state only"
-            )
+        if self.pixels is not None:
+            cfg.validate_pixels()
         self.quantizer = make_quantizer(cfg, D, self.generator).to(self.device)
         self.vq = self.quantizer if isinstance(self.quantizer, VectorQuantizer) else None
         self.codebook_size = self.quantizer.codebook_size
