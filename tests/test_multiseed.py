@@ -297,6 +297,7 @@ def test_a_seed_without_any_checkpoint_restarts_the_group(tmp_path):
         (["agent=td7", "seeds=0,1"], "K-seed mode supports"),
         (["agent=iqrl", "agent.quantizer=vq", "seeds=0,1"], "does not support agent.quantizer=vq"),
         (["agent=iqrl", "precision=bf16", "seeds=0,1"], "precision=fp32 only"),
+        (["agent=iqrl", "obs=pixels", "seeds=0,1"], "obs=state only"),
         (["agent=iqrl", "agent.rl_algo=sac", "seeds=0,1"], "agent=iqrl-sac"),
         (["agent=iqrl", "seeds=0,0"], "each once"),
         (["agent=iqrl", "seeds=a,b"], "comma-separated list of ints"),
