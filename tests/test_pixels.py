@@ -19,6 +19,10 @@ from iqrl.config import ConfigError, build_config
 from iqrl.envs import Observation, make_env, pixel_camera
 from iqrl.maths import random_shift, shift_offsets
 from iqrl.replay import SequenceReplay
+from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+
+from conftest import stop_after_episodes, tiny_argv
+from test_train import eval_numbers, read_csv
 
 video = pytest.importorskip("iqrl.video")
 SIZE, STACK = 24, 3
@@ -78,7 +82,7 @@ def test_rendering_changes_neither_dynamics_nor_rewards(renderer):
     twin.reset()
     twin.physics.set_state(pix.physics.get_state())
     twin.physics.forward()
-    assert np.array_equal(twin._frame(), frames(p.obs)[-1])
+    assert np.array_equal(twin.frame(), frames(p.obs)[-1])
 
 
 def test_the_pixel_benchmarks_cameras():
@@ -174,3 +178,41 @@ def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
     assert r.stderr.count("\n") == 1
     assert r.stderr.startswith("error: obs=pixels needs a renderer: no headless OpenGL renderer (egl: ")
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- every pixel agent, end to end
+PIXEL_AGENTS = [n for n in agents.agent_names() if agents.agent_class(n).PIXELS]
+# 200 agent steps of 24 x 24 frames (episodes of 50 agent steps, the first two of seed actions, 3
+# evaluations of one episode): a run renders about 350 frames, ~10 s here
+PIXEL_RUN = [
+    "obs=pixels",
+    f"image_size={SIZE}",
+    "steps=400",
+    "episode_length=100",
+    "seed_steps=200",
+    "eval_every=200",
+    "eval_episodes=1",
+    "checkpoint_every=200",
+    "diag_every=200",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", PIXEL_AGENTS)
+def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, renderer, tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(tiny_argv(agent, ref, seed=3, extra=PIXEL_RUN)) == EXIT_OK
+    rows = read_csv(ref / "eval.csv")
+    assert [int(r["env_step"]) for r in rows] == [0, 200, 400]
+    train = read_csv(ref / "train.csv")
+    assert train and all(np.isfinite(float(v)) for k, v in train[-1].items() if k.endswith("_loss") and v)
+    stop = stop_after_episodes(3)  # past the seed episodes: networks, optimizers and frames to restore
+    assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN), should_stop=stop) == EXIT_INTERRUPTED
+    assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN)) == EXIT_OK
+    assert eval_numbers(run) == eval_numbers(ref)
+    assert read_csv(run / "train.csv")[-1] == {**train[-1], **_timings(read_csv(run / "train.csv")[-1])}
+
+
+def _timings(row: dict) -> dict:
+    """The columns of a train.csv row that measure wall time (they differ between any two runs)."""
+    return {k: v for k, v in row.items() if "time" in k or k.endswith("_per_s") or k.startswith("wall")}
