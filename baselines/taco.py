@@ -353,7 +353,6 @@ class TACO(Agent):
                     w["mask"],
                 )
             )
-        metrics["std"] = self.std
         return metrics
 
     def window(self, batch: SequenceBatch) -> dict[str, Tensor]:

@@ -321,3 +321,30 @@ def test_task_overrides():
 def test_latent_action_width_follows_the_code_heuristic():
     assert build().latent_a_dim == int(ACT * 1.25) + 1
     assert build(["agent.latent_a_dim=7"]).latent_a_dim == 7
+
+
+def test_pixel_update_never_synchronises_and_resumes_bit_for_bit():
+    """tests/test_sync_free.py and tests/test_conformance.py build every agent on states; the pixel path
+    (shifts, convolutions) gets the same two checks here."""
+    import io
+
+    from test_sync_free import SyncGuard
+
+    a = build(obs_dim=PIX)
+    batch = window_batch(a, pixels=True)
+    replay = FixedReplay(batch)
+    for step in range(2):
+        a.update(replay, step)
+    with SyncGuard() as guard:
+        a.update(replay, 2)
+        a.act(batch.obs[:, 0].numpy(), explore=True)
+        a.act(batch.obs[0, 0].numpy(), explore=False)
+    assert not guard.found, guard.found
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    b = build(obs_dim=PIX, seed=5)
+    b.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=False))
+    ma, mb = a.update(replay, 3), b.update(replay, 3)
+    assert {k: float(v) for k, v in ma.items()} == {k: float(v) for k, v in mb.items()}
+    obs = batch.obs[:, 0].numpy()
+    assert np.array_equal(a.act(obs, explore=True), b.act(obs, explore=True))
