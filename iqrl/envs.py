@@ -296,7 +296,8 @@ class PixelEnv:
     def __getattr__(self, name):  # task, action_repeat, episode_length, physics, control_timestep
         return getattr(self._env, name)
 
-    def _frame(self) -> np.ndarray:
+    def frame(self) -> np.ndarray:
+        """The camera's picture of the physics now, [3, size, size]."""
         return np.ascontiguousarray(self._renderer.render().transpose(2, 0, 1))  # [3, size, size]
 
     def _observe(self) -> np.ndarray:
@@ -304,12 +305,12 @@ class PixelEnv:
 
     def reset(self) -> np.ndarray:
         self._env.reset()
-        self._frames = [self._frame()] * self.frame_stack
+        self._frames = [self.frame()] * self.frame_stack
         return self._observe()
 
     def step(self, action: np.ndarray) -> Step:
         step = self._env.step(action)
-        self._frames = self._frames[1:] + [self._frame()]
+        self._frames = self._frames[1:] + [self.frame()]
         return Step(self._observe(), step.reward, step.terminated, step.truncated)
 
     def get_state(self) -> dict:

@@ -78,7 +78,7 @@ def test_rendering_changes_neither_dynamics_nor_rewards(renderer):
     twin.reset()
     twin.physics.set_state(pix.physics.get_state())
     twin.physics.forward()
-    assert np.array_equal(twin._frame(), frames(p.obs)[-1])
+    assert np.array_equal(twin.frame(), frames(p.obs)[-1])
 
 
 def test_the_pixel_benchmarks_cameras():
