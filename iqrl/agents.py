@@ -270,6 +270,13 @@ REGISTRY: dict[str, AgentEntry] = {
         "tcrl_tasks.yaml",
         description="TCRL (arXiv 2306.09466): latent cosine temporal consistency + TD3-like AC on the latent",
     ),
+    "taco": AgentEntry(
+        "baselines.taco:TACO",
+        "baselines.taco:TACOConfig",
+        "taco_tasks.yaml",
+        description="TACO (arXiv 2306.13229): DrQ-v2 + temporal action-driven contrastive loss (+ CURL, "
+        "reward terms); pixels as the original, states with an MLP encoder",
+    ),
     "dcwm": AgentEntry(
         "baselines.dcwm:DCWM",
         "baselines.dcwm:DCWMConfig",

@@ -136,21 +136,35 @@ class EnsembleMLP(nn.Module):
     which is how a random pair of target critics is computed without running all of them.
     """
 
-    def __init__(self, n: int, in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default"):
+    def __init__(
+        self,
+        n: int,
+        in_dim: int,
+        hidden: Sequence[int],
+        out_dim: int,
+        init: str = "default",
+        act=F.mish,
+        norm: bool = True,
+    ):
         super().__init__()
         self.n = n
+        self.act = act  # elementwise activation after each hidden layer (DrQ-v2 / TACO critics: F.relu)
         self.linears = nn.ModuleList()
-        self.norms = nn.ModuleList()
+        self.norms = nn.ModuleList()  # empty without `norm` (plain MLP heads, as DrQ-v2's)
         d = in_dim
         for h in hidden:
             self.linears.append(EnsembleLinear(n, d, h, init))
-            self.norms.append(EnsembleLayerNorm(n, h))
+            if norm:
+                self.norms.append(EnsembleLayerNorm(n, h))
             d = h
         self.out = EnsembleLinear(n, d, out_dim, init)
 
     def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
-        for lin, norm in zip(self.linears, self.norms):
-            x = F.mish(norm(lin(x, members), members))
+        for k, lin in enumerate(self.linears):
+            x = lin(x, members)
+            if self.norms:
+                x = self.norms[k](x, members)
+            x = self.act(x)
         return self.out(x, members)
 
 
@@ -330,8 +344,11 @@ class ConvEncoder(nn.Module):
             )
             if init == "delta_orthogonal":
                 delta_orthogonal_(conv, nn.init.calculate_gain("relu"))
+            elif init == "orthogonal":  # the whole kernel orthogonal (DrQ-v2's and TACO's utils.weight_init)
+                nn.init.orthogonal_(conv.weight, nn.init.calculate_gain("relu"))
+                nn.init.zeros_(conv.bias)
             elif init != "default":
-                raise ValueError(f"unknown init {init!r}; valid: default, delta_orthogonal")
+                raise ValueError(f"unknown init {init!r}; valid: default, delta_orthogonal, orthogonal")
             layers += [conv, nn.ReLU()]
         self.convs = nn.Sequential(*layers)
         self.center = center

@@ -85,14 +85,23 @@ def add_clipped_noise(action: Tensor, std: float, clip: float | None, generator:
 
 
 def truncated_normal_sample(
-    mu: Tensor, std: float, generator: torch.Generator, clip: float | None = None, eps: float = 1e-6
+    mu: Tensor,
+    std: float,
+    generator: torch.Generator | None,
+    clip: float | None = None,
+    eps: float = 1e-6,
+    normal: Tensor | None = None,
 ) -> Tensor:
-    """TCRL's truncated-normal policy sample: mu + clip(std * N(0, 1), -clip, clip),
+    """TCRL's (and DrQ-v2's) truncated-normal policy sample: mu + clip(std * N(0, 1), -clip, clip),
     then clamped to [-1 + eps, 1 - eps] with a straight-through gradient (backward as if not clamped).
 
     clip=None leaves the noise unclipped (TCRL's exploration); std may be 0 (then it returns mu, clamped).
+    `normal`: the N(0, 1) draws [*mu.shape], drawn beforehand (an update that draws its numbers first);
+    without it they are drawn here from `generator`.
     """
-    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) * std
+    if normal is None:
+        normal = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    noise = normal * std
     if clip is not None:
         noise = noise.clamp(-clip, clip)
     x = mu + noise
@@ -200,3 +209,20 @@ def random_shift(images: Tensor, pad: int, offsets: Tensor) -> Tensor:
     batch = torch.arange(n, device=images.device)[:, None, None, None]
     chans = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
     return padded[batch, chans, rows, cols]
+
+
+# --------------------------------------------------------------------------------------------------
+# Contrastive losses
+# --------------------------------------------------------------------------------------------------
+
+
+def info_nce(logits: Tensor, weight: Tensor | None = None) -> Tensor:
+    """InfoNCE (van den Oord et al. 2018, arXiv 1807.03748) with the positives on the diagonal: row i of
+    logits [B, B] scores query i against every key, key i is its positive and the other B - 1 keys its
+    negatives; the loss is the mean over rows of  -log softmax(logits_i)_i = logsumexp_j logits_ij - logits_ii
+    (the cross-entropy with labels 0..B-1 of CURL's and TACO's code). `weight` [B] (e.g. a validity mask)
+    gives the weighted mean sum_i w_i l_i / max(sum_i w_i, 1) instead."""
+    per_row = torch.logsumexp(logits, -1) - torch.diagonal(logits)
+    if weight is None:
+        return per_row.mean()
+    return (per_row * weight).sum() / weight.sum().clamp(min=1.0)

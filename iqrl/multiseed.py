@@ -428,7 +428,8 @@ def unsupported(cfg) -> str | None:
     """Why a run's config cannot train in the K-seed mode, or None when it can. The other agents train their
     seeds one by one (docs/sweeps.md, "Packed jobs": td7 and mrq sample by LAP priorities that the update
     writes back, td7 also keeps policy checkpoints on an episode schedule, tcrl and dcwm update world models
-    with their own schedules and dcwm plans at every action: their packed seeds run side by side)."""
+    with their own schedules and dcwm plans at every action, taco trains its encoder with three optimizers
+    inside each update: their packed seeds run side by side)."""
     agent = cfg.agent
     if agent.name not in GROUP_AGENTS:
         return f"the K-seed mode supports {', '.join(GROUP_AGENTS)}; got agent={agent.name}"

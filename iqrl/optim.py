@@ -18,14 +18,22 @@ def adam(params, lr: float, weight_decay: float = 0.0, decoupled: bool = False) 
 
 
 def optimizer_step(
-    opt: torch.optim.Optimizer, loss: Tensor, params=None, max_norm: float = 0.0
+    opt: torch.optim.Optimizer | tuple[torch.optim.Optimizer, ...],
+    loss: Tensor,
+    params=None,
+    max_norm: float = 0.0,
 ) -> Tensor | None:
     """One gradient step on `loss`: zero the gradients, backpropagate, clip the total gradient norm of
-    `params` to `max_norm` (when > 0) and step. Returns the gradient norm before clipping, or None."""
-    opt.zero_grad(set_to_none=True)
+    `params` to `max_norm` (when > 0) and step. Returns the gradient norm before clipping, or None.
+    `opt` may be a tuple of optimizers that one loss steps together, in that order (DrQ-v2's and TACO's
+    critic loss steps the critic's and the encoder's)."""
+    opts = opt if isinstance(opt, tuple) else (opt,)
+    for o in opts:
+        o.zero_grad(set_to_none=True)
     loss.backward()
     norm = nn.utils.clip_grad_norm_(params, max_norm) if max_norm > 0 else None
-    opt.step()
+    for o in opts:
+        o.step()
     return norm
 
 
