@@ -113,6 +113,10 @@ class MRQConfig(AgentConfig):
     official_priority_from_policy_q: bool = False  # MRQ-2: priorities from |Q(s, pi(s)) - y|
     warmup_with_policy: bool = False
 
+    def validate_pixels(self, image_size: int) -> None:
+        size = MrqCNN.feature_size(image_size)
+        require([(size >= 1, f"image_size {image_size} is too small for MR.Q's image encoder (>= 31)")])
+
     def validate(self) -> None:
         checks = [
             (self.batch_size >= 1, f"agent.batch_size must be >= 1, got {self.batch_size}"),
@@ -199,15 +203,20 @@ class MrqCNN(nn.Module):
 
     STRIDES = (2, 2, 2, 1)
 
+    @classmethod
+    def feature_size(cls, image_size: int) -> int:
+        """Width of the last feature map: unpadded 3x3 convolutions, 84 -> 41 -> 20 -> 9 -> 7."""
+        for s in cls.STRIDES:
+            image_size = (image_size - 3) // s + 1
+        return image_size
+
     def __init__(self, shape: tuple[int, int, int], out_dim: int, filters: int = 32):
         super().__init__()
         self.convs = nn.ModuleList(
             nn.Conv2d(shape[0] if k == 0 else filters, filters, 3, stride=s)
             for k, s in enumerate(self.STRIDES)
         )
-        size = shape[1]
-        for s in self.STRIDES:  # unpadded 3x3: 84 -> 41 -> 20 -> 9 -> 7
-            size = (size - 3) // s + 1
+        size = self.feature_size(shape[1])
         if size < 1:
             raise ValueError(f"image size {shape[1]} is too small for MR.Q's image encoder")
         self.linear = nn.Linear(filters * size * size, out_dim)

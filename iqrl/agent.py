@@ -187,8 +187,8 @@ class IQRLRepresentationConfig(LatentModelConfig):
         ]
         require(checks)
 
-    def validate_pixels(self) -> None:
-        """The checks of obs=pixels (called by the agent built for pixels; a run config may call it first)."""
+    def validate_pixels(self, image_size: int) -> None:
+        """The checks of obs=pixels (run by the run config, and by the agent built for pixels)."""
         require(
             [(not self.use_rec_loss, "agent.use_rec_loss (iqrl-ae) has no image decoder: obs=state only")]
         )
@@ -272,7 +272,7 @@ class IQRL(Agent):
         D = self.latent_width = cfg.latent_width
         self.pixels = pixel_shape(obs_dim)  # (C, H, W) with obs=pixels, else None
         if self.pixels is not None:
-            cfg.validate_pixels()
+            cfg.validate_pixels(self.pixels[1])
         self.quantizer = make_quantizer(cfg, D, self.generator).to(self.device)
         self.vq = self.quantizer if isinstance(self.quantizer, VectorQuantizer) else None
         self.codebook_size = self.quantizer.codebook_size

@@ -46,6 +46,10 @@ class AgentConfig:
     # seed. Default: train seed + EVAL_SEED_OFFSET (10000). On in the `iqrl-official` preset.
     official_shared_eval_seed: bool = False
 
+    def validate_pixels(self, image_size: int) -> None:
+        """The checks of obs=pixels at frames of `image_size` (ValueError, one line): run by the run config
+        before anything is built, for agents with PIXELS = True. Nothing to check by default."""
+
 
 @dataclass
 class AgentSpec:

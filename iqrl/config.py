@@ -262,6 +262,11 @@ def validate_observation(run: RunConfig) -> None:
             ),
         ]
     require(checks, ConfigError)
+    if run.obs == "pixels":
+        try:
+            run.agent.validate_pixels(run.image_size)
+        except ValueError as e:
+            raise ConfigError(f"obs=pixels: {e}") from None
 
 
 def observation(run: RunConfig) -> Observation:

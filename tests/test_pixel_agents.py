@@ -123,8 +123,8 @@ def test_iqrl_ae_is_refused_from_pixels_and_state_runs_ignore_image_pad():
     with pytest.raises(ValueError, match="use_rec_loss"):
         make_iqrl(use_rec_loss=True)
     with pytest.raises(ValueError, match="use_rec_loss"):  # the check a run config can call before building
-        IQRLConfig(use_rec_loss=True).validate_pixels()
-    IQRLConfig().validate_pixels()
+        IQRLConfig(use_rec_loss=True).validate_pixels(32)
+    IQRLConfig().validate_pixels(32)
     with pytest.raises(ValueError, match="image_pad"):
         IQRLConfig(image_pad=-1).validate()
     torch.manual_seed(0)

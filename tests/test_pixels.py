@@ -182,11 +182,11 @@ def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
 
 # ---------------------------------------------------------------------------- every pixel agent, end to end
 PIXEL_AGENTS = [n for n in agents.agent_names() if agents.agent_class(n).PIXELS]
-# 200 agent steps of 24 x 24 frames (episodes of 50 agent steps, the first two of seed actions, 3
+# 200 agent steps of 32 x 32 frames (MR.Q's encoder needs >= 31) (episodes of 50 agent steps, the first two of seed actions, 3
 # evaluations of one episode): a run renders about 350 frames, ~10 s here
 PIXEL_RUN = [
     "obs=pixels",
-    f"image_size={SIZE}",
+    "image_size=32",
     "steps=400",
     "episode_length=100",
     "seed_steps=200",
