@@ -130,13 +130,24 @@ class EnsembleLayerNorm(nn.Module):
 
 
 class EnsembleMLP(nn.Module):
-    """E independent NormedMLPs evaluated together (e.g. a critic ensemble).
+    """E independent MLPs evaluated together (e.g. a critic ensemble), the ensemble form of `mlp`: per hidden
+    width Linear -> LayerNorm (if `norm`) -> `act`, then a Linear. The defaults are the NormedMLP (LayerNorm
+    + Mish); SAC+AE's critics are `act=nn.ReLU, norm=False`.
 
     forward(x [B, in]) -> [E, B, out]; `members` (LongTensor of indices) evaluates only a subset,
     which is how a random pair of target critics is computed without running all of them.
     """
 
-    def __init__(self, n: int, in_dim: int, hidden: Sequence[int], out_dim: int, init: str = "default"):
+    def __init__(
+        self,
+        n: int,
+        in_dim: int,
+        hidden: Sequence[int],
+        out_dim: int,
+        init: str = "default",
+        act: type[nn.Module] = nn.Mish,
+        norm: bool = True,
+    ):
         super().__init__()
         self.n = n
         self.linears = nn.ModuleList()
@@ -144,13 +155,16 @@ class EnsembleMLP(nn.Module):
         d = in_dim
         for h in hidden:
             self.linears.append(EnsembleLinear(n, d, h, init))
-            self.norms.append(EnsembleLayerNorm(n, h))
+            if norm:
+                self.norms.append(EnsembleLayerNorm(n, h))
             d = h
         self.out = EnsembleLinear(n, d, out_dim, init)
+        self.act = act()
 
     def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
-        for lin, norm in zip(self.linears, self.norms):
-            x = F.mish(norm(lin(x, members), members))
+        for k, lin in enumerate(self.linears):
+            x = lin(x, members)
+            x = self.act(self.norms[k](x, members) if self.norms else x)
         return self.out(x, members)
 
 
