@@ -354,3 +354,38 @@ class ConvEncoder(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         x = obs.float() / 255.0 - self.center
         return self.convs(x).flatten(1)
+
+
+class ConvDecoder(nn.Module):
+    """Features [N, feature_dim] -> frame stacks [N, C, H, W], the mirror of `ConvEncoder` (SAC+AE's
+    deterministic decoder, Yarats et al. 2019, arXiv 1910.01741, §6 and Table 5).
+
+    Linear to `num_filters` maps of the encoder's final size s = conv_output_size(image_size, num_layers),
+    ReLU, then `num_layers - 1` 3x3 stride-1 transposed convolutions with ReLU (s + 2 each) and one 3x3
+    stride-2 transposed convolution to C channels, with an output padding (0 or 1) that lands on image_size
+    (84 with 4 layers: 35 -> 37 -> 39 -> 41 -> 84). The output is unbounded (the targets are centred on 0).
+    The Linear orthogonal, the transposed convolutions delta-orthogonal (SAC+AE's `weight_init`).
+    """
+
+    def __init__(
+        self, feature_dim: int, out_channels: int, image_size: int, num_layers: int = 4, num_filters: int = 32
+    ):
+        super().__init__()
+        self.size = conv_output_size(image_size, num_layers)
+        self.num_filters = num_filters
+        self.fc = nn.Linear(feature_dim, num_filters * self.size**2)
+        init_linear_(self.fc, "orthogonal")
+        layers: list[nn.Module] = []
+        for _ in range(num_layers - 1):
+            layers += [nn.ConvTranspose2d(num_filters, num_filters, 3, stride=1), nn.ReLU()]
+        before_last = self.size + 2 * (num_layers - 1)
+        pad = image_size - ((before_last - 1) * 2 + 3)
+        layers.append(nn.ConvTranspose2d(num_filters, out_channels, 3, stride=2, output_padding=pad))
+        for m in layers:
+            if isinstance(m, nn.ConvTranspose2d):
+                delta_orthogonal_(m, nn.init.calculate_gain("relu"))
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, h: Tensor) -> Tensor:
+        x = torch.relu(self.fc(h)).view(-1, self.num_filters, self.size, self.size)
+        return self.deconvs(x)
