@@ -44,6 +44,7 @@ TINY_AGENT = {
     "iqrl-ae": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
     "iqrl-sac": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
     "sac": [],
+    "sac-ae": ["agent.feature_dim=8"],
 }
 
 

@@ -74,4 +74,9 @@ class RawObservationAgent(Agent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        return self.ac.act(to_tensor(obs, self.device), explore).cpu().numpy()
+        x = to_tensor(obs, self.device)
+        if (
+            self.ac.encoder is not None and x.dim() == 3
+        ):  # one frame stack [C, H, W]: the convolutions need a batch
+            return self.ac.act(x[None], explore)[0].cpu().numpy()
+        return self.ac.act(x, explore).cpu().numpy()
