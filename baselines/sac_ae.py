@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from iqrl.agents import Agent, AgentSpec, pixel_shape, to_tensor
 from iqrl.checks import require
 from iqrl.layers import ConvDecoder, mlp
-from iqrl.learners.encoders import CriticEncoder, PixelEncoderConfig, pixel_encoder
+from iqrl.learners.encoders import CriticEncoder, PixelEncoderConfig, pixel_encoder, shift_pair
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 from iqrl.maths import ema_update_
 from iqrl.optim import adam
@@ -206,6 +206,8 @@ class SACAE(Agent):
         c = self.cfg
         batch = replay.sample(c.batch_size)
         obs, action, ret, discount, obs_next = nstep_transition(batch, c.gamma, 1)
+        if self.shape is not None and c.image_pad > 0:  # SAE-6: DrQ's random shift, off by default
+            obs, obs_next = shift_pair(obs, obs_next, c.image_pad, self.generator)
         metrics = self.ac.update(obs, action, ret, discount, obs_next)  # steps 1-4
         self.updates += 1
         if self.decoder is not None and self.updates % c.decoder_update_freq == 0:

@@ -366,3 +366,16 @@ def test_pixel_update_and_act_never_synchronise(make):
 def test_the_k_seed_mode_refuses_pixel_agents():
     with pytest.raises(ConfigError, match="pixel"):
         SeedGroup([pixel_agent(SAC, SACAgentConfig), pixel_agent(SAC, SACAgentConfig)])
+
+
+def test_sac_ae_image_pad_shifts_what_the_critic_and_the_decoder_see(monkeypatch):
+    a = sac_ae(image_pad=2)
+    batch = FixedReplay().batch
+    offsets = shift_offsets(2 * B, 2, torch.Generator().set_state(a.generator.get_state()))
+    seen = {}
+    monkeypatch.setattr(a.ac, "update", lambda o, *rest: seen.setdefault("rl", (o, rest[-1])) and {})
+    monkeypatch.setattr(a, "update_decoder", lambda o: seen.setdefault("ae", o) is None or {})
+    a.update(FixedReplay(), 0)
+    assert torch.equal(seen["rl"][0], random_shift(batch.obs[:, 0], 2, offsets[:B]))
+    assert torch.equal(seen["rl"][1], random_shift(batch.obs[:, 1], 2, offsets[B:]))
+    assert torch.equal(seen["ae"], seen["rl"][0])

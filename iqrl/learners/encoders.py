@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from iqrl.checks import require
 from iqrl.layers import ConvEncoder, frozen_copy, init_linear_
-from iqrl.maths import ema_update_
+from iqrl.maths import ema_update_, random_shift, shift_offsets
 
 
 @dataclass
@@ -111,6 +111,13 @@ class CriticEncoder(nn.Module):
         """EMA of the target trunk and head towards the online ones at rate tau."""
         target = [*self.target_trunk.parameters(), *self.target_head.parameters()]
         ema_update_(target, self.online_parameters(), tau)
+
+
+def shift_pair(x: Tensor, x_next: Tensor, pad: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """DrQ's augmentation of a transition (arXiv 2004.13649, §3.1): o_t and o_{t+m} [B, C, H, W] each randomly
+    shifted by up to `pad` pixels, with their own offsets (2B draws from `generator`, o_t's first)."""
+    offsets = shift_offsets(2 * len(x), pad, generator)
+    return random_shift(x, pad, offsets[: len(x)]), random_shift(x_next, pad, offsets[len(x) :])
 
 
 def pixel_encoder(shape: tuple[int, int, int], cfg: PixelEncoderConfig, center: float, actor_head: bool):

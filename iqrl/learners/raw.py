@@ -19,8 +19,7 @@ from torch import Tensor
 
 from iqrl.agents import Agent, AgentSpec, pixel_shape, to_tensor
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
-from iqrl.learners.encoders import pixel_encoder
-from iqrl.maths import random_shift, shift_offsets
+from iqrl.learners.encoders import pixel_encoder, shift_pair
 from iqrl.replay import SequenceBatch, nstep_transition
 
 
@@ -64,9 +63,7 @@ class RawObservationAgent(Agent):
             ignore_terminal=c.official_ignore_terminal,
         )
         if self.image_pad > 0:  # DrQ: o_t and o_{t+m} shifted independently
-            offsets = shift_offsets(2 * len(x), self.image_pad, self.generator)
-            x = random_shift(x, self.image_pad, offsets[: len(x)])
-            x_next = random_shift(x_next, self.image_pad, offsets[len(x) :])
+            x, x_next = shift_pair(x, x_next, self.image_pad, self.generator)
         return x, action, ret, discount, x_next
 
     def on_episode_end(self) -> None:
