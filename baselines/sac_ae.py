@@ -164,7 +164,11 @@ class SACAE(Agent):
     def __init__(self, cfg: SACAEConfig, obs_dim, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
         self.spec = AgentSpec(
-            seq_len=1, batch_size=cfg.batch_size, updates_per_step=0.5, update_mode="per_step"
+            seq_len=cfg.nstep,
+            batch_size=cfg.batch_size,
+            updates_per_step=0.5,
+            update_mode="per_step",
+            warmup_with_policy=cfg.warmup_with_policy,
         )
         self.shape = pixel_shape(obs_dim)
         if self.shape is not None:  # pixels: conv encoder on obs / 255 (center 0), deconv decoder
@@ -205,7 +209,13 @@ class SACAE(Agent):
     def update(self, replay, step: int) -> dict:
         c = self.cfg
         batch = replay.sample(c.batch_size)
-        obs, action, ret, discount, obs_next = nstep_transition(batch, c.gamma, 1)
+        obs, action, ret, discount, obs_next = nstep_transition(
+            batch,
+            c.gamma,
+            c.nstep,
+            unit_discount_n1=c.official_nstep1_gamma_bug,
+            ignore_terminal=c.official_ignore_terminal,
+        )
         if self.shape is not None and c.image_pad > 0:  # SAE-6: DrQ's random shift, off by default
             obs, obs_next = shift_pair(obs, obs_next, c.image_pad, self.generator)
         metrics = self.ac.update(obs, action, ret, discount, obs_next)  # steps 1-4
