@@ -112,7 +112,8 @@ BENCH_SEEDS ?= 1
 DTYPES ?= fp32,bf16
 COMPILE ?= false
 DEVICE ?= cpu
+OBS ?= state
 bench: $(STAMP)
 	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
-		--seeds $(BENCH_SEEDS) \
+		--seeds $(BENCH_SEEDS) --obs $(OBS) \
 		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)

@@ -2,6 +2,7 @@
 
     python -m iqrl.bench [--agents iqrl,td3] [--tasks walker-walk,dog-run] [--dtypes fp32,bf16]
                          [--compile false,true] [--device cpu] [--updates 20] [--out bench.json]
+                         [--obs state,pixels] [--image-size 84]
     python -m iqrl.bench --compare old.json new.json      # speed ratios between two bench files
 
 Each row is measured in a fresh subprocess (so peak memory is that row's own): build the agent from
@@ -13,8 +14,10 @@ physics steps), and time deterministic acting (act_ms). `--compile true` measure
 compile=true (`cudagraphs`: compile=true cudagraphs=true, CUDA only); compile_s is the warm-up's extra
 time over 3 timed updates, i.e. what compiling costs once per process. hours_per_1m is the wall time of
 1M env steps at these rates (collection plus the agent's updates per env step; evaluation left out).
-Rows: agent, task, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
-act_ms, compile_s, hours_per_1m, peak_mem_mb, torch, hardware.
+`--obs pixels` measures the agents built for pixels (Agent.PIXELS) on rendered frame stacks: collection
+then includes rendering, and render_ms is the time of one frame alone.
+Rows: agent, task, obs, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
+act_ms, render_ms, compile_s, hours_per_1m, peak_mem_mb, torch, hardware.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 FIELDS = [
     "agent",
     "task",
+    "obs",
     "device",
     "dtype",
     "compile",
@@ -41,6 +45,7 @@ FIELDS = [
     "ops_per_update",
     "env_steps_per_s",
     "act_ms",
+    "render_ms",
     "compile_s",
     "hours_per_1m",
     "peak_mem_mb",
@@ -127,26 +132,34 @@ class Timer:
 
 
 def measure(
-    agent: str, task: str, dtype: str, device: str, n_updates: int, compile_mode: str = "false"
+    agent: str,
+    task: str,
+    dtype: str,
+    device: str,
+    n_updates: int,
+    compile_mode: str = "false",
+    obs: str = "state",
+    image_size: int = 84,
 ) -> dict:
     import numpy as np
     import torch
 
     from iqrl.agents import make_agent
-    from iqrl.config import build_config
-    from iqrl.envs import DMCEnv
+    from iqrl.config import build_config, observation
+    from iqrl.envs import make_env
     from iqrl.replay import SequenceReplay
     from iqrl.train import UpdatePrecision, resolve_device
 
-    keys = [f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}"]
-    cfg = build_config(keys + COMPILE_MODES[compile_mode])
+    keys = [f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}", f"obs={obs}"]
+    cfg = build_config(keys + [f"image_size={image_size}"] * (obs == "pixels") + COMPILE_MODES[compile_mode])
     dev = resolve_device(cfg.device)
     torch.manual_seed(0)
-    env = DMCEnv(task, 0, cfg.action_repeat, cfg.episode_length)
+    env = make_env(task, 0, cfg.action_repeat, cfg.episode_length, None, observation(cfg))
     a = make_agent(cfg.agent, env.obs_dim, env.act_dim, dev, 0)
     if cfg.compile:
         a.compile_losses(cudagraphs=cfg.cudagraphs)
-    replay = SequenceReplay(env.obs_dim, env.act_dim, a.spec.seq_len, dev, 0)
+    frame_stack = cfg.frame_stack if obs == "pixels" else 1
+    replay = SequenceReplay(env.obs_dim, env.act_dim, a.spec.seq_len, dev, 0, frame_stack=frame_stack)
     rng = np.random.default_rng(0)
 
     def episode(policy: bool, budget_s: float = float("inf")) -> int:
@@ -196,6 +209,12 @@ def measure(
         n_act += 1
     sync()
     act_ms = (time.perf_counter() - t) * 1000.0 / n_act
+    render_ms = None
+    if obs == "pixels":
+        t = time.perf_counter()
+        for _ in range(20):
+            env.frame()
+        render_ms = (time.perf_counter() - t) * 1000.0 / 20
     hours_per_1m = (1e6 / env_sps + 1e6 * a.spec.updates_per_step / ups) / 3600.0
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
@@ -204,6 +223,7 @@ def measure(
     return {
         "agent": agent,
         "task": task,
+        "obs": obs,
         "device": str(dev),
         "dtype": dtype,
         "compile": {"false": False, "true": True}.get(compile_mode, compile_mode),
@@ -212,6 +232,7 @@ def measure(
         "ops_per_update": None if ops is None else round(ops, 1),
         "env_steps_per_s": round(env_sps, 1),
         "act_ms": round(act_ms, 3),
+        "render_ms": None if render_ms is None else round(render_ms, 2),
         "compile_s": round(max(warmup_s - 3 / ups, 0.0), 1),
         "hours_per_1m": round(hours_per_1m, 2),
         "peak_mem_mb": round(peak, 1),
@@ -288,6 +309,7 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
     return {
         "agent": agent,
         "task": task,
+        "obs": "state",
         "device": str(dev),
         "dtype": dtype,
         "compile": False,
@@ -296,6 +318,7 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
         "ops_per_update": None,
         "env_steps_per_s": None,
         "act_ms": None,
+        "render_ms": None,
         "compile_s": None,
         "hours_per_1m": None,
         "peak_mem_mb": round(peak, 1),
@@ -371,7 +394,18 @@ def print_table(rows: list[dict]) -> None:
 
 def compare(old_path: str, new_path: str) -> int:
     """Print new/old updates/s per row present in both files; rows in only one are named."""
-    key = lambda r: (r["agent"], r["task"], r["device"], r["dtype"], r["compile"], r.get("seeds", 1))  # noqa: E731
+
+    def key(r: dict) -> tuple:  # rows of bench files from before `obs` are state rows
+        return (
+            r["agent"],
+            r["task"],
+            r["device"],
+            r["dtype"],
+            r["compile"],
+            r.get("seeds", 1),
+            r.get("obs", "state"),
+        )
+
     try:
         old, new = ({key(r): r for r in json.loads(Path(p).read_text())} for p in (old_path, new_path))
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -392,7 +426,7 @@ def compare(old_path: str, new_path: str) -> int:
             )
     for label, only in (("old", old.keys() - new.keys()), ("new", new.keys() - old.keys())):
         if only:
-            names = ", ".join(f"{a} {t} {d} {dt} K={k}" for a, t, d, dt, _, k in sorted(only, key=str))
+            names = ", ".join(f"{a} {t} {d} {dt} K={k} {o}" for a, t, d, dt, _, k, o in sorted(only, key=str))
             print(f"only in the {label} file ({len(only)}): {names}")
     return 0
 
@@ -415,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
         help="K-seed mode rows for K in this comma-separated list "
         "(iqrl agents; K = 1 is the plain single-seed row)",
     )
+    p.add_argument(
+        "--obs",
+        default="state",
+        help="comma-separated among state, pixels: pixel rows for the agents built for pixels",
+    )
+    p.add_argument("--image-size", type=int, default=84, help="pixel rows: frame width and height")
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     p.add_argument(
@@ -426,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--one-compile", default="false", help=argparse.SUPPRESS)
+    p.add_argument("--one-obs", default="state", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.compare:
         return compare(*args.compare)
@@ -440,15 +481,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.group:
             print(json.dumps(measure_seeds(*args.one, args.device, args.updates, args.group)))
         else:
-            print(json.dumps(measure(*args.one, args.device, args.updates, args.one_compile)))
+            row = measure(
+                *args.one, args.device, args.updates, args.one_compile, args.one_obs, args.image_size
+            )
+            print(json.dumps(row))
         return 0
-    from iqrl.agents import agent_names
+    from iqrl.agents import agent_class, agent_names
     from iqrl.config import ConfigError, build_config
 
     agents = [a for a in args.agents.split(",") if a] or agent_names()
     tasks = [t for t in args.tasks.split(",") if t]
     dtypes = [d for d in args.dtypes.split(",") if d]
     modes = [m for m in args.compile.split(",") if m]
+    observations = [o for o in args.obs.split(",") if o]
     if not modes or set(modes) - set(COMPILE_MODES):
         print(
             f"error: --compile must list values among {', '.join(COMPILE_MODES)}, got {args.compile!r}",
@@ -475,9 +520,17 @@ def main(argv: list[str] | None = None) -> int:
         for a in agents:
             for t in tasks:
                 for d in dtypes:
-                    for m in modes:
-                        keys = [f"agent={a}", f"task={t}", f"precision={d}", f"device={args.device}"]
-                        cfg = build_config(keys + COMPILE_MODES[m])
+                    for m, o in ((m, o) for m in modes for o in observations):
+                        if o == "pixels" and not agent_class(a).PIXELS:
+                            continue  # pixel rows only for the agents built for pixels
+                        keys = [
+                            f"agent={a}",
+                            f"task={t}",
+                            f"precision={d}",
+                            f"device={args.device}",
+                            f"obs={o}",
+                        ]
+                        cfg = build_config(keys + [f"image_size={args.image_size}"] + COMPILE_MODES[m])
                         check_precision(cfg, device_type)
                         check_compile(cfg, device_type)
     except ConfigError as e:
@@ -495,8 +548,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for a, ks in plan:
         for t in tasks:
-            for d, m, k in ((d, m, k) for d in dtypes for m in modes for k in ks):
-                if k > 1 and (d != "fp32" or m != "false"):  # the K-seed mode: eager fp32 only (unsupported)
+            for d, m, k, o in ((d, m, k, o) for d in dtypes for m in modes for k in ks for o in observations):
+                if k > 1 and (d != "fp32" or m != "false" or o != "state"):  # K-seed mode: eager fp32 states
+                    continue
+                if o == "pixels" and not agent_class(a).PIXELS:
                     continue
                 cmd = [
                     sys.executable,
@@ -514,6 +569,10 @@ def main(argv: list[str] | None = None) -> int:
                     str(k if k > 1 else 0),
                     "--one-compile",
                     m,
+                    "--one-obs",
+                    o,
+                    "--image-size",
+                    str(args.image_size),
                 ]
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode != 0:
@@ -532,9 +591,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
                 env_sps = rows[-1]["env_steps_per_s"]
                 print(
-                    f"{a:<14} {t:<12} {d:<5} compile={m:<5} K={k:<3} {rows[-1]['updates_per_s']:>8.2f} "
-                    "updates/s per "
-                    f"seed " + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""),
+                    f"{a:<14} {t:<12} {o:<6} {d:<5} compile={m:<5} K={k:<3} "
+                    f"{rows[-1]['updates_per_s']:>8.2f} updates/s per seed "
+                    + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""),
                     flush=True,
                 )
     write_rows(rows, args.out)

@@ -21,7 +21,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 from iqrl import agents as registry
 from iqrl.checks import require
-from iqrl.envs import DISTRACTORS, SEED_LIMIT, Perturbations, eval_seed, parse_task, task_group
+from iqrl.envs import (
+    DISTRACTORS,
+    OBSERVATIONS,
+    SEED_LIMIT,
+    Observation,
+    Perturbations,
+    eval_seed,
+    parse_task,
+    task_group,
+)
 from iqrl.loggers import LOGGERS
 
 
@@ -70,6 +79,11 @@ class RunConfig:
     distractor_dims: int = 0  # observation entries unrelated to the task
     distractor: str = "noise"  # noise (iid N(0, 1)) | signal (sinusoids drawn per episode)
     perturb_eval: bool = True  # false: evaluation without the noises and sticky actions (distractors stay)
+    # What the agent sees (iqrl.envs.PixelEnv; docs/pixels.md): state vectors, or pixels: the last
+    # frame_stack RGB frames of image_size x image_size, rendered after each agent step.
+    obs: str = "state"  # state | pixels
+    image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO: 84)
+    frame_stack: int = 3  # pixels: frames per observation (SAC+AE, DrQ, TACO: 3)
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
@@ -219,11 +233,40 @@ def validate(run: RunConfig) -> None:
         ),
     ]
     require(checks, ConfigError)
+    validate_observation(run)
     try:
         run.agent.validate()
     except ValueError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith("agent.") else f"agent.{msg}") from None
+
+
+def validate_observation(run: RunConfig) -> None:
+    """obs and its keys; pixels only for agents built for them, and without the state-vector noises."""
+    pixel_agents = [n for n in registry.agent_names() if registry.agent_class(n).PIXELS]
+    checks = [
+        (run.obs in OBSERVATIONS, f"obs must be one of {', '.join(OBSERVATIONS)}, got {run.obs!r}"),
+        (16 <= run.image_size <= 512, f"image_size must be in 16..512 pixels, got {run.image_size}"),
+        (1 <= run.frame_stack <= 16, f"frame_stack must be in 1..16, got {run.frame_stack}"),
+    ]
+    if run.obs == "pixels":
+        checks += [
+            (
+                run.agent.name in pixel_agents,
+                f"agent {run.agent.name} has no pixel encoder; obs=pixels works with "
+                f"{', '.join(pixel_agents) or 'no agent yet'}",
+            ),
+            (
+                not run.obs_noise and not run.distractor_dims,
+                "obs_noise and distractor_dims perturb state vectors: with obs=pixels leave them 0",
+            ),
+        ]
+    require(checks, ConfigError)
+
+
+def observation(run: RunConfig) -> Observation:
+    """The run's observation settings (iqrl.envs.make_env)."""
+    return Observation(run.obs, run.image_size, run.frame_stack)
 
 
 def to_yaml_dict(run: RunConfig) -> dict:

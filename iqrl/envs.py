@@ -4,6 +4,11 @@ Protocol (shared by every agent): flattened float32 state observations in the su
 actions rescaled to [-1, 1], action repeat 2 with summed rewards, episodes of 1000 env (physics)
 steps that end by time-limit *truncation* (bootstrap through, never terminal), and separate seeds for
 the training and evaluation environments.
+
+With `obs=pixels` (`PixelEnv`) the observation is instead the stack of the last `frame_stack` RGB frames,
+uint8 [3 * frame_stack, size, size] (newest last), rendered after each agent step from the camera the
+pixel benchmarks of SAC+AE, DrQ and TACO use (`pixel_camera`); action repeat, rewards and time limit are
+unchanged (docs/pixels.md).
 """
 
 from __future__ import annotations
@@ -126,6 +131,7 @@ class DMCEnv:
         env = suite.load(domain, name, task_kwargs={"random": seed})
         self._env = action_scale.Wrapper(env, minimum=-1.0, maximum=1.0)
         self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
+        self.obs_shape: tuple[int, ...] = (self.obs_dim,)
         self.act_dim = int(self._env.action_spec().shape[0])
         self._t = 0
 
@@ -207,6 +213,7 @@ class PerturbedEnv:
         self._env, self.p = env, perturb
         self.rng = np.random.default_rng([seed, 0x57C])  # its own stream, apart from the task's
         self.obs_dim = env.obs_dim + perturb.distractor_dims
+        self.obs_shape = (self.obs_dim,)
         self.act_dim = env.act_dim
         self._prev_action: np.ndarray | None = None
         self._t = 0
@@ -263,9 +270,84 @@ class PerturbedEnv:
             self.rng.bit_generator.state = state["perturbations"]
 
 
+def pixel_camera(task: str) -> int:
+    """The camera of a domain's pixel observations: 2 for quadruped (its tracking camera from behind), 0
+    (each domain's default tracking camera) otherwise, as in the SAC+AE, DrQ(-v2) and TACO code."""
+    return 2 if task.startswith("quadruped-") else 0
+
+
+class PixelEnv:
+    """A DMCEnv or PerturbedEnv seen through a camera: observations are the last `frame_stack` RGB frames,
+    uint8 [3 * frame_stack, size, size], oldest first. A reset fills the stack with copies of the first
+    frame (as the frame-stack wrappers of SAC+AE, DrQ and TACO do), so a stack never reaches into the
+    previous episode. Rendering (iqrl.video.Renderer: EGL, else OSMesa) leaves the physics and every
+    random stream alone, so the task's dynamics, rewards and seeds are those of the state env."""
+
+    def __init__(self, env, size: int, frame_stack: int):
+        from iqrl.video import Renderer
+
+        self._env, self.frame_stack = env, frame_stack
+        self._renderer = Renderer(env.physics, size, pixel_camera(env.task))
+        self.obs_shape = (3 * frame_stack, size, size)
+        self.obs_dim = self.obs_shape
+        self.act_dim = env.act_dim
+        self._frames: list[np.ndarray] = []
+
+    def __getattr__(self, name):  # task, action_repeat, episode_length, physics, control_timestep
+        return getattr(self._env, name)
+
+    def frame(self) -> np.ndarray:
+        """The camera's picture of the physics now, [3, size, size]."""
+        return np.ascontiguousarray(self._renderer.render().transpose(2, 0, 1))  # [3, size, size]
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate(self._frames, 0)
+
+    def reset(self) -> np.ndarray:
+        self._env.reset()
+        self._frames = [self.frame()] * self.frame_stack
+        return self._observe()
+
+    def step(self, action: np.ndarray) -> Step:
+        step = self._env.step(action)
+        self._frames = self._frames[1:] + [self.frame()]
+        return Step(self._observe(), step.reward, step.terminated, step.truncated)
+
+    def get_state(self) -> dict:
+        return self._env.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._env.set_state(state)
+
+    def close(self) -> None:
+        self._renderer.close()
+
+
+OBSERVATIONS = ("state", "pixels")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the agent sees (the run keys obs, image_size, frame_stack): `state` vectors or `pixels`."""
+
+    kind: str = "state"
+    image_size: int = 84
+    frame_stack: int = 3
+
+
 def make_env(
-    task: str, seed: int, action_repeat: int, episode_length: int, perturb: Perturbations | None = None
-) -> DMCEnv | PerturbedEnv:
-    """The task's env, wrapped in its perturbations when any is on (else exactly the plain DMCEnv)."""
+    task: str,
+    seed: int,
+    action_repeat: int,
+    episode_length: int,
+    perturb: Perturbations | None = None,
+    observation: Observation | None = None,
+) -> DMCEnv | PerturbedEnv | PixelEnv:
+    """The task's env, wrapped in its perturbations when any is on (else exactly the plain DMCEnv), seen
+    through a camera with `observation.kind == "pixels"`."""
     env = DMCEnv(task, seed, action_repeat, episode_length)
-    return PerturbedEnv(env, perturb, seed) if perturb is not None and perturb.active else env
+    if perturb is not None and perturb.active:
+        env = PerturbedEnv(env, perturb, seed)
+    if observation is not None and observation.kind == "pixels":
+        env = PixelEnv(env, observation.image_size, observation.frame_stack)
+    return env

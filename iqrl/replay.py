@@ -5,6 +5,12 @@ termination flags. `sample` draws windows of L consecutive transitions that lie 
 (windows whose episode *terminated* may run past the terminal step; those steps are padded and marked
 invalid). Truncated (time-limit) episodes never produce a window that crosses the reset.
 
+Pixel observations (uint8 frame stacks [k C, H, W], newest frame last) are stored one frame per
+observation, each frame once, with the index of its episode's first observation; the stack of o_t is
+assembled when sampled: frames t-k+1 .. t, each clamped to the episode's first frame (the stack the
+environment showed after its reset, `iqrl.envs.PixelEnv`). A stored frame stack would hold each frame k
+times.
+
 LAP (loss-adjusted prioritised replay, Fujimoto et al. 2020, arXiv 2007.06049) is built in: every
 transition carries a priority (new ones get the current max priority, which starts at 1);
 `sample(..., prioritized=True)` draws window starts with probability proportional to the priority of
@@ -27,7 +33,8 @@ _NO_TERMINAL = torch.iinfo(torch.int64).max
 class SequenceBatch:
     """A batch of B windows of L transitions (all tensors on the replay's device).
 
-    obs [B, L+1, obs_dim]: o_t .. o_{t+L};  action [B, L, A];  reward [B, L];
+    obs [B, L+1, obs_dim] (pixels: uint8 [B, L+1, k C, H, W]): o_t .. o_{t+L};
+    action [B, L, A];  reward [B, L];
     terminal [B, L]: true terminations (0 on DMC);  valid [B, L]: 1 up to and including the first
     terminal step, 0 after it;  index [B]: buffer index of each window's first transition.
     """
@@ -128,25 +135,40 @@ class SequenceReplay:
 
     def __init__(
         self,
-        obs_dim: int,
+        obs_dim: int | tuple[int, int, int],
         act_dim: int,
         seq_len: int,
         device: str | torch.device = "cpu",
         seed: int = 0,
         initial_capacity: int = 4096,
         capacity: int | None = None,
+        frame_stack: int = 1,
     ):
+        """obs_dim: the width of state vectors, or the shape (k C, H, W) of pixel frame stacks of
+        `frame_stack` = k frames (stored one frame of C channels per observation)."""
         if seq_len < 1:
             raise ValueError("seq_len must be >= 1")
         if capacity is not None and capacity < seq_len:
             raise ValueError(f"replay capacity must be >= seq_len ({seq_len}), got {capacity}")
         self.capacity = capacity
         self.obs_dim, self.act_dim, self.seq_len = obs_dim, act_dim, seq_len
+        self.pixels = isinstance(obs_dim, (tuple, list))
+        self.frame_stack = frame_stack
+        if self.pixels:
+            channels, h, w = obs_dim
+            if channels % frame_stack:
+                raise ValueError(f"{channels} channels are not {frame_stack} stacked frames")
+            self.frame_shape = (channels // frame_stack, h, w)  # what is stored per observation
+        else:
+            self.frame_shape = (obs_dim,)
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         cap = initial_capacity
-        self._obs = torch.empty(cap, obs_dim, device=self.device)
+        dtype = torch.uint8 if self.pixels else torch.float32
+        self._obs = torch.empty((cap, *self.frame_shape), dtype=dtype, device=self.device)
+        # pixels: the obs index of each observation's episode start (where its frame stack stops)
+        self._ep_first = torch.empty(cap if self.pixels else 0, dtype=torch.int64, device=self.device)
         self._act = torch.empty(cap, act_dim, device=self.device)
         self._rew = torch.empty(cap, device=self.device)
         self._term = torch.zeros(cap, dtype=torch.bool, device=self.device)
@@ -160,6 +182,7 @@ class SequenceReplay:
         self.size = 0  # transitions stored
         self.n_starts = 0
         self._ep_start = -1  # first transition index of the open episode, -1 if none is open
+        self._ep_first_obs = 0  # obs index of the open episode's first observation
         # Host copy of the window starts (ascending) and the first slot still inside the capacity:
         # eviction is decided in add() without reading the device.
         self._starts_host = array("q")
@@ -171,7 +194,9 @@ class SequenceReplay:
     # the replay is next read (`_upload`, at the top of every reader): an agent that updates after its
     # episodes uploads each episode once instead of making a few small host-to-device copies per env step.
     def _clear_staged(self) -> None:
-        self._staged: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "term", "obs_ptr", "starts")}
+        self._staged: dict[str, list] = {
+            k: [] for k in ("obs", "ep_first", "act", "rew", "term", "obs_ptr", "starts")
+        }
         self._uploaded = (self.n_obs, self.size, self.n_starts)  # counts already on the device
 
     def _upload(self) -> None:
@@ -179,8 +204,9 @@ class SequenceReplay:
         if not (s["obs"] or s["act"] or s["starts"]):
             return
         n_obs, size, n_starts = self._uploaded
+        obs_dtype = np.uint8 if self.pixels else np.float32
         rows = [
-            ("_obs", n_obs, np.asarray(s["obs"], np.float32).reshape(-1, self.obs_dim)),
+            ("_obs", n_obs, np.asarray(s["obs"], obs_dtype).reshape(-1, *self.frame_shape)),
             ("_act", size, np.asarray(s["act"], np.float32).reshape(-1, self.act_dim)),
             ("_rew", size, np.asarray(s["rew"], np.float32)),
             ("_term", size, np.asarray(s["term"], bool)),
@@ -188,6 +214,8 @@ class SequenceReplay:
             ("_term_at", size, np.full(len(s["act"]), _NO_TERMINAL, np.int64)),
             ("_starts", n_starts, np.asarray(s["starts"], np.int64)),
         ]
+        if self.pixels:
+            rows.append(("_ep_first", n_obs, np.asarray(s["ep_first"], np.int64)))
         for name, at, values in rows:
             self._grow(name, at + len(values))
             getattr(self, name)[at : at + len(values)] = torch.from_numpy(values).to(self.device)
@@ -206,10 +234,19 @@ class SequenceReplay:
         new[: t.shape[0]] = t
         setattr(self, name, new)
 
+    def _stage_obs(self, obs) -> None:
+        """Stage one observation: a state vector, or the newest frame of a pixel stack (the older frames
+        of the stack are stored already, or are the episode's first frame repeated)."""
+        if self.pixels:
+            obs = np.asarray(obs, np.uint8)[-self.frame_shape[0] :]
+        self._staged["obs"].append(np.asarray(obs, np.uint8 if self.pixels else np.float32))
+        self._staged["ep_first"].append(self._ep_first_obs)
+        self.n_obs += 1
+
     def start_episode(self, obs) -> None:
         """Store the first observation of a new episode."""
-        self._staged["obs"].append(np.asarray(obs, np.float32))
-        self.n_obs += 1
+        self._ep_first_obs = self.n_obs
+        self._stage_obs(obs)
         self._ep_start = self.size
 
     def add(self, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
@@ -221,9 +258,8 @@ class SequenceReplay:
         s["rew"].append(float(reward))
         s["term"].append(bool(terminated))
         s["obs_ptr"].append(self.n_obs - 1)
-        s["obs"].append(np.asarray(next_obs, np.float32))
+        self._stage_obs(next_obs)
         self.has_terminal = self.has_terminal or bool(terminated)
-        self.n_obs += 1
         self.size += 1
         # The window that ends at t is now complete.
         new_starts = [t - self.seq_len + 1] if t - self.seq_len + 1 >= self._ep_start else []
@@ -282,13 +318,23 @@ class SequenceReplay:
         # the terminal transition's real next observation (within an episode obs_ptr[s] + 1 = obs_ptr[s + 1])
         obs_idx = torch.cat([self._obs_ptr[start][:, None], self._obs_ptr[steps] + 1], 1)  # [B, L+1]
         return SequenceBatch(
-            obs=self._obs[obs_idx],
+            obs=self.observations(obs_idx),
             action=self._act[steps],
             reward=self._rew[steps],
             terminal=self._term[steps] & valid,
             valid=valid.float(),
             index=start,
         )
+
+    def observations(self, obs_idx: Tensor) -> Tensor:
+        """The observations at stored indices obs_idx [...]: state vectors [..., obs_dim], or pixel stacks
+        [..., k C, H, W] of frames obs_idx - k + 1 .. obs_idx, none before its episode's first frame."""
+        self._upload()
+        if not self.pixels:
+            return self._obs[obs_idx]
+        back = torch.arange(self.frame_stack - 1, -1, -1, device=self.device)  # oldest frame first
+        frames = torch.maximum(obs_idx[..., None] - back, self._ep_first[obs_idx][..., None])
+        return self._obs[frames].flatten(-4, -3)  # [..., k, C, H, W] -> [..., k C, H, W]
 
     def _sample_by_priority(self, batch_size: int) -> Tensor:
         """Slots into _starts drawn with probability p_i / sum p (cumulative sum + binary search).
@@ -343,12 +389,14 @@ class SequenceReplay:
             idx = torch.randint(self.size - lo, (n,), generator=g, device=self.device)
         else:
             idx = torch.randperm(self.size - lo, generator=g, device=self.device)[:n]
-        return self._obs[self._obs_ptr[idx + lo]]
+        return self.observations(self._obs_ptr[idx + lo])
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:
         self._upload()
+        pixels = {"ep_first": self._ep_first[: self.n_obs].cpu().clone()} if self.pixels else {}
         return {
+            **pixels,
             "obs": self._obs[: self.n_obs].cpu().clone(),
             "act": self._act[: self.size].cpu().clone(),
             "rew": self._rew[: self.size].cpu().clone(),
@@ -375,10 +423,12 @@ class SequenceReplay:
             ("_obs_ptr", "obs_ptr", self.size),
             ("_term_at", "term_at", self.size),
             ("_starts", "starts", self.n_starts),
+            *([("_ep_first", "ep_first", self.n_obs)] if self.pixels else []),
         ):
             self._grow(name, max(n, 1))
             getattr(self, name)[:n] = state[key].to(self.device)
         self._ep_start = state["ep_start"]
+        self._ep_first_obs = int(self._ep_first[self.n_obs - 1]) if self.pixels and self.n_obs else 0
         self._starts_host = array("q", state["starts"].tolist() if self.capacity is not None else [])
         self._first_start = 0
         self._evict()

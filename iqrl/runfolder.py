@@ -61,6 +61,10 @@ LEGACY_VALUES = {
     # compiled updates (Agent.compile_losses): older runs ran eagerly
     "compile": False,
     "cudagraphs": False,
+    # pixel observations (iqrl.envs.PixelEnv): older runs saw state vectors
+    "obs": "state",
+    "image_size": 84,
+    "frame_stack": 3,
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from iqrl.agents import agent_class, make_agent
-from iqrl.config import ConfigError, RunConfig, build_config, perturbations, to_yaml_dict
+from iqrl.config import ConfigError, RunConfig, build_config, observation, perturbations, to_yaml_dict
 from iqrl.diagnostics import active_codebook, latent_collapsed, rank_metrics
-from iqrl.envs import DMCEnv, PerturbedEnv, eval_seed, make_env, task_group
+from iqrl.envs import DMCEnv, eval_seed, make_env, task_group
 from iqrl.loggers import Trackers, missing_packages
 from iqrl.replay import SequenceReplay
 from iqrl.runfolder import (
@@ -200,7 +200,10 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.env = make_env(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg))
+        self.observation = observation(cfg)  # state vectors or pixel frame stacks
+        self.env = make_env(
+            cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), self.observation
+        )
         self.agent = make_agent(cfg.agent, self.env.obs_dim, self.env.act_dim, self.device, cfg.seed)
         if cfg.compile:
             self.agent.compile_losses(cudagraphs=cfg.cudagraphs)
@@ -212,10 +215,11 @@ class Trainer:
             cfg.action_repeat,
             cfg.episode_length,
             perturbations(cfg, evaluation=True),
+            self.observation,
         )
         # Batched evaluation needs the episodes' streams to be the sequential loop's: not so when the noises
         # and sticky actions of the evaluation env draw at every step (they stay sequential).
-        self.batched_eval = cfg.eval_batched and not isinstance(self.eval_env, PerturbedEnv)
+        self.batched_eval = cfg.eval_batched and not perturbations(cfg, evaluation=True).active
         self._eval_envs = [self.eval_env]  # + eval_episodes - 1 copies, made at the first evaluation
         # the effective FIFO size (None = unbounded): the run's replay_capacity, or the agent's default
         self.replay_capacity = (
@@ -228,6 +232,7 @@ class Trainer:
             self.device,
             cfg.seed + 1,
             capacity=self.replay_capacity,
+            frame_stack=cfg.frame_stack if cfg.obs == "pixels" else 1,
         )
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
         self.diag_generator = torch.Generator(device=self.device)
@@ -275,7 +280,7 @@ class Trainer:
         return {
             "versions": package_versions(),
             "git_commit": git_commit(),
-            "obs_dim": self.env.obs_dim,
+            "obs_dim": self.env.obs_dim if self.cfg.obs == "state" else list(self.env.obs_shape),
             "act_dim": self.env.act_dim,
             "task_group": task_group(self.cfg.task),
             "latent_width": a.latent_width,
@@ -406,7 +411,9 @@ class Trainer:
         there)."""
         cfg = self.cfg
         while len(self._eval_envs) < cfg.eval_episodes:
-            env = make_env(cfg.task, self.eval_seed, cfg.action_repeat, cfg.episode_length)
+            env = make_env(
+                cfg.task, self.eval_seed, cfg.action_repeat, cfg.episode_length, None, self.observation
+            )
             self._eval_envs.append(env)
         return self._eval_envs
 
@@ -752,7 +759,19 @@ def preflight(cfg: RunConfig) -> bool:
         check_precision(cfg, device)
         check_compile(cfg, device)
         check_watching(cfg)
+        check_renderer(cfg)
     return done
+
+
+def check_renderer(cfg: RunConfig) -> None:
+    """obs=pixels needs a headless renderer (EGL, else OSMesa): ConfigError (one line) without one."""
+    if cfg.obs == "pixels":
+        from iqrl.video import RendererUnavailable, select_backend
+
+        try:
+            select_backend()
+        except RendererUnavailable as e:
+            raise ConfigError(f"obs=pixels needs a renderer: {e}") from None
 
 
 def check_watching(cfg: RunConfig) -> None:

@@ -15,12 +15,14 @@ PyOpenGL binds one platform per process, so each is first tried in a child proce
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,18 @@ def select_backend() -> str:
     return _backend
 
 
+_open_renderers: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_renderers() -> None:
+    """Free the GL contexts still open at exit (pixel envs live until then), while the modules their
+    destructors call are still there: freed during the interpreter's teardown, EGL fails with
+    EGL_NOT_INITIALIZED and prints a traceback per context."""
+    for renderer in list(_open_renderers):
+        renderer.close()
+
+
 class Renderer:
     """Square RGB frames of a dm_control physics from its camera `camera` (0: each suite domain's
     tracking camera, the one the suite's own rendering uses by default)."""
@@ -102,6 +116,7 @@ class Renderer:
         self._camera.type, self._camera.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, camera
         self._rect = mujoco.MjrRect(0, 0, size, size)
         self._buf = np.empty((size, size, 3), np.uint8)
+        _open_renderers.add(self)
 
     def render(self) -> np.ndarray:
         mj = self._mj
@@ -208,15 +223,15 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
     import torch
 
     from iqrl.agents import make_agent
-    from iqrl.config import from_yaml_dict
-    from iqrl.envs import DMCEnv, eval_seed
+    from iqrl.config import from_yaml_dict, observation
+    from iqrl.envs import eval_seed, make_env
     from iqrl.train import eval_episode
 
     cfg = from_yaml_dict(read_yaml(run_dir / "config.yaml"))
     state = torch.load(path, map_location="cpu", weights_only=False)  # a renamed-over file stays readable
     env_step = int(state["counters"]["env_step"])
     seed = eval_seed(cfg.seed, cfg.agent.official_shared_eval_seed)  # the trainer's evaluation env seed
-    env = DMCEnv(cfg.task, seed, cfg.action_repeat, cfg.episode_length)
+    env = make_env(cfg.task, seed, cfg.action_repeat, cfg.episode_length, None, observation(cfg))
     agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, torch.device("cpu"), cfg.seed)
     agent.load_state_dict(state["agent"])
     torch.manual_seed(seed)  # planners sample even when acting deterministically

@@ -12,6 +12,8 @@ A sweep file (``ablations/*.yaml``)::
       eval_every: 10000
     per_agent:                  # optional fixed overrides for one agent's runs only
       iqrl: {agent.enc_mlp_dims: [256]}
+    per_task:                   # optional fixed overrides for one task's runs only (e.g. its action repeat)
+      cartpole-swingup: {action_repeat: 8}
     grid:                       # product over the keys; each value is a list of alternatives
       agent.horizon: [1, 2, 3, 5, 7, 10]
     zip:                        # optional; each entry is one axis whose keys advance together
@@ -39,7 +41,19 @@ from slurm.naming import dotlist, dotlist_value, variant_name
 from slurm.yamlfile import is_int, read_yaml
 
 GROUPS = ("easy", "medium", "hard")
-TOP_KEYS = {"name", "agents", "tasks", "seeds", "steps", "fixed", "per_agent", "grid", "zip", "variants"}
+TOP_KEYS = {
+    "name",
+    "agents",
+    "tasks",
+    "seeds",
+    "steps",
+    "fixed",
+    "per_agent",
+    "per_task",
+    "grid",
+    "zip",
+    "variants",
+}
 # Keys the sweep sets itself for every run; an override may not set them.
 RESERVED = {"agent", "task", "seed", "steps", "out", "sweep", "variant", "overrides"}
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -97,6 +111,7 @@ class Sweep:
     per_agent: Mapping[str, Mapping[str, Any]]
     variants: Mapping[str, Mapping[str, Any]]  # variant name -> its overrides, in expansion order
     task_group: Mapping[str, str] = field(default_factory=dict)  # task -> group, for budgets
+    per_task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def steps_for(self, task: str) -> int:
         if isinstance(self.steps, int):
@@ -113,7 +128,12 @@ class Sweep:
         for agent in chosen:
             for task in self.tasks:
                 for vname, ov in self.variants.items():
-                    merged = {**self.fixed, **self.per_agent.get(agent, {}), **ov}
+                    merged = {
+                        **self.fixed,
+                        **self.per_agent.get(agent, {}),
+                        **self.per_task.get(task, {}),
+                        **ov,
+                    }
                     overrides = tuple(dotlist({k: merged[k] for k in sorted(merged)}))
                     runs += [
                         RunSpec(self.name, agent, task, seed, self.steps_for(task), vname, overrides)
@@ -169,20 +189,20 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
                 )
 
     fixed = _overrides(data.get("fixed") or {}, "fixed", fail)
-    per_agent_raw = data.get("per_agent") or {}
-    if not isinstance(per_agent_raw, dict):
-        raise fail(f"per_agent: expected a mapping of agent -> overrides, got {per_agent_raw!r}")
-    per_agent = {}
-    for agent, ov in per_agent_raw.items():
-        if agent not in agents:
-            raise fail(f"per_agent: {agent!r} is not one of the sweep's agents ({', '.join(agents)})")
-        per_agent[agent] = _overrides(ov or {}, f"per_agent.{agent}", fail)
-        clash = sorted(set(per_agent[agent]) & set(fixed))
-        if clash:
-            raise fail(f"per_agent.{agent}: key {clash[0]!r} is also set in fixed; set each key in one place")
+    per_agent = _per(data, "per_agent", agents, "agents", fixed, fail)
+    per_task = _per(data, "per_task", tasks, "tasks", fixed, fail)
+    for task, ov in per_task.items():
+        for agent, agent_ov in per_agent.items():
+            if set(ov) & set(agent_ov):
+                key = sorted(set(ov) & set(agent_ov))[0]
+                raise fail(
+                    f"per_task.{task}: key {key!r} is also set in per_agent.{agent}; "
+                    "set each key in one place"
+                )
     axes = _axes(data, fail)
     keys_seen: dict[str, str] = {k: "fixed" for k in fixed}
     keys_seen.update({k: f"per_agent.{a}" for a, ov in per_agent.items() for k in ov})
+    keys_seen.update({k: f"per_task.{t}" for t, ov in per_task.items() for k in ov})
     for label, keys, _ in axes:
         for k in keys:
             if k in keys_seen:
@@ -199,8 +219,41 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
             raise fail(f"two grid points both give variant {vname!r}: {variants[vname]} and {merged}")
         variants[vname] = merged
     return Sweep(
-        name, where, tuple(agents), tuple(tasks), tuple(seeds), steps, fixed, per_agent, variants, group_of
+        name,
+        where,
+        tuple(agents),
+        tuple(tasks),
+        tuple(seeds),
+        steps,
+        fixed,
+        per_agent,
+        variants,
+        group_of,
+        per_task,
     )
+
+
+def _per(
+    data: Mapping,
+    key: str,
+    names: Sequence[str],
+    what: str,
+    fixed: Mapping,
+    fail: Callable[[str], SweepError],
+) -> dict[str, dict[str, Any]]:
+    """`per_agent` or `per_task`: a mapping of one of the sweep's `what` -> overrides, none set in fixed."""
+    raw = data.get(key) or {}
+    if not isinstance(raw, dict):
+        raise fail(f"{key}: expected a mapping of {what[:-1]} -> overrides, got {raw!r}")
+    per = {}
+    for name, ov in raw.items():
+        if name not in names:
+            raise fail(f"{key}: {name!r} is not one of the sweep's {what} ({', '.join(names)})")
+        per[name] = _overrides(ov or {}, f"{key}.{name}", fail)
+        clash = sorted(set(per[name]) & set(fixed))
+        if clash:
+            raise fail(f"{key}.{name}: key {clash[0]!r} is also set in fixed; set each key in one place")
+    return per
 
 
 def _names(value: Any, key: str, fail: Callable[[str], SweepError]) -> list[str]:

@@ -101,6 +101,17 @@ def test_fixed_and_per_agent_overrides_are_recorded_but_not_in_the_variant_name(
     assert argv[-4:] == list(iqrl.overrides)
 
 
+def test_per_task_overrides_reach_only_that_tasks_runs_and_stay_out_of_the_variant_name():
+    s = parse(
+        "agents: [iqrl]\ntasks: [cartpole-swingup, walker-walk]\nseeds: 1\nsteps: 10\n"
+        "per_task: {cartpole-swingup: {action_repeat: 8}}\nvariants: [{obs: pixels}]\n"
+    )
+    cartpole, walker = s.runs()
+    assert cartpole.variant == walker.variant == "obs=pixels"  # the observation type names the variant
+    assert cartpole.overrides == ("action_repeat=8", "obs=pixels")
+    assert walker.overrides == ("obs=pixels",)
+
+
 def test_variant_names_are_stable_readable_and_injective():
     assert variant_name({}) == "default"
     assert variant_name({"agent.horizon": 3}) == "horizon=3"
@@ -169,6 +180,11 @@ def test_dotlist_values_round_trip_through_omegaconf():
         (BASE + "variants: [{}, {}]\n", "both give variant 'default'"),
         (BASE + "fixed: {agent.x: {a: 1}}\n", "mappings are not supported"),
         (BASE + "per_agent: {td3: {agent.x: 1}}\n", "'td3' is not one of the sweep's agents"),
+        (BASE + "per_task: {dog-run: {action_repeat: 4}}\n", "'dog-run' is not one of the sweep's tasks"),
+        (
+            BASE + "fixed: {action_repeat: 2}\nper_task: {walker-walk: {action_repeat: 4}}\n",
+            "also set in fixed",
+        ),
         (BASE + "name: 'a b'\n", "not a usable folder name"),
         ("- just\n- a list\n", "expected a mapping"),
     ],

@@ -1,0 +1,218 @@
+"""Pixel observations (obs=pixels): rendering, frame stacks, the frame replay, augmentation and the config.
+
+The agents' pixel encoders are tested with each agent (test_sac_ae.py, test_taco.py, test_iqrl_pixels.py);
+every pixel agent's end-to-end run and resume is at the end of this file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from iqrl import agents
+from iqrl.config import ConfigError, build_config
+from iqrl.envs import Observation, make_env, pixel_camera
+from iqrl.maths import random_shift, shift_offsets
+from iqrl.replay import SequenceReplay
+from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+
+from conftest import stop_after_episodes, tiny_argv
+from test_train import eval_numbers, read_csv
+
+video = pytest.importorskip("iqrl.video")
+SIZE, STACK = 24, 3
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    try:
+        return video.select_backend()
+    except video.RendererUnavailable as e:
+        if os.environ.get("IQRL_REQUIRE_RENDERER") == "1":
+            raise
+        pytest.skip(str(e))
+
+
+def pixel_env(task="cartpole-swingup", seed=1, episode_length=40, perturb=None):
+    return make_env(task, seed, 2, episode_length, perturb, Observation("pixels", SIZE, STACK))
+
+
+def frames(obs: np.ndarray) -> list[np.ndarray]:
+    return [obs[3 * k : 3 * k + 3] for k in range(STACK)]
+
+
+def test_frames_are_stacked_oldest_first_and_refilled_at_each_reset(renderer):
+    env = pixel_env()
+    obs = env.reset()
+    assert obs.shape == (3 * STACK, SIZE, SIZE) and obs.dtype == np.uint8 and env.obs_shape == obs.shape
+    assert obs.std() > video.BLANK_STD  # a real picture, not a blank buffer
+    first = frames(obs)
+    assert all(np.array_equal(f, first[0]) for f in first)  # the reset frame, repeated
+    rng = np.random.default_rng(0)
+    history = [first[0]]
+    for _ in range(5):
+        obs = env.step(rng.uniform(-1, 1, env.act_dim).astype(np.float32)).obs
+        history.append(frames(obs)[-1])
+        assert all(
+            np.array_equal(a, b) for a, b in zip(frames(obs), ([history[0]] * STACK + history)[-STACK:])
+        )
+    assert not np.array_equal(history[-1], history[0])  # the cart moved
+    obs = env.reset()  # a new episode: no frame of the old one
+    assert all(np.array_equal(f, frames(obs)[0]) for f in frames(obs))
+    assert not np.array_equal(frames(obs)[0], history[-1])
+
+
+def test_rendering_changes_neither_dynamics_nor_rewards(renderer):
+    """The same seed and actions give the state env's rewards and episode ends, and the frames follow the
+    physics: two envs at the same state render the same picture."""
+    pix, state = pixel_env(), make_env("cartpole-swingup", 1, 2, 40)
+    pix.reset(), state.reset()
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        a = rng.uniform(-1, 1, 1).astype(np.float32)
+        p, s = pix.step(a), state.step(a)
+        assert (p.reward, p.terminated, p.truncated) == (s.reward, s.terminated, s.truncated)
+    assert p.truncated  # 40 env steps at action repeat 2
+    twin = pixel_env()
+    twin.reset()
+    twin.physics.set_state(pix.physics.get_state())
+    twin.physics.forward()
+    assert np.array_equal(twin.frame(), frames(p.obs)[-1])
+
+
+def test_the_pixel_benchmarks_cameras():
+    assert pixel_camera("quadruped-run") == 2 and pixel_camera("walker-walk") == 0
+
+
+def test_the_replay_stores_each_frame_once_and_rebuilds_every_stack_the_agent_saw(renderer):
+    env = pixel_env(episode_length=20)
+    replay = SequenceReplay(env.obs_shape, env.act_dim, 3, "cpu", 0, initial_capacity=8, frame_stack=STACK)
+    seen = []  # every observation in the order the replay stores them
+    rng = np.random.default_rng(2)
+    for _ in range(3):  # episode boundaries inside the stored data
+        obs = env.reset()
+        replay.start_episode(obs)
+        seen.append(obs)
+        while True:
+            step = env.step(rng.uniform(-1, 1, env.act_dim).astype(np.float32))
+            replay.add(rng.uniform(-1, 1, env.act_dim), step.reward, step.obs, False, step.truncated)
+            seen.append(step.obs)
+            if step.truncated:
+                break
+    assert replay.n_obs == len(seen) == 33
+    assert tuple(replay._obs.shape[1:]) == (3, SIZE, SIZE) and replay._obs.dtype == torch.uint8
+    rebuilt = replay.observations(torch.arange(len(seen)))
+    assert torch.equal(rebuilt, torch.from_numpy(np.stack(seen)))
+    batch = replay.sample(16)
+    assert batch.obs.shape == (16, 4, 3 * STACK, SIZE, SIZE) and batch.obs.dtype == torch.uint8
+    first_obs = replay._obs_ptr[batch.index]
+    for b in range(16):  # o_t .. o_{t+L} of each window are the stacks the agent acted on
+        for t in range(4):
+            assert torch.equal(batch.obs[b, t], torch.from_numpy(seen[int(first_obs[b]) + t]))
+    # a checkpoint holds frames once and resumes to the same samples
+    state = replay.state_dict()
+    assert state["obs"].shape == (33, 3, SIZE, SIZE)
+    again = SequenceReplay(env.obs_shape, env.act_dim, 3, "cpu", 0, frame_stack=STACK)
+    again.load_state_dict(state)
+    assert torch.equal(again.sample(16).obs, replay.sample(16).obs)
+
+
+def test_random_shift_moves_every_frame_together_by_at_most_its_pad():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 6, 12, 12), generator=g, dtype=torch.uint8)
+    offsets = shift_offsets(64, 2, g)
+    assert offsets.min() >= 0 and offsets.max() <= 4 and len(offsets.unique(dim=0)) > 10
+    shifted = random_shift(images, 2, offsets)
+    assert shifted.dtype == torch.uint8 and shifted.shape == images.shape
+    padded = torch.nn.functional.pad(images.float(), (2, 2, 2, 2), mode="replicate")
+    for i, (dy, dx) in enumerate(offsets.tolist()):
+        assert torch.equal(shifted[i].float(), padded[i, :, dy : dy + 12, dx : dx + 12])
+        # the interior moved by (dy - 2, dx - 2): at most 2 pixels each way
+        sy, sx = dy - 2, dx - 2
+        inner = images[i, :, max(0, sy) : 12 + min(0, sy), max(0, sx) : 12 + min(0, sx)]
+        assert torch.equal(shifted[i, :, max(0, -sy) : 12 - max(0, sy), max(0, -sx) : 12 - max(0, sx)], inner)
+    centre = torch.full((64, 2), 2)
+    assert torch.equal(random_shift(images, 2, centre), images)  # offset (pad, pad) is no shift
+
+
+def test_pixel_config_keys_are_checked_in_one_line():
+    cfg = build_config(["agent=td3", "task=walker-walk"])
+    assert (cfg.obs, cfg.image_size, cfg.frame_stack) == ("state", 84, 3)
+    state_only = [n for n in agents.agent_names() if not agents.agent_class(n).PIXELS]
+    bad = [
+        (["obs=rgb"], "obs must be one of state, pixels"),
+        (["obs=pixels", "image_size=8"], "image_size must be in 16..512"),
+        (["frame_stack=0"], "frame_stack must be in 1..16"),
+    ]
+    if state_only:
+        bad.append(([f"agent={state_only[0]}", "obs=pixels"], f"agent {state_only[0]} has no pixel encoder"))
+    for argv, msg in bad:
+        with pytest.raises(ConfigError, match=msg) as e:
+            build_config(argv)
+        assert "\n" not in str(e.value)
+    pixel_agents = [n for n in agents.agent_names() if agents.agent_class(n).PIXELS]
+    if pixel_agents:
+        with pytest.raises(ConfigError, match="obs_noise and distractor_dims perturb state vectors"):
+            build_config([f"agent={pixel_agents[0]}", "obs=pixels", "obs_noise=0.1"])
+
+
+def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
+    pixel_agents = [n for n in agents.agent_names() if agents.agent_class(n).PIXELS]
+    if not pixel_agents:
+        pytest.skip("no agent is registered for pixels")
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "iqrl.train", f"agent={pixel_agents[0]}", "obs=pixels", f"out={out}"],
+        capture_output=True,
+        text=True,
+        # PyOpenGL bound to a platform neither EGL nor OSMesa accepts: as on a machine with neither library
+        env={**os.environ, "PYOPENGL_PLATFORM": "none-for-this-test", "MUJOCO_GL": "disable"},
+        timeout=300,
+    )
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: obs=pixels needs a renderer: no headless OpenGL renderer (egl: ")
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- every pixel agent, end to end
+PIXEL_AGENTS = [n for n in agents.agent_names() if agents.agent_class(n).PIXELS]
+# 200 agent steps of 24 x 24 frames (episodes of 50 agent steps, the first two of seed actions, 3
+# evaluations of one episode): a run renders about 350 frames, ~10 s here
+PIXEL_RUN = [
+    "obs=pixels",
+    f"image_size={SIZE}",
+    "steps=400",
+    "episode_length=100",
+    "seed_steps=200",
+    "eval_every=200",
+    "eval_episodes=1",
+    "checkpoint_every=200",
+    "diag_every=200",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", PIXEL_AGENTS)
+def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, renderer, tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(tiny_argv(agent, ref, seed=3, extra=PIXEL_RUN)) == EXIT_OK
+    rows = read_csv(ref / "eval.csv")
+    assert [int(r["env_step"]) for r in rows] == [0, 200, 400]
+    train = read_csv(ref / "train.csv")
+    assert train and all(np.isfinite(float(v)) for k, v in train[-1].items() if k.endswith("_loss") and v)
+    stop = stop_after_episodes(3)  # past the seed episodes: networks, optimizers and frames to restore
+    assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN), should_stop=stop) == EXIT_INTERRUPTED
+    assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN)) == EXIT_OK
+    assert eval_numbers(run) == eval_numbers(ref)
+    assert read_csv(run / "train.csv")[-1] == {**train[-1], **_timings(read_csv(run / "train.csv")[-1])}
+
+
+def _timings(row: dict) -> dict:
+    """The columns of a train.csv row that measure wall time (they differ between any two runs)."""
+    return {k: v for k, v in row.items() if "time" in k or k.endswith("_per_s") or k.startswith("wall")}
