@@ -8,18 +8,22 @@ Adaptations to the harness's DMC protocol, shared with `td3`: LayerNorm + Mish M
 paper: ReLU [256, 256]); n-step returns available (`agent.nstep`, default 1 as in SAC); updates after each
 episode at 0.5 updates per env step (= 1 per agent step, SAC's ratio, run in per-episode bursts); 10k
 env steps of uniform random actions before learning (the harness's `seed_steps`).
+
+Pixels (obs=pixels): a convolutional encoder trained by the critic loss, the actor on its detached features
+(DrQ-v2's form; iqrl/learners/raw.py, keys feature_dim, num_filters, conv_layers, image_pad).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from iqrl.learners.encoders import PixelEncoderConfig
 from iqrl.learners.raw import RawObservationAgent
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 
 
 @dataclass
-class SACAgentConfig(SACLearnerConfig):
+class SACAgentConfig(SACLearnerConfig, PixelEncoderConfig):
     name: str = "sac"
     num_critics: int = 2
     q_subsample: int = 2  # both critics: min(Q1, Q2)
@@ -29,6 +33,7 @@ class SACAgentConfig(SACLearnerConfig):
 
     def validate(self) -> None:
         self.validate_rl()
+        self.validate_encoder()
 
 
 class SAC(RawObservationAgent):

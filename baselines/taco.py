@@ -61,7 +61,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.agents import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
@@ -189,7 +188,7 @@ class Critic(nn.Module):
         super().__init__()
         self.trunk = trunk(repr_dim, feature_dim)
         self.heads = EnsembleMLP(
-            2, feature_dim + latent_a_dim, mlp_dims, 1, "orthogonal", act=F.relu, norm=False
+            2, feature_dim + latent_a_dim, mlp_dims, 1, "orthogonal", act=nn.ReLU, norm=False
         )
 
     def forward(self, h: Tensor, a_latent: Tensor) -> Tensor:

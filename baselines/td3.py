@@ -10,18 +10,22 @@ orthogonal init, n-step returns (n = 3 on some tasks), target-smoothing clip 0.3
 linearly 1.0 -> 0.1 over training episodes.
 Harness deviation: 0.5 updates per env step (1 per stored transition, the same as iQRL) instead of the
 iQRL code's TD3 with 1 per env step (docs/agents.md); `updates_per_step=1.0` reproduces it.
+
+Pixels (obs=pixels): a convolutional encoder trained by the critic loss, the actor on its detached features
+(DrQ-v2's form; iqrl/learners/raw.py, keys feature_dim, num_filters, conv_layers, image_pad).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from iqrl.learners.encoders import PixelEncoderConfig
 from iqrl.learners.raw import RawObservationAgent
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 
 
 @dataclass
-class TD3Config(TD3LearnerConfig):
+class TD3Config(TD3LearnerConfig, PixelEncoderConfig):
     name: str = "td3"
     num_critics: int = 2
     q_subsample: int = 2  # both critics: min(Q1, Q2)
@@ -31,6 +35,7 @@ class TD3Config(TD3LearnerConfig):
 
     def validate(self) -> None:
         self.validate_rl()
+        self.validate_encoder()
 
 
 class TD3(RawObservationAgent):

@@ -250,6 +250,13 @@ REGISTRY: dict[str, AgentEntry] = {
         "sac_tasks.yaml",
         description="SAC on raw observations (automatic temperature, twin critics)",
     ),
+    "sac-ae": AgentEntry(
+        "baselines.sac_ae:SACAE",
+        "baselines.sac_ae:SACAEConfig",
+        "sac_ae_tasks.yaml",
+        description="SAC+AE (arXiv 1910.01741): SAC with a pixel autoencoder; the critic and the decoder "
+        "train the encoder, the actor reads it detached (agent.use_decoder=false: SAC:pixel)",
+    ),
     "td3": AgentEntry(
         "baselines.td3:TD3",
         "baselines.td3:TD3Config",

@@ -130,7 +130,9 @@ class EnsembleLayerNorm(nn.Module):
 
 
 class EnsembleMLP(nn.Module):
-    """E independent NormedMLPs evaluated together (e.g. a critic ensemble).
+    """E independent MLPs evaluated together (e.g. a critic ensemble), the ensemble form of `mlp`: per hidden
+    width Linear -> LayerNorm (if `norm`) -> `act`, then a Linear. The defaults are the NormedMLP (LayerNorm
+    + Mish); SAC+AE's critics are `act=nn.ReLU, norm=False`.
 
     forward(x [B, in]) -> [E, B, out]; `members` (LongTensor of indices) evaluates only a subset,
     which is how a random pair of target critics is computed without running all of them.
@@ -143,12 +145,11 @@ class EnsembleMLP(nn.Module):
         hidden: Sequence[int],
         out_dim: int,
         init: str = "default",
-        act=F.mish,
+        act: type[nn.Module] = nn.Mish,
         norm: bool = True,
     ):
         super().__init__()
         self.n = n
-        self.act = act  # elementwise activation after each hidden layer (DrQ-v2 / TACO critics: F.relu)
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()  # empty without `norm` (plain MLP heads, as DrQ-v2's)
         d = in_dim
@@ -158,13 +159,12 @@ class EnsembleMLP(nn.Module):
                 self.norms.append(EnsembleLayerNorm(n, h))
             d = h
         self.out = EnsembleLinear(n, d, out_dim, init)
+        self.act = act()  # after each hidden layer (SAC+AE, DrQ-v2 and TACO critics: nn.ReLU)
 
     def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
         for k, lin in enumerate(self.linears):
             x = lin(x, members)
-            if self.norms:
-                x = self.norms[k](x, members)
-            x = self.act(x)
+            x = self.act(self.norms[k](x, members) if self.norms else x)
         return self.out(x, members)
 
 
@@ -357,3 +357,38 @@ class ConvEncoder(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         x = obs.float() / 255.0 - self.center
         return self.convs(x).flatten(1)
+
+
+class ConvDecoder(nn.Module):
+    """Features [N, feature_dim] -> frame stacks [N, C, H, W], the mirror of `ConvEncoder` (SAC+AE's
+    deterministic decoder, Yarats et al. 2019, arXiv 1910.01741, §6 and Table 5).
+
+    Linear to `num_filters` maps of the encoder's final size s = conv_output_size(image_size, num_layers),
+    ReLU, then `num_layers - 1` 3x3 stride-1 transposed convolutions with ReLU (s + 2 each) and one 3x3
+    stride-2 transposed convolution to C channels, with an output padding (0 or 1) that lands on image_size
+    (84 with 4 layers: 35 -> 37 -> 39 -> 41 -> 84). The output is unbounded (the targets are centred on 0).
+    The Linear orthogonal, the transposed convolutions delta-orthogonal (SAC+AE's `weight_init`).
+    """
+
+    def __init__(
+        self, feature_dim: int, out_channels: int, image_size: int, num_layers: int = 4, num_filters: int = 32
+    ):
+        super().__init__()
+        self.size = conv_output_size(image_size, num_layers)
+        self.num_filters = num_filters
+        self.fc = nn.Linear(feature_dim, num_filters * self.size**2)
+        init_linear_(self.fc, "orthogonal")
+        layers: list[nn.Module] = []
+        for _ in range(num_layers - 1):
+            layers += [nn.ConvTranspose2d(num_filters, num_filters, 3, stride=1), nn.ReLU()]
+        before_last = self.size + 2 * (num_layers - 1)
+        pad = image_size - ((before_last - 1) * 2 + 3)
+        layers.append(nn.ConvTranspose2d(num_filters, out_channels, 3, stride=2, output_padding=pad))
+        for m in layers:
+            if isinstance(m, nn.ConvTranspose2d):
+                delta_orthogonal_(m, nn.init.calculate_gain("relu"))
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, h: Tensor) -> Tensor:
+        x = torch.relu(self.fc(h)).view(-1, self.num_filters, self.size, self.size)
+        return self.deconvs(x)

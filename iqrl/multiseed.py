@@ -121,6 +121,10 @@ class SeedGroup:
                 "the K-seed mode supports the iqrl agents and td3 / sac (a TD3 or SAC learner); "
                 f"got {type(a0).__name__} with {type(getattr(a0, 'ac', None)).__name__}"
             )
+        if getattr(a0.ac, "encoder", None) is not None:
+            raise ConfigError(
+                "the K-seed mode does not support pixel observations (obs=pixels); run one seed"
+            )
         self.agents, self.K, self.cfg = agents, len(agents), a0.cfg
         self.sac = isinstance(a0.ac, SACLearner)
         # Slots of the vectorised dimension: at least 2. Matrix products with a batch of one take other

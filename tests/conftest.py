@@ -45,6 +45,7 @@ TINY_AGENT = {
     "iqrl-sac": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
     "sac": [],
     "taco": ["agent.state_enc_dims=[32]", "agent.feature_dim=16", "agent.action_hidden=16"],
+    "sac-ae": ["agent.feature_dim=8"],
 }
 
 

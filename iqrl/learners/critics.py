@@ -2,7 +2,10 @@
 
 The learners (`iqrl/learners/td3.py`, `iqrl/learners/sac.py`) act and learn on an input x [B, in_dim]
 that they do not train: raw observations (`td3`, `sac`), iQRL's quantized latent or DC-MPC's codes. The
-agent hands them detached inputs, so no RL gradient reaches a representation.
+agent hands them detached inputs, so no RL gradient reaches a representation. The one exception is an
+`encoder` (iqrl/learners/encoders.py: pixel `sac` / `td3`, `sac-ae`): then the inputs are observations, the
+critic reads encoder(o) with gradients (the critic's optimizer steps the encoder too), the actor features
+through which no gradient reaches the encoder, and the target critic a target encoder (EMA with the critics).
 
 Update order (`CriticEnsembleLearner.update`): bootstrap target -> critic step on every critic -> EMA of
 the target critics -> every `actor_update_freq` critic steps an actor step. The critic ensemble is one
@@ -14,6 +17,7 @@ REDQ (Chen et al. 2021, arXiv 2101.05982) and the iQRL code do.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +27,9 @@ from iqrl.checks import require
 from iqrl.layers import EnsembleMLP, frozen_copy
 from iqrl.maths import ema_update_
 from iqrl.optim import adam, optimizer_step
+
+if TYPE_CHECKING:
+    from iqrl.learners.encoders import CriticEncoder
 
 
 @dataclass
@@ -90,15 +97,32 @@ class CriticEnsembleLearner(nn.Module):
     expl_sigma: float | None = (
         None  # std of the exploration noise; None: the actor explores by sampling (SAC)
     )
+    # The hidden layers of the critics and the actor (`mlp` / `EnsembleMLP`): LayerNorm + Mish here, plain
+    # ReLU in SAC+AE's learner.
+    mlp_act: type[nn.Module] = nn.Mish
+    mlp_norm: bool = True
 
-    def __init__(self, cfg: CriticConfig, in_dim: int, act_dim: int, generator: torch.Generator):
+    def __init__(
+        self,
+        cfg: CriticConfig,
+        in_dim: int,
+        act_dim: int,
+        generator: torch.Generator,
+        encoder: CriticEncoder | None = None,
+    ):
         super().__init__()
         self.cfg = cfg
         self.act_dim = act_dim
         self.generator = generator
-        self.critic = EnsembleMLP(cfg.num_critics, in_dim + act_dim, cfg.mlp_dims, 1, cfg.init)
+        # With an encoder the learner's inputs are observations and its networks read encoder features.
+        self.encoder = encoder
+        in_dim = in_dim if encoder is None else encoder.feature_dim
+        self.in_dim = in_dim
+        self.critic = EnsembleMLP(
+            cfg.num_critics, in_dim + act_dim, cfg.mlp_dims, 1, cfg.init, self.mlp_act, self.mlp_norm
+        )
         self.critic_target = frozen_copy(self.critic)
-        self.critic_opt = adam(self.critic.parameters(), lr=cfg.lr)
+        self.critic_opt = self.make_critic_opt()
         self.critic_steps = 0
         self.episodes_trained = 0  # index into per-episode schedules (exploration noise)
         # An update's random draws, made before its losses run (`update`; the K-seed mode of
@@ -107,8 +131,38 @@ class CriticEnsembleLearner(nn.Module):
         # drawing (acting draws in place).
         self.predrawn: list[Tensor] | None = None
 
+    def make_critic_opt(self) -> torch.optim.Optimizer:
+        """Adam on the critics and, with an encoder, its trunk and head (the critic loss trains them)."""
+        params = list(self.critic.parameters())
+        if self.encoder is not None:
+            params += self.encoder.critic_parameters()
+        return adam(params, lr=self.cfg.lr)
+
+    def actor_params(self, actor: nn.Module) -> list[nn.Parameter]:
+        """What the actor's optimizer steps: the actor and, with an encoder, the actor's own head."""
+        extra = [] if self.encoder is None else self.encoder.actor_parameters()
+        return [*actor.parameters(), *extra]
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic_opt": self.critic_opt}
+
+    # ------------------------------------------------------------------ inputs (encoder or not)
+    def critic_input(self, x: Tensor) -> Tensor:
+        """The critics' input: x, or the encoder's features of the observations x (with gradients)."""
+        return x if self.encoder is None else self.encoder(x)
+
+    def target_input(self, x: Tensor) -> Tensor:
+        """The target critics' input: x, or the target encoder's features."""
+        return x if self.encoder is None else self.encoder.target_features(x)
+
+    def actor_input(self, x: Tensor) -> Tensor:
+        """The actor's input when acting and for the bootstrap action: x, or the encoder's actor features."""
+        return x if self.encoder is None else self.encoder.actor_features(x)
+
+    def actor_inputs(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(actor input, critic input) of the actor's objective: (x, x), or the encoder's (no gradient to the
+        encoder's trunk or critic head)."""
+        return (x, x) if self.encoder is None else self.encoder.actor_inputs(x)
 
     def _random_subset(self, k: int, device) -> Tensor:
         if self.predrawn is not None:
@@ -155,19 +209,27 @@ class CriticEnsembleLearner(nn.Module):
         c = self.cfg
         y = self.td_target(ret, discount, x_next)
         q_loss, q = self.critic_loss(x, action, y)
-        grad_norm = optimizer_step(self.critic_opt, q_loss, self.critic.parameters(), c.grad_clip)
+        grad_norm = optimizer_step(
+            self.critic_opt, q_loss, self.critic_opt.param_groups[0]["params"], c.grad_clip
+        )
         metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
         if grad_norm is not None:
             metrics["q_grad_norm"] = grad_norm
-        ema_update_(self.critic_target.parameters(), self.critic.parameters(), c.tau)
         self.critic_steps += 1
+        self.update_targets()
         if self.critic_steps % c.actor_update_freq == 0:
             metrics.update(self.update_actor(x))
         return metrics
 
+    def update_targets(self) -> None:
+        """EMA of the target critics (and of the target encoder) at rate tau, after every critic step."""
+        ema_update_(self.critic_target.parameters(), self.critic.parameters(), self.cfg.tau)
+        if self.encoder is not None:
+            self.encoder.update_target(self.cfg.tau)
+
     def critic_loss(self, x: Tensor, action: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(loss, Q [E, B]): per-critic MSE to the target y, reduced over critics by `critic_loss_reduce`."""
-        q = self.q(x, action)
+        q = self.q(self.critic_input(x), action)
         per_critic = ((q - y) ** 2).mean(1)
         return (per_critic.mean() if self.cfg.critic_loss_reduce == "mean" else per_critic.sum()), q
 

@@ -1,7 +1,14 @@
 """An actor-critic learner acting on raw observations: the `td3` and `sac` agents.
 
-There is no representation to train: the learner sees o_t and its n-step bootstrap observation o_{t+m}
-directly, one window of n transitions per sample, one learner update per agent update.
+On states there is no representation to train: the learner sees o_t and its n-step bootstrap observation
+o_{t+m} directly, one window of n transitions per sample, one learner update per agent update.
+
+On pixels (obs=pixels) the learner gets a `CriticEncoder` (iqrl/learners/encoders.py), DrQ-v2's form
+(Yarats et al. 2021, arXiv 2107.09645, §3.1): `ConvEncoder` (frames / 255 - 0.5, `conv_layers` 3x3
+convolutions of `num_filters`) -> Linear -> LayerNorm -> tanh to `feature_dim`, trained by the critic loss;
+the actor reads the features detached; the target critics read a target encoder, an EMA at the critics'
+tau. With `image_pad` > 0 both observations of every sampled transition are randomly shifted (DrQ, arXiv
+2004.13649, §3.1; each by its own offsets) before the update.
 """
 
 from __future__ import annotations
@@ -10,8 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from iqrl.agents import Agent, AgentSpec, to_tensor
+from iqrl.agents import Agent, AgentSpec, pixel_shape, to_tensor
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
+from iqrl.learners.encoders import pixel_encoder, shift_pair
 from iqrl.replay import SequenceBatch, nstep_transition
 
 
@@ -21,8 +29,10 @@ class RawObservationAgent(Agent):
     learner_cls: type[CriticEnsembleLearner]
     STATE_OBJECTS = ("ac", "ac_extra=ac.extra")
     COMPILED = ("ac.td_target", "ac.critic_loss", "ac.actor_loss")
+    PIXELS = True
+    PIXEL_CENTER = 0.5  # ConvEncoder input: frames / 255 - 0.5 (DrQ-v2)
 
-    def __init__(self, cfg: CriticConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+    def __init__(self, cfg: CriticConfig, obs_dim, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
         self.spec = AgentSpec(
             seq_len=cfg.nstep,
@@ -30,7 +40,10 @@ class RawObservationAgent(Agent):
             updates_per_step=0.5,
             warmup_with_policy=cfg.warmup_with_policy,
         )
-        self.ac = self.learner_cls(cfg, obs_dim, act_dim, self.generator).to(self.device)
+        shape = pixel_shape(obs_dim)
+        encoder = None if shape is None else pixel_encoder(shape, cfg, self.PIXEL_CENTER, actor_head=False)
+        self.image_pad = 0 if shape is None else cfg.image_pad
+        self.ac = self.learner_cls(cfg, obs_dim, act_dim, self.generator, encoder).to(self.device)
 
     @property
     def exploration_sigma(self) -> float | None:
@@ -42,17 +55,25 @@ class RawObservationAgent(Agent):
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(o_t, a_t, n-step return, bootstrap discount, o_{t+m}): the learner's inputs."""
         c = self.cfg
-        return nstep_transition(
+        x, action, ret, discount, x_next = nstep_transition(
             batch,
             c.gamma,
             c.nstep,
             unit_discount_n1=c.official_nstep1_gamma_bug,
             ignore_terminal=c.official_ignore_terminal,
         )
+        if self.image_pad > 0:  # DrQ: o_t and o_{t+m} shifted independently
+            x, x_next = shift_pair(x, x_next, self.image_pad, self.generator)
+        return x, action, ret, discount, x_next
 
     def on_episode_end(self) -> None:
         self.ac.episodes_trained += 1
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        return self.ac.act(to_tensor(obs, self.device), explore).cpu().numpy()
+        x = to_tensor(obs, self.device)
+        if (
+            self.ac.encoder is not None and x.dim() == 3
+        ):  # one frame stack [C, H, W]: the convolutions need a batch
+            return self.ac.act(x[None], explore)[0].cpu().numpy()
+        return self.ac.act(x, explore).cpu().numpy()

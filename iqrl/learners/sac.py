@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from iqrl.checks import require
 from iqrl.layers import mlp
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
+from iqrl.learners.encoders import CriticEncoder
 from iqrl.optim import adam, detached_weights, optimizer_step
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -82,13 +83,24 @@ def tanh_log_det(u: Tensor) -> Tensor:
 class SACLearner(CriticEnsembleLearner):
     """Squashed-Gaussian actor and temperature on the shared critic ensemble; acts on x [B, in_dim]."""
 
-    def __init__(self, cfg: SACLearnerConfig, in_dim: int, act_dim: int, generator: torch.Generator):
-        super().__init__(cfg, in_dim, act_dim, generator)
-        self.actor = mlp(in_dim, cfg.mlp_dims, 2 * act_dim, cfg.init)  # (mu, s) per action dimension
+    def __init__(
+        self,
+        cfg: SACLearnerConfig,
+        in_dim: int,
+        act_dim: int,
+        generator: torch.Generator,
+        encoder: CriticEncoder | None = None,
+    ):
+        super().__init__(cfg, in_dim, act_dim, generator, encoder)
+        # (mu, s) per action dimension
+        self.actor = mlp(self.in_dim, cfg.mlp_dims, 2 * act_dim, cfg.init, self.mlp_act, self.mlp_norm)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
-        self.actor_opt = adam(self.actor.parameters(), lr=cfg.lr)
-        self.alpha_opt = adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.actor_opt = adam(self.actor_params(self.actor), lr=cfg.lr)
+        self.alpha_opt = self.make_alpha_opt()
+
+    def make_alpha_opt(self) -> torch.optim.Optimizer:
+        return adam([self.log_alpha], lr=self.cfg.alpha_lr)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "alpha_opt": self.alpha_opt}
@@ -118,14 +130,16 @@ class SACLearner(CriticEnsembleLearner):
         return torch.tanh(u), log_prob
 
     def act(self, x: Tensor, explore: bool) -> Tensor:
+        x = self.actor_input(x)
         return self.sample(x)[0] if explore else self.policy(x)
 
     # ------------------------------------------------------------------ learning
     def actor_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mean over the batch of alpha log pi(a|x) - Q(x, a) with a ~ pi, the temperature held fixed;
         log pi(a|x) [B] for the temperature step)."""
-        a, log_prob = self.sample(x)
-        return (self.alpha.detach() * log_prob - self.actor_objective_q(x, a)).mean(), log_prob
+        x_pi, x_q = self.actor_inputs(x)
+        a, log_prob = self.sample(x_pi)
+        return (self.alpha.detach() * log_prob - self.actor_objective_q(x_q, a)).mean(), log_prob
 
     def alpha_loss(self, log_prob: Tensor) -> Tensor:
         """-log(alpha) (log pi + target entropy), averaged: alpha grows while the entropy is below target."""
@@ -145,14 +159,15 @@ class SACLearner(CriticEnsembleLearner):
     def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
         """y = R + discount * (min over a random subset of target critics of Q(x', a') - alpha log
         pi(a'|x'))."""
-        a, log_prob = self.sample(x_next)
-        q_next = self.q(x_next, a, self._random_subset(self.cfg.q_subsample, a.device), target=True).amin(0)
+        a, log_prob = self.sample(self.actor_input(x_next))
+        members = self._random_subset(self.cfg.q_subsample, a.device)
+        q_next = self.q(self.target_input(x_next), a, members, target=True).amin(0)
         return ret + discount * (q_next - self.alpha * log_prob)
 
     def update_actor(self, x: Tensor) -> dict:
         """Actor step on alpha log pi - Q (critic frozen), then the temperature step."""
         actor_loss, log_prob = detached_weights(self.actor_loss, self.critic)(x)
-        optimizer_step(self.actor_opt, actor_loss, self.actor.parameters(), self.cfg.grad_clip)
+        optimizer_step(self.actor_opt, actor_loss, self.actor_params(self.actor), self.cfg.grad_clip)
         alpha_loss = self.alpha_loss(log_prob.detach())
         optimizer_step(self.alpha_opt, alpha_loss)
         return {

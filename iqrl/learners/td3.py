@@ -20,6 +20,7 @@ from torch import Tensor
 from iqrl.checks import require
 from iqrl.layers import frozen_copy, mlp
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
+from iqrl.learners.encoders import CriticEncoder
 from iqrl.maths import add_clipped_noise, ema_update_, linear_schedule
 from iqrl.optim import adam, detached_weights, optimizer_step
 
@@ -55,11 +56,18 @@ class TD3LearnerConfig(CriticConfig):
 class TD3Learner(CriticEnsembleLearner):
     """TD3 actor (deterministic, target copy, target-policy smoothing) on the shared critic ensemble."""
 
-    def __init__(self, cfg: TD3LearnerConfig, in_dim: int, act_dim: int, generator: torch.Generator):
-        super().__init__(cfg, in_dim, act_dim, generator)
-        self.actor = mlp(in_dim, cfg.mlp_dims, act_dim, cfg.init)
+    def __init__(
+        self,
+        cfg: TD3LearnerConfig,
+        in_dim: int,
+        act_dim: int,
+        generator: torch.Generator,
+        encoder: CriticEncoder | None = None,
+    ):
+        super().__init__(cfg, in_dim, act_dim, generator, encoder)
+        self.actor = mlp(self.in_dim, cfg.mlp_dims, act_dim, cfg.init, self.mlp_act, self.mlp_norm)
         self.actor_target = frozen_copy(self.actor)
-        self.actor_opt = adam(self.actor.parameters(), lr=cfg.lr)
+        self.actor_opt = adam(self.actor_params(self.actor), lr=cfg.lr)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
@@ -80,7 +88,7 @@ class TD3Learner(CriticEnsembleLearner):
 
     def act(self, x: Tensor, explore: bool) -> Tensor:
         """Behaviour action: pi(x) plus the scheduled Gaussian noise when exploring, else pi(x)."""
-        a = self.policy(x)
+        a = self.policy(self.actor_input(x))
         return self.explore(a) if explore else a
 
     # ------------------------------------------------------------------ learning
@@ -88,22 +96,24 @@ class TD3Learner(CriticEnsembleLearner):
     def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
         """y = R + discount * min over a random subset of target critics of Q(x', smoothed pi'(x'))."""
         c = self.cfg
-        a = self.policy(x_next, target=True)
+        a = self.policy(self.actor_input(x_next), target=True)
         noise = self._randn(a.shape, a.device) * c.policy_noise
         a = (a + noise.clamp(-c.noise_clip, c.noise_clip)).clamp(-1.0, 1.0)
-        q_next = self.q(x_next, a, self._random_subset(c.q_subsample, a.device), target=True).amin(0)
+        members = self._random_subset(c.q_subsample, a.device)
+        q_next = self.q(self.target_input(x_next), a, members, target=True).amin(0)
         return ret + discount * q_next
 
     def update_actor(self, x: Tensor) -> dict:
         c = self.cfg
         # Only the actor is stepped: the critic's weights are detached, so backward skips their gradients.
         loss = detached_weights(self.actor_loss, self.critic)(x)
-        optimizer_step(self.actor_opt, loss, self.actor.parameters(), c.grad_clip)
+        optimizer_step(self.actor_opt, loss, self.actor_params(self.actor), c.grad_clip)
         ema_update_(self.actor_target.parameters(), self.actor.parameters(), c.tau)
         return {"actor_loss": loss.detach()}
 
     def actor_loss(self, x: Tensor) -> Tensor:
-        return -self.actor_objective_q(x, self.policy(x)).mean()
+        x_pi, x_q = self.actor_inputs(x)
+        return -self.actor_objective_q(x_q, self.policy(x_pi)).mean()
 
     def predraw(self, batch_size: int) -> list[Tensor]:
         """The random draws of the next `update` call, in the order it makes them: the target-policy
