@@ -95,7 +95,7 @@ class TACOConfig(AgentConfig):
     std_end: float = 0.1
     std_steps: int = 100_000  # agent steps: 100k easy, 500k medium, 2M hard (task YAML)
     std_clip: float = 0.3  # clip of the target-action and actor-update noise (exploration: unclipped)
-    aug_pad: int = 4  # random shift (obs=pixels only)
+    image_pad: int = 4  # random shift (obs=pixels only)
     # --- TACO ---
     multistep: int = 3  # K: actions a_t .. a_{t+K-1} encoded, o_{t+K} predicted
     latent_a_dim: int = 0  # width of a latent action; 0: int(1.25 |A|) + 1, the code's heuristic
@@ -126,7 +126,7 @@ class TACOConfig(AgentConfig):
             (self.std_start >= 0 and self.std_end >= 0, "std_start and std_end must be >= 0"),
             (self.std_steps >= 1, f"std_steps must be >= 1, got {self.std_steps}"),
             (self.std_clip > 0, f"std_clip must be > 0, got {self.std_clip}"),
-            (self.aug_pad >= 0, f"aug_pad must be >= 0, got {self.aug_pad}"),
+            (self.image_pad >= 0, f"image_pad must be >= 0, got {self.image_pad}"),
             (self.multistep >= 1, f"multistep must be >= 1, got {self.multistep}"),
             (self.latent_a_dim >= 0, f"latent_a_dim must be >= 0 (0: automatic), got {self.latent_a_dim}"),
             (self.action_hidden >= 1, f"action_hidden must be >= 1, got {self.action_hidden}"),
@@ -316,12 +316,12 @@ class TACO(Agent):
         g = self.generator
         offsets = None
         if self.pixels:
-            offsets = shift_offsets(5 * batch_size, self.cfg.aug_pad, g).view(5, batch_size, 2)
+            offsets = shift_offsets(5 * batch_size, self.cfg.image_pad, g).view(5, batch_size, 2)
         normal = torch.randn((2, batch_size, self.act_dim), generator=g, device=g.device).to(self.device)
         return offsets, normal
 
     def aug(self, obs: Tensor, offsets: Tensor | None) -> Tensor:
-        return obs if offsets is None else random_shift(obs, self.cfg.aug_pad, offsets)
+        return obs if offsets is None else random_shift(obs, self.cfg.image_pad, offsets)
 
     def update(self, replay, step: int) -> dict:
         c = self.cfg

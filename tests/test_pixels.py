@@ -181,7 +181,15 @@ def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
 
 
 # ---------------------------------------------------------------------------- every pixel agent, end to end
-PIXEL_AGENTS = [n for n in agents.agent_names() if agents.agent_class(n).PIXELS]
+def _takes_pixels(name: str) -> bool:
+    try:
+        build_config([f"agent={name}", "obs=pixels", "image_size=32"])
+        return True
+    except ConfigError:  # a preset refused from pixels (iqrl-ae: its decoder rebuilds state vectors)
+        return False
+
+
+PIXEL_AGENTS = [n for n in agents.agent_names() if agents.agent_class(n).PIXELS and _takes_pixels(n)]
 # 200 agent steps of 32 x 32 frames (MR.Q's encoder needs >= 31; episodes of 50 agent steps, the first two
 # of seed actions; 3 evaluations of one episode): a run renders about 350 frames, ~10 s here
 PIXEL_RUN = [
