@@ -2,12 +2,13 @@
 Model-Free Reinforcement Learning from Images", arXiv 1910.01741), as the authors' code runs it
 (denisyarats/pytorch_sac_ae@7fa560e; `train.py` defaults, `sac_ae.py`, `encoder.py`, `decoder.py`).
 
-Networks (§6): the critic's encoder x = tanh(LN(fc(conv(o / 255)))) [B, 50] (`ConvEncoder` with center 0, 4
-layers of 32 filters, then Linear -> LayerNorm -> tanh); the actor has its own fc -> LN -> tanh on the SAME
-convolutions (tied: one set of parameters, `encoder.py:copy_conv_weights_from`) with the conv output detached;
-twin Q ReLU MLPs [1024, 1024] and a ReLU actor MLP (no LayerNorm); a target critic with a target encoder; a
-deconvolutional decoder of the critic's latent (`ConvDecoder`). The critic-trained encoder is the shared
-`CriticEncoder` (iqrl/learners/encoders.py, actor_head=True) and the RL update the shared `SACLearner`.
+Networks (the paper's method section and the code): the critic's encoder x = tanh(LN(fc(conv(o / 255)))) [B,
+50] (`ConvEncoder` with center 0, 4 layers of 32 filters, then Linear -> LayerNorm -> tanh); the actor has its
+own fc -> LN -> tanh on the SAME convolutions (tied: one set of parameters,
+`encoder.py:copy_conv_weights_from`) with the conv output detached; twin Q ReLU MLPs [1024, 1024] and a ReLU
+actor MLP (no LayerNorm); a target critic with a target encoder; a deconvolutional decoder of the critic's
+latent (`ConvDecoder`). The critic-trained encoder is the shared `CriticEncoder` (iqrl/learners/encoders.py,
+actor_head=True) and the RL update the shared `SACLearner`.
 
 Per update, on a batch (o, a, r, o'):
 1. target  y = r + γ (min_k Q̄_k(x̄', a') − α log π(a'|x'_π)),  a' ~ π(·|x'_π), x̄' the target encoder's
@@ -24,25 +25,27 @@ Per update, on a batch (o, a, r, o'):
    (`utils.py:preprocess_obs`); the encoder's own Adam steps the encoder, the decoder's Adam (L2 weight decay
    λ_θ) the decoder (`sac_ae.py:update_decoder`).
 
+"paper": the hyper-parameter table of the paper's appendix and its method section; `train.py`: its argument.
+
 | key | value | source |
 |---|---|---|
-| batch_size | 128 | paper Table 4 (appendix); `train.py` --batch_size |
+| batch_size | 128 | paper; `train.py` --batch_size |
 | mlp_dims | [1024, 1024], ReLU, no LayerNorm | `train.py` --hidden_dim; `sac_ae.py:QFunction`, `Actor` |
 | num_critics, critic loss | 2, MSE(Q1, y) + MSE(Q2, y) | `sac_ae.py:update_critic` |
-| gamma | 0.99 | paper Table 4; `train.py` --discount |
-| lr (actor; critic + encoder) | 1e-3, Adam betas (0.9, 0.999) | paper Table 4; `train.py` --*_lr, --*_beta |
-| alpha_lr, alpha_beta | 1e-4, Adam betas (0.5, 0.999) | paper Table 4; `train.py` --alpha_lr, --alpha_beta |
-| init_temperature | 0.1 | paper Table 4; `train.py` --init_temperature |
+| gamma | 0.99 | paper; `train.py` --discount |
+| lr (actor; critic + encoder) | 1e-3, Adam betas (0.9, 0.999) | paper; `train.py` --*_lr, --*_beta |
+| alpha_lr, alpha_beta | 1e-4, Adam betas (0.5, 0.999) | paper; `train.py` --alpha_lr, --alpha_beta |
+| init_temperature | 0.1 | paper; `train.py` --init_temperature |
 | target_entropy | −\\|A\\| | `sac_ae.py:SacAeAgent` |
-| log_std_min, log_std_max | −10, 2 (soft tanh bound) | paper Table 4; `train.py` --actor_log_std_* |
-| tau, encoder_tau | 0.01, 0.05 | paper Table 4; `train.py` --critic_tau, --encoder_tau |
-| critic_target_update_freq | 2 | paper Table 4; `train.py` |
-| actor_update_freq | 2 | paper Table 4; `train.py` |
-| feature_dim, conv_layers, num_filters | 50, 4, 32 | paper §6; `train.py` --encoder_feature_dim, --num_* |
-| encoder_lr, decoder_lr | 1e-3, 1e-3 (Adam, default betas) | paper Table 4; `train.py` |
+| log_std_min, log_std_max | −10, 2 (soft tanh bound) | paper; `train.py` --actor_log_std_* |
+| tau, encoder_tau | 0.01, 0.05 | paper; `train.py` --critic_tau, --encoder_tau |
+| critic_target_update_freq | 2 | paper; `train.py` |
+| actor_update_freq | 2 | paper; `train.py` |
+| feature_dim, conv_layers, num_filters | 50, 4, 32 | paper; `train.py` --encoder_feature_dim, --num_* |
+| encoder_lr, decoder_lr | 1e-3, 1e-3 (Adam, default betas) | paper; `train.py` |
 | decoder_update_freq | 1 | `train.py` --decoder_update_freq |
-| decoder_latent_lambda | 1e-6 | paper §6 (λ_z); `train.py` --decoder_latent_lambda |
-| decoder_weight_lambda | 1e-7 (Adam L2 weight decay of the decoder) | paper §6 (λ_θ); `train.py` |
+| decoder_latent_lambda | 1e-6 | paper (λ_z); `train.py` --decoder_latent_lambda |
+| decoder_weight_lambda | 1e-7 (Adam L2 weight decay of the decoder) | paper (λ_θ); `train.py` |
 | rec_bits | 5: floor(o / 8) / 32 + U[0, 1) / 32 − 0.5 | `utils.py:preprocess_obs` (Glow, arXiv 1807.03039) |
 | init | orthogonal Linear, delta-orthogonal (de)convolutions, zero biases | `sac_ae.py:weight_init` |
 | nstep | 1 | `sac_ae.py:update_critic` |

@@ -361,7 +361,7 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """Features [N, feature_dim] -> frame stacks [N, C, H, W], the mirror of `ConvEncoder` (SAC+AE's
-    deterministic decoder, Yarats et al. 2019, arXiv 1910.01741, §6 and Table 5).
+    deterministic decoder, Yarats et al. 2019, arXiv 1910.01741; pytorch_sac_ae `decoder.py`).
 
     Linear to `num_filters` maps of the encoder's final size s = conv_output_size(image_size, num_layers),
     ReLU, then `num_layers - 1` 3x3 stride-1 transposed convolutions with ReLU (s + 2 each) and one 3x3

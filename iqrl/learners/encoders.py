@@ -1,6 +1,6 @@
 """The encoder the critic trains: observations -> features for an actor-critic learner (obs=pixels).
 
-SAC+AE (Yarats et al. 2019, arXiv 1910.01741, §6) and DrQ (Kostrikov et al. 2020, arXiv 2004.13649) learn
+SAC+AE (Yarats et al. 2019, arXiv 1910.01741) and DrQ (Kostrikov et al. 2020, arXiv 2004.13649) learn
 their pixel encoder through the critic: the critic's input is x = head(trunk(o)) with gradients, so the
 critic loss steps the trunk (a `ConvEncoder`) and the head (Linear -> LayerNorm -> tanh) with the critic's
 optimizer; the actor reads features through which no gradient reaches the trunk; the target critic reads a
