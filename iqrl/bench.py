@@ -158,7 +158,7 @@ def measure(
     a = make_agent(cfg.agent, env.obs_dim, env.act_dim, dev, 0)
     if cfg.compile:
         a.compile_losses(cudagraphs=cfg.cudagraphs)
-    frame_stack = cfg.frame_stack if obs == "pixels" else 1
+    frame_stack = cfg.frame_stack if cfg.obs == "pixels" else 1
     replay = SequenceReplay(env.obs_dim, env.act_dim, a.spec.seq_len, dev, 0, frame_stack=frame_stack)
     rng = np.random.default_rng(0)
 
@@ -210,7 +210,7 @@ def measure(
     sync()
     act_ms = (time.perf_counter() - t) * 1000.0 / n_act
     render_ms = None
-    if obs == "pixels":
+    if cfg.obs == "pixels":
         t = time.perf_counter()
         for _ in range(20):
             env.frame()
@@ -223,7 +223,7 @@ def measure(
     return {
         "agent": agent,
         "task": task,
-        "obs": obs,
+        "obs": cfg.obs,
         "device": str(dev),
         "dtype": dtype,
         "compile": {"false": False, "true": True}.get(compile_mode, compile_mode),

@@ -85,11 +85,11 @@ def select_backend() -> str:
 _open_renderers: weakref.WeakSet = weakref.WeakSet()
 
 
-@atexit.register
 def _close_open_renderers() -> None:
-    """Free the GL contexts still open at exit (pixel envs live until then), while the modules their
-    destructors call are still there: freed during the interpreter's teardown, EGL fails with
-    EGL_NOT_INITIALIZED and prints a traceback per context."""
+    """Free the GL contexts still open at exit (pixel envs live until then). Registered after the first
+    context exists, so it runs before the exit hook with which mujoco.egl then terminates its display
+    (hooks run last-registered first): a context freed after that, or during the interpreter's teardown,
+    fails with EGL_NOT_INITIALIZED and prints a traceback."""
     for renderer in list(_open_renderers):
         renderer.close()
 
@@ -116,6 +116,9 @@ class Renderer:
         self._camera.type, self._camera.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, camera
         self._rect = mujoco.MjrRect(0, 0, size, size)
         self._buf = np.empty((size, size, 3), np.uint8)
+        if not _open_renderers:
+            atexit.unregister(_close_open_renderers)
+            atexit.register(_close_open_renderers)
         _open_renderers.add(self)
 
     def render(self) -> np.ndarray:

@@ -66,6 +66,20 @@ def tiny():
     return tiny_argv
 
 
+@pytest.fixture(scope="session")
+def renderer():
+    """The headless GL backend (iqrl.video.select_backend); skips without one, fails with
+    IQRL_REQUIRE_RENDERER=1 (CI installs EGL and OSMesa)."""
+    from iqrl import video
+
+    try:
+        return video.select_backend()
+    except video.RendererUnavailable as e:
+        if os.environ.get("IQRL_REQUIRE_RENDERER") == "1":
+            raise
+        pytest.skip(str(e))
+
+
 def wait_for(cond, proc=None, what: str = "the condition", hang_s: float = 900.0) -> None:
     """Block until cond() holds: an event (a file written, a step reached), not a number of seconds.
     Fails at once if `proc` exits first (the event can no longer happen). `hang_s` only turns a hang into a

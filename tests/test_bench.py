@@ -19,6 +19,7 @@ from iqrl.bench import main, whole_periods
         (["--compile", "maybe"], "--compile must list values among false, true, cudagraphs"),
         (["--compile", "cudagraphs", "--agents", "td3"], "cudagraphs=true needs a CUDA device"),
         (["--compile", "true", "--agents", "mrq"], "compile=true is not available for agent=mrq"),
+        (["--obs", "pixels", "--agents", "mrq", "--image-size", "24"], "too small for MR.Q's image encoder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
@@ -50,6 +51,18 @@ def test_count_ops_counts_forward_and_backward_kernels_not_views():
     m, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
     # forward addmm + sum; backward ones_like (the seed gradient), mm (weight), sum (bias)
     assert count_ops(lambda: m(x).sum().backward()) == 5
+
+
+def test_a_pixel_row_renders_frame_stacks_and_times_one_frame(renderer):
+    """A row of `--obs pixels`: the agent is built for frame stacks and fed rendered data, and render_ms
+    is the time of one frame (here td3 at 32 px, two updates; paper sizes otherwise)."""
+    from iqrl.bench import FIELDS, measure
+
+    row = measure("td3", "cartpole-swingup", "fp32", "cpu", 2, obs="pixels", image_size=32)
+    assert list(row) == FIELDS
+    assert row["obs"] == "pixels" and row["render_ms"] > 0 and row["updates_per_s"] > 0
+    state = measure("td3", "cartpole-swingup", "fp32", "cpu", 2)
+    assert state["obs"] == "state" and state["render_ms"] is None
 
 
 def test_mrq_updates_are_timed_over_whole_encoder_periods():

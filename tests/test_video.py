@@ -17,16 +17,6 @@ from iqrl.train import EXIT_OK, main
 video = pytest.importorskip("iqrl.video")
 
 
-@pytest.fixture(scope="module")
-def renderer():
-    try:
-        return video.select_backend()
-    except video.RendererUnavailable as e:
-        if os.environ.get("IQRL_REQUIRE_RENDERER") == "1":
-            raise
-        pytest.skip(str(e))
-
-
 def frames_of(path):
     import imageio_ffmpeg
 
