@@ -45,7 +45,7 @@ the rewards after the terminal; irrelevant on DMC). Replay: the code's 1M-transi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -58,13 +58,11 @@ from iqrl.layers import EnsembleLinear, frozen_copy, out_linear
 from iqrl.maths import (
     add_clipped_noise,
     hard_update_,
-    random_shift,
-    shift_offsets,
     two_hot_bins,
     two_hot_cross_entropy,
 )
 from iqrl.optim import adam, detached_weights, optimizer_step
-from iqrl.replay import SequenceBatch, lap_priority, nstep_transition
+from iqrl.replay import SequenceBatch, lap_priority, nstep_transition, shift_window
 
 
 @dataclass
@@ -389,12 +387,7 @@ class MRQ(Agent):
         """A prioritised window of `horizon` steps; from pixels every frame stack of it shifted by its own
         offsets (the code's maybe_augment_state), drawn from the agent's generator before the loss."""
         b = replay.sample(self.cfg.batch_size, horizon, prioritized=True)
-        pad = self.cfg.image_pad
-        if self.pixels is None or pad == 0:
-            return b
-        frames = b.obs.flatten(0, 1)
-        shifted = random_shift(frames, pad, shift_offsets(frames.shape[0], pad, self.generator))
-        return replace(b, obs=shifted.view_as(b.obs))
+        return b if self.pixels is None else shift_window(b, self.cfg.image_pad, self.generator)
 
     def encoder_burst(self, replay) -> dict:
         """`target_update_every` encoder steps on fresh prioritised batches; mean metrics."""

@@ -34,7 +34,7 @@ docs/faithfulness.md, and the `iqrl-official` preset turns them all on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,10 +46,10 @@ from iqrl.checks import require
 from iqrl.layers import ConvEncoder, frozen_copy, mlp
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
-from iqrl.maths import ema_update_, random_shift, shift_offsets
+from iqrl.maths import ema_update_
 from iqrl.optim import adam, optimizer_step
 from iqrl.quantizers import QUANTIZERS, VectorQuantizer, make_quantizer
-from iqrl.replay import SequenceBatch, nstep_transition
+from iqrl.replay import SequenceBatch, nstep_transition, shift_window
 
 
 @dataclass
@@ -444,12 +444,7 @@ class IQRL(Agent):
     def augment(self, batch: SequenceBatch) -> SequenceBatch:
         """Pixels: every frame stack o_{t+l} [B, L+1, C, H, W] shifted by its own offsets (`image_pad`), drawn
         from the agent's generator before any loss. States (or image_pad=0): the batch as it is."""
-        pad = self.cfg.image_pad
-        if self.pixels is None or pad == 0:
-            return batch
-        frames = batch.obs.flatten(0, 1)
-        shifted = random_shift(frames, pad, shift_offsets(frames.shape[0], pad, self.generator))
-        return replace(batch, obs=shifted.view_as(batch.obs))
+        return batch if self.pixels is None else shift_window(batch, self.cfg.image_pad, self.generator)
 
     def update(self, replay, step: int) -> dict:
         batch = self.augment(replay.sample(self.spec.batch_size))

@@ -19,12 +19,15 @@ their first transition (no importance weights); `update_priorities` writes prior
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from iqrl.maths import random_shift, shift_offsets
 
 _NO_TERMINAL = torch.iinfo(torch.int64).max
 
@@ -48,6 +51,16 @@ class SequenceBatch:
 
     def __len__(self) -> int:
         return self.obs.shape[0]
+
+
+def shift_window(batch: SequenceBatch, pad: int, generator: torch.Generator) -> SequenceBatch:
+    """DrQ's random shift (`iqrl.maths.random_shift`) of every frame stack o_t .. o_{t+L} of a pixel window,
+    each by its own offsets, drawn from `generator` (B (L+1) draws); pad 0 leaves the batch as it is."""
+    if pad == 0:
+        return batch
+    frames = batch.obs.flatten(0, 1)
+    shifted = random_shift(frames, pad, shift_offsets(frames.shape[0], pad, generator))
+    return dataclasses.replace(batch, obs=shifted.view_as(batch.obs))
 
 
 def nstep_targets(
