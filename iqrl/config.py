@@ -241,9 +241,24 @@ def validate(run: RunConfig) -> None:
         raise ConfigError(msg if msg.startswith("agent.") else f"agent.{msg}") from None
 
 
+def pixel_agents() -> list[str]:
+    """The agents obs=pixels works with: built for pixels (Agent.PIXELS) and not refused by their preset
+    (iqrl-ae's decoder rebuilds state vectors)."""
+    names = []
+    for name in registry.agent_names():
+        if registry.agent_class(name).PIXELS:
+            cfg = registry.config_class(name)(name=name, **registry.get_entry(name).preset)
+            try:
+                cfg.validate_pixels(84)
+                names.append(name)
+            except ValueError:
+                pass
+    return names
+
+
 def validate_observation(run: RunConfig) -> None:
     """obs and its keys; pixels only for agents built for them, and without the state-vector noises."""
-    pixel_agents = [n for n in registry.agent_names() if registry.agent_class(n).PIXELS]
+    pixel_encoder = registry.agent_class(run.agent.name).PIXELS
     checks = [
         (run.obs in OBSERVATIONS, f"obs must be one of {', '.join(OBSERVATIONS)}, got {run.obs!r}"),
         (16 <= run.image_size <= 512, f"image_size must be in 16..512 pixels, got {run.image_size}"),
@@ -252,9 +267,9 @@ def validate_observation(run: RunConfig) -> None:
     if run.obs == "pixels":
         checks += [
             (
-                run.agent.name in pixel_agents,
+                pixel_encoder,
                 f"agent {run.agent.name} has no pixel encoder; obs=pixels works with "
-                f"{', '.join(pixel_agents) or 'no agent yet'}",
+                f"{', '.join(pixel_agents()) if not pixel_encoder else ''}",
             ),
             (
                 not run.obs_noise and not run.distractor_dims,
