@@ -139,6 +139,7 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
 
 class DCWM(Agent):
     STATE_OBJECTS = ("encoder", "dynamics", "reward_head", "ac", "model_opt", "ac_extra=ac.extra")
+    COMPILED = ("world_model_loss", "ac.td_target", "ac.critic_loss", "ac.actor_loss")
 
     def __init__(self, cfg: DCWMConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(
@@ -184,19 +185,27 @@ class DCWM(Agent):
         """Dynamics classifier: logits [..., d, K] over the codes of every slot."""
         return self.dynamics(torch.cat([z, a], -1)).unflatten(-1, (self.cfg.latent_dim, self.codebook_size))
 
-    def propagate(self, logits: Tensor, mode: str, generator: torch.Generator) -> Tensor:
-        """Next latent [..., d * c] from logits [..., d, K]: a code vector per slot, or their expectation."""
+    def propagate(self, logits: Tensor, mode: str, noise: Tensor | None) -> Tensor:
+        """Next latent [..., d * c] from logits [..., d, K]: a code vector per slot, or their expectation.
+        `noise`: Gumbel noise shaped like the logits for the sampling modes (`rollout_noise`), else None."""
         if mode == "sample":  # straight-through Gumbel-softmax: on the codebook, gradient via softmax
-            weights = gumbel_softmax_st(logits, generator)
+            weights = gumbel_softmax_st(logits, noise)
         elif mode == "weighted_avg":  # expected code (off the codebook, deterministic)
             weights = softmax_last(logits)
         else:
             if mode == "sample_no_grad":  # a Gumbel-max sample, no gradient through the rollout
-                idx = (logits.detach() + gumbel_noise(logits, generator)).argmax(-1)
+                idx = (logits.detach() + noise.to(logits.dtype)).argmax(-1)
             else:  # mode
                 idx = logits.detach().argmax(-1)
             return self.codebook[idx].flatten(-2)
         return (weights @ self.codebook).flatten(-2)
+
+    def rollout_noise(self, lead: tuple[int, ...], mode: str, generator: torch.Generator) -> Tensor | None:
+        """The Gumbel noise of one `propagate` step of latents [*lead, D] ([*lead, d, K]; None for the
+        deterministic modes), drawn before the step so that the losses are pure functions of their inputs."""
+        if mode not in ("sample", "sample_no_grad"):
+            return None
+        return gumbel_noise((*lead, self.cfg.latent_dim, self.codebook_size), generator, self.device)
 
     def reward(self, z: Tensor, a: Tensor) -> Tensor:
         """Bounded reward tanh(x) (r_max - r_min) / 2 + (r_max + r_min) / 2, [...]."""
@@ -212,9 +221,9 @@ class DCWM(Agent):
             return ((z_next - z_target) ** 2).mean(-1)
         return -F.cosine_similarity(z_next, z_target, dim=-1, eps=1e-6)
 
-    def world_model_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
+    def world_model_loss(self, batch: SequenceBatch, noise: list[Tensor | None]) -> tuple[Tensor, dict]:
         """L = c_c (1/H) sum_t rho^t mean_b[m CE_t] + c_r (1/H) sum_t rho^t mean_b[m (r^(z_t, a_t) -
-        r_t)^2]."""
+        r_t)^2]; `noise[t]`: the Gumbel noise of rollout step t (`rollout_noise`)."""
         c, H = self.cfg, self.cfg.horizon
         obs, act = batch.obs, batch.action
         mask = batch.valid[:, :H]  # 1 inside the episode (the code masks with its per-step done flag)
@@ -226,7 +235,7 @@ class DCWM(Agent):
         for t in range(H):
             rew.append((self.reward(z, act[:, t]) - batch.reward[:, t]) ** 2)
             logits = self.next_logits(z, act[:, t])
-            z = self.propagate(logits, c.train_propagation, self.generator)
+            z = self.propagate(logits, c.train_propagation, noise[t])
             cons.append(self.consistency_terms(logits, z, k_target[:, t], z_target[:, t]))
         consistency = ((torch.stack(cons, 1) * mask).mean(0) * self.rho_powers).sum() / H
         reward = ((torch.stack(rew, 1) * mask).mean(0) * self.rho_powers).sum() / H
@@ -237,8 +246,16 @@ class DCWM(Agent):
             "repr_loss": loss.detach(),
         }
 
+    def training_rollout_noise(self, batch: SequenceBatch) -> list[Tensor | None]:
+        """The noise of the H rollout steps of `world_model_loss`, drawn from the updates' generator step by
+        step (the stream of drawing it inside the loop)."""
+        lead, mode = batch.obs.shape[:1], self.cfg.train_propagation
+        return [self.rollout_noise(lead, mode, self.generator) for _ in range(self.cfg.horizon)]
+
     def update_world_model(self, batch: SequenceBatch) -> dict:
-        loss, metrics = self.world_model_loss(batch)
+        # The rollout's noise is drawn first, so the loss is a pure function of its inputs: what
+        # compile=true compiles (Agent.COMPILED).
+        loss, metrics = self.world_model_loss(batch, self.training_rollout_noise(batch))
         metrics["enc_grad_norm"] = optimizer_step(
             self.model_opt, loss, self.model_params, self.cfg.enc_grad_clip
         )
@@ -288,6 +305,12 @@ class DCWM(Agent):
             a = a + torch.randn(shape, generator=generator, device=a.device) * self.ac.expl_sigma
         return a.clamp(-1.0, 1.0)
 
+    def plan_step(self, z: Tensor, a: Tensor, generator: torch.Generator) -> Tensor:
+        """The planner's next latents [N, S, D] (its noise, if any, from the acting generator)."""
+        mode = self.cfg.plan_propagation
+        noise = self.rollout_noise(z.shape[:-1], mode, generator)
+        return self.propagate(self.next_logits(z, a), mode, noise)
+
     def terminal_value(self, z: Tensor, generator: torch.Generator, noisy: bool) -> Tensor:
         """Mean of a random pair of online critics at (z, prior action) [N, S]."""
         a = self.policy_prior(z, generator, noisy)
@@ -308,7 +331,7 @@ class DCWM(Agent):
             cfg=self.mppi_cfg,
             generator=generator,
             prev_mean=prev,
-            dynamics=lambda z_, a_: self.propagate(self.next_logits(z_, a_), c.plan_propagation, generator),
+            dynamics=lambda z_, a_: self.plan_step(z_, a_, generator),
             reward=self.reward,
             terminal_value=lambda z_: self.terminal_value(z_, generator, noisy),
             policy_prior=lambda z_: self.policy_prior(z_, generator, noisy),

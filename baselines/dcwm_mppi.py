@@ -154,7 +154,7 @@ def mppi_plan(
         std = std.clamp(cfg.min_std, cfg.max_std)
     # An elite with probability = its weight, drawn as argmax(log w + Gumbel): the distribution of
     # torch.multinomial without its host-side checks of the weights, which stall a GPU on every action.
-    pick = (score.log() + gumbel_noise(score, generator)).argmax(1)
+    pick = (score.log() + gumbel_noise(score.shape, generator, score.device, score.dtype)).argmax(1)
     plan = elite_actions[rows, pick]
     return MPPIResult(
         action=plan[:, 0],

@@ -45,24 +45,25 @@ def cross_entropy_last(logits: Tensor, target: Tensor) -> Tensor:
     return -log_softmax_last(logits).gather(-1, target.unsqueeze(-1)).squeeze(-1)
 
 
-def gumbel_noise(like: Tensor, generator: torch.Generator) -> Tensor:
-    """Gumbel(0, 1) noise shaped like `like`: -log(-log(U)), U ~ Uniform(0, 1) drawn from `generator`.
+def gumbel_noise(shape, generator: torch.Generator, device=None, dtype=torch.float32) -> Tensor:
+    """Gumbel(0, 1) noise of `shape`: -log(-log(U)), U ~ Uniform(0, 1) drawn (in float32) from `generator`.
 
     Drawn by inversion from uniforms, which PyTorch's CPU generator makes ~6x faster than `exponential_`
     (F.gumbel_softmax's route). U = 0 (probability 2^-24 per draw) is clamped to the smallest normal
     float, so the noise is always finite (at least -4.47)."""
-    g = torch.rand(like.shape, generator=generator, device=like.device, dtype=torch.float32)
-    return g.clamp_min_(torch.finfo(torch.float32).tiny).log_().neg_().log_().neg_().to(like.dtype)
+    g = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
+    return g.clamp_min_(torch.finfo(torch.float32).tiny).log_().neg_().log_().neg_().to(dtype)
 
 
-def gumbel_softmax_st(logits: Tensor, generator: torch.Generator, tau: float = 1.0) -> Tensor:
+def gumbel_softmax_st(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor:
     """Straight-through Gumbel-softmax over the last dimension (DC-MPC's dynamics rollout).
 
-    Forward: the one-hot of argmax(logits + g), g ~ Gumbel(0, 1) drawn from `generator`; backward: the
-    gradient of softmax((logits + g) / tau). Same maths as F.gumbel_softmax(hard=True), with an explicit
-    generator so that runs resume bit for bit.
+    Forward: the one-hot of argmax(logits + g), g = `noise` (Gumbel(0, 1), `gumbel_noise`, drawn before
+    the call so that the function is pure); backward: the gradient of softmax((logits + g) / tau). Same
+    maths as F.gumbel_softmax(hard=True), with the noise from an explicit generator so that runs resume bit
+    for bit.
     """
-    noisy = logits + gumbel_noise(logits, generator)
+    noisy = logits + noise.to(logits.dtype)
     y_soft = softmax_last(noisy if tau == 1.0 else noisy / tau)
     y_hard = torch.zeros_like(y_soft).scatter_(-1, y_soft.detach().max(-1, keepdim=True).indices, 1.0)
     return y_hard + (y_soft - y_soft.detach())

@@ -34,7 +34,8 @@ def _agent_and_replay(name: str, device: str = "cpu"):
     return agent, replay
 
 
-@pytest.mark.parametrize("name", ["iqrl", "iqrl-sac"])  # every compiled function: representation, TD3, SAC
+# every compiled function: iQRL's representation loss, DC-MPC's world-model loss, the TD3 and SAC learners
+@pytest.mark.parametrize("name", ["iqrl", "iqrl-sac", "dcwm"])
 def test_compiled_update_stays_within_1e5_of_eager_over_50_updates(name):
     """The same batches (replay generator) and draws (agent generator) through both: every metric of every
     update and every parameter after 50 updates agree to 1e-5 relative to the tensor's largest entry."""

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from baselines.dcwm import DCWM, DCWMConfig
 from iqrl.config import ConfigError, build_config
-from iqrl.maths import gumbel_softmax_st
+from iqrl.maths import gumbel_noise, gumbel_softmax_st
 from iqrl.replay import SequenceBatch
 from iqrl.train import EXIT_OK, main
 
@@ -80,14 +80,22 @@ def test_act_shapes_and_bounds(mpc):
 
 def test_gumbel_straight_through():
     logits = torch.randn(64, 15, requires_grad=True)
-    y = gumbel_softmax_st(logits, torch.Generator().manual_seed(0))
+    y = gumbel_softmax_st(logits, gumbel_noise(logits.shape, torch.Generator().manual_seed(0)))
     assert torch.equal(y.sum(-1), torch.ones(64)) and set(y.unique().tolist()) <= {0.0, 1.0}
     (y * torch.arange(15.0)).sum().backward()
     assert logits.grad.abs().sum() > 0  # gradient through the soft relaxation
     # samples follow softmax(logits)
     p = torch.tensor([0.7, 0.2, 0.1])
-    draws = gumbel_softmax_st(p.log().expand(20000, 3), torch.Generator().manual_seed(1)).mean(0)
+    draws = gumbel_softmax_st(
+        p.log().expand(20000, 3), gumbel_noise((20000, 3), torch.Generator().manual_seed(1))
+    )
+    draws = draws.mean(0)
     assert torch.allclose(draws, p, atol=0.02)
+
+
+def model_loss(agent, b):
+    """The world-model loss with the rollout noise drawn as `update_world_model` draws it."""
+    return agent.world_model_loss(b, agent.training_rollout_noise(b))
 
 
 def test_world_model_loss_is_rho_weighted_ce_and_reward():
@@ -96,7 +104,7 @@ def test_world_model_loss_is_rho_weighted_ce_and_reward():
     combines them: rho^t weights, the mean over H, cross-entropy against the next codes, tanh + 1 rewards."""
     agent = make(horizon=3, rho=0.5, train_propagation="mode")  # deterministic rollout for a hand check
     b = batch()
-    loss, m = agent.world_model_loss(b)
+    loss, m = model_loss(agent, b)
     with torch.no_grad():
         z = agent.encode(b.obs[:, 0])
         ce, rew = 0, 0
@@ -121,7 +129,7 @@ def test_world_model_loss_decreases_on_a_fixed_batch():
 
     def evaluate():  # the same Gumbel draws each time
         agent.generator.set_state(noise)
-        return agent.world_model_loss(b)[1]
+        return model_loss(agent, b)[1]
 
     first = evaluate()
     for _ in range(100):
@@ -138,12 +146,12 @@ def test_consistency_targets_are_stop_gradient(consistency):
     """The encoder gets gradient only through z_0 and the rollout: o_1..o_H (the targets) get none."""
     agent = make(consistency_loss=consistency)
     b = batch(requires_grad=True)
-    agent.world_model_loss(b)[0].backward()
+    model_loss(agent, b)[0].backward()
     assert b.obs.grad[:, 1:].abs().sum() == 0
     assert b.obs.grad[:, 0].abs().sum() > 0
     # the consistency term alone trains the encoder (through z_0 and the Gumbel rollout) and the dynamics
     agent = make(consistency_loss=consistency, reward_coef=0.0)
-    agent.world_model_loss(batch())[0].backward()
+    model_loss(agent, batch())[0].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.encoder.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.dynamics.parameters())
 
@@ -152,16 +160,16 @@ def test_rollout_gradient_flows_through_the_gumbel_samples():
     agent = make(
         reward_coef=1.0, consistency_coef=0.0
     )  # reward of z_1.. depends on the dynamics only via the rollout
-    agent.world_model_loss(batch())[0].backward()
+    model_loss(agent, batch())[0].backward()
     assert agent.dynamics[0].weight.grad.abs().sum() > 0
     agent = make(reward_coef=1.0, consistency_coef=0.0, train_propagation="sample_no_grad")
-    agent.world_model_loss(batch())[0].backward()
+    model_loss(agent, batch())[0].backward()
     assert agent.dynamics[0].weight.grad is None or agent.dynamics[0].weight.grad.abs().sum() == 0
 
 
 def test_world_model_gradients_reach_exactly_the_world_model():
     agent = make()
-    agent.world_model_loss(batch())[0].backward()
+    model_loss(agent, batch())[0].backward()
     for m in (agent.encoder, agent.dynamics, agent.reward_head):
         assert any(p.grad is not None for p in m.parameters())
     assert all(p.grad is None for p in agent.ac.parameters())

@@ -94,15 +94,15 @@ def test_softmax_helpers_equal_the_torch_functions(shape):
 
 
 def test_gumbel_noise_has_the_gumbel_distribution_and_follows_its_generator():
-    like = torch.empty(200_000)
-    g = gumbel_noise(like, torch.Generator().manual_seed(0))
-    assert torch.isfinite(g).all() and g.dtype == like.dtype
+    g = gumbel_noise(200_000, torch.Generator().manual_seed(0))
+    assert torch.isfinite(g).all() and g.dtype == torch.float32
+    assert gumbel_noise(3, torch.Generator(), dtype=torch.bfloat16).dtype == torch.bfloat16
     assert abs(g.mean().item() - 0.5772) < 0.01  # Euler-Mascheroni constant
     assert abs(g.var().item() - math.pi**2 / 6) < 0.03
     # P(G <= 0) = exp(-1)
     assert abs((g <= 0).float().mean().item() - math.exp(-1)) < 0.005
-    assert torch.equal(g, gumbel_noise(like, torch.Generator().manual_seed(0)))
-    assert not torch.equal(g, gumbel_noise(like, torch.Generator().manual_seed(1)))
+    assert torch.equal(g, gumbel_noise(200_000, torch.Generator().manual_seed(0)))
+    assert not torch.equal(g, gumbel_noise(200_000, torch.Generator().manual_seed(1)))
 
 
 def test_scalar_heads_stay_float32_under_bf16_autocast():
