@@ -4,6 +4,7 @@
                          [--compile false,true] [--device cpu] [--updates 20] [--out bench.json]
                          [--obs state,pixels] [--image-size 84]
     python -m iqrl.bench --compare old.json new.json      # speed ratios between two bench files
+    python -m iqrl.bench --matmul-split --agents iqrl --tasks walker-walk  # matrix-product share of an update
 
 Each row is measured in a fresh subprocess (so peak memory is that row's own): build the agent from
 `build_config(agent=..., task=...)` exactly as a run would, fill its replay with real environment
@@ -31,7 +32,9 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 FIELDS = [
     "agent",
@@ -131,16 +134,26 @@ class Timer:
         return self.events[0].elapsed_time(self.events[1]) / 1000.0
 
 
-def measure(
+class Bench(NamedTuple):
+    """An agent at its paper configuration with a replay of two random episodes, as a run builds them."""
+
+    cfg: Any
+    env: Any
+    agent: Any
+    replay: Any
+    device: Any
+    episode: Callable  # episode(policy, budget_s=inf) -> env steps: collect one episode into the replay
+
+
+def prepare(
     agent: str,
     task: str,
     dtype: str,
     device: str,
-    n_updates: int,
     compile_mode: str = "false",
     obs: str = "state",
     image_size: int = 84,
-) -> dict:
+) -> Bench:
     import numpy as np
     import torch
 
@@ -148,7 +161,7 @@ def measure(
     from iqrl.config import build_config, observation
     from iqrl.envs import make_env
     from iqrl.replay import SequenceReplay
-    from iqrl.train import UpdatePrecision, resolve_device
+    from iqrl.train import resolve_device
 
     keys = [f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}", f"obs={obs}"]
     cfg = build_config(keys + [f"image_size={image_size}"] * (obs == "pixels") + COMPILE_MODES[compile_mode])
@@ -178,6 +191,24 @@ def measure(
 
     episode(policy=False)
     episode(policy=False)
+    return Bench(cfg, env, a, replay, dev, episode)
+
+
+def measure(
+    agent: str,
+    task: str,
+    dtype: str,
+    device: str,
+    n_updates: int,
+    compile_mode: str = "false",
+    obs: str = "state",
+    image_size: int = 84,
+) -> dict:
+    import torch
+
+    from iqrl.train import UpdatePrecision
+
+    cfg, env, a, replay, dev, episode = prepare(agent, task, dtype, device, compile_mode, obs, image_size)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     autocast = UpdatePrecision(dtype, dev)
     timer = Timer(dev)
@@ -375,6 +406,49 @@ def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> li
     return rows
 
 
+#: The matrix-product operators (their FLOPs are what the profiler's with_flops counts for an MLP update).
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def matmul_split(agent: str, task: str, compile_mode: str = "false", n_updates: int = 10) -> dict:
+    """Where an update's time goes on the CPU (fp32, paper config): update_ms (wall time, unprofiled),
+    matmul_ms (the profiler's time inside the matrix-product operators), their GFLOP and rate, and
+    max_speedup = update_ms / matmul_ms, the most any implementation of the same update can gain while
+    its matrix products run at this rate (everything else free)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    b = prepare(agent, task, "fp32", "cpu", compile_mode)
+    n = whole_periods(n_updates, b.agent.spec.update_period)
+
+    def updates(k: int) -> float:
+        t = time.perf_counter()
+        for i in range(k):
+            b.agent.update(b.replay, i)
+        return time.perf_counter() - t
+
+    updates(3)  # warm-up (compiling, with compile=true)
+    update_ms = updates(n) * 1000.0 / n
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        updates(n)
+    mm = [e for e in prof.key_averages() if e.key in MATMUL_OPS]
+    matmul_ms = sum(e.self_cpu_time_total for e in mm) / 1000.0 / n
+    gflop = sum(e.flops for e in mm) / 1e9 / n
+    return {
+        "agent": agent,
+        "task": task,
+        "compile": compile_mode == "true",
+        "update_ms": round(update_ms, 1),
+        "matmul_ms": round(matmul_ms, 1),
+        "matmul_share": round(matmul_ms / update_ms, 3),
+        "matmul_gflop": round(gflop, 2),
+        "matmul_gflop_per_s": round(gflop / matmul_ms * 1000.0, 1),
+        "max_speedup": round(update_ms / matmul_ms, 2),
+        "torch": torch.__version__,
+        "hardware": hardware(b.device),
+    }
+
+
 def write_rows(rows: list[dict], out: str) -> None:
     """The rows as a JSON list, written atomically."""
     tmp = Path(out).with_suffix(".json.tmp")
@@ -463,6 +537,12 @@ def main(argv: list[str] | None = None) -> int:
         help="print the fp32/bf16 matrix-product GFLOP/s of this "
         "machine at the update's shapes (the ceiling of updates/s) and exit",
     )
+    p.add_argument(
+        "--matmul-split",
+        action="store_true",
+        help="CPU, fp32: for each agent, task and --compile value, how much of an update is matrix "
+        "products (profiled) and the most any implementation could gain; print JSON lines and exit",
+    )
     p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--one-compile", default="false", help=argparse.SUPPRESS)
@@ -536,6 +616,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.matmul_split:
+        if args.device != "cpu":
+            print("error: --matmul-split profiles CPU time; use --device cpu", file=sys.stderr)
+            return 2
+        for a, t, m in ((a, t, m) for a in agents for t in tasks for m in modes):
+            print(json.dumps(matmul_split(a, t, m, args.updates)), flush=True)
+        return 0
     plan = [(a, ([1] if 1 in seeds else []) + (groups if a in GROUP_AGENTS else [])) for a in agents]
     if not any(ks for _, ks in plan):
         print(

@@ -108,3 +108,27 @@ def test_timer_measures_wall_time_on_the_cpu():
     timer.start()
     time.sleep(0.05)
     assert 0.05 <= timer.stop() < 1.0
+
+
+def test_matmul_split_counts_the_update_s_matrix_products(capsys):
+    """--matmul-split: the GFLOP it reports are those of the update's matrix products (counted here with
+    PyTorch's FlopCounterMode over the same updates of the same agent); the shares follow from the times."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from iqrl.bench import prepare
+
+    assert main(["--matmul-split", "--agents", "td3", "--tasks", "cartpole-swingup", "--updates", "2"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    b = prepare("td3", "cartpole-swingup", "fp32", "cpu")
+    for n in (3, 2):  # matmul_split's warm-up and timed calls, then the profiled one counted here
+        for i in range(n):
+            b.agent.update(b.replay, i)
+    with FlopCounterMode(display=False) as flops:
+        for i in range(2):
+            b.agent.update(b.replay, i)
+    assert row["matmul_gflop"] == pytest.approx(flops.get_total_flops() / 2e9, abs=0.006)
+    assert 0 < row["matmul_ms"] < row["update_ms"]
+    assert row["matmul_share"] == pytest.approx(row["matmul_ms"] / row["update_ms"], abs=0.002)
+    assert row["max_speedup"] == pytest.approx(row["update_ms"] / row["matmul_ms"], abs=0.01)
+    assert main(["--matmul-split", "--device", "cuda:0", "--agents", "td3", "--dtypes", "fp32"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --matmul-split profiles CPU time; use --device cpu"
