@@ -76,7 +76,7 @@ def test_cuda_compiled_and_graph_captured_updates_match_eager(cudagraphs):
     metrics of 50 updates and the parameters after them within 1e-4 (GPU kernels round differently)."""
     from test_compile import assert_compiled_matches_eager
 
-    for name in ("iqrl", "iqrl-sac", "td3"):
+    for name in ("iqrl", "iqrl-sac", "td3", "dcwm"):
         assert_compiled_matches_eager(name, "cuda", cudagraphs=cudagraphs, tol=1e-4)
 
 
