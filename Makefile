@@ -109,11 +109,15 @@ clean:
 
 BENCH_UPDATES ?= 20
 BENCH_SEEDS ?= 1
+ifdef PLAIN
+DTYPES ?= fp32
+else
 DTYPES ?= fp32,bf16
+endif
 COMPILE ?= false
 DEVICE ?= cpu
 OBS ?= state
 bench: $(STAMP)
 	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
-		--seeds $(BENCH_SEEDS) --obs $(OBS) \
+		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) \
 		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)

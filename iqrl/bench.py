@@ -5,6 +5,7 @@
                          [--obs state,pixels] [--image-size 84]
     python -m iqrl.bench --compare old.json new.json      # speed ratios between two bench files
     python -m iqrl.bench --matmul-split --agents iqrl --tasks walker-walk  # matrix-product share of an update
+    python -m iqrl.bench --plain --tasks walker-walk --compile false,true  # against a plain implementation
 
 Each row is measured in a fresh subprocess (so peak memory is that row's own): build the agent from
 `build_config(agent=..., task=...)` exactly as a run would, fill its replay with real environment
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -449,6 +451,56 @@ def matmul_split(agent: str, task: str, compile_mode: str = "false", n_updates: 
     }
 
 
+def plain_comparison(task: str, modes: list[str], n_updates: int, rounds: int = 3) -> list[dict]:
+    """iqrl's update (CPU, fp32, paper config) against a plain PyTorch implementation of the same update
+    (iqrl/bench_plain.py, from the same initial weights and replay): one row per compile mode with its
+    updates_per_s, the plain update's and their ratio vs_plain. All are timed in one process in `rounds`
+    alternating blocks of `n_updates` (after 3 warm-up updates each), so a busy host slows them alike."""
+    import torch
+
+    from iqrl.bench_plain import PlainIQRL
+
+    benches = {m: prepare("iqrl", task, "fp32", "cpu", m) for m in modes}
+    first = next(iter(benches.values()))
+    plain = PlainIQRL(first.agent, torch.Generator().manual_seed(0))
+    batch_size = first.agent.spec.batch_size
+    runs = {"plain": lambda i: plain.update(first.replay.sample(batch_size))}
+    for m, b in benches.items():
+        runs[m] = partial(lambda b, i: b.agent.update(b.replay, i), b)
+
+    def block(run, k: int) -> float:
+        t = time.perf_counter()
+        for i in range(k):
+            run(i)
+        return time.perf_counter() - t
+
+    for run in runs.values():
+        block(run, 3)  # warm-up (compiling, with compile=true)
+    seconds = dict.fromkeys(runs, 0.0)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            seconds[name] += block(run, n_updates)
+    ups = {name: rounds * n_updates / s for name, s in seconds.items()}
+    return [
+        {
+            "agent": "iqrl",
+            "task": task,
+            "obs": "state",
+            "device": "cpu",
+            "dtype": "fp32",
+            "compile": {"false": False, "true": True}[m],
+            "seeds": 1,
+            "updates_per_s": round(ups[m], 3),
+            "plain_updates_per_s": round(ups["plain"], 3),
+            "vs_plain": round(ups[m] / ups["plain"], 3),
+            "updates": rounds * n_updates,
+            "torch": torch.__version__,
+            "hardware": hardware(first.device),
+        }
+        for m in modes
+    ]
+
+
 def write_rows(rows: list[dict], out: str) -> None:
     """The rows as a JSON list, written atomically."""
     tmp = Path(out).with_suffix(".json.tmp")
@@ -509,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agents", default="", help="comma-separated; default: every registered agent")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
-    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument(
+        "--dtypes", default=None, help="comma-separated among fp32, bf16, tf32 (default fp32,bf16)"
+    )
     p.add_argument(
         "--compile",
         default="false",
@@ -543,11 +597,19 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU, fp32: for each agent, task and --compile value, how much of an update is matrix "
         "products (profiled) and the most any implementation could gain; print JSON lines and exit",
     )
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="CPU, fp32, iqrl: each --compile value's update against a plain PyTorch implementation of it "
+        "(iqrl/bench_plain.py), timed in one process; rows with vs_plain to --out",
+    )
     p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--one-compile", default="false", help=argparse.SUPPRESS)
     p.add_argument("--one-obs", default="state", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.dtypes is None:
+        args.dtypes = "fp32" if args.plain else "fp32,bf16"
     if args.compare:
         return compare(*args.compare)
     if args.peak:
@@ -569,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     from iqrl.agents import agent_class, agent_names
     from iqrl.config import ConfigError, build_config
 
-    agents = [a for a in args.agents.split(",") if a] or agent_names()
+    agents = [a for a in args.agents.split(",") if a] or (["iqrl"] if args.plain else agent_names())
     tasks = [t for t in args.tasks.split(",") if t]
     dtypes = [d for d in args.dtypes.split(",") if d]
     modes = [m for m in args.compile.split(",") if m]
@@ -616,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.plain:
+        return plain_main(args, tasks, modes)
     if args.matmul_split:
         if args.device != "cpu":
             print("error: --matmul-split profiles CPU time; use --device cpu", file=sys.stderr)
@@ -687,6 +751,33 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows)
     print(f"\nwrote {args.out}")
+    return 0
+
+
+def plain_main(args, tasks: list[str], modes: list[str]) -> int:
+    """`--plain`: refuse what the plain implementation does not cover (one error line), then measure."""
+    from iqrl.bench_plain import unsupported
+    from iqrl.config import build_config
+
+    problems = []
+    if args.agents.split(",") not in (["iqrl"], [""]):
+        problems.append(f"--plain compares iqrl's update only, got --agents {args.agents}")
+    if args.device != "cpu" or args.dtypes != "fp32" or "cudagraphs" in modes:
+        problems.append("--plain measures CPU fp32 updates: use --device cpu --dtypes fp32 and no cudagraphs")
+    for t in tasks:
+        bad = unsupported(build_config(["agent=iqrl", f"task={t}"]).agent)
+        if bad:
+            problems.append(f"the plain iqrl update does not implement {', '.join(bad)} (task {t})")
+    if problems:
+        print(f"error: {problems[0]}", file=sys.stderr)
+        return 2
+    rows = []
+    for t in tasks:
+        for r in plain_comparison(t, modes, args.updates):
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    write_rows(rows, args.out)
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from iqrl.agents import make_agent
+from iqrl.config import build_config
+from iqrl.replay import SequenceReplay
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 
-from conftest import tiny_argv
+from conftest import TINY_AGENT, TINY_RUN, tiny_argv
 from test_train import eval_numbers
+
+
+def agent_and_replay(name: str, device: str = "cpu"):
+    """A tiny agent (seeded module init, 5-dim observations, 2-dim actions) and a replay of one synthetic
+    300-step episode, the same each call; also the generator that made the episode."""
+    device = torch.device(device)
+    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
+    torch.manual_seed(0)
+    agent = make_agent(cfg.agent, 5, 2, device, 0)
+    replay = SequenceReplay(5, 2, agent.spec.seq_len, device, 1)
+    rng = np.random.default_rng(0)
+    replay.start_episode(rng.normal(size=5).astype(np.float32))
+    for t in range(300):
+        action = rng.uniform(-1, 1, 2).astype(np.float32)
+        replay.add(action, float(rng.normal()), rng.normal(size=5).astype(np.float32), False, t == 299)
+    return agent, replay, rng
 
 
 class FixedReplay:

@@ -7,31 +7,15 @@ agree to rounding, not bit for bit: a run folder records the key and refuses to 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from iqrl.agents import make_agent
 from iqrl.config import build_config
 from iqrl.multiseed import unsupported
-from iqrl.replay import SequenceReplay
 from iqrl.train import EXIT_BAD_INPUT, main
 
-from conftest import TINY_AGENT, TINY_RUN, tiny_argv
-
-
-def _agent_and_replay(name: str, device: str = "cpu"):
-    """The agent (seeded module init) and a replay of one synthetic 300-step episode, the same each call."""
-    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
-    torch.manual_seed(0)
-    agent = make_agent(cfg.agent, 5, 2, torch.device(device), 0)
-    replay = SequenceReplay(5, 2, agent.spec.seq_len, torch.device(device), 1)
-    rng = np.random.default_rng(0)
-    replay.start_episode(rng.normal(size=5).astype(np.float32))
-    for t in range(300):
-        action = rng.uniform(-1, 1, 2).astype(np.float32)
-        replay.add(action, float(rng.normal()), rng.normal(size=5).astype(np.float32), False, t == 299)
-    return agent, replay
+from agent_helpers import agent_and_replay
+from conftest import tiny_argv
 
 
 # every compiled function: iQRL's representation loss, DC-MPC's world-model loss, the TD3 and SAC learners
@@ -43,7 +27,10 @@ def test_compiled_update_stays_within_1e5_of_eager_over_50_updates(name):
 
 
 def assert_compiled_matches_eager(name: str, device: str, cudagraphs: bool, tol: float) -> None:
-    (eager, replay_e), (compiled, replay_c) = _agent_and_replay(name, device), _agent_and_replay(name, device)
+    (eager, replay_e, _), (compiled, replay_c, _) = (
+        agent_and_replay(name, device),
+        agent_and_replay(name, device),
+    )
     compiled.compile_losses(cudagraphs=cudagraphs)
     frames = torch._dynamo.utils.counters["frames"]["ok"]
     for step in range(50):

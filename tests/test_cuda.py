@@ -55,10 +55,10 @@ def test_cuda_update_and_act_never_synchronise():
     """The dispatch-level guard of tests/test_sync_free.py catches syncs the CPU shows too; CUDA's own
     sync debug mode also catches device-specific ones (e.g. a CPU tensor indexing a GPU one) in the updates.
     `act` is left out here: it ends by copying the action to the host for the environment, its one wait."""
-    from test_sync_free import _agent_and_replay
+    from agent_helpers import agent_and_replay
 
     for name in agents.agent_names():
-        agent, replay, _ = _agent_and_replay(name, device="cuda")
+        agent, replay, _ = agent_and_replay(name, device="cuda")
         for step in range(3):
             agent.update(replay, step)
         torch.cuda.synchronize()

@@ -16,12 +16,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from iqrl.agents import agent_names, make_agent
-from iqrl.config import build_config
+from iqrl.agents import agent_names
 from iqrl.optim import detached_weights
-from iqrl.replay import SequenceReplay
 
-from conftest import TINY_AGENT, TINY_RUN
+from agent_helpers import agent_and_replay
 
 aten = torch.ops.aten
 # Operators whose result the host needs before it can go on.
@@ -87,26 +85,12 @@ def test_the_guard_sees_each_kind_of_synchronisation():
     assert not guard.found
 
 
-def _agent_and_replay(name: str, device: str = "cpu"):
-    device = torch.device(device)
-    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
-    torch.manual_seed(0)
-    agent = make_agent(cfg.agent, 5, 2, device, 0)
-    replay = SequenceReplay(5, 2, agent.spec.seq_len, device, 1)
-    rng = np.random.default_rng(0)
-    replay.start_episode(rng.normal(size=5).astype(np.float32))
-    for t in range(300):
-        action = rng.uniform(-1, 1, 2).astype(np.float32)
-        replay.add(action, float(rng.normal()), rng.normal(size=5).astype(np.float32), False, t == 299)
-    return agent, replay, rng
-
-
 @pytest.mark.parametrize("name", agent_names())
 def test_update_and_act_never_synchronise(name):
     """Six updates under the guard (after three outside it: lazy state such as optimizer moments is made on
     the first steps), covering actor steps and target updates, then acting with and without exploration
     (on a GPU `act` ends by copying the action to the host for the environment: its one wait per step)."""
-    agent, replay, rng = _agent_and_replay(name)
+    agent, replay, rng = agent_and_replay(name)
     for step in range(3):
         agent.update(replay, step)
     with SyncGuard() as guard:
@@ -123,7 +107,7 @@ def test_updates_never_flip_requires_grad(name, monkeypatch):
     """An actor step through a critic it does not train sees the critic's weights detached
     (iqrl.optim.detached_weights) instead of switching their `requires_grad` off and on: a flag flipped inside
     the step would be part of a compiled or captured graph's guards."""
-    agent, replay, _ = _agent_and_replay(name)
+    agent, replay, _ = agent_and_replay(name)
     flips = []
     original = torch.Tensor.requires_grad_
 
