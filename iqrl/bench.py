@@ -759,17 +759,19 @@ def plain_main(args, tasks: list[str], modes: list[str]) -> int:
     from iqrl.bench_plain import unsupported
     from iqrl.config import build_config
 
-    problems = []
+    problem = None
     if args.agents.split(",") not in (["iqrl"], [""]):
-        problems.append(f"--plain compares iqrl's update only, got --agents {args.agents}")
-    if args.device != "cpu" or args.dtypes != "fp32" or "cudagraphs" in modes:
-        problems.append("--plain measures CPU fp32 updates: use --device cpu --dtypes fp32 and no cudagraphs")
-    for t in tasks:
-        bad = unsupported(build_config(["agent=iqrl", f"task={t}"]).agent)
-        if bad:
-            problems.append(f"the plain iqrl update does not implement {', '.join(bad)} (task {t})")
-    if problems:
-        print(f"error: {problems[0]}", file=sys.stderr)
+        problem = f"--plain compares iqrl's update only, got --agents {args.agents}"
+    elif args.device != "cpu" or args.dtypes != "fp32" or "cudagraphs" in modes:
+        problem = "--plain measures CPU fp32 updates: use --device cpu --dtypes fp32 and no cudagraphs"
+    else:
+        for t in tasks:
+            bad = unsupported(build_config(["agent=iqrl", f"task={t}"]).agent)
+            if bad:
+                problem = f"the plain iqrl update does not implement {', '.join(bad)} (task {t})"
+                break
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     rows = []
     for t in tasks:
