@@ -140,6 +140,8 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
 class DCWM(Agent):
     STATE_OBJECTS = ("encoder", "dynamics", "reward_head", "ac", "model_opt", "ac_extra=ac.extra")
     COMPILED = ("world_model_loss", "ac.td_target", "ac.critic_loss", "ac.actor_loss")
+    # The planner's model evaluations (its random draws stay eager around them).
+    COMPILED_ACTING = ("reward", "next_latent", "noisy_policy", "critic_value")
 
     def __init__(self, cfg: DCWMConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(
@@ -296,19 +298,32 @@ class DCWM(Agent):
         self.plan_mean[training] = None  # t0: no warm start from the previous episode's plan
 
     # ------------------------------------------------------------------ acting (MPPI)
+    # Each piece of the planner's model is split into its random draws (eager, from the acting generator,
+    # in the order the planner has always drawn them) and a pure function of the draws (`next_latent`,
+    # `noisy_policy`, `critic_value`, `reward`: what compile=true compiles).
     def policy_prior(self, z: Tensor, generator: torch.Generator, noisy: bool) -> Tensor:
         """pi(z) [N, P, A] + N(0, sigma_expl^2), one noise vector per env shared by the P rows (DC-3) or
         not."""
-        a = self.ac.policy(z)
+        noise = None
         if noisy:
-            shape = (a.shape[0], 1, a.shape[-1]) if self.cfg.plan_shared_prior_noise else a.shape
-            a = a + torch.randn(shape, generator=generator, device=a.device) * self.ac.expl_sigma
-        return a.clamp(-1.0, 1.0)
+            lead = (z.shape[0], 1) if self.cfg.plan_shared_prior_noise else z.shape[:-1]
+            noise = (
+                torch.randn((*lead, self.act_dim), generator=generator, device=z.device) * self.ac.expl_sigma
+            )
+        return self.noisy_policy(z, noise)
+
+    def noisy_policy(self, z: Tensor, noise: Tensor | None) -> Tensor:
+        """clamp(pi(z) + noise, -1, 1), the noise already scaled by sigma (compiled with sigma as a float
+        argument, it would recompile whenever the schedule moves it)."""
+        a = self.ac.policy(z)
+        return (a if noise is None else a + noise).clamp(-1.0, 1.0)
 
     def plan_step(self, z: Tensor, a: Tensor, generator: torch.Generator) -> Tensor:
         """The planner's next latents [N, S, D] (its noise, if any, from the acting generator)."""
         mode = self.cfg.plan_propagation
-        noise = self.rollout_noise(z.shape[:-1], mode, generator)
+        return self.next_latent(z, a, mode, self.rollout_noise(z.shape[:-1], mode, generator))
+
+    def next_latent(self, z: Tensor, a: Tensor, mode: str, noise: Tensor | None) -> Tensor:
         return self.propagate(self.next_logits(z, a), mode, noise)
 
     def terminal_value(self, z: Tensor, generator: torch.Generator, noisy: bool) -> Tensor:
@@ -317,6 +332,9 @@ class DCWM(Agent):
         members = torch.randperm(self.cfg.num_critics, generator=generator, device=self.device)[
             : self.cfg.q_subsample
         ]
+        return self.critic_value(z, a, members)
+
+    def critic_value(self, z: Tensor, a: Tensor, members: Tensor) -> Tensor:
         return self.ac.q(z.flatten(0, 1), a.flatten(0, 1), members).mean(0).view(z.shape[:2])
 
     def plan(self, z: Tensor, explore: bool, generator: torch.Generator) -> Tensor:

@@ -103,7 +103,7 @@ def trajectory_value(
 ) -> Tensor:
     """sum_{t<H} discount^t r(z_t, a_t) + discount^H V(z_H) for z0 [N, D], actions [N, S, H, A] -> [N, S]."""
     N, S, H, _ = actions.shape
-    z = z0.unsqueeze(1).expand(N, S, z0.shape[-1])
+    z = z0.unsqueeze(1).expand(N, S, z0.shape[-1]).contiguous()  # one layout for compiled callables
     value, weight = 0.0, 1.0
     for t in range(H):
         a = actions[:, :, t]
@@ -132,7 +132,7 @@ def mppi_plan(
     dev, dtype = z0.device, z0.dtype
     actions = torch.empty(N, S, H, A, device=dev, dtype=dtype)
     if P:
-        z = z0.unsqueeze(1).expand(N, P, z0.shape[-1])
+        z = z0.unsqueeze(1).expand(N, P, z0.shape[-1]).contiguous()
         for t in range(H):
             actions[:, :P, t] = policy_prior(z)
             if t < H - 1:

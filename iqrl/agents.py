@@ -114,6 +114,11 @@ class Agent(abc.ABC):
     # functions of their inputs and the weights, without host synchronisation (tests/test_sync_free.py).
     # Empty: the agent has no compiled update (docs/performance.md says why).
     COMPILED: tuple[str, ...] = ()
+    # Pure functions of acting, compiled with them (DC-MPC's planner). They see inputs of several shapes (one
+    # env or a batch of evaluation envs, policy-prior or sampled sequences), so they are compiled with
+    # dynamic shapes, once for all of them; and never captured as CUDA graphs: each call feeds the next one's
+    # input, which graph replays would overwrite.
+    COMPILED_ACTING: tuple[str, ...] = ()
     # Whether the agent learns from pixel observations (obs=pixels: a convolutional encoder in front).
     PIXELS: bool = False
 
@@ -139,13 +144,16 @@ class Agent(abc.ABC):
 
     def compile_losses(self, cudagraphs: bool = False) -> None:
         """Replace each COMPILED method by its torch.compile'd version (with cudagraphs: inductor's CUDA
-        graphs, mode "reduce-overhead"). The optimizer steps, target updates and random draws stay eager
-        between them, so the random streams and the update order are those of the eager agent."""
-        mode = "reduce-overhead" if cudagraphs else None
-        for path in self.COMPILED:
-            owner_path, _, name = path.rpartition(".")
-            owner = _get(self, owner_path) if owner_path else self
-            setattr(owner, name, torch.compile(getattr(owner, name), mode=mode))
+        graphs, mode "reduce-overhead"), and each COMPILED_ACTING one by its compiled version with dynamic
+        shapes.
+        The optimizer steps, target updates and random draws stay eager between them, so the random streams
+        and the update order are those of the eager agent."""
+        losses = {"mode": "reduce-overhead" if cudagraphs else None}
+        for paths, options in ((self.COMPILED, losses), (self.COMPILED_ACTING, {"dynamic": True})):
+            for path in paths:
+                owner_path, _, name = path.rpartition(".")
+                owner = _get(self, owner_path) if owner_path else self
+                setattr(owner, name, torch.compile(getattr(owner, name), **options))
 
     def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed

@@ -15,9 +15,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.maths import mish
+
 # --------------------------------------------------------------------------------------------------
 # MLP builder: per hidden width Linear -> [LayerNorm] -> activation, then a plain Linear.
 # --------------------------------------------------------------------------------------------------
+
+
+class Mish(nn.Mish):
+    """The networks' Mish. Eager: PyTorch's kernel (F.mish), so eager runs compute what they always did.
+    Under torch.compile (`compile=true`): `iqrl.maths.mish`, the same function through one exponential,
+    which inductor fuses with the LayerNorm before it into one loop, forward and backward; on this
+    project's CPUs that made a compiled iQRL update about 20% faster than compiling F.mish
+    (docs/performance.md). The two agree to a few ulps, within the compiled update's tolerance."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return mish(x) if torch.compiler.is_compiling() else F.mish(x)
 
 
 def init_linear_(module: nn.Module, init: str) -> None:
@@ -53,7 +66,7 @@ def mlp(
     hidden: Sequence[int],
     out_dim: int,
     init: str = "default",
-    act: type[nn.Module] = nn.Mish,
+    act: type[nn.Module] = Mish,
     norm: bool = True,
 ) -> nn.Sequential:
     """The one MLP builder: per hidden width Linear -> LayerNorm (if `norm`) -> `act`, then a plain Linear
@@ -145,7 +158,7 @@ class EnsembleMLP(nn.Module):
         hidden: Sequence[int],
         out_dim: int,
         init: str = "default",
-        act: type[nn.Module] = nn.Mish,
+        act: type[nn.Module] = Mish,
         norm: bool = True,
     ):
         super().__init__()

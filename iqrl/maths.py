@@ -70,6 +70,54 @@ def gumbel_softmax_st(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor
 
 
 # --------------------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------------------
+
+#: Above this, Mish(x) = x in float32 (1 - tanh(softplus(20)) is about 8e-18), so `mish` saturates here.
+MISH_SATURATION = 20.0
+
+
+def _mish_terms(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(u, n) = (e^x, u (u + 2)) at x clamped to MISH_SATURATION (no overflow)."""
+    u = torch.exp(x.clamp(max=MISH_SATURATION))
+    return u, u * (u + 2.0)
+
+
+class _Mish(torch.autograd.Function):
+    """Mish with its derivative in closed form, both from one exponential (see `mish`). Autograd through
+    the forward formula would difference two terms of order n near saturation (an error of about x ulps);
+    d/dx [x n / (n + 2)] = n / (n + 2) + x 4 u (1 + u) / (n + 2)^2 has no such cancellation."""
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        _, n = _mish_terms(x)
+        return x * (n / (n + 2.0))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        u, n = _mish_terms(x)
+        d = n + 2.0
+        return grad * (n / d + x * (4.0 * u * (1.0 + u)) / (d * d))
+
+
+def mish(x: Tensor) -> Tensor:
+    """Mish(x) = x tanh(softplus(x)) (Misra 2019, arXiv 1908.08681) through one exponential: with u = e^x,
+    tanh(log(1 + u)) = ((1 + u)^2 - 1) / ((1 + u)^2 + 1) = n / (n + 2), n = u (u + 2).
+
+    PyTorch's kernel (and inductor's lowering of it) evaluates exp, log1p and tanh per element, and its
+    backward a sigmoid on top; this form needs one exp forward and one backward, which is what makes a
+    compiled LayerNorm + Mish network cheaper on CPUs with slow transcendentals (`iqrl.layers.Mish`).
+    Computed in float32 (as PyTorch's kernel computes bf16 inputs); values and gradients equal F.mish's to
+    a few ulps (tests/test_layers.py)."""
+    return _Mish.apply(x.float()).to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------------
 # Noise on actions
 # --------------------------------------------------------------------------------------------------
 

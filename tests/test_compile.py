@@ -7,6 +7,7 @@ agree to rounding, not bit for bit: a run folder records the key and refuses to 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,6 +50,35 @@ def assert_compiled_matches_eager(name: str, device: str, cudagraphs: bool, tol:
                 assert torch.equal(q, p), (net, key)
     # the random streams were consumed alike: the next draws of both generators are equal
     assert torch.equal(eager.generator.get_state(), compiled.generator.get_state())
+
+
+def test_compiled_planner_acts_as_the_eager_one():
+    """DC-MPC's MPPI with its model pieces compiled (Agent.COMPILED_ACTING: `reward`, `next_latent`,
+    `noisy_policy`, `critic_value`): the same actions to rounding, exploring (one env) and evaluating (a
+    batch of three, with the planner's warm start), and the acting generators drawn alike."""
+    assert_compiled_planner_matches_eager("cpu", tol=1e-5)
+
+
+def assert_compiled_planner_matches_eager(device: str, tol: float) -> None:
+    (eager, replay, _), (compiled, _, _) = agent_and_replay("dcwm", device), agent_and_replay("dcwm", device)
+    for step in range(3):  # trained a little, so that the plans are not those of an untrained value
+        eager.update(replay, step)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_losses()
+    frames = torch._dynamo.utils.counters["frames"]["ok"]
+    rng = np.random.default_rng(1)
+    for explore, batch in ((True, ()), (False, (3,))):
+        for agent in (eager, compiled):
+            agent.on_episode_start(explore)
+        for _ in range(3):
+            obs = rng.normal(size=(*batch, 5)).astype(np.float32)
+            np.testing.assert_allclose(compiled.act(obs, explore), eager.act(obs, explore), rtol=0, atol=tol)
+    assert torch._dynamo.utils.counters["frames"]["ok"] > frames  # the planner's pieces did run compiled
+    for explore in (True, False):
+        assert torch.equal(
+            eager.act_generators[explore].get_state(), compiled.act_generators[explore].get_state()
+        )
+        torch.testing.assert_close(compiled.plan_mean[explore], eager.plan_mean[explore], rtol=0, atol=tol)
 
 
 def _one_error_line(capsys) -> str:

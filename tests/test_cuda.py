@@ -80,6 +80,14 @@ def test_cuda_compiled_and_graph_captured_updates_match_eager(cudagraphs):
         assert_compiled_matches_eager(name, "cuda", cudagraphs=cudagraphs, tol=1e-4)
 
 
+def test_cuda_compiled_planner_acts_as_the_eager_one():
+    """DC-MPC's compiled planner pieces (dynamic shapes, not graph-captured) against the eager planner on the
+    GPU: actions and warm starts within 1e-4, the acting generators drawn alike."""
+    from test_compile import assert_compiled_planner_matches_eager
+
+    assert_compiled_planner_matches_eager("cuda", tol=1e-4)
+
+
 def test_cuda_resume_is_bitwise_under_deterministic_algorithms(tmp_path):
     """With deterministic kernels (and cuBLAS's fixed workspace, set before CUDA starts) a stopped and
     resumed GPU run ends with the evaluations of one never interrupted, as on the CPU."""

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from iqrl.agents import AgentConfig
 from iqrl.checks import require
-from iqrl.layers import EnsembleMLP, frozen_copy
+from iqrl.layers import EnsembleMLP, Mish, frozen_copy
 from iqrl.maths import ema_update_
 from iqrl.optim import adam, optimizer_step
 
@@ -99,7 +99,7 @@ class CriticEnsembleLearner(nn.Module):
     )
     # The hidden layers of the critics and the actor (`mlp` / `EnsembleMLP`): LayerNorm + Mish here, plain
     # ReLU in SAC+AE's learner.
-    mlp_act: type[nn.Module] = nn.Mish
+    mlp_act: type[nn.Module] = Mish
     mlp_norm: bool = True
 
     def __init__(
