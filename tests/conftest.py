@@ -80,6 +80,16 @@ def renderer():
         pytest.skip(str(e))
 
 
+def sigint_as_terminal() -> None:
+    """`preexec_fn` for a child that a test stops with SIGINT as a terminal's Ctrl-C: SIGINT back to its
+    default action, so that Python in the child raises KeyboardInterrupt. A shell without job control starts
+    its background commands (`bash .ci/run &` in a wrapper script) with SIGINT ignored, and a child inherits
+    that: the SIGINT would then do nothing at all."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(cond, proc=None, what: str = "the condition", hang_s: float = 900.0) -> None:
     """Block until cond() holds: an event (a file written, a step reached), not a number of seconds.
     Fails at once if `proc` exits first (the event can no longer happen). `hang_s` only turns a hang into a

@@ -19,7 +19,7 @@ from slurm.claim import RunLock
 from slurm.run import Run, RunFailed, _record_failure
 from slurm.state import inspect_run, read_status
 
-from conftest import wait_for
+from conftest import sigint_as_terminal, wait_for
 from sweep_helpers import (
     TESTS,
     assert_resumed_to_the_reference,
@@ -198,6 +198,7 @@ def _spawn(code: str) -> subprocess.Popen:
         [sys.executable, "-c", code],
         cwd=TESTS.parent,
         start_new_session=True,
+        preexec_fn=sigint_as_terminal,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -24,7 +24,7 @@ from slurm.run import Run
 from slurm.spec import RunSpec
 from slurm.state import inspect_run, read_status
 
-from conftest import TINY_AGENT, TINY_RUN, wait_for
+from conftest import TINY_AGENT, TINY_RUN, sigint_as_terminal, wait_for
 from sweep_helpers import (
     TESTS,
     assert_resumed_to_the_reference,
@@ -219,6 +219,7 @@ def test_ctrl_c_stops_every_run_of_a_packed_job_with_a_checkpoint(tmp_path, monk
         ],
         cwd=TESTS.parent,
         start_new_session=True,
+        preexec_fn=sigint_as_terminal,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

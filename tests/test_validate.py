@@ -231,7 +231,7 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
     import subprocess
     import sys
 
-    from conftest import wait_for
+    from conftest import sigint_as_terminal, wait_for
 
     ref = tmp_path / "ref.csv.gz"
     reference().to_csv(ref, index=False)
@@ -270,6 +270,7 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "MUJOCO_GL": "disable"},
+        preexec_fn=sigint_as_terminal,
     )
     first = out / "td3" / "cartpole-balance" / "default" / "seed1"
     wait_for(lambda: (first / "eval.csv").exists(), p, "the first run's step-0 evaluation")
