@@ -33,7 +33,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -361,9 +361,13 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
 
 
 #: Matrix products of a walker-walk iQRL update (critic/dynamics first layer, hidden layer, dynamics output,
-#: the critic ensemble's batched product) and a large square one, for `--peak`.
+#: the critic ensemble's batched product) and a large square one, for `--peak`. The 1024- and 1032-wide
+#: products beside the 1030-wide input (1024 latent + 6 action dimensions) show what splitting off the
+#: action or padding the input would change.
 PEAK_PRODUCTS = [
     ("mm", (256, 1030, 512)),
+    ("mm", (256, 1024, 512)),
+    ("mm", (256, 1032, 512)),
     ("mm", (256, 512, 512)),
     ("mm", (256, 512, 1024)),
     ("bmm", (5, 256, 1030, 512)),
@@ -371,15 +375,15 @@ PEAK_PRODUCTS = [
 ]
 
 
-def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> list[dict]:
+def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> Iterator[dict]:
     """GFLOP/s of fp32 and bf16 matrix products (`products`, PEAK_PRODUCTS by default): the rate an update
     made of nothing but matrix products would reach here, i.e. the ceiling for updates/s (an iQRL walker
-    update: ~19.6 GFLOP)."""
+    update: ~19.6 GFLOP). Yields a row per product as it is measured: on a CPU without bf16 instructions
+    the bf16 products run at about 1 GFLOP/s, and the large square one takes minutes."""
     import torch
 
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    rows = []
     for dtype, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         for op, dims in products:
             *e, m, k, n = dims
@@ -394,18 +398,15 @@ def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> li
                 sync()
                 reps += 1
             rate = 2 * math.prod(dims) * reps / (time.perf_counter() - t) / 1e9
-            rows.append(
-                {
-                    "op": op,
-                    "shape": "x".join(map(str, dims)),
-                    "dtype": dtype,
-                    "gflop_per_s": round(rate, 1),
-                    "threads": torch.get_num_threads(),
-                    "torch": torch.__version__,
-                    "hardware": hardware(dev),
-                }
-            )
-    return rows
+            yield {
+                "op": op,
+                "shape": "x".join(map(str, dims)),
+                "dtype": dtype,
+                "gflop_per_s": round(rate, 1),
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "hardware": hardware(dev),
+            }
 
 
 #: The matrix-product operators (their FLOPs are what the profiler's with_flops counts for an MLP update).
@@ -616,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in matmul_peak(args.device):
             print(
                 f"{r['op']:<4} {r['shape']:<16} {r['dtype']:<5} {r['gflop_per_s']:>8.1f} GFLOP/s "
-                f"({r['threads']} threads, {r['hardware']})"
+                f"({r['threads']} threads, {r['hardware']})",
+                flush=True,
             )
         return 0
     if args.one:

@@ -34,7 +34,7 @@ def test_peak_rows_cover_both_dtypes_and_every_product():
 
     # tiny products: the structure is what is tested (the paper-sized ones take minutes in bf16 on a CPU)
     products = [("mm", (16, 24, 8)), ("bmm", (2, 16, 24, 8))]
-    rows = matmul_peak("cpu", seconds=0.0, products=products)
+    rows = list(matmul_peak("cpu", seconds=0.0, products=products))
     assert [(r["op"], r["dtype"], r["shape"]) for r in rows] == [
         (op, d, "x".join(map(str, dims))) for d in ("fp32", "bf16") for op, dims in products
     ]
