@@ -409,8 +409,17 @@ def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> It
             }
 
 
-#: The matrix-product operators (their FLOPs are what the profiler's with_flops counts for an MLP update).
-MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+#: The matrix-product operators (their FLOPs are what the profiler's with_flops counts for an MLP update),
+#: and oneDNN's, which compiled updates on CPU call (`iqrl.maths.onednn_matmul`; no FLOP count of its own).
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn::_linear_pointwise")
+
+
+def matmul_flops(event) -> float:
+    """FLOPs of one profiler row of MATMUL_OPS (averaged over input shapes: `group_by_input_shape`)."""
+    if event.key == "mkldnn::_linear_pointwise":  # x [M, K] times w.T, w [N, K]
+        (m, k), (n, _) = event.input_shapes[:2]
+        return 2.0 * m * k * n * event.count
+    return event.flops
 
 
 def matmul_split(agent: str, task: str, compile_mode: str = "false", n_updates: int = 10) -> dict:
@@ -432,11 +441,11 @@ def matmul_split(agent: str, task: str, compile_mode: str = "false", n_updates: 
 
     updates(3)  # warm-up (compiling, with compile=true)
     update_ms = updates(n) * 1000.0 / n
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
         updates(n)
-    mm = [e for e in prof.key_averages() if e.key in MATMUL_OPS]
+    mm = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in MATMUL_OPS]
     matmul_ms = sum(e.self_cpu_time_total for e in mm) / 1000.0 / n
-    gflop = sum(e.flops for e in mm) / 1e9 / n
+    gflop = sum(matmul_flops(e) for e in mm) / 1e9 / n
     return {
         "agent": agent,
         "task": task,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.maths import mish
+from iqrl.maths import baddbmm, linear, mish
 
 # --------------------------------------------------------------------------------------------------
 # MLP builder: per hidden width Linear -> [LayerNorm] -> activation, then a plain Linear.
@@ -45,7 +45,15 @@ def init_linear_(module: nn.Module, init: str) -> None:
             nn.init.zeros_(m.bias)
 
 
-class ScalarHead(nn.Linear):
+class Linear(nn.Linear):
+    """nn.Linear through `iqrl.maths.linear`: PyTorch's product when eager, oneDNN's float32 GEMM under
+    torch.compile on CPU (see `iqrl.maths.onednn_matmul`). The same parameters and state_dict."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+class ScalarHead(Linear):
     """A Linear with a single output (a Q-value, value or reward head), computed in float32 even under bf16
     autocast (`precision=bf16`). A bf16 output would round Q ~ 200 to whole units (bf16 spacing is 1.0 on
     [128, 256]), as large as one step's reward on DMC, and the TD targets and errors with it. Costs nothing:
@@ -53,12 +61,12 @@ class ScalarHead(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         with torch.autocast(x.device.type, enabled=False):
-            return F.linear(x.float(), self.weight, self.bias)
+            return linear(x.float(), self.weight, self.bias)
 
 
-def out_linear(in_dim: int, out_dim: int) -> nn.Linear:
+def out_linear(in_dim: int, out_dim: int) -> Linear:
     """The output layer of an MLP: a float32 `ScalarHead` for one output, else a plain Linear."""
-    return ScalarHead(in_dim, 1) if out_dim == 1 else nn.Linear(in_dim, out_dim)
+    return ScalarHead(in_dim, 1) if out_dim == 1 else Linear(in_dim, out_dim)
 
 
 def mlp(
@@ -78,7 +86,7 @@ def mlp(
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
-        layers += [nn.Linear(d, h), nn.LayerNorm(h), act()] if norm else [nn.Linear(d, h), act()]
+        layers += [Linear(d, h), nn.LayerNorm(h), act()] if norm else [Linear(d, h), act()]
         d = h
     layers.append(out_linear(d, out_dim))
     net = nn.Sequential(*layers)
@@ -124,8 +132,8 @@ class EnsembleLinear(nn.Module):
     def _forward(self, x: Tensor, members: Tensor | None) -> Tensor:
         w, b = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
         if x.dim() == 2:
-            return torch.baddbmm(b, x.unsqueeze(0).expand(w.shape[0], -1, -1), w)
-        return torch.baddbmm(b, x, w)
+            x = x.unsqueeze(0).expand(w.shape[0], -1, -1)
+        return baddbmm(b, x, w)
 
 
 class EnsembleLayerNorm(nn.Module):

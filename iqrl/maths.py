@@ -70,6 +70,75 @@ def gumbel_softmax_st(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor
 
 
 # --------------------------------------------------------------------------------------------------
+# Matrix products on CPU
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("iqrl::onednn_matmul", mutates_args=())
+def onednn_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b for float32 CPU tensors, [M, K] @ [K, N] or [E, M, K] @ [E, K, N], computed by oneDNN's
+    float32 GEMM (exact float32 arithmetic, summed in another order than MKL's) instead of the MKL sgemm
+    that torch.mm calls. On the AMD EPYC CPUs this project runs on, MKL takes a code path that leaves
+    AVX-512 half used: its products of the update's shapes ran at about 180-220 GFLOP/s on two Zen 5
+    cores, oneDNN's at 440-500 (docs/performance.md). Any strides: oneDNN reads the transposed views of
+    the backward pass in place. A custom op, so inductor calls it as one opaque kernel."""
+    if a.dim() == 2:
+        return _onednn_mm(a, b)
+    return torch.stack([_onednn_mm(a[e], b[e]) for e in range(a.shape[0])])
+
+
+def _onednn_mm(a: Tensor, b: Tensor) -> Tensor:
+    # mkldnn's linear computes x @ w.T with w [N, K]; b.T is that w, as a view
+    return torch.ops.mkldnn._linear_pointwise(a, b.T, None, "none", [], "")
+
+
+@onednn_matmul.register_fake
+def _(a: Tensor, b: Tensor) -> Tensor:
+    return a.new_empty((*a.shape[:-1], b.shape[-1]))
+
+
+def _onednn_matmul_backward(ctx, grad: Tensor):
+    a, b = ctx.saved_tensors
+    grad_a = onednn_matmul(grad, b.mT) if ctx.needs_input_grad[0] else None
+    grad_b = onednn_matmul(a.mT, grad) if ctx.needs_input_grad[1] else None
+    return grad_a, grad_b
+
+
+def _onednn_matmul_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+onednn_matmul.register_autograd(_onednn_matmul_backward, setup_context=_onednn_matmul_setup)
+
+
+def _onednn(a: Tensor, b: Tensor) -> bool:
+    """Whether a product of `a` and `b` goes to `onednn_matmul`: under torch.compile (`compile=true`),
+    float32 on CPU, outside autocast. Eager products stay PyTorch's, so eager runs compute exactly what
+    they always did (as `iqrl.layers.Mish`)."""
+    return (
+        torch.compiler.is_compiling()
+        and a.device.type == "cpu"
+        and a.dtype == b.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """F.linear(x, weight, bias): x [..., in], weight [out, in]; through `onednn_matmul` where `_onednn`."""
+    if not _onednn(x, weight):
+        return F.linear(x, weight, bias)
+    y = onednn_matmul(x.reshape(-1, x.shape[-1]), weight.T).reshape(*x.shape[:-1], weight.shape[0])
+    return y if bias is None else y + bias
+
+
+def baddbmm(bias: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """torch.baddbmm(bias, a, b) = bias + a @ b, batched; through `onednn_matmul` where `_onednn`."""
+    if not _onednn(a, b):
+        return torch.baddbmm(bias, a, b)
+    return onednn_matmul(a, b) + bias
+
+
+# --------------------------------------------------------------------------------------------------
 # Activations
 # --------------------------------------------------------------------------------------------------
 

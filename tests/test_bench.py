@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from iqrl.bench import main, whole_periods
 
@@ -43,7 +44,6 @@ def test_peak_rows_cover_both_dtypes_and_every_product():
 
 
 def test_count_ops_counts_forward_and_backward_kernels_not_views():
-    import torch
 
     from iqrl.bench import count_ops
 
@@ -100,14 +100,31 @@ def test_compare_prints_ratios_and_names_rows_in_one_file_only(tmp_path, capsys)
 def test_timer_measures_wall_time_on_the_cpu():
     import time
 
-    import torch
-
     from iqrl.bench import Timer
 
     timer = Timer(torch.device("cpu"))
     timer.start()
     time.sleep(0.05)
     assert 0.05 <= timer.stop() < 1.0
+
+
+def test_matmul_flops_count_onednn_products_from_their_shapes():
+    """The profiler counts no FLOPs for oneDNN's product (compiled updates on CPU); `matmul_flops` takes
+    2 M K N from its shapes, as the profiler counts aten::mm."""
+    from torch.profiler import profile
+
+    from iqrl.bench import MATMUL_OPS, matmul_flops
+    from iqrl.maths import onednn_matmul
+
+    a, b, c = torch.randn(8, 5), torch.randn(5, 3), torch.randn(4, 7, 6)
+    with profile(with_flops=True, record_shapes=True) as prof:
+        onednn_matmul(a, b), onednn_matmul(c, torch.randn(4, 6, 2)), torch.mm(a, b)
+    rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in MATMUL_OPS]
+    by_op = {}
+    for e in rows:
+        by_op[e.key] = by_op.get(e.key, 0.0) + matmul_flops(e)
+    onednn = 2 * 8 * 5 * 3 + 4 * (2 * 7 * 6 * 2)
+    assert by_op == {"mkldnn::_linear_pointwise": onednn, "aten::mm": 2 * 8 * 5 * 3}
 
 
 def test_matmul_split_counts_the_update_s_matrix_products(capsys):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iqrl.layers import EnsembleMLP, Mish, mlp
+from iqrl.layers import EnsembleLinear, EnsembleMLP, Linear, Mish, mlp
 from iqrl.maths import (
     cross_entropy_last,
     ema_update_,
@@ -16,6 +16,7 @@ from iqrl.maths import (
     linear_schedule,
     log_softmax_last,
     mish,
+    onednn_matmul,
     softmax_last,
 )
 
@@ -33,7 +34,7 @@ def test_ema_update_formula():
 def test_mlp_layout():
     net = mlp(5, [7, 9], 3)
     kinds = [type(m) for m in net]
-    assert kinds == [nn.Linear, nn.LayerNorm, Mish, nn.Linear, nn.LayerNorm, Mish, nn.Linear]
+    assert kinds == [Linear, nn.LayerNorm, Mish, Linear, nn.LayerNorm, Mish, Linear]
     assert net[0].in_features == 5 and net[-1].out_features == 3
 
 
@@ -94,6 +95,66 @@ def test_mish_module_is_pytorchs_kernel_eager_and_the_formula_compiled():
     (grad_ref,) = torch.autograd.grad(F.mish(xr).sum(), xr)
     torch.testing.assert_close(y, F.mish(x), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(grad, grad_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_onednn_matmul_values_and_gradients_match_float64(batched):
+    """oneDNN's float32 product, forward and both gradients, against float64; with the transposed
+    (strided) operands the backward hands it. Within 1e-5 of the largest entry, as MKL's product."""
+    torch.manual_seed(0)
+    lead = (3,) if batched else ()
+    a = torch.randn(*lead, 64, 130, requires_grad=True)
+    b = torch.randn(*lead, 96, 130).mT.requires_grad_(True)  # a strided [130, 96] view
+    g = torch.randn(*lead, 64, 96)
+    y = onednn_matmul(a, b)
+    grads = torch.autograd.grad(y, (a, b), g)
+    a64, b64 = a.detach().double().requires_grad_(True), b.detach().double().requires_grad_(True)
+    y64 = a64 @ b64
+    grads64 = torch.autograd.grad(y64, (a64, b64), g.double())
+    assert y.dtype == torch.float32 and y.shape == y64.shape
+    for got, want in [(y, y64), *zip(grads, grads64)]:
+        assert float((got.double() - want).detach().abs().max()) <= 1e-5 * float(want.abs().max())
+    # the numbers are not PyTorch's own product by accident: oneDNN's kernel ran
+    with torch.profiler.profile() as prof:
+        onednn_matmul(a.detach(), b.detach())
+    assert any(e.key == "mkldnn::_linear_pointwise" for e in prof.key_averages())
+
+
+def _traced(module, *inputs):
+    """(output, input gradients, traced graph code) of `module` under torch.compile."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm.print_readable(print_output=False))
+        return gm.forward
+
+    inputs = [x.clone().requires_grad_(True) for x in inputs]
+    y = torch.compile(module, backend=backend)(*inputs)
+    return y, torch.autograd.grad(y.square().sum(), inputs), "\n".join(graphs)
+
+
+@pytest.mark.parametrize("shared_input", [False, True])
+def test_linear_layers_are_pytorchs_eager_and_onednn_compiled(shared_input):
+    """Linear and EnsembleLinear: eager, PyTorch's F.linear and baddbmm bit for bit (eager runs compute
+    what they always did); compiled in float32 on CPU, `onednn_matmul`, agreeing to rounding with
+    gradients; under bf16 autocast, PyTorch's again (autocast decides the product's dtype)."""
+    torch.manual_seed(0)
+    lin, ens = Linear(40, 24), EnsembleLinear(3, 40, 24)
+    x = torch.randn(2, 16, 40)
+    xe = x[0] if shared_input else torch.randn(3, 16, 40)
+    assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
+    assert torch.equal(ens(xe), torch.baddbmm(ens.bias, xe.expand(3, -1, -1), ens.weight))
+    for module, inp in [(lin, x), (ens, xe)]:
+        y, (grad,), code = _traced(module, inp)
+        assert "onednn_matmul" in code
+        xr = inp.clone().requires_grad_(True)
+        y_ref = module(xr)
+        (grad_ref,) = torch.autograd.grad(y_ref.square().sum(), xr)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y16, _, code16 = _traced(module, inp)
+        assert "onednn_matmul" not in code16 and y16.dtype == torch.bfloat16
 
 
 def test_ensemble_members_are_independent_mlps():
