@@ -14,10 +14,10 @@ timed with CUDA events), count the operators one update runs (ops_per_update: ke
 eager GPU, see `count_ops`), time data collection with the agent acting (env_steps_per_s, env steps =
 physics steps), and time deterministic acting (act_ms). `--compile true` measures the run key
 compile=true (`cudagraphs`: compile=true cudagraphs=true, CUDA only); compile_s is the warm-up's extra
-time over 3 timed updates, i.e. what compiling costs once per process. hours_per_1m is the wall time of
-1M env steps at these rates (collection plus the agent's updates per env step; evaluation left out).
-`--obs pixels` measures the agents built for pixels (Agent.PIXELS) on rendered frame stacks: collection
-then includes rendering, and render_ms is the time of one frame alone.
+time over 3 timed updates and 2 actions, i.e. what compiling costs once per process. hours_per_1m is the
+wall time of 1M env steps at these rates (collection plus the agent's updates per env step; evaluation
+left out). `--obs pixels` measures the agents built for pixels (Agent.PIXELS) on rendered frame stacks:
+collection then includes rendering, and render_ms is the time of one frame alone.
 Rows: agent, task, obs, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
 act_ms, render_ms, compile_s, hours_per_1m, peak_mem_mb, torch, hardware.
 """
@@ -230,12 +230,16 @@ def measure(
     ups = n_updates / updates(n_updates)
     # an actor and a critic-only step where the actor waits one; a compiled step runs kernels of its own
     ops = None if cfg.compile else count_ops(lambda: updates(2)) / 2
+    obs, t = env.reset(), time.perf_counter()
+    for training in (True, False):  # first actions: with compile=true they compile DC-MPC's planner
+        a.on_episode_start(training=training)
+        a.act(obs, explore=training)
+    first_acts_s = time.perf_counter() - t
     t = time.perf_counter()
     steps = episode(policy=True, budget_s=20.0)  # data collection with the agent acting (time-bounded)
     env_sps = steps / (time.perf_counter() - t)
     obs = env.reset()
     a.on_episode_start(training=False)
-    a.act(obs, explore=False)
     n_act, t = 0, time.perf_counter()
     while n_act < 100 and (n_act < 3 or time.perf_counter() - t < 10.0):
         a.act(obs, explore=False)
@@ -266,7 +270,7 @@ def measure(
         "env_steps_per_s": round(env_sps, 1),
         "act_ms": round(act_ms, 3),
         "render_ms": None if render_ms is None else round(render_ms, 2),
-        "compile_s": round(max(warmup_s - 3 / ups, 0.0), 1),
+        "compile_s": round(max(warmup_s - 3 / ups, 0.0) + max(first_acts_s - 2 * act_ms / 1000.0, 0.0), 1),
         "hours_per_1m": round(hours_per_1m, 2),
         "peak_mem_mb": round(peak, 1),
         "torch": torch.__version__,
@@ -376,25 +380,32 @@ PEAK_PRODUCTS = [
 
 
 def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> Iterator[dict]:
-    """GFLOP/s of fp32 and bf16 matrix products (`products`, PEAK_PRODUCTS by default): the rate an update
+    """GFLOP/s of fp32 and bf16 matrix products (`products`, PEAK_PRODUCTS by default; on CPU the fp32 ones
+    also through oneDNN, as compiled updates multiply, `kernel`: onednn): the rate an update
     made of nothing but matrix products would reach here, i.e. the ceiling for updates/s (an iQRL walker
     update: ~19.6 GFLOP). Yields a row per product as it is measured: on a CPU without bf16 instructions
     the bf16 products run at about 1 GFLOP/s, and the large square one takes minutes."""
     import torch
 
+    from iqrl.maths import onednn_matmul
+
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    for dtype, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    kernels = [("fp32", torch.float32, "torch", torch.matmul)]
+    if dev.type == "cpu":  # what compile=true multiplies float32 with on CPU
+        kernels.append(("fp32", torch.float32, "onednn", onednn_matmul))
+    kernels.append(("bf16", torch.bfloat16, "torch", torch.matmul))
+    for dtype, dt, kernel, matmul in kernels:
         for op, dims in products:
             *e, m, k, n = dims
             a = torch.randn(*e, m, k, dtype=dt, device=dev)
             b = torch.randn(*e, k, n, dtype=dt, device=dev)
             for _ in range(3):
-                torch.matmul(a, b)
+                matmul(a, b)
             sync()
             reps, t = 0, time.perf_counter()
             while reps < 3 or time.perf_counter() - t < seconds:
-                torch.matmul(a, b)
+                matmul(a, b)
                 sync()
                 reps += 1
             rate = 2 * math.prod(dims) * reps / (time.perf_counter() - t) / 1e9
@@ -402,6 +413,7 @@ def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> It
                 "op": op,
                 "shape": "x".join(map(str, dims)),
                 "dtype": dtype,
+                "kernel": kernel,
                 "gflop_per_s": round(rate, 1),
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
@@ -625,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.peak:
         for r in matmul_peak(args.device):
             print(
-                f"{r['op']:<4} {r['shape']:<16} {r['dtype']:<5} {r['gflop_per_s']:>8.1f} GFLOP/s "
+                f"{r['op']:<4} {r['shape']:<16} {r['dtype']:<5} {r['kernel']:<7} "
+                f"{r['gflop_per_s']:>8.1f} GFLOP/s "
                 f"({r['threads']} threads, {r['hardware']})",
                 flush=True,
             )

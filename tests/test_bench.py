@@ -36,8 +36,9 @@ def test_peak_rows_cover_both_dtypes_and_every_product():
     # tiny products: the structure is what is tested (the paper-sized ones take minutes in bf16 on a CPU)
     products = [("mm", (16, 24, 8)), ("bmm", (2, 16, 24, 8))]
     rows = list(matmul_peak("cpu", seconds=0.0, products=products))
-    assert [(r["op"], r["dtype"], r["shape"]) for r in rows] == [
-        (op, d, "x".join(map(str, dims))) for d in ("fp32", "bf16") for op, dims in products
+    kernels = [("fp32", "torch"), ("fp32", "onednn"), ("bf16", "torch")]  # on CPU: oneDNN's fp32 too
+    assert [(r["op"], r["dtype"], r["kernel"], r["shape"]) for r in rows] == [
+        (op, d, k, "x".join(map(str, dims))) for d, k in kernels for op, dims in products
     ]
     assert all(r["gflop_per_s"] > 0 for r in rows)
     assert PEAK_PRODUCTS[0] == ("mm", (256, 1030, 512))  # the update's encoder product comes first
