@@ -77,11 +77,11 @@ def gumbel_softmax_st(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor
 @torch.library.custom_op("iqrl::onednn_matmul", mutates_args=())
 def onednn_matmul(a: Tensor, b: Tensor) -> Tensor:
     """a @ b for float32 CPU tensors, [M, K] @ [K, N] or [E, M, K] @ [E, K, N], computed by oneDNN's
-    float32 GEMM (exact float32 arithmetic, summed in another order than MKL's) instead of the MKL sgemm
-    that torch.mm calls. On the AMD EPYC CPUs this project runs on, MKL takes a code path that leaves
-    AVX-512 half used: its products of the update's shapes ran at about 180-220 GFLOP/s on two Zen 5
-    cores, oneDNN's at 440-500 (docs/performance.md). Any strides: oneDNN reads the transposed views of
-    the backward pass in place. A custom op, so inductor calls it as one opaque kernel."""
+    float32 GEMM (float32 arithmetic, summed in another order than MKL's) instead of the MKL sgemm that
+    torch.mm calls. On this project's AMD EPYC CPU with AVX-512, MKL's sgemm ran the update's shapes at
+    165-220 GFLOP/s on two cores and oneDNN's at 360-500 (`python -m iqrl.bench --peak`,
+    docs/performance.md). Any strides: oneDNN reads the transposed views of the backward pass in place.
+    A custom op, so inductor calls it as one opaque kernel."""
     if a.dim() == 2:
         return _onednn_mm(a, b)
     return torch.stack([_onednn_mm(a[e], b[e]) for e in range(a.shape[0])])
