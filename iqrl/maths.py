@@ -78,10 +78,12 @@ def gumbel_softmax_st(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor
 def onednn_matmul(a: Tensor, b: Tensor) -> Tensor:
     """a @ b for float32 CPU tensors, [M, K] @ [K, N] or [E, M, K] @ [E, K, N], computed by oneDNN's
     float32 GEMM (float32 arithmetic, summed in another order than MKL's) instead of the MKL sgemm that
-    torch.mm calls. On this project's AMD EPYC CPU with AVX-512, MKL's sgemm ran the update's shapes at
-    165-220 GFLOP/s on two cores and oneDNN's at 360-500 (`python -m iqrl.bench --peak`,
-    docs/performance.md). Any strides: oneDNN reads the transposed views of the backward pass in place.
-    A custom op, so inductor calls it as one opaque kernel."""
+    torch.mm calls. On AMD CPUs MKL runs its AVX2 code: on a host with full-width AVX-512 its sgemm ran
+    the update's shapes at 165-220 GFLOP/s on two cores and oneDNN's at 360-500; on a Zen 4 host (family
+    25), whose AVX-512 runs at AVX2's width, the two ran alike (`python -m iqrl.bench --peak`,
+    docs/performance.md). Any strides; `b` is read in place, while PyTorch's oneDNN op copies a
+    non-contiguous `a` first (the a.mT of a weight gradient). A custom op, so inductor calls it as one
+    opaque kernel."""
     if a.dim() == 2:
         return _onednn_mm(a, b)
     return torch.stack([_onednn_mm(a[e], b[e]) for e in range(a.shape[0])])

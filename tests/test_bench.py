@@ -150,3 +150,13 @@ def test_matmul_split_counts_the_update_s_matrix_products(capsys):
     assert row["max_speedup"] == pytest.approx(row["update_ms"] / row["matmul_ms"], abs=0.01)
     assert main(["--matmul-split", "--device", "cuda:0", "--agents", "td3", "--dtypes", "fp32"]) == 2
     assert capsys.readouterr().err.strip() == "error: --matmul-split profiles CPU time; use --device cpu"
+
+
+def test_cpu_model_names_the_generation_and_vector_isa_of_the_first_cpu():
+    from iqrl.bench import cpu_model
+
+    block = "processor\t: {}\nmodel name\t: AMD EPYC\ncpu family\t: {}\nmodel\t\t: {}\nflags\t\t: {}\n"
+    zen4 = block.format(0, 25, 17, "fpu sse2 avx2 avx512f avx512_bf16") + "\n" + block.format(1, 0, 0, "fpu")
+    assert cpu_model(zen4) == "AMD EPYC, family 25 model 17, AVX-512"
+    assert cpu_model(block.format(0, 6, 85, "fpu avx avx2 fma")) == "AMD EPYC, family 6 model 85, AVX2"
+    assert cpu_model("model name\t: Some CPU\nflags\t\t: fpu sse2\n") == "Some CPU"
