@@ -428,7 +428,7 @@ def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> It
                 "shape": "x".join(map(str, dims)),
                 "dtype": dtype,
                 "kernel": kernel,
-                "gflop_per_s": round(rate, 1),
+                "gflop_per_s": float(f"{rate:.4g}"),  # significant figures: a slow tiny product is not 0.0
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
                 "hardware": hardware(dev),
