@@ -34,7 +34,7 @@ import pandas as pd
 import yaml
 
 from analysis.task_groups import task_group
-from iqrl.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, read_status
+from iqrl.core.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, read_status
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 RUN_COLUMNS = (
@@ -194,11 +194,11 @@ def _is_variant_dir(name: str) -> bool:
 @functools.cache
 def known_tasks() -> frozenset[str]:
     """Every task name the core knows: its task groups and dm_control's suite (when importable)."""
-    from iqrl.envs import TASK_GROUPS
+    from iqrl.core.envs import TASK_GROUPS
 
     tasks = {t for group in TASK_GROUPS.values() for t in group}
     try:
-        from iqrl.envs import all_tasks
+        from iqrl.core.envs import all_tasks
 
         tasks.update(all_tasks())
     except Exception:  # dm_control missing or broken: the task groups still anchor the layout
@@ -210,7 +210,7 @@ def known_tasks() -> frozenset[str]:
 def known_agents() -> frozenset[str]:
     """The registered agent names (imports torch: only asked for when no known task anchors a layout)."""
     try:
-        from iqrl.agents import agent_names
+        from iqrl.core.registry import agent_names
 
         return frozenset(agent_names())
     except Exception:

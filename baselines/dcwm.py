@@ -37,14 +37,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from baselines.dcwm_mppi import MPPIConfig, mppi_plan
-from iqrl.agent import LatentModelConfig
-from iqrl.agents import Agent, AgentSpec, to_tensor
-from iqrl.checks import require
-from iqrl.layers import FSQ, mlp
+from iqrl.core.checks import require
+from iqrl.core.interface import Agent, AgentSpec, to_tensor
+from iqrl.core.replay import SequenceBatch, nstep_transition
+from iqrl.learners.latent_model import LatentModelConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
-from iqrl.maths import add_clipped_noise, cross_entropy_last, gumbel_noise, gumbel_softmax_st, softmax_last
-from iqrl.optim import adam, optimizer_step
-from iqrl.replay import SequenceBatch, nstep_transition
+from iqrl.nn.layers import mlp
+from iqrl.nn.maths import add_clipped_noise, cross_entropy_last, gumbel_noise, gumbel_softmax_st, softmax_last
+from iqrl.nn.optim import adam, optimizer_step
+from iqrl.nn.quantizers import FSQ
 
 PROPAGATION = ("sample", "sample_no_grad", "weighted_avg", "mode")
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from iqrl.checks import require
-from iqrl.maths import gumbel_noise
+from iqrl.core.checks import require
+from iqrl.nn.maths import gumbel_noise
 
 
 @dataclass(frozen=True)

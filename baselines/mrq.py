@@ -52,17 +52,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
-from iqrl.checks import require
-from iqrl.layers import EnsembleLinear, frozen_copy, out_linear
-from iqrl.maths import (
-    add_clipped_noise,
-    hard_update_,
-    two_hot_bins,
-    two_hot_cross_entropy,
-)
-from iqrl.optim import adam, detached_weights, optimizer_step
-from iqrl.replay import SequenceBatch, lap_priority, nstep_transition, shift_window
+from iqrl.core.checks import require
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.replay import SequenceBatch, lap_priority, nstep_transition, shift_window
+from iqrl.nn.layers import EnsembleLinear, frozen_copy, out_linear
+from iqrl.nn.maths import add_clipped_noise, hard_update_, two_hot_bins, two_hot_cross_entropy
+from iqrl.nn.optim import adam, detached_weights, optimizer_step
 
 
 @dataclass

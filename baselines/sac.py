@@ -10,15 +10,15 @@ episode at 0.5 updates per env step (= 1 per agent step, SAC's ratio, run in per
 env steps of uniform random actions before learning (the harness's `seed_steps`).
 
 Pixels (obs=pixels): a convolutional encoder trained by the critic loss, the actor on its detached features
-(DrQ-v2's form; iqrl/learners/raw.py, keys feature_dim, num_filters, conv_layers, image_pad).
+(DrQ-v2's form; baselines/raw_observations.py, keys feature_dim, num_filters, conv_layers, image_pad).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from baselines.raw_observations import RawObservationAgent
 from iqrl.learners.encoders import PixelEncoderConfig
-from iqrl.learners.raw import RawObservationAgent
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 
 

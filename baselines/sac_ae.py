@@ -62,14 +62,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentSpec, pixel_shape, to_tensor
-from iqrl.checks import require
-from iqrl.layers import ConvDecoder, mlp
+from iqrl.core.checks import require
+from iqrl.core.interface import Agent, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.replay import nstep_transition
 from iqrl.learners.encoders import CriticEncoder, PixelEncoderConfig, pixel_encoder, shift_pair
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
-from iqrl.maths import ema_update_
-from iqrl.optim import adam
-from iqrl.replay import nstep_transition
+from iqrl.nn.layers import ConvDecoder, mlp
+from iqrl.nn.maths import ema_update_
+from iqrl.nn.optim import adam
 
 
 @dataclass

@@ -63,10 +63,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
-from iqrl.checks import require
-from iqrl.layers import ConvEncoder, EnsembleMLP, frozen_copy, init_linear_, mlp
-from iqrl.maths import (
+from iqrl.core.checks import require
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.replay import SequenceBatch, nstep_targets
+from iqrl.nn.layers import ConvEncoder, EnsembleMLP, frozen_copy, init_linear_, mlp
+from iqrl.nn.maths import (
     ema_update_,
     info_nce,
     linear_decay,
@@ -74,8 +75,7 @@ from iqrl.maths import (
     shift_offsets,
     truncated_normal_sample,
 )
-from iqrl.optim import adam, detached_weights, optimizer_step
-from iqrl.replay import SequenceBatch, nstep_targets
+from iqrl.nn.optim import adam, detached_weights, optimizer_step
 
 
 @dataclass

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
-from iqrl.checks import require
-from iqrl.layers import frozen_copy, init_linear_, mlp
-from iqrl.maths import ema_update_, linear_decay, truncated_normal_sample
-from iqrl.optim import adam, detached_weights, optimizer_step
-from iqrl.replay import SequenceBatch, nstep_transition
+from iqrl.core.checks import require
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
+from iqrl.core.replay import SequenceBatch, nstep_transition
+from iqrl.nn.layers import frozen_copy, init_linear_, mlp
+from iqrl.nn.maths import ema_update_, linear_decay, truncated_normal_sample
+from iqrl.nn.optim import adam, detached_weights, optimizer_step
 
 
 @dataclass

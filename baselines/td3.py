@@ -12,15 +12,15 @@ Harness deviation: 0.5 updates per env step (1 per stored transition, the same a
 iQRL code's TD3 with 1 per env step (docs/agents.md); `updates_per_step=1.0` reproduces it.
 
 Pixels (obs=pixels): a convolutional encoder trained by the critic loss, the actor on its detached features
-(DrQ-v2's form; iqrl/learners/raw.py, keys feature_dim, num_filters, conv_layers, image_pad).
+(DrQ-v2's form; baselines/raw_observations.py, keys feature_dim, num_filters, conv_layers, image_pad).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from baselines.raw_observations import RawObservationAgent
 from iqrl.learners.encoders import PixelEncoderConfig
-from iqrl.learners.raw import RawObservationAgent
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 
 

@@ -45,12 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentConfig, AgentSpec, to_tensor
-from iqrl.checks import require
-from iqrl.layers import EnsembleLinear, frozen_copy, mlp
-from iqrl.maths import add_clipped_noise, avg_l1_norm, hard_update_
-from iqrl.optim import adam, detached_weights, optimizer_step
-from iqrl.replay import lap_priority
+from iqrl.core.checks import require
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
+from iqrl.core.replay import lap_priority
+from iqrl.nn.layers import EnsembleLinear, frozen_copy, mlp
+from iqrl.nn.maths import add_clipped_noise, avg_l1_norm, hard_update_
+from iqrl.nn.optim import adam, detached_weights, optimizer_step
 
 
 @dataclass

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iqrl.agents import agent_class, make_agent
-from iqrl.config import ConfigError, RunConfig, build_config, observation, perturbations, to_yaml_dict
-from iqrl.diagnostics import active_codebook, latent_collapsed, rank_metrics
-from iqrl.envs import DMCEnv, eval_seed, make_env, task_group
-from iqrl.loggers import Trackers, missing_packages
-from iqrl.replay import SequenceReplay
-from iqrl.runfolder import (
+from iqrl.core.config import ConfigError, RunConfig, build_config, observation, perturbations, to_yaml_dict
+from iqrl.core.diagnostics import active_codebook, latent_collapsed, rank_metrics
+from iqrl.core.envs import DMCEnv, eval_seed, make_env, task_group
+from iqrl.core.loggers import Trackers, missing_packages
+from iqrl.core.registry import agent_class, make_agent
+from iqrl.core.replay import SequenceReplay
+from iqrl.core.runfolder import (
     CHECKPOINT,
     EVAL_COLUMNS,
     INERT_REMOVED_KEYS,

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
-    from iqrl.runfolder import CHECKPOINT, read_yaml
+    from iqrl.core.runfolder import CHECKPOINT, read_yaml
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -225,9 +225,9 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
 
     import torch
 
-    from iqrl.agents import make_agent
-    from iqrl.config import from_yaml_dict, observation
-    from iqrl.envs import eval_seed, make_env
+    from iqrl.core.config import from_yaml_dict, observation
+    from iqrl.core.envs import eval_seed, make_env
+    from iqrl.core.registry import make_agent
     from iqrl.train import eval_episode
 
     cfg = from_yaml_dict(read_yaml(run_dir / "config.yaml"))

@@ -72,7 +72,7 @@ PUBLISHED_NAME = {
 # ---------------------------------------------------------------------------------------------- runs
 def small_overrides(agent: str, task: str) -> list[str]:
     """`agent.key=value` overrides that cap the network sizes of SMALL_CAPS, where the agent has the key."""
-    from iqrl.config import build_config
+    from iqrl.core.config import build_config
 
     cfg = build_config([f"agent={agent}", f"task={task}"]).agent
     have = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
@@ -120,7 +120,7 @@ def check_job(argv: list[str]) -> None:
     """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here
     for every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another
     config."""
-    from iqrl.config import build_config
+    from iqrl.core.config import build_config
     from iqrl.train import preflight
 
     preflight(build_config(argv))
@@ -352,8 +352,8 @@ def _csv(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from iqrl.agents import agent_names
-    from iqrl.config import ConfigError
+    from iqrl.core.config import ConfigError
+    from iqrl.core.registry import agent_names
     from iqrl.train import EXIT_INTERRUPTED, EXIT_OK
 
     p = argparse.ArgumentParser(

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from iqrl.runfolder import LOCK, RunLock  # noqa: F401  (the run lock lives with the run folder: the trainer takes it too)
+from iqrl.core.runfolder import LOCK, RunLock  # noqa: F401  (the run lock lives with the run folder: the trainer takes it too)
 
 CLAIM = ".claim"
 

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from iqrl.runfolder import read_status
+from iqrl.core.runfolder import read_status
 from slurm.claim import RunLock, release_claim
 from slurm.run import EXIT_INTERRUPTED, Run, RunFailed, _job_id, _record_failure, _StopFlag, set_threads
 from slurm.state import is_done
@@ -79,8 +79,8 @@ def trainer_seeds_key(results: Path) -> Callable[[Any], Hashable | None]:
     """For the real trainer: runs of one config (all but the seed) that the K-seed mode supports, with the
     same checkpointed env steps, share a key. ``iqrl.multiseed`` resumes a group from the latest env step
     all its seeds hold, so seeds interrupted at different steps must not be grouped."""
-    from iqrl.config import build_config
-    from iqrl.multiseed import held_steps, unsupported
+    from iqrl.core.config import build_config
+    from iqrl.multiseed.group import held_steps, unsupported
 
     def key(r: Any) -> Hashable | None:
         if unsupported(build_config(r.argv(results))):

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from iqrl.runfolder import read_status, write_status
+from iqrl.core.runfolder import read_status, write_status
 from slurm.claim import RunLock, release_claim
 from slurm.state import is_done
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from iqrl.runfolder import read_status
+from iqrl.core.runfolder import read_status
 from slurm.claim import Claim, RunLock, claim_alive, read_claim
 
 # The states `make status` reports, in table order.

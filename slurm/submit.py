@@ -46,7 +46,7 @@ def jobs_dir(results: Path, sweep: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------- loading
 def default_task_groups() -> Mapping[str, Sequence[str]]:
-    from iqrl.envs import TASK_GROUPS
+    from iqrl.core.envs import TASK_GROUPS
 
     return TASK_GROUPS
 
@@ -54,8 +54,8 @@ def default_task_groups() -> Mapping[str, Sequence[str]]:
 def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> None:
     """Check every run with the trainer's own config code before anything is submitted: unknown agents,
     unknown keys, invalid values, and existing run folders that hold a run with a different config."""
-    from iqrl.agents import agent_names
-    from iqrl.config import ConfigError, build_config
+    from iqrl.core.config import ConfigError, build_config
+    from iqrl.core.registry import agent_names
     from iqrl.train import check_run_folder
 
     validate_runs(runs, results, build_config, ConfigError, registered=agent_names(), where=where)

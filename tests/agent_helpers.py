@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from iqrl.agents import make_agent
-from iqrl.config import build_config
-from iqrl.replay import SequenceReplay
+from iqrl.core.config import build_config
+from iqrl.core.registry import make_agent
+from iqrl.core.replay import SequenceReplay
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 
 from conftest import TINY_AGENT, TINY_RUN, tiny_argv

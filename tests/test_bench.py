@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from iqrl.bench import main, whole_periods
+from iqrl.bench.measure import main, whole_periods
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
 
 
 def test_peak_rows_cover_both_dtypes_and_every_product():
-    from iqrl.bench import PEAK_PRODUCTS, matmul_peak
+    from iqrl.bench.measure import PEAK_PRODUCTS, matmul_peak
 
     # tiny products: the structure is what is tested (the paper-sized ones take minutes in bf16 on a CPU)
     products = [("mm", (16, 24, 8)), ("bmm", (2, 16, 24, 8))]
@@ -46,7 +46,7 @@ def test_peak_rows_cover_both_dtypes_and_every_product():
 
 def test_count_ops_counts_forward_and_backward_kernels_not_views():
 
-    from iqrl.bench import count_ops
+    from iqrl.bench.measure import count_ops
 
     assert count_ops(lambda: (torch.ones(2, 3).t() * 2).sum()) == 3  # ones, mul, sum; the transpose is a view
     m, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
@@ -57,7 +57,7 @@ def test_count_ops_counts_forward_and_backward_kernels_not_views():
 def test_a_pixel_row_renders_frame_stacks_and_times_one_frame(renderer):
     """A row of `--obs pixels`: the agent is built for frame stacks and fed rendered data, and render_ms
     is the time of one frame (here td3 at 32 px, two updates; paper sizes otherwise)."""
-    from iqrl.bench import FIELDS, measure
+    from iqrl.bench.measure import FIELDS, measure
 
     row = measure("td3", "cartpole-swingup", "fp32", "cpu", 2, obs="pixels", image_size=32)
     assert list(row) == FIELDS
@@ -69,8 +69,8 @@ def test_a_pixel_row_renders_frame_stacks_and_times_one_frame(renderer):
 def test_mrq_updates_are_timed_over_whole_encoder_periods():
     """MR.Q's 250 encoder steps run once every 250 RL updates: timing 20 updates after a warm-up missed
     them all (about 2x its real rate). The bench times whole periods of AgentSpec.update_period."""
-    from iqrl.agents import make_agent
-    from iqrl.config import build_config
+    from iqrl.core.config import build_config
+    from iqrl.core.registry import make_agent
 
     cfg = build_config(["agent=mrq", "task=walker-walk"])
     assert make_agent(cfg.agent, 24, 6, "cpu", 0).spec.update_period == cfg.agent.target_update_every == 250
@@ -101,7 +101,7 @@ def test_compare_prints_ratios_and_names_rows_in_one_file_only(tmp_path, capsys)
 def test_timer_measures_wall_time_on_the_cpu():
     import time
 
-    from iqrl.bench import Timer
+    from iqrl.bench.measure import Timer
 
     timer = Timer(torch.device("cpu"))
     timer.start()
@@ -114,8 +114,8 @@ def test_matmul_flops_count_onednn_products_from_their_shapes():
     2 M K N from its shapes, as the profiler counts aten::mm."""
     from torch.profiler import profile
 
-    from iqrl.bench import MATMUL_OPS, matmul_flops
-    from iqrl.maths import onednn_matmul
+    from iqrl.bench.measure import MATMUL_OPS, matmul_flops
+    from iqrl.nn.kernels import onednn_matmul
 
     a, b, c = torch.randn(8, 5), torch.randn(5, 3), torch.randn(4, 7, 6)
     with profile(with_flops=True, record_shapes=True) as prof:
@@ -133,7 +133,7 @@ def test_matmul_split_counts_the_update_s_matrix_products(capsys):
     PyTorch's FlopCounterMode over the same updates of the same agent); the shares follow from the times."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from iqrl.bench import prepare
+    from iqrl.bench.measure import prepare
 
     assert main(["--matmul-split", "--agents", "td3", "--tasks", "cartpole-swingup", "--updates", "2"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -157,7 +157,7 @@ def test_matmul_split_counts_the_update_s_matrix_products(capsys):
 
 
 def test_cpu_model_names_the_generation_and_vector_isa_of_the_first_cpu():
-    from iqrl.bench import cpu_model
+    from iqrl.bench.measure import cpu_model
 
     block = "processor\t: {}\nmodel name\t: AMD EPYC\ncpu family\t: {}\nmodel\t\t: {}\nflags\t\t: {}\n"
     zen4 = block.format(0, 25, 17, "fpu sse2 avx2 avx512f avx512_bf16") + "\n" + block.format(1, 0, 0, "fpu")

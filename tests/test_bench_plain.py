@@ -1,4 +1,4 @@
-"""`python -m iqrl.bench --plain`: the plain implementation (iqrl/bench_plain.py) computes iqrl's update.
+"""`python -m iqrl.bench --plain`: the plain implementation (iqrl/bench/plain.py) computes iqrl's update.
 
 The speed ratio it reports means something only if both sides do the same work: the same losses, the same
 parameter steps, the same random draws and the same matrix products. Timing is `make bench`'s job."""
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from iqrl.bench import main
-from iqrl.bench_plain import PlainIQRL, critic_from_ensemble
+from iqrl.bench.measure import main
+from iqrl.bench.plain import PlainIQRL, critic_from_ensemble
 
 from agent_helpers import agent_and_replay
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from iqrl.config import build_config
+from iqrl.core.config import build_config
 from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
 
 from conftest import tiny_argv
@@ -131,7 +131,7 @@ def test_replay_capacity_default_per_agent_and_override():
 def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
     """Quirk 10 of the official iQRL code: with agent.official_shared_eval_seed the eval env gets the train
     seed; without it, seed + 10000. Every agent has the key (AgentConfig); the trainer reads AgentSpec."""
-    from iqrl.envs import DMCEnv
+    from iqrl.core.envs import DMCEnv
     from iqrl.train import Trainer
 
     def trainer(*argv):
@@ -150,7 +150,7 @@ def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
 
 
 def test_official_shared_eval_seed_is_on_only_in_iqrl_official():
-    from iqrl import agents as registry
+    from iqrl.core import registry
 
     on = {a for a in registry.agent_names() if build_config([f"agent={a}"]).agent.official_shared_eval_seed}
     assert on == {"iqrl-official"}

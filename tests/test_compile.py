@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.config import build_config
-from iqrl.multiseed import unsupported
+from iqrl.core.config import build_config
+from iqrl.multiseed.group import unsupported
 from iqrl.train import EXIT_BAD_INPUT, main
 
 from agent_helpers import agent_and_replay

@@ -5,8 +5,8 @@ from dataclasses import fields
 
 import pytest
 
-from iqrl import agents as registry
-from iqrl.config import ConfigError, build_config
+from iqrl.core import registry
+from iqrl.core.config import ConfigError, build_config
 
 BASE = ["task=cartpole-balance"]
 NOISE_STDS = {
@@ -68,7 +68,7 @@ def test_every_task_file_key_belongs_to_an_agent_reading_that_file():
     """A task file serves every preset of one agent and a preset lacking a key leaves it out (iqrl-sac has no
     exploration-noise schedule); so a misspelt key would be left out silently everywhere. Each key must be a
     field of at least one config class that reads the file."""
-    from iqrl.config import task_file
+    from iqrl.core.config import task_file
 
     readers: dict[str, set[str]] = {}
     for agent in registry.agent_names():

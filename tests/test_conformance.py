@@ -16,10 +16,11 @@ import pytest
 import torch
 import yaml
 
-from iqrl import agents
-from iqrl.agents import Agent, AgentSpec, make_agent
-from iqrl.config import build_config
-from iqrl.replay import SequenceReplay
+from iqrl.core import registry as agents
+from iqrl.core.config import build_config
+from iqrl.core.interface import Agent, AgentSpec
+from iqrl.core.registry import make_agent
+from iqrl.core.replay import SequenceReplay
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 
 from conftest import TINY_AGENT, TINY_RUN, tiny_argv

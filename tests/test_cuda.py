@@ -14,7 +14,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuB
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from iqrl import agents  # noqa: E402
+from iqrl.core import registry as agents  # noqa: E402
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main  # noqa: E402
 
 from conftest import tiny_argv  # noqa: E402
@@ -116,7 +116,7 @@ def test_cuda_bench_rows(tmp_path):
     over at least 500 updates, with the GPU's name and the hours per 1M env steps."""
     import json
 
-    from iqrl.bench import main as bench
+    from iqrl.bench.measure import main as bench
 
     out = tmp_path / "b.json"
     argv = ["--device", "cuda", "--agents", "td3", "--tasks", "cartpole-balance", "--dtypes", "fp32"]

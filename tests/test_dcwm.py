@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from baselines.dcwm import DCWM, DCWMConfig
-from iqrl.config import ConfigError, build_config
-from iqrl.maths import gumbel_noise, gumbel_softmax_st
-from iqrl.replay import SequenceBatch
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.replay import SequenceBatch
+from iqrl.nn.maths import gumbel_noise, gumbel_softmax_st
 from iqrl.train import EXIT_OK, main
 
 from conftest import tiny_argv

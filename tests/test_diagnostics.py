@@ -4,7 +4,7 @@ diagnostics batch; the collapse guard (train.csv column latent_collapsed, one ru
 import pytest
 import torch
 
-from iqrl.diagnostics import active_codebook, latent_collapsed, numerical_rank, rank_metrics
+from iqrl.core.diagnostics import active_codebook, latent_collapsed, numerical_rank, rank_metrics
 
 
 def matrix_with_singular_values(sv, n=8, d=6, seed=0):
@@ -55,7 +55,7 @@ def test_active_codebook_per_group():
 def test_trainer_diagnostics_batch_is_drawn_without_replacement(tmp_path):
     """n = latent width (16) distinct stored observations: the diagnostics see each exactly once, drawn
     with the diagnostics' generator only (the training generator and the global RNG are untouched)."""
-    from iqrl.config import build_config
+    from iqrl.core.config import build_config
     from iqrl.train import Trainer
 
     from conftest import tiny_argv
@@ -97,7 +97,7 @@ def test_collapsed_latent_is_recorded_and_warned_once(tmp_path, capsys):
     records latent_collapsed = 1, the run log warns once, at the first such row."""
     import csv
 
-    from iqrl.config import build_config
+    from iqrl.core.config import build_config
     from iqrl.train import Trainer
 
     from conftest import tiny_argv

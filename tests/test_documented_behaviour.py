@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.agents import make_agent
-from iqrl.config import ConfigError, build_config
-from iqrl.replay import SequenceBatch
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.registry import make_agent
+from iqrl.core.replay import SequenceBatch
 from iqrl.train import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -484,7 +484,7 @@ def test_reward_max_equal_to_the_action_repeat_covers_the_summed_reward(repeat):
     (cartpole-balance starts upright: about 1 per env step). The reward head's range is [0, reward_max]
     (tanh(x) (max - min)/2 + (max + min)/2): with reward_max = repeat it reaches the summed reward; the
     default 2 does not reach it at repeat 4."""
-    from iqrl.envs import DMCEnv
+    from iqrl.core.envs import DMCEnv
 
     env = DMCEnv("cartpole-balance", 0, repeat, 1000)
     env.reset()

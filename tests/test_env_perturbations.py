@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from iqrl.config import ConfigError, build_config, perturbations
-from iqrl.envs import DMCEnv, Perturbations, PerturbedEnv, Step, make_env
+from iqrl.core.config import ConfigError, build_config, perturbations
+from iqrl.core.envs import DMCEnv, Perturbations, PerturbedEnv, Step, make_env
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 
 from conftest import stop_after_episodes, tiny_argv

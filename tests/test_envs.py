@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from dm_control import suite
 
-from iqrl.config import build_config
-from iqrl.envs import DMCEnv
+from iqrl.core.config import build_config
+from iqrl.core.envs import DMCEnv
 from iqrl.train import Trainer
 
 from conftest import tiny_argv

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.agents import agent_names, make_agent
-from iqrl.config import build_config
-from iqrl.envs import DMCEnv
+from iqrl.core.config import build_config
+from iqrl.core.envs import DMCEnv
+from iqrl.core.registry import agent_names, make_agent
 from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, eval_batch, eval_episode, main
 
 from conftest import TINY_AGENT, TINY_RUN, stop_after_episodes, tiny_argv

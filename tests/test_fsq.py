@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from iqrl.layers import FSQ
+from iqrl.nn.quantizers import FSQ
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,7 @@ def test_symmetric_straight_through_gradient(levels):
 
 def _agent_configs():
     from baselines.dcwm import DCWMConfig
-    from iqrl.agent import IQRLConfig
+    from iqrl.agent.config import IQRLConfig
 
     return [IQRLConfig, DCWMConfig]
 
@@ -180,6 +180,6 @@ def test_agents_refuse_a_level_of_two_under_the_standard_bound(levels):
         with pytest.raises(ValueError, match=r"has a level of 2.*use agent\.fsq_symmetric=true"):
             cls(fsq_levels=levels).validate()
         cls(fsq_levels=levels, fsq_symmetric=True).validate()  # well defined under the symmetric bound
-    from iqrl.agent import IQRLConfig
+    from iqrl.agent.config import IQRLConfig
 
     IQRLConfig(fsq_levels=levels, use_fsq=False).validate()  # no FSQ: the levels only set the latent width

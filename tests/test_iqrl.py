@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 
-from iqrl.agent import IQRL, IQRLConfig, IQRLSACConfig
-from iqrl.replay import SequenceBatch
+from iqrl.agent.config import IQRLConfig, IQRLSACConfig
+from iqrl.agent.iqrl import IQRL
+from iqrl.core.replay import SequenceBatch
 
 from agent_helpers import FixedReplay
 

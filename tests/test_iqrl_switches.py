@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iqrl.config import ConfigError, build_config
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.replay import SequenceReplay
 from iqrl.learners.sac import SACLearner
 from iqrl.learners.td3 import TD3Learner
-from iqrl.replay import SequenceReplay
 from iqrl.train import EXIT_OK, Trainer, main
 
 from conftest import tiny_argv
@@ -383,7 +383,7 @@ def test_enc_tau_sets_target_encoder_ema(enc_tau):
 # ------------------------------------------------------------------------------------- trainer
 @pytest.mark.parametrize("ups, updates", [(None, 200), (1.0, 400), (0.125, 50)])
 def test_updates_per_step_sets_the_trainers_update_count(ups, updates, tmp_path, monkeypatch):
-    from iqrl.agent import IQRL
+    from iqrl.agent.iqrl import IQRL
 
     calls = []
     original = IQRL.update

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from iqrl.replay import SequenceReplay, lap_priority
+from iqrl.core.replay import SequenceReplay, lap_priority
 
 
 def filled(n=10, seq_len=1, seed=0, episodes=1, terminal=False):

@@ -8,15 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iqrl.layers import EnsembleLinear, EnsembleMLP, Linear, Mish, mlp
-from iqrl.maths import (
+from iqrl.nn.kernels import mish, onednn_matmul
+from iqrl.nn.layers import EnsembleLinear, EnsembleMLP, Linear, Mish, mlp
+from iqrl.nn.maths import (
     cross_entropy_last,
     ema_update_,
     gumbel_noise,
     linear_schedule,
     log_softmax_last,
-    mish,
-    onednn_matmul,
     softmax_last,
 )
 

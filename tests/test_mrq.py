@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from baselines.mrq import MRQ, MRQConfig
-from iqrl.config import ConfigError, build_config
-from iqrl.layers import EnsembleLinear
-from iqrl.maths import two_hot, two_hot_bins, two_hot_cross_entropy, two_hot_decode
-from iqrl.replay import SequenceReplay, nstep_targets
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.replay import SequenceReplay, nstep_targets
+from iqrl.nn.layers import EnsembleLinear
+from iqrl.nn.maths import two_hot, two_hot_bins, two_hot_cross_entropy, two_hot_decode
 
 from agent_helpers import (
     assert_actions_bounded,

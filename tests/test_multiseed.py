@@ -1,4 +1,4 @@
-"""The K-seed mode (iqrl/multiseed.py): seeds of one config trained together, networks vectorised over
+"""The K-seed mode (iqrl/multiseed/): seeds of one config trained together, networks vectorised over
 seeds."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.agents import make_agent
-from iqrl.config import build_config
-from iqrl.multiseed import PREVIOUS_CHECKPOINT, SeedGroup, checkpoint_step, main, resume_points
-from iqrl.replay import SequenceReplay
-from iqrl.runfolder import CHECKPOINT
+from iqrl.core.config import build_config
+from iqrl.core.registry import make_agent
+from iqrl.core.replay import SequenceReplay
+from iqrl.core.runfolder import CHECKPOINT
+from iqrl.multiseed.group import PREVIOUS_CHECKPOINT, SeedGroup, checkpoint_step, main, resume_points
 from iqrl.train import EXIT_BAD_INPUT, EXIT_OK
 from iqrl.train import main as train_main
 
@@ -249,7 +249,7 @@ def test_ctrl_c_stops_every_seed_at_an_episode_end_and_resume_matches(tmp_path):
 def test_group_stop_is_one_decision_at_the_same_episode_for_every_seed():
     from types import SimpleNamespace
 
-    from iqrl.multiseed import GroupStop
+    from iqrl.multiseed.group import GroupStop
 
     signal_seen = {"v": False}
     a, b = (

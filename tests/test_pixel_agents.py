@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from baselines.mrq import MRQ, MrqCNN, MRQConfig
-from iqrl.agent import IQRL, IQRLConfig, IQRLSACConfig
-from iqrl.layers import ConvEncoder, conv_output_size
-from iqrl.maths import random_shift, shift_offsets
-from iqrl.multiseed import unsupported
-from iqrl.replay import SequenceBatch
+from iqrl.agent.config import IQRLConfig, IQRLSACConfig
+from iqrl.agent.iqrl import IQRL
+from iqrl.core.replay import SequenceBatch
+from iqrl.multiseed.group import unsupported
+from iqrl.nn.layers import ConvEncoder, conv_output_size
+from iqrl.nn.maths import random_shift, shift_offsets
 
 from agent_helpers import FixedReplay, params, same
 from test_sync_free import SyncGuard

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.config import ConfigError, build_config, pixel_agents
-from iqrl.envs import Observation, make_env, pixel_camera
-from iqrl.maths import random_shift, shift_offsets
-from iqrl.replay import SequenceReplay
+from iqrl.core.config import ConfigError, build_config, pixel_agents
+from iqrl.core.envs import Observation, make_env, pixel_camera
+from iqrl.core.replay import SequenceReplay
+from iqrl.nn.maths import random_shift, shift_offsets
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 
 from conftest import stop_after_episodes, tiny_argv

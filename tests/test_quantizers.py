@@ -1,4 +1,4 @@
-"""The quantizer family (`agent.quantizer`, iqrl/quantizers.py): values, straight-through gradients, the VQ
+"""The quantizer family (`agent.quantizer`, iqrl/nn/quantizers.py): values, straight-through gradients, the VQ
 commitment term and EMA codebook against hand computations, and each quantizer inside iQRL (width,
 diagnostics, checkpoint, resume)."""
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from iqrl.agents import make_agent
-from iqrl.config import ConfigError, build_config
-from iqrl.quantizers import GroupNorm, VectorQuantizer
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.registry import make_agent
+from iqrl.nn.quantizers import GroupNorm, VectorQuantizer
 from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
 
 from conftest import stop_after_episodes, tiny_argv

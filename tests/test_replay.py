@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from iqrl.replay import SequenceReplay, nstep_targets
+from iqrl.core.replay import SequenceReplay, nstep_targets
 
 G = 0.9
 

@@ -9,10 +9,11 @@ import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from baselines.sac import SAC, SACAgentConfig
-from iqrl.agent import IQRL, IQRLSACConfig
-from iqrl.config import build_config
+from iqrl.agent.config import IQRLSACConfig
+from iqrl.agent.iqrl import IQRL
+from iqrl.core.config import build_config
+from iqrl.core.replay import SequenceBatch
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
-from iqrl.replay import SequenceBatch
 
 IN, ACT = 6, 3
 

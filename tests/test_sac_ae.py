@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from baselines.sac import SAC, SACAgentConfig
 from baselines.sac_ae import SACAE, SACAEConfig, preprocess_frames
 from baselines.td3 import TD3, TD3Config
-from iqrl.config import ConfigError
-from iqrl.maths import random_shift, shift_offsets
-from iqrl.multiseed import SeedGroup
-from iqrl.optim import detached_weights
-from iqrl.replay import SequenceBatch
+from iqrl.core.config import ConfigError
+from iqrl.core.replay import SequenceBatch
+from iqrl.multiseed.group import SeedGroup
+from iqrl.nn.maths import random_shift, shift_offsets
+from iqrl.nn.optim import detached_weights
 
 from test_sync_free import SyncGuard
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from iqrl.agents import make_agent
-from iqrl.config import build_config
-from iqrl.diagnostics import active_codebook, latent_collapsed, rank_metrics
+from iqrl.core.config import build_config
+from iqrl.core.diagnostics import active_codebook, latent_collapsed, rank_metrics
+from iqrl.core.registry import make_agent
 from slurm.spec import load_sweep
 from slurm.submit import default_task_groups
 

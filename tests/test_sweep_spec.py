@@ -301,7 +301,7 @@ def test_shipped_sweeps_cover_the_requested_settings():
 
 def test_main_sweep_lists_and_validates_every_registered_agent(tmp_path):
     """main.yaml is the paper benchmark: every registered agent, and every run validates."""
-    from iqrl.agents import agent_names
+    from iqrl.core.registry import agent_names
     from slurm.submit import default_task_groups
 
     main = load_sweep(ROOT / "ablations" / "main.yaml", default_task_groups())
@@ -311,7 +311,7 @@ def test_main_sweep_lists_and_validates_every_registered_agent(tmp_path):
 
 
 def test_the_pixel_sweep_runs_every_pixel_method_from_pixels_at_the_planet_action_repeats(tmp_path):
-    from iqrl.agents import agent_class, agent_names
+    from iqrl.core.registry import agent_class, agent_names
 
     sweep, runs = _validate("pixels.yaml", tmp_path)
     pixel_classes = {agent_class(a) for a in agent_names() if agent_class(a).PIXELS}

@@ -8,8 +8,8 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from iqrl import agents
-from iqrl.config import TOP_LEVEL_KEYS
+from iqrl.core import registry as agents
+from iqrl.core.config import TOP_LEVEL_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "switches.md").read_text()

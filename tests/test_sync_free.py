@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from iqrl.agents import agent_names
-from iqrl.optim import detached_weights
+from iqrl.core.registry import agent_names
+from iqrl.nn.optim import detached_weights
 
 from agent_helpers import agent_and_replay
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.agents import make_agent
-from iqrl.config import build_config
-from iqrl.maths import info_nce, random_shift, shift_offsets
-from iqrl.replay import SequenceBatch, nstep_targets
+from iqrl.core.config import build_config
+from iqrl.core.registry import make_agent
+from iqrl.core.replay import SequenceBatch, nstep_targets
+from iqrl.nn.maths import info_nce, random_shift, shift_offsets
 
 from conftest import TINY_AGENT, TINY_RUN
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from baselines.tcrl import TCRL, TCRLConfig
-from iqrl.config import build_config
-from iqrl.maths import truncated_normal_sample
-from iqrl.replay import SequenceBatch
+from iqrl.core.config import build_config
+from iqrl.core.replay import SequenceBatch
+from iqrl.nn.maths import truncated_normal_sample
 from iqrl.train import EXIT_OK, main
 
 from agent_helpers import FixedReplay

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from baselines.td7 import TD7, TD7Config, lap_huber
-from iqrl.config import ConfigError, build_config
-from iqrl.replay import SequenceReplay
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.replay import SequenceReplay
 
 from agent_helpers import (
     assert_actions_bounded,

@@ -185,7 +185,7 @@ def test_bf16_precision_runs_and_keeps_float32_losses(tmp_path):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from iqrl.runfolder import RunLock
+from iqrl.core.runfolder import RunLock
 assert RunLock(Path(sys.argv[1])).acquire({"job_id": "4242", "pid": 0, "host": "elsewhere"})
 print("locked", flush=True)
 time.sleep(120)
@@ -219,7 +219,7 @@ def test_a_second_trainer_on_a_locked_run_folder_exits_2_and_writes_nothing(tmp_
 def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
     """A sweep job takes the run lock, then calls the trainer in the same process: the lock is re-entrant
     there, and still held by the job after the trainer returns."""
-    from iqrl.runfolder import RunLock
+    from iqrl.core.runfolder import RunLock
 
     run = tmp_path / "run"
     lock = RunLock(run)

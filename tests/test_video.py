@@ -60,10 +60,10 @@ def finished_run(tmp_path_factory, renderer):
 
 
 def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(finished_run):
-    from iqrl.agents import make_agent
-    from iqrl.config import from_yaml_dict
-    from iqrl.envs import DMCEnv, eval_seed
-    from iqrl.runfolder import CHECKPOINT, read_yaml
+    from iqrl.core.config import from_yaml_dict
+    from iqrl.core.envs import DMCEnv, eval_seed
+    from iqrl.core.registry import make_agent
+    from iqrl.core.runfolder import CHECKPOINT, read_yaml
     from iqrl.train import eval_episode
 
     out = finished_run

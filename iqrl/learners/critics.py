@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from iqrl.agents import AgentConfig
-from iqrl.checks import require
-from iqrl.layers import EnsembleMLP, Mish, frozen_copy
-from iqrl.maths import ema_update_
-from iqrl.optim import adam, optimizer_step
+from iqrl.core.checks import require
+from iqrl.core.interface import AgentConfig
+from iqrl.nn.layers import EnsembleMLP, Mish, frozen_copy
+from iqrl.nn.maths import ema_update_
+from iqrl.nn.optim import adam, optimizer_step
 
 if TYPE_CHECKING:
     from iqrl.learners.encoders import CriticEncoder

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from iqrl.checks import require
-from iqrl.layers import ConvEncoder, frozen_copy, init_linear_
-from iqrl.maths import ema_update_, random_shift, shift_offsets
+from iqrl.core.checks import require
+from iqrl.nn.layers import ConvEncoder, frozen_copy, init_linear_
+from iqrl.nn.maths import ema_update_, random_shift, shift_offsets
 
 
 @dataclass

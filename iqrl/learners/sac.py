@@ -43,11 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.checks import require
-from iqrl.layers import mlp
+from iqrl.core.checks import require
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import CriticEncoder
-from iqrl.optim import adam, detached_weights, optimizer_step
+from iqrl.nn.layers import mlp
+from iqrl.nn.optim import adam, detached_weights, optimizer_step
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from iqrl.checks import require
-from iqrl.layers import frozen_copy, mlp
+from iqrl.core.checks import require
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import CriticEncoder
-from iqrl.maths import add_clipped_noise, ema_update_, linear_schedule
-from iqrl.optim import adam, detached_weights, optimizer_step
+from iqrl.nn.layers import frozen_copy, mlp
+from iqrl.nn.maths import add_clipped_noise, ema_update_, linear_schedule
+from iqrl.nn.optim import adam, detached_weights, optimizer_step
 
 
 @dataclass

@@ -42,7 +42,7 @@ LEGACY_VALUES = {
     "agent.fsq_symmetric": False,
     "logger": ["csv"],
     "video_every": 0,
-    # the quantizer family (iqrl/quantizers.py): older runs used FSQ (or none, by use_fsq=false)
+    # the quantizer family (iqrl/nn/quantizers.py): older runs used FSQ (or none, by use_fsq=false)
     "agent.quantizer": "fsq",
     "agent.quant_group_dim": 8,
     "agent.vq_codebook_size": 512,

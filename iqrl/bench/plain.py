@@ -1,10 +1,10 @@
 """A plain PyTorch implementation of iQRL's update: the baseline of `python -m iqrl.bench --plain`.
 
-The same update as `IQRL.update` (iqrl/agent.py) with the TD3 learner, from the same equations and
+The same update as `IQRL.update` (iqrl/agent/iqrl.py) with the TD3 learner, from the same equations and
 hyper-parameters (the agent's config), written the way one writes it without this project's
 optimisations:
 * FSQ's straight-through rounding as x + (round(x) - x).detach() (the form of the FSQ paper's code,
-  arXiv 2309.15505, and the iQRL code), not the one-pass autograd Function of iqrl/layers.py;
+  arXiv 2309.15505, and the iQRL code), not the one-pass autograd Function of iqrl/nn/layers.py;
 * one nn.Sequential per critic, evaluated in a Python loop, not the batched critic ensemble;
 * PyTorch's default Adam and AdamW (a loop over parameters on the CPU), not the fused kernels;
 * the critics frozen for the actor step by switching `requires_grad` off and on, targets updated one
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.replay import SequenceBatch, nstep_targets
+from iqrl.core.replay import SequenceBatch, nstep_targets
 
 #: Keys of the agent config that the plain update implements only at these values.
 SUPPORTED = {
@@ -95,7 +95,8 @@ class PlainIQRL:
         device = agent.device
         for m in (self.critics, self.critic_targets):
             m.to(device)
-        # FSQ's bound per channel, computed in float64 as iqrl/layers.py does (the same float32 constants)
+        # FSQ's bound per channel, computed in float64 as iqrl/nn/quantizers.py does (the same float32
+        # constants)
         levels = torch.tensor(c.fsq_levels, dtype=torch.float64)
         half_l = (levels - 1) * (1 + 1e-3) / 2
         offset = torch.where(levels % 2 == 0, 0.5, 0.0).double()

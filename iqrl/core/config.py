@@ -19,9 +19,9 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from iqrl import agents as registry
-from iqrl.checks import require
-from iqrl.envs import (
+from iqrl.core import registry
+from iqrl.core.checks import require
+from iqrl.core.envs import (
     DISTRACTORS,
     OBSERVATIONS,
     SEED_LIMIT,
@@ -31,7 +31,7 @@ from iqrl.envs import (
     parse_task,
     task_group,
 )
-from iqrl.loggers import LOGGERS
+from iqrl.core.loggers import LOGGERS
 
 
 class ConfigError(ValueError):

@@ -46,14 +46,14 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from iqrl.agent import IQRL
-from iqrl.config import ConfigError, build_config
-from iqrl.learners.raw import RawObservationAgent
+from baselines.raw_observations import RawObservationAgent
+from iqrl.agent.iqrl import IQRL
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.replay import SequenceBatch
+from iqrl.core.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
 from iqrl.learners.sac import SACLearner
 from iqrl.learners.td3 import TD3Learner
-from iqrl.maths import ema_update_
-from iqrl.replay import SequenceBatch
-from iqrl.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
+from iqrl.nn.maths import ema_update_
 from iqrl.train import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -64,7 +64,6 @@ from iqrl.train import (
     check_run_folder,
     check_watching,
     resolve_device,
-    stop_on_signals,
 )
 
 PREVIOUS_CHECKPOINT = CHECKPOINT.with_name("ckpt.prev.pt")
@@ -637,7 +636,3 @@ def train_group(cfgs: list, points: list, should_stop) -> int:
     return (
         EXIT_FAILED if EXIT_FAILED in codes else max(codes)
     )  # a failed seed is not hidden by interrupted ones
-
-
-if __name__ == "__main__":
-    sys.exit(main(should_stop=stop_on_signals("iqrl.multiseed")))

@@ -173,10 +173,10 @@ def prepare(
     import numpy as np
     import torch
 
-    from iqrl.agents import make_agent
-    from iqrl.config import build_config, observation
-    from iqrl.envs import make_env
-    from iqrl.replay import SequenceReplay
+    from iqrl.core.config import build_config, observation
+    from iqrl.core.envs import make_env
+    from iqrl.core.registry import make_agent
+    from iqrl.core.replay import SequenceReplay
     from iqrl.train import resolve_device
 
     keys = [f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}", f"obs={obs}"]
@@ -293,7 +293,7 @@ def measure(
 
 
 def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int, k: int) -> dict:
-    """Updates/s per seed of the K-seed mode (iqrl/multiseed.py): K agents of the paper config updated
+    """Updates/s per seed of the K-seed mode (iqrl/multiseed/): K agents of the paper config updated
     as one vectorised group. The K seeds sample from one shared replay of real data (what the batches
     hold does not change the cost)."""
     import threading
@@ -301,11 +301,11 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
     import numpy as np
     import torch
 
-    from iqrl.agents import make_agent
-    from iqrl.config import build_config
-    from iqrl.envs import DMCEnv
-    from iqrl.multiseed import SeedGroup
-    from iqrl.replay import SequenceReplay
+    from iqrl.core.config import build_config
+    from iqrl.core.envs import DMCEnv
+    from iqrl.core.registry import make_agent
+    from iqrl.core.replay import SequenceReplay
+    from iqrl.multiseed.group import SeedGroup
     from iqrl.train import UpdatePrecision, resolve_device
 
     cfg = build_config([f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}"])
@@ -401,7 +401,7 @@ def matmul_peak(device: str, seconds: float = 1.0, products=PEAK_PRODUCTS) -> It
     the bf16 products run at about 1 GFLOP/s, and the large square one takes minutes."""
     import torch
 
-    from iqrl.maths import onednn_matmul
+    from iqrl.nn.kernels import onednn_matmul
 
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -489,12 +489,12 @@ def matmul_split(agent: str, task: str, compile_mode: str = "false", n_updates: 
 
 def plain_comparison(task: str, modes: list[str], n_updates: int, rounds: int = 3) -> list[dict]:
     """iqrl's update (CPU, fp32, paper config) against a plain PyTorch implementation of the same update
-    (iqrl/bench_plain.py, from the same initial weights and replay): one row per compile mode with its
+    (iqrl/bench/plain.py, from the same initial weights and replay): one row per compile mode with its
     updates_per_s, the plain update's and their ratio vs_plain. All are timed in one process in `rounds`
     alternating blocks of `n_updates` (after 3 warm-up updates each), so a busy host slows them alike."""
     import torch
 
-    from iqrl.bench_plain import PlainIQRL
+    from iqrl.bench.plain import PlainIQRL
 
     benches = {m: prepare("iqrl", task, "fp32", "cpu", m) for m in modes}
     first = next(iter(benches.values()))
@@ -637,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         "--plain",
         action="store_true",
         help="CPU, fp32, iqrl: each --compile value's update against a plain PyTorch implementation of it "
-        "(iqrl/bench_plain.py), timed in one process; rows with vs_plain to --out",
+        "(iqrl/bench/plain.py), timed in one process; rows with vs_plain to --out",
     )
     p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
     p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
@@ -666,8 +666,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps(row))
         return 0
-    from iqrl.agents import agent_class, agent_names
-    from iqrl.config import ConfigError, build_config
+    from iqrl.core.config import ConfigError, build_config
+    from iqrl.core.registry import agent_class, agent_names
 
     agents = [a for a in args.agents.split(",") if a] or (["iqrl"] if args.plain else agent_names())
     tasks = [t for t in args.tasks.split(",") if t]
@@ -691,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from iqrl.multiseed import GROUP_AGENTS  # the agents the K-seed mode supports
+    from iqrl.multiseed.group import GROUP_AGENTS  # the agents the K-seed mode supports
     from iqrl.train import check_compile, check_precision
 
     groups = [k for k in seeds if k > 1]
@@ -794,8 +794,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def plain_main(args, tasks: list[str], modes: list[str]) -> int:
     """`--plain`: refuse what the plain implementation does not cover (one error line), then measure."""
-    from iqrl.bench_plain import unsupported
-    from iqrl.config import build_config
+    from iqrl.bench.plain import unsupported
+    from iqrl.core.config import build_config
 
     problem = None
     if args.agents.split(",") not in (["iqrl"], [""]):
@@ -819,7 +819,3 @@ def plain_main(args, tasks: list[str], modes: list[str]) -> int:
     write_rows(rows, args.out)
     print(f"wrote {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """Building blocks with parameters: the MLP builder, vectorised ensembles, FSQ, target copies.
 
 Every agent builds from these, so an ablation that switches a block changes the same object in every
-agent that uses it. Pure tensor functions (no parameters) are in `iqrl/maths.py`, optimizer helpers in
-`iqrl/optim.py`. Nothing here holds training state.
+agent that uses it. Pure tensor functions (no parameters) are in `iqrl/nn/maths.py`, optimizer helpers in
+`iqrl/nn/optim.py`. Nothing here holds training state.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.maths import baddbmm, linear, mish
+from iqrl.nn.kernels import baddbmm, linear, mish
 
 # --------------------------------------------------------------------------------------------------
 # MLP builder: per hidden width Linear -> [LayerNorm] -> activation, then a plain Linear.
@@ -187,132 +187,6 @@ class EnsembleMLP(nn.Module):
             x = lin(x, members)
             x = self.act(self.norms[k](x, members) if self.norms else x)
         return self.out(x, members)
-
-
-# --------------------------------------------------------------------------------------------------
-# Finite Scalar Quantization (Mentzer et al. 2023), as used by iQRL (arXiv 2406.02696), and the symmetric
-# bound of
-# Parker et al. 2024 (arXiv 2411.19842); docs/fsq.md compares the two.
-# --------------------------------------------------------------------------------------------------
-
-
-class _BoundRound(torch.autograd.Function):
-    """q = (round(tanh(y + s) h - o) - r) / w with the straight-through gradient dq/dy = (1 - tanh^2) h / w.
-
-    The same values and gradients as `x + (x.round() - x).detach()` on x = tanh(y + s) h - o, less r, divided
-    by w, in 5 elementwise passes instead of 8 forward and 4 backward, with no graph of intermediates: on CPU
-    the FSQ of an iQRL update (3.4M latents) costs about 2.5x less. s, h, o, w, r are floats (all levels
-    equal) or [c] tensors; r is None for the standard bound (no pass). Forward returns (q, tanh) so that the
-    gradient can be taken under torch.func (the K-seed mode's vmap(grad)).
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(y, shift, half_l, offset, half_width, recentre):
-        t = torch.tanh(y + shift)
-        q = (t * half_l).sub_(offset).round_()
-        if recentre is not None:
-            q = q.sub_(recentre)
-        return q.div_(half_width), t
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output[1])
-        ctx.mark_non_differentiable(output[1])
-        ctx.scale = inputs[2] / inputs[4]
-
-    @staticmethod
-    def backward(ctx, grad_q, _grad_t):
-        (t,) = ctx.saved_tensors
-        return grad_q * (1.0 - t * t).mul_(ctx.scale), None, None, None, None, None
-
-
-class FSQ(nn.Module):
-    """Implicit FSQ codebook with levels [L_1..L_c], applied to contiguous groups of c channels.
-
-    forward(y [..., D]) -> q [..., D] with D = G*c, straight-through gradient, always in float32. Channel j of
-    each group takes the values
-      standard (Mentzer et al. 2023, arXiv 2309.15505): round(tanh(y + s_L) h_L - o_L) / floor(L/2), with
-        h_L = (L-1)(1+eps)/2, o_L = 1/2 for even L (else 0), s_L = atanh(o_L / h_L): the L values
-        (k - floor(L/2)) / floor(L/2), k = 0..L-1, which hold 0 and, for even L, -1 but not +1;
-      symmetric (Parker et al. 2024, arXiv 2411.19842): 2 round((L-1)/2 (tanh(y) + 1)) / (L-1) - 1:
-        the L values (2k - (L-1)) / (L-1), evenly spaced on [-1, 1] and symmetric about 0.
-    For odd L both give the same values and codes (only the standard bound's eps differs). For L = 2 the
-    standard shift s_2 = atanh(0.5 / 0.5005) ~ 3.8 sends every input above -3.8 to the code 0 (a constant
-    latent at initialisation); the agents' configs refuse it unless `symmetric` (docs/fsq.md).
-    Both are code = (k - c_L) / c_L for the digit k, with c_L = floor(L/2) (standard) or (L-1)/2
-    (symmetric), which is what `indices` and `codes_from_indices` invert.
-    """
-
-    def __init__(self, levels: Sequence[int], eps: float = 1e-3, symmetric: bool = False):
-        super().__init__()
-        levels = [int(v) for v in levels]
-        if not levels or min(levels) < 2:
-            raise ValueError(f"FSQ levels must be a non-empty list of ints >= 2, got {levels}")
-        lv = torch.tensor(levels, dtype=torch.float64)
-        if symmetric:  # round((tanh(y) + 1) c) - c over c, c = (L-1)/2
-            centre = (lv - 1) / 2
-            half_l, offset, shift, half_width, recentre = (
-                centre,
-                -centre,
-                torch.zeros_like(lv),
-                centre,
-                centre,
-            )
-        else:
-            half_l = (lv - 1) * (1 + eps) / 2
-            offset = torch.where(lv % 2 == 0, 0.5, 0.0).double()
-            shift = torch.atanh(offset / half_l)
-            half_width, recentre = torch.tensor([v // 2 for v in levels], dtype=torch.float64), None
-        basis = torch.cumprod(torch.tensor([1] + levels[:-1], dtype=torch.int64), 0)
-        self.levels = levels
-        self.symmetric = symmetric
-        self.register_buffer("_half_l", half_l.float(), persistent=False)
-        self.register_buffer("_offset", offset.float(), persistent=False)
-        self.register_buffer("_shift", shift.float(), persistent=False)
-        self.register_buffer("_half_width", half_width.float(), persistent=False)  # c_L
-        self.register_buffer("_recentre", None if recentre is None else recentre.float(), persistent=False)
-        self.register_buffer("_basis", basis, persistent=False)
-        # all levels equal (iQRL's [8, 8], [2]...): the per-channel constants as Python floats, so that the
-        # elementwise passes need no broadcast over a 2-wide last dimension
-        same = len(set(levels)) == 1
-        constants = (self._shift, self._half_l, self._offset, self._half_width, self._recentre)
-        self._scalars = tuple(None if b is None else b[0].item() for b in constants) if same else None
-
-    @property
-    def channels(self) -> int:
-        return len(self.levels)
-
-    @property
-    def codebook_size(self) -> int:
-        return int(math.prod(self.levels))
-
-    def forward(self, y: Tensor) -> Tensor:
-        """Codes in float32 whatever the input dtype: under bf16 autocast the codes stay exact (thirds of
-        L = 6 are not bf16 values) for the losses and the residual dynamics; a following Linear casts them."""
-        shape = y.shape
-        if self._scalars is not None:
-            q = _BoundRound.apply(y.float(), *self._scalars)[0]
-        else:
-            g = y.float().reshape(*shape[:-1], -1, self.channels)
-            q = _BoundRound.apply(
-                g, self._shift, self._half_l, self._offset, self._half_width, self._recentre
-            )[0]
-        return q.reshape(shape)
-
-    def indices(self, q: Tensor) -> Tensor:
-        """Code indices [..., G] in 0..K-1 of quantized values q [..., D] (mixed radix)."""
-        g = q.float().reshape(*q.shape[:-1], -1, self.channels)
-        digits = torch.round(g * self._half_width + self._half_width).long()
-        return (digits * self._basis).sum(-1)
-
-    def codes_from_indices(self, idx: Tensor) -> Tensor:
-        """Inverse of `indices`: [..., G] -> [..., G*c]."""
-        lv = torch.tensor(self.levels, device=idx.device)
-        digits = (idx.unsqueeze(-1) // self._basis) % lv
-        q = (digits.float() - self._half_width) / self._half_width
-        return q.reshape(*idx.shape[:-1], -1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from iqrl.agents import Agent, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.interface import Agent, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.replay import SequenceBatch, nstep_transition
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import pixel_encoder, shift_pair
-from iqrl.replay import SequenceBatch, nstep_transition
 
 
 class RawObservationAgent(Agent):

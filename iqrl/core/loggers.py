@@ -65,7 +65,7 @@ class WandB:
         import wandb
 
         from analysis.load import method_label
-        from iqrl.runfolder import atomic_write_text
+        from iqrl.core.runfolder import atomic_write_text
 
         self._write = atomic_write_text
         self.path = Path(run_dir) / WANDB_STATE

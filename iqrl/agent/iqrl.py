@@ -10,7 +10,7 @@ One update (`IQRL.update`), in the paper's order, on a window o_{t..t+L}, a_{t..
    under no_grad and run one TD3 update on the latent (iqrl/learners/td3.py): the actor and critic never
    send gradients into the encoder.
 
-Variants by switch (same class; presets in iqrl/agents.py):
+Variants by switch (same class; presets in iqrl/core/registry.py):
 * `use_rec_loss` adds an MLP decoder (the paper's reconstruction ablation, `iqrl-ae`). With the consistency
   loss on it reconstructs o_{t+h} from the rollout latents ẑ_h for h < H, ρ^h weighted, masked and
   normalised like the consistency loss (the iqrl-minimal code summed both losses over the same H steps, so
@@ -21,12 +21,12 @@ Variants by switch (same class; presets in iqrl/agents.py):
 * `iqrl-sac` (config `IQRLSACConfig`) runs the SAC learner (iqrl/learners/sac.py) on the same latent.
 
 From pixels (`obs=pixels`, frame stacks [C, H, W] uint8): E_θ = mlp(enc_mlp_dims) over the features of the
-shared convolutional stack (iqrl/layers.py `ConvEncoder`: DrQ-v2's four 3x3 convolutions of 32 filters), and
-its EMA copy is E_θ̄; the quantizer and everything after it are the state agent's. Each update first shifts
-every frame stack of the window by its own random offset (DrQ's shift, `agent.image_pad` pixels, 0 = off), so
-the consistency targets, the RL inputs and the bootstrap observations are all augmented views. The official
-code's pixel encoder (a different stack, never run there) and why this one differs: docs/agents.md and
-docs/faithfulness.md IQ-17 and IQ-18. `use_rec_loss` (iqrl-ae) is refused with pixels (no image decoder).
+shared convolutional stack (iqrl/nn/layers.py `ConvEncoder`: DrQ-v2's four 3x3 convolutions of 32 filters),
+and its EMA copy is E_θ̄; the quantizer and everything after it are the state agent's. Each update first
+shifts every frame stack of the window by its own random offset (DrQ's shift, `agent.image_pad` pixels, 0 =
+off), so the consistency targets, the RL inputs and the bootstrap observations are all augmented views. The
+official code's pixel encoder (a different stack, never run there) and why this one differs: docs/agents.md
+and docs/faithfulness.md IQ-17 and IQ-18. `use_rec_loss` (iqrl-ae) is refused with pixels (no image decoder).
 
 Correct behaviour is the default; each quirk of the official code has a named switch, listed in
 docs/faithfulness.md, and the `iqrl-official` preset turns them all on.
@@ -34,200 +34,20 @@ docs/faithfulness.md, and the `iqrl-official` preset turns them all on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.agents import Agent, AgentSpec, pixel_shape, to_tensor
-from iqrl.checks import require
-from iqrl.layers import ConvEncoder, frozen_copy, mlp
-from iqrl.learners.sac import SACLearner, SACLearnerConfig
-from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
-from iqrl.maths import ema_update_
-from iqrl.optim import adam, optimizer_step
-from iqrl.quantizers import QUANTIZERS, VectorQuantizer, make_quantizer
-from iqrl.replay import SequenceBatch, nstep_transition, shift_window
-
-
-@dataclass
-class LatentModelConfig:
-    """Keys of an FSQ latent model rolled out over a horizon (iQRL, DC-MPC)."""
-
-    latent_dim: int = 512  # number of FSQ groups G; latent width D = G * len(fsq_levels)
-    fsq_levels: list[int] = field(default_factory=lambda: [8, 8])
-    fsq_symmetric: bool = (
-        False  # True: the symmetric FSQ bound of arXiv 2411.19842 (docs/fsq.md; needed for a level 2)
-    )
-    enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
-    horizon: int = 5  # H
-    rho: float = 0.9  # per-step weight rho^h of the model loss
-    enc_lr: float = 1e-4  # AdamW over encoder + dynamics (+ heads)
-    enc_weight_decay: float = 0.01
-    enc_grad_clip: float = 20.0
-
-    def validate_latent_model(self) -> None:
-        checks = [
-            (
-                all(h >= 1 for h in self.enc_mlp_dims),
-                f"agent.enc_mlp_dims must be positive widths (>= 1), got {list(self.enc_mlp_dims)}",
-            ),
-            (self.enc_lr > 0, f"agent.enc_lr must be > 0, got {self.enc_lr}"),
-            (self.enc_weight_decay >= 0, f"agent.enc_weight_decay must be >= 0, got {self.enc_weight_decay}"),
-            (
-                len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
-                f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}",
-            ),
-            # The standard FSQ bound shifts a 2-level channel by atanh(0.5 / 0.5005) ~ 3.8 (docs/fsq.md).
-            (
-                self.fsq_symmetric or not self.quantized or 2 not in self.fsq_levels,
-                f"agent.fsq_levels={list(self.fsq_levels)} has a level of 2, which the standard FSQ bound "
-                f"maps to one "
-                "code for every pre-activation above -3.8, so the latent is constant at initialisation and "
-                "gets almost "
-                "no gradient; use agent.fsq_symmetric=true (levels symmetric about 0, arXiv 2411.19842) or "
-                "levels >= 3",
-            ),
-            (self.latent_dim >= 1, f"agent.latent_dim must be >= 1, got {self.latent_dim}"),
-            (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
-            (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
-            (self.enc_grad_clip > 0, f"agent.enc_grad_clip must be > 0, got {self.enc_grad_clip}"),
-        ]
-        require(checks)
-
-    @property
-    def latent_width(self) -> int:
-        """D, the width of the latent vector fed to dynamics, actor and critic."""
-        return self.latent_dim * len(self.fsq_levels)
-
-    @property
-    def quantized(self) -> bool:
-        """Whether the latent goes through FSQ (without it the levels only set the width)."""
-        return True
-
-
-@dataclass
-class IQRLRepresentationConfig(LatentModelConfig):
-    """iQRL's representation keys (defaults: the paper and the iQRL code)."""
-
-    use_fsq: bool = True  # the old spelling of the quantizer switch: false = quantizer none
-    quantizer: str = "fsq"  # fsq | vq | simnorm | l2 | none (iqrl/quantizers.py, docs/fsq.md)
-    quant_group_dim: int = 8  # simnorm / l2: channels per group (TD-MPC2's SimNorm uses 8)
-    vq_codebook_size: int = 512  # vq: entries K of the codebook shared by the groups
-    vq_dim: int = 8  # vq: channels per group (the dimension of a codebook entry)
-    vq_beta: float = 0.25  # vq: commitment weight (VQ-VAE, arXiv 1711.00937)
-    vq_decay: float = 0.99  # vq: EMA decay of the codebook statistics (VQ-VAE's appendix)
-    consistency_loss: str = "cos"  # cos | mse
-    tc_loss_sign: int = -1  # cos only: -1 maximises cosine similarity (paper intent); +1 = official (IQ-1)
-    use_delta: bool = True  # residual dynamics: z' = FSQ(z + d(z, a))
-    use_target_encoder: bool = True  # False: consistency targets from the online encoder (stop-grad)
-    use_projection: bool = False  # projection head (and its EMA copy) before the consistency loss
-    projection_dim: int = 0  # 0 = D / 16
-    use_rew_loss: bool = False  # reward head on (z_h, a_h), rho-weighted MSE
-    enc_tau: float = 0.005  # EMA rate of the target encoder (and target projection)
-    cumulative_mask: bool = True  # False: the official per-step mask (IQ-6)
-    reward_head_shifted_latent: bool = False  # True: official reward head on (z_{h+1}, a_h) (IQ-4)
-    official_nofsq_half_width: bool = False  # True: use_fsq=false gives width latent_dim (IQ-13)
-    use_tc_loss: bool = True  # the multi-step latent consistency loss (False: reconstruction-only encoder)
-    use_rec_loss: bool = False  # decoder mlp(D, mlp_dims, obs_dim) + reconstruction loss (iqrl-ae)
-    rl_algo: str = "td3"  # the learner on the latent: td3 (IQRLConfig) | sac (IQRLSACConfig, `iqrl-sac`)
-    # obs=pixels only: random-shift augmentation of every frame stack in the update, by up to image_pad
-    # pixels each way (DrQ's 4; the iQRL code defines this shift with pad 4 but never calls it; 0 = off).
-    image_pad: int = 4
-
-    def validate(self) -> None:
-        self.validate_rl()
-        self.validate_latent_model()
-        checks = [
-            (
-                self.consistency_loss in ("cos", "mse"),
-                f"agent.consistency_loss must be cos or mse, got {self.consistency_loss!r}",
-            ),
-            (self.tc_loss_sign in (-1, 1), f"agent.tc_loss_sign must be -1 or 1, got {self.tc_loss_sign}"),
-            (
-                self.quantizer in QUANTIZERS,
-                f"agent.quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}",
-            ),
-            (
-                self.use_fsq or self.quantizer in ("fsq", "none"),
-                f"agent.use_fsq=false means agent.quantizer=none; it contradicts quantizer={self.quantizer}",
-            ),
-            (
-                self.quantizer_kind not in ("simnorm", "l2")
-                or (self.quant_group_dim >= 1 and self.latent_width % self.quant_group_dim == 0),
-                f"agent.quant_group_dim={self.quant_group_dim} must divide the latent width "
-                f"{self.latent_width} (latent_dim x len(fsq_levels))",
-            ),
-            (
-                self.quantizer_kind != "vq"
-                or (self.vq_dim >= 1 and self.latent_width % self.vq_dim == 0 and self.vq_codebook_size >= 2),
-                f"agent.vq_dim={self.vq_dim} must divide the latent width {self.latent_width} "
-                f"(latent_dim x len(fsq_levels)) and agent.vq_codebook_size={self.vq_codebook_size} be >= 2",
-            ),
-            (
-                self.vq_beta >= 0 and 0.0 <= self.vq_decay < 1.0,
-                f"agent.vq_beta must be >= 0 and agent.vq_decay in [0, 1), got {self.vq_beta} and "
-                f"{self.vq_decay}",
-            ),
-            (0.0 < self.enc_tau <= 1.0, f"agent.enc_tau must be in (0, 1], got {self.enc_tau}"),
-            (self.image_pad >= 0, f"agent.image_pad must be >= 0, got {self.image_pad}"),
-            (self.projection_dim >= 0, f"agent.projection_dim must be >= 0, got {self.projection_dim}"),
-            (
-                self.rl_algo == self.RL_ALGO,
-                f"agent.rl_algo must be {self.RL_ALGO} for agent={self.name} "
-                f"(the SAC learner on iQRL's latent is agent=iqrl-sac), got {self.rl_algo!r}",
-            ),
-            (
-                self.use_tc_loss or self.use_rec_loss or self.use_rew_loss,
-                "agent.use_tc_loss=false needs use_rec_loss=true or use_rew_loss=true (nothing would train "
-                "the encoder)",
-            ),
-        ]
-        require(checks)
-
-    def validate_pixels(self, image_size: int) -> None:
-        """The checks of obs=pixels (run by the run config, and by the agent built for pixels)."""
-        require(
-            [(not self.use_rec_loss, "agent.use_rec_loss (iqrl-ae) has no image decoder: obs=state only")]
-        )
-
-    @property
-    def quantizer_kind(self) -> str:
-        """The quantizer in use: `quantizer`, or none when the old spelling use_fsq=false says so."""
-        return self.quantizer if self.use_fsq else "none"
-
-    @property
-    def quantized(self) -> bool:
-        """Whether the latent goes through FSQ (what the level-2 check of the FSQ bound concerns)."""
-        return self.quantizer_kind == "fsq"
-
-    @property
-    def latent_width(self) -> int:
-        """D, the width of the latent vector fed to dynamics, actor and critic: latent_dim x len(fsq_levels)
-        for every quantizer (the width of the FSQ arm, so that the arms compare at equal width)."""
-        if self.quantizer_kind == "none" and self.official_nofsq_half_width:
-            return self.latent_dim
-        return self.latent_dim * len(self.fsq_levels)
-
-
-@dataclass
-class IQRLConfig(IQRLRepresentationConfig, TD3LearnerConfig):
-    """iQRL with its TD3 learner: `iqrl`, `iqrl-official`, `iqrl-ae`."""
-
-    RL_ALGO = "td3"
-    name: str = "iqrl"
-
-
-@dataclass
-class IQRLSACConfig(IQRLRepresentationConfig, SACLearnerConfig):
-    """iQRL's representation under the SAC learner: `iqrl-sac` (no TD3 exploration-noise keys)."""
-
-    RL_ALGO = "sac"
-    name: str = "iqrl-sac"
-    rl_algo: str = "sac"
-    actor_update_freq: int = 1  # actor and temperature every critic step, as `sac`
+from iqrl.agent.config import IQRLConfig
+from iqrl.core.interface import Agent, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.replay import SequenceBatch, nstep_transition, shift_window
+from iqrl.learners.sac import SACLearner
+from iqrl.learners.td3 import TD3Learner
+from iqrl.nn.layers import ConvEncoder, frozen_copy, mlp
+from iqrl.nn.maths import ema_update_
+from iqrl.nn.optim import adam, optimizer_step
+from iqrl.nn.quantizers import VectorQuantizer, make_quantizer
 
 
 class PixelEncoder(nn.Module):

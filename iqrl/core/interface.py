@@ -28,8 +28,7 @@ tests/test_conformance.py runs every registered agent through this interface.
 from __future__ import annotations
 
 import abc
-import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -203,109 +202,6 @@ class Agent(abc.ABC):
         return None
 
 
-@dataclass(frozen=True)
-class AgentEntry:
-    """How to build an agent: its class, its config dataclass, a preset and its task overrides."""
-
-    cls: str  # "module:Class"
-    config: str  # "module:ConfigDataclass"
-    task_overrides: str  # YAML file in iqrl/configs with per-group and per-task overrides
-    preset: dict = field(default_factory=dict)  # overrides on top of the dataclass defaults
-    description: str = ""
-
-
-REGISTRY: dict[str, AgentEntry] = {
-    "iqrl": AgentEntry(
-        "iqrl.agent:IQRL",
-        "iqrl.agent:IQRLConfig",
-        "iqrl_tasks.yaml",
-        description="iQRL (arXiv 2406.02696), paper intent: -cos consistency, gamma^n, cumulative mask",
-    ),
-    "iqrl-official": AgentEntry(
-        "iqrl.agent:IQRL",
-        "iqrl.agent:IQRLConfig",
-        "iqrl_tasks.yaml",
-        preset={
-            "tc_loss_sign": 1,
-            "official_nstep1_gamma_bug": True,
-            "official_ignore_terminal": True,
-            "cumulative_mask": False,
-            "reward_head_shifted_latent": True,
-            "warmup_with_policy": True,
-            "official_nofsq_half_width": True,
-            "official_shared_eval_seed": True,
-        },
-        description="iQRL with the official code's quirks switched on (docs/faithfulness.md), the shared "
-        "train/eval env seed included",
-    ),
-    "iqrl-ae": AgentEntry(
-        "iqrl.agent:IQRL",
-        "iqrl.agent:IQRLConfig",
-        "iqrl_tasks.yaml",
-        preset={"use_rec_loss": True},
-        description="iQRL + reconstruction decoder along the latent rollout (the paper's reconstruction "
-        "ablation); agent.use_tc_loss=false gives the reconstruction-only autoencoder",
-    ),
-    "iqrl-sac": AgentEntry(
-        "iqrl.agent:IQRL",
-        "iqrl.agent:IQRLSACConfig",
-        "iqrl_tasks.yaml",
-        description="iQRL representation under a SAC actor-critic instead of TD3",
-    ),
-    "sac": AgentEntry(
-        "baselines.sac:SAC",
-        "baselines.sac:SACAgentConfig",
-        "sac_tasks.yaml",
-        description="SAC on raw observations (automatic temperature, twin critics)",
-    ),
-    "sac-ae": AgentEntry(
-        "baselines.sac_ae:SACAE",
-        "baselines.sac_ae:SACAEConfig",
-        "sac_ae_tasks.yaml",
-        description="SAC+AE (arXiv 1910.01741): SAC with a pixel autoencoder; the critic and the decoder "
-        "train the encoder, the actor reads it detached (agent.use_decoder=false: SAC:pixel)",
-    ),
-    "td3": AgentEntry(
-        "baselines.td3:TD3",
-        "baselines.td3:TD3Config",
-        "td3_tasks.yaml",
-        description="TD3 on raw observations, as in the iQRL code (n-step, LN+Mish MLPs, sigma schedule)",
-    ),
-    "td7": AgentEntry(
-        "baselines.td7:TD7",
-        "baselines.td7:TD7Config",
-        "td7_tasks.yaml",
-        description="TD7 (SALE, LAP, value clipping, policy checkpoints), adapted to the DMC protocol",
-    ),
-    "mrq": AgentEntry(
-        "baselines.mrq:MRQ",
-        "baselines.mrq:MRQConfig",
-        "mrq_tasks.yaml",
-        description="MR.Q (model-based encoder, two-hot reward, LAP, reward-scaled TD3-like RL)",
-    ),
-    "tcrl": AgentEntry(
-        "baselines.tcrl:TCRL",
-        "baselines.tcrl:TCRLConfig",
-        "tcrl_tasks.yaml",
-        description="TCRL (arXiv 2306.09466): latent cosine temporal consistency + TD3-like AC on the latent",
-    ),
-    "taco": AgentEntry(
-        "baselines.taco:TACO",
-        "baselines.taco:TACOConfig",
-        "taco_tasks.yaml",
-        description="TACO (arXiv 2306.13229): DrQ-v2 + temporal action-driven contrastive loss (+ CURL, "
-        "reward terms); pixels as the original, states with an MLP encoder",
-    ),
-    "dcwm": AgentEntry(
-        "baselines.dcwm:DCWM",
-        "baselines.dcwm:DCWMConfig",
-        "dcwm_tasks.yaml",
-        description="DC-MPC (arXiv 2503.00653): FSQ codebook world model, TD3 on codes, MPPI "
-        "(mpc=false: DCWM-MF)",
-    ),
-}
-
-
 def to_tensor(obs: np.ndarray, device) -> Tensor:
     """Observations as a tensor on `device`, what every `act` starts with: state vectors (any float dtype) as
     float32, pixel frames (uint8) as they are (the encoder scales them; a quarter of the bytes to copy)."""
@@ -320,34 +216,3 @@ def pixel_shape(obs_dim) -> tuple[int, int, int] | None:
     if isinstance(obs_dim, (tuple, list)) and len(obs_dim) == 3:
         return tuple(int(d) for d in obs_dim)
     return None
-
-
-def _load(path: str):
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def agent_names() -> list[str]:
-    return sorted(REGISTRY)
-
-
-def get_entry(name: str) -> AgentEntry:
-    if name not in REGISTRY:
-        raise KeyError(f"unknown agent {name!r}; valid agents: {', '.join(agent_names())}")
-    return REGISTRY[name]
-
-
-def config_class(name: str):
-    return _load(get_entry(name).config)
-
-
-def agent_class(name: str) -> type[Agent]:
-    return _load(get_entry(name).cls)
-
-
-def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device, seed: int) -> Agent:
-    """Build the agent named cfg.name from its (resolved, validated) config dataclass; the AgentConfig keys
-    go into its spec."""
-    agent = agent_class(cfg.name)(cfg, obs_dim, act_dim, device, seed)
-    agent.spec.shared_eval_seed = bool(cfg.official_shared_eval_seed)
-    return agent

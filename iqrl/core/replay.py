@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from iqrl.maths import random_shift, shift_offsets
+from iqrl.nn.maths import random_shift, shift_offsets
 
 _NO_TERMINAL = torch.iinfo(torch.int64).max
 

@@ -1,0 +1,66 @@
+"""The keys of a latent model rolled out over a horizon, shared by iQRL (iqrl/agent/) and DC-MPC
+(baselines/dcwm.py): the FSQ latent's groups and levels, the encoder's widths, the horizon H and its
+weight rho, and the model's optimizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from iqrl.core.checks import require
+
+
+@dataclass
+class LatentModelConfig:
+    """Keys of an FSQ latent model rolled out over a horizon (iQRL, DC-MPC)."""
+
+    latent_dim: int = 512  # number of FSQ groups G; latent width D = G * len(fsq_levels)
+    fsq_levels: list[int] = field(default_factory=lambda: [8, 8])
+    fsq_symmetric: bool = (
+        False  # True: the symmetric FSQ bound of arXiv 2411.19842 (docs/fsq.md; needed for a level 2)
+    )
+    enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
+    horizon: int = 5  # H
+    rho: float = 0.9  # per-step weight rho^h of the model loss
+    enc_lr: float = 1e-4  # AdamW over encoder + dynamics (+ heads)
+    enc_weight_decay: float = 0.01
+    enc_grad_clip: float = 20.0
+
+    def validate_latent_model(self) -> None:
+        checks = [
+            (
+                all(h >= 1 for h in self.enc_mlp_dims),
+                f"agent.enc_mlp_dims must be positive widths (>= 1), got {list(self.enc_mlp_dims)}",
+            ),
+            (self.enc_lr > 0, f"agent.enc_lr must be > 0, got {self.enc_lr}"),
+            (self.enc_weight_decay >= 0, f"agent.enc_weight_decay must be >= 0, got {self.enc_weight_decay}"),
+            (
+                len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
+                f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}",
+            ),
+            # The standard FSQ bound shifts a 2-level channel by atanh(0.5 / 0.5005) ~ 3.8 (docs/fsq.md).
+            (
+                self.fsq_symmetric or not self.quantized or 2 not in self.fsq_levels,
+                f"agent.fsq_levels={list(self.fsq_levels)} has a level of 2, which the standard FSQ bound "
+                f"maps to one "
+                "code for every pre-activation above -3.8, so the latent is constant at initialisation and "
+                "gets almost "
+                "no gradient; use agent.fsq_symmetric=true (levels symmetric about 0, arXiv 2411.19842) or "
+                "levels >= 3",
+            ),
+            (self.latent_dim >= 1, f"agent.latent_dim must be >= 1, got {self.latent_dim}"),
+            (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
+            (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
+            (self.enc_grad_clip > 0, f"agent.enc_grad_clip must be > 0, got {self.enc_grad_clip}"),
+        ]
+        require(checks)
+
+    @property
+    def latent_width(self) -> int:
+        """D, the width of the latent vector fed to dynamics, actor and critic."""
+        return self.latent_dim * len(self.fsq_levels)
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the latent goes through FSQ (without it the levels only set the width)."""
+        return True
