@@ -44,7 +44,7 @@ from iqrl.learners.latent_model import LatentModelConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.nn.layers import mlp
 from iqrl.nn.maths import add_clipped_noise, cross_entropy_last, gumbel_noise, gumbel_softmax_st, softmax_last
-from iqrl.nn.optim import adam, optimizer_step
+from iqrl.nn.optim import adam
 from iqrl.nn.quantizers import FSQ
 
 PROPAGATION = ("sample", "sample_no_grad", "weighted_avg", "mode")
@@ -140,9 +140,6 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
 
 class DCWM(Agent):
     STATE_OBJECTS = ("encoder", "dynamics", "reward_head", "ac", "model_opt", "ac_extra=ac.extra")
-    COMPILED = ("world_model_loss", "ac.td_target", "ac.critic_loss", "ac.actor_loss")
-    # The planner's model evaluations (its random draws stay eager around them).
-    COMPILED_ACTING = ("reward", "next_latent", "noisy_policy", "critic_value")
 
     def __init__(self, cfg: DCWMConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(
@@ -224,7 +221,7 @@ class DCWM(Agent):
             return ((z_next - z_target) ** 2).mean(-1)
         return -F.cosine_similarity(z_next, z_target, dim=-1, eps=1e-6)
 
-    def world_model_loss(self, batch: SequenceBatch, noise: list[Tensor | None]) -> tuple[Tensor, dict]:
+    def world_model_loss(self, batch: SequenceBatch, *, noise: list[Tensor | None]) -> tuple[Tensor, dict]:
         """L = c_c (1/H) sum_t rho^t mean_b[m CE_t] + c_r (1/H) sum_t rho^t mean_b[m (r^(z_t, a_t) -
         r_t)^2]; `noise[t]`: the Gumbel noise of rollout step t (`rollout_noise`)."""
         c, H = self.cfg, self.cfg.horizon
@@ -256,13 +253,15 @@ class DCWM(Agent):
         return [self.rollout_noise(lead, mode, self.generator) for _ in range(self.cfg.horizon)]
 
     def update_world_model(self, batch: SequenceBatch) -> dict:
-        # The rollout's noise is drawn first, so the loss is a pure function of its inputs: what
-        # compile=true compiles (Agent.COMPILED).
-        loss, metrics = self.world_model_loss(batch, self.training_rollout_noise(batch))
-        metrics["enc_grad_norm"] = optimizer_step(
-            self.model_opt, loss, self.model_params, self.cfg.enc_grad_clip
+        """One AdamW step on the world-model loss, its rollout noise drawn first."""
+        step = self.updater.step(
+            self.world_model_loss,
+            batch,
+            opt=self.model_opt,
+            max_norm=self.cfg.enc_grad_clip,
+            noise=self.training_rollout_noise(batch),
         )
-        return metrics
+        return {**step.aux, "enc_grad_norm": step.grad_norm}
 
     # ------------------------------------------------------------------ actor-critic on the codes
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -280,7 +279,9 @@ class DCWM(Agent):
         )
 
     def update_rl(self, batch: SequenceBatch) -> dict:
-        return self.ac.update(*self.rl_inputs(batch))
+        """The TD3 learner's steps on the codes of the window, re-encoded by the updated encoder."""
+        u = self.updater
+        return self.ac.update(u, *u.call(self.rl_inputs, batch))
 
     def update(self, replay, step: int) -> dict:
         batch = replay.sample(self.cfg.batch_size)  # one batch feeds the world model and the RL step
@@ -299,6 +300,14 @@ class DCWM(Agent):
         self.plan_mean[training] = None  # t0: no warm start from the previous episode's plan
 
     # ------------------------------------------------------------------ acting (MPPI)
+    def compile_acting(self) -> None:
+        """compile=true: the planner's model evaluations, its random draws staying eager around them. They see
+        inputs of several shapes (one env or a batch of evaluation envs, policy-prior or sampled sequences),
+        so they are compiled with dynamic shapes, once for all of them; and never captured as CUDA graphs:
+        each call feeds the next one's input, which graph replays would overwrite."""
+        for name in ("reward", "next_latent", "noisy_policy", "critic_value"):
+            setattr(self, name, torch.compile(getattr(self, name), dynamic=True))
+
     # Each piece of the planner's model is split into its random draws (eager, from the acting generator,
     # in the order the planner has always drawn them) and a pure function of the draws (`next_latent`,
     # `noisy_policy`, `critic_value`, `reward`: what compile=true compiles).

@@ -56,8 +56,8 @@ from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, lap_priority, nstep_transition, shift_window
 from iqrl.nn.layers import EnsembleLinear, frozen_copy, out_linear
-from iqrl.nn.maths import add_clipped_noise, hard_update_, two_hot_bins, two_hot_cross_entropy
-from iqrl.nn.optim import adam, detached_weights, optimizer_step
+from iqrl.nn.maths import add_clipped_noise, noisy_action, two_hot_bins, two_hot_cross_entropy
+from iqrl.nn.optim import adam
 
 
 @dataclass
@@ -281,7 +281,7 @@ class MRQ(Agent):
             replay_capacity=1_000_000,  # the code's 1e6 FIFO
             update_period=cfg.target_update_every,
         )  # an encoder burst every 250 updates
-        self.latent_width = cfg.zs_dim
+        self.latent_width, self.act_dim = cfg.zs_dim, act_dim
         self.pixels = pixel_shape(obs_dim)  # (C, H, W) with obs=pixels, else None
         self.encoder = MrqEncoder(obs_dim, act_dim, cfg).to(self.device)
         self.policy = MrqMLP(cfg.zs_dim, cfg.mlp_dims, act_dim, "relu").to(self.device)
@@ -328,53 +328,67 @@ class MRQ(Agent):
         }
 
     def update_encoder(self, b: SequenceBatch, use_done: bool = False) -> dict:
-        loss, metrics = self.encoder_loss(b, use_done)
-        optimizer_step(self.encoder_opt, loss)
-        return metrics
+        return self.updater.step(self.encoder_loss, b, use_done, opt=self.encoder_opt).aux
 
     # ------------------------------------------------------------------ RL
+    def target_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """The draw of `td_target`: the target-policy smoothing noise N(0, 1) [B, A]."""
+        g = self.generator
+        return {"noise": torch.randn((batch_size, self.act_dim), generator=g, device=g.device)}
+
     @torch.no_grad()
-    def td_target(self, b: SequenceBatch) -> Tensor:
-        """y = (R + gamma^n (1 - term) s_bar min_j Qbar_j(zbar_sa(o_n, a'))) / s, all from target networks."""
+    def td_target(self, b: SequenceBatch, target_scale: float, scale: float, *, noise: Tensor) -> Tensor:
+        """y = (R + gamma^n (1 - term) s_bar min_j Qbar_j(zbar_sa(o_n, a')) / s, all from target networks;
+        s_bar, s = `target_scale`, `scale` (the reward scales)."""
         c = self.cfg
         _, _, ret, discount, next_obs = nstep_transition(b, c.gamma, c.q_horizon)
         zs_n = self.encoder_target.zs(next_obs)
-        a_n = add_clipped_noise(
-            torch.tanh(self.policy_target(zs_n)), c.policy_noise, c.noise_clip, self.generator
-        )
+        a_n = noisy_action(torch.tanh(self.policy_target(zs_n)), noise * c.policy_noise, c.noise_clip)
         q_n = self.value_target(self.encoder_target.zsa(zs_n, a_n)).squeeze(-1).amin(0)
-        return (ret + discount * self.target_reward_scale * q_n) / self.reward_scale
+        return (ret + discount * target_scale * q_n) / scale
+
+    @torch.no_grad()
+    def features(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """(z_s, z_sa) of the online encoder, without gradient: RL never trains the encoder."""
+        zs = self.encoder.zs(obs)
+        return zs, self.encoder.zsa(zs, action)
+
+    def value_loss(self, zsa: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean over both value heads of Huber_1(Q_j, y), Q [2, B])."""
+        q = self.value(zsa).squeeze(-1)  # [2, B]
+        return F.smooth_l1_loss(q, y.expand_as(q)), q
+
+    def policy_loss(self, zs: Tensor) -> tuple[Tensor, Tensor]:
+        """(-mean Q(z_sa(z_s, tanh(u))) + w mean u^2, Q of the policy's action [2, B]); the gradient passes
+        through z_sa and Q into the action only."""
+        u = self.policy(zs)
+        q_pi = self.value(self.encoder.zsa(zs, torch.tanh(u))).squeeze(-1)
+        return -q_pi.mean() + self.cfg.pre_activ_weight * u.pow(2).mean(), q_pi
 
     def update_rl(self, b: SequenceBatch) -> tuple[Tensor, dict]:
         """One value step and one policy step; returns |Q_j - y| [B, 2] for the LAP priorities."""
-        c = self.cfg
-        y = self.td_target(b)
-        with torch.no_grad():  # online encoder, no gradient: RL never trains the encoder
-            zs = self.encoder.zs(b.obs[:, 0])
-            zsa = self.encoder.zsa(zs, b.action[:, 0])
-        q = self.value(zsa).squeeze(-1)  # [2, B]
-        value_loss = F.smooth_l1_loss(q, y.expand_as(q))
-        grad_norm = optimizer_step(self.value_opt, value_loss, self.value.parameters(), c.value_grad_clip)
-        u = self.policy(zs)
-        q_of = detached_weights(lambda a: self.value(self.encoder.zsa(zs, a)), self.encoder, self.value)
-        q_pi = q_of(torch.tanh(u)).squeeze(-1)
-        policy_loss = -q_pi.mean() + c.pre_activ_weight * u.pow(2).mean()
-        optimizer_step(self.policy_opt, policy_loss)
-        td = (q_pi if c.official_priority_from_policy_q else q).detach()
+        c, u = self.cfg, self.updater
+        scales = self.target_reward_scale, self.reward_scale
+        y = u.call(self.td_target, b, *scales, **self.target_draws(len(b)))
+        zs, zsa = u.call(self.features, b.obs[:, 0], b.action[:, 0])
+        value = u.step(self.value_loss, zsa, y, opt=self.value_opt, max_norm=c.value_grad_clip)
+        policy = u.step(self.policy_loss, zs, opt=self.policy_opt, frozen=(self.encoder, self.value))
+        td = policy.aux if c.official_priority_from_policy_q else value.aux
         metrics = {
-            "q_loss": value_loss.detach(),
-            "q_mean": q.detach().mean(),
+            "q_loss": value.loss,
+            "q_mean": value.aux.mean(),
             "target_mean": y.mean(),
-            "actor_loss": policy_loss.detach(),
-            "grad_norm_value": grad_norm,
+            "actor_loss": policy.loss,
+            "grad_norm_value": value.grad_norm,
         }
         return (td - y).abs().T, metrics
 
     # ------------------------------------------------------------------ schedule
     def sync_targets(self, replay) -> None:
-        hard_update_(self.policy_target.parameters(), self.policy.parameters())
-        hard_update_(self.value_target.parameters(), self.value.parameters())
-        hard_update_(self.encoder_target.parameters(), self.encoder.parameters())
+        u = self.updater
+        u.copy(self.policy_target, self.policy)
+        u.copy(self.value_target, self.value)
+        u.copy(self.encoder_target, self.encoder)
         self.target_reward_scale = self.reward_scale
         self.reward_scale = replay.reward_abs_mean()
 

@@ -28,7 +28,6 @@ class RawObservationAgent(Agent):
 
     learner_cls: type[CriticEnsembleLearner]
     STATE_OBJECTS = ("ac", "ac_extra=ac.extra")
-    COMPILED = ("ac.td_target", "ac.critic_loss", "ac.actor_loss")
     PIXELS = True
     PIXEL_CENTER = 0.5  # ConvEncoder input: frames / 255 - 0.5 (DrQ-v2)
 
@@ -50,7 +49,7 @@ class RawObservationAgent(Agent):
         return self.ac.expl_sigma
 
     def update(self, replay, step: int) -> dict:
-        return self.ac.update(*self.rl_inputs(replay.sample(self.cfg.batch_size)))
+        return self.ac.update(self.updater, *self.rl_inputs(replay.sample(self.cfg.batch_size)))
 
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(o_t, a_t, n-step return, bootstrap discount, o_{t+m}): the learner's inputs."""

@@ -65,10 +65,10 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentSpec, pixel_shape, to_tensor
 from iqrl.core.replay import nstep_transition
+from iqrl.core.update import Updater
 from iqrl.learners.encoders import CriticEncoder, PixelEncoderConfig, pixel_encoder, shift_pair
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 from iqrl.nn.layers import ConvDecoder, mlp
-from iqrl.nn.maths import ema_update_
 from iqrl.nn.optim import adam
 
 
@@ -149,11 +149,11 @@ class SACAELearner(SACLearner):
         SAC v2's −(log π + H̄)."""
         return (self.alpha * (-log_prob - self.target_entropy).detach()).mean()
 
-    def update_targets(self) -> None:
+    def update_targets(self, u: Updater) -> None:
         c = self.cfg
         if self.critic_steps % c.critic_target_update_freq == 0:
-            ema_update_(self.critic_target.parameters(), self.critic.parameters(), c.tau)
-            self.encoder.update_target(c.encoder_tau)
+            u.ema(self.critic_target, self.critic, c.tau)
+            self.encoder.update_target(u, c.encoder_tau)
 
 
 class SACAE(Agent):
@@ -162,7 +162,6 @@ class SACAE(Agent):
     PIXELS = True
     STATE_OBJECTS = ("ac", "ac_extra=ac.extra", "decoder", "encoder_opt", "decoder_opt")
     STATE_VALUES = ("updates",)
-    COMPILED = ("ac.td_target", "ac.critic_loss", "ac.actor_loss", "decoder_loss")
 
     def __init__(self, cfg: SACAEConfig, obs_dim, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
@@ -221,7 +220,7 @@ class SACAE(Agent):
         )
         if self.shape is not None and c.image_pad > 0:  # SAE-6: DrQ's random shift, off by default
             obs, obs_next = shift_pair(obs, obs_next, c.image_pad, self.generator)
-        metrics = self.ac.update(obs, action, ret, discount, obs_next)  # steps 1-4
+        metrics = self.ac.update(self.updater, obs, action, ret, discount, obs_next)  # steps 1-4
         self.updates += 1
         if self.decoder is not None and self.updates % c.decoder_update_freq == 0:
             metrics.update(self.update_decoder(obs))
@@ -232,20 +231,18 @@ class SACAE(Agent):
         noise = None
         if self.shape is not None:  # the dequantisation noise, from the agent's generator
             noise = torch.rand(obs.shape, generator=self.generator, device=obs.device)
-        loss, rec_loss, latent_loss = self.decoder_loss(obs, noise)
-        self.encoder_opt.zero_grad(set_to_none=True)
-        self.decoder_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.encoder_opt.step()
-        self.decoder_opt.step()
-        return {"ae_loss": loss.detach(), "rec_loss": rec_loss.detach(), "latent_loss": latent_loss.detach()}
+        step = self.updater.step(
+            self.decoder_loss, obs, opt=(self.encoder_opt, self.decoder_opt), noise=noise
+        )
+        rec_loss, latent_loss = step.aux
+        return {"ae_loss": step.loss, "rec_loss": rec_loss, "latent_loss": latent_loss}
 
-    def decoder_loss(self, obs: Tensor, noise: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """(L, reconstruction MSE, mean ½‖h‖²): L = MSE(dec(h), target) + λ_z mean_b(½‖h_b‖²), h = enc(o)
+    def decoder_loss(self, obs: Tensor, *, noise: Tensor | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """(L, (reconstruction MSE, mean ½‖h‖²)): L = MSE(dec(h), target) + λ_z mean_b(½‖h_b‖²), h = enc(o)
         the critic encoder's latent with gradients; target = the preprocessed frames (pixels) or o
         (states)."""
         h = self.ac.encoder(obs)
         target = obs if noise is None else preprocess_frames(obs, self.cfg.rec_bits, noise)
         rec_loss = F.mse_loss(self.decoder(h), target)
         latent_loss = (0.5 * h.pow(2).sum(1)).mean()
-        return rec_loss + self.cfg.decoder_latent_lambda * latent_loss, rec_loss, latent_loss
+        return rec_loss + self.cfg.decoder_latent_lambda * latent_loss, (rec_loss, latent_loss)

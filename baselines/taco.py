@@ -21,7 +21,7 @@ TACO's representation step (`update_taco`), after the encoder has taken its crit
 6. TACO:   L_TACO = InfoNCE(logits_ij = h_θ(z_i, u_i)ᵀ W z_{j,t+K})   (h_θ: MLP on [z_t, u_t]);
    CURL:   L_CURL = InfoNCE(logits_ij = z_iᵀ W z⁺_j)   (the same bilinear W);
    reward: L_R = mean (r̂(z_t, u_t) - R_t^(n))²   (R_t^(n): the critic's n-step return);
-   InfoNCE(l) = mean_i [logsumexp_j l_ij - l_ii], positives on the diagonal (`iqrl.maths.info_nce`);
+   InfoNCE(l) = mean_i [logsumexp_j l_ij - l_ii], positives on the diagonal (`iqrl.nn.maths.info_nce`);
    one step of c_TACO L_TACO + c_CURL L_CURL + c_R L_R on f, ψ, φ, g, h_θ, r̂ and W.
 The encoder f and ψ thus have two Adam optimizers (critic step, representation step), as in the code.
 Exploration: μ(h) + σ ε (unclipped noise), clamped to (-1, 1); σ = linear(σ_0, σ_1, T) of the agent's
@@ -68,14 +68,14 @@ from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_t
 from iqrl.core.replay import SequenceBatch, nstep_targets
 from iqrl.nn.layers import ConvEncoder, EnsembleMLP, frozen_copy, init_linear_, mlp
 from iqrl.nn.maths import (
-    ema_update_,
+    clipped_sample,
     info_nce,
     linear_decay,
     random_shift,
     shift_offsets,
     truncated_normal_sample,
 )
-from iqrl.nn.optim import adam, detached_weights, optimizer_step
+from iqrl.nn.optim import adam
 
 
 @dataclass
@@ -311,14 +311,14 @@ class TACO(Agent):
     def draw(self, batch_size: int) -> tuple[Tensor | None, Tensor]:
         """The update's random numbers, drawn first from the agent's generator: the shift offsets of the five
         augmented batches [5, B, 2] (pixels; None from states: aug(o_t), aug(o_{t+n}) for the critic, then
-        anchor, positive and aug(o_{t+K}) for TACO), then the N(0, 1) noise [2, B, A] of the target action
+        anchor, positive and aug(o_{t+K}) for TACO), then the N(0, std^2) noise [2, B, A] of the target action
         and the actor's action."""
         g = self.generator
         offsets = None
         if self.pixels:
             offsets = shift_offsets(5 * batch_size, self.cfg.image_pad, g).view(5, batch_size, 2)
         normal = torch.randn((2, batch_size, self.act_dim), generator=g, device=g.device).to(self.device)
-        return offsets, normal
+        return offsets, normal * self.std
 
     def aug(self, obs: Tensor, offsets: Tensor | None) -> Tensor:
         return obs if offsets is None else random_shift(obs, self.cfg.image_pad, offsets)
@@ -326,7 +326,7 @@ class TACO(Agent):
     def update(self, replay, step: int) -> dict:
         c = self.cfg
         batch = replay.sample(c.batch_size)
-        offsets, normal = self.draw(len(batch))
+        offsets, noise = self.draw(len(batch))
         off = [None] * 5 if offsets is None else list(offsets)
         w = self.window(batch)
         metrics = {"batch_reward": w["ret"].mean()}
@@ -336,11 +336,11 @@ class TACO(Agent):
             w["ret"],
             w["discount"],
             self.aug(w["o_n"], off[1]),
-            normal[0],
+            noise[0],
         )
         metrics.update(m)
-        metrics.update(self.update_actor(h.detach(), normal[1]))
-        ema_update_(self.critic_target.parameters(), self.critic.parameters(), c.tau)
+        metrics.update(self.update_actor(h, noise[1]))
+        self.updater.ema(self.critic_target, self.critic, c.tau)
         if c.taco_coef or c.curl_coef or c.reward_coef:
             metrics.update(
                 self.update_taco(
@@ -378,34 +378,40 @@ class TACO(Agent):
         return self.critic(h, self.action_encoder(action))
 
     def critic_loss(
-        self, obs: Tensor, action: Tensor, ret: Tensor, discount: Tensor, obs_next: Tensor, normal: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(L_Q, h, Q [2, B], y [B]): the sum over both critics of the MSE to y."""
+        self, obs: Tensor, action: Tensor, ret: Tensor, discount: Tensor, obs_next: Tensor, *, noise: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """(L_Q, (h, Q [2, B], y [B])): the sum over both critics of the MSE to y; `noise` [B, A] the target
+        action's N(0, std^2) draw."""
         c = self.cfg
         with torch.no_grad():
             h_next = self.encoder(obs_next)
-            a_next = truncated_normal_sample(self.actor(h_next), self.std, None, c.std_clip, normal=normal)
+            a_next = clipped_sample(self.actor(h_next), noise, c.std_clip)
             q_next = self.critic_target(h_next, self.action_encoder(a_next)).amin(0)
             y = ret + discount * q_next
         h = self.encoder(obs)
         q = self.q(h, action)
-        return ((q - y) ** 2).mean(1).sum(), h, q, y
+        return ((q - y) ** 2).mean(1).sum(), (h, q, y)
 
-    def update_critic(self, obs, action, ret, discount, obs_next, normal) -> tuple[Tensor, dict]:
-        """Critic step on the critic, the encoder and the action encoder (encoder_opt); returns h."""
-        loss, h, q, y = self.critic_loss(obs, action, ret, discount, obs_next, normal)
-        optimizer_step((self.critic_opt, self.encoder_opt), loss)
-        return h, {"q_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
+    def update_critic(self, obs, action, ret, discount, obs_next, noise) -> tuple[Tensor, dict]:
+        """Critic step on the critic, the encoder and the action encoder (encoder_opt); returns h
+        (detached)."""
+        opts = (self.critic_opt, self.encoder_opt)
+        step = self.updater.step(
+            self.critic_loss, obs, action, ret, discount, obs_next, opt=opts, noise=noise
+        )
+        h, q, y = step.aux
+        return h, {"q_loss": step.loss, "q_mean": q.mean(), "target_mean": y.mean()}
 
-    def actor_loss(self, h: Tensor, normal: Tensor) -> Tensor:
-        """-mean min_k Q_k(h, ψ(a)), a = μ(h) + clipped noise; the critic's and ψ's weights held fixed."""
-        a = truncated_normal_sample(self.actor(h), self.std, None, self.cfg.std_clip, normal=normal)
-        return -detached_weights(self.q, self.critic, self.action_encoder)(h, a).amin(0).mean()
+    def actor_loss(self, h: Tensor, *, noise: Tensor) -> Tensor:
+        """-mean min_k Q_k(h, ψ(a)), a = μ(h) + clipped noise (the actor's N(0, std^2) draw [B, A])."""
+        a = clipped_sample(self.actor(h), noise, self.cfg.std_clip)
+        return -self.q(h, a).amin(0).mean()
 
-    def update_actor(self, h: Tensor, normal: Tensor) -> dict:
-        loss = self.actor_loss(h, normal)
-        optimizer_step(self.actor_opt, loss)
-        return {"actor_loss": loss.detach()}
+    def update_actor(self, h: Tensor, noise: Tensor) -> dict:
+        """Actor step on detached features, the critic's and ψ's weights held fixed."""
+        frozen = (self.critic, self.action_encoder)
+        step = self.updater.step(self.actor_loss, h, opt=self.actor_opt, frozen=frozen, noise=noise)
+        return {"actor_loss": step.loss}
 
     def taco_losses(
         self, anchor: Tensor, positive: Tensor, actions: Tensor, future: Tensor, ret: Tensor, mask: Tensor
@@ -429,10 +435,15 @@ class TACO(Agent):
             out["reward"] = (err * mask).sum() / mask.sum().clamp(min=1.0)
         return out
 
-    def update_taco(self, anchor, positive, actions, future, ret, mask) -> dict:
+    def taco_loss(self, anchor, positive, actions, future, ret, mask) -> tuple[Tensor, dict[str, Tensor]]:
+        """(the weighted sum of `taco_losses`, the terms)."""
         c = self.cfg
         terms = self.taco_losses(anchor, positive, actions, future, ret, mask)
         coef = {"taco": c.taco_coef, "curl": c.curl_coef, "reward": c.reward_coef}
-        loss = sum(coef[k] * v for k, v in terms.items())
-        optimizer_step(self.taco_opt, loss)
-        return {f"{k}_loss": v.detach() for k, v in terms.items()}
+        return sum(coef[k] * v for k, v in terms.items()), terms
+
+    def update_taco(self, anchor, positive, actions, future, ret, mask) -> dict:
+        step = self.updater.step(
+            self.taco_loss, anchor, positive, actions, future, ret, mask, opt=self.taco_opt
+        )
+        return {f"{k}_loss": v for k, v in step.aux.items()}

@@ -31,9 +31,10 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition
+from iqrl.core.update import Updater
 from iqrl.nn.layers import frozen_copy, init_linear_, mlp
-from iqrl.nn.maths import ema_update_, linear_decay, truncated_normal_sample
-from iqrl.nn.optim import adam, detached_weights, optimizer_step
+from iqrl.nn.maths import clipped_sample, linear_decay
+from iqrl.nn.optim import adam
 
 
 @dataclass
@@ -136,7 +137,7 @@ class TCRLActorCritic(nn.Module):
 
     def __init__(self, cfg: TCRLConfig, act_dim: int, generator: torch.Generator):
         super().__init__()
-        self.cfg, self.generator = cfg, generator
+        self.cfg, self.generator, self.act_dim = cfg, generator, act_dim
         self.actor = Actor(cfg.latent_dim, cfg.mlp_dims, act_dim, cfg.init)
         self.critic = Critic(cfg.latent_dim, act_dim, cfg.mlp_dims, cfg.init)
         if cfg.official_random_target_init:
@@ -151,28 +152,46 @@ class TCRLActorCritic(nn.Module):
     def expl_sigma(self) -> float:
         return self.sigma
 
-    def sample(self, z: Tensor, clip: float | None) -> Tensor:
-        """Truncated-normal action mu(z) + noise(sigma, clip), straight-through clamp (reparameterised)."""
-        return truncated_normal_sample(self.actor(z), self.sigma, self.generator, clip)
+    def sample(self, z: Tensor, clip: float | None, noise: Tensor) -> Tensor:
+        """Truncated-normal action mu(z) + clip(noise), straight-through clamp (reparameterised)."""
+        return clipped_sample(self.actor(z), noise, clip)
 
-    def update(self, z: Tensor, action: Tensor, ret: Tensor, discount: Tensor, z_next: Tensor) -> dict:
-        c = self.cfg
-        with torch.no_grad():  # y = R + gamma^n min(Q1', Q2')(z_n, a'), a' from the online actor
-            a_next = self.sample(z_next, c.sigma_clip)
-            y = ret + discount * self.critic_target(z_next, a_next).amin(0)
-        q = self.critic(z, action)  # [2, B]
-        q_loss = ((q - y) ** 2).sum(0).mean()
-        optimizer_step(self.critic_opt, q_loss)
-        # Actor every update: J = -mean min(Q1, Q2)(z, mu(z) + clipped noise). The critic's weights are
-        # detached for this backward (the official code computes their gradients and discards them).
-        critic = detached_weights(self.critic.forward, self.critic)
-        actor_loss = -critic(z, self.sample(z, c.sigma_clip)).amin(0).mean()
-        optimizer_step(self.actor_opt, actor_loss)
+    def noise(self, *lead: int) -> Tensor:
+        """The draw of an action sample: N(0, sigma^2) noise [*lead, A] from the agent's generator."""
+        g = self.generator
+        return torch.randn((*lead, self.act_dim), generator=g, device=g.device) * self.sigma
+
+    @torch.no_grad()
+    def td_target(self, ret: Tensor, discount: Tensor, z_next: Tensor, *, noise: Tensor) -> Tensor:
+        """y = R + gamma^n min(Q1', Q2')(z_n, a'), a' = mu(z_n) + clipped noise from the online actor."""
+        a_next = self.sample(z_next, self.cfg.sigma_clip, noise)
+        return ret + discount * self.critic_target(z_next, a_next).amin(0)
+
+    def critic_loss(self, z: Tensor, action: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(sum over both heads of the MSE to y, Q [2, B])."""
+        q = self.critic(z, action)
+        return ((q - y) ** 2).sum(0).mean(), q
+
+    def actor_loss(self, z: Tensor, *, noise: Tensor) -> Tensor:
+        """J = -mean min(Q1, Q2)(z, mu(z) + clipped noise)."""
+        return -self.critic(z, self.sample(z, self.cfg.sigma_clip, noise)).amin(0).mean()
+
+    def update(
+        self, u: Updater, z: Tensor, action: Tensor, ret: Tensor, discount: Tensor, z_next: Tensor
+    ) -> dict:
+        """Critic step, then an actor step (every update)."""
+        y = u.call(self.td_target, ret, discount, z_next, noise=self.noise(len(z)))
+        critic = u.step(self.critic_loss, z, action, y, opt=self.critic_opt)
+        # The critic's weights are held fixed in the actor's step (the official code computes their
+        # gradients and discards them).
+        actor = u.step(
+            self.actor_loss, z, opt=self.actor_opt, frozen=(self.critic,), noise=self.noise(len(z))
+        )
         return {
-            "q_loss": q_loss.detach(),
-            "q_mean": q.detach().mean(),
+            "q_loss": critic.loss,
+            "q_mean": critic.aux.mean(),
             "target_mean": y.mean(),
-            "actor_loss": actor_loss.detach(),
+            "actor_loss": actor.loss,
             "sigma": self.sigma,
         }
 
@@ -248,19 +267,28 @@ class TCRL(Agent):
             "repr_loss": loss.detach(),
         }
 
-    def update_model(self, batch: SequenceBatch) -> dict:
+    def model_objective(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
+        """L / H, what the model step minimises: the code scales the model's gradient by 1/H."""
         loss, metrics = self.model_loss(batch)
-        # the code scales the gradient by 1/H
-        metrics["enc_grad_norm"] = optimizer_step(
-            self.model_opt, loss / self.cfg.horizon, self.model_params, self.cfg.model_grad_clip
+        return loss / self.cfg.horizon, metrics
+
+    def update_model(self, batch: SequenceBatch) -> dict:
+        step = self.updater.step(
+            self.model_objective, batch, opt=self.model_opt, max_norm=self.cfg.model_grad_clip
         )
-        return metrics
+        return {**step.aux, "enc_grad_norm": step.grad_norm}
 
     # ------------------------------------------------------------------ actor-critic
     def update_rl(self, batch: SequenceBatch) -> dict:
-        c = self.cfg
         # online encoder after its update, detached: RL never trains it
-        return self.ac.update(*nstep_transition(batch, c.gamma, c.nstep, encode=self.encoder))
+        u = self.updater
+        return self.ac.update(u, *u.call(self.rl_inputs, batch))
+
+    def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(z_0, a_0, n-step return, bootstrap discount, z_n), the latents from the online encoder under
+        no_grad."""
+        c = self.cfg
+        return nstep_transition(batch, c.gamma, c.nstep, encode=self.encoder)
 
     def update(self, replay, step: int) -> dict:
         c = self.cfg
@@ -269,8 +297,8 @@ class TCRL(Agent):
         batch = replay.sample(c.batch_size)
         metrics = self.update_model(batch)
         metrics.update(self.update_rl(batch))
-        ema_update_(self.encoder_target.parameters(), self.encoder.parameters(), c.enc_tau)
-        ema_update_(self.ac.critic_target.parameters(), self.ac.critic.parameters(), c.tau)
+        self.updater.ema(self.encoder_target, self.encoder, c.enc_tau)
+        self.updater.ema(self.ac.critic_target, self.ac.critic, c.tau)
         return metrics
 
     def on_episode_start(self, training: bool) -> None:
@@ -281,7 +309,9 @@ class TCRL(Agent):
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         z = self.encoder(to_tensor(obs, self.device))
-        a = self.ac.sample(z, clip=None) if explore else self.ac.actor(z)  # evaluation: the mean
+        a = (
+            self.ac.sample(z, None, self.ac.noise(*z.shape[:-1])) if explore else self.ac.actor(z)
+        )  # evaluation: the mean
         return a.cpu().numpy()
 
     @torch.no_grad()

@@ -49,8 +49,8 @@ from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.core.replay import lap_priority
 from iqrl.nn.layers import EnsembleLinear, frozen_copy, mlp
-from iqrl.nn.maths import add_clipped_noise, avg_l1_norm, hard_update_
-from iqrl.nn.optim import adam, detached_weights, optimizer_step
+from iqrl.nn.maths import add_clipped_noise, avg_l1_norm, hard_update_, noisy_action
+from iqrl.nn.optim import adam
 
 
 @dataclass
@@ -78,6 +78,14 @@ class TD7Config(AgentConfig):
     enc_mlp_dims: list[int] = field(default_factory=lambda: [256, 256])  # hidden widths of f and g (ELU)
     mlp_dims: list[int] = field(default_factory=lambda: [256, 256])  # actor (ReLU) and critic (ELU) hidden
     warmup_with_policy: bool = False  # seed phase: the exploration policy instead of uniform actions
+
+    def kseed_refusal(self) -> str | None:
+        if self.use_checkpoints:  # each seed's own returns decide when its updates run
+            return (
+                "the K-seed mode trains seeds in lockstep, and TD7's policy checkpoints decide per seed when "
+                "updates run: use agent.use_checkpoints=false or train its seeds one by one"
+            )
+        return None
 
     def validate(self) -> None:
         checks = [
@@ -213,7 +221,7 @@ class TD7(Agent):
             update_mode="agent_decides" if cfg.use_checkpoints else "per_step",
             replay_capacity=1_000_000,
         )  # the code's 1e6 FIFO
-        self.latent_width = cfg.zs_dim
+        self.latent_width, self.act_dim = cfg.zs_dim, act_dim
         self.encoder = SALE(obs_dim, act_dim, cfg.zs_dim, cfg.enc_mlp_dims).to(self.device)
         self.fixed_encoder = frozen_copy(self.encoder)
         self.fixed_encoder_target = frozen_copy(self.encoder)
@@ -247,52 +255,74 @@ class TD7(Agent):
         return F.mse_loss(self.encoder.zsa(self.encoder.zs(obs), action), target)
 
     def update_encoder(self, obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
-        loss = self.encoder_loss(obs, action, next_obs)
-        optimizer_step(self.encoder_opt, loss)
-        return loss.detach()
+        return self.updater.step(self.encoder_loss, obs, action, next_obs, opt=self.encoder_opt).loss
+
+    def target_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """The draw of `td_target`: the target-policy smoothing noise N(0, 1) [B, A]."""
+        g = self.generator
+        return {"noise": torch.randn((batch_size, self.act_dim), generator=g, device=g.device)}
 
     @torch.no_grad()
-    def td_target(self, reward: Tensor, not_done: Tensor, next_obs: Tensor) -> Tensor:
-        """y = r + gamma (1 - d) clip(min_k Qbar_k(o', a'), m_lo, m_hi); tracks the all-time y range."""
+    def td_target(
+        self,
+        reward: Tensor,
+        not_done: Tensor,
+        next_obs: Tensor,
+        clip_lo: Tensor,
+        clip_hi: Tensor,
+        *,
+        noise: Tensor,
+    ) -> Tensor:
+        """y = r + gamma (1 - d) clip(min_k Qbar_k(o', a'), m_lo, m_hi), a' = pibar(o') + clipped noise."""
         c = self.cfg
         zs = self.fixed_encoder_target.zs(next_obs)
-        a = add_clipped_noise(self.actor_target(next_obs, zs), c.policy_noise, c.noise_clip, self.generator)
+        a = noisy_action(self.actor_target(next_obs, zs), noise * c.policy_noise, c.noise_clip)
         q = self.critic_target(next_obs, a, self.fixed_encoder_target.zsa(zs, a), zs).amin(0)
-        y = reward + c.gamma * not_done * q.clamp(self.clip_lo, self.clip_hi)
-        self.y_max = torch.maximum(self.y_max, y.max())
-        self.y_min = torch.minimum(self.y_min, y.min())
-        return y
+        return reward + c.gamma * not_done * q.clamp(clip_lo, clip_hi)
 
-    def update_critic(self, obs: Tensor, action: Tensor, y: Tensor, zs: Tensor) -> tuple[Tensor, dict]:
-        """One LAP-Huber critic step on fixed-encoder inputs; returns |delta| [2, B] and metrics."""
+    @torch.no_grad()
+    def fixed_features(self, obs: Tensor) -> Tensor:
+        """z_s of the fixed encoder: the actor's and the critic's input."""
+        return self.fixed_encoder.zs(obs)
+
+    def critic_loss(
+        self, obs: Tensor, action: Tensor, y: Tensor, zs: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """(LAP-Huber loss of |delta| = |Q_k - y| on fixed-encoder inputs, (Q [2, B], |delta| [2, B]))."""
         with torch.no_grad():
             zsa = self.fixed_encoder.zsa(zs, action)
         q = self.critic(obs, action, zsa, zs)  # [2, B]
         delta = (q - y).abs()
-        loss = lap_huber(delta, self.cfg.lap_min_priority)
-        optimizer_step(self.critic_opt, loss)
-        return delta.detach(), {"q_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
+        return lap_huber(delta, self.cfg.lap_min_priority), (q, delta)
 
-    def update_actor(self, obs: Tensor, zs: Tensor) -> Tensor:
+    def update_critic(self, obs: Tensor, action: Tensor, y: Tensor, zs: Tensor) -> tuple[Tensor, dict]:
+        """One LAP-Huber critic step on fixed-encoder inputs; returns |delta| [2, B] and metrics."""
+        step = self.updater.step(self.critic_loss, obs, action, y, zs, opt=self.critic_opt)
+        q, delta = step.aux
+        return delta, {"q_loss": step.loss, "q_mean": q.mean(), "target_mean": y.mean()}
+
+    def actor_loss(self, obs: Tensor, zs: Tensor) -> Tensor:
         """J = -mean over batch and both heads; the gradient passes through g_fix and Q into the action."""
         a = self.actor(obs, zs)
-        critic = detached_weights(self.critic.forward, self.critic)
-        loss = -critic(obs, a, self.fixed_encoder.zsa(zs, a), zs).mean()
-        optimizer_step(self.actor_opt, loss)
-        return loss.detach()
+        return -self.critic(obs, a, self.fixed_encoder.zsa(zs, a), zs).mean()
+
+    def update_actor(self, obs: Tensor, zs: Tensor) -> Tensor:
+        """Actor step, the critic's weights held fixed."""
+        return self.updater.step(self.actor_loss, obs, zs, opt=self.actor_opt, frozen=(self.critic,)).loss
 
     def sync_targets(self, replay) -> None:
         """Every `target_update_every` steps: hard copies of actor, critic and fixed encoder into their
         targets."""
-        hard_update_(self.actor_target.parameters(), self.actor.parameters())
-        hard_update_(self.critic_target.parameters(), self.critic.parameters())
-        hard_update_(self.fixed_encoder_target.parameters(), self.fixed_encoder.parameters())
-        hard_update_(self.fixed_encoder.parameters(), self.encoder.parameters())
+        u = self.updater
+        u.copy(self.actor_target, self.actor)
+        u.copy(self.critic_target, self.critic)
+        u.copy(self.fixed_encoder_target, self.fixed_encoder)
+        u.copy(self.fixed_encoder, self.encoder)
         replay.reset_max_priority()
         self.clip_lo, self.clip_hi = self.y_min.clone(), self.y_max.clone()
 
     def update(self, replay, step: int) -> dict:
-        c = self.cfg
+        c, u = self.cfg, self.updater
         if c.use_checkpoints and self.training_steps == c.steps_before_checkpointing:
             self.best_min_return *= c.reset_weight
             self.eps_per_assessment = c.max_eps_when_checkpointing
@@ -300,9 +330,19 @@ class TD7(Agent):
         b = replay.sample(c.batch_size, 1, prioritized=True)
         obs, action, next_obs = b.obs[:, 0], b.action[:, 0], b.obs[:, 1]
         metrics = {"repr_loss": self.update_encoder(obs, action, next_obs)}
-        y = self.td_target(b.reward[:, 0], 1.0 - b.terminal[:, 0].float(), next_obs)
-        with torch.no_grad():
-            zs = self.fixed_encoder.zs(obs)
+        not_done = 1.0 - b.terminal[:, 0].float()
+        y = u.call(
+            self.td_target,
+            b.reward[:, 0],
+            not_done,
+            next_obs,
+            self.clip_lo,
+            self.clip_hi,
+            **self.target_draws(len(b)),
+        )
+        self.y_max = torch.maximum(self.y_max, y.max())  # the all-time range of the targets
+        self.y_min = torch.minimum(self.y_min, y.min())
+        zs = u.call(self.fixed_features, obs)
         delta, critic_metrics = self.update_critic(obs, action, y, zs)
         metrics.update(critic_metrics)
         replay.update_priorities(b.index, lap_priority(delta.T, c.lap_alpha, c.lap_min_priority))

@@ -30,7 +30,7 @@ from iqrl.core.config import ConfigError, RunConfig, build_config, observation, 
 from iqrl.core.diagnostics import active_codebook, latent_collapsed, rank_metrics
 from iqrl.core.envs import DMCEnv, eval_seed, make_env, task_group
 from iqrl.core.loggers import Trackers, missing_packages
-from iqrl.core.registry import agent_class, make_agent
+from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.runfolder import (
     CHECKPOINT,
@@ -98,15 +98,10 @@ def check_precision(cfg: RunConfig, device: torch.device) -> None:
 
 
 def check_compile(cfg: RunConfig, device: torch.device) -> None:
-    """compile=true needs an agent that names its loss functions (Agent.COMPILED) and cudagraphs=true a CUDA
-    device: ConfigError (one line) otherwise."""
+    """cudagraphs=true needs a CUDA device: ConfigError (one line) otherwise. (compile=true works for every
+    agent: it compiles the pieces of the agent's update, iqrl/core/update.py.)"""
     if cfg.cudagraphs and device.type != "cuda":
         raise ConfigError(f"cudagraphs=true needs a CUDA device (got device={device}); use compile=true only")
-    if cfg.compile and not agent_class(cfg.agent.name).COMPILED:
-        raise ConfigError(
-            f"compile=true is not available for agent={cfg.agent.name} (docs/performance.md says why); "
-            "run it with compile=false"
-        )
 
 
 def package_versions() -> dict:
@@ -206,7 +201,7 @@ class Trainer:
         )
         self.agent = make_agent(cfg.agent, self.env.obs_dim, self.env.act_dim, self.device, cfg.seed)
         if cfg.compile:
-            self.agent.compile_losses(cudagraphs=cfg.cudagraphs)
+            self.agent.compile(cudagraphs=cfg.cudagraphs)
         spec = self.agent.spec
         self.eval_seed = eval_seed(cfg.seed, spec.shared_eval_seed)  # train seed + 10000, or the train seed
         self.eval_env = make_env(

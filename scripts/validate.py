@@ -7,7 +7,7 @@ published learning curves at the same env step (`make validate`). Not part of CI
 
 1. Runs `python -m iqrl.train agent=A task=T seed=S steps=N out=OUT/A/T/<variant>/seed<S> sweep=validate
    variant=<variant> eval_every=E checkpoint_every=E` for every agent x task x seed (agents: all of
-   `iqrl.agents.agent_names()`
+   `iqrl.core.registry.agent_names()`
    unless --agents is given), at most --jobs at a time (default: all cores), each with OMP_NUM_THREADS=1,
    logging to OUT/logs/. The variant is `small` with --small and `default` otherwise. A finished run is left
    alone and an interrupted one resumes, so re-running the command only does what is missing. Before any run

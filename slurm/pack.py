@@ -5,10 +5,10 @@ networks are small: the GPU waits on the host). A profile's ``runs_per_job: K`` 
 K runs in each job. A packed job runs them in one of two ways:
 
 * **seeds**: runs that differ only in their seed, of a config the vectorised K-seed mode supports
-  (``iqrl.multiseed.unsupported``) and whose checkpoints hold the same env steps (``held_steps``: fresh runs
-  hold none), train as one ``iqrl.multiseed`` process with the networks vectorised over seeds. The job's
-  CPUs all go to that process. Its numbers are those of single-seed runs up to floating-point rounding
-  (docs/sweeps.md, "Packed jobs").
+  (``iqrl.multiseed.group.unsupported``) and whose checkpoints hold the same env steps (``held_steps``:
+  fresh runs hold none), train as one ``iqrl.multiseed`` process with the networks vectorised over seeds.
+  The job's CPUs all go to that process. Its numbers are those of single-seed runs up to floating-point
+  rounding (docs/sweeps.md, "Packed jobs").
 * **processes**: any other runs train side by side, one child process per run (``python -m slurm.pack``,
   each an ordinary ``slurm.run.Run``), sharing the job's GPU; the job's CPUs are split evenly between them
   (``cpus // K`` torch/OpenMP threads each, at least 1). Each child writes its output to ``<run>/job.log``.
@@ -80,7 +80,8 @@ def trainer_seeds_key(results: Path) -> Callable[[Any], Hashable | None]:
     same checkpointed env steps, share a key. ``iqrl.multiseed`` resumes a group from the latest env step
     all its seeds hold, so seeds interrupted at different steps must not be grouped."""
     from iqrl.core.config import build_config
-    from iqrl.multiseed.group import held_steps, unsupported
+    from iqrl.multiseed.group import unsupported
+    from iqrl.multiseed.runs import held_steps
 
     def key(r: Any) -> Hashable | None:
         if unsupported(build_config(r.argv(results))):
@@ -99,7 +100,7 @@ class Pack:
     runs: tuple[Run, ...]
     mode: str = "processes"
     threads: int | None = None
-    seeds_entry: str = "iqrl.multiseed:main"
+    seeds_entry: str = "iqrl.multiseed.runs:main"
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's requeue hook: the runs that are neither done nor failed (their state is on disk)."""

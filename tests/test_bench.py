@@ -19,7 +19,6 @@ from iqrl.bench.measure import main, whole_periods
         (["--dtypes", "tf32"], "precision=tf32 needs a CUDA device"),
         (["--compile", "maybe"], "--compile must list values among false, true, cudagraphs"),
         (["--compile", "cudagraphs", "--agents", "td3"], "cudagraphs=true needs a CUDA device"),
-        (["--compile", "true", "--agents", "mrq"], "compile=true is not available for agent=mrq"),
         (["--obs", "pixels", "--agents", "mrq", "--image-size", "24"], "too small for MR.Q's image encoder"),
     ],
 )

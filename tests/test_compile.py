@@ -1,8 +1,9 @@
-"""Run keys `compile` and `cudagraphs` (Agent.compile_losses): the compiled update computes the eager one.
+"""Run keys `compile` and `cudagraphs` (Agent.compile): the compiled update computes the eager one.
 
-compile=true hands the agent's loss functions (Agent.COMPILED) to torch.compile; the optimizer steps, target
-updates and random draws stay eager between them. The compiled arithmetic is fused differently, so runs
-agree to rounding, not bit for bit: a run folder records the key and refuses to resume with the other value.
+compile=true runs every piece of the agent's update through torch.compile (iqrl/core/update.py); the optimizer
+steps, target updates and random draws stay eager between them. The compiled arithmetic is fused differently,
+so runs agree to rounding, not bit for bit: a run folder records the key and refuses to resume with the other
+value.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from agent_helpers import agent_and_replay
 from conftest import tiny_argv
 
 
-# every compiled function: iQRL's representation loss, DC-MPC's world-model loss, the TD3 and SAC learners
-@pytest.mark.parametrize("name", ["iqrl", "iqrl-sac", "dcwm"])
+# iQRL's representation loss, DC-MPC's world-model loss, the TD3 and SAC learners; TD7's update (LAP
+# priorities written back, hard target copies) for the agents with an update of their own
+@pytest.mark.parametrize("name", ["iqrl", "iqrl-sac", "dcwm", "td7"])
 def test_compiled_update_stays_within_1e5_of_eager_over_50_updates(name):
     """The same batches (replay generator) and draws (agent generator) through both: every metric of every
     update and every parameter after 50 updates agree to 1e-5 relative to the tensor's largest entry."""
@@ -32,7 +34,7 @@ def assert_compiled_matches_eager(name: str, device: str, cudagraphs: bool, tol:
         agent_and_replay(name, device),
         agent_and_replay(name, device),
     )
-    compiled.compile_losses(cudagraphs=cudagraphs)
+    compiled.compile(cudagraphs=cudagraphs)
     frames = torch._dynamo.utils.counters["frames"]["ok"]
     for step in range(50):
         m_e, m_c = eager.update(replay_e, step), compiled.update(replay_c, step)
@@ -41,7 +43,7 @@ def assert_compiled_matches_eager(name: str, device: str, cudagraphs: bool, tol:
             torch.testing.assert_close(m_c[k], m_e[k], rtol=tol, atol=tol * (1 + float(m_e[k].abs())))
     assert torch._dynamo.utils.counters["frames"]["ok"] > frames  # the losses did run compiled
     state_e, state_c = eager.state_dict(), compiled.state_dict()
-    for net in ("encoder", "dynamics", "ac"):
+    for net in eager.networks():
         for key, p in state_e[net].items():
             q = state_c[net][key]
             if p.is_floating_point():
@@ -53,7 +55,7 @@ def assert_compiled_matches_eager(name: str, device: str, cudagraphs: bool, tol:
 
 
 def test_compiled_planner_acts_as_the_eager_one():
-    """DC-MPC's MPPI with its model pieces compiled (Agent.COMPILED_ACTING: `reward`, `next_latent`,
+    """DC-MPC's MPPI with its model pieces compiled (DCWM.compile_acting: `reward`, `next_latent`,
     `noisy_policy`, `critic_value`): the same actions to rounding, exploring (one env) and evaluating (a
     batch of three, with the planner's warm start), and the acting generators drawn alike."""
     assert_compiled_planner_matches_eager("cpu", tol=1e-5)
@@ -64,7 +66,7 @@ def assert_compiled_planner_matches_eager(device: str, tol: float) -> None:
     for step in range(3):  # trained a little, so that the plans are not those of an untrained value
         eager.update(replay, step)
     compiled.load_state_dict(eager.state_dict())
-    compiled.compile_losses()
+    compiled.compile()
     frames = torch._dynamo.utils.counters["frames"]["ok"]
     rng = np.random.default_rng(1)
     for explore, batch in ((True, ()), (False, (3,))):
@@ -92,7 +94,6 @@ def _one_error_line(capsys) -> str:
     [
         ("td3", ["cudagraphs=true", "compile=true", "device=cpu"], "cudagraphs=true needs a CUDA device"),
         ("td3", ["cudagraphs=true"], "set compile=true too"),
-        ("td7", ["compile=true"], "compile=true is not available for agent=td7"),
     ],
 )
 def test_compile_keys_refused_with_one_line_before_writing(tmp_path, capsys, agent, extra, message):

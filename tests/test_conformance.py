@@ -1,5 +1,5 @@
-"""The agent interface, checked for every registered agent (iqrl.agents.REGISTRY): a new agent is tested
-here the moment it is registered, with nothing else to edit.
+"""The agent interface, checked for every registered agent (iqrl.core.registry.REGISTRY): a new agent is
+tested here the moment it is registered, with nothing else to edit.
 
 Per agent: actions have the right shape, dtype and bounds; `state_dict` holds everything the agent's future
 depends on (a fresh agent loaded from it acts and updates bit for bit like the original); the interface

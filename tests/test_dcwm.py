@@ -95,7 +95,7 @@ def test_gumbel_straight_through():
 
 def model_loss(agent, b):
     """The world-model loss with the rollout noise drawn as `update_world_model` draws it."""
-    return agent.world_model_loss(b, agent.training_rollout_noise(b))
+    return agent.world_model_loss(b, noise=agent.training_rollout_noise(b))
 
 
 def test_world_model_loss_is_rho_weighted_ce_and_reward():

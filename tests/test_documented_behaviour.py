@@ -142,7 +142,8 @@ def test_target_policy_smoothing_clips_the_noise_then_the_action(agent):
         learner.q = q
         width = next(m for m in learner.actor.modules() if isinstance(m, torch.nn.Linear)).in_features
         x_next = torch.zeros(n // ACT, width)
-        learner.td_target(torch.zeros(len(x_next)), torch.ones(len(x_next)), x_next)
+        draws = learner.target_draws(len(x_next))
+        learner.td_target(torch.zeros(len(x_next)), torch.ones(len(x_next)), x_next, **draws)
         (act,) = seen
         at_bound = (act.abs() - noise_clip).abs() < 1e-6
         assert act.abs().max() <= noise_clip + 1e-6
@@ -190,7 +191,7 @@ def test_actor_objective_reduction_over_critics(agent, reduce):
     x = torch.randn(8, _in_dim(a), generator=torch.Generator().manual_seed(2))
     pi = torch.tanh(ac.actor(x))
     q = _critic_outputs(ac, x, pi).detach()
-    loss = ac.actor_loss(x).item()
+    loss = ac.actor_loss(x, **ac.actor_draws(len(x))).item()
     if agent == "td3":
         assert loss == pytest.approx(-torch.minimum(q[0], q[1]).mean().item(), rel=1e-5)
     else:  # one of the 10 pairs, reduced by the mean (the min of every pair would differ)
@@ -233,7 +234,7 @@ def _window(L: int, terminal_at: int | None) -> SequenceBatch:
 def _targets_passed(agent, batch):
     seen = {}
 
-    def capture(x, action, ret, discount, x_next):
+    def capture(u, x, action, ret, discount, x_next):
         seen.update(ret=ret, discount=discount)
         return {}
 

@@ -152,7 +152,7 @@ def test_td_target_is_min_over_a_random_pair_of_target_critics():
     ac = agent.ac
     x = torch.randn(6, agent.latent_width)
     state = ac.generator.get_state()
-    y = ac.td_target(torch.zeros(6), torch.ones(6), x)
+    y = ac.td_target(torch.zeros(6), torch.ones(6), x, **ac.target_draws(6))
     # replay the same draws by hand
     ac.generator.set_state(state)
     with torch.no_grad():

@@ -341,7 +341,7 @@ def test_nstep_targets_use_gamma_n_and_the_nth_latent(n):
     assert L == max(2, n)
     b = batch(L=L)
     captured = {}
-    agent.ac.update = lambda *args: captured.setdefault("args", args) and {}
+    agent.ac.update = lambda u, *args: captured.setdefault("args", args) and {}
     agent.update_rl(b)
     x, a, ret, discount, x_next = captured["args"]
     with torch.no_grad():
@@ -351,7 +351,7 @@ def test_nstep_targets_use_gamma_n_and_the_nth_latent(n):
     assert torch.allclose(discount, torch.full_like(discount, 0.9**n))
     if n == 1:  # the official quirk: n = 1 targets undiscounted
         bug = make(nstep=1, horizon=2, gamma=0.9, official_nstep1_gamma_bug=True)
-        bug.ac.update = lambda *args: captured.update(bug=args) or {}
+        bug.ac.update = lambda u, *args: captured.update(bug=args) or {}
         bug.update_rl(b)
         assert torch.equal(captured["bug"][3], torch.ones_like(discount))
 

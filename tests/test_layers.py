@@ -71,7 +71,7 @@ def test_mish_keeps_the_dtype_and_computes_bf16_in_float32():
 
 def test_mish_module_is_pytorchs_kernel_eager_and_the_formula_compiled():
     """Eager runs compute what they always did (F.mish, bit for bit); compiled, the module traces
-    `iqrl.maths.mish` (and agrees with F.mish to rounding, gradient included)."""
+    `iqrl.nn.kernels.mish` (and agrees with F.mish to rounding, gradient included)."""
     torch.manual_seed(0)
     x = torch.randn(64, 32) * 4
     assert torch.equal(Mish()(x), F.mish(x))

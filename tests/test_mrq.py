@@ -196,11 +196,9 @@ def test_td_target_scales_rewards():
     b = fixed_batch(r, 3)
     ret, discount, boot = nstep_targets(b.reward, b.terminal, b.valid, 0.99, 3)
     assert torch.allclose(discount, torch.full((32,), 0.99**3)) and (boot == 3).all()
-    agent.reward_scale, agent.target_reward_scale = 2.0, 0.0
-    assert torch.allclose(agent.td_target(b), ret / 2.0)
-    agent.reward_scale, agent.target_reward_scale = 4.0, 0.5
+    assert torch.allclose(agent.td_target(b, 0.0, 2.0, **agent.target_draws(32)), ret / 2.0)
     state = agent.generator.get_state()
-    y = agent.td_target(b)
+    y = agent.td_target(b, 0.5, 4.0, **agent.target_draws(32))
     agent.generator.set_state(state)
     with torch.no_grad():  # replay the target-policy noise draw by hand
         zs = agent.encoder_target.zs(b.obs[:, 3])
@@ -237,7 +235,7 @@ def test_rl_priorities_follow_the_lap_formula():
     agent, r = make(), replay()
     b = fixed_batch(r, 3)
     state = agent.generator.get_state()
-    y = agent.td_target(b)
+    y = agent.td_target(b, agent.target_reward_scale, agent.reward_scale, **agent.target_draws(32))
     with torch.no_grad():
         q = agent.value(agent.encoder.zsa(agent.encoder.zs(b.obs[:, 0]), b.action[:, 0])).squeeze(-1)
     agent.generator.set_state(state)
@@ -252,7 +250,7 @@ def test_rl_priorities_official_quirk_use_the_policy_action():
     b = fixed_batch(r, 3)
     policy_before = copy.deepcopy(agent.policy)
     state = agent.generator.get_state()
-    y = agent.td_target(b)
+    y = agent.td_target(b, agent.target_reward_scale, agent.reward_scale, **agent.target_draws(32))
     agent.generator.set_state(state)
     td, _ = agent.update_rl(b)
     with torch.no_grad():

@@ -13,6 +13,7 @@ from iqrl.agent.config import IQRLSACConfig
 from iqrl.agent.iqrl import IQRL
 from iqrl.core.config import build_config
 from iqrl.core.replay import SequenceBatch
+from iqrl.core.update import Updater
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 
 IN, ACT = 6, 3
@@ -71,11 +72,9 @@ def test_log_std_is_softly_bounded():
 def test_log_prob_matches_tanh_transformed_gaussian():
     ac = learner()
     x = torch.randn(32, IN)
-    state = ac.generator.get_state()
-    a, log_prob = ac.sample(x)
-    ac.generator.set_state(state)
     mu, log_std = ac.gaussian(x)
     eps = torch.randn(mu.shape, generator=ac.generator)
+    a, log_prob = ac.sample(x, eps)
     u = mu + log_std.exp() * eps
     dist = TransformedDistribution(Normal(mu, log_std.exp()), [TanhTransform(cache_size=1)])
     assert torch.allclose(a, torch.tanh(u))
@@ -90,10 +89,10 @@ def test_td_target_is_min_over_subset_minus_entropy_term(n, k):
     ac = learner(num_critics=n, q_subsample=k, init_temperature=0.5)
     _, _, r, d, x_next = data()
     state = ac.generator.get_state()
-    y = ac.td_target(r, d, x_next)
+    y = ac.td_target(r, d, x_next, **ac.target_draws(len(r)))
     ac.generator.set_state(state)  # replay the draws by hand: action sample, then the critic subset
     with torch.no_grad():
-        a, log_prob = ac.sample(x_next)
+        a, log_prob = ac.sample(x_next, torch.randn(len(r), ACT, generator=ac.generator))
         members = torch.arange(n) if k == n else torch.randperm(n, generator=ac.generator)[:k]
         q_all = ac.critic_target(torch.cat([x_next, a], -1)).squeeze(-1)
     assert len(members) == k
@@ -104,7 +103,7 @@ def test_no_target_actor_and_target_critic_ema():
     ac = learner(tau=0.25)
     assert not hasattr(ac, "actor_target")
     old = [p.clone() for p in ac.critic_target.parameters()]
-    ac.update(*data())
+    ac.update(Updater(), *data())
     for t_old, t_new, online in zip(old, ac.critic_target.parameters(), ac.critic.parameters()):
         assert torch.allclose(t_new, 0.75 * t_old + 0.25 * online, atol=1e-6)
 
@@ -112,7 +111,7 @@ def test_no_target_actor_and_target_critic_ema():
 def test_critic_loss_decreases_on_a_fixed_batch():
     ac = learner()
     b = data()
-    losses = [float(ac.update(*b)["q_loss"]) for _ in range(60)]
+    losses = [float(ac.update(Updater(), *b)["q_loss"]) for _ in range(60)]
     assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
 
 
@@ -120,12 +119,12 @@ def test_actor_step_moves_only_actor_and_temperature_step_only_alpha():
     ac = learner(actor_update_freq=2)
     x, a, r, d, xn = data()
     actor0, alpha0 = copy.deepcopy(ac.actor.state_dict()), ac.log_alpha.item()
-    m = ac.update(x, a, r, d, xn)  # critic step only
+    m = ac.update(Updater(), x, a, r, d, xn)  # critic step only
     assert "actor_loss" not in m and ac.log_alpha.item() == alpha0
     assert all(torch.equal(v, ac.actor.state_dict()[k]) for k, v in actor0.items())
     critic1 = copy.deepcopy(ac.critic.state_dict())
     actor1 = copy.deepcopy(ac.actor.state_dict())
-    ac.update_actor(x)
+    ac.update_actor(Updater(), x)
     assert all(
         torch.equal(v, ac.critic.state_dict()[k]) for k, v in critic1.items()
     )  # actor step: critic fixed
@@ -138,7 +137,7 @@ def test_grad_clip_bounds_the_actor_step_too():
     norms = {}
     for clip in (0.0, 1e-3):
         ac = learner(grad_clip=clip)
-        ac.update_actor(x)
+        ac.update_actor(Updater(), x)
         norms[clip] = float(torch.nn.utils.get_total_norm([p.grad for p in ac.actor.parameters()]))
     assert norms[0.0] > 1e-3 and norms[1e-3] == pytest.approx(1e-3, rel=1e-4)
 
@@ -148,7 +147,7 @@ def test_temperature_moves_towards_target_entropy(target_entropy, direction):
     ac = learner(target_entropy=target_entropy, init_temperature=0.1)
     x = data()[0]
     for _ in range(5):
-        m = ac.update_actor(x)
+        m = ac.update_actor(Updater(), x)
     # entropy below the target -> alpha grows; above -> alpha shrinks
     assert (float(m["alpha"]) - 0.1) * direction > 0
     assert ac.target_entropy == target_entropy

@@ -14,9 +14,7 @@ import torch.nn.functional as F
 from baselines.sac import SAC, SACAgentConfig
 from baselines.sac_ae import SACAE, SACAEConfig, preprocess_frames
 from baselines.td3 import TD3, TD3Config
-from iqrl.core.config import ConfigError
 from iqrl.core.replay import SequenceBatch
-from iqrl.multiseed.group import SeedGroup
 from iqrl.nn.maths import random_shift, shift_offsets
 from iqrl.nn.optim import detached_weights
 
@@ -101,9 +99,9 @@ def test_each_loss_reaches_exactly_the_parameters_of_the_paper():
     assert {n for n in critic if ".trunk." in n} == {n for n in named if n.startswith("ac.encoder.trunk.")}
     # the actor's step (update_actor): the critic's weights detached, as the reference's actor optimizer
     # steps only the actor's parameters
-    actor_loss, _ = detached_weights(a.ac.actor_loss, a.ac.critic)(obs)
+    actor_loss, _ = detached_weights(a.ac.actor_loss, a.ac.critic)(obs, **a.ac.actor_draws(len(obs)))
     assert groups(params_with_grad(named, actor_loss)) == {"ac.actor", "ac.encoder.actor_head"}
-    loss, _, _ = a.decoder_loss(obs, torch.rand(obs.shape))
+    loss, _ = a.decoder_loss(obs, noise=torch.rand(obs.shape))
     assert groups(params_with_grad(named, loss)) == {"decoder", "ac.encoder.trunk", "ac.encoder.head"}
     # the optimizers step what the paper says: critic Adam = critics + encoder, actor Adam = actor + actor
     # head, the autoencoder's two Adams = encoder and decoder
@@ -122,7 +120,7 @@ def test_the_actor_step_leaves_the_convolutions_and_the_critic_head_alone():
     enc = a.ac.encoder
     before = {n: p.clone() for n, p in [*enc.trunk.named_parameters(), *enc.head.named_parameters()]}
     head_before = [p.clone() for p in enc.actor_head.parameters()]
-    a.ac.update_actor(obs)
+    a.ac.update_actor(a.updater, obs)
     after = dict([*enc.trunk.named_parameters(), *enc.head.named_parameters()])
     assert all(torch.equal(before[n], after[n]) for n in before)
     assert any(not torch.equal(b, p) for b, p in zip(head_before, enc.actor_head.parameters()))
@@ -168,7 +166,7 @@ def test_decoder_loss_is_the_hand_computed_mse_plus_the_latent_penalty():
     target = (torch.floor(obs.float() / 8) + noise) / 32 - 0.5
     rec = ((a.decoder(h) - target) ** 2).mean()
     latent = (0.5 * (h**2).sum(1)).mean()
-    loss, rec_loss, latent_loss = a.decoder_loss(obs, noise)
+    loss, (rec_loss, latent_loss) = a.decoder_loss(obs, noise=noise)
     assert torch.allclose(rec_loss, rec) and torch.allclose(latent_loss, latent)
     assert torch.allclose(loss, rec + 0.3 * latent)
 
@@ -179,7 +177,7 @@ def test_dequantisation_noise_is_drawn_from_the_agents_generator(monkeypatch):
     expected = torch.rand(obs.shape, generator=torch.Generator().set_state(a.generator.get_state()))
     seen = []
     original = a.decoder_loss
-    monkeypatch.setattr(a, "decoder_loss", lambda o, n: seen.append(n) or original(o, n))
+    monkeypatch.setattr(a, "decoder_loss", lambda o, noise: seen.append(noise) or original(o, noise=noise))
     a.update_decoder(obs)
     assert torch.equal(seen[0], expected)
 
@@ -285,7 +283,7 @@ def test_state_observations_use_an_mlp_encoder_and_decoder():
     a = SACAE(SACAEConfig(**TINY), 5, ACT, "cpu", 0)
     assert isinstance(a.ac.encoder.trunk, torch.nn.Identity) and a.ac.encoder.feature_dim == 8
     obs = torch.randn(B, 5)
-    loss, rec, _ = a.decoder_loss(obs, None)
+    loss, (rec, _) = a.decoder_loss(obs, noise=None)
     assert torch.allclose(rec, F.mse_loss(a.decoder(a.ac.encoder(obs)), obs))
 
 
@@ -297,7 +295,7 @@ def test_pixel_sac_td3_critic_trains_the_convolutions_the_actor_does_not(cls, cf
     assert a.ac.encoder.actor_head is None and a.ac.encoder.trunk.center == 0.5
     critic = params_with_grad(named, a.ac.critic_loss(obs, torch.rand(B, ACT) * 2 - 1, torch.randn(B))[0])
     assert groups(critic) == {"ac.critic", "ac.encoder.trunk", "ac.encoder.head"}
-    out = detached_weights(a.ac.actor_loss, a.ac.critic)(obs)
+    out = detached_weights(a.ac.actor_loss, a.ac.critic)(obs, **a.ac.actor_draws(len(obs)))
     actor_loss = out[0] if isinstance(out, tuple) else out
     assert groups(params_with_grad(named, actor_loss)) == {"ac.actor"}
     # the critic's Adam steps the encoder, the actor's does not
@@ -364,17 +362,12 @@ def test_pixel_update_and_act_never_synchronise(make):
     assert one.shape == (ACT,) and many.shape == (B, ACT) and np.abs(many).max() <= 1
 
 
-def test_the_k_seed_mode_refuses_pixel_agents():
-    with pytest.raises(ConfigError, match="pixel"):
-        SeedGroup([pixel_agent(SAC, SACAgentConfig), pixel_agent(SAC, SACAgentConfig)])
-
-
 def test_sac_ae_image_pad_shifts_what_the_critic_and_the_decoder_see(monkeypatch):
     a = sac_ae(image_pad=2)
     batch = FixedReplay().batch
     offsets = shift_offsets(2 * B, 2, torch.Generator().set_state(a.generator.get_state()))
     seen = {}
-    monkeypatch.setattr(a.ac, "update", lambda o, *rest: seen.setdefault("rl", (o, rest[-1])) and {})
+    monkeypatch.setattr(a.ac, "update", lambda u, o, *rest: seen.setdefault("rl", (o, rest[-1])) and {})
     monkeypatch.setattr(a, "update_decoder", lambda o: seen.setdefault("ae", o) is None or {})
     a.update(FixedReplay(), 0)
     assert torch.equal(seen["rl"][0], random_shift(batch.obs[:, 0], 2, offsets[:B]))

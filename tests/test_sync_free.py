@@ -105,8 +105,8 @@ def test_update_and_act_never_synchronise(name):
 @pytest.mark.parametrize("name", agent_names())
 def test_updates_never_flip_requires_grad(name, monkeypatch):
     """An actor step through a critic it does not train sees the critic's weights detached
-    (iqrl.optim.detached_weights) instead of switching their `requires_grad` off and on: a flag flipped inside
-    the step would be part of a compiled or captured graph's guards."""
+    (iqrl.nn.optim.detached_weights) instead of switching their `requires_grad` off and on: a flag flipped
+    inside the step would be part of a compiled or captured graph's guards."""
     agent, replay, _ = agent_and_replay(name)
     flips = []
     original = torch.Tensor.requires_grad_

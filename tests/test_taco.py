@@ -85,9 +85,9 @@ def record(agent, name):
     calls = []
     original = getattr(agent, name)
 
-    def spy(*args):
-        calls.append(args)
-        return original(*args)
+    def spy(*args, **draws):
+        calls.append((*args, *draws.values()))
+        return original(*args, **draws)
 
     setattr(agent, name, spy)
     return calls
@@ -128,7 +128,7 @@ def test_pixel_update_draws_its_shifts_first_and_augments_each_batch_apart():
     g = torch.Generator().manual_seed(0)
     g.set_state(a.generator.get_state())
     offsets = shift_offsets(5 * B, 4, g).view(5, B, 2)
-    normal = torch.randn((2, B, ACT), generator=g)
+    normal = torch.randn((2, B, ACT), generator=g) * a.std
     critic_calls, taco_calls = record(a, "critic_loss"), record(a, "taco_losses")
     a.update(FixedReplay(batch), 0)
     obs = batch.obs
@@ -147,9 +147,14 @@ def test_pixel_update_draws_its_shifts_first_and_augments_each_batch_apart():
 
 # ---------------------------------------------------------------------- which parameters each loss trains
 def grads(agent, loss) -> dict[str, bool]:
+    return gradients_of(agent, loss.backward)
+
+
+def gradients_of(agent, backward) -> dict[str, bool]:
+    """Which parameter groups hold a nonzero gradient after `backward()` (a backward pass, or a step)."""
     for p in agent.optimizer_parameters():
         p.grad = None
-    loss.backward()
+    backward()
     groups = {
         "encoder": agent.encoder,
         "action_single": agent.action_encoder.single,
@@ -180,11 +185,11 @@ def test_gradients_reach_exactly_the_parameters_each_loss_trains(obs_dim):
     batch = window_batch(a, pixels=obs_dim == PIX)
     w = a.window(batch)
     normal = torch.randn(2, B, ACT)
-    loss, h, _, _ = a.critic_loss(w["o_t"], w["a_t"], w["ret"], w["discount"], w["o_n"], normal[0])
+    loss, (h, _, _) = a.critic_loss(w["o_t"], w["a_t"], w["ret"], w["discount"], w["o_n"], noise=normal[0])
     # critic -> critic, encoder and the single-step action encoder (its Q reads psi(a_t))
     assert trained(grads(a, loss)) == {"critic", "encoder", "action_single"}
-    # actor on detached features -> the actor only (critic and psi held fixed)
-    assert trained(grads(a, a.actor_loss(h.detach(), normal[1]))) == {"actor"}
+    # actor on detached features -> the actor only (its step holds the critic and psi fixed)
+    assert trained(gradients_of(a, lambda: a.update_actor(h.detach(), normal[1]))) == {"actor"}
     args = (w["o_t"], w["o_t"].clone(), w["a_seq"], w["o_K"], w["ret"], w["mask"])
     terms = a.taco_losses(*args)
     rep = {"encoder", "proj_s"}
@@ -276,7 +281,9 @@ def test_critic_target_is_the_clipped_double_q_of_the_online_actor():
     a' = mu (clamped to 1 - 1e-6)."""
     a = build(["agent.std_start=0", "agent.std_end=0", "agent.nstep=2"])
     w = a.window(window_batch(a))
-    _, _, _, y = a.critic_loss(w["o_t"], w["a_t"], w["ret"], w["discount"], w["o_n"], torch.randn(B, ACT))
+    _, (_, _, y) = a.critic_loss(
+        w["o_t"], w["a_t"], w["ret"], w["discount"], w["o_n"], noise=torch.randn(B, ACT) * a.std
+    )
     with torch.no_grad():
         h = a.encoder(w["o_n"])
         a_next = a.actor(h).clamp(-1 + 1e-6, 1 - 1e-6)

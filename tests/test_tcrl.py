@@ -211,7 +211,7 @@ def test_td_target_uses_online_actor_and_min_of_target_heads():
     z, z_next = torch.randn(8, 6), torch.randn(8, 6)
     ret, disc = torch.rand(8), torch.full((8,), 0.729)
     state = ac.generator.get_state()
-    ac.update(z, b.action[:, 0], ret, disc, z_next)
+    ac.update(agent.updater, z, b.action[:, 0], ret, disc, z_next)
     ac2 = make(nstep=3, gamma=0.9).ac
     ac2.generator.set_state(state)
     with torch.no_grad():
@@ -222,7 +222,7 @@ def test_td_target_uses_online_actor_and_min_of_target_heads():
         expected = ((q - y) ** 2).sum(0).mean()
     ac2.sigma = 0.5
     ac2.generator.set_state(state)
-    assert ac2.update(z, b.action[:, 0], ret, disc, z_next)["q_loss"].item() == pytest.approx(
+    assert ac2.update(agent.updater, z, b.action[:, 0], ret, disc, z_next)["q_loss"].item() == pytest.approx(
         expected.item(), rel=1e-5
     )
 
@@ -231,7 +231,7 @@ def test_nstep_uses_the_first_n_rewards_and_gamma_n():
     agent = make(nstep=3, gamma=0.5)
     b = batch()
     seen = {}
-    agent.ac.update = lambda z, a, ret, disc, zn: seen.update(ret=ret, disc=disc, zn=zn) or {}
+    agent.ac.update = lambda u, z, a, ret, disc, zn: seen.update(ret=ret, disc=disc, zn=zn) or {}
     agent.update_rl(b)
     assert torch.allclose(seen["ret"], b.reward[:, 0] + 0.5 * b.reward[:, 1] + 0.25 * b.reward[:, 2])
     assert torch.allclose(seen["disc"], torch.full((8,), 0.125))

@@ -150,7 +150,8 @@ def test_value_clipping_and_hard_sync_every_target_update():
     o, a, o2 = fixed_batch()
     # before the first sync the clip range is (0, 0): targets are the rewards
     rew = torch.rand(32)
-    assert torch.equal(agent.td_target(rew, torch.ones(32), o2), rew)
+    y = agent.td_target(rew, torch.ones(32), o2, agent.clip_lo, agent.clip_hi, **agent.target_draws(32))
+    assert torch.equal(y, rew)
     agent.y_min, agent.y_max = torch.tensor(math.inf), torch.tensor(-math.inf)
     snapshots = {n: params(getattr(agent, n)) for n in ("fixed_encoder", "encoder", "actor", "critic")}
     for _ in range(2):

@@ -45,8 +45,7 @@ from iqrl.core.replay import SequenceBatch, nstep_transition, shift_window
 from iqrl.learners.sac import SACLearner
 from iqrl.learners.td3 import TD3Learner
 from iqrl.nn.layers import ConvEncoder, frozen_copy, mlp
-from iqrl.nn.maths import ema_update_
-from iqrl.nn.optim import adam, optimizer_step
+from iqrl.nn.optim import adam
 from iqrl.nn.quantizers import VectorQuantizer, make_quantizer
 
 
@@ -79,7 +78,6 @@ class IQRL(Agent):
         "ac_extra=ac.extra",
         "vq",  # the VQ codebook and its EMA statistics (quantizer=vq only)
     )
-    COMPILED = ("representation_loss", "ac.td_target", "ac.critic_loss", "ac.actor_loss")
 
     def __init__(self, cfg: IQRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
@@ -232,21 +230,22 @@ class IQRL(Agent):
         return (err * mask).mean()
 
     def update_representation(self, batch: SequenceBatch) -> dict:
-        loss, metrics = self.representation_loss(batch)
-        metrics["enc_grad_norm"] = optimizer_step(
-            self.repr_opt, loss, self.repr_params, self.cfg.enc_grad_clip
-        )
-        ema_update_(self.encoder_target.parameters(), self.encoder.parameters(), self.cfg.enc_tau)
-        if self.vq is not None:  # the codebook follows the updated online encoder's outputs of o_t
+        """One AdamW step on L_rep, then the EMA target encoder (and projection) at rate enc_tau."""
+        c, u = self.cfg, self.updater
+        step = u.step(self.representation_loss, batch, opt=self.repr_opt, max_norm=c.enc_grad_clip)
+        u.ema(self.encoder_target, self.encoder, c.enc_tau)
+        if self.vq is not None:  # the codebook follows the updated online encoder's outputs of o_t, in place
             with torch.no_grad():
                 self.vq.ema_update(self.encoder(batch.obs[:, 0]))
         if self.projection is not None:
-            ema_update_(self.projection_target.parameters(), self.projection.parameters(), self.cfg.enc_tau)
-        return metrics
+            u.ema(self.projection_target, self.projection, c.enc_tau)
+        return {**step.aux, "enc_grad_norm": step.grad_norm}
 
     # ------------------------------------------------------------------ RL on the latent
     def update_rl(self, batch: SequenceBatch) -> dict:
-        return self.ac.update(*self.rl_inputs(batch))
+        """The learner's steps on the window re-encoded by the updated encoder (detached)."""
+        u = self.updater
+        return self.ac.update(u, *u.call(self.rl_inputs, batch))
 
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(z_t, a_t, n-step return, bootstrap discount, z_{t+m}): the learner's inputs, encoded by the online
@@ -267,6 +266,7 @@ class IQRL(Agent):
         return batch if self.pixels is None else shift_window(batch, self.cfg.image_pad, self.generator)
 
     def update(self, replay, step: int) -> dict:
+        """The representation step, then the learner's steps on the same window."""
         batch = self.augment(replay.sample(self.spec.batch_size))
         metrics = self.update_representation(batch)
         metrics.update(self.update_rl(batch))

@@ -186,7 +186,7 @@ def prepare(
     env = make_env(task, 0, cfg.action_repeat, cfg.episode_length, None, observation(cfg))
     a = make_agent(cfg.agent, env.obs_dim, env.act_dim, dev, 0)
     if cfg.compile:
-        a.compile_losses(cudagraphs=cfg.cudagraphs)
+        a.compile(cudagraphs=cfg.cudagraphs)
     frame_stack = cfg.frame_stack if cfg.obs == "pixels" else 1
     replay = SequenceReplay(env.obs_dim, env.act_dim, a.spec.seq_len, dev, 0, frame_stack=frame_stack)
     rng = np.random.default_rng(0)
@@ -691,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from iqrl.multiseed.group import GROUP_AGENTS  # the agents the K-seed mode supports
+    from iqrl.multiseed.group import unsupported  # the configs the K-seed mode refuses
     from iqrl.train import check_compile, check_precision
 
     groups = [k for k in seeds if k > 1]
@@ -725,12 +725,12 @@ def main(argv: list[str] | None = None) -> int:
         for a, t, m in ((a, t, m) for a in agents for t in tasks for m in modes):
             print(json.dumps(matmul_split(a, t, m, args.updates)), flush=True)
         return 0
-    plan = [(a, ([1] if 1 in seeds else []) + (groups if a in GROUP_AGENTS else [])) for a in agents]
+    grouped = [a for a in agents if unsupported(build_config([f"agent={a}"])) is None]
+    plan = [(a, ([1] if 1 in seeds else []) + (groups if a in grouped else [])) for a in agents]
     if not any(ks for _, ks in plan):
         print(
-            f"error: --seeds {args.seeds} asks only for K-seed rows, which only {', '.join(GROUP_AGENTS)} "
-            f"have; "
-            f"add 1 to --seeds or pick one of them",
+            f"error: --seeds {args.seeds} asks only for K-seed rows, which the K-seed mode refuses for "
+            f"{', '.join(agents)} at their paper configs; add 1 to --seeds or pick other agents",
             file=sys.stderr,
         )
         return 2

@@ -62,7 +62,9 @@ class RunConfig:
     precision: str = (
         "fp32"  # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (train.UpdatePrecision)
     )
-    compile: bool = False  # torch.compile the agent's loss functions (Agent.COMPILED; docs/performance.md)
+    compile: bool = (
+        False  # torch.compile the pieces of the agent's update (Agent.compile; docs/performance.md)
+    )
     cudagraphs: bool = False  # with compile: replay them as CUDA graphs (CUDA only)
     episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
     action_repeat: int = 2

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from iqrl.core.update import Updater
+
 
 @dataclass
 class AgentConfig:
@@ -44,6 +46,11 @@ class AgentConfig:
     # env's
     # seed. Default: train seed + EVAL_SEED_OFFSET (10000). On in the `iqrl-official` preset.
     official_shared_eval_seed: bool = False
+
+    def kseed_refusal(self) -> str | None:
+        """Why the K-seed mode (iqrl/multiseed/) cannot train this config, in one line, or None: it runs any
+        update whose networks change only through the agent's updater. Nothing to refuse by default."""
+        return None
 
     def validate_pixels(self, image_size: int) -> None:
         """The checks of obs=pixels at frames of `image_size` (ValueError, one line): run by the run config
@@ -109,15 +116,6 @@ class Agent(abc.ABC):
     spec: AgentSpec
     STATE_OBJECTS: tuple[str, ...] = ()
     STATE_VALUES: tuple[str, ...] = ()
-    # The loss functions (dotted paths of methods) that run key `compile` hands to torch.compile: pure
-    # functions of their inputs and the weights, without host synchronisation (tests/test_sync_free.py).
-    # Empty: the agent has no compiled update (docs/performance.md says why).
-    COMPILED: tuple[str, ...] = ()
-    # Pure functions of acting, compiled with them (DC-MPC's planner). They see inputs of several shapes (one
-    # env or a batch of evaluation envs, policy-prior or sampled sequences), so they are compiled with
-    # dynamic shapes, once for all of them; and never captured as CUDA graphs: each call feeds the next one's
-    # input, which graph replays would overwrite.
-    COMPILED_ACTING: tuple[str, ...] = ()
     # Whether the agent learns from pixel observations (obs=pixels: a convolutional encoder in front).
     PIXELS: bool = False
 
@@ -126,6 +124,9 @@ class Agent(abc.ABC):
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)  # every random draw of the updates (and acting)
         self.generator.manual_seed(seed)
+        # What runs the update's pieces (iqrl/core/update.py): eagerly, compiled (`compile`), or
+        # vectorised over seeds by the K-seed mode, which sets its own.
+        self.updater = Updater()
 
     codebook_size: int | None = None  # codes per group of a quantized latent (diagnostics)
     latent_width: int | None = None  # width D of the latent the actor and critic consume (diagnostics)
@@ -141,18 +142,17 @@ class Agent(abc.ABC):
     @abc.abstractmethod
     def update(self, replay, step: int) -> dict[str, Any]: ...
 
-    def compile_losses(self, cudagraphs: bool = False) -> None:
-        """Replace each COMPILED method by its torch.compile'd version (with cudagraphs: inductor's CUDA
-        graphs, mode "reduce-overhead"), and each COMPILED_ACTING one by its compiled version with dynamic
-        shapes.
-        The optimizer steps, target updates and random draws stay eager between them, so the random streams
-        and the update order are those of the eager agent."""
-        losses = {"mode": "reduce-overhead" if cudagraphs else None}
-        for paths, options in ((self.COMPILED, losses), (self.COMPILED_ACTING, {"dynamic": True})):
-            for path in paths:
-                owner_path, _, name = path.rpartition(".")
-                owner = _get(self, owner_path) if owner_path else self
-                setattr(owner, name, torch.compile(getattr(owner, name), **options))
+    def compile(self, cudagraphs: bool = False) -> None:
+        """compile=true: every piece of the update runs through torch.compile (with cudagraphs: inductor's
+        CUDA graphs, mode "reduce-overhead"; iqrl/core/update.py), then `compile_acting`. The optimizer steps,
+        target updates and random draws stay eager between them, so the random streams and the update order
+        are those of the eager agent."""
+        self.updater = Updater(compile=True, cudagraphs=cudagraphs)
+        self.compile_acting()
+
+    def compile_acting(self) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """compile=true: compile what acting evaluates where it pays (DC-MPC's planner). Nothing by
+        default."""
 
     def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed

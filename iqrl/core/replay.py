@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils._pytree import register_dataclass
 
 from iqrl.nn.maths import random_shift, shift_offsets
 
@@ -51,6 +52,10 @@ class SequenceBatch:
 
     def __len__(self) -> int:
         return self.obs.shape[0]
+
+
+# A pytree of its tensors: the K-seed mode stacks the seeds' batches field by field (iqrl/multiseed/).
+register_dataclass(SequenceBatch)
 
 
 def shift_window(batch: SequenceBatch, pad: int, generator: torch.Generator) -> SequenceBatch:

@@ -58,7 +58,7 @@ LEGACY_VALUES = {
     "perturb_eval": True,
     # batched evaluation (train.eval_batch): older runs evaluated their episodes one after another
     "eval_batched": False,
-    # compiled updates (Agent.compile_losses): older runs ran eagerly
+    # compiled updates (Agent.compile): older runs ran eagerly
     "compile": False,
     "cudagraphs": False,
     # pixel observations (iqrl.envs.PixelEnv): older runs saw state vectors

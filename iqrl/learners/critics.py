@@ -16,6 +16,7 @@ REDQ (Chen et al. 2021, arXiv 2101.05982) and the iQRL code do.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,9 +25,9 @@ from torch import Tensor, nn
 
 from iqrl.core.checks import require
 from iqrl.core.interface import AgentConfig
+from iqrl.core.update import Updater
 from iqrl.nn.layers import EnsembleMLP, Mish, frozen_copy
-from iqrl.nn.maths import ema_update_
-from iqrl.nn.optim import adam, optimizer_step
+from iqrl.nn.optim import adam
 
 if TYPE_CHECKING:
     from iqrl.learners.encoders import CriticEncoder
@@ -89,10 +90,11 @@ class CriticConfig(AgentConfig):
         require(checks)
 
 
-class CriticEnsembleLearner(nn.Module):
+class CriticEnsembleLearner(nn.Module, abc.ABC):
     """What every actor-critic here shares: a vectorised critic ensemble with an EMA target, random
     critic subsets, the critic step, and the counters and optimizer state a checkpoint needs.
-    Subclasses add the actor: `td_target` (the bootstrap target) and `update_actor` (metrics dict)."""
+    Subclasses add the actor: `target_draws` and `td_target` (the bootstrap target), `actor_draws` and
+    `update_actor` (the actor's step, a metrics dict)."""
 
     expl_sigma: float | None = (
         None  # std of the exploration noise; None: the actor explores by sampling (SAC)
@@ -125,11 +127,6 @@ class CriticEnsembleLearner(nn.Module):
         self.critic_opt = self.make_critic_opt()
         self.critic_steps = 0
         self.episodes_trained = 0  # index into per-episode schedules (exploration noise)
-        # An update's random draws, made before its losses run (`update`; the K-seed mode of
-        # iqrl/multiseed.py draws each seed's numbers from its own generator, in `predraw` order, then runs
-        # the update vectorised): when set, `_random_subset` and `_randn` pop from this list instead of
-        # drawing (acting draws in place).
-        self.predrawn: list[Tensor] | None = None
 
     def make_critic_opt(self) -> torch.optim.Optimizer:
         """Adam on the critics and, with an encoder, its trunk and head (the critic loss trains them)."""
@@ -164,68 +161,58 @@ class CriticEnsembleLearner(nn.Module):
         encoder's trunk or critic head)."""
         return (x, x) if self.encoder is None else self.encoder.actor_inputs(x)
 
-    def _random_subset(self, k: int, device) -> Tensor:
-        if self.predrawn is not None:
-            return self.predrawn.pop(0)
-        n = self.cfg.num_critics
+    # ------------------------------------------------------------------ random draws
+    def random_subset(self, k: int) -> Tensor:
+        """k distinct critic indices drawn from the learner's generator; all of them, in order and without a
+        draw, when k is the ensemble's size."""
+        n, g = self.cfg.num_critics, self.generator
         if k == n:
-            return torch.arange(n, device=device)
-        return torch.randperm(n, generator=self.generator, device=self.generator.device)[:k].to(device)
+            return torch.arange(n, device=g.device)
+        return torch.randperm(n, generator=g, device=g.device)[:k]
 
-    def _randn(self, shape, device) -> Tensor:
-        if self.predrawn is not None:
-            return self.predrawn.pop(0)
-        return torch.randn(shape, generator=self.generator, device=device)
+    def normal(self, *shape: int) -> Tensor:
+        """N(0, 1) draws of `shape` from the learner's generator."""
+        return torch.randn(shape, generator=self.generator, device=self.generator.device)
 
+    # ------------------------------------------------------------------ the update
     def q(self, x: Tensor, a: Tensor, members: Tensor | None = None, target: bool = False) -> Tensor:
         """Q-values [E, B] of the online (or target) critics `members` (all when None)."""
         net = self.critic_target if target else self.critic
         return net(torch.cat([x, a], -1), members).squeeze(-1).float()
 
-    def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
-        raise TypeError(f"{type(self).__name__} must define td_target")
+    @abc.abstractmethod
+    def target_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """The random draws of `td_target` for a batch of `batch_size`, by keyword."""
 
-    def update_actor(self, x: Tensor) -> dict:
-        raise TypeError(f"{type(self).__name__} must define update_actor")
+    @abc.abstractmethod
+    def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor, **draws: Tensor) -> Tensor:
+        """The bootstrap target y [B] of the critic step."""
 
-    def predraw(self, batch_size: int) -> list[Tensor]:
-        raise TypeError(f"{type(self).__name__} must define predraw")
+    @abc.abstractmethod
+    def update_actor(self, u: Updater, x: Tensor) -> dict:
+        """The actor's step (and what follows it) on the critic step's inputs x; its metrics."""
 
-    def update(self, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor) -> dict:
+    def update(
+        self, u: Updater, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor
+    ) -> dict:
         """One critic step on every critic (+ an actor step every `actor_update_freq`), detached inputs."""
-        # The update's random numbers are drawn first, from the learner's generator in the order the steps
-        # use them (the stream of drawing them in place): the losses below are then pure functions of
-        # their inputs, which is what compile=true compiles (Agent.COMPILED) and a CUDA graph replays.
-        self.predrawn = self.predraw(len(x))
-        try:
-            metrics = self._update(x, action, ret, discount, x_next)
-            if self.predrawn:
-                raise RuntimeError(f"{type(self).__name__}.predraw drew more than its update used")
-            return metrics
-        finally:
-            self.predrawn = None
-
-    def _update(self, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor) -> dict:
         c = self.cfg
-        y = self.td_target(ret, discount, x_next)
-        q_loss, q = self.critic_loss(x, action, y)
-        grad_norm = optimizer_step(
-            self.critic_opt, q_loss, self.critic_opt.param_groups[0]["params"], c.grad_clip
-        )
-        metrics = {"q_loss": q_loss.detach(), "q_mean": q.detach().mean(), "target_mean": y.mean()}
-        if grad_norm is not None:
-            metrics["q_grad_norm"] = grad_norm
+        y = u.call(self.td_target, ret, discount, x_next, **self.target_draws(len(x)))
+        step = u.step(self.critic_loss, x, action, y, opt=self.critic_opt, max_norm=c.grad_clip)
+        metrics = {"q_loss": step.loss, "q_mean": step.aux.mean(), "target_mean": y.mean()}
+        if step.grad_norm is not None:
+            metrics["q_grad_norm"] = step.grad_norm
         self.critic_steps += 1
-        self.update_targets()
+        self.update_targets(u)
         if self.critic_steps % c.actor_update_freq == 0:
-            metrics.update(self.update_actor(x))
+            metrics.update(self.update_actor(u, x))
         return metrics
 
-    def update_targets(self) -> None:
+    def update_targets(self, u: Updater) -> None:
         """EMA of the target critics (and of the target encoder) at rate tau, after every critic step."""
-        ema_update_(self.critic_target.parameters(), self.critic.parameters(), self.cfg.tau)
+        u.ema(self.critic_target, self.critic, self.cfg.tau)
         if self.encoder is not None:
-            self.encoder.update_target(self.cfg.tau)
+            self.encoder.update_target(u, self.cfg.tau)
 
     def critic_loss(self, x: Tensor, action: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(loss, Q [E, B]): per-critic MSE to the target y, reduced over critics by `critic_loss_reduce`."""
@@ -233,11 +220,11 @@ class CriticEnsembleLearner(nn.Module):
         per_critic = ((q - y) ** 2).mean(1)
         return (per_critic.mean() if self.cfg.critic_loss_reduce == "mean" else per_critic.sum()), q
 
-    def actor_objective_q(self, x: Tensor, a: Tensor) -> Tensor:
-        """Q [B] for the actor's objective: `actor_q_reduce` over a random subset of online critics."""
-        c = self.cfg
-        q = self.q(x, a, self._random_subset(c.q_subsample, x.device))
-        return q.mean(0) if c.actor_q_reduce == "mean" else q.amin(0)
+    def actor_objective_q(self, x: Tensor, a: Tensor, members: Tensor) -> Tensor:
+        """Q [B] for the actor's objective: `actor_q_reduce` over the online critics `members` (a random
+        subset, `random_subset(q_subsample)`)."""
+        q = self.q(x, a, members)
+        return q.mean(0) if self.cfg.actor_q_reduce == "mean" else q.amin(0)
 
     @property
     def extra(self) -> LearnerCounters:

@@ -22,8 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
+from iqrl.core.update import Updater
 from iqrl.nn.layers import ConvEncoder, frozen_copy, init_linear_
-from iqrl.nn.maths import ema_update_, random_shift, shift_offsets
+from iqrl.nn.maths import random_shift, shift_offsets
 
 
 @dataclass
@@ -106,11 +107,11 @@ class CriticEncoder(nn.Module):
             h = self.trunk(obs)
         return self.actor_head(h)
 
-    @torch.no_grad()
-    def update_target(self, tau: float) -> None:
+    def update_target(self, u: Updater, tau: float) -> None:
         """EMA of the target trunk and head towards the online ones at rate tau."""
-        target = [*self.target_trunk.parameters(), *self.target_head.parameters()]
-        ema_update_(target, self.online_parameters(), tau)
+        u.ema(
+            [*self.target_trunk.parameters(), *self.target_head.parameters()], self.online_parameters(), tau
+        )
 
 
 def shift_pair(x: Tensor, x_next: Tensor, pad: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

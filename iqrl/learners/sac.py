@@ -44,10 +44,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
+from iqrl.core.update import Updater
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import CriticEncoder
 from iqrl.nn.layers import mlp
-from iqrl.nn.optim import adam, detached_weights, optimizer_step
+from iqrl.nn.optim import adam
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -121,58 +122,69 @@ class SACLearner(CriticEnsembleLearner):
         """The mean action tanh(mu) (evaluation)."""
         return torch.tanh(self.gaussian(x)[0])
 
-    def sample(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """a ~ pi(.|x) (reparameterised) and log pi(a|x) [B] with the tanh correction."""
+    def sample(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """a ~ pi(.|x) reparameterised by eps ~ N(0, 1) [B, A], and log pi(a|x) [B] with the tanh
+        correction."""
         mu, log_std = self.gaussian(x)
-        eps = self._randn(mu.shape, mu.device)
         u = mu + log_std.exp() * eps
         log_prob = (-0.5 * eps**2 - log_std - _LOG_SQRT_2PI - tanh_log_det(u)).sum(-1)
         return torch.tanh(u), log_prob
 
     def act(self, x: Tensor, explore: bool) -> Tensor:
         x = self.actor_input(x)
-        return self.sample(x)[0] if explore else self.policy(x)
+        return self.sample(x, self.normal(*x.shape[:-1], self.act_dim))[0] if explore else self.policy(x)
 
     # ------------------------------------------------------------------ learning
-    def actor_loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean over the batch of alpha log pi(a|x) - Q(x, a) with a ~ pi, the temperature held fixed;
-        log pi(a|x) [B] for the temperature step)."""
+    def target_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """The draws of `td_target`: the next action's noise [B, A], then the target critics."""
+        return {
+            "eps": self.normal(batch_size, self.act_dim),
+            "members": self.random_subset(self.cfg.q_subsample),
+        }
+
+    @torch.no_grad()
+    def td_target(
+        self, ret: Tensor, discount: Tensor, x_next: Tensor, *, eps: Tensor, members: Tensor
+    ) -> Tensor:
+        """y = R + discount * (min over the target critics `members` of Q(x', a') - alpha log pi(a'|x')),
+        a' ~ pi(.|x') by eps."""
+        a, log_prob = self.sample(self.actor_input(x_next), eps)
+        q_next = self.q(self.target_input(x_next), a, members, target=True).amin(0)
+        return ret + discount * (q_next - self.alpha * log_prob)
+
+    def actor_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """The draws of `actor_loss`: the action's noise [B, A], then the critics of its objective."""
+        return {
+            "eps": self.normal(batch_size, self.act_dim),
+            "members": self.random_subset(self.cfg.q_subsample),
+        }
+
+    def actor_loss(self, x: Tensor, *, eps: Tensor, members: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean over the batch of alpha log pi(a|x) - Q(x, a) with a ~ pi by eps, the temperature held
+        fixed and Q reduced over the critics `members`; log pi(a|x) [B] for the temperature step)."""
         x_pi, x_q = self.actor_inputs(x)
-        a, log_prob = self.sample(x_pi)
-        return (self.alpha.detach() * log_prob - self.actor_objective_q(x_q, a)).mean(), log_prob
+        a, log_prob = self.sample(x_pi, eps)
+        return (self.alpha.detach() * log_prob - self.actor_objective_q(x_q, a, members)).mean(), log_prob
 
     def alpha_loss(self, log_prob: Tensor) -> Tensor:
         """-log(alpha) (log pi + target entropy), averaged: alpha grows while the entropy is below target."""
         return -(self.log_alpha * (log_prob + self.target_entropy)).mean()
 
-    def predraw(self, batch_size: int) -> list[Tensor]:
-        """The random draws of the next `update` call, in the order it makes them (see TD3Learner.predraw):
-        the next action's noise and the target critics in `td_target`, then, if that call takes an actor
-        step, the action noise and the critics of the actor's objective."""
-        c, shape, device = self.cfg, (batch_size, self.act_dim), self.generator.device
-        draws = [self._randn(shape, device), self._random_subset(c.q_subsample, device)]
-        if (self.critic_steps + 1) % c.actor_update_freq == 0:
-            draws += [self._randn(shape, device), self._random_subset(c.q_subsample, device)]
-        return draws
-
-    @torch.no_grad()
-    def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
-        """y = R + discount * (min over a random subset of target critics of Q(x', a') - alpha log
-        pi(a'|x'))."""
-        a, log_prob = self.sample(self.actor_input(x_next))
-        members = self._random_subset(self.cfg.q_subsample, a.device)
-        q_next = self.q(self.target_input(x_next), a, members, target=True).amin(0)
-        return ret + discount * (q_next - self.alpha * log_prob)
-
-    def update_actor(self, x: Tensor) -> dict:
-        """Actor step on alpha log pi - Q (critic frozen), then the temperature step."""
-        actor_loss, log_prob = detached_weights(self.actor_loss, self.critic)(x)
-        optimizer_step(self.actor_opt, actor_loss, self.actor_params(self.actor), self.cfg.grad_clip)
-        alpha_loss = self.alpha_loss(log_prob.detach())
-        optimizer_step(self.alpha_opt, alpha_loss)
+    def update_actor(self, u: Updater, x: Tensor) -> dict:
+        """Actor step on alpha log pi - Q (the critic's weights held fixed), then the temperature step."""
+        actor = u.step(
+            self.actor_loss,
+            x,
+            opt=self.actor_opt,
+            max_norm=self.cfg.grad_clip,
+            frozen=(self.critic,),
+            **self.actor_draws(len(x)),
+        )
+        log_prob = actor.aux
+        alpha = u.step(self.alpha_loss, log_prob, opt=self.alpha_opt)
         return {
-            "actor_loss": actor_loss.detach(),
-            "alpha_loss": alpha_loss.detach(),
+            "actor_loss": actor.loss,
+            "alpha_loss": alpha.loss,
             "alpha": self.alpha.detach(),
-            "entropy": -log_prob.detach().mean(),
+            "entropy": -log_prob.mean(),
         }

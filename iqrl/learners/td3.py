@@ -18,11 +18,12 @@ import torch
 from torch import Tensor
 
 from iqrl.core.checks import require
+from iqrl.core.update import Updater
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import CriticEncoder
 from iqrl.nn.layers import frozen_copy, mlp
-from iqrl.nn.maths import add_clipped_noise, ema_update_, linear_schedule
-from iqrl.nn.optim import adam, detached_weights, optimizer_step
+from iqrl.nn.maths import add_clipped_noise, linear_schedule, noisy_action
+from iqrl.nn.optim import adam
 
 
 @dataclass
@@ -92,39 +93,44 @@ class TD3Learner(CriticEnsembleLearner):
         return self.explore(a) if explore else a
 
     # ------------------------------------------------------------------ learning
+    def target_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """The draws of `td_target`: the smoothing noise ε ~ N(0, 1) [B, A] (scaled by σ_target there), then
+        the target critics K."""
+        return {
+            "noise": self.normal(batch_size, self.act_dim),
+            "members": self.random_subset(self.cfg.q_subsample),
+        }
+
     @torch.no_grad()
-    def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor) -> Tensor:
-        """y = R + discount * min over a random subset of target critics of Q(x', smoothed pi'(x'))."""
+    def td_target(
+        self, ret: Tensor, discount: Tensor, x_next: Tensor, *, noise: Tensor, members: Tensor
+    ) -> Tensor:
+        """y = R + discount * min over the target critics `members` of Q(x', smoothed pi'(x'))."""
         c = self.cfg
         a = self.policy(self.actor_input(x_next), target=True)
-        noise = self._randn(a.shape, a.device) * c.policy_noise
-        a = (a + noise.clamp(-c.noise_clip, c.noise_clip)).clamp(-1.0, 1.0)
-        members = self._random_subset(c.q_subsample, a.device)
+        a = noisy_action(a, noise * c.policy_noise, c.noise_clip)
         q_next = self.q(self.target_input(x_next), a, members, target=True).amin(0)
         return ret + discount * q_next
 
-    def update_actor(self, x: Tensor) -> dict:
-        c = self.cfg
-        # Only the actor is stepped: the critic's weights are detached, so backward skips their gradients.
-        loss = detached_weights(self.actor_loss, self.critic)(x)
-        optimizer_step(self.actor_opt, loss, self.actor_params(self.actor), c.grad_clip)
-        ema_update_(self.actor_target.parameters(), self.actor.parameters(), c.tau)
-        return {"actor_loss": loss.detach()}
+    def actor_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """The draw of `actor_loss`: the online critics of its objective."""
+        return {"members": self.random_subset(self.cfg.q_subsample)}
 
-    def actor_loss(self, x: Tensor) -> Tensor:
+    def actor_loss(self, x: Tensor, *, members: Tensor) -> Tensor:
+        """-mean_b Q(x, pi(x)), Q reduced over the critics `members`."""
         x_pi, x_q = self.actor_inputs(x)
-        return -self.actor_objective_q(x_q, self.policy(x_pi)).mean()
+        return -self.actor_objective_q(x_q, self.policy(x_pi), members).mean()
 
-    def predraw(self, batch_size: int) -> list[Tensor]:
-        """The random draws of the next `update` call, in the order it makes them: the target-policy
-        smoothing noise and the target critics in `td_target`, then the actor's critics if that call
-        takes an actor step. Drawn from this learner's generator, so the stream is the same as drawing
-        inside `update`."""
+    def update_actor(self, u: Updater, x: Tensor) -> dict:
+        """Actor step (the critic's weights held fixed), then the EMA of the target actor."""
         c = self.cfg
-        draws = [
-            self._randn((batch_size, self.act_dim), self.generator.device),
-            self._random_subset(c.q_subsample, self.generator.device),
-        ]
-        if (self.critic_steps + 1) % c.actor_update_freq == 0:
-            draws.append(self._random_subset(c.q_subsample, self.generator.device))
-        return draws
+        step = u.step(
+            self.actor_loss,
+            x,
+            opt=self.actor_opt,
+            max_norm=c.grad_clip,
+            frozen=(self.critic,),
+            **self.actor_draws(len(x)),
+        )
+        u.ema(self.actor_target, self.actor, c.tau)
+        return {"actor_loss": step.loss}

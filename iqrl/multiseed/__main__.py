@@ -2,7 +2,7 @@
 
 import sys
 
-from iqrl.multiseed.group import main
+from iqrl.multiseed.runs import main
 from iqrl.train import stop_on_signals
 
 sys.exit(main(should_stop=stop_on_signals("iqrl.multiseed")))

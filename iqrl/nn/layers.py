@@ -24,7 +24,7 @@ from iqrl.nn.kernels import baddbmm, linear, mish
 
 class Mish(nn.Mish):
     """The networks' Mish. Eager: PyTorch's kernel (F.mish), so eager runs compute what they always did.
-    Under torch.compile (`compile=true`): `iqrl.maths.mish`, the same function through one exponential,
+    Under torch.compile (`compile=true`): `iqrl.nn.kernels.mish`, the same function through one exponential,
     which inductor fuses with the LayerNorm before it into one loop, forward and backward; on this
     project's CPUs that made a compiled iQRL update 9-12% faster than compiling F.mish
     (docs/performance.md). The two agree to a few ulps, within the compiled update's tolerance."""

@@ -75,34 +75,34 @@ def gumbel_softmax_st(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor
 
 
 def add_clipped_noise(action: Tensor, std: float, clip: float | None, generator: torch.Generator) -> Tensor:
-    """clamp(a + clip(N(0, std^2), -clip, clip), -1, 1); clip=None leaves the noise unclipped.
-
-    Exploration (clip None) and TD3 target-policy smoothing (clip 0.3 or 0.5) of the TD7 and MR.Q agents.
-    """
+    """`noisy_action` with N(0, std^2) noise drawn here from `generator`: exploration (clip None) of the TD3,
+    TD7, MR.Q and DC-MPC agents."""
     noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype) * std
+    return noisy_action(action, noise, clip)
+
+
+def noisy_action(action: Tensor, noise: Tensor, clip: float | None) -> Tensor:
+    """clamp(a + clip(noise, -clip, clip), -1, 1); clip=None leaves the noise unclipped. With the noise drawn
+    beforehand: TD3's target-policy smoothing (clip 0.3 or 0.5) in an update."""
     if clip is not None:
         noise = noise.clamp(-clip, clip)
     return (action + noise).clamp(-1.0, 1.0)
 
 
 def truncated_normal_sample(
-    mu: Tensor,
-    std: float,
-    generator: torch.Generator | None,
-    clip: float | None = None,
-    eps: float = 1e-6,
-    normal: Tensor | None = None,
+    mu: Tensor, std: float, generator: torch.Generator, clip: float | None = None, eps: float = 1e-6
 ) -> Tensor:
-    """TCRL's (and DrQ-v2's) truncated-normal policy sample: mu + clip(std * N(0, 1), -clip, clip),
-    then clamped to [-1 + eps, 1 - eps] with a straight-through gradient (backward as if not clamped).
+    """TCRL's (and DrQ-v2's) truncated-normal policy sample: `clipped_sample` of mu with the noise
+    std * N(0, 1) [*mu.shape] drawn here from `generator`; clip=None leaves the noise unclipped (TCRL's
+    exploration); std may be 0 (then it returns mu, clamped)."""
+    normal = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return clipped_sample(mu, normal * std, clip, eps)
 
-    clip=None leaves the noise unclipped (TCRL's exploration); std may be 0 (then it returns mu, clamped).
-    `normal`: the N(0, 1) draws [*mu.shape], drawn beforehand (an update that draws its numbers first);
-    without it they are drawn here from `generator`.
-    """
-    if normal is None:
-        normal = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    noise = normal * std
+
+def clipped_sample(mu: Tensor, noise: Tensor, clip: float | None = None, eps: float = 1e-6) -> Tensor:
+    """mu + clip(noise, -clip, clip), then clamped to [-1 + eps, 1 - eps] with a straight-through gradient
+    (backward as if not clamped): the truncated-normal sample of a noise drawn beforehand (an update's
+    draws)."""
     if clip is not None:
         noise = noise.clamp(-clip, clip)
     x = mu + noise
@@ -170,10 +170,9 @@ def two_hot(y: Tensor, bins: Tensor) -> Tensor:
     k = (torch.searchsorted(bins, y.contiguous(), right=True) - 1).clamp(0, n - 2)
     lo, hi = bins[k], bins[k + 1]
     w = ((y - lo) / (hi - lo)).clamp(0.0, 1.0)
-    out = torch.zeros(*y.shape, n, device=y.device, dtype=bins.dtype)
-    out.scatter_(-1, k.unsqueeze(-1), (1.0 - w).unsqueeze(-1))
-    out.scatter_add_(-1, (k + 1).unsqueeze(-1), w.unsqueeze(-1))
-    return out
+    out = torch.zeros(*y.shape, n, device=y.device, dtype=bins.dtype)  # out of place: vmap-able (K-seed mode)
+    out = out.scatter(-1, k.unsqueeze(-1), (1.0 - w).unsqueeze(-1))
+    return out.scatter_add(-1, (k + 1).unsqueeze(-1), w.unsqueeze(-1))
 
 
 def two_hot_decode(logits: Tensor, bins: Tensor) -> Tensor:

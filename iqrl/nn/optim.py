@@ -51,8 +51,8 @@ class _Holder(nn.Module):
         super().__init__()
         self.fn, self.held = fn, nn.ModuleList(modules)
 
-    def forward(self, *args):
-        return self.fn(*args)
+    def forward(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
 
 
 def detached_weights(fn, *modules: nn.Module):
@@ -65,4 +65,4 @@ def detached_weights(fn, *modules: nn.Module):
     """
     holder = _Holder(fn, modules)
     params = {name: p.detach() for name, p in holder.named_parameters()}
-    return lambda *args: functional_call(holder, params, args, strict=False)
+    return lambda *args, **kwargs: functional_call(holder, params, args, kwargs, strict=False)

@@ -1,0 +1,108 @@
+"""How an agent's update runs its pieces: the one seam between an update's definition and the mode running it.
+
+An agent writes its update once, in the paper's order, as calls on an `Updater` (`agent.updater`):
+
+    y = u.call(self.td_target, ret, discount, x_next, **self.target_draws(len(x)))   # a pure function
+    (loss, q), norm = u.step(self.critic_loss, x, action, y, opt=self.critic_opt)   # one gradient step
+    u.ema(self.critic_target, self.critic, tau)                                      # a target update
+
+Each function handed to `call` or `step` is pure: a function of the networks' parameters, its tensor
+arguments and its random draws, which the agent makes beforehand from its own generator with a function
+declared beside the one that consumes them and passes in by name (keyword arguments). Everything else
+(sampling, counters, schedules, writing priorities back) is plain code around these calls.
+
+The modes are implementations of this class:
+* `Updater` (here): runs each piece as written; with `compile=true` through `torch.compile` (inductor's CUDA
+  graphs with `cudagraphs=true`), the optimizer steps, target updates and draws staying eager around them;
+* `iqrl.multiseed`: the K-seed mode's updater, which runs the same calls of K agents as one call vectorised
+  over parameters stacked per seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_map
+
+from iqrl.nn.maths import ema_update_, hard_update_
+from iqrl.nn.optim import detached_weights, optimizer_step
+
+Optimizers = torch.optim.Optimizer | tuple[torch.optim.Optimizer, ...]
+Parameters = nn.Module | Iterable[Tensor]
+
+
+class StepResult(NamedTuple):
+    loss: Tensor  # the loss, detached
+    aux: Any  # what the loss function returned besides the loss, detached
+    grad_norm: Tensor | None  # the total gradient norm before clipping (steps with max_norm > 0)
+
+
+def params_of(opt: Optimizers) -> list[Tensor]:
+    """The parameters an optimizer (or a tuple of them) steps, in order."""
+    return [
+        p for o in (opt if isinstance(opt, tuple) else (opt,)) for g in o.param_groups for p in g["params"]
+    ]
+
+
+def parameters(x: Parameters) -> list[Tensor]:
+    return list(x.parameters()) if isinstance(x, nn.Module) else list(x)
+
+
+def detach(tree: Any) -> Any:
+    """Every tensor of a nested structure detached (what a step returns besides its loss)."""
+    return tree_map(lambda v: v.detach() if isinstance(v, Tensor) else v, tree)
+
+
+class Updater:
+    """Runs an update's pieces eagerly, or compiled (`compile`); see the module docstring."""
+
+    def __init__(self, compile: bool = False, cudagraphs: bool = False):
+        self.compile = compile
+        self.options = {"mode": "reduce-overhead" if cudagraphs else None}
+        self._compiled: dict[Callable, Callable] = {}
+
+    def _run(self, fn: Callable) -> Callable:
+        """fn itself, or its torch.compile'd version (one per function, compiled on first use)."""
+        if not self.compile:
+            return fn
+        key = getattr(fn, "__func__", fn), getattr(fn, "__self__", None)  # a bound method: one per owner
+        if key not in self._compiled:
+            self._compiled[key] = torch.compile(fn, **self.options)
+        return self._compiled[key]
+
+    def call(self, fn: Callable, *args, **draws) -> Any:
+        """fn(*args, **draws): a pure function of the networks and its arguments (targets, encodings)."""
+        return self._run(fn)(*args, **draws)
+
+    def step(
+        self,
+        loss_fn: Callable,
+        *args,
+        opt: Optimizers,
+        max_norm: float = 0.0,
+        frozen: Sequence[nn.Module] = (),
+        **draws,
+    ) -> StepResult:
+        """One gradient step of `opt` (one optimizer, or a tuple that one loss steps together) on
+        loss_fn(*args, **draws) -> loss or (loss, aux): zero the gradients, backpropagate, clip the total
+        gradient norm of the optimizers' parameters to `max_norm` when > 0, step. `frozen`: networks the loss
+        differentiates through but does not train (an actor's objective through the critic): their weights
+        enter the loss detached, so backpropagation computes no gradient for them."""
+        fn = self._run(loss_fn)
+        if frozen:
+            fn = detached_weights(fn, *frozen)
+        out = fn(*args, **draws)
+        loss, aux = out if isinstance(out, tuple) else (out, None)
+        norm = optimizer_step(opt, loss, params_of(opt) if max_norm > 0 else None, max_norm)
+        return StepResult(loss.detach(), detach(aux), norm)
+
+    def ema(self, target: Parameters, online: Parameters, tau: float) -> None:
+        """target <- (1 - tau) target + tau online, parameter by parameter (of modules or parameter lists)."""
+        ema_update_(parameters(target), parameters(online), tau)
+
+    def copy(self, target: Parameters, online: Parameters) -> None:
+        """target <- online, parameter by parameter (a hard target update)."""
+        hard_update_(parameters(target), parameters(online))

@@ -1,0 +1,244 @@
+"""The K-seed mode's runs: one Trainer and thread per seed around a `SeedGroup`, one stop decision, resume
+from the checkpoints all seeds hold, and the command line.
+
+    python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=walker-walk steps=1000000 out=ROOT [key=value ...]
+
+writes ROOT/seed0 .. ROOT/seed3, each an ordinary run folder (the config.yaml of `python -m iqrl.train
+... seed=k out=ROOT/seed<k>`), so sweeps, `make status` and `make figures` read them like any run. Each seed
+has its own `Trainer` (envs, replay, generators, counters, run folder) in its own thread; their updates meet
+in the group (iqrl/multiseed/group.py), which the main thread serves.
+
+Resume: every seed checkpoints at the same env steps and keeps its previous checkpoint; a group that
+was killed between two seeds' checkpoints resumes every seed from the latest env step all of them hold.
+A resumed K-seed run is bitwise the uninterrupted one. Over a long run the seeds' trajectories drift from
+their single-seed runs the way two machines' runs of one seed do: K-seed results are statistically, not
+bitwise, those of single-seed runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
+from iqrl.multiseed.group import SeedGroup, unsupported
+from iqrl.train import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    Trainer,
+    check_device_type,
+    check_precision,
+    check_run_folder,
+    check_watching,
+    resolve_device,
+)
+
+PREVIOUS_CHECKPOINT = CHECKPOINT.with_name("ckpt.prev.pt")
+
+
+# ---------------------------------------------------------------------- resume
+def held_steps(run_dir: Path) -> frozenset[int]:
+    """The env steps of the checkpoints a run folder holds (latest and previous; none for a fresh run)."""
+    paths = (Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS_CHECKPOINT)
+    return frozenset(s for p in paths if (s := checkpoint_step(p)) is not None)
+
+
+def checkpoint_step(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return int(state["counters"]["env_step"])
+
+
+def resume_points(run_dirs: list[Path]) -> list[Path | None]:
+    """The checkpoint each seed resumes from: the latest env step that every seed holds (latest or
+    previous checkpoint); None everywhere for a fresh start, also when a seed holds no checkpoint yet
+    (the group was stopped before that seed's first one: every seed starts again from step 0)."""
+    held = []
+    for d in run_dirs:
+        held.append(
+            {s: p for p in (d / CHECKPOINT, d / PREVIOUS_CHECKPOINT) if (s := checkpoint_step(p)) is not None}
+        )
+    if not all(held):
+        return [None] * len(run_dirs)
+    common = set.intersection(*(set(h) for h in held))
+    if not common:
+        raise ConfigError(
+            "the seeds' checkpoints share no env step ("
+            + "; ".join(f"{d}: {sorted(h)}" for d, h in zip(run_dirs, held))
+            + "): resume them one by one with python -m iqrl.train"
+        )
+    step = max(common)
+    return [h[step] for h in held]
+
+
+class GroupStop:
+    """One stop decision for the whole group (Ctrl-C / SIGTERM). Seeds check `should_stop` at their own
+    episode ends, and a signal can fall between two seeds' checks; so the first True fixes a target, the
+    most episodes any seed has started, and every seed stops at the end of that episode: all seeds then
+    hold a checkpoint at the same env step and the group resumes from it."""
+
+    def __init__(self, should_stop, trainers: list[GroupTrainer]):
+        self.should_stop, self.trainers = should_stop, trainers
+        self.lock = threading.Lock()
+        self.target: int | None = None
+        for t in trainers:
+            t.stop_lock = self.lock
+
+    def for_seed(self, t: GroupTrainer):
+        def stop() -> bool:
+            with self.lock:
+                if self.target is None and self.should_stop is not None and self.should_stop():
+                    self.target = max(u.episode + u.in_episode for u in self.trainers)
+                return self.target is not None and t.episode >= self.target
+
+        return stop
+
+
+class GroupTrainer(Trainer):
+    """A seed's Trainer in a group: keeps its previous checkpoint, resumes from the one it is given, and
+    checkpoints its slice of the group's optimizer states."""
+
+    resume_from: Path | None = None
+    in_episode = False  # between the start and the end of collect_episode (read by GroupStop)
+    stop_lock = contextlib.nullcontext()
+    group: SeedGroup
+    seed_index: int
+    in_sync_checked = False
+
+    def run_updates(self, n: int) -> None:
+        super().run_updates(n)
+        if n and not self.in_sync_checked:  # once: an update that the group cannot vectorise fails here
+            self.group.check_in_sync(self.seed_index)
+            self.in_sync_checked = True
+
+    def collect_episode(self) -> tuple[float, bool]:
+        with self.stop_lock:
+            self.in_episode = True
+        try:
+            return super().collect_episode()  # counts the episode in self.episode at its end
+        finally:
+            with self.stop_lock:
+                self.in_episode = False
+
+    def save_checkpoint(self) -> None:
+        self.group.write_optimizer_state(self.seed_index)
+        path = self.run_dir / CHECKPOINT
+        if path.exists():
+            path.replace(self.run_dir / PREVIOUS_CHECKPOINT)
+        super().save_checkpoint()
+
+    def try_resume(self) -> bool:
+        if self.resume_from is None:
+            return False
+        state = torch.load(self.resume_from, map_location=self.device, weights_only=False)
+        self.load_state_dict(state)
+        return True
+
+
+# ---------------------------------------------------------------------- command line
+USAGE = """usage: python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=DOMAIN-TASK steps=N out=ROOT
+[key=value ...]
+
+Trains the seeds in one process with the networks vectorised over seeds; writes ROOT/seed<k> run folders
+(the same as python -m iqrl.train ... seed=k out=ROOT/seed<k>). Re-running resumes; done seeds are skipped."""
+
+
+def parse_seeds(argv: list[str]) -> tuple[list[int], Path, list[str]]:
+    seeds, out, rest = None, None, []
+    for a in argv:
+        if a.startswith("seeds="):
+            try:
+                seeds = [int(s) for s in a[6:].strip("[]").split(",") if s.strip()]
+            except ValueError:
+                raise ConfigError(f"seeds must be a comma-separated list of ints, got {a[6:]!r}") from None
+        elif a.startswith("out="):
+            out = Path(a[4:])
+        elif a.startswith("seed="):
+            raise ConfigError("use seeds=0,1,... (the K-seed mode trains several seeds)")
+        else:
+            rest.append(a)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError("seeds= must list at least one seed, each once (e.g. seeds=0,1,2,3)")
+    if out is None:
+        raise ConfigError("out=ROOT is required (runs go to ROOT/seed<k>)")
+    return seeds, out, rest
+
+
+def main(argv: list[str] | None = None, should_stop=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return EXIT_OK
+    try:
+        seeds, root, rest = parse_seeds(argv)
+        cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
+        if why := unsupported(cfgs[0]):
+            raise ConfigError(why)
+        cfgs = [c for c in cfgs if check_run_folder(c) != "done"]
+        if not cfgs:
+            print(f"{root}: every seed is already done, nothing to do", flush=True)
+            return EXIT_OK
+        device = resolve_device(cfgs[0].device)
+        for c in cfgs:
+            check_device_type(c, device)
+            check_precision(c, device)
+            check_watching(c)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with contextlib.ExitStack() as locks:  # every seed's run lock, for the whole group
+        try:
+            for c in cfgs:
+                locks.enter_context(training_lock(Path(c.out)))
+            points = resume_points([Path(c.out) for c in cfgs])
+        except (ConfigError, RunBusy) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return train_group(cfgs, points, should_stop)
+
+
+def train_group(cfgs: list, points: list, should_stop) -> int:
+    """Train the seeds' runs as one vectorised group (their run locks held by the caller)."""
+    trainers = []
+    for c, point in zip(cfgs, points):  # one at a time: each seeds the global RNGs, then builds its nets
+        t = GroupTrainer(c)
+        t.resume_from = point
+        trainers.append(t)
+    group = SeedGroup([t.agent for t in trainers])
+    stop = GroupStop(should_stop, trainers)
+    for k, t in enumerate(trainers):
+        t.group, t.seed_index = group, k
+    codes = [EXIT_FAILED] * len(trainers)
+
+    def run(k: int) -> None:
+        t = trainers[k]
+        try:
+            codes[k] = t.run(stop.for_seed(t))
+        except Exception as e:  # recorded in the seed's status.json, as python -m iqrl.train does
+            msg = f"{type(e).__name__}: {e}"
+            write_status(t.run_dir, "failed", t.env_step, t.cfg.steps, msg)
+            print(f"error: {t.run_dir} failed: {msg}", file=sys.stderr)
+        finally:
+            group.leave(k)
+
+    # Daemon threads: from the command line, Ctrl-C stops every seed at the end of its episode with a
+    # checkpoint; a second Ctrl-C ends the process (every seed resumes from the checkpoints all hold).
+    threads = [
+        threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)
+    ]
+    for th in threads:
+        th.start()
+    with trainers[0].autocast:  # what each Trainer wraps its updates in
+        group.serve()
+    for th in threads:
+        th.join()
+    return (
+        EXIT_FAILED if EXIT_FAILED in codes else max(codes)
+    )  # a failed seed is not hidden by interrupted ones
