@@ -34,7 +34,8 @@ import pandas as pd
 import yaml
 
 from analysis.task_groups import task_group
-from iqrl.core.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, read_status
+from iqrl.core.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, method_label, read_status
+from iqrl.core.tasks import TASK_GROUPS
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 RUN_COLUMNS = (
@@ -74,11 +75,6 @@ def warn(message: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Names and values
 # ---------------------------------------------------------------------------------------------------
-def method_label(agent: str, variant: str) -> str:
-    """The method label: the agent name for variant `default`, `agent/variant` otherwise."""
-    return agent if variant in ("", "default") else f"{agent}/{variant}"
-
-
 def canonical_value(value) -> str:
     """A canonical string for an override/config value: lists joined by '-', bools lower-case.
 
@@ -194,8 +190,6 @@ def _is_variant_dir(name: str) -> bool:
 @functools.cache
 def known_tasks() -> frozenset[str]:
     """Every task name the core knows: its task groups and dm_control's suite (when importable)."""
-    from iqrl.core.envs import TASK_GROUPS
-
     tasks = {t for group in TASK_GROUPS.values() for t in group}
     try:
         from iqrl.core.envs import all_tasks

@@ -26,11 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from iqrl.core import render
 from iqrl.core.config import ConfigError, RunConfig, build_config, observation, perturbations, to_yaml_dict
 from iqrl.core.diagnostics import active_codebook, latent_collapsed, rank_metrics
-from iqrl.core.envs import DMCEnv, eval_seed, make_env, task_group
+from iqrl.core.envs import DMCEnv, make_env
 from iqrl.core.loggers import Trackers, missing_packages
 from iqrl.core.registry import agent_class, make_agent
+from iqrl.core.render import RendererUnavailable, select_backend
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.runfolder import (
     CHECKPOINT,
@@ -38,7 +40,7 @@ from iqrl.core.runfolder import (
     INERT_REMOVED_KEYS,
     LEGACY_VALUES,
     RunBusy,
-    atomic_torch_save,
+    atomic_write,
     read_status,
     read_yaml,
     remove_stale_temp_files,
@@ -47,6 +49,7 @@ from iqrl.core.runfolder import (
     write_status,
     write_yaml,
 )
+from iqrl.core.tasks import eval_seed, task_group
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3
 CHECKPOINT_FORMAT = 1
@@ -143,7 +146,7 @@ def git_commit() -> str:
 
 def eval_episode(env: DMCEnv, agent, on_frame=None) -> float:
     """One deterministic evaluation episode; its return. `on_frame()` is called after the reset and after
-    every step (iqrl.video records frames there)."""
+    every step (videos record frames there)."""
     obs, total, done = env.reset(), 0.0, False
     agent.on_episode_start(training=False)
     while True:
@@ -165,7 +168,7 @@ def eval_batch(envs: list, agent, on_frame=None) -> list[float]:
     reset), and env 0, the run's evaluation env, ends holding the stream after all N resets, as the
     sequential loop leaves it. Returns agree with `eval_episode` run N times up to the rounding of batched
     kernels (docs/performance.md); an agent that samples while evaluating (MPPI) draws other numbers.
-    `on_frame()` is called after env 0's reset and after each of its steps (iqrl.video).
+    `on_frame()` is called after env 0's reset and after each of its steps (videos).
     """
     obs = []
     for i, env in enumerate(envs):
@@ -381,9 +384,7 @@ class Trainer:
         returns = []
         recorder = None
         if self.video_due():  # the first episode on video (rendering leaves the episode and all RNGs alone)
-            from iqrl.video import TRAIN_VIDEO_SIZE, EpisodeRecorder
-
-            recorder = EpisodeRecorder(self.eval_env, TRAIN_VIDEO_SIZE)
+            recorder = render.EpisodeRecorder(self.eval_env, render.TRAIN_VIDEO_SIZE)
         if self.batched_eval:
             returns = eval_batch(self.eval_envs(), self.agent, recorder and recorder.on_frame)
         else:
@@ -418,9 +419,7 @@ class Trainer:
         return self._eval_envs
 
     def save_video(self, recorder, episode_return: float) -> None:
-        from iqrl.video import video_name
-
-        recorder.save(self.run_dir / "videos" / video_name(self.env_step, episode_return))
+        recorder.save(self.run_dir / "videos" / render.video_name(self.env_step, episode_return))
 
     def diagnostics(self) -> dict:
         """Latent rank and active codebook on n = latent width observations drawn uniformly from the replay
@@ -531,7 +530,8 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         self.trackers.flush()  # what the checkpoint's rows were sent is on disk before a resume relies on it
-        atomic_torch_save(self.run_dir / CHECKPOINT, self.state_dict())
+        state = self.state_dict()
+        atomic_write(self.run_dir / CHECKPOINT, lambda f: torch.save(state, f))
 
     def try_resume(self) -> bool:
         path = self.run_dir / CHECKPOINT
@@ -766,8 +766,6 @@ def preflight(cfg: RunConfig) -> bool:
 def check_renderer(cfg: RunConfig) -> None:
     """obs=pixels needs a headless renderer (EGL, else OSMesa): ConfigError (one line) without one."""
     if cfg.obs == "pixels":
-        from iqrl.video import RendererUnavailable, select_backend
-
         try:
             select_backend()
         except RendererUnavailable as e:
@@ -783,8 +781,6 @@ def check_watching(cfg: RunConfig) -> None:
             "pip install 'iqrl-bench[tracking]' (or drop it from logger=)"
         )
     if cfg.video_every > 0:
-        from iqrl.video import RendererUnavailable, select_backend
-
         try:
             select_backend()
         except RendererUnavailable as e:

@@ -14,10 +14,10 @@ from analysis.load import (
     eval_rows,
     identity_from_layout,
     load_results,
-    method_label,
     parse_overrides,
 )
 from analysis.task_groups import TASK_GROUPS, task_group
+from iqrl.core.runfolder import method_label
 
 from analysis_helpers import write_hand_results, write_run
 

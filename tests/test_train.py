@@ -286,9 +286,9 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed_on_resume(tmp_path)
     assert main(argv, should_stop=lambda: True) == EXIT_INTERRUPTED
     # The real writer, killed between writing its temporary file and renaming it.
     code = (
-        "import os, signal, sys; from iqrl.runfolder import _atomic_write\n"
+        "import os, signal, sys; from iqrl.core.runfolder import atomic_write\n"
         "def write(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
-        "_atomic_write(sys.argv[1], write)"
+        "atomic_write(sys.argv[1], write)"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for target in (run / "checkpoint" / "ckpt.pt", run / "eval.csv"):

@@ -21,17 +21,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from iqrl.core import registry
 from iqrl.core.checks import require
-from iqrl.core.envs import (
-    DISTRACTORS,
-    OBSERVATIONS,
-    SEED_LIMIT,
-    Observation,
-    Perturbations,
-    eval_seed,
-    parse_task,
-    task_group,
-)
+from iqrl.core.envs import DISTRACTORS, OBSERVATIONS, SEED_LIMIT, Observation, Perturbations, parse_task
 from iqrl.core.loggers import LOGGERS
+from iqrl.core.tasks import eval_seed, task_group
 
 
 class ConfigError(ValueError):
@@ -69,17 +61,17 @@ class RunConfig:
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
     variant: str = "default"
     overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
-    # Trackers beside eval.csv/train.csv (iqrl.loggers): csv, tensorboard, wandb. CSV is always written.
+    # Trackers beside eval.csv/train.csv (iqrl.core.loggers): csv, tensorboard, wandb. CSV is always written.
     logger: list[str] = field(default_factory=lambda: ["csv"])
-    video_every: int = 0  # env steps between evaluation videos (RUN/videos/, iqrl.video); 0 = none
-    # Stochastic and distracting environments (iqrl.envs.Perturbations; docs/configuration.md): all off.
+    video_every: int = 0  # env steps between evaluation videos (RUN/videos/, iqrl.core.render); 0 = none
+    # Stochastic and distracting environments (iqrl.core.envs.Perturbations; docs/configuration.md): all off.
     obs_noise: float = 0.0  # std of Gaussian noise on every observation entry
     action_noise: float = 0.0  # std of Gaussian noise on the executed action
     sticky_actions: float = 0.0  # probability of executing the previous action again, per agent step
     distractor_dims: int = 0  # observation entries unrelated to the task
     distractor: str = "noise"  # noise (iid N(0, 1)) | signal (sinusoids drawn per episode)
     perturb_eval: bool = True  # false: evaluation without the noises and sticky actions (distractors stay)
-    # What the agent sees (iqrl.envs.PixelEnv; docs/pixels.md): state vectors, or pixels: the last
+    # What the agent sees (iqrl.core.envs.PixelEnv; docs/pixels.md): state vectors, or pixels: the last
     # frame_stack RGB frames of image_size x image_size, rendered after each agent step.
     obs: str = "state"  # state | pixels
     image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO: 84)
@@ -285,7 +277,7 @@ def validate_observation(run: RunConfig) -> None:
 
 
 def observation(run: RunConfig) -> Observation:
-    """The run's observation settings (iqrl.envs.make_env)."""
+    """The run's observation settings (iqrl.core.envs.make_env)."""
     return Observation(run.obs, run.image_size, run.frame_stack)
 
 
