@@ -2,16 +2,17 @@
 
     python -m iqrl.video RUN_DIR [--episodes 1] [--size 480] [--ckpt PATH]      (make video RUN=...)
 
-plays deterministic evaluation episodes of a run's checkpoint in an evaluation env seeded as the trainer
-seeds its own (iqrl.core.tasks.eval_seed) and writes RUN_DIR/videos/<env_step>-ep<k>-return<R>.mp4. It only
-reads the run folder (no lock: checkpoints are replaced by rename, so a running run can be watched too) and
-adds nothing but that file. Training writes RUN_DIR/videos/<env_step>-return<R>.mp4 (`video_every`). The
-rendering is iqrl/core/render.py.
+plays deterministic evaluation episodes of a run's checkpoint in the run's evaluation env, built and seeded
+as the trainer builds its own (iqrl.core.parts.build_parts), and writes
+RUN_DIR/videos/<env_step>-ep<k>-return<R>.mp4. It only reads the run folder (no lock: checkpoints are
+replaced by rename, so a running run can be watched too) and adds nothing but that file. Training writes
+RUN_DIR/videos/<env_step>-return<R>.mp4 (`video_every`). The rendering is iqrl/core/render.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -19,13 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iqrl.core.config import from_yaml_dict, observation
-from iqrl.core.envs import make_env
-from iqrl.core.registry import make_agent
+from iqrl.core.config import from_yaml_dict
+from iqrl.core.evaluation import eval_episode
+from iqrl.core.parts import build_parts
 from iqrl.core.render import EpisodeRecorder, select_backend, video_name
 from iqrl.core.runfolder import CHECKPOINT, read_yaml
-from iqrl.core.tasks import eval_seed
-from iqrl.train import eval_episode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,12 +56,12 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
     cfg = from_yaml_dict(read_yaml(run_dir / "config.yaml"))
     state = torch.load(path, map_location="cpu", weights_only=False)  # a renamed-over file stays readable
     env_step = int(state["counters"]["env_step"])
-    seed = eval_seed(cfg.seed, cfg.agent.official_shared_eval_seed)  # the trainer's evaluation env seed
-    env = make_env(cfg.task, seed, cfg.action_repeat, cfg.episode_length, None, observation(cfg))
-    agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, torch.device("cpu"), cfg.seed)
+    # on the CPU and eager: acting needs neither a GPU nor compiled losses
+    parts = build_parts(dataclasses.replace(cfg, compile=False, cudagraphs=False), torch.device("cpu"))
+    env, agent = parts.eval_env, parts.agent
     agent.load_state_dict(state["agent"])
-    torch.manual_seed(seed)  # planners sample even when acting deterministically
-    np.random.seed(seed)
+    torch.manual_seed(parts.eval_seed)  # planners sample even when acting deterministically
+    np.random.seed(parts.eval_seed)
     for k in range(1, episodes + 1):
         t = time.time()
         recorder = EpisodeRecorder(env, size)

@@ -54,8 +54,8 @@ def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> Non
     """Check every run with the trainer's own config code before anything is submitted: unknown agents,
     unknown keys, invalid values, and existing run folders that hold a run with a different config."""
     from iqrl.core.config import ConfigError, build_config
+    from iqrl.core.preflight import check_run_folder
     from iqrl.core.registry import agent_names
-    from iqrl.train import check_run_folder
 
     validate_runs(runs, results, build_config, ConfigError, registered=agent_names(), where=where)
     for r in runs:

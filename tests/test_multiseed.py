@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from iqrl.core.config import build_config
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_OK
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.runfolder import CHECKPOINT
 from iqrl.multiseed.group import PREVIOUS_CHECKPOINT, SeedGroup, checkpoint_step, main, resume_points
-from iqrl.train import EXIT_BAD_INPUT, EXIT_OK
 from iqrl.train import main as train_main
 
 from conftest import TINY_AGENT, TINY_RUN, wait_for

@@ -16,9 +16,10 @@ import torch
 
 from iqrl.core.config import ConfigError, build_config, pixel_agents
 from iqrl.core.envs import Observation, make_env, pixel_camera
+from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.replay import SequenceReplay
 from iqrl.nn.maths import random_shift, shift_offsets
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.train import main
 
 from conftest import stop_after_episodes, tiny_argv
 from test_train import eval_numbers, read_csv

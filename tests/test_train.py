@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.train import main
 
 from conftest import tiny_argv, wait_for
 
@@ -247,7 +248,7 @@ def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
 def test_checkpoints_fall_on_the_cadence_after_a_resume(tmp_path, monkeypatch):
     """Episodes of 200 env steps, checkpoint_every=400: stopped at 400 (a due checkpoint), the resumed run
     checkpoints at 800, 1200 and at the end, not again at 600 (the saved counter was one period late)."""
-    from iqrl.train import Trainer
+    from iqrl.core.trainer import Trainer
 
     saved = []
     original = Trainer.save_checkpoint

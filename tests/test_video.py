@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from iqrl.core import render
-from iqrl.train import EXIT_OK, main
+from iqrl.core.exits import EXIT_OK
+from iqrl.train import main
 
 video = pytest.importorskip("iqrl.video")
 
@@ -63,10 +64,10 @@ def finished_run(tmp_path_factory, renderer):
 def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(finished_run):
     from iqrl.core.config import from_yaml_dict
     from iqrl.core.envs import DMCEnv
+    from iqrl.core.evaluation import eval_episode
     from iqrl.core.registry import make_agent
     from iqrl.core.runfolder import CHECKPOINT, read_yaml
     from iqrl.core.tasks import eval_seed
-    from iqrl.train import eval_episode
 
     out = finished_run
     before = file_hashes(out)

@@ -174,10 +174,10 @@ def prepare(
     import torch
 
     from iqrl.core.config import build_config, observation
+    from iqrl.core.device import resolve_device
     from iqrl.core.envs import make_env
     from iqrl.core.registry import make_agent
     from iqrl.core.replay import SequenceReplay
-    from iqrl.train import resolve_device
 
     keys = [f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}", f"obs={obs}"]
     cfg = build_config(keys + [f"image_size={image_size}"] * (obs == "pixels") + COMPILE_MODES[compile_mode])
@@ -222,7 +222,7 @@ def measure(
 ) -> dict:
     import torch
 
-    from iqrl.train import UpdatePrecision
+    from iqrl.core.device import UpdatePrecision
 
     cfg, env, a, replay, dev, episode = prepare(agent, task, dtype, device, compile_mode, obs, image_size)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
@@ -302,11 +302,11 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
     import torch
 
     from iqrl.core.config import build_config
+    from iqrl.core.device import UpdatePrecision, resolve_device
     from iqrl.core.envs import DMCEnv
     from iqrl.core.registry import make_agent
     from iqrl.core.replay import SequenceReplay
     from iqrl.multiseed.group import SeedGroup
-    from iqrl.train import UpdatePrecision, resolve_device
 
     cfg = build_config([f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}"])
     dev = resolve_device(cfg.device)
@@ -691,8 +691,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
+    from iqrl.core.preflight import check_compile, check_precision
     from iqrl.multiseed.group import GROUP_AGENTS  # the agents the K-seed mode supports
-    from iqrl.train import check_compile, check_precision
 
     groups = [k for k in seeds if k > 1]
     device_type = torch.device("cuda" if args.device.startswith("cuda") else "cpu")

@@ -46,14 +46,14 @@ class RunConfig:
     replay_capacity: int | None = None
     eval_every: int = 10_000
     eval_episodes: int = 10
-    # true: the evaluation episodes side by side, one `act` call per step for all of them (train.eval_batch)
+    # true: the evaluation episodes side by side, one `act` call per step for all of them
+    # (iqrl.core.evaluation.eval_batch)
     eval_batched: bool = True
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
     checkpoint_every: int = 50_000
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    precision: str = (
-        "fp32"  # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (train.UpdatePrecision)
-    )
+    # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (iqrl.core.device.UpdatePrecision)
+    precision: str = "fp32"
     compile: bool = False  # torch.compile the agent's loss functions (Agent.COMPILED; docs/performance.md)
     cudagraphs: bool = False  # with compile: replay them as CUDA graphs (CUDA only)
     episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
@@ -61,10 +61,11 @@ class RunConfig:
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
     variant: str = "default"
     overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
-    # Trackers beside eval.csv/train.csv (iqrl.core.loggers): csv, tensorboard, wandb. CSV is always written.
+    # Trackers beside eval.csv/train.csv (iqrl.core.loggers): csv (always written), tensorboard, wandb.
     logger: list[str] = field(default_factory=lambda: ["csv"])
     video_every: int = 0  # env steps between evaluation videos (RUN/videos/, iqrl.core.render); 0 = none
-    # Stochastic and distracting environments (iqrl.core.envs.Perturbations; docs/configuration.md): all off.
+    # Stochastic and distracting environments, all off by default (iqrl.core.envs.Perturbations;
+    # docs/configuration.md).
     obs_noise: float = 0.0  # std of Gaussian noise on every observation entry
     action_noise: float = 0.0  # std of Gaussian noise on the executed action
     sticky_actions: float = 0.0  # probability of executing the previous action again, per agent step
