@@ -100,7 +100,7 @@ class Pack:
     runs: tuple[Run, ...]
     mode: str = "processes"
     threads: int | None = None
-    seeds_entry: str = "iqrl.multiseed:main"
+    seeds_entry: str = "iqrl.multiseed.group:main"
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's requeue hook: the runs that are neither done nor failed (their state is on disk)."""

@@ -153,8 +153,8 @@ def test_non_finite_loss_fails_the_run_with_reason(tmp_path, monkeypatch):
 def test_update_modes(mode, tmp_path, monkeypatch):
     import functools
 
+    import baselines.raw_observations as raw  # where the td3 agent builds its AgentSpec
     import baselines.td3 as td3
-    import iqrl.learners.raw as raw  # where the td3 agent builds its AgentSpec
 
     monkeypatch.setattr(raw, "AgentSpec", functools.partial(raw.AgentSpec, update_mode=mode))
     seen = []
@@ -232,7 +232,7 @@ def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
                 sys.executable,
                 "-c",
                 "import sys; from pathlib import Path; "
-                "from iqrl.runfolder import RunLock; print(RunLock(Path(sys.argv[1])).held_elsewhere())",
+                "from iqrl.core.runfolder import RunLock; print(RunLock(Path(sys.argv[1])).held_elsewhere())",
                 str(run),
             ],
             capture_output=True,
