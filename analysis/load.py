@@ -412,8 +412,8 @@ class LoadInfo:
 
 # Config keys that say where, on what or under which label a run ran, not what it computed: the trainer's
 # resume check ignores out, device, meta, checkpoint_every, logger and video_every for the same reason
-# (iqrl.train), and seed, sweep and variant only name the run (meta and overrides are not in config_values
-# at all: the resolved values are compared instead).
+# (iqrl.core.preflight), and seed, sweep and variant only name the run (meta and overrides are not in
+# config_values at all: the resolved values are compared instead).
 NOT_EXPERIMENT_KEYS = frozenset(
     {"seed", "out", "sweep", "variant", "device", "checkpoint_every", "logger", "video_every"}
 )
@@ -421,8 +421,8 @@ NOT_EXPERIMENT_KEYS = frozenset(
 
 def legacy_filled(values: dict) -> dict:
     """config_values with the keys added since older runs were written filled in with the value those older
-    versions behaved as (iqrl.runfolder.LEGACY_VALUES), and the keys older configs carried but their agent
-    never read dropped (INERT_REMOVED_KEYS), so an old run and a new repeat of it compare equal."""
+    versions behaved as (iqrl.core.runfolder.LEGACY_VALUES), and the keys older configs carried but their
+    agent never read dropped (INERT_REMOVED_KEYS), so an old run and a new repeat of it compare equal."""
     inert = {k.removeprefix("agent.") for k in INERT_REMOVED_KEYS}
     filled = {**{k.removeprefix("agent."): canonical_value(v) for k, v in LEGACY_VALUES.items()}, **values}
     return {k: v for k, v in filled.items() if k not in inert}

@@ -1,5 +1,5 @@
 """Stochastic and distracting environments (run keys obs_noise, action_noise, sticky_actions, distractor_dims,
-distractor, perturb_eval; iqrl.envs.PerturbedEnv): each changes exactly what it claims, nothing when off,
+distractor, perturb_eval; iqrl.core.envs.PerturbedEnv): each changes exactly what it claims, nothing when off,
 and runs with them resume bit-identically."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""A run's progress on the terminal: tqdm on an interactive terminal, plain log lines otherwise.
+"""A run's progress on the terminal: the lines the trainer prints (evaluations, warnings, the end).
 
-It imports tqdm and nothing of the harness but the run config's fields it prints.
+It imports tqdm only; the run config comes in as an argument (it prints its agent, task, seed and steps).
 """
 
 from __future__ import annotations

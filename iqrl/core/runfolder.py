@@ -52,19 +52,19 @@ LEGACY_VALUES = {
     "agent.vq_dim": 8,
     "agent.vq_beta": 0.25,
     "agent.vq_decay": 0.99,
-    # stochastic and distracting environments (iqrl.envs.Perturbations): older runs had none
+    # stochastic and distracting environments (iqrl.core.envs.Perturbations): older runs had none
     "obs_noise": 0.0,
     "action_noise": 0.0,
     "sticky_actions": 0.0,
     "distractor_dims": 0,
     "distractor": "noise",
     "perturb_eval": True,
-    # batched evaluation (train.eval_batch): older runs evaluated their episodes one after another
+    # batched evaluation (iqrl.core.evaluation.eval_batch): older runs evaluated their episodes one by one
     "eval_batched": False,
     # compiled updates (Agent.compile_losses): older runs ran eagerly
     "compile": False,
     "cudagraphs": False,
-    # pixel observations (iqrl.envs.PixelEnv): older runs saw state vectors
+    # pixel observations (iqrl.core.envs.PixelEnv): older runs saw state vectors
     "obs": "state",
     "image_size": 84,
     "frame_stack": 3,
