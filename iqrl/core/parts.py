@@ -15,17 +15,19 @@ import numpy as np
 import torch
 
 from iqrl.core.config import RunConfig, observation, perturbations
-from iqrl.core.envs import make_env
+from iqrl.core.envs import DMCEnv, PerturbedEnv, PixelEnv, make_env
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.tasks import eval_seed
 
+Env = DMCEnv | PerturbedEnv | PixelEnv
+
 
 @dataclass
 class RunParts:
-    env: object  # the training env (iqrl.core.envs.make_env)
-    eval_env: object  # the evaluation env, seeded eval_seed
+    env: Env  # the training env
+    eval_env: Env  # the evaluation env, seeded eval_seed
     agent: Agent
     replay: SequenceReplay
     eval_seed: int  # train seed + 10000, or the train seed (agent.official_shared_eval_seed)
@@ -40,22 +42,15 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    env = make_env(
-        cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), observation(cfg)
-    )
+    observe = observation(cfg)  # state vectors or pixel frame stacks
+    env = make_env(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), observe)
     agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, device, cfg.seed)
     if cfg.compile:
         agent.compile_losses(cudagraphs=cfg.cudagraphs)
     spec = agent.spec
     seed = eval_seed(cfg.seed, spec.shared_eval_seed)
-    eval_env = make_env(
-        cfg.task,
-        seed,
-        cfg.action_repeat,
-        cfg.episode_length,
-        perturbations(cfg, evaluation=True),
-        observation(cfg),
-    )
+    perturb = perturbations(cfg, evaluation=True)
+    eval_env = make_env(cfg.task, seed, cfg.action_repeat, cfg.episode_length, perturb, observe)
     capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
     replay = SequenceReplay(
         env.obs_dim,
@@ -69,7 +64,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     return RunParts(env, eval_env, agent, replay, seed, capacity, device)
 
 
-def eval_env_copy(cfg: RunConfig, seed: int):
+def eval_env_copy(cfg: RunConfig, seed: int) -> Env:
     """Another evaluation env of the run, for evaluation episodes side by side (iqrl.core.evaluation.
     eval_batch, which sets its random stream); batched evaluation runs only without per-step perturbations,
     so it has none."""
