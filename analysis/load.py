@@ -34,7 +34,8 @@ import pandas as pd
 import yaml
 
 from analysis.task_groups import task_group
-from iqrl.core.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, read_status
+from iqrl.core.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, method_label, read_status
+from iqrl.core.tasks import TASK_GROUPS
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 RUN_COLUMNS = (
@@ -74,11 +75,6 @@ def warn(message: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Names and values
 # ---------------------------------------------------------------------------------------------------
-def method_label(agent: str, variant: str) -> str:
-    """The method label: the agent name for variant `default`, `agent/variant` otherwise."""
-    return agent if variant in ("", "default") else f"{agent}/{variant}"
-
-
 def canonical_value(value) -> str:
     """A canonical string for an override/config value: lists joined by '-', bools lower-case.
 
@@ -194,8 +190,6 @@ def _is_variant_dir(name: str) -> bool:
 @functools.cache
 def known_tasks() -> frozenset[str]:
     """Every task name the core knows: its task groups and dm_control's suite (when importable)."""
-    from iqrl.core.envs import TASK_GROUPS
-
     tasks = {t for group in TASK_GROUPS.values() for t in group}
     try:
         from iqrl.core.envs import all_tasks
@@ -418,8 +412,8 @@ class LoadInfo:
 
 # Config keys that say where, on what or under which label a run ran, not what it computed: the trainer's
 # resume check ignores out, device, meta, checkpoint_every, logger and video_every for the same reason
-# (iqrl.train), and seed, sweep and variant only name the run (meta and overrides are not in config_values
-# at all: the resolved values are compared instead).
+# (iqrl.core.preflight), and seed, sweep and variant only name the run (meta and overrides are not in
+# config_values at all: the resolved values are compared instead).
 NOT_EXPERIMENT_KEYS = frozenset(
     {"seed", "out", "sweep", "variant", "device", "checkpoint_every", "logger", "video_every"}
 )
@@ -427,8 +421,8 @@ NOT_EXPERIMENT_KEYS = frozenset(
 
 def legacy_filled(values: dict) -> dict:
     """config_values with the keys added since older runs were written filled in with the value those older
-    versions behaved as (iqrl.runfolder.LEGACY_VALUES), and the keys older configs carried but their agent
-    never read dropped (INERT_REMOVED_KEYS), so an old run and a new repeat of it compare equal."""
+    versions behaved as (iqrl.core.runfolder.LEGACY_VALUES), and the keys older configs carried but their
+    agent never read dropped (INERT_REMOVED_KEYS), so an old run and a new repeat of it compare equal."""
     inert = {k.removeprefix("agent.") for k in INERT_REMOVED_KEYS}
     filled = {**{k.removeprefix("agent."): canonical_value(v) for k, v in LEGACY_VALUES.items()}, **values}
     return {k: v for k, v in filled.items() if k not in inert}

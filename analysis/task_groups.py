@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iqrl.core.envs import TASK_GROUPS
+from iqrl.core.tasks import TASK_GROUPS
 
 #: Order in which groups are shown; unknown tasks fall into "other".
 GROUP_ORDER: tuple[str, ...] = ("easy", "medium", "hard", "other")

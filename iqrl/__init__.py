@@ -8,3 +8,7 @@ import os
 # the agent's `act` took 39 ms instead of 1 ms. State runs lose nothing (docs/pixels.md has both
 # measurements); an explicit OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# MUJOCO_GL is read once, when mujoco and dm_control's rendering module are imported: set it before any
+# submodule imports them. `disable`: runs never need a GL library; the renderer of pixel observations and
+# videos (iqrl/core/render.py) opens its own EGL or OSMesa contexts.
+os.environ.setdefault("MUJOCO_GL", "disable")

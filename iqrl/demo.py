@@ -12,7 +12,7 @@ import csv
 import sys
 from pathlib import Path
 
-from iqrl.train import EXIT_OK
+from iqrl.core.exits import EXIT_OK
 from iqrl.train import main as train
 
 DEMO = {

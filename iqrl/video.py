@@ -1,200 +1,32 @@
-"""Evaluation videos: headless MuJoCo rendering, a blank-frame check, and mp4 files.
+"""`make video`: evaluation videos of a run's checkpoint.
 
     python -m iqrl.video RUN_DIR [--episodes 1] [--size 480] [--ckpt PATH]      (make video RUN=...)
 
-plays deterministic evaluation episodes of a run's checkpoint in an evaluation env seeded as the trainer
-seeds its own (iqrl.envs.eval_seed) and writes RUN_DIR/videos/<env_step>-ep<k>-return<R>.mp4. It only reads
-the run folder (no lock: checkpoints are replaced by rename, so a running run can be watched too) and adds
-nothing but that file. Training writes RUN_DIR/videos/<env_step>-return<R>.mp4 (`video_every`).
-
-Rendering uses MuJoCo's own offscreen GL contexts, independent of dm_control's MUJOCO_GL backend (which the
-harness keeps `disable` so that runs never need a GL library): EGL, else OSMesa (or the one MUJOCO_GL names).
-PyOpenGL binds one platform per process, so each is first tried in a child process.
+plays deterministic evaluation episodes of a run's checkpoint in the run's evaluation env, built and seeded
+as the trainer builds its own (iqrl.core.parts.build_parts), and writes
+RUN_DIR/videos/<env_step>-ep<k>-return<R>.mp4. It only reads the run folder (no lock: checkpoints are
+replaced by rename, so a running run can be watched too) and adds nothing but that file. Training writes
+RUN_DIR/videos/<env_step>-return<R>.mp4 (`video_every`). The rendering is iqrl/core/render.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
-import importlib
-import os
-import subprocess
+import dataclasses
 import sys
-import tempfile
 import time
-import weakref
 from pathlib import Path
 
 import numpy as np
+import torch
 
-BACKENDS = ("egl", "osmesa")
-# A frame whose pixel standard deviation (0-255 scale) is below this is blank: the all-black (or all-one-
-# colour) frames of a headless GL setup that "renders" without a working context. Every suite task shows a
-# skybox and a floor, far above it.
-BLANK_STD = 2.0
-TRAIN_VIDEO_SIZE = 256  # pixels, square: the videos recorded during training (`video_every`)
-
-_PROBE = """
-import importlib, mujoco, numpy as np
-gl = importlib.import_module("mujoco." + {backend!r}).GLContext(16, 16)
-gl.make_current()
-m = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom type='sphere' size='1'/></worldbody></mujoco>")
-ctx = mujoco.MjrContext(m, mujoco.mjtFontScale.mjFONTSCALE_100)
-ctx.free(); gl.free()
-"""
+from iqrl.core.config import from_yaml_dict
+from iqrl.core.evaluation import eval_episode
+from iqrl.core.parts import build_parts
+from iqrl.core.render import EpisodeRecorder, select_backend, video_name
+from iqrl.core.runfolder import CHECKPOINT, read_yaml
 
 
-class RendererUnavailable(RuntimeError):
-    """No headless OpenGL renderer works on this machine; the message says what was tried."""
-
-
-class BlankFrames(RuntimeError):
-    pass
-
-
-_backend: str | None = None
-
-
-def select_backend() -> str:
-    """The headless GL backend for this process: MUJOCO_GL when it names egl or osmesa, else the first of
-    egl, osmesa that creates a MuJoCo rendering context in a child process. Raises RendererUnavailable."""
-    global _backend
-    if _backend is None:
-        asked = os.environ.get("MUJOCO_GL", "").strip().lower()
-        errors = []
-        for backend in [asked] if asked in BACKENDS else BACKENDS:
-            r = subprocess.run(
-                [sys.executable, "-c", _PROBE.format(backend=backend)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            if r.returncode == 0:
-                _backend = backend
-                break
-            lines = (r.stderr.strip() or f"exit status {r.returncode}").splitlines()
-            errors.append(f"{backend}: {lines[-1]}")
-        else:
-            raise RendererUnavailable(
-                "no headless OpenGL renderer (" + "; ".join(errors) + "); install libegl1 libegl-mesa0 "
-                "(EGL) or libosmesa6 (OSMesa), or set MUJOCO_GL=egl|osmesa"
-            )
-    return _backend
-
-
-_open_renderers: weakref.WeakSet = weakref.WeakSet()
-
-
-def _close_open_renderers() -> None:
-    """Free the GL contexts still open at exit (pixel envs live until then). Registered after the first
-    context exists, so it runs before the exit hook with which mujoco.egl then terminates its display
-    (hooks run last-registered first): a context freed after that, or during the interpreter's teardown,
-    fails with EGL_NOT_INITIALIZED and prints a traceback."""
-    for renderer in list(_open_renderers):
-        renderer.close()
-
-
-class Renderer:
-    """Square RGB frames of a dm_control physics from its camera `camera` (0: each suite domain's
-    tracking camera, the one the suite's own rendering uses by default)."""
-
-    def __init__(self, physics, size: int, camera: int = 0):
-        import mujoco
-
-        self._mj = mujoco
-        backend = importlib.import_module(f"mujoco.{select_backend()}")
-        self.model, self.data, self.size = physics.model.ptr, physics.data.ptr, size
-        vis = self.model.vis.global_  # the offscreen buffer must hold the frame (render settings only)
-        vis.offwidth, vis.offheight = max(vis.offwidth, size), max(vis.offheight, size)
-        self._gl = backend.GLContext(size, size)
-        self._gl.make_current()
-        self._ctx = mujoco.MjrContext(self.model, mujoco.mjtFontScale.mjFONTSCALE_150)
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._ctx)
-        self._scene = mujoco.MjvScene(self.model, maxgeom=10_000)
-        self._option = mujoco.MjvOption()
-        self._camera = mujoco.MjvCamera()
-        self._camera.type, self._camera.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, camera
-        self._rect = mujoco.MjrRect(0, 0, size, size)
-        self._buf = np.empty((size, size, 3), np.uint8)
-        if not _open_renderers:
-            atexit.unregister(_close_open_renderers)
-            atexit.register(_close_open_renderers)
-        _open_renderers.add(self)
-
-    def render(self) -> np.ndarray:
-        mj = self._mj
-        self._gl.make_current()
-        mj.mjv_updateScene(
-            self.model, self.data, self._option, None, self._camera, mj.mjtCatBit.mjCAT_ALL, self._scene
-        )
-        mj.mjr_render(self._rect, self._scene, self._ctx)
-        mj.mjr_readPixels(self._buf, None, self._rect, self._ctx)
-        return np.flipud(self._buf).copy()  # OpenGL's rows run bottom-up
-
-    def close(self) -> None:
-        if self._ctx is not None:
-            self._ctx.free()
-            self._gl.free()
-            self._ctx = self._gl = None
-
-
-def check_not_blank(frames: list[np.ndarray]) -> None:
-    for i, frame in enumerate(frames):
-        std = float(frame.std())
-        if std < BLANK_STD:
-            raise BlankFrames(
-                f"frame {i} is blank (pixel std {std:.2f} < {BLANK_STD}): the GL backend "
-                f"{_backend} renders nothing; try MUJOCO_GL=osmesa"
-            )
-
-
-def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    """H.264 mp4 (imageio-ffmpeg's bundled ffmpeg), written beside `path` and renamed onto it."""
-    import imageio_ffmpeg
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer = imageio_ffmpeg.write_frames(
-            tmp, (w, h), fps=fps, macro_block_size=2, output_params=["-f", "mp4"], ffmpeg_log_level="error"
-        )
-        writer.send(None)
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-class EpisodeRecorder:
-    """Frames of one evaluation episode (`on_frame` after reset and after every agent step), then an mp4."""
-
-    def __init__(self, env, size: int):
-        self.env, self.frames = env, []
-        self.renderer = Renderer(env.physics, size)
-
-    def on_frame(self) -> None:
-        self.frames.append(self.renderer.render())
-
-    def save(self, path: Path) -> Path:
-        self.renderer.close()
-        check_not_blank(self.frames)
-        write_mp4(path, self.frames, fps=1.0 / (self.env.control_timestep * self.env.action_repeat))
-        return path
-
-
-def video_name(env_step: int, episode_return: float, episode: int | None = None) -> str:
-    ep = "" if episode is None else f"-ep{episode}"
-    return f"{env_step}{ep}-return{episode_return:.1f}.mp4"
-
-
-# ---------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m iqrl.video", description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="run folder")
@@ -210,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
-    from iqrl.core.runfolder import CHECKPOINT, read_yaml
-
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if size < 16 or size > 4096 or size % 2:
@@ -223,22 +53,15 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
         raise ValueError(f"no checkpoint {path}" + ("" if ckpt else " (the run has not saved one yet)"))
     select_backend()
 
-    import torch
-
-    from iqrl.core.config import from_yaml_dict, observation
-    from iqrl.core.envs import eval_seed, make_env
-    from iqrl.core.registry import make_agent
-    from iqrl.train import eval_episode
-
     cfg = from_yaml_dict(read_yaml(run_dir / "config.yaml"))
     state = torch.load(path, map_location="cpu", weights_only=False)  # a renamed-over file stays readable
     env_step = int(state["counters"]["env_step"])
-    seed = eval_seed(cfg.seed, cfg.agent.official_shared_eval_seed)  # the trainer's evaluation env seed
-    env = make_env(cfg.task, seed, cfg.action_repeat, cfg.episode_length, None, observation(cfg))
-    agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, torch.device("cpu"), cfg.seed)
+    # on the CPU and eager: acting needs neither a GPU nor compiled losses
+    parts = build_parts(dataclasses.replace(cfg, compile=False, cudagraphs=False), torch.device("cpu"))
+    env, agent = parts.eval_env, parts.agent
     agent.load_state_dict(state["agent"])
-    torch.manual_seed(seed)  # planners sample even when acting deterministically
-    np.random.seed(seed)
+    torch.manual_seed(parts.eval_seed)  # planners sample even when acting deterministically
+    np.random.seed(parts.eval_seed)
     for k in range(1, episodes + 1):
         t = time.time()
         recorder = EpisodeRecorder(env, size)

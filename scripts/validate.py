@@ -121,7 +121,7 @@ def check_job(argv: list[str]) -> None:
     for every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another
     config."""
     from iqrl.core.config import build_config
-    from iqrl.train import preflight
+    from iqrl.core.preflight import preflight
 
     preflight(build_config(argv))
 
@@ -353,8 +353,8 @@ def _csv(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from iqrl.core.config import ConfigError
+    from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
     from iqrl.core.registry import agent_names
-    from iqrl.train import EXIT_INTERRUPTED, EXIT_OK
 
     p = argparse.ArgumentParser(
         description="Learning check against published DMC curves (see module docstring)."

@@ -37,9 +37,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from iqrl.core.exits import EXIT_INTERRUPTED
 from iqrl.core.runfolder import read_status
 from slurm.claim import RunLock, release_claim
-from slurm.run import EXIT_INTERRUPTED, Run, RunFailed, _job_id, _record_failure, _StopFlag, set_threads
+from slurm.run import Run, RunFailed, _job_id, _record_failure, _StopFlag, set_threads
 from slurm.state import is_done
 
 SIGNALS = (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)

@@ -35,11 +35,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from iqrl.core.exits import EXIT_INTERRUPTED
 from iqrl.core.runfolder import read_status, write_status
 from slurm.claim import RunLock, release_claim
 from slurm.state import is_done
-
-EXIT_INTERRUPTED = 3  # iqrl.train.EXIT_INTERRUPTED; the trainer contract
 
 
 class RunFailed(RuntimeError):

@@ -143,7 +143,7 @@ class Sweep:
 
 
 def load_sweep(path: str | Path, task_groups: Mapping[str, Sequence[str]]) -> Sweep:
-    """Read and check a sweep file. ``task_groups`` is ``iqrl.core.envs.TASK_GROUPS``. Raises SweepError."""
+    """Read and check a sweep file. ``task_groups`` is ``iqrl.core.tasks.TASK_GROUPS``. Raises SweepError."""
     path = Path(path)
     data = read_yaml(path, "sweep file", SweepError)
     return parse_sweep(data, str(path), default_name=path.stem, task_groups=task_groups)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iqrl.core.tasks import TASK_GROUPS
 from slurm import cluster
 from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
 from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
@@ -46,8 +47,6 @@ def jobs_dir(results: Path, sweep: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------- loading
 def default_task_groups() -> Mapping[str, Sequence[str]]:
-    from iqrl.core.envs import TASK_GROUPS
-
     return TASK_GROUPS
 
 
@@ -55,8 +54,8 @@ def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> Non
     """Check every run with the trainer's own config code before anything is submitted: unknown agents,
     unknown keys, invalid values, and existing run folders that hold a run with a different config."""
     from iqrl.core.config import ConfigError, build_config
+    from iqrl.core.preflight import check_run_folder
     from iqrl.core.registry import agent_names
-    from iqrl.train import check_run_folder
 
     validate_runs(runs, results, build_config, ConfigError, registered=agent_names(), where=where)
     for r in runs:

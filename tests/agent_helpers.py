@@ -6,9 +6,10 @@ import numpy as np
 import torch
 
 from iqrl.core.config import build_config
+from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.train import main
 
 from conftest import TINY_AGENT, TINY_RUN, tiny_argv
 from test_train import eval_numbers

@@ -68,13 +68,13 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def renderer():
-    """The headless GL backend (iqrl.video.select_backend); skips without one, fails with
+    """The headless GL backend (iqrl.core.render.select_backend); skips without one, fails with
     IQRL_REQUIRE_RENDERER=1 (CI installs EGL and OSMesa)."""
-    from iqrl import video
+    from iqrl.core import render
 
     try:
-        return video.select_backend()
-    except video.RendererUnavailable as e:
+        return render.select_backend()
+    except render.RendererUnavailable as e:
         if os.environ.get("IQRL_REQUIRE_RENDERER") == "1":
             raise
         pytest.skip(str(e))

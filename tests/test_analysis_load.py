@@ -14,10 +14,10 @@ from analysis.load import (
     eval_rows,
     identity_from_layout,
     load_results,
-    method_label,
     parse_overrides,
 )
 from analysis.task_groups import TASK_GROUPS, task_group
+from iqrl.core.runfolder import method_label
 
 from analysis_helpers import write_hand_results, write_run
 
@@ -367,8 +367,9 @@ def test_a_run_from_before_a_key_was_added_repeats_a_new_run_with_the_legacy_val
 
 
 def test_a_run_whose_config_carries_never_read_learner_keys_repeats_a_new_run(tmp_path):
-    # iqrl.core.runfolder.INERT_REMOVED_KEYS: older iqrl configs carried the SAC learner's keys, never read; a
-    # new run without them is the same experiment (a key outside that set would make it another, test above).
+    # iqrl.core.runfolder.INERT_REMOVED_KEYS: older iqrl configs carried the SAC learner's keys, never read;
+    # a new run without them is the same experiment (a key outside that set would make it another, test
+    # above).
     old = iqrl_config("old", 0, 100)
     old["agent"] = {**old["agent"], "init_temperature": 0.1, "alpha_lr": 3e-4}
     new = iqrl_config("new", 0, 100)

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from iqrl.bench.measure import main, whole_periods
+from iqrl.bench.cli import main
+from iqrl.bench.measure import whole_periods
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
 
 
 def test_peak_rows_cover_both_dtypes_and_every_product():
-    from iqrl.bench.measure import PEAK_PRODUCTS, matmul_peak
+    from iqrl.bench.matmul import PEAK_PRODUCTS, matmul_peak
 
     # tiny products: the structure is what is tested (the paper-sized ones take minutes in bf16 on a CPU)
     products = [("mm", (16, 24, 8)), ("bmm", (2, 16, 24, 8))]
@@ -113,7 +114,7 @@ def test_matmul_flops_count_onednn_products_from_their_shapes():
     2 M K N from its shapes, as the profiler counts aten::mm."""
     from torch.profiler import profile
 
-    from iqrl.bench.measure import MATMUL_OPS, matmul_flops
+    from iqrl.bench.matmul import MATMUL_OPS, matmul_flops
     from iqrl.nn.kernels import onednn_matmul
 
     a, b, c = torch.randn(8, 5), torch.randn(5, 3), torch.randn(4, 7, 6)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from iqrl.bench.measure import main
+from iqrl.bench.cli import main
 from iqrl.bench.plain import PlainIQRL, critic_from_ensemble
 
 from agent_helpers import agent_and_replay

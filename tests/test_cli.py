@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from iqrl.core.config import build_config
-from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.train import main
 
 from conftest import tiny_argv
 
@@ -113,12 +114,13 @@ def test_task_overrides_and_presets():
 
 
 def test_replay_capacity_default_per_agent_and_override():
-    from iqrl.train import Trainer
+    from iqrl.core.provenance import run_meta
+    from iqrl.core.trainer import Trainer
 
     def capacity(*argv):
         t = Trainer(build_config(["task=cartpole-balance", "out=/nonexistent/x", *argv]))
         # config.yaml's meta records the effective capacity (0 = unbounded) when replay_capacity is null
-        assert t.meta()["replay_capacity"] == (t.replay.capacity or 0)
+        assert run_meta(t.cfg, t.parts, t.updates_per_step)["replay_capacity"] == (t.replay.capacity or 0)
         return t.replay.capacity
 
     assert capacity("agent=td7") == capacity("agent=mrq") == 1_000_000  # their code's 1e6 FIFO
@@ -132,7 +134,8 @@ def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
     """Quirk 10 of the official iQRL code: with agent.official_shared_eval_seed the eval env gets the train
     seed; without it, seed + 10000. Every agent has the key (AgentConfig); the trainer reads AgentSpec."""
     from iqrl.core.envs import DMCEnv
-    from iqrl.train import Trainer
+    from iqrl.core.provenance import run_meta
+    from iqrl.core.trainer import Trainer
 
     def trainer(*argv):
         return Trainer(
@@ -142,11 +145,12 @@ def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
     first_obs = {s: DMCEnv("cartpole-balance", s).reset() for s in (5, 10005)}
     for shared, expected in ((True, 5), (False, 10005)):
         t = trainer(f"agent.official_shared_eval_seed={str(shared).lower()}")
-        assert t.agent.spec.shared_eval_seed is shared and t.eval_seed == t.meta()["eval_seed"] == expected
+        meta = run_meta(t.cfg, t.parts, t.updates_per_step)
+        assert t.agent.spec.shared_eval_seed is shared and t.parts.eval_seed == meta["eval_seed"] == expected
         assert (t.eval_env.reset() == first_obs[expected]).all()
     assert (first_obs[5] != first_obs[10005]).any()
     default = trainer()
-    assert default.eval_seed == (5 if agent == "iqrl-official" else 10005)
+    assert default.parts.eval_seed == (5 if agent == "iqrl-official" else 10005)
 
 
 def test_official_shared_eval_seed_is_on_only_in_iqrl_official():

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from iqrl.core.config import build_config
+from iqrl.core.exits import EXIT_BAD_INPUT
 from iqrl.multiseed.group import unsupported
-from iqrl.train import EXIT_BAD_INPUT, main
+from iqrl.train import main
 
 from agent_helpers import agent_and_replay
 from conftest import tiny_argv

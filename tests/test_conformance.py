@@ -18,10 +18,11 @@ import yaml
 
 from iqrl.core import registry as agents
 from iqrl.core.config import build_config
+from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.interface import Agent, AgentSpec
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.train import main
 
 from conftest import TINY_AGENT, TINY_RUN, tiny_argv
 from test_train import EVAL_COLS, eval_numbers, read_csv

@@ -15,7 +15,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from iqrl.core import registry as agents  # noqa: E402
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main  # noqa: E402
+from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
+from iqrl.train import main  # noqa: E402
 
 from conftest import tiny_argv  # noqa: E402
 from test_train import eval_numbers  # noqa: E402
@@ -116,7 +117,7 @@ def test_cuda_bench_rows(tmp_path):
     over at least 500 updates, with the GPU's name and the hours per 1M env steps."""
     import json
 
-    from iqrl.bench.measure import main as bench
+    from iqrl.bench.cli import main as bench
 
     out = tmp_path / "b.json"
     argv = ["--device", "cuda", "--agents", "td3", "--tasks", "cartpole-balance", "--dtypes", "fp32"]

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 
 from baselines.dcwm import DCWM, DCWMConfig
 from iqrl.core.config import ConfigError, build_config
+from iqrl.core.exits import EXIT_OK
 from iqrl.core.replay import SequenceBatch
 from iqrl.nn.maths import gumbel_noise, gumbel_softmax_st
-from iqrl.train import EXIT_OK, main
+from iqrl.train import main
 
 from conftest import tiny_argv
 from test_train import read_csv

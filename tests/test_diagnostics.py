@@ -56,7 +56,8 @@ def test_trainer_diagnostics_batch_is_drawn_without_replacement(tmp_path):
     """n = latent width (16) distinct stored observations: the diagnostics see each exactly once, drawn
     with the diagnostics' generator only (the training generator and the global RNG are untouched)."""
     from iqrl.core.config import build_config
-    from iqrl.train import Trainer
+    from iqrl.core.latent_probe import probe_latent
+    from iqrl.core.trainer import Trainer
 
     from conftest import tiny_argv
 
@@ -71,7 +72,7 @@ def test_trainer_diagnostics_batch_is_drawn_without_replacement(tmp_path):
     seen, latent = [], t.agent.latent
     t.agent.latent = lambda o: seen.append(o.clone()) or latent(o)
     train_state, torch_state = t.replay.generator.get_state(), torch.get_rng_state()
-    out = t.diagnostics()
+    out = probe_latent(t.agent, t.replay, t.diag_generator)
     assert (
         "latent_rank" in out and out["latent_collapsed"] == 0
     )  # the initial encoder's latent is not collapsed
@@ -98,7 +99,8 @@ def test_collapsed_latent_is_recorded_and_warned_once(tmp_path, capsys):
     import csv
 
     from iqrl.core.config import build_config
-    from iqrl.train import Trainer
+    from iqrl.core.latent_probe import collapse_warning
+    from iqrl.core.trainer import Trainer
 
     from conftest import tiny_argv
 
@@ -112,4 +114,4 @@ def test_collapsed_latent_is_recorded_and_warned_once(tmp_path, capsys):
     assert [r["latent_collapsed"] for r in rows] == ["1", "1"] and rows[0]["latent_rank"] == "0.0"
     warnings = [line for line in capsys.readouterr().out.splitlines() if "warning: collapsed latent" in line]
     assert len(warnings) == 1 and "at env_step 400 (latent rank 0" in warnings[0]
-    assert t.collapse_warning() is None  # the run's later rows do not warn again
+    assert collapse_warning(t.train_rows) is None  # the run's later rows do not warn again

@@ -15,17 +15,11 @@ import pytest
 import torch
 
 from iqrl.core.config import ConfigError, build_config
+from iqrl.core.device import UpdatePrecision
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceBatch
-from iqrl.train import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    UpdatePrecision,
-    main,
-    stop_on_signals,
-)
+from iqrl.train import main, stop_on_signals
 
 from conftest import tiny_argv
 
@@ -295,8 +289,9 @@ def test_iqrl_official_preset_turns_on_exactly_the_eight_documented_quirks():
 # The trainer: warmup_with_policy, precision, device, error paths
 # --------------------------------------------------------------------------------------------------
 def _spy_on_agent(monkeypatch, record):
-    """Wrap iqrl.train's make_agent so each built agent's act() and update() report to `record`."""
-    import iqrl.train
+    """Wrap the make_agent of iqrl.core.parts (where the trainer builds its agent) so each built agent's
+    act() and update() report to `record`."""
+    import iqrl.core.parts
 
     def spying_make_agent(*args, **kwargs):
         agent = make_agent(*args, **kwargs)
@@ -316,7 +311,7 @@ def _spy_on_agent(monkeypatch, record):
         record["agent"] = agent
         return agent
 
-    monkeypatch.setattr(iqrl.train, "make_agent", spying_make_agent)
+    monkeypatch.setattr(iqrl.core.parts, "make_agent", spying_make_agent)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import yaml
 
 from iqrl.core.config import ConfigError, build_config, perturbations
 from iqrl.core.envs import DMCEnv, Perturbations, PerturbedEnv, Step, make_env
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
+from iqrl.train import main
 
 from conftest import stop_after_episodes, tiny_argv
 from test_train import eval_numbers

@@ -7,7 +7,7 @@ from dm_control import suite
 
 from iqrl.core.config import build_config
 from iqrl.core.envs import DMCEnv
-from iqrl.train import Trainer
+from iqrl.core.trainer import Trainer
 
 from conftest import tiny_argv
 

@@ -13,8 +13,10 @@ import torch
 
 from iqrl.core.config import build_config
 from iqrl.core.envs import DMCEnv
+from iqrl.core.evaluation import eval_batch, eval_episode
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.registry import agent_names, make_agent
-from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, eval_batch, eval_episode, main
+from iqrl.train import main
 
 from conftest import TINY_AGENT, TINY_RUN, stop_after_episodes, tiny_argv
 from test_train import eval_numbers

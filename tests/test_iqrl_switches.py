@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from iqrl.core.config import ConfigError, build_config
+from iqrl.core.exits import EXIT_OK
 from iqrl.core.replay import SequenceReplay
+from iqrl.core.trainer import Trainer
 from iqrl.learners.sac import SACLearner
 from iqrl.learners.td3 import TD3Learner
-from iqrl.train import EXIT_OK, Trainer, main
+from iqrl.train import main
 
 from conftest import tiny_argv
 from test_iqrl import ACT, OBS, batch, make

@@ -9,7 +9,8 @@ import struct
 import pytest
 import yaml
 
-from iqrl.train import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, main
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from iqrl.train import main
 
 pytest.importorskip("tensorboard", reason="the tracking extra is not installed: pip install '.[tracking]'")
 pytest.importorskip("wandb", reason="the tracking extra is not installed: pip install '.[tracking]'")

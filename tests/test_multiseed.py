@@ -21,6 +21,7 @@ import torch
 from iqrl.core import registry
 from iqrl.core.checks import require
 from iqrl.core.config import build_config
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.core.registry import AgentEntry, agent_names, make_agent
 from iqrl.core.replay import SequenceReplay
@@ -30,7 +31,6 @@ from iqrl.multiseed.runs import PREVIOUS_CHECKPOINT, checkpoint_step, main, resu
 from iqrl.nn.layers import frozen_copy, mlp
 from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
-from iqrl.train import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from iqrl.train import main as train_main
 
 from conftest import TINY_AGENT, TINY_RUN, wait_for

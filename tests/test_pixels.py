@@ -16,14 +16,15 @@ import torch
 
 from iqrl.core.config import ConfigError, build_config, pixel_agents
 from iqrl.core.envs import Observation, make_env, pixel_camera
+from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.replay import SequenceReplay
 from iqrl.nn.maths import random_shift, shift_offsets
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.train import main
 
 from conftest import stop_after_episodes, tiny_argv
 from test_train import eval_numbers, read_csv
 
-video = pytest.importorskip("iqrl.video")
+render = pytest.importorskip("iqrl.core.render")
 SIZE, STACK = 24, 3
 
 
@@ -39,7 +40,7 @@ def test_frames_are_stacked_oldest_first_and_refilled_at_each_reset(renderer):
     env = pixel_env()
     obs = env.reset()
     assert obs.shape == (3 * STACK, SIZE, SIZE) and obs.dtype == np.uint8 and env.obs_shape == obs.shape
-    assert obs.std() > video.BLANK_STD  # a real picture, not a blank buffer
+    assert obs.std() > render.BLANK_STD  # a real picture, not a blank buffer
     first = frames(obs)
     assert all(np.array_equal(f, first[0]) for f in first)  # the reset frame, repeated
     rng = np.random.default_rng(0)

@@ -11,9 +11,10 @@ import torch
 import yaml
 
 from iqrl.core.config import ConfigError, build_config
+from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.registry import make_agent
 from iqrl.nn.quantizers import GroupNorm, VectorQuantizer
-from iqrl.train import EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.train import main
 
 from conftest import stop_after_episodes, tiny_argv
 from test_iqrl import ACT, OBS

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 
 from baselines.tcrl import TCRL, TCRLConfig
 from iqrl.core.config import build_config
+from iqrl.core.exits import EXIT_OK
 from iqrl.core.replay import SequenceBatch
 from iqrl.nn.maths import truncated_normal_sample
-from iqrl.train import EXIT_OK, main
+from iqrl.train import main
 
 from agent_helpers import FixedReplay
 from conftest import tiny_argv

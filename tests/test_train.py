@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iqrl.train import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.train import main
 
 from conftest import tiny_argv, wait_for
 
@@ -247,7 +248,7 @@ def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
 def test_checkpoints_fall_on_the_cadence_after_a_resume(tmp_path, monkeypatch):
     """Episodes of 200 env steps, checkpoint_every=400: stopped at 400 (a due checkpoint), the resumed run
     checkpoints at 800, 1200 and at the end, not again at 600 (the saved counter was one period late)."""
-    from iqrl.train import Trainer
+    from iqrl.core.trainer import Trainer
 
     saved = []
     original = Trainer.save_checkpoint
@@ -286,9 +287,9 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed_on_resume(tmp_path)
     assert main(argv, should_stop=lambda: True) == EXIT_INTERRUPTED
     # The real writer, killed between writing its temporary file and renaming it.
     code = (
-        "import os, signal, sys; from iqrl.runfolder import _atomic_write\n"
+        "import os, signal, sys; from iqrl.core.runfolder import atomic_write\n"
         "def write(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
-        "_atomic_write(sys.argv[1], write)"
+        "atomic_write(sys.argv[1], write)"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for target in (run / "checkpoint" / "ckpt.pt", run / "eval.csv"):

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.train import EXIT_OK, main
+from iqrl.core import render
+from iqrl.core.exits import EXIT_OK
+from iqrl.train import main
 
 video = pytest.importorskip("iqrl.video")
 
@@ -61,10 +63,11 @@ def finished_run(tmp_path_factory, renderer):
 
 def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(finished_run):
     from iqrl.core.config import from_yaml_dict
-    from iqrl.core.envs import DMCEnv, eval_seed
+    from iqrl.core.envs import DMCEnv
+    from iqrl.core.evaluation import eval_episode
     from iqrl.core.registry import make_agent
     from iqrl.core.runfolder import CHECKPOINT, read_yaml
-    from iqrl.train import eval_episode
+    from iqrl.core.tasks import eval_seed
 
     out = finished_run
     before = file_hashes(out)
@@ -77,7 +80,7 @@ def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(fin
     meta, frames = frames_of(out / new[0])
     assert meta["size"] == (48, 48) and meta["fps"] == pytest.approx(50)  # cartpole: 0.01 s x action repeat 2
     assert len(frames) == 200 // 2 + 1  # the reset and every agent step of a 200-env-step episode
-    assert min(f.std() for f in frames) > video.BLANK_STD
+    assert min(f.std() for f in frames) > render.BLANK_STD
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1  # the pole moved
 
     # the return in the name is the deterministic evaluation episode of the checkpoint with the eval seed
@@ -85,20 +88,20 @@ def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(fin
     env = DMCEnv(cfg.task, eval_seed(cfg.seed), cfg.action_repeat, cfg.episode_length)
     agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, torch.device("cpu"), cfg.seed)
     agent.load_state_dict(torch.load(out / CHECKPOINT, weights_only=False)["agent"])
-    assert new[0].name == video.video_name(800, eval_episode(env, agent), 1)
+    assert new[0].name == render.video_name(800, eval_episode(env, agent), 1)
 
 
 def test_video_every_records_the_evaluation_episode_and_leaves_the_results_alone(
     finished_run, tiny, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(video, "TRAIN_VIDEO_SIZE", 32)
+    monkeypatch.setattr(render, "TRAIN_VIDEO_SIZE", 32)
     out = tmp_path / "run"
     assert main(tiny("td3", out, steps=800, extra=["eval_episodes=1", "video_every=800"])) == EXIT_OK
     returns = eval_returns(out)
     assert returns == eval_returns(finished_run)  # same run without videos: rendering changes no result
     # at step 0 and at the first evaluation of each later 800-step block; the return is that eval's episode
     names = sorted(p.name for p in (out / "videos").iterdir())
-    assert names == sorted(video.video_name(s, ret) for s, ret in returns if s in (0, 800))
+    assert names == sorted(render.video_name(s, ret) for s, ret in returns if s in (0, 800))
     _, frames = frames_of(out / "videos" / names[0])
     assert len(frames) == 101 and frames[0].shape == (32, 32, 3)
 
@@ -134,8 +137,8 @@ def test_bad_arguments_and_blank_frames_are_refused(finished_run, tmp_path, caps
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and msg in err, err
     frame = np.zeros((16, 16, 3), np.uint8)
-    with pytest.raises(video.BlankFrames, match="frame 1 is blank"):
-        video.check_not_blank([frame + np.arange(16, dtype=np.uint8)[:, None, None] * 8, frame + 200])
+    with pytest.raises(render.BlankFrames, match="frame 1 is blank"):
+        render.check_not_blank([frame + np.arange(16, dtype=np.uint8)[:, None, None] * 8, frame + 200])
 
 
 def test_figures_index_links_each_method_and_task_to_its_runs_and_videos(tmp_path):

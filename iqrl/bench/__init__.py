@@ -1,4 +1,7 @@
 """`make bench`: throughput and memory of every agent, matrix-product ceilings, and the comparison with a
-plain implementation of iQRL's update. It imports `iqrl.core`, `iqrl.multiseed` and, for the plain
-comparison, `iqrl.agent`.
+plain implementation of iQRL's update.
+
+cli.py is `python -m iqrl.bench`; measure.py measures one row on a trainer built as a run builds it;
+matmul.py the matrix-product ceilings; compare.py compares two bench files; plain.py is the plain update.
+It imports `iqrl.core` and `iqrl.multiseed` (the K-seed rows); agents are built by name (the registry).
 """

@@ -1,7 +1,7 @@
-"""python -m iqrl.bench ...: `make bench` (iqrl/bench/measure.py has the options)."""
+"""python -m iqrl.bench ...: `make bench` (iqrl/bench/cli.py has the options)."""
 
 import sys
 
-from iqrl.bench.measure import main
+from iqrl.bench.cli import main
 
 sys.exit(main())

@@ -21,17 +21,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from iqrl.core import registry
 from iqrl.core.checks import require
-from iqrl.core.envs import (
-    DISTRACTORS,
-    OBSERVATIONS,
-    SEED_LIMIT,
-    Observation,
-    Perturbations,
-    eval_seed,
-    parse_task,
-    task_group,
-)
+from iqrl.core.envs import DISTRACTORS, OBSERVATIONS, SEED_LIMIT, Observation, Perturbations, parse_task
 from iqrl.core.loggers import LOGGERS
+from iqrl.core.tasks import eval_seed, task_group
 
 
 class ConfigError(ValueError):
@@ -54,34 +46,33 @@ class RunConfig:
     replay_capacity: int | None = None
     eval_every: int = 10_000
     eval_episodes: int = 10
-    # true: the evaluation episodes side by side, one `act` call per step for all of them (train.eval_batch)
+    # true: the evaluation episodes side by side, one `act` call per step for all of them
+    # (iqrl.core.evaluation.eval_batch)
     eval_batched: bool = True
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
     checkpoint_every: int = 50_000
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    precision: str = (
-        "fp32"  # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (train.UpdatePrecision)
-    )
-    compile: bool = (
-        False  # torch.compile the pieces of the agent's update (Agent.compile; docs/performance.md)
-    )
+    # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (iqrl.core.device.UpdatePrecision)
+    precision: str = "fp32"
+    compile: bool = False  # torch.compile the pieces of the update (Agent.compile; docs/performance.md)
     cudagraphs: bool = False  # with compile: replay them as CUDA graphs (CUDA only)
     episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
     action_repeat: int = 2
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
     variant: str = "default"
     overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
-    # Trackers beside eval.csv/train.csv (iqrl.loggers): csv, tensorboard, wandb. CSV is always written.
+    # Trackers beside eval.csv/train.csv (iqrl.core.loggers): csv (always written), tensorboard, wandb.
     logger: list[str] = field(default_factory=lambda: ["csv"])
-    video_every: int = 0  # env steps between evaluation videos (RUN/videos/, iqrl.video); 0 = none
-    # Stochastic and distracting environments (iqrl.envs.Perturbations; docs/configuration.md): all off.
+    video_every: int = 0  # env steps between evaluation videos (RUN/videos/, iqrl.core.render); 0 = none
+    # Stochastic and distracting environments, all off by default (iqrl.core.envs.Perturbations;
+    # docs/configuration.md).
     obs_noise: float = 0.0  # std of Gaussian noise on every observation entry
     action_noise: float = 0.0  # std of Gaussian noise on the executed action
     sticky_actions: float = 0.0  # probability of executing the previous action again, per agent step
     distractor_dims: int = 0  # observation entries unrelated to the task
     distractor: str = "noise"  # noise (iid N(0, 1)) | signal (sinusoids drawn per episode)
     perturb_eval: bool = True  # false: evaluation without the noises and sticky actions (distractors stay)
-    # What the agent sees (iqrl.envs.PixelEnv; docs/pixels.md): state vectors, or pixels: the last
+    # What the agent sees (iqrl.core.envs.PixelEnv; docs/pixels.md): state vectors, or pixels: the last
     # frame_stack RGB frames of image_size x image_size, rendered after each agent step.
     obs: str = "state"  # state | pixels
     image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO: 84)
@@ -287,7 +278,7 @@ def validate_observation(run: RunConfig) -> None:
 
 
 def observation(run: RunConfig) -> Observation:
-    """The run's observation settings (iqrl.envs.make_env)."""
+    """The run's observation settings (iqrl.core.envs.make_env)."""
     return Observation(run.obs, run.image_size, run.frame_stack)
 
 

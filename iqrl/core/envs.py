@@ -1,4 +1,4 @@
-"""DeepMind Control Suite wrapper and the task groups (easy / medium / hard) of the iQRL code.
+"""DeepMind Control Suite wrapper: the environments every agent trains and is evaluated in.
 
 Protocol (shared by every agent): flattened float32 state observations in the suite's key order,
 actions rescaled to [-1, 1], action repeat 2 with summed rewards, episodes of 1000 env (physics)
@@ -9,81 +9,27 @@ With `obs=pixels` (`PixelEnv`) the observation is instead the stack of the last 
 uint8 [3 * frame_stack, size, size] (newest last), rendered after each agent step from the camera the
 pixel benchmarks of SAC+AE, DrQ and TACO use (`pixel_camera`); action repeat, rewards and time limit are
 unchanged (docs/pixels.md).
+
+It imports numpy, dm_control and the renderer (iqrl/core/render.py); task names, groups and the evaluation
+seed are iqrl/core/tasks.py (light, for slurm/ and analysis/).
 """
 
 from __future__ import annotations
 
-import os
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
+from dm_control import suite
+from dm_control.suite.wrappers import action_scale
 
-# MUJOCO_GL is read once, when dm_control's rendering module is imported: set it first.
-os.environ.setdefault("MUJOCO_GL", "disable")
+from iqrl.core.render import Renderer
 
-# Task groups (the iQRL code's cfgs/env/{easy,medium,hard}.yaml; cartpole-swingup, which the final code lacks,
-# sits with the easy tasks
-# as in the earlier code). Exploration-noise decay lengths per group live in the agents' task YAML.
-TASK_GROUPS: dict[str, list[str]] = {
-    "easy": [
-        "cartpole-balance",
-        "cartpole-swingup",
-        "ball_in_cup-catch",
-        "finger-spin",
-        "hopper-stand",
-        "pendulum-swingup",
-        "walker-stand",
-        "walker-walk",
-    ],
-    "medium": [
-        "acrobot-swingup",
-        "cheetah-run",
-        "finger-turn_easy",
-        "finger-turn_hard",
-        "hopper-hop",
-        "quadruped-run",
-        "quadruped-walk",
-        "walker-run",
-        "fish-swim",
-        "fish-upright",
-        "reacher-easy",
-        "reacher-hard",
-    ],
-    "hard": [
-        "dog-run",
-        "dog-stand",
-        "dog-trot",
-        "dog-walk",
-        "humanoid-run",
-        "humanoid-stand",
-        "humanoid-walk",
-        "cartpole-swingup_sparse",
-    ],
-}
-
-EVAL_SEED_OFFSET = (
-    10_000  # eval env seed = train seed + this (agent.official_shared_eval_seed: + 0, as the official code)
-)
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
-
-
-def eval_seed(seed: int, shared: bool = False) -> int:
-    """The evaluation env's seed: train seed + EVAL_SEED_OFFSET, or the train seed itself when `shared`
-    (`agent.official_shared_eval_seed`, docs/faithfulness.md IQ-10)."""
-    return seed if shared else seed + EVAL_SEED_OFFSET
-
-
-def task_group(task: str) -> str | None:
-    for group, tasks in TASK_GROUPS.items():
-        if task in tasks:
-            return group
-    return None
 
 
 def all_tasks() -> list[str]:
     """Every `domain-task` name dm_control's suite knows (dog and quadruped tasks included)."""
-    from dm_control import suite
-
     return sorted(f"{d}-{t}" for d, t in suite.ALL_TASKS)
 
 
@@ -92,8 +38,6 @@ def parse_task(task: str) -> tuple[str, str]:
     domain, sep, name = task.partition("-")
     valid = all_tasks()
     if not sep or task not in valid:
-        import difflib
-
         close = difflib.get_close_matches(task, valid, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ValueError(f"unknown task {task!r}{hint}; valid tasks: {', '.join(valid)}")
@@ -117,9 +61,6 @@ class DMCEnv:
     """
 
     def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 1000):
-        from dm_control import suite
-        from dm_control.suite.wrappers import action_scale
-
         domain, name = parse_task(task)
         if episode_length % action_repeat:
             raise ValueError(
@@ -160,7 +101,7 @@ class DMCEnv:
 
     @property
     def physics(self):
-        """The dm_control physics (for rendering: iqrl.video)."""
+        """The dm_control physics (for rendering: iqrl.core.render)."""
         return self._env.physics
 
     @property
@@ -280,12 +221,10 @@ class PixelEnv:
     """A DMCEnv or PerturbedEnv seen through a camera: observations are the last `frame_stack` RGB frames,
     uint8 [3 * frame_stack, size, size], oldest first. A reset fills the stack with copies of the first
     frame (as the frame-stack wrappers of SAC+AE, DrQ and TACO do), so a stack never reaches into the
-    previous episode. Rendering (iqrl.video.Renderer: EGL, else OSMesa) leaves the physics and every
+    previous episode. Rendering (iqrl.core.render.Renderer: EGL, else OSMesa) leaves the physics and every
     random stream alone, so the task's dynamics, rewards and seeds are those of the state env."""
 
     def __init__(self, env, size: int, frame_stack: int):
-        from iqrl.video import Renderer
-
         self._env, self.frame_stack = env, frame_stack
         self._renderer = Renderer(env.physics, size, pixel_camera(env.task))
         self.obs_shape = (3 * frame_stack, size, size)

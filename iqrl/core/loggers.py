@@ -2,7 +2,7 @@
 
 eval.csv and train.csv stay the record (`make figures` reads only them); each tracker receives the same rows
 as they are written, with the same keys (`eval/<column>`, `train/<column>`) at step = env_step. Both
-trackers are the optional extra `pip install 'iqrl-bench[tracking]'`.
+trackers are the optional extra `pip install 'iqrl-bench[tracking]'`, imported only when a run asks for them.
 
 A resumed run replays the episodes after its checkpoint, so rows already sent by the interrupted attempt
 come again (with the same values): TensorBoard drops the old ones (purge_step: readers discard points at or
@@ -17,6 +17,8 @@ import json
 import os
 import secrets
 from pathlib import Path
+
+from iqrl.core.runfolder import atomic_write_text, method_label
 
 LOGGERS = ("csv", "tensorboard", "wandb")
 _PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -64,10 +66,6 @@ class WandB:
         os.environ.setdefault("WANDB_MODE", "offline")
         import wandb
 
-        from analysis.load import method_label
-        from iqrl.core.runfolder import atomic_write_text
-
-        self._write = atomic_write_text
         self.path = Path(run_dir) / WANDB_STATE
         self.state = (
             json.loads(self.path.read_text())
@@ -96,7 +94,7 @@ class WandB:
         self.run.define_metric("*", step_metric="env_step")
 
     def _save(self) -> None:
-        self._write(self.path, json.dumps(self.state) + "\n")
+        atomic_write_text(self.path, json.dumps(self.state) + "\n")
 
     def log(self, kind: str, row: dict) -> None:
         step = row["env_step"]

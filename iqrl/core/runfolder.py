@@ -1,6 +1,9 @@
 """Run folder files, all written atomically (write to a temporary file in the same folder, then rename).
 
-Layout: config.yaml, eval.csv, train.csv, status.json, checkpoint/ckpt.pt (docs/run-folder.md).
+Layout: config.yaml, eval.csv, train.csv, status.json, checkpoint/ckpt.pt (docs/run-folder.md). Also what
+the trainer, slurm/ and analysis/ share about run folders: the run lock, the status reader, the keys of older
+configs and a run's method label. slurm/ imports it at the top on login nodes, so it imports no torch and
+nothing of the harness (the trainer writes its checkpoints with `atomic_write`).
 """
 
 from __future__ import annotations
@@ -49,19 +52,19 @@ LEGACY_VALUES = {
     "agent.vq_dim": 8,
     "agent.vq_beta": 0.25,
     "agent.vq_decay": 0.99,
-    # stochastic and distracting environments (iqrl.envs.Perturbations): older runs had none
+    # stochastic and distracting environments (iqrl.core.envs.Perturbations): older runs had none
     "obs_noise": 0.0,
     "action_noise": 0.0,
     "sticky_actions": 0.0,
     "distractor_dims": 0,
     "distractor": "noise",
     "perturb_eval": True,
-    # batched evaluation (train.eval_batch): older runs evaluated their episodes one after another
+    # batched evaluation (iqrl.core.evaluation.eval_batch): older runs evaluated their episodes one by one
     "eval_batched": False,
     # compiled updates (Agent.compile): older runs ran eagerly
     "compile": False,
     "cudagraphs": False,
-    # pixel observations (iqrl.envs.PixelEnv): older runs saw state vectors
+    # pixel observations (iqrl.core.envs.PixelEnv): older runs saw state vectors
     "obs": "state",
     "image_size": 84,
     "frame_stack": 3,
@@ -88,7 +91,13 @@ INERT_REMOVED_KEYS = frozenset(
 )
 
 
-def _atomic_write(path: Path, write) -> None:
+def method_label(agent: str, variant: str) -> str:
+    """The method a run folder belongs to: the agent name for variant `default`, `agent/variant` otherwise
+    (the figures' legends and the W&B group)."""
+    return agent if variant in ("", "default") else f"{agent}/{variant}"
+
+
+def atomic_write(path: Path, write) -> None:
     """Call write(binary_file) on a temporary file beside `path`, fsync, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +132,7 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -182,12 +191,6 @@ def write_yaml(path: Path, data: dict) -> None:
 def read_yaml(path: Path) -> dict | None:
     p = Path(path)
     return yaml.safe_load(p.read_text()) if p.exists() else None
-
-
-def atomic_torch_save(path: Path, obj) -> None:
-    import torch
-
-    _atomic_write(path, lambda f: torch.save(obj, f))
 
 
 class RunLock:

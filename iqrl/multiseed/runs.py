@@ -25,19 +25,12 @@ from pathlib import Path
 import torch
 
 from iqrl.core.config import ConfigError, build_config
+from iqrl.core.device import resolve_device
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from iqrl.core.preflight import check_device_type, check_precision, check_run_folder, check_watching
 from iqrl.core.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
+from iqrl.core.trainer import Trainer
 from iqrl.multiseed.group import SeedGroup, unsupported
-from iqrl.train import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_OK,
-    Trainer,
-    check_device_type,
-    check_precision,
-    check_run_folder,
-    check_watching,
-    resolve_device,
-)
 
 PREVIOUS_CHECKPOINT = CHECKPOINT.with_name("ckpt.prev.pt")
 

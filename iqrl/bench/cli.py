@@ -1,0 +1,277 @@
+"""`make bench`: throughput and memory of every agent at its paper configuration.
+
+    python -m iqrl.bench [--agents iqrl,td3] [--tasks walker-walk,dog-run] [--dtypes fp32,bf16]
+                         [--compile false,true] [--device cpu] [--updates 20] [--out bench.json]
+                         [--obs state,pixels] [--image-size 84]
+    python -m iqrl.bench --compare old.json new.json      # speed ratios between two bench files
+    python -m iqrl.bench --matmul-split --agents iqrl --tasks walker-walk  # matrix-product share of an update
+    python -m iqrl.bench --plain --tasks walker-walk --compile false,true  # against a plain implementation
+
+Each row is measured in a fresh subprocess (so peak memory is that row's own): build the run's trainer
+from `build_config(agent=..., task=...)` exactly as a run would (with episodes of 20 env steps, see
+iqrl/bench/measure.py BENCH_RUN), fill its replay with its own seed episodes, then time `updates` gradient
+updates after 3 warm-up updates (updates_per_s; on CUDA at least 500, timed with CUDA events), count the
+operators one update runs (ops_per_update: kernel launches on an eager GPU, see `count_ops`), time data
+collection with the agent acting in the trainer's own episode loop, whole episodes for about 20 s
+(env_steps_per_s, env steps = physics steps; the trainer's window leaves out the updates that per-step
+agents run between actions), and time deterministic acting (act_ms). `--compile true` measures the run key
+compile=true (`cudagraphs`: compile=true cudagraphs=true, CUDA only); compile_s is the warm-up's extra
+time over 3 timed updates and 2 actions, i.e. what compiling costs once per process. hours_per_1m is the
+wall time of 1M env steps at these rates (collection plus the agent's updates per env step; evaluation
+left out). `--obs pixels` measures the agents built for pixels (Agent.PIXELS) on rendered frame stacks:
+collection then includes rendering, and render_ms is the time of one frame alone.
+Rows: agent, task, obs, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
+act_ms, render_ms, compile_s, hours_per_1m, peak_mem_mb, torch, hardware.
+
+This module is the command line (its docstring is `--help`); a row's measurements are measure.py, the
+matrix-product ceilings matmul.py, `--compare` compare.py. It imports the bench's modules, the core's config,
+registry and preflight checks, and the K-seed mode's list of agents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from iqrl.bench import plain
+from iqrl.bench.compare import compare
+from iqrl.bench.matmul import matmul_peak, matmul_split
+from iqrl.bench.measure import COMPILE_MODES, FIELDS, bench_argv, measure, measure_seeds, plain_comparison
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.preflight import check_compile, check_precision
+from iqrl.core.registry import agent_class, agent_names
+from iqrl.multiseed.group import unsupported
+
+DEFAULT_TASKS = ["walker-walk", "dog-run"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agents", default="", help="comma-separated; default: every registered agent")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
+    p.add_argument(
+        "--dtypes", default=None, help="comma-separated among fp32, bf16, tf32 (default fp32,bf16)"
+    )
+    p.add_argument(
+        "--compile",
+        default="false",
+        help="comma-separated among false, true, cudagraphs (CUDA): rows with those run keys, in one run",
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--updates", type=int, default=20)
+    p.add_argument(
+        "--seeds",
+        default="1",
+        help="K-seed mode rows for K in this comma-separated list "
+        "(iqrl agents; K = 1 is the plain single-seed row)",
+    )
+    p.add_argument(
+        "--obs",
+        default="state",
+        help="comma-separated among state, pixels: pixel rows for the agents built for pixels",
+    )
+    p.add_argument("--image-size", type=int, default=84, help="pixel rows: frame width and height")
+    p.add_argument("--out", default="bench.json")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
+    p.add_argument(
+        "--peak",
+        action="store_true",
+        help="print the fp32/bf16 matrix-product GFLOP/s of this "
+        "machine at the update's shapes (the ceiling of updates/s) and exit",
+    )
+    p.add_argument(
+        "--matmul-split",
+        action="store_true",
+        help="CPU, fp32: for each agent, task and --compile value, how much of an update is matrix "
+        "products (profiled) and the most any implementation could gain; print JSON lines and exit",
+    )
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="CPU, fp32, iqrl: each --compile value's update against a plain PyTorch implementation of it "
+        "(iqrl/bench/plain.py), timed in one process; rows with vs_plain to --out",
+    )
+    p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
+    p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--one-compile", default="false", help=argparse.SUPPRESS)
+    p.add_argument("--one-obs", default="state", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.dtypes is None:
+        args.dtypes = "fp32" if args.plain else "fp32,bf16"
+    if args.compare:
+        return compare(*args.compare)
+    if args.peak:
+        for r in matmul_peak(args.device):
+            print(
+                f"{r['op']:<4} {r['shape']:<16} {r['dtype']:<5} {r['kernel']:<7} "
+                f"{r['gflop_per_s']:>8.1f} GFLOP/s "
+                f"({r['threads']} threads, {r['hardware']})",
+                flush=True,
+            )
+        return 0
+    if args.one:
+        if args.group:
+            print(json.dumps(measure_seeds(*args.one, args.device, args.updates, args.group)))
+        else:
+            row = measure(
+                *args.one, args.device, args.updates, args.one_compile, args.one_obs, args.image_size
+            )
+            print(json.dumps(row))
+        return 0
+    agents = [a for a in args.agents.split(",") if a] or (["iqrl"] if args.plain else agent_names())
+    tasks = [t for t in args.tasks.split(",") if t]
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    modes = [m for m in args.compile.split(",") if m]
+    observations = [o for o in args.obs.split(",") if o]
+    if not modes or set(modes) - set(COMPILE_MODES):
+        print(
+            f"error: --compile must list values among {', '.join(COMPILE_MODES)}, got {args.compile!r}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        seeds = [int(k) for k in args.seeds.split(",") if k]
+        if not seeds or min(seeds) < 1:
+            raise ValueError
+    except ValueError:
+        print(
+            f"error: --seeds must be a comma-separated list of ints >= 1, got {args.seeds!r}", file=sys.stderr
+        )
+        return 2
+    groups = [k for k in seeds if k > 1]
+    device_type = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
+    try:
+        for a in agents:
+            for t in tasks:
+                for d in dtypes:
+                    for m, o in ((m, o) for m in modes for o in observations):
+                        if o == "pixels" and not agent_class(a).PIXELS:
+                            continue  # pixel rows only for the agents built for pixels
+                        cfg = build_config(bench_argv(a, t, d, args.device, m, o, args.image_size))
+                        check_precision(cfg, device_type)
+                        check_compile(cfg, device_type)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.plain:
+        return plain_main(args, tasks, modes)
+    if args.matmul_split:
+        if args.device != "cpu":
+            print("error: --matmul-split profiles CPU time; use --device cpu", file=sys.stderr)
+            return 2
+        for a, t, m in ((a, t, m) for a in agents for t in tasks for m in modes):
+            print(json.dumps(matmul_split(a, t, m, args.updates)), flush=True)
+        return 0
+    grouped = [a for a in agents if unsupported(build_config([f"agent={a}"])) is None]
+    plan = [(a, ([1] if 1 in seeds else []) + (groups if a in grouped else [])) for a in agents]
+    if not any(ks for _, ks in plan):
+        print(
+            f"error: --seeds {args.seeds} asks only for K-seed rows, which the K-seed mode refuses for "
+            f"{', '.join(agents)} at their paper configs; add 1 to --seeds or pick other agents",
+            file=sys.stderr,
+        )
+        return 2
+    rows = []
+    for a, ks in plan:
+        for t in tasks:
+            for d, m, k, o in ((d, m, k, o) for d in dtypes for m in modes for k in ks for o in observations):
+                if k > 1 and (d != "fp32" or m != "false" or o != "state"):  # K-seed mode: eager fp32 states
+                    continue
+                if o == "pixels" and not agent_class(a).PIXELS:
+                    continue
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "iqrl.bench",
+                    "--one",
+                    a,
+                    t,
+                    d,
+                    "--device",
+                    args.device,
+                    "--updates",
+                    str(args.updates),
+                    "--group",
+                    str(k if k > 1 else 0),
+                    "--one-compile",
+                    m,
+                    "--one-obs",
+                    o,
+                    "--image-size",
+                    str(args.image_size),
+                ]
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    print(
+                        f"error: bench of {a} on {t} ({d}, compile {m}, {k} seeds) failed: "
+                        f"{r.stderr.strip().splitlines()[-1:]}",
+                        file=sys.stderr,
+                    )
+                    if rows:
+                        write_rows(rows, args.out)
+                        print(
+                            f"wrote the {len(rows)} row(s) measured before it to {args.out}",
+                            file=sys.stderr,
+                        )
+                    return 1
+                rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+                env_sps = rows[-1]["env_steps_per_s"]
+                print(
+                    f"{a:<14} {t:<12} {o:<6} {d:<5} compile={m:<5} K={k:<3} "
+                    f"{rows[-1]['updates_per_s']:>8.2f} updates/s per seed "
+                    + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""),
+                    flush=True,
+                )
+    write_rows(rows, args.out)
+    print()
+    print_table(rows)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def plain_main(args, tasks: list[str], modes: list[str]) -> int:
+    """`--plain`: refuse what the plain implementation does not cover (one error line), then measure."""
+    problem = None
+    if args.agents.split(",") not in (["iqrl"], [""]):
+        problem = f"--plain compares iqrl's update only, got --agents {args.agents}"
+    elif args.device != "cpu" or args.dtypes != "fp32" or "cudagraphs" in modes:
+        problem = "--plain measures CPU fp32 updates: use --device cpu --dtypes fp32 and no cudagraphs"
+    else:
+        for t in tasks:
+            bad = plain.unsupported(build_config(["agent=iqrl", f"task={t}"]).agent)
+            if bad:
+                problem = f"the plain iqrl update does not implement {', '.join(bad)} (task {t})"
+                break
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    rows = []
+    for t in tasks:
+        for r in plain_comparison(t, modes, args.updates):
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    write_rows(rows, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def write_rows(rows: list[dict], out: str) -> None:
+    """The rows as a JSON list, written atomically."""
+    tmp = Path(out).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(out)
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = FIELDS[:-2]
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+    if rows:
+        print(f"torch {rows[0]['torch']} on {rows[0]['hardware']}")

@@ -1,0 +1,49 @@
+"""`python -m iqrl.bench --compare OLD NEW`: the speed ratios between two bench files.
+
+It imports the standard library only (bench files are JSON lists of rows).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def compare(old_path: str, new_path: str) -> int:
+    """Print new/old updates/s per row present in both files; rows in only one are named."""
+
+    def key(r: dict) -> tuple:  # rows of bench files from before `obs` are state rows
+        return (
+            r["agent"],
+            r["task"],
+            r["device"],
+            r["dtype"],
+            r["compile"],
+            r.get("seeds", 1),
+            r.get("obs", "state"),
+        )
+
+    try:
+        old, new = ({key(r): r for r in json.loads(Path(p).read_text())} for p in (old_path, new_path))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"error: cannot read bench files {old_path}, {new_path}: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"{'agent':<14} {'task':<12} {'device':<7} {'dtype':<5} {'seeds':>5} {'updates/s old':>14} "
+        f"{'new':>8} "
+        f"{'ratio':>6}"
+    )
+    for k, r in new.items():
+        if k in old:
+            o = old[k]["updates_per_s"]
+            ratio = f"{r['updates_per_s'] / o:>5.2f}x" if o else "   n/a"
+            print(
+                f"{r['agent']:<14} {r['task']:<12} {r['device']:<7} {r['dtype']:<5} {r.get('seeds', 1):>5} "
+                f"{o:>14.2f} {r['updates_per_s']:>8.2f} {ratio}"
+            )
+    for label, only in (("old", old.keys() - new.keys()), ("new", new.keys() - old.keys())):
+        if only:
+            names = ", ".join(f"{a} {t} {d} {dt} K={k} {o}" for a, t, d, dt, _, k, o in sorted(only, key=str))
+            print(f"only in the {label} file ({len(only)}): {names}")
+    return 0

@@ -1,0 +1,157 @@
+"""The checks before a run trains, each a ConfigError with one line: the run folder holds this run or none,
+the device, precision and compile keys fit the machine and the agent, the trackers are installed and a
+renderer works where pixels or videos need one. Nothing is written.
+
+It imports torch, the run config, the registry (what an agent supports), the run folder's readers, the
+trackers' package check and the renderer's probe.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from iqrl.core.config import ConfigError, RunConfig, to_yaml_dict
+from iqrl.core.device import resolve_device
+from iqrl.core.loggers import missing_packages
+from iqrl.core.render import RendererUnavailable, select_backend
+from iqrl.core.runfolder import CHECKPOINT, INERT_REMOVED_KEYS, LEGACY_VALUES, read_status, read_yaml
+
+
+def preflight(cfg: RunConfig) -> bool:
+    """The checks before training `cfg` (ConfigError, one line, on failure); True if its folder holds it done.
+    A finished run needs no device, so the device is checked only for a run still to train."""
+    done = check_run_folder(cfg) == "done"
+    if not done:
+        device = resolve_device(cfg.device)
+        check_device_type(cfg, device)
+        check_precision(cfg, device)
+        check_compile(cfg, device)
+        check_watching(cfg)
+        check_renderer(cfg)
+    return done
+
+
+def check_precision(cfg: RunConfig, device: torch.device) -> None:
+    """precision=tf32 is a mode of CUDA's matrix units: ConfigError (one line) on another device."""
+    if cfg.precision == "tf32" and device.type != "cuda":
+        raise ConfigError(f"precision=tf32 needs a CUDA device (got device={device}); use fp32 or bf16")
+
+
+def check_compile(cfg: RunConfig, device: torch.device) -> None:
+    """cudagraphs=true needs a CUDA device: ConfigError (one line) otherwise. (compile=true works for every
+    agent: it compiles the pieces of the agent's update, iqrl/core/update.py.)"""
+    if cfg.cudagraphs and device.type != "cuda":
+        raise ConfigError(f"cudagraphs=true needs a CUDA device (got device={device}); use compile=true only")
+
+
+def check_device_type(cfg: RunConfig, device: torch.device) -> None:
+    """A checkpoint resumes only on the device type it was written on: it holds the states of the agent's
+    random generators, whose format differs between device types (5056 bytes on CPU, 16 on CUDA), and the
+    same seed draws different numbers on each. ConfigError (one line) otherwise."""
+    run_dir = Path(cfg.out)
+    if not (run_dir / CHECKPOINT).exists():
+        return
+    saved = ((read_yaml(run_dir / "config.yaml") or {}).get("meta") or {}).get("device")
+    if saved and torch.device(saved).type != device.type:
+        raise ConfigError(
+            f"{run_dir} was trained on {saved} and its checkpoint resumes only on a "
+            f"{torch.device(saved).type} device (random-generator states differ between device "
+            f"types); resume it with device={torch.device(saved).type} or use another out="
+        )
+
+
+def check_renderer(cfg: RunConfig) -> None:
+    """obs=pixels needs a headless renderer (EGL, else OSMesa): ConfigError (one line) without one."""
+    if cfg.obs == "pixels":
+        try:
+            select_backend()
+        except RendererUnavailable as e:
+            raise ConfigError(f"obs=pixels needs a renderer: {e}") from None
+
+
+def check_watching(cfg: RunConfig) -> None:
+    """The trackers `logger` names are installed and, with `video_every`, a renderer works (ConfigError)."""
+    missing = missing_packages(cfg.logger)
+    if missing:
+        raise ConfigError(
+            f"logger {', '.join(missing)} is not installed: "
+            "pip install 'iqrl-bench[tracking]' (or drop it from logger=)"
+        )
+    if cfg.video_every > 0:
+        try:
+            select_backend()
+        except RendererUnavailable as e:
+            raise ConfigError(f"video_every needs a renderer: {e}") from None
+
+
+# ---------------------------------------------------------------------- the run folder
+_MISSING = object()
+
+
+def _lookup(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part, _MISSING) if isinstance(tree, dict) else _MISSING
+    return tree
+
+
+def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str], list[str]]:
+    """(keys whose values differ, keys of `saved` that the current config no longer has, keys of the current
+    config that `saved` lacks: added since the run was started)."""
+    # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
+    # checkpointed (resume equality makes the results independent of the checkpoint cadence).
+    # So are the trackers and videos it writes beside its CSV files.
+    ignore = {"out", "device", "meta", "checkpoint_every", "logger", "video_every"}
+    diffs, obsolete, added = [], [], []
+    for k in sorted(set(saved) | set(new)):
+        if not prefix and k in ignore:
+            continue
+        a, b = saved.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            d, o, n = _config_diff(a, b, f"{prefix}{k}.")
+            diffs, obsolete, added = diffs + d, obsolete + o, added + n
+        elif k not in new:
+            obsolete.append(f"{prefix}{k}")
+        elif k not in saved:
+            added.append(f"{prefix}{k}")
+        elif a != b:
+            diffs.append(f"{prefix}{k}")
+    return diffs, obsolete, added
+
+
+def check_run_folder(cfg: RunConfig) -> str | None:
+    """'done' if the folder holds this run finished; None to (re)start. ConfigError if it holds another
+    run."""
+    run_dir = Path(cfg.out)
+    saved = read_yaml(run_dir / "config.yaml")
+    if saved is None:
+        if (run_dir / "eval.csv").exists() or (run_dir / CHECKPOINT).exists():
+            raise ConfigError(f"{run_dir} holds results but no config.yaml; refusing to overwrite it")
+        return None
+    diffs, obsolete, added = _config_diff(saved, to_yaml_dict(cfg))
+    if diffs:
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config (differs in {', '.join(diffs)}); "
+            "use another out= or remove that folder"
+        )
+    status = read_status(run_dir)
+    if status and status.get("state") == "done":
+        return "done"  # finished by an older version with keys since removed or added: its results stand
+    obsolete = [k for k in obsolete if k not in INERT_REMOVED_KEYS]
+    if obsolete:
+        raise ConfigError(
+            f"{run_dir} holds an unfinished run of an older version whose config has keys this one "
+            f"lacks ({', '.join(obsolete)}); finish it with that version or use another out="
+        )
+    current = to_yaml_dict(cfg)
+    added = [k for k in added if _lookup(current, k) != LEGACY_VALUES.get(k, _MISSING)]
+    if added:
+        legacy = [f"{k}={json.dumps(LEGACY_VALUES[k])}" for k in added if k in LEGACY_VALUES]
+        how = f"resume it with {' '.join(legacy)} (how that version ran), " * (len(legacy) == len(added))
+        raise ConfigError(
+            f"{run_dir} holds an unfinished run of an older version whose config lacks keys this one "
+            f"has ({', '.join(added)}); {how}finish it with that version or use another out="
+        )
+    return None

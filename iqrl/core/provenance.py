@@ -1,0 +1,68 @@
+"""Where a run's numbers came from: package versions, the git commit, and the `meta` of its config.yaml.
+
+It imports the standard library and the task groups (iqrl/core/tasks.py); the run's parts come in as
+arguments.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from iqrl.core.tasks import task_group
+
+
+def package_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "numpy", "mujoco", "dm-control", "omegaconf"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if sha.returncode == 0:
+            return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def run_meta(cfg, parts, updates_per_step: float) -> dict:
+    """config.yaml's `meta` of the run `cfg` with its built `parts` (iqrl.core.parts.RunParts) and its
+    effective updates per env step: versions, commit, the sizes the agent was built with, effective values
+    of keys left to the agent's defaults, and where and how the run was started."""
+    env, agent = parts.env, parts.agent
+    return {
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "obs_dim": env.obs_dim if cfg.obs == "state" else list(env.obs_shape),
+        "act_dim": env.act_dim,
+        "task_group": task_group(cfg.task),
+        "latent_width": agent.latent_width,
+        "codebook_size": agent.codebook_size,
+        "seq_len": agent.spec.seq_len,
+        "updates_per_step": updates_per_step,
+        "replay_capacity": parts.replay_capacity or 0,  # effective; 0 = unbounded, as the top-level key
+        "eval_seed": parts.eval_seed,
+        "device": str(parts.device),
+        "host": platform.node(),
+        "command": "python -m iqrl.train " + " ".join(sys.argv[1:]) if sys.argv else "",
+    }

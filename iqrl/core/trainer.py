@@ -1,0 +1,354 @@
+"""The training loop: one run's counters, its checkpoint and resume, and the logs of its run folder.
+
+Loop (episode based, as in the official iQRL code): collect one episode (uniform random actions while
+env_step < seed_steps), then, for episodes collected by the agent, run round(episode env steps x
+updates_per_step) gradient updates (fractional credit carried over) and advance the agent's
+per-episode schedules; evaluate every `eval_every` env steps (and at step 0 and at the end);
+write a train.csv row every `diag_every` env steps; checkpoint every `checkpoint_every` env steps.
+Checkpoints are taken at episode boundaries and hold everything the loop needs, so a run killed at
+any moment and re-run with the same command ends with the same eval.csv as one never interrupted.
+
+It imports torch and the core modules that build, evaluate, probe and describe a run; the command line
+around it is iqrl/train.py.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iqrl.core import render
+from iqrl.core.config import RunConfig, perturbations, to_yaml_dict
+from iqrl.core.device import UpdatePrecision, resolve_device
+from iqrl.core.evaluation import eval_returns
+from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
+from iqrl.core.latent_probe import collapse_warning, probe_latent
+from iqrl.core.loggers import Trackers
+from iqrl.core.parts import build_parts, eval_env_copy
+from iqrl.core.progress import Progress
+from iqrl.core.provenance import run_meta
+from iqrl.core.runfolder import (
+    CHECKPOINT,
+    EVAL_COLUMNS,
+    atomic_write,
+    remove_stale_temp_files,
+    write_csv,
+    write_status,
+    write_yaml,
+)
+
+CHECKPOINT_FORMAT = 1
+#: The loop's counters, checkpointed under these names.
+COUNTERS = "env_step episode updates update_credit next_eval next_diag next_ckpt last_return".split()
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def new_window() -> dict:
+    """The sums behind one train.csv row: metrics, and env and update counts and seconds (throughput)."""
+    return dict(
+        sums={}, counts={}, env_steps=0, env_time=0.0, updates=0, update_time=0.0, episodes=0, return_sum=0.0
+    )
+
+
+class Trainer:
+    """Owns one run: its parts (iqrl.core.parts), counters, and the run folder's files."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out)
+        self.device = resolve_device(cfg.device)
+        p = self.parts = build_parts(cfg, self.device)
+        self.env, self.eval_env, self.agent, self.replay = p.env, p.eval_env, p.agent, p.replay
+        # Batched evaluation needs the episodes' streams to be the sequential loop's: not so when the noises
+        # and sticky actions of the evaluation env draw at every step (they stay sequential).
+        self.batched_eval = cfg.eval_batched and not perturbations(cfg, evaluation=True).active
+        self._eval_envs = [self.eval_env]  # + eval_episodes - 1 copies, made at the first evaluation
+        self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
+        self.diag_generator = torch.Generator(device=self.device)
+        self.diag_generator.manual_seed(cfg.seed + 3)
+        spec = self.agent.spec
+        self.updates_per_step = (
+            spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
+        )
+        self.autocast = UpdatePrecision(cfg.precision, self.device)  # entered around every update
+        # Counters (all env steps) and logs; everything here is checkpointed.
+        self.env_step = 0
+        self.episode = 0
+        self.updates = 0
+        self.update_credit = 0.0
+        self.next_eval = 0
+        self.next_diag = cfg.diag_every
+        self.next_ckpt = cfg.checkpoint_every
+        self.eval_rows: list[dict] = []
+        self.train_rows: list[dict] = []
+        self.window = new_window()
+        self.pending: tuple[dict, dict] = ({}, {})  # metric sums/counts not yet synced to the host
+        self.wall_offset = 0.0
+        self.t0 = time.time()
+        self.last_return = float("nan")
+        self.trackers = Trackers()  # TensorBoard / W&B (logger=...): opened by run()
+
+    def wall_time(self) -> float:
+        return self.wall_offset + time.time() - self.t0
+
+    # ------------------------------------------------------------------ acting
+    def collect_episode(self) -> tuple[float, bool]:
+        """One training episode into the replay; returns (return, collected_by_agent)."""
+        seeding = self.env_step < self.cfg.seed_steps
+        uniform = seeding and not self.agent.spec.warmup_with_policy
+        obs = self.env.reset()
+        self.agent.on_episode_start(training=True)
+        self.replay.start_episode(obs)
+        ep_return, t = 0.0, time.time()
+        while True:
+            if uniform:
+                action = self.rng.uniform(-1.0, 1.0, self.env.act_dim).astype(np.float32)
+            else:
+                action = self.agent.act(obs, explore=True)
+            step = self.env.step(action)
+            self.replay.add(action, step.reward, step.obs, step.terminated, step.truncated)
+            ep_return += step.reward
+            self.env_step += self.cfg.action_repeat
+            self.window["env_steps"] += self.cfg.action_repeat
+            obs = step.obs
+            if not seeding and self.agent.spec.update_mode == "per_step":
+                self.window["env_time"] += time.time() - t
+                self.run_updates(self.credit(self.cfg.action_repeat))
+                t = time.time()
+            if step.terminated or step.truncated:
+                break
+        self.window["env_time"] += time.time() - t
+        self.episode += 1
+        return ep_return, not seeding
+
+    def credit(self, env_steps: int) -> int:
+        """Whole updates owed for `env_steps` new env steps (fractional credit carries over)."""
+        self.update_credit += env_steps * self.updates_per_step
+        n = int(math.floor(self.update_credit + 1e-9))
+        self.update_credit -= n
+        return n
+
+    def run_updates(self, n: int) -> None:
+        sums, counts = self.pending
+        t = time.time()
+        for _ in range(n):
+            with self.autocast:
+                metrics = self.agent.update(self.replay, self.updates)
+            self.updates += 1
+            for k, v in metrics.items():
+                sums[k] = sums[k] + v if k in sums else v
+                counts[k] = counts.get(k, 0) + 1
+        self.window["updates"] += n
+        self.window["update_time"] += time.time() - t
+
+    def flush_metrics(self) -> None:
+        """One host sync per episode: tensors -> floats, then the NaN/inf guard."""
+        sums, counts = self.pending
+        for k, v in sums.items():
+            v = float(v)
+            if not math.isfinite(v):
+                raise NonFiniteLoss(f"non-finite {k} ({v}) in the updates ending at env_step {self.env_step}")
+            self.window["sums"][k] = self.window["sums"].get(k, 0.0) + v
+            self.window["counts"][k] = self.window["counts"].get(k, 0) + counts[k]
+        self.pending = ({}, {})
+
+    def train_after_episode(self, episode_env_steps: int, episode_return: float) -> None:
+        mode = self.agent.spec.update_mode
+        if mode == "per_episode":
+            self.run_updates(self.credit(episode_env_steps))
+        elif mode == "agent_decides":
+            self.run_updates(
+                int(self.agent.updates_due(episode_return, episode_env_steps, self.updates_per_step))
+            )
+        self.flush_metrics()
+        self.agent.on_episode_end()
+
+    def seed_burst_due(self) -> bool:
+        """True after the last seed episode when the agent trains on the seed data at once (DCWM)."""
+        spec = self.agent.spec
+        return spec.seed_burst and spec.update_mode == "per_episode" and self.env_step >= self.cfg.seed_steps
+
+    # ------------------------------------------------------------------ evaluation and train.csv rows
+    def video_due(self) -> bool:
+        """At the evaluation at step 0 and the first one in each later block of `video_every` env steps."""
+        every = self.cfg.video_every
+        last = self.eval_rows[-1]["env_step"] if self.eval_rows else -1
+        return every > 0 and (last < 0 or self.env_step // every > last // every)
+
+    def evaluate(self) -> dict:
+        cfg = self.cfg
+        # the first episode on video when one is due (rendering leaves the episode and all RNGs alone)
+        video = render.EpisodeRecorder(self.eval_env, render.TRAIN_VIDEO_SIZE) if self.video_due() else None
+        on_frame = video and video.on_frame
+        returns = eval_returns(self.eval_envs(), self.agent, cfg.eval_episodes, self.batched_eval, on_frame)
+        if video is not None:
+            video.save(self.run_dir / "videos" / render.video_name(self.env_step, returns[0]))
+        row = {
+            "env_step": self.env_step,
+            "episode_return": float(np.mean(returns)),
+            "episode_return_std": float(np.std(returns)),
+            "n_episodes": len(returns),
+            "wall_time_s": round(self.wall_time(), 3),
+        }
+        self.eval_rows.append(row)
+        self.trackers.log("eval", row)
+        return row
+
+    def eval_envs(self) -> list:
+        """The evaluation env, and with batched evaluation eval_episodes - 1 copies of it (`eval_batch` sets
+        their streams)."""
+        while self.batched_eval and len(self._eval_envs) < self.cfg.eval_episodes:
+            self._eval_envs.append(eval_env_copy(self.cfg, self.parts.eval_seed))
+        return self._eval_envs
+
+    def train_row(self) -> dict:
+        w = self.window
+        row = {"env_step": self.env_step, "episode": self.episode, "updates": self.updates}
+        row.update({k: w["sums"][k] / w["counts"][k] for k in w["sums"]})
+        row["train_return"] = w["return_sum"] / w["episodes"] if w["episodes"] else None
+        expl = self.agent.exploration_sigma
+        if expl is not None:
+            row["expl_sigma"] = expl
+        row.update(probe_latent(self.agent, self.replay, self.diag_generator))
+        row["env_steps_per_s"] = w["env_steps"] / w["env_time"] if w["env_time"] > 0 else None
+        row["updates_per_s"] = w["updates"] / w["update_time"] if w["update_time"] > 0 else None
+        row["wall_time_s"] = round(self.wall_time(), 3)
+        self.train_rows.append(row)
+        self.trackers.log("train", row)
+        self.window = new_window()
+        return row
+
+    # ------------------------------------------------------------------ files
+    def write_logs(self) -> None:
+        write_csv(self.run_dir / "eval.csv", self.eval_rows, EVAL_COLUMNS)
+        if self.train_rows:
+            write_csv(self.run_dir / "train.csv", self.train_rows)
+
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": to_yaml_dict(self.cfg),
+            "agent": self.agent.state_dict(),
+            "replay": self.replay.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "seed_actions": self.rng.bit_generator.state,
+                "diag": self.diag_generator.get_state(),
+            },
+            "envs": {"train": self.env.get_state(), "eval": self.eval_env.get_state()},
+            "counters": {k: getattr(self, k) for k in COUNTERS},
+            "eval_rows": self.eval_rows,
+            "train_rows": self.train_rows,
+            "window": self.window,
+            "wall_time": self.wall_time(),
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        self.agent.load_state_dict(s["agent"])
+        self.replay.load_state_dict(s["replay"])
+        random.setstate(s["rng"]["python"])
+        np.random.set_state(s["rng"]["numpy"])
+        torch.set_rng_state(s["rng"]["torch"].cpu())
+        self.rng.bit_generator.state = s["rng"]["seed_actions"]
+        self.diag_generator.set_state(s["rng"]["diag"].cpu())
+        self.env.set_state(s["envs"]["train"])
+        self.eval_env.set_state(s["envs"]["eval"])
+        for k, v in s["counters"].items():
+            setattr(self, k, v)
+        self.eval_rows, self.train_rows, self.window = s["eval_rows"], s["train_rows"], s["window"]
+        self.wall_offset, self.t0 = s["wall_time"], time.time()
+
+    def save_checkpoint(self) -> None:
+        self.trackers.flush()  # what the checkpoint's rows were sent is on disk before a resume relies on it
+        state = self.state_dict()
+        atomic_write(self.run_dir / CHECKPOINT, lambda f: torch.save(state, f))
+
+    def try_resume(self) -> bool:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        # Tensors land on the run's device; RNG states (CPU byte tensors for every generator, CUDA ones
+        # included) go back to the CPU where they are set (`.cpu()` at each set_state).
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise RuntimeError(
+                f"checkpoint {path} has format {state.get('format')}, expected {CHECKPOINT_FORMAT}"
+            )
+        self.load_state_dict(state)
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, should_stop=None) -> int:
+        remove_stale_temp_files(self.run_dir)  # left by a writer killed mid-write (we hold the run's lock)
+        resumed = self.try_resume()
+        if not resumed:
+            config = to_yaml_dict(self.cfg)
+            config["meta"] = run_meta(self.cfg, self.parts, self.updates_per_step)
+            write_yaml(self.run_dir / "config.yaml", config)
+        # rows after the checkpoint (or all, on a fresh start) are sent again: trackers drop earlier copies
+        self.trackers = Trackers(
+            self.cfg.logger, self.run_dir, to_yaml_dict(self.cfg), self.env_step + 1 if resumed else 0
+        )
+        try:
+            return self._loop(should_stop, resumed)
+        finally:
+            self.trackers.close()
+
+    def _loop(self, should_stop, resumed: bool) -> int:
+        cfg = self.cfg
+        self.write_logs()  # drop rows written after the checkpoint by an interrupted attempt
+        write_status(self.run_dir, "running", self.env_step, cfg.steps)
+        progress = Progress(cfg, self.env_step, resumed)
+        if self.env_step == 0 and not self.eval_rows:
+            progress.log_eval(self.evaluate())
+            self.next_eval = cfg.eval_every
+            self.write_logs()
+        while self.env_step < cfg.steps:
+            start = self.env_step
+            ep_return, by_agent = self.collect_episode()
+            self.last_return = ep_return
+            self.window["episodes"] += 1
+            self.window["return_sum"] += ep_return
+            if by_agent:
+                self.train_after_episode(self.env_step - start, ep_return)
+            elif self.seed_burst_due():
+                self.train_after_episode(self.env_step, ep_return)
+            finished = self.env_step >= cfg.steps
+            if self.env_step >= self.next_eval or finished:
+                progress.log_eval(self.evaluate())
+                while self.next_eval <= self.env_step:
+                    self.next_eval += cfg.eval_every
+            if self.env_step >= self.next_diag or finished:
+                self.train_row()
+                warning = collapse_warning(self.train_rows)
+                if warning:
+                    progress.write(warning)
+                while self.next_diag <= self.env_step:
+                    self.next_diag += cfg.diag_every
+            self.write_logs()
+            progress.update(self.env_step, ep_return)
+            if finished:
+                break
+            stop = should_stop is not None and should_stop()
+            if self.env_step >= self.next_ckpt or stop:
+                while self.next_ckpt <= self.env_step:  # first: the checkpoint holds the next due step
+                    self.next_ckpt += cfg.checkpoint_every
+                self.save_checkpoint()
+            write_status(self.run_dir, "interrupted" if stop else "running", self.env_step, cfg.steps)
+            if stop:
+                progress.close(f"interrupted at env_step {self.env_step}; checkpoint saved, re-run to resume")
+                return EXIT_INTERRUPTED
+        self.save_checkpoint()
+        write_status(self.run_dir, "done", self.env_step, cfg.steps)
+        progress.close(f"done: {self.run_dir} (final return {self.eval_rows[-1]['episode_return']:.1f})")
+        return EXIT_OK
