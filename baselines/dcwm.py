@@ -40,6 +40,7 @@ from baselines.dcwm_mppi import MPPIConfig, mppi_plan
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentSpec, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition
+from iqrl.core.schedule import PerEpisode, SeedBurst
 from iqrl.learners.latent_model import LatentModelConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.nn.layers import mlp
@@ -156,8 +157,8 @@ class DCWM(Agent):
             batch_size=cfg.batch_size,
             updates_per_step=0.5,
             warmup_with_policy=cfg.warmup_with_policy,
-            seed_burst=cfg.seed_burst,
         )
+        self.schedule = SeedBurst() if cfg.seed_burst else PerEpisode()
         self.fsq = FSQ(cfg.fsq_levels, symmetric=cfg.fsq_symmetric).to(self.device)
         self.codebook_size = K = self.fsq.codebook_size
         self.codebook = self.fsq.codes_from_indices(torch.arange(K, device=self.device)[:, None])  # [K, c]

@@ -21,7 +21,7 @@ encoder steps back to back, so the encoder the RL step reads only changes every 
       LAP priorities max(max_j |Q_j - y|, 1)^0.4 written back (encoder batches never write priorities).
 Encoder AdamW lr 1e-4, value and policy AdamW lr 3e-4, weight decay 1e-4 everywhere.
 Exploration clip(pi(z_s) + N(0, 0.2^2), -1, 1); evaluation deterministic. One RL update per agent step
-(`update_mode="per_step"`, 0.5 updates per env step).
+(`PerStep`, 0.5 updates per env step).
 
 Quirk switch (off by default):
   MRQ-2 `official_priority_from_policy_q`: the code (read at 0f0ed0e) writes LAP priorities from
@@ -55,6 +55,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, lap_priority, nstep_transition, shift_window
+from iqrl.core.schedule import PerStep
 from iqrl.nn.layers import EnsembleLinear, frozen_copy, out_linear
 from iqrl.nn.maths import add_clipped_noise, noisy_action, two_hot_bins, two_hot_cross_entropy
 from iqrl.nn.optim import adam
@@ -277,10 +278,9 @@ class MRQ(Agent):
             batch_size=cfg.batch_size,
             updates_per_step=0.5,
             warmup_with_policy=cfg.warmup_with_policy,
-            update_mode="per_step",
             replay_capacity=1_000_000,  # the code's 1e6 FIFO
-            update_period=cfg.target_update_every,
-        )  # an encoder burst every 250 updates
+        )
+        self.schedule = PerStep(cycle=cfg.target_update_every)  # an encoder burst every 250 updates
         self.latent_width, self.act_dim = cfg.zs_dim, act_dim
         self.pixels = pixel_shape(obs_dim)  # (C, H, W) with obs=pixels, else None
         self.encoder = MrqEncoder(obs_dim, act_dim, cfg).to(self.device)

@@ -65,6 +65,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentSpec, pixel_shape, to_tensor
 from iqrl.core.replay import nstep_transition
+from iqrl.core.schedule import PerStep
 from iqrl.core.update import Updater
 from iqrl.learners.encoders import CriticEncoder, PixelEncoderConfig, pixel_encoder, shift_pair
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
@@ -169,9 +170,9 @@ class SACAE(Agent):
             seq_len=cfg.nstep,
             batch_size=cfg.batch_size,
             updates_per_step=0.5,
-            update_mode="per_step",
             warmup_with_policy=cfg.warmup_with_policy,
         )
+        self.schedule = PerStep()  # an update after every agent step, as pytorch_sac_ae's train.py
         self.shape = pixel_shape(obs_dim)
         if self.shape is not None:  # pixels: conv encoder on obs / 255 (center 0), deconv decoder
             encoder = pixel_encoder(self.shape, cfg, center=0.0, actor_head=True)

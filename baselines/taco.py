@@ -66,6 +66,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_targets
+from iqrl.core.schedule import PerStep
 from iqrl.nn.layers import ConvEncoder, EnsembleMLP, frozen_copy, init_linear_, mlp
 from iqrl.nn.maths import (
     clipped_sample,
@@ -248,8 +249,8 @@ class TACO(Agent):
             seq_len=max(cfg.multistep, cfg.nstep),
             batch_size=cfg.batch_size,
             updates_per_step=0.25,
-            update_mode="per_step",
         )
+        self.schedule = PerStep()
         shape = pixel_shape(obs_dim)
         self.pixels = shape is not None
         if self.pixels:

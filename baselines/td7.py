@@ -17,15 +17,15 @@ One `update` is one gradient step of the code's `train()`, in this order:
 Four encoder copies: online (trained), fixed (actor/critic inputs), fixed-target (TD target) and
 checkpoint (evaluation). The critic and actor never train an encoder.
 
-Policy checkpoints (`use_checkpoints`, on by default): training waits for episode ends
-(`update_mode="agent_decides"`); `updates_due` assesses the current policy over 1 episode (20 after
+Policy checkpoints (`use_checkpoints`, on by default): training waits for episode ends (the schedule
+`PolicyCheckpoints`); `updates_due` assesses the current policy over 1 episode (20 after
 `steps_before_checkpointing` updates, when the best minimum return is also scaled by 0.9), stops an
 assessment early once an episode return falls below the best minimum return, and at the end of each
 assessment returns the number of updates to run (env steps collected since the last burst x the run's
 `updates_per_step`). A policy that survived its assessment becomes the checkpoint (actor + fixed
 encoder) that `act(obs, explore=False)` evaluates. Data are collected by the current actor with
 the fixed encoder and N(0, 0.1^2) noise. With `use_checkpoints=false` TD7 trains after every agent
-step at the harness's updates_per_step (`update_mode="per_step"`) and evaluates the current actor.
+step at the harness's updates_per_step (`PerStep`) and evaluates the current actor.
 
 Adaptation to the DMC protocol (docs/faithfulness.md TD7-1; the official code has Gym MuJoCo settings only):
 action
@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.core.replay import lap_priority
+from iqrl.core.schedule import Credit, EpisodeEnd, PerStep, UpdateSchedule
 from iqrl.nn.layers import EnsembleLinear, frozen_copy, mlp
 from iqrl.nn.maths import add_clipped_noise, avg_l1_norm, hard_update_, noisy_action
 from iqrl.nn.optim import adam
@@ -182,6 +183,17 @@ def lap_huber(delta: Tensor, min_priority: float = 1.0) -> Tensor:
     return per.sum(0).mean()
 
 
+class PolicyCheckpoints(UpdateSchedule):
+    """TD7's schedule: after each training episode, the updates `TD7.updates_due` says are due (the steps
+    collected since the last burst, at the end of each policy assessment)."""
+
+    def __init__(self, agent: TD7):
+        self.agent = agent
+
+    def after_episode(self, credit: Credit, episode: EpisodeEnd) -> int:
+        return self.agent.updates_due(episode.episode_return, episode.env_steps, credit.rate)
+
+
 class TD7(Agent):
     STATE_OBJECTS = (
         "encoder",
@@ -218,9 +230,10 @@ class TD7(Agent):
             batch_size=cfg.batch_size,
             updates_per_step=0.5,
             warmup_with_policy=cfg.warmup_with_policy,
-            update_mode="agent_decides" if cfg.use_checkpoints else "per_step",
-            replay_capacity=1_000_000,
-        )  # the code's 1e6 FIFO
+            replay_capacity=1_000_000,  # the code's 1e6 FIFO
+        )
+        # training waits for the end of each policy assessment; without checkpoints, after every agent step
+        self.schedule = PolicyCheckpoints(self) if cfg.use_checkpoints else PerStep()
         self.latent_width, self.act_dim = cfg.zs_dim, act_dim
         self.encoder = SALE(obs_dim, act_dim, cfg.zs_dim, cfg.enc_mlp_dims).to(self.device)
         self.fixed_encoder = frozen_copy(self.encoder)
@@ -354,6 +367,8 @@ class TD7(Agent):
 
     # ------------------------------------------------------------------ policy checkpoints
     def updates_due(self, episode_return: float, episode_env_steps: int, updates_per_step: float) -> int:
+        """After a training episode: the updates to run now (0 while the current policy is being assessed),
+        at the run's rate `updates_per_step`."""
         self.eps_since += 1
         self.steps_since += episode_env_steps
         self.min_return = min(self.min_return, episode_return)

@@ -68,12 +68,12 @@ def test_a_pixel_row_renders_frame_stacks_and_times_one_frame(renderer):
 
 def test_mrq_updates_are_timed_over_whole_encoder_periods():
     """MR.Q's 250 encoder steps run once every 250 RL updates: timing 20 updates after a warm-up missed
-    them all (about 2x its real rate). The bench times whole periods of AgentSpec.update_period."""
+    them all (about 2x its real rate). The bench times whole cycles of its schedule (UpdateSchedule.cycle)."""
     from iqrl.core.config import build_config
     from iqrl.core.registry import make_agent
 
     cfg = build_config(["agent=mrq", "task=walker-walk"])
-    assert make_agent(cfg.agent, 24, 6, "cpu", 0).spec.update_period == cfg.agent.target_update_every == 250
+    assert make_agent(cfg.agent, 24, 6, "cpu", 0).schedule.cycle == cfg.agent.target_update_every == 250
     assert [whole_periods(n, 250) for n in (1, 20, 250, 251)] == [250, 250, 250, 500]
     assert [whole_periods(n, 1) for n in (1, 20)] == [1, 20]
 

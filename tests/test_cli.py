@@ -120,7 +120,7 @@ def test_replay_capacity_default_per_agent_and_override():
     def capacity(*argv):
         t = Trainer(build_config(["task=cartpole-balance", "out=/nonexistent/x", *argv]))
         # config.yaml's meta records the effective capacity (0 = unbounded) when replay_capacity is null
-        assert run_meta(t.cfg, t.parts, t.updates_per_step)["replay_capacity"] == (t.replay.capacity or 0)
+        assert run_meta(t.cfg, t.parts, t.credit.rate)["replay_capacity"] == (t.replay.capacity or 0)
         return t.replay.capacity
 
     assert capacity("agent=td7") == capacity("agent=mrq") == 1_000_000  # their code's 1e6 FIFO
@@ -145,7 +145,7 @@ def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
     first_obs = {s: DMCEnv("cartpole-balance", s).reset() for s in (5, 10005)}
     for shared, expected in ((True, 5), (False, 10005)):
         t = trainer(f"agent.official_shared_eval_seed={str(shared).lower()}")
-        meta = run_meta(t.cfg, t.parts, t.updates_per_step)
+        meta = run_meta(t.cfg, t.parts, t.credit.rate)
         assert t.agent.spec.shared_eval_seed is shared and t.parts.eval_seed == meta["eval_seed"] == expected
         assert (t.eval_env.reset() == first_obs[expected]).all()
     assert (first_obs[5] != first_obs[10005]).any()

@@ -22,6 +22,7 @@ from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.interface import Agent, AgentSpec
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
+from iqrl.core.schedule import UpdateSchedule
 from iqrl.train import main
 
 from conftest import TINY_AGENT, TINY_RUN, tiny_argv
@@ -104,7 +105,7 @@ def test_interface_members_the_trainer_reads(agent):
     a = build(agent, 0)
     assert isinstance(a, Agent) and isinstance(a.spec, AgentSpec)
     assert a.spec.seq_len >= 1 and a.spec.batch_size >= 1 and a.spec.updates_per_step > 0
-    assert a.spec.update_mode in ("per_episode", "per_step", "agent_decides")
+    assert isinstance(a.schedule, UpdateSchedule) and a.schedule.cycle >= 1
     assert a.networks() and all(isinstance(m, torch.nn.Module) for m in a.networks().values())
     sigma = a.exploration_sigma
     assert sigma is None or (isinstance(sigma, float) and sigma >= 0)

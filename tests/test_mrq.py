@@ -10,6 +10,7 @@ from torch import nn
 from baselines.mrq import MRQ, MRQConfig
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.replay import SequenceReplay, nstep_targets
+from iqrl.core.schedule import PerStep
 from iqrl.nn.layers import EnsembleLinear
 from iqrl.nn.maths import two_hot, two_hot_bins, two_hot_cross_entropy, two_hot_decode
 
@@ -118,9 +119,7 @@ def test_shapes_action_bounds_and_layout():
     assert agent.value(agent.encoder.zsa(zs, torch.zeros(5, ACT))).shape == (2, 5, 1)
     assert agent.latent(obs).shape == (5, 8)
     assert (
-        agent.spec.seq_len == 5
-        and agent.spec.update_mode == "per_step"
-        and agent.spec.updates_per_step == 0.5
+        agent.spec.seq_len == 5 and isinstance(agent.schedule, PerStep) and agent.spec.updates_per_step == 0.5
     )
     # layer norms without affine parameters; Xavier-uniform (gain sqrt 2) weights and zero biases
     assert not any(

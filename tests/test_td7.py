@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
-from baselines.td7 import TD7, TD7Config, lap_huber
+from baselines.td7 import TD7, PolicyCheckpoints, TD7Config, lap_huber
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.replay import SequenceReplay
+from iqrl.core.schedule import PerStep
 
 from agent_helpers import (
     assert_actions_bounded,
@@ -61,8 +62,8 @@ def test_shapes_action_bounds_and_embeddings():
     assert agent.critic(obs, torch.zeros(5, ACT), torch.randn(5, 8), zs).shape == (2, 5)
     assert agent.critic.hidden[0].weight.shape[1] == 16 + 2 * 8  # [AvgL1Norm(W[o, a]), z_sa, z_s]
     assert agent.latent(obs).shape == (5, 8)
-    assert agent.spec.seq_len == 1 and agent.spec.update_mode == "agent_decides"
-    assert make(use_checkpoints=False).spec.update_mode == "per_step"
+    assert agent.spec.seq_len == 1 and isinstance(agent.schedule, PolicyCheckpoints)
+    assert isinstance(make(use_checkpoints=False).schedule, PerStep)
 
 
 def test_lap_huber_value_and_gradient():

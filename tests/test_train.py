@@ -151,19 +151,24 @@ def test_non_finite_loss_fails_the_run_with_reason(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("mode", ["per_step", "agent_decides"])
 def test_update_modes(mode, tmp_path, monkeypatch):
-    import functools
-
-    import baselines.raw_observations as raw  # where the td3 agent builds its AgentSpec
+    """td3 with another schedule (iqrl/core/schedule.py): after every step, or one of its own."""
     import baselines.td3 as td3
+    from iqrl.core.schedule import PerStep, UpdateSchedule
 
-    monkeypatch.setattr(raw, "AgentSpec", functools.partial(raw.AgentSpec, update_mode=mode))
     seen = []
 
-    def updates_due(self, episode_return, episode_env_steps, updates_per_step):
-        seen.append((episode_env_steps, updates_per_step))
-        return 7
+    class SevenPerEpisode(UpdateSchedule):
+        def after_episode(self, credit, episode):
+            seen.append((episode.env_steps, credit.rate))
+            return 7
 
-    monkeypatch.setattr(td3.TD3, "updates_due", updates_due, raising=False)
+    init = td3.TD3.__init__
+
+    def with_schedule(self, *args):
+        init(self, *args)
+        self.schedule = PerStep() if mode == "per_step" else SevenPerEpisode()
+
+    monkeypatch.setattr(td3.TD3, "__init__", with_schedule)
     out = tmp_path / "run"
     assert main(tiny_argv("td3", out, steps=1000, extra=["updates_per_step=0.25", "diag_every=1000"])) == 0
     updates = int(read_csv(out / "train.csv")[-1]["updates"])

@@ -90,7 +90,7 @@ def matmul_split(agent: str, task: str, compile_mode: str = "false", n_updates: 
     max_speedup = update_ms / matmul_ms, the most any implementation of the same update can gain while
     its matrix products run at this rate (everything else free)."""
     b = prepare(agent, task, "fp32", "cpu", compile_mode)
-    n = whole_periods(n_updates, b.agent.spec.update_period)
+    n = whole_periods(n_updates, b.agent.schedule.cycle)
 
     def updates(k: int) -> float:
         t = time.perf_counter()

@@ -115,7 +115,7 @@ def count_ops(fn) -> int:
 
 
 def whole_periods(n: int, period: int) -> int:
-    """At least n updates, a whole number of the agent's update periods (AgentSpec.update_period): MR.Q's
+    """At least n updates, a whole number of the agent's update periods (UpdateSchedule.cycle): MR.Q's
     encoder burst every 250 updates then costs each timed update its share, wherever the burst falls."""
     return math.ceil(n / period) * period
 
@@ -207,7 +207,7 @@ def measure(
     warmup_s = updates(3)
     if dev.type == "cuda":
         n_updates = max(n_updates, CUDA_MIN_UPDATES)
-    n_updates = whole_periods(n_updates, a.spec.update_period)
+    n_updates = whole_periods(n_updates, a.schedule.cycle)
     ups = n_updates / updates(n_updates)
     # an actor and a critic-only step where the actor waits one; a compiled step runs kernels of its own
     ops = None if cfg.compile else count_ops(lambda: updates(2)) / 2
@@ -282,7 +282,7 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
 
     rounds(2)
     group.active = set(range(k))  # the seeds left after the warm-up rounds: let them in again
-    n_updates = whole_periods(n_updates, agents[0].spec.update_period)
+    n_updates = whole_periods(n_updates, agents[0].schedule.cycle)
     t = time.perf_counter()
     rounds(n_updates)
     per_seed = n_updates / (time.perf_counter() - t)

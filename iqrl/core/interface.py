@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from iqrl.core.schedule import PerEpisode, UpdateSchedule
 from iqrl.core.update import Updater
 
 
@@ -63,22 +64,9 @@ class AgentSpec:
     batch_size: int
     updates_per_step: float = 0.5  # default gradient updates per env step (0.5 = 1 per agent step)
     warmup_with_policy: bool = False  # seed phase: the agent's exploration policy instead of uniform
-    # When updates run: "per_episode" (after each agent-collected episode, as the official iQRL, TD3,
-    # TCRL and DCWM code), "per_step" (after every agent step once seeding is over, as MR.Q), or
-    # "agent_decides" (after each episode the trainer runs agent.updates_due(...) updates, as TD7's
-    # policy-checkpoint schedule). In every mode the number of updates follows the run's rate
-    # (updates_per_step, or the top-level override); agent_decides only chooses when they run.
-    update_mode: str = "per_episode"
-    # per_episode only: after the last seed episode, run the updates the seed episodes earned (seed env
-    # steps x updates_per_step) before the agent collects its first episode, as the DCWM code's first
-    # update call (10 seed episodes x 500 = 5000 updates; docs/faithfulness.md DC-6).
-    seed_burst: bool = False
     # Default FIFO size of the replay in transitions (None: keep and sample every transition). The run's
     # top-level `replay_capacity` overrides it.
     replay_capacity: int | None = None
-    # Updates after which the cost of an update repeats: MR.Q runs its 250 encoder steps once every 250 RL
-    # updates. `make bench` times whole periods, so such a burst is in every measurement once.
-    update_period: int = 1
     # The evaluation env is seeded with the training seed instead of seed + EVAL_SEED_OFFSET. Set by
     # make_agent from `agent.official_shared_eval_seed`, so no agent has to pass it on.
     shared_eval_seed: bool = False
@@ -127,6 +115,8 @@ class Agent(abc.ABC):
         # What runs the update's pieces (iqrl/core/update.py): eagerly, compiled (`compile`), or
         # vectorised over seeds by the K-seed mode, which sets its own.
         self.updater = Updater()
+        # When its updates run (iqrl/core/schedule.py); an agent with another choice sets its own.
+        self.schedule: UpdateSchedule = PerEpisode()
 
     codebook_size: int | None = None  # codes per group of a quantized latent (diagnostics)
     latent_width: int | None = None  # width D of the latent the actor and critic consume (diagnostics)
@@ -160,14 +150,6 @@ class Agent(abc.ABC):
 
     def on_episode_end(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Advance per-episode schedules; called once after each training episode."""
-
-    def updates_due(self, episode_return: float, episode_env_steps: int, updates_per_step: float) -> int:
-        """update_mode "agent_decides" only: how many updates to run after this episode, at the run's
-        rate `updates_per_step` (updates per env step collected)."""
-        raise TypeError(
-            f"{type(self).__name__} declares update_mode={self.spec.update_mode!r}, "
-            "so the trainer never asks it for updates_due()"
-        )
 
     def networks(self) -> dict[str, nn.Module]:
         """The modules among STATE_OBJECTS (networks and their targets), by name, in declaration order."""

@@ -1,12 +1,13 @@
 """The training loop: one run's counters, its checkpoint and resume, and the logs of its run folder.
 
-Loop (episode based, as in the official iQRL code): collect one episode (uniform random actions while
-env_step < seed_steps), then, for episodes collected by the agent, run round(episode env steps x
-updates_per_step) gradient updates (fractional credit carried over) and advance the agent's
-per-episode schedules; evaluate every `eval_every` env steps (and at step 0 and at the end);
-write a train.csv row every `diag_every` env steps; checkpoint every `checkpoint_every` env steps.
-Checkpoints are taken at episode boundaries and hold everything the loop needs, so a run killed at
-any moment and re-run with the same command ends with the same eval.csv as one never interrupted.
+Loop (episode based, as in the official iQRL code): collect one episode (uniform random actions while env_step
+< seed_steps); run the updates the agent's schedule asks for (iqrl/core/schedule.py: after its episodes by
+default, after every step, or when seeding ends; their number follows the run's rate `updates_per_step`,
+fractional credit carried over) and advance the agent's per-episode schedules; evaluate every `eval_every` env
+steps (and at step 0 and at the end); write a train.csv row every `diag_every` env steps; checkpoint every
+`checkpoint_every` env steps. Checkpoints are taken at episode boundaries and hold everything the loop needs,
+so a run killed at any moment and re-run with the same command ends with the same eval.csv as one never
+interrupted.
 
 It imports torch and the core modules that build, evaluate, probe and describe a run; the command line
 around it is iqrl/train.py.
@@ -41,10 +42,11 @@ from iqrl.core.runfolder import (
     write_status,
     write_yaml,
 )
+from iqrl.core.schedule import Credit, EpisodeEnd
 
 CHECKPOINT_FORMAT = 1
 #: The loop's counters, checkpointed under these names.
-COUNTERS = "env_step episode updates update_credit next_eval next_diag next_ckpt last_return".split()
+COUNTERS = "env_step episode updates next_eval next_diag next_ckpt last_return".split()
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -74,16 +76,14 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
-        spec = self.agent.spec
-        self.updates_per_step = (
-            spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
-        )
+        # updates earned per env step: the run's key, or the agent's default
+        rate = self.agent.spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
+        self.credit = Credit(rate)
         self.autocast = UpdatePrecision(cfg.precision, self.device)  # entered around every update
         # Counters (all env steps) and logs; everything here is checkpointed.
         self.env_step = 0
         self.episode = 0
         self.updates = 0
-        self.update_credit = 0.0
         self.next_eval = 0
         self.next_diag = cfg.diag_every
         self.next_ckpt = cfg.checkpoint_every
@@ -119,22 +119,15 @@ class Trainer:
             self.env_step += self.cfg.action_repeat
             self.window["env_steps"] += self.cfg.action_repeat
             obs = step.obs
-            if not seeding and self.agent.spec.update_mode == "per_step":
+            if not seeding and (n := self.agent.schedule.after_step(self.credit, self.cfg.action_repeat)):
                 self.window["env_time"] += time.time() - t
-                self.run_updates(self.credit(self.cfg.action_repeat))
+                self.run_updates(n)
                 t = time.time()
             if step.terminated or step.truncated:
                 break
         self.window["env_time"] += time.time() - t
         self.episode += 1
         return ep_return, not seeding
-
-    def credit(self, env_steps: int) -> int:
-        """Whole updates owed for `env_steps` new env steps (fractional credit carries over)."""
-        self.update_credit += env_steps * self.updates_per_step
-        n = int(math.floor(self.update_credit + 1e-9))
-        self.update_credit -= n
-        return n
 
     def run_updates(self, n: int) -> None:
         sums, counts = self.pending
@@ -160,21 +153,12 @@ class Trainer:
             self.window["counts"][k] = self.window["counts"].get(k, 0) + counts[k]
         self.pending = ({}, {})
 
-    def train_after_episode(self, episode_env_steps: int, episode_return: float) -> None:
-        mode = self.agent.spec.update_mode
-        if mode == "per_episode":
-            self.run_updates(self.credit(episode_env_steps))
-        elif mode == "agent_decides":
-            self.run_updates(
-                int(self.agent.updates_due(episode_return, episode_env_steps, self.updates_per_step))
-            )
+    def learn(self, n: int) -> None:
+        """After an episode: the updates the agent's schedule asked for, one host sync, the agent's
+        per-episode schedules."""
+        self.run_updates(n)
         self.flush_metrics()
         self.agent.on_episode_end()
-
-    def seed_burst_due(self) -> bool:
-        """True after the last seed episode when the agent trains on the seed data at once (DCWM)."""
-        spec = self.agent.spec
-        return spec.seed_burst and spec.update_mode == "per_episode" and self.env_step >= self.cfg.seed_steps
 
     # ------------------------------------------------------------------ evaluation and train.csv rows
     def video_due(self) -> bool:
@@ -246,7 +230,7 @@ class Trainer:
                 "diag": self.diag_generator.get_state(),
             },
             "envs": {"train": self.env.get_state(), "eval": self.eval_env.get_state()},
-            "counters": {k: getattr(self, k) for k in COUNTERS},
+            "counters": {**{k: getattr(self, k) for k in COUNTERS}, "update_credit": self.credit.carried},
             "eval_rows": self.eval_rows,
             "train_rows": self.train_rows,
             "window": self.window,
@@ -263,7 +247,9 @@ class Trainer:
         self.diag_generator.set_state(s["rng"]["diag"].cpu())
         self.env.set_state(s["envs"]["train"])
         self.eval_env.set_state(s["envs"]["eval"])
-        for k, v in s["counters"].items():
+        counters = dict(s["counters"])
+        self.credit.carried = counters.pop("update_credit")
+        for k, v in counters.items():
             setattr(self, k, v)
         self.eval_rows, self.train_rows, self.window = s["eval_rows"], s["train_rows"], s["window"]
         self.wall_offset, self.t0 = s["wall_time"], time.time()
@@ -293,7 +279,7 @@ class Trainer:
         resumed = self.try_resume()
         if not resumed:
             config = to_yaml_dict(self.cfg)
-            config["meta"] = run_meta(self.cfg, self.parts, self.updates_per_step)
+            config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate)
             write_yaml(self.run_dir / "config.yaml", config)
         # rows after the checkpoint (or all, on a fresh start) are sent again: trackers drop earlier copies
         self.trackers = Trackers(
@@ -319,10 +305,12 @@ class Trainer:
             self.last_return = ep_return
             self.window["episodes"] += 1
             self.window["return_sum"] += ep_return
+            schedule = self.agent.schedule
             if by_agent:
-                self.train_after_episode(self.env_step - start, ep_return)
-            elif self.seed_burst_due():
-                self.train_after_episode(self.env_step, ep_return)
+                self.learn(schedule.after_episode(self.credit, EpisodeEnd(self.env_step - start, ep_return)))
+            elif self.env_step >= cfg.seed_steps:  # the last seed episode
+                if (n := schedule.after_seeding(self.credit, self.env_step)) is not None:
+                    self.learn(n)
             finished = self.env_step >= cfg.steps
             if self.env_step >= self.next_eval or finished:
                 progress.log_eval(self.evaluate())
