@@ -140,7 +140,14 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
 
 
 class DCWM(Agent):
-    STATE_OBJECTS = ("encoder", "dynamics", "reward_head", "ac", "model_opt", "ac_extra=ac.extra")
+    STATE_OBJECTS = (
+        "encoder",
+        "dynamics",
+        "reward_head",
+        "ac=learner",
+        "model_opt",
+        "ac_extra=learner.extra",
+    )
 
     def __init__(self, cfg: DCWMConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(
@@ -173,7 +180,7 @@ class DCWM(Agent):
             self.model_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True
         )
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
-        self.ac = TD3Learner(cfg, D, act_dim, self.generator).to(self.device)
+        self.learner = TD3Learner(cfg, D, act_dim, self.generator).to(self.device)
         self.mppi_cfg = cfg.mppi()
         self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
 
@@ -282,7 +289,7 @@ class DCWM(Agent):
     def update_rl(self, batch: SequenceBatch) -> dict:
         """The TD3 learner's steps on the codes of the window, re-encoded by the updated encoder."""
         u = self.updater
-        return self.ac.update(u, *u.call(self.rl_inputs, batch))
+        return self.learner.update(u, *u.call(self.rl_inputs, batch))
 
     def update(self, replay, step: int) -> dict:
         batch = replay.sample(self.cfg.batch_size)  # one batch feeds the world model and the RL step
@@ -291,11 +298,11 @@ class DCWM(Agent):
         return metrics
 
     def on_episode_end(self) -> None:
-        self.ac.episodes_trained += 1
+        self.learner.episodes_trained += 1
 
     @property
     def exploration_sigma(self) -> float | None:
-        return self.ac.expl_sigma
+        return self.learner.expl_sigma
 
     def on_episode_start(self, training: bool) -> None:
         self.plan_mean[training] = None  # t0: no warm start from the previous episode's plan
@@ -319,14 +326,15 @@ class DCWM(Agent):
         if noisy:
             lead = (z.shape[0], 1) if self.cfg.plan_shared_prior_noise else z.shape[:-1]
             noise = (
-                torch.randn((*lead, self.act_dim), generator=generator, device=z.device) * self.ac.expl_sigma
+                torch.randn((*lead, self.act_dim), generator=generator, device=z.device)
+                * self.learner.expl_sigma
             )
         return self.noisy_policy(z, noise)
 
     def noisy_policy(self, z: Tensor, noise: Tensor | None) -> Tensor:
         """clamp(pi(z) + noise, -1, 1), the noise already scaled by sigma (compiled with sigma as a float
         argument, it would recompile whenever the schedule moves it)."""
-        a = self.ac.policy(z)
+        a = self.learner.policy(z)
         return (a if noise is None else a + noise).clamp(-1.0, 1.0)
 
     def plan_step(self, z: Tensor, a: Tensor, generator: torch.Generator) -> Tensor:
@@ -346,7 +354,7 @@ class DCWM(Agent):
         return self.critic_value(z, a, members)
 
     def critic_value(self, z: Tensor, a: Tensor, members: Tensor) -> Tensor:
-        return self.ac.q(z.flatten(0, 1), a.flatten(0, 1), members).mean(0).view(z.shape[:2])
+        return self.learner.q(z.flatten(0, 1), a.flatten(0, 1), members).mean(0).view(z.shape[:2])
 
     def plan(self, z: Tensor, explore: bool, generator: torch.Generator) -> Tensor:
         c = self.cfg
@@ -374,9 +382,9 @@ class DCWM(Agent):
         single = o.dim() == 1
         z = self.encode(o.unsqueeze(0) if single else o)
         generator = self.act_generators[explore]
-        a = self.plan(z, explore, generator) if self.cfg.mpc else self.ac.policy(z)
+        a = self.plan(z, explore, generator) if self.cfg.mpc else self.learner.policy(z)
         if explore:
-            a = add_clipped_noise(a, self.ac.expl_sigma, None, generator)
+            a = add_clipped_noise(a, self.learner.expl_sigma, None, generator)
         return (a[0] if single else a).cpu().numpy()
 
     @torch.no_grad()

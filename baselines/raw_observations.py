@@ -27,7 +27,7 @@ class RawObservationAgent(Agent):
     """Raw observations -> `learner_cls` (set by the subclass: TD3Learner or SACLearner)."""
 
     learner_cls: type[CriticEnsembleLearner]
-    STATE_OBJECTS = ("ac", "ac_extra=ac.extra")
+    STATE_OBJECTS = ("ac=learner", "ac_extra=learner.extra")
     PIXELS = True
     PIXEL_CENTER = 0.5  # ConvEncoder input: frames / 255 - 0.5 (DrQ-v2)
 
@@ -42,14 +42,14 @@ class RawObservationAgent(Agent):
         shape = pixel_shape(obs_dim)
         encoder = None if shape is None else pixel_encoder(shape, cfg, self.PIXEL_CENTER, actor_head=False)
         self.image_pad = 0 if shape is None else cfg.image_pad
-        self.ac = self.learner_cls(cfg, obs_dim, act_dim, self.generator, encoder).to(self.device)
+        self.learner = self.learner_cls(cfg, obs_dim, act_dim, self.generator, encoder).to(self.device)
 
     @property
     def exploration_sigma(self) -> float | None:
-        return self.ac.expl_sigma
+        return self.learner.expl_sigma
 
     def update(self, replay, step: int) -> dict:
-        return self.ac.update(self.updater, *self.rl_inputs(replay.sample(self.cfg.batch_size)))
+        return self.learner.update(self.updater, *self.rl_inputs(replay.sample(self.cfg.batch_size)))
 
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(o_t, a_t, n-step return, bootstrap discount, o_{t+m}): the learner's inputs."""
@@ -66,13 +66,13 @@ class RawObservationAgent(Agent):
         return x, action, ret, discount, x_next
 
     def on_episode_end(self) -> None:
-        self.ac.episodes_trained += 1
+        self.learner.episodes_trained += 1
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         x = to_tensor(obs, self.device)
         if (
-            self.ac.encoder is not None and x.dim() == 3
+            self.learner.encoder is not None and x.dim() == 3
         ):  # one frame stack [C, H, W]: the convolutions need a batch
-            return self.ac.act(x[None], explore)[0].cpu().numpy()
-        return self.ac.act(x, explore).cpu().numpy()
+            return self.learner.act(x[None], explore)[0].cpu().numpy()
+        return self.learner.act(x, explore).cpu().numpy()

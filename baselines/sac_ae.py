@@ -161,7 +161,7 @@ class SACAE(Agent):
     """SAC+AE; see the module docstring."""
 
     PIXELS = True
-    STATE_OBJECTS = ("ac", "ac_extra=ac.extra", "decoder", "encoder_opt", "decoder_opt")
+    STATE_OBJECTS = ("ac=learner", "ac_extra=learner.extra", "decoder", "encoder_opt", "decoder_opt")
     STATE_VALUES = ("updates",)
 
     def __init__(self, cfg: SACAEConfig, obs_dim, act_dim: int, device: torch.device, seed: int):
@@ -182,10 +182,10 @@ class SACAE(Agent):
         else:  # states (SAE-4): MLP encoder Linear -> LN -> tanh, MLP decoder of the state
             encoder = CriticEncoder(nn.Identity(), obs_dim, cfg.feature_dim, actor_head=True)
             decoder = mlp(cfg.feature_dim, cfg.mlp_dims, obs_dim, "orthogonal", nn.ReLU, norm=False)
-        self.ac = SACAELearner(cfg, obs_dim, act_dim, self.generator, encoder).to(self.device)
+        self.learner = SACAELearner(cfg, obs_dim, act_dim, self.generator, encoder).to(self.device)
         self.decoder = decoder.to(self.device) if cfg.use_decoder else None
         self.encoder_opt = (
-            adam(self.ac.encoder.critic_parameters(), lr=cfg.encoder_lr) if cfg.use_decoder else None
+            adam(self.learner.encoder.critic_parameters(), lr=cfg.encoder_lr) if cfg.use_decoder else None
         )
         self.decoder_opt = (
             adam(self.decoder.parameters(), lr=cfg.decoder_lr, weight_decay=cfg.decoder_weight_lambda)
@@ -200,13 +200,13 @@ class SACAE(Agent):
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         x = to_tensor(obs, self.device)
         single = x.dim() == (1 if self.shape is None else 3)
-        a = self.ac.act(x[None] if single else x, explore)
+        a = self.learner.act(x[None] if single else x, explore)
         return (a[0] if single else a).cpu().numpy()
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:
         """The critic encoder's features [n, feature_dim]."""
-        return self.ac.encoder(obs.to(self.device))
+        return self.learner.encoder(obs.to(self.device))
 
     # ------------------------------------------------------------------ learning
     def update(self, replay, step: int) -> dict:
@@ -221,7 +221,7 @@ class SACAE(Agent):
         )
         if self.shape is not None and c.image_pad > 0:  # SAE-6: DrQ's random shift, off by default
             obs, obs_next = shift_pair(obs, obs_next, c.image_pad, self.generator)
-        metrics = self.ac.update(self.updater, obs, action, ret, discount, obs_next)  # steps 1-4
+        metrics = self.learner.update(self.updater, obs, action, ret, discount, obs_next)  # steps 1-4
         self.updates += 1
         if self.decoder is not None and self.updates % c.decoder_update_freq == 0:
             metrics.update(self.update_decoder(obs))
@@ -242,7 +242,7 @@ class SACAE(Agent):
         """(L, (reconstruction MSE, mean ½‖h‖²)): L = MSE(dec(h), target) + λ_z mean_b(½‖h_b‖²), h = enc(o)
         the critic encoder's latent with gradients; target = the preprocessed frames (pixels) or o
         (states)."""
-        h = self.ac.encoder(obs)
+        h = self.learner.encoder(obs)
         target = obs if noise is None else preprocess_frames(obs, self.cfg.rec_bits, noise)
         rec_loss = F.mse_loss(self.decoder(h), target)
         latent_loss = (0.5 * h.pow(2).sum(1)).mean()

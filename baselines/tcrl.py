@@ -202,12 +202,12 @@ class TCRL(Agent):
         "encoder_target",
         "dynamics",
         "reward_head",
-        "ac",
+        "ac=learner",
         "model_opt",
-        "actor_opt=ac.actor_opt",
-        "critic_opt=ac.critic_opt",
+        "actor_opt=learner.actor_opt",
+        "critic_opt=learner.critic_opt",
     )
-    STATE_VALUES = ("sigma=ac.sigma", "train_episodes")
+    STATE_VALUES = ("sigma=learner.sigma", "train_episodes")
 
     def __init__(self, cfg: TCRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
@@ -235,12 +235,12 @@ class TCRL(Agent):
         ]
         self.model_opt = adam(self.model_params, lr=cfg.model_lr, weight_decay=cfg.model_weight_decay)
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
-        self.ac = TCRLActorCritic(cfg, act_dim, self.generator).to(self.device)
+        self.learner = TCRLActorCritic(cfg, act_dim, self.generator).to(self.device)
         self.train_episodes = 0  # training episodes started (random ones included): sigma's clock
 
     @property
     def exploration_sigma(self) -> float | None:
-        return self.ac.expl_sigma
+        return self.learner.expl_sigma
 
     # ------------------------------------------------------------------ latent model
     def model_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict]:
@@ -282,7 +282,7 @@ class TCRL(Agent):
     def update_rl(self, batch: SequenceBatch) -> dict:
         # online encoder after its update, detached: RL never trains it
         u = self.updater
-        return self.ac.update(u, *u.call(self.rl_inputs, batch))
+        return self.learner.update(u, *u.call(self.rl_inputs, batch))
 
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(z_0, a_0, n-step return, bootstrap discount, z_n), the latents from the online encoder under
@@ -293,12 +293,14 @@ class TCRL(Agent):
     def update(self, replay, step: int) -> dict:
         c = self.cfg
         # sigma of the current episode index (the code sets it at the start of every update)
-        self.ac.sigma = linear_decay(c.sigma_start, c.sigma_end, c.sigma_episodes, self.train_episodes - 1)
+        self.learner.sigma = linear_decay(
+            c.sigma_start, c.sigma_end, c.sigma_episodes, self.train_episodes - 1
+        )
         batch = replay.sample(c.batch_size)
         metrics = self.update_model(batch)
         metrics.update(self.update_rl(batch))
         self.updater.ema(self.encoder_target, self.encoder, c.enc_tau)
-        self.updater.ema(self.ac.critic_target, self.ac.critic, c.tau)
+        self.updater.ema(self.learner.critic_target, self.learner.critic, c.tau)
         return metrics
 
     def on_episode_start(self, training: bool) -> None:
@@ -310,7 +312,9 @@ class TCRL(Agent):
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         z = self.encoder(to_tensor(obs, self.device))
         a = (
-            self.ac.sample(z, None, self.ac.noise(*z.shape[:-1])) if explore else self.ac.actor(z)
+            self.learner.sample(z, None, self.learner.noise(*z.shape[:-1]))
+            if explore
+            else self.learner.actor(z)
         )  # evaluation: the mean
         return a.cpu().numpy()
 

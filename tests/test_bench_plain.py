@@ -45,14 +45,16 @@ def test_the_plain_update_computes_iqrl_s_update_from_the_same_weights_and_draws
         for k, v in m_agent.items():
             torch.testing.assert_close(m_plain[k], v, rtol=1e-5, atol=1e-6)
         moved |= "actor_loss" in m_agent
-    assert moved and plain.critic_steps == agent.ac.critic_steps == 6
+    assert moved and plain.critic_steps == agent.learner.critic_steps == 6
     for net in ("encoder", "encoder_target", "dynamics"):
         assert_same_parameters(getattr(agent, net), getattr(plain, net), 1e-5)
-    assert_same_parameters(agent.ac.actor, plain.actor, 1e-5)
-    assert_same_parameters(agent.ac.actor_target, plain.actor_target, 1e-5)
+    assert_same_parameters(agent.learner.actor, plain.actor, 1e-5)
+    assert_same_parameters(agent.learner.actor_target, plain.actor_target, 1e-5)
     for k in range(agent.cfg.num_critics):
-        assert_same_parameters(critic_from_ensemble(agent.ac.critic, k), plain.critics[k], 1e-5)
-        assert_same_parameters(critic_from_ensemble(agent.ac.critic_target, k), plain.critic_targets[k], 1e-5)
+        assert_same_parameters(critic_from_ensemble(agent.learner.critic, k), plain.critics[k], 1e-5)
+        assert_same_parameters(
+            critic_from_ensemble(agent.learner.critic_target, k), plain.critic_targets[k], 1e-5
+        )
     assert torch.equal(plain.generator.get_state(), agent.generator.get_state())
     # the parameters did move (the comparison above is not of untouched copies)
     fresh, _, _ = agent_and_replay("iqrl")

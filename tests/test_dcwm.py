@@ -59,7 +59,7 @@ def test_latent_codes_and_architecture():
     assert sorted(set(agent.codebook[:, 0].tolist())) == [-1, -0.5, 0, 0.5, 1]
     assert sorted(set(agent.codebook[:, 1].tolist())) == [-1, 0, 1]
     assert agent.encoder[-1].out_features == 12 and agent.dynamics[-1].out_features == 6 * 15
-    assert agent.dynamics[0].in_features == 12 + ACT and agent.ac.critic.n == 5
+    assert agent.dynamics[0].in_features == 12 + ACT and agent.learner.critic.n == 5
     obs = torch.randn(9, OBS)
     z, k = agent.latent(obs), agent.codes(obs)
     assert z.shape == (9, 12) and k.shape == (9, 6) and k.min() >= 0 and k.max() < 15
@@ -173,7 +173,7 @@ def test_world_model_gradients_reach_exactly_the_world_model():
     model_loss(agent, batch())[0].backward()
     for m in (agent.encoder, agent.dynamics, agent.reward_head):
         assert any(p.grad is not None for p in m.parameters())
-    assert all(p.grad is None for p in agent.ac.parameters())
+    assert all(p.grad is None for p in agent.learner.parameters())
 
 
 def test_rl_gradients_never_reach_the_world_model():
@@ -185,7 +185,7 @@ def test_rl_gradients_never_reach_the_world_model():
         if n != "ac":
             assert all(p.grad is None for p in m.parameters())
             assert all(torch.equal(v, m.state_dict()[k]) for k, v in before[n].items())
-    assert agent.ac.actor[0].weight.grad is not None and "actor_loss" in metrics
+    assert agent.learner.actor[0].weight.grad is not None and "actor_loss" in metrics
 
 
 def test_critic_loss_decreases_on_a_fixed_batch_and_grads_are_clipped():
@@ -197,7 +197,7 @@ def test_critic_loss_decreases_on_a_fixed_batch_and_grads_are_clipped():
         losses.append(m["q_loss"].item())
         assert "q_grad_norm" in m
         if "actor_loss" not in m:  # (an actor step leaves its own gradients on the critic)
-            post_clip = torch.nn.utils.get_total_norm([p.grad for p in agent.ac.critic.parameters()])
+            post_clip = torch.nn.utils.get_total_norm([p.grad for p in agent.learner.critic.parameters()])
             assert float(post_clip) == pytest.approx(min(float(m["q_grad_norm"]), 0.5), rel=1e-4)
             clipped += float(m["q_grad_norm"]) > 0.5
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
@@ -266,7 +266,7 @@ def test_prior_noise_shared_across_prior_trajectories_or_not(shared):
     identical = bool((a == a[:, :1]).all())
     assert identical == shared  # DC-3: one noise vector for all prior trajectories
     clean = agent.policy_prior(z, torch.Generator().manual_seed(0), noisy=False)
-    assert torch.equal(clean, agent.ac.policy(z).clamp(-1, 1))
+    assert torch.equal(clean, agent.learner.policy(z).clamp(-1, 1))
 
 
 def test_mppi_acts_on_the_models_predicted_reward():
@@ -274,8 +274,8 @@ def test_mppi_acts_on_the_models_predicted_reward():
     agent = make(mpc=True, num_samples=64, num_elites=8, iterations=4, temperature=5.0)
     agent.reward = lambda z, a: -((a[..., 0] - 1.0) ** 2)
     with torch.no_grad():
-        agent.ac.critic.out.weight.zero_()  # no terminal value
-        agent.ac.critic.out.bias.zero_()
+        agent.learner.critic.out.weight.zero_()  # no terminal value
+        agent.learner.critic.out.bias.zero_()
     a = agent.act(np.zeros((3, OBS), np.float32), explore=False)
     assert (a[:, 0] > 0.5).all()
 

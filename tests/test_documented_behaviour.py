@@ -73,7 +73,7 @@ def test_exploration_noise_follows_the_per_episode_linear_schedule(agent):
         f"agent.expl_sigma_end={end}",
         f"agent.expl_sigma_episodes={n}",
     )
-    zero_last_layer(a.ac.actor)  # pi(x) = tanh(0) = 0: the explored action is the noise itself
+    zero_last_layer(a.learner.actor)  # pi(x) = tanh(0) = 0: the explored action is the noise itself
     obs = np.tile(np.random.default_rng(0).normal(size=OBS).astype(np.float32), (20000, 1))
     assert np.array_equal(a.act(obs, explore=False), np.zeros((20000, ACT), np.float32))
     # hand values of linspace(0.3, 0.05, 6) = 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, then 0.05 for ever
@@ -123,7 +123,7 @@ def test_target_policy_smoothing_clips_the_noise_then_the_action(agent):
     n = 20000
     for noise_clip, share, std in ((0.3, 0.1336, None), (2.0, 0.0, 0.2)):
         a = build(agent, "agent.policy_noise=0.2", f"agent.noise_clip={noise_clip}")
-        learner = a.ac
+        learner = a.learner
         zero_last_layer(learner.actor_target)
         seen = []
         critic_q = learner.q
@@ -160,7 +160,7 @@ def _critic_outputs(learner, x, a):
 def test_critic_loss_reduction_over_critics(agent, reduce):
     a = build(agent)
     assert a.cfg.critic_loss_reduce == reduce
-    ac, g = a.ac, torch.Generator().manual_seed(1)
+    ac, g = a.learner, torch.Generator().manual_seed(1)
     x = torch.randn(8, _in_dim(a), generator=g)
     act = torch.rand(8, ACT, generator=g) * 2 - 1
     y = torch.randn(8, generator=g)
@@ -181,7 +181,7 @@ def test_actor_objective_reduction_over_critics(agent, reduce):
     """TD3: -min(Q1, Q2) (both critics); iQRL: the mean over a random pair of its 5 critics."""
     a = build(agent)
     assert a.cfg.actor_q_reduce == reduce
-    ac = a.ac
+    ac = a.learner
     x = torch.randn(8, _in_dim(a), generator=torch.Generator().manual_seed(2))
     pi = torch.tanh(ac.actor(x))
     q = _critic_outputs(ac, x, pi).detach()
@@ -232,7 +232,7 @@ def _targets_passed(agent, batch):
         seen.update(ret=ret, discount=discount)
         return {}
 
-    agent.ac.update = capture
+    agent.learner.update = capture
     agent.update(_OneBatch(batch), 0)
     return seen["ret"][0].item(), seen["discount"][0].item()
 
@@ -446,7 +446,7 @@ def _prior_actions_in_eval(agent):
 
     def spy(z, generator, noisy):
         out = prior(z, generator, noisy)
-        seen.append((out, torch.tanh(agent.ac.actor(z))))
+        seen.append((out, torch.tanh(agent.learner.actor(z))))
         return out
 
     agent.policy_prior = spy

@@ -43,8 +43,8 @@ def test_latent_width_and_grouping():
     agent = IQRL(cfg, OBS, ACT, torch.device("cpu"), seed=0)
     assert agent.latent_width == 1024
     assert agent.encoder[-1].out_features == 1024
-    assert agent.ac.actor[0].in_features == 1024
-    assert agent.ac.critic.linears[0].weight.shape[1] == 1024 + ACT
+    assert agent.learner.actor[0].in_features == 1024
+    assert agent.learner.critic.linears[0].weight.shape[1] == 1024 + ACT
     assert agent.dynamics[0].in_features == 1024 + ACT
     assert agent.projection[-1].out_features == 64  # D / 16
     assert agent.codes(torch.randn(5, OBS)).shape == (5, 512)
@@ -123,7 +123,7 @@ def test_encoder_gets_no_actor_or_critic_gradient():
         agent.update_rl(b)
     assert all(p.grad is None for p in agent.encoder.parameters())
     assert all(torch.equal(v, agent.encoder.state_dict()[k]) for k, v in enc_before.items())
-    assert agent.ac.actor[0].weight.grad is not None  # the RL step did run backward
+    assert agent.learner.actor[0].weight.grad is not None  # the RL step did run backward
 
 
 def test_representation_step_updates_target_encoder_by_ema():
@@ -149,7 +149,7 @@ def test_td_target_is_min_over_a_random_pair_of_target_critics():
     here with the same generator draws; tests/test_documented_behaviour.py checks the smoothing statistics
     without them."""
     agent = make(num_critics=5, q_subsample=2)
-    ac = agent.ac
+    ac = agent.learner
     x = torch.randn(6, agent.latent_width)
     state = ac.generator.get_state()
     y = ac.td_target(torch.zeros(6), torch.ones(6), x, **ac.target_draws(6))

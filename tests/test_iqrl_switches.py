@@ -110,8 +110,8 @@ def test_latent_dim_sets_the_width_of_every_network(G, levels, use_fsq, half_wid
     assert agent.encoder[-1].out_features == agent.dynamics[-1].out_features == width
     assert agent.dynamics[0].in_features == agent.reward_head[0].in_features == width + ACT
     assert agent.decoder[0].in_features == width and agent.decoder[-1].out_features == OBS
-    assert agent.ac.actor[0].in_features == width
-    assert agent.ac.critic.linears[0].weight.shape[1] == width + ACT
+    assert agent.learner.actor[0].in_features == width
+    assert agent.learner.critic.linears[0].weight.shape[1] == width + ACT
     if use_fsq:
         assert agent.codes(torch.randn(5, OBS)).shape == (5, G)
 
@@ -311,14 +311,14 @@ def test_use_delta_switches_residual_dynamics():
 
 @pytest.mark.parametrize("algo, cls", [("td3", TD3Learner), ("sac", SACLearner)])
 def test_rl_algo_selects_the_learner(algo, cls):
-    assert type(make(rl_algo=algo).ac) is cls
+    assert type(make(rl_algo=algo).learner) is cls
 
 
 # --------------------------------------------------------------------------------- actor-critic
 @pytest.mark.parametrize("n, k", [(2, 2), (3, 1), (5, 2), (10, 3)])
 def test_num_critics_and_q_subsample(n, k):
     agent = make(num_critics=n, q_subsample=k)
-    ac = agent.ac
+    ac = agent.learner
     assert ac.critic.linears[0].weight.shape[0] == ac.critic_target.out.weight.shape[0] == n
     calls = {"online": [], "target": []}
     for name, net in (("online", ac.critic), ("target", ac.critic_target)):
@@ -343,7 +343,7 @@ def test_nstep_targets_use_gamma_n_and_the_nth_latent(n):
     assert L == max(2, n)
     b = batch(L=L)
     captured = {}
-    agent.ac.update = lambda u, *args: captured.setdefault("args", args) and {}
+    agent.learner.update = lambda u, *args: captured.setdefault("args", args) and {}
     agent.update_rl(b)
     x, a, ret, discount, x_next = captured["args"]
     with torch.no_grad():
@@ -353,7 +353,7 @@ def test_nstep_targets_use_gamma_n_and_the_nth_latent(n):
     assert torch.allclose(discount, torch.full_like(discount, 0.9**n))
     if n == 1:  # the official quirk: n = 1 targets undiscounted
         bug = make(nstep=1, horizon=2, gamma=0.9, official_nstep1_gamma_bug=True)
-        bug.ac.update = lambda u, *args: captured.update(bug=args) or {}
+        bug.learner.update = lambda u, *args: captured.update(bug=args) or {}
         bug.update_rl(b)
         assert torch.equal(captured["bug"][3], torch.ones_like(discount))
 
@@ -361,7 +361,7 @@ def test_nstep_targets_use_gamma_n_and_the_nth_latent(n):
 @pytest.mark.parametrize("tau", [0.2, 0.05])
 def test_tau_sets_critic_and_actor_target_ema(tau):
     agent = make(tau=tau)
-    ac, b = agent.ac, batch()
+    ac, b = agent.learner, batch()
     critic_t0 = [p.clone() for p in ac.critic_target.parameters()]
     actor_t0 = [p.clone() for p in ac.actor_target.parameters()]
     agent.update_rl(b)  # critic step only: the actor target stays

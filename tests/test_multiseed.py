@@ -133,8 +133,8 @@ def test_group_update_matches_the_plain_update_of_each_seed(extra):
             torch.testing.assert_close(theirs[name], mine[name], rtol=1e-5, atol=1e-6, msg=name)
         other = params(grouped[(k + 1) % 3][0])
         assert max((other[n] - mine[n]).abs().max() for n in mine) > 1e-2
-        if hasattr(agent, "ac") and hasattr(agent.ac, "critic_steps"):
-            assert agent.ac.critic_steps == grouped[k][0].ac.critic_steps == 4
+        if hasattr(agent, "ac") and hasattr(agent.learner, "critic_steps"):
+            assert agent.learner.critic_steps == grouped[k][0].learner.critic_steps == 4
     assert group.round > 4  # the pieces ran vectorised, several per update
 
 

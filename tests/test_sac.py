@@ -174,7 +174,7 @@ def test_sac_agent_config_and_shapes():
     agent = SAC(SACAgentConfig(mlp_dims=[16, 16]), 5, 2, torch.device("cpu"), seed=0)
     assert agent.act(torch.zeros(5).numpy(), explore=True).shape == (2,)
     assert agent.act(torch.zeros(4, 5).numpy(), explore=False).shape == (4, 2)
-    assert agent.ac.actor[-1].out_features == 4  # mean and log-std per action dimension
+    assert agent.learner.actor[-1].out_features == 4  # mean and log-std per action dimension
 
 
 def iqrl_batch(B=8, L=5, obs=7, act=3, seed=0):
@@ -200,7 +200,7 @@ def test_iqrl_sac_uses_sac_on_the_latent_without_encoder_gradient():
         torch.device("cpu"),
         seed=0,
     )
-    assert isinstance(agent.ac, SACLearner) and agent.ac.actor[0].in_features == agent.latent_width
+    assert isinstance(agent.learner, SACLearner) and agent.learner.actor[0].in_features == agent.latent_width
     b = iqrl_batch()
     enc = copy.deepcopy(agent.encoder.state_dict())
     metrics = agent.update_rl(b)
@@ -237,7 +237,7 @@ def test_state_dict_round_trip(make):
     for _ in range(3):
         a.update(FixedReplay(), 0)
     b.load_state_dict(a.state_dict())
-    assert math.isclose(a.ac.log_alpha.item(), b.ac.log_alpha.item())
+    assert math.isclose(a.learner.log_alpha.item(), b.learner.log_alpha.item())
     obs = torch.randn(3, 7).numpy()
     assert (a.act(obs, explore=True) == b.act(obs, explore=True)).all()
     assert (a.act(obs, explore=False) == b.act(obs, explore=False)).all()

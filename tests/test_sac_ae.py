@@ -80,7 +80,7 @@ def groups(names: set[str]) -> set[str]:
 
 
 def all_params(agent) -> dict:
-    named = {f"ac.{n}": p for n, p in agent.ac.named_parameters()}
+    named = {f"ac.{n}": p for n, p in agent.learner.named_parameters()}
     if getattr(agent, "decoder", None) is not None:
         named |= {f"decoder.{n}": p for n, p in agent.decoder.named_parameters()}
     return named
@@ -93,23 +93,25 @@ def test_each_loss_reaches_exactly_the_parameters_of_the_paper():
     a = sac_ae()
     obs, named = obs_batch(), all_params(a)
     y = torch.randn(B)
-    critic = params_with_grad(named, a.ac.critic_loss(obs, torch.rand(B, ACT) * 2 - 1, y)[0])
+    critic = params_with_grad(named, a.learner.critic_loss(obs, torch.rand(B, ACT) * 2 - 1, y)[0])
     assert groups(critic) == {"ac.critic", "ac.encoder.trunk", "ac.encoder.head"}
     # every convolution, weight and bias, gets the critic's gradient
     assert {n for n in critic if ".trunk." in n} == {n for n in named if n.startswith("ac.encoder.trunk.")}
     # the actor's step (update_actor): the critic's weights detached, as the reference's actor optimizer
     # steps only the actor's parameters
-    actor_loss, _ = detached_weights(a.ac.actor_loss, a.ac.critic)(obs, **a.ac.actor_draws(len(obs)))
+    actor_loss, _ = detached_weights(a.learner.actor_loss, a.learner.critic)(
+        obs, **a.learner.actor_draws(len(obs))
+    )
     assert groups(params_with_grad(named, actor_loss)) == {"ac.actor", "ac.encoder.actor_head"}
     loss, _ = a.decoder_loss(obs, noise=torch.rand(obs.shape))
     assert groups(params_with_grad(named, loss)) == {"decoder", "ac.encoder.trunk", "ac.encoder.head"}
     # the optimizers step what the paper says: critic Adam = critics + encoder, actor Adam = actor + actor
     # head, the autoencoder's two Adams = encoder and decoder
-    opt = {k: {id(p) for g in o.param_groups for p in g["params"]} for k, o in a.ac.optimizers().items()}
+    opt = {k: {id(p) for g in o.param_groups for p in g["params"]} for k, o in a.learner.optimizers().items()}
     ids = lambda *mods: {id(p) for m in mods for p in m.parameters()}  # noqa: E731
-    enc = a.ac.encoder
-    assert opt["critic_opt"] == ids(a.ac.critic, enc.trunk, enc.head)
-    assert opt["actor_opt"] == ids(a.ac.actor, enc.actor_head)
+    enc = a.learner.encoder
+    assert opt["critic_opt"] == ids(a.learner.critic, enc.trunk, enc.head)
+    assert opt["actor_opt"] == ids(a.learner.actor, enc.actor_head)
     assert {id(p) for p in a.encoder_opt.param_groups[0]["params"]} == ids(enc.trunk, enc.head)
     assert {id(p) for p in a.decoder_opt.param_groups[0]["params"]} == ids(a.decoder)
 
@@ -117,10 +119,10 @@ def test_each_loss_reaches_exactly_the_parameters_of_the_paper():
 def test_the_actor_step_leaves_the_convolutions_and_the_critic_head_alone():
     a = sac_ae()
     obs = obs_batch()
-    enc = a.ac.encoder
+    enc = a.learner.encoder
     before = {n: p.clone() for n, p in [*enc.trunk.named_parameters(), *enc.head.named_parameters()]}
     head_before = [p.clone() for p in enc.actor_head.parameters()]
-    a.ac.update_actor(a.updater, obs)
+    a.learner.update_actor(a.updater, obs)
     after = dict([*enc.trunk.named_parameters(), *enc.head.named_parameters()])
     assert all(torch.equal(before[n], after[n]) for n in before)
     assert any(not torch.equal(b, p) for b, p in zip(head_before, enc.actor_head.parameters()))
@@ -130,9 +132,9 @@ def test_the_actor_convolutions_are_the_critic_convolutions():
     """The conv layers are tied (one tensor each): the agent holds one online set; changing it changes the
     actor's features as well as the critic's."""
     a = sac_ae()
-    enc = a.ac.encoder
+    enc = a.learner.encoder
     online_convs = [
-        m for n, m in a.ac.named_modules() if isinstance(m, torch.nn.Conv2d) and "target" not in n
+        m for n, m in a.learner.named_modules() if isinstance(m, torch.nn.Conv2d) and "target" not in n
     ]
     assert len(online_convs) == a.cfg.conv_layers and all(m in set(enc.trunk.modules()) for m in online_convs)
     obs = obs_batch()
@@ -158,7 +160,7 @@ def test_preprocessing_keeps_five_bits_adds_the_noise_and_centres():
 def test_decoder_loss_is_the_hand_computed_mse_plus_the_latent_penalty():
     a = sac_ae(decoder_latent_lambda=0.3)  # a large lambda so that the penalty is visible in the sum
     obs, noise = obs_batch(), torch.rand(B, *SHAPE, generator=torch.Generator().manual_seed(5))
-    enc = a.ac.encoder
+    enc = a.learner.encoder
     x = obs.float() / 255.0  # SAC+AE: no centring of the encoder's input
     for conv in enc.trunk.convs:
         x = conv(x)
@@ -189,9 +191,9 @@ def test_decoder_weight_decay_and_optimizer_settings():
         dec["weight_decay"] == 1e-7 and dec["lr"] == 1e-3 and not isinstance(a.decoder_opt, torch.optim.AdamW)
     )
     assert a.encoder_opt.param_groups[0]["lr"] == 1e-3
-    assert a.ac.alpha_opt.param_groups[0]["betas"] == (0.5, 0.999)
-    assert a.ac.alpha_opt.param_groups[0]["lr"] == 1e-4
-    for opt in (a.ac.critic_opt, a.ac.actor_opt):
+    assert a.learner.alpha_opt.param_groups[0]["betas"] == (0.5, 0.999)
+    assert a.learner.alpha_opt.param_groups[0]["lr"] == 1e-4
+    for opt in (a.learner.critic_opt, a.learner.actor_opt):
         assert opt.param_groups[0]["betas"] == (0.9, 0.999) and opt.param_groups[0]["lr"] == 1e-3
 
 
@@ -204,7 +206,7 @@ def test_targets_every_second_update_at_their_own_rates_and_actor_every_second()
     """Target critics at tau 0.01 and target encoder at encoder_tau 0.05, both after every second critic step
     (the decoder off here, so that the online encoder at the EMA is the one after the update)."""
     a = sac_ae(use_decoder=False)
-    ac, replay = a.ac, FixedReplay()
+    ac, replay = a.learner, FixedReplay()
     t_critic, t_enc = (
         [p.clone() for p in ac.critic_target.parameters()],
         [p.clone() for p in target_encoder(ac)],
@@ -233,10 +235,10 @@ def test_alpha_loss_is_the_codes_alpha_form():
     """d/d log α of α (−log π − H̄) = α (−log π − H̄): SAC v2's log-α loss scaled by α."""
     a = sac_ae(init_temperature=0.3)
     log_prob = torch.tensor([-1.0, 0.5, 2.0])
-    a.ac.log_alpha.grad = None
-    a.ac.alpha_loss(log_prob).backward()
-    expected = 0.3 * (-log_prob - a.ac.target_entropy).mean()
-    assert math.isclose(a.ac.log_alpha.grad.item(), expected.item(), rel_tol=1e-6)
+    a.learner.log_alpha.grad = None
+    a.learner.alpha_loss(log_prob).backward()
+    expected = 0.3 * (-log_prob - a.learner.target_entropy).mean()
+    assert math.isclose(a.learner.log_alpha.grad.item(), expected.item(), rel_tol=1e-6)
 
 
 def test_defaults_are_pytorch_sac_ae_train_py():
@@ -273,18 +275,18 @@ def test_defaults_are_pytorch_sac_ae_train_py():
     assert {k: getattr(c, k) for k in expected} == expected
     a = sac_ae()
     # ReLU MLPs without LayerNorm (critics and actor), the encoder's input not centred
-    assert not a.ac.critic.norms and isinstance(a.ac.critic.act, torch.nn.ReLU)
-    assert not any(isinstance(m, (torch.nn.LayerNorm, torch.nn.Mish)) for m in a.ac.actor.modules())
-    assert a.ac.encoder.trunk.center == 0.0
+    assert not a.learner.critic.norms and isinstance(a.learner.critic.act, torch.nn.ReLU)
+    assert not any(isinstance(m, (torch.nn.LayerNorm, torch.nn.Mish)) for m in a.learner.actor.modules())
+    assert a.learner.encoder.trunk.center == 0.0
 
 
 def test_state_observations_use_an_mlp_encoder_and_decoder():
     torch.manual_seed(0)
     a = SACAE(SACAEConfig(**TINY), 5, ACT, "cpu", 0)
-    assert isinstance(a.ac.encoder.trunk, torch.nn.Identity) and a.ac.encoder.feature_dim == 8
+    assert isinstance(a.learner.encoder.trunk, torch.nn.Identity) and a.learner.encoder.feature_dim == 8
     obs = torch.randn(B, 5)
     loss, (rec, _) = a.decoder_loss(obs, noise=None)
-    assert torch.allclose(rec, F.mse_loss(a.decoder(a.ac.encoder(obs)), obs))
+    assert torch.allclose(rec, F.mse_loss(a.decoder(a.learner.encoder(obs)), obs))
 
 
 # ------------------------------------------------------------------------------------- pixel sac and td3
@@ -292,22 +294,24 @@ def test_state_observations_use_an_mlp_encoder_and_decoder():
 def test_pixel_sac_td3_critic_trains_the_convolutions_the_actor_does_not(cls, cfg_cls):
     a = pixel_agent(cls, cfg_cls)
     named, obs = all_params(a), obs_batch()
-    assert a.ac.encoder.actor_head is None and a.ac.encoder.trunk.center == 0.5
-    critic = params_with_grad(named, a.ac.critic_loss(obs, torch.rand(B, ACT) * 2 - 1, torch.randn(B))[0])
+    assert a.learner.encoder.actor_head is None and a.learner.encoder.trunk.center == 0.5
+    critic = params_with_grad(
+        named, a.learner.critic_loss(obs, torch.rand(B, ACT) * 2 - 1, torch.randn(B))[0]
+    )
     assert groups(critic) == {"ac.critic", "ac.encoder.trunk", "ac.encoder.head"}
-    out = detached_weights(a.ac.actor_loss, a.ac.critic)(obs, **a.ac.actor_draws(len(obs)))
+    out = detached_weights(a.learner.actor_loss, a.learner.critic)(obs, **a.learner.actor_draws(len(obs)))
     actor_loss = out[0] if isinstance(out, tuple) else out
     assert groups(params_with_grad(named, actor_loss)) == {"ac.actor"}
     # the critic's Adam steps the encoder, the actor's does not
-    enc_ids = {id(p) for p in a.ac.encoder.parameters()}
-    assert enc_ids & {id(p) for p in a.ac.critic_opt.param_groups[0]["params"]}
-    assert not enc_ids & {id(p) for p in a.ac.actor_opt.param_groups[0]["params"]}
+    enc_ids = {id(p) for p in a.learner.encoder.parameters()}
+    assert enc_ids & {id(p) for p in a.learner.critic_opt.param_groups[0]["params"]}
+    assert not enc_ids & {id(p) for p in a.learner.actor_opt.param_groups[0]["params"]}
 
 
 @pytest.mark.parametrize("cls,cfg_cls", [(SAC, SACAgentConfig), (TD3, TD3Config)])
 def test_pixel_target_encoder_follows_at_the_critics_tau_every_update(cls, cfg_cls):
     a = pixel_agent(cls, cfg_cls)
-    enc = a.ac.encoder
+    enc = a.learner.encoder
     t0 = [p.clone() for p in [*enc.target_trunk.parameters(), *enc.target_head.parameters()]]
     a.update(FixedReplay(), 0)
     for t_old, t, p in zip(
@@ -332,15 +336,15 @@ def test_state_runs_have_no_encoder(cls, cfg_cls):
     """obs=state: the learner reads the observations themselves (the networks and optimizers of before)."""
     torch.manual_seed(0)
     a = cls(cfg_cls(mlp_dims=[16, 16]), 5, ACT, "cpu", 0)
-    assert a.ac.encoder is None and a.image_pad == 0
-    assert [id(p) for p in a.ac.critic_opt.param_groups[0]["params"]] == [
-        id(p) for p in a.ac.critic.parameters()
+    assert a.learner.encoder is None and a.image_pad == 0
+    assert [id(p) for p in a.learner.critic_opt.param_groups[0]["params"]] == [
+        id(p) for p in a.learner.critic.parameters()
     ]
-    assert [id(p) for p in a.ac.actor_opt.param_groups[0]["params"]] == [
-        id(p) for p in a.ac.actor.parameters()
+    assert [id(p) for p in a.learner.actor_opt.param_groups[0]["params"]] == [
+        id(p) for p in a.learner.actor.parameters()
     ]
     x = torch.randn(4, 5)
-    assert torch.equal(a.ac.actor_input(x), x) and torch.equal(a.ac.target_input(x), x)
+    assert torch.equal(a.learner.actor_input(x), x) and torch.equal(a.learner.target_input(x), x)
 
 
 # ----------------------------------------------------------------------------------------------- plumbing
@@ -367,7 +371,7 @@ def test_sac_ae_image_pad_shifts_what_the_critic_and_the_decoder_see(monkeypatch
     batch = FixedReplay().batch
     offsets = shift_offsets(2 * B, 2, torch.Generator().set_state(a.generator.get_state()))
     seen = {}
-    monkeypatch.setattr(a.ac, "update", lambda u, o, *rest: seen.setdefault("rl", (o, rest[-1])) and {})
+    monkeypatch.setattr(a.learner, "update", lambda u, o, *rest: seen.setdefault("rl", (o, rest[-1])) and {})
     monkeypatch.setattr(a, "update_decoder", lambda o: seen.setdefault("ae", o) is None or {})
     a.update(FixedReplay(), 0)
     assert torch.equal(seen["rl"][0], random_shift(batch.obs[:, 0], 2, offsets[:B]))

@@ -50,12 +50,12 @@ def test_architecture_and_defaults():
     assert isinstance(agent.encoder[1], torch.nn.ELU)
     assert agent.dynamics[0].in_features == 50 + ACT and agent.dynamics[-1].out_features == 50
     assert agent.reward_head[-1].out_features == 1
-    actor = agent.ac.actor
+    actor = agent.learner.actor
     assert isinstance(actor.trunk[1], torch.nn.LayerNorm) and isinstance(actor.trunk[2], torch.nn.Tanh)
     assert [m.out_features for m in actor.head if isinstance(m, torch.nn.Linear)] == [512, ACT]
-    critic = agent.ac.critic  # shared trunk, two heads
+    critic = agent.learner.critic  # shared trunk, two heads
     assert critic.trunk[0].in_features == 50 + ACT and len(critic.heads) == 2
-    assert not hasattr(agent.ac, "actor_target")  # TCRL has no actor target
+    assert not hasattr(agent.learner, "actor_target")  # TCRL has no actor target
     w = agent.encoder[0].weight  # orthogonal init, zero bias
     assert torch.allclose(w.T @ w, torch.eye(OBS), atol=1e-4)  # [512, 7]: orthonormal columns
     assert (agent.encoder[0].bias == 0).all()
@@ -132,7 +132,7 @@ def test_model_gradients_reach_exactly_encoder_dynamics_reward():
     loss.backward()
     for m in (agent.encoder, agent.dynamics, agent.reward_head):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
-    for m in (agent.encoder_target, agent.ac):
+    for m in (agent.encoder_target, agent.learner):
         assert all(p.grad is None for p in m.parameters())
 
 
@@ -157,7 +157,7 @@ def test_rl_gradients_never_reach_the_encoders_or_model():
     ):
         assert all(p.grad is None for p in m.parameters())
         assert all(torch.equal(v, m.state_dict()[n]) for n, v in before[k].items())
-    assert agent.ac.actor.trunk[0].weight.grad is not None
+    assert agent.learner.actor.trunk[0].weight.grad is not None
 
 
 def test_actor_step_leaves_no_gradient_on_the_critic():
@@ -165,26 +165,28 @@ def test_actor_step_leaves_no_gradient_on_the_critic():
     grads = {}
     # the critic's gradients after the update are exactly those of its own loss: the actor's backward
     # through it (every update) adds nothing to them, and the critic trains again afterwards
-    orig_step = agent.ac.critic_opt.step
-    agent.ac.critic_opt.step = lambda: (
-        grads.update({n: p.grad.clone() for n, p in agent.ac.critic.named_parameters()}),
+    orig_step = agent.learner.critic_opt.step
+    agent.learner.critic_opt.step = lambda: (
+        grads.update({n: p.grad.clone() for n, p in agent.learner.critic.named_parameters()}),
         orig_step(),
     )
     agent.update_rl(batch())
-    assert grads and all(torch.equal(p.grad, grads[n]) for n, p in agent.ac.critic.named_parameters())
-    assert all(p.requires_grad for p in agent.ac.critic.parameters())
-    assert agent.ac.actor.trunk[0].weight.grad.abs().sum() > 0
+    assert grads and all(torch.equal(p.grad, grads[n]) for n, p in agent.learner.critic.named_parameters())
+    assert all(p.requires_grad for p in agent.learner.critic.parameters())
+    assert agent.learner.actor.trunk[0].weight.grad.abs().sum() > 0
 
 
 def test_full_update_target_encoder_gets_no_gradient_only_ema():
     agent = make(enc_tau=0.1, tau=0.2)
     old_enc = [p.clone() for p in agent.encoder_target.parameters()]
-    old_q = [p.clone() for p in agent.ac.critic_target.parameters()]
+    old_q = [p.clone() for p in agent.learner.critic_target.parameters()]
     agent.update(FixedReplay(batch()), 0)
     assert all(p.grad is None and not p.requires_grad for p in agent.encoder_target.parameters())
     for t_old, t_new, online in zip(old_enc, agent.encoder_target.parameters(), agent.encoder.parameters()):
         assert torch.allclose(t_new, 0.9 * t_old + 0.1 * online, atol=1e-6)
-    for t_old, t_new, online in zip(old_q, agent.ac.critic_target.parameters(), agent.ac.critic.parameters()):
+    for t_old, t_new, online in zip(
+        old_q, agent.learner.critic_target.parameters(), agent.learner.critic.parameters()
+    ):
         assert torch.allclose(t_new, 0.8 * t_old + 0.2 * online, atol=1e-6)
 
 
@@ -194,11 +196,12 @@ def test_targets_copied_at_init_unless_official_quirk():
         torch.equal(a, b) for a, b in zip(agent.encoder.parameters(), agent.encoder_target.parameters())
     )
     assert all(
-        torch.equal(a, b) for a, b in zip(agent.ac.critic.parameters(), agent.ac.critic_target.parameters())
+        torch.equal(a, b)
+        for a, b in zip(agent.learner.critic.parameters(), agent.learner.critic_target.parameters())
     )
     q = make(official_random_target_init=True)  # TC-1: independent random init
     assert not torch.equal(q.encoder[0].weight, q.encoder_target[0].weight)
-    assert not torch.equal(q.ac.critic.trunk[0].weight, q.ac.critic_target.trunk[0].weight)
+    assert not torch.equal(q.learner.critic.trunk[0].weight, q.learner.critic_target.trunk[0].weight)
     assert not any(p.requires_grad for p in q.encoder_target.parameters())
 
 
@@ -207,13 +210,13 @@ def test_td_target_uses_online_actor_and_min_of_target_heads():
     read through them); the target's formula (online actor, truncated noise, min of the target heads) is
     written out here."""
     agent = make(nstep=3, gamma=0.9)
-    ac, b = agent.ac, batch()
+    ac, b = agent.learner, batch()
     ac.sigma = 0.5
     z, z_next = torch.randn(8, 6), torch.randn(8, 6)
     ret, disc = torch.rand(8), torch.full((8,), 0.729)
     state = ac.generator.get_state()
     ac.update(agent.updater, z, b.action[:, 0], ret, disc, z_next)
-    ac2 = make(nstep=3, gamma=0.9).ac
+    ac2 = make(nstep=3, gamma=0.9).learner
     ac2.generator.set_state(state)
     with torch.no_grad():
         noise = (torch.randn(8, ACT, generator=ac2.generator) * 0.5).clamp(-0.3, 0.3)
@@ -232,7 +235,7 @@ def test_nstep_uses_the_first_n_rewards_and_gamma_n():
     agent = make(nstep=3, gamma=0.5)
     b = batch()
     seen = {}
-    agent.ac.update = lambda u, z, a, ret, disc, zn: seen.update(ret=ret, disc=disc, zn=zn) or {}
+    agent.learner.update = lambda u, z, a, ret, disc, zn: seen.update(ret=ret, disc=disc, zn=zn) or {}
     agent.update_rl(b)
     assert torch.allclose(seen["ret"], b.reward[:, 0] + 0.5 * b.reward[:, 1] + 0.25 * b.reward[:, 2])
     assert torch.allclose(seen["disc"], torch.full((8,), 0.125))
@@ -241,18 +244,18 @@ def test_nstep_uses_the_first_n_rewards_and_gamma_n():
 
 def test_sigma_follows_the_episode_index_random_episodes_included():
     agent = make(sigma_start=1.0, sigma_end=0.1, sigma_episodes=50)
-    assert agent.ac.expl_sigma == 1.0
+    assert agent.learner.expl_sigma == 1.0
     for _ in range(10):  # 10 random episodes: no updates, but they count
         agent.on_episode_start(training=True)
     agent.on_episode_start(training=False)  # evaluation episodes do not count
-    assert agent.ac.sigma == 1.0  # acting in the first agent episode: the initial value (no update yet)
+    assert agent.learner.sigma == 1.0  # acting in the first agent episode: the initial value (no update yet)
     agent.on_episode_start(training=True)  # episode index 10
     agent.update(FixedReplay(batch()), 0)
-    assert agent.ac.sigma == pytest.approx(1.0 - 0.9 * 10 / 50)
+    assert agent.learner.sigma == pytest.approx(1.0 - 0.9 * 10 / 50)
     for _ in range(100):
         agent.on_episode_start(training=True)
     agent.update(FixedReplay(batch()), 0)
-    assert agent.ac.sigma == pytest.approx(0.1)
+    assert agent.learner.sigma == pytest.approx(0.1)
 
 
 def test_task_overrides():
@@ -278,7 +281,7 @@ def test_state_dict_round_trip():
     b.load_state_dict(a.state_dict())
     obs = np.random.default_rng(1).normal(size=(3, OBS)).astype(np.float32)
     assert np.array_equal(a.act(obs, explore=True), b.act(obs, explore=True))
-    assert (a.ac.sigma, a.train_episodes) == (b.ac.sigma, b.train_episodes)
+    assert (a.learner.sigma, a.train_episodes) == (b.learner.sigma, b.train_episodes)
 
 
 def test_run_folder_logs_sigma_of_the_episode_index(tmp_path):

@@ -73,9 +73,9 @@ class IQRL(Agent):
         "projection_target",
         "reward_head",
         "decoder",
-        "ac",
+        "ac=learner",
         "repr_opt",
-        "ac_extra=ac.extra",
+        "ac_extra=learner.extra",
         "vq",  # the VQ codebook and its EMA statistics (quantizer=vq only)
     )
 
@@ -122,11 +122,11 @@ class IQRL(Agent):
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         # Actor-critic on the latent.
         learner = SACLearner if cfg.rl_algo == "sac" else TD3Learner
-        self.ac = learner(cfg, D, act_dim, self.generator).to(self.device)
+        self.learner = learner(cfg, D, act_dim, self.generator).to(self.device)
 
     @property
     def exploration_sigma(self) -> float | None:
-        return self.ac.expl_sigma
+        return self.learner.expl_sigma
 
     # ------------------------------------------------------------------ representation
     def quantize(self, y: Tensor) -> Tensor:
@@ -245,7 +245,7 @@ class IQRL(Agent):
     def update_rl(self, batch: SequenceBatch) -> dict:
         """The learner's steps on the window re-encoded by the updated encoder (detached)."""
         u = self.updater
-        return self.ac.update(u, *u.call(self.rl_inputs, batch))
+        return self.learner.update(u, *u.call(self.rl_inputs, batch))
 
     def rl_inputs(self, batch: SequenceBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(z_t, a_t, n-step return, bootstrap discount, z_{t+m}): the learner's inputs, encoded by the online
@@ -273,13 +273,13 @@ class IQRL(Agent):
         return metrics
 
     def on_episode_end(self) -> None:
-        self.ac.episodes_trained += 1
+        self.learner.episodes_trained += 1
 
     # ------------------------------------------------------------------ acting and diagnostics
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         o = to_tensor(obs, self.device)
-        return self.ac.act(self.encode(o), explore).cpu().numpy()
+        return self.learner.act(self.encode(o), explore).cpu().numpy()
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:

@@ -173,12 +173,12 @@ def collection_rate(trainer: Trainer, budget_s: float) -> float:
     """Env steps per second of the trainer's own data collection with the agent acting (`collect_episode`
     after the seed episodes): whole episodes until `budget_s` seconds have passed. Its window counts the
     env time apart from the updates that per-step agents (MR.Q) run between actions."""
-    steps, seconds, t = trainer.window["env_steps"], trainer.window["env_time"], time.perf_counter()
+    steps, seconds, t = trainer.row_totals["env_steps"], trainer.row_totals["env_time"], time.perf_counter()
     while True:
         trainer.collect_episode()
         if time.perf_counter() - t > budget_s:
             break
-    return (trainer.window["env_steps"] - steps) / (trainer.window["env_time"] - seconds)
+    return (trainer.row_totals["env_steps"] - steps) / (trainer.row_totals["env_time"] - seconds)
 
 
 def measure(

@@ -86,11 +86,13 @@ class PlainIQRL:
         self.encoder = copy.deepcopy(agent.encoder)
         self.encoder_target = copy.deepcopy(agent.encoder_target)
         self.dynamics = copy.deepcopy(agent.dynamics)
-        self.actor = copy.deepcopy(agent.ac.actor)
-        self.actor_target = copy.deepcopy(agent.ac.actor_target)
+        self.actor = copy.deepcopy(agent.learner.actor)
+        self.actor_target = copy.deepcopy(agent.learner.actor_target)
         n = c.num_critics
-        self.critics = nn.ModuleList(critic_from_ensemble(agent.ac.critic, k) for k in range(n))
-        self.critic_targets = nn.ModuleList(critic_from_ensemble(agent.ac.critic_target, k) for k in range(n))
+        self.critics = nn.ModuleList(critic_from_ensemble(agent.learner.critic, k) for k in range(n))
+        self.critic_targets = nn.ModuleList(
+            critic_from_ensemble(agent.learner.critic_target, k) for k in range(n)
+        )
         self.critic_targets.requires_grad_(False)
         device = agent.device
         for m in (self.critics, self.critic_targets):
@@ -107,7 +109,7 @@ class PlainIQRL:
         self.repr_opt = torch.optim.AdamW(self.repr_params, lr=c.enc_lr, weight_decay=c.enc_weight_decay)
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=c.lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
-        self.critic_steps = agent.ac.critic_steps
+        self.critic_steps = agent.learner.critic_steps
 
     # ------------------------------------------------------------------ FSQ (Mentzer et al. 2023)
     def fsq(self, y: Tensor) -> Tensor:

@@ -98,7 +98,7 @@ class Agent(abc.ABC):
     STATE_OBJECTS (networks, targets, optimizers: anything with its own state_dict; an attribute that is None
     is left out), STATE_VALUES (plain attributes: counters, floats, tensors that are replaced, never changed
     in place), and the agent's torch `generator`. An entry "key=path" stores the attribute at a dotted path
-    under `key` (e.g. "ac_extra=ac.extra", the learner's counters and optimizers).
+    under `key` (e.g. "ac_extra=learner.extra", the learner's counters and optimizers).
     """
 
     spec: AgentSpec

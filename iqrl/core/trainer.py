@@ -53,7 +53,7 @@ class NonFiniteLoss(FloatingPointError):
     pass
 
 
-def new_window() -> dict:
+def new_row_totals() -> dict:
     """The sums behind one train.csv row: metrics, and env and update counts and seconds (throughput)."""
     return dict(
         sums={}, counts={}, env_steps=0, env_time=0.0, updates=0, update_time=0.0, episodes=0, return_sum=0.0
@@ -89,8 +89,8 @@ class Trainer:
         self.next_ckpt = cfg.checkpoint_every
         self.eval_rows: list[dict] = []
         self.train_rows: list[dict] = []
-        self.window = new_window()
-        self.pending: tuple[dict, dict] = ({}, {})  # metric sums/counts not yet synced to the host
+        self.row_totals = new_row_totals()
+        self.unsynced: tuple[dict, dict] = ({}, {})  # metric sums/counts not yet synced to the host
         self.wall_offset = 0.0
         self.t0 = time.time()
         self.last_return = float("nan")
@@ -117,20 +117,20 @@ class Trainer:
             self.replay.add(action, step.reward, step.obs, step.terminated, step.truncated)
             ep_return += step.reward
             self.env_step += self.cfg.action_repeat
-            self.window["env_steps"] += self.cfg.action_repeat
+            self.row_totals["env_steps"] += self.cfg.action_repeat
             obs = step.obs
             if not seeding and (n := self.agent.schedule.after_step(self.credit, self.cfg.action_repeat)):
-                self.window["env_time"] += time.time() - t
+                self.row_totals["env_time"] += time.time() - t
                 self.run_updates(n)
                 t = time.time()
             if step.terminated or step.truncated:
                 break
-        self.window["env_time"] += time.time() - t
+        self.row_totals["env_time"] += time.time() - t
         self.episode += 1
         return ep_return, not seeding
 
     def run_updates(self, n: int) -> None:
-        sums, counts = self.pending
+        sums, counts = self.unsynced
         t = time.time()
         for _ in range(n):
             with self.autocast:
@@ -139,19 +139,19 @@ class Trainer:
             for k, v in metrics.items():
                 sums[k] = sums[k] + v if k in sums else v
                 counts[k] = counts.get(k, 0) + 1
-        self.window["updates"] += n
-        self.window["update_time"] += time.time() - t
+        self.row_totals["updates"] += n
+        self.row_totals["update_time"] += time.time() - t
 
     def flush_metrics(self) -> None:
         """One host sync per episode: tensors -> floats, then the NaN/inf guard."""
-        sums, counts = self.pending
+        sums, counts = self.unsynced
         for k, v in sums.items():
             v = float(v)
             if not math.isfinite(v):
                 raise NonFiniteLoss(f"non-finite {k} ({v}) in the updates ending at env_step {self.env_step}")
-            self.window["sums"][k] = self.window["sums"].get(k, 0.0) + v
-            self.window["counts"][k] = self.window["counts"].get(k, 0) + counts[k]
-        self.pending = ({}, {})
+            self.row_totals["sums"][k] = self.row_totals["sums"].get(k, 0.0) + v
+            self.row_totals["counts"][k] = self.row_totals["counts"].get(k, 0) + counts[k]
+        self.unsynced = ({}, {})
 
     def learn(self, n: int) -> None:
         """After an episode: the updates the agent's schedule asked for, one host sync, the agent's
@@ -194,7 +194,7 @@ class Trainer:
         return self._eval_envs
 
     def train_row(self) -> dict:
-        w = self.window
+        w = self.row_totals
         row = {"env_step": self.env_step, "episode": self.episode, "updates": self.updates}
         row.update({k: w["sums"][k] / w["counts"][k] for k in w["sums"]})
         row["train_return"] = w["return_sum"] / w["episodes"] if w["episodes"] else None
@@ -207,7 +207,7 @@ class Trainer:
         row["wall_time_s"] = round(self.wall_time(), 3)
         self.train_rows.append(row)
         self.trackers.log("train", row)
-        self.window = new_window()
+        self.row_totals = new_row_totals()
         return row
 
     # ------------------------------------------------------------------ files
@@ -233,7 +233,7 @@ class Trainer:
             "counters": {**{k: getattr(self, k) for k in COUNTERS}, "update_credit": self.credit.carried},
             "eval_rows": self.eval_rows,
             "train_rows": self.train_rows,
-            "window": self.window,
+            "window": self.row_totals,  # (the checkpoint's key of old)
             "wall_time": self.wall_time(),
         }
 
@@ -251,7 +251,7 @@ class Trainer:
         self.credit.carried = counters.pop("update_credit")
         for k, v in counters.items():
             setattr(self, k, v)
-        self.eval_rows, self.train_rows, self.window = s["eval_rows"], s["train_rows"], s["window"]
+        self.eval_rows, self.train_rows, self.row_totals = s["eval_rows"], s["train_rows"], s["window"]
         self.wall_offset, self.t0 = s["wall_time"], time.time()
 
     def save_checkpoint(self) -> None:
@@ -303,8 +303,8 @@ class Trainer:
             start = self.env_step
             ep_return, by_agent = self.collect_episode()
             self.last_return = ep_return
-            self.window["episodes"] += 1
-            self.window["return_sum"] += ep_return
+            self.row_totals["episodes"] += 1
+            self.row_totals["return_sum"] += ep_return
             schedule = self.agent.schedule
             if by_agent:
                 self.learn(schedule.after_episode(self.credit, EpisodeEnd(self.env_step - start, ep_return)))
