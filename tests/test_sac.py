@@ -1,4 +1,4 @@
-"""SAC learner (iqrl/sac.py) and the `sac` / `iqrl-sac` agents: policy maths, targets, temperature,
+"""SAC learner (iqrl/learners/sac.py) and the `sac` / `iqrl-sac` agents: policy maths, targets, temperature,
 gradients."""
 
 import copy

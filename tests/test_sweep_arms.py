@@ -1,7 +1,7 @@
 """Every arm of every shipped sweep file (ablations/*.yaml) builds an agent whose latent is not collapsed at
 initialisation: on a batch of random observations its latent has rank > 0 and, quantized, more than one code
-in some group (iqrl.diagnostics.latent_collapsed, the trainer's guard). A broken arm (the standard FSQ bound
-with a level of 2 gives one code for every input) would otherwise be reported as a finding."""
+in some group (iqrl.core.diagnostics.latent_collapsed, the trainer's guard). A broken arm (the standard FSQ
+bound with a level of 2 gives one code for every input) would otherwise be reported as a finding."""
 
 import dataclasses
 import json

@@ -9,7 +9,7 @@ def require(checks: Iterable[tuple[bool, str]], error: type[Exception] = ValueEr
     """Raise `error(message)` for the first check whose condition is false.
 
     Convention: an agent config's messages name its keys without the `agent.` prefix or with it; the run
-    config (`iqrl.config.validate`) adds the prefix where it is missing, so the user always reads
+    config (`iqrl.core.config.validate`) adds the prefix where it is missing, so the user always reads
     `agent.<key>`.
     """
     for ok, msg in checks:

@@ -59,8 +59,9 @@ register_dataclass(SequenceBatch)
 
 
 def shift_window(batch: SequenceBatch, pad: int, generator: torch.Generator) -> SequenceBatch:
-    """DrQ's random shift (`iqrl.maths.random_shift`) of every frame stack o_t .. o_{t+L} of a pixel window,
-    each by its own offsets, drawn from `generator` (B (L+1) draws); pad 0 leaves the batch as it is."""
+    """DrQ's random shift (`iqrl.nn.maths.random_shift`) of every frame stack o_t .. o_{t+L} of a pixel
+    window, each by its own offsets, drawn from `generator` (B (L+1) draws); pad 0 leaves the batch as it
+    is."""
     if pad == 0:
         return batch
     frames = batch.obs.flatten(0, 1)

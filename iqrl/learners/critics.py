@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -26,11 +25,9 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import AgentConfig
 from iqrl.core.update import Updater
+from iqrl.learners.encoders import CriticEncoder
 from iqrl.nn.layers import EnsembleMLP, Mish, frozen_copy
 from iqrl.nn.optim import adam
-
-if TYPE_CHECKING:
-    from iqrl.learners.encoders import CriticEncoder
 
 
 @dataclass

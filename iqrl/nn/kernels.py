@@ -57,7 +57,7 @@ onednn_matmul.register_autograd(_onednn_matmul_backward, setup_context=_onednn_m
 def _onednn(a: Tensor, b: Tensor) -> bool:
     """Whether a product of `a` and `b` goes to `onednn_matmul`: under torch.compile (`compile=true`),
     float32 on CPU, outside autocast. Eager products stay PyTorch's, so eager runs compute exactly what
-    they always did (as `iqrl.layers.Mish`)."""
+    they always did (as `iqrl.nn.layers.Mish`)."""
     return (
         torch.compiler.is_compiling()
         and a.device.type == "cpu"
@@ -123,7 +123,7 @@ def mish(x: Tensor) -> Tensor:
 
     PyTorch's kernel (and inductor's lowering of it) evaluates exp, log1p and tanh per element, and its
     backward a sigmoid on top; this form needs one exp forward and one backward, which is what makes a
-    compiled LayerNorm + Mish network cheaper on CPUs with slow transcendentals (`iqrl.layers.Mish`).
+    compiled LayerNorm + Mish network cheaper on CPUs with slow transcendentals (`iqrl.nn.layers.Mish`).
     Computed in float32 (as PyTorch's kernel computes bf16 inputs); values and gradients equal F.mish's to
     a few ulps (tests/test_layers.py)."""
     return _Mish.apply(x.float()).to(x.dtype)

@@ -46,8 +46,8 @@ def init_linear_(module: nn.Module, init: str) -> None:
 
 
 class Linear(nn.Linear):
-    """nn.Linear through `iqrl.maths.linear`: PyTorch's product when eager, oneDNN's float32 GEMM under
-    torch.compile on CPU (see `iqrl.maths.onednn_matmul`). The same parameters and state_dict."""
+    """nn.Linear through `iqrl.nn.kernels.linear`: PyTorch's product when eager, oneDNN's float32 GEMM under
+    torch.compile on CPU (see `iqrl.nn.kernels.onednn_matmul`). The same parameters and state_dict."""
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
