@@ -185,7 +185,7 @@ class DCWM(Agent):
             self.model_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True
         )
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
-        self.learner = TD3Learner(cfg, D, act_dim, self.generator).to(self.device)
+        self.learner = TD3Learner(cfg.learner, D, act_dim, self.generator).to(self.device)
         self.mppi_cfg = cfg.mppi()
         self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
 

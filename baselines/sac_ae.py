@@ -190,14 +190,14 @@ class SACAE(Agent):
         self.schedule = PerStep()  # an update after every agent step, as pytorch_sac_ae's train.py
         self.shape = pixel_shape(obs_dim)
         if self.shape is not None:  # pixels: conv encoder on obs / 255 (center 0), deconv decoder
-            encoder = pixel_encoder(self.shape, cfg, center=0.0, actor_head=True)
+            encoder = pixel_encoder(self.shape, cfg.encoder, center=0.0, actor_head=True)
             decoder = ConvDecoder(
                 cfg.feature_dim, self.shape[0], self.shape[1], cfg.conv_layers, cfg.num_filters
             )
         else:  # states (SAE-4): MLP encoder Linear -> LN -> tanh, MLP decoder of the state
             encoder = CriticEncoder(nn.Identity(), obs_dim, cfg.feature_dim, actor_head=True)
             decoder = mlp(cfg.feature_dim, cfg.mlp_dims, obs_dim, "orthogonal", nn.ReLU, norm=False)
-        self.learner = SACAELearner(cfg, obs_dim, act_dim, self.generator, encoder).to(self.device)
+        self.learner = SACAELearner(cfg.learner, obs_dim, act_dim, self.generator, encoder).to(self.device)
         self.decoder = decoder.to(self.device) if cfg.use_decoder else None
         self.encoder_opt = (
             adam(self.learner.encoder.critic_parameters(), lr=cfg.encoder_lr) if cfg.use_decoder else None
