@@ -29,8 +29,6 @@ also drops an episode's final, time-limit transition).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,7 +36,7 @@ from torch import Tensor
 
 from baselines.dcwm_mppi import MPPIConfig, mppi_plan
 from iqrl.core.checks import require
-from iqrl.core.interface import Agent, AgentSpec, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, compose, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition
 from iqrl.core.schedule import PerEpisode, SeedBurst
 from iqrl.learners.latent_model import LatentModelConfig
@@ -51,24 +49,26 @@ from iqrl.nn.quantizers import FSQ
 PROPAGATION = ("sample", "sample_no_grad", "weighted_avg", "mode")
 
 
-@dataclass
-class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
-    name: str = "dcwm"
+@compose(
     # --- TD3 + REDQ-style ensemble on the codes ---
-    batch_size: int = 512
-    num_critics: int = 5
-    q_subsample: int = 2
-    actor_q_reduce: str = "mean"
-    critic_loss_reduce: str = "mean"
-    expl_sigma_episodes: int = 50  # 50 easy / 150 medium / 500 hard (task YAML)
-    init: str = "default"  # DC-2: the code's init calls are no-ops
-    grad_clip: float = 20.0
+    learner=TD3LearnerConfig(
+        batch_size=512,
+        num_critics=5,
+        q_subsample=2,
+        actor_q_reduce="mean",
+        critic_loss_reduce="mean",
+        expl_sigma_episodes=50,  # 50 easy / 150 medium / 500 hard (task YAML)
+        init="default",  # DC-2: the code's init calls are no-ops
+        grad_clip=20.0,
+    ),
+    # --- world model: latent_dim d slots (1024 for dog, humanoid); enc_mlp_dims, horizon, rho, enc_lr,
+    # enc_weight_decay and enc_grad_clip with the defaults of LatentModelConfig ---
+    latent=LatentModelConfig(fsq_levels=[5, 3]),
+)
+class DCWMConfig(AgentConfig):
+    name: str = "dcwm"
     dcwm_legacy_unit_discount: bool = False  # DC-1: n = 1 bootstraps with 1 instead of gamma
-    # --- world model (latent_dim, enc_mlp_dims, horizon, rho, enc_lr, enc_weight_decay and
-    # enc_grad_clip with the defaults of LatentModelConfig) ---
-    fsq_levels: list[int] = field(
-        default_factory=lambda: [5, 3]
-    )  # latent_dim d slots (1024 for dog, humanoid)
+    # --- world model ---
     consistency_loss: str = "cross_entropy"  # cross_entropy | mse | cosine (on codes)
     consistency_coef: float = 1.0
     reward_coef: float = 1.0
@@ -95,8 +95,8 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
     plan_noise_in_eval: bool = True  # DC-3: prior and terminal-value actions noisy in evaluation too
 
     def validate(self) -> None:
-        self.validate_rl()
-        self.validate_latent_model()
+        super().validate()
+        self.latent.validate_fsq()  # the latent always goes through FSQ
         checks = [
             (
                 self.consistency_loss in ("cross_entropy", "mse", "cosine"),
@@ -124,6 +124,11 @@ class DCWMConfig(LatentModelConfig, TD3LearnerConfig):
             self.mppi().validate(keys={"horizon": "plan_horizon", "discount": "plan_discount"})
         except ValueError as e:
             raise ValueError(f"agent.{e}") from None
+
+    @property
+    def latent_width(self) -> int:
+        """D, the width of the codes the dynamics, actor and critic read: the latent model's."""
+        return self.latent.latent_width
 
     def mppi(self) -> MPPIConfig:
         return MPPIConfig(
@@ -180,7 +185,7 @@ class DCWM(Agent):
             self.model_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True
         )
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
-        self.learner = TD3Learner(cfg, D, act_dim, self.generator).to(self.device)
+        self.learner = TD3Learner(cfg.learner, D, act_dim, self.generator).to(self.device)
         self.mppi_cfg = cfg.mppi()
         self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
 

@@ -17,21 +17,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from iqrl.core.interface import Agent, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition
-from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
+from iqrl.learners.critics import CriticEnsembleLearner
 from iqrl.learners.encoders import pixel_encoder, shift_pair
 
 
 class RawObservationAgent(Agent):
-    """Raw observations -> `learner_cls` (set by the subclass: TD3Learner or SACLearner)."""
+    """Raw observations -> `learner_cls` (set by the subclass: TD3Learner or SACLearner). Its config composes
+    the learner's part (`learner`) and the pixel encoder's (`encoder`)."""
 
     learner_cls: type[CriticEnsembleLearner]
     STATE_OBJECTS = ("ac=learner", "ac_extra=learner.extra")
     PIXELS = True
     PIXEL_CENTER = 0.5  # ConvEncoder input: frames / 255 - 0.5 (DrQ-v2)
 
-    def __init__(self, cfg: CriticConfig, obs_dim, act_dim: int, device: torch.device, seed: int):
+    def __init__(self, cfg: AgentConfig, obs_dim, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
         self.spec = AgentSpec(
             seq_len=cfg.nstep,
@@ -40,9 +41,12 @@ class RawObservationAgent(Agent):
             warmup_with_policy=cfg.warmup_with_policy,
         )
         shape = pixel_shape(obs_dim)
-        encoder = None if shape is None else pixel_encoder(shape, cfg, self.PIXEL_CENTER, actor_head=False)
+        encoder = None
+        if shape is not None:
+            encoder = pixel_encoder(shape, cfg.encoder, self.PIXEL_CENTER, actor_head=False)
         self.image_pad = 0 if shape is None else cfg.image_pad
-        self.learner = self.learner_cls(cfg, obs_dim, act_dim, self.generator, encoder).to(self.device)
+        learner = self.learner_cls(cfg.learner, obs_dim, act_dim, self.generator, encoder)
+        self.learner = learner.to(self.device)
 
     @property
     def exploration_sigma(self) -> float | None:

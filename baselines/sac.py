@@ -15,25 +15,24 @@ Pixels (obs=pixels): a convolutional encoder trained by the critic loss, the act
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from baselines.raw_observations import RawObservationAgent
+from iqrl.core.interface import AgentConfig, compose
 from iqrl.learners.encoders import PixelEncoderConfig
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 
 
-@dataclass
-class SACAgentConfig(SACLearnerConfig, PixelEncoderConfig):
+@compose(
+    learner=SACLearnerConfig(
+        num_critics=2,
+        q_subsample=2,  # both critics: min(Q1, Q2)
+        actor_q_reduce="min",
+        critic_loss_reduce="sum",  # MSE(Q1, y) + MSE(Q2, y)
+        actor_update_freq=1,  # actor and temperature every critic step
+    ),
+    encoder=PixelEncoderConfig,
+)
+class SACAgentConfig(AgentConfig):
     name: str = "sac"
-    num_critics: int = 2
-    q_subsample: int = 2  # both critics: min(Q1, Q2)
-    actor_q_reduce: str = "min"
-    critic_loss_reduce: str = "sum"  # MSE(Q1, y) + MSE(Q2, y)
-    actor_update_freq: int = 1  # actor and temperature every critic step
-
-    def validate(self) -> None:
-        self.validate_rl()
-        self.validate_encoder()
 
 
 class SAC(RawObservationAgent):

@@ -55,7 +55,7 @@ Deviations forced by the harness (docs/faithfulness.md SAE-1..SAE-6): see docs/a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
-from iqrl.core.interface import Agent, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, compose, pixel_shape, to_tensor
 from iqrl.core.replay import nstep_transition
 from iqrl.core.schedule import PerStep
 from iqrl.core.update import Updater
@@ -74,24 +74,46 @@ from iqrl.nn.optim import adam
 
 
 @dataclass
-class SACAEConfig(SACLearnerConfig, PixelEncoderConfig):
-    name: str = "sac-ae"
-    # SAC (train.py defaults)
-    mlp_dims: list[int] = field(default_factory=lambda: [1024, 1024])
-    batch_size: int = 128
-    lr: float = 1e-3  # actor and critic (the critic's encoder included)
-    tau: float = 0.01  # target critics
-    num_critics: int = 2
-    q_subsample: int = 2
-    actor_q_reduce: str = "min"
-    critic_loss_reduce: str = "sum"
-    actor_update_freq: int = 2
-    init: str = "orthogonal"
-    init_temperature: float = 0.1
-    alpha_lr: float = 1e-4
+class SACAELearnerConfig(SACLearnerConfig):
+    """SACLearnerConfig plus the keys of SAC as pytorch_sac_ae runs it (`SACAELearner`)."""
+
     alpha_beta: float = 0.5  # Adam beta1 of the temperature
     critic_target_update_freq: int = 2  # EMA of the target critics and target encoder every this many updates
     encoder_tau: float = 0.05  # target encoder
+
+    def validate(self) -> None:
+        super().validate()
+        require(
+            [
+                (0.0 <= self.alpha_beta < 1.0, f"alpha_beta must be in [0, 1), got {self.alpha_beta}"),
+                (
+                    self.critic_target_update_freq >= 1,
+                    f"critic_target_update_freq must be >= 1, got {self.critic_target_update_freq}",
+                ),
+                (0.0 < self.encoder_tau <= 1.0, f"encoder_tau must be in (0, 1], got {self.encoder_tau}"),
+            ]
+        )
+
+
+@compose(
+    learner=SACAELearnerConfig(  # train.py defaults
+        mlp_dims=[1024, 1024],
+        batch_size=128,
+        lr=1e-3,  # actor and critic (the critic's encoder included)
+        tau=0.01,  # target critics
+        num_critics=2,
+        q_subsample=2,
+        actor_q_reduce="min",
+        critic_loss_reduce="sum",
+        actor_update_freq=2,
+        init="orthogonal",
+        init_temperature=0.1,
+        alpha_lr=1e-4,
+    ),
+    encoder=PixelEncoderConfig,
+)
+class SACAEConfig(AgentConfig):
+    name: str = "sac-ae"
     # Autoencoder
     use_decoder: bool = True  # false: the paper's SAC:pixel baseline (the encoder trained by the critic only)
     encoder_lr: float = 1e-3
@@ -102,16 +124,9 @@ class SACAEConfig(SACLearnerConfig, PixelEncoderConfig):
     rec_bits: int = 5  # bit depth of the reconstruction targets
 
     def validate(self) -> None:
-        self.validate_rl()
-        self.validate_encoder()
+        super().validate()
         require(
             [
-                (0.0 <= self.alpha_beta < 1.0, f"alpha_beta must be in [0, 1), got {self.alpha_beta}"),
-                (
-                    self.critic_target_update_freq >= 1,
-                    f"critic_target_update_freq must be >= 1, got {self.critic_target_update_freq}",
-                ),
-                (0.0 < self.encoder_tau <= 1.0, f"encoder_tau must be in (0, 1], got {self.encoder_tau}"),
                 (self.encoder_lr > 0, f"encoder_lr must be > 0, got {self.encoder_lr}"),
                 (self.decoder_lr > 0, f"decoder_lr must be > 0, got {self.decoder_lr}"),
                 (
@@ -175,14 +190,14 @@ class SACAE(Agent):
         self.schedule = PerStep()  # an update after every agent step, as pytorch_sac_ae's train.py
         self.shape = pixel_shape(obs_dim)
         if self.shape is not None:  # pixels: conv encoder on obs / 255 (center 0), deconv decoder
-            encoder = pixel_encoder(self.shape, cfg, center=0.0, actor_head=True)
+            encoder = pixel_encoder(self.shape, cfg.encoder, center=0.0, actor_head=True)
             decoder = ConvDecoder(
                 cfg.feature_dim, self.shape[0], self.shape[1], cfg.conv_layers, cfg.num_filters
             )
         else:  # states (SAE-4): MLP encoder Linear -> LN -> tanh, MLP decoder of the state
             encoder = CriticEncoder(nn.Identity(), obs_dim, cfg.feature_dim, actor_head=True)
             decoder = mlp(cfg.feature_dim, cfg.mlp_dims, obs_dim, "orthogonal", nn.ReLU, norm=False)
-        self.learner = SACAELearner(cfg, obs_dim, act_dim, self.generator, encoder).to(self.device)
+        self.learner = SACAELearner(cfg.learner, obs_dim, act_dim, self.generator, encoder).to(self.device)
         self.decoder = decoder.to(self.device) if cfg.use_decoder else None
         self.encoder_opt = (
             adam(self.learner.encoder.critic_parameters(), lr=cfg.encoder_lr) if cfg.use_decoder else None

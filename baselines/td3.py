@@ -17,25 +17,24 @@ Pixels (obs=pixels): a convolutional encoder trained by the critic loss, the act
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from baselines.raw_observations import RawObservationAgent
+from iqrl.core.interface import AgentConfig, compose
 from iqrl.learners.encoders import PixelEncoderConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 
 
-@dataclass
-class TD3Config(TD3LearnerConfig, PixelEncoderConfig):
+@compose(
+    learner=TD3LearnerConfig(
+        num_critics=2,
+        q_subsample=2,  # both critics: min(Q1, Q2)
+        actor_q_reduce="min",
+        critic_loss_reduce="sum",  # MSE(Q1, y) + MSE(Q2, y)
+        init="orthogonal",
+    ),
+    encoder=PixelEncoderConfig,
+)
+class TD3Config(AgentConfig):
     name: str = "td3"
-    num_critics: int = 2
-    q_subsample: int = 2  # both critics: min(Q1, Q2)
-    actor_q_reduce: str = "min"
-    critic_loss_reduce: str = "sum"  # MSE(Q1, y) + MSE(Q2, y)
-    init: str = "orthogonal"
-
-    def validate(self) -> None:
-        self.validate_rl()
-        self.validate_encoder()
 
 
 class TD3(RawObservationAgent):

@@ -1,13 +1,16 @@
-"""iQRL's config: the representation's keys (`IQRLRepresentationConfig`) with the TD3 learner's (`IQRLConfig`:
-iqrl, iqrl-official, iqrl-ae) or the SAC learner's (`IQRLSACConfig`: iqrl-sac). Defaults: the paper and the
-iQRL code; each quirk of the official code is a switch documented in docs/faithfulness.md.
+"""iQRL's config, composed (`compose`, iqrl/core/interface.py) of the latent model's keys, the
+representation's (`IQRLRepresentationConfig`) and the TD3 learner's (`IQRLConfig`: iqrl, iqrl-official,
+iqrl-ae) or the SAC learner's (`IQRLSACConfig`: iqrl-sac). Defaults: the paper and the iQRL code; each quirk
+of the official code is a switch documented in docs/faithfulness.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from iqrl.core.checks import require
+from iqrl.core.interface import AgentConfig, compose
 from iqrl.learners.latent_model import LatentModelConfig
 from iqrl.learners.sac import SACLearnerConfig
 from iqrl.learners.td3 import TD3LearnerConfig
@@ -15,8 +18,8 @@ from iqrl.nn.quantizers import QUANTIZERS
 
 
 @dataclass
-class IQRLRepresentationConfig(LatentModelConfig):
-    """iQRL's representation keys (defaults: the paper and the iQRL code)."""
+class IQRLRepresentationConfig:
+    """iQRL's representation keys beside the latent model's (defaults: the paper and the iQRL code)."""
 
     use_fsq: bool = True  # the old spelling of the quantizer switch: false = quantizer none
     quantizer: str = "fsq"  # fsq | vq | simnorm | l2 | none (iqrl/nn/quantizers.py, docs/fsq.md)
@@ -38,14 +41,11 @@ class IQRLRepresentationConfig(LatentModelConfig):
     official_nofsq_half_width: bool = False  # True: use_fsq=false gives width latent_dim (IQ-13)
     use_tc_loss: bool = True  # the multi-step latent consistency loss (False: reconstruction-only encoder)
     use_rec_loss: bool = False  # decoder mlp(D, mlp_dims, obs_dim) + reconstruction loss (iqrl-ae)
-    rl_algo: str = "td3"  # the learner on the latent: td3 (IQRLConfig) | sac (IQRLSACConfig, `iqrl-sac`)
     # obs=pixels only: random-shift augmentation of every frame stack in the update, by up to image_pad
     # pixels each way (DrQ's 4; the iQRL code defines this shift with pad 4 but never calls it; 0 = off).
     image_pad: int = 4
 
     def validate(self) -> None:
-        self.validate_rl()
-        self.validate_latent_model()
         checks = [
             (
                 self.consistency_loss in ("cos", "mse"),
@@ -61,6 +61,34 @@ class IQRLRepresentationConfig(LatentModelConfig):
                 f"agent.use_fsq=false means agent.quantizer=none; it contradicts quantizer={self.quantizer}",
             ),
             (
+                self.vq_beta >= 0 and 0.0 <= self.vq_decay < 1.0,
+                f"agent.vq_beta must be >= 0 and agent.vq_decay in [0, 1), got {self.vq_beta} and "
+                f"{self.vq_decay}",
+            ),
+            (0.0 < self.enc_tau <= 1.0, f"agent.enc_tau must be in (0, 1], got {self.enc_tau}"),
+            (self.image_pad >= 0, f"agent.image_pad must be >= 0, got {self.image_pad}"),
+            (self.projection_dim >= 0, f"agent.projection_dim must be >= 0, got {self.projection_dim}"),
+            (
+                self.use_tc_loss or self.use_rec_loss or self.use_rew_loss,
+                "agent.use_tc_loss=false needs use_rec_loss=true or use_rew_loss=true (nothing would train "
+                "the encoder)",
+            ),
+        ]
+        require(checks)
+
+
+class IQRLAgentConfig(AgentConfig):
+    """What iQRL's configs share whichever learner they compose: the checks and properties that combine the
+    latent model's keys with the representation's, and `rl_algo` with the learner."""
+
+    RL_ALGO: ClassVar[str]  # the learner this config composes, what `rl_algo` must say
+
+    def validate(self) -> None:
+        super().validate()
+        if self.quantized:
+            self.latent.validate_fsq()
+        checks = [
+            (
                 self.quantizer_kind not in ("simnorm", "l2")
                 or (self.quant_group_dim >= 1 and self.latent_width % self.quant_group_dim == 0),
                 f"agent.quant_group_dim={self.quant_group_dim} must divide the latent width "
@@ -73,22 +101,9 @@ class IQRLRepresentationConfig(LatentModelConfig):
                 f"(latent_dim x len(fsq_levels)) and agent.vq_codebook_size={self.vq_codebook_size} be >= 2",
             ),
             (
-                self.vq_beta >= 0 and 0.0 <= self.vq_decay < 1.0,
-                f"agent.vq_beta must be >= 0 and agent.vq_decay in [0, 1), got {self.vq_beta} and "
-                f"{self.vq_decay}",
-            ),
-            (0.0 < self.enc_tau <= 1.0, f"agent.enc_tau must be in (0, 1], got {self.enc_tau}"),
-            (self.image_pad >= 0, f"agent.image_pad must be >= 0, got {self.image_pad}"),
-            (self.projection_dim >= 0, f"agent.projection_dim must be >= 0, got {self.projection_dim}"),
-            (
                 self.rl_algo == self.RL_ALGO,
                 f"agent.rl_algo must be {self.RL_ALGO} for agent={self.name} "
                 f"(the SAC learner on iQRL's latent is agent=iqrl-sac), got {self.rl_algo!r}",
-            ),
-            (
-                self.use_tc_loss or self.use_rec_loss or self.use_rew_loss,
-                "agent.use_tc_loss=false needs use_rec_loss=true or use_rew_loss=true (nothing would train "
-                "the encoder)",
             ),
         ]
         require(checks)
@@ -120,22 +135,26 @@ class IQRLRepresentationConfig(LatentModelConfig):
         for every quantizer (the width of the FSQ arm, so that the arms compare at equal width)."""
         if self.quantizer_kind == "none" and self.official_nofsq_half_width:
             return self.latent_dim
-        return self.latent_dim * len(self.fsq_levels)
+        return self.latent.latent_width
 
 
-@dataclass
-class IQRLConfig(IQRLRepresentationConfig, TD3LearnerConfig):
+@compose(learner=TD3LearnerConfig, latent=LatentModelConfig, representation=IQRLRepresentationConfig)
+class IQRLConfig(IQRLAgentConfig):
     """iQRL with its TD3 learner: `iqrl`, `iqrl-official`, `iqrl-ae`."""
 
     RL_ALGO = "td3"
     name: str = "iqrl"
+    rl_algo: str = "td3"  # the learner on the latent: td3 (IQRLConfig) | sac (IQRLSACConfig, `iqrl-sac`)
 
 
-@dataclass
-class IQRLSACConfig(IQRLRepresentationConfig, SACLearnerConfig):
+@compose(
+    learner=SACLearnerConfig(actor_update_freq=1),  # actor and temperature every critic step, as `sac`
+    latent=LatentModelConfig,
+    representation=IQRLRepresentationConfig,
+)
+class IQRLSACConfig(IQRLAgentConfig):
     """iQRL's representation under the SAC learner: `iqrl-sac` (no TD3 exploration-noise keys)."""
 
     RL_ALGO = "sac"
     name: str = "iqrl-sac"
     rl_algo: str = "sac"
-    actor_update_freq: int = 1  # actor and temperature every critic step, as `sac`

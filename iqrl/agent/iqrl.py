@@ -122,7 +122,7 @@ class IQRL(Agent):
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         # Actor-critic on the latent.
         learner = SACLearner if cfg.rl_algo == "sac" else TD3Learner
-        self.learner = learner(cfg, D, act_dim, self.generator).to(self.device)
+        self.learner = learner(cfg.learner, D, act_dim, self.generator).to(self.device)
 
     @property
     def exploration_sigma(self) -> float | None:

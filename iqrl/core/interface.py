@@ -19,7 +19,8 @@ The trainer, sweeps and analysis know an agent only through this interface:
 * `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`, `latent_width`) for diagnostics, where
   they exist; `exploration_sigma` (the current exploration std, for train.csv) where the agent has one.
 
-Every agent's config dataclass derives from `AgentConfig` (the keys all agents share).
+Every agent's config dataclass derives from `AgentConfig` (the keys all agents share); one built from shared
+pieces (a learner, a latent model, an encoder) composes their configs with `compose`.
 
 A new agent is one module, a registry line below and a task file in iqrl/configs (docs/extending.md);
 tests/test_conformance.py runs every registered agent through this interface.
@@ -28,8 +29,9 @@ tests/test_conformance.py runs every registered agent through this interface.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Any
+import copy
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, get_type_hints
 
 import numpy as np
 import torch
@@ -43,10 +45,19 @@ from iqrl.core.update import Updater
 class AgentConfig:
     """Keys every agent has (`agent.<key>`): the base of each agent's config dataclass."""
 
+    # The parts `compose` joined, by role (role -> part class); none for a config of its own keys only.
+    PARTS: ClassVar[dict[str, type]] = {}
+
     # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
     # env's
     # seed. Default: train seed + EVAL_SEED_OFFSET (10000). On in the `iqrl-official` preset.
     official_shared_eval_seed: bool = False
+
+    def validate(self) -> None:
+        """Raise ValueError (one line, naming the key) for a bad value. Here each part's own checks; an agent
+        config checks its own keys, and those that combine parts, after `super().validate()`."""
+        for role in self.PARTS:
+            getattr(self, role).validate()
 
     def kseed_refusal(self) -> str | None:
         """Why the K-seed mode (iqrl/multiseed/) cannot train this config, in one line, or None: it runs any
@@ -56,6 +67,66 @@ class AgentConfig:
     def validate_pixels(self, image_size: int) -> None:
         """The checks of obs=pixels at frames of `image_size` (ValueError, one line): run by the run config
         before anything is built, for agents with PIXELS = True. Nothing to check by default."""
+
+
+def compose(**parts):
+    """Class decorator: the agent config `cls` (an AgentConfig subclass, not yet a dataclass) made of parts,
+    the configs of the pieces it shares with other agents, given by role as a class or as an instance whose
+    values are this agent's defaults: `@compose(learner=TD3LearnerConfig(num_critics=2), encoder=...)`.
+
+    A part is a plain dataclass that owns its keys and validates only them (`validate()`). The result stays
+    one flat dataclass (AgentConfig's keys, then each part's in the order given, then the class's own),
+    because every key is `agent.<key>` on the command line, in presets, task files and config.yaml; a key
+    owned twice (by two parts, or by a part and the class) is a TypeError at import: a part's default is
+    changed by giving the part as an instance. `cfg.<role>` is the part built from the flat keys, what the
+    piece is handed (a learner gets `cfg.learner` and sees only its keys); `AgentConfig.validate` validates
+    every part.
+    """
+
+    def decorate(cls: type[AgentConfig]) -> type[AgentConfig]:
+        own = dict(cls.__dict__.get("__annotations__", {}))
+        owner = {f.name: "the base class" for f in fields(cls)}
+        annotations, cls.PARTS = {}, {}
+        for role, part in parts.items():
+            defaults = part() if isinstance(part, type) else part
+            part_cls = cls.PARTS[role] = type(defaults)
+            _claim(owner, role, f"the role {role}", cls)  # `cfg.<role>` names the part, never a key
+            types = get_type_hints(part_cls)
+            for f in fields(part_cls):
+                _claim(owner, f.name, role, cls)
+                annotations[f.name] = types[f.name]
+                setattr(cls, f.name, _default(getattr(defaults, f.name)))
+            setattr(cls, role, _part_view(part_cls))
+        for key in own:
+            _claim(owner, key, cls.__name__, cls)
+        cls.__annotations__ = {**annotations, **own}
+        return dataclass(cls)
+
+    return decorate
+
+
+def _claim(owner: dict[str, str], key: str, by: str, cls: type) -> None:
+    """Record that `by` owns `key`; a TypeError if another owner has it, or (for a part's key or role) the
+    class has that name already (a method or property the key's default would hide)."""
+    if key in owner or (by != cls.__name__ and hasattr(cls, key)):
+        raise TypeError(f"{cls.__name__}: key {key!r} of {by} is also {owner.get(key, cls.__name__)}'s")
+    owner[key] = by
+
+
+def _default(value):
+    """A dataclass default of `value`; a list through a factory, so that no two configs share one."""
+    if value.__hash__ is None:
+        return field(default_factory=lambda: copy.deepcopy(value))
+    return value
+
+
+def _part_view(part_cls: type) -> property:
+    keys = [f.name for f in fields(part_cls)]
+
+    def view(self):
+        return part_cls(**{k: getattr(self, k) for k in keys})
+
+    return property(view, doc=f"The {part_cls.__name__} of this config's values of its keys.")
 
 
 @dataclass

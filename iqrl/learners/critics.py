@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
-from iqrl.core.interface import AgentConfig
 from iqrl.core.update import Updater
 from iqrl.learners.encoders import CriticEncoder
 from iqrl.nn.layers import EnsembleMLP, Mish, frozen_copy
@@ -31,9 +30,10 @@ from iqrl.nn.optim import adam
 
 
 @dataclass
-class CriticConfig(AgentConfig):
-    """Keys of every actor-critic learner (defaults: the iQRL code). The actor's own keys are in
-    `TD3LearnerConfig` (iqrl/learners/td3.py) and `SACLearnerConfig` (iqrl/learners/sac.py)."""
+class CriticConfig:
+    """Keys of every actor-critic learner (defaults: the iQRL code), a part of an agent config (`compose`,
+    iqrl/core/interface.py). The actor's own keys are in `TD3LearnerConfig` (iqrl/learners/td3.py) and
+    `SACLearnerConfig` (iqrl/learners/sac.py)."""
 
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # actor and critic hidden widths
     batch_size: int = 256
@@ -53,7 +53,7 @@ class CriticConfig(AgentConfig):
     official_ignore_terminal: bool = False  # IQ-3: terminal flags ignored in the n > 1 path
     warmup_with_policy: bool = False  # IQ-12: seed episodes: untrained policy + sigma noise, not uniform
 
-    def validate_rl(self) -> None:
+    def validate(self) -> None:
         checks = [
             (self.nstep >= 1, f"nstep must be >= 1, got {self.nstep}"),
             (0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}"),

@@ -29,14 +29,15 @@ from iqrl.nn.maths import random_shift, shift_offsets
 
 @dataclass
 class PixelEncoderConfig:
-    """Keys of the encoder the critic trains (used with obs=pixels; a state run ignores them)."""
+    """Keys of the encoder the critic trains (used with obs=pixels; a state run ignores them), a part of an
+    agent config (`compose`, iqrl/core/interface.py)."""
 
     feature_dim: int = 50  # width of the head Linear -> LayerNorm -> tanh (SAC+AE, DrQ: 50)
     num_filters: int = 32  # channels of every convolution (SAC+AE, DrQ: 32)
     conv_layers: int = 4  # 3x3 convolutions, the first with stride 2 (SAC+AE, DrQ: 4)
     image_pad: int = 0  # random-shift augmentation (DrQ: 4 pixels); 0 = off (SAC+AE does not augment)
 
-    def validate_encoder(self) -> None:
+    def validate(self) -> None:
         require(
             [
                 (self.feature_dim >= 1, f"feature_dim must be >= 1, got {self.feature_dim}"),

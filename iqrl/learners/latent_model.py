@@ -12,7 +12,8 @@ from iqrl.core.checks import require
 
 @dataclass
 class LatentModelConfig:
-    """Keys of an FSQ latent model rolled out over a horizon (iQRL, DC-MPC)."""
+    """Keys of an FSQ latent model rolled out over a horizon (iQRL, DC-MPC), a part of their agent configs
+    (`compose`, iqrl/core/interface.py)."""
 
     latent_dim: int = 512  # number of FSQ groups G; latent width D = G * len(fsq_levels)
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8])
@@ -26,7 +27,9 @@ class LatentModelConfig:
     enc_weight_decay: float = 0.01
     enc_grad_clip: float = 20.0
 
-    def validate_latent_model(self) -> None:
+    def validate(self) -> None:
+        """The keys' ranges. The check of FSQ's bound is `validate_fsq`, apart: whether the latent goes
+        through FSQ is the agent's choice (iQRL's quantizer)."""
         checks = [
             (
                 all(h >= 1 for h in self.enc_mlp_dims),
@@ -38,16 +41,6 @@ class LatentModelConfig:
                 len(self.fsq_levels) >= 1 and all(int(v) >= 2 for v in self.fsq_levels),
                 f"agent.fsq_levels must be a non-empty list of ints >= 2, got {list(self.fsq_levels)}",
             ),
-            # The standard FSQ bound shifts a 2-level channel by atanh(0.5 / 0.5005) ~ 3.8 (docs/fsq.md).
-            (
-                self.fsq_symmetric or not self.quantized or 2 not in self.fsq_levels,
-                f"agent.fsq_levels={list(self.fsq_levels)} has a level of 2, which the standard FSQ bound "
-                f"maps to one "
-                "code for every pre-activation above -3.8, so the latent is constant at initialisation and "
-                "gets almost "
-                "no gradient; use agent.fsq_symmetric=true (levels symmetric about 0, arXiv 2411.19842) or "
-                "levels >= 3",
-            ),
             (self.latent_dim >= 1, f"agent.latent_dim must be >= 1, got {self.latent_dim}"),
             (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
             (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
@@ -55,12 +48,18 @@ class LatentModelConfig:
         ]
         require(checks)
 
-    @property
-    def latent_width(self) -> int:
-        """D, the width of the latent vector fed to dynamics, actor and critic."""
-        return self.latent_dim * len(self.fsq_levels)
+    def validate_fsq(self) -> None:
+        """The levels under FSQ's bound, for a latent that goes through FSQ: the standard bound shifts a
+        2-level channel by atanh(0.5 / 0.5005) ~ 3.8 (docs/fsq.md)."""
+        message = (
+            f"agent.fsq_levels={list(self.fsq_levels)} has a level of 2, which the standard FSQ bound maps "
+            "to one code for every pre-activation above -3.8, so the latent is constant at initialisation "
+            "and gets almost no gradient; use agent.fsq_symmetric=true (levels symmetric about 0, arXiv "
+            "2411.19842) or levels >= 3"
+        )
+        require([(self.fsq_symmetric or 2 not in self.fsq_levels, message)])
 
     @property
-    def quantized(self) -> bool:
-        """Whether the latent goes through FSQ (without it the levels only set the width)."""
-        return True
+    def latent_width(self) -> int:
+        """D, the width of the FSQ latent: latent_dim x len(fsq_levels)."""
+        return self.latent_dim * len(self.fsq_levels)

@@ -63,8 +63,8 @@ class SACLearnerConfig(CriticConfig):
     log_std_max: float = 2.0
     target_entropy: float | None = None  # None: -|A|
 
-    def validate_rl(self) -> None:
-        super().validate_rl()
+    def validate(self) -> None:
+        super().validate()
         checks = [
             (self.init_temperature > 0, f"init_temperature must be > 0, got {self.init_temperature}"),
             (self.alpha_lr > 0, f"alpha_lr must be > 0, got {self.alpha_lr}"),

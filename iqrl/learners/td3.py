@@ -36,8 +36,8 @@ class TD3LearnerConfig(CriticConfig):
     expl_sigma_end: float = 0.1
     expl_sigma_episodes: int = 50  # the code's default; per group 50 easy / 150 medium / 500 hard (task YAML)
 
-    def validate_rl(self) -> None:
-        super().validate_rl()
+    def validate(self) -> None:
+        super().validate()
         checks = [
             (self.policy_noise >= 0, f"policy_noise must be >= 0, got {self.policy_noise}"),
             (self.noise_clip >= 0, f"noise_clip must be >= 0, got {self.noise_clip}"),
