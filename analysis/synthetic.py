@@ -19,6 +19,7 @@ variants; lower for the larger 5-5-5-5 codebook), plus losses and throughput for
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -236,12 +237,18 @@ def make_synthetic_results(root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(manifest)
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """An argument parser, so that `--help` (or any option) is help or an error, never a folder name."""
+    p = argparse.ArgumentParser(
+        prog="python -m analysis.synthetic",
+        description="Write a synthetic results folder with known returns (for tests and make figures demos).",
+    )
+    p.add_argument("out_dir", metavar="OUT_DIR", help="a new or empty folder to write the runs into")
+    return p.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m analysis.synthetic OUT_DIR", file=sys.stderr)
-        return 2
-    root = Path(argv[0])
+    root = Path(parse_args(argv).out_dir)
     if root.exists() and any(root.iterdir()):
         print(f"error: {root} exists and is not empty; choose a new folder", file=sys.stderr)
         return 2

@@ -75,8 +75,8 @@ class TCRLConfig(AgentConfig):
                 f"mlp_dims must be a non-empty list of positive ints, got {list(self.mlp_dims)}",
             ),
             (
-                all(h >= 1 for h in self.enc_mlp_dims),
-                f"enc_mlp_dims must be positive, got {list(self.enc_mlp_dims)}",
+                len(self.enc_mlp_dims) >= 1 and all(h >= 1 for h in self.enc_mlp_dims),
+                f"enc_mlp_dims must be a non-empty list of positive ints, got {list(self.enc_mlp_dims)}",
             ),
             (self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}"),
             (0.0 < self.rho <= 1.0, f"rho must be in (0, 1], got {self.rho}"),

@@ -396,3 +396,15 @@ def test_ablation_plot_orders_lists_by_codebook_size_and_joins_only_numeric_valu
     )
     assert len(_joining_lines(fig)) == 1
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "3", "5"]
+
+
+def test_synthetic_help_prints_help_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """`python -m analysis.synthetic --help` is help, not a folder named `--help` with 65 runs in it."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        synthetic.main(["--help"])
+    assert e.value.code == 0 and "OUT_DIR" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        synthetic.main([])
+    assert e.value.code == 2
+    assert not list(tmp_path.iterdir())

@@ -25,7 +25,7 @@ def bad_values(name: str) -> list[str]:
     if name == "lr" or name.endswith("_lr"):
         return ["0", "-1e-4"]
     if name.endswith("mlp_dims"):
-        return ["[0]", "[32,-1]"]
+        return ["[0]", "[32,-1]", "[]"]  # [] would build networks without a hidden layer
     if name in NOISE_STDS or name.endswith("weight_decay"):
         return ["-0.1"]
     return []

@@ -80,8 +80,8 @@ class CriticConfig:
             ),
             (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip}"),
             (
-                all(h >= 1 for h in self.mlp_dims),
-                f"mlp_dims must be positive widths (>= 1), got {list(self.mlp_dims)}",
+                len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
+                f"mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}",
             ),
         ]
         require(checks)

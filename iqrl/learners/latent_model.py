@@ -32,8 +32,8 @@ class LatentModelConfig:
         through FSQ is the agent's choice (iQRL's quantizer)."""
         checks = [
             (
-                all(h >= 1 for h in self.enc_mlp_dims),
-                f"agent.enc_mlp_dims must be positive widths (>= 1), got {list(self.enc_mlp_dims)}",
+                len(self.enc_mlp_dims) >= 1 and all(h >= 1 for h in self.enc_mlp_dims),
+                f"agent.enc_mlp_dims must be a non-empty list of positive widths, got {self.enc_mlp_dims}",
             ),
             (self.enc_lr > 0, f"agent.enc_lr must be > 0, got {self.enc_lr}"),
             (self.enc_weight_decay >= 0, f"agent.enc_weight_decay must be >= 0, got {self.enc_weight_decay}"),
