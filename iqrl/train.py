@@ -9,15 +9,16 @@ The loop itself is iqrl/core/trainer.py, the checks before it iqrl/core/prefligh
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
-import traceback
 from pathlib import Path
 
+from iqrl.core.checkpoints import NoReadableCheckpoint
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from iqrl.core.preflight import preflight
-from iqrl.core.runfolder import RunBusy, training_lock, write_status
+from iqrl.core.runfolder import RunBusy, failure_line, print_traceback_for, training_lock, write_status
 from iqrl.core.trainer import Trainer
 
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
@@ -53,14 +54,18 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         with training_lock(Path(cfg.out)):
             trainer = Trainer(cfg)
             return trainer.run(should_stop)
-    except RunBusy as e:  # the folder is another live process's: write nothing into it
+    except (
+        RunBusy,
+        NoReadableCheckpoint,
+    ) as e:  # another process's folder, or nothing to resume: write nothing
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as e:  # recorded in status.json so sweeps and `make status` can show it
-        traceback.print_exc()
-        msg = f"{type(e).__name__}: {e}"
+        print_traceback_for(e)
+        msg = failure_line(e)
         step = trainer.env_step if trainer is not None else 0
-        write_status(Path(cfg.out), "failed", step, cfg.steps, msg)
+        with contextlib.suppress(OSError):  # a full or read-only disk may refuse the status too
+            write_status(Path(cfg.out), "failed", step, cfg.steps, msg)
         print(f"error: run failed: {msg}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -8,7 +8,9 @@ trackers' package check and the renderer's probe.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -17,7 +19,14 @@ from iqrl.core.config import ConfigError, RunConfig, to_yaml_dict
 from iqrl.core.device import resolve_device
 from iqrl.core.loggers import missing_packages
 from iqrl.core.render import RendererUnavailable, select_backend
-from iqrl.core.runfolder import CHECKPOINT, INERT_REMOVED_KEYS, LEGACY_VALUES, read_status, read_yaml
+from iqrl.core.runfolder import (
+    CHECKPOINT,
+    INERT_REMOVED_KEYS,
+    LEGACY_VALUES,
+    os_error_line,
+    read_status,
+    read_yaml,
+)
 
 
 def preflight(cfg: RunConfig) -> bool:
@@ -31,7 +40,28 @@ def preflight(cfg: RunConfig) -> bool:
         check_compile(cfg, device)
         check_watching(cfg)
         check_renderer(cfg)
+        check_writable(Path(cfg.out))
     return done
+
+
+def check_writable(run_dir: Path) -> None:
+    """The run folder can hold a run: its path and its checkpoint folder are folders (or can be made), and a
+    file can be created there (not a read-only file system, a full disk, a folder of another user, /proc).
+    ConfigError (one line naming the path and the cause) otherwise; what the probe made is removed again."""
+    for p in (run_dir, run_dir / CHECKPOINT.parent, *run_dir.parents):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"out={run_dir}: {p} is a file where a folder is expected; choose another out=")
+    made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir, prefix=".probe."):
+            pass
+    except OSError as e:
+        raise ConfigError(f"out={run_dir} cannot be written: {os_error_line(e)}") from None
+    finally:
+        for p in made:  # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
 
 
 def check_precision(cfg: RunConfig, device: torch.device) -> None:

@@ -97,21 +97,73 @@ def method_label(agent: str, variant: str) -> str:
     return agent if variant in ("", "default") else f"{agent}/{variant}"
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(binary_file) on a temporary file beside `path`, fsync, then rename it over `path`."""
+class RunFolderError(OSError):
+    """A file of the run folder could not be written; str() is one line naming the file and the cause."""
+
+    def __str__(self) -> str:
+        return self.strerror or ""
+
+
+# Causes of a failed write, as the one error line words them (others: the system's own words).
+_CAUSES = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "input/output error",
+    errno.ENOTDIR: "a file where a folder is expected",
+    errno.EISDIR: "a folder where a file is expected",
+}
+
+
+def os_error_line(e: OSError, path: Path | str | None = None) -> str:
+    """One line for a failed file operation: its cause and the file, e.g. `no space left on device while
+    writing runs/x/eval.csv` (the cause in the system's words when it is not one of the usual ones)."""
+    if isinstance(e, RunFolderError):
+        return str(e)
+    cause = _CAUSES.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
+    target = path if path is not None else e.filename
+    return f"{cause} while writing {target}" if target is not None else cause
+
+
+def failure_line(e: BaseException) -> str:
+    """What a failed run's status and its `error:` line say: a file operation's cause and file in one line
+    (os_error_line), anything else as `Type: message`."""
+    return os_error_line(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+
+
+def print_traceback_for(e: BaseException) -> None:
+    """A failure at the run folder's boundary (an OSError: disk full, read-only, permissions) is its one line
+    only; other failures, and every failure under IQRL_DEBUG=1, also print their traceback."""
+    if os.environ.get("IQRL_DEBUG") == "1" or not isinstance(e, OSError):
+        import traceback
+
+        traceback.print_exception(e)
+
+
+def atomic_write(path: Path, write, before_replace=None) -> None:
+    """Call write(binary_file) on a temporary file beside `path`, fsync, call before_replace(tmp) if given,
+    then rename it over `path`. A failure is a RunFolderError naming `path` (not the temporary file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
+        if before_replace is not None:
+            before_replace(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):  # a failed clean-up must not hide the failure itself
+                os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, RunFolderError):
+            raise RunFolderError(e.errno, os_error_line(e, path)) from e
         raise
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iqrl.core import render
+from iqrl.core import checkpoints, render
 from iqrl.core.config import RunConfig, perturbations, to_yaml_dict
 from iqrl.core.device import UpdatePrecision, resolve_device
 from iqrl.core.evaluation import eval_returns
@@ -34,9 +34,7 @@ from iqrl.core.parts import build_parts, eval_env_copy
 from iqrl.core.progress import Progress
 from iqrl.core.provenance import run_meta
 from iqrl.core.runfolder import (
-    CHECKPOINT,
     EVAL_COLUMNS,
-    atomic_write,
     remove_stale_temp_files,
     write_csv,
     write_status,
@@ -44,7 +42,7 @@ from iqrl.core.runfolder import (
 )
 from iqrl.core.schedule import Credit, EpisodeEnd
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
 #: The loop's counters, checkpointed under these names.
 COUNTERS = "env_step episode updates next_eval next_diag next_ckpt last_return".split()
 
@@ -256,20 +254,15 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         self.trackers.flush()  # what the checkpoint's rows were sent is on disk before a resume relies on it
-        state = self.state_dict()
-        atomic_write(self.run_dir / CHECKPOINT, lambda f: torch.save(state, f))
+        checkpoints.save(self.run_dir, self.state_dict())  # the latest generation; the one before is kept
 
     def try_resume(self) -> bool:
-        path = self.run_dir / CHECKPOINT
-        if not path.exists():
+        """Load the latest readable checkpoint generation (iqrl/core/checkpoints.py); False for a fresh run.
+        Tensors land on the run's device; RNG states (CPU byte tensors for every generator, CUDA ones
+        included) go back to the CPU where they are set (`.cpu()` at each set_state)."""
+        state = checkpoints.resume_state(self.run_dir, self.device)
+        if state is None:
             return False
-        # Tensors land on the run's device; RNG states (CPU byte tensors for every generator, CUDA ones
-        # included) go back to the CPU where they are set (`.cpu()` at each set_state).
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise RuntimeError(
-                f"checkpoint {path} has format {state.get('format')}, expected {CHECKPOINT_FORMAT}"
-            )
         self.load_state_dict(state)
         return True
 

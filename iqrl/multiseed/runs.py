@@ -22,17 +22,29 @@ import sys
 import threading
 from pathlib import Path
 
-import torch
-
+from iqrl.core import checkpoints
+from iqrl.core.checkpoints import PREVIOUS as PREVIOUS_CHECKPOINT
+from iqrl.core.checkpoints import checkpoint_step
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.device import resolve_device
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.core.preflight import check_device_type, check_precision, check_run_folder, check_watching
-from iqrl.core.runfolder import CHECKPOINT, RunBusy, training_lock, write_status
+from iqrl.core.preflight import (
+    check_device_type,
+    check_precision,
+    check_run_folder,
+    check_watching,
+    check_writable,
+)
+from iqrl.core.runfolder import (
+    CHECKPOINT,
+    RunBusy,
+    failure_line,
+    print_traceback_for,
+    training_lock,
+    write_status,
+)
 from iqrl.core.trainer import Trainer
 from iqrl.multiseed.group import SeedGroup, unsupported
-
-PREVIOUS_CHECKPOINT = CHECKPOINT.with_name("ckpt.prev.pt")
 
 
 # ---------------------------------------------------------------------- resume
@@ -42,23 +54,19 @@ def held_steps(run_dir: Path) -> frozenset[int]:
     return frozenset(s for p in paths if (s := checkpoint_step(p)) is not None)
 
 
-def checkpoint_step(path: Path) -> int | None:
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    return int(state["counters"]["env_step"])
-
-
 def resume_points(run_dirs: list[Path]) -> list[Path | None]:
     """The checkpoint each seed resumes from: the latest env step that every seed holds (latest or
     previous checkpoint); None everywhere for a fresh start, also when a seed holds no checkpoint yet
-    (the group was stopped before that seed's first one: every seed starts again from step 0)."""
-    held = []
-    for d in run_dirs:
-        held.append(
-            {s: p for p in (d / CHECKPOINT, d / PREVIOUS_CHECKPOINT) if (s := checkpoint_step(p)) is not None}
-        )
+    (the group was stopped before that seed's first one: every seed starts again from step 0). A
+    generation that cannot be read is set aside with one warning line (iqrl/core/checkpoints.py); a seed
+    with generations but none readable is a ConfigError (one line, nothing changed)."""
+    found = [checkpoints.generations(d, "cpu", mmap=True) for d in run_dirs]
+    for d, gens in zip(run_dirs, found):
+        if gens and all(g.state is None for g in gens):
+            raise ConfigError(checkpoints.no_readable_message(d, gens))
+    held = [{checkpoints.step_of(g): g for g in gens if g.state is not None} for gens in found]
     if not all(held):
+        _set_aside_damaged(run_dirs, found, [None] * len(run_dirs))
         return [None] * len(run_dirs)
     common = set.intersection(*(set(h) for h in held))
     if not common:
@@ -68,7 +76,15 @@ def resume_points(run_dirs: list[Path]) -> list[Path | None]:
             + "): resume them one by one with python -m iqrl.train"
         )
     step = max(common)
-    return [h[step] for h in held]
+    _set_aside_damaged(run_dirs, found, [h[step] for h in held])
+    return [h[step].path for h in held]
+
+
+def _set_aside_damaged(run_dirs: list[Path], found: list, chosen: list) -> None:
+    for d, gens, c in zip(run_dirs, found, chosen):
+        for g in gens:
+            if g.state is None:
+                checkpoints.fall_back(d, g, c)
 
 
 class GroupStop:
@@ -122,16 +138,12 @@ class GroupTrainer(Trainer):
 
     def save_checkpoint(self) -> None:
         self.group.write_optimizer_state(self.seed_index)
-        path = self.run_dir / CHECKPOINT
-        if path.exists():
-            path.replace(self.run_dir / PREVIOUS_CHECKPOINT)
-        super().save_checkpoint()
+        super().save_checkpoint()  # keeps the one before as ckpt.prev.pt
 
     def try_resume(self) -> bool:
         if self.resume_from is None:
             return False
-        state = torch.load(self.resume_from, map_location=self.device, weights_only=False)
-        self.load_state_dict(state)
+        self.load_state_dict(checkpoints.load(self.resume_from, self.device))
         return True
 
 
@@ -183,6 +195,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
             check_device_type(c, device)
             check_precision(c, device)
             check_watching(c)
+            check_writable(Path(c.out))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -215,8 +228,10 @@ def train_group(cfgs: list, points: list, should_stop) -> int:
         try:
             codes[k] = t.run(stop.for_seed(t))
         except Exception as e:  # recorded in the seed's status.json, as python -m iqrl.train does
-            msg = f"{type(e).__name__}: {e}"
-            write_status(t.run_dir, "failed", t.env_step, t.cfg.steps, msg)
+            print_traceback_for(e)
+            msg = failure_line(e)
+            with contextlib.suppress(OSError):  # a full or read-only disk may refuse the status too
+                write_status(t.run_dir, "failed", t.env_step, t.cfg.steps, msg)
             print(f"error: {t.run_dir} failed: {msg}", file=sys.stderr)
         finally:
             group.leave(k)
