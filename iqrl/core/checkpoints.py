@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from iqrl.core.runfolder import CHECKPOINT, atomic_write, atomic_write_text
+from iqrl.core.runfolder import CHECKPOINT, atomic_write, atomic_write_text, read_status
 
 LATEST = CHECKPOINT
 PREVIOUS = CHECKPOINT.with_name("ckpt.prev.pt")
@@ -223,7 +223,7 @@ def fall_back(run_dir: Path, bad: Generation, chosen: Generation | None) -> None
     say so in one line."""
     step = step_of(chosen) if chosen is not None else 0
     aside = _free_name(bad.path.with_name(f"{bad.path.name}.damaged"))
-    reached = _last_step(Path(run_dir) / "eval.csv", step)
+    reached = _last_step(Path(run_dir), step)
     os.replace(bad.path, aside)
     moved = [
         p.name for p in (move_rows_after(Path(run_dir) / n, step) for n in ("eval.csv", "train.csv")) if p
@@ -257,9 +257,11 @@ def _step_of(line: str) -> int:
         return -1
 
 
-def _last_step(path: Path, default: int) -> int:
-    _, rows = _rows(path)
-    return max([default, *(_step_of(r) for r in rows)])
+def _last_step(run_dir: Path, default: int) -> int:
+    """How far the run had got: its status's env step or its last evaluation, whichever is later."""
+    _, rows = _rows(run_dir / "eval.csv")
+    status = read_status(run_dir) or {}
+    return max([default, int(status.get("env_step") or 0), *(_step_of(r) for r in rows)])
 
 
 def move_rows_after(path: Path, step: int) -> Path | None:
