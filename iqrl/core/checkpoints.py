@@ -164,8 +164,9 @@ def checkpoint_step(path: Path) -> int | None:
     if not Path(path).exists():
         return None
     try:
-        return int(load(path, "cpu", mmap=True)["counters"]["env_step"])
-    except (Unreadable, RuntimeError):
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        return int(state["counters"]["env_step"])
+    except Exception:  # a damaged file: the run's own resume sets it aside
         return None
 
 
