@@ -54,10 +54,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         with training_lock(Path(cfg.out)):
             trainer = Trainer(cfg)
             return trainer.run(should_stop)
-    except (
-        RunBusy,
-        NoReadableCheckpoint,
-    ) as e:  # another process's folder, or nothing to resume: write nothing
+    except (RunBusy, NoReadableCheckpoint) as e:  # another process's folder, or nothing to resume
+        # write nothing into the folder
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as e:  # recorded in status.json so sweeps and `make status` can show it

@@ -20,6 +20,7 @@ import socket
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,6 @@ def print_traceback_for(e: BaseException) -> None:
     """A failure at the run folder's boundary (an OSError: disk full, read-only, permissions) is its one line
     only; other failures, and every failure under IQRL_DEBUG=1, also print their traceback."""
     if os.environ.get("IQRL_DEBUG") == "1" or not isinstance(e, OSError):
-        import traceback
-
         traceback.print_exception(e)
 
 
