@@ -102,6 +102,13 @@ class Pack:
     mode: str = "processes"
     threads: int | None = None
     seeds_entry: str = "iqrl.multiseed.runs:main"
+    # processes: each run's threads, fixed when the job is made (the job's CPUs // its runs) and kept when it
+    # is rerun or requeued with fewer runs left: its float sums depend on its threads.
+    run_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.run_threads is None:
+            object.__setattr__(self, "run_threads", max(1, (self.threads or 1) // max(1, len(self.runs))))
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's requeue hook: the runs that are neither done nor failed (their state is on disk)."""
@@ -142,9 +149,9 @@ class Pack:
 
     # ------------------------------------------------------------------ processes
     def _train_processes(self, children: list[subprocess.Popen]) -> None:
-        """One child process per run not done yet, the job's threads split between them."""
+        """One child process per run not done yet, each with its share of the job's threads."""
         runs = [r for r in self.runs if not is_done(Path(r.run_dir))]
-        threads = max(1, (self.threads or 1) // max(1, len(runs)))
+        threads = self.run_threads
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         job = _job_id()

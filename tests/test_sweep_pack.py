@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,13 @@ def _argv_of(run_dir: Path) -> list[str]:
     results = run_dir.parents[4]
     _, runs = load(results.parent / "pk.yaml", results, validator=None)
     return next(r.argv(results) for r in runs if r.run_dir(results) == run_dir)
+
+
+def test_a_packed_runs_threads_stay_its_share_of_the_job_when_fewer_runs_are_left():
+    """Each run's threads are fixed when the job is made (the job's CPUs // its runs) and kept by a requeue
+    with fewer runs: a run's float sums depend on its threads, so a rerun must not give it more."""
+    runs = tuple(Run(f"/nonexistent/seed{s}", ()) for s in range(4))
+    pack = Pack(runs, mode="processes", threads=8)
+    assert pack.run_threads == 2
+    assert replace(pack, runs=runs[:1]).run_threads == 2
+    assert Pack(runs[:3], threads=8).run_threads == 2 and Pack(runs, threads=3).run_threads == 1
