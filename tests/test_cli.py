@@ -37,8 +37,8 @@ BAD = [
     (["seed=4294967295"], "seed must be in 0..4294957295"),  # the eval env's seed + 10000 would not
     (["agent.lr=-1"], "agent.lr must be > 0, got -1"),
     (["agent.enc_lr=0"], "agent.enc_lr must be > 0, got 0"),
-    (["agent.enc_mlp_dims=[0]"], "agent.enc_mlp_dims must be positive widths (>= 1)"),
-    (["agent.mlp_dims=[64,0]"], "agent.mlp_dims must be positive widths (>= 1)"),
+    (["agent.enc_mlp_dims=[0]"], "agent.enc_mlp_dims must be a non-empty list of positive widths"),
+    (["agent.mlp_dims=[64,0]"], "agent.mlp_dims must be a non-empty list of positive widths"),
     (["agent.policy_noise=-1"], "agent.policy_noise must be >= 0, got -1"),
     (["agent.expl_sigma_end=-0.1"], "agent.expl_sigma_start and expl_sigma_end must be >= 0"),
 ]
