@@ -14,6 +14,8 @@ the score tables and the ablation points.
 from __future__ import annotations
 
 import argparse
+import html
+import json
 import os
 import re
 import sys
@@ -313,7 +315,6 @@ def make_figures(
 def watch_index(table, results: Path, out: Path) -> Path:
     """OUT/index.html: per method and task, the run folders drawn and their videos (RUN/videos/*.mp4,
     by env step: iqrl.video), linked relative to OUT, so a point of a figure leads to its episodes."""
-    import html
 
     def link(path: Path, text: str) -> str:
         return f'<a href="{html.escape(os.path.relpath(path, out))}">{html.escape(text)}</a>'
@@ -358,8 +359,6 @@ def curve_task_sets(evals, curves) -> dict[str, dict[str, set]]:
 
 def fsq_labels(table) -> dict[str, str]:
     """{method: "method (fsq_levels=8-8)"} where the runs' FSQ levels are known (override or config)."""
-    import json
-
     out = {}
     for row in table.drop_duplicates("method").itertuples():
         levels = json.loads(row.overrides).get("fsq_levels") or json.loads(row.config_values).get(

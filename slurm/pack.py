@@ -25,6 +25,8 @@ its neighbours; the job reports the failure once all have ended.
 
 from __future__ import annotations
 
+import ctypes
+import importlib
 import json
 import os
 import signal
@@ -80,6 +82,7 @@ def trainer_seeds_key(results: Path) -> Callable[[Any], Hashable | None]:
     """For the real trainer: runs of one config (all but the seed) that the K-seed mode supports, with the
     same checkpointed env steps, share a key. ``iqrl.multiseed`` resumes a group from the latest env step
     all its seeds hold, so seeds interrupted at different steps must not be grouped."""
+    # here, not at the top: these import torch (~3 s), which the sweep commands need only for real runs
     from iqrl.core.config import build_config
     from iqrl.multiseed.group import unsupported
     from iqrl.multiseed.runs import held_steps
@@ -186,8 +189,6 @@ class Pack:
     # ------------------------------------------------------------------ seeds
     def _train_seeds(self, flag: _StopFlag) -> None:
         """The runs that are not done and not held by another process, as one ``iqrl.multiseed`` process."""
-        import importlib
-
         job = _job_id()
         info = {"job_id": job, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
         locks, mine = [], []
@@ -251,8 +252,6 @@ def _die_with_parent() -> None:
     """Ask Linux for a SIGTERM when the job's process dies (SIGKILL, OOM): the run then stops at its episode
     boundary with a checkpoint instead of training on, orphaned. Best effort: elsewhere it does nothing."""
     try:
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return

@@ -53,6 +53,7 @@ def default_task_groups() -> Mapping[str, Sequence[str]]:
 def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> None:
     """Check every run with the trainer's own config code before anything is submitted: unknown agents,
     unknown keys, invalid values, and existing run folders that hold a run with a different config."""
+    # here, not at the top: these import torch (~3 s); the CLI's other commands (status, --help) need none
     from iqrl.core.config import ConfigError, build_config
     from iqrl.core.preflight import check_run_folder
     from iqrl.core.registry import agent_names
