@@ -36,7 +36,7 @@ from torch import Tensor
 
 from baselines.dcwm_mppi import MPPIConfig, mppi_plan
 from iqrl.core.checks import require
-from iqrl.core.interface import Agent, AgentConfig, AgentSpec, compose, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, compose, learner_parts, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition
 from iqrl.core.schedule import PerEpisode, SeedBurst
 from iqrl.learners.latent_model import LatentModelConfig
@@ -153,6 +153,11 @@ class DCWM(Agent):
         "model_opt",
         "ac_extra=learner.extra",
     )
+    TRANSFER_PARTS = {
+        "representation": Part(("encoder", "dynamics", "reward_head"), keys=("fsq_levels", "fsq_symmetric")),
+        **learner_parts(),
+    }
+    TRANSFER_PARTS["optimizers"] = Part(("model_opt", *TRANSFER_PARTS["optimizers"].paths))
 
     def __init__(self, cfg: DCWMConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
-from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, lap_priority, nstep_transition, shift_window
 from iqrl.core.schedule import PerStep
 from iqrl.nn.layers import EnsembleLinear, frozen_copy, out_linear
@@ -270,6 +270,13 @@ class MRQ(Agent):
         "policy_opt",
     )
     STATE_VALUES = ("reward_scale", "target_reward_scale", "training_steps")
+    # The encoder trains the dynamics, reward and terminal heads that belong to it (MR.Q's model).
+    TRANSFER_PARTS = {
+        "representation": Part(("encoder", "encoder_target")),
+        "actor": Part(("policy", "policy_target")),
+        "critic": Part(("value", "value_target")),
+        "optimizers": Part(("encoder_opt", "value_opt", "policy_opt")),
+    }
 
     def __init__(self, cfg: MRQConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)

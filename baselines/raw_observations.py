@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, learner_parts, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition
 from iqrl.learners.critics import CriticEnsembleLearner
 from iqrl.learners.encoders import pixel_encoder, shift_pair
@@ -31,6 +31,8 @@ class RawObservationAgent(Agent):
     STATE_OBJECTS = ("ac=learner", "ac_extra=learner.extra")
     PIXELS = True
     PIXEL_CENTER = 0.5  # ConvEncoder input: frames / 255 - 0.5 (DrQ-v2)
+    # From pixels, the critic's conv encoder is a learned representation; from states there is none.
+    TRANSFER_PARTS = {"representation": Part(("learner.encoder",)), **learner_parts()}
 
     def __init__(self, cfg: AgentConfig, obs_dim, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)

@@ -63,7 +63,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
-from iqrl.core.interface import Agent, AgentConfig, AgentSpec, compose, pixel_shape, to_tensor
+from iqrl.core.interface import (
+    Agent,
+    AgentConfig,
+    AgentSpec,
+    Part,
+    compose,
+    learner_parts,
+    pixel_shape,
+    to_tensor,
+)
 from iqrl.core.replay import nstep_transition
 from iqrl.core.schedule import PerStep
 from iqrl.core.update import Updater
@@ -178,6 +187,9 @@ class SACAE(Agent):
     PIXELS = True
     STATE_OBJECTS = ("ac=learner", "ac_extra=learner.extra", "decoder", "encoder_opt", "decoder_opt")
     STATE_VALUES = ("updates",)
+    # The learner's encoder (its EMA target and the actor's head included) and the decoder that trains it.
+    TRANSFER_PARTS = {"representation": Part(("learner.encoder", "decoder")), **learner_parts()}
+    TRANSFER_PARTS["optimizers"] = Part(("encoder_opt", "decoder_opt", *TRANSFER_PARTS["optimizers"].paths))
 
     def __init__(self, cfg: SACAEConfig, obs_dim, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)

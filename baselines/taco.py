@@ -64,7 +64,7 @@ import torch
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
-from iqrl.core.interface import Agent, AgentConfig, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_targets
 from iqrl.core.schedule import PerStep
 from iqrl.nn.layers import ConvEncoder, EnsembleMLP, frozen_copy, init_linear_, mlp
@@ -241,6 +241,13 @@ class TACO(Agent):
         "taco_opt",
     )
     STATE_VALUES = ("explore_steps",)
+    # The encoder with the action encoder and the contrastive heads that train it (TACO's objective).
+    TRANSFER_PARTS = {
+        "representation": Part(("encoder", "action_encoder", "heads")),
+        "actor": Part(("actor",)),
+        "critic": Part(("critic", "critic_target")),
+        "optimizers": Part(("encoder_opt", "actor_opt", "critic_opt", "taco_opt")),
+    }
 
     def __init__(self, cfg: TACOConfig, obs_dim, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)

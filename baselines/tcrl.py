@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
-from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, learner_parts, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition
 from iqrl.core.update import Updater
 from iqrl.nn.layers import frozen_copy, init_linear_, mlp
@@ -208,6 +208,11 @@ class TCRL(Agent):
         "critic_opt=learner.critic_opt",
     )
     STATE_VALUES = ("sigma=learner.sigma", "train_episodes")
+    TRANSFER_PARTS = {
+        "representation": Part(("encoder", "encoder_target", "dynamics", "reward_head")),
+        **learner_parts(),
+    }
+    TRANSFER_PARTS["optimizers"] = Part(("model_opt", *TRANSFER_PARTS["optimizers"].paths))
 
     def __init__(self, cfg: TCRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)

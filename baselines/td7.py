@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
-from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import lap_priority
 from iqrl.core.schedule import Credit, EpisodeEnd, PerStep, UpdateSchedule
 from iqrl.nn.layers import EnsembleLinear, frozen_copy, mlp
@@ -222,6 +222,14 @@ class TD7(Agent):
         "eps_per_assessment",
         "update_credit",
     )
+    # The checkpoint networks go with what they copy; the value-normalisation bounds (y_min, y_max) and
+    # the checkpoint counters stay the target run's own.
+    TRANSFER_PARTS = {
+        "representation": Part(("encoder", "fixed_encoder", "fixed_encoder_target", "checkpoint_encoder")),
+        "actor": Part(("actor", "actor_target", "checkpoint_actor")),
+        "critic": Part(("critic", "critic_target")),
+        "optimizers": Part(("encoder_opt", "actor_opt", "critic_opt")),
+    }
 
     def __init__(self, cfg: TD7Config, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)

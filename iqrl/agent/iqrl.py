@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.agent.config import IQRLConfig
-from iqrl.core.interface import Agent, AgentSpec, pixel_shape, to_tensor
+from iqrl.core.interface import Agent, AgentSpec, Part, learner_parts, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition, shift_window
 from iqrl.learners.sac import SACLearner
 from iqrl.learners.td3 import TD3Learner
@@ -63,6 +63,20 @@ class PixelEncoder(nn.Module):
         return y.reshape(*lead, y.shape[-1])
 
 
+# The keys that change what a representation of given shapes computes: the quantizer and its levels or
+# groups, and whether the dynamics predict a residual. Transferring one needs them equal (transfer.py).
+LATENT_KEYS = (
+    "quantizer",
+    "use_fsq",
+    "fsq_levels",
+    "fsq_symmetric",
+    "quant_group_dim",
+    "vq_dim",
+    "use_delta",
+    "official_nofsq_half_width",
+)
+
+
 class IQRL(Agent):
     PIXELS = True
     STATE_OBJECTS = (
@@ -78,6 +92,24 @@ class IQRL(Agent):
         "ac_extra=learner.extra",
         "vq",  # the VQ codebook and its EMA statistics (quantizer=vq only)
     )
+    # The representation: encoders, dynamics and what trains with them (heads, the VQ codebook).
+    TRANSFER_PARTS = {
+        "representation": Part(
+            (
+                "encoder",
+                "encoder_target",
+                "dynamics",
+                "projection",
+                "projection_target",
+                "vq",
+                "reward_head",
+                "decoder",
+            ),
+            keys=LATENT_KEYS,
+        ),
+        **learner_parts(),
+    }
+    TRANSFER_PARTS["optimizers"] = Part(("repr_opt", *TRANSFER_PARTS["optimizers"].paths))
 
     def __init__(self, cfg: IQRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
         super().__init__(cfg, device, seed)
@@ -234,7 +266,8 @@ class IQRL(Agent):
         c, u = self.cfg, self.updater
         step = u.step(self.representation_loss, batch, opt=self.repr_opt, max_norm=c.enc_grad_clip)
         u.ema(self.encoder_target, self.encoder, c.enc_tau)
-        if self.vq is not None:  # the codebook follows the updated online encoder's outputs of o_t, in place
+        # the codebook follows the updated online encoder's outputs of o_t, in place (unless frozen)
+        if self.vq is not None and not u.is_frozen(self.vq):
             with torch.no_grad():
                 self.vq.ema_update(self.encoder(batch.obs[:, 0]))
         if self.projection is not None:

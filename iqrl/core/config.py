@@ -77,6 +77,11 @@ class RunConfig:
     obs: str = "state"  # state | pixels
     image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO: 84)
     frame_stack: int = 3  # pixels: frames per observation (SAC+AE, DrQ, TACO: 3)
+    # Start from parts of another run (iqrl.core.transfer; docs/transfer.md): its run folder (its latest
+    # checkpoint), RUN@<env step> (that checkpoint generation), or a checkpoint file; "" = from scratch.
+    init_from: str = ""
+    init_parts: list[str] = field(default_factory=lambda: ["representation"])  # the parts init_from loads
+    freeze: list[str] = field(default_factory=list)  # parts kept fixed: no optimizer step, no target update
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
@@ -227,6 +232,7 @@ def validate(run: RunConfig) -> None:
     ]
     require(checks, ConfigError)
     validate_observation(run)
+    validate_transfer(run)
     try:
         run.agent.validate()
     except ValueError as e:
@@ -275,6 +281,38 @@ def validate_observation(run: RunConfig) -> None:
             run.agent.validate_pixels(run.image_size)
         except ValueError as e:
             raise ConfigError(f"obs=pixels: {e}") from None
+
+
+def validate_transfer(run: RunConfig) -> None:
+    """init_parts and freeze name parts of the agent (Agent.TRANSFER_PARTS), each once; optimizers have no
+    weights to keep fixed. Whether a named part exists in this configuration (td3 from states learns no
+    representation) is checked on the built agent (iqrl.core.transfer.check_transfer)."""
+    names = list(registry.agent_class(run.agent.name).TRANSFER_PARTS)
+    if not names and (run.init_from or run.freeze):
+        raise ConfigError(
+            f"agent {run.agent.name} names no parts to transfer: init_from and freeze need some"
+        )
+    for key in ("init_parts",) * bool(run.init_from) + ("freeze",):
+        value = list(getattr(run, key))
+        unknown = [v for v in value if v not in names]
+        require(
+            [
+                (
+                    not unknown,
+                    f"{key}: {', '.join(map(str, unknown))} is not a part of {run.agent.name} "
+                    f"(its parts: {', '.join(names)})",
+                ),
+                (len(set(value)) == len(value), f"{key} names a part twice: {value}"),
+            ],
+            ConfigError,
+        )
+    require(
+        [
+            (not run.init_from or run.init_parts, "init_from needs init_parts to name at least one part"),
+            ("optimizers" not in run.freeze, "freeze: optimizers hold no weights to keep fixed"),
+        ],
+        ConfigError,
+    )
 
 
 def observation(run: RunConfig) -> Observation:

@@ -16,6 +16,9 @@ The trainer, sweeps and analysis know an agent only through this interface:
   acting state: DCWM's MPPI warm start, TCRL's episode-indexed sigma. Optional (default: nothing).
 * `on_episode_end()`: per-episode schedules (exploration noise), called after each training episode.
 * `state_dict()` / `load_state_dict()`: networks, targets, optimizers, counters and RNG state.
+* `TRANSFER_PARTS`: the agent's named parts (representation, actor, critic, optimizers), what a run may
+  load from another run's checkpoint (`init_from`, `init_parts`) or keep fixed (`freeze`;
+  iqrl/core/transfer.py).
 * `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`, `latent_width`) for diagnostics, where
   they exist; `exploration_sigma` (the current exploration std, for train.csv) where the agent has one.
 
@@ -143,14 +146,39 @@ class AgentSpec:
     shared_eval_seed: bool = False
 
 
+@dataclass(frozen=True)
+class Part:
+    """A named part of an agent, for transfer between runs (iqrl/core/transfer.py): the dotted attribute paths
+    of its objects (networks and their targets, parameters, optimizers; a path whose attribute is missing or
+    None in a given configuration is skipped) and the config keys whose values must agree between two runs
+    for the part to mean the same thing in both (shapes are compared separately: these are the keys that
+    change what equal shapes compute, such as the quantizer)."""
+
+    paths: tuple[str, ...]
+    keys: tuple[str, ...] = ()
+
+
+def learner_parts(path: str = "learner") -> dict[str, Part]:
+    """The actor, critic and optimizer parts of a shared learner (iqrl/learners/) at `path`: SAC's
+    temperature goes with its actor, TD3's target actor too."""
+    return {
+        "actor": Part((f"{path}.actor", f"{path}.actor_target", f"{path}.log_alpha")),
+        "critic": Part((f"{path}.critic", f"{path}.critic_target")),
+        "optimizers": Part((f"{path}.actor_opt", f"{path}.critic_opt", f"{path}.alpha_opt")),
+    }
+
+
 def _split(entry: str) -> tuple[str, str]:
     key, _, path = entry.partition("=")
     return key, path or key
 
 
-def _get(obj, path: str):
+_REQUIRED = object()
+
+
+def _get(obj, path: str, default=_REQUIRED):
     for part in path.split("."):
-        obj = getattr(obj, part)
+        obj = getattr(obj, part) if default is _REQUIRED else getattr(obj, part, default)
     return obj
 
 
@@ -177,6 +205,9 @@ class Agent(abc.ABC):
     STATE_VALUES: tuple[str, ...] = ()
     # Whether the agent learns from pixel observations (obs=pixels: a convolutional encoder in front).
     PIXELS: bool = False
+    # Its parts by name (Part above), each object in one part; "representation" is what a run loads from
+    # another by default (init_parts). An agent declares them once, beside STATE_OBJECTS.
+    TRANSFER_PARTS: ClassVar[dict[str, Part]] = {}
 
     def __init__(self, cfg, device: torch.device | str, seed: int):
         self.cfg = cfg
@@ -226,6 +257,12 @@ class Agent(abc.ABC):
         """The modules among STATE_OBJECTS (networks and their targets), by name, in declaration order."""
         objs = {key: _get(self, path) for key, path in map(_split, self.STATE_OBJECTS)}
         return {key: obj for key, obj in objs.items() if isinstance(obj, nn.Module)}
+
+    def part_objects(self, name: str) -> dict[str, Any]:
+        """The objects of part `name` in this agent's configuration, by path (missing or None ones left
+        out)."""
+        found = {path: _get(self, path, None) for path in self.TRANSFER_PARTS[name].paths}
+        return {path: obj for path, obj in found.items() if obj is not None}
 
     def state_dict(self) -> dict:
         s = {}

@@ -20,6 +20,7 @@ from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.tasks import eval_seed
+from iqrl.core.transfer import freeze
 
 Env = DMCEnv | PerturbedEnv | PixelEnv
 
@@ -38,7 +39,8 @@ class RunParts:
 def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     """The parts of the run `cfg` on `device`. The order is part of the numbers: the global python, numpy and
     torch generators are seeded with the run's seed, then the training env, the agent (compiled with
-    compile=true), the evaluation env and the replay are built, each from its own seed."""
+    compile=true, its `freeze` parts kept fixed), the evaluation env and the replay are built, each from its
+    own seed."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -47,6 +49,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, device, cfg.seed)
     if cfg.compile:
         agent.compile(cudagraphs=cfg.cudagraphs)
+    freeze(agent, cfg)  # after compile, which gives the agent its updater
     spec = agent.spec
     seed = eval_seed(cfg.seed, spec.shared_eval_seed)
     perturb = perturbations(cfg, evaluation=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from iqrl.core.runfolder import (
     read_status,
     read_yaml,
 )
+from iqrl.core.transfer import built_agent, check_transfer
 
 
 def preflight(cfg: RunConfig) -> bool:
@@ -41,7 +43,16 @@ def preflight(cfg: RunConfig) -> bool:
         check_watching(cfg)
         check_renderer(cfg)
         check_writable(Path(cfg.out))
+        check_parts(cfg)
     return done
+
+
+def check_parts(cfg: RunConfig) -> None:
+    """freeze names parts this configuration of the agent has, and a fresh run's init_from can load its
+    init_parts (iqrl/core/transfer.py); a run resuming its own checkpoint never reads its source again."""
+    resuming = (Path(cfg.out) / CHECKPOINT).exists()
+    if cfg.freeze or (cfg.init_from and not resuming):
+        check_transfer(cfg if not resuming else replace(cfg, init_from=""), built_agent(cfg))
 
 
 def check_writable(run_dir: Path) -> None:

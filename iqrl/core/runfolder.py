@@ -69,6 +69,10 @@ LEGACY_VALUES = {
     "obs": "state",
     "image_size": 84,
     "frame_stack": 3,
+    # transfer (iqrl.core.transfer): older runs started from scratch
+    "init_from": "",
+    "init_parts": ["representation"],
+    "freeze": [],
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs

@@ -41,6 +41,7 @@ from iqrl.core.runfolder import (
     write_yaml,
 )
 from iqrl.core.schedule import Credit, EpisodeEnd
+from iqrl.core.transfer import load_parts
 
 CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
 #: The loop's counters, checkpointed under these names.
@@ -273,7 +274,13 @@ class Trainer:
         if not resumed:
             config = to_yaml_dict(self.cfg)
             config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate)
+            if (
+                self.cfg.init_from
+            ):  # parts of another run; its own checkpoint at once, so it never reads it again
+                config["meta"]["init"] = load_parts(self.agent, self.cfg)
             write_yaml(self.run_dir / "config.yaml", config)
+            if self.cfg.init_from:
+                self.save_checkpoint()
         # rows after the checkpoint (or all, on a fresh start) are sent again: trackers drop earlier copies
         self.trackers = Trackers(
             self.cfg.logger, self.run_dir, to_yaml_dict(self.cfg), self.env_step + 1 if resumed else 0

@@ -63,6 +63,25 @@ class Updater:
         self.compile = compile
         self.options = {"mode": "reduce-overhead" if cudagraphs else None}
         self._compiled: dict[Callable, Callable] = {}
+        self._frozen: set[int] = set()  # ids of the modules and parameters `freeze` keeps fixed
+
+    def freeze(self, objs: Iterable[nn.Module | Tensor]) -> None:
+        """Keep `objs` (modules, parameters) fixed, a run's `freeze` (iqrl/core/transfer.py): their
+        parameters stop requiring gradients, so no optimizer step moves them (Adam skips a parameter without
+        a gradient), and no target update (`ema`, `copy`) writes into them. Set once, at the agent's build."""
+        for obj in objs:
+            self._frozen.add(id(obj))
+            for p in parameters(obj) if isinstance(obj, nn.Module) else [obj]:
+                p.requires_grad_(False)
+                self._frozen.add(id(p))
+
+    def is_frozen(self, obj: nn.Module | Tensor) -> bool:
+        """Whether `freeze` was given `obj`: for updates outside the optimizers (a VQ codebook's EMA
+        statistics)."""
+        return id(obj) in self._frozen
+
+    def _moves(self, target: list[Tensor]) -> bool:
+        return not any(id(p) in self._frozen for p in target)
 
     def _run(self, fn: Callable) -> Callable:
         """fn itself, or its torch.compile'd version (one per function, compiled on first use)."""
@@ -96,13 +115,20 @@ class Updater:
             fn = detached_weights(fn, *frozen)
         out = fn(*args, **draws)
         loss, aux = out if isinstance(out, tuple) else (out, None)
+        if not loss.requires_grad:  # everything the loss trains is frozen: nothing to step
+            return StepResult(loss.detach(), detach(aux), loss.new_zeros(()) if max_norm > 0 else None)
         norm = optimizer_step(opt, loss, params_of(opt) if max_norm > 0 else None, max_norm)
         return StepResult(loss.detach(), detach(aux), norm)
 
     def ema(self, target: Parameters, online: Parameters, tau: float) -> None:
-        """target <- (1 - tau) target + tau online, parameter by parameter (of modules or parameter lists)."""
-        ema_update_(parameters(target), parameters(online), tau)
+        """target <- (1 - tau) target + tau online, parameter by parameter (of modules or parameter lists); a
+        frozen target stays as it is."""
+        target = parameters(target)
+        if self._moves(target):
+            ema_update_(target, parameters(online), tau)
 
     def copy(self, target: Parameters, online: Parameters) -> None:
-        """target <- online, parameter by parameter (a hard target update)."""
-        hard_update_(parameters(target), parameters(online))
+        """target <- online, parameter by parameter (a hard target update); a frozen target stays as it is."""
+        target = parameters(target)
+        if self._moves(target):
+            hard_update_(target, parameters(online))

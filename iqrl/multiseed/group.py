@@ -407,4 +407,6 @@ def unsupported(cfg) -> str | None:
         return f"the K-seed mode trains in precision=fp32 only; got precision={cfg.precision}"
     if cfg.compile:  # it vectorises the update's functions itself (torch.func), not their compiled versions
         return "the K-seed mode runs eagerly; got compile=true (its seeds train one by one when packed)"
+    if cfg.init_from or cfg.freeze:  # loading parts and freezing act on one agent's modules, not stacked ones
+        return "the K-seed mode starts every seed from scratch and trains every part; got init_from or freeze"
     return cfg.agent.kseed_refusal()

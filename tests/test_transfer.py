@@ -1,0 +1,229 @@
+"""Transfer between runs (iqrl/core/transfer.py): init_from / init_parts / freeze.
+
+Pinned: every agent's parts cover its networks once; the loaded tensors are the source's; frozen parts and
+their EMA targets do not move; every refusal is one line, exit 2, nothing written; a target resumes
+bit-identically after its source is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.core.preflight import preflight
+from iqrl.core.registry import agent_names, make_agent
+from iqrl.core.runfolder import CHECKPOINT, write_status
+from iqrl.core.trainer import Trainer
+from iqrl.core.transfer import load_parts
+from iqrl.core.update import Updater
+from iqrl.multiseed.group import unsupported
+from iqrl.train import main
+
+from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+from test_train import eval_numbers
+
+REPR = ("encoder", "encoder_target", "dynamics")
+
+
+def _parameter_ids(obj) -> list[int]:
+    if isinstance(obj, nn.Module):
+        return [id(p) for p in obj.parameters()]
+    return [id(obj)] if isinstance(obj, torch.Tensor) else []
+
+
+@pytest.mark.parametrize("name", agent_names())
+def test_parts_cover_every_network_once(name):
+    """Each parameter of the agent's networks is in exactly one part; every optimizer in `optimizers`; the
+    keys a part names are keys of the agent's config."""
+    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
+    torch.manual_seed(0)
+    agent = make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0)
+    owner: dict[int, str] = {}
+    for part in agent.TRANSFER_PARTS:
+        for obj in agent.part_objects(part).values():
+            for pid in _parameter_ids(obj):
+                assert owner.setdefault(pid, part) == part, f"{name}: a parameter in {owner[pid]} and {part}"
+        for key in agent.TRANSFER_PARTS[part].keys:
+            assert hasattr(cfg.agent, key), f"{name}: part {part} names agent.{key}, which is not a key"
+    networks = {pid for m in agent.networks().values() for pid in _parameter_ids(m)}
+    assert networks - set(owner) == set(), f"{name}: parameters in no part"
+    holders = [h for h in (agent, getattr(agent, "learner", None)) if h is not None]
+    found = {id(v) for h in holders for v in vars(h).values() if isinstance(v, torch.optim.Optimizer)}
+    declared = {id(o) for o in agent.part_objects("optimizers").values()}
+    assert found <= declared, f"{name}: an optimizer outside the optimizers part"
+
+
+# ---------------------------------------------------------------------- Updater.freeze
+def test_frozen_modules_take_no_step_and_no_target_update():
+    torch.manual_seed(0)
+    a, b, target = nn.Linear(3, 2), nn.Linear(3, 2), nn.Linear(3, 2)
+    opt = torch.optim.AdamW([*a.parameters(), *b.parameters()], lr=0.1, weight_decay=0.1)
+    u = Updater()
+    u.freeze([a, target])
+    before_a, before_b, before_t = [[p.clone() for p in m.parameters()] for m in (a, b, target)]
+    x = torch.randn(8, 3)
+    step = u.step(lambda x: (a(x) + b(x)).pow(2).mean(), x, opt=opt, max_norm=1.0)
+    assert step.grad_norm > 0
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), before_a))  # no step, no weight decay
+    assert not all(torch.equal(p, q) for p, q in zip(b.parameters(), before_b))  # the other one trains
+    u.ema(target, b, 0.5)
+    u.copy(target, b)
+    assert all(torch.equal(p, q) for p, q in zip(target.parameters(), before_t))
+    # A loss of frozen weights only: no step at all, a zero norm.
+    assert u.step(lambda x: a(x).pow(2).mean(), x, opt=opt, max_norm=1.0).grad_norm == 0
+    assert u.is_frozen(a) and not u.is_frozen(b)
+
+
+# ---------------------------------------------------------------------- end to end
+SOURCE_STEPS = 800
+
+
+def _argv(out, task="cartpole-swingup", extra=(), agent="iqrl", steps=800, seed=2):
+    argv = tiny_argv(agent, out, steps=steps, seed=seed, extra=[f"task={task}", *extra])
+    return argv
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """A done tiny iqrl run on cartpole-balance, pre-trained with the reward term."""
+    out = tmp_path_factory.mktemp("transfer") / "source"
+    assert main(_argv(out, "cartpole-balance", ["agent.use_rew_loss=true"], seed=1)) == EXIT_OK
+    return out
+
+
+def _agent_state(run: Path, name: str = "ckpt.pt") -> dict:
+    return torch.load(run / CHECKPOINT.parent / name, map_location="cpu", weights_only=False)["agent"]
+
+
+def test_loaded_parts_are_the_sources_tensors(source, tmp_path):
+    cfg = build_config(
+        _argv(tmp_path / "t", extra=[f"init_from={source}", "init_parts=[representation,critic]"])
+    )
+    trainer = Trainer(cfg)
+    built_actor = trainer.agent.learner.actor.state_dict()
+    meta = load_parts(trainer.agent, cfg)
+    src = _agent_state(source)
+    mine = trainer.agent.state_dict()
+    for key in REPR:
+        assert all(torch.equal(mine[key][k], v) for k, v in src[key].items()), key
+    for k in ("critic", "critic_target"):
+        assert all(
+            torch.equal(mine["ac"][f"{k}.{n}"], v)
+            for n, v in getattr(trainer.agent.learner, k).state_dict().items()
+        )
+        assert all(
+            torch.equal(mine["ac"][f"{k}.{n}"], src["ac"][f"{k}.{n}"])
+            for n in getattr(trainer.agent.learner, k).state_dict()
+        )
+    assert all(
+        torch.equal(v, built_actor[k]) for k, v in trainer.agent.learner.actor.state_dict().items()
+    )  # not loaded
+    assert meta["loaded"] == {
+        "representation": list(REPR),
+        "critic": ["learner.critic", "learner.critic_target"],
+    }
+    assert meta["skipped"] == {"representation": ["reward_head"], "critic": []}
+    assert meta["env_step"] == SOURCE_STEPS and meta["task"] == "cartpole-balance"
+    assert meta["config_sha256"] == hashlib.sha256((source / "config.yaml").read_bytes()).hexdigest()
+
+
+def test_frozen_representation_and_its_targets_do_not_move(source, tmp_path):
+    out = tmp_path / "frozen"
+    assert main(_argv(out, extra=[f"init_from={source}", "freeze=[representation]"])) == EXIT_OK
+    src, mine = _agent_state(source), _agent_state(out)
+    for key in REPR:  # the online encoder, its EMA target and the dynamics, after 400 updates
+        assert all(torch.equal(mine[key][k], v) for k, v in src[key].items()), key
+    assert not all(torch.equal(mine["ac"][k], v) for k, v in src["ac"].items())  # the actor-critic trained
+    init = yaml.safe_load((out / "config.yaml").read_text())["meta"]["init"]
+    assert init["frozen"] == ["representation"] and init["run"] == str(source.resolve())
+
+
+def test_loaded_parts_keep_training_by_default(source, tmp_path):
+    out = tmp_path / "tuned"
+    assert main(_argv(out, steps=600, extra=[f"init_from={source}"])) == EXIT_OK
+    src, mine = _agent_state(source), _agent_state(out)
+    assert not all(torch.equal(mine["encoder"][k], v) for k, v in src["encoder"].items())
+
+
+def test_target_resumes_bit_identically_after_its_source_is_deleted(source, tmp_path):
+    copy = tmp_path / "source-copy"
+    shutil.copytree(source, copy)
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    argv = lambda out: _argv(out, extra=[f"init_from={copy}"])  # noqa: E731
+    assert main(argv(ref)) == EXIT_OK
+    calls = {"n": 0}
+
+    def stop_after_two_episodes():
+        calls["n"] += 1
+        return calls["n"] == 2
+
+    assert main(argv(run), should_stop=stop_after_two_episodes) == EXIT_INTERRUPTED
+    shutil.rmtree(copy)
+    assert main(argv(run)) == EXIT_OK
+    assert eval_numbers(run) == eval_numbers(ref)
+
+
+# ---------------------------------------------------------------------- refusals
+def _refused(argv, capsys) -> str:
+    """The run is refused: exit 2, one `error:` line, its folder not made."""
+    out = Path(next(a for a in argv if a.startswith("out=")).split("=", 1)[1])
+    assert main(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert not out.exists()
+    return err[0]
+
+
+def test_a_source_of_other_shapes_is_refused_naming_both_sides(source, tmp_path, capsys):
+    line = _refused(_argv(tmp_path / "t", extra=[f"init_from={source}", "agent.latent_dim=16"]), capsys)
+    assert "in the source" in line and "here" in line and "agent.latent_dim: 8 vs 16" in line
+
+
+def test_a_source_of_another_agent_or_quantizer_is_refused(source, tmp_path, capsys):
+    assert "source is a iqrl run and this is tcrl" in _refused(
+        _argv(tmp_path / "a", agent="tcrl", extra=[f"init_from={source}"]), capsys
+    )
+    assert "agent.fsq_symmetric is False in the source and True here" in _refused(
+        _argv(tmp_path / "b", extra=[f"init_from={source}", "agent.fsq_symmetric=true"]), capsys
+    )
+
+
+def test_a_part_the_agent_lacks_is_refused(source, tmp_path, capsys):
+    assert "agent td3 with obs=state has no representation" in _refused(
+        _argv(tmp_path / "a", agent="td3", extra=["freeze=[representation]"]), capsys
+    )
+    line = _refused(_argv(tmp_path / "b", extra=[f"init_from={source}", "init_parts=[encoder]"]), capsys)
+    assert "init_parts: encoder is not a part of iqrl (its parts: representation, actor, critic" in line
+    assert "optimizers hold no weights" in _refused(
+        _argv(tmp_path / "c", extra=["freeze=[optimizers]"]), capsys
+    )
+
+
+def test_sources_that_cannot_be_read_are_refused(source, tmp_path, capsys):
+    assert "does not exist" in _refused(
+        _argv(tmp_path / "a", extra=[f"init_from={tmp_path}/nothing"]), capsys
+    )
+    assert "has no checkpoint at env step 123 (it has 800, 400)" in _refused(
+        _argv(tmp_path / "b", extra=[f"init_from={source}@123"]), capsys
+    )
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(source, unfinished)
+    write_status(unfinished, "running", SOURCE_STEPS, 2 * SOURCE_STEPS)
+    assert "not done (state running); name one of its checkpoints with @<env step>" in _refused(
+        _argv(tmp_path / "c", extra=[f"init_from={unfinished}"]), capsys
+    )
+    preflight(build_config(_argv(tmp_path / "d", extra=[f"init_from={unfinished}@400"])))  # allowed
+
+
+def test_the_kseed_mode_refuses_transfer(source):
+    assert "init_from or freeze" in unsupported(build_config(_argv("x", extra=[f"init_from={source}"])))
+    with pytest.raises(ConfigError, match="init_from needs init_parts"):
+        build_config(_argv("x", extra=[f"init_from={source}", "init_parts=[]"]))
