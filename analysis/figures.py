@@ -272,7 +272,12 @@ def make_figures(
     else:
         note("no run has an active_codebook_pct_mean column: active-codebook figure skipped")
 
-    # Ablations: one figure per swept key of every (sweep, agent), from that sweep's own runs.
+    # Transfer: target tasks by arm, scratch as the reference (docs/transfer.md).
+    written += transfer_figures(sweep_table, steps, reps_final, seed, out, note)
+
+    # Ablations: one figure per swept key of every (sweep, agent), from that sweep's own runs (not its
+    # sources: their pre-training tasks are no arm of the sweep's tasks).
+    sweep_table = sweep_table[~is_source_run(sweep_table)]
     sweep_evals = eval_rows(sweep_table)
     for grid in metrics.ablation_grids(sweep_table.drop_duplicates("run")):
         points, step, ablation_notes = metrics.ablation_estimates(sweep_evals, grid, steps, reps_final, seed)
@@ -310,6 +315,57 @@ def make_figures(
         "scores": scores,
         "index": index,
     }
+
+
+def is_source_run(table):
+    """Rows of a sweep's source runs: the runs others start from, which slurm/spec.py puts in variant
+    `source-<name>`."""
+    return table["variant"].str.startswith("source-")
+
+
+def transfer_arms(runs) -> dict[str, str]:
+    """Legend text per method of a transfer sweep's target runs (one row per run): `scratch` for runs from
+    nothing, else the method with its source and the parts it loaded."""
+    labels = {}
+    for method, g in runs.groupby("method"):
+        sources = sorted(set(g["source"]) - {""})
+        parts = " / ".join(sorted(set(g["source_parts"]) - {""}))
+        labels[method] = f"{method}: from {', '.join(sources)} [{parts}]" if sources else f"{method}: scratch"
+    return labels
+
+
+def transfer_figures(sweep_table, steps: list[int], reps: int, seed: int, out: Path, note) -> list[Path]:
+    """For every (sweep, agent) with runs started from another run's parts: its target tasks' curves with one
+    line per arm (the scratch arm the reference), and the IQM, median, mean and optimality gap of each arm
+    across the target tasks at every step of `steps` some run reached (else the largest step all reached),
+    with 95% CIs. The sources' own runs are not arms."""
+    from analysis import metrics, plots
+
+    written: list[Path] = []
+    targets = sweep_table[~is_source_run(sweep_table)]
+    for (sweep, agent), runs in targets.groupby(["sweep", "agent"], sort=True):
+        if not (runs["source"] != "").any():
+            continue
+        runs = runs[runs["task"].isin(set(runs.loc[runs["source"] != "", "task"]))]
+        evals = eval_rows(runs)
+        labels = transfer_arms(runs.drop_duplicates("run"))
+        colors = plots.method_colors(labels)
+        name = plots.safe_name(f"transfer_{sweep or 'nosweep'}_{agent}")
+        curves = metrics.per_task_curves(evals, "episode_return", seed=seed)
+        title = f"Transfer ({sweep or 'no sweep'}, {agent}): target tasks by arm (mean over seeds, 95% CI)"
+        fig = plots.plot_task_panels(curves, colors, labels=labels, title=title, ylim=(0, None))
+        written += plots.save_figure(fig, out, name)
+        reached = [s for s in steps if (evals["env_step"] >= s).any()]
+        reached = reached or [metrics.largest_common_step(evals, steps)[0]]
+        final = metrics.final_estimates(evals, reached, reps, seed)
+        for line in final.notes:
+            note(f"transfer {sweep}/{agent}: {line}")
+        for step in reached:
+            est = final.table[final.table["env_step"] == step]
+            if not est.empty:
+                fig = plots.plot_final_intervals(est, colors, step, labels)
+                written += plots.save_figure(fig, out, f"{name}_{metrics.format_steps(step)}")
+    return written
 
 
 def watch_index(table, results: Path, out: Path) -> Path:

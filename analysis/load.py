@@ -11,6 +11,9 @@ Run-level columns are repeated on every row:
 
     run, sweep, agent, variant, method, task, group, seed, state, target_steps, last_eval_step,
     has_config, overrides (JSON {key: value}), config_values (JSON {key: value}, flattened config),
+    source (a run started from another's parts, `meta.init` of its config.yaml: `<sweep>:<variant>` of
+    the source when a sweep made it, else its folder; '' for a run from scratch), source_parts (the parts
+    loaded, `+`-joined, with ` frozen: ...` for the frozen ones; ''),
     repeat_of (the run of another sweep that stands in for this one in cross-sweep results, '' for none)
 
 `overrides` and `config_values` keys drop the `agent.` prefix (`agent.horizon=3` -> `horizon`); values
@@ -53,8 +56,10 @@ RUN_COLUMNS = (
     "has_config",
     "overrides",
     "config_values",
+    "source",
+    "source_parts",
 )
-CACHE_VERSION = 2  # bump when the table's layout changes, to invalidate old caches
+CACHE_VERSION = 3  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
 CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
@@ -301,7 +306,20 @@ def read_identity(run_dir: Path, results: Path) -> dict:
     flat.pop("name", None)
     ident["config_values"] = flat
     ident["target_steps"] = cfg.get("steps")
+    ident["source"], ident["source_parts"] = source_of(cfg)
     return ident
+
+
+def source_of(cfg: dict) -> tuple[str, str]:
+    """(source, source_parts) of a run's config (docs/transfer.md#provenance); ('', '') from scratch."""
+    meta = cfg.get("meta")
+    init = meta.get("init") if isinstance(meta, dict) else None
+    if not isinstance(init, dict):
+        return "", ""
+    source = f"{init['sweep']}:{init['variant']}" if init.get("sweep") else str(init.get("run") or "")
+    parts = "+".join(init.get("parts") or [])
+    frozen = "+".join(init.get("frozen") or [])
+    return source, parts + (f" frozen: {frozen}" if frozen else "")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -347,6 +365,8 @@ def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
         "has_config": ident["has_config"],
         "overrides": json.dumps(ident["overrides"], sort_keys=True),
         "config_values": json.dumps(ident["config_values"], sort_keys=True),
+        "source": ident["source"],
+        "source_parts": ident["source_parts"],
     }
     for key, value in run_cols.items():
         table[key] = value

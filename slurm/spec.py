@@ -21,10 +21,21 @@ A sweep file (``ablations/*.yaml``)::
     variants:                   # optional; one axis of explicit alternatives ({} = the defaults)
       - {}
       - {agent.use_fsq: false}
+    sources:                    # optional; runs that other runs start from (init_from, docs/transfer.md)
+      walk:                     # a variant's `init_from: walk` starts from this source
+        tasks: {walker-run: walker-walk}   # each target task -> the task its source trains on
+        steps: 500000
+        overrides: {agent.use_rew_loss: true}   # optional; the source's own keys
 
 The variants of a sweep are the product of its axes (``variants`` x each ``zip`` entry x each ``grid``
 key); with no axes there is one variant, ``default``. Each run is agent x task x variant x seed and lives
 in ``RESULTS/<name>/<agent>/<task>/<variant>/seed<k>`` (variant name: ``slurm.naming.variant_name``).
+
+A run whose overrides say `init_from: <source name>` depends on a source run: the same agent and seed on the
+source's task for that target task, with the sweep's fixed and per-agent overrides and the source's own, in
+``RESULTS/<name>/<agent>/<source task>/source-<source name>/seed<k>``. The target's command line gets the
+source's folder as ``init_from``; its variant name and recorded overrides keep the source's name. ``runs()``
+lists the sources first, each once.
 Everything here is pure: task groups, the agent registry and the trainer's config check are passed in.
 """
 
@@ -33,7 +44,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +64,7 @@ TOP_KEYS = {
     "grid",
     "zip",
     "variants",
+    "sources",
 }
 # Keys the sweep sets itself for every run; an override may not set them.
 RESERVED = {"agent", "task", "seed", "steps", "out", "sweep", "variant", "overrides"}
@@ -75,6 +87,7 @@ class RunSpec:
     steps: int
     variant: str
     overrides: tuple[str, ...]  # dotlist of the fixed, per-agent and variant overrides, sorted by key
+    source: RunSpec | None = None  # the run this one starts from (init_from), which must be done first
 
     @property
     def key(self) -> str:
@@ -95,8 +108,35 @@ class RunSpec:
             f"sweep={self.sweep}",
             f"variant={dotlist_value(self.variant)}",
             f"overrides={dotlist_value(list(self.overrides))}",
-            *self.overrides,
+            *self.command_overrides(results),
         ]
+
+    def command_overrides(self, results: Path | str) -> tuple[str, ...]:
+        """The overrides with a source's name in ``init_from`` replaced by the source's absolute folder."""
+        if self.source is None:
+            return self.overrides
+        folder = dotlist_value(str(self.source.run_dir(results).absolute()))
+        return tuple(f"init_from={folder}" if o.startswith("init_from=") else o for o in self.overrides)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A sweep's pre-training runs (``sources.<name>``): per target task, the task to train on."""
+
+    name: str
+    tasks: Mapping[str, str]  # target task -> source task
+    steps: int
+    overrides: Mapping[str, Any]
+
+    def run(self, target: RunSpec, base: Mapping[str, Any]) -> RunSpec:
+        """The source run of `target`: its agent and seed, on this source's task, with the sweep's `base`
+        overrides (fixed and per-agent) and the source's own."""
+        merged = {**base, **self.overrides}
+        overrides = tuple(dotlist({k: merged[k] for k in sorted(merged)}))
+        task = self.tasks[target.task]
+        return RunSpec(
+            target.sweep, target.agent, task, target.seed, self.steps, f"source-{self.name}", overrides
+        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +152,7 @@ class Sweep:
     variants: Mapping[str, Mapping[str, Any]]  # variant name -> its overrides, in expansion order
     task_group: Mapping[str, str] = field(default_factory=dict)  # task -> group, for budgets
     per_task: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sources: Mapping[str, Source] = field(default_factory=dict)
 
     def steps_for(self, task: str) -> int:
         if isinstance(self.steps, int):
@@ -122,7 +163,8 @@ class Sweep:
         return self.steps["default"]
 
     def runs(self, agents: Iterable[str] | None = None) -> list[RunSpec]:
-        """All runs in a fixed order (agent, task, variant, seed); ``agents`` restricts to a subset."""
+        """All runs in a fixed order (agent, task, variant, seed), the sources they start from first (each
+        once); ``agents`` restricts to a subset."""
         chosen = self.agents if agents is None else tuple(a for a in self.agents if a in set(agents))
         runs = []
         for agent in chosen:
@@ -135,11 +177,13 @@ class Sweep:
                         **ov,
                     }
                     overrides = tuple(dotlist({k: merged[k] for k in sorted(merged)}))
-                    runs += [
-                        RunSpec(self.name, agent, task, seed, self.steps_for(task), vname, overrides)
-                        for seed in self.seeds
-                    ]
-        return runs
+                    source = self.sources.get(merged.get("init_from"))
+                    base = {**self.fixed, **self.per_agent.get(agent, {})}
+                    for seed in self.seeds:
+                        run = RunSpec(self.name, agent, task, seed, self.steps_for(task), vname, overrides)
+                        runs.append(replace(run, source=source.run(run, base)) if source else run)
+        sources = dict.fromkeys(r.source for r in runs if r.source is not None)
+        return [*sources, *runs]
 
 
 def load_sweep(path: str | Path, task_groups: Mapping[str, Sequence[str]]) -> Sweep:
@@ -218,6 +262,7 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
         if vname in variants:
             raise fail(f"two grid points both give variant {vname!r}: {variants[vname]} and {merged}")
         variants[vname] = merged
+    sources = _sources(data.get("sources"), tasks, variants, fixed, fail)
     return Sweep(
         name,
         where,
@@ -230,7 +275,65 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
         variants,
         group_of,
         per_task,
+        sources,
     )
+
+
+def _sources(
+    value: Any,
+    tasks: Sequence[str],
+    variants: Mapping[str, Mapping[str, Any]],
+    fixed: Mapping[str, Any],
+    fail: Callable[[str], SweepError],
+) -> dict[str, Source]:
+    """`sources`: name -> {tasks: {target task: source task}, steps, overrides}; every variant whose
+    init_from names one has a source task for each of the sweep's tasks."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise fail(
+            f"sources: expected a mapping of source name -> {{tasks, steps, overrides}}, got {value!r}"
+        )
+    sources = {}
+    for name, entry in value.items():
+        where = f"sources.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise fail(f"sources: {name!r} is not a usable name (letters, digits, . _ -)")
+        if (
+            not isinstance(entry, dict)
+            or set(entry) - {"tasks", "steps", "overrides"}
+            or "tasks" not in entry
+        ):
+            raise fail(
+                f"{where}: expected a mapping with tasks, steps and optionally overrides, got {entry!r}"
+            )
+        mapping = entry["tasks"]
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) and v for v in mapping.values()):
+            raise fail(f"{where}.tasks: expected a mapping of target task -> source task, got {mapping!r}")
+        overrides = _overrides(entry.get("overrides") or {}, f"{where}.overrides", fail)
+        clash = sorted(set(overrides) & ({"init_from"} | set(fixed)))
+        if clash:
+            raise fail(
+                f"{where}.overrides: {clash[0]!r} cannot be set here (a source starts from scratch, "
+                "and fixed keys are set once)"
+            )
+        steps = _budget(entry.get("steps"), f"{where}.steps", fail)
+        sources[name] = Source(name, dict(mapping), steps, overrides)
+    if "init_from" in fixed:
+        raise fail("fixed: init_from is set per variant (a source starts from scratch)")
+    for vname, ov in variants.items():
+        name = ov.get("init_from")
+        if name is None or not isinstance(name, str) or "/" in name:
+            continue  # from scratch, or a run folder given by its path
+        if name not in sources:
+            raise fail(
+                f"variant {vname}: init_from {name!r} is neither a source of the sweep "
+                f"({', '.join(sources) or 'none'}) nor a path"
+            )
+        lacking = [t for t in tasks if t not in sources[name].tasks]
+        if lacking:
+            raise fail(f"sources.{name}.tasks: no source task for {', '.join(lacking)}")
+    return sources
 
 
 def _per(

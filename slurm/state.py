@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from iqrl.core.runfolder import read_status
 from slurm.claim import Claim, RunLock, claim_alive, read_claim
 
 # The states `make status` reports, in table order.
-KINDS = ("done", "running", "pending", "interrupted", "failed", "missing")
+KINDS = ("done", "running", "pending", "waiting", "interrupted", "failed", "missing")
 
 
 @dataclass(frozen=True)
 class RunState:
-    """``kind``: done | running (a live process trains it) | pending (a queued job will) | interrupted (has
+    """``kind``: done | running (a live process trains it) | pending (a queued job will) | waiting (not
+    started, and the run it starts from, its source, is not done: ``job`` says which and how it stands;
+    ``source_job`` the source's live job id, if any) | interrupted (has
     progress, no live job: the next ``make sweep`` resumes it) | failed (the trainer recorded an error) |
     missing (nothing yet). ``stale_claim``: a claim whose job is gone (to be replaced by the next sweep)."""
 
@@ -26,6 +29,7 @@ class RunState:
     job: str = ""  # job id and what we know about it
     claim: Claim | None = None
     stale_claim: bool = False
+    source_job: str | None = None
 
 
 def is_done(run_dir: Path) -> bool:
@@ -64,3 +68,21 @@ def inspect_run(run_dir: Path, queue: Mapping[str, tuple[str, str]] | None) -> R
     if status or (run_dir / "checkpoint").exists():
         return RunState("interrupted", job=why, claim=claim, stale_claim=stale, **progress)
     return RunState("missing", job=why, claim=claim, stale_claim=stale)
+
+
+def inspect_runs(runs: Sequence[Any], results: Path, queue: Mapping[str, tuple[str, str]] | None) -> list:
+    """(run, RunState) for sweep runs (slurm.spec.RunSpec): a run that starts from a source (``source``) and
+    has not started yet is ``waiting`` until its source is done."""
+    states = {r: inspect_run(r.run_dir(results), queue) for r in runs}
+    for r in runs:
+        if r.source is None or states[r].kind != "missing":
+            continue
+        src = states.get(r.source) or inspect_run(r.source.run_dir(results), queue)
+        if src.kind != "done":
+            live = src.kind in ("running", "pending") and src.claim is not None
+            states[r] = RunState(
+                "waiting",
+                job=f"waiting for its source {r.source.key} ({src.kind})",
+                source_job=src.claim.job_id if live else None,
+            )
+    return [(r, states[r]) for r in runs]

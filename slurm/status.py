@@ -1,4 +1,5 @@
-"""`make status`: done / running / pending / interrupted / failed / missing runs per agent and variant."""
+"""`make status`: done / running / pending / waiting / interrupted / failed / missing runs per agent and
+variant."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from slurm.spec import RunSpec
-from slurm.state import KINDS, RunState, inspect_run
+from slurm.state import KINDS, RunState, inspect_runs
 
 
 def collect(
     runs: Sequence[RunSpec], results: Path, queue: Mapping[str, tuple[str, str]] | None
 ) -> list[tuple[RunSpec, RunState]]:
-    return [(r, inspect_run(r.run_dir(results), queue)) for r in runs]
+    return inspect_runs(runs, results, queue)
 
 
 def _pct(st: RunState) -> str:
@@ -37,13 +38,15 @@ def _log_hint(results: Path, sweep: str, job_id: str | None, run_dir: Path | Non
 
 def render(rows: list[tuple[RunSpec, RunState]], results: Path, sweep: str, slurm_known: bool) -> str:
     """The per-(agent, variant) count table, then one line per run that is not done or missing."""
+    # the waiting column only for sweeps with runs that start from others (sources)
+    kinds = [k for k in KINDS if k != "waiting" or any(st.kind == "waiting" for _, st in rows)]
     counts: dict[tuple[str, str], dict[str, int]] = {}
     for r, st in rows:
-        counts.setdefault((r.agent, r.variant), dict.fromkeys(KINDS, 0))[st.kind] += 1
-    headers = ["agent", "variant", *KINDS, "total"]
-    table = [[a, v, *(str(c[k]) for k in KINDS), str(sum(c.values()))] for (a, v), c in counts.items()]
-    totals = {k: sum(c[k] for c in counts.values()) for k in KINDS}
-    table.append(["all", "", *(str(totals[k]) for k in KINDS), str(len(rows))])
+        counts.setdefault((r.agent, r.variant), dict.fromkeys(kinds, 0))[st.kind] += 1
+    headers = ["agent", "variant", *kinds, "total"]
+    table = [[a, v, *(str(c[k]) for k in kinds), str(sum(c.values()))] for (a, v), c in counts.items()]
+    totals = {k: sum(c[k] for c in counts.values()) for k in kinds}
+    table.append(["all", "", *(str(totals[k]) for k in kinds), str(len(rows))])
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
@@ -63,6 +66,7 @@ def render(rows: list[tuple[RunSpec, RunState]], results: Path, sweep: str, slur
     sections = {
         "running": lambda r, st: f"{_pct(st)}  {st.job}",
         "pending": lambda r, st: f"{_pct(st) + '  ' if st.env_step else ''}{st.job}",
+        "waiting": lambda r, st: st.job,
         "interrupted": lambda r, st: (
             f"{_pct(st)}  no live job ({st.job or 'never submitted'}); the next make sweep resumes it"
         ),

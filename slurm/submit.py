@@ -5,9 +5,15 @@
 * The ``local`` profile (the default when Slurm is not installed): submitit's LocalExecutor, ``parallelism``
   runs at a time; the command stays in the foreground until all have finished.
 
-Runs are classified by ``slurm.state.inspect_run``: done (never touched), running / pending (a live job owns
-it: skipped), failed / interrupted / missing (submitted; a stale claim is replaced). All claim decisions are
-made under the sweep lock, so concurrent ``make sweep`` invocations never submit a run twice.
+Runs are classified by ``slurm.state.inspect_runs``: done (never touched), running / pending (a live job owns
+it: skipped), failed / interrupted / missing (submitted; a stale claim is replaced), waiting (a run that
+starts from a source run not done yet). All claim decisions are made under the sweep lock, so concurrent
+``make sweep`` invocations never submit a run twice.
+
+A waiting run goes in once its source is on its way: on Slurm, in an array of its own with
+``--dependency=afterok:<the source's job>`` when the source is submitted in the same call or is queued or
+running from an earlier one; locally, when its source has finished in the same ``make sweep``. Otherwise it
+waits for a later ``make sweep`` (``make status`` shows it waiting for its source).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
 from slurm.profiles import Profile, ProfileError, available, load_profile
 from slurm.run import Run
 from slurm.spec import RunSpec, Sweep, SweepError, load_sweep, validate_runs
-from slurm.state import RunState, inspect_run, is_done
+from slurm.state import RunState, inspect_run, inspect_runs, is_done
 
 Print = Callable[[str], None]
 TRAINER = "iqrl.train:main"
@@ -106,19 +112,37 @@ class Plan:
     done: list[RunSpec] = field(default_factory=list)
     live: list[tuple[RunSpec, RunState]] = field(default_factory=list)  # running or pending elsewhere
     todo: list[tuple[RunSpec, RunState]] = field(default_factory=list)  # failed / interrupted / missing
+    waiting: list[tuple[RunSpec, RunState]] = field(default_factory=list)  # their source is not done
 
 
 def make_plan(runs: Sequence[RunSpec], results: Path, queue: Mapping[str, tuple[str, str]] | None) -> Plan:
     plan = Plan()
-    for r in runs:
-        st = inspect_run(r.run_dir(results), queue)
+    for r, st in inspect_runs(runs, results, queue):
         if st.kind == "done":
             plan.done.append(r)
         elif st.kind in ("running", "pending"):
             plan.live.append((r, st))
+        elif st.kind == "waiting":
+            plan.waiting.append((r, st))
         else:
             plan.todo.append((r, st))
     return plan
+
+
+def dependencies(
+    waiting: Sequence[tuple[RunSpec, RunState]], job_of: Mapping[RunSpec, str]
+) -> tuple[dict[str, list[tuple[RunSpec, RunState]]], list[tuple[RunSpec, RunState]]]:
+    """The waiting runs whose source has a job (submitted now: `job_of`, or live), by that job id, and the
+    runs left waiting."""
+    by_job: dict[str, list[tuple[RunSpec, RunState]]] = {}
+    left = []
+    for r, st in waiting:
+        job = job_of.get(r.source) or st.source_job
+        if job:
+            by_job.setdefault(job, []).append((r, st))
+        else:
+            left.append((r, st))
+    return by_job, left
 
 
 def _claim(r: RunSpec, st: RunState, results: Path, backend: str, sweep: str) -> bool:
@@ -139,9 +163,10 @@ def _describe(plan: Plan, total: int, out: Print) -> None:
     for _, st in plan.todo:
         kinds[st.kind] = kinds.get(st.kind, 0) + 1
     todo = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    waiting = f", {len(plan.waiting)} waiting for their source" if plan.waiting else ""
     out(
         f"{total} runs: {len(plan.done)} done (skipped), {len(plan.live)} running or queued (skipped), "
-        f"{len(plan.todo)} to run ({todo})"
+        f"{len(plan.todo)} to run ({todo}){waiting}"
     )
     for r, st in plan.live[:20]:
         out(f"  skip {r.key}: {st.kind}, {st.job}")
@@ -236,6 +261,7 @@ def _run_slurm(
         jobs = plan_jobs([r for r, _ in plan.todo], results, profile, entry)
         batches = cluster.chunks(jobs, size) if jobs else []
         _print_dry_slurm(batches, results, profile, params, folder, size, out, entry)
+        _print_waiting(plan, out, "slurm")
         return 0
     with sweep_lock(folder / "sweep.lock"):
         queue = cluster.queue()
@@ -243,58 +269,108 @@ def _run_slurm(
             raise ProfileError("the Slurm controller does not answer (squeue failed); is the cluster up?")
         plan = make_plan(runs, results, queue)
         _describe(plan, len(runs), out)
-        if not plan.todo:
+        if not plan.todo and not plan.waiting:
             out("nothing to submit")
             return 0
         import submitit
-        from submitit.core.utils import FailedJobError, FailedSubmissionError
 
         executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=profile.max_num_timeout)
         executor.update_parameters(**params)  # before claiming: a rejected parameter leaves no claims
-        claimed = [r for r, st in plan.todo if _claim(r, st, results, "slurm", sweep.name)]
-        jobs = plan_jobs(claimed, results, profile, entry)
+        claimed: list[RunSpec] = []
         submitted: list[RunSpec] = []
-        batches = cluster.chunks(jobs, size) if jobs else []
-        try:
+        job_of: dict[RunSpec, str] = {}  # run -> its array task's job id
+
+        def submit(todo: Sequence[tuple[RunSpec, RunState]]) -> list[list[Job]]:
+            mine = [r for r, st in todo if _claim(r, st, results, "slurm", sweep.name)]
+            claimed.extend(mine)
+            batches = cluster.chunks(plan_jobs(mine, results, profile, entry), size) if mine else []
             for batch in batches:
-                runs_in = [r for _, group in batch for r in group]
-                try:
-                    array = executor.submit_array([_make_job(job, results, profile, entry) for job in batch])
-                except FailedJobError as e:  # sbatch refused: bad partition, QOS limit...
-                    sbatch = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
-                    raise SubmitError(
-                        f"sbatch failed: {sbatch or type(e).__name__} ({len(submitted)} of "
-                        f"{len(claimed)} runs submitted before; the other claims are released)"
-                    ) from None
-                except FailedSubmissionError as e:  # sbatch ran, but its reply (the job id) could not be read
-                    raise SubmitError(
-                        f"sbatch's reply could not be read ({(str(e).strip().splitlines() or [''])[0]}); "
-                        f"that array may be queued anyway: check squeue before re-running (a second "
-                        f"job for a run finds it locked or done and exits); {len(submitted)} of "
-                        f"{len(claimed)} runs submitted before, the other claims are released"
-                    ) from None
-                for (_, group), job in zip(batch, array):
-                    for r in group:
-                        set_claim_job(r.run_dir(results), job.job_id)
-                submitted += runs_in
-                array_id = array[0].job_id.split("_")[0]
-                _log_submission(folder, array_id, batch)
-                tasks = f" in {len(batch)} array tasks" if len(batch) != len(runs_in) else ""
-                out(
-                    f"submitted array {array_id}: {len(runs_in)} runs{tasks} "
-                    f"({runs_in[0].key} ... {runs_in[-1].key})"
+                job_of.update(
+                    _submit_array(
+                        executor, batch, results, profile, entry, folder, out, len(claimed), submitted
+                    )
                 )
+            return batches
+
+        try:
+            batches = submit(plan.todo)
+            by_job, left = dependencies(plan.waiting, job_of)
+            for job_id, todo in by_job.items():  # each source's dependents: an array of their own
+                executor.update_parameters(dependency=f"afterok:{job_id}")
+                batches += submit(todo)
+                out(f"  (after source job {job_id}: {', '.join(r.key for r, _ in todo)})")
+            for r, st in left:
+                out(f"  wait {r.key}: {st.job}; a later make sweep submits it")
         finally:
-            done = {id(r) for r in submitted}
-            for r in claimed:  # a failed sbatch must not leave runs claimed by nobody
-                if id(r) not in done:
-                    release_claim(r.run_dir(results))
+            for r in set(claimed) - set(submitted):  # a failed sbatch must not leave runs claimed by nobody
+                release_claim(r.run_dir(results))
+    jobs = [job for batch in batches for job in batch]
     packed = f" ({len(jobs)} jobs of up to {profile.runs_per_job} runs)" if len(jobs) != len(claimed) else ""
     out(
         f"submitted {len(submitted)} runs in {len(batches)} array job(s){packed}; logs in {folder}; "
         f"watch with: make status SWEEP={sweep.path} RESULTS={results}"
     )
     return 0
+
+
+def _submit_array(
+    executor: Any,
+    batch: list[Job],
+    results: Path,
+    profile: Profile,
+    entry: str,
+    folder: Path,
+    out: Print,
+    n_claimed: int,
+    submitted: list[RunSpec],
+) -> dict[RunSpec, str]:
+    """Submit one array (one task per job of `batch`), record each run's job in its claim, and append its
+    runs to `submitted`; each run's job id. SubmitError (one line) when sbatch refuses it or its reply
+    cannot be read."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    runs_in = [r for _, group in batch for r in group]
+    try:
+        array = executor.submit_array([_make_job(job, results, profile, entry) for job in batch])
+    except FailedJobError as e:  # sbatch refused: bad partition, QOS limit...
+        sbatch = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise SubmitError(
+            f"sbatch failed: {sbatch or type(e).__name__} ({len(submitted)} of "
+            f"{n_claimed} runs submitted before; the other claims are released)"
+        ) from None
+    except FailedSubmissionError as e:  # sbatch ran, but its reply (the job id) could not be read
+        raise SubmitError(
+            f"sbatch's reply could not be read ({(str(e).strip().splitlines() or [''])[0]}); "
+            f"that array may be queued anyway: check squeue before re-running (a second "
+            f"job for a run finds it locked or done and exits); {len(submitted)} of "
+            f"{n_claimed} runs submitted before, the other claims are released"
+        ) from None
+    job_of = {r: job.job_id for (_, group), job in zip(batch, array) for r in group}
+    for r, job_id in job_of.items():
+        set_claim_job(r.run_dir(results), job_id)
+    submitted += runs_in
+    array_id = array[0].job_id.split("_")[0]
+    _log_submission(folder, array_id, batch)
+    tasks = f" in {len(batch)} array tasks" if len(batch) != len(runs_in) else ""
+    out(f"submitted array {array_id}: {len(runs_in)} runs{tasks} ({runs_in[0].key} ... {runs_in[-1].key})")
+    return job_of
+
+
+def _print_waiting(plan: Plan, out: Print, backend: str) -> None:
+    """DRY=1: the runs waiting for their source, and when they would go in."""
+    starting = {r for r, _ in plan.todo}
+    for r, st in plan.waiting:
+        if r.source in starting:
+            when = (
+                "in an array with --dependency=afterok:<its source's array task>"
+                if backend == "slurm"
+                else "once its source has finished"
+            )
+            out(f"  then {r.key}, {when} (source {r.source.key})")
+        elif st.source_job and backend == "slurm":
+            out(f"  then {r.key}, --dependency=afterok:{st.source_job} (source {r.source.key}, queued)")
+        else:
+            out(f"  wait {r.key}: {st.job}; a later make sweep starts it")
 
 
 def _log_submission(folder: Path, array_id: str, batch: list[Job]) -> None:
@@ -378,9 +454,10 @@ def _run_local(
             if len(job[1]) > 1:
                 out(f"  job of {_describe_job(job, profile)}:")
             out("\n".join(f"  {line}" for line in lines))
+        _print_waiting(plan, out, "local")
         return 0
     if not plan.todo:
-        out("nothing to run")
+        out("nothing to run" + (" now (the waiting runs' sources are not done)" if plan.waiting else ""))
         return 0
     import submitit
 
@@ -393,10 +470,17 @@ def _run_local(
         timeout_min=profile.time_min, signal_delay_s=profile.signal_delay_s, setup=["trap '' INT"]
     )
     queue = plan_jobs([r for r, _ in plan.todo], results, profile, entry)
+    waiting = [r for r, _ in plan.waiting]
     active: dict[Any, list[RunSpec]] = {}
     failures = 0
     try:
-        while queue or active:
+        while True:
+            ready = [r for r in waiting if is_done(r.source.run_dir(results))]
+            if ready:  # their sources finished: they go in after the jobs already queued
+                waiting = [r for r in waiting if r not in ready]
+                queue += plan_jobs(ready, results, profile, entry)
+            if not queue and not active:
+                break
             while queue and len(active) < parallel:
                 mode, group = queue.pop(0)
                 with sweep_lock(folder / "sweep.lock"):
@@ -443,6 +527,8 @@ def _run_local(
         )
         _stop_local_jobs(active, results)
         return 130
+    for r in waiting:
+        out(f"wait {r.key}: its source {r.source.key} is not done; a later make sweep starts it")
     out(f"all runs handled ({failures} failed); see: make status SWEEP={sweep.path} RESULTS={results}")
     return 1 if failures else 0
 

@@ -8,6 +8,7 @@ bit-identically after its source is deleted.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -16,18 +17,26 @@ import torch
 import yaml
 from torch import nn
 
+from analysis import plots
+from analysis.figures import AnalysisWarning, make_figures
+from analysis.load import load_results
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.preflight import preflight
 from iqrl.core.registry import agent_names, make_agent
 from iqrl.core.runfolder import CHECKPOINT, write_status
+from iqrl.core.tasks import TASK_GROUPS
 from iqrl.core.trainer import Trainer
 from iqrl.core.transfer import load_parts
 from iqrl.core.update import Updater
 from iqrl.multiseed.group import unsupported
 from iqrl.train import main
+from slurm.spec import SweepError, load_sweep
+from slurm.status import collect
 
+from analysis_helpers import write_run
 from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+from sweep_helpers import sweep, write_files
 from test_train import eval_numbers
 
 REPR = ("encoder", "encoder_target", "dynamics")
@@ -227,3 +236,153 @@ def test_the_kseed_mode_refuses_transfer(source):
     assert "init_from or freeze" in unsupported(build_config(_argv("x", extra=[f"init_from={source}"])))
     with pytest.raises(ConfigError, match="init_from needs init_parts"):
         build_config(_argv("x", extra=[f"init_from={source}", "init_parts=[]"]))
+
+
+# ---------------------------------------------------------------------- sweeps with sources
+SWEEP_WITH_SOURCE = """name: tr
+agents: [iqrl]
+tasks: [cartpole-swingup]
+seeds: [3]
+steps: 800
+fixed: {episode_length: 200, seed_steps: 400, eval_every: 400, eval_episodes: 2, diag_every: 400,
+        checkpoint_every: 400, agent.mlp_dims: [32, 32], agent.batch_size: 16, agent.latent_dim: 8,
+        agent.enc_mlp_dims: [32]}
+sources:
+  balance: {tasks: {cartpole-swingup: cartpole-balance}, steps: 800, overrides: {agent.use_rew_loss: true}}
+variants:
+  - {}
+  - {init_from: balance}
+"""
+
+
+def _sweep_file(tmp_path, text=SWEEP_WITH_SOURCE) -> Path:
+    path = tmp_path / "tr.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_sweep_lists_each_source_first_and_gives_its_folder_to_the_target(tmp_path):
+    runs = load_sweep(_sweep_file(tmp_path), TASK_GROUPS).runs()
+    assert [r.key for r in runs] == [
+        "iqrl/cartpole-balance/source-balance/seed3",
+        "iqrl/cartpole-swingup/default/seed3",
+        "iqrl/cartpole-swingup/init_from=balance/seed3",
+    ]
+    source, scratch, target = runs
+    assert target.source == source and scratch.source is None and source.steps == 800
+    assert "agent.use_rew_loss=true" in source.overrides and "agent.use_rew_loss=true" not in target.overrides
+    assert f"init_from={source.run_dir(tmp_path).absolute()}" in target.argv(tmp_path)
+    assert "init_from=balance" in target.overrides  # recorded by its source's name
+
+
+@pytest.mark.parametrize(
+    "variant, sources, message",
+    [
+        ("{init_from: walk}", "{}", "init_from 'walk' is neither a source of the sweep (none) nor a path"),
+        (
+            "{init_from: b}",
+            "{b: {tasks: {walker-walk: x}, steps: 10}}",
+            "no source task for cartpole-swingup",
+        ),
+        ("{}", "{b: {tasks: {}, steps: 10, overrides: {init_from: a}}}", "'init_from' cannot be set here"),
+    ],
+)
+def test_bad_sources_are_one_line(tmp_path, variant, sources, message):
+    text = "agents: [iqrl]\ntasks: [cartpole-swingup]\nseeds: 1\nsteps: 10\n"
+    text += f"sources: {sources}\nvariants: [{variant}]\n"
+    with pytest.raises(SweepError, match=re.escape(message)):
+        load_sweep(_sweep_file(tmp_path, text), TASK_GROUPS)
+
+
+def test_a_local_sweep_runs_the_source_then_its_target(tmp_path):
+    """DRY orders the source before the target that waits for it; `make status` shows the target waiting;
+    the sweep runs both to done, the target from the source's final checkpoint."""
+    sweep_file = _sweep_file(tmp_path)
+    _, profile = write_files(tmp_path, "unused", 1, parallelism=2)
+    rc, out = sweep(tmp_path, sweep_file, profile, entry="iqrl.train:main", dry=True)
+    lines = out.splitlines()
+    src = next(i for i, line in enumerate(lines) if "source-balance/seed3" in line and "python" not in line)
+    then = next(
+        i for i, line in enumerate(lines) if line.strip().startswith("then iqrl/cartpole-swingup/init_from")
+    )
+    assert (
+        rc == 0 and src < then and "once its source has finished (source iqrl/cartpole-balance" in lines[then]
+    )
+    runs = load_sweep(sweep_file, TASK_GROUPS).runs()
+    states = {r.key: st for r, st in collect(runs, tmp_path / "res", None)}
+    assert states["iqrl/cartpole-swingup/init_from=balance/seed3"].kind == "waiting"
+    assert (
+        "waiting for its source iqrl/cartpole-balance/source-balance/seed3 (missing)"
+        in states["iqrl/cartpole-swingup/init_from=balance/seed3"].job
+    )
+    rc, out = sweep(tmp_path, sweep_file, profile, entry="iqrl.train:main")
+    assert rc == 0, out
+    assert {st.kind for _, st in collect(runs, tmp_path / "res", None)} == {"done"}
+    target = runs[2].run_dir(tmp_path / "res")
+    init = yaml.safe_load((target / "config.yaml").read_text())["meta"]["init"]
+    assert init["run"] == str(runs[0].run_dir(tmp_path / "res").resolve()) and init["env_step"] == 800
+    assert init["skipped"] == {"representation": ["reward_head"]}
+
+
+# ---------------------------------------------------------------------- figures
+def _transfer_results(root: Path) -> None:
+    """A transfer sweep's run folders: sources on walker-walk, targets on walker-run from scratch and from
+    the sources (only their configs' identity and meta.init matter here)."""
+    for seed in range(2):
+        base = {"agent": {"name": "iqrl", "use_rew_loss": False}, "sweep": "tr", "seed": seed, "steps": 100}
+        src = root / "tr" / "iqrl" / "walker-walk" / "source-walk" / f"seed{seed}"
+        write_run(
+            src,
+            [(0, 0.0), (100, 900.0)],
+            config={
+                **base,
+                "task": "walker-walk",
+                "variant": "source-walk",
+                "overrides": ["agent.use_rew_loss=true"],
+            },
+        )
+        for variant, ret in (("default", 200.0), ("init_from=walk", 400.0)):
+            config = {**base, "task": "walker-run", "variant": variant, "overrides": []}
+            if variant != "default":
+                config["meta"] = {
+                    "init": {
+                        "sweep": "tr",
+                        "variant": "source-walk",
+                        "run": str(src),
+                        "parts": ["representation"],
+                        "frozen": [],
+                    }
+                }
+                config["overrides"] = ["init_from=walk"]
+            write_run(
+                root / "tr" / "iqrl" / "walker-run" / variant / f"seed{seed}",
+                [(0, 0.0), (50, ret / 2 + seed), (100, ret + seed)],
+                config=config,
+            )
+
+
+def test_figures_group_a_transfer_sweep_by_source_with_scratch_as_reference(tmp_path, monkeypatch):
+    _transfer_results(tmp_path / "r")
+    table = load_results(tmp_path / "r")[0].drop_duplicates("run").set_index("run")
+    assert table.loc["tr/iqrl/walker-run/init_from=walk/seed0", "source"] == "tr:source-walk"
+    assert table.loc["tr/iqrl/walker-run/init_from=walk/seed0", "source_parts"] == "representation"
+    assert table.loc["tr/iqrl/walker-run/default/seed1", "source"] == ""
+    seen = {}
+    save = plots.save_figure
+
+    def record(fig, out_dir, name):
+        seen[name] = {t.get_text() for ax in fig.axes for t in ax.get_yticklabels() + ax.texts} | {
+            t.get_text() for legend in fig.legends for t in legend.get_texts()
+        }
+        return save(fig, out_dir, name)
+
+    monkeypatch.setattr(plots, "save_figure", record)
+    with pytest.warns(AnalysisWarning):
+        make_figures(
+            tmp_path / "r", tmp_path / "o", steps=[100], reps_curve=20, reps_final=20, use_cache=False
+        )
+    arms = {"iqrl: scratch", "iqrl/init_from=walk: from tr:source-walk [representation]"}
+    assert arms <= seen["transfer_tr_iqrl"] and arms <= seen["transfer_tr_iqrl_100"]
+    assert (
+        "ablation_tr_iqrl_init_from" in seen and "ablation_tr_iqrl_use_rew_loss" not in seen
+    )  # no source arm
