@@ -1,0 +1,152 @@
+"""`make gpu-report` (iqrl/gpu_report/): every part at smoke size on the CPU, the wheel set for a bare GPU
+machine, and the generated GPU section of docs/performance.md. The parts' GPU sizes run only where a GPU
+is lent (docs/performance.md, "On a GPU"); these keep them working until then."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from iqrl.gpu_report import plan, results
+from iqrl.gpu_report.parts import latest_test_outcomes, learning_mode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_smoke_runs_every_part_and_writes_its_rows(tmp_path):
+    """`make gpu-report SMOKE=1` (all parts; about a minute on 2 cores): part 1 records every CUDA test
+    (skipped here), part 2 every smoke row, part 3 two learning runs stopped by its budget and evaluated."""
+    cmd = ["make", "-s", "gpu-report", "SMOKE=1", f"GPU_OUT={tmp_path}", f"PY={sys.executable}"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    part1, part2, part3 = (read(tmp_path / f"part{n}.jsonl") for n in (1, 2, 3))
+    assert all(rows[0]["kind"] == "machine" and rows[0]["python"] for rows in (part1, part2, part3))
+    tests = latest_test_outcomes(part1)
+    assert len(tests) >= 20 and all(t.startswith("tests/test_cuda.py::") for t in tests)
+    assert set(tests.values()) <= {"passed", "skipped"}
+    bench = [r for r in part2 if r["kind"] == "bench"]
+    assert [r["key"] for r in bench] == [r.key for r in plan.smoke_rows() for _ in range(r.packed)]
+    assert all("error" not in r and r["updates_per_s"] > 0 for r in bench), bench
+    learn = [r for r in part3 if r["kind"] == "learn"]
+    assert [r["key"] for r in learn] == ["iqrl walker-walk state", "sac-ae cartpole-swingup pixels"]
+    assert learn[0]["mode"] == "K-seed" and learn[0]["seeds"] == 2
+    assert all(r["exit"] == 3 and r["eval_step"] > 0 for r in learn), learn  # stopped, with a checkpoint
+    assert "part 3 took" in done.stdout and "return" in done.stdout
+
+
+def test_learning_mode_takes_the_k_seed_mode_only_when_it_is_faster_in_all():
+    def row(compile_, seeds, ups):
+        key = f"iqrl walker-walk state fp32 compile={str(compile_).lower()} K={seeds}"
+        return {
+            "kind": "bench",
+            "key": key,
+            "packed": 1,
+            "compile": compile_,
+            "seeds": seeds,
+            "updates_per_s": ups,
+        }
+
+    eager, graphs = row(False, 1, 50.0), row("cudagraphs", 1, 300.0)
+    assert learning_mode([eager, row(False, 4, 16.0), row(False, 16, 11.0)]) == (True, "false")  # 64 > 50
+    assert learning_mode([eager, graphs, row(False, 4, 16.0)]) == (False, "cudagraphs")
+    assert learning_mode([]) == (True, "false")  # the H100's eager measurement: K = 4 gave more in all
+
+
+def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):
+    machine = {"part": 2, "kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
+    pair = {"part": 2, "kind": "bench", "key": "iqrl walker-walk state fp32 compile=false K=1 packed=2"}
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, ups in ((first, 1.0), (second, 2.0)):
+        folder.mkdir()
+        rows = [machine] + [{**pair, "copy": c, "updates_per_s": ups} for c in (0, 1)]
+        (folder / "part2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results.collect(first, tmp_path / "out")
+    target = results.collect(second, tmp_path / "out")
+    assert target.name == "nvidia-h100-80gb-hbm3-2026-11-25.jsonl"
+    rows = read(target)
+    assert rows[0]["kind"] == "machine"
+    assert [(r["copy"], r["updates_per_s"]) for r in rows[1:]] == [(0, 2.0), (1, 2.0)]  # the later session's
+    (first / "part2.jsonl").write_text(json.dumps({**machine, "gpu": None}) + "\n")
+    with pytest.raises(ValueError, match="without a GPU"):  # a smoke run's rows are not results
+        results.collect(first, tmp_path / "out")
+
+
+def test_performance_md_gpu_section_is_generated_from_the_committed_results():
+    """Regenerate with `python -m iqrl.gpu_report doc` (or `collect`, which does it too)."""
+    assert results.section(results.load_rows()) in results.PERFORMANCE_MD.read_text()
+
+
+def image_site(dest: Path) -> Path:
+    """A site folder with links to this environment's installs of the packages the GPU image holds
+    (wheels.IMAGE_HAS: torch, numpy, pandas, ...) and nothing else."""
+    from iqrl.gpu_report.wheels import IMAGE_HAS
+
+    dest.mkdir()
+    for dist in metadata.distributions():
+        if dist.metadata["Name"] and dist.metadata["Name"].lower().replace("_", "-") in IMAGE_HAS:
+            tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+            for top in tops - {"__pycache__"}:
+                src = Path(dist.locate_file(top))
+                if src.exists() and not (dest / top).exists():
+                    (dest / top).symlink_to(src)
+    return dest
+
+
+ISOLATED = """
+import sys
+sys.path[:0] = sys.argv[1:4]
+import dm_control, mujoco, omegaconf, rliable, submitit
+assert all(m.__file__.startswith(sys.argv[1]) for m in (dm_control, mujoco, omegaconf, rliable, submitit))
+import iqrl.bench.cli, iqrl.gpu_report.parts, iqrl.multiseed.runs, analysis.reference, slurm.submit
+from iqrl.core.envs import make_env
+for task in ("walker-walk", "cartpole-swingup", "dog-run"):
+    env = make_env(task, 0, 2, 10)
+    env.reset()
+from iqrl.train import main
+sys.exit(main(["agent=td3", "task=walker-walk", "steps=200", "episode_length=100", "seed_steps=100",
+               "eval_every=200", "eval_episodes=1", "agent.mlp_dims=[16,16]", f"out={sys.argv[4]}"]))
+"""
+
+
+@pytest.mark.network
+def test_wheel_set_runs_the_project_beside_the_gpu_images_packages_alone(tmp_path):
+    """`make gpu-wheels` for this Python: installed with --no-index into a folder, beside only the GPU
+    image's packages, it imports the project, builds the report's environments and trains a short run.
+    Downloads the wheels (pip's cache keeps them); skipped when no package index can be reached."""
+    from iqrl.gpu_report.wheels import build
+
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        build(tmp_path / "whl", python)
+    except subprocess.CalledProcessError as e:
+        pytest.skip(f"pip could not download the wheel set (is a package index reachable?): {e}")
+    site = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
+    wheels = [str(w) for w in (tmp_path / "whl").glob("*.whl")]
+    subprocess.run([*install, "--target", str(site), *wheels], check=True)
+    base = image_site(tmp_path / "image")
+    argv = [
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        ISOLATED,
+        str(site),
+        str(base),
+        str(REPO),
+        str(tmp_path / "run"),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run" / "eval.csv").exists()
