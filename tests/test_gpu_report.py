@@ -88,17 +88,20 @@ def test_performance_md_gpu_section_is_generated_from_the_committed_results():
 
 def image_site(dest: Path) -> Path:
     """A site folder with links to this environment's installs of the packages the GPU image holds
-    (wheels.IMAGE_HAS: torch, numpy, pandas, ...) and nothing else."""
-    from iqrl.gpu_report.wheels import IMAGE_HAS
+    (wheels.IMAGE_HAS: torch, numpy, pandas, ...) and of what they require, and nothing else."""
+    from packaging.utils import canonicalize_name
 
+    from iqrl.gpu_report.wheels import IMAGE_HAS, closure
+
+    installed = {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions()}
+    image = [name for name in IMAGE_HAS if name in installed]
     dest.mkdir()
-    for dist in metadata.distributions():
-        if dist.metadata["Name"] and dist.metadata["Name"].lower().replace("_", "-") in IMAGE_HAS:
-            tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
-            for top in tops - {"__pycache__"}:
-                src = Path(dist.locate_file(top))
-                if src.exists() and not (dest / top).exists():
-                    (dest / top).symlink_to(src)
+    for name in {*image, *closure(image)}:
+        dist = installed[name]
+        for top in {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
+            src = Path(dist.locate_file(top))
+            if top != "__pycache__" and src.exists() and not (dest / top).exists():
+                (dest / top).symlink_to(src)
     return dest
 
 

@@ -64,21 +64,25 @@ GL_DEBS = ("libvulkan1", "libegl1", "libglvnd0", "libopengl0", "libgl1", "libglx
 CARRY_LIMIT_MB = 64.0
 
 
-def needed(root: str = "iqrl-bench") -> dict[str, str]:
-    """{name: installed version} of root's dependencies the GPU machine lacks: the requirement graph of the
-    installed distributions, not followed into packages the image has (theirs are there too)."""
+def closure(roots: list[str], stop=frozenset()) -> dict[str, str]:
+    """{name: installed version} of the installed distributions `roots` require, and what those require,
+    not followed into the names in `stop` (nor into extras)."""
     found: dict[str, str] = {}
-    todo = [Requirement(r) for r in metadata.requires(root) or []]
+    todo = [Requirement(r) for root in roots for r in metadata.requires(root) or []]
     while todo:
         req = todo.pop()
         name = canonicalize_name(req.name)
-        if req.marker and not req.marker.evaluate({"extra": ""}) or name in found:
-            continue
-        if name in IMAGE_HAS or name in LEFT_OUT:
+        if req.marker and not req.marker.evaluate({"extra": ""}) or name in found or name in stop:
             continue
         found[name] = metadata.version(name)
         todo += [Requirement(r) for r in metadata.requires(name) or []]
     return dict(sorted(found.items()))
+
+
+def needed() -> dict[str, str]:
+    """{name: installed version} of this project's dependencies that the GPU machine lacks: not followed
+    into packages the image has (their own dependencies are there with them)."""
+    return closure(["iqrl-bench"], IMAGE_HAS | set(LEFT_OUT))
 
 
 def platforms(glibc: str) -> list[str]:
