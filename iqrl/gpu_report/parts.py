@@ -150,11 +150,20 @@ def part1(log: RowLog, smoke: bool, deadline: float) -> None:
 
 
 def part2(log: RowLog, smoke: bool, deadline: float) -> None:
-    """The plan's bench rows in order; each row in its own process(es), `packed` copies at once."""
+    """The plan's bench rows in order, but those docs/gpu-results/ already holds for this GPU model (so that
+    successive sessions fill the plan in; IQRL_REPORT_ALL=1 measures them again); each row in its own
+    process(es), `packed` copies at once."""
     device = "cpu" if smoke else "cuda"
     if smoke:
         print("smoke: tiny rows on the CPU; compiled, tf32 and cudagraphs rows skipped (CUDA / minutes each)")
-    for row in plan.part2_rows(smoke):
+    done = (
+        set()
+        if os.environ.get("IQRL_REPORT_ALL")
+        else {r["key"] for r in committed_rows(2) if "error" not in r}
+    )
+    if done:
+        print(f"{len(done)} rows already measured on this GPU (docs/gpu-results/): left out", flush=True)
+    for row in (r for r in plan.part2_rows(smoke) if r.key not in done):
         if deadline - time.monotonic() < (0 if smoke else ROW_RESERVE_S):
             log.append({"kind": "missing", "key": row.key, "reason": "no time left in the part"})
             continue
@@ -282,13 +291,18 @@ def published(agent: str, task: str, step: int) -> dict[str, float]:
     return {r.label: round(float(r.published), 1) for r in pub.itertuples() if r.algorithm == name}
 
 
-def part2_rows_of_this_machine(out: Path) -> list[dict]:
-    """Part 2's rows measured on this GPU: the part's file in OUT (an earlier command of this session) and
-    the committed results of the same GPU model."""
+def committed_rows(part: int) -> list[dict]:
+    """The rows of `part` that docs/gpu-results/ holds for this machine's GPU model (none without a GPU)."""
     from iqrl.gpu_report.results import load_rows
 
     gpu = machine()["gpu"]
-    rows = [r for r in load_rows() if r.get("gpu") == gpu] if gpu else []
+    return [r for r in load_rows() if gpu and r.get("gpu") == gpu and r["part"] == part]
+
+
+def part2_rows_of_this_machine(out: Path) -> list[dict]:
+    """Part 2's bench rows measured on this GPU: collected into docs/gpu-results/ (the device tool empties
+    OUT between commands: collect part 2's files before part 3), or in OUT/part2.jsonl (`PART=all`)."""
+    rows = committed_rows(2)
     here = out / "part2.jsonl"
     if here.exists():
         rows += [json.loads(line) for line in here.read_text().splitlines() if line.strip()]
