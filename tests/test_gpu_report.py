@@ -132,6 +132,8 @@ def test_wheel_set_runs_the_project_beside_the_gpu_images_packages_alone(tmp_pat
     try:
         build(tmp_path / "whl", python)
     except subprocess.CalledProcessError as e:
+        if "download" not in e.cmd:  # building an sdist's wheel failed: a real failure
+            raise
         pytest.skip(f"pip could not download the wheel set (is a package index reachable?): {e}")
     site = tmp_path / "site"
     install = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
