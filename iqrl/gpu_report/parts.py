@@ -235,8 +235,7 @@ def part3(log: RowLog, smoke: bool, deadline: float) -> None:
             p.wait()
     wall = time.monotonic() - started
     for run, p in zip(runs, procs):
-        name = "K-seed" if run.seeds > 1 else plan.MODE_NAMES[mode]
-        log.append(learn_row(run, root / run.agent, p.returncode, wall, name))
+        log.append(learn_row(run, root / run.agent, p.returncode, wall))
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -251,13 +250,13 @@ def start_run(run: plan.LearnRun, folder: Path, device: list[str]) -> subprocess
         return subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
-def learn_row(run: plan.LearnRun, folder: Path, rc: int, wall: float, mode: str) -> dict:
+def learn_row(run: plan.LearnRun, folder: Path, rc: int, wall: float) -> dict:
     """Env steps reached and the seeds' returns at the last evaluation they all have, with the published
     main-result curves of the same method at that step (docs/learning-check.md's comparison)."""
     seeds = sorted(folder.glob("seed*"))
     evals = [read_evals(s / "eval.csv") for s in seeds]
     steps = [(read_status(s) or {}).get("env_step", 0) for s in seeds]
-    row = {"kind": "learn", "key": run.key, "mode": mode, "seeds": len(seeds), "exit": rc}
+    row = {"kind": "learn", "key": run.key, "mode": run.mode, "seeds": len(seeds), "exit": rc}
     row.update(wall_s=round(wall, 1), env_steps=min(steps, default=0))
     row["env_steps_per_s"] = round(row["env_steps"] / wall, 1) if wall > 0 else None
     common = set.intersection(*(set(e) for e in evals)) if evals and all(evals) else set()
@@ -352,9 +351,9 @@ def summary(rows: list[dict]) -> str:
 
 
 def latest_test_outcomes(rows: list[dict]) -> dict[str, str]:
-    """{test id: its last outcome}: `collected` for a test the part never reached."""
+    """{test id: its last outcome}: `not reached` for a test the part collected but never ran (cut off)."""
     out: dict[str, str] = {}
     for r in rows:
-        if r["kind"] == "test" and (r["outcome"] != "passed" or out.get(r["test"]) in (None, "collected")):
-            out[r["test"]] = r["outcome"]
+        if r["kind"] == "test" and (r["outcome"] != "passed" or out.get(r["test"]) in (None, "not reached")):
+            out[r["test"]] = "not reached" if r["outcome"] == "collected" else r["outcome"]
     return out

@@ -72,6 +72,14 @@ class LearnRun:
     def key(self) -> str:
         return f"{self.agent} {self.task} {'pixels' if 'obs=pixels' in self.keys else 'state'}"
 
+    @property
+    def mode(self) -> str:
+        """How its updates run: "K-seed", or the MODE_NAMES name of its compile keys."""
+        if self.seeds > 1:
+            return "K-seed"
+        compiled = "compile=true" in self.keys
+        return MODE_NAMES["cudagraphs" if "cudagraphs=true" in self.keys else str(compiled).lower()]
+
 
 def task_of(agent: str) -> str:
     return TASK_OF.get(agent, STATE_TASK)
