@@ -81,6 +81,30 @@ def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):
         results.collect(first, tmp_path / "out")
 
 
+def test_section_shows_each_gpus_rows_and_lists_what_is_still_missing(tmp_path):
+    machine = {"part": 1, "kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
+    machine.update(driver="580", torch="2.11.0", cuda="13.0", python="3.12.3", cpu="x86")
+    eager = {"part": 2, "kind": "bench", "key": "iqrl walker-walk state fp32 compile=false K=1", "packed": 1}
+    # 1M env steps: 1e6 / 1000 s collecting + 5e5 updates / 50 per s = 1000 + 10000 s
+    eager.update(seeds=1, agent="iqrl", task="walker-walk", updates_per_s=50.0, env_steps_per_s=1000.0)
+    eager.update(hours_per_1m=11000 / 3600, ops_per_update=580, compile_s=0.0, peak_mem_mb=234)
+    k4 = {**eager, "key": "iqrl walker-walk state fp32 compile=false K=4", "seeds": 4, "updates_per_s": 20.0}
+    k4.update(hours_per_1m=None, env_steps_per_s=None)
+    tests = [
+        {"part": 1, "kind": "test", "test": f"tests/test_cuda.py::{t}", "outcome": o}
+        for t, o in (("test_a", "passed"), ("test_b", "collected"))
+    ]
+    rows = [machine, *tests, eager, k4]
+    (tmp_path / "h100.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = results.section(results.load_rows(tmp_path))
+    assert "### NVIDIA H100 80GB HBM3, 2026-11-25" in text
+    assert "Part 1, tests/test_cuda.py: 1 not reached, 1 passed." in text
+    # K = 4: 1000 s collecting + 5e5 updates / 20 per s = 26000 s = 7.22 h per run, 1.81 h per run on one GPU
+    assert "| iqrl walker-walk state fp32 compile=false K=4 | 20.0 | 80.0 |  | 7.22 | 1.81 |" in text
+    assert "- part 1: tests/test_cuda.py::test_b" in text
+    assert "- part 2, iqrl walker-walk state: fp32 compiled, fp32 graphs, fp32 eager K=16," in text
+
+
 def test_performance_md_gpu_section_is_generated_from_the_committed_results():
     """Regenerate with `python -m iqrl.gpu_report doc` (or `collect`, which does it too)."""
     assert results.section(results.load_rows()) in results.PERFORMANCE_MD.read_text()

@@ -112,7 +112,7 @@ def bench_lines(rows: list[dict]) -> list[str]:
             continue
         runs = r["seeds"] * r["packed"]
         hours = hours_per_run(r, bench)
-        per_gpu = None if hours is None else round(hours / runs, 2)
+        hours, per_gpu = (None, None) if hours is None else (round(hours, 2), round(hours / runs, 2))
         cells = [
             r["updates_per_s"],
             round(r["updates_per_s"] * runs, 2),
@@ -144,7 +144,7 @@ def hours_per_run(row: dict, rows: list[dict]) -> float | None:
         return None
     collect_s = 1e6 / base["env_steps_per_s"]
     updates_per_step = (base["hours_per_1m"] * 3600 - collect_s) * base["updates_per_s"] / 1e6
-    return round((collect_s + 1e6 * updates_per_step / row["updates_per_s"]) / 3600, 2)
+    return (collect_s + 1e6 * updates_per_step / row["updates_per_s"]) / 3600
 
 
 def learn_lines(rows: list[dict]) -> list[str]:
@@ -160,15 +160,16 @@ def learn_lines(rows: list[dict]) -> list[str]:
 def missing_lines(rows: list[dict]) -> list[str]:
     """The planned rows that no result file holds (failed ones count as measured: their error is shown)."""
     done = {r.get("key") for r in rows if r["kind"] in ("bench", "learn")}
-    tests_ran = any(r["kind"] == "test" and r["outcome"] != "collected" for r in rows)
+    tests = latest_test_outcomes(rows)
     by_run: dict[str, list[str]] = {}
     for r in plan.part2_rows():
         if r.key not in done:
             by_run.setdefault(f"{r.agent} {r.task} {r.obs}", []).append(r.short)
     learn = [r.key for r in plan.part3_runs(True, "false") if r.key not in done]
     lines = ["Not measured on any GPU yet:", ""]
-    if not tests_ran:
+    if not tests:
         lines.append("- part 1: tests/test_cuda.py in full")
+    lines += [f"- part 1: {t}" for t, outcome in tests.items() if outcome == "not reached"]
     lines += [f"- part 2, {run}: {', '.join(what)}" for run, what in by_run.items()]
     lines += [f"- part 3: {key}" for key in learn]
     return lines + ([] if len(lines) > 2 else ["- nothing"]) + [""]
