@@ -77,7 +77,7 @@ def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):
     assert rows[0]["kind"] == "machine"
     assert [(r["copy"], r["updates_per_s"]) for r in rows[1:]] == [(0, 2.0), (1, 2.0)]  # the later session's
     (first / "part2.jsonl").write_text(json.dumps({**machine, "gpu": None}) + "\n")
-    with pytest.raises(ValueError, match="without a GPU"):  # a smoke run's rows are not results
+    with pytest.raises(ValueError, match="smoke run or of a machine without a GPU"):
         results.collect(first, tmp_path / "out")
 
 

@@ -121,7 +121,7 @@ def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None) -
     budget = budget_s if budget_s is not None else (SMOKE_BUDGET_S[part] if smoke else BUDGET_S)
     log = RowLog(out / f"part{part}.jsonl", part)
     started = time.monotonic()
-    mach = log.append(machine())
+    mach = log.append({**machine(), "smoke": smoke})
     print(f"part {part} on {mach['gpu'] or mach['cpu']} (Python {mach['python']}, torch {mach['torch']})")
     print(f"rows: {log.path}", flush=True)
     deadline = started + budget
@@ -145,6 +145,8 @@ def part1(log: RowLog, smoke: bool, deadline: float) -> None:
     ]
     cmd += ["tests/test_cuda.py"]
     env = {**os.environ, ROWS_ENV: str(log.path)}
+    if smoke:  # the CPU check, also on a machine with a GPU: its CUDA tests skip
+        env["CUDA_VISIBLE_DEVICES"] = ""
     try:
         subprocess.run(cmd, cwd=REPO, env=env, timeout=max(deadline - time.monotonic(), 1.0))
     except subprocess.TimeoutExpired:
@@ -220,7 +222,7 @@ def part3(log: RowLog, smoke: bool, deadline: float) -> None:
     # the smoke always takes the K-seed mode's path (the choice is timing, and unit-tested on its own)
     kseed, mode = (True, "false") if smoke else learning_mode(part2_rows_of_this_machine(log.path.parent))
     runs = plan.part3_runs(kseed, mode, smoke)
-    device = [] if smoke else ["device=cuda"]
+    device = ["device=cpu" if smoke else "device=cuda"]
     root = Path(tempfile.mkdtemp(prefix="iqrl-gpu-report-"))  # run folders: large, never under OUT
     print(f"learning: {'K-seed mode' if kseed else 'compile=' + mode}; run folders in {root}", flush=True)
     started = time.monotonic()

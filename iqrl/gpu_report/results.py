@@ -47,8 +47,8 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
     machines = [r for r in rows if r["kind"] == "machine"]
     if not machines:
         raise ValueError(f"{src} holds no part*.jsonl with a machine row")
-    if not machines[-1]["gpu"]:  # smoke rows test the report; they are not results
-        raise ValueError(f"{src} holds rows of a machine without a GPU (a smoke run?): not collected")
+    if machines[-1].get("smoke") or not machines[-1]["gpu"]:  # smoke rows test the report: not results
+        raise ValueError(f"{src} holds the rows of a smoke run or of a machine without a GPU: not collected")
     target = folder / f"{machine_slug(machines[-1])}-{machines[-1]['date']}.jsonl"
     merged: dict[tuple, dict] = {}
     old = read_jsonl(target) if target.exists() else []
