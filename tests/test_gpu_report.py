@@ -23,9 +23,21 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def renders() -> bool:
+    """Whether a headless renderer works here (CI has one: IQRL_REQUIRE_RENDERER=1 makes its absence fail)."""
+    from iqrl.core import render
+
+    try:
+        return bool(render.select_backend())
+    except render.RendererUnavailable:
+        assert os.environ.get("IQRL_REQUIRE_RENDERER") != "1", "no headless renderer"
+        return False
+
+
 def test_smoke_runs_every_part_and_writes_its_rows(tmp_path):
     """`make gpu-report SMOKE=1` (all parts; about a minute on 2 cores): part 1 records every CUDA test
-    (skipped here), part 2 every smoke row, part 3 two learning runs stopped by its budget and evaluated."""
+    (skipped here), part 2 every smoke row, part 3 two learning runs stopped by its budget and evaluated.
+    Without a renderer the pixel row and run fail, and say so in their rows; everything else must pass."""
     cmd = ["make", "-s", "gpu-report", "SMOKE=1", f"GPU_OUT={tmp_path}", f"PY={sys.executable}"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -36,11 +48,15 @@ def test_smoke_runs_every_part_and_writes_its_rows(tmp_path):
     assert set(tests.values()) <= {"passed", "skipped"}
     bench = [r for r in part2 if r["kind"] == "bench"]
     assert [r["key"] for r in bench] == [r.key for r in plan.smoke_rows() for _ in range(r.packed)]
-    assert all("error" not in r and r["updates_per_s"] > 0 for r in bench), bench
+    pixels = renders()
+    assert all(
+        "error" not in r and r["updates_per_s"] > 0 for r in bench if pixels or "pixels" not in r["key"]
+    )
     learn = [r for r in part3 if r["kind"] == "learn"]
     assert [r["key"] for r in learn] == ["iqrl walker-walk state", "sac-ae cartpole-swingup pixels"]
     assert learn[0]["mode"] == "K-seed" and learn[0]["seeds"] == 2
-    assert all(r["exit"] == 3 and r["eval_step"] > 0 for r in learn), learn  # stopped, with a checkpoint
+    stopped = [r for r in learn if pixels or "pixels" not in r["key"]]
+    assert all(r["exit"] == 3 and r["eval_step"] > 0 for r in stopped), learn  # stopped, with a checkpoint
     assert "part 3 took" in done.stdout and "return" in done.stdout
 
 
