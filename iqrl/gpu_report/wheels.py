@@ -27,7 +27,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
-#: The Python packages of the GPU machines' image, 'cuda' (the device tool's KINDS.md, read 2026-11-17).
+#: The Python packages of the GPU machines' image, as the device tool's notes listed them on 2026-11-17.
 IMAGE_HAS = frozenset(
     """absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build
     certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings
