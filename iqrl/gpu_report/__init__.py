@@ -1,4 +1,4 @@
-"""`make gpu-report`: everything a lent GPU can tell us, in three parts of under 9 minutes each, and the
+"""`make gpu-report`: everything a lent GPU can tell us, in three parts of about 8 minutes each, and the
 preparation that gets the project onto a bare GPU machine (`make gpu-wheels`). docs/performance.md ("On a
 GPU") has the commands and the standing rule.
 

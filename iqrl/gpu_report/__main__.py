@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--out", type=Path, default=Path("gpu-report"))
     part.add_argument("--smoke", action="store_true", help="on the CPU at tiny sizes")
     part.add_argument(
-        "--budget-s", type=float, default=None, help="seconds per part (default: 510, smoke less)"
+        "--budget-s", type=float, default=None, help="seconds per part (default: 480, smoke less)"
     )
     wheels = sub.add_parser("wheels", help="the wheel set the GPU machine lacks, and its GL libraries")
     wheels.add_argument("--python", default="3.12", help="the GPU machine's Python, major.minor")
