@@ -124,10 +124,10 @@ bench: $(STAMP)
 		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) \
 		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
 
-# make gpu-report PART=1|2|3|all [SMOKE=1] [GPU_OUT=gpu-report]: what a lent GPU can tell us, in parts of about
+# make gpu-report PART=1|2|3|all [SMOKE=1] [GPU_OUT=gpu-report]: what a lent GPU tells us, in parts of about
 # 8 minutes, rows in GPU_OUT/part<N>.jsonl (docs/performance.md, "On a GPU"); SMOKE=1 runs every part on the
-# CPU at tiny sizes (tests/test_gpu_report.py, so in make test). No .venv prerequisite: a bare GPU machine runs
-# it with its python3 and the wheels of make gpu-wheels (scripts/gpu_part.sh).
+# CPU at tiny sizes (tests/test_gpu_report.py, so in make test). No .venv prerequisite: a bare GPU machine
+# runs it with its python3 and the wheels of make gpu-wheels (scripts/gpu_part.sh).
 PART ?= all
 SMOKE ?=
 GPU_OUT ?= gpu-report
