@@ -352,8 +352,10 @@ def summary(rows: list[dict]) -> str:
             got = r.get("error") or f"return {r['return_mean']} at {r['eval_step']} env steps"
             lines.append(f"  {r['key']:<30} {r['mode']:<10} {r['env_steps']:>7} env steps  {got}")
             lines += [f"      published {k}: {v}" for k, v in (r.get("published") or {}).items()]
-        elif r["kind"] == "missing":
-            lines.append(f"  missing: {r['key']} ({r['reason']})")
+    missing = [r for r in rows if r["kind"] == "missing"]
+    if missing:
+        names = ", ".join(r["key"] for r in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        lines.append(f"  missing: {len(missing)} rows ({missing[0]['reason']}): {names}")
     return "\n".join(lines)
 
 
