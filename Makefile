@@ -20,10 +20,12 @@ BENCH_OUT ?= bench.json
 AGENT ?=
 TASK ?=
 
-.PHONY: help install venv-install test lint format demo sweep status figures bench validate video clean
+.PHONY: help install venv-install test lint format demo sweep status figures bench validate video clean \
+	gpu-report gpu-wheels
 
 help:
 	@echo "make test | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
+	@echo "make gpu-report PART=1|2|3|all [SMOKE=1] | gpu-wheels [GPU_PYTHON=3.12]"
 
 $(STAMP): pyproject.toml
 	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install
@@ -121,3 +123,22 @@ bench: $(STAMP)
 	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
 		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) \
 		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
+
+# make gpu-report PART=1|2|3|all [SMOKE=1] [GPU_OUT=gpu-report]: what a lent GPU tells us, in parts of about
+# 8 minutes, rows in GPU_OUT/part<N>.jsonl (docs/performance.md, "On a GPU"); SMOKE=1 runs every part on the
+# CPU at tiny sizes (tests/test_gpu_report.py, so in make test). No .venv prerequisite: a bare GPU machine
+# runs it with its python3 and the wheels of make gpu-wheels (scripts/gpu_part.sh).
+PART ?= all
+SMOKE ?=
+GPU_OUT ?= gpu-report
+REPORT_PY = $(if $(wildcard $(PY)),$(PY),python3)
+gpu-report:
+	$(REPORT_PY) -m iqrl.gpu_report part $(PART) --out "$(GPU_OUT)" $(if $(filter 1,$(SMOKE)),--smoke)
+
+# make gpu-wheels [GPU_PYTHON=3.12] [GPU_GLIBC=2.28]: the wheels a bare GPU machine lacks, for its Python (its
+# python3 -V; 3.12 as last seen), in .whl/ with the published curves, and the GL libraries in .gl/; prints
+# their sizes against the device tool's 64 MiB.
+GPU_PYTHON ?= 3.12
+GPU_GLIBC ?= 2.28
+gpu-wheels: $(STAMP)
+	$(PY) -m iqrl.gpu_report wheels --python $(GPU_PYTHON) --glibc $(GPU_GLIBC) --out .whl

@@ -70,3 +70,36 @@ def select_reference(ref: pd.DataFrame, tasks, max_step: float | None = None) ->
     out["env_step"] = out["env_step"].astype(sel["env_step"].dtype if len(sel) else "int64")
     out.insert(2, "label", [reference_label(s, a) for s, a in zip(out["source"], out["algorithm"])])
     return out
+
+
+#: Our agent -> the algorithm name the published file uses for the same method (others: none published).
+PUBLISHED_NAME = {
+    "iqrl": "iQRL",
+    "iqrl-official": "iQRL",
+    "td3": "TD3",
+    "sac": "SAC",
+    "tcrl": "TCRL",
+    "dcwm": "DCWM",
+    "tdmpc2": "TD-MPC2",
+}
+
+
+def published_at(ref: pd.DataFrame, tasks: list[str], step: int, tolerance: int = 1000) -> pd.DataFrame:
+    """Main-result curves at `step`: per (task, source, algorithm) and seed, the return at the largest
+    env_step <= step + tolerance, where that step is >= step - tolerance (a seed whose curve stops earlier
+    is left out); then the mean over the seeds kept. A (task, source, algorithm) with no such seed has no
+    row. Columns: task, source, algorithm, label, published, n_seeds (seeds kept), env_step (the largest
+    step used)."""
+    sel = ref[(ref["ablation"] == "") & ref["task"].isin(tasks) & (ref["env_step"] <= step + tolerance)]
+    last = sel.sort_values("env_step").groupby(["task", "source", "algorithm", "seed"], sort=False).tail(1)
+    last = last[last["env_step"] >= step - tolerance]
+    cols = ["task", "source", "algorithm", "label", "published", "n_seeds", "env_step"]
+    if last.empty:
+        return pd.DataFrame(columns=cols)
+    out = (
+        last.groupby(["task", "source", "algorithm"], sort=True)
+        .agg(published=("episode_return", "mean"), n_seeds=("seed", "size"), env_step=("env_step", "max"))
+        .reset_index()
+    )
+    out["label"] = [reference_label(s, a) for s, a in zip(out["source"], out["algorithm"])]
+    return out[cols]

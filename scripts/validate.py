@@ -52,21 +52,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from analysis.load import AnalysisError  # noqa: E402
-from analysis.reference import DEFAULT_REFERENCE, load_reference, reference_label  # noqa: E402
+from analysis.reference import (  # noqa: E402
+    DEFAULT_REFERENCE,
+    PUBLISHED_NAME,
+    load_reference,
+    published_at,
+)
 
 DEFAULT_TASKS = ["cartpole-swingup", "walker-walk"]
 SMALL_CAPS = {"mlp_dims": [256, 256], "enc_mlp_dims": [256], "latent_dim": 64}
 LAST_EVALS = 2
-#: Our agent -> the algorithm name the published file uses for the same method (others: none published).
-PUBLISHED_NAME = {
-    "iqrl": "iQRL",
-    "iqrl-official": "iQRL",
-    "td3": "TD3",
-    "sac": "SAC",
-    "tcrl": "TCRL",
-    "dcwm": "DCWM",
-    "tdmpc2": "TD-MPC2",
-}
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -233,27 +228,6 @@ def our_results(
                 }
             )
     return pd.DataFrame(rows, columns=["agent", "task", "ours", "seeds", "last_step", "state"])
-
-
-def published_at(ref: pd.DataFrame, tasks: list[str], step: int, tolerance: int = 1000) -> pd.DataFrame:
-    """Main-result curves at `step`: per (task, source, algorithm) and seed, the return at the largest
-    env_step <= step + tolerance, where that step is >= step - tolerance (a seed whose curve stops earlier
-    is left out); then the mean over the seeds kept. A (task, source, algorithm) with no such seed has no
-    row. Columns: task, source, algorithm, label, published, n_seeds (seeds kept), env_step (the largest
-    step used)."""
-    sel = ref[(ref["ablation"] == "") & ref["task"].isin(tasks) & (ref["env_step"] <= step + tolerance)]
-    last = sel.sort_values("env_step").groupby(["task", "source", "algorithm", "seed"], sort=False).tail(1)
-    last = last[last["env_step"] >= step - tolerance]
-    cols = ["task", "source", "algorithm", "label", "published", "n_seeds", "env_step"]
-    if last.empty:
-        return pd.DataFrame(columns=cols)
-    out = (
-        last.groupby(["task", "source", "algorithm"], sort=True)
-        .agg(published=("episode_return", "mean"), n_seeds=("seed", "size"), env_step=("env_step", "max"))
-        .reset_index()
-    )
-    out["label"] = [reference_label(s, a) for s, a in zip(out["source"], out["algorithm"])]
-    return out[cols]
 
 
 def same_method(agent: str, task: str, published: pd.DataFrame) -> str:

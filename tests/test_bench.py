@@ -56,13 +56,15 @@ def test_count_ops_counts_forward_and_backward_kernels_not_views():
 
 def test_a_pixel_row_renders_frame_stacks_and_times_one_frame(renderer):
     """A row of `--obs pixels`: the agent is built for frame stacks and fed rendered data, and render_ms
-    is the time of one frame (here td3 at 32 px, two updates; paper sizes otherwise)."""
+    is the time of one frame (here td3 at 32 px, two updates, 100 seed steps and half a second of collection:
+    `--set` and `--collect-s`; paper sizes otherwise)."""
     from iqrl.bench.measure import FIELDS, measure
 
-    row = measure("td3", "cartpole-swingup", "fp32", "cpu", 2, obs="pixels", image_size=32)
+    short = {"extra": ["seed_steps=100"], "collect_s": 0.5}
+    row = measure("td3", "cartpole-swingup", "fp32", "cpu", 2, obs="pixels", image_size=32, **short)
     assert list(row) == FIELDS
     assert row["obs"] == "pixels" and row["render_ms"] > 0 and row["updates_per_s"] > 0
-    state = measure("td3", "cartpole-swingup", "fp32", "cpu", 2)
+    state = measure("td3", "cartpole-swingup", "fp32", "cpu", 2, **short)
     assert state["obs"] == "state" and state["render_ms"] is None
 
 

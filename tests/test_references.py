@@ -17,7 +17,7 @@ PATH = re.compile(
 )
 # a module of the package and what follows it: iqrl.<module>[.<name>...], and the old flat modules' names
 MODULES = "core|nn|agent|learners|multiseed|bench|train|video|demo|agents|envs|replay|layers|maths|optim"
-MODULES += "|checks|config|runfolder|loggers|diagnostics|quantizers|bench_plain"
+MODULES += "|checks|config|runfolder|loggers|diagnostics|quantizers|bench_plain|gpu_report"
 DOTTED = re.compile(
     r"(?<![\w./-])((?:iqrl\.(?:" + MODULES + r")|baselines\.[a-z_]+)(?:\.[A-Za-z_]\w*)*)(?!\.py)\b"
 )

@@ -2,7 +2,7 @@
 
     python -m iqrl.bench [--agents iqrl,td3] [--tasks walker-walk,dog-run] [--dtypes fp32,bf16]
                          [--compile false,true] [--device cpu] [--updates 20] [--out bench.json]
-                         [--obs state,pixels] [--image-size 84]
+                         [--obs state,pixels] [--image-size 84] [--set KEY=VALUE ...] [--collect-s 20]
     python -m iqrl.bench --compare old.json new.json      # speed ratios between two bench files
     python -m iqrl.bench --matmul-split --agents iqrl --tasks walker-walk  # matrix-product share of an update
     python -m iqrl.bench --plain --tasks walker-walk --compile false,true  # against a plain implementation
@@ -41,7 +41,15 @@ import torch
 from iqrl.bench import plain
 from iqrl.bench.compare import compare
 from iqrl.bench.matmul import matmul_peak, matmul_split
-from iqrl.bench.measure import COMPILE_MODES, FIELDS, bench_argv, measure, measure_seeds, plain_comparison
+from iqrl.bench.measure import (
+    COLLECT_BUDGET_S,
+    COMPILE_MODES,
+    FIELDS,
+    bench_argv,
+    measure,
+    measure_seeds,
+    plain_comparison,
+)
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.preflight import check_compile, check_precision
 from iqrl.core.registry import agent_class, agent_names
@@ -76,6 +84,20 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated among state, pixels: pixel rows for the agents built for pixels",
     )
     p.add_argument("--image-size", type=int, default=84, help="pixel rows: frame width and height")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a run key for every row, over the paper configuration "
+        "(repeatable; e.g. tiny sizes for a smoke run)",
+    )
+    p.add_argument(
+        "--collect-s",
+        type=float,
+        default=COLLECT_BUDGET_S,
+        help="seconds of data collection timed per row (whole episodes, at least one)",
+    )
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     p.add_argument(
@@ -116,10 +138,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.one:
         if args.group:
-            print(json.dumps(measure_seeds(*args.one, args.device, args.updates, args.group)))
+            print(json.dumps(measure_seeds(*args.one, args.device, args.updates, args.group, args.set)))
         else:
             row = measure(
-                *args.one, args.device, args.updates, args.one_compile, args.one_obs, args.image_size
+                *args.one,
+                args.device,
+                args.updates,
+                args.one_compile,
+                args.one_obs,
+                args.image_size,
+                args.set,
+                args.collect_s,
             )
             print(json.dumps(row))
         return 0
@@ -152,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                     for m, o in ((m, o) for m in modes for o in observations):
                         if o == "pixels" and not agent_class(a).PIXELS:
                             continue  # pixel rows only for the agents built for pixels
-                        cfg = build_config(bench_argv(a, t, d, args.device, m, o, args.image_size))
+                        cfg = build_config(bench_argv(a, t, d, args.device, m, o, args.image_size, args.set))
                         check_precision(cfg, device_type)
                         check_compile(cfg, device_type)
     except ConfigError as e:
@@ -184,27 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if o == "pixels" and not agent_class(a).PIXELS:
                     continue
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "iqrl.bench",
-                    "--one",
-                    a,
-                    t,
-                    d,
-                    "--device",
-                    args.device,
-                    "--updates",
-                    str(args.updates),
-                    "--group",
-                    str(k if k > 1 else 0),
-                    "--one-compile",
-                    m,
-                    "--one-obs",
-                    o,
-                    "--image-size",
-                    str(args.image_size),
-                ]
+                cmd = row_command(
+                    a, t, d, m, k, o, args.device, args.updates, args.image_size, args.set, args.collect_s
+                )
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode != 0:
                     print(
@@ -232,6 +243,48 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print(f"\nwrote {args.out}")
     return 0
+
+
+def row_command(
+    agent: str,
+    task: str,
+    dtype: str,
+    compile_mode: str,
+    seeds: int,
+    obs: str,
+    device: str,
+    updates: int,
+    image_size: int = 84,
+    extra=(),
+    collect_s: float = COLLECT_BUDGET_S,
+) -> list[str]:
+    """The command that measures one row in a process of its own (so that peak memory is the row's own)
+    and prints it as its last line, JSON. `seeds` > 1: a K-seed row; `extra`: run keys over the paper
+    configuration (`--set`). The GPU report (iqrl/gpu_report/parts.py) runs its rows through it too."""
+    return [
+        sys.executable,
+        "-m",
+        "iqrl.bench",
+        "--one",
+        agent,
+        task,
+        dtype,
+        "--device",
+        device,
+        "--updates",
+        str(updates),
+        "--group",
+        str(seeds if seeds > 1 else 0),
+        "--one-compile",
+        compile_mode,
+        "--one-obs",
+        obs,
+        "--image-size",
+        str(image_size),
+        "--collect-s",
+        str(collect_s),
+        *(f"--set={kv}" for kv in extra),
+    ]
 
 
 def plain_main(args, tasks: list[str], modes: list[str]) -> int:

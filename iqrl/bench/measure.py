@@ -61,11 +61,12 @@ COLLECT_BUDGET_S = 20.0
 
 
 def bench_argv(
-    agent: str, task: str, dtype: str, device: str, compile_mode: str, obs: str, size: int
+    agent: str, task: str, dtype: str, device: str, compile_mode: str, obs: str, size: int, extra=()
 ) -> list:
-    """The run keys of a row (its config is `build_config` of them, as a run's)."""
+    """The run keys of a row (its config is `build_config` of them, as a run's); `extra` keys come last, so
+    they override the paper configuration and BENCH_RUN (`--set`: e.g. tiny sizes for a smoke run)."""
     keys = [f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}", f"obs={obs}"]
-    return keys + [f"image_size={size}"] + COMPILE_MODES[compile_mode] + BENCH_RUN
+    return keys + [f"image_size={size}"] + COMPILE_MODES[compile_mode] + BENCH_RUN + list(extra)
 
 
 def hardware(device) -> str:
@@ -157,11 +158,12 @@ def prepare(
     compile_mode: str = "false",
     obs: str = "state",
     image_size: int = 84,
+    extra=(),
 ) -> Trainer:
     """The trainer of a row's run (BENCH_RUN), its replay filled by its own seed episodes. Its run folder is
     a temporary folder, removed with the trainer; it stays empty (only `Trainer.run` writes there)."""
     folder = tempfile.mkdtemp(prefix="iqrl-bench-")
-    argv = bench_argv(agent, task, dtype, device, compile_mode, obs, image_size)
+    argv = bench_argv(agent, task, dtype, device, compile_mode, obs, image_size, extra)
     trainer = Trainer(build_config([*argv, f"out={folder}"]))
     weakref.finalize(trainer, shutil.rmtree, folder, ignore_errors=True)
     while trainer.env_step < trainer.cfg.seed_steps:
@@ -190,8 +192,10 @@ def measure(
     compile_mode: str = "false",
     obs: str = "state",
     image_size: int = 84,
+    extra=(),
+    collect_s: float = COLLECT_BUDGET_S,
 ) -> dict:
-    trainer = prepare(agent, task, dtype, device, compile_mode, obs, image_size)
+    trainer = prepare(agent, task, dtype, device, compile_mode, obs, image_size, extra)
     cfg, env, a, replay, dev = trainer.cfg, trainer.env, trainer.agent, trainer.replay, trainer.device
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     timer = Timer(dev)
@@ -216,7 +220,7 @@ def measure(
         a.on_episode_start(training=training)
         a.act(obs, explore=training)
     first_acts_s = time.perf_counter() - t
-    env_sps = collection_rate(trainer, COLLECT_BUDGET_S)
+    env_sps = collection_rate(trainer, collect_s)
     obs = env.reset()
     a.on_episode_start(training=False)
     n_act, t = 0, time.perf_counter()
@@ -253,11 +257,11 @@ def measure(
     }
 
 
-def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int, k: int) -> dict:
+def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int, k: int, extra=()) -> dict:
     """Updates/s per seed of the K-seed mode (iqrl/multiseed/): K agents of the paper config updated
     as one vectorised group. The K seeds sample from the first one's replay (what the batches hold does not
     change the cost)."""
-    first = prepare(agent, task, dtype, device)
+    first = prepare(agent, task, dtype, device, extra=extra)
     dev, replay = first.device, first.replay
     others = [build_parts(dataclasses.replace(first.cfg, seed=s), dev).agent for s in range(1, k)]
     agents = [first.agent, *others]

@@ -1,0 +1,68 @@
+"""python -m iqrl.gpu_report: `make gpu-report` and `make gpu-wheels`.
+
+    python -m iqrl.gpu_report part 1|2|3|all --out DIR [--smoke] [--budget-s S]
+    python -m iqrl.gpu_report wheels [--python 3.12] [--glibc 2.28] [--out .whl] [--no-gl]
+    python -m iqrl.gpu_report collect DIR     # a GPU session's part*.jsonl -> docs/gpu-results/, then `doc`
+    python -m iqrl.gpu_report doc [--check]   # regenerate the GPU section of docs/performance.md
+
+`part`: on a GPU machine (docs/performance.md, "On a GPU"); `--smoke` runs every part on the CPU at tiny sizes
+(what `make test` checks). Each part writes DIR/part<N>.jsonl as it goes and ends with a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    part = sub.add_parser("part", help="run part 1, 2, 3 or all of them")
+    part.add_argument("part", choices=["1", "2", "3", "all"])
+    part.add_argument("--out", type=Path, default=Path("gpu-report"))
+    part.add_argument("--smoke", action="store_true", help="on the CPU at tiny sizes")
+    part.add_argument(
+        "--budget-s", type=float, default=None, help="seconds per part (default: 480, smoke less)"
+    )
+    wheels = sub.add_parser("wheels", help="the wheel set the GPU machine lacks, and its GL libraries")
+    wheels.add_argument("--python", default="3.12", help="the GPU machine's Python, major.minor")
+    wheels.add_argument("--glibc", default="2.28", help="the newest manylinux glibc tag to accept")
+    wheels.add_argument("--out", type=Path, default=Path(".whl"))
+    wheels.add_argument("--no-gl", action="store_true", help="leave out the GL libraries (.gl/, pixel rows)")
+    collect = sub.add_parser("collect", help="merge a GPU session's rows into docs/gpu-results/")
+    collect.add_argument("src", type=Path)
+    doc = sub.add_parser("doc", help="regenerate the GPU section of docs/performance.md")
+    doc.add_argument("--check", action="store_true", help="exit 1 if the section is out of date")
+    args = p.parse_args(argv)
+    if args.command == "part":
+        from iqrl.gpu_report.parts import run_part
+
+        for n in [1, 2, 3] if args.part == "all" else [int(args.part)]:
+            if rc := run_part(n, args.out, args.smoke, args.budget_s):
+                return rc
+        return 0
+    if args.command == "wheels":
+        from iqrl.gpu_report.wheels import prepare
+
+        return prepare(args.out, args.python, args.glibc, gl=not args.no_gl)
+    from iqrl.gpu_report import results
+
+    if args.command == "collect":
+        try:
+            print(f"wrote {results.collect(args.src)}")
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if getattr(args, "check", False):
+        stale = results.section(results.load_rows()) not in results.PERFORMANCE_MD.read_text()
+        print("docs/performance.md's GPU section is " + ("out of date" if stale else "up to date"))
+        return int(stale)
+    changed = results.write_doc()
+    print("docs/performance.md: GPU section " + ("regenerated" if changed else "unchanged"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The three parts of the GPU report. Each appends JSON rows to OUT/part<N>.jsonl as it goes (the machine
+first, then one row per test, bench row or training run), stops starting work when its time budget is
+nearly spent, and ends with a summary table. A part cut off still leaves every row written before.
+
+Row kinds: `machine` (every part's first row: GPU, driver, torch, CUDA, CPU, Python, package versions),
+`test` (part 1: one per test of tests/test_cuda.py, from iqrl/gpu_report/pytest_rows.py), `bench` (part 2:
+a `make bench` row with the plan's `key` and `packed`, or its `error`), `learn` (part 3: env steps
+reached, returns, the published curve there), `missing` (a planned row the part had no time for).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from iqrl.bench.cli import row_command
+from iqrl.bench.measure import hardware
+from iqrl.core.runfolder import read_status
+from iqrl.gpu_report import plan
+from iqrl.gpu_report.pytest_rows import ROWS_ENV
+
+REPO = Path(__file__).resolve().parents[2]
+#: A full part's budget: 8 minutes, under the device tool's 10 a command with the wheels' install and the
+#: imports, and three parts with the machine's start-ups within a session's 30 minutes of device time.
+BUDGET_S = 480.0
+#: Smoke budgets (CPU, tiny sizes): part 3's is the training time before the runs are stopped.
+SMOKE_BUDGET_S = {1: 120.0, 2: 240.0, 3: 12.0}
+#: Part 2 starts no row with less than this left: a compiled row at paper size may take 1-2 minutes (cold
+#: compile); a row cut off is recorded as missing, for a later session.
+ROW_RESERVE_S = 90.0
+#: Part 3: seconds a stopped run gets to finish its episode and write its checkpoint before it is killed.
+STOP_GRACE_S = 60.0
+CUT_OFF = "cut off by the part's budget"  # a row so marked is `missing`, measured by a later session
+PACKAGES = ("numpy", "pandas", "mujoco", "dm-control", "omegaconf", "pytest", "triton")
+
+
+class RowLog:
+    """Appends rows to a JSON-lines file, each flushed to disk at once (a part may be killed any time)."""
+
+    def __init__(self, path: Path, part: int):
+        self.path, self.part = path, part
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+
+    def append(self, row: dict) -> dict:
+        row = {"part": self.part, **row}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return row
+
+    def rows(self) -> list[dict]:
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def machine() -> dict:
+    """The machine row: what a result depends on, and the date (UTC) that names the result file."""
+    row = {
+        "kind": "machine",
+        "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        "gpu": None,
+        "gpu_memory_gb": None,
+        "driver": None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cpu": hardware(torch.device("cpu")),
+        "python": platform.python_version(),
+        "packages": {name: installed_version(name) for name in PACKAGES},
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        row.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1), driver=nvidia_driver())
+    return row
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def machine_slug(row: dict) -> str:
+    """`nvidia-h100-80gb-hbm3` from the GPU's name (`cpu` without one): the result file's name."""
+    return re.sub(r"[^a-z0-9]+", "-", (row["gpu"] or "cpu").lower()).strip("-")
+
+
+def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None) -> int:
+    """Run one part; its rows go to out/part<N>.jsonl. Exit 0, or 2 when a full part has no CUDA GPU."""
+    if not smoke and not torch.cuda.is_available():
+        print("error: the GPU report needs a CUDA GPU; SMOKE=1 (--smoke) runs it on the CPU", file=sys.stderr)
+        return 2
+    budget = budget_s if budget_s is not None else (SMOKE_BUDGET_S[part] if smoke else BUDGET_S)
+    log = RowLog(out / f"part{part}.jsonl", part)
+    started = time.monotonic()
+    mach = log.append({**machine(), "smoke": smoke})
+    print(f"part {part} on {mach['gpu'] or mach['cpu']} (Python {mach['python']}, torch {mach['torch']})")
+    print(f"rows: {log.path}", flush=True)
+    deadline = started + budget
+    {1: part1, 2: part2, 3: part3}[part](log, smoke, deadline)
+    print(f"\npart {part} took {time.monotonic() - started:.1f} s; rows in {log.path}")
+    print(summary(log.rows()))
+    return 0
+
+
+def part1(log: RowLog, smoke: bool, deadline: float) -> None:
+    """tests/test_cuda.py in full, one row per test as it ends (a test never reached: outcome `collected`)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "iqrl.gpu_report.pytest_rows",
+        "-p",
+        "no:cacheprovider",
+    ]
+    cmd += ["tests/test_cuda.py"]
+    env = {**os.environ, ROWS_ENV: str(log.path)}
+    if smoke:  # the CPU check, also on a machine with a GPU: its CUDA tests skip
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        subprocess.run(cmd, cwd=REPO, env=env, timeout=max(deadline - time.monotonic(), 1.0))
+    except subprocess.TimeoutExpired:
+        log.append({"kind": "missing", "key": "tests/test_cuda.py", "reason": CUT_OFF})
+
+
+def part2(log: RowLog, smoke: bool, deadline: float) -> None:
+    """The plan's bench rows in order, but those docs/gpu-results/ already holds for this GPU model (so that
+    successive sessions fill the plan in; IQRL_REPORT_ALL=1 measures them again); each row in its own
+    process(es), `packed` copies at once."""
+    device = "cpu" if smoke else "cuda"
+    if smoke:
+        print("smoke: tiny rows on the CPU; compiled, tf32 and cudagraphs rows skipped (CUDA / minutes each)")
+    done = (
+        set()
+        if os.environ.get("IQRL_REPORT_ALL")
+        else {r["key"] for r in committed_rows(2) if "error" not in r}
+    )
+    if done:
+        print(f"{len(done)} rows already measured on this GPU (docs/gpu-results/): left out", flush=True)
+    for row in (r for r in plan.part2_rows(smoke) if r.key not in done):
+        if deadline - time.monotonic() < (0 if smoke else ROW_RESERVE_S):
+            log.append({"kind": "missing", "key": row.key, "reason": "no time left in the part"})
+            continue
+        for copy, result in enumerate(bench(row, device, deadline, smoke)):  # packed: one row per copy
+            if result.get("error") == CUT_OFF:
+                log.append({"kind": "missing", "key": row.key, "reason": CUT_OFF})
+                continue
+            r = log.append({"kind": "bench", "key": row.key, "packed": row.packed, "copy": copy, **result})
+            print(f"{row.key}: " + (r.get("error") or f"{r['updates_per_s']} updates/s per run"), flush=True)
+
+
+def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list[dict]:
+    """The row's bench result(s), one per packed copy: the bench's JSON row, or {"error": its last line}."""
+    updates, collect_s = (2, 0.2) if smoke else (20, 5.0)  # on CUDA the bench times >= 500 updates
+    cmd = row_command(
+        row.agent,
+        row.task,
+        row.dtype,
+        row.compile,
+        row.seeds,
+        row.obs,
+        device,
+        updates,
+        row.image_size,
+        row.extra,
+        collect_s,
+    )
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(row.packed)
+    ]
+    results = []
+    for p in procs:
+        try:
+            stdout, stderr = p.communicate(timeout=max(deadline - time.monotonic(), 1.0))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            results.append({"error": CUT_OFF})
+            continue
+        if p.returncode == 0:
+            results.append(json.loads(stdout.strip().splitlines()[-1]))
+        else:
+            results.append({"error": (stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]})
+    return results
+
+
+def part3(log: RowLog, smoke: bool, deadline: float) -> None:
+    """Learning, as far as the part's time goes: the runs of plan.part3_runs side by side on the device,
+    stopped (SIGTERM: end of episode, checkpoint) when the budget is spent, then compared with the
+    published curves at the env step each reached."""
+    # the smoke always takes the K-seed mode's path (the choice is timing, and unit-tested on its own)
+    kseed, mode = (True, "false") if smoke else learning_mode(part2_rows_of_this_machine(log.path.parent))
+    runs = plan.part3_runs(kseed, mode, smoke)
+    device = ["device=cpu" if smoke else "device=cuda"]
+    root = Path(tempfile.mkdtemp(prefix="iqrl-gpu-report-"))  # run folders: large, never under OUT
+    print(f"learning: {'K-seed mode' if kseed else 'compile=' + mode}; run folders in {root}", flush=True)
+    started = time.monotonic()
+    procs = [start_run(run, root / run.agent, device) for run in runs]
+    stop_at = deadline if smoke else deadline - STOP_GRACE_S
+    while time.monotonic() < stop_at and any(p.poll() is None for p in procs):
+        time.sleep(1.0)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)  # the trainer stops at the end of its episode, with a checkpoint
+    killed_at = time.monotonic() + STOP_GRACE_S  # one grace for all runs: the part ends within its budget
+    for p in procs:
+        try:
+            p.wait(timeout=max(killed_at - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    wall = time.monotonic() - started
+    for run, p in zip(runs, procs):
+        log.append(learn_row(run, root / run.agent, p.returncode, wall))
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def start_run(run: plan.LearnRun, folder: Path, device: list[str]) -> subprocess.Popen:
+    if run.seeds > 1:
+        seeds = ",".join(str(s) for s in range(run.seeds))
+        cmd = ["-m", "iqrl.multiseed", f"seeds={seeds}", *run.keys, f"out={folder}", *device]
+    else:
+        cmd = ["-m", "iqrl.train", *run.keys, "seed=0", f"out={folder / 'seed0'}", *device]
+    folder.mkdir(parents=True)
+    with open(folder.parent / f"{run.agent}.log", "w") as log:
+        return subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+
+def learn_row(run: plan.LearnRun, folder: Path, rc: int, wall: float) -> dict:
+    """Env steps reached and the seeds' returns at the last evaluation they all have, with the published
+    main-result curves of the same method at that step (docs/learning-check.md's comparison)."""
+    seeds = sorted(folder.glob("seed*"))
+    evals = [read_evals(s / "eval.csv") for s in seeds]
+    steps = [(read_status(s) or {}).get("env_step", 0) for s in seeds]
+    row = {"kind": "learn", "key": run.key, "mode": run.mode, "seeds": len(seeds), "exit": rc}
+    row.update(wall_s=round(wall, 1), env_steps=min(steps, default=0))
+    row["env_steps_per_s"] = round(row["env_steps"] / wall, 1) if wall > 0 else None
+    common = set.intersection(*(set(e) for e in evals)) if evals and all(evals) else set()
+    if not common:
+        log_tail = (folder.parent / f"{run.agent}.log").read_text().strip().splitlines()[-1:]
+        return {**row, "eval_step": None, "error": "no evaluation" + (f": {log_tail[0]}" if log_tail else "")}
+    step = max(common)
+    returns = [e[step] for e in evals]
+    row.update(eval_step=step, returns=[round(r, 1) for r in returns])
+    row["return_mean"] = round(sum(returns) / len(returns), 1)
+    return {**row, "published": published(run.agent, run.task, step) if "obs=pixels" not in run.keys else {}}
+
+
+def read_evals(path: Path) -> dict[int, float]:
+    """eval.csv as {env_step: mean episode return}; {} when it is missing."""
+    if not path.exists():
+        return {}
+    with open(path) as f:
+        return {int(float(r["env_step"])): float(r["episode_return"]) for r in csv.DictReader(f)}
+
+
+def published(agent: str, task: str, step: int) -> dict[str, float]:
+    """{source label: mean published return} of the agent's method at `step` (within 1000 env steps), from
+    the reference file beside the checkout or carried in .whl/ (make gpu-wheels); {} without one."""
+    from analysis.reference import DEFAULT_REFERENCE, PUBLISHED_NAME, load_reference, published_at
+
+    path = next((p for p in (DEFAULT_REFERENCE, REPO / ".whl" / DEFAULT_REFERENCE.name) if p.exists()), None)
+    name = PUBLISHED_NAME.get(agent)
+    if path is None or name is None:
+        return {}
+    pub = published_at(load_reference(path), [task], step)
+    return {r.label: round(float(r.published), 1) for r in pub.itertuples() if r.algorithm == name}
+
+
+def committed_rows(part: int) -> list[dict]:
+    """The rows of `part` that docs/gpu-results/ holds for this machine's GPU model (none without a GPU)."""
+    from iqrl.gpu_report.results import load_rows
+
+    gpu = machine()["gpu"]
+    return [r for r in load_rows() if gpu and r.get("gpu") == gpu and r["part"] == part]
+
+
+def part2_rows_of_this_machine(out: Path) -> list[dict]:
+    """Part 2's bench rows measured on this GPU: collected into docs/gpu-results/ (the device tool empties
+    OUT between commands: collect part 2's files before part 3), or in OUT/part2.jsonl (`PART=all`)."""
+    rows = committed_rows(2)
+    here = out / "part2.jsonl"
+    if here.exists():
+        rows += [json.loads(line) for line in here.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("kind") == "bench"]
+
+
+def learning_mode(rows: list[dict]) -> tuple[bool, str]:
+    """(K-seed mode?, compile mode of a single run) for part 3's iqrl run, from part 2's rows of iqrl on
+    walker-walk in fp32: the K-seed mode when its row of the fewest seeds (K = 4; the smoke's K = 2) gave
+    more updates/s in all than the fastest single run, else one seed in the fastest mode. Without rows, the
+    K-seed mode: on the H100 measured eagerly (docs/performance.md) four seeds gave 65 updates/s in all
+    against 52 for one run."""
+    mine = [
+        r
+        for r in rows
+        if r.get("key", "").startswith(f"iqrl {plan.STATE_TASK} state fp32 ")
+        and r.get("packed") == 1
+        and "error" not in r
+    ]
+    single = {str(r["compile"]).lower(): r["updates_per_s"] for r in mine if r["seeds"] == 1}
+    grouped = sorted((r["seeds"], r["seeds"] * r["updates_per_s"]) for r in mine if r["seeds"] > 1)
+    best = max(single, key=single.get, default="false")
+    return (bool(grouped) and grouped[0][1] >= single.get(best, 0.0)) or not single, best
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def summary(rows: list[dict]) -> str:
+    """The part's short table (plain text) from its rows."""
+    lines = []
+    tests = latest_test_outcomes(rows)
+    if tests:
+        counts = {o: sum(v == o for v in tests.values()) for o in sorted(set(tests.values()))}
+        lines.append("tests/test_cuda.py: " + ", ".join(f"{n} {o}" for o, n in counts.items()))
+        lines += [f"  {o:<9} {t}" for t, o in tests.items() if o not in ("passed", "skipped")]
+    for r in rows:
+        if r["kind"] == "bench":
+            rate = r.get("error") or f"{r['updates_per_s']:>9.2f} updates/s  {r.get('hours_per_1m')} h/1M"
+            lines.append(f"  {r['key']:<58} {rate}")
+        elif r["kind"] == "learn":
+            got = r.get("error") or f"return {r['return_mean']} at {r['eval_step']} env steps"
+            lines.append(f"  {r['key']:<30} {r['mode']:<10} {r['env_steps']:>7} env steps  {got}")
+            lines += [f"      published {k}: {v}" for k, v in (r.get("published") or {}).items()]
+    missing = [r for r in rows if r["kind"] == "missing"]
+    if missing:
+        names = ", ".join(r["key"] for r in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        lines.append(f"  missing: {len(missing)} rows ({missing[0]['reason']}): {names}")
+    return "\n".join(lines)
+
+
+def latest_test_outcomes(rows: list[dict]) -> dict[str, str]:
+    """{test id: its last outcome}: `not reached` for a test the part collected but never ran (cut off)."""
+    out: dict[str, str] = {}
+    for r in rows:
+        if r["kind"] == "test" and (r["outcome"] != "passed" or out.get(r["test"]) in (None, "not reached")):
+            out[r["test"]] = "not reached" if r["outcome"] == "collected" else r["outcome"]
+    return out

@@ -1,0 +1,142 @@
+"""What each part of the GPU report measures, in the order it measures it: the most wanted rows first, so a
+part that runs out of time has measured those. `smoke=True` gives the CPU check's tiny rows (`make
+gpu-report SMOKE=1`), one of each kind, which runs every code path of the parts but the CUDA-only ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iqrl.core.config import build_config
+from iqrl.core.registry import agent_names
+from iqrl.multiseed.group import unsupported
+
+#: The state task of the bench rows and of the learning check; DC-MPC's is the task of its CPU rows.
+STATE_TASK = "walker-walk"
+TASK_OF = {"dcwm": "cartpole-swingup"}
+#: The pixel task of docs/performance.md's CPU pixel table, so that the two tables compare.
+PIXEL_TASK = "cartpole-swingup"
+MODES = ("false", "true", "cudagraphs")  # `make bench COMPILE=` values
+MODE_NAMES = {"false": "eager", "true": "compiled", "cudagraphs": "graphs"}
+DTYPES = ("fp32", "tf32", "bf16")
+K_SEEDS = (4, 16)  # K = 1 is the plain row of the same agent
+#: Pixel rows: sac-ae, iqrl, and sac with DrQ's random shift (docs/pixels.md: image_pad 4 gives DrQ).
+PIXEL_AGENTS = (("sac-ae", ()), ("iqrl", ()), ("sac", ("agent.image_pad=4",)))
+
+#: Smoke sizes (tests/conftest.py's tiny runs): short seed phase, small networks and batches.
+SMOKE_KEYS = ("seed_steps=100", "agent.mlp_dims=[32,32]", "agent.batch_size=16")
+SMOKE_IQRL = SMOKE_KEYS + ("agent.latent_dim=8", "agent.enc_mlp_dims=[32]")
+SMOKE_SAC_AE = SMOKE_KEYS + ("agent.feature_dim=8",)
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One `make bench` row (iqrl/bench/cli.py row_command); `packed` > 1 measures that many copies of it at
+    once, sharing the device, as a packed job's side-by-side runs do (docs/sweeps.md)."""
+
+    agent: str
+    task: str
+    dtype: str = "fp32"
+    compile: str = "false"
+    seeds: int = 1
+    obs: str = "state"
+    packed: int = 1
+    image_size: int = 84
+    extra: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The row's name in result files and in the list of missing rows."""
+        parts = [self.agent, self.task, self.obs, self.dtype, f"compile={self.compile}", f"K={self.seeds}"]
+        if self.packed > 1:
+            parts.append(f"packed={self.packed}")
+        return " ".join(parts + [k for k in self.extra if k.startswith("agent.image_pad")])
+
+    @property
+    def short(self) -> str:
+        """What the row varies beside its agent, task and observations: "fp32 graphs", "fp32 eager K=4"."""
+        parts = [self.dtype, MODE_NAMES[self.compile]]
+        parts += [f"K={self.seeds}"] * (self.seeds > 1) + [f"{self.packed} packed"] * (self.packed > 1)
+        return " ".join(parts + [k for k in self.extra if k.startswith("agent.image_pad")])
+
+
+@dataclass(frozen=True)
+class LearnRun:
+    """One training run of part 3: `seeds` > 1 trains them in one K-seed process (iqrl.multiseed)."""
+
+    agent: str
+    task: str
+    keys: tuple[str, ...]
+    seeds: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.agent} {self.task} {'pixels' if 'obs=pixels' in self.keys else 'state'}"
+
+    @property
+    def mode(self) -> str:
+        """How its updates run: "K-seed", or the MODE_NAMES name of its compile keys."""
+        if self.seeds > 1:
+            return "K-seed"
+        compiled = "compile=true" in self.keys
+        return MODE_NAMES["cudagraphs" if "cudagraphs=true" in self.keys else str(compiled).lower()]
+
+
+def task_of(agent: str) -> str:
+    return TASK_OF.get(agent, STATE_TASK)
+
+
+def has_k_seed_mode(agent: str) -> bool:
+    return unsupported(build_config([f"agent={agent}", f"task={task_of(agent)}"])) is None
+
+
+def part2_rows(smoke: bool = False) -> list[BenchRow]:
+    """The bench rows of part 2, most wanted first: iqrl's eager, compiled and graph-captured updates and
+    its K-seed mode (the open questions of docs/performance.md), td3's, iqrl's reduced precisions, a packed
+    pair, the pixel rows, DC-MPC, then every agent in every mode and precision and every K-seed row."""
+    if smoke:
+        return smoke_rows()
+    ww = STATE_TASK
+    rows = [BenchRow("iqrl", ww, compile=m) for m in MODES]
+    rows += [BenchRow("iqrl", ww, seeds=k) for k in K_SEEDS]
+    rows += [BenchRow("td3", ww, compile=m) for m in MODES]
+    rows += [BenchRow("iqrl", ww, d, m) for d in DTYPES[1:] for m in MODES]
+    rows += [BenchRow("iqrl", ww, packed=2)]
+    rows += [BenchRow(a, PIXEL_TASK, obs="pixels", extra=extra) for a, extra in PIXEL_AGENTS]
+    agents = sorted(agent_names(), key=lambda a: a != "dcwm")  # DC-MPC (MPPI) has never run on a GPU here
+    rows += [BenchRow(a, task_of(a), d, m) for d in DTYPES for a in agents for m in MODES]
+    rows += [BenchRow(a, task_of(a), seeds=k) for a in agents if has_k_seed_mode(a) for k in K_SEEDS]
+    unique: dict[str, BenchRow] = {}
+    for r in rows:
+        unique.setdefault(r.key, r)  # the first of equal keys, where it first comes
+    return list(unique.values())
+
+
+def smoke_rows() -> list[BenchRow]:
+    """One tiny row of each kind that runs on a CPU: K-seed, an eager packed pair, pixels (32 px).
+    Compiled rows are left out (compiling takes 10-35 s a row on a CPU; tests/test_compile.py holds them to
+    eager), as are tf32 and cudagraphs, which need CUDA."""
+    ww = STATE_TASK
+    return [
+        BenchRow("iqrl", ww, seeds=2, extra=SMOKE_IQRL),
+        BenchRow("iqrl", ww, packed=2, extra=SMOKE_IQRL),
+        BenchRow("sac-ae", PIXEL_TASK, obs="pixels", image_size=32, extra=SMOKE_SAC_AE),
+    ]
+
+
+def part3_runs(kseed: bool, mode: str, smoke: bool = False) -> list[LearnRun]:
+    """iqrl on walker-walk (five seeds in one K-seed process when `kseed`, else one seed with the `compile`
+    mode `mode`) and a pixel sac-ae run on cartpole-swingup, both to 100k env steps or as far as the part's
+    time goes. Evaluations every 5000 env steps, so that a few minutes' run has some."""
+    iqrl = ["agent=iqrl", f"task={STATE_TASK}", "steps=100000", "eval_every=5000", "checkpoint_every=100000"]
+    sac_ae = ["agent=sac-ae", f"task={PIXEL_TASK}", "obs=pixels", "image_size=84"]
+    sac_ae += ["steps=100000", "eval_every=5000", "checkpoint_every=100000"]
+    if smoke:  # tiny runs, evaluated often; they still run until the part stops them
+        tiny = ["episode_length=100", "eval_every=100", "eval_episodes=1", "diag_every=100"]
+        iqrl += [*tiny, *SMOKE_IQRL]
+        sac_ae += [*tiny, *SMOKE_SAC_AE, "image_size=32"]
+    if not kseed:
+        iqrl += [f"compile={mode != 'false'}".lower()] + (["cudagraphs=true"] if mode == "cudagraphs" else [])
+    return [
+        LearnRun("iqrl", STATE_TASK, tuple(iqrl), seeds=(2 if smoke else 5) if kseed else 1),
+        LearnRun("sac-ae", PIXEL_TASK, tuple(sac_ae)),
+    ]

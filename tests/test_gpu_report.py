@@ -1,0 +1,199 @@
+"""`make gpu-report` (iqrl/gpu_report/): every part at smoke size on the CPU, the wheel set for a bare GPU
+machine, and the generated GPU section of docs/performance.md. The parts' GPU sizes run only where a GPU
+is lent (docs/performance.md, "On a GPU"); these keep them working until then."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from iqrl.gpu_report import plan, results
+from iqrl.gpu_report.parts import latest_test_outcomes, learning_mode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def renders() -> bool:
+    """Whether a headless renderer works here (CI has one: IQRL_REQUIRE_RENDERER=1 makes its absence fail)."""
+    from iqrl.core import render
+
+    try:
+        return bool(render.select_backend())
+    except render.RendererUnavailable:
+        assert os.environ.get("IQRL_REQUIRE_RENDERER") != "1", "no headless renderer"
+        return False
+
+
+def test_smoke_runs_every_part_and_writes_its_rows(tmp_path):
+    """`make gpu-report SMOKE=1` (all parts; about a minute on 2 cores): part 1 records every CUDA test
+    (skipped here), part 2 every smoke row, part 3 two learning runs stopped by its budget and evaluated.
+    Without a renderer the pixel row and run fail, and say so in their rows; everything else must pass."""
+    cmd = ["make", "-s", "gpu-report", "SMOKE=1", f"GPU_OUT={tmp_path}", f"PY={sys.executable}"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    part1, part2, part3 = (read(tmp_path / f"part{n}.jsonl") for n in (1, 2, 3))
+    assert all(rows[0]["kind"] == "machine" and rows[0]["python"] for rows in (part1, part2, part3))
+    tests = latest_test_outcomes(part1)
+    assert len(tests) >= 20 and all(t.startswith("tests/test_cuda.py::") for t in tests)
+    assert set(tests.values()) <= {"passed", "skipped"}
+    bench = [r for r in part2 if r["kind"] == "bench"]
+    assert [r["key"] for r in bench] == [r.key for r in plan.smoke_rows() for _ in range(r.packed)]
+    pixels = renders()
+    assert all(
+        "error" not in r and r["updates_per_s"] > 0 for r in bench if pixels or "pixels" not in r["key"]
+    )
+    learn = [r for r in part3 if r["kind"] == "learn"]
+    assert [r["key"] for r in learn] == ["iqrl walker-walk state", "sac-ae cartpole-swingup pixels"]
+    assert learn[0]["mode"] == "K-seed" and learn[0]["seeds"] == 2
+    stopped = [r for r in learn if pixels or "pixels" not in r["key"]]
+    assert all(r["exit"] == 3 and r["eval_step"] > 0 for r in stopped), learn  # stopped, with a checkpoint
+    assert "part 3 took" in done.stdout and "return" in done.stdout
+
+
+def test_learning_mode_takes_the_k_seed_mode_only_when_it_is_faster_in_all():
+    def row(compile_, seeds, ups):
+        key = f"iqrl walker-walk state fp32 compile={str(compile_).lower()} K={seeds}"
+        return {
+            "kind": "bench",
+            "key": key,
+            "packed": 1,
+            "compile": compile_,
+            "seeds": seeds,
+            "updates_per_s": ups,
+        }
+
+    eager, graphs = row(False, 1, 50.0), row("cudagraphs", 1, 300.0)
+    assert learning_mode([eager, row(False, 4, 16.0), row(False, 16, 11.0)]) == (True, "false")  # 64 > 50
+    assert learning_mode([eager, graphs, row(False, 4, 16.0)]) == (False, "cudagraphs")
+    assert learning_mode([]) == (True, "false")  # the H100's eager measurement: K = 4 gave more in all
+
+
+def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):
+    machine = {"part": 2, "kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
+    pair = {"part": 2, "kind": "bench", "key": "iqrl walker-walk state fp32 compile=false K=1 packed=2"}
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, ups in ((first, 1.0), (second, 2.0)):
+        folder.mkdir()
+        rows = [machine] + [{**pair, "copy": c, "updates_per_s": ups} for c in (0, 1)]
+        (folder / "part2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results.collect(first, tmp_path / "out")
+    target = results.collect(second, tmp_path / "out")
+    assert target.name == "nvidia-h100-80gb-hbm3-2026-11-25.jsonl"
+    rows = read(target)
+    assert rows[0]["kind"] == "machine"
+    assert [(r["copy"], r["updates_per_s"]) for r in rows[1:]] == [(0, 2.0), (1, 2.0)]  # the later session's
+    (first / "part2.jsonl").write_text(json.dumps({**machine, "gpu": None}) + "\n")
+    with pytest.raises(ValueError, match="smoke run or of a machine without a GPU"):
+        results.collect(first, tmp_path / "out")
+
+
+def test_section_shows_each_gpus_rows_and_lists_what_is_still_missing(tmp_path):
+    machine = {"part": 1, "kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
+    machine.update(driver="580", torch="2.11.0", cuda="13.0", python="3.12.3", cpu="x86")
+    eager = {"part": 2, "kind": "bench", "key": "iqrl walker-walk state fp32 compile=false K=1", "packed": 1}
+    # 1M env steps: 1e6 / 1000 s collecting + 5e5 updates / 50 per s = 1000 + 10000 s
+    eager.update(seeds=1, agent="iqrl", task="walker-walk", updates_per_s=50.0, env_steps_per_s=1000.0)
+    eager.update(hours_per_1m=11000 / 3600, ops_per_update=580, compile_s=0.0, peak_mem_mb=234)
+    k4 = {**eager, "key": "iqrl walker-walk state fp32 compile=false K=4", "seeds": 4, "updates_per_s": 20.0}
+    k4.update(hours_per_1m=None, env_steps_per_s=None)
+    tests = [
+        {"part": 1, "kind": "test", "test": f"tests/test_cuda.py::{t}", "outcome": o}
+        for t, o in (("test_a", "passed"), ("test_b", "collected"))
+    ]
+    rows = [machine, *tests, eager, k4]
+    (tmp_path / "h100.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = results.section(results.load_rows(tmp_path))
+    assert "### NVIDIA H100 80GB HBM3, 2026-11-25" in text
+    assert "Part 1, tests/test_cuda.py: 1 not reached, 1 passed." in text
+    # K = 4: 1000 s collecting + 5e5 updates / 20 per s = 26000 s = 7.22 h per run, 1.81 h per run on one GPU
+    assert "| iqrl walker-walk state fp32 compile=false K=4 | 20.0 | 80.0 |  | 7.22 | 1.81 |" in text
+    assert "- part 1: tests/test_cuda.py::test_b" in text
+    assert "- part 2, iqrl walker-walk state: fp32 compiled, fp32 graphs, fp32 eager K=16," in text
+
+
+def test_performance_md_gpu_section_is_generated_from_the_committed_results():
+    """Regenerate with `python -m iqrl.gpu_report doc` (or `collect`, which does it too)."""
+    assert results.section(results.load_rows()) in results.PERFORMANCE_MD.read_text()
+
+
+def image_site(dest: Path) -> Path:
+    """A site folder with links to this environment's installs of the packages the GPU image holds
+    (wheels.IMAGE_HAS: torch, numpy, pandas, ...) and of what they require, and nothing else."""
+    from packaging.utils import canonicalize_name
+
+    from iqrl.gpu_report.wheels import IMAGE_HAS, closure
+
+    installed = {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions()}
+    image = [name for name in IMAGE_HAS if name in installed]
+    dest.mkdir()
+    for name in {*image, *closure(image)}:
+        dist = installed[name]
+        for top in {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
+            src = Path(dist.locate_file(top))
+            if top != "__pycache__" and src.exists() and not (dest / top).exists():
+                (dest / top).symlink_to(src)
+    return dest
+
+
+ISOLATED = """
+import sys
+sys.path[:0] = sys.argv[1:4]
+import dm_control, mujoco, omegaconf, rliable, submitit
+assert all(m.__file__.startswith(sys.argv[1]) for m in (dm_control, mujoco, omegaconf, rliable, submitit))
+import iqrl.bench.cli, iqrl.gpu_report.parts, iqrl.multiseed.runs, analysis.reference, slurm.submit
+from iqrl.core.envs import make_env
+for task in ("walker-walk", "cartpole-swingup", "dog-run"):
+    env = make_env(task, 0, 2, 10)
+    env.reset()
+from iqrl.train import main
+sys.exit(main(["agent=td3", "task=walker-walk", "steps=200", "episode_length=100", "seed_steps=100",
+               "eval_every=200", "eval_episodes=1", "agent.mlp_dims=[16,16]", f"out={sys.argv[4]}"]))
+"""
+
+
+@pytest.mark.network
+def test_wheel_set_runs_the_project_beside_the_gpu_images_packages_alone(tmp_path, monkeypatch):
+    """`make gpu-wheels` for this Python: installed with --no-index into a folder, beside only the GPU
+    image's packages, it imports the project, builds the report's environments and trains a short run.
+    Downloads the wheels (pip's cache keeps them); skipped when no package index can be reached."""
+    from iqrl.gpu_report.wheels import build
+
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for option, value in (("RETRIES", "1"), ("TIMEOUT", "20"), ("DEFAULT_TIMEOUT", "20")):
+        monkeypatch.setenv(f"PIP_{option}", value)  # an unreachable index: a skip within a minute, not a hang
+    try:
+        build(tmp_path / "whl", python)
+    except subprocess.CalledProcessError as e:
+        if "download" not in e.cmd:  # building an sdist's wheel failed: a real failure
+            raise
+        pytest.skip(f"pip download of the wheel set failed (exit {e.returncode}): no index reachable?")
+    site = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
+    wheels = [str(w) for w in (tmp_path / "whl").glob("*.whl")]
+    subprocess.run([*install, "--target", str(site), *wheels], check=True)
+    base = image_site(tmp_path / "image")
+    argv = [
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        ISOLATED,
+        str(site),
+        str(base),
+        str(REPO),
+        str(tmp_path / "run"),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run" / "eval.csv").exists()
