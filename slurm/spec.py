@@ -31,7 +31,8 @@ The variants of a sweep are the product of its axes (``variants`` x each ``zip``
 key); with no axes there is one variant, ``default``. Each run is agent x task x variant x seed and lives
 in ``RESULTS/<name>/<agent>/<task>/<variant>/seed<k>`` (variant name: ``slurm.naming.variant_name``).
 
-A run whose overrides say `init_from: <source name>` depends on a source run: the same agent and seed on the
+A variant whose overrides say `init_from: <source name>` runs on the tasks that source maps, each run
+depending on a source run: the same agent and seed on the
 source's task for that target task, with the sweep's fixed and per-agent overrides and the source's own, in
 ``RESULTS/<name>/<agent>/<source task>/source-<source name>/seed<k>``. The target's command line gets the
 source's folder as ``init_from``; its variant name and recorded overrides keep the source's name. ``runs()``
@@ -178,6 +179,8 @@ class Sweep:
                     }
                     overrides = tuple(dotlist({k: merged[k] for k in sorted(merged)}))
                     source = self.sources.get(merged.get("init_from"))
+                    if source is not None and task not in source.tasks:
+                        continue  # a variant that starts from a source runs on the tasks it serves
                     base = {**self.fixed, **self.per_agent.get(agent, {})}
                     for seed in self.seeds:
                         run = RunSpec(self.name, agent, task, seed, self.steps_for(task), vname, overrides)
@@ -286,8 +289,9 @@ def _sources(
     fixed: Mapping[str, Any],
     fail: Callable[[str], SweepError],
 ) -> dict[str, Source]:
-    """`sources`: name -> {tasks: {target task: source task}, steps, overrides}; every variant whose
-    init_from names one has a source task for each of the sweep's tasks."""
+    """`sources`: name -> {tasks: {target task: source task}, steps, overrides}, the target tasks among the
+    sweep's; a variant whose init_from names a source runs on the tasks it maps (others, a multi-task entry
+    say, have only the variants from scratch)."""
     if value is None:
         value = {}
     if not isinstance(value, dict):
@@ -330,9 +334,9 @@ def _sources(
                 f"variant {vname}: init_from {name!r} is neither a source of the sweep "
                 f"({', '.join(sources) or 'none'}) nor a path"
             )
-        lacking = [t for t in tasks if t not in sources[name].tasks]
-        if lacking:
-            raise fail(f"sources.{name}.tasks: no source task for {', '.join(lacking)}")
+        unknown = [t for t in sources[name].tasks if t not in tasks]
+        if unknown:
+            raise fail(f"sources.{name}.tasks: {', '.join(unknown)} is not one of the sweep's tasks")
     return sources
 
 

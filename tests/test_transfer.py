@@ -275,14 +275,23 @@ def test_a_sweep_lists_each_source_first_and_gives_its_folder_to_the_target(tmp_
     assert "init_from=balance" in target.overrides  # recorded by its source's name
 
 
+def test_a_variant_from_a_source_runs_only_on_the_tasks_the_source_serves(tmp_path):
+    text = SWEEP_WITH_SOURCE.replace(
+        "tasks: [cartpole-swingup]", "tasks: [cartpole-swingup, pendulum-swingup]"
+    )
+    keys = [r.key for r in load_sweep(_sweep_file(tmp_path, text), TASK_GROUPS).runs()]
+    assert "iqrl/pendulum-swingup/default/seed3" in keys and "iqrl/cartpole-swingup/default/seed3" in keys
+    assert [k for k in keys if "init_from" in k] == ["iqrl/cartpole-swingup/init_from=balance/seed3"]
+
+
 @pytest.mark.parametrize(
     "variant, sources, message",
     [
         ("{init_from: walk}", "{}", "init_from 'walk' is neither a source of the sweep (none) nor a path"),
         (
             "{init_from: b}",
-            "{b: {tasks: {walker-walk: x}, steps: 10}}",
-            "no source task for cartpole-swingup",
+            "{b: {tasks: {walker-run: x}, steps: 10}}",
+            "walker-run is not one of the sweep's tasks",
         ),
         ("{}", "{b: {tasks: {}, steps: 10, overrides: {init_from: a}}}", "'init_from' cannot be set here"),
     ],
