@@ -16,6 +16,9 @@ The trainer, sweeps and analysis know an agent only through this interface:
   acting state: DCWM's MPPI warm start, TCRL's episode-indexed sigma. Optional (default: nothing).
 * `on_episode_end()`: per-episode schedules (exploration noise), called after each training episode.
 * `state_dict()` / `load_state_dict()`: networks, targets, optimizers, counters and RNG state.
+* multi-task runs (a task list; docs/transfer.md): an agent with MULTITASK = True is built with the keyword
+  `num_tasks` (> 1) and samples a `MultiTaskReplay`; `task` is the index of the task that the following `act`
+  calls and episodes are of (the trainer sets it before each episode). Other agents are refused by the config.
 * `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`, `latent_width`) for diagnostics, where
   they exist; `exploration_sigma` (the current exploration std, for train.csv) where the agent has one.
 
@@ -177,6 +180,9 @@ class Agent(abc.ABC):
     STATE_VALUES: tuple[str, ...] = ()
     # Whether the agent learns from pixel observations (obs=pixels: a convolutional encoder in front).
     PIXELS: bool = False
+    # Whether it trains several tasks in one run (a task list): built with `num_tasks`, acting for `task`.
+    MULTITASK: bool = False
+    task: int = 0  # the task index the following `act` calls are for (multi-task runs)
 
     def __init__(self, cfg, device: torch.device | str, seed: int):
         self.cfg = cfg

@@ -69,6 +69,9 @@ LEGACY_VALUES = {
     "obs": "state",
     "image_size": 84,
     "frame_stack": 3,
+    # multi-task learners (iqrl/learners/multitask.py): inert in the single-task runs older versions made
+    "agent.task_heads": "embedding",
+    "agent.task_dim": 96,
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs

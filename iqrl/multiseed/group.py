@@ -407,4 +407,8 @@ def unsupported(cfg) -> str | None:
         return f"the K-seed mode trains in precision=fp32 only; got precision={cfg.precision}"
     if cfg.compile:  # it vectorises the update's functions itself (torch.func), not their compiled versions
         return "the K-seed mode runs eagerly; got compile=true (its seeds train one by one when packed)"
+    if not isinstance(cfg.task, str):  # its group shares one env and replay layout per seed
+        return (
+            "the K-seed mode trains one task per run; train a task list's (multi-task run's) seeds one by one"
+        )
     return cfg.agent.kseed_refusal()
