@@ -183,3 +183,46 @@ def test_the_k_seed_mode_refuses_a_task_list_and_a_one_task_list_is_a_single_tas
     assert build_config(argv).out == "runs/iqrl/cartpole-balance+cartpole-swingup/seed1"
     with pytest.raises(ConfigError, match="task must be a task name or a list of task names"):
         build_config(["task=[]"])
+
+
+def test_analysis_reads_a_multi_task_run_as_one_curve_per_task_beside_older_single_task_folders(tmp_path):
+    from analysis import metrics
+    from analysis.load import load_results
+
+    from analysis_helpers import write_run
+
+    results = tmp_path / "results"
+    write_run(  # a folder of an older version: no task column
+        results / "iqrl" / "cartpole-balance" / "seed1",
+        [(0, 10.0), (400, 30.0)],
+        config={"agent": {"name": "iqrl"}, "task": "cartpole-balance", "seed": 1, "steps": 400},
+    )
+    multi = write_run(
+        results / "iqrl" / "cartpole-balance+cartpole-swingup" / "seed1",
+        [(0, 1.0), (0, 2.0), (400, 50.0), (400, 5.0)],
+        config={"agent": {"name": "iqrl"}, "task": ["cartpole-balance", "cartpole-swingup"], "seed": 1},
+        train={"env_step": [400], "q_mean": [3.0]},
+    )
+    ev = (multi / "eval.csv").read_text().splitlines()
+    tasks = ["cartpole-balance", "cartpole-swingup"] * 2
+    (multi / "eval.csv").write_text(
+        "\n".join([ev[0] + ",task"] + [f"{r},{t}" for r, t in zip(ev[1:], tasks)])
+    )
+    table, info = load_results(results)
+    assert info.n_runs == 3
+    runs = table.drop_duplicates("run").set_index("run")
+    folder = "iqrl/cartpole-balance+cartpole-swingup/seed1"
+    assert runs.loc[f"{folder}#cartpole-swingup", ["method", "task", "group"]].tolist() == [
+        "iqrl multi-task",
+        "cartpole-swingup",
+        "easy",
+    ]
+    assert runs.loc["iqrl/cartpole-balance/seed1", "method"] == "iqrl"
+    curves = metrics.per_task_curves(table, "episode_return", reps=10)
+    last = curves[curves["env_step"] == 400].set_index(["method", "task"])["mean"]
+    assert last.to_dict() == {
+        ("iqrl", "cartpole-balance"): 30.0,
+        ("iqrl multi-task", "cartpole-balance"): 50.0,
+        ("iqrl multi-task", "cartpole-swingup"): 5.0,
+    }
+    assert table.loc[table["run"] == f"{folder}#cartpole-swingup", "q_mean"].dropna().tolist() == [3.0]
