@@ -226,3 +226,21 @@ def test_analysis_reads_a_multi_task_run_as_one_curve_per_task_beside_older_sing
         ("iqrl multi-task", "cartpole-swingup"): 5.0,
     }
     assert table.loc[table["run"] == f"{folder}#cartpole-swingup", "q_mean"].dropna().tolist() == [3.0]
+
+
+def test_a_sweeps_list_entry_is_one_multi_task_run_with_the_default_budget():
+    from slurm.spec import parse_sweep
+
+    data = {
+        "agents": ["iqrl"],
+        "tasks": [["walker-stand", "walker-walk"], "walker-walk"],
+        "seeds": 1,
+        "steps": {"easy": 100, "default": 200},
+    }
+    multi, single = parse_sweep(data, "t.yaml", "t", {"easy": ["walker-stand", "walker-walk"]}).runs()
+    assert (multi.key, multi.steps) == ("iqrl/walker-stand+walker-walk/default/seed0", 200)
+    assert (
+        multi.argv("/r")[1] == "task=[walker-stand,walker-walk]"
+        and single.argv("/r")[1] == "task=walker-walk"
+    )
+    assert build_config(multi.argv("/r")).task == ["walker-stand", "walker-walk"]

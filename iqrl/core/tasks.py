@@ -67,6 +67,12 @@ def task_label(task: str | list[str]) -> str:
     return "+".join(task_list(task))
 
 
+def label_tasks(label: str) -> str | list[str]:
+    """The `task` value a label of `task_label` stands for: one name, or the list of a multi-task run."""
+    tasks = label.split("+")
+    return tasks[0] if len(tasks) == 1 else tasks
+
+
 def task_group(task: str) -> str | None:
     for group, tasks in TASK_GROUPS.items():
         if task in tasks:
