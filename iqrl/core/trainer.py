@@ -200,10 +200,12 @@ class Trainer:
             "n_episodes": len(returns),
             "wall_time_s": round(self.wall_time(), 3),
         }
-        if len(self.tasks) > 1:
+        kind = "eval"
+        if len(self.tasks) > 1:  # each task its own series in the trackers (eval/<task>/episode_return)
             row["task"] = self.tasks[i]
+            kind = f"eval/{self.tasks[i]}"
         self.eval_rows.append(row)
-        self.trackers.log("eval", row)
+        self.trackers.log(kind, row)
         return row
 
     def eval_envs(self, i: int) -> list:
@@ -362,5 +364,9 @@ class Trainer:
                 return EXIT_INTERRUPTED
         self.save_checkpoint()
         write_status(self.run_dir, "done", self.env_step, cfg.steps)
-        progress.close(f"done: {self.run_dir} (final return {self.eval_rows[-1]['episode_return']:.1f})")
+        final = [
+            f"{r.get('task', 'final')} return {r['episode_return']:.1f}"
+            for r in self.eval_rows[-len(self.tasks) :]
+        ]
+        progress.close(f"done: {self.run_dir} ({', '.join(final)})")
         return EXIT_OK
