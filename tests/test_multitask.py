@@ -113,10 +113,11 @@ def test_separate_heads_step_each_tasks_learner_on_its_block_and_act_with_the_ro
     assert len(heads.extra.state_dict()["tasks"]) == 2
 
 
-def test_a_multi_task_run_evaluates_every_task_and_resumes_bit_identically(tmp_path):
+@pytest.mark.parametrize("heads", ["embedding", "separate"])
+def test_a_multi_task_run_evaluates_every_task_and_resumes_bit_identically(tmp_path, heads):
     """Stopped after 3 episodes (the next episode is task 1's) and resumed: the same eval.csv and train.csv as
     a run never stopped; every evaluation has a row per task; every update drew from both replays."""
-    extra = [TASKS, "agent.task_dim=4"]
+    extra = [TASKS, "agent.task_dim=4", f"agent.task_heads={heads}"]
     whole, parted = tmp_path / "whole", tmp_path / "parted"
     assert main(tiny_argv("iqrl", whole, steps=1000, extra=extra)) == EXIT_OK
     episodes = {"n": 0}
