@@ -117,10 +117,6 @@ class PerTaskLearners(nn.Module):
         self.learners = nn.ModuleList(learners)
 
     @property
-    def cfg(self) -> CriticConfig:
-        return self.learners[0].cfg
-
-    @property
     def episodes_trained(self) -> int:
         return self.learners[0].episodes_trained
 
