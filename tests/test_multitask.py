@@ -152,6 +152,14 @@ def test_a_multi_task_run_collects_tasks_in_turn_into_their_replays(tmp_path):
     trainer.learn(2)
     assert [b.task.tolist() for b in drawn] == [[0] * 8 + [1] * 8] * 2
     assert trainer.agent.learner.encoder.weight.shape == (2, 4)
+    # every task evaluated, each its own series for TensorBoard / W&B
+    logged = []
+    trainer.trackers.log = lambda kind, row: logged.append((kind, row["task"], row["env_step"]))
+    trainer.evaluate()
+    assert logged == [
+        ("eval/cartpole-balance", "cartpole-balance", 600),
+        ("eval/cartpole-swingup", "cartpole-swingup", 600),
+    ]
 
 
 @pytest.mark.parametrize(
