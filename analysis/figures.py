@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.load import AnalysisError, AnalysisWarning, cross_sweep_runs, eval_rows, load_results
+from analysis.load import (
+    MULTI_TASK,
+    AnalysisError,
+    AnalysisWarning,
+    cross_sweep_runs,
+    eval_rows,
+    load_results,
+)
 
 DEFAULT_STEPS = "100000,500000,1000000"
 PROFILE_TAUS = np.linspace(0.0, 1.0, 101)  # normalised return thresholds
@@ -330,7 +337,10 @@ def transfer_arms(runs) -> dict[str, str]:
     for method, g in runs.groupby("method"):
         sources = sorted(set(g["source"]) - {""})
         parts = " / ".join(sorted(set(g["source_parts"]) - {""}))
-        labels[method] = f"{method}: from {', '.join(sources)} [{parts}]" if sources else f"{method}: scratch"
+        if sources:
+            labels[method] = f"{method}: from {', '.join(sources)} [{parts}]"
+        else:  # from scratch, on the target task alone or beside its domain's other tasks
+            labels[method] = method if method.endswith(MULTI_TASK) else f"{method}: scratch"
     return labels
 
 

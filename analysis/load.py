@@ -59,6 +59,7 @@ RUN_COLUMNS = (
     "source",
     "source_parts",
 )
+MULTI_TASK = "multi-task"  # what a multi-task run's method label ends with
 CACHE_VERSION = 3  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
 CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
@@ -326,7 +327,9 @@ def source_of(cfg: dict) -> tuple[str, str]:
 # One run -> rows
 # ---------------------------------------------------------------------------------------------------
 def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
-    """The tidy rows of one run folder (raises ValueError with a reason when it cannot be read)."""
+    """The tidy rows of one run folder (raises ValueError with a reason when it cannot be read). A multi-task
+    run (eval.csv with a `task` column, docs/run-folder.md) gives one run per task: `run` is
+    `<folder>#<task>`, the method `<agent>[/<variant>] multi-task`, and train.csv's rows join every task's."""
     ident = read_identity(run_dir, results)
     ev = pd.read_csv(run_dir / "eval.csv")
     if "env_step" not in ev or "episode_return" not in ev:
@@ -334,6 +337,22 @@ def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
     ev = ev.dropna(subset=["env_step", "episode_return"])
     if ev.empty:
         raise ValueError("no evaluations yet")
+    if "task" not in ev:
+        return run_rows(run_dir, results, ident, ev)
+    return pd.concat(
+        [
+            run_rows(run_dir, results, ident, rows.drop(columns="task"), task)
+            for task, rows in ev.groupby("task")
+        ],
+        ignore_index=True,
+    )
+
+
+def run_rows(
+    run_dir: Path, results: Path, ident: dict, ev: pd.DataFrame, task: str | None = None
+) -> pd.DataFrame:
+    """The tidy rows of one run's evaluations `ev` joined with its train.csv; `task`: the task of those rows
+    in a multi-task run (None: the run's one task)."""
     # a resumed run may repeat a step: keep its last row whole (groupby().last() would mix rows
     # column by column where the last one has a NaN)
     ev = ev.drop_duplicates("env_step", keep="last")
@@ -350,14 +369,19 @@ def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
     status = read_status(run_dir) or {}
     target = ident["target_steps"] if ident["target_steps"] is not None else status.get("steps")
     agent, variant = str(ident["agent"]), str(ident["variant"])
+    run = run_dir.relative_to(results).as_posix() or "."
+    method = method_label(agent, variant)
+    if task is not None:  # a multi-task run stands beside the single-task runs of its tasks
+        run, method = f"{run}#{task}", f"{method} {MULTI_TASK}"
+    task = str(ident["task"]) if task is None else task
     run_cols = {
-        "run": run_dir.relative_to(results).as_posix() or ".",
+        "run": run,
         "sweep": str(ident["sweep"]),
         "agent": agent,
         "variant": variant,
-        "method": method_label(agent, variant),
-        "task": str(ident["task"]),
-        "group": task_group(str(ident["task"])),
+        "method": method,
+        "task": task,
+        "group": task_group(task),
         "seed": int(ident["seed"]),
         "state": str(status.get("state") or "unknown"),
         "target_steps": float(target) if target is not None else math.nan,

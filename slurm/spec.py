@@ -4,7 +4,8 @@ A sweep file (``ablations/*.yaml``)::
 
     name: horizon               # optional; defaults to the file name. Runs land in RESULTS/<name>/...
     agents: [iqrl]              # agent registry names
-    tasks: [easy, cheetah-run]  # dm_control task names and/or the groups easy / medium / hard
+    tasks: [easy, cheetah-run]  # dm_control task names and/or the groups easy / medium / hard; a list
+                                # entry, [walker-stand, walker-walk], is one multi-task run (docs/transfer.md)
     seeds: 5                    # a count (seeds 0..4) or an explicit list [0, 3, 7]
     steps: {easy: 1000000, medium: 1000000, hard: 3000000}   # env steps per run: one int, or per group
                                                              # (a `default:` entry covers ungrouped tasks)
@@ -29,7 +30,9 @@ A sweep file (``ablations/*.yaml``)::
 
 The variants of a sweep are the product of its axes (``variants`` x each ``zip`` entry x each ``grid``
 key); with no axes there is one variant, ``default``. Each run is agent x task x variant x seed and lives
-in ``RESULTS/<name>/<agent>/<task>/<variant>/seed<k>`` (variant name: ``slurm.naming.variant_name``).
+in ``RESULTS/<name>/<agent>/<task>/<variant>/seed<k>`` (variant name: ``slurm.naming.variant_name``; a
+multi-task run's <task> is its tasks joined by ``+``, `iqrl.core.tasks.task_label`, in no task group: its
+budget is ``steps``' ``default`` entry).
 
 A variant whose overrides say `init_from: <source name>` runs on the tasks that source maps, each run
 depending on a source run: the same agent and seed on the
@@ -49,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from iqrl.core.tasks import label_tasks, task_label
 from slurm.naming import dotlist, dotlist_value, variant_name
 from slurm.yamlfile import is_int, read_yaml
 
@@ -102,7 +106,7 @@ class RunSpec:
         out = Path(self.run_dir(results)).absolute()
         return [
             f"agent={self.agent}",
-            f"task={self.task}",
+            f"task={dotlist_value(label_tasks(self.task))}",
             f"seed={self.seed}",
             f"steps={self.steps}",
             f"out={dotlist_value(str(out))}",
@@ -219,7 +223,8 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
     agents = _names(data["agents"], "agents", fail)
     group_of = {t: g for g in GROUPS for t in task_groups.get(g, ())}
     tasks: list[str] = []
-    for t in _names(data["tasks"], "tasks", fail):
+    entries = data["tasks"] if isinstance(data["tasks"], list) else [data["tasks"]]
+    for t in _names([task_label(e) if isinstance(e, list) and e else e for e in entries], "tasks", fail):
         for task in task_groups[t] if t in GROUPS else [t]:
             if task not in tasks:
                 tasks.append(task)

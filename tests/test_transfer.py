@@ -48,13 +48,13 @@ def _parameter_ids(obj) -> list[int]:
     return [id(obj)] if isinstance(obj, torch.Tensor) else []
 
 
-@pytest.mark.parametrize("name", agent_names())
-def test_parts_cover_every_network_once(name):
-    """Each parameter of the agent's networks is in exactly one part; every optimizer in `optimizers`; the
-    keys a part names are keys of the agent's config."""
+@pytest.mark.parametrize("name, num_tasks", [(name, 1) for name in agent_names()] + [("iqrl", 3)])
+def test_parts_cover_every_network_once(name, num_tasks):
+    """Each parameter of the agent's networks is in exactly one part (a multi-task iqrl's task embedding
+    too); every optimizer in `optimizers`; the keys a part names are keys of the agent's config."""
     cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
     torch.manual_seed(0)
-    agent = make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0)
+    agent = make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0, num_tasks=num_tasks)
     owner: dict[int, str] = {}
     for part in agent.TRANSFER_PARTS:
         for obj in agent.part_objects(part).values():
@@ -370,8 +370,25 @@ def _transfer_results(root: Path) -> None:
             )
 
 
+def _multi_task_run(root: Path, seed: int) -> None:
+    """A multi-task run of the walker tasks in the same sweep: one eval.csv row per task and evaluation."""
+    run = root / "tr" / "iqrl" / "walker-stand+walker-run" / "default" / f"seed{seed}"
+    config = {"agent": {"name": "iqrl"}, "sweep": "tr", "seed": seed, "steps": 200, "variant": "default"}
+    write_run(run, [(0, 0.0)], config={**config, "task": ["walker-stand", "walker-run"], "overrides": []})
+    rows = [
+        (step, ret, task)
+        for step, ret in ((0, 0.0), (100, 300.0), (200, 600.0))
+        for task in ("walker-stand", "walker-run")
+    ]
+    lines = ["env_step,episode_return,episode_return_std,n_episodes,wall_time_s,task"]
+    lines += [f"{step},{ret + seed},0.0,1,1.0,{task}" for step, ret, task in rows]
+    (run / "eval.csv").write_text("\n".join(lines) + "\n")
+
+
 def test_figures_group_a_transfer_sweep_by_source_with_scratch_as_reference(tmp_path, monkeypatch):
     _transfer_results(tmp_path / "r")
+    for seed in range(2):
+        _multi_task_run(tmp_path / "r", seed)
     table = load_results(tmp_path / "r")[0].drop_duplicates("run").set_index("run")
     assert table.loc["tr/iqrl/walker-run/init_from=walk/seed0", "source"] == "tr:source-walk"
     assert table.loc["tr/iqrl/walker-run/init_from=walk/seed0", "source_parts"] == "representation"
@@ -390,8 +407,23 @@ def test_figures_group_a_transfer_sweep_by_source_with_scratch_as_reference(tmp_
         make_figures(
             tmp_path / "r", tmp_path / "o", steps=[100], reps_curve=20, reps_final=20, use_cache=False
         )
-    arms = {"iqrl: scratch", "iqrl/init_from=walk: from tr:source-walk [representation]"}
+    arms = {"iqrl: scratch", "iqrl/init_from=walk: from tr:source-walk [representation]", "iqrl multi-task"}
     assert arms <= seen["transfer_tr_iqrl"] and arms <= seen["transfer_tr_iqrl_100"]
     assert (
         "ablation_tr_iqrl_init_from" in seen and "ablation_tr_iqrl_use_rew_loss" not in seen
     )  # no source arm
+
+
+def test_a_multi_task_runs_representation_starts_a_single_task_run(tmp_path):
+    """The shared representation of a multi-task run is the single-task one: it transfers; its critic, which
+    reads the task embedding, does not fit a single-task critic and is refused naming the shapes."""
+    source = tmp_path / "multi"
+    assert main(_argv(source, "[cartpole-balance,cartpole-swingup]", steps=800)) == EXIT_OK
+    out = tmp_path / "single"
+    assert main(_argv(out, steps=400, extra=[f"init_from={source}"])) == EXIT_OK
+    init = yaml.safe_load((out / "config.yaml").read_text())["meta"]["init"]
+    assert init["task"] == ["cartpole-balance", "cartpole-swingup"] and init["loaded"][
+        "representation"
+    ] == list(REPR)
+    with pytest.raises(ConfigError, match=r"learner.critic.* in the source"):
+        preflight(build_config(_argv(tmp_path / "c", extra=[f"init_from={source}", "init_parts=[critic]"])))

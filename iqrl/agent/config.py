@@ -12,6 +12,7 @@ from typing import ClassVar
 from iqrl.core.checks import require
 from iqrl.core.interface import AgentConfig, compose
 from iqrl.learners.latent_model import LatentModelConfig
+from iqrl.learners.multitask import TaskConditioningConfig
 from iqrl.learners.sac import SACLearnerConfig
 from iqrl.learners.td3 import TD3LearnerConfig
 from iqrl.nn.quantizers import QUANTIZERS
@@ -138,7 +139,12 @@ class IQRLAgentConfig(AgentConfig):
         return self.latent.latent_width
 
 
-@compose(learner=TD3LearnerConfig, latent=LatentModelConfig, representation=IQRLRepresentationConfig)
+@compose(
+    learner=TD3LearnerConfig,
+    latent=LatentModelConfig,
+    representation=IQRLRepresentationConfig,
+    multitask=TaskConditioningConfig,
+)
 class IQRLConfig(IQRLAgentConfig):
     """iQRL with its TD3 learner: `iqrl`, `iqrl-official`, `iqrl-ae`."""
 
@@ -151,6 +157,7 @@ class IQRLConfig(IQRLAgentConfig):
     learner=SACLearnerConfig(actor_update_freq=1),  # actor and temperature every critic step, as `sac`
     latent=LatentModelConfig,
     representation=IQRLRepresentationConfig,
+    multitask=TaskConditioningConfig,
 )
 class IQRLSACConfig(IQRLAgentConfig):
     """iQRL's representation under the SAC learner: `iqrl-sac` (no TD3 exploration-noise keys)."""

@@ -20,6 +20,10 @@ Variants by switch (same class; presets in iqrl/core/registry.py):
   copy) before the consistency loss (the iQRL code's option, on for fish tasks).
 * `iqrl-sac` (config `IQRLSACConfig`) runs the SAC learner (iqrl/learners/sac.py) on the same latent.
 
+Multi-task runs (a task list, docs/transfer.md): the representation (encoder, dynamics, their targets) is the
+single-task one, trained on windows of every task alike; the learner reads (z, task index) and is conditioned
+on a learned task embedding or kept per task (`agent.task_heads`, iqrl/learners/multitask.py).
+
 From pixels (`obs=pixels`, frame stacks [C, H, W] uint8): E_θ = mlp(enc_mlp_dims) over the features of the
 shared convolutional stack (iqrl/nn/layers.py `ConvEncoder`: DrQ-v2's four 3x3 convolutions of 32 filters),
 and its EMA copy is E_θ̄; the quantizer and everything after it are the state agent's. Each update first
@@ -42,6 +46,7 @@ from torch import Tensor, nn
 from iqrl.agent.config import IQRLConfig
 from iqrl.core.interface import Agent, AgentSpec, Part, learner_parts, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition, shift_window
+from iqrl.learners.multitask import make_learner, with_task
 from iqrl.learners.sac import SACLearner
 from iqrl.learners.td3 import TD3Learner
 from iqrl.nn.layers import ConvEncoder, frozen_copy, mlp
@@ -79,6 +84,7 @@ LATENT_KEYS = (
 
 class IQRL(Agent):
     PIXELS = True
+    MULTITASK = True
     STATE_OBJECTS = (
         "encoder",
         "encoder_target",
@@ -109,9 +115,14 @@ class IQRL(Agent):
         ),
         **learner_parts(),
     }
+    # A multi-task run's task embedding (the learner's input encoder) goes with the critics, whose loss
+    # trains it; with task_heads=separate the learners are per task and transfer no actor or critic.
+    TRANSFER_PARTS["critic"] = Part((*TRANSFER_PARTS["critic"].paths, "learner.encoder"))
     TRANSFER_PARTS["optimizers"] = Part(("repr_opt", *TRANSFER_PARTS["optimizers"].paths))
 
-    def __init__(self, cfg: IQRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+    def __init__(
+        self, cfg: IQRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int, num_tasks: int = 1
+    ):
         super().__init__(cfg, device, seed)
         self.spec = AgentSpec(
             seq_len=max(cfg.horizon, cfg.nstep),
@@ -152,9 +163,13 @@ class IQRL(Agent):
             self.repr_params, lr=cfg.enc_lr, weight_decay=cfg.enc_weight_decay, decoupled=True
         )
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
-        # Actor-critic on the latent.
+        # Actor-critic on the latent; in a multi-task run conditioned on the task
+        # (iqrl/learners/multitask.py), the representation staying task-agnostic.
         learner = SACLearner if cfg.rl_algo == "sac" else TD3Learner
-        self.learner = learner(cfg.learner, D, act_dim, self.generator).to(self.device)
+        self.num_tasks = num_tasks
+        self.learner = make_learner(
+            learner, cfg.learner, cfg.multitask, D, act_dim, self.generator, num_tasks
+        ).to(self.device)
 
     @property
     def exploration_sigma(self) -> float | None:
@@ -284,7 +299,7 @@ class IQRL(Agent):
         """(z_t, a_t, n-step return, bootstrap discount, z_{t+m}): the learner's inputs, encoded by the online
         encoder under no_grad (detached codes: no RL gradient reaches the encoder)."""
         c = self.cfg
-        return nstep_transition(
+        x, action, ret, discount, x_next = nstep_transition(
             batch,
             c.gamma,
             c.nstep,
@@ -292,6 +307,9 @@ class IQRL(Agent):
             unit_discount_n1=c.official_nstep1_gamma_bug,
             ignore_terminal=c.official_ignore_terminal,
         )
+        if batch.task is None:
+            return x, action, ret, discount, x_next
+        return with_task(x, batch.task), action, ret, discount, with_task(x_next, batch.task)
 
     def augment(self, batch: SequenceBatch) -> SequenceBatch:
         """Pixels: every frame stack o_{t+l} [B, L+1, C, H, W] shifted by its own offsets (`image_pad`), drawn
@@ -311,8 +329,9 @@ class IQRL(Agent):
     # ------------------------------------------------------------------ acting and diagnostics
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        o = to_tensor(obs, self.device)
-        return self.learner.act(self.encode(o), explore).cpu().numpy()
+        z = self.encode(to_tensor(obs, self.device))
+        x = z if self.num_tasks == 1 else with_task(z, self.task)
+        return self.learner.act(x, explore).cpu().numpy()
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:

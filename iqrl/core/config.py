@@ -21,9 +21,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 from iqrl.core import registry
 from iqrl.core.checks import require
-from iqrl.core.envs import DISTRACTORS, OBSERVATIONS, SEED_LIMIT, Observation, Perturbations, parse_task
+from iqrl.core.envs import (
+    DISTRACTORS,
+    OBSERVATIONS,
+    SEED_LIMIT,
+    Observation,
+    Perturbations,
+    parse_task,
+    task_spaces,
+)
 from iqrl.core.loggers import LOGGERS
-from iqrl.core.tasks import eval_seed, task_group
+from iqrl.core.tasks import eval_seed, task_group, task_label, task_list
 
 
 class ConfigError(ValueError):
@@ -35,7 +43,9 @@ class RunConfig:
     """Top-level run keys (a stable contract for sweeps and scripts). Step counts are env steps."""
 
     agent: Any = None  # the agent's config dataclass; `agent=NAME` on the command line picks it
-    task: str = "walker-walk"  # dm_control `domain-task`
+    # dm_control `domain-task`, or a list of tasks with the same observation and action spaces for one
+    # multi-task run (`task=[walker-stand,walker-walk]`; docs/transfer.md). Any: OmegaConf has no str | list.
+    task: Any = "walker-walk"
     seed: int = 1
     steps: int = 1_000_000  # env-step budget
     out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
@@ -146,27 +156,45 @@ def build_config(argv: list[str]) -> RunConfig:
     except KeyError as e:
         raise ConfigError(str(e).strip("'\"")) from None
     agent_cls = registry.config_class(name)
-    # Task first: its overrides depend on it.
-    task = RunConfig.task
-    for arg in overrides:
-        if arg.startswith("task="):
-            task = arg.split("=", 1)[1]
+    # Task first: its overrides depend on it. A multi-task run merges each task's overrides in the list's
+    # order (a later task's value wins).
+    tasks = task_list(_task_arg(overrides))
     try:
-        parse_task(task)
+        for task in tasks:
+            parse_task(task)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     base = OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
-    layers = [{"agent": entry.preset}] + [{"agent": o} for o in _task_overrides(entry, task, agent_cls)]
+    layers = [{"agent": entry.preset}] + [
+        {"agent": o} for task in tasks for o in _task_overrides(entry, task, agent_cls)
+    ]
     try:
         cfg = OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(overrides))
         run: RunConfig = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e, agent_cls)) from None
     run.agent.name = name
+    run.task = tasks[0] if len(tasks) == 1 else tasks  # `task=[walker-walk]` is the single-task run
     validate(run)
     if not run.out:
-        run.out = os.path.join("runs", name, run.task, f"seed{run.seed}")
+        run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")
     return run
+
+
+def _task_arg(overrides: list[str]) -> str | list[str]:
+    """The value of the last `task=` override (a name or a list of names), else the default task."""
+    args = [arg for arg in overrides if arg.startswith("task=")]
+    if not args:
+        return RunConfig.task
+    try:
+        task = OmegaConf.to_container(OmegaConf.from_dotlist(args[-1:]))["task"]
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"invalid value for task: {e}") from None
+    if not (
+        isinstance(task, str) or (isinstance(task, list) and task and all(isinstance(t, str) for t in task))
+    ):
+        raise ConfigError(f"task must be a task name or a list of task names, got {task!r}")
+    return task
 
 
 def validate(run: RunConfig) -> None:
@@ -233,11 +261,45 @@ def validate(run: RunConfig) -> None:
     require(checks, ConfigError)
     validate_observation(run)
     validate_transfer(run)
+    validate_tasks(run)
     try:
         run.agent.validate()
     except ValueError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith("agent.") else f"agent.{msg}") from None
+
+
+def multitask_agents() -> list[str]:
+    """The agents a task list (one multi-task run) works with: Agent.MULTITASK."""
+    return [name for name in registry.agent_names() if registry.agent_class(name).MULTITASK]
+
+
+def validate_tasks(run: RunConfig) -> None:
+    """A task list: distinct tasks with one observation width and action width, an agent conditioned on the
+    task (Agent.MULTITASK), and none of the paths multi-task runs do not have yet (videos, pixels)."""
+    tasks = task_list(run.task)
+    if len(tasks) == 1:
+        return
+    spaces = {task: task_spaces(task) for task in tasks}
+    first = tasks[0]
+    other = next((t for t in tasks if spaces[t] != spaces[first]), None)
+    checks = [
+        (len(set(tasks)) == len(tasks), f"task lists each task once, got {tasks}"),
+        (
+            other is None,
+            f"the tasks of a multi-task run share observation and action spaces: {first} has observation "
+            f"width {spaces[first][0]} and {spaces[first][1]} actions, {other} has "
+            f"{spaces[other or first][0]} and {spaces[other or first][1]}",
+        ),
+        (
+            registry.agent_class(run.agent.name).MULTITASK,
+            f"agent {run.agent.name} trains one task per run; a task list works with "
+            f"{', '.join(multitask_agents())}",
+        ),
+        (run.obs == "state", "a task list (multi-task run) works with obs=state only"),
+        (run.video_every == 0, "a task list (multi-task run) records no videos: leave video_every=0"),
+    ]
+    require(checks, ConfigError)
 
 
 def pixel_agents() -> list[str]:

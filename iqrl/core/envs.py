@@ -44,6 +44,12 @@ def parse_task(task: str) -> tuple[str, str]:
     return domain, name
 
 
+def task_spaces(task: str) -> tuple[int, int]:
+    """(observation width, action width) of a task's state observations."""
+    env = DMCEnv(task, seed=0)
+    return env.obs_dim, env.act_dim
+
+
 @dataclass
 class Step:
     obs: np.ndarray

@@ -19,6 +19,9 @@ The trainer, sweeps and analysis know an agent only through this interface:
 * `TRANSFER_PARTS`: the agent's named parts (representation, actor, critic, optimizers), what a run may
   load from another run's checkpoint (`init_from`, `init_parts`) or keep fixed (`freeze`;
   iqrl/core/transfer.py).
+* multi-task runs (a task list; docs/transfer.md): an agent with MULTITASK = True is built with the keyword
+  `num_tasks` (> 1) and samples a `MultiTaskReplay`; `task` is the index of the task that the following `act`
+  calls and episodes are of (the trainer sets it before each episode). Other agents are refused by the config.
 * `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`, `latent_width`) for diagnostics, where
   they exist; `exploration_sigma` (the current exploration std, for train.csv) where the agent has one.
 
@@ -208,6 +211,9 @@ class Agent(abc.ABC):
     # Its parts by name (Part above), each object in one part; "representation" is what a run loads from
     # another by default (init_parts). An agent declares them once, beside STATE_OBJECTS.
     TRANSFER_PARTS: ClassVar[dict[str, Part]] = {}
+    # Whether it trains several tasks in one run (a task list): built with `num_tasks`, acting for `task`.
+    MULTITASK: bool = False
+    task: int = 0  # the task index the following `act` calls are for (multi-task runs)
 
     def __init__(self, cfg, device: torch.device | str, seed: int):
         self.cfg = cfg

@@ -19,6 +19,7 @@ import secrets
 from pathlib import Path
 
 from iqrl.core.runfolder import atomic_write_text, method_label
+from iqrl.core.tasks import task_label
 
 LOGGERS = ("csv", "tensorboard", "wandb")
 _PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -86,7 +87,7 @@ class WandB:
             resume="allow",
             reinit="create_new",  # the K-seed mode (iqrl.multiseed): one W&B run per seed in a process
             group=f"{sweep}/{method}" if sweep else method,
-            name=f"{method} {config['task']} seed{config['seed']}",
+            name=f"{method} {task_label(config['task'])} seed{config['seed']}",
             config=config,
             settings=wandb.Settings(console="off", quiet=True, x_disable_stats=True),
         )

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from iqrl.core.config import RunConfig, observation, perturbations
-from iqrl.core.envs import DMCEnv, PerturbedEnv, PixelEnv, make_env
+from iqrl.core.envs import SEED_LIMIT, DMCEnv, PerturbedEnv, PixelEnv, make_env
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
-from iqrl.core.replay import SequenceReplay
-from iqrl.core.tasks import eval_seed
+from iqrl.core.replay import MultiTaskReplay, SequenceReplay
+from iqrl.core.tasks import eval_seed, task_list
 from iqrl.core.transfer import freeze
 
 Env = DMCEnv | PerturbedEnv | PixelEnv
@@ -27,48 +27,74 @@ Env = DMCEnv | PerturbedEnv | PixelEnv
 
 @dataclass
 class RunParts:
-    env: Env  # the training env
-    eval_env: Env  # the evaluation env, seeded eval_seed
+    envs: list[Env]  # the training env of each task (one, or those of a multi-task run in task order)
+    eval_envs: list[Env]  # the evaluation env of each task, seeded eval_seed
     agent: Agent
-    replay: SequenceReplay
+    replay: SequenceReplay | MultiTaskReplay  # a MultiTaskReplay (one replay per task) for a task list
     eval_seed: int  # train seed + 10000, or the train seed (agent.official_shared_eval_seed)
     replay_capacity: int | None  # the effective FIFO size: the run's replay_capacity or the agent's default
     device: torch.device
 
+    @property
+    def env(self) -> Env:
+        """The (first task's) training env."""
+        return self.envs[0]
+
+    @property
+    def eval_env(self) -> Env:
+        """The (first task's) evaluation env."""
+        return self.eval_envs[0]
+
 
 def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     """The parts of the run `cfg` on `device`. The order is part of the numbers: the global python, numpy and
-    torch generators are seeded with the run's seed, then the training env, the agent (compiled with
-    compile=true, its `freeze` parts kept fixed), the evaluation env and the replay are built, each from its
-    own seed."""
+    torch generators are seeded with the run's seed, then the training envs, the agent (compiled with
+    compile=true, its `freeze` parts kept fixed), the evaluation envs and the replay are built, each from its
+    own seed.
+
+    A multi-task run has an env pair per task, each seeded as a single-task run on that task with the same
+    seed would be (its task sees the initial states that run sees), and one replay per task (task i's sampling
+    generator seeded seed + 1 + i 2**32: task 0's is the single-task replay's, the others' apart from every
+    run's)."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
+    tasks = task_list(cfg.task)
     observe = observation(cfg)  # state vectors or pixel frame stacks
-    env = make_env(cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), observe)
-    agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, device, cfg.seed)
+    envs = [
+        make_env(task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), observe)
+        for task in tasks
+    ]
+    env = envs[0]  # every task's spaces are the first's (iqrl.core.config.validate_tasks)
+    agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, device, cfg.seed, num_tasks=len(tasks))
     if cfg.compile:
         agent.compile(cudagraphs=cfg.cudagraphs)
     freeze(agent, cfg)  # after compile, which gives the agent its updater
     spec = agent.spec
     seed = eval_seed(cfg.seed, spec.shared_eval_seed)
     perturb = perturbations(cfg, evaluation=True)
-    eval_env = make_env(cfg.task, seed, cfg.action_repeat, cfg.episode_length, perturb, observe)
+    eval_envs = [
+        make_env(task, seed, cfg.action_repeat, cfg.episode_length, perturb, observe) for task in tasks
+    ]
     capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
-    replay = SequenceReplay(
-        env.obs_dim,
-        env.act_dim,
-        spec.seq_len,
-        device,
-        cfg.seed + 1,
-        capacity=capacity,
-        frame_stack=cfg.frame_stack if cfg.obs == "pixels" else 1,
-    )
-    return RunParts(env, eval_env, agent, replay, seed, capacity, device)
+    replays = [
+        SequenceReplay(
+            env.obs_dim,
+            env.act_dim,
+            spec.seq_len,
+            device,
+            cfg.seed + 1 + i * SEED_LIMIT,
+            capacity=capacity,
+            frame_stack=cfg.frame_stack if cfg.obs == "pixels" else 1,
+        )
+        for i in range(len(tasks))
+    ]
+    replay = replays[0] if len(tasks) == 1 else MultiTaskReplay(replays)
+    return RunParts(envs, eval_envs, agent, replay, seed, capacity, device)
 
 
-def eval_env_copy(cfg: RunConfig, seed: int) -> Env:
-    """Another evaluation env of the run, for evaluation episodes side by side (iqrl.core.evaluation.
+def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:
+    """Another evaluation env of the run's `task`, for evaluation episodes side by side (iqrl.core.evaluation.
     eval_batch, which sets its random stream); batched evaluation runs only without per-step perturbations,
     so it has none."""
-    return make_env(cfg.task, seed, cfg.action_repeat, cfg.episode_length, None, observation(cfg))
+    return make_env(task, seed, cfg.action_repeat, cfg.episode_length, None, observation(cfg))

@@ -1,6 +1,7 @@
 """A run's progress on the terminal: the lines the trainer prints (evaluations, warnings, the end).
 
-It imports tqdm only; the run config comes in as an argument (it prints its agent, task, seed and steps).
+It imports tqdm and the task names (iqrl/core/tasks.py); the run config comes in as an argument (it prints
+its agent, task, seed and steps).
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ import sys
 
 from tqdm import tqdm
 
+from iqrl.core.tasks import task_label
+
 
 class Progress:
     """tqdm on an interactive terminal, plain log lines otherwise."""
 
     def __init__(self, cfg, start: int, resumed: bool):
         self.cfg = cfg
-        self.prefix = f"[{cfg.agent.name} {cfg.task} seed{cfg.seed}]"
+        self.prefix = f"[{cfg.agent.name} {task_label(cfg.task)} seed{cfg.seed}]"
         self.bar = None
         if sys.stderr.isatty():
             self.bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=self.prefix, dynamic_ncols=True)
@@ -30,8 +33,9 @@ class Progress:
             print(line, flush=True)
 
     def log_eval(self, row: dict) -> None:
+        task = f" {row['task']}" if "task" in row else ""  # a multi-task run's rows name their task
         self.write(
-            f"eval env_step {row['env_step']}: return {row['episode_return']:.1f} "
+            f"eval{task} env_step {row['env_step']}: return {row['episode_return']:.1f} "
             f"± {row['episode_return_std']:.1f} ({row['n_episodes']} episodes)"
         )
 

@@ -140,9 +140,10 @@ def agent_class(name: str) -> type[Agent]:
     return _load(get_entry(name).cls)
 
 
-def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device, seed: int) -> Agent:
+def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device, seed: int, num_tasks: int = 1) -> Agent:
     """Build the agent named cfg.name from its (resolved, validated) config dataclass; the AgentConfig keys
-    go into its spec."""
-    agent = agent_class(cfg.name)(cfg, obs_dim, act_dim, device, seed)
+    go into its spec. `num_tasks` > 1 (a multi-task run) reaches only agents with MULTITASK = True."""
+    multitask = {"num_tasks": num_tasks} if num_tasks > 1 else {}
+    agent = agent_class(cfg.name)(cfg, obs_dim, act_dim, device, seed, **multitask)
     agent.spec.shared_eval_seed = bool(cfg.official_shared_eval_seed)
     return agent

@@ -40,7 +40,8 @@ class SequenceBatch:
     obs [B, L+1, obs_dim] (pixels: uint8 [B, L+1, k C, H, W]): o_t .. o_{t+L};
     action [B, L, A];  reward [B, L];
     terminal [B, L]: true terminations (0 on DMC);  valid [B, L]: 1 up to and including the first
-    terminal step, 0 after it;  index [B]: buffer index of each window's first transition.
+    terminal step, 0 after it;  index [B]: buffer index of each window's first transition (in its task's
+    replay);  task [B] (int64, multi-task runs only, `MultiTaskReplay`): the task index of each window.
     """
 
     obs: Tensor
@@ -49,6 +50,7 @@ class SequenceBatch:
     terminal: Tensor
     valid: Tensor
     index: Tensor
+    task: Tensor | None = None
 
     def __len__(self) -> int:
         return self.obs.shape[0]
@@ -457,3 +459,57 @@ class SequenceReplay:
         self._max_prio = state.get("max_prio", torch.ones(())).to(self.device)
         self.has_terminal = bool(state["term"].any())
         self._clear_staged()
+
+
+def task_shares(batch_size: int, num_tasks: int) -> list[int]:
+    """Windows per task in a multi-task batch: equal shares, the first batch_size mod num_tasks tasks one
+    more."""
+    share, extra = divmod(batch_size, num_tasks)
+    return [share + (i < extra) for i in range(num_tasks)]
+
+
+class MultiTaskReplay:
+    """One `SequenceReplay` per task of a multi-task run (docs/transfer.md).
+
+    Episodes go into the replay of the current `task` (the trainer sets it before each episode). `sample(B)`
+    draws `task_shares(B, T)` windows from each task's replay, task 0's first, and concatenates them with the
+    task index of each window in `SequenceBatch.task`: every update sees every task in a fixed proportion,
+    however unequal the replays' sizes. Each replay samples with its own generator (checkpointed with it).
+    """
+
+    def __init__(self, replays: list[SequenceReplay]):
+        self.replays = replays
+        self.task = 0
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.replays)
+
+    def start_episode(self, obs) -> None:
+        self.replays[self.task].start_episode(obs)
+
+    def add(self, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
+        self.replays[self.task].add(action, reward, next_obs, terminated, truncated)
+
+    def sample(self, batch_size: int, seq_len: int | None = None) -> SequenceBatch:
+        shares = task_shares(batch_size, len(self.replays))
+        parts = [r.sample(n, seq_len) for r, n in zip(self.replays, shares) if n]
+        fields = [f.name for f in dataclasses.fields(SequenceBatch) if f.name != "task"]
+        task = torch.tensor([i for i, n in enumerate(shares) for _ in range(n)])  # built on the host: no sync
+        return SequenceBatch(
+            **{k: torch.cat([getattr(p, k) for p in parts]) for k in fields},
+            task=task.to(parts[0].obs.device),
+        )
+
+    def sample_obs(self, n: int, generator: torch.Generator | None = None, replace: bool = True) -> Tensor:
+        """n observations, `task_shares(n, T)` from each task's replay (diagnostics)."""
+        shares = task_shares(n, len(self.replays))
+        return torch.cat([r.sample_obs(k, generator, replace) for r, k in zip(self.replays, shares) if k])
+
+    def state_dict(self) -> dict:
+        return {"tasks": [r.state_dict() for r in self.replays], "task": self.task}
+
+    def load_state_dict(self, state: dict) -> None:
+        for replay, s in zip(self.replays, state["tasks"], strict=True):
+            replay.load_state_dict(s)
+        self.task = state["task"]

@@ -73,6 +73,9 @@ LEGACY_VALUES = {
     "init_from": "",
     "init_parts": ["representation"],
     "freeze": [],
+    # multi-task learners (iqrl/learners/multitask.py): inert in the single-task runs older versions made
+    "agent.task_heads": "embedding",
+    "agent.task_dim": 96,
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs

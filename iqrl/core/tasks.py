@@ -56,6 +56,23 @@ def eval_seed(seed: int, shared: bool = False) -> int:
     return seed if shared else seed + EVAL_SEED_OFFSET
 
 
+def task_list(task: str | list[str]) -> list[str]:
+    """The tasks of a run's `task` key: one name, or the list of a multi-task run."""
+    return [task] if isinstance(task, str) else list(task)
+
+
+def task_label(task: str | list[str]) -> str:
+    """A run's task(s) as one name for folders and logs: the tasks of a multi-task run joined by '+'
+    (`walker-stand+walker-walk`)."""
+    return "+".join(task_list(task))
+
+
+def label_tasks(label: str) -> str | list[str]:
+    """The `task` value a label of `task_label` stands for: one name, or the list of a multi-task run."""
+    tasks = label.split("+")
+    return tasks[0] if len(tasks) == 1 else tasks
+
+
 def task_group(task: str) -> str | None:
     for group, tasks in TASK_GROUPS.items():
         if task in tasks:

@@ -9,6 +9,10 @@ steps (and at step 0 and at the end); write a train.csv row every `diag_every` e
 so a run killed at any moment and re-run with the same command ends with the same eval.csv as one never
 interrupted.
 
+A multi-task run (a task list; docs/transfer.md) collects its episodes from the tasks in turn (episode k from
+task k mod T, into that task's replay), counts env steps over all tasks (`steps` is the run's total), and
+evaluates every task at each evaluation: one eval.csv row per task, named in its `task` column.
+
 It imports torch and the core modules that build, evaluate, probe and describe a run; the command line
 around it is iqrl/train.py.
 """
@@ -41,6 +45,7 @@ from iqrl.core.runfolder import (
     write_yaml,
 )
 from iqrl.core.schedule import Credit, EpisodeEnd
+from iqrl.core.tasks import task_list
 from iqrl.core.transfer import load_parts
 
 CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
@@ -68,10 +73,12 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         p = self.parts = build_parts(cfg, self.device)
         self.env, self.eval_env, self.agent, self.replay = p.env, p.eval_env, p.agent, p.replay
+        self.tasks = task_list(cfg.task)
         # Batched evaluation needs the episodes' streams to be the sequential loop's: not so when the noises
         # and sticky actions of the evaluation env draw at every step (they stay sequential).
         self.batched_eval = cfg.eval_batched and not perturbations(cfg, evaluation=True).active
-        self._eval_envs = [self.eval_env]  # + eval_episodes - 1 copies, made at the first evaluation
+        # per task: its evaluation env + eval_episodes - 1 copies, made at the first evaluation
+        self._eval_envs = [[env] for env in p.eval_envs]
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
@@ -99,8 +106,16 @@ class Trainer:
         return self.wall_offset + time.time() - self.t0
 
     # ------------------------------------------------------------------ acting
+    def select_task(self, i: int) -> None:
+        """Task i's envs, its replay and the agent's task for the episodes that follow (multi-task runs)."""
+        self.env, self.eval_env = self.parts.envs[i], self.parts.eval_envs[i]
+        if len(self.tasks) > 1:
+            self.agent.task = self.replay.task = i
+
     def collect_episode(self) -> tuple[float, bool]:
-        """One training episode into the replay; returns (return, collected_by_agent)."""
+        """One training episode (of task `episode` mod T) into the replay; returns (return,
+        collected_by_agent)."""
+        self.select_task(self.episode % len(self.tasks))
         seeding = self.env_step < self.cfg.seed_steps
         uniform = seeding and not self.agent.spec.warmup_with_policy
         obs = self.env.reset()
@@ -166,12 +181,17 @@ class Trainer:
         last = self.eval_rows[-1]["env_step"] if self.eval_rows else -1
         return every > 0 and (last < 0 or self.env_step // every > last // every)
 
-    def evaluate(self) -> dict:
+    def evaluate(self) -> list[dict]:
+        """The evaluation rows at this env step: one, or one per task of a multi-task run (`task` column)."""
+        return [self.evaluate_task(i) for i in range(len(self.tasks))]
+
+    def evaluate_task(self, i: int) -> dict:
         cfg = self.cfg
+        self.select_task(i)
         # the first episode on video when one is due (rendering leaves the episode and all RNGs alone)
         video = render.EpisodeRecorder(self.eval_env, render.TRAIN_VIDEO_SIZE) if self.video_due() else None
         on_frame = video and video.on_frame
-        returns = eval_returns(self.eval_envs(), self.agent, cfg.eval_episodes, self.batched_eval, on_frame)
+        returns = eval_returns(self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame)
         if video is not None:
             video.save(self.run_dir / "videos" / render.video_name(self.env_step, returns[0]))
         row = {
@@ -181,16 +201,21 @@ class Trainer:
             "n_episodes": len(returns),
             "wall_time_s": round(self.wall_time(), 3),
         }
+        kind = "eval"
+        if len(self.tasks) > 1:  # each task its own series in the trackers (eval/<task>/episode_return)
+            row["task"] = self.tasks[i]
+            kind = f"eval/{self.tasks[i]}"
         self.eval_rows.append(row)
-        self.trackers.log("eval", row)
+        self.trackers.log(kind, row)
         return row
 
-    def eval_envs(self) -> list:
-        """The evaluation env, and with batched evaluation eval_episodes - 1 copies of it (`eval_batch` sets
-        their streams)."""
-        while self.batched_eval and len(self._eval_envs) < self.cfg.eval_episodes:
-            self._eval_envs.append(eval_env_copy(self.cfg, self.parts.eval_seed))
-        return self._eval_envs
+    def eval_envs(self, i: int) -> list:
+        """Task i's evaluation env, and with batched evaluation eval_episodes - 1 copies of it (`eval_batch`
+        sets their streams)."""
+        envs = self._eval_envs[i]
+        while self.batched_eval and len(envs) < self.cfg.eval_episodes:
+            envs.append(eval_env_copy(self.cfg, self.tasks[i], self.parts.eval_seed))
+        return envs
 
     def train_row(self) -> dict:
         w = self.row_totals
@@ -211,7 +236,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def write_logs(self) -> None:
-        write_csv(self.run_dir / "eval.csv", self.eval_rows, EVAL_COLUMNS)
+        columns = EVAL_COLUMNS + (["task"] if len(self.tasks) > 1 else [])
+        write_csv(self.run_dir / "eval.csv", self.eval_rows, columns)
         if self.train_rows:
             write_csv(self.run_dir / "train.csv", self.train_rows)
 
@@ -228,7 +254,10 @@ class Trainer:
                 "seed_actions": self.rng.bit_generator.state,
                 "diag": self.diag_generator.get_state(),
             },
-            "envs": {"train": self.env.get_state(), "eval": self.eval_env.get_state()},
+            "envs": {  # per task (older checkpoints: the one task's states themselves)
+                "train": [env.get_state() for env in self.parts.envs],
+                "eval": [env.get_state() for env in self.parts.eval_envs],
+            },
             "counters": {**{k: getattr(self, k) for k in COUNTERS}, "update_credit": self.credit.carried},
             "eval_rows": self.eval_rows,
             "train_rows": self.train_rows,
@@ -244,8 +273,10 @@ class Trainer:
         torch.set_rng_state(s["rng"]["torch"].cpu())
         self.rng.bit_generator.state = s["rng"]["seed_actions"]
         self.diag_generator.set_state(s["rng"]["diag"].cpu())
-        self.env.set_state(s["envs"]["train"])
-        self.eval_env.set_state(s["envs"]["eval"])
+        for kind, envs in (("train", self.parts.envs), ("eval", self.parts.eval_envs)):
+            states = s["envs"][kind]
+            for env, state in zip(envs, states if isinstance(states, list) else [states], strict=True):
+                env.set_state(state)
         counters = dict(s["counters"])
         self.credit.carried = counters.pop("update_credit")
         for k, v in counters.items():
@@ -296,7 +327,8 @@ class Trainer:
         write_status(self.run_dir, "running", self.env_step, cfg.steps)
         progress = Progress(cfg, self.env_step, resumed)
         if self.env_step == 0 and not self.eval_rows:
-            progress.log_eval(self.evaluate())
+            for row in self.evaluate():
+                progress.log_eval(row)
             self.next_eval = cfg.eval_every
             self.write_logs()
         while self.env_step < cfg.steps:
@@ -313,7 +345,8 @@ class Trainer:
                     self.learn(n)
             finished = self.env_step >= cfg.steps
             if self.env_step >= self.next_eval or finished:
-                progress.log_eval(self.evaluate())
+                for row in self.evaluate():
+                    progress.log_eval(row)
                 while self.next_eval <= self.env_step:
                     self.next_eval += cfg.eval_every
             if self.env_step >= self.next_diag or finished:
@@ -338,5 +371,9 @@ class Trainer:
                 return EXIT_INTERRUPTED
         self.save_checkpoint()
         write_status(self.run_dir, "done", self.env_step, cfg.steps)
-        progress.close(f"done: {self.run_dir} (final return {self.eval_rows[-1]['episode_return']:.1f})")
+        final = [
+            f"{r.get('task', 'final')} return {r['episode_return']:.1f}"
+            for r in self.eval_rows[-len(self.tasks) :]
+        ]
+        progress.close(f"done: {self.run_dir} ({', '.join(final)})")
         return EXIT_OK

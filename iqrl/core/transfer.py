@@ -38,6 +38,7 @@ from iqrl.core.envs import make_env
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
 from iqrl.core.runfolder import CHECKPOINT, read_status, read_yaml
+from iqrl.core.tasks import task_list
 
 
 # ---------------------------------------------------------------------- the source
@@ -135,12 +136,14 @@ def _kept_rng():
 
 
 def built_agent(cfg: RunConfig) -> Agent:
-    """The agent of run config `cfg` on the CPU as its run builds it (weights at initialisation)."""
+    """The agent of run config `cfg` on the CPU as its run builds it (weights at initialisation); a multi-task
+    run's (a task list) for all its tasks, whose spaces are its first task's."""
+    tasks = task_list(cfg.task)
     with _kept_rng():
         env = make_env(
-            cfg.task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), observation(cfg)
+            tasks[0], cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), observation(cfg)
         )
-        return make_agent(cfg.agent, env.obs_dim, env.act_dim, "cpu", cfg.seed)
+        return make_agent(cfg.agent, env.obs_dim, env.act_dim, "cpu", cfg.seed, num_tasks=len(tasks))
 
 
 def source_run(source: Source) -> tuple[RunConfig, Agent]:

@@ -409,4 +409,8 @@ def unsupported(cfg) -> str | None:
         return "the K-seed mode runs eagerly; got compile=true (its seeds train one by one when packed)"
     if cfg.init_from or cfg.freeze:  # loading parts and freezing act on one agent's modules, not stacked ones
         return "the K-seed mode starts every seed from scratch and trains every part; got init_from or freeze"
+    if not isinstance(cfg.task, str):  # its group shares one env and replay layout per seed
+        return (
+            "the K-seed mode trains one task per run; train a task list's (multi-task run's) seeds one by one"
+        )
     return cfg.agent.kseed_refusal()
