@@ -13,7 +13,7 @@ Run-level columns are repeated on every row:
     has_config, overrides (JSON {key: value}), config_values (JSON {key: value}, flattened config),
     source (a run started from another's parts, `meta.init` of its config.yaml: `<sweep>:<variant>` of
     the source when a sweep made it, else its folder; '' for a run from scratch), source_parts (the parts
-    loaded, `+`-joined, with ` frozen: ...` for the frozen ones; ''),
+    loaded, `+`-joined, with `; frozen: ...` for the frozen ones; ''),
     repeat_of (the run of another sweep that stands in for this one in cross-sweep results, '' for none)
 
 `overrides` and `config_values` keys drop the `agent.` prefix (`agent.horizon=3` -> `horizon`); values
@@ -320,7 +320,7 @@ def source_of(cfg: dict) -> tuple[str, str]:
     source = f"{init['sweep']}:{init['variant']}" if init.get("sweep") else str(init.get("run") or "")
     parts = "+".join(init.get("parts") or [])
     frozen = "+".join(init.get("frozen") or [])
-    return source, parts + (f" frozen: {frozen}" if frozen else "")
+    return source, parts + (f"; frozen: {frozen}" if frozen else "")
 
 
 # ---------------------------------------------------------------------------------------------------
