@@ -65,7 +65,7 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
     for k in range(1, episodes + 1):
         t = time.time()
         recorder = EpisodeRecorder(env, size)
-        ret = eval_episode(env, agent, recorder.on_frame)
+        ret = eval_episode(env, agent, recorder.on_frame).ret
         out = recorder.save(run_dir / "videos" / video_name(env_step, ret, k))
         print(
             f"{out}: return {ret:.1f}, {len(recorder.frames)} frames {size}x{size}, "

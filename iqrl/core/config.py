@@ -21,9 +21,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from iqrl.core import registry
 from iqrl.core.checks import require
-from iqrl.core.envs import DISTRACTORS, OBSERVATIONS, SEED_LIMIT, Observation, Perturbations, parse_task
+from iqrl.core.envs import DISTRACTORS, OBSERVATIONS, SEED_LIMIT, Observation, Perturbations, check_task
 from iqrl.core.loggers import LOGGERS
-from iqrl.core.tasks import eval_seed, task_group
+from iqrl.core.tasks import eval_seed, split_task, suite_of, task_group
 
 
 class ConfigError(ValueError):
@@ -35,7 +35,9 @@ class RunConfig:
     """Top-level run keys (a stable contract for sweeps and scripts). Step counts are env steps."""
 
     agent: Any = None  # the agent's config dataclass; `agent=NAME` on the command line picks it
-    task: str = "walker-walk"  # dm_control `domain-task`
+    # dm_control `domain-task`, or suite:name for another suite (gym:Hopper-v4, metaworld:reach,
+    # myosuite:myoHandReachFixed-v0; iqrl.core.tasks.SUITES, docs/suites.md)
+    task: str = "walker-walk"
     seed: int = 1
     steps: int = 1_000_000  # env-step budget
     out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
@@ -56,8 +58,10 @@ class RunConfig:
     precision: str = "fp32"
     compile: bool = False  # torch.compile the pieces of the update (Agent.compile; docs/performance.md)
     cudagraphs: bool = False  # with compile: replay them as CUDA graphs (CUDA only)
-    episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
-    action_repeat: int = 2
+    # env steps per episode, and env steps per agent step; None = the suite's (DMC 1000 and 2, Gym 1000
+    # and 1, Meta-World 200 and 2, MyoSuite 100 and 1: iqrl.core.tasks.SUITES)
+    episode_length: int | None = None
+    action_repeat: int | None = None
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
     variant: str = "default"
     overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
@@ -147,7 +151,7 @@ def build_config(argv: list[str]) -> RunConfig:
         if arg.startswith("task="):
             task = arg.split("=", 1)[1]
     try:
-        parse_task(task)
+        check_task(task)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     base = OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
@@ -158,6 +162,9 @@ def build_config(argv: list[str]) -> RunConfig:
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e, agent_cls)) from None
     run.agent.name = name
+    suite = suite_of(run.task)
+    run.action_repeat = suite.action_repeat if run.action_repeat is None else run.action_repeat
+    run.episode_length = suite.episode_length if run.episode_length is None else run.episode_length
     validate(run)
     if not run.out:
         run.out = os.path.join("runs", name, run.task, f"seed{run.seed}")
@@ -169,6 +176,7 @@ def validate(run: RunConfig) -> None:
     # agent.official_shared_eval_seed).
     offset = eval_seed(0, run.agent.official_shared_eval_seed)
     max_seed = SEED_LIMIT - 1 - offset
+    suite_name, longest = split_task(run.task)[0], suite_of(run.task).max_episode_length
     checks = [
         (
             0 <= run.seed <= max_seed,
@@ -193,9 +201,14 @@ def validate(run: RunConfig) -> None:
         # `and`: no modulo by an action_repeat < 1 (the check above reports it first)
         (
             run.action_repeat >= 1
-            and 1 <= run.episode_length <= 1000
+            and 1 <= run.episode_length <= longest
             and run.episode_length % run.action_repeat == 0,
-            f"episode_length must be in 1..1000 and a multiple of action_repeat, got {run.episode_length}",
+            f"episode_length must be in 1..{longest} ({suite_name}) and a multiple of action_repeat, "
+            f"got {run.episode_length}",
+        ),
+        (
+            suite_name == "dmc" or (run.obs == "state" and run.video_every == 0),
+            f"obs=pixels and video_every render dm_control's physics: DMC tasks only, not {run.task}",
         ),
         (
             run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),

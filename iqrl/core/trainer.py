@@ -35,6 +35,7 @@ from iqrl.core.progress import Progress
 from iqrl.core.provenance import run_meta
 from iqrl.core.runfolder import (
     EVAL_COLUMNS,
+    SUCCESS_COLUMN,
     remove_stale_temp_files,
     write_csv,
     write_status,
@@ -170,7 +171,8 @@ class Trainer:
         # the first episode on video when one is due (rendering leaves the episode and all RNGs alone)
         video = render.EpisodeRecorder(self.eval_env, render.TRAIN_VIDEO_SIZE) if self.video_due() else None
         on_frame = video and video.on_frame
-        returns = eval_returns(self.eval_envs(), self.agent, cfg.eval_episodes, self.batched_eval, on_frame)
+        outcomes = eval_returns(self.eval_envs(), self.agent, cfg.eval_episodes, self.batched_eval, on_frame)
+        returns = [o.ret for o in outcomes]
         if video is not None:
             video.save(self.run_dir / "videos" / render.video_name(self.env_step, returns[0]))
         row = {
@@ -180,6 +182,8 @@ class Trainer:
             "n_episodes": len(returns),
             "wall_time_s": round(self.wall_time(), 3),
         }
+        if self.eval_env.has_success:  # the fraction of episodes that succeeded (Meta-World, MyoSuite)
+            row[SUCCESS_COLUMN] = float(np.mean([o.success for o in outcomes]))
         self.eval_rows.append(row)
         self.trackers.log("eval", row)
         return row
@@ -210,7 +214,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def write_logs(self) -> None:
-        write_csv(self.run_dir / "eval.csv", self.eval_rows, EVAL_COLUMNS)
+        columns = EVAL_COLUMNS + ([SUCCESS_COLUMN] if self.eval_env.has_success else [])
+        write_csv(self.run_dir / "eval.csv", self.eval_rows, columns)
         if self.train_rows:
             write_csv(self.run_dir / "train.csv", self.train_rows)
 
