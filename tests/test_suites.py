@@ -191,3 +191,50 @@ def test_a_missing_suite_package_names_the_extra(monkeypatch, capsys, tmp_path, 
     assert main([f"out={tmp_path / 'r'}", f"task={task}"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error:")
+
+
+def test_published_names_of_our_tasks():
+    from analysis.reference import published_name
+
+    assert published_name("walker-walk") == "walker-walk"
+    assert published_name("metaworld:button-press-topdown") == "mw-button-press-topdown"
+    assert published_name("myosuite:myoHandKeyTurnFixed-v0") == "myo-hand-key-turn"
+    assert published_name("myosuite:myoHandPenTwirlRandom-v0") == "myo-hand-pen-twirl-hard"
+
+
+def test_suite_results_next_to_an_older_dmc_run_folder(tmp_path):
+    """A DMC run folder of before the suites (no success column) beside Meta-World runs with one: the
+    pooled figures use the DMC run only, Meta-World gets its success-rate panels with the published success
+    curve of its task (a hand-made reference file) in the suite's names."""
+    import pandas as pd
+
+    from analysis import figures
+    from analysis.reference import select_reference
+
+    from analysis_helpers import write_run
+
+    write_run(tmp_path / "r" / "td3" / "walker-walk" / "seed0", [(0, 10.0), (100, 500.0)])
+    for seed, rates in enumerate([(0.0, 0.4), (0.2, 0.6)]):
+        run = write_run(tmp_path / "r" / "td3" / "metaworld:reach" / f"seed{seed}", [(0, 5.0), (100, 900.0)])
+        ev = pd.read_csv(run / "eval.csv").assign(success=list(rates))
+        ev.to_csv(run / "eval.csv", index=False)
+    ref = pd.DataFrame(
+        {
+            "source": "dcwm-iclr25",
+            "algorithm": "DCWM",
+            "ablation": "",
+            "task": "mw-reach",
+            "env_step": [0, 100, 0, 100],
+            "seed": [1, 1, 2, 2],
+            "episode_return": ["", "", "", ""],
+            "success": [0.0, 1.0, 0.0, 0.5],
+        }
+    )
+    picked = select_reference(ref, ["metaworld:reach"], value="success")
+    assert picked["task"].unique().tolist() == ["metaworld:reach"]
+    assert picked.set_index("env_step")["mean"].to_dict() == {0: 0.0, 100: 0.75}
+    out = figures.make_figures(tmp_path / "r", tmp_path / "f", steps=[100], reps_curve=20, reps_final=20)
+    names = {p.stem for p in out["figures"]}
+    assert {"per_task_curves", "per_task_curves_metaworld", "final_intervals_100"} <= names
+    # pooled over the one DMC task: its return / 1000 (the Meta-World returns, 900, are not pooled in)
+    assert out["scores"]["iqm"].tolist() == [500.0]

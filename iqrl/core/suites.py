@@ -20,15 +20,6 @@ import numpy as np
 from iqrl.core.envs import Step
 from iqrl.core.tasks import SUITES, split_task
 
-# DC-MPC's MyoSuite tasks and their MyoSuite ids (aidanscannell/dcmpc at cc2a33a, envs/myosuite.py)
-MYOSUITE_DCMPC = {
-    "myoHandKeyTurnFixed-v0": "myo-key-turn",
-    "myoHandObjHoldFixed-v0": "myo-obj-hold",
-    "myoHandPenTwirlFixed-v0": "myo-pen-twirl",
-    "myoHandPoseFixed-v0": "myo-pose",
-    "myoHandReachFixed-v0": "myo-reach",
-}
-
 
 def _import(suite: str):
     s = SUITES[suite]
