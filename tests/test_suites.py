@@ -22,7 +22,7 @@ from iqrl.core.replay import SequenceReplay, nstep_targets
 from iqrl.core.tasks import SUITES
 from iqrl.train import main
 
-from conftest import stop_after_episodes, tiny_argv
+from conftest import TINY_AGENT, stop_after_episodes, tiny_argv
 from test_train import eval_numbers
 
 
@@ -238,3 +238,76 @@ def test_suite_results_next_to_an_older_dmc_run_folder(tmp_path):
     assert {"per_task_curves", "per_task_curves_metaworld", "final_intervals_100"} <= names
     # pooled over the one DMC task: its return / 1000 (the Meta-World returns, 900, are not pooled in)
     assert out["scores"]["iqm"].tolist() == [500.0]
+
+
+class _FixedReplay:
+    """What TD7's and MR.Q's updates read of a replay, serving one window (cut to the asked length)."""
+
+    has_terminal = True
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def sample(self, n, seq_len=None, prioritized=False):
+        from dataclasses import replace
+
+        L = seq_len or self.batch.action.shape[1]
+        b = self.batch
+        return replace(
+            b, obs=b.obs[:, : L + 1], action=b.action[:, :L], reward=b.reward[:, :L],
+            terminal=b.terminal[:, :L], valid=b.valid[:, :L],
+        )  # fmt: skip
+
+    def update_priorities(self, index, priority):
+        pass
+
+    def reset_max_priority(self):
+        pass
+
+    def reward_abs_mean(self):
+        return 1.0
+
+
+def _window(terminal_at: int | None, obs_dim: int, act_dim: int, after: float = 0.0):
+    """Two identical windows of 5 steps, rewards 1..5, a termination at `terminal_at` (later steps padded),
+    the observations after step 0 shifted by `after`."""
+    from iqrl.core.replay import SequenceBatch
+
+    L, B = 5, 2
+    terminal, valid = torch.zeros(B, L), torch.ones(B, L)
+    if terminal_at is not None:
+        terminal[:, terminal_at], valid[:, terminal_at + 1 :] = 1.0, 0.0
+    obs = torch.linspace(-1, 1, B * (L + 1) * obs_dim).view(B, L + 1, obs_dim)
+    obs[:, 1:] += after
+    reward = torch.arange(1.0, L + 1).repeat(B, 1)
+    action = torch.zeros(B, L, act_dim)
+    return SequenceBatch(obs, action, reward, terminal, valid, torch.zeros(B, dtype=torch.long))
+
+
+@pytest.mark.parametrize("agent", ["td7", "mrq"])
+def test_td7_and_mrq_targets_stop_at_a_termination_and_bootstrap_through_a_truncation(agent):
+    """The two agents that form their own targets: after a termination (at step 0, within TD7's one step
+    and MR.Q's three) the target does not depend on the observations that follow; without one (a window of a
+    truncated episode looks the same as one mid-episode) it does."""
+    from iqrl.core.registry import make_agent
+
+    tiny = [*TINY_AGENT[agent], "agent.target_update_every=1"]  # one encoder step before the RL step
+    cfg = build_config([f"agent={agent}", "agent.mlp_dims=[32,32]", "agent.batch_size=2", *tiny])
+
+    def target(terminal_at, after):
+        a = make_agent(cfg.agent, 6, 3, torch.device("cpu"), 0)
+        if agent == "td7":  # its value clip starts at [0, 0] (the range of the targets seen): open it
+            a.clip_lo, a.clip_hi = torch.tensor(-1e6), torch.tensor(1e6)
+        seen = []
+        original = a.td_target
+
+        def capture(*args, **kwargs):
+            seen.append(original(*args, **kwargs))
+            return seen[-1]
+
+        a.td_target = capture
+        a.update(_FixedReplay(_window(terminal_at, 6, 3, after)), 0)
+        return seen[-1]
+
+    assert torch.equal(target(0, 0.0), target(0, 5.0))
+    assert not torch.allclose(target(None, 0.0), target(None, 5.0))
