@@ -53,3 +53,4 @@ class ClassicSAC(SAC):
     1, one-step targets, PyTorch's default init)."""
 
     learner_cls = ClassicSACLearner
+    PIXELS = False  # a state baseline of the Gym papers (sac has the pixel encoder)

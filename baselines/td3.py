@@ -55,3 +55,4 @@ class ClassicTD3(TD3):
     exploration std 0.1, target-noise clip 0.5, one-step targets, PyTorch's default init)."""
 
     learner_cls = ClassicTD3Learner
+    PIXELS = False  # a state baseline of the Gym papers (td3 has the pixel encoder)

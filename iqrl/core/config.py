@@ -203,7 +203,7 @@ def validate(run: RunConfig) -> None:
             run.action_repeat >= 1
             and 1 <= run.episode_length <= longest
             and run.episode_length % run.action_repeat == 0,
-            f"episode_length must be in 1..{longest} ({suite_name}) and a multiple of action_repeat, "
+            f"episode_length must be in 1..{longest} and a multiple of action_repeat ({suite_name} tasks), "
             f"got {run.episode_length}",
         ),
         (
