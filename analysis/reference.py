@@ -37,6 +37,8 @@ def load_reference(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, dtype={"ablation": str}, keep_default_na=False)
     except (OSError, ValueError) as exc:
         raise AnalysisError(f"cannot read reference file {path}: {exc}") from None
+    if "ablation" not in df:  # published_suites.csv.gz holds main results only
+        df["ablation"] = ""
     missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
     if missing:
         raise AnalysisError(f"reference file {path} lacks column(s) {', '.join(missing)}")

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.reference import SUITES_REFERENCE
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.replay import SequenceReplay, nstep_targets
@@ -203,6 +204,20 @@ def test_published_names_of_our_tasks():
     assert published_name("metaworld:button-press-topdown") == "mw-button-press-topdown"
     assert published_name("myosuite:myoHandKeyTurnFixed-v0") == "myo-hand-key-turn"
     assert published_name("myosuite:myoHandPenTwirlRandom-v0") == "myo-hand-pen-twirl-hard"
+
+
+@pytest.mark.skipif(not SUITES_REFERENCE.is_file(), reason="shared reference data not present")
+def test_the_shared_suite_curves_load_as_success_rates():
+    from analysis.reference import load_reference, select_reference
+
+    ref = select_reference(
+        load_reference(SUITES_REFERENCE),
+        ["metaworld:reach", "myosuite:myoHandReachFixed-v0"],
+        value="success",
+    )
+    assert set(ref["task"]) == {"metaworld:reach", "myosuite:myoHandReachFixed-v0"}
+    assert "DCWM [dcwm-iclr25]" in set(ref["label"])
+    assert ref["mean"].between(0, 1).all()
 
 
 def test_suite_results_next_to_an_older_dmc_run_folder(tmp_path):
