@@ -329,3 +329,18 @@ def test_td7_and_mrq_targets_stop_at_a_termination_and_bootstrap_through_a_trunc
 
     assert torch.equal(target(0, 0.0), target(0, 5.0))
     assert not torch.allclose(target(None, 0.0), target(None, 5.0))
+
+
+@needs("metaworld")
+def test_metaworld_steps_twice_per_agent_step_and_sums_the_rewards():
+    """Beside a raw env of the same seed (reset, then DC-MPC's zero action): each agent step is two env steps
+    of the same action, their rewards summed, the second's observation returned."""
+    from iqrl.core.suites import _make
+
+    env, raw = make("metaworld:reach", 5), _make("metaworld", "reach", 5)
+    assert np.array_equal(env.reset(), np.asarray(raw.reset()[0], np.float32))
+    raw.step(np.zeros(4))
+    for a in np.random.default_rng(0).uniform(-1, 1, (10, 4)):
+        step = env.step(a)
+        (_, r1, *_), (obs, r2, *_) = raw.step(a), raw.step(a)
+        assert step.reward == float(r1) + float(r2) and np.array_equal(step.obs, np.asarray(obs, np.float32))
