@@ -33,6 +33,8 @@ from analysis.load import (
     eval_rows,
     load_results,
 )
+from analysis.reference import SUITES_REFERENCE
+from iqrl.core.tasks import split_task
 
 DEFAULT_STEPS = "100000,500000,1000000"
 PROFILE_TAUS = np.linspace(0.0, 1.0, 101)  # normalised return thresholds
@@ -105,41 +107,74 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_figures(
-    results,
-    out,
-    *,
-    steps: list[int],
-    reference: Path | None = None,
-    exclude_partial=False,
-    reps_curve=2000,
-    reps_final=20000,
-    seed=0,
-    use_cache=True,
-) -> dict:
-    """Load, estimate, plot and tabulate; returns {"figures": [paths], "tables": [paths], "notes": [...]}."""
-    from analysis import metrics, plots, tables
+#: Each suite's score in its per-task curves (docs/suites.md): the eval.csv column and its axis label.
+SUITE_SCORES = {
+    "dmc": ("episode_return", "Episode return"),
+    "gym": ("episode_return", "Episode return"),
+    "metaworld": ("success", "Success rate"),
+    "myosuite": ("success", "Success rate"),
+}
+
+
+def split_suites(evals):
+    """Evaluation rows -> (DMC rows, {suite: rows} of the other suites present)."""
+    suite = evals["task"].map(lambda t: split_task(t)[0])
+    others = {s: evals[suite == s] for s in sorted(set(suite)) if s != "dmc"}
+    return evals[suite == "dmc"], others
+
+
+def task_curve_figure(
+    evals, suite: str, reference: Path | None, out: Path, colors: dict, seed: int, note, name: str
+):
+    """One panel per task of one suite: its score over env steps, with the published curves of `reference`
+    (DMC: returns; Meta-World, MyoSuite: success rates) when given."""
+    from analysis import metrics, plots
     from analysis.reference import load_reference, select_reference
 
-    def note(msg: str) -> None:
-        notes.append(msg)
-        warnings.warn(msg, AnalysisWarning, stacklevel=2)
-
-    out = Path(out)
-    notes: list[str] = []
-    # Each sweep's own runs for its ablations; everything else counts a repeated run once across sweeps.
-    sweep_table, info = load_results(
-        results,
-        cache_dir=out / ".cache" if use_cache else None,
-        exclude_partial=exclude_partial,
-        per_sweep=True,
+    value, label = SUITE_SCORES[suite]
+    where = "" if suite == "dmc" else f", {suite}"
+    if value not in evals or evals[value].isna().all():
+        note(f"{suite} runs without a {value} column: their per-task figure is skipped")
+        return []
+    task_curves = metrics.per_task_curves(evals[evals[value].notna()], value, seed=seed)
+    ref = None
+    if reference is not None:
+        ref = select_reference(
+            load_reference(reference),
+            task_curves["task"].unique(),
+            max_step=float(evals["env_step"].max()),
+            value=value,
+        )
+        if ref.empty:
+            note(f"reference file {reference} has no main-result curves for these tasks")
+        elif not ref.groupby(["task", "label"])["env_step"].nunique().ge(2).any():
+            note(
+                f"reference file {reference}: no published curve has 2 points up to "
+                f"{metrics.format_steps(evals['env_step'].max())} env steps: none is drawn"
+            )
+    return plots.save_figure(
+        plots.plot_task_panels(
+            task_curves,
+            colors,
+            reference=ref,
+            ylabel=label,
+            title=f"Per-task learning curves{where} (mean over seeds, 95% bootstrap CI)",
+            ylim=(0, 1.05) if value == "success" else (0, None),
+        ),
+        out,
+        name,
     )
-    table = cross_sweep_runs(sweep_table)
-    evals = eval_rows(table)
-    plots.setup_style()
-    colors = plots.method_colors(sweep_table["method"].unique())
-    written: list[Path] = []
 
+
+def dmc_aggregates(
+    evals, out: Path, steps: list[int], colors: dict, reps_curve: int, reps_final: int, seed: int, note
+):
+    """The figures and score tables that pool tasks (final intervals, sample efficiency, performance
+    profiles, probability of improvement), on DMC returns / 1000 only: the other suites' scores are not on
+    that scale (docs/suites.md). Returns (figure paths, table paths, scores table)."""
+    from analysis import metrics, plots, tables
+
+    written: list[Path] = []
     # Final scores at each requested step that some run reached; when none was (a smoke sweep), at the
     # largest step every method reached, as the ablations do.
     reached = [s for s in steps if (evals["env_step"] >= s).any()]
@@ -215,31 +250,58 @@ def make_figures(
                     f"probability_of_improvement_{tag}",
                 )
 
-    # Per-task learning curves, optionally with published curves.
-    task_curves = metrics.per_task_curves(evals, "episode_return", seed=seed)
-    ref = None
-    if reference is not None:
-        ref = select_reference(
-            load_reference(reference), task_curves["task"].unique(), max_step=float(evals["env_step"].max())
-        )
-        if ref.empty:
-            note(f"reference file {reference} has no main-result curves for these tasks")
-        elif not ref.groupby(["task", "label"])["env_step"].nunique().ge(2).any():
-            note(
-                f"reference file {reference}: no published curve has 2 points up to "
-                f"{metrics.format_steps(evals['env_step'].max())} env steps: none is drawn"
-            )
-    written += plots.save_figure(
-        plots.plot_task_panels(
-            task_curves,
-            colors,
-            reference=ref,
-            title="Per-task learning curves (mean over seeds, 95% bootstrap CI)",
-            ylim=(0, None),
-        ),
-        out,
-        "per_task_curves",
+    return written, table_paths, scores
+
+
+def make_figures(
+    results,
+    out,
+    *,
+    steps: list[int],
+    reference: Path | None = None,
+    exclude_partial=False,
+    reps_curve=2000,
+    reps_final=20000,
+    seed=0,
+    use_cache=True,
+) -> dict:
+    """Load, estimate, plot and tabulate; returns {"figures": [paths], "tables": [paths], "notes": [...]}."""
+    from analysis import metrics, plots
+
+    def note(msg: str) -> None:
+        notes.append(msg)
+        warnings.warn(msg, AnalysisWarning, stacklevel=2)
+
+    out = Path(out)
+    notes: list[str] = []
+    # Each sweep's own runs for its ablations; everything else counts a repeated run once across sweeps.
+    sweep_table, info = load_results(
+        results,
+        cache_dir=out / ".cache" if use_cache else None,
+        exclude_partial=exclude_partial,
+        per_sweep=True,
     )
+    table = cross_sweep_runs(sweep_table)
+    evals, suite_evals = split_suites(eval_rows(table))
+    plots.setup_style()
+    colors = plots.method_colors(sweep_table["method"].unique())
+
+    written, table_paths, scores = [], [], None
+    if evals.empty:
+        note("no DMC runs: the pooled figures and score tables (DMC returns / 1000) are skipped")
+    else:
+        written, table_paths, scores = dmc_aggregates(
+            evals, out, steps, colors, reps_curve, reps_final, seed, note
+        )
+
+    # Per-task learning curves, optionally with published curves: DMC returns, then each other suite's score.
+    if not evals.empty:
+        written += task_curve_figure(evals, "dmc", reference, out, colors, seed, note, "per_task_curves")
+    for suite, rows in suite_evals.items():
+        suite_reference = SUITES_REFERENCE if reference is not None and SUITES_REFERENCE.is_file() else None
+        written += task_curve_figure(
+            rows, suite, suite_reference, out, colors, seed, note, f"per_task_curves_{suite}"
+        )
 
     # Diagnostics of the iQRL paper: latent rank, active codebook share.
     if "latent_rank" in table and table["latent_rank"].notna().any():

@@ -1,7 +1,10 @@
-"""Published DMC learning curves (shared/reference-data) for overlaying on our per-task curves."""
+"""Published learning curves (shared/reference-data) for overlaying on our per-task curves: DMC returns
+(`published_dmc.csv.gz`), Meta-World and MyoSuite success rates and returns (`published_suites.csv.gz`, whose
+task names `published_name` maps ours onto)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,8 @@ from analysis.load import AnalysisError
 DEFAULT_REFERENCE = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "reference-data" / "published_dmc.csv.gz"
 )
+#: The Meta-World and MyoSuite curves, beside the DMC file.
+SUITES_REFERENCE = DEFAULT_REFERENCE.with_name("published_suites.csv.gz")
 REFERENCE_COLUMNS = ("source", "algorithm", "ablation", "task", "env_step", "seed", "episode_return")
 
 
@@ -32,18 +37,37 @@ def load_reference(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, dtype={"ablation": str}, keep_default_na=False)
     except (OSError, ValueError) as exc:
         raise AnalysisError(f"cannot read reference file {path}: {exc}") from None
+    if "ablation" not in df:  # published_suites.csv.gz holds main results only
+        df["ablation"] = ""
     missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
     if missing:
         raise AnalysisError(f"reference file {path} lacks column(s) {', '.join(missing)}")
     return df
 
 
+def published_name(task: str) -> str:
+    """Our task name -> the published files' name: DMC names are the same; `metaworld:reach` -> `mw-reach`;
+    `myosuite:myoHandKeyTurnFixed-v0` -> `myo-hand-key-turn` (`...Random-v0` -> `...-hard`), the names of
+    aidanscannell/dcmpc's results data."""
+    suite, _, name = task.partition(":")
+    if suite == "metaworld":
+        return f"mw-{name}"
+    m = re.fullmatch(r"myoHand(\w+?)(Fixed|Random)-v0", name) if suite == "myosuite" else None
+    if m:
+        words = re.sub(r"(?<!^)([A-Z])", r"-\1", m.group(1)).lower()
+        return f"myo-hand-{words}" + ("-hard" if m.group(2) == "Random" else "")
+    return task
+
+
 def reference_label(source: str, algorithm: str) -> str:
     return f"{algorithm} [{source}]"
 
 
-def select_reference(ref: pd.DataFrame, tasks, max_step: float | None = None) -> pd.DataFrame:
-    """Main-result curves for `tasks`, averaged over each source's seeds.
+def select_reference(
+    ref: pd.DataFrame, tasks, max_step: float | None = None, value: str = "episode_return"
+) -> pd.DataFrame:
+    """Main-result curves of column `value` (episode_return, or success) for `tasks` (our names, matched
+    through `published_name`), averaged over each source's seeds.
 
     ref: the published table (columns as REFERENCE_COLUMNS). Keeps rows with an empty `ablation` (a
     paper's main result), a task in `tasks` and env_step <= max_step (when given); groups by source AND
@@ -52,7 +76,10 @@ def select_reference(ref: pd.DataFrame, tasks, max_step: float | None = None) ->
     the mean at a step averages every seed that covers it (not only those evaluated exactly there).
     Returns columns source, algorithm, label, task, env_step, mean, n_seeds.
     """
-    sel = ref[(ref["ablation"] == "") & ref["task"].isin(list(tasks))]
+    ours = {published_name(t): t for t in tasks}
+    sel = ref[(ref["ablation"] == "") & ref["task"].isin(list(ours))]
+    sel = sel[pd.to_numeric(sel[value], errors="coerce").notna()] if value in sel else sel.iloc[:0]
+    sel = sel.assign(task=sel["task"].map(ours), **{value: pd.to_numeric(sel[value], errors="coerce")})
     if max_step is not None:
         sel = sel[sel["env_step"] <= max_step]
     rows = []
@@ -60,7 +87,7 @@ def select_reference(ref: pd.DataFrame, tasks, max_step: float | None = None) ->
         steps = np.unique(g["env_step"].to_numpy(float))
         total, count = np.zeros(len(steps)), np.zeros(len(steps), dtype=int)
         for _, s in g.groupby("seed", sort=True):
-            s = s.groupby("env_step")["episode_return"].mean()  # a seed listed twice at a step: its mean
+            s = s.groupby("env_step")[value].mean()  # a seed listed twice at a step: its mean
             x, y = s.index.to_numpy(float), s.to_numpy(float)
             inside = (steps >= x[0]) & (steps <= x[-1])
             total[inside] += np.interp(steps[inside], x, y)

@@ -15,6 +15,8 @@ Pixels (obs=pixels): a convolutional encoder trained by the critic loss, the act
 
 from __future__ import annotations
 
+from torch import nn
+
 from baselines.raw_observations import RawObservationAgent
 from iqrl.core.interface import AgentConfig, compose
 from iqrl.learners.encoders import PixelEncoderConfig
@@ -37,3 +39,18 @@ class SACAgentConfig(AgentConfig):
 
 class SAC(RawObservationAgent):
     learner_cls = SACLearner
+
+
+class ClassicSACLearner(SACLearner):
+    """SAC's own networks (arXiv 1812.05905, Table 1): ReLU MLPs, no LayerNorm."""
+
+    mlp_act = nn.ReLU
+    mlp_norm = False
+
+
+class ClassicSAC(SAC):
+    """`sac-classic`: SAC as TD7 reports it as a baseline (registry preset: [256, 256], initial temperature
+    1, one-step targets, PyTorch's default init)."""
+
+    learner_cls = ClassicSACLearner
+    PIXELS = False  # a state baseline of the Gym papers (sac has the pixel encoder)

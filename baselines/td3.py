@@ -17,6 +17,8 @@ Pixels (obs=pixels): a convolutional encoder trained by the critic loss, the act
 
 from __future__ import annotations
 
+from torch import nn
+
 from baselines.raw_observations import RawObservationAgent
 from iqrl.core.interface import AgentConfig, compose
 from iqrl.learners.encoders import PixelEncoderConfig
@@ -39,3 +41,18 @@ class TD3Config(AgentConfig):
 
 class TD3(RawObservationAgent):
     learner_cls = TD3Learner
+
+
+class ClassicTD3Learner(TD3Learner):
+    """TD3's own networks (arXiv 1802.09477, §6.1; sfujim/TD3): ReLU MLPs, no LayerNorm."""
+
+    mlp_act = nn.ReLU
+    mlp_norm = False
+
+
+class ClassicTD3(TD3):
+    """`td3-classic`: TD3 as TD7 and MR.Q report it as a baseline (registry preset: [256, 256], constant
+    exploration std 0.1, target-noise clip 0.5, one-step targets, PyTorch's default init)."""
+
+    learner_cls = ClassicTD3Learner
+    PIXELS = False  # a state baseline of the Gym papers (td3 has the pixel encoder)

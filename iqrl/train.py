@@ -23,6 +23,8 @@ from iqrl.core.trainer import Trainer
 
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 
+Tasks: DMC domain-task (walker-walk), gym:<id>, metaworld:<task>, myosuite:<id> (docs/suites.md).
+
 Top-level keys: agent, task, seed, steps, out, seed_steps, updates_per_step, replay_capacity, eval_every,
 eval_episodes,
 diag_every, checkpoint_every, device, precision, episode_length, action_repeat, sweep, variant, overrides,

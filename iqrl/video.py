@@ -25,6 +25,7 @@ from iqrl.core.evaluation import eval_episode
 from iqrl.core.parts import build_parts
 from iqrl.core.render import EpisodeRecorder, select_backend, video_name
 from iqrl.core.runfolder import CHECKPOINT, read_yaml
+from iqrl.core.tasks import split_task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +55,8 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
     select_backend()
 
     cfg = from_yaml_dict(read_yaml(run_dir / "config.yaml"))
+    if split_task(cfg.task)[0] != "dmc":  # the renderer draws dm_control's physics (docs/suites.md)
+        raise ValueError(f"videos are of DMC tasks only, not {cfg.task}")
     state = torch.load(path, map_location="cpu", weights_only=False)  # a renamed-over file stays readable
     env_step = int(state["counters"]["env_step"])
     # on the CPU and eager: acting needs neither a GPU nor compiled losses
@@ -65,7 +68,7 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
     for k in range(1, episodes + 1):
         t = time.time()
         recorder = EpisodeRecorder(env, size)
-        ret = eval_episode(env, agent, recorder.on_frame)
+        ret = eval_episode(env, agent, recorder.on_frame).ret
         out = recorder.save(run_dir / "videos" / video_name(env_step, ret, k))
         print(
             f"{out}: return {ret:.1f}, {len(recorder.frames)} frames {size}x{size}, "

@@ -38,9 +38,9 @@ def test_batched_returns_equal_the_sequential_loop(name):
     same (the next evaluation starts from the same states)."""
     agent = _agent(name)
     sequential_env = DMCEnv("cartpole-balance", 7, 2, 100)
-    expected = [eval_episode(sequential_env, agent) for _ in range(3)]
+    expected = [eval_episode(sequential_env, agent).ret for _ in range(3)]
     envs = [DMCEnv("cartpole-balance", 7, 2, 100) for _ in range(3)]
-    returns = eval_batch(envs, agent)
+    returns = [o.ret for o in eval_batch(envs, agent)]
     np.testing.assert_allclose(returns, expected, rtol=1e-5)
     assert len(set(np.round(expected, 3))) == 3  # three different initial states, not one repeated
     state, expected_state = envs[0].get_state()["random"], sequential_env.get_state()["random"]

@@ -88,7 +88,7 @@ def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(fin
     env = DMCEnv(cfg.task, eval_seed(cfg.seed), cfg.action_repeat, cfg.episode_length)
     agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, torch.device("cpu"), cfg.seed)
     agent.load_state_dict(torch.load(out / CHECKPOINT, weights_only=False)["agent"])
-    assert new[0].name == render.video_name(800, eval_episode(env, agent), 1)
+    assert new[0].name == render.video_name(800, eval_episode(env, agent).ret, 1)
 
 
 def test_video_every_records_the_evaluation_episode_and_leaves_the_results_alone(

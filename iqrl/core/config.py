@@ -27,11 +27,11 @@ from iqrl.core.envs import (
     SEED_LIMIT,
     Observation,
     Perturbations,
-    parse_task,
+    check_task,
     task_spaces,
 )
 from iqrl.core.loggers import LOGGERS
-from iqrl.core.tasks import eval_seed, task_group, task_label, task_list
+from iqrl.core.tasks import eval_seed, split_task, suite_of, task_group, task_label, task_list
 
 
 class ConfigError(ValueError):
@@ -43,8 +43,10 @@ class RunConfig:
     """Top-level run keys (a stable contract for sweeps and scripts). Step counts are env steps."""
 
     agent: Any = None  # the agent's config dataclass; `agent=NAME` on the command line picks it
-    # dm_control `domain-task`, or a list of tasks with the same observation and action spaces for one
-    # multi-task run (`task=[walker-stand,walker-walk]`; docs/transfer.md). Any: OmegaConf has no str | list.
+    # dm_control `domain-task`, or suite:name for another suite (gym:Hopper-v4, metaworld:reach,
+    # myosuite:myoHandReachFixed-v0; iqrl.core.tasks.SUITES, docs/suites.md), or a list of tasks with the same
+    # observation and action spaces for one multi-task run (`task=[walker-stand,walker-walk]`;
+    # docs/transfer.md). Any: OmegaConf has no str | list.
     task: Any = "walker-walk"
     seed: int = 1
     steps: int = 1_000_000  # env-step budget
@@ -66,8 +68,10 @@ class RunConfig:
     precision: str = "fp32"
     compile: bool = False  # torch.compile the pieces of the update (Agent.compile; docs/performance.md)
     cudagraphs: bool = False  # with compile: replay them as CUDA graphs (CUDA only)
-    episode_length: int = 1000  # env steps per episode (<= 1000, the suite's limit)
-    action_repeat: int = 2
+    # env steps per episode, and env steps per agent step; None = the suite's (DMC 1000 and 2, Gym 1000
+    # and 1, Meta-World 200 and 2, MyoSuite 100 and 1: iqrl.core.tasks.SUITES)
+    episode_length: int | None = None
+    action_repeat: int | None = None
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
     variant: str = "default"
     overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
@@ -161,7 +165,7 @@ def build_config(argv: list[str]) -> RunConfig:
     tasks = task_list(_task_arg(overrides))
     try:
         for task in tasks:
-            parse_task(task)
+            check_task(task)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     base = OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
@@ -175,6 +179,9 @@ def build_config(argv: list[str]) -> RunConfig:
         raise ConfigError(_explain(e, agent_cls)) from None
     run.agent.name = name
     run.task = tasks[0] if len(tasks) == 1 else tasks  # `task=[walker-walk]` is the single-task run
+    suite = suite_of(tasks[0])  # a multi-task run's tasks share spaces: one suite
+    run.action_repeat = suite.action_repeat if run.action_repeat is None else run.action_repeat
+    run.episode_length = suite.episode_length if run.episode_length is None else run.episode_length
     validate(run)
     if not run.out:
         run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")
@@ -202,6 +209,7 @@ def validate(run: RunConfig) -> None:
     # agent.official_shared_eval_seed).
     offset = eval_seed(0, run.agent.official_shared_eval_seed)
     max_seed = SEED_LIMIT - 1 - offset
+    suite_name, longest = split_task(run.task)[0], suite_of(run.task).max_episode_length
     checks = [
         (
             0 <= run.seed <= max_seed,
@@ -226,9 +234,14 @@ def validate(run: RunConfig) -> None:
         # `and`: no modulo by an action_repeat < 1 (the check above reports it first)
         (
             run.action_repeat >= 1
-            and 1 <= run.episode_length <= 1000
+            and 1 <= run.episode_length <= longest
             and run.episode_length % run.action_repeat == 0,
-            f"episode_length must be in 1..1000 and a multiple of action_repeat, got {run.episode_length}",
+            f"episode_length must be in 1..{longest} and a multiple of action_repeat ({suite_name} tasks), "
+            f"got {run.episode_length}",
+        ),
+        (
+            suite_name == "dmc" or (run.obs == "state" and run.video_every == 0),
+            f"obs=pixels and video_every render dm_control's physics: DMC tasks only, not {run.task}",
         ),
         (
             run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),

@@ -10,12 +10,16 @@ uint8 [3 * frame_stack, size, size] (newest last), rendered after each agent ste
 pixel benchmarks of SAC+AE, DrQ and TACO use (`pixel_camera`); action repeat, rewards and time limit are
 unchanged (docs/pixels.md).
 
-It imports numpy, dm_control and the renderer (iqrl/core/render.py); task names, groups and the evaluation
-seed are iqrl/core/tasks.py (light, for slurm/ and analysis/).
+The other suites (Gym MuJoCo, Meta-World, MyoSuite: a `suite:` prefix on the task name) are
+iqrl/core/suites.py, behind the same interface; `make_env` and `check_task` dispatch on the prefix.
+
+It imports numpy, dm_control and the renderer (iqrl/core/render.py); task names, suites, groups and the
+evaluation seed are iqrl/core/tasks.py (light, for slurm/ and analysis/).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass
 
@@ -24,6 +28,7 @@ from dm_control import suite
 from dm_control.suite.wrappers import action_scale
 
 from iqrl.core.render import Renderer
+from iqrl.core.tasks import split_task, suite_list, suite_of
 
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
 
@@ -40,14 +45,26 @@ def parse_task(task: str) -> tuple[str, str]:
     if not sep or task not in valid:
         close = difflib.get_close_matches(task, valid, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown task {task!r}{hint}; valid tasks: {', '.join(valid)}")
+        raise ValueError(
+            f"unknown task {task!r}{hint}; a task is {suite_list()}; valid tasks: {', '.join(valid)}"
+        )
     return domain, name
 
 
 def task_spaces(task: str) -> tuple[int, int]:
-    """(observation width, action width) of a task's state observations."""
-    env = DMCEnv(task, seed=0)
+    """(observation width, action width) of a task's state observations, in any suite."""
+    env = make_env(task, seed=0, action_repeat=1, episode_length=suite_of(task).episode_length)
     return env.obs_dim, env.act_dim
+
+
+def check_task(task: str) -> None:
+    """Raise ValueError (one line) unless `task` names a task of a suite whose package is installed."""
+    if split_task(task)[0] == "dmc":
+        parse_task(task)
+    else:
+        from iqrl.core.suites import check_task as check_suite_task  # imports the suite's package
+
+        check_suite_task(task)
 
 
 @dataclass
@@ -56,10 +73,13 @@ class Step:
     reward: float
     terminated: bool  # a true environment termination (never happens in the DMC suite)
     truncated: bool  # the time limit was reached
+    success: bool = False  # the task's success signal (Meta-World, MyoSuite; always False elsewhere)
 
 
 class DMCEnv:
     """One dm_control task with action repeat, flattening, [-1, 1] actions and a time limit.
+
+    has_success: False (no DMC task defines success; eval.csv has no success column).
 
     `episode_length` is in env steps (<= 1000, the suite's own limit) and must be a multiple of the
     action repeat. get_state()/set_state() capture the task's random state; they are meant to be used
@@ -75,6 +95,7 @@ class DMCEnv:
         self.task = task
         self.action_repeat = action_repeat
         self.episode_length = episode_length
+        self.has_success = False
         env = suite.load(domain, name, task_kwargs={"random": seed})
         self._env = action_scale.Wrapper(env, minimum=-1.0, maximum=1.0)
         self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
@@ -166,7 +187,7 @@ class PerturbedEnv:
         self._t = 0
         self._signal = None
 
-    def __getattr__(self, name):  # task, action_repeat, episode_length, physics, control_timestep
+    def __getattr__(self, name):  # task, action_repeat, episode_length, has_success, physics, ...
         return getattr(self._env, name)
 
     def reset(self) -> np.ndarray:
@@ -194,7 +215,7 @@ class PerturbedEnv:
             action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
         step = self._env.step(action)
         self._t += 1
-        return Step(self._observe(step.obs), step.reward, step.terminated, step.truncated)
+        return dataclasses.replace(step, obs=self._observe(step.obs))
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         if self.p.obs_noise:
@@ -288,9 +309,15 @@ def make_env(
     perturb: Perturbations | None = None,
     observation: Observation | None = None,
 ) -> DMCEnv | PerturbedEnv | PixelEnv:
-    """The task's env, wrapped in its perturbations when any is on (else exactly the plain DMCEnv), seen
-    through a camera with `observation.kind == "pixels"`."""
-    env = DMCEnv(task, seed, action_repeat, episode_length)
+    """The task's env (DMCEnv, or iqrl.core.suites.SuiteEnv for a task of another suite), wrapped in its
+    perturbations when any is on (else exactly the plain env), seen through a camera with
+    `observation.kind == "pixels"` (DMC only: the run config refuses pixels elsewhere)."""
+    if split_task(task)[0] == "dmc":
+        env = DMCEnv(task, seed, action_repeat, episode_length)
+    else:
+        from iqrl.core.suites import SuiteEnv  # imports the suite's package
+
+        env = SuiteEnv(task, seed, action_repeat, episode_length)
     if perturb is not None and perturb.active:
         env = PerturbedEnv(env, perturb, seed)
     if observation is not None and observation.kind == "pixels":

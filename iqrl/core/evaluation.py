@@ -6,26 +6,37 @@ agent interface).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 
-def eval_episode(env, agent, on_frame=None) -> float:
-    """One deterministic evaluation episode; its return. `on_frame()` is called after the reset and after
+class Outcome(NamedTuple):
+    """An evaluation episode's return, and whether the task reported success at any step (DC-MPC's
+    episode success: utils/evaluate.py at cc2a33a; always False on suites without success)."""
+
+    ret: float
+    success: bool
+
+
+def eval_episode(env, agent, on_frame=None) -> Outcome:
+    """One deterministic evaluation episode; its outcome. `on_frame()` is called after the reset and after
     every step (videos record frames there)."""
-    obs, total, done = env.reset(), 0.0, False
+    obs, total, done, success = env.reset(), 0.0, False, False
     agent.on_episode_start(training=False)
     while True:
         if on_frame is not None:
             on_frame()
         if done:
-            return total
+            return Outcome(total, success)
         step = env.step(agent.act(obs, explore=False))
         total += step.reward
+        success = success or step.success
         obs, done = step.obs, step.terminated or step.truncated
 
 
-def eval_batch(envs: list, agent, on_frame=None) -> list[float]:
-    """len(envs) deterministic evaluation episodes side by side; their returns.
+def eval_batch(envs: list, agent, on_frame=None) -> list[Outcome]:
+    """len(envs) deterministic evaluation episodes side by side; their outcomes.
 
     One `act` call per step for all of them (on a GPU one batched forward pass, or one batched MPPI plan,
     instead of N). Episode i starts from the task state that episode i of the sequential loop starts from:
@@ -43,6 +54,7 @@ def eval_batch(envs: list, agent, on_frame=None) -> list[float]:
     envs[0].set_state(envs[-1].get_state())
     agent.on_episode_start(training=False)
     obs, totals, running = np.stack(obs), np.zeros(len(envs)), np.ones(len(envs), bool)
+    success = np.zeros(len(envs), bool)
     frame = on_frame or (lambda: None)
     frame()
     while running.any():
@@ -52,14 +64,15 @@ def eval_batch(envs: list, agent, on_frame=None) -> list[float]:
         for i in np.flatnonzero(running):
             step = envs[i].step(actions[i])
             totals[i] += step.reward
+            success[i] |= step.success
             obs[i], running[i] = step.obs, not (step.terminated or step.truncated)
             if i == 0:
                 frame()
-    return totals.tolist()
+    return [Outcome(r, bool(s)) for r, s in zip(totals.tolist(), success)]
 
 
-def eval_returns(envs: list, agent, episodes: int, batched: bool, on_frame=None) -> list[float]:
-    """The returns of `episodes` evaluation episodes: side by side in `envs` (one env per episode,
+def eval_returns(envs: list, agent, episodes: int, batched: bool, on_frame=None) -> list[Outcome]:
+    """The outcomes of `episodes` evaluation episodes: side by side in `envs` (one env per episode,
     `eval_batch`) when `batched`, else one after another in envs[0]. `on_frame` sees the first episode."""
     if batched:
         return eval_batch(envs, agent, on_frame)

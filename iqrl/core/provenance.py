@@ -12,12 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iqrl.core.tasks import task_group
+from iqrl.core.tasks import split_task, suite_of, task_group
 
 
-def package_versions() -> dict:
+def package_versions(extra: tuple[str, ...] = ()) -> dict:
+    """Versions of python, the core packages and the `extra` ones (a suite's: gymnasium, metaworld, ...)."""
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "numpy", "mujoco", "dm-control", "omegaconf"):
+    for pkg in ("torch", "numpy", "mujoco", "dm-control", "omegaconf", *extra):
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -45,13 +46,20 @@ def git_commit() -> str:
     return "unknown"
 
 
+def suite_packages(task: str) -> tuple[str, ...]:
+    """The packages a task's suite runs on besides the core ones (none for DMC)."""
+    if split_task(task)[0] == "dmc":
+        return ()
+    return tuple(dict.fromkeys(("gymnasium", suite_of(task).package)))
+
+
 def run_meta(cfg, parts, updates_per_step: float) -> dict:
     """config.yaml's `meta` of the run `cfg` with its built `parts` (iqrl.core.parts.RunParts) and its
     effective updates per env step: versions, commit, the sizes the agent was built with, effective values
     of keys left to the agent's defaults, and where and how the run was started."""
     env, agent = parts.env, parts.agent
     return {
-        "versions": package_versions(),
+        "versions": package_versions(suite_packages(cfg.task)),
         "git_commit": git_commit(),
         "obs_dim": env.obs_dim if cfg.obs == "state" else list(env.obs_shape),
         "act_dim": env.act_dim,

@@ -82,6 +82,28 @@ REGISTRY: dict[str, AgentEntry] = {
         "td3_tasks.yaml",
         description="TD3 on raw observations, as in the iQRL code (n-step, LN+Mish MLPs, sigma schedule)",
     ),
+    "td3-classic": AgentEntry(
+        "baselines.td3:ClassicTD3",
+        "baselines.td3:TD3Config",
+        "classic_tasks.yaml",
+        preset={
+            "mlp_dims": [256, 256],
+            "init": "default",
+            "nstep": 1,
+            "noise_clip": 0.5,
+            "expl_sigma_start": 0.1,
+            "expl_sigma_end": 0.1,
+        },
+        description="TD3 as its paper and the TD7 / MR.Q baselines: ReLU [256, 256], no LayerNorm, constant "
+        "exploration std 0.1, target-noise clip 0.5 (docs/agents.md)",
+    ),
+    "sac-classic": AgentEntry(
+        "baselines.sac:ClassicSAC",
+        "baselines.sac:SACAgentConfig",
+        "classic_tasks.yaml",
+        preset={"mlp_dims": [256, 256], "nstep": 1, "init_temperature": 1.0},
+        description="SAC as its paper and the TD7 baseline: ReLU [256, 256], no LayerNorm (docs/agents.md)",
+    ),
     "td7": AgentEntry(
         "baselines.td7:TD7",
         "baselines.td7:TD7Config",

@@ -28,6 +28,9 @@ from typing import Any
 import yaml
 
 EVAL_COLUMNS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
+# eval.csv's last column on suites that define success (Meta-World, MyoSuite): the fraction of evaluation
+# episodes that succeeded; absent on DMC and Gym, and in run folders written before the suites.
+SUCCESS_COLUMN = "success"
 CHECKPOINT = Path("checkpoint") / "ckpt.pt"
 LOCK = ".lock"
 _UMASK = os.umask(0)

@@ -39,6 +39,7 @@ from iqrl.core.progress import Progress
 from iqrl.core.provenance import run_meta
 from iqrl.core.runfolder import (
     EVAL_COLUMNS,
+    SUCCESS_COLUMN,
     remove_stale_temp_files,
     write_csv,
     write_status,
@@ -191,7 +192,8 @@ class Trainer:
         # the first episode on video when one is due (rendering leaves the episode and all RNGs alone)
         video = render.EpisodeRecorder(self.eval_env, render.TRAIN_VIDEO_SIZE) if self.video_due() else None
         on_frame = video and video.on_frame
-        returns = eval_returns(self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame)
+        outcomes = eval_returns(self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame)
+        returns = [o.ret for o in outcomes]
         if video is not None:
             video.save(self.run_dir / "videos" / render.video_name(self.env_step, returns[0]))
         row = {
@@ -201,6 +203,8 @@ class Trainer:
             "n_episodes": len(returns),
             "wall_time_s": round(self.wall_time(), 3),
         }
+        if self.eval_env.has_success:  # the fraction of episodes that succeeded (Meta-World, MyoSuite)
+            row[SUCCESS_COLUMN] = float(np.mean([o.success for o in outcomes]))
         kind = "eval"
         if len(self.tasks) > 1:  # each task its own series in the trackers (eval/<task>/episode_return)
             row["task"] = self.tasks[i]
@@ -236,7 +240,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def write_logs(self) -> None:
-        columns = EVAL_COLUMNS + (["task"] if len(self.tasks) > 1 else [])
+        columns = EVAL_COLUMNS + ([SUCCESS_COLUMN] if self.eval_env.has_success else [])
+        columns += ["task"] if len(self.tasks) > 1 else []
         write_csv(self.run_dir / "eval.csv", self.eval_rows, columns)
         if self.train_rows:
             write_csv(self.run_dir / "train.csv", self.train_rows)
