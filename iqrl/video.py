@@ -25,7 +25,7 @@ from iqrl.core.evaluation import eval_episode
 from iqrl.core.parts import build_parts
 from iqrl.core.render import EpisodeRecorder, select_backend, video_name
 from iqrl.core.runfolder import CHECKPOINT, read_yaml
-from iqrl.core.tasks import split_task
+from iqrl.core.tasks import split_task, task_list
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +55,9 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
     select_backend()
 
     cfg = from_yaml_dict(read_yaml(run_dir / "config.yaml"))
-    if split_task(cfg.task)[0] != "dmc":  # the renderer draws dm_control's physics (docs/suites.md)
+    if (
+        split_task(task_list(cfg.task)[0])[0] != "dmc"
+    ):  # the renderer draws dm_control's physics (docs/suites.md)
         raise ValueError(f"videos are of DMC tasks only, not {cfg.task}")
     state = torch.load(path, map_location="cpu", weights_only=False)  # a renamed-over file stays readable
     env_step = int(state["counters"]["env_step"])

@@ -209,7 +209,8 @@ def validate(run: RunConfig) -> None:
     # agent.official_shared_eval_seed).
     offset = eval_seed(0, run.agent.official_shared_eval_seed)
     max_seed = SEED_LIMIT - 1 - offset
-    suite_name, longest = split_task(run.task)[0], suite_of(run.task).max_episode_length
+    first = task_list(run.task)[0]  # a multi-task run's tasks are of one suite (their spaces agree)
+    suite_name, longest = split_task(first)[0], suite_of(first).max_episode_length
     checks = [
         (
             0 <= run.seed <= max_seed,

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iqrl.core.tasks import split_task, suite_of, task_group
+from iqrl.core.tasks import split_task, suite_of, task_group, task_list
 
 
 def package_versions(extra: tuple[str, ...] = ()) -> dict:
@@ -59,7 +59,7 @@ def run_meta(cfg, parts, updates_per_step: float) -> dict:
     of keys left to the agent's defaults, and where and how the run was started."""
     env, agent = parts.env, parts.agent
     return {
-        "versions": package_versions(suite_packages(cfg.task)),
+        "versions": package_versions(suite_packages(task_list(cfg.task)[0])),
         "git_commit": git_commit(),
         "obs_dim": env.obs_dim if cfg.obs == "state" else list(env.obs_shape),
         "act_dim": env.act_dim,
