@@ -139,7 +139,15 @@ def test_iqrl_ae_is_refused_from_pixels_and_state_runs_ignore_image_pad():
 def test_multiseed_takes_pixel_runs():
     """The K-seed mode runs pixel updates too: each seed draws its shifts in its own thread
     (tests/test_multiseed.py::test_pixel_seeds_match_their_plain_updates)."""
-    cfg = types.SimpleNamespace(agent=IQRLConfig(), obs="pixels", precision="fp32", compile=False)
+    cfg = types.SimpleNamespace(
+        agent=IQRLConfig(),
+        obs="pixels",
+        precision="fp32",
+        compile=False,
+        init_from="",
+        freeze=[],
+        task="walker-walk",
+    )
     assert unsupported(cfg) is None
 
 
