@@ -232,7 +232,7 @@ def _last_train_row(run: Path) -> dict:
 
 
 def test_sigkill_then_resume_matches(tmp_path):
-    argv = [*TINY, "steps=2000", "checkpoint_every=600", "seeds=3,4"]
+    argv = [*TINY, "steps=1400", "checkpoint_every=400", "seeds=3,4"]
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main([*argv, f"out={ref}"]) == EXIT_OK
     cmd = [sys.executable, "-m", "iqrl.multiseed", *argv, f"out={run}"]
@@ -245,10 +245,10 @@ def test_sigkill_then_resume_matches(tmp_path):
     (run / "seed4" / CHECKPOINT).unlink(missing_ok=True)
     points = resume_points([run / "seed3", run / "seed4"])
     assert points[1] == run / "seed4" / PREVIOUS_CHECKPOINT
-    assert [checkpoint_step(p) for p in points] == [600, 600]  # seed 3's latest may be at 1200: not used
+    assert [checkpoint_step(p) for p in points] == [400, 400]  # seed 3's latest may be at 800: not used
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "resumed from checkpoint at env_step 600" in r.stdout + r.stderr
+    assert "resumed from checkpoint at env_step 400" in r.stdout + r.stderr
     for s in (3, 4):
         assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
 
