@@ -77,7 +77,8 @@ def starts(d: Path) -> list[str]:
 
 
 def reference_eval(tmp_path: Path, seed: int, steps: int, extra_argv=()) -> str:
-    """eval.csv of the same run trained in one go, in-process."""
+    """eval.csv of the same run trained in one go, in-process (without the episodes' sleep, which paces the
+    sweep's jobs and changes no number)."""
     import fake_trainer
 
     out = tmp_path / f"ref{seed}"
@@ -89,7 +90,15 @@ def reference_eval(tmp_path: Path, seed: int, steps: int, extra_argv=()) -> str:
         "eval_every=500",
         *extra_argv,
     ]
-    assert fake_trainer.main(argv) == 0
+    pace = os.environ.get("FAKE_TRAINER_EPISODE_S")
+    os.environ["FAKE_TRAINER_EPISODE_S"] = "0"
+    try:
+        assert fake_trainer.main(argv) == 0
+    finally:
+        if pace is None:
+            del os.environ["FAKE_TRAINER_EPISODE_S"]
+        else:
+            os.environ["FAKE_TRAINER_EPISODE_S"] = pace
     return (out / "eval.csv").read_text()
 
 
