@@ -174,7 +174,7 @@ def test_wheel_set_runs_the_project_beside_the_gpu_images_packages_alone(tmp_pat
     try:
         build(tmp_path / "whl", python)
     except subprocess.CalledProcessError as e:
-        if "download" not in e.cmd:  # building an sdist's wheel failed: a real failure
+        if "download" not in e.cmd or os.environ.get("CI"):  # a build failure, or CI, which has an index
             raise
         pytest.skip(f"pip download of the wheel set failed (exit {e.returncode}): no index reachable?")
     site = tmp_path / "site"

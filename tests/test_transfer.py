@@ -432,3 +432,17 @@ def test_a_multi_task_runs_representation_starts_a_single_task_run(tmp_path):
     ] == list(REPR)
     with pytest.raises(ConfigError, match=r"learner.critic.* in the source"):
         preflight(build_config(_argv(tmp_path / "c", extra=[f"init_from={source}", "init_parts=[critic]"])))
+
+
+def test_a_checkpoint_file_is_a_source_too(source, tmp_path):
+    """init_from=<checkpoint file>: inside a run folder it is that run's (its config.yaml hashed); copied out
+    of one, its own config identifies it."""
+    inside = source / CHECKPOINT.parent / "ckpt.prev.pt"
+    cfg = build_config(_argv(tmp_path / "a", extra=[f"init_from={inside}"]))
+    meta = load_parts(Trainer(cfg).agent, cfg)
+    assert meta["env_step"] == 400 and meta["run"] == str(source.resolve())
+    outside = tmp_path / "loose.pt"
+    shutil.copy(inside, outside)
+    cfg = build_config(_argv(tmp_path / "b", extra=[f"init_from={outside}"]))
+    meta = load_parts(Trainer(cfg).agent, cfg)
+    assert meta["run"] is None and meta["task"] == "cartpole-balance" and len(meta["config_sha256"]) == 64

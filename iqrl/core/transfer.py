@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import Tensor, nn
 
 from iqrl.core import checkpoints
@@ -112,9 +113,7 @@ def _file_source(spec: str, path: Path) -> Source:
     if run_dir is not None and (run_dir / "config.yaml").is_file():
         text = (run_dir / "config.yaml").read_bytes()
         return Source(spec, run_dir, path, state, read_yaml(run_dir / "config.yaml"), _sha256(text))
-    import yaml  # only here: a checkpoint outside a run folder is hashed by its own config
-
-    text = yaml.safe_dump(state["config"], sort_keys=True).encode()
+    text = yaml.safe_dump(state["config"], sort_keys=True).encode()  # outside a run folder: its own config
     return Source(spec, None, path, state, state["config"], _sha256(text))
 
 
