@@ -23,8 +23,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from analysis.load import (
     MULTI_TASK,
     AnalysisError,
@@ -34,10 +32,10 @@ from analysis.load import (
     load_results,
 )
 from analysis.reference import SUITES_REFERENCE
+from analysis.scores import add_scores
 from iqrl.core.tasks import split_task
 
 DEFAULT_STEPS = "100000,500000,1000000"
-PROFILE_TAUS = np.linspace(0.0, 1.0, 101)  # normalised return thresholds
 
 
 def poi_reference(methods: list[str]) -> tuple[str | None, str]:
@@ -166,14 +164,41 @@ def task_curve_figure(
     )
 
 
-def dmc_aggregates(
-    evals, out: Path, steps: list[int], colors: dict, reps_curve: int, reps_final: int, seed: int, note
+def suite_aggregates(
+    evals,
+    suite: str,
+    out: Path,
+    steps: list[int],
+    colors: dict,
+    reps_curve: int,
+    reps_final: int,
+    seed: int,
+    note,
 ):
-    """The figures and score tables that pool tasks (final intervals, sample efficiency, performance
-    profiles, probability of improvement), on DMC returns / 1000 only: the other suites' scores are not on
-    that scale (docs/suites.md). Returns (figure paths, table paths, scores table)."""
+    """The figures and score tables that pool one suite's tasks (final intervals, sample efficiency,
+    performance profiles, probability of improvement) on that suite's score (analysis.scores: DMC return /
+    1000, Gym TD3-normalised, Meta-World and MyoSuite success rate); suites are never pooled together.
+    DMC's files keep their names (`sample_efficiency`, `scores.csv`); another suite's carry its name
+    (`sample_efficiency_gym`, `final_intervals_metaworld_1M`, `scores_gym.csv`).
+    Returns (figure paths, table paths, scores table)."""
     from analysis import metrics, plots, tables
+    from analysis.scores import SCORES, unscored_tasks
 
+    score = SCORES[suite]
+    suffix, where = ("", "") if suite == "dmc" else (f"_{suite}", f", {suite}")
+    if suffix:  # another suite's notes say which suite they are about
+        outer_note = note
+
+        def note(msg: str) -> None:
+            outer_note(f"{suite}: {msg}")
+
+    missing = unscored_tasks(evals, suite)
+    if missing:
+        note(f"no {score.label.lower()} for {', '.join(missing)}: left out of the pooled figures")
+        evals = evals[~evals["task"].isin(missing)]
+    if evals.empty:
+        return [], [], None
+    value = {"column": score.column, "scale": score.scale}
     written: list[Path] = []
     # Final scores at each requested step that some run reached; when none was (a smoke sweep), at the
     # largest step every method reached, as the ablations do.
@@ -190,62 +215,70 @@ def dmc_aggregates(
             f"final scores and figures at {metrics.format_steps(fallback)} env steps instead, "
             "the largest step every method reached"
         )
-    final = metrics.final_estimates(evals, reached, reps_final, seed)
+    final = metrics.final_estimates(evals, reached, reps_final, seed, **value)
     for line in final.notes:
         note(line)
     scores = tables.scores_table(final.table)
-    table_paths = tables.write_tables(scores, out)
+    table_paths = tables.write_tables(scores, out, f"scores{suffix}", score.digits)
 
     # Sample efficiency (IQM across tasks and seeds vs steps), overall and per task group.
-    curves = metrics.sample_efficiency(evals, reps_curve, seed)
+    curves = metrics.sample_efficiency(evals, reps_curve, seed, **value)
     if curves.empty:
         note(
             "no env step at which every task of a method has an evaluation: sample-efficiency figure skipped"
         )
     else:
         written += plots.save_figure(
-            plots.plot_sample_efficiency(curves, colors, curve_task_sets(evals, curves)),
+            plots.plot_sample_efficiency(
+                curves, colors, curve_task_sets(evals, curves), label=score.label, where=where
+            ),
             out,
-            "sample_efficiency",
+            f"sample_efficiency{suffix}",
         )
         single = sorted(set(curves.loc[curves["ci_low"].isna(), "method"]))
         if single:
             note(f"sample efficiency: no CI band where a method has one run per task ({', '.join(single)})")
 
     for step in reached:
-        tag = metrics.format_steps(step)
+        at = f"{metrics.format_steps(step)} steps"
+        tag = f"{suite}_{metrics.format_steps(step)}" if suffix else metrics.format_steps(step)
         est = final.table[final.table["env_step"] == step]
         with_tasks = {m: v for (m, s), v in final.scores.items() if s == step}
         # methods on fewer tasks than the step's methods together are labelled `m (k of N tasks)` throughout
         labels = plots.coverage_labels({m: tasks for m, (_, tasks) in with_tasks.items()})
         written += plots.save_figure(
-            plots.plot_final_intervals(est, colors, step, labels), out, f"final_intervals_{tag}"
+            plots.plot_final_intervals(
+                est, colors, step, labels, score=f"{score.label} ({score.unit})", where=where
+            ),
+            out,
+            f"final_intervals_{tag}",
         )
         profiles = metrics.performance_profiles(
-            {m: cols for m, (cols, _) in with_tasks.items()}, PROFILE_TAUS, reps_curve, seed
+            {m: cols for m, (cols, _) in with_tasks.items()}, score.taus, reps_curve, seed
         )
+        measure = score.label[0].lower() + score.label[1:]
         written += plots.save_figure(
             plots.plot_performance_profiles(
-                profiles, PROFILE_TAUS * metrics.RETURN_SCALE, colors, step, labels
+                profiles, score.taus * score.scale, colors, step, labels, measure=measure, where=where
             ),
             out,
             f"performance_profiles_{tag}",
         )
         ref_method, why = poi_reference(list(with_tasks))
         if ref_method is None:
-            note(f"{why} at {tag} steps: probability of improvement skipped")
+            note(f"{why} at {at}: probability of improvement skipped")
         elif len(with_tasks) < 2:
-            note(f"only {ref_method} at {tag} steps: probability of improvement skipped")
+            note(f"only {ref_method} at {at}: probability of improvement skipped")
         else:
             poi = metrics.improvement_estimates(with_tasks, ref_method, reps_curve, seed)
             if poi.empty:
                 note(
-                    f"no other method shares a task with {ref_method} at {tag} steps: "
+                    f"no other method shares a task with {ref_method} at {at}: "
                     "probability of improvement skipped"
                 )
             else:
                 written += plots.save_figure(
-                    plots.plot_probability_of_improvement(poi, colors, step, labels),
+                    plots.plot_probability_of_improvement(poi, colors, step, labels, where=where),
                     out,
                     f"probability_of_improvement_{tag}",
                 )
@@ -286,13 +319,19 @@ def make_figures(
     plots.setup_style()
     colors = plots.method_colors(sweep_table["method"].unique())
 
-    written, table_paths, scores = [], [], None
+    # Pooled figures and score tables, per suite on its own score (analysis.scores).
+    written, table_paths, scores, suite_scores = [], [], None, {}
     if evals.empty:
-        note("no DMC runs: the pooled figures and score tables (DMC returns / 1000) are skipped")
+        note("no DMC runs: the DMC pooled figures and score tables (returns / 1000) are skipped")
     else:
-        written, table_paths, scores = dmc_aggregates(
-            evals, out, steps, colors, reps_curve, reps_final, seed, note
+        written, table_paths, scores = suite_aggregates(
+            evals, "dmc", out, steps, colors, reps_curve, reps_final, seed, note
         )
+    for suite, rows in suite_evals.items():
+        figs, paths, suite_scores[suite] = suite_aggregates(
+            add_scores(rows), suite, out, steps, colors, reps_curve, reps_final, seed, note
+        )
+        written, table_paths = written + figs, table_paths + paths
 
     # Per-task learning curves, optionally with published curves: DMC returns, then each other suite's score.
     if not evals.empty:
@@ -382,6 +421,7 @@ def make_figures(
         "notes": notes,
         "info": info,
         "scores": scores,
+        "suite_scores": suite_scores,
         "index": index,
     }
 

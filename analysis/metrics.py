@@ -54,11 +54,13 @@ METRIC_TITLES = {"iqm": "IQM", "median": "Median", "mean": "Mean", "optimality_g
 # ---------------------------------------------------------------------------------------------------
 # Scores at a step
 # ---------------------------------------------------------------------------------------------------
-def scores_at_step(evals: pd.DataFrame, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each run's score at env step `step` (largest env_step <= step).
+def scores_at_step(
+    evals: pd.DataFrame, step: int, column: str = "episode_return"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each run's score (`column`) at env step `step` (largest env_step <= step).
 
     Returns (scores, not_reached): `scores` has one row per run evaluated at or before `step` that also
-    reached it (columns run, method, task, group, seed, env_step = the evaluation used, episode_return);
+    reached it (columns run, method, task, group, seed, env_step = the evaluation used, `column`);
     `not_reached` one row per run without a score: its last evaluation is before `step`, or its first is
     after it (run, method, task, seed, first_eval, last_eval).
     """
@@ -67,7 +69,7 @@ def scores_at_step(evals: pd.DataFrame, step: int) -> tuple[pd.DataFrame, pd.Dat
     has = (first <= step) & (last >= step)
     before = evals[(evals["env_step"] <= step) & evals["run"].isin(has.index[has])]
     idx = before.groupby("run")["env_step"].idxmax()
-    cols = ["run", "method", "task", "group", "seed", "env_step", "episode_return"]
+    cols = ["run", "method", "task", "group", "seed", "env_step", column]
     scores = (
         before.loc[idx.values, cols].sort_values(["method", "task", "seed", "run"]).reset_index(drop=True)
     )
@@ -126,11 +128,19 @@ class FinalEstimates:
     notes: list[str] = field(default_factory=list)
 
 
-def final_estimates(evals: pd.DataFrame, steps: list[int], reps: int, seed: int = 0) -> FinalEstimates:
-    """IQM, median, mean and optimality gap with 95% CIs for every method at every step it reached."""
+def final_estimates(
+    evals: pd.DataFrame,
+    steps: list[int],
+    reps: int,
+    seed: int = 0,
+    column: str = "episode_return",
+    scale: float = RETURN_SCALE,
+) -> FinalEstimates:
+    """IQM, median, mean and optimality gap with 95% CIs for every method at every step it reached, on
+    `column` / `scale` (a suite's score, analysis.scores; values reported back times `scale`)."""
     rows, by_method, notes = [], {}, []
     for step in steps:
-        scores, not_reached = scores_at_step(evals, step)
+        scores, not_reached = scores_at_step(evals, step, column)
         if len(not_reached):
             notes.append(f"at {format_steps(step)} steps, {not_reached_text(not_reached, step)}")
         task_sets = scores.groupby("method")["task"].agg(lambda t: tuple(sorted(set(t))))
@@ -141,7 +151,7 @@ def final_estimates(evals: pd.DataFrame, steps: list[int], reps: int, seed: int 
                 f"method: {sizes}); compare their aggregates with care"
             )
         for method, runs in scores.groupby("method", sort=True):
-            cols, tasks = task_scores(runs)
+            cols, tasks = task_scores(runs, column, scale)
             notes += single_run_notes(f"at {format_steps(step)} steps, {method}", cols)
             by_method[(method, step)] = (cols, tasks)
             point, interval = bootstrap(cols, FINAL_STAT, reps, seed)
@@ -151,9 +161,9 @@ def final_estimates(evals: pd.DataFrame, steps: list[int], reps: int, seed: int 
                         "method": method,
                         "env_step": step,
                         "metric": metric,
-                        "value": point[k] * RETURN_SCALE,
-                        "ci_low": interval[0, k] * RETURN_SCALE,
-                        "ci_high": interval[1, k] * RETURN_SCALE,
+                        "value": point[k] * scale,
+                        "ci_low": interval[0, k] * scale,
+                        "ci_high": interval[1, k] * scale,
                         "n_tasks": len(tasks),
                         "n_runs": sum(len(c) for c in cols),
                     }
@@ -183,10 +193,10 @@ def values_on_grid(run_steps: np.ndarray, run_values: np.ndarray, grid: np.ndarr
 
 
 def curve_segments(
-    evals: pd.DataFrame, grid: np.ndarray
+    evals: pd.DataFrame, grid: np.ndarray, column: str = "episode_return", scale: float = RETURN_SCALE
 ) -> list[tuple[np.ndarray, list[np.ndarray], list[str]]]:
     """One method's runs on a step grid -> [(steps (S_k,), cols, tasks)], cols per task an array
-    (n_t, S_k) of normalised scores (runs in seed order).
+    (n_t, S_k) of normalised scores, `column` / `scale` (runs in seed order).
 
     A grid step is kept only when every task has a run evaluated at or before it that also reached it
     (otherwise the aggregate would silently change its task set); every such run counts (tasks may hold
@@ -197,7 +207,7 @@ def curve_segments(
     first = runs["run"].map(evals.groupby("run")["env_step"].min())
     last = runs["run"].map(evals.groupby("run")["env_step"].max())
     series = {
-        run: (g["env_step"].to_numpy(), g["episode_return"].to_numpy())
+        run: (g["env_step"].to_numpy(), g[column].to_numpy())
         for run, g in evals.sort_values("env_step").groupby("run")
     }
     segments, current, cur_steps = [], None, []
@@ -208,7 +218,7 @@ def curve_segments(
             steps = np.array(cur_steps)
             cols = [
                 np.stack([values_on_grid(*series[run], steps) for run in sel.loc[sel["task"] == t, "run"]])
-                / RETURN_SCALE
+                / scale
                 for t in tasks
             ]
             segments.append((steps, cols, tasks))
@@ -226,12 +236,20 @@ def curve_segments(
     return segments
 
 
-def sample_efficiency(evals: pd.DataFrame, reps: int, seed: int = 0, max_points: int = 40) -> pd.DataFrame:
-    """IQM of returns across tasks and seeds vs env steps, with 95% stratified-bootstrap bands.
+def sample_efficiency(
+    evals: pd.DataFrame,
+    reps: int,
+    seed: int = 0,
+    max_points: int = 40,
+    column: str = "episode_return",
+    scale: float = RETURN_SCALE,
+) -> pd.DataFrame:
+    """IQM of returns (or another score `column`, see `final_estimates`) across tasks and seeds vs env
+    steps, with 95% stratified-bootstrap bands.
 
     Returns a table: group ('all' and, when the runs span several groups, each task group), method,
-    env_step, iqm, ci_low, ci_high, n_tasks, n_runs (0-1000 scale). Each method uses its own evaluation
-    steps (thinned to max_points).
+    env_step, iqm, ci_low, ci_high, n_tasks, n_runs (on the column's scale). Each method uses its own
+    evaluation steps (thinned to max_points).
     """
     present = [g for g in GROUP_ORDER if g in set(evals["group"])]
     groups = ["all"] + (present if len(present) > 1 else [])
@@ -240,7 +258,7 @@ def sample_efficiency(evals: pd.DataFrame, reps: int, seed: int = 0, max_points:
         sub = evals if group == "all" else evals[evals["group"] == group]
         for method, m_evals in sub.groupby("method", sort=True):
             grid = thin_steps(m_evals["env_step"], max_points)
-            for steps, cols, tasks in curve_segments(m_evals, grid):
+            for steps, cols, tasks in curve_segments(m_evals, grid, column, scale):
                 point, interval = bootstrap(cols, IQM_PER_STEP_STAT, reps, seed)
                 for j, step in enumerate(steps):
                     rows.append(
@@ -248,9 +266,9 @@ def sample_efficiency(evals: pd.DataFrame, reps: int, seed: int = 0, max_points:
                             "group": group,
                             "method": method,
                             "env_step": int(step),
-                            "iqm": point[j] * RETURN_SCALE,
-                            "ci_low": interval[0, j] * RETURN_SCALE,
-                            "ci_high": interval[1, j] * RETURN_SCALE,
+                            "iqm": point[j] * scale,
+                            "ci_low": interval[0, j] * scale,
+                            "ci_high": interval[1, j] * scale,
                             "n_tasks": len(tasks),
                             "n_runs": sum(len(c) for c in cols),
                         }

@@ -114,8 +114,15 @@ def coverage_labels(task_sets: dict) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------
 # Aggregate figures
 # ---------------------------------------------------------------------------------------------------
-def plot_sample_efficiency(curves: pd.DataFrame, colors: dict, task_sets: dict | None = None) -> plt.Figure:
-    """IQM return vs env steps with 95% CI bands; one panel per group ('all' first), one line per method.
+def plot_sample_efficiency(
+    curves: pd.DataFrame,
+    colors: dict,
+    task_sets: dict | None = None,
+    label: str = RETURN_LABEL,
+    where: str = "",
+) -> plt.Figure:
+    """IQM return (or a suite's score named `label`) vs env steps with 95% CI bands; one panel per group
+    ('all' first), one line per method. where: appended to the title (a suite's name).
 
     curves: analysis.metrics.sample_efficiency output (group, method, env_step, iqm, ci_low, ci_high, ...).
     task_sets: {group: {method: tasks of its curve}} (default: only the counts in `curves`). A panel's
@@ -147,7 +154,7 @@ def plot_sample_efficiency(curves: pd.DataFrame, colors: dict, task_sets: dict |
         ax.xaxis.set_major_formatter(steps_formatter())
         ax.set_xlabel(STEPS_LABEL)
         ax.set_ylim(bottom=0)
-    axes[0].set_ylabel(f"IQM {RETURN_LABEL.lower()}")
+    axes[0].set_ylabel(f"IQM {label[0].lower()}{label[1:]}")
     labels = coverage_labels({m: t for m, t in task_sets[groups[0]].items() if m in methods})
     styles = {m: "--" for m, text in labels.items() if text != m}
     handles, texts = _method_handles(methods, colors, labels, styles)
@@ -155,13 +162,18 @@ def plot_sample_efficiency(curves: pd.DataFrame, colors: dict, task_sets: dict |
         handles.append(Line2D([], [], color="0.3", lw=1.5, ls="--"))
         texts.append("dashed: fewer tasks than the panel's")
     _legend_below(fig, handles, texts)
-    fig.suptitle("Sample efficiency (IQM, 95% stratified-bootstrap CI)", y=1.02)
+    fig.suptitle(f"Sample efficiency{where} (IQM, 95% stratified-bootstrap CI)", y=1.02)
     fig.tight_layout()
     return fig
 
 
 def plot_final_intervals(
-    estimates: pd.DataFrame, colors: dict, step: int, labels: dict[str, str] | None = None
+    estimates: pd.DataFrame,
+    colors: dict,
+    step: int,
+    labels: dict[str, str] | None = None,
+    score: str = f"{RETURN_LABEL} (0-1000)",
+    where: str = "",
 ) -> plt.Figure:
     """IQM, median, mean and optimality gap with 95% CIs at one step (rliable's interval plot: a bar per
     interval in the method's colour, a dark tick at the point estimate). A method without a CI (one run per
@@ -169,7 +181,7 @@ def plot_final_intervals(
     the x label apart for any number of methods.
 
     estimates: rows of analysis.metrics.final_estimates(...).table for this step. labels: y-axis text per
-    method (default: the method; e.g. `coverage_labels`).
+    method (default: the method; e.g. `coverage_labels`). score: the x label; where: appended to the title.
     """
     methods = method_order(estimates["method"])[::-1]  # drawn bottom-up: iqrl ends on top
     table = estimates.set_index(["method", "metric"])
@@ -202,20 +214,26 @@ def plot_final_intervals(
         ax.set_ylim(-0.6, len(methods) - 0.4)
     axes[0].set_yticks(range(len(methods)), [(labels or {}).get(m, m) for m in methods], fontsize="large")
     fig.supxlabel(
-        f"{RETURN_LABEL} (0-1000)" + ("   \N{BLACK DIAMOND} one run per task: no CI" if no_ci else ""),
+        score + ("   \N{BLACK DIAMOND} one run per task: no CI" if no_ci else ""),
         fontsize="x-large",
     )
-    fig.suptitle(f"Final performance at {format_steps(step)} env steps (95% CI)", fontsize="x-large")
+    fig.suptitle(f"Final performance{where} at {format_steps(step)} env steps (95% CI)", fontsize="x-large")
     return fig
 
 
 def plot_performance_profiles(
-    profiles: dict, taus: np.ndarray, colors: dict, step: int, labels: dict[str, str] | None = None
+    profiles: dict,
+    taus: np.ndarray,
+    colors: dict,
+    step: int,
+    labels: dict[str, str] | None = None,
+    measure: str = "return",
+    where: str = "",
 ) -> plt.Figure:
-    """Fraction of runs with return > tau, with 95% CIs (rliable's profile plot).
+    """Fraction of runs with return (or another `measure`) > tau, with 95% CIs (rliable's profile plot).
 
-    profiles: {method: (profile (len(taus),), ci (2, len(taus)))}; taus on the 0-1000 return scale.
-    labels: legend text per method (default: the method; e.g. `coverage_labels`).
+    profiles: {method: (profile (len(taus),), ci (2, len(taus)))}; taus on the measure's scale (returns:
+    0-1000). labels: legend text per method (default: the method; e.g. `coverage_labels`).
     """
     from rliable import plot_utils
 
@@ -227,8 +245,8 @@ def plot_performance_profiles(
         performance_profile_cis={m: profiles[m][1] for m in methods},
         colors=colors,
         ax=ax,
-        xlabel=r"Return threshold $\tau$",
-        ylabel=r"Fraction of runs with return $> \tau$",
+        xlabel=f"{measure[0].upper()}{measure[1:]} threshold $\\tau$",
+        ylabel=f"Fraction of runs with {measure} $> \\tau$",
         labelsize="large",
         ticklabelsize="medium",
     )
@@ -239,7 +257,7 @@ def plot_performance_profiles(
         fontsize="small",
         frameon=False,
     )
-    ax.set_title(f"Performance profiles at {format_steps(step)} env steps")
+    ax.set_title(f"Performance profiles{where} at {format_steps(step)} env steps")
     return fig
 
 
@@ -247,12 +265,12 @@ PAIR_SEPARATOR = "\x1f"  # method labels may contain ',' (combined overrides)
 
 
 def plot_probability_of_improvement(
-    poi: pd.DataFrame, colors: dict, step: int, labels: dict[str, str] | None = None
+    poi: pd.DataFrame, colors: dict, step: int, labels: dict[str, str] | None = None, where: str = ""
 ) -> plt.Figure:
     """P(reference > other) with 95% CIs, one bar per other method (rliable's plot).
 
     poi: analysis.metrics.improvement_estimates output (method, other, probability, ci_low, ci_high).
-    labels: axis text per method (default: the method; e.g. `coverage_labels`).
+    labels: axis text per method (default: the method; e.g. `coverage_labels`); where: appended to the title.
     """
     labels = labels or {}
     from rliable import plot_utils
@@ -279,7 +297,7 @@ def plot_probability_of_improvement(
     )
     ax.axvline(0.5, color="k", ls=":", lw=1)
     ax.set_xlim(-0.02, 1.02)
-    ax.set_title(f"Probability of improvement at {format_steps(step)} env steps", pad=18)
+    ax.set_title(f"Probability of improvement{where} at {format_steps(step)} env steps", pad=18)
     return fig
 
 

@@ -42,17 +42,18 @@ def scores_table(estimates: pd.DataFrame) -> pd.DataFrame:
     return wide[SCORE_COLUMNS].reset_index(drop=True)
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.1f}"
+def _fmt(x: float, digits: int = 1) -> str:
+    return f"{x:.{digits}f}"
 
 
-def _ci(low: float, high: float, missing: str) -> str:
+def _ci(low: float, high: float, missing: str, digits: int = 1) -> str:
     """The interval as [low, high], or `missing` where there is none (one run per task, NaN in the CSV)."""
-    return missing if pd.isna(low) or pd.isna(high) else f"[{_fmt(low)}, {_fmt(high)}]"
+    return missing if pd.isna(low) or pd.isna(high) else f"[{_fmt(low, digits)}, {_fmt(high, digits)}]"
 
 
-def to_markdown(scores: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table of the scores (env steps as 100k/1M, returns to 0.1)."""
+def to_markdown(scores: pd.DataFrame, digits: int = 1) -> str:
+    """A GitHub-flavoured Markdown table of the scores (env steps as 100k/1M, returns to 0.1; a suite's
+    score in [0, 1] or about it with digits=3)."""
     header = ["method", "env steps", "IQM", "IQM 95% CI", "median", "mean", "optimality gap", "tasks", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 7) + "|"]
     for r in scores.itertuples():
@@ -62,11 +63,11 @@ def to_markdown(scores: pd.DataFrame) -> str:
                 [
                     r.method,
                     format_steps(r.env_step),
-                    _fmt(r.iqm),
-                    _ci(r.iqm_ci_low, r.iqm_ci_high, "—"),
-                    _fmt(r.median),
-                    _fmt(r.mean),
-                    _fmt(r.optimality_gap),
+                    _fmt(r.iqm, digits),
+                    _ci(r.iqm_ci_low, r.iqm_ci_high, "—", digits),
+                    _fmt(r.median, digits),
+                    _fmt(r.mean, digits),
+                    _fmt(r.optimality_gap, digits),
                     str(r.n_tasks),
                     str(r.n_runs),
                 ]
@@ -95,8 +96,8 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
 
 
-def to_latex(scores: pd.DataFrame) -> str:
-    """A booktabs tabular of the scores (needs \\usepackage{booktabs})."""
+def to_latex(scores: pd.DataFrame, digits: int = 1) -> str:
+    """A booktabs tabular of the scores (needs \\usepackage{booktabs}); digits as `to_markdown`."""
     lines = [
         r"\begin{tabular}{llrrrrrr}",
         r"\toprule",
@@ -113,11 +114,11 @@ def to_latex(scores: pd.DataFrame) -> str:
                 [
                     latex_escape(r.method),
                     format_steps(r.env_step),
-                    _fmt(r.iqm),
-                    _ci(r.iqm_ci_low, r.iqm_ci_high, "---"),
-                    _fmt(r.median),
-                    _fmt(r.mean),
-                    _fmt(r.optimality_gap),
+                    _fmt(r.iqm, digits),
+                    _ci(r.iqm_ci_low, r.iqm_ci_high, "---", digits),
+                    _fmt(r.median, digits),
+                    _fmt(r.mean, digits),
+                    _fmt(r.optimality_gap, digits),
                     f"{r.n_tasks} / {r.n_runs}",
                 ]
             )
@@ -127,11 +128,11 @@ def to_latex(scores: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(scores: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """scores.csv (full precision), scores.md and scores.tex under out_dir."""
+def write_tables(scores: pd.DataFrame, out_dir: Path, stem: str = "scores", digits: int = 1) -> list[Path]:
+    """<stem>.csv (full precision), <stem>.md and <stem>.tex under out_dir (digits: as `to_markdown`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "scores.csv", out_dir / "scores.md", out_dir / "scores.tex"]
+    paths = [out_dir / f"{stem}.csv", out_dir / f"{stem}.md", out_dir / f"{stem}.tex"]
     scores.to_csv(paths[0], index=False, float_format="%.6g")
-    paths[1].write_text(to_markdown(scores))
-    paths[2].write_text(to_latex(scores))
+    paths[1].write_text(to_markdown(scores, digits))
+    paths[2].write_text(to_latex(scores, digits))
     return paths

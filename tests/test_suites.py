@@ -256,6 +256,48 @@ def test_suite_results_next_to_an_older_dmc_run_folder(tmp_path):
     assert {"per_task_curves", "per_task_curves_metaworld", "final_intervals_100"} <= names
     # pooled over the one DMC task: its return / 1000 (the Meta-World returns, 900, are not pooled in)
     assert out["scores"]["iqm"].tolist() == [500.0]
+    # Meta-World pooled on its own, on success rates: the two seeds' 0.4 and 0.6 at step 100
+    assert {"sample_efficiency_metaworld", "final_intervals_metaworld_100"} <= names
+    mw = out["suite_scores"]["metaworld"].iloc[0]
+    assert mw[["iqm", "mean", "median"]].tolist() == pytest.approx([0.5, 0.5, 0.5])
+    assert mw["optimality_gap"] == pytest.approx(0.5)
+    assert (tmp_path / "f" / "scores_metaworld.md").read_text().count("0.500") >= 3
+
+
+def test_td3_normalized_gym_scores_are_mrqs():
+    """MR.Q's Appendix B.3 score: (return - random) / (TD3 - random), its reference returns per task."""
+    from analysis.scores import GYM_REFERENCE, td3_normalized
+
+    assert td3_normalized("gym:Hopper-v4", 3226.0) == pytest.approx(1.0)
+    assert td3_normalized("gym:Hopper-v4", 18.791) == pytest.approx(0.0)
+    assert td3_normalized("gym:HalfCheetah-v4", np.array([10574.0 * 2 + 289.415])) == pytest.approx([2.0])
+    assert np.isnan(td3_normalized("gym:InvertedPendulum-v4", 1000.0))
+    assert np.isnan(td3_normalized("walker-walk", 500.0))
+    assert sorted(GYM_REFERENCE) == ["Ant-v4", "HalfCheetah-v4", "Hopper-v4", "Humanoid-v4", "Walker2d-v4"]
+
+
+def test_gym_runs_pool_as_td3_normalized_scores(tmp_path):
+    """Gym tasks pool on TD3-normalised scores, never raw returns; a Gym task without MR.Q's reference
+    returns gets its per-task panel and a note, and stays out of the pooled figures."""
+    from analysis import figures
+
+    from analysis_helpers import write_run
+
+    for seed, final in enumerate([3226.0, 18.791]):  # TD3 at 1M, a random policy: scores 1 and 0
+        write_run(tmp_path / "r" / "td3" / "gym:Hopper-v4" / f"seed{seed}", [(0, 18.791), (100, final)])
+    for seed, final in enumerate([10574.0, 10574.0]):
+        write_run(tmp_path / "r" / "td3" / "gym:HalfCheetah-v4" / f"seed{seed}", [(0, 0.0), (100, final)])
+    write_run(tmp_path / "r" / "td3" / "gym:InvertedPendulum-v4" / "seed0", [(0, 0.0), (100, 1000.0)])
+    with pytest.warns(figures.AnalysisWarning, match="gym: no td3-normalised score for gym:InvertedPendulum"):
+        out = figures.make_figures(tmp_path / "r", tmp_path / "f", steps=[100], reps_curve=20, reps_final=20)
+    names = {p.stem for p in out["figures"]}
+    assert {"per_task_curves_gym", "sample_efficiency_gym", "final_intervals_gym_100"} <= names
+    assert out["scores"] is None  # no DMC run: no DMC table
+    gym = out["suite_scores"]["gym"].iloc[0]
+    # per-task means: Hopper 0.5, HalfCheetah 1.0 -> mean 0.75, median 0.75; IQM over the four run scores
+    # (0, 1, 1, 1) trims one at each end -> 1.0
+    assert gym[["mean", "median", "iqm"]].tolist() == pytest.approx([0.75, 0.75, 1.0])
+    assert gym["n_tasks"] == 2 and gym["n_runs"] == 4
 
 
 class _FixedReplay:
