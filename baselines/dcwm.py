@@ -29,6 +29,8 @@ also drops an episode's final, time-limit transition).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -42,7 +44,14 @@ from iqrl.core.schedule import PerEpisode, SeedBurst
 from iqrl.learners.latent_model import LatentModelConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.nn.layers import mlp
-from iqrl.nn.maths import add_clipped_noise, cross_entropy_last, gumbel_noise, gumbel_softmax_st, softmax_last
+from iqrl.nn.maths import (
+    add_clipped_noise,
+    cross_entropy_last,
+    gumbel_noise,
+    gumbel_softmax_st,
+    softmax_last,
+    symlog,
+)
 from iqrl.nn.optim import adam
 from iqrl.nn.quantizers import FSQ
 
@@ -73,8 +82,13 @@ class DCWMConfig(AgentConfig):
     consistency_coef: float = 1.0
     reward_coef: float = 1.0
     train_propagation: str = "sample"  # sample (ST Gumbel) | sample_no_grad | weighted_avg | mode
-    reward_min: float = 0.0  # bounded reward head: [0, action repeat] on DMC
-    reward_max: float = 2.0
+    # Bounded reward head [reward_min, reward_max]: [0, action repeat] on DMC, as the code sets it; both
+    # null (the task file's setting for Gym, Meta-World and MyoSuite, as the code's) = unbounded.
+    reward_min: float | None = 0.0
+    reward_max: float | None = 2.0
+    # Learn from symlog(r) (rewards in the replay keep their values; the code symlogs the stored rewards
+    # with its `scale_reward`, which its MyoSuite config turns on: the task file does here).
+    symlog_reward: bool = False
     # After the 10 seed episodes, the code's first update call trains on all of them at once (10 x 500 =
     # 5000 updates) before the agent collects its first episode; false: the first updates follow
     # the first agent-collected episode, as iQRL, TD3 and TCRL.
@@ -112,7 +126,14 @@ class DCWMConfig(AgentConfig):
                 f"agent.plan_propagation must be one of {', '.join(PROPAGATION)}, got "
                 f"{self.plan_propagation!r}",
             ),
-            (self.reward_max > self.reward_min, "agent.reward_max must be > agent.reward_min"),
+            (
+                (self.reward_min is None) == (self.reward_max is None),
+                "agent.reward_min and agent.reward_max must both be set (a bounded reward head) or both null",
+            ),
+            (
+                self.reward_min is None or self.reward_max > self.reward_min,
+                "agent.reward_max must be > agent.reward_min",
+            ),
             (
                 not self.official_nstep1_gamma_bug,
                 "agent.official_nstep1_gamma_bug: for DCWM use agent.dcwm_legacy_unit_discount "
@@ -226,9 +247,11 @@ class DCWM(Agent):
         return gumbel_noise((*lead, self.cfg.latent_dim, self.codebook_size), generator, self.device)
 
     def reward(self, z: Tensor, a: Tensor) -> Tensor:
-        """Bounded reward tanh(x) (r_max - r_min) / 2 + (r_max + r_min) / 2, [...]."""
+        """Bounded reward tanh(x) (r_max - r_min) / 2 + (r_max + r_min) / 2, [...]; x when unbounded."""
         c = self.cfg
         x = self.reward_head(torch.cat([z, a], -1)).squeeze(-1)
+        if c.reward_min is None:
+            return x
         return torch.tanh(x) * (c.reward_max - c.reward_min) / 2 + (c.reward_max + c.reward_min) / 2
 
     def consistency_terms(self, logits: Tensor, z_next: Tensor, k_target: Tensor, z_target: Tensor) -> Tensor:
@@ -303,6 +326,8 @@ class DCWM(Agent):
 
     def update(self, replay, step: int) -> dict:
         batch = replay.sample(self.cfg.batch_size)  # one batch feeds the world model and the RL step
+        if self.cfg.symlog_reward:  # the reward head and the critic both learn symlog(r)
+            batch = replace(batch, reward=symlog(batch.reward))
         metrics = self.update_world_model(batch)
         metrics.update(self.update_rl(batch))
         return metrics

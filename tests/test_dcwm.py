@@ -299,6 +299,57 @@ def test_config_validation_and_task_overrides():
     assert (sparse.nstep, sparse.expl_sigma_episodes) == (3, 250)
     assert build_config(["agent=dcwm", "task=finger-turn_hard"]).agent.nstep == 2
     assert build_config(["agent=dcwm", "task=cheetah-run"]).agent.expl_sigma_episodes == 150
+    # the other suites as DC-MPC's cfgs/env: an unbounded reward head; Meta-World and MyoSuite decay the noise
+    # to 0.05 over 250 episodes, n-step 3 and 1; MyoSuite learns from symlog rewards
+    assert (walker.reward_min, walker.reward_max, walker.symlog_reward) == (0.0, 2.0, False)
+    hopper = build_config(["agent=dcwm", "task=gym:Hopper-v4"]).agent
+    assert (hopper.reward_min, hopper.reward_max, hopper.symlog_reward) == (None, None, False)
+    mw = build_config(["agent=dcwm", "task=metaworld:reach"]).agent
+    assert (mw.reward_max, mw.nstep, mw.expl_sigma_end, mw.expl_sigma_episodes, mw.symlog_reward) == (
+        None, 3, 0.05, 250, False,
+    )  # fmt: skip
+    myo = build_config(["agent=dcwm", "task=myosuite:myoHandReachFixed-v0"]).agent
+    assert (myo.reward_max, myo.nstep, myo.expl_sigma_end, myo.expl_sigma_episodes, myo.symlog_reward) == (
+        None, 1, 0.05, 250, True,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="reward_min and agent.reward_max must both be set"):
+        build_config(["agent=dcwm", "agent.reward_min=null"])
+
+
+def test_an_unbounded_reward_head_is_the_heads_output():
+    agent = make(reward_min=None, reward_max=None)
+    z, a = agent.encode(batch().obs[:, 0]), batch().action[:, 0]
+    raw = agent.reward_head(torch.cat([z, a], -1)).squeeze(-1)
+    assert torch.equal(agent.reward(z, a), raw)
+    bounded = make()
+    assert torch.equal(bounded.reward(z, a), torch.tanh(raw) + 1.0)  # [0, 2]: same weights (seed 0)
+
+
+def test_symlog_reward_feeds_both_the_world_model_and_the_critic():
+    """symlog(r) = sign(r) log(1 + |r|) reaches both steps of the update; the batch itself is unchanged."""
+    from iqrl.nn.maths import symexp, symlog
+
+    e = torch.tensor([np.e - 1.0, -(np.e - 1.0), 0.0, 3.0])
+    assert torch.allclose(symlog(e)[:3], torch.tensor([1.0, -1.0, 0.0]))
+    assert torch.allclose(symexp(symlog(e)), e)
+    b = batch()
+    b.reward.mul_(50.0).sub_(40.0)  # rewards in [-40, 60]
+
+    class Replay:
+        def sample(self, n):
+            return b
+
+    for on in (False, True):
+        agent, seen = make(symlog_reward=on), {}
+
+        def record(step, seen=seen):
+            return lambda batch: seen.update({step: batch.reward}) or {}
+
+        agent.update_world_model, agent.update_rl = record("model"), record("rl")
+        agent.update(Replay(), 0)
+        expected = symlog(b.reward) if on else b.reward
+        assert torch.equal(seen["model"], expected) and torch.equal(seen["rl"], expected)
+    assert b.reward.min() < -1.0  # the batch itself was not changed in place
 
 
 def test_run_folder_has_codebook_diagnostics_model_free(tmp_path):

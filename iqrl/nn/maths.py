@@ -151,7 +151,13 @@ def avg_l1_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
     return x / x.abs().mean(-1, keepdim=True).clamp(min=eps)
 
 
+def symlog(x: Tensor) -> Tensor:
+    """sign(x) log(1 + |x|) (DreamerV3; DC-MPC's reward scaling on MyoSuite)."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
 def symexp(x: Tensor) -> Tensor:
+    """The inverse of symlog: sign(x) (exp(|x|) - 1)."""
     return torch.sign(x) * (torch.exp(x.abs()) - 1.0)
 
 
