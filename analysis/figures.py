@@ -1,6 +1,7 @@
 """`make figures`: every figure and score table from a results folder.
 
-    python -m analysis.figures --results R [--out O] [--reference [PATH]] [--steps 100000,500000]
+    python -m analysis.figures --results R [--out O] [--reference [PATH]] [--reference-gym MRQ_RESULTS]
+                               [--steps 100000,500000]
                                [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
 
 Bad input (missing/empty results, malformed steps, missing reference file) prints one `error:` line
@@ -31,7 +32,7 @@ from analysis.load import (
     eval_rows,
     load_results,
 )
-from analysis.reference import SUITES_REFERENCE
+from analysis.reference import SUITES_REFERENCE, read_mrq_results
 from analysis.scores import add_scores
 from iqrl.core.tasks import split_task
 
@@ -95,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "or a path to such a file",
     )
     p.add_argument(
+        "--reference-gym",
+        default=None,
+        help="overlay MR.Q's per-seed Gym curves on the Gym panels: the path of results/gym_results.txt in "
+        "a facebookresearch/MRQ checkout",
+    )
+    p.add_argument(
         "--steps", default=DEFAULT_STEPS, help=f"env steps for final scores (default {DEFAULT_STEPS})"
     )
     p.add_argument("--exclude-partial", action="store_true", help="drop runs whose status is not done")
@@ -121,11 +128,10 @@ def split_suites(evals):
     return evals[suite == "dmc"], others
 
 
-def task_curve_figure(
-    evals, suite: str, reference: Path | None, out: Path, colors: dict, seed: int, note, name: str
-):
+def task_curve_figure(evals, suite: str, reference, out: Path, colors: dict, seed: int, note, name: str):
     """One panel per task of one suite: its score over env steps, with the published curves of `reference`
-    (DMC: returns; Meta-World, MyoSuite: success rates) when given."""
+    (a published-curves file, or such a table already read; DMC and Gym: returns; Meta-World, MyoSuite:
+    success rates) when given."""
     from analysis import metrics, plots
     from analysis.reference import load_reference, select_reference
 
@@ -137,17 +143,18 @@ def task_curve_figure(
     task_curves = metrics.per_task_curves(evals[evals[value].notna()], value, seed=seed)
     ref = None
     if reference is not None:
+        what = f"reference file {reference}" if isinstance(reference, Path) else f"the {suite} reference"
         ref = select_reference(
-            load_reference(reference),
+            load_reference(reference) if isinstance(reference, Path) else reference,
             task_curves["task"].unique(),
             max_step=float(evals["env_step"].max()),
             value=value,
         )
         if ref.empty:
-            note(f"reference file {reference} has no main-result curves for these tasks")
+            note(f"{what} has no main-result curves for these tasks")
         elif not ref.groupby(["task", "label"])["env_step"].nunique().ge(2).any():
             note(
-                f"reference file {reference}: no published curve has 2 points up to "
+                f"{what}: no published curve has 2 points up to "
                 f"{metrics.format_steps(evals['env_step'].max())} env steps: none is drawn"
             )
     return plots.save_figure(
@@ -292,6 +299,7 @@ def make_figures(
     *,
     steps: list[int],
     reference: Path | None = None,
+    reference_gym: Path | None = None,
     exclude_partial=False,
     reps_curve=2000,
     reps_final=20000,
@@ -337,7 +345,12 @@ def make_figures(
     if not evals.empty:
         written += task_curve_figure(evals, "dmc", reference, out, colors, seed, note, "per_task_curves")
     for suite, rows in suite_evals.items():
-        suite_reference = SUITES_REFERENCE if reference is not None and SUITES_REFERENCE.is_file() else None
+        if suite == "gym":
+            suite_reference = read_mrq_results(reference_gym) if reference_gym is not None else None
+        else:
+            suite_reference = (
+                SUITES_REFERENCE if reference is not None and SUITES_REFERENCE.is_file() else None
+            )
         written += task_curve_figure(
             rows, suite, suite_reference, out, colors, seed, note, f"per_task_curves_{suite}"
         )
@@ -558,11 +571,15 @@ def _run(args) -> int:
 
         steps = parse_steps(args.steps)
         reference = resolve_reference(args.reference)
+        reference_gym = Path(args.reference_gym) if args.reference_gym else None
+        if reference_gym is not None:
+            read_mrq_results(reference_gym)  # a bad file is an error before anything is written
         result = make_figures(
             args.results,
             args.out,
             steps=steps,
             reference=reference,
+            reference_gym=reference_gym,
             exclude_partial=args.exclude_partial,
             reps_curve=_int_arg("--reps-curve", args.reps_curve),
             reps_final=_int_arg("--reps-final", args.reps_final),

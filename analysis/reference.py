@@ -1,6 +1,7 @@
-"""Published learning curves (shared/reference-data) for overlaying on our per-task curves: DMC returns
+"""Published learning curves for overlaying on our per-task curves: from shared/reference-data, DMC returns
 (`published_dmc.csv.gz`), Meta-World and MyoSuite success rates and returns (`published_suites.csv.gz`, whose
-task names `published_name` maps ours onto)."""
+task names `published_name` maps ours onto); Gym MuJoCo returns from MR.Q's released per-seed results
+(`read_mrq_results`, a file of a facebookresearch/MRQ checkout)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,31 @@ def load_reference(path: Path) -> pd.DataFrame:
     if missing:
         raise AnalysisError(f"reference file {path} lacks column(s) {', '.join(missing)}")
     return df
+
+
+MRQ_SOURCE = "mrq-repo"
+
+
+def read_mrq_results(path: Path) -> pd.DataFrame:
+    """MR.Q's released Gym curves (facebookresearch/MRQ at 8a44a7d, `results/gym_results.txt`: per task an
+    `Env: Gym-<id>` line, then per evaluation step a tab-separated line of the step and one return per seed,
+    10 seeds every 5k env steps, action repeat 1) -> the published-curves layout (REFERENCE_COLUMNS), tasks
+    named as ours (`gym:Hopper-v4`), algorithm `MR.Q`, source `mrq-repo`."""
+    rows, task = [], None
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise AnalysisError(f"cannot read MR.Q results file {path}: {exc}") from None
+    for line in lines:
+        if line.startswith("Env:"):
+            task = "gym:" + line.split()[1].removeprefix("Gym-")
+        elif task and line[:1].isdigit():
+            step, *returns = [v for v in line.split("\t") if v.strip()]
+            rows += [(task, int(step), seed, float(r)) for seed, r in enumerate(returns)]
+    if not rows:
+        raise AnalysisError(f"{path} is not an MR.Q results file (no 'Env: Gym-<id>' block with returns)")
+    df = pd.DataFrame(rows, columns=["task", "env_step", "seed", "episode_return"])
+    return df.assign(source=MRQ_SOURCE, algorithm="MR.Q", ablation="")[list(REFERENCE_COLUMNS)]
 
 
 def published_name(task: str) -> str:

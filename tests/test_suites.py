@@ -400,3 +400,42 @@ def test_metaworld_steps_twice_per_agent_step_and_sums_the_rewards():
         step = env.step(a)
         (_, r1, *_), (obs, r2, *_) = raw.step(a), raw.step(a)
         assert step.reward == float(r1) + float(r2) and np.array_equal(step.obs, np.asarray(obs, np.float32))
+
+
+MRQ_RESULTS = (
+    "--------------------\nEnv: Gym-Hopper-v4\nTimestep\tSeed 0\t\tSeed 1\t\t\n"
+    "0\t\t10.0\t\t20.0\t\t\n100\t\t300.0\t\t500.0\t\t\n"
+    "--------------------\nEnv: Gym-Walker2d-v4\nTimestep\tSeed 0\t\tSeed 1\t\t\n0\t\t1.5\t\t2.5\t\t\n"
+)
+
+
+def test_mrqs_released_gym_curves_load_and_overlay_the_gym_panels(tmp_path, capsys):
+    """MR.Q's results/gym_results.txt layout (facebookresearch/MRQ at 8a44a7d) read as published curves in
+    our task names; `--reference-gym` draws them on the Gym panels; a file of another layout is one error."""
+    from analysis import figures
+    from analysis.reference import read_mrq_results, select_reference
+
+    from analysis_helpers import write_run
+
+    (path := tmp_path / "gym_results.txt").write_text(MRQ_RESULTS)
+    ref = read_mrq_results(path)
+    assert set(ref["task"]) == {"gym:Hopper-v4", "gym:Walker2d-v4"} and set(ref["algorithm"]) == {"MR.Q"}
+    hopper = ref[ref["task"] == "gym:Hopper-v4"]
+    assert hopper[["env_step", "seed", "episode_return"]].values.tolist() == [
+        [0, 0, 10.0], [0, 1, 20.0], [100, 0, 300.0], [100, 1, 500.0],
+    ]  # fmt: skip
+    mean = select_reference(ref, ["gym:Hopper-v4"]).set_index("env_step")["mean"].to_dict()
+    assert mean == {0: 15.0, 100: 400.0}
+
+    write_run(tmp_path / "r" / "td3" / "gym:Hopper-v4" / "seed0", [(0, 18.791), (100, 3226.0)])
+    out = figures.make_figures(
+        tmp_path / "r", tmp_path / "f", steps=[100], reps_curve=20, reps_final=20, reference_gym=path
+    )
+    assert "per_task_curves_gym" in {p.stem for p in out["figures"]}
+    assert not [n for n in out["notes"] if "reference" in n]  # the overlay found its curves
+
+    (bad := tmp_path / "other.txt").write_text("step,return\n0,1\n")
+    argv = ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "g"), "--reference-gym", str(bad)]
+    assert figures.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "not an MR.Q results file" in err and not (tmp_path / "g").exists()
