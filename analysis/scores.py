@@ -6,7 +6,7 @@ probability of improvement) run per suite on that suite's score:
 - DMC: episode return / 1000 (returns lie in [0, 1000]; rliable's convention and the iQRL paper's).
 - Gym MuJoCo: the TD3-normalised score of MR.Q (arXiv 2501.16142, Appendix B.3),
   (return - random) / (TD3 - random), with the random-policy and TD3-at-1M-steps returns MR.Q takes from
-  TD7 (arXiv 2306.02451, Table 1 for TD3). 1 = TD3 after 1M steps; MR.Q and TD7 reach about 1.5.
+  TD7 (arXiv 2306.02451, Table 1 for TD3). 1 = TD3 after 1M steps; MR.Q's released curves average 1.46.
 - Meta-World, MyoSuite: the evaluation success rate in [0, 1], as DC-MPC and TD-MPC2 plot it.
 
 Light: pandas and numpy only.
