@@ -33,7 +33,7 @@ from analysis.load import (
     load_results,
 )
 from analysis.reference import SUITES_REFERENCE, read_mrq_results
-from analysis.scores import add_scores
+from analysis.scores import add_scores, measure_name, one_suite_score
 from iqrl.core.tasks import split_task
 
 DEFAULT_STEPS = "100000,500000,1000000"
@@ -263,7 +263,7 @@ def suite_aggregates(
         profiles = metrics.performance_profiles(
             {m: cols for m, (cols, _) in with_tasks.items()}, score.taus, reps_curve, seed
         )
-        measure = score.label[0].lower() + score.label[1:]
+        measure = measure_name(score)
         written += plots.save_figure(
             plots.plot_performance_profiles(
                 profiles, score.taus * score.scale, colors, step, labels, measure=measure, where=where
@@ -401,17 +401,32 @@ def make_figures(
     sweep_table = sweep_table[~is_source_run(sweep_table)]
     sweep_evals = eval_rows(sweep_table)
     for grid in metrics.ablation_grids(sweep_table.drop_duplicates("run")):
-        points, step, ablation_notes = metrics.ablation_estimates(sweep_evals, grid, steps, reps_final, seed)
+        name = plots.safe_name(f"ablation_{grid.sweep or 'nosweep'}_{grid.agent}_{grid.key}")
+        mine = sweep_evals[
+            (sweep_evals["sweep"] == grid.sweep) & sweep_evals["method"].isin(grid.points["method"])
+        ]
+        picked = one_suite_score(mine)
+        if picked is None:
+            note(f"{name}: its tasks span several suites, whose scores do not pool: figure skipped")
+            continue
+        grid_evals, score = picked
+        points, step, ablation_notes = metrics.ablation_estimates(
+            grid_evals, grid, steps, reps_final, seed, score.column, score.scale
+        )
         for msg in ablation_notes:
             note(msg)
         if points["value"].nunique() < 2:
             continue
-        name = plots.safe_name(f"ablation_{grid.sweep or 'nosweep'}_{grid.agent}_{grid.key}")
-        written += plots.save_figure(
-            plots.plot_ablation(points, colors, key=grid.key, agent=grid.agent, sweep=grid.sweep, step=step),
-            out,
-            name,
+        fig = plots.plot_ablation(
+            points,
+            colors,
+            key=grid.key,
+            agent=grid.agent,
+            sweep=grid.sweep,
+            step=step,
+            measure=measure_name(score),
         )
+        written += plots.save_figure(fig, out, name)
         # the same grid's latent rank (train.csv), at the step of its returns: does the arm keep its rank?
         ranks, rank_notes = metrics.ablation_rank_estimates(sweep_table, grid, step, reps_final, seed)
         for msg in rank_notes:
@@ -472,23 +487,31 @@ def transfer_figures(sweep_table, steps: list[int], reps: int, seed: int, out: P
         if not (runs["source"] != "").any():
             continue
         runs = runs[runs["task"].isin(set(runs.loc[runs["source"] != "", "task"]))]
-        evals = eval_rows(runs)
         labels = transfer_arms(runs.drop_duplicates("run"))
         colors = plots.method_colors(labels)
         name = plots.safe_name(f"transfer_{sweep or 'nosweep'}_{agent}")
-        curves = metrics.per_task_curves(evals, "episode_return", seed=seed)
+        picked = one_suite_score(eval_rows(runs))
+        if picked is None:
+            note(f"{name}: its target tasks span several suites, whose scores do not pool: figures skipped")
+            continue
+        evals, score = picked  # the target tasks' suite's score (analysis.scores)
+        curves = metrics.per_task_curves(evals, score.column, seed=seed)
         title = f"Transfer ({sweep or 'no sweep'}, {agent}): target tasks by arm (mean over seeds, 95% CI)"
-        fig = plots.plot_task_panels(curves, colors, labels=labels, title=title, ylim=(0, None))
+        fig = plots.plot_task_panels(
+            curves, colors, labels=labels, title=title, ylim=(0, None), ylabel=score.label
+        )
         written += plots.save_figure(fig, out, name)
         reached = [s for s in steps if (evals["env_step"] >= s).any()]
         reached = reached or [metrics.largest_common_step(evals, steps)[0]]
-        final = metrics.final_estimates(evals, reached, reps, seed)
+        final = metrics.final_estimates(evals, reached, reps, seed, score.column, score.scale)
         for line in final.notes:
             note(f"transfer {sweep}/{agent}: {line}")
         for step in reached:
             est = final.table[final.table["env_step"] == step]
             if not est.empty:
-                fig = plots.plot_final_intervals(est, colors, step, labels)
+                fig = plots.plot_final_intervals(
+                    est, colors, step, labels, score=f"{score.label} ({score.unit})"
+                )
                 written += plots.save_figure(fig, out, f"{name}_{metrics.format_steps(step)}")
     return written
 

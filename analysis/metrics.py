@@ -481,9 +481,16 @@ def largest_common_step(evals: pd.DataFrame, steps: list[int], methods=None) -> 
 
 
 def ablation_estimates(
-    evals: pd.DataFrame, grid: AblationGrid, steps: list[int], reps: int, seed: int = 0
+    evals: pd.DataFrame,
+    grid: AblationGrid,
+    steps: list[int],
+    reps: int,
+    seed: int = 0,
+    column: str = "episode_return",
+    scale: float = RETURN_SCALE,
 ) -> tuple[pd.DataFrame, int, list[str]]:
-    """Final IQM with 95% CI per point of one grid, from the sweep's own runs.
+    """Final IQM with 95% CI per point of one grid, from the sweep's own runs, on `column` / `scale` (the
+    grid's suite's score, analysis.scores; reported back times `scale`).
 
     The step is the largest of `steps` that every point's runs reached (or, if none, the latest step
     that all of them reached); every run with a score there counts. Returns (points + iqm, ci_low, ci_high,
@@ -492,12 +499,12 @@ def ablation_estimates(
     """
     sub = evals[(evals["sweep"] == grid.sweep) & evals["method"].isin(grid.points["method"])]
     step, _ = largest_common_step(sub, steps, grid.points["method"])
-    scores, not_reached = scores_at_step(sub, step)
+    scores, not_reached = scores_at_step(sub, step, column)
     where = f"ablation {grid.sweep or 'nosweep'}/{grid.agent}/{grid.key} at {format_steps(step)} steps"
     notes = []
     if len(not_reached):
         notes.append(f"{where}: {not_reached_text(not_reached, step)}")
-    points, point_notes = _ablation_points(grid, scores, "episode_return", RETURN_SCALE, reps, seed, where)
+    points, point_notes = _ablation_points(grid, scores, column, scale, reps, seed, where)
     return points, step, notes + point_notes
 
 

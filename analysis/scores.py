@@ -74,6 +74,24 @@ def add_scores(evals: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def one_suite_score(evals: pd.DataFrame) -> tuple[pd.DataFrame, Score] | None:
+    """Rows of one suite -> (the rows that have its score, with the derived score columns; its Score). None
+    when the rows span several suites, whose scores are not comparable (transfer and ablation figures)."""
+    suites = {split_task(t)[0] for t in evals["task"].unique()}
+    if len(suites) != 1:
+        return None
+    score = SCORES[suites.pop()]
+    scored = add_scores(evals)
+    if score.column not in scored:
+        return scored.iloc[:0], score
+    return scored[scored[score.column].notna()], score
+
+
+def measure_name(score: Score) -> str:
+    """'Success rate' -> 'success rate': the score in running text and axis labels."""
+    return score.label[0].lower() + score.label[1:]
+
+
 def unscored_tasks(evals: pd.DataFrame, suite: str) -> list[str]:
     """Tasks of a suite's rows that have no score (a Gym task outside MR.Q's five, a run without a success
     column): pooled figures leave them out."""

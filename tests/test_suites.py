@@ -439,3 +439,39 @@ def test_mrqs_released_gym_curves_load_and_overlay_the_gym_panels(tmp_path, caps
     assert figures.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "not an MR.Q results file" in err and not (tmp_path / "g").exists()
+
+
+def test_an_ablation_on_meta_world_compares_success_rates_not_returns(tmp_path, monkeypatch):
+    """A grid of Meta-World runs: its points are IQM success rates (the arm with the lower return has the
+    higher success rate here, so returns would rank the arms the other way round)."""
+    import pandas as pd
+
+    from analysis import figures, plots
+
+    from analysis_helpers import write_run
+
+    for rew, ret, rate in ((False, 900.0, 0.2), (True, 100.0, 0.8)):
+        for seed in range(2):
+            cfg = {
+                "agent": {"name": "iqrl", "use_rew_loss": rew},
+                "task": "metaworld:reach",
+                "seed": seed,
+                "steps": 100,
+                "sweep": "mw",
+                "variant": "use_rew_loss=true" if rew else "default",
+                "overrides": ["agent.use_rew_loss=true"] if rew else [],
+            }
+            run = write_run(
+                tmp_path / "r" / "iqrl" / cfg["variant"] / f"seed{seed}", [(0, 0.0), (100, ret)], config=cfg
+            )
+            pd.read_csv(run / "eval.csv").assign(success=[0.0, rate]).to_csv(run / "eval.csv", index=False)
+    drawn = []
+    real = plots.plot_ablation
+    monkeypatch.setattr(
+        plots, "plot_ablation", lambda points, *a, **k: drawn.append((points, k)) or real(points, *a, **k)
+    )
+    out = figures.make_figures(tmp_path / "r", tmp_path / "f", steps=[100], reps_curve=20, reps_final=20)
+    assert "ablation_mw_iqrl_use_rew_loss" in {p.stem for p in out["figures"]}
+    points, kwargs = drawn[0]
+    assert points.set_index("value")["iqm"].to_dict() == pytest.approx({"false": 0.2, "true": 0.8})
+    assert kwargs["measure"] == "success rate"
