@@ -417,30 +417,15 @@ def make_figures(
             note(msg)
         if points["value"].nunique() < 2:
             continue
-        fig = plots.plot_ablation(
-            points,
-            colors,
-            key=grid.key,
-            agent=grid.agent,
-            sweep=grid.sweep,
-            step=step,
-            measure=measure_name(score),
-        )
+        where = {"key": grid.key, "agent": grid.agent, "sweep": grid.sweep, "step": step}
+        fig = plots.plot_ablation(points, colors, measure=measure_name(score), **where)
         written += plots.save_figure(fig, out, name)
         # the same grid's latent rank (train.csv), at the step of its returns: does the arm keep its rank?
         ranks, rank_notes = metrics.ablation_rank_estimates(sweep_table, grid, step, reps_final, seed)
         for msg in rank_notes:
             note(msg)
         if ranks["value"].nunique() >= 2:
-            fig = plots.plot_ablation(
-                ranks,
-                colors,
-                key=grid.key,
-                agent=grid.agent,
-                sweep=grid.sweep,
-                step=step,
-                measure="latent rank",
-            )
+            fig = plots.plot_ablation(ranks, colors, measure="latent rank", **where)
             written += plots.save_figure(fig, out, f"{name}_latent_rank")
     index = watch_index(table, Path(results), out)
     return {
