@@ -33,7 +33,7 @@ from analysis.load import (
     load_results,
 )
 from analysis.reference import SUITES_REFERENCE, read_mrq_results
-from analysis.scores import add_scores, measure_name, one_suite_score
+from analysis.scores import measure_name, one_suite_score
 from iqrl.core.tasks import split_task
 
 DEFAULT_STEPS = "100000,500000,1000000"
@@ -189,9 +189,7 @@ def suite_aggregates(
     (`sample_efficiency_gym`, `final_intervals_metaworld_1M`, `scores_gym.csv`).
     Returns (figure paths, table paths, scores table)."""
     from analysis import metrics, plots, tables
-    from analysis.scores import SCORES, unscored_tasks
 
-    score = SCORES[suite]
     suffix, where = ("", "") if suite == "dmc" else (f"_{suite}", f", {suite}")
     if suffix:  # another suite's notes say which suite they are about
         outer_note = note
@@ -199,10 +197,11 @@ def suite_aggregates(
         def note(msg: str) -> None:
             outer_note(f"{suite}: {msg}")
 
-    missing = unscored_tasks(evals, suite)
+    scored, score = one_suite_score(evals)  # the rows of one suite: never None
+    missing = sorted(set(evals["task"]) - set(scored["task"]))
     if missing:
-        note(f"no {score.label.lower()} for {', '.join(missing)}: left out of the pooled figures")
-        evals = evals[~evals["task"].isin(missing)]
+        note(f"no {measure_name(score)} for {', '.join(missing)}: left out of the pooled figures")
+    evals = scored
     if evals.empty:
         return [], [], None
     value = {"column": score.column, "scale": score.scale}
@@ -237,7 +236,7 @@ def suite_aggregates(
     else:
         written += plots.save_figure(
             plots.plot_sample_efficiency(
-                curves, colors, curve_task_sets(evals, curves), label=score.label, where=where
+                curves, colors, curve_task_sets(evals, curves), measure=measure_name(score), where=where
             ),
             out,
             f"sample_efficiency{suffix}",
@@ -337,7 +336,7 @@ def make_figures(
         )
     for suite, rows in suite_evals.items():
         figs, paths, suite_scores[suite] = suite_aggregates(
-            add_scores(rows), suite, out, steps, colors, reps_curve, reps_final, seed, note
+            rows, suite, out, steps, colors, reps_curve, reps_final, seed, note
         )
         written, table_paths = written + figs, table_paths + paths
 

@@ -118,11 +118,11 @@ def plot_sample_efficiency(
     curves: pd.DataFrame,
     colors: dict,
     task_sets: dict | None = None,
-    label: str = RETURN_LABEL,
+    measure: str = RETURN_LABEL.lower(),
     where: str = "",
 ) -> plt.Figure:
-    """IQM return (or a suite's score named `label`) vs env steps with 95% CI bands; one panel per group
-    ('all' first), one line per method. where: appended to the title (a suite's name).
+    """IQM return (or a suite's score, `measure` in running text) vs env steps with 95% CI bands; one panel
+    per group ('all' first), one line per method. where: appended to the title (a suite's name).
 
     curves: analysis.metrics.sample_efficiency output (group, method, env_step, iqm, ci_low, ci_high, ...).
     task_sets: {group: {method: tasks of its curve}} (default: only the counts in `curves`). A panel's
@@ -154,7 +154,7 @@ def plot_sample_efficiency(
         ax.xaxis.set_major_formatter(steps_formatter())
         ax.set_xlabel(STEPS_LABEL)
         ax.set_ylim(bottom=0)
-    axes[0].set_ylabel(f"IQM {label[0].lower()}{label[1:]}")
+    axes[0].set_ylabel(f"IQM {measure}")
     labels = coverage_labels({m: t for m, t in task_sets[groups[0]].items() if m in methods})
     styles = {m: "--" for m, text in labels.items() if text != m}
     handles, texts = _method_handles(methods, colors, labels, styles)

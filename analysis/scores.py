@@ -88,15 +88,7 @@ def one_suite_score(evals: pd.DataFrame) -> tuple[pd.DataFrame, Score] | None:
 
 
 def measure_name(score: Score) -> str:
-    """'Success rate' -> 'success rate': the score in running text and axis labels."""
-    return score.label[0].lower() + score.label[1:]
-
-
-def unscored_tasks(evals: pd.DataFrame, suite: str) -> list[str]:
-    """Tasks of a suite's rows that have no score (a Gym task outside MR.Q's five, a run without a success
-    column): pooled figures leave them out."""
-    column = SCORES[suite].column
-    if column not in evals:
-        return sorted(evals["task"].unique())
-    scored = evals.groupby("task")[column].apply(lambda v: v.notna().any())
-    return sorted(scored.index[~scored])
+    """'Success rate' -> 'success rate' ('TD3-normalised score' keeps its acronym): the score in running text
+    and axis labels."""
+    label = score.label
+    return label if label[1:2].isupper() else label[0].lower() + label[1:]

@@ -302,7 +302,7 @@ def test_gym_runs_pool_as_td3_normalized_scores(tmp_path):
     for seed, final in enumerate([10574.0, 10574.0]):
         write_run(tmp_path / "r" / "td3" / "gym:HalfCheetah-v4" / f"seed{seed}", [(0, 0.0), (100, final)])
     write_run(tmp_path / "r" / "td3" / "gym:InvertedPendulum-v4" / "seed0", [(0, 0.0), (100, 1000.0)])
-    with pytest.warns(figures.AnalysisWarning, match="gym: no td3-normalised score for gym:InvertedPendulum"):
+    with pytest.warns(figures.AnalysisWarning, match="gym: no TD3-normalised score for gym:InvertedPendulum"):
         out = figures.make_figures(tmp_path / "r", tmp_path / "f", steps=[100], reps_curve=20, reps_final=20)
     names = {p.stem for p in out["figures"]}
     assert {"per_task_curves_gym", "sample_efficiency_gym", "final_intervals_gym_100"} <= names
