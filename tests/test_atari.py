@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from iqrl.core.atari import AtariEnv, area_resize, area_weights
+from iqrl.core.atari import AtariEnv, area_resize, area_taps
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.exits import EXIT_BAD_INPUT
 from iqrl.core.tasks import ATARI_26, ATARI_57, ATARI_PROTOCOLS, SUITES, AtariProtocol
@@ -101,7 +101,10 @@ def expected_frame(k: int, action: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------- resizing
 def test_area_resize_averages_the_covered_pixels_by_their_overlap():
-    assert np.allclose(area_weights(5, 2), [[0.4, 0.4, 0.2, 0, 0], [0, 0, 0.2, 0.4, 0.4]])
+    idx, weights = area_taps(5, 2)  # as a dense matrix: each output's weights over the five inputs
+    dense = np.zeros((2, 5))
+    np.add.at(dense, (np.arange(2)[:, None], idx), weights)
+    assert np.allclose(dense, [[0.4, 0.4, 0.2, 0, 0], [0, 0, 0.2, 0.4, 0.4]])
     row = np.array([[0, 10, 20, 30, 40]] * 5, np.uint8)
     # (0 + 10 + 20/2) / 2.5 = 8 and (20/2 + 30 + 40) / 2.5 = 32, on both output rows
     assert area_resize(row, 2).tolist() == [[8, 32], [8, 32]]
@@ -274,6 +277,25 @@ def test_atari_runs_take_the_suites_defaults_and_refuse_what_it_cannot_do():
     assert (atari.action_repeat, atari.episode_length, atari.frame_stack) == (4, 108_000, 4)
     with pytest.raises(ConfigError, match="protocol must be one of default on dmc tasks"):
         build_config(["agent=td3", "protocol=atari100k"])
+    dqn = ["agent=dqn", "task=atari:Pong"]
+    cfg = build_config(dqn)
+    assert (cfg.obs, cfg.frame_stack, cfg.action_repeat, cfg.episode_length, cfg.protocol) == (
+        "pixels",
+        4,
+        4,
+        108_000,
+        "mrq",
+    )
+    assert build_config([*dqn, "protocol=atari100k"]).protocol == "atari100k"
+    for bad, message in (
+        ("obs=state", "obs=state: atari tasks are seen as pixels"),
+        ("protocol=default", "protocol must be one of mrq, mrq-code, atari100k on atari tasks"),
+        ("sticky_actions=0.25", "Atari's sticky actions are its protocol's"),
+        ("action_noise=0.1", "action_noise perturbs continuous actions"),
+        ("episode_length=108004", "episode_length must be in 1..108000"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            build_config([*dqn, bad])
 
 
 @needs_ale

@@ -315,7 +315,12 @@ def validate_actions(run: RunConfig) -> None:
             (
                 kind == "box" or not run.action_noise,
                 f"action_noise perturbs continuous actions; task {task} has discrete actions: leave it 0",
-            )
+            ),
+            (
+                split_task(task)[0] != "atari" or not run.sticky_actions,
+                "Atari's sticky actions are its protocol's (ALE's, per frame; protocol=mrq: 0.25): leave "
+                "sticky_actions 0",
+            ),
         ],
         ConfigError,
     )
