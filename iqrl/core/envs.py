@@ -28,7 +28,8 @@ from dm_control import suite
 from dm_control.suite.wrappers import action_scale
 
 from iqrl.core.render import Renderer
-from iqrl.core.tasks import split_task, suite_list, suite_of
+from iqrl.core.spaces import ActionSpec
+from iqrl.core.tasks import SUITES, split_task, suite_list, suite_of
 
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
 
@@ -55,6 +56,14 @@ def task_spaces(task: str) -> tuple[int, int]:
     """(observation width, action width) of a task's state observations, in any suite."""
     env = make_env(task, seed=0, action_repeat=1, episode_length=suite_of(task).episode_length)
     return env.obs_dim, env.act_dim
+
+
+def check_episode_length(episode_length: int, action_repeat: int) -> None:
+    """An env's episode of `episode_length` env steps is a whole number of agent steps (ValueError)."""
+    if episode_length % action_repeat:
+        raise ValueError(
+            f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}"
+        )
 
 
 def check_task(task: str) -> None:
@@ -88,10 +97,7 @@ class DMCEnv:
 
     def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 1000):
         domain, name = parse_task(task)
-        if episode_length % action_repeat:
-            raise ValueError(
-                f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}"
-            )
+        check_episode_length(episode_length, action_repeat)
         self.task = task
         self.action_repeat = action_repeat
         self.episode_length = episode_length
@@ -101,6 +107,7 @@ class DMCEnv:
         self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
         self.obs_shape: tuple[int, ...] = (self.obs_dim,)
         self.act_dim = int(self._env.action_spec().shape[0])
+        self.action_spec = ActionSpec.box(self.act_dim)
         self._t = 0
 
     @staticmethod
@@ -180,14 +187,17 @@ class PerturbedEnv:
     def __init__(self, env: DMCEnv, perturb: Perturbations, seed: int):
         self._env, self.p = env, perturb
         self.rng = np.random.default_rng([seed, 0x57C])  # its own stream, apart from the task's
-        self.obs_dim = env.obs_dim + perturb.distractor_dims
-        self.obs_shape = (self.obs_dim,)
+        # distractors widen state vectors (the config refuses them with pixels, whose shape stays)
+        self.obs_dim = env.obs_dim + perturb.distractor_dims if perturb.distractor_dims else env.obs_dim
+        self.obs_shape = env.obs_shape if isinstance(self.obs_dim, tuple) else (self.obs_dim,)
         self.act_dim = env.act_dim
         self._prev_action: np.ndarray | None = None
         self._t = 0
         self._signal = None
 
-    def __getattr__(self, name):  # task, action_repeat, episode_length, has_success, physics, ...
+    def __getattr__(
+        self, name
+    ):  # task, action_repeat, episode_length, has_success, action_spec, physics, ...
         return getattr(self._env, name)
 
     def reset(self) -> np.ndarray:
@@ -218,6 +228,8 @@ class PerturbedEnv:
         return dataclasses.replace(step, obs=self._observe(step.obs))
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
+        if not (self.p.obs_noise or self.p.distractor_dims):
+            return obs  # (pixels of the suites that see them themselves stay uint8)
         if self.p.obs_noise:
             obs = obs + self.rng.normal(0.0, self.p.obs_noise, obs.shape).astype(np.float32)
         if self.p.distractor_dims:
@@ -259,7 +271,9 @@ class PixelEnv:
         self.act_dim = env.act_dim
         self._frames: list[np.ndarray] = []
 
-    def __getattr__(self, name):  # task, action_repeat, episode_length, physics, control_timestep
+    def __getattr__(
+        self, name
+    ):  # task, action_repeat, episode_length, action_spec, physics, control_timestep
         return getattr(self._env, name)
 
     def frame(self) -> np.ndarray:
@@ -308,18 +322,38 @@ def make_env(
     episode_length: int,
     perturb: Perturbations | None = None,
     observation: Observation | None = None,
+    protocol: str | None = None,
+    evaluation: bool = False,
 ) -> DMCEnv | PerturbedEnv | PixelEnv:
-    """The task's env (DMCEnv, or iqrl.core.suites.SuiteEnv for a task of another suite), wrapped in its
-    perturbations when any is on (else exactly the plain env), seen through a camera with
-    `observation.kind == "pixels"` (DMC only: the run config refuses pixels elsewhere)."""
-    if split_task(task)[0] == "dmc":
+    """The task's env (DMCEnv; iqrl.core.suites.SuiteEnv for Gym, Meta-World, MyoSuite; iqrl.core.atari.
+    AtariEnv; iqrl.core.minigrid.MiniGridEnv), wrapped in its perturbations when any is on (else exactly the
+    plain env). With `observation.kind == "pixels"` a DMC task is seen through a camera (PixelEnv), a MiniGrid
+    task as renders of its agent's view; an Atari game is always seen as its screens (`observation` gives
+    their size and history; None: 84 and 4). `protocol` names the
+    suite's protocol (None: its default); `evaluation` makes the evaluation env where the protocol's
+    differs (Atari: evaluation epsilon, no life-loss terminations)."""
+    suite = split_task(task)[0]
+    if suite == "dmc":
         env = DMCEnv(task, seed, action_repeat, episode_length)
+    elif suite == "atari":
+        from iqrl.core.atari import AtariEnv  # imports ale-py
+
+        see = observation if observation is not None and observation.kind == "pixels" else None
+        size, stack = (see.image_size, see.frame_stack) if see else (84, SUITES["atari"].frame_stack)
+        name = protocol if protocol not in (None, "default") else SUITES["atari"].protocols[0]
+        env = AtariEnv(task, seed, action_repeat, episode_length, size, stack, name, evaluation)
+    elif suite == "minigrid":
+        from iqrl.core.minigrid import MiniGridEnv  # imports minigrid
+
+        see = observation if observation is not None and observation.kind == "pixels" else None
+        size, stack = (see.image_size, see.frame_stack) if see else (None, 1)
+        env = MiniGridEnv(task, seed, action_repeat, episode_length, size, stack)
     else:
         from iqrl.core.suites import SuiteEnv  # imports the suite's package
 
         env = SuiteEnv(task, seed, action_repeat, episode_length)
     if perturb is not None and perturb.active:
         env = PerturbedEnv(env, perturb, seed)
-    if observation is not None and observation.kind == "pixels":
+    if suite == "dmc" and observation is not None and observation.kind == "pixels":
         env = PixelEnv(env, observation.image_size, observation.frame_stack)
     return env
