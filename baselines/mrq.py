@@ -23,7 +23,7 @@ Encoder AdamW lr 1e-4, value and policy AdamW lr 3e-4, weight decay 1e-4 everywh
 Exploration clip(pi(z_s) + N(0, 0.2^2), -1, 1); evaluation deterministic. One RL update per agent step
 (`PerStep`, 0.5 updates per env step).
 
-Quirk switch (off by default):
+Quirk switches (off by default; MRQ-1 below):
   MRQ-2 `official_priority_from_policy_q`: the code (read at 0f0ed0e) writes LAP priorities from
   |Q_j(s, pi(s)) - y| (the
   Q of the policy's action, computed after the value step), not from the critic's TD error on the
@@ -37,9 +37,8 @@ generator before its loss. The code stacks 3 frames and repeats actions twice th
 frame_stack, action_repeat).
 Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses
 10 000 agent steps = 20 000 env steps, set seed_steps=20000 to match); the n-step return accumulates
-the terminal step's reward and stops there (docs/faithfulness.md MRQ-1: the code at 8a44a7d drops it, at
-0f0ed0e it adds
-the rewards after the terminal; irrelevant on DMC). Replay: the code's 1M-transition FIFO
+the terminal step's reward and stops there (docs/faithfulness.md MRQ-1: the code at 8a44a7d drops it,
+`official_drop_terminal_reward`; irrelevant on DMC). Replay: the code's 1M-transition FIFO
 (AgentSpec.replay_capacity).
 """
 
@@ -105,6 +104,7 @@ class MRQConfig(AgentConfig):
     )
     # --- quirks and harness options ---
     official_priority_from_policy_q: bool = False  # MRQ-2: priorities from |Q(s, pi(s)) - y|
+    official_drop_terminal_reward: bool = False  # MRQ-1: the n-step return leaves out the terminal reward
     warmup_with_policy: bool = False
 
     def validate_pixels(self, image_size: int) -> None:
@@ -348,7 +348,9 @@ class MRQ(Agent):
         """y = (R + gamma^n (1 - term) s_bar min_j Qbar_j(zbar_sa(o_n, a')) / s, all from target networks;
         s_bar, s = `target_scale`, `scale` (the reward scales)."""
         c = self.cfg
-        _, _, ret, discount, next_obs = nstep_transition(b, c.gamma, c.q_horizon)
+        _, _, ret, discount, next_obs = nstep_transition(
+            b, c.gamma, c.q_horizon, drop_terminal_reward=c.official_drop_terminal_reward
+        )
         zs_n = self.encoder_target.zs(next_obs)
         a_n = noisy_action(torch.tanh(self.policy_target(zs_n)), noise * c.policy_noise, c.noise_clip)
         q_n = self.value_target(self.encoder_target.zsa(zs_n, a_n)).squeeze(-1).amin(0)

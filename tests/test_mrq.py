@@ -284,3 +284,24 @@ def test_config_validation_names_the_key():
     with pytest.raises(ConfigError, match="agent.q_horizon"):
         build_config(["agent=mrq", "agent.q_horizon=0"])
     assert build_config(["agent=mrq", "task=walker-walk"]).agent == MRQConfig()
+
+
+def test_official_terminal_reward_quirk_leaves_the_terminal_reward_out_of_the_return():
+    """MRQ-1: the code's n-step return sum_k gamma^k r_k (1 - term_k) drops the reward of the terminal step;
+    ours keeps it. Windows of rewards 1, 2, 3 terminating at step 1: 1 + 0.99 * 2 against 1 (discount 0)."""
+    reward, terminal = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    valid = torch.tensor([[1.0, 1.0, 0.0]])
+    ret, discount, boot = nstep_targets(reward, terminal, valid, 0.99, 3)
+    dropped, discount_d, boot_d = nstep_targets(reward, terminal, valid, 0.99, 3, drop_terminal_reward=True)
+    assert ret.item() == pytest.approx(1 + 0.99 * 2) and dropped.item() == pytest.approx(1.0)
+    assert discount.item() == discount_d.item() == 0.0 and boot.item() == boot_d.item() == 2
+    # no terminal in the window: the switch changes nothing
+    alive = nstep_targets(reward, torch.zeros(1, 3), torch.ones(1, 3), 0.99, 3, drop_terminal_reward=True)
+    assert alive[0].item() == pytest.approx(1 + 0.99 * 2 + 0.99**2 * 3)
+
+    b = fixed_batch(replay(n_episodes=6, length=4, terminal=True), 3)  # short episodes: windows with a fall
+    agents = make(), make(official_drop_terminal_reward=True)
+    y, y_quirk = (a.td_target(b, 0.0, 1.0, **a.target_draws(32)) for a in agents)  # s_bar = 0: R alone
+    powers = 0.99 ** torch.arange(3.0)
+    lost = (b.reward[:, :3] * b.terminal[:, :3] * b.valid[:, :3] * powers).sum(1)
+    assert (lost != 0).any() and torch.allclose(y - y_quirk, lost, atol=1e-6)

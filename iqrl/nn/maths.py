@@ -55,16 +55,24 @@ def gumbel_noise(shape, generator: torch.Generator, device=None, dtype=torch.flo
     return g.clamp_min_(torch.finfo(torch.float32).tiny).log_().neg_().log_().neg_().to(dtype)
 
 
+def gumbel_softmax(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor:
+    """Gumbel-softmax over the last dimension, softmax((logits + g) / tau) with g = `noise` (Gumbel(0, 1),
+    `gumbel_noise`, drawn before the call so that the function is pure): F.gumbel_softmax(hard=False) with
+    the noise from an explicit generator (MR.Q's discrete actor). Its argmax is a sample of softmax(logits)
+    whatever tau (the Gumbel-max trick)."""
+    noisy = logits + noise.to(logits.dtype)
+    return softmax_last(noisy if tau == 1.0 else noisy / tau)
+
+
 def gumbel_softmax_st(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor:
     """Straight-through Gumbel-softmax over the last dimension (DC-MPC's dynamics rollout).
 
     Forward: the one-hot of argmax(logits + g), g = `noise` (Gumbel(0, 1), `gumbel_noise`, drawn before
-    the call so that the function is pure); backward: the gradient of softmax((logits + g) / tau). Same
-    maths as F.gumbel_softmax(hard=True), with the noise from an explicit generator so that runs resume bit
-    for bit.
+    the call so that the function is pure); backward: the gradient of `gumbel_softmax`,
+    softmax((logits + g) / tau). Same maths as F.gumbel_softmax(hard=True), with the noise from an explicit
+    generator so that runs resume bit for bit.
     """
-    noisy = logits + noise.to(logits.dtype)
-    y_soft = softmax_last(noisy if tau == 1.0 else noisy / tau)
+    y_soft = gumbel_softmax(logits, noise, tau)
     y_hard = torch.zeros_like(y_soft).scatter_(-1, y_soft.detach().max(-1, keepdim=True).indices, 1.0)
     return y_hard + (y_soft - y_soft.detach())
 
