@@ -273,6 +273,7 @@ def validate(run: RunConfig) -> None:
         ),
     ]
     require(checks, ConfigError)
+    validate_actions(run)
     validate_observation(run)
     validate_transfer(run)
     validate_tasks(run)
@@ -281,6 +282,25 @@ def validate(run: RunConfig) -> None:
     except ValueError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith("agent.") else f"agent.{msg}") from None
+
+
+def validate_actions(run: RunConfig) -> None:
+    """The agent acts in the kind of action space the task has (Agent.ACTION_SPACES; a suite's kind is
+    iqrl.core.tasks.Suite.actions); action_noise perturbs continuous actions only."""
+    task = task_list(run.task)[0]  # a multi-task run's tasks are of one suite
+    kind = suite_of(task).actions
+    refusal = registry.action_refusal(run.agent.name, task_label(run.task), kind)
+    if refusal:
+        raise ConfigError(refusal)
+    require(
+        [
+            (
+                kind == "box" or not run.action_noise,
+                f"action_noise perturbs continuous actions; task {task} has discrete actions: leave it 0",
+            )
+        ],
+        ConfigError,
+    )
 
 
 def multitask_agents() -> list[str]:

@@ -28,6 +28,7 @@ from dm_control import suite
 from dm_control.suite.wrappers import action_scale
 
 from iqrl.core.render import Renderer
+from iqrl.core.spaces import ActionSpec
 from iqrl.core.tasks import split_task, suite_list, suite_of
 
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
@@ -101,6 +102,7 @@ class DMCEnv:
         self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
         self.obs_shape: tuple[int, ...] = (self.obs_dim,)
         self.act_dim = int(self._env.action_spec().shape[0])
+        self.action_spec = ActionSpec.box(self.act_dim)
         self._t = 0
 
     @staticmethod
@@ -187,7 +189,9 @@ class PerturbedEnv:
         self._t = 0
         self._signal = None
 
-    def __getattr__(self, name):  # task, action_repeat, episode_length, has_success, physics, ...
+    def __getattr__(
+        self, name
+    ):  # task, action_repeat, episode_length, has_success, action_spec, physics, ...
         return getattr(self._env, name)
 
     def reset(self) -> np.ndarray:
@@ -259,7 +263,9 @@ class PixelEnv:
         self.act_dim = env.act_dim
         self._frames: list[np.ndarray] = []
 
-    def __getattr__(self, name):  # task, action_repeat, episode_length, physics, control_timestep
+    def __getattr__(
+        self, name
+    ):  # task, action_repeat, episode_length, action_spec, physics, control_timestep
         return getattr(self._env, name)
 
     def frame(self) -> np.ndarray:

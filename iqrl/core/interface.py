@@ -4,7 +4,12 @@ The trainer, sweeps and analysis know an agent only through this interface:
 
 * `spec` (AgentSpec): the batch it needs (window length L = max(horizon, n-step), batch size), its
   default updates per env step and how seed-phase actions are chosen.
-* `act(obs, explore)`: obs [*obs_shape] or [N, *obs_shape] numpy -> action(s) in [-1, 1].
+* `act(obs, explore)`: obs [*obs_shape] or [N, *obs_shape] numpy -> action(s): in a box, float32 [act_dim] or
+  [N, act_dim] in [-1, 1]; with discrete actions, int64 indices in 0..n-1, of shape [] or [N].
+* the actions (iqrl/core/spaces.py): an agent acts in the kinds of action space its class lists in
+  `ACTION_SPACES` (default: a box only). Its constructor's `act_dim` is the action's width (the box's dims, or
+  n for n discrete actions); a class that lists "discrete" also gets the keyword `action_spec` (the task's
+  ActionSpec, a box's too). A task whose kind the agent lacks is refused by the config (one line).
 * the observations: with `obs=state` (the default) float32 vectors and the constructor's `obs_dim` their
   width (an int); with `obs=pixels` uint8 frame stacks [C, H, W] (3 channels per frame, the newest frame
   last) and `obs_dim` that shape (a tuple). Only agents with PIXELS = True are built for pixels (the config
@@ -213,6 +218,9 @@ class Agent(abc.ABC):
     TRANSFER_PARTS: ClassVar[dict[str, Part]] = {}
     # Whether it trains several tasks in one run (a task list): built with `num_tasks`, acting for `task`.
     MULTITASK: bool = False
+    # The kinds of action space it acts in (iqrl.core.spaces: "box", "discrete"). An agent that lists
+    # "discrete" is built with the keyword `action_spec` (the task's ActionSpec).
+    ACTION_SPACES: ClassVar[tuple[str, ...]] = ("box",)
     task: int = 0  # the task index the following `act` calls are for (multi-task runs)
 
     def __init__(self, cfg, device: torch.device | str, seed: int):

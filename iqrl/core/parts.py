@@ -66,7 +66,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
         for task in tasks
     ]
     env = envs[0]  # every task's spaces are the first's (iqrl.core.config.validate_tasks)
-    agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, device, cfg.seed, num_tasks=len(tasks))
+    agent = make_agent(cfg.agent, env.obs_dim, env.action_spec, device, cfg.seed, num_tasks=len(tasks))
     if cfg.compile:
         agent.compile(cudagraphs=cfg.cudagraphs)
     freeze(agent, cfg)  # after compile, which gives the agent its updater
@@ -80,7 +80,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     replays = [
         SequenceReplay(
             env.obs_dim,
-            env.act_dim,
+            env.action_spec,
             spec.seq_len,
             device,
             cfg.seed + 1 + i * SEED_LIMIT,

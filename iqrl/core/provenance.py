@@ -62,7 +62,8 @@ def run_meta(cfg, parts, updates_per_step: float) -> dict:
         "versions": package_versions(suite_packages(task_list(cfg.task)[0])),
         "git_commit": git_commit(),
         "obs_dim": env.obs_dim if cfg.obs == "state" else list(env.obs_shape),
-        "act_dim": env.act_dim,
+        "act_dim": env.act_dim,  # a box's dims, or the number of discrete actions (see `discrete_actions`)
+        **({"discrete_actions": True} if env.action_spec.is_discrete else {}),
         "task_group": task_group(cfg.task),
         "latent_width": agent.latent_width,
         "codebook_size": agent.codebook_size,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from iqrl.core.interface import Agent
+from iqrl.core.spaces import DISCRETE, ActionSpec, as_action_spec
 
 
 @dataclass(frozen=True)
@@ -162,10 +163,41 @@ def agent_class(name: str) -> type[Agent]:
     return _load(get_entry(name).cls)
 
 
-def make_agent(cfg, obs_dim: int, act_dim: int, device: torch.device, seed: int, num_tasks: int = 1) -> Agent:
+def action_agents(kind: str) -> list[str]:
+    """The registered agents that act in action spaces of `kind` ("box", "discrete"): Agent.ACTION_SPACES."""
+    return [name for name in agent_names() if kind in agent_class(name).ACTION_SPACES]
+
+
+def action_refusal(name: str, task: str, kind: str) -> str | None:
+    """Why agent `name` cannot act in `task`, whose actions are of `kind`, in one line; None if it can."""
+    spaces = agent_class(name).ACTION_SPACES
+    if kind in spaces:
+        return None
+    able = ", ".join(action_agents(kind)) or "none registered"
+    what = {"box": "continuous (box)", "discrete": "discrete"}
+    return (
+        f"agent {name} acts in {' and '.join(what[k] for k in spaces)} action spaces only and task {task} "
+        f"has {what[kind]} actions; agents that can act in it: {able}"
+    )
+
+
+def make_agent(
+    cfg, obs_dim: int, act_dim: int | ActionSpec, device: torch.device, seed: int, num_tasks: int = 1
+) -> Agent:
     """Build the agent named cfg.name from its (resolved, validated) config dataclass; the AgentConfig keys
-    go into its spec. `num_tasks` > 1 (a multi-task run) reaches only agents with MULTITASK = True."""
-    multitask = {"num_tasks": num_tasks} if num_tasks > 1 else {}
-    agent = agent_class(cfg.name)(cfg, obs_dim, act_dim, device, seed, **multitask)
+    go into its spec. `act_dim` is the task's ActionSpec, or an int for a box of that many dims. The agent
+    gets the action's width as `act_dim`, and the spec itself as the keyword `action_spec` where its class
+    lists "discrete" in ACTION_SPACES; a kind it lacks is a ValueError (the config refuses such runs before).
+    `num_tasks` > 1 (a multi-task run) reaches only agents with MULTITASK = True."""
+    cls = agent_class(cfg.name)
+    action = as_action_spec(act_dim)
+    if action.kind not in cls.ACTION_SPACES:
+        raise ValueError(
+            f"agent {cfg.name} cannot act in {action.describe()} (its ACTION_SPACES: {cls.ACTION_SPACES})"
+        )
+    keywords = {"num_tasks": num_tasks} if num_tasks > 1 else {}
+    if DISCRETE in cls.ACTION_SPACES:
+        keywords["action_spec"] = action
+    agent = cls(cfg, obs_dim, action.width, device, seed, **keywords)
     agent.spec.shared_eval_seed = bool(cfg.official_shared_eval_seed)
     return agent

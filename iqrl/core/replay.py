@@ -3,7 +3,8 @@
 Transitions are stored once: an episode of T steps keeps T+1 observations, T actions, rewards and
 termination flags. `sample` draws windows of L consecutive transitions that lie inside one episode
 (windows whose episode *terminated* may run past the terminal step; those steps are padded and marked
-invalid). Truncated (time-limit) episodes never produce a window that crosses the reset.
+invalid). Truncated (time-limit) episodes never produce a window that crosses the reset. Discrete actions
+(iqrl/core/spaces.py) are stored as one int64 index per transition and sampled as indices [B, L].
 
 Pixel observations (uint8 frame stacks [k C, H, W], newest frame last) are stored one frame per
 observation, each frame once, with the index of its episode's first observation; the stack of o_t is
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils._pytree import register_dataclass
 
+from iqrl.core.spaces import ActionSpec, as_action_spec
 from iqrl.nn.maths import random_shift, shift_offsets
 
 _NO_TERMINAL = torch.iinfo(torch.int64).max
@@ -38,7 +40,7 @@ class SequenceBatch:
     """A batch of B windows of L transitions (all tensors on the replay's device).
 
     obs [B, L+1, obs_dim] (pixels: uint8 [B, L+1, k C, H, W]): o_t .. o_{t+L};
-    action [B, L, A];  reward [B, L];
+    action [B, L, A] (discrete actions: int64 indices [B, L]);  reward [B, L];
     terminal [B, L]: true terminations (0 on DMC);  valid [B, L]: 1 up to and including the first
     terminal step, 0 after it;  index [B]: buffer index of each window's first transition (in its task's
     replay);  task [B] (int64, multi-task runs only, `MultiTaskReplay`): the task index of each window.
@@ -161,7 +163,7 @@ class SequenceReplay:
     def __init__(
         self,
         obs_dim: int | tuple[int, int, int],
-        act_dim: int,
+        act_dim: int | ActionSpec,
         seq_len: int,
         device: str | torch.device = "cpu",
         seed: int = 0,
@@ -170,13 +172,18 @@ class SequenceReplay:
         frame_stack: int = 1,
     ):
         """obs_dim: the width of state vectors, or the shape (k C, H, W) of pixel frame stacks of
-        `frame_stack` = k frames (stored one frame of C channels per observation)."""
+        `frame_stack` = k frames (stored one frame of C channels per observation). act_dim: the task's
+        ActionSpec, or an int for a box of that many dims; discrete actions are stored as one int64 index
+        each (not one-hot)."""
         if seq_len < 1:
             raise ValueError("seq_len must be >= 1")
         if capacity is not None and capacity < seq_len:
             raise ValueError(f"replay capacity must be >= seq_len ({seq_len}), got {capacity}")
         self.capacity = capacity
-        self.obs_dim, self.act_dim, self.seq_len = obs_dim, act_dim, seq_len
+        self.action_spec = as_action_spec(act_dim)
+        self.obs_dim, self.act_dim, self.seq_len = obs_dim, self.action_spec.width, seq_len
+        # per transition: a box's [act_dim] float32 components, or one int64 index
+        self._act_shape = () if self.action_spec.is_discrete else (self.act_dim,)
         self.pixels = isinstance(obs_dim, (tuple, list))
         self.frame_stack = frame_stack
         if self.pixels:
@@ -194,7 +201,8 @@ class SequenceReplay:
         self._obs = torch.empty((cap, *self.frame_shape), dtype=dtype, device=self.device)
         # pixels: the obs index of each observation's episode start (where its frame stack stops)
         self._ep_first = torch.empty(cap if self.pixels else 0, dtype=torch.int64, device=self.device)
-        self._act = torch.empty(cap, act_dim, device=self.device)
+        act_dtype = torch.int64 if self.action_spec.is_discrete else torch.float32
+        self._act = torch.empty((cap, *self._act_shape), dtype=act_dtype, device=self.device)
         self._rew = torch.empty(cap, device=self.device)
         self._term = torch.zeros(cap, dtype=torch.bool, device=self.device)
         self._obs_ptr = torch.empty(cap, dtype=torch.int64, device=self.device)  # o_t of transition t
@@ -232,7 +240,7 @@ class SequenceReplay:
         obs_dtype = np.uint8 if self.pixels else np.float32
         rows = [
             ("_obs", n_obs, np.asarray(s["obs"], obs_dtype).reshape(-1, *self.frame_shape)),
-            ("_act", size, np.asarray(s["act"], np.float32).reshape(-1, self.act_dim)),
+            ("_act", size, np.asarray(s["act"], self.action_spec.dtype).reshape(-1, *self._act_shape)),
             ("_rew", size, np.asarray(s["rew"], np.float32)),
             ("_term", size, np.asarray(s["term"], bool)),
             ("_obs_ptr", size, np.asarray(s["obs_ptr"], np.int64)),
@@ -279,7 +287,7 @@ class SequenceReplay:
         if self._ep_start < 0:
             raise RuntimeError("start_episode() must be called before add()")
         t, s = self.size, self._staged
-        s["act"].append(np.asarray(action, np.float32))
+        s["act"].append(np.asarray(action, self.action_spec.dtype))
         s["rew"].append(float(reward))
         s["term"].append(bool(terminated))
         s["obs_ptr"].append(self.n_obs - 1)

@@ -18,6 +18,7 @@ import importlib
 import numpy as np
 
 from iqrl.core.envs import Step
+from iqrl.core.spaces import ActionSpec
 from iqrl.core.tasks import SUITES, split_task
 
 
@@ -119,6 +120,7 @@ class SuiteEnv:
         self.obs_shape: tuple[int, ...] = (self.obs_dim,)
         space = self._env.action_space
         self.act_dim = int(space.shape[0])
+        self.action_spec = ActionSpec.box(self.act_dim)
         self._mid = ((space.high + space.low) / 2).astype(np.float64)
         self._half = ((space.high - space.low) / 2).astype(np.float64)
         self._t = 0

@@ -24,6 +24,7 @@ class Suite:
     package: str = ""  # the module its envs import ("" = a core dependency)
     extra: str = ""  # the pyproject extra that installs it
     success: bool = False  # whether its envs report success (eval.csv's `success` column)
+    actions: str = "box"  # the kind of its action spaces (iqrl.core.spaces): "box" or "discrete"
 
 
 SUITES: dict[str, Suite] = {

@@ -125,7 +125,7 @@ class Trainer:
         ep_return, t = 0.0, time.time()
         while True:
             if uniform:
-                action = self.rng.uniform(-1.0, 1.0, self.env.act_dim).astype(np.float32)
+                action = self.env.action_spec.sample(self.rng)
             else:
                 action = self.agent.act(obs, explore=True)
             step = self.env.step(action)

@@ -142,7 +142,7 @@ def built_agent(cfg: RunConfig) -> Agent:
         env = make_env(
             tasks[0], cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), observation(cfg)
         )
-        return make_agent(cfg.agent, env.obs_dim, env.act_dim, "cpu", cfg.seed, num_tasks=len(tasks))
+        return make_agent(cfg.agent, env.obs_dim, env.action_spec, "cpu", cfg.seed, num_tasks=len(tasks))
 
 
 def source_run(source: Source) -> tuple[RunConfig, Agent]:
