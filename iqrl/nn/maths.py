@@ -97,6 +97,26 @@ def noisy_action(action: Tensor, noise: Tensor, clip: float | None) -> Tensor:
     return (action + noise).clamp(-1.0, 1.0)
 
 
+def one_hot(index: Tensor, n: int, dtype=torch.float32) -> Tensor:
+    """[..., n] one-hot vectors of int64 indices [...] (a comparison with arange(n), so that it runs under
+    vmap and torch.compile as any elementwise op)."""
+    return (index.unsqueeze(-1) == torch.arange(n, device=index.device)).to(dtype)
+
+
+def gumbel_action(
+    logits: Tensor, gumbel: Tensor, tau: float, noise: Tensor | None, clip: float | None
+) -> Tensor:
+    """MR.Q's discrete action from an actor's logits [..., n] (facebookresearch/MRQ at 8a44a7d, `models.py`
+    Policy, `MRQ.py` select_action and realign): int64 indices argmax(gumbel_softmax(logits, g, tau) +
+    clip(noise, -clip, clip)) [...]. With N(0, sigma^2) noise (clip None) the behaviour action; with the
+    target-policy smoothing noise (clip c) the bootstrap action (one-hot it for the critic); with no noise a
+    sample of softmax(logits)."""
+    soft = gumbel_softmax(logits, gumbel, tau)
+    if noise is not None:
+        soft = soft + (noise if clip is None else noise.clamp(-clip, clip))
+    return soft.argmax(-1)
+
+
 def truncated_normal_sample(
     mu: Tensor, std: float, generator: torch.Generator, clip: float | None = None, eps: float = 1e-6
 ) -> Tensor:
