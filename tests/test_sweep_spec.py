@@ -347,3 +347,21 @@ def test_unknown_config_key_or_bad_value_is_rejected_before_submission(tmp_path)
     with pytest.raises(SweepError, match=r"run iqrl/walker-walk/default/seed4294967295: .*seed"):
         load(p, tmp_path / "results")
     assert not (tmp_path / "results").exists()
+
+
+def test_dry_projects_gpu_hours_from_each_runs_updates_and_the_measured_rates(tmp_path):
+    """updates = steps x rate (the run's updates_per_step, else the agent's own 0.5); hours = updates over the
+    H100 updates/s of docs/performance.md (td3 158.6), iqrl's 40.6 standing in for an agent not measured."""
+    from slurm.projection import project, projection_line
+
+    runs = parse(
+        "agents: [td3, mrq]\ntasks: [walker-walk]\nseeds: 2\nsteps: 7200\n"
+        "variants: [{}, {updates_per_step: 1.0}]\n"
+    ).runs()
+    updates, hours, stand_ins = project(runs, tmp_path)
+    # per agent: 2 seeds x (7200 x 0.5 + 7200 x 1.0) = 21600 updates
+    assert updates == 2 * 21600
+    assert hours == pytest.approx(21600 / 158.6 / 3600 + 21600 / 40.6 / 3600)
+    assert stand_ins == ["mrq"]
+    line = projection_line(runs, tmp_path)
+    assert line.startswith("projected GPU-hours: 0 for 8 runs of 0.0M updates") and "not measured" in line
