@@ -4,8 +4,9 @@ A sweep file (``ablations/*.yaml``)::
 
     name: horizon               # optional; defaults to the file name. Runs land in RESULTS/<name>/...
     agents: [iqrl]              # agent registry names
-    tasks: [easy, cheetah-run]  # dm_control task names and/or the groups easy / medium / hard; a list
-                                # entry, [walker-stand, walker-walk], is one multi-task run (docs/transfer.md)
+    tasks: [easy, cheetah-run]  # task names and/or the groups easy / medium / hard and the task lists
+                                # atari26 / atari57 (iqrl.core.tasks.TASK_LISTS); a list entry,
+                                # [walker-stand, walker-walk], is one multi-task run (docs/transfer.md)
     seeds: 5                    # a count (seeds 0..4) or an explicit list [0, 3, 7]
     steps: {easy: 1000000, medium: 1000000, hard: 3000000}   # env steps per run: one int, or per group
                                                              # (a `default:` entry covers ungrouped tasks)
@@ -194,7 +195,8 @@ class Sweep:
 
 
 def load_sweep(path: str | Path, task_groups: Mapping[str, Sequence[str]]) -> Sweep:
-    """Read and check a sweep file. ``task_groups`` is ``iqrl.core.tasks.TASK_GROUPS``. Raises SweepError."""
+    """Read and check a sweep file. ``task_groups`` is ``iqrl.core.tasks.TASK_GROUPS`` with its TASK_LISTS
+    (named lists a sweep's tasks may use; only the groups key step budgets). Raises SweepError."""
     path = Path(path)
     data = read_yaml(path, "sweep file", SweepError)
     return parse_sweep(data, str(path), default_name=path.stem, task_groups=task_groups)
@@ -225,7 +227,7 @@ def parse_sweep(data: Any, where: str, default_name: str, task_groups: Mapping[s
     tasks: list[str] = []
     entries = data["tasks"] if isinstance(data["tasks"], list) else [data["tasks"]]
     for t in _names([task_label(e) if isinstance(e, list) and e else e for e in entries], "tasks", fail):
-        for task in task_groups[t] if t in GROUPS else [t]:
+        for task in task_groups[t] if t in task_groups else [t]:
             if task not in tasks:
                 tasks.append(task)
 

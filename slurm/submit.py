@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iqrl.core.tasks import TASK_GROUPS
+from iqrl.core.tasks import TASK_GROUPS, TASK_LISTS
 from slurm import cluster
 from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
 from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
@@ -54,7 +54,7 @@ def jobs_dir(results: Path, sweep: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------- loading
 def default_task_groups() -> Mapping[str, Sequence[str]]:
-    return TASK_GROUPS
+    return {**TASK_GROUPS, **TASK_LISTS}
 
 
 def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> None:

@@ -87,10 +87,14 @@ class RunConfig:
     distractor: str = "noise"  # noise (iid N(0, 1)) | signal (sinusoids drawn per episode)
     perturb_eval: bool = True  # false: evaluation without the noises and sticky actions (distractors stay)
     # What the agent sees (iqrl.core.envs.PixelEnv; docs/pixels.md): state vectors, or pixels: the last
-    # frame_stack RGB frames of image_size x image_size, rendered after each agent step.
-    obs: str = "state"  # state | pixels
-    image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO: 84)
-    frame_stack: int = 3  # pixels: frames per observation (SAC+AE, DrQ, TACO: 3)
+    # frame_stack RGB frames of image_size x image_size, rendered after each agent step (Atari: grayscale
+    # screens, docs/suites.md). None = the suite's (state; Atari: pixels, 4 frames).
+    obs: str | None = None  # state | pixels
+    image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO, MR.Q's Atari: 84)
+    frame_stack: int | None = None  # pixels: frames per observation (SAC+AE, DrQ, TACO: 3; Atari: 4)
+    # The suite's protocol (iqrl.core.tasks.Suite.protocols): Atari's mrq (default), mrq-code or atari100k
+    # (iqrl.core.tasks.ATARI_PROTOCOLS); `default` for the other suites. None = the suite's first.
+    protocol: str | None = None
     # Start from parts of another run (iqrl.core.transfer; docs/transfer.md): its run folder (its latest
     # checkpoint), RUN@<env step> (that checkpoint generation), or a checkpoint file; "" = from scratch.
     init_from: str = ""
@@ -182,6 +186,9 @@ def build_config(argv: list[str]) -> RunConfig:
     suite = suite_of(tasks[0])  # a multi-task run's tasks share spaces: one suite
     run.action_repeat = suite.action_repeat if run.action_repeat is None else run.action_repeat
     run.episode_length = suite.episode_length if run.episode_length is None else run.episode_length
+    run.obs = suite.observations[0] if run.obs is None else run.obs
+    run.frame_stack = suite.frame_stack if run.frame_stack is None else run.frame_stack
+    run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
     validate(run)
     if not run.out:
         run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")
@@ -210,7 +217,8 @@ def validate(run: RunConfig) -> None:
     offset = eval_seed(0, run.agent.official_shared_eval_seed)
     max_seed = SEED_LIMIT - 1 - offset
     first = task_list(run.task)[0]  # a multi-task run's tasks are of one suite (their spaces agree)
-    suite_name, longest = split_task(first)[0], suite_of(first).max_episode_length
+    suite_name, suite = split_task(first)[0], suite_of(first)
+    longest = suite.max_episode_length
     checks = [
         (
             0 <= run.seed <= max_seed,
@@ -241,8 +249,18 @@ def validate(run: RunConfig) -> None:
             f"got {run.episode_length}",
         ),
         (
-            suite_name == "dmc" or (run.obs == "state" and run.video_every == 0),
-            f"obs=pixels and video_every render dm_control's physics: DMC tasks only, not {run.task}",
+            run.obs in suite.observations or run.obs not in OBSERVATIONS,
+            f"obs={run.obs}: {suite_name} tasks are seen as {' or '.join(suite.observations)} (obs=), not "
+            f"{run.obs} ({run.task})",
+        ),
+        (
+            "pixels" in suite.observations or run.video_every == 0,
+            f"video_every records the frames of suites with pixels (DMC, Atari): not {run.task}",
+        ),
+        (
+            run.protocol in suite.protocols,
+            f"protocol must be one of {', '.join(suite.protocols)} on {suite_name} tasks, "
+            f"got {run.protocol!r}",
         ),
         (
             run.device == "auto" or run.device == "cpu" or run.device.startswith("cuda"),

@@ -29,7 +29,7 @@ from dm_control.suite.wrappers import action_scale
 
 from iqrl.core.render import Renderer
 from iqrl.core.spaces import ActionSpec
-from iqrl.core.tasks import split_task, suite_list, suite_of
+from iqrl.core.tasks import SUITES, split_task, suite_list, suite_of
 
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
 
@@ -182,8 +182,9 @@ class PerturbedEnv:
     def __init__(self, env: DMCEnv, perturb: Perturbations, seed: int):
         self._env, self.p = env, perturb
         self.rng = np.random.default_rng([seed, 0x57C])  # its own stream, apart from the task's
-        self.obs_dim = env.obs_dim + perturb.distractor_dims
-        self.obs_shape = (self.obs_dim,)
+        # distractors widen state vectors (the config refuses them with pixels, whose shape stays)
+        self.obs_dim = env.obs_dim + perturb.distractor_dims if perturb.distractor_dims else env.obs_dim
+        self.obs_shape = env.obs_shape if isinstance(self.obs_dim, tuple) else (self.obs_dim,)
         self.act_dim = env.act_dim
         self._prev_action: np.ndarray | None = None
         self._t = 0
@@ -222,6 +223,8 @@ class PerturbedEnv:
         return dataclasses.replace(step, obs=self._observe(step.obs))
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
+        if not (self.p.obs_noise or self.p.distractor_dims):
+            return obs  # (pixels of the suites that see them themselves stay uint8)
         if self.p.obs_noise:
             obs = obs + self.rng.normal(0.0, self.p.obs_noise, obs.shape).astype(np.float32)
         if self.p.distractor_dims:
@@ -314,18 +317,31 @@ def make_env(
     episode_length: int,
     perturb: Perturbations | None = None,
     observation: Observation | None = None,
+    protocol: str | None = None,
+    evaluation: bool = False,
 ) -> DMCEnv | PerturbedEnv | PixelEnv:
-    """The task's env (DMCEnv, or iqrl.core.suites.SuiteEnv for a task of another suite), wrapped in its
-    perturbations when any is on (else exactly the plain env), seen through a camera with
-    `observation.kind == "pixels"` (DMC only: the run config refuses pixels elsewhere)."""
-    if split_task(task)[0] == "dmc":
+    """The task's env (DMCEnv; iqrl.core.suites.SuiteEnv for Gym, Meta-World, MyoSuite; iqrl.core.atari.
+    AtariEnv), wrapped in its perturbations when any is on (else exactly the plain env). With
+    `observation.kind == "pixels"` a DMC task is seen through a camera (PixelEnv); an Atari game is always
+    seen as its screens (`observation` gives their size and history; None: 84 and 4). `protocol` names the
+    suite's protocol (None: its default); `evaluation` makes the evaluation env where the protocol's
+    differs (Atari: evaluation epsilon, no life-loss terminations)."""
+    suite = split_task(task)[0]
+    if suite == "dmc":
         env = DMCEnv(task, seed, action_repeat, episode_length)
+    elif suite == "atari":
+        from iqrl.core.atari import AtariEnv  # imports ale-py
+
+        see = observation if observation is not None and observation.kind == "pixels" else None
+        size, stack = (see.image_size, see.frame_stack) if see else (84, SUITES["atari"].frame_stack)
+        name = protocol if protocol not in (None, "default") else SUITES["atari"].protocols[0]
+        env = AtariEnv(task, seed, action_repeat, episode_length, size, stack, name, evaluation)
     else:
         from iqrl.core.suites import SuiteEnv  # imports the suite's package
 
         env = SuiteEnv(task, seed, action_repeat, episode_length)
     if perturb is not None and perturb.active:
         env = PerturbedEnv(env, perturb, seed)
-    if observation is not None and observation.kind == "pixels":
+    if suite == "dmc" and observation is not None and observation.kind == "pixels":
         env = PixelEnv(env, observation.image_size, observation.frame_stack)
     return env

@@ -60,11 +60,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     tasks = task_list(cfg.task)
-    observe = observation(cfg)  # state vectors or pixel frame stacks
-    envs = [
-        make_env(task, cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), observe)
-        for task in tasks
-    ]
+    envs = [run_env(cfg, task, cfg.seed, perturbations(cfg)) for task in tasks]
     env = envs[0]  # every task's spaces are the first's (iqrl.core.config.validate_tasks)
     agent = make_agent(cfg.agent, env.obs_dim, env.action_spec, device, cfg.seed, num_tasks=len(tasks))
     if cfg.compile:
@@ -73,9 +69,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     spec = agent.spec
     seed = eval_seed(cfg.seed, spec.shared_eval_seed)
     perturb = perturbations(cfg, evaluation=True)
-    eval_envs = [
-        make_env(task, seed, cfg.action_repeat, cfg.episode_length, perturb, observe) for task in tasks
-    ]
+    eval_envs = [run_env(cfg, task, seed, perturb, evaluation=True) for task in tasks]
     capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
     replays = [
         SequenceReplay(
@@ -97,4 +91,19 @@ def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:
     """Another evaluation env of the run's `task`, for evaluation episodes side by side (iqrl.core.evaluation.
     eval_batch, which sets its random stream); batched evaluation runs only without per-step perturbations,
     so it has none."""
-    return make_env(task, seed, cfg.action_repeat, cfg.episode_length, None, observation(cfg))
+    return run_env(cfg, task, seed, None, evaluation=True)
+
+
+def run_env(cfg: RunConfig, task: str, seed: int, perturb, evaluation: bool = False) -> Env:
+    """An env of the run `cfg` on `task` seeded `seed`: its action repeat, episode length, observation and
+    protocol, with `perturb`; the evaluation env's settings with `evaluation`."""
+    return make_env(
+        task,
+        seed,
+        cfg.action_repeat,
+        cfg.episode_length,
+        perturb,
+        observation(cfg),
+        protocol=cfg.protocol,
+        evaluation=evaluation,
+    )

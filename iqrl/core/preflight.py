@@ -28,6 +28,7 @@ from iqrl.core.runfolder import (
     read_status,
     read_yaml,
 )
+from iqrl.core.tasks import split_task, task_list
 from iqrl.core.transfer import built_agent, check_transfer
 
 
@@ -104,9 +105,14 @@ def check_device_type(cfg: RunConfig, device: torch.device) -> None:
         )
 
 
+def renders_physics(cfg: RunConfig) -> bool:
+    """Whether the run's frames are rendered from a physics by OpenGL (DMC); Atari's are its screens."""
+    return split_task(task_list(cfg.task)[0])[0] == "dmc"
+
+
 def check_renderer(cfg: RunConfig) -> None:
-    """obs=pixels needs a headless renderer (EGL, else OSMesa): ConfigError (one line) without one."""
-    if cfg.obs == "pixels":
+    """obs=pixels on DMC needs a headless renderer (EGL, else OSMesa): ConfigError (one line) without one."""
+    if cfg.obs == "pixels" and renders_physics(cfg):
         try:
             select_backend()
         except RendererUnavailable as e:
@@ -121,7 +127,7 @@ def check_watching(cfg: RunConfig) -> None:
             f"logger {', '.join(missing)} is not installed: "
             "pip install 'iqrl-bench[tracking]' (or drop it from logger=)"
         )
-    if cfg.video_every > 0:
+    if cfg.video_every > 0 and renders_physics(cfg):
         try:
             select_backend()
         except RendererUnavailable as e:

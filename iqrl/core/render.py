@@ -164,17 +164,22 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
 
 
 class EpisodeRecorder:
-    """Frames of one evaluation episode (`on_frame` after reset and after every agent step), then an mp4."""
+    """Frames of one evaluation episode (`on_frame` after reset and after every agent step), then an mp4:
+    rendered from a dm_control physics at `size`, or an env's own RGB frames (`video_frame()`: Atari's
+    screen) as they are."""
 
     def __init__(self, env, size: int):
         self.env, self.frames = env, []
-        self.renderer = Renderer(env.physics, size)
+        own = getattr(env, "video_frame", None)
+        self.renderer = None if own is not None else Renderer(env.physics, size)
+        self.render = own if own is not None else self.renderer.render
 
     def on_frame(self) -> None:
-        self.frames.append(self.renderer.render())
+        self.frames.append(np.array(self.render(), copy=True))
 
     def save(self, path: Path) -> Path:
-        self.renderer.close()
+        if self.renderer is not None:
+            self.renderer.close()
         check_not_blank(self.frames)
         write_mp4(path, self.frames, fps=1.0 / (self.env.control_timestep * self.env.action_repeat))
         return path

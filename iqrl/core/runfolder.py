@@ -72,6 +72,8 @@ LEGACY_VALUES = {
     "obs": "state",
     "image_size": 84,
     "frame_stack": 3,
+    # suite protocols (iqrl.core.tasks.Suite.protocols; Atari's): older runs ran their suite's only one
+    "protocol": "default",
     # transfer (iqrl.core.transfer): older runs started from scratch
     "init_from": "",
     "init_parts": ["representation"],

@@ -51,6 +51,10 @@ def _patch_metaworld_welds(sawyer_env) -> None:
 def suite_names(suite: str) -> list[str]:
     """Every task name of a Gymnasium-interface suite (importing its package)."""
     module = _import(suite)
+    if suite == "atari":
+        from iqrl.core.atari import game_names
+
+        return game_names()
     if suite == "gym":
         # Gymnasium's MuJoCo tasks (the registry also holds classic control, Box2D, ...); v2 and v3 need
         # the retired mujoco-py bindings

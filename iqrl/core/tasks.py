@@ -25,17 +25,84 @@ class Suite:
     extra: str = ""  # the pyproject extra that installs it
     success: bool = False  # whether its envs report success (eval.csv's `success` column)
     actions: str = "box"  # the kind of its action spaces (iqrl.core.spaces): "box" or "discrete"
+    observations: tuple[str, ...] = ("state",)  # the run key obs: its default first
+    frame_stack: int = 3  # obs=pixels: frames per observation by default
+    protocols: tuple[str, ...] = ("default",)  # the run key protocol: its default first
+    # Whether evaluation episodes side by side reproduce the sequential loop's (iqrl.core.evaluation): not
+    # where the env draws at every step (Atari's sticky actions and evaluation epsilon).
+    batched_eval: bool = True
 
+
+@dataclass(frozen=True)
+class AtariProtocol:
+    """The settings of an Atari protocol (the run key `protocol`; iqrl/core/atari.py, docs/suites.md), beside
+    the run keys with suite defaults: action_repeat 4 (frame skip), episode_length 108000 frames, image_size
+    84, frame_stack 4."""
+
+    sticky_actions: float  # ALE's repeat_action_probability (per frame)
+    terminal_on_life_loss: bool  # a life lost ends the training env's episode (never the evaluation env's)
+    eval_epsilon: float  # probability of a uniformly random action per agent step in the evaluation env
+    # MR.Q's code draws its evaluation epsilon in the training env too (its Env hands the builtin `eval`,
+    # always true, to the preprocessing as `eval_env`): protocol mrq-code
+    eval_epsilon_in_training: bool = False
+
+
+# MR.Q: AtariHyperparameters in MRQ/env_preprocessing.py (facebookresearch/MRQ at 8a44a7d). Atari 100k:
+# Dopamine's DrQ(eps) config (google/dopamine at 5873f54, dopamine/labs/atari_100k/configs/DrQ_eps.gin).
+ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
+    "mrq": AtariProtocol(sticky_actions=0.25, terminal_on_life_loss=False, eval_epsilon=1e-3),
+    "mrq-code": AtariProtocol(0.25, False, 1e-3, eval_epsilon_in_training=True),
+    "atari100k": AtariProtocol(sticky_actions=0.0, terminal_on_life_loss=True, eval_epsilon=1e-3),
+}
 
 SUITES: dict[str, Suite] = {
-    "dmc": Suite("walker-walk", 2, 1000, 1000),
+    "dmc": Suite("walker-walk", 2, 1000, 1000, observations=("state", "pixels")),
     # TD7 and MR.Q: action repeat 1, the 1000-step time limit of Gym's MuJoCo tasks
     "gym": Suite("gym:Hopper-v4", 1, 1000, 1000, "gymnasium", "gym"),
     # DC-MPC: action repeat 2, 100 agent steps (cfgs/env/metaworld.yaml, train.py max_steps at cc2a33a)
     "metaworld": Suite("metaworld:reach", 2, 200, 500, "metaworld", "metaworld", success=True),
     # DC-MPC: action repeat 1, 100 steps (cfgs/env/myosuite.yaml at cc2a33a)
     "myosuite": Suite("myosuite:myoHandReachFixed-v0", 1, 100, 1000, "myosuite", "myosuite", success=True),
+    # MR.Q's AtariHyperparameters (8a44a7d): frame skip 4, 108 000 frames per game, 4 frames of history;
+    # env steps are frames
+    "atari": Suite(
+        "atari:Pong",
+        4,
+        108_000,
+        108_000,
+        "ale_py",
+        "atari",
+        actions="discrete",
+        observations=("pixels",),
+        frame_stack=4,
+        protocols=tuple(ATARI_PROTOCOLS),
+        batched_eval=False,
+    ),
 }
+
+# Atari 100k (Kaiser et al. 2019, arXiv 1903.00374, Table 1; the games of DrQ(eps), SPR, BBF)
+ATARI_26 = [
+    f"atari:{g}"
+    for g in (
+        "Alien Amidar Assault Asterix BankHeist BattleZone Boxing Breakout ChopperCommand CrazyClimber "
+        "DemonAttack Freeway Frostbite Gopher Hero Jamesbond Kangaroo Krull KungFuMaster MsPacman Pong "
+        "PrivateEye Qbert RoadRunner Seaquest UpNDown"
+    ).split()
+]
+# The 57 games of Agent57 and MR.Q (facebookresearch/MRQ at 8a44a7d, results/atari_results.txt)
+ATARI_57 = [
+    f"atari:{g}"
+    for g in (
+        "Alien Amidar Assault Asterix Asteroids Atlantis BankHeist BattleZone BeamRider Berzerk Bowling "
+        "Boxing Breakout Centipede ChopperCommand CrazyClimber Defender DemonAttack DoubleDunk Enduro "
+        "FishingDerby Freeway Frostbite Gopher Gravitar Hero IceHockey Jamesbond Kangaroo Krull KungFuMaster "
+        "MontezumaRevenge MsPacman NameThisGame Phoenix Pitfall Pong PrivateEye Qbert Riverraid RoadRunner "
+        "Robotank Seaquest Skiing Solaris SpaceInvaders StarGunner Surround Tennis TimePilot Tutankham "
+        "UpNDown Venture VideoPinball WizardOfWor YarsRevenge Zaxxon"
+    ).split()
+]
+# Named task lists a sweep's `tasks:` may use beside the DMC groups (slurm/spec.py)
+TASK_LISTS: dict[str, list[str]] = {"atari26": ATARI_26, "atari57": ATARI_57}
 
 
 def split_task(task: str) -> tuple[str, str]:

@@ -46,7 +46,7 @@ from iqrl.core.runfolder import (
     write_yaml,
 )
 from iqrl.core.schedule import Credit, EpisodeEnd
-from iqrl.core.tasks import task_list
+from iqrl.core.tasks import suite_of, task_list
 from iqrl.core.transfer import load_parts
 
 CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
@@ -76,8 +76,13 @@ class Trainer:
         self.env, self.eval_env, self.agent, self.replay = p.env, p.eval_env, p.agent, p.replay
         self.tasks = task_list(cfg.task)
         # Batched evaluation needs the episodes' streams to be the sequential loop's: not so when the noises
-        # and sticky actions of the evaluation env draw at every step (they stay sequential).
-        self.batched_eval = cfg.eval_batched and not perturbations(cfg, evaluation=True).active
+        # and sticky actions of the evaluation env, or the suite's env itself (Atari), draw at every step
+        # (they stay sequential).
+        self.batched_eval = (
+            cfg.eval_batched
+            and not perturbations(cfg, evaluation=True).active
+            and suite_of(self.tasks[0]).batched_eval
+        )
         # per task: its evaluation env + eval_episodes - 1 copies, made at the first evaluation
         self._eval_envs = [[env] for env in p.eval_envs]
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions

@@ -140,7 +140,13 @@ def built_agent(cfg: RunConfig) -> Agent:
     tasks = task_list(cfg.task)
     with _kept_rng():
         env = make_env(
-            tasks[0], cfg.seed, cfg.action_repeat, cfg.episode_length, perturbations(cfg), observation(cfg)
+            tasks[0],
+            cfg.seed,
+            cfg.action_repeat,
+            cfg.episode_length,
+            perturbations(cfg),
+            observation(cfg),
+            protocol=cfg.protocol,
         )
         return make_agent(cfg.agent, env.obs_dim, env.action_spec, "cpu", cfg.seed, num_tasks=len(tasks))
 

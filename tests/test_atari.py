@@ -1,0 +1,280 @@
+"""Atari (iqrl/core/atari.py, docs/suites.md): MR.Q's preprocessing and the Atari 100k protocol against
+hand-made frames of a fake ALE game (frame skip, the max over the last two frames, area resizing, the history,
+life loss, the episode cap, the evaluation epsilon, checkpoints), then ale-py's own games (sticky actions,
+seeding, a mid-game checkpoint) where ale-py is installed, and the run keys and refusals of the suite."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from iqrl.core.atari import AtariEnv, area_resize, area_weights
+from iqrl.core.config import ConfigError, build_config
+from iqrl.core.exits import EXIT_BAD_INPUT
+from iqrl.core.tasks import ATARI_26, ATARI_57, ATARI_PROTOCOLS, SUITES, AtariProtocol
+from iqrl.train import main
+
+needs_ale = pytest.mark.skipif(
+    importlib.util.find_spec("ale_py") is None and not os.environ.get("CI"),
+    reason="ale-py is not installed: pip install -e '.[atari]'",
+)
+
+
+class FakeState:
+    def __init__(self, data: dict):
+        self.data = data
+
+    def serialize(self) -> bytes:
+        return json.dumps(self.data).encode()
+
+
+class FakeALE:
+    def __init__(self, game):
+        self.game = game
+
+    def cloneState(self, include_rng: bool = False):  # noqa: N802 (ALE's name)
+        g = self.game
+        return FakeState({"k": g.k, "lives": g.lives, "resets": g.resets, "actions": g.actions})
+
+    def restoreState(self, state: FakeState) -> None:  # noqa: N802
+        for key, value in state.data.items():
+            setattr(self.game, key, value)
+
+    def getScreenRGB(self):  # noqa: N802
+        return np.full((210, 160, 3), self.game.k % 256, np.uint8)
+
+
+class FakeGame:
+    """ALE at frame level, by hand. Frame k (frames since the game's reset; 0 at the reset) is 8 x 8: its top
+    half holds 10 k + the action (mod 256), its bottom half 200 on odd frames and 0 on even ones; each frame's
+    reward is k. Three lives: one is lost at each frame in `lose_at`; the game is over at frame `over_at`."""
+
+    class action_space:  # noqa: N801 (gymnasium's attribute)
+        n = 6
+
+    def __init__(self, lose_at=(), over_at=10**9):
+        self.lose_at, self.over_at = set(lose_at), over_at
+        self.k = self.lives = self.resets = 0
+        self.actions: list[int] = []
+        self.ale = FakeALE(self)
+        self.seeds: list = []
+
+    def frame(self, action: int) -> np.ndarray:
+        f = np.zeros((8, 8), np.uint8)
+        f[:4] = (10 * self.k + action) % 256
+        f[4:] = 200 * (self.k % 2)
+        return f
+
+    def reset(self, seed=None):
+        self.seeds.append(seed)
+        self.k, self.lives, self.resets = 0, 3, self.resets + 1
+        return self.frame(0), {"lives": self.lives}
+
+    def step(self, action):
+        self.k += 1
+        self.actions.append(int(action))
+        self.lives -= self.k in self.lose_at
+        return self.frame(action), float(self.k), self.k >= self.over_at, False, {"lives": self.lives}
+
+    @staticmethod
+    def state_from_bytes(data: bytes) -> FakeState:
+        return FakeState(json.loads(data))
+
+
+def fake_env(protocol="mrq", evaluation=False, repeat=4, length=400, stack=3, **game) -> AtariEnv:
+    return AtariEnv("atari:Pong", 5, repeat, length, 4, stack, protocol, evaluation, game=FakeGame(**game))
+
+
+def expected_frame(k: int, action: int) -> np.ndarray:
+    """The observation after frames k-1 and k of the fake game (k >= 1), action held: 8x8 -> 4x4."""
+    top = (10 * k + action) % 256  # the max of frames k-1 and k is frame k's top half
+    out = np.full((4, 4), 200, np.uint8)  # one of two consecutive frames is odd: the max holds 200
+    out[:2] = top
+    return out
+
+
+# ---------------------------------------------------------------------------------- resizing
+def test_area_resize_averages_the_covered_pixels_by_their_overlap():
+    assert np.allclose(area_weights(5, 2), [[0.4, 0.4, 0.2, 0, 0], [0, 0, 0.2, 0.4, 0.4]])
+    row = np.array([[0, 10, 20, 30, 40]] * 5, np.uint8)
+    # (0 + 10 + 20/2) / 2.5 = 8 and (20/2 + 30 + 40) / 2.5 = 32, on both output rows
+    assert area_resize(row, 2).tolist() == [[8, 32], [8, 32]]
+    blocks = np.arange(16, dtype=np.uint8).reshape(4, 4) * 10
+    assert area_resize(blocks, 2).tolist() == [[25, 45], [105, 125]]  # 2 x 2 means
+    # rounding to the nearest integer: (1 + 2) / 2 = 1.5 -> 2 (half to even), (2 + 3) / 2 = 2.5 -> 2
+    assert area_resize(np.array([[1, 2], [1, 2]], np.uint8), 1).tolist() == [[2]]
+    assert area_resize(np.array([[2, 3], [2, 3]], np.uint8), 1).tolist() == [[2]]
+    frame = np.random.default_rng(0).integers(0, 256, (210, 160)).astype(np.uint8)
+    out = area_resize(frame, 84)
+    assert out.shape == (84, 84) and out.dtype == np.uint8
+    assert abs(float(out.mean()) - float(frame.mean())) < 0.5  # area averaging keeps the mean
+
+
+# ---------------------------------------------------------------------------------- preprocessing
+def test_frame_skip_sums_rewards_and_observes_the_max_of_the_last_two_frames():
+    env = fake_env()
+    obs = env.reset()
+    assert obs.shape == (3, 4, 4) and obs.dtype == np.uint8
+    first = np.zeros((4, 4), np.uint8)  # frame 0 pooled with itself: top 0, bottom 0
+    assert all(np.array_equal(o, first) for o in obs)  # the history starts as copies of the first
+    step = env.step(np.int64(2))
+    assert step.reward == 1 + 2 + 3 + 4 and not (step.terminated or step.truncated)
+    assert env._env.actions == [2, 2, 2, 2]  # the action held for the frame skip
+    assert np.array_equal(step.obs[-1], expected_frame(4, 2))  # the newest last
+    assert np.array_equal(step.obs[0], first) and np.array_equal(step.obs[1], first)
+    step = env.step(5)
+    assert step.reward == 5 + 6 + 7 + 8
+    for o, e in zip(step.obs, [first, expected_frame(4, 2), expected_frame(8, 5)], strict=True):
+        assert np.array_equal(o, e)  # the history shifts: oldest first
+
+
+def test_an_early_game_over_ends_the_step_and_pools_the_last_two_frames_seen():
+    env = fake_env(over_at=6)
+    env.reset()
+    env.step(1)
+    step = env.step(1)  # frames 5 and 6: the game ends at frame 6
+    assert step.terminated and not step.truncated and step.reward == 5 + 6
+    assert env._env.k == 6 and np.array_equal(step.obs[-1], expected_frame(6, 1))
+    env.reset()
+    assert env._env.resets == 2 and env._env.seeds == [5, None]  # seeded once, at the first reset
+
+
+def test_life_loss_ends_the_training_episode_in_atari100k_only_and_the_game_goes_on():
+    env = fake_env("atari100k", lose_at=(3,))
+    env.reset()
+    step = env.step(1)
+    assert step.terminated and step.reward == 1 + 2 + 3  # the life is lost at frame 3: the step ends there
+    obs = env.reset()  # the next life of the same game: no reset of the emulator, a fresh history
+    assert env._env.resets == 1 and env._env.k == 3
+    assert all(np.array_equal(o, expected_frame(3, 1)) for o in obs)
+    assert env.step(1).reward == 4 + 5 + 6 + 7
+    for protocol, evaluation in (("atari100k", True), ("mrq", False), ("mrq", True)):
+        env = fake_env(protocol, evaluation, lose_at=(3,))
+        env.reset()
+        assert not env.step(1).terminated and env._env.lives == 2  # the life is lost, the episode goes on
+
+
+def test_the_cap_truncates_a_game_at_episode_length_frames():
+    env = fake_env(length=12)
+    env.reset()
+    steps = [env.step(0) for _ in range(3)]
+    assert [s.truncated for s in steps] == [False, False, True] and not any(s.terminated for s in steps)
+    env.reset()
+    assert env._env.resets == 2 and env._env.k == 0  # a new game
+
+
+def test_the_evaluation_epsilon_acts_randomly_in_the_evaluation_env_only(monkeypatch):
+    monkeypatch.setitem(ATARI_PROTOCOLS, "always", AtariProtocol(0.0, False, eval_epsilon=1.0))
+    env = fake_env("always", evaluation=True, repeat=1)
+    env.reset()
+    for _ in range(600):
+        env.step(0)
+    taken = np.bincount(env._env.actions, minlength=6)
+    assert taken.min() > 60  # uniform over the six actions, whatever the agent asked
+    train = fake_env("always", evaluation=False, repeat=1)
+    train.reset()
+    for _ in range(50):
+        train.step(0)
+    assert set(train._env.actions) == {0}
+    # the protocols' epsilon: 1e-3 at evaluation; MR.Q's code draws it in training too (mrq-code)
+    assert fake_env("mrq", True).epsilon == 1e-3 and fake_env("mrq", False).epsilon == 0.0
+    assert fake_env("mrq-code", False).epsilon == 1e-3 and fake_env("atari100k", True).epsilon == 1e-3
+
+
+def test_a_checkpoint_mid_game_continues_the_same_frames_and_draws():
+    env = fake_env("atari100k", evaluation=False, lose_at=(7,))
+    env.reset()
+    env.step(3)
+    assert env.step(3).terminated  # a life lost at frame 7: the episode ends mid-game
+    state = env.get_state()
+    after = [env.reset()] + [env.step(a).obs for a in (1, 2, 4)]
+    again = fake_env("atari100k", evaluation=False, lose_at=(7,))  # a fresh env: its game not started
+    again.set_state(state)
+    assert again._env.k == 7 and again._env.lives == 2
+    replay = [again.reset()] + [again.step(a).obs for a in (1, 2, 4)]
+    assert all(np.array_equal(a, b) for a, b in zip(after, replay, strict=True))
+
+
+def test_videos_take_the_emulators_rgb_screen():
+    env = fake_env()
+    env.reset()
+    env.step(0)
+    assert env.video_frame().shape == (210, 160, 3) and int(env.video_frame()[0, 0, 0]) == 4
+    assert env.control_timestep * env.action_repeat == pytest.approx(4 / 60)  # videos at 15 frames per second
+
+
+# ---------------------------------------------------------------------------------- ale-py's games
+@needs_ale
+def test_ale_games_are_built_with_the_protocols_sticky_actions_and_minimal_action_sets():
+    from iqrl.core.envs import make_env
+
+    env = make_env("atari:Pong", 1, 4, 108_000, protocol="mrq")
+    assert env.obs_shape == (4, 84, 84) and env.action_spec.n == 6 and env.action_spec.is_discrete
+    assert env._env.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    env100k = make_env("atari:Breakout", 1, 4, 108_000, protocol="atari100k")
+    assert env100k._env.ale.getFloat("repeat_action_probability") == 0.0 and env100k.action_spec.n == 4
+
+
+@needs_ale
+def test_ale_seeds_its_games_and_a_checkpoint_carries_the_sticky_action_stream():
+    from iqrl.core.envs import make_env
+
+    def play(env, n=120):
+        rng = np.random.default_rng(0)
+        out = [env.reset()]
+        for _ in range(n):
+            step = env.step(rng.integers(env.act_dim))
+            out.append(step.obs)
+            if step.terminated or step.truncated:
+                out.append(env.reset())
+        return out
+
+    a, b = make_env("atari:Breakout", 7, 4, 108_000), make_env("atari:Breakout", 7, 4, 108_000)
+    assert all(np.array_equal(x, y) for x, y in zip(play(a), play(b)))
+    state = a.get_state()
+    first = play(a)
+    a.set_state(state)
+    assert all(np.array_equal(x, y) for x, y in zip(first, play(a)))  # sticky draws included
+
+
+@needs_ale
+def test_the_game_lists_name_games_ale_py_ships():
+    from iqrl.core.atari import game_names
+
+    assert len(set(ATARI_26)) == 26 and len(set(ATARI_57)) == 57 and set(ATARI_26) <= set(ATARI_57)
+    assert {t.removeprefix("atari:") for t in ATARI_57} <= set(game_names())
+
+
+# ---------------------------------------------------------------------------------- run keys and refusals
+@needs_ale
+def test_atari_runs_take_the_suites_defaults_and_refuse_what_it_cannot_do():
+    cfg = build_config(["agent=td3", "task=walker-walk"])
+    assert (cfg.obs, cfg.frame_stack, cfg.protocol) == ("state", 3, "default")  # other suites as before
+    atari = SUITES["atari"]
+    assert (atari.action_repeat, atari.episode_length, atari.frame_stack) == (4, 108_000, 4)
+    with pytest.raises(ConfigError, match="protocol must be one of default on dmc tasks"):
+        build_config(["agent=td3", "protocol=atari100k"])
+
+
+@needs_ale
+def test_an_agent_that_cannot_act_in_atari_is_one_error_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["agent=td3", "task=atari:Pong", f"out={out}"]) == EXIT_BAD_INPUT
+    assert main(["agent=td3", "task=atari:Pong", "--check"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0] == err[1] and err[0].startswith("error: agent td3 acts in continuous")
+    assert "task atari:Pong has discrete actions; agents that can act in it:" in err[0]
+    assert not out.exists()
+
+
+def test_a_sweep_names_the_atari_game_lists():
+    from slurm.spec import parse_sweep
+    from slurm.submit import default_task_groups
+
+    data = {"agents": ["td3"], "tasks": ["atari26", "walker-walk"], "seeds": 1, "steps": 400_000}
+    sweep = parse_sweep(data, "atari.yaml", "atari", default_task_groups())
+    assert list(sweep.tasks) == [*ATARI_26, "walker-walk"]
