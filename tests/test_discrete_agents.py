@@ -4,6 +4,9 @@ that act in discrete action spaces and those refused. MR.Q's own discrete path: 
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +128,74 @@ def test_agents_that_act_in_discrete_spaces_and_the_refused():
     refusal = action_refusal("iqrl-sac", "atari:Pong", "discrete")
     assert refusal and "iqrl-sac" in refusal and "mrq" in refusal and "iqrl," in refusal
     assert action_refusal("td3", "atari:Pong", "discrete")
+
+
+# ---------------------------------------------------------------------------------- K seeds, kill and resume
+def discrete_agent_and_replay(agent: str, seed: int):
+    """A tiny `agent` on 3 discrete actions and a replay of one 100-step episode of random indices."""
+    from iqrl.core.config import build_config
+    from iqrl.core.registry import make_agent
+
+    from conftest import TINY_AGENT, TINY_RUN
+
+    cfg = build_config([f"agent={agent}", *TINY_RUN, *TINY_AGENT[agent]]).agent
+    torch.manual_seed(seed)
+    spec = ActionSpec.discrete(3)
+    made = make_agent(cfg, 5, spec, torch.device("cpu"), seed)
+    replay = SequenceReplay(5, spec, made.spec.seq_len, torch.device("cpu"), seed + 1)
+    rng = np.random.default_rng(seed)
+    replay.start_episode(rng.normal(size=5).astype(np.float32))
+    for t in range(100):
+        replay.add(
+            rng.integers(3), float(rng.normal()), rng.normal(size=5).astype(np.float32), False, t == 99
+        )
+    return made, replay
+
+
+@pytest.mark.parametrize("agent", ["iqrl", "mrq"])
+def test_k_seed_group_of_a_discrete_agent_matches_each_seeds_plain_update(agent):
+    """4 updates of a 2-seed group (iqrl.multiseed) against each seed's own agent.update, on discrete
+    actions (the Gumbel draws of each seed from its own generator): same losses and parameters up to float
+    rounding."""
+    from test_multiseed import group_updates
+    from test_multiseed import params as all_params
+
+    from iqrl.multiseed.group import SeedGroup
+
+    plain = [discrete_agent_and_replay(agent, s) for s in (0, 1)]
+    grouped = [discrete_agent_and_replay(agent, s) for s in (0, 1)]
+    metrics = group_updates(SeedGroup([a for a, _ in grouped]), [r for _, r in grouped], 4)
+    for k, (a, replay) in enumerate(plain):
+        for i in range(4):
+            m = a.update(replay, i)
+            for name in m:
+                assert float(metrics[k][i][name]) == pytest.approx(float(m[name]), rel=1e-4, abs=1e-6)
+        mine, theirs = all_params(a), all_params(grouped[k][0])
+        for name in mine:
+            torch.testing.assert_close(theirs[name], mine[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+needs_ale = pytest.mark.skipif(
+    importlib.util.find_spec("ale_py") is None and not os.environ.get("CI"),
+    reason="ale-py is not installed: pip install -e '.[atari]'",
+)
+
+
+@needs_ale
+def test_iqrl_on_breakout_killed_and_resumed_ends_with_the_same_numbers(tmp_path):
+    """agent=iqrl task=atari:Breakout at tiny sizes (32 x 32 frames, 200-frame games): stopped after 2 of 4
+    episodes (ALE's emulator, its sticky-action stream, the replay of integer actions and the Gumbel actor's
+    generator checkpointed mid-run), then resumed: eval.csv as the uninterrupted run's."""
+    from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
+    from iqrl.train import main
+
+    from conftest import stop_after_episodes, tiny_argv
+    from test_train import eval_numbers
+
+    extra = ["task=atari:Breakout", "image_size=32", "updates_per_step=0.25"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(tiny_argv("iqrl", whole, steps=800, extra=extra)) == EXIT_OK
+    stop = stop_after_episodes(2)
+    assert main(tiny_argv("iqrl", parts, steps=800, extra=extra), should_stop=stop) == EXIT_INTERRUPTED
+    assert main(tiny_argv("iqrl", parts, steps=800, extra=extra)) == EXIT_OK
+    assert eval_numbers(parts) == eval_numbers(whole) and len(eval_numbers(whole)) >= 3
