@@ -1,7 +1,8 @@
 """The GPU-hours a sweep would take, printed by `make sweep ... DRY=1` (docs/sweeps.md, "Projecting a
 campaign").
 
-A run's updates are its env steps times its rate (the run's `updates_per_step`, else its agent's default);
+A run's updates are its env steps after the seed phase times its rate (the run's `updates_per_step`, else its
+agent's default), as the trainer counts them;
 its GPU time is those updates over the updates per second of one run alone on one NVIDIA H100, eager fp32,
 as docs/performance.md measured them ("On a GPU"). An agent not measured there, and every pixel run (no
 pixel row has run on a GPU yet), takes iqrl's rate as a stand-in, and the projection names them. One run per
@@ -48,7 +49,7 @@ def project(runs: Sequence[RunSpec], results: Path) -> tuple[float, float, list[
         measured = H100_UPDATES_PER_S.get(r.agent) if cfg.obs == "state" else None
         if measured is None:
             stand_ins.add(r.agent if cfg.obs == "state" else f"{r.agent} (pixels)")
-        n = cfg.steps * rate
+        n = max(cfg.steps - cfg.seed_steps, 0) * rate
         updates += n
         hours += n / (measured or H100_UPDATES_PER_S[STAND_IN]) / 3600
     return updates, hours, sorted(stand_ins)
