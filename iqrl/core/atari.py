@@ -28,7 +28,7 @@ import functools
 
 import numpy as np
 
-from iqrl.core.envs import Step
+from iqrl.core.envs import Step, check_episode_length
 from iqrl.core.spaces import ActionSpec
 from iqrl.core.tasks import ATARI_PROTOCOLS, AtariProtocol, split_task
 
@@ -117,10 +117,7 @@ class AtariEnv:
         evaluation: bool = False,
         game=None,
     ):
-        if episode_length % action_repeat:
-            raise ValueError(
-                f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}"
-            )
+        check_episode_length(episode_length, action_repeat)
         self.task, self.protocol = task, ATARI_PROTOCOLS[protocol]
         self.action_repeat, self.episode_length = action_repeat, episode_length
         self.image_size, self.frame_stack = image_size, frame_stack

@@ -58,6 +58,14 @@ def task_spaces(task: str) -> tuple[int, int]:
     return env.obs_dim, env.act_dim
 
 
+def check_episode_length(episode_length: int, action_repeat: int) -> None:
+    """An env's episode of `episode_length` env steps is a whole number of agent steps (ValueError)."""
+    if episode_length % action_repeat:
+        raise ValueError(
+            f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}"
+        )
+
+
 def check_task(task: str) -> None:
     """Raise ValueError (one line) unless `task` names a task of a suite whose package is installed."""
     if split_task(task)[0] == "dmc":
@@ -89,10 +97,7 @@ class DMCEnv:
 
     def __init__(self, task: str, seed: int, action_repeat: int = 2, episode_length: int = 1000):
         domain, name = parse_task(task)
-        if episode_length % action_repeat:
-            raise ValueError(
-                f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}"
-            )
+        check_episode_length(episode_length, action_repeat)
         self.task = task
         self.action_repeat = action_repeat
         self.episode_length = episode_length
@@ -321,9 +326,10 @@ def make_env(
     evaluation: bool = False,
 ) -> DMCEnv | PerturbedEnv | PixelEnv:
     """The task's env (DMCEnv; iqrl.core.suites.SuiteEnv for Gym, Meta-World, MyoSuite; iqrl.core.atari.
-    AtariEnv), wrapped in its perturbations when any is on (else exactly the plain env). With
-    `observation.kind == "pixels"` a DMC task is seen through a camera (PixelEnv); an Atari game is always
-    seen as its screens (`observation` gives their size and history; None: 84 and 4). `protocol` names the
+    AtariEnv; iqrl.core.minigrid.MiniGridEnv), wrapped in its perturbations when any is on (else exactly the
+    plain env). With `observation.kind == "pixels"` a DMC task is seen through a camera (PixelEnv), a MiniGrid
+    task as renders of its agent's view; an Atari game is always seen as its screens (`observation` gives
+    their size and history; None: 84 and 4). `protocol` names the
     suite's protocol (None: its default); `evaluation` makes the evaluation env where the protocol's
     differs (Atari: evaluation epsilon, no life-loss terminations)."""
     suite = split_task(task)[0]
@@ -336,6 +342,12 @@ def make_env(
         size, stack = (see.image_size, see.frame_stack) if see else (84, SUITES["atari"].frame_stack)
         name = protocol if protocol not in (None, "default") else SUITES["atari"].protocols[0]
         env = AtariEnv(task, seed, action_repeat, episode_length, size, stack, name, evaluation)
+    elif suite == "minigrid":
+        from iqrl.core.minigrid import MiniGridEnv  # imports minigrid
+
+        see = observation if observation is not None and observation.kind == "pixels" else None
+        size, stack = (see.image_size, see.frame_stack) if see else (None, 1)
+        env = MiniGridEnv(task, seed, action_repeat, episode_length, size, stack)
     else:
         from iqrl.core.suites import SuiteEnv  # imports the suite's package
 

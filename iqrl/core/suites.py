@@ -17,7 +17,7 @@ import importlib
 
 import numpy as np
 
-from iqrl.core.envs import Step
+from iqrl.core.envs import Step, check_episode_length
 from iqrl.core.spaces import ActionSpec
 from iqrl.core.tasks import SUITES, split_task
 
@@ -55,6 +55,10 @@ def suite_names(suite: str) -> list[str]:
         from iqrl.core.atari import game_names
 
         return game_names()
+    if suite == "minigrid":
+        from iqrl.core.minigrid import task_names
+
+        return task_names()
     if suite == "gym":
         # Gymnasium's MuJoCo tasks (the registry also holds classic control, Box2D, ...); v2 and v3 need
         # the retired mujoco-py bindings
@@ -111,10 +115,7 @@ class SuiteEnv:
 
     def __init__(self, task: str, seed: int, action_repeat: int, episode_length: int):
         suite, name = split_task(task)
-        if episode_length % action_repeat:
-            raise ValueError(
-                f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}"
-            )
+        check_episode_length(episode_length, action_repeat)
         self.task, self.suite = task, suite
         self.action_repeat, self.episode_length = action_repeat, episode_length
         self.has_success = SUITES[suite].success

@@ -78,6 +78,19 @@ SUITES: dict[str, Suite] = {
         protocols=tuple(ATARI_PROTOCOLS),
         batched_eval=False,
     ),
+    # MiniGrid: the env's own step limit ends episodes (DoorKey-5x5: 250); episode_length caps them besides
+    "minigrid": Suite(
+        "minigrid:MiniGrid-DoorKey-5x5-v0",
+        1,
+        10_000,
+        10_000,
+        "minigrid",
+        "minigrid",
+        success=True,
+        actions="discrete",
+        observations=("state", "pixels"),
+        frame_stack=1,
+    ),
 }
 
 # Atari 100k (Kaiser et al. 2019, arXiv 1903.00374, Table 1; the games of DrQ(eps), SPR, BBF)
@@ -101,8 +114,20 @@ ATARI_57 = [
         "UpNDown Venture VideoPinball WizardOfWor YarsRevenge Zaxxon"
     ).split()
 ]
+# A small navigation family of MiniGrid (docs/suites.md): keys, doors, rooms and corridors of growing size
+MINIGRID = [
+    f"minigrid:MiniGrid-{g}-v0"
+    for g in (
+        "DoorKey-5x5",
+        "DoorKey-8x8",
+        "MultiRoom-N2-S4",
+        "MultiRoom-N4-S5",
+        "KeyCorridorS3R1",
+        "KeyCorridorS3R2",
+    )
+]
 # Named task lists a sweep's `tasks:` may use beside the DMC groups (slurm/spec.py)
-TASK_LISTS: dict[str, list[str]] = {"atari26": ATARI_26, "atari57": ATARI_57}
+TASK_LISTS: dict[str, list[str]] = {"atari26": ATARI_26, "atari57": ATARI_57, "minigrid": MINIGRID}
 
 
 def split_task(task: str) -> tuple[str, str]:
