@@ -15,15 +15,6 @@ from iqrl.core.tasks import ATARI_57
 from analysis_helpers import write_run
 
 
-@pytest.fixture(autouse=True)
-def _discrete_suites(monkeypatch):  # until discrete-core's suites land (merged into this branch next)
-    from iqrl.core import tasks
-
-    for name in ("minigrid",):
-        if name not in tasks.SUITES:
-            monkeypatch.setitem(tasks.SUITES, name, tasks.Suite(f"{name}:x", 1, 1, 1))
-
-
 def test_human_normalized_scores_of_hand_computed_games():
     """(return - random) / (human - random) with DQN Zoo's references (dqn_zoo/atari_data.py at 45061f4):
     Pong random -20.7, human 14.6; Breakout random 1.7, human 30.5."""
