@@ -199,3 +199,27 @@ def test_iqrl_on_breakout_killed_and_resumed_ends_with_the_same_numbers(tmp_path
     assert main(tiny_argv("iqrl", parts, steps=800, extra=extra), should_stop=stop) == EXIT_INTERRUPTED
     assert main(tiny_argv("iqrl", parts, steps=800, extra=extra)) == EXIT_OK
     assert eval_numbers(parts) == eval_numbers(whole) and len(eval_numbers(whole)) >= 3
+
+
+def test_mrq_trains_to_done_on_minigrid_and_records_success(tmp_path):
+    """agent=mrq task=minigrid:MiniGrid-DoorKey-5x5-v0 at tiny sizes: the trainer's discrete path end to end
+    (uniform seed actions, the Gumbel actor's exploring and greedy actions, updates, evaluations), success
+    rates in eval.csv."""
+    import csv
+
+    from iqrl.core.exits import EXIT_OK
+    from iqrl.train import main
+
+    from conftest import tiny_argv
+
+    extra = [
+        "task=minigrid:MiniGrid-DoorKey-5x5-v0",
+        "episode_length=100",
+        "seed_steps=200",
+        "eval_every=300",
+    ]
+    assert main(tiny_argv("mrq", tmp_path / "run", steps=600, extra=extra)) == EXIT_OK
+    rows = list(csv.DictReader(open(tmp_path / "run" / "eval.csv")))
+    assert [int(r["env_step"]) for r in rows] == [0, 300, 600] and all(
+        0 <= float(r["success"]) <= 1 for r in rows
+    )
