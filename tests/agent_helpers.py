@@ -11,7 +11,7 @@ from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.train import main
 
-from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+from conftest import TINY_AGENT, TINY_RUN, agent_actions, tiny_argv
 from test_train import eval_numbers
 
 
@@ -21,12 +21,13 @@ def agent_and_replay(name: str, device: str = "cpu"):
     device = torch.device(device)
     cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
     torch.manual_seed(0)
-    agent = make_agent(cfg.agent, 5, 2, device, 0)
-    replay = SequenceReplay(5, 2, agent.spec.seq_len, device, 1)
+    actions = agent_actions(name, 2)  # 3 discrete actions for an agent without boxes
+    agent = make_agent(cfg.agent, 5, actions, device, 0)
+    replay = SequenceReplay(5, actions, agent.spec.seq_len, device, 1)
     rng = np.random.default_rng(0)
     replay.start_episode(rng.normal(size=5).astype(np.float32))
     for t in range(300):
-        action = rng.uniform(-1, 1, 2).astype(np.float32)
+        action = actions.sample(rng)
         replay.add(action, float(rng.normal()), rng.normal(size=5).astype(np.float32), False, t == 299)
     return agent, replay, rng
 

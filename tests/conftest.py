@@ -19,7 +19,12 @@ TINY_RUN = [
     "agent.mlp_dims=[32,32]",
     "agent.batch_size=16",
 ]
+# The tiny runs of agents that act in discrete action spaces only: a MiniGrid room (episodes of <= 100 steps)
+TINY_DISCRETE_TASK = "minigrid:MiniGrid-Empty-5x5-v0"
+TINY_DQN = [f"task={TINY_DISCRETE_TASK}", "agent.target_update_every=50"]
 TINY_AGENT = {
+    "dqn": TINY_DQN,
+    "drq-eps": TINY_DQN,
     "iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
     "iqrl-official": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
     "td3": [],
@@ -47,6 +52,25 @@ TINY_AGENT = {
     "taco": ["agent.state_enc_dims=[32]", "agent.feature_dim=16", "agent.action_hidden=16"],
     "sac-ae": ["agent.feature_dim=8"],
 }
+
+
+def acts_in_boxes(agent: str) -> bool:
+    from iqrl.core.registry import agent_class
+
+    return "box" in agent_class(agent).ACTION_SPACES
+
+
+def agent_task(agent: str) -> list[str]:
+    """Nothing for an agent that acts in boxes (the caller's DMC task stands), the MiniGrid room's `task=`
+    for one that does not."""
+    return [] if acts_in_boxes(agent) else [f"task={TINY_DISCRETE_TASK}"]
+
+
+def agent_actions(agent: str, dims: int):
+    """The test actions of an agent: a box of `dims`, or 3 discrete actions for one without boxes."""
+    from iqrl.core.spaces import ActionSpec
+
+    return ActionSpec.box(dims) if acts_in_boxes(agent) else ActionSpec.discrete(3)
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:

@@ -8,6 +8,8 @@ import pytest
 from iqrl.core import registry
 from iqrl.core.config import ConfigError, build_config
 
+from conftest import agent_task
+
 BASE = ["task=cartpole-balance"]
 NOISE_STDS = {
     "policy_noise",
@@ -48,12 +50,12 @@ def test_every_agent_has_cases():
 @pytest.mark.parametrize("agent, key, value", CASES)
 def test_out_of_range_agent_value_is_a_config_error(agent, key, value):
     with pytest.raises(ConfigError, match=rf"agent\..*{key}"):
-        build_config([f"agent={agent}", *BASE, f"agent.{key}={value}"])
+        build_config([f"agent={agent}", *BASE, *agent_task(agent), f"agent.{key}={value}"])
 
 
 @pytest.mark.parametrize("agent", registry.agent_names())
 def test_defaults_pass(agent):
-    build_config([f"agent={agent}", *BASE])
+    build_config([f"agent={agent}", *BASE, *agent_task(agent)])
 
 
 def test_seed_range_boundaries():

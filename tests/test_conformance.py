@@ -1,7 +1,8 @@
 """The agent interface, checked for every registered agent (iqrl.core.registry.REGISTRY): a new agent is
 tested here the moment it is registered, with nothing else to edit.
 
-Per agent: actions have the right shape, dtype and bounds; `state_dict` holds everything the agent's future
+Per agent (agents without continuous actions: on 3 discrete actions, and their runs on a MiniGrid task):
+actions have the right shape, dtype and bounds; `state_dict` holds everything the agent's future
 depends on (a fresh agent loaded from it acts and updates bit for bit like the original); the interface
 members the trainer reads are declared; a short run writes a complete run folder; a run interrupted at an
 episode boundary and resumed ends with the numbers of one never interrupted.
@@ -23,30 +24,37 @@ from iqrl.core.interface import Agent, AgentSpec
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.schedule import UpdateSchedule
+from iqrl.core.spaces import ActionSpec
 from iqrl.train import main
 
-from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+from conftest import TINY_AGENT, TINY_DISCRETE_TASK, TINY_RUN, tiny_argv
 from test_train import EVAL_COLS, eval_numbers, read_csv
 
 AGENTS = agents.agent_names()
 OBS, ACT = 5, 2
 
 
+def action_spec(agent: str) -> ActionSpec:
+    """The agent's test actions: a box of ACT dims, or 3 discrete actions for an agent without boxes."""
+    return ActionSpec.box(ACT) if "box" in agents.agent_class(agent).ACTION_SPACES else ActionSpec.discrete(3)
+
+
 def build(agent: str, seed: int) -> Agent:
     argv = [f"agent={agent}", *TINY_RUN, *TINY_AGENT.get(agent, [])]
     torch.manual_seed(seed)  # network initialisation draws from the global generator, as in the trainer
-    return make_agent(build_config(argv).agent, OBS, ACT, torch.device("cpu"), seed)
+    return make_agent(build_config(argv).agent, OBS, action_spec(agent), torch.device("cpu"), seed)
 
 
 def filled_replay(agent: Agent, seed: int = 0) -> SequenceReplay:
     """Two 60-step episodes of random transitions (the second ends by termination)."""
-    replay = SequenceReplay(OBS, ACT, agent.spec.seq_len, torch.device("cpu"), seed)
+    spec = action_spec(agent.cfg.name)
+    replay = SequenceReplay(OBS, spec, agent.spec.seq_len, torch.device("cpu"), seed)
     rng = np.random.default_rng(seed)
     for ep in range(2):
         replay.start_episode(rng.normal(size=OBS).astype(np.float32))
         for t in range(60):
             replay.add(
-                rng.uniform(-1, 1, ACT).astype(np.float32),
+                spec.sample(rng),
                 float(rng.normal()),
                 rng.normal(size=OBS).astype(np.float32),
                 ep == 1 and t == 59,
@@ -61,10 +69,14 @@ def as_numbers(metrics: dict) -> dict:
 
 @pytest.mark.parametrize("agent", AGENTS)
 def test_actions_have_the_right_shape_dtype_and_bounds(agent):
-    a = build(agent, 0)
+    a, spec = build(agent, 0), action_spec(agent)
     obs = np.random.default_rng(0).normal(size=(4, OBS)).astype(np.float32) * 10  # large inputs
     for explore in (False, True):
         batch, one = a.act(obs, explore=explore), a.act(obs[0], explore=explore)
+        if spec.is_discrete:  # int64 indices in 0..n-1
+            assert batch.shape == (4,) and one.shape == () and batch.dtype == one.dtype == np.int64
+            assert 0 <= batch.min() and batch.max() < spec.n and 0 <= one < spec.n
+            continue
         assert batch.shape == (4, ACT) and one.shape == (ACT,)
         assert batch.dtype == one.dtype == np.float32
         assert np.isfinite(batch).all() and (np.abs(batch) <= 1).all() and (np.abs(one) <= 1).all()
@@ -125,17 +137,22 @@ def test_agent_writes_complete_run_folder(agent, tmp_path):
     out = tmp_path / "run"
     assert main(tiny_argv(agent, out, steps=800)) == EXIT_OK
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["agent"]["name"] == agent and cfg["task"] == "cartpole-balance" and cfg["steps"] == 800
+    task = "cartpole-balance" if not action_spec(agent).is_discrete else TINY_DISCRETE_TASK
+    assert cfg["agent"]["name"] == agent and cfg["task"] == task and cfg["steps"] == 800
     assert cfg["meta"]["versions"]["torch"].startswith("2.13") and "git_commit" in cfg["meta"]
     # replay_capacity null: the effective one (the agent's default) is in meta, 0 = unbounded
     assert cfg["replay_capacity"] is None
-    assert cfg["meta"]["replay_capacity"] == (1_000_000 if agent in ("td7", "mrq") else 0)
+    assert cfg["meta"]["replay_capacity"] == (1_000_000 if agent in ("td7", "mrq", "dqn", "drq-eps") else 0)
+    assert cfg["meta"].get("discrete_actions", False) == action_spec(agent).is_discrete
     ev = read_csv(out / "eval.csv")
-    assert list(ev[0]) == EVAL_COLS  # the run-folder contract, written out
-    assert [int(r["env_step"]) for r in ev] == [0, 400, 800]  # step 0, every 400, and the end
+    assert list(ev[0]) == EVAL_COLS + ["success"] * action_spec(agent).is_discrete  # (MiniGrid's success)
+    # step 0, every 400, and the end (MiniGrid's episodes end early at the goal: the first episode end after)
+    due = [0, 400, 800]
+    late = 100 * action_spec(agent).is_discrete  # MiniGrid's Empty-5x5 episodes: <= 100 steps
+    assert all(d <= int(r["env_step"]) <= d + late for d, r in zip(due, ev, strict=True))
     assert all(int(r["n_episodes"]) == 2 for r in ev)
     tr = read_csv(out / "train.csv")
-    assert [int(r["env_step"]) for r in tr] == [400, 800]
+    assert all(d <= int(r["env_step"]) <= d + late for d, r in zip(due[1:], tr, strict=True))
     assert float(tr[-1]["q_loss"]) >= 0 and float(tr[-1]["updates_per_s"]) > 0
     assert float(tr[-1]["env_steps_per_s"]) > 0
     if cfg["meta"]["latent_width"] is not None:
@@ -146,7 +163,11 @@ def test_agent_writes_complete_run_folder(agent, tmp_path):
         assert 1 <= float(tr[-1]["latent_rank"]) <= 16  # width 8 groups x 2 channels
         assert tr[-1]["consistency_loss"] != ""
     status = json.loads((out / "status.json").read_text())
-    assert status["state"] == "done" and status["env_step"] == 800 and status["error"] is None
+    assert (
+        status["state"] == "done"
+        and status["env_step"] == int(ev[-1]["env_step"])
+        and status["error"] is None
+    )
     assert (out / "checkpoint" / "ckpt.pt").exists()
     assert not [p for p in out.rglob("*.tmp")]  # no leftovers of atomic writes
 

@@ -78,6 +78,27 @@ def group_updates(group: SeedGroup, replays, n: int) -> list[list[dict]]:
     return out
 
 
+def assert_group_matches_plain(plain: list, grouped: list, n: int) -> SeedGroup:
+    """n updates of each seed's own agent (`plain`: (agent, replay) pairs) and of the same seeds in one group
+    (`grouped`): the same metrics (to 1e-4) and parameters (to float rounding). Returns the group."""
+    group = SeedGroup([a for a, _ in grouped])
+    metrics = group_updates(group, [r for _, r in grouped], n)
+    for k, (agent, replay) in enumerate(plain):
+        for i in range(n):
+            m = agent.update(replay, i)
+            assert m.keys() == metrics[k][i].keys()
+            for name in m:
+                assert float(metrics[k][i][name]) == pytest.approx(float(m[name]), rel=1e-4, abs=1e-6), (
+                    k,
+                    i,
+                    name,
+                )
+        mine, theirs = params(agent), params(grouped[k][0])
+        for name in mine:
+            torch.testing.assert_close(theirs[name], mine[name], rtol=1e-5, atol=1e-6, msg=name)
+    return group
+
+
 def group_optimizer(group: SeedGroup, param: str) -> torch.optim.Optimizer:
     """The group's optimizer over the stacked parameter `param` (a name in the agent's networks)."""
     return next(g.opt for names, g in group.opts.items() if f"parts.{param}" in names)
@@ -116,21 +137,9 @@ def test_group_update_matches_the_plain_update_of_each_seed(extra):
     parameters up to float rounding, and far from the other seeds' (so a mixed-up seed would fail)."""
     plain = [agent_and_replay(extra, s) for s in (0, 1, 2)]
     grouped = [agent_and_replay(extra, s) for s in (0, 1, 2)]
-    group = SeedGroup([a for a, _ in grouped])
-    metrics = group_updates(group, [r for _, r in grouped], 4)
-    for k, (agent, replay) in enumerate(plain):
-        for i in range(4):
-            m = agent.update(replay, i)
-            assert m.keys() == metrics[k][i].keys()
-            for name in m:
-                assert float(metrics[k][i][name]) == pytest.approx(float(m[name]), rel=1e-4, abs=1e-6), (
-                    k,
-                    i,
-                    name,
-                )
-        mine, theirs = params(agent), params(grouped[k][0])
-        for name in mine:
-            torch.testing.assert_close(theirs[name], mine[name], rtol=1e-5, atol=1e-6, msg=name)
+    group = assert_group_matches_plain(plain, grouped, 4)
+    for k, (agent, _) in enumerate(plain):
+        mine = params(agent)
         other = params(grouped[(k + 1) % 3][0])
         assert max((other[n] - mine[n]).abs().max() for n in mine) > 1e-2
         if hasattr(agent, "ac") and hasattr(agent.learner, "critic_steps"):

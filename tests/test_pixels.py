@@ -21,7 +21,7 @@ from iqrl.core.replay import SequenceReplay
 from iqrl.nn.maths import random_shift, shift_offsets
 from iqrl.train import main
 
-from conftest import stop_after_episodes, tiny_argv
+from conftest import acts_in_boxes, stop_after_episodes, tiny_argv
 from test_train import eval_numbers, read_csv
 
 render = pytest.importorskip("iqrl.core.render")
@@ -171,7 +171,8 @@ def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
 
 # ---------------------------------------------------------------------------- every pixel agent, end to end
 # iqrl-official is iqrl's network and update with switches that do not touch the encoder: iqrl covers it
-PIXEL_AGENTS = [n for n in pixel_agents() if n != "iqrl-official"]
+# (DMC's pixel agents: those that act in boxes; dqn's pixel runs are tests/test_dqn.py's)
+PIXEL_AGENTS = [n for n in pixel_agents() if n != "iqrl-official" and acts_in_boxes(n)]
 # 200 agent steps of 32 x 32 frames (MR.Q's encoder needs >= 31; episodes of 50 agent steps, the first two
 # of seed actions; 3 evaluations of one episode): a run renders about 350 frames, ~10 s here
 PIXEL_RUN = [

@@ -35,7 +35,7 @@ from slurm.spec import SweepError, load_sweep
 from slurm.status import collect
 
 from analysis_helpers import write_run
-from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+from conftest import TINY_AGENT, TINY_RUN, agent_actions, tiny_argv
 from sweep_helpers import sweep, write_files
 from test_train import eval_numbers
 
@@ -54,7 +54,7 @@ def test_parts_cover_every_network_once(name, num_tasks):
     too); every optimizer in `optimizers`; the keys a part names are keys of the agent's config."""
     cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
     torch.manual_seed(0)
-    agent = make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0, num_tasks=num_tasks)
+    agent = make_agent(cfg.agent, 5, agent_actions(name, 2), torch.device("cpu"), 0, num_tasks=num_tasks)
     owner: dict[int, str] = {}
     for part in agent.TRANSFER_PARTS:
         for obj in agent.part_objects(part).values():

@@ -117,6 +117,29 @@ REGISTRY: dict[str, AgentEntry] = {
         "mrq_tasks.yaml",
         description="MR.Q (model-based encoder, two-hot reward, LAP, reward-scaled TD3-like RL)",
     ),
+    "dqn": AgentEntry(
+        "baselines.dqn:DQN",
+        "baselines.dqn:DQNConfig",
+        "dqn_tasks.yaml",
+        description="Double DQN (arXiv 1509.06461) with the Nature CNN at Dopamine's DQN settings, Huber "
+        "loss (discrete actions: Atari, MiniGrid)",
+    ),
+    "drq-eps": AgentEntry(
+        "baselines.dqn:DQN",
+        "baselines.dqn:DQNConfig",
+        "dqn_tasks.yaml",
+        preset={
+            "nstep": 10,
+            "target_update_every": 1,
+            "dueling": True,
+            "image_pad": 4,
+            "lr": 1e-4,
+            "eps_decay_steps": 5000,
+            "updates_per_env_step": 0.25,
+        },
+        description="DrQ(eps) (arXiv 2004.13649, 2108.13264) for the Atari 100k protocol: Double DQN, "
+        "n-step 10, target copied every update, dueling, random shifts, as Dopamine's DrQ_eps.gin",
+    ),
     "tcrl": AgentEntry(
         "baselines.tcrl:TCRL",
         "baselines.tcrl:TCRLConfig",

@@ -13,15 +13,16 @@ def adam(
     weight_decay: float = 0.0,
     decoupled: bool = False,
     betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
 ) -> torch.optim.Optimizer:
     """Adam (or AdamW when `decoupled`) with the fused single-kernel implementation; `weight_decay` without
-    `decoupled` is Adam's L2 term (added to the gradient), `betas` PyTorch's default unless given.
+    `decoupled` is Adam's L2 term (added to the gradient), `betas` and `eps` PyTorch's defaults unless given.
 
     Same maths as the default implementation; one fused kernel per step instead of ~10 elementwise
     passes over every parameter tensor (the optimizer was a large share of a CPU update).
     """
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
-    return cls(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
+    return cls(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
 
 
 def optimizer_step(
