@@ -383,6 +383,6 @@ def test_the_atari_sweeps_run_the_100k_protocol_on_the_26_games_with_an_fsq_arm(
         fixed = dict(o.split("=", 1) for o in runs[0].overrides)
         assert fixed["protocol"] == "atari100k" and fixed["updates_per_step"] == "0.25"  # 1 per agent step
         assert {r.steps for r in runs} == {400_000}  # 100k agent steps of 4 frames
-    assert {"iqrl", "mrq"} <= set(load_sweep(ROOT / "ablations/atari.yaml", {}).agents)
+    assert {"iqrl", "mrq", "drq-eps"} <= set(load_sweep(ROOT / "ablations/atari.yaml", {}).agents)
     fsq = load_sweep(ROOT / "ablations/atari_fsq_levels.yaml", {}).variants
     assert {"use_fsq=false", "default"} <= set(fsq) and len(fsq) >= 3
