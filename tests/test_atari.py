@@ -45,7 +45,9 @@ class FakeALE:
             setattr(self.game, key, value)
 
     def getScreenRGB(self):  # noqa: N802
-        return np.full((210, 160, 3), self.game.k % 256, np.uint8)
+        """A horizontal gradient shifted by the frame number k: pixel (r, c) holds (c + k) mod 256."""
+        gradient = (np.arange(160)[None, :, None] + self.game.k) % 256
+        return np.broadcast_to(gradient, (210, 160, 3)).astype(np.uint8)
 
 
 class FakeGame:
@@ -199,12 +201,26 @@ def test_a_checkpoint_mid_game_continues_the_same_frames_and_draws():
     assert all(np.array_equal(a, b) for a, b in zip(after, replay, strict=True))
 
 
-def test_videos_take_the_emulators_rgb_screen():
-    env = fake_env()
-    env.reset()
-    env.step(0)
-    assert env.video_frame().shape == (210, 160, 3) and int(env.video_frame()[0, 0, 0]) == 4
-    assert env.control_timestep * env.action_repeat == pytest.approx(4 / 60)  # videos at 15 frames per second
+def test_videos_record_the_emulators_rgb_screen_without_a_renderer(tmp_path):
+    from iqrl.core.evaluation import eval_episode
+    from iqrl.core.render import EpisodeRecorder
+
+    env = fake_env(length=20)
+    recorder = EpisodeRecorder(env, 256)  # no OpenGL: the env's own frames
+
+    class Agent:
+        def act(self, obs, explore):
+            return np.int64(1)
+
+        def on_episode_start(self, training):
+            pass
+
+    eval_episode(env, Agent(), recorder.on_frame)
+    assert len(recorder.frames) == 1 + 5  # after the reset and after each of the 5 agent steps (20 frames)
+    assert [int(f[0, 0, 0]) for f in recorder.frames] == [0, 4, 8, 12, 16, 20]  # the screen at each step
+    assert recorder.frames[0].shape == (210, 160, 3)
+    assert env.control_timestep * env.action_repeat == pytest.approx(4 / 60)  # 15 frames per second
+    assert recorder.save(tmp_path / "ep.mp4").stat().st_size > 0
 
 
 # ---------------------------------------------------------------------------------- ale-py's games

@@ -10,7 +10,7 @@ from iqrl.core.config import build_config
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import tiny_argv
+from conftest import agent_task, tiny_argv
 
 BAD = [
     (["agent=nope"], "unknown agent 'nope'; valid agents: "),
@@ -156,7 +156,11 @@ def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
 def test_official_shared_eval_seed_is_on_only_in_iqrl_official():
     from iqrl.core import registry
 
-    on = {a for a in registry.agent_names() if build_config([f"agent={a}"]).agent.official_shared_eval_seed}
+    on = {
+        a
+        for a in registry.agent_names()
+        if build_config([f"agent={a}", *agent_task(a)]).agent.official_shared_eval_seed
+    }
     assert on == {"iqrl-official"}
     # the seed range follows the eval env's seed: seed + 10000 must stay below 2**32 only when it is used
     assert build_config(["agent=iqrl-official", "seed=4294967295"]).seed == 4294967295

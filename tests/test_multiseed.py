@@ -33,7 +33,7 @@ from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
 from iqrl.train import main as train_main
 
-from conftest import TINY_AGENT, TINY_RUN, wait_for
+from conftest import TINY_AGENT, TINY_RUN, agent_task, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["agent=iqrl", *TINY_RUN, *TINY_AGENT["iqrl"]]
@@ -206,7 +206,9 @@ def test_configs_whose_seeds_cannot_run_in_lockstep_are_refused_up_front():
     assert "policy checkpoints" in unsupported(td7)
     assert unsupported(build_config(["agent=td7", "agent.use_checkpoints=false"])) is None
     assert "quantizer=vq" in unsupported(build_config(["agent=iqrl", "agent.quantizer=vq"]))
-    assert all(unsupported(build_config([f"agent={a}"])) is None for a in agent_names() if a != "td7")
+    assert all(
+        unsupported(build_config([f"agent={a}", *agent_task(a)])) is None for a in agent_names() if a != "td7"
+    )
 
 
 def test_cli_seeds_match_plain_single_seed_runs(tmp_path):
