@@ -1,7 +1,7 @@
 """`make figures`: every figure and score table from a results folder.
 
     python -m analysis.figures --results R [--out O] [--reference [PATH]] [--reference-gym MRQ_RESULTS]
-                               [--steps 100000,500000]
+                               [--reference-atari MRQ_RESULTS] [--steps 100000,500000]
                                [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
 
 Bad input (missing/empty results, malformed steps, missing reference file) prints one `error:` line
@@ -33,7 +33,7 @@ from analysis.load import (
     load_results,
 )
 from analysis.reference import SUITES_REFERENCE, read_mrq_results
-from analysis.scores import measure_name, one_suite_score
+from analysis.scores import add_scores, measure_name, one_suite_score
 from iqrl.core.tasks import split_task
 
 DEFAULT_STEPS = "100000,500000,1000000"
@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         "a facebookresearch/MRQ checkout",
     )
     p.add_argument(
+        "--reference-atari",
+        default=None,
+        help="overlay MR.Q's per-seed Atari curves on the Atari panels: the path of "
+        "results/atari_results.txt in a facebookresearch/MRQ checkout",
+    )
+    p.add_argument(
         "--steps", default=DEFAULT_STEPS, help=f"env steps for final scores (default {DEFAULT_STEPS})"
     )
     p.add_argument("--exclude-partial", action="store_true", help="drop runs whose status is not done")
@@ -112,12 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Each suite's score in its per-task curves (docs/suites.md): the eval.csv column and its axis label.
+#: Each suite's score in its per-task curves (docs/suites.md): the evaluation rows' column (eval.csv's, or
+#: derived by analysis.scores.add_scores) and its axis label.
 SUITE_SCORES = {
     "dmc": ("episode_return", "Episode return"),
     "gym": ("episode_return", "Episode return"),
     "metaworld": ("success", "Success rate"),
     "myosuite": ("success", "Success rate"),
+    "atari": ("human_normalized", "Human-normalised score"),
+    "minigrid": ("success", "Success rate"),
 }
 
 
@@ -130,13 +139,15 @@ def split_suites(evals):
 
 def task_curve_figure(evals, suite: str, reference, out: Path, colors: dict, seed: int, note, name: str):
     """One panel per task of one suite: its score over env steps, with the published curves of `reference`
-    (a published-curves file, or such a table already read; DMC and Gym: returns; Meta-World, MyoSuite:
-    success rates) when given."""
+    (a published-curves file, or such a table already read; DMC and Gym: returns; Meta-World, MyoSuite,
+    MiniGrid: success rates; Atari: human-normalised scores, the reference's returns normalised alike) when
+    given."""
     from analysis import metrics, plots
     from analysis.reference import load_reference, select_reference
 
     value, label = SUITE_SCORES[suite]
     where = "" if suite == "dmc" else f", {suite}"
+    evals = add_scores(evals)
     if value not in evals or evals[value].isna().all():
         note(f"{suite} runs without a {value} column: their per-task figure is skipped")
         return []
@@ -145,7 +156,7 @@ def task_curve_figure(evals, suite: str, reference, out: Path, colors: dict, see
     if reference is not None:
         what = f"reference file {reference}" if isinstance(reference, Path) else f"the {suite} reference"
         ref = select_reference(
-            load_reference(reference) if isinstance(reference, Path) else reference,
+            add_scores(load_reference(reference) if isinstance(reference, Path) else reference),
             task_curves["task"].unique(),
             max_step=float(evals["env_step"].max()),
             value=value,
@@ -164,7 +175,7 @@ def task_curve_figure(evals, suite: str, reference, out: Path, colors: dict, see
             reference=ref,
             ylabel=label,
             title=f"Per-task learning curves{where} (mean over seeds, 95% bootstrap CI)",
-            ylim=(0, 1.05) if value == "success" else (0, None),
+            ylim={"success": (0, 1.05), "episode_return": (0, None)}.get(value),
         ),
         out,
         name,
@@ -299,6 +310,7 @@ def make_figures(
     steps: list[int],
     reference: Path | None = None,
     reference_gym: Path | None = None,
+    reference_atari: Path | None = None,
     exclude_partial=False,
     reps_curve=2000,
     reps_final=20000,
@@ -343,9 +355,11 @@ def make_figures(
     # Per-task learning curves, optionally with published curves: DMC returns, then each other suite's score.
     if not evals.empty:
         written += task_curve_figure(evals, "dmc", reference, out, colors, seed, note, "per_task_curves")
+    mrq_results = {"gym": reference_gym, "atari": reference_atari}  # MR.Q's released curves, per suite
     for suite, rows in suite_evals.items():
-        if suite == "gym":
-            suite_reference = read_mrq_results(reference_gym) if reference_gym is not None else None
+        if suite in mrq_results:
+            path = mrq_results[suite]
+            suite_reference = read_mrq_results(path) if path is not None else None
         else:
             suite_reference = (
                 SUITES_REFERENCE if reference is not None and SUITES_REFERENCE.is_file() else None
@@ -579,14 +593,17 @@ def _run(args) -> int:
         steps = parse_steps(args.steps)
         reference = resolve_reference(args.reference)
         reference_gym = Path(args.reference_gym) if args.reference_gym else None
-        if reference_gym is not None:
-            read_mrq_results(reference_gym)  # a bad file is an error before anything is written
+        reference_atari = Path(args.reference_atari) if args.reference_atari else None
+        for path in (reference_gym, reference_atari):
+            if path is not None:
+                read_mrq_results(path)  # a bad file is an error before anything is written
         result = make_figures(
             args.results,
             args.out,
             steps=steps,
             reference=reference,
             reference_gym=reference_gym,
+            reference_atari=reference_atari,
             exclude_partial=args.exclude_partial,
             reps_curve=_int_arg("--reps-curve", args.reps_curve),
             reps_final=_int_arg("--reps-final", args.reps_final),

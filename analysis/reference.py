@@ -1,7 +1,7 @@
 """Published learning curves for overlaying on our per-task curves: from shared/reference-data, DMC returns
 (`published_dmc.csv.gz`), Meta-World and MyoSuite success rates and returns (`published_suites.csv.gz`, whose
-task names `published_name` maps ours onto); Gym MuJoCo returns from MR.Q's released per-seed results
-(`read_mrq_results`, a file of a facebookresearch/MRQ checkout)."""
+task names `published_name` maps ours onto); Gym MuJoCo and Atari returns from MR.Q's released per-seed
+results (`read_mrq_results`, a file of a facebookresearch/MRQ checkout)."""
 
 from __future__ import annotations
 
@@ -48,25 +48,46 @@ def load_reference(path: Path) -> pd.DataFrame:
 
 MRQ_SOURCE = "mrq-repo"
 
+#: MR.Q's released results (facebookresearch/MRQ at 8a44a7d, `results/<suite>_results.txt`): its env prefix ->
+#: (our suite, the harness's env steps per MR.Q time step). The time step is one call of its env's `step`:
+#: Gym runs without action repeat; an Atari step is 4 frames (`AtariHyperparameters.action_repeat` in
+#: `MRQ/env_preprocessing.py`) and the harness counts Atari env steps in frames (docs/discrete.md).
+MRQ_SUITES = {"Gym": ("gym", 1), "Atari": ("atari", 4)}
+
+
+def mrq_task(env: str) -> tuple[str, int] | None:
+    """MR.Q's env name -> (our task, env steps per MR.Q time step): `Gym-Hopper-v4` -> (`gym:Hopper-v4`, 1),
+    `Atari-Pong-v5` -> (`atari:Pong`, 4); None for another suite's name."""
+    prefix, _, name = env.partition("-")
+    if prefix not in MRQ_SUITES or not name:
+        return None
+    suite, steps = MRQ_SUITES[prefix]
+    return f"{suite}:{name.removesuffix('-v5') if suite == 'atari' else name}", steps
+
 
 def read_mrq_results(path: Path) -> pd.DataFrame:
-    """MR.Q's released Gym curves (facebookresearch/MRQ at 8a44a7d, `results/gym_results.txt`: per task an
-    `Env: Gym-<id>` line, then per evaluation step a tab-separated line of the step and one return per seed,
-    10 seeds every 5k env steps, action repeat 1) -> the published-curves layout (REFERENCE_COLUMNS), tasks
-    named as ours (`gym:Hopper-v4`), algorithm `MR.Q`, source `mrq-repo`."""
-    rows, task = [], None
+    """MR.Q's released curves (facebookresearch/MRQ at 8a44a7d: `results/gym_results.txt`, 10 seeds every 5k
+    env steps; `results/atari_results.txt`, 57 games, 10 seeds every 100k agent steps to 2.5M): per task an
+    `Env: <Suite>-<id>` line, then per evaluation a tab-separated line of the time step and one return per
+    seed -> the published-curves layout (REFERENCE_COLUMNS), tasks named as ours (`gym:Hopper-v4`,
+    `atari:Pong`), `env_step` in the harness's env steps (MRQ_SUITES: an Atari time step is 4 frames),
+    algorithm `MR.Q`, source `mrq-repo`. Blocks of other suites (DMC) are skipped."""
+    rows, task, per_step = [], None, 1
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
         raise AnalysisError(f"cannot read MR.Q results file {path}: {exc}") from None
     for line in lines:
         if line.startswith("Env:"):
-            task = "gym:" + line.split()[1].removeprefix("Gym-")
+            task, per_step = mrq_task(line.split()[1]) or (None, 1)
         elif task and line[:1].isdigit():
             step, *returns = [v for v in line.split("\t") if v.strip()]
-            rows += [(task, int(step), seed, float(r)) for seed, r in enumerate(returns)]
+            rows += [(task, int(step) * per_step, seed, float(r)) for seed, r in enumerate(returns)]
     if not rows:
-        raise AnalysisError(f"{path} is not an MR.Q results file (no 'Env: Gym-<id>' block with returns)")
+        raise AnalysisError(
+            f"{path} is not an MR.Q results file (no 'Env: Gym-<id>' or 'Env: Atari-<game>-v5' block with "
+            "returns)"
+        )
     df = pd.DataFrame(rows, columns=["task", "env_step", "seed", "episode_return"])
     return df.assign(source=MRQ_SOURCE, algorithm="MR.Q", ablation="")[list(REFERENCE_COLUMNS)]
 

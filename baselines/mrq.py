@@ -23,7 +23,7 @@ Encoder AdamW lr 1e-4, value and policy AdamW lr 3e-4, weight decay 1e-4 everywh
 Exploration clip(pi(z_s) + N(0, 0.2^2), -1, 1); evaluation deterministic. One RL update per agent step
 (`PerStep`, 0.5 updates per env step).
 
-Quirk switch (off by default):
+Quirk switches (off by default; MRQ-1 below):
   MRQ-2 `official_priority_from_policy_q`: the code (read at 0f0ed0e) writes LAP priorities from
   |Q_j(s, pi(s)) - y| (the
   Q of the policy's action, computed after the value step), not from the critic's TD error on the
@@ -37,14 +37,14 @@ generator before its loss. The code stacks 3 frames and repeats actions twice th
 frame_stack, action_repeat).
 Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses
 10 000 agent steps = 20 000 env steps, set seed_steps=20000 to match); the n-step return accumulates
-the terminal step's reward and stops there (docs/faithfulness.md MRQ-1: the code at 8a44a7d drops it, at
-0f0ed0e it adds
-the rewards after the terminal; irrelevant on DMC). Replay: the code's 1M-transition FIFO
+the terminal step's reward and stops there (docs/faithfulness.md MRQ-1: the code at 8a44a7d drops it,
+`official_drop_terminal_reward`; irrelevant on DMC). Replay: the code's 1M-transition FIFO
 (AgentSpec.replay_capacity).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,8 +56,18 @@ from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, lap_priority, nstep_transition, shift_window
 from iqrl.core.schedule import PerStep
+from iqrl.core.spaces import ActionSpec
 from iqrl.nn.layers import EnsembleLinear, frozen_copy, out_linear
-from iqrl.nn.maths import add_clipped_noise, noisy_action, two_hot_bins, two_hot_cross_entropy
+from iqrl.nn.maths import (
+    add_clipped_noise,
+    gumbel_action,
+    gumbel_noise,
+    gumbel_softmax,
+    noisy_action,
+    one_hot,
+    two_hot_bins,
+    two_hot_cross_entropy,
+)
 from iqrl.nn.optim import adam
 
 
@@ -95,6 +105,7 @@ class MRQConfig(AgentConfig):
     policy_lr: float = 3e-4
     policy_weight_decay: float = 1e-4
     pre_activ_weight: float = 1e-5
+    gumbel_tau: float = 10.0  # discrete actions: temperature of the Gumbel-softmax actor
     # --- two-hot reward bins ---
     num_bins: int = 65
     bins_lower: float = -10.0
@@ -105,6 +116,8 @@ class MRQConfig(AgentConfig):
     )
     # --- quirks and harness options ---
     official_priority_from_policy_q: bool = False  # MRQ-2: priorities from |Q(s, pi(s)) - y|
+    official_drop_terminal_reward: bool = False  # MRQ-1: the n-step return leaves out the terminal reward
+    official_gumbel_eval: bool = False  # MRQ-3: discrete evaluation acts by a Gumbel-softmax sample
     warmup_with_policy: bool = False
 
     def validate_pixels(self, image_size: int) -> None:
@@ -142,6 +155,7 @@ class MRQConfig(AgentConfig):
             ),
             (self.num_bins >= 2, f"agent.num_bins must be >= 2, got {self.num_bins}"),
             (self.image_pad >= 0, f"agent.image_pad must be >= 0, got {self.image_pad}"),
+            (self.gumbel_tau > 0, f"agent.gumbel_tau must be > 0, got {self.gumbel_tau}"),
             (self.bins_lower < self.bins_upper, "agent.bins_lower must be < agent.bins_upper"),
             (self.value_grad_clip > 0, f"agent.value_grad_clip must be > 0, got {self.value_grad_clip}"),
             (
@@ -258,6 +272,7 @@ class MrqEncoder(nn.Module):
 
 class MRQ(Agent):
     PIXELS = True
+    ACTION_SPACES = ("box", "discrete")
     STATE_OBJECTS = (
         "encoder",
         "encoder_target",
@@ -278,8 +293,17 @@ class MRQ(Agent):
         "optimizers": Part(("encoder_opt", "value_opt", "policy_opt")),
     }
 
-    def __init__(self, cfg: MRQConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+    def __init__(
+        self,
+        cfg: MRQConfig,
+        obs_dim: int,
+        act_dim: int,
+        device: torch.device,
+        seed: int,
+        action_spec: ActionSpec | None = None,
+    ):
         super().__init__(cfg, device, seed)
+        self.discrete = action_spec is not None and action_spec.is_discrete  # n = act_dim actions
         self.spec = AgentSpec(
             seq_len=max(cfg.enc_horizon, cfg.q_horizon),
             batch_size=cfg.batch_size,
@@ -338,19 +362,48 @@ class MRQ(Agent):
         return self.updater.step(self.encoder_loss, b, use_done, opt=self.encoder_opt).aux
 
     # ------------------------------------------------------------------ RL
-    def target_draws(self, batch_size: int) -> dict[str, Tensor]:
-        """The draw of `td_target`: the target-policy smoothing noise N(0, 1) [B, A]."""
+    def gumbel_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """Discrete actions: the Gumbel(0, 1) noise [B, n] of the actor's Gumbel-softmax; none in a box."""
+        if not self.discrete:
+            return {}
         g = self.generator
-        return {"noise": torch.randn((batch_size, self.act_dim), generator=g, device=g.device)}
+        return {"gumbel": gumbel_noise((batch_size, self.act_dim), g, g.device)}
+
+    def target_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """The draws of `td_target`: discrete actions' Gumbel noise, then the target-policy smoothing noise
+        N(0, 1) [B, A] (the code's order: the Gumbel-softmax sample, then the Gaussian)."""
+        g = self.generator
+        draws = self.gumbel_draws(batch_size)
+        return {**draws, "noise": torch.randn((batch_size, self.act_dim), generator=g, device=g.device)}
+
+    def target_action(self, zs_n: Tensor, noise: Tensor, gumbel: Tensor | None) -> Tensor:
+        """The bootstrap action a' of the target policy: clip(tanh(u) + clip(sigma eps, +-c), -1, 1) in a box;
+        with discrete actions the one-hot of argmax(gumbel_softmax(u, g, tau) + clip(sigma eps, +-c)) (the
+        code's `realign`)."""
+        c, u = self.cfg, self.policy_target(zs_n)
+        if self.discrete:
+            index = gumbel_action(u, gumbel, c.gumbel_tau, noise * c.policy_noise, c.noise_clip)
+            return one_hot(index, self.act_dim, u.dtype)
+        return noisy_action(torch.tanh(u), noise * c.policy_noise, c.noise_clip)
 
     @torch.no_grad()
-    def td_target(self, b: SequenceBatch, target_scale: float, scale: float, *, noise: Tensor) -> Tensor:
+    def td_target(
+        self,
+        b: SequenceBatch,
+        target_scale: float,
+        scale: float,
+        *,
+        noise: Tensor,
+        gumbel: Tensor | None = None,
+    ) -> Tensor:
         """y = (R + gamma^n (1 - term) s_bar min_j Qbar_j(zbar_sa(o_n, a')) / s, all from target networks;
         s_bar, s = `target_scale`, `scale` (the reward scales)."""
         c = self.cfg
-        _, _, ret, discount, next_obs = nstep_transition(b, c.gamma, c.q_horizon)
+        _, _, ret, discount, next_obs = nstep_transition(
+            b, c.gamma, c.q_horizon, drop_terminal_reward=c.official_drop_terminal_reward
+        )
         zs_n = self.encoder_target.zs(next_obs)
-        a_n = noisy_action(torch.tanh(self.policy_target(zs_n)), noise * c.policy_noise, c.noise_clip)
+        a_n = self.target_action(zs_n, noise, gumbel)
         q_n = self.value_target(self.encoder_target.zsa(zs_n, a_n)).squeeze(-1).amin(0)
         return (ret + discount * target_scale * q_n) / scale
 
@@ -365,11 +418,13 @@ class MRQ(Agent):
         q = self.value(zsa).squeeze(-1)  # [2, B]
         return F.smooth_l1_loss(q, y.expand_as(q)), q
 
-    def policy_loss(self, zs: Tensor) -> tuple[Tensor, Tensor]:
-        """(-mean Q(z_sa(z_s, tanh(u))) + w mean u^2, Q of the policy's action [2, B]); the gradient passes
-        through z_sa and Q into the action only."""
+    def policy_loss(self, zs: Tensor, gumbel: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(-mean Q(z_sa(z_s, pi(u))) + w mean u^2, Q of the policy's action [2, B]), pi(u) = tanh(u) in a
+        box, the Gumbel-softmax softmax((u + g) / tau) with discrete actions; the gradient passes through z_sa
+        and Q into the action only."""
         u = self.policy(zs)
-        q_pi = self.value(self.encoder.zsa(zs, torch.tanh(u))).squeeze(-1)
+        a = gumbel_softmax(u, gumbel, self.cfg.gumbel_tau) if self.discrete else torch.tanh(u)
+        q_pi = self.value(self.encoder.zsa(zs, a)).squeeze(-1)
         return -q_pi.mean() + self.cfg.pre_activ_weight * u.pow(2).mean(), q_pi
 
     def update_rl(self, b: SequenceBatch) -> tuple[Tensor, dict]:
@@ -379,7 +434,13 @@ class MRQ(Agent):
         y = u.call(self.td_target, b, *scales, **self.target_draws(len(b)))
         zs, zsa = u.call(self.features, b.obs[:, 0], b.action[:, 0])
         value = u.step(self.value_loss, zsa, y, opt=self.value_opt, max_norm=c.value_grad_clip)
-        policy = u.step(self.policy_loss, zs, opt=self.policy_opt, frozen=(self.encoder, self.value))
+        policy = u.step(
+            self.policy_loss,
+            zs,
+            opt=self.policy_opt,
+            frozen=(self.encoder, self.value),
+            **self.gumbel_draws(len(b)),
+        )
         td = policy.aux if c.official_priority_from_policy_q else value.aux
         metrics = {
             "q_loss": value.loss,
@@ -400,9 +461,12 @@ class MRQ(Agent):
         self.reward_scale = replay.reward_abs_mean()
 
     def sample(self, replay, horizon: int) -> SequenceBatch:
-        """A prioritised window of `horizon` steps; from pixels every frame stack of it shifted by its own
-        offsets (the code's maybe_augment_state), drawn from the agent's generator before the loss."""
+        """A prioritised window of `horizon` steps, discrete actions one-hot (as the code's replay stores
+        them); from pixels every frame stack of it shifted by its own offsets (the code's
+        maybe_augment_state), drawn from the agent's generator before the loss."""
         b = replay.sample(self.cfg.batch_size, horizon, prioritized=True)
+        if self.discrete:
+            b = dataclasses.replace(b, action=one_hot(b.action, self.act_dim))
         return b if self.pixels is None else shift_window(b, self.cfg.image_pad, self.generator)
 
     def encoder_burst(self, replay) -> dict:
@@ -430,10 +494,24 @@ class MRQ(Agent):
     # ------------------------------------------------------------------ acting and diagnostics
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        a = torch.tanh(self.policy(self.encoder.zs(to_tensor(obs, self.device))))
+        u = self.policy(self.encoder.zs(to_tensor(obs, self.device)))
+        if self.discrete:
+            return self.act_discrete(u, explore).cpu().numpy()
+        a = torch.tanh(u)
         if explore:
             a = add_clipped_noise(a, self.cfg.expl_noise, None, self.generator)
         return a.cpu().numpy()
+
+    def act_discrete(self, u: Tensor, explore: bool) -> Tensor:
+        """Indices of the logits u [..., n]: exploring, argmax(gumbel_softmax(u, g, tau) + N(0, sigma^2))
+        (the code's select_action); evaluating, argmax(u), or with `official_gumbel_eval` (MRQ-3) the argmax
+        of a Gumbel-softmax sample as the code evaluates."""
+        c, g = self.cfg, self.generator
+        if not (explore or c.official_gumbel_eval):
+            return u.argmax(-1)
+        gumbel = gumbel_noise(u.shape, g, u.device)
+        noise = torch.randn(u.shape, generator=g, device=u.device) * c.expl_noise if explore else None
+        return gumbel_action(u, gumbel, c.gumbel_tau, noise, None)
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:

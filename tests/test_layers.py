@@ -241,3 +241,27 @@ def test_scalar_heads_stay_float32_under_bf16_autocast():
         assert (y - y.round()).abs().max() > 0.05 and torch.allclose(y, ref, atol=0.5)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # wider outputs (actions, latents) stay bf16
         assert mlp(10, [16], 4)(x).dtype == torch.bfloat16
+
+
+def test_gumbel_softmax_is_the_tempered_softmax_of_the_perturbed_logits_with_its_gradient():
+    """softmax((l + g) / tau), as F.gumbel_softmax(hard=False) with the same Gumbel draws; its Jacobian is
+    (diag(y) - y y^T) / tau; its argmax samples softmax(l) whatever tau (the Gumbel-max trick)."""
+    from iqrl.nn.maths import gumbel_softmax
+
+    logits = torch.tensor([[0.5, -1.0, 2.0]], requires_grad=True)
+    g = torch.tensor([[0.1, 0.7, -0.3]])
+    y = gumbel_softmax(logits, g, tau=10.0)
+    assert torch.allclose(y, torch.softmax((logits + g) / 10.0, -1))
+    torch.manual_seed(0)
+    ref = torch.nn.functional.gumbel_softmax(logits, tau=10.0)
+    torch.manual_seed(0)
+    drawn = -torch.empty_like(logits).exponential_().log()  # F.gumbel_softmax's draw
+    assert torch.allclose(gumbel_softmax(logits, drawn, 10.0), ref)
+    (jac,) = torch.autograd.grad(y[0, 0], logits)
+    yd = y.detach()[0]
+    assert torch.allclose(jac[0], (torch.eye(3)[0] * yd[0] - yd[0] * yd) / 10.0, atol=1e-7)
+    p = torch.tensor([0.6, 0.3, 0.1])
+    picks = gumbel_softmax(
+        p.log().expand(20000, 3), gumbel_noise((20000, 3), torch.Generator().manual_seed(1)), 10.0
+    )
+    assert torch.allclose(torch.bincount(picks.argmax(-1), minlength=3) / 20000.0, p, atol=0.02)

@@ -3,6 +3,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -284,3 +285,150 @@ def test_config_validation_names_the_key():
     with pytest.raises(ConfigError, match="agent.q_horizon"):
         build_config(["agent=mrq", "agent.q_horizon=0"])
     assert build_config(["agent=mrq", "task=walker-walk"]).agent == MRQConfig()
+
+
+def test_official_terminal_reward_quirk_leaves_the_terminal_reward_out_of_the_return():
+    """MRQ-1: the code's n-step return sum_k gamma^k r_k (1 - term_k) drops the reward of the terminal step;
+    ours keeps it. Windows of rewards 1, 2, 3 terminating at step 1: 1 + 0.99 * 2 against 1 (discount 0)."""
+    reward, terminal = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    valid = torch.tensor([[1.0, 1.0, 0.0]])
+    ret, discount, boot = nstep_targets(reward, terminal, valid, 0.99, 3)
+    dropped, discount_d, boot_d = nstep_targets(reward, terminal, valid, 0.99, 3, drop_terminal_reward=True)
+    assert ret.item() == pytest.approx(1 + 0.99 * 2) and dropped.item() == pytest.approx(1.0)
+    assert discount.item() == discount_d.item() == 0.0 and boot.item() == boot_d.item() == 2
+    # no terminal in the window: the switch changes nothing
+    alive = nstep_targets(reward, torch.zeros(1, 3), torch.ones(1, 3), 0.99, 3, drop_terminal_reward=True)
+    assert alive[0].item() == pytest.approx(1 + 0.99 * 2 + 0.99**2 * 3)
+
+    b = fixed_batch(replay(n_episodes=6, length=4, terminal=True), 3)  # short episodes: windows with a fall
+    agents = make(), make(official_drop_terminal_reward=True)
+    y, y_quirk = (a.td_target(b, 0.0, 1.0, **a.target_draws(32)) for a in agents)  # s_bar = 0: R alone
+    powers = 0.99 ** torch.arange(3.0)
+    lost = (b.reward[:, :3] * b.terminal[:, :3] * b.valid[:, :3] * powers).sum(1)
+    assert (lost != 0).any() and torch.allclose(y - y_quirk, lost, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------- discrete actions
+N_ACT = 4
+
+
+def make_discrete(**kw):
+    from iqrl.core.spaces import ActionSpec
+
+    torch.manual_seed(0)
+    cfg = MRQConfig(
+        zs_dim=8, za_dim=4, zsa_dim=8, enc_mlp_dims=[16, 16], mlp_dims=[16, 16], batch_size=32, **kw
+    )
+    return MRQ(cfg, OBS, N_ACT, torch.device("cpu"), seed=0, action_spec=ActionSpec.discrete(N_ACT))
+
+
+def discrete_replay(n_episodes=3, length=40, seed=0):
+    from iqrl.core.spaces import ActionSpec
+
+    g = torch.Generator().manual_seed(seed)
+    r = SequenceReplay(OBS, ActionSpec.discrete(N_ACT), seq_len=5, seed=seed)
+    for _ in range(n_episodes):
+        r.start_episode(torch.randn(OBS, generator=g))
+        for t in range(length):
+            a = torch.randint(N_ACT, (), generator=g).numpy()
+            r.add(
+                a, float(torch.rand((), generator=g)), torch.randn(OBS, generator=g), False, t == length - 1
+            )
+    return r
+
+
+def test_discrete_windows_reach_the_encoder_as_one_hot_actions():
+    agent, r = make_discrete(), discrete_replay()
+    r.generator.manual_seed(3)
+    index = r.sample(32, 5, prioritized=True).action
+    r.generator.manual_seed(3)
+    b = agent.sample(r, 5)
+    assert b.action.shape == (32, 5, N_ACT) and torch.equal(b.action.argmax(-1), index)
+    assert torch.equal(b.action.sum(-1), torch.ones(32, 5))
+    assert agent.encoder.za.in_features == N_ACT and agent.policy.layers[-1].out_features == N_ACT
+
+
+def test_discrete_target_action_is_the_one_hot_argmax_of_the_smoothed_gumbel_softmax():
+    """a' = onehot(argmax(softmax((u' + g) / tau) + clip(0.2 eps, -0.3, 0.3))) (the code's realign), u' the
+    target policy's logits; y as in a box with that action."""
+    agent, r = make_discrete(), discrete_replay()
+    b = fixed_discrete_batch(agent, r)
+    ret, discount, _ = nstep_targets(b.reward, b.terminal, b.valid, 0.99, 3)
+    state = agent.generator.get_state()
+    draws = agent.target_draws(32)
+    assert list(draws) == ["gumbel", "noise"] and draws["gumbel"].shape == (32, N_ACT)
+    y = agent.td_target(b, 0.5, 4.0, **draws)
+    agent.generator.set_state(state)
+    with torch.no_grad():  # the draws in their order: Gumbel noise -log(-log U), then the Gaussian
+        u_rand = torch.rand(32, N_ACT, generator=agent.generator)
+        gumbel = -(-u_rand.clamp_min(torch.finfo(torch.float32).tiny).log()).log()
+        eps = torch.randn(32, N_ACT, generator=agent.generator)
+        zs = agent.encoder_target.zs(b.obs[:, 3])
+        soft = torch.softmax((agent.policy_target(zs) + gumbel) / 10.0, -1)
+        a = torch.nn.functional.one_hot((soft + (0.2 * eps).clamp(-0.3, 0.3)).argmax(-1), N_ACT).float()
+        q = agent.value_target(agent.encoder_target.zsa(zs, a)).squeeze(-1).amin(0)
+    assert torch.allclose(y, (ret + discount * 0.5 * q) / 4.0, atol=1e-6)
+
+
+def fixed_discrete_batch(agent, r, L=3, seed=3):
+    r.generator.manual_seed(seed)
+    return agent.sample(r, L)
+
+
+def test_gumbel_softmax_actor_gradient_is_the_chain_rule_through_the_relaxed_action():
+    """dJ/du = J_soft^T dJ/da + 2 w u / numel, J_soft = (diag(y) - y y^T) / tau at y = softmax((u + g) / tau),
+    dJ/da = -d mean Q(z_sa(z_s, a)) / da: the actor's gradient reaches its logits only through the relaxed
+    one-hot action (and the pre-activation penalty)."""
+    agent, r = make_discrete(pre_activ_weight=0.1), discrete_replay()
+    b = fixed_discrete_batch(agent, r)
+    zs = agent.encoder.zs(b.obs[:, 0]).detach()
+    gumbel = agent.gumbel_draws(32)["gumbel"]
+    u = agent.policy(zs)
+    u_leaf = u.detach().requires_grad_()
+    y = torch.softmax((u_leaf + gumbel) / 10.0, -1)
+    a = y.detach().requires_grad_()
+    q = agent.value(agent.encoder.zsa(zs, a)).squeeze(-1)
+    (dq_da,) = torch.autograd.grad(-q.mean(), a)
+    yd = y.detach()
+    jac = (torch.diag_embed(yd) - yd[:, :, None] * yd[:, None, :]) / 10.0  # [B, n, n], symmetric
+    expected = torch.einsum("bij,bj->bi", jac, dq_da) + 2 * 0.1 * u_leaf.detach() / u.numel()
+    agent.policy = lambda _: u_leaf  # the loss reads the logits through the policy
+    loss, _ = agent.policy_loss(zs, gumbel=gumbel)
+    (got,) = torch.autograd.grad(loss, u_leaf)
+    assert torch.allclose(got, expected, atol=1e-7)
+    assert not torch.allclose(got, 2 * 0.1 * u.detach() / u.numel(), atol=1e-6)  # Q's part is not zero
+
+
+def test_discrete_acting_explores_by_noisy_gumbel_samples_and_evaluates_greedily():
+    agent = make_discrete(expl_noise=0.1)
+    obs = torch.randn(64, OBS).numpy()
+    with torch.no_grad():
+        u = agent.policy(agent.encoder.zs(torch.as_tensor(obs)))
+    greedy = agent.act(obs, explore=False)
+    assert greedy.dtype == np.int64 and greedy.shape == (64,) and np.array_equal(greedy, u.argmax(-1).numpy())
+    assert agent.act(obs[0], explore=False).shape == ()
+    state = agent.generator.get_state()
+    explored = agent.act(obs, explore=True)
+    agent.generator.set_state(state)
+    gumbel = -(-torch.rand(64, N_ACT, generator=agent.generator).log()).log()
+    eps = torch.randn(64, N_ACT, generator=agent.generator)
+    by_hand = (torch.softmax((u + gumbel) / 10.0, -1) + 0.1 * eps).argmax(-1)
+    assert np.array_equal(explored, by_hand.numpy()) and not np.array_equal(explored, greedy)
+    # MRQ-3: the code evaluates by the argmax of a Gumbel-softmax sample, i.e. samples softmax(u)
+    quirk = make_discrete(official_gumbel_eval=True)
+    many = np.stack([quirk.act(obs[:1], explore=False)[0] for _ in range(4000)])
+    probs = torch.softmax(u[0], -1).numpy()
+    assert np.allclose(np.bincount(many, minlength=N_ACT) / 4000, probs, atol=0.03)
+
+
+def test_discrete_update_trains_and_resumes_identically():
+    agent, r = make_discrete(target_update_every=2), discrete_replay()
+    for _ in range(3):
+        metrics = agent.update(r, 0)
+    assert np.isfinite(float(metrics["q_loss"])) and np.isfinite(float(metrics["actor_loss"]))
+    twin = make_discrete(target_update_every=2)
+    twin.load_state_dict(copy.deepcopy(agent.state_dict()))
+    r2 = copy.deepcopy(r)
+    for _ in range(3):
+        agent.update(r, 0), twin.update(r2, 0)
+    assert same(agent.policy, params(twin.policy)) and same(agent.encoder, params(twin.encoder))

@@ -353,3 +353,36 @@ def test_unknown_config_key_or_bad_value_is_rejected_before_submission(tmp_path)
     with pytest.raises(SweepError, match=r"run iqrl/walker-walk/default/seed4294967295: .*seed"):
         load(p, tmp_path / "results")
     assert not (tmp_path / "results").exists()
+
+
+def test_dry_projects_gpu_hours_from_each_runs_updates_and_the_measured_rates(tmp_path):
+    """updates = (steps - seed_steps) x rate (the run's updates_per_step, else the agent's own 0.5); hours =
+    updates over the H100 updates/s of docs/performance.md (td3 158.6), iqrl's 40.6 standing in for an agent
+    not measured."""
+    from slurm.projection import project, projection_line
+
+    runs = parse(
+        "agents: [td3, mrq]\ntasks: [walker-walk]\nseeds: 2\nsteps: 17200\nfixed: {seed_steps: 10000}\n"
+        "variants: [{}, {updates_per_step: 1.0}]\n"
+    ).runs()
+    updates, hours, stand_ins = project(runs, tmp_path)
+    # per agent: 2 seeds x ((17200 - 10000) x 0.5 + 7200 x 1.0) = 21600 updates
+    assert updates == 2 * 21600
+    assert hours == pytest.approx(21600 / 158.6 / 3600 + 21600 / 40.6 / 3600)
+    assert stand_ins == ["mrq"]
+    line = projection_line(runs, tmp_path)
+    assert line.startswith("projected GPU-hours: 0 for 8 runs of 0.0M updates") and "not measured" in line
+
+
+def test_the_atari_sweeps_run_the_100k_protocol_on_the_26_games_with_an_fsq_arm(tmp_path):
+    from iqrl.core.tasks import ATARI_26
+
+    for name in ("atari.yaml", "atari_fsq_levels.yaml"):
+        sweep, runs = _validate(name, tmp_path)
+        assert sorted({r.task for r in runs}) == sorted(ATARI_26) and sweep.seeds == (0, 1, 2, 3, 4)
+        fixed = dict(o.split("=", 1) for o in runs[0].overrides)
+        assert fixed["protocol"] == "atari100k" and fixed["updates_per_step"] == "0.25"  # 1 per agent step
+        assert {r.steps for r in runs} == {400_000}  # 100k agent steps of 4 frames
+    assert {"iqrl", "mrq", "drq-eps"} <= set(load_sweep(ROOT / "ablations/atari.yaml", {}).agents)
+    fsq = load_sweep(ROOT / "ablations/atari_fsq_levels.yaml", {}).variants
+    assert {"use_fsq=false", "default"} <= set(fsq) and len(fsq) >= 3

@@ -151,6 +151,13 @@ class IQRLConfig(IQRLAgentConfig):
     RL_ALGO = "td3"
     name: str = "iqrl"
     rl_algo: str = "td3"  # the learner on the latent: td3 (IQRLConfig) | sac (IQRLSACConfig, `iqrl-sac`)
+    gumbel_tau: float = (
+        10.0  # discrete actions: temperature of MR.Q's Gumbel-softmax actor (docs/discrete.md)
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        require([(self.gumbel_tau > 0, f"agent.gumbel_tau must be > 0, got {self.gumbel_tau}")])
 
 
 @compose(

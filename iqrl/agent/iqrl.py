@@ -32,11 +32,20 @@ off), so the consistency targets, the RL inputs and the bootstrap observations a
 official code's pixel encoder (a different stack, never run there) and why this one differs: docs/agents.md
 and docs/faithfulness.md IQ-17 and IQ-18. `use_rec_loss` (iqrl-ae) is refused with pixels (no image decoder).
 
+Discrete actions (Atari, MiniGrid; no public iQRL code has them): the representation is unchanged, the
+stored actions reach the dynamics d_θ(ẑ_h, a) and the critics as one-hot vectors, and the TD3 learner's actor
+is MR.Q's Gumbel-softmax actor (`GumbelTD3Learner`, iqrl/learners/td3.py: logits, the relaxation in the actor
+loss, the target action by argmax); docs/discrete.md says why this head. `iqrl-sac` (class `IQRLSAC`) acts in
+boxes only.
+
 Correct behaviour is the default; each quirk of the official code has a named switch, listed in
 docs/faithfulness.md, and the `iqrl-official` preset turns them all on.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import functools
 
 import numpy as np
 import torch
@@ -46,10 +55,12 @@ from torch import Tensor, nn
 from iqrl.agent.config import IQRLConfig
 from iqrl.core.interface import Agent, AgentSpec, Part, learner_parts, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition, shift_window
+from iqrl.core.spaces import ActionSpec
 from iqrl.learners.multitask import make_learner, with_task
 from iqrl.learners.sac import SACLearner
-from iqrl.learners.td3 import TD3Learner
+from iqrl.learners.td3 import GumbelTD3Learner, TD3Learner
 from iqrl.nn.layers import ConvEncoder, frozen_copy, mlp
+from iqrl.nn.maths import one_hot
 from iqrl.nn.optim import adam
 from iqrl.nn.quantizers import VectorQuantizer, make_quantizer
 
@@ -85,6 +96,7 @@ LATENT_KEYS = (
 class IQRL(Agent):
     PIXELS = True
     MULTITASK = True
+    ACTION_SPACES = ("box", "discrete")
     STATE_OBJECTS = (
         "encoder",
         "encoder_target",
@@ -121,9 +133,18 @@ class IQRL(Agent):
     TRANSFER_PARTS["optimizers"] = Part(("repr_opt", *TRANSFER_PARTS["optimizers"].paths))
 
     def __init__(
-        self, cfg: IQRLConfig, obs_dim: int, act_dim: int, device: torch.device, seed: int, num_tasks: int = 1
+        self,
+        cfg: IQRLConfig,
+        obs_dim: int,
+        act_dim: int,
+        device: torch.device,
+        seed: int,
+        num_tasks: int = 1,
+        action_spec: ActionSpec | None = None,
     ):
         super().__init__(cfg, device, seed)
+        self.discrete = action_spec is not None and action_spec.is_discrete  # n = act_dim actions
+        self.act_dim = act_dim
         self.spec = AgentSpec(
             seq_len=max(cfg.horizon, cfg.nstep),
             batch_size=cfg.batch_size,
@@ -166,6 +187,8 @@ class IQRL(Agent):
         # Actor-critic on the latent; in a multi-task run conditioned on the task
         # (iqrl/learners/multitask.py), the representation staying task-agnostic.
         learner = SACLearner if cfg.rl_algo == "sac" else TD3Learner
+        if self.discrete:  # MR.Q's Gumbel-softmax actor on the TD3 learner (docs/discrete.md)
+            learner = functools.partial(GumbelTD3Learner, tau=cfg.gumbel_tau)
         self.num_tasks = num_tasks
         self.learner = make_learner(
             learner, cfg.learner, cfg.multitask, D, act_dim, self.generator, num_tasks
@@ -312,8 +335,11 @@ class IQRL(Agent):
         return with_task(x, batch.task), action, ret, discount, with_task(x_next, batch.task)
 
     def augment(self, batch: SequenceBatch) -> SequenceBatch:
-        """Pixels: every frame stack o_{t+l} [B, L+1, C, H, W] shifted by its own offsets (`image_pad`), drawn
-        from the agent's generator before any loss. States (or image_pad=0): the batch as it is."""
+        """Discrete actions: their one-hot vectors [B, L, n] (what the dynamics and the critics read). Pixels:
+        every frame stack o_{t+l} [B, L+1, C, H, W] shifted by its own offsets (`image_pad`), drawn from the
+        agent's generator before any loss. States (or image_pad=0) in a box: the batch as it is."""
+        if self.discrete:
+            batch = dataclasses.replace(batch, action=one_hot(batch.action, self.act_dim))
         return batch if self.pixels is None else shift_window(batch, self.cfg.image_pad, self.generator)
 
     def update(self, replay, step: int) -> dict:
@@ -342,3 +368,9 @@ class IQRL(Agent):
         if self.codebook_size is None:
             return None
         return self.quantizer.indices(self.encode(obs.to(self.device)))
+
+
+class IQRLSAC(IQRL):
+    """`iqrl-sac`: iQRL's representation under the SAC learner, which acts in boxes only."""
+
+    ACTION_SPACES = ("box",)

@@ -59,7 +59,7 @@ REGISTRY: dict[str, AgentEntry] = {
         "ablation); agent.use_tc_loss=false gives the reconstruction-only autoencoder",
     ),
     "iqrl-sac": AgentEntry(
-        "iqrl.agent.iqrl:IQRL",
+        "iqrl.agent.iqrl:IQRLSAC",
         "iqrl.agent.config:IQRLSACConfig",
         "iqrl_tasks.yaml",
         description="iQRL representation under a SAC actor-critic instead of TD3",

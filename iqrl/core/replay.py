@@ -81,6 +81,7 @@ def nstep_targets(
     n: int,
     unit_discount_n1: bool = False,
     ignore_terminal: bool = False,
+    drop_terminal_reward: bool = False,
 ):
     """n-step return, bootstrap discount and bootstrap observation index of each window.
 
@@ -89,7 +90,8 @@ def nstep_targets(
       (at most n); discount = gamma^m * (1 - terminated); boot = m, the index into obs [B, L+1] of
       the bootstrap observation. Time-limit truncation is not termination: it bootstraps.
     Official-code quirks, off by default: `unit_discount_n1` uses discount 1 (not gamma) when n = 1
-    (docs/faithfulness.md); `ignore_terminal` never zeroes the bootstrap (terminal flags always 0 when n > 1).
+    (docs/faithfulness.md); `ignore_terminal` never zeroes the bootstrap (terminal flags always 0 when n > 1);
+    `drop_terminal_reward` leaves the terminal step's reward out of the return (MR.Q's code, MRQ-1).
     """
     r, d, v = reward[:, :n].float(), terminal[:, :n].float(), valid[:, :n].float()
     if ignore_terminal and n > 1:
@@ -98,7 +100,7 @@ def nstep_targets(
     not_done_before = torch.cumprod(torch.cat([torch.ones_like(d[:, :1]), 1.0 - d[:, :-1]], 1), 1)
     alive = v * not_done_before
     powers = gamma ** torch.arange(n, device=reward.device, dtype=torch.float32)
-    ret = (r * alive * powers).sum(1)
+    ret = (r * (alive * (1.0 - d) if drop_terminal_reward else alive) * powers).sum(1)
     m = alive.sum(1)
     terminated = (d * alive).amax(1)
     if n == 1 and unit_discount_n1:
@@ -115,6 +117,7 @@ def nstep_transition(
     encode=None,
     unit_discount_n1: bool = False,
     ignore_terminal: bool = False,
+    drop_terminal_reward: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The actor-critic's inputs of a sampled window: (x_t, a_t, R, discount, x_boot).
 
@@ -130,6 +133,7 @@ def nstep_transition(
         n,
         unit_discount_n1=unit_discount_n1,
         ignore_terminal=ignore_terminal,
+        drop_terminal_reward=drop_terminal_reward,
     )
     B = len(batch)
     o_boot = batch.obs[torch.arange(B, device=boot.device), boot]

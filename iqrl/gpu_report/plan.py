@@ -21,6 +21,10 @@ DTYPES = ("fp32", "tf32", "bf16")
 K_SEEDS = (4, 16)  # K = 1 is the plain row of the same agent
 #: Pixel rows: sac-ae, iqrl, and sac with DrQ's random shift (docs/pixels.md: image_pad 4 gives DrQ).
 PIXEL_AGENTS = (("sac-ae", ()), ("iqrl", ()), ("sac", ("agent.image_pad=4",)))
+#: Discrete actions on Atari's frames (docs/discrete.md): MR.Q's and iQRL's updates at the paper sizes, whose
+#: GPU rates the Atari sweeps' projection lacks (ablations/atari.yaml).
+ATARI_TASK = "atari:Breakout"
+ATARI_AGENTS = ("mrq", "iqrl")
 
 #: Smoke sizes (tests/conftest.py's tiny runs): short seed phase, small networks and batches.
 SMOKE_KEYS = ("seed_steps=100", "agent.mlp_dims=[32,32]", "agent.batch_size=16")
@@ -102,6 +106,7 @@ def part2_rows(smoke: bool = False) -> list[BenchRow]:
     rows += [BenchRow("iqrl", ww, d, m) for d in DTYPES[1:] for m in MODES]
     rows += [BenchRow("iqrl", ww, packed=2)]
     rows += [BenchRow(a, PIXEL_TASK, obs="pixels", extra=extra) for a, extra in PIXEL_AGENTS]
+    rows += [BenchRow(a, ATARI_TASK, obs="pixels") for a in ATARI_AGENTS]
     agents = sorted(agent_names(), key=lambda a: a != "dcwm")  # DC-MPC (MPPI) has never run on a GPU here
     rows += [BenchRow(a, task_of(a), d, m) for d in DTYPES for a in agents for m in MODES]
     rows += [BenchRow(a, task_of(a), seeds=k) for a in agents if has_k_seed_mode(a) for k in K_SEEDS]
@@ -126,7 +131,9 @@ def smoke_rows() -> list[BenchRow]:
 def part3_runs(kseed: bool, mode: str, smoke: bool = False) -> list[LearnRun]:
     """iqrl on walker-walk (five seeds in one K-seed process when `kseed`, else one seed with the `compile`
     mode `mode`) and a pixel sac-ae run on cartpole-swingup, both to 100k env steps or as far as the part's
-    time goes. Evaluations every 5000 env steps, so that a few minutes' run has some."""
+    time goes. Evaluations every 5000 env steps, so that a few minutes' run has some. Then mrq on Breakout
+    at MR.Q's protocol to 400k frames (100k agent steps, MR.Q's first released point after 0: 10.8 over its
+    10 seeds), evaluated every 40k frames; not in the smoke check (ale-py)."""
     iqrl = ["agent=iqrl", f"task={STATE_TASK}", "steps=100000", "eval_every=5000", "checkpoint_every=100000"]
     sac_ae = ["agent=sac-ae", f"task={PIXEL_TASK}", "obs=pixels", "image_size=84"]
     sac_ae += ["steps=100000", "eval_every=5000", "checkpoint_every=100000"]
@@ -136,7 +143,12 @@ def part3_runs(kseed: bool, mode: str, smoke: bool = False) -> list[LearnRun]:
         sac_ae += [*tiny, *SMOKE_SAC_AE, "image_size=32"]
     if not kseed:
         iqrl += [f"compile={mode != 'false'}".lower()] + (["cudagraphs=true"] if mode == "cudagraphs" else [])
-    return [
+    runs = [
         LearnRun("iqrl", STATE_TASK, tuple(iqrl), seeds=(2 if smoke else 5) if kseed else 1),
         LearnRun("sac-ae", PIXEL_TASK, tuple(sac_ae)),
     ]
+    if not smoke:
+        mrq = ["agent=mrq", f"task={ATARI_TASK}", "obs=pixels", "steps=400000", "updates_per_step=0.25"]
+        mrq += ["seed_steps=40000", "eval_every=40000", "eval_episodes=10", "checkpoint_every=400000"]
+        runs.append(LearnRun("mrq", ATARI_TASK, tuple(mrq)))
+    return runs

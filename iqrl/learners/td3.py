@@ -8,6 +8,8 @@ Per update, on detached inputs x [B, in_dim] (`CriticEnsembleLearner.update` run
    online critics (`actor_q_reduce`), then EMA of the target actor.
 Acting: π(x) plus N(0, σ_expl²) noise when exploring, σ_expl decaying linearly over training episodes (the
 iQRL code's schedule), clipped to [-1, 1].
+
+`GumbelTD3Learner`: the same steps for n discrete actions with MR.Q's Gumbel-softmax actor (below).
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from iqrl.core.update import Updater
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import CriticEncoder
 from iqrl.nn.layers import frozen_copy, mlp
-from iqrl.nn.maths import add_clipped_noise, linear_schedule, noisy_action
+from iqrl.nn.maths import (
+    add_clipped_noise,
+    gumbel_action,
+    gumbel_noise,
+    gumbel_softmax,
+    linear_schedule,
+    noisy_action,
+    one_hot,
+)
 from iqrl.nn.optim import adam
 
 
@@ -134,3 +144,64 @@ class TD3Learner(CriticEnsembleLearner):
         )
         u.ema(self.actor_target, self.actor, c.tau)
         return {"actor_loss": step.loss}
+
+
+class GumbelTD3Learner(TD3Learner):
+    """TD3 for n discrete actions with MR.Q's Gumbel-softmax actor (Fujimoto et al. 2025, arXiv 2501.16142;
+    facebookresearch/MRQ at 8a44a7d, `models.py` Policy, `MRQ.py` select_action, train_rl, realign).
+
+    The actor outputs logits u [B, n]; the critics read an action as a vector of width n. Per update:
+    1. target  y = R + Γ min_{k∈K} Q̄_k(x', onehot(argmax(softmax((ū + g) / τ) + clip(ε, -c, c)))),
+       ū = π̄(x'), g ~ Gumbel(0, 1), ε ~ N(0, σ_target²): the target policy's action by argmax;
+    2. critic step on the stored actions, one-hot (the agent hands them so);
+    3. actor step on -Q(x, softmax((u + g) / τ)), the Gumbel-softmax relaxation: its gradient reaches u
+       through the relaxed action.
+    Acting: argmax(softmax((u + g) / τ) + N(0, σ_expl²)) when exploring (σ_expl on the same schedule as the
+    continuous actor), argmax(u) otherwise. Draws: Gumbel noise first, then the Gaussian (the code's order).
+    """
+
+    def __init__(self, *args, tau: float, **kwargs):
+        """TD3Learner's arguments, and `tau` the Gumbel-softmax temperature."""
+        super().__init__(*args, **kwargs)
+        self.gumbel_tau = tau
+
+    def gumbel(self, batch_size: int) -> Tensor:
+        """Gumbel(0, 1) draws [B, n] from the learner's generator."""
+        g = self.generator
+        return gumbel_noise((batch_size, self.act_dim), g, g.device)
+
+    def act(self, x: Tensor, explore: bool) -> Tensor:
+        """Indices: argmax(softmax((u + g) / tau) + N(0, sigma_expl^2)) when exploring, else argmax(u)."""
+        u = self.actor(self.actor_input(x))
+        if not explore:
+            return u.argmax(-1)
+        g = self.generator
+        gumbel = gumbel_noise(u.shape, g, u.device)
+        noise = torch.randn(u.shape, generator=g, device=u.device) * self.expl_sigma
+        return gumbel_action(u, gumbel, self.gumbel_tau, noise, None)
+
+    def target_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """Gumbel noise [B, n], then TD3's draws (smoothing noise, target critics)."""
+        return {"gumbel": self.gumbel(batch_size), **super().target_draws(batch_size)}
+
+    @torch.no_grad()
+    def td_target(
+        self, ret: Tensor, discount: Tensor, x_next: Tensor, *, gumbel: Tensor, noise: Tensor, members: Tensor
+    ) -> Tensor:
+        """y = R + discount * min over the target critics `members` of Q(x', onehot(a')), a' the argmax of the
+        target actor's smoothed Gumbel-softmax."""
+        c = self.cfg
+        u = self.actor_target(self.actor_input(x_next))
+        index = gumbel_action(u, gumbel, self.gumbel_tau, noise * c.policy_noise, c.noise_clip)
+        a = one_hot(index, self.act_dim, u.dtype)
+        return ret + discount * self.q(self.target_input(x_next), a, members, target=True).amin(0)
+
+    def actor_draws(self, batch_size: int) -> dict[str, Tensor]:
+        """Gumbel noise [B, n], then the online critics of the objective."""
+        return {"gumbel": self.gumbel(batch_size), **super().actor_draws(batch_size)}
+
+    def actor_loss(self, x: Tensor, *, gumbel: Tensor, members: Tensor) -> Tensor:
+        """-mean_b Q(x, softmax((pi(x) + g) / tau)), Q reduced over the critics `members`."""
+        x_pi, x_q = self.actor_inputs(x)
+        a = gumbel_softmax(self.actor(x_pi), gumbel, self.gumbel_tau)
+        return -self.actor_objective_q(x_q, a, members).mean()

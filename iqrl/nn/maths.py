@@ -55,16 +55,24 @@ def gumbel_noise(shape, generator: torch.Generator, device=None, dtype=torch.flo
     return g.clamp_min_(torch.finfo(torch.float32).tiny).log_().neg_().log_().neg_().to(dtype)
 
 
+def gumbel_softmax(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor:
+    """Gumbel-softmax over the last dimension, softmax((logits + g) / tau) with g = `noise` (Gumbel(0, 1),
+    `gumbel_noise`, drawn before the call so that the function is pure): F.gumbel_softmax(hard=False) with
+    the noise from an explicit generator (MR.Q's discrete actor). Its argmax is a sample of softmax(logits)
+    whatever tau (the Gumbel-max trick)."""
+    noisy = logits + noise.to(logits.dtype)
+    return softmax_last(noisy if tau == 1.0 else noisy / tau)
+
+
 def gumbel_softmax_st(logits: Tensor, noise: Tensor, tau: float = 1.0) -> Tensor:
     """Straight-through Gumbel-softmax over the last dimension (DC-MPC's dynamics rollout).
 
     Forward: the one-hot of argmax(logits + g), g = `noise` (Gumbel(0, 1), `gumbel_noise`, drawn before
-    the call so that the function is pure); backward: the gradient of softmax((logits + g) / tau). Same
-    maths as F.gumbel_softmax(hard=True), with the noise from an explicit generator so that runs resume bit
-    for bit.
+    the call so that the function is pure); backward: the gradient of `gumbel_softmax`,
+    softmax((logits + g) / tau). Same maths as F.gumbel_softmax(hard=True), with the noise from an explicit
+    generator so that runs resume bit for bit.
     """
-    noisy = logits + noise.to(logits.dtype)
-    y_soft = softmax_last(noisy if tau == 1.0 else noisy / tau)
+    y_soft = gumbel_softmax(logits, noise, tau)
     y_hard = torch.zeros_like(y_soft).scatter_(-1, y_soft.detach().max(-1, keepdim=True).indices, 1.0)
     return y_hard + (y_soft - y_soft.detach())
 
@@ -87,6 +95,26 @@ def noisy_action(action: Tensor, noise: Tensor, clip: float | None) -> Tensor:
     if clip is not None:
         noise = noise.clamp(-clip, clip)
     return (action + noise).clamp(-1.0, 1.0)
+
+
+def one_hot(index: Tensor, n: int, dtype=torch.float32) -> Tensor:
+    """[..., n] one-hot vectors of int64 indices [...] (a comparison with arange(n), so that it runs under
+    vmap and torch.compile as any elementwise op)."""
+    return (index.unsqueeze(-1) == torch.arange(n, device=index.device)).to(dtype)
+
+
+def gumbel_action(
+    logits: Tensor, gumbel: Tensor, tau: float, noise: Tensor | None, clip: float | None
+) -> Tensor:
+    """MR.Q's discrete action from an actor's logits [..., n] (facebookresearch/MRQ at 8a44a7d, `models.py`
+    Policy, `MRQ.py` select_action and realign): int64 indices argmax(gumbel_softmax(logits, g, tau) +
+    clip(noise, -clip, clip)) [...]. With N(0, sigma^2) noise (clip None) the behaviour action; with the
+    target-policy smoothing noise (clip c) the bootstrap action (one-hot it for the critic); with no noise a
+    sample of softmax(logits)."""
+    soft = gumbel_softmax(logits, gumbel, tau)
+    if noise is not None:
+        soft = soft + (noise if clip is None else noise.clamp(-clip, clip))
+    return soft.argmax(-1)
 
 
 def truncated_normal_sample(

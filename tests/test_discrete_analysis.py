@@ -1,0 +1,111 @@
+"""The discrete suites in `make figures` (analysis/scores.py, analysis/reference.py, docs/discrete.md):
+human-normalised Atari scores, MiniGrid success rates, MR.Q's released Atari curves read in place."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import figures
+from analysis.reference import read_mrq_results, select_reference
+from analysis.scores import ATARI_REFERENCE, add_scores, human_normalized
+from iqrl.core.tasks import ATARI_57
+
+from analysis_helpers import write_run
+
+
+def test_human_normalized_scores_of_hand_computed_games():
+    """(return - random) / (human - random) with DQN Zoo's references (dqn_zoo/atari_data.py at 45061f4):
+    Pong random -20.7, human 14.6; Breakout random 1.7, human 30.5."""
+    assert human_normalized("atari:Pong", 21.0) == pytest.approx((21.0 + 20.7) / (14.6 + 20.7))  # 1.1813
+    assert human_normalized("atari:Pong", -20.7) == pytest.approx(0.0)
+    assert human_normalized("atari:Breakout", np.array([1.7, 30.5, 59.3])) == pytest.approx([0.0, 1.0, 2.0])
+    assert human_normalized("atari:Skiing", -4336.9) == pytest.approx(1.0)  # both references negative
+    assert np.isnan(human_normalized("atari:NotAGame", 1.0))
+    assert np.isnan(human_normalized("gym:Hopper-v4", 1.0)) and np.isnan(human_normalized("walker-walk", 1.0))
+    assert all(human > random for random, human in ATARI_REFERENCE.values())
+    assert sorted(f"atari:{g}" for g in ATARI_REFERENCE) == sorted(ATARI_57)  # a score for each of the 57
+
+
+def test_add_scores_normalises_each_suite_by_its_own_references():
+    rows = pd.DataFrame(
+        {
+            "task": ["atari:Pong", "gym:Hopper-v4", "minigrid:MiniGrid-DoorKey-5x5-v0", "walker-walk"],
+            "episode_return": [-3.05, 3226.0, 0.9, 500.0],
+        }
+    )
+    scored = add_scores(rows).set_index("task")
+    assert scored.loc["atari:Pong", "human_normalized"] == pytest.approx(0.5)  # half way from -20.7 to 14.6
+    assert scored.loc["gym:Hopper-v4", "td3_normalized"] == pytest.approx(1.0)
+    assert scored["human_normalized"].notna().sum() == 1 and scored["td3_normalized"].notna().sum() == 1
+
+
+def _atari_runs(root, steps=(0, 400_000)):
+    """Pong at human-normalised 0 and 1 (two seeds), Breakout at 1 and 1: per-task means 0.5 and 1."""
+    for task, finals in (("atari:Pong", [-20.7, 14.6]), ("atari:Breakout", [30.5, 30.5])):
+        for seed, final in enumerate(finals):
+            write_run(root / "mrq" / task / f"seed{seed}", [(steps[0], 0.0), (steps[1], final)])
+
+
+def test_atari_runs_pool_as_human_normalized_scores_and_minigrid_as_success_rates(tmp_path):
+    _atari_runs(tmp_path / "r")
+    for seed, rate in enumerate([0.25, 0.75]):
+        run = write_run(
+            tmp_path / "r" / "mrq" / "minigrid:MiniGrid-DoorKey-5x5-v0" / f"seed{seed}", [(0, 0.0)]
+        )
+        pd.read_csv(run / "eval.csv").assign(success=[rate]).to_csv(run / "eval.csv", index=False)
+    out = figures.make_figures(tmp_path / "r", tmp_path / "f", steps=[400_000], reps_curve=20, reps_final=20)
+    names = {p.stem for p in out["figures"]}
+    assert {"per_task_curves_atari", "sample_efficiency_atari", "final_intervals_atari_400k"} <= names
+    assert {"per_task_curves_minigrid", "sample_efficiency_minigrid"} <= names
+    atari = out["suite_scores"]["atari"].iloc[0]
+    # run scores (0, 1, 1, 1): the IQM trims one at each end -> 1; per-task means 0.5 and 1 -> mean 0.75
+    assert atari[["iqm", "mean", "median"]].tolist() == pytest.approx([1.0, 0.75, 0.75])
+    assert atari["n_tasks"] == 2 and atari["n_runs"] == 4
+    minigrid = out["suite_scores"]["minigrid"].iloc[-1]
+    assert minigrid[["mean", "n_runs"]].tolist() == pytest.approx([0.5, 2])
+
+
+#: Two games in the layout of MR.Q's results/atari_results.txt (facebookresearch/MRQ at 8a44a7d), a DMC
+#: block (skipped) between them; time steps are agent steps of 4 frames.
+MRQ_ATARI = (
+    "--------------------\nEnv: Atari-Pong-v5\nTimestep\tSeed 0\t\tSeed 1\t\t\n"
+    "0\t\t-21.000\t\t-20.000\t\t\n100000\t\t-3.000\t\t-3.100\t\t\n"
+    "--------------------\nEnv: Dmc-walker-walk\nTimestep\tSeed 0\t\t\n0\t\t30.0\t\t\n"
+    "--------------------\nEnv: Atari-Breakout-v5\nTimestep\tSeed 0\t\t\n0\t\t1.7\t\t\n100000\t\t30.5\t\t\n"
+)
+
+
+def test_mrqs_released_atari_curves_load_in_frames_and_overlay_the_atari_panels(tmp_path, capsys):
+    (path := tmp_path / "atari_results.txt").write_text(MRQ_ATARI)
+    ref = read_mrq_results(path)
+    assert set(ref["task"]) == {"atari:Pong", "atari:Breakout"} and set(ref["algorithm"]) == {"MR.Q"}
+    pong = ref[ref["task"] == "atari:Pong"]
+    assert pong[["env_step", "seed", "episode_return"]].values.tolist() == [
+        [0, 0, -21.0], [0, 1, -20.0], [400_000, 0, -3.0], [400_000, 1, -3.1],
+    ]  # fmt: skip
+    # the overlay draws MR.Q's returns on the panels' score: Pong's mean -3.05 at 400k frames is 0.5
+    normalised = select_reference(add_scores(ref), ["atari:Pong"], value="human_normalized")
+    assert normalised.set_index("env_step")["mean"][400_000] == pytest.approx(0.5)
+
+    _atari_runs(tmp_path / "r")
+    out = figures.make_figures(
+        tmp_path / "r", tmp_path / "f", steps=[400_000], reps_curve=20, reps_final=20, reference_atari=path
+    )
+    assert "per_task_curves_atari" in {p.stem for p in out["figures"]}
+    assert not [n for n in out["notes"] if "reference" in n]  # the overlay found its curves
+
+    gym_only = tmp_path / "gym.txt"
+    gym_only.write_text("Env: Dmc-walker-walk\nTimestep\tSeed 0\n0\t\t1.0\n")
+    argv = [
+        "--results",
+        str(tmp_path / "r"),
+        "--out",
+        str(tmp_path / "g"),
+        "--reference-atari",
+        str(gym_only),
+    ]
+    assert figures.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "not an MR.Q results file" in err and not (tmp_path / "g").exists()
