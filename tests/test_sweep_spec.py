@@ -322,7 +322,10 @@ def test_the_pixel_sweep_runs_every_pixel_method_from_pixels_at_the_planet_actio
         for a in agent_names()
         if agent_class(a).PIXELS and "box" in agent_class(a).ACTION_SPACES
     }
-    assert {agent_class(a) for a in sweep.agents} == pixel_classes  # iqrl stands for its presets
+    swept = {agent_class(a) for a in sweep.agents}
+    assert swept <= pixel_classes
+    # iqrl stands for its presets, iqrl-sac's class (IQRLSAC, box only) among them
+    assert all(any(issubclass(c, s) for s in swept) for c in pixel_classes)
     assert list(sweep.variants) == ["obs=pixels"]
     planet = {"cartpole-swingup": 8, "reacher-easy": 4, "cheetah-run": 4, "finger-spin": 2, "walker-walk": 2}
     for run in runs:  # one update per agent step, as the pixel papers: updates_per_step = 1 / action_repeat
