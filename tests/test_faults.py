@@ -150,7 +150,7 @@ def test_a_truncated_latest_checkpoint_resumes_from_the_previous_one_with_one_wa
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and not error_lines(err), err
-    assert "ckpt.pt cannot be read (PytorchStreamReader failed reading zip archive" in warnings[0]
+    assert "ckpt.pt cannot be used (its bytes are not those checksums.json records" in warnings[0]
     assert "set aside as ckpt.pt.damaged-1, resuming from ckpt.prev.pt at env_step 200" in warnings[0]
     assert "200 env steps back" in warnings[0] and "eval.csv.after-200" in warnings[0]
     assert (run / "checkpoint" / "ckpt.pt.damaged-1").exists()
@@ -169,8 +169,11 @@ def test_no_readable_checkpoint_is_one_error_line_and_changes_nothing(tmp_path, 
     capsys.readouterr()
     assert main(argv(run)) == EXIT_BAD_INPUT
     lines = error_lines(capsys.readouterr().err)
-    assert len(lines) == 1 and "no checkpoint generation can be read" in lines[0]
-    assert "ckpt.pt: PytorchStreamReader" in lines[0] and "delete the folder" in lines[0]
+    assert len(lines) == 1 and "no checkpoint generation can be used" in lines[0]
+    assert (
+        "ckpt.pt: its bytes are not those checksums.json records" in lines[0]
+        and "delete the folder" in lines[0]
+    )
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == files
 
 
