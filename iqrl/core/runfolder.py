@@ -337,6 +337,7 @@ class RunLock:
     """
 
     _held: dict[Path, RunLock] = {}  # locks this process holds: path -> the outermost RunLock
+    TAKEOVER_WAIT_S = 5.0  # how long `check` waits for a .lock made again that another process holds
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK
@@ -436,7 +437,7 @@ class RunLock:
         so again (one warning line); LostLock if another process holds the file now at that path."""
         if self._fd is None or _same_file(self._fd, self.path):
             return
-        locked = self._lock_file(time.monotonic() + 5.0)
+        locked = self._lock_file(time.monotonic() + self.TAKEOVER_WAIT_S)
         if locked is None:
             if self._dir_fd is not None:  # the folder is ours: a probe holds the new file; retry next time
                 return
