@@ -17,8 +17,10 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -135,8 +137,13 @@ def test_sigkill_at_an_operation_of_the_second_checkpoint_then_rerun_matches(ref
 
 # ---------------------------------------------------------------------- checkpoint tampering
 def flip(p: Path) -> None:
+    """One byte flipped in the middle of the archive's largest member (the replay's tensors or the pickle):
+    torch loads it without a word. (A byte between members, in a data descriptor, changes nothing read.)"""
+    with zipfile.ZipFile(p) as z:
+        member = max(z.infolist(), key=lambda i: i.file_size)
     b = bytearray(p.read_bytes())
-    b[len(b) // 2] ^= 0xFF  # inside the replay's tensors: torch loads it without a word
+    name_len, extra_len = struct.unpack("<HH", b[member.header_offset + 26 : member.header_offset + 30])
+    b[member.header_offset + 30 + name_len + extra_len + member.file_size // 2] ^= 0xFF
     p.write_bytes(bytes(b))
 
 
@@ -156,8 +163,8 @@ RECORD = {
 }
 WHY = {  # what the warning says of a damaged latest, by the state of checksums.json
     "intact": "its bytes are not those checksums.json records (size or SHA-256 differ)",
-    "missing": "checksums.json is missing, and its zip member archive/data/",
-    "garbage": "checksums.json is not JSON, and its zip member archive/data/",
+    "missing": "checksums.json is missing, and its zip member archive/data",
+    "garbage": "checksums.json is not JSON, and its zip member archive/data",
 }
 
 
@@ -180,6 +187,11 @@ def stopped(tmp_path_factory) -> Path:
 
 def copy_of(run: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(run, tmp_path / run.name))
+
+
+def snapshot(run: Path, skip=(".lock",)) -> dict[Path, bytes]:
+    """Every file's bytes (the lock file left out: a refused trainer may make it)."""
+    return {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name not in skip}
 
 
 def warning_lines(err: str) -> list[str]:
@@ -239,7 +251,7 @@ def test_a_tampered_checkpoint_falls_back_with_a_warning_and_the_run_ends_as_nev
 
 @pytest.mark.parametrize(
     "latest, previous, record",
-    [("truncate", "truncate", "intact"), ("flip", "append", "garbage"), ("flip", None, "missing")],
+    [("truncate", "truncate", "intact"), ("flip", "flip", "garbage"), ("flip", None, "missing")],
     ids=["both-truncated", "both-damaged-record-garbage", "older-version-damaged"],
 )
 def test_no_usable_generation_is_one_error_line_and_changes_nothing(
@@ -250,13 +262,13 @@ def test_no_usable_generation_is_one_error_line_and_changes_nothing(
     if previous is None:
         (run / "checkpoint" / "ckpt.prev.pt").unlink()
     tamper(run, latest, record, previous)
-    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    files = snapshot(run)
     capsys.readouterr()
     assert main(argv(run)) == EXIT_BAD_INPUT
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "no checkpoint generation can be used" in lines[0], lines
     assert f"ckpt.pt: {WHY[record]}" in lines[0] and "delete the folder" in lines[0]
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == files
+    assert snapshot(run) == files
 
 
 def test_an_older_run_folder_with_one_generation_resumes_silently(reference, stopped, tmp_path, capsys):
@@ -282,14 +294,14 @@ def test_a_checkpoint_of_another_agent_is_one_error_line_and_changes_nothing(sto
     run = copy_of(stopped, tmp_path)
     for name in ("ckpt.pt", "checksums.json"):
         shutil.copy(other / "checkpoint" / name, run / "checkpoint" / name)
-    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    files = snapshot(run)
     capsys.readouterr()
     assert main(argv(run)) == EXIT_BAD_INPUT
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "no checkpoint generation can be used" in lines[0], lines
     assert "ckpt.pt: a checkpoint of another run (its config differs from config.yaml in" in lines[0]
     assert "agent.name" in lines[0]
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == files
+    assert snapshot(run) == files
 
 
 def test_a_verified_checkpoint_that_torch_refuses_to_load_is_one_error_line(stopped, tmp_path, capsys):
@@ -393,10 +405,10 @@ def test_check_runs_the_run_folder_checks_of_the_real_run_and_writes_nothing(sto
     --check as by the run; otherwise --check says what the run would do."""
 
     def check(run, *extra) -> tuple[int, str, str]:
-        files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} if run.is_dir() else None
+        files = snapshot(run, skip=())
         rc = main([*argv(run), *extra, "--check"])
         out, err = capsys.readouterr()
-        assert ({p: p.read_bytes() for p in run.rglob("*") if p.is_file()} if run.is_dir() else None) == files
+        assert snapshot(run, skip=()) == files
         return rc, out.strip(), (error_lines(err) or [""])[0]
 
     resumed = copy_of(stopped, tmp_path)
@@ -438,13 +450,13 @@ def test_a_finished_run_whose_logs_were_deleted_writes_them_again_from_its_last_
     assert {n: (run / n).read_bytes() for n in logs} == logs
     (run / "eval.csv").unlink()
     flip(run / "checkpoint" / "ckpt.pt")
-    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    files = snapshot(run)
     assert main(argv(run)) == EXIT_BAD_INPUT
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f"{run / 'eval.csv'} is missing and cannot be written again" in lines[0]
     assert "ckpt.pt: its bytes are not those checksums.json records" in lines[0]
     assert "ckpt.prev.pt: env_step 400" in lines[0]
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == files
+    assert snapshot(run) == files
 
 
 @pytest.mark.parametrize(
@@ -636,9 +648,7 @@ def test_a_packed_job_with_tampered_checkpoints_falls_back_or_stops_in_one_line(
         write_status(d, "running", 600, 600)
     tamper(runs[0], "flip", "intact")
     tamper(runs[1], "flip", "garbage", previous="truncate")
-    kept = {
-        p: p.read_bytes() for p in runs[1].rglob("*") if p.name not in (".lock", "job.log", "status.json")
-    }
+    kept = snapshot(runs[1], skip=(".lock", "job.log", "status.json"))
     out = run_job(code, child_env())
     assert "job failed" in out, out
     logs = [(d / "job.log").read_text().rsplit("\n=== job ", 1)[1] for d in runs]  # this attempt's
@@ -647,7 +657,5 @@ def test_a_packed_job_with_tampered_checkpoints_falls_back_or_stops_in_one_line(
     assert results(runs[0]) == results(packed_reference / runs[0].name)
     lines = error_lines(logs[1])
     assert len(lines) == 1 and "no checkpoint generation can be used" in lines[0], logs[1]
-    assert {
-        p: p.read_bytes() for p in runs[1].rglob("*") if p.name not in (".lock", "job.log", "status.json")
-    } == kept
+    assert snapshot(runs[1], skip=(".lock", "job.log", "status.json")) == kept
     assert "trainer exit code 2" in json.loads((runs[1] / "status.json").read_text())["error"]
