@@ -77,8 +77,7 @@ def finished(run_dir: Path) -> int:
     """A finished run: nothing to do, or its eval.csv / train.csv, deleted since, written again from its last
     checkpoint (status.json stays `done` whatever happens)."""
     try:
-        with training_lock(run_dir):
-            restored = restore_logs(run_dir)
+        restored = restore_logs(run_dir)
     except Refused as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

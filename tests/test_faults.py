@@ -529,14 +529,14 @@ def kseed_reference(tmp_path_factory):
         assert kmain([*KSEED, f"out={root}"]) == EXIT_OK
     finally:
         faults.uninstall()
-    return {s: results(root / f"seed{s}") for s in (2, 3)}, faults.ops
+    return {s: results(root / f"seed{s}") for s in (2, 3)}, faults.ops, root
 
 
 @pytest.mark.parametrize("op, kind", [("write .ckpt.pt", "enospc"), ("rename ckpt.prev.pt", "kill")])
 def test_kseed_mode_after_a_fault_resumes_to_the_uninterrupted_results(kseed_reference, tmp_path, op, kind):
     from iqrl.multiseed.runs import main as kmain
 
-    ref, ops = kseed_reference
+    ref, ops, _ = kseed_reference
     n = [i for i, o in enumerate(ops, 1) if o.startswith(op)][2]  # in the second checkpoint round
     root = tmp_path / "group"
     env = child_env(IQRL_FAULTS=f"{tmp_path}:{n}:{kind}:{tmp_path / 'count'}")
@@ -572,7 +572,7 @@ def test_kseed_mode_with_a_tampered_checkpoint_falls_back_with_a_warning_to_the_
 ):
     from iqrl.multiseed.runs import main as kmain
 
-    ref, _ = kseed_reference
+    ref, *_ = kseed_reference
     root = copy_of(kseed_stopped, tmp_path)
     tamper(root / "seed3", damage, record)
     capsys.readouterr()
@@ -585,6 +585,17 @@ def test_kseed_mode_with_a_tampered_checkpoint_falls_back_with_a_warning_to_the_
         assert "set aside as ckpt.pt.damaged-1" in warnings[-1]
     assert {s: results(root / f"seed{s}") for s in (2, 3)} == ref
     assert vouched(root / "seed3")
+
+
+def test_kseed_mode_writes_a_done_seeds_deleted_eval_csv_again(kseed_reference, tmp_path, capsys):
+    from iqrl.multiseed.runs import main as kmain
+
+    root = copy_of(kseed_reference[2], tmp_path)
+    log = (root / "seed3" / "eval.csv").read_bytes()
+    (root / "seed3" / "eval.csv").unlink()
+    assert kmain([*KSEED, f"out={root}"]) == EXIT_OK
+    assert "seed3: already done, eval.csv written again from its last checkpoint" in capsys.readouterr().out
+    assert (root / "seed3" / "eval.csv").read_bytes() == log
 
 
 def packed_job(root: Path) -> tuple[list[Path], str]:

@@ -44,6 +44,7 @@ from iqrl.core.runfolder import (
     config_diff,
     read_config,
     read_status,
+    training_lock,
     write_csv,
 )
 
@@ -411,14 +412,19 @@ def misfit(path: Path, e: Exception) -> str:
 
 # ---------------------------------------------------------------------- a finished run's logs
 def restore_logs(run_dir: Path) -> list[str]:
-    """A finished run's eval.csv and train.csv, where missing, written again from its last checkpoint, which
-    holds every row the run wrote (the trainer checkpoints after its last evaluation): the bytes the trainer
-    wrote, time columns included. Returns the names written; NoReadableCheckpoint (one line, nothing written)
-    when no usable generation holds the finished run's rows."""
+    """A finished run's eval.csv and train.csv, where missing, written again (under the run's lock) from its
+    last checkpoint, which holds every row the run wrote (the trainer checkpoints after its last evaluation):
+    the bytes the trainer wrote, time columns included. Returns the names written; NoReadableCheckpoint (one
+    line, nothing written) when no usable generation holds the finished run's rows."""
     run_dir = Path(run_dir)
-    missing = [name for name in ("eval.csv", "train.csv") if not (run_dir / name).exists()]
-    if not missing:
+    if all((run_dir / name).exists() for name in ("eval.csv", "train.csv")):
         return []
+    with training_lock(run_dir):
+        return _restore_logs(run_dir)
+
+
+def _restore_logs(run_dir: Path) -> list[str]:
+    missing = [name for name in ("eval.csv", "train.csv") if not (run_dir / name).exists()]
     final = int((read_status(run_dir) or {}).get("env_step") or 0)
     found = generations(run_dir, "cpu", mmap=True)
     chosen = next((g for g in found if g.state is not None and step_of(g) == final), None)

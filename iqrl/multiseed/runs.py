@@ -190,7 +190,13 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
         if why := unsupported(cfgs[0]):
             raise ConfigError(why)
-        cfgs = [c for c in cfgs if check_run_folder(c) != "done"]
+        done = [check_run_folder(c) == "done" for c in cfgs]
+        for c in (c for c, d in zip(cfgs, done) if d):  # a done seed's deleted logs, as python -m iqrl.train
+            if restored := checkpoints.restore_logs(Path(c.out)):
+                print(
+                    f"{c.out}: already done, {' and '.join(restored)} written again from its last checkpoint"
+                )
+        cfgs = [c for c, d in zip(cfgs, done) if not d]
         if not cfgs:
             print(f"{root}: every seed is already done, nothing to do", flush=True)
             return EXIT_OK
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
             check_precision(c, device)
             check_watching(c)
             check_writable(Path(c.out))
-    except ConfigError as e:
+    except (ConfigError, Refused) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     with contextlib.ExitStack() as locks:  # every seed's run lock, for the whole group
