@@ -196,23 +196,27 @@ def _is_entry(e) -> bool:
 
 
 def _file_sums(path: Path) -> tuple[int, str]:
-    sha, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            sha.update(chunk)
-            size += len(chunk)
+        return _sums(f)
+
+
+def _sums(f) -> tuple[int, str]:
+    sha, size = hashlib.sha256(), 0
+    while chunk := f.read(_CHUNK):
+        sha.update(chunk)
+        size += len(chunk)
     return size, sha.hexdigest()
 
 
-def _verify(path: Path, sums: tuple[int, str], record: Record) -> None:
-    """Unreadable unless `path` holds the bytes of a generation `record` vouches for or, with no usable
-    record, an intact zip archive (each member's CRC-32)."""
+def _verify(f, sums: tuple[int, str], record: Record) -> None:
+    """Unreadable unless open checkpoint file `f` holds the bytes of a generation `record` vouches for or,
+    with no usable record, is an intact zip archive (each member's CRC-32)."""
     if not record.problem:
         if not record.vouches_for(sums):
             raise Unreadable("its bytes are not those checksums.json records (size or SHA-256 differ)")
         return
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(f) as z:
             bad = z.testzip()
     except Exception as e:  # BadZipFile, or what a damaged header makes zipfile raise
         raise Unreadable(
@@ -226,15 +230,19 @@ def verified(path: Path, device, mmap: bool = False) -> dict:
     """The state in checkpoint `path`, read only after it is verified (Unreadable with a one-line reason if it
     cannot be used): its bytes are those its folder's checksums.json records, read after hashing the file so
     that a run writing its next checkpoint meanwhile does not fail it; without a usable record, its zip
-    CRC-32s."""
+    CRC-32s. The bytes verified are the bytes loaded (one open file; by path only with `mmap`, which the
+    run's own lock holder and read-only checks use)."""
     path = Path(path)
     try:
-        sums = _file_sums(path)
+        with open(path, "rb") as f:
+            sums = _sums(f)
+            _verify(f, sums, read_record(path.parent))
+            f.seek(0)
+            state = torch.load(path if mmap else f, map_location=device, weights_only=False, mmap=mmap)
     except OSError as e:
         raise Unreadable((e.strerror or str(e)).lower()) from None
-    _verify(path, sums, read_record(path.parent))
-    try:
-        state = torch.load(path, map_location=device, weights_only=False, mmap=mmap)
+    except Unreadable:
+        raise
     except Exception as e:  # a truncated zip, a damaged pickle: torch's first line says which
         raise Unreadable(_first_sentence(e)) from None
     if not isinstance(state, dict) or "counters" not in state:
@@ -253,9 +261,9 @@ def foreign(state: dict, saved: dict | None) -> str:
     if saved is None or not isinstance(state.get("config"), dict):
         return ""
     diffs = config_diff(saved, state["config"])[0]
-    return f"a checkpoint of another run (its config differs from config.yaml in {', '.join(diffs)})" * bool(
-        diffs
-    )
+    if not diffs:
+        return ""
+    return f"a checkpoint of another run (its config differs from config.yaml in {', '.join(diffs)})"
 
 
 def _first_sentence(e: Exception) -> str:
