@@ -17,14 +17,12 @@ import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
-from faults import Faults
+from faults import Faults, append, flip, truncate
 
 from iqrl.core import checkpoints
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -136,25 +134,6 @@ def test_sigkill_at_an_operation_of_the_second_checkpoint_then_rerun_matches(ref
 
 
 # ---------------------------------------------------------------------- checkpoint tampering
-def flip(p: Path) -> None:
-    """One byte flipped in the middle of the archive's largest member (the replay's tensors or the pickle):
-    torch loads it without a word. (A byte between members, in a data descriptor, changes nothing read.)"""
-    with zipfile.ZipFile(p) as z:
-        member = max(z.infolist(), key=lambda i: i.file_size)
-    b = bytearray(p.read_bytes())
-    name_len, extra_len = struct.unpack("<HH", b[member.header_offset + 26 : member.header_offset + 30])
-    b[member.header_offset + 30 + name_len + extra_len + member.file_size // 2] ^= 0xFF
-    p.write_bytes(bytes(b))
-
-
-def truncate(p: Path) -> None:
-    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # a node crash on a network file system
-
-
-def append(p: Path) -> None:
-    p.write_bytes(p.read_bytes() + b"\0")
-
-
 DAMAGE = {"flip": flip, "truncate": truncate, "append": append, "flip+append": lambda p: (flip(p), append(p))}
 RECORD = {
     "intact": lambda p: None,

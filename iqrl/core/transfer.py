@@ -95,6 +95,11 @@ def resolve_source(spec: str) -> Source:
                 f"init_from={spec}: the source run is not done (state {status.get('state', 'unknown')}); "
                 f"name one of its checkpoints with @<env step> (it has env steps {steps})"
             )
+        if gens[0].state is None:  # not its final checkpoint's parts without a word
+            raise ConfigError(
+                f"init_from={spec}: its last checkpoint {gens[0].path} cannot be used ({gens[0].reason}); "
+                f"name a usable one with @<env step> (it has env steps {steps})"
+            )
         chosen = found[0]
     else:
         chosen = next((g for g in found if checkpoints.step_of(g) == step), None)
