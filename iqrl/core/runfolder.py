@@ -344,7 +344,6 @@ class RunLock:
         self._fd: int | None = None  # the locked .lock
         self._dir_fd: int | None = None  # the locked run folder, where folders can be locked
         self._info: bytes = b""
-        self._depth = 0
         self._nested = False
         self._warned = False
 
@@ -355,8 +354,7 @@ class RunLock:
         made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         key = self.path.resolve()
-        if (outer := RunLock._held.get(key)) is not None:  # this process trains it already (a sweep job)
-            outer._depth += 1
+        if key in RunLock._held:  # this process trains the run already (a sweep job calling the trainer)
             self._nested = True
             return True
         created = False
@@ -381,7 +379,6 @@ class RunLock:
                 with contextlib.suppress(OSError):
                     p.rmdir()
             raise RunFolderError(e.errno, os_error_line(e, self.path)) from e
-        self._depth = 1
         RunLock._held[key] = self
         return True
 
@@ -457,7 +454,6 @@ class RunLock:
 
     def release(self) -> None:
         if self._nested:
-            RunLock._held[self.path.resolve()]._depth -= 1
             self._nested = False
         elif self._fd is not None:
             RunLock._held.pop(self.path.resolve(), None)
