@@ -153,19 +153,19 @@ def test_a_checkpoint_that_fails_its_verification_is_named_and_never_shown(finis
     run = Path(shutil.copytree(finished_run, tmp_path / "run"))
     latest = run / "checkpoint" / "ckpt.pt"
     flip(latest)
+    before = file_hashes(run)
     path, state = video.checkpoint_to_show(run, None)
     assert path == run / "checkpoint" / "ckpt.prev.pt" and state["counters"]["env_step"] == 400
     assert capsys.readouterr().err == (
         f"warning: {latest} cannot be used (its bytes are not those checksums.json records (size or SHA-256 "
         "differ)); showing ckpt.prev.pt (env_step 400)\n"
     )
-    assert latest.exists()
     assert video.main([str(run), "--ckpt", str(latest)]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {latest} cannot be used (its bytes are not those checksums.json records " + (
         "(size or SHA-256 differ))\n"
     )
-    assert not (run / "videos").exists()
+    assert file_hashes(run) == before  # nothing set aside, no video written
 
 
 def test_figures_index_links_each_method_and_task_to_its_runs_and_videos(tmp_path):
