@@ -14,11 +14,11 @@ import signal
 import sys
 from pathlib import Path
 
-from iqrl.core.checkpoints import NoReadableCheckpoint
+from iqrl.core.checkpoints import restore_logs
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.core.preflight import preflight
-from iqrl.core.runfolder import RunBusy, failure_line, print_traceback_for, training_lock, write_status
+from iqrl.core.preflight import check_folder, preflight
+from iqrl.core.runfolder import Refused, failure_line, print_traceback_for, training_lock, write_status
 from iqrl.core.trainer import Trainer
 
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
@@ -43,21 +43,24 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     try:
         cfg = build_config(argv)
         if check_only:
-            print(f"ok: {cfg.agent.name} on {cfg.task}, seed {cfg.seed}, {cfg.steps} env steps -> {cfg.out}")
+            what = check_folder(cfg)  # the run folder's checks of the real run, writing nothing
+            run = f"{cfg.agent.name} on {cfg.task}, seed {cfg.seed}, {cfg.steps} env steps"
+            print(f"ok: {run} -> {cfg.out} ({what})")
             return EXIT_OK
-        if preflight(cfg):
-            print(f"{cfg.out}: already done, nothing to do", flush=True)
-            return EXIT_OK
+        done = preflight(cfg)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if done:
+        return finished(Path(cfg.out))
     trainer = None
     try:
         with training_lock(Path(cfg.out)):
             trainer = Trainer(cfg)
             return trainer.run(should_stop)
-    except (RunBusy, NoReadableCheckpoint) as e:  # another process's folder, or nothing to resume
-        # write nothing into the folder
+    except (
+        Refused
+    ) as e:  # another process's folder, nothing to resume, a disk too full to lock: nothing written
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as e:  # recorded in status.json so sweeps and `make status` can show it
@@ -68,6 +71,22 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
             write_status(Path(cfg.out), "failed", step, cfg.steps, msg)
         print(f"error: run failed: {msg}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def finished(run_dir: Path) -> int:
+    """A finished run: nothing to do, or its eval.csv / train.csv, deleted since, written again from its last
+    checkpoint (status.json stays `done` whatever happens)."""
+    try:
+        restored = restore_logs(run_dir)
+    except Refused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:  # a full disk
+        print(f"error: {failure_line(e)}", file=sys.stderr)
+        return EXIT_FAILED
+    what = f"{' and '.join(restored)} written again from its last checkpoint" if restored else "nothing to do"
+    print(f"{run_dir}: already done, {what}", flush=True)
+    return EXIT_OK
 
 
 def stop_on_signals(name: str):

@@ -4,7 +4,9 @@
 
 plays deterministic evaluation episodes of a run's checkpoint in the run's evaluation env, built and seeded
 as the trainer builds its own (iqrl.core.parts.build_parts), and writes
-RUN_DIR/videos/<env_step>-ep<k>-return<R>.mp4. It only reads the run folder (no lock: checkpoints are
+RUN_DIR/videos/<env_step>-ep<k>-return<R>.mp4. The checkpoint is verified as a resume verifies it
+(iqrl/core/checkpoints.py): a latest generation that cannot be used is named in a warning and the previous
+one is shown; one that `--ckpt` names must pass. It only reads the run folder (no lock: checkpoints are
 replaced by rename, so a running run can be watched too) and adds nothing but that file. Training writes
 RUN_DIR/videos/<env_step>-return<R>.mp4 (`video_every`). The rendering is iqrl/core/render.py.
 """
@@ -20,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from iqrl.core import checkpoints
 from iqrl.core.config import from_yaml_dict
 from iqrl.core.evaluation import eval_episode
 from iqrl.core.parts import build_parts
 from iqrl.core.render import EpisodeRecorder, select_backend, video_name
-from iqrl.core.runfolder import CHECKPOINT, read_yaml
+from iqrl.core.runfolder import CHECKPOINT, read_config
 from iqrl.core.tasks import split_task, task_list
 
 
@@ -49,22 +52,26 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
         raise ValueError(f"size must be an even number of pixels in 16..4096, got {size}")
     if not (run_dir / "config.yaml").is_file():
         raise ValueError(f"{run_dir} is not a run folder (no config.yaml)")
-    path = Path(ckpt) if ckpt else run_dir / CHECKPOINT
-    if not path.is_file():
-        raise ValueError(f"no checkpoint {path}" + ("" if ckpt else " (the run has not saved one yet)"))
+    if ckpt and not Path(ckpt).is_file():
+        raise ValueError(f"no checkpoint {ckpt}")
+    if not ckpt and not any((run_dir / p).is_file() for p in (checkpoints.LATEST, checkpoints.PREVIOUS)):
+        raise ValueError(f"no checkpoint {run_dir / CHECKPOINT} (the run has not saved one yet)")
     select_backend()
 
-    cfg = from_yaml_dict(read_yaml(run_dir / "config.yaml"))
+    cfg = from_yaml_dict(read_config(run_dir))
     if (
         split_task(task_list(cfg.task)[0])[0] != "dmc"
     ):  # the renderer draws dm_control's physics (docs/suites.md)
         raise ValueError(f"videos are of DMC tasks only, not {cfg.task}")
-    state = torch.load(path, map_location="cpu", weights_only=False)  # a renamed-over file stays readable
+    path, state = checkpoint_to_show(run_dir, Path(ckpt) if ckpt else None)
     env_step = int(state["counters"]["env_step"])
     # on the CPU and eager: acting needs neither a GPU nor compiled losses
     parts = build_parts(dataclasses.replace(cfg, compile=False, cudagraphs=False), torch.device("cpu"))
     env, agent = parts.eval_env, parts.agent
-    agent.load_state_dict(state["agent"])
+    try:
+        agent.load_state_dict(state["agent"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:  # verified, but of another agent or size
+        raise ValueError(checkpoints.misfit(path, e)) from None
     torch.manual_seed(parts.eval_seed)  # planners sample even when acting deterministically
     np.random.seed(parts.eval_seed)
     for k in range(1, episodes + 1):
@@ -78,6 +85,29 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
             flush=True,
         )
     return 0
+
+
+def checkpoint_to_show(run_dir: Path, ckpt: Path | None) -> tuple[Path, dict]:
+    """`ckpt` and its verified state, else the run's latest usable generation (a warning names a latest that
+    cannot be used); ValueError (one line) when there is none."""
+    if ckpt is not None:
+        try:
+            return ckpt, checkpoints.verified(ckpt, "cpu")
+        except checkpoints.Unreadable as e:
+            raise ValueError(f"{ckpt} cannot be used ({e})") from None
+    found = checkpoints.generations(run_dir, "cpu")
+    good = [g for g in found if g.state is not None]
+    if not good:
+        why = "; ".join(f"{g.path.name}: {g.reason}" for g in found)
+        raise ValueError(f"{run_dir} has no usable checkpoint ({why})")
+    for bad in found[: found.index(good[0])]:
+        print(
+            f"warning: {bad.path} cannot be used ({bad.reason}); showing {good[0].path.name} "
+            f"(env_step {checkpoints.step_of(good[0])})",
+            file=sys.stderr,
+            flush=True,
+        )
+    return good[0].path, good[0].state
 
 
 if __name__ == "__main__":

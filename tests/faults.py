@@ -7,6 +7,7 @@ its data, as a filling disk does), `kill` ends the process with SIGKILL (a write
 process `install()` patches the `os` functions; across processes (a packed job's children) the environment
 variable IQRL_FAULTS="<root>:<at>:<kind>:<counter file>" makes `tests/faults_site/sitecustomize.py` install
 it in every Python process started with that folder on PYTHONPATH, counting in the shared counter file.
+`flip`, `truncate` and `append` damage a checkpoint file after it was written.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import errno
 import fcntl
 import os
 import signal
+import struct
+import zipfile
 from pathlib import Path
 
 ERRORS = {"enospc": errno.ENOSPC, "eio": errno.EIO, "erofs": errno.EROFS, "eacces": errno.EACCES}
@@ -119,6 +122,26 @@ class _FaultyFile:
     def __exit__(self, *exc):
         self._f.close()
         return False
+
+
+# ---------------------------------------------------------------------- tampering with a checkpoint
+def flip(p: Path) -> None:
+    """One byte flipped in the middle of the archive's largest member (the replay's tensors or the pickle):
+    torch loads it without a word. (A byte between members, in a data descriptor, changes nothing read.)"""
+    with zipfile.ZipFile(p) as z:
+        member = max(z.infolist(), key=lambda i: i.file_size)
+    b = bytearray(p.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", b[member.header_offset + 26 : member.header_offset + 30])
+    b[member.header_offset + 30 + name_len + extra_len + member.file_size // 2] ^= 0xFF
+    p.write_bytes(bytes(b))
+
+
+def truncate(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # a node crash on a network file system
+
+
+def append(p: Path) -> None:
+    p.write_bytes(p.read_bytes() + b"\0")
 
 
 def from_env() -> Faults | None:

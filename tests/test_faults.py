@@ -15,15 +15,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from faults import Faults
+from faults import Faults, append, flip, truncate
 
+from iqrl.core import checkpoints
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from iqrl.core.runfolder import write_status
 from iqrl.train import main
 
 from conftest import stop_after_episodes, tiny_argv
@@ -67,14 +70,14 @@ def child_env(**extra) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The uninterrupted run, and the operations it counts (the N to fault)."""
+    """The uninterrupted run's results, the operations it counts (the N to fault), and its folder."""
     root = tmp_path_factory.mktemp("ref")
     faults = Faults(root, 0, "enospc").install()
     try:
         assert main(argv(root / "run")) == EXIT_OK
     finally:
         faults.uninstall()
-    return results(root / "run"), faults.ops
+    return results(root / "run"), faults.ops, root / "run"
 
 
 def sampled(ops: list[str]) -> list[int]:
@@ -88,7 +91,7 @@ def sampled(ops: list[str]) -> list[int]:
 def test_a_raised_fault_at_each_sampled_operation_fails_in_one_line_and_the_rerun_matches(
     reference, tmp_path, capsys
 ):
-    ref, ops = reference
+    ref, ops, _ = reference
     points = sampled(ops)
     assert len(points) >= 12 and any("rename ckpt.prev.pt" in ops[n - 1] for n in points)
     outcomes = {}
@@ -120,7 +123,7 @@ def test_a_raised_fault_at_each_sampled_operation_fails_in_one_line_and_the_reru
 def test_sigkill_at_an_operation_of_the_second_checkpoint_then_rerun_matches(reference, tmp_path, op):
     """SIGKILL (a child process) while the second checkpoint is written, or between its two renames (no
     ckpt.pt at all for an instant): the rerun resumes from a complete generation."""
-    ref, ops = reference
+    ref, ops, _ = reference
     n = [i for i, o in enumerate(ops, 1) if o.startswith(op)][0 if op.startswith("rename") else 1]
     run = tmp_path / "run"
     env = child_env(IQRL_FAULTS=f"{tmp_path}:{n}:kill:{tmp_path / 'count'}")
@@ -130,58 +133,309 @@ def test_sigkill_at_an_operation_of_the_second_checkpoint_then_rerun_matches(ref
     assert results(run) == ref
 
 
-def _truncated_latest(tmp_path: Path) -> Path:
-    run = tmp_path / "run"
-    # stopped at env_step 400 (the 4th episode end) with its second checkpoint: the previous one is at 200
+# ---------------------------------------------------------------------- checkpoint tampering
+DAMAGE = {"flip": flip, "truncate": truncate, "append": append, "flip+append": lambda p: (flip(p), append(p))}
+RECORD = {
+    "intact": lambda p: None,
+    "missing": lambda p: p.unlink(),
+    "garbage": lambda p: p.write_text('{"ckpt.pt": {"size": "big"'),
+}
+WHY = {  # what the warning says of a damaged latest, by the state of checksums.json
+    "intact": "its bytes are not those checksums.json records (size or SHA-256 differ)",
+    "missing": "checksums.json is missing, and its zip member archive/data",
+    "garbage": "checksums.json is not JSON, and its zip member archive/data",
+}
+
+
+def tamper(run: Path, latest: str | None, record: str, previous: str | None = None) -> None:
+    folder = run / "checkpoint"
+    for name, damage in (("ckpt.pt", latest), ("ckpt.prev.pt", previous)):
+        if damage:
+            DAMAGE[damage](folder / name)
+    RECORD[record](folder / "checksums.json")
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory) -> Path:
+    """A run stopped at env_step 400 (the 4th episode end) with its second checkpoint: the previous one is at
+    200. Each test tampers with a copy."""
+    run = tmp_path_factory.mktemp("stopped") / "run"
     assert main(argv(run), should_stop=stop_after_episodes(4)) == 3
-    ckpt = run / "checkpoint" / "ckpt.pt"
-    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a node crash on a network file system
     return run
 
 
-def test_a_truncated_latest_checkpoint_resumes_from_the_previous_one_with_one_warning(
-    reference, tmp_path, capsys
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / run.name))
+
+
+def snapshot(run: Path, skip=(".lock",)) -> dict[Path, bytes]:
+    """Every file's bytes (the lock file left out: a refused trainer may make it)."""
+    return {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name not in skip}
+
+
+def warning_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def vouched(run: Path) -> bool:
+    """checksums.json vouches for both generations by size and SHA-256."""
+    folder = run / "checkpoint"
+    record = checkpoints.read_record(folder)
+    sums = [checkpoints._file_sums(folder / n) for n in ("ckpt.pt", "ckpt.prev.pt")]
+    return not record.problem and all(record.vouches_for(s) for s in sums)
+
+
+@pytest.mark.parametrize(
+    "damage, record",
+    [
+        ("flip", "intact"),
+        ("truncate", "intact"),
+        ("append", "intact"),
+        ("flip+append", "intact"),
+        ("flip+append", "missing"),
+        ("flip+append", "garbage"),
+        (None, "missing"),
+        (None, "garbage"),
+    ],
+)
+def test_a_tampered_checkpoint_falls_back_with_a_warning_and_the_run_ends_as_never_interrupted(
+    reference, stopped, tmp_path, capsys, damage, record
 ):
-    ref, _ = reference
-    run = _truncated_latest(tmp_path)
+    """A latest generation whose bytes are not the recorded ones (or, with no usable record, whose zip
+    CRC-32s fail) is set aside and the run resumes from the previous one; a record missing or garbage is a
+    warning and a check by the CRC-32s, never a skipped check. Each ends with the uninterrupted results and a
+    record that vouches for both generations again."""
+    ref, *_ = reference
+    run = copy_of(stopped, tmp_path)
     before = results(run)
+    tamper(run, damage, record)
     capsys.readouterr()
     assert main(argv(run)) == EXIT_OK
     err = capsys.readouterr().err
-    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and not error_lines(err), err
-    assert "ckpt.pt cannot be read (PytorchStreamReader failed reading zip archive" in warnings[0]
-    assert "set aside as ckpt.pt.damaged-1, resuming from ckpt.prev.pt at env_step 200" in warnings[0]
-    assert "200 env steps back" in warnings[0] and "eval.csv.after-200" in warnings[0]
-    assert (run / "checkpoint" / "ckpt.pt.damaged-1").exists()
+    warnings = warning_lines(err)
+    assert not error_lines(err) and len(warnings) == (record != "intact") + bool(damage), err
+    if record != "intact":
+        what = "is missing" if record == "missing" else "is not JSON"
+        assert f"checkpoint/checksums.json {what}; the checkpoints were checked by their zip" in warnings[0]
+    if damage:
+        assert f"ckpt.pt cannot be used ({WHY[record]}" in warnings[-1]
+        assert "set aside as ckpt.pt.damaged-1, resuming from ckpt.prev.pt at env_step 200" in warnings[-1]
+        with open(run / "eval.csv.after-200") as f:  # the rows written after env_step 200 are kept beside
+            aside = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
+        assert aside == [r for r in before["eval.csv"] if int(r["env_step"]) > 200] != []
+    assert (run / "checkpoint" / "ckpt.pt.damaged-1").exists() == bool(damage)
     assert results(run) == ref
-    # the rows written after env_step 200 are kept beside, not lost
-    with open(run / "eval.csv.after-200") as f:
-        aside = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
-    assert aside == [r for r in before["eval.csv"] if int(r["env_step"]) > 200] != []
+    assert vouched(run)
 
 
-def test_no_readable_checkpoint_is_one_error_line_and_changes_nothing(tmp_path, capsys):
-    run = _truncated_latest(tmp_path)
-    prev = run / "checkpoint" / "ckpt.prev.pt"
-    prev.write_bytes(prev.read_bytes()[:100])
-    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+@pytest.mark.parametrize(
+    "latest, previous, record",
+    [("truncate", "truncate", "intact"), ("flip", "flip", "garbage"), ("flip", None, "missing")],
+    ids=["both-truncated", "both-damaged-record-garbage", "older-version-damaged"],
+)
+def test_no_usable_generation_is_one_error_line_and_changes_nothing(
+    stopped, tmp_path, capsys, latest, previous, record
+):
+    """Also a folder of an older version (one generation, no checksums.json) whose checkpoint is damaged."""
+    run = copy_of(stopped, tmp_path)
+    if previous is None:
+        (run / "checkpoint" / "ckpt.prev.pt").unlink()
+    tamper(run, latest, record, previous)
+    files = snapshot(run)
     capsys.readouterr()
     assert main(argv(run)) == EXIT_BAD_INPUT
     lines = error_lines(capsys.readouterr().err)
-    assert len(lines) == 1 and "no checkpoint generation can be read" in lines[0]
-    assert "ckpt.pt: PytorchStreamReader" in lines[0] and "delete the folder" in lines[0]
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == files
+    assert len(lines) == 1 and "no checkpoint generation can be used" in lines[0], lines
+    assert f"ckpt.pt: {WHY[record]}" in lines[0] and "delete the folder" in lines[0]
+    assert snapshot(run) == files
 
 
-def test_an_older_run_folder_with_one_generation_resumes(reference, tmp_path):
-    ref, _ = reference
-    run = tmp_path / "run"
-    assert main(argv(run), should_stop=lambda: (run / "checkpoint/ckpt.pt").exists()) == 3
-    (run / "checkpoint" / "checksums.json").unlink()  # as an older version left it
-    (run / "checkpoint" / "ckpt.prev.pt").unlink(missing_ok=True)
+def test_an_older_run_folder_with_one_generation_resumes_silently(reference, stopped, tmp_path, capsys):
+    """A version before records left one generation and no checksums.json: its checkpoint is checked by its
+    zip CRC-32s without a warning, and the next checkpoint records both generations."""
+    ref, *_ = reference
+    run = copy_of(stopped, tmp_path)
+    (run / "checkpoint" / "checksums.json").unlink()
+    (run / "checkpoint" / "ckpt.prev.pt").unlink()
+    capsys.readouterr()
     assert main(argv(run)) == EXIT_OK
+    assert not warning_lines(capsys.readouterr().err)
     assert results(run) == ref
+    assert vouched(run)
+
+
+# ---------------------------------------------------------------------- one line instead of a traceback
+def test_a_checkpoint_of_another_agent_is_one_error_line_and_changes_nothing(stopped, tmp_path, capsys):
+    """A sac run's checkpoint and record copied into a td3 run's folder: verified bytes, but another run's
+    (its config differs from config.yaml), so neither generation is used; status.json is not touched."""
+    other = tmp_path / "sac"
+    assert main(tiny_argv("sac", other, steps=200, extra=SHORT)) == EXIT_OK
+    run = copy_of(stopped, tmp_path)
+    for name in ("ckpt.pt", "checksums.json"):
+        shutil.copy(other / "checkpoint" / name, run / "checkpoint" / name)
+    files = snapshot(run)
+    capsys.readouterr()
+    assert main(argv(run)) == EXIT_BAD_INPUT
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "no checkpoint generation can be used" in lines[0], lines
+    assert "ckpt.pt: a checkpoint of another run (its config differs from config.yaml in" in lines[0]
+    assert "agent.name" in lines[0]
+    assert snapshot(run) == files
+
+
+def test_a_verified_checkpoint_that_torch_refuses_to_load_is_one_error_line(stopped, tmp_path, capsys):
+    """Bytes as recorded and this run's config, but a tensor of another size (a checkpoint of another code
+    version): torch's many-line refusal becomes one line; status.json is not touched."""
+    import torch
+
+    run = copy_of(stopped, tmp_path)
+    ckpt = run / "checkpoint" / "ckpt.pt"
+    state = torch.load(ckpt, weights_only=False)
+    modules = [v for v in state["agent"].values() if isinstance(v, dict)]
+    key, weight = next((k, v) for m in modules for k, v in m.items() if torch.is_tensor(v) and v.ndim == 2)
+    next(m for m in modules if key in m)[key] = torch.zeros(weight.shape[0] + 1, weight.shape[1])
+    torch.save(state, ckpt)
+    record = json.loads((run / "checkpoint" / "checksums.json").read_text())
+    size, sha = checkpoints._file_sums(ckpt)
+    record["ckpt.pt"].update(size=size, sha256=sha)
+    (run / "checkpoint" / "checksums.json").write_text(json.dumps(record))
+    status = (run / "status.json").read_bytes()
+    capsys.readouterr()
+    assert main(argv(run)) == EXIT_BAD_INPUT
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and f"{ckpt} does not fit this run (Error(s) in loading state_dict" in lines[0]
+    assert f"size mismatch for {key}" in lines[0] and "cannot resume from it" in lines[0]
+    assert (run / "status.json").read_bytes() == status
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (bytes(range(128, 256)), "bytes that are not UTF-8 text"),
+        (None, "a folder where a file is expected"),
+        (b"- agent\n- td3\n", "a YAML list, not a mapping of keys"),
+    ],
+    ids=["garbage", "folder", "list"],
+)
+def test_a_config_yaml_that_holds_no_config_is_one_error_line_for_the_run_and_check(
+    tmp_path, capsys, content, why
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    if content is None:
+        (run / "config.yaml").mkdir()
+    else:
+        (run / "config.yaml").write_bytes(content)
+    for check in ([], ["--check"]):
+        assert main([*argv(run), *check]) == EXIT_BAD_INPUT
+        lines = error_lines(capsys.readouterr().err)
+        assert lines == [
+            f"error: {run / 'config.yaml'} holds no run config ({why}); remove it or choose another out="
+        ]
+    assert [p.name for p in run.iterdir()] == ["config.yaml"]
+
+
+def test_a_full_disk_at_start_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """The check before writing writes a byte (a full disk still makes an empty file); a disk that fills
+    after it refuses the run lock's record: either way one line, exit 2, no folder or empty .lock left."""
+    import errno
+    import tempfile
+
+    real_temporary_file = tempfile.TemporaryFile
+
+    class FullDisk:
+        def __init__(self, *a, **k):
+            self.f = real_temporary_file(*a, **k)
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    run = tmp_path / "out" / "run"
+    monkeypatch.setattr(tempfile, "TemporaryFile", FullDisk)
+    assert main(argv(run)) == EXIT_BAD_INPUT
+    assert error_lines(capsys.readouterr().err) == [
+        f"error: out={run} cannot be written: no space left on device"
+    ]
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(tempfile, "TemporaryFile", real_temporary_file)
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    assert main(argv(run)) == EXIT_BAD_INPUT
+    assert error_lines(capsys.readouterr().err) == [
+        f"error: no space left on device while writing {run / '.lock'}"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_runs_the_run_folder_checks_of_the_real_run_and_writes_nothing(stopped, tmp_path, capsys):
+    """out=/dev/null, a folder of another config and a folder with no usable checkpoint are refused by
+    --check as by the run; otherwise --check says what the run would do."""
+
+    def check(run, *extra) -> tuple[int, str, str]:
+        files = snapshot(run, skip=())
+        rc = main([*argv(run), *extra, "--check"])
+        out, err = capsys.readouterr()
+        assert snapshot(run, skip=()) == files
+        return rc, out.strip(), (error_lines(err) or [""])[0]
+
+    resumed = copy_of(stopped, tmp_path)
+    ok = f"ok: td3 on cartpole-balance, seed 2, 600 env steps -> {resumed}"
+    assert check(resumed) == (EXIT_OK, f"{ok} (resumes from ckpt.pt at env_step 400)", "")
+    rc, _, line = check(resumed, "agent.mlp_dims=[16]")
+    assert rc == EXIT_BAD_INPUT and "holds a run with a different config (differs in agent.mlp_dims)" in line
+    rc, _, line = check(Path("/dev/null"))
+    assert rc == EXIT_BAD_INPUT and "/dev/null is a file where a folder is expected" in line
+    flip(resumed / "checkpoint" / "ckpt.pt")
+    rc, out, _ = check(resumed)
+    assert rc == EXIT_OK and out.startswith(
+        f"{ok} (resumes from ckpt.prev.pt at env_step 200; ckpt.pt cannot"
+    )
+    truncate(resumed / "checkpoint" / "ckpt.prev.pt")
+    rc, _, line = check(resumed)
+    assert rc == EXIT_BAD_INPUT and "no checkpoint generation can be used" in line
+    fresh = tmp_path / "fresh" / "run"
+    assert check(fresh)[:2] == (
+        EXIT_OK,
+        f"ok: td3 on cartpole-balance, seed 2, 600 env steps -> {fresh} (a fresh run)",
+    )
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_a_finished_run_whose_logs_were_deleted_writes_them_again_from_its_last_checkpoint(
+    reference, tmp_path, capsys
+):
+    """Byte for byte (time columns included) from the checkpoint taken after the last evaluation; with that
+    checkpoint damaged, one line naming eval.csv and nothing changed (the run stays done)."""
+    run = copy_of(reference[2], tmp_path)
+    logs = {n: (run / n).read_bytes() for n in ("eval.csv", "train.csv")}
+    for n in logs:
+        (run / n).unlink()
+    assert main(argv(run)) == EXIT_OK
+    assert capsys.readouterr().out.strip() == (
+        f"{run}: already done, eval.csv and train.csv written again from its last checkpoint"
+    )
+    assert {n: (run / n).read_bytes() for n in logs} == logs
+    (run / "eval.csv").unlink()
+    flip(run / "checkpoint" / "ckpt.pt")
+    files = snapshot(run)
+    assert main(argv(run)) == EXIT_BAD_INPUT
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and f"{run / 'eval.csv'} is missing and cannot be written again" in lines[0]
+    assert "ckpt.pt: its bytes are not those checksums.json records" in lines[0]
+    assert "ckpt.prev.pt: env_step 400" in lines[0]
+    assert snapshot(run) == files
 
 
 @pytest.mark.parametrize(
@@ -254,14 +508,14 @@ def kseed_reference(tmp_path_factory):
         assert kmain([*KSEED, f"out={root}"]) == EXIT_OK
     finally:
         faults.uninstall()
-    return {s: results(root / f"seed{s}") for s in (2, 3)}, faults.ops
+    return {s: results(root / f"seed{s}") for s in (2, 3)}, faults.ops, root
 
 
 @pytest.mark.parametrize("op, kind", [("write .ckpt.pt", "enospc"), ("rename ckpt.prev.pt", "kill")])
 def test_kseed_mode_after_a_fault_resumes_to_the_uninterrupted_results(kseed_reference, tmp_path, op, kind):
     from iqrl.multiseed.runs import main as kmain
 
-    ref, ops = kseed_reference
+    ref, ops, _ = kseed_reference
     n = [i for i, o in enumerate(ops, 1) if o.startswith(op)][2]  # in the second checkpoint round
     root = tmp_path / "group"
     env = child_env(IQRL_FAULTS=f"{tmp_path}:{n}:{kind}:{tmp_path / 'count'}")
@@ -280,49 +534,86 @@ def test_kseed_mode_after_a_fault_resumes_to_the_uninterrupted_results(kseed_ref
     assert {s: results(root / f"seed{s}") for s in (2, 3)} == ref
 
 
-def test_kseed_mode_with_a_truncated_latest_checkpoint_resumes_with_one_warning(
-    kseed_reference, tmp_path, capsys
+@pytest.fixture(scope="module")
+def kseed_stopped(tmp_path_factory) -> Path:
+    """A K-seed group stopped at its second checkpoint round (every seed: latest and previous)."""
+    from iqrl.multiseed.runs import main as kmain
+
+    root = tmp_path_factory.mktemp("kstopped") / "group"
+    stop = lambda: (root / "seed3/checkpoint/ckpt.prev.pt").exists()  # noqa: E731
+    assert kmain([*KSEED, f"out={root}"], should_stop=stop) == 3
+    return root
+
+
+@pytest.mark.parametrize("damage, record", [("truncate", "intact"), ("flip", "garbage"), (None, "missing")])
+def test_kseed_mode_with_a_tampered_checkpoint_falls_back_with_a_warning_to_the_uninterrupted_results(
+    kseed_reference, kseed_stopped, tmp_path, capsys, damage, record
 ):
     from iqrl.multiseed.runs import main as kmain
 
-    ref, _ = kseed_reference
-    root = tmp_path / "group"
-    stop = lambda: (root / "seed3/checkpoint/ckpt.prev.pt").exists()  # noqa: E731
-    assert kmain([*KSEED, f"out={root}"], should_stop=stop) == 3
-    ckpt = root / "seed3" / "checkpoint" / "ckpt.pt"
-    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    ref, *_ = kseed_reference
+    root = copy_of(kseed_stopped, tmp_path)
+    tamper(root / "seed3", damage, record)
     capsys.readouterr()
     assert kmain([*KSEED, f"out={root}"]) == EXIT_OK
-    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "set aside as ckpt.pt.damaged-1" in warnings[0]
+    err = capsys.readouterr().err
+    warnings = warning_lines(err)
+    assert not error_lines(err) and len(warnings) == (record != "intact") + bool(damage), err
+    if damage:
+        assert f"ckpt.pt cannot be used ({WHY[record]}" in warnings[-1]
+        assert "set aside as ckpt.pt.damaged-1" in warnings[-1]
     assert {s: results(root / f"seed{s}") for s in (2, 3)} == ref
+    assert vouched(root / "seed3")
 
 
-def test_a_packed_job_of_two_runs_after_a_fault_resumes_to_the_uninterrupted_results(tmp_path):
-    """Two runs side by side in one job (slurm/pack.py, process mode; the children share one counter):
-    ENOSPC at the second checkpoint's write of whichever run gets there first fails that run only; the job
-    run again finishes both, each as if never interrupted."""
+def test_kseed_mode_writes_a_done_seeds_deleted_eval_csv_again(kseed_reference, tmp_path, capsys):
+    from iqrl.multiseed.runs import main as kmain
 
-    def job(folder: str) -> str:
-        dirs = [tmp_path / folder / f"seed{s}" for s in (2, 4)]
-        pairs = [(str(d), argv(d, s)) for d, s in zip(dirs, (2, 4))]
-        return (
-            "import sys; from slurm.pack import Pack; from slurm.run import Run\n"
-            f"runs = tuple(Run(d, tuple(a)) for d, a in {pairs})\n"
-            "try:\n    print(Pack(runs, threads=2)())\n"
-            "except Exception as e:\n    print('job failed:', e)\n"
-        )
+    root = copy_of(kseed_reference[2], tmp_path)
+    log = (root / "seed3" / "eval.csv").read_bytes()
+    (root / "seed3" / "eval.csv").unlink()
+    assert kmain([*KSEED, f"out={root}"]) == EXIT_OK
+    assert "seed3: already done, eval.csv written again from its last checkpoint" in capsys.readouterr().out
+    assert (root / "seed3" / "eval.csv").read_bytes() == log
 
-    # the reference: the same job never interrupted (a packed run's train.csv may differ in the last bits
-    # from a run in a job of its own: its children share the job's threads)
-    env = child_env()
-    p = subprocess.run([sys.executable, "-c", job("ref")], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert "job failed" not in p.stdout, p.stdout + p.stderr
-    runs, code = [tmp_path / "job" / f"seed{s}" for s in (2, 4)], job("job")
+
+def packed_job(root: Path) -> tuple[list[Path], str]:
+    """Two runs side by side in one job (slurm/pack.py, process mode): their folders and the job's code."""
+    dirs = [root / f"seed{s}" for s in (2, 4)]
+    pairs = [(str(d), argv(d, s)) for d, s in zip(dirs, (2, 4))]
+    return dirs, (
+        "import sys; from slurm.pack import Pack; from slurm.run import Run\n"
+        f"runs = tuple(Run(d, tuple(a)) for d, a in {pairs})\n"
+        "try:\n    print(Pack(runs, threads=2)())\n"
+        "except Exception as e:\n    print('job failed:', e)\n"
+    )
+
+
+def run_job(code: str, env: dict) -> str:
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    return p.stdout + p.stderr
+
+
+@pytest.fixture(scope="module")
+def packed_reference(tmp_path_factory) -> Path:
+    """The packed job never interrupted (a packed run's train.csv may differ in the last bits from a run in a
+    job of its own: its children share the job's threads)."""
+    root = tmp_path_factory.mktemp("packed") / "ref"
+    out = run_job(packed_job(root)[1], child_env())
+    assert "job failed" not in out, out
+    return root
+
+
+def test_a_packed_job_of_two_runs_after_a_fault_resumes_to_the_uninterrupted_results(
+    packed_reference, tmp_path
+):
+    """The children share one fault counter: ENOSPC at the second checkpoint's write of whichever run gets
+    there first fails that run only; the job run again finishes both, each as if never interrupted."""
+    runs, code = packed_job(tmp_path / "job")
     n = 60  # the two runs' operations interleave: about the second checkpoint of the first to get there
     env = child_env(IQRL_FAULTS=f"{tmp_path / 'job'}:{n}:enospc:{tmp_path / 'count'}")
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert "job failed" in p.stdout, p.stdout + p.stderr
+    out = run_job(code, env)
+    assert "job failed" in out, out
     states = sorted(json.loads((d / "status.json").read_text())["state"] for d in runs)
     assert "failed" in states, states
     failed = next(d for d in runs if json.loads((d / "status.json").read_text())["state"] == "failed")
@@ -331,7 +622,30 @@ def test_a_packed_job_of_two_runs_after_a_fault_resumes_to_the_uninterrupted_res
     env.pop("IQRL_FAULTS")
     # The job run again trains only the run not done, with the threads it had as one of two (slurm/pack.py
     # fixes each run's share when the job is made: more threads would change the last bits of its sums).
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert "job failed" not in p.stdout, p.stdout + p.stderr
+    out = run_job(code, env)
+    assert "job failed" not in out, out
     for d in runs:
-        assert results(d) == results(tmp_path / "ref" / d.name)
+        assert results(d) == results(packed_reference / d.name)
+
+
+def test_a_packed_job_with_tampered_checkpoints_falls_back_or_stops_in_one_line(packed_reference, tmp_path):
+    """The reference job's runs as a SIGKILL between their last checkpoint and their `done` status leaves
+    them (status `running`), then tampered with: seed2's latest flipped falls back to its previous checkpoint
+    and ends as the reference; seed4, both generations damaged and its record garbage, stops in one line of
+    its job.log with its checkpoints and logs unchanged (the job records it failed in status.json)."""
+    runs, code = packed_job(Path(shutil.copytree(packed_reference, tmp_path / "job")))
+    for d in runs:
+        write_status(d, "running", 600, 600)
+    tamper(runs[0], "flip", "intact")
+    tamper(runs[1], "flip", "garbage", previous="truncate")
+    kept = snapshot(runs[1], skip=(".lock", "job.log", "status.json"))
+    out = run_job(code, child_env())
+    assert "job failed" in out, out
+    logs = [(d / "job.log").read_text().rsplit("\n=== job ", 1)[1] for d in runs]  # this attempt's
+    assert "Traceback" not in logs[0] + logs[1]
+    assert f"ckpt.pt cannot be used ({WHY['intact']}); set aside as ckpt.pt.damaged-1" in logs[0]
+    assert results(runs[0]) == results(packed_reference / runs[0].name)
+    lines = error_lines(logs[1])
+    assert len(lines) == 1 and "no checkpoint generation can be used" in lines[0], logs[1]
+    assert snapshot(runs[1], skip=(".lock", "job.log", "status.json")) == kept
+    assert "trainer exit code 2" in json.loads((runs[1] / "status.json").read_text())["error"]

@@ -222,6 +222,107 @@ def test_a_second_trainer_on_a_locked_run_folder_exits_2_and_writes_nothing(tmp_
     assert main(tiny_argv("td3", run, steps=400)) == EXIT_OK  # the lock died with its process
 
 
+HOLD_CHECK_LOCK = """
+import sys
+from pathlib import Path
+from iqrl.core.runfolder import RunLock, check_lock
+run = Path(sys.argv[1])
+assert RunLock(run).acquire({"job_id": "4242", "pid": 0, "host": "elsewhere"})
+print("locked", flush=True)
+sys.stdin.readline()
+check_lock(run)  # as the trainer does before each write of the run's files
+print("checked", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_deleted_lock_file_lets_no_second_trainer_in_and_its_holder_makes_it_again(tmp_path, capsys):
+    """The holder also locks the run folder, which deleting `.lock` leaves locked: a second trainer stops in
+    one line and writes nothing; the holder's next check makes `.lock` again, with its record."""
+    from iqrl.core.runfolder import RunLock
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_CHECK_LOCK, str(run)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (run / ".lock").unlink()
+        assert main(tiny_argv("td3", run, steps=400)) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {run} is being trained by another process"), err
+        assert [p.name for p in run.iterdir()] == [".lock"]  # no config, status or CSV written
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "checked"
+        assert RunLock(run).held_elsewhere() and RunLock(run).holder()["job_id"] == "4242"
+    finally:
+        holder.kill()
+        _, holder_err = holder.communicate()
+    assert f"warning: {run / '.lock'} was deleted while this run trained; made it again" in holder_err
+
+
+TAKE_LOCK_WITHOUT_FOLDER_LOCKS = """
+import sys, time
+from pathlib import Path
+from iqrl.core.runfolder import RunLock
+RunLock._lock_folder = lambda self: True  # a file system that locks no folders (NFS)
+assert RunLock(Path(sys.argv[1])).acquire({"job_id": "5151", "pid": 0, "host": "elsewhere"})
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_without_folder_locks_a_trainer_whose_lock_file_another_took_stops_in_one_line(
+    tmp_path, capsys, monkeypatch
+):
+    """On a file system that locks no folders (NFS), a second process can lock the `.lock` made after a
+    deletion: the trainer notices at its next write, stops in one line (exit 2) and writes nothing more, so
+    one process trains the folder."""
+    from iqrl.core.runfolder import RunLock
+
+    monkeypatch.setattr(RunLock, "_lock_folder", lambda self: True)
+    monkeypatch.setattr(RunLock, "TAKEOVER_WAIT_S", 0.3)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    episodes, other = {"n": 0}, []
+
+    def take_over_after_two_episodes() -> bool:
+        episodes["n"] += 1
+        if episodes["n"] == 2:
+            (run / ".lock").unlink()
+            other.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", TAKE_LOCK_WITHOUT_FOLDER_LOCKS, str(run)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
+            )
+            assert other[0].stdout.readline().strip() == "locked"
+        return False
+
+    try:
+        rc = main(tiny_argv("td3", run, steps=1200), should_stop=take_over_after_two_episodes)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == EXIT_BAD_INPUT and len(err) == 1, err
+        assert err[0].startswith(f"error: {run / '.lock'} was deleted while this run trained and another")
+        assert "trains the run now, this one stops without writing more" in err[0]
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "running" and status["env_step"] == 200  # not marked failed
+        assert not (run / "checkpoint").exists()  # its checkpoint due at 400 was not written
+    finally:
+        for p in other:
+            p.kill()
+            p.wait()
+
+
 def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
     """A sweep job takes the run lock, then calls the trainer in the same process: the lock is re-entrant
     there, and still held by the job after the trainer returns."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from faults import flip
 from torch import nn
 
 from analysis import plots
@@ -230,6 +231,21 @@ def test_sources_that_cannot_be_read_are_refused(source, tmp_path, capsys):
         _argv(tmp_path / "c", extra=[f"init_from={unfinished}"]), capsys
     )
     preflight(build_config(_argv(tmp_path / "d", extra=[f"init_from={unfinished}@400"])))  # allowed
+
+
+def test_a_source_checkpoint_that_fails_its_verification_is_refused(source, tmp_path, capsys):
+    """init_from reads checkpoints as a resume does (iqrl/core/checkpoints.py): a done source whose last
+    checkpoint's bytes are not the recorded ones is refused, not silently replaced by the one before; that one
+    can be named; a damaged checkpoint file is refused."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(source, damaged)
+    flip(damaged / CHECKPOINT)
+    line = _refused(_argv(tmp_path / "a", extra=[f"init_from={damaged}"]), capsys)
+    assert f"its last checkpoint {damaged / CHECKPOINT} cannot be used (its bytes are not those" in line
+    assert "name a usable one with @<env step> (it has env steps 400)" in line
+    preflight(build_config(_argv(tmp_path / "b", extra=[f"init_from={damaged}@400"])))  # allowed
+    line = _refused(_argv(tmp_path / "c", extra=[f"init_from={damaged / CHECKPOINT}"]), capsys)
+    assert "cannot be used as a checkpoint (its bytes are not those checksums.json records" in line
 
 
 def test_the_kseed_mode_refuses_transfer(source):

@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +140,32 @@ def test_bad_arguments_and_blank_frames_are_refused(finished_run, tmp_path, caps
     frame = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(render.BlankFrames, match="frame 1 is blank"):
         render.check_not_blank([frame + np.arange(16, dtype=np.uint8)[:, None, None] * 8, frame + 200])
+
+
+def test_a_checkpoint_that_fails_its_verification_is_named_and_never_shown(finished_run, tmp_path, capsys):
+    """make video reads checkpoints as a resume does (iqrl/core/checkpoints.py): a latest whose bytes are not
+    the recorded ones is named in a warning and the previous generation is shown (nothing set aside: it only
+    reads); a --ckpt file that fails is one error line."""
+    import shutil
+
+    from faults import flip
+
+    run = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    latest = run / "checkpoint" / "ckpt.pt"
+    flip(latest)
+    before = file_hashes(run)
+    path, state = video.checkpoint_to_show(run, None)
+    assert path == run / "checkpoint" / "ckpt.prev.pt" and state["counters"]["env_step"] == 400
+    assert capsys.readouterr().err == (
+        f"warning: {latest} cannot be used (its bytes are not those checksums.json records (size or SHA-256 "
+        "differ)); showing ckpt.prev.pt (env_step 400)\n"
+    )
+    assert video.main([str(run), "--ckpt", str(latest)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {latest} cannot be used (its bytes are not those checksums.json records " + (
+        "(size or SHA-256 differ))\n"
+    )
+    assert file_hashes(run) == before  # nothing set aside, no video written
 
 
 def test_figures_index_links_each_method_and_task_to_its_runs_and_videos(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from iqrl.core import checkpoints
 from iqrl.core.config import ConfigError, RunConfig, to_yaml_dict
 from iqrl.core.device import resolve_device
 from iqrl.core.loggers import missing_packages
@@ -24,7 +25,10 @@ from iqrl.core.runfolder import (
     CHECKPOINT,
     INERT_REMOVED_KEYS,
     LEGACY_VALUES,
+    UnreadableConfig,
+    config_diff,
     os_error_line,
+    read_config,
     read_status,
     read_yaml,
 )
@@ -43,9 +47,37 @@ def preflight(cfg: RunConfig) -> bool:
         check_compile(cfg, device)
         check_watching(cfg)
         check_renderer(cfg)
-        check_writable(Path(cfg.out))
-        check_parts(cfg)
+        check_out(cfg)
     return done
+
+
+# ---------------------------------------------------------------------- the run folder's checks
+def check_out(cfg: RunConfig) -> None:
+    """The checks of a run folder that follow check_run_folder's: its path can hold a run, and the parts a
+    transfer names can be read from its source."""
+    check_writable(Path(cfg.out))
+    check_parts(cfg)
+
+
+def check_folder(cfg: RunConfig) -> str:
+    """`--check`'s run-folder checks (ConfigError, one line): the trainer's own before it writes
+    (check_run_folder, check_out), and the checkpoint it would resume from, verified as its resume verifies
+    it (iqrl/core/checkpoints.py; nothing is set aside). Returns what the run would do, in words."""
+    if check_run_folder(cfg) == "done":
+        return "already done"
+    check_out(cfg)
+    run_dir = Path(cfg.out)
+    found = checkpoints.generations(run_dir, "cpu", mmap=True)
+    good = [g for g in found if g.state is not None]
+    if not found:
+        return "a fresh run"
+    if not good:
+        raise ConfigError(checkpoints.no_readable_message(run_dir, found))
+    aside = "".join(
+        f"; {g.path.name} cannot be used ({g.reason}) and would be set aside"
+        for g in found[: found.index(good[0])]
+    )
+    return f"resumes from {good[0].path.name} at env_step {checkpoints.step_of(good[0])}{aside}"
 
 
 def check_parts(cfg: RunConfig) -> None:
@@ -58,7 +90,8 @@ def check_parts(cfg: RunConfig) -> None:
 
 def check_writable(run_dir: Path) -> None:
     """The run folder can hold a run: its path and its checkpoint folder are folders (or can be made), and a
-    file can be created there (not a read-only file system, a full disk, a folder of another user, /proc).
+    byte can be written to a file there (not a read-only file system, a full disk, a folder of another user,
+    /proc).
     ConfigError (one line naming the path and the cause) otherwise; what the probe made is removed again."""
     for p in (run_dir, run_dir / CHECKPOINT.parent, *run_dir.parents):
         if p.exists() and not p.is_dir():
@@ -66,8 +99,9 @@ def check_writable(run_dir: Path) -> None:
     made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=run_dir, prefix=".probe."):
-            pass
+        with tempfile.TemporaryFile(dir=run_dir, prefix=".probe.") as probe:
+            probe.write(b"\0")  # a full disk still makes an empty file, but takes no byte
+            probe.flush()
     except OSError as e:
         raise ConfigError(f"out={run_dir} cannot be written: {os_error_line(e)}") from None
     finally:
@@ -144,40 +178,19 @@ def _lookup(tree: dict, dotted: str):
     return tree
 
 
-def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str], list[str]]:
-    """(keys whose values differ, keys of `saved` that the current config no longer has, keys of the current
-    config that `saved` lacks: added since the run was started)."""
-    # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
-    # checkpointed (resume equality makes the results independent of the checkpoint cadence).
-    # So are the trackers and videos it writes beside its CSV files.
-    ignore = {"out", "device", "meta", "checkpoint_every", "logger", "video_every"}
-    diffs, obsolete, added = [], [], []
-    for k in sorted(set(saved) | set(new)):
-        if not prefix and k in ignore:
-            continue
-        a, b = saved.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            d, o, n = _config_diff(a, b, f"{prefix}{k}.")
-            diffs, obsolete, added = diffs + d, obsolete + o, added + n
-        elif k not in new:
-            obsolete.append(f"{prefix}{k}")
-        elif k not in saved:
-            added.append(f"{prefix}{k}")
-        elif a != b:
-            diffs.append(f"{prefix}{k}")
-    return diffs, obsolete, added
-
-
 def check_run_folder(cfg: RunConfig) -> str | None:
     """'done' if the folder holds this run finished; None to (re)start. ConfigError if it holds another
     run."""
     run_dir = Path(cfg.out)
-    saved = read_yaml(run_dir / "config.yaml")
+    try:
+        saved = read_config(run_dir)
+    except UnreadableConfig as e:
+        raise ConfigError(str(e)) from None
     if saved is None:
         if (run_dir / "eval.csv").exists() or (run_dir / CHECKPOINT).exists():
             raise ConfigError(f"{run_dir} holds results but no config.yaml; refusing to overwrite it")
         return None
-    diffs, obsolete, added = _config_diff(saved, to_yaml_dict(cfg))
+    diffs, obsolete, added = config_diff(saved, to_yaml_dict(cfg))
     if diffs:
         raise ConfigError(
             f"{run_dir} holds a run with a different config (differs in {', '.join(diffs)}); "

@@ -110,6 +110,31 @@ def method_label(agent: str, variant: str) -> str:
     return agent if variant in ("", "default") else f"{agent}/{variant}"
 
 
+def config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str], list[str]]:
+    """Two run configs (config.yaml's dicts) compared: (keys whose values differ, keys of `saved` that the
+    current config no longer has, keys of the current config that `saved` lacks: added since the run was
+    started)."""
+    # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
+    # checkpointed (resume equality makes the results independent of the checkpoint cadence).
+    # So are the trackers and videos it writes beside its CSV files.
+    ignore = {"out", "device", "meta", "checkpoint_every", "logger", "video_every"}
+    diffs, obsolete, added = [], [], []
+    for k in sorted(set(saved) | set(new)):
+        if not prefix and k in ignore:
+            continue
+        a, b = saved.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            d, o, n = config_diff(a, b, f"{prefix}{k}.")
+            diffs, obsolete, added = diffs + d, obsolete + o, added + n
+        elif k not in new:
+            obsolete.append(f"{prefix}{k}")
+        elif k not in saved:
+            added.append(f"{prefix}{k}")
+        elif a != b:
+            diffs.append(f"{prefix}{k}")
+    return diffs, obsolete, added
+
+
 class RunFolderError(OSError):
     """A file of the run folder could not be written; str() is one line naming the file and the cause."""
 
@@ -256,6 +281,47 @@ def read_yaml(path: Path) -> dict | None:
     return yaml.safe_load(p.read_text()) if p.exists() else None
 
 
+class UnreadableConfig(ValueError):
+    """A run folder's config.yaml that holds no run config; str() is one line naming the file."""
+
+
+def read_config(run_dir: Path) -> dict | None:
+    """The run's config.yaml as a dict; None when the folder has none; UnreadableConfig (one line naming the
+    file and what it holds instead: bytes that are not text, a folder, a YAML list) otherwise."""
+    path = Path(run_dir) / "config.yaml"
+    if not os.path.lexists(path):
+        return None
+    try:
+        data = yaml.safe_load(path.read_bytes().decode())
+    except OSError as e:
+        why = _CAUSES.get(e.errno) or (e.strerror or str(e)).lower()
+    except UnicodeDecodeError:
+        why = "bytes that are not UTF-8 text"
+    except yaml.YAMLError as e:
+        why = f"not YAML: {getattr(e, 'problem', None) or type(e).__name__}"
+    else:
+        if isinstance(data, dict):
+            return data
+        why = "empty" if data is None else f"a YAML {type(data).__name__}, not a mapping of keys"
+    raise UnreadableConfig(f"{path} holds no run config ({why}); remove it or choose another out=")
+
+
+class Refused(RuntimeError):
+    """The run cannot start (or go on) and nothing (more) is written: its one-line reason, exit 2."""
+
+
+class RunBusy(Refused):
+    """Another live process holds the run's lock."""
+
+
+class LostLock(RunBusy):
+    """The run's `.lock` was deleted while it trained and another process has locked the file made since."""
+
+
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+NO_FLOCK = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # a file system without flock
+
+
 class RunLock:
     """``<run>/.lock``: an ``flock`` held by the process training the run, for as long as it trains it.
 
@@ -263,55 +329,138 @@ class RunLock:
     "a live process is training this run right now". The trainer takes it (so two trainers never write one
     folder: a hand-started run, a sweep job, a validate run), and so does a sweep job before it calls the
     trainer. Re-entrant within a process: a sweep job's trainer finds the lock held by its own process.
+
+    Deleting ``.lock`` cannot hand the run to a second process: the holder also locks the run folder itself
+    (where the file system locks folders: local disks, not NFS, which locks only files opened for writing),
+    and it checks at each write of the run's files (``check_lock``) that ``.lock`` is still the file it
+    locked. When it is not, it locks the file at that path, made again if need be, and trains on; when
+    another process holds that file (it started in the meantime, on a file system without folder locks),
+    the holder stops in one line (LostLock) and leaves the run to it.
     """
 
-    _held: dict[Path, int] = {}  # locks this process holds: path -> nesting depth
+    _held: dict[Path, RunLock] = {}  # locks this process holds: path -> the outermost RunLock
+    TAKEOVER_WAIT_S = 5.0  # how long `check` waits for a .lock made again that another process holds
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK
-        self._fd: int | None = None
+        self._fd: int | None = None  # the locked .lock
+        self._dir_fd: int | None = None  # the locked run folder, where folders can be locked
+        self._info: bytes = b""
         self._nested = False
+        self._warned = False
 
     def acquire(self, info: Mapping[str, Any], timeout_s: float = 5.0) -> bool:
         """Take the lock (retrying for ``timeout_s``, since probes hold it for an instant) and record
-        ``info`` (job id, host, pid) in the lock file. False if another live process holds it."""
+        ``info`` (job id, host, pid) in the lock file. False if another live process holds it. A failure
+        to write the record (a full disk) is a RunFolderError naming ``.lock``, with nothing left behind."""
+        made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         key = self.path.resolve()
         if key in RunLock._held:  # this process trains the run already (a sweep job calling the trainer)
-            RunLock._held[key] += 1
             self._nested = True
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout_s
+        created = False
+        try:
+            locked = self._lock_file(time.monotonic() + timeout_s)
+            if locked is None:
+                return False
+            fd, created = locked
+            if not self._lock_folder():  # held by a process whose .lock was deleted
+                os.close(fd)
+                return False
+            self._fd, self._info = fd, json.dumps(dict(info)).encode()
+            self._write_info(fd)
+        except OSError as e:
+            if e.errno in NO_FLOCK:  # the caller decides (the trainer trains unlocked with a warning)
+                raise
+            self._close()
+            if created:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            for p in made:  # deepest first
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+            raise RunFolderError(e.errno, os_error_line(e, self.path)) from e
+        RunLock._held[key] = self
+        return True
+
+    def _lock_file(self, deadline: float) -> tuple[int, bool] | None:
+        """The locked file descriptor of the file now at ``.lock`` and whether this call made it; None if
+        another process holds it past ``deadline``."""
         while True:
             try:
+                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), False
+            try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except OSError as e:
-                if (
-                    e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-                    or time.monotonic() > deadline
-                ):
-                    os.close(fd)
-                    if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                        return False
+                os.close(fd)
+                if e.errno not in _BUSY:
                     raise
+                if time.monotonic() > deadline:
+                    return None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(dict(info)).encode(), 0)
-        self._fd = fd
-        RunLock._held[key] = 1
+                continue
+            if _same_file(fd, self.path):
+                return fd, created
+            os.close(fd)  # deleted or replaced between the open and the lock: lock the file there now
+
+    def _lock_folder(self) -> bool:
+        """Lock the run folder too (False if another process holds it); True without a folder lock where the
+        file system has none for folders (NFS: EBADF)."""
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            return e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN)
+        self._dir_fd = fd
         return True
+
+    def _write_info(self, fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, self._info, 0)
+
+    def _close(self) -> None:
+        for fd in (self._fd, self._dir_fd):
+            if fd is not None:
+                os.close(fd)  # closing drops the lock
+        self._fd = self._dir_fd = None
+
+    def check(self) -> None:
+        """For the holder, before it writes the run's files: ``.lock`` is still the file it locked, or is made
+        so again (one warning line); LostLock if another process holds the file now at that path."""
+        if self._fd is None or _same_file(self._fd, self.path):
+            return
+        locked = self._lock_file(time.monotonic() + self.TAKEOVER_WAIT_S)
+        if locked is None:
+            if self._dir_fd is not None:  # the folder is ours: a probe holds the new file; retry next time
+                return
+            holder = self.holder()
+            raise LostLock(
+                f"{self.path} was deleted while this run trained and another process (pid "
+                f"{holder.get('pid', '?')} on {holder.get('host', '?')}) has locked it since: that process "
+                "trains the run now, this one stops without writing more"
+            )
+        old, (self._fd, _) = self._fd, locked
+        os.close(old)
+        with contextlib.suppress(OSError):  # the lock holds without its record; `make status` shows less
+            self._write_info(self._fd)
+        if not self._warned:
+            self._warned = True
+            print(f"warning: {self.path} was deleted while this run trained; made it again", file=sys.stderr)
 
     def release(self) -> None:
         if self._nested:
-            RunLock._held[self.path.resolve()] -= 1
             self._nested = False
         elif self._fd is not None:
             RunLock._held.pop(self.path.resolve(), None)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            self._close()
 
     def held_elsewhere(self) -> bool:
         """Probe: is a live process holding the lock? (Takes it for an instant when free.)"""
@@ -322,7 +471,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            if e.errno in _BUSY:
                 return True
             raise
         finally:
@@ -330,19 +479,40 @@ class RunLock:
         return False
 
     def holder(self) -> dict[str, Any]:
+        """The holder's record in ``.lock``; its pid and host from status.json when ``.lock`` has none (it was
+        deleted and made again by a process that could not lock it)."""
         try:
-            return json.loads(self.path.read_text() or "{}")
+            info = json.loads(self.path.read_text() or "{}")
         except (OSError, ValueError):
-            return {}
+            info = {}
+        if not isinstance(info, dict):
+            info = {}
+        if "pid" not in info:
+            status = read_status(self.path.parent) or {}
+            info.update({k: status[k] for k in ("pid", "host") if k in status})
+        return info
 
 
-class RunBusy(RuntimeError):
-    """Another live process holds the run's lock."""
+def check_lock(run_dir: Path) -> None:
+    """If this process holds ``run_dir``'s RunLock: ``RunLock.check`` (LostLock: another process took it)."""
+    lock = RunLock._held.get((Path(run_dir) / LOCK).resolve())
+    if lock is not None:
+        lock.check()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 @contextlib.contextmanager
 def training_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``run_dir``'s RunLock while training it; RunBusy (nothing written) if another process holds it.
+    """Hold ``run_dir``'s RunLock while training it; RunBusy (nothing written) if another process holds it,
+    Refused (one line naming ``.lock``, nothing left behind) if the lock cannot be written.
 
     On a filesystem without ``flock`` (ENOLCK / ENOSYS / EOPNOTSUPP) it warns and trains unlocked, as before
     the trainer took the lock; sweeps need the lock and fail there (docs/sweeps.md)."""
@@ -350,8 +520,10 @@ def training_lock(run_dir: Path) -> Iterator[None]:
     info = {"job_id": None, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
     try:
         acquired = lock.acquire(info)
+    except RunFolderError as e:  # a full disk: nothing is left behind
+        raise Refused(str(e)) from None
     except OSError as e:
-        if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+        if e.errno not in NO_FLOCK:
             raise
         print(
             f"warning: {lock.path}: no flock on this filesystem ({e.strerror}); training without the run "

@@ -40,6 +40,7 @@ from iqrl.core.provenance import run_meta
 from iqrl.core.runfolder import (
     EVAL_COLUMNS,
     SUCCESS_COLUMN,
+    check_lock,
     remove_stale_temp_files,
     write_csv,
     write_status,
@@ -245,6 +246,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def write_logs(self) -> None:
+        check_lock(self.run_dir)  # at every episode end: the run folder is still this process's (LostLock)
         columns = EVAL_COLUMNS + ([SUCCESS_COLUMN] if self.eval_env.has_success else [])
         columns += ["task"] if len(self.tasks) > 1 else []
         write_csv(self.run_dir / "eval.csv", self.eval_rows, columns)
@@ -296,17 +298,29 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         self.trackers.flush()  # what the checkpoint's rows were sent is on disk before a resume relies on it
+        check_lock(self.run_dir)
         checkpoints.save(self.run_dir, self.state_dict())  # the latest generation; the one before is kept
 
     def try_resume(self) -> bool:
         """Load the latest readable checkpoint generation (iqrl/core/checkpoints.py); False for a fresh run.
         Tensors land on the run's device; RNG states (CPU byte tensors for every generator, CUDA ones
         included) go back to the CPU where they are set (`.cpu()` at each set_state)."""
-        state = checkpoints.resume_state(self.run_dir, self.device)
-        if state is None:
+        chosen = checkpoints.resume_state(self.run_dir, self.device)
+        if chosen is None:
             return False
-        self.load_state_dict(state)
+        self.load_checkpoint(chosen.path, chosen.state)
         return True
+
+    def load_checkpoint(self, path: Path, state: dict) -> None:
+        """load_state_dict of verified checkpoint `path`; one line (NoReadableCheckpoint) when its tensors do
+        not fit this run's agent, replay or envs (torch's many-line refusal)."""
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+            raise checkpoints.NoReadableCheckpoint(
+                f"{checkpoints.misfit(path, e)}, so the run cannot resume from it: delete the folder to "
+                "start the run again, or choose another out="
+            ) from None
 
     # ------------------------------------------------------------------ the loop
     def run(self, should_stop=None) -> int:

@@ -38,7 +38,7 @@ from iqrl.core.config import ConfigError, RunConfig, from_yaml_dict, observation
 from iqrl.core.envs import make_env
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
-from iqrl.core.runfolder import CHECKPOINT, read_status, read_yaml
+from iqrl.core.runfolder import CHECKPOINT, UnreadableConfig, read_config, read_status
 from iqrl.core.tasks import task_list
 
 
@@ -82,9 +82,11 @@ def resolve_source(spec: str) -> Source:
         raise ConfigError(f"init_from={spec}: {path} does not exist (give a run folder or a checkpoint file)")
     if not (path / "config.yaml").is_file():
         raise ConfigError(f"init_from={spec}: {path} is not a run folder (it has no config.yaml)")
-    found = [g for g in checkpoints.generations(path, "cpu") if g.state is not None]
+    gens = checkpoints.generations(path, "cpu")
+    found = [g for g in gens if g.state is not None]
     if not found:
-        raise ConfigError(f"init_from={spec}: {path} has no readable checkpoint")
+        why = "; ".join(f"{g.path.name}: {g.reason}" for g in gens)
+        raise ConfigError(f"init_from={spec}: {path} has no usable checkpoint" + f" ({why})" * bool(why))
     steps = ", ".join(str(checkpoints.step_of(g)) for g in found)
     if step is None:
         status = read_status(path) or {}
@@ -92,6 +94,11 @@ def resolve_source(spec: str) -> Source:
             raise ConfigError(
                 f"init_from={spec}: the source run is not done (state {status.get('state', 'unknown')}); "
                 f"name one of its checkpoints with @<env step> (it has env steps {steps})"
+            )
+        if gens[0].state is None:  # not its final checkpoint's parts without a word
+            raise ConfigError(
+                f"init_from={spec}: its last checkpoint {gens[0].path} cannot be used ({gens[0].reason}); "
+                f"name a usable one with @<env step> (it has env steps {steps})"
             )
         chosen = found[0]
     else:
@@ -101,20 +108,27 @@ def resolve_source(spec: str) -> Source:
                 f"init_from={spec}: {path} has no checkpoint at env step {step} (it has {steps})"
             )
     text = (path / "config.yaml").read_bytes()
-    return Source(spec, path, chosen.path, chosen.state, read_yaml(path / "config.yaml"), _sha256(text))
+    return Source(spec, path, chosen.path, chosen.state, _source_config(spec, path), _sha256(text))
 
 
 def _file_source(spec: str, path: Path) -> Source:
     try:
-        state = checkpoints.load(path, "cpu")
-    except (checkpoints.Unreadable, RuntimeError) as e:
-        raise ConfigError(f"init_from={spec}: {path} cannot be read as a checkpoint ({e})") from None
+        state = checkpoints.verified(path, "cpu")
+    except checkpoints.Unreadable as e:
+        raise ConfigError(f"init_from={spec}: {path} cannot be used as a checkpoint ({e})") from None
     run_dir = path.parent.parent if path.parent.name == CHECKPOINT.parent.name else None
     if run_dir is not None and (run_dir / "config.yaml").is_file():
         text = (run_dir / "config.yaml").read_bytes()
-        return Source(spec, run_dir, path, state, read_yaml(run_dir / "config.yaml"), _sha256(text))
+        return Source(spec, run_dir, path, state, _source_config(spec, run_dir), _sha256(text))
     text = yaml.safe_dump(state["config"], sort_keys=True).encode()  # outside a run folder: its own config
     return Source(spec, None, path, state, state["config"], _sha256(text))
+
+
+def _source_config(spec: str, run_dir: Path) -> dict:
+    try:
+        return read_config(run_dir)
+    except UnreadableConfig as e:
+        raise ConfigError(f"init_from={spec}: {e}") from None
 
 
 def _sha256(data: bytes) -> str:

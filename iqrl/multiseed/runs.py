@@ -37,7 +37,7 @@ from iqrl.core.preflight import (
 )
 from iqrl.core.runfolder import (
     CHECKPOINT,
-    RunBusy,
+    Refused,
     failure_line,
     print_traceback_for,
     training_lock,
@@ -143,7 +143,11 @@ class GroupTrainer(Trainer):
     def try_resume(self) -> bool:
         if self.resume_from is None:
             return False
-        self.load_state_dict(checkpoints.load(self.resume_from, self.device))
+        try:
+            state = checkpoints.verified(self.resume_from, self.device)
+        except checkpoints.Unreadable as e:  # changed since resume_points verified it
+            raise checkpoints.NoReadableCheckpoint(f"{self.resume_from} cannot be used ({e})") from None
+        self.load_checkpoint(self.resume_from, state)
         return True
 
 
@@ -186,7 +190,13 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
         if why := unsupported(cfgs[0]):
             raise ConfigError(why)
-        cfgs = [c for c in cfgs if check_run_folder(c) != "done"]
+        done = [check_run_folder(c) == "done" for c in cfgs]
+        for c in (c for c, d in zip(cfgs, done) if d):  # a done seed's deleted logs, as python -m iqrl.train
+            if restored := checkpoints.restore_logs(Path(c.out)):
+                print(
+                    f"{c.out}: already done, {' and '.join(restored)} written again from its last checkpoint"
+                )
+        cfgs = [c for c, d in zip(cfgs, done) if not d]
         if not cfgs:
             print(f"{root}: every seed is already done, nothing to do", flush=True)
             return EXIT_OK
@@ -196,7 +206,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
             check_precision(c, device)
             check_watching(c)
             check_writable(Path(c.out))
-    except ConfigError as e:
+    except (ConfigError, Refused) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     with contextlib.ExitStack() as locks:  # every seed's run lock, for the whole group
@@ -204,7 +214,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
             for c in cfgs:
                 locks.enter_context(training_lock(Path(c.out)))
             points = resume_points([Path(c.out) for c in cfgs])
-        except (ConfigError, RunBusy) as e:
+        except (ConfigError, Refused) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
         return train_group(cfgs, points, should_stop)
@@ -227,6 +237,9 @@ def train_group(cfgs: list, points: list, should_stop) -> int:
         t = trainers[k]
         try:
             codes[k] = t.run(stop.for_seed(t))
+        except Refused as e:  # another process took the folder, or a checkpoint does not fit: nothing written
+            print(f"error: {e}", file=sys.stderr)
+            codes[k] = EXIT_BAD_INPUT
         except Exception as e:  # recorded in the seed's status.json, as python -m iqrl.train does
             print_traceback_for(e)
             msg = failure_line(e)
