@@ -18,7 +18,7 @@ from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.registry import agent_names, make_agent
 from iqrl.train import main
 
-from conftest import TINY_AGENT, TINY_RUN, stop_after_episodes, tiny_argv
+from conftest import stop_after_episodes, tiny_argv, tiny_keys
 from test_train import eval_numbers
 
 DETERMINISTIC_EVAL = [a for a in agent_names() if a != "dcwm"] + ["dcwm-mf"]
@@ -27,7 +27,7 @@ DETERMINISTIC_EVAL = [a for a in agent_names() if a != "dcwm"] + ["dcwm-mf"]
 def _agent(name: str):
     extra = ["agent.mpc=false"] if name == "dcwm-mf" else []
     name = name.removesuffix("-mf")
-    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, []), *extra])
+    cfg = build_config(tiny_keys(name, extra))
     torch.manual_seed(0)
     return make_agent(cfg.agent, 5, 1, torch.device("cpu"), 0)
 
