@@ -37,7 +37,13 @@ import pandas as pd
 import yaml
 
 from analysis.task_groups import task_group
-from iqrl.core.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, method_label, read_status
+from iqrl.core.runfolder import (
+    INERT_REMOVED_KEYS,
+    LEGACY_VALUES,
+    NOT_RESULT_KEYS,
+    method_label,
+    read_status,
+)
 from iqrl.core.tasks import TASK_GROUPS
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
@@ -454,13 +460,10 @@ class LoadInfo:
     n_conflicts: int = 0
 
 
-# Config keys that say where, on what or under which label a run ran, not what it computed: the trainer's
-# resume check ignores out, device, meta, checkpoint_every, logger and video_every for the same reason
-# (iqrl.core.preflight), and seed, sweep and variant only name the run (meta and overrides are not in
-# config_values at all: the resolved values are compared instead).
-NOT_EXPERIMENT_KEYS = frozenset(
-    {"seed", "out", "sweep", "variant", "device", "checkpoint_every", "logger", "video_every"}
-)
+# Config keys that say where, on what or under which label a run ran, not what it computed: those the
+# trainer's resume check ignores (iqrl.core.runfolder.NOT_RESULT_KEYS), and seed, sweep and variant, which
+# only name the run (overrides are not in config_values at all: the resolved values are compared instead).
+NOT_EXPERIMENT_KEYS = NOT_RESULT_KEYS | {"seed", "sweep", "variant"}
 
 
 def legacy_filled(values: dict) -> dict:

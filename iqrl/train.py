@@ -17,7 +17,7 @@ from pathlib import Path
 from iqrl.core.checkpoints import NoReadableCheckpoint
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.core.preflight import preflight
+from iqrl.core.preflight import check_machine, preflight
 from iqrl.core.runfolder import RunBusy, failure_line, print_traceback_for, training_lock, write_status
 from iqrl.core.trainer import Trainer
 
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     try:
         cfg = build_config(argv)
         if check_only:
+            check_machine(cfg)  # what the run checks of its values on this machine, before it writes
             print(f"ok: {cfg.agent.name} on {cfg.task}, seed {cfg.seed}, {cfg.steps} env steps -> {cfg.out}")
             return EXIT_OK
         if preflight(cfg):

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from iqrl.core.config import build_config
@@ -41,6 +42,16 @@ BAD = [
     (["agent.mlp_dims=[64,0]"], "agent.mlp_dims must be a non-empty list of positive widths"),
     (["agent.policy_noise=-1"], "agent.policy_noise must be >= 0, got -1"),
     (["agent.expl_sigma_end=-0.1"], "agent.expl_sigma_start and expl_sigma_end must be >= 0"),
+    (["action_noise=inf"], "action_noise must be a finite number, got inf"),
+    (["agent.lr=1e400"], "agent.lr must be a finite number, got inf"),
+    (["seed=1", "seed=2"], "seed is given twice (seed=1 and seed=2); give each key once"),
+    (["agent=td3", "agent=sac"], "agent is given twice (agent=td3 and agent=sac)"),
+    (["init_parts=[actor]"], "init_parts=['actor'] names what init_from loads: set init_from too"),
+    (["task=gym:"], "task 'gym:' names no gym task: write gym:Hopper-v4"),
+    # sizes beyond the machine: refused from the estimate before anything is allocated
+    (["agent.mlp_dims=[100000000,10]"], "GiB free on cpu; lower agent.batch_size (256) or the network sizes"),
+    (["agent.batch_size=1000000000000"], "lower agent.batch_size (1000000000000)"),
+    (["steps=100000000000"], "the replay keeps every transition: lower steps"),
 ]
 
 
@@ -51,6 +62,28 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err
     assert not out.exists()
+
+
+MACHINE = [
+    (["precision=tf32"], "precision=tf32 needs a CUDA device (got device=cpu)"),
+    (["compile=true", "cudagraphs=true"], "cudagraphs=true needs a CUDA device"),
+    (["agent.mlp_dims=[100000000,10]"], "this run needs about"),
+]
+if not torch.cuda.is_available():
+    MACHINE.append((["device=cuda"], "device 'cuda' requested but CUDA is not available"))
+
+
+@pytest.mark.parametrize("argv, message", MACHINE)
+def test_check_refuses_what_the_run_refuses_on_this_machine(argv, message, tmp_path, capsys):
+    """--check makes the run's checks of its values against the machine (iqrl.core.preflight.check_machine):
+    the same one line and exit 2 as the run, and neither writes anything."""
+    out = tmp_path / "never"
+    lines = []
+    for check in (["--check"], []):
+        assert main([f"out={out}", "agent=td3", *argv, *check]) == EXIT_BAD_INPUT
+        lines.append(capsys.readouterr().err.strip())
+        assert not out.exists()
+    assert lines[0] == lines[1] and len(lines[0].splitlines()) == 1 and message in lines[0]
 
 
 def test_bad_input_leaves_existing_run_untouched(tmp_path, capsys):

@@ -347,3 +347,18 @@ def test_unknown_config_key_or_bad_value_is_rejected_before_submission(tmp_path)
     with pytest.raises(SweepError, match=r"run iqrl/walker-walk/default/seed4294967295: .*seed"):
         load(p, tmp_path / "results")
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400"])
+def test_a_nonfinite_grid_value_is_rejected_before_submission(tmp_path, value):
+    """YAML reads `inf` and `1e400` as text (`.inf`, a float, the sweep file's check refuses); the trainer's
+    config reads them as infinity and refuses it for the run."""
+    from slurm.submit import load
+
+    p = tmp_path / "bad.yaml"
+    p.write_text(BASE + f"grid: {{agent.lr: [{value}, 0.001]}}\n")
+    with pytest.raises(
+        SweepError, match=r"run iqrl/walker-walk/lr=.*: agent.lr must be a finite number, got inf"
+    ):
+        load(p, tmp_path / "results")
+    assert not (tmp_path / "results").exists()

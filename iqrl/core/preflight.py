@@ -1,9 +1,10 @@
 """The checks before a run trains, each a ConfigError with one line: the run folder holds this run or none,
 the device, precision and compile keys fit the machine and the agent, the trackers are installed and a
-renderer works where pixels or videos need one. Nothing is written.
+renderer works where pixels or videos need one, and the run's estimated memory fits its device. Nothing is
+written.
 
 It imports torch, the run config, the registry (what an agent supports), the run folder's readers, the
-trackers' package check and the renderer's probe.
+trackers' package check, the renderer's probe and the memory estimate.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import torch
 from iqrl.core.config import ConfigError, RunConfig, to_yaml_dict
 from iqrl.core.device import resolve_device
 from iqrl.core.loggers import missing_packages
+from iqrl.core.memory import check_memory
 from iqrl.core.render import RendererUnavailable, select_backend
 from iqrl.core.runfolder import (
     CHECKPOINT,
     INERT_REMOVED_KEYS,
     LEGACY_VALUES,
+    NOT_RESULT_KEYS,
     os_error_line,
     read_status,
     read_yaml,
@@ -36,15 +39,25 @@ def preflight(cfg: RunConfig) -> bool:
     A finished run needs no device, so the device is checked only for a run still to train."""
     done = check_run_folder(cfg) == "done"
     if not done:
-        device = resolve_device(cfg.device)
+        device = check_machine(cfg)
         check_device_type(cfg, device)
-        check_precision(cfg, device)
-        check_compile(cfg, device)
-        check_watching(cfg)
-        check_renderer(cfg)
         check_writable(Path(cfg.out))
         check_parts(cfg)
     return done
+
+
+def check_machine(cfg: RunConfig, seeds: int = 1) -> torch.device:
+    """The checks of a run's values against this machine, made by the trainer, `--check` and the K-seed mode
+    (`seeds` runs of `cfg` at once) before anything is written or allocated: the device exists, the precision
+    and compile keys fit it, the trackers and a renderer are installed where the run needs them, and the
+    run's estimated memory fits the device (iqrl.core.memory). Returns the device."""
+    device = resolve_device(cfg.device)
+    check_precision(cfg, device)
+    check_compile(cfg, device)
+    check_watching(cfg)
+    check_renderer(cfg)
+    check_memory(cfg, device, seeds)
+    return device
 
 
 def check_parts(cfg: RunConfig) -> None:
@@ -141,13 +154,9 @@ def _lookup(tree: dict, dotted: str):
 def _config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str], list[str]]:
     """(keys whose values differ, keys of `saved` that the current config no longer has, keys of the current
     config that `saved` lacks: added since the run was started)."""
-    # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
-    # checkpointed (resume equality makes the results independent of the checkpoint cadence).
-    # So are the trackers and videos it writes beside its CSV files.
-    ignore = {"out", "device", "meta", "checkpoint_every", "logger", "video_every"}
     diffs, obsolete, added = [], [], []
     for k in sorted(set(saved) | set(new)):
-        if not prefix and k in ignore:
+        if not prefix and k in NOT_RESULT_KEYS:
             continue
         a, b = saved.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
