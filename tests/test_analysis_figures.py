@@ -240,6 +240,25 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
     assert len(err.strip().splitlines()) == 1 and err.startswith(message.format(tmp=tmp_path))
 
 
+def test_an_unscorable_return_or_an_out_that_is_a_file_stops_before_anything_is_written(tmp_path):
+    write_hand_results(tmp_path / "r")
+    path = tmp_path / "r" / "s" / "a" / "dog-run" / "default" / "seed2" / "eval.csv"
+    path.write_text(path.read_text().replace("1000.0", "inf"))
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", *FAST])
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: s/a/dog-run/default/seed2/eval.csv line 3: episode_return is 'inf'")
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "file").write_text("")
+    for out_arg in (tmp_path / "file", tmp_path / "file" / "figs"):
+        rc, out, err = run_cli(["--results", tmp_path / "r", "--out", out_arg, *FAST])
+        assert (
+            rc == 2
+            and err
+            == f"error: OUT={out_arg}: {tmp_path / 'file'} is a file, not a folder; choose another OUT=\n"
+        )
+    assert (tmp_path / "file").read_text() == ""
+
+
 def test_process_exit_status_and_make_target(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "analysis.figures", "--results", str(tmp_path / "missing")],
