@@ -66,7 +66,7 @@ RUN_COLUMNS = (
     "source_parts",
 )
 MULTI_TASK = "multi-task"  # what a multi-task run's method label ends with
-CACHE_VERSION = 4  # bump when the table's layout changes, to invalidate old caches
+CACHE_VERSION = 5  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
 CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
@@ -389,6 +389,23 @@ def read_evals(run_dir: Path, results: Path) -> pd.DataFrame:
     return ev
 
 
+def numeric_train(tr: pd.DataFrame, path: Path, results: Path) -> pd.DataFrame:
+    """train.csv's columns as numbers (nan and inf stand: a diagnostic may be undefined; curves leave nan
+    out). AnalysisError (one line naming the file, line and column) for a cell that is text."""
+    for column in tr.select_dtypes(include="object").columns:
+        numbers = pd.to_numeric(tr[column], errors="coerce")
+        text = numbers.isna() & tr[column].notna()
+        if text.any():
+            row = int(np.argmax(text.to_numpy()))
+            where = path.relative_to(results).as_posix()
+            raise AnalysisError(
+                f"{where} line {row + 2}: {column} is {tr[column].iloc[row]!r}, not a number; correct or "
+                "delete the row, or move the run folder out of RESULTS"
+            )
+        tr[column] = numbers
+    return tr
+
+
 def run_rows(
     run_dir: Path, results: Path, ident: dict, ev: pd.DataFrame, task: str | None = None
 ) -> pd.DataFrame:
@@ -400,7 +417,7 @@ def run_rows(
     table = ev
     train_path = run_dir / "train.csv"
     if train_path.exists() and train_path.stat().st_size > 0:
-        tr = pd.read_csv(train_path)
+        tr = numeric_train(pd.read_csv(train_path), train_path, results)
         if "env_step" in tr and not tr.empty:
             tr = tr.drop_duplicates("env_step", keep="last")
             clash = [c for c in tr.columns if c in ev.columns and c != "env_step"]

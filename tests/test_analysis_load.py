@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -448,3 +449,17 @@ def test_runs_without_a_scorable_row_are_named_and_left_out(tmp_path):
         "training; a/walker-walk/seed4: no evaluations yet" in lines
     )
     assert sorted(table["seed"].unique()) == [0, 1] and info.n_runs == 2
+
+
+def test_text_in_a_train_csv_column_is_one_error_and_nan_there_stands(tmp_path):
+    run = write_run(
+        tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (100, 9.0)], train={"env_step": [0, 100]}
+    )
+    (run / "train.csv").write_text("env_step,latent_rank,q_loss\n0,5,nan\n100,6,inf\n")
+    table, _ = load_results(tmp_path)
+    assert table["latent_rank"].tolist() == [5, 6] and np.isnan(table["q_loss"].iloc[0])
+    (run / "train.csv").write_text("env_step,latent_rank,q_loss\n0,5,nan\n100,oops,1.0\n")
+    with pytest.raises(
+        AnalysisError, match=r"^a/walker-walk/seed0/train.csv line 3: latent_rank is 'oops', not"
+    ):
+        load_results(tmp_path)
