@@ -221,14 +221,17 @@ def test_an_empty_suite_task_name_is_one_line():
 
 # ------------------------------------------------------------------------- memory (iqrl.core.memory)
 @pytest.mark.parametrize("agent", registry.agent_names())
-def test_the_meta_built_agent_has_the_real_agents_tensors(agent):
-    """The estimate builds every registered agent on the meta device (no storage), and its weights are the
-    bytes of the real agent's parameters and buffers; its trainable part has requires_grad as the real one."""
+def test_the_meta_built_agent_has_the_real_agents_tensors(agent, monkeypatch):
+    """The estimate builds every registered agent with its large tensors on the meta device (no storage;
+    here every tensor of 64 elements or more, so that the tiny agent's weights are), and its tensors are the
+    real agent's, in shape, dtype and whether they train."""
+    monkeypatch.setattr(memory, "LARGE", 64)
     cfg = build_config(tiny_keys(agent))
     real = registry.make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0)
     meta = memory.meta_agent(cfg, 5, 2)
     real_t, meta_t = memory.agent_tensors(real), memory.agent_tensors(meta)
-    assert all(t.is_meta for t in meta_t)
+    assert all(t.is_meta for t in meta_t if t.numel() >= 64 and t.requires_grad)
+    assert sum(t.numel() for t in meta_t if t.is_meta) > sum(t.numel() for t in meta_t) / 2
     assert [(t.shape, t.dtype, t.requires_grad) for t in meta_t] == [
         (t.shape, t.dtype, t.requires_grad) for t in real_t
     ]

@@ -9,8 +9,7 @@ network costs nothing to build) and adds up what a run holds at its peak:
   its arrays grown by doubling from 4096 slots, and the largest array's old and new storage at once while it
   grows;
 * activations: one update's samples (batch size x window length) through every weighted layer of the agent,
-  each layer's output kept for the backward pass with the outputs of its normalisation and activation and
-  their gradients (ACTIVATION_COPIES of the layer's output);
+  each layer's output counted ACTIVATION_COPIES times;
 * a fixed overhead: the Python process with torch and the simulator (CPU), or the CUDA context (GPU).
 
 One estimate serves every agent: it reads only the built networks and the agent's spec. How far it is from
@@ -36,9 +35,11 @@ from iqrl.core.envs import task_spaces
 from iqrl.core.tasks import task_list
 
 GIB = 2**30
-# A layer's output, its normalisation's and its activation's outputs, and their gradients in the backward
-# pass; calibrated against measured peaks (docs/configuration.md, "Memory").
-ACTIVATION_COPIES = 4
+# Copies of each layer's output per sample that an update holds at its peak. The backward pass keeps a
+# layer's output with its normalisation's and activation's, but target networks keep nothing, and most agents
+# pass only part of the window (or of the batch) through each network; against the peaks measured on CPU
+# (docs/configuration.md, "Memory") one copy lands at 0.8-2x of the update's memory for every agent but MR.Q.
+ACTIVATION_COPIES = 1
 # What a process holds before its run's tensors: Python, torch, the simulator (CPU); the CUDA context (GPU).
 OVERHEAD = {"cpu": int(0.45 * GIB), "cuda": int(0.5 * GIB)}
 REPLAY_START = 4096  # slots of each replay array before its first doubling (SequenceReplay)
@@ -76,26 +77,48 @@ def gib(n: int) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
-class _StayOnMeta(TorchFunctionMode):
-    """Inside `torch.device("meta")`: tensors an agent's constructor makes on an explicit device, or moves
-    there with `.to`, stay on the meta device, and `.item()` of a meta tensor reads 0 (a constructor that
-    inspects a constant; sizes never depend on it). Random draws get no generator (meta draws nothing)."""
+# Factories whose first arguments are the new tensor's size.
+_FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint}
+LARGE = 2**16  # elements from which a tensor the constructor makes goes to the meta device
+
+
+class _LargeOnMeta(TorchFunctionMode):
+    """While an agent is built: a tensor of LARGE elements or more (a weight) is made on the meta device
+    (shape, no storage; a random draw there draws nothing, so it gets no generator), smaller ones (constants,
+    small layers) as usual. An operation mixing both computes on the meta device, `.to` leaves a meta tensor
+    where it is. Only the tensors' sizes matter here, and those never depend on values."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
-        if func in (torch.Tensor.to, torch.Tensor.cuda, torch.Tensor.cpu) and args[0].is_meta:
-            return args[0]
-        if func is torch.Tensor.item and args[0].is_meta:
-            return 0.0
-        if "device" in kwargs:
+        if func in _FACTORIES and _numel(func, args, kwargs) >= LARGE:
             kwargs["device"] = "meta"
             kwargs.pop("generator", None)
+        elif func in (torch.Tensor.to, torch.Tensor.cuda, torch.Tensor.cpu) and args[0].is_meta:
+            return args[0]
+        elif any(isinstance(a, torch.Tensor) and a.is_meta for a in (*args, *kwargs.values())):
+            args = tuple(_on_meta(a) for a in args)
+            kwargs = {k: _on_meta(v) for k, v in kwargs.items()}
         return func(*args, **kwargs)
 
 
+def _numel(func, args, kwargs) -> int:
+    size = kwargs.get("size", args[1:] if func in (torch.full, torch.randint) else args)
+    if func is torch.full:
+        size = args[0] if args else kwargs.get("size")
+    if func is torch.randint:
+        size = kwargs.get("size", args[-1] if args else ())
+    if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+        size = size[0]
+    return math.prod(int(n) for n in size) if all(isinstance(n, int) for n in size) else 0
+
+
+def _on_meta(x):
+    return x.to("meta") if isinstance(x, torch.Tensor) and not x.is_meta else x
+
+
 def meta_agent(cfg: RunConfig, obs_dim, act_dim: int):
-    """The run's agent with every tensor on the meta device (shapes only)."""
-    with torch.device("meta"), _StayOnMeta():
+    """The run's agent with its large tensors on the meta device (shapes only; see _LargeOnMeta)."""
+    with _LargeOnMeta():
         return registry.make_agent(
             cfg.agent, obs_dim, act_dim, torch.device("cpu"), 0, len(task_list(cfg.task))
         )
