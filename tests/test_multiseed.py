@@ -232,7 +232,7 @@ def _last_train_row(run: Path) -> dict:
 
 
 def test_sigkill_then_resume_matches(tmp_path):
-    argv = [*TINY, "steps=1400", "checkpoint_every=400", "seeds=3,4"]
+    argv = [*TINY, "steps=1400", "seeds=3,4"]  # TINY checkpoints every 400 env steps
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main([*argv, f"out={ref}"]) == EXIT_OK
     cmd = [sys.executable, "-m", "iqrl.multiseed", *argv, f"out={run}"]
@@ -305,7 +305,7 @@ def test_group_stop_is_one_decision_at_the_same_episode_for_every_seed():
 def test_a_seed_without_any_checkpoint_restarts_the_group(tmp_path):
     import shutil
 
-    argv = [*TINY, "steps=800", "checkpoint_every=400", "seeds=3,4"]
+    argv = [*TINY, "steps=800", "seeds=3,4"]  # TINY checkpoints every 400 env steps
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main([*argv, f"out={ref}"]) == EXIT_OK
     shutil.copytree(ref, run)
