@@ -1,8 +1,11 @@
-# iqrl-bench user interface. Every target sets up .venv on first use.
+# iqrl-bench user interface. Every target sets up .venv on first use, with what it needs: the base packages
+# (BASE_STAMP: train, demo, sweeps, figures, video, bench), or those and the dev extra (STAMP: pytest, ruff, the
+# other suites and the trackers their tests use; make test, lint, format, install).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+BASE_STAMP := $(VENV)/.installed-base
 STAMP := $(VENV)/.installed
 # The CPU build of torch 2.13.0 lives in /opt/wheels on the project's machines.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
@@ -27,18 +30,22 @@ help:
 	@echo "make test | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
 	@echo "make gpu-report PART=1|2|3|all [SMOKE=1] | gpu-wheels [GPU_PYTHON=3.12]"
 
-$(STAMP): pyproject.toml
-	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install
+$(BASE_STAMP): pyproject.toml
+	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install WANT=$(BASE_STAMP) SPEC=.
 
-# Serialised by the lock above: concurrent make invocations (e.g. two `make sweep`) install once.
+$(STAMP): pyproject.toml
+	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install WANT=$(STAMP) SPEC=".[dev]"
+
+# Serialised by the lock above: concurrent make invocations (e.g. two `make sweep`) install once. The dev
+# install is the base one and more, so it stamps both: `make test` after `make demo` adds the dev extra to
+# the same .venv, `make demo` after `make test` installs nothing.
 venv-install:
-	@if [ ! $(STAMP) -nt pyproject.toml ]; then \
-	  set -e; test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	@set -e; if [ ! $(WANT) -nt pyproject.toml ] && [ ! $(STAMP) -nt pyproject.toml ]; then \
+	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
 	  $(PY) -m pip install -q --upgrade pip; \
 	  $(PY) -m pip install -q $(FIND_LINKS) "torch==2.13.0"; \
-	  $(PY) -m pip install -q $(FIND_LINKS) -e ".[dev]"; \
-	  touch $(STAMP); \
-	fi
+	  $(PY) -m pip install -q $(FIND_LINKS) -e "$(SPEC)"; \
+	fi; touch $(WANT) $(if $(filter $(STAMP),$(WANT)),$(BASE_STAMP))
 
 install: $(STAMP)
 
@@ -58,14 +65,14 @@ format: $(STAMP)
 
 # Sweeps (slurm/, docs/sweeps.md): CLUSTER = profile in slurm/profiles (default: local when
 # Slurm is absent), DRY=1 prints the runs and sbatch parameters only, AGENTS=a,b runs a subset.
-sweep: $(STAMP)
+sweep: $(BASE_STAMP)
 	$(PY) -m slurm sweep $(SWEEP) --results $(RESULTS) $(if $(CLUSTER),--cluster $(CLUSTER)) \
 		$(if $(filter 1 yes true,$(DRY)),--dry) $(if $(AGENTS),--agents $(AGENTS))
 
-status: $(STAMP)
+status: $(BASE_STAMP)
 	$(PY) -m slurm status $(SWEEP) --results $(RESULTS) $(if $(AGENTS),--agents $(AGENTS))
 
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	$(PY) -m iqrl.demo
 
 # make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|path.csv.gz] [STEPS=100000,500000,1000000]
@@ -77,7 +84,7 @@ REFERENCE_GYM ?=
 REFERENCE_ATARI ?=
 STEPS ?= 100000,500000,1000000
 EXCLUDE_PARTIAL ?=
-figures: $(STAMP)
+figures: $(BASE_STAMP)
 	MPLBACKEND=Agg $(PY) -m analysis.figures --results "$(RESULTS)" --out "$(or $(OUT),figures)" \
 		--steps "$(STEPS)" $(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
 		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial) $(if $(REFERENCE_GYM),--reference-gym "$(REFERENCE_GYM)") \
@@ -96,7 +103,7 @@ JOBS ?=
 EVAL_EVERY ?= 10000
 EXTRA ?=
 VALIDATE_STEPS = $(if $(filter command line environment,$(origin STEPS)),$(STEPS),100000)
-validate: $(STAMP)
+validate: $(BASE_STAMP)
 	$(PY) scripts/validate.py --agents "$(AGENTS)" --tasks "$(TASKS)" --steps $(VALIDATE_STEPS) --seeds $(SEEDS) \
 		--out "$(or $(OUT),results/validate)" --eval-every $(EVAL_EVERY) $(if $(filter 1,$(SMALL)),--small) \
 		$(if $(JOBS),--jobs $(JOBS)) $(if $(EXTRA),--extra $(EXTRA))
@@ -107,7 +114,7 @@ RUN ?=
 EPISODES ?= 1
 SIZE ?= 480
 CKPT ?=
-video: $(STAMP)
+video: $(BASE_STAMP)
 	@test -n "$(RUN)" || { echo "error: make video needs RUN=<run folder>" >&2; exit 2; }
 	$(PY) -m iqrl.video "$(RUN)" --episodes "$(EPISODES)" --size "$(SIZE)" $(if $(CKPT),--ckpt "$(CKPT)")
 
@@ -124,7 +131,7 @@ endif
 COMPILE ?= false
 DEVICE ?= cpu
 OBS ?= state
-bench: $(STAMP)
+bench: $(BASE_STAMP)
 	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
 		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) \
 		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
@@ -145,5 +152,5 @@ gpu-report:
 # their sizes against the device tool's 64 MiB.
 GPU_PYTHON ?= 3.12
 GPU_GLIBC ?= 2.28
-gpu-wheels: $(STAMP)
+gpu-wheels: $(BASE_STAMP)
 	$(PY) -m iqrl.gpu_report wheels --python $(GPU_PYTHON) --glibc $(GPU_GLIBC) --out .whl

@@ -73,6 +73,18 @@ def parse_steps(text: str) -> list[int]:
     return sorted(set(steps))
 
 
+def check_out(out: Path) -> None:
+    """OUT is a folder, or can be made one, before anything is read or written: AnalysisError (one line) when
+    it or a folder above it is a file, or its nearest existing folder cannot be written."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise AnalysisError(f"OUT={out}: {p} is a file, not a folder; choose another OUT=")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise AnalysisError(f"OUT={out}: {p} cannot be written; choose another OUT=")
+            return
+
+
 def _int_arg(name: str, value, minimum: int = 1) -> int:
     try:
         n = int(value)
@@ -591,6 +603,7 @@ def _run(args) -> int:
         from analysis.reference import resolve_reference
 
         steps = parse_steps(args.steps)
+        check_out(Path(args.out))
         reference = resolve_reference(args.reference)
         reference_gym = Path(args.reference_gym) if args.reference_gym else None
         reference_atari = Path(args.reference_atari) if args.reference_atari else None

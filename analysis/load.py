@@ -37,7 +37,13 @@ import pandas as pd
 import yaml
 
 from analysis.task_groups import task_group
-from iqrl.core.runfolder import INERT_REMOVED_KEYS, LEGACY_VALUES, method_label, read_status
+from iqrl.core.runfolder import (
+    INERT_REMOVED_KEYS,
+    LEGACY_VALUES,
+    NOT_RESULT_KEYS,
+    method_label,
+    read_status,
+)
 from iqrl.core.tasks import TASK_GROUPS
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
@@ -60,7 +66,7 @@ RUN_COLUMNS = (
     "source_parts",
 )
 MULTI_TASK = "multi-task"  # what a multi-task run's method label ends with
-CACHE_VERSION = 3  # bump when the table's layout changes, to invalidate old caches
+CACHE_VERSION = 5  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
 CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
@@ -167,12 +173,20 @@ def _flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------
 def discover_runs(results: Path) -> list[Path]:
     """Every folder under `results` (itself included) holding an eval.csv, sorted; hidden folders skipped."""
-    found = []
+    return _walk_runs(results)[0]
+
+
+def _walk_runs(results: Path) -> tuple[list[Path], list[Path]]:
+    """(the folders holding an eval.csv, the folders whose status.json says done but that hold none), each
+    sorted; hidden folders and checkpoint folders skipped."""
+    found, lost = [], []
     for dirpath, dirnames, filenames in os.walk(results):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "checkpoint")
         if "eval.csv" in filenames:
             found.append(Path(dirpath))
-    return sorted(found)
+        elif "status.json" in filenames and (read_status(Path(dirpath)) or {}).get("state") == "done":
+            lost.append(Path(dirpath))
+    return sorted(found), sorted(lost)
 
 
 def fingerprint(results: Path, run_dirs: list[Path]) -> str:
@@ -331,12 +345,11 @@ def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
     run (eval.csv with a `task` column, docs/run-folder.md) gives one run per task: `run` is
     `<folder>#<task>`, the method `<agent>[/<variant>] multi-task`, and train.csv's rows join every task's."""
     ident = read_identity(run_dir, results)
-    ev = pd.read_csv(run_dir / "eval.csv")
-    if "env_step" not in ev or "episode_return" not in ev:
-        raise ValueError("eval.csv lacks env_step/episode_return")
-    ev = ev.dropna(subset=["env_step", "episode_return"])
+    ev = read_evals(run_dir, results)
     if ev.empty:
         raise ValueError("no evaluations yet")
+    if ev["env_step"].max() == 0:
+        raise ValueError("only its evaluation at env step 0, before any training")
     if "task" not in ev:
         return run_rows(run_dir, results, ident, ev)
     return pd.concat(
@@ -346,6 +359,51 @@ def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
         ],
         ignore_index=True,
     )
+
+
+# eval.csv's columns that a figure scores, each a finite number in every row (`success` only where present).
+SCORED_COLUMNS = ("env_step", "episode_return", "success")
+
+
+def read_evals(run_dir: Path, results: Path) -> pd.DataFrame:
+    """A run's eval.csv, its scored columns numbers. ValueError when it lacks env_step or episode_return;
+    AnalysisError (one line naming the run, the file's line and the value) when a scored cell is text, empty,
+    nan or infinite: a score cannot be drawn from it, and leaving the row or the run out would change the
+    aggregates without anyone deciding to (docs/figures.md)."""
+    path = run_dir / "eval.csv"
+    ev = pd.read_csv(path)
+    if "env_step" not in ev or "episode_return" not in ev:
+        raise ValueError("eval.csv lacks env_step/episode_return")
+    scored = [c for c in SCORED_COLUMNS if c in ev]
+    raw = pd.read_csv(path, usecols=scored, dtype=str, keep_default_na=False)  # the cells as written
+    for column in scored:
+        ev[column] = pd.to_numeric(raw[column].str.strip(), errors="coerce")
+        bad = ~np.isfinite(ev[column].to_numpy(dtype=float))
+        if bad.any():
+            row = int(np.argmax(bad))
+            where = path.relative_to(results).as_posix() if path.is_relative_to(results) else str(path)
+            raise AnalysisError(
+                f"{where} line {row + 2}: {column} is {raw[column].iloc[row]!r}, not a finite number: no "
+                "figure can score that run; correct or delete the row, or move the run folder out of RESULTS"
+            )
+    return ev
+
+
+def numeric_train(tr: pd.DataFrame, path: Path, results: Path) -> pd.DataFrame:
+    """train.csv's columns as numbers (nan and inf stand: a diagnostic may be undefined; curves leave nan
+    out). AnalysisError (one line naming the file, line and column) for a cell that is text."""
+    for column in tr.select_dtypes(include="object").columns:
+        numbers = pd.to_numeric(tr[column], errors="coerce")
+        text = numbers.isna() & tr[column].notna()
+        if text.any():
+            row = int(np.argmax(text.to_numpy()))
+            where = path.relative_to(results).as_posix()
+            raise AnalysisError(
+                f"{where} line {row + 2}: {column} is {tr[column].iloc[row]!r}, not a number; correct or "
+                "delete the row, or move the run folder out of RESULTS"
+            )
+        tr[column] = numbers
+    return tr
 
 
 def run_rows(
@@ -359,7 +417,7 @@ def run_rows(
     table = ev
     train_path = run_dir / "train.csv"
     if train_path.exists() and train_path.stat().st_size > 0:
-        tr = pd.read_csv(train_path)
+        tr = numeric_train(pd.read_csv(train_path), train_path, results)
         if "env_step" in tr and not tr.empty:
             tr = tr.drop_duplicates("env_step", keep="last")
             clash = [c for c in tr.columns if c in ev.columns and c != "env_step"]
@@ -454,13 +512,10 @@ class LoadInfo:
     n_conflicts: int = 0
 
 
-# Config keys that say where, on what or under which label a run ran, not what it computed: the trainer's
-# resume check ignores out, device, meta, checkpoint_every, logger and video_every for the same reason
-# (iqrl.core.preflight), and seed, sweep and variant only name the run (meta and overrides are not in
-# config_values at all: the resolved values are compared instead).
-NOT_EXPERIMENT_KEYS = frozenset(
-    {"seed", "out", "sweep", "variant", "device", "checkpoint_every", "logger", "video_every"}
-)
+# Config keys that say where, on what or under which label a run ran, not what it computed: those the
+# trainer's resume check ignores (iqrl.core.runfolder.NOT_RESULT_KEYS), and seed, sweep and variant, which
+# only name the run (overrides are not in config_values at all: the resolved values are compared instead).
+NOT_EXPERIMENT_KEYS = NOT_RESULT_KEYS | {"seed", "sweep", "variant"}
 
 
 def legacy_filled(values: dict) -> dict:
@@ -580,7 +635,13 @@ def load_results(
         raise AnalysisError(f"results folder {root} does not exist")
     if not root.is_dir():
         raise AnalysisError(f"results path {root} is not a folder")
-    run_dirs = discover_runs(root)
+    run_dirs, lost = _walk_runs(root)
+    if lost:
+        names = [p.relative_to(root).as_posix() or "." for p in lost]
+        warn(
+            f"{len(lost)} run folder(s) say done but hold no eval.csv, so they are left out: {shown(names)} "
+            "(their evaluations are lost: train them again in another folder)"
+        )
     if not run_dirs:
         raise AnalysisError(f"no run folders (folders with an eval.csv) under {root}")
     key = fingerprint(root, run_dirs)

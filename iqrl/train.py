@@ -17,7 +17,7 @@ from pathlib import Path
 from iqrl.core.checkpoints import restore_logs
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.core.preflight import check_folder, preflight
+from iqrl.core.preflight import check_folder, check_machine, preflight
 from iqrl.core.runfolder import Refused, failure_line, print_traceback_for, training_lock, write_status
 from iqrl.core.trainer import Trainer
 
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         cfg = build_config(argv)
         if check_only:
             what = check_folder(cfg)  # the run folder's checks of the real run, writing nothing
+            if what != "already done":
+                check_machine(cfg)  # what the run checks of its values on this machine, before it writes
             run = f"{cfg.agent.name} on {cfg.task}, seed {cfg.seed}, {cfg.steps} env steps"
             print(f"ok: {run} -> {cfg.out} ({what})")
             return EXIT_OK

@@ -90,6 +90,8 @@ def run_dir(out: Path, agent: str, task: str, variant: str, seed: int) -> Path:
 def train_argv(
     out: Path, agent: str, task: str, seed: int, steps: int, small: bool, eval_every: int, extra: list[str]
 ) -> list[str]:
+    from iqrl.core.config import layered
+
     variant = "small" if small else "default"
     argv = [
         f"agent={agent}",
@@ -102,7 +104,7 @@ def train_argv(
         f"eval_every={eval_every}",
         f"checkpoint_every={eval_every}",
     ]
-    return argv + (small_overrides(agent, task) if small else []) + list(extra)
+    return layered(argv, small_overrides(agent, task) if small else [], extra)
 
 
 def log_file(out: Path, folder: str) -> Path:

@@ -5,6 +5,8 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from iqrl.core.config import layered  # noqa: E402
+
 torch.set_num_threads(1)
 
 # Tiny but complete runs: 200-env-step episodes, small networks. Used by the end-to-end tests.
@@ -74,15 +76,14 @@ def agent_actions(agent: str, dims: int):
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:
-    return [
-        f"agent={agent}",
-        f"seed={seed}",
-        f"steps={steps}",
-        f"out={out}",
-        *TINY_RUN,
-        *TINY_AGENT.get(agent, []),
-        *extra,
-    ]
+    """A tiny run's command line; `extra` keys replace the tiny ones (a command line gives each key once)."""
+    base = [f"agent={agent}", f"seed={seed}", f"steps={steps}", f"out={out}", *tiny_keys(agent)]
+    return layered(base, extra)
+
+
+def tiny_keys(agent: str, extra=()) -> list[str]:
+    """agent=NAME and the tiny run's keys for it, `extra` keys replacing them."""
+    return layered([f"agent={agent}", *TINY_RUN, *TINY_AGENT.get(agent, [])], extra)
 
 
 @pytest.fixture

@@ -240,6 +240,25 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
     assert len(err.strip().splitlines()) == 1 and err.startswith(message.format(tmp=tmp_path))
 
 
+def test_an_unscorable_return_or_an_out_that_is_a_file_stops_before_anything_is_written(tmp_path):
+    write_hand_results(tmp_path / "r")
+    path = tmp_path / "r" / "s" / "a" / "dog-run" / "default" / "seed2" / "eval.csv"
+    path.write_text(path.read_text().replace("1000.0", "inf"))
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", *FAST])
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: s/a/dog-run/default/seed2/eval.csv line 3: episode_return is 'inf'")
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "file").write_text("")
+    for out_arg in (tmp_path / "file", tmp_path / "file" / "figs"):
+        rc, out, err = run_cli(["--results", tmp_path / "r", "--out", out_arg, *FAST])
+        assert (
+            rc == 2
+            and err
+            == f"error: OUT={out_arg}: {tmp_path / 'file'} is a file, not a folder; choose another OUT=\n"
+        )
+    assert (tmp_path / "file").read_text() == ""
+
+
 def test_process_exit_status_and_make_target(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "analysis.figures", "--results", str(tmp_path / "missing")],
@@ -408,3 +427,26 @@ def test_synthetic_help_prints_help_and_writes_nothing(tmp_path, monkeypatch, ca
         synthetic.main([])
     assert e.value.code == 2
     assert not list(tmp_path.iterdir())
+
+
+def test_learning_check_page_is_generated_from_its_run_summaries():
+    """docs/learning-check.md's generated sections equal `python -m analysis.learning_check`'s output
+    (regenerate with it after changing docs/learning-check/*.csv), and the pooled Gym scores are MR.Q's
+    TD3-normalised score, (return - random) / (TD3 - random), averaged over the tasks at each run's latest
+    evaluation not after 25k: td7 Hopper 332 at 20.1k, Walker2d 1241 at 25k, HalfCheetah 5088 at 25k."""
+    from analysis import learning_check
+
+    page = learning_check.PAGE.read_text()
+    for name in learning_check.SECTIONS:
+        assert learning_check.section(name) in page, f"run python -m analysis.learning_check ({name})"
+    td7 = np.mean(
+        [(332 - 18.791) / (3226 - 18.791), (1241 - 2.791) / (3946 - 2.791), (5088 + 289.415) / 10863.415]
+    )
+    td3 = np.mean(
+        [(112 - 18.791) / (3226 - 18.791), (279 - 2.791) / (3946 - 2.791), (2443 + 289.415) / 10863.415]
+    )
+    assert (
+        f"td7 mean {td7:.3f} (IQM {td7:.3f}); td3 mean {td3:.3f} (IQM {td3:.3f}); iqrl and mrq stopped"
+        in page
+    )
+    assert (f"{td7:.3f}", f"{td3:.3f}") == ("0.302", "0.117")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import metrics
@@ -165,7 +169,7 @@ def test_train_diagnostics_are_joined_on_env_step(tmp_path):
 def test_partial_runs_included_with_warning_or_excluded(tmp_path):
     write_run(tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (100, 2.0)])
     write_run(tmp_path / "a" / "walker-walk" / "seed1", [(0, 1.0), (50, 3.0)], state="running", steps=100)
-    write_run(tmp_path / "a" / "walker-walk" / "seed2", [(0, 1.0)], state="failed", steps=100)
+    write_run(tmp_path / "a" / "walker-walk" / "seed2", [(0, 1.0), (20, 1.5)], state="failed", steps=100)
     with pytest.warns(AnalysisWarning, match=r"2 run\(s\) not done \(1 failed, 1 running\) included"):
         table, info = load_results(tmp_path)
     assert info.n_runs == 3 and info.n_partial == 2
@@ -214,7 +218,7 @@ def test_cache_reused_and_invalidated_when_a_run_changes(tmp_path):
     (cache / "runs.parquet").write_bytes(b"not parquet")
     assert not load_results(results, cache_dir=cache)[1].from_cache
     # A new run folder also invalidates it.
-    write_run(results / "s" / "a" / "hopper-hop" / "default" / "seed0", [(0, 1.0)])
+    write_run(results / "s" / "a" / "hopper-hop" / "default" / "seed0", [(0, 1.0), (100, 2.0)])
     assert not load_results(results, cache_dir=cache)[1].from_cache
     # Nothing was written under RESULTS except the runs this test wrote itself.
     assert not any(p.name.startswith(".") or p.suffix == ".parquet" for p in results.rglob("*"))
@@ -382,3 +386,80 @@ def test_a_run_whose_config_carries_never_read_learner_keys_repeats_a_new_run(tm
     with pytest.warns(AnalysisWarning):
         _, info = load_results(tmp_path)
     assert (info.n_duplicates, info.n_conflicts) == (1, 0)
+
+
+def _corrupt(path: Path, line: int, column: str, cell: str) -> None:
+    """Replace one cell of a CSV file (line counted from 1, the header being line 1)."""
+    rows = path.read_text().splitlines()
+    header = rows[0].split(",")
+    cells = rows[line - 1].split(",")
+    cells[header.index(column)] = cell
+    rows[line - 1] = ",".join(cells)
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize(
+    "line, column, cell",
+    [
+        (4, "episode_return", "inf"),  # the final return
+        (4, "episode_return", "-inf"),
+        (4, "episode_return", "nan"),  # was read as missing: "never reached" the final step
+        (3, "episode_return", "inf"),  # inside the curve
+        (3, "episode_return", "oops"),  # text in the return column
+        (3, "episode_return", ""),
+        (3, "env_step", "x"),
+        (2, "success", "inf"),
+    ],
+)
+def test_a_return_that_is_no_finite_number_is_one_error_naming_the_file_and_line(
+    tmp_path, line, column, cell
+):
+    for seed in range(2):
+        write_run(tmp_path / "a" / "walker-walk" / f"seed{seed}", [(0, 1.0), (50, 5.0), (100, 9.0)])
+    path = tmp_path / "a" / "walker-walk" / "seed1" / "eval.csv"
+    if column == "success":
+        frame = pd.read_csv(path).assign(success=0.5)
+        frame.to_csv(path, index=False)
+    _corrupt(path, line, column, cell)
+    message = (
+        f"a/walker-walk/seed1/eval.csv line {line}: {column} is {cell!r}, not a finite number: no figure"
+    )
+    with pytest.raises(AnalysisError, match=re.escape(message)):
+        load_results(tmp_path)
+
+
+def test_runs_without_a_scorable_row_are_named_and_left_out(tmp_path):
+    """A run with only its step-0 evaluation (never scored at the fallback step), one with an empty eval.csv,
+    and a `done` run whose eval.csv is gone: each named in a warning and left out of the table."""
+    for seed in range(2):
+        write_run(tmp_path / "a" / "walker-walk" / f"seed{seed}", [(0, 1.0), (100, 9.0)])
+    write_run(tmp_path / "a" / "walker-walk" / "seed2", [(0, 1.0)], state="running", steps=100)
+    write_run(tmp_path / "a" / "walker-walk" / "seed3", [(0, 1.0), (100, 9.0)])
+    (tmp_path / "a" / "walker-walk" / "seed3" / "eval.csv").unlink()
+    write_run(tmp_path / "a" / "walker-walk" / "seed4", [], state="running", steps=100)
+    with pytest.warns(AnalysisWarning) as record:
+        table, info = load_results(tmp_path)
+    lines = [str(w.message) for w in record]
+    assert (
+        "1 run folder(s) say done but hold no eval.csv, so they are left out: a/walker-walk/seed3 "
+        "(their evaluations are lost: train them again in another folder)" in lines
+    )
+    assert (
+        "2 run folder(s) skipped: a/walker-walk/seed2: only its evaluation at env step 0, before any "
+        "training; a/walker-walk/seed4: no evaluations yet" in lines
+    )
+    assert sorted(table["seed"].unique()) == [0, 1] and info.n_runs == 2
+
+
+def test_text_in_a_train_csv_column_is_one_error_and_nan_there_stands(tmp_path):
+    run = write_run(
+        tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (100, 9.0)], train={"env_step": [0, 100]}
+    )
+    (run / "train.csv").write_text("env_step,latent_rank,q_loss\n0,5,nan\n100,6,inf\n")
+    table, _ = load_results(tmp_path)
+    assert table["latent_rank"].tolist() == [5, 6] and np.isnan(table["q_loss"].iloc[0])
+    (run / "train.csv").write_text("env_step,latent_rank,q_loss\n0,5,nan\n100,oops,1.0\n")
+    with pytest.raises(
+        AnalysisError, match=r"^a/walker-walk/seed0/train.csv line 3: latent_rank is 'oops', not"
+    ):
+        load_results(tmp_path)

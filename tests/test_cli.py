@@ -2,15 +2,18 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 from iqrl.core.config import build_config
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import agent_task, tiny_argv
+from conftest import TINY_AGENT, agent_task, tiny_argv
 
 BAD = [
     (["agent=nope"], "unknown agent 'nope'; valid agents: "),
@@ -41,6 +44,16 @@ BAD = [
     (["agent.mlp_dims=[64,0]"], "agent.mlp_dims must be a non-empty list of positive widths"),
     (["agent.policy_noise=-1"], "agent.policy_noise must be >= 0, got -1"),
     (["agent.expl_sigma_end=-0.1"], "agent.expl_sigma_start and expl_sigma_end must be >= 0"),
+    (["action_noise=inf"], "action_noise must be a finite number, got inf"),
+    (["agent.lr=1e400"], "agent.lr must be a finite number, got inf"),
+    (["seed=1", "seed=2"], "seed is given twice (seed=1 and seed=2); give each key once"),
+    (["agent=td3", "agent=sac"], "agent is given twice (agent=td3 and agent=sac)"),
+    (["init_parts=[actor]"], "init_parts=['actor'] names what init_from loads: set init_from too"),
+    (["task=gym:"], "task 'gym:' names no gym task: write gym:Hopper-v4"),
+    # sizes beyond the machine: refused from the estimate before anything is allocated
+    (["agent.mlp_dims=[100000000,10]"], "GiB free on cpu; lower agent.batch_size (256) or the network sizes"),
+    (["agent.batch_size=1000000000000"], "lower agent.batch_size (1000000000000)"),
+    (["steps=100000000000"], "the replay keeps every transition: lower steps"),
 ]
 
 
@@ -51,6 +64,28 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err
     assert not out.exists()
+
+
+MACHINE = [
+    (["precision=tf32"], "precision=tf32 needs a CUDA device (got device=cpu)"),
+    (["compile=true", "cudagraphs=true"], "cudagraphs=true needs a CUDA device"),
+    (["agent.mlp_dims=[100000000,10]"], "this run needs about"),
+]
+if not torch.cuda.is_available():
+    MACHINE.append((["device=cuda"], "device 'cuda' requested but CUDA is not available"))
+
+
+@pytest.mark.parametrize("argv, message", MACHINE)
+def test_check_refuses_what_the_run_refuses_on_this_machine(argv, message, tmp_path, capsys):
+    """--check makes the run's checks of its values against the machine (iqrl.core.preflight.check_machine):
+    the same one line and exit 2 as the run, and neither writes anything."""
+    out = tmp_path / "never"
+    lines = []
+    for check in (["--check"], []):
+        assert main([f"out={out}", "agent=td3", *argv, *check]) == EXIT_BAD_INPUT
+        lines.append(capsys.readouterr().err.strip())
+        assert not out.exists()
+    assert lines[0] == lines[1] and len(lines[0].splitlines()) == 1 and message in lines[0]
 
 
 def test_bad_input_leaves_existing_run_untouched(tmp_path, capsys):
@@ -70,7 +105,7 @@ def test_other_checkpoint_cadence_or_device_is_the_same_run(tmp_path, capsys):
     assert main(tiny_argv("td3", out, steps=400)) == EXIT_OK
     snapshot = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     # how often a run is checkpointed, and where it runs, do not change its results: the done run is found
-    assert main(tiny_argv("td3", out, steps=400) + ["checkpoint_every=7", "device=cpu"]) == EXIT_OK
+    assert main(tiny_argv("td3", out, steps=400, extra=["checkpoint_every=7", "device=cpu"])) == EXIT_OK
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == snapshot
     assert "different config" not in capsys.readouterr().err
 
@@ -190,3 +225,43 @@ def test_resume_on_another_device_type_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "device=cuda" in err[0]
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_demo_ends_with_a_figure_and_says_what_one_seed_can_show(tmp_path, monkeypatch, capsys):
+    """make demo's path at tiny sizes: both runs train, OUT/demo.png is drawn from them, and the summary
+    names each run's return before and after training; a second call trains nothing and prints the same."""
+    from iqrl import demo
+
+    tiny = {"episode_length": 200, "steps": 800, "seed_steps": 400, "eval_every": 400, "eval_episodes": 1}
+    monkeypatch.setattr(demo, "DEMO", {**demo.DEMO, **tiny, "diag_every": 400, "checkpoint_every": 400})
+    sizes = ["agent.mlp_dims=[32,32]", "agent.batch_size=16"]
+    monkeypatch.setattr(demo, "AGENT_OVERRIDES", {a: sizes + TINY_AGENT[a] for a in ("iqrl", "td3")})
+    assert demo.run_demo(tmp_path) == EXIT_OK
+    first = capsys.readouterr().out
+    assert (tmp_path / "demo.png").stat().st_size > 0 and (tmp_path / "demo.pdf").exists()
+    assert f"Figure: {tmp_path / 'demo.png'}" in first
+    assert "What it cannot show: which agent is better. One seed at 800 env steps" in first
+    for agent in ("iqrl", "td3"):
+        returns = pd.read_csv(tmp_path / agent / "eval.csv")["episode_return"]
+        assert f"{agent:<6} {returns.iloc[0]:>10.1f} {returns.iloc[-1]:>9.1f}  {tmp_path / agent}" in first
+    assert demo.run_demo(tmp_path) == EXIT_OK
+    again = capsys.readouterr().out
+    assert "already done" in again and again.split("Demo results")[1] == first.split("Demo results")[1]
+
+
+def test_demo_summary_says_which_runs_learned():
+    from iqrl import demo
+
+    table = pd.DataFrame(
+        {
+            "run": ["iqrl", "iqrl", "td3", "td3"],
+            "env_step": [0, 8000, 0, 8000],
+            "episode_return": [100.0, 400.0, 100.0, 120.0],
+        }
+    )
+    text = demo.summary(table, Path("runs/demo"), Path("runs/demo/demo.png"))
+    assert (
+        "What this shows: iqrl learned: its evaluation return ended well above the untrained policy's. "
+        "td3 did not rise above its untrained policy at this budget. What it cannot show: which agent is "
+        "better." in text
+    )

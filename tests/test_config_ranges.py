@@ -1,14 +1,19 @@
 """Range checks of every agent's config: a learning rate, hidden width, noise std or weight decay out of range
 is a ConfigError (one line, exit 2 on the command line) from build_config, never a failure at run time."""
 
-from dataclasses import fields
+import re
+from dataclasses import dataclass, field, fields, replace
 
+import numpy as np
 import pytest
+import torch
 
-from iqrl.core import registry
-from iqrl.core.config import ConfigError, build_config
+from iqrl.core import memory, registry
+from iqrl.core.config import ConfigError, RunConfig, build_config, float_keys, layered, validate_finite
+from iqrl.core.replay import SequenceReplay
+from iqrl.nn.layers import ConvDecoder, ConvEncoder, EnsembleLinear
 
-from conftest import agent_task
+from conftest import agent_task, tiny_keys
 
 BASE = ["task=cartpole-balance"]
 NOISE_STDS = {
@@ -93,3 +98,198 @@ def test_iqrl_sac_leaves_out_the_noise_schedule_of_the_shared_task_file():
     assert iqrl.expl_sigma_episodes == 500 and not hasattr(sac, "expl_sigma_episodes")
     assert iqrl.latent_dim == sac.latent_dim == 1024 and iqrl.nstep == sac.nstep == 3
     assert not hasattr(iqrl, "init_temperature") and sac.init_temperature == 0.1
+
+
+# ------------------------------------------------------------------------- every float finite
+NONFINITE = ["inf", "-inf", "nan", "1e400"]  # YAML reads 1e400 as inf
+
+
+def test_float_keys_follow_the_declared_types():
+    @dataclass
+    class Keys:
+        a: float = 0.0
+        b: float | None = None
+        c: list[float] = field(default_factory=list)
+        d: int = 0
+        e: str = ""
+        f: list[int] = field(default_factory=list)
+
+    assert float_keys(Keys) == ["a", "b", "c"]
+    assert set(float_keys(RunConfig)) == {
+        "updates_per_step",
+        "obs_noise",
+        "action_noise",
+        "sticky_actions",
+        "memory_limit_gb",
+    }
+
+
+@pytest.mark.parametrize("agent", registry.agent_names())
+def test_every_float_key_of_every_registered_agent_refuses_a_nonfinite_value(agent):
+    """Derived from the config dataclass, so an agent registered later is covered without a line here: each
+    float key, set to inf, -inf, nan in turn, is one ConfigError naming it."""
+    run = build_config([f"agent={agent}", *BASE])
+    keys = float_keys(type(run.agent))
+    assert "gamma" in keys  # every agent discounts
+    for i, key in enumerate(keys):
+        bad = float(NONFINITE[i % 3])
+        with pytest.raises(ConfigError, match=rf"^agent\.{key} must be a finite number, got {bad}$"):
+            validate_finite(replace(run, agent=replace(run.agent, **{key: bad})))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["action_noise=inf"],
+        ["obs_noise=inf"],
+        ["updates_per_step=1e400"],
+        ["agent.lr=inf"],
+        ["agent.lr=1e400"],
+        ["agent.policy_noise=inf"],
+        ["agent.noise_clip=inf"],
+        ["agent=iqrl", "agent.enc_lr=inf"],
+        ["agent=iqrl", "agent.expl_sigma_start=inf"],
+        ["agent=sac", "agent.init_temperature=inf"],
+        ["agent.gamma=nan"],
+        ["agent.tau=-inf"],
+    ],
+)
+def test_nonfinite_values_are_refused_by_build_config(argv):
+    key = argv[-1].partition("=")[0]
+    argv = argv if argv[0].startswith("agent=") else ["agent=td3", *argv]
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)} must be a finite number, got (inf|-inf|nan)$"):
+        build_config([*argv, *BASE])
+
+
+# ------------------------------------------------------------------------- each key once
+@pytest.mark.parametrize(
+    "argv, first, second",
+    [
+        (["seed=1", "seed=2"], "seed=1", "seed=2"),
+        (["agent=td3", "steps=10", "agent=sac"], "agent=td3", "agent=sac"),
+        (["agent=td3", "agent.name=sac"], "agent=td3", "agent.name=sac"),
+        (["agent.lr=0.001", "agent.lr=0.01"], "agent.lr=0.001", "agent.lr=0.01"),
+    ],
+)
+def test_a_key_given_twice_is_refused(argv, first, second):
+    key = first.partition("=")[0]
+    with pytest.raises(
+        ConfigError, match=rf"^{key} is given twice \({first} and {second}\); give each key once"
+    ):
+        build_config([*BASE, *argv])
+
+
+def test_layered_lets_a_later_list_replace_a_key_in_its_place():
+    assert layered(["agent=td3", "seed=1", "steps=5"], ["seed=2"], ["agent.name=sac", "x=1"]) == [
+        "agent.name=sac",
+        "seed=2",
+        "steps=5",
+        "x=1",
+    ]
+
+
+# ------------------------------------------------------------------------- keys without effect
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["init_parts=[actor]"], "init_parts=['actor'] names what init_from loads: set init_from too"),
+        (
+            ["distractor=signal"],
+            "distractor=signal is the kind of the distractor entries: set distractor_dims",
+        ),
+        (["image_size=64"], "image_size and frame_stack shape pixel observations: set obs=pixels too"),
+        (["frame_stack=2"], "image_size and frame_stack shape pixel observations: set obs=pixels too"),
+        (["perturb_eval=false"], "perturb_eval=false evaluates without obs_noise, action_noise and sticky"),
+    ],
+)
+def test_a_key_without_effect_is_refused(argv, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        build_config(["agent=td3", *BASE, *argv])
+
+
+def test_the_same_keys_with_what_they_act_on_pass():
+    build_config(["agent=td3", *BASE, "distractor=signal", "distractor_dims=2", "sticky_actions=0.1"])
+    build_config(["agent=td3", *BASE, "perturb_eval=false", "action_noise=0.1"])
+    build_config(["agent=td3", *BASE, "obs=pixels", "image_size=64", "frame_stack=2"])
+
+
+def test_an_empty_suite_task_name_is_one_line():
+    for task in ("gym:", "gym: "):
+        with pytest.raises(ConfigError, match=r"^task 'gym:\s?' names no gym task: write gym:Hopper-v4"):
+            build_config([f"task={task}"])
+
+
+# ------------------------------------------------------------------------- memory (iqrl.core.memory)
+@pytest.mark.parametrize("agent", registry.agent_names())
+def test_the_meta_built_agent_has_the_real_agents_tensors(agent, monkeypatch):
+    """The estimate builds every registered agent with its large tensors on the meta device (no storage;
+    here every tensor of 64 elements or more, so that the tiny agent's weights are), and its tensors are the
+    real agent's, in shape, dtype and whether they train."""
+    monkeypatch.setattr(memory, "LARGE", 64)
+    cfg = build_config(tiny_keys(agent))
+    real = registry.make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0)
+    meta = memory.meta_agent(cfg, 5, 2)
+    real_t, meta_t = memory.agent_tensors(real), memory.agent_tensors(meta)
+    assert all(t.is_meta for t in meta_t if t.numel() >= 64 and t.requires_grad)
+    assert sum(t.numel() for t in meta_t if t.is_meta) > sum(t.numel() for t in meta_t) / 2
+    assert [(t.shape, t.dtype, t.requires_grad) for t in meta_t] == [
+        (t.shape, t.dtype, t.requires_grad) for t in real_t
+    ]
+
+
+def test_sample_outputs_counts_every_weighted_layers_output_per_sample():
+    encoder = ConvEncoder(6, 32, num_layers=2, num_filters=4)  # 32 -> 15 (stride 2) -> 13
+    head = torch.nn.Sequential(
+        torch.nn.Linear(encoder.out_dim, 7), torch.nn.LayerNorm(7), EnsembleLinear(3, 7, 2)
+    )
+    modules = [*encoder.modules(), *head.modules()]
+    assert memory.sample_outputs(modules, (6, 32, 32)) == 4 * 15**2 + 4 * 13**2 + 7 + 3 * 2
+    decoder = ConvDecoder(7, 6, 32, num_layers=2, num_filters=4)  # 7 -> 4 * 13^2, -> 15, -> 32 (6 channels)
+    assert memory.sample_outputs(list(decoder.modules()), (6, 32, 32)) == 4 * 13**2 + 4 * 15**2 + 6 * 32**2
+
+
+def test_replay_bytes_are_the_replays_arrays_after_the_run():
+    """The formula against a SequenceReplay filled with 3 episodes of 2000 transitions (state vectors of 5,
+    actions of 2): every array's storage, plus half the largest (the old storage while it doubles)."""
+    replay = SequenceReplay(5, 2, 3, "cpu", 0)
+    for _ in range(3):
+        replay.start_episode(np.zeros(5, np.float32))
+        for _ in range(2000):
+            replay.add(np.zeros(2, np.float32), 0.0, np.zeros(5, np.float32), False, False)
+    replay.sample(2, 3)  # uploads what add() staged
+    arrays = [v for v in vars(replay).values() if isinstance(v, torch.Tensor) and v.dim() >= 1]
+    stored = sum(t.nbytes for t in arrays)
+    largest = max(t.nbytes for t in arrays)
+    assert memory.replay_bytes(6000, 2000, 4 * 5, False, 2) == stored + largest // 2
+
+
+def test_a_run_beyond_the_memory_limit_is_one_line_naming_the_estimate_and_the_keys():
+    cfg = build_config(["agent=td3", *BASE, "agent.mlp_dims=[100000000,10]"])
+    with pytest.raises(ConfigError) as e:
+        memory.check_memory(cfg, torch.device("cpu"))
+    msg = str(e.value)
+    assert re.match(
+        r"this run needs about [\d.]+ GiB of memory \(weights [\d.]+ GiB, gradients and Adam ", msg
+    )
+    assert "agent.mlp_dims" in msg and "memory_limit_gb=<GiB>" in msg and "\n" not in msg
+    cfg = build_config(["agent=td3", *BASE, "agent.batch_size=1000000000000"])
+    with pytest.raises(
+        ConfigError, match=r"free on cpu; lower agent.batch_size \(1000000000000\) or the net"
+    ):
+        memory.check_memory(cfg, torch.device("cpu"))
+    cfg = build_config(["agent=td3", *BASE, "steps=100000000000"])
+    with pytest.raises(ConfigError, match="the replay keeps every transition: lower steps"):
+        memory.check_memory(cfg, torch.device("cpu"))
+
+
+def test_memory_limit_gb_overrides_the_free_memory_and_counts_each_seed():
+    cfg = build_config(["agent=td3", *BASE])
+    one = memory.estimate(cfg)
+    fits = (one.total + 1) / memory.GIB
+    memory.check_memory(replace(cfg, memory_limit_gb=fits), torch.device("cpu"))
+    with pytest.raises(
+        ConfigError, match=r"\(3 seeds, each [\d.]+ GiB and one weights .* GiB memory_limit_gb; "
+    ):
+        memory.check_memory(replace(cfg, memory_limit_gb=fits), torch.device("cpu"), copies=3)
+    big = build_config(["agent=td3", *BASE, "agent.mlp_dims=[100000000,10]", "memory_limit_gb=100000"])
+    memory.check_memory(big, torch.device("cpu"))  # the user's limit stands

@@ -8,6 +8,7 @@ bitwise deterministic, so bitwise resume equality is a CPU guarantee (tests/test
 
 import math
 import os
+from dataclasses import replace
 
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS: read when CUDA starts
 
@@ -126,3 +127,31 @@ def test_cuda_bench_rows(tmp_path):
     assert [r["compile"] for r in rows] == [False, True, "cudagraphs"]
     assert all(r["updates_per_s"] > 0 and r["hours_per_1m"] > 0 for r in rows)
     assert all(r["hardware"] == torch.cuda.get_device_name() for r in rows)
+
+
+@pytest.mark.parametrize("agent", ["td3", "iqrl", "mrq"])
+def test_cuda_memory_estimate_bounds_the_allocated_peak(agent):
+    """iqrl.core.memory's estimate of the weights, Adam state, gradients and an update's activations against
+    PyTorch's allocated peak over a few paper-size updates on walker-walk (the bench's replay is two episodes,
+    left out of both); it refuses a run on the device's free memory. docs/configuration.md, "Memory", says
+    how far off the CPU measurements were: a GPU session adds its ratio there."""
+    from iqrl.bench.measure import prepare
+    from iqrl.core import memory
+    from iqrl.core.config import ConfigError
+
+    trainer = prepare(agent, "walker-walk", "fp32", "cuda")
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(3):
+        trainer.agent.update(trainer.replay, trainer.env_step)
+    torch.cuda.synchronize()
+    measured = torch.cuda.max_memory_allocated() - before  # Adam state, gradients, activations
+    est = memory.estimate(trainer.cfg)
+    print(
+        f"{agent}: allocated peak above the weights {measured / 2**20:.1f} MiB, estimated "
+        f"{(est.training + est.activations) / 2**20:.1f} MiB"
+    )
+    assert 0.5 * measured <= est.training + est.activations <= 4 * measured
+    with pytest.raises(ConfigError, match=r"GiB free on cuda"):
+        memory.check_memory(replace(trainer.cfg, steps=10**12), torch.device("cuda"))

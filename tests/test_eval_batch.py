@@ -19,7 +19,7 @@ from iqrl.core.registry import agent_names, make_agent
 from iqrl.core.spaces import ActionSpec
 from iqrl.train import main
 
-from conftest import TINY_AGENT, TINY_RUN, acts_in_boxes, stop_after_episodes, tiny_argv
+from conftest import TINY_AGENT, TINY_RUN, acts_in_boxes, stop_after_episodes, tiny_argv, tiny_keys
 from test_train import eval_numbers
 
 # (agents that act in boxes: DMC's cartpole; dqn's batched episodes are the MiniGrid test below)
@@ -29,7 +29,7 @@ DETERMINISTIC_EVAL = [a for a in agent_names() if a != "dcwm" and acts_in_boxes(
 def _agent(name: str):
     extra = ["agent.mpc=false"] if name == "dcwm-mf" else []
     name = name.removesuffix("-mf")
-    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, []), *extra])
+    cfg = build_config(tiny_keys(name, extra))
     torch.manual_seed(0)
     return make_agent(cfg.agent, 5, 1, torch.device("cpu"), 0)
 

@@ -33,7 +33,7 @@ from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
 from iqrl.train import main as train_main
 
-from conftest import TINY_AGENT, TINY_RUN, agent_task, wait_for
+from conftest import TINY_AGENT, TINY_RUN, agent_task, tiny_keys, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["agent=iqrl", *TINY_RUN, *TINY_AGENT["iqrl"]]
@@ -47,7 +47,7 @@ def eval_numbers(run: Path) -> list[dict]:
 def agent_and_replay(extra: list[str], seed: int):
     name = next((a[6:] for a in extra if a.startswith("agent=")), "iqrl")
     rest = [a for a in extra if not a.startswith("agent=")]
-    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT[name], *rest]).agent
+    cfg = build_config(tiny_keys(name, rest)).agent
     torch.manual_seed(seed)
     agent = make_agent(cfg, 5, 1, torch.device("cpu"), seed)
     replay = SequenceReplay(5, 1, agent.spec.seq_len, torch.device("cpu"), seed + 1)
@@ -243,7 +243,7 @@ def _last_train_row(run: Path) -> dict:
 
 
 def test_sigkill_then_resume_matches(tmp_path):
-    argv = [*TINY, "steps=1400", "checkpoint_every=400", "seeds=3,4"]
+    argv = [*TINY, "steps=1400", "seeds=3,4"]  # TINY checkpoints every 400 env steps
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main([*argv, f"out={ref}"]) == EXIT_OK
     cmd = [sys.executable, "-m", "iqrl.multiseed", *argv, f"out={run}"]
@@ -316,7 +316,7 @@ def test_group_stop_is_one_decision_at_the_same_episode_for_every_seed():
 def test_a_seed_without_any_checkpoint_restarts_the_group(tmp_path):
     import shutil
 
-    argv = [*TINY, "steps=800", "checkpoint_every=400", "seeds=3,4"]
+    argv = [*TINY, "steps=800", "seeds=3,4"]  # TINY checkpoints every 400 env steps
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main([*argv, f"out={ref}"]) == EXIT_OK
     shutil.copytree(ref, run)
@@ -372,7 +372,7 @@ def test_a_seed_locked_by_another_process_stops_the_group_before_anything_is_wri
 # ---------------------------------------------------------------------------------- pixels
 def pixel_agent_and_replay(name: str, seed: int, extra=()):
     """A tiny agent built for 2 stacked 32-pixel frames and a replay of one random 60-step episode."""
-    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT[name], *extra]).agent
+    cfg = build_config(tiny_keys(name, extra)).agent
     shape = (6, 32, 32)
     torch.manual_seed(seed)
     agent = make_agent(cfg, shape, 1, torch.device("cpu"), seed)

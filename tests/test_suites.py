@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from analysis.reference import SUITES_REFERENCE
-from iqrl.core.config import ConfigError, build_config
+from iqrl.core.config import ConfigError, build_config, layered
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.replay import SequenceReplay, nstep_targets
 from iqrl.core.tasks import SUITES
@@ -365,7 +365,7 @@ def test_td7_and_mrq_targets_stop_at_a_termination_and_bootstrap_through_a_trunc
     truncated episode looks the same as one mid-episode) it does."""
     from iqrl.core.registry import make_agent
 
-    tiny = [*TINY_AGENT[agent], "agent.target_update_every=1"]  # one encoder step before the RL step
+    tiny = layered(TINY_AGENT[agent], ["agent.target_update_every=1"])  # one encoder step before the RL step
     cfg = build_config([f"agent={agent}", "agent.mlp_dims=[32,32]", "agent.batch_size=2", *tiny])
 
     def target(terminal_at, after):

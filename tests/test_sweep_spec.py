@@ -389,3 +389,18 @@ def test_the_atari_sweeps_run_the_100k_protocol_on_the_26_games_with_an_fsq_arm(
     assert {"iqrl", "mrq", "drq-eps"} <= set(load_sweep(ROOT / "ablations/atari.yaml", {}).agents)
     fsq = load_sweep(ROOT / "ablations/atari_fsq_levels.yaml", {}).variants
     assert {"use_fsq=false", "default"} <= set(fsq) and len(fsq) >= 3
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400"])
+def test_a_nonfinite_grid_value_is_rejected_before_submission(tmp_path, value):
+    """YAML reads `inf` and `1e400` as text (`.inf`, a float, the sweep file's check refuses); the trainer's
+    config reads them as infinity and refuses it for the run."""
+    from slurm.submit import load
+
+    p = tmp_path / "bad.yaml"
+    p.write_text(BASE + f"grid: {{agent.lr: [{value}, 0.001]}}\n")
+    with pytest.raises(
+        SweepError, match=r"run iqrl/walker-walk/lr=.*: agent.lr must be a finite number, got inf"
+    ):
+        load(p, tmp_path / "results")
+    assert not (tmp_path / "results").exists()

@@ -14,13 +14,13 @@ from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceBatch, nstep_targets
 from iqrl.nn.maths import info_nce, random_shift, shift_offsets
 
-from conftest import TINY_AGENT, TINY_RUN
+from conftest import tiny_keys
 
 OBS, ACT, B, PIX = 5, 2, 8, (6, 32, 32)
 
 
 def build(extra=(), obs_dim=OBS, seed=0):
-    cfg = build_config(["agent=taco", *TINY_RUN, *TINY_AGENT["taco"], *extra]).agent
+    cfg = build_config(tiny_keys("taco", extra)).agent
     torch.manual_seed(seed)
     return make_agent(cfg, obs_dim, ACT, torch.device("cpu"), seed)
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from iqrl.bench.plain import PlainIQRL
-from iqrl.core.config import build_config
+from iqrl.core.config import build_config, layered
 from iqrl.core.parts import build_parts
 from iqrl.core.trainer import Trainer
 from iqrl.multiseed.group import SeedGroup
@@ -66,7 +66,8 @@ def bench_argv(
     """The run keys of a row (its config is `build_config` of them, as a run's); `extra` keys come last, so
     they override the paper configuration and BENCH_RUN (`--set`: e.g. tiny sizes for a smoke run)."""
     keys = [f"agent={agent}", f"task={task}", f"precision={dtype}", f"device={device}", f"obs={obs}"]
-    return keys + [f"image_size={size}"] + COMPILE_MODES[compile_mode] + BENCH_RUN + list(extra)
+    keys += [f"image_size={size}"] * (obs == "pixels")
+    return layered(keys + COMPILE_MODES[compile_mode] + BENCH_RUN, extra)
 
 
 def hardware(device) -> str:

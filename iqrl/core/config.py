@@ -10,10 +10,13 @@ that names the problem and the valid choices. Nothing is touched on disk before 
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from importlib import resources
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
 from omegaconf import OmegaConf
@@ -100,6 +103,10 @@ class RunConfig:
     init_from: str = ""
     init_parts: list[str] = field(default_factory=lambda: ["representation"])  # the parts init_from loads
     freeze: list[str] = field(default_factory=list)  # parts kept fixed: no optimizer step, no target update
+    # GiB the run may take on its device; None = what the device has free when the run starts (CPU: the
+    # available RAM; CUDA: the device's free memory). A run whose estimate exceeds it is refused before
+    # anything is allocated (iqrl.core.memory; docs/configuration.md).
+    memory_limit_gb: float | None = None
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
@@ -124,14 +131,31 @@ def _task_overrides(entry: registry.AgentEntry, task: str, agent_cls) -> list[di
     return [{k: v for k, v in layer.items() if k in keys} for layer in layers]
 
 
+def layered(*argvs: list[str] | tuple[str, ...]) -> list[str]:
+    """`key=value` lists joined, a later list's key replacing the same key of an earlier list in its place:
+    how a command lays its own keys over a base (the bench's --set, the learning check's --extra). The
+    command line itself gives each key once (build_config refuses a repeated key)."""
+    merged: dict[str, str] = {}
+    for argv in argvs:
+        for arg in argv:
+            key = arg.partition("=")[0]
+            merged["agent" if key == "agent.name" else key] = arg
+    return list(merged.values())
+
+
 def _split_argv(argv: list[str]) -> tuple[str, list[str]]:
-    """Separate `agent=NAME` (or agent.name=NAME) from the dotted overrides; check their shape."""
-    name, rest = "iqrl", []
+    """Separate `agent=NAME` (or agent.name=NAME) from the dotted overrides; check their shape, and that no
+    key is given twice (OmegaConf would silently take the last)."""
+    name, rest, given = "iqrl", [], {}
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or not key:
             raise ConfigError(f"bad argument {arg!r}: expected key=value (e.g. agent=iqrl, agent.horizon=3)")
-        if key in ("agent", "agent.name"):
+        key = "agent" if key == "agent.name" else key
+        if key in given:
+            raise ConfigError(f"{key} is given twice ({given[key]} and {arg}); give each key once")
+        given[key] = arg
+        if key == "agent":
             name = value
         else:
             rest.append(arg)
@@ -200,10 +224,13 @@ def _task_arg(overrides: list[str]) -> str | list[str]:
     args = [arg for arg in overrides if arg.startswith("task=")]
     if not args:
         return RunConfig.task
+    raw = args[-1].partition("=")[2]
     try:
         task = OmegaConf.to_container(OmegaConf.from_dotlist(args[-1:]))["task"]
     except OmegaConfBaseException as e:
         raise ConfigError(f"invalid value for task: {e}") from None
+    if isinstance(task, dict):  # YAML reads `gym:` or `gym: Hopper-v4` as a mapping: keep what was typed
+        task = raw
     if not (
         isinstance(task, str) or (isinstance(task, list) and task and all(isinstance(t, str) for t in task))
     ):
@@ -211,7 +238,35 @@ def _task_arg(overrides: list[str]) -> str | list[str]:
     return task
 
 
+def float_keys(cls: type) -> list[str]:
+    """The fields of dataclass `cls` whose declared type admits a float (float, float | None,
+    list[float], ...)."""
+    hints = get_type_hints(cls)
+    return [f.name for f in fields(cls) if _admits_float(hints[f.name])]
+
+
+def _admits_float(tp) -> bool:
+    if tp is float:
+        return True
+    return typing.get_origin(tp) in (typing.Union, types.UnionType, list, tuple) and any(
+        _admits_float(a) for a in typing.get_args(tp)
+    )
+
+
+def validate_finite(run: RunConfig) -> None:
+    """Every float key of the run config and of its agent's config is a finite number: YAML reads inf, .inf
+    and 1e400 as infinity, which no key means (nan fails the range checks too, but names no cause)."""
+    keyed = [(k, getattr(run, k)) for k in float_keys(RunConfig)]
+    keyed += [(f"agent.{k}", getattr(run.agent, k)) for k in float_keys(type(run.agent))]
+    for key, value in keyed:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+
+
 def validate(run: RunConfig) -> None:
+    validate_finite(run)
     # numpy and dm_control take seeds in [0, 2**32); the eval env is seeded seed + offset (offset 0 with
     # agent.official_shared_eval_seed).
     offset = eval_seed(0, run.agent.official_shared_eval_seed)
@@ -286,6 +341,10 @@ def validate(run: RunConfig) -> None:
         (0 <= run.sticky_actions < 1, f"sticky_actions must be in [0, 1), got {run.sticky_actions}"),
         (run.distractor_dims >= 0, f"distractor_dims must be >= 0, got {run.distractor_dims}"),
         (
+            run.memory_limit_gb is None or run.memory_limit_gb > 0,
+            f"memory_limit_gb must be > 0 GiB (or null: the device's free memory), got {run.memory_limit_gb}",
+        ),
+        (
             run.distractor in DISTRACTORS,
             f"distractor must be one of {', '.join(DISTRACTORS)}, got {run.distractor!r}",
         ),
@@ -294,6 +353,7 @@ def validate(run: RunConfig) -> None:
     validate_actions(run)
     validate_observation(run)
     validate_transfer(run)
+    validate_effect(run)
     validate_tasks(run)
     try:
         run.agent.validate()
@@ -432,6 +492,37 @@ def validate_transfer(run: RunConfig) -> None:
         ],
         ConfigError,
     )
+
+
+def validate_effect(run: RunConfig) -> None:
+    """Keys set away from their defaults where they change nothing in this run are refused: the user meant
+    something (a forgotten key beside them), and a sweep variant built on them would be named for a
+    difference its runs do not have. Keys whose default is inert here (image_size with obs=state) pass."""
+    default = RunConfig()
+    perturbed = run.obs_noise or run.action_noise or run.sticky_actions
+    checks = [
+        (
+            run.init_from or run.init_parts == default.init_parts,
+            f"init_parts={run.init_parts} names what init_from loads: set init_from too, or leave init_parts "
+            "out",
+        ),
+        (
+            run.distractor_dims or run.distractor == default.distractor,
+            f"distractor={run.distractor} is the kind of the distractor entries: set distractor_dims > 0 "
+            "too, or leave distractor out",
+        ),
+        (
+            run.obs == "pixels"
+            or (run.image_size, run.frame_stack) == (default.image_size, default.frame_stack),
+            "image_size and frame_stack shape pixel observations: set obs=pixels too, or leave them out",
+        ),
+        (
+            perturbed or run.perturb_eval,
+            "perturb_eval=false evaluates without obs_noise, action_noise and sticky_actions: set one of "
+            "them too, or leave perturb_eval out",
+        ),
+    ]
+    require(checks, ConfigError)
 
 
 def observation(run: RunConfig) -> Observation:

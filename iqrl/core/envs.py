@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +53,10 @@ def parse_task(task: str) -> tuple[str, str]:
     return domain, name
 
 
+@functools.cache
 def task_spaces(task: str) -> tuple[int, int]:
-    """(observation width, action width) of a task's state observations, in any suite."""
+    """(observation width, action width) of a task's state observations, in any suite (built once a
+    process: the config's checks and the memory estimate ask before every run)."""
     env = make_env(task, seed=0, action_repeat=1, episode_length=suite_of(task).episode_length)
     return env.obs_dim, env.act_dim
 

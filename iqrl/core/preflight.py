@@ -1,9 +1,10 @@
 """The checks before a run trains, each a ConfigError with one line: the run folder holds this run or none,
 the device, precision and compile keys fit the machine and the agent, the trackers are installed and a
-renderer works where pixels or videos need one. Nothing is written.
+renderer works where pixels or videos need one, and the run's estimated memory fits its device. Nothing is
+written.
 
 It imports torch, the run config, the registry (what an agent supports), the run folder's readers, the
-trackers' package check and the renderer's probe.
+trackers' package check, the renderer's probe and the memory estimate.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from iqrl.core import checkpoints
 from iqrl.core.config import ConfigError, RunConfig, to_yaml_dict
 from iqrl.core.device import resolve_device
 from iqrl.core.loggers import missing_packages
+from iqrl.core.memory import check_memory
 from iqrl.core.render import RendererUnavailable, select_backend
 from iqrl.core.runfolder import (
     CHECKPOINT,
@@ -41,14 +43,24 @@ def preflight(cfg: RunConfig) -> bool:
     A finished run needs no device, so the device is checked only for a run still to train."""
     done = check_run_folder(cfg) == "done"
     if not done:
-        device = resolve_device(cfg.device)
+        device = check_machine(cfg)
         check_device_type(cfg, device)
-        check_precision(cfg, device)
-        check_compile(cfg, device)
-        check_watching(cfg)
-        check_renderer(cfg)
         check_out(cfg)
     return done
+
+
+def check_machine(cfg: RunConfig, seeds: int = 1) -> torch.device:
+    """The checks of a run's values against this machine, made by the trainer, `--check` and the K-seed mode
+    (`seeds` runs of `cfg` at once) before anything is written or allocated: the device exists, the precision
+    and compile keys fit it, the trackers and a renderer are installed where the run needs them, and the
+    run's estimated memory fits the device (iqrl.core.memory). Returns the device."""
+    device = resolve_device(cfg.device)
+    check_precision(cfg, device)
+    check_compile(cfg, device)
+    check_watching(cfg)
+    check_renderer(cfg)
+    check_memory(cfg, device, seeds)
+    return device
 
 
 # ---------------------------------------------------------------------- the run folder's checks

@@ -40,6 +40,14 @@ os.umask(_UMASK)
 _TMP_PREFIX, _TMP_SUFFIX = ".", ".tmp"
 _TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
 
+# Config keys that do not change a run's results: where it lives, what it runs on and may take of its memory,
+# how often its state is checkpointed (resume equality makes the results independent of the checkpoint
+# cadence), and the trackers and videos it writes beside its CSV files. A run resumes whatever their values;
+# analysis compares runs without them.
+NOT_RESULT_KEYS = frozenset(
+    {"out", "device", "meta", "checkpoint_every", "logger", "video_every", "memory_limit_gb"}
+)
+
 # Config keys added after run folders already existed, with the value that reproduces how those older
 # versions behaved. The trainer resumes an unfinished older run (its config.yaml lacks the key) when the
 # current value is that one and refuses it otherwise (e.g. iqrl-official, whose preset turns the key on);
@@ -114,13 +122,9 @@ def config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], li
     """Two run configs (config.yaml's dicts) compared: (keys whose values differ, keys of `saved` that the
     current config no longer has, keys of the current config that `saved` lacks: added since the run was
     started)."""
-    # Keys that do not change a run's results: where it lives, what it runs on, and how often its state is
-    # checkpointed (resume equality makes the results independent of the checkpoint cadence).
-    # So are the trackers and videos it writes beside its CSV files.
-    ignore = {"out", "device", "meta", "checkpoint_every", "logger", "video_every"}
     diffs, obsolete, added = [], [], []
     for k in sorted(set(saved) | set(new)):
-        if not prefix and k in ignore:
+        if not prefix and k in NOT_RESULT_KEYS:
             continue
         a, b = saved.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):

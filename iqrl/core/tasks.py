@@ -136,7 +136,11 @@ def split_task(task: str) -> tuple[str, str]:
     prefix, sep, name = task.partition(":")
     if not sep:
         return "dmc", task
-    if prefix not in SUITES or prefix == "dmc" or not name:
+    if prefix in SUITES and prefix != "dmc" and not name.strip():
+        raise ValueError(
+            f"task {task!r} names no {prefix} task: write {SUITES[prefix].example}, no space after ':'"
+        )
+    if prefix not in SUITES or prefix == "dmc":
         raise ValueError(f"unknown task {task!r}; a task is {suite_list()}")
     return prefix, name
 

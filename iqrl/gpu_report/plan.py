@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from iqrl.core.config import build_config
+from iqrl.core.config import build_config, layered
 from iqrl.core.registry import agent_names
 from iqrl.multiseed.group import unsupported
 
@@ -139,8 +139,8 @@ def part3_runs(kseed: bool, mode: str, smoke: bool = False) -> list[LearnRun]:
     sac_ae += ["steps=100000", "eval_every=5000", "checkpoint_every=100000"]
     if smoke:  # tiny runs, evaluated often; they still run until the part stops them
         tiny = ["episode_length=100", "eval_every=100", "eval_episodes=1", "diag_every=100"]
-        iqrl += [*tiny, *SMOKE_IQRL]
-        sac_ae += [*tiny, *SMOKE_SAC_AE, "image_size=32"]
+        iqrl = layered(iqrl, tiny, SMOKE_IQRL)
+        sac_ae = layered(sac_ae, tiny, SMOKE_SAC_AE, ["image_size=32"])
     if not kseed:
         iqrl += [f"compile={mode != 'false'}".lower()] + (["cudagraphs=true"] if mode == "cudagraphs" else [])
     runs = [

@@ -26,15 +26,8 @@ from iqrl.core import checkpoints
 from iqrl.core.checkpoints import PREVIOUS as PREVIOUS_CHECKPOINT
 from iqrl.core.checkpoints import checkpoint_step
 from iqrl.core.config import ConfigError, build_config
-from iqrl.core.device import resolve_device
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.core.preflight import (
-    check_device_type,
-    check_precision,
-    check_run_folder,
-    check_watching,
-    check_writable,
-)
+from iqrl.core.preflight import check_device_type, check_machine, check_run_folder, check_writable
 from iqrl.core.runfolder import (
     CHECKPOINT,
     Refused,
@@ -200,11 +193,9 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         if not cfgs:
             print(f"{root}: every seed is already done, nothing to do", flush=True)
             return EXIT_OK
-        device = resolve_device(cfgs[0].device)
+        device = check_machine(cfgs[0], seeds=len(cfgs))  # the seeds differ in seed and out only
         for c in cfgs:
             check_device_type(c, device)
-            check_precision(c, device)
-            check_watching(c)
             check_writable(Path(c.out))
     except (ConfigError, Refused) as e:
         print(f"error: {e}", file=sys.stderr)
