@@ -13,7 +13,7 @@ from iqrl.core.config import ConfigError, RunConfig, build_config, float_keys, l
 from iqrl.core.replay import SequenceReplay
 from iqrl.nn.layers import ConvDecoder, ConvEncoder, EnsembleLinear
 
-from conftest import agent_task, tiny_keys
+from conftest import agent_actions, agent_task, tiny_keys
 
 BASE = ["task=cartpole-balance"]
 NOISE_STDS = {
@@ -55,12 +55,12 @@ def test_every_agent_has_cases():
 @pytest.mark.parametrize("agent, key, value", CASES)
 def test_out_of_range_agent_value_is_a_config_error(agent, key, value):
     with pytest.raises(ConfigError, match=rf"agent\..*{key}"):
-        build_config([f"agent={agent}", *BASE, *agent_task(agent), f"agent.{key}={value}"])
+        build_config(layered([f"agent={agent}", *BASE], agent_task(agent), [f"agent.{key}={value}"]))
 
 
 @pytest.mark.parametrize("agent", registry.agent_names())
 def test_defaults_pass(agent):
-    build_config([f"agent={agent}", *BASE, *agent_task(agent)])
+    build_config(layered([f"agent={agent}", *BASE], agent_task(agent)))
 
 
 def test_seed_range_boundaries():
@@ -128,7 +128,7 @@ def test_float_keys_follow_the_declared_types():
 def test_every_float_key_of_every_registered_agent_refuses_a_nonfinite_value(agent):
     """Derived from the config dataclass, so an agent registered later is covered without a line here: each
     float key, set to inf, -inf, nan in turn, is one ConfigError naming it."""
-    run = build_config([f"agent={agent}", *BASE])
+    run = build_config(layered([f"agent={agent}", *BASE], agent_task(agent)))
     keys = float_keys(type(run.agent))
     assert "gamma" in keys  # every agent discounts
     for i, key in enumerate(keys):
@@ -227,8 +227,8 @@ def test_the_meta_built_agent_has_the_real_agents_tensors(agent, monkeypatch):
     real agent's, in shape, dtype and whether they train."""
     monkeypatch.setattr(memory, "LARGE", 64)
     cfg = build_config(tiny_keys(agent))
-    real = registry.make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0)
-    meta = memory.meta_agent(cfg, 5, 2)
+    real = registry.make_agent(cfg.agent, 5, agent_actions(agent, 2), torch.device("cpu"), 0)
+    meta = memory.meta_agent(cfg, 5, agent_actions(agent, 2))
     real_t, meta_t = memory.agent_tensors(real), memory.agent_tensors(meta)
     assert all(t.is_meta for t in meta_t if t.numel() >= 64 and t.requires_grad)
     assert sum(t.numel() for t in meta_t if t.is_meta) > sum(t.numel() for t in meta_t) / 2

@@ -52,9 +52,10 @@ def test_atari_runs_pool_as_human_normalized_scores_and_minigrid_as_success_rate
     _atari_runs(tmp_path / "r")
     for seed, rate in enumerate([0.25, 0.75]):
         run = write_run(
-            tmp_path / "r" / "mrq" / "minigrid:MiniGrid-DoorKey-5x5-v0" / f"seed{seed}", [(0, 0.0)]
+            tmp_path / "r" / "mrq" / "minigrid:MiniGrid-DoorKey-5x5-v0" / f"seed{seed}",
+            [(0, 0.0), (1000, 0.0)],
         )
-        pd.read_csv(run / "eval.csv").assign(success=[rate]).to_csv(run / "eval.csv", index=False)
+        pd.read_csv(run / "eval.csv").assign(success=[0.0, rate]).to_csv(run / "eval.csv", index=False)
     out = figures.make_figures(tmp_path / "r", tmp_path / "f", steps=[400_000], reps_curve=20, reps_final=20)
     names = {p.stem for p in out["figures"]}
     assert {"per_task_curves_atari", "sample_efficiency_atari", "final_intervals_atari_400k"} <= names

@@ -25,6 +25,7 @@ import pytest
 from faults import Faults, append, flip, truncate
 
 from iqrl.core import checkpoints
+from iqrl.core.config import layered
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from iqrl.core.runfolder import write_status
 from iqrl.train import main
@@ -385,7 +386,7 @@ def test_check_runs_the_run_folder_checks_of_the_real_run_and_writes_nothing(sto
 
     def check(run, *extra) -> tuple[int, str, str]:
         files = snapshot(run, skip=())
-        rc = main([*argv(run), *extra, "--check"])
+        rc = main([*layered(argv(run), extra), "--check"])
         out, err = capsys.readouterr()
         assert snapshot(run, skip=()) == files
         return rc, out.strip(), (error_lines(err) or [""])[0]

@@ -166,7 +166,11 @@ def test_a_multi_task_run_collects_tasks_in_turn_into_their_replays(tmp_path):
     "agent, extra, message",
     [
         ("td3", [], "agent td3 trains one task per run; a task list works with iqrl"),
-        ("iqrl", ["task=[cartpole-balance,walker-walk]"], "cartpole-balance has observation width 5 and 1"),
+        (
+            "iqrl",
+            ["task=[cartpole-balance,walker-walk]"],
+            "cartpole-balance has observation width 5 and continuous actions (a box of 1 dims)",
+        ),
         ("iqrl", ["task=[cartpole-balance,cartpole-balance]"], "task lists each task once"),
         ("iqrl", ["video_every=400"], "records no videos"),
         ("iqrl", ["task=[cartpole-balance,nope]"], "unknown task 'nope'"),

@@ -405,8 +405,8 @@ def validate_tasks(run: RunConfig) -> None:
         (
             other is None,
             f"the tasks of a multi-task run share observation and action spaces: {first} has observation "
-            f"width {spaces[first][0]} and {spaces[first][1]} actions, {other} has "
-            f"{spaces[other or first][0]} and {spaces[other or first][1]}",
+            f"width {spaces[first][0]} and {spaces[first][1].describe()}, {other} has "
+            f"{spaces[other or first][0]} and {spaces[other or first][1].describe()}",
         ),
         (
             registry.agent_class(run.agent.name).MULTITASK,
@@ -513,7 +513,8 @@ def validate_effect(run: RunConfig) -> None:
         ),
         (
             run.obs == "pixels"
-            or (run.image_size, run.frame_stack) == (default.image_size, default.frame_stack),
+            or (run.image_size, run.frame_stack)
+            == (default.image_size, suite_of(task_list(run.task)[0]).frame_stack),
             "image_size and frame_stack shape pixel observations: set obs=pixels too, or leave them out",
         ),
         (

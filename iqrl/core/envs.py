@@ -54,11 +54,11 @@ def parse_task(task: str) -> tuple[str, str]:
 
 
 @functools.cache
-def task_spaces(task: str) -> tuple[int, int]:
-    """(observation width, action width) of a task's state observations, in any suite (built once a
+def task_spaces(task: str) -> tuple[int, ActionSpec]:
+    """(observation width, action spec) of a task's state observations, in any suite (built once a
     process: the config's checks and the memory estimate ask before every run)."""
     env = make_env(task, seed=0, action_repeat=1, episode_length=suite_of(task).episode_length)
-    return env.obs_dim, env.act_dim
+    return env.obs_dim, env.action_spec
 
 
 def check_episode_length(episode_length: int, action_repeat: int) -> None:

@@ -32,7 +32,8 @@ from torch.overrides import TorchFunctionMode
 from iqrl.core import registry
 from iqrl.core.config import ConfigError, RunConfig
 from iqrl.core.envs import task_spaces
-from iqrl.core.tasks import task_list
+from iqrl.core.spaces import ActionSpec, as_action_spec
+from iqrl.core.tasks import suite_of, task_list
 
 GIB = 2**30
 # Copies of each layer's output per sample that an update holds at its peak. The backward pass keeps a
@@ -116,7 +117,7 @@ def _on_meta(x):
     return x.to("meta") if isinstance(x, torch.Tensor) and not x.is_meta else x
 
 
-def meta_agent(cfg: RunConfig, obs_dim, act_dim: int):
+def meta_agent(cfg: RunConfig, obs_dim, act_dim: int | ActionSpec):
     """The run's agent with its large tensors on the meta device (shapes only; see _LargeOnMeta)."""
     with _LargeOnMeta():
         return registry.make_agent(
@@ -186,15 +187,16 @@ def _conv_side(m: nn.Module, side: int) -> int:
 
 
 def replay_bytes(
-    transitions: int, episode_transitions: int, frame_bytes: int, pixels: bool, act_dim: int
+    transitions: int, episode_transitions: int, frame_bytes: int, pixels: bool, act_dim: int | ActionSpec
 ) -> int:
     """The replay's arrays after `transitions` (SequenceReplay: an observation of `frame_bytes` per transition
-    and one more per episode, with its episode's start index for pixels; per transition its action, reward,
-    termination flag, three int64 indices and a priority), each grown by doubling, plus the largest one's old
-    storage while it doubles."""
+    and one more per episode, with its episode's start index for pixels; per transition its action (a box's
+    float32 components or one int64 index), reward, termination flag, three int64 indices and a priority),
+    each grown by doubling, plus the largest one's old storage while it doubles."""
+    action = as_action_spec(act_dim)
     n_obs = transitions + math.ceil(transitions / max(1, episode_transitions))
     per_obs = [frame_bytes] + [8] * pixels
-    per_transition = [4 * act_dim, 4, 1, 8, 8, 8, 4]
+    per_transition = [8 if action.is_discrete else 4 * action.n, 4, 1, 8, 8, 8, 4]
     sizes = [_grown(n_obs) * b for b in per_obs] + [_grown(transitions) * b for b in per_transition]
     return sum(sizes) + max(sizes) // 2
 
@@ -210,8 +212,9 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     """The memory the run `cfg` holds at its peak on its device (see the module's docstring)."""
     obs_dim, act_dim = task_spaces(task_list(cfg.task)[0])
     pixels = cfg.obs == "pixels"
-    if pixels:  # RGB frame stacks, stored one uint8 frame per observation
-        obs_dim = (3 * cfg.frame_stack, cfg.image_size, cfg.image_size)
+    channels = suite_of(task_list(cfg.task)[0]).frame_channels
+    if pixels:  # frame stacks (RGB; Atari's grayscale), stored one uint8 frame per observation
+        obs_dim = (channels * cfg.frame_stack, cfg.image_size, cfg.image_size)
     agent = meta_agent(cfg, obs_dim, act_dim)
     tensors = agent_tensors(agent)
     weights = sum(t.numel() * t.element_size() for t in tensors)
@@ -220,7 +223,7 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     samples = agent.spec.batch_size * agent.spec.seq_len
     activations = samples * sample_outputs(agent_modules(agent), obs_shape) * 4 * ACTIVATION_COPIES
     transitions = math.ceil(cfg.steps / cfg.action_repeat)
-    frame_bytes = 3 * cfg.image_size**2 if pixels else 4 * obs_dim
+    frame_bytes = channels * cfg.image_size**2 if pixels else 4 * obs_dim
     replay = replay_bytes(transitions, cfg.episode_length // cfg.action_repeat, frame_bytes, pixels, act_dim)
     overhead = OVERHEAD["cuda" if cfg.device.startswith("cuda") else "cpu"]
     return MemoryEstimate(weights, 3 * trainable, replay, activations, overhead)

@@ -27,6 +27,7 @@ class Suite:
     actions: str = "box"  # the kind of its action spaces (iqrl.core.spaces): "box" or "discrete"
     observations: tuple[str, ...] = ("state",)  # the run key obs: its default first
     frame_stack: int = 3  # obs=pixels: frames per observation by default
+    frame_channels: int = 3  # obs=pixels: channels of one frame (RGB; Atari's screens are grayscale)
     protocols: tuple[str, ...] = ("default",)  # the run key protocol: its default first
     # Whether evaluation episodes side by side reproduce the sequential loop's (iqrl.core.evaluation): not
     # where the env draws at every step (Atari's sticky actions and evaluation epsilon).
@@ -75,6 +76,7 @@ SUITES: dict[str, Suite] = {
         actions="discrete",
         observations=("pixels",),
         frame_stack=4,
+        frame_channels=1,
         protocols=tuple(ATARI_PROTOCOLS),
         batched_eval=False,
     ),
