@@ -13,6 +13,11 @@ modules exactly as in a single-seed run.
 
 Everything between the pieces runs in the seed's own thread on its own objects: sampling from its replay,
 the random draws (from its own generator, in its own order), counters and schedules, writing priorities back.
+The statistics a piece's layers return (iqrl/nn/stats.py: running mean and variance, counters, a codebook's
+EMA) come out of `vmap` one value per seed and are written into the stacks and the seeds' own buffers, as the
+parameters a step changes are. A stat layer's buffers are read from each seed before each piece: an agent may
+update them while acting, in its own thread (an observation normaliser).
+
 So the group has no code of any agent: a new agent whose update runs its networks through its updater trains
 here as written. What it cannot run (an update that changes its networks by other means, such as an in-place
 statistic of a buffer) is refused: up front where the config says so (`AgentConfig.kseed_refusal`), else after
@@ -37,6 +42,7 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 from iqrl.core.interface import Agent
 from iqrl.core.update import Parameters, StepResult, Updater, parameters, params_of
 from iqrl.nn.maths import ema_update_, hard_update_
+from iqrl.nn.stats import StatLayer, Writes, returning_writes
 
 
 class Piece(NamedTuple):
@@ -140,6 +146,15 @@ class SeedGroup:
                 self.own.setdefault(n, []).append(t.data)
         with torch.no_grad():
             self.stacked = {n: torch.stack(self._pad(ts)).contiguous() for n, ts in self.own.items()}
+        # Where the statistics a piece writes go: the holder's module -> its name (one dict per seed), and the
+        # buffers of stat layers, read from the seeds before every piece.
+        self.module_names = [{id(m): n for n, m in h.named_modules()} for h in self.holders]
+        self.stat_buffers = [
+            f"{n}.{b}"
+            for n, m in self.holders[0].named_modules()
+            if isinstance(m, StatLayer)
+            for b, _ in m.named_buffers(recurse=False)
+        ]
         self.opts: dict[tuple[str, ...], _GroupOptimizer] = {}
         self._synced_in = False
         for k, a in enumerate(agents):
@@ -175,6 +190,27 @@ class SeedGroup:
             for n, tensors in self.own.items():
                 for k, t in enumerate(tensors):
                     self.stacked[n][k].copy_(t)
+
+    def _sync_stats_in(self) -> None:
+        """The stat layers' buffers of every seed into the stacks (those an agent updates while acting)."""
+        names = self.stat_buffers
+        if names:
+            with torch.no_grad():
+                torch._foreach_copy_(
+                    [self.stacked[n][k] for n in names for k in range(self.K)],
+                    [self.own[n][k] for n in names for k in range(self.K)],
+                )
+
+    def _written(self, k: int, writes: Writes) -> dict[str, Tensor]:
+        """A piece's writes (module of seed k's holder, tensor name) by their names in the stacks."""
+        return {f"{self.module_names[k][id(m)]}.{name}": v for (m, name), v in writes.items()}
+
+    def _assign(self, written: dict[str, Tensor]) -> None:
+        """Values [slots, ...] that a piece wrote, by name, into the stacks and the seeds' own tensors."""
+        if written:
+            with torch.no_grad():
+                torch._foreach_copy_([self.stacked[n] for n in written], list(written.values()))
+            self._sync_out(written)
 
     def _sync_out(self, names) -> None:
         """The seeds' slices of the stacked tensors `names` into their own tensors."""
@@ -249,6 +285,8 @@ class SeedGroup:
         if not self._synced_in:
             self._sync_in()
             self._synced_in = True
+        else:
+            self._sync_stats_in()
         live = sorted(self.pending)
         pieces = [self.pending[k] for k in live]
         if len({p.name for p in pieces}) != 1:
@@ -284,7 +322,14 @@ class SeedGroup:
             self._stack(live, [p.args for p in pieces]),
             self._stack(live, [p.draws for p in pieces]),
         )
-        out = _vmap(lambda s, a, d: functional_call(holder, s, (fn, *a), d), self.stacked, args, draws)
+        piece = returning_writes(lambda s, a, d: functional_call(holder, s, (fn, *a), d))
+
+        def one(s, a, d):
+            out, writes = piece(s, a, d)
+            return out, self._written(live[0], writes)
+
+        out, written = _vmap(one, self.stacked, args, draws)
+        self._assign(written)
         return [tree_map(lambda v, k=k: v[k] if isinstance(v, Tensor) else v, out) for k in live]
 
     def _step(self, live: list[int], pieces: list[Piece]) -> list[StepResult]:
@@ -299,25 +344,32 @@ class SeedGroup:
         )
         max_norm = options["max_norm"]
 
+        piece = returning_writes(
+            lambda p, rest, args, draws: functional_call(holder, {**rest, **p}, (fn, *args), draws)
+        )
+
         def one(params, rest, args, draws):
             static = {}
 
             def loss(p):  # grad's aux holds tensors only: the rest of aux is put back below
-                out = functional_call(holder, {**rest, **p}, (fn, *args), draws)
+                out, writes = piece(p, rest, args, draws)
                 value, aux = out if isinstance(out, tuple) else (out, None)
                 static["leaves"], static["spec"] = tree_flatten(aux)
-                return value, (value.detach(), [v for v in static["leaves"] if isinstance(v, Tensor)])
+                tensors = [v for v in static["leaves"] if isinstance(v, Tensor)]
+                return value, (value.detach(), tensors, self._written(live[0], writes))
 
-            grads, (value, tensors) = grad(loss, has_aux=True)(params)
+            grads, (value, tensors, written) = grad(loss, has_aux=True)(params)
             tensors = iter(tensors)
             leaves = [next(tensors) if isinstance(v, Tensor) else v for v in static["leaves"]]
             aux = tree_unflatten(leaves, static["spec"])
             norm = None
             if max_norm > 0:
                 grads, norm = _clip(grads, max_norm)
-            return grads, value, aux, norm
+            return grads, value, aux, norm, written
 
-        grads, value, aux, norm = _vmap(one, stepped, rest, args, draws)
+        grads, value, aux, norm, written = _vmap(one, stepped, rest, args, draws)
+        if clash := sorted(set(written) & set(stepped)):
+            raise RuntimeError(f"{pieces[0].name} writes {clash[0]}, which its optimizer steps")
         for g in groups:
             for n, p in zip(g.names, g.opt.param_groups[0]["params"]):
                 p.grad = grads[n]
@@ -325,6 +377,7 @@ class SeedGroup:
             for p in g.opt.param_groups[0]["params"]:
                 p.grad = None
         self._sync_out(stepped)
+        self._assign(written)
         pick = lambda tree, k: tree_map(lambda v: v[k].detach() if isinstance(v, Tensor) else v, tree)  # noqa: E731
         return [StepResult(value[k], pick(aux, k), None if norm is None else norm[k]) for k in live]
 
