@@ -5,6 +5,7 @@ An agent writes its update once, in the paper's order, as calls on an `Updater` 
     y = u.call(self.td_target, ret, discount, x_next, **self.target_draws(len(x)))   # a pure function
     (loss, q), norm = u.step(self.critic_loss, x, action, y, opt=self.critic_opt)   # one gradient step
     u.ema(self.critic_target, self.critic, tau)                                      # a target update
+    u.reset(self.critic, self.build_critic, self.critic_opt, seed=draw_seed(g))     # a re-initialisation
 
 Each function handed to `call` or `step` is pure: a function of the networks' parameters and buffers, its
 tensor arguments and its random draws, which the agent makes beforehand from its own generator with a function
@@ -30,12 +31,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
+from iqrl.nn.layers import build_seeded, module_tensors
 from iqrl.nn.maths import ema_update_, hard_update_
 from iqrl.nn.optim import detached_weights, optimizer_step
 from iqrl.nn.stats import assign_writes, returning_writes
 
 Optimizers = torch.optim.Optimizer | tuple[torch.optim.Optimizer, ...]
 Parameters = nn.Module | Iterable[Tensor]
+Modules = nn.Module | Sequence[nn.Module]
 
 
 class StepResult(NamedTuple):
@@ -53,6 +56,23 @@ def params_of(opt: Optimizers) -> list[Tensor]:
 
 def parameters(x: Parameters) -> list[Tensor]:
     return list(x.parameters()) if isinstance(x, nn.Module) else list(x)
+
+
+def reset_pairs(modules: Modules, fresh: Modules) -> list[tuple[Tensor, Tensor]]:
+    """(tensor of `modules`, its value in `fresh`) for every parameter and buffer; `fresh` must have the same
+    names and shapes (the networks `build` makes for a reset)."""
+    own, new = module_tensors(modules), module_tensors(fresh)
+    if own.keys() != new.keys() or any(own[n].shape != new[n].shape for n in own):
+        raise ValueError("a reset's build() must return networks of the structure and shapes it replaces")
+    return [(own[n], new[n]) for n in own]
+
+
+def drop_optimizer_state(opt: Optimizers | None, tensors: list[Tensor]) -> None:
+    """Forget `opt`'s state (Adam's moments and step count) for `tensors`: it starts again at their next
+    step."""
+    for o in () if opt is None else opt if isinstance(opt, tuple) else (opt,):
+        for t in tensors:
+            o.state.pop(t, None)
 
 
 def detach(tree: Any) -> Any:
@@ -153,3 +173,19 @@ class Updater:
         target = parameters(target)
         if self._moves(target):
             hard_update_(target, parameters(online))
+
+    def reset(
+        self, modules: Modules, build: Callable[[], Modules], opt: Optimizers | None = None, *, seed: int
+    ):
+        """Re-initialise `modules` (a network or a sequence of them; BRO's periodic resets): build() makes new
+        ones of the same structure, with the global generators that module initialisation draws from seeded
+        by `seed` (`iqrl.nn.layers.draw_seed` from the agent's generator, beforehand); their parameters and
+        buffers are copied into `modules`, and `opt` (one optimizer or a tuple) forgets its state for them, so
+        Adam's moments and step count start again. A network that `freeze` holds stays as it is."""
+        pairs = [
+            (t, v) for t, v in reset_pairs(modules, build_seeded(build, seed)) if id(t) not in self._frozen
+        ]
+        with torch.no_grad():
+            for t, v in pairs:
+                t.copy_(v)
+        drop_optimizer_state(opt, [t for t, _ in pairs])

@@ -40,7 +40,17 @@ from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from iqrl.core.interface import Agent
-from iqrl.core.update import Parameters, StepResult, Updater, parameters, params_of
+from iqrl.core.update import (
+    Modules,
+    Parameters,
+    StepResult,
+    Updater,
+    drop_optimizer_state,
+    parameters,
+    params_of,
+    reset_pairs,
+)
+from iqrl.nn.layers import build_seeded
 from iqrl.nn.maths import ema_update_, hard_update_
 from iqrl.nn.stats import StatLayer, Writes, returning_writes
 
@@ -48,11 +58,11 @@ from iqrl.nn.stats import StatLayer, Writes, returning_writes
 class Piece(NamedTuple):
     """One piece of an update handed to the group: what `Updater.call` / `step` / `ema` / `copy` was given."""
 
-    kind: str  # call | step | ema | copy
-    fn: Callable | None  # the function (call, step)
-    args: tuple  # its positional arguments (ema, copy: target, online)
-    draws: dict  # its keyword arguments (the random draws)
-    options: dict  # step: opt, max_norm; ema: tau
+    kind: str  # call | step | ema | copy | reset
+    fn: Callable | None  # the function (call, step; reset: build)
+    args: tuple  # its positional arguments (ema, copy: target, online; reset: the modules)
+    draws: dict  # its keyword arguments (the random draws; reset: seed)
+    options: dict  # step: opt, max_norm; ema: tau; reset: opt
 
     @property
     def name(self) -> str:
@@ -80,6 +90,9 @@ class SeedUpdater(Updater):
 
     def copy(self, target: Parameters, online: Parameters) -> None:
         self.group.submit(self.k, Piece("copy", None, (target, online), {}, {}))
+
+    def reset(self, modules: Modules, build: Callable[[], Modules], opt=None, *, seed: int) -> None:
+        self.group.submit(self.k, Piece("reset", build, (modules,), {"seed": seed}, {"opt": opt}))
 
 
 class _Networks(nn.Module):
@@ -397,6 +410,24 @@ class SeedGroup:
         targets, online = self._targets(live, pieces)
         hard_update_([self.stacked[n] for n in targets], [self.stacked[n] for n in online])
         self._sync_out(targets)
+        return [None] * len(live)
+
+    def _reset(self, live: list[int], pieces: list[Piece]) -> list[None]:
+        """Each seed's networks built again from its own seed (in this thread, one seed after the other: the
+        global generators are forked for each), written into its slices of the stacks and its own tensors;
+        the group optimizers and the seeds' own forget their state for them."""
+        names = set()
+        for k, piece in zip(live, pieces):
+            pairs = reset_pairs(piece.args[0], build_seeded(piece.fn, piece.draws["seed"]))
+            with torch.no_grad():
+                for t, v in pairs:
+                    names.add(n := self.name(k, t))
+                    self.stacked[n][k].copy_(v)
+                    t.copy_(v)
+            drop_optimizer_state(piece.options["opt"], [t for t, _ in pairs])
+        for g in self.opts.values():
+            stacked = g.opt.param_groups[0]["params"]
+            drop_optimizer_state(g.opt, [p for n, p in zip(g.names, stacked) if n in names])
         return [None] * len(live)
 
     # ------------------------------------------------------------------ rendezvous
