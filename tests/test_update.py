@@ -1,9 +1,12 @@
-"""The updater's pieces that change networks besides a gradient step (iqrl/core/update.py): a reset that
-re-initialises networks and their optimizer state (BRO's resets), in every mode.
+"""The updater's pieces that change networks besides a gradient step (iqrl/core/update.py), in every mode: a
+reset that re-initialises networks and their optimizer state (BRO's resets), and parameters re-mapped after a
+step (`step(after=...)`: SimbaV2's projection of its weights onto the unit sphere).
 
 Pinned: a reset gives the networks that their build function makes from the seed drawn beforehand, and the
 optimizer starts again (its next step is a fresh Adam's first step) for them only; a frozen network is not
 reset; in the K-seed mode each seed re-draws from its own generator and trains on as its plain run does.
+A projection after each step leaves unit rows, equal to a plain loop's in-place projection (eagerly bit for
+bit, compiled and in the K-seed mode to rounding), and Adam's moments untouched.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from iqrl.core.interface import Agent, AgentSpec
@@ -21,7 +25,7 @@ from iqrl.core.update import Updater
 from iqrl.multiseed.group import SeedGroup
 from iqrl.nn.layers import build_seeded, draw_seed, mlp
 from iqrl.nn.optim import adam
-from iqrl.nn.stats import BatchNorm
+from iqrl.nn.stats import BatchNorm, write
 
 
 def net() -> nn.Module:
@@ -145,3 +149,97 @@ def test_in_the_k_seed_mode_each_seed_resets_from_its_own_generator_and_trains_o
             atol=1e-7,
         )
     assert not torch.equal(grouped[0].first[3].weight, grouped[1].first[3].weight)
+
+
+# ------------------------------------------------------------------------------------ re-mapped parameters
+class UnitLinear(nn.Linear):
+    """A linear layer whose weight rows live on the unit sphere: `project` writes them normalised."""
+
+    def project(self) -> None:
+        write(self, "weight", F.normalize(self.weight, dim=-1))
+
+
+class ProjectingAgent(Agent):
+    STATE_OBJECTS = ("net", "opt")
+
+    def __init__(self, seed: int):
+        super().__init__(SimpleNamespace(name="projecting"), "cpu", seed)
+        torch.manual_seed(seed)
+        self.spec = AgentSpec(seq_len=1, batch_size=8)
+        self.net = nn.Sequential(UnitLinear(3, 8), nn.Mish(), UnitLinear(8, 1))
+        self.opt = adam(self.net.parameters(), 1e-2)
+
+    def act(self, obs, explore):
+        return np.zeros(1, np.float32)
+
+    def loss(self, x, y):
+        return (self.net(x).squeeze(-1) - y).square().mean()
+
+    def project(self) -> None:
+        for layer in (self.net[0], self.net[2]):
+            layer.project()
+
+    def update(self, data, i):
+        x, y = data[i]
+        return {"loss": self.updater.step(self.loss, x, y, opt=self.opt, after=self.project).loss}
+
+
+def projected_by_hand(seed: int, data) -> tuple[ProjectingAgent, list[float]]:
+    """A plain PyTorch loop: step, then normalise the rows in place."""
+    agent, losses = ProjectingAgent(seed), []
+    for x, y in data:
+        agent.opt.zero_grad()
+        loss = agent.loss(x, y)
+        loss.backward()
+        agent.opt.step()
+        with torch.no_grad():
+            for layer in (agent.net[0], agent.net[2]):
+                layer.weight.copy_(F.normalize(layer.weight, dim=-1))
+        losses.append(float(loss.detach()))
+    return agent, losses
+
+
+def assert_unit_rows(agent) -> None:
+    for layer in (agent.net[0], agent.net[2]):
+        torch.testing.assert_close(layer.weight.norm(dim=-1), torch.ones(layer.out_features))
+
+
+def test_parameters_re_mapped_after_each_step_eagerly_and_compiled():
+    data = regression(0, n=3)
+    plain, want = projected_by_hand(0, data)
+    eager, compiled = ProjectingAgent(0), ProjectingAgent(0)
+    compiled.compile()
+    assert [float(eager.update(data, i)["loss"]) for i in range(3)] == want
+    assert all(torch.equal(t, plain.net.state_dict()[n]) for n, t in eager.net.state_dict().items())
+    np.testing.assert_allclose([float(compiled.update(data, i)["loss"]) for i in range(3)], want, rtol=1e-5)
+    for n, t in compiled.net.state_dict().items():
+        torch.testing.assert_close(t, plain.net.state_dict()[n], rtol=1e-5, atol=1e-6)
+    assert_unit_rows(eager), assert_unit_rows(compiled)
+    # the projection left Adam's moments as the step made them
+    assert torch.equal(
+        eager.opt.state[eager.net[0].weight]["exp_avg"], plain.opt.state[plain.net[0].weight]["exp_avg"]
+    )
+
+
+def test_parameters_re_mapped_after_each_step_in_the_k_seed_mode():
+    seeds = (0, 1)
+    plain = {s: projected_by_hand(s, regression(s, n=3)) for s in seeds}
+    grouped = [ProjectingAgent(s) for s in seeds]
+    group = SeedGroup(grouped)
+    got = {}
+
+    def run(k):
+        data = regression(seeds[k], n=3)
+        got[k] = [float(grouped[k].update(data, i)["loss"]) for i in range(3)]
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for k, s in enumerate(seeds):
+        agent, want = plain[s]
+        np.testing.assert_allclose(got[k], want, rtol=1e-5)
+        for n, t in grouped[k].net.state_dict().items():
+            torch.testing.assert_close(t, agent.net.state_dict()[n], rtol=1e-5, atol=1e-6, msg=n)
+            torch.testing.assert_close(group.stacked[f"parts.net.{n}"][k], t, rtol=0, atol=0)
+        assert_unit_rows(grouped[k])
+    assert group.round == 3 * 2  # a step and its projection per update

@@ -137,6 +137,7 @@ class Updater:
         opt: Optimizers,
         max_norm: float = 0.0,
         frozen: Sequence[nn.Module] = (),
+        after: Callable[[], Any] | None = None,
         **draws,
     ) -> StepResult:
         """One gradient step of `opt` (one optimizer, or a tuple that one loss steps together) on
@@ -144,7 +145,15 @@ class Updater:
         gradient norm of the optimizers' parameters to `max_norm` when > 0, step; then write the statistics
         the loss's layers returned. `frozen`: networks the loss differentiates through but does not train (an
         actor's objective through the critic): their weights enter the loss detached, so backpropagation
-        computes no gradient for them."""
+        computes no gradient for them. `after`: a pure function of the networks run after the step as a
+        `call`, which re-maps the stepped parameters by writing their new values (`iqrl.nn.stats.write`):
+        SimbaV2's projection of its weights onto the unit sphere."""
+        result = self._step(loss_fn, args, draws, opt, max_norm, frozen)
+        if after is not None:
+            self.call(after)
+        return result
+
+    def _step(self, loss_fn, args, draws, opt, max_norm, frozen) -> StepResult:
         fn = self._run(loss_fn)
         if frozen:
             fn = detached_weights(fn, *frozen)

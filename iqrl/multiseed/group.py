@@ -79,11 +79,14 @@ class SeedUpdater(Updater):
     def call(self, fn: Callable, *args, **draws) -> Any:
         return self.group.submit(self.k, Piece("call", fn, args, draws, {}))
 
-    def step(self, loss_fn, *args, opt, max_norm: float = 0.0, frozen=(), **draws) -> StepResult:
+    def step(self, loss_fn, *args, opt, max_norm: float = 0.0, frozen=(), after=None, **draws) -> StepResult:
         # `frozen` needs nothing here: a step differentiates only the parameters its optimizers step
-        return self.group.submit(
+        result = self.group.submit(
             self.k, Piece("step", loss_fn, args, draws, {"opt": opt, "max_norm": max_norm})
         )
+        if after is not None:
+            self.call(after)
+        return result
 
     def ema(self, target: Parameters, online: Parameters, tau: float) -> None:
         self.group.submit(self.k, Piece("ema", None, (target, online), {}, {"tau": tau}))
