@@ -20,8 +20,10 @@ update them while acting, in its own thread (an observation normaliser).
 
 So the group has no code of any agent: a new agent whose update runs its networks through its updater trains
 here as written. What it cannot run (an update that changes its networks by other means, such as an in-place
-statistic of a buffer) is refused: up front where the config says so (`AgentConfig.kseed_refusal`), else after
-the seed's first update, when its own networks no longer match their stacked copies (`check_in_sync`).
+statistic of a buffer) is refused: up front where the config says so (`AgentConfig.kseed_refusal`), when the
+group is built where a network holds state the updater cannot account for (`in_place_state`: a plain
+nn.BatchNorm1d, any persistent buffer outside a stat layer), else after the seed's first update, when its own
+networks no longer match their stacked copies (`check_in_sync`).
 
 Nothing is reduced across seeds, so seed k's run is the run of `python -m iqrl.train ... seed=k` up to
 floating-point rounding: vectorised products and sums group their additions differently from unbatched ones,
@@ -140,10 +142,40 @@ def _vmap(fn: Callable, *args):
     return tree_unflatten(leaves, static["spec"])
 
 
+class KSeedRefused(ValueError):
+    """A network the K-seed mode cannot run (one line naming the module), found when the group is built."""
+
+
+def in_place_state(agent: Agent) -> str | None:
+    """Why the K-seed mode cannot run `agent`'s networks (one line naming the module), or None: a module whose
+    statistics change in place (torch's batch and instance norms tracking running statistics), or any other
+    persistent buffer outside the stat layers of iqrl/nn/stats.py, which return theirs to the updater."""
+    for net, module in agent.networks().items():
+        for path, m in module.named_modules():
+            where, kind = ".".join(filter(None, (net, path))), type(m).__name__
+            if isinstance(m, StatLayer):
+                continue
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+                return (
+                    f"K-seed mode: {agent.cfg.name}'s {where} ({kind}) updates running statistics in place; "
+                    "use iqrl.nn.stats.BatchNorm (or BatchRenorm), which returns them"
+                )
+            held = [b for b, _ in m.named_buffers(recurse=False) if b not in m._non_persistent_buffers_set]
+            if held:
+                return (
+                    f"K-seed mode: {agent.cfg.name}'s {where}.{held[0]} ({kind}) is a buffer the updater "
+                    "cannot account for; derive the module from iqrl.nn.stats.StatLayer and write it with "
+                    "iqrl.nn.stats.write (a constant: register it with persistent=False)"
+                )
+    return None
+
+
 class SeedGroup:
     """K agents (same config, different seeds) updated together; see the module docstring."""
 
     def __init__(self, agents: list[Agent]):
+        if why := in_place_state(agents[0]):
+            raise KSeedRefused(why)
         self.agents, self.K = agents, len(agents)
         # Slots of the vectorised dimension: at least 2. Matrix products with a batch of one take other
         # kernels (matrix-vector paths when a dimension is 1) than batches of two or more, which round
