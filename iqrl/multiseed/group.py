@@ -58,7 +58,8 @@ from iqrl.nn.stats import StatLayer, Writes, returning_writes
 
 
 class Piece(NamedTuple):
-    """One piece of an update handed to the group: what `Updater.call` / `step` / `ema` / `copy` was given."""
+    """One piece of an update handed to the group: what `Updater.call` / `step` / `ema` / `copy` / `reset` was
+    given."""
 
     kind: str  # call | step | ema | copy | reset
     fn: Callable | None  # the function (call, step; reset: build)
