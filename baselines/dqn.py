@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -56,6 +57,9 @@ NATURE_KERNELS = ((8, 4), (4, 2), (3, 1))
 
 @dataclass
 class DQNConfig(AgentConfig):
+    # the tests' tiny sizes (AgentConfig.TINY)
+    TINY: ClassVar[dict] = {"mlp_dims": [32, 32], "batch_size": 16, "target_update_every": 50}
+
     name: str = "dqn"
     conv_channels: list[int] = field(default_factory=lambda: [32, 64, 64])  # the Nature CNN's
     mlp_dims: list[int] = field(default_factory=lambda: [512])  # hidden layers of the head

@@ -28,7 +28,7 @@ import functools
 
 import numpy as np
 
-from iqrl.core.envs import Step, check_episode_length
+from iqrl.core.env_step import Step, check_episode_length
 from iqrl.core.spaces import ActionSpec
 from iqrl.core.tasks import ATARI_PROTOCOLS, AtariProtocol, split_task
 

@@ -58,6 +58,11 @@ class AgentConfig:
 
     # The parts `compose` joined, by role (role -> part class); none for a config of its own keys only.
     PARTS: ClassVar[dict[str, type]] = {}
+    # The tests' tiny sizes of this config (key -> value: hidden widths, batch size, latent sizes, planner
+    # samples), which `make test-agent` and every registry-wide test train it at; `compose` puts its parts'
+    # own TINY first, this class's after. tests/test_conformance.py::test_tiny_sizes_are_small says what to
+    # declare when the tiny agent is not small.
+    TINY: ClassVar[dict[str, Any]] = {}
 
     # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
     # env's
@@ -111,6 +116,8 @@ def compose(**parts):
         for key in own:
             _claim(owner, key, cls.__name__, cls)
         cls.__annotations__ = {**annotations, **own}
+        tiny = [getattr(part, "TINY", {}) for part in cls.PARTS.values()] + [cls.__dict__.get("TINY", {})]
+        cls.TINY = {k: v for t in tiny for k, v in t.items()}
         return dataclass(cls)
 
     return decorate
@@ -221,6 +228,11 @@ class Agent(abc.ABC):
     # The kinds of action space it acts in (iqrl.core.spaces: "box", "discrete"). An agent that lists
     # "discrete" is built with the keyword `action_spec` (the task's ActionSpec).
     ACTION_SPACES: ClassVar[tuple[str, ...]] = ("box",)
+    # How far its compiled update (compile=true) may drift from the eager one in the tests, relative to each
+    # tensor's scale (tests/test_compile.py): rounding differs in fused kernels; batch normalisation under
+    # Adam amplifies it (a gradient that is zero but for rounding becomes a full step), so such an agent
+    # declares more.
+    COMPILE_TOLERANCE: ClassVar[float] = 1e-5
     task: int = 0  # the task index the following `act` calls are for (multi-task runs)
 
     def __init__(self, cfg, device: torch.device | str, seed: int):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from iqrl.core.atari import area_resize
-from iqrl.core.envs import Step, check_episode_length
+from iqrl.core.env_step import Step, check_episode_length
 from iqrl.core.spaces import ActionSpec
 from iqrl.core.tasks import split_task
 

@@ -17,7 +17,7 @@ import importlib
 
 import numpy as np
 
-from iqrl.core.envs import Step, check_episode_length
+from iqrl.core.env_step import Step, check_episode_length
 from iqrl.core.spaces import ActionSpec
 from iqrl.core.tasks import SUITES, split_task
 
