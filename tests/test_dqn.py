@@ -20,13 +20,13 @@ from iqrl.core.replay import SequenceBatch, SequenceReplay
 from iqrl.core.spaces import ActionSpec
 
 from agent_helpers import FixedReplay, assert_resume_matches
-from conftest import TINY_AGENT, TINY_RUN
+from conftest import tiny_keys
 
 N = 3  # actions
 
 
 def dqn(*extra: str, obs_dim=4, seed: int = 0):
-    cfg = build_config(["agent=dqn", *TINY_RUN, *TINY_AGENT["dqn"], "agent.mlp_dims=[8]", *extra]).agent
+    cfg = build_config(tiny_keys("dqn", ["agent.mlp_dims=[8]", *extra])).agent
     torch.manual_seed(seed)
     return make_agent(cfg, obs_dim, ActionSpec.discrete(N), torch.device("cpu"), seed)
 

@@ -16,6 +16,8 @@ from iqrl.core.registry import make_agent
 from slurm.spec import load_sweep
 from slurm.submit import default_task_groups
 
+from conftest import agent_actions, agent_task
+
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "ablations").glob("*.yaml"))
 OBS_DIM, ACT_DIM, N_OBS = 12, 3, 64
@@ -63,9 +65,11 @@ def latent_metrics(agent) -> dict | None:
 def build(key: str):
     values = json.loads(key)
     cls_name = values.pop("class")
-    cfg = build_config([f"agent={values['name']}"]).agent
+    name = values["name"]
+    cfg = build_config([f"agent={name}", *agent_task(name)]).agent
     assert type(cfg).__name__ == cls_name
-    return make_agent(dataclasses.replace(cfg, **values), OBS_DIM, ACT_DIM, torch.device("cpu"), seed=0)
+    actions = agent_actions(name, ACT_DIM)  # a discrete-only agent (Atari's arms) gets 3 discrete actions
+    return make_agent(dataclasses.replace(cfg, **values), OBS_DIM, actions, torch.device("cpu"), seed=0)
 
 
 def test_every_sweep_arm_has_a_latent_that_is_not_collapsed_at_initialisation():

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from iqrl.core.config import build_config, layered
-from iqrl.core.registry import agent_names
+from iqrl.core.registry import agent_class, agent_names
 from iqrl.multiseed.group import unsupported
 
 #: The state task of the bench rows and of the learning check; DC-MPC's is the task of its CPU rows.
@@ -86,11 +86,19 @@ class LearnRun:
 
 
 def task_of(agent: str) -> str:
+    """The task of an agent's every-mode rows: walker-walk, or Breakout's frames for one without boxes."""
+    if "box" not in agent_class(agent).ACTION_SPACES:
+        return ATARI_TASK
     return TASK_OF.get(agent, STATE_TASK)
 
 
+def obs_of(agent: str) -> str:
+    return "pixels" if task_of(agent) == ATARI_TASK else "state"
+
+
 def has_k_seed_mode(agent: str) -> bool:
-    return unsupported(build_config([f"agent={agent}", f"task={task_of(agent)}"])) is None
+    argv = [f"agent={agent}", f"task={task_of(agent)}", f"obs={obs_of(agent)}"]
+    return unsupported(build_config(argv)) is None
 
 
 def part2_rows(smoke: bool = False) -> list[BenchRow]:
@@ -108,8 +116,8 @@ def part2_rows(smoke: bool = False) -> list[BenchRow]:
     rows += [BenchRow(a, PIXEL_TASK, obs="pixels", extra=extra) for a, extra in PIXEL_AGENTS]
     rows += [BenchRow(a, ATARI_TASK, obs="pixels") for a in ATARI_AGENTS]
     agents = sorted(agent_names(), key=lambda a: a != "dcwm")  # DC-MPC (MPPI) has never run on a GPU here
-    rows += [BenchRow(a, task_of(a), d, m) for d in DTYPES for a in agents for m in MODES]
-    rows += [BenchRow(a, task_of(a), seeds=k) for a in agents if has_k_seed_mode(a) for k in K_SEEDS]
+    rows += [BenchRow(a, task_of(a), d, m, obs=obs_of(a)) for d in DTYPES for a in agents for m in MODES]
+    rows += [BenchRow(a, task_of(a), seeds=k, obs=obs_of(a)) for a in agents if has_k_seed_mode(a) for k in K_SEEDS]
     unique: dict[str, BenchRow] = {}
     for r in rows:
         unique.setdefault(r.key, r)  # the first of equal keys, where it first comes
