@@ -140,6 +140,9 @@ class AgentSpec:
     seq_len: int  # transitions per sampled window (L)
     batch_size: int
     updates_per_step: float = 0.5  # default gradient updates per env step (0.5 = 1 per agent step)
+    # The default as an update-to-data ratio instead: updates per agent step (per stored transition) at any
+    # action repeat (BRO, SimbaV2, CrossQ); when given it replaces `updates_per_step` (`rate`).
+    updates_per_agent_step: float | None = None
     warmup_with_policy: bool = False  # seed phase: the agent's exploration policy instead of uniform
     # Default FIFO size of the replay in transitions (None: keep and sample every transition). The run's
     # top-level `replay_capacity` overrides it.
@@ -147,6 +150,13 @@ class AgentSpec:
     # The evaluation env is seeded with the training seed instead of seed + EVAL_SEED_OFFSET. Set by
     # make_agent from `agent.official_shared_eval_seed`, so no agent has to pass it on.
     shared_eval_seed: bool = False
+
+
+    def rate(self, action_repeat: int) -> float:
+        """The default gradient updates per env step at `action_repeat`."""
+        if self.updates_per_agent_step is None:
+            return self.updates_per_step
+        return self.updates_per_agent_step / action_repeat
 
 
 @dataclass(frozen=True)

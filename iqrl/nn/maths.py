@@ -5,6 +5,7 @@ blocks with parameters; the n-step targets live with the replay, `iqrl/core/repl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -189,6 +190,33 @@ def two_hot_decode(logits: Tensor, bins: Tensor) -> Tensor:
 def two_hot_cross_entropy(logits: Tensor, y: Tensor, bins: Tensor) -> Tensor:
     """Per-sample cross-entropy [...] between two_hot(y) and log_softmax(logits [..., n])."""
     return -(two_hot(y, bins) * log_softmax_last(logits)).sum(-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# The tanh-squashed Gaussian policy of SAC and its descendants (SAC, SAC+AE, BRO, SimbaV2, CrossQ)
+# --------------------------------------------------------------------------------------------------
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def soft_bounded(s: Tensor, low: float, high: float) -> Tensor:
+    """low + (high - low) (tanh(s) + 1) / 2: a log-std in (low, high), SAC+AE's soft bound (also BRO's and
+    SimbaV2's policies)."""
+    return low + 0.5 * (high - low) * (torch.tanh(s) + 1.0)
+
+
+def tanh_log_det(u: Tensor) -> Tensor:
+    """log(1 - tanh(u)^2) elementwise, computed stably as 2 (log 2 - u - softplus(-2u))."""
+    return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+
+
+def tanh_gaussian(mu: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """a = tanh(u), u = mu + exp(log_std) eps (eps ~ N(0, 1), reparameterised), and log pi(a) [...] summed
+    over the last dimension with the change of variables: sum_i log N(u_i; mu_i, sigma_i) - log(1 -
+    tanh(u_i)^2)."""
+    u = mu + log_std.exp() * eps
+    log_prob = (-0.5 * eps**2 - log_std - _LOG_SQRT_2PI - tanh_log_det(u)).sum(-1)
+    return torch.tanh(u), log_prob
 
 
 # --------------------------------------------------------------------------------------------------
