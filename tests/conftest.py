@@ -46,6 +46,8 @@ TINY_AGENT = {
     "sac": [],
     "taco": ["agent.state_enc_dims=[32]", "agent.feature_dim=16", "agent.action_hidden=16"],
     "sac-ae": ["agent.feature_dim=8"],
+    "bro": ["agent.actor_mlp_dims=[16]", "agent.num_quantiles=8", "agent.utd=1"],
+    "bro-utd10": ["agent.actor_mlp_dims=[16]", "agent.num_quantiles=8", "agent.utd=1"],
 }
 
 

@@ -151,7 +151,6 @@ class AgentSpec:
     # make_agent from `agent.official_shared_eval_seed`, so no agent has to pass it on.
     shared_eval_seed: bool = False
 
-
     def rate(self, action_repeat: int) -> float:
         """The default gradient updates per env step at `action_repeat`."""
         if self.updates_per_agent_step is None:

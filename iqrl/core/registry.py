@@ -136,6 +136,20 @@ REGISTRY: dict[str, AgentEntry] = {
         description="DC-MPC (arXiv 2503.00653): FSQ codebook world model, TD3 on codes, MPPI "
         "(mpc=false: DCWM-MF)",
     ),
+    "bro": AgentEntry(
+        "baselines.bro:BRO",
+        "baselines.bro:BROConfig",
+        "bro_tasks.yaml",
+        description="BRO (arXiv 2405.16158): BroNet critics with quantiles, optimistic dual-actor "
+        "exploration, resets; UTD 2 (the paper's BRO (fast))",
+    ),
+    "bro-utd10": AgentEntry(
+        "baselines.bro:BRO",
+        "baselines.bro:BROConfig",
+        "bro_tasks.yaml",
+        preset={"utd": 10.0},
+        description="BRO at its default update-to-data ratio 10, with its reset schedule",
+    ),
 }
 
 

@@ -84,7 +84,9 @@ class Trainer:
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
         # updates earned per env step: the run's key, or the agent's default
-        rate = self.agent.spec.rate(cfg.action_repeat) if cfg.updates_per_step is None else cfg.updates_per_step
+        rate = (
+            self.agent.spec.rate(cfg.action_repeat) if cfg.updates_per_step is None else cfg.updates_per_step
+        )
         self.credit = Credit(rate)
         self.autocast = UpdatePrecision(cfg.precision, self.device)  # entered around every update
         # Counters (all env steps) and logs; everything here is checkpointed.
