@@ -115,11 +115,6 @@ class IQRLAgentConfig(AgentConfig):
             [(not self.use_rec_loss, "agent.use_rec_loss (iqrl-ae) has no image decoder: obs=state only")]
         )
 
-    def kseed_refusal(self) -> str | None:
-        if self.quantizer_kind == "vq":  # the codebook follows EMA statistics updated in place
-            return "the K-seed mode does not support agent.quantizer=vq; train its seeds one by one"
-        return None
-
     @property
     def quantizer_kind(self) -> str:
         """The quantizer in use: `quantizer`, or none when the old spelling use_fsq=false says so."""

@@ -281,13 +281,18 @@ class IQRL(Agent):
         c, u = self.cfg, self.updater
         step = u.step(self.representation_loss, batch, opt=self.repr_opt, max_norm=c.enc_grad_clip)
         u.ema(self.encoder_target, self.encoder, c.enc_tau)
-        # the codebook follows the updated online encoder's outputs of o_t, in place (unless frozen)
-        if self.vq is not None and not u.is_frozen(self.vq):
-            with torch.no_grad():
-                self.vq.ema_update(self.encoder(batch.obs[:, 0]))
+        # the codebook follows the updated online encoder's outputs of o_t (the updater writes it, unless
+        # frozen)
+        if self.vq is not None:
+            u.call(self.codebook_update, batch.obs[:, 0])
         if self.projection is not None:
             u.ema(self.projection_target, self.projection, c.enc_tau)
         return {**step.aux, "enc_grad_norm": step.grad_norm}
+
+    @torch.no_grad()
+    def codebook_update(self, obs: Tensor) -> None:
+        """VQ's EMA codebook statistics after the online encoder's outputs of `obs` (quantizer=vq)."""
+        self.vq.ema_update(self.encoder(obs))
 
     # ------------------------------------------------------------------ RL on the latent
     def update_rl(self, batch: SequenceBatch) -> dict:

@@ -5,11 +5,15 @@ An agent writes its update once, in the paper's order, as calls on an `Updater` 
     y = u.call(self.td_target, ret, discount, x_next, **self.target_draws(len(x)))   # a pure function
     (loss, q), norm = u.step(self.critic_loss, x, action, y, opt=self.critic_opt)   # one gradient step
     u.ema(self.critic_target, self.critic, tau)                                      # a target update
+    u.reset(self.critic, self.build_critic, self.critic_opt, seed=draw_seed(g))     # a re-initialisation
 
-Each function handed to `call` or `step` is pure: a function of the networks' parameters, its tensor
-arguments and its random draws, which the agent makes beforehand from its own generator with a function
-declared beside the one that consumes them and passes in by name (keyword arguments). Everything else
-(sampling, counters, schedules, writing priorities back) is plain code around these calls.
+Each function handed to `call` or `step` is pure: a function of the networks' parameters and buffers, its
+tensor arguments and its random draws, which the agent makes beforehand from its own generator with a function
+declared beside the one that consumes them and passes in by name (keyword arguments). What else a piece
+changes, the statistics of its layers (running mean and variance, counters, a codebook's EMA), it returns
+rather than writes: its layers hand the new values to `iqrl.nn.stats.write`, the piece runs through
+`returning_writes`, and the updater writes them after it. Everything else (sampling, counters, schedules,
+writing priorities back) is plain code around these calls.
 
 The modes are implementations of this class:
 * `Updater` (here): runs each piece as written; with `compile=true` through `torch.compile` (inductor's CUDA
@@ -27,11 +31,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
+from iqrl.nn.layers import build_seeded, module_tensors
 from iqrl.nn.maths import ema_update_, hard_update_
 from iqrl.nn.optim import detached_weights, optimizer_step
+from iqrl.nn.stats import assign_writes, returning_writes
 
 Optimizers = torch.optim.Optimizer | tuple[torch.optim.Optimizer, ...]
 Parameters = nn.Module | Iterable[Tensor]
+Modules = nn.Module | Sequence[nn.Module]
 
 
 class StepResult(NamedTuple):
@@ -51,6 +58,23 @@ def parameters(x: Parameters) -> list[Tensor]:
     return list(x.parameters()) if isinstance(x, nn.Module) else list(x)
 
 
+def reset_pairs(modules: Modules, fresh: Modules) -> list[tuple[Tensor, Tensor]]:
+    """(tensor of `modules`, its value in `fresh`) for every parameter and buffer; `fresh` must have the same
+    names and shapes (the networks `build` makes for a reset)."""
+    own, new = module_tensors(modules), module_tensors(fresh)
+    if own.keys() != new.keys() or any(own[n].shape != new[n].shape for n in own):
+        raise ValueError("a reset's build() must return networks of the structure and shapes it replaces")
+    return [(own[n], new[n]) for n in own]
+
+
+def drop_optimizer_state(opt: Optimizers | None, tensors: list[Tensor]) -> None:
+    """Forget `opt`'s state (Adam's moments and step count) for `tensors`: it starts again at their next
+    step."""
+    for o in () if opt is None else opt if isinstance(opt, tuple) else (opt,):
+        for t in tensors:
+            o.state.pop(t, None)
+
+
 def detach(tree: Any) -> Any:
     """Every tensor of a nested structure detached (what a step returns besides its loss)."""
     return tree_map(lambda v: v.detach() if isinstance(v, Tensor) else v, tree)
@@ -63,38 +87,48 @@ class Updater:
         self.compile = compile
         self.options = {"mode": "reduce-overhead" if cudagraphs else None}
         self._compiled: dict[Callable, Callable] = {}
-        self._frozen: set[int] = set()  # ids of the modules and parameters `freeze` keeps fixed
+        self._frozen: set[int] = set()  # ids of the modules, parameters and buffers `freeze` keeps fixed
 
     def freeze(self, objs: Iterable[nn.Module | Tensor]) -> None:
         """Keep `objs` (modules, parameters) fixed, a run's `freeze` (iqrl/core/transfer.py): their
         parameters stop requiring gradients, so no optimizer step moves them (Adam skips a parameter without
-        a gradient), and no target update (`ema`, `copy`) writes into them. Set once, at the agent's build."""
+        a gradient), no target update (`ema`, `copy`) writes into them, and the statistics their layers return
+        are not written (a VQ codebook's EMA). Set once, at the agent's build."""
         for obj in objs:
             self._frozen.add(id(obj))
             for p in parameters(obj) if isinstance(obj, nn.Module) else [obj]:
                 p.requires_grad_(False)
                 self._frozen.add(id(p))
+            if isinstance(obj, nn.Module):
+                self._frozen.update(id(b) for b in obj.buffers())
 
     def is_frozen(self, obj: nn.Module | Tensor) -> bool:
-        """Whether `freeze` was given `obj`: for updates outside the optimizers (a VQ codebook's EMA
-        statistics)."""
+        """Whether `freeze` was given `obj` (or a module holding it)."""
         return id(obj) in self._frozen
 
     def _moves(self, target: list[Tensor]) -> bool:
         return not any(id(p) in self._frozen for p in target)
 
     def _run(self, fn: Callable) -> Callable:
-        """fn itself, or its torch.compile'd version (one per function, compiled on first use)."""
+        """fn as a piece (`returning_writes`: its result and the statistics its layers wrote), itself or
+        torch.compile'd (one per function, compiled on first use): nothing is written in place inside it."""
         if not self.compile:
-            return fn
+            return returning_writes(fn)
         key = getattr(fn, "__func__", fn), getattr(fn, "__self__", None)  # a bound method: one per owner
         if key not in self._compiled:
-            self._compiled[key] = torch.compile(fn, **self.options)
+            self._compiled[key] = torch.compile(returning_writes(fn), **self.options)
         return self._compiled[key]
 
+    def _write(self, writes) -> None:
+        """The statistics a piece returned into their tensors, but for frozen ones."""
+        assign_writes(writes, lambda t: id(t) not in self._frozen)
+
     def call(self, fn: Callable, *args, **draws) -> Any:
-        """fn(*args, **draws): a pure function of the networks and its arguments (targets, encodings)."""
-        return self._run(fn)(*args, **draws)
+        """fn(*args, **draws): a pure function of the networks and its arguments (targets, encodings); the
+        statistics its layers return are written after it."""
+        out, writes = self._run(fn)(*args, **draws)
+        self._write(writes)
+        return out
 
     def step(
         self,
@@ -103,21 +137,37 @@ class Updater:
         opt: Optimizers,
         max_norm: float = 0.0,
         frozen: Sequence[nn.Module] = (),
+        after: Callable[[], Any] | None = None,
         **draws,
     ) -> StepResult:
         """One gradient step of `opt` (one optimizer, or a tuple that one loss steps together) on
         loss_fn(*args, **draws) -> loss or (loss, aux): zero the gradients, backpropagate, clip the total
-        gradient norm of the optimizers' parameters to `max_norm` when > 0, step. `frozen`: networks the loss
-        differentiates through but does not train (an actor's objective through the critic): their weights
-        enter the loss detached, so backpropagation computes no gradient for them."""
+        gradient norm of the optimizers' parameters to `max_norm` when > 0, step; then write the statistics
+        the loss's layers returned. `frozen`: networks the loss differentiates through but does not train (an
+        actor's objective through the critic): their weights enter the loss detached, so backpropagation
+        computes no gradient for them. `after`: a pure function of the networks run after the step as a
+        `call`, which re-maps the stepped parameters by writing their new values (`iqrl.nn.stats.write`):
+        SimbaV2's projection of its weights onto the unit sphere."""
+        result = self._step(loss_fn, args, draws, opt, max_norm, frozen)
+        if after is not None:
+            self.call(after)
+        return result
+
+    def _step(self, loss_fn, args, draws, opt, max_norm, frozen) -> StepResult:
         fn = self._run(loss_fn)
         if frozen:
             fn = detached_weights(fn, *frozen)
-        out = fn(*args, **draws)
+        out, writes = fn(*args, **draws)
         loss, aux = out if isinstance(out, tuple) else (out, None)
         if not loss.requires_grad:  # everything the loss trains is frozen: nothing to step
+            self._write(writes)
             return StepResult(loss.detach(), detach(aux), loss.new_zeros(()) if max_norm > 0 else None)
+        if writes and {id(getattr(m, n)) for m, n in writes} & {id(p) for p in params_of(opt)}:
+            raise RuntimeError(
+                f"{getattr(loss_fn, '__qualname__', loss_fn)} writes a tensor its optimizer steps"
+            )
         norm = optimizer_step(opt, loss, params_of(opt) if max_norm > 0 else None, max_norm)
+        self._write(writes)
         return StepResult(loss.detach(), detach(aux), norm)
 
     def ema(self, target: Parameters, online: Parameters, tau: float) -> None:
@@ -132,3 +182,19 @@ class Updater:
         target = parameters(target)
         if self._moves(target):
             hard_update_(target, parameters(online))
+
+    def reset(
+        self, modules: Modules, build: Callable[[], Modules], opt: Optimizers | None = None, *, seed: int
+    ):
+        """Re-initialise `modules` (a network or a sequence of them; BRO's periodic resets): build() makes new
+        ones of the same structure, with the global generators that module initialisation draws from seeded
+        by `seed` (`iqrl.nn.layers.draw_seed` from the agent's generator, beforehand); their parameters and
+        buffers are copied into `modules`, and `opt` (one optimizer or a tuple) forgets its state for them, so
+        Adam's moments and step count start again. A network that `freeze` holds stays as it is."""
+        pairs = [
+            (t, v) for t, v in reset_pairs(modules, build_seeded(build, seed)) if id(t) not in self._frozen
+        ]
+        with torch.no_grad():
+            for t, v in pairs:
+                t.copy_(v)
+        drop_optimizer_state(opt, [t for t, _ in pairs])

@@ -13,10 +13,17 @@ modules exactly as in a single-seed run.
 
 Everything between the pieces runs in the seed's own thread on its own objects: sampling from its replay,
 the random draws (from its own generator, in its own order), counters and schedules, writing priorities back.
+The statistics a piece's layers return (iqrl/nn/stats.py: running mean and variance, counters, a codebook's
+EMA) come out of `vmap` one value per seed and are written into the stacks and the seeds' own buffers, as the
+parameters a step changes are. A stat layer's buffers are read from each seed before each piece: an agent may
+update them while acting, in its own thread (an observation normaliser).
+
 So the group has no code of any agent: a new agent whose update runs its networks through its updater trains
 here as written. What it cannot run (an update that changes its networks by other means, such as an in-place
-statistic of a buffer) is refused: up front where the config says so (`AgentConfig.kseed_refusal`), else after
-the seed's first update, when its own networks no longer match their stacked copies (`check_in_sync`).
+statistic of a buffer) is refused: up front where the config says so (`AgentConfig.kseed_refusal`), when the
+group is built where a network holds state the updater cannot account for (`in_place_state`: a plain
+nn.BatchNorm1d, any persistent buffer outside a stat layer), else after the seed's first update, when its own
+networks no longer match their stacked copies (`check_in_sync`).
 
 Nothing is reduced across seeds, so seed k's run is the run of `python -m iqrl.train ... seed=k` up to
 floating-point rounding: vectorised products and sums group their additions differently from unbatched ones,
@@ -35,18 +42,29 @@ from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from iqrl.core.interface import Agent
-from iqrl.core.update import Parameters, StepResult, Updater, parameters, params_of
+from iqrl.core.update import (
+    Modules,
+    Parameters,
+    StepResult,
+    Updater,
+    drop_optimizer_state,
+    parameters,
+    params_of,
+    reset_pairs,
+)
+from iqrl.nn.layers import build_seeded
 from iqrl.nn.maths import ema_update_, hard_update_
+from iqrl.nn.stats import StatLayer, Writes, returning_writes
 
 
 class Piece(NamedTuple):
     """One piece of an update handed to the group: what `Updater.call` / `step` / `ema` / `copy` was given."""
 
-    kind: str  # call | step | ema | copy
-    fn: Callable | None  # the function (call, step)
-    args: tuple  # its positional arguments (ema, copy: target, online)
-    draws: dict  # its keyword arguments (the random draws)
-    options: dict  # step: opt, max_norm; ema: tau
+    kind: str  # call | step | ema | copy | reset
+    fn: Callable | None  # the function (call, step; reset: build)
+    args: tuple  # its positional arguments (ema, copy: target, online; reset: the modules)
+    draws: dict  # its keyword arguments (the random draws; reset: seed)
+    options: dict  # step: opt, max_norm; ema: tau; reset: opt
 
     @property
     def name(self) -> str:
@@ -63,17 +81,23 @@ class SeedUpdater(Updater):
     def call(self, fn: Callable, *args, **draws) -> Any:
         return self.group.submit(self.k, Piece("call", fn, args, draws, {}))
 
-    def step(self, loss_fn, *args, opt, max_norm: float = 0.0, frozen=(), **draws) -> StepResult:
+    def step(self, loss_fn, *args, opt, max_norm: float = 0.0, frozen=(), after=None, **draws) -> StepResult:
         # `frozen` needs nothing here: a step differentiates only the parameters its optimizers step
-        return self.group.submit(
+        result = self.group.submit(
             self.k, Piece("step", loss_fn, args, draws, {"opt": opt, "max_norm": max_norm})
         )
+        if after is not None:
+            self.call(after)
+        return result
 
     def ema(self, target: Parameters, online: Parameters, tau: float) -> None:
         self.group.submit(self.k, Piece("ema", None, (target, online), {}, {"tau": tau}))
 
     def copy(self, target: Parameters, online: Parameters) -> None:
         self.group.submit(self.k, Piece("copy", None, (target, online), {}, {}))
+
+    def reset(self, modules: Modules, build: Callable[[], Modules], opt=None, *, seed: int) -> None:
+        self.group.submit(self.k, Piece("reset", build, (modules,), {"seed": seed}, {"opt": opt}))
 
 
 class _Networks(nn.Module):
@@ -118,10 +142,40 @@ def _vmap(fn: Callable, *args):
     return tree_unflatten(leaves, static["spec"])
 
 
+class KSeedRefused(ValueError):
+    """A network the K-seed mode cannot run (one line naming the module), found when the group is built."""
+
+
+def in_place_state(agent: Agent) -> str | None:
+    """Why the K-seed mode cannot run `agent`'s networks (one line naming the module), or None: a module whose
+    statistics change in place (torch's batch and instance norms tracking running statistics), or any other
+    persistent buffer outside the stat layers of iqrl/nn/stats.py, which return theirs to the updater."""
+    for net, module in agent.networks().items():
+        for path, m in module.named_modules():
+            where, kind = ".".join(filter(None, (net, path))), type(m).__name__
+            if isinstance(m, StatLayer):
+                continue
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+                return (
+                    f"K-seed mode: {agent.cfg.name}'s {where} ({kind}) updates running statistics in place; "
+                    "use iqrl.nn.stats.BatchNorm (or BatchRenorm), which returns them"
+                )
+            held = [b for b, _ in m.named_buffers(recurse=False) if b not in m._non_persistent_buffers_set]
+            if held:
+                return (
+                    f"K-seed mode: {agent.cfg.name}'s {where}.{held[0]} ({kind}) is a buffer the updater "
+                    "cannot account for; derive the module from iqrl.nn.stats.StatLayer and write it with "
+                    "iqrl.nn.stats.write (a constant: register it with persistent=False)"
+                )
+    return None
+
+
 class SeedGroup:
     """K agents (same config, different seeds) updated together; see the module docstring."""
 
     def __init__(self, agents: list[Agent]):
+        if why := in_place_state(agents[0]):
+            raise KSeedRefused(why)
         self.agents, self.K = agents, len(agents)
         # Slots of the vectorised dimension: at least 2. Matrix products with a batch of one take other
         # kernels (matrix-vector paths when a dimension is 1) than batches of two or more, which round
@@ -140,6 +194,15 @@ class SeedGroup:
                 self.own.setdefault(n, []).append(t.data)
         with torch.no_grad():
             self.stacked = {n: torch.stack(self._pad(ts)).contiguous() for n, ts in self.own.items()}
+        # Where the statistics a piece writes go: the holder's module -> its name (one dict per seed), and the
+        # buffers of stat layers, read from the seeds before every piece.
+        self.module_names = [{id(m): n for n, m in h.named_modules()} for h in self.holders]
+        self.stat_buffers = [
+            f"{n}.{b}"
+            for n, m in self.holders[0].named_modules()
+            if isinstance(m, StatLayer)
+            for b, _ in m.named_buffers(recurse=False)
+        ]
         self.opts: dict[tuple[str, ...], _GroupOptimizer] = {}
         self._synced_in = False
         for k, a in enumerate(agents):
@@ -175,6 +238,27 @@ class SeedGroup:
             for n, tensors in self.own.items():
                 for k, t in enumerate(tensors):
                     self.stacked[n][k].copy_(t)
+
+    def _sync_stats_in(self) -> None:
+        """The stat layers' buffers of every seed into the stacks (those an agent updates while acting)."""
+        names = self.stat_buffers
+        if names:
+            with torch.no_grad():
+                torch._foreach_copy_(
+                    [self.stacked[n][k] for n in names for k in range(self.K)],
+                    [self.own[n][k] for n in names for k in range(self.K)],
+                )
+
+    def _written(self, k: int, writes: Writes) -> dict[str, Tensor]:
+        """A piece's writes (module of seed k's holder, tensor name) by their names in the stacks."""
+        return {f"{self.module_names[k][id(m)]}.{name}": v for (m, name), v in writes.items()}
+
+    def _assign(self, written: dict[str, Tensor]) -> None:
+        """Values [slots, ...] that a piece wrote, by name, into the stacks and the seeds' own tensors."""
+        if written:
+            with torch.no_grad():
+                torch._foreach_copy_([self.stacked[n] for n in written], list(written.values()))
+            self._sync_out(written)
 
     def _sync_out(self, names) -> None:
         """The seeds' slices of the stacked tensors `names` into their own tensors."""
@@ -249,6 +333,8 @@ class SeedGroup:
         if not self._synced_in:
             self._sync_in()
             self._synced_in = True
+        else:
+            self._sync_stats_in()
         live = sorted(self.pending)
         pieces = [self.pending[k] for k in live]
         if len({p.name for p in pieces}) != 1:
@@ -284,7 +370,14 @@ class SeedGroup:
             self._stack(live, [p.args for p in pieces]),
             self._stack(live, [p.draws for p in pieces]),
         )
-        out = _vmap(lambda s, a, d: functional_call(holder, s, (fn, *a), d), self.stacked, args, draws)
+        piece = returning_writes(lambda s, a, d: functional_call(holder, s, (fn, *a), d))
+
+        def one(s, a, d):
+            out, writes = piece(s, a, d)
+            return out, self._written(live[0], writes)
+
+        out, written = _vmap(one, self.stacked, args, draws)
+        self._assign(written)
         return [tree_map(lambda v, k=k: v[k] if isinstance(v, Tensor) else v, out) for k in live]
 
     def _step(self, live: list[int], pieces: list[Piece]) -> list[StepResult]:
@@ -299,25 +392,32 @@ class SeedGroup:
         )
         max_norm = options["max_norm"]
 
+        piece = returning_writes(
+            lambda p, rest, args, draws: functional_call(holder, {**rest, **p}, (fn, *args), draws)
+        )
+
         def one(params, rest, args, draws):
             static = {}
 
             def loss(p):  # grad's aux holds tensors only: the rest of aux is put back below
-                out = functional_call(holder, {**rest, **p}, (fn, *args), draws)
+                out, writes = piece(p, rest, args, draws)
                 value, aux = out if isinstance(out, tuple) else (out, None)
                 static["leaves"], static["spec"] = tree_flatten(aux)
-                return value, (value.detach(), [v for v in static["leaves"] if isinstance(v, Tensor)])
+                tensors = [v for v in static["leaves"] if isinstance(v, Tensor)]
+                return value, (value.detach(), tensors, self._written(live[0], writes))
 
-            grads, (value, tensors) = grad(loss, has_aux=True)(params)
+            grads, (value, tensors, written) = grad(loss, has_aux=True)(params)
             tensors = iter(tensors)
             leaves = [next(tensors) if isinstance(v, Tensor) else v for v in static["leaves"]]
             aux = tree_unflatten(leaves, static["spec"])
             norm = None
             if max_norm > 0:
                 grads, norm = _clip(grads, max_norm)
-            return grads, value, aux, norm
+            return grads, value, aux, norm, written
 
-        grads, value, aux, norm = _vmap(one, stepped, rest, args, draws)
+        grads, value, aux, norm, written = _vmap(one, stepped, rest, args, draws)
+        if clash := sorted(set(written) & set(stepped)):
+            raise RuntimeError(f"{pieces[0].name} writes {clash[0]}, which its optimizer steps")
         for g in groups:
             for n, p in zip(g.names, g.opt.param_groups[0]["params"]):
                 p.grad = grads[n]
@@ -325,6 +425,7 @@ class SeedGroup:
             for p in g.opt.param_groups[0]["params"]:
                 p.grad = None
         self._sync_out(stepped)
+        self._assign(written)
         pick = lambda tree, k: tree_map(lambda v: v[k].detach() if isinstance(v, Tensor) else v, tree)  # noqa: E731
         return [StepResult(value[k], pick(aux, k), None if norm is None else norm[k]) for k in live]
 
@@ -344,6 +445,24 @@ class SeedGroup:
         targets, online = self._targets(live, pieces)
         hard_update_([self.stacked[n] for n in targets], [self.stacked[n] for n in online])
         self._sync_out(targets)
+        return [None] * len(live)
+
+    def _reset(self, live: list[int], pieces: list[Piece]) -> list[None]:
+        """Each seed's networks built again from its own seed (in this thread, one seed after the other: the
+        global generators are forked for each), written into its slices of the stacks and its own tensors;
+        the group optimizers and the seeds' own forget their state for them."""
+        names = set()
+        for k, piece in zip(live, pieces):
+            pairs = reset_pairs(piece.args[0], build_seeded(piece.fn, piece.draws["seed"]))
+            with torch.no_grad():
+                for t, v in pairs:
+                    names.add(n := self.name(k, t))
+                    self.stacked[n][k].copy_(v)
+                    t.copy_(v)
+            drop_optimizer_state(piece.options["opt"], [t for t, _ in pairs])
+        for g in self.opts.values():
+            stacked = g.opt.param_groups[0]["params"]
+            drop_optimizer_state(g.opt, [p for n, p in zip(g.names, stacked) if n in names])
         return [None] * len(live)
 
     # ------------------------------------------------------------------ rendezvous

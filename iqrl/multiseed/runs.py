@@ -44,7 +44,7 @@ from iqrl.core.runfolder import (
     write_status,
 )
 from iqrl.core.trainer import Trainer
-from iqrl.multiseed.group import SeedGroup, unsupported
+from iqrl.multiseed.group import KSeedRefused, SeedGroup, unsupported
 
 
 # ---------------------------------------------------------------------- resume
@@ -217,7 +217,11 @@ def train_group(cfgs: list, points: list, should_stop) -> int:
         t = GroupTrainer(c)
         t.resume_from = point
         trainers.append(t)
-    group = SeedGroup([t.agent for t in trainers])
+    try:
+        group = SeedGroup([t.agent for t in trainers])
+    except KSeedRefused as e:  # before anything is written
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     stop = GroupStop(should_stop, trainers)
     for k, t in enumerate(trainers):
         t.group, t.seed_index = group, k

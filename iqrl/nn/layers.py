@@ -1,15 +1,17 @@
 """Building blocks with parameters: the MLP builder, vectorised ensembles, FSQ, target copies.
 
 Every agent builds from these, so an ablation that switches a block changes the same object in every
-agent that uses it. Pure tensor functions (no parameters) are in `iqrl/nn/maths.py`, optimizer helpers in
-`iqrl/nn/optim.py`. Nothing here holds training state.
+agent that uses it; `build_seeded` builds one again for a reset. Pure tensor functions (no parameters) are in
+`iqrl/nn/maths.py`, optimizer helpers in `iqrl/nn/optim.py`, layers with running statistics in
+`iqrl/nn/stats.py`. Nothing here holds training state.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +101,27 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     target = copy.deepcopy(module)
     target.requires_grad_(False)
     return target
+
+
+def draw_seed(generator: torch.Generator) -> int:
+    """A seed for a re-initialisation (`Updater.reset`), drawn from an agent's generator: one draw, so that
+    the networks a reset builds follow from the agent's seed and its checkpointed generator."""
+    return int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+
+
+def build_seeded(build: Callable[[], Any], seed: int) -> Any:
+    """build() with PyTorch's global generators (CPU and CUDA), which module initialisation draws from, seeded
+    by `seed` for its duration and restored after."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build()
+
+
+def module_tensors(modules: nn.Module | Sequence[nn.Module]) -> dict[str, Tensor]:
+    """Every parameter and buffer of a module (or a sequence of them, prefixed by their index), by name."""
+    if isinstance(modules, nn.Module):
+        return dict([*modules.named_parameters(), *modules.named_buffers()])
+    return {f"{i}.{n}": t for i, m in enumerate(modules) for n, t in module_tensors(m).items()}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ any bounded or normalised latent? Every quantizer maps the encoder's output y [.
 * `vq`: vector quantization (van den Oord et al. 2017, arXiv 1711.00937): groups of `vq_dim` channels each
   replaced by the nearest (L2) entry of one learned codebook of `vq_codebook_size` entries shared by the
   groups, straight-through z = y + sg(e - y). The encoder gets the commitment term beta ||y - sg(e)||^2;
-  the codebook follows the exponential moving averages of the paper's appendix (decay `vq_decay`).
+  the codebook follows the exponential moving averages of the paper's appendix (decay `vq_decay`), returned
+  to the updater as the statistics of iqrl/nn/stats.py are.
 * `simnorm`: TD-MPC2's simplicial normalisation (Hansen et al. 2024, arXiv 2310.16828): a softmax over each
   group of `quant_group_dim` channels. Bounded and normalised, not discrete.
 * `l2`: each group of `quant_group_dim` channels divided by its L2 norm (on the unit sphere). Not discrete.
@@ -25,6 +26,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from iqrl.nn.stats import StatLayer, write
 
 # --------------------------------------------------------------------------------------------------
 # Finite Scalar Quantization (Mentzer et al. 2023), as used by iQRL (arXiv 2406.02696), and the symmetric
@@ -177,14 +180,15 @@ class GroupNorm(nn.Module):
         return out.flatten(-2)
 
 
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(StatLayer):
     """VQ with an EMA codebook; buffers (in checkpoints): codebook [K, d], ema_count [K], ema_sum [K, d].
 
     The EMA statistics start as one observation of each initial entry (count 1, sum = the entry), so every
     entry stays defined and an entry never chosen stays where it started:
         N_k <- decay N_k + (1 - decay) n_k,   m_k <- decay m_k + (1 - decay) sum_{i: k_i = k} y_i,
         e_k = m_k / N_k
-    with n_k the number of group vectors of the batch assigned to entry k.
+    with n_k the number of group vectors of the batch assigned to entry k. `ema_update` returns them through
+    `iqrl.nn.stats.write` (run as a piece of the update: the updater writes them, in every mode).
     """
 
     def __init__(self, codebook_size: int, dim: int, beta: float, decay: float, generator: torch.Generator):
@@ -222,13 +226,17 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def ema_update(self, y: Tensor) -> None:
+        """The EMA statistics and codebook after the batch y [..., D] (written, not changed in place)."""
         g = self._groups(y).reshape(-1, self.dim)
         idx = self.assign(y).reshape(-1)
-        count = torch.bincount(idx, minlength=self.codebook_size).to(g.dtype)
-        total = torch.zeros_like(self.ema_sum).index_add_(0, idx, g)
-        self.ema_count.mul_(self.decay).add_(count, alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(total, alpha=1 - self.decay)
-        self.codebook.copy_(self.ema_sum / self.ema_count[:, None])
+        # counts by index_add rather than bincount, whose output size vmap cannot know: the same integers
+        count = g.new_zeros(self.codebook_size).index_add(0, idx, g.new_ones(idx.shape))
+        total = torch.zeros_like(self.ema_sum).index_add(0, idx, g)
+        ema_count = torch.add(self.ema_count * self.decay, count, alpha=1 - self.decay)
+        ema_sum = torch.add(self.ema_sum * self.decay, total, alpha=1 - self.decay)
+        write(self, "ema_count", ema_count)
+        write(self, "ema_sum", ema_sum)
+        write(self, "codebook", ema_sum / ema_count[:, None])
 
 
 def make_quantizer(cfg, width: int, generator: torch.Generator) -> nn.Module:
