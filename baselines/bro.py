@@ -8,6 +8,10 @@ resets. Networks: two critics BroNet(512, 2 blocks) -> 100 quantiles of Q(s, a);
 block) -> mean and log-std (soft-bounded to [-10, 2]) of a tanh-Gaussian; the optimistic actor
 BroNet(256, 1 block) on [s, mu_c(s)] -> a shift of the mean (a bias-free Linear, orthogonal gain 0.01).
 
+Resets: when the replay first holds `reset_at` transitions, every network and scalar is drawn afresh and
+every optimizer's state forgotten (the code: at its steps 15001, 50001, 250001, 500001, 750001, 1M, 1.5M and
+2M at UTD 10, only the first at UTD 2; its steps are stored transitions).
+
 One update, in the code's order (`_update`), on a batch of 128 transitions:
 1. critics: a' ~ pi(s'), Z' = (Z1'(s', a') + Z2'(s', a')) / 2 - beta_p |Z1' - Z2'| / 2 per quantile (target
    critics, pessimism beta_p = 0), y = r + gamma m (Z' - alpha log pi(a'|s')); the quantile Huber loss
@@ -45,7 +49,7 @@ from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import nstep_transition
 from iqrl.core.schedule import PerStep
-from iqrl.nn.layers import frozen_copy
+from iqrl.nn.layers import draw_seed, frozen_copy
 from iqrl.nn.maths import quantile_huber_loss, quantile_midpoints, soft_bounded, tanh_gaussian
 from iqrl.nn.optim import adam
 from iqrl.nn.trunks import Dense, ResidualNet, Trunk, orthogonal_, residual_shape
@@ -82,6 +86,9 @@ class BROConfig(AgentConfig):
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     utd: float = 2.0  # updates per stored transition (per agent step)
+    # stored transitions (agent steps) at which every network, optimizer and scalar is reset (`bro-utd10`:
+    # the code's list for UTD 10; the code resets only at the first one at UTD 2)
+    reset_at: list[int] = field(default_factory=lambda: [15_000])
 
     def validate(self) -> None:
         super().validate()
@@ -117,6 +124,10 @@ class BROConfig(AgentConfig):
                     f"{self.log_std_max}",
                 ),
                 (self.utd > 0, f"agent.utd must be > 0, got {self.utd}"),
+                (
+                    all(r >= 1 for r in self.reset_at) and list(self.reset_at) == sorted(set(self.reset_at)),
+                    f"agent.reset_at must be increasing positive counts, got {list(self.reset_at)}",
+                ),
             ]
         )
 
@@ -179,6 +190,7 @@ class OptimisticShift(nn.Module):
 
 
 class BRO(Agent):
+    STATE_VALUES = ("resets_done",)
     STATE_OBJECTS = (
         "actor",
         "optimistic",
@@ -202,15 +214,9 @@ class BRO(Agent):
         c = cfg
         self.spec = AgentSpec(seq_len=1, batch_size=c.batch_size, updates_per_agent_step=c.utd)
         self.schedule = PerStep()  # the code updates after every env step
-        self.act_dim = act_dim
-        self.actor = Actor(obs_dim, act_dim, c.actor_mlp_dims, c.log_std_min, c.log_std_max).to(self.device)
-        self.optimistic = OptimisticShift(obs_dim, act_dim, c.actor_mlp_dims).to(self.device)
-        width, blocks = residual_shape(c.mlp_dims)
-        self.critic = ResidualNet("bronet", obs_dim + act_dim, width, blocks, c.num_quantiles, n=2).to(
-            self.device
-        )
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.actor, self.optimistic, self.critic, self.scalars = self.build_networks()
         self.critic_target = frozen_copy(self.critic)
-        self.scalars = Scalars(c).to(self.device)
         self.actor_opt = adam(self.actor.parameters(), c.lr, c.weight_decay, decoupled=True)
         self.optimistic_opt = adam(self.optimistic.parameters(), c.lr, c.weight_decay, decoupled=True)
         self.critic_opt = adam(self.critic.parameters(), c.lr, c.weight_decay, decoupled=True)
@@ -220,6 +226,27 @@ class BRO(Agent):
         )
         self.target_entropy = -act_dim / 2 if c.target_entropy is None else float(c.target_entropy)
         self.taus = quantile_midpoints(c.num_quantiles, self.device)
+        self.resets_done = 0
+
+    def build_networks(self) -> list[nn.Module]:
+        """The actor, the optimistic actor, the two critics and the scalars, freshly initialised."""
+        c, d = self.cfg, self.device
+        width, blocks = residual_shape(c.mlp_dims)
+        return [
+            Actor(self.obs_dim, self.act_dim, c.actor_mlp_dims, c.log_std_min, c.log_std_max).to(d),
+            OptimisticShift(self.obs_dim, self.act_dim, c.actor_mlp_dims).to(d),
+            ResidualNet("bronet", self.obs_dim + self.act_dim, width, blocks, c.num_quantiles, n=2).to(d),
+            Scalars(c).to(d),
+        ]
+
+    def reset(self) -> None:
+        """BRO's reset: every network and scalar re-initialised (fresh draws), every optimizer's state
+        forgotten, the target critics copied from the new critics (the code builds both from one key)."""
+        u = self.updater
+        nets = [self.actor, self.optimistic, self.critic, self.scalars]
+        opts = (self.actor_opt, self.optimistic_opt, self.critic_opt, self.alpha_opt, self.adjust_opt)
+        u.reset(nets, self.build_networks, opts, seed=draw_seed(self.generator))
+        u.copy(self.critic_target, self.critic)
 
     # ------------------------------------------------------------------ the networks' values
     def quantiles(self, obs: Tensor, action: Tensor, target: bool = False) -> Tensor:
@@ -298,6 +325,9 @@ class BRO(Agent):
 
     def update(self, replay, step: int) -> dict:
         c, u = self.cfg, self.updater
+        while self.resets_done < len(c.reset_at) and replay.size >= c.reset_at[self.resets_done]:
+            self.reset()
+            self.resets_done += 1
         obs, action, reward, discount, next_obs = nstep_transition(replay.sample(c.batch_size), c.gamma, 1)
         y = u.call(self.td_target, reward, discount, next_obs, **self.target_draws(len(obs)))
         critic = u.step(self.critic_loss, obs, action, y, opt=self.critic_opt)

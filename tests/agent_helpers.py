@@ -34,8 +34,9 @@ def agent_and_replay(name: str, device: str = "cpu"):
 class FixedReplay:
     """A replay stand-in whose sample() always returns the same batch (losses on a fixed batch)."""
 
-    def __init__(self, batch):
+    def __init__(self, batch, size: int = 0):
         self.batch = batch
+        self.size = size  # the transitions it stands for (an agent may read `replay.size`)
 
     def sample(self, n):
         return self.batch

@@ -158,3 +158,36 @@ def test_utd_counts_updates_per_stored_transition_at_any_action_repeat():
         cfg = build_config([f"agent={name}", "agent.mlp_dims=[8]", "agent.actor_mlp_dims=[8]"])
         spec = make_agent(cfg.agent, 3, 1, torch.device("cpu"), 0).spec
         assert (spec.rate(2), spec.rate(1)) == (utd / 2, utd)  # DMC's action repeat 2, Gym's 1
+
+
+def test_a_reset_redraws_every_network_and_scalar_forgets_the_optimizers_and_copies_the_target():
+    """At `reset_at` stored transitions: before the update's steps, once, from the agent's generator (two
+    agents of one seed reset alike; one that does not reset differs)."""
+    agent, replay = bro(reset_at=[300, 10_000])
+    batch = FixedReplay(replay.sample(16), size=300)
+    agent.update(batch, 0)
+    twin, _ = bro(reset_at=[10_000])
+    twin.update(batch, 0)
+    again, _ = bro(reset_at=[300])
+    again.update(batch, 0)
+    assert agent.resets_done == 1 and twin.resets_done == 0
+    assert not same(agent.actor, params(twin.actor)) and not same(agent.critic, params(twin.critic))
+    for net in ("actor", "optimistic", "critic", "critic_target", "scalars"):
+        assert same(getattr(again, net), params(getattr(agent, net)))
+    agent.update(batch, 0)
+    assert agent.resets_done == 1  # no second reset below 10 000 transitions
+
+
+def test_reset_state_is_what_a_fresh_agent_has():
+    """Right after a reset (no step yet): the scalars at their initial values, the target critics equal to
+    the critics, the optimizers without state."""
+    agent, replay = bro()
+    agent.update(replay, 0)
+    agent.reset()
+    s = agent.scalars
+    assert (s.alpha().item(), s.optimism().item()) == pytest.approx((1.0, 1.0))
+    assert s.kl_weight().item() == pytest.approx(0.25)
+    for t, c in zip(agent.critic_target.parameters(), agent.critic.parameters()):
+        assert torch.equal(t, c)
+    for opt in (agent.actor_opt, agent.optimistic_opt, agent.critic_opt, agent.alpha_opt, agent.adjust_opt):
+        assert not opt.state

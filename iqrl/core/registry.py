@@ -147,7 +147,10 @@ REGISTRY: dict[str, AgentEntry] = {
         "baselines.bro:BRO",
         "baselines.bro:BROConfig",
         "bro_tasks.yaml",
-        preset={"utd": 10.0},
+        preset={
+            "utd": 10.0,
+            "reset_at": [15_000, 50_000, 250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000],
+        },
         description="BRO at its default update-to-data ratio 10, with its reset schedule",
     ),
 }
