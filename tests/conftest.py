@@ -48,6 +48,7 @@ TINY_AGENT = {
     "sac-ae": ["agent.feature_dim=8"],
     "bro": ["agent.actor_mlp_dims=[16]", "agent.num_quantiles=8", "agent.utd=1"],
     "bro-utd10": ["agent.actor_mlp_dims=[16]", "agent.num_quantiles=8", "agent.utd=1"],
+    "crossq": ["agent.actor_mlp_dims=[16,16]", "agent.bn_warmup=50"],
 }
 
 

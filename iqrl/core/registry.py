@@ -153,6 +153,13 @@ REGISTRY: dict[str, AgentEntry] = {
         },
         description="BRO at its default update-to-data ratio 10, with its reset schedule",
     ),
+    "crossq": AgentEntry(
+        "baselines.crossq:CrossQ",
+        "baselines.crossq:CrossQConfig",
+        "crossq_tasks.yaml",
+        description="CrossQ (ICLR 2024, arXiv 1902.05605): SAC with batch renormalisation, no target networks, "
+        "a joint critic pass over (s, a) and (s', a'), Adam beta1 0.5",
+    ),
 }
 
 

@@ -137,11 +137,12 @@ def orthogonal_(layer: Dense, gain: float) -> Dense:
     return layer
 
 
-def he_normal_(layer: Dense) -> Dense:
-    """flax's `he_normal`: a normal truncated at 2 std, std sqrt(2 / fan_in) / 0.8796 (the truncation's
-    correction), zero bias."""
+def fan_in_normal_(layer: Dense, scale: float) -> Dense:
+    """flax's `variance_scaling(scale, "fan_in", "truncated_normal")`: a normal truncated at 2 std, std
+    sqrt(scale / fan_in) / 0.8796 (the truncation's correction); the bias stays zero. scale 2: `he_normal`
+    (Simba's blocks), 1: `lecun_normal` (flax's Dense default, CrossQ's layers)."""
     for w in layer.member_weights():
-        std = math.sqrt(2.0 / w.shape[1]) / 0.87962566103423978
+        std = math.sqrt(scale / w.shape[1]) / 0.87962566103423978
         nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
     return layer
 
@@ -170,8 +171,8 @@ class SimbaBlock(nn.Module):
     def __init__(self, width: int, n: int = 0, expansion: int = 4):
         super().__init__()
         self.ln = Norm(width, n)
-        self.w1 = he_normal_(Dense(width, width * expansion, n))
-        self.w2 = he_normal_(Dense(width * expansion, width, n))
+        self.w1 = fan_in_normal_(Dense(width, width * expansion, n), 2.0)
+        self.w2 = fan_in_normal_(Dense(width * expansion, width, n), 2.0)
 
     def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
         return x + self.w2(F.relu(self.w1(self.ln(x, members), members)), members)
