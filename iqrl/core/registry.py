@@ -157,8 +157,8 @@ REGISTRY: dict[str, AgentEntry] = {
         "baselines.crossq:CrossQ",
         "baselines.crossq:CrossQConfig",
         "crossq_tasks.yaml",
-        description="CrossQ (ICLR 2024, arXiv 1902.05605): SAC with batch renormalisation, no target networks, "
-        "a joint critic pass over (s, a) and (s', a'), Adam beta1 0.5",
+        description="CrossQ (arXiv 1902.05605): SAC with batch renormalisation, no target networks, a joint "
+        "critic pass over (s, a) and (s', a'), Adam beta1 0.5",
     ),
 }
 
