@@ -52,15 +52,7 @@ from iqrl.core.schedule import PerStep
 from iqrl.nn.layers import draw_seed, frozen_copy
 from iqrl.nn.maths import quantile_huber_loss, quantile_midpoints, soft_bounded, tanh_gaussian
 from iqrl.nn.optim import adam
-from iqrl.nn.trunks import Dense, ResidualNet, Trunk, orthogonal_, residual_shape
-
-
-def _widths(key: str, dims) -> tuple[bool, str]:
-    ok = len(dims) >= 1 and all(h >= 1 for h in dims) and len(set(dims)) == 1
-    return (
-        ok,
-        f"agent.{key} must be a non-empty list of one positive width (one entry per block), got {list(dims)}",
-    )
+from iqrl.nn.trunks import Dense, ResidualNet, Trunk, orthogonal_, residual_shape, residual_widths_check
 
 
 @dataclass
@@ -94,8 +86,8 @@ class BROConfig(AgentConfig):
         super().validate()
         require(
             [
-                _widths("mlp_dims", self.mlp_dims),
-                _widths("actor_mlp_dims", self.actor_mlp_dims),
+                residual_widths_check("mlp_dims", self.mlp_dims),
+                residual_widths_check("actor_mlp_dims", self.actor_mlp_dims),
                 (self.num_quantiles >= 1, f"agent.num_quantiles must be >= 1, got {self.num_quantiles}"),
                 (self.batch_size >= 1, f"agent.batch_size must be >= 1, got {self.batch_size}"),
                 (0.0 < self.gamma <= 1.0, f"agent.gamma must be in (0, 1], got {self.gamma}"),

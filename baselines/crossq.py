@@ -24,7 +24,6 @@ Acting: the actor in evaluation mode (running statistics), a ~ pi(s) exploring, 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +34,7 @@ from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import nstep_transition
 from iqrl.core.schedule import PerStep
+from iqrl.nn.layers import Temperature
 from iqrl.nn.maths import tanh_gaussian
 from iqrl.nn.optim import adam
 from iqrl.nn.stats import BatchRenorm
@@ -250,14 +250,3 @@ class CrossQ(Agent):
             return torch.tanh(mu).cpu().numpy()
         eps = torch.randn(mu.shape, generator=self.generator, device=self.device)
         return tanh_gaussian(mu, log_std, eps)[0].cpu().numpy()
-
-
-class Temperature(nn.Module):
-    """alpha = exp(log alpha), one parameter (Stable-Baselines' `EntropyCoef`)."""
-
-    def __init__(self, initial: float):
-        super().__init__()
-        self.log_alpha = nn.Parameter(torch.tensor(math.log(initial)))
-
-    def forward(self) -> Tensor:
-        return self.log_alpha.exp()

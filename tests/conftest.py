@@ -49,6 +49,8 @@ TINY_AGENT = {
     "bro": ["agent.actor_mlp_dims=[16]", "agent.num_quantiles=8", "agent.utd=1"],
     "bro-utd10": ["agent.actor_mlp_dims=[16]", "agent.num_quantiles=8", "agent.utd=1"],
     "crossq": ["agent.actor_mlp_dims=[16,16]", "agent.bn_warmup=50"],
+    "simbav2": ["agent.actor_mlp_dims=[16]", "agent.num_bins=11"],
+    "simbav2-utd8": ["agent.actor_mlp_dims=[16]", "agent.num_bins=11", "agent.utd=1"],
 }
 
 

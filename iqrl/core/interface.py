@@ -15,6 +15,8 @@ The trainer, sweeps and analysis know an agent only through this interface:
   episodes included, with training=True; evaluation episodes with training=False). For per-episode
   acting state: DCWM's MPPI warm start, TCRL's episode-indexed sigma. Optional (default: nothing).
 * `on_episode_end()`: per-episode schedules (exploration noise), called after each training episode.
+* `observe(obs, reward, done)`: every observation of a training episode as it is collected (seed episodes
+  included), for statistics of the data (SimbaV2's normalisers). Optional (default: nothing).
 * `state_dict()` / `load_state_dict()`: networks, targets, optimizers, counters and RNG state.
 * `TRANSFER_PARTS`: the agent's named parts (representation, actor, critic, optimizers), what a run may
   load from another run's checkpoint (`init_from`, `init_parts`) or keep fixed (`freeze`;
@@ -264,6 +266,13 @@ class Agent(abc.ABC):
     def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed
         episodes included), False for evaluation episodes. The default does nothing."""
+
+    def observe(self, obs: np.ndarray, reward: float | None = None, done: bool = False) -> None:  # noqa: B027
+        """Called for every observation of a training episode as it is collected, seed episodes included:
+        the reset observation (reward None), then each step's next observation with that step's reward and
+        whether it ended the episode. For statistics of the collected data (SimbaV2's observation and return
+        normalisers); outside the update's pieces, so a stat layer changed here writes in place. The default
+        does nothing."""
 
     def on_episode_end(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Advance per-episode schedules; called once after each training episode."""

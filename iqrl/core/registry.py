@@ -160,6 +160,20 @@ REGISTRY: dict[str, AgentEntry] = {
         description="CrossQ (arXiv 1902.05605): SAC with batch renormalisation, no target networks, a joint "
         "critic pass over (s, a) and (s', a'), Adam beta1 0.5",
     ),
+    "simbav2": AgentEntry(
+        "baselines.simbav2:SimbaV2",
+        "baselines.simbav2:SimbaV2Config",
+        "simbav2_tasks.yaml",
+        description="SimbaV2 (arXiv 2502.15280): SAC on hyperspherical networks, a distributional critic, "
+        "observation and reward normalisation; UTD 2",
+    ),
+    "simbav2-utd8": AgentEntry(
+        "baselines.simbav2:SimbaV2",
+        "baselines.simbav2:SimbaV2Config",
+        "simbav2_tasks.yaml",
+        preset={"utd": 8.0},
+        description="SimbaV2 at UTD 8, its strongest released setting",
+    ),
 }
 
 

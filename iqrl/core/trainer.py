@@ -123,6 +123,7 @@ class Trainer:
         uniform = seeding and not self.agent.spec.warmup_with_policy
         obs = self.env.reset()
         self.agent.on_episode_start(training=True)
+        self.agent.observe(obs)
         self.replay.start_episode(obs)
         ep_return, t = 0.0, time.time()
         while True:
@@ -131,6 +132,7 @@ class Trainer:
             else:
                 action = self.agent.act(obs, explore=True)
             step = self.env.step(action)
+            self.agent.observe(step.obs, step.reward, step.terminated or step.truncated)
             self.replay.add(action, step.reward, step.obs, step.terminated, step.truncated)
             ep_return += step.reward
             self.env_step += self.cfg.action_repeat

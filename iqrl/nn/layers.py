@@ -96,6 +96,18 @@ def mlp(
     return net
 
 
+class Temperature(nn.Module):
+    """A SAC temperature alpha = exp(log alpha), one parameter (CrossQ's `EntropyCoef`, SimbaV2's
+    `SimbaV2Temperature`); forward() -> alpha."""
+
+    def __init__(self, initial: float):
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(initial)))
+
+    def forward(self) -> Tensor:
+        return self.log_alpha.exp()
+
+
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A deep copy with gradients switched off (target networks)."""
     target = copy.deepcopy(module)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.nn.kernels import baddbmm, linear
+from iqrl.nn.stats import write
 
 NETWORKS = ("mlp", "simba", "simbav2", "bronet")
 FLAX_LN_EPS = 1e-6
@@ -93,6 +94,15 @@ def l2_normalize_rows(weight: Tensor) -> Tensor:
     l2-normalised: SimbaV2's `l2normalize_layer` (axis 0 of a flax kernel, the input axis), what the code
     applies to the actor and the critic after each of their steps."""
     return l2_normalize(weight, dim=-2)
+
+
+def project_to_sphere(module: nn.Module) -> None:
+    """Every HyperLinear weight in `module` back on the unit sphere, through `iqrl.nn.stats.write`: the
+    function an optimizer step of a SimbaV2 network runs after it (`Updater.step(after=...)`), in every
+    mode; outside a step it writes in place. Scalers and biases are left as they are, as in the code."""
+    for m in module.modules():
+        if isinstance(m, HyperLinear):
+            write(m, "weight", l2_normalize_rows(m.weight))
 
 
 class Norm(nn.Module):
@@ -304,6 +314,10 @@ class ResidualNet(nn.Module):
     def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
         return self.out(self.trunk(x, members), members)
 
+    def project(self) -> None:
+        """SimbaV2's weight projection after a step (`project_to_sphere`; nothing in other networks)."""
+        project_to_sphere(self)
+
 
 def residual_shape(hidden) -> tuple[int, int]:
     """(width, blocks) of a residual network given as hidden widths: one block per entry, all of one width
@@ -312,3 +326,13 @@ def residual_shape(hidden) -> tuple[int, int]:
     if not hidden or len(set(hidden)) != 1:
         raise ValueError(f"a residual network takes equal widths (one per block), got {hidden}")
     return hidden[0], len(hidden)
+
+
+def residual_widths_check(key: str, dims) -> tuple[bool, str]:
+    """A config's check of a residual network's widths (`residual_shape`), as `iqrl.core.checks.require`
+    takes it."""
+    ok = len(dims) >= 1 and all(h >= 1 for h in dims) and len(set(dims)) == 1
+    return (
+        ok,
+        f"agent.{key} must be a non-empty list of one positive width (one entry per block), got {list(dims)}",
+    )
