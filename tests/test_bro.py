@@ -13,7 +13,7 @@ from baselines.bro import ADJUST_HIGH, ADJUST_LOW, adjustment_parameter
 from iqrl.core.replay import nstep_transition
 from iqrl.nn.maths import quantile_huber_loss, tanh_gaussian
 
-from agent_helpers import FixedReplay, agent_and_replay, params, same
+from agent_helpers import FixedReplay, agent_and_replay, assert_squashed_gaussian_acting, params, same
 
 
 def bro(**overrides):
@@ -138,16 +138,8 @@ def test_acting_explores_with_the_optimistic_actor_and_evaluates_the_actors_mean
     agent, _ = bro()
     obs = torch.randn(6, 5)
     mu_c, log_std_c = agent.actor(obs)
-    torch.testing.assert_close(
-        torch.from_numpy(agent.act(obs.numpy(), explore=False)), torch.tanh(mu_c).detach()
-    )
-    state = agent.generator.get_state()
-    a = agent.act(obs.numpy(), explore=True)
-    agent.generator.set_state(state)
-    eps = torch.randn(6, 2, generator=agent.generator)
     mu_o = agent.optimistic(obs, mu_c)
-    want = torch.tanh(mu_o + 0.75 * log_std_c.exp() * eps).detach()
-    torch.testing.assert_close(torch.from_numpy(a), want)
+    assert_squashed_gaussian_acting(agent, obs, mu_c, mu_o, log_std_c + math.log(0.75))
 
 
 def test_utd_counts_updates_per_stored_transition_at_any_action_repeat():

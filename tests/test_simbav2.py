@@ -18,7 +18,7 @@ from iqrl.core.replay import nstep_transition
 from iqrl.nn.maths import tanh_gaussian
 from iqrl.nn.trunks import HyperLinear
 
-from agent_helpers import FixedReplay, agent_and_replay, params
+from agent_helpers import FixedReplay, agent_and_replay, assert_squashed_gaussian_acting, params
 from conftest import TINY_AGENT, TINY_RUN
 
 
@@ -217,14 +217,7 @@ def test_acting_reads_normalised_observations():
         agent.observe(np.random.default_rng(1).normal(size=5).astype(np.float32) + 4, 0.0, False)
     obs = torch.randn(4, 5) + 4
     mu, log_std = agent.actor(agent.obs_stats(obs))
-    torch.testing.assert_close(
-        torch.from_numpy(agent.act(obs.numpy(), explore=False)), torch.tanh(mu).detach()
-    )
-    state = agent.generator.get_state()
-    a = agent.act(obs.numpy(), explore=True)
-    agent.generator.set_state(state)
-    want = tanh_gaussian(mu, log_std, torch.randn(4, 2, generator=agent.generator))[0].detach()
-    torch.testing.assert_close(torch.from_numpy(a), want)
+    assert_squashed_gaussian_acting(agent, obs, mu, mu, log_std)
 
 
 def test_the_trainer_shows_the_agent_every_collected_observation_seed_episodes_included(tmp_path):
