@@ -111,6 +111,10 @@ def params(agent) -> dict[str, torch.Tensor]:
         ["agent=taco"],
         ["agent=sac-ae"],
         ["agent=dcwm"],
+        # a reset at the first update; batch renormalisation past its warm-up; a learning-rate schedule
+        ["agent=bro", "agent.reset_at=[50]"],
+        ["agent=crossq", "agent.policy_delay=2", "agent.bn_warmup=2"],
+        ["agent=simbav2", "agent.num_critics=2", "agent.lr_decay_transitions=1"],
     ],
 )
 def test_group_update_matches_the_plain_update_of_each_seed(extra):
