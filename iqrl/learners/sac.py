@@ -46,7 +46,7 @@ from iqrl.core.checks import require
 from iqrl.core.update import Updater
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import CriticEncoder
-from iqrl.nn.layers import mlp
+from iqrl.nn.layers import after_step, mlp
 from iqrl.nn.maths import soft_bounded, tanh_gaussian
 from iqrl.nn.optim import adam
 
@@ -87,7 +87,10 @@ class SACLearner(CriticEnsembleLearner):
     ):
         super().__init__(cfg, in_dim, act_dim, generator, encoder)
         # (mu, s) per action dimension
-        self.actor = mlp(self.in_dim, cfg.mlp_dims, 2 * act_dim, cfg.init, self.mlp_act, self.mlp_norm)
+        self.actor = mlp(
+            self.in_dim, cfg.mlp_dims, 2 * act_dim, cfg.init, self.mlp_act, self.mlp_norm, cfg.network
+        )
+        self.actor_after = after_step(self.actor)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
         self.actor_opt = adam(self.actor_params(self.actor), lr=cfg.lr)
@@ -167,6 +170,7 @@ class SACLearner(CriticEnsembleLearner):
             opt=self.actor_opt,
             max_norm=self.cfg.grad_clip,
             frozen=(self.critic,),
+            after=self.actor_after,
             **self.actor_draws(len(x)),
         )
         log_prob = actor.aux

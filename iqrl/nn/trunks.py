@@ -304,6 +304,7 @@ class ResidualNet(nn.Module):
 
     def __init__(self, kind: str, in_dim: int, width: int, blocks: int, out_dim: int, n: int = 0):
         super().__init__()
+        self.kind = kind
         self.trunk = Trunk(kind, in_dim, width, blocks, n)
         if kind == "simbav2":
             self.out = HyperHead(width, out_dim, n)
