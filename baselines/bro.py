@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -57,6 +58,15 @@ from iqrl.nn.trunks import Dense, ResidualNet, Trunk, orthogonal_, residual_shap
 
 @dataclass
 class BROConfig(AgentConfig):
+    # the tests' tiny sizes (AgentConfig.TINY); one update per transition, whatever the preset
+    TINY: ClassVar[dict] = {
+        "mlp_dims": [32, 32],
+        "actor_mlp_dims": [16],
+        "num_quantiles": 8,
+        "batch_size": 16,
+        "utd": 1.0,
+    }
+
     name: str = "bro"
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # critics: BroNet blocks of this width
     actor_mlp_dims: list[int] = field(default_factory=lambda: [256])  # both actors

@@ -25,6 +25,7 @@ Acting: the actor in evaluation mode (running statistics), a ~ pi(s) exploring, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -43,6 +44,14 @@ from iqrl.nn.trunks import Dense, fan_in_normal_
 
 @dataclass
 class CrossQConfig(AgentConfig):
+    # the tests' tiny sizes (AgentConfig.TINY); renormalisation from the 50th training call
+    TINY: ClassVar[dict] = {
+        "mlp_dims": [32, 32],
+        "actor_mlp_dims": [16, 16],
+        "batch_size": 16,
+        "bn_warmup": 50,
+    }
+
     name: str = "crossq"
     mlp_dims: list[int] = field(default_factory=lambda: [2048, 2048])  # each critic's hidden widths
     actor_mlp_dims: list[int] = field(default_factory=lambda: [256, 256])

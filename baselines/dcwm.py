@@ -30,6 +30,7 @@ also drops an episode's final, time-limit transition).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -75,6 +76,8 @@ PROPAGATION = ("sample", "sample_no_grad", "weighted_avg", "mode")
     latent=LatentModelConfig(fsq_levels=[5, 3]),
 )
 class DCWMConfig(AgentConfig):
+    # the tests' tiny sizes, MPPI's too (512 samples x 6 iterations are slow on CPU)
+    TINY: ClassVar[dict] = {"num_samples": 32, "num_pi_trajs": 4, "num_elites": 8, "iterations": 2}
     name: str = "dcwm"
     dcwm_legacy_unit_discount: bool = False  # DC-1: n = 1 bootstraps with 1 instead of gamma
     # --- world model ---

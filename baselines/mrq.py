@@ -46,6 +46,7 @@ the rewards after the terminal; irrelevant on DMC). Replay: the code's 1M-transi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -64,6 +65,15 @@ from iqrl.nn.trunks import NETWORKS, ResidualNet, project_to_sphere, residual_sh
 
 @dataclass
 class MRQConfig(AgentConfig):
+    TINY: ClassVar[dict] = {
+        "mlp_dims": [32, 32],
+        "batch_size": 16,
+        "zs_dim": 16,
+        "za_dim": 8,
+        "zsa_dim": 16,
+        "enc_mlp_dims": [32, 32],
+        "target_update_every": 50,
+    }
     name: str = "mrq"
     # --- generic / TD3 ---
     batch_size: int = 256

@@ -56,6 +56,7 @@ Deviations forced by the harness (docs/faithfulness.md SAE-1..SAE-6): see docs/a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -122,6 +123,7 @@ class SACAELearnerConfig(SACLearnerConfig):
     encoder=PixelEncoderConfig,
 )
 class SACAEConfig(AgentConfig):
+    TINY: ClassVar[dict] = {"feature_dim": 8}
     name: str = "sac-ae"
     # Autoencoder
     use_decoder: bool = True  # false: the paper's SAC:pixel baseline (the encoder trained by the critic only)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -67,6 +68,15 @@ from iqrl.nn.trunks import (
 
 @dataclass
 class SimbaV2Config(AgentConfig):
+    # the tests' tiny sizes (AgentConfig.TINY); one update per transition, whatever the preset
+    TINY: ClassVar[dict] = {
+        "mlp_dims": [32, 32],
+        "actor_mlp_dims": [16],
+        "num_bins": 11,
+        "batch_size": 16,
+        "utd": 1.0,
+    }
+
     name: str = "simbav2"
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # the critic: a block per entry
     actor_mlp_dims: list[int] = field(default_factory=lambda: [128])

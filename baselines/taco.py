@@ -58,6 +58,7 @@ every layer, as after every convolution) and there is no augmentation; everythin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -81,6 +82,13 @@ from iqrl.nn.optim import adam
 
 @dataclass
 class TACOConfig(AgentConfig):
+    TINY: ClassVar[dict] = {
+        "mlp_dims": [32, 32],
+        "batch_size": 16,
+        "state_enc_dims": [32],
+        "feature_dim": 16,
+        "action_hidden": 16,
+    }
     name: str = "taco"
     # --- DrQ-v2 backbone ---
     feature_dim: int = 50  # width of the actor's, critic's and TACO's trunks (Linear -> LayerNorm -> tanh)

@@ -22,6 +22,7 @@ lag, TC-3); model-free only (the public code does not plan).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ from iqrl.nn.optim import adam
 
 @dataclass
 class TCRLConfig(AgentConfig):
+    TINY: ClassVar[dict] = {"mlp_dims": [32, 32], "batch_size": 16, "latent_dim": 8, "enc_mlp_dims": [32]}
     name: str = "tcrl"
     # --- latent model ---
     latent_dim: int = 50  # d: 50 easy / medium, 100 hard (task YAML)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -56,6 +57,13 @@ from iqrl.nn.optim import adam
 
 @dataclass
 class TD7Config(AgentConfig):
+    TINY: ClassVar[dict] = {
+        "mlp_dims": [32, 32],
+        "batch_size": 16,
+        "zs_dim": 16,
+        "enc_mlp_dims": [32, 32],
+        "target_update_every": 50,
+    }
     name: str = "td7"
     # --- TD3 ---
     batch_size: int = 256

@@ -1,4 +1,9 @@
+import json
 import os
+import runpy
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "disable")
 
@@ -7,7 +12,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-# Tiny but complete runs: 200-env-step episodes, small networks. Used by the end-to-end tests.
+# Tiny but complete runs: 200-env-step episodes. Used by the end-to-end tests, with the agent's tiny sizes.
 TINY_RUN = [
     "task=cartpole-balance",
     "episode_length=200",
@@ -16,42 +21,41 @@ TINY_RUN = [
     "eval_episodes=2",
     "diag_every=400",
     "checkpoint_every=400",
-    "agent.mlp_dims=[32,32]",
-    "agent.batch_size=16",
 ]
-TINY_AGENT = {
-    "iqrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-    "iqrl-official": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-    "td3": [],
-    "td7": ["agent.zs_dim=16", "agent.enc_mlp_dims=[32,32]", "agent.target_update_every=50"],
-    "mrq": [
-        "agent.zs_dim=16",
-        "agent.za_dim=8",
-        "agent.zsa_dim=16",
-        "agent.enc_mlp_dims=[32,32]",
-        "agent.target_update_every=50",
-    ],
-    "tcrl": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-    # MPPI at small sizes (the default 512 samples x 6 iterations is slow on CPU)
-    "dcwm": [
-        "agent.latent_dim=8",
-        "agent.enc_mlp_dims=[32]",
-        "agent.num_samples=32",
-        "agent.num_pi_trajs=4",
-        "agent.num_elites=8",
-        "agent.iterations=2",
-    ],
-    "iqrl-ae": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-    "iqrl-sac": ["agent.latent_dim=8", "agent.enc_mlp_dims=[32]"],
-    "sac": [],
-    "taco": ["agent.state_enc_dims=[32]", "agent.feature_dim=16", "agent.action_hidden=16"],
-    "sac-ae": ["agent.feature_dim=8"],
-    "bro": ["agent.actor_mlp_dims=[16]", "agent.num_quantiles=8", "agent.utd=1"],
-    "bro-utd10": ["agent.actor_mlp_dims=[16]", "agent.num_quantiles=8", "agent.utd=1"],
-    "crossq": ["agent.actor_mlp_dims=[16,16]", "agent.bn_warmup=50"],
-    "simbav2": ["agent.actor_mlp_dims=[16]", "agent.num_bins=11"],
-    "simbav2-utd8": ["agent.actor_mlp_dims=[16]", "agent.num_bins=11", "agent.utd=1"],
-}
+
+
+def tiny_agent(agent: str) -> list[str]:
+    """The overrides of `agent`'s tiny sizes, from its config class (AgentConfig.TINY): small networks,
+    batches and planners for the tests' runs."""
+    from iqrl.core import registry
+
+    if agent not in registry.REGISTRY:
+        return []
+    return [f"agent.{k}={json.dumps(v)}" for k, v in registry.config_class(agent).TINY.items()]
+
+
+class _TinyAgent(Mapping):
+    """agent name -> its tiny overrides (`tiny_agent`), for every agent of the registry as it is now."""
+
+    def __getitem__(self, agent: str) -> list[str]:
+        from iqrl.core import registry
+
+        if agent not in registry.REGISTRY:
+            raise KeyError(agent)
+        return tiny_agent(agent)
+
+    def __iter__(self):
+        from iqrl.core import registry
+
+        return iter(registry.agent_names())
+
+    def __len__(self) -> int:
+        from iqrl.core import registry
+
+        return len(registry.REGISTRY)
+
+
+TINY_AGENT = _TinyAgent()
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:
@@ -61,9 +65,53 @@ def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> li
         f"steps={steps}",
         f"out={out}",
         *TINY_RUN,
-        *TINY_AGENT.get(agent, []),
+        *tiny_agent(agent),
         *extra,
     ]
+
+
+# ---------------------------------------------------------------------------------- registry-wide tests
+# A test marked `registry` that takes the argument `agent` runs for every registered agent, so a new agent is
+# tested the moment it is registered. `make test-agent NAME=td3` runs them for one agent: pytest -m registry
+# --agent td3. --scratch-registry FILE first runs a Python file that adds entries to the registry
+# (tests/test_extending.py runs the examples of docs/extending.md so).
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--agent", default="", help="comma-separated agents: the registry-wide tests run for these only"
+    )
+    parser.addoption(
+        "--scratch-registry", default="", help="a Python file adding entries to the agent registry"
+    )
+
+
+def pytest_configure(config):
+    if path := config.getoption("--scratch-registry"):
+        sys.path.insert(0, str(Path(path).resolve().parent))
+        runpy.run_path(path)
+
+
+def agents_under_test(config) -> list[str]:
+    """The agents of --agent, else every registered one."""
+    from iqrl.core import registry
+
+    chosen = [a for a in config.getoption("--agent").split(",") if a]
+    unknown = [a for a in chosen if a not in registry.REGISTRY]
+    if unknown:
+        raise pytest.UsageError(f"--agent: unknown agents {unknown}; registered: {registry.agent_names()}")
+    return chosen or registry.agent_names()
+
+
+def one_agent_under_test(config) -> bool:
+    """Whether the registry-wide tests run for chosen agents only (`make test-agent`): then they may take
+    longer per agent (the compile check compiles with inductor)."""
+    return bool(config.getoption("--agent"))
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("registry") and "agent" in metafunc.fixturenames:
+        metafunc.parametrize("agent", agents_under_test(metafunc.config))
 
 
 @pytest.fixture

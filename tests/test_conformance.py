@@ -1,10 +1,11 @@
 """The agent interface, checked for every registered agent (iqrl.core.registry.REGISTRY): a new agent is
-tested here the moment it is registered, with nothing else to edit.
+tested here the moment it is registered, with nothing else to edit (`make test-agent NAME=<agent>` runs these
+and the other registry-wide tests for one agent).
 
-Per agent: actions have the right shape, dtype and bounds; `state_dict` holds everything the agent's future
-depends on (a fresh agent loaded from it acts and updates bit for bit like the original); the interface
-members the trainer reads are declared; a short run writes a complete run folder; a run interrupted at an
-episode boundary and resumed ends with the numbers of one never interrupted.
+Per agent: its tiny sizes are small; actions have the right shape, dtype and bounds; `state_dict` holds
+everything the agent's future depends on (a fresh agent loaded from it acts and updates bit for bit like the
+original); the interface members the trainer reads are declared; a short run writes a complete run folder; a
+run interrupted at an episode boundary and resumed ends with the numbers of one never interrupted.
 """
 
 import copy
@@ -25,15 +26,14 @@ from iqrl.core.replay import SequenceReplay
 from iqrl.core.schedule import UpdateSchedule
 from iqrl.train import main
 
-from conftest import TINY_AGENT, TINY_RUN, tiny_argv
+from conftest import TINY_RUN, tiny_agent, tiny_argv
 from test_train import EVAL_COLS, eval_numbers, read_csv
 
-AGENTS = agents.agent_names()
 OBS, ACT = 5, 2
 
 
 def build(agent: str, seed: int) -> Agent:
-    argv = [f"agent={agent}", *TINY_RUN, *TINY_AGENT.get(agent, [])]
+    argv = [f"agent={agent}", *TINY_RUN, *tiny_agent(agent)]
     torch.manual_seed(seed)  # network initialisation draws from the global generator, as in the trainer
     return make_agent(build_config(argv).agent, OBS, ACT, torch.device("cpu"), seed)
 
@@ -59,7 +59,26 @@ def as_numbers(metrics: dict) -> dict:
     return {k: float(v) for k, v in metrics.items()}
 
 
-@pytest.mark.parametrize("agent", AGENTS)
+# What "tiny" means for the tests' runs: every agent of today fits with room (at most 38k parameters).
+TINY_PARAMETERS, TINY_BATCH = 50_000, 32
+
+
+@pytest.mark.registry
+def test_tiny_sizes_are_small(agent):
+    """The sizes every registry-wide test trains the agent at (its config's TINY) keep it small, so that its
+    tests stay fast on CI's two cores."""
+    a = build(agent, 0)
+    n = sum(p.numel() for m in a.networks().values() for p in m.parameters())
+    cls = agents.config_class(agent)
+    assert n <= TINY_PARAMETERS and a.spec.batch_size <= TINY_BATCH, (
+        f"{agent} at its tiny sizes has {n} parameters (at most {TINY_PARAMETERS}) and batches of "
+        f"{a.spec.batch_size} (at most {TINY_BATCH}): declare the keys that shrink it on {cls.__module__}."
+        f"{cls.__qualname__}, e.g. TINY: ClassVar[dict] = {{'mlp_dims': [32, 32], 'batch_size': 16}} "
+        f"(AgentConfig.TINY, iqrl/core/interface.py); it now has {cls.TINY}"
+    )
+
+
+@pytest.mark.registry
 def test_actions_have_the_right_shape_dtype_and_bounds(agent):
     a = build(agent, 0)
     obs = np.random.default_rng(0).normal(size=(4, OBS)).astype(np.float32) * 10  # large inputs
@@ -70,7 +89,7 @@ def test_actions_have_the_right_shape_dtype_and_bounds(agent):
         assert np.isfinite(batch).all() and (np.abs(batch) <= 1).all() and (np.abs(one) <= 1).all()
 
 
-@pytest.mark.parametrize("agent", AGENTS)
+@pytest.mark.registry
 def test_state_dict_round_trip_continues_bit_for_bit(agent):
     """After a few updates, a fresh agent of another seed loaded from the saved state acts and updates exactly
     like the original: networks, targets, optimizers, counters and generators are all in the state."""
@@ -100,7 +119,7 @@ def test_state_dict_round_trip_continues_bit_for_bit(agent):
             assert torch.equal(x, y), f"{name}.{k}"
 
 
-@pytest.mark.parametrize("agent", AGENTS)
+@pytest.mark.registry
 def test_interface_members_the_trainer_reads(agent):
     a = build(agent, 0)
     assert isinstance(a, Agent) and isinstance(a.spec, AgentSpec)
@@ -120,7 +139,7 @@ def test_interface_members_the_trainer_reads(agent):
         assert 0 <= int(codes.min()) and int(codes.max()) < a.codebook_size
 
 
-@pytest.mark.parametrize("agent", AGENTS)
+@pytest.mark.registry
 def test_agent_writes_complete_run_folder(agent, tmp_path):
     out = tmp_path / "run"
     assert main(tiny_argv(agent, out, steps=800)) == EXIT_OK
@@ -129,7 +148,7 @@ def test_agent_writes_complete_run_folder(agent, tmp_path):
     assert cfg["meta"]["versions"]["torch"].startswith("2.13") and "git_commit" in cfg["meta"]
     # replay_capacity null: the effective one (the agent's default) is in meta, 0 = unbounded
     assert cfg["replay_capacity"] is None
-    assert cfg["meta"]["replay_capacity"] == (1_000_000 if agent in ("td7", "mrq") else 0)
+    assert cfg["meta"]["replay_capacity"] == (build(agent, 0).spec.replay_capacity or 0)
     ev = read_csv(out / "eval.csv")
     assert list(ev[0]) == EVAL_COLS  # the run-folder contract, written out
     assert [int(r["env_step"]) for r in ev] == [0, 400, 800]  # step 0, every 400, and the end
@@ -151,7 +170,7 @@ def test_agent_writes_complete_run_folder(agent, tmp_path):
     assert not [p for p in out.rglob("*.tmp")]  # no leftovers of atomic writes
 
 
-@pytest.mark.parametrize("agent", AGENTS)
+@pytest.mark.registry
 def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(tiny_argv(agent, ref, seed=4)) == EXIT_OK

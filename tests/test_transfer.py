@@ -23,7 +23,7 @@ from analysis.load import load_results
 from iqrl.core.config import ConfigError, build_config
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.preflight import preflight
-from iqrl.core.registry import agent_names, make_agent
+from iqrl.core.registry import make_agent
 from iqrl.core.runfolder import CHECKPOINT, write_status
 from iqrl.core.tasks import TASK_GROUPS
 from iqrl.core.trainer import Trainer
@@ -48,10 +48,19 @@ def _parameter_ids(obj) -> list[int]:
     return [id(obj)] if isinstance(obj, torch.Tensor) else []
 
 
-@pytest.mark.parametrize("name, num_tasks", [(name, 1) for name in agent_names()] + [("iqrl", 3)])
-def test_parts_cover_every_network_once(name, num_tasks):
-    """Each parameter of the agent's networks is in exactly one part (a multi-task iqrl's task embedding
-    too); every optimizer in `optimizers`; the keys a part names are keys of the agent's config."""
+@pytest.mark.registry
+def test_parts_cover_every_network_once(agent):
+    """Each parameter of the agent's networks is in exactly one part; every optimizer in `optimizers`; the
+    keys a part names are keys of the agent's config. An agent that declares no parts is told which to
+    declare."""
+    assert_parts_cover_every_network_once(agent, 1)
+
+
+def test_parts_cover_a_multi_task_iqrls_task_embedding():
+    assert_parts_cover_every_network_once("iqrl", 3)
+
+
+def assert_parts_cover_every_network_once(name: str, num_tasks: int) -> None:
     cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
     torch.manual_seed(0)
     agent = make_agent(cfg.agent, 5, 2, torch.device("cpu"), 0, num_tasks=num_tasks)
@@ -63,11 +72,33 @@ def test_parts_cover_every_network_once(name, num_tasks):
         for key in agent.TRANSFER_PARTS[part].keys:
             assert hasattr(cfg.agent, key), f"{name}: part {part} names agent.{key}, which is not a key"
     networks = {pid for m in agent.networks().values() for pid in _parameter_ids(m)}
-    assert networks - set(owner) == set(), f"{name}: parameters in no part"
     holders = [h for h in (agent, getattr(agent, "learner", None)) if h is not None]
     found = {id(v) for h in holders for v in vars(h).values() if isinstance(v, torch.optim.Optimizer)}
-    declared = {id(o) for o in agent.part_objects("optimizers").values()}
-    assert found <= declared, f"{name}: an optimizer outside the optimizers part"
+    declared = (
+        {id(o) for o in agent.part_objects("optimizers").values()}
+        if "optimizers" in agent.TRANSFER_PARTS
+        else set()
+    )
+    assert networks <= set(owner) and found <= declared, (
+        f"{name}: parameters or optimizers in no part; declare them on {type(agent).__name__} "
+        f"(iqrl/core/interface.py, Part), for instance: {suggested_parts(agent)}"
+    )
+
+
+def suggested_parts(agent) -> str:
+    """TRANSFER_PARTS written out for an agent's STATE_OBJECTS: a part per network (its targets, named
+    <network>_target, with it), and the optimizers."""
+    paths = [entry.partition("=")[2] or entry for entry in agent.STATE_OBJECTS]
+    objects = {path: getattr(agent, path, None) for path in paths}
+    nets = [p for p, o in objects.items() if isinstance(o, nn.Module)]
+    parts = {
+        n: [n, *(t for t in nets if t != n and t.startswith(n) and "target" in t)]
+        for n in nets
+        if "target" not in n
+    }
+    parts["optimizers"] = [p for p, o in objects.items() if isinstance(o, torch.optim.Optimizer)]
+    inner = ", ".join(f"{k!r}: Part({tuple(vs)!r})" for k, vs in parts.items())
+    return f"TRANSFER_PARTS = {{{inner}}}"
 
 
 # ---------------------------------------------------------------------- Updater.freeze

@@ -55,6 +55,11 @@ class AgentConfig:
 
     # The parts `compose` joined, by role (role -> part class); none for a config of its own keys only.
     PARTS: ClassVar[dict[str, type]] = {}
+    # The tests' tiny sizes of this config (key -> value: hidden widths, batch size, latent sizes, planner
+    # samples), which `make test-agent` and every registry-wide test train it at; `compose` puts its parts'
+    # own TINY first, this class's after. tests/test_conformance.py::test_tiny_sizes_are_small says what to
+    # declare when the tiny agent is not small.
+    TINY: ClassVar[dict[str, Any]] = {}
 
     # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
     # env's
@@ -108,6 +113,8 @@ def compose(**parts):
         for key in own:
             _claim(owner, key, cls.__name__, cls)
         cls.__annotations__ = {**annotations, **own}
+        tiny = [getattr(part, "TINY", {}) for part in cls.PARTS.values()] + [cls.__dict__.get("TINY", {})]
+        cls.TINY = {k: v for t in tiny for k, v in t.items()}
         return dataclass(cls)
 
     return decorate

@@ -111,12 +111,14 @@ class Updater:
 
     def _run(self, fn: Callable) -> Callable:
         """fn as a piece (`returning_writes`: its result and the statistics its layers wrote), itself or
-        torch.compile'd (one per function, compiled on first use): nothing is written in place inside it."""
+        torch.compile'd (one per function, compiled on first use): nothing is written in place inside it.
+        The compiled function is fn's own, inside the wrapper (one wrapper compiled for every fn would share
+        one code object, and so dynamo's recompile limit of 8)."""
         if not self.compile:
             return returning_writes(fn)
         key = getattr(fn, "__func__", fn), getattr(fn, "__self__", None)  # a bound method: one per owner
         if key not in self._compiled:
-            self._compiled[key] = torch.compile(returning_writes(fn), **self.options)
+            self._compiled[key] = returning_writes(torch.compile(fn, **self.options))
         return self._compiled[key]
 
     def _write(self, writes) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +36,9 @@ class CriticConfig:
     """Keys of every actor-critic learner (defaults: the iQRL code), a part of an agent config (`compose`,
     iqrl/core/interface.py). The actor's own keys are in `TD3LearnerConfig` (iqrl/learners/td3.py) and
     `SACLearnerConfig` (iqrl/learners/sac.py)."""
+
+    # the tests' tiny sizes (AgentConfig.TINY)
+    TINY: ClassVar[dict] = {"mlp_dims": [32, 32], "batch_size": 16}
 
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # actor and critic hidden widths
     batch_size: int = 256

@@ -6,6 +6,7 @@ weight rho, and the model's optimizer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from iqrl.core.checks import require
 
@@ -14,6 +15,9 @@ from iqrl.core.checks import require
 class LatentModelConfig:
     """Keys of an FSQ latent model rolled out over a horizon (iQRL, DC-MPC), a part of their agent configs
     (`compose`, iqrl/core/interface.py)."""
+
+    # the tests' tiny sizes (AgentConfig.TINY)
+    TINY: ClassVar[dict] = {"latent_dim": 8, "enc_mlp_dims": [32]}
 
     latent_dim: int = 512  # number of FSQ groups G; latent width D = G * len(fsq_levels)
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8])
