@@ -256,6 +256,8 @@ def _validate(path, results: Path, agents=None):
         "quantizer.yaml",
         "stochastic.yaml",
         "pixels.yaml",
+        "network.yaml",
+        "sota.yaml",
     ],
 )
 def test_shipped_sweeps_validate_against_build_config(name, tmp_path):
