@@ -58,13 +58,15 @@ from iqrl.nn.trunks import Dense, ResidualNet, Trunk, orthogonal_, residual_shap
 
 @dataclass
 class BROConfig(AgentConfig):
-    # the tests' tiny sizes (AgentConfig.TINY); one update per transition, whatever the preset
+    # the tests' tiny sizes (AgentConfig.TINY): one update per two transitions, whatever the preset, and a
+    # reset inside the tests' runs (at 300 transitions: 600 env steps), so that resuming crosses one
     TINY: ClassVar[dict] = {
         "mlp_dims": [32, 32],
         "actor_mlp_dims": [16],
         "num_quantiles": 8,
         "batch_size": 16,
-        "utd": 1.0,
+        "utd": 0.5,
+        "reset_at": [300],
     }
 
     name: str = "bro"

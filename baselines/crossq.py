@@ -44,12 +44,14 @@ from iqrl.nn.trunks import Dense, fan_in_normal_
 
 @dataclass
 class CrossQConfig(AgentConfig):
-    # the tests' tiny sizes (AgentConfig.TINY); renormalisation from the 50th training call
+    # the tests' tiny sizes (AgentConfig.TINY): renormalisation from the 50th training call, one critic step
+    # per two transitions
     TINY: ClassVar[dict] = {
         "mlp_dims": [32, 32],
         "actor_mlp_dims": [16, 16],
         "batch_size": 16,
         "bn_warmup": 50,
+        "utd": 0.5,
     }
 
     name: str = "crossq"

@@ -68,13 +68,13 @@ from iqrl.nn.trunks import (
 
 @dataclass
 class SimbaV2Config(AgentConfig):
-    # the tests' tiny sizes (AgentConfig.TINY); one update per transition, whatever the preset
+    # the tests' tiny sizes (AgentConfig.TINY): one update per two transitions, whatever the preset
     TINY: ClassVar[dict] = {
         "mlp_dims": [32, 32],
         "actor_mlp_dims": [16],
         "num_bins": 11,
         "batch_size": 16,
-        "utd": 1.0,
+        "utd": 0.5,
     }
 
     name: str = "simbav2"
