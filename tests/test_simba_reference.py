@@ -131,3 +131,24 @@ def test_make_figures_overlays_them_and_draws_the_dmc_hard_mean(tmp_path, capsys
     assert figures.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "no SimbaV2 results" in err and not (tmp_path / "g").exists()
+
+
+def test_runs_on_some_dmc_hard_tasks_write_the_published_means_and_skip_the_figure_with_a_note(tmp_path):
+    from analysis import figures
+
+    root = tmp_path / "simba"
+    rows = [("bro_utd10", t, 1, "avg_return", s, 10.0) for t in DMC_HARD for s in (0, 100)]
+    write_simba(root, "baseline/bro_utd10.csv", rows)
+    write_run(tmp_path / "r" / "td3" / "dog-run" / "seed0", [(0, 0.0), (100, 5.0)])
+    out = figures.make_figures(
+        tmp_path / "r", tmp_path / "f", steps=[100], reps_curve=20, reps_final=20, reference_simba=root
+    )
+    assert "dmc_hard" not in {p.stem for p in out["figures"]}
+    assert any(
+        "no method has runs on all 7 DMC-hard tasks: dmc_hard figure skipped" in n for n in out["notes"]
+    )
+    table = pd.read_csv(tmp_path / "f" / "dmc_hard_mean.csv")
+    assert table["label"].tolist() == ["BRO (UTD 10) [simbav2-repo]"] * 2 and table["mean"].tolist() == [
+        10.0,
+        10.0,
+    ]
