@@ -20,11 +20,11 @@ BENCH_OUT ?= bench.json
 AGENT ?=
 TASK ?=
 
-.PHONY: help install venv-install test lint format demo sweep status figures bench validate video clean \
+.PHONY: help install venv-install test test-agent lint format demo sweep status figures bench validate video clean \
 	gpu-report gpu-wheels
 
 help:
-	@echo "make test | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
+	@echo "make test | test-agent NAME=... | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
 	@echo "make gpu-report PART=1|2|3|all [SMOKE=1] | gpu-wheels [GPU_PYTHON=3.12]"
 
 $(STAMP): pyproject.toml
@@ -46,6 +46,13 @@ install: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP) lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
+
+# make test-agent NAME=<agent>[,<agent>]: every registry-wide test for those agents (the tests marked
+# `registry`: conformance, config ranges, transfer parts, switch docs, the K-seed mode, compile with inductor).
+NAME ?=
+test-agent: $(STAMP)
+	@test -n "$(NAME)" || { echo "error: give the agent: make test-agent NAME=<agent>" >&2; exit 2; }
+	$(PY) -m pytest -q -n 0 -m registry --agent "$(NAME)" --durations=5 tests
 
 # ruff (configured in pyproject.toml): the formatter's check and the linter; `make format` applies both fixes.
 lint: $(STAMP)

@@ -84,6 +84,12 @@ def pytest_addoption(parser):
     parser.addoption(
         "--scratch-registry", default="", help="a Python file adding entries to the agent registry"
     )
+    parser.addoption(
+        "--compile-check",
+        default="",
+        choices=("", "inductor", "aot"),
+        help="the registry-wide compile check's backend (default: inductor with --agent, else AOT only)",
+    )
 
 
 def pytest_configure(config):
@@ -103,10 +109,11 @@ def agents_under_test(config) -> list[str]:
     return chosen or registry.agent_names()
 
 
-def one_agent_under_test(config) -> bool:
-    """Whether the registry-wide tests run for chosen agents only (`make test-agent`): then they may take
-    longer per agent (the compile check compiles with inductor)."""
-    return bool(config.getoption("--agent"))
+def inductor_check(config) -> bool:
+    """Whether the registry-wide compile check compiles with inductor (what compile=true runs; minutes of C++
+    compilation per agent on CPU): by default when it runs for chosen agents only (`make test-agent`)."""
+    choice = config.getoption("--compile-check")
+    return choice == "inductor" or (not choice and bool(config.getoption("--agent")))
 
 
 def pytest_generate_tests(metafunc):

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from iqrl.gpu_report import plan, results
-from iqrl.gpu_report.parts import latest_test_outcomes, learning_mode
+from iqrl.gpu_report.parts import learning_mode
+from iqrl.gpu_report.results import latest_test_outcomes
 
 REPO = Path(__file__).resolve().parents[1]
 

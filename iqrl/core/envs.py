@@ -13,8 +13,10 @@ unchanged (docs/pixels.md).
 The other suites (Gym MuJoCo, Meta-World, MyoSuite: a `suite:` prefix on the task name) are
 iqrl/core/suites.py, behind the same interface; `make_env` and `check_task` dispatch on the prefix.
 
-It imports numpy, dm_control and the renderer (iqrl/core/render.py); task names, suites, groups and the
-evaluation seed are iqrl/core/tasks.py (light, for slurm/ and analysis/).
+It imports numpy, dm_control, the renderer (iqrl/core/render.py) and the other suites' adapter (whose
+packages are imported only when a task of theirs is made); task names, suites, groups and the evaluation seed
+are iqrl/core/tasks.py (light, for slurm/ and analysis/); `Step`, what every env's step returns,
+iqrl/core/env_step.py.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ import numpy as np
 from dm_control import suite
 from dm_control.suite.wrappers import action_scale
 
+from iqrl.core.env_step import Step
 from iqrl.core.render import Renderer
+from iqrl.core.suites import SuiteEnv
+from iqrl.core.suites import check_task as check_suite_task
 from iqrl.core.tasks import split_task, suite_list, suite_of
 
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
@@ -62,18 +67,7 @@ def check_task(task: str) -> None:
     if split_task(task)[0] == "dmc":
         parse_task(task)
     else:
-        from iqrl.core.suites import check_task as check_suite_task  # imports the suite's package
-
-        check_suite_task(task)
-
-
-@dataclass
-class Step:
-    obs: np.ndarray
-    reward: float
-    terminated: bool  # a true environment termination (never happens in the DMC suite)
-    truncated: bool  # the time limit was reached
-    success: bool = False  # the task's success signal (Meta-World, MyoSuite; always False elsewhere)
+        check_suite_task(task)  # imports the suite's package
 
 
 class DMCEnv:
@@ -315,9 +309,7 @@ def make_env(
     if split_task(task)[0] == "dmc":
         env = DMCEnv(task, seed, action_repeat, episode_length)
     else:
-        from iqrl.core.suites import SuiteEnv  # imports the suite's package
-
-        env = SuiteEnv(task, seed, action_repeat, episode_length)
+        env = SuiteEnv(task, seed, action_repeat, episode_length)  # imports the suite's package
     if perturb is not None and perturb.active:
         env = PerturbedEnv(env, perturb, seed)
     if observation is not None and observation.kind == "pixels":

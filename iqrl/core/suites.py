@@ -17,7 +17,7 @@ import importlib
 
 import numpy as np
 
-from iqrl.core.envs import Step
+from iqrl.core.env_step import Step
 from iqrl.core.tasks import SUITES, split_task
 
 

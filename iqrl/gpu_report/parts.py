@@ -15,7 +15,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from iqrl.bench.measure import hardware
 from iqrl.core.runfolder import read_status
 from iqrl.gpu_report import plan
 from iqrl.gpu_report.pytest_rows import ROWS_ENV
+from iqrl.gpu_report.results import latest_test_outcomes, load_rows
 
 REPO = Path(__file__).resolve().parents[2]
 #: A full part's budget: 8 minutes, under the device tool's 10 a command with the wheels' install and the
@@ -106,11 +106,6 @@ def nvidia_driver() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-
-
-def machine_slug(row: dict) -> str:
-    """`nvidia-h100-80gb-hbm3` from the GPU's name (`cpu` without one): the result file's name."""
-    return re.sub(r"[^a-z0-9]+", "-", (row["gpu"] or "cpu").lower()).strip("-")
 
 
 def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None) -> int:
@@ -300,8 +295,6 @@ def published(agent: str, task: str, step: int) -> dict[str, float]:
 
 def committed_rows(part: int) -> list[dict]:
     """The rows of `part` that docs/gpu-results/ holds for this machine's GPU model (none without a GPU)."""
-    from iqrl.gpu_report.results import load_rows
-
     gpu = machine()["gpu"]
     return [r for r in load_rows() if gpu and r.get("gpu") == gpu and r["part"] == part]
 
@@ -357,12 +350,3 @@ def summary(rows: list[dict]) -> str:
         names = ", ".join(r["key"] for r in missing[:3]) + (", ..." if len(missing) > 3 else "")
         lines.append(f"  missing: {len(missing)} rows ({missing[0]['reason']}): {names}")
     return "\n".join(lines)
-
-
-def latest_test_outcomes(rows: list[dict]) -> dict[str, str]:
-    """{test id: its last outcome}: `not reached` for a test the part collected but never ran (cut off)."""
-    out: dict[str, str] = {}
-    for r in rows:
-        if r["kind"] == "test" and (r["outcome"] != "passed" or out.get(r["test"]) in (None, "not reached")):
-            out[r["test"]] = "not reached" if r["outcome"] == "collected" else r["outcome"]
-    return out

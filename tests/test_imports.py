@@ -1,0 +1,116 @@
+"""No import circle among the repository's modules, lazy imports included: every `import` statement of
+iqrl/, baselines/, analysis/ and slurm/ (at module level or inside a function) is an edge, read with ast
+without importing anything, and the graph has no cycle. A type two modules share lives below both."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("iqrl", "baselines", "analysis", "slurm")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def imported(node: ast.AST, here: str, is_package: bool, known: set[str]) -> list[str]:
+    """The repository modules an import statement names (`from a import b` is a.b when that is a module)."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        base = node.module or ""
+        if node.level:  # relative: from the package of `here`
+            package = here.split(".") if is_package else here.split(".")[:-1]
+            package = package[: len(package) - (node.level - 1)]
+            base = ".".join([*package, base] if base else package)
+        names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+    found = []
+    for name in names:
+        while name and name not in known:  # `import a.b.c` names the deepest module of ours it reaches
+            name = name.rpartition(".")[0]
+        if name and name != here:
+            found.append(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                graph[name].update(imported(node, name, path.name == "__init__.py", known))
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle through each strongly connected component of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return [cycle_in(graph, c) for c in components]
+
+
+def cycle_in(graph: dict[str, set[str]], component: list[str]) -> list[str]:
+    """A closed path a -> ... -> a inside a strongly connected component, for the message."""
+    members, path = set(component), [component[0]]
+    while True:
+        nxt = min(w for w in graph[path[-1]] if w in members)
+        if nxt in path:
+            return [*path[path.index(nxt) :], nxt]
+        path.append(nxt)
+
+
+def test_the_cycle_finder_finds_lazy_and_package_cycles():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c", "a"]]
+    tree = ast.parse("def f():\n    from iqrl.core import suites\n")
+    (node,) = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert imported(node, "iqrl.core.envs", False, {"iqrl", "iqrl.core", "iqrl.core.suites"}) == [
+        "iqrl.core.suites"
+    ]
+    rel = ast.parse("from .plan import x\n").body[0]
+    assert imported(rel, "iqrl.gpu_report.parts", False, {"iqrl.gpu_report.plan"}) == ["iqrl.gpu_report.plan"]
+
+
+def test_no_import_cycles_lazy_imports_included():
+    found = cycles(import_graph())
+    assert not found, "import cycles (move what the modules share below both): " + "; ".join(
+        " -> ".join(c) for c in found
+    )
