@@ -85,17 +85,20 @@ demo: $(BASE_STAMP)
 # make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|path.csv.gz] [STEPS=100000,500000,1000000]
 #              [EXCLUDE_PARTIAL=1] [REFERENCE_GYM=<MRQ checkout>/results/gym_results.txt]
 #              [REFERENCE_ATARI=<MRQ checkout>/results/atari_results.txt]
+#              [REFERENCE_SIMBA=<SimbaV2 checkout>/results]
 #              (bootstrap reps: env IQRL_REPS_CURVE / IQRL_REPS_FINAL)
 REFERENCE ?=
 REFERENCE_GYM ?=
 REFERENCE_ATARI ?=
+REFERENCE_SIMBA ?=
 STEPS ?= 100000,500000,1000000
 EXCLUDE_PARTIAL ?=
 figures: $(BASE_STAMP)
 	MPLBACKEND=Agg $(PY) -m analysis.figures --results "$(RESULTS)" --out "$(or $(OUT),figures)" \
 		--steps "$(STEPS)" $(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
 		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial) $(if $(REFERENCE_GYM),--reference-gym "$(REFERENCE_GYM)") \
-		$(if $(REFERENCE_ATARI),--reference-atari "$(REFERENCE_ATARI)")
+		$(if $(REFERENCE_ATARI),--reference-atari "$(REFERENCE_ATARI)") \
+		$(if $(REFERENCE_SIMBA),--reference-simba "$(REFERENCE_SIMBA)")
 
 # make validate [AGENTS=a,b] [TASKS=cartpole-swingup,walker-walk] [STEPS=100000] [SEEDS=1]
 #               [OUT=results/validate] [SMALL=1] [JOBS=<cores>] [EVAL_EVERY=10000] [EXTRA="k=v ..."]

@@ -1,7 +1,8 @@
 """`make figures`: every figure and score table from a results folder.
 
     python -m analysis.figures --results R [--out O] [--reference [PATH]] [--reference-gym MRQ_RESULTS]
-                               [--reference-atari MRQ_RESULTS] [--steps 100000,500000]
+                               [--reference-atari MRQ_RESULTS] [--reference-simba SIMBAV2_RESULTS]
+                               [--steps 100000,500000]
                                [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
 
 Bad input (missing/empty results, malformed steps, missing reference file) prints one `error:` line
@@ -24,6 +25,8 @@ import time
 import warnings
 from pathlib import Path
 
+import pandas as pd
+
 from analysis.load import (
     MULTI_TASK,
     AnalysisError,
@@ -32,9 +35,10 @@ from analysis.load import (
     eval_rows,
     load_results,
 )
-from analysis.reference import SUITES_REFERENCE, read_mrq_results
+from analysis.reference import SUITES_REFERENCE, load_reference, read_mrq_results, read_simba_results
 from analysis.scores import add_scores, measure_name, one_suite_score
-from iqrl.core.tasks import split_task
+from analysis.task_groups import DMC_HARD_GROUP, group_rows
+from iqrl.core.tasks import DMC_HARD, split_task
 
 DEFAULT_STEPS = "100000,500000,1000000"
 
@@ -120,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         "results/atari_results.txt in a facebookresearch/MRQ checkout",
     )
     p.add_argument(
+        "--reference-simba",
+        default=None,
+        help="overlay the per-seed curves released with SimbaV2 (SimbaV2, BRO, Simba, TD-MPC2, MR.Q, SAC; "
+        "CrossQ, DroQ, REDQ on Gym) on every suite's panels: the `results` folder of a dojeon-ai/SimbaV2 "
+        "checkout",
+    )
+    p.add_argument(
         "--steps", default=DEFAULT_STEPS, help=f"env steps for final scores (default {DEFAULT_STEPS})"
     )
     p.add_argument("--exclude-partial", action="store_true", help="drop runs whose status is not done")
@@ -191,6 +202,56 @@ def task_curve_figure(evals, suite: str, reference, out: Path, colors: dict, see
         ),
         out,
         name,
+    )
+
+
+def overlay(*references):
+    """The published curves of several references (files or tables already read; None for one not given)
+    as one table, or None when none is given."""
+    tables = [load_reference(r) if isinstance(r, Path) else r for r in references if r is not None]
+    return pd.concat(tables, ignore_index=True) if tables else None
+
+
+def dmc_hard_figure(evals, reference, out: Path, colors: dict, seed: int, note) -> list[Path]:
+    """The mean return over the seven DMC-hard tasks (iqrl.core.tasks.DMC_HARD) vs env steps, per method
+    with runs on all seven (its per-task means averaged at the steps every task has), beside each published
+    method with curves on all seven (the numbers of issue 48: SimbaV2 UTD 8, BRO UTD 10, MR.Q, TD-MPC2 at 1M),
+    and those curves as `dmc_hard_mean.csv`: the table when the runs hold a DMC-hard task, the figure when a
+    method has runs on all seven."""
+    from analysis import metrics, plots
+    from analysis.reference import select_reference
+
+    if not evals["task"].isin(DMC_HARD).any():
+        return []
+    rows = group_rows(evals, DMC_HARD_GROUP)
+    name = f"DMC-hard mean ({len(DMC_HARD)} tasks)"
+    ours = metrics.mean_over_tasks(
+        metrics.per_task_curves(rows, "episode_return", seed=seed), DMC_HARD, ["method"], name
+    )
+    ref = None
+    if reference is not None:
+        published = select_reference(reference, list(DMC_HARD))
+        ref = metrics.mean_over_tasks(published, DMC_HARD, ["source", "algorithm", "label"], name)
+        pd.concat([ours.rename(columns={"method": "label"}).assign(source="this run folder"), ref])[
+            ["source", "label", "env_step", "mean"]
+        ].to_csv(out / "dmc_hard_mean.csv", index=False)
+    if ours.empty:
+        note(
+            f"no method has runs on all {len(DMC_HARD)} DMC-hard tasks: dmc_hard figure skipped"
+            + (" (dmc_hard_mean.csv holds the published means)" if ref is not None else "")
+        )
+        return []
+    return plots.save_figure(
+        plots.plot_task_panels(
+            ours,
+            colors,
+            reference=ref,
+            ylabel="Mean episode return",
+            title="DMC-hard: mean return over the dog and humanoid tasks",
+            ylim=(0, None),
+        ),
+        out,
+        "dmc_hard",
     )
 
 
@@ -323,6 +384,7 @@ def make_figures(
     reference: Path | None = None,
     reference_gym: Path | None = None,
     reference_atari: Path | None = None,
+    reference_simba: Path | None = None,
     exclude_partial=False,
     reps_curve=2000,
     reps_final=20000,
@@ -365,8 +427,11 @@ def make_figures(
         written, table_paths = written + figs, table_paths + paths
 
     # Per-task learning curves, optionally with published curves: DMC returns, then each other suite's score.
+    simba = read_simba_results(reference_simba) if reference_simba is not None else None
     if not evals.empty:
-        written += task_curve_figure(evals, "dmc", reference, out, colors, seed, note, "per_task_curves")
+        dmc_reference = overlay(reference, simba)
+        written += task_curve_figure(evals, "dmc", dmc_reference, out, colors, seed, note, "per_task_curves")
+        written += dmc_hard_figure(evals, dmc_reference, out, colors, seed, note)
     mrq_results = {"gym": reference_gym, "atari": reference_atari}  # MR.Q's released curves, per suite
     for suite, rows in suite_evals.items():
         if suite in mrq_results:
@@ -377,7 +442,7 @@ def make_figures(
                 SUITES_REFERENCE if reference is not None and SUITES_REFERENCE.is_file() else None
             )
         written += task_curve_figure(
-            rows, suite, suite_reference, out, colors, seed, note, f"per_task_curves_{suite}"
+            rows, suite, overlay(suite_reference, simba), out, colors, seed, note, f"per_task_curves_{suite}"
         )
 
     # Diagnostics of the iQRL paper: latent rank, active codebook share.
@@ -566,7 +631,7 @@ def curve_task_sets(evals, curves) -> dict[str, dict[str, set]]:
     method's curve spans all its tasks of the group, see metrics.curve_segments)."""
     out = {}
     for group, sub in curves.groupby("group", sort=False):
-        rows = evals if group == "all" else evals[evals["group"] == group]
+        rows = group_rows(evals, group)
         out[group] = {m: set(rows.loc[rows["method"] == m, "task"]) for m in sub["method"].unique()}
     return out
 
@@ -610,6 +675,9 @@ def _run(args) -> int:
         for path in (reference_gym, reference_atari):
             if path is not None:
                 read_mrq_results(path)  # a bad file is an error before anything is written
+        reference_simba = Path(args.reference_simba) if args.reference_simba else None
+        if reference_simba is not None:
+            read_simba_results(reference_simba)  # likewise a folder without SimbaV2's results
         result = make_figures(
             args.results,
             args.out,
@@ -617,6 +685,7 @@ def _run(args) -> int:
             reference=reference,
             reference_gym=reference_gym,
             reference_atari=reference_atari,
+            reference_simba=reference_simba,
             exclude_partial=args.exclude_partial,
             reps_curve=_int_arg("--reps-curve", args.reps_curve),
             reps_final=_int_arg("--reps-final", args.reps_final),

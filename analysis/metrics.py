@@ -44,7 +44,7 @@ from analysis.stats import (
     bootstrap,
     profile_stat,
 )
-from analysis.task_groups import GROUP_ORDER
+from analysis.task_groups import group_rows, panel_groups
 
 RETURN_SCALE = 1000.0  # DMC returns lie in [0, 1000]; rliable works on return / 1000
 FINAL_METRICS = ("iqm", "median", "mean", "optimality_gap")
@@ -247,15 +247,14 @@ def sample_efficiency(
     """IQM of returns (or another score `column`, see `final_estimates`) across tasks and seeds vs env
     steps, with 95% stratified-bootstrap bands.
 
-    Returns a table: group ('all' and, when the runs span several groups, each task group), method,
+    Returns a table: group ('all'; each task group when the runs span several; 'dmc-hard', the dog and
+    humanoid tasks, when they are some of the runs' tasks: analysis.task_groups.panel_groups), method,
     env_step, iqm, ci_low, ci_high, n_tasks, n_runs (on the column's scale). Each method uses its own
     evaluation steps (thinned to max_points).
     """
-    present = [g for g in GROUP_ORDER if g in set(evals["group"])]
-    groups = ["all"] + (present if len(present) > 1 else [])
     rows = []
-    for group in groups:
-        sub = evals if group == "all" else evals[evals["group"] == group]
+    for group in panel_groups(evals):
+        sub = group_rows(evals, group)
         for method, m_evals in sub.groupby("method", sort=True):
             grid = thin_steps(m_evals["env_step"], max_points)
             for steps, cols, tasks in curve_segments(m_evals, grid, column, scale):
@@ -275,6 +274,22 @@ def sample_efficiency(
                     )
     cols = ["group", "method", "env_step", "iqm", "ci_low", "ci_high", "n_tasks", "n_runs"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def mean_over_tasks(curves: pd.DataFrame, tasks, by: list[str], name: str) -> pd.DataFrame:
+    """Per `by` (a method; a published source, algorithm and label), the mean over `tasks` of per-task curves
+    (`per_task_curves` or `analysis.reference.select_reference` output: task, env_step, mean) at each step
+    where every one of the tasks has a value; one task named `name`. Columns: `by`, task, env_step, mean,
+    ci_low, ci_high (= mean: no interval for a mean of means), n_tasks. A `by` missing a task has no rows."""
+    tasks = set(tasks)
+    rows = []
+    for key, g in curves[curves["task"].isin(tasks)].groupby(by, sort=True):
+        wide = g.pivot_table(index="env_step", columns="task", values="mean").dropna()
+        if set(wide.columns) != tasks or wide.empty:
+            continue
+        key = key if isinstance(key, tuple) else (key,)
+        rows += [(*key, name, step, m, m, m, len(tasks)) for step, m in wide.mean(axis=1).items()]
+    return pd.DataFrame(rows, columns=[*by, "task", "env_step", "mean", "ci_low", "ci_high", "n_tasks"])
 
 
 def performance_profiles(

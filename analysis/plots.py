@@ -36,6 +36,7 @@ GROUP_TITLES = {
     "medium": "Medium tasks",
     "hard": "Hard tasks",
     "other": "Other tasks",
+    "dmc-hard": "DMC-hard (dog, humanoid)",
 }
 
 

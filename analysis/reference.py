@@ -1,7 +1,9 @@
 """Published learning curves for overlaying on our per-task curves: from shared/reference-data, DMC returns
 (`published_dmc.csv.gz`), Meta-World and MyoSuite success rates and returns (`published_suites.csv.gz`, whose
 task names `published_name` maps ours onto); Gym MuJoCo and Atari returns from MR.Q's released per-seed
-results (`read_mrq_results`, a file of a facebookresearch/MRQ checkout)."""
+results (`read_mrq_results`, a file of a facebookresearch/MRQ checkout); the per-seed curves released with
+SimbaV2 (`read_simba_results`, the `results` folder of a dojeon-ai/SimbaV2 checkout: SimbaV2, BRO, Simba,
+TD-MPC2, MR.Q and SAC on DMC, Gym, Meta-World and MyoSuite; CrossQ, DroQ and REDQ on Gym)."""
 
 from __future__ import annotations
 
@@ -90,6 +92,100 @@ def read_mrq_results(path: Path) -> pd.DataFrame:
         )
     df = pd.DataFrame(rows, columns=["task", "env_step", "seed", "episode_return"])
     return df.assign(source=MRQ_SOURCE, algorithm="MR.Q", ablation="")[list(REFERENCE_COLUMNS)]
+
+
+SIMBA_SOURCE = "simbav2-repo"
+#: The SimbaV2 results' run names (`exp_name`) -> the methods' names; a name not listed is kept as it is.
+SIMBA_ALGORITHMS = {
+    "simbav2_utd1": "SimbaV2 (UTD 1)",
+    "simbav2_utd2": "SimbaV2 (UTD 2)",
+    "simbav2_utd4": "SimbaV2 (UTD 4)",
+    "simbav2_utd8": "SimbaV2 (UTD 8)",
+    "simba_utd2": "Simba (UTD 2)",
+    "bro_utd2": "BRO (UTD 2)",
+    "bro_utd10": "BRO (UTD 10)",
+    "tdmpc2": "TD-MPC2",
+    "mrq": "MR.Q",
+    "sac": "SAC",
+    "crossq": "CrossQ",
+    "droq_utd20": "DroQ (UTD 20)",
+    "redq_utd20": "REDQ (UTD 20)",
+}
+#: The SimbaV2 results' metric -> our column: returns, and success rates where the suite has them.
+SIMBA_METRICS = {"avg_return": "episode_return", "avg_success": "success"}
+SIMBA_FILES = ("baseline/*.csv", "simbaV2_utd*.csv")
+
+
+def simba_task_name(env_name: str) -> str | None:
+    """A task name of the SimbaV2 results -> ours, or None for a HumanoidBench task (`h1-*`, no suite here).
+    One task is spelt several ways across its files (`ball_in_cup-catch`, `ball-in-cup-catch`,
+    `ball_in_cup_catch`, TD-MPC2's `cup-catch`). Gym: `Humanoid_v4` -> `gym:Humanoid-v4`; Meta-World:
+    `assembly-v2-goal-observable` or `mw-assembly` -> `metaworld:assembly`; MyoSuite: `myo-key-turn` ->
+    `myosuite:myoHandKeyTurnFixed-v0`, `...-hard` -> `...Random-v0`; DMC: `domain-task` with dm_control's
+    underscores (`finger-turn_easy`, `ball_in_cup-catch`). TD-MPC2's custom DMC and ManiSkill tasks keep a
+    name of that form, which matches no task of ours."""
+    name = env_name.replace("_", "-")
+    if name[:1].isupper():
+        return f"gym:{name}"
+    if name.startswith("h1-"):
+        return None
+    if name.startswith("mw-") or name.endswith("-v2-goal-observable"):
+        return "metaworld:" + name.removeprefix("mw-").removesuffix("-v2-goal-observable")
+    if name.startswith("myo-"):
+        words = name.removeprefix("myo-").removesuffix("-hard").split("-")
+        variant = "Random" if name.endswith("-hard") else "Fixed"
+        return f"myosuite:myoHand{''.join(w.capitalize() for w in words)}{variant}-v0"
+    if name == "cup-catch":  # TD-MPC2's name of ball_in_cup-catch
+        name = "ball-in-cup-catch"
+    domain, rest = (
+        ("ball_in_cup", name.removeprefix("ball-in-cup-"))
+        if name.startswith("ball-in-cup-")
+        else (name.split("-", 1) + [""])[:2]
+    )
+    return f"{domain}-{rest.replace('-', '_')}"
+
+
+def read_simba_results(folder: Path) -> pd.DataFrame:
+    """The per-seed curves released with SimbaV2 (dojeon-ai/SimbaV2 at 14fafb2: `results/baseline/*.csv`
+    and `results/simbaV2_utd*.csv`, rows `exp_name, env_name, seed, metric, env_step, value`, the metrics
+    `avg_return` and, on Meta-World, MyoSuite and HumanoidBench, `avg_success`) -> the published-curves
+    layout (REFERENCE_COLUMNS and `success`), tasks named as the other published files name them
+    (`published_name` of ours, `simba_task_name`; HumanoidBench dropped), algorithms as SIMBA_ALGORITHMS
+    names them, source `simbav2-repo`.
+
+    Steps are env steps in every file: its MR.Q DMC curves are MR.Q's released ones (facebookresearch/MRQ,
+    `results/dmc_results.txt`, agent steps at action repeat 2) with the steps doubled, checked value for
+    value (docs/suites.md). A (method, task, seed, step, metric) listed more than once keeps its last row:
+    `simbaV2_utd8.csv` and `simbaV2_utd1.csv` repeat their dog, humanoid and HumanoidBench runs under
+    permuted seed labels, and `results/simbaV2_utd2.csv` and `utd8` are copies of those in `baseline/`. An
+    empty file (`mad-td_utd8.csv` at 14fafb2 is not stored) is skipped."""
+    folder = Path(folder)
+    paths = sorted({p for pattern in SIMBA_FILES for p in folder.glob(pattern) if p.stat().st_size > 0})
+    if not paths:
+        raise AnalysisError(f"{folder} holds no SimbaV2 results ({' or '.join(SIMBA_FILES)})")
+    frames = []
+    for path in paths:
+        try:
+            df = pd.read_csv(path, usecols=["exp_name", "env_name", "seed", "metric", "env_step", "value"])
+        except (OSError, ValueError) as exc:
+            raise AnalysisError(f"cannot read SimbaV2 results file {path}: {exc}") from None
+        frames.append(df[df["metric"].isin(list(SIMBA_METRICS))])
+    df = pd.concat(frames, ignore_index=True)
+    df["algorithm"] = [SIMBA_ALGORITHMS.get(e.lower(), e) for e in df["exp_name"]]
+    df["task"] = df["env_name"].map(simba_task_name)
+    df = df[df["task"].notna()]
+    df = df.assign(task=df["task"].map(published_name), env_step=df["env_step"].astype("int64"))
+    keys = ["algorithm", "task", "seed", "env_step"]
+    df = df.drop_duplicates([*keys, "metric"], keep="last")
+    wide = df.pivot_table(index=keys, columns="metric", values="value", aggfunc="last").reset_index()
+    wide = wide.rename(columns=SIMBA_METRICS).rename_axis(columns=None)
+    for column in SIMBA_METRICS.values():
+        if column not in wide:
+            wide[column] = np.nan
+    wide = wide.assign(source=SIMBA_SOURCE, ablation="")
+    return wide[[*REFERENCE_COLUMNS, "success"]].sort_values(
+        ["algorithm", "task", "seed", "env_step"], ignore_index=True
+    )
 
 
 def published_name(task: str) -> str:

@@ -58,7 +58,7 @@ from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape
 from iqrl.core.replay import SequenceBatch, lap_priority, nstep_transition, shift_window
 from iqrl.core.schedule import PerStep
 from iqrl.core.spaces import ActionSpec
-from iqrl.nn.layers import EnsembleLinear, frozen_copy, out_linear
+from iqrl.nn.layers import EnsembleLinear, after_step, frozen_copy, out_linear
 from iqrl.nn.maths import (
     add_clipped_noise,
     gumbel_action,
@@ -70,6 +70,7 @@ from iqrl.nn.maths import (
     two_hot_cross_entropy,
 )
 from iqrl.nn.optim import adam
+from iqrl.nn.trunks import NETWORKS, ResidualNet, project_to_sphere, residual_shape, residual_widths_check
 
 
 @dataclass
@@ -128,6 +129,8 @@ class MRQConfig(AgentConfig):
     official_priority_from_policy_q: bool = False  # MRQ-2: priorities from |Q(s, pi(s)) - y|
     official_drop_terminal_reward: bool = False  # MRQ-1: the n-step return leaves out the terminal reward
     official_gumbel_eval: bool = False  # MRQ-3: discrete evaluation acts by a Gumbel-softmax sample
+    # the state encoder's, z_sa's, the value's and the policy's MLPs: mlp (MR.Q's) | simba | simbav2 | bronet
+    network: str = "mlp"
     warmup_with_policy: bool = False
 
     def validate_pixels(self, image_size: int) -> None:
@@ -177,7 +180,16 @@ class MRQConfig(AgentConfig):
                 min(self.enc_weight_decay, self.value_weight_decay, self.policy_weight_decay) >= 0,
                 "agent.enc_weight_decay, value_weight_decay and policy_weight_decay must be >= 0",
             ),
+            (
+                self.network in NETWORKS,
+                f"agent.network must be one of {', '.join(NETWORKS)}, got {self.network!r}",
+            ),
         ]
+        if self.network != "mlp":
+            checks += [
+                residual_widths_check("enc_mlp_dims", self.enc_mlp_dims),
+                residual_widths_check("mlp_dims", self.mlp_dims),
+            ]
         require(checks)
 
 
@@ -212,6 +224,13 @@ class MrqMLP(nn.Module):
             x = layer(x)
             x = self.activation(F.layer_norm(x, x.shape[-1:]))
         return self.layers[-1](x)
+
+
+def mrq_mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str, members: int, network: str):
+    """MR.Q's MLP (`network=mlp`), or the residual network of `network` (iqrl/nn/trunks.py) in its place."""
+    if network == "mlp":
+        return MrqMLP(in_dim, hidden, out_dim, activation, members)
+    return ResidualNet(network, in_dim, *residual_shape(hidden), out_dim, n=members)
 
 
 class MrqCNN(nn.Module):
@@ -258,14 +277,18 @@ class MrqEncoder(nn.Module):
         self.zs_dim = c.zs_dim
         pixels = pixel_shape(obs_dim)
         if pixels is None:
-            self.zs_net = MrqMLP(obs_dim, c.enc_mlp_dims, c.zs_dim, "elu")
+            self.zs_net = mrq_mlp(obs_dim, c.enc_mlp_dims, c.zs_dim, "elu", 0, c.network)
         else:
             self.zs_net = MrqCNN(pixels, c.zs_dim)
         self.za = nn.Linear(act_dim, c.za_dim)
-        self.zsa_net = MrqMLP(c.zs_dim + c.za_dim, c.enc_mlp_dims, c.zsa_dim, "elu")
+        self.zsa_net = mrq_mlp(c.zs_dim + c.za_dim, c.enc_mlp_dims, c.zsa_dim, "elu", 0, c.network)
         self.model = nn.Linear(c.zsa_dim, 1 + c.zs_dim + c.num_bins)
         xavier_relu_(self.za)
         xavier_relu_(self.model)
+
+    def project(self) -> None:
+        """SimbaV2's projection after the encoder's step, with `network=simbav2`."""
+        project_to_sphere(self)
 
     def zs(self, obs: Tensor) -> Tensor:
         z = self.zs_net(obs)
@@ -325,11 +348,13 @@ class MRQ(Agent):
         self.latent_width, self.act_dim = cfg.zs_dim, act_dim
         self.pixels = pixel_shape(obs_dim)  # (C, H, W) with obs=pixels, else None
         self.encoder = MrqEncoder(obs_dim, act_dim, cfg).to(self.device)
-        self.policy = MrqMLP(cfg.zs_dim, cfg.mlp_dims, act_dim, "relu").to(self.device)
-        self.value = MrqMLP(cfg.zsa_dim, [*cfg.mlp_dims, cfg.mlp_dims[-1]], 1, "elu", members=2).to(
+        self.policy = mrq_mlp(cfg.zs_dim, cfg.mlp_dims, act_dim, "relu", 0, cfg.network).to(self.device)
+        self.value = mrq_mlp(cfg.zsa_dim, [*cfg.mlp_dims, cfg.mlp_dims[-1]], 1, "elu", 2, cfg.network).to(
             self.device
         )
         self.encoder_target = frozen_copy(self.encoder)
+        # what runs after each network's step: SimbaV2's projection with network=simbav2, else nothing
+        self.after = {k: after_step(getattr(self, k)) for k in ("encoder", "value", "policy")}
         self.policy_target = frozen_copy(self.policy)
         self.value_target = frozen_copy(self.value)
         self.encoder_opt = adam(
@@ -369,7 +394,9 @@ class MRQ(Agent):
         }
 
     def update_encoder(self, b: SequenceBatch, use_done: bool = False) -> dict:
-        return self.updater.step(self.encoder_loss, b, use_done, opt=self.encoder_opt).aux
+        return self.updater.step(
+            self.encoder_loss, b, use_done, opt=self.encoder_opt, after=self.after["encoder"]
+        ).aux
 
     # ------------------------------------------------------------------ RL
     def gumbel_draws(self, batch_size: int) -> dict[str, Tensor]:
@@ -443,13 +470,21 @@ class MRQ(Agent):
         scales = self.target_reward_scale, self.reward_scale
         y = u.call(self.td_target, b, *scales, **self.target_draws(len(b)))
         zs, zsa = u.call(self.features, b.obs[:, 0], b.action[:, 0])
-        value = u.step(self.value_loss, zsa, y, opt=self.value_opt, max_norm=c.value_grad_clip)
+        value = u.step(
+            self.value_loss,
+            zsa,
+            y,
+            opt=self.value_opt,
+            max_norm=c.value_grad_clip,
+            after=self.after["value"],
+        )
         policy = u.step(
             self.policy_loss,
             zs,
             opt=self.policy_opt,
             frozen=(self.encoder, self.value),
             **self.gumbel_draws(len(b)),
+            after=self.after["policy"],
         )
         td = policy.aux if c.official_priority_from_policy_q else value.aux
         metrics = {

@@ -33,7 +33,7 @@ from slurm import cluster
 from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
 from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
 from slurm.profiles import Profile, ProfileError, available, load_profile
-from slurm.projection import projection_line
+from slurm.projection import projection_lines
 from slurm.run import Run
 from slurm.spec import RunSpec, Sweep, SweepError, load_sweep, validate_runs
 from slurm.state import RunState, inspect_run, inspect_runs, is_done
@@ -263,7 +263,7 @@ def _run_slurm(
         batches = cluster.chunks(jobs, size) if jobs else []
         _print_dry_slurm(batches, results, profile, params, folder, size, out, entry)
         _print_waiting(plan, out, "slurm")
-        out(projection_line([r for r, _ in plan.todo + plan.waiting], results))
+        _print_projection(plan, results, out)
         return 0
     with sweep_lock(folder / "sweep.lock"):
         queue = cluster.queue()
@@ -438,6 +438,12 @@ def _print_dry_slurm(
                 out(f"      {lines[1].strip()}")
 
 
+def _print_projection(plan, results: Path, out: Print) -> None:
+    """DRY=1: the projected GPU-hours of the runs still to run (slurm/projection.py)."""
+    for line in projection_lines([r for r, _ in plan.todo + plan.waiting], results):
+        out(line)
+
+
 def _run_local(
     sweep: Sweep, runs: list[RunSpec], results: Path, profile: Profile, dry: bool, out: Print, entry: str
 ) -> int:
@@ -457,7 +463,7 @@ def _run_local(
                 out(f"  job of {_describe_job(job, profile)}:")
             out("\n".join(f"  {line}" for line in lines))
         _print_waiting(plan, out, "local")
-        out(projection_line([r for r, _ in plan.todo + plan.waiting], results))
+        _print_projection(plan, results, out)
         return 0
     if not plan.todo:
         out("nothing to run" + (" now (the waiting runs' sources are not done)" if plan.waiting else ""))

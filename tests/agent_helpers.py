@@ -35,8 +35,9 @@ def agent_and_replay(name: str, device: str = "cpu"):
 class FixedReplay:
     """A replay stand-in whose sample() always returns the same batch (losses on a fixed batch)."""
 
-    def __init__(self, batch):
+    def __init__(self, batch, size: int = 0):
         self.batch = batch
+        self.size = size  # the transitions it stands for (an agent may read `replay.size`)
 
     def sample(self, n):
         return self.batch
@@ -87,3 +88,21 @@ def assert_resume_matches(agent: str, tmp_path, extra=()) -> None:
     )
     assert main(tiny_argv(agent, run, seed=4, extra=extra)) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)
+
+
+def assert_squashed_gaussian_acting(
+    agent, obs: torch.Tensor, mean: torch.Tensor, explore_mean, explore_log_std
+):
+    """act() of a tanh-Gaussian policy on obs [N, D]: tanh(mean) in evaluation; exploring, tanh(explore_mean
+    + exp(explore_log_std) eps) with eps [N, A] the agent generator's next normal draws."""
+    from iqrl.nn.maths import tanh_gaussian
+
+    torch.testing.assert_close(
+        torch.from_numpy(agent.act(obs.numpy(), explore=False)), torch.tanh(mean).detach()
+    )
+    state = agent.generator.get_state()
+    a = agent.act(obs.numpy(), explore=True)
+    agent.generator.set_state(state)
+    eps = torch.randn(explore_mean.shape, generator=agent.generator)
+    want = tanh_gaussian(explore_mean, explore_log_std, eps)[0].detach()
+    torch.testing.assert_close(torch.from_numpy(a), want)

@@ -137,6 +137,10 @@ def test_every_agent_trains_in_the_k_seed_mode_or_is_refused_in_one_line(agent, 
         ["agent=iqrl-sac", "agent.grad_clip=5", "agent.q_subsample=5"],
         ["agent=sac", "agent.actor_update_freq=1"],
         ["agent=td7", "agent.use_checkpoints=false"],
+        # a reset at the first update; batch renormalisation past its warm-up; a learning-rate schedule
+        ["agent=bro", "agent.reset_at=[50]"],
+        ["agent=crossq", "agent.policy_delay=2", "agent.bn_warmup=2"],
+        ["agent=simbav2", "agent.num_critics=2", "agent.lr_decay_transitions=1"],
     ],
 )
 def test_group_update_of_switch_variants_matches_the_plain_update_of_each_seed(extra):

@@ -256,6 +256,8 @@ def _validate(path, results: Path, agents=None):
         "quantizer.yaml",
         "stochastic.yaml",
         "pixels.yaml",
+        "network.yaml",
+        "sota.yaml",
     ],
 )
 def test_shipped_sweeps_validate_against_build_config(name, tmp_path):
@@ -367,19 +369,21 @@ def test_dry_projects_gpu_hours_from_each_runs_updates_and_the_measured_rates(tm
     """updates = (steps - seed_steps) x rate (the run's updates_per_step, else the agent's own 0.5); hours =
     updates over the H100 updates/s of docs/performance.md (td3 158.6), iqrl's 40.6 standing in for an agent
     not measured."""
-    from slurm.projection import project, projection_line
+    from slurm.projection import project, projection_lines
 
     runs = parse(
         "agents: [td3, mrq]\ntasks: [walker-walk]\nseeds: 2\nsteps: 17200\nfixed: {seed_steps: 10000}\n"
         "variants: [{}, {updates_per_step: 1.0}]\n"
     ).runs()
-    updates, hours, stand_ins = project(runs, tmp_path)
+    rows = {r.agent: r for r in project(runs, tmp_path)}
     # per agent: 2 seeds x ((17200 - 10000) x 0.5 + 7200 x 1.0) = 21600 updates
-    assert updates == 2 * 21600
-    assert hours == pytest.approx(21600 / 158.6 / 3600 + 21600 / 40.6 / 3600)
-    assert stand_ins == ["mrq"]
-    line = projection_line(runs, tmp_path)
-    assert line.startswith("projected GPU-hours: 0 for 8 runs of 0.0M updates") and "not measured" in line
+    assert [(r.runs, r.updates) for r in rows.values()] == [(4, 21600), (4, 21600)]
+    assert rows["td3"].gpu_hours == pytest.approx(21600 / 158.6 / 3600) and rows["td3"].measured
+    assert rows["mrq"].gpu_hours == pytest.approx(21600 / 40.6 / 3600) and not rows["mrq"].measured
+    lines = projection_lines(runs, tmp_path)
+    assert lines[0].startswith("projected GPU-hours, one run per GPU")
+    assert lines[0].endswith(": 0 for 8 runs, 0.0M updates")
+    assert "(not measured: iqrl's rate as a stand-in)" in lines[2]
 
 
 def test_the_atari_sweeps_run_the_100k_protocol_on_the_26_games_with_an_fsq_arm(tmp_path):

@@ -16,6 +16,7 @@ from iqrl.learners.multitask import TaskConditioningConfig
 from iqrl.learners.sac import SACLearnerConfig
 from iqrl.learners.td3 import TD3LearnerConfig
 from iqrl.nn.quantizers import QUANTIZERS
+from iqrl.nn.trunks import residual_widths_check
 
 
 @dataclass
@@ -107,6 +108,8 @@ class IQRLAgentConfig(AgentConfig):
                 f"(the SAC learner on iQRL's latent is agent=iqrl-sac), got {self.rl_algo!r}",
             ),
         ]
+        if self.network != "mlp":  # the state encoder is a residual network of that kind too
+            checks.append(residual_widths_check("enc_mlp_dims", self.enc_mlp_dims))
         require(checks)
 
     def validate_pixels(self, image_size: int) -> None:

@@ -59,7 +59,7 @@ from iqrl.core.spaces import ActionSpec
 from iqrl.learners.multitask import make_learner, with_task
 from iqrl.learners.sac import SACLearner
 from iqrl.learners.td3 import GumbelTD3Learner, TD3Learner
-from iqrl.nn.layers import ConvEncoder, frozen_copy, mlp
+from iqrl.nn.layers import ConvEncoder, after_step, frozen_copy, mlp
 from iqrl.nn.maths import one_hot
 from iqrl.nn.optim import adam
 from iqrl.nn.quantizers import VectorQuantizer, make_quantizer
@@ -160,11 +160,12 @@ class IQRL(Agent):
         self.codebook_size = self.quantizer.codebook_size
         # Representation: encoder, residual dynamics, optional heads; EMA target encoder.
         if self.pixels is None:
-            self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, D, cfg.init).to(self.device)
+            self.encoder = mlp(obs_dim, cfg.enc_mlp_dims, D, cfg.init, network=cfg.network).to(self.device)
         else:
             self.encoder = PixelEncoder(self.pixels, cfg.enc_mlp_dims, D, cfg.init).to(self.device)
         self.dynamics = mlp(D + act_dim, cfg.mlp_dims, D, cfg.init).to(self.device)
         self.encoder_target = frozen_copy(self.encoder)
+        self.encoder_after = after_step(self.encoder)  # SimbaV2's projection with network=simbav2
         repr_modules = [self.encoder, self.dynamics]
         self.projection = self.projection_target = self.reward_head = self.decoder = None
         if cfg.use_projection:
@@ -302,7 +303,13 @@ class IQRL(Agent):
     def update_representation(self, batch: SequenceBatch) -> dict:
         """One AdamW step on L_rep, then the EMA target encoder (and projection) at rate enc_tau."""
         c, u = self.cfg, self.updater
-        step = u.step(self.representation_loss, batch, opt=self.repr_opt, max_norm=c.enc_grad_clip)
+        step = u.step(
+            self.representation_loss,
+            batch,
+            opt=self.repr_opt,
+            max_norm=c.enc_grad_clip,
+            after=self.encoder_after,
+        )
         u.ema(self.encoder_target, self.encoder, c.enc_tau)
         # the codebook follows the updated online encoder's outputs of o_t (the updater writes it, unless
         # frozen)

@@ -236,7 +236,7 @@ def measure(
         for _ in range(20):
             env.frame()
         render_ms = (time.perf_counter() - t) * 1000.0 / 20
-    hours_per_1m = (1e6 / env_sps + 1e6 * a.spec.updates_per_step / ups) / 3600.0
+    hours_per_1m = (1e6 / env_sps + 1e6 * a.spec.rate(cfg.action_repeat) / ups) / 3600.0
     return {
         "agent": agent,
         "task": task,

@@ -20,6 +20,8 @@ The trainer, sweeps and analysis know an agent only through this interface:
   episodes included, with training=True; evaluation episodes with training=False). For per-episode
   acting state: DCWM's MPPI warm start, TCRL's episode-indexed sigma. Optional (default: nothing).
 * `on_episode_end()`: per-episode schedules (exploration noise), called after each training episode.
+* `observe(obs, reward, done)`: every observation of a training episode as it is collected (seed episodes
+  included), for statistics of the data (SimbaV2's normalisers). Optional (default: nothing).
 * `state_dict()` / `load_state_dict()`: networks, targets, optimizers, counters and RNG state.
 * `TRANSFER_PARTS`: the agent's named parts (representation, actor, critic, optimizers), what a run may
   load from another run's checkpoint (`init_from`, `init_parts`) or keep fixed (`freeze`;
@@ -152,6 +154,9 @@ class AgentSpec:
     seq_len: int  # transitions per sampled window (L)
     batch_size: int
     updates_per_step: float = 0.5  # default gradient updates per env step (0.5 = 1 per agent step)
+    # The default as an update-to-data ratio instead: updates per agent step (per stored transition) at any
+    # action repeat (BRO, SimbaV2, CrossQ); when given it replaces `updates_per_step` (`rate`).
+    updates_per_agent_step: float | None = None
     warmup_with_policy: bool = False  # seed phase: the agent's exploration policy instead of uniform
     # Default FIFO size of the replay in transitions (None: keep and sample every transition). The run's
     # top-level `replay_capacity` overrides it.
@@ -159,6 +164,12 @@ class AgentSpec:
     # The evaluation env is seeded with the training seed instead of seed + EVAL_SEED_OFFSET. Set by
     # make_agent from `agent.official_shared_eval_seed`, so no agent has to pass it on.
     shared_eval_seed: bool = False
+
+    def rate(self, action_repeat: int) -> float:
+        """The default gradient updates per env step at `action_repeat`."""
+        if self.updates_per_agent_step is None:
+            return self.updates_per_step
+        return self.updates_per_agent_step / action_repeat
 
 
 @dataclass(frozen=True)
@@ -275,6 +286,13 @@ class Agent(abc.ABC):
     def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed
         episodes included), False for evaluation episodes. The default does nothing."""
+
+    def observe(self, obs: np.ndarray, reward: float | None = None, done: bool = False) -> None:  # noqa: B027
+        """Called for every observation of a training episode as it is collected, seed episodes included:
+        the reset observation (reward None), then each step's next observation with that step's reward and
+        whether it ended the episode. For statistics of the collected data (SimbaV2's observation and return
+        normalisers); outside the update's pieces, so a stat layer changed here writes in place. The default
+        does nothing."""
 
     def on_episode_end(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Advance per-episode schedules; called once after each training episode."""

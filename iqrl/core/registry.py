@@ -160,6 +160,44 @@ REGISTRY: dict[str, AgentEntry] = {
         description="DC-MPC (arXiv 2503.00653): FSQ codebook world model, TD3 on codes, MPPI "
         "(mpc=false: DCWM-MF)",
     ),
+    "bro": AgentEntry(
+        "baselines.bro:BRO",
+        "baselines.bro:BROConfig",
+        "bro_tasks.yaml",
+        description="BRO (arXiv 2405.16158): BroNet critics with quantiles, optimistic dual-actor "
+        "exploration, resets; UTD 2 (the paper's BRO (fast))",
+    ),
+    "bro-utd10": AgentEntry(
+        "baselines.bro:BRO",
+        "baselines.bro:BROConfig",
+        "bro_tasks.yaml",
+        preset={
+            "utd": 10.0,
+            "reset_at": [15_000, 50_000, 250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000],
+        },
+        description="BRO at its default update-to-data ratio 10, with its reset schedule",
+    ),
+    "crossq": AgentEntry(
+        "baselines.crossq:CrossQ",
+        "baselines.crossq:CrossQConfig",
+        "crossq_tasks.yaml",
+        description="CrossQ (arXiv 1902.05605): SAC with batch renormalisation, no target networks, a joint "
+        "critic pass over (s, a) and (s', a'), Adam beta1 0.5",
+    ),
+    "simbav2": AgentEntry(
+        "baselines.simbav2:SimbaV2",
+        "baselines.simbav2:SimbaV2Config",
+        "simbav2_tasks.yaml",
+        description="SimbaV2 (arXiv 2502.15280): SAC on hyperspherical networks, a distributional critic, "
+        "observation and reward normalisation; UTD 2",
+    ),
+    "simbav2-utd8": AgentEntry(
+        "baselines.simbav2:SimbaV2",
+        "baselines.simbav2:SimbaV2Config",
+        "simbav2_tasks.yaml",
+        preset={"utd": 8.0},
+        description="SimbaV2 at UTD 8, its strongest released setting",
+    ),
 }
 
 

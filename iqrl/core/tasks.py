@@ -158,6 +158,19 @@ def suite_of(task: str) -> Suite:
     return SUITES[split_task(task)[0]]
 
 
+#: DMC's dog and humanoid tasks, the "DMC-hard" set of BRO, SimbaV2 and MR.Q (dojeon-ai/SimbaV2 at 14fafb2,
+#: `scale_rl/envs/dmc.py` DMC_HARD): a group of the figures beside TASK_GROUPS, whose "hard" group (the iQRL
+#: code's) also holds cartpole-swingup_sparse.
+DMC_HARD: tuple[str, ...] = (
+    "dog-run",
+    "dog-stand",
+    "dog-trot",
+    "dog-walk",
+    "humanoid-run",
+    "humanoid-stand",
+    "humanoid-walk",
+)
+
 # Task groups (the iQRL code's cfgs/env/{easy,medium,hard}.yaml; cartpole-swingup, which the final code lacks,
 # sits with the easy tasks as in the earlier code). Exploration-noise decay lengths per group live in the
 # agents' task YAML.
@@ -186,16 +199,7 @@ TASK_GROUPS: dict[str, list[str]] = {
         "reacher-easy",
         "reacher-hard",
     ],
-    "hard": [
-        "dog-run",
-        "dog-stand",
-        "dog-trot",
-        "dog-walk",
-        "humanoid-run",
-        "humanoid-stand",
-        "humanoid-walk",
-        "cartpole-swingup_sparse",
-    ],
+    "hard": [*DMC_HARD, "cartpole-swingup_sparse"],
 }
 
 # eval env seed = train seed + this (agent.official_shared_eval_seed: + 0, as the official code)

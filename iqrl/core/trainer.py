@@ -90,7 +90,9 @@ class Trainer:
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
         # updates earned per env step: the run's key, or the agent's default
-        rate = self.agent.spec.updates_per_step if cfg.updates_per_step is None else cfg.updates_per_step
+        rate = (
+            self.agent.spec.rate(cfg.action_repeat) if cfg.updates_per_step is None else cfg.updates_per_step
+        )
         self.credit = Credit(rate)
         self.autocast = UpdatePrecision(cfg.precision, self.device)  # entered around every update
         # Counters (all env steps) and logs; everything here is checkpointed.
@@ -127,6 +129,7 @@ class Trainer:
         uniform = seeding and not self.agent.spec.warmup_with_policy
         obs = self.env.reset()
         self.agent.on_episode_start(training=True)
+        self.agent.observe(obs)
         self.replay.start_episode(obs)
         ep_return, t = 0.0, time.time()
         while True:
@@ -135,6 +138,7 @@ class Trainer:
             else:
                 action = self.agent.act(obs, explore=True)
             step = self.env.step(action)
+            self.agent.observe(step.obs, step.reward, step.terminated or step.truncated)
             self.replay.add(action, step.reward, step.obs, step.terminated, step.truncated)
             ep_return += step.reward
             self.env_step += self.cfg.action_repeat

@@ -186,6 +186,8 @@ def missing_lines(rows: list[dict]) -> list[str]:
     lines += [f"- part 1: {t}" for t, outcome in tests.items() if outcome == "not reached"]
     lines += [f"- part 2, {run}: {', '.join(what)}" for run, what in by_run.items()]
     lines += [f"- part 3: {key}" for key in learn]
+    paper = [r for r in plan.paper_scale_runs() if r.key not in done]
+    lines += [f"- paper scale (1M env steps, {r.seeds} seeds; ablations/sota.yaml): {r.key}" for r in paper]
     return lines + ([] if len(lines) > 2 else ["- nothing"]) + [""]
 
 

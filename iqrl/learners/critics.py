@@ -26,8 +26,9 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.update import Updater
 from iqrl.learners.encoders import CriticEncoder
-from iqrl.nn.layers import EnsembleMLP, Mish, frozen_copy
+from iqrl.nn.layers import Mish, after_step, ensemble_mlp, frozen_copy
 from iqrl.nn.optim import adam
+from iqrl.nn.trunks import NETWORKS, residual_widths_check
 
 
 @dataclass
@@ -51,6 +52,7 @@ class CriticConfig:
     critic_loss_reduce: str = "mean"  # over critics: mean (iQRL) | sum (TD3)
     actor_update_freq: int = 2
     init: str = "default"  # default | orthogonal
+    network: str = "mlp"  # actor and critics: mlp | simba | simbav2 | bronet (iqrl/nn/trunks.py)
     grad_clip: float = 0.0  # gradient-norm clip of the actor and the critic steps; 0 = none (DCWM: 20)
     # Quirks of the official iQRL code (off by default; IDs of docs/faithfulness.md):
     official_nstep1_gamma_bug: bool = False  # IQ-2: n = 1 targets are undiscounted (gamma = 1)
@@ -87,7 +89,10 @@ class CriticConfig:
                 len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
                 f"mlp_dims must be a non-empty list of positive widths, got {list(self.mlp_dims)}",
             ),
+            (self.network in NETWORKS, f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}"),
         ]
+        if self.network != "mlp":  # a residual network: one block per entry, all of one width
+            checks.append(residual_widths_check("mlp_dims", self.mlp_dims))
         require(checks)
 
 
@@ -121,10 +126,18 @@ class CriticEnsembleLearner(nn.Module, abc.ABC):
         self.encoder = encoder
         in_dim = in_dim if encoder is None else encoder.feature_dim
         self.in_dim = in_dim
-        self.critic = EnsembleMLP(
-            cfg.num_critics, in_dim + act_dim, cfg.mlp_dims, 1, cfg.init, self.mlp_act, self.mlp_norm
+        self.critic = ensemble_mlp(
+            cfg.num_critics,
+            in_dim + act_dim,
+            cfg.mlp_dims,
+            1,
+            cfg.init,
+            self.mlp_act,
+            self.mlp_norm,
+            cfg.network,
         )
         self.critic_target = frozen_copy(self.critic)
+        self.critic_after = after_step(self.critic)  # what runs after a critic step (SimbaV2's projection)
         self.critic_opt = self.make_critic_opt()
         self.critic_steps = 0
         self.episodes_trained = 0  # index into per-episode schedules (exploration noise)
@@ -199,7 +212,15 @@ class CriticEnsembleLearner(nn.Module, abc.ABC):
         """One critic step on every critic (+ an actor step every `actor_update_freq`), detached inputs."""
         c = self.cfg
         y = u.call(self.td_target, ret, discount, x_next, **self.target_draws(len(x)))
-        step = u.step(self.critic_loss, x, action, y, opt=self.critic_opt, max_norm=c.grad_clip)
+        step = u.step(
+            self.critic_loss,
+            x,
+            action,
+            y,
+            opt=self.critic_opt,
+            max_norm=c.grad_clip,
+            after=self.critic_after,
+        )
         metrics = {"q_loss": step.loss, "q_mean": step.aux.mean(), "target_mean": y.mean()}
         if step.grad_norm is not None:
             metrics["q_grad_norm"] = step.grad_norm

@@ -40,17 +40,15 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
 from iqrl.core.update import Updater
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import CriticEncoder
-from iqrl.nn.layers import mlp
+from iqrl.nn.layers import after_step, mlp
+from iqrl.nn.maths import soft_bounded, tanh_gaussian
 from iqrl.nn.optim import adam
-
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 @dataclass
@@ -76,11 +74,6 @@ class SACLearnerConfig(CriticConfig):
         require(checks)
 
 
-def tanh_log_det(u: Tensor) -> Tensor:
-    """log(1 - tanh(u)^2) elementwise, computed stably as 2 (log 2 - u - softplus(-2u))."""
-    return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
-
-
 class SACLearner(CriticEnsembleLearner):
     """Squashed-Gaussian actor and temperature on the shared critic ensemble; acts on x [B, in_dim]."""
 
@@ -94,7 +87,10 @@ class SACLearner(CriticEnsembleLearner):
     ):
         super().__init__(cfg, in_dim, act_dim, generator, encoder)
         # (mu, s) per action dimension
-        self.actor = mlp(self.in_dim, cfg.mlp_dims, 2 * act_dim, cfg.init, self.mlp_act, self.mlp_norm)
+        self.actor = mlp(
+            self.in_dim, cfg.mlp_dims, 2 * act_dim, cfg.init, self.mlp_act, self.mlp_norm, cfg.network
+        )
+        self.actor_after = after_step(self.actor)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
         self.actor_opt = adam(self.actor_params(self.actor), lr=cfg.lr)
@@ -115,8 +111,7 @@ class SACLearner(CriticEnsembleLearner):
         """(mu, log_std) [B, A] of the pre-tanh Gaussian, log_std softly bounded."""
         c = self.cfg
         mu, s = self.actor(x).chunk(2, dim=-1)
-        log_std = c.log_std_min + 0.5 * (c.log_std_max - c.log_std_min) * (torch.tanh(s) + 1.0)
-        return mu, log_std
+        return mu, soft_bounded(s, c.log_std_min, c.log_std_max)
 
     def policy(self, x: Tensor) -> Tensor:
         """The mean action tanh(mu) (evaluation)."""
@@ -125,10 +120,7 @@ class SACLearner(CriticEnsembleLearner):
     def sample(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """a ~ pi(.|x) reparameterised by eps ~ N(0, 1) [B, A], and log pi(a|x) [B] with the tanh
         correction."""
-        mu, log_std = self.gaussian(x)
-        u = mu + log_std.exp() * eps
-        log_prob = (-0.5 * eps**2 - log_std - _LOG_SQRT_2PI - tanh_log_det(u)).sum(-1)
-        return torch.tanh(u), log_prob
+        return tanh_gaussian(*self.gaussian(x), eps)
 
     def act(self, x: Tensor, explore: bool) -> Tensor:
         x = self.actor_input(x)
@@ -178,6 +170,7 @@ class SACLearner(CriticEnsembleLearner):
             opt=self.actor_opt,
             max_norm=self.cfg.grad_clip,
             frozen=(self.critic,),
+            after=self.actor_after,
             **self.actor_draws(len(x)),
         )
         log_prob = actor.aux

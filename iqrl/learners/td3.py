@@ -23,7 +23,7 @@ from iqrl.core.checks import require
 from iqrl.core.update import Updater
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import CriticEncoder
-from iqrl.nn.layers import frozen_copy, mlp
+from iqrl.nn.layers import after_step, frozen_copy, mlp
 from iqrl.nn.maths import (
     add_clipped_noise,
     gumbel_action,
@@ -76,8 +76,11 @@ class TD3Learner(CriticEnsembleLearner):
         encoder: CriticEncoder | None = None,
     ):
         super().__init__(cfg, in_dim, act_dim, generator, encoder)
-        self.actor = mlp(self.in_dim, cfg.mlp_dims, act_dim, cfg.init, self.mlp_act, self.mlp_norm)
+        self.actor = mlp(
+            self.in_dim, cfg.mlp_dims, act_dim, cfg.init, self.mlp_act, self.mlp_norm, cfg.network
+        )
         self.actor_target = frozen_copy(self.actor)
+        self.actor_after = after_step(self.actor)
         self.actor_opt = adam(self.actor_params(self.actor), lr=cfg.lr)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -140,6 +143,7 @@ class TD3Learner(CriticEnsembleLearner):
             opt=self.actor_opt,
             max_norm=c.grad_clip,
             frozen=(self.critic,),
+            after=self.actor_after,
             **self.actor_draws(len(x)),
         )
         u.ema(self.actor_target, self.actor, c.tau)

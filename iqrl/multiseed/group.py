@@ -422,6 +422,9 @@ class SeedGroup:
         for g in groups:
             for n, p in zip(g.names, g.opt.param_groups[0]["params"]):
                 p.grad = grads[n]
+            # a learning-rate schedule the agent runs on its own optimizer (SimbaV2's decay), the same for
+            # every seed at one step
+            g.opt.param_groups[0]["lr"] = g.own[live[0]].param_groups[0]["lr"]
             g.opt.step()
             for p in g.opt.param_groups[0]["params"]:
                 p.grad = None

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.nn.kernels import baddbmm, linear, mish
+from iqrl.nn.trunks import HyperLinear, ResidualNet, residual_shape
 
 # --------------------------------------------------------------------------------------------------
 # MLP builder: per hidden width Linear -> [LayerNorm] -> activation, then a plain Linear.
@@ -78,13 +79,19 @@ def mlp(
     init: str = "default",
     act: type[nn.Module] = Mish,
     norm: bool = True,
-) -> nn.Sequential:
+    network: str = "mlp",
+) -> nn.Module:
     """The one MLP builder: per hidden width Linear -> LayerNorm (if `norm`) -> `act`, then a plain Linear
     (a float32 `ScalarHead` for a single output). Initialised by `init_linear_`.
 
     The defaults are the TD-MPC2 / iQRL NormedMLP (LayerNorm + Mish); TCRL's heads are `act=nn.ELU,
-    norm=False, init="orthogonal"`, TD7's networks `norm=False` with ReLU or ELU.
+    norm=False, init="orthogonal"`, TD7's networks `norm=False` with ReLU or ELU. `network` simba, simbav2 or
+    bronet builds that residual network instead (`iqrl.nn.trunks.ResidualNet`, a block per hidden width, its
+    own layers and init: `init`, `act` and `norm` do not apply), the `network` key of the agents that offer
+    the choice (docs/agents.md).
     """
+    if network != "mlp":
+        return ResidualNet(network, in_dim, *residual_shape(hidden), out_dim)
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
@@ -94,6 +101,42 @@ def mlp(
     net = nn.Sequential(*layers)
     init_linear_(net, init)
     return net
+
+
+class Temperature(nn.Module):
+    """A SAC temperature alpha = exp(log alpha), one parameter (CrossQ's `EntropyCoef`, SimbaV2's
+    `SimbaV2Temperature`); forward() -> alpha."""
+
+    def __init__(self, initial: float):
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(initial)))
+
+    def forward(self) -> Tensor:
+        return self.log_alpha.exp()
+
+
+def ensemble_mlp(
+    n: int,
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    init: str = "default",
+    act: type[nn.Module] = Mish,
+    norm: bool = True,
+    network: str = "mlp",
+) -> nn.Module:
+    """`mlp`'s ensemble form: n members evaluated together, forward(x, members=None) -> [E, B, out]: an
+    `EnsembleMLP`, or with `network` the residual network's ensemble (`iqrl.nn.trunks.ResidualNet`)."""
+    if network != "mlp":
+        return ResidualNet(network, in_dim, *residual_shape(hidden), out_dim, n=n)
+    return EnsembleMLP(n, in_dim, hidden, out_dim, init, act, norm)
+
+
+def after_step(module: nn.Module):
+    """What a step of `module` runs after it (`Updater.step(after=...)`): its `project` method (SimbaV2's
+    projection of its weights onto the sphere, `iqrl.nn.trunks.project_to_sphere`) when it holds SimbaV2
+    layers, else None (nothing runs)."""
+    return module.project if any(isinstance(m, HyperLinear) for m in module.modules()) else None
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:

@@ -5,6 +5,7 @@ blocks with parameters; the n-step targets live with the replay, `iqrl/core/repl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -217,6 +218,77 @@ def two_hot_decode(logits: Tensor, bins: Tensor) -> Tensor:
 def two_hot_cross_entropy(logits: Tensor, y: Tensor, bins: Tensor) -> Tensor:
     """Per-sample cross-entropy [...] between two_hot(y) and log_softmax(logits [..., n])."""
     return -(two_hot(y, bins) * log_softmax_last(logits)).sum(-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# The tanh-squashed Gaussian policy of SAC and its descendants (SAC, SAC+AE, BRO, SimbaV2, CrossQ)
+# --------------------------------------------------------------------------------------------------
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def soft_bounded(s: Tensor, low: float, high: float) -> Tensor:
+    """low + (high - low) (tanh(s) + 1) / 2: a log-std in (low, high), SAC+AE's soft bound (also BRO's and
+    SimbaV2's policies)."""
+    return low + 0.5 * (high - low) * (torch.tanh(s) + 1.0)
+
+
+def tanh_log_det(u: Tensor) -> Tensor:
+    """log(1 - tanh(u)^2) elementwise, computed stably as 2 (log 2 - u - softplus(-2u))."""
+    return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+
+
+def tanh_gaussian(mu: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """a = tanh(u), u = mu + exp(log_std) eps (eps ~ N(0, 1), reparameterised), and log pi(a) [...] summed
+    over the last dimension with the change of variables: sum_i log N(u_i; mu_i, sigma_i) - log(1 -
+    tanh(u_i)^2)."""
+    u = mu + log_std.exp() * eps
+    log_prob = (-0.5 * eps**2 - log_std - _LOG_SQRT_2PI - tanh_log_det(u)).sum(-1)
+    return torch.tanh(u), log_prob
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributional critics: SimbaV2's categorical TD target, BRO's quantile regression
+# --------------------------------------------------------------------------------------------------
+
+
+def categorical_projection(probs: Tensor, atoms: Tensor, lower: float, upper: float) -> Tensor:
+    """C51's projection (Bellemare et al. 2017, arXiv 1707.06887): a distribution with probabilities `probs`
+    [..., n] on the atoms `atoms` [..., n] (say r + gamma z_j) -> probabilities [..., n] on the n evenly
+    spaced bins z_i of [lower, upper]. Each atom is clipped into [lower, upper] and its mass split between its
+    two neighbouring bins in proportion to its distance from each (all of it on a bin it sits on exactly):
+    m_i = sum_j p_j max(0, 1 - |b_j - i|), b_j = (clip(z_j) - lower) / spacing. SimbaV2's
+    `categorical_td_loss` (dojeon-ai/SimbaV2 at 14fafb2) computes the same split with floor and ceil; here
+    out of place, one product, so the K-seed mode can vmap it."""
+    n = probs.shape[-1]
+    spacing = (upper - lower) / (n - 1)
+    b = (atoms.clamp(lower, upper) - lower) / spacing  # [..., n], fractional bin positions
+    bins = torch.arange(n, device=atoms.device, dtype=atoms.dtype)
+    weight = (1.0 - (b.unsqueeze(-1) - bins).abs()).clamp(min=0.0)  # [..., n, n], the triangular split
+    return (probs.unsqueeze(-2) @ weight).squeeze(-2)
+
+
+def categorical_cross_entropy(log_probs: Tensor, target_probs: Tensor) -> Tensor:
+    """-mean_b sum_i q_i log p_i of predicted log-probabilities [B, n] against target probabilities [B, n]
+    (held fixed: the target carries no gradient)."""
+    return -(target_probs.detach() * log_probs).sum(-1).mean()
+
+
+def quantile_midpoints(n: int, device=None) -> Tensor:
+    """tau_i = (2i + 1) / 2n, i = 0..n-1: the quantile levels a critic with n outputs regresses (QR-DQN,
+    Dabney et al. 2018, arXiv 1710.10044; BRO's `quantile_taus`)."""
+    return (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n
+
+
+def quantile_huber_loss(pred: Tensor, target: Tensor, taus: Tensor, kappa: float = 1.0) -> Tensor:
+    """QR-DQN's quantile Huber loss as BRO computes it (naumix/BiggerRegularizedOptimistic at 5870a13,
+    `calculate_quantile_huber_loss`): predicted quantiles [B, N] at levels taus [N], target samples [B, M]
+    (held fixed); u_ij = y_j - theta_i,
+    L = mean_{b, j} sum_i |tau_i - 1{u_ij < 0}| Huber_kappa(u_ij) / kappa."""
+    u = target.detach().unsqueeze(-2) - pred.unsqueeze(-1)  # [B, N, M]
+    huber = torch.where(u.abs() <= kappa, 0.5 * u**2, kappa * (u.abs() - 0.5 * kappa))
+    weight = (taus.unsqueeze(-1) - (u < 0).to(u.dtype)).abs()
+    return (weight * huber / kappa).sum(-2).mean()
 
 
 # --------------------------------------------------------------------------------------------------
