@@ -33,7 +33,6 @@ Adam for all three, the learning rate decayed linearly from 1e-4 to 5e-5 over th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -210,12 +209,13 @@ class SimbaV2(Agent):
     def normalize(self, obs: Tensor) -> Tensor:
         return self.obs_stats(obs) if self.cfg.normalize_observations else obs
 
-    def reward_scale(self) -> float:
-        """max(sqrt(var(G) + 1e-8), max|G| / g_max), the rewards' divisor (1 without normalize_rewards)."""
+    def reward_scale(self) -> Tensor | float:
+        """max(sqrt(var(G) + 1e-8), max|G| / g_max), the rewards' divisor (1 without normalize_rewards); a
+        tensor on the device, so that an update never waits for the host to read the variance."""
         if not self.cfg.normalize_rewards:
             return 1.0
-        spread = math.sqrt(float(self.return_stats.var[0]) + 1e-8)
-        return max(spread, self.max_abs_return / self.cfg.g_max)
+        spread = (self.return_stats.var[0] + 1e-8).sqrt()
+        return spread.clamp(min=self.max_abs_return / self.cfg.g_max)
 
     # ------------------------------------------------------------------ the networks' values
     def logits(self, obs: Tensor, action: Tensor, target: bool = False) -> Tensor:

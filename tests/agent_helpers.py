@@ -11,7 +11,7 @@ from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.train import main
 
-from conftest import TINY_AGENT, TINY_RUN, agent_actions, tiny_argv
+from conftest import agent_actions, tiny_argv, tiny_keys
 from test_train import eval_numbers
 
 
@@ -19,7 +19,7 @@ def agent_and_replay(name: str, device: str = "cpu"):
     """A tiny agent (seeded module init, 5-dim observations, 2-dim actions) and a replay of one synthetic
     300-step episode, the same each call; also the generator that made the episode."""
     device = torch.device(device)
-    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
+    cfg = build_config(tiny_keys(name))
     torch.manual_seed(0)
     actions = agent_actions(name, 2)  # 3 discrete actions for an agent without boxes
     agent = make_agent(cfg.agent, 5, actions, device, 0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from iqrl.core.config import build_config
+from iqrl.core.config import build_config, layered
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
@@ -235,7 +235,7 @@ def test_demo_ends_with_a_figure_and_says_what_one_seed_can_show(tmp_path, monke
     tiny = {"episode_length": 200, "steps": 800, "seed_steps": 400, "eval_every": 400, "eval_episodes": 1}
     monkeypatch.setattr(demo, "DEMO", {**demo.DEMO, **tiny, "diag_every": 400, "checkpoint_every": 400})
     sizes = ["agent.mlp_dims=[32,32]", "agent.batch_size=16"]
-    monkeypatch.setattr(demo, "AGENT_OVERRIDES", {a: sizes + TINY_AGENT[a] for a in ("iqrl", "td3")})
+    monkeypatch.setattr(demo, "AGENT_OVERRIDES", {a: layered(sizes, TINY_AGENT[a]) for a in ("iqrl", "td3")})
     assert demo.run_demo(tmp_path) == EXIT_OK
     first = capsys.readouterr().out
     assert (tmp_path / "demo.png").stat().st_size > 0 and (tmp_path / "demo.pdf").exists()

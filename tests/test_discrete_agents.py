@@ -136,9 +136,9 @@ def discrete_agent_and_replay(agent: str, seed: int):
     from iqrl.core.config import build_config
     from iqrl.core.registry import make_agent
 
-    from conftest import TINY_AGENT, TINY_RUN
+    from conftest import tiny_keys
 
-    cfg = build_config([f"agent={agent}", *TINY_RUN, *TINY_AGENT[agent]]).agent
+    cfg = build_config(tiny_keys(agent)).agent
     torch.manual_seed(seed)
     spec = ActionSpec.discrete(3)
     made = make_agent(cfg, 5, spec, torch.device("cpu"), seed)

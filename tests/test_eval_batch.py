@@ -19,7 +19,7 @@ from iqrl.core.registry import agent_names, make_agent
 from iqrl.core.spaces import ActionSpec
 from iqrl.train import main
 
-from conftest import TINY_AGENT, TINY_RUN, acts_in_boxes, stop_after_episodes, tiny_argv, tiny_keys
+from conftest import acts_in_boxes, stop_after_episodes, tiny_argv, tiny_keys
 from test_train import eval_numbers
 
 # (agents that act in boxes: DMC's cartpole; dqn's batched episodes are the MiniGrid test below)
@@ -82,7 +82,7 @@ def test_batched_episodes_of_integer_actions_equal_the_sequential_loop():
     outcomes as one after another, and the env's stream after them the same."""
     from iqrl.core.envs import make_env
 
-    cfg = build_config(["agent=dqn", *TINY_RUN, *TINY_AGENT["dqn"], "agent.mlp_dims=[16]"])
+    cfg = build_config(tiny_keys("dqn", ["agent.mlp_dims=[16]"]))
     torch.manual_seed(0)
     agent = make_agent(cfg.agent, 147, ActionSpec.discrete(7), torch.device("cpu"), 0)
     task = "minigrid:MiniGrid-DoorKey-5x5-v0"

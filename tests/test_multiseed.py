@@ -33,7 +33,7 @@ from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
 from iqrl.train import main as train_main
 
-from conftest import TINY_AGENT, TINY_RUN, tiny_keys, wait_for
+from conftest import TINY_AGENT, TINY_RUN, agent_actions, tiny_keys, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["agent=iqrl", *TINY_RUN, *TINY_AGENT["iqrl"]]
@@ -49,13 +49,14 @@ def agent_and_replay(extra: list[str], seed: int):
     rest = [a for a in extra if not a.startswith("agent=")]
     cfg = build_config(tiny_keys(name, rest)).agent
     torch.manual_seed(seed)
-    agent = make_agent(cfg, 5, 1, torch.device("cpu"), seed)
-    replay = SequenceReplay(5, 1, agent.spec.seq_len, torch.device("cpu"), seed + 1)
+    actions = agent_actions(name, 1)  # one continuous action, or 3 discrete ones for an agent without boxes
+    agent = make_agent(cfg, 5, actions, torch.device("cpu"), seed)
+    replay = SequenceReplay(5, actions, agent.spec.seq_len, torch.device("cpu"), seed + 1)
     rng = np.random.default_rng(seed)
     replay.start_episode(rng.normal(size=5).astype(np.float32))
     for t in range(100):
         replay.add(
-            rng.uniform(-1, 1, 1).astype(np.float32),
+            actions.sample(rng),
             float(rng.normal()),
             rng.normal(size=5).astype(np.float32),
             False,
@@ -113,7 +114,7 @@ def test_every_agent_trains_in_the_k_seed_mode_or_is_refused_in_one_line(agent, 
     """The group has no code of any agent: every registered agent's group update is its plain update per
     seed, or its config says why not (AgentConfig.kseed_refusal) and the command line refuses it in that one
     line before anything is built."""
-    tiny = [f"agent={agent}", *TINY_RUN, *TINY_AGENT[agent]]
+    tiny = tiny_keys(agent)
     if why := unsupported(build_config(tiny)):
         assert main([*tiny, "seeds=0,1", f"out={tmp_path}"]) == EXIT_BAD_INPUT
         assert capsys.readouterr().err.strip().splitlines() == [f"error: {why}"]

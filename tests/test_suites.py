@@ -365,8 +365,9 @@ def test_td7_and_mrq_targets_stop_at_a_termination_and_bootstrap_through_a_trunc
     truncated episode looks the same as one mid-episode) it does."""
     from iqrl.core.registry import make_agent
 
-    tiny = layered(TINY_AGENT[agent], ["agent.target_update_every=1"])  # one encoder step before the RL step
-    cfg = build_config([f"agent={agent}", "agent.mlp_dims=[32,32]", "agent.batch_size=2", *tiny])
+    # one encoder step before the RL step; a batch of the two windows
+    tiny = ["agent.mlp_dims=[32,32]", "agent.batch_size=2", "agent.target_update_every=1"]
+    cfg = build_config([f"agent={agent}", *layered(TINY_AGENT[agent], tiny)])
 
     def target(terminal_at, after):
         a = make_agent(cfg.agent, 6, 3, torch.device("cpu"), 0)

@@ -36,7 +36,7 @@ from slurm.spec import SweepError, load_sweep
 from slurm.status import collect
 
 from analysis_helpers import write_run
-from conftest import TINY_AGENT, TINY_RUN, agent_actions, tiny_argv
+from conftest import agent_actions, tiny_argv, tiny_keys
 from sweep_helpers import sweep, write_files
 from test_train import eval_numbers
 
@@ -62,7 +62,7 @@ def test_parts_cover_a_multi_task_iqrls_task_embedding():
 
 
 def assert_parts_cover_every_network_once(name: str, num_tasks: int) -> None:
-    cfg = build_config([f"agent={name}", *TINY_RUN, *TINY_AGENT.get(name, [])])
+    cfg = build_config(tiny_keys(name))
     torch.manual_seed(0)
     agent = make_agent(cfg.agent, 5, agent_actions(name, 2), torch.device("cpu"), 0, num_tasks=num_tasks)
     owner: dict[int, str] = {}
