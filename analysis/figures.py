@@ -232,9 +232,11 @@ def dmc_hard_figure(evals, reference, out: Path, colors: dict, seed: int, note) 
     if reference is not None:
         published = select_reference(reference, list(DMC_HARD))
         ref = metrics.mean_over_tasks(published, DMC_HARD, ["source", "algorithm", "label"], name)
-        pd.concat([ours.rename(columns={"method": "label"}).assign(source="this run folder"), ref])[
-            ["source", "label", "env_step", "mean"]
-        ].to_csv(out / "dmc_hard_mean.csv", index=False)
+        mine = ours.rename(columns={"method": "label"}).assign(source="this run folder")
+        parts = [t for t in (mine, ref) if not t.empty]  # pandas warns on concatenating an empty frame
+        columns = ["source", "label", "env_step", "mean"]
+        table = pd.concat(parts)[columns] if parts else pd.DataFrame(columns=columns)
+        table.to_csv(out / "dmc_hard_mean.csv", index=False)
     if ours.empty:
         note(
             f"no method has runs on all {len(DMC_HARD)} DMC-hard tasks: dmc_hard figure skipped"
