@@ -133,23 +133,9 @@ def test_agents_that_act_in_discrete_spaces_and_the_refused():
 # ---------------------------------------------------------------------------------- K seeds, kill and resume
 def discrete_agent_and_replay(agent: str, seed: int):
     """A tiny `agent` on 3 discrete actions and a replay of one 100-step episode of random indices."""
-    from iqrl.core.config import build_config
-    from iqrl.core.registry import make_agent
+    from test_multiseed import agent_and_replay
 
-    from conftest import tiny_keys
-
-    cfg = build_config(tiny_keys(agent)).agent
-    torch.manual_seed(seed)
-    spec = ActionSpec.discrete(3)
-    made = make_agent(cfg, 5, spec, torch.device("cpu"), seed)
-    replay = SequenceReplay(5, spec, made.spec.seq_len, torch.device("cpu"), seed + 1)
-    rng = np.random.default_rng(seed)
-    replay.start_episode(rng.normal(size=5).astype(np.float32))
-    for t in range(100):
-        replay.add(
-            rng.integers(3), float(rng.normal()), rng.normal(size=5).astype(np.float32), False, t == 99
-        )
-    return made, replay
+    return agent_and_replay([f"agent={agent}"], seed, ActionSpec.discrete(3))
 
 
 @pytest.mark.parametrize("agent", ["iqrl", "mrq"])

@@ -44,12 +44,14 @@ def eval_numbers(run: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(f)]
 
 
-def agent_and_replay(extra: list[str], seed: int):
+def agent_and_replay(extra: list[str], seed: int, actions=None):
+    """A tiny agent of `extra`'s config and a replay of one random 100-step episode; `actions` defaults to one
+    continuous action, or 3 discrete ones for an agent without boxes."""
     name = next((a[6:] for a in extra if a.startswith("agent=")), "iqrl")
     rest = [a for a in extra if not a.startswith("agent=")]
     cfg = build_config(tiny_keys(name, rest)).agent
     torch.manual_seed(seed)
-    actions = agent_actions(name, 1)  # one continuous action, or 3 discrete ones for an agent without boxes
+    actions = actions or agent_actions(name, 1)
     agent = make_agent(cfg, 5, actions, torch.device("cpu"), seed)
     replay = SequenceReplay(5, actions, agent.spec.seq_len, torch.device("cpu"), seed + 1)
     rng = np.random.default_rng(seed)
