@@ -197,6 +197,30 @@ def test_checkpoint_of_a_sac_seed_carries_its_temperature_and_its_optimizer(agen
     assert plain.update(replay, 2)["alpha"] > 0
 
 
+@pytest.mark.parametrize("agent", ["sac", "iqrl"])
+def test_a_group_resumed_from_its_seeds_checkpoints_updates_as_the_uninterrupted_group(agent):
+    """Every seed's optimizer state goes back into the group on resume, 0-d parameters' moments included
+    (SAC's log alpha: its Adam moments are 0-d like it, and once every seed got seed 0's): 3 more updates of
+    a group built from the seeds' checkpoints equal 3 more of the group that wrote them, bit for bit."""
+    extra = [f"agent={agent}", "agent.actor_update_freq=1"] if agent == "sac" else []
+    grouped = [agent_and_replay(extra, s) for s in (0, 1)]
+    group = SeedGroup([a for a, _ in grouped])
+    group_updates(group, [r for _, r in grouped], 2)
+    states = []
+    for k, (a, r) in enumerate(grouped):
+        group.write_optimizer_state(k)  # what a seed's checkpoint does first
+        states.append(copy.deepcopy((a.state_dict(), r.state_dict())))
+    resumed = [agent_and_replay(extra, s) for s in (0, 1)]
+    for (a, r), (agent_state, replay_state) in zip(resumed, states):
+        a.load_state_dict(agent_state)
+        r.load_state_dict(replay_state)
+    group_updates(SeedGroup([a for a, _ in resumed]), [r for _, r in resumed], 3)
+    group_updates(group, [r for _, r in grouped], 3)
+    for (a, _), (b, _) in zip(grouped, resumed):
+        mine, theirs = params(a), params(b)
+        assert all(torch.equal(mine[n], theirs[n]) for n in mine)
+
+
 def test_checkpoint_of_a_seed_is_its_slice_and_loads_into_a_plain_agent():
     grouped = [agent_and_replay([], s) for s in (0, 1)]
     group = SeedGroup([a for a, _ in grouped])

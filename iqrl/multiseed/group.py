@@ -113,6 +113,11 @@ class _Networks(nn.Module):
         return fn(*args, **kwargs)
 
 
+#: The one entry of a torch optimizer's per-parameter state that is not per element: Adam's step count, the
+#: same for every seed of a group (every other entry, a moment, is stacked over seeds).
+SHARED_STATE = "step"
+
+
 class _GroupOptimizer(NamedTuple):
     opt: torch.optim.Optimizer  # over the stacked tensors `names`
     names: list[str]
@@ -305,17 +310,19 @@ class SeedGroup:
         return tuple(self.names[k].get(id(p), "") for p in params_of(opt))
 
     def _stack_state(self, g: _GroupOptimizer) -> None:
-        """The seeds' own optimizer states (resumed from checkpoints) into the group optimizer's."""
+        """The seeds' own optimizer states (resumed from checkpoints) into the group optimizer's: every
+        per-parameter entry (Adam's moments) stacked over seeds, whatever the parameter's shape (a 0-d one,
+        SAC's log alpha, has 0-d moments), the step count shared."""
         per_seed = [g.own[k].state_dict()["state"] for k in sorted(g.own)]
         if not any(per_seed):
             return
         for i, p in enumerate(g.opt.param_groups[0]["params"]):
             entries = self._pad([st[i] for st in per_seed])
-            steps = {float(e["step"]) for e in entries}
+            steps = {float(e[SHARED_STATE]) for e in entries}
             if len(steps) != 1:
                 raise RuntimeError(f"seeds resumed at different optimizer steps {sorted(steps)}")
             g.opt.state[p] = {
-                s: entries[0][s].clone() if entries[0][s].dim() == 0 else torch.stack([e[s] for e in entries])
+                s: entries[0][s].clone() if s == SHARED_STATE else torch.stack([e[s] for e in entries])
                 for s in entries[0]
             }
 
@@ -326,7 +333,7 @@ class SeedGroup:
             for p, mine in zip(g.opt.param_groups[0]["params"], params_of(own)):
                 if p in g.opt.state:
                     own.state[mine] = {
-                        s: v.clone() if v.dim() == 0 else v[k].clone() for s, v in g.opt.state[p].items()
+                        s: v.clone() if s == SHARED_STATE else v[k].clone() for s, v in g.opt.state[p].items()
                     }
 
     # ------------------------------------------------------------------ running a piece for every seed
