@@ -3,7 +3,8 @@
     python -m iqrl.train agent=iqrl task=walker-walk seed=1 steps=1000000 out=RUN_DIR [agent.horizon=3 ...]
 
 Bad input is one `error:` line and exit 2 before anything is written; a run stopped by Ctrl-C or SIGTERM
-checkpoints at the end of its episode and exits 3; re-running the command resumes it (iqrl.core.exits).
+checkpoints after its current agent step (mid-episode too) and exits 3; re-running the command resumes it
+(iqrl.core.exits).
 The loop itself is iqrl/core/trainer.py, the checks before it iqrl/core/preflight.py.
 """
 
@@ -92,7 +93,7 @@ def finished(run_dir: Path) -> int:
 
 
 def stop_on_signals(name: str):
-    """For a command line: Ctrl-C or SIGTERM asks the run to stop at the end of its episode with a
+    """For a command line: Ctrl-C or SIGTERM asks the run to stop after its current agent step with a
     checkpoint (exit 3, resumable); a second Ctrl-C aborts at once (the run then resumes from its last
     checkpoint). Installs the handlers and returns the `should_stop` callable for `Trainer.run`."""
     got: list[int] = []
@@ -100,7 +101,7 @@ def stop_on_signals(name: str):
     def stop_soon(signum, _frame):
         got.append(signum)
         print(
-            f"[{name}] {signal.Signals(signum).name}: stopping at the end of this episode with a checkpoint "
+            f"[{name}] {signal.Signals(signum).name}: stopping after this agent step with a checkpoint "
             "(press Ctrl-C again to abort now)",
             file=sys.stderr,
             flush=True,

@@ -126,7 +126,7 @@ def check_job(argv: list[str]) -> None:
 def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
     """Run `python -m iqrl.train ARGV` for each argv, `parallel` at a time; returns {run folder: exit code}.
 
-    Ctrl-C: no new run starts, and each running run gets one SIGINT, so it stops at the end of its episode
+    Ctrl-C: no new run starts, and each running run gets one SIGINT, so it stops after its current agent step
     with a checkpoint (the runs sit in their own sessions, so the terminal's Ctrl-C reaches only this
     process); then KeyboardInterrupt is raised again. Re-running the same command resumes.
     """
@@ -181,7 +181,7 @@ def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
                     proc.send_signal(signal.SIGINT)
                 n = len(running)
             print(
-                f"\ninterrupted: {n} running run(s) stop at the end of their episode with a checkpoint; "
+                f"\ninterrupted: {n} running run(s) stop after their current agent step with a checkpoint; "
                 "re-run the same command to resume",
                 file=sys.stderr,
                 flush=True,

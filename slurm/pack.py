@@ -16,8 +16,8 @@ K runs in each job. A packed job runs them in one of two ways:
 
 Either way every run keeps its own folder, claim (naming the job), run lock, status, checkpoint and log, so
 `make status`, `make figures`, resume and resubmission see runs exactly as unpacked ones. Signals reach the
-job's process; it forwards USR2 / SIGTERM / SIGINT to every child still running, so each run stops at its own
-next episode boundary with a checkpoint. After USR2 (the time limit is near, or preemption) the job asks
+job's process; it forwards USR2 / SIGTERM / SIGINT to every child still running, so each run stops after its
+current agent step with a checkpoint. After USR2 (the time limit is near, or preemption) the job asks
 submitit to requeue it with the runs that are neither done nor failed: a run that finished early is not
 rerun, and does not keep the others from being checkpointed and requeued. A run that fails does not stop
 its neighbours; the job reports the failure once all have ended.
@@ -126,7 +126,7 @@ class Pack:
 
         def on_signal(signum: int, frame: Any) -> None:
             flag.handler(signum, frame)
-            for p in children:  # each child's Run stops at its own next episode boundary
+            for p in children:  # each child's Run stops after its current agent step
                 if p.poll() is None:
                     os.kill(p.pid, signum)
 

@@ -5,7 +5,7 @@ machine never needs torch or MuJoCo for it. Time limits and preemption (submitit
 
 1. Slurm sends USR2 ``signal_delay_s`` before the time limit (or on preemption). submitit installed its
    handler before calling us; we keep it and install ours, which only sets a flag.
-2. The trainer polls ``should_stop`` at each episode boundary; once the flag is set it writes a
+2. The trainer polls ``should_stop`` after each agent step; once the flag is set it writes a
    checkpoint, sets status ``interrupted`` and returns ``EXIT_INTERRUPTED``.
 3. We then call submitit's saved handler ourselves: it calls ``Run.checkpoint()`` (a fresh ``Run``, all
    state lives in the run folder), rewrites the job pickle, runs ``scontrol requeue`` and exits. The
@@ -13,7 +13,7 @@ machine never needs torch or MuJoCo for it. Time limits and preemption (submitit
    stays resumable and the next ``make sweep`` picks it up.
 
 SIGTERM (scancel, or the time limit passing) and SIGINT (Ctrl-C during a local sweep reaches every job
-process) set the same flag: the run checkpoints at the next episode boundary if it gets the chance, and is
+process) set the same flag: the run checkpoints after its current agent step if it gets the chance, and is
 not requeued. Whatever kills the job (SIGKILL, OOM, node failure),
 the run lock dies with the process and the run resumes from its last periodic checkpoint next sweep.
 
@@ -77,7 +77,7 @@ class _StopFlag:
         if self.signum is None or signum == signal.SIGUSR2:
             self.signum = signum
         print(
-            f"[slurm.run] got {signal.Signals(signum).name}: stopping at the next episode boundary",
+            f"[slurm.run] got {signal.Signals(signum).name}: stopping after the current agent step",
             file=sys.stderr,
             flush=True,
         )

@@ -473,8 +473,8 @@ def _run_local(
     executor = submitit.LocalExecutor(folder=folder, max_num_timeout=profile.max_num_timeout)
     # submitit's local controller answers a SIGINT by SIGKILLing its job 1 s later (Controller.kill_tasks),
     # whatever the job is doing; a terminal's Ctrl-C reaches it with the job. Started with SIGINT ignored
-    # (inherited by the job, where Run installs its own handler), it leaves the job to stop itself at its
-    # episode boundary with a checkpoint, however long that episode takes.
+    # (inherited by the job, where Run installs its own handler), it leaves the job to stop itself after
+    # its current agent step with a checkpoint, however long that step's updates take.
     executor.update_parameters(
         timeout_min=profile.time_min, signal_delay_s=profile.signal_delay_s, setup=["trap '' INT"]
     )
@@ -531,8 +531,8 @@ def _run_local(
             time.sleep(0.5)
     except KeyboardInterrupt:
         out(
-            "interrupted: stopping local jobs at their episode boundary (Ctrl-C again to stop waiting); they "
-            "resume from their checkpoints on the next make sweep"
+            "interrupted: stopping local jobs after their current agent step (Ctrl-C again to stop waiting); "
+            "they resume from their checkpoints on the next make sweep"
         )
         _stop_local_jobs(active, results)
         return 130
@@ -546,7 +546,7 @@ def _stop_local_jobs(active: Mapping[Any, list[RunSpec]], results: Path) -> None
     """SIGINT to each running job's trainer (the process holding its run lock), repeated until every job
     has ended: a terminal's Ctrl-C reached them already, a SIGINT sent to `make sweep` alone did not, and a
     job still starting takes its lock (and Run its handler) a moment later. Run treats repeated SIGINTs as
-    one request. A second Ctrl-C stops waiting; the jobs still stop at their episode boundary."""
+    one request. A second Ctrl-C stops waiting; the jobs still stop after their current agent step."""
     import os
     import signal
     import socket

@@ -191,8 +191,10 @@ def wait_for(cond, proc=None, what: str = "the condition", hang_s: float = 900.0
         time.sleep(0.02)
 
 
-def stop_after_episodes(n: int):
-    """A trainer `should_stop` that asks to stop at the end of the n-th episode it is asked about."""
+def stop_after_steps(n: int):
+    """A trainer `should_stop` that asks to stop after the n-th agent step it is asked about (the trainer asks
+    after every agent step: the run stops at env step n x action_repeat of its start, mid-episode where that
+    falls)."""
     calls = {"n": 0}
 
     def should_stop() -> bool:
@@ -200,3 +202,12 @@ def stop_after_episodes(n: int):
         return calls["n"] == n
 
     return should_stop
+
+
+def open_episode(run) -> dict | None:
+    """The training episode open in a run folder's latest checkpoint (None when it was taken at an episode's
+    end): what a test of a mid-episode resume checks it stopped in."""
+    import torch
+
+    state = torch.load(Path(run) / "checkpoint" / "ckpt.pt", map_location="cpu", weights_only=False)
+    return state["open_episode"]

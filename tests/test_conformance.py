@@ -6,7 +6,7 @@ Per agent (agents without continuous actions: on 3 discrete actions, and their r
 its tiny sizes are small; actions have the right shape, dtype and bounds; `state_dict` holds everything the
 agent's future depends on (a fresh agent loaded from it acts and updates bit for bit like the original); the
 interface members the trainer reads are declared; a short run writes a complete run folder; a run
-interrupted at an episode boundary and resumed ends with the numbers of one never interrupted.
+interrupted after an agent step and resumed ends with the numbers of one never interrupted.
 """
 
 import copy

@@ -1,6 +1,6 @@
 """CUDA paths (skipped without a GPU: run them where `device` lends one).
 
-Every agent trains on the GPU, stops at an episode boundary, resumes from its checkpoint and finishes with
+Every agent trains on the GPU, stops after an agent step, resumes from its checkpoint and finishes with
 the evaluation steps of an uninterrupted run; the rows written before the stop are kept as they were.
 Returns are not compared with the uninterrupted run: CUDA kernels such as index_add's backward are not
 bitwise deterministic, so bitwise resume equality is a CPU guarantee (tests/test_train.py).

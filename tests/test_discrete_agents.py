@@ -169,20 +169,22 @@ needs_ale = pytest.mark.skipif(
 
 @needs_ale
 def test_iqrl_on_breakout_killed_and_resumed_ends_with_the_same_numbers(tmp_path):
-    """agent=iqrl task=atari:Breakout at tiny sizes (32 x 32 frames, 200-frame games): stopped after 2 of 4
-    episodes (ALE's emulator, its sticky-action stream, the replay of integer actions and the Gumbel actor's
-    generator checkpointed mid-run), then resumed: eval.csv as the uninterrupted run's."""
+    """agent=iqrl task=atari:Breakout at tiny sizes (32 x 32 frames, 200-frame games): stopped at frame 492,
+    in its third game (ALE's emulator, its sticky-action stream, the replay of integer actions, the Gumbel
+    actor's generator and the open game checkpointed mid-run), then resumed: eval.csv as the uninterrupted
+    run's."""
     from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
     from iqrl.train import main
 
-    from conftest import stop_after_episodes, tiny_argv
+    from conftest import open_episode, stop_after_steps, tiny_argv
     from test_train import eval_numbers
 
     extra = ["task=atari:Breakout", "image_size=32", "updates_per_step=0.25"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert main(tiny_argv("iqrl", whole, steps=800, extra=extra)) == EXIT_OK
-    stop = stop_after_episodes(2)
+    stop = stop_after_steps(123)  # 4 frames an agent step
     assert main(tiny_argv("iqrl", parts, steps=800, extra=extra), should_stop=stop) == EXIT_INTERRUPTED
+    assert open_episode(parts)["actions"]
     assert main(tiny_argv("iqrl", parts, steps=800, extra=extra)) == EXIT_OK
     assert eval_numbers(parts) == eval_numbers(whole) and len(eval_numbers(whole)) >= 3
 

@@ -13,7 +13,7 @@ from iqrl.core.envs import DMCEnv, Perturbations, PerturbedEnv, Step, make_env
 from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import stop_after_episodes, tiny_argv
+from conftest import stop_after_steps, tiny_argv
 from test_train import eval_numbers
 
 
@@ -155,7 +155,7 @@ PERTURBED = ["obs_noise=0.05", "action_noise=0.1", "sticky_actions=0.2", "distra
 def test_a_perturbed_run_resumes_bit_identically(tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(tiny_argv("td3", ref, seed=2, extra=PERTURBED)) == EXIT_OK
-    assert main(tiny_argv("td3", run, seed=2, extra=PERTURBED), should_stop=stop_after_episodes(3)) == (
+    assert main(tiny_argv("td3", run, seed=2, extra=PERTURBED), should_stop=stop_after_steps(337)) == (
         EXIT_INTERRUPTED
     )
     assert main(tiny_argv("td3", run, seed=2, extra=PERTURBED)) == EXIT_OK
@@ -166,7 +166,7 @@ def test_a_perturbed_run_resumes_bit_identically(tmp_path):
 
 def test_a_run_folder_from_before_the_perturbation_keys_resumes(tmp_path):
     run = tmp_path / "run"
-    assert main(tiny_argv("td3", run, seed=1), should_stop=stop_after_episodes(2)) == EXIT_INTERRUPTED
+    assert main(tiny_argv("td3", run, seed=1), should_stop=stop_after_steps(200)) == EXIT_INTERRUPTED
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     for key in (
         "obs_noise",

@@ -19,7 +19,7 @@ from iqrl.core.registry import agent_names, make_agent
 from iqrl.core.spaces import ActionSpec
 from iqrl.train import main
 
-from conftest import acts_in_boxes, stop_after_episodes, tiny_argv, tiny_keys
+from conftest import acts_in_boxes, stop_after_steps, tiny_argv, tiny_keys
 from test_train import eval_numbers
 
 # (agents that act in boxes: DMC's cartpole; dqn's batched episodes are the MiniGrid test below)
@@ -65,7 +65,7 @@ def test_an_older_unfinished_run_resumes_only_with_sequential_evaluation(tmp_pat
 
     run = tmp_path / "run"
     argv = tiny_argv("td3", run, extra=["eval_batched=false"])
-    assert main(argv, should_stop=stop_after_episodes(3)) == EXIT_INTERRUPTED
+    assert main(argv, should_stop=stop_after_steps(337)) == EXIT_INTERRUPTED
     saved = yaml.safe_load((run / "config.yaml").read_text())
     del saved["eval_batched"]
     (run / "config.yaml").write_text(yaml.safe_dump(saved))

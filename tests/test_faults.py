@@ -30,7 +30,7 @@ from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from iqrl.core.runfolder import write_status
 from iqrl.train import main
 
-from conftest import stop_after_episodes, tiny_argv
+from conftest import stop_after_steps, tiny_argv
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -161,7 +161,7 @@ def stopped(tmp_path_factory) -> Path:
     """A run stopped at env_step 400 (the 4th episode end) with its second checkpoint: the previous one is at
     200. Each test tampers with a copy."""
     run = tmp_path_factory.mktemp("stopped") / "run"
-    assert main(argv(run), should_stop=stop_after_episodes(4)) == 3
+    assert main(argv(run), should_stop=stop_after_steps(200)) == 3
     return run
 
 

@@ -67,7 +67,7 @@ def test_tensorboard_and_wandb_hold_the_csv_rows_once_across_a_crash(tmp_path, t
 
     def crash():
         calls.append(1)
-        if len(calls) == 4:  # episodes of 200 env steps: after the one ending at 800
+        if len(calls) == 400:  # asked after every agent step (2 env steps): at env step 800
             raise RuntimeError("simulated crash")
         return False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
 from iqrl.train import main as train_main
 
-from conftest import TINY_AGENT, TINY_RUN, agent_actions, tiny_keys, wait_for
+from conftest import TINY_AGENT, TINY_RUN, agent_actions, open_episode, tiny_keys, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["agent=iqrl", *TINY_RUN, *TINY_AGENT["iqrl"]]
@@ -42,6 +43,14 @@ TINY = ["agent=iqrl", *TINY_RUN, *TINY_AGENT["iqrl"]]
 def eval_numbers(run: Path) -> list[dict]:
     with open(run / "eval.csv") as f:
         return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(f)]
+
+
+def train_numbers(run: Path) -> list[dict]:
+    """train.csv without the columns that measure time."""
+    with open(run / "train.csv") as f:
+        return [
+            {k: v for k, v in r.items() if "time" not in k and "_per_s" not in k} for r in csv.DictReader(f)
+        ]
 
 
 def agent_and_replay(extra: list[str], seed: int, actions=None):
@@ -67,13 +76,20 @@ def agent_and_replay(extra: list[str], seed: int, actions=None):
     return agent, replay
 
 
-def group_updates(group: SeedGroup, replays, n: int) -> list[list[dict]]:
-    """n updates of every seed, each seed's `agent.update` in its own thread (the group runs their pieces)."""
+def group_updates(group: SeedGroup, replays, n: int, first=None) -> list[list[dict]]:
+    """n updates of every seed, each seed's `agent.update` in its own thread (the group runs their pieces),
+    seed k's numbered from first[k] on (default 0); a seed leaves the group when it is done, as a trainer's
+    does, and every seed takes part in the next call again."""
     out = [[] for _ in replays]
+    group.active = set(range(group.K))
 
     def seed(k):
-        for i in range(n):
-            out[k].append(group.agents[k].update(replays[k], i))
+        try:
+            for i in range(n):
+                group.at_update(k, i + (first[k] if first else 0))
+                out[k].append(group.agents[k].update(replays[k], i))
+        finally:
+            group.leave(k)
 
     threads = [threading.Thread(target=seed, args=(k,)) for k in range(len(replays))]
     [t.start() for t in threads]
@@ -81,11 +97,12 @@ def group_updates(group: SeedGroup, replays, n: int) -> list[list[dict]]:
     return out
 
 
-def assert_group_matches_plain(plain: list, grouped: list, n: int) -> SeedGroup:
+def assert_group_matches_plain(plain: list, grouped: list, n: int, first=None) -> SeedGroup:
     """n updates of each seed's own agent (`plain`: (agent, replay) pairs) and of the same seeds in one group
-    (`grouped`): the same metrics (to 1e-4) and parameters (to float rounding). Returns the group."""
+    (`grouped`; seed k's numbered from first[k] on): the same metrics (to 1e-4) and parameters (to float
+    rounding). Returns the group."""
     group = SeedGroup([a for a, _ in grouped])
-    metrics = group_updates(group, [r for _, r in grouped], n)
+    metrics = group_updates(group, [r for _, r in grouped], n, first)
     for k, (agent, replay) in enumerate(plain):
         for i in range(n):
             m = agent.update(replay, i)
@@ -102,9 +119,11 @@ def assert_group_matches_plain(plain: list, grouped: list, n: int) -> SeedGroup:
     return group
 
 
-def group_optimizer(group: SeedGroup, param: str) -> torch.optim.Optimizer:
-    """The group's optimizer over the stacked parameter `param` (a name in the agent's networks)."""
-    return next(g.opt for names, g in group.opts.items() if f"parts.{param}" in names)
+def group_slices(group: SeedGroup, param: str) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+    """The group's optimizer over the stacked parameter `param` (a name in the agent's networks), and the
+    slices of that parameter it steps (one per slot)."""
+    g = next(g for names, g in group.opts.items() if f"parts.{param}" in names)
+    return g.opt, g.slices[g.names.index(f"parts.{param}")]
 
 
 def params(agent) -> dict[str, torch.Tensor]:
@@ -165,6 +184,20 @@ def assert_group_update_matches_plain(extra: list[str]) -> None:
     assert group.round > 4  # the pieces ran vectorised, several per update
 
 
+@pytest.mark.parametrize("extra", [["agent=td3"], ["agent=sac", "agent.actor_update_freq=2"], []])
+def test_seeds_at_different_update_counts_update_as_their_plain_agents(extra):
+    """A group resumed at one env step after episodes of different lengths: seed 0 has run one update more
+    than seed 1 (so it steps its actor, every 2nd update, when seed 1 does not, and their Adam step counts
+    differ). Seed 0 waits while seed 1 runs its update 1 alone, then they pair update by update: every
+    seed's numbers are its plain agent's."""
+    plain = [agent_and_replay(extra, s) for s in (0, 1)]
+    grouped = [agent_and_replay(extra, s) for s in (0, 1)]
+    for agent, replay in (plain[0], grouped[0]):
+        agent.update(replay, 0)
+    group = assert_group_matches_plain(plain, grouped, 5, first=[1, 0])
+    assert group.round > 5 * 3  # pieces ran in rounds: most of them for both seeds at once
+
+
 def test_a_seed_computes_the_same_in_any_group():
     """Seed 1 alone (one seed, padded to two slots) and in a group of 3: the same numbers after 6 updates,
     up to rounding (vectorised sums may group differently for another number of slots)."""
@@ -186,10 +219,9 @@ def test_checkpoint_of_a_sac_seed_carries_its_temperature_and_its_optimizer(agen
     group_updates(group, [r for _, r in grouped], 2)
     group.write_optimizer_state(1)  # what a seed's checkpoint does first
     state = grouped[1][0].state_dict()
-    alpha_opt = group_optimizer(group, "ac.log_alpha")
-    (log_alpha,) = alpha_opt.param_groups[0]["params"]
+    alpha_opt, log_alpha = group_slices(group, "ac.log_alpha")
     assert state["ac"]["log_alpha"] == log_alpha[1] != log_alpha[0]
-    assert state["ac_extra"]["alpha_opt"]["state"][0]["exp_avg"] == alpha_opt.state[log_alpha]["exp_avg"][1]
+    assert state["ac_extra"]["alpha_opt"]["state"][0]["exp_avg"] == alpha_opt.state[log_alpha[1]]["exp_avg"]
     assert float(state["ac_extra"]["alpha_opt"]["state"][0]["step"]) == 2
     plain, replay = agent_and_replay([f"agent={agent}", "agent.actor_update_freq=1"], 1)
     plain.load_state_dict(copy.deepcopy(state))
@@ -230,11 +262,8 @@ def test_checkpoint_of_a_seed_is_its_slice_and_loads_into_a_plain_agent():
     enc = state["encoder"]["0.weight"]
     assert enc.untyped_storage().nbytes() == enc.numel() * 4  # its own tensor, not a view of the stack
     assert torch.equal(enc, group.stacked["parts.encoder.0.weight"][1])
-    repr_opt = group_optimizer(group, "encoder.0.weight")
-    assert torch.equal(
-        state["repr_opt"]["state"][0]["exp_avg"],
-        repr_opt.state[repr_opt.param_groups[0]["params"][0]]["exp_avg"][1],
-    )
+    repr_opt, weight = group_slices(group, "encoder.0.weight")
+    assert torch.equal(state["repr_opt"]["state"][0]["exp_avg"], repr_opt.state[weight[1]]["exp_avg"])
     plain, replay = agent_and_replay([], 1)
     plain.load_state_dict(copy.deepcopy(state))
     assert all(torch.equal(params(plain)[n], params(grouped[1][0])[n]) for n in params(plain))
@@ -281,29 +310,63 @@ def _last_train_row(run: Path) -> dict:
         return list(csv.DictReader(f))[-1]
 
 
-def test_sigkill_then_resume_matches(tmp_path):
-    argv = [*TINY, "steps=1400", "seeds=3,4"]  # TINY checkpoints every 400 env steps
+def _latest_step(run: Path) -> int:
+    return checkpoint_step(run / CHECKPOINT) or 0
+
+
+def assert_killed_group_resumes_as_uninterrupted(tmp_path, argv, seeds, step, before_resume=None) -> str:
+    """The group of `argv` run whole (ref), and again SIGKILLed once every seed has a checkpoint at `step` or
+    later, `before_resume(run)` done to its folders, then resumed: every seed's eval.csv and train.csv are the
+    uninterrupted group's. Returns the resume's output."""
     ref, run = tmp_path / "ref", tmp_path / "run"
-    assert main([*argv, f"out={ref}"]) == EXIT_OK
-    cmd = [sys.executable, "-m", "iqrl.multiseed", *argv, f"out={run}"]
+    assert main([*argv, f"seeds={','.join(map(str, seeds))}", f"out={ref}"]) == EXIT_OK
+    cmd = [sys.executable, "-m", "iqrl.multiseed", *argv, f"seeds={','.join(map(str, seeds))}", f"out={run}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    wait_for(lambda: (run / "seed4" / PREVIOUS_CHECKPOINT).exists(), p, "seed 4's second checkpoint")
+    wait_for(lambda: all(_latest_step(run / f"seed{s}") >= step for s in seeds), p, f"checkpoints at {step}")
     p.send_signal(signal.SIGKILL)
     p.wait()
-    # As if the kill fell between the two seeds' checkpoints: seed 4 has only its previous one.
-    (run / "seed4" / CHECKPOINT).unlink(missing_ok=True)
-    points = resume_points([run / "seed3", run / "seed4"])
-    assert points[1] == run / "seed4" / PREVIOUS_CHECKPOINT
-    assert [checkpoint_step(p) for p in points] == [400, 400]  # seed 3's latest may be at 800: not used
+    if before_resume is not None:
+        before_resume(run)
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "resumed from checkpoint at env_step 400" in r.stdout + r.stderr
-    for s in (3, 4):
+    for s in seeds:
+        assert train_numbers(run / f"seed{s}") == train_numbers(ref / f"seed{s}")
         assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
+    return r.stdout + r.stderr
 
 
-def test_ctrl_c_stops_every_seed_at_an_episode_end_and_resume_matches(tmp_path):
+def test_sigkill_after_updates_then_resume_matches(tmp_path):
+    """sac (its temperature's Adam moments are 0-d) killed once both seeds checkpointed at 1200, 800 env steps
+    of updates in; as if the kill fell between the two seeds' checkpoints, seed 4's latest is gone, so both
+    resume from 800: every seed's eval.csv and train.csv as the uninterrupted group's."""
+    argv = ["agent=sac", *TINY_RUN, *TINY_AGENT["sac"], "steps=2000"]  # checkpoints every 400
+
+    def lose_seed4s_latest(run: Path) -> None:
+        (run / "seed4" / CHECKPOINT).unlink()  # seed 4 holds 800 (its previous) only
+        points = resume_points([run / "seed3", run / "seed4"])
+        assert [checkpoint_step(p) for p in points] == [800, 800]
+
+    out = assert_killed_group_resumes_as_uninterrupted(tmp_path, argv, (3, 4), 1200, lose_seed4s_latest)
+    assert "resumed from checkpoint at env_step 800" in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("minigrid") is None, reason="minigrid is not installed")
+def test_a_group_of_episodes_of_different_lengths_resumes_after_sigkill(tmp_path):
+    """drq-eps in a MiniGrid room: the seeds' episodes end at their own steps (the goal reached or not), yet
+    every seed checkpoints at the same env steps (mid-episode where they fall), so a group killed after
+    both passed env step 600 resumes and ends as the uninterrupted group (its seeds at different update
+    counts there)."""
+    keys = ["eval_every=300", "checkpoint_every=300", "diag_every=300", "seed_steps=200"]
+    argv = [*tiny_keys("drq-eps", keys), "steps=1200"]
+
+    def mid_episode(run: Path) -> None:
+        assert any(open_episode(run / f"seed{s}") for s in (0, 1))  # some seed stopped mid-episode
+
+    assert_killed_group_resumes_as_uninterrupted(tmp_path, argv, (0, 1), 600, mid_episode)
+
+
+def test_ctrl_c_stops_every_seed_at_one_env_step_and_resume_matches(tmp_path):
     argv = [*TINY, "steps=1400", "seeds=3,4"]
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main([*argv, f"out={ref}"]) == EXIT_OK
@@ -317,42 +380,47 @@ def test_ctrl_c_stops_every_seed_at_an_episode_end_and_resume_matches(tmp_path):
     _, err = p.communicate(timeout=180)
     assert p.returncode == 3, err
     steps = [json.loads((run / f"seed{s}" / "status.json").read_text())["env_step"] for s in (3, 4)]
-    # both at the same episode end (one decision for the group, even if the signal falls between two
-    # seeds' checks), so their stop checkpoints share that step and the resume starts there
-    assert 0 < steps[0] == steps[1] < 1400 and steps[0] % 200 == 0
+    # both at one env step (one decision for the group, even if the signal falls between two seeds'
+    # questions), so their stop checkpoints share that step and the resume starts there
+    assert 0 < steps[0] == steps[1] < 1400 and steps[0] % 2 == 0
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
     for s in (3, 4):
         assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
 
 
-def test_group_stop_is_one_decision_at_the_same_episode_for_every_seed():
+def test_group_stop_is_one_decision_at_one_env_step_for_every_seed():
+    """The first seed to see the signal fixes the target: the furthest step any seed asks at next (its own
+    step, the others' last asked + one agent step); each seed stops there, never past it."""
     from types import SimpleNamespace
 
     from iqrl.multiseed.runs import GroupStop
 
+    def seed(step):
+        return SimpleNamespace(env_step=step, asked=step, running=True, cfg=SimpleNamespace(action_repeat=2))
+
     signal_seen = {"v": False}
-    a, b = (
-        SimpleNamespace(episode=4, in_episode=False),
-        SimpleNamespace(episode=4, in_episode=True),
-    )  # b ahead
+    a, b = seed(400), seed(400)
     stop = GroupStop(lambda: signal_seen["v"], [a, b])
-    assert not stop.for_seed(a)()  # no signal yet: a goes on to its 5th episode
-    signal_seen["v"] = True  # Ctrl-C while a collects and b finishes its 5th episode
-    b.episode, b.in_episode = 5, False
-    assert stop.for_seed(b)() and stop.target == 5  # a is in its 5th episode: the target is the 5th end
-    a.in_episode = True
-    a.episode, a.in_episode = 5, False
-    assert stop.for_seed(a)()  # both stop after 5 episodes
-    # a seed one episode behind catches up before it stops
-    c, d = SimpleNamespace(episode=7, in_episode=False), SimpleNamespace(episode=6, in_episode=True)
-    late = GroupStop(lambda: True, [c, d])
-    assert late.for_seed(c)() and late.target == 7
-    d.episode, d.in_episode = 7, False
+    a.env_step = 402
+    assert not stop.for_seed(a)()  # no signal yet: a goes on
+    signal_seen["v"] = True  # Ctrl-C while b steps to 402 and a is on its way to 404
+    b.env_step = 402
+    assert stop.for_seed(b)() is False and stop.target == 404  # a asked at 402: its next question is at 404
+    b.env_step = a.env_step = 404
+    assert stop.for_seed(a)() and stop.for_seed(b)()  # both stop at 404
+    # a seed behind catches up; one that is done no longer counts
+    c, d, done = seed(600), seed(596), seed(1000)
+    done.running = False
+    late = GroupStop(lambda: True, [c, d, done])
+    assert late.for_seed(c)() and late.target == 600
+    d.env_step = 598
+    assert not late.for_seed(d)()
+    d.env_step = 600
     assert late.for_seed(d)()
     assert GroupStop(None, [c]).for_seed(c)() is False
 
 
-def test_a_seed_without_any_checkpoint_restarts_the_group(tmp_path):
+def test_a_seed_without_any_checkpoint_restarts_the_group_with_a_warning(tmp_path, capsys):
     import shutil
 
     argv = [*TINY, "steps=800", "seeds=3,4"]  # TINY checkpoints every 400 env steps
@@ -365,6 +433,11 @@ def test_a_seed_without_any_checkpoint_restarts_the_group(tmp_path):
     for p in (CHECKPOINT, PREVIOUS_CHECKPOINT):  # seed 4 was killed before its first checkpoint
         (run / "seed4" / p).unlink(missing_ok=True)
     assert resume_points([run / "seed3", run / "seed4"]) == [None, None]
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {run / 'seed4'} holds no checkpoint (its folder deleted, or the group stopped before its "
+        "first one), so every seed starts again from env_step 0, the checkpoints of seed3 at env_step 800 "
+        "unused"
+    ]
     assert main([*argv, f"out={run}"]) == EXIT_OK
     for s in (3, 4):
         assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")

@@ -19,7 +19,7 @@ from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.multiseed.group import unsupported
 from iqrl.train import main
 
-from conftest import tiny_argv
+from conftest import open_episode, stop_after_steps, tiny_argv
 
 TASKS = "task=[cartpole-balance,cartpole-swingup]"
 
@@ -115,20 +115,14 @@ def test_separate_heads_step_each_tasks_learner_on_its_block_and_act_with_the_ro
 
 @pytest.mark.parametrize("heads", ["embedding", "separate"])
 def test_a_multi_task_run_evaluates_every_task_and_resumes_bit_identically(tmp_path, heads):
-    """Stopped after 3 episodes (the next episode is task 1's) and resumed: the same eval.csv and train.csv as
-    a run never stopped; every evaluation has a row per task; every update drew from both replays."""
+    """Stopped mid-way through the 4th episode (task 1's) and resumed: the same eval.csv and train.csv as a
+    run never stopped; every evaluation has a row per task; every update drew from both replays."""
     extra = [TASKS, "agent.task_dim=4", f"agent.task_heads={heads}"]
     whole, parted = tmp_path / "whole", tmp_path / "parted"
     assert main(tiny_argv("iqrl", whole, steps=1000, extra=extra)) == EXIT_OK
-    episodes = {"n": 0}
-
-    def stop_after_3():
-        episodes["n"] += 1
-        return episodes["n"] == 3
-
-    assert (
-        main(tiny_argv("iqrl", parted, steps=1000, extra=extra), should_stop=stop_after_3) == EXIT_INTERRUPTED
-    )
+    stop = stop_after_steps(337)  # env step 674: in the 4th episode of 200
+    assert main(tiny_argv("iqrl", parted, steps=1000, extra=extra), should_stop=stop) == EXIT_INTERRUPTED
+    assert open_episode(parted)["task"] == 1
     assert main(tiny_argv("iqrl", parted, steps=1000, extra=extra)) == EXIT_OK
     rows = read_csv(whole / "eval.csv")
     assert [(r["env_step"], r["task"]) for r in rows] == [

@@ -21,7 +21,7 @@ from iqrl.core.replay import SequenceReplay
 from iqrl.nn.maths import random_shift, shift_offsets
 from iqrl.train import main
 
-from conftest import acts_in_boxes, stop_after_episodes, tiny_argv
+from conftest import acts_in_boxes, open_episode, stop_after_steps, tiny_argv
 from test_train import eval_numbers, read_csv
 
 render = pytest.importorskip("iqrl.core.render")
@@ -197,8 +197,11 @@ def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, renderer, t
     assert [int(r["env_step"]) for r in rows] == [0, 200, 400]
     train = read_csv(ref / "train.csv")
     assert train and all(np.isfinite(float(v)) for k, v in train[-1].items() if k.endswith("_loss") and v)
-    stop = stop_after_episodes(3)  # past the seed episodes: networks, optimizers and frames to restore
+    stop = stop_after_steps(
+        137
+    )  # mid-episode past the seed episodes: networks, optimizers, frames to restore
     assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN), should_stop=stop) == EXIT_INTERRUPTED
+    assert open_episode(run)["actions"]
     assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN)) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)
     assert read_csv(run / "train.csv")[-1] == {**train[-1], **_timings(read_csv(run / "train.csv")[-1])}

@@ -16,7 +16,7 @@ from iqrl.core.registry import make_agent
 from iqrl.nn.quantizers import GroupNorm, VectorQuantizer
 from iqrl.train import main
 
-from conftest import stop_after_episodes, tiny_argv
+from conftest import stop_after_steps, tiny_argv
 from test_iqrl import ACT, OBS
 from test_train import eval_numbers
 
@@ -171,7 +171,7 @@ def test_a_vq_run_resumes_bit_identically(tmp_path):
     extra = ["agent.quantizer=vq", "agent.vq_dim=4", "agent.vq_codebook_size=32"]
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(tiny_argv("iqrl", ref, seed=2, extra=extra)) == EXIT_OK
-    assert main(tiny_argv("iqrl", run, seed=2, extra=extra), should_stop=stop_after_episodes(3)) == (
+    assert main(tiny_argv("iqrl", run, seed=2, extra=extra), should_stop=stop_after_steps(337)) == (
         EXIT_INTERRUPTED
     )
     assert main(tiny_argv("iqrl", run, seed=2, extra=extra)) == EXIT_OK
@@ -182,7 +182,7 @@ def test_a_vq_run_resumes_bit_identically(tmp_path):
 
 def test_a_run_folder_from_before_the_quantizer_keys_resumes(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(tiny_argv("iqrl", run, seed=1), should_stop=stop_after_episodes(2)) == EXIT_INTERRUPTED
+    assert main(tiny_argv("iqrl", run, seed=1), should_stop=stop_after_steps(200)) == EXIT_INTERRUPTED
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     for key in ("quantizer", "quant_group_dim", "vq_codebook_size", "vq_dim", "vq_beta", "vq_decay"):
         del cfg["agent"][key]

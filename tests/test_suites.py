@@ -24,7 +24,7 @@ from iqrl.core.replay import SequenceReplay, nstep_targets
 from iqrl.core.tasks import SUITES
 from iqrl.train import main
 
-from conftest import TINY_AGENT, stop_after_episodes, tiny_argv
+from conftest import TINY_AGENT, open_episode, stop_after_steps, tiny_argv
 from test_train import eval_numbers
 
 
@@ -161,23 +161,23 @@ def test_termination_stops_the_nstep_target_and_truncation_bootstraps():
 
 
 @pytest.mark.parametrize(
-    "task, success",
+    "task, repeat, success",
     [
-        pytest.param("gym:Hopper-v4", False, marks=needs("gym")),  # Gym defines no success
-        pytest.param("metaworld:reach", True, marks=needs("metaworld")),
-        pytest.param("myosuite:myoHandReachFixed-v0", True, marks=needs("myosuite")),
+        pytest.param("gym:Hopper-v4", 1, False, marks=needs("gym")),  # Gym defines no success
+        pytest.param("metaworld:reach", 2, True, marks=needs("metaworld")),
+        pytest.param("myosuite:myoHandReachFixed-v0", 1, True, marks=needs("myosuite")),
     ],
 )
-def test_a_run_killed_and_resumed_ends_with_the_same_numbers(tmp_path, task, success):
-    """Stopped after 5 episodes (of at most 100 env steps, 8 or more in all: the env's generator, the goals
-    Meta-World draws at each reset, the replay and the agent checkpointed mid-run) and resumed: eval.csv as
-    the uninterrupted run's, success rates included."""
+def test_a_run_killed_and_resumed_ends_with_the_same_numbers(tmp_path, task, repeat, success):
+    """Stopped at env step 550, mid-episode (episodes of at most 100 env steps: the env's generator, the goals
+    Meta-World draws at each reset, the replay, the agent and the open episode checkpointed mid-run) and
+    resumed: eval.csv as the uninterrupted run's, success rates included."""
     extra = [f"task={task}", "episode_length=100"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert main(tiny_argv("td3", whole, steps=800, extra=extra)) == EXIT_OK
-    assert main(tiny_argv("td3", parts, steps=800, extra=extra), should_stop=stop_after_episodes(5)) == (
-        EXIT_INTERRUPTED
-    )
+    stop = stop_after_steps(550 // repeat)
+    assert main(tiny_argv("td3", parts, steps=800, extra=extra), should_stop=stop) == EXIT_INTERRUPTED
+    assert open_episode(parts)["actions"]  # stopped mid-episode
     assert main(tiny_argv("td3", parts, steps=800, extra=extra)) == EXIT_OK
     assert eval_numbers(parts) == eval_numbers(whole)
     header = open(whole / "eval.csv").readline().strip().split(",")

@@ -97,7 +97,7 @@ def test_sigkilled_job_is_reported_and_resumed_by_the_next_sweep(tmp_path, monke
 
 
 def test_time_limit_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
-    """USR2 before the time limit -> Run's flag -> trainer checkpoints at an episode boundary and returns
+    """USR2 before the time limit -> Run's flag -> trainer checkpoints after an agent step and returns
     EXIT_INTERRUPTED -> submitit's handler (chained) calls Run.checkpoint and requeues -> resume."""
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.1")
     s, p = files(tmp_path, steps=5000, time_min=0.12, signal_delay_s=3, parallelism=3)
@@ -108,7 +108,7 @@ def test_time_limit_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
         assert_resumed_to_the_reference(tmp_path, d, seed, 5000)
     logs = "".join(f.read_text() for f in (tmp_path / "res/.submitit/loc").glob("*_0_log.*"))
     assert logs.count("Caught signal SIGUSR2") >= 3 and logs.count("Requeued job") >= 3
-    assert "[slurm.run] got SIGUSR2: stopping at the next episode boundary" in logs
+    assert "[slurm.run] got SIGUSR2: stopping after the current agent step" in logs
 
 
 def test_concurrent_local_sweeps_start_each_run_once(tmp_path, monkeypatch):
@@ -227,7 +227,7 @@ def test_sigint_stops_a_run_at_an_episode_boundary_with_a_checkpoint(tmp_path, m
 
 def test_ctrl_c_during_a_local_sweep_checkpoints_every_running_run(tmp_path, monkeypatch):
     # Episodes longer than the 1 s after which submitit's local controller SIGKILLs a job it has passed a
-    # SIGINT to: the jobs must stop themselves at their episode boundary, the controller must not act on it
+    # SIGINT to: the jobs must stop themselves (after their current step), the controller must not act on it
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "1.5")
     s, p = files(tmp_path, steps=100000)
     dirs = [run_dir(tmp_path, k) for k in (0, 1)]  # parallelism 2: seeds 0 and 1 run, seed 2 waits

@@ -163,7 +163,7 @@ def test_a_failing_run_does_not_fail_its_neighbour(tmp_path):
 
 def test_time_limit_checkpoints_every_run_of_a_packed_job_and_requeues_it(tmp_path, monkeypatch):
     """USR2 reaches the packed job's process, which passes it to each run's process; every run checkpoints
-    at its episode boundary; the job asks submitit to requeue it with the runs not done; they resume."""
+    after its current agent step; the job asks submitit to requeue it with the runs not done; they resume."""
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.1")
     s, p = files(tmp_path, steps=5000, k=3, time_min=0.12, signal_delay_s=3, parallelism=1)
     rc, out = sweep(tmp_path, s, p)
@@ -172,7 +172,7 @@ def test_time_limit_checkpoints_every_run_of_a_packed_job_and_requeues_it(tmp_pa
         d = run_dir(tmp_path, seed)
         assert_resumed_to_the_reference(tmp_path, d, seed, 5000)
         log = (d / "job.log").read_text()
-        assert "[slurm.run] got SIGUSR2: stopping at the next episode boundary" in log
+        assert "[slurm.run] got SIGUSR2: stopping after the current agent step" in log
         assert "interrupted (SIGUSR2), resumable" in log
     logs = "".join(f.read_text() for f in (tmp_path / "res/.submitit/pk").glob("*_0_log.*"))
     assert logs.count("Requeued job") >= 1 and "[slurm.pack] started" in logs
@@ -180,8 +180,8 @@ def test_time_limit_checkpoints_every_run_of_a_packed_job_and_requeues_it(tmp_pa
 
 def test_a_sigkilled_packed_job_leaves_every_run_resumable(tmp_path, monkeypatch):
     """SIGKILL of the job's process (an OOM kill, a node agent): its runs' processes get SIGTERM from the
-    kernel (they asked for it, PR_SET_PDEATHSIG), stop at their episode boundary with a checkpoint instead of
-    training on orphaned, and the next sweep resumes them."""
+    kernel (they asked for it, PR_SET_PDEATHSIG), stop after their current agent step with a checkpoint
+    instead of training on orphaned, and the next sweep resumes them."""
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.2")
     s, p = files(tmp_path, steps=3000, parallelism=1)
     result: dict = {}

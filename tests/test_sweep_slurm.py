@@ -223,7 +223,7 @@ device: cpu
 
 def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_run(tmp_path):
     """A 2-minute limit per attempt against runs that take longer: Slurm sends USR2 ahead of the limit
-    (`--signal=USR2@20`), the run checkpoints at its next episode boundary, submitit takes its timed-out
+    (`--signal=USR2@20`), the run checkpoints after its current agent step, submitit takes its timed-out
     branch and requeues the array task, and the requeued attempt resumes from the run folder. Seed 0's
     eval.csv must equal the same run trained in one go. `make status` is read while the jobs run."""
     sweep_file, profile = tmp_path / "long.yaml", tmp_path / "short-limit.yaml"
@@ -380,7 +380,7 @@ def test_packed_job_outlasting_its_time_limit_checkpoints_both_runs_and_is_reque
 ):
     """Two runs in one job with a 1-minute limit, each needing about 45 s of training: Slurm sends USR2 10-40
     s into an attempt (20 s before the limit, up to 30 s earlier), so each run is stopped at least once. USR2
-    reaches the job, the job passes it to both runs, both checkpoint at their episode boundary, submitit
+    reaches the job, the job passes it to both runs, both checkpoint after their current agent step, submitit
     requeues the task, and the requeued attempt resumes both until they finish, with no eval row lost or
     written twice."""
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.5")

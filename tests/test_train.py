@@ -15,7 +15,7 @@ import yaml
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import tiny_argv, wait_for
+from conftest import stop_after_steps, tiny_argv, wait_for
 
 EVAL_COLS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
 
@@ -38,7 +38,7 @@ def test_updates_per_step_is_respected(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_cli_stops_at_episode_boundary_on_ctrl_c_or_sigterm(sig, tmp_path):
+def test_cli_stops_after_the_agent_step_on_ctrl_c_or_sigterm(sig, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "iqrl.train", *tiny_argv("td3", run, steps=4000)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
@@ -47,12 +47,45 @@ def test_cli_stops_at_episode_boundary_on_ctrl_c_or_sigterm(sig, tmp_path):
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
     assert p.returncode == EXIT_INTERRUPTED, err
-    assert "stopping at the end of this episode with a checkpoint" in err
+    assert "stopping after this agent step with a checkpoint" in err
     status = json.loads((run / "status.json").read_text())
-    assert (
-        status["state"] == "interrupted" and 0 < status["env_step"] < 4000 and status["env_step"] % 200 == 0
-    )
+    # at the step it was asked at, mid-episode or not: a whole number of agent steps (2 env steps each)
+    assert status["state"] == "interrupted" and 0 < status["env_step"] < 4000 and status["env_step"] % 2 == 0
     assert (run / "checkpoint").exists()
+
+
+def test_a_run_trains_exactly_its_budget_and_evaluates_at_exact_env_steps(tmp_path):
+    """Episodes of 200 env steps, a budget of 500 and evaluations every 300: evaluated at 0, 300 (mid-episode)
+    and 500; train.csv rows at 300 and 500; the replay holds 250 transitions, the last one a truncation (the
+    episode open at the budget ends there, bootstrapped), and no episode is left open."""
+    import torch
+
+    out = tmp_path / "run"
+    assert main(tiny_argv("td3", out, steps=500, extra=["eval_every=300", "diag_every=300"])) == EXIT_OK
+    assert [r["env_step"] for r in read_csv(out / "eval.csv")] == ["0", "300", "500"]
+    assert [(r["env_step"], r["episode"]) for r in read_csv(out / "train.csv")] == [
+        ("300", "1"),
+        ("500", "3"),
+    ]
+    state = torch.load(out / "checkpoint" / "ckpt.pt", weights_only=False)
+    replay = state["replay"]
+    assert len(replay["act"]) == 250 and not replay["term"].any() and replay["ep_start"] == -1
+    assert state["open_episode"] is None and state["counters"]["env_step"] == 500
+
+
+def test_an_atari_run_stops_and_evaluates_at_exact_frames_mid_game(tmp_path):
+    """dqn on Pong (games of thousands of frames): 1600 frames trained, evaluations at 0, 800 and 1600, all
+    inside the first game."""
+    pytest.importorskip("ale_py")
+    out = tmp_path / "run"
+    extra = ["task=atari:Pong", "image_size=36", "eval_every=800", "diag_every=800", "episode_length=4000"]
+    assert main(tiny_argv("dqn", out, steps=1600, extra=extra)) == EXIT_OK
+    assert [r["env_step"] for r in read_csv(out / "eval.csv")] == ["0", "800", "1600"]
+    assert [r["episode"] for r in read_csv(out / "train.csv")] == [
+        "0",
+        "1",
+    ]  # the budget ended the first game
+    assert json.loads((out / "status.json").read_text())["env_step"] == 1600
 
 
 def test_sigkill_at_any_point_then_resume_matches(tmp_path):
@@ -291,11 +324,11 @@ def test_without_folder_locks_a_trainer_whose_lock_file_another_took_stops_in_on
     monkeypatch.setattr(RunLock, "TAKEOVER_WAIT_S", 0.3)
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    episodes, other = {"n": 0}, []
+    steps, other = {"n": 0}, []
 
-    def take_over_after_two_episodes() -> bool:
-        episodes["n"] += 1
-        if episodes["n"] == 2:
+    def take_over_after_the_first_episode() -> bool:  # asked after every agent step: 100 in an episode
+        steps["n"] += 1
+        if steps["n"] == 100:
             (run / ".lock").unlink()
             other.append(
                 subprocess.Popen(
@@ -309,7 +342,7 @@ def test_without_folder_locks_a_trainer_whose_lock_file_another_took_stops_in_on
         return False
 
     try:
-        rc = main(tiny_argv("td3", run, steps=1200), should_stop=take_over_after_two_episodes)
+        rc = main(tiny_argv("td3", run, steps=1200), should_stop=take_over_after_the_first_episode)
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == EXIT_BAD_INPUT and len(err) == 1, err
         assert err[0].startswith(f"error: {run / '.lock'} was deleted while this run trained and another")
@@ -361,13 +394,8 @@ def test_checkpoints_fall_on_the_cadence_after_a_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(
         Trainer, "save_checkpoint", lambda self: (saved.append(self.env_step), original(self))[1]
     )
-    run, episodes = tmp_path / "run", {"n": 0}
-
-    def stop_at_400():
-        episodes["n"] += 1
-        return episodes["n"] == 2
-
-    assert main(tiny_argv("td3", run, steps=1600), should_stop=stop_at_400) == EXIT_INTERRUPTED
+    run = tmp_path / "run"
+    assert main(tiny_argv("td3", run, steps=1600), should_stop=stop_after_steps(200)) == EXIT_INTERRUPTED
     assert saved == [400]
     assert main(tiny_argv("td3", run, steps=1600)) == EXIT_OK
     assert saved == [400, 800, 1200, 1600]

@@ -225,7 +225,7 @@ def test_missing_reference_fails_before_any_training(tmp_path, capsys):
     assert not (tmp_path / "v").exists()  # nothing trained, no logs
 
 
-def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_path):
+def test_ctrl_c_stops_running_runs_after_their_step_and_starts_no_new_one(tmp_path):
     import os
     import signal
     import subprocess
@@ -277,14 +277,12 @@ def test_ctrl_c_stops_running_runs_at_an_episode_end_and_starts_no_new_one(tmp_p
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=180)
     assert p.returncode == 130, err
-    assert "interrupted: 1 running run(s) stop at the end of their episode" in err
+    assert "interrupted: 1 running run(s) stop after their current agent step" in err
     status = json.loads((first / "status.json").read_text())
-    assert (
-        status["state"] == "interrupted" and 0 < status["env_step"] < 6000 and status["env_step"] % 200 == 0
-    )
+    assert status["state"] == "interrupted" and 0 < status["env_step"] < 6000 and status["env_step"] % 2 == 0
     assert (first / "checkpoint").exists()
     assert (
-        "stopping at the end of this episode"
+        "stopping after this agent step"
         in (out / "logs" / "td3_cartpole-balance_default_seed1.log").read_text()
     )
     assert not (out / "sac").exists()  # the next run never started

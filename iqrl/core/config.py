@@ -295,6 +295,15 @@ def validate(run: RunConfig) -> None:
         (run.diag_every >= 1, f"diag_every must be >= 1, got {run.diag_every}"),
         (run.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {run.checkpoint_every}"),
         (run.action_repeat >= 1, f"action_repeat must be >= 1, got {run.action_repeat}"),
+        # the env step is the clock: budgets and the steps things happen at are whole agent steps
+        *(
+            (
+                run.action_repeat < 1 or getattr(run, key) % run.action_repeat == 0,
+                f"{key} must be a multiple of action_repeat ({run.action_repeat}: an agent step is that many "
+                f"env steps), got {getattr(run, key)}",
+            )
+            for key in ("steps", "eval_every", "diag_every", "checkpoint_every")
+        ),
         # `and`: no modulo by an action_repeat < 1 (the check above reports it first)
         (
             run.action_repeat >= 1

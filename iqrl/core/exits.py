@@ -4,4 +4,4 @@ that sweeps, the learning check and the demo read. Imports nothing (slurm/ reads
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run failed; its error is in status.json
 EXIT_BAD_INPUT = 2  # a bad config or a busy run folder: one `error:` line, nothing written
-EXIT_INTERRUPTED = 3  # stopped at an episode end with a checkpoint: re-run to resume
+EXIT_INTERRUPTED = 3  # stopped with a checkpoint (after an agent step): re-run to resume

@@ -1,13 +1,21 @@
 """The training loop: one run's counters, its checkpoint and resume, and the logs of its run folder.
 
-Loop (episode based, as in the official iQRL code): collect one episode (uniform random actions while env_step
-< seed_steps); run the updates the agent's schedule asks for (iqrl/core/schedule.py: after its episodes by
-default, after every step, or when seeding ends; their number follows the run's rate `updates_per_step`,
-fractional credit carried over) and advance the agent's per-episode schedules; evaluate every `eval_every` env
-steps (and at step 0 and at the end); write a train.csv row every `diag_every` env steps; checkpoint every
-`checkpoint_every` env steps. Checkpoints are taken at episode boundaries and hold everything the loop needs,
-so a run killed at any moment and re-run with the same command ends with the same eval.csv as one never
-interrupted.
+The env step is the clock. The loop takes one agent step at a time (`action_repeat` env steps): an episode
+starts when none is open (uniform random actions for the whole episode when it starts while env_step <
+seed_steps); the agent's schedule (iqrl/core/schedule.py) runs its updates after a step, after an episode the
+agent collected, or once when seeding ends, their number following the run's rate `updates_per_step` with
+fractional credit carried over. After every agent step the loop does what is due at that env step: an
+evaluation at each multiple of `eval_every` (and at step 0 and at the end), a train.csv row every
+`diag_every`, a checkpoint every `checkpoint_every`, a stop on request (Ctrl-C, SIGTERM, Slurm's signal);
+mid-episode if that is where the step falls (evaluation runs in the evaluation env, the training episode
+waits). The run
+trains exactly `steps` env steps: an episode still open at the budget ends there as a time-limit truncation
+(bootstrapped).
+
+A checkpoint holds everything the loop needs, the open episode included (the state of its env before its
+reset and the actions taken since); a resume replays that episode's actions from that state to the step where
+it stopped (every env is deterministic given them), so a run killed at any moment and re-run with the same
+command ends with the same eval.csv as one never interrupted.
 
 A multi-task run (a task list; docs/transfer.md) collects its episodes from the tasks in turn (episode k from
 task k mod T, into that task's replay), counts env steps over all tasks (`steps` is the run's total), and
@@ -21,7 +29,9 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +76,37 @@ def new_row_totals() -> dict:
     )
 
 
+@dataclass
+class OpenEpisode:
+    """The training episode under way: what its next step needs, and what a checkpoint needs to take it up
+    again (its env's state before the reset and the actions since; `replay_episode`)."""
+
+    task: int  # its task's index (multi-task runs)
+    start_state: dict  # its env's get_state() before the reset
+    start_step: int  # the env step it started at
+    seeding: bool  # started while env_step < seed_steps: seed-phase actions, no updates of its own
+    obs: np.ndarray  # the observation the next action answers
+    actions: list = field(default_factory=list)
+    ret: float = 0.0
+
+    def state_dict(self) -> dict:
+        return {
+            **{k: getattr(self, k) for k in ("task", "start_state", "start_step", "seeding", "ret")},
+            "actions": [np.asarray(a) for a in self.actions],
+            "obs": np.asarray(self.obs),
+        }
+
+
+def replay_episode(env, state: dict, actions: list) -> np.ndarray:
+    """The env taken from `state` (its state before an episode's reset) through the episode's reset and
+    `actions`; the observation it shows after the last one."""
+    env.set_state(state)
+    obs = env.reset()
+    for action in actions:
+        obs = env.step(action).obs
+    return obs
+
+
 class Trainer:
     """Owns one run: its parts (iqrl.core.parts), counters, and the run folder's files."""
 
@@ -106,6 +147,7 @@ class Trainer:
         self.train_rows: list[dict] = []
         self.row_totals = new_row_totals()
         self.unsynced: tuple[dict, dict] = ({}, {})  # metric sums/counts not yet synced to the host
+        self.open: OpenEpisode | None = None  # the training episode under way
         self.wall_offset = 0.0
         self.t0 = time.time()
         self.last_return = float("nan")
@@ -121,51 +163,85 @@ class Trainer:
         if len(self.tasks) > 1:
             self.agent.task = self.replay.task = i
 
-    def collect_episode(self) -> tuple[float, bool]:
-        """One training episode (of task `episode` mod T) into the replay; returns (return,
-        collected_by_agent)."""
-        self.select_task(self.episode % len(self.tasks))
+    def start_episode(self) -> None:
+        """Open a training episode (of task `episode` mod T): its env's state before the reset is kept, with
+        the actions that follow, so that a checkpoint can take the episode up again mid-way."""
+        task = self.episode % len(self.tasks)
+        self.select_task(task)
         seeding = self.env_step < self.cfg.seed_steps
-        uniform = seeding and not self.agent.spec.warmup_with_policy
+        start_state = self.env.get_state()
         obs = self.env.reset()
         self.agent.on_episode_start(training=True)
         self.agent.observe(obs)
         self.replay.start_episode(obs)
-        ep_return, t = 0.0, time.time()
-        while True:
-            if uniform:
-                action = self.env.action_spec.sample(self.rng)
-            else:
-                action = self.agent.act(obs, explore=True)
-            step = self.env.step(action)
-            self.agent.observe(step.obs, step.reward, step.terminated or step.truncated)
-            self.replay.add(action, step.reward, step.obs, step.terminated, step.truncated)
-            ep_return += step.reward
-            self.env_step += self.cfg.action_repeat
-            self.row_totals["env_steps"] += self.cfg.action_repeat
-            obs = step.obs
-            if not seeding and (n := self.agent.schedule.after_step(self.credit, self.cfg.action_repeat)):
-                self.row_totals["env_time"] += time.time() - t
-                self.run_updates(n)
-                t = time.time()
-            if step.terminated or step.truncated:
-                break
+        self.open = OpenEpisode(task, start_state, self.env_step, seeding, obs)
+
+    def agent_step(self) -> bool:
+        """One agent step of the open episode (`action_repeat` env steps) into the replay, then the updates
+        the schedule asks for after it. True when the episode ended: by the env, or at the run's budget (a
+        time-limit truncation there)."""
+        ep, t = self.open, time.time()
+        if ep.seeding and not self.agent.spec.warmup_with_policy:
+            action = self.env.action_spec.sample(self.rng)
+        else:
+            action = self.agent.act(ep.obs, explore=True)
+        step = self.env.step(action)
+        self.env_step += self.cfg.action_repeat
+        truncated = step.truncated or (self.env_step >= self.cfg.steps and not step.terminated)
+        ended = step.terminated or truncated
+        self.agent.observe(step.obs, step.reward, ended)
+        self.replay.add(action, step.reward, step.obs, step.terminated, truncated)
+        ep.actions.append(action)
+        ep.ret += step.reward
+        ep.obs = step.obs
+        self.row_totals["env_steps"] += self.cfg.action_repeat
         self.row_totals["env_time"] += time.time() - t
+        if not ep.seeding and (n := self.agent.schedule.after_step(self.credit, self.cfg.action_repeat)):
+            self.run_updates(n)
+        return ended
+
+    def finish_episode(self) -> tuple[float, bool]:
+        """Close the episode that just ended; its (return, collected_by_agent)."""
+        ep, self.open = self.open, None
         self.episode += 1
-        return ep_return, not seeding
+        return ep.ret, not ep.seeding
+
+    def collect_episode(self) -> tuple[float, bool]:
+        """One whole training episode (to its end or the budget) with the updates the schedule runs after its
+        steps; its (return, collected_by_agent). The episode's own updates are the loop's (`end_episode`)."""
+        self.start_episode()
+        while not self.agent_step():
+            pass
+        return self.finish_episode()
+
+    def end_episode(self, ep_return: float, by_agent: bool, length: int) -> None:
+        """After an episode of `length` env steps: the updates its schedule asks for now."""
+        self.last_return = ep_return
+        self.row_totals["episodes"] += 1
+        self.row_totals["return_sum"] += ep_return
+        schedule = self.agent.schedule
+        if by_agent:
+            self.learn(schedule.after_episode(self.credit, EpisodeEnd(length, ep_return)))
+        elif self.env_step >= self.cfg.seed_steps:  # the last seed episode
+            if (n := schedule.after_seeding(self.credit, self.env_step)) is not None:
+                self.learn(n)
 
     def run_updates(self, n: int) -> None:
         sums, counts = self.unsynced
         t = time.time()
         for _ in range(n):
             with self.autocast:
-                metrics = self.agent.update(self.replay, self.updates)
+                metrics = self.update_agent()
             self.updates += 1
             for k, v in metrics.items():
                 sums[k] = sums[k] + v if k in sums else v
                 counts[k] = counts.get(k, 0) + 1
         self.row_totals["updates"] += n
         self.row_totals["update_time"] += time.time() - t
+
+    def update_agent(self) -> dict:
+        """The agent's update number `updates`; its metrics."""
+        return self.agent.update(self.replay, self.updates)
 
     def flush_metrics(self) -> None:
         """One host sync per episode: tensors -> floats, then the NaN/inf guard."""
@@ -193,8 +269,12 @@ class Trainer:
         return every > 0 and (last < 0 or self.env_step // every > last // every)
 
     def evaluate(self) -> list[dict]:
-        """The evaluation rows at this env step: one, or one per task of a multi-task run (`task` column)."""
-        return [self.evaluate_task(i) for i in range(len(self.tasks))]
+        """The evaluation rows at this env step: one, or one per task of a multi-task run (`task` column).
+        An open training episode waits in its own env and takes up its task again after."""
+        rows = [self.evaluate_task(i) for i in range(len(self.tasks))]
+        if self.open is not None:
+            self.select_task(self.open.task)
+        return rows
 
     def evaluate_task(self, i: int) -> dict:
         cfg = self.cfg
@@ -232,6 +312,7 @@ class Trainer:
         return envs
 
     def train_row(self) -> dict:
+        self.flush_metrics()  # the updates of an episode still open count in this row
         w = self.row_totals
         row = {"env_step": self.env_step, "episode": self.episode, "updates": self.updates}
         row.update({k: w["sums"][k] / w["counts"][k] for k in w["sums"]})
@@ -269,12 +350,16 @@ class Trainer:
                 "torch": torch.get_rng_state(),
                 "seed_actions": self.rng.bit_generator.state,
                 "diag": self.diag_generator.get_state(),
+                **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {}),
             },
             "envs": {  # per task (older checkpoints: the one task's states themselves)
                 "train": [env.get_state() for env in self.parts.envs],
                 "eval": [env.get_state() for env in self.parts.eval_envs],
             },
             "counters": {**{k: getattr(self, k) for k in COUNTERS}, "update_credit": self.credit.carried},
+            # the training episode under way (None at an episode's end: every checkpoint of older versions)
+            "open_episode": None if self.open is None else self.open.state_dict(),
+            "unsynced": self.unsynced,  # metrics of updates not yet summed into a row, as they are
             "eval_rows": self.eval_rows,
             "train_rows": self.train_rows,
             "window": self.row_totals,  # (the checkpoint's key of old)
@@ -284,21 +369,52 @@ class Trainer:
     def load_state_dict(self, s: dict) -> None:
         self.agent.load_state_dict(s["agent"])
         self.replay.load_state_dict(s["replay"])
-        random.setstate(s["rng"]["python"])
-        np.random.set_state(s["rng"]["numpy"])
-        torch.set_rng_state(s["rng"]["torch"].cpu())
-        self.rng.bit_generator.state = s["rng"]["seed_actions"]
-        self.diag_generator.set_state(s["rng"]["diag"].cpu())
         for kind, envs in (("train", self.parts.envs), ("eval", self.parts.eval_envs)):
             states = s["envs"][kind]
             for env, state in zip(envs, states if isinstance(states, list) else [states], strict=True):
                 env.set_state(state)
+        self.open = None if s.get("open_episode") is None else self.take_up(s["open_episode"])
+        # the global generators after the replayed episode, which an env may have drawn from
+        random.setstate(s["rng"]["python"])
+        np.random.set_state(s["rng"]["numpy"])
+        torch.set_rng_state(s["rng"]["torch"].cpu())
+        if "cuda" in s["rng"] and torch.cuda.is_available():
+            for i, state in enumerate(s["rng"]["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(state.cpu(), i)
+        self.rng.bit_generator.state = s["rng"]["seed_actions"]
+        self.diag_generator.set_state(s["rng"]["diag"].cpu())
+        self.unsynced = s.get("unsynced", ({}, {}))
         counters = dict(s["counters"])
         self.credit.carried = counters.pop("update_credit")
         for k, v in counters.items():
             setattr(self, k, v)
         self.eval_rows, self.train_rows, self.row_totals = s["eval_rows"], s["train_rows"], s["window"]
         self.wall_offset, self.t0 = s["wall_time"], time.time()
+
+    def take_up(self, saved: dict) -> OpenEpisode:
+        """The open episode of a checkpoint, its env brought back to where it stopped by replaying its actions
+        from its state before the reset. An env that replays to another observation than the one recorded
+        (another machine's physics) is one warning: the run goes on from the replayed state."""
+        ep = OpenEpisode(
+            saved["task"],
+            saved["start_state"],
+            saved["start_step"],
+            saved["seeding"],
+            saved["obs"],
+            list(saved["actions"]),
+            saved["ret"],
+        )
+        self.select_task(ep.task)
+        obs = replay_episode(self.env, ep.start_state, ep.actions)
+        if not np.array_equal(obs, ep.obs):
+            print(
+                f"warning: {self.run_dir}: the episode open at the checkpoint replayed to another "
+                "observation than the one recorded (not this machine's env?); the run goes on from the "
+                "replayed one, no longer bit for bit the uninterrupted run",
+                file=sys.stderr,
+            )
+            ep.obs = obs
+        return ep
 
     def save_checkpoint(self) -> None:
         self.trackers.flush()  # what the checkpoint's rows were sent is on disk before a resume relies on it
@@ -349,6 +465,24 @@ class Trainer:
         finally:
             self.trackers.close()
 
+    def log_due(self, progress: Progress, finished: bool) -> bool:
+        """The evaluation and the train.csv row due at this env step (both at the end); whether any was."""
+        cfg, logged = self.cfg, False
+        if self.env_step >= self.next_eval or finished:
+            for row in self.evaluate():
+                progress.log_eval(row)
+            while self.next_eval <= self.env_step:
+                self.next_eval += cfg.eval_every
+            logged = True
+        if self.env_step >= self.next_diag or finished:
+            self.train_row()
+            if warning := collapse_warning(self.train_rows):
+                progress.write(warning)
+            while self.next_diag <= self.env_step:
+                self.next_diag += cfg.diag_every
+            logged = True
+        return logged
+
     def _loop(self, should_stop, resumed: bool) -> int:
         cfg = self.cfg
         self.write_logs()  # drop rows written after the checkpoint by an interrupted attempt
@@ -360,40 +494,29 @@ class Trainer:
             self.next_eval = cfg.eval_every
             self.write_logs()
         while self.env_step < cfg.steps:
-            start = self.env_step
-            ep_return, by_agent = self.collect_episode()
-            self.last_return = ep_return
-            self.row_totals["episodes"] += 1
-            self.row_totals["return_sum"] += ep_return
-            schedule = self.agent.schedule
-            if by_agent:
-                self.learn(schedule.after_episode(self.credit, EpisodeEnd(self.env_step - start, ep_return)))
-            elif self.env_step >= cfg.seed_steps:  # the last seed episode
-                if (n := schedule.after_seeding(self.credit, self.env_step)) is not None:
-                    self.learn(n)
+            if self.open is None:
+                self.start_episode()
+            ended = self.agent_step()
+            if ended:
+                start = self.open.start_step
+                ep_return, by_agent = self.finish_episode()
+                self.end_episode(ep_return, by_agent, self.env_step - start)
             finished = self.env_step >= cfg.steps
-            if self.env_step >= self.next_eval or finished:
-                for row in self.evaluate():
-                    progress.log_eval(row)
-                while self.next_eval <= self.env_step:
-                    self.next_eval += cfg.eval_every
-            if self.env_step >= self.next_diag or finished:
-                self.train_row()
-                warning = collapse_warning(self.train_rows)
-                if warning:
-                    progress.write(warning)
-                while self.next_diag <= self.env_step:
-                    self.next_diag += cfg.diag_every
-            self.write_logs()
-            progress.update(self.env_step, ep_return)
+            logged = self.log_due(progress, finished)
+            if ended or logged:
+                self.write_logs()
+            if ended:
+                progress.update(self.env_step, ep_return)
             if finished:
                 break
             stop = should_stop is not None and should_stop()
-            if self.env_step >= self.next_ckpt or stop:
+            saved = self.env_step >= self.next_ckpt or stop
+            if saved:
                 while self.next_ckpt <= self.env_step:  # first: the checkpoint holds the next due step
                     self.next_ckpt += cfg.checkpoint_every
                 self.save_checkpoint()
-            write_status(self.run_dir, "interrupted" if stop else "running", self.env_step, cfg.steps)
+            if ended or saved:
+                write_status(self.run_dir, "interrupted" if stop else "running", self.env_step, cfg.steps)
             if stop:
                 progress.close(f"interrupted at env_step {self.env_step}; checkpoint saved, re-run to resume")
                 return EXIT_INTERRUPTED

@@ -227,7 +227,7 @@ def part3(log: RowLog, smoke: bool, deadline: float) -> None:
         time.sleep(1.0)
     for p in procs:
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)  # the trainer stops at the end of its episode, with a checkpoint
+            p.send_signal(signal.SIGTERM)  # the trainer stops after its current agent step, with a checkpoint
     killed_at = time.monotonic() + STOP_GRACE_S  # one grace for all runs: the part ends within its budget
     for p in procs:
         try:

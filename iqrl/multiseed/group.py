@@ -6,10 +6,13 @@ seed k's thread) reaches a piece, it hands the piece to the group and waits. Onc
 has handed in the same piece, the group runs it once for all of them: the function over the parameters and
 buffers stacked per seed ([slots, ...] tensors, `torch.func.functional_call` under `torch.func.vmap`, the
 arguments stacked the same way), a gradient step as `vmap(grad)` followed by one fused step of a group
-optimizer over the stacks (Adam is elementwise: each slice steps as that seed's own optimizer would), a
-target update as one in-place update of the stacks. Each seed gets its slice of the result, and its own
-networks a copy of the slices that changed, so that acting, evaluation and checkpoints read a seed's own
-modules exactly as in a single-seed run.
+optimizer over the seeds' slices of the stacks (Adam is elementwise: each slice steps as that seed's own
+optimizer would, with that seed's own step count), a target update as one in-place update of the stacks.
+Each seed gets its slice of the result, and its own networks a copy of the slices that changed, so that
+acting, evaluation and checkpoints read a seed's own modules exactly as in a single-seed run. Pieces pair by
+update number: seeds resumed at one env step after episodes of different lengths have run different numbers
+of updates, and the seeds further on wait while the others run their pieces alone (the waiting seeds' slices
+left as they are), as every seed's update i met the others' update i in the uninterrupted run.
 
 Everything between the pieces runs in the seed's own thread on its own objects: sampling from its replay,
 the random draws (from its own generator, in its own order), counters and schedules, writing priorities back.
@@ -113,14 +116,14 @@ class _Networks(nn.Module):
         return fn(*args, **kwargs)
 
 
-#: The one entry of a torch optimizer's per-parameter state that is not per element: Adam's step count, the
-#: same for every seed of a group (every other entry, a moment, is stacked over seeds).
-SHARED_STATE = "step"
-
-
 class _GroupOptimizer(NamedTuple):
-    opt: torch.optim.Optimizer  # over the stacked tensors `names`
-    names: list[str]
+    """A group optimizer: one parameter per seed's slice of each stacked tensor (a view), each with its own
+    state, so that seeds whose update counts differ (their checkpoints at one env step after episodes of
+    different lengths) each step with their own Adam step count; one fused step for all of them."""
+
+    opt: torch.optim.Optimizer  # over `slices`
+    names: list[str]  # the stacked tensors it steps
+    slices: list[list[Tensor]]  # per name, the view of each slot
     own: dict[int, torch.optim.Optimizer]  # each seed's own optimizer (its checkpoints hold its slice)
 
 
@@ -210,6 +213,7 @@ class SeedGroup:
             for b, _ in m.named_buffers(recurse=False)
         ]
         self.opts: dict[tuple[str, ...], _GroupOptimizer] = {}
+        self.moving: list[int] = list(range(self.slots))  # the slots the running piece may change
         self._synced_in = False
         for k, a in enumerate(agents):
             a.updater = SeedUpdater(self, k)
@@ -217,6 +221,7 @@ class SeedGroup:
         self.cv = threading.Condition()
         self.active = set(range(self.K))
         self.pending: dict[int, Piece] = {}
+        self.update_of = dict.fromkeys(range(self.K), 0)  # each seed's update number (`at_update`)
         self.results: dict[int, Any] = {}
         self.round = 0
         self.error: BaseException | None = None
@@ -259,18 +264,33 @@ class SeedGroup:
         """A piece's writes (module of seed k's holder, tensor name) by their names in the stacks."""
         return {f"{self.module_names[k][id(m)]}.{name}": v for (m, name), v in writes.items()}
 
+    def _moving(self, seeds: list[int]) -> list[int]:
+        """The slots a piece of `seeds` may change: theirs and the spare ones; never the slices of a seed that
+        is at another update (`_run_round`) or has left."""
+        return [k for k in range(self.slots) if k in seeds or k >= self.K]
+
+    def _apply(self, op, targets: list[str], sources: list) -> None:
+        """op(target tensors, source tensors) in place on the moving slots' slices of the stacked tensors
+        `targets` (`sources`: stacked tensors or [slots, ...] values beside them). Slice by slice, whoever
+        moves: a slice then gets the numbers of the kernel a seed's own tensor gets (a whole stack's vector
+        lanes may round its last elements otherwise), the same in a round of every seed or of a few."""
+        dst = [self.stacked[n][k] for n in targets for k in self.moving]
+        src = [v[k] for v in sources for k in self.moving]
+        with torch.no_grad():
+            op(dst, src)
+
     def _assign(self, written: dict[str, Tensor]) -> None:
-        """Values [slots, ...] that a piece wrote, by name, into the stacks and the seeds' own tensors."""
+        """Values [slots, ...] that a piece wrote, by name, into the stacks and the moving seeds' own
+        tensors."""
         if written:
-            with torch.no_grad():
-                torch._foreach_copy_([self.stacked[n] for n in written], list(written.values()))
+            self._apply(torch._foreach_copy_, list(written), list(written.values()))
             self._sync_out(written)
 
     def _sync_out(self, names) -> None:
-        """The seeds' slices of the stacked tensors `names` into their own tensors."""
-        names = list(names)
-        dst = [self.own[n][k] for n in names for k in range(self.K)]
-        src = [self.stacked[n][k] for n in names for k in range(self.K)]
+        """The moving seeds' slices of the stacked tensors `names` into their own tensors."""
+        names, seeds = list(names), [k for k in self.moving if k < self.K]
+        dst = [self.own[n][k] for n in names for k in seeds]
+        src = [self.stacked[n][k] for n in names for k in seeds]
         with torch.no_grad():
             torch._foreach_copy_(dst, src)
 
@@ -288,53 +308,46 @@ class SeedGroup:
 
     # ------------------------------------------------------------------ optimizer state <-> seeds
     def _optimizer(self, opt: torch.optim.Optimizer, live: list[int], pieces: list[Piece]) -> _GroupOptimizer:
-        """The group optimizer over the stacks of `opt`'s parameters (made at its first step, from the seeds'
-        own optimizers' settings and state)."""
+        """The group optimizer over the seeds' slices of `opt`'s stacked parameters (made at its first step,
+        from the seeds' own optimizers' settings and state). Adam is elementwise: one fused step over the
+        slices steps each as that seed's own optimizer would."""
         (group,) = opt.param_groups
         names = [self.name(live[0], p) for p in group["params"]]
         key = tuple(names)
         if key not in self.opts:
             hyper = {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad")}
-            stacked = type(opt)([self.stacked[n] for n in names], **hyper, fused=True)
-            own = {}
-            for k, piece in zip(live, pieces):
+            slices = [[self.stacked[n][k] for k in range(self.slots)] for n in names]
+            stepped = type(opt)([v for per_slot in slices for v in per_slot], **hyper, fused=True)
+            self.opts[key] = _GroupOptimizer(stepped, names, slices, {})
+        g = self.opts[key]
+        for k, piece in zip(live, pieces):  # a seed's first step: its own optimizer and its (resumed) state
+            if k not in g.own:
                 opts = piece.options["opt"]
-                own[k] = next(
+                g.own[k] = next(
                     o for o in (opts if isinstance(opts, tuple) else (opts,)) if self._names_of(k, o) == key
                 )
-            self.opts[key] = _GroupOptimizer(stacked, names, own)
-            self._stack_state(self.opts[key])
-        return self.opts[key]
+                self._take_state(g, k)
+        return g
 
     def _names_of(self, k: int, opt: torch.optim.Optimizer) -> tuple[str, ...]:
         return tuple(self.names[k].get(id(p), "") for p in params_of(opt))
 
-    def _stack_state(self, g: _GroupOptimizer) -> None:
-        """The seeds' own optimizer states (resumed from checkpoints) into the group optimizer's: every
-        per-parameter entry (Adam's moments) stacked over seeds, whatever the parameter's shape (a 0-d one,
-        SAC's log alpha, has 0-d moments), the step count shared."""
-        per_seed = [g.own[k].state_dict()["state"] for k in sorted(g.own)]
-        if not any(per_seed):
-            return
-        for i, p in enumerate(g.opt.param_groups[0]["params"]):
-            entries = self._pad([st[i] for st in per_seed])
-            steps = {float(e[SHARED_STATE]) for e in entries}
-            if len(steps) != 1:
-                raise RuntimeError(f"seeds resumed at different optimizer steps {sorted(steps)}")
-            g.opt.state[p] = {
-                s: entries[0][s].clone() if s == SHARED_STATE else torch.stack([e[s] for e in entries])
-                for s in entries[0]
-            }
+    def _take_state(self, g: _GroupOptimizer, k: int) -> None:
+        """Seed k's own optimizer state (resumed from its checkpoint) into its slices'."""
+        state = g.own[k].state_dict()["state"]
+        for i, per_slot in enumerate(g.slices):
+            if i in state:
+                g.opt.state[per_slot[k]] = {s: v.clone() for s, v in state[i].items()}
 
     def write_optimizer_state(self, k: int) -> None:
         """Seed k's slices of the group optimizers' states into its own optimizers (before its checkpoint)."""
         for g in self.opts.values():
+            if k not in g.own:  # it never stepped through this one: its own state is untouched
+                continue
             own = g.own[k]
-            for p, mine in zip(g.opt.param_groups[0]["params"], params_of(own)):
-                if p in g.opt.state:
-                    own.state[mine] = {
-                        s: v.clone() if s == SHARED_STATE else v[k].clone() for s, v in g.opt.state[p].items()
-                    }
+            for per_slot, mine in zip(g.slices, params_of(own)):
+                if per_slot[k] in g.opt.state:
+                    own.state[mine] = {s: v.clone() for s, v in g.opt.state[per_slot[k]].items()}
 
     # ------------------------------------------------------------------ running a piece for every seed
     def _run_round(self) -> None:
@@ -343,14 +356,18 @@ class SeedGroup:
             self._synced_in = True
         else:
             self._sync_stats_in()
-        live = sorted(self.pending)
-        pieces = [self.pending[k] for k in live]
+        # The pieces of the seeds at the earliest update: a seed further on (resumed at one env step after
+        # episodes of other lengths, it has run more updates) waits until the others catch up, so that pieces
+        # pair as in the uninterrupted run, update i of every seed with update i of the others.
+        first = min(self.update_of[k] for k in self.pending)
+        seeds = sorted(k for k in self.pending if self.update_of[k] == first)
+        pieces = [self.pending.pop(k) for k in seeds]
         if len({p.name for p in pieces}) != 1:
             raise RuntimeError(
-                "seeds out of lockstep: " + ", ".join(f"seed {k}: {p.name}" for k, p in zip(live, pieces))
+                "seeds out of lockstep: " + ", ".join(f"seed {k}: {p.name}" for k, p in zip(seeds, pieces))
             )
-        results = getattr(self, f"_{pieces[0].kind}")(live, pieces)
-        for k, r in zip(live, results):
+        self.moving = self._moving(seeds)
+        for k, r in zip(seeds, getattr(self, f"_{pieces[0].kind}")(seeds, pieces)):
             self.results[k] = r
 
     def _stack(self, live: list[int], trees: list) -> Any:
@@ -427,18 +444,28 @@ class SeedGroup:
         if clash := sorted(set(written) & set(stepped)):
             raise RuntimeError(f"{pieces[0].name} writes {clash[0]}, which its optimizer steps")
         for g in groups:
-            for n, p in zip(g.names, g.opt.param_groups[0]["params"]):
-                p.grad = grads[n]
-            # a learning-rate schedule the agent runs on its own optimizer (SimbaV2's decay), the same for
-            # every seed at one step
-            g.opt.param_groups[0]["lr"] = g.own[live[0]].param_groups[0]["lr"]
-            g.opt.step()
-            for p in g.opt.param_groups[0]["params"]:
-                p.grad = None
+            self._optimizer_step(g, live, grads)
         self._sync_out(stepped)
         self._assign(written)
         pick = lambda tree, k: tree_map(lambda v: v[k].detach() if isinstance(v, Tensor) else v, tree)  # noqa: E731
         return [StepResult(value[k], pick(aux, k), None if norm is None else norm[k]) for k in live]
+
+    def _optimizer_step(self, g: _GroupOptimizer, live: list[int], grads: dict[str, Tensor]) -> None:
+        """One fused step of the moving slots' slices (their gradients set, the others' None: left alone), at
+        each seed's learning rate: the rate of a schedule the agent runs on its own optimizer (SimbaV2's
+        decay), one step per rate where seeds at different update counts have different ones."""
+        rates: dict[float, list[int]] = {}
+        for k in self.moving:
+            lr = g.own[k if k in live else live[0]].param_groups[0]["lr"]
+            rates.setdefault(lr, []).append(k)
+        for lr, slots in rates.items():
+            for n, per_slot in zip(g.names, g.slices):
+                for k in slots:
+                    per_slot[k].grad = grads[n][k]
+            g.opt.param_groups[0]["lr"] = lr
+            g.opt.step()
+            for v in g.opt.param_groups[0]["params"]:
+                v.grad = None
 
     def _targets(self, live: list[int], pieces: list[Piece]) -> tuple[list[str], list[str]]:
         target, online = pieces[0].args
@@ -447,14 +474,14 @@ class SeedGroup:
 
     def _ema(self, live: list[int], pieces: list[Piece]) -> list[None]:
         targets, online = self._targets(live, pieces)
-        S = self.stacked
-        ema_update_([S[n] for n in targets], [S[n] for n in online], pieces[0].options["tau"])
+        tau = pieces[0].options["tau"]
+        self._apply(lambda t, o: ema_update_(t, o, tau), targets, [self.stacked[n] for n in online])
         self._sync_out(targets)
         return [None] * len(live)
 
     def _copy(self, live: list[int], pieces: list[Piece]) -> list[None]:
         targets, online = self._targets(live, pieces)
-        hard_update_([self.stacked[n] for n in targets], [self.stacked[n] for n in online])
+        self._apply(hard_update_, targets, [self.stacked[n] for n in online])
         self._sync_out(targets)
         return [None] * len(live)
 
@@ -472,20 +499,24 @@ class SeedGroup:
                     t.copy_(v)
             drop_optimizer_state(piece.options["opt"], [t for t, _ in pairs])
         for g in self.opts.values():
-            stacked = g.opt.param_groups[0]["params"]
-            drop_optimizer_state(g.opt, [p for n, p in zip(g.names, stacked) if n in names])
+            reset = [per_slot[k] for n, per_slot in zip(g.names, g.slices) if n in names for k in self.moving]
+            drop_optimizer_state(g.opt, reset)
         return [None] * len(live)
 
     # ------------------------------------------------------------------ rendezvous
+    def at_update(self, k: int, index: int) -> None:
+        """Seed k's next pieces are of its update number `index` (its trainer's count of updates)."""
+        with self.cv:
+            self.update_of[k] = index
+
     def submit(self, k: int, piece: Piece) -> Any:
         """Seed k hands in a piece of its update; returns seed k's result once the group has run it."""
         with self.cv:
             if self.error is not None:
                 raise RuntimeError(f"the group update failed: {self.error}") from self.error
             self.pending[k] = piece
-            my_round = self.round
             self._maybe_run()
-            while self.round == my_round and self.error is None:
+            while k not in self.results and self.error is None:
                 self.cv.wait()
             if self.error is not None:
                 raise RuntimeError(f"the group update failed: {self.error}") from self.error
@@ -512,15 +543,16 @@ class SeedGroup:
     def _maybe_run(self) -> None:
         if self.serving:
             self.cv.notify_all()
-        elif self._ready():
-            self._run_pending()
+        else:
+            while self._ready():
+                self._run_pending()
 
     def _run_pending(self) -> None:
         try:
             self._run_round()
         except BaseException as e:  # every waiting seed fails with it
             self.error = e
-        self.pending.clear()
+            self.pending.clear()
         self.round += 1
         self.cv.notify_all()
 

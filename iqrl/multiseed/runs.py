@@ -59,6 +59,16 @@ def resume_points(run_dirs: list[Path]) -> list[Path | None]:
             raise ConfigError(checkpoints.no_readable_message(d, gens))
     held = [{checkpoints.step_of(g): g for g in gens if g.state is not None} for gens in found]
     if not all(held):
+        if any(held):  # the others' progress is given up: say so (a deleted seed folder, or a seed killed
+            # before its first checkpoint)
+            lost = ", ".join(f"{d.name} at env_step {max(h)}" for d, h in zip(run_dirs, held) if h)
+            empty = ", ".join(str(d) for d, h in zip(run_dirs, held) if not h)
+            print(
+                f"warning: {empty} holds no checkpoint (its folder deleted, or the group stopped before its "
+                f"first one), so every seed starts again from env_step 0, the checkpoints of {lost} unused",
+                file=sys.stderr,
+                flush=True,
+            )
         _set_aside_damaged(run_dirs, found, [None] * len(run_dirs))
         return [None] * len(run_dirs)
     common = set.intersection(*(set(h) for h in held))
@@ -81,24 +91,26 @@ def _set_aside_damaged(run_dirs: list[Path], found: list, chosen: list) -> None:
 
 
 class GroupStop:
-    """One stop decision for the whole group (Ctrl-C / SIGTERM). Seeds check `should_stop` at their own
-    episode ends, and a signal can fall between two seeds' checks; so the first True fixes a target, the
-    most episodes any seed has started, and every seed stops at the end of that episode: all seeds then
-    hold a checkpoint at the same env step and the group resumes from it."""
+    """One stop decision for the whole group (Ctrl-C / SIGTERM). Each seed asks `should_stop` after each of
+    its agent steps, and a signal can fall between two seeds' questions; so the first True fixes a target,
+    the furthest env step at which any seed will next ask (the asking seed's own step, every other seed's
+    last step asked + one agent step), and every seed stops when it gets there: all seeds then hold a
+    checkpoint at the same env step and the group resumes from it. Seeds ask under the lock, so no seed is
+    past the target when it is fixed."""
 
     def __init__(self, should_stop, trainers: list[GroupTrainer]):
         self.should_stop, self.trainers = should_stop, trainers
         self.lock = threading.Lock()
         self.target: int | None = None
-        for t in trainers:
-            t.stop_lock = self.lock
 
     def for_seed(self, t: GroupTrainer):
         def stop() -> bool:
             with self.lock:
+                t.asked = t.env_step
                 if self.target is None and self.should_stop is not None and self.should_stop():
-                    self.target = max(u.episode + u.in_episode for u in self.trainers)
-                return self.target is not None and t.episode >= self.target
+                    ahead = [u.asked + u.cfg.action_repeat for u in self.trainers if u is not t and u.running]
+                    self.target = max([t.env_step, *ahead])
+                return self.target is not None and t.env_step >= self.target
 
         return stop
 
@@ -108,8 +120,8 @@ class GroupTrainer(Trainer):
     checkpoints its slice of the group's optimizer states."""
 
     resume_from: Path | None = None
-    in_episode = False  # between the start and the end of collect_episode (read by GroupStop)
-    stop_lock = contextlib.nullcontext()
+    asked = 0  # the env step at which it last asked whether to stop (GroupStop; the resumed step at first)
+    running = False  # inside its loop (a seed that is done or failed no longer counts for the stop)
     group: SeedGroup
     seed_index: int
     in_sync_checked = False
@@ -120,14 +132,16 @@ class GroupTrainer(Trainer):
             self.group.check_in_sync(self.seed_index)
             self.in_sync_checked = True
 
-    def collect_episode(self) -> tuple[float, bool]:
-        with self.stop_lock:
-            self.in_episode = True
+    def update_agent(self) -> dict:
+        self.group.at_update(self.seed_index, self.updates)  # pieces pair by update number
+        return super().update_agent()
+
+    def _loop(self, should_stop, resumed: bool) -> int:
+        self.running = True
         try:
-            return super().collect_episode()  # counts the episode in self.episode at its end
+            return super()._loop(should_stop, resumed)
         finally:
-            with self.stop_lock:
-                self.in_episode = False
+            self.running = False
 
     def save_checkpoint(self) -> None:
         self.group.write_optimizer_state(self.seed_index)
@@ -217,6 +231,7 @@ def train_group(cfgs: list, points: list, should_stop) -> int:
     for c, point in zip(cfgs, points):  # one at a time: each seeds the global RNGs, then builds its nets
         t = GroupTrainer(c)
         t.resume_from = point
+        t.asked = 0 if point is None else checkpoint_step(point)  # every seed's resume step is one
         trainers.append(t)
     try:
         group = SeedGroup([t.agent for t in trainers])
@@ -244,8 +259,8 @@ def train_group(cfgs: list, points: list, should_stop) -> int:
         finally:
             group.leave(k)
 
-    # Daemon threads: from the command line, Ctrl-C stops every seed at the end of its episode with a
-    # checkpoint; a second Ctrl-C ends the process (every seed resumes from the checkpoints all hold).
+    # Daemon threads: from the command line, Ctrl-C stops every seed at one env step with a checkpoint; a
+    # second Ctrl-C ends the process (every seed resumes from the checkpoints all hold).
     threads = [
         threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)
     ]
