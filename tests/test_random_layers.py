@@ -1,9 +1,11 @@
-"""Random layers: dropout whose masks are draws (iqrl.nn.layers.MaskedDropout) computes the same numbers in
-every mode.
+"""Random layers (docs/extending.md, "Random layers"): dropout whose masks are draws
+(iqrl.nn.layers.MaskedDropout) computes the same numbers in every mode; torch's own random modules are refused
+where they would not.
 
 The layer's values and gradients; a scratch agent whose critics drop units as DroQ's do (Hiraoka et al. 2022,
 arXiv 2110.02034: in the target, the critic loss and the actor loss) updates alike eagerly and compiled, per
-seed in a K-seed group, and after a state_dict round trip.
+seed in a K-seed group, and after a state_dict round trip; an agent holding torch's nn.Dropout is refused by
+the K-seed mode and by compile=true in one line, and trains (and resumes) eagerly.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_compile import assert_compiled_matches_eager
-from test_multiseed import TinyAgent, TinyConfig, assert_group_update_matches_plain
+from test_multiseed import TINY_NEW, TinyAgent, TinyConfig, assert_group_update_matches_plain
+from torch import nn
 
 from iqrl.core import registry
 from iqrl.core.config import build_config
+from iqrl.core.exits import EXIT_BAD_INPUT
 from iqrl.core.registry import AgentEntry, agent_class, make_agent
-from iqrl.nn.layers import EnsembleMLP, MaskedDropout, ensemble_mlp, frozen_copy
+from iqrl.multiseed.runs import main as multiseed_main
+from iqrl.nn.layers import EnsembleMLP, MaskedDropout, ensemble_mlp, frozen_copy, global_random_module, mlp
 from iqrl.nn.optim import adam
+from iqrl.train import main as train_main
 
-from agent_helpers import agent_and_replay
+from agent_helpers import agent_and_replay, assert_resume_matches
 from conftest import tiny_keys
 
 
@@ -88,6 +94,29 @@ def test_an_ensemble_without_dropout_draws_nothing():
         ensemble_mlp(2, 4, [8], 1, network="simba", dropout=0.1)
 
 
+@pytest.mark.parametrize(
+    "module, found",
+    [
+        (nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1)), "critic.1 (Dropout)"),
+        (nn.Dropout1d(0.1), "critic (Dropout1d)"),
+        (nn.Dropout2d(0.1), "critic (Dropout2d)"),
+        (nn.Dropout3d(0.1), "critic (Dropout3d)"),
+        (nn.AlphaDropout(0.1), "critic (AlphaDropout)"),
+        (nn.FeatureAlphaDropout(0.1), "critic (FeatureAlphaDropout)"),
+        (nn.RReLU(), "critic (RReLU)"),
+        (nn.MultiheadAttention(4, 2, dropout=0.1), "critic (MultiheadAttention)"),
+        (nn.GRU(4, 4, num_layers=2, dropout=0.1), "critic (GRU)"),
+        (nn.TransformerEncoderLayer(4, 2, 8), "critic.self_attn (MultiheadAttention)"),
+        (nn.Dropout(0.0), None),  # draws nothing
+        (nn.MultiheadAttention(4, 2), None),
+        (EnsembleMLP(2, 4, [8], 1, dropout=0.5), None),  # masks passed in
+        (mlp(4, [8], 1), None),
+    ],
+)
+def test_modules_drawing_from_torchs_global_generator_are_found_by_structure(module, found):
+    assert global_random_module({"critic": module}) == found
+
+
 # ---------------------------------------------------------------------------------- a critic with dropout
 @dataclass
 class DropoutConfig(TinyConfig):
@@ -141,13 +170,31 @@ class DropoutCriticAgent(TinyAgent):
         return {"q_loss": critic.loss, "actor_loss": actor.loss}
 
 
+class TorchDropoutAgent(TinyAgent):
+    """test_multiseed's TinyAgent with torch's nn.Dropout in its critic, which draws from torch's global
+    generator inside forward."""
+
+    def __init__(self, cfg, obs_dim: int, act_dim: int, device, seed: int):
+        super().__init__(cfg, obs_dim, act_dim, device, seed)
+        self.critic = nn.Sequential(
+            nn.Linear(obs_dim + act_dim, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 1)
+        ).to(self.device)
+        self.critic_target = frozen_copy(self.critic)
+        self.critic_opt = adam(self.critic.parameters(), lr=cfg.lr)
+
+
 @pytest.fixture
 def scratch(monkeypatch):
-    """The agent above in the registry (task overrides: td3's file, whose keys it lacks)."""
+    """The two agents above in the registry (task overrides: td3's file, whose keys they lack)."""
     monkeypatch.setitem(
         registry.REGISTRY,
         "dropout-critic",
         AgentEntry(f"{__name__}:DropoutCriticAgent", f"{__name__}:DropoutConfig", "td3_tasks.yaml"),
+    )
+    monkeypatch.setitem(
+        registry.REGISTRY,
+        "torch-dropout",
+        AgentEntry(f"{__name__}:TorchDropoutAgent", f"{__name__}:TinyConfig", "td3_tasks.yaml"),
     )
 
 
@@ -200,3 +247,36 @@ def test_a_state_dict_round_trip_mid_training_continues_bit_for_bit(scratch):
     for net in straight.networks():
         assert all(torch.equal(s[net][k], r[net][k]) for k in s[net]), net
     assert torch.equal(s["generator"], r["generator"])
+
+
+# ---------------------------------------------------------------------------------- torch's nn.Dropout
+def only_the_lock_written(root) -> bool:
+    return not any(p.name != ".lock" for p in root.rglob("*") if p.is_file())
+
+
+def test_the_k_seed_mode_refuses_torchs_dropout_in_one_line(scratch, tmp_path, capsys):
+    assert (
+        multiseed_main([*TINY_NEW, "agent=torch-dropout", "seeds=0,1", f"out={tmp_path}"]) == EXIT_BAD_INPUT
+    )
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: K-seed mode: torch-dropout's critic.2 (Dropout) draws from torch's global generator inside "
+        "its forward; use iqrl.nn.layers.MaskedDropout, whose masks are draws"
+    ]
+    assert only_the_lock_written(tmp_path)
+
+
+def test_compile_refuses_torchs_dropout_in_one_line(scratch, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_main([*TINY_NEW, "agent=torch-dropout", "compile=true", f"out={run}"]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: compile=true: torch-dropout's critic.2 (Dropout) draws from torch's global generator "
+        "inside its forward, which compiled code draws otherwise than eager; use "
+        "iqrl.nn.layers.MaskedDropout, whose masks are draws"
+    ]
+    assert only_the_lock_written(run)
+
+
+def test_eager_single_seed_runs_keep_torchs_dropout_and_resume_exactly(scratch, tmp_path):
+    """Eagerly, nn.Dropout draws from torch's global CPU generator, which the trainer checkpoints: a run
+    interrupted and resumed ends as the one never stopped."""
+    assert_resume_matches("torch-dropout", tmp_path)

@@ -208,6 +208,34 @@ class MaskedDropout(nn.Module):
         return f"p={self.p}"
 
 
+# torch's modules that draw from its global generator inside forward (in training mode), by the attribute
+# holding their rate (None: they draw at any rate); a rate of 0 draws nothing.
+GLOBAL_RANDOM: dict[type[nn.Module], str | None] = {
+    nn.modules.dropout._DropoutNd: "p",  # Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout
+    nn.MultiheadAttention: "dropout",  # dropout on the attention weights (Transformer layers hold one)
+    nn.RNNBase: "dropout",  # RNN, LSTM, GRU: dropout between stacked layers
+    nn.RReLU: None,  # a random negative slope in training mode
+}
+
+
+def draws_globally(m: nn.Module) -> bool:
+    """Whether module `m` itself draws from torch's global generator inside its forward (GLOBAL_RANDOM)."""
+    for cls, rate in GLOBAL_RANDOM.items():
+        if isinstance(m, cls):
+            return rate is None or getattr(m, rate) > 0
+    return False
+
+
+def global_random_module(networks: dict[str, nn.Module]) -> str | None:
+    """The first module of `networks` (name -> network) that draws from torch's global generator inside its
+    forward, as "<network>.<path> (<class>)", or None. What the K-seed mode and compile=true refuse."""
+    for net, module in networks.items():
+        for path, m in module.named_modules():
+            if draws_globally(m):
+                return f"{'.'.join(filter(None, (net, path)))} ({type(m).__name__})"
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # Vectorised ensemble of MLPs: E members evaluated with one batched matmul per layer.
 # --------------------------------------------------------------------------------------------------
