@@ -50,8 +50,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from iqrl.core.runfolder import Refused
 from iqrl.core.schedule import PerEpisode, UpdateSchedule
 from iqrl.core.update import Updater
+from iqrl.nn.layers import global_random_module
 
 
 @dataclass
@@ -275,7 +277,15 @@ class Agent(abc.ABC):
         """compile=true: every piece of the update runs through torch.compile (with cudagraphs: inductor's
         CUDA graphs, mode "reduce-overhead"; iqrl/core/update.py), then `compile_acting`. The optimizer steps,
         target updates and random draws stay eager between them, so the random streams and the update order
-        are those of the eager agent."""
+        are those of the eager agent. A network that draws from torch's global generator inside its forward
+        (nn.Dropout) would draw other numbers compiled: refused in one line (Refused, exit 2), when the run
+        is built, before anything is written."""
+        if drawing := global_random_module(self.networks()):
+            raise Refused(
+                f"compile=true: {self.cfg.name}'s {drawing} draws from torch's global generator inside its "
+                "forward, which compiled code draws otherwise than eager; use iqrl.nn.layers.MaskedDropout, "
+                "whose masks are draws"
+            )
         self.updater = Updater(compile=True, cudagraphs=cudagraphs)
         self.compile_acting()
 

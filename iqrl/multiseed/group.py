@@ -24,9 +24,10 @@ update them while acting, in its own thread (an observation normaliser).
 So the group has no code of any agent: a new agent whose update runs its networks through its updater trains
 here as written. What it cannot run (an update that changes its networks by other means, such as an in-place
 statistic of a buffer) is refused: up front where the config says so (`AgentConfig.kseed_refusal`), when the
-group is built where a network holds state the updater cannot account for (`in_place_state`: a plain
-nn.BatchNorm1d, any persistent buffer outside a stat layer), else after the seed's first update, when its own
-networks no longer match their stacked copies (`check_in_sync`).
+group is built where a network holds state the updater cannot account for or draws inside its forward
+(`in_place_state`: a plain nn.BatchNorm1d, any persistent buffer outside a stat layer, torch's nn.Dropout),
+else after the seed's first update, when its own networks no longer match their stacked copies
+(`check_in_sync`).
 
 Nothing is reduced across seeds, so seed k's run is the run of `python -m iqrl.train ... seed=k` up to
 floating-point rounding: vectorised products and sums group their additions differently from unbatched ones,
@@ -55,7 +56,7 @@ from iqrl.core.update import (
     params_of,
     reset_pairs,
 )
-from iqrl.nn.layers import build_seeded
+from iqrl.nn.layers import build_seeded, global_random_module
 from iqrl.nn.maths import ema_update_, hard_update_
 from iqrl.nn.stats import StatLayer, Writes, returning_writes
 
@@ -156,9 +157,16 @@ class KSeedRefused(ValueError):
 
 
 def in_place_state(agent: Agent) -> str | None:
-    """Why the K-seed mode cannot run `agent`'s networks (one line naming the module), or None: a module whose
-    statistics change in place (torch's batch and instance norms tracking running statistics), or any other
-    persistent buffer outside the stat layers of iqrl/nn/stats.py, which return theirs to the updater."""
+    """Why the K-seed mode cannot run `agent`'s networks (one line naming the module), or None: a module that
+    draws from torch's global generator inside its forward (nn.Dropout: vmap refuses it; a seed's draws come
+    from its own generator, passed in), a module whose statistics change in place (torch's batch and instance
+    norms tracking running statistics), or any other persistent buffer outside the stat layers of
+    iqrl/nn/stats.py, which return theirs to the updater."""
+    if drawing := global_random_module(agent.networks()):
+        return (
+            f"K-seed mode: {agent.cfg.name}'s {drawing} draws from torch's global generator inside its "
+            "forward; use iqrl.nn.layers.MaskedDropout, whose masks are draws"
+        )
     for net, module in agent.networks().items():
         for path, m in module.named_modules():
             where, kind = ".".join(filter(None, (net, path))), type(m).__name__

@@ -1,4 +1,5 @@
-"""Building blocks with parameters: the MLP builder, vectorised ensembles, FSQ, target copies.
+"""Building blocks with parameters: the MLP builder, vectorised ensembles, FSQ, target copies, and the one
+random layer, dropout whose masks are draws (`MaskedDropout`).
 
 Every agent builds from these, so an ablation that switches a block changes the same object in every
 agent that uses it; `build_seeded` builds one again for a reset. Pure tensor functions (no parameters) are in
@@ -124,12 +125,16 @@ def ensemble_mlp(
     act: type[nn.Module] = Mish,
     norm: bool = True,
     network: str = "mlp",
+    dropout: float = 0.0,
 ) -> nn.Module:
     """`mlp`'s ensemble form: n members evaluated together, forward(x, members=None) -> [E, B, out]: an
-    `EnsembleMLP`, or with `network` the residual network's ensemble (`iqrl.nn.trunks.ResidualNet`)."""
+    `EnsembleMLP` (with `dropout` > 0 a `MaskedDropout` after each hidden Linear, its masks passed in), or
+    with `network` the residual network's ensemble (`iqrl.nn.trunks.ResidualNet`, without dropout)."""
     if network != "mlp":
+        if dropout > 0:
+            raise ValueError(f"dropout is offered by network=mlp only, got network={network!r}")
         return ResidualNet(network, in_dim, *residual_shape(hidden), out_dim, n=n)
-    return EnsembleMLP(n, in_dim, hidden, out_dim, init, act, norm)
+    return EnsembleMLP(n, in_dim, hidden, out_dim, init, act, norm, dropout)
 
 
 def after_step(module: nn.Module):
@@ -165,6 +170,70 @@ def module_tensors(modules: nn.Module | Sequence[nn.Module]) -> dict[str, Tensor
     if isinstance(modules, nn.Module):
         return dict([*modules.named_parameters(), *modules.named_buffers()])
     return {f"{i}.{n}": t for i, m in enumerate(modules) for n, t in module_tensors(m).items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Random layers: dropout whose masks are draws, so that every execution mode computes the same numbers.
+# --------------------------------------------------------------------------------------------------
+
+
+class MaskedDropout(nn.Module):
+    """Inverted dropout (Srivastava et al. 2014) whose keep masks are draws: forward(x, mask) = x * mask /
+    (1 - p), with `mask` a tensor of x's shape, 1 (keep) or 0 (drop), drawn beforehand by `draw` from the
+    agent's generator and passed in; mask None: x as it is (no dropout: acting, evaluation).
+
+    torch.nn.Dropout draws its mask from torch's global generator inside forward, which vmap refuses (the
+    K-seed mode) and compiled code replaces with draws of its own (other numbers than eager); a mask drawn
+    outside the update's pure functions, like any other draw, is the same in every mode, each seed's from its
+    own generator, and resumes with the agent's generator. The scaling is torch's: on CPU a mask drawn from a
+    generator seeded s gives F.dropout's output under torch.manual_seed(s), bit for bit.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        self.p = p
+
+    def draw(self, shape: Sequence[int], generator: torch.Generator) -> Tensor:
+        """A keep mask of `shape`: float32 ones and zeros, Bernoulli(1 - p), from `generator` (its device)."""
+        return torch.empty(tuple(shape), device=generator.device).bernoulli_(
+            1.0 - self.p, generator=generator
+        )
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return x if mask is None else x * (mask / (1.0 - self.p)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+# torch's modules that draw from its global generator inside forward (in training mode), by the attribute
+# holding their rate (None: they draw at any rate); a rate of 0 draws nothing.
+GLOBAL_RANDOM: dict[type[nn.Module], str | None] = {
+    nn.modules.dropout._DropoutNd: "p",  # Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout
+    nn.MultiheadAttention: "dropout",  # dropout on the attention weights (Transformer layers hold one)
+    nn.RNNBase: "dropout",  # RNN, LSTM, GRU: dropout between stacked layers
+    nn.RReLU: None,  # a random negative slope in training mode
+}
+
+
+def draws_globally(m: nn.Module) -> bool:
+    """Whether module `m` itself draws from torch's global generator inside its forward (GLOBAL_RANDOM)."""
+    for cls, rate in GLOBAL_RANDOM.items():
+        if isinstance(m, cls):
+            return rate is None or getattr(m, rate) > 0
+    return False
+
+
+def global_random_module(networks: dict[str, nn.Module]) -> str | None:
+    """The first module of `networks` (name -> network) that draws from torch's global generator inside its
+    forward, as "<network>.<path> (<class>)", or None. What the K-seed mode and compile=true refuse."""
+    for net, module in networks.items():
+        for path, m in module.named_modules():
+            if draws_globally(m):
+                return f"{'.'.join(filter(None, (net, path)))} ({type(m).__name__})"
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -218,11 +287,15 @@ class EnsembleLayerNorm(nn.Module):
 
 class EnsembleMLP(nn.Module):
     """E independent MLPs evaluated together (e.g. a critic ensemble), the ensemble form of `mlp`: per hidden
-    width Linear -> LayerNorm (if `norm`) -> `act`, then a Linear. The defaults are the NormedMLP (LayerNorm
-    + Mish); SAC+AE's critics are `act=nn.ReLU, norm=False`.
+    width Linear -> [dropout] -> LayerNorm (if `norm`) -> `act`, then a Linear. The defaults are the
+    NormedMLP (LayerNorm + Mish); SAC+AE's critics are `act=nn.ReLU, norm=False`.
 
     forward(x [B, in]) -> [E, B, out]; `members` (LongTensor of indices) evaluates only a subset,
     which is how a random pair of target critics is computed without running all of them.
+
+    `dropout` > 0: a `MaskedDropout` after each hidden Linear, before its LayerNorm (DroQ's Q-functions,
+    Hiraoka et al. 2022, arXiv 2110.02034). forward's `masks` are the keep masks of one evaluation, from
+    `draw_masks`; masks None: no dropout.
     """
 
     def __init__(
@@ -234,9 +307,11 @@ class EnsembleMLP(nn.Module):
         init: str = "default",
         act: type[nn.Module] = Mish,
         norm: bool = True,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.n = n
+        self.dropout = MaskedDropout(dropout) if dropout > 0 else None
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()  # empty without `norm` (plain MLP heads, as DrQ-v2's)
         d = in_dim
@@ -248,9 +323,24 @@ class EnsembleMLP(nn.Module):
         self.out = EnsembleLinear(n, d, out_dim, init)
         self.act = act()  # after each hidden layer (SAC+AE, DrQ-v2 and TACO critics: nn.ReLU)
 
-    def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
+    def draw_masks(
+        self, batch_size: int, generator: torch.Generator, n: int | None = None
+    ) -> list[Tensor] | None:
+        """The keep masks of one forward over `batch_size` inputs and `n` members (all by default; a subset's
+        size for `members`): one [n, B, width] per hidden layer, drawn in layer order from `generator`. None
+        without dropout, drawing nothing."""
+        if self.dropout is None:
+            return None
+        n = self.n if n is None else n
+        return [self.dropout.draw((n, batch_size, lin.weight.shape[-1]), generator) for lin in self.linears]
+
+    def forward(
+        self, x: Tensor, members: Tensor | None = None, masks: Sequence[Tensor] | None = None
+    ) -> Tensor:
         for k, lin in enumerate(self.linears):
             x = lin(x, members)
+            if masks is not None:
+                x = self.dropout(x, masks[k])
             x = self.act(self.norms[k](x, members) if self.norms else x)
         return self.out(x, members)
 
