@@ -361,30 +361,37 @@ def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
     )
 
 
-# eval.csv's columns that a figure scores, each a finite number in every row (`success` only where present).
+# eval.csv's columns that a figure scores, each a finite number in every row (`success` only where present),
+# and the column whose numbers are rates: the fraction of the evaluation episodes that succeeded, in [0, 1].
 SCORED_COLUMNS = ("env_step", "episode_return", "success")
+RATE_COLUMNS = ("success",)
 
 
 def read_evals(run_dir: Path, results: Path) -> pd.DataFrame:
     """A run's eval.csv, its scored columns numbers. ValueError when it lacks env_step or episode_return;
     AnalysisError (one line naming the run, the file's line and the value) when a scored cell is text, empty,
-    nan or infinite: a score cannot be drawn from it, and leaving the row or the run out would change the
-    aggregates without anyone deciding to (docs/figures.md)."""
+    nan or infinite, or a success rate lies outside [0, 1]: a score cannot be drawn from it, and leaving the
+    row or the run out would change the aggregates without anyone deciding to (docs/figures.md)."""
     path = run_dir / "eval.csv"
     ev = pd.read_csv(path)
     if "env_step" not in ev or "episode_return" not in ev:
         raise ValueError("eval.csv lacks env_step/episode_return")
     scored = [c for c in SCORED_COLUMNS if c in ev]
     raw = pd.read_csv(path, usecols=scored, dtype=str, keep_default_na=False)  # the cells as written
+    where = path.relative_to(results).as_posix() if path.is_relative_to(results) else str(path)
     for column in scored:
         ev[column] = pd.to_numeric(raw[column].str.strip(), errors="coerce")
-        bad = ~np.isfinite(ev[column].to_numpy(dtype=float))
+        values = ev[column].to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        rate = column in RATE_COLUMNS
+        if rate:
+            bad |= (values < 0) | (values > 1)
         if bad.any():
             row = int(np.argmax(bad))
-            where = path.relative_to(results).as_posix() if path.is_relative_to(results) else str(path)
+            what = "a success rate in [0, 1]" if rate and np.isfinite(values[row]) else "a finite number"
             raise AnalysisError(
-                f"{where} line {row + 2}: {column} is {raw[column].iloc[row]!r}, not a finite number: no "
-                "figure can score that run; correct or delete the row, or move the run folder out of RESULTS"
+                f"{where} line {row + 2}: {column} is {raw[column].iloc[row]!r}, not {what}: no figure can "
+                "score that run; correct or delete the row, or move the run folder out of RESULTS"
             )
     return ev
 

@@ -68,6 +68,27 @@ def test_atari_runs_pool_as_human_normalized_scores_and_minigrid_as_success_rate
     assert minigrid[["mean", "n_runs"]].tolist() == pytest.approx([0.5, 2])
 
 
+@pytest.mark.parametrize("rate", ["1.7", "-0.25"])
+def test_a_success_rate_outside_0_1_is_one_error_naming_the_file_and_line_and_writes_nothing(
+    tmp_path, capsys, rate
+):
+    for seed in range(2):
+        run = write_run(
+            tmp_path / "r" / "mrq" / "minigrid:MiniGrid-DoorKey-5x5-v0" / f"seed{seed}",
+            [(0, 0.0), (1000, 0.0)],
+        )
+        pd.read_csv(run / "eval.csv").assign(success=[0.0, 0.5]).to_csv(run / "eval.csv", index=False)
+    (run / "eval.csv").write_text((run / "eval.csv").read_text().replace(",0.5\n", f",{rate}\n"))
+    argv = ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "f"), "--steps", "1000"]
+    assert figures.main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: mrq/minigrid:MiniGrid-DoorKey-5x5-v0/seed1/eval.csv line 3: success is '{rate}', not a "
+        "success rate in [0, 1]: no figure can score that run; correct or delete the row, or move the run "
+        "folder out of RESULTS\n"
+    )
+    assert not (tmp_path / "f").exists()
+
+
 #: Two games in the layout of MR.Q's results/atari_results.txt (facebookresearch/MRQ at 8a44a7d), a DMC
 #: block (skipped) between them; time steps are agent steps of 4 frames.
 MRQ_ATARI = (
