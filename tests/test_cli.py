@@ -17,6 +17,7 @@ from conftest import TINY_AGENT, agent_task, tiny_argv
 
 BAD = [
     (["agent=nope"], "unknown agent 'nope'; valid agents: "),
+    (["agent=td4"], "unknown agent 'td4' (did you mean td7, td3?); valid agents: bro, "),
     (["task=walker-wlak"], "unknown task 'walker-wlak' (did you mean walker-walk"),
     (["agent.horizn=3"], "unknown config key 'agent.horizn' (did you mean agent.horizon?)"),
     (["sede=3"], "unknown config key 'sede' (did you mean seed?)"),

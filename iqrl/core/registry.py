@@ -6,6 +6,7 @@ tests/test_conformance.py runs every registered agent through the interface (iqr
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass, field
 
@@ -210,9 +211,16 @@ def agent_names() -> list[str]:
     return sorted(REGISTRY)
 
 
+def unknown_agent(name: str) -> str:
+    """The one-line message for a name the registry lacks: the registered names closest to it, then all."""
+    close = difflib.get_close_matches(name, agent_names(), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"unknown agent {name!r}{hint}; valid agents: {', '.join(agent_names())}"
+
+
 def get_entry(name: str) -> AgentEntry:
     if name not in REGISTRY:
-        raise KeyError(f"unknown agent {name!r}; valid agents: {', '.join(agent_names())}")
+        raise KeyError(unknown_agent(name))
     return REGISTRY[name]
 
 
