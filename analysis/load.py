@@ -367,18 +367,25 @@ SCORED_COLUMNS = ("env_step", "episode_return", "success")
 RATE_COLUMNS = ("success",)
 
 
-def read_evals(run_dir: Path, results: Path) -> pd.DataFrame:
+#: What read_evals' error tells the user of `make figures` to do.
+FIX_FOR_FIGURES = (
+    "no figure can score that run; correct or delete the row, or move the run folder out of RESULTS"
+)
+
+
+def read_evals(run_dir: Path, results: Path | None, fix: str = FIX_FOR_FIGURES) -> pd.DataFrame:
     """A run's eval.csv, its scored columns numbers. ValueError when it lacks env_step or episode_return;
-    AnalysisError (one line naming the run, the file's line and the value) when a scored cell is text, empty,
-    nan or infinite, or a success rate lies outside [0, 1]: a score cannot be drawn from it, and leaving the
-    row or the run out would change the aggregates without anyone deciding to (docs/figures.md)."""
+    AnalysisError (one line naming the file, relative to `results` when given and under it, the file's line
+    and the value, then `fix`) when a scored cell is text, empty, nan or infinite, or a success rate lies
+    outside [0, 1]: a score cannot be drawn from it, and leaving the row or the run out would change the
+    aggregates without anyone deciding to (docs/figures.md)."""
     path = run_dir / "eval.csv"
     ev = pd.read_csv(path)
     if "env_step" not in ev or "episode_return" not in ev:
         raise ValueError("eval.csv lacks env_step/episode_return")
     scored = [c for c in SCORED_COLUMNS if c in ev]
     raw = pd.read_csv(path, usecols=scored, dtype=str, keep_default_na=False)  # the cells as written
-    where = path.relative_to(results).as_posix() if path.is_relative_to(results) else str(path)
+    where = path.relative_to(results).as_posix() if results and path.is_relative_to(results) else str(path)
     for column in scored:
         ev[column] = pd.to_numeric(raw[column].str.strip(), errors="coerce")
         values = ev[column].to_numpy(dtype=float)
@@ -390,8 +397,7 @@ def read_evals(run_dir: Path, results: Path) -> pd.DataFrame:
             row = int(np.argmax(bad))
             what = "a success rate in [0, 1]" if rate and np.isfinite(values[row]) else "a finite number"
             raise AnalysisError(
-                f"{where} line {row + 2}: {column} is {raw[column].iloc[row]!r}, not {what}: no figure can "
-                "score that run; correct or delete the row, or move the run folder out of RESULTS"
+                f"{where} line {row + 2}: {column} is {raw[column].iloc[row]!r}, not {what}: {fix}"
             )
     return ev
 

@@ -36,9 +36,12 @@ def resolve_reference(arg: str | None) -> Path | None:
 
 
 def load_reference(path: Path) -> pd.DataFrame:
-    """Read the published-curves file (empty `ablation` stays the empty string)."""
+    """Read the published-curves file (empty `ablation` stays the empty string). AnalysisError (one line
+    naming the file, its line and column) for an `env_step` or `seed` that is no whole number, or an
+    `episode_return` or `success` that is text, nan or infinite; such a cell left empty means the source
+    released no such number (published_suites.csv.gz: Meta-World returns) and reads as nan."""
     try:
-        df = pd.read_csv(path, dtype={"ablation": str}, keep_default_na=False)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as exc:
         raise AnalysisError(f"cannot read reference file {path}: {exc}") from None
     if "ablation" not in df:  # published_suites.csv.gz holds main results only
@@ -46,7 +49,17 @@ def load_reference(path: Path) -> pd.DataFrame:
     missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
     if missing:
         raise AnalysisError(f"reference file {path} lacks column(s) {', '.join(missing)}")
-    return df
+    df = df.set_axis(df.index + 2)  # the file's lines: the header is line 1
+    where = f"reference file {path}"
+    for column in ("env_step", "seed"):
+        df[column] = parse_numbers(df[column], where, whole=True).astype("int64")
+    for column in ("episode_return", "success"):
+        if column in df:
+            given = (df[column].str.strip() != "").to_numpy()
+            values = np.full(len(df), np.nan)
+            values[given] = parse_numbers(df[column][given], where)
+            df[column] = values
+    return df.reset_index(drop=True)
 
 
 MRQ_SOURCE = "mrq-repo"
