@@ -164,6 +164,30 @@ def test_nonfinite_values_are_refused_by_build_config(argv):
         build_config([*argv, *BASE])
 
 
+# ------------------------------------------------------------------------- gradient updates per run
+@pytest.mark.parametrize(
+    "argv, total",
+    [
+        (["agent=mrq", "task=atari:Pong", "obs=pixels", "updates_per_step=1e6"], "1e+12"),  # was accepted
+        (["agent=bro", "task=dog-run", "updates_per_step=2000"], "2e+09"),
+        (["agent=td3", "task=metaworld:reach", "steps=10000", "updates_per_step=1e6"], "1e+10"),
+    ],
+)
+def test_a_run_asking_for_more_than_a_billion_updates_is_refused_naming_updates_per_step(argv, total):
+    """steps x updates_per_step beyond MAX_UPDATES on any suite; the largest schedules published (10 per step
+    over 10M steps, 1000 per step over 1M) stay allowed."""
+    steps = next((a.split("=")[1] for a in argv if a.startswith("steps=")), "1000000")
+    ups = float(argv[-1].split("=")[1])
+    message = (
+        f"updates_per_step={ups} over steps={steps} asks for {total} gradient updates, more than the "
+        "1,000,000,000 a run may take: lower updates_per_step (gradient updates per env step)"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        build_config(argv)
+    assert build_config(["agent=bro", "updates_per_step=1000"]).updates_per_step == 1000
+    assert build_config(["agent=bro", "steps=10000000", "updates_per_step=100"]).steps == 10_000_000
+
+
 # ------------------------------------------------------------------------- each key once
 @pytest.mark.parametrize(
     "argv, first, second",

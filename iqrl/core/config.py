@@ -110,6 +110,10 @@ class RunConfig:
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
+# The gradient updates one run may ask for (steps x updates_per_step): 10 to 100 times the longest schedules
+# published for the agents here (BRO's UTD 10 over 1M DMC steps: 1e7; DQN's 50M agent steps at 1 update per
+# 4: 1.25e7), and some 12 days at 1 ms per update. More is a slip of the exponent (updates_per_step=1e6).
+MAX_UPDATES = 10**9
 
 
 def task_file(name: str) -> dict:
@@ -285,6 +289,12 @@ def validate(run: RunConfig) -> None:
         (
             run.updates_per_step is None or run.updates_per_step >= 0,
             f"updates_per_step must be >= 0, got {run.updates_per_step}",
+        ),
+        (
+            run.updates_per_step is None or run.updates_per_step * run.steps <= MAX_UPDATES,
+            f"updates_per_step={run.updates_per_step} over steps={run.steps} asks for "
+            f"{(run.updates_per_step or 0) * run.steps:.3g} gradient updates, more than the "
+            f"{MAX_UPDATES:,} a run may take: lower updates_per_step (gradient updates per env step)",
         ),
         (
             run.replay_capacity is None or run.replay_capacity == 0 or run.replay_capacity >= 1000,
