@@ -90,6 +90,7 @@ class BROConfig(AgentConfig):
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     utd: float = 2.0  # updates per stored transition (per agent step)
+    UTD_KEY = "utd"  # updates_per_step may only agree with it (AgentConfig.UTD_KEY)
     # stored transitions (agent steps) at which every network, optimizer and scalar is reset (`bro-utd10`:
     # the code's list for UTD 10; the code resets only at the first one at UTD 2)
     reset_at: list[int] = field(default_factory=lambda: [15_000])

@@ -291,12 +291,6 @@ def validate(run: RunConfig) -> None:
             f"updates_per_step must be >= 0, got {run.updates_per_step}",
         ),
         (
-            run.updates_per_step is None or run.updates_per_step * run.steps <= MAX_UPDATES,
-            f"updates_per_step={run.updates_per_step} over steps={run.steps} asks for "
-            f"{(run.updates_per_step or 0) * run.steps:.3g} gradient updates, more than the "
-            f"{MAX_UPDATES:,} a run may take: lower updates_per_step (gradient updates per env step)",
-        ),
-        (
             run.replay_capacity is None or run.replay_capacity == 0 or run.replay_capacity >= 1000,
             f"replay_capacity must be 0 (unbounded) or >= 1000 transitions, got {run.replay_capacity}",
         ),
@@ -370,6 +364,7 @@ def validate(run: RunConfig) -> None:
     except ValueError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith("agent.") else f"agent.{msg}") from None
+    validate_rate(run)
 
 
 def validate_actions(run: RunConfig) -> None:
@@ -534,6 +529,38 @@ def validate_effect(run: RunConfig) -> None:
         ),
     ]
     require(checks, ConfigError)
+
+
+def validate_rate(run: RunConfig) -> None:
+    """The run's rate of gradient updates, where a key sets it: `updates_per_step`, else the agent's own
+    update-to-data ratio where it is a key (AgentConfig.UTD_KEY: updates per agent step; other agents' default
+    rates are fixed, at most 1 per env step). Refused: a rate that asks for more than MAX_UPDATES updates over
+    `steps`, and `updates_per_step` beside an agent's own ratio where the two disagree: the run key would
+    replace the agent's ratio without a word (the trainer takes it first), and SimbaV2 also decays its
+    learning rate over its ratio's updates."""
+    key, repeat = type(run.agent).UTD_KEY, run.action_repeat
+    if run.updates_per_step is not None:
+        given, value, rate, unit = "updates_per_step", run.updates_per_step, run.updates_per_step, "env step"
+    elif key is not None:
+        given, value, unit = f"agent.{key}", getattr(run.agent, key), "agent step"
+        rate = value / repeat
+    else:
+        return
+    if rate * run.steps > MAX_UPDATES:
+        raise ConfigError(
+            f"{given}={value} over steps={run.steps} asks for {rate * run.steps:.3g} gradient updates, more "
+            f"than the {MAX_UPDATES:,} a run may take: lower {given} (gradient updates per {unit})"
+        )
+    if key is None or run.updates_per_step is None:
+        return
+    utd = getattr(run.agent, key)
+    if not math.isclose(run.updates_per_step * repeat, utd):
+        raise ConfigError(
+            f"updates_per_step={run.updates_per_step} and agent.{key}={utd} disagree: {run.agent.name}'s "
+            f"update-to-data ratio is agent.{key} (updates per agent step; {utd} is {utd / repeat:g} per env "
+            f"step at action_repeat {repeat}), which updates_per_step would replace: set "
+            f"agent.{key}={run.updates_per_step * repeat:g} instead and leave updates_per_step out"
+        )
 
 
 def observation(run: RunConfig) -> Observation:
