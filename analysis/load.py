@@ -38,6 +38,7 @@ import yaml
 
 from analysis.task_groups import task_group
 from iqrl.core.runfolder import (
+    CHECKPOINT,
     INERT_REMOVED_KEYS,
     LEGACY_VALUES,
     NOT_RESULT_KEYS,
@@ -187,6 +188,30 @@ def _walk_runs(results: Path) -> tuple[list[Path], list[Path]]:
         elif "status.json" in filenames and (read_status(Path(dirpath)) or {}).get("state") == "done":
             lost.append(Path(dirpath))
     return sorted(found), sorted(lost)
+
+
+def warn_lost(results: Path, lost: list[Path]) -> None:
+    """One warning for the run folders that say done but hold no eval.csv (they are left out) that keep a
+    checkpoint: its rows are the run's evaluations, and the run's own command writes eval.csv again from it
+    (iqrl.core.checkpoints.restore_logs); one for those without one, whose evaluations are lost."""
+    saved = [p for p in lost if any((p / CHECKPOINT.parent).glob("ckpt*.pt"))]
+    gone = [p for p in lost if p not in saved]
+
+    def listed(runs: list[Path]) -> str:
+        return shown([p.relative_to(results).as_posix() or "." for p in runs])
+
+    if saved:
+        warn(
+            f"{len(saved)} run folder(s) say done but hold no eval.csv, so they are left out: "
+            f"{listed(saved)} (re-run the command that trained each, python -m iqrl.train with its "
+            "config.yaml's keys and out=<its folder>: it writes eval.csv again, byte for byte, from the "
+            "run's last checkpoint)"
+        )
+    if gone:
+        warn(
+            f"{len(gone)} run folder(s) say done but hold neither eval.csv nor a checkpoint, so they are "
+            f"left out: {listed(gone)} (their evaluations are lost: train them again in another folder)"
+        )
 
 
 def fingerprint(results: Path, run_dirs: list[Path]) -> str:
@@ -649,12 +674,7 @@ def load_results(
     if not root.is_dir():
         raise AnalysisError(f"results path {root} is not a folder")
     run_dirs, lost = _walk_runs(root)
-    if lost:
-        names = [p.relative_to(root).as_posix() or "." for p in lost]
-        warn(
-            f"{len(lost)} run folder(s) say done but hold no eval.csv, so they are left out: {shown(names)} "
-            "(their evaluations are lost: train them again in another folder)"
-        )
+    warn_lost(root, lost)
     if not run_dirs:
         raise AnalysisError(f"no run folders (folders with an eval.csv) under {root}")
     key = fingerprint(root, run_dirs)
