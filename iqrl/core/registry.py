@@ -174,7 +174,8 @@ REGISTRY: dict[str, AgentEntry] = {
         "bro_tasks.yaml",
         preset={
             "utd": 10.0,
-            "reset_at": [15_000, 50_000, 250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000],
+            # the code's reset_list (naumix/BiggerRegularizedOptimistic@5870a13:jaxrl/bro/bro_learner.py)
+            "reset_at": [15_001, 50_001, 250_001, 500_001, 750_001, 1_000_001, 1_500_001, 2_000_001],
         },
         description="BRO at its default update-to-data ratio 10, with its reset schedule",
     ),
