@@ -672,6 +672,8 @@ def _run(args) -> int:
         steps = parse_steps(args.steps)
         check_out(Path(args.out))
         reference = resolve_reference(args.reference)
+        if reference is not None:
+            load_reference(reference)  # a cell that is no number is an error before anything is written
         reference_gym = Path(args.reference_gym) if args.reference_gym else None
         reference_atari = Path(args.reference_atari) if args.reference_atari else None
         for path in (reference_gym, reference_atari):

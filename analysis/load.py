@@ -38,6 +38,7 @@ import yaml
 
 from analysis.task_groups import task_group
 from iqrl.core.runfolder import (
+    CHECKPOINT,
     INERT_REMOVED_KEYS,
     LEGACY_VALUES,
     NOT_RESULT_KEYS,
@@ -187,6 +188,30 @@ def _walk_runs(results: Path) -> tuple[list[Path], list[Path]]:
         elif "status.json" in filenames and (read_status(Path(dirpath)) or {}).get("state") == "done":
             lost.append(Path(dirpath))
     return sorted(found), sorted(lost)
+
+
+def warn_lost(results: Path, lost: list[Path]) -> None:
+    """One warning for the run folders that say done but hold no eval.csv (they are left out) that keep a
+    checkpoint: its rows are the run's evaluations, and the run's own command writes eval.csv again from it
+    (iqrl.core.checkpoints.restore_logs); one for those without one, whose evaluations are lost."""
+    saved = [p for p in lost if any((p / CHECKPOINT.parent).glob("ckpt*.pt"))]
+    gone = [p for p in lost if p not in saved]
+
+    def listed(runs: list[Path]) -> str:
+        return shown([p.relative_to(results).as_posix() or "." for p in runs])
+
+    if saved:
+        warn(
+            f"{len(saved)} run folder(s) say done but hold no eval.csv, so they are left out: "
+            f"{listed(saved)} (re-run the command that trained each, python -m iqrl.train with its "
+            "config.yaml's keys and out=<its folder>: it writes eval.csv again, byte for byte, from the "
+            "run's last checkpoint)"
+        )
+    if gone:
+        warn(
+            f"{len(gone)} run folder(s) say done but hold neither eval.csv nor a checkpoint, so they are "
+            f"left out: {listed(gone)} (their evaluations are lost: train them again in another folder)"
+        )
 
 
 def fingerprint(results: Path, run_dirs: list[Path]) -> str:
@@ -361,14 +386,23 @@ def load_run(run_dir: Path, results: Path) -> pd.DataFrame:
     )
 
 
-# eval.csv's columns that a figure scores, each a finite number in every row (`success` only where present).
+# eval.csv's columns that a figure scores, each a finite number in every row (`success` only where present),
+# and the column whose numbers are rates: the fraction of the evaluation episodes that succeeded, in [0, 1].
 SCORED_COLUMNS = ("env_step", "episode_return", "success")
+RATE_COLUMNS = ("success",)
 
 
-def read_evals(run_dir: Path, results: Path) -> pd.DataFrame:
+#: What read_evals' error tells the user of `make figures` to do.
+FIX_FOR_FIGURES = (
+    "no figure can score that run; correct or delete the row, or move the run folder out of RESULTS"
+)
+
+
+def read_evals(run_dir: Path, results: Path | None, fix: str = FIX_FOR_FIGURES) -> pd.DataFrame:
     """A run's eval.csv, its scored columns numbers. ValueError when it lacks env_step or episode_return;
-    AnalysisError (one line naming the run, the file's line and the value) when a scored cell is text, empty,
-    nan or infinite: a score cannot be drawn from it, and leaving the row or the run out would change the
+    AnalysisError (one line naming the file, relative to `results` when given and under it, the file's line
+    and the value, then `fix`) when a scored cell is text, empty, nan or infinite, or a success rate lies
+    outside [0, 1]: a score cannot be drawn from it, and leaving the row or the run out would change the
     aggregates without anyone deciding to (docs/figures.md)."""
     path = run_dir / "eval.csv"
     ev = pd.read_csv(path)
@@ -376,15 +410,19 @@ def read_evals(run_dir: Path, results: Path) -> pd.DataFrame:
         raise ValueError("eval.csv lacks env_step/episode_return")
     scored = [c for c in SCORED_COLUMNS if c in ev]
     raw = pd.read_csv(path, usecols=scored, dtype=str, keep_default_na=False)  # the cells as written
+    where = path.relative_to(results).as_posix() if results and path.is_relative_to(results) else str(path)
     for column in scored:
         ev[column] = pd.to_numeric(raw[column].str.strip(), errors="coerce")
-        bad = ~np.isfinite(ev[column].to_numpy(dtype=float))
+        values = ev[column].to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        rate = column in RATE_COLUMNS
+        if rate:
+            bad |= (values < 0) | (values > 1)
         if bad.any():
             row = int(np.argmax(bad))
-            where = path.relative_to(results).as_posix() if path.is_relative_to(results) else str(path)
+            what = "a success rate in [0, 1]" if rate and np.isfinite(values[row]) else "a finite number"
             raise AnalysisError(
-                f"{where} line {row + 2}: {column} is {raw[column].iloc[row]!r}, not a finite number: no "
-                "figure can score that run; correct or delete the row, or move the run folder out of RESULTS"
+                f"{where} line {row + 2}: {column} is {raw[column].iloc[row]!r}, not {what}: {fix}"
             )
     return ev
 
@@ -636,12 +674,7 @@ def load_results(
     if not root.is_dir():
         raise AnalysisError(f"results path {root} is not a folder")
     run_dirs, lost = _walk_runs(root)
-    if lost:
-        names = [p.relative_to(root).as_posix() or "." for p in lost]
-        warn(
-            f"{len(lost)} run folder(s) say done but hold no eval.csv, so they are left out: {shown(names)} "
-            "(their evaluations are lost: train them again in another folder)"
-        )
+    warn_lost(root, lost)
     if not run_dirs:
         raise AnalysisError(f"no run folders (folders with an eval.csv) under {root}")
     key = fingerprint(root, run_dirs)

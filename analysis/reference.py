@@ -7,6 +7,7 @@ TD-MPC2, MR.Q and SAC on DMC, Gym, Meta-World and MyoSuite; CrossQ, DroQ and RED
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -35,9 +36,12 @@ def resolve_reference(arg: str | None) -> Path | None:
 
 
 def load_reference(path: Path) -> pd.DataFrame:
-    """Read the published-curves file (empty `ablation` stays the empty string)."""
+    """Read the published-curves file (empty `ablation` stays the empty string). AnalysisError (one line
+    naming the file, its line and column) for an `env_step` or `seed` that is no whole number, or an
+    `episode_return` or `success` that is text, nan or infinite; such a cell left empty means the source
+    released no such number (published_suites.csv.gz: Meta-World returns) and reads as nan."""
     try:
-        df = pd.read_csv(path, dtype={"ablation": str}, keep_default_na=False)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as exc:
         raise AnalysisError(f"cannot read reference file {path}: {exc}") from None
     if "ablation" not in df:  # published_suites.csv.gz holds main results only
@@ -45,7 +49,17 @@ def load_reference(path: Path) -> pd.DataFrame:
     missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
     if missing:
         raise AnalysisError(f"reference file {path} lacks column(s) {', '.join(missing)}")
-    return df
+    df = df.set_axis(df.index + 2)  # the file's lines: the header is line 1
+    where = f"reference file {path}"
+    for column in ("env_step", "seed"):
+        df[column] = parse_numbers(df[column], where, whole=True).astype("int64")
+    for column in ("episode_return", "success"):
+        if column in df:
+            given = (df[column].str.strip() != "").to_numpy()
+            values = np.full(len(df), np.nan)
+            values[given] = parse_numbers(df[column][given], where)
+            df[column] = values
+    return df.reset_index(drop=True)
 
 
 MRQ_SOURCE = "mrq-repo"
@@ -73,25 +87,76 @@ def read_mrq_results(path: Path) -> pd.DataFrame:
     `Env: <Suite>-<id>` line, then per evaluation a tab-separated line of the time step and one return per
     seed -> the published-curves layout (REFERENCE_COLUMNS), tasks named as ours (`gym:Hopper-v4`,
     `atari:Pong`), `env_step` in the harness's env steps (MRQ_SUITES: an Atari time step is 4 frames),
-    algorithm `MR.Q`, source `mrq-repo`. Blocks of other suites (DMC) are skipped."""
+    algorithm `MR.Q`, source `mrq-repo`. Blocks of other suites (DMC) are skipped. AnalysisError (one line
+    naming the file and its line) for a file that is not text, an `Env:` line without a name, or a line of a
+    Gym or Atari block whose time step is no whole number or whose return is no finite number: a curve is
+    never drawn without its rows (the released files hold none of these)."""
     rows, task, per_step = [], None, 1
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise AnalysisError(f"cannot read MR.Q results file {path}: {exc}") from None
-    for line in lines:
+    what = "MR.Q results file"
+    for n, line in enumerate(read_text(path, what).splitlines(), 1):
         if line.startswith("Env:"):
-            task, per_step = mrq_task(line.split()[1]) or (None, 1)
-        elif task and line[:1].isdigit():
-            step, *returns = [v for v in line.split("\t") if v.strip()]
-            rows += [(task, int(step) * per_step, seed, float(r)) for seed, r in enumerate(returns)]
+            words = line.split()
+            if len(words) < 2:
+                raise AnalysisError(f"{what} {path} line {n}: 'Env:' names no environment")
+            task, per_step = mrq_task(words[1]) or (None, 1)
+        elif task and line.strip() and not line.startswith(("Timestep", "---")):
+            step, *returns = [v.strip() for v in line.split("\t") if v.strip()]
+            rows += [(n, task, per_step, step, seed, r) for seed, r in enumerate(returns)]
     if not rows:
         raise AnalysisError(
             f"{path} is not an MR.Q results file (no 'Env: Gym-<id>' or 'Env: Atari-<game>-v5' block with "
             "returns)"
         )
-    df = pd.DataFrame(rows, columns=["task", "env_step", "seed", "episode_return"])
-    return df.assign(source=MRQ_SOURCE, algorithm="MR.Q", ablation="")[list(REFERENCE_COLUMNS)]
+    columns = ["line", "task", "per_step", "time step", "seed", "return"]
+    cells = pd.DataFrame(rows, columns=columns).set_index("line")
+    steps = (
+        parse_numbers(cells["time step"], f"{what} {path}", whole=True).astype("int64") * cells["per_step"]
+    )
+    df = cells[["task", "seed"]].assign(
+        env_step=steps, episode_return=parse_numbers(cells["return"], f"{what} {path}")
+    )
+    df = df.reset_index(drop=True).assign(source=MRQ_SOURCE, algorithm="MR.Q", ablation="")
+    return df[list(REFERENCE_COLUMNS)]
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of a released-curves file; AnalysisError (one line naming it) when it cannot be read or is not
+    text (a binary file given by mistake)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise AnalysisError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    nul = data.find(b"\0")  # NUL decodes as UTF-8, but no text file holds one
+    try:
+        text = data[: nul if nul >= 0 else None].decode("utf-8")
+    except UnicodeDecodeError as exc:  # a byte before the first NUL that is no UTF-8
+        offset = exc.start
+    else:
+        if nul < 0:
+            return text
+        offset = nul
+    raise AnalysisError(
+        f"{what} {path} is not text (byte {offset} is 0x{data[offset]:02x}); give the released file"
+    )
+
+
+def parse_numbers(cells: pd.Series, where: str, whole: bool = False) -> np.ndarray:
+    """The cells of one column of a released-curves file (strings, indexed by their line in the file, named by
+    the column) -> floats. AnalysisError `<where> line <n>: <column> is '<cell>', not a finite number` for the
+    first that is text, empty, nan or infinite (dropped, it would leave a seed out of a curve unseen);
+    whole=True also refuses a negative or fractional value (`100000.0`, as pandas writes a step, is whole)."""
+    values = pd.to_numeric(cells.str.strip(), errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(values)
+    if whole:
+        finite = np.where(bad, 0.0, values)
+        bad |= (finite < 0) | (finite % 1 != 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AnalysisError(
+            f"{where} line {cells.index[i]}: {cells.name} is {cells.iloc[i]!r}, not a "
+            f"{'whole' if whole else 'finite'} number"
+        )
+    return values
 
 
 SIMBA_SOURCE = "simbav2-repo"
@@ -114,6 +179,7 @@ SIMBA_ALGORITHMS = {
 #: The SimbaV2 results' metric -> our column: returns, and success rates where the suite has them.
 SIMBA_METRICS = {"avg_return": "episode_return", "avg_success": "success"}
 SIMBA_FILES = ("baseline/*.csv", "simbaV2_utd*.csv")
+SIMBA_COLUMNS = ["exp_name", "env_name", "seed", "metric", "env_step", "value"]
 
 
 def simba_task_name(env_name: str) -> str | None:
@@ -163,14 +229,20 @@ def read_simba_results(folder: Path) -> pd.DataFrame:
     paths = sorted({p for pattern in SIMBA_FILES for p in folder.glob(pattern) if p.stat().st_size > 0})
     if not paths:
         raise AnalysisError(f"{folder} holds no SimbaV2 results ({' or '.join(SIMBA_FILES)})")
-    frames = []
+    frames, what = [], "SimbaV2 results file"
     for path in paths:
         try:
-            df = pd.read_csv(path, usecols=["exp_name", "env_name", "seed", "metric", "env_step", "value"])
-        except (OSError, ValueError) as exc:
-            raise AnalysisError(f"cannot read SimbaV2 results file {path}: {exc}") from None
-        frames.append(df[df["metric"].isin(list(SIMBA_METRICS))])
-    df = pd.concat(frames, ignore_index=True)
+            df = pd.read_csv(
+                io.StringIO(read_text(path, what)), usecols=SIMBA_COLUMNS, dtype=str, keep_default_na=False
+            )
+        except ValueError as exc:  # a missing column, a line pandas cannot split
+            raise AnalysisError(f"cannot read {what} {path}: {exc}") from None
+        df = df.set_axis(df.index + 2)  # the file's lines: the header is line 1
+        df = df[df["metric"].isin(list(SIMBA_METRICS))].copy()
+        for column in ("seed", "env_step", "value"):
+            df[column] = parse_numbers(df[column], f"{what} {path}", whole=column != "value")
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True).astype({"seed": "int64"})
     df["algorithm"] = [SIMBA_ALGORITHMS.get(e.lower(), e) for e in df["exp_name"]]
     df["task"] = df["env_name"].map(simba_task_name)
     df = df[df["task"].notna()]

@@ -8,9 +8,13 @@ resets. Networks: two critics BroNet(512, 2 blocks) -> 100 quantiles of Q(s, a);
 block) -> mean and log-std (soft-bounded to [-10, 2]) of a tanh-Gaussian; the optimistic actor
 BroNet(256, 1 block) on [s, mu_c(s)] -> a shift of the mean (a bias-free Linear, orthogonal gain 0.01).
 
-Resets: when the replay first holds `reset_at` transitions, every network and scalar is drawn afresh and
-every optimizer's state forgotten (the code: at its steps 15001, 50001, 250001, 500001, 750001, 1M, 1.5M and
-2M at UTD 10, only the first at UTD 2; its steps are stored transitions).
+Resets: when the replay first holds `reset_at` transitions, before that step's updates, every network and
+scalar is drawn afresh and every optimizer's state forgotten. The code's steps: its loop stores transition i
+(from 1), then calls `agent.update(..., i)`, which resets first when i is in `reset_list` =
+[15001, 50001, 250001, 500001, 750001, 1000001, 1500001, 2000001] at UTD 10, only the first at UTD 2
+(naumix/BiggerRegularizedOptimistic@5870a13:train_parallel.py, the loop of `main`;
+naumix/BiggerRegularizedOptimistic@5870a13:jaxrl/bro/bro_learner.py, `BRO.__init__` and `BRO.update`):
+`reset_at` holds those counts, so a reset comes at the code's step.
 
 One update, in the code's order (`_update`), on a batch of 128 transitions:
 1. critics: a' ~ pi(s'), Z' = (Z1'(s', a') + Z2'(s', a')) / 2 - beta_p |Z1' - Z2'| / 2 per quantile (target
@@ -90,9 +94,12 @@ class BROConfig(AgentConfig):
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     utd: float = 2.0  # updates per stored transition (per agent step)
-    # stored transitions (agent steps) at which every network, optimizer and scalar is reset (`bro-utd10`:
-    # the code's list for UTD 10; the code resets only at the first one at UTD 2)
-    reset_at: list[int] = field(default_factory=lambda: [15_000])
+    UTD_KEY = "utd"  # updates_per_step may only agree with it (AgentConfig.UTD_KEY)
+    # stored transitions (agent steps) at which every network, optimizer and scalar is reset, before that
+    # step's updates: the code's steps (`reset_list` of naumix/BiggerRegularizedOptimistic@5870a13:
+    # jaxrl/bro/bro_learner.py; its step i updates after storing transition i): only the first at UTD 2,
+    # `bro-utd10` the code's list for UTD 10
+    reset_at: list[int] = field(default_factory=lambda: [15_001])
 
     def validate(self) -> None:
         super().validate()

@@ -70,6 +70,7 @@ class CrossQConfig(AgentConfig):
     log_std_min: float = -20.0  # hard clip of the actor's log-std
     log_std_max: float = 2.0
     utd: float = 1.0  # critic updates per stored transition (per agent step)
+    UTD_KEY = "utd"  # updates_per_step may only agree with it (AgentConfig.UTD_KEY)
 
     def validate(self) -> None:
         super().validate()

@@ -96,6 +96,7 @@ class SimbaV2Config(AgentConfig):
     normalize_observations: bool = True
     normalize_rewards: bool = True
     utd: float = 2.0  # updates per stored transition (per agent step)
+    UTD_KEY = "utd"  # updates_per_step may only agree with it (AgentConfig.UTD_KEY)
 
     def validate(self) -> None:
         super().validate()

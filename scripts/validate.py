@@ -51,7 +51,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.load import AnalysisError  # noqa: E402
+from analysis.load import AnalysisError, read_evals  # noqa: E402
 from analysis.reference import (  # noqa: E402
     DEFAULT_REFERENCE,
     PUBLISHED_NAME,
@@ -62,6 +62,11 @@ from analysis.reference import (  # noqa: E402
 DEFAULT_TASKS = ["cartpole-swingup", "walker-walk"]
 SMALL_CAPS = {"mlp_dims": [256, 256], "enc_mlp_dims": [256], "latent_dim": 64}
 LAST_EVALS = 2
+#: What the error for an eval.csv cell that is no number tells the user to do.
+UNREADABLE_EVAL = (
+    "no final return can be drawn from that run; correct or delete the row, or delete the run folder to "
+    "train it again"
+)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -192,7 +197,9 @@ def run_all(jobs: list[list[str]], out: Path, parallel: int) -> dict[str, int]:
 
 # --------------------------------------------------------------------------------------------- table
 def run_result(folder: Path, steps: int) -> dict:
-    """One run: state, last eval step and its final return (mean of the last LAST_EVALS evals <= steps)."""
+    """One run: state, last eval step and its final return (mean of the last LAST_EVALS evals <= steps).
+    AnalysisError (one line naming the file, its line and column) for an eval.csv that cannot be read as
+    numbers: a final return is never drawn from a run without some of its rows."""
     row = {"state": "missing", "last_step": math.nan, "final_return": math.nan}
     if (folder / "status.json").is_file():
         status = json.loads((folder / "status.json").read_text())
@@ -200,7 +207,10 @@ def run_result(folder: Path, steps: int) -> dict:
         if status.get("error"):
             row["state"] += f" ({status['error']})"
     if (folder / "eval.csv").is_file():
-        ev = pd.read_csv(folder / "eval.csv")
+        try:
+            ev = read_evals(folder, None, UNREADABLE_EVAL)
+        except ValueError as e:  # no such column, an empty file, a line pandas cannot split
+            raise AnalysisError(f"{folder / 'eval.csv'}: {e}") from None
         ev = ev[ev["env_step"] <= steps].sort_values("env_step")
         if len(ev):
             row["last_step"] = int(ev["env_step"].iloc[-1])
@@ -367,12 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     out, seeds = args.out, list(range(1, args.seeds + 1))
     try:  # before any training: a missing reference file should not surface hours later
         ref = load_reference(Path(args.reference))
-    except AnalysisError as e:
-        print(
-            f"error: {e} (the published curves sit in ../shared/reference-data beside the checkout; "
-            "pass --reference PATH)",
-            file=sys.stderr,
-        )
+    except AnalysisError as e:  # a file that is not there, or one that cannot be read as published curves
+        where = "../shared/reference-data beside the checkout; pass --reference PATH"
+        hint = "" if Path(args.reference).is_file() else f" (the published curves sit in {where})"
+        print(f"error: {e}{hint}", file=sys.stderr)
         return 2
     codes = {}  # run folder -> the trainer's exit code
     if not args.table_only:
@@ -394,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
     variant = "small" if args.small else "default"
-    ours = our_results(out, agents, tasks, seeds, variant, args.steps)
+    try:
+        ours = our_results(out, agents, tasks, seeds, variant, args.steps)
+    except AnalysisError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.table_only and (ours["seeds"].str.startswith("0/") & (ours["state"] == "missing")).all():
         # nothing to tabulate: keep the report there is (e.g. of the other variant) instead of overwriting it
         others = sorted({d.name for d in out.glob("*/*/*") if d.is_dir() and d.name != variant})

@@ -230,13 +230,21 @@ def test_probability_of_improvement_against_the_only_iqrl_variant(tmp_path):
             ["--results", "{tmp}/r", "--reference", "{tmp}/nope.csv.gz"],
             "error: reference file {tmp}/nope.csv.gz not found",
         ),
+        (  # was a traceback where the overlay was drawn, after the other figures
+            ["--results", "{tmp}/r", "--reference", "{tmp}/text.csv"],
+            "error: reference file {tmp}/text.csv line 3: episode_return is 'n/a', not a finite number",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     write_hand_results(tmp_path / "r")
+    (tmp_path / "text.csv").write_text(
+        "source,algorithm,ablation,task,env_step,seed,episode_return\n"
+        "s,SAC,,walker-walk,0,1,1.0\ns,SAC,,walker-walk,100,1,n/a\n"
+    )
     rc, out, err = run_cli([a.format(tmp=tmp_path) for a in args] + ["--out", tmp_path / "o"])
-    assert rc == 2 and out == ""
+    assert rc == 2 and out == "" and not (tmp_path / "o").exists()
     assert len(err.strip().splitlines()) == 1 and err.startswith(message.format(tmp=tmp_path))
 
 

@@ -441,8 +441,8 @@ def test_runs_without_a_scorable_row_are_named_and_left_out(tmp_path):
         table, info = load_results(tmp_path)
     lines = [str(w.message) for w in record]
     assert (
-        "1 run folder(s) say done but hold no eval.csv, so they are left out: a/walker-walk/seed3 "
-        "(their evaluations are lost: train them again in another folder)" in lines
+        "1 run folder(s) say done but hold neither eval.csv nor a checkpoint, so they are left out: "
+        "a/walker-walk/seed3 (their evaluations are lost: train them again in another folder)" in lines
     )
     assert (
         "2 run folder(s) skipped: a/walker-walk/seed2: only its evaluation at env step 0, before any "

@@ -17,6 +17,11 @@ from iqrl.bench.measure import whole_periods
         (["--agents", "nope"], "unknown agent"),
         (["--tasks", "walker-nope"], "walker-nope"),
         (["--agents", "td7", "--seeds", "4"], "asks only for K-seed rows"),  # no row to measure
+        (  # wrote [] and ended in a TypeError
+            ["--agents", "iqrl", "--seeds", "2", "--compile", "true"],
+            "error: --seeds 2 with --dtypes fp32,bf16, --compile true and --obs state asks only for "
+            "K-seed rows, and the K-seed mode's rows are measured with --dtypes fp32, --compile false and",
+        ),
         (["--dtypes", "tf32"], "precision=tf32 needs a CUDA device"),
         (["--compile", "maybe"], "--compile must list values among false, true, cudagraphs"),
         (["--compile", "cudagraphs", "--agents", "td3"], "cudagraphs=true needs a CUDA device"),
@@ -28,6 +33,41 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_rows_the_k_seed_mode_cannot_measure_are_named_one_line_each_and_the_rest_measured(
+    tmp_path, capsys, monkeypatch
+):
+    """--seeds 1,2 --compile false,true: the K = 2 row compiled is left out with one warning line (as are
+    td7's K-seed rows, which the mode refuses); every other row is measured and written."""
+    import subprocess
+
+    from iqrl.bench import cli
+    from iqrl.bench.measure import FIELDS
+
+    measured = []
+
+    def fake_row(cmd, **_):  # the row's own process, answered without measuring
+        agent, task, dtype = cmd[cmd.index("--one") + 1 : cmd.index("--one") + 4]
+        k, mode = int(cmd[cmd.index("--group") + 1]) or 1, cmd[cmd.index("--one-compile") + 1]
+        measured.append((agent, dtype, mode, k))
+        row = dict.fromkeys(FIELDS, 1.0) | {"agent": agent, "task": task, "torch": "t", "hardware": "h"}
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(row) + "\n", "")
+
+    monkeypatch.setattr(cli.subprocess, "run", fake_row)
+    argv = ["--agents", "iqrl,td7", "--tasks", "walker-walk", "--dtypes", "fp32", "--compile", "false,true"]
+    assert main([*argv, "--seeds", "1,2", "--out", str(tmp_path / "b.json")]) == 0
+    assert measured == [
+        ("iqrl", "fp32", "false", 1), ("iqrl", "fp32", "false", 2), ("iqrl", "fp32", "true", 1),
+        ("td7", "fp32", "false", 1), ("td7", "fp32", "true", 1),
+    ]  # fmt: skip
+    err = capsys.readouterr().err.splitlines()
+    assert err[1] == (
+        "warning: skipped iqrl on walker-walk (fp32, compile true, state, 2 seeds): the K-seed mode's rows "
+        "are measured with --dtypes fp32, --compile false and --obs state only"
+    )
+    assert len(err) == 2 and err[0].startswith("warning: skipped td7's K-seed rows (K=2): ")
+    assert len(json.loads((tmp_path / "b.json").read_text())) == 5
 
 
 def test_peak_rows_cover_both_dtypes_and_every_product():

@@ -170,6 +170,26 @@ def test_a_reset_redraws_every_network_and_scalar_forgets_the_optimizers_and_cop
     assert agent.resets_done == 1  # no second reset below 10 000 transitions
 
 
+def test_resets_come_at_the_codes_steps_when_the_replay_first_holds_15001_transitions():
+    """naumix/BiggerRegularizedOptimistic@5870a13:train_parallel.py stores transition i (from 1), then calls
+    `agent.update(..., i)`, which resets first where i is in `reset_list` (jaxrl/bro/bro_learner.py: 15001,
+    50001, ..., 2000001; at UTD 2 only 15001): not at 15000 stored transitions, at 15001, before that step's
+    updates."""
+    from iqrl.core.config import build_config
+
+    assert build_config(["agent=bro"]).agent.reset_at == [15_001]
+    assert build_config(["agent=bro-utd10"]).agent.reset_at == [
+        15_001, 50_001, 250_001, 500_001, 750_001, 1_000_001, 1_500_001, 2_000_001,
+    ]  # fmt: skip
+    agent, replay = bro(reset_at=[15_001, 50_001])
+    twin, _ = bro(reset_at=[10**9])  # one seed, never reset
+    batch = replay.sample(16)
+    for size, resets in ((15_000, 0), (15_001, 1), (50_000, 1)):
+        for a in (agent, twin):
+            a.update(FixedReplay(batch, size=size), 0)
+        assert agent.resets_done == resets and same(agent.critic, params(twin.critic)) == (resets == 0), size
+
+
 def test_reset_state_is_what_a_fresh_agent_has():
     """Right after a reset (no step yet): the scalars at their initial values, the target critics equal to
     the critics, the optimizers without state."""

@@ -17,6 +17,7 @@ from conftest import TINY_AGENT, agent_task, tiny_argv
 
 BAD = [
     (["agent=nope"], "unknown agent 'nope'; valid agents: "),
+    (["agent=td4"], "unknown agent 'td4' (did you mean td7, td3?); valid agents: bro, "),
     (["task=walker-wlak"], "unknown task 'walker-wlak' (did you mean walker-walk"),
     (["agent.horizn=3"], "unknown config key 'agent.horizn' (did you mean agent.horizon?)"),
     (["sede=3"], "unknown config key 'sede' (did you mean seed?)"),
@@ -54,6 +55,10 @@ BAD = [
     (["agent.mlp_dims=[100000000,10]"], "GiB free on cpu; lower agent.batch_size (256) or the network sizes"),
     (["agent.batch_size=1000000000000"], "lower agent.batch_size (1000000000000)"),
     (["steps=100000000000"], "the replay keeps every transition: lower steps"),
+    (
+        ["updates_per_step=1e7"],
+        "gradient updates, more than the 1,000,000,000 a run may take: lower updates_per_step",
+    ),
 ]
 
 

@@ -164,6 +164,76 @@ def test_nonfinite_values_are_refused_by_build_config(argv):
         build_config([*argv, *BASE])
 
 
+# ------------------------------------------------------------------------- gradient updates per run
+@pytest.mark.parametrize(
+    "argv, key, total, unit",
+    [
+        (
+            ["agent=mrq", "task=atari:Pong", "obs=pixels", "updates_per_step=1e6"],
+            "updates_per_step",
+            "1e+12",
+            "env",
+        ),
+        (
+            ["agent=td3", "task=metaworld:reach", "steps=10000", "updates_per_step=1e6"],
+            "updates_per_step",
+            "1e+10",
+            "env",
+        ),
+        (["agent=bro", "task=dog-run", "agent.utd=4000"], "agent.utd", "2e+09", "agent"),  # 2000 per env step
+    ],
+)
+def test_a_run_asking_for_more_than_a_billion_updates_is_refused_naming_the_key(argv, key, total, unit):
+    """steps x the rate beyond MAX_UPDATES on any suite, the rate set by updates_per_step or by an agent's own
+    update-to-data ratio; the largest schedules published (10 per step over 10M steps, 1000 per step over 1M)
+    stay allowed."""
+    steps = next((a.split("=")[1] for a in argv if a.startswith("steps=")), "1000000")
+    value = float(argv[-1].split("=")[1])
+    message = (
+        f"{key}={value} over steps={steps} asks for {total} gradient updates, more than the 1,000,000,000 a "
+        f"run may take: lower {key} (gradient updates per {unit} step)"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        build_config(argv)
+    assert build_config(["agent=td3", "updates_per_step=1000"]).updates_per_step == 1000
+    assert build_config(["agent=bro", "steps=10000000", "agent.utd=200"]).agent.utd == 200
+
+
+@pytest.mark.parametrize(
+    "argv, ratio, fix",
+    [
+        (  # the top-level key won without a word
+            ["agent=bro", "agent.utd=10", "updates_per_step=0.25"],
+            "updates_per_step=0.25 and agent.utd=10.0 disagree: bro's update-to-data ratio is agent.utd "
+            "(updates per agent step; 10.0 is 5 per env step at action_repeat 2)",
+            "agent.utd=0.5",
+        ),
+        (  # the preset's UTD 8
+            ["agent=simbav2-utd8", "task=gym:Hopper-v4", "updates_per_step=1.0"],
+            "updates_per_step=1.0 and agent.utd=8.0 disagree: simbav2-utd8's update-to-data ratio is "
+            "agent.utd (updates per agent step; 8.0 is 8 per env step at action_repeat 1)",
+            "agent.utd=1",
+        ),
+        (
+            ["agent=crossq", "updates_per_step=1.0"],
+            "updates_per_step=1.0 and agent.utd=1.0 disagree: crossq's update-to-data ratio is agent.utd "
+            "(updates per agent step; 1.0 is 0.5 per env step at action_repeat 2)",
+            "agent.utd=2",
+        ),
+    ],
+)
+def test_updates_per_step_that_disagrees_with_an_agents_own_utd_is_refused(argv, ratio, fix):
+    message = (
+        f"{ratio}, which updates_per_step would replace: set {fix} instead and leave updates_per_step out"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        build_config(argv)
+    assert (
+        build_config(["agent=bro", "agent.utd=10", "updates_per_step=5.0"]).updates_per_step == 5.0
+    )  # agree
+    assert build_config(["agent=crossq", "action_repeat=1", "updates_per_step=1.0"]).agent.utd == 1.0
+
+
 # ------------------------------------------------------------------------- each key once
 @pytest.mark.parametrize(
     "argv, first, second",

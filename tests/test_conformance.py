@@ -136,6 +136,11 @@ def test_interface_members_the_trainer_reads(agent):
     a = build(agent, 0)
     assert isinstance(a, Agent) and isinstance(a.spec, AgentSpec)
     assert a.spec.seq_len >= 1 and a.spec.batch_size >= 1 and a.spec.updates_per_step > 0
+    # an update-to-data ratio of its own is declared, so that updates_per_step cannot silently replace it
+    key = type(a.cfg).UTD_KEY
+    assert a.spec.updates_per_agent_step == (None if key is None else getattr(a.cfg, key)), (
+        "AgentSpec.updates_per_agent_step comes from a config key: name it in the config's UTD_KEY"
+    )
     assert isinstance(a.schedule, UpdateSchedule) and a.schedule.cycle >= 1
     assert a.networks() and all(isinstance(m, torch.nn.Module) for m in a.networks().values())
     sigma = a.exploration_sigma

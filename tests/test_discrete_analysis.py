@@ -3,6 +3,8 @@ human-normalised Atari scores, MiniGrid success rates, MR.Q's released Atari cur
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +70,27 @@ def test_atari_runs_pool_as_human_normalized_scores_and_minigrid_as_success_rate
     assert minigrid[["mean", "n_runs"]].tolist() == pytest.approx([0.5, 2])
 
 
+@pytest.mark.parametrize("rate", ["1.7", "-0.25"])
+def test_a_success_rate_outside_0_1_is_one_error_naming_the_file_and_line_and_writes_nothing(
+    tmp_path, capsys, rate
+):
+    for seed in range(2):
+        run = write_run(
+            tmp_path / "r" / "mrq" / "minigrid:MiniGrid-DoorKey-5x5-v0" / f"seed{seed}",
+            [(0, 0.0), (1000, 0.0)],
+        )
+        pd.read_csv(run / "eval.csv").assign(success=[0.0, 0.5]).to_csv(run / "eval.csv", index=False)
+    (run / "eval.csv").write_text((run / "eval.csv").read_text().replace(",0.5\n", f",{rate}\n"))
+    argv = ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "f"), "--steps", "1000"]
+    assert figures.main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: mrq/minigrid:MiniGrid-DoorKey-5x5-v0/seed1/eval.csv line 3: success is '{rate}', not a "
+        "success rate in [0, 1]: no figure can score that run; correct or delete the row, or move the run "
+        "folder out of RESULTS\n"
+    )
+    assert not (tmp_path / "f").exists()
+
+
 #: Two games in the layout of MR.Q's results/atari_results.txt (facebookresearch/MRQ at 8a44a7d), a DMC
 #: block (skipped) between them; time steps are agent steps of 4 frames.
 MRQ_ATARI = (
@@ -110,3 +133,32 @@ def test_mrqs_released_atari_curves_load_in_frames_and_overlay_the_atari_panels(
     assert figures.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "not an MR.Q results file" in err and not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: gzip.compress(t.encode()), "is not text (byte 1 is 0x8b)"),  # the file gzipped
+        (lambda t: t.replace("-3.100", "n/a"), "line 5: return is 'n/a', not a finite number"),
+        (lambda t: t.replace("Env: Atari-Breakout-v5", "Env:"), "line 11: 'Env:' names no environment"),
+        (
+            lambda t: t.replace("100000\t\t30.5", "1e5.5\t\t30.5"),
+            "line 14: time step is '1e5.5', not a whole",
+        ),
+        (lambda t: t.replace("100000\t\t30.5", "2.5\t\t30.5"), "line 14: time step is '2.5', not a whole"),
+        (lambda t: t.replace("-3.100", "nan"), "line 5: return is 'nan', not a finite number"),  # was dropped
+        (lambda t: t.replace("30.5", "inf"), "line 14: return is 'inf', not a finite number"),
+    ],
+)
+def test_a_released_curves_file_that_cannot_be_drawn_is_one_error_naming_the_file_and_line(
+    tmp_path, capsys, change, message
+):
+    _atari_runs(tmp_path / "r")
+    text = change(MRQ_ATARI)
+    path = tmp_path / "atari_results.txt"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    argv = ["--results", tmp_path / "r", "--out", tmp_path / "f", "--reference-atari", path]
+    assert figures.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: MR.Q results file {path} {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "f").exists()

@@ -84,3 +84,17 @@ def test_the_pages_examples_pass_every_registry_wide_test(tmp_path):
     assert (
         passed >= 2 * 12 and " failed" not in r.stdout
     )  # conformance, ranges, parts, switches, K-seed, compile
+
+
+def test_make_test_agent_with_an_unknown_name_is_one_error_line_before_any_test_is_collected():
+    """`make test-agent NAME=td4`: one line naming the close agents and all of them, exit 2, nothing collected
+    (it was a collection error per test module after a minute)."""
+    from iqrl.core.registry import agent_names
+
+    cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", "registry"]
+    r = subprocess.run([*cmd, "--agent", "td3,td4", "tests"], cwd=ROOT, capture_output=True, text=True)
+    assert (r.returncode, r.stdout) == (2, "")
+    assert (
+        r.stderr
+        == f"error: unknown agent 'td4' (did you mean td7, td3?); valid agents: {', '.join(agent_names())}\n"
+    )

@@ -439,6 +439,34 @@ def test_a_finished_run_whose_logs_were_deleted_writes_them_again_from_its_last_
     assert snapshot(run) == files
 
 
+def test_make_figures_says_how_to_get_a_done_runs_deleted_eval_csv_back_and_that_advice_works(
+    reference, tmp_path
+):
+    """The warning names the run and the command that writes its eval.csv again; following it, the run is
+    scored again with the same rows."""
+    from analysis.load import AnalysisError, AnalysisWarning, load_results
+
+    run = copy_of(reference[2], tmp_path)
+    rows = (run / "eval.csv").read_bytes()
+    (run / "eval.csv").unlink()
+    (tmp_path / "other").mkdir()
+    shutil.copy(run / "status.json", tmp_path / "other")
+    with pytest.warns(AnalysisWarning) as record:
+        with pytest.raises(AnalysisError, match="no run folders"):
+            load_results(tmp_path)
+    assert [str(w.message) for w in record] == [
+        "1 run folder(s) say done but hold no eval.csv, so they are left out: run (re-run the command that "
+        "trained each, python -m iqrl.train with its config.yaml's keys and out=<its folder>: it writes "
+        "eval.csv again, byte for byte, from the run's last checkpoint)",
+        "1 run folder(s) say done but hold neither eval.csv nor a checkpoint, so they are left out: other "
+        "(their evaluations are lost: train them again in another folder)",
+    ]
+    assert main(argv(run)) == EXIT_OK  # the run's command
+    assert (run / "eval.csv").read_bytes() == rows
+    table, info = load_results(run)
+    assert info.n_runs == 1 and table["env_step"].max() == 600
+
+
 @pytest.mark.parametrize(
     "out, message",
     [

@@ -133,6 +133,35 @@ def test_make_figures_overlays_them_and_draws_the_dmc_hard_mean(tmp_path, capsys
     assert err.startswith("error:") and "no SimbaV2 results" in err and not (tmp_path / "g").exists()
 
 
+@pytest.mark.parametrize(
+    "cells, message",
+    [
+        (None, "is not text (byte 0 is 0x00)"),  # a binary file under the name
+        ("25000,high", "line 2: value is 'high', not a finite number"),
+        ("25000,nan", "line 2: value is 'nan', not a finite number"),  # was dropped without a word
+        ("25000,-inf", "line 2: value is '-inf', not a finite number"),
+        ("25000.5,1.0", "line 2: env_step is '25000.5', not a whole number"),
+        ("step,1.0", "line 2: env_step is 'step', not a whole number"),
+    ],
+)
+def test_a_released_file_that_cannot_be_drawn_is_one_error_naming_the_file_and_line(
+    tmp_path, capsys, cells, message
+):
+    from analysis import figures
+
+    path = simba_folder(tmp_path / "simba") / "baseline" / "bro_utd10.csv"
+    if cells is None:
+        path.write_bytes(bytes(range(256)))
+    else:
+        path.write_text(path.read_text().replace("25000,1.0", cells))
+    write_run(tmp_path / "r" / "td3" / "dog-run" / "seed0", [(0, 0.0), (100, 5.0)])
+    argv = ["--results", tmp_path / "r", "--out", tmp_path / "f", "--reference-simba", tmp_path / "simba"]
+    assert figures.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: SimbaV2 results file {path} {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "f").exists()
+
+
 def test_runs_on_some_dmc_hard_tasks_write_the_published_means_and_skip_the_figure_with_a_note(tmp_path):
     from analysis import figures
 

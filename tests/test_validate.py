@@ -152,6 +152,44 @@ def test_main_table_only(runs, tmp_path, capsys):
     assert validate.main(argv[:-1] + [str(tmp_path / "absent.csv.gz")]) == 2
 
 
+@pytest.mark.parametrize(
+    "column, cell", [("episode_return", "oops"), ("episode_return", "nan"), ("env_step", "20k")]
+)
+def test_a_cell_of_a_runs_eval_csv_that_is_no_number_is_one_error_line_and_writes_no_table(
+    runs, tmp_path, capsys, column, cell
+):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    path = runs / "iqrl" / "walker-walk" / "default" / "seed2" / "eval.csv"
+    line = path.read_text().splitlines()[3].split(",")  # env step 20000: line 4
+    line[["env_step", "episode_return"].index(column)] = cell
+    path.write_text("\n".join([*path.read_text().splitlines()[:3], ",".join(line)]) + "\n")
+    argv = ["--table-only", "--agents", "iqrl", "--tasks", "walker-walk", "--steps", "20000", "--seeds", "2"]
+    assert validate.main([*argv, "--out", str(runs), "--reference", str(ref)]) == 2  # was a TypeError
+    assert capsys.readouterr().err == (
+        f"error: {path} line 4: {column} is {cell!r}, not a finite number: {validate.UNREADABLE_EVAL}\n"
+    )
+    assert not (runs / "validate.md").exists() and not (runs / "validate.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "column, cell, what",
+    [("episode_return", "n/a", "a finite"), ("env_step", "21k", "a whole"), ("seed", "1.5", "a whole")],
+)
+def test_a_reference_cell_that_is_no_number_is_one_error_line_before_any_training(
+    tmp_path, capsys, column, cell, what
+):
+    ref = tmp_path / "ref.csv"
+    frame = reference().astype(str)
+    frame.loc[2, column] = cell  # the file's line 4
+    frame.to_csv(ref, index=False)
+    argv = ["--agents", "td3", "--tasks", "cartpole-balance", "--steps", "400", "--out", str(tmp_path / "v")]
+    assert validate.main([*argv, "--reference", str(ref)]) == 2  # was a TypeError after the training
+    err = capsys.readouterr().err
+    assert err == f"error: reference file {ref} line 4: {column} is {cell!r}, not {what} number\n"
+    assert not (tmp_path / "v").exists()
+
+
 def test_table_only_without_runs_of_the_variant_fails_and_keeps_the_report(tmp_path, capsys):
     ref = tmp_path / "ref.csv.gz"
     reference().to_csv(ref, index=False)

@@ -56,6 +56,8 @@ from iqrl.core.registry import agent_class, agent_names
 from iqrl.multiseed.group import unsupported
 
 DEFAULT_TASKS = ["walker-walk", "dog-run"]
+#: What the K-seed rows measure (iqrl/multiseed: eager updates, fp32; the bench feeds them states).
+KSEED_ROWS = "the K-seed mode's rows are measured with --dtypes fp32, --compile false and --obs state only"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         for a, t, m in ((a, t, m) for a in agents for t in tasks for m in modes):
             print(json.dumps(matmul_split(a, t, m, args.updates)), flush=True)
         return 0
-    grouped = [a for a in agents if unsupported(build_config([f"agent={a}"])) is None]
-    plan = [(a, ([1] if 1 in seeds else []) + (groups if a in grouped else [])) for a in agents]
+    refusals = {a: unsupported(build_config([f"agent={a}"])) for a in agents}
+    plan = [(a, ([1] if 1 in seeds else []) + (groups if refusals[a] is None else [])) for a in agents]
     if not any(ks for _, ks in plan):
         print(
             f"error: --seeds {args.seeds} asks only for K-seed rows, which the K-seed mode refuses for "
@@ -205,39 +207,58 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    rows = []
+    todo, skipped = [], []  # the rows to measure; one line per row left out, with the reason
+    if groups:
+        skipped += [
+            f"{a}'s K-seed rows (K={','.join(map(str, groups))}): {refusals[a]}"
+            for a in agents
+            if refusals[a]
+        ]
     for a, ks in plan:
         for t in tasks:
             for d, m, k, o in ((d, m, k, o) for d in dtypes for m in modes for k in ks for o in observations):
-                if k > 1 and (d != "fp32" or m != "false" or o != "state"):  # K-seed mode: eager fp32 states
-                    continue
                 if o == "pixels" and not agent_class(a).PIXELS:
+                    continue  # pixel rows only for the agents built for pixels
+                if k > 1 and (d, m, o) != ("fp32", "false", "state"):
+                    skipped.append(f"{a} on {t} ({d}, compile {m}, {o}, {k} seeds): {KSEED_ROWS}")
                     continue
-                cmd = row_command(
-                    a, t, d, m, k, o, args.device, args.updates, args.image_size, args.set, args.collect_s
-                )
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                if r.returncode != 0:
-                    print(
-                        f"error: bench of {a} on {t} ({d}, compile {m}, {k} seeds) failed: "
-                        f"{r.stderr.strip().splitlines()[-1:]}",
-                        file=sys.stderr,
-                    )
-                    if rows:
-                        write_rows(rows, args.out)
-                        print(
-                            f"wrote the {len(rows)} row(s) measured before it to {args.out}",
-                            file=sys.stderr,
-                        )
-                    return 1
-                rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-                env_sps = rows[-1]["env_steps_per_s"]
+                todo.append((a, t, d, m, k, o))
+    if not todo:  # every row asked for is a K-seed row the mode cannot measure: nothing to write
+        print(
+            f"error: --seeds {args.seeds} with --dtypes {args.dtypes}, --compile {args.compile} and --obs "
+            f"{args.obs} asks only for K-seed rows, and {KSEED_ROWS}; add 1 to --seeds or measure those",
+            file=sys.stderr,
+        )
+        return 2
+    for line in skipped:
+        print(f"warning: skipped {line}", file=sys.stderr)
+    rows = []
+    for a, t, d, m, k, o in todo:
+        cmd = row_command(
+            a, t, d, m, k, o, args.device, args.updates, args.image_size, args.set, args.collect_s
+        )
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(
+                f"error: bench of {a} on {t} ({d}, compile {m}, {k} seeds) failed: "
+                f"{r.stderr.strip().splitlines()[-1:]}",
+                file=sys.stderr,
+            )
+            if rows:
+                write_rows(rows, args.out)
                 print(
-                    f"{a:<14} {t:<12} {o:<6} {d:<5} compile={m:<5} K={k:<3} "
-                    f"{rows[-1]['updates_per_s']:>8.2f} updates/s per seed "
-                    + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""),
-                    flush=True,
+                    f"wrote the {len(rows)} row(s) measured before it to {args.out}",
+                    file=sys.stderr,
                 )
+            return 1
+        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        env_sps = rows[-1]["env_steps_per_s"]
+        print(
+            f"{a:<14} {t:<12} {o:<6} {d:<5} compile={m:<5} K={k:<3} "
+            f"{rows[-1]['updates_per_s']:>8.2f} updates/s per seed "
+            + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""),
+            flush=True,
+        )
     write_rows(rows, args.out)
     print()
     print_table(rows)

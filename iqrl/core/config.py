@@ -110,6 +110,10 @@ class RunConfig:
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
+# The gradient updates one run may ask for (steps x updates_per_step): 10 to 100 times the longest schedules
+# published for the agents here (BRO's UTD 10 over 1M DMC steps: 1e7; DQN's 50M agent steps at 1 update per
+# 4: 1.25e7), and some 12 days at 1 ms per update. More is a slip of the exponent (updates_per_step=1e6).
+MAX_UPDATES = 10**9
 
 
 def task_file(name: str) -> dict:
@@ -369,6 +373,7 @@ def validate(run: RunConfig) -> None:
     except ValueError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith("agent.") else f"agent.{msg}") from None
+    validate_rate(run)
 
 
 def validate_actions(run: RunConfig) -> None:
@@ -533,6 +538,38 @@ def validate_effect(run: RunConfig) -> None:
         ),
     ]
     require(checks, ConfigError)
+
+
+def validate_rate(run: RunConfig) -> None:
+    """The run's rate of gradient updates, where a key sets it: `updates_per_step`, else the agent's own
+    update-to-data ratio where it is a key (AgentConfig.UTD_KEY: updates per agent step; other agents' default
+    rates are fixed, at most 1 per env step). Refused: a rate that asks for more than MAX_UPDATES updates over
+    `steps`, and `updates_per_step` beside an agent's own ratio where the two disagree: the run key would
+    replace the agent's ratio without a word (the trainer takes it first), and SimbaV2 also decays its
+    learning rate over its ratio's updates."""
+    key, repeat = type(run.agent).UTD_KEY, run.action_repeat
+    if run.updates_per_step is not None:
+        given, value, rate, unit = "updates_per_step", run.updates_per_step, run.updates_per_step, "env step"
+    elif key is not None:
+        given, value, unit = f"agent.{key}", getattr(run.agent, key), "agent step"
+        rate = value / repeat
+    else:
+        return
+    if rate * run.steps > MAX_UPDATES:
+        raise ConfigError(
+            f"{given}={value} over steps={run.steps} asks for {rate * run.steps:.3g} gradient updates, more "
+            f"than the {MAX_UPDATES:,} a run may take: lower {given} (gradient updates per {unit})"
+        )
+    if key is None or run.updates_per_step is None:
+        return
+    utd = getattr(run.agent, key)
+    if not math.isclose(run.updates_per_step * repeat, utd):
+        raise ConfigError(
+            f"updates_per_step={run.updates_per_step} and agent.{key}={utd} disagree: {run.agent.name}'s "
+            f"update-to-data ratio is agent.{key} (updates per agent step; {utd} is {utd / repeat:g} per env "
+            f"step at action_repeat {repeat}), which updates_per_step would replace: set "
+            f"agent.{key}={run.updates_per_step * repeat:g} instead and leave updates_per_step out"
+        )
 
 
 def observation(run: RunConfig) -> Observation:

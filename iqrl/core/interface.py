@@ -67,6 +67,10 @@ class AgentConfig:
     # own TINY first, this class's after. tests/test_conformance.py::test_tiny_sizes_are_small says what to
     # declare when the tiny agent is not small.
     TINY: ClassVar[dict[str, Any]] = {}
+    # The key holding the agent's update-to-data ratio (updates per agent step: AgentSpec's
+    # updates_per_agent_step) where it has one (BRO, SimbaV2, CrossQ: "utd"); the run key `updates_per_step`
+    # would replace it, so the run config refuses the two where they disagree (config.validate_rate).
+    UTD_KEY: ClassVar[str | None] = None
 
     # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
     # env's

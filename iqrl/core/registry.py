@@ -6,6 +6,7 @@ tests/test_conformance.py runs every registered agent through the interface (iqr
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass, field
 
@@ -173,7 +174,8 @@ REGISTRY: dict[str, AgentEntry] = {
         "bro_tasks.yaml",
         preset={
             "utd": 10.0,
-            "reset_at": [15_000, 50_000, 250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000],
+            # the code's reset_list (naumix/BiggerRegularizedOptimistic@5870a13:jaxrl/bro/bro_learner.py)
+            "reset_at": [15_001, 50_001, 250_001, 500_001, 750_001, 1_000_001, 1_500_001, 2_000_001],
         },
         description="BRO at its default update-to-data ratio 10, with its reset schedule",
     ),
@@ -210,9 +212,16 @@ def agent_names() -> list[str]:
     return sorted(REGISTRY)
 
 
+def unknown_agent(name: str) -> str:
+    """The one-line message for a name the registry lacks: the registered names closest to it, then all."""
+    close = difflib.get_close_matches(name, agent_names(), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"unknown agent {name!r}{hint}; valid agents: {', '.join(agent_names())}"
+
+
 def get_entry(name: str) -> AgentEntry:
     if name not in REGISTRY:
-        raise KeyError(f"unknown agent {name!r}; valid agents: {', '.join(agent_names())}")
+        raise KeyError(unknown_agent(name))
     return REGISTRY[name]
 
 
