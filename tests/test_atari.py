@@ -303,6 +303,17 @@ def test_a_state_taken_before_a_reset_replays_the_noops_and_the_episode():
             pass
 
 
+def test_a_state_taken_mid_episode_continues_its_frame_history():
+    env = fake_env("atari100k", evaluation=True)
+    env.reset()
+    env.step(1)
+    state = env.get_state()
+    played = [env.step(a).obs for a in (2, 3, 4)]
+    again = fake_env("atari100k", evaluation=True)
+    again.set_state(state)
+    assert all(np.array_equal(a, again.step(b).obs) for a, b in zip(played, (2, 3, 4), strict=True))
+
+
 def test_videos_record_the_emulators_rgb_screen_without_a_renderer(tmp_path):
     from iqrl.core.evaluation import eval_episode
     from iqrl.core.render import EpisodeRecorder

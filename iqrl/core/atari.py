@@ -117,7 +117,8 @@ class AtariEnv:
     The first reset seeds the game with `seed` (ale-py derives ALE's seed from it, as `env.reset(seed=seed)`
     in MR.Q's code does); get_state()/set_state() carry the emulator with its generator, this wrapper's frames
     and counters and its own generator (no-op counts, evaluation epsilon) between episodes (checkpoints),
-    mid-game too (after a life lost): set_state(s); reset(); step(a1)...step(an) replays an episode exactly.
+    mid-game too (after a life lost), and mid-episode (its frame history): set_state(s); reset(); step(a1)...
+    step(an) replays an episode exactly.
     `game` replaces ale-py's env (tests: a fake with its reset/step/action_space, an `ale` with ALE's
     cloneState, restoreState and getScreenRGB, and `state_from_bytes`, the inverse of its states' serialize).
     """
@@ -233,6 +234,7 @@ class AtariEnv:
             "game_frames": self._game_frames,
             "lives": self._lives,
             "pool": [f.copy() for f in self._pool],
+            "history": [h.copy() for h in self._history],  # the frames of an episode under way
             "epsilon": self.rng.bit_generator.state,  # the env's generator (named before it drew no-ops)
         }
 
@@ -243,4 +245,5 @@ class AtariEnv:
         self._frames, self._lives = state["frames"], state["lives"]
         self._game_frames = state.get("game_frames", state["frames"])  # a state of before no-op starts: equal
         self._pool = [np.asarray(f) for f in state["pool"]]
+        self._history = [np.asarray(h) for h in state.get("history", [])]  # none in a state of before
         self.rng.bit_generator.state = state["epsilon"]
