@@ -85,11 +85,13 @@ demo: $(BASE_STAMP)
 # make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|path.csv.gz] [STEPS=100000,500000,1000000]
 #              [EXCLUDE_PARTIAL=1] [REFERENCE_GYM=<MRQ checkout>/results/gym_results.txt]
 #              [REFERENCE_ATARI=<MRQ checkout>/results/atari_results.txt]
+#              [REFERENCE_BBF=<google-research checkout>/bigger_better_faster/scores/RR8_BBF.csv]
 #              [REFERENCE_SIMBA=<SimbaV2 checkout>/results]
 #              (bootstrap reps: env IQRL_REPS_CURVE / IQRL_REPS_FINAL)
 REFERENCE ?=
 REFERENCE_GYM ?=
 REFERENCE_ATARI ?=
+REFERENCE_BBF ?=
 REFERENCE_SIMBA ?=
 STEPS ?= 100000,500000,1000000
 EXCLUDE_PARTIAL ?=
@@ -98,6 +100,7 @@ figures: $(BASE_STAMP)
 		--steps "$(STEPS)" $(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
 		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial) $(if $(REFERENCE_GYM),--reference-gym "$(REFERENCE_GYM)") \
 		$(if $(REFERENCE_ATARI),--reference-atari "$(REFERENCE_ATARI)") \
+		$(if $(REFERENCE_BBF),--reference-bbf "$(REFERENCE_BBF)") \
 		$(if $(REFERENCE_SIMBA),--reference-simba "$(REFERENCE_SIMBA)")
 
 # make validate [AGENTS=a,b] [TASKS=cartpole-swingup,walker-walk] [STEPS=100000] [SEEDS=1]

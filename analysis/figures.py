@@ -1,7 +1,8 @@
 """`make figures`: every figure and score table from a results folder.
 
     python -m analysis.figures --results R [--out O] [--reference [PATH]] [--reference-gym MRQ_RESULTS]
-                               [--reference-atari MRQ_RESULTS] [--reference-simba SIMBAV2_RESULTS]
+                               [--reference-atari MRQ_RESULTS] [--reference-bbf BBF_SCORES]
+                               [--reference-simba SIMBAV2_RESULTS]
                                [--steps 100000,500000]
                                [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
 
@@ -35,7 +36,13 @@ from analysis.load import (
     eval_rows,
     load_results,
 )
-from analysis.reference import SUITES_REFERENCE, load_reference, read_mrq_results, read_simba_results
+from analysis.reference import (
+    SUITES_REFERENCE,
+    load_reference,
+    read_bbf_scores,
+    read_mrq_results,
+    read_simba_results,
+)
 from analysis.scores import add_scores, measure_name, one_suite_score
 from analysis.task_groups import DMC_HARD_GROUP, group_rows
 from iqrl.core.tasks import DMC_HARD, split_task
@@ -124,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         "results/atari_results.txt in a facebookresearch/MRQ checkout",
     )
     p.add_argument(
+        "--reference-bbf",
+        default=None,
+        help="the Atari 100k scores released with BBF, a point per game at 400k env steps on the Atari "
+        "panels and rows of the Atari score tables: the path of bigger_better_faster/scores/RR8_BBF.csv in a "
+        "google-research/google-research checkout",
+    )
+    p.add_argument(
         "--reference-simba",
         default=None,
         help="overlay the per-seed curves released with SimbaV2 (SimbaV2, BRO, Simba, TD-MPC2, MR.Q, SAC; "
@@ -160,11 +174,14 @@ def split_suites(evals):
     return evals[suite == "dmc"], others
 
 
-def task_curve_figure(evals, suite: str, reference, out: Path, colors: dict, seed: int, note, name: str):
+def task_curve_figure(
+    evals, suite: str, reference, out: Path, colors: dict, seed: int, note, name: str, points=None
+):
     """One panel per task of one suite: its score over env steps, with the published curves of `reference`
     (a published-curves file, or such a table already read; DMC and Gym: returns; Meta-World, MyoSuite,
     MiniGrid: success rates; Atari: human-normalised scores, the reference's returns normalised alike) when
-    given."""
+    given, and the published scores at one step of `points` (a table in the same layout: BBF's Atari 100k
+    scores) as markers."""
     from analysis import metrics, plots
     from analysis.reference import load_reference, select_reference
 
@@ -191,11 +208,19 @@ def task_curve_figure(evals, suite: str, reference, out: Path, colors: dict, see
                 f"{what}: no published curve has 2 points up to "
                 f"{metrics.format_steps(evals['env_step'].max())} env steps: none is drawn"
             )
+    marks = None
+    if points is not None:
+        last = float(evals["env_step"].max())
+        marks = select_reference(add_scores(points), task_curves["task"].unique(), max_step=last, value=value)
+        if marks.empty:
+            at = ", ".join(metrics.format_steps(x) for x in sorted(points["env_step"].unique()))
+            note(f"the published scores at {at} env steps have none of these tasks up to our last evaluation")
     return plots.save_figure(
         plots.plot_task_panels(
             task_curves,
             colors,
             reference=ref,
+            points=marks,
             ylabel=label,
             title=f"Per-task learning curves{where} (mean over seeds, 95% bootstrap CI)",
             ylim={"success": (0, 1.05), "episode_return": (0, None)}.get(value),
@@ -267,12 +292,15 @@ def suite_aggregates(
     reps_final: int,
     seed: int,
     note,
+    published=None,
 ):
     """The figures and score tables that pool one suite's tasks (final intervals, sample efficiency,
     performance profiles, probability of improvement) on that suite's score (analysis.scores: DMC return /
     1000, Gym TD3-normalised, Meta-World and MyoSuite success rate); suites are never pooled together.
     DMC's files keep their names (`sample_efficiency`, `scores.csv`); another suite's carry its name
-    (`sample_efficiency_gym`, `final_intervals_metaworld_1M`, `scores_gym.csv`).
+    (`sample_efficiency_gym`, `final_intervals_metaworld_1M`, `scores_gym.csv`). `published`: per-run scores
+    of published methods in the published-curves layout (BBF's Atari 100k scores), rows of the score tables
+    where they have scores (`published_estimates`).
     Returns (figure paths, table paths, scores table)."""
     from analysis import metrics, plots, tables
 
@@ -311,6 +339,13 @@ def suite_aggregates(
     for line in final.notes:
         note(line)
     scores = tables.scores_table(final.table)
+    if published is not None:
+        theirs, lines = published_estimates(published, evals, reached, reps_final, seed, score)
+        for line in lines:
+            note(line)
+        if len(theirs):  # at each step, after our methods
+            scores = pd.concat([scores, tables.scores_table(theirs)]).sort_values("env_step", kind="stable")
+            scores = scores.reset_index(drop=True)
     table_paths = tables.write_tables(scores, out, f"scores{suffix}", score.digits)
 
     # Sample efficiency (IQM across tasks and seeds vs steps), overall and per task group.
@@ -378,6 +413,44 @@ def suite_aggregates(
     return written, table_paths, scores
 
 
+def published_estimates(published, evals, steps: list[int], reps: int, seed: int, score):
+    """The aggregates of published per-run scores (`published`, the published-curves layout: BBF's Atari 100k
+    scores) at each of `steps` where they have scores, over the tasks that our runs (`evals`, one suite's
+    scored rows) have a score for at that step, as `metrics.final_estimates` computes ours: rows of its table,
+    the method named "algorithm [source]". Returns (that table, notes)."""
+    from analysis import metrics
+    from analysis.reference import reference_label
+
+    rows = add_scores(published)
+    labels = [reference_label(s, a) for s, a in zip(rows["source"], rows["algorithm"])]
+    rows = rows.assign(
+        method=labels, group="", run=[f"{m}/{t}/{k}" for k, (m, t) in enumerate(zip(labels, rows["task"]))]
+    )
+    tables, notes = [], []
+    for method, theirs in rows.groupby("method", sort=True):
+        at = sorted(set(theirs["env_step"]))
+        shown = ", ".join(metrics.format_steps(x) for x in at)
+        if not set(at) & set(steps):
+            notes.append(
+                f"{method}: its scores are at {shown} env steps, not among STEPS: STEPS={shown} adds them to "
+                "the score tables"
+            )
+        for step in sorted(set(at) & set(steps)):
+            ours = set(metrics.scores_at_step(evals, step, score.column)[0]["task"])
+            kept = theirs[(theirs["env_step"] == step) & theirs["task"].isin(ours)]
+            if kept.empty:
+                notes.append(f"{method}: no score at {shown} env steps of a task of our runs")
+                continue
+            est = metrics.final_estimates(kept, [step], reps, seed, score.column, score.scale)
+            tables.append(est.table)
+            games = kept["task"].nunique()
+            notes.append(
+                f"{method} at {metrics.format_steps(step)} env steps: the score tables pool its {len(kept)} "
+                f"runs on the {games} of its {theirs['task'].nunique()} tasks that our runs have"
+            )
+    return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), notes
+
+
 def make_figures(
     results,
     out,
@@ -386,6 +459,7 @@ def make_figures(
     reference: Path | None = None,
     reference_gym: Path | None = None,
     reference_atari: Path | None = None,
+    reference_bbf: Path | None = None,
     reference_simba: Path | None = None,
     exclude_partial=False,
     reps_curve=2000,
@@ -414,7 +488,9 @@ def make_figures(
     plots.setup_style()
     colors = plots.method_colors(sweep_table["method"].unique())
 
-    # Pooled figures and score tables, per suite on its own score (analysis.scores).
+    # Pooled figures and score tables, per suite on its own score (analysis.scores); published per-run scores
+    # (BBF's Atari 100k) join the tables and the panels of their suite.
+    published = {"atari": read_bbf_scores(reference_bbf)} if reference_bbf is not None else {}
     written, table_paths, scores, suite_scores = [], [], None, {}
     if evals.empty:
         note("no DMC runs: the DMC pooled figures and score tables (returns / 1000) are skipped")
@@ -424,7 +500,7 @@ def make_figures(
         )
     for suite, rows in suite_evals.items():
         figs, paths, suite_scores[suite] = suite_aggregates(
-            rows, suite, out, steps, colors, reps_curve, reps_final, seed, note
+            rows, suite, out, steps, colors, reps_curve, reps_final, seed, note, published.get(suite)
         )
         written, table_paths = written + figs, table_paths + paths
 
@@ -444,7 +520,15 @@ def make_figures(
                 SUITES_REFERENCE if reference is not None and SUITES_REFERENCE.is_file() else None
             )
         written += task_curve_figure(
-            rows, suite, overlay(suite_reference, simba), out, colors, seed, note, f"per_task_curves_{suite}"
+            rows,
+            suite,
+            overlay(suite_reference, simba),
+            out,
+            colors,
+            seed,
+            note,
+            f"per_task_curves_{suite}",
+            points=published.get(suite),
         )
 
     # Diagnostics of the iQRL paper: latent rank, active codebook share.
@@ -679,6 +763,9 @@ def _run(args) -> int:
         for path in (reference_gym, reference_atari):
             if path is not None:
                 read_mrq_results(path)  # a bad file is an error before anything is written
+        reference_bbf = Path(args.reference_bbf) if args.reference_bbf else None
+        if reference_bbf is not None:
+            read_bbf_scores(reference_bbf)
         reference_simba = Path(args.reference_simba) if args.reference_simba else None
         if reference_simba is not None:
             read_simba_results(reference_simba)  # likewise a folder without SimbaV2's results
@@ -689,6 +776,7 @@ def _run(args) -> int:
             reference=reference,
             reference_gym=reference_gym,
             reference_atari=reference_atari,
+            reference_bbf=reference_bbf,
             reference_simba=reference_simba,
             exclude_partial=args.exclude_partial,
             reps_curve=_int_arg("--reps-curve", args.reps_curve),

@@ -341,6 +341,7 @@ def plot_task_panels(
     ylabel: str = RETURN_LABEL,
     title: str = "",
     reference: pd.DataFrame | None = None,
+    points: pd.DataFrame | None = None,
     bounds: dict[str, pd.DataFrame] | None = None,
     ylim: tuple | None = None,
     labels: dict[str, str] | None = None,
@@ -351,25 +352,43 @@ def plot_task_panels(
     output, drawn thin in grey (`reference_styles`: line style and shade by source, marker by algorithm),
     under a legend of its own, labelled "algorithm [source]"; a curve with fewer than 2 points inside the
     plotted steps (up to our last evaluation) is left out of the panel and, when no panel draws it, of the
-    legend. bounds: {"min": curves, "max": curves} drawn as thin dotted lines (e.g. the min/max active
-    codebook share over FSQ groups). labels: legend text per `by` value (default: the value itself).
+    legend. points: published scores at one step (select_reference output of, e.g., the Atari 100k scores
+    released with BBF), each a filled marker in its reference style over our curves, inside the plotted steps
+    only. bounds: {"min": curves, "max": curves} drawn as thin dotted lines (e.g. the min/max active codebook
+    share over FSQ groups). labels: legend text per `by` value (default: the value itself).
     """
     tasks = sorted(curves["task"].unique())
     fig, axes = _grid(len(tasks))
     keys = method_order(curves[by])
-    reference = reference if reference is not None else pd.DataFrame(columns=["task", "label", "env_step"])
+    empty = pd.DataFrame(columns=["task", "label", "source", "algorithm", "env_step", "mean"])
+    reference = reference if reference is not None else empty
     reference = reference[reference["env_step"] <= curves["env_step"].max()]
     reference = reference.groupby(["task", "label"]).filter(lambda r: r["env_step"].nunique() >= 2)
-    ref_styles = reference_styles(reference) if len(reference) else {}
-    ref_order = sorted(
-        ref_styles, key=lambda lab: (reference.loc[reference["label"] == lab, "source"].iloc[0], lab.lower())
+    points = points if points is not None else empty
+    points = points[points["env_step"] <= curves["env_step"].max()]
+    published = (
+        pd.concat([t for t in (reference, points) if len(t)]) if len(reference) + len(points) else empty
     )
+    ref_styles = reference_styles(published) if len(published) else {}
+    ref_order = sorted(
+        ref_styles, key=lambda lab: (published.loc[published["label"] == lab, "source"].iloc[0], lab.lower())
+    )
+    point_labels = set(points["label"])
+    for label in point_labels:  # a marker alone, filled: a score at one step, not a curve
+        ref_styles[label] = {**ref_styles[label], "ls": "none", "ms": 7, "mfc": ref_styles[label]["color"]}
     for ax, task in zip(axes, tasks):
         sub = curves[curves["task"] == task]
         for label in ref_order:
-            r = reference[(reference["task"] == task) & (reference["label"] == label)].sort_values("env_step")
+            r = published[(published["task"] == task) & (published["label"] == label)].sort_values("env_step")
             if len(r):
-                ax.plot(r["env_step"], r["mean"], markevery=0.1, zorder=1, **ref_styles[label])
+                point = label in point_labels
+                ax.plot(
+                    r["env_step"],
+                    r["mean"],
+                    markevery=None if point else 0.1,
+                    zorder=4 if point else 1,
+                    **ref_styles[label],
+                )
         for key in keys:
             m = sub[sub[by] == key]
             if m.empty:

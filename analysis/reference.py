@@ -1,9 +1,11 @@
 """Published learning curves for overlaying on our per-task curves: from shared/reference-data, DMC returns
 (`published_dmc.csv.gz`), Meta-World and MyoSuite success rates and returns (`published_suites.csv.gz`, whose
 task names `published_name` maps ours onto); Gym MuJoCo and Atari returns from MR.Q's released per-seed
-results (`read_mrq_results`, a file of a facebookresearch/MRQ checkout); the per-seed curves released with
-SimbaV2 (`read_simba_results`, the `results` folder of a dojeon-ai/SimbaV2 checkout: SimbaV2, BRO, Simba,
-TD-MPC2, MR.Q and SAC on DMC, Gym, Meta-World and MyoSuite; CrossQ, DroQ and REDQ on Gym)."""
+results (`read_mrq_results`, a file of a facebookresearch/MRQ checkout); the Atari 100k scores released with
+BBF, one point per run after 100k agent steps (`read_bbf_scores`, a file of a google-research checkout); the
+per-seed curves released with SimbaV2 (`read_simba_results`, the `results` folder of a dojeon-ai/SimbaV2
+checkout: SimbaV2, BRO, Simba, TD-MPC2, MR.Q and SAC on DMC, Gym, Meta-World and MyoSuite; CrossQ, DroQ and
+REDQ on Gym)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import AnalysisError
+from iqrl.core.tasks import ATARI_57
 
 #: Default file, relative to the repository root (the shared folder sits beside the checkout).
 DEFAULT_REFERENCE = (
@@ -157,6 +160,65 @@ def parse_numbers(cells: pd.Series, where: str, whole: bool = False) -> np.ndarr
             f"{'whole' if whole else 'finite'} number"
         )
     return values
+
+
+BBF_SOURCE = "bbf-repo"
+#: The per-seed Atari 100k scores released with BBF (google-research/google-research at 5e78683,
+#: `bigger_better_faster/scores/`): a file's name -> the method it holds (another file keeps its name).
+BBF_ALGORITHMS = {"RR8_BBF": "BBF"}
+#: Their one evaluation, after 100k agent steps of 4 frames: the harness's env steps.
+ATARI_100K_STEP = 400_000
+BBF_COLUMNS = ("seed", "game", "GameScoreAverage")
+
+
+def atari_game_task(game: str) -> str | None:
+    """A game as BBF's scores name it (lower case, no separator: `upndown`, `montezumarevenge`) -> our task
+    (`atari:UpNDown`); None for a game outside the 57 (iqrl.core.tasks.ATARI_57)."""
+    tasks = {t.removeprefix("atari:").lower(): t for t in ATARI_57}
+    return tasks.get(game.replace("_", "").replace(" ", "").lower())
+
+
+def read_bbf_scores(path: Path) -> pd.DataFrame:
+    """Atari 100k scores released with BBF (google-research/google-research at 5e78683:
+    `bigger_better_faster/scores/RR8_BBF.csv`, the BBF of its paper's main table): rows `,seed,game,
+    GameScoreAverage,GameScoreNormalized`, one per run (`seed`, a run's number) and game (`atari_game_task`),
+    its mean evaluation return after 100k agent steps -> the published-curves layout (REFERENCE_COLUMNS), each
+    run at env step 400 000 (ATARI_100K_STEP), algorithm by the file's name (BBF_ALGORITHMS), source
+    `bbf-repo`. `GameScoreNormalized` is left out: our figures normalise the returns with our references
+    (analysis.scores), as every published curve. Games outside the 57 are skipped."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise AnalysisError(f"cannot read BBF scores file {path}: {exc}") from None
+    missing = [c for c in BBF_COLUMNS if c not in df.columns]
+    if missing:
+        raise AnalysisError(
+            f"{path} is not a BBF scores file: no column {', '.join(missing)} (expected ,seed,game,"
+            "GameScoreAverage,GameScoreNormalized as bigger_better_faster/scores/RR8_BBF.csv)"
+        )
+    returns = pd.to_numeric(df["GameScoreAverage"], errors="coerce")
+    seeds = pd.to_numeric(df["seed"], errors="coerce")
+    bad = df.index[returns.isna() | seeds.isna()]
+    if len(bad):
+        row = df.loc[bad[0], list(BBF_COLUMNS)].tolist()
+        raise AnalysisError(f"{path}: line {bad[0] + 2} holds no seed and GameScoreAverage numbers: {row}")
+    tasks = df["game"].astype(str).map(atari_game_task)
+    keep = tasks.notna()
+    if not keep.any():
+        first = df["game"].iloc[0] if len(df) else "none"
+        raise AnalysisError(f"{path} holds no score of an Atari game of the 57 (its first game: {first})")
+    out = pd.DataFrame(
+        {
+            "task": tasks[keep],
+            "env_step": ATARI_100K_STEP,
+            "seed": seeds[keep].astype("int64"),
+            "episode_return": returns[keep].astype(float),
+        }
+    )
+    algorithm = BBF_ALGORITHMS.get(path.stem, path.stem)
+    out = out.assign(source=BBF_SOURCE, algorithm=algorithm, ablation="")
+    return out[list(REFERENCE_COLUMNS)].reset_index(drop=True)
 
 
 SIMBA_SOURCE = "simbav2-repo"

@@ -98,6 +98,14 @@ class Faults:
         self._undo = []
 
 
+def only(faults: Faults, prefix: str) -> Faults:
+    """`faults` counting only the operations whose description starts with `prefix` (`write .ckpt`: the first
+    write of each checkpoint file)."""
+    real = faults.op
+    faults.op = lambda what: what.startswith(prefix) and real(what)
+    return faults
+
+
 class _FaultyFile:
     """A file being written: its first write is one counted operation."""
 

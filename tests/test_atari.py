@@ -1,10 +1,12 @@
 """Atari (iqrl/core/atari.py, docs/suites.md): MR.Q's preprocessing and the Atari 100k protocol against
 hand-made frames of a fake ALE game (frame skip, the max over the last two frames, area resizing, the history,
-life loss, the episode cap, the evaluation epsilon, checkpoints), then ale-py's own games (sticky actions,
-seeding, a mid-game checkpoint) where ale-py is installed, and the run keys and refusals of the suite."""
+life loss, the episode caps, the evaluation epsilon, no-op starts, checkpoints), then ale-py's own games
+(sticky actions, seeding, no-op starts, checkpoints before a reset and mid-game) where ale-py is installed,
+and the run keys and refusals of the suite."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -91,6 +93,14 @@ def fake_env(protocol="mrq", evaluation=False, repeat=4, length=400, stack=3, **
     return AtariEnv("atari:Pong", 5, repeat, length, 4, stack, protocol, evaluation, game=FakeGame(**game))
 
 
+@pytest.fixture
+def no_noop_starts(monkeypatch):
+    """atari100k without its no-op starts: tests of its other settings count frames from the game's reset."""
+    monkeypatch.setitem(
+        ATARI_PROTOCOLS, "atari100k", dataclasses.replace(ATARI_PROTOCOLS["atari100k"], noop_max=0)
+    )
+
+
 def expected_frame(k: int, action: int) -> np.ndarray:
     """The observation after frames k-1 and k of the fake game (k >= 1), action held: 8x8 -> 4x4."""
     top = (10 * k + action) % 256  # the max of frames k-1 and k is frame k's top half
@@ -148,7 +158,7 @@ def test_an_early_game_over_ends_the_step_and_pools_the_last_two_frames_seen():
     assert env._env.resets == 2 and env._env.seeds == [5, None]  # seeded once, at the first reset
 
 
-def test_life_loss_ends_the_training_episode_in_atari100k_only_and_the_game_goes_on():
+def test_life_loss_ends_the_training_episode_in_atari100k_only_and_the_game_goes_on(no_noop_starts):
     env = fake_env("atari100k", lose_at=(3,))
     env.reset()
     step = env.step(1)
@@ -190,7 +200,7 @@ def test_the_evaluation_epsilon_acts_randomly_in_the_evaluation_env_only(monkeyp
     assert fake_env("mrq-code", False).epsilon == 1e-3 and fake_env("atari100k", True).epsilon == 1e-3
 
 
-def test_a_checkpoint_mid_game_continues_the_same_frames_and_draws():
+def test_a_checkpoint_mid_game_continues_the_same_frames_and_draws(no_noop_starts):
     env = fake_env("atari100k", evaluation=False, lose_at=(7,))
     env.reset()
     env.step(3)
@@ -202,6 +212,106 @@ def test_a_checkpoint_mid_game_continues_the_same_frames_and_draws():
     assert again._env.k == 7 and again._env.lives == 2
     replay = [again.reset()] + [again.step(a).obs for a in (1, 2, 4)]
     assert all(np.array_equal(a, b) for a, b in zip(after, replay, strict=True))
+
+
+# ---------------------------------------------------------------------------------- no-op starts
+def test_atari100k_starts_each_new_game_with_0_to_29_noops_drawn_from_the_envs_generator():
+    """Dopamine's Atari 100k runner: max_noops=30 drawn by jax.random.randint(rng, (), 0, 30) (0 to 29), each
+    no-op an env step of action 0 (4 frames), rewards dropped, frames outside the episode."""
+    assert ATARI_PROTOCOLS["atari100k"].noop_max == 30
+    draws = np.random.default_rng([5, 0xA7A])
+    env = fake_env("atari100k", length=8)  # two agent steps per episode: every reset starts a new game
+    counts = []
+    for game in range(1, 301):
+        env.reset()
+        n = int(draws.integers(30))  # the training env draws nothing else
+        assert env._env.resets == game and env._env.k == 4 * n  # n no-ops of 4 frames since the game's reset
+        actions = env._env.actions
+        assert actions[len(actions) - 4 * n :] == [0] * (4 * n)  # the no-ops: action 0, NOOP
+        first = env.step(2)
+        k = 4 * n  # the first step plays frames k+1..k+4: their rewards only
+        assert first.reward == sum(range(k + 1, k + 5)) and not first.truncated
+        assert env.step(2).truncated  # episode_length counts the episode's frames, after the no-ops
+        counts.append(n)
+    assert min(counts) == 0 and max(counts) == 29  # both ends drawn, never 30
+    assert np.bincount(counts, minlength=30).min() >= 2  # the 30 values all come up (300 draws)
+
+
+def test_noops_start_new_games_not_next_lives_in_both_envs_and_mrq_has_none():
+    draws = np.random.default_rng([5, 0xA7A])
+    first = int(draws.integers(30))
+    assert first > 0  # the tests below see a no-op start
+    env = fake_env("atari100k", evaluation=True)
+    env.reset()
+    assert env._env.k == 4 * first  # the evaluation env's games start so too
+    train = fake_env("atari100k", lose_at=(4 * first + 4,))  # a life lost in the episode's first step
+    train.reset()
+    assert train.step(1).terminated
+    train.reset()  # the next life of the same game: no no-ops, no draw
+    assert train._env.k == 4 * first + 4 and train._env.resets == 1
+    assert train.rng.bit_generator.state == draws.bit_generator.state
+    for protocol in ("mrq", "mrq-code"):
+        assert ATARI_PROTOCOLS[protocol].noop_max == 0
+        mrq = fake_env(protocol, length=4)
+        for _ in range(3):
+            mrq.reset()
+            assert mrq._env.k == 0  # no no-ops
+            mrq.step(1)
+    assert mrq.rng.bit_generator.state != np.random.default_rng([5, 0xA7A]).bit_generator.state  # epsilon's
+    untouched = fake_env("mrq", length=4)
+    for _ in range(3):
+        untouched.reset()
+        untouched.step(1)
+    assert untouched.rng.bit_generator.state == np.random.default_rng([5, 0xA7A]).bit_generator.state
+
+
+def test_a_game_over_during_the_noops_resets_the_game_and_the_count_goes_on():
+    n = int(np.random.default_rng([5, 0xA7A]).integers(30))  # 8
+    env = fake_env("atari100k", over_at=6)  # each game is over at its frame 6, in its second no-op
+    env.reset()
+    assert env._env.resets == 1 + n // 2 and env._env.k == 4 * (n % 2)
+    assert set(env._env.actions) == {0}
+
+
+def test_the_protocols_cap_on_a_game_counts_its_noop_frames_and_truncates(monkeypatch):
+    """Dopamine's ALE env caps a game at 100 000 frames (max_num_frames_per_episode), no-ops included."""
+    assert ATARI_PROTOCOLS["atari100k"].max_game_frames == 100_000
+    capped = dataclasses.replace(ATARI_PROTOCOLS["atari100k"], max_game_frames=200)
+    monkeypatch.setitem(ATARI_PROTOCOLS, "capped", capped)
+    n = int(np.random.default_rng([5, 0xA7A]).integers(30))
+    env = fake_env("capped", length=10_000)
+    env.reset()
+    steps = [env.step(1) for _ in range(50 - n)]  # 4 n no-op frames + 4 (50 - n) frames = 200
+    assert [s.truncated for s in steps] == [False] * (49 - n) + [True] and not any(
+        s.terminated for s in steps
+    )
+    env.reset()
+    assert env._env.resets == 2  # a new game
+
+
+def test_a_state_taken_before_a_reset_replays_the_noops_and_the_episode():
+    env = fake_env("atari100k", evaluation=True, length=40)
+    for _ in range(3):
+        state = env.get_state()
+        played = [env.reset()] + [env.step(a).obs for a in (1, 2, 3, 4, 5)]
+        again = fake_env("atari100k", evaluation=True, length=40)  # a fresh env
+        again.set_state(state)
+        replayed = [again.reset()] + [again.step(a).obs for a in (1, 2, 3, 4, 5)]
+        assert all(np.array_equal(a, b) for a, b in zip(played, replayed, strict=True))
+        assert again._env.k == env._env.k and again.rng.bit_generator.state == env.rng.bit_generator.state
+        while not env.step(0).truncated:
+            pass
+
+
+def test_a_state_taken_mid_episode_continues_its_frame_history():
+    env = fake_env("atari100k", evaluation=True)
+    env.reset()
+    env.step(1)
+    state = env.get_state()
+    played = [env.step(a).obs for a in (2, 3, 4)]
+    again = fake_env("atari100k", evaluation=True)
+    again.set_state(state)
+    assert all(np.array_equal(a, again.step(b).obs) for a, b in zip(played, (2, 3, 4), strict=True))
 
 
 def test_videos_record_the_emulators_rgb_screen_without_a_renderer(tmp_path):
@@ -258,6 +368,39 @@ def test_ale_seeds_its_games_and_a_checkpoint_carries_the_sticky_action_stream()
     first = play(a)
     a.set_state(state)
     assert all(np.array_equal(x, y) for x, y in zip(first, play(a)))  # sticky draws included
+
+
+@needs_ale
+def test_atari100k_noops_are_noop_and_a_state_before_a_reset_replays_the_game_exactly():
+    """The no-op starts' action 0 is NOOP in each Atari 100k game; an atari100k env's state taken before each
+    reset replays the episode that follows (its no-op count, frames, rewards) in a fresh env."""
+    from ale_py import Action
+
+    from iqrl.core.atari import NOOP, make_game
+
+    protocol = ATARI_PROTOCOLS["atari100k"]
+    for task in ATARI_26:
+        game = make_game(task.removeprefix("atari:"), protocol)
+        assert game.unwrapped.ale.getMinimalActionSet()[NOOP] == Action.NOOP, task
+        game.close()
+
+    from iqrl.core.envs import make_env
+
+    env = make_env("atari:Breakout", 3, 4, 400, protocol="atari100k")  # 100 agent steps per episode
+    rng, noops = np.random.default_rng(0), []
+    for _ in range(3):
+        state = env.get_state()
+        actions = rng.integers(env.act_dim, size=100)
+        played = [(env.reset(), 0.0)]
+        noops.append(env._game_frames - env._frames)
+        played += [(s.obs, s.reward) for s in map(env.step, actions)]
+        fresh = make_env(
+            "atari:Breakout", 99, 4, 400, protocol="atari100k"
+        )  # another seed: all from the state
+        fresh.set_state(state)
+        replayed = [(fresh.reset(), 0.0)] + [(s.obs, s.reward) for s in map(fresh.step, actions)]
+        assert all(np.array_equal(a, b) and r == q for (a, r), (b, q) in zip(played, replayed, strict=True))
+    assert any(noops) and all(n % 4 == 0 and n < 4 * 30 for n in noops)
 
 
 @needs_ale

@@ -161,4 +161,120 @@ def test_a_released_curves_file_that_cannot_be_drawn_is_one_error_naming_the_fil
     assert figures.main([str(a) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: MR.Q results file {path} {message}") and err.count("\n") == 1, err
+
+
+#: Rows in the layout of BBF's released scores (google-research/google-research at 5e78683,
+#: bigger_better_faster/scores/RR8_BBF.csv: an unnamed index, a run's seed, the game in lower case, the mean
+#: evaluation return after 100k agent steps, BBF's own normalisation). Alien's and Pong's first rows are the
+#: file's; Pooyan is no game of the 57 (skipped).
+BBF_SCORES = (
+    ",seed,game,GameScoreAverage,GameScoreNormalized\n"
+    "0,11623,alien,1032.5,0.1166248768568039\n"
+    "70,11693,pong,19.809999465942383,1.1475920677185059\n"
+    "1,1,pong,-3.05,0.5\n"
+    "2,2,pong,14.6,1.0\n"
+    "3,3,breakout,30.5,1.0\n"
+    "4,4,breakout,59.3,2.0\n"
+    "5,5,upndown,533.4,0.0\n"
+    "6,6,pooyan,100.0,0.5\n"
+)
+
+
+def test_bbfs_released_scores_load_as_runs_at_400k_frames_on_our_references(tmp_path):
+    from analysis.reference import atari_game_task, read_bbf_scores
+
+    (path := tmp_path / "RR8_BBF.csv").write_text(BBF_SCORES)
+    ref = read_bbf_scores(path)
+    assert ref.columns.tolist() == [
+        "source",
+        "algorithm",
+        "ablation",
+        "task",
+        "env_step",
+        "seed",
+        "episode_return",
+    ]
+    assert (
+        set(ref["source"]) == {"bbf-repo"}
+        and set(ref["algorithm"]) == {"BBF"}
+        and set(ref["ablation"]) == {""}
+    )
+    assert ref["task"].tolist() == ["atari:Alien"] + ["atari:Pong"] * 3 + ["atari:Breakout"] * 2 + [
+        "atari:UpNDown"
+    ]
+    assert set(ref["env_step"]) == {400_000}  # 100k agent steps of 4 frames
+    assert ref["seed"].tolist() == [11623, 11693, 1, 2, 3, 4, 5]
+    assert ref["episode_return"].iloc[0] == 1032.5
+    assert (
+        atari_game_task("montezumarevenge") == "atari:MontezumaRevenge" and atari_game_task("pooyan") is None
+    )
+    # DQN Zoo's references are BBF's: our normalisation of its returns is its own GameScoreNormalized
+    ours = add_scores(ref)["human_normalized"].iloc[:2]
+    assert ours.tolist() == pytest.approx([0.1166248768568039, 1.1475920677185059], abs=1e-6)
+    (tmp_path / "RR2_BBF.csv").write_text(BBF_SCORES)
+    assert set(read_bbf_scores(tmp_path / "RR2_BBF.csv")["algorithm"]) == {
+        "RR2_BBF"
+    }  # another file: its name
+
+
+def test_bbfs_scores_are_a_point_on_the_atari_panels_and_rows_of_the_atari_score_tables(tmp_path):
+    from analysis.plots import plot_task_panels
+    from analysis.reference import read_bbf_scores
+
+    (path := tmp_path / "RR8_BBF.csv").write_text(BBF_SCORES)
+    _atari_runs(tmp_path / "r")
+    out = figures.make_figures(
+        tmp_path / "r", tmp_path / "f", steps=[400_000], reps_curve=20, reps_final=20, reference_bbf=path
+    )
+    table = out["suite_scores"]["atari"].set_index("method")
+    assert table.index.tolist() == ["mrq", "BBF [bbf-repo]"]
+    bbf = table.loc["BBF [bbf-repo]"]
+    # on our two games only: Pong's runs score 1.1476, 0.5 and 1, Breakout's 1 and 2 -> the IQM of the 5 run
+    # scores (scipy's trim_mean, as rliable: one cut at each end) is that of 1, 1, 1.1476; per-game means
+    # 0.8825 and 1.5
+    iqm = (1.0 + 1.0 + 1.1475920677) / 3
+    pong = (1.1475920677 + 0.5 + 1.0) / 3
+    assert bbf[["iqm", "mean", "median"]].tolist() == pytest.approx([iqm, (pong + 1.5) / 2, (pong + 1.5) / 2])
+    assert bbf["env_step"] == 400_000 and bbf["n_tasks"] == 2 and bbf["n_runs"] == 5
+    assert any("BBF [bbf-repo] at 400k env steps: the score tables pool its 5 runs on the 2 of its 4" in n
+               for n in out["notes"])  # fmt: skip
+    assert "per_task_curves_atari" in {p.stem for p in out["figures"]}
+    out = figures.make_figures(
+        tmp_path / "r", tmp_path / "g", steps=[100_000], reps_curve=20, reps_final=20, reference_bbf=path
+    )
+    assert "BBF [bbf-repo]" not in set(out["suite_scores"]["atari"]["method"])
+    assert any("not among STEPS: STEPS=400k adds them" in n for n in out["notes"])
+
+    # the panel: a filled marker at 400k frames, Pong's mean of its three runs, beside our curve
+    curves = pd.DataFrame(
+        {"method": "mrq", "task": "atari:Pong", "env_step": [0, 400_000], "mean": [0.0, 0.5]}
+    ).assign(ci_low=lambda d: d["mean"], ci_high=lambda d: d["mean"])
+    marks = select_reference(add_scores(read_bbf_scores(path)), ["atari:Pong"], value="human_normalized")
+    fig = plot_task_panels(curves, {"mrq": "C0"}, points=marks)
+    points = [line for line in fig.axes[0].lines if line.get_linestyle() == "None"]
+    assert len(points) == 1 and list(points[0].get_xdata()) == [400_000]
+    assert points[0].get_ydata()[0] == pytest.approx(pong)
+    assert "BBF [bbf-repo]" in [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (",seed,game,Score\n0,1,pong,3\n", "is not a BBF scores file: no column GameScoreAverage"),
+        (
+            ",seed,game,GameScoreAverage\n0,1,pong,3\n1,2,pong,n/a\n",
+            "line 3 holds no seed and GameScoreAverage",
+        ),
+        (",seed,game,GameScoreAverage\n0,1,pooyan,3\n", "holds no score of an Atari game of the 57"),
+    ],
+)
+def test_a_malformed_bbf_scores_file_is_one_error_line_before_anything_is_written(
+    tmp_path, capsys, text, message
+):
+    _atari_runs(tmp_path / "r")
+    (path := tmp_path / "RR8_BBF.csv").write_text(text)
+    argv = ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "f"), "--reference-bbf", str(path)]
+    assert figures.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}") and message in err[0], err
     assert not (tmp_path / "f").exists()

@@ -12,9 +12,18 @@ iqrl.core.tasks.ATARI_PROTOCOLS; docs/suites.md cites each setting):
 * life loss: a termination of the training env's episode where the protocol says so (the game goes on: the
   next reset continues it, as the episodic-life wrappers of DQN's reproductions do), never of the evaluation
   env's;
-* the episode cap: `episode_length` frames per game (108 000 = 27 000 agent steps), a truncation;
+* the episode cap: `episode_length` frames per game (108 000 = 27 000 agent steps), counted after the no-op
+  starts, a truncation; and the protocol's `max_game_frames`, ALE's own cap on a game (frames since its reset,
+  no-op starts included), a truncation too;
+* no-op starts (the protocol's `noop_max`): a new game first plays a uniformly drawn number, 0 to
+  noop_max - 1, of agent steps of action 0 (NOOP, the first action of every game's minimal set), in the
+  training and the evaluation env alike; their rewards are dropped, their frames are not the episode's (nor
+  the run's env steps: they happen inside `reset`), and a game over during them (or a life lost, where the
+  protocol ends episodes so) resets the game;
 * evaluation epsilon: the evaluation env executes a uniformly random action instead of the agent's with this
-  probability per agent step (drawn from the env's own generator).
+  probability per agent step.
+
+The env's own generator draws the no-op counts and the evaluation epsilon.
 
 Env steps are frames: `action_repeat` = 4 env steps per agent step, so the Atari 100k protocol's 100k agent
 steps are `steps=400000`.
@@ -33,6 +42,7 @@ from iqrl.core.spaces import ActionSpec
 from iqrl.core.tasks import ATARI_PROTOCOLS, AtariProtocol, split_task
 
 FRAME_RATE = 60.0  # the Atari 2600's frames per second (videos play at FRAME_RATE / action_repeat)
+NOOP = 0  # the no-op starts' action: NOOP, first in every game's minimal action set
 
 
 def game_names() -> list[str]:
@@ -106,7 +116,9 @@ class AtariEnv:
 
     The first reset seeds the game with `seed` (ale-py derives ALE's seed from it, as `env.reset(seed=seed)`
     in MR.Q's code does); get_state()/set_state() carry the emulator with its generator, this wrapper's frames
-    and counters and the epsilon generator between episodes (checkpoints), mid-game too (after a life lost).
+    and counters and its own generator (no-op counts, evaluation epsilon) between episodes (checkpoints),
+    mid-game too (after a life lost), and mid-episode (its frame history): set_state(s); reset(); step(a1)...
+    step(an) replays an episode exactly.
     `game` replaces ale-py's env (tests: a fake with its reset/step/action_space, an `ale` with ALE's
     cloneState, restoreState and getScreenRGB, and `state_from_bytes`, the inverse of its states' serialize).
     """
@@ -137,10 +149,15 @@ class AtariEnv:
         p = self.protocol
         self.epsilon = p.eval_epsilon if evaluation or p.eval_epsilon_in_training else 0.0
         self.life_loss_terminal = p.terminal_on_life_loss and not evaluation
-        self.rng = np.random.default_rng([seed, 0xA7A])  # the evaluation epsilon's draws
+        self.rng = np.random.default_rng(
+            [seed, 0xA7A]
+        )  # the no-op counts' and the evaluation epsilon's draws
         self._seed, self._seeded = seed, False
         self._game_over = True  # the next reset starts a new game
-        self._frames = 0  # frames of the current game
+        self._frames = 0  # frames of the current game after its no-op starts (episode_length caps them)
+        self._game_frames = (
+            0  # frames since the game's reset, no-op starts included (max_game_frames caps them)
+        )
         self._lives = 0
         self._pool: list[np.ndarray] = []  # the last two frames
         self._history: list[np.ndarray] = []
@@ -150,33 +167,55 @@ class AtariEnv:
         """The newest observed frame, [1, size, size]: the max of the last two frames, resized."""
         return area_resize(np.maximum(self._pool[0], self._pool[1]), self.image_size)[None]
 
+    def _new_game(self) -> None:
+        frame, info = self._env.reset(seed=None if self._seeded else self._seed)
+        self._seeded, self._game_over, self._frames, self._game_frames = True, False, 0, 0
+        self._lives = int(info["lives"])
+        self._pool = [frame, frame]
+
     def reset(self) -> np.ndarray:
         if self._game_over:
-            frame, info = self._env.reset(seed=None if self._seeded else self._seed)
-            self._seeded, self._game_over, self._frames = True, False, 0
-            self._lives = int(info["lives"])
-            self._pool = [frame, frame]
+            self._new_game()
+            p = self.protocol
+            # As Dopamine's Atari 100k runner: one count per new game, each no-op an env step of action 0;
+            # an end during them (its env's: a game over, or a life lost) resets the game, the count goes on
+            for _ in range(int(self.rng.integers(p.noop_max)) if p.noop_max else 0):
+                if self._repeat(NOOP, p.terminal_on_life_loss)[1]:  # its rewards dropped
+                    self._new_game()
+            self._frames = 0  # the episode starts after its no-ops
         # a new game, or the next life of one (life loss as termination): the history restarts here
         self._history = [self._frame()] * self.frame_stack
         return np.concatenate(self._history, 0)
+
+    def _repeat(self, action: int, stop_at_life_loss: bool) -> tuple[float, str]:
+        """`action` for `action_repeat` frames (the frame skip), the last two frames pooled, stopping early at
+        a game over, at the protocol's cap on a game and, where `stop_at_life_loss`, at a life lost. Returns
+        the frames' summed reward and why it stopped early ("over", "cap", "life"; "" when it did not)."""
+        cap, reward = self.protocol.max_game_frames, 0.0
+        for _ in range(self.action_repeat):
+            frame, r, term, _, info = self._env.step(action)
+            reward += float(r)
+            self._frames += 1
+            self._game_frames += 1
+            self._pool = [self._pool[1], frame]
+            lost = int(info["lives"]) < self._lives
+            self._lives = int(info["lives"])
+            if term:
+                return reward, "over"
+            if cap and self._game_frames >= cap:
+                return reward, "cap"
+            if lost and stop_at_life_loss:
+                return reward, "life"
+        return reward, ""
 
     def step(self, action) -> Step:
         action = int(action)
         if self.epsilon and self.rng.random() < self.epsilon:
             action = int(self.rng.integers(self.act_dim))
-        reward, terminated, game_over = 0.0, False, False
-        for _ in range(self.action_repeat):
-            frame, r, term, _, info = self._env.step(action)
-            reward += float(r)
-            self._frames += 1
-            self._pool = [self._pool[1], frame]
-            lost = int(info["lives"]) < self._lives
-            self._lives = int(info["lives"])
-            if term or (lost and self.life_loss_terminal):
-                terminated, game_over = True, bool(term)
-                break
-        truncated = not terminated and self._frames >= self.episode_length
-        self._game_over = game_over or truncated
+        reward, stop = self._repeat(action, self.life_loss_terminal)
+        terminated = stop in ("over", "life")
+        truncated = not terminated and (stop == "cap" or self._frames >= self.episode_length)
+        self._game_over = stop == "over" or truncated
         self._history = self._history[1:] + [self._frame()]
         return Step(np.concatenate(self._history, 0), reward, terminated, truncated)
 
@@ -192,9 +231,11 @@ class AtariEnv:
             "seeded": self._seeded,
             "game_over": self._game_over,
             "frames": self._frames,
+            "game_frames": self._game_frames,
             "lives": self._lives,
             "pool": [f.copy() for f in self._pool],
-            "epsilon": self.rng.bit_generator.state,
+            "history": [h.copy() for h in self._history],  # the frames of an episode under way
+            "epsilon": self.rng.bit_generator.state,  # the env's generator (named before it drew no-ops)
         }
 
     def set_state(self, state: dict) -> None:
@@ -202,5 +243,7 @@ class AtariEnv:
         self._env.ale.restoreState(restore(np.asarray(state["ale"], np.uint8).tobytes()))
         self._seeded, self._game_over = state["seeded"], state["game_over"]
         self._frames, self._lives = state["frames"], state["lives"]
+        self._game_frames = state.get("game_frames", state["frames"])  # a state of before no-op starts: equal
         self._pool = [np.asarray(f) for f in state["pool"]]
+        self._history = [np.asarray(h) for h in state.get("history", [])]  # none in a state of before
         self.rng.bit_generator.state = state["epsilon"]

@@ -115,6 +115,10 @@ def save(run_dir: Path, state: dict) -> None:
             if sink.error is not None:  # the real cause (ENOSPC, EIO, ...), not torch's "unexpected pos"
                 raise sink.error from None
             raise
+        finally:
+            # torch's C++ writer holds the sink where the garbage collector cannot see: an error left in it
+            # would keep its traceback's frames (the trainer, its ALE envs) alive to the interpreter's exit
+            sink.error = None
         entry.update(size=sink.size, sha256=sink.sha.hexdigest())
 
     atomic_write(run_dir / LATEST, write, before_replace=lambda tmp: _rotate(run_dir, tmp, entry))

@@ -46,14 +46,31 @@ class AtariProtocol:
     # MR.Q's code draws its evaluation epsilon in the training env too (its Env hands the builtin `eval`,
     # always true, to the preprocessing as `eval_env`): protocol mrq-code
     eval_epsilon_in_training: bool = False
+    # No-op starts: a new game (not the next life of one), in the training and the evaluation env alike, first
+    # plays n ~ U{0, ..., noop_max - 1} agent steps of action 0 (NOOP), their rewards dropped and their frames
+    # outside the episode and the env-step budget; a game that ends during them is reset (n is not drawn
+    # again). 0: none.
+    noop_max: int = 0
+    # ALE's own cap on a game (its max_num_frames_per_episode): frames since the game's reset, no-op starts
+    # included; a truncation. 0: none (the run key episode_length alone caps an episode).
+    max_game_frames: int = 0
 
 
-# MR.Q: AtariHyperparameters in MRQ/env_preprocessing.py (facebookresearch/MRQ at 8a44a7d). Atari 100k:
-# Dopamine's DrQ(eps) config (google/dopamine at 5873f54, dopamine/labs/atari_100k/configs/DrQ_eps.gin).
+# MR.Q: AtariHyperparameters in MRQ/env_preprocessing.py (facebookresearch/MRQ at 8a44a7d; max_noops 0).
+# Atari 100k: Dopamine's DrQ(eps) config as its default Atari 100k runner runs it (google/dopamine at 5873f54:
+# dopamine/labs/atari_100k/configs/DrQ_eps.gin; atari_100k_runner.py, DataEfficientAtariRunner: max_noops=30
+# drawn by jax.random.randint(rng, (), 0, 30), i.e. 0 to 29, each an env.step(0); atari_lib.py,
+# create_atari_environment: max_num_frames_per_episode=100_000). docs/suites.md cites each setting.
 ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
     "mrq": AtariProtocol(sticky_actions=0.25, terminal_on_life_loss=False, eval_epsilon=1e-3),
     "mrq-code": AtariProtocol(0.25, False, 1e-3, eval_epsilon_in_training=True),
-    "atari100k": AtariProtocol(sticky_actions=0.0, terminal_on_life_loss=True, eval_epsilon=1e-3),
+    "atari100k": AtariProtocol(
+        sticky_actions=0.0,
+        terminal_on_life_loss=True,
+        eval_epsilon=1e-3,
+        noop_max=30,
+        max_game_frames=100_000,
+    ),
 }
 
 SUITES: dict[str, Suite] = {
