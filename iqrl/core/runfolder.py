@@ -522,6 +522,7 @@ def training_lock(run_dir: Path) -> Iterator[None]:
     the trainer took the lock; sweeps need the lock and fail there (docs/sweeps.md)."""
     lock = RunLock(run_dir)
     info = {"job_id": None, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    made = [p for p in (Path(run_dir), *Path(run_dir).parents) if not p.exists()]  # deepest first
     try:
         acquired = lock.acquire(info)
     except RunFolderError as e:  # a full disk: nothing is left behind
@@ -550,3 +551,9 @@ def training_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+        # a run refused as it was built (a network a mode cannot run) leaves no folder it made behind
+        with contextlib.suppress(OSError):
+            if made and [p.name for p in Path(run_dir).iterdir()] == [lock.path.name]:
+                lock.path.unlink()
+                for folder in made:
+                    folder.rmdir()
