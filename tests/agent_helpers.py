@@ -11,7 +11,7 @@ from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.train import main
 
-from conftest import agent_actions, tiny_argv, tiny_keys
+from conftest import agent_actions, stop_at_env_step, tiny_argv, tiny_keys
 from test_train import eval_numbers
 
 
@@ -73,19 +73,12 @@ def assert_same_continuation(a, b, replay_a, replay_b, obs) -> None:
 
 
 def assert_resume_matches(agent: str, tmp_path, extra=()) -> None:
-    """A tiny run interrupted after 3 episodes and resumed ends with the eval.csv of one never stopped."""
+    """A tiny run (1200 env steps) interrupted at env step 700, past its seed steps and mid-episode on most
+    tasks, and resumed, ends with the eval.csv of one never stopped."""
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(tiny_argv(agent, ref, seed=4, extra=extra)) == EXIT_OK
-    calls = {"n": 0}
-
-    def stop_after_three_episodes():
-        calls["n"] += 1
-        return calls["n"] == 3
-
-    assert (
-        main(tiny_argv(agent, run, seed=4, extra=extra), should_stop=stop_after_three_episodes)
-        == EXIT_INTERRUPTED
-    )
+    stop = stop_at_env_step(tiny_argv(agent, run, extra=extra), 700)
+    assert main(tiny_argv(agent, run, seed=4, extra=extra), should_stop=stop) == EXIT_INTERRUPTED
     assert main(tiny_argv(agent, run, seed=4, extra=extra)) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)
 

@@ -211,6 +211,13 @@ def stop_after_steps(n: int):
     return should_stop
 
 
+def stop_at_env_step(argv: list[str], env_step: int):
+    """A `should_stop` that stops the run of `argv` at `env_step` (in agent steps of its action repeat)."""
+    from iqrl.core.config import build_config
+
+    return stop_after_steps(env_step // build_config(argv).action_repeat)
+
+
 def open_episode(run) -> dict | None:
     """The training episode open in a run folder's latest checkpoint (None when it was taken at an episode's
     end): what a test of a mid-episode resume checks it stopped in."""

@@ -13,7 +13,7 @@ from iqrl.core.config import build_config, layered
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import TINY_AGENT, agent_task, tiny_argv
+from conftest import TINY_AGENT, agent_task, stop_after_steps, tiny_argv
 
 BAD = [
     (["agent=nope"], "unknown agent 'nope'; valid agents: "),
@@ -214,13 +214,7 @@ def test_resume_on_another_device_type_is_refused(tmp_path, capsys):
     trained on cuda:0, the resume asks for the CPU. One error line, exit 2, nothing in the folder changes."""
     out = tmp_path / "run"
     argv = tiny_argv("td3", out, seed=3)
-    calls = {"n": 0}
-
-    def stop_after_two_episodes():
-        calls["n"] += 1
-        return calls["n"] == 2
-
-    assert main(argv, should_stop=stop_after_two_episodes) == EXIT_INTERRUPTED
+    assert main(argv, should_stop=stop_after_steps(200)) == EXIT_INTERRUPTED
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     cfg["meta"]["device"] = "cuda:0"
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))

@@ -19,7 +19,7 @@ from iqrl.core import registry as agents  # noqa: E402
 from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
 from iqrl.train import main  # noqa: E402
 
-from conftest import tiny_argv  # noqa: E402
+from conftest import stop_at_env_step, tiny_argv  # noqa: E402
 from test_train import eval_numbers  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -30,13 +30,7 @@ def test_cuda_run_stops_resumes_and_finishes(agent, tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
     argv = lambda out: tiny_argv(agent, out, seed=3, extra=["device=cuda"])  # noqa: E731
     assert main(argv(ref)) == EXIT_OK
-    calls = {"n": 0}
-
-    def stop_after_three_episodes():
-        calls["n"] += 1
-        return calls["n"] == 3
-
-    assert main(argv(run), should_stop=stop_after_three_episodes) == EXIT_INTERRUPTED
+    assert main(argv(run), should_stop=stop_at_env_step(argv(run), 700)) == EXIT_INTERRUPTED
     before = eval_numbers(run)
     assert main(argv(run)) == EXIT_OK  # loads generator states saved on the GPU run (CPU byte tensors)
     after, expected = eval_numbers(run), eval_numbers(ref)

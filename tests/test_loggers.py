@@ -125,7 +125,7 @@ def test_a_run_folder_without_the_keys_resumes_with_a_tracker(tmp_path, tiny):
     """Folders written before `logger` and `video_every` existed resume (their legacy values: [csv], 0);
     the trackers and videos a run writes do not change its results, so they may change on resume."""
     out = tmp_path / "run"
-    assert main(tiny("td3", out, steps=800), should_stop=lambda: True) == 3  # stopped at 200
+    assert main(tiny("td3", out, steps=800), should_stop=lambda: True) == 3  # stopped at 2
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     del cfg["logger"], cfg["video_every"]
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))

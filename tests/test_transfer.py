@@ -36,7 +36,7 @@ from slurm.spec import SweepError, load_sweep
 from slurm.status import collect
 
 from analysis_helpers import write_run
-from conftest import agent_actions, tiny_argv, tiny_keys
+from conftest import agent_actions, stop_after_steps, tiny_argv, tiny_keys
 from sweep_helpers import sweep, write_files
 from test_train import eval_numbers
 
@@ -200,13 +200,7 @@ def test_target_resumes_bit_identically_after_its_source_is_deleted(source, tmp_
     ref, run = tmp_path / "ref", tmp_path / "run"
     argv = lambda out: _argv(out, extra=[f"init_from={copy}"])  # noqa: E731
     assert main(argv(ref)) == EXIT_OK
-    calls = {"n": 0}
-
-    def stop_after_two_episodes():
-        calls["n"] += 1
-        return calls["n"] == 2
-
-    assert main(argv(run), should_stop=stop_after_two_episodes) == EXIT_INTERRUPTED
+    assert main(argv(run), should_stop=stop_after_steps(237)) == EXIT_INTERRUPTED  # env step 474, mid-episode
     shutil.rmtree(copy)
     assert main(argv(run)) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)

@@ -149,15 +149,13 @@ class AtariEnv:
         p = self.protocol
         self.epsilon = p.eval_epsilon if evaluation or p.eval_epsilon_in_training else 0.0
         self.life_loss_terminal = p.terminal_on_life_loss and not evaluation
-        self.rng = np.random.default_rng(
-            [seed, 0xA7A]
-        )  # the no-op counts' and the evaluation epsilon's draws
+        # the no-op counts' and the evaluation epsilon's draws
+        self.rng = np.random.default_rng([seed, 0xA7A])
         self._seed, self._seeded = seed, False
         self._game_over = True  # the next reset starts a new game
         self._frames = 0  # frames of the current game after its no-op starts (episode_length caps them)
-        self._game_frames = (
-            0  # frames since the game's reset, no-op starts included (max_game_frames caps them)
-        )
+        # frames since the game's reset, no-op starts included (max_game_frames caps them)
+        self._game_frames = 0
         self._lives = 0
         self._pool: list[np.ndarray] = []  # the last two frames
         self._history: list[np.ndarray] = []
