@@ -8,9 +8,8 @@ fractional credit carried over. After every agent step the loop does what is due
 evaluation at each multiple of `eval_every` (and at step 0 and at the end), a train.csv row every
 `diag_every`, a checkpoint every `checkpoint_every`, a stop on request (Ctrl-C, SIGTERM, Slurm's signal);
 mid-episode if that is where the step falls (evaluation runs in the evaluation env, the training episode
-waits). The run
-trains exactly `steps` env steps: an episode still open at the budget ends there as a time-limit truncation
-(bootstrapped).
+waits). The run trains exactly `steps` env steps: an episode still open at the budget ends there as a
+time-limit truncation (bootstrapped).
 
 A checkpoint holds everything the loop needs, the open episode included (the state of its env before its
 reset and the actions taken since); a resume replays that episode's actions from that state to the step where
