@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BASE_STAMP := $(VENV)/.installed-base
 STAMP := $(VENV)/.installed
-# The CPU build of torch 2.13.0 lives in /opt/wheels on the project's machines.
+# The CPU build of torch 2.13.0 lives in /opt/wheels on the project's machines (make lock; scripts/install.sh too).
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 # dm_control's own GL backend stays off, so training and tests need no GL library; rendering (make video,
 # video_every) opens its own EGL or OSMesa context (iqrl/video.py), which MUJOCO_GL=egl|osmesa can pin.
@@ -23,29 +23,40 @@ BENCH_OUT ?= bench.json
 AGENT ?=
 TASK ?=
 
-.PHONY: help install venv-install test test-agent lint format demo sweep status figures bench validate video clean \
+.PHONY: help install venv-install lock test test-agent lint format demo sweep status figures bench validate video clean \
 	gpu-report gpu-wheels
 
 help:
-	@echo "make test | test-agent NAME=... | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
+	@echo "make test | test-agent NAME=... | lock | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
 	@echo "make gpu-report PART=1|2|3|all [SMOKE=1] | gpu-wheels [GPU_PYTHON=3.12]"
 
-$(BASE_STAMP): pyproject.toml
-	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install WANT=$(BASE_STAMP) SPEC=.
+$(BASE_STAMP): pyproject.toml uv.lock
+	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install WANT=$(BASE_STAMP) SET=base
 
-$(STAMP): pyproject.toml
-	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install WANT=$(STAMP) SPEC=".[dev]"
+$(STAMP): pyproject.toml uv.lock
+	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install WANT=$(STAMP) SET=dev
 
 # Serialised by the lock above: concurrent make invocations (e.g. two `make sweep`) install once. The dev
 # install is the base one and more, so it stamps both: `make test` after `make demo` adds the dev extra to
-# the same .venv, `make demo` after `make test` installs nothing.
+# the same .venv, `make demo` after `make test` installs nothing. scripts/install.sh installs uv.lock's
+# versions with uv (pip from requirements/<set>.txt where uv cannot be had, or INSTALLER=pip).
 venv-install:
-	@set -e; if [ ! $(WANT) -nt pyproject.toml ] && [ ! $(STAMP) -nt pyproject.toml ]; then \
-	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
-	  $(PY) -m pip install -q --upgrade pip; \
-	  $(PY) -m pip install -q $(FIND_LINKS) "torch==2.13.0"; \
-	  $(PY) -m pip install -q $(FIND_LINKS) -e "$(SPEC)"; \
+	@set -e; if [ ! $(WANT) -nt pyproject.toml ] || [ ! $(WANT) -nt uv.lock ]; then \
+	  if [ ! $(STAMP) -nt pyproject.toml ] || [ ! $(STAMP) -nt uv.lock ]; then \
+	    VENV=$(VENV) PYTHON=$(PYTHON) bash scripts/install.sh $(SET); \
+	  fi; \
 	fi; touch $(WANT) $(if $(filter $(STAMP),$(WANT)),$(BASE_STAMP))
+
+# make lock: resolve pyproject.toml again into uv.lock (every extra, every platform; torch's CPU build from
+# the local wheel directory where there is one) and its hash-pinned exports for pip, requirements/<set>.txt.
+# tests/test_lock.py fails when pyproject.toml and uv.lock disagree.
+UV = $(or $(wildcard $(VENV)/bin/uv),$(shell command -v uv))
+EXPORT = --frozen --no-emit-project --no-emit-package torch --format requirements-txt
+lock:
+	@test -n "$(UV)" || { echo "error: make lock needs uv: make install (or pip install uv) first" >&2; exit 2; }
+	$(UV) lock $(FIND_LINKS)
+	$(UV) export -q $(EXPORT) -o requirements/base.txt
+	$(UV) export -q $(EXPORT) --extra dev -o requirements/dev.txt
 
 install: $(STAMP)
 

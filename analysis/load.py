@@ -61,13 +61,14 @@ RUN_COLUMNS = (
     "target_steps",
     "last_eval_step",
     "has_config",
+    "lock",
     "overrides",
     "config_values",
     "source",
     "source_parts",
 )
 MULTI_TASK = "multi-task"  # what a multi-task run's method label ends with
-CACHE_VERSION = 5  # bump when the table's layout changes, to invalidate old caches
+CACHE_VERSION = 6  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
 CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
@@ -347,6 +348,8 @@ def read_identity(run_dir: Path, results: Path) -> dict:
     ident["config_values"] = flat
     ident["target_steps"] = cfg.get("steps")
     ident["source"], ident["source_parts"] = source_of(cfg)
+    meta = cfg.get("meta")
+    ident["lock"] = str(meta.get("lock") or "") if isinstance(meta, dict) else ""  # '' before locks
     return ident
 
 
@@ -483,6 +486,7 @@ def run_rows(
         "target_steps": float(target) if target is not None else math.nan,
         "last_eval_step": int(ev["env_step"].max()),
         "has_config": ident["has_config"],
+        "lock": ident["lock"],
         "overrides": json.dumps(ident["overrides"], sort_keys=True),
         "config_values": json.dumps(ident["config_values"], sort_keys=True),
         "source": ident["source"],
@@ -642,6 +646,22 @@ def warn_repeats(repeats: list[Repeat], of_whom: str, outcome: str) -> None:
         )
 
 
+def warn_locks(runs: pd.DataFrame) -> None:
+    """One warning when the runs compared were installed from different dependency locks (config.yaml's
+    meta.lock, the hash of uv.lock): their numpy, scipy, mujoco, ... may differ, and with them the numbers.
+    Runs from before the lock was recorded ('') are counted, not compared."""
+    locks = runs.loc[runs["lock"] != "", "lock"].value_counts().sort_index()
+    if len(locks) < 2:
+        return
+    unknown = int((runs["lock"] == "").sum())
+    warn(
+        f"the runs come from {len(locks)} dependency locks (uv.lock's hash in config.yaml's meta.lock), so "
+        f"their package versions may differ: "
+        + ", ".join(f"{lock}: {n} run(s)" for lock, n in locks.items())
+        + (f"; {unknown} run(s) from before locks were recorded" if unknown else "")
+    )
+
+
 def cross_sweep_runs(table: pd.DataFrame) -> pd.DataFrame:
     """The runs that count in results across sweeps: without those another sweep's run stands in for."""
     return table[table["repeat_of"] == ""].reset_index(drop=True)
@@ -699,6 +719,7 @@ def load_results(
     if not per_sweep:
         table = cross_sweep_runs(table)
     runs = table.drop_duplicates("run")
+    warn_locks(runs)
     partial = runs[runs["state"] != "done"]
     n_excluded = 0
     if len(partial):

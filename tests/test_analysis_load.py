@@ -463,3 +463,38 @@ def test_text_in_a_train_csv_column_is_one_error_and_nan_there_stands(tmp_path):
         AnalysisError, match=r"^a/walker-walk/seed0/train.csv line 3: latent_rank is 'oops', not"
     ):
         load_results(tmp_path)
+
+
+def test_runs_from_different_dependency_locks_are_counted_in_one_warning(tmp_path):
+    """config.yaml's meta.lock (uv.lock's hash at install, iqrl.core.provenance.lock_hash): runs of two locks
+    stay in the table, under a warning that counts each lock's runs and those from before locks."""
+
+    def run(seed: int, lock: str | None) -> None:
+        cfg = {"agent": {"name": "iqrl"}, "task": "walker-walk", "seed": seed, "steps": 100}
+        cfg["meta"] = {"lock": lock} if lock else {}
+        write_run(tmp_path / f"seed{seed}", [(0, 1.0), (100, 2.0)], config=cfg)
+
+    for seed, lock in ((1, "aaaaaaaaaaaa"), (2, "aaaaaaaaaaaa"), (3, "bbbbbbbbbbbb"), (4, None)):
+        run(seed, lock)
+    with pytest.warns(AnalysisWarning) as caught:
+        table, info = load_results(tmp_path)
+    (line,) = [str(w.message) for w in caught if "dependency locks" in str(w.message)]
+    assert "2 dependency locks" in line and "aaaaaaaaaaaa: 2 run(s), bbbbbbbbbbbb: 1 run(s)" in line
+    assert line.endswith("; 1 run(s) from before locks were recorded")
+    assert info.n_runs == 4
+    assert sorted(table.drop_duplicates("run")["lock"]) == [
+        "",
+        "aaaaaaaaaaaa",
+        "aaaaaaaaaaaa",
+        "bbbbbbbbbbbb",
+    ]
+
+
+def test_runs_of_one_lock_raise_no_lock_warning(tmp_path, recwarn):
+    for seed in (1, 2):
+        cfg = {"agent": {"name": "iqrl"}, "task": "walker-walk", "seed": seed, "steps": 100}
+        write_run(
+            tmp_path / f"seed{seed}", [(0, 1.0), (100, 2.0)], config={**cfg, "meta": {"lock": "c" * 12}}
+        )
+    load_results(tmp_path)
+    assert not [w for w in recwarn if "dependency locks" in str(w.message)]

@@ -10,8 +10,10 @@ interrupted after an agent step and resumed ends with the numbers of one never i
 """
 
 import copy
+import hashlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,6 +166,8 @@ def test_agent_writes_complete_run_folder(agent, tmp_path):
     task = "cartpole-balance" if not action_spec(agent).is_discrete else TINY_DISCRETE_TASK
     assert cfg["agent"]["name"] == agent and cfg["task"] == task and cfg["steps"] == 800
     assert cfg["meta"]["versions"]["torch"].startswith("2.13") and "git_commit" in cfg["meta"]
+    lock = hashlib.sha256((Path(__file__).parents[1] / "uv.lock").read_bytes()).hexdigest()
+    assert cfg["meta"]["lock"] == lock[:12]  # the dependency lock the environment was installed from
     # replay_capacity null: the effective one (the agent's default) is in meta, 0 = unbounded
     assert cfg["replay_capacity"] is None
     assert cfg["meta"]["replay_capacity"] == (build(agent, 0).spec.replay_capacity or 0)

@@ -127,12 +127,29 @@ def test_performance_md_gpu_section_is_generated_from_the_committed_results():
     assert results.section(results.load_rows()) in results.PERFORMANCE_MD.read_text()
 
 
+def closure(roots: list[str]) -> set[str]:
+    """The installed distributions `roots` require, and what those require (not into extras)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found: set[str] = set()
+    todo = [Requirement(r) for root in roots for r in metadata.requires(root) or []]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if req.marker and not req.marker.evaluate({"extra": ""}) or name in found:
+            continue
+        found.add(name)
+        todo += [Requirement(r) for r in metadata.requires(name) or []]
+    return found
+
+
 def image_site(dest: Path) -> Path:
     """A site folder with links to this environment's installs of the packages the GPU image holds
     (wheels.IMAGE_HAS: torch, numpy, pandas, ...) and of what they require, and nothing else."""
     from packaging.utils import canonicalize_name
 
-    from iqrl.gpu_report.wheels import IMAGE_HAS, closure
+    from iqrl.gpu_report.wheels import IMAGE_HAS
 
     installed = {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions()}
     image = [name for name in IMAGE_HAS if name in installed]
@@ -149,11 +166,12 @@ def image_site(dest: Path) -> Path:
 ISOLATED = """
 import sys
 sys.path[:0] = sys.argv[1:4]
-import dm_control, mujoco, omegaconf, rliable, submitit
-assert all(m.__file__.startswith(sys.argv[1]) for m in (dm_control, mujoco, omegaconf, rliable, submitit))
+import ale_py, dm_control, gymnasium, mujoco, omegaconf, rliable, submitit
+carried = (ale_py, dm_control, gymnasium, mujoco, omegaconf, rliable, submitit)
+assert all(m.__file__.startswith(sys.argv[1]) for m in carried)
 import iqrl.bench.cli, iqrl.gpu_report.parts, iqrl.multiseed.runs, analysis.reference, slurm.submit
 from iqrl.core.envs import make_env
-for task in ("walker-walk", "cartpole-swingup", "dog-run"):
+for task in ("walker-walk", "cartpole-swingup", "dog-run", "atari:Breakout"):
     env = make_env(task, 0, 2, 10)
     env.reset()
 from iqrl.train import main

@@ -1,4 +1,5 @@
-"""Where a run's numbers came from: package versions, the git commit, and the `meta` of its config.yaml.
+"""Where a run's numbers came from: package versions, the dependency lock, the git commit, and the `meta` of
+its config.yaml.
 
 It imports the standard library and the task groups (iqrl/core/tasks.py); the run's parts come in as
 arguments.
@@ -6,6 +7,7 @@ arguments.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -24,6 +26,19 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict:
         except importlib.metadata.PackageNotFoundError:
             out[pkg] = None
     return out
+
+
+#: The lock of every dependency's version (make lock), in the checkout the code runs from.
+LOCK_FILE = Path(__file__).resolve().parents[2] / "uv.lock"
+
+
+def lock_hash() -> str | None:
+    """The first 12 hex digits of uv.lock's sha256: which resolution of every package (not only those
+    package_versions names) the run's environment was installed from; None outside a checkout."""
+    try:
+        return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return None
 
 
 def git_commit() -> str:
@@ -60,6 +75,7 @@ def run_meta(cfg, parts, updates_per_step: float) -> dict:
     env, agent = parts.env, parts.agent
     return {
         "versions": package_versions(suite_packages(task_list(cfg.task)[0])),
+        "lock": lock_hash(),
         "git_commit": git_commit(),
         "obs_dim": env.obs_dim if cfg.obs == "state" else list(env.obs_shape),
         "act_dim": env.act_dim,  # a box's dims, or the number of discrete actions (see `discrete_actions`)

@@ -72,7 +72,7 @@ def machine() -> dict:
     """The machine row: what a result depends on, and the date (UTC) that names the result file."""
     row = {
         "kind": "machine",
-        "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
         "gpu": None,
         "gpu_memory_gb": None,
         "driver": None,

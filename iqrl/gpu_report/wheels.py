@@ -2,10 +2,11 @@
 that the device tool carries (.whl/, with the working tree at most 64 MiB), and the GL libraries of its
 pixel rows (.gl/). scripts/gpu_part.sh installs them there with `pip install --no-index --target`.
 
-Which wheels: the project's dependencies (pyproject.toml, without extras), at the versions installed in this
-virtual environment (those the tests ran with), and theirs, except the packages the GPU machine's image
-holds (IMAGE_HAS, torch among them; their own dependencies come with them) and imageio-ffmpeg (a 65 MB
-ffmpeg binary for `make video`, which the report does not use). A package with no wheel on the index (an
+Which wheels: the project's dependencies (pyproject.toml, without extras but `atari`, for the report's Atari
+rows), at the versions of the lock (uv.lock, `make lock`: the resolution every install uses) for the GPU
+machine's Python on Linux x86_64, and theirs, except the packages the GPU machine's image holds (IMAGE_HAS,
+torch among them; their own dependencies come with them) and imageio-ffmpeg (a 65 MB ffmpeg binary for
+`make video`, which the report does not use). A package with no wheel on the index (an
 sdist only, such as rliable) is built here, and must be pure Python, so that it runs on any Python.
 Two wheels are trimmed to fit the carry limit: files no import of this project reaches leave dm_control
 (its locomotion, soccer and test assets: 41 of its 54 MB) and mujoco (its experimental studio, 15 of 25 MB);
@@ -19,11 +20,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
-from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import Requirement
+from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +54,9 @@ IMAGE_HAS = frozenset(
     werkzeug wheel wrapt xarray xxhash yarl zipp""".split()
 )
 LEFT_OUT = {"imageio-ffmpeg": "ffmpeg for make video only (65 MB)"}
+#: The extras the report needs besides the base dependencies: ale-py for its Atari rows (mrq, dqn, ...).
+EXTRAS = ("atari",)
+LOCK = REPO / "uv.lock"
 #: Folders of a wheel that no import of this project reaches (dm_control.suite imports neither locomotion
 #: nor the test assets; `import mujoco` does not import mujoco.experimental), removed to fit the carry limit.
 TRIM = {
@@ -64,25 +68,48 @@ GL_DEBS = ("libvulkan1", "libegl1", "libglvnd0", "libopengl0", "libgl1", "libglx
 CARRY_LIMIT_MB = 64.0
 
 
-def closure(roots: list[str], stop=frozenset()) -> dict[str, str]:
-    """{name: installed version} of the installed distributions `roots` require, and what those require,
-    not followed into the names in `stop` (nor into extras)."""
-    found: dict[str, str] = {}
-    todo = [Requirement(r) for root in roots for r in metadata.requires(root) or []]
+def linux_env(python: str) -> dict[str, str]:
+    """The environment markers of CPython `python` (e.g. "3.12") on Linux x86_64."""
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "platform_python_implementation": "CPython",
+        "implementation_name": "cpython",
+        "os_name": "posix",
+        "extra": "",
+    }
+
+
+def locked(python: str, extras=EXTRAS, stop=frozenset(), lock: Path = LOCK) -> dict[str, str]:
+    """{name: version} of what the project requires (with `extras`) on CPython `python` under Linux x86_64,
+    and what those require, as uv.lock resolved them; not followed into the names in `stop`."""
+    entries: dict[str, list[dict]] = {}
+    for package in tomllib.loads(lock.read_text())["package"]:
+        entries.setdefault(package["name"], []).append(package)
+    (project,) = entries["iqrl-bench"]
+    todo = list(project.get("dependencies", []))
+    todo += [d for extra in extras for d in project["optional-dependencies"][extra]]
+    env, found = linux_env(python), {}
     while todo:
-        req = todo.pop()
-        name = canonicalize_name(req.name)
-        if req.marker and not req.marker.evaluate({"extra": ""}) or name in found or name in stop:
+        dep = todo.pop()
+        name = dep["name"]
+        if name in found or name in stop or ("marker" in dep and not Marker(dep["marker"]).evaluate(env)):
             continue
-        found[name] = metadata.version(name)
-        todo += [Requirement(r) for r in metadata.requires(name) or []]
+        # a package the lock resolved twice (one version per Python or platform) is named with its version
+        (package,) = [p for p in entries[name] if dep.get("version", p["version"]) == p["version"]]
+        found[name] = package["version"]
+        todo += package.get("dependencies", [])
+        todo += [d for x in dep.get("extra", []) for d in package.get("optional-dependencies", {})[x]]
     return dict(sorted(found.items()))
 
 
-def needed() -> dict[str, str]:
-    """{name: installed version} of this project's dependencies that the GPU machine lacks: not followed
+def needed(python: str) -> dict[str, str]:
+    """{name: locked version} of this project's dependencies that the GPU machine lacks: not followed
     into packages the image has (their own dependencies are there with them)."""
-    return closure(["iqrl-bench"], IMAGE_HAS | set(LEFT_OUT))
+    return locked(python, stop=IMAGE_HAS | set(LEFT_OUT))
 
 
 def platforms(glibc: str) -> list[str]:
@@ -157,7 +184,7 @@ def build(out: Path, python: str, glibc: str = "2.28") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.whl"):
         old.unlink()
-    download(needed(), python, glibc, out)
+    download(needed(python), python, glibc, out)
     for wheel in out.glob("*.whl"):
         name = canonicalize_name(wheel.name.split("-")[0])
         if name in TRIM:
