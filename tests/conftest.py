@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import runpy
@@ -79,6 +80,21 @@ def agent_actions(agent: str, dims: int):
     from iqrl.core.spaces import ActionSpec
 
     return ActionSpec.box(dims) if acts_in_boxes(agent) else ActionSpec.discrete(3)
+
+
+def missing_suite(agent: str, extra=()) -> str | None:
+    """Why `agent`'s tiny run (its task as `tiny_keys` sets it) cannot be built here: the package of its
+    task's suite is not installed (a GPU machine's wheels may lack ale-py or minigrid); None when it can."""
+    from iqrl.core.config import RunConfig
+    from iqrl.core.tasks import SUITES, split_task
+
+    tasks = [k.partition("=")[2] for k in tiny_keys(agent, extra) if k.startswith("task=")] or [
+        RunConfig.task
+    ]
+    suite = SUITES[split_task(tasks[-1])[0]]
+    if suite.package and importlib.util.find_spec(suite.package) is None:
+        return f"{agent}'s tiny task {tasks[-1]} needs {suite.package}: pip install -e '.[{suite.extra}]'"
+    return None
 
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:

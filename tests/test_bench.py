@@ -206,3 +206,35 @@ def test_cpu_model_names_the_generation_and_vector_isa_of_the_first_cpu():
     assert cpu_model(zen4) == "AMD EPYC, family 25 model 17, AVX-512"
     assert cpu_model(block.format(0, 6, 85, "fpu avx avx2 fma")) == "AMD EPYC, family 6 model 85, AVX2"
     assert cpu_model("model name\t: Some CPU\nflags\t\t: fpu sse2\n") == "Some CPU"
+
+
+def test_a_failed_rows_error_is_the_exceptions_type_and_first_line():
+    """A row whose process ends in a traceback is reported by the exception's type and the first line of its
+    message (of the last exception of a chain), not stderr's last line: the first GPU report's td3 cudagraphs
+    row showed the middle of a message that quotes a stack trace."""
+    from iqrl.bench.cli import failure_line
+
+    message = (
+        "RuntimeError: Error: accessing tensor output of CUDAGraphs that has been overwritten by a "
+        'subsequent run. Stack trace: File "iqrl/learners/td3.py", line 128, in td_target\n'
+        "    return ret + discount * q_next. To prevent overwriting, clone the tensor outside of "
+        "torch.compile()"
+    )
+    stderr = (
+        "warning: something first\n"
+        "Traceback (most recent call last):\n"
+        '  File "iqrl/bench/measure.py", line 209, in updates\n'
+        "    a.update(replay, i)\n"
+        "KeyError: 'x'\n\n"
+        "During handling of the above exception, another exception occurred:\n\n"
+        "Traceback (most recent call last):\n"
+        '  File "iqrl/bench/measure.py", line 209, in updates\n'
+        "    a.update(replay, i)\n"
+        "    ^^^^^^^^^^^^^^^^^^^\n"
+        f"{message}\n"
+    )
+    assert failure_line(stderr, 1) == message.splitlines()[0]
+    assert failure_line("error: cudagraphs=true needs a CUDA device\n", 2) == (
+        "error: cudagraphs=true needs a CUDA device"
+    )
+    assert failure_line("", -9) == "exit -9"

@@ -8,9 +8,13 @@ value.
 
 from __future__ import annotations
 
+import copy
+import math
+
 import numpy as np
 import pytest
 import torch
+from torch.utils._pytree import tree_flatten, tree_map
 
 from iqrl.core.config import build_config
 from iqrl.core.exits import EXIT_BAD_INPUT
@@ -48,12 +52,27 @@ def test_compiled_update_agrees_with_eager(agent, request):
 
 
 def assert_compiled_matches_eager(
-    name: str, device: str, cudagraphs: bool, tol: float, updates: int = 50, backend: str | None = None
+    name: str,
+    device: str,
+    cudagraphs: bool,
+    tol: float,
+    updates: int = 50,
+    backend: str | None = None,
+    from_same_state: bool = False,
 ) -> None:
+    """`updates` updates of the eager and the compiled agent side by side, on the same batches and draws:
+    every metric within rtol `tol` (atol tol * (1 + |eager|)), then every parameter within tol relative to the
+    tensor's largest entry (at least 1) and the generators at the same state. `from_same_state`: before each
+    update the compiled agent is loaded with the eager one's state (weights, optimizer moments, counters,
+    generator), and the parameters are compared after every update: each update's own error, where a free run
+    compounds the rounding of the updates before it (on a GPU, whose eager kernels are not even bitwise
+    deterministic, a chaotic training run drifts past any fixed tolerance given updates enough). A failure
+    names the agent, the update and the metric or tensor."""
     (eager, replay_e, _), (compiled, replay_c, _) = (
         agent_and_replay(name, device),
         agent_and_replay(name, device),
     )
+    what = f"{name} ({'cudagraphs' if cudagraphs else backend or 'inductor'} on {device})"
     # a preset of an agent tested before in this process (bro-utd10 after bro) reuses the same functions:
     # without a reset dynamo's cache would serve them and nothing would compile here
     torch._dynamo.reset()
@@ -62,21 +81,109 @@ def assert_compiled_matches_eager(
         compiled.updater.options = {"backend": backend}
     frames = torch._dynamo.utils.counters["frames"]["ok"]
     for step in range(updates):
+        if from_same_state:
+            compiled.load_state_dict(copy.deepcopy(eager.state_dict()))
         m_e, m_c = eager.update(replay_e, step), compiled.update(replay_c, step)
-        assert m_e.keys() == m_c.keys()
+        assert m_e.keys() == m_c.keys(), (
+            f"{what}, update {step}: metrics {sorted(m_c)} vs eager {sorted(m_e)}"
+        )
         for k in m_e:
-            torch.testing.assert_close(m_c[k], m_e[k], rtol=tol, atol=tol * (1 + abs(float(m_e[k]))))
-    assert torch._dynamo.utils.counters["frames"]["ok"] > frames  # the losses did run compiled
+            try:
+                torch.testing.assert_close(m_c[k], m_e[k], rtol=tol, atol=tol * (1 + abs(float(m_e[k]))))
+            except AssertionError as e:
+                raise AssertionError(
+                    f"{what}, update {step} of {updates}, metric {k}: compiled {float(m_c[k]):.7g}, eager "
+                    f"{float(m_e[k]):.7g} (rtol {tol:g}){' from the same state' if from_same_state else ''}\n"
+                    f"{e}"
+                ) from None
+        if from_same_state:
+            assert_same_state(eager, compiled, tol, f"{what}, after update {step} from the same state")
+    assert torch._dynamo.utils.counters["frames"]["ok"] > frames, what  # the losses did run compiled
+    assert_same_state(eager, compiled, tol, f"{what}, after {updates} updates")
+
+
+def assert_same_state(eager, compiled, tol: float, what: str) -> None:
+    """Every parameter and buffer within tol relative to the tensor's largest entry (at least 1), integer
+    ones equal; the random streams consumed alike (the next draws of both generators are equal)."""
     state_e, state_c = eager.state_dict(), compiled.state_dict()
     for net in eager.networks():
         for key, p in state_e[net].items():
             q = state_c[net][key]
             if p.is_floating_point():
-                assert float((q - p).abs().max()) <= tol * max(float(p.abs().max()), 1.0), (net, key)
+                diff, bound = float((q - p).abs().max()), tol * max(float(p.abs().max()), 1.0)
+                assert diff <= bound, f"{what}: {net}.{key} differs by {diff:.3g} > {bound:.3g}"
             else:
-                assert torch.equal(q, p), (net, key)
-    # the random streams were consumed alike: the next draws of both generators are equal
-    assert torch.equal(eager.generator.get_state(), compiled.generator.get_state())
+                assert torch.equal(q, p), f"{what}: {net}.{key}"
+    assert torch.equal(eager.generator.get_state(), compiled.generator.get_state()), f"{what}: generator"
+
+
+class GraphTreeOnTheCPU:
+    """What CUDA graphs (`cudagraphs=true`: torch.compile's mode "reduce-overhead") do to a piece's outputs,
+    on the CPU (docs: "CUDAGraph Trees"): a captured function returns tensors of the graphs' memory pool, and
+    a new step of the tree overwrites them all, and the gradients the backward graph left on the parameters.
+    A new step begins at torch.compiler.cudagraph_mark_step_begin() once it has been called, and before that
+    at every call of a captured function (torch waits for a pending backward there; this is stricter). Here
+    the pool's tensors are clones the emulation keeps, filled with NaN (floats) or -2**30 (integers) at each
+    new step, so that one read after it shows in the metrics or the weights. Other torch.compile modes
+    (DC-MPC's planner) run their function eagerly, unchanged."""
+
+    def __init__(self, monkeypatch, parameters: list[torch.Tensor]):
+        self.pool: list[torch.Tensor] = []
+        self.parameters = parameters
+        self.marked = self.new_step = False
+        self.steps = self.marks = 0
+        monkeypatch.setattr(torch, "compile", self.compile)
+        monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", self.mark_step_begin)
+
+    def mark_step_begin(self) -> None:
+        self.marked = self.new_step = True
+        self.marks += 1
+
+    def overwrite(self) -> None:
+        self.steps += 1
+        with torch.no_grad():
+            for t in [*self.pool, *(p.grad for p in self.parameters if p.grad is not None)]:
+                if t.is_floating_point():
+                    t.fill_(float("nan"))
+                elif t.dtype != torch.bool:
+                    t.fill_(-(2**30))
+        self.pool = []
+
+    def compile(self, fn, mode=None, **options):
+        if mode != "reduce-overhead":
+            return fn
+
+        def replay(*args, **kwargs):
+            if self.new_step or not self.marked:
+                self.overwrite()
+                self.new_step = False
+            out = tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, fn(*args, **kwargs))
+            self.pool += [v for v in tree_flatten(out)[0] if isinstance(v, torch.Tensor)]
+            return out
+
+        return replay
+
+
+@pytest.mark.registry
+def test_graph_captured_updates_keep_nothing_the_next_replay_overwrites(agent, monkeypatch):
+    """cudagraphs=true on the CPU's stand-in for CUDA graphs (GraphTreeOnTheCPU): the metrics of every update,
+    read only after the last (as the trainer sums them), and the weights after them are the eager agent's
+    (to float32 rounding: a clone may lay a tensor out otherwise than the original). On CUDA, reading an
+    overwritten output raises instead (the first GPU report's cudagraphs rows: the target y of td3's critic
+    step, read after another replay, and the metrics); what only a GPU shows, the graphs' own arithmetic, is
+    tests/test_cuda.py's."""
+    (eager, replay_e, _), (graphs, replay_g, _) = agent_and_replay(agent), agent_and_replay(agent)
+    tree = GraphTreeOnTheCPU(monkeypatch, [p for net in graphs.networks().values() for p in net.parameters()])
+    graphs.compile(cudagraphs=True)
+    updates = 6
+    kept_e = [eager.update(replay_e, step) for step in range(updates)]
+    kept_g = [graphs.update(replay_g, step) for step in range(updates)]
+    assert tree.marks == updates and tree.steps == updates  # each update one step of the tree
+    for step, (m_e, m_g) in enumerate(zip(kept_e, kept_g, strict=True)):
+        for k in m_e:
+            e, g = float(m_e[k]), float(m_g[k])
+            assert math.isclose(g, e, rel_tol=1e-6, abs_tol=1e-7) or math.isnan(e), (agent, step, k, g, e)
+    assert_same_state(eager, graphs, 1e-6, f"{agent} after {updates} updates on the stand-in graph tree")
 
 
 def test_compiled_planner_acts_as_the_eager_one():

@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if r.returncode != 0:
             print(
                 f"error: bench of {a} on {t} ({d}, compile {m}, {k} seeds) failed: "
-                f"{r.stderr.strip().splitlines()[-1:]}",
+                f"{failure_line(r.stderr, r.returncode)}",
                 file=sys.stderr,
             )
             if rows:
@@ -264,6 +264,22 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print(f"\nwrote {args.out}")
     return 0
+
+
+def failure_line(stderr: str, returncode: int) -> str:
+    """One line saying why a row's process failed: the exception's type and the first line of its message
+    when stderr ends in a Python traceback (the last exception of a chain), else stderr's last line. The last
+    line alone can be the middle of a message of several lines (CUDA graphs' "accessing tensor output of
+    CUDAGraphs that has been overwritten" quotes a stack trace)."""
+    lines = stderr.strip().splitlines()
+    if not lines:
+        return f"exit {returncode}"
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last):")]
+    if starts:
+        for line in lines[starts[-1] + 1 :]:
+            if line.strip() and not line[0].isspace():  # the frames are indented, the exception is not
+                return line.strip()
+    return lines[-1].strip()
 
 
 def row_command(

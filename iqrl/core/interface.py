@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from iqrl.core.runfolder import Refused
 from iqrl.core.schedule import PerEpisode, UpdateSchedule
-from iqrl.core.update import Updater
+from iqrl.core.update import Updater, graph_step
 from iqrl.nn.layers import global_random_module
 
 
@@ -279,11 +279,12 @@ class Agent(abc.ABC):
 
     def compile(self, cudagraphs: bool = False) -> None:
         """compile=true: every piece of the update runs through torch.compile (with cudagraphs: inductor's
-        CUDA graphs, mode "reduce-overhead"; iqrl/core/update.py), then `compile_acting`. The optimizer steps,
-        target updates and random draws stay eager between them, so the random streams and the update order
-        are those of the eager agent. A network that draws from torch's global generator inside its forward
-        (nn.Dropout) would draw other numbers compiled: refused in one line (Refused, exit 2), when the run
-        is built, before anything is written."""
+        CUDA graphs, mode "reduce-overhead", each update one step of the graph tree and what the pieces
+        return cloned out of the graphs' memory pool; iqrl/core/update.py), then `compile_acting`. The
+        optimizer steps, target updates and random draws stay eager between them, so the random streams and
+        the update order are those of the eager agent. A network that draws from torch's global generator
+        inside its forward (nn.Dropout) would draw other numbers compiled: refused in one line (Refused, exit
+        2), when the run is built, before anything is written."""
         if drawing := global_random_module(self.networks()):
             raise Refused(
                 f"compile=true: {self.cfg.name}'s {drawing} draws from torch's global generator inside its "
@@ -291,6 +292,8 @@ class Agent(abc.ABC):
                 "whose masks are draws"
             )
         self.updater = Updater(compile=True, cudagraphs=cudagraphs)
+        if cudagraphs and not hasattr(self.update, "__wrapped__"):  # compiled twice: marked once
+            self.update = graph_step(self.update)
         self.compile_acting()
 
     def compile_acting(self) -> None:  # noqa: B027 (an optional hook, not abstract)

@@ -20,10 +20,23 @@ The modes are implementations of this class:
   graphs with `cudagraphs=true`), the optimizer steps, target updates and draws staying eager around them;
 * `iqrl.multiseed`: the K-seed mode's updater, which runs the same calls of K agents as one call vectorised
   over parameters stacked per seed.
+
+CUDA graphs (`cudagraphs=true`, torch.compile's mode "reduce-overhead", "CUDAGraph Trees" in PyTorch's docs):
+a captured piece returns tensors of the graphs' memory pool, which the replays of a later step of the graph
+tree overwrite; reading one then raises "accessing tensor output of CUDAGraphs that has been overwritten by a
+subsequent run". The tree begins a new step at every call of a compiled function with no backward pending, or,
+once `torch.compiler.cudagraph_mark_step_begin()` has been called, at the first call after each mark only.
+So `Agent.compile` marks the beginning of every update (`graph_step`: one update is one step of the tree,
+whoever calls it: the trainer, the bench, the tests), and the updater clones what a captured piece returns
+(its result and its statistics) as it returns, so that nothing the update goes on using (the target y that
+a critic step reads, metrics summed over updates, anything stored on the agent) lives in the pool. The
+gradients the backward graph leaves on the parameters are read by the optimizer step right after it and set
+to None, unread, by the next step of the same optimizer.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -80,11 +93,41 @@ def detach(tree: Any) -> Any:
     return tree_map(lambda v: v.detach() if isinstance(v, Tensor) else v, tree)
 
 
+def cloned(tree: Any) -> Any:
+    """Every tensor of a nested structure cloned (differentiably: a loss's clone backpropagates into it)."""
+    return tree_map(lambda v: v.clone() if isinstance(v, Tensor) else v, tree)
+
+
+def outside_the_graph_pool(piece: Callable) -> Callable:
+    """A captured piece whose result and statistics are clones, outside the CUDA graphs' memory pool, which
+    the next replay overwrites (module docstring)."""
+
+    @functools.wraps(piece)
+    def kept(*args, **kwargs):
+        return cloned(piece(*args, **kwargs))
+
+    return kept
+
+
+def graph_step(update: Callable) -> Callable:
+    """An agent's `update` that first marks the beginning of a step of the CUDA-graph tree
+    (torch.compiler.cudagraph_mark_step_begin): the outputs of the pieces captured in the update before stay
+    valid until the next update (module docstring)."""
+
+    @functools.wraps(update)
+    def one_step(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return update(*args, **kwargs)
+
+    return one_step
+
+
 class Updater:
     """Runs an update's pieces eagerly, or compiled (`compile`); see the module docstring."""
 
     def __init__(self, compile: bool = False, cudagraphs: bool = False):
         self.compile = compile
+        self.cudagraphs = cudagraphs
         self.options = {"mode": "reduce-overhead" if cudagraphs else None}
         self._compiled: dict[Callable, Callable] = {}
         self._frozen: set[int] = set()  # ids of the modules, parameters and buffers `freeze` keeps fixed
@@ -113,12 +156,14 @@ class Updater:
         """fn as a piece (`returning_writes`: its result and the statistics its layers wrote), itself or
         torch.compile'd (one per function, compiled on first use): nothing is written in place inside it.
         The compiled function is fn's own, inside the wrapper (one wrapper compiled for every fn would share
-        one code object, and so dynamo's recompile limit of 8)."""
+        one code object, and so dynamo's recompile limit of 8). Captured as CUDA graphs, what it returns is
+        cloned out of the graphs' memory pool (module docstring)."""
         if not self.compile:
             return returning_writes(fn)
         key = getattr(fn, "__func__", fn), getattr(fn, "__self__", None)  # a bound method: one per owner
         if key not in self._compiled:
-            self._compiled[key] = returning_writes(torch.compile(fn, **self.options))
+            piece = returning_writes(torch.compile(fn, **self.options))
+            self._compiled[key] = outside_the_graph_pool(piece) if self.cudagraphs else piece
         return self._compiled[key]
 
     def _write(self, writes) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from iqrl.bench.cli import row_command
+from iqrl.bench.cli import failure_line, row_command
 from iqrl.bench.measure import hardware
 from iqrl.core.runfolder import read_status
 from iqrl.gpu_report import plan
@@ -175,7 +175,8 @@ def part2(log: RowLog, smoke: bool, deadline: float) -> None:
 
 
 def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list[dict]:
-    """The row's bench result(s), one per packed copy: the bench's JSON row, or {"error": its last line}."""
+    """The row's bench result(s), one per packed copy: the bench's JSON row, or {"error": why it failed, one
+    line (`failure_line`: an exception's type and first line)}."""
     updates, collect_s = (2, 0.2) if smoke else (20, 5.0)  # on CUDA the bench times >= 500 updates
     cmd = row_command(
         row.agent,
@@ -206,7 +207,7 @@ def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list
         if p.returncode == 0:
             results.append(json.loads(stdout.strip().splitlines()[-1]))
         else:
-            results.append({"error": (stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]})
+            results.append({"error": failure_line(stderr, p.returncode)})
     return results
 
 
