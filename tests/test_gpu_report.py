@@ -166,12 +166,13 @@ def image_site(dest: Path) -> Path:
 ISOLATED = """
 import sys
 sys.path[:0] = sys.argv[1:4]
-import ale_py, dm_control, gymnasium, mujoco, omegaconf, rliable, submitit
-carried = (ale_py, dm_control, gymnasium, mujoco, omegaconf, rliable, submitit)
+import ale_py, dm_control, gymnasium, minigrid, mujoco, omegaconf, rliable, submitit
+carried = (ale_py, dm_control, gymnasium, minigrid, mujoco, omegaconf, rliable, submitit)
 assert all(m.__file__.startswith(sys.argv[1]) for m in carried)
 import iqrl.bench.cli, iqrl.gpu_report.parts, iqrl.multiseed.runs, analysis.reference, slurm.submit
 from iqrl.core.envs import make_env
-for task in ("walker-walk", "cartpole-swingup", "dog-run", "atari:Breakout"):
+tasks = ("walker-walk", "cartpole-swingup", "dog-run", "atari:Breakout", "minigrid:MiniGrid-Empty-5x5-v0")
+for task in tasks:
     env = make_env(task, 0, 2, 10)
     env.reset()
 from iqrl.train import main

@@ -2,12 +2,13 @@
 that the device tool carries (.whl/, with the working tree at most 64 MiB), and the GL libraries of its
 pixel rows (.gl/). scripts/gpu_part.sh installs them there with `pip install --no-index --target`.
 
-Which wheels: the project's dependencies (pyproject.toml, without extras but `atari`, for the report's Atari
-rows), at the versions of the lock (uv.lock, `make lock`: the resolution every install uses) for the GPU
-machine's Python on Linux x86_64, and theirs, except the packages the GPU machine's image holds (IMAGE_HAS,
-torch among them; their own dependencies come with them) and imageio-ffmpeg (a 65 MB ffmpeg binary for
-`make video`, which the report does not use). A package with no wheel on the index (an
-sdist only, such as rliable) is built here, and must be pure Python, so that it runs on any Python.
+Which wheels: the project's dependencies (pyproject.toml, without extras but `atari` and `minigrid`, for the
+discrete agents' rows and tests), at the versions of the lock (uv.lock, `make lock`: the resolution every
+install uses) for the GPU machine's Python on Linux x86_64, and theirs, except the packages the GPU
+machine's image holds (IMAGE_HAS, torch among them; their own dependencies come with them) and
+imageio-ffmpeg (a 65 MB ffmpeg binary for `make video`, which the report does not use). A package with no
+wheel on the index (an sdist only, such as rliable) is built here, and must be pure Python, so that it runs
+on any Python.
 Two wheels are trimmed to fit the carry limit: files no import of this project reaches leave dm_control
 (its locomotion, soccer and test assets: 41 of its 54 MB) and mujoco (its experimental studio, 15 of 25 MB);
 tests/test_gpu_report.py installs the set into an environment of torch and the image's packages alone and
@@ -54,8 +55,9 @@ IMAGE_HAS = frozenset(
     werkzeug wheel wrapt xarray xxhash yarl zipp""".split()
 )
 LEFT_OUT = {"imageio-ffmpeg": "ffmpeg for make video only (65 MB)"}
-#: The extras the report needs besides the base dependencies: ale-py for its Atari rows (mrq, dqn, ...).
-EXTRAS = ("atari",)
+#: The extras the report needs besides the base dependencies: ale-py for its Atari rows (mrq, dqn, ...),
+#: minigrid for the discrete agents' runs in tests/test_cuda.py (their tiny task).
+EXTRAS = ("atari", "minigrid")
 LOCK = REPO / "uv.lock"
 #: Folders of a wheel that no import of this project reaches (dm_control.suite imports neither locomotion
 #: nor the test assets; `import mujoco` does not import mujoco.experimental), removed to fit the carry limit.
