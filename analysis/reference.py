@@ -350,8 +350,9 @@ def select_reference(
     paper's main result), a task in `tasks` and env_step <= max_step (when given); groups by source AND
     algorithm (SAC and TD-MPC appear in two sources). A source's seeds need not share evaluation steps:
     each seed is interpolated linearly onto every step of the curve inside its own first..last step, so
-    the mean at a step averages every seed that covers it (not only those evaluated exactly there).
-    Returns columns source, algorithm, label, task, env_step, mean, n_seeds.
+    the mean at a step averages every seed that covers it (not only those evaluated exactly there), and
+    `std` is their sample standard deviation (0 where one seed covers the step).
+    Returns columns source, algorithm, label, task, env_step, mean, std, n_seeds.
     """
     ours = {published_name(t): t for t in tasks}
     sel = ref[(ref["ablation"] == "") & ref["task"].isin(list(ours))]
@@ -362,15 +363,19 @@ def select_reference(
     rows = []
     for (source, algorithm, task), g in sel.groupby(["source", "algorithm", "task"], sort=True):
         steps = np.unique(g["env_step"].to_numpy(float))
-        total, count = np.zeros(len(steps)), np.zeros(len(steps), dtype=int)
-        for _, s in g.groupby("seed", sort=True):
+        seeds = np.full((g["seed"].nunique(), len(steps)), np.nan)  # nan: a step outside the seed's range
+        for k, (_, s) in enumerate(g.groupby("seed", sort=True)):
             s = s.groupby("env_step")[value].mean()  # a seed listed twice at a step: its mean
             x, y = s.index.to_numpy(float), s.to_numpy(float)
             inside = (steps >= x[0]) & (steps <= x[-1])
-            total[inside] += np.interp(steps[inside], x, y)
-            count[inside] += 1
-        rows += [(source, algorithm, task, step, t / n, n) for step, t, n in zip(steps, total, count) if n]
-    out = pd.DataFrame(rows, columns=["source", "algorithm", "task", "env_step", "mean", "n_seeds"])
+            seeds[k, inside] = np.interp(steps[inside], x, y)
+        for step, column in zip(steps, seeds.T):
+            covered = column[~np.isnan(column)]
+            if len(covered):
+                spread = covered.std(ddof=1) if len(covered) > 1 else 0.0
+                rows.append((source, algorithm, task, step, covered.mean(), spread, len(covered)))
+    columns = ["source", "algorithm", "task", "env_step", "mean", "std", "n_seeds"]
+    out = pd.DataFrame(rows, columns=columns)
     out["env_step"] = out["env_step"].astype(sel["env_step"].dtype if len(sel) else "int64")
     out.insert(2, "label", [reference_label(s, a) for s, a in zip(out["source"], out["algorithm"])])
     return out

@@ -392,6 +392,8 @@ def test_select_reference_interpolates_seeds_evaluated_at_other_steps():
         [200, 300.0, 2],
         [300, 500.0, 1],
     ]
+    # std: the seeds' sample standard deviation at each step (200 +- 100 x sqrt(2)), 0 for one seed
+    assert out["std"].round(6).tolist() == [0.0, round(50 * 2**0.5, 6), round(100 * 2**0.5, 6), 0.0]
 
 
 @pytest.mark.skipif(not DEFAULT_REFERENCE.is_file(), reason="shared reference data not present")

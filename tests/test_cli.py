@@ -226,41 +226,133 @@ def test_resume_on_another_device_type_is_refused(tmp_path, capsys):
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_demo_ends_with_a_figure_and_says_what_one_seed_can_show(tmp_path, monkeypatch, capsys):
-    """make demo's path at tiny sizes: both runs train, OUT/demo.png is drawn from them, and the summary
-    names each run's return before and after training; a second call trains nothing and prints the same."""
+def write_published(path: Path, task: str = "cartpole-balance") -> Path:
+    """A published-curves file (analysis.reference's layout): iQRL on `task` over 2 seeds at 0, 400, 800 and
+    1600 env steps, with SAC beside it and iQRL on another task, neither of which the demo draws."""
+    rows = ["source,algorithm,ablation,task,env_step,seed,episode_return"]
+    for seed, offset in ((1, 0.0), (2, 20.0)):
+        rows += [
+            f"src,iQRL,,{task},{step},{seed},{ret + offset}"
+            for step, ret in ((0, 10.0), (400, 50.0), (800, 90.0), (1600, 500.0))
+        ]
+        rows += [f"src,SAC,,{task},400,{seed},700", f"src,iQRL,,walker-walk,400,{seed},800"]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def tiny_demo(monkeypatch, tmp_path):
     from iqrl import demo
 
     tiny = {"episode_length": 200, "steps": 800, "seed_steps": 400, "eval_every": 400, "eval_episodes": 1}
     monkeypatch.setattr(demo, "DEMO", {**demo.DEMO, **tiny, "diag_every": 400, "checkpoint_every": 400})
     sizes = ["agent.mlp_dims=[32,32]", "agent.batch_size=16"]
     monkeypatch.setattr(demo, "AGENT_OVERRIDES", {a: layered(sizes, TINY_AGENT[a]) for a in ("iqrl", "td3")})
-    assert demo.run_demo(tmp_path) == EXIT_OK
+    monkeypatch.setattr(demo, "REFERENCE", write_published(tmp_path / "published.csv"))
+    return demo
+
+
+def test_demo_ends_with_a_figure_and_says_what_one_seed_can_show(tmp_path, monkeypatch, capsys):
+    """make demo's path at tiny sizes: both runs train (on THREADS torch threads, restored after),
+    OUT/demo.png is drawn from them with the published iQRL curve of the task, and the summary names each
+    run's return before and after training, that one seed cannot rank them, the published curve, and the
+    figure last; a second call trains nothing and prints the same."""
+    import torch
+
+    demo = tiny_demo(monkeypatch, tmp_path)
+    threads = torch.get_num_threads()
+    assert demo.run_demo(tmp_path / "out") == EXIT_OK
+    assert torch.get_num_threads() == threads
     first = capsys.readouterr().out
-    assert (tmp_path / "demo.png").stat().st_size > 0 and (tmp_path / "demo.pdf").exists()
-    assert f"Figure: {tmp_path / 'demo.png'}" in first
-    assert "What it cannot show: which agent is better. One seed at 800 env steps" in first
+    out = tmp_path / "out"
+    assert (out / "demo.png").stat().st_size > 0 and (out / "demo.pdf").exists()
+    assert first.rstrip().splitlines()[-1].startswith(f"Figure: {out / 'demo.png'}")
+    assert "What it cannot show: which agent is better." in first and "one seed cannot rank them" in first
+    assert "One seed at 800 env steps" in first
+    assert (
+        "Published: published iQRL [src]: mean ± std over 2 seeds (3 evaluations up to 800 env steps)."
+        in first
+    )
     for agent in ("iqrl", "td3"):
-        returns = pd.read_csv(tmp_path / agent / "eval.csv")["episode_return"]
-        assert f"{agent:<6} {returns.iloc[0]:>10.1f} {returns.iloc[-1]:>9.1f}  {tmp_path / agent}" in first
-    assert demo.run_demo(tmp_path) == EXIT_OK
+        returns = pd.read_csv(out / agent / "eval.csv")["episode_return"]
+        assert f"{agent:<6} {returns.iloc[0]:>10.1f} {returns.iloc[-1]:>9.1f}  {out / agent}" in first
+    assert demo.run_demo(out) == EXIT_OK
     again = capsys.readouterr().out
     assert "already done" in again and again.split("Demo results")[1] == first.split("Demo results")[1]
 
 
-def test_demo_summary_says_which_runs_learned():
+def test_demo_band_is_the_published_curve_of_the_task_within_its_steps(tmp_path, monkeypatch):
+    """The band: the published iQRL rows of the demo's task up to its last env step (not SAC's, not another
+    task's, not past the budget), drawn as mean +- std over the seeds in iqrl's colour; where the file has
+    no iQRL or TD3 curve of the task, or is missing, the legend says so instead."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    demo = tiny_demo(monkeypatch, tmp_path)
+    band, note = demo.published_band()
+    assert note == ""
+    assert band[["label", "env_step", "mean", "std", "n_seeds"]].values.tolist() == [
+        ["iQRL [src]", 0, 20.0, 200**0.5, 2],
+        ["iQRL [src]", 400, 60.0, 200**0.5, 2],
+        ["iQRL [src]", 800, 100.0, 200**0.5, 2],
+    ]
+    table = pd.DataFrame({"run": ["iqrl"] * 2 + ["td3"] * 2, "env_step": [0, 800] * 2, "episode_return": 5.0})
+    fig = demo.demo_figure(table, band, note)
+    (ax,) = fig.axes
+    (poly,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    xs, ys = poly.get_paths()[0].vertices.T
+    assert (xs.min(), xs.max()) == (0, 800) and round(ys.min(), 6) == round(20 - 200**0.5, 6)
+    assert round(ys.max(), 6) == round(100 + 200**0.5, 6)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [
+        "iqrl (this demo, seed 1)",
+        "published iQRL [src]: mean ± std over 2 seeds (3 evaluations up to 800 env steps)",
+        "td3 (this demo, seed 1)",
+    ]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == (
+        "Environment steps (one episode = 1000)",
+        "Episode return (evaluation, mean of 1 episodes)",
+    )
+    plt.close(fig)
+    empty, note = demo.published_band(write_published(tmp_path / "other.csv", task="reacher-easy"))
+    assert (
+        empty.empty
+        and note == "no published iQRL or TD3 curve of cartpole-balance up to 800 env steps in other.csv"
+    )
+    fig = demo.demo_figure(table, empty, note)
+    assert note in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert not [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]
+    plt.close(fig)
+    missing, note = demo.published_band(tmp_path / "nowhere.csv")
+    assert missing is None and note.startswith("no published curve drawn:") and "nowhere.csv" in note
+
+
+def demo_summary(iqrl: tuple[float, float], td3: tuple[float, float]) -> str:
     from iqrl import demo
 
     table = pd.DataFrame(
-        {
-            "run": ["iqrl", "iqrl", "td3", "td3"],
-            "env_step": [0, 8000, 0, 8000],
-            "episode_return": [100.0, 400.0, 100.0, 120.0],
-        }
+        {"run": ["iqrl", "iqrl", "td3", "td3"], "env_step": [0, 12000] * 2, "episode_return": [*iqrl, *td3]}
     )
-    text = demo.summary(table, Path("runs/demo"), Path("runs/demo/demo.png"))
+    return demo.summary(table, Path("runs/demo"), Path("runs/demo/demo.png"), None, "no published curve")
+
+
+def test_demo_summary_says_which_runs_learned_and_that_one_seed_cannot_rank_them():
+    text = demo_summary((100.0, 400.0), (100.0, 150.0))
     assert (
-        "What this shows: iqrl learned: its evaluation return ended well above the untrained policy's. "
-        "td3 did not rise above its untrained policy at this budget. What it cannot show: which agent is "
-        "better." in text
+        "What this shows: iqrl learned: its evaluation return ended at least 100 above the untrained "
+        "policy's. td3 did not rise 100 above its untrained policy at this budget. What it cannot show: "
+        "which agent is better. iqrl ended 250 above td3, within the 630 by which one agent's final return "
+        "at this budget varies from seed to seed, so one seed cannot rank them." in text
+    )
+    assert "Published: no published curve." in text
+    assert "td3 ended 20 above iqrl" in demo_summary((300.0, 600.0), (100.0, 620.0))
+    assert "iqrl and td3 ended level, within" in demo_summary((300.0, 600.0), (100.0, 600.0))
+
+
+def test_demo_summary_names_a_gap_beyond_the_seed_spread_as_an_order_to_confirm():
+    text = demo_summary((280.0, 975.0), (140.0, 150.0))
+    assert "cannot rank" not in text
+    assert (
+        "What it cannot settle: which agent is better. iqrl ended 825 above td3, more than the 630 by which "
+        "one agent's final return at this budget varies from seed to seed: an order that several seeds must "
+        "confirm." in text
     )
