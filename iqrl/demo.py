@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -103,8 +104,9 @@ def published_band(path: Path | None = None):
     names = [PUBLISHED_NAME[a] for a in AGENT_OVERRIDES if a in PUBLISHED_NAME]
     try:
         rows = select_reference(load_reference(path), [DEMO["task"]], max_step=DEMO["steps"])
-    except AnalysisError as exc:
-        return None, f"no published curve drawn: {exc}"
+    except AnalysisError as exc:  # a checkout without ../shared: the file's absence in a few words
+        why = f"{path} does not exist" if not path.exists() else str(exc)
+        return None, f"no published curve drawn: {why}"
     rows = rows[rows["algorithm"].isin(names)].reset_index(drop=True)
     if rows.empty:
         return rows, (
@@ -152,9 +154,9 @@ def demo_figure(table, band, note: str):
                 ax.errorbar(x, mean, yerr=std, fmt="s", color=color, mfc="white", capsize=4, zorder=2)
                 handles.append(Line2D([], [], color=color, marker="s", mfc="white", ls="none"))
             labels.append(band_label(curve))
-    if note:
+    if note:  # wrapped: one long legend line would squeeze the axes to a sliver
         handles.append(Line2D([], [], ls="none"))
-        labels.append(note)
+        labels.append(textwrap.fill(note, 100, break_on_hyphens=False))
     ax.set_xlim(0, DEMO["steps"] * 1.02)
     ax.set_ylim(0, 1000)
     ax.xaxis.set_major_formatter(plots.steps_formatter())

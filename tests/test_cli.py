@@ -322,8 +322,16 @@ def test_demo_band_is_the_published_curve_of_the_task_within_its_steps(tmp_path,
     assert note in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert not [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]
     plt.close(fig)
-    missing, note = demo.published_band(tmp_path / "nowhere.csv")
-    assert missing is None and note.startswith("no published curve drawn:") and "nowhere.csv" in note
+    missing, note = demo.published_band(tmp_path / "nowhere" / ("long-name-" * 8 + ".csv"))
+    assert (
+        missing is None
+        and note == f"no published curve drawn: {tmp_path}/nowhere/{'long-name-' * 8}.csv does not exist"
+    )
+    fig = demo.demo_figure(table, missing, note)
+    (shown,) = [t.get_text() for t in fig.axes[0].get_legend().get_texts() if "no published" in t.get_text()]
+    # wrapped, so that a long path cannot squeeze the axes
+    assert "".join(shown.split()) == "".join(note.split()) and max(map(len, shown.splitlines())) <= 100
+    plt.close(fig)
 
 
 def demo_summary(iqrl: tuple[float, float], td3: tuple[float, float]) -> str:
