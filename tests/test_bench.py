@@ -18,9 +18,9 @@ from iqrl.bench.measure import whole_periods
         (["--tasks", "walker-nope"], "walker-nope"),
         (["--agents", "td7", "--seeds", "4"], "asks only for K-seed rows"),  # no row to measure
         (  # wrote [] and ended in a TypeError
-            ["--agents", "iqrl", "--seeds", "2", "--compile", "true"],
-            "error: --seeds 2 with --dtypes fp32,bf16, --compile true and --obs state asks only for "
-            "K-seed rows, and the K-seed mode's rows are measured with --dtypes fp32, --compile false and",
+            ["--agents", "iqrl", "--seeds", "2", "--obs", "pixels"],
+            "error: --seeds 2 with --dtypes fp32,bf16, --compile false and --obs pixels asks only for "
+            "K-seed rows, and the K-seed mode's rows are measured with --obs state only",
         ),
         (["--dtypes", "tf32"], "precision=tf32 needs a CUDA device"),
         (["--compile", "maybe"], "--compile must list values among false, true, cudagraphs"),
@@ -38,8 +38,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
 def test_rows_the_k_seed_mode_cannot_measure_are_named_one_line_each_and_the_rest_measured(
     tmp_path, capsys, monkeypatch
 ):
-    """--seeds 1,2 --compile false,true: the K = 2 row compiled is left out with one warning line (as are
-    td7's K-seed rows, which the mode refuses); every other row is measured and written."""
+    """--seeds 1,2 --compile false,true: K = 1 and K = 2 rows eager and compiled; td7's K-seed rows, which
+    the mode refuses, are left out with one warning line; every other row is measured and written."""
     import subprocess
 
     from iqrl.bench import cli
@@ -59,15 +59,11 @@ def test_rows_the_k_seed_mode_cannot_measure_are_named_one_line_each_and_the_res
     assert main([*argv, "--seeds", "1,2", "--out", str(tmp_path / "b.json")]) == 0
     assert measured == [
         ("iqrl", "fp32", "false", 1), ("iqrl", "fp32", "false", 2), ("iqrl", "fp32", "true", 1),
-        ("td7", "fp32", "false", 1), ("td7", "fp32", "true", 1),
+        ("iqrl", "fp32", "true", 2), ("td7", "fp32", "false", 1), ("td7", "fp32", "true", 1),
     ]  # fmt: skip
     err = capsys.readouterr().err.splitlines()
-    assert err[1] == (
-        "warning: skipped iqrl on walker-walk (fp32, compile true, state, 2 seeds): the K-seed mode's rows "
-        "are measured with --dtypes fp32, --compile false and --obs state only"
-    )
-    assert len(err) == 2 and err[0].startswith("warning: skipped td7's K-seed rows (K=2): ")
-    assert len(json.loads((tmp_path / "b.json").read_text())) == 5
+    assert len(err) == 1 and err[0].startswith("warning: skipped td7's K-seed rows (K=2): ")
+    assert len(json.loads((tmp_path / "b.json").read_text())) == 6
 
 
 def test_peak_rows_cover_both_dtypes_and_every_product():

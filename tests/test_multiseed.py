@@ -76,10 +76,11 @@ def agent_and_replay(extra: list[str], seed: int, actions=None):
     return agent, replay
 
 
-def group_updates(group: SeedGroup, replays, n: int, first=None) -> list[list[dict]]:
+def group_updates(group: SeedGroup, replays, n: int, first=None, serve_in=None) -> list[list[dict]]:
     """n updates of every seed, each seed's `agent.update` in its own thread (the group runs their pieces),
     seed k's numbered from first[k] on (default 0); a seed leaves the group when it is done, as a trainer's
-    does, and every seed takes part in the next call again."""
+    does, and every seed takes part in the next call again. `serve_in`: a context (autocast) in which this
+    thread serves the rounds, as the K-seed runner does; else they run in the seed threads."""
     out = [[] for _ in replays]
     group.active = set(range(group.K))
 
@@ -93,6 +94,9 @@ def group_updates(group: SeedGroup, replays, n: int, first=None) -> list[list[di
 
     threads = [threading.Thread(target=seed, args=(k,)) for k in range(len(replays))]
     [t.start() for t in threads]
+    if serve_in is not None:  # the rounds in this thread, inside `serve_in` (the runner's autocast)
+        with serve_in:
+            group.serve()
     [t.join() for t in threads]
     return out
 
@@ -142,6 +146,110 @@ def test_every_agent_trains_in_the_k_seed_mode_or_is_refused_in_one_line(agent, 
         assert not tmp_path.joinpath("seed0").exists()
         return
     assert_group_update_matches_plain([f"agent={agent}"])
+    assert_compiled_group_matches_eager(agent, updates=2)
+
+
+def compiled_and_eager_groups(
+    name: str, backend: str | None, extra=()
+) -> tuple[SeedGroup, list, SeedGroup, list]:
+    """Two 2-seed groups of `name` on the same batches and draws: one of compiled agents (compile=true: its
+    vectorised pieces through torch.compile, `backend` if given) and one eager."""
+    eager = [agent_and_replay([f"agent={name}", *extra], s) for s in (0, 1)]
+    compiled = [agent_and_replay([f"agent={name}", *extra], s) for s in (0, 1)]
+    torch._dynamo.reset()
+    for a, _ in compiled:
+        a.compile()
+    group = SeedGroup([a for a, _ in compiled])
+    if backend is not None:
+        group.updater.options = {"backend": backend}
+    return group, compiled, SeedGroup([a for a, _ in eager]), eager
+
+
+def assert_compiled_group_matches_eager(
+    name: str, updates: int = 3, backend: str | None = "aot_eager_decomp_partition"
+) -> None:
+    """A compiled group's updates (iqrl/multiseed/group.py: the group's vectorised pieces compiled, as
+    compile=true runs them) agree with the eager group's per update within the agent's COMPILE_TOLERANCE, as
+    the compiled single-seed update does with the eager one (tests/test_compile.py); on CI's CPU through the
+    cheap backend (what fails for a new agent: tracing vmap and grad, functionalisation)."""
+    tol = registry.agent_class(name).COMPILE_TOLERANCE
+    group, compiled, eager_group, eager = compiled_and_eager_groups(name, backend)
+    frames = torch._dynamo.utils.counters["frames"]["ok"]
+    m_c = group_updates(group, [r for _, r in compiled], updates)
+    m_e = group_updates(eager_group, [r for _, r in eager], updates)
+    assert torch._dynamo.utils.counters["frames"]["ok"] > frames  # the pieces did run compiled
+    for k in range(2):
+        for i in range(updates):
+            assert m_c[k][i].keys() == m_e[k][i].keys()
+            for key, v in m_e[k][i].items():
+                c, e = float(m_c[k][i][key]), float(v)
+                assert abs(c - e) <= tol * (1 + abs(e)), f"{name} seed {k} update {i} {key}: {c} vs {e}"
+        mine, theirs = params(compiled[k][0]), params(eager[k][0])
+        for n, p in theirs.items():
+            if p.is_floating_point():
+                diff, bound = float((mine[n] - p).abs().max()), tol * max(float(p.abs().max()), 1.0)
+                assert diff <= bound, f"{name} seed {k}: {n} differs by {diff:.3g} > {bound:.3g}"
+            else:
+                assert torch.equal(mine[n], p), n
+
+
+@pytest.mark.parametrize("agent", ["td3", "iqrl"])
+def test_compiled_group_update_agrees_with_the_eager_group(agent):
+    assert_compiled_group_matches_eager(agent)
+
+
+def test_a_compiled_group_resumed_from_its_seeds_checkpoints_updates_as_the_uninterrupted_one():
+    """compile=true: 2 more updates of a compiled group built from its seeds' checkpoints equal 2 more of the
+    compiled group that wrote them, bit for bit."""
+    group, grouped, _, _ = compiled_and_eager_groups("td3", "aot_eager_decomp_partition")
+    group_updates(group, [r for _, r in grouped], 2)
+    states = []
+    for k, (a, r) in enumerate(grouped):
+        group.write_optimizer_state(k)
+        states.append(copy.deepcopy((a.state_dict(), r.state_dict())))
+    resumed_group, resumed, _, _ = compiled_and_eager_groups("td3", "aot_eager_decomp_partition")
+    for (a, r), (agent_state, replay_state) in zip(resumed, states):
+        a.load_state_dict(agent_state)
+        r.load_state_dict(replay_state)
+    group_updates(resumed_group, [r for _, r in resumed], 2)
+    group_updates(group, [r for _, r in grouped], 2)
+    for (a, _), (b, _) in zip(grouped, resumed):
+        mine, theirs = params(a), params(b)
+        assert all(torch.equal(mine[n], theirs[n]) for n in mine)
+
+
+@pytest.mark.parametrize("agent", ["iqrl", "td3"])
+def test_bf16_group_update_matches_the_plain_bf16_update_of_each_seed(agent):
+    """precision=bf16 (CPU autocast around the updates, as the K-seed runner enters it): the group's updates
+    are each seed's own bf16 updates to bfloat16's rounding, LayerNorm's batched backward included
+    (iqrl.nn.kernels.over_seeds computes it in float32 there), and not the float32 ones."""
+    extra = [f"agent={agent}"]
+    plain = [agent_and_replay(extra, s) for s in (0, 1)]
+    grouped = [agent_and_replay(extra, s) for s in (0, 1)]
+    fp32 = [agent_and_replay(extra, s) for s in (0, 1)]
+    group_updates(SeedGroup([a for a, _ in fp32]), [r for _, r in fp32], 3)
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    metrics = group_updates(SeedGroup([a for a, _ in grouped]), [r for _, r in grouped], 3, serve_in=bf16)
+    with bf16:
+        for k, (a, r) in enumerate(plain):
+            for i in range(3):
+                for key, v in a.update(r, i).items():
+                    assert float(metrics[k][i][key]) == pytest.approx(float(v), rel=0.1, abs=0.1), (k, i, key)
+    for k in range(2):
+        mine, theirs, full = params(plain[k][0]), params(grouped[k][0]), params(fp32[k][0])
+        for n, p in mine.items():
+            bound = 1e-2 * max(float(p.abs().max()), 1.0)
+            assert float((theirs[n] - p).abs().max()) <= bound, n
+        assert any(not torch.equal(theirs[n], full[n]) for n in full)  # it did compute in bfloat16
+
+
+def test_bf16_group_runs_to_done_and_resumes_after_sigkill_as_uninterrupted(tmp_path):
+    argv = [*TINY, "precision=bf16", "steps=1200"]
+    assert_killed_group_resumes_as_uninterrupted(tmp_path, argv, (0, 1), 800)
+    for s in (0, 1):
+        st = json.loads((tmp_path / "run" / f"seed{s}" / "status.json").read_text())
+        assert st["state"] == "done"
+        assert build_config([*argv, f"seed={s}"]).precision == "bf16"
 
 
 @pytest.mark.parametrize(
@@ -447,7 +555,7 @@ def test_a_seed_without_any_checkpoint_restarts_the_group_with_a_warning(tmp_pat
     "argv, message",
     [
         (["agent=td7", "seeds=0,1"], "policy checkpoints decide per seed"),
-        (["agent=iqrl", "precision=bf16", "seeds=0,1"], "precision=fp32 only"),
+        (["agent=iqrl", "init_from=x", "seeds=0,1"], "init_from or freeze"),
         (["agent=iqrl", "agent.rl_algo=sac", "seeds=0,1"], "agent=iqrl-sac"),
         (["agent=iqrl", "seeds=0,0"], "each once"),
         (["agent=iqrl", "seeds=a,b"], "comma-separated list of ints"),

@@ -258,11 +258,21 @@ def measure(
     }
 
 
-def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int, k: int, extra=()) -> dict:
+def measure_seeds(
+    agent: str,
+    task: str,
+    dtype: str,
+    device: str,
+    n_updates: int,
+    k: int,
+    extra=(),
+    compile_mode: str = "false",
+) -> dict:
     """Updates/s per seed of the K-seed mode (iqrl/multiseed/): K agents of the paper config updated
-    as one vectorised group. The K seeds sample from the first one's replay (what the batches hold does not
-    change the cost)."""
-    first = prepare(agent, task, dtype, device, extra=extra)
+    as one vectorised group, compiled or captured as `compile_mode` says (the group's vectorised pieces).
+    The K seeds sample from the first one's replay (what the batches hold does not change the cost).
+    compile_s: the warm-up rounds' time beyond that of as many timed rounds, as `measure`'s."""
+    first = prepare(agent, task, dtype, device, compile_mode, extra=extra)
     dev, replay = first.device, first.replay
     others = [build_parts(dataclasses.replace(first.cfg, seed=s), dev).agent for s in range(1, k)]
     agents = [first.agent, *others]
@@ -285,7 +295,9 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
         [t.join() for t in threads]
         sync()
 
-    rounds(2)
+    t = time.perf_counter()
+    rounds(3)
+    warmup_s = time.perf_counter() - t
     group.active = set(range(k))  # the seeds left after the warm-up rounds: let them in again
     n_updates = whole_periods(n_updates, agents[0].schedule.cycle)
     t = time.perf_counter()
@@ -297,14 +309,14 @@ def measure_seeds(agent: str, task: str, dtype: str, device: str, n_updates: int
         "obs": "state",
         "device": str(dev),
         "dtype": dtype,
-        "compile": False,
+        "compile": {"false": False, "true": True}.get(compile_mode, compile_mode),
         "seeds": k,
         "updates_per_s": round(per_seed, 3),
         "ops_per_update": None,
         "env_steps_per_s": None,
         "act_ms": None,
         "render_ms": None,
-        "compile_s": None,
+        "compile_s": round(max(warmup_s - 3 / per_seed, 0.0), 1),
         "hours_per_1m": None,
         "peak_mem_mb": round(peak_memory_mb(dev), 1),
         "torch": torch.__version__,

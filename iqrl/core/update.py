@@ -129,7 +129,7 @@ class Updater:
         self.compile = compile
         self.cudagraphs = cudagraphs
         self.options = {"mode": "reduce-overhead" if cudagraphs else None}
-        self._compiled: dict[Callable, Callable] = {}
+        self._compiled: dict[Any, Callable] = {}
         self._frozen: set[int] = set()  # ids of the modules, parameters and buffers `freeze` keeps fixed
 
     def freeze(self, objs: Iterable[nn.Module | Tensor]) -> None:
@@ -161,8 +161,17 @@ class Updater:
         if not self.compile:
             return returning_writes(fn)
         key = getattr(fn, "__func__", fn), getattr(fn, "__self__", None)  # a bound method: one per owner
+        return self.compiled(fn, key, returning_writes)
+
+    def compiled(
+        self, fn: Callable, key: Any, around: Callable[[Callable], Callable] = lambda f: f
+    ) -> Callable:
+        """around(torch.compile(fn)) with this updater's options, made once per `key`; captured as CUDA
+        graphs, what it returns is cloned out of the graphs' memory pool. The one way every mode compiles a
+        piece: `_run` here (fn: the agent's own function), the K-seed group (fn: its function vectorised over
+        seeds, iqrl/multiseed/group.py)."""
         if key not in self._compiled:
-            piece = returning_writes(torch.compile(fn, **self.options))
+            piece = around(torch.compile(fn, **self.options))
             self._compiled[key] = outside_the_graph_pool(piece) if self.cudagraphs else piece
         return self._compiled[key]
 

@@ -37,6 +37,7 @@ so the last bits differ (tests/test_multiseed.py bounds it).
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -56,6 +57,7 @@ from iqrl.core.update import (
     params_of,
     reset_pairs,
 )
+from iqrl.nn.kernels import over_seeds
 from iqrl.nn.layers import build_seeded, global_random_module
 from iqrl.nn.maths import ema_update_, hard_update_
 from iqrl.nn.stats import StatLayer, Writes, returning_writes
@@ -136,20 +138,42 @@ def _clip(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor],
     return {k: g * coef for k, g in grads.items()}, total
 
 
+def _tensors_apart(tree) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
+    """The tensors of a nested structure, and how to put the structure back around other tensors in their
+    place (its other leaves kept as they are). Nothing but the structure and those leaves is kept: no tensor
+    of a vmap's or a trace's leaves inside."""
+    leaves, spec = tree_flatten(tree)
+    constants = [None if isinstance(v, Tensor) else v for v in leaves]
+    is_tensor = [isinstance(v, Tensor) for v in leaves]
+
+    def rebuild(tensors: list[Tensor]) -> Any:
+        it = iter(tensors)
+        return tree_unflatten([next(it) if t else c for t, c in zip(is_tensor, constants)], spec)
+
+    return [v for v in leaves if isinstance(v, Tensor)], rebuild
+
+
 def _vmap(fn: Callable, *args):
     """vmap(fn) over dimension 0 of every tensor in args (other leaves are passed as they are), for an fn
     whose output may hold non-tensors (None, numbers): those come back as one seed computed them."""
     static = {}
 
     def tensors_only(*a):
-        leaves, spec = tree_flatten(fn(*a))
-        static["spec"], static["leaves"] = spec, leaves
-        return [v for v in leaves if isinstance(v, Tensor)]
+        tensors, static["rebuild"] = _tensors_apart(fn(*a))
+        return tensors
 
     in_dims = tuple(tree_map(lambda v: 0 if isinstance(v, Tensor) else None, a) for a in args)
-    tensors = iter(vmap(tensors_only, in_dims=in_dims)(*args))
-    leaves = [next(tensors) if isinstance(v, Tensor) else v for v in static["leaves"]]
-    return tree_unflatten(leaves, static["spec"])
+    tensors = vmap(tensors_only, in_dims=in_dims)(*args)
+    return static["rebuild"](tensors)
+
+
+def _own_code(fn: Callable) -> Callable:
+    """fn with a code object of its own. Dynamo keeps its compiled graphs, and counts recompilations against
+    its limit (8), per code object: the group's vectorised pieces are closures of one `def` each, so each
+    piece compiled gets a copy of its code."""
+    return types.FunctionType(
+        fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+    )
 
 
 class KSeedRefused(ValueError):
@@ -221,6 +245,12 @@ class SeedGroup:
             for b, _ in m.named_buffers(recurse=False)
         ]
         self.opts: dict[tuple[str, ...], _GroupOptimizer] = {}
+        # How the vectorised pieces run: as the agents' own updaters ran theirs (compile=true compiled them:
+        # Agent.compile), through the same compile path; each update one step of the CUDA-graph tree.
+        own = agents[0].updater
+        self.updater = Updater(compile=own.compile, cudagraphs=own.cudagraphs)
+        self.updater.options = dict(own.options)
+        self._marked: int | None = None  # the update number of the last step marked (cudagraphs)
         self.moving: list[int] = list(range(self.slots))  # the slots the running piece may change
         self._synced_in = False
         for k, a in enumerate(agents):
@@ -375,6 +405,9 @@ class SeedGroup:
                 "seeds out of lockstep: " + ", ".join(f"seed {k}: {p.name}" for k, p in zip(seeds, pieces))
             )
         self.moving = self._moving(seeds)
+        if self.updater.cudagraphs and first != self._marked:  # a group update: one step of the graph tree
+            torch.compiler.cudagraph_mark_step_begin()
+            self._marked = first
         for k, r in zip(seeds, getattr(self, f"_{pieces[0].kind}")(seeds, pieces)):
             self.results[k] = r
 
@@ -397,24 +430,73 @@ class SeedGroup:
 
         return tree_map(stack, *slots)
 
+    def _vectorised(self, live: list[int], pieces: list[Piece]) -> Callable:
+        """The function that runs a `call` or `step` piece for every slot at once (`_call_fn`, `_step_fn`),
+        made by the first live seed's function; with compile=true compiled once per piece, through the
+        updater's compile path (iqrl/core/update.py: `Updater.compiled`, its options, CUDA graphs' outputs
+        cloned out of the pool). What is compiled is the group's vectorised function: vmap, grad and the
+        gradient clipping inside the graph, the optimizer step eager after it, as in single runs."""
+        piece, k = pieces[0], live[0]
+        made = getattr(self, f"_{piece.kind}_fn")(k, piece)
+        if not self.updater.compile:
+            return made
+        fn = piece.fn
+        # a function (a bound method of seed k's objects: one per seed that leads a round) and its options
+        key = piece.kind, getattr(fn, "__func__", fn), k, piece.options.get("max_norm")
+        return self.updater.compiled(_own_code(made), key)
+
+    def _call_fn(self, k: int, piece: Piece) -> Callable:
+        holder, fn = self.holders[k], piece.fn
+        run = returning_writes(lambda s, a, d: functional_call(holder, s, (fn, *a), d))
+
+        def one(s, a, d):
+            out, writes = run(s, a, d)
+            return out, self._written(k, writes)
+
+        def call_every_seed(stacked, args, draws):
+            return _vmap(one, stacked, args, draws)
+
+        return call_every_seed
+
     def _call(self, live: list[int], pieces: list[Piece]) -> list:
-        holder, fn = self.holders[live[0]], pieces[0].fn
         args, draws = (
             self._stack(live, [p.args for p in pieces]),
             self._stack(live, [p.draws for p in pieces]),
         )
-        piece = returning_writes(lambda s, a, d: functional_call(holder, s, (fn, *a), d))
-
-        def one(s, a, d):
-            out, writes = piece(s, a, d)
-            return out, self._written(live[0], writes)
-
-        out, written = _vmap(one, self.stacked, args, draws)
+        with over_seeds():
+            out, written = self._vectorised(live, pieces)(self.stacked, args, draws)
         self._assign(written)
         return [tree_map(lambda v, k=k: v[k] if isinstance(v, Tensor) else v, out) for k in live]
 
+    def _step_fn(self, k: int, piece: Piece) -> Callable:
+        holder, fn, max_norm = self.holders[k], piece.fn, piece.options["max_norm"]
+        run = returning_writes(
+            lambda p, rest, args, draws: functional_call(holder, {**rest, **p}, (fn, *args), draws)
+        )
+
+        def one(params, rest, args, draws):
+            static = {}
+
+            def loss(p):  # grad's aux holds tensors only: the rest of aux is put back below
+                out, writes = run(p, rest, args, draws)
+                value, aux = out if isinstance(out, tuple) else (out, None)
+                tensors, static["rebuild"] = _tensors_apart(aux)
+                return value, (value.detach(), tensors, self._written(k, writes))
+
+            grads, (value, tensors, written) = grad(loss, has_aux=True)(params)
+            aux = static["rebuild"](tensors)
+            norm = None
+            if max_norm > 0:
+                grads, norm = _clip(grads, max_norm)
+            return grads, value, aux, norm, written
+
+        def step_every_seed(stepped, rest, args, draws):
+            return _vmap(one, stepped, rest, args, draws)
+
+        return step_every_seed
+
     def _step(self, live: list[int], pieces: list[Piece]) -> list[StepResult]:
-        holder, fn, options = self.holders[live[0]], pieces[0].fn, pieces[0].options
+        options = pieces[0].options
         opts = options["opt"] if isinstance(options["opt"], tuple) else (options["opt"],)
         groups = [self._optimizer(o, live, pieces) for o in opts]
         stepped = {n: self.stacked[n] for g in groups for n in g.names}
@@ -423,32 +505,8 @@ class SeedGroup:
             self._stack(live, [p.args for p in pieces]),
             self._stack(live, [p.draws for p in pieces]),
         )
-        max_norm = options["max_norm"]
-
-        piece = returning_writes(
-            lambda p, rest, args, draws: functional_call(holder, {**rest, **p}, (fn, *args), draws)
-        )
-
-        def one(params, rest, args, draws):
-            static = {}
-
-            def loss(p):  # grad's aux holds tensors only: the rest of aux is put back below
-                out, writes = piece(p, rest, args, draws)
-                value, aux = out if isinstance(out, tuple) else (out, None)
-                static["leaves"], static["spec"] = tree_flatten(aux)
-                tensors = [v for v in static["leaves"] if isinstance(v, Tensor)]
-                return value, (value.detach(), tensors, self._written(live[0], writes))
-
-            grads, (value, tensors, written) = grad(loss, has_aux=True)(params)
-            tensors = iter(tensors)
-            leaves = [next(tensors) if isinstance(v, Tensor) else v for v in static["leaves"]]
-            aux = tree_unflatten(leaves, static["spec"])
-            norm = None
-            if max_norm > 0:
-                grads, norm = _clip(grads, max_norm)
-            return grads, value, aux, norm, written
-
-        grads, value, aux, norm, written = _vmap(one, stepped, rest, args, draws)
+        with over_seeds():
+            grads, value, aux, norm, written = self._vectorised(live, pieces)(stepped, rest, args, draws)
         if clash := sorted(set(written) & set(stepped)):
             raise RuntimeError(f"{pieces[0].name} writes {clash[0]}, which its optimizer steps")
         for g in groups:
@@ -573,10 +631,6 @@ class SeedGroup:
 
 def unsupported(cfg) -> str | None:
     """Why a run's config cannot train in the K-seed mode (one line), or None when it can."""
-    if cfg.precision != "fp32":  # torch.func's batched LayerNorm backward fails under autocast (torch 2.13)
-        return f"the K-seed mode trains in precision=fp32 only; got precision={cfg.precision}"
-    if cfg.compile:  # it vectorises the update's functions itself (torch.func), not their compiled versions
-        return "the K-seed mode runs eagerly; got compile=true (its seeds train one by one when packed)"
     if cfg.init_from or cfg.freeze:  # loading parts and freezing act on one agent's modules, not stacked ones
         return "the K-seed mode starts every seed from scratch and trains every part; got init_from or freeze"
     if not isinstance(cfg.task, str):  # its group shares one env and replay layout per seed

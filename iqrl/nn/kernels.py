@@ -6,9 +6,12 @@ back to PyTorch's own operators outside compiled code, so eager runs compute exa
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
 # --------------------------------------------------------------------------------------------------
 # Matrix products on CPU
@@ -54,12 +57,62 @@ def _onednn_matmul_setup(ctx, inputs, output):
 onednn_matmul.register_autograd(_onednn_matmul_backward, setup_context=_onednn_matmul_setup)
 
 
+_over_seeds = False  # True while the K-seed mode runs a piece (`over_seeds`)
+
+
+class _LayerNormInFloat32(TorchFunctionMode):
+    """F.layer_norm of a bfloat16 input with float32 weights (what CPU autocast leaves it: layer_norm is not
+    in its float32 list, as it is in CUDA's) computed on the input cast to float32, the output cast back:
+    torch.func's batched backward of the mixed-dtype kernel fails ("expected scalar type BFloat16 but found
+    Float", torch 2.13), the float32 one runs. The same arithmetic (the mixed kernel computes in float32 and
+    rounds its output to bfloat16), up to the order of its sums."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.layer_norm:
+            x, shape, *rest = args
+            weight = rest[0] if rest else kwargs.get("weight")
+            if weight is not None and x.dtype != weight.dtype:
+                return F.layer_norm(x.to(weight.dtype), shape, *rest, **kwargs).to(x.dtype)
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def over_seeds():
+    """The K-seed mode's pieces run inside it (torch.func's vmap and grad over seeds,
+    iqrl/multiseed/group.py): their products and Mish stay PyTorch's (`compiling_own_kernels`), which
+    torch.func batches and differentiates. Compiled code reads the flag when it is traced (dynamo guards on
+    it), so the group's graphs and a seed's own are traced apart. Under CPU autocast (precision=bf16),
+    LayerNorm computes in float32 there (`_LayerNormInFloat32`)."""
+    global _over_seeds
+    before, _over_seeds = _over_seeds, True
+    try:
+        with _LayerNormInFloat32() if torch.is_autocast_enabled("cpu") else contextlib.nullcontext():
+            yield
+    finally:
+        _over_seeds = before
+
+
+def compiling_own_kernels() -> bool:
+    """Whether this module's kernels run: under torch.compile, outside the K-seed mode's pieces
+    (`over_seeds`: `onednn_matmul`'s autograd and `mish`'s autograd.Function do not compose with torch.func's
+    transforms under dynamo; PyTorch's operators there, as eager)."""
+    return torch.compiler.is_compiling() and not _over_seeds
+
+
+def compiling_over_seeds() -> bool:
+    """Whether a K-seed piece is being compiled (`over_seeds` under torch.compile): dynamo runs an
+    autograd.Function under torch.func's vmap only without its vmap rule, so a layer that has one
+    (iqrl/nn/quantizers.py's FSQ) computes the same values and gradients with plain operators there."""
+    return torch.compiler.is_compiling() and _over_seeds
+
+
 def _onednn(a: Tensor, b: Tensor) -> bool:
     """Whether a product of `a` and `b` goes to `onednn_matmul`: under torch.compile (`compile=true`),
-    float32 on CPU, outside autocast. Eager products stay PyTorch's, so eager runs compute exactly what
-    they always did (as `iqrl.nn.layers.Mish`)."""
+    float32 on CPU, outside autocast, outside the K-seed mode's pieces (`compiling_own_kernels`). Eager
+    products stay PyTorch's, so eager runs compute exactly what they always did (as `iqrl.nn.layers.Mish`)."""
     return (
-        torch.compiler.is_compiling()
+        compiling_own_kernels()
         and a.device.type == "cpu"
         and a.dtype == b.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from iqrl.nn.kernels import baddbmm, linear, mish
+from iqrl.nn.kernels import baddbmm, compiling_own_kernels, linear, mish
 from iqrl.nn.trunks import HyperLinear, ResidualNet, residual_shape
 
 # --------------------------------------------------------------------------------------------------
@@ -27,14 +27,15 @@ from iqrl.nn.trunks import HyperLinear, ResidualNet, residual_shape
 
 
 class Mish(nn.Mish):
-    """The networks' Mish. Eager: PyTorch's kernel (F.mish), so eager runs compute what they always did.
+    """The networks' Mish. Eager (and in the K-seed mode's pieces): PyTorch's kernel (F.mish), so eager runs
+    compute what they always did.
     Under torch.compile (`compile=true`): `iqrl.nn.kernels.mish`, the same function through one exponential,
     which inductor fuses with the LayerNorm before it into one loop, forward and backward; on this
     project's CPUs that made a compiled iQRL update 9-12% faster than compiling F.mish
     (docs/performance.md). The two agree to a few ulps, within the compiled update's tolerance."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return mish(x) if torch.compiler.is_compiling() else F.mish(x)
+        return mish(x) if compiling_own_kernels() else F.mish(x)
 
 
 def init_linear_(module: nn.Module, init: str) -> None:

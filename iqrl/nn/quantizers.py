@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iqrl.nn.kernels import compiling_over_seeds
 from iqrl.nn.stats import StatLayer, write
 
 # --------------------------------------------------------------------------------------------------
@@ -66,6 +67,16 @@ class _BoundRound(torch.autograd.Function):
     def backward(ctx, grad_q, _grad_t):
         (t,) = ctx.saved_tensors
         return grad_q * (1.0 - t * t).mul_(ctx.scale), None, None, None, None, None
+
+
+def _bound_round_plain(y, shift, half_l, offset, half_width, recentre):
+    """`_BoundRound` in plain operators: the same codes (the rounded values themselves, not x + (round(x) -
+    x)) and straight-through gradient, where the Function cannot run (`compiling_over_seeds`)."""
+    x = torch.tanh(y + shift) * half_l - offset
+    q = x.detach().round() + (x - x.detach())
+    if recentre is not None:
+        q = q - recentre
+    return q / half_width, None
 
 
 class FSQ(nn.Module):
@@ -132,13 +143,12 @@ class FSQ(nn.Module):
         """Codes in float32 whatever the input dtype: under bf16 autocast the codes stay exact (thirds of
         L = 6 are not bf16 values) for the losses and the residual dynamics; a following Linear casts them."""
         shape = y.shape
+        bound_round = _bound_round_plain if compiling_over_seeds() else _BoundRound.apply
         if self._scalars is not None:
-            q = _BoundRound.apply(y.float(), *self._scalars)[0]
+            q = bound_round(y.float(), *self._scalars)[0]
         else:
             g = y.float().reshape(*shape[:-1], -1, self.channels)
-            q = _BoundRound.apply(
-                g, self._shift, self._half_l, self._offset, self._half_width, self._recentre
-            )[0]
+            q = bound_round(g, self._shift, self._half_l, self._offset, self._half_width, self._recentre)[0]
         return q.reshape(shape)
 
     def indices(self, q: Tensor) -> Tensor:
