@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ STAND_IN_RATE = 40.6
 STAND_IN = "not measured: no row in docs/gpu-results, iqrl's eager H100 rate as a stand-in"
 #: Overrides under which a measured rate no longer holds (the networks are not the measured ones).
 NETWORK_KEYS = ("agent.network", "agent.mlp_dims", "agent.enc_mlp_dims", "agent.latent_dim")
-MODE_NAMES = {"false": "eager", "true": "compiled", "cudagraphs": "graphs"}  # the key's compile= value
+MODE_NAMES = {"false": "eager", "true": "compiled", "cudagraphs": "graphs"}  # a bench row's `compile`
 RULE = (
     "rule: each config at its agent's measured row (same observations and precision, CUDA, any mode, "
     "K <= its seeds) that costs least per seed; n seeds at K per GPU take ceil(n/K) GPUs, each for one "
@@ -111,12 +110,10 @@ def measured_rows(folder: Path = GPU_RESULTS) -> list[dict]:
 
 
 def row_rate(row: dict) -> Rate:
-    mode = re.search(r"compile=(\S+)", row["key"])
-    packed = row.get("packed", 1)
+    """A row's rate; its mode is what the bench recorded running (`compile`: false, true or cudagraphs)."""
     where = f"{row['gpu']} {row['date']} `{row['key']}`"
-    return Rate(
-        row["updates_per_s"], row["seeds"] * packed, MODE_NAMES[mode.group(1) if mode else "false"], where
-    )
+    mode = MODE_NAMES[str(row.get("compile", False)).lower()]
+    return Rate(row["updates_per_s"], row["seeds"] * row.get("packed", 1), mode, where)
 
 
 def run_rate(run: RunSpec, cfg, n: int, rows: Sequence[dict]) -> Rate:

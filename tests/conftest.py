@@ -256,7 +256,8 @@ def write_gpu_results(
             row["error"] = value
         else:
             row |= {"agent": agent, "task": task, "obs": obs, "device": "cuda", "dtype": dtype}
-            row |= {"compile": mode != "compile=false", "seeds": int(k[2:]), "updates_per_s": value}
+            compiled = {"false": False, "true": True}.get(mode[8:], mode[8:])  # as the bench records it
+            row |= {"compile": compiled, "seeds": int(k[2:]), "updates_per_s": value}
         lines.append(row)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{gpu.lower().replace(' ', '-')}-{date}.jsonl").write_text(

@@ -395,7 +395,8 @@ def test_dry_prices_a_config_at_its_cheapest_measured_row_per_seed_gpu_hour(tmp_
     compiled row that claims 1000: the failed one is ignored. 4 seeds of 3600 updates each share one GPU at
     K = 4: 3600 / 20 / 3600 = 0.05 GPU-hours (0.0125 per seed, a run's hours / K), against 4 x 3600 / 60 /
     3600 = 0.0667 one per GPU. With 5 seeds a K = 4 row takes ceil(5 / 4) = 2 GPUs (0.1): one per GPU
-    (0.0833) is cheaper. With 3 seeds no group of 4 forms. A precision no row measured takes the stand-in."""
+    (0.0833) is cheaper. With 3 seeds no group of 4 forms. A precision, or a mode the run sets itself, that
+    no row measured takes the stand-in."""
     from slurm.projection import project
 
     from conftest import write_gpu_results
@@ -423,6 +424,7 @@ def test_dry_prices_a_config_at_its_cheapest_measured_row_per_seed_gpu_hour(tmp_
     assert five.rate.how == "eager K=1" and five.gpu_hours == pytest.approx(5 * 3600 / 60 / 3600)
     assert projected(3).rate.how == "eager K=1"
     assert not projected(4, "variants: [{precision: bf16}]\n").measured  # fp32 rows price fp32 runs only
+    assert not projected(4, "variants: [{compile: true}]\n").measured  # a pinned mode: its rows only
 
 
 def test_dry_with_a_gpu_hour_budget_says_whether_the_measured_modes_fit(tmp_path):

@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.one:
         if args.group:
+            if (
+                args.one_compile != "false"
+            ):  # measure_seeds updates eagerly: no eager rate under a compiled key
+                raise NotImplementedError(f"compile={args.one_compile} with {args.group} seeds: {KSEED_ROWS}")
             print(json.dumps(measure_seeds(*args.one, args.device, args.updates, args.group, args.set)))
         else:
             row = measure(
