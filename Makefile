@@ -17,6 +17,7 @@ RESULTS ?= results
 SWEEP ?= ablations/smoke.yaml
 CLUSTER ?=
 DRY ?=
+GPU_HOURS ?=
 AGENTS ?=
 OUT ?=
 BENCH_OUT ?= bench.json
@@ -82,10 +83,12 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 
 # Sweeps (slurm/, docs/sweeps.md): CLUSTER = profile in slurm/profiles (default: local when
-# Slurm is absent), DRY=1 prints the runs and sbatch parameters only, AGENTS=a,b runs a subset.
+# Slurm is absent), DRY=1 prints the runs and sbatch parameters only, AGENTS=a,b runs a subset;
+# GPU_HOURS=700 with DRY=1 sets the projection's measured modes and K per agent against that budget.
 sweep: $(BASE_STAMP)
 	$(PY) -m slurm sweep $(SWEEP) --results $(RESULTS) $(if $(CLUSTER),--cluster $(CLUSTER)) \
-		$(if $(filter 1 yes true,$(DRY)),--dry) $(if $(AGENTS),--agents $(AGENTS))
+		$(if $(filter 1 yes true,$(DRY)),--dry) $(if $(AGENTS),--agents $(AGENTS)) \
+		$(if $(GPU_HOURS),--gpu-hours $(GPU_HOURS))
 
 status: $(BASE_STAMP)
 	$(PY) -m slurm status $(SWEEP) --results $(RESULTS) $(if $(AGENTS),--agents $(AGENTS))

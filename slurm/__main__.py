@@ -1,7 +1,7 @@
 """Command line behind `make sweep` and `make status`.
 
-python -m slurm sweep  ablations/smoke.yaml [--cluster local-slurm] [--results results] [--dry] [--agents
-iqrl,td3]
+python -m slurm sweep  ablations/smoke.yaml [--cluster local-slurm] [--results results] [--dry [--gpu-hours
+700]] [--agents iqrl,td3]
 python -m slurm status ablations/smoke.yaml [--results results] [--agents iqrl]
 """
 
@@ -37,11 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             s.add_argument(
                 "--dry", action="store_true", help="print runs and sbatch parameters; submit nothing"
             )
+            s.add_argument(
+                "--gpu-hours",
+                type=float,
+                default=None,
+                help="with --dry: a GPU-hour budget; print the measured mode and K per agent against it",
+            )
     args = p.parse_args(argv)
     agents = [a for a in args.agents.split(",") if a] or None
     try:
         if args.cmd == "sweep":
-            return run_sweep(args.sweep, args.results, args.cluster or None, args.dry, agents)
+            return run_sweep(
+                args.sweep, args.results, args.cluster or None, args.dry, agents, gpu_hours=args.gpu_hours
+            )
         results = Path(args.results).absolute()
         sweep, runs = load(args.sweep, results, agents, validator=None)
         queue = cluster.queue()

@@ -4,55 +4,143 @@ campaign").
 A run's updates are its env steps after the seed phase times its rate, as the trainer counts them: the run's
 `updates_per_step`, else its agent's default at the run's action repeat (AgentSpec.rate: BRO's update-to-data
 ratio of 10 per stored transition is 5 per env step at repeat 2). Its GPU time is those updates over the
-eager fp32 updates per second of one run alone on one NVIDIA H100, as docs/performance.md measured them ("On
-a GPU"). Every other agent, every pixel run (no pixel row has run on a GPU yet) and a run whose networks
-differ from the measured config (`agent.network`, other widths) takes iqrl's rate as a stand-in, and the
-printout names it: a projection, not a measurement, until `make gpu-report` measures those rows. One run per
-GPU: packing seeds (`runs_per_job`) changes the figure by the ratios docs/sweeps.md gives, not counted here;
-environment stepping and evaluation are left out.
+updates/s of the measured bench row (docs/gpu-results/, `make gpu-report`, rows without an error) that makes
+its config cheapest per seed-GPU-hour: a row of its agent, observations and precision, on CUDA, in any mode
+(eager, compiled, graph-captured: they train alike) and any K up to its config's number of seeds. A row's
+updates/s is per seed of K sharing one GPU, so a config's n seeds take ceil(n / K) GPUs for one seed's time
+(GPU-hours per seed: one run's hours / K where K divides n). The rate is the agent's on every task (measured
+on walker-walk): tasks differ only in the updates they take (env steps, action repeat, updates per step);
+environment stepping and evaluation are left out. An agent without such a row, a run whose networks differ
+from the bench's (`agent.network`, other widths) and a run that pins a mode no row measured take the stand-in:
+iqrl's eager updates/s on an H100 (docs/performance.md, "On a GPU"), one run per GPU, and the printout names
+it: a projection, not a measurement, until `make gpu-report` measures those rows.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from slurm.spec import RunSpec
 
-#: Eager fp32 updates/s of one run alone on an H100, state observations (docs/performance.md, "On a GPU":
-#: walker-walk; iqrl's the slower of its two runs).
-MEASURED_H100 = {"iqrl": 40.6, "td3": 158.6}
-STAND_IN = "iqrl"
+REPO = Path(__file__).resolve().parents[1]
+GPU_RESULTS = REPO / "docs" / "gpu-results"
+#: The stand-in: iqrl's eager fp32 updates/s of one run alone on an H100, state observations
+#: (docs/performance.md, "On a GPU": walker-walk, the slower of its two runs).
+STAND_IN_RATE = 40.6
+STAND_IN = "not measured: no row in docs/gpu-results, iqrl's eager H100 rate as a stand-in"
 #: Overrides under which a measured rate no longer holds (the networks are not the measured ones).
 NETWORK_KEYS = ("agent.network", "agent.mlp_dims", "agent.enc_mlp_dims", "agent.latent_dim")
+MODE_NAMES = {"false": "eager", "true": "compiled", "cudagraphs": "graphs"}  # a bench row's `compile`
+RULE = (
+    "rule: each config at its agent's measured row (same observations and precision, CUDA, any mode, "
+    "K <= its seeds) that costs least per seed; n seeds at K per GPU take ceil(n/K) GPUs, each for one "
+    "seed's updates / the row's updates/s per seed; the rate holds on every task (only the updates "
+    "differ); env stepping left out; no row: the stand-in, one run per GPU"
+)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Where a run's updates/s comes from: a measured bench row (K seeds sharing one GPU, `seeds` = K x
+    packed copies) or the stand-in."""
+
+    updates_per_s: float  # per seed
+    seeds: int = 1  # runs sharing one GPU
+    mode: str = "eager"
+    row: str = (
+        ""  # "NVIDIA H200 2026-11-26 `iqrl walker-walk state fp32 compile=true K=1`"; "" for the stand-in
+    )
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.row)
+
+    @property
+    def how(self) -> str:
+        """The mode and K: "compiled K=1", "eager K=4"."""
+        return f"{self.mode} K={self.seeds}"
+
+    @property
+    def source(self) -> str:
+        return f"measured: {self.row}" if self.measured else STAND_IN
+
+    def gpu_hours(self, updates: float, n: int) -> float:
+        """GPU-hours of a config's n seeds of `updates` each: ceil(n / K) GPUs, each for one seed's time."""
+        return math.ceil(n / self.seeds) * updates / self.updates_per_s / 3600
+
+
+STAND_IN_RATE_ROW = Rate(STAND_IN_RATE)
 
 
 @dataclass(frozen=True)
 class Projection:
-    """The runs of one agent at one rate source: their number, updates and the updates/s they take."""
+    """The runs of one agent at one rate: their number, updates and GPU-hours."""
 
     agent: str
     runs: int
     updates: float
-    rate: float  # updates/s
-    measured: bool
+    rate: Rate
+    gpu_hours: float
 
     @property
-    def gpu_hours(self) -> float:
-        return self.updates / self.rate / 3600
+    def measured(self) -> bool:
+        return self.rate.measured
 
     @property
     def source(self) -> str:
-        return "measured" if self.measured else f"not measured: {STAND_IN}'s rate as a stand-in"
+        return self.rate.source
 
 
-def run_rate(run: RunSpec, obs: str) -> tuple[float, bool]:
-    """(updates/s, whether measured) of a run: its agent's H100 rate, or the stand-in's."""
-    changed = any(o.split("=", 1)[0] in NETWORK_KEYS for o in run.overrides)
-    if run.agent in MEASURED_H100 and obs == "state" and not changed:
-        return MEASURED_H100[run.agent], True
-    return MEASURED_H100[STAND_IN], False
+def measured_rows(folder: Path = GPU_RESULTS) -> list[dict]:
+    """The bench rows of docs/gpu-results/*.jsonl that ran (no "error"), each with its file's GPU and date."""
+    rows = []
+    for path in sorted(folder.glob("*.jsonl")):
+        file_rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        machine = next((r for r in file_rows if r.get("kind") == "machine"), {})
+        for r in file_rows:
+            if r.get("kind") == "bench" and "error" not in r and r.get("updates_per_s"):
+                rows.append(
+                    {**r, "gpu": machine.get("gpu") or r.get("hardware"), "date": machine.get("date")}
+                )
+    return rows
+
+
+def row_rate(row: dict) -> Rate:
+    """A row's rate; its mode is what the bench recorded running (`compile`: false, true or cudagraphs)."""
+    where = f"{row['gpu']} {row['date']} `{row['key']}`"
+    mode = MODE_NAMES[str(row.get("compile", False)).lower()]
+    return Rate(row["updates_per_s"], row["seeds"] * row.get("packed", 1), mode, where)
+
+
+def run_rate(run: RunSpec, cfg, n: int, rows: Sequence[dict]) -> Rate:
+    """The rate of a config's runs (`cfg` the first's config, `n` its seeds in the sweep): the measured row
+    that costs least per seed (module docstring), else the stand-in."""
+    from iqrl.core.tasks import split_task
+
+    keys = {o.split("=", 1)[0] for o in run.overrides}
+    if keys & set(NETWORK_KEYS):
+        return STAND_IN_RATE_ROW
+    pinned = None  # a mode the run sets itself
+    if keys & {"compile", "cudagraphs"}:
+        pinned = "graphs" if cfg.cudagraphs else "compiled" if cfg.compile else "eager"
+    suite = split_task(run.task)[0]
+    fits = [
+        row_rate(r)
+        for r in rows
+        if r["agent"] == run.agent
+        and r.get("obs") == cfg.obs
+        and r.get("dtype") == cfg.precision
+        and r.get("device") == "cuda"
+        and "agent."
+        not in r["key"]  # rows with extra keys (the pixel rows' image_pad) measure another config
+        and (cfg.obs == "state" or split_task(r["task"])[0] == suite)  # pixel rows: encoders differ per suite
+    ]
+    fits = [r for r in fits if r.seeds <= n and (pinned is None or r.mode == pinned)]
+    return min(fits, key=lambda r: r.gpu_hours(1.0, n), default=STAND_IN_RATE_ROW)
 
 
 def default_rate(cfg) -> float:
@@ -70,47 +158,86 @@ def default_rate(cfg) -> float:
     return spec.rate(cfg.action_repeat)
 
 
-def run_updates(runs: Sequence[RunSpec], results: Path) -> list[tuple[RunSpec, float, str]]:
-    """(run, its updates, its observations) of each run; seeds of one arm share one config build."""
+def configs(runs: Sequence[RunSpec], results: Path) -> list[tuple[list[RunSpec], float, object]]:
+    """The runs by config (all but the seed), in the order configs first appear: (its runs, each run's
+    updates, the first run's config)."""
     from iqrl.core.config import build_config
 
-    built: dict[tuple, tuple[float, str]] = {}
-    out = []
+    built: dict[tuple, tuple[list[RunSpec], float, object]] = {}
     for r in runs:
         key = (r.agent, r.task, r.steps, r.overrides)
         if key not in built:
             cfg = build_config(r.argv(results))
             rate = default_rate(cfg) if cfg.updates_per_step is None else cfg.updates_per_step
-            built[key] = max(cfg.steps - cfg.seed_steps, 0) * rate, cfg.obs
-        out.append((r, *built[key]))
-    return out
+            built[key] = [], max(cfg.steps - cfg.seed_steps, 0) * rate, cfg
+        built[key][0].append(r)
+    return list(built.values())
 
 
-def project(runs: Sequence[RunSpec], results: Path) -> list[Projection]:
-    """Per agent and rate source, the runs' updates and GPU-hours, in the order agents first appear."""
-    groups: dict[tuple[str, float, bool], list[float]] = {}
-    for run, updates, obs in run_updates(runs, results):
-        rate, measured = run_rate(run, obs)
-        groups.setdefault((run.agent, rate, measured), []).append(updates)
-    return [Projection(a, len(u), sum(u), rate, measured) for (a, rate, measured), u in groups.items()]
+def project(runs: Sequence[RunSpec], results: Path, rates: Path = GPU_RESULTS) -> list[Projection]:
+    """Per agent and rate, the runs' updates and GPU-hours, in the order agents first appear; `rates` the
+    folder of the GPU report's result files."""
+    rows = measured_rows(rates)
+    groups: dict[tuple[str, Rate], list[float]] = {}
+    for members, updates, cfg in configs(runs, results):
+        rate = run_rate(members[0], cfg, len(members), rows)
+        g = groups.setdefault((members[0].agent, rate), [0, 0.0, 0.0])
+        g[0] += len(members)
+        g[1] += updates * len(members)
+        g[2] += rate.gpu_hours(updates, len(members))
+    return [Projection(a, n, u, rate, h) for (a, rate), (n, u, h) in groups.items()]
 
 
-def projection_lines(runs: Sequence[RunSpec], results: Path) -> list[str]:
-    """The printout for DRY=1: the total, then a line per agent and rate source."""
+def projection_lines(
+    runs: Sequence[RunSpec], results: Path, budget: float | None = None, rates: Path = GPU_RESULTS
+) -> list[str]:
+    """The printout for DRY=1: the total, the rule, then a line per agent and rate; with a `budget` of
+    GPU-hours, the mode and K per agent and whether the measured rows fit it (budget_lines)."""
     from iqrl.core.config import ConfigError
 
     if not runs:
         return ["projected GPU-hours: 0 (no run to start)"]
     try:
-        rows = project(runs, results)
+        rows = project(runs, results, rates)
     except ConfigError as e:  # only where the sweep was not validated (tests)
         return [f"projected GPU-hours: none ({e})"]
     total = sum(r.gpu_hours for r in rows)
     lines = [
-        f"projected GPU-hours, one run per GPU (an H100's eager updates/s, docs/sweeps.md): {total:,.0f} for "
-        f"{sum(r.runs for r in rows)} runs, {sum(r.updates for r in rows) / 1e6:,.1f}M updates"
+        f"projected GPU-hours at the fastest measured rows (docs/gpu-results, docs/sweeps.md): {total:,.0f} "
+        f"for {sum(r.runs for r in rows)} runs, {sum(r.updates for r in rows) / 1e6:,.1f}M updates",
+        f"  ({RULE})",
     ]
     for r in rows:
-        updates = f"{r.updates / 1e6:,.1f}M updates at {r.rate} updates/s"
+        rate = f"{r.rate.how} at {r.rate.updates_per_s} updates/s per seed"
+        updates = f"{r.updates / 1e6:,.1f}M updates, {rate}"
         lines.append(f"  {r.agent}: {r.runs} runs, {updates} ({r.source}): {r.gpu_hours:,.0f} GPU-hours")
+    return lines + ([] if budget is None else budget_lines(rows, budget))
+
+
+def budget_lines(rows: Sequence[Projection], budget: float) -> list[str]:
+    """GPU_HOURS=: a table of agent, its cheapest measured mode and K, GPU-hours; the total against the
+    budget, counting measured rows only (an agent at the stand-in has no measured combination)."""
+    per_agent: dict[str, list[Projection]] = {}
+    for r in rows:
+        per_agent.setdefault(r.agent, []).append(r)
+    lines = [
+        f"budget {budget:,.0f} GPU-hours, measured rows only: agent, fastest measured mode and K, GPU-hours"
+    ]
+    for agent, mine in per_agent.items():
+        how = ", ".join(dict.fromkeys(p.rate.how if p.measured else "no measured row" for p in mine))
+        lines.append(f"  {agent:<16} {how:<32} {sum(p.gpu_hours for p in mine):>10,.0f}")
+    measured = sum(p.gpu_hours for p in rows if p.measured)
+    unmeasured = sorted({p.agent for p in rows if not p.measured}, key=list(per_agent).index)
+    total = sum(p.gpu_hours for p in rows)
+    if unmeasured:
+        lines.append(
+            f"  no measured combination covers the sweep: {len(unmeasured)} agent(s) have no measured "
+            f"row for some runs ({', '.join(unmeasured)}; {total - measured:,.0f} GPU-hours at the "
+            f"stand-in); the measured runs' cheapest combination costs {measured:,.0f} of the "
+            f"{budget:,.0f} ({'fits' if measured <= budget else 'over'})"
+        )
+    elif total <= budget:
+        lines.append(f"  fits: {total:,.0f} of {budget:,.0f} GPU-hours in the modes and K above")
+    else:
+        lines.append(f"  none fits: the cheapest measured combination costs {total:,.0f} > {budget:,.0f}")
     return lines

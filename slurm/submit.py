@@ -231,8 +231,10 @@ def run_sweep(
     agents: Sequence[str] | None = None,
     out: Print = print,
     entry: str = "iqrl.train:main",
+    gpu_hours: float | None = None,
     **load_kw: Any,
 ) -> int:
+    """`dry`: print what would run and end with the projected GPU-hours, against `gpu_hours` if given."""
     results = Path(results).absolute()
     sweep, runs = load(sweep_path, results, agents, **load_kw)
     profile = choose_profile(cluster_name)
@@ -240,9 +242,11 @@ def run_sweep(
         f"sweep {sweep.name} ({sweep_path}) -> {results / sweep.name}; cluster profile {profile.name} "
         f"({profile.executor})"
     )
-    if profile.executor == "slurm":
-        return _run_slurm(sweep, runs, results, profile, dry, out, entry)
-    return _run_local(sweep, runs, results, profile, dry, out, entry)
+    run = _run_slurm if profile.executor == "slurm" else _run_local
+    rc = run(sweep, runs, results, profile, dry, out, entry)
+    if dry:
+        _print_projection(make_plan(runs, results, cluster.queue()), results, out, gpu_hours)
+    return rc
 
 
 def _run_slurm(
@@ -263,7 +267,6 @@ def _run_slurm(
         batches = cluster.chunks(jobs, size) if jobs else []
         _print_dry_slurm(batches, results, profile, params, folder, size, out, entry)
         _print_waiting(plan, out, "slurm")
-        _print_projection(plan, results, out)
         return 0
     with sweep_lock(folder / "sweep.lock"):
         queue = cluster.queue()
@@ -438,9 +441,9 @@ def _print_dry_slurm(
                 out(f"      {lines[1].strip()}")
 
 
-def _print_projection(plan, results: Path, out: Print) -> None:
-    """DRY=1: the projected GPU-hours of the runs still to run (slurm/projection.py)."""
-    for line in projection_lines([r for r, _ in plan.todo + plan.waiting], results):
+def _print_projection(plan, results: Path, out: Print, gpu_hours: float | None) -> None:
+    """DRY=1: the projected GPU-hours of the runs still to run (slurm/projection.py), against `gpu_hours`."""
+    for line in projection_lines([r for r, _ in plan.todo + plan.waiting], results, gpu_hours):
         out(line)
 
 
@@ -463,7 +466,6 @@ def _run_local(
                 out(f"  job of {_describe_job(job, profile)}:")
             out("\n".join(f"  {line}" for line in lines))
         _print_waiting(plan, out, "local")
-        _print_projection(plan, results, out)
         return 0
     if not plan.todo:
         out("nothing to run" + (" now (the waiting runs' sources are not done)" if plan.waiting else ""))

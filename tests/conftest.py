@@ -241,3 +241,26 @@ def open_episode(run) -> dict | None:
 
     state = torch.load(Path(run) / "checkpoint" / "ckpt.pt", map_location="cpu", weights_only=False)
     return state["open_episode"]
+
+
+def write_gpu_results(
+    folder: Path, rows: Mapping[str, float | str], gpu: str = "NVIDIA H100", date="2026-12-01"
+):
+    """A GPU report result file (docs/gpu-results/<gpu>-<date>.jsonl) in `folder`: a machine row, then one
+    bench row per {key: updates/s per seed}, or {key: error} for a row that failed. Returns `folder`."""
+    lines = [{"kind": "machine", "date": date, "gpu": gpu}]
+    for key, value in rows.items():
+        agent, task, obs, dtype, mode, k = key.split()[:6]
+        row = {"part": 2, "kind": "bench", "key": key, "packed": 1, "copy": 0}
+        if isinstance(value, str):
+            row["error"] = value
+        else:
+            row |= {"agent": agent, "task": task, "obs": obs, "device": "cuda", "dtype": dtype}
+            compiled = {"false": False, "true": True}.get(mode[8:], mode[8:])  # as the bench records it
+            row |= {"compile": compiled, "seeds": int(k[2:]), "updates_per_s": value}
+        lines.append(row)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{gpu.lower().replace(' ', '-')}-{date}.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in lines)
+    )
+    return folder

@@ -119,7 +119,27 @@ def test_section_shows_each_gpus_rows_and_lists_what_is_still_missing(tmp_path):
     # K = 4: 1000 s collecting + 5e5 updates / 20 per s = 26000 s = 7.22 h per run, 1.81 h per run on one GPU
     assert "| iqrl walker-walk state fp32 compile=false K=4 | 20.0 | 80.0 |  | 7.22 | 1.81 |" in text
     assert "- part 1: tests/test_cuda.py::test_b" in text
-    assert "- part 2, iqrl walker-walk state: fp32 compiled, fp32 graphs, fp32 eager K=16," in text
+    k_seed = ", ".join(f"fp32 {m} K={k}" for m in ("compiled", "graphs") for k in (4, 16, 32))
+    assert f"- part 2, iqrl walker-walk state: fp32 compiled, fp32 graphs, {k_seed}, fp32 eager K=16," in text
+
+
+def test_part2_measures_iqrls_k_seed_compiled_rows_and_the_costliest_agents_right_after_iqrls_modes():
+    """iqrl's single-seed modes, its K-seed rows compiled and captured at K = 4, 16, 32 (then eager), then
+    bro-utd10 and simbav2-utd8 (the costliest agents of ablations/main.yaml) in every mode and K, then td3."""
+    keys = [r.key for r in plan.part2_rows()]
+    modes = ("compile=false K=1", "compile=true K=1", "compile=cudagraphs K=1")
+    k_seed = [f"compile={m} K={k}" for m in ("true", "cudagraphs") for k in (4, 16, 32)]
+    k_seed += ["compile=false K=4", "compile=false K=16"]
+    want = [
+        f"{a} walker-walk state fp32 {m}"
+        for a in ("iqrl", *plan.COSTLY_AGENTS)
+        for m in modes + tuple(k_seed)
+    ]
+    assert plan.COSTLY_AGENTS == ("bro-utd10", "simbav2-utd8") and all(
+        map(plan.has_k_seed_mode, plan.COSTLY_AGENTS)
+    )
+    assert keys[: len(want)] == want and keys[len(want)] == "td3 walker-walk state fp32 compile=false K=1"
+    assert len(keys) == len(set(keys))
 
 
 def test_performance_md_gpu_section_is_generated_from_the_committed_results():

@@ -106,14 +106,17 @@ def test_a_network_the_widths_cannot_make_is_refused_naming_the_key(argv, messag
 
 def test_the_network_sweep_asks_its_question_on_dmc_hard_and_projects_its_gpu_hours(tmp_path, monkeypatch):
     """ablations/network.yaml: iqrl x {mlp, simbav2} x {fsq, none} on the seven DMC-hard tasks, 5 seeds, 1M
-    env steps; `make sweep DRY=1` projects 140 runs x 500k updates at iqrl's H100 rate, the simbav2 arms named
-    as a stand-in. A run's updates per env step: its `updates_per_step`, else its agent's default at its
-    action repeat (an update-to-data ratio per stored transition: BRO's 10 is 5 per env step at repeat 2)."""
+    env steps; `make sweep DRY=1` projects 140 runs x 500k updates, the mlp arms at iqrl's measured row (a
+    fake one at 40.6 updates/s here), the simbav2 arms at the stand-in (40.6 too), named as such. A run's
+    updates per env step: its `updates_per_step`, else its agent's default at its action repeat (an
+    update-to-data ratio per stored transition: BRO's 10 is 5 per env step at repeat 2)."""
     from pathlib import Path
 
     from iqrl.core.tasks import DMC_HARD
     from slurm import projection
     from slurm.submit import load
+
+    from conftest import write_gpu_results
 
     tiny = ["agent.mlp_dims=[8]", "agent.actor_mlp_dims=[8]"]
     assert projection.default_rate(build_config(["agent=bro-utd10", "task=dog-run", *tiny])) == 5.0
@@ -126,8 +129,10 @@ def test_the_network_sweep_asks_its_question_on_dmc_hard_and_projects_its_gpu_ho
         "network=simbav2,quantizer=none",
     }
     monkeypatch.setattr(projection, "default_rate", lambda cfg: 0.5)  # iqrl's AgentSpec
-    lines = projection.projection_lines(runs, tmp_path)
+    rates = write_gpu_results(tmp_path / "gpu", {"iqrl walker-walk state fp32 compile=false K=1": 40.6})
+    lines = projection.projection_lines(runs, tmp_path, rates=rates)
     seed_steps = build_config(runs[0].argv(tmp_path)).seed_steps
     updates = 140 * (1_000_000 - seed_steps) * 0.5
     assert lines[0].endswith(f"{updates / 40.6 / 3600:,.0f} for 140 runs, {updates / 1e6:,.1f}M updates")
-    assert "(measured): " in lines[1] and "(not measured: iqrl's rate as a stand-in)" in lines[2]
+    assert "(measured: NVIDIA H100 2026-12-01 `iqrl walker-walk state fp32 compile=false K=1`)" in lines[2]
+    assert "(not measured: no row in docs/gpu-results, iqrl's eager H100 rate as a stand-in)" in lines[3]

@@ -367,23 +367,88 @@ def test_unknown_config_key_or_bad_value_is_rejected_before_submission(tmp_path)
 
 def test_dry_projects_gpu_hours_from_each_runs_updates_and_the_measured_rates(tmp_path):
     """updates = (steps - seed_steps) x rate (the run's updates_per_step, else the agent's own 0.5); hours =
-    updates over the H100 updates/s of docs/performance.md (td3 158.6), iqrl's 40.6 standing in for an agent
-    not measured."""
+    updates over the updates/s of the agent's row in the GPU report's results (td3 158.6 here), iqrl's
+    H100 40.6 standing in for an agent no row measured, and named so."""
     from slurm.projection import project, projection_lines
 
+    from conftest import write_gpu_results
+
+    rates = write_gpu_results(tmp_path / "gpu", {"td3 walker-walk state fp32 compile=false K=1": 158.6})
     runs = parse(
         "agents: [td3, mrq]\ntasks: [walker-walk]\nseeds: 2\nsteps: 17200\nfixed: {seed_steps: 10000}\n"
         "variants: [{}, {updates_per_step: 1.0}]\n"
     ).runs()
-    rows = {r.agent: r for r in project(runs, tmp_path)}
+    rows = {r.agent: r for r in project(runs, tmp_path, rates)}
     # per agent: 2 seeds x ((17200 - 10000) x 0.5 + 7200 x 1.0) = 21600 updates
     assert [(r.runs, r.updates) for r in rows.values()] == [(4, 21600), (4, 21600)]
     assert rows["td3"].gpu_hours == pytest.approx(21600 / 158.6 / 3600) and rows["td3"].measured
     assert rows["mrq"].gpu_hours == pytest.approx(21600 / 40.6 / 3600) and not rows["mrq"].measured
-    lines = projection_lines(runs, tmp_path)
-    assert lines[0].startswith("projected GPU-hours, one run per GPU")
-    assert lines[0].endswith(": 0 for 8 runs, 0.0M updates")
-    assert "(not measured: iqrl's rate as a stand-in)" in lines[2]
+    lines = projection_lines(runs, tmp_path, rates=rates)
+    assert lines[0].startswith("projected GPU-hours at the fastest measured rows")
+    assert lines[0].endswith(": 0 for 8 runs, 0.0M updates") and lines[1].startswith("  (rule: ")
+    assert "(measured: NVIDIA H100 2026-12-01 `td3 walker-walk state fp32 compile=false K=1`)" in lines[2]
+    assert "(not measured: no row in docs/gpu-results, iqrl's eager H100 rate as a stand-in)" in lines[3]
+
+
+def test_dry_prices_a_config_at_its_cheapest_measured_row_per_seed_gpu_hour(tmp_path):
+    """Two rows of iqrl: eager alone at 60 updates/s, eager K = 4 at 20 per seed (80 per GPU), and a failed
+    compiled row that claims 1000: the failed one is ignored. 4 seeds of 3600 updates each share one GPU at
+    K = 4: 3600 / 20 / 3600 = 0.05 GPU-hours (0.0125 per seed, a run's hours / K), against 4 x 3600 / 60 /
+    3600 = 0.0667 one per GPU. With 5 seeds a K = 4 row takes ceil(5 / 4) = 2 GPUs (0.1): one per GPU
+    (0.0833) is cheaper. With 3 seeds no group of 4 forms. A precision, or a mode the run sets itself, that
+    no row measured takes the stand-in."""
+    from slurm.projection import project
+
+    from conftest import write_gpu_results
+
+    rates = write_gpu_results(
+        tmp_path / "gpu",
+        {
+            "iqrl walker-walk state fp32 compile=false K=1": 60.0,
+            "iqrl walker-walk state fp32 compile=false K=4": 20.0,
+            "iqrl walker-walk state fp32 compile=true K=1": "RuntimeError: the compiled update failed",
+        },
+        gpu="NVIDIA H200",
+    )
+    sweep = "agents: [iqrl]\ntasks: [walker-walk]\nsteps: 17200\nfixed: {seed_steps: 10000}\n"
+
+    def projected(seeds: int, extra: str = ""):
+        (row,) = project(parse(sweep + f"seeds: {seeds}\n" + extra).runs(), tmp_path, rates)
+        return row
+
+    four = projected(4)
+    assert four.runs == 4 and four.updates == 4 * 3600
+    assert four.rate.how == "eager K=4" and four.gpu_hours == pytest.approx(0.05)
+    assert four.rate.row == "NVIDIA H200 2026-12-01 `iqrl walker-walk state fp32 compile=false K=4`"
+    five = projected(5)
+    assert five.rate.how == "eager K=1" and five.gpu_hours == pytest.approx(5 * 3600 / 60 / 3600)
+    assert projected(3).rate.how == "eager K=1"
+    assert not projected(4, "variants: [{precision: bf16}]\n").measured  # fp32 rows price fp32 runs only
+    assert not projected(4, "variants: [{compile: true}]\n").measured  # a pinned mode: its rows only
+
+
+def test_dry_with_a_gpu_hour_budget_says_whether_the_measured_modes_fit(tmp_path):
+    """GPU_HOURS=: agent, its fastest measured mode and K, GPU-hours, then the total against the budget: it
+    fits, or none fits and the cheapest measured combination's cost, or an agent has no measured row."""
+    from slurm.projection import projection_lines
+
+    from conftest import write_gpu_results
+
+    rates = write_gpu_results(tmp_path / "gpu", {"iqrl walker-walk state fp32 compile=true K=1": 36.0})
+    sweep = "agents: [iqrl]\ntasks: [walker-walk]\nsteps: 1010000\nseeds: 2\nfixed: {seed_steps: 10000}\n"
+    runs = parse(sweep).runs()  # 2 seeds x 500k updates at 36/s: 7.7 GPU-hours
+    table = projection_lines(runs, tmp_path, 10, rates)[3:]
+    assert table[0].startswith("budget 10 GPU-hours, measured rows only")
+    assert table[1].split() == ["iqrl", "compiled", "K=1", "8"]
+    assert table[2] == "  fits: 8 of 10 GPU-hours in the modes and K above"
+    assert projection_lines(runs, tmp_path, 5, rates)[-1] == (
+        "  none fits: the cheapest measured combination costs 8 > 5"
+    )
+    both = parse("agents: [iqrl, mrq]\ntasks: [walker-walk]\nsteps: 17200\nseeds: 2\n").runs()
+    last = projection_lines(both, tmp_path, 700, rates)
+    assert last[-2].split()[:3] == ["mrq", "no", "measured"]
+    assert last[-1].startswith("  no measured combination covers the sweep: 1 agent(s) have no measured row")
+    assert "(mrq; " in last[-1] and "of the 700 (fits)" in last[-1]
 
 
 def test_the_atari_sweeps_run_the_100k_protocol_on_the_26_games_with_an_fsq_arm(tmp_path):

@@ -206,6 +206,22 @@ def test_dry_run_gpu_profile_flags(tmp_path, fake):
     assert "#SBATCH --array=0-7%8" in out and "device=cuda" in out
 
 
+def test_dry_run_with_a_gpu_hour_budget_prints_the_measured_modes_against_it(tmp_path, fake, capsys):
+    """`make sweep ... DRY=1 GPU_HOURS=700`: the projection (at docs/gpu-results' rows) ends with the table
+    of agent, mode and K, GPU-hours, and the total against the budget."""
+    from slurm.__main__ import main as cli
+
+    p = tmp_path / "ok.yaml"
+    p.write_text("name: fk\nagents: [iqrl]\ntasks: [walker-walk]\nseeds: [0, 1]\nsteps: 100\n")
+    argv = ["sweep", str(p), "--results", str(tmp_path / "res"), "--cluster", "gpu", "--dry"]
+    assert cli(argv + ["--gpu-hours", "700"]) == 0 and not fake.arrays
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[-3] == "budget 700 GPU-hours, measured rows only: agent, fastest measured mode and K, GPU-hours"
+    )
+    assert out[-2].split()[0] == "iqrl" and out[-1] == "  fits: 0 of 700 GPU-hours in the modes and K above"
+
+
 def test_dry_run_custom_profile_flags_reach_the_script(tmp_path, fake):
     prof = tmp_path / "mine.yaml"
     prof.write_text(

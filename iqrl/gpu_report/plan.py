@@ -19,6 +19,10 @@ MODES = ("false", "true", "cudagraphs")  # `make bench COMPILE=` values
 MODE_NAMES = {"false": "eager", "true": "compiled", "cudagraphs": "graphs"}
 DTYPES = ("fp32", "tf32", "bf16")
 K_SEEDS = (4, 16)  # K = 1 is the plain row of the same agent
+#: K of the compiled and graph-captured K-seed rows (iqrl.multiseed compile=true / cudagraphs=true).
+K_SEEDS_COMPILED = (4, 16, 32)
+#: The agents that cost a paper campaign most (the high-UTD presets: ablations/main.yaml's projection).
+COSTLY_AGENTS = ("bro-utd10", "simbav2-utd8")
 #: Pixel rows: sac-ae, iqrl, and sac with DrQ's random shift (docs/pixels.md: image_pad 4 gives DrQ).
 PIXEL_AGENTS = (("sac-ae", ()), ("iqrl", ()), ("sac", ("agent.image_pad=4",)))
 #: Discrete actions on Atari's frames (docs/discrete.md): MR.Q's and iQRL's updates at the paper sizes, whose
@@ -104,15 +108,26 @@ def has_k_seed_mode(agent: str) -> bool:
         return False
 
 
+def k_seed_rows(agent: str, task: str, obs: str = "state") -> list[BenchRow]:
+    """An agent's K-seed rows: compiled, then graph-captured, at K = 4, 16, 32, then eager at K = 4, 16."""
+    rows = [BenchRow(agent, task, compile=m, seeds=k, obs=obs) for m in MODES[1:] for k in K_SEEDS_COMPILED]
+    return rows + [BenchRow(agent, task, seeds=k, obs=obs) for k in K_SEEDS]
+
+
 def part2_rows(smoke: bool = False) -> list[BenchRow]:
-    """The bench rows of part 2, most wanted first: iqrl's eager, compiled and graph-captured updates and
-    its K-seed mode (the open questions of docs/performance.md), td3's, iqrl's reduced precisions, a packed
-    pair, the pixel rows, DC-MPC, then every agent in every mode and precision and every K-seed row."""
+    """The bench rows of part 2, most wanted first: iqrl's eager, compiled and graph-captured updates, its
+    K-seed mode compiled, captured and eager (what a campaign's cost hangs on: docs/sweeps.md, "Projecting a
+    campaign"), the costliest agents (COSTLY_AGENTS) in every mode and their K-seed rows, td3's modes,
+    iqrl's reduced precisions, a packed pair, the pixel rows, DC-MPC, then every agent in every mode and
+    precision and every K-seed row."""
     if smoke:
         return smoke_rows()
     ww = STATE_TASK
     rows = [BenchRow("iqrl", ww, compile=m) for m in MODES]
-    rows += [BenchRow("iqrl", ww, seeds=k) for k in K_SEEDS]
+    rows += k_seed_rows("iqrl", ww)
+    for a in COSTLY_AGENTS:
+        rows += [BenchRow(a, ww, compile=m) for m in MODES]
+        rows += k_seed_rows(a, ww) if has_k_seed_mode(a) else []
     rows += [BenchRow("td3", ww, compile=m) for m in MODES]
     rows += [BenchRow("iqrl", ww, d, m) for d in DTYPES[1:] for m in MODES]
     rows += [BenchRow("iqrl", ww, packed=2)]
