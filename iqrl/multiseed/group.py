@@ -134,7 +134,10 @@ def _clip(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor],
     """clip_grad_norm_ of one seed: total 2-norm over all gradients, scaled down to max_norm."""
     norms = torch.stack([torch.linalg.vector_norm(g) for g in grads.values()])
     total = torch.linalg.vector_norm(norms)
-    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    # max_norm / (total + 1e-6) as eager Python computes it (Tensor.__rtruediv__: the reciprocal times the
+    # float, rounded to float32), written out with max_norm a tensor: compiled, a float that differs between
+    # pieces (mrq's encoder and critic) becomes symbolic, and a traced product with it fails
+    coef = torch.clamp((total + 1e-6).reciprocal() * torch.full_like(total, max_norm), max=1.0)
     return {k: g * coef for k, g in grads.items()}, total
 
 
