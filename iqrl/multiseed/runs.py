@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         return EXIT_OK
     try:
         seeds, root, rest = parse_seeds(argv)
+        if len(seeds) > 1 and not any(a.startswith("env_workers=") for a in rest):
+            rest.append("env_workers=true")  # the seeds' envs step at once (iqrl/core/env_worker.py)
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
         if why := unsupported(cfgs[0]):
             raise ConfigError(why)
@@ -226,8 +228,17 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
 
 
 def train_group(cfgs: list, points: list, should_stop) -> int:
-    """Train the seeds' runs as one vectorised group (their run locks held by the caller)."""
-    trainers = []
+    """Train the seeds' runs as one vectorised group (their run locks held by the caller); the seeds' env
+    workers (env_workers=true) end with it, however it ends."""
+    trainers: list[GroupTrainer] = []
+    try:
+        return _train_group(cfgs, points, should_stop, trainers)
+    finally:
+        for t in trainers:
+            t.close()
+
+
+def _train_group(cfgs: list, points: list, should_stop, trainers: list) -> int:
     for c, point in zip(cfgs, points):  # one at a time: each seeds the global RNGs, then builds its nets
         t = GroupTrainer(c)
         t.resume_from = point
