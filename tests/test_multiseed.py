@@ -28,7 +28,7 @@ from iqrl.core.registry import AgentEntry, make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.runfolder import CHECKPOINT
 from iqrl.multiseed.group import SeedGroup, unsupported
-from iqrl.multiseed.runs import PREVIOUS_CHECKPOINT, checkpoint_step, main, resume_points
+from iqrl.multiseed.runs import PREVIOUS_CHECKPOINT, checkpoint_step, main, resume_points, workers_help
 from iqrl.nn.layers import frozen_copy, mlp
 from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
@@ -314,17 +314,19 @@ def test_cli_seeds_match_plain_single_seed_runs(tmp_path):
 
 
 def test_env_workers_give_the_in_process_group_bitwise_and_resume_bitwise(tmp_path):
-    """A group whose envs step in worker processes (env_workers=true, the default for K > 1) writes the
-    eval.csv and train.csv of the group whose envs step in its own threads; stopped mid-episode with a
-    checkpoint (its open episode replayed in the workers on resume) it ends as the uninterrupted group."""
+    """A group whose envs step in worker processes (env_workers=true) writes the eval.csv and train.csv of the
+    group whose envs step in its own threads; stopped mid-episode with a checkpoint (its open episode
+    replayed in the workers on resume) it ends as the uninterrupted group. The default follows the cores."""
     argv = [*TINY, "steps=800", "seeds=1,2"]
     ref, threads, run = tmp_path / "ref", tmp_path / "threads", tmp_path / "run"
-    assert main([*argv, f"out={ref}"]) == EXIT_OK
+    assert main([*argv, "env_workers=true", f"out={ref}"]) == EXIT_OK
     assert main([*argv, "env_workers=false", f"out={threads}"]) == EXIT_OK
     # 650 questions of the two seeds together: both stop near env step 650, mid-episode, past the seed steps
-    assert main([*argv, f"out={run}"], should_stop=stop_after_steps(650)) == 3
+    assert main([*argv, "env_workers=true", f"out={run}"], should_stop=stop_after_steps(650)) == 3
     assert all(open_episode(run / f"seed{s}") for s in (1, 2))
-    assert main([*argv, f"out={run}"]) == EXIT_OK
+    assert main([*argv, f"out={run}"]) == EXIT_OK  # resumed with the default, whichever it is here
+    cores = len(os.sched_getaffinity(0))
+    assert [workers_help(k) for k in (1, 2, cores - 1, cores)] == [False, cores >= 3, cores >= 3, False]
     for s in (1, 2):
         assert yaml_key(ref / f"seed{s}", "env_workers") is True
         assert yaml_key(threads / f"seed{s}", "env_workers") is False
