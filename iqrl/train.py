@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     try:
         with training_lock(Path(cfg.out)):
             trainer = Trainer(cfg)
-            return trainer.run(should_stop)
+            try:
+                return trainer.run(should_stop)
+            finally:
+                trainer.close()
     except (
         Refused
     ) as e:  # another process's folder, nothing to resume, a disk too full to lock: nothing written

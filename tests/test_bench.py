@@ -234,3 +234,17 @@ def test_a_failed_rows_error_is_the_exceptions_type_and_first_line():
         "error: cudagraphs=true needs a CUDA device"
     )
     assert failure_line("", -9) == "exit -9"
+
+
+def test_a_k_seed_rows_collection_steps_its_envs_at_once_in_workers_and_in_threads():
+    """The K-seed row's collection (group_collection): K envs stepped at once, in worker processes and in
+    threads of the process, and the first against one env alone; every env steps and every worker ends."""
+    from iqrl.bench.measure import FIELDS, GROUP_COLLECTION, group_collection, stepping_rate
+    from iqrl.core.config import build_config
+
+    cfg = build_config(["agent=td3", "task=cartpole-balance", "out=unused"])
+    row = group_collection(cfg, 2, 0.6)
+    assert list(row) == list(GROUP_COLLECTION) and set(GROUP_COLLECTION) <= set(FIELDS)
+    assert row["group_env_steps_per_s"] > 0 and row["group_env_steps_per_s_threads"] > 0
+    assert row["collect_vs_one"] > 0
+    assert stepping_rate(cfg, 1, True, 0.1) > 0

@@ -28,13 +28,21 @@ from iqrl.core.registry import AgentEntry, make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.runfolder import CHECKPOINT
 from iqrl.multiseed.group import SeedGroup, unsupported
-from iqrl.multiseed.runs import PREVIOUS_CHECKPOINT, checkpoint_step, main, resume_points
+from iqrl.multiseed.runs import PREVIOUS_CHECKPOINT, checkpoint_step, main, resume_points, workers_help
 from iqrl.nn.layers import frozen_copy, mlp
 from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
 from iqrl.train import main as train_main
 
-from conftest import TINY_AGENT, TINY_RUN, agent_actions, open_episode, tiny_keys, wait_for
+from conftest import (
+    TINY_AGENT,
+    TINY_RUN,
+    agent_actions,
+    open_episode,
+    stop_after_steps,
+    tiny_keys,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["agent=iqrl", *TINY_RUN, *TINY_AGENT["iqrl"]]
@@ -411,6 +419,34 @@ def test_cli_seeds_match_plain_single_seed_runs(tmp_path):
         assert float(_last_train_row(tmp_path / "group" / f"seed{s}")["q_loss"]) > 0
     assert eval_numbers(tmp_path / "group/seed0") != eval_numbers(tmp_path / "group/seed1")
     assert main([*argv, "seeds=0,1,2", f"out={tmp_path / 'group'}"]) == EXIT_OK  # all done: nothing to do
+
+
+def test_env_workers_give_the_in_process_group_bitwise_and_resume_bitwise(tmp_path):
+    """A group whose envs step in worker processes (env_workers=true) writes the eval.csv and train.csv of the
+    group whose envs step in its own threads; stopped mid-episode with a checkpoint (its open episode
+    replayed in the workers on resume) it ends as the uninterrupted group. The default follows the cores."""
+    argv = [*TINY, "steps=800", "seeds=1,2"]
+    ref, threads, run = tmp_path / "ref", tmp_path / "threads", tmp_path / "run"
+    assert main([*argv, "env_workers=true", f"out={ref}"]) == EXIT_OK
+    assert main([*argv, "env_workers=false", f"out={threads}"]) == EXIT_OK
+    # 650 questions of the two seeds together: both stop near env step 650, mid-episode, past the seed steps
+    assert main([*argv, "env_workers=true", f"out={run}"], should_stop=stop_after_steps(650)) == 3
+    assert all(open_episode(run / f"seed{s}") for s in (1, 2))
+    assert main([*argv, f"out={run}"]) == EXIT_OK  # resumed with the default, whichever it is here
+    cores = len(os.sched_getaffinity(0))
+    assert [workers_help(k) for k in (1, 2, cores - 1, cores)] == [False, cores >= 3, cores >= 3, False]
+    for s in (1, 2):
+        assert yaml_key(ref / f"seed{s}", "env_workers") is True
+        assert yaml_key(threads / f"seed{s}", "env_workers") is False
+        for other in (threads, run):
+            assert eval_numbers(other / f"seed{s}") == eval_numbers(ref / f"seed{s}")
+            assert train_numbers(other / f"seed{s}") == train_numbers(ref / f"seed{s}")
+
+
+def yaml_key(run: Path, key: str):
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())[key]
 
 
 def _last_train_row(run: Path) -> dict:

@@ -20,8 +20,12 @@ time over 3 timed updates and 2 actions, i.e. what compiling costs once per proc
 wall time of 1M env steps at these rates (collection plus the agent's updates per env step; evaluation
 left out). `--obs pixels` measures the agents built for pixels (Agent.PIXELS) on rendered frame stacks:
 collection then includes rendering, and render_ms is the time of one frame alone.
+A K-seed row (`--seeds` K > 1) reports beside its updates the group's collection: its K envs stepping at once
+with random actions, in worker processes (group_env_steps_per_s, all K together) and in threads
+(group_env_steps_per_s_threads), and the first against one env alone (collect_vs_one; docs/performance.md).
 Rows: agent, task, obs, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
-act_ms, render_ms, compile_s, hours_per_1m, peak_mem_mb, torch, hardware.
+group_env_steps_per_s, group_env_steps_per_s_threads, collect_vs_one, act_ms, render_ms, compile_s,
+hours_per_1m, peak_mem_mb, torch, hardware.
 
 This module is the command line (its docstring is `--help`); a row's measurements are measure.py, the
 matrix-product ceilings matmul.py, `--compare` compare.py. It imports the bench's modules, the core's config,
@@ -141,7 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         if args.group:
             row = measure_seeds(
-                *args.one, args.device, args.updates, args.group, args.set, compile_mode=args.one_compile
+                *args.one,
+                args.device,
+                args.updates,
+                args.group,
+                args.set,
+                compile_mode=args.one_compile,
+                collect_s=args.collect_s,
             )
             print(json.dumps(row))
         else:
@@ -255,11 +265,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
             return 1
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-        env_sps = rows[-1]["env_steps_per_s"]
+        env_sps, group_sps = rows[-1]["env_steps_per_s"], rows[-1].get("group_env_steps_per_s")
         print(
             f"{a:<14} {t:<12} {o:<6} {d:<5} compile={m:<5} K={k:<3} "
             f"{rows[-1]['updates_per_s']:>8.2f} updates/s per seed "
-            + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else ""),
+            + (f"{env_sps:>9.1f} env steps/s" if env_sps is not None else "")
+            + (
+                f"{group_sps:>9.1f} env steps/s of the group's envs ({rows[-1]['collect_vs_one']}x one env's)"
+                if group_sps is not None
+                else ""
+            ),
             flush=True,
         )
     write_rows(rows, args.out)

@@ -19,12 +19,14 @@ import weakref
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from iqrl.bench.plain import PlainIQRL
-from iqrl.core.config import build_config, layered
-from iqrl.core.parts import build_parts
+from iqrl.core.config import RunConfig, build_config, layered, perturbations
+from iqrl.core.parts import build_parts, run_env
+from iqrl.core.tasks import suite_of
 from iqrl.core.trainer import Trainer
 from iqrl.multiseed.group import SeedGroup
 
@@ -39,6 +41,9 @@ FIELDS = [
     "updates_per_s",
     "ops_per_update",
     "env_steps_per_s",
+    "group_env_steps_per_s",
+    "group_env_steps_per_s_threads",
+    "collect_vs_one",
     "act_ms",
     "render_ms",
     "compile_s",
@@ -248,6 +253,7 @@ def measure(
         "updates_per_s": round(ups, 3),
         "ops_per_update": None if ops is None else round(ops, 1),
         "env_steps_per_s": round(env_sps, 1),
+        **dict.fromkeys(GROUP_COLLECTION),
         "act_ms": round(act_ms, 3),
         "render_ms": None if render_ms is None else round(render_ms, 2),
         "compile_s": round(max(warmup_s - 3 / ups, 0.0) + max(first_acts_s - 2 * act_ms / 1000.0, 0.0), 1),
@@ -256,6 +262,53 @@ def measure(
         "torch": torch.__version__,
         "hardware": hardware(dev),
     }
+
+
+GROUP_COLLECTION = ("group_env_steps_per_s", "group_env_steps_per_s_threads", "collect_vs_one")
+
+
+def stepping_rate(cfg: RunConfig, k: int, workers: bool, seconds: float) -> float:
+    """Env steps per second of k envs of the run `cfg` (seeds 0..k-1, the suite's episode length) stepped
+    at once with uniform random actions, each in a thread of its own as the K-seed mode's seeds step theirs:
+    in worker processes (env_workers=true) or in this process. The count of all k envs over `seconds`,
+    resets included."""
+    cfg = dataclasses.replace(cfg, episode_length=suite_of(cfg.task).episode_length, env_workers=workers)
+    envs = [run_env(dataclasses.replace(cfg, seed=s), cfg.task, s, perturbations(cfg)) for s in range(k)]
+    counts, start, stop = [0] * k, threading.Barrier(k + 1), threading.Event()
+
+    def collect(i: int) -> None:
+        env, rng = envs[i], np.random.default_rng(i)
+        env.reset()
+        start.wait()
+        while not stop.is_set():
+            step = env.step(env.action_spec.sample(rng))
+            counts[i] += cfg.action_repeat
+            if step.terminated or step.truncated:
+                env.reset()
+
+    threads = [threading.Thread(target=collect, args=(i,), daemon=True) for i in range(k)]
+    try:
+        [t.start() for t in threads]
+        start.wait()
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        stop.set()
+        [t.join() for t in threads]
+        return sum(counts) / (time.perf_counter() - t0)
+    finally:
+        for env in envs:
+            if workers:
+                env.close()
+
+
+def group_collection(cfg: RunConfig, k: int, seconds: float) -> dict:
+    """A K-seed row's collection: its K envs stepping at once (`stepping_rate`) in worker processes
+    (group_env_steps_per_s, all K envs together) and in threads of this process (..._threads), and the first
+    against one env alone stepped the same way (collect_vs_one); `seconds` in all."""
+    one = stepping_rate(cfg, 1, False, seconds / 3)
+    threads = stepping_rate(cfg, k, False, seconds / 3)
+    workers = stepping_rate(cfg, k, True, seconds / 3)
+    return dict(zip(GROUP_COLLECTION, (round(workers, 1), round(threads, 1), round(workers / one, 2))))
 
 
 def measure_seeds(
@@ -267,11 +320,13 @@ def measure_seeds(
     k: int,
     extra=(),
     compile_mode: str = "false",
+    collect_s=COLLECT_BUDGET_S,
 ) -> dict:
     """Updates/s per seed of the K-seed mode (iqrl/multiseed/): K agents of the paper config updated
     as one vectorised group, compiled or captured as `compile_mode` says (the group's vectorised pieces).
     The K seeds sample from the first one's replay (what the batches hold does not change the cost).
-    compile_s: the warm-up rounds' time beyond that of as many timed rounds, as `measure`'s."""
+    compile_s: the warm-up rounds' time beyond that of as many timed rounds, as `measure`'s. Beside it the
+    group's collection (`group_collection`, `collect_s` seconds)."""
     first = prepare(agent, task, dtype, device, compile_mode, extra=extra)
     dev, replay = first.device, first.replay
     others = [build_parts(dataclasses.replace(first.cfg, seed=s), dev).agent for s in range(1, k)]
@@ -303,6 +358,7 @@ def measure_seeds(
     t = time.perf_counter()
     rounds(n_updates)
     per_seed = n_updates / (time.perf_counter() - t)
+    collection = group_collection(first.cfg, k, collect_s)
     return {
         "agent": agent,
         "task": task,
@@ -314,6 +370,7 @@ def measure_seeds(
         "updates_per_s": round(per_seed, 3),
         "ops_per_update": None,
         "env_steps_per_s": None,
+        **collection,
         "act_ms": None,
         "render_ms": None,
         "compile_s": round(max(warmup_s - 3 / per_seed, 0.0), 1),

@@ -107,6 +107,11 @@ class RunConfig:
     # available RAM; CUDA: the device's free memory). A run whose estimate exceeds it is refused before
     # anything is allocated (iqrl.core.memory; docs/configuration.md).
     memory_limit_gb: float | None = None
+    # true: the training env in a worker process of its own (iqrl.core.env_worker), so that the K-seed mode's
+    # seeds step their envs at once, one per core (dm_control's step holds the interpreter lock); bitwise the
+    # in-process env. The K-seed mode turns it on for K > 1 seeds where the process has K + 1 cores, unless
+    # given (iqrl.multiseed.runs.workers_help; docs/performance.md).
+    env_workers: bool = False
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from iqrl.core.config import RunConfig, observation, perturbations
+from iqrl.core.env_worker import EnvWorker
 from iqrl.core.envs import SEED_LIMIT, DMCEnv, PerturbedEnv, PixelEnv, make_env
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
@@ -22,7 +23,7 @@ from iqrl.core.replay import MultiTaskReplay, SequenceReplay
 from iqrl.core.tasks import eval_seed, task_list
 from iqrl.core.transfer import freeze
 
-Env = DMCEnv | PerturbedEnv | PixelEnv
+Env = DMCEnv | PerturbedEnv | PixelEnv | EnvWorker
 
 
 @dataclass
@@ -44,6 +45,12 @@ class RunParts:
     def eval_env(self) -> Env:
         """The (first task's) evaluation env."""
         return self.eval_envs[0]
+
+    def close(self) -> None:
+        """End the envs' worker processes (env_workers=true; the envs of this process stay as they are)."""
+        for env in self.envs:
+            if isinstance(env, EnvWorker):
+                env.close()
 
 
 def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
@@ -96,14 +103,10 @@ def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:
 
 def run_env(cfg: RunConfig, task: str, seed: int, perturb, evaluation: bool = False) -> Env:
     """An env of the run `cfg` on `task` seeded `seed`: its action repeat, episode length, observation and
-    protocol, with `perturb`; the evaluation env's settings with `evaluation`."""
-    return make_env(
-        task,
-        seed,
-        cfg.action_repeat,
-        cfg.episode_length,
-        perturb,
-        observation(cfg),
-        protocol=cfg.protocol,
-        evaluation=evaluation,
-    )
+    protocol, with `perturb`; the evaluation env's settings with `evaluation`. A training env of a run with
+    env_workers=true is built and stepped in a worker process of its own (iqrl.core.env_worker)."""
+    args = (task, seed, cfg.action_repeat, cfg.episode_length, perturb, observation(cfg))
+    kwargs = {"protocol": cfg.protocol, "evaluation": evaluation}
+    if cfg.env_workers and not evaluation:
+        return EnvWorker(make_env, args, kwargs, name=f"{task} seed {seed}")
+    return make_env(*args, **kwargs)

@@ -152,6 +152,10 @@ class Trainer:
         self.last_return = float("nan")
         self.trackers = Trackers()  # TensorBoard / W&B (logger=...): opened by run()
 
+    def close(self) -> None:
+        """End what the run holds outside this process: its envs' worker processes (env_workers=true)."""
+        self.parts.close()
+
     def wall_time(self) -> float:
         return self.wall_offset + time.time() - self.t0
 

@@ -18,6 +18,7 @@ bitwise, those of single-seed runs.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 from pathlib import Path
@@ -166,6 +167,14 @@ Trains the seeds in one process with the networks vectorised over seeds; writes 
 (the same as python -m iqrl.train ... seed=k out=ROOT/seed<k>). Re-running resumes; done seeds are skipped."""
 
 
+def workers_help(k: int) -> bool:
+    """env_workers's default for a group of k seeds: each env in a worker process of its own where the
+    process may use a core for each of them and one for the seeds' threads (k + 1); with fewer, the workers
+    queue for the cores, and a pipe's round trip per step costs more than the threads' turns on the
+    interpreter lock (docs/performance.md, "Environments in worker processes")."""
+    return k > 1 and len(os.sched_getaffinity(0)) >= k + 1
+
+
 def parse_seeds(argv: list[str]) -> tuple[list[int], Path, list[str]]:
     seeds, out, rest = None, None, []
     for a in argv:
@@ -194,6 +203,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         return EXIT_OK
     try:
         seeds, root, rest = parse_seeds(argv)
+        if not any(a.startswith("env_workers=") for a in rest):
+            rest.append(f"env_workers={str(workers_help(len(seeds))).lower()}")
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
         if why := unsupported(cfgs[0]):
             raise ConfigError(why)
@@ -226,8 +237,17 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
 
 
 def train_group(cfgs: list, points: list, should_stop) -> int:
-    """Train the seeds' runs as one vectorised group (their run locks held by the caller)."""
-    trainers = []
+    """Train the seeds' runs as one vectorised group (their run locks held by the caller); the seeds' env
+    workers (env_workers=true) end with it, however it ends."""
+    trainers: list[GroupTrainer] = []
+    try:
+        return _train_group(cfgs, points, should_stop, trainers)
+    finally:
+        for t in trainers:
+            t.close()
+
+
+def _train_group(cfgs: list, points: list, should_stop, trainers: list) -> int:
     for c, point in zip(cfgs, points):  # one at a time: each seeds the global RNGs, then builds its nets
         t = GroupTrainer(c)
         t.resume_from = point

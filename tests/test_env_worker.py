@@ -1,0 +1,164 @@
+"""An env in a worker process (run key env_workers, iqrl/core/env_worker.py): bitwise the env of this
+process, its errors as they are raised there, one clear error when it dies, and no process left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iqrl.core.env_worker import EnvWorker, EnvWorkerDied
+from iqrl.core.envs import Perturbations, make_env
+
+from conftest import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+# a perturbed env: the task's random stream and the perturbations' own generator both cross the pipe
+ARGS = ("walker-walk", 3, 2, 40, Perturbations(obs_noise=0.1, sticky_actions=0.3))
+
+
+def test_an_env_in_a_worker_steps_bitwise_as_the_env_in_this_process():
+    here, there = make_env(*ARGS), EnvWorker(make_env, ARGS, name="walker-walk seed 3")
+    try:
+        for name in (
+            "obs_dim",
+            "obs_shape",
+            "act_dim",
+            "action_spec",
+            "task",
+            "action_repeat",
+            "has_success",
+        ):
+            assert getattr(there, name) == getattr(here, name), name
+        assert there.p == here.p  # an attribute outside the spec: asked of the child
+        rng = np.random.default_rng(0)
+        saved = there.get_state()
+        for _ in range(2):  # the second time from the state saved before the first reset
+            assert np.array_equal(there.reset(), here.reset())
+            for _ in range(50):  # past the end of an episode of 20 agent steps
+                action = here.action_spec.sample(rng)
+                a, b = there.step(action), here.step(action)
+                assert np.array_equal(a.obs, b.obs) and a.obs.dtype == b.obs.dtype
+                assert (a.reward, a.terminated, a.truncated) == (b.reward, b.terminated, b.truncated)
+                if b.truncated:
+                    assert np.array_equal(there.reset(), here.reset())
+            there.set_state(saved)
+            here.set_state(saved)
+        # an error in the child is the same exception, with its message and the child's traceback as a note
+        with pytest.raises(KeyError) as worker_error:
+            there.set_state({})
+        with pytest.raises(KeyError) as own_error:
+            here.set_state({})
+        assert str(worker_error.value) == str(own_error.value)
+        assert "raised in the env worker walker-walk seed 3" in worker_error.value.__notes__[0]
+        with pytest.raises(AttributeError, match="physics, which stays in that process"):
+            _ = there.physics
+        assert np.array_equal(there.step(np.zeros(6)).obs, here.step(np.zeros(6)).obs)  # usable after errors
+    finally:
+        there.close()
+    there.close()  # a second time: nothing
+    with pytest.raises(EnvWorkerDied, match="was closed"):
+        there.reset()
+
+
+def test_a_worker_that_dies_is_one_clear_error():
+    env = EnvWorker(make_env, ARGS, name="walker-walk seed 3")
+    env.reset()
+    os.kill(env.pid, signal.SIGKILL)
+    with pytest.raises(
+        EnvWorkerDied, match=r"env worker walker-walk seed 3 \(pid \d+\) was killed by SIGKILL"
+    ):
+        env.step(np.zeros(6))
+    env.close()
+
+
+PARENT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from iqrl.core.env_worker import EnvWorker
+    from iqrl.core.envs import make_env
+
+    if __name__ == "__main__":
+        env = EnvWorker(make_env, ("cartpole-balance", 0, 2, 1000))
+        env.reset()
+        print("ready", flush=True)
+        try:
+            if sys.stdin.readline().strip() == "raise":
+                raise RuntimeError("the run failed")
+        except KeyboardInterrupt:  # the worker ignored it: it still steps
+            env.step(np.zeros(1))
+            print("stepped after ctrl-c", flush=True)
+            raise
+    """
+)
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below `pid` (its children, theirs, ...), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = {c for c, pp in parents.items() if pp == p}
+        found |= kids
+        todo.extend(kids)
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"  # a zombie
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("end", ["exception", "sigkill", "ctrl-c"])
+def test_no_worker_outlives_its_parent(end, tmp_path):
+    """The parent fails with an exception, is SIGKILLed, or gets a terminal's Ctrl-C (SIGINT to the whole
+    process group: the worker ignores it and still steps): every process it started ends with it."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        started = descendants(p.pid)
+        assert started  # the forkserver and the worker
+        if end == "exception":
+            p.stdin.write("raise\n")
+            p.stdin.flush()
+        elif end == "sigkill":
+            p.kill()
+        else:
+            os.killpg(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        if end == "exception":
+            assert "RuntimeError: the run failed" in err
+        if end == "ctrl-c":
+            assert "stepped after ctrl-c" in out, err
+        wait_for(lambda: all(gone(pid) for pid in started), what="the worker processes ending", hang_s=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
