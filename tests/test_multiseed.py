@@ -169,7 +169,7 @@ def compiled_and_eager_groups(
         a.compile()
     group = SeedGroup([a for a, _ in compiled])
     if backend is not None:
-        group.updater.options = {"backend": backend}
+        group.updater.options = {**group.updater.options, "backend": backend}
     return group, compiled, SeedGroup([a for a, _ in eager]), eager
 
 

@@ -252,7 +252,9 @@ class SeedGroup:
         # Agent.compile), through the same compile path; each update one step of the CUDA-graph tree.
         own = agents[0].updater
         self.updater = Updater(compile=own.compile, cudagraphs=own.cudagraphs)
-        self.updater.options = dict(own.options)
+        # static shapes: a batched tensor of vmap cannot carry symbolic sizes ("Cannot call sizes() on tensor
+        # with symbolic sizes", torch 2.13), so a piece called at another shape (taco) compiles again instead
+        self.updater.options = {**own.options, "dynamic": False}
         self._marked: int | None = None  # the update number of the last step marked (cudagraphs)
         self.moving: list[int] = list(range(self.slots))  # the slots the running piece may change
         self._synced_in = False
