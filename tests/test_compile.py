@@ -16,10 +16,8 @@ import pytest
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
-from iqrl.core.config import build_config
 from iqrl.core.exits import EXIT_BAD_INPUT
 from iqrl.core.registry import agent_class
-from iqrl.multiseed.group import unsupported
 from iqrl.train import main
 
 from agent_helpers import agent_and_replay
@@ -240,8 +238,3 @@ def test_a_run_resumes_only_with_the_compile_value_it_started_with(tmp_path, cap
     assert main(tiny_argv("td3", run, steps=400)) == 0
     assert main(tiny_argv("td3", run, steps=400, extra=["compile=true"])) == EXIT_BAD_INPUT
     assert "differs in compile" in _one_error_line(capsys)
-
-
-def test_the_k_seed_mode_refuses_compile():
-    cfg = build_config(["agent=iqrl", "compile=true"])
-    assert "compile=true" in unsupported(cfg)

@@ -88,8 +88,8 @@ PARENT = textwrap.dedent(
     if __name__ == "__main__":
         env = EnvWorker(make_env, ("cartpole-balance", 0, 2, 1000))
         env.reset()
-        print("ready", flush=True)
-        try:
+        try:  # entered before "ready": the test's Ctrl-C may come the moment the line is out
+            print("ready", flush=True)
             if sys.stdin.readline().strip() == "raise":
                 raise RuntimeError("the run failed")
         except KeyboardInterrupt:  # the worker ignored it: it still steps

@@ -76,7 +76,7 @@ def test_seed_groups_become_vectorised_jobs_and_the_rest_shares_process_jobs():
 
 def test_seeds_of_one_config_share_a_key_unless_their_checkpoints_differ(tmp_path):
     """The trainer's key: the config without the seed, and the env steps the checkpoints hold (the K-seed mode
-    resumes a group at an env step all its seeds hold). Configs without the K-seed mode get no key."""
+    resumes a group at an env step all its seeds hold). Configs without the K-seed mode (td7) get no key."""
     import torch
 
     results = tmp_path / "res"
@@ -84,11 +84,14 @@ def test_seeds_of_one_config_share_a_key_unless_their_checkpoints_differ(tmp_pat
     other = RunSpec("pk", "iqrl", "walker-walk", 3, 1000, "h3", ("agent.horizon=3",))
     vq = RunSpec("pk", "iqrl", "walker-walk", 0, 1000, "vq", ("agent.quantizer=vq",))  # VQ joins the mode
     bf16 = RunSpec("pk", "iqrl", "walker-walk", 0, 1000, "bf16", ("precision=bf16",))
+    compiled = RunSpec("pk", "iqrl", "walker-walk", 0, 1000, "compiled", ("compile=true",))
     td7 = RunSpec("pk", "td7", "walker-walk", 0, 1000, "default", ())
     key = trainer_seeds_key(results)
     assert key(iq[0]) == key(iq[1]) == key(iq[2]) != key(other)
     assert key(vq) not in (None, key(iq[0]))
-    assert key(bf16) is None and key(td7) is None
+    # bf16 and compiled configs: K-seed groups of their own (a compiled group compiles its vectorised pieces)
+    assert len({key(bf16), key(compiled), key(iq[0])}) == 3 and None not in (key(bf16), key(compiled))
+    assert key(td7) is None
     ckpt = iq[2].run_dir(results) / "checkpoint" / "ckpt.pt"
     ckpt.parent.mkdir(parents=True)
     torch.save({"counters": {"env_step": 400}}, ckpt)
