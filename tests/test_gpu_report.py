@@ -61,7 +61,7 @@ def test_smoke_runs_every_part_and_writes_its_rows(tmp_path):
     assert "part 3 took" in done.stdout and "return" in done.stdout
 
 
-def test_learning_mode_takes_the_k_seed_mode_only_when_it_is_faster_in_all():
+def test_learning_mode_takes_the_fastest_in_all_of_single_runs_and_groups_in_every_mode():
     def row(compile_, seeds, ups):
         key = f"iqrl walker-walk state fp32 compile={str(compile_).lower()} K={seeds}"
         return {
@@ -77,6 +77,11 @@ def test_learning_mode_takes_the_k_seed_mode_only_when_it_is_faster_in_all():
     assert learning_mode([eager, row(False, 4, 16.0), row(False, 16, 11.0)]) == (True, "false")  # 64 > 50
     assert learning_mode([eager, graphs, row(False, 4, 16.0)]) == (False, "cudagraphs")
     assert learning_mode([]) == (True, "false")  # the H100's eager measurement: K = 4 gave more in all
+    # compiled and captured groups count too; a group of more seeds than part 3 trains (K = 16) does not
+    big = row("cudagraphs", 16, 100.0)
+    assert learning_mode([eager, graphs, row("cudagraphs", 4, 100.0), big]) == (True, "cudagraphs")
+    assert learning_mode([eager, graphs, row("cudagraphs", 4, 70.0), big]) == (False, "cudagraphs")
+    assert learning_mode([eager, row(False, 4, 12.5)]) == (True, "false")  # a tie: the K-seed mode
 
 
 def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):

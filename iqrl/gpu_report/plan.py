@@ -82,11 +82,13 @@ class LearnRun:
 
     @property
     def mode(self) -> str:
-        """How its updates run: "K-seed", or the MODE_NAMES name of its compile keys."""
-        if self.seeds > 1:
-            return "K-seed"
+        """How its updates run: the MODE_NAMES name of its compile keys, "K-seed" before it for a group
+        ("K-seed", "K-seed compiled", ...: an eager group is "K-seed")."""
         compiled = "compile=true" in self.keys
-        return MODE_NAMES["cudagraphs" if "cudagraphs=true" in self.keys else str(compiled).lower()]
+        name = MODE_NAMES["cudagraphs" if "cudagraphs=true" in self.keys else str(compiled).lower()]
+        if self.seeds > 1:
+            return "K-seed" if name == MODE_NAMES["false"] else f"K-seed {name}"
+        return name
 
 
 def task_of(agent: str) -> str:
@@ -170,12 +172,16 @@ def paper_scale_runs() -> list[LearnRun]:
     ]
 
 
+#: The seeds of part 3's iqrl run in the K-seed mode.
+PART3_SEEDS = 5
+
+
 def part3_runs(kseed: bool, mode: str, smoke: bool = False) -> list[LearnRun]:
-    """iqrl on walker-walk (five seeds in one K-seed process when `kseed`, else one seed with the `compile`
-    mode `mode`) and a pixel sac-ae run on cartpole-swingup, both to 100k env steps or as far as the part's
-    time goes. Evaluations every 5000 env steps, so that a few minutes' run has some. Then mrq on Breakout
-    at MR.Q's protocol to 400k frames (100k agent steps, MR.Q's first released point after 0: 10.8 over its
-    10 seeds), evaluated every 40k frames; not in the smoke check (ale-py)."""
+    """iqrl on walker-walk (five seeds in one K-seed process when `kseed`, else one seed; either with the
+    `compile` mode `mode`) and a pixel sac-ae run on cartpole-swingup, both to 100k env steps or as far as
+    the part's time goes. Evaluations every 5000 env steps, so that a few minutes' run has some. Then mrq on
+    Breakout at MR.Q's protocol to 400k frames (100k agent steps, MR.Q's first released point after 0: 10.8
+    over its 10 seeds), evaluated every 40k frames; not in the smoke check (ale-py)."""
     iqrl = ["agent=iqrl", f"task={STATE_TASK}", "steps=100000", "eval_every=5000", "checkpoint_every=100000"]
     sac_ae = ["agent=sac-ae", f"task={PIXEL_TASK}", "obs=pixels", "image_size=84"]
     sac_ae += ["steps=100000", "eval_every=5000", "checkpoint_every=100000"]
@@ -183,10 +189,9 @@ def part3_runs(kseed: bool, mode: str, smoke: bool = False) -> list[LearnRun]:
         tiny = ["episode_length=100", "eval_every=100", "eval_episodes=1", "diag_every=100"]
         iqrl = layered(iqrl, tiny, SMOKE_IQRL)
         sac_ae = layered(sac_ae, tiny, SMOKE_SAC_AE, ["image_size=32"])
-    if not kseed:
-        iqrl += [f"compile={mode != 'false'}".lower()] + (["cudagraphs=true"] if mode == "cudagraphs" else [])
+    iqrl += [f"compile={mode != 'false'}".lower()] + (["cudagraphs=true"] if mode == "cudagraphs" else [])
     runs = [
-        LearnRun("iqrl", STATE_TASK, tuple(iqrl), seeds=(2 if smoke else 5) if kseed else 1),
+        LearnRun("iqrl", STATE_TASK, tuple(iqrl), seeds=(2 if smoke else PART3_SEEDS) if kseed else 1),
         LearnRun("sac-ae", PIXEL_TASK, tuple(sac_ae)),
     ]
     if not smoke:
