@@ -95,6 +95,50 @@ def trainer_seeds_key(results: Path) -> Callable[[Any], Hashable | None]:
     return key
 
 
+# The update modes a K-seed group can train in, and the overrides that select them.
+GROUP_MODES = {"eager": (), "compiled": ("compile=true",), "graphs": ("compile=true", "cudagraphs=true")}
+
+
+def group_mode(
+    runs: Sequence[Any], results: Path, pack_mode: str, device: str
+) -> tuple[tuple[str, ...], str]:
+    """The overrides that set the update mode a packed job's K-seed group trains in, and the mode with its
+    reason (one phrase, for DRY=1).
+
+    In order: the mode the runs' own overrides pin (`compile=`, `cudagraphs=`); the mode a run of the group
+    began in (its config.yaml: `compile` is part of a run's identity, so a run resumes in the mode it started
+    in whatever was measured since); the profile's `pack_mode` unless it is `auto`; on CUDA, the mode of the
+    fastest measured bench row for the agent at K <= the group's seeds (slurm/projection.py), else compiled
+    (it removes the host's per-operator cost, the bottleneck of small networks on a GPU; graph capture only
+    where a row measured it); on the CPU, eager. A mode the K-seed mode refuses for this config falls back
+    to eager."""
+    from iqrl.core.config import build_config
+    from iqrl.core.runfolder import read_config
+    from iqrl.multiseed.group import unsupported
+    from slurm.projection import measured_rows, run_rate
+
+    first = runs[0]
+    argv = [*first.argv(results), f"device={device}"]
+    if {o.split("=", 1)[0] for o in first.overrides} & {"compile", "cudagraphs"}:
+        return (), "as the sweep sets it"
+    for r in runs:
+        saved = read_config(r.run_dir(results))
+        if saved is not None:
+            mode = "graphs" if saved.get("cudagraphs") else "compiled" if saved.get("compile") else "eager"
+            return GROUP_MODES[mode], f"{mode} ({r.key} began so)"
+    if pack_mode != "auto":
+        mode, why = pack_mode, "the profile's pack_mode"
+    elif device != "cuda":
+        mode, why = "eager", "auto on the CPU"
+    else:
+        rate = run_rate(first, build_config(argv), len(runs), measured_rows())
+        mode = rate.mode if rate.measured else "compiled"
+        why = f"fastest measured: {rate.row}" if rate.measured else "auto on CUDA, no measured row"
+    if mode != "eager" and unsupported(build_config([*argv, *GROUP_MODES[mode]])):
+        return (), f"eager (the K-seed mode refuses {mode} for this config)"
+    return GROUP_MODES[mode], f"{mode} ({why})"
+
+
 # ---------------------------------------------------------------------------------------------- the job
 @dataclass(frozen=True)
 class Pack:

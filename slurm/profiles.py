@@ -21,6 +21,8 @@ MIN_INT = {
     "runs_per_job": 1,
 }
 
+PACK_MODES = ("auto", "eager", "compiled", "graphs")
+
 
 class ProfileError(ValueError):
     pass
@@ -50,6 +52,7 @@ class Profile:
         1  # K runs per job (slurm/pack.py): seeds of one config vectorised, others side by side
     )
     vectorise_seeds: bool = True  # false: the seeds of one config in a packed job run as separate processes
+    pack_mode: str = "auto"  # a K-seed group's update mode: auto | eager | compiled | graphs (slurm/pack.py)
 
     def local_parallelism(self) -> int:
         if self.parallelism == "auto":
@@ -119,6 +122,12 @@ def load_profile(name_or_path: str) -> Profile:
             raise ProfileError(f"{path}: {key} must be an integer >= {least}, got {data[key]!r}")
     if not isinstance(data.get("vectorise_seeds", True), bool):
         raise ProfileError(f"{path}: vectorise_seeds must be true or false, got {data['vectorise_seeds']!r}")
+    if data.get("pack_mode", "auto") not in PACK_MODES:
+        raise ProfileError(
+            f"{path}: pack_mode must be one of {', '.join(PACK_MODES)}, got {data['pack_mode']!r}"
+        )
+    if data.get("pack_mode") == "graphs" and data.get("device", "cpu") != "cuda":
+        raise ProfileError(f"{path}: pack_mode graphs captures CUDA graphs: set device: cuda")
     parallelism = data.get("parallelism", "auto")
     if parallelism != "auto" and not (is_int(parallelism) and parallelism >= 1):
         raise ProfileError(f"{path}: parallelism must be auto or an integer >= 1, got {parallelism!r}")

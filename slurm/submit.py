@@ -31,7 +31,7 @@ from typing import Any
 from iqrl.core.tasks import TASK_GROUPS, TASK_LISTS
 from slurm import cluster
 from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
-from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
+from slurm.pack import Pack, group_mode, group_runs, seeds_argv, trainer_seeds_key
 from slurm.profiles import Profile, ProfileError, available, load_profile
 from slurm.projection import projection_lines
 from slurm.run import Run
@@ -175,8 +175,8 @@ def _describe(plan: Plan, total: int, out: Print) -> None:
         out(f"  ... and {len(plan.live) - 20} more (make status lists them)")
 
 
-def _make_run(r: RunSpec, results: Path, profile: Profile, entry: str) -> Run:
-    argv = r.argv(results) + ([f"device={profile.device}"] if profile.device else [])
+def _make_run(r: RunSpec, results: Path, profile: Profile, entry: str, extra: Sequence[str] = ()) -> Run:
+    argv = r.argv(results) + ([f"device={profile.device}"] if profile.device else []) + list(extra)
     return Run(
         str(r.run_dir(results).absolute()),
         tuple(argv),
@@ -193,29 +193,38 @@ def plan_jobs(runs: Sequence[RunSpec], results: Path, profile: Profile, entry: s
     return group_runs(runs, profile.runs_per_job, key)
 
 
-def _make_job(job: Job, results: Path, profile: Profile, entry: str) -> Run | Pack:
+def _job_runs(job: Job, results: Path, profile: Profile, entry: str) -> tuple[list[Run], str]:
+    """A job's runs as they will train, and for a K-seed group the update mode it trains in and why."""
     mode, runs = job
-    if len(runs) == 1:
-        return _make_run(runs[0], results, profile, entry)
-    return Pack(tuple(_make_run(r, results, profile, entry) for r in runs), mode=mode, threads=profile.cpus)
+    extra, how = (), ""
+    if mode == "seeds" and len(runs) > 1:
+        extra, how = group_mode(runs, results, profile.pack_mode, profile.device)
+    return [_make_run(r, results, profile, entry, extra) for r in runs], how
+
+
+def _make_job(job: Job, results: Path, profile: Profile, entry: str) -> Run | Pack:
+    made, _ = _job_runs(job, results, profile, entry)
+    if len(made) == 1:
+        return made[0]
+    return Pack(tuple(made), mode=job[0], threads=profile.cpus)
 
 
 def _job_commands(job: Job, results: Path, profile: Profile, entry: str) -> list[str]:
     """What a job runs, for DRY=1: one line per run folder, then the command(s)."""
     mode, runs = job
-    made = [_make_run(r, results, profile, entry) for r in runs]
+    made, _ = _job_runs(job, results, profile, entry)
     lines = [f"{run.run_dir}" for run in made]
     if mode == "seeds" and len(runs) > 1:
         return lines + [f"    python -m iqrl.multiseed {shlex.join(seeds_argv([r.argv for r in made]))}"]
     return lines + [f"    python -m {entry.split(':')[0]} {shlex.join(run.argv)}" for run in made]
 
 
-def _describe_job(job: Job, profile: Profile) -> str:
+def _describe_job(job: Job, results: Path, profile: Profile, entry: str) -> str:
     mode, runs = job
     if len(runs) == 1:
         return "1 run"
     how = (
-        "one vectorised multiseed process"
+        f"one vectorised multiseed process, {_job_runs(job, results, profile, entry)[1]}"
         if mode == "seeds"
         else f"{len(runs)} processes, {max(1, profile.cpus // len(runs))} thread(s) each"
     )
@@ -434,7 +443,7 @@ def _print_dry_slurm(
         for k, job in enumerate(batch):
             lines = _job_commands(job, results, profile, entry)
             if len(job[1]) > 1:
-                out(f"  [{k}] {_describe_job(job, profile)}:")
+                out(f"  [{k}] {_describe_job(job, results, profile, entry)}:")
                 out("\n".join(f"      {line}" for line in lines))
             else:
                 out(f"  [{k}] {lines[0]}")
@@ -463,7 +472,7 @@ def _run_local(
         for job in plan_jobs([r for r, _ in plan.todo], results, profile, entry):
             lines = _job_commands(job, results, profile, entry)
             if len(job[1]) > 1:
-                out(f"  job of {_describe_job(job, profile)}:")
+                out(f"  job of {_describe_job(job, results, profile, entry)}:")
             out("\n".join(f"  {line}" for line in lines))
         _print_waiting(plan, out, "local")
         return 0

@@ -105,6 +105,55 @@ def test_seeds_argv_is_the_multiseed_command_of_the_runs():
         seeds_argv([argvs[0], ["agent=td3", "seed=5", "out=/r/pk/iqrl/w/default/seed5", "steps=9"]])
 
 
+def test_a_seed_group_trains_in_the_fastest_mode_its_profile_allows(tmp_path, monkeypatch):
+    """group_mode: on the CPU eager; on CUDA the mode of the cheapest measured row (iqrl: compiled in
+    docs/gpu-results), compiled where no row exists (sac); the profile's pack_mode over auto; a mode the sweep
+    pins or a run began in over both; a mode the K-seed mode refuses for the config falls back to eager."""
+    import slurm.projection as projection
+    from slurm.pack import group_mode
+
+    results = tmp_path / "res"
+    iq = [spec(s) for s in (0, 1)]
+    folder = tmp_path / "rates"
+    folder.mkdir()
+    rows = [
+        {"kind": "machine", "gpu": "GPU X", "date": "2026-01-01"},
+        # two seeds: eager K=2 take one GPU for 1/20 s per update, compiled K=1 two GPUs for 1/50 s: compiled
+        {"kind": "bench", "agent": "iqrl", "obs": "state", "dtype": "fp32", "device": "cuda", "seeds": 2,
+         "compile": False, "key": "iqrl walker-walk state fp32 compile=false K=2", "updates_per_s": 20.0,
+         "task": "walker-walk"},
+        {"kind": "bench", "agent": "iqrl", "obs": "state", "dtype": "fp32", "device": "cuda", "seeds": 1,
+         "compile": True, "key": "iqrl walker-walk state fp32 compile=true K=1", "updates_per_s": 50.0,
+         "task": "walker-walk"},
+    ]  # fmt: skip
+    (folder / "x.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    monkeypatch.setattr(projection, "GPU_RESULTS", folder)
+    monkeypatch.setattr(projection.measured_rows, "__defaults__", (folder,))
+    assert group_mode(iq, results, "auto", "cpu") == ((), "eager (auto on the CPU)")
+    overrides, why = group_mode(iq, results, "auto", "cuda")
+    assert overrides == ("compile=true",), why
+    assert why.startswith("compiled (fastest measured: GPU X 2026-01-01")
+    assert "compile=true K=1" in why
+    sac = [spec(s, "sac") for s in (0, 1)]
+    assert group_mode(sac, results, "auto", "cuda") == (
+        ("compile=true",),
+        "compiled (auto on CUDA, no measured row)",
+    )
+    assert group_mode(iq, results, "graphs", "cuda")[0] == ("compile=true", "cudagraphs=true")
+    assert group_mode(iq, results, "eager", "cuda")[0] == ()
+    pinned = [RunSpec("pk", "iqrl", "walker-walk", s, 1000, "c", ("compile=false",)) for s in (0, 1)]
+    assert group_mode(pinned, results, "graphs", "cuda") == ((), "as the sweep sets it")
+    began = iq[1].run_dir(results)
+    began.mkdir(parents=True)
+    (began / "config.yaml").write_text("compile: false\ncudagraphs: false\n")
+    assert group_mode(iq, results, "auto", "cuda") == ((), f"eager ({iq[1].key} began so)")
+    monkeypatch.setattr("iqrl.multiseed.group.unsupported", lambda cfg: "no" if cfg.compile else None)
+    assert group_mode(sac, results, "compiled", "cuda") == (
+        (),
+        "eager (the K-seed mode refuses compiled for this config)",
+    )
+
+
 def test_requeue_takes_only_the_runs_neither_done_nor_failed(tmp_path):
     import fake_trainer
 
@@ -273,7 +322,8 @@ def test_seeds_of_one_config_train_as_one_vectorised_process(tmp_path, monkeypat
     (tmp_path / "prof.yaml").write_text("executor: local\nparallelism: 1\ncpus: 2\nruns_per_job: 2\n")
     s, p = tmp_path / "pk.yaml", tmp_path / "prof.yaml"
     rc, out = sweep(tmp_path, s, p, entry="iqrl.train:main", dry=True)
-    assert "job of 2 runs, one vectorised multiseed process:" in out and "seeds=0,1" in out, out
+    assert "job of 2 runs, one vectorised multiseed process, eager (auto on the CPU):" in out, out
+    assert "seeds=0,1" in out and "compile=" not in out
     rc, out = sweep(tmp_path, s, p, entry="iqrl.train:main")
     assert rc == 0 and out.count("finished ") == 2, out
     logs = "".join(f.read_text() for f in (tmp_path / "res/.submitit/pk").glob("*_0_log.*"))

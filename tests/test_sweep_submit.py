@@ -281,6 +281,8 @@ def test_profile_errors(tmp_path):
         ("gpus: -1", "gpus must be an integer >= 0"),
         ("signal_delay_s: true", "signal_delay_s must be an integer >= 0, got True"),
         ("mem_gb: 32G", "mem_gb must be a positive number of GB"),
+        ("pack_mode: fast", "pack_mode must be one of auto, eager, compiled, graphs, got 'fast'"),
+        ("pack_mode: graphs", "pack_mode graphs captures CUDA graphs: set device: cuda"),
     ],
 )
 def test_profile_values_are_checked(tmp_path, line, message):
