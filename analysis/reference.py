@@ -5,7 +5,8 @@ results (`read_mrq_results`, a file of a facebookresearch/MRQ checkout); the Ata
 BBF, one point per run after 100k agent steps (`read_bbf_scores`, a file of a google-research checkout); the
 per-seed curves released with SimbaV2 (`read_simba_results`, the `results` folder of a dojeon-ai/SimbaV2
 checkout: SimbaV2, BRO, Simba, TD-MPC2, MR.Q and SAC on DMC, Gym, Meta-World and MyoSuite; CrossQ, DroQ and
-REDQ on Gym)."""
+REDQ on Gym); and those released with DR.Q in the same layout (`read_drq_results`, the `results` folder of a
+dmksjfl/DR.Q checkout: DR.Q on DMC from states and pixels and on Gym, beside SimbaV2, MR.Q and FOG)."""
 
 from __future__ import annotations
 

@@ -152,3 +152,15 @@ def test_the_new_agents_pair_with_their_methods_published_curves(tmp_path):
     pub = published_at(drq, ["dog-run"], 50000)
     same = pub[pub["algorithm"] == PUBLISHED_NAME["dr-q"]]
     assert same[["label", "published", "n_seeds"]].values.tolist() == [["DR.Q [drq-repo]", 200.0, 2]]
+
+
+def test_a_drq_file_that_cannot_be_drawn_is_one_error_naming_it_and_its_line(tmp_path, capsys):
+    from analysis import figures
+
+    path = write_simba(tmp_path / "drq", "drq.csv", [("drq", "dog_run", 0, "avg_return", 50000, "nan")])
+    write_run(tmp_path / "r" / "td3" / "dog-run" / "seed0", [(0, 0.0), (100, 5.0)])
+    argv = ["--results", tmp_path / "r", "--out", tmp_path / "f", "--reference-drq", tmp_path / "drq"]
+    assert figures.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: DR.Q results file {path} line 2: value is 'nan', not a finite number\n"
+    assert not (tmp_path / "f").exists()
