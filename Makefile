@@ -100,13 +100,14 @@ demo: $(BASE_STAMP)
 #              [EXCLUDE_PARTIAL=1] [REFERENCE_GYM=<MRQ checkout>/results/gym_results.txt]
 #              [REFERENCE_ATARI=<MRQ checkout>/results/atari_results.txt]
 #              [REFERENCE_BBF=<google-research checkout>/bigger_better_faster/scores/RR8_BBF.csv]
-#              [REFERENCE_SIMBA=<SimbaV2 checkout>/results]
+#              [REFERENCE_SIMBA=<SimbaV2 checkout>/results] [REFERENCE_DRQ=<DR.Q checkout>/results]
 #              (bootstrap reps: env IQRL_REPS_CURVE / IQRL_REPS_FINAL)
 REFERENCE ?=
 REFERENCE_GYM ?=
 REFERENCE_ATARI ?=
 REFERENCE_BBF ?=
 REFERENCE_SIMBA ?=
+REFERENCE_DRQ ?=
 STEPS ?= 100000,500000,1000000
 EXCLUDE_PARTIAL ?=
 figures: $(BASE_STAMP)
@@ -115,7 +116,8 @@ figures: $(BASE_STAMP)
 		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial) $(if $(REFERENCE_GYM),--reference-gym "$(REFERENCE_GYM)") \
 		$(if $(REFERENCE_ATARI),--reference-atari "$(REFERENCE_ATARI)") \
 		$(if $(REFERENCE_BBF),--reference-bbf "$(REFERENCE_BBF)") \
-		$(if $(REFERENCE_SIMBA),--reference-simba "$(REFERENCE_SIMBA)")
+		$(if $(REFERENCE_SIMBA),--reference-simba "$(REFERENCE_SIMBA)") \
+		$(if $(REFERENCE_DRQ),--reference-drq "$(REFERENCE_DRQ)")
 
 # make validate [AGENTS=a,b] [TASKS=cartpole-swingup,walker-walk] [STEPS=100000] [SEEDS=1]
 #               [OUT=results/validate] [SMALL=1] [JOBS=<cores>] [EVAL_EVERY=10000] [EXTRA="k=v ..."]

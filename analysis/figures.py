@@ -2,7 +2,7 @@
 
     python -m analysis.figures --results R [--out O] [--reference [PATH]] [--reference-gym MRQ_RESULTS]
                                [--reference-atari MRQ_RESULTS] [--reference-bbf BBF_SCORES]
-                               [--reference-simba SIMBAV2_RESULTS]
+                               [--reference-simba SIMBAV2_RESULTS] [--reference-drq DRQ_RESULTS]
                                [--steps 100000,500000]
                                [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
 
@@ -40,6 +40,7 @@ from analysis.reference import (
     SUITES_REFERENCE,
     load_reference,
     read_bbf_scores,
+    read_drq_results,
     read_mrq_results,
     read_simba_results,
 )
@@ -145,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "checkout",
     )
     p.add_argument(
+        "--reference-drq",
+        default=None,
+        help="overlay the per-seed curves released with DR.Q (DR.Q, states and pixels, and its baselines) on "
+        "every suite's panels and in the DMC-hard mean: the `results` folder of a dmksjfl/DR.Q checkout",
+    )
+    p.add_argument(
         "--steps", default=DEFAULT_STEPS, help=f"env steps for final scores (default {DEFAULT_STEPS})"
     )
     p.add_argument("--exclude-partial", action="store_true", help="drop runs whose status is not done")
@@ -237,10 +244,31 @@ def overlay(*references):
     return pd.concat(tables, ignore_index=True) if tables else None
 
 
+def released_curves(simba: Path | None, drq: Path | None, note):
+    """The curves released with SimbaV2 and with DR.Q (the `results` folders of their checkouts; None for one
+    not given) as one table, or None. DR.Q's folder carries SimbaV2 UTD 2 (and MR.Q) again: a curve of it that
+    SimbaV2's release holds with the same numbers is drawn once, as `[simbav2-repo]`, and a note counts them;
+    one whose numbers differ stays, labelled `[drq-repo]`."""
+    from analysis.reference import without_repeated_curves
+
+    simba = read_simba_results(simba) if simba is not None else None
+    drq = read_drq_results(drq) if drq is not None else None
+    if simba is not None and drq is not None:
+        drq, repeated = without_repeated_curves(drq, simba)
+        if repeated:
+            methods = ", ".join(sorted({algorithm for algorithm, _ in repeated}))
+            note(
+                f"{len(repeated)} curves of the DR.Q results ({methods}) are SimbaV2's released ones, number "
+                "for number: drawn once, as [simbav2-repo]"
+            )
+    return overlay(simba, drq)
+
+
 def dmc_hard_figure(evals, reference, out: Path, colors: dict, seed: int, note) -> list[Path]:
     """The mean return over the seven DMC-hard tasks (iqrl.core.tasks.DMC_HARD) vs env steps, per method
     with runs on all seven (its per-task means averaged at the steps every task has), beside each published
-    method with curves on all seven (the numbers of issue 48: SimbaV2 UTD 8, BRO UTD 10, MR.Q, TD-MPC2 at 1M),
+    method with curves on all seven (the numbers of issues 48 and 60: DR.Q, SimbaV2 UTD 8, BRO UTD 10, MR.Q,
+    TD-MPC2 at 1M),
     and those curves as `dmc_hard_mean.csv`: the table when the runs hold a DMC-hard task, the figure when a
     method has runs on all seven."""
     from analysis import metrics, plots
@@ -461,6 +489,7 @@ def make_figures(
     reference_atari: Path | None = None,
     reference_bbf: Path | None = None,
     reference_simba: Path | None = None,
+    reference_drq: Path | None = None,
     exclude_partial=False,
     reps_curve=2000,
     reps_final=20000,
@@ -505,9 +534,9 @@ def make_figures(
         written, table_paths = written + figs, table_paths + paths
 
     # Per-task learning curves, optionally with published curves: DMC returns, then each other suite's score.
-    simba = read_simba_results(reference_simba) if reference_simba is not None else None
+    released = released_curves(reference_simba, reference_drq, note)
     if not evals.empty:
-        dmc_reference = overlay(reference, simba)
+        dmc_reference = overlay(reference, released)
         written += task_curve_figure(evals, "dmc", dmc_reference, out, colors, seed, note, "per_task_curves")
         written += dmc_hard_figure(evals, dmc_reference, out, colors, seed, note)
     mrq_results = {"gym": reference_gym, "atari": reference_atari}  # MR.Q's released curves, per suite
@@ -522,7 +551,7 @@ def make_figures(
         written += task_curve_figure(
             rows,
             suite,
-            overlay(suite_reference, simba),
+            overlay(suite_reference, released),
             out,
             colors,
             seed,
@@ -769,6 +798,9 @@ def _run(args) -> int:
         reference_simba = Path(args.reference_simba) if args.reference_simba else None
         if reference_simba is not None:
             read_simba_results(reference_simba)  # likewise a folder without SimbaV2's results
+        reference_drq = Path(args.reference_drq) if args.reference_drq else None
+        if reference_drq is not None:
+            read_drq_results(reference_drq)
         result = make_figures(
             args.results,
             args.out,
@@ -778,6 +810,7 @@ def _run(args) -> int:
             reference_atari=reference_atari,
             reference_bbf=reference_bbf,
             reference_simba=reference_simba,
+            reference_drq=reference_drq,
             exclude_partial=args.exclude_partial,
             reps_curve=_int_arg("--reps-curve", args.reps_curve),
             reps_final=_int_arg("--reps-final", args.reps_final),

@@ -5,7 +5,8 @@ results (`read_mrq_results`, a file of a facebookresearch/MRQ checkout); the Ata
 BBF, one point per run after 100k agent steps (`read_bbf_scores`, a file of a google-research checkout); the
 per-seed curves released with SimbaV2 (`read_simba_results`, the `results` folder of a dojeon-ai/SimbaV2
 checkout: SimbaV2, BRO, Simba, TD-MPC2, MR.Q and SAC on DMC, Gym, Meta-World and MyoSuite; CrossQ, DroQ and
-REDQ on Gym)."""
+REDQ on Gym); and those released with DR.Q in the same layout (`read_drq_results`, the `results` folder of a
+dmksjfl/DR.Q checkout: DR.Q on DMC from states and pixels and on Gym, beside SimbaV2, MR.Q and FOG)."""
 
 from __future__ import annotations
 
@@ -245,7 +246,8 @@ SIMBA_COLUMNS = ["exp_name", "env_name", "seed", "metric", "env_step", "value"]
 
 
 def simba_task_name(env_name: str) -> str | None:
-    """A task name of the SimbaV2 results -> ours, or None for a HumanoidBench task (`h1-*`, no suite here).
+    """A task name of the SimbaV2 results -> ours, or None for a HumanoidBench task (`h1-*`, `h1hand-*`: no
+    suite here).
     One task is spelt several ways across its files (`ball_in_cup-catch`, `ball-in-cup-catch`,
     `ball_in_cup_catch`, TD-MPC2's `cup-catch`). Gym: `Humanoid_v4` -> `gym:Humanoid-v4`; Meta-World:
     `assembly-v2-goal-observable` or `mw-assembly` -> `metaworld:assembly`; MyoSuite: `myo-key-turn` ->
@@ -255,7 +257,7 @@ def simba_task_name(env_name: str) -> str | None:
     name = env_name.replace("_", "-")
     if name[:1].isupper():
         return f"gym:{name}"
-    if name.startswith("h1-"):
+    if name.startswith(("h1-", "h1hand-")):
         return None
     if name.startswith("mw-") or name.endswith("-v2-goal-observable"):
         return "metaworld:" + name.removeprefix("mw-").removesuffix("-v2-goal-observable")
@@ -287,11 +289,53 @@ def read_simba_results(folder: Path) -> pd.DataFrame:
     `simbaV2_utd8.csv` and `simbaV2_utd1.csv` repeat their dog, humanoid and HumanoidBench runs under
     permuted seed labels, and `results/simbaV2_utd2.csv` and `utd8` are copies of those in `baseline/`. An
     empty file (`mad-td_utd8.csv` at 14fafb2 is not stored) is skipped."""
+    df = read_release_rows(folder, SIMBA_FILES, "SimbaV2 results")
+    df["algorithm"] = [SIMBA_ALGORITHMS.get(e.lower(), e) for e in df["exp_name"]]
+    df["task"] = df["env_name"].map(simba_task_name)
+    return release_curves(df, SIMBA_SOURCE)
+
+
+DRQ_SOURCE = "drq-repo"
+#: DR.Q's results (dmksjfl/DR.Q at cc307a5, `results/*.csv`): its run names -> the methods' names; the
+#: baselines beside DR.Q are named as in SimbaV2's release, whose layout DR.Q's files follow.
+DRQ_ALGORITHMS = {**SIMBA_ALGORITHMS, "drq": "DR.Q", "fog": "FOG"}
+#: DR.Q's prefix of a DMC task learnt from pixels (`visual_dog_run`; `Dmc-visual-dog-run` in its README).
+DRQ_PIXELS = "visual_"
+
+
+def read_drq_results(folder: Path) -> pd.DataFrame:
+    """The per-seed curves released with DR.Q (Lyu et al., ICML 2026, arXiv 2605.11711; dmksjfl/DR.Q at
+    cc307a5: `results/drq.csv` and its baselines `mrq.csv`, `simbaV2_utd2.csv`, `fog.csv`, each in the layout
+    of SimbaV2's files) -> the published-curves layout as `read_simba_results`, source `drq-repo`, algorithms
+    as DRQ_ALGORITHMS names them (`drq` -> `DR.Q`).
+
+    Task names are underscored throughout (`ball_in_cup_catch`, `cartpole_balance_sparse`, `Humanoid_v4`,
+    `h1hand_run_v0`): `simba_task_name` reads them as ours. A DMC task learnt from pixels (`visual_dog_run`)
+    is the dm_control task with the method's name marked `(pixels)` (`DR.Q (pixels)`, the code's `-visual`
+    env: `DRQ/env_preprocessing.py` lines 145-146), so it is never averaged with the state runs;
+    HumanoidBench is dropped. Steps are env steps: DR.Q's code runs DMC, states and pixels, for 500k agent
+    steps at action repeat 2 (`DRQ/main.py` line 23, `DRQ/env_preprocessing.py` line 128) and the file's DMC
+    curves end at 1M; Gym runs 1M steps without action repeat (`main.py` line 26) and ends at 1M; its
+    `simbaV2_utd2.csv` equals SimbaV2's own release at the same env steps (docs/suites.md)."""
+    df = read_release_rows(folder, ("*.csv",), "DR.Q results")
+    pixels = df["env_name"].str.startswith(DRQ_PIXELS)
+    names = [DRQ_ALGORITHMS.get(e.lower(), e) for e in df["exp_name"]]
+    df["algorithm"] = [f"{n} (pixels)" if p else n for n, p in zip(names, pixels)]
+    df["task"] = df["env_name"].str.removeprefix(DRQ_PIXELS).map(simba_task_name)
+    return release_curves(df, DRQ_SOURCE)
+
+
+def read_release_rows(folder: Path, patterns: tuple[str, ...], what: str) -> pd.DataFrame:
+    """The rows of the non-empty files matching `patterns` under `folder`, in SimbaV2's released layout
+    (SIMBA_COLUMNS, pandas' index first), with the metrics of SIMBA_METRICS; seed and env_step as integers,
+    value as float. AnalysisError (one line naming the file and its line) for a file that is not text, lacks a
+    column, or holds a seed or step that is no whole number or a value that is no finite number; and for a
+    folder without such a file."""
     folder = Path(folder)
-    paths = sorted({p for pattern in SIMBA_FILES for p in folder.glob(pattern) if p.stat().st_size > 0})
+    paths = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.stat().st_size > 0})
     if not paths:
-        raise AnalysisError(f"{folder} holds no SimbaV2 results ({' or '.join(SIMBA_FILES)})")
-    frames, what = [], "SimbaV2 results file"
+        raise AnalysisError(f"{folder} holds no {what} ({' or '.join(patterns)})")
+    frames, what = [], f"{what} file"
     for path in paths:
         try:
             df = pd.read_csv(
@@ -304,11 +348,16 @@ def read_simba_results(folder: Path) -> pd.DataFrame:
         for column in ("seed", "env_step", "value"):
             df[column] = parse_numbers(df[column], f"{what} {path}", whole=column != "value")
         frames.append(df)
-    df = pd.concat(frames, ignore_index=True).astype({"seed": "int64"})
-    df["algorithm"] = [SIMBA_ALGORITHMS.get(e.lower(), e) for e in df["exp_name"]]
-    df["task"] = df["env_name"].map(simba_task_name)
+    return pd.concat(frames, ignore_index=True).astype({"seed": "int64", "env_step": "int64"})
+
+
+def release_curves(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Released rows (`read_release_rows`) with our `algorithm` and `task` (None: a task of no suite here,
+    dropped) -> the published-curves layout (REFERENCE_COLUMNS and `success`) of `source`, tasks as the
+    published files name them (`published_name`). A (method, task, seed, step, metric) listed more than once
+    keeps its last row."""
     df = df[df["task"].notna()]
-    df = df.assign(task=df["task"].map(published_name), env_step=df["env_step"].astype("int64"))
+    df = df.assign(task=df["task"].map(published_name))
     keys = ["algorithm", "task", "seed", "env_step"]
     df = df.drop_duplicates([*keys, "metric"], keep="last")
     wide = df.pivot_table(index=keys, columns="metric", values="value", aggfunc="last").reset_index()
@@ -316,10 +365,31 @@ def read_simba_results(folder: Path) -> pd.DataFrame:
     for column in SIMBA_METRICS.values():
         if column not in wide:
             wide[column] = np.nan
-    wide = wide.assign(source=SIMBA_SOURCE, ablation="")
-    return wide[[*REFERENCE_COLUMNS, "success"]].sort_values(
-        ["algorithm", "task", "seed", "env_step"], ignore_index=True
-    )
+    wide = wide.assign(source=source, ablation="")
+    return wide[[*REFERENCE_COLUMNS, "success"]].sort_values(keys, ignore_index=True)
+
+
+def without_repeated_curves(
+    curves: pd.DataFrame, kept: pd.DataFrame
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """`curves` less each (algorithm, task) curve that `kept` holds with the same numbers: the same seeds and
+    steps, returns and success rates equal to 1e-6 (a copy written out again differs in the last digits).
+    Two releases that carry one method's runs (DR.Q's `simbaV2_utd2.csv` is SimbaV2's) would draw it twice;
+    a curve whose numbers differ stays, apart under its own source. Returns (those rows, the repeated curves'
+    (algorithm, task))."""
+    keys = ["algorithm", "task", "seed", "env_step"]
+    values = ["episode_return", "success"]
+    both = curves.merge(kept[keys + values], on=keys, how="left", suffixes=("", "_kept"), indicator=True)
+    same = both["_merge"].eq("both")
+    for v in values:
+        same &= np.isclose(both[v], both[f"{v}_kept"], rtol=0, atol=1e-6, equal_nan=True)
+    curve = ["algorithm", "task"]
+    size = curves.groupby(curve).size()
+    all_same = same.groupby([both[c] for c in curve]).all().reindex(size.index)
+    repeated = all_same & size.eq(kept.groupby(curve).size().reindex(size.index))
+    repeated = repeated[repeated]
+    drop = curves.set_index(curve).index.isin(repeated.index)
+    return curves[~drop].reset_index(drop=True), list(repeated.index)
 
 
 def published_name(task: str) -> str:
@@ -381,7 +451,10 @@ def select_reference(
     return out
 
 
-#: Our agent -> the algorithm name the published file uses for the same method (others: none published).
+#: Our agent -> the algorithm name the published curves use for the same method (others: none published):
+#: `published_dmc.csv.gz`'s names, and those the released results are read under (`tdmpc2`: TD-MPC2's own
+#: results, source `tdmpc2-results`, and SimbaV2's copy; `dr-q`: DR.Q's release, `read_drq_results`; `droq`:
+#: SimbaV2's `droq_utd20.csv`, Gym only, `read_simba_results`).
 PUBLISHED_NAME = {
     "iqrl": "iQRL",
     "iqrl-official": "iQRL",
@@ -390,6 +463,8 @@ PUBLISHED_NAME = {
     "tcrl": "TCRL",
     "dcwm": "DCWM",
     "tdmpc2": "TD-MPC2",
+    "dr-q": "DR.Q",
+    "droq": "DroQ (UTD 20)",
 }
 
 

@@ -42,6 +42,18 @@ def write_run(
     return path
 
 
+SIMBA_HEADER = ",exp_name,env_name,seed,metric,env_step,value\n"
+
+
+def write_simba(root: Path, name: str, rows: list[tuple]) -> Path:
+    """A results file in the layout SimbaV2 released its curves in (and DR.Q after it): rows (exp_name,
+    env_name, seed, metric, env_step, value), pandas' index first."""
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SIMBA_HEADER + "".join(f"{i},{','.join(map(str, r))}\n" for i, r in enumerate(rows)))
+    return path
+
+
 # Hand-computable final scores: 3 tasks x 4 seeds of method "a" at env step 100.
 #   sorted: 0 100 200 | 300 400 500 600 700 800 | 900 1000 1000  -> IQM = 550
 #   task means: 300, 450, 875 -> mean 541.67, median 450; optimality gap = 1000 - 541.67

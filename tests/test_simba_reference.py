@@ -8,17 +8,7 @@ import pytest
 
 from iqrl.core.tasks import DMC_HARD
 
-from analysis_helpers import write_run
-
-HEADER = ",exp_name,env_name,seed,metric,env_step,value\n"
-
-
-def write_simba(root, name, rows):
-    """A results file of rows (exp_name, env_name, seed, metric, env_step, value), pandas' index first."""
-    path = root / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HEADER + "".join(f"{i},{','.join(map(str, r))}\n" for i, r in enumerate(rows)))
-    return path
+from analysis_helpers import write_run, write_simba
 
 
 def simba_folder(root):
