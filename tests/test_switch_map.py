@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -65,3 +66,43 @@ def test_every_named_test_exists():
             tree = ast.parse((ROOT / "tests" / file).read_text())
             defined[file] = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
         assert test in defined[file], f"docs/switches.md names tests/{file}::{test}, which does not exist"
+
+
+@dataclass
+class Documented:
+    """A config whose keys are documented every way the generator reads (and one that is not)."""
+
+    TINY: ClassVar[dict] = {}  # a class variable, no key
+    after: int = 1  # the comment after the key
+    # the lines above the key,
+    # joined
+    above: float = 0.5
+    # --- a title, which documents nothing ---
+    both: str = "x"  # and after it
+    bare: bool = False
+    wrapped: list[int] = field(
+        default_factory=lambda: [1, 2]  # a comment inside the declaration
+    )
+
+
+def test_a_keys_documentation_is_the_comment_above_it_then_the_one_after_it():
+    found = switch_docs.declarations(Documented)
+    assert {k: d.doc for k, d in found.items()} == {
+        "after": "the comment after the key",
+        "above": "the lines above the key, joined",
+        "both": "and after it",
+        "bare": "",
+        "wrapped": "a comment inside the declaration",
+    }
+    assert found["bare"].file == "tests/test_switch_map.py"
+    lines = Path(__file__).read_text().splitlines()
+    assert lines[found["bare"].line - 1].strip() == "bare: bool = False"
+    assert switch_docs.undocumented(Documented) == [f"bare (tests/test_switch_map.py:{found['bare'].line})"]
+    # a row's cells: `|` escaped, a default per group of agents, tests with their notes
+    assert switch_docs.cell("cpu | cuda") == "cpu \\| cuda"
+    assert switch_docs.by_agents({"a": "1", "b": "2", "c": "1"}, quote=True) == "a, c: `1`<br>b: `2`"
+    assert (
+        switch_docs.tests_cell(["tests/test_x.py::test_y (GPU only)"])
+        == "`tests/test_x.py::test_y` (GPU only)"
+    )
+    assert switch_docs.tests_cell("value") == switch_docs.VALUE and switch_docs.tests_cell(None) == ""

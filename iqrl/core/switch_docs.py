@@ -131,8 +131,8 @@ def tests_cell(entry: list[str] | str | None) -> str:
     return "<br>".join(re.sub(r"^(tests/\S+::\w+)", r"`\1`", cell(t)) for t in entry)
 
 
-def by_agents(values: dict[str, str], agents: int, quote: bool) -> str:
-    """One value for all, or each value with the agents that have it (agent -> value, `agents` in all)."""
+def by_agents(values: dict[str, str], quote: bool) -> str:
+    """One value for all, or each value with the agents that have it (`values`: agent -> value)."""
     groups: dict[str, list[str]] = {}
     for name, v in values.items():
         groups.setdefault(v, []).append(name)
@@ -157,8 +157,8 @@ def agent_rows(agents: list[str], tests: dict) -> list[str]:
     rows = []
     for key in sorted(defaults):
         have = ", ".join(defaults[key]) if len(defaults[key]) < len(agents) else "all"
-        default = "its name" if key == "name" else by_agents(defaults[key], len(agents), quote=True)
-        means = by_agents(meaning[key], len(agents), quote=False)
+        default = "its name" if key == "name" else by_agents(defaults[key], quote=True)
+        means = by_agents(meaning[key], quote=False)
         pinned = tests_cell(tests.get(f"agent.{key}"))
         rows.append(f"| `agent.{key}` | {have} | {cell(default)} | {cell(means)} | {pinned} |")
     return rows
