@@ -67,7 +67,8 @@ test: $(STAMP) lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 # make test-agent NAME=<agent>[,<agent>]: every registry-wide test for those agents (the tests marked
-# `registry`: conformance, config ranges, transfer parts, switch docs, the K-seed mode, compile with inductor).
+# `registry`: conformance, config ranges and parts, transfer parts, key docs, action spaces, sync-free updates,
+# batched evaluation, the K-seed mode, compile with inductor; docs/extending.md lists them).
 NAME ?=
 test-agent: $(STAMP)
 	@test -n "$(NAME)" || { echo "error: give the agent: make test-agent NAME=<agent>" >&2; exit 2; }
