@@ -92,7 +92,7 @@ class BROConfig(AgentConfig):
     std_multiplier: float = 0.75  # the optimistic actor's std: this times the actor's
     pessimism: float = 0.0  # beta_p of the critics' target and the actor's objective
     log_std_min: float = -10.0  # lower soft bound of the actor's log std (tanh-scaled into [min, max])
-    log_std_max: float = 2.0  # upper bound of the same
+    log_std_max: float = 2.0  # upper soft bound of the actor's log std
     utd: float = 2.0  # updates per stored transition (per agent step)
     UTD_KEY = "utd"  # updates_per_step may only agree with it (AgentConfig.UTD_KEY)
     # stored transitions (agent steps) at which every network, optimizer and scalar is reset, before that

@@ -68,7 +68,7 @@ class CrossQConfig(AgentConfig):
     bn_momentum: float = 0.99  # decay of the BatchRenorm layers' running statistics
     bn_warmup: int = 100_000  # training calls of a BatchRenorm layer before it renormalises
     log_std_min: float = -20.0  # lower clip of the actor's log std
-    log_std_max: float = 2.0  # upper bound of the same
+    log_std_max: float = 2.0  # upper clip of the actor's log std
     utd: float = 1.0  # critic updates per stored transition (per agent step)
     UTD_KEY = "utd"  # updates_per_step may only agree with it (AgentConfig.UTD_KEY)
 

@@ -88,7 +88,7 @@ class DCWMConfig(AgentConfig):
     # Bounded reward head [reward_min, reward_max]: [0, action repeat] on DMC, as the code sets it; both
     # null (the task file's setting for Gym, Meta-World and MyoSuite, as the code's) = unbounded.
     reward_min: float | None = 0.0
-    reward_max: float | None = 2.0  # the upper bound of the same
+    reward_max: float | None = 2.0  # upper bound of the reward head (null with reward_min: unbounded)
     # Learn from symlog(r) (rewards in the replay keep their values; the code symlogs the stored rewards
     # with its `scale_reward`, which its MyoSuite config turns on: the task file does here).
     symlog_reward: bool = False

@@ -92,7 +92,7 @@ class SimbaV2Config(AgentConfig):
     init_temperature: float = 0.01  # initial entropy temperature alpha
     target_entropy: float | None = None  # None: -|A| / 2
     log_std_min: float = -10.0  # lower soft bound of the actor's log std (tanh-scaled into [min, max])
-    log_std_max: float = 2.0  # upper bound of the same
+    log_std_max: float = 2.0  # upper soft bound of the actor's log std
     normalize_observations: bool = True  # observations through a running mean and variance (RSNorm)
     # rewards divided by max(sqrt(var(G) + 1e-8), max|G| / g_max) of the discounted returns G seen so far
     normalize_rewards: bool = True

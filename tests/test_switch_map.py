@@ -102,7 +102,7 @@ def test_a_keys_documentation_is_the_comment_above_it_then_the_one_after_it():
     assert switch_docs.cell("cpu | cuda") == "cpu \\| cuda"
     assert switch_docs.by_agents({"a": "1", "b": "2", "c": "1"}, quote=True) == "a, c: `1`<br>b: `2`"
     assert (
-        switch_docs.tests_cell(["tests/test_x.py::test_y (GPU only)"])
-        == "`tests/test_x.py::test_y` (GPU only)"
+        switch_docs.tests_cell(["tests/test_cuda.py::test_z (GPU only)"])
+        == "`tests/test_cuda.py::test_z` (GPU only)"
     )
     assert switch_docs.tests_cell("value") == switch_docs.VALUE and switch_docs.tests_cell(None) == ""
