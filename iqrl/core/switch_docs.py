@@ -59,12 +59,9 @@ def declarations(cls: type) -> dict[str, Declared]:
         return {}
     source = textwrap.dedent("".join(lines))
     comments: dict[int, tuple[str, bool]] = {}  # line -> (text, alone on its line)
-    code_lines: set[int] = set()
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             comments[tok.start[0]] = (tok.string.lstrip("#").strip(), tok.line.strip().startswith("#"))
-        elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
-            code_lines.update(range(tok.start[0], tok.end[0] + 1))
     body = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)).body
     file = shown(inspect.getsourcefile(cls))
     out: dict[str, Declared] = {}
@@ -96,7 +93,7 @@ def declared(cls: type, key: str) -> Declared:
 
 
 def doc(cls: type, key: str) -> str:
-    """The documentation of `cls`'s key: its comment."""
+    """The documentation of `cls`'s key: its comment (`name`'s is NAME_DOC)."""
     return NAME_DOC if key == "name" else declared(cls, key).doc
 
 
@@ -116,6 +113,7 @@ def value(v) -> str:
 
 
 def cell(text: str) -> str:
+    """`text` in a table cell: a `|` escaped."""
     return text.replace("|", "\\|")
 
 
@@ -136,10 +134,10 @@ def by_agents(values: dict[str, str], quote: bool) -> str:
     groups: dict[str, list[str]] = {}
     for name, v in values.items():
         groups.setdefault(v, []).append(name)
-    shown = {v: f"`{v}`" if quote else v for v in groups}
+    written = {v: f"`{v}`" if quote else v for v in groups}
     if len(groups) == 1:
-        return shown[next(iter(groups))]
-    return "<br>".join(f"{', '.join(names)}: {shown[v]}" for v, names in groups.items())
+        return written[next(iter(groups))]
+    return "<br>".join(f"{', '.join(names)}: {written[v]}" for v, names in groups.items())
 
 
 def agent_rows(agents: list[str], tests: dict) -> list[str]:
@@ -165,6 +163,7 @@ def agent_rows(agents: list[str], tests: dict) -> list[str]:
 
 
 def run_rows(tests: dict) -> list[str]:
+    """One row per run key (RunConfig's, `agent` aside): key, default, meaning, tests."""
     from iqrl.core.config import RunConfig
 
     cfg = RunConfig()
