@@ -24,11 +24,11 @@ BENCH_OUT ?= bench.json
 AGENT ?=
 TASK ?=
 
-.PHONY: help install venv-install lock test test-agent lint format demo sweep status figures bench validate video clean \
+.PHONY: help install venv-install lock test test-agent switches lint format demo sweep status figures bench validate video clean \
 	gpu-report gpu-wheels
 
 help:
-	@echo "make test | test-agent NAME=... | lock | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
+	@echo "make test | test-agent NAME=... | switches | lock | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
 	@echo "make gpu-report PART=1|2|3|all [SMOKE=1] | gpu-wheels [GPU_PYTHON=3.12]"
 
 $(BASE_STAMP): pyproject.toml uv.lock
@@ -67,11 +67,17 @@ test: $(STAMP) lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 # make test-agent NAME=<agent>[,<agent>]: every registry-wide test for those agents (the tests marked
-# `registry`: conformance, config ranges, transfer parts, switch docs, the K-seed mode, compile with inductor).
+# `registry`: conformance, config ranges and parts, transfer parts, key docs, action spaces, sync-free updates,
+# batched evaluation, the K-seed mode, compile with inductor; docs/extending.md lists them).
 NAME ?=
 test-agent: $(STAMP)
 	@test -n "$(NAME)" || { echo "error: give the agent: make test-agent NAME=<agent>" >&2; exit 2; }
 	$(PY) -m pytest -q -n 0 -m registry --agent "$(NAME)" --durations=5 tests
+
+# make switches: docs/switches.md's key tables written again from the config dataclasses (each key's comment) and
+# docs/switch_tests.yaml (the tests that pin each key); tests/test_switch_map.py fails until they agree.
+switches: $(BASE_STAMP)
+	$(PY) -m iqrl.core.switch_docs
 
 # ruff (configured in pyproject.toml): the formatter's check and the linter; `make format` applies both fixes.
 lint: $(STAMP)

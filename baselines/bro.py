@@ -76,23 +76,23 @@ class BROConfig(AgentConfig):
     name: str = "bro"
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # critics: BroNet blocks of this width
     actor_mlp_dims: list[int] = field(default_factory=lambda: [256])  # both actors
-    num_quantiles: int = 100
-    batch_size: int = 128
-    gamma: float = 0.99
-    tau: float = 0.005
+    num_quantiles: int = 100  # quantiles of each critic's return distribution (QR-DQN's loss)
+    batch_size: int = 128  # transitions per gradient update
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # EMA rate of the target critics
     lr: float = 3e-4  # actors and critics (AdamW)
-    weight_decay: float = 1e-4
-    init_temperature: float = 1.0
+    weight_decay: float = 1e-4  # AdamW's decoupled weight decay of the actors and critics
+    init_temperature: float = 1.0  # initial entropy temperature alpha
     alpha_lr: float = 3e-4  # temperature (Adam, beta1 0.5)
     target_entropy: float | None = None  # None: -|A| / 2
     adjust_lr: float = 3e-5  # optimism and KL weight (Adam, beta1 0.5)
-    init_optimism: float = 1.0
-    init_kl_weight: float = 0.25
+    init_optimism: float = 1.0  # initial optimism beta_o of the optimistic actor's objective
+    init_kl_weight: float = 0.25  # initial weight of the KL from the optimistic actor to the actor
     kl_target: float = 0.05  # nats per action dimension
     std_multiplier: float = 0.75  # the optimistic actor's std: this times the actor's
     pessimism: float = 0.0  # beta_p of the critics' target and the actor's objective
-    log_std_min: float = -10.0
-    log_std_max: float = 2.0
+    log_std_min: float = -10.0  # lower soft bound of the actor's log std (tanh-scaled into [min, max])
+    log_std_max: float = 2.0  # upper soft bound of the actor's log std
     utd: float = 2.0  # updates per stored transition (per agent step)
     UTD_KEY = "utd"  # updates_per_step may only agree with it (AgentConfig.UTD_KEY)
     # stored transitions (agent steps) at which every network, optimizer and scalar is reset, before that

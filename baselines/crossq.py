@@ -56,19 +56,19 @@ class CrossQConfig(AgentConfig):
 
     name: str = "crossq"
     mlp_dims: list[int] = field(default_factory=lambda: [2048, 2048])  # each critic's hidden widths
-    actor_mlp_dims: list[int] = field(default_factory=lambda: [256, 256])
-    num_critics: int = 2
-    batch_size: int = 256
-    gamma: float = 0.99
+    actor_mlp_dims: list[int] = field(default_factory=lambda: [256, 256])  # the actor's hidden widths
+    num_critics: int = 2  # critics; the target and the actor's objective take their minimum
+    batch_size: int = 256  # transitions per gradient update
+    gamma: float = 0.99  # discount
     lr: float = 1e-3  # actor, critics and temperature
     adam_beta1: float = 0.5  # actor and critics (the temperature: 0.9)
-    init_temperature: float = 1.0
+    init_temperature: float = 1.0  # initial entropy temperature alpha
     target_entropy: float | None = None  # None: -|A|
     policy_delay: int = 3  # an actor and temperature step every this many critic steps
-    bn_momentum: float = 0.99
+    bn_momentum: float = 0.99  # decay of the BatchRenorm layers' running statistics
     bn_warmup: int = 100_000  # training calls of a BatchRenorm layer before it renormalises
-    log_std_min: float = -20.0  # hard clip of the actor's log-std
-    log_std_max: float = 2.0
+    log_std_min: float = -20.0  # lower clip of the actor's log std
+    log_std_max: float = 2.0  # upper clip of the actor's log std
     utd: float = 1.0  # critic updates per stored transition (per agent step)
     UTD_KEY = "utd"  # updates_per_step may only agree with it (AgentConfig.UTD_KEY)
 

@@ -82,13 +82,13 @@ class DCWMConfig(AgentConfig):
     dcwm_legacy_unit_discount: bool = False  # DC-1: n = 1 bootstraps with 1 instead of gamma
     # --- world model ---
     consistency_loss: str = "cross_entropy"  # cross_entropy | mse | cosine (on codes)
-    consistency_coef: float = 1.0
-    reward_coef: float = 1.0
+    consistency_coef: float = 1.0  # weight of the consistency term of the model loss
+    reward_coef: float = 1.0  # weight of the reward term of the model loss
     train_propagation: str = "sample"  # sample (ST Gumbel) | sample_no_grad | weighted_avg | mode
     # Bounded reward head [reward_min, reward_max]: [0, action repeat] on DMC, as the code sets it; both
     # null (the task file's setting for Gym, Meta-World and MyoSuite, as the code's) = unbounded.
     reward_min: float | None = 0.0
-    reward_max: float | None = 2.0
+    reward_max: float | None = 2.0  # upper bound of the reward head (null with reward_min: unbounded)
     # Learn from symlog(r) (rewards in the replay keep their values; the code symlogs the stored rewards
     # with its `scale_reward`, which its MyoSuite config turns on: the task file does here).
     symlog_reward: bool = False
@@ -97,17 +97,17 @@ class DCWMConfig(AgentConfig):
     # the first agent-collected episode, as iQRL, TD3 and TCRL.
     seed_burst: bool = True
     # --- MPPI at act time ---
-    mpc: bool = True
-    plan_horizon: int = 3
-    iterations: int = 6
-    num_samples: int = 512
-    num_pi_trajs: int = 24
-    num_elites: int = 64
-    temperature: float = 0.5
-    min_std: float = 0.05
-    max_std: float = 2.0
+    mpc: bool = True  # act by MPPI planning in the world model; false: by the policy alone (DCWM-MF)
+    plan_horizon: int = 3  # H: agent steps of each planned action sequence
+    iterations: int = 6  # MPPI refits of the sampling mean and std per act call
+    num_samples: int = 512  # action sequences per iteration, the policy-prior ones included
+    num_pi_trajs: int = 24  # of them, sequences from the policy prior (rolled out once per call)
+    num_elites: int = 64  # best-valued sequences the mean and std are refitted to
+    temperature: float = 0.5  # elites weighted by softmax(temperature * value)
+    min_std: float = 0.05  # lower clamp of the refitted sampling std
+    max_std: float = 2.0  # upper clamp of the refitted std, and its value at the start of each call
     plan_discount: float = 0.9  # the code discounts plans with rho, not gamma
-    plan_propagation: str = "weighted_avg"
+    plan_propagation: str = "weighted_avg"  # how MPPI rolls the codes forward: weighted_avg | sample | mode
     plan_shared_prior_noise: bool = True  # DC-3: one noise vector per step for all prior trajectories
     plan_noise_in_eval: bool = True  # DC-3: prior and terminal-value actions noisy in evaluation too
 

@@ -65,11 +65,11 @@ class DQNConfig(AgentConfig):
     mlp_dims: list[int] = field(default_factory=lambda: [512])  # hidden layers of the head
     dueling: bool = False  # Q = V + A - mean(A) (Wang et al. 2016; DrQ(eps))
     init: str = "xavier"  # xavier (Dopamine's Xavier-uniform, zero biases) | default (PyTorch's)
-    batch_size: int = 32
-    gamma: float = 0.99
-    nstep: int = 1
-    lr: float = 6.25e-5
-    adam_eps: float = 1.5e-4
+    batch_size: int = 32  # transitions per gradient update
+    gamma: float = 0.99  # discount
+    nstep: int = 1  # n-step return length
+    lr: float = 6.25e-5  # Adam's learning rate
+    adam_eps: float = 1.5e-4  # Adam's epsilon (Dopamine's)
     loss: str = "huber"  # huber (delta 1) | mse
     double_q: bool = True  # Double DQN's target; false: DQN's max over the target network
     target_update_every: int = 2000  # updates between copies of the online network into the target

@@ -86,41 +86,41 @@ class MRQConfig(AgentConfig):
     }
     name: str = "mrq"
     # --- generic / TD3 ---
-    batch_size: int = 256
-    gamma: float = 0.99
+    batch_size: int = 256  # transitions per gradient update
+    gamma: float = 0.99  # discount
     target_update_every: int = 250  # hard target copies, reward-scale refresh and encoder burst length
-    expl_noise: float = 0.2
-    policy_noise: float = 0.2
-    noise_clip: float = 0.3
+    expl_noise: float = 0.2  # std of the constant, unclipped Gaussian exploration noise
+    policy_noise: float = 0.2  # target-policy smoothing std
+    noise_clip: float = 0.3  # clip of the target-policy smoothing noise
     q_horizon: int = 3  # n-step of the RL target
     # --- encoder loss ---
-    enc_horizon: int = 5
-    dyn_weight: float = 1.0
-    reward_weight: float = 0.1
-    done_weight: float = 0.1
+    enc_horizon: int = 5  # steps of the encoder's model rollout
+    dyn_weight: float = 1.0  # weight of the next-z_s term of the encoder loss
+    reward_weight: float = 0.1  # weight of the two-hot reward term
+    done_weight: float = 0.1  # weight of the terminal term
     # --- LAP ---
-    lap_alpha: float = 0.4
-    lap_min_priority: float = 1.0
+    lap_alpha: float = 0.4  # LAP's priority exponent: max(|delta|, min_priority)^alpha
+    lap_min_priority: float = 1.0  # LAP's priority floor (also the LAP-Huber threshold)
     # --- encoder model ---
-    zs_dim: int = 512
-    za_dim: int = 256
-    zsa_dim: int = 512
-    enc_mlp_dims: list[int] = field(default_factory=lambda: [512, 512])
-    enc_lr: float = 1e-4
-    enc_weight_decay: float = 1e-4
+    zs_dim: int = 512  # width of the state embedding z_s
+    za_dim: int = 256  # width of the action embedding z_a
+    zsa_dim: int = 512  # width of the state-action embedding z_sa
+    enc_mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # z_s's and z_sa's hidden widths
+    enc_lr: float = 1e-4  # the encoder's AdamW rate
+    enc_weight_decay: float = 1e-4  # the encoder's AdamW weight decay
     # --- value and policy (hidden widths; the value net adds one more LN-ELU layer of mlp_dims[-1]) ---
-    mlp_dims: list[int] = field(default_factory=lambda: [512, 512])
-    value_lr: float = 3e-4
-    value_weight_decay: float = 1e-4
-    value_grad_clip: float = 20.0
-    policy_lr: float = 3e-4
-    policy_weight_decay: float = 1e-4
-    pre_activ_weight: float = 1e-5
+    mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # hidden widths of the value and policy
+    value_lr: float = 3e-4  # the value's AdamW rate
+    value_weight_decay: float = 1e-4  # the value's AdamW weight decay
+    value_grad_clip: float = 20.0  # gradient-norm clip of the value step
+    policy_lr: float = 3e-4  # the policy's AdamW rate
+    policy_weight_decay: float = 1e-4  # the policy's AdamW weight decay
+    pre_activ_weight: float = 1e-5  # weight of the penalty on the policy's pre-tanh activations squared
     gumbel_tau: float = 10.0  # discrete actions: temperature of the Gumbel-softmax actor
     # --- two-hot reward bins ---
-    num_bins: int = 65
-    bins_lower: float = -10.0
-    bins_upper: float = 10.0
+    num_bins: int = 65  # reward bins: symexp(linspace(bins_lower, bins_upper, num_bins))
+    bins_lower: float = -10.0  # lowest bin before symexp
+    bins_upper: float = 10.0  # highest bin before symexp
     # --- pixels (obs=pixels only) ---
     image_pad: int = (
         4  # random shift by up to 4 pixels of every sampled frame stack (code: pixel_augs, pad 4)
@@ -131,7 +131,7 @@ class MRQConfig(AgentConfig):
     official_gumbel_eval: bool = False  # MRQ-3: discrete evaluation acts by a Gumbel-softmax sample
     # the state encoder's, z_sa's, the value's and the policy's MLPs: mlp (MR.Q's) | simba | simbav2 | bronet
     network: str = "mlp"
-    warmup_with_policy: bool = False
+    warmup_with_policy: bool = False  # seed phase: the untrained policy with its noise instead of uniform
 
     def validate_pixels(self, image_size: int) -> None:
         size = MrqCNN.feature_size(image_size)

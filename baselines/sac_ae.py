@@ -127,9 +127,9 @@ class SACAEConfig(AgentConfig):
     name: str = "sac-ae"
     # Autoencoder
     use_decoder: bool = True  # false: the paper's SAC:pixel baseline (the encoder trained by the critic only)
-    encoder_lr: float = 1e-3
-    decoder_lr: float = 1e-3
-    decoder_update_freq: int = 1
+    encoder_lr: float = 1e-3  # Adam rate of the encoder in its decoder step
+    decoder_lr: float = 1e-3  # Adam rate of the decoder (its weight decay: decoder_weight_lambda)
+    decoder_update_freq: int = 1  # an autoencoder step every this many updates
     decoder_latent_lambda: float = 1e-6  # lambda_z: L2 penalty on the latent
     decoder_weight_lambda: float = 1e-7  # lambda_theta: the decoder's Adam weight decay
     rec_bits: int = 5  # bit depth of the reconstruction targets

@@ -78,22 +78,23 @@ class SimbaV2Config(AgentConfig):
 
     name: str = "simbav2"
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # the critic: a block per entry
-    actor_mlp_dims: list[int] = field(default_factory=lambda: [128])
+    actor_mlp_dims: list[int] = field(default_factory=lambda: [128])  # the actor: a block per entry
     num_critics: int = 1  # 2 on Gym (the task file): clipped double Q
-    num_bins: int = 101
+    num_bins: int = 101  # atoms of the categorical critic on [-g_max, g_max]
     g_max: float = 5.0  # the critic's support [-g_max, g_max] and the reward scale's floor max|G| / g_max
     c_shift: float = 3.0  # the constant appended to the input before its normalisation
-    batch_size: int = 256
+    batch_size: int = 256  # transitions per gradient update
     gamma: float = 0.99  # 0.995 on Gym (the task file): the code's heuristic of the effective episode length
-    tau: float = 0.005
+    tau: float = 0.005  # EMA rate of the target critic
     lr: float = 1e-4  # actor, critic and temperature (Adam), decayed linearly to lr_end
-    lr_end: float = 5e-5
+    lr_end: float = 5e-5  # the learning rate at the end of the decay, kept after it
     lr_decay_transitions: int = 500_000  # stored transitions (agent steps) the decay spans: a 1M-env-step run
-    init_temperature: float = 0.01
+    init_temperature: float = 0.01  # initial entropy temperature alpha
     target_entropy: float | None = None  # None: -|A| / 2
-    log_std_min: float = -10.0
-    log_std_max: float = 2.0
-    normalize_observations: bool = True
+    log_std_min: float = -10.0  # lower soft bound of the actor's log std (tanh-scaled into [min, max])
+    log_std_max: float = 2.0  # upper soft bound of the actor's log std
+    normalize_observations: bool = True  # observations through a running mean and variance (RSNorm)
+    # rewards divided by max(sqrt(var(G) + 1e-8), max|G| / g_max) of the discounted returns G seen so far
     normalize_rewards: bool = True
     utd: float = 2.0  # updates per stored transition (per agent step)
     UTD_KEY = "utd"  # updates_per_step may only agree with it (AgentConfig.UTD_KEY)

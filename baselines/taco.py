@@ -94,14 +94,14 @@ class TACOConfig(AgentConfig):
     feature_dim: int = 50  # width of the actor's, critic's and TACO's trunks (Linear -> LayerNorm -> tanh)
     mlp_dims: list[int] = field(default_factory=lambda: [1024, 1024])  # actor and critic hidden widths
     state_enc_dims: list[int] = field(default_factory=lambda: [256, 256])  # obs=state: the MLP encoder
-    batch_size: int = 1024
+    batch_size: int = 1024  # windows per gradient update
     nstep: int = 3  # 1 on walker-* (task YAML)
-    gamma: float = 0.99
+    gamma: float = 0.99  # discount
     lr: float = 1e-4  # actor and critic (Adam)
     encoder_lr: float = 1e-4  # encoder and action encoder (critic step) and the representation step
     tau: float = 0.01  # EMA rate of the target critic
     std_start: float = 1.0  # exploration std: linear(std_start, std_end, std_steps) of exploring steps
-    std_end: float = 0.1
+    std_end: float = 0.1  # the exploration std after std_steps
     std_steps: int = 100_000  # agent steps: 100k easy, 500k medium, 2M hard (task YAML)
     std_clip: float = 0.3  # clip of the target-action and actor-update noise (exploration: unclipped)
     image_pad: int = 4  # random shift (obs=pixels only)

@@ -44,25 +44,25 @@ class TCRLConfig(AgentConfig):
     name: str = "tcrl"
     # --- latent model ---
     latent_dim: int = 50  # d: 50 easy / medium, 100 hard (task YAML)
-    enc_mlp_dims: list[int] = field(default_factory=lambda: [512, 512])
+    enc_mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # the encoder's hidden widths
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # dynamics, reward, actor, critic
     horizon: int = 5  # H
-    rho: float = 0.9
-    consistency_coef: float = 1.0
-    reward_coef: float = 1.0
+    rho: float = 0.9  # per-step weight rho^h of the model loss
+    consistency_coef: float = 1.0  # weight of the cosine consistency term of the model loss
+    reward_coef: float = 1.0  # weight of the reward term of the model loss
     loss_clamp: float = 1e4  # per-sample clamp of each summed loss term
     model_lr: float = 3e-4  # one Adam over encoder, dynamics, reward head
     model_weight_decay: float = 1e-6  # coupled L2 (Adam, not AdamW)
-    model_grad_clip: float = 10.0
+    model_grad_clip: float = 10.0  # gradient-norm clip of the model step
     enc_tau: float = 0.005  # EMA rate of the target encoder
     # --- actor-critic ---
-    batch_size: int = 512
+    batch_size: int = 512  # windows per gradient update
     nstep: int = 3  # 1 for humanoid (task YAML)
-    gamma: float = 0.99
+    gamma: float = 0.99  # discount
     lr: float = 3e-4  # actor and critic (Adam, no clipping)
     tau: float = 0.005  # EMA rate of the target critic
     # --- sigma schedule: linear(start, end, episodes) over the episode index ---
-    sigma_start: float = 1.0
+    sigma_start: float = 1.0  # exploration std of the first episode
     sigma_end: float = 0.1  # 0.2 hard
     sigma_episodes: int = 50  # 50 easy / 150 medium / 500 hard
     sigma_clip: float = 0.3  # clip of the target and actor-update noise (exploration noise is unclipped)

@@ -66,22 +66,24 @@ class TD7Config(AgentConfig):
     }
     name: str = "td7"
     # --- TD3 ---
-    batch_size: int = 256
-    gamma: float = 0.99
+    batch_size: int = 256  # transitions per gradient update
+    gamma: float = 0.99  # discount
     lr: float = 3e-4  # encoder, critic and actor (Adam)
-    actor_update_freq: int = 2
+    actor_update_freq: int = 2  # an actor step every this many critic steps
     policy_noise: float = 0.2  # target-policy smoothing std
-    noise_clip: float = 0.5
+    noise_clip: float = 0.5  # clip of the target-policy smoothing noise
     expl_noise: float = 0.1  # exploration std
     target_update_every: int = 250  # hard copies of targets and fixed encoders, LAP and value-clip resets
     # --- LAP ---
-    lap_alpha: float = 0.4
+    lap_alpha: float = 0.4  # LAP's priority exponent: max(|delta|, min_priority)^alpha
     lap_min_priority: float = 1.0  # also the LAP-Huber threshold
     # --- policy checkpoints ---
+    # policy checkpoints: train in bursts at episode ends after assessing the policy, evaluate the best
+    # assessed checkpoint; false: train every agent step and evaluate the current actor
     use_checkpoints: bool = True
     steps_before_checkpointing: int = 750_000  # updates, then longer assessments
-    max_eps_when_checkpointing: int = 20
-    reset_weight: float = 0.9
+    max_eps_when_checkpointing: int = 20  # episodes per policy assessment after steps_before_checkpointing
+    reset_weight: float = 0.9  # the best assessed return is scaled by this at steps_before_checkpointing
     # --- networks (PyTorch default init) ---
     zs_dim: int = 256  # width of z_s and z_sa
     enc_mlp_dims: list[int] = field(default_factory=lambda: [256, 256])  # hidden widths of f and g (ELU)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -99,3 +101,28 @@ def assert_squashed_gaussian_acting(
     eps = torch.randn(explore_mean.shape, generator=agent.generator)
     want = tanh_gaussian(explore_mean, explore_log_std, eps)[0].detach()
     torch.testing.assert_close(torch.from_numpy(a), want)
+
+
+def optimizers(agent) -> dict[str, torch.optim.Optimizer]:
+    """The agent's optimizers by name: those of its `optimizers` transfer part (every optimizer it has,
+    tests/test_transfer.py checks), the ones a configuration leaves out (None) left out."""
+    if "optimizers" not in agent.TRANSFER_PARTS:
+        return {}
+    return {k: v for k, v in agent.part_objects("optimizers").items() if v is not None}
+
+
+@functools.cache
+def updates_to_step_every_optimizer(name: str, limit: int = 64) -> int:
+    """How many updates of agent `name` (at its tiny sizes, on agent_and_replay's data) it takes until every
+    optimizer of it has stepped: 1 for an agent whose every update steps everything; an actor updated every
+    k-th critic step (actor_update_freq, CrossQ's policy_delay, a preset's slower rate) needs k. Tests that
+    run a few updates run at least this many, so that they reach every piece of the update (the actor's step
+    too) whatever the agent's update frequencies, and TINY stays about sizes. `limit` if some optimizer has
+    not stepped by then (one that steps rarely by design, as MR.Q's encoder burst)."""
+    agent, replay, _ = agent_and_replay(name)
+    opts = optimizers(agent)
+    for n in range(1, limit + 1):
+        agent.update(replay, n - 1)
+        if all(opt.state for opt in opts.values()):
+            return n
+    return limit

@@ -116,6 +116,10 @@ def tiny_keys(agent: str, extra=()) -> list[str]:
 # (tests/test_extending.py runs the examples of docs/extending.md so).
 
 
+# The agents the scratch registry added: docs/switches.md documents the registered ones only.
+SCRATCH_AGENTS = pytest.StashKey[frozenset]()
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--agent", default="", help="comma-separated agents: the registry-wide tests run for these only"
@@ -136,10 +140,13 @@ def pytest_cmdline_main(config):
     """Before anything is collected: the scratch registry's entries are added, and an --agent the registry
     lacks is one `error:` line and exit 2 (collecting every test module first took a minute and ended in a
     collection error per module)."""
+    from iqrl.core import registry
+
     if path := config.getoption("--scratch-registry"):
+        before = set(registry.REGISTRY)
         sys.path.insert(0, str(Path(path).resolve().parent))
         runpy.run_path(path)
-    from iqrl.core import registry
+        config.stash[SCRATCH_AGENTS] = frozenset(registry.REGISTRY) - before
 
     unknown = [a for a in config.getoption("--agent").split(",") if a and a not in registry.REGISTRY]
     if unknown:

@@ -156,5 +156,14 @@ def test_the_refusal_names_the_agent_the_task_and_the_agents_that_can(with_discr
     assert action_refusal("discrete-tiny", "atari:Pong", "discrete") is None
     assert action_refusal("td3", "walker-walk", "box") is None
     # every agent written before discrete actions acts in a box by default: none needed a change
-    discrete_only = {"dqn", "drq-eps"}  # (discrete-tiny lists both kinds)
-    assert set(registry.action_agents("box")) == set(registry.agent_names()) - discrete_only
+    assert Agent.ACTION_SPACES == ("box",)
+
+
+@pytest.mark.registry
+def test_the_agent_acts_in_the_kinds_its_class_lists_and_is_refused_the_others(agent):
+    """ACTION_SPACES decides: the lists of agents per kind and the run config's refusal."""
+    spaces = registry.agent_class(agent).ACTION_SPACES
+    assert spaces and set(spaces) <= {"box", "discrete"}, f"{agent}: ACTION_SPACES {spaces}"
+    for kind in ("box", "discrete"):
+        assert (agent in registry.action_agents(kind)) == (kind in spaces)
+        assert (action_refusal(agent, "a-task", kind) is None) == (kind in spaces)

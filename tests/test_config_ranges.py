@@ -74,23 +74,24 @@ def test_seed_range_boundaries():
             build_config([*BASE, f"seed={bad}"])
 
 
-def test_every_task_file_key_belongs_to_an_agent_reading_that_file():
+@pytest.mark.registry
+def test_every_task_file_key_belongs_to_an_agent_reading_that_file(agent):
     """A task file serves every preset of one agent and a preset lacking a key leaves it out (iqrl-sac has no
-    exploration-noise schedule); so a misspelt key would be left out silently everywhere. Each key must be a
-    field of at least one config class that reads the file."""
+    exploration-noise schedule); so a misspelt key would be left out silently everywhere. Each key of the
+    agent's task file must be a field of at least one config class that reads the file."""
     from iqrl.core.config import task_file
 
-    readers: dict[str, set[str]] = {}
-    for agent in registry.agent_names():
-        entry = registry.get_entry(agent)
-        readers.setdefault(entry.task_overrides, set()).update(
-            f.name for f in fields(registry.config_class(agent))
-        )
-    for name, keys in readers.items():
-        data = task_file(name)
-        layers = [*(data.get("groups") or {}).values(), *(data.get("tasks") or {}).values()]
-        unknown = {k for layer in layers for k in (layer or {})} - keys
-        assert not unknown, f"{name}: keys no agent reading it has: {sorted(unknown)}"
+    name = registry.get_entry(agent).task_overrides
+    keys = {
+        f.name
+        for a in registry.agent_names()
+        if registry.get_entry(a).task_overrides == name
+        for f in fields(registry.config_class(a))
+    }
+    data = task_file(name)
+    layers = [*(data.get("groups") or {}).values(), *(data.get("tasks") or {}).values()]
+    unknown = {k for layer in layers for k in (layer or {})} - keys
+    assert not unknown, f"{name}: keys no agent reading it has: {sorted(unknown)}"
 
 
 def test_iqrl_sac_leaves_out_the_noise_schedule_of_the_shared_task_file():

@@ -30,6 +30,7 @@ from iqrl.core.schedule import UpdateSchedule
 from iqrl.core.spaces import ActionSpec
 from iqrl.train import main
 
+from agent_helpers import updates_to_step_every_optimizer
 from conftest import TINY_DISCRETE_TASK, stop_at_env_step, tiny_argv, tiny_keys
 from test_train import EVAL_COLS, eval_numbers, read_csv
 
@@ -109,7 +110,8 @@ def test_state_dict_round_trip_continues_bit_for_bit(agent):
     like the original: networks, targets, optimizers, counters and generators are all in the state."""
     a = build(agent, 0)
     replay = filled_replay(a)
-    for step in range(3):
+    # 3 updates, or as many as it takes every optimizer to step (the actor's at any actor_update_freq)
+    for step in range(max(3, updates_to_step_every_optimizer(agent))):
         a.update(replay, step)
         a.on_episode_end()
     buf = io.BytesIO()

@@ -15,7 +15,6 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuB
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from iqrl.core import registry as agents  # noqa: E402
 from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
 from iqrl.train import main  # noqa: E402
 
@@ -32,7 +31,7 @@ def skip_without_suite(agent: str) -> None:
         pytest.skip(reason)
 
 
-@pytest.mark.parametrize("agent", agents.agent_names())
+@pytest.mark.registry
 def test_cuda_run_stops_resumes_and_finishes(agent, tmp_path):
     skip_without_suite(agent)
     ref, run = tmp_path / "ref", tmp_path / "run"
@@ -55,7 +54,7 @@ def test_cuda_reduced_precision_run(tmp_path, precision):
     assert torch.backends.cuda.matmul.fp32_precision != "tf32"  # tf32 only while an update runs
 
 
-@pytest.mark.parametrize("agent", agents.agent_names())
+@pytest.mark.registry
 def test_cuda_update_and_act_never_synchronise(agent):
     """The dispatch-level guard of tests/test_sync_free.py catches syncs the CPU shows too; CUDA's own
     sync debug mode also catches device-specific ones (e.g. a CPU tensor indexing a GPU one) in the updates.

@@ -1,7 +1,7 @@
-"""docs/extending.md's promise, tried as a new user would: its two example agents (DDPG on a shared learner,
-DPG on the interface itself), built from the page's code blocks alone, pass every registry-wide test
-(`make test-agent`) in a scratch registry. The module, the registry line and the task file are all they
-need; the page's checklist is what this test follows."""
+"""docs/extending.md's promise, tried as a new user would: its three example agents (DDPG on a shared learner,
+DPG on the interface itself, a one-step DQN in discrete action spaces), built from the page's code blocks
+alone, pass every registry-wide test (`make test-agent`) in a scratch registry. The module, the registry line
+and the task file are all they need; the page's checklist is what this test follows."""
 
 from __future__ import annotations
 
@@ -20,11 +20,15 @@ def blocks() -> list[tuple[str, str]]:
     return re.findall(r"```(\w+)\n(.*?)```", PAGE.read_text(), re.S)
 
 
+EXAMPLES = ("ddpg", "dpg", "mini-dqn")
+
+
 def example(name: str) -> tuple[str, str, str]:
     """The module, the registry line and the task file of the page's example agent `name`: the module is the
-    block that defines `<name>Config`, the registry line the block with `"<name>": AgentEntry(`."""
+    block whose config is named `name` (`name: str = "<name>"`), the registry line the block with
+    `"<name>": AgentEntry(`."""
     code = dict(blocks())
-    modules = [c for lang, c in blocks() if lang == "python" and f"class {name.upper()}Config" in c]
+    modules = [c for lang, c in blocks() if lang == "python" and f'    name: str = "{name}"\n' in c]
     lines = [c for lang, c in blocks() if lang == "python" and f'"{name}": AgentEntry(' in c]
     assert len(modules) == len(lines) == 1, (
         f"docs/extending.md: no single module and registry line for {name}"
@@ -39,12 +43,14 @@ def scratch_registry(tmp_path: Path) -> Path:
     package.mkdir()
     (package / "__init__.py").write_text("")
     entries = []
-    for name in ("ddpg", "dpg"):
+    for name in EXAMPLES:
         module, line, tasks = example(name)
-        (package / f"{name}.py").write_text(module)
-        (package / f"{name}_tasks.yaml").write_text(tasks)
+        stem = name.replace("-", "_")  # a module's name (and its task file's) has _ where the agent's has -
+        assert f'"baselines.{stem}:' in line and f'"{stem}_tasks.yaml"' in line, line
+        (package / f"{stem}.py").write_text(module)
+        (package / f"{stem}_tasks.yaml").write_text(tasks)
         line = line.replace('"baselines.', '"scratch_agents.')
-        entries.append(line.replace(f'"{name}_tasks.yaml"', repr(str(package / f"{name}_tasks.yaml"))))
+        entries.append(line.replace(f'"{stem}_tasks.yaml"', repr(str(package / f"{stem}_tasks.yaml"))))
     registry = tmp_path / "scratch_registry.py"
     registry.write_text(
         "from iqrl.core.registry import REGISTRY, AgentEntry\n\nREGISTRY.update({\n"
@@ -55,8 +61,8 @@ def scratch_registry(tmp_path: Path) -> Path:
 
 
 def test_the_pages_examples_pass_every_registry_wide_test(tmp_path):
-    """`make test-agent NAME=ddpg,dpg` on the examples, as pytest runs it (the compile check through AOT only,
-    as in the full suite: inductor would take minutes)."""
+    """`make test-agent NAME=ddpg,dpg,mini-dqn` on the examples, as pytest runs it (the compile check through
+    AOT only, as in the full suite: inductor would take minutes)."""
     registry = scratch_registry(tmp_path)
     cmd = [
         sys.executable,
@@ -70,7 +76,7 @@ def test_the_pages_examples_pass_every_registry_wide_test(tmp_path):
         "-m",
         "registry",
         "--agent",
-        "ddpg,dpg",
+        ",".join(EXAMPLES),
         "--scratch-registry",
         str(registry),
         "--compile-check",
@@ -82,7 +88,7 @@ def test_the_pages_examples_pass_every_registry_wide_test(tmp_path):
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     passed = int(re.search(r"(\d+) passed", r.stdout).group(1))
     assert (
-        passed >= 2 * 12 and " failed" not in r.stdout
+        passed >= len(EXAMPLES) * 12 and " failed" not in r.stdout
     )  # conformance, ranges, parts, switches, K-seed, compile
 
 

@@ -34,6 +34,7 @@ from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
 from iqrl.train import main as train_main
 
+from agent_helpers import updates_to_step_every_optimizer
 from conftest import (
     TINY_AGENT,
     TINY_RUN,
@@ -153,8 +154,9 @@ def test_every_agent_trains_in_the_k_seed_mode_or_is_refused_in_one_line(agent, 
         assert capsys.readouterr().err.strip().splitlines() == [f"error: {why}"]
         assert not tmp_path.joinpath("seed0").exists()
         return
-    assert_group_update_matches_plain([f"agent={agent}"])
-    assert_compiled_group_matches_eager(agent, updates=2)
+    n = updates_to_step_every_optimizer(agent)  # the actor's step included, at any actor_update_freq
+    assert_group_update_matches_plain([f"agent={agent}"], max(4, n))
+    assert_compiled_group_matches_eager(agent, updates=max(2, n))
 
 
 def compiled_and_eager_groups(
@@ -285,19 +287,20 @@ def test_group_update_of_switch_variants_matches_the_plain_update_of_each_seed(e
     assert_group_update_matches_plain(extra)
 
 
-def assert_group_update_matches_plain(extra: list[str]) -> None:
-    """4 updates (2 actor steps) of a 3-seed group vs each seed's own agent.update: same losses and
-    parameters up to float rounding, and far from the other seeds' (so a mixed-up seed would fail)."""
+def assert_group_update_matches_plain(extra: list[str], updates: int = 4) -> None:
+    """`updates` updates (4: 2 actor steps at actor_update_freq 2) of a 3-seed group vs each seed's own
+    agent.update: same losses and parameters up to float rounding, and far from the other seeds' (so a
+    mixed-up seed would fail)."""
     plain = [agent_and_replay(extra, s) for s in (0, 1, 2)]
     grouped = [agent_and_replay(extra, s) for s in (0, 1, 2)]
-    group = assert_group_matches_plain(plain, grouped, 4)
+    group = assert_group_matches_plain(plain, grouped, updates)
     for k, (agent, _) in enumerate(plain):
         mine = params(agent)
         other = params(grouped[(k + 1) % 3][0])
         assert max((other[n] - mine[n]).abs().max() for n in mine) > 1e-2
         if hasattr(agent, "ac") and hasattr(agent.learner, "critic_steps"):
-            assert agent.learner.critic_steps == grouped[k][0].learner.critic_steps == 4
-    assert group.round > 4  # the pieces ran vectorised, several per update
+            assert agent.learner.critic_steps == grouped[k][0].learner.critic_steps == updates
+    assert group.round > updates  # the pieces ran vectorised, several per update
 
 
 @pytest.mark.parametrize("extra", [["agent=td3"], ["agent=sac", "agent.actor_update_freq=2"], []])

@@ -171,8 +171,7 @@ def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
 
 # ---------------------------------------------------------------------------- every pixel agent, end to end
 # iqrl-official is iqrl's network and update with switches that do not touch the encoder: iqrl covers it
-# (DMC's pixel agents: those that act in boxes; dqn's pixel runs are tests/test_dqn.py's)
-PIXEL_AGENTS = [n for n in pixel_agents() if n != "iqrl-official" and acts_in_boxes(n)]
+COVERED_BY = {"iqrl-official": "iqrl"}
 # 200 agent steps of 32 x 32 frames (MR.Q's encoder needs >= 31; episodes of 50 agent steps, the first two
 # of seed actions; 3 evaluations of one episode): a run renders about 350 frames, ~10 s here
 PIXEL_RUN = [
@@ -189,8 +188,14 @@ PIXEL_RUN = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("agent", PIXEL_AGENTS)
-def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, renderer, tmp_path):
+@pytest.mark.registry
+def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, tmp_path, request):
+    """DMC's pixel agents (built for pixels and acting in boxes; dqn's pixel runs are tests/test_dqn.py's)."""
+    if agent in COVERED_BY:
+        pytest.skip(f"{agent}'s pixel run is {COVERED_BY[agent]}'s")
+    if agent not in pixel_agents() or not acts_in_boxes(agent):
+        pytest.skip(f"{agent} does not train from DMC's pixels")
+    request.getfixturevalue("renderer")  # skips without a headless GL renderer
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(tiny_argv(agent, ref, seed=3, extra=PIXEL_RUN)) == EXIT_OK
     rows = read_csv(ref / "eval.csv")

@@ -29,6 +29,9 @@ EXAMPLES = {
     "baselines.dpg",
     "iqrl/configs/ddpg_tasks.yaml",
     "iqrl/configs/dpg_tasks.yaml",
+    "baselines/mini_dqn.py",
+    "baselines.mini_dqn",
+    "iqrl/configs/mini_dqn_tasks.yaml",
 }
 
 

@@ -16,7 +16,6 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from iqrl.core.registry import agent_names
 from iqrl.nn.optim import detached_weights
 
 from agent_helpers import agent_and_replay
@@ -85,29 +84,29 @@ def test_the_guard_sees_each_kind_of_synchronisation():
     assert not guard.found
 
 
-@pytest.mark.parametrize("name", agent_names())
-def test_update_and_act_never_synchronise(name):
+@pytest.mark.registry
+def test_update_and_act_never_synchronise(agent):
     """Six updates under the guard (after three outside it: lazy state such as optimizer moments is made on
     the first steps), covering actor steps and target updates, then acting with and without exploration
     (on a GPU `act` ends by copying the action to the host for the environment: its one wait per step)."""
-    agent, replay, rng = agent_and_replay(name)
+    model, replay, rng = agent_and_replay(agent)
     for step in range(3):
-        agent.update(replay, step)
+        model.update(replay, step)
     with SyncGuard() as guard:
         for step in range(3, 9):
-            agent.update(replay, step)
+            model.update(replay, step)
         obs = rng.normal(size=5).astype(np.float32)
-        agent.act(obs, explore=True)
-        agent.act(obs, explore=False)
+        model.act(obs, explore=True)
+        model.act(obs, explore=False)
     assert not guard.found, "\n".join(sorted(set(guard.found)))
 
 
-@pytest.mark.parametrize("name", agent_names())
-def test_updates_never_flip_requires_grad(name, monkeypatch):
+@pytest.mark.registry
+def test_updates_never_flip_requires_grad(agent, monkeypatch):
     """An actor step through a critic it does not train sees the critic's weights detached
     (iqrl.nn.optim.detached_weights) instead of switching their `requires_grad` off and on: a flag flipped
     inside the step would be part of a compiled or captured graph's guards."""
-    agent, replay, _ = agent_and_replay(name)
+    model, replay, _ = agent_and_replay(agent)
     flips = []
     original = torch.Tensor.requires_grad_
 
@@ -117,7 +116,7 @@ def test_updates_never_flip_requires_grad(name, monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "requires_grad_", recording)
     for step in range(6):
-        agent.update(replay, step)
+        model.update(replay, step)
     assert flips == []
 
 

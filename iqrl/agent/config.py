@@ -169,4 +169,4 @@ class IQRLSACConfig(IQRLAgentConfig):
 
     RL_ALGO = "sac"
     name: str = "iqrl-sac"
-    rl_algo: str = "sac"
+    rl_algo: str = "sac"  # the learner on the latent: sac here (IQRLConfig: td3)

@@ -51,7 +51,7 @@ class RunConfig:
     # observation and action spaces for one multi-task run (`task=[walker-stand,walker-walk]`;
     # docs/transfer.md). Any: OmegaConf has no str | list.
     task: Any = "walker-walk"
-    seed: int = 1
+    seed: int = 1  # the run's seed: the agent's generator, the envs and the seed-phase actions derive from it
     steps: int = 1_000_000  # env-step budget
     out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
     seed_steps: int = 10_000  # env steps of seed (warm-up) episodes before learning starts
@@ -59,13 +59,13 @@ class RunConfig:
     # Transitions (agent steps) the learner samples from, newest first (a FIFO); None = the agent's
     # default (td7, mrq: 1M as their code; others unbounded), 0 = unbounded.
     replay_capacity: int | None = None
-    eval_every: int = 10_000
-    eval_episodes: int = 10
+    eval_every: int = 10_000  # env steps between evaluations (eval.csv rows)
+    eval_episodes: int = 10  # episodes per evaluation
     # true: the evaluation episodes side by side, one `act` call per step for all of them
     # (iqrl.core.evaluation.eval_batch)
     eval_batched: bool = True
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
-    checkpoint_every: int = 50_000
+    checkpoint_every: int = 50_000  # env steps between checkpoints
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (iqrl.core.device.UpdatePrecision)
     precision: str = "fp32"
@@ -74,9 +74,9 @@ class RunConfig:
     # env steps per episode, and env steps per agent step; None = the suite's (DMC 1000 and 2, Gym 1000
     # and 1, Meta-World 200 and 2, MyoSuite 100 and 1: iqrl.core.tasks.SUITES)
     episode_length: int | None = None
-    action_repeat: int | None = None
+    action_repeat: int | None = None  # env steps per agent step; None = the suite's (see episode_length)
     sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
-    variant: str = "default"
+    variant: str = "default"  # set by sweeps: the variant of the sweep
     overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
     # Trackers beside eval.csv/train.csv (iqrl.core.loggers): csv (always written), tensorboard, wandb.
     logger: list[str] = field(default_factory=lambda: ["csv"])

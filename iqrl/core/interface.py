@@ -157,6 +157,18 @@ def _part_view(part_cls: type) -> property:
 
 @dataclass
 class AgentSpec:
+    """What the trainer reads of an agent (`Agent.spec`, set in its constructor): the windows it samples, its
+    default rate of gradient updates and how its seed phase acts.
+
+    The default rate is given one of two ways. `updates_per_step`: gradient updates per env step, whatever the
+    action repeat makes of it (0.5 = one per agent step at DMC's action repeat 2; iQRL, TD3 and most agents).
+    `updates_per_agent_step`: an update-to-data ratio, updates per stored transition (per agent step) at any
+    action repeat (BRO, SimbaV2 and CrossQ, from their key `utd`; 0.5: one update every second agent step),
+    which replaces `updates_per_step` when given; `rate(action_repeat)` is what the trainer runs, carrying a
+    fraction over to the next step. The run key `updates_per_step` overrides either; an agent whose ratio is a
+    config key names it in `AgentConfig.UTD_KEY`, and the run config refuses the two where they disagree
+    (`iqrl.core.config.validate_rate`)."""
+
     seq_len: int  # transitions per sampled window (L)
     batch_size: int
     updates_per_step: float = 0.5  # default gradient updates per env step (0.5 = 1 per agent step)

@@ -41,16 +41,16 @@ class CriticConfig:
     TINY: ClassVar[dict] = {"mlp_dims": [32, 32], "batch_size": 16}
 
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # actor and critic hidden widths
-    batch_size: int = 256
+    batch_size: int = 256  # transitions per gradient update
     nstep: int = 1  # n-step return length (3 on some tasks, see the task YAML)
-    gamma: float = 0.99
+    gamma: float = 0.99  # discount
     lr: float = 3e-4  # actor and critic (Adam)
     tau: float = 0.005  # EMA rate of target actor and critics
-    num_critics: int = 5
+    num_critics: int = 5  # critics of the ensemble
     q_subsample: int = 2  # target = min over this many randomly drawn target critics
     actor_q_reduce: str = "mean"  # actor objective over another random subset: mean | min
     critic_loss_reduce: str = "mean"  # over critics: mean (iQRL) | sum (TD3)
-    actor_update_freq: int = 2
+    actor_update_freq: int = 2  # an actor step every this many critic steps
     init: str = "default"  # default | orthogonal
     network: str = "mlp"  # actor and critics: mlp | simba | simbav2 | bronet (iqrl/nn/trunks.py)
     grad_clip: float = 0.0  # gradient-norm clip of the actor and the critic steps; 0 = none (DCWM: 20)

@@ -20,16 +20,16 @@ class LatentModelConfig:
     TINY: ClassVar[dict] = {"latent_dim": 8, "enc_mlp_dims": [32]}
 
     latent_dim: int = 512  # number of FSQ groups G; latent width D = G * len(fsq_levels)
-    fsq_levels: list[int] = field(default_factory=lambda: [8, 8])
+    fsq_levels: list[int] = field(default_factory=lambda: [8, 8])  # FSQ levels of each group's channels
     fsq_symmetric: bool = (
         False  # True: the symmetric FSQ bound of arXiv 2411.19842 (docs/fsq.md; needed for a level 2)
     )
-    enc_mlp_dims: list[int] = field(default_factory=lambda: [256])
+    enc_mlp_dims: list[int] = field(default_factory=lambda: [256])  # the encoder's hidden widths
     horizon: int = 5  # H
     rho: float = 0.9  # per-step weight rho^h of the model loss
     enc_lr: float = 1e-4  # AdamW over encoder + dynamics (+ heads)
-    enc_weight_decay: float = 0.01
-    enc_grad_clip: float = 20.0
+    enc_weight_decay: float = 0.01  # AdamW's weight decay of the representation step
+    enc_grad_clip: float = 20.0  # gradient-norm clip of the representation step
 
     def validate(self) -> None:
         """The keys' ranges. The check of FSQ's bound is `validate_fsq`, apart: whether the latent goes

@@ -58,7 +58,7 @@ class SACLearnerConfig(CriticConfig):
     init_temperature: float = 0.1  # initial entropy temperature alpha
     alpha_lr: float = 3e-4  # Adam on log(alpha)
     log_std_min: float = -10.0  # soft bounds of the policy's log std
-    log_std_max: float = 2.0
+    log_std_max: float = 2.0  # upper soft bound of the actor's log std
     target_entropy: float | None = None  # None: -|A|
 
     def validate(self) -> None:

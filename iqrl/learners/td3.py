@@ -41,9 +41,9 @@ class TD3LearnerConfig(CriticConfig):
     """CriticConfig plus the keys of the TD3 actor: target-policy smoothing and exploration noise."""
 
     policy_noise: float = 0.2  # target-policy smoothing std
-    noise_clip: float = 0.3
+    noise_clip: float = 0.3  # clip of the target-policy smoothing noise
     expl_sigma_start: float = 1.0  # exploration std, linear over training episodes
-    expl_sigma_end: float = 0.1
+    expl_sigma_end: float = 0.1  # the exploration std after expl_sigma_episodes
     expl_sigma_episodes: int = 50  # the code's default; per group 50 easy / 150 medium / 500 hard (task YAML)
 
     def validate(self) -> None:
