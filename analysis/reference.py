@@ -390,6 +390,7 @@ PUBLISHED_NAME = {
     "tcrl": "TCRL",
     "dcwm": "DCWM",
     "tdmpc2": "TD-MPC2",
+    "droq": "DroQ (UTD 20)",  # SimbaV2's released droq_utd20 curves (SIMBA_ALGORITHMS)
 }
 
 
