@@ -464,7 +464,7 @@ PUBLISHED_NAME = {
     "dcwm": "DCWM",
     "tdmpc2": "TD-MPC2",
     "dr-q": "DR.Q",
-    "droq": "DroQ (UTD 20)",
+    "droq": "DroQ (UTD 20)",  # SimbaV2's released droq_utd20 curves (SIMBA_ALGORITHMS)
 }
 
 

@@ -128,10 +128,10 @@ def test_target_policy_smoothing_clips_the_noise_then_the_action(agent):
         seen = []
         critic_q = learner.q
 
-        def q(x, act, members=None, target=False, _q=critic_q, seen=seen):
+        def q(x, act, members=None, target=False, masks=None, _q=critic_q, seen=seen):
             if target:
                 seen.append(act.clone())
-            return _q(x, act, members, target)
+            return _q(x, act, members, target, masks)
 
         learner.q = q
         width = next(m for m in learner.actor.modules() if isinstance(m, torch.nn.Linear)).in_features

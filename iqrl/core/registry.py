@@ -200,6 +200,12 @@ REGISTRY: dict[str, AgentEntry] = {
         preset={"utd": 8.0},
         description="SimbaV2 at UTD 8, its strongest released setting",
     ),
+    "droq": AgentEntry(
+        "baselines.droq:DroQ",
+        "baselines.droq:DroQConfig",
+        "droq_tasks.yaml",
+        description="DroQ (arXiv 2110.02034): SAC, its two critics with dropout 0.01 and LayerNorm; UTD 20",
+    ),
 }
 
 

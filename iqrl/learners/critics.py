@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.update import Updater
 from iqrl.learners.encoders import CriticEncoder
-from iqrl.nn.layers import Mish, after_step, ensemble_mlp, frozen_copy
+from iqrl.nn.layers import INITS, Mish, after_step, ensemble_mlp, frozen_copy
 from iqrl.nn.optim import adam
 from iqrl.nn.trunks import NETWORKS, residual_widths_check
 
@@ -51,7 +51,7 @@ class CriticConfig:
     actor_q_reduce: str = "mean"  # actor objective over another random subset: mean | min
     critic_loss_reduce: str = "mean"  # over critics: mean (iQRL) | sum (TD3)
     actor_update_freq: int = 2  # an actor step every this many critic steps
-    init: str = "default"  # default | orthogonal
+    init: str = "default"  # default | orthogonal | xavier (iqrl.nn.layers.init_weight_)
     network: str = "mlp"  # actor and critics: mlp | simba | simbav2 | bronet (iqrl/nn/trunks.py)
     grad_clip: float = 0.0  # gradient-norm clip of the actor and the critic steps; 0 = none (DCWM: 20)
     # Quirks of the official iQRL code (off by default; IDs of docs/faithfulness.md):
@@ -80,10 +80,7 @@ class CriticConfig:
             ),
             (self.actor_update_freq >= 1, f"actor_update_freq must be >= 1, got {self.actor_update_freq}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (
-                self.init in ("default", "orthogonal"),
-                f"init must be default or orthogonal, got {self.init!r}",
-            ),
+            (self.init in INITS, f"init must be one of {', '.join(INITS)}, got {self.init!r}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip}"),
             (
                 len(self.mlp_dims) >= 1 and all(h >= 1 for h in self.mlp_dims),
@@ -100,7 +97,12 @@ class CriticEnsembleLearner(nn.Module, abc.ABC):
     """What every actor-critic here shares: a vectorised critic ensemble with an EMA target, random
     critic subsets, the critic step, and the counters and optimizer state a checkpoint needs.
     Subclasses add the actor: `target_draws` and `td_target` (the bootstrap target), `actor_draws` and
-    `update_actor` (the actor's step, a metrics dict)."""
+    `update_actor` (the actor's step, a metrics dict).
+
+    The hook for another critic (docs/extending.md, "A worked example with random layers: DroQ"):
+    `build_critic` returns the ensemble, from which the learner makes the target and the optimizer; a
+    critic with random layers gets its draws from `critic_masks`, which `critic_draws`, `target_draws` and
+    `actor_draws` include, so each piece is handed its masks by keyword (none drawn without dropout)."""
 
     expl_sigma: float | None = (
         None  # std of the exploration noise; None: the actor explores by sampling (SAC)
@@ -126,21 +128,29 @@ class CriticEnsembleLearner(nn.Module, abc.ABC):
         self.encoder = encoder
         in_dim = in_dim if encoder is None else encoder.feature_dim
         self.in_dim = in_dim
-        self.critic = ensemble_mlp(
-            cfg.num_critics,
-            in_dim + act_dim,
-            cfg.mlp_dims,
-            1,
-            cfg.init,
-            self.mlp_act,
-            self.mlp_norm,
-            cfg.network,
-        )
+        self.critic = self.build_critic()
         self.critic_target = frozen_copy(self.critic)
         self.critic_after = after_step(self.critic)  # what runs after a critic step (SimbaV2's projection)
         self.critic_opt = self.make_critic_opt()
         self.critic_steps = 0
         self.episodes_trained = 0  # index into per-episode schedules (exploration noise)
+
+    def build_critic(self) -> nn.Module:
+        """The critic ensemble, forward([x, a] [B, in_dim + act_dim], members=None) -> [E, B, 1]: the hook an
+        agent that changes its critics overrides (DroQ's dropout, baselines/droq.py). The learner makes the
+        target (a frozen copy) and the optimizer from what it returns; a critic whose forward takes `masks`
+        has them drawn by `critic_masks`."""
+        c = self.cfg
+        return ensemble_mlp(
+            c.num_critics,
+            self.in_dim + self.act_dim,
+            c.mlp_dims,
+            1,
+            c.init,
+            self.mlp_act,
+            self.mlp_norm,
+            c.network,
+        )
 
     def make_critic_opt(self) -> torch.optim.Optimizer:
         """Adam on the critics and, with an encoder, its trunk and head (the critic loss trains them)."""
@@ -188,11 +198,30 @@ class CriticEnsembleLearner(nn.Module, abc.ABC):
         """N(0, 1) draws of `shape` from the learner's generator."""
         return torch.randn(shape, generator=self.generator, device=self.generator.device)
 
+    def critic_masks(self, batch_size: int, n: int | None = None) -> dict[str, list[Tensor]]:
+        """The random layers' draws of one critic evaluation over `batch_size` inputs and `n` members (all
+        by default): {"masks": one keep mask [n, B, width] per hidden layer} from the learner's generator
+        when the critics drop units (`EnsembleMLP.draw_masks`, docs/extending.md "Random layers"), else {}
+        and nothing drawn. The online and target critics have one structure, so one function draws for
+        either; each evaluation (target, critic loss, actor loss) gets masks of its own."""
+        draw = getattr(self.critic, "draw_masks", None)
+        masks = None if draw is None else draw(batch_size, self.generator, n)
+        return {} if masks is None else {"masks": masks}
+
     # ------------------------------------------------------------------ the update
-    def q(self, x: Tensor, a: Tensor, members: Tensor | None = None, target: bool = False) -> Tensor:
-        """Q-values [E, B] of the online (or target) critics `members` (all when None)."""
+    def q(
+        self,
+        x: Tensor,
+        a: Tensor,
+        members: Tensor | None = None,
+        target: bool = False,
+        masks: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Q-values [E, B] of the online (or target) critics `members` (all when None), their units dropped by
+        `masks` (`critic_masks`; None: no dropout)."""
         net = self.critic_target if target else self.critic
-        return net(torch.cat([x, a], -1), members).squeeze(-1).float()
+        xa = torch.cat([x, a], -1)
+        return (net(xa, members) if masks is None else net(xa, members, masks)).squeeze(-1).float()
 
     @abc.abstractmethod
     def target_draws(self, batch_size: int) -> dict[str, Tensor]:
@@ -201,6 +230,11 @@ class CriticEnsembleLearner(nn.Module, abc.ABC):
     @abc.abstractmethod
     def td_target(self, ret: Tensor, discount: Tensor, x_next: Tensor, **draws: Tensor) -> Tensor:
         """The bootstrap target y [B] of the critic step."""
+
+    def critic_draws(self, batch_size: int) -> dict[str, list[Tensor]]:
+        """The random draws of `critic_loss` for a batch of `batch_size`, by keyword: the critics' dropout
+        masks (none without dropout)."""
+        return self.critic_masks(batch_size)
 
     @abc.abstractmethod
     def update_actor(self, u: Updater, x: Tensor) -> dict:
@@ -220,6 +254,7 @@ class CriticEnsembleLearner(nn.Module, abc.ABC):
             opt=self.critic_opt,
             max_norm=c.grad_clip,
             after=self.critic_after,
+            **self.critic_draws(len(x)),
         )
         metrics = {"q_loss": step.loss, "q_mean": step.aux.mean(), "target_mean": y.mean()}
         if step.grad_norm is not None:
@@ -236,16 +271,21 @@ class CriticEnsembleLearner(nn.Module, abc.ABC):
         if self.encoder is not None:
             self.encoder.update_target(u, self.cfg.tau)
 
-    def critic_loss(self, x: Tensor, action: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """(loss, Q [E, B]): per-critic MSE to the target y, reduced over critics by `critic_loss_reduce`."""
-        q = self.q(self.critic_input(x), action)
+    def critic_loss(
+        self, x: Tensor, action: Tensor, y: Tensor, *, masks: list[Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(loss, Q [E, B]): per-critic MSE to the target y, reduced over critics by `critic_loss_reduce`; the
+        critics' units dropped by `masks` (None: no dropout)."""
+        q = self.q(self.critic_input(x), action, masks=masks)
         per_critic = ((q - y) ** 2).mean(1)
         return (per_critic.mean() if self.cfg.critic_loss_reduce == "mean" else per_critic.sum()), q
 
-    def actor_objective_q(self, x: Tensor, a: Tensor, members: Tensor) -> Tensor:
+    def actor_objective_q(
+        self, x: Tensor, a: Tensor, members: Tensor, masks: list[Tensor] | None = None
+    ) -> Tensor:
         """Q [B] for the actor's objective: `actor_q_reduce` over the online critics `members` (a random
-        subset, `random_subset(q_subsample)`)."""
-        q = self.q(x, a, members)
+        subset, `random_subset(q_subsample)`), their units dropped by `masks` (None: no dropout)."""
+        q = self.q(x, a, members, masks=masks)
         return q.mean(0) if self.cfg.actor_q_reduce == "mean" else q.amin(0)
 
     @property

@@ -128,35 +128,52 @@ class SACLearner(CriticEnsembleLearner):
 
     # ------------------------------------------------------------------ learning
     def target_draws(self, batch_size: int) -> dict[str, Tensor]:
-        """The draws of `td_target`: the next action's noise [B, A], then the target critics."""
+        """The draws of `td_target`: the next action's noise [B, A], the target critics, then their dropout
+        masks (none without dropout)."""
+        k = self.cfg.q_subsample
         return {
             "eps": self.normal(batch_size, self.act_dim),
-            "members": self.random_subset(self.cfg.q_subsample),
+            "members": self.random_subset(k),
+            **self.critic_masks(batch_size, k),
         }
 
     @torch.no_grad()
     def td_target(
-        self, ret: Tensor, discount: Tensor, x_next: Tensor, *, eps: Tensor, members: Tensor
+        self,
+        ret: Tensor,
+        discount: Tensor,
+        x_next: Tensor,
+        *,
+        eps: Tensor,
+        members: Tensor,
+        masks: list[Tensor] | None = None,
     ) -> Tensor:
         """y = R + discount * (min over the target critics `members` of Q(x', a') - alpha log pi(a'|x')),
-        a' ~ pi(.|x') by eps."""
+        a' ~ pi(.|x') by eps, the target critics' units dropped by `masks` (None: none)."""
         a, log_prob = self.sample(self.actor_input(x_next), eps)
-        q_next = self.q(self.target_input(x_next), a, members, target=True).amin(0)
+        q_next = self.q(self.target_input(x_next), a, members, target=True, masks=masks).amin(0)
         return ret + discount * (q_next - self.alpha * log_prob)
 
     def actor_draws(self, batch_size: int) -> dict[str, Tensor]:
-        """The draws of `actor_loss`: the action's noise [B, A], then the critics of its objective."""
+        """The draws of `actor_loss`: the action's noise [B, A], the critics of its objective, then their
+        dropout masks (none without dropout)."""
+        k = self.cfg.q_subsample
         return {
             "eps": self.normal(batch_size, self.act_dim),
-            "members": self.random_subset(self.cfg.q_subsample),
+            "members": self.random_subset(k),
+            **self.critic_masks(batch_size, k),
         }
 
-    def actor_loss(self, x: Tensor, *, eps: Tensor, members: Tensor) -> tuple[Tensor, Tensor]:
+    def actor_loss(
+        self, x: Tensor, *, eps: Tensor, members: Tensor, masks: list[Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """(mean over the batch of alpha log pi(a|x) - Q(x, a) with a ~ pi by eps, the temperature held
-        fixed and Q reduced over the critics `members`; log pi(a|x) [B] for the temperature step)."""
+        fixed and Q reduced over the critics `members`, their units dropped by `masks`; log pi(a|x) [B] for
+        the temperature step)."""
         x_pi, x_q = self.actor_inputs(x)
         a, log_prob = self.sample(x_pi, eps)
-        return (self.alpha.detach() * log_prob - self.actor_objective_q(x_q, a, members)).mean(), log_prob
+        q = self.actor_objective_q(x_q, a, members, masks)
+        return (self.alpha.detach() * log_prob - q).mean(), log_prob
 
     def alpha_loss(self, log_prob: Tensor) -> Tensor:
         """-log(alpha) (log pi + target entropy), averaged: alpha grows while the entropy is below target."""

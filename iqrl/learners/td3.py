@@ -107,32 +107,44 @@ class TD3Learner(CriticEnsembleLearner):
 
     # ------------------------------------------------------------------ learning
     def target_draws(self, batch_size: int) -> dict[str, Tensor]:
-        """The draws of `td_target`: the smoothing noise ε ~ N(0, 1) [B, A] (scaled by σ_target there), then
-        the target critics K."""
+        """The draws of `td_target`: the smoothing noise ε ~ N(0, 1) [B, A] (scaled by σ_target there), the
+        target critics K, then their dropout masks (none without dropout)."""
+        k = self.cfg.q_subsample
         return {
             "noise": self.normal(batch_size, self.act_dim),
-            "members": self.random_subset(self.cfg.q_subsample),
+            "members": self.random_subset(k),
+            **self.critic_masks(batch_size, k),
         }
 
     @torch.no_grad()
     def td_target(
-        self, ret: Tensor, discount: Tensor, x_next: Tensor, *, noise: Tensor, members: Tensor
+        self,
+        ret: Tensor,
+        discount: Tensor,
+        x_next: Tensor,
+        *,
+        noise: Tensor,
+        members: Tensor,
+        masks: list[Tensor] | None = None,
     ) -> Tensor:
-        """y = R + discount * min over the target critics `members` of Q(x', smoothed pi'(x'))."""
+        """y = R + discount * min over the target critics `members` of Q(x', smoothed pi'(x')), their units
+        dropped by `masks` (None: none)."""
         c = self.cfg
         a = self.policy(self.actor_input(x_next), target=True)
         a = noisy_action(a, noise * c.policy_noise, c.noise_clip)
-        q_next = self.q(self.target_input(x_next), a, members, target=True).amin(0)
+        q_next = self.q(self.target_input(x_next), a, members, target=True, masks=masks).amin(0)
         return ret + discount * q_next
 
     def actor_draws(self, batch_size: int) -> dict[str, Tensor]:
-        """The draw of `actor_loss`: the online critics of its objective."""
-        return {"members": self.random_subset(self.cfg.q_subsample)}
+        """The draws of `actor_loss`: the online critics of its objective, then their dropout masks (none
+        without dropout)."""
+        k = self.cfg.q_subsample
+        return {"members": self.random_subset(k), **self.critic_masks(batch_size, k)}
 
-    def actor_loss(self, x: Tensor, *, members: Tensor) -> Tensor:
-        """-mean_b Q(x, pi(x)), Q reduced over the critics `members`."""
+    def actor_loss(self, x: Tensor, *, members: Tensor, masks: list[Tensor] | None = None) -> Tensor:
+        """-mean_b Q(x, pi(x)), Q reduced over the critics `members`, their units dropped by `masks`."""
         x_pi, x_q = self.actor_inputs(x)
-        return -self.actor_objective_q(x_q, self.policy(x_pi), members).mean()
+        return -self.actor_objective_q(x_q, self.policy(x_pi), members, masks).mean()
 
     def update_actor(self, u: Updater, x: Tensor) -> dict:
         """Actor step (the critic's weights held fixed), then the EMA of the target actor."""
@@ -190,22 +202,34 @@ class GumbelTD3Learner(TD3Learner):
 
     @torch.no_grad()
     def td_target(
-        self, ret: Tensor, discount: Tensor, x_next: Tensor, *, gumbel: Tensor, noise: Tensor, members: Tensor
+        self,
+        ret: Tensor,
+        discount: Tensor,
+        x_next: Tensor,
+        *,
+        gumbel: Tensor,
+        noise: Tensor,
+        members: Tensor,
+        masks: list[Tensor] | None = None,
     ) -> Tensor:
-        """y = R + discount * min over the target critics `members` of Q(x', onehot(a')), a' the argmax of the
-        target actor's smoothed Gumbel-softmax."""
+        """y = R + discount * min over the target critics `members` (units dropped by `masks`) of
+        Q(x', onehot(a')), a' the argmax of the target actor's smoothed Gumbel-softmax."""
         c = self.cfg
         u = self.actor_target(self.actor_input(x_next))
         index = gumbel_action(u, gumbel, self.gumbel_tau, noise * c.policy_noise, c.noise_clip)
         a = one_hot(index, self.act_dim, u.dtype)
-        return ret + discount * self.q(self.target_input(x_next), a, members, target=True).amin(0)
+        q_next = self.q(self.target_input(x_next), a, members, target=True, masks=masks)
+        return ret + discount * q_next.amin(0)
 
     def actor_draws(self, batch_size: int) -> dict[str, Tensor]:
         """Gumbel noise [B, n], then the online critics of the objective."""
         return {"gumbel": self.gumbel(batch_size), **super().actor_draws(batch_size)}
 
-    def actor_loss(self, x: Tensor, *, gumbel: Tensor, members: Tensor) -> Tensor:
-        """-mean_b Q(x, softmax((pi(x) + g) / tau)), Q reduced over the critics `members`."""
+    def actor_loss(
+        self, x: Tensor, *, gumbel: Tensor, members: Tensor, masks: list[Tensor] | None = None
+    ) -> Tensor:
+        """-mean_b Q(x, softmax((pi(x) + g) / tau)), Q reduced over the critics `members` (units dropped by
+        `masks`)."""
         x_pi, x_q = self.actor_inputs(x)
         a = gumbel_softmax(self.actor(x_pi), gumbel, self.gumbel_tau)
-        return -self.actor_objective_q(x_q, a, members).mean()
+        return -self.actor_objective_q(x_q, a, members, masks).mean()

@@ -38,16 +38,29 @@ class Mish(nn.Mish):
         return mish(x) if compiling_own_kernels() else F.mish(x)
 
 
+INITS = ("default", "orthogonal", "xavier")
+
+
+def init_weight_(weight: Tensor, bias: Tensor, init: str) -> None:
+    """Initialise one Linear's weight [out, in] and bias in place: 'orthogonal' (gain 1) or 'xavier'
+    (Glorot-uniform, gain 1: DroQ's and REDQ's `weights_init_`), each with a zero bias."""
+    if init == "orthogonal":
+        nn.init.orthogonal_(weight)
+    elif init == "xavier":
+        nn.init.xavier_uniform_(weight)
+    else:
+        raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITS)}")
+    nn.init.zeros_(bias)
+
+
 def init_linear_(module: nn.Module, init: str) -> None:
-    """Initialise every nn.Linear in `module`: 'default' (PyTorch) or 'orthogonal' (gain 1, zero bias)."""
+    """Initialise every nn.Linear in `module`: 'default' (PyTorch), or `init_weight_`'s 'orthogonal' or
+    'xavier'."""
     if init == "default":
         return
-    if init != "orthogonal":
-        raise ValueError(f"unknown init {init!r}; valid: default, orthogonal")
     for m in module.modules():
         if isinstance(m, nn.Linear):
-            nn.init.orthogonal_(m.weight)
-            nn.init.zeros_(m.bias)
+            init_weight_(m.weight, m.bias, init)
 
 
 class Linear(nn.Linear):
@@ -252,12 +265,11 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
         bound = 1.0 / math.sqrt(in_dim)  # what nn.Linear's default init gives for weight and bias
         for k in range(n):
-            if init == "orthogonal":
-                nn.init.orthogonal_(self.weight.data[k].T)
-                nn.init.zeros_(self.bias.data[k])
-            else:
+            if init == "default":
                 nn.init.uniform_(self.weight.data[k], -bound, bound)
                 nn.init.uniform_(self.bias.data[k], -bound, bound)
+            else:
+                init_weight_(self.weight.data[k].T, self.bias.data[k], init)
 
     def forward(self, x: Tensor, members: Tensor | None = None) -> Tensor:
         if self.weight.shape[-1] == 1:
