@@ -48,17 +48,20 @@ Quirk switches (the code's behaviour available, off by default):
   DRQ-1 `official_infonce_mask_broadcast`: the code multiplies the InfoNCE losses [B] by the termination mask
   [B, 1] (DRQ.py:204, 211), which broadcasts to [B, B]: its mean is mean(m) mean(l), so windows past a
   terminal still contribute and live ones are scaled down. The default masks each window's own term,
-  mean_b m_b l_b, as the dynamics and reward terms are masked (line 207-208). Identical without terminals
+  mean_b m_b l_b, as the dynamics and reward terms are masked (lines 207-208). Identical without terminals
   (every DMC task).
-Not switches: the code's forget weights start as torch.empty (buffer.py:62; only masked-out slots hold the
-garbage) and are not saved in its checkpoints (buffer.py:186-199), so its resumed runs restart the fade; here
-the fade is a function of the stored indices, exact across resume. The code decays the weights by repeated
-float32 products; here decay^age in float64.
+Not switches: the code's forget weights start as torch.empty (buffer.py:62: unwritten slots hold whatever
+memory held, masked by 0 when sampled, though a NaN there would survive 0 * NaN into the cumulative sum) and
+are not saved in its checkpoints (buffer.py:186-199), so its resumed runs restart the fade; here the fade is a
+function of the stored indices, with no unwritten slot, and exact across resume. The code decays the
+weights by repeated float32 products; here decay^age in float64.
 Read from the code, not checked against the paper's text (not available to this module's author): that the
 InfoNCE acts on the model's zhat rather than on z_sa itself, that DR.Q drops MR.Q's terminal loss, gradient
 clip, pre-activation penalty and reward scaling; each is a key here, at the code's value.
 Adaptations are MR.Q's (baselines/mrq.py): seed_steps in env steps, the n-step return keeps the terminal
-step's reward (DR.Q's multi_step_reward, DRQ.py:337-344, keeps it too: MRQ-1 is not DR.Q's).
+step's reward (DR.Q's multi_step_reward, DRQ.py:337-344, keeps it too: MRQ-1 is not DR.Q's), and the LAP
+priorities come from the value step's TD error on the sampled action, as DR.Q's do (DRQ.py:166 with the Q of
+line 235: MRQ-2 is not DR.Q's either).
 """
 
 from __future__ import annotations
