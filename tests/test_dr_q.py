@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_mrq import ACT, OBS, SMALL, fixed_batch, replay
+from test_mrq import ACT, N_ACT, OBS, SMALL, discrete_replay, fixed_batch, replay
 
 from baselines.dr_q import DRQAgent, DRQConfig, info_nce
 from baselines.mrq import MRQ, MRQConfig
@@ -222,3 +222,32 @@ def test_with_dr_qs_terms_off_and_mrqs_values_the_update_is_mrqs_bit_for_bit():
         for _ in range(4):
             agent.update(r, 0)
         assert not same(agent.encoder, mrq_after_4)
+
+
+def test_from_pixels_the_update_trains_mrqs_cnn_with_the_infonce_term_and_faded_draws():
+    shape = (9, 32, 32)  # 3 stacked RGB frames
+    torch.manual_seed(0)
+    agent = DRQAgent(DRQConfig(**SMALL, target_update_every=2), shape, ACT, torch.device("cpu"), seed=0)
+    g = np.random.default_rng(0)
+    r = SequenceReplay(shape, ACT, seq_len=5, frame_stack=3)
+    r.start_episode(g.integers(0, 256, shape, dtype=np.uint8))
+    for t in range(40):
+        r.add(g.uniform(-1, 1, ACT), g.random(), g.integers(0, 256, shape, dtype=np.uint8), False, t == 39)
+    before = params(agent.encoder.zs_net)
+    metrics = agent.update(r, 0)
+    assert metrics["infonce_loss"] > 0 and torch.isfinite(metrics["q_loss"])
+    assert not same(agent.encoder.zs_net, before)
+
+
+def test_discrete_actions_reach_the_model_one_hot_and_train():
+    from iqrl.core.spaces import ActionSpec
+
+    torch.manual_seed(0)
+    cfg = DRQConfig(**SMALL, target_update_every=2)
+    agent = DRQAgent(cfg, OBS, N_ACT, torch.device("cpu"), seed=0, action_spec=ActionSpec.discrete(N_ACT))
+    r = discrete_replay()
+    before = params(agent.encoder)
+    metrics = agent.update(r, 0)
+    assert metrics["infonce_loss"] > 0 and torch.isfinite(metrics["actor_loss"])
+    assert not same(agent.encoder, before) and agent.encoder.za.in_features == N_ACT
+    assert agent.act(torch.randn(3, OBS).numpy(), explore=False).dtype == np.int64
