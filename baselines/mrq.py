@@ -112,7 +112,7 @@ class MRQConfig(AgentConfig):
     mlp_dims: list[int] = field(default_factory=lambda: [512, 512])  # hidden widths of the value and policy
     value_lr: float = 3e-4  # the value's AdamW rate
     value_weight_decay: float = 1e-4  # the value's AdamW weight decay
-    value_grad_clip: float = 20.0  # gradient-norm clip of the value step
+    value_grad_clip: float = 20.0  # gradient-norm clip of the value step; 0: no clipping (DR.Q)
     policy_lr: float = 3e-4  # the policy's AdamW rate
     policy_weight_decay: float = 1e-4  # the policy's AdamW weight decay
     pre_activ_weight: float = 1e-5  # weight of the penalty on the policy's pre-tanh activations squared
@@ -170,7 +170,7 @@ class MRQConfig(AgentConfig):
             (self.image_pad >= 0, f"agent.image_pad must be >= 0, got {self.image_pad}"),
             (self.gumbel_tau > 0, f"agent.gumbel_tau must be > 0, got {self.gumbel_tau}"),
             (self.bins_lower < self.bins_upper, "agent.bins_lower must be < agent.bins_upper"),
-            (self.value_grad_clip > 0, f"agent.value_grad_clip must be > 0, got {self.value_grad_clip}"),
+            (self.value_grad_clip >= 0, f"agent.value_grad_clip must be >= 0, got {self.value_grad_clip}"),
             (
                 min(self.enc_lr, self.value_lr, self.policy_lr) > 0,
                 f"agent.enc_lr, value_lr and policy_lr must be > 0, got {self.enc_lr}, {self.value_lr} and "
@@ -318,6 +318,12 @@ class MRQ(Agent):
         "policy_opt",
     )
     STATE_VALUES = ("reward_scale", "target_reward_scale", "training_steps")
+    # each encoder loss term and the config key of its weight
+    TERM_WEIGHTS: ClassVar[dict[str, str]] = {
+        "consistency_loss": "dyn_weight",
+        "reward_loss": "reward_weight",
+        "done_loss": "done_weight",
+    }
     # The encoder trains the dynamics, reward and terminal heads that belong to it (MR.Q's model).
     TRANSFER_PARTS = {
         "representation": Part(("encoder", "encoder_target")),
@@ -371,27 +377,41 @@ class MRQ(Agent):
         self.training_steps = 0
 
     # ------------------------------------------------------------------ encoder
-    def encoder_loss(self, b: SequenceBatch, use_done: bool) -> tuple[Tensor, dict]:
-        c, H = self.cfg, self.cfg.enc_horizon
+    def model_rollout(self, b: SequenceBatch) -> tuple[list[tuple[Tensor, Tensor, Tensor]], Tensor]:
+        """The model unrolled H steps from z_s(o_0) on its own predictions: [(dhat_t, zhat_{t+1}, reward
+        logits_t)] for t < H, and the targets sg[zbar_s(o_{1..H})] [B, H, zs] of the target encoder."""
+        H = self.cfg.enc_horizon
         with torch.no_grad():
             target = self.encoder_target.zs(b.obs[:, 1 : H + 1])  # [B, H, zs]
-        mask = b.valid[:, :H]  # m_t: 1 until (and including) the first terminal step
-        zs = self.encoder.zs(b.obs[:, 0])
-        dyn = rew = done = torch.zeros((), device=self.device)
+        zs, preds = self.encoder.zs(b.obs[:, 0]), []
         for t in range(H):
             d_hat, zs, r_logits = self.encoder.model_all(zs, b.action[:, t])
+            preds.append((d_hat, zs, r_logits))
+        return preds, target
+
+    def model_terms(self, b: SequenceBatch, preds, target: Tensor, use_done: bool) -> dict[str, Tensor]:
+        """MR.Q's three terms of the rollout, each summed over the horizon and masked by m_t (1 until and
+        including the first terminal step): dynamics MSE, two-hot reward CE, terminal MSE (once the buffer has
+        seen a terminal)."""
+        mask = b.valid[:, : len(preds)]
+        dyn = rew = done = torch.zeros((), device=self.device)
+        for t, (d_hat, zs, r_logits) in enumerate(preds):
             m = mask[:, t]
             dyn = dyn + (((zs - target[:, t]) ** 2).mean(-1) * m).mean()
             rew = rew + (two_hot_cross_entropy(r_logits, b.reward[:, t], self.bins) * m).mean()
             if use_done:
                 done = done + (((d_hat - b.terminal[:, t].float()) ** 2) * m).mean()
-        loss = c.dyn_weight * dyn + c.reward_weight * rew + c.done_weight * done
-        return loss, {
-            "repr_loss": loss.detach(),
-            "consistency_loss": dyn.detach(),
-            "reward_loss": rew.detach(),
-            "done_loss": done.detach(),
-        }
+        return {"consistency_loss": dyn, "reward_loss": rew, "done_loss": done}
+
+    def encoder_terms(self, b: SequenceBatch, use_done: bool) -> dict[str, Tensor]:
+        """The encoder's loss terms by name (`TERM_WEIGHTS` names each one's weight)."""
+        return self.model_terms(b, *self.model_rollout(b), use_done)
+
+    def encoder_loss(self, b: SequenceBatch, use_done: bool) -> tuple[Tensor, dict]:
+        """L = sum_k w_k term_k over the terms, in their order."""
+        terms = self.encoder_terms(b, use_done)
+        loss = sum(getattr(self.cfg, self.TERM_WEIGHTS[k]) * v for k, v in terms.items())
+        return loss, {"repr_loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
 
     def update_encoder(self, b: SequenceBatch, use_done: bool = False) -> dict:
         return self.updater.step(
@@ -492,8 +512,9 @@ class MRQ(Agent):
             "q_mean": value.aux.mean(),
             "target_mean": y.mean(),
             "actor_loss": policy.loss,
-            "grad_norm_value": value.grad_norm,
         }
+        if value.grad_norm is not None:  # value_grad_clip = 0 steps without clipping or measuring the norm
+            metrics["grad_norm_value"] = value.grad_norm
         return (td - y).abs().T, metrics
 
     # ------------------------------------------------------------------ schedule
@@ -509,10 +530,14 @@ class MRQ(Agent):
         """A prioritised window of `horizon` steps, discrete actions one-hot (as the code's replay stores
         them); from pixels every frame stack of it shifted by its own offsets (the code's
         maybe_augment_state), drawn from the agent's generator before the loss."""
-        b = replay.sample(self.cfg.batch_size, horizon, prioritized=True)
+        b = self.draw_window(replay, horizon)
         if self.discrete:
             b = dataclasses.replace(b, action=one_hot(b.action, self.act_dim))
         return b if self.pixels is None else shift_window(b, self.cfg.image_pad, self.generator)
+
+    def draw_window(self, replay, horizon: int) -> SequenceBatch:
+        """B windows of `horizon` steps drawn by their LAP priority."""
+        return replay.sample(self.cfg.batch_size, horizon, prioritized=True)
 
     def encoder_burst(self, replay) -> dict:
         """`target_update_every` encoder steps on fresh prioritised batches; mean metrics."""

@@ -77,20 +77,20 @@ def test_two_hot_cross_entropy():
 # ---------------------------------------------------------------------------------- agent
 
 
+# the sizes these tests build MR.Q at (and DR.Q's, tests/test_dr_q.py)
+SMALL = {
+    "zs_dim": 8,
+    "za_dim": 4,
+    "zsa_dim": 8,
+    "enc_mlp_dims": [16, 16],
+    "mlp_dims": [16, 16],
+    "batch_size": 32,
+}
+
+
 def make(**kw):
     torch.manual_seed(0)
-    cfg = MRQConfig(
-        **{
-            "zs_dim": 8,
-            "za_dim": 4,
-            "zsa_dim": 8,
-            "enc_mlp_dims": [16, 16],
-            "mlp_dims": [16, 16],
-            "batch_size": 32,
-            **kw,
-        }
-    )
-    return MRQ(cfg, OBS, ACT, torch.device("cpu"), seed=0)
+    return MRQ(MRQConfig(**{**SMALL, **kw}), OBS, ACT, torch.device("cpu"), seed=0)
 
 
 def replay(n_episodes=3, length=40, seed=0, terminal=False):

@@ -118,6 +118,12 @@ REGISTRY: dict[str, AgentEntry] = {
         "mrq_tasks.yaml",
         description="MR.Q (model-based encoder, two-hot reward, LAP, reward-scaled TD3-like RL)",
     ),
+    "dr-q": AgentEntry(
+        "baselines.dr_q:DRQAgent",
+        "baselines.dr_q:DRQConfig",
+        "mrq_tasks.yaml",  # DR.Q's code halves the discrete noises as MR.Q's does (DRQ.py:82-85 at cc307a5)
+        description="DR.Q (MR.Q's representation plus an InfoNCE term and faded prioritised replay)",
+    ),
     "dqn": AgentEntry(
         "baselines.dqn:DQN",
         "baselines.dqn:DQNConfig",

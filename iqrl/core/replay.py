@@ -15,7 +15,9 @@ times.
 LAP (loss-adjusted prioritised replay, Fujimoto et al. 2020, arXiv 2007.06049) is built in: every
 transition carries a priority (new ones get the current max priority, which starts at 1);
 `sample(..., prioritized=True)` draws window starts with probability proportional to the priority of
-their first transition (no importance weights); `update_priorities` writes priorities back.
+their first transition (no importance weights); `update_priorities` writes priorities back. DR.Q's faded
+prioritised replay (`fade_decay` < 1) multiplies each priority by the fade of its transition's age,
+`fade_weight`, when sampling; the stored priorities stay as written.
 """
 
 from __future__ import annotations
@@ -142,6 +144,13 @@ def nstep_transition(
     with torch.no_grad():
         x = encode(torch.cat([batch.obs[:, 0], o_boot], 0))
     return x[:B], batch.action[:, 0], ret, discount, x[B:]
+
+
+def fade_weight(age: Tensor, decay: float, floor: float) -> Tensor:
+    """DR.Q's fade of a transition `age` transitions old (0: the newest): clamp(decay^age, floor, 1), in
+    float64. DR.Q's buffer multiplies every weight by `decay` at each stored transition and sets the new one's
+    to 1 (DR.Q/buffer.py lines 91-92 at cc307a5), which is decay^age."""
+    return torch.pow(decay, age.double()).clamp(floor, 1.0)
 
 
 def lap_priority(td_abs: Tensor, alpha: float = 0.4, min_priority: float = 1.0) -> Tensor:
@@ -324,10 +333,18 @@ class SequenceReplay:
             self._first_start += 1
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int, seq_len: int | None = None, prioritized: bool = False) -> SequenceBatch:
+    def sample(
+        self,
+        batch_size: int,
+        seq_len: int | None = None,
+        prioritized: bool = False,
+        fade_decay: float = 1.0,
+        fade_floor: float = 0.0,
+    ) -> SequenceBatch:
         """B windows drawn from the valid starts; seq_len <= the replay's seq_len.
 
-        Uniformly, or with `prioritized` with probability proportional to the start's LAP priority.
+        Uniformly, or with `prioritized` with probability proportional to the start's LAP priority, times
+        `fade_weight(age, fade_decay, fade_floor)` of the start's age when `fade_decay` < 1 (DR.Q).
         The starts are the same either way (valid for the replay's own window length)."""
         self._upload()
         L = self.seq_len if seq_len is None else seq_len
@@ -337,7 +354,7 @@ class SequenceReplay:
         if n <= 0:
             raise RuntimeError("replay holds no complete window yet")
         if prioritized:
-            pick = self._sample_by_priority(batch_size)
+            pick = self._sample_by_priority(batch_size, fade_decay, fade_floor)
         else:
             pick = torch.randint(n, (batch_size,), generator=self.generator, device=self.device)
         if first:
@@ -369,12 +386,19 @@ class SequenceReplay:
         frames = torch.maximum(obs_idx[..., None] - back, self._ep_first[obs_idx][..., None])
         return self._obs[frames].flatten(-4, -3)  # [..., k, C, H, W] -> [..., k C, H, W]
 
-    def _sample_by_priority(self, batch_size: int) -> Tensor:
-        """Slots into _starts drawn with probability p_i / sum p (cumulative sum + binary search).
+    def _sample_by_priority(
+        self, batch_size: int, fade_decay: float = 1.0, fade_floor: float = 0.0
+    ) -> Tensor:
+        """Slots into _starts drawn with probability p_i / sum p (cumulative sum + binary search); p_i times
+        its start's fade with `fade_decay` < 1.
 
         float64 sums: with ~1e6 priorities a float32 cumulative sum has a spacing near 1 at its end and
         would blur single priorities."""
-        csum = torch.cumsum(self._prio[self._starts[self._first_start : self.n_starts]].double(), 0)
+        starts = self._starts[self._first_start : self.n_starts]
+        p = self._prio[starts].double()
+        if fade_decay < 1.0:
+            p = p * fade_weight(self.size - 1 - starts, fade_decay, fade_floor)
+        csum = torch.cumsum(p, 0)
         u = (
             torch.rand(batch_size, generator=self.generator, device=self.device, dtype=torch.float64)
             * csum[-1]
