@@ -90,6 +90,8 @@ class TDMPC2Config(AgentConfig):
         "enc_dim": 32,
         "mlp_dim": 32,
         "latent_dim": 16,
+        "num_q": 2,
+        "num_bins": 51,
         "batch_size": 16,
         "num_samples": 32,
         "num_pi_trajs": 4,
@@ -120,6 +122,7 @@ class TDMPC2Config(AgentConfig):
     enc_lr_scale: float = 0.3  # the encoder's learning rate is lr times this
     grad_clip: float = 20.0  # max total gradient norm of the model step and of the policy step
     tau: float = 0.01  # EMA rate of the target Q-functions and of the policy loss's Q scale
+    gamma: float | None = None  # the discount; None: the heuristic below (tdmpc2.py:57-70)
     # discount heuristic: clip((T/denom - 1) / (T/denom), min, max) for T agent steps per episode
     discount_episode_length: int = 500  # T: agent steps per episode (DMC: 1000 env steps / action repeat 2)
     discount_denom: float = 5.0  # denominator of the discount heuristic
@@ -176,6 +179,10 @@ class TDMPC2Config(AgentConfig):
                     0.0 < self.discount_min <= self.discount_max <= 1.0,
                     "agent.discount_min and agent.discount_max must satisfy 0 < min <= max <= 1",
                 ),
+                (
+                    self.gamma is None or 0.0 < self.gamma <= 1.0,
+                    f"agent.gamma must be in (0, 1] or null, got {self.gamma}",
+                ),
                 (self.log_std_max > self.log_std_min, "agent.log_std_max must be > agent.log_std_min"),
                 (
                     self.extra_iterations_large_action >= 0,
@@ -194,8 +201,10 @@ class TDMPC2Config(AgentConfig):
         preset = MODEL_SIZES.get(self.model_size, MODEL_SIZES[5])
         return {k: preset[k] if getattr(self, k) is None else getattr(self, k) for k in SIZE_KEYS}
 
-    @property
-    def gamma(self) -> float:
+    def discount(self) -> float:
+        """`gamma`, or where it is None the heuristic's discount for discount_episode_length."""
+        if self.gamma is not None:
+            return self.gamma
         return heuristic_discount(
             self.discount_episode_length, self.discount_denom, self.discount_min, self.discount_max
         )
@@ -211,7 +220,7 @@ class TDMPC2Config(AgentConfig):
             temperature=self.temperature,
             min_std=self.min_std,
             max_std=self.max_std,
-            discount=self.gamma,  # the plan's value discounts by gamma (tdmpc2.py:131-132)
+            discount=self.discount(),  # the plan's value discounts by gamma (tdmpc2.py:131-132)
         )
 
 
@@ -277,6 +286,7 @@ class TDMPC2(Agent):
         "critic_target",
         "actor",
         "scale",
+        "enc_optim",
         "optim",
         "pi_optim",
     )
@@ -284,7 +294,7 @@ class TDMPC2(Agent):
         "representation": Part(("encoder", "dynamics", "reward_head"), keys=("simnorm_dim", "vmin", "vmax")),
         "actor": Part(("actor", "scale")),
         "critic": Part(("critic", "critic_target"), keys=("vmin", "vmax")),
-        "optimizers": Part(("optim", "pi_optim")),
+        "optimizers": Part(("enc_optim", "optim", "pi_optim")),
     }
 
     def __init__(self, cfg: TDMPC2Config, obs_dim: int, act_dim: int, device: torch.device, seed: int):
@@ -314,16 +324,13 @@ class TDMPC2(Agent):
         self.critic_target = frozen_copy(self.critic)
         self.scale = RunningScale(cfg.tau).to(self.device)
         self.register_bins()
-        self.optim = adam(
-            [
-                {"params": self.encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
-                {"params": [*self.dynamics.parameters(), *self.reward_head.parameters()]},
-                {"params": self.critic.parameters()},
-            ],
-            lr=cfg.lr,
-        )
+        # the code's one Adam with the encoder's group at lr * enc_lr_scale (tdmpc2.py:22-30), as two Adams
+        # stepped by one loss (Adam is per parameter: the same steps; the K-seed mode steps one group each)
+        self.enc_optim = adam(self.encoder.parameters(), lr=cfg.lr * cfg.enc_lr_scale)
+        model = [self.dynamics, self.reward_head, self.critic]
+        self.optim = adam([p for m in model for p in m.parameters()], lr=cfg.lr)
         self.pi_optim = adam(self.actor.parameters(), lr=cfg.lr, eps=PI_ADAM_EPS)
-        self.gamma = cfg.gamma
+        self.gamma = cfg.discount()
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32, device=self.device)
         self.mppi_cfg = cfg.mppi(A)
         self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
@@ -461,7 +468,7 @@ class TDMPC2(Agent):
             next_z,
             td,
             valid,
-            opt=self.optim,
+            opt=(self.enc_optim, self.optim),
             max_norm=c.grad_clip,
             **self.model_draws(H, B),
         )

@@ -54,7 +54,8 @@ def test_simnorm_latent_is_a_softmax_over_groups_of_simnorm_dim():
 def test_two_hot_targets_are_on_linear_bins_in_symlog_space():
     """math.py:58-83: 101 bins of [-10, 10] (spacing 0.2); x -> symlog(x) clamped, weight 1 - offset on the
     bin below and offset on the one above; decoding is symexp of the expectation over the bins."""
-    agent = make()
+    assert TDMPC2Config().num_bins == 101
+    agent = make(num_bins=101)
     cfg = agent.cfg
     assert (cfg.num_bins, cfg.vmin, cfg.vmax) == (101, -10.0, 10.0)
     x = torch.tensor([math.exp(1.05) - 1, -(math.exp(0.3) - 1), 1e9])
@@ -80,7 +81,8 @@ def test_discount_heuristic_from_the_episode_length():
     assert heuristic_discount(100, 5, 0.95, 0.995) == 0.95  # 0.95 exactly
     assert heuristic_discount(50, 5, 0.95, 0.995) == 0.95  # 0.9 clipped below
     cfg = TDMPC2Config(discount_episode_length=250, discount_denom=10, discount_min=0.5, discount_max=1.0)
-    assert cfg.gamma == pytest.approx(24 / 25)
+    assert cfg.gamma is None and cfg.discount() == pytest.approx(24 / 25)
+    assert TDMPC2Config(gamma=0.9).discount() == 0.9 and make(gamma=0.9).mppi_cfg.discount == 0.9
     assert make().gamma == pytest.approx(0.99) and make().mppi_cfg.discount == pytest.approx(0.99)
 
 
@@ -206,11 +208,12 @@ def test_policy_loss_is_the_rho_weighted_scaled_q_and_entropy(monkeypatch):
 def test_optimizers_encoder_learning_rate_scale_and_policy_eps():
     """tdmpc2.py:22-31: Adam with the encoder at lr * 0.3; the policy's Adam with eps 1e-5."""
     agent = make(lr=1e-3, enc_lr_scale=0.5)
-    lrs = [g["lr"] for g in agent.optim.param_groups]
-    assert lrs == [5e-4, 1e-3, 1e-3]
-    assert {id(p) for p in agent.optim.param_groups[0]["params"]} == {
-        id(p) for p in agent.encoder.parameters()
-    }
+    assert [g["lr"] for g in agent.enc_optim.param_groups] == [5e-4]
+    assert [g["lr"] for g in agent.optim.param_groups] == [1e-3]
+    ids = lambda params: {id(p) for p in params}  # noqa: E731
+    assert ids(agent.enc_optim.param_groups[0]["params"]) == ids(agent.encoder.parameters())
+    rest = [p for m in (agent.dynamics, agent.reward_head, agent.critic) for p in m.parameters()]
+    assert ids(agent.optim.param_groups[0]["params"]) == ids(rest)
     assert agent.pi_optim.param_groups[0]["eps"] == 1e-5
     assert TDMPC2Config().enc_lr_scale == 0.3 and TDMPC2Config().lr == 3e-4
 
