@@ -42,12 +42,17 @@ sum_t gamma^t R + gamma^H Q_avg(z_H, p(z_H)), warm-started from the previous ste
 episode start); the action is a weighted draw among the elites, plus N(0, std_0^2) noise in training.
 `mpc=false` acts with the policy: a sample in training, tanh(mean) in evaluation.
 
+Multi-task runs (a task list, docs/transfer.md): a learned task embedding of `task_dim` (norm <= 1) is
+concatenated to the input of every network (world_model.py:20-21, 88-101) and trained by the model loss.
+
 Quirks (docs/faithfulness.md): TDMPC2-1 (the code's entropy ratio cancels the tanh correction; here the
-squashed policy's entropy times A, `tdmpc2_presquash_entropy=true` for the code's). Harness deviations:
-losses are weighted by the window's `valid` flags and targets by (1 - terminal) (the code has neither without
-its `episodic` termination head, which is not here); the tanh log-determinant is the stable
-`iqrl.nn.maths.tanh_log_det` (the code: log(relu(1 - tanh^2) + 1e-6)); the seed phase is the run's
-`seed_steps` (the code: max(1000, 5 episode lengths) agent steps, i.e. `seed_steps=5000` on DMC).
+squashed policy's entropy times A, `tdmpc2_presquash_entropy=true` for the code's); TDMPC2-6 (multi-task:
+the policy loss's gradient on the task embedding leaks into the next model step; not here).
+Harness deviations (TDMPC2-3..5): losses are weighted by the window's `valid` flags and targets by
+(1 - terminal) (the code has neither without its `episodic` termination head, which is not here); the tanh
+log-determinant is the stable `iqrl.nn.maths.tanh_log_det` (the code: log(relu(1 - tanh^2) + 1e-6)); the
+seed phase is the run's `seed_steps` (the code: max(1000, 5 episode lengths) agent steps, i.e.
+`seed_steps=5000` on DMC).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import SequenceBatch
 from iqrl.core.schedule import PerStepSeedBurst
+from iqrl.learners.multitask import TaskEmbedding, with_task
 from iqrl.nn.layers import EnsembleLinear, ensemble_mlp, frozen_copy, mlp
 from iqrl.nn.maths import soft_bounded, symexp, symlog, tanh_log_det, two_hot_cross_entropy, two_hot_decode
 from iqrl.nn.optim import adam
@@ -107,6 +113,7 @@ class TDMPC2Config(AgentConfig):
     num_enc_layers: int | None = None  # encoder layers (max(n - 1, 1) hidden); None: model_size's
     num_q: int | None = None  # Q-functions in the ensemble; None: model_size's
     simnorm_dim: int = 8  # SimNorm: softmax over groups of this many latent channels
+    task_dim: int = 96  # multi-task runs: width of the task embedding every network reads
     dropout: float = 0.01  # dropout rate after each Q-function's first hidden layer
     num_bins: int = 101  # bins of the two-hot regression of reward and value
     vmin: float = -10.0  # lowest bin, in symlog space
@@ -157,6 +164,7 @@ class TDMPC2Config(AgentConfig):
                     f"agent.latent_dim ({a['latent_dim']}) must be a multiple of agent.simnorm_dim "
                     f"({self.simnorm_dim})",
                 ),
+                (self.task_dim >= 1, f"agent.task_dim must be >= 1, got {self.task_dim}"),
                 (0.0 <= self.dropout < 1.0, f"agent.dropout must be in [0, 1), got {self.dropout}"),
                 (self.num_bins >= 2, f"agent.num_bins must be >= 2, got {self.num_bins}"),
                 (self.vmax > self.vmin, "agent.vmax must be > agent.vmin"),
@@ -278,7 +286,9 @@ def simnorm_mlp(in_dim: int, hidden: list[int], latent_dim: int, simnorm_dim: in
 
 
 class TDMPC2(Agent):
+    MULTITASK = True
     STATE_OBJECTS = (
+        "task_emb",
         "encoder",
         "dynamics",
         "reward_head",
@@ -291,13 +301,23 @@ class TDMPC2(Agent):
         "pi_optim",
     )
     TRANSFER_PARTS = {
-        "representation": Part(("encoder", "dynamics", "reward_head"), keys=("simnorm_dim", "vmin", "vmax")),
+        "representation": Part(
+            ("task_emb", "encoder", "dynamics", "reward_head"), keys=("simnorm_dim", "vmin", "vmax")
+        ),
         "actor": Part(("actor", "scale")),
         "critic": Part(("critic", "critic_target"), keys=("vmin", "vmax")),
         "optimizers": Part(("enc_optim", "optim", "pi_optim")),
     }
 
-    def __init__(self, cfg: TDMPC2Config, obs_dim: int, act_dim: int, device: torch.device, seed: int):
+    def __init__(
+        self,
+        cfg: TDMPC2Config,
+        obs_dim: int,
+        act_dim: int,
+        device: torch.device,
+        seed: int,
+        num_tasks: int = 1,
+    ):
         super().__init__(cfg, device, seed)
         self.act_dim = A = act_dim
         self.act_generators = {}  # acting: explore=True (training) and explore=False (evaluation)
@@ -309,13 +329,18 @@ class TDMPC2(Agent):
         a = cfg.arch
         D, M = a["latent_dim"], a["mlp_dim"]
         self.latent_width = D
+        # Multi-task: a learned embedding of the task, norm <= 1, concatenated to every network's input
+        # (world_model.py:20-21, 88-101; iqrl/learners/multitask.py), trained by the model loss.
+        self.num_tasks = num_tasks
+        self.task_emb = TaskEmbedding(0, num_tasks, cfg.task_dim).to(self.device) if num_tasks > 1 else None
+        E = cfg.task_dim if num_tasks > 1 else 0
         self.encoder = simnorm_mlp(
-            obs_dim, [a["enc_dim"]] * max(a["num_enc_layers"] - 1, 1), D, cfg.simnorm_dim
+            obs_dim + E, [a["enc_dim"]] * max(a["num_enc_layers"] - 1, 1), D, cfg.simnorm_dim
         )
-        self.dynamics = simnorm_mlp(D + A, [M, M], D, cfg.simnorm_dim)
-        self.reward_head = mlp(D + A, [M, M], cfg.num_bins)
-        self.actor = mlp(D, [M, M], 2 * A)
-        self.critic = ensemble_mlp(a["num_q"], D + A, [M, M], cfg.num_bins, dropout=cfg.dropout)
+        self.dynamics = simnorm_mlp(D + E + A, [M, M], D, cfg.simnorm_dim)
+        self.reward_head = mlp(D + E + A, [M, M], cfg.num_bins)
+        self.actor = mlp(D + E, [M, M], 2 * A)
+        self.critic = ensemble_mlp(a["num_q"], D + E + A, [M, M], cfg.num_bins, dropout=cfg.dropout)
         tdmpc2_init_(self.encoder, self.dynamics, self.reward_head, self.actor, self.critic)
         nn.init.zeros_(self.reward_head[-1].weight)  # world_model.py:32
         nn.init.zeros_(self.critic.out.weight)
@@ -327,7 +352,7 @@ class TDMPC2(Agent):
         # the code's one Adam with the encoder's group at lr * enc_lr_scale (tdmpc2.py:22-30), as two Adams
         # stepped by one loss (Adam is per parameter: the same steps; the K-seed mode steps one group each)
         self.enc_optim = adam(self.encoder.parameters(), lr=cfg.lr * cfg.enc_lr_scale)
-        model = [self.dynamics, self.reward_head, self.critic]
+        model = [self.dynamics, self.reward_head, self.critic, *([self.task_emb] if num_tasks > 1 else [])]
         self.optim = adam([p for m in model for p in m.parameters()], lr=cfg.lr)
         self.pi_optim = adam(self.actor.parameters(), lr=cfg.lr, eps=PI_ADAM_EPS)
         self.gamma = cfg.discount()
@@ -340,33 +365,46 @@ class TDMPC2(Agent):
         self.bins = torch.linspace(c.vmin, c.vmax, c.num_bins, device=self.device)  # in symlog space
 
     # ------------------------------------------------------------------ world model
-    def encode(self, obs: Tensor) -> Tensor:
-        return self.encoder(obs)
+    def cond(self, x: Tensor, task: Tensor | int | None) -> Tensor:
+        """x [..., d], in a multi-task run with the embedding of `task` (a tensor broadcasting to x's
+        leading dims, or an int) appended: [x, e_task]; else x."""
+        if self.task_emb is None:
+            return x
+        task = torch.as_tensor(task, device=x.device).expand(x.shape[:-1])
+        return self.task_emb(with_task(x, task))
 
-    def next(self, z: Tensor, a: Tensor) -> Tensor:
-        return self.dynamics(torch.cat([z, a], -1))
+    def encode(self, obs: Tensor, task=None) -> Tensor:
+        return self.encoder(self.cond(obs, task))
 
-    def reward(self, z: Tensor, a: Tensor) -> Tensor:
+    def next(self, z: Tensor, a: Tensor, task=None) -> Tensor:
+        return self.dynamics(torch.cat([self.cond(z, task), a], -1))
+
+    def reward(self, z: Tensor, a: Tensor, task=None) -> Tensor:
         """Predicted reward [...] of (z, a): symexp of the two-hot expectation (math.py:74-83)."""
-        return symexp(two_hot_decode(self.reward_head(torch.cat([z, a], -1)), self.bins))
+        return symexp(two_hot_decode(self.reward_logits(z, a, task), self.bins))
 
-    def q_logits(self, net: nn.Module, z: Tensor, a: Tensor, members=None, masks=None) -> Tensor:
+    def reward_logits(self, z: Tensor, a: Tensor, task=None) -> Tensor:
+        return self.reward_head(torch.cat([self.cond(z, task), a], -1))
+
+    def q_logits(self, net: nn.Module, z: Tensor, a: Tensor, members=None, masks=None, task=None) -> Tensor:
         """Logits [E, ..., num_bins] of the Q-functions `members` (all: None) of `net` at (z, a) [..., .]."""
-        x = torch.cat([z, a], -1)
+        x = torch.cat([self.cond(z, task), a], -1)
         out = net(x.flatten(0, -2), members=members, masks=masks)
         return out.unflatten(1, x.shape[:-1])
 
-    def q_values(self, net: nn.Module, z: Tensor, a: Tensor, members: Tensor, masks=None) -> Tensor:
+    def q_values(
+        self, net: nn.Module, z: Tensor, a: Tensor, members: Tensor, masks=None, task=None
+    ) -> Tensor:
         """The Q-values [2, ...] of a drawn pair of Q-functions (world_model.py:186-216)."""
-        return symexp(two_hot_decode(self.q_logits(net, z, a, members, masks), self.bins))
+        return symexp(two_hot_decode(self.q_logits(net, z, a, members, masks, task), self.bins))
 
-    def pi(self, z: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def pi(self, z: Tensor, eps: Tensor, task=None) -> tuple[Tensor, Tensor, Tensor]:
         """The policy prior (world_model.py:144-184): (tanh(mu + sigma eps), tanh(mu), the scaled entropy
         term [...]). log sigma = log_std_min + (max - min) (tanh(s) + 1) / 2. The entropy term is A times
         -log pi(a) of the squashed Gaussian, or with `tdmpc2_presquash_entropy` the code's -log pi(a) times
         A log N(u) / (log pi(a) + 1e-8), which is A times the pre-squash -log N(u) (TDMPC2-1)."""
         c = self.cfg
-        mu, s = self.actor(z).chunk(2, -1)
+        mu, s = self.actor(self.cond(z, task)).chunk(2, -1)
         log_std = soft_bounded(s, c.log_std_min, c.log_std_max)
         u = mu + eps * log_std.exp()
         gauss = (-0.5 * eps.square() - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
@@ -397,37 +435,46 @@ class TDMPC2(Agent):
         return {"eps": self.noise((H, B, self.act_dim), self.generator), "members": self.pair(self.generator)}
 
     @torch.no_grad()
-    def td_targets(self, next_obs: Tensor, reward: Tensor, terminal: Tensor, eps: Tensor, members: Tensor):
+    def td_targets(
+        self, next_obs: Tensor, reward: Tensor, terminal: Tensor, task, eps: Tensor, members: Tensor
+    ):
         """(z'_t = h(o_{t+1}) [H, B, D], q_t = r_t + gamma (1 - d_t) min_k Q^-_k(z'_t, a') [H, B]) with a' a
         policy sample and the min over the drawn pair of target Q-functions (tdmpc2.py:241-257); the
         targets have no dropout (world_model.py:74-80 keeps them in eval mode)."""
-        next_z = self.encode(next_obs)
-        a, _, _ = self.pi(next_z, eps)
-        q = self.q_values(self.critic_target, next_z, a, members).amin(0)
+        next_z = self.encode(next_obs, task)
+        a, _, _ = self.pi(next_z, eps, task)
+        q = self.q_values(self.critic_target, next_z, a, members, task=task).amin(0)
         return next_z, reward + self.gamma * (1.0 - terminal) * q
 
     def model_draws(self, H: int, B: int) -> dict:
         return {"masks": self.q_masks(self.cfg.arch["num_q"], H * B)}
 
     def model_loss(
-        self, obs0: Tensor, action: Tensor, reward: Tensor, next_z: Tensor, td: Tensor, valid: Tensor, masks
+        self,
+        obs0: Tensor,
+        action: Tensor,
+        reward: Tensor,
+        next_z: Tensor,
+        td: Tensor,
+        valid: Tensor,
+        task,
+        masks,
     ):
         """The joint model loss (tdmpc2.py:259-304) over the rollout z_0 = h(o_0), z_{t+1} = d(z_t, a_t):
         obs0 [B, obs], action [H, B, A], reward, td, valid [H, B], next_z [H, B, D]."""
         c = self.cfg
         H = action.shape[0]
-        zs = [self.encode(obs0)]
+        zs = [self.encode(obs0, task)]
         for t in range(H):
-            zs.append(self.next(zs[-1], action[t]))
+            zs.append(self.next(zs[-1], action[t], task))
         zs = torch.stack(zs)  # [H + 1, B, D]
         w = self.rho_powers[:H, None] * valid  # rho^t, and no loss past a terminal step
         consistency = ((zs[1:] - next_z).square().mean(-1) * w).mean(1).sum() / H
-        z, x = zs[:-1], torch.cat([zs[:-1], action], -1)
-        reward_ce = two_hot_cross_entropy(self.reward_head(x), symlog(reward), self.bins)
+        z = zs[:-1]
+        reward_ce = two_hot_cross_entropy(self.reward_logits(z, action, task), symlog(reward), self.bins)
         reward_loss = (reward_ce * w).mean(1).sum() / H
-        q_ce = two_hot_cross_entropy(
-            self.q_logits(self.critic, z, action, masks=masks), symlog(td), self.bins
-        )
+        q_logits = self.q_logits(self.critic, z, action, masks=masks, task=task)
+        q_ce = two_hot_cross_entropy(q_logits, symlog(td), self.bins)
         value_loss = (q_ce * w).mean(-1).sum() / (H * q_ce.shape[0])
         total = c.consistency_coef * consistency + c.reward_coef * reward_loss + c.value_coef * value_loss
         metrics = {"consistency_loss": consistency, "reward_loss": reward_loss, "q_loss": value_loss}
@@ -440,13 +487,13 @@ class TDMPC2(Agent):
             "masks": self.q_masks(Q_PAIR, H1 * B),
         }
 
-    def pi_loss(self, zs: Tensor, valid: Tensor, eps: Tensor, members: Tensor, masks):
+    def pi_loss(self, zs: Tensor, valid: Tensor, task, eps: Tensor, members: Tensor, masks):
         """The policy loss (tdmpc2.py:208-239) on the detached rollout latents zs [H + 1, B, D]:
         mean_t rho^t mean_b -(alpha entropy + Q / S), Q the mean of the drawn pair of online Q-functions with
         dropout, S the running scale updated first from Q at z_0."""
         c = self.cfg
-        a, _, entropy = self.pi(zs, eps)
-        q = self.q_values(self.critic, zs, a, members, masks).mean(0)  # [H + 1, B]
+        a, _, entropy = self.pi(zs, eps, task)
+        q = self.q_values(self.critic, zs, a, members, masks, task).mean(0)  # [H + 1, B]
         q = q / self.scale.update(q[0])
         w = torch.cat([torch.ones_like(valid[:1]), valid]) * self.rho_powers[:, None]
         loss = (-(c.entropy_coef * entropy + q) * w).mean()
@@ -459,7 +506,8 @@ class TDMPC2(Agent):
         obs = batch.obs.transpose(0, 1)  # time-major, as the code's tensors
         action, reward = batch.action.transpose(0, 1), batch.reward.transpose(0, 1).float()
         terminal, valid = batch.terminal.transpose(0, 1).float(), batch.valid.transpose(0, 1).float()
-        next_z, td = u.call(self.td_targets, obs[1:], reward, terminal, **self.target_draws(H, B))
+        task = batch.task  # [B] in a multi-task run, else None
+        next_z, td = u.call(self.td_targets, obs[1:], reward, terminal, task, **self.target_draws(H, B))
         model = u.step(
             self.model_loss,
             obs[0],
@@ -468,6 +516,7 @@ class TDMPC2(Agent):
             next_z,
             td,
             valid,
+            task,
             opt=(self.enc_optim, self.optim),
             max_norm=c.grad_clip,
             **self.model_draws(H, B),
@@ -477,9 +526,11 @@ class TDMPC2(Agent):
             self.pi_loss,
             zs,
             valid,
+            task,
             opt=self.pi_optim,
             max_norm=c.grad_clip,
-            frozen=(self.critic,),
+            # the policy loss trains neither the Q-functions nor the task embedding (TDMPC2-6)
+            frozen=(self.critic, *([self.task_emb] if self.task_emb is not None else [])),
             **self.pi_draws(H + 1, B),
         )
         u.ema(self.critic_target, self.critic, c.tau)
@@ -496,13 +547,17 @@ class TDMPC2(Agent):
     def on_episode_start(self, training: bool) -> None:
         self.plan_mean[training] = None  # t0: no warm start from the previous episode (tdmpc2.py:166)
 
+    def acting_task(self) -> int | None:
+        return self.task if self.num_tasks > 1 else None
+
     def policy_sample(self, z: Tensor, generator: torch.Generator) -> Tensor:
-        a, _, _ = self.pi(z, self.noise((*z.shape[:-1], self.act_dim), generator))
+        a, _, _ = self.pi(z, self.noise((*z.shape[:-1], self.act_dim), generator), self.acting_task())
         return a
 
     def plan_value(self, z: Tensor, generator: torch.Generator) -> Tensor:
         """Q_avg(z_H, p(z_H)) [N, S]: the mean of a random pair, a policy sample (tdmpc2.py:135-136)."""
-        return self.q_values(self.critic, z, self.policy_sample(z, generator), self.pair(generator)).mean(0)
+        a, members = self.policy_sample(z, generator), self.pair(generator)
+        return self.q_values(self.critic, z, a, members, task=self.acting_task()).mean(0)
 
     def plan(self, z: Tensor, explore: bool, generator: torch.Generator) -> Tensor:
         prev = self.plan_mean[explore]
@@ -514,8 +569,8 @@ class TDMPC2(Agent):
             cfg=self.mppi_cfg,
             generator=generator,
             prev_mean=prev,
-            dynamics=self.next,
-            reward=self.reward,
+            dynamics=lambda z_, a_: self.next(z_, a_, self.acting_task()),
+            reward=lambda z_, a_: self.reward(z_, a_, self.acting_task()),
             terminal_value=lambda z_: self.plan_value(z_, generator),
             policy_prior=lambda z_: self.policy_sample(z_, generator),
         )
@@ -529,18 +584,20 @@ class TDMPC2(Agent):
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         o = to_tensor(obs, self.device)
         single = o.dim() == 1
-        z = self.encode(o.unsqueeze(0) if single else o)
+        z = self.encode(o.unsqueeze(0) if single else o, self.acting_task())
         generator = self.act_generators[explore]
         if self.cfg.mpc:
             a = self.plan(z, explore, generator)
         else:  # tdmpc2.py:116-120: a sample in training, the mean in evaluation
-            sample, mean, _ = self.pi(z, self.noise((z.shape[0], self.act_dim), generator))
+            sample, mean, _ = self.pi(
+                z, self.noise((z.shape[0], self.act_dim), generator), self.acting_task()
+            )
             a = sample if explore else mean
         return (a[0] if single else a).cpu().numpy()
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:
-        return self.encode(obs.to(self.device))
+        return self.encode(obs.to(self.device), self.acting_task())
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

@@ -96,7 +96,7 @@ def test_td_target_is_the_min_of_the_drawn_pair_of_target_q_functions_without_dr
     assert members.shape == (2,) and members[0] != members[1] and members.max() < 5
     with torch.no_grad():  # targets differ per member: perturb the zero-initialised output layer
         agent.critic_target.out.weight.normal_(0, 0.5)
-    next_z, td = agent.td_targets(obs[1:], reward, torch.zeros(H, B), **draws)
+    next_z, td = agent.td_targets(obs[1:], reward, torch.zeros(H, B), None, **draws)
     torch.testing.assert_close(next_z, agent.encode(obs[1:]))
     a, _, _ = agent.pi(next_z, draws["eps"])
     x = torch.cat([next_z, a], -1).flatten(0, 1)
@@ -130,7 +130,9 @@ def test_model_loss_weights_each_rollout_step_by_rho_and_averages_over_horizon_a
         agent.reward_head[-1].weight.normal_(0, 0.5)
     next_z = agent.encode(obs[1:]).detach()
     td = torch.rand(H, B) * 5
-    total, (zs, metrics) = agent.model_loss(obs[0], action, reward, next_z, td, torch.ones(H, B), masks=None)
+    total, (zs, metrics) = agent.model_loss(
+        obs[0], action, reward, next_z, td, torch.ones(H, B), None, masks=None
+    )
     z = agent.encode(obs[0])
     cons = rew = val = 0.0
     for t in range(H):
@@ -149,7 +151,7 @@ def test_model_loss_weights_each_rollout_step_by_rho_and_averages_over_horizon_a
     assert zs.shape == (H + 1, B, 16)
     c2 = make(num_q=4, dropout=0.0, consistency_coef=1.0, reward_coef=2.0, value_coef=3.0)
     c2.load_state_dict(agent.state_dict())
-    total2, _ = c2.model_loss(obs[0], action, reward, next_z, td, torch.ones(H, B), masks=None)
+    total2, _ = c2.model_loss(obs[0], action, reward, next_z, td, torch.ones(H, B), None, masks=None)
     torch.testing.assert_close(total2, cons + 2 * rew + 3 * val)
 
 
@@ -195,7 +197,7 @@ def test_policy_loss_is_the_rho_weighted_scaled_q_and_entropy(monkeypatch):
         agent.critic.out.weight.normal_(0, 2.0)
     zs = agent.encode(torch.randn(H + 1, B, OBS))
     draws = agent.pi_draws(H + 1, B)
-    loss, aux = agent.pi_loss(zs, torch.ones(H, B), **draws)
+    loss, aux = agent.pi_loss(zs, torch.ones(H, B), None, **draws)
     a, _, ent = agent.pi(zs, draws["eps"])
     q = agent.q_values(agent.critic, zs, a, draws["members"], draws["masks"]).mean(0)
     s = RunningScale(0.01).update(q[0])
@@ -269,7 +271,7 @@ def test_planner_chooses_among_the_policy_prior_trajectories(monkeypatch):
         return prior.expand(*z.shape[:-1], ACT)
 
     monkeypatch.setattr(agent, "policy_sample", policy_sample)
-    monkeypatch.setattr(agent, "reward", lambda z, a: -((a - prior) ** 2).sum(-1) * 100)
+    monkeypatch.setattr(agent, "reward", lambda z, a, task=None: -((a - prior) ** 2).sum(-1) * 100)
     monkeypatch.setattr(agent, "plan_value", lambda z, g: torch.zeros(z.shape[:-1]))
     a = agent.act(np.zeros(OBS, np.float32), explore=False)
     np.testing.assert_allclose(a, prior.numpy(), atol=1e-6)
@@ -322,3 +324,47 @@ def test_update_runs_and_is_deterministic():
     assert runs[0] == runs[1]
     assert all(np.isfinite(v) for m in runs[0] for v in m.values())
     assert runs[0][-1]["consistency_loss"] < runs[0][0]["consistency_loss"]
+
+
+def test_multi_task_every_network_reads_the_task_embedding_which_the_model_loss_trains():
+    """world_model.py:20-21, 88-101: the task's embedding (norm <= 1) concatenated to the input of the
+    encoder, dynamics, reward, policy and Q-functions; tdmpc2.py:22-31: the model's optimizer holds it, the
+    policy's does not (and here the policy loss does not differentiate into it: TDMPC2-6)."""
+    torch.manual_seed(0)
+    cfg = TDMPC2Config(**{**TDMPC2Config.TINY, "batch_size": B, "task_dim": 4})
+    agent = TDMPC2(cfg, OBS, ACT, torch.device("cpu"), seed=0, num_tasks=2)
+    assert agent.encoder[0][0].weight.shape[1] == OBS + 4
+    assert agent.dynamics[0][0].weight.shape[1] == 16 + 4 + ACT
+    assert (
+        agent.actor[0].weight.shape[1] == 16 + 4 and agent.critic.linears[0].weight.shape[1] == 16 + 4 + ACT
+    )
+    with torch.no_grad():
+        agent.task_emb.weight.copy_(torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.1, 0.0]]))
+    x = agent.cond(torch.zeros(2, 5), torch.tensor([0, 1]))
+    torch.testing.assert_close(x[:, 5:], torch.tensor([[0.6, 0.8, 0.0, 0.0], [0.0, 0.0, 0.1, 0.0]]))
+    obs = torch.randn(1, OBS)
+    assert not torch.allclose(agent.encode(obs, 0), agent.encode(obs, 1))
+    ids = lambda opt: {id(p) for g in opt.param_groups for p in g["params"]}  # noqa: E731
+    assert id(agent.task_emb.weight) in ids(agent.optim) and id(agent.task_emb.weight) not in ids(
+        agent.pi_optim
+    )
+    agent.task = 1
+    assert agent.act(np.zeros(OBS, np.float32), explore=True).shape == (ACT,)
+
+
+def test_a_multi_task_run_trains_and_evaluates_every_task(tmp_path):
+    """A task list trains one TD-MPC2 on both tasks (docs/transfer.md): eval.csv has a row per task."""
+    import csv
+
+    from iqrl.core.exits import EXIT_OK
+    from iqrl.train import main
+
+    from conftest import tiny_argv
+
+    extra = ["task=[cartpole-balance,cartpole-swingup]", "agent.task_dim=4"]
+    assert main(tiny_argv("tdmpc2", tmp_path, steps=800, extra=extra)) == EXIT_OK
+    with open(tmp_path / "eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["env_step"], r["task"]) for r in rows] == [
+        (str(step), task) for step in (0, 400, 800) for task in ("cartpole-balance", "cartpole-swingup")
+    ]
