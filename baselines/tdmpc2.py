@@ -348,7 +348,7 @@ class TDMPC2(Agent):
             m.to(self.device)
         self.critic_target = frozen_copy(self.critic)
         self.scale = RunningScale(cfg.tau).to(self.device)
-        self.register_bins()
+        self.bins = torch.linspace(cfg.vmin, cfg.vmax, cfg.num_bins, device=self.device)  # in symlog space
         # the code's one Adam with the encoder's group at lr * enc_lr_scale (tdmpc2.py:22-30), as two Adams
         # stepped by one loss (Adam is per parameter: the same steps; the K-seed mode steps one group each)
         self.enc_optim = adam(self.encoder.parameters(), lr=cfg.lr * cfg.enc_lr_scale)
@@ -359,10 +359,6 @@ class TDMPC2(Agent):
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32, device=self.device)
         self.mppi_cfg = cfg.mppi(A)
         self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
-
-    def register_bins(self) -> None:
-        c = self.cfg
-        self.bins = torch.linspace(c.vmin, c.vmax, c.num_bins, device=self.device)  # in symlog space
 
     # ------------------------------------------------------------------ world model
     def cond(self, x: Tensor, task: Tensor | int | None) -> Tensor:
