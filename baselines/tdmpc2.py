@@ -546,14 +546,37 @@ class TDMPC2(Agent):
     def acting_task(self) -> int | None:
         return self.task if self.num_tasks > 1 else None
 
+    def compile_acting(self) -> None:
+        """compile=true: the planner's model evaluations (`plan_next`, `plan_reward`, `prior_action`,
+        `plan_q`), its random draws staying eager around them, as DC-MPC's (baselines/dcwm.py); dynamic
+        shapes (one env or a batch of them, prior or sampled sequences), never CUDA graphs (each call feeds
+        the next one's input)."""
+        for name in ("plan_next", "plan_reward", "prior_action", "plan_q"):
+            setattr(self, name, torch.compile(getattr(self, name), dynamic=True))
+
+    # The planner's model: each piece split into its draws (eager, from the acting generator) and a pure
+    # function of them (what compile=true compiles), apart from the update's functions.
+    def plan_next(self, z: Tensor, a: Tensor, task) -> Tensor:
+        return self.next(z, a, task)
+
+    def plan_reward(self, z: Tensor, a: Tensor, task) -> Tensor:
+        return self.reward(z, a, task)
+
+    def prior_action(self, z: Tensor, eps: Tensor, task) -> Tensor:
+        return self.pi(z, eps, task)[0]
+
+    def plan_q(self, z: Tensor, a: Tensor, members: Tensor, task) -> Tensor:
+        return self.q_values(self.critic, z, a, members, task=task).mean(0)
+
     def policy_sample(self, z: Tensor, generator: torch.Generator) -> Tensor:
-        a, _, _ = self.pi(z, self.noise((*z.shape[:-1], self.act_dim), generator), self.acting_task())
-        return a
+        """A policy sample [..., A] at z: the policy prior's actions (tdmpc2.py:152-160)."""
+        eps = self.noise((*z.shape[:-1], self.act_dim), generator)
+        return self.prior_action(z, eps, self.acting_task())
 
     def plan_value(self, z: Tensor, generator: torch.Generator) -> Tensor:
         """Q_avg(z_H, p(z_H)) [N, S]: the mean of a random pair, a policy sample (tdmpc2.py:135-136)."""
         a, members = self.policy_sample(z, generator), self.pair(generator)
-        return self.q_values(self.critic, z, a, members, task=self.acting_task()).mean(0)
+        return self.plan_q(z, a, members, self.acting_task())
 
     def plan(self, z: Tensor, explore: bool, generator: torch.Generator) -> Tensor:
         prev = self.plan_mean[explore]
@@ -565,8 +588,8 @@ class TDMPC2(Agent):
             cfg=self.mppi_cfg,
             generator=generator,
             prev_mean=prev,
-            dynamics=lambda z_, a_: self.next(z_, a_, self.acting_task()),
-            reward=lambda z_, a_: self.reward(z_, a_, self.acting_task()),
+            dynamics=lambda z_, a_: self.plan_next(z_, a_, self.acting_task()),
+            reward=lambda z_, a_: self.plan_reward(z_, a_, self.acting_task()),
             terminal_value=lambda z_: self.plan_value(z_, generator),
             policy_prior=lambda z_: self.policy_sample(z_, generator),
         )

@@ -271,7 +271,7 @@ def test_planner_chooses_among_the_policy_prior_trajectories(monkeypatch):
         return prior.expand(*z.shape[:-1], ACT)
 
     monkeypatch.setattr(agent, "policy_sample", policy_sample)
-    monkeypatch.setattr(agent, "reward", lambda z, a, task=None: -((a - prior) ** 2).sum(-1) * 100)
+    monkeypatch.setattr(agent, "plan_reward", lambda z, a, task: -((a - prior) ** 2).sum(-1) * 100)
     monkeypatch.setattr(agent, "plan_value", lambda z, g: torch.zeros(z.shape[:-1]))
     a = agent.act(np.zeros(OBS, np.float32), explore=False)
     np.testing.assert_allclose(a, prior.numpy(), atol=1e-6)
@@ -368,3 +368,31 @@ def test_a_multi_task_run_trains_and_evaluates_every_task(tmp_path):
     assert [(r["env_step"], r["task"]) for r in rows] == [
         (str(step), task) for step in (0, 400, 800) for task in ("cartpole-balance", "cartpole-swingup")
     ]
+
+
+def test_compiled_planner_pieces_compute_the_eager_ones():
+    """compile=true compiles the planner's model pieces (TDMPC2.compile_acting); each computes its eager
+    function to rounding, at two batch layouts. (Whole plans are not compared: with values this close,
+    rounding re-ranks MPPI's elites, which moves the chosen action.)"""
+    eager = make(num_q=3)
+    with torch.no_grad():
+        eager.critic.out.weight.normal_(0, 0.5)
+        eager.reward_head[-1].weight.normal_(0, 0.5)
+    compiled = make(num_q=3)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_acting()
+    members = torch.tensor([2, 0])
+    for lead in ((1, 32), (3, 4)):
+        z = eager.encode(torch.randn(*lead, OBS))
+        a, eps = torch.rand(*lead, ACT) * 2 - 1, torch.randn(*lead, ACT)
+        with torch.no_grad():
+            for name, args in (
+                ("plan_next", (z, a, None)),
+                ("plan_reward", (z, a, None)),
+                ("prior_action", (z, eps, None)),
+                ("plan_q", (z, a, members, None)),
+            ):
+                got, want = getattr(compiled, name)(*args), getattr(eager, name)(*args)
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)  # Q ~ 100s: relative rounding
+    a = compiled.act(np.zeros((2, OBS), np.float32), explore=True)
+    assert a.shape == (2, ACT) and np.abs(a).max() <= 1
