@@ -7,6 +7,8 @@ rounding of batched kernels (MPPI, which samples while evaluating, draws other n
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
@@ -15,16 +17,18 @@ from iqrl.core.config import build_config
 from iqrl.core.envs import DMCEnv
 from iqrl.core.evaluation import eval_batch, eval_episode
 from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
-from iqrl.core.registry import make_agent
+from iqrl.core.registry import config_class, make_agent
 from iqrl.core.spaces import ActionSpec
 from iqrl.train import main
 
 from conftest import acts_in_boxes, stop_after_steps, tiny_argv, tiny_keys
 from test_train import eval_numbers
 
-# Agents that sample while they evaluate draw other numbers batched: compared without the sampler (DCWM's
-# MPPI off: DCWM-MF).
-SAMPLING_EVAL_OFF = {"dcwm": ["agent.mpc=false"]}
+
+def sampling_off(agent: str) -> list[str]:
+    """A planner samples while it evaluates, and draws other numbers batched: an agent with an `mpc` key
+    (dcwm, tdmpc2) is compared on its policy alone."""
+    return ["agent.mpc=false"] if "mpc" in {f.name for f in fields(config_class(agent))} else []
 
 
 def _agent(name: str, extra=()):
@@ -40,7 +44,7 @@ def test_batched_returns_equal_the_sequential_loop(agent):
     spaces only: the MiniGrid test below."""
     if not acts_in_boxes(agent):
         pytest.skip(f"{agent} acts in discrete spaces only: the MiniGrid test of this module")
-    model = _agent(agent, SAMPLING_EVAL_OFF.get(agent, ()))
+    model = _agent(agent, sampling_off(agent))
     sequential_env = DMCEnv("cartpole-balance", 7, 2, 100)
     expected = [eval_episode(sequential_env, model).ret for _ in range(3)]
     envs = [DMCEnv("cartpole-balance", 7, 2, 100) for _ in range(3)]

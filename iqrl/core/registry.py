@@ -167,6 +167,13 @@ REGISTRY: dict[str, AgentEntry] = {
         description="DC-MPC (arXiv 2503.00653): FSQ codebook world model, TD3 on codes, MPPI "
         "(mpc=false: DCWM-MF)",
     ),
+    "tdmpc2": AgentEntry(
+        "baselines.tdmpc2:TDMPC2",
+        "baselines.tdmpc2:TDMPC2Config",
+        "tdmpc2_tasks.yaml",
+        description="TD-MPC2 (arXiv 2310.16828): SimNorm implicit world model, two-hot reward and Q "
+        "ensemble, MPPI with a policy prior (mpc=false: the policy alone); model_size 1, 5, 19, 48 or 317",
+    ),
     "bro": AgentEntry(
         "baselines.bro:BRO",
         "baselines.bro:BROConfig",

@@ -12,6 +12,7 @@ the rate whatever the moments; a schedule only chooses when they run.
 * `PerStep` (MR.Q, SAC+AE, TACO, TD7 without checkpoints): after every agent step once seeding is over.
 * `SeedBurst` (DC-MPC): per episode, and when seeding ends the updates the seed episodes earned, at once
   (10 seed episodes x 500 = 5000 updates before the first agent episode; docs/faithfulness.md DC-6).
+* `PerStepSeedBurst` (TD-MPC2): per step, and when seeding ends the updates the seed episodes earned, at once.
 * An agent's own subclass: TD7's policy checkpoints (baselines/td7.py) run the earned updates at the end of
   each policy assessment.
 """
@@ -90,4 +91,13 @@ class PerStep(UpdateSchedule):
         self.cycle = cycle
 
     def after_step(self, credit: Credit, env_steps: int) -> int:
+        return credit.take(env_steps)
+
+
+class PerStepSeedBurst(PerStep):
+    """After every agent step once seeding is over, and when seeding ends the updates the seed episodes
+    earned, at once (TD-MPC2: github.com/nicklashansen/tdmpc2@e9f5932, tdmpc2/trainer/online_trainer.py
+    lines 114-123)."""
+
+    def after_seeding(self, credit: Credit, env_steps: int) -> int:
         return credit.take(env_steps)

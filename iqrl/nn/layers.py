@@ -308,7 +308,8 @@ class EnsembleMLP(nn.Module):
 
     `dropout` > 0: a `MaskedDropout` after each hidden Linear, before its LayerNorm (DroQ's Q-functions,
     Hiraoka et al. 2022, arXiv 2110.02034). forward's `masks` are the keep masks of one evaluation, from
-    `draw_masks`; masks None: no dropout.
+    `draw_masks`; masks None: no dropout. Fewer masks than hidden layers: dropout after the first len(masks)
+    hidden layers only (TD-MPC2's Q-functions drop after their first).
     """
 
     def __init__(
@@ -352,7 +353,7 @@ class EnsembleMLP(nn.Module):
     ) -> Tensor:
         for k, lin in enumerate(self.linears):
             x = lin(x, members)
-            if masks is not None:
+            if masks is not None and k < len(masks):
                 x = self.dropout(x, masks[k])
             x = self.act(self.norms[k](x, members) if self.norms else x)
         return self.out(x, members)

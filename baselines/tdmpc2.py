@@ -1,0 +1,634 @@
+"""TD-MPC2 (Hansen, Su, Wang, "TD-MPC2: Scalable, Robust World Models for Continuous Control", ICLR 2024,
+arXiv 2310.16828): an implicit world model (encoder -> SimNorm latent, latent dynamics, reward, an ensemble
+of Q-functions, a Gaussian policy prior), trained jointly on one loss over a short latent rollout, and MPPI
+planning with the policy prior at act time.
+
+Reference code: github.com/nicklashansen/tdmpc2 at e9f5932 (cited below as `file:lines`, all under tdmpc2/).
+One update, in the paper's order (section 3, eqs. 3-4; `tdmpc2.py:259-332`):
+  1. targets, no gradient: z'_t = h(o_{t+1}) by the online encoder (there is no target encoder), and
+     q_t = r_t + gamma Q_min(z'_t, p(z'_t)), the min over two target Q-functions drawn at random;
+  2. latent rollout z_0 = h(o_0), z_{t+1} = d(z_t, a_t); the model loss
+     (1/H) sum_t rho^t [ c_c ||z_{t+1} - sg(z'_t)||^2 + c_r CE(R(z_t, a_t), r_t)
+                         + c_q (1/num_q) sum_k CE(Q_k(z_t, a_t), q_t) ],
+     CE a soft cross-entropy against the two-hot encoding of symlog(target) on num_bins bins of
+     [vmin, vmax]; one Adam step (encoder at lr * enc_lr_scale), gradient norm clipped to grad_clip;
+  3. the policy step on the detached rollout latents z_0..z_H: mean_t rho^t E[-(Q(z_t, a) / S + alpha A H)],
+     Q the mean of two random (updated) Q-functions with dropout, S the running scale of Q (RunningScale,
+     from the 5th-95th percentile range of Q at z_0), H the policy's entropy, A the action dims;
+  4. target Q-functions <- EMA with tau.
+
+Settings (every default of `TDMPC2Config`), from `config.yaml` unless named:
+| key | value | where |
+|---|---|---|
+| batch_size, horizon, rho | 256, 3, 0.5 | config.yaml:16, 39, 21 |
+| consistency_coef, reward_coef, value_coef | 20, 0.1, 0.1 | config.yaml:20, 17, 18 |
+| lr, enc_lr_scale, grad_clip, tau | 3e-4, 0.3, 20, 0.01 | config.yaml:22-25; Adam groups tdmpc2.py:22-30 |
+| policy Adam eps | 1e-5 | tdmpc2.py:31 |
+| discount_denom, discount_min, discount_max | 5, 0.95, 0.995 | config.yaml:26-28; heuristic tdmpc2.py:57-70 |
+| mpc, iterations, num_samples, num_elites, num_pi_trajs | true, 6, 512, 64, 24 | config.yaml:34-38 |
+| min_std, max_std, temperature | 0.05, 2, 0.5 | config.yaml:40-42 |
+| extra_iterations_large_action | +2 for act_dim >= 20 | tdmpc2.py:34 |
+| log_std_min, log_std_max, entropy_coef | -10, 2, 1e-4 | config.yaml:45-47; policy world_model.py:144-184 |
+| num_bins, vmin, vmax | 101, -10, 10 (symlog space) | config.yaml:50-52; two-hot math.py:58-83 |
+| model_size and its widths | 5 (enc 256, mlp 512, latent 512, 2 enc layers) | common/__init__.py:1-24 |
+| num_q, dropout, simnorm_dim | 5, 0.01, 8 | config.yaml:62-64; after Q's first layer: layers.py:121-133 |
+| init | trunc. normal std 0.02, zero bias; zero last weight of R and Q | init.py:4-17, world_model.py:30-32 |
+| RunningScale | percentiles 5, 95; value >= 1; lerp by tau | scale.py:5-50 |
+| updates | 1 per agent step; when seeding ends, one per seed step | trainer/online_trainer.py:114-123 |
+
+Acting (`tdmpc2.py:97-206`): MPPI (`baselines/dcwm_mppi.py`, which follows `_plan`) in the latent model:
+`num_pi_trajs` sequences sampled from the policy prior, the rest from N(mean, std^2), values
+sum_t gamma^t R + gamma^H Q_avg(z_H, p(z_H)), warm-started from the previous step's mean (reset at each
+episode start); the action is a weighted draw among the elites, plus N(0, std_0^2) noise in training.
+`mpc=false` acts with the policy: a sample in training, tanh(mean) in evaluation.
+
+Multi-task runs (a task list, docs/transfer.md): a learned task embedding of `task_dim` (norm <= 1) is
+concatenated to the input of every network (world_model.py:20-21, 88-101) and trained by the model loss.
+
+Quirks (docs/faithfulness.md): TDMPC2-1 (the code's entropy ratio cancels the tanh correction; here the
+squashed policy's entropy times A, `tdmpc2_presquash_entropy=true` for the code's); TDMPC2-6 (multi-task:
+the policy loss's gradient on the task embedding leaks into the next model step; not here).
+Harness deviations (TDMPC2-3..5): losses are weighted by the window's `valid` flags and targets by
+(1 - terminal) (the code has neither without its `episodic` termination head, which is not here); the tanh
+log-determinant is the stable `iqrl.nn.maths.tanh_log_det` (the code: log(relu(1 - tanh^2) + 1e-6)); the
+seed phase is the run's `seed_steps` (the code: max(1000, 5 episode lengths) agent steps, i.e.
+`seed_steps=5000` on DMC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from baselines.dcwm_mppi import MPPIConfig, mppi_plan
+from iqrl.core.checks import require
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
+from iqrl.core.replay import SequenceBatch
+from iqrl.core.schedule import PerStepSeedBurst
+from iqrl.learners.multitask import TaskEmbedding, with_task
+from iqrl.nn.layers import EnsembleLinear, ensemble_mlp, frozen_copy, mlp
+from iqrl.nn.maths import soft_bounded, symexp, symlog, tanh_log_det, two_hot_cross_entropy, two_hot_decode
+from iqrl.nn.optim import adam
+from iqrl.nn.quantizers import GroupNorm
+from iqrl.nn.stats import StatLayer, read, write
+
+# common/__init__.py:1-24 (MODEL_SIZE; num_q 5 from config.yaml:62 where a size does not set it)
+MODEL_SIZES: dict[int, dict[str, int]] = {
+    1: {"enc_dim": 256, "mlp_dim": 384, "latent_dim": 128, "num_enc_layers": 2, "num_q": 2},
+    5: {"enc_dim": 256, "mlp_dim": 512, "latent_dim": 512, "num_enc_layers": 2, "num_q": 5},
+    19: {"enc_dim": 1024, "mlp_dim": 1024, "latent_dim": 768, "num_enc_layers": 3, "num_q": 5},
+    48: {"enc_dim": 1792, "mlp_dim": 1792, "latent_dim": 768, "num_enc_layers": 4, "num_q": 5},
+    317: {"enc_dim": 4096, "mlp_dim": 4096, "latent_dim": 1376, "num_enc_layers": 5, "num_q": 8},
+}
+SIZE_KEYS = ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q")
+Q_PAIR = 2  # Q-functions drawn for targets, planning values and the policy loss (world_model.py:212)
+PI_ADAM_EPS = 1e-5  # the policy's Adam epsilon (tdmpc2.py:31)
+
+
+@dataclass
+class TDMPC2Config(AgentConfig):
+    # the tests' tiny sizes, MPPI's too
+    TINY: ClassVar[dict] = {
+        "enc_dim": 32,
+        "mlp_dim": 32,
+        "latent_dim": 16,
+        "num_q": 2,
+        "num_bins": 51,
+        "batch_size": 16,
+        "num_samples": 32,
+        "num_pi_trajs": 4,
+        "num_elites": 8,
+        "iterations": 2,
+    }
+    name: str = "tdmpc2"
+    # --- architecture (common/__init__.py:1-24, config.yaml:55-64) ---
+    model_size: int = 5  # parameters in millions: 1, 5, 19, 48 or 317; sets the five widths below
+    enc_dim: int | None = None  # encoder hidden width; None: model_size's
+    mlp_dim: int | None = None  # hidden width of dynamics, reward, policy and Q; None: model_size's
+    latent_dim: int | None = None  # latent width (a multiple of simnorm_dim); None: model_size's
+    num_enc_layers: int | None = None  # encoder layers (max(n - 1, 1) hidden); None: model_size's
+    num_q: int | None = None  # Q-functions in the ensemble; None: model_size's
+    simnorm_dim: int = 8  # SimNorm: softmax over groups of this many latent channels
+    task_dim: int = 96  # multi-task runs: width of the task embedding every network reads
+    dropout: float = 0.01  # dropout rate after each Q-function's first hidden layer
+    num_bins: int = 101  # bins of the two-hot regression of reward and value
+    vmin: float = -10.0  # lowest bin, in symlog space
+    vmax: float = 10.0  # highest bin, in symlog space
+    # --- training (config.yaml:15-28) ---
+    batch_size: int = 256  # windows per update
+    horizon: int = 3  # rollout steps of the model loss, and planning horizon
+    rho: float = 0.5  # per-step weight rho^t of the rollout losses and the policy loss
+    consistency_coef: float = 20.0  # weight of the latent consistency loss
+    reward_coef: float = 0.1  # weight of the reward cross-entropy
+    value_coef: float = 0.1  # weight of the Q cross-entropy
+    lr: float = 3e-4  # Adam learning rate of the model (and policy)
+    enc_lr_scale: float = 0.3  # the encoder's learning rate is lr times this
+    grad_clip: float = 20.0  # max total gradient norm of the model step and of the policy step
+    tau: float = 0.01  # EMA rate of the target Q-functions and of the policy loss's Q scale
+    gamma: float | None = None  # the discount; None: the heuristic below (tdmpc2.py:57-70)
+    # discount heuristic: clip((T/denom - 1) / (T/denom), min, max) for T agent steps per episode
+    discount_episode_length: int = 500  # T: agent steps per episode (DMC: 1000 env steps / action repeat 2)
+    discount_denom: float = 5.0  # denominator of the discount heuristic
+    discount_min: float = 0.95  # lower clip of the discount heuristic
+    discount_max: float = 0.995  # upper clip of the discount heuristic
+    # --- policy prior (config.yaml:45-47) ---
+    log_std_min: float = -10.0  # lower bound of the policy's log std (tanh-bounded)
+    log_std_max: float = 2.0  # upper bound of the policy's log std
+    entropy_coef: float = 1e-4  # alpha: weight of the action-dim-scaled entropy in the policy loss
+    tdmpc2_presquash_entropy: bool = False  # TDMPC2-1: the code's entropy (tanh correction cancelled)
+    # --- MPPI at act time (config.yaml:34-42) ---
+    mpc: bool = True  # plan with MPPI; false: act with the policy prior alone
+    iterations: int = 6  # MPPI iterations per action
+    extra_iterations_large_action: int = 2  # added to iterations when the action has >= 20 dims
+    num_samples: int = 512  # sequences per iteration, the policy's included
+    num_elites: int = 64  # sequences the mean and std are refitted to
+    num_pi_trajs: int = 24  # sequences sampled from the policy prior
+    min_std: float = 0.05  # lower clamp of the sampling std
+    max_std: float = 2.0  # initial sampling std and its upper clamp
+    temperature: float = 0.5  # softmax temperature of the elites' weights
+
+    def validate(self) -> None:
+        super().validate()
+        a = self.arch
+        require(
+            [
+                (self.model_size in MODEL_SIZES, f"agent.model_size must be one of {sorted(MODEL_SIZES)}"),
+                *[(a[k] >= 1, f"agent.{k} must be >= 1, got {a[k]}") for k in SIZE_KEYS],
+                (a["num_q"] >= Q_PAIR, f"agent.num_q must be >= {Q_PAIR}, got {a['num_q']}"),
+                (
+                    self.simnorm_dim >= 1 and a["latent_dim"] % self.simnorm_dim == 0,
+                    f"agent.latent_dim ({a['latent_dim']}) must be a multiple of agent.simnorm_dim "
+                    f"({self.simnorm_dim})",
+                ),
+                (self.task_dim >= 1, f"agent.task_dim must be >= 1, got {self.task_dim}"),
+                (0.0 <= self.dropout < 1.0, f"agent.dropout must be in [0, 1), got {self.dropout}"),
+                (self.num_bins >= 2, f"agent.num_bins must be >= 2, got {self.num_bins}"),
+                (self.vmax > self.vmin, "agent.vmax must be > agent.vmin"),
+                (self.batch_size >= 1, f"agent.batch_size must be >= 1, got {self.batch_size}"),
+                (self.horizon >= 1, f"agent.horizon must be >= 1, got {self.horizon}"),
+                (0.0 < self.rho <= 1.0, f"agent.rho must be in (0, 1], got {self.rho}"),
+                *[
+                    (getattr(self, k) >= 0, f"agent.{k} must be >= 0, got {getattr(self, k)}")
+                    for k in ("consistency_coef", "reward_coef", "value_coef", "entropy_coef", "grad_clip")
+                ],
+                (self.lr > 0, f"agent.lr must be > 0, got {self.lr}"),
+                (self.enc_lr_scale > 0, f"agent.enc_lr_scale must be > 0, got {self.enc_lr_scale}"),
+                (0.0 < self.tau <= 1.0, f"agent.tau must be in (0, 1], got {self.tau}"),
+                (
+                    self.discount_episode_length >= 1,
+                    f"agent.discount_episode_length must be >= 1, got {self.discount_episode_length}",
+                ),
+                (self.discount_denom > 0, f"agent.discount_denom must be > 0, got {self.discount_denom}"),
+                (
+                    0.0 < self.discount_min <= self.discount_max <= 1.0,
+                    "agent.discount_min and agent.discount_max must satisfy 0 < min <= max <= 1",
+                ),
+                (
+                    self.gamma is None or 0.0 < self.gamma <= 1.0,
+                    f"agent.gamma must be in (0, 1] or null, got {self.gamma}",
+                ),
+                (self.log_std_max > self.log_std_min, "agent.log_std_max must be > agent.log_std_min"),
+                (
+                    self.extra_iterations_large_action >= 0,
+                    "agent.extra_iterations_large_action must be >= 0",
+                ),
+            ]
+        )
+        try:
+            self.mppi(act_dim=1).validate()
+        except ValueError as e:
+            raise ValueError(f"agent.{e}") from None
+
+    @property
+    def arch(self) -> dict[str, int]:
+        """The five widths: each key's value, or model_size's where it is None."""
+        preset = MODEL_SIZES.get(self.model_size, MODEL_SIZES[5])
+        return {k: preset[k] if getattr(self, k) is None else getattr(self, k) for k in SIZE_KEYS}
+
+    def discount(self) -> float:
+        """`gamma`, or where it is None the heuristic's discount for discount_episode_length."""
+        if self.gamma is not None:
+            return self.gamma
+        return heuristic_discount(
+            self.discount_episode_length, self.discount_denom, self.discount_min, self.discount_max
+        )
+
+    def mppi(self, act_dim: int) -> MPPIConfig:
+        """The planner's settings; 2 more iterations for >= 20 action dims (tdmpc2.py:34)."""
+        return MPPIConfig(
+            horizon=self.horizon,
+            iterations=self.iterations + self.extra_iterations_large_action * int(act_dim >= 20),
+            num_samples=self.num_samples,
+            num_pi_trajs=self.num_pi_trajs,
+            num_elites=self.num_elites,
+            temperature=self.temperature,
+            min_std=self.min_std,
+            max_std=self.max_std,
+            discount=self.discount(),  # the plan's value discounts by gamma (tdmpc2.py:131-132)
+        )
+
+
+def heuristic_discount(episode_length: int, denom: float, low: float, high: float) -> float:
+    """gamma = clip((T/denom - 1) / (T/denom), low, high): longer episodes look further ahead
+    (tdmpc2.py:57-70). DMC (T = 500 agent steps): 0.99."""
+    frac = episode_length / denom
+    return min(max((frac - 1) / frac, low), high)
+
+
+class RunningScale(StatLayer):
+    """TD-MPC2's running scale of Q for the policy loss (scale.py:5-50): S <- S + tau (max(P95(x) - P5(x), 1)
+    - S), S starting at 1, the percentiles of a batch x [N] by linear interpolation between order statistics
+    at positions p (N - 1) / 100. `update` returns the new S and writes it (`iqrl.nn.stats.write`)."""
+
+    PERCENTILES = (5.0, 95.0)
+
+    def __init__(self, tau: float):
+        super().__init__()
+        self.tau = tau
+        self.register_buffer("value", torch.ones(()))
+
+    @classmethod
+    def percentile(cls, sorted_x: Tensor, p: float) -> Tensor:
+        n = sorted_x.shape[0]
+        pos = p * (n - 1) / 100.0
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        return sorted_x[lo] * (1.0 - (pos - lo)) + sorted_x[hi] * (pos - lo)
+
+    def update(self, x: Tensor) -> Tensor:
+        s = x.detach().flatten().sort().values
+        low, high = (self.percentile(s, p) for p in self.PERCENTILES)
+        value = read(self, "value")
+        new = value + self.tau * ((high - low).clamp(min=1.0) - value)
+        write(self, "value", new)
+        return new
+
+
+def tdmpc2_init_(*modules: nn.Module) -> None:
+    """Every Linear weight ~ truncated normal (std 0.02), biases 0 (init.py:4-11)."""
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, (nn.Linear, EnsembleLinear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+
+def simnorm_mlp(in_dim: int, hidden: list[int], latent_dim: int, simnorm_dim: int) -> nn.Module:
+    """An MLP whose last layer is Linear -> LayerNorm -> SimNorm (layers.py:121-133, 153-164): the encoder
+    and the dynamics, both onto the latent."""
+    return nn.Sequential(
+        mlp(in_dim, hidden, latent_dim), nn.LayerNorm(latent_dim), GroupNorm("simnorm", simnorm_dim)
+    )
+
+
+class TDMPC2(Agent):
+    MULTITASK = True
+    STATE_OBJECTS = (
+        "task_emb",
+        "encoder",
+        "dynamics",
+        "reward_head",
+        "critic",
+        "critic_target",
+        "actor",
+        "scale",
+        "enc_optim",
+        "optim",
+        "pi_optim",
+    )
+    TRANSFER_PARTS = {
+        "representation": Part(
+            ("task_emb", "encoder", "dynamics", "reward_head"), keys=("simnorm_dim", "vmin", "vmax")
+        ),
+        "actor": Part(("actor", "scale")),
+        "critic": Part(("critic", "critic_target"), keys=("vmin", "vmax")),
+        "optimizers": Part(("enc_optim", "optim", "pi_optim")),
+    }
+
+    def __init__(
+        self,
+        cfg: TDMPC2Config,
+        obs_dim: int,
+        act_dim: int,
+        device: torch.device,
+        seed: int,
+        num_tasks: int = 1,
+    ):
+        super().__init__(cfg, device, seed)
+        self.act_dim = A = act_dim
+        self.act_generators = {}  # acting: explore=True (training) and explore=False (evaluation)
+        for k, explore in enumerate((True, False)):
+            self.act_generators[explore] = torch.Generator(device=self.device)
+            self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
+        self.spec = AgentSpec(seq_len=cfg.horizon, batch_size=cfg.batch_size, updates_per_step=0.5)
+        self.schedule = PerStepSeedBurst()
+        a = cfg.arch
+        D, M = a["latent_dim"], a["mlp_dim"]
+        self.latent_width = D
+        # Multi-task: a learned embedding of the task, norm <= 1, concatenated to every network's input
+        # (world_model.py:20-21, 88-101; iqrl/learners/multitask.py), trained by the model loss.
+        self.num_tasks = num_tasks
+        self.task_emb = TaskEmbedding(0, num_tasks, cfg.task_dim).to(self.device) if num_tasks > 1 else None
+        E = cfg.task_dim if num_tasks > 1 else 0
+        self.encoder = simnorm_mlp(
+            obs_dim + E, [a["enc_dim"]] * max(a["num_enc_layers"] - 1, 1), D, cfg.simnorm_dim
+        )
+        self.dynamics = simnorm_mlp(D + E + A, [M, M], D, cfg.simnorm_dim)
+        self.reward_head = mlp(D + E + A, [M, M], cfg.num_bins)
+        self.actor = mlp(D + E, [M, M], 2 * A)
+        self.critic = ensemble_mlp(a["num_q"], D + E + A, [M, M], cfg.num_bins, dropout=cfg.dropout)
+        tdmpc2_init_(self.encoder, self.dynamics, self.reward_head, self.actor, self.critic)
+        nn.init.zeros_(self.reward_head[-1].weight)  # world_model.py:32
+        nn.init.zeros_(self.critic.out.weight)
+        for m in (self.encoder, self.dynamics, self.reward_head, self.actor, self.critic):
+            m.to(self.device)
+        self.critic_target = frozen_copy(self.critic)
+        self.scale = RunningScale(cfg.tau).to(self.device)
+        self.bins = torch.linspace(cfg.vmin, cfg.vmax, cfg.num_bins, device=self.device)  # in symlog space
+        # the code's one Adam with the encoder's group at lr * enc_lr_scale (tdmpc2.py:22-30), as two Adams
+        # stepped by one loss (Adam is per parameter: the same steps; the K-seed mode steps one group each)
+        self.enc_optim = adam(self.encoder.parameters(), lr=cfg.lr * cfg.enc_lr_scale)
+        model = [self.dynamics, self.reward_head, self.critic, *([self.task_emb] if num_tasks > 1 else [])]
+        self.optim = adam([p for m in model for p in m.parameters()], lr=cfg.lr)
+        self.pi_optim = adam(self.actor.parameters(), lr=cfg.lr, eps=PI_ADAM_EPS)
+        self.gamma = cfg.discount()
+        self.rho_powers = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32, device=self.device)
+        self.mppi_cfg = cfg.mppi(A)
+        self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
+
+    # ------------------------------------------------------------------ world model
+    def cond(self, x: Tensor, task: Tensor | int | None) -> Tensor:
+        """x [..., d], in a multi-task run with the embedding of `task` (a tensor broadcasting to x's
+        leading dims, or an int) appended: [x, e_task]; else x."""
+        if self.task_emb is None:
+            return x
+        task = torch.as_tensor(task, device=x.device).expand(x.shape[:-1])
+        return self.task_emb(with_task(x, task))
+
+    def encode(self, obs: Tensor, task=None) -> Tensor:
+        return self.encoder(self.cond(obs, task))
+
+    def next(self, z: Tensor, a: Tensor, task=None) -> Tensor:
+        return self.dynamics(torch.cat([self.cond(z, task), a], -1))
+
+    def reward(self, z: Tensor, a: Tensor, task=None) -> Tensor:
+        """Predicted reward [...] of (z, a): symexp of the two-hot expectation (math.py:74-83)."""
+        return symexp(two_hot_decode(self.reward_logits(z, a, task), self.bins))
+
+    def reward_logits(self, z: Tensor, a: Tensor, task=None) -> Tensor:
+        return self.reward_head(torch.cat([self.cond(z, task), a], -1))
+
+    def q_logits(self, net: nn.Module, z: Tensor, a: Tensor, members=None, masks=None, task=None) -> Tensor:
+        """Logits [E, ..., num_bins] of the Q-functions `members` (all: None) of `net` at (z, a) [..., .]."""
+        x = torch.cat([self.cond(z, task), a], -1)
+        out = net(x.flatten(0, -2), members=members, masks=masks)
+        return out.unflatten(1, x.shape[:-1])
+
+    def q_values(
+        self, net: nn.Module, z: Tensor, a: Tensor, members: Tensor, masks=None, task=None
+    ) -> Tensor:
+        """The Q-values [2, ...] of a drawn pair of Q-functions (world_model.py:186-216)."""
+        return symexp(two_hot_decode(self.q_logits(net, z, a, members, masks, task), self.bins))
+
+    def pi(self, z: Tensor, eps: Tensor, task=None) -> tuple[Tensor, Tensor, Tensor]:
+        """The policy prior (world_model.py:144-184): (tanh(mu + sigma eps), tanh(mu), the scaled entropy
+        term [...]). log sigma = log_std_min + (max - min) (tanh(s) + 1) / 2. The entropy term is A times
+        -log pi(a) of the squashed Gaussian, or with `tdmpc2_presquash_entropy` the code's -log pi(a) times
+        A log N(u) / (log pi(a) + 1e-8), which is A times the pre-squash -log N(u) (TDMPC2-1)."""
+        c = self.cfg
+        mu, s = self.actor(self.cond(z, task)).chunk(2, -1)
+        log_std = soft_bounded(s, c.log_std_min, c.log_std_max)
+        u = mu + eps * log_std.exp()
+        gauss = (-0.5 * eps.square() - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+        log_prob = gauss - tanh_log_det(u).sum(-1)
+        A = eps.shape[-1]
+        if c.tdmpc2_presquash_entropy:
+            entropy = -log_prob * (A * gauss) / (log_prob + 1e-8)
+        else:
+            entropy = -A * log_prob
+        return torch.tanh(u), torch.tanh(mu), entropy
+
+    def noise(self, shape, generator: torch.Generator) -> Tensor:
+        return torch.randn(tuple(shape), generator=generator, device=self.device)
+
+    def pair(self, generator: torch.Generator) -> Tensor:
+        """Two distinct Q-functions drawn at random (world_model.py:212)."""
+        return torch.randperm(self.cfg.arch["num_q"], generator=generator, device=self.device)[:Q_PAIR]
+
+    def q_masks(self, n: int, rows: int) -> list[Tensor] | None:
+        """Dropout keep masks of n Q-functions over `rows` inputs, for their first hidden layer only
+        (layers.py:131: dropout * (i == 0)); None without dropout."""
+        if self.critic.dropout is None:
+            return None
+        return [self.critic.dropout.draw((n, rows, self.cfg.arch["mlp_dim"]), self.generator)]
+
+    # ------------------------------------------------------------------ the update
+    def target_draws(self, H: int, B: int) -> dict:
+        return {"eps": self.noise((H, B, self.act_dim), self.generator), "members": self.pair(self.generator)}
+
+    @torch.no_grad()
+    def td_targets(
+        self, next_obs: Tensor, reward: Tensor, terminal: Tensor, task, eps: Tensor, members: Tensor
+    ):
+        """(z'_t = h(o_{t+1}) [H, B, D], q_t = r_t + gamma (1 - d_t) min_k Q^-_k(z'_t, a') [H, B]) with a' a
+        policy sample and the min over the drawn pair of target Q-functions (tdmpc2.py:241-257); the
+        targets have no dropout (world_model.py:74-80 keeps them in eval mode)."""
+        next_z = self.encode(next_obs, task)
+        a, _, _ = self.pi(next_z, eps, task)
+        q = self.q_values(self.critic_target, next_z, a, members, task=task).amin(0)
+        return next_z, reward + self.gamma * (1.0 - terminal) * q
+
+    def model_draws(self, H: int, B: int) -> dict:
+        return {"masks": self.q_masks(self.cfg.arch["num_q"], H * B)}
+
+    def model_loss(
+        self,
+        obs0: Tensor,
+        action: Tensor,
+        reward: Tensor,
+        next_z: Tensor,
+        td: Tensor,
+        valid: Tensor,
+        task,
+        masks,
+    ):
+        """The joint model loss (tdmpc2.py:259-304) over the rollout z_0 = h(o_0), z_{t+1} = d(z_t, a_t):
+        obs0 [B, obs], action [H, B, A], reward, td, valid [H, B], next_z [H, B, D]."""
+        c = self.cfg
+        H = action.shape[0]
+        zs = [self.encode(obs0, task)]
+        for t in range(H):
+            zs.append(self.next(zs[-1], action[t], task))
+        zs = torch.stack(zs)  # [H + 1, B, D]
+        w = self.rho_powers[:H, None] * valid  # rho^t, and no loss past a terminal step
+        consistency = ((zs[1:] - next_z).square().mean(-1) * w).mean(1).sum() / H
+        z = zs[:-1]
+        reward_ce = two_hot_cross_entropy(self.reward_logits(z, action, task), symlog(reward), self.bins)
+        reward_loss = (reward_ce * w).mean(1).sum() / H
+        q_logits = self.q_logits(self.critic, z, action, masks=masks, task=task)
+        q_ce = two_hot_cross_entropy(q_logits, symlog(td), self.bins)
+        value_loss = (q_ce * w).mean(-1).sum() / (H * q_ce.shape[0])
+        total = c.consistency_coef * consistency + c.reward_coef * reward_loss + c.value_coef * value_loss
+        metrics = {"consistency_loss": consistency, "reward_loss": reward_loss, "q_loss": value_loss}
+        return total, (zs, metrics)
+
+    def pi_draws(self, H1: int, B: int) -> dict:
+        return {
+            "eps": self.noise((H1, B, self.act_dim), self.generator),
+            "members": self.pair(self.generator),
+            "masks": self.q_masks(Q_PAIR, H1 * B),
+        }
+
+    def pi_loss(self, zs: Tensor, valid: Tensor, task, eps: Tensor, members: Tensor, masks):
+        """The policy loss (tdmpc2.py:208-239) on the detached rollout latents zs [H + 1, B, D]:
+        mean_t rho^t mean_b -(alpha entropy + Q / S), Q the mean of the drawn pair of online Q-functions with
+        dropout, S the running scale updated first from Q at z_0."""
+        c = self.cfg
+        a, _, entropy = self.pi(zs, eps, task)
+        q = self.q_values(self.critic, zs, a, members, masks, task).mean(0)  # [H + 1, B]
+        q = q / self.scale.update(q[0])
+        w = torch.cat([torch.ones_like(valid[:1]), valid]) * self.rho_powers[:, None]
+        loss = (-(c.entropy_coef * entropy + q) * w).mean()
+        return loss, {"pi_entropy": entropy.mean(), "pi_scale": read(self.scale, "value")}
+
+    def update(self, replay, step: int) -> dict:
+        c, u = self.cfg, self.updater
+        batch: SequenceBatch = replay.sample(c.batch_size)
+        B, H = len(batch), c.horizon
+        obs = batch.obs.transpose(0, 1)  # time-major, as the code's tensors
+        action, reward = batch.action.transpose(0, 1), batch.reward.transpose(0, 1).float()
+        terminal, valid = batch.terminal.transpose(0, 1).float(), batch.valid.transpose(0, 1).float()
+        task = batch.task  # [B] in a multi-task run, else None
+        next_z, td = u.call(self.td_targets, obs[1:], reward, terminal, task, **self.target_draws(H, B))
+        model = u.step(
+            self.model_loss,
+            obs[0],
+            action,
+            reward,
+            next_z,
+            td,
+            valid,
+            task,
+            opt=(self.enc_optim, self.optim),
+            max_norm=c.grad_clip,
+            **self.model_draws(H, B),
+        )
+        zs, metrics = model.aux
+        policy = u.step(
+            self.pi_loss,
+            zs,
+            valid,
+            task,
+            opt=self.pi_optim,
+            max_norm=c.grad_clip,
+            # the policy loss trains neither the Q-functions nor the task embedding (TDMPC2-6)
+            frozen=(self.critic, *([self.task_emb] if self.task_emb is not None else [])),
+            **self.pi_draws(H + 1, B),
+        )
+        u.ema(self.critic_target, self.critic, c.tau)
+        return {
+            "model_loss": model.loss,
+            **metrics,
+            "grad_norm": model.grad_norm,
+            "pi_loss": policy.loss,
+            **policy.aux,
+            "pi_grad_norm": policy.grad_norm,
+        }
+
+    # ------------------------------------------------------------------ acting
+    def on_episode_start(self, training: bool) -> None:
+        self.plan_mean[training] = None  # t0: no warm start from the previous episode (tdmpc2.py:166)
+
+    def acting_task(self) -> int | None:
+        return self.task if self.num_tasks > 1 else None
+
+    def compile_acting(self) -> None:
+        """compile=true: the planner's model evaluations (`plan_next`, `plan_reward`, `prior_action`,
+        `plan_q`), its random draws staying eager around them, as DC-MPC's (baselines/dcwm.py); dynamic
+        shapes (one env or a batch of them, prior or sampled sequences), never CUDA graphs (each call feeds
+        the next one's input)."""
+        for name in ("plan_next", "plan_reward", "prior_action", "plan_q"):
+            setattr(self, name, torch.compile(getattr(self, name), dynamic=True))
+
+    # The planner's model: each piece split into its draws (eager, from the acting generator) and a pure
+    # function of them (what compile=true compiles), apart from the update's functions.
+    def plan_next(self, z: Tensor, a: Tensor, task) -> Tensor:
+        return self.next(z, a, task)
+
+    def plan_reward(self, z: Tensor, a: Tensor, task) -> Tensor:
+        return self.reward(z, a, task)
+
+    def prior_action(self, z: Tensor, eps: Tensor, task) -> Tensor:
+        return self.pi(z, eps, task)[0]
+
+    def plan_q(self, z: Tensor, a: Tensor, members: Tensor, task) -> Tensor:
+        return self.q_values(self.critic, z, a, members, task=task).mean(0)
+
+    def policy_sample(self, z: Tensor, generator: torch.Generator) -> Tensor:
+        """A policy sample [..., A] at z: the policy prior's actions (tdmpc2.py:152-160)."""
+        eps = self.noise((*z.shape[:-1], self.act_dim), generator)
+        return self.prior_action(z, eps, self.acting_task())
+
+    def plan_value(self, z: Tensor, generator: torch.Generator) -> Tensor:
+        """Q_avg(z_H, p(z_H)) [N, S]: the mean of a random pair, a policy sample (tdmpc2.py:135-136)."""
+        a, members = self.policy_sample(z, generator), self.pair(generator)
+        return self.plan_q(z, a, members, self.acting_task())
+
+    def plan(self, z: Tensor, explore: bool, generator: torch.Generator) -> Tensor:
+        prev = self.plan_mean[explore]
+        if prev is not None and prev.shape[0] != z.shape[0]:
+            prev = None  # a different number of envs: a new episode
+        result = mppi_plan(
+            z,
+            act_dim=self.act_dim,
+            cfg=self.mppi_cfg,
+            generator=generator,
+            prev_mean=prev,
+            dynamics=lambda z_, a_: self.plan_next(z_, a_, self.acting_task()),
+            reward=lambda z_, a_: self.plan_reward(z_, a_, self.acting_task()),
+            terminal_value=lambda z_: self.plan_value(z_, generator),
+            policy_prior=lambda z_: self.policy_sample(z_, generator),
+        )
+        self.plan_mean[explore] = result.mean
+        a = result.action
+        if explore:  # tdmpc2.py:203-204: the first step's std as exploration noise
+            a = a + result.std[:, 0] * self.noise(a.shape, generator)
+        return a.clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        o = to_tensor(obs, self.device)
+        single = o.dim() == 1
+        z = self.encode(o.unsqueeze(0) if single else o, self.acting_task())
+        generator = self.act_generators[explore]
+        if self.cfg.mpc:
+            a = self.plan(z, explore, generator)
+        else:  # tdmpc2.py:116-120: a sample in training, the mean in evaluation
+            sample, mean, _ = self.pi(
+                z, self.noise((z.shape[0], self.act_dim), generator), self.acting_task()
+            )
+            a = sample if explore else mean
+        return (a[0] if single else a).cpu().numpy()
+
+    @torch.no_grad()
+    def latent(self, obs: Tensor) -> Tensor:
+        return self.encode(obs.to(self.device), self.acting_task())
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """The declared state plus the acting generators and the planners' warm starts."""
+        return {
+            **super().state_dict(),
+            "act_generators": {k: g.get_state() for k, g in self.act_generators.items()},
+            "plan_mean": {k: None if v is None else v.clone() for k, v in self.plan_mean.items()},
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        super().load_state_dict(s)
+        for k, g in self.act_generators.items():
+            g.set_state(s["act_generators"][k].cpu())
+        self.plan_mean = {k: None if v is None else v.to(self.device) for k, v in s["plan_mean"].items()}
