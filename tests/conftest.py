@@ -174,6 +174,31 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("agent", agents_under_test(metafunc.config))
 
 
+def own_test_files(agents: list[str]) -> set[str]:
+    """The test files of the agents' own maths: tests/test_<name with - as _>.py and tests/test_<module>.py of
+    the module that defines its class (bro-utd10: test_bro_utd10.py, test_bro.py)."""
+    from iqrl.core import registry
+
+    names = set()
+    for a in agents:
+        module = registry.get_entry(a).cls.split(":")[0].rsplit(".", 1)[-1]
+        names |= {f"test_{a.replace('-', '_')}.py", f"test_{module}.py"}
+    return names
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With --agent (`make test-agent`), the tests of those agents' own files run beside the registry-wide
+    ones: they are marked `registry` here, before `-m registry` selects."""
+    agents = [a for a in config.getoption("--agent").split(",") if a]
+    if not agents:
+        return
+    own = own_test_files(agents)
+    for item in items:
+        if item.path.name in own:
+            item.add_marker(pytest.mark.registry)
+
+
 @pytest.fixture
 def tiny():
     return tiny_argv
