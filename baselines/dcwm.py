@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from baselines.dcwm_mppi import MPPIConfig, mppi_plan
+from baselines.dcwm_mppi import MPPIConfig, Planner
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, compose, learner_parts, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition
@@ -168,7 +168,7 @@ class DCWMConfig(AgentConfig):
         )
 
 
-class DCWM(Agent):
+class DCWM(Planner, Agent):
     STATE_OBJECTS = (
         "encoder",
         "dynamics",
@@ -188,10 +188,6 @@ class DCWM(Agent):
             cfg, device, seed
         )  # self.generator: the updates' Gumbel noise, TD3 noise, critic draws
         self.act_dim = act_dim
-        self.act_generators = {}  # acting: explore=True (training) and explore=False (evaluation)
-        for k, explore in enumerate((True, False)):
-            self.act_generators[explore] = torch.Generator(device=self.device)
-            self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
         # 500 updates per 1000-frame episode: 1 per agent step = 0.5 per env step.
         self.spec = AgentSpec(
             seq_len=max(cfg.horizon, cfg.nstep),
@@ -216,7 +212,7 @@ class DCWM(Agent):
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon, dtype=torch.float32, device=self.device)
         self.learner = TD3Learner(cfg.learner, D, act_dim, self.generator).to(self.device)
         self.mppi_cfg = cfg.mppi()
-        self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
+        self.init_planner(seed)  # acting's generators and warm starts (Planner)
 
     # ------------------------------------------------------------------ world model
     def encode(self, obs: Tensor) -> Tensor:
@@ -342,9 +338,6 @@ class DCWM(Agent):
     def exploration_sigma(self) -> float | None:
         return self.learner.expl_sigma
 
-    def on_episode_start(self, training: bool) -> None:
-        self.plan_mean[training] = None  # t0: no warm start from the previous episode's plan
-
     # ------------------------------------------------------------------ acting (MPPI)
     def compile_acting(self) -> None:
         """compile=true: the planner's model evaluations, its random draws staying eager around them. They see
@@ -397,21 +390,15 @@ class DCWM(Agent):
     def plan(self, z: Tensor, explore: bool, generator: torch.Generator) -> Tensor:
         c = self.cfg
         noisy = explore or c.plan_noise_in_eval
-        prev = self.plan_mean[explore]
-        if prev is not None and prev.shape[0] != z.shape[0]:
-            prev = None  # a different number of envs: a new episode
-        result = mppi_plan(
+        result = self.planned(
             z,
-            act_dim=self.act_dim,
-            cfg=self.mppi_cfg,
-            generator=generator,
-            prev_mean=prev,
+            explore,
+            generator,
             dynamics=lambda z_, a_: self.plan_step(z_, a_, generator),
             reward=self.reward,
             terminal_value=lambda z_: self.terminal_value(z_, generator, noisy),
             policy_prior=lambda z_: self.policy_prior(z_, generator, noisy),
         )
-        self.plan_mean[explore] = result.mean
         return result.action
 
     @torch.no_grad()
@@ -432,18 +419,3 @@ class DCWM(Agent):
     @torch.no_grad()
     def codes(self, obs: Tensor) -> Tensor:
         return self.fsq.indices(self.encode(obs.to(self.device)))
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        """The declared state plus the acting generators and the planners' warm starts."""
-        return {
-            **super().state_dict(),
-            "act_generators": {k: g.get_state() for k, g in self.act_generators.items()},
-            "plan_mean": {k: None if v is None else v.clone() for k, v in self.plan_mean.items()},
-        }
-
-    def load_state_dict(self, s: dict) -> None:
-        super().load_state_dict(s)
-        for k, g in self.act_generators.items():
-            g.set_state(s["act_generators"][k].cpu())
-        self.plan_mean = {k: None if v is None else v.to(self.device) for k, v in s["plan_mean"].items()}

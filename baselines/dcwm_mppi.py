@@ -165,3 +165,48 @@ def mppi_plan(
         elite_value=elite_value,
         pick=pick,
     )
+
+
+class Planner:
+    """What an agent that acts with `mppi_plan` keeps besides its declared state (DC-MPC, TD-MPC2): one
+    generator per acting mode, explore=True (training) and explore=False (evaluation), seeded apart from the
+    updates' generator so that acting never moves the updates' draws, and each mode's warm start (the mean of
+    its previous plan). Both go into the checkpoint, so a resumed run plans as the uninterrupted one. The
+    agent sets `device`, `act_dim` and `mppi_cfg` and calls `init_planner(seed)` in its constructor."""
+
+    def init_planner(self, seed: int) -> None:
+        self.act_generators = {}
+        for k, explore in enumerate((True, False)):
+            self.act_generators[explore] = torch.Generator(device=self.device)
+            self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
+        self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
+
+    def on_episode_start(self, training: bool) -> None:
+        self.plan_mean[training] = None  # an episode's first plan starts afresh (TD-MPC2: tdmpc2.py:166)
+
+    def planned(self, z: Tensor, explore: bool, generator: torch.Generator, **model: Callable) -> MPPIResult:
+        """`mppi_plan` from z [N, D] with the mode's warm start (none when the number of envs changed: a new
+        episode), which the result's mean becomes; `model`: its dynamics, reward, terminal_value and
+        policy_prior."""
+        prev = self.plan_mean[explore]
+        if prev is not None and prev.shape[0] != z.shape[0]:
+            prev = None
+        result = mppi_plan(
+            z, act_dim=self.act_dim, cfg=self.mppi_cfg, generator=generator, prev_mean=prev, **model
+        )
+        self.plan_mean[explore] = result.mean
+        return result
+
+    def state_dict(self) -> dict:
+        """The declared state plus the acting generators and the warm starts."""
+        return {
+            **super().state_dict(),
+            "act_generators": {k: g.get_state() for k, g in self.act_generators.items()},
+            "plan_mean": {k: None if v is None else v.clone() for k, v in self.plan_mean.items()},
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        super().load_state_dict(s)
+        for k, g in self.act_generators.items():
+            g.set_state(s["act_generators"][k].cpu())
+        self.plan_mean = {k: None if v is None else v.to(self.device) for k, v in s["plan_mean"].items()}

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from baselines.dcwm_mppi import MPPIConfig, mppi_plan
+from baselines.dcwm_mppi import MPPIConfig, Planner
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import SequenceBatch
@@ -285,7 +285,7 @@ def simnorm_mlp(in_dim: int, hidden: list[int], latent_dim: int, simnorm_dim: in
     )
 
 
-class TDMPC2(Agent):
+class TDMPC2(Planner, Agent):
     MULTITASK = True
     STATE_OBJECTS = (
         "task_emb",
@@ -320,10 +320,6 @@ class TDMPC2(Agent):
     ):
         super().__init__(cfg, device, seed)
         self.act_dim = A = act_dim
-        self.act_generators = {}  # acting: explore=True (training) and explore=False (evaluation)
-        for k, explore in enumerate((True, False)):
-            self.act_generators[explore] = torch.Generator(device=self.device)
-            self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
         self.spec = AgentSpec(seq_len=cfg.horizon, batch_size=cfg.batch_size, updates_per_step=0.5)
         self.schedule = PerStepSeedBurst()
         a = cfg.arch
@@ -358,7 +354,7 @@ class TDMPC2(Agent):
         self.gamma = cfg.discount()
         self.rho_powers = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32, device=self.device)
         self.mppi_cfg = cfg.mppi(A)
-        self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
+        self.init_planner(seed)  # acting's generators and warm starts (Planner)
 
     # ------------------------------------------------------------------ world model
     def cond(self, x: Tensor, task: Tensor | int | None) -> Tensor:
@@ -540,9 +536,6 @@ class TDMPC2(Agent):
         }
 
     # ------------------------------------------------------------------ acting
-    def on_episode_start(self, training: bool) -> None:
-        self.plan_mean[training] = None  # t0: no warm start from the previous episode (tdmpc2.py:166)
-
     def acting_task(self) -> int | None:
         return self.task if self.num_tasks > 1 else None
 
@@ -579,21 +572,15 @@ class TDMPC2(Agent):
         return self.plan_q(z, a, members, self.acting_task())
 
     def plan(self, z: Tensor, explore: bool, generator: torch.Generator) -> Tensor:
-        prev = self.plan_mean[explore]
-        if prev is not None and prev.shape[0] != z.shape[0]:
-            prev = None  # a different number of envs: a new episode
-        result = mppi_plan(
+        result = self.planned(
             z,
-            act_dim=self.act_dim,
-            cfg=self.mppi_cfg,
-            generator=generator,
-            prev_mean=prev,
+            explore,
+            generator,
             dynamics=lambda z_, a_: self.plan_next(z_, a_, self.acting_task()),
             reward=lambda z_, a_: self.plan_reward(z_, a_, self.acting_task()),
             terminal_value=lambda z_: self.plan_value(z_, generator),
             policy_prior=lambda z_: self.policy_sample(z_, generator),
         )
-        self.plan_mean[explore] = result.mean
         a = result.action
         if explore:  # tdmpc2.py:203-204: the first step's std as exploration noise
             a = a + result.std[:, 0] * self.noise(a.shape, generator)
@@ -617,18 +604,3 @@ class TDMPC2(Agent):
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:
         return self.encode(obs.to(self.device), self.acting_task())
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        """The declared state plus the acting generators and the planners' warm starts."""
-        return {
-            **super().state_dict(),
-            "act_generators": {k: g.get_state() for k, g in self.act_generators.items()},
-            "plan_mean": {k: None if v is None else v.clone() for k, v in self.plan_mean.items()},
-        }
-
-    def load_state_dict(self, s: dict) -> None:
-        super().load_state_dict(s)
-        for k, g in self.act_generators.items():
-            g.set_state(s["act_generators"][k].cpu())
-        self.plan_mean = {k: None if v is None else v.to(self.device) for k, v in s["plan_mean"].items()}
