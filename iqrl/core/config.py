@@ -122,7 +122,10 @@ MAX_UPDATES = 10**9
 
 
 def task_file(name: str) -> dict:
-    """The parsed task-override file iqrl/configs/<name> ({"groups": {...}, "tasks": {...}})."""
+    """The parsed task-override file iqrl/configs/<name> ({"groups": {...}, "tasks": {...}}); {} for an agent
+    without one (name "")."""
+    if not name:
+        return {}
     return yaml.safe_load(resources.files("iqrl").joinpath("configs", name).read_text()) or {}
 
 

@@ -22,7 +22,7 @@ class AgentEntry:
 
     cls: str  # "module:Class"
     config: str  # "module:ConfigDataclass"
-    task_overrides: str  # YAML file in iqrl/configs with per-group and per-task overrides
+    task_overrides: str = ""  # YAML file in iqrl/configs with per-group and per-task overrides; "": none
     preset: dict = field(default_factory=dict)  # overrides on top of the dataclass defaults
     description: str = ""
 
@@ -216,7 +216,6 @@ REGISTRY: dict[str, AgentEntry] = {
     "droq": AgentEntry(
         "baselines.droq:DroQ",
         "baselines.droq:DroQConfig",
-        "droq_tasks.yaml",
         description="DroQ (arXiv 2110.02034): SAC, its two critics with dropout 0.01 and LayerNorm; UTD 20",
     ),
 }
