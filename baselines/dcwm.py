@@ -155,17 +155,7 @@ class DCWMConfig(AgentConfig):
         return self.latent.latent_width
 
     def mppi(self) -> MPPIConfig:
-        return MPPIConfig(
-            horizon=self.plan_horizon,
-            iterations=self.iterations,
-            num_samples=self.num_samples,
-            num_pi_trajs=self.num_pi_trajs,
-            num_elites=self.num_elites,
-            temperature=self.temperature,
-            min_std=self.min_std,
-            max_std=self.max_std,
-            discount=self.plan_discount,
-        )
+        return MPPIConfig.from_keys(self, horizon=self.plan_horizon, discount=self.plan_discount)
 
 
 class DCWM(Planner, Agent):

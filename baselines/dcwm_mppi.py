@@ -24,7 +24,7 @@ dynamics + reward calls, plus 6 x 512 terminal values, per env step).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -44,6 +44,12 @@ class MPPIConfig:
     min_std: float = 0.05
     max_std: float = 2.0
     discount: float = 0.9  # per-step weight of the trajectory value (DC-MPC uses rho = 0.9, not gamma)
+
+    @classmethod
+    def from_keys(cls, cfg, **given) -> MPPIConfig:
+        """The planner's settings from an agent config's keys of the same names (num_samples, num_elites,
+        temperature, ...), with `given` for those the agent names otherwise or computes."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if f.name not in given}, **given)
 
     def validate(self, keys: dict | None = None) -> None:
         """Raise ValueError naming the bad field; `keys` renames fields in the message (an agent's config

@@ -219,15 +219,9 @@ class TDMPC2Config(AgentConfig):
 
     def mppi(self, act_dim: int) -> MPPIConfig:
         """The planner's settings; 2 more iterations for >= 20 action dims (tdmpc2.py:34)."""
-        return MPPIConfig(
-            horizon=self.horizon,
+        return MPPIConfig.from_keys(
+            self,
             iterations=self.iterations + self.extra_iterations_large_action * int(act_dim >= 20),
-            num_samples=self.num_samples,
-            num_pi_trajs=self.num_pi_trajs,
-            num_elites=self.num_elites,
-            temperature=self.temperature,
-            min_std=self.min_std,
-            max_std=self.max_std,
             discount=self.discount(),  # the plan's value discounts by gamma (tdmpc2.py:131-132)
         )
 
