@@ -3,7 +3,8 @@
 # it in the repository's root with .whl and .gl carried:  bash scripts/gpu_part.sh 1|2|3
 # Installs the carried wheels (make gpu-wheels) to /tmp/site once per machine, unpacks the GL libraries
 # for the pixel rows, runs the part with its rows and log in $OUT (or gpu-report/ outside the tool).
-# GPU_SITE (default /tmp/site) is where the wheels go; SMOKE=1 runs the part at smoke size, on a CPU.
+# GPU_SITE (default /tmp/site) is where the wheels go; SMOKE=1 runs the part at smoke size, on a CPU;
+# BUDGET_S sets the part's budget in seconds (default 480: two parts in one command with less device time).
 set -uo pipefail
 part=${1:?usage: bash scripts/gpu_part.sh 1|2|3}
 out=${OUT:-gpu-report}
@@ -27,4 +28,4 @@ fi
 vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 [ -f "$vendor" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$vendor
 export PYTHONPATH=$site:$PWD PYTHONUNBUFFERED=1
-python3 -m iqrl.gpu_report part "$part" --out "$out" ${SMOKE:+--smoke} 2>&1 | tee "$out/part$part.log"
+python3 -m iqrl.gpu_report part "$part" --out "$out" ${SMOKE:+--smoke} ${BUDGET_S:+--budget-s "$BUDGET_S"} 2>&1 | tee "$out/part$part.log"

@@ -103,6 +103,68 @@ def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):
         results.collect(first, tmp_path / "out")
 
 
+def test_part1_leaves_out_only_the_tests_that_passed_on_this_gpu(monkeypatch):
+    from iqrl.gpu_report.parts import passed_tests
+
+    def test(name, outcome, when="call"):
+        return {"part": 1, "kind": "test", "test": name, "outcome": outcome, "when": when}
+
+    rows = [
+        test("a", "passed"),
+        test("b", "failed"),
+        test("c", "collected"),  # cut off: never ran
+        test("d", "passed"),
+        test("d", "failed", when="teardown"),  # its teardown failed: run again
+        test("e", "skipped"),
+    ]
+    assert passed_tests(rows) == {"a"}
+    monkeypatch.setenv("IQRL_REPORT_ALL", "1")
+    assert passed_tests(rows) == set()
+
+
+def test_part1_rows_name_the_tests_that_run_and_keep_a_failures_message(tmp_path):
+    """Deselected tests get no row; a failure keeps its assertion message; a later session's `collected`
+    (never reached) leaves an earlier outcome standing when merged."""
+    (tmp_path / "test_x.py").write_text(
+        "def test_ok():\n    pass\n\n"
+        "def test_left_out():\n    pass\n\n"
+        "def test_bad():\n    assert False, 'iqrl: update 3 critic_loss'\n"
+    )
+    rows_path = tmp_path / "part1.jsonl"
+    env = {**os.environ, "IQRL_REPORT_ROWS": str(rows_path), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "iqrl.gpu_report.pytest_rows", "-p", "no:cacheprovider"]
+    cmd += ["test_x.py", "--deselect", "test_x.py::test_left_out"]
+    subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=120)
+    rows = read(rows_path)
+    assert {r["test"] for r in rows} == {"test_x.py::test_ok", "test_x.py::test_bad"}
+    bad = next(r for r in rows if r["outcome"] == "failed")
+    assert "iqrl: update 3 critic_loss" in bad["detail"]
+
+    machine = {"part": 1, "kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
+    first, second = tmp_path / "first", tmp_path / "second"
+    test = {"part": 1, "kind": "test", "test": "t"}
+    for folder, outcome in ((first, "passed"), (second, "collected")):
+        folder.mkdir()
+        (folder / "part1.jsonl").write_text(json.dumps(machine) + "\n" + json.dumps({**test, "outcome": outcome}))
+    results.collect(first, tmp_path / "out")
+    merged = read(results.collect(second, tmp_path / "out"))
+    assert [r["outcome"] for r in merged[1:]] == ["passed"]
+
+
+def test_a_gpu_finds_its_committed_rows_beside_their_files_machine_row(tmp_path, monkeypatch):
+    """The machine row of a collected file has no `part`: a session on that GPU model reads the file."""
+    from iqrl.gpu_report import parts
+
+    machine = {"kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
+    part1 = {"part": 1, "kind": "test", "test": "t", "outcome": "passed", "when": "call"}
+    (tmp_path / "part1.jsonl").write_text(json.dumps({**machine, "part": 1}) + "\n" + json.dumps(part1) + "\n")
+    target = results.collect(tmp_path, tmp_path / "out")
+    monkeypatch.setattr(parts, "load_rows", lambda: results.load_rows(target.parent))
+    monkeypatch.setattr(parts, "machine", lambda: machine)
+    assert [r["test"] for r in parts.committed_rows(1)] == ["t"]
+    assert parts.committed_rows(2) == []
+
+
 def test_section_shows_each_gpus_rows_and_lists_what_is_still_missing(tmp_path):
     machine = {"part": 1, "kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
     machine.update(driver="580", torch="2.11.0", cuda="13.0", python="3.12.3", cpu="x86")

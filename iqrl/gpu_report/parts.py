@@ -128,7 +128,12 @@ def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None) -
 
 
 def part1(log: RowLog, smoke: bool, deadline: float) -> None:
-    """tests/test_cuda.py in full, one row per test as it ends (a test never reached: outcome `collected`)."""
+    """tests/test_cuda.py, one row per test as it ends (a test never reached: outcome `collected`), but the
+    tests that passed on this GPU model in docs/gpu-results/ (so that a session whose part 1 was cut off or
+    failed runs what is left; IQRL_REPORT_ALL=1 runs them all again)."""
+    passed = sorted(passed_tests(committed_rows(1)))
+    if passed:
+        print(f"{len(passed)} tests already passed on this GPU (docs/gpu-results/): left out", flush=True)
     cmd = [
         sys.executable,
         "-m",
@@ -139,7 +144,7 @@ def part1(log: RowLog, smoke: bool, deadline: float) -> None:
         "-p",
         "no:cacheprovider",
     ]
-    cmd += ["tests/test_cuda.py"]
+    cmd += ["tests/test_cuda.py"] + [arg for test in passed for arg in ("--deselect", test)]
     env = {**os.environ, ROWS_ENV: str(log.path)}
     if smoke:  # the CPU check, also on a machine with a GPU: its CUDA tests skip
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -147,6 +152,13 @@ def part1(log: RowLog, smoke: bool, deadline: float) -> None:
         subprocess.run(cmd, cwd=REPO, env=env, timeout=max(deadline - time.monotonic(), 1.0))
     except subprocess.TimeoutExpired:
         log.append({"kind": "missing", "key": "tests/test_cuda.py", "reason": CUT_OFF})
+
+
+def passed_tests(rows: list[dict]) -> set[str]:
+    """The tests whose last outcome in `rows` is a pass (none with IQRL_REPORT_ALL set)."""
+    if os.environ.get("IQRL_REPORT_ALL"):
+        return set()
+    return {test for test, outcome in latest_test_outcomes(rows).items() if outcome == "passed"}
 
 
 def part2(log: RowLog, smoke: bool, deadline: float) -> None:
@@ -298,7 +310,7 @@ def published(agent: str, task: str, step: int) -> dict[str, float]:
 def committed_rows(part: int) -> list[dict]:
     """The rows of `part` that docs/gpu-results/ holds for this machine's GPU model (none without a GPU)."""
     gpu = machine()["gpu"]
-    return [r for r in load_rows() if gpu and r.get("gpu") == gpu and r["part"] == part]
+    return [r for r in load_rows() if gpu and r.get("gpu") == gpu and r.get("part") == part]
 
 
 def part2_rows_of_this_machine(out: Path) -> list[dict]:

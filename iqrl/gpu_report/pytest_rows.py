@@ -17,8 +17,9 @@ def write(row: dict) -> None:
             f.write(json.dumps({"part": 1, "kind": "test", **row}) + "\n")
 
 
-def pytest_collection_modifyitems(items) -> None:
-    for item in items:
+def pytest_collection_finish(session) -> None:
+    """The tests that will run: after `--deselect` (part 1 leaves out those that passed before)."""
+    for item in session.items:
         write({"test": item.nodeid, "outcome": "collected"})
 
 
@@ -31,5 +32,9 @@ def pytest_runtest_logreport(report) -> None:
     if report.skipped and isinstance(report.longrepr, tuple):
         row["reason"] = report.longrepr[2]
     elif report.failed:
-        row["reason"] = (report.longreprtext.strip().splitlines() or [""])[-1][:300]
+        lines = report.longreprtext.strip().splitlines() or [""]
+        row["reason"] = lines[-1][:300]
+        # pytest's "E   " lines: the assertion's message (which agent, update, metric), kept even when the
+        # part's budget kills pytest before its failure summary is printed
+        row["detail"] = "\n".join(line[4:] for line in lines if line.startswith("E   "))[:4000]
     write(row)

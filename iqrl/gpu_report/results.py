@@ -67,8 +67,9 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
     merged: dict[tuple, dict] = {}
     old = read_jsonl(target) if target.exists() else []
     for r in old + rows:
-        if r["kind"] != "machine":
-            merged[row_id(r)] = r
+        if r["kind"] == "machine" or (r.get("outcome") == "collected" and row_id(r) in merged):
+            continue  # a test collected and never reached keeps the outcome an earlier session gave it
+        merged[row_id(r)] = r
     folder.mkdir(parents=True, exist_ok=True)
     body = [{k: v for k, v in machines[-1].items() if k != "part"}] + list(merged.values())
     target.write_text("".join(json.dumps(r) + "\n" for r in body))
