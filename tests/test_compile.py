@@ -94,12 +94,27 @@ def assert_compiled_matches_eager(
                 raise AssertionError(
                     f"{what}, update {step} of {updates}, metric {k}: compiled {float(m_c[k]):.7g}, eager "
                     f"{float(m_e[k]):.7g} (rtol {tol:g}){' from the same state' if from_same_state else ''}\n"
-                    f"{e}"
+                    f"gradients left by the update: compiled {gradients_left(compiled)}; eager "
+                    f"{gradients_left(eager)}\n{e}"
                 ) from None
         if from_same_state:
             assert_same_state(eager, compiled, tol, f"{what}, after update {step} from the same state")
     assert torch._dynamo.utils.counters["frames"]["ok"] > frames, what  # the losses did run compiled
     assert_same_state(eager, compiled, tol, f"{what}, after {updates} updates")
+
+
+def gradients_left(agent) -> str:
+    """Per optimizer of the agent, its parameters with a gradient after the update (the last step of each
+    optimizer leaves them), as `name: nonzero / zero / none of n`: where a compiled update's grad-norm metric
+    disagrees, whether its backward reached the parameters at all."""
+    opts = agent.part_objects("optimizers") if "optimizers" in agent.TRANSFER_PARTS else {}
+    parts = []
+    for name, opt in opts.items():
+        grads = [p.grad for g in opt.param_groups for p in g["params"]]
+        none = sum(g is None for g in grads)
+        zero = sum(g is not None and not bool(g.any()) for g in grads)
+        parts.append(f"{name}: {len(grads) - none - zero} nonzero / {zero} zero / {none} none of {len(grads)}")
+    return ", ".join(parts) or "no optimizers declared"
 
 
 def assert_same_state(eager, compiled, tol: float, what: str) -> None:
@@ -240,3 +255,4 @@ def test_a_run_resumes_only_with_the_compile_value_it_started_with(tmp_path, cap
     assert main(tiny_argv("td3", run, steps=400)) == 0
     assert main(tiny_argv("td3", run, steps=400, extra=["compile=true"])) == EXIT_BAD_INPUT
     assert "differs in compile" in _one_error_line(capsys)
+

@@ -36,12 +36,15 @@ def test_zero_maps_to_zero_code_for_even_levels():
     assert float(FSQ([8])(torch.zeros(1, 1))) == 0.0
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("levels", [[8], [8, 8], [8, 5, 3]])  # equal levels take the scalar-constant path
-def test_straight_through_gradient_is_derivative_of_bound(levels):
+def test_straight_through_gradient_is_derivative_of_bound(levels, compiled):
+    """Eager and through torch.compile (compile=true): torch 2.11 compiled the Function with its output
+    written in place to a zero gradient, which left compiled iqrl's encoder untrained on the first GPU."""
     fsq = FSQ(levels)
     c = len(levels)
     y = torch.linspace(-3, 3, 101 * c).view(101, c).requires_grad_(True)
-    fsq(y).sum().backward()
+    (torch.compile(fsq) if compiled else fsq)(y).sum().backward()
     for j, L in enumerate(levels):
         h = (L - 1) * (1 + 1e-3) / 2
         s = math.atanh((0.5 if L % 2 == 0 else 0.0) / h)

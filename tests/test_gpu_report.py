@@ -82,6 +82,21 @@ def test_learning_mode_takes_the_fastest_in_all_of_single_runs_and_groups_in_eve
     assert learning_mode([eager, graphs, row("cudagraphs", 4, 100.0), big]) == (True, "cudagraphs")
     assert learning_mode([eager, graphs, row("cudagraphs", 4, 70.0), big]) == (False, "cudagraphs")
     assert learning_mode([eager, row(False, 4, 12.5)]) == (True, "false")  # a tie: the K-seed mode
+    # only the modes whose update part 1 found equal to the eager one on this GPU
+    assert learning_mode([eager, graphs, row(True, 4, 40.0)], {"false"}) == (False, "false")
+    assert learning_mode([eager, graphs, row(True, 4, 40.0)], {"false", "true"}) == (True, "true")
+
+
+def test_part3_trains_in_a_compile_mode_only_after_its_update_matched_the_eager_one():
+    from iqrl.gpu_report.parts import MATCH_TEST, matching_modes
+
+    def test(flag, outcome):
+        return {"part": 1, "kind": "test", "test": MATCH_TEST.format(flag), "outcome": outcome, "when": "call"}
+
+    assert matching_modes([]) == {"false"}
+    assert matching_modes([test("False", "failed"), test("True", "failed")]) == {"false"}
+    assert matching_modes([test("False", "passed"), test("True", "collected")]) == {"false", "true"}
+    assert matching_modes([test("False", "passed"), test("True", "passed")]) == {"false", "true", "cudagraphs"}
 
 
 def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):

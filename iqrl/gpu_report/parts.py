@@ -229,7 +229,11 @@ def part3(log: RowLog, smoke: bool, deadline: float) -> None:
     stopped (SIGTERM: end of episode, checkpoint) when the budget is spent, then compared with the
     published curves at the env step each reached."""
     # the smoke always takes the K-seed mode's path (the choice is timing, and unit-tested on its own)
-    kseed, mode = (True, "false") if smoke else learning_mode(part2_rows_of_this_machine(log.path.parent))
+    kseed, mode = (
+        (True, "false")
+        if smoke
+        else learning_mode(part2_rows_of_this_machine(log.path.parent), matching_modes(committed_rows(1)))
+    )
     runs = plan.part3_runs(kseed, mode, smoke)
     device = ["device=cpu" if smoke else "device=cuda"]
     root = Path(tempfile.mkdtemp(prefix="iqrl-gpu-report-"))  # run folders: large, never under OUT
@@ -323,12 +327,25 @@ def part2_rows_of_this_machine(out: Path) -> list[dict]:
     return [r for r in rows if r.get("kind") == "bench"]
 
 
-def learning_mode(rows: list[dict]) -> tuple[bool, str]:
+#: Part 1's test that a compile mode's update matches the eager one on the GPU, by mode (`compile=`).
+MATCH_TEST = "tests/test_cuda.py::test_cuda_compiled_and_graph_captured_updates_match_eager[{}]"
+MODE_TESTED_BY = {"true": "False", "cudagraphs": "True"}
+
+
+def matching_modes(test_rows: list[dict]) -> set[str]:
+    """The compile modes part 3 may train in on this GPU: eager, and a compiled one whose update part 1 found
+    equal to the eager update here (the first H200 report: compiled iqrl's encoder got no gradient)."""
+    outcomes = latest_test_outcomes(test_rows)
+    passed = {m for m, flag in MODE_TESTED_BY.items() if outcomes.get(MATCH_TEST.format(flag)) == "passed"}
+    return {"false"} | passed
+
+
+def learning_mode(rows: list[dict], modes: set[str] | None = None) -> tuple[bool, str]:
     """(K-seed mode?, compile mode) of part 3's iqrl run, from part 2's rows of iqrl on walker-walk in fp32:
     of one seed per process (K = 1) and K-seed groups of at most the run's five seeds (K = 4; the smoke's
-    K = 2), in every mode (eager, compiled, graphs), the one that gave the most updates/s in all (a tie goes
-    to the K-seed mode). Without rows, the eager K-seed mode: on the H100 measured eagerly
-    (docs/performance.md) four seeds gave 65 updates/s in all against 52 for one run."""
+    K = 2), in the compile `modes` given (default: eager, compiled, graphs), the one that gave the most
+    updates/s in all (a tie goes to the K-seed mode). Without rows, the eager K-seed mode: on the H100
+    measured eagerly (docs/performance.md) four seeds gave 65 updates/s in all against 52 for one run."""
     mine = [
         r
         for r in rows
@@ -336,6 +353,7 @@ def learning_mode(rows: list[dict]) -> tuple[bool, str]:
         and r.get("packed") == 1
         and "error" not in r
         and r["seeds"] <= plan.PART3_SEEDS
+        and (modes is None or str(r["compile"]).lower() in modes)
     ]
     in_all = {}  # (K-seed mode?, compile mode): the most updates/s in all of its rows
     for r in mine:

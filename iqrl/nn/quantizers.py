@@ -55,7 +55,9 @@ class _BoundRound(torch.autograd.Function):
         q = (t * half_l).sub_(offset).round_()
         if recentre is not None:
             q = q.sub_(recentre)
-        return q.div_(half_width), t
+        # the output out of place: torch 2.11's compile of a Function whose output an in-place op wrote
+        # returns a zero gradient (the first GPU report, docs/performance.md; not so in torch 2.13)
+        return q / half_width, t
 
     @staticmethod
     def setup_context(ctx, inputs, output):
