@@ -113,7 +113,9 @@ def gradients_left(agent) -> str:
         grads = [p.grad for g in opt.param_groups for p in g["params"]]
         none = sum(g is None for g in grads)
         zero = sum(g is not None and not bool(g.any()) for g in grads)
-        parts.append(f"{name}: {len(grads) - none - zero} nonzero / {zero} zero / {none} none of {len(grads)}")
+        parts.append(
+            f"{name}: {len(grads) - none - zero} nonzero / {zero} zero / {none} none of {len(grads)}"
+        )
     return ", ".join(parts) or "no optimizers declared"
 
 
@@ -255,4 +257,3 @@ def test_a_run_resumes_only_with_the_compile_value_it_started_with(tmp_path, cap
     assert main(tiny_argv("td3", run, steps=400)) == 0
     assert main(tiny_argv("td3", run, steps=400, extra=["compile=true"])) == EXIT_BAD_INPUT
     assert "differs in compile" in _one_error_line(capsys)
-

@@ -91,12 +91,22 @@ def test_part3_trains_in_a_compile_mode_only_after_its_update_matched_the_eager_
     from iqrl.gpu_report.parts import MATCH_TEST, matching_modes
 
     def test(flag, outcome):
-        return {"part": 1, "kind": "test", "test": MATCH_TEST.format(flag), "outcome": outcome, "when": "call"}
+        return {
+            "part": 1,
+            "kind": "test",
+            "test": MATCH_TEST.format(flag),
+            "outcome": outcome,
+            "when": "call",
+        }
 
     assert matching_modes([]) == {"false"}
     assert matching_modes([test("False", "failed"), test("True", "failed")]) == {"false"}
     assert matching_modes([test("False", "passed"), test("True", "collected")]) == {"false", "true"}
-    assert matching_modes([test("False", "passed"), test("True", "passed")]) == {"false", "true", "cudagraphs"}
+    assert matching_modes([test("False", "passed"), test("True", "passed")]) == {
+        "false",
+        "true",
+        "cudagraphs",
+    }
 
 
 def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):
@@ -147,7 +157,16 @@ def test_part1_rows_name_the_tests_that_run_and_keep_a_failures_message(tmp_path
     )
     rows_path = tmp_path / "part1.jsonl"
     env = {**os.environ, "IQRL_REPORT_ROWS": str(rows_path), "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "iqrl.gpu_report.pytest_rows", "-p", "no:cacheprovider"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "iqrl.gpu_report.pytest_rows",
+        "-p",
+        "no:cacheprovider",
+    ]
     cmd += ["test_x.py", "--deselect", "test_x.py::test_left_out"]
     subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=120)
     rows = read(rows_path)
@@ -160,7 +179,9 @@ def test_part1_rows_name_the_tests_that_run_and_keep_a_failures_message(tmp_path
     test = {"part": 1, "kind": "test", "test": "t"}
     for folder, outcome in ((first, "passed"), (second, "collected")):
         folder.mkdir()
-        (folder / "part1.jsonl").write_text(json.dumps(machine) + "\n" + json.dumps({**test, "outcome": outcome}))
+        (folder / "part1.jsonl").write_text(
+            json.dumps(machine) + "\n" + json.dumps({**test, "outcome": outcome})
+        )
     results.collect(first, tmp_path / "out")
     merged = read(results.collect(second, tmp_path / "out"))
     assert [r["outcome"] for r in merged[1:]] == ["passed"]
@@ -172,7 +193,9 @@ def test_a_gpu_finds_its_committed_rows_beside_their_files_machine_row(tmp_path,
 
     machine = {"kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
     part1 = {"part": 1, "kind": "test", "test": "t", "outcome": "passed", "when": "call"}
-    (tmp_path / "part1.jsonl").write_text(json.dumps({**machine, "part": 1}) + "\n" + json.dumps(part1) + "\n")
+    (tmp_path / "part1.jsonl").write_text(
+        json.dumps({**machine, "part": 1}) + "\n" + json.dumps(part1) + "\n"
+    )
     target = results.collect(tmp_path, tmp_path / "out")
     monkeypatch.setattr(parts, "load_rows", lambda: results.load_rows(target.parent))
     monkeypatch.setattr(parts, "machine", lambda: machine)
