@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from iqrl.gpu_report import plan, results
-from iqrl.gpu_report.parts import learning_mode
+from iqrl.gpu_report.parts import learning_mode, pytest_command
 from iqrl.gpu_report.results import latest_test_outcomes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,17 +157,7 @@ def test_part1_rows_name_the_tests_that_run_and_keep_a_failures_message(tmp_path
     )
     rows_path = tmp_path / "part1.jsonl"
     env = {**os.environ, "IQRL_REPORT_ROWS": str(rows_path), "PYTHONPATH": str(REPO)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "iqrl.gpu_report.pytest_rows",
-        "-p",
-        "no:cacheprovider",
-    ]
-    cmd += ["test_x.py", "--deselect", "test_x.py::test_left_out"]
+    cmd = pytest_command("test_x.py", ["test_x.py::test_left_out"])  # part 1's own command
     subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=120)
     rows = read(rows_path)
     assert {r["test"] for r in rows} == {"test_x.py::test_ok", "test_x.py::test_bad"}

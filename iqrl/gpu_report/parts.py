@@ -134,6 +134,18 @@ def part1(log: RowLog, smoke: bool, deadline: float) -> None:
     passed = sorted(passed_tests(committed_rows(1)))
     if passed:
         print(f"{len(passed)} tests already passed on this GPU (docs/gpu-results/): left out", flush=True)
+    cmd = pytest_command("tests/test_cuda.py", passed)
+    env = {**os.environ, ROWS_ENV: str(log.path)}
+    if smoke:  # the CPU check, also on a machine with a GPU: its CUDA tests skip
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        subprocess.run(cmd, cwd=REPO, env=env, timeout=max(deadline - time.monotonic(), 1.0))
+    except subprocess.TimeoutExpired:
+        log.append({"kind": "missing", "key": "tests/test_cuda.py", "reason": CUT_OFF})
+
+
+def pytest_command(path: str, leave_out: list[str]) -> list[str]:
+    """pytest on `path` with the row plugin (iqrl/gpu_report/pytest_rows.py), but the tests `leave_out`."""
     cmd = [
         sys.executable,
         "-m",
@@ -144,14 +156,7 @@ def part1(log: RowLog, smoke: bool, deadline: float) -> None:
         "-p",
         "no:cacheprovider",
     ]
-    cmd += ["tests/test_cuda.py"] + [arg for test in passed for arg in ("--deselect", test)]
-    env = {**os.environ, ROWS_ENV: str(log.path)}
-    if smoke:  # the CPU check, also on a machine with a GPU: its CUDA tests skip
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    try:
-        subprocess.run(cmd, cwd=REPO, env=env, timeout=max(deadline - time.monotonic(), 1.0))
-    except subprocess.TimeoutExpired:
-        log.append({"kind": "missing", "key": "tests/test_cuda.py", "reason": CUT_OFF})
+    return cmd + [path] + [arg for test in leave_out for arg in ("--deselect", test)]
 
 
 def passed_tests(rows: list[dict]) -> set[str]:
