@@ -110,12 +110,13 @@ def group_mode(
     in whatever was measured since); the profile's `pack_mode` unless it is `auto`; on CUDA, the mode of the
     fastest measured bench row for the agent at K <= the group's seeds (slurm/projection.py), else compiled
     (it removes the host's per-operator cost, the bottleneck of small networks on a GPU; graph capture only
-    where a row measured it); on the CPU, eager. A mode the K-seed mode refuses for this config falls back
-    to eager."""
+    where a row measured it, and only once a GPU report found a captured group's update equal to the eager
+    group's: `group_graphs_verified`); on the CPU, eager. A mode the K-seed mode refuses for this config
+    falls back to eager."""
     from iqrl.core.config import build_config
     from iqrl.core.runfolder import read_config
     from iqrl.multiseed.group import unsupported
-    from slurm.projection import measured_rows, run_rate
+    from slurm.projection import group_graphs_verified, measured_rows, run_rate
 
     first = runs[0]
     argv = [*first.argv(results), f"device={device}"]
@@ -131,7 +132,10 @@ def group_mode(
     elif device != "cuda":
         mode, why = "eager", "auto on the CPU"
     else:
-        rate = run_rate(first, build_config(argv), len(runs), measured_rows())
+        rows = measured_rows()
+        if not group_graphs_verified():  # a captured group is not trained in until a GPU checked it
+            rows = [r for r in rows if str(r.get("compile")).lower() != "cudagraphs"]
+        rate = run_rate(first, build_config(argv), len(runs), rows)
         mode = rate.mode if rate.measured else "compiled"
         why = f"fastest measured: {rate.row}" if rate.measured else "auto on CUDA, no measured row"
     if mode != "eager" and unsupported(build_config([*argv, *GROUP_MODES[mode]])):

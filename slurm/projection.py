@@ -109,6 +109,17 @@ def measured_rows(folder: Path = GPU_RESULTS) -> list[dict]:
     return rows
 
 
+def group_graphs_verified(folder: Path = GPU_RESULTS) -> bool:
+    """Whether a GPU report (docs/gpu-results/) found a graph-captured K-seed group's update equal to the
+    eager group's, its last outcome on some GPU a pass: until then a group is not captured by `auto`
+    (slurm/pack.py, group_mode) however fast a captured row measured."""
+    from iqrl.gpu_report.results import GROUP_MATCH_TEST, MODE_TESTED_BY, latest_test_outcomes, read_jsonl
+
+    test = GROUP_MATCH_TEST.format(MODE_TESTED_BY["cudagraphs"])
+    outcomes = (latest_test_outcomes(read_jsonl(p)) for p in sorted(folder.glob("*.jsonl")))  # a file a GPU
+    return any(o.get(test) == "passed" for o in outcomes)
+
+
 def row_rate(row: dict) -> Rate:
     """A row's rate; its mode is what the bench recorded running (`compile`: false, true or cudagraphs)."""
     where = f"{row['gpu']} {row['date']} `{row['key']}`"

@@ -82,30 +82,37 @@ def test_learning_mode_takes_the_fastest_in_all_of_single_runs_and_groups_in_eve
     assert learning_mode([eager, graphs, row("cudagraphs", 4, 100.0), big]) == (True, "cudagraphs")
     assert learning_mode([eager, graphs, row("cudagraphs", 4, 70.0), big]) == (False, "cudagraphs")
     assert learning_mode([eager, row(False, 4, 12.5)]) == (True, "false")  # a tie: the K-seed mode
-    # only the modes whose update part 1 found equal to the eager one on this GPU
-    assert learning_mode([eager, graphs, row(True, 4, 40.0)], {"false"}) == (False, "false")
-    assert learning_mode([eager, graphs, row(True, 4, 40.0)], {"false", "true"}) == (True, "true")
+    # only the ways whose update part 1 found equal to the eager one on this GPU
+    plain = {(False, "false"), (True, "false")}
+    assert learning_mode([eager, graphs, row(True, 4, 40.0)], plain) == (False, "false")
+    assert learning_mode([eager, graphs, row(True, 4, 40.0)], plain | {(True, "true")}) == (True, "true")
+    # a captured K = 1 update checked does not let an unchecked captured group in
+    fast_group = row("cudagraphs", 4, 320.0)
+    assert learning_mode([eager, graphs, fast_group], plain | {(False, "cudagraphs")}) == (
+        False,
+        "cudagraphs",
+    )
 
 
 def test_part3_trains_in_a_compile_mode_only_after_its_update_matched_the_eager_one():
-    from iqrl.gpu_report.parts import MATCH_TEST, matching_modes
+    from iqrl.gpu_report.parts import matching_ways
+    from iqrl.gpu_report.results import GROUP_MATCH_TEST, MATCH_TEST
 
-    def test(flag, outcome):
-        return {
-            "part": 1,
-            "kind": "test",
-            "test": MATCH_TEST.format(flag),
-            "outcome": outcome,
-            "when": "call",
-        }
+    def test(name, flag, outcome):
+        return {"part": 1, "kind": "test", "test": name.format(flag), "outcome": outcome, "when": "call"}
 
-    assert matching_modes([]) == {"false"}
-    assert matching_modes([test("False", "failed"), test("True", "failed")]) == {"false"}
-    assert matching_modes([test("False", "passed"), test("True", "collected")]) == {"false", "true"}
-    assert matching_modes([test("False", "passed"), test("True", "passed")]) == {
-        "false",
-        "true",
-        "cudagraphs",
+    plain = {(False, "false"), (True, "false")}
+    assert matching_ways([]) == plain
+    assert matching_ways([test(MATCH_TEST, "False", "failed"), test(MATCH_TEST, "True", "failed")]) == plain
+    one = [test(MATCH_TEST, "False", "passed"), test(MATCH_TEST, "True", "collected")]
+    assert matching_ways(one) == plain | {(False, "true")}
+    both = [test(MATCH_TEST, "False", "passed"), test(MATCH_TEST, "True", "passed")]
+    assert matching_ways(both) == plain | {(False, "true"), (False, "cudagraphs")}
+    groups = [test(GROUP_MATCH_TEST, "False", "failed"), test(GROUP_MATCH_TEST, "True", "passed")]
+    assert matching_ways(both + groups) == plain | {
+        (False, "true"),
+        (False, "cudagraphs"),
+        (True, "cudagraphs"),
     }
 
 
@@ -191,6 +198,19 @@ def test_a_gpu_finds_its_committed_rows_beside_their_files_machine_row(tmp_path,
     monkeypatch.setattr(parts, "machine", lambda: machine)
     assert [r["test"] for r in parts.committed_rows(1)] == ["t"]
     assert parts.committed_rows(2) == []
+
+
+def test_part2_measures_again_the_rows_a_part_listed_as_missing_or_failed():
+    """A missing row (cut off by an earlier part's budget) is not measured: a later session measures it."""
+    from iqrl.gpu_report import parts
+
+    key = "iqrl walker-walk state fp32 compile={} K=16"
+    rows = [
+        {"part": 2, "kind": "bench", "key": key.format("false"), "updates_per_s": 10.5},
+        {"part": 2, "kind": "bench", "key": key.format("true"), "error": "RuntimeError: boom"},
+        {"part": 2, "kind": "missing", "key": key.format("cudagraphs"), "reason": "no time left in the part"},
+    ]
+    assert parts.measured_keys(rows) == {key.format("false")}
 
 
 def test_section_shows_each_gpus_rows_and_lists_what_is_still_missing(tmp_path):

@@ -62,16 +62,16 @@ def train_numbers(run: Path) -> list[dict]:
         ]
 
 
-def agent_and_replay(extra: list[str], seed: int, actions=None):
-    """A tiny agent of `extra`'s config and a replay of one random 100-step episode; `actions` defaults to one
-    continuous action, or 3 discrete ones for an agent without boxes."""
+def agent_and_replay(extra: list[str], seed: int, actions=None, device: str = "cpu"):
+    """A tiny agent of `extra`'s config and a replay of one random 100-step episode, on `device`; `actions`
+    defaults to one continuous action, or 3 discrete ones for an agent without boxes."""
     name = next((a[6:] for a in extra if a.startswith("agent=")), "iqrl")
     rest = [a for a in extra if not a.startswith("agent=")]
     cfg = build_config(tiny_keys(name, rest)).agent
     torch.manual_seed(seed)
     actions = actions or agent_actions(name, 1)
-    agent = make_agent(cfg, 5, actions, torch.device("cpu"), seed)
-    replay = SequenceReplay(5, actions, agent.spec.seq_len, torch.device("cpu"), seed + 1)
+    agent = make_agent(cfg, 5, actions, torch.device(device), seed)
+    replay = SequenceReplay(5, actions, agent.spec.seq_len, torch.device(device), seed + 1)
     rng = np.random.default_rng(seed)
     replay.start_episode(rng.normal(size=5).astype(np.float32))
     for t in range(100):
@@ -160,15 +160,16 @@ def test_every_agent_trains_in_the_k_seed_mode_or_is_refused_in_one_line(agent, 
 
 
 def compiled_and_eager_groups(
-    name: str, backend: str | None, extra=()
+    name: str, backend: str | None, extra=(), device: str = "cpu", cudagraphs: bool = False
 ) -> tuple[SeedGroup, list, SeedGroup, list]:
-    """Two 2-seed groups of `name` on the same batches and draws: one of compiled agents (compile=true: its
-    vectorised pieces through torch.compile, `backend` if given) and one eager."""
-    eager = [agent_and_replay([f"agent={name}", *extra], s) for s in (0, 1)]
-    compiled = [agent_and_replay([f"agent={name}", *extra], s) for s in (0, 1)]
+    """Two 2-seed groups of `name` on `device` and the same batches and draws: one of compiled agents
+    (compile=true: its vectorised pieces through torch.compile, `backend` if given; with `cudagraphs`, each
+    group update one step of the CUDA-graph tree) and one eager."""
+    eager = [agent_and_replay([f"agent={name}", *extra], s, device=device) for s in (0, 1)]
+    compiled = [agent_and_replay([f"agent={name}", *extra], s, device=device) for s in (0, 1)]
     torch._dynamo.reset()
     for a, _ in compiled:
-        a.compile()
+        a.compile(cudagraphs=cudagraphs)
     group = SeedGroup([a for a, _ in compiled])
     if backend is not None:
         group.updater.options = {**group.updater.options, "backend": backend}
@@ -176,14 +177,22 @@ def compiled_and_eager_groups(
 
 
 def assert_compiled_group_matches_eager(
-    name: str, updates: int = 3, backend: str | None = "aot_eager_decomp_partition"
+    name: str,
+    updates: int = 3,
+    backend: str | None = "aot_eager_decomp_partition",
+    device: str = "cpu",
+    cudagraphs: bool = False,
+    tol: float | None = None,
 ) -> None:
     """A compiled group's updates (iqrl/multiseed/group.py: the group's vectorised pieces compiled, as
-    compile=true runs them) agree with the eager group's per update within the agent's COMPILE_TOLERANCE, as
-    the compiled single-seed update does with the eager one (tests/test_compile.py); on CI's CPU through the
-    cheap backend (what fails for a new agent: tracing vmap and grad, functionalisation)."""
-    tol = registry.agent_class(name).COMPILE_TOLERANCE
-    group, compiled, eager_group, eager = compiled_and_eager_groups(name, backend)
+    compile=true runs them) agree with the eager group's per update within `tol` (default the agent's
+    COMPILE_TOLERANCE), as the compiled single-seed update does with the eager one (tests/test_compile.py); on
+    CI's CPU through the cheap backend (what fails for a new agent: tracing vmap and grad, functionalisation),
+    on a GPU (tests/test_cuda.py) through inductor and its CUDA graphs."""
+    tol = tol or registry.agent_class(name).COMPILE_TOLERANCE
+    group, compiled, eager_group, eager = compiled_and_eager_groups(
+        name, backend, device=device, cudagraphs=cudagraphs
+    )
     frames = torch._dynamo.utils.counters["frames"]["ok"]
     m_c = group_updates(group, [r for _, r in compiled], updates)
     m_e = group_updates(eager_group, [r for _, r in eager], updates)

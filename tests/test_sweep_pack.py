@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from iqrl.gpu_report.results import GROUP_MATCH_TEST
 from slurm.__main__ import main as cli
 from slurm.claim import RunLock, read_claim
 from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
@@ -129,11 +130,26 @@ def test_a_seed_group_trains_in_the_fastest_mode_its_profile_allows(tmp_path, mo
     (folder / "x.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     monkeypatch.setattr(projection, "GPU_RESULTS", folder)
     monkeypatch.setattr(projection.measured_rows, "__defaults__", (folder,))
+    monkeypatch.setattr(projection.group_graphs_verified, "__defaults__", (folder,))
     assert group_mode(iq, results, "auto", "cpu") == ((), "eager (auto on the CPU)")
     overrides, why = group_mode(iq, results, "auto", "cuda")
     assert overrides == ("compile=true",), why
     assert why.startswith("compiled (fastest measured: GPU X 2026-01-01")
     assert "compile=true K=1" in why
+    # a faster captured group (K=2 at 100/s per seed) is trained in only once part 1 found it computes the
+    # eager group's update
+    rows.append(
+        {"kind": "bench", "agent": "iqrl", "obs": "state", "dtype": "fp32", "device": "cuda", "seeds": 2,
+         "compile": "cudagraphs", "key": "iqrl walker-walk state fp32 compile=cudagraphs K=2",
+         "updates_per_s": 100.0, "task": "walker-walk"}
+    )  # fmt: skip
+    test = {"kind": "test", "test": GROUP_MATCH_TEST.format("True"), "outcome": "failed"}
+    for outcome, mode in (("failed", ("compile=true",)), ("passed", ("compile=true", "cudagraphs=true"))):
+        (folder / "x.jsonl").write_text(
+            "\n".join(json.dumps(r) for r in [*rows, {**test, "outcome": outcome}])
+        )
+        assert group_mode(iq, results, "auto", "cuda")[0] == mode, outcome
+    (folder / "x.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:-1]))
     sac = [spec(s, "sac") for s in (0, 1)]
     assert group_mode(sac, results, "auto", "cuda") == (
         ("compile=true",),

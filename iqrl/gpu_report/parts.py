@@ -31,7 +31,13 @@ from iqrl.bench.measure import hardware
 from iqrl.core.runfolder import read_status
 from iqrl.gpu_report import plan
 from iqrl.gpu_report.pytest_rows import ROWS_ENV
-from iqrl.gpu_report.results import latest_test_outcomes, load_rows
+from iqrl.gpu_report.results import (
+    GROUP_MATCH_TEST,
+    MATCH_TEST,
+    MODE_TESTED_BY,
+    latest_test_outcomes,
+    load_rows,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 #: A full part's budget: 8 minutes, under the device tool's 10 a command with the wheels' install and the
@@ -173,11 +179,7 @@ def part2(log: RowLog, smoke: bool, deadline: float) -> None:
     device = "cpu" if smoke else "cuda"
     if smoke:
         print("smoke: tiny rows on the CPU; compiled, tf32 and cudagraphs rows skipped (CUDA / minutes each)")
-    done = (
-        set()
-        if os.environ.get("IQRL_REPORT_ALL")
-        else {r["key"] for r in committed_rows(2) if "error" not in r}
-    )
+    done = set() if os.environ.get("IQRL_REPORT_ALL") else measured_keys(committed_rows(2))
     if done:
         print(f"{len(done)} rows already measured on this GPU (docs/gpu-results/): left out", flush=True)
     for row in (r for r in plan.part2_rows(smoke) if r.key not in done):
@@ -190,6 +192,12 @@ def part2(log: RowLog, smoke: bool, deadline: float) -> None:
                 continue
             r = log.append({"kind": "bench", "key": row.key, "packed": row.packed, "copy": copy, **result})
             print(f"{row.key}: " + (r.get("error") or f"{r['updates_per_s']} updates/s per run"), flush=True)
+
+
+def measured_keys(rows: list[dict]) -> set[str]:
+    """The keys of the bench rows in `rows` that were measured: not those that failed (`error`) nor those
+    a part listed as missing (cut off, or no time left), which a later session measures."""
+    return {r["key"] for r in rows if r.get("kind") == "bench" and "error" not in r}
 
 
 def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list[dict]:
@@ -237,7 +245,7 @@ def part3(log: RowLog, smoke: bool, deadline: float) -> None:
     kseed, mode = (
         (True, "false")
         if smoke
-        else learning_mode(part2_rows_of_this_machine(log.path.parent), matching_modes(committed_rows(1)))
+        else learning_mode(part2_rows_of_this_machine(log.path.parent), matching_ways(committed_rows(1)))
     )
     runs = plan.part3_runs(kseed, mode, smoke)
     device = ["device=cpu" if smoke else "device=cuda"]
@@ -332,25 +340,26 @@ def part2_rows_of_this_machine(out: Path) -> list[dict]:
     return [r for r in rows if r.get("kind") == "bench"]
 
 
-#: Part 1's test that a compile mode's update matches the eager one on the GPU, by mode (`compile=`).
-MATCH_TEST = "tests/test_cuda.py::test_cuda_compiled_and_graph_captured_updates_match_eager[{}]"
-MODE_TESTED_BY = {"true": "False", "cudagraphs": "True"}
-
-
-def matching_modes(test_rows: list[dict]) -> set[str]:
-    """The compile modes part 3 may train in on this GPU: eager, and a compiled one whose update part 1 found
-    equal to the eager update here (the first H200 report: compiled iqrl's encoder got no gradient)."""
+def matching_ways(test_rows: list[dict]) -> set[tuple[bool, str]]:
+    """The ways (K-seed mode?, compile mode) part 3 may train in on this GPU: eager, and a compiled one whose
+    update part 1 found equal to the eager update here, one agent's (K = 1) and a group's apart (the first
+    H200 report: compiled iqrl's encoder got no gradient; the second: captured groups 7x faster per seed
+    than compiled ones, not yet checked)."""
     outcomes = latest_test_outcomes(test_rows)
-    passed = {m for m, flag in MODE_TESTED_BY.items() if outcomes.get(MATCH_TEST.format(flag)) == "passed"}
-    return {"false"} | passed
+    ways = {(False, "false"), (True, "false")}
+    for kseed, test in ((False, MATCH_TEST), (True, GROUP_MATCH_TEST)):
+        ways |= {
+            (kseed, m) for m, flag in MODE_TESTED_BY.items() if outcomes.get(test.format(flag)) == "passed"
+        }
+    return ways
 
 
-def learning_mode(rows: list[dict], modes: set[str] | None = None) -> tuple[bool, str]:
+def learning_mode(rows: list[dict], ways: set[tuple[bool, str]] | None = None) -> tuple[bool, str]:
     """(K-seed mode?, compile mode) of part 3's iqrl run, from part 2's rows of iqrl on walker-walk in fp32:
     of one seed per process (K = 1) and K-seed groups of at most the run's five seeds (K = 4; the smoke's
-    K = 2), in the compile `modes` given (default: eager, compiled, graphs), the one that gave the most
-    updates/s in all (a tie goes to the K-seed mode). Without rows, the eager K-seed mode: on the H100
-    measured eagerly (docs/performance.md) four seeds gave 65 updates/s in all against 52 for one run."""
+    K = 2), in the `ways` given (default: all), the one that gave the most updates/s in all (a tie goes to
+    the K-seed mode). Without rows, the eager K-seed mode: on the H100 measured eagerly (docs/performance.md)
+    four seeds gave 65 updates/s in all against 52 for one run."""
     mine = [
         r
         for r in rows
@@ -358,12 +367,12 @@ def learning_mode(rows: list[dict], modes: set[str] | None = None) -> tuple[bool
         and r.get("packed") == 1
         and "error" not in r
         and r["seeds"] <= plan.PART3_SEEDS
-        and (modes is None or str(r["compile"]).lower() in modes)
     ]
     in_all = {}  # (K-seed mode?, compile mode): the most updates/s in all of its rows
     for r in mine:
         way = (r["seeds"] > 1, str(r["compile"]).lower())
-        in_all[way] = max(in_all.get(way, 0.0), r["seeds"] * r["updates_per_s"])
+        if ways is None or way in ways:
+            in_all[way] = max(in_all.get(way, 0.0), r["seeds"] * r["updates_per_s"])
     return max(in_all, key=lambda way: (in_all[way], way[0]), default=(True, "false"))
 
 
