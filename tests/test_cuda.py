@@ -98,7 +98,7 @@ def test_cuda_compiled_and_graph_captured_updates_match_eager(cudagraphs):
 def test_cuda_compiled_and_graph_captured_k_seed_group_matches_eager(cudagraphs):
     """The K-seed mode compiled (compile=true through inductor), and with cudagraphs=true its CUDA-graph
     replay, against the eager group on the GPU: 5 updates of a 2-seed iqrl group, every metric of each seed
-    and its parameters after them within 1e-4. The second H200 report measured the captured group 7x faster
+    and its parameters after them within 1e-4. The fourth H200 session measured the captured group 7x faster
     per seed than the compiled one at K=4 (docs/performance.md): this says whether it computes the update."""
     from test_multiseed import assert_compiled_group_matches_eager
 

@@ -343,7 +343,7 @@ def part2_rows_of_this_machine(out: Path) -> list[dict]:
 def matching_ways(test_rows: list[dict]) -> set[tuple[bool, str]]:
     """The ways (K-seed mode?, compile mode) part 3 may train in on this GPU: eager, and a compiled one whose
     update part 1 found equal to the eager update here, one agent's (K = 1) and a group's apart (the first
-    H200 report: compiled iqrl's encoder got no gradient; the second: captured groups 7x faster per seed
+    H200 report: compiled iqrl's encoder got no gradient; the fourth: captured groups 7x faster per seed
     than compiled ones, not yet checked)."""
     outcomes = latest_test_outcomes(test_rows)
     ways = {(False, "false"), (True, "false")}
