@@ -3,6 +3,7 @@ seeds."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import importlib.util
@@ -194,8 +195,9 @@ def assert_compiled_group_matches_eager(
         name, backend, device=device, cudagraphs=cudagraphs
     )
     frames = torch._dynamo.utils.counters["frames"]["ok"]
-    m_c = group_updates(group, [r for _, r in compiled], updates)
-    m_e = group_updates(eager_group, [r for _, r in eager], updates)
+    # the rounds in this (the main) thread, as the K-seed runner serves them: CUDA-graph trees need it
+    m_c = group_updates(group, [r for _, r in compiled], updates, serve_in=contextlib.nullcontext())
+    m_e = group_updates(eager_group, [r for _, r in eager], updates, serve_in=contextlib.nullcontext())
     assert torch._dynamo.utils.counters["frames"]["ok"] > frames  # the pieces did run compiled
     for k in range(2):
         for i in range(updates):
@@ -215,6 +217,23 @@ def assert_compiled_group_matches_eager(
 @pytest.mark.parametrize("agent", ["td3", "iqrl"])
 def test_compiled_group_update_agrees_with_the_eager_group(agent):
     assert_compiled_group_matches_eager(agent)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_graph_captured_group_runs_its_rounds_only_in_the_main_thread():
+    """cudagraphs=true: CUDA-graph trees assert in a Python thread other than the main one (torch 2.11 on the
+    H200, pytorch/pytorch#123177), so a round a seed's thread would run fails with one clear line, and the
+    rounds the main thread serves (as the K-seed runner does) run."""
+    pairs = [agent_and_replay(["agent=td3"], s) for s in (0, 1)]
+    group = SeedGroup([a for a, _ in pairs])
+    group.updater.cudagraphs = True  # its one effect on the CPU: the thread check and the step marks
+    out = group_updates(group, [r for _, r in pairs], 1)  # each seed's thread raises the group's error
+    assert out == [[], []]
+    assert "must run its rounds in the main thread" in str(group.error)
+    group = SeedGroup([a for a, _ in pairs])
+    group.updater.cudagraphs = True
+    out = group_updates(group, [r for _, r in pairs], 2, serve_in=contextlib.nullcontext())
+    assert [len(m) for m in out] == [2, 2] and group.error is None
 
 
 def test_a_compiled_group_resumed_from_its_seeds_checkpoints_updates_as_the_uninterrupted_one():

@@ -410,6 +410,14 @@ class SeedGroup:
                 "seeds out of lockstep: " + ", ".join(f"seed {k}: {p.name}" for k, p in zip(seeds, pieces))
             )
         self.moving = self._moving(seeds)
+        if self.updater.cudagraphs and threading.current_thread() is not threading.main_thread():
+            # CUDA-graph trees keep their state in the main thread's (and autograd's) thread-locals: inductor
+            # asserts in any other Python thread (pytorch/pytorch#123177: torch 2.11 on the H200 in session 9;
+            # pytorch/pytorch#184357 fixes it upstream)
+            raise RuntimeError(
+                "a cudagraphs=true group must run its rounds in the main thread: call SeedGroup.serve() "
+                "there, as the K-seed runner does"
+            )
         if self.updater.cudagraphs and first != self._marked:  # a group update: one step of the graph tree
             torch.compiler.cudagraph_mark_step_begin()
             self._marked = first
