@@ -301,3 +301,34 @@ def test_the_k_seed_mode_writes_each_seeds_statistics_into_its_stacks_and_its_ow
         group.check_in_sync(k)
     assert not torch.equal(grouped[0].net.body[1].running_mean, grouped[1].net.body[1].running_mean)
     assert int(grouped[2].net.body[4].steps) == 10
+
+
+def test_a_compiled_piece_compiles_once_in_any_thread():
+    """A piece's first call in a thread used to create that thread's stack of pieces inside the compiled
+    code, so the next call failed the guard on its absence and compiled again (every K-seed piece on the
+    H200, TORCH_LOGS=recompiles): one frame for three calls here, in a new thread and then in this one."""
+    m = nn.Module()
+    m.register_buffer("b", torch.zeros(3))
+
+    def fn(x):
+        write(m, "b", x.sum(0))
+        return x * 2
+
+    piece = torch.compile(returning_writes(fn), backend="eager")
+    torch._dynamo.reset()
+    frames = torch._dynamo.utils.counters["frames"]["ok"]
+    results = []
+
+    def calls():
+        results.extend(piece(torch.ones(2, 3)) for _ in range(3))
+
+    thread = threading.Thread(target=calls)
+    thread.start()
+    thread.join()
+    calls()
+    assert torch._dynamo.utils.counters["frames"]["ok"] - frames == 1
+    assert len(results) == 6
+    for out, writes in results:
+        assert torch.equal(out, torch.full((2, 3), 2.0))
+        assert torch.equal(writes[m, "b"], torch.full((3,), 2.0))
+    assert torch.equal(m.b, torch.zeros(3))  # a piece writes nothing in place

@@ -30,15 +30,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# Each thread's stack of open pieces: a dict per piece, (module, tensor name) -> the value written there.
-_LOCAL = threading.local()
+
+class _Local(threading.local):
+    """Each thread's stack of open pieces: a dict per piece, (module, tensor name) -> the value written there.
+    Every thread has the attribute from its first access: a compiled piece whose first call created it was
+    guarded on its absence and compiled a second time on the next call (pieces.append in a piece)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[dict] = []
+
+
+_LOCAL = _Local()
 
 
 def _pieces() -> list[dict]:
-    stack = getattr(_LOCAL, "pieces", None)
-    if stack is None:
-        stack = _LOCAL.pieces = []
-    return stack
+    return _LOCAL.pieces
 
 
 def write(module: nn.Module, name: str, value: Tensor) -> None:
