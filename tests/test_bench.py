@@ -248,3 +248,21 @@ def test_a_k_seed_rows_collection_steps_its_envs_at_once_in_workers_and_in_threa
     assert row["group_env_steps_per_s"] > 0 and row["group_env_steps_per_s_threads"] > 0
     assert row["collect_vs_one"] > 0
     assert stepping_rate(cfg, 1, True, 0.1) > 0
+
+
+def test_a_k_seed_row_whose_group_fails_raises_instead_of_timing_the_seeds_that_stopped(monkeypatch):
+    """measure_seeds: a group update that fails in the timed rounds ends the row with its error. Before, the
+    seeds' threads died quietly, the rounds returned early and the row said the group was fast (a bench
+    subprocess's stderr is not shown on success)."""
+    from iqrl.bench import measure
+    from iqrl.multiseed.group import SeedGroup
+
+    class FailsAfterWarmup(SeedGroup):
+        def _run_round(self):
+            if self.round >= 6:  # past the 3 warm-up updates of td3's pieces
+                raise RuntimeError("a round failed")
+            super()._run_round()
+
+    monkeypatch.setattr(measure, "SeedGroup", FailsAfterWarmup)
+    with pytest.raises(RuntimeError, match="a round failed"):
+        measure.measure_seeds("td3", "cartpole-balance", "fp32", "cpu", 4, 2, collect_s=0.1)

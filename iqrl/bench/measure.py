@@ -335,11 +335,15 @@ def measure_seeds(
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def rounds(n: int) -> None:
+        errors: list[BaseException] = []
+
         def seed(i):
             try:
                 for j in range(n):
                     m = agents[i].update(replay, j)
                 [float(v) for v in m.values()]
+            except BaseException as e:  # raised below: a seed that stopped early must not time as a fast one
+                errors.append(e)
             finally:  # also after a failed round: the serving loop waits for every seed to leave
                 group.leave(i)
 
@@ -348,6 +352,8 @@ def measure_seeds(
         with first.autocast:
             group.serve()
         [t.join() for t in threads]
+        if errors:
+            raise errors[0]
         sync()
 
     t = time.perf_counter()

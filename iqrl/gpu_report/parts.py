@@ -203,7 +203,8 @@ def measured_keys(rows: list[dict]) -> set[str]:
 def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list[dict]:
     """The row's bench result(s), one per packed copy: the bench's JSON row, or {"error": why it failed, one
     line (`failure_line`: an exception's type and first line)}."""
-    updates, collect_s = (2, 0.2) if smoke else (20, 5.0)  # on CUDA the bench times >= 500 updates
+    # on CUDA a K = 1 row times >= 500 updates (measure), a K-seed row 20 rounds (measure_seeds)
+    updates, collect_s = (2, 0.2) if smoke else (20, 5.0)
     cmd = row_command(
         row.agent,
         row.task,
