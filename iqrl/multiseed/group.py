@@ -412,7 +412,7 @@ class SeedGroup:
         self.moving = self._moving(seeds)
         if self.updater.cudagraphs and threading.current_thread() is not threading.main_thread():
             # CUDA-graph trees keep their state in the main thread's (and autograd's) thread-locals: inductor
-            # asserts in any other Python thread (pytorch/pytorch#123177: torch 2.11 on the H200 in session 9;
+            # asserts in any other Python thread (pytorch/pytorch#123177: torch 2.11, the GPU image's;
             # pytorch/pytorch#184357 fixes it upstream)
             raise RuntimeError(
                 "a cudagraphs=true group must run its rounds in the main thread: call SeedGroup.serve() "
