@@ -71,7 +71,15 @@ from iqrl.core.replay import SequenceBatch
 from iqrl.core.schedule import PerStepSeedBurst
 from iqrl.learners.multitask import TaskEmbedding, with_task
 from iqrl.nn.layers import EnsembleLinear, ensemble_mlp, frozen_copy, mlp
-from iqrl.nn.maths import soft_bounded, symexp, symlog, tanh_log_det, two_hot_cross_entropy, two_hot_decode
+from iqrl.nn.maths import (
+    percentile,
+    soft_bounded,
+    symexp,
+    symlog,
+    tanh_log_det,
+    two_hot_cross_entropy,
+    two_hot_decode,
+)
 from iqrl.nn.optim import adam
 from iqrl.nn.quantizers import GroupNorm
 from iqrl.nn.stats import StatLayer, read, write
@@ -245,17 +253,9 @@ class RunningScale(StatLayer):
         self.tau = tau
         self.register_buffer("value", torch.ones(()))
 
-    @classmethod
-    def percentile(cls, sorted_x: Tensor, p: float) -> Tensor:
-        n = sorted_x.shape[0]
-        pos = p * (n - 1) / 100.0
-        lo = int(pos)
-        hi = min(lo + 1, n - 1)
-        return sorted_x[lo] * (1.0 - (pos - lo)) + sorted_x[hi] * (pos - lo)
-
     def update(self, x: Tensor) -> Tensor:
         s = x.detach().flatten().sort().values
-        low, high = (self.percentile(s, p) for p in self.PERCENTILES)
+        low, high = (percentile(s, p) for p in self.PERCENTILES)
         value = read(self, "value")
         new = value + self.tau * ((high - low).clamp(min=1.0) - value)
         write(self, "value", new)

@@ -228,3 +228,46 @@ def test_an_episode_is_uploaded_once_when_the_replay_is_next_read():
     for name in ("_obs", "_act", "_rew", "_term", "_obs_ptr", "_term_at", "_prio"):
         n = once.n_obs if name == "_obs" else once.size
         assert torch.equal(getattr(once, name)[:n], getattr(every, name)[:n]), name
+
+
+# ------------------------------------------------------- the options for a recurrent agent (replay_options)
+def test_contexts_are_written_per_observation_the_last_of_repeated_indices_winning():
+    replay = SequenceReplay(2, 1, seq_len=3, seed=0, initial_capacity=4, context_dim=2)
+    fill(replay, [(6, False), (5, False)])  # 13 observations: the context store grows past 4
+    idx = torch.tensor([[1, 2, 3], [3, 4, 50]])  # 3 twice; 50 is no stored observation
+    values = torch.arange(12.0).view(2, 3, 2)
+    keep = torch.tensor([[True, False, True], [True, True, True]])
+    replay.write_context(idx, values, keep)
+    c = replay.contexts
+    assert c.written[: replay.n_obs].tolist() == [i in (1, 3, 4) for i in range(13)]
+    assert c.values[1].tolist() == [0.0, 1.0] and c.values[2].tolist() == [0.0, 0.0]
+    assert c.values[3].tolist() == [6.0, 7.0]  # the second window's, given later
+    assert not c.written[c.values.shape[0] - 1] and not c.values[-1].any()  # the spare row stays clear
+    batch = replay.sample(64)
+    assert torch.equal(batch.has_context, c.written[batch.obs_index[:, 0]])
+    assert torch.equal(batch.context, c.values[batch.obs_index[:, 0]])
+    # the stored indices are the observations' own: obs [episode, t] of each window's steps
+    stored = replay._obs[batch.obs_index]
+    assert torch.equal(stored, batch.obs)
+    again = SequenceReplay(2, 1, seq_len=3, seed=0, context_dim=2)
+    again.load_state_dict(replay.state_dict())
+    assert torch.equal(again.contexts.values[:13], c.values[:13])
+    assert torch.equal(again.contexts.written[:13], c.written[:13])
+
+
+def test_the_online_queue_tiles_each_episode_and_is_sampled_first():
+    """Every seq_len-th window of an episode, then at a termination the padded rest and at a truncation the
+    last full window; a sample takes them oldest first before drawing."""
+    replay = SequenceReplay(2, 1, seq_len=3, seed=0, online=True)
+    fill(replay, [(7, False), (5, True), (2, False)])  # transitions 0-6, 7-11, 12-13
+    assert list(replay.queue.host) == [0, 3, 4, 7, 10]  # 0-2, 3-5, last full 4-6; 7-9, padded 10-12
+    batch = replay.sample(3)
+    assert batch.index.tolist()[:3] == [0, 3, 4]
+    batch = replay.sample(4)
+    assert batch.index.tolist()[:2] == [7, 10] and replay.queue.head == 5
+    state = replay.state_dict()
+    again = SequenceReplay(2, 1, seq_len=3, seed=0, online=True)
+    again.load_state_dict(state)
+    assert list(again.queue.host) == [0, 3, 4, 7, 10] and again.queue.head == 5
+    fill(again, [(3, False)])
+    assert again.sample(2).index.tolist()[0] == 14

@@ -182,6 +182,14 @@ class AgentSpec:
     # The evaluation env is seeded with the training seed instead of seed + EVAL_SEED_OFFSET. Set by
     # make_agent from `agent.official_shared_eval_seed`, so no agent has to pass it on.
     shared_eval_seed: bool = False
+    # The replay's options for an agent with a recurrent state (iqrl/core/replay_options.py): a context of
+    # this width (0: none) and dtype per observation, which the agent writes; the online queue of new windows.
+    context_dim: int = 0
+    context_dtype: torch.dtype = torch.float32
+    online_replay: bool = False
+    # Samples per update that pass through a network, by its attribute name, where not batch_size x seq_len
+    # (the memory estimate's activations, iqrl/core/memory.py): DreamerV3 imagines from every replayed state.
+    network_samples: dict[str, int] = field(default_factory=dict)
 
     def rate(self, action_repeat: int) -> float:
         """The default gradient updates per env step at `action_repeat`."""

@@ -87,6 +87,9 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
             cfg.seed + 1 + i * SEED_LIMIT,
             capacity=capacity,
             frame_stack=cfg.frame_stack if cfg.obs == "pixels" else 1,
+            context_dim=spec.context_dim,
+            context_dtype=spec.context_dtype,
+            online=spec.online_replay,
         )
         for i in range(len(tasks))
     ]

@@ -18,6 +18,10 @@ transition carries a priority (new ones get the current max priority, which star
 their first transition (no importance weights); `update_priorities` writes priorities back. DR.Q's faded
 prioritised replay (`fade_decay` < 1) multiplies each priority by the fade of its transition's age,
 `fade_weight`, when sampling; the stored priorities stay as written.
+
+Two options serve an agent with a recurrent state (iqrl/core/replay_options.py): a context per observation
+that the agent writes and each window hands back for its first observation (`context_dim`), and a queue of
+every episode's newest windows that samples take first (`online`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 from torch import Tensor
 from torch.utils._pytree import register_dataclass
 
+from iqrl.core.replay_options import ContextStore, OnlineQueue
 from iqrl.core.spaces import ActionSpec, as_action_spec
 from iqrl.nn.maths import random_shift, shift_offsets
 
@@ -45,7 +50,8 @@ class SequenceBatch:
     action [B, L, A] (discrete actions: int64 indices [B, L]);  reward [B, L];
     terminal [B, L]: true terminations (0 on DMC);  valid [B, L]: 1 up to and including the first
     terminal step, 0 after it;  index [B]: buffer index of each window's first transition (in its task's
-    replay);  task [B] (int64, multi-task runs only, `MultiTaskReplay`): the task index of each window.
+    replay);  task [B] (int64, multi-task runs only, `MultiTaskReplay`): the task index of each window;
+    obs_index, context, has_context: see the fields.
     """
 
     obs: Tensor
@@ -55,6 +61,12 @@ class SequenceBatch:
     valid: Tensor
     index: Tensor
     task: Tensor | None = None
+    # [B, L+1] (int64): the stored index of each observation o_t .. o_{t+L} (`SequenceReplay.write_context`)
+    obs_index: Tensor | None = None
+    # with `context_dim` > 0: [B, context_dim] float32, the context written for each window's first
+    # observation o_t (zeros where none was), and has_context [B] (bool), whether one was
+    context: Tensor | None = None
+    has_context: Tensor | None = None
 
     def __len__(self) -> int:
         return self.obs.shape[0]
@@ -179,11 +191,15 @@ class SequenceReplay:
         initial_capacity: int = 4096,
         capacity: int | None = None,
         frame_stack: int = 1,
+        context_dim: int = 0,
+        context_dtype: torch.dtype = torch.float32,
+        online: bool = False,
     ):
         """obs_dim: the width of state vectors, or the shape (k C, H, W) of pixel frame stacks of
         `frame_stack` = k frames (stored one frame of C channels per observation). act_dim: the task's
         ActionSpec, or an int for a box of that many dims; discrete actions are stored as one int64 index
-        each (not one-hot)."""
+        each (not one-hot). context_dim (> 0: a context of that width and `context_dtype` per observation)
+        and online: the options of iqrl/core/replay_options.py."""
         if seq_len < 1:
             raise ValueError("seq_len must be >= 1")
         if capacity is not None and capacity < seq_len:
@@ -218,6 +234,8 @@ class SequenceReplay:
         self._term_at = torch.empty(cap, dtype=torch.int64, device=self.device)  # terminal step of episode
         self._starts = torch.empty(cap, dtype=torch.int64, device=self.device)  # valid window starts
         self._prio = torch.ones(cap, device=self.device)  # LAP priority of each transition
+        self.contexts = ContextStore(context_dim, context_dtype, self.device, cap) if context_dim else None
+        self.queue = OnlineQueue(seq_len, self.device) if online else None
         self._max_prio = torch.ones((), device=self.device)  # a tensor: no host sync per update
         self.has_terminal = False  # whether any stored transition is a true termination (MR.Q)
         self.n_obs = 0  # observations stored
@@ -263,6 +281,8 @@ class SequenceReplay:
             getattr(self, name)[at : at + len(values)] = torch.from_numpy(values).to(self.device)
         self._grow("_prio", self.size)
         self._prio[size : self.size] = self._max_prio  # new transitions get the current maximum (LAP)
+        if self.contexts is not None:
+            self.contexts.reserve(self.n_obs)
         self._clear_staged()
 
     def _grow(self, name: str, needed: int) -> None:
@@ -314,6 +334,8 @@ class SequenceReplay:
             self.n_starts += len(new_starts)
             if self.capacity is not None:  # the host copy serves eviction only
                 self._starts_host.extend(new_starts)
+        if self.queue is not None:
+            self.queue.completed(t, self._ep_start, terminated, truncated)
         if terminated:  # (true terminations are rare: none in the DMC suite)
             self._upload()
             self._term_at[self._ep_start : t + 1] = t
@@ -353,13 +375,16 @@ class SequenceReplay:
         first, n = self._first_start, self.n_starts - self._first_start
         if n <= 0:
             raise RuntimeError("replay holds no complete window yet")
+        # online: the queued windows first, the rest drawn
+        queued = None if self.queue is None else self.queue.take(batch_size, self.first_kept)
+        draws = batch_size if queued is None else batch_size - queued.shape[0]
         if prioritized:
-            pick = self._sample_by_priority(batch_size, fade_decay, fade_floor)
+            pick = self._sample_by_priority(draws, fade_decay, fade_floor)
         else:
-            pick = torch.randint(n, (batch_size,), generator=self.generator, device=self.device)
+            pick = torch.randint(n, (draws,), generator=self.generator, device=self.device)
         if first:
             pick = pick + first
-        start = self._starts[pick]
+        start = self._starts[pick] if queued is None else torch.cat([queued, self._starts[pick]])
         steps = start[:, None] + torch.arange(L, device=self.device)  # [B, L]
         limit = self._term_at[start][:, None]
         valid = steps <= limit
@@ -374,7 +399,15 @@ class SequenceReplay:
             terminal=self._term[steps] & valid,
             valid=valid.float(),
             index=start,
+            obs_index=obs_idx,
+            **({} if self.contexts is None else self.contexts.read(obs_idx[:, 0])),
         )
+
+    def write_context(self, obs_index: Tensor, values: Tensor, keep: Tensor | None = None) -> None:
+        """Context rows values [..., context_dim] of the stored observations obs_index [...] where `keep`
+        [...] holds (`ContextStore.write`: the last of repeated indices wins, no host-device sync)."""
+        self._upload()
+        self.contexts.write(self.n_obs, obs_index, values, keep)
 
     def observations(self, obs_idx: Tensor) -> Tensor:
         """The observations at stored indices obs_idx [...]: state vectors [..., obs_dim], or pixel stacks
@@ -466,6 +499,8 @@ class SequenceReplay:
             "ep_start": self._ep_start,
             "generator": self.generator.get_state(),
             "seq_len": self.seq_len,
+            **({} if self.contexts is None else self.contexts.state_dict(self.n_obs)),
+            **({} if self.queue is None else self.queue.state_dict()),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -494,6 +529,10 @@ class SequenceReplay:
         self._prio[: self.size] = state["prio"].to(self.device) if "prio" in state else 1.0
         self._max_prio = state.get("max_prio", torch.ones(())).to(self.device)
         self.has_terminal = bool(state["term"].any())
+        if self.contexts is not None:
+            self.contexts.load_state_dict(state, self.n_obs)
+        if self.queue is not None:
+            self.queue.load_state_dict(state)
         self._clear_staged()
 
 
@@ -531,6 +570,7 @@ class MultiTaskReplay:
         shares = task_shares(batch_size, len(self.replays))
         parts = [r.sample(n, seq_len) for r, n in zip(self.replays, shares) if n]
         fields = [f.name for f in dataclasses.fields(SequenceBatch) if f.name != "task"]
+        fields = [k for k in fields if getattr(parts[0], k) is not None]
         task = torch.tensor([i for i, n in enumerate(shares) for _ in range(n)])  # built on the host: no sync
         return SequenceBatch(
             **{k: torch.cat([getattr(p, k) for p in parts]) for k in fields},

@@ -353,14 +353,20 @@ class SeedGroup:
     def _optimizer(self, opt: torch.optim.Optimizer, live: list[int], pieces: list[Piece]) -> _GroupOptimizer:
         """The group optimizer over the seeds' slices of `opt`'s stacked parameters (made at its first step,
         from the seeds' own optimizers' settings and state). Adam is elementwise: one fused step over the
-        slices steps each as that seed's own optimizer would."""
+        slices steps each as that seed's own optimizer would. An optimizer class with a `for_group`
+        constructor makes its own (iqrl.nn.optim.LaProp, whose clipping reads each tensor's norms: each slice
+        is a tensor of its own)."""
         (group,) = opt.param_groups
         names = [self.name(live[0], p) for p in group["params"]]
         key = tuple(names)
         if key not in self.opts:
-            hyper = {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad")}
             slices = [[self.stacked[n][k] for k in range(self.slots)] for n in names]
-            stepped = type(opt)([v for per_slot in slices for v in per_slot], **hyper, fused=True)
+            flat = [v for per_slot in slices for v in per_slot]
+            if hasattr(type(opt), "for_group"):  # an optimizer of its own (DreamerV3's LaProp) makes its copy
+                stepped = type(opt).for_group(flat, group)
+            else:
+                hyper = {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad")}
+                stepped = type(opt)(flat, **hyper, fused=True)
             self.opts[key] = _GroupOptimizer(stepped, names, slices, {})
         g = self.opts[key]
         for k, piece in zip(live, pieces):  # a seed's first step: its own optimizer and its (resumed) state

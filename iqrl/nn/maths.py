@@ -220,6 +220,92 @@ def two_hot_cross_entropy(logits: Tensor, y: Tensor, bins: Tensor) -> Tensor:
     return -(two_hot(y, bins) * log_softmax_last(logits)).sum(-1)
 
 
+def two_hot_mean(logits: Tensor, bins: Tensor) -> Tensor:
+    """Expected value sum_j softmax(logits)_j b_j [...] of logits [..., n] on bins [n] mirrored about 0,
+    summed in mirrored pairs from the middle outward: exactly 0 for uniform probabilities (DreamerV3's
+    `TwoHot.pred`, embodied/jax/outs.py at danijar/dreamerv3@e3f0224: with bins up to symexp(20) ~ 5e8 a
+    left-to-right sum leaves a rounding error of hundreds where the value is 0)."""
+    p = softmax_last(logits) * bins
+    m = bins.shape[0] // 2
+    lower, upper = p[..., :m].flip(-1), p[..., bins.shape[0] - m :]
+    pairs = (lower + upper).sum(-1)
+    return pairs + p[..., m] if bins.shape[0] % 2 else pairs
+
+
+def percentile(sorted_x: Tensor, p: float) -> Tensor:
+    """The p-th percentile of a sorted 1-d tensor [N] by linear interpolation between the order statistics
+    at positions p (N - 1) / 100 (numpy's and jnp.percentile's default); a fixed-shape gather, so it runs
+    under vmap and torch.compile."""
+    n = sorted_x.shape[0]
+    pos = p * (n - 1) / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_x[lo] * (1.0 - (pos - lo)) + sorted_x[hi] * (pos - lo)
+
+
+# --------------------------------------------------------------------------------------------------
+# DreamerV3's distributions and returns (github.com/danijar/dreamerv3 at e3f0224)
+# --------------------------------------------------------------------------------------------------
+
+
+def symexp_bins(n: int = 255, limit: float = 20.0, device=None) -> Tensor:
+    """DreamerV3's two-hot bins [n] (embodied/jax/heads.py `Head.symexp_twohot`): the negative half
+    symexp(linspace(-limit, 0, k)) (k = (n + 1) / 2 for odd n, n / 2 for even n) and its mirror, the middle 0
+    not repeated. Evenly spaced in symlog space; the two-hot encoding and the mean are taken in raw space."""
+    half = symexp(torch.linspace(-limit, 0.0, (n + 1) // 2 if n % 2 else n // 2, device=device))
+    return torch.cat([half, -half[: -1 if n % 2 else None].flip(0)])
+
+
+def unimix_logits(logits: Tensor, mix: float) -> Tensor:
+    """log((1 - mix) softmax(logits) + mix / n) over the last dimension [..., n]: a categorical mixed with
+    `mix` of the uniform (DreamerV3's "unimix", `outs.Categorical`); mix 0 leaves the logits as they are."""
+    if not mix:
+        return logits
+    probs = softmax_last(logits)
+    return torch.log((1.0 - mix) * probs + mix / logits.shape[-1])
+
+
+def categorical_index(probs: Tensor, u: Tensor) -> Tensor:
+    """A draw [...] (int64) from the categorical probs [..., n] by inverting its distribution function at u
+    [...] ~ U[0, 1) (drawn beforehand): the number of cumulative probabilities below u times their total,
+    at most n - 1."""
+    c = probs.cumsum(-1)
+    return (c < u.unsqueeze(-1) * c[..., -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
+
+
+def straight_through_one_hot(index: Tensor, probs: Tensor) -> Tensor:
+    """The one-hot of `index` [...] as [..., n] with the gradient of `probs` [..., n] (straight-through:
+    DreamerV3's `OneHot._onehot_with_grad`)."""
+    return one_hot(index, probs.shape[-1], probs.dtype) + (probs - probs.detach())
+
+
+def categorical_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
+    """KL(p || q) [...] of two categoricals given by their logits [..., n] (`outs.Categorical.kl`)."""
+    log_p, log_q = log_softmax_last(logits_p), log_softmax_last(logits_q)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def categorical_entropy(logits: Tensor) -> Tensor:
+    """The entropy [...] of a categorical given by its logits [..., n]."""
+    log_p = log_softmax_last(logits)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+def lambda_return(last: Tensor, term: Tensor, rew: Tensor, boot: Tensor, disc: float, lam: float) -> Tensor:
+    """DreamerV3's lambda-returns (dreamerv3/agent.py `lambda_return`), time on dimension 1: inputs [B, T] ->
+    R [B, T - 1] with R_{T-1} bootstrapped from boot_{T-1} and, backwards,
+      R_t = r_{t+1} + g_{t+1} ((1 - c_{t+1}) boot_{t+1} + c_{t+1} R_{t+1}),
+    g = disc (1 - term) the discount into step t+1, c = lam (1 - last). (The code's signature also takes the
+    values, unused: what it bootstraps from is `boot`.)"""
+    live = (1.0 - term.float())[:, 1:] * disc
+    cont = (1.0 - last.float())[:, 1:] * lam
+    interm = rew[:, 1:] + (1.0 - cont) * live * boot[:, 1:]
+    rets = [boot[:, -1]]
+    for t in reversed(range(live.shape[1])):
+        rets.append(interm[:, t] + live[:, t] * cont[:, t] * rets[-1])
+    return torch.stack(rets[::-1][:-1], 1)
+
+
 # --------------------------------------------------------------------------------------------------
 # The tanh-squashed Gaussian policy of SAC and its descendants (SAC, SAC+AE, BRO, SimbaV2, CrossQ)
 # --------------------------------------------------------------------------------------------------
