@@ -142,7 +142,7 @@ def test_interface_members_the_trainer_reads(agent):
     assert a.spec.seq_len >= 1 and a.spec.batch_size >= 1 and a.spec.updates_per_step > 0
     # an update-to-data ratio of its own is declared, so that updates_per_step cannot silently replace it
     key = type(a.cfg).UTD_KEY
-    assert a.spec.updates_per_agent_step == (None if key is None else getattr(a.cfg, key)), (
+    assert a.spec.updates_per_agent_step == (None if key is None else a.cfg.updates_per_agent_step()), (
         "AgentSpec.updates_per_agent_step comes from a config key: name it in the config's UTD_KEY"
     )
     assert isinstance(a.schedule, UpdateSchedule) and a.schedule.cycle >= 1

@@ -443,16 +443,19 @@ def validate_tasks(run: RunConfig) -> None:
 
 def pixel_agents() -> list[str]:
     """The agents obs=pixels works with: built for pixels (Agent.PIXELS) and not refused by their preset
-    (iqrl-ae's decoder rebuilds state vectors)."""
+    (iqrl-ae's decoder rebuilds state vectors) at the default image size or at 64 (DreamerV3's frames, whose
+    image stages halve them four times)."""
     names = []
     for name in registry.agent_names():
         if registry.agent_class(name).PIXELS:
             cfg = registry.config_class(name)(name=name, **registry.get_entry(name).preset)
-            try:
-                cfg.validate_pixels(84)
+            for size in (84, 64):
+                try:
+                    cfg.validate_pixels(size)
+                except ValueError:
+                    continue
                 names.append(name)
-            except ValueError:
-                pass
+                break
     return names
 
 
@@ -556,11 +559,14 @@ def validate_rate(run: RunConfig) -> None:
     replace the agent's ratio without a word (the trainer takes it first), and SimbaV2 also decays its
     learning rate over its ratio's updates."""
     key, repeat = type(run.agent).UTD_KEY, run.action_repeat
+    utd = run.agent.updates_per_agent_step(
+        run.obs == "pixels"
+    )  # updates per agent step (the key may count otherwise)
     if run.updates_per_step is not None:
         given, value, rate, unit = "updates_per_step", run.updates_per_step, run.updates_per_step, "env step"
     elif key is not None:
         given, value, unit = f"agent.{key}", getattr(run.agent, key), "agent step"
-        rate = value / repeat
+        rate = utd / repeat
     else:
         return
     if rate * run.steps > MAX_UPDATES:
@@ -570,13 +576,13 @@ def validate_rate(run: RunConfig) -> None:
         )
     if key is None or run.updates_per_step is None:
         return
-    utd = getattr(run.agent, key)
     if not math.isclose(run.updates_per_step * repeat, utd):
+        value, fix = getattr(run.agent, key), run.agent.utd_key_value(run.updates_per_step * repeat)
         raise ConfigError(
-            f"updates_per_step={run.updates_per_step} and agent.{key}={utd} disagree: {run.agent.name}'s "
-            f"update-to-data ratio is agent.{key} (updates per agent step; {utd} is {utd / repeat:g} per env "
-            f"step at action_repeat {repeat}), which updates_per_step would replace: set "
-            f"agent.{key}={run.updates_per_step * repeat:g} instead and leave updates_per_step out"
+            f"updates_per_step={run.updates_per_step} and agent.{key}={value} disagree: {run.agent.name}'s "
+            f"update-to-data ratio is agent.{key} ({type(run.agent).UTD_UNIT}; {value} is {utd / repeat:g} "
+            f"per env step at action_repeat {repeat}), which updates_per_step would replace: set "
+            f"agent.{key}={fix:g} instead and leave updates_per_step out"
         )
 
 

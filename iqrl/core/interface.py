@@ -71,6 +71,10 @@ class AgentConfig:
     # updates_per_agent_step) where it has one (BRO, SimbaV2, CrossQ: "utd"); the run key `updates_per_step`
     # would replace it, so the run config refuses the two where they disagree (config.validate_rate).
     UTD_KEY: ClassVar[str | None] = None
+    # What the UTD_KEY counts, as the run config's refusal names it; an agent whose key counts otherwise than
+    # updates per agent step converts it (`updates_per_agent_step`, `utd_key_value`: DreamerV3's train_ratio
+    # counts replayed steps).
+    UTD_UNIT: ClassVar[str] = "updates per agent step"
 
     # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
     # env's
@@ -82,6 +86,16 @@ class AgentConfig:
         config checks its own keys, and those that combine parts, after `super().validate()`."""
         for role in self.PARTS:
             getattr(self, role).validate()
+
+    def updates_per_agent_step(self, pixels: bool = False) -> float | None:
+        """The update-to-data ratio UTD_KEY sets, in updates per agent step (AgentSpec.updates_per_agent_step)
+        for a run from pixels or states: the key's value; None without a key."""
+        return None if self.UTD_KEY is None else getattr(self, self.UTD_KEY)
+
+    def utd_key_value(self, updates_per_agent_step: float) -> float:
+        """The value of UTD_KEY that gives `updates_per_agent_step` (what the run config's refusal
+        suggests)."""
+        return updates_per_agent_step
 
     def kseed_refusal(self) -> str | None:
         """Why the K-seed mode (iqrl/multiseed/) cannot train this config, in one line, or None: it runs any

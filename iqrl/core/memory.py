@@ -5,11 +5,12 @@ network costs nothing to build) and adds up what a run holds at its peak:
 
 * weights: every parameter and buffer of the agent's networks, targets included;
 * training state: a gradient and two Adam moments per trainable parameter;
-* replay: every transition of the run (the replay keeps them all, `iqrl.core.replay.SequenceReplay`), each of
-  its arrays grown by doubling from 4096 slots, and the largest array's old and new storage at once while it
-  grows;
-* activations: one update's samples (batch size x window length) through every weighted layer of the agent,
-  each layer's output counted ACTIVATION_COPIES times;
+* replay: every transition of the run (the replay keeps them all, `iqrl.core.replay.SequenceReplay`), with
+  the agent's context per observation where it keeps one, each of its arrays grown by doubling from 4096
+  slots, and the largest array's old and new storage at once while it grows;
+* activations: one update's samples (batch size x window length, or what the agent's spec names for a
+  network: `AgentSpec.network_samples`) through every weighted layer of the agent, each layer's output counted
+  ACTIVATION_COPIES times;
 * a fixed overhead: the Python process with torch and the simulator (CPU), or the CUDA context (GPU).
 
 One estimate serves every agent: it reads only the built networks and the agent's spec. How far it is from
@@ -187,15 +188,21 @@ def _conv_side(m: nn.Module, side: int) -> int:
 
 
 def replay_bytes(
-    transitions: int, episode_transitions: int, frame_bytes: int, pixels: bool, act_dim: int | ActionSpec
+    transitions: int,
+    episode_transitions: int,
+    frame_bytes: int,
+    pixels: bool,
+    act_dim: int | ActionSpec,
+    context_bytes: int = 0,
 ) -> int:
     """The replay's arrays after `transitions` (SequenceReplay: an observation of `frame_bytes` per transition
-    and one more per episode, with its episode's start index for pixels; per transition its action (a box's
-    float32 components or one int64 index), reward, termination flag, three int64 indices and a priority),
-    each grown by doubling, plus the largest one's old storage while it doubles."""
+    and one more per episode, with its episode's start index for pixels and its context of `context_bytes`
+    and flag where the agent keeps one; per transition its action (a box's float32 components or one int64
+    index), reward, termination flag, three int64 indices and a priority), each grown by doubling, plus the
+    largest one's old storage while it doubles."""
     action = as_action_spec(act_dim)
     n_obs = transitions + math.ceil(transitions / max(1, episode_transitions))
-    per_obs = [frame_bytes] + [8] * pixels
+    per_obs = [frame_bytes] + [8] * pixels + ([context_bytes, 1] if context_bytes else [])
     per_transition = [8 if action.is_discrete else 4 * action.n, 4, 1, 8, 8, 8, 4]
     sizes = [_grown(n_obs) * b for b in per_obs] + [_grown(transitions) * b for b in per_transition]
     return sum(sizes) + max(sizes) // 2
@@ -220,11 +227,17 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     weights = sum(t.numel() * t.element_size() for t in tensors)
     trainable = sum(t.numel() * t.element_size() for t in tensors if t.requires_grad)
     obs_shape = tuple(obs_dim) if isinstance(obs_dim, tuple) else (obs_dim,)
-    samples = agent.spec.batch_size * agent.spec.seq_len
-    activations = samples * sample_outputs(agent_modules(agent), obs_shape) * 4 * ACTIVATION_COPIES
+    spec = agent.spec
+    samples = spec.batch_size * spec.seq_len
+    outputs = samples * sample_outputs(agent_modules(agent), obs_shape)
+    for name, n in spec.network_samples.items():  # networks an update passes more (or fewer) samples through
+        outputs += (n - samples) * sample_outputs(list(getattr(agent, name).modules()), obs_shape)
+    activations = outputs * 4 * ACTIVATION_COPIES
     transitions = math.ceil(cfg.steps / cfg.action_repeat)
     frame_bytes = channels * cfg.image_size**2 if pixels else 4 * obs_dim
-    replay = replay_bytes(transitions, cfg.episode_length // cfg.action_repeat, frame_bytes, pixels, act_dim)
+    context = spec.context_dim * spec.context_dtype.itemsize
+    episode = cfg.episode_length // cfg.action_repeat
+    replay = replay_bytes(transitions, episode, frame_bytes, pixels, act_dim, context)
     overhead = OVERHEAD["cuda" if cfg.device.startswith("cuda") else "cpu"]
     return MemoryEstimate(weights, 3 * trainable, replay, activations, overhead)
 

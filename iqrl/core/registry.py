@@ -213,6 +213,12 @@ REGISTRY: dict[str, AgentEntry] = {
         preset={"utd": 8.0},
         description="SimbaV2 at UTD 8, its strongest released setting",
     ),
+    "dreamerv3": AgentEntry(
+        "baselines.dreamerv3:DreamerV3",
+        "baselines.dreamerv3:DreamerV3Config",
+        description="DreamerV3 (arXiv 2301.04104, danijar/dreamerv3 at e3f0224): RSSM world model with "
+        "categorical latents and a block GRU, actor-critic in imagination; agent.size 1m..400m",
+    ),
     "droq": AgentEntry(
         "baselines.droq:DroQ",
         "baselines.droq:DroQConfig",

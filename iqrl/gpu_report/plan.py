@@ -166,12 +166,34 @@ PAPER_SCALE_AGENTS = ("simbav2-utd8", "bro-utd10", "crossq", "iqrl", "dr-q", "td
 PAPER_SCALE_TASKS = ("humanoid-run", "dog-run")
 
 
+#: DreamerV3 (issue 80) at its paper's scale, the references of MR.Q's comparisons, five seeds each: DMC
+#: from states at the settings of its released scores (danijar/dreamerv3@2411f7d configs.yaml: size12m,
+#: train_ratio 512, action repeat 2, 500k env steps; docs/faithfulness.md DV3-8), DMC from pixels at the
+#: code's default size (200m) and Atari 100k (400k frames) at e3f0224's settings; its released curves are
+#: danijar/dreamerv3's scores/ (dmc_proprio, dmc_vision, atari100k).
+_DV3_PROPRIO = ("agent.size=12m", "agent.train_ratio=512", "steps=500000", "seed_steps=2000")
+_DV3_FRAMES = ("image_size=64", "frame_stack=1")
+_DV3_ATARI = ("protocol=atari100k", *_DV3_FRAMES, "steps=400000", "seed_steps=4352")
+DREAMERV3_PAPER_SCALE = (
+    ("walker-walk", _DV3_PROPRIO),
+    ("cheetah-run", _DV3_PROPRIO),
+    ("walker-walk", ("obs=pixels", *_DV3_FRAMES, "steps=1000000", "seed_steps=2000")),
+    ("atari:Pong", _DV3_ATARI),
+    ("atari:Breakout", _DV3_ATARI),
+)
+
+
 def paper_scale_runs() -> list[LearnRun]:
-    return [
+    runs = [
         LearnRun(a, t, (f"agent={a}", f"task={t}", "steps=1000000", "eval_every=20000"), seeds=5)
         for t in PAPER_SCALE_TASKS
         for a in PAPER_SCALE_AGENTS
     ]
+    runs += [
+        LearnRun("dreamerv3", t, ("agent=dreamerv3", f"task={t}", *keys, "eval_every=10000"), seeds=5)
+        for t, keys in DREAMERV3_PAPER_SCALE
+    ]
+    return runs
 
 
 #: The seeds of part 3's iqrl run in the K-seed mode.

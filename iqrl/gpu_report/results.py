@@ -195,8 +195,19 @@ def missing_lines(rows: list[dict]) -> list[str]:
     lines += [f"- part 2, {run}: {', '.join(what)}" for run, what in by_run.items()]
     lines += [f"- part 3: {key}" for key in learn]
     paper = [r for r in plan.paper_scale_runs() if r.key not in done]
-    lines += [f"- paper scale (1M env steps, {r.seeds} seeds; ablations/sota.yaml): {r.key}" for r in paper]
+    lines += [f"- paper scale ({paper_scale(r)}, {r.seeds} seeds{sweep(r)}): {r.key}" for r in paper]
     return lines + ([] if len(lines) > 2 else ["- nothing"]) + [""]
+
+
+def paper_scale(run: plan.LearnRun) -> str:
+    """'1M env steps', '400k env steps': a paper-scale run's length, from its `steps` key."""
+    steps = int(next(k for k in run.keys if k.startswith("steps=")).partition("=")[2])
+    return f"{steps // 10**6}M env steps" if steps % 10**6 == 0 else f"{steps // 1000}k env steps"
+
+
+def sweep(run: plan.LearnRun) -> str:
+    """Where a paper-scale run's full grid is: ablations/sota.yaml for the DMC-hard agents."""
+    return "; ablations/sota.yaml" if run.agent in plan.PAPER_SCALE_AGENTS else ""
 
 
 def write_doc(rows: list[dict] | None = None, path: Path = PERFORMANCE_MD) -> bool:
