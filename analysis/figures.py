@@ -46,7 +46,7 @@ from analysis.reference import (
 )
 from analysis.scores import add_scores, measure_name, one_suite_score
 from analysis.task_groups import DMC_HARD_GROUP, group_rows
-from iqrl.core.tasks import DMC_HARD, split_task
+from iqrl.envs.tasks import DMC_HARD, split_task
 
 DEFAULT_STEPS = "100000,500000,1000000"
 
@@ -265,7 +265,7 @@ def released_curves(simba: Path | None, drq: Path | None, note):
 
 
 def dmc_hard_figure(evals, reference, out: Path, colors: dict, seed: int, note) -> list[Path]:
-    """The mean return over the seven DMC-hard tasks (iqrl.core.tasks.DMC_HARD) vs env steps, per method
+    """The mean return over the seven DMC-hard tasks (iqrl.envs.tasks.DMC_HARD) vs env steps, per method
     with runs on all seven (its per-task means averaged at the steps every task has), beside each published
     method with curves on all seven (the numbers of issues 48 and 60: DR.Q, SimbaV2 UTD 8, BRO UTD 10, MR.Q,
     TD-MPC2 at 1M),

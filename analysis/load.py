@@ -37,7 +37,8 @@ import pandas as pd
 import yaml
 
 from analysis.task_groups import task_group
-from iqrl.core.runfolder import (
+from iqrl.envs.tasks import TASK_GROUPS
+from iqrl.runfolder.files import (
     CHECKPOINT,
     INERT_REMOVED_KEYS,
     LEGACY_VALUES,
@@ -45,7 +46,6 @@ from iqrl.core.runfolder import (
     method_label,
     read_status,
 )
-from iqrl.core.tasks import TASK_GROUPS
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 RUN_COLUMNS = (
@@ -194,7 +194,7 @@ def _walk_runs(results: Path) -> tuple[list[Path], list[Path]]:
 def warn_lost(results: Path, lost: list[Path]) -> None:
     """One warning for the run folders that say done but hold no eval.csv (they are left out) that keep a
     checkpoint: its rows are the run's evaluations, and the run's own command writes eval.csv again from it
-    (iqrl.core.checkpoints.restore_logs); one for those without one, whose evaluations are lost."""
+    (iqrl.runfolder.checkpoints.restore_logs); one for those without one, whose evaluations are lost."""
     saved = [p for p in lost if any((p / CHECKPOINT.parent).glob("ckpt*.pt"))]
     gone = [p for p in lost if p not in saved]
 
@@ -238,7 +238,7 @@ def known_tasks() -> frozenset[str]:
     """Every task name the core knows: its task groups and dm_control's suite (when importable)."""
     tasks = {t for group in TASK_GROUPS.values() for t in group}
     try:
-        from iqrl.core.envs import all_tasks
+        from iqrl.envs.dmc import all_tasks
 
         tasks.update(all_tasks())
     except Exception:  # dm_control missing or broken: the task groups still anchor the layout
@@ -555,14 +555,14 @@ class LoadInfo:
 
 
 # Config keys that say where, on what or under which label a run ran, not what it computed: those the
-# trainer's resume check ignores (iqrl.core.runfolder.NOT_RESULT_KEYS), and seed, sweep and variant, which
+# trainer's resume check ignores (iqrl.runfolder.files.NOT_RESULT_KEYS), and seed, sweep and variant, which
 # only name the run (overrides are not in config_values at all: the resolved values are compared instead).
 NOT_EXPERIMENT_KEYS = NOT_RESULT_KEYS | {"seed", "sweep", "variant"}
 
 
 def legacy_filled(values: dict) -> dict:
     """config_values with the keys added since older runs were written filled in with the value those older
-    versions behaved as (iqrl.core.runfolder.LEGACY_VALUES), and the keys older configs carried but their
+    versions behaved as (iqrl.runfolder.files.LEGACY_VALUES), and the keys older configs carried but their
     agent never read dropped (INERT_REMOVED_KEYS), so an old run and a new repeat of it compare equal."""
     inert = {k.removeprefix("agent.") for k in INERT_REMOVED_KEYS}
     filled = {**{k.removeprefix("agent."): canonical_value(v) for k, v in LEGACY_VALUES.items()}, **values}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import AnalysisError
-from iqrl.core.tasks import ATARI_57
+from iqrl.envs.tasks import ATARI_57
 
 #: Default file, relative to the repository root (the shared folder sits beside the checkout).
 DEFAULT_REFERENCE = (
@@ -174,7 +174,7 @@ BBF_COLUMNS = ("seed", "game", "GameScoreAverage")
 
 def atari_game_task(game: str) -> str | None:
     """A game as BBF's scores name it (lower case, no separator: `upndown`, `montezumarevenge`) -> our task
-    (`atari:UpNDown`); None for a game outside the 57 (iqrl.core.tasks.ATARI_57)."""
+    (`atari:UpNDown`); None for a game outside the 57 (iqrl.envs.tasks.ATARI_57)."""
     tasks = {t.removeprefix("atari:").lower(): t for t in ATARI_57}
     return tasks.get(game.replace("_", "").replace(" ", "").lower())
 

@@ -12,7 +12,7 @@ import pytest
 from analysis import figures
 from analysis.reference import read_mrq_results, select_reference
 from analysis.scores import ATARI_REFERENCE, add_scores, human_normalized
-from iqrl.core.tasks import ATARI_57
+from iqrl.envs.tasks import ATARI_57
 
 from analysis_helpers import write_run
 
