@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.load import legacy_filled
+from analysis.repeats import legacy_filled
 from analysis.stats import (
     FINAL_STAT,
     IMPROVEMENT_STAT,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.load import AnalysisError
+from analysis.errors import AnalysisError
 from iqrl.core.tasks import ATARI_57
 
 #: Default file, relative to the repository root (the shared folder sits beside the checkout).

@@ -97,7 +97,7 @@ def published_band(path: Path | None = None):
     td3 -> TD3) on the demo's task, clipped to its env steps: analysis.reference.select_reference rows
     (source, algorithm, label, env_step, mean, std over seeds, n_seeds), and a note saying why there are
     none ('' when there are some)."""
-    from analysis.load import AnalysisError
+    from analysis.errors import AnalysisError
     from analysis.reference import DEFAULT_REFERENCE, PUBLISHED_NAME, load_reference, select_reference
 
     path = Path(path or REFERENCE or DEFAULT_REFERENCE)

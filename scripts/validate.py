@@ -51,7 +51,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.load import AnalysisError, read_evals  # noqa: E402
+from analysis.errors import AnalysisError  # noqa: E402
+from analysis.load import read_evals  # noqa: E402
 from analysis.reference import (  # noqa: E402
     DEFAULT_REFERENCE,
     PUBLISHED_NAME,

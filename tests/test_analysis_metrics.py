@@ -11,7 +11,8 @@ from scipy import stats
 
 from analysis import metrics
 from analysis import stats as astats
-from analysis.load import AnalysisWarning, eval_rows, load_results
+from analysis.errors import AnalysisWarning
+from analysis.load import eval_rows, load_results
 from analysis.reference import DEFAULT_REFERENCE, select_reference
 
 from analysis_helpers import HAND_SCORES, write_hand_results, write_run
