@@ -77,12 +77,12 @@ def ablation_figures(
     """One figure per swept key of every (sweep, agent), from that sweep's own runs (not its sources: their
     pre-training tasks are no arm of the sweep's tasks): the final IQM against the key's value on the grid's
     suite's score, and the latent rank at the same step where the runs log it."""
-    from analysis import metrics, plots
+    from analysis import ablations, plots
 
     written: list[Path] = []
     sweep_table = sweep_table[~is_source_run(sweep_table)]
     sweep_evals = eval_rows(sweep_table)
-    for grid in metrics.ablation_grids(sweep_table.drop_duplicates("run")):
+    for grid in ablations.ablation_grids(sweep_table.drop_duplicates("run")):
         name = plots.safe_name(f"ablation_{grid.sweep or 'nosweep'}_{grid.agent}_{grid.key}")
         mine = sweep_evals[
             (sweep_evals["sweep"] == grid.sweep) & sweep_evals["method"].isin(grid.points["method"])
@@ -92,7 +92,7 @@ def ablation_figures(
             note(f"{name}: its tasks span several suites, whose scores do not pool: figure skipped")
             continue
         grid_evals, score = picked
-        points, step, ablation_notes = metrics.ablation_estimates(
+        points, step, ablation_notes = ablations.ablation_estimates(
             grid_evals, grid, steps, reps_final, seed, score.column, score.scale
         )
         for msg in ablation_notes:
@@ -103,7 +103,7 @@ def ablation_figures(
         fig = plots.plot_ablation(points, colors, measure=measure_name(score), **where)
         written += plots.save_figure(fig, out, name)
         # the same grid's latent rank (train.csv), at the step of its returns: does the arm keep its rank?
-        ranks, rank_notes = metrics.ablation_rank_estimates(sweep_table, grid, step, reps_final, seed)
+        ranks, rank_notes = ablations.ablation_rank_estimates(sweep_table, grid, step, reps_final, seed)
         for msg in rank_notes:
             note(msg)
         if ranks["value"].nunique() >= 2:
