@@ -1,14 +1,16 @@
 """`make figures`: every figure and score table from a results folder.
 
-    python -m analysis.figures --results R [--out O] [--reference [PATH]] [--reference-gym MRQ_RESULTS]
-                               [--reference-atari MRQ_RESULTS] [--reference-bbf BBF_SCORES]
-                               [--reference-simba SIMBAV2_RESULTS] [--reference-drq DRQ_RESULTS]
-                               [--steps 100000,500000]
+    python -m analysis.figures --results R [--out O] [--reference [1|FOLDER|FILE]] [--steps 100000,500000]
+                               [--reference-gym MRQ_RESULTS] [--reference-atari MRQ_RESULTS]
+                               [--reference-bbf BBF_SCORES] [--reference-simba SIMBAV2_RESULTS]
+                               [--reference-drq DRQ_RESULTS] [--reference-dreamerv3 DREAMERV3_SCORES]
                                [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
 
-Bad input (missing/empty results, malformed steps, missing reference file) prints one `error:` line
-and exits with status 2. Data issues (partial runs, runs left out of a step, skipped figures) print
-`warning:` / `note:` lines. Nothing under RESULTS is written; the load cache lives in OUT/.cache.
+Bad input (missing/empty results, malformed steps, a reference that is missing or cannot be read) prints one
+`error:` line and exits with status 2. Data issues (partial runs, runs left out of a step, skipped figures)
+print `warning:` / `note:` lines. Nothing under RESULTS is written; the load cache lives in OUT/.cache.
+Published curves (analysis.overlays): --reference alone (REFERENCE=1) draws the tables that ship in
+analysis/reference_data; --reference-<source> reads that source from a checkout of its repository instead.
 Bootstrap repetitions: --reps-curve (env IQRL_REPS_CURVE, default 2000) per curve point, profile and
 probability of improvement; --reps-final (env IQRL_REPS_FINAL, default 20000) for the final intervals,
 the score tables and the ablation points.
@@ -24,27 +26,14 @@ import time
 import warnings
 from pathlib import Path
 
-from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.figures_curves import (
-    diagnostic_figures,
-    dmc_hard_figure,
-    overlay,
-    released_curves,
-    split_suites,
-    task_curve_figure,
-)
+from analysis.errors import AnalysisError, AnalysisWarning, warn
+from analysis.figures_curves import diagnostic_figures, dmc_hard_figure, split_suites, task_curve_figure
 from analysis.figures_pooled import suite_aggregates
 from analysis.figures_sweeps import ablation_figures, transfer_figures
 from analysis.index_page import watch_index
 from analysis.load import cross_sweep_runs, eval_rows, load_results
-from analysis.reference import (
-    SUITES_REFERENCE,
-    load_reference,
-    read_bbf_scores,
-    read_drq_results,
-    read_mrq_results,
-    read_simba_results,
-)
+from analysis.overlays import CHECKOUTS, Overlays, gather_overlays, of_suite
+from analysis.reference import resolve_reference
 
 DEFAULT_STEPS = "100000,500000,1000000"
 
@@ -99,41 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="1",
         default=None,
-        help="overlay published curves: no value = shared/reference-data/published_dmc.csv.gz, "
-        "or a path to such a file",
+        help="overlay published curves: no value (or 1) = every table that ships in analysis/reference_data; "
+        "a folder of such tables (make reference REFERENCE_DIR=) or one table file",
     )
-    p.add_argument(
-        "--reference-gym",
-        default=None,
-        help="overlay MR.Q's per-seed Gym curves on the Gym panels: the path of results/gym_results.txt in "
-        "a facebookresearch/MRQ checkout",
-    )
-    p.add_argument(
-        "--reference-atari",
-        default=None,
-        help="overlay MR.Q's per-seed Atari curves on the Atari panels: the path of "
-        "results/atari_results.txt in a facebookresearch/MRQ checkout",
-    )
-    p.add_argument(
-        "--reference-bbf",
-        default=None,
-        help="the Atari 100k scores released with BBF, a point per game at 400k env steps on the Atari "
-        "panels and rows of the Atari score tables: the path of bigger_better_faster/scores/RR8_BBF.csv in a "
-        "google-research/google-research checkout",
-    )
-    p.add_argument(
-        "--reference-simba",
-        default=None,
-        help="overlay the per-seed curves released with SimbaV2 (SimbaV2, BRO, Simba, TD-MPC2, MR.Q, SAC; "
-        "CrossQ, DroQ, REDQ on Gym) on every suite's panels: the `results` folder of a dojeon-ai/SimbaV2 "
+    checkouts = {
+        "gym": "MR.Q's per-seed Gym curves: results/gym_results.txt of a facebookresearch/MRQ checkout",
+        "atari": "MR.Q's per-seed Atari curves: results/atari_results.txt of a facebookresearch/MRQ checkout",
+        "bbf": "the Atari 100k scores released with BBF, a point per game at 400k env steps and rows of the "
+        "Atari score tables: bigger_better_faster/scores/RR8_BBF.csv of a google-research/google-research "
         "checkout",
-    )
-    p.add_argument(
-        "--reference-drq",
-        default=None,
-        help="overlay the per-seed curves released with DR.Q (DR.Q, states and pixels, and its baselines) on "
-        "every suite's panels and in the DMC-hard mean: the `results` folder of a dmksjfl/DR.Q checkout",
-    )
+        "simba": "the curves released with SimbaV2: the `results` folder of a dojeon-ai/SimbaV2 checkout",
+        "drq": "the curves released with DR.Q: the `results` folder of a dmksjfl/DR.Q checkout",
+        "dreamerv3": "DreamerV3's released scores and pixel baselines: the `scores` folder of a "
+        "danijar/dreamerv3 checkout",
+    }
+    for key, what in checkouts.items():
+        p.add_argument(
+            f"--reference-{key}", default=None, help=f"{what} (in place of the shipped table's, if any)"
+        )
     p.add_argument(
         "--steps", default=DEFAULT_STEPS, help=f"env steps for final scores (default {DEFAULT_STEPS})"
     )
@@ -156,13 +128,18 @@ def make_figures(
     reference_bbf: Path | None = None,
     reference_simba: Path | None = None,
     reference_drq: Path | None = None,
+    reference_dreamerv3: Path | None = None,
+    overlays: Overlays | None = None,
     exclude_partial=False,
     reps_curve=2000,
     reps_final=20000,
     seed=0,
     use_cache=True,
 ) -> dict:
-    """Load, estimate, plot and tabulate; returns {"figures": [paths], "tables": [paths], "notes": [...]}."""
+    """Load, estimate, plot and tabulate; returns {"figures": [paths], "tables": [paths], "notes": [...]}.
+    reference: the published tables' folder or file (analysis.reference.resolve_reference), or None;
+    reference_<key>: a source's released results read from a checkout (analysis.overlays.CHECKOUTS);
+    overlays: those already gathered (analysis.overlays.gather_overlays), in place of the reference_*."""
     from analysis import plots
 
     def note(msg: str) -> None:
@@ -185,7 +162,16 @@ def make_figures(
 
     # Pooled figures and score tables, per suite on its own score (analysis.scores); published per-run scores
     # (BBF's Atari 100k) join the tables and the panels of their suite.
-    published = {"atari": read_bbf_scores(reference_bbf)} if reference_bbf is not None else {}
+    checkouts = {
+        "gym": reference_gym,
+        "atari": reference_atari,
+        "bbf": reference_bbf,
+        "simba": reference_simba,
+        "drq": reference_drq,
+        "dreamerv3": reference_dreamerv3,
+    }
+    if overlays is None:
+        overlays = gather_overlays(reference, checkouts, note)
     written, table_paths, scores, suite_scores = [], [], None, {}
     if evals.empty:
         note("no DMC runs: the DMC pooled figures and score tables (returns / 1000) are skipped")
@@ -195,35 +181,37 @@ def make_figures(
         )
     for suite, rows in suite_evals.items():
         figs, paths, suite_scores[suite] = suite_aggregates(
-            rows, suite, out, steps, colors, reps_curve, reps_final, seed, note, published.get(suite)
+            rows,
+            suite,
+            out,
+            steps,
+            colors,
+            reps_curve,
+            reps_final,
+            seed,
+            note,
+            of_suite(overlays.points, suite),
         )
         written, table_paths = written + figs, table_paths + paths
 
-    # Per-task learning curves, optionally with published curves: DMC returns, then each other suite's score.
-    released = released_curves(reference_simba, reference_drq, note)
+    # Per-task learning curves, with the published curves of their tasks: DMC returns, then each other suite's
+    # score (analysis.figures_curves.SUITE_SCORES).
     if not evals.empty:
-        dmc_reference = overlay(reference, released)
-        written += task_curve_figure(evals, "dmc", dmc_reference, out, colors, seed, note, "per_task_curves")
-        written += dmc_hard_figure(evals, dmc_reference, out, colors, seed, note)
-    mrq_results = {"gym": reference_gym, "atari": reference_atari}  # MR.Q's released curves, per suite
+        written += task_curve_figure(
+            evals, "dmc", overlays.curves, out, colors, seed, note, "per_task_curves"
+        )
+        written += dmc_hard_figure(evals, overlays.curves, out, colors, seed, note)
     for suite, rows in suite_evals.items():
-        if suite in mrq_results:
-            path = mrq_results[suite]
-            suite_reference = read_mrq_results(path) if path is not None else None
-        else:
-            suite_reference = (
-                SUITES_REFERENCE if reference is not None and SUITES_REFERENCE.is_file() else None
-            )
         written += task_curve_figure(
             rows,
             suite,
-            overlay(suite_reference, released),
+            overlays.curves,
             out,
             colors,
             seed,
             note,
             f"per_task_curves_{suite}",
-            points=published.get(suite),
+            points=of_suite(overlays.points, suite),
         )
 
     # Diagnostics of the iQRL paper: latent rank, active codebook share.
@@ -262,37 +250,18 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     start = time.time()
     try:
-        from analysis.reference import resolve_reference
-
         steps = parse_steps(args.steps)
         check_out(Path(args.out))
         reference = resolve_reference(args.reference)
-        if reference is not None:
-            load_reference(reference)  # a cell that is no number is an error before anything is written
-        reference_gym = Path(args.reference_gym) if args.reference_gym else None
-        reference_atari = Path(args.reference_atari) if args.reference_atari else None
-        for path in (reference_gym, reference_atari):
-            if path is not None:
-                read_mrq_results(path)  # a bad file is an error before anything is written
-        reference_bbf = Path(args.reference_bbf) if args.reference_bbf else None
-        if reference_bbf is not None:
-            read_bbf_scores(reference_bbf)
-        reference_simba = Path(args.reference_simba) if args.reference_simba else None
-        if reference_simba is not None:
-            read_simba_results(reference_simba)  # likewise a folder without SimbaV2's results
-        reference_drq = Path(args.reference_drq) if args.reference_drq else None
-        if reference_drq is not None:
-            read_drq_results(reference_drq)
+        checkouts = {key: getattr(args, f"reference_{key}") for key in CHECKOUTS}
+        checkouts = {key: Path(path) if path else None for key, path in checkouts.items()}
+        # read once, before anything is written: a table or file that cannot be read is an error here
+        overlays = gather_overlays(reference, checkouts, warn)
         result = make_figures(
             args.results,
             args.out,
             steps=steps,
-            reference=reference,
-            reference_gym=reference_gym,
-            reference_atari=reference_atari,
-            reference_bbf=reference_bbf,
-            reference_simba=reference_simba,
-            reference_drq=reference_drq,
+            overlays=overlays,
             exclude_partial=args.exclude_partial,
             reps_curve=_int_arg("--reps-curve", args.reps_curve),
             reps_final=_int_arg("--reps-final", args.reps_final),

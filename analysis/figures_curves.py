@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.reference import load_reference, read_drq_results, read_simba_results
 from analysis.scores import add_scores
 from analysis.task_groups import DMC_HARD_GROUP, group_rows
 from iqrl.core.tasks import DMC_HARD, split_task
@@ -37,12 +36,12 @@ def task_curve_figure(
     evals, suite: str, reference, out: Path, colors: dict, seed: int, note, name: str, points=None
 ):
     """One panel per task of one suite: its score over env steps, with the published curves of `reference`
-    (a published-curves file, or such a table already read; DMC and Gym: returns; Meta-World, MyoSuite,
-    MiniGrid: success rates; Atari: human-normalised scores, the reference's returns normalised alike) when
-    given, and the published scores at one step of `points` (a table in the same layout: BBF's Atari 100k
-    scores) as markers."""
+    (the published-curves table of analysis.overlays, every suite's; None for none) on these tasks (DMC and
+    Gym: returns; Meta-World, MyoSuite, MiniGrid: success rates; Atari: human-normalised scores, the curves'
+    returns normalised alike), and the published scores at one step of `points` (a table in the same layout:
+    BBF's Atari 100k scores) as markers."""
     from analysis import metrics, plots
-    from analysis.reference import load_reference, select_reference
+    from analysis.reference import published_name, select_reference
 
     value, label = SUITE_SCORES[suite]
     where = "" if suite == "dmc" else f", {suite}"
@@ -53,15 +52,14 @@ def task_curve_figure(
     task_curves = metrics.per_task_curves(evals[evals[value].notna()], value, seed=seed)
     ref = None
     if reference is not None:
-        what = f"reference file {reference}" if isinstance(reference, Path) else f"the {suite} reference"
+        what = "the published curves" if suite == "dmc" else f"the published curves ({suite})"
+        tasks = task_curves["task"].unique()
+        theirs = reference[reference["task"].isin({published_name(t) for t in tasks})]  # before scoring them
         ref = select_reference(
-            add_scores(load_reference(reference) if isinstance(reference, Path) else reference),
-            task_curves["task"].unique(),
-            max_step=float(evals["env_step"].max()),
-            value=value,
+            add_scores(theirs), tasks, max_step=float(evals["env_step"].max()), value=value
         )
         if ref.empty:
-            note(f"{what} has no main-result curves for these tasks")
+            note(f"{what}: none of a main result on these tasks")
         elif not ref.groupby(["task", "label"])["env_step"].nunique().ge(2).any():
             note(
                 f"{what}: no published curve has 2 points up to "
@@ -87,33 +85,6 @@ def task_curve_figure(
         out,
         name,
     )
-
-
-def overlay(*references):
-    """The published curves of several references (files or tables already read; None for one not given)
-    as one table, or None when none is given."""
-    tables = [load_reference(r) if isinstance(r, Path) else r for r in references if r is not None]
-    return pd.concat(tables, ignore_index=True) if tables else None
-
-
-def released_curves(simba: Path | None, drq: Path | None, note):
-    """The curves released with SimbaV2 and with DR.Q (the `results` folders of their checkouts; None for one
-    not given) as one table, or None. DR.Q's folder carries SimbaV2 UTD 2 (and MR.Q) again: a curve of it that
-    SimbaV2's release holds with the same numbers is drawn once, as `[simbav2-repo]`, and a note counts them;
-    one whose numbers differ stays, labelled `[drq-repo]`."""
-    from analysis.reference import without_repeated_curves
-
-    simba = read_simba_results(simba) if simba is not None else None
-    drq = read_drq_results(drq) if drq is not None else None
-    if simba is not None and drq is not None:
-        drq, repeated = without_repeated_curves(drq, simba)
-        if repeated:
-            methods = ", ".join(sorted({algorithm for algorithm, _ in repeated}))
-            note(
-                f"{len(repeated)} curves of the DR.Q results ({methods}) are SimbaV2's released ones, number "
-                "for number: drawn once, as [simbav2-repo]"
-            )
-    return overlay(simba, drq)
 
 
 def dmc_hard_figure(evals, reference, out: Path, colors: dict, seed: int, note) -> list[Path]:

@@ -397,7 +397,6 @@ def test_select_reference_interpolates_seeds_evaluated_at_other_steps():
     assert out["std"].round(6).tolist() == [0.0, round(50 * 2**0.5, 6), round(100 * 2**0.5, 6), 0.0]
 
 
-@pytest.mark.skipif(not DEFAULT_REFERENCE.is_file(), reason="shared reference data not present")
 def test_select_reference_on_published_file():
     ref = pd.read_csv(DEFAULT_REFERENCE, dtype={"ablation": str}, keep_default_na=False)
     out = select_reference(ref, ["walker-walk"])
