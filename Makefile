@@ -78,7 +78,7 @@ test-agent: $(STAMP)
 # make switches: docs/switches.md's key tables written again from the config dataclasses (each key's comment) and
 # docs/switch_tests.yaml (the tests that pin each key); tests/test_switch_map.py fails until they agree.
 switches: $(BASE_STAMP)
-	$(PY) -m iqrl.core.switch_docs
+	$(PY) -m iqrl.config.switch_docs
 
 # ruff (configured in pyproject.toml): the formatter's check and the linter; `make format` applies both fixes.
 lint: $(STAMP)

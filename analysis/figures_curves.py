@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.scores import add_scores
 from analysis.task_groups import DMC_HARD_GROUP, group_rows
-from iqrl.core.tasks import DMC_HARD, split_task
+from iqrl.envs.tasks import DMC_HARD, split_task
 
 #: Each suite's score in its per-task curves (docs/suites.md): the evaluation rows' column (eval.csv's, or
 #: derived by analysis.scores.add_scores) and its axis label.
@@ -88,7 +88,7 @@ def task_curve_figure(
 
 
 def dmc_hard_figure(evals, reference, out: Path, colors: dict, seed: int, note) -> list[Path]:
-    """The mean return over the seven DMC-hard tasks (iqrl.core.tasks.DMC_HARD) vs env steps, per method
+    """The mean return over the seven DMC-hard tasks (iqrl.envs.tasks.DMC_HARD) vs env steps, per method
     with runs on all seven (its per-task means averaged at the steps every task has), beside each published
     method with curves on all seven (the numbers of issues 48 and 60: DR.Q, SimbaV2 UTD 8, BRO UTD 10, MR.Q,
     TD-MPC2 at 1M),

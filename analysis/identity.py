@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from iqrl.core.tasks import TASK_GROUPS
+from iqrl.envs.tasks import TASK_GROUPS
 
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
 
@@ -112,7 +112,7 @@ def known_tasks() -> frozenset[str]:
     """Every task name the core knows: its task groups and dm_control's suite (when importable)."""
     tasks = {t for group in TASK_GROUPS.values() for t in group}
     try:
-        from iqrl.core.envs import all_tasks
+        from iqrl.envs.dmc import all_tasks
 
         tasks.update(all_tasks())
     except Exception:  # dm_control missing or broken: the task groups still anchor the layout

@@ -37,7 +37,7 @@ from analysis.errors import AnalysisError, shown, warn
 from analysis.identity import read_identity
 from analysis.repeats import cross_sweep_runs, repeated_runs, warn_locks, warn_repeats
 from analysis.task_groups import task_group
-from iqrl.core.runfolder import CHECKPOINT, method_label, read_status
+from iqrl.runfolder.files import CHECKPOINT, method_label, read_status
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 RUN_COLUMNS = (
@@ -89,7 +89,7 @@ def _walk_runs(results: Path) -> tuple[list[Path], list[Path]]:
 def warn_lost(results: Path, lost: list[Path]) -> None:
     """One warning for the run folders that say done but hold no eval.csv (they are left out) that keep a
     checkpoint: its rows are the run's evaluations, and the run's own command writes eval.csv again from it
-    (iqrl.core.checkpoints.restore_logs); one for those without one, whose evaluations are lost."""
+    (iqrl.runfolder.checkpoints.restore_logs); one for those without one, whose evaluations are lost."""
     saved = [p for p in lost if any((p / CHECKPOINT.parent).glob("ckpt*.pt"))]
     gone = [p for p in lost if p not in saved]
 

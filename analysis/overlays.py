@@ -29,7 +29,7 @@ from analysis.released import (
     read_mrq_results,
     read_simba_results,
 )
-from iqrl.core.tasks import split_task
+from iqrl.envs.tasks import split_task
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from analysis.reference import (
     read_text,
 )
 from analysis.scores import human_normalized
-from iqrl.core.tasks import ATARI_26, ATARI_57
+from iqrl.envs.tasks import ATARI_26, ATARI_57
 
 MRQ_SOURCE = "mrq-repo"
 
@@ -107,7 +107,7 @@ BBF_COLUMNS = ("seed", "game", "GameScoreAverage")
 
 def atari_game_task(game: str) -> str | None:
     """A game as BBF's or DreamerV3's scores name it (`upndown`, `montezumarevenge`, `up_n_down`) -> our task
-    (`atari:UpNDown`); None for a game outside the 57 (iqrl.core.tasks.ATARI_57)."""
+    (`atari:UpNDown`); None for a game outside the 57 (iqrl.envs.tasks.ATARI_57)."""
     tasks = {t.removeprefix("atari:").lower(): t for t in ATARI_57}
     return tasks.get(game.replace("_", "").replace(" ", "").lower())
 

@@ -17,7 +17,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
-from iqrl.core.exits import EXIT_OK
+from iqrl.runfolder.exits import EXIT_OK
 from iqrl.train import main as train
 
 # cartpole-balance for 12k env steps (5000 updates after 2000 seed steps), measured with one torch thread

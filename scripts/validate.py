@@ -75,7 +75,7 @@ UNREADABLE_EVAL = (
 # ---------------------------------------------------------------------------------------------- runs
 def small_overrides(agent: str, task: str) -> list[str]:
     """`agent.key=value` overrides that cap the network sizes of SMALL_CAPS, where the agent has the key."""
-    from iqrl.core.config import build_config
+    from iqrl.config.build import build_config
 
     cfg = build_config([f"agent={agent}", f"task={task}"]).agent
     have = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
@@ -98,7 +98,7 @@ def run_dir(out: Path, agent: str, task: str, variant: str, seed: int) -> Path:
 def train_argv(
     out: Path, agent: str, task: str, seed: int, steps: int, small: bool, eval_every: int, extra: list[str]
 ) -> list[str]:
-    from iqrl.core.config import layered
+    from iqrl.config.build import layered
 
     variant = "small" if small else "default"
     argv = [
@@ -125,8 +125,8 @@ def check_job(argv: list[str]) -> None:
     """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here
     for every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another
     config."""
-    from iqrl.core.config import build_config
-    from iqrl.core.preflight import preflight
+    from iqrl.config.build import build_config
+    from iqrl.loop.preflight import preflight
 
     preflight(build_config(argv))
 
@@ -341,9 +341,9 @@ def _csv(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from iqrl.core.config import ConfigError
-    from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
+    from iqrl.config.run import ConfigError
     from iqrl.core.registry import agent_names
+    from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 
     p = argparse.ArgumentParser(
         description="Learning check against published DMC curves (see module docstring)."

@@ -13,7 +13,7 @@ from analysis import figures
 from analysis.reference import select_reference
 from analysis.released import read_mrq_results
 from analysis.scores import ATARI_REFERENCE, add_scores, human_normalized
-from iqrl.core.tasks import ATARI_57
+from iqrl.envs.tasks import ATARI_57
 
 from analysis_helpers import write_run
 

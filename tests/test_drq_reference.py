@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from iqrl.core.tasks import DMC_HARD
+from iqrl.envs.tasks import DMC_HARD
 
 from analysis_helpers import write_run, write_simba
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 from faults import Faults, append, flip, only, truncate
 
-from iqrl.core import checkpoints
-from iqrl.core.config import layered
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.core.runfolder import write_status
+from iqrl.config.build import layered
+from iqrl.runfolder import checkpoints
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from iqrl.runfolder.files import write_status
 from iqrl.train import main
 
 from conftest import stop_after_steps, tiny_argv

@@ -10,10 +10,11 @@ import pytest
 import torch
 import yaml
 
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.registry import make_agent
 from iqrl.nn.quantizers import GroupNorm, VectorQuantizer
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import stop_after_steps, tiny_argv

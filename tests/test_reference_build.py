@@ -21,7 +21,7 @@ from analysis.errors import AnalysisError
 from analysis.reference import SHIPPED, load_reference, reference_tables, select_reference
 from analysis.reference_sources import SOURCES
 from analysis.scores import human_normalized
-from iqrl.core.tasks import ATARI_26
+from iqrl.envs.tasks import ATARI_26
 
 REPO = Path(__file__).resolve().parents[1]
 SIMBA_HEADER = ",exp_name,env_name,seed,metric,env_step,value\n"

@@ -1,4 +1,4 @@
-"""The suites beside DMC (iqrl/core/suites.py, docs/suites.md): Gym MuJoCo, Meta-World, MyoSuite.
+"""The suites beside DMC (iqrl/envs/suites.py, docs/suites.md): Gym MuJoCo, Meta-World, MyoSuite.
 
 Per suite: seeding, action bounds, observation shapes, episode length and action repeat, the success signal;
 termination vs truncation from the env into the n-step targets; a kill-and-resume run; the bad-name and
@@ -18,10 +18,11 @@ import pytest
 import torch
 
 from analysis.reference import SHIPPED
-from iqrl.core.config import ConfigError, build_config, layered
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.config.build import build_config, layered
+from iqrl.config.run import ConfigError
 from iqrl.core.replay import SequenceReplay, nstep_targets
-from iqrl.core.tasks import SUITES
+from iqrl.envs.tasks import SUITES
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import TINY_AGENT, open_episode, stop_after_steps, tiny_argv
@@ -47,7 +48,7 @@ TASKS = [
 
 
 def make(task: str, seed: int, **keys):
-    from iqrl.core.envs import make_env
+    from iqrl.envs.make import make_env
 
     cfg = build_config([f"task={task}", *(f"{k}={v}" for k, v in keys.items())])
     return make_env(task, seed, cfg.action_repeat, cfg.episode_length)
@@ -391,7 +392,7 @@ def test_td7_and_mrq_targets_stop_at_a_termination_and_bootstrap_through_a_trunc
 def test_metaworld_steps_twice_per_agent_step_and_sums_the_rewards():
     """Beside a raw env of the same seed (reset, then DC-MPC's zero action): each agent step is two env steps
     of the same action, their rewards summed, the second's observation returned."""
-    from iqrl.core.suites import _make
+    from iqrl.envs.suites import _make
 
     env, raw = make("metaworld:reach", 5), _make("metaworld", "reach", 5)
     assert np.array_equal(env.reset(), np.asarray(raw.reset()[0], np.float32))

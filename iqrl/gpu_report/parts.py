@@ -28,7 +28,6 @@ import torch
 
 from iqrl.bench.cli import failure_line, row_command
 from iqrl.bench.measure import hardware
-from iqrl.core.runfolder import read_status
 from iqrl.gpu_report import plan
 from iqrl.gpu_report.pytest_rows import ROWS_ENV
 from iqrl.gpu_report.results import (
@@ -38,6 +37,7 @@ from iqrl.gpu_report.results import (
     latest_test_outcomes,
     load_rows,
 )
+from iqrl.runfolder.files import read_status
 
 REPO = Path(__file__).resolve().parents[2]
 #: A full part's budget: 8 minutes, under the device tool's 10 a command with the wheels' install and the

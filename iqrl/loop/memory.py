@@ -29,11 +29,11 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from iqrl.config.run import ConfigError, RunConfig
 from iqrl.core import registry
-from iqrl.core.config import ConfigError, RunConfig
-from iqrl.core.envs import task_spaces
 from iqrl.core.spaces import ActionSpec, as_action_spec
-from iqrl.core.tasks import suite_of, task_list
+from iqrl.envs.make import task_spaces
+from iqrl.envs.tasks import suite_of, task_list
 
 GIB = 2**30
 # Copies of each layer's output per sample that an update holds at its peak. The backward pass keeps a

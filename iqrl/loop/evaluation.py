@@ -1,6 +1,6 @@
 """Deterministic evaluation episodes: one at a time, or several side by side with one `act` per step.
 
-It imports numpy and nothing of the harness: envs and agents come in as arguments (iqrl/core/envs.py, the
+It imports numpy and nothing of the harness: envs and agents come in as arguments (iqrl/envs/make.py, the
 agent interface).
 """
 

@@ -18,8 +18,8 @@ import os
 import secrets
 from pathlib import Path
 
-from iqrl.core.runfolder import atomic_write_text, method_label
-from iqrl.core.tasks import task_label
+from iqrl.envs.tasks import task_label
+from iqrl.runfolder.files import atomic_write_text, method_label
 
 LOGGERS = ("csv", "tensorboard", "wandb")
 _PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb"}

@@ -1,5 +1,5 @@
 """What one step of any environment returns, and the check of an episode's length: what the DeepMind Control
-wrapper (iqrl/core/envs.py) and the other suites' adapters (iqrl/core/suites.py, atari.py, minigrid.py) share,
+wrapper (iqrl/envs/dmc.py) and the other suites' adapters (iqrl/envs/suites.py, atari.py, minigrid.py) share,
 below them all (envs.py dispatches to the others)."""
 
 from __future__ import annotations

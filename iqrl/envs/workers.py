@@ -50,7 +50,7 @@ SPEC_ATTRIBUTES = (
     "control_timestep",
 )
 #: What the forkserver imports once, so that each child forks with the envs' modules loaded.
-PRELOAD = ["iqrl.core.envs"]
+PRELOAD = ["iqrl.envs.make"]
 #: Seconds a closing child has to finish before it is terminated.
 CLOSE_TIMEOUT_S = 5.0
 

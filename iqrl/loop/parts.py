@@ -14,14 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from iqrl.core.config import RunConfig, observation, perturbations
-from iqrl.core.env_worker import EnvWorker
-from iqrl.core.envs import SEED_LIMIT, DMCEnv, PerturbedEnv, PixelEnv, make_env
+from iqrl.config.run import RunConfig, observation, perturbations
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import MultiTaskReplay, SequenceReplay
-from iqrl.core.tasks import eval_seed, task_list
-from iqrl.core.transfer import freeze
+from iqrl.envs.dmc import DMCEnv, PixelEnv
+from iqrl.envs.make import SEED_LIMIT, make_env
+from iqrl.envs.perturb import PerturbedEnv
+from iqrl.envs.tasks import eval_seed, task_list
+from iqrl.envs.workers import EnvWorker
+from iqrl.loop.transfer import freeze
 
 Env = DMCEnv | PerturbedEnv | PixelEnv | EnvWorker
 
@@ -68,7 +70,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     torch.manual_seed(cfg.seed)
     tasks = task_list(cfg.task)
     envs = [run_env(cfg, task, cfg.seed, perturbations(cfg)) for task in tasks]
-    env = envs[0]  # every task's spaces are the first's (iqrl.core.config.validate_tasks)
+    env = envs[0]  # every task's spaces are the first's (iqrl.config.validate.validate_tasks)
     agent = make_agent(cfg.agent, env.obs_dim, env.action_spec, device, cfg.seed, num_tasks=len(tasks))
     if cfg.compile:
         agent.compile(cudagraphs=cfg.cudagraphs)
@@ -95,7 +97,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
 
 
 def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:
-    """Another evaluation env of the run's `task`, for evaluation episodes side by side (iqrl.core.evaluation.
+    """Another evaluation env of the run's `task`, for evaluation episodes side by side (iqrl.loop.evaluation.
     eval_batch, which sets its random stream); batched evaluation runs only without per-step perturbations,
     so it has none."""
     return run_env(cfg, task, seed, None, evaluation=True)
@@ -104,7 +106,7 @@ def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:
 def run_env(cfg: RunConfig, task: str, seed: int, perturb, evaluation: bool = False) -> Env:
     """An env of the run `cfg` on `task` seeded `seed`: its action repeat, episode length, observation and
     protocol, with `perturb`; the evaluation env's settings with `evaluation`. A training env of a run with
-    env_workers=true is built and stepped in a worker process of its own (iqrl.core.env_worker)."""
+    env_workers=true is built and stepped in a worker process of its own (iqrl.envs.workers)."""
     args = (task, seed, cfg.action_repeat, cfg.episode_length, perturb, observation(cfg))
     kwargs = {"protocol": cfg.protocol, "evaluation": evaluation}
     if cfg.env_workers and not evaluation:

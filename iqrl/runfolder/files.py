@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from iqrl.core.checks import Refused
+
 EVAL_COLUMNS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
 # eval.csv's last column on suites that define success (Meta-World, MyoSuite): the fraction of evaluation
 # episodes that succeeded; absent on DMC and Gym, and in run folders written before the suites.
@@ -64,25 +66,25 @@ LEGACY_VALUES = {
     "agent.vq_dim": 8,
     "agent.vq_beta": 0.25,
     "agent.vq_decay": 0.99,
-    # stochastic and distracting environments (iqrl.core.envs.Perturbations): older runs had none
+    # stochastic and distracting environments (iqrl.envs.perturb.Perturbations): older runs had none
     "obs_noise": 0.0,
     "action_noise": 0.0,
     "sticky_actions": 0.0,
     "distractor_dims": 0,
     "distractor": "noise",
     "perturb_eval": True,
-    # batched evaluation (iqrl.core.evaluation.eval_batch): older runs evaluated their episodes one by one
+    # batched evaluation (iqrl.loop.evaluation.eval_batch): older runs evaluated their episodes one by one
     "eval_batched": False,
     # compiled updates (Agent.compile): older runs ran eagerly
     "compile": False,
     "cudagraphs": False,
-    # pixel observations (iqrl.core.envs.PixelEnv): older runs saw state vectors
+    # pixel observations (iqrl.envs.dmc.PixelEnv): older runs saw state vectors
     "obs": "state",
     "image_size": 84,
     "frame_stack": 3,
-    # suite protocols (iqrl.core.tasks.Suite.protocols; Atari's): older runs ran their suite's only one
+    # suite protocols (iqrl.envs.tasks.Suite.protocols; Atari's): older runs ran their suite's only one
     "protocol": "default",
-    # transfer (iqrl.core.transfer): older runs started from scratch
+    # transfer (iqrl.loop.transfer): older runs started from scratch
     "init_from": "",
     "init_parts": ["representation"],
     "freeze": [],
@@ -308,10 +310,6 @@ def read_config(run_dir: Path) -> dict | None:
             return data
         why = "empty" if data is None else f"a YAML {type(data).__name__}, not a mapping of keys"
     raise UnreadableConfig(f"{path} holds no run config ({why}); remove it or choose another out=")
-
-
-class Refused(RuntimeError):
-    """The run cannot start (or go on) and nothing (more) is written: its one-line reason, exit 2."""
 
 
 class RunBusy(Refused):

@@ -1,253 +1,21 @@
-"""Run configuration: typed dataclasses merged with OmegaConf in one fixed order.
-
-    dataclass defaults <- agent preset <- task overrides (group, then task) <- command line
-
-`build_config(argv)` turns `agent=iqrl task=walker-walk seed=1 agent.horizon=3 ...` into a resolved,
-validated `RunConfig` (agent hyper-parameters under `.agent`), or raises ConfigError with one line
-that names the problem and the valid choices. Nothing is touched on disk before this succeeds.
-"""
+"""The checks of a resolved run config: ranges, finiteness, and keys that must agree with each other, the
+task and the agent. Each raises ConfigError with one line naming the key and what it may be."""
 
 from __future__ import annotations
 
-import difflib
 import math
-import os
 import types
 import typing
-from dataclasses import dataclass, field, fields
-from importlib import resources
-from typing import Any, get_type_hints
+from dataclasses import fields
+from typing import get_type_hints
 
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
+from iqrl.config.run import MAX_UPDATES, ConfigError, RunConfig
 from iqrl.core import registry
 from iqrl.core.checks import require
-from iqrl.core.envs import (
-    DISTRACTORS,
-    OBSERVATIONS,
-    SEED_LIMIT,
-    Observation,
-    Perturbations,
-    check_task,
-    task_spaces,
-)
-from iqrl.core.loggers import LOGGERS
-from iqrl.core.tasks import eval_seed, split_task, suite_of, task_group, task_label, task_list
-
-
-class ConfigError(ValueError):
-    """A bad run configuration; the message is one line meant for the user."""
-
-
-@dataclass
-class RunConfig:
-    """Top-level run keys (a stable contract for sweeps and scripts). Step counts are env steps."""
-
-    agent: Any = None  # the agent's config dataclass; `agent=NAME` on the command line picks it
-    # dm_control `domain-task`, or suite:name for another suite (gym:Hopper-v4, metaworld:reach,
-    # myosuite:myoHandReachFixed-v0; iqrl.core.tasks.SUITES, docs/suites.md), or a list of tasks with the same
-    # observation and action spaces for one multi-task run (`task=[walker-stand,walker-walk]`;
-    # docs/transfer.md). Any: OmegaConf has no str | list.
-    task: Any = "walker-walk"
-    seed: int = 1  # the run's seed: the agent's generator, the envs and the seed-phase actions derive from it
-    steps: int = 1_000_000  # env-step budget
-    out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
-    seed_steps: int = 10_000  # env steps of seed (warm-up) episodes before learning starts
-    updates_per_step: float | None = None  # gradient updates per env step; None = the agent's default
-    # Transitions (agent steps) the learner samples from, newest first (a FIFO); None = the agent's
-    # default (td7, mrq: 1M as their code; others unbounded), 0 = unbounded.
-    replay_capacity: int | None = None
-    eval_every: int = 10_000  # env steps between evaluations (eval.csv rows)
-    eval_episodes: int = 10  # episodes per evaluation
-    # true: the evaluation episodes side by side, one `act` call per step for all of them
-    # (iqrl.core.evaluation.eval_batch)
-    eval_batched: bool = True
-    diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
-    checkpoint_every: int = 50_000  # env steps between checkpoints
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (iqrl.core.device.UpdatePrecision)
-    precision: str = "fp32"
-    compile: bool = False  # torch.compile the pieces of the update (Agent.compile; docs/performance.md)
-    cudagraphs: bool = False  # with compile: replay them as CUDA graphs (CUDA only)
-    # env steps per episode, and env steps per agent step; None = the suite's (DMC 1000 and 2, Gym 1000
-    # and 1, Meta-World 200 and 2, MyoSuite 100 and 1: iqrl.core.tasks.SUITES)
-    episode_length: int | None = None
-    action_repeat: int | None = None  # env steps per agent step; None = the suite's (see episode_length)
-    sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
-    variant: str = "default"  # set by sweeps: the variant of the sweep
-    overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
-    # Trackers beside eval.csv/train.csv (iqrl.core.loggers): csv (always written), tensorboard, wandb.
-    logger: list[str] = field(default_factory=lambda: ["csv"])
-    video_every: int = 0  # env steps between evaluation videos (RUN/videos/, iqrl.core.render); 0 = none
-    # Stochastic and distracting environments, all off by default (iqrl.core.envs.Perturbations;
-    # docs/configuration.md).
-    obs_noise: float = 0.0  # std of Gaussian noise on every observation entry
-    action_noise: float = 0.0  # std of Gaussian noise on the executed action
-    sticky_actions: float = 0.0  # probability of executing the previous action again, per agent step
-    distractor_dims: int = 0  # observation entries unrelated to the task
-    distractor: str = "noise"  # noise (iid N(0, 1)) | signal (sinusoids drawn per episode)
-    perturb_eval: bool = True  # false: evaluation without the noises and sticky actions (distractors stay)
-    # What the agent sees (iqrl.core.envs.PixelEnv; docs/pixels.md): state vectors, or pixels: the last
-    # frame_stack RGB frames of image_size x image_size, rendered after each agent step (Atari: grayscale
-    # screens, docs/suites.md). None = the suite's (state; Atari: pixels, 4 frames).
-    obs: str | None = None  # state | pixels
-    image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO, MR.Q's Atari: 84)
-    frame_stack: int | None = None  # pixels: frames per observation (SAC+AE, DrQ, TACO: 3; Atari: 4)
-    # The suite's protocol (iqrl.core.tasks.Suite.protocols): Atari's mrq (default), mrq-code or atari100k
-    # (iqrl.core.tasks.ATARI_PROTOCOLS); `default` for the other suites. None = the suite's first.
-    protocol: str | None = None
-    # Start from parts of another run (iqrl.core.transfer; docs/transfer.md): its run folder (its latest
-    # checkpoint), RUN@<env step> (that checkpoint generation), or a checkpoint file; "" = from scratch.
-    init_from: str = ""
-    init_parts: list[str] = field(default_factory=lambda: ["representation"])  # the parts init_from loads
-    freeze: list[str] = field(default_factory=list)  # parts kept fixed: no optimizer step, no target update
-    # GiB the run may take on its device; None = what the device has free when the run starts (CPU: the
-    # available RAM; CUDA: the device's free memory). A run whose estimate exceeds it is refused before
-    # anything is allocated (iqrl.core.memory; docs/configuration.md).
-    memory_limit_gb: float | None = None
-    # true: the training env in a worker process of its own (iqrl.core.env_worker), so that the K-seed mode's
-    # seeds step their envs at once, one per core (dm_control's step holds the interpreter lock); bitwise the
-    # in-process env. The K-seed mode turns it on for K > 1 seeds where the process has K + 1 cores, unless
-    # given (iqrl.multiseed.runs.workers_help; docs/performance.md).
-    env_workers: bool = False
-
-
-TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
-# The gradient updates one run may ask for (steps x updates_per_step): 10 to 100 times the longest schedules
-# published for the agents here (BRO's UTD 10 over 1M DMC steps: 1e7; DQN's 50M agent steps at 1 update per
-# 4: 1.25e7), and some 12 days at 1 ms per update. More is a slip of the exponent (updates_per_step=1e6).
-MAX_UPDATES = 10**9
-
-
-def task_file(name: str) -> dict:
-    """The parsed task-override file iqrl/configs/<name> ({"groups": {...}, "tasks": {...}}); {} for an agent
-    without one (name "")."""
-    if not name:
-        return {}
-    return yaml.safe_load(resources.files("iqrl").joinpath("configs", name).read_text()) or {}
-
-
-def _task_overrides(entry: registry.AgentEntry, task: str, agent_cls) -> list[dict]:
-    """The group layer, then the task layer, of the agent's task file. A task file serves every preset of one
-    agent; a preset whose config lacks a key leaves it out (iqrl-sac has no exploration-noise schedule: SAC
-    explores by sampling). tests/test_config_ranges.py checks that every key of every task file belongs to
-    a config that reads that file."""
-    data = task_file(entry.task_overrides)
-    keys = {f.name for f in fields(agent_cls)}
-    layers = [
-        (data.get("groups") or {}).get(task_group(task)) or {},
-        (data.get("tasks") or {}).get(task) or {},
-    ]
-    return [{k: v for k, v in layer.items() if k in keys} for layer in layers]
-
-
-def layered(*argvs: list[str] | tuple[str, ...]) -> list[str]:
-    """`key=value` lists joined, a later list's key replacing the same key of an earlier list in its place:
-    how a command lays its own keys over a base (the bench's --set, the learning check's --extra). The
-    command line itself gives each key once (build_config refuses a repeated key)."""
-    merged: dict[str, str] = {}
-    for argv in argvs:
-        for arg in argv:
-            key = arg.partition("=")[0]
-            merged["agent" if key == "agent.name" else key] = arg
-    return list(merged.values())
-
-
-def _split_argv(argv: list[str]) -> tuple[str, list[str]]:
-    """Separate `agent=NAME` (or agent.name=NAME) from the dotted overrides; check their shape, and that no
-    key is given twice (OmegaConf would silently take the last)."""
-    name, rest, given = "iqrl", [], {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"bad argument {arg!r}: expected key=value (e.g. agent=iqrl, agent.horizon=3)")
-        key = "agent" if key == "agent.name" else key
-        if key in given:
-            raise ConfigError(f"{key} is given twice ({given[key]} and {arg}); give each key once")
-        given[key] = arg
-        if key == "agent":
-            name = value
-        else:
-            rest.append(arg)
-    return name, rest
-
-
-def _explain(e: OmegaConfBaseException, agent_cls) -> str:
-    msg = str(e).splitlines()[0]
-    key = getattr(e, "full_key", None) or getattr(e, "key", None)
-    if type(e).__name__ == "ConfigKeyError" and key:
-        if str(key).startswith("agent."):
-            valid = [f.name for f in fields(agent_cls)]
-            leaf = str(key).split(".", 1)[1]
-            close = difflib.get_close_matches(leaf, valid, n=1)
-            hint = f" (did you mean agent.{close[0]}?)" if close else ""
-            return f"unknown config key {key!r}{hint}; valid agent keys: {', '.join(valid)}"
-        close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"unknown config key {key!r}{hint}; valid keys: {', '.join(TOP_LEVEL_KEYS)}, agent.<key>"
-    if key:
-        return f"invalid value for {key}: {msg}"
-    return msg
-
-
-def build_config(argv: list[str]) -> RunConfig:
-    """Resolve and validate a run config from command-line style `key=value` strings."""
-    name, overrides = _split_argv(list(argv))
-    try:
-        entry = registry.get_entry(name)
-    except KeyError as e:
-        raise ConfigError(str(e).strip("'\"")) from None
-    agent_cls = registry.config_class(name)
-    # Task first: its overrides depend on it. A multi-task run merges each task's overrides in the list's
-    # order (a later task's value wins).
-    tasks = task_list(_task_arg(overrides))
-    try:
-        for task in tasks:
-            check_task(task)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    base = OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
-    layers = [{"agent": entry.preset}] + [
-        {"agent": o} for task in tasks for o in _task_overrides(entry, task, agent_cls)
-    ]
-    try:
-        cfg = OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(overrides))
-        run: RunConfig = OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as e:
-        raise ConfigError(_explain(e, agent_cls)) from None
-    run.agent.name = name
-    run.task = tasks[0] if len(tasks) == 1 else tasks  # `task=[walker-walk]` is the single-task run
-    suite = suite_of(tasks[0])  # a multi-task run's tasks share spaces: one suite
-    run.action_repeat = suite.action_repeat if run.action_repeat is None else run.action_repeat
-    run.episode_length = suite.episode_length if run.episode_length is None else run.episode_length
-    run.obs = suite.observations[0] if run.obs is None else run.obs
-    run.frame_stack = suite.frame_stack if run.frame_stack is None else run.frame_stack
-    run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
-    validate(run)
-    if not run.out:
-        run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")
-    return run
-
-
-def _task_arg(overrides: list[str]) -> str | list[str]:
-    """The value of the last `task=` override (a name or a list of names), else the default task."""
-    args = [arg for arg in overrides if arg.startswith("task=")]
-    if not args:
-        return RunConfig.task
-    raw = args[-1].partition("=")[2]
-    try:
-        task = OmegaConf.to_container(OmegaConf.from_dotlist(args[-1:]))["task"]
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"invalid value for task: {e}") from None
-    if isinstance(task, dict):  # YAML reads `gym:` or `gym: Hopper-v4` as a mapping: keep what was typed
-        task = raw
-    if not (
-        isinstance(task, str) or (isinstance(task, list) and task and all(isinstance(t, str) for t in task))
-    ):
-        raise ConfigError(f"task must be a task name or a list of task names, got {task!r}")
-    return task
+from iqrl.envs.make import OBSERVATIONS, SEED_LIMIT, task_spaces
+from iqrl.envs.perturb import DISTRACTORS
+from iqrl.envs.tasks import eval_seed, split_task, suite_of, task_label, task_list
+from iqrl.runfolder.loggers import LOGGERS
 
 
 def float_keys(cls: type) -> list[str]:
@@ -386,7 +154,7 @@ def validate(run: RunConfig) -> None:
 
 def validate_actions(run: RunConfig) -> None:
     """The agent acts in the kind of action space the task has (Agent.ACTION_SPACES; a suite's kind is
-    iqrl.core.tasks.Suite.actions); action_noise perturbs continuous actions only."""
+    iqrl.envs.tasks.Suite.actions); action_noise perturbs continuous actions only."""
     task = task_list(run.task)[0]  # a multi-task run's tasks are of one suite
     kind = suite_of(task).actions
     refusal = registry.action_refusal(run.agent.name, task_label(run.task), kind)
@@ -487,7 +255,7 @@ def validate_observation(run: RunConfig) -> None:
 def validate_transfer(run: RunConfig) -> None:
     """init_parts and freeze name parts of the agent (Agent.TRANSFER_PARTS), each once; optimizers have no
     weights to keep fixed. Whether a named part exists in this configuration (td3 from states learns no
-    representation) is checked on the built agent (iqrl.core.transfer.check_transfer)."""
+    representation) is checked on the built agent (iqrl.loop.transfer.check_transfer)."""
     names = list(registry.agent_class(run.agent.name).TRANSFER_PARTS)
     if not names and (run.init_from or run.freeze):
         raise ConfigError(
@@ -578,49 +346,3 @@ def validate_rate(run: RunConfig) -> None:
             f"step at action_repeat {repeat}), which updates_per_step would replace: set "
             f"agent.{key}={run.updates_per_step * repeat:g} instead and leave updates_per_step out"
         )
-
-
-def observation(run: RunConfig) -> Observation:
-    """The run's observation settings (iqrl.core.envs.make_env)."""
-    return Observation(run.obs, run.image_size, run.frame_stack)
-
-
-def to_yaml_dict(run: RunConfig) -> dict:
-    """Plain dict of the resolved config (what config.yaml holds, before `meta`)."""
-    d = OmegaConf.to_container(OmegaConf.structured(run), resolve=True)
-    return d
-
-
-def from_yaml_dict(d: dict) -> RunConfig:
-    """Rebuild a RunConfig from a config.yaml dict (meta dropped), re-validating it."""
-    d = {k: v for k, v in d.items() if k != "meta"}
-    agent = dict(d.pop("agent"))
-    name = agent.pop("name")
-    argv = (
-        [f"agent={name}"]
-        + [f"{k}={_fmt(v)}" for k, v in d.items()]
-        + [f"agent.{k}={_fmt(v)}" for k, v in agent.items()]
-    )
-    return build_config(argv)
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, dict)):
-        return yaml.safe_dump(v, default_flow_style=True).strip()
-    if isinstance(v, str):
-        return repr(v) if (v == "" or any(ch in v for ch in ",[]{}:= ")) else v
-    return str(v)
-
-
-def perturbations(run: RunConfig, evaluation: bool = False) -> Perturbations:
-    """The env perturbations of a run; for evaluation with perturb_eval=false only the distractors (the
-    observation keeps its width)."""
-    if evaluation and not run.perturb_eval:
-        return Perturbations(distractor_dims=run.distractor_dims, distractor=run.distractor)
-    return Perturbations(
-        run.obs_noise, run.action_noise, run.sticky_actions, run.distractor_dims, run.distractor
-    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from iqrl.core.config import ConfigError
+from iqrl.config.run import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:

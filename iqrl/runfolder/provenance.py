@@ -1,7 +1,7 @@
 """Where a run's numbers came from: package versions, the dependency lock, the git commit, and the `meta` of
 its config.yaml.
 
-It imports the standard library and the task groups (iqrl/core/tasks.py); the run's parts come in as
+It imports the standard library and the task groups (iqrl/envs/tasks.py); the run's parts come in as
 arguments.
 """
 
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iqrl.core.tasks import split_task, suite_of, task_group, task_list
+from iqrl.envs.tasks import split_task, suite_of, task_group, task_list
 
 
 def package_versions(extra: tuple[str, ...] = ()) -> dict:
@@ -69,7 +69,7 @@ def suite_packages(task: str) -> tuple[str, ...]:
 
 
 def run_meta(cfg, parts, updates_per_step: float) -> dict:
-    """config.yaml's `meta` of the run `cfg` with its built `parts` (iqrl.core.parts.RunParts) and its
+    """config.yaml's `meta` of the run `cfg` with its built `parts` (iqrl.loop.parts.RunParts) and its
     effective updates per env step: versions, commit, the sizes the agent was built with, effective values
     of keys left to the agent's defaults, and where and how the run was started."""
     env, agent = parts.env, parts.agent

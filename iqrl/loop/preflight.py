@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
-from iqrl.core import checkpoints
-from iqrl.core.config import ConfigError, RunConfig, to_yaml_dict
-from iqrl.core.device import resolve_device
-from iqrl.core.loggers import missing_packages
-from iqrl.core.memory import check_memory
-from iqrl.core.render import RendererUnavailable, select_backend
-from iqrl.core.runfolder import (
+from iqrl.config.run import ConfigError, RunConfig, to_yaml_dict
+from iqrl.envs.render import RendererUnavailable, select_backend
+from iqrl.envs.tasks import split_task, task_list
+from iqrl.loop.device import resolve_device
+from iqrl.loop.memory import check_memory
+from iqrl.loop.transfer import built_agent, check_transfer
+from iqrl.runfolder import checkpoints
+from iqrl.runfolder.files import (
     CHECKPOINT,
     INERT_REMOVED_KEYS,
     LEGACY_VALUES,
@@ -34,8 +35,7 @@ from iqrl.core.runfolder import (
     read_status,
     read_yaml,
 )
-from iqrl.core.tasks import split_task, task_list
-from iqrl.core.transfer import built_agent, check_transfer
+from iqrl.runfolder.loggers import missing_packages
 
 
 def preflight(cfg: RunConfig) -> bool:
@@ -53,7 +53,7 @@ def check_machine(cfg: RunConfig, seeds: int = 1) -> torch.device:
     """The checks of a run's values against this machine, made by the trainer, `--check` and the K-seed mode
     (`seeds` runs of `cfg` at once) before anything is written or allocated: the device exists, the precision
     and compile keys fit it, the trackers and a renderer are installed where the run needs them, and the
-    run's estimated memory fits the device (iqrl.core.memory). Returns the device."""
+    run's estimated memory fits the device (iqrl.loop.memory). Returns the device."""
     device = resolve_device(cfg.device)
     check_precision(cfg, device)
     check_compile(cfg, device)
@@ -74,7 +74,7 @@ def check_out(cfg: RunConfig) -> None:
 def check_folder(cfg: RunConfig) -> str:
     """`--check`'s run-folder checks (ConfigError, one line): the trainer's own before it writes
     (check_run_folder, check_out), and the checkpoint it would resume from, verified as its resume verifies
-    it (iqrl/core/checkpoints.py; nothing is set aside). Returns what the run would do, in words."""
+    it (iqrl/runfolder/checkpoints.py; nothing is set aside). Returns what the run would do, in words."""
     if check_run_folder(cfg) == "done":
         return "already done"
     check_out(cfg)
@@ -94,7 +94,7 @@ def check_folder(cfg: RunConfig) -> str:
 
 def check_parts(cfg: RunConfig) -> None:
     """freeze names parts this configuration of the agent has, and a fresh run's init_from can load its
-    init_parts (iqrl/core/transfer.py); a run resuming its own checkpoint never reads its source again."""
+    init_parts (iqrl/loop/transfer.py); a run resuming its own checkpoint never reads its source again."""
     resuming = (Path(cfg.out) / CHECKPOINT).exists()
     if cfg.freeze or (cfg.init_from and not resuming):
         check_transfer(cfg if not resuming else replace(cfg, init_from=""), built_agent(cfg))

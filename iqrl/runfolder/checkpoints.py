@@ -33,11 +33,11 @@ from pathlib import Path
 
 import torch
 
-from iqrl.core.runfolder import (
+from iqrl.core.checks import Refused
+from iqrl.runfolder.files import (
     CHECKPOINT,
     EVAL_COLUMNS,
     SUCCESS_COLUMN,
-    Refused,
     UnreadableConfig,
     atomic_write,
     atomic_write_text,

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from iqrl.core.atari import area_resize
-from iqrl.core.env_step import Step, check_episode_length
 from iqrl.core.spaces import ActionSpec
-from iqrl.core.tasks import split_task
+from iqrl.envs.atari import area_resize
+from iqrl.envs.step import Step, check_episode_length
+from iqrl.envs.tasks import split_task
 
 VIDEO_TILE = 16  # pixels per cell of the whole grid in videos
 

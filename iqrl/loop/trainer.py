@@ -36,17 +36,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iqrl.core import checkpoints, render
-from iqrl.core.config import RunConfig, perturbations, to_yaml_dict
-from iqrl.core.device import UpdatePrecision, resolve_device
-from iqrl.core.evaluation import eval_returns
-from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
-from iqrl.core.latent_probe import collapse_warning, probe_latent
-from iqrl.core.loggers import Trackers
-from iqrl.core.parts import build_parts, eval_env_copy
-from iqrl.core.progress import Progress
-from iqrl.core.provenance import run_meta
-from iqrl.core.runfolder import (
+from iqrl.config.run import RunConfig, perturbations, to_yaml_dict
+from iqrl.core.schedule import Credit, EpisodeEnd
+from iqrl.envs import render
+from iqrl.envs.tasks import suite_of, task_list
+from iqrl.loop.device import UpdatePrecision, resolve_device
+from iqrl.loop.evaluation import eval_returns
+from iqrl.loop.latent_probe import collapse_warning, probe_latent
+from iqrl.loop.parts import build_parts, eval_env_copy
+from iqrl.loop.transfer import load_parts
+from iqrl.runfolder import checkpoints
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
+from iqrl.runfolder.files import (
     EVAL_COLUMNS,
     SUCCESS_COLUMN,
     check_lock,
@@ -55,9 +56,9 @@ from iqrl.core.runfolder import (
     write_status,
     write_yaml,
 )
-from iqrl.core.schedule import Credit, EpisodeEnd
-from iqrl.core.tasks import suite_of, task_list
-from iqrl.core.transfer import load_parts
+from iqrl.runfolder.loggers import Trackers
+from iqrl.runfolder.progress import Progress
+from iqrl.runfolder.provenance import run_meta
 
 CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
 #: The loop's counters, checkpointed under these names.
@@ -107,7 +108,7 @@ def replay_episode(env, state: dict, actions: list) -> np.ndarray:
 
 
 class Trainer:
-    """Owns one run: its parts (iqrl.core.parts), counters, and the run folder's files."""
+    """Owns one run: its parts (iqrl.loop.parts), counters, and the run folder's files."""
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -425,7 +426,8 @@ class Trainer:
         checkpoints.save(self.run_dir, self.state_dict())  # the latest generation; the one before is kept
 
     def try_resume(self) -> bool:
-        """Load the latest readable checkpoint generation (iqrl/core/checkpoints.py); False for a fresh run.
+        """Load the latest readable checkpoint generation (iqrl/runfolder/checkpoints.py); False for a fresh
+        run.
         Tensors land on the run's device; RNG states (CPU byte tensors for every generator, CUDA ones
         included) go back to the CPU where they are set (`.cpu()` at each set_state)."""
         chosen = checkpoints.resume_state(self.run_dir, self.device)

@@ -33,13 +33,14 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from iqrl.core import checkpoints
-from iqrl.core.config import ConfigError, RunConfig, from_yaml_dict, observation, perturbations, to_yaml_dict
-from iqrl.core.envs import make_env
+from iqrl.config.build import from_yaml_dict
+from iqrl.config.run import ConfigError, RunConfig, observation, perturbations, to_yaml_dict
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
-from iqrl.core.runfolder import CHECKPOINT, UnreadableConfig, read_config, read_status
-from iqrl.core.tasks import task_list
+from iqrl.envs.make import make_env
+from iqrl.envs.tasks import task_list
+from iqrl.runfolder import checkpoints
+from iqrl.runfolder.files import CHECKPOINT, UnreadableConfig, read_config, read_status
 
 
 # ---------------------------------------------------------------------- the source

@@ -1,6 +1,6 @@
 """A run's progress on the terminal: the lines the trainer prints (evaluations, warnings, the end).
 
-It imports tqdm and the task names (iqrl/core/tasks.py); the run config comes in as an argument (it prints
+It imports tqdm and the task names (iqrl/envs/tasks.py); the run config comes in as an argument (it prints
 its agent, task, seed and steps).
 """
 
@@ -10,7 +10,7 @@ import sys
 
 from tqdm import tqdm
 
-from iqrl.core.tasks import task_label
+from iqrl.envs.tasks import task_label
 
 
 class Progress:

@@ -1,6 +1,6 @@
 """The suites with a Gymnasium interface behind the harness's env interface: Gym MuJoCo, Meta-World, MyoSuite.
 
-`SuiteEnv` gives each the interface of `iqrl.core.envs.DMCEnv` (reset, step -> Step, obs_dim, act_dim,
+`SuiteEnv` gives each the interface of `iqrl.envs.dmc.DMCEnv` (reset, step -> Step, obs_dim, act_dim,
 get_state/set_state between episodes) with the protocol of the papers that report the suite (docs/suites.md):
 flat float32 observations, actions in [-1, 1] rescaled to the env's bounds, summed rewards over an action
 repeat, the harness's own time limit (a truncation), the env's termination (Gym's falls) kept as a
@@ -17,9 +17,9 @@ import importlib
 
 import numpy as np
 
-from iqrl.core.env_step import Step, check_episode_length
 from iqrl.core.spaces import ActionSpec
-from iqrl.core.tasks import SUITES, split_task
+from iqrl.envs.step import Step, check_episode_length
+from iqrl.envs.tasks import SUITES, split_task
 
 
 def _import(suite: str):
@@ -52,11 +52,11 @@ def suite_names(suite: str) -> list[str]:
     """Every task name of a Gymnasium-interface suite (importing its package)."""
     module = _import(suite)
     if suite == "atari":
-        from iqrl.core.atari import game_names
+        from iqrl.envs.atari import game_names
 
         return game_names()
     if suite == "minigrid":
-        from iqrl.core.minigrid import task_names
+        from iqrl.envs.minigrid import task_names
 
         return task_names()
     if suite == "gym":

@@ -4,7 +4,7 @@ A task names its suite (docs/suites.md): `walker-walk` (no prefix) is DeepMind C
 Gymnasium MuJoCo env, `metaworld:reach` a Meta-World task, `myosuite:myoHandReachFixed-v0` a MyoSuite env.
 
 Light on purpose: `slurm/` (on login nodes) and `analysis/` import it without dm_control or torch, so it
-imports nothing. The environments themselves are iqrl/core/envs.py.
+imports nothing. The environments themselves are iqrl/envs/make.py.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ class Suite:
     frame_stack: int = 3  # obs=pixels: frames per observation by default
     frame_channels: int = 3  # obs=pixels: channels of one frame (RGB; Atari's screens are grayscale)
     protocols: tuple[str, ...] = ("default",)  # the run key protocol: its default first
-    # Whether evaluation episodes side by side reproduce the sequential loop's (iqrl.core.evaluation): not
+    # Whether evaluation episodes side by side reproduce the sequential loop's (iqrl.loop.evaluation): not
     # where the env draws at every step (Atari's sticky actions and evaluation epsilon).
     batched_eval: bool = True
 
 
 @dataclass(frozen=True)
 class AtariProtocol:
-    """The settings of an Atari protocol (the run key `protocol`; iqrl/core/atari.py, docs/suites.md), beside
+    """The settings of an Atari protocol (the run key `protocol`; iqrl/envs/atari.py, docs/suites.md), beside
     the run keys with suite defaults: action_repeat 4 (frame skip), episode_length 108000 frames, image_size
     84, frame_stack 4."""
 

@@ -2,7 +2,7 @@
 
 `AtariEnv` gives a game the harness's env interface (reset, step -> Step, obs_shape, action_spec,
 get_state/set_state between episodes) with the preprocessing of a named protocol (the run key `protocol`,
-iqrl.core.tasks.ATARI_PROTOCOLS; docs/suites.md cites each setting):
+iqrl.envs.tasks.ATARI_PROTOCOLS; docs/suites.md cites each setting):
 
 * frames: ALE's grayscale screen; an agent step repeats its action for `action_repeat` frames (frame skip 4)
   and sums their rewards; its observation is the pixel-wise max of the last two frames (a reset shows its
@@ -37,9 +37,9 @@ import functools
 
 import numpy as np
 
-from iqrl.core.env_step import Step, check_episode_length
 from iqrl.core.spaces import ActionSpec
-from iqrl.core.tasks import ATARI_PROTOCOLS, AtariProtocol, split_task
+from iqrl.envs.step import Step, check_episode_length
+from iqrl.envs.tasks import ATARI_PROTOCOLS, AtariProtocol, split_task
 
 FRAME_RATE = 60.0  # the Atari 2600's frames per second (videos play at FRAME_RATE / action_repeat)
 NOOP = 0  # the no-op starts' action: NOOP, first in every game's minimal action set
