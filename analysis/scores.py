@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from iqrl.core.tasks import split_task
+from iqrl.envs.tasks import split_task
 
 #: MR.Q's reference returns for the TD3-normalised Gym score (arXiv 2501.16142, Appendix B.3): per -v4 task,
 #: (random policy, TD3 after 1M env steps).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iqrl.core.tasks import DMC_HARD, TASK_GROUPS
+from iqrl.envs.tasks import DMC_HARD, TASK_GROUPS
 
 #: Order in which groups are shown; unknown tasks fall into "other".
 GROUP_ORDER: tuple[str, ...] = ("easy", "medium", "hard", "other")
@@ -18,7 +18,7 @@ def task_group(task: str) -> str:
     return _TASK_TO_GROUP.get(task, "other")
 
 
-#: The overlapping group of DMC's dog and humanoid tasks (iqrl.core.tasks.DMC_HARD), shown after GROUP_ORDER.
+#: The overlapping group of DMC's dog and humanoid tasks (iqrl.envs.tasks.DMC_HARD), shown after GROUP_ORDER.
 DMC_HARD_GROUP = "dmc-hard"
 
 

@@ -10,5 +10,5 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # MUJOCO_GL is read once, when mujoco and dm_control's rendering module are imported: set it before any
 # submodule imports them. `disable`: runs never need a GL library; the renderer of pixel observations and
-# videos (iqrl/core/render.py) opens its own EGL or OSMesa contexts.
+# videos (iqrl/envs/render.py) opens its own EGL or OSMesa contexts.
 os.environ.setdefault("MUJOCO_GL", "disable")

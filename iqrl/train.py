@@ -4,8 +4,8 @@
 
 Bad input is one `error:` line and exit 2 before anything is written; a run stopped by Ctrl-C or SIGTERM
 checkpoints after its current agent step (mid-episode too) and exits 3; re-running the command resumes it
-(iqrl.core.exits).
-The loop itself is iqrl/core/trainer.py, the checks before it iqrl/core/preflight.py.
+(iqrl.runfolder.exits).
+The loop itself is iqrl/loop/trainer.py, the checks before it iqrl/loop/preflight.py.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import signal
 import sys
 from pathlib import Path
 
-from iqrl.core.checkpoints import restore_logs
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.core.preflight import check_folder, check_machine, preflight
-from iqrl.core.runfolder import Refused, failure_line, print_traceback_for, training_lock, write_status
-from iqrl.core.trainer import Trainer
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
+from iqrl.core.checks import Refused
+from iqrl.loop.preflight import check_folder, check_machine, preflight
+from iqrl.loop.trainer import Trainer
+from iqrl.runfolder.checkpoints import restore_logs
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from iqrl.runfolder.files import failure_line, print_traceback_for, training_lock, write_status
 
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 

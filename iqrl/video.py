@@ -3,12 +3,13 @@
     python -m iqrl.video RUN_DIR [--episodes 1] [--size 480] [--ckpt PATH]      (make video RUN=...)
 
 plays deterministic evaluation episodes of a run's checkpoint in the run's evaluation env, built and seeded
-as the trainer builds its own (iqrl.core.parts.build_parts), and writes
+as the trainer builds its own (iqrl.loop.parts.build_parts), and writes
 RUN_DIR/videos/<env_step>-ep<k>-return<R>.mp4. The checkpoint is verified as a resume verifies it
-(iqrl/core/checkpoints.py): a latest generation that cannot be used is named in a warning and the previous
+(iqrl/runfolder/checkpoints.py): a latest generation that cannot be used is named in a warning and the
+previous
 one is shown; one that `--ckpt` names must pass. It only reads the run folder (no lock: checkpoints are
 replaced by rename, so a running run can be watched too) and adds nothing but that file. Training writes
-RUN_DIR/videos/<env_step>-return<R>.mp4 (`video_every`). The rendering is iqrl/core/render.py.
+RUN_DIR/videos/<env_step>-return<R>.mp4 (`video_every`). The rendering is iqrl/envs/render.py.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iqrl.core import checkpoints
-from iqrl.core.config import from_yaml_dict
-from iqrl.core.evaluation import eval_episode
-from iqrl.core.parts import build_parts
-from iqrl.core.render import EpisodeRecorder, select_backend, video_name
-from iqrl.core.runfolder import CHECKPOINT, read_config
-from iqrl.core.tasks import split_task, task_list
+from iqrl.config.build import from_yaml_dict
+from iqrl.envs.render import EpisodeRecorder, select_backend, video_name
+from iqrl.envs.tasks import split_task, task_list
+from iqrl.loop.evaluation import eval_episode
+from iqrl.loop.parts import build_parts
+from iqrl.runfolder import checkpoints
+from iqrl.runfolder.files import CHECKPOINT, read_config
 
 
 def main(argv: list[str] | None = None) -> int:

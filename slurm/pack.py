@@ -5,7 +5,7 @@ networks are small: the GPU waits on the host). A profile's ``runs_per_job: K`` 
 K runs in each job. A packed job runs them in one of two ways:
 
 * **seeds**: runs that differ only in their seed, of a config the vectorised K-seed mode supports
-  (``iqrl.multiseed.group.unsupported``) and whose checkpoints hold the same env steps (``held_steps``:
+  (``iqrl.multiseed.refusals.unsupported``) and whose checkpoints hold the same env steps (``held_steps``:
   fresh runs hold none), train as one ``iqrl.multiseed`` process with the networks vectorised over seeds.
   The job's CPUs all go to that process. Its numbers are those of single-seed runs up to floating-point
   rounding (docs/sweeps.md, "Packed jobs").
@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from iqrl.core.exits import EXIT_INTERRUPTED
-from iqrl.core.runfolder import read_status
+from iqrl.runfolder.exits import EXIT_INTERRUPTED
+from iqrl.runfolder.files import read_status
 from slurm.claim import RunLock, release_claim
 from slurm.run import Run, RunFailed, _job_id, _record_failure, _StopFlag, set_threads
 from slurm.state import is_done
@@ -83,8 +83,8 @@ def trainer_seeds_key(results: Path) -> Callable[[Any], Hashable | None]:
     same checkpointed env steps, share a key. ``iqrl.multiseed`` resumes a group from the latest env step
     all its seeds hold, so seeds interrupted at different steps must not be grouped."""
     # here, not at the top: these import torch (~3 s), which the sweep commands need only for real runs
-    from iqrl.core.config import build_config
-    from iqrl.multiseed.group import unsupported
+    from iqrl.config.build import build_config
+    from iqrl.multiseed.refusals import unsupported
     from iqrl.multiseed.runs import held_steps
 
     def key(r: Any) -> Hashable | None:
@@ -113,9 +113,9 @@ def group_mode(
     where a row measured it, and only once a GPU report found a captured group's update equal to the eager
     group's: `group_graphs_verified`); on the CPU, eager. A mode the K-seed mode refuses for this config
     falls back to eager."""
-    from iqrl.core.config import build_config
-    from iqrl.core.runfolder import read_config
-    from iqrl.multiseed.group import unsupported
+    from iqrl.config.build import build_config
+    from iqrl.multiseed.refusals import unsupported
+    from iqrl.runfolder.files import read_config
     from slurm.projection import group_graphs_verified, measured_rows, run_rate
 
     first = runs[0]

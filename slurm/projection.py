@@ -130,7 +130,7 @@ def row_rate(row: dict) -> Rate:
 def run_rate(run: RunSpec, cfg, n: int, rows: Sequence[dict]) -> Rate:
     """The rate of a config's runs (`cfg` the first's config, `n` its seeds in the sweep): the measured row
     that costs least per seed (module docstring), else the stand-in."""
-    from iqrl.core.tasks import split_task
+    from iqrl.envs.tasks import split_task
 
     keys = {o.split("=", 1)[0] for o in run.overrides}
     if keys & set(NETWORK_KEYS):
@@ -161,7 +161,7 @@ def default_rate(cfg) -> float:
 
     from iqrl.core.registry import make_agent
     from iqrl.core.spaces import ActionSpec
-    from iqrl.core.tasks import suite_of, task_list
+    from iqrl.envs.tasks import suite_of, task_list
 
     kind = suite_of(task_list(cfg.task)[0]).actions
     with torch.random.fork_rng():
@@ -172,7 +172,7 @@ def default_rate(cfg) -> float:
 def configs(runs: Sequence[RunSpec], results: Path) -> list[tuple[list[RunSpec], float, object]]:
     """The runs by config (all but the seed), in the order configs first appear: (its runs, each run's
     updates, the first run's config)."""
-    from iqrl.core.config import build_config
+    from iqrl.config.build import build_config
 
     built: dict[tuple, tuple[list[RunSpec], float, object]] = {}
     for r in runs:
@@ -204,7 +204,7 @@ def projection_lines(
 ) -> list[str]:
     """The printout for DRY=1: the total, the rule, then a line per agent and rate; with a `budget` of
     GPU-hours, the mode and K per agent and whether the measured rows fit it (budget_lines)."""
-    from iqrl.core.config import ConfigError
+    from iqrl.config.run import ConfigError
 
     if not runs:
         return ["projected GPU-hours: 0 (no run to start)"]

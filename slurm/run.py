@@ -35,8 +35,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from iqrl.core.exits import EXIT_INTERRUPTED
-from iqrl.core.runfolder import read_status, write_status
+from iqrl.runfolder.exits import EXIT_INTERRUPTED
+from iqrl.runfolder.files import read_status, write_status
 from slurm.claim import RunLock, release_claim
 from slurm.state import is_done
 

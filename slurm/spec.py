@@ -5,7 +5,7 @@ A sweep file (``ablations/*.yaml``)::
     name: horizon               # optional; defaults to the file name. Runs land in RESULTS/<name>/...
     agents: [iqrl]              # agent registry names
     tasks: [easy, cheetah-run]  # task names and/or the groups easy / medium / hard and the task lists
-                                # atari26 / atari57 (iqrl.core.tasks.TASK_LISTS); a list entry,
+                                # atari26 / atari57 (iqrl.envs.tasks.TASK_LISTS); a list entry,
                                 # [walker-stand, walker-walk], is one multi-task run (docs/transfer.md)
     seeds: 5                    # a count (seeds 0..4) or an explicit list [0, 3, 7]
     steps: {easy: 1000000, medium: 1000000, hard: 3000000}   # env steps per run: one int, or per group
@@ -32,7 +32,7 @@ A sweep file (``ablations/*.yaml``)::
 The variants of a sweep are the product of its axes (``variants`` x each ``zip`` entry x each ``grid``
 key); with no axes there is one variant, ``default``. Each run is agent x task x variant x seed and lives
 in ``RESULTS/<name>/<agent>/<task>/<variant>/seed<k>`` (variant name: ``slurm.naming.variant_name``; a
-multi-task run's <task> is its tasks joined by ``+``, `iqrl.core.tasks.task_label`, in no task group: its
+multi-task run's <task> is its tasks joined by ``+``, `iqrl.envs.tasks.task_label`, in no task group: its
 budget is ``steps``' ``default`` entry).
 
 A variant whose overrides say `init_from: <source name>` runs on the tasks that source maps, each run
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from iqrl.core.tasks import label_tasks, task_label
+from iqrl.envs.tasks import label_tasks, task_label
 from slurm.naming import dotlist, dotlist_value, variant_name
 from slurm.yamlfile import is_int, read_yaml
 
@@ -195,7 +195,7 @@ class Sweep:
 
 
 def load_sweep(path: str | Path, task_groups: Mapping[str, Sequence[str]]) -> Sweep:
-    """Read and check a sweep file. ``task_groups`` is ``iqrl.core.tasks.TASK_GROUPS`` with its TASK_LISTS
+    """Read and check a sweep file. ``task_groups`` is ``iqrl.envs.tasks.TASK_GROUPS`` with its TASK_LISTS
     (named lists a sweep's tasks may use; only the groups key step budgets). Raises SweepError."""
     path = Path(path)
     data = read_yaml(path, "sweep file", SweepError)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iqrl.core.tasks import TASK_GROUPS, TASK_LISTS
+from iqrl.envs.tasks import TASK_GROUPS, TASK_LISTS
 from slurm import cluster
 from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
 from slurm.pack import Pack, group_mode, group_runs, seeds_argv, trainer_seeds_key
@@ -61,9 +61,10 @@ def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> Non
     """Check every run with the trainer's own config code before anything is submitted: unknown agents,
     unknown keys, invalid values, and existing run folders that hold a run with a different config."""
     # here, not at the top: these import torch (~3 s); the CLI's other commands (status, --help) need none
-    from iqrl.core.config import ConfigError, build_config
-    from iqrl.core.preflight import check_run_folder
+    from iqrl.config.build import build_config
+    from iqrl.config.run import ConfigError
     from iqrl.core.registry import agent_names
+    from iqrl.loop.preflight import check_run_folder
 
     validate_runs(runs, results, build_config, ConfigError, registered=agent_names(), where=where)
     for r in runs:

@@ -7,10 +7,10 @@ import functools
 import numpy as np
 import torch
 
-from iqrl.core.config import build_config
-from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
+from iqrl.config.build import build_config
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import agent_actions, stop_at_env_step, tiny_argv, tiny_keys

@@ -11,7 +11,7 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from iqrl.core.config import layered  # noqa: E402
+from iqrl.config.build import layered
 
 torch.set_num_threads(1)
 
@@ -85,8 +85,8 @@ def agent_actions(agent: str, dims: int):
 def missing_suite(agent: str, extra=()) -> str | None:
     """Why `agent`'s tiny run (its task as `tiny_keys` sets it) cannot be built here: the package of its
     task's suite is not installed (a GPU machine's wheels may lack ale-py or minigrid); None when it can."""
-    from iqrl.core.config import RunConfig
-    from iqrl.core.tasks import SUITES, split_task
+    from iqrl.config.run import RunConfig
+    from iqrl.envs.tasks import SUITES, split_task
 
     tasks = [k.partition("=")[2] for k in tiny_keys(agent, extra) if k.startswith("task=")] or [
         RunConfig.task
@@ -206,9 +206,9 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def renderer():
-    """The headless GL backend (iqrl.core.render.select_backend); skips without one, fails with
+    """The headless GL backend (iqrl.envs.render.select_backend); skips without one, fails with
     IQRL_REQUIRE_RENDERER=1 (CI installs EGL and OSMesa)."""
-    from iqrl.core import render
+    from iqrl.envs import render
 
     try:
         return render.select_backend()
@@ -261,7 +261,7 @@ def stop_after_steps(n: int):
 
 def stop_at_env_step(argv: list[str], env_step: int):
     """A `should_stop` that stops the run of `argv` at `env_step` (in agent steps of its action repeat)."""
-    from iqrl.core.config import build_config
+    from iqrl.config.build import build_config
 
     return stop_after_steps(env_step // build_config(argv).action_repeat)
 

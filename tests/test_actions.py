@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from iqrl.config.build import build_config
 from iqrl.core import registry
-from iqrl.core.config import build_config
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec
 from iqrl.core.registry import AgentEntry, action_refusal, make_agent
 from iqrl.core.replay import SequenceReplay, nstep_targets, nstep_transition

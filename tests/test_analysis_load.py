@@ -12,16 +12,11 @@ import pandas as pd
 import pytest
 
 from analysis import metrics
-from analysis.load import (
-    AnalysisError,
-    AnalysisWarning,
-    eval_rows,
-    identity_from_layout,
-    load_results,
-    parse_overrides,
-)
+from analysis.errors import AnalysisError, AnalysisWarning
+from analysis.identity import identity_from_layout, parse_overrides
+from analysis.load import eval_rows, load_results
 from analysis.task_groups import TASK_GROUPS, task_group
-from iqrl.core.runfolder import method_label
+from iqrl.runfolder.files import method_label
 
 from analysis_helpers import write_hand_results, write_run
 
@@ -347,7 +342,7 @@ def test_repeats_of_the_same_experiment_are_told_apart_from_where_and_how_they_r
 
 
 def test_a_run_from_before_a_key_was_added_repeats_a_new_run_with_the_legacy_value(tmp_path):
-    # iqrl.core.runfolder.LEGACY_VALUES: an older config.yaml lacks agent.official_shared_eval_seed; it
+    # iqrl.runfolder.files.LEGACY_VALUES: an older config.yaml lacks agent.official_shared_eval_seed; it
     # behaved as false, so a new run with false is the same experiment and one with true is another.
     old = iqrl_config("old", 0, 100)
     new = iqrl_config("new", 0, 100)
@@ -371,7 +366,7 @@ def test_a_run_from_before_a_key_was_added_repeats_a_new_run_with_the_legacy_val
 
 
 def test_a_run_whose_config_carries_never_read_learner_keys_repeats_a_new_run(tmp_path):
-    # iqrl.core.runfolder.INERT_REMOVED_KEYS: older iqrl configs carried the SAC learner's keys, never read;
+    # iqrl.runfolder.files.INERT_REMOVED_KEYS: older iqrl configs carried the SAC learner's keys, never read;
     # a new run without them is the same experiment (a key outside that set would make it another, test
     # above).
     old = iqrl_config("old", 0, 100)
@@ -466,7 +461,8 @@ def test_text_in_a_train_csv_column_is_one_error_and_nan_there_stands(tmp_path):
 
 
 def test_runs_from_different_dependency_locks_are_counted_in_one_warning(tmp_path):
-    """config.yaml's meta.lock (uv.lock's hash at install, iqrl.core.provenance.lock_hash): runs of two locks
+    """config.yaml's meta.lock (uv.lock's hash at install, iqrl.runfolder.provenance.lock_hash): runs of two
+    locks
     stay in the table, under a warning that counts each lock's runs and those from before locks."""
 
     def run(seed: int, lock: str | None) -> None:

@@ -1,4 +1,4 @@
-"""Atari (iqrl/core/atari.py, docs/suites.md): MR.Q's preprocessing and the Atari 100k protocol against
+"""Atari (iqrl/envs/atari.py, docs/suites.md): MR.Q's preprocessing and the Atari 100k protocol against
 hand-made frames of a fake ALE game (frame skip, the max over the last two frames, area resizing, the history,
 life loss, the episode caps, the evaluation epsilon, no-op starts, checkpoints), then ale-py's own games
 (sticky actions, seeding, no-op starts, checkpoints before a reset and mid-game) where ale-py is installed,
@@ -14,10 +14,11 @@ import os
 import numpy as np
 import pytest
 
-from iqrl.core.atari import AtariEnv, area_resize, area_taps
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.exits import EXIT_BAD_INPUT
-from iqrl.core.tasks import ATARI_26, ATARI_57, ATARI_PROTOCOLS, SUITES, AtariProtocol
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
+from iqrl.envs.atari import AtariEnv, area_resize, area_taps
+from iqrl.envs.tasks import ATARI_26, ATARI_57, ATARI_PROTOCOLS, SUITES, AtariProtocol
+from iqrl.runfolder.exits import EXIT_BAD_INPUT
 from iqrl.train import main
 
 needs_ale = pytest.mark.skipif(
@@ -315,8 +316,8 @@ def test_a_state_taken_mid_episode_continues_its_frame_history():
 
 
 def test_videos_record_the_emulators_rgb_screen_without_a_renderer(tmp_path):
-    from iqrl.core.evaluation import eval_episode
-    from iqrl.core.render import EpisodeRecorder
+    from iqrl.envs.render import EpisodeRecorder
+    from iqrl.loop.evaluation import eval_episode
 
     env = fake_env(length=20)
     recorder = EpisodeRecorder(env, 256)  # no OpenGL: the env's own frames
@@ -339,7 +340,7 @@ def test_videos_record_the_emulators_rgb_screen_without_a_renderer(tmp_path):
 # ---------------------------------------------------------------------------------- ale-py's games
 @needs_ale
 def test_ale_games_are_built_with_the_protocols_sticky_actions_and_minimal_action_sets():
-    from iqrl.core.envs import make_env
+    from iqrl.envs.make import make_env
 
     env = make_env("atari:Pong", 1, 4, 108_000, protocol="mrq")
     assert env.obs_shape == (4, 84, 84) and env.action_spec.n == 6 and env.action_spec.is_discrete
@@ -350,7 +351,7 @@ def test_ale_games_are_built_with_the_protocols_sticky_actions_and_minimal_actio
 
 @needs_ale
 def test_ale_seeds_its_games_and_a_checkpoint_carries_the_sticky_action_stream():
-    from iqrl.core.envs import make_env
+    from iqrl.envs.make import make_env
 
     def play(env, n=120):
         rng = np.random.default_rng(0)
@@ -376,7 +377,7 @@ def test_atari100k_noops_are_noop_and_a_state_before_a_reset_replays_the_game_ex
     reset replays the episode that follows (its no-op count, frames, rewards) in a fresh env."""
     from ale_py import Action
 
-    from iqrl.core.atari import NOOP, make_game
+    from iqrl.envs.atari import NOOP, make_game
 
     protocol = ATARI_PROTOCOLS["atari100k"]
     for task in ATARI_26:
@@ -384,7 +385,7 @@ def test_atari100k_noops_are_noop_and_a_state_before_a_reset_replays_the_game_ex
         assert game.unwrapped.ale.getMinimalActionSet()[NOOP] == Action.NOOP, task
         game.close()
 
-    from iqrl.core.envs import make_env
+    from iqrl.envs.make import make_env
 
     env = make_env("atari:Breakout", 3, 4, 400, protocol="atari100k")  # 100 agent steps per episode
     rng, noops = np.random.default_rng(0), []
@@ -405,7 +406,7 @@ def test_atari100k_noops_are_noop_and_a_state_before_a_reset_replays_the_game_ex
 
 @needs_ale
 def test_the_game_lists_name_games_ale_py_ships():
-    from iqrl.core.atari import game_names
+    from iqrl.envs.atari import game_names
 
     assert len(set(ATARI_26)) == 26 and len(set(ATARI_57)) == 57 and set(ATARI_26) <= set(ATARI_57)
     assert {t.removeprefix("atari:") for t in ATARI_57} <= set(game_names())

@@ -107,7 +107,7 @@ def test_a_pixel_row_renders_frame_stacks_and_times_one_frame(renderer):
 def test_mrq_updates_are_timed_over_whole_encoder_periods():
     """MR.Q's 250 encoder steps run once every 250 RL updates: timing 20 updates after a warm-up missed
     them all (about 2x its real rate). The bench times whole cycles of its schedule (UpdateSchedule.cycle)."""
-    from iqrl.core.config import build_config
+    from iqrl.config.build import build_config
     from iqrl.core.registry import make_agent
 
     cfg = build_config(["agent=mrq", "task=walker-walk"])
@@ -240,7 +240,7 @@ def test_a_k_seed_rows_collection_steps_its_envs_at_once_in_workers_and_in_threa
     """The K-seed row's collection (group_collection): K envs stepped at once, in worker processes and in
     threads of the process, and the first against one env alone; every env steps and every worker ends."""
     from iqrl.bench.measure import FIELDS, GROUP_COLLECTION, group_collection, stepping_rate
-    from iqrl.core.config import build_config
+    from iqrl.config.build import build_config
 
     cfg = build_config(["agent=td3", "task=cartpole-balance", "out=unused"])
     row = group_collection(cfg, 2, 0.6)

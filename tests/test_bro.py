@@ -143,7 +143,7 @@ def test_acting_explores_with_the_optimistic_actor_and_evaluates_the_actors_mean
 
 
 def test_utd_counts_updates_per_stored_transition_at_any_action_repeat():
-    from iqrl.core.config import build_config
+    from iqrl.config.build import build_config
     from iqrl.core.registry import make_agent
 
     for name, utd in (("bro", 2.0), ("bro-utd10", 10.0)):
@@ -175,7 +175,7 @@ def test_resets_come_at_the_codes_steps_when_the_replay_first_holds_15001_transi
     `agent.update(..., i)`, which resets first where i is in `reset_list` (jaxrl/bro/bro_learner.py: 15001,
     50001, ..., 2000001; at UTD 2 only 15001): not at 15000 stored transitions, at 15001, before that step's
     updates."""
-    from iqrl.core.config import build_config
+    from iqrl.config.build import build_config
 
     assert build_config(["agent=bro"]).agent.reset_at == [15_001]
     assert build_config(["agent=bro-utd10"]).agent.reset_at == [

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from iqrl.core.config import build_config, layered
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.config.build import build_config, layered
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import TINY_AGENT, agent_task, stop_after_steps, tiny_argv
@@ -82,7 +82,7 @@ if not torch.cuda.is_available():
 
 @pytest.mark.parametrize("argv, message", MACHINE)
 def test_check_refuses_what_the_run_refuses_on_this_machine(argv, message, tmp_path, capsys):
-    """--check makes the run's checks of its values against the machine (iqrl.core.preflight.check_machine):
+    """--check makes the run's checks of its values against the machine (iqrl.loop.preflight.check_machine):
     the same one line and exit 2 as the run, and neither writes anything."""
     out = tmp_path / "never"
     lines = []
@@ -154,8 +154,8 @@ def test_task_overrides_and_presets():
 
 
 def test_replay_capacity_default_per_agent_and_override():
-    from iqrl.core.provenance import run_meta
-    from iqrl.core.trainer import Trainer
+    from iqrl.loop.trainer import Trainer
+    from iqrl.runfolder.provenance import run_meta
 
     def capacity(*argv):
         t = Trainer(build_config(["task=cartpole-balance", "out=/nonexistent/x", *argv]))
@@ -173,9 +173,9 @@ def test_replay_capacity_default_per_agent_and_override():
 def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
     """Quirk 10 of the official iQRL code: with agent.official_shared_eval_seed the eval env gets the train
     seed; without it, seed + 10000. Every agent has the key (AgentConfig); the trainer reads AgentSpec."""
-    from iqrl.core.envs import DMCEnv
-    from iqrl.core.provenance import run_meta
-    from iqrl.core.trainer import Trainer
+    from iqrl.envs.dmc import DMCEnv
+    from iqrl.loop.trainer import Trainer
+    from iqrl.runfolder.provenance import run_meta
 
     def trainer(*argv):
         return Trainer(

@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
-from iqrl.core.exits import EXIT_BAD_INPUT
 from iqrl.core.registry import agent_class
+from iqrl.runfolder.exits import EXIT_BAD_INPUT
 from iqrl.train import main
 
 from agent_helpers import agent_and_replay, updates_to_step_every_optimizer

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.core import memory, registry
-from iqrl.core.config import ConfigError, RunConfig, build_config, float_keys, layered, validate_finite
+from iqrl.config.build import build_config, layered
+from iqrl.config.run import ConfigError, RunConfig
+from iqrl.config.validate import float_keys, validate_finite
+from iqrl.core import registry
 from iqrl.core.replay import SequenceReplay
+from iqrl.loop import memory
 from iqrl.nn.layers import ConvDecoder, ConvEncoder, EnsembleLinear
 
 from conftest import agent_actions, agent_task, tiny_keys
@@ -79,7 +82,7 @@ def test_every_task_file_key_belongs_to_an_agent_reading_that_file(agent):
     """A task file serves every preset of one agent and a preset lacking a key leaves it out (iqrl-sac has no
     exploration-noise schedule); so a misspelt key would be left out silently everywhere. Each key of the
     agent's task file must be a field of at least one config class that reads the file."""
-    from iqrl.core.config import task_file
+    from iqrl.config.build import task_file
 
     name = registry.get_entry(agent).task_overrides
     keys = {
@@ -293,7 +296,7 @@ def test_an_empty_suite_task_name_is_one_line():
             build_config([f"task={task}"])
 
 
-# ------------------------------------------------------------------------- memory (iqrl.core.memory)
+# ------------------------------------------------------------------------- memory (iqrl.loop.memory)
 @pytest.mark.registry
 def test_the_meta_built_agent_has_the_real_agents_tensors(agent, monkeypatch):
     """The estimate builds every registered agent with its large tensors on the meta device (no storage;

@@ -20,14 +20,14 @@ import pytest
 import torch
 import yaml
 
+from iqrl.config.build import build_config
 from iqrl.core import registry as agents
-from iqrl.core.config import build_config
-from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.core.interface import Agent, AgentSpec
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.schedule import UpdateSchedule
 from iqrl.core.spaces import ActionSpec
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from agent_helpers import updates_to_step_every_optimizer

@@ -15,7 +15,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuB
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK  # noqa: E402
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main  # noqa: E402
 
 from conftest import missing_suite, stop_at_env_step, tiny_argv  # noqa: E402
@@ -156,13 +156,13 @@ def test_cuda_bench_rows(tmp_path):
 
 @pytest.mark.parametrize("agent", ["td3", "iqrl", "mrq"])
 def test_cuda_memory_estimate_bounds_the_allocated_peak(agent):
-    """iqrl.core.memory's estimate of the weights, Adam state, gradients and an update's activations against
+    """iqrl.loop.memory's estimate of the weights, Adam state, gradients and an update's activations against
     PyTorch's allocated peak over a few paper-size updates on walker-walk (the bench's replay is two episodes,
     left out of both); it refuses a run on the device's free memory. docs/configuration.md, "Memory", says
     how far off the CPU measurements were: a GPU session adds its ratio there."""
     from iqrl.bench.measure import prepare
-    from iqrl.core import memory
-    from iqrl.core.config import ConfigError
+    from iqrl.config.run import ConfigError
+    from iqrl.loop import memory
 
     trainer = prepare(agent, "walker-walk", "fp32", "cuda")
     torch.cuda.synchronize()

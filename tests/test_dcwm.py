@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from baselines.dcwm import DCWM, DCWMConfig
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.exits import EXIT_OK
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.replay import SequenceBatch
 from iqrl.nn.maths import gumbel_noise, gumbel_softmax_st
+from iqrl.runfolder.exits import EXIT_OK
 from iqrl.train import main
 
 from conftest import tiny_argv

@@ -55,9 +55,9 @@ def test_active_codebook_per_group():
 def test_trainer_diagnostics_batch_is_drawn_without_replacement(tmp_path):
     """n = latent width (16) distinct stored observations: the diagnostics see each exactly once, drawn
     with the diagnostics' generator only (the training generator and the global RNG are untouched)."""
-    from iqrl.core.config import build_config
-    from iqrl.core.latent_probe import probe_latent
-    from iqrl.core.trainer import Trainer
+    from iqrl.config.build import build_config
+    from iqrl.loop.latent_probe import probe_latent
+    from iqrl.loop.trainer import Trainer
 
     from conftest import tiny_argv
 
@@ -98,9 +98,9 @@ def test_collapsed_latent_is_recorded_and_warned_once(tmp_path, capsys):
     records latent_collapsed = 1, the run log warns once, at the first such row."""
     import csv
 
-    from iqrl.core.config import build_config
-    from iqrl.core.latent_probe import collapse_warning
-    from iqrl.core.trainer import Trainer
+    from iqrl.config.build import build_config
+    from iqrl.loop.latent_probe import collapse_warning
+    from iqrl.loop.trainer import Trainer
 
     from conftest import tiny_argv
 

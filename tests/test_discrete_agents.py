@@ -173,7 +173,7 @@ def test_iqrl_on_breakout_killed_and_resumed_ends_with_the_same_numbers(tmp_path
     in its third game (ALE's emulator, its sticky-action stream, the replay of integer actions, the Gumbel
     actor's generator and the open game checkpointed mid-run), then resumed: eval.csv as the uninterrupted
     run's."""
-    from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
+    from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
     from iqrl.train import main
 
     from conftest import open_episode, stop_after_steps, tiny_argv
@@ -195,7 +195,7 @@ def test_mrq_trains_to_done_on_minigrid_and_records_success(tmp_path):
     rates in eval.csv."""
     import csv
 
-    from iqrl.core.exits import EXIT_OK
+    from iqrl.runfolder.exits import EXIT_OK
     from iqrl.train import main
 
     from conftest import tiny_argv

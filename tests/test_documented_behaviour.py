@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.device import UpdatePrecision
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceBatch
+from iqrl.loop.device import UpdatePrecision
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main, stop_on_signals
 
 from conftest import tiny_argv
@@ -289,9 +290,9 @@ def test_iqrl_official_preset_turns_on_exactly_the_eight_documented_quirks():
 # The trainer: warmup_with_policy, precision, device, error paths
 # --------------------------------------------------------------------------------------------------
 def _spy_on_agent(monkeypatch, record):
-    """Wrap the make_agent of iqrl.core.parts (where the trainer builds its agent) so each built agent's
+    """Wrap the make_agent of iqrl.loop.parts (where the trainer builds its agent) so each built agent's
     act() and update() report to `record`."""
-    import iqrl.core.parts
+    import iqrl.loop.parts
 
     def spying_make_agent(*args, **kwargs):
         agent = make_agent(*args, **kwargs)
@@ -311,7 +312,7 @@ def _spy_on_agent(monkeypatch, record):
         record["agent"] = agent
         return agent
 
-    monkeypatch.setattr(iqrl.core.parts, "make_agent", spying_make_agent)
+    monkeypatch.setattr(iqrl.loop.parts, "make_agent", spying_make_agent)
 
 
 @pytest.mark.parametrize(
@@ -405,7 +406,7 @@ def test_a_checkpoint_of_another_format_is_refused_with_the_reason(tmp_path, cap
     exit 2, status.json untouched."""
     import json
 
-    from iqrl.core import checkpoints
+    from iqrl.runfolder import checkpoints
 
     run = tmp_path / "run"
     assert (
@@ -488,7 +489,7 @@ def test_reward_max_equal_to_the_action_repeat_covers_the_summed_reward(repeat):
     (cartpole-balance starts upright: about 1 per env step). The reward head's range is [0, reward_max]
     (tanh(x) (max - min)/2 + (max + min)/2): with reward_max = repeat it reaches the summed reward; the
     default 2 does not reach it at repeat 4."""
-    from iqrl.core.envs import DMCEnv
+    from iqrl.envs.dmc import DMCEnv
 
     env = DMCEnv("cartpole-balance", 0, repeat, 1000)
     env.reset()

@@ -14,7 +14,8 @@ from test_multiseed import assert_group_matches_plain, params
 from torch import nn
 
 from baselines.dqn import DQNConfig
-from iqrl.core.config import ConfigError, build_config
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceBatch, SequenceReplay
 from iqrl.core.spaces import ActionSpec

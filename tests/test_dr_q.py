@@ -9,7 +9,8 @@ from test_mrq import ACT, N_ACT, OBS, SMALL, discrete_replay, fixed_batch, repla
 
 from baselines.dr_q import DRQAgent, DRQConfig, info_nce
 from baselines.mrq import MRQ, MRQConfig
-from iqrl.core.config import ConfigError, build_config
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.replay import SequenceReplay, fade_weight, nstep_targets
 
 from agent_helpers import params, same

@@ -16,7 +16,8 @@ import torch
 
 from baselines.dreamerv3 import SIZES, DreamerV3
 from baselines.dreamerv3_nets import BlockLinear, Decoder, ReturnNorm, kl_balance
-from iqrl.core.config import ConfigError, build_config
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.spaces import ActionSpec
@@ -382,8 +383,9 @@ def test_the_replay_keeps_the_context_of_every_acted_observation():
 
 
 def test_updates_per_step_beside_train_ratio_is_refused_with_the_ratio_to_set():
-    """train_ratio counts replayed steps (batch_size x batch_length per update): updates_per_step=0.25 at DMC's
-    action repeat 2 is 0.5 updates per agent step, which train_ratio 512 gives; the default 1024 gives 1."""
+    """train_ratio counts replayed steps (batch_size x batch_length per update): updates_per_step=0.25 at
+    DMC's action repeat 2 is 0.5 updates per agent step, which train_ratio 512 gives; the default 1024 gives
+    1."""
     with pytest.raises(ConfigError, match=re.escape("set agent.train_ratio=512 instead")):
         build_config(["agent=dreamerv3", "updates_per_step=0.25"])
     build_config(["agent=dreamerv3", "updates_per_step=0.5"])

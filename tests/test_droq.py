@@ -17,7 +17,7 @@ from test_sac import ACT, IN, data  # the SAC tests' batches: 6-dim inputs, 3-di
 from torch import nn
 
 from baselines.droq import DroQ, DroQConfig, DroQLearner
-from iqrl.core.config import build_config
+from iqrl.config.build import build_config
 from iqrl.core.registry import make_agent
 from iqrl.core.schedule import PerStep
 from iqrl.core.update import Updater

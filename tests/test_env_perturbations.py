@@ -1,5 +1,6 @@
 """Stochastic and distracting environments (run keys obs_noise, action_noise, sticky_actions, distractor_dims,
-distractor, perturb_eval; iqrl.core.envs.PerturbedEnv): each changes exactly what it claims, nothing when off,
+distractor, perturb_eval; iqrl.envs.perturb.PerturbedEnv): each changes exactly what it claims, nothing when
+off,
 and runs with them resume bit-identically."""
 
 from __future__ import annotations
@@ -8,9 +9,13 @@ import numpy as np
 import pytest
 import yaml
 
-from iqrl.core.config import ConfigError, build_config, perturbations
-from iqrl.core.envs import DMCEnv, Perturbations, PerturbedEnv, Step, make_env
-from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError, perturbations
+from iqrl.envs.dmc import DMCEnv
+from iqrl.envs.make import make_env
+from iqrl.envs.perturb import Perturbations, PerturbedEnv
+from iqrl.envs.step import Step
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import stop_after_steps, tiny_argv

@@ -1,4 +1,4 @@
-"""An env in a worker process (run key env_workers, iqrl/core/env_worker.py): bitwise the env of this
+"""An env in a worker process (run key env_workers, iqrl/envs/workers.py): bitwise the env of this
 process, its errors as they are raised there, one clear error when it dies, and no process left behind."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iqrl.core.env_worker import EnvWorker, EnvWorkerDied
-from iqrl.core.envs import Perturbations, make_env
+from iqrl.envs.make import make_env
+from iqrl.envs.perturb import Perturbations
+from iqrl.envs.workers import EnvWorker, EnvWorkerDied
 
 from conftest import wait_for
 
@@ -82,8 +83,8 @@ PARENT = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from iqrl.core.env_worker import EnvWorker
-    from iqrl.core.envs import make_env
+    from iqrl.envs.workers import EnvWorker
+    from iqrl.envs.make import make_env
 
     if __name__ == "__main__":
         env = EnvWorker(make_env, ("cartpole-balance", 0, 2, 1000))

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from dm_control import suite
 
-from iqrl.core.config import build_config
-from iqrl.core.envs import DMCEnv
-from iqrl.core.trainer import Trainer
+from iqrl.config.build import build_config
+from iqrl.envs.dmc import DMCEnv
+from iqrl.loop.trainer import Trainer
 
 from conftest import tiny_argv
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.core.config import build_config
-from iqrl.core.envs import DMCEnv
-from iqrl.core.evaluation import eval_batch, eval_episode
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.config.build import build_config
 from iqrl.core.registry import config_class, make_agent
 from iqrl.core.spaces import ActionSpec
+from iqrl.envs.dmc import DMCEnv
+from iqrl.loop.evaluation import eval_batch, eval_episode
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import acts_in_boxes, stop_after_steps, tiny_argv, tiny_keys
@@ -86,7 +86,7 @@ def test_an_older_unfinished_run_resumes_only_with_sequential_evaluation(tmp_pat
 def test_batched_episodes_of_integer_actions_equal_the_sequential_loop():
     """Discrete actions: DQN's int64 actions side by side in MiniGrid (new layouts at every reset): the same
     outcomes as one after another, and the env's stream after them the same."""
-    from iqrl.core.envs import make_env
+    from iqrl.envs.make import make_env
 
     cfg = build_config(tiny_keys("dqn", ["agent.mlp_dims=[16]"]))
     torch.manual_seed(0)

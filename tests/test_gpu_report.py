@@ -26,7 +26,7 @@ def read(path: Path) -> list[dict]:
 
 def renders() -> bool:
     """Whether a headless renderer works here (CI has one: IQRL_REQUIRE_RENDERER=1 makes its absence fail)."""
-    from iqrl.core import render
+    from iqrl.envs import render
 
     try:
         return bool(render.select_backend())
@@ -305,7 +305,7 @@ import ale_py, dm_control, gymnasium, minigrid, mujoco, omegaconf, rliable, subm
 carried = (ale_py, dm_control, gymnasium, minigrid, mujoco, omegaconf, rliable, submitit)
 assert all(m.__file__.startswith(sys.argv[1]) for m in carried)
 import iqrl.bench.cli, iqrl.gpu_report.parts, iqrl.multiseed.runs, analysis.reference, slurm.submit
-from iqrl.core.envs import make_env
+from iqrl.envs.make import make_env
 tasks = ("walker-walk", "cartpole-swingup", "dog-run", "atari:Breakout", "minigrid:MiniGrid-Empty-5x5-v0")
 for task in tasks:
     env = make_env(task, 0, 2, 10)

@@ -1,6 +1,8 @@
 """No import circle among the repository's modules, lazy imports included: every `import` statement of
 iqrl/, baselines/, analysis/ and slurm/ (at module level or inside a function) is an edge, read with ast
-without importing anything, and the graph has no cycle. A type two modules share lives below both."""
+without importing anything, and the graph has no cycle. A type two modules share lives below both. The rooms
+of iqrl/ are floors: a module imports its own room and the rooms below it, never one above (LAYERS); and no
+source file passes the size a reader takes in at once (MAX_LINES)."""
 
 from __future__ import annotations
 
@@ -100,10 +102,10 @@ def cycle_in(graph: dict[str, set[str]], component: list[str]) -> list[str]:
 def test_the_cycle_finder_finds_lazy_and_package_cycles():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert cycles(graph) == [["a", "b", "c", "a"]]
-    tree = ast.parse("def f():\n    from iqrl.core import suites\n")
+    tree = ast.parse("def f():\n    from iqrl.envs import suites\n")
     (node,) = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    assert imported(node, "iqrl.core.envs", False, {"iqrl", "iqrl.core", "iqrl.core.suites"}) == [
-        "iqrl.core.suites"
+    assert imported(node, "iqrl.envs.make", False, {"iqrl", "iqrl.envs", "iqrl.envs.suites"}) == [
+        "iqrl.envs.suites"
     ]
     rel = ast.parse("from .plan import x\n").body[0]
     assert imported(rel, "iqrl.gpu_report.parts", False, {"iqrl.gpu_report.plan"}) == ["iqrl.gpu_report.plan"]
@@ -114,3 +116,57 @@ def test_no_import_cycles_lazy_imports_included():
     assert not found, "import cycles (move what the modules share below both): " + "; ".join(
         " -> ".join(c) for c in found
     )
+
+
+# iqrl's rooms, lowest first: a module of one may import its own room and those before it, never one after
+# (each room's __init__ docstring says what it owns). Methods (iqrl.agent, iqrl.learners, baselines) sit on
+# iqrl.core and iqrl.nn only; the modes and commands (multiseed, bench, gpu_report, train, ...) on everything.
+LAYERS = ("iqrl.nn", "iqrl.core", "iqrl.envs", "iqrl.runfolder", "iqrl.config", "iqrl.loop")
+METHODS = ("iqrl.learners", "iqrl.agent", "baselines")
+MAX_LINES = 600
+
+
+def room(module: str) -> str | None:
+    return next((r for r in (*LAYERS, *METHODS) if module == r or module.startswith(r + ".")), None)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Edges `a -> b` where b's room is above a's (LAYERS), or a method reaches past iqrl.core and iqrl.nn."""
+    bad = []
+    for a, targets in graph.items():
+        ra = room(a)
+        for b in targets:
+            rb = room(b)
+            if ra is None or rb is None or ra == rb:
+                continue
+            if ra in METHODS:
+                ok = rb in ("iqrl.nn", "iqrl.core") or rb in METHODS
+            elif rb in METHODS:
+                ok = False  # the harness names methods by string (the registry), never imports them
+            else:
+                ok = LAYERS.index(rb) < LAYERS.index(ra)
+            if not ok:
+                bad.append(f"{a} -> {b}")
+    return sorted(bad)
+
+
+def test_the_layer_check_finds_an_import_that_points_up():
+    graph = {"iqrl.core.registry": {"iqrl.loop.trainer"}, "iqrl.loop.trainer": {"iqrl.core.registry"}}
+    assert upward_imports(graph) == ["iqrl.core.registry -> iqrl.loop.trainer"]
+    assert upward_imports({"baselines.td3": {"iqrl.envs.make"}}) == ["baselines.td3 -> iqrl.envs.make"]
+    assert upward_imports({"iqrl.loop.parts": {"baselines.td3"}}) == ["iqrl.loop.parts -> baselines.td3"]
+
+
+def test_imports_point_down_the_rooms_of_iqrl():
+    found = upward_imports(import_graph())
+    assert not found, "imports that point up a room (move the shared piece down): " + "; ".join(found)
+
+
+def test_no_source_file_passes_600_lines():
+    long = {
+        str(p.relative_to(ROOT)): n
+        for pkg in PACKAGES
+        for p in sorted((ROOT / pkg).rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"files over {MAX_LINES} lines (split by subject): {long}"

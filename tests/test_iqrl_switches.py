@@ -11,12 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.exits import EXIT_OK
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.replay import SequenceReplay
-from iqrl.core.trainer import Trainer
 from iqrl.learners.sac import SACLearner
 from iqrl.learners.td3 import TD3Learner
+from iqrl.loop.trainer import Trainer
+from iqrl.runfolder.exits import EXIT_OK
 from iqrl.train import main
 
 from conftest import tiny_argv

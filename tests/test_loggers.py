@@ -9,7 +9,7 @@ import struct
 import pytest
 import yaml
 
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from iqrl.train import main
 
 pytest.importorskip("tensorboard", reason="the tracking extra is not installed: pip install '.[tracking]'")
@@ -109,7 +109,7 @@ def test_tensorboard_and_wandb_hold_the_csv_rows_once_across_a_crash(tmp_path, t
 def test_a_tracker_that_is_not_installed_is_refused_before_anything_is_written(
     tmp_path, tiny, capsys, monkeypatch
 ):
-    import iqrl.core.loggers as loggers
+    import iqrl.runfolder.loggers as loggers
 
     monkeypatch.setitem(loggers._PACKAGE, "wandb", "no_such_package_iqrl")
     out = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""MiniGrid (iqrl/core/minigrid.py, docs/suites.md): symbolic and pixel observations of the agent's view, the
+"""MiniGrid (iqrl/envs/minigrid.py, docs/suites.md): symbolic and pixel observations of the agent's view, the
 discrete actions, success, truncation by the env's limit and by episode_length, seeding and checkpoints."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import os
 import numpy as np
 import pytest
 
-from iqrl.core.atari import area_resize
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.envs import Observation, make_env
-from iqrl.core.tasks import MINIGRID
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
+from iqrl.envs.atari import area_resize
+from iqrl.envs.make import Observation, make_env
+from iqrl.envs.tasks import MINIGRID
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("minigrid") is None and not os.environ.get("CI"),

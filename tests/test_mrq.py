@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from baselines.mrq import MRQ, MRQConfig
-from iqrl.core.config import ConfigError, build_config
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.replay import SequenceReplay, nstep_targets
 from iqrl.core.schedule import PerStep
 from iqrl.nn.layers import EnsembleLinear

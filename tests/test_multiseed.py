@@ -20,19 +20,20 @@ import numpy as np
 import pytest
 import torch
 
+from iqrl.config.build import build_config
 from iqrl.core import registry
 from iqrl.core.checks import require
-from iqrl.core.config import build_config
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
 from iqrl.core.registry import AgentEntry, make_agent
 from iqrl.core.replay import SequenceReplay
-from iqrl.core.runfolder import CHECKPOINT
-from iqrl.multiseed.group import SeedGroup, unsupported
+from iqrl.multiseed.group import SeedGroup
+from iqrl.multiseed.refusals import unsupported
 from iqrl.multiseed.runs import PREVIOUS_CHECKPOINT, checkpoint_step, main, resume_points, workers_help
 from iqrl.nn.layers import frozen_copy, mlp
 from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from iqrl.runfolder.files import CHECKPOINT
 from iqrl.train import main as train_main
 
 from agent_helpers import updates_to_step_every_optimizer

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.replay import MultiTaskReplay, SequenceReplay, task_shares
 from iqrl.core.update import Updater
 from iqrl.learners.multitask import PerTaskLearners, TaskEmbedding, with_task
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
-from iqrl.multiseed.group import unsupported
+from iqrl.multiseed.refusals import unsupported
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import open_episode, stop_after_steps, tiny_argv
@@ -133,7 +134,7 @@ def test_a_multi_task_run_evaluates_every_task_and_resumes_bit_identically(tmp_p
 
 
 def test_a_multi_task_run_collects_tasks_in_turn_into_their_replays(tmp_path):
-    from iqrl.core.trainer import Trainer
+    from iqrl.loop.trainer import Trainer
 
     cfg = build_config(tiny_argv("iqrl", tmp_path / "run", steps=1000, extra=[TASKS, "agent.task_dim=4"]))
     trainer = Trainer(cfg)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iqrl.core.config import ConfigError, build_config
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.nn.layers import EnsembleMLP, ensemble_mlp, mlp
@@ -112,7 +113,7 @@ def test_the_network_sweep_asks_its_question_on_dmc_hard_and_projects_its_gpu_ho
     update-to-data ratio per stored transition: BRO's 10 is 5 per env step at repeat 2)."""
     from pathlib import Path
 
-    from iqrl.core.tasks import DMC_HARD
+    from iqrl.envs.tasks import DMC_HARD
     from slurm import projection
     from slurm.submit import load
 

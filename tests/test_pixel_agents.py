@@ -13,7 +13,7 @@ from baselines.mrq import MRQ, MrqCNN, MRQConfig
 from iqrl.agent.config import IQRLConfig, IQRLSACConfig
 from iqrl.agent.iqrl import IQRL
 from iqrl.core.replay import SequenceBatch
-from iqrl.multiseed.group import unsupported
+from iqrl.multiseed.refusals import unsupported
 from iqrl.nn.layers import ConvEncoder, conv_output_size
 from iqrl.nn.maths import random_shift, shift_offsets
 

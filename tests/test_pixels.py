@@ -14,17 +14,20 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.core.config import ConfigError, build_config, pixel_agents
-from iqrl.core.envs import Observation, make_env, pixel_camera
-from iqrl.core.exits import EXIT_INTERRUPTED, EXIT_OK
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
+from iqrl.config.validate import pixel_agents
 from iqrl.core.replay import SequenceReplay
+from iqrl.envs.dmc import pixel_camera
+from iqrl.envs.make import Observation, make_env
 from iqrl.nn.maths import random_shift, shift_offsets
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import acts_in_boxes, open_episode, stop_after_steps, tiny_argv
 from test_train import eval_numbers, read_csv
 
-render = pytest.importorskip("iqrl.core.render")
+render = pytest.importorskip("iqrl.envs.render")
 SIZE, STACK = 24, 3
 
 

@@ -20,13 +20,13 @@ from test_compile import assert_compiled_matches_eager
 from test_multiseed import TINY_NEW, TinyAgent, TinyConfig, assert_group_update_matches_plain
 from torch import nn
 
+from iqrl.config.build import build_config
 from iqrl.core import registry
-from iqrl.core.config import build_config
-from iqrl.core.exits import EXIT_BAD_INPUT
 from iqrl.core.registry import AgentEntry, agent_class, make_agent
 from iqrl.multiseed.runs import main as multiseed_main
 from iqrl.nn.layers import EnsembleMLP, MaskedDropout, ensemble_mlp, frozen_copy, global_random_module, mlp
 from iqrl.nn.optim import adam
+from iqrl.runfolder.exits import EXIT_BAD_INPUT
 from iqrl.train import main as train_main
 
 from agent_helpers import agent_and_replay, assert_resume_matches

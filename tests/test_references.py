@@ -1,5 +1,5 @@
 """Docs and comments follow the code: every repository file a page or a docstring names exists, and every
-dotted name of the package (`iqrl.core.envs.PerturbedEnv`, `python -m iqrl.multiseed`) imports and
+dotted name of the package (`iqrl.envs.perturb.PerturbedEnv`, `python -m iqrl.multiseed`) imports and
 resolves."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 from baselines.sac import SAC, SACAgentConfig
 from iqrl.agent.config import IQRLSACConfig
 from iqrl.agent.iqrl import IQRL
-from iqrl.core.config import build_config
+from iqrl.config.build import build_config
 from iqrl.core.replay import SequenceBatch
 from iqrl.core.update import Updater
 from iqrl.learners.sac import SACLearner, SACLearnerConfig

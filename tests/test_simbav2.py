@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iqrl.core.config import build_config
+from iqrl.config.build import build_config
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import nstep_transition
 from iqrl.nn.maths import tanh_gaussian
@@ -202,7 +202,7 @@ def test_learning_rate_decays_linearly_over_the_runs_updates_then_stays():
 
 
 def test_gym_runs_two_critics_at_the_codes_discount():
-    from iqrl.core.config import build_config
+    from iqrl.config.build import build_config
 
     gym = build_config(["agent=simbav2", "task=gym:Hopper-v4"]).agent
     dmc = build_config(["agent=simbav2", "task=dog-run"]).agent
@@ -224,7 +224,7 @@ def test_the_trainer_shows_the_agent_every_collected_observation_seed_episodes_i
     """Through `observe`: 4 episodes of 100 agent steps, the first two seed episodes (uniform actions): the
     run's first observation and each episode's last are not folded, every other one is (the 3 later resets
     and 4 x 99 step observations); every step's reward enters G."""
-    from iqrl.core.trainer import Trainer
+    from iqrl.loop.trainer import Trainer
 
     from conftest import tiny_argv
 

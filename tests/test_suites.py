@@ -1,4 +1,4 @@
-"""The suites beside DMC (iqrl/core/suites.py, docs/suites.md): Gym MuJoCo, Meta-World, MyoSuite.
+"""The suites beside DMC (iqrl/envs/suites.py, docs/suites.md): Gym MuJoCo, Meta-World, MyoSuite.
 
 Per suite: seeding, action bounds, observation shapes, episode length and action repeat, the success signal;
 termination vs truncation from the env into the n-step targets; a kill-and-resume run; the bad-name and
@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.reference import SUITES_REFERENCE
-from iqrl.core.config import ConfigError, build_config, layered
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from analysis.reference import SHIPPED
+from iqrl.config.build import build_config, layered
+from iqrl.config.run import ConfigError
 from iqrl.core.replay import SequenceReplay, nstep_targets
-from iqrl.core.tasks import SUITES
+from iqrl.envs.tasks import SUITES
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import TINY_AGENT, open_episode, stop_after_steps, tiny_argv
@@ -47,7 +48,7 @@ TASKS = [
 
 
 def make(task: str, seed: int, **keys):
-    from iqrl.core.envs import make_env
+    from iqrl.envs.make import make_env
 
     cfg = build_config([f"task={task}", *(f"{k}={v}" for k, v in keys.items())])
     return make_env(task, seed, cfg.action_repeat, cfg.episode_length)
@@ -220,12 +221,11 @@ def test_published_names_of_our_tasks():
     assert published_name("myosuite:myoHandPenTwirlRandom-v0") == "myo-hand-pen-twirl-hard"
 
 
-@pytest.mark.skipif(not SUITES_REFERENCE.is_file(), reason="shared reference data not present")
-def test_the_shared_suite_curves_load_as_success_rates():
+def test_the_shipped_suite_curves_load_as_success_rates():
     from analysis.reference import load_reference, select_reference
 
     ref = select_reference(
-        load_reference(SUITES_REFERENCE),
+        load_reference(SHIPPED / "published_suites.csv.gz"),
         ["metaworld:reach", "myosuite:myoHandReachFixed-v0"],
         value="success",
     )
@@ -392,7 +392,7 @@ def test_td7_and_mrq_targets_stop_at_a_termination_and_bootstrap_through_a_trunc
 def test_metaworld_steps_twice_per_agent_step_and_sums_the_rewards():
     """Beside a raw env of the same seed (reset, then DC-MPC's zero action): each agent step is two env steps
     of the same action, their rewards summed, the second's observation returned."""
-    from iqrl.core.suites import _make
+    from iqrl.envs.suites import _make
 
     env, raw = make("metaworld:reach", 5), _make("metaworld", "reach", 5)
     assert np.array_equal(env.reset(), np.asarray(raw.reset()[0], np.float32))
@@ -414,7 +414,8 @@ def test_mrqs_released_gym_curves_load_and_overlay_the_gym_panels(tmp_path, caps
     """MR.Q's results/gym_results.txt layout (facebookresearch/MRQ at 8a44a7d) read as published curves in
     our task names; `--reference-gym` draws them on the Gym panels; a file of another layout is one error."""
     from analysis import figures
-    from analysis.reference import read_mrq_results, select_reference
+    from analysis.reference import select_reference
+    from analysis.released import read_mrq_results
 
     from analysis_helpers import write_run
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from iqrl.core.config import build_config
+from iqrl.config.build import build_config
 from iqrl.core.diagnostics import active_codebook, latent_collapsed, rank_metrics
 from iqrl.core.registry import make_agent
 from slurm.spec import load_sweep

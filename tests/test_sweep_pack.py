@@ -163,7 +163,7 @@ def test_a_seed_group_trains_in_the_fastest_mode_its_profile_allows(tmp_path, mo
     began.mkdir(parents=True)
     (began / "config.yaml").write_text("compile: false\ncudagraphs: false\n")
     assert group_mode(iq, results, "auto", "cuda") == ((), f"eager ({iq[1].key} began so)")
-    monkeypatch.setattr("iqrl.multiseed.group.unsupported", lambda cfg: "no" if cfg.compile else None)
+    monkeypatch.setattr("iqrl.multiseed.refusals.unsupported", lambda cfg: "no" if cfg.compile else None)
     assert group_mode(sac, results, "compiled", "cuda") == (
         (),
         "eager (the K-seed mode refuses compiled for this config)",

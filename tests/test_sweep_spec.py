@@ -453,7 +453,7 @@ def test_dry_with_a_gpu_hour_budget_says_whether_the_measured_modes_fit(tmp_path
 
 
 def test_the_atari_sweeps_run_the_100k_protocol_on_the_26_games_with_an_fsq_arm(tmp_path):
-    from iqrl.core.tasks import ATARI_26
+    from iqrl.envs.tasks import ATARI_26
 
     for name in ("atari.yaml", "atari_fsq_levels.yaml"):
         sweep, runs = _validate(name, tmp_path)

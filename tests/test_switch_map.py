@@ -12,9 +12,9 @@ from typing import ClassVar
 
 import pytest
 
+from iqrl.config import switch_docs
+from iqrl.config.run import RunConfig
 from iqrl.core import registry as agents
-from iqrl.core import switch_docs
-from iqrl.core.config import RunConfig
 
 from conftest import SCRATCH_AGENTS
 
@@ -38,7 +38,7 @@ def test_every_key_of_the_agent_has_a_comment(agent):
 
 def test_every_run_key_has_a_comment():
     missing = [k for k in switch_docs.undocumented(RunConfig) if not k.startswith("agent ")]
-    assert not missing, where_to_write("(the run keys, iqrl/core/config.py RunConfig)", missing)
+    assert not missing, where_to_write("(the run keys, iqrl/config/build.py RunConfig)", missing)
 
 
 def test_the_page_is_what_make_switches_writes(request):

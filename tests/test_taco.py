@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.core.config import build_config
+from iqrl.config.build import build_config
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceBatch, nstep_targets
 from iqrl.nn.maths import info_nce, random_shift, shift_offsets

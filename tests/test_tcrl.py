@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from baselines.tcrl import TCRL, TCRLConfig
-from iqrl.core.config import build_config
-from iqrl.core.exits import EXIT_OK
+from iqrl.config.build import build_config
 from iqrl.core.replay import SequenceBatch
 from iqrl.nn.maths import truncated_normal_sample
+from iqrl.runfolder.exits import EXIT_OK
 from iqrl.train import main
 
 from agent_helpers import FixedReplay

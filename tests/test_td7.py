@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from baselines.td7 import TD7, PolicyCheckpoints, TD7Config, lap_huber
-from iqrl.core.config import ConfigError, build_config
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.schedule import PerStep
 

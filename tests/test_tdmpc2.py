@@ -356,7 +356,7 @@ def test_a_multi_task_run_trains_and_evaluates_every_task(tmp_path):
     """A task list trains one TD-MPC2 on both tasks (docs/transfer.md): eval.csv has a row per task."""
     import csv
 
-    from iqrl.core.exits import EXIT_OK
+    from iqrl.runfolder.exits import EXIT_OK
     from iqrl.train import main
 
     from conftest import tiny_argv

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import stop_after_steps, tiny_argv, wait_for
@@ -224,7 +224,7 @@ def test_bf16_precision_runs_and_keeps_float32_losses(tmp_path):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from iqrl.core.runfolder import RunLock
+from iqrl.runfolder.files import RunLock
 assert RunLock(Path(sys.argv[1])).acquire({"job_id": "4242", "pid": 0, "host": "elsewhere"})
 print("locked", flush=True)
 time.sleep(120)
@@ -258,7 +258,7 @@ def test_a_second_trainer_on_a_locked_run_folder_exits_2_and_writes_nothing(tmp_
 HOLD_CHECK_LOCK = """
 import sys
 from pathlib import Path
-from iqrl.core.runfolder import RunLock, check_lock
+from iqrl.runfolder.files import RunLock, check_lock
 run = Path(sys.argv[1])
 assert RunLock(run).acquire({"job_id": "4242", "pid": 0, "host": "elsewhere"})
 print("locked", flush=True)
@@ -272,7 +272,7 @@ sys.stdin.readline()
 def test_a_deleted_lock_file_lets_no_second_trainer_in_and_its_holder_makes_it_again(tmp_path, capsys):
     """The holder also locks the run folder, which deleting `.lock` leaves locked: a second trainer stops in
     one line and writes nothing; the holder's next check makes `.lock` again, with its record."""
-    from iqrl.core.runfolder import RunLock
+    from iqrl.runfolder.files import RunLock
 
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -304,7 +304,7 @@ def test_a_deleted_lock_file_lets_no_second_trainer_in_and_its_holder_makes_it_a
 TAKE_LOCK_WITHOUT_FOLDER_LOCKS = """
 import sys, time
 from pathlib import Path
-from iqrl.core.runfolder import RunLock
+from iqrl.runfolder.files import RunLock
 RunLock._lock_folder = lambda self: True  # a file system that locks no folders (NFS)
 assert RunLock(Path(sys.argv[1])).acquire({"job_id": "5151", "pid": 0, "host": "elsewhere"})
 print("locked", flush=True)
@@ -318,7 +318,7 @@ def test_without_folder_locks_a_trainer_whose_lock_file_another_took_stops_in_on
     """On a file system that locks no folders (NFS), a second process can lock the `.lock` made after a
     deletion: the trainer notices at its next write, stops in one line (exit 2) and writes nothing more, so
     one process trains the folder."""
-    from iqrl.core.runfolder import RunLock
+    from iqrl.runfolder.files import RunLock
 
     monkeypatch.setattr(RunLock, "_lock_folder", lambda self: True)
     monkeypatch.setattr(RunLock, "TAKEOVER_WAIT_S", 0.3)
@@ -359,7 +359,7 @@ def test_without_folder_locks_a_trainer_whose_lock_file_another_took_stops_in_on
 def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
     """A sweep job takes the run lock, then calls the trainer in the same process: the lock is re-entrant
     there, and still held by the job after the trainer returns."""
-    from iqrl.core.runfolder import RunLock
+    from iqrl.runfolder.files import RunLock
 
     run = tmp_path / "run"
     lock = RunLock(run)
@@ -371,7 +371,8 @@ def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
                 sys.executable,
                 "-c",
                 "import sys; from pathlib import Path; "
-                "from iqrl.core.runfolder import RunLock; print(RunLock(Path(sys.argv[1])).held_elsewhere())",
+                "from iqrl.runfolder.files import RunLock; "
+                "print(RunLock(Path(sys.argv[1])).held_elsewhere())",
                 str(run),
             ],
             capture_output=True,
@@ -387,7 +388,7 @@ def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
 def test_checkpoints_fall_on_the_cadence_after_a_resume(tmp_path, monkeypatch):
     """Episodes of 200 env steps, checkpoint_every=400: stopped at 400 (a due checkpoint), the resumed run
     checkpoints at 800, 1200 and at the end, not again at 600 (the saved counter was one period late)."""
-    from iqrl.core.trainer import Trainer
+    from iqrl.loop.trainer import Trainer
 
     saved = []
     original = Trainer.save_checkpoint
@@ -421,7 +422,7 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed_on_resume(tmp_path)
     assert main(argv, should_stop=lambda: True) == EXIT_INTERRUPTED
     # The real writer, killed between writing its temporary file and renaming it.
     code = (
-        "import os, signal, sys; from iqrl.core.runfolder import atomic_write\n"
+        "import os, signal, sys; from iqrl.runfolder.files import atomic_write\n"
         "def write(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
         "atomic_write(sys.argv[1], write)"
     )

@@ -1,4 +1,4 @@
-"""Transfer between runs (iqrl/core/transfer.py): init_from / init_parts / freeze.
+"""Transfer between runs (iqrl/loop/transfer.py): init_from / init_parts / freeze.
 
 Pinned: every agent's parts cover its networks once; the loaded tensors are the source's; frozen parts and
 their EMA targets do not move; every refusal is one line, exit 2, nothing written; a target resumes
@@ -19,18 +19,20 @@ from faults import flip
 from torch import nn
 
 from analysis import plots
-from analysis.figures import AnalysisWarning, make_figures
+from analysis.errors import AnalysisWarning
+from analysis.figures import make_figures
 from analysis.load import load_results
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
-from iqrl.core.preflight import preflight
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.registry import make_agent
-from iqrl.core.runfolder import CHECKPOINT, write_status
-from iqrl.core.tasks import TASK_GROUPS
-from iqrl.core.trainer import Trainer
-from iqrl.core.transfer import load_parts
 from iqrl.core.update import Updater
-from iqrl.multiseed.group import unsupported
+from iqrl.envs.tasks import TASK_GROUPS
+from iqrl.loop.preflight import preflight
+from iqrl.loop.trainer import Trainer
+from iqrl.loop.transfer import load_parts
+from iqrl.multiseed.refusals import unsupported
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.runfolder.files import CHECKPOINT, write_status
 from iqrl.train import main
 from slurm.spec import SweepError, load_sweep
 from slurm.status import collect
@@ -259,7 +261,7 @@ def test_sources_that_cannot_be_read_are_refused(source, tmp_path, capsys):
 
 
 def test_a_source_checkpoint_that_fails_its_verification_is_refused(source, tmp_path, capsys):
-    """init_from reads checkpoints as a resume does (iqrl/core/checkpoints.py): a done source whose last
+    """init_from reads checkpoints as a resume does (iqrl/runfolder/checkpoints.py): a done source whose last
     checkpoint's bytes are not the recorded ones is refused, not silently replaced by the one before; that one
     can be named; a damaged checkpoint file is refused."""
     damaged = tmp_path / "damaged"

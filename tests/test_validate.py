@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from iqrl.core.config import build_config
+from iqrl.config.build import build_config
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("validate", REPO / "scripts" / "validate.py")
@@ -378,8 +378,8 @@ def test_bad_run_config_fails_before_any_training(bad, message, tmp_path, monkey
 def test_a_folder_holding_a_run_with_another_config_is_refused_before_any_training(
     tmp_path, monkeypatch, capsys
 ):
-    from iqrl.core.config import to_yaml_dict
-    from iqrl.core.runfolder import write_status, write_yaml
+    from iqrl.config.run import to_yaml_dict
+    from iqrl.runfolder.files import write_status, write_yaml
 
     ref = tmp_path / "ref.csv.gz"
     reference().to_csv(ref, index=False)

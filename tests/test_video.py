@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.core import render
-from iqrl.core.exits import EXIT_OK
+from iqrl.envs import render
+from iqrl.runfolder.exits import EXIT_OK
 from iqrl.train import main
 
 video = pytest.importorskip("iqrl.video")
@@ -63,12 +63,12 @@ def finished_run(tmp_path_factory, renderer):
 
 
 def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(finished_run):
-    from iqrl.core.config import from_yaml_dict
-    from iqrl.core.envs import DMCEnv
-    from iqrl.core.evaluation import eval_episode
+    from iqrl.config.build import from_yaml_dict
     from iqrl.core.registry import make_agent
-    from iqrl.core.runfolder import CHECKPOINT, read_yaml
-    from iqrl.core.tasks import eval_seed
+    from iqrl.envs.dmc import DMCEnv
+    from iqrl.envs.tasks import eval_seed
+    from iqrl.loop.evaluation import eval_episode
+    from iqrl.runfolder.files import CHECKPOINT, read_yaml
 
     out = finished_run
     before = file_hashes(out)
@@ -143,7 +143,8 @@ def test_bad_arguments_and_blank_frames_are_refused(finished_run, tmp_path, caps
 
 
 def test_a_checkpoint_that_fails_its_verification_is_named_and_never_shown(finished_run, tmp_path, capsys):
-    """make video reads checkpoints as a resume does (iqrl/core/checkpoints.py): a latest whose bytes are not
+    """make video reads checkpoints as a resume does (iqrl/runfolder/checkpoints.py): a latest whose bytes are
+    not
     the recorded ones is named in a warning and the previous generation is shown (nothing set aside: it only
     reads); a --ckpt file that fails is one error line."""
     import shutil
@@ -171,7 +172,7 @@ def test_a_checkpoint_that_fails_its_verification_is_named_and_never_shown(finis
 def test_figures_index_links_each_method_and_task_to_its_runs_and_videos(tmp_path):
     import pandas as pd
 
-    from analysis.figures import watch_index
+    from analysis.index_page import watch_index
 
     results, out = tmp_path / "results", tmp_path / "figs"
     for run in ("iqrl/walker-walk/seed1", "iqrl/walker-walk/seed2", "td3/walker-walk/seed1"):

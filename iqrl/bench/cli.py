@@ -54,10 +54,11 @@ from iqrl.bench.measure import (
     measure_seeds,
     plain_comparison,
 )
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.preflight import check_compile, check_precision
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
 from iqrl.core.registry import agent_class, agent_names
-from iqrl.multiseed.group import unsupported
+from iqrl.loop.preflight import check_compile, check_precision
+from iqrl.multiseed.refusals import unsupported
 
 DEFAULT_TASKS = ["walker-walk", "dog-run"]
 #: What the K-seed rows measure (iqrl/multiseed: eager updates, fp32; the bench feeds them states).

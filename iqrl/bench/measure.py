@@ -24,10 +24,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from iqrl.bench.plain import PlainIQRL
-from iqrl.core.config import RunConfig, build_config, layered, perturbations
-from iqrl.core.parts import build_parts, run_env
-from iqrl.core.tasks import suite_of
-from iqrl.core.trainer import Trainer
+from iqrl.config.build import build_config, layered
+from iqrl.config.run import RunConfig, perturbations
+from iqrl.envs.tasks import suite_of
+from iqrl.loop.parts import build_parts, run_env
+from iqrl.loop.trainer import Trainer
 from iqrl.multiseed.group import SeedGroup
 
 FIELDS = [

@@ -25,7 +25,7 @@ The trainer, sweeps and analysis know an agent only through this interface:
 * `state_dict()` / `load_state_dict()`: networks, targets, optimizers, counters and RNG state.
 * `TRANSFER_PARTS`: the agent's named parts (representation, actor, critic, optimizers), what a run may
   load from another run's checkpoint (`init_from`, `init_parts`) or keep fixed (`freeze`;
-  iqrl/core/transfer.py).
+  iqrl/loop/transfer.py).
 * multi-task runs (a task list; docs/transfer.md): an agent with MULTITASK = True is built with the keyword
   `num_tasks` (> 1) and samples a `MultiTaskReplay`; `task` is the index of the task that the following `act`
   calls and episodes are of (the trainer sets it before each episode). Other agents are refused by the config.
@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from iqrl.core.runfolder import Refused
+from iqrl.core.checks import Refused
 from iqrl.core.schedule import PerEpisode, UpdateSchedule
 from iqrl.core.update import Updater, graph_step
 from iqrl.nn.layers import global_random_module
@@ -181,7 +181,7 @@ class AgentSpec:
     which replaces `updates_per_step` when given; `rate(action_repeat)` is what the trainer runs, carrying a
     fraction over to the next step. The run key `updates_per_step` overrides either; an agent whose ratio is a
     config key names it in `AgentConfig.UTD_KEY`, and the run config refuses the two where they disagree
-    (`iqrl.core.config.validate_rate`)."""
+    (`iqrl.config.validate.validate_rate`)."""
 
     seq_len: int  # transitions per sampled window (L)
     batch_size: int
@@ -202,7 +202,7 @@ class AgentSpec:
     context_dtype: torch.dtype = torch.float32
     online_replay: bool = False
     # Samples per update that pass through a network, by its attribute name, where not batch_size x seq_len
-    # (the memory estimate's activations, iqrl/core/memory.py): DreamerV3 imagines from every replayed state.
+    # (the memory estimate's activations, iqrl/loop/memory.py): DreamerV3 imagines from every replayed state.
     network_samples: dict[str, int] = field(default_factory=dict)
 
     def rate(self, action_repeat: int) -> float:
@@ -214,7 +214,7 @@ class AgentSpec:
 
 @dataclass(frozen=True)
 class Part:
-    """A named part of an agent, for transfer between runs (iqrl/core/transfer.py): the dotted attribute paths
+    """A named part of an agent, for transfer between runs (iqrl/loop/transfer.py): the dotted attribute paths
     of its objects (networks and their targets, parameters, optimizers; a path whose attribute is missing or
     None in a given configuration is skipped) and the config keys whose values must agree between two runs
     for the part to mean the same thing in both (shapes are compared separately: these are the keys that

@@ -9,7 +9,7 @@ invalid). Truncated (time-limit) episodes never produce a window that crosses th
 Pixel observations (uint8 frame stacks [k C, H, W], newest frame last) are stored one frame per
 observation, each frame once, with the index of its episode's first observation; the stack of o_t is
 assembled when sampled: frames t-k+1 .. t, each clamped to the episode's first frame (the stack the
-environment showed after its reset, `iqrl.core.envs.PixelEnv`). A stored frame stack would hold each frame k
+environment showed after its reset, `iqrl.envs.dmc.PixelEnv`). A stored frame stack would hold each frame k
 times.
 
 LAP (loss-adjusted prioritised replay, Fujimoto et al. 2020, arXiv 2007.06049) is built in: every

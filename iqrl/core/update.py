@@ -133,7 +133,7 @@ class Updater:
         self._frozen: set[int] = set()  # ids of the modules, parameters and buffers `freeze` keeps fixed
 
     def freeze(self, objs: Iterable[nn.Module | Tensor]) -> None:
-        """Keep `objs` (modules, parameters) fixed, a run's `freeze` (iqrl/core/transfer.py): their
+        """Keep `objs` (modules, parameters) fixed, a run's `freeze` (iqrl/loop/transfer.py): their
         parameters stop requiring gradients, so no optimizer step moves them (Adam skips a parameter without
         a gradient), no target update (`ema`, `copy`) writes into them, and the statistics their layers return
         are not written (a VQ codebook's EMA). Set once, at the agent's build."""

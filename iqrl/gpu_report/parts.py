@@ -28,7 +28,6 @@ import torch
 
 from iqrl.bench.cli import failure_line, row_command
 from iqrl.bench.measure import hardware
-from iqrl.core.runfolder import read_status
 from iqrl.gpu_report import plan
 from iqrl.gpu_report.pytest_rows import ROWS_ENV
 from iqrl.gpu_report.results import (
@@ -38,6 +37,7 @@ from iqrl.gpu_report.results import (
     latest_test_outcomes,
     load_rows,
 )
+from iqrl.runfolder.files import read_status
 
 REPO = Path(__file__).resolve().parents[2]
 #: A full part's budget: 8 minutes, under the device tool's 10 a command with the wheels' install and the
@@ -314,14 +314,14 @@ def read_evals(path: Path) -> dict[int, float]:
 
 def published(agent: str, task: str, step: int) -> dict[str, float]:
     """{source label: mean published return} of the agent's method at `step` (within 1000 env steps), from
-    the reference file beside the checkout or carried in .whl/ (make gpu-wheels); {} without one."""
+    the shipped DMC table (analysis/reference_data, tracked: it travels with the checkout); {} for a method
+    without published curves."""
     from analysis.reference import DEFAULT_REFERENCE, PUBLISHED_NAME, load_reference, published_at
 
-    path = next((p for p in (DEFAULT_REFERENCE, REPO / ".whl" / DEFAULT_REFERENCE.name) if p.exists()), None)
     name = PUBLISHED_NAME.get(agent)
-    if path is None or name is None:
+    if name is None:
         return {}
-    pub = published_at(load_reference(path), [task], step)
+    pub = published_at(load_reference(DEFAULT_REFERENCE), [task], step)
     return {r.label: round(float(r.published), 1) for r in pub.itertuples() if r.algorithm == name}
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from iqrl.core.config import ConfigError, build_config, layered
+from iqrl.config.build import build_config, layered
+from iqrl.config.run import ConfigError
 from iqrl.core.registry import agent_class, agent_names
-from iqrl.multiseed.group import unsupported
+from iqrl.multiseed.refusals import unsupported
 
 #: The state task of the bench rows and of the learning check; DC-MPC's is the task of its CPU rows.
 STATE_TASK = "walker-walk"

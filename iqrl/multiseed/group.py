@@ -37,14 +37,13 @@ so the last bits differ (tests/test_multiseed.py bounds it).
 from __future__ import annotations
 
 import threading
-import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
-from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch import Tensor
+from torch.func import functional_call, grad
+from torch.utils._pytree import tree_map
 
 from iqrl.core.interface import Agent
 from iqrl.core.update import (
@@ -57,8 +56,17 @@ from iqrl.core.update import (
     params_of,
     reset_pairs,
 )
+from iqrl.multiseed.refusals import KSeedRefused, in_place_state
+from iqrl.multiseed.vectorise import (
+    GroupOptimizer,
+    Networks,
+    clip_per_seed,
+    own_code,
+    tensors_apart,
+    vmap_tree,
+)
 from iqrl.nn.kernels import over_seeds
-from iqrl.nn.layers import build_seeded, global_random_module
+from iqrl.nn.layers import build_seeded
 from iqrl.nn.maths import ema_update_, hard_update_
 from iqrl.nn.stats import StatLayer, Writes, returning_writes
 
@@ -107,113 +115,6 @@ class SeedUpdater(Updater):
         self.group.submit(self.k, Piece("reset", build, (modules,), {"seed": seed}, {"opt": opt}))
 
 
-class _Networks(nn.Module):
-    """An agent's networks under fixed names; forward(fn, ...) calls fn, so that
-    `functional_call(holder, stacked, (fn, ...))` runs the agent's own function on the stacked tensors."""
-
-    def __init__(self, modules: dict[str, nn.Module]):
-        super().__init__()
-        self.parts = nn.ModuleDict(modules)
-
-    def forward(self, fn, *args, **kwargs):
-        return fn(*args, **kwargs)
-
-
-class _GroupOptimizer(NamedTuple):
-    """A group optimizer: one parameter per seed's slice of each stacked tensor (a view), each with its own
-    state, so that seeds whose update counts differ (their checkpoints at one env step after episodes of
-    different lengths) each step with their own Adam step count; one fused step for all of them."""
-
-    opt: torch.optim.Optimizer  # over `slices`
-    names: list[str]  # the stacked tensors it steps
-    slices: list[list[Tensor]]  # per name, the view of each slot
-    own: dict[int, torch.optim.Optimizer]  # each seed's own optimizer (its checkpoints hold its slice)
-
-
-def _clip(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor], Tensor]:
-    """clip_grad_norm_ of one seed: total 2-norm over all gradients, scaled down to max_norm."""
-    norms = torch.stack([torch.linalg.vector_norm(g) for g in grads.values()])
-    total = torch.linalg.vector_norm(norms)
-    # max_norm / (total + 1e-6) as eager Python computes it (Tensor.__rtruediv__: the reciprocal times the
-    # float, rounded to float32), written out with max_norm a tensor: compiled, a float that differs between
-    # pieces (mrq's encoder and critic) becomes symbolic, and a traced product with it fails
-    coef = torch.clamp((total + 1e-6).reciprocal() * torch.full_like(total, max_norm), max=1.0)
-    return {k: g * coef for k, g in grads.items()}, total
-
-
-def _tensors_apart(tree) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
-    """The tensors of a nested structure, and how to put the structure back around other tensors in their
-    place (its other leaves kept as they are). Nothing but the structure and those leaves is kept: no tensor
-    of a vmap's or a trace's leaves inside."""
-    leaves, spec = tree_flatten(tree)
-    constants = [None if isinstance(v, Tensor) else v for v in leaves]
-    is_tensor = [isinstance(v, Tensor) for v in leaves]
-
-    def rebuild(tensors: list[Tensor]) -> Any:
-        it = iter(tensors)
-        return tree_unflatten([next(it) if t else c for t, c in zip(is_tensor, constants)], spec)
-
-    return [v for v in leaves if isinstance(v, Tensor)], rebuild
-
-
-def _vmap(fn: Callable, *args):
-    """vmap(fn) over dimension 0 of every tensor in args (other leaves are passed as they are), for an fn
-    whose output may hold non-tensors (None, numbers): those come back as one seed computed them."""
-    static = {}
-
-    def tensors_only(*a):
-        tensors, static["rebuild"] = _tensors_apart(fn(*a))
-        return tensors
-
-    in_dims = tuple(tree_map(lambda v: 0 if isinstance(v, Tensor) else None, a) for a in args)
-    tensors = vmap(tensors_only, in_dims=in_dims)(*args)
-    return static["rebuild"](tensors)
-
-
-def _own_code(fn: Callable) -> Callable:
-    """fn with a code object of its own. Dynamo keeps its compiled graphs, and counts recompilations against
-    its limit (8), per code object: the group's vectorised pieces are closures of one `def` each, so each
-    piece compiled gets a copy of its code."""
-    return types.FunctionType(
-        fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
-    )
-
-
-class KSeedRefused(ValueError):
-    """A network the K-seed mode cannot run (one line naming the module), found when the group is built."""
-
-
-def in_place_state(agent: Agent) -> str | None:
-    """Why the K-seed mode cannot run `agent`'s networks (one line naming the module), or None: a module that
-    draws from torch's global generator inside its forward (nn.Dropout: vmap refuses it; a seed's draws come
-    from its own generator, passed in), a module whose statistics change in place (torch's batch and instance
-    norms tracking running statistics), or any other persistent buffer outside the stat layers of
-    iqrl/nn/stats.py, which return theirs to the updater."""
-    if drawing := global_random_module(agent.networks()):
-        return (
-            f"K-seed mode: {agent.cfg.name}'s {drawing} draws from torch's global generator inside its "
-            "forward; use iqrl.nn.layers.MaskedDropout, whose masks are draws"
-        )
-    for net, module in agent.networks().items():
-        for path, m in module.named_modules():
-            where, kind = ".".join(filter(None, (net, path))), type(m).__name__
-            if isinstance(m, StatLayer):
-                continue
-            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
-                return (
-                    f"K-seed mode: {agent.cfg.name}'s {where} ({kind}) updates running statistics in place; "
-                    "use iqrl.nn.stats.BatchNorm (or BatchRenorm), which returns them"
-                )
-            held = [b for b, _ in m.named_buffers(recurse=False) if b not in m._non_persistent_buffers_set]
-            if held:
-                return (
-                    f"K-seed mode: {agent.cfg.name}'s {where}.{held[0]} ({kind}) is a buffer the updater "
-                    "cannot account for; derive the module from iqrl.nn.stats.StatLayer and write it with "
-                    "iqrl.nn.stats.write (a constant: register it with persistent=False)"
-                )
-    return None
-
-
 class SeedGroup:
     """K agents (same config, different seeds) updated together; see the module docstring."""
 
@@ -225,7 +126,7 @@ class SeedGroup:
         # kernels (matrix-vector paths when a dimension is 1) than batches of two or more, which round
         # differently; a lone seed gets a spare slot so that its numbers are those of any larger group.
         self.slots = max(self.K, 2)
-        self.holders = [_Networks(a.networks()) for a in agents]
+        self.holders = [Networks(a.networks()) for a in agents]
         # Every parameter and buffer of every seed, by name; stacked over seeds. The seeds' own tensors stay
         # apart and get their slices copied after each piece (`_sync_out`): acting through a view at an odd
         # offset in the stack would take differently aligned kernel paths than a lone seed's tensors.
@@ -247,7 +148,7 @@ class SeedGroup:
             if isinstance(m, StatLayer)
             for b, _ in m.named_buffers(recurse=False)
         ]
-        self.opts: dict[tuple[str, ...], _GroupOptimizer] = {}
+        self.opts: dict[tuple[str, ...], GroupOptimizer] = {}
         # How the vectorised pieces run: as the agents' own updaters ran theirs (compile=true compiled them:
         # Agent.compile), through the same compile path; each update one step of the CUDA-graph tree.
         own = agents[0].updater
@@ -350,7 +251,7 @@ class SeedGroup:
                 )
 
     # ------------------------------------------------------------------ optimizer state <-> seeds
-    def _optimizer(self, opt: torch.optim.Optimizer, live: list[int], pieces: list[Piece]) -> _GroupOptimizer:
+    def _optimizer(self, opt: torch.optim.Optimizer, live: list[int], pieces: list[Piece]) -> GroupOptimizer:
         """The group optimizer over the seeds' slices of `opt`'s stacked parameters (made at its first step,
         from the seeds' own optimizers' settings and state). Adam is elementwise: one fused step over the
         slices steps each as that seed's own optimizer would. An optimizer class with a `for_group`
@@ -367,7 +268,7 @@ class SeedGroup:
             else:
                 hyper = {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad")}
                 stepped = type(opt)(flat, **hyper, fused=True)
-            self.opts[key] = _GroupOptimizer(stepped, names, slices, {})
+            self.opts[key] = GroupOptimizer(stepped, names, slices, {})
         g = self.opts[key]
         for k, piece in zip(live, pieces):  # a seed's first step: its own optimizer and its (resumed) state
             if k not in g.own:
@@ -381,7 +282,7 @@ class SeedGroup:
     def _names_of(self, k: int, opt: torch.optim.Optimizer) -> tuple[str, ...]:
         return tuple(self.names[k].get(id(p), "") for p in params_of(opt))
 
-    def _take_state(self, g: _GroupOptimizer, k: int) -> None:
+    def _take_state(self, g: GroupOptimizer, k: int) -> None:
         """Seed k's own optimizer state (resumed from its checkpoint) into its slices'."""
         state = g.own[k].state_dict()["state"]
         for i, per_slot in enumerate(g.slices):
@@ -462,7 +363,7 @@ class SeedGroup:
         fn = piece.fn
         # a function (a bound method of seed k's objects: one per seed that leads a round) and its options
         key = piece.kind, getattr(fn, "__func__", fn), k, piece.options.get("max_norm")
-        return self.updater.compiled(_own_code(made), key)
+        return self.updater.compiled(own_code(made), key)
 
     def _call_fn(self, k: int, piece: Piece) -> Callable:
         holder, fn = self.holders[k], piece.fn
@@ -473,7 +374,7 @@ class SeedGroup:
             return out, self._written(k, writes)
 
         def call_every_seed(stacked, args, draws):
-            return _vmap(one, stacked, args, draws)
+            return vmap_tree(one, stacked, args, draws)
 
         return call_every_seed
 
@@ -499,18 +400,18 @@ class SeedGroup:
             def loss(p):  # grad's aux holds tensors only: the rest of aux is put back below
                 out, writes = run(p, rest, args, draws)
                 value, aux = out if isinstance(out, tuple) else (out, None)
-                tensors, static["rebuild"] = _tensors_apart(aux)
+                tensors, static["rebuild"] = tensors_apart(aux)
                 return value, (value.detach(), tensors, self._written(k, writes))
 
             grads, (value, tensors, written) = grad(loss, has_aux=True)(params)
             aux = static["rebuild"](tensors)
             norm = None
             if max_norm > 0:
-                grads, norm = _clip(grads, max_norm)
+                grads, norm = clip_per_seed(grads, max_norm)
             return grads, value, aux, norm, written
 
         def step_every_seed(stepped, rest, args, draws):
-            return _vmap(one, stepped, rest, args, draws)
+            return vmap_tree(one, stepped, rest, args, draws)
 
         return step_every_seed
 
@@ -535,7 +436,7 @@ class SeedGroup:
         pick = lambda tree, k: tree_map(lambda v: v[k].detach() if isinstance(v, Tensor) else v, tree)  # noqa: E731
         return [StepResult(value[k], pick(aux, k), None if norm is None else norm[k]) for k in live]
 
-    def _optimizer_step(self, g: _GroupOptimizer, live: list[int], grads: dict[str, Tensor]) -> None:
+    def _optimizer_step(self, g: GroupOptimizer, live: list[int], grads: dict[str, Tensor]) -> None:
         """One fused step of the moving slots' slices (their gradients set, the others' None: left alone), at
         each seed's learning rate: the rate of a schedule the agent runs on its own optimizer (SimbaV2's
         decay), one step per rate where seeds at different update counts have different ones."""
@@ -646,14 +547,3 @@ class SeedGroup:
         with self.cv:
             self.active.discard(k)
             self._maybe_run()
-
-
-def unsupported(cfg) -> str | None:
-    """Why a run's config cannot train in the K-seed mode (one line), or None when it can."""
-    if cfg.init_from or cfg.freeze:  # loading parts and freezing act on one agent's modules, not stacked ones
-        return "the K-seed mode starts every seed from scratch and trains every part; got init_from or freeze"
-    if not isinstance(cfg.task, str):  # its group shares one env and replay layout per seed
-        return (
-            "the K-seed mode trains one task per run; train a task list's (multi-task run's) seeds one by one"
-        )
-    return cfg.agent.kseed_refusal()

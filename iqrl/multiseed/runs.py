@@ -23,22 +23,18 @@ import sys
 import threading
 from pathlib import Path
 
-from iqrl.core import checkpoints
-from iqrl.core.checkpoints import PREVIOUS as PREVIOUS_CHECKPOINT
-from iqrl.core.checkpoints import checkpoint_step
-from iqrl.core.config import ConfigError, build_config
-from iqrl.core.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.core.preflight import check_device_type, check_machine, check_run_folder, check_writable
-from iqrl.core.runfolder import (
-    CHECKPOINT,
-    Refused,
-    failure_line,
-    print_traceback_for,
-    training_lock,
-    write_status,
-)
-from iqrl.core.trainer import Trainer
-from iqrl.multiseed.group import KSeedRefused, SeedGroup, unsupported
+from iqrl.config.build import build_config
+from iqrl.config.run import ConfigError
+from iqrl.core.checks import Refused
+from iqrl.loop.preflight import check_device_type, check_machine, check_run_folder, check_writable
+from iqrl.loop.trainer import Trainer
+from iqrl.multiseed.group import SeedGroup
+from iqrl.multiseed.refusals import KSeedRefused, unsupported
+from iqrl.runfolder import checkpoints
+from iqrl.runfolder.checkpoints import PREVIOUS as PREVIOUS_CHECKPOINT
+from iqrl.runfolder.checkpoints import checkpoint_step
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from iqrl.runfolder.files import CHECKPOINT, failure_line, print_traceback_for, training_lock, write_status
 
 
 # ---------------------------------------------------------------------- resume
@@ -52,7 +48,7 @@ def resume_points(run_dirs: list[Path]) -> list[Path | None]:
     """The checkpoint each seed resumes from: the latest env step that every seed holds (latest or
     previous checkpoint); None everywhere for a fresh start, also when a seed holds no checkpoint yet
     (the group was stopped before that seed's first one: every seed starts again from step 0). A
-    generation that cannot be read is set aside with one warning line (iqrl/core/checkpoints.py); a seed
+    generation that cannot be read is set aside with one warning line (iqrl/runfolder/checkpoints.py); a seed
     with generations but none readable is a ConfigError (one line, nothing changed)."""
     found = [checkpoints.generations(d, "cpu", mmap=True) for d in run_dirs]
     for d, gens in zip(run_dirs, found):

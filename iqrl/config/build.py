@@ -1,0 +1,179 @@
+"""Run configuration: typed dataclasses merged with OmegaConf in one fixed order.
+
+    dataclass defaults <- agent preset <- task overrides (group, then task) <- command line
+
+`build_config(argv)` turns `agent=iqrl task=walker-walk seed=1 agent.horizon=3 ...` into a resolved,
+validated `RunConfig` (agent hyper-parameters under `.agent`), or raises ConfigError with one line
+that names the problem and the valid choices. Nothing is touched on disk before this succeeds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import fields
+from importlib import resources
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from iqrl.config.run import TOP_LEVEL_KEYS, ConfigError, RunConfig
+from iqrl.config.validate import validate
+from iqrl.core import registry
+from iqrl.envs.make import check_task
+from iqrl.envs.tasks import suite_of, task_group, task_label, task_list
+
+
+def task_file(name: str) -> dict:
+    """The parsed task-override file iqrl/configs/<name> ({"groups": {...}, "tasks": {...}}); {} for an agent
+    without one (name "")."""
+    if not name:
+        return {}
+    return yaml.safe_load(resources.files("iqrl").joinpath("configs", name).read_text()) or {}
+
+
+def _task_overrides(entry: registry.AgentEntry, task: str, agent_cls) -> list[dict]:
+    """The group layer, then the task layer, of the agent's task file. A task file serves every preset of one
+    agent; a preset whose config lacks a key leaves it out (iqrl-sac has no exploration-noise schedule: SAC
+    explores by sampling). tests/test_config_ranges.py checks that every key of every task file belongs to
+    a config that reads that file."""
+    data = task_file(entry.task_overrides)
+    keys = {f.name for f in fields(agent_cls)}
+    layers = [
+        (data.get("groups") or {}).get(task_group(task)) or {},
+        (data.get("tasks") or {}).get(task) or {},
+    ]
+    return [{k: v for k, v in layer.items() if k in keys} for layer in layers]
+
+
+def layered(*argvs: list[str] | tuple[str, ...]) -> list[str]:
+    """`key=value` lists joined, a later list's key replacing the same key of an earlier list in its place:
+    how a command lays its own keys over a base (the bench's --set, the learning check's --extra). The
+    command line itself gives each key once (build_config refuses a repeated key)."""
+    merged: dict[str, str] = {}
+    for argv in argvs:
+        for arg in argv:
+            key = arg.partition("=")[0]
+            merged["agent" if key == "agent.name" else key] = arg
+    return list(merged.values())
+
+
+def _split_argv(argv: list[str]) -> tuple[str, list[str]]:
+    """Separate `agent=NAME` (or agent.name=NAME) from the dotted overrides; check their shape, and that no
+    key is given twice (OmegaConf would silently take the last)."""
+    name, rest, given = "iqrl", [], {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad argument {arg!r}: expected key=value (e.g. agent=iqrl, agent.horizon=3)")
+        key = "agent" if key == "agent.name" else key
+        if key in given:
+            raise ConfigError(f"{key} is given twice ({given[key]} and {arg}); give each key once")
+        given[key] = arg
+        if key == "agent":
+            name = value
+        else:
+            rest.append(arg)
+    return name, rest
+
+
+def _explain(e: OmegaConfBaseException, agent_cls) -> str:
+    msg = str(e).splitlines()[0]
+    key = getattr(e, "full_key", None) or getattr(e, "key", None)
+    if type(e).__name__ == "ConfigKeyError" and key:
+        if str(key).startswith("agent."):
+            valid = [f.name for f in fields(agent_cls)]
+            leaf = str(key).split(".", 1)[1]
+            close = difflib.get_close_matches(leaf, valid, n=1)
+            hint = f" (did you mean agent.{close[0]}?)" if close else ""
+            return f"unknown config key {key!r}{hint}; valid agent keys: {', '.join(valid)}"
+        close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"unknown config key {key!r}{hint}; valid keys: {', '.join(TOP_LEVEL_KEYS)}, agent.<key>"
+    if key:
+        return f"invalid value for {key}: {msg}"
+    return msg
+
+
+def build_config(argv: list[str]) -> RunConfig:
+    """Resolve and validate a run config from command-line style `key=value` strings."""
+    name, overrides = _split_argv(list(argv))
+    try:
+        entry = registry.get_entry(name)
+    except KeyError as e:
+        raise ConfigError(str(e).strip("'\"")) from None
+    agent_cls = registry.config_class(name)
+    # Task first: its overrides depend on it. A multi-task run merges each task's overrides in the list's
+    # order (a later task's value wins).
+    tasks = task_list(_task_arg(overrides))
+    try:
+        for task in tasks:
+            check_task(task)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    base = OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
+    layers = [{"agent": entry.preset}] + [
+        {"agent": o} for task in tasks for o in _task_overrides(entry, task, agent_cls)
+    ]
+    try:
+        cfg = OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(overrides))
+        run: RunConfig = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e, agent_cls)) from None
+    run.agent.name = name
+    run.task = tasks[0] if len(tasks) == 1 else tasks  # `task=[walker-walk]` is the single-task run
+    suite = suite_of(tasks[0])  # a multi-task run's tasks share spaces: one suite
+    run.action_repeat = suite.action_repeat if run.action_repeat is None else run.action_repeat
+    run.episode_length = suite.episode_length if run.episode_length is None else run.episode_length
+    run.obs = suite.observations[0] if run.obs is None else run.obs
+    run.frame_stack = suite.frame_stack if run.frame_stack is None else run.frame_stack
+    run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
+    validate(run)
+    if not run.out:
+        run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")
+    return run
+
+
+def _task_arg(overrides: list[str]) -> str | list[str]:
+    """The value of the last `task=` override (a name or a list of names), else the default task."""
+    args = [arg for arg in overrides if arg.startswith("task=")]
+    if not args:
+        return RunConfig.task
+    raw = args[-1].partition("=")[2]
+    try:
+        task = OmegaConf.to_container(OmegaConf.from_dotlist(args[-1:]))["task"]
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"invalid value for task: {e}") from None
+    if isinstance(task, dict):  # YAML reads `gym:` or `gym: Hopper-v4` as a mapping: keep what was typed
+        task = raw
+    if not (
+        isinstance(task, str) or (isinstance(task, list) and task and all(isinstance(t, str) for t in task))
+    ):
+        raise ConfigError(f"task must be a task name or a list of task names, got {task!r}")
+    return task
+
+
+def from_yaml_dict(d: dict) -> RunConfig:
+    """Rebuild a RunConfig from a config.yaml dict (meta dropped), re-validating it."""
+    d = {k: v for k, v in d.items() if k != "meta"}
+    agent = dict(d.pop("agent"))
+    name = agent.pop("name")
+    argv = (
+        [f"agent={name}"]
+        + [f"{k}={_fmt(v)}" for k, v in d.items()]
+        + [f"agent.{k}={_fmt(v)}" for k, v in agent.items()]
+    )
+    return build_config(argv)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, dict)):
+        return yaml.safe_dump(v, default_flow_style=True).strip()
+    if isinstance(v, str):
+        return repr(v) if (v == "" or any(ch in v for ch in ",[]{}:= ")) else v
+    return str(v)

@@ -1,0 +1,119 @@
+"""The run config: its keys (`RunConfig`, a stable contract for sweeps and scripts), the one error a bad
+config raises, and what a run reads off it (observation, perturbations, the YAML of config.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from iqrl.envs.make import Observation
+from iqrl.envs.perturb import Perturbations
+
+
+class ConfigError(ValueError):
+    """A bad run configuration; the message is one line meant for the user."""
+
+
+@dataclass
+class RunConfig:
+    """Top-level run keys (a stable contract for sweeps and scripts). Step counts are env steps."""
+
+    agent: Any = None  # the agent's config dataclass; `agent=NAME` on the command line picks it
+    # dm_control `domain-task`, or suite:name for another suite (gym:Hopper-v4, metaworld:reach,
+    # myosuite:myoHandReachFixed-v0; iqrl.envs.tasks.SUITES, docs/suites.md), or a list of tasks with the same
+    # observation and action spaces for one multi-task run (`task=[walker-stand,walker-walk]`;
+    # docs/transfer.md). Any: OmegaConf has no str | list.
+    task: Any = "walker-walk"
+    seed: int = 1  # the run's seed: the agent's generator, the envs and the seed-phase actions derive from it
+    steps: int = 1_000_000  # env-step budget
+    out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
+    seed_steps: int = 10_000  # env steps of seed (warm-up) episodes before learning starts
+    updates_per_step: float | None = None  # gradient updates per env step; None = the agent's default
+    # Transitions (agent steps) the learner samples from, newest first (a FIFO); None = the agent's
+    # default (td7, mrq: 1M as their code; others unbounded), 0 = unbounded.
+    replay_capacity: int | None = None
+    eval_every: int = 10_000  # env steps between evaluations (eval.csv rows)
+    eval_episodes: int = 10  # episodes per evaluation
+    # true: the evaluation episodes side by side, one `act` call per step for all of them
+    # (iqrl.loop.evaluation.eval_batch)
+    eval_batched: bool = True
+    diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
+    checkpoint_every: int = 50_000  # env steps between checkpoints
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (iqrl.loop.device.UpdatePrecision)
+    precision: str = "fp32"
+    compile: bool = False  # torch.compile the pieces of the update (Agent.compile; docs/performance.md)
+    cudagraphs: bool = False  # with compile: replay them as CUDA graphs (CUDA only)
+    # env steps per episode, and env steps per agent step; None = the suite's (DMC 1000 and 2, Gym 1000
+    # and 1, Meta-World 200 and 2, MyoSuite 100 and 1: iqrl.envs.tasks.SUITES)
+    episode_length: int | None = None
+    action_repeat: int | None = None  # env steps per agent step; None = the suite's (see episode_length)
+    sweep: str = ""  # set by sweeps: which sweep and variant a run belongs to
+    variant: str = "default"  # set by sweeps: the variant of the sweep
+    overrides: list[str] = field(default_factory=list)  # the variant's overrides, for analysis
+    # Trackers beside eval.csv/train.csv (iqrl.runfolder.loggers): csv (always written), tensorboard, wandb.
+    logger: list[str] = field(default_factory=lambda: ["csv"])
+    video_every: int = 0  # env steps between evaluation videos (RUN/videos/, iqrl.envs.render); 0 = none
+    # Stochastic and distracting environments, all off by default (iqrl.envs.perturb.Perturbations;
+    # docs/configuration.md).
+    obs_noise: float = 0.0  # std of Gaussian noise on every observation entry
+    action_noise: float = 0.0  # std of Gaussian noise on the executed action
+    sticky_actions: float = 0.0  # probability of executing the previous action again, per agent step
+    distractor_dims: int = 0  # observation entries unrelated to the task
+    distractor: str = "noise"  # noise (iid N(0, 1)) | signal (sinusoids drawn per episode)
+    perturb_eval: bool = True  # false: evaluation without the noises and sticky actions (distractors stay)
+    # What the agent sees (iqrl.envs.dmc.PixelEnv; docs/pixels.md): state vectors, or pixels: the last
+    # frame_stack RGB frames of image_size x image_size, rendered after each agent step (Atari: grayscale
+    # screens, docs/suites.md). None = the suite's (state; Atari: pixels, 4 frames).
+    obs: str | None = None  # state | pixels
+    image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO, MR.Q's Atari: 84)
+    frame_stack: int | None = None  # pixels: frames per observation (SAC+AE, DrQ, TACO: 3; Atari: 4)
+    # The suite's protocol (iqrl.envs.tasks.Suite.protocols): Atari's mrq (default), mrq-code or atari100k
+    # (iqrl.envs.tasks.ATARI_PROTOCOLS); `default` for the other suites. None = the suite's first.
+    protocol: str | None = None
+    # Start from parts of another run (iqrl.loop.transfer; docs/transfer.md): its run folder (its latest
+    # checkpoint), RUN@<env step> (that checkpoint generation), or a checkpoint file; "" = from scratch.
+    init_from: str = ""
+    init_parts: list[str] = field(default_factory=lambda: ["representation"])  # the parts init_from loads
+    freeze: list[str] = field(default_factory=list)  # parts kept fixed: no optimizer step, no target update
+    # GiB the run may take on its device; None = what the device has free when the run starts (CPU: the
+    # available RAM; CUDA: the device's free memory). A run whose estimate exceeds it is refused before
+    # anything is allocated (iqrl.loop.memory; docs/configuration.md).
+    memory_limit_gb: float | None = None
+    # true: the training env in a worker process of its own (iqrl.envs.workers), so that the K-seed mode's
+    # seeds step their envs at once, one per core (dm_control's step holds the interpreter lock); bitwise the
+    # in-process env. The K-seed mode turns it on for K > 1 seeds where the process has K + 1 cores, unless
+    # given (iqrl.multiseed.runs.workers_help; docs/performance.md).
+    env_workers: bool = False
+
+
+TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
+
+
+# The gradient updates one run may ask for (steps x updates_per_step): 10 to 100 times the longest schedules
+# published for the agents here (BRO's UTD 10 over 1M DMC steps: 1e7; DQN's 50M agent steps at 1 update per
+# 4: 1.25e7), and some 12 days at 1 ms per update. More is a slip of the exponent (updates_per_step=1e6).
+MAX_UPDATES = 10**9
+
+
+def observation(run: RunConfig) -> Observation:
+    """The run's observation settings (iqrl.envs.make.make_env)."""
+    return Observation(run.obs, run.image_size, run.frame_stack)
+
+
+def to_yaml_dict(run: RunConfig) -> dict:
+    """Plain dict of the resolved config (what config.yaml holds, before `meta`)."""
+    d = OmegaConf.to_container(OmegaConf.structured(run), resolve=True)
+    return d
+
+
+def perturbations(run: RunConfig, evaluation: bool = False) -> Perturbations:
+    """The env perturbations of a run; for evaluation with perturb_eval=false only the distractors (the
+    observation keeps its width)."""
+    if evaluation and not run.perturb_eval:
+        return Perturbations(distractor_dims=run.distractor_dims, distractor=run.distractor)
+    return Perturbations(
+        run.obs_noise, run.action_noise, run.sticky_actions, run.distractor_dims, run.distractor
+    )

@@ -1,0 +1,26 @@
+"""What one step of any environment returns, and the check of an episode's length: what the DeepMind Control
+wrapper (iqrl/envs/dmc.py) and the other suites' adapters (iqrl/envs/suites.py, atari.py, minigrid.py) share,
+below them all (envs.py dispatches to the others)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Step:
+    obs: np.ndarray
+    reward: float
+    terminated: bool  # a true environment termination (never happens in the DMC suite)
+    truncated: bool  # the time limit was reached
+    success: bool = False  # the task's success signal (Meta-World, MyoSuite; always False elsewhere)
+
+
+def check_episode_length(episode_length: int, action_repeat: int) -> None:
+    """An env's episode of `episode_length` env steps is a whole number of agent steps (ValueError)."""
+    if episode_length % action_repeat:
+        raise ValueError(
+            f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}"
+        )

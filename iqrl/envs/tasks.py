@@ -1,0 +1,257 @@
+"""Task names, suites, task groups and the evaluation env's seed: what sweeps and analysis need about tasks.
+
+A task names its suite (docs/suites.md): `walker-walk` (no prefix) is DeepMind Control, `gym:Hopper-v4` a
+Gymnasium MuJoCo env, `metaworld:reach` a Meta-World task, `myosuite:myoHandReachFixed-v0` a MyoSuite env.
+
+Light on purpose: `slurm/` (on login nodes) and `analysis/` import it without dm_control or torch, so it
+imports nothing. The environments themselves are iqrl/envs/make.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Suite:
+    """How the harness runs a suite's tasks by default (the run keys action_repeat and episode_length, in
+    env steps) and what it needs installed. Sources per suite in docs/suites.md."""
+
+    example: str  # a task name, for messages
+    action_repeat: int
+    episode_length: int  # env steps
+    max_episode_length: int  # the longest episode the suite's envs allow, env steps
+    package: str = ""  # the module its envs import ("" = a core dependency)
+    extra: str = ""  # the pyproject extra that installs it
+    success: bool = False  # whether its envs report success (eval.csv's `success` column)
+    actions: str = "box"  # the kind of its action spaces (iqrl.core.spaces): "box" or "discrete"
+    observations: tuple[str, ...] = ("state",)  # the run key obs: its default first
+    frame_stack: int = 3  # obs=pixels: frames per observation by default
+    frame_channels: int = 3  # obs=pixels: channels of one frame (RGB; Atari's screens are grayscale)
+    protocols: tuple[str, ...] = ("default",)  # the run key protocol: its default first
+    # Whether evaluation episodes side by side reproduce the sequential loop's (iqrl.loop.evaluation): not
+    # where the env draws at every step (Atari's sticky actions and evaluation epsilon).
+    batched_eval: bool = True
+
+
+@dataclass(frozen=True)
+class AtariProtocol:
+    """The settings of an Atari protocol (the run key `protocol`; iqrl/envs/atari.py, docs/suites.md), beside
+    the run keys with suite defaults: action_repeat 4 (frame skip), episode_length 108000 frames, image_size
+    84, frame_stack 4."""
+
+    sticky_actions: float  # ALE's repeat_action_probability (per frame)
+    terminal_on_life_loss: bool  # a life lost ends the training env's episode (never the evaluation env's)
+    eval_epsilon: float  # probability of a uniformly random action per agent step in the evaluation env
+    # MR.Q's code draws its evaluation epsilon in the training env too (its Env hands the builtin `eval`,
+    # always true, to the preprocessing as `eval_env`): protocol mrq-code
+    eval_epsilon_in_training: bool = False
+    # No-op starts: a new game (not the next life of one), in the training and the evaluation env alike, first
+    # plays n ~ U{0, ..., noop_max - 1} agent steps of action 0 (NOOP), their rewards dropped and their frames
+    # outside the episode and the env-step budget; a game that ends during them is reset (n is not drawn
+    # again). 0: none.
+    noop_max: int = 0
+    # ALE's own cap on a game (its max_num_frames_per_episode): frames since the game's reset, no-op starts
+    # included; a truncation. 0: none (the run key episode_length alone caps an episode).
+    max_game_frames: int = 0
+
+
+# MR.Q: AtariHyperparameters in MRQ/env_preprocessing.py (facebookresearch/MRQ at 8a44a7d; max_noops 0).
+# Atari 100k: Dopamine's DrQ(eps) config as its default Atari 100k runner runs it (google/dopamine at 5873f54:
+# dopamine/labs/atari_100k/configs/DrQ_eps.gin; atari_100k_runner.py, DataEfficientAtariRunner: max_noops=30
+# drawn by jax.random.randint(rng, (), 0, 30), i.e. 0 to 29, each an env.step(0); atari_lib.py,
+# create_atari_environment: max_num_frames_per_episode=100_000). docs/suites.md cites each setting.
+ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
+    "mrq": AtariProtocol(sticky_actions=0.25, terminal_on_life_loss=False, eval_epsilon=1e-3),
+    "mrq-code": AtariProtocol(0.25, False, 1e-3, eval_epsilon_in_training=True),
+    "atari100k": AtariProtocol(
+        sticky_actions=0.0,
+        terminal_on_life_loss=True,
+        eval_epsilon=1e-3,
+        noop_max=30,
+        max_game_frames=100_000,
+    ),
+}
+
+SUITES: dict[str, Suite] = {
+    "dmc": Suite("walker-walk", 2, 1000, 1000, observations=("state", "pixels")),
+    # TD7 and MR.Q: action repeat 1, the 1000-step time limit of Gym's MuJoCo tasks
+    "gym": Suite("gym:Hopper-v4", 1, 1000, 1000, "gymnasium", "gym"),
+    # DC-MPC: action repeat 2, 100 agent steps (cfgs/env/metaworld.yaml, train.py max_steps at cc2a33a)
+    "metaworld": Suite("metaworld:reach", 2, 200, 500, "metaworld", "metaworld", success=True),
+    # DC-MPC: action repeat 1, 100 steps (cfgs/env/myosuite.yaml at cc2a33a)
+    "myosuite": Suite("myosuite:myoHandReachFixed-v0", 1, 100, 1000, "myosuite", "myosuite", success=True),
+    # MR.Q's AtariHyperparameters (8a44a7d): frame skip 4, 108 000 frames per game, 4 frames of history;
+    # env steps are frames
+    "atari": Suite(
+        "atari:Pong",
+        4,
+        108_000,
+        108_000,
+        "ale_py",
+        "atari",
+        actions="discrete",
+        observations=("pixels",),
+        frame_stack=4,
+        frame_channels=1,
+        protocols=tuple(ATARI_PROTOCOLS),
+        batched_eval=False,
+    ),
+    # MiniGrid: the env's own step limit ends episodes (DoorKey-5x5: 250); episode_length caps them besides
+    "minigrid": Suite(
+        "minigrid:MiniGrid-DoorKey-5x5-v0",
+        1,
+        10_000,
+        10_000,
+        "minigrid",
+        "minigrid",
+        success=True,
+        actions="discrete",
+        observations=("state", "pixels"),
+        frame_stack=1,
+    ),
+}
+
+# Atari 100k (Kaiser et al. 2019, arXiv 1903.00374, Table 1; the games of DrQ(eps), SPR, BBF)
+ATARI_26 = [
+    f"atari:{g}"
+    for g in (
+        "Alien Amidar Assault Asterix BankHeist BattleZone Boxing Breakout ChopperCommand CrazyClimber "
+        "DemonAttack Freeway Frostbite Gopher Hero Jamesbond Kangaroo Krull KungFuMaster MsPacman Pong "
+        "PrivateEye Qbert RoadRunner Seaquest UpNDown"
+    ).split()
+]
+# The 57 games of Agent57 and MR.Q (facebookresearch/MRQ at 8a44a7d, results/atari_results.txt)
+ATARI_57 = [
+    f"atari:{g}"
+    for g in (
+        "Alien Amidar Assault Asterix Asteroids Atlantis BankHeist BattleZone BeamRider Berzerk Bowling "
+        "Boxing Breakout Centipede ChopperCommand CrazyClimber Defender DemonAttack DoubleDunk Enduro "
+        "FishingDerby Freeway Frostbite Gopher Gravitar Hero IceHockey Jamesbond Kangaroo Krull KungFuMaster "
+        "MontezumaRevenge MsPacman NameThisGame Phoenix Pitfall Pong PrivateEye Qbert Riverraid RoadRunner "
+        "Robotank Seaquest Skiing Solaris SpaceInvaders StarGunner Surround Tennis TimePilot Tutankham "
+        "UpNDown Venture VideoPinball WizardOfWor YarsRevenge Zaxxon"
+    ).split()
+]
+# A small navigation family of MiniGrid (docs/suites.md): keys, doors, rooms and corridors of growing size
+MINIGRID = [
+    f"minigrid:MiniGrid-{g}-v0"
+    for g in (
+        "DoorKey-5x5",
+        "DoorKey-8x8",
+        "MultiRoom-N2-S4",
+        "MultiRoom-N4-S5",
+        "KeyCorridorS3R1",
+        "KeyCorridorS3R2",
+    )
+]
+# Named task lists a sweep's `tasks:` may use beside the DMC groups (slurm/spec.py)
+TASK_LISTS: dict[str, list[str]] = {"atari26": ATARI_26, "atari57": ATARI_57, "minigrid": MINIGRID}
+
+
+def split_task(task: str) -> tuple[str, str]:
+    """'gym:Hopper-v4' -> ('gym', 'Hopper-v4'); a name without a prefix is DMC: 'walker-walk' -> ('dmc',
+    'walker-walk'). Raises ValueError naming the suites for an unknown prefix."""
+    prefix, sep, name = task.partition(":")
+    if not sep:
+        return "dmc", task
+    if prefix in SUITES and prefix != "dmc" and not name.strip():
+        raise ValueError(
+            f"task {task!r} names no {prefix} task: write {SUITES[prefix].example}, no space after ':'"
+        )
+    if prefix not in SUITES or prefix == "dmc":
+        raise ValueError(f"unknown task {task!r}; a task is {suite_list()}")
+    return prefix, name
+
+
+def suite_list() -> str:
+    """The task forms of every suite, for messages."""
+    return "a DMC domain-task (walker-walk) or one of " + ", ".join(
+        f"{k}:<name> ({s.example})" for k, s in SUITES.items() if k != "dmc"
+    )
+
+
+def suite_of(task: str) -> Suite:
+    return SUITES[split_task(task)[0]]
+
+
+#: DMC's dog and humanoid tasks, the "DMC-hard" set of BRO, SimbaV2 and MR.Q (dojeon-ai/SimbaV2 at 14fafb2,
+#: `scale_rl/envs/dmc.py` DMC_HARD): a group of the figures beside TASK_GROUPS, whose "hard" group (the iQRL
+#: code's) also holds cartpole-swingup_sparse.
+DMC_HARD: tuple[str, ...] = (
+    "dog-run",
+    "dog-stand",
+    "dog-trot",
+    "dog-walk",
+    "humanoid-run",
+    "humanoid-stand",
+    "humanoid-walk",
+)
+
+# Task groups (the iQRL code's cfgs/env/{easy,medium,hard}.yaml; cartpole-swingup, which the final code lacks,
+# sits with the easy tasks as in the earlier code). Exploration-noise decay lengths per group live in the
+# agents' task YAML.
+TASK_GROUPS: dict[str, list[str]] = {
+    "easy": [
+        "cartpole-balance",
+        "cartpole-swingup",
+        "ball_in_cup-catch",
+        "finger-spin",
+        "hopper-stand",
+        "pendulum-swingup",
+        "walker-stand",
+        "walker-walk",
+    ],
+    "medium": [
+        "acrobot-swingup",
+        "cheetah-run",
+        "finger-turn_easy",
+        "finger-turn_hard",
+        "hopper-hop",
+        "quadruped-run",
+        "quadruped-walk",
+        "walker-run",
+        "fish-swim",
+        "fish-upright",
+        "reacher-easy",
+        "reacher-hard",
+    ],
+    "hard": [*DMC_HARD, "cartpole-swingup_sparse"],
+}
+
+# eval env seed = train seed + this (agent.official_shared_eval_seed: + 0, as the official code)
+EVAL_SEED_OFFSET = 10_000
+
+
+def eval_seed(seed: int, shared: bool = False) -> int:
+    """The evaluation env's seed: train seed + EVAL_SEED_OFFSET, or the train seed itself when `shared`
+    (`agent.official_shared_eval_seed`, docs/faithfulness.md IQ-10)."""
+    return seed if shared else seed + EVAL_SEED_OFFSET
+
+
+def task_list(task: str | list[str]) -> list[str]:
+    """The tasks of a run's `task` key: one name, or the list of a multi-task run."""
+    return [task] if isinstance(task, str) else list(task)
+
+
+def task_label(task: str | list[str]) -> str:
+    """A run's task(s) as one name for folders and logs: the tasks of a multi-task run joined by '+'
+    (`walker-stand+walker-walk`)."""
+    return "+".join(task_list(task))
+
+
+def label_tasks(label: str) -> str | list[str]:
+    """The `task` value a label of `task_label` stands for: one name, or the list of a multi-task run."""
+    tasks = label.split("+")
+    return tasks[0] if len(tasks) == 1 else tasks
+
+
+def task_group(task: str) -> str | None:
+    """The DMC group of a DMC task (TASK_GROUPS); the suite's name for a task of another suite (the agents'
+    task files key suite-wide overrides by it)."""
+    if ":" in task:
+        return split_task(task)[0]
+    for group, tasks in TASK_GROUPS.items():
+        if task in tasks:
+            return group
+    return None

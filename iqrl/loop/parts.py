@@ -1,0 +1,117 @@
+"""A run's parts, built from its run config in one place: the training env, the evaluation env, the agent
+and the replay, seeded as every run seeds them.
+
+The trainer, the bench, `python -m iqrl.video` and (through the trainer) the K-seed mode build their envs
+and agents here, so all of them get the numbers a run gets. It imports numpy, torch, the run config, the
+envs, the registry (agents by name) and the replay.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from iqrl.config.run import RunConfig, observation, perturbations
+from iqrl.core.interface import Agent
+from iqrl.core.registry import make_agent
+from iqrl.core.replay import MultiTaskReplay, SequenceReplay
+from iqrl.envs.dmc import DMCEnv, PixelEnv
+from iqrl.envs.make import SEED_LIMIT, make_env
+from iqrl.envs.perturb import PerturbedEnv
+from iqrl.envs.tasks import eval_seed, task_list
+from iqrl.envs.workers import EnvWorker
+from iqrl.loop.transfer import freeze
+
+Env = DMCEnv | PerturbedEnv | PixelEnv | EnvWorker
+
+
+@dataclass
+class RunParts:
+    envs: list[Env]  # the training env of each task (one, or those of a multi-task run in task order)
+    eval_envs: list[Env]  # the evaluation env of each task, seeded eval_seed
+    agent: Agent
+    replay: SequenceReplay | MultiTaskReplay  # a MultiTaskReplay (one replay per task) for a task list
+    eval_seed: int  # train seed + 10000, or the train seed (agent.official_shared_eval_seed)
+    replay_capacity: int | None  # the effective FIFO size: the run's replay_capacity or the agent's default
+    device: torch.device
+
+    @property
+    def env(self) -> Env:
+        """The (first task's) training env."""
+        return self.envs[0]
+
+    @property
+    def eval_env(self) -> Env:
+        """The (first task's) evaluation env."""
+        return self.eval_envs[0]
+
+    def close(self) -> None:
+        """End the envs' worker processes (env_workers=true; the envs of this process stay as they are)."""
+        for env in self.envs:
+            if isinstance(env, EnvWorker):
+                env.close()
+
+
+def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
+    """The parts of the run `cfg` on `device`. The order is part of the numbers: the global python, numpy and
+    torch generators are seeded with the run's seed, then the training envs, the agent (compiled with
+    compile=true, its `freeze` parts kept fixed), the evaluation envs and the replay are built, each from its
+    own seed.
+
+    A multi-task run has an env pair per task, each seeded as a single-task run on that task with the same
+    seed would be (its task sees the initial states that run sees), and one replay per task (task i's sampling
+    generator seeded seed + 1 + i 2**32: task 0's is the single-task replay's, the others' apart from every
+    run's)."""
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    tasks = task_list(cfg.task)
+    envs = [run_env(cfg, task, cfg.seed, perturbations(cfg)) for task in tasks]
+    env = envs[0]  # every task's spaces are the first's (iqrl.config.validate.validate_tasks)
+    agent = make_agent(cfg.agent, env.obs_dim, env.action_spec, device, cfg.seed, num_tasks=len(tasks))
+    if cfg.compile:
+        agent.compile(cudagraphs=cfg.cudagraphs)
+    freeze(agent, cfg)  # after compile, which gives the agent its updater
+    spec = agent.spec
+    seed = eval_seed(cfg.seed, spec.shared_eval_seed)
+    perturb = perturbations(cfg, evaluation=True)
+    eval_envs = [run_env(cfg, task, seed, perturb, evaluation=True) for task in tasks]
+    capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
+    replays = [
+        SequenceReplay(
+            env.obs_dim,
+            env.action_spec,
+            spec.seq_len,
+            device,
+            cfg.seed + 1 + i * SEED_LIMIT,
+            capacity=capacity,
+            frame_stack=cfg.frame_stack if cfg.obs == "pixels" else 1,
+            context_dim=spec.context_dim,
+            context_dtype=spec.context_dtype,
+            online=spec.online_replay,
+        )
+        for i in range(len(tasks))
+    ]
+    replay = replays[0] if len(tasks) == 1 else MultiTaskReplay(replays)
+    return RunParts(envs, eval_envs, agent, replay, seed, capacity, device)
+
+
+def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:
+    """Another evaluation env of the run's `task`, for evaluation episodes side by side (iqrl.loop.evaluation.
+    eval_batch, which sets its random stream); batched evaluation runs only without per-step perturbations,
+    so it has none."""
+    return run_env(cfg, task, seed, None, evaluation=True)
+
+
+def run_env(cfg: RunConfig, task: str, seed: int, perturb, evaluation: bool = False) -> Env:
+    """An env of the run `cfg` on `task` seeded `seed`: its action repeat, episode length, observation and
+    protocol, with `perturb`; the evaluation env's settings with `evaluation`. A training env of a run with
+    env_workers=true is built and stepped in a worker process of its own (iqrl.envs.workers)."""
+    args = (task, seed, cfg.action_repeat, cfg.episode_length, perturb, observation(cfg))
+    kwargs = {"protocol": cfg.protocol, "evaluation": evaluation}
+    if cfg.env_workers and not evaluation:
+        return EnvWorker(make_env, args, kwargs, name=f"{task} seed {seed}")
+    return make_env(*args, **kwargs)

@@ -1,0 +1,535 @@
+"""The training loop: one run's counters, its checkpoint and resume, and the logs of its run folder.
+
+The env step is the clock. The loop takes one agent step at a time (`action_repeat` env steps): an episode
+starts when none is open (uniform random actions for the whole episode when it starts while env_step <
+seed_steps); the agent's schedule (iqrl/core/schedule.py) runs its updates after a step, after an episode the
+agent collected, or once when seeding ends, their number following the run's rate `updates_per_step` with
+fractional credit carried over. After every agent step the loop does what is due at that env step: an
+evaluation at each multiple of `eval_every` (and at step 0 and at the end), a train.csv row every
+`diag_every`, a checkpoint every `checkpoint_every`, a stop on request (Ctrl-C, SIGTERM, Slurm's signal);
+mid-episode if that is where the step falls (evaluation runs in the evaluation env, the training episode
+waits). The run trains exactly `steps` env steps: an episode still open at the budget ends there as a
+time-limit truncation (bootstrapped).
+
+A checkpoint holds everything the loop needs, the open episode included (the state of its env before its
+reset and the actions taken since); a resume replays that episode's actions from that state to the step where
+it stopped (every env is deterministic given them), so a run killed at any moment and re-run with the same
+command ends with the same eval.csv as one never interrupted.
+
+A multi-task run (a task list; docs/transfer.md) collects its episodes from the tasks in turn (episode k from
+task k mod T, into that task's replay), counts env steps over all tasks (`steps` is the run's total), and
+evaluates every task at each evaluation: one eval.csv row per task, named in its `task` column.
+
+It imports torch and the core modules that build, evaluate, probe and describe a run; the command line
+around it is iqrl/train.py.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iqrl.config.run import RunConfig, perturbations, to_yaml_dict
+from iqrl.core.schedule import Credit, EpisodeEnd
+from iqrl.envs import render
+from iqrl.envs.tasks import suite_of, task_list
+from iqrl.loop.device import UpdatePrecision, resolve_device
+from iqrl.loop.evaluation import eval_returns
+from iqrl.loop.latent_probe import collapse_warning, probe_latent
+from iqrl.loop.parts import build_parts, eval_env_copy
+from iqrl.loop.transfer import load_parts
+from iqrl.runfolder import checkpoints
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
+from iqrl.runfolder.files import (
+    EVAL_COLUMNS,
+    SUCCESS_COLUMN,
+    check_lock,
+    remove_stale_temp_files,
+    write_csv,
+    write_status,
+    write_yaml,
+)
+from iqrl.runfolder.loggers import Trackers
+from iqrl.runfolder.progress import Progress
+from iqrl.runfolder.provenance import run_meta
+
+CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
+#: The loop's counters, checkpointed under these names.
+COUNTERS = "env_step episode updates next_eval next_diag next_ckpt last_return".split()
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def new_row_totals() -> dict:
+    """The sums behind one train.csv row: metrics, and env and update counts and seconds (throughput)."""
+    return dict(
+        sums={}, counts={}, env_steps=0, env_time=0.0, updates=0, update_time=0.0, episodes=0, return_sum=0.0
+    )
+
+
+@dataclass
+class OpenEpisode:
+    """The training episode under way: what its next step needs, and what a checkpoint needs to take it up
+    again (its env's state before the reset and the actions since; `replay_episode`)."""
+
+    task: int  # its task's index (multi-task runs)
+    start_state: dict  # its env's get_state() before the reset
+    start_step: int  # the env step it started at
+    seeding: bool  # started while env_step < seed_steps: seed-phase actions, no updates of its own
+    obs: np.ndarray  # the observation the next action answers
+    actions: list = field(default_factory=list)
+    ret: float = 0.0
+
+    def state_dict(self) -> dict:
+        return {
+            **{k: getattr(self, k) for k in ("task", "start_state", "start_step", "seeding", "ret")},
+            "actions": [np.asarray(a) for a in self.actions],
+            "obs": np.asarray(self.obs),
+        }
+
+
+def replay_episode(env, state: dict, actions: list) -> np.ndarray:
+    """The env taken from `state` (its state before an episode's reset) through the episode's reset and
+    `actions`; the observation it shows after the last one."""
+    env.set_state(state)
+    obs = env.reset()
+    for action in actions:
+        obs = env.step(action).obs
+    return obs
+
+
+class Trainer:
+    """Owns one run: its parts (iqrl.loop.parts), counters, and the run folder's files."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out)
+        self.device = resolve_device(cfg.device)
+        p = self.parts = build_parts(cfg, self.device)
+        self.env, self.eval_env, self.agent, self.replay = p.env, p.eval_env, p.agent, p.replay
+        self.tasks = task_list(cfg.task)
+        # Batched evaluation needs the episodes' streams to be the sequential loop's: not so when the noises
+        # and sticky actions of the evaluation env, or the suite's env itself (Atari), draw at every step
+        # (they stay sequential).
+        self.batched_eval = (
+            cfg.eval_batched
+            and not perturbations(cfg, evaluation=True).active
+            and suite_of(self.tasks[0]).batched_eval
+        )
+        # per task: its evaluation env + eval_episodes - 1 copies, made at the first evaluation
+        self._eval_envs = [[env] for env in p.eval_envs]
+        self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
+        self.diag_generator = torch.Generator(device=self.device)
+        self.diag_generator.manual_seed(cfg.seed + 3)
+        # updates earned per env step: the run's key, or the agent's default
+        rate = (
+            self.agent.spec.rate(cfg.action_repeat) if cfg.updates_per_step is None else cfg.updates_per_step
+        )
+        self.credit = Credit(rate)
+        self.autocast = UpdatePrecision(cfg.precision, self.device)  # entered around every update
+        # Counters (all env steps) and logs; everything here is checkpointed.
+        self.env_step = 0
+        self.episode = 0
+        self.updates = 0
+        self.next_eval = 0
+        self.next_diag = cfg.diag_every
+        self.next_ckpt = cfg.checkpoint_every
+        self.eval_rows: list[dict] = []
+        self.train_rows: list[dict] = []
+        self.row_totals = new_row_totals()
+        self.unsynced: tuple[dict, dict] = ({}, {})  # metric sums/counts not yet synced to the host
+        self.open: OpenEpisode | None = None  # the training episode under way
+        self.wall_offset = 0.0
+        self.t0 = time.time()
+        self.last_return = float("nan")
+        self.trackers = Trackers()  # TensorBoard / W&B (logger=...): opened by run()
+
+    def close(self) -> None:
+        """End what the run holds outside this process: its envs' worker processes (env_workers=true)."""
+        self.parts.close()
+
+    def wall_time(self) -> float:
+        return self.wall_offset + time.time() - self.t0
+
+    # ------------------------------------------------------------------ acting
+    def select_task(self, i: int) -> None:
+        """Task i's envs, its replay and the agent's task for the episodes that follow (multi-task runs)."""
+        self.env, self.eval_env = self.parts.envs[i], self.parts.eval_envs[i]
+        if len(self.tasks) > 1:
+            self.agent.task = self.replay.task = i
+
+    def start_episode(self) -> None:
+        """Open a training episode (of task `episode` mod T): its env's state before the reset is kept, with
+        the actions that follow, so that a checkpoint can take the episode up again mid-way."""
+        task = self.episode % len(self.tasks)
+        self.select_task(task)
+        seeding = self.env_step < self.cfg.seed_steps
+        start_state = self.env.get_state()
+        obs = self.env.reset()
+        self.agent.on_episode_start(training=True)
+        self.agent.observe(obs)
+        self.replay.start_episode(obs)
+        self.open = OpenEpisode(task, start_state, self.env_step, seeding, obs)
+
+    def agent_step(self) -> bool:
+        """One agent step of the open episode (`action_repeat` env steps) into the replay, then the updates
+        the schedule asks for after it. True when the episode ended: by the env, or at the run's budget (a
+        time-limit truncation there)."""
+        ep, t = self.open, time.time()
+        if ep.seeding and not self.agent.spec.warmup_with_policy:
+            action = self.env.action_spec.sample(self.rng)
+        else:
+            action = self.agent.act(ep.obs, explore=True)
+        step = self.env.step(action)
+        self.env_step += self.cfg.action_repeat
+        truncated = step.truncated or (self.env_step >= self.cfg.steps and not step.terminated)
+        ended = step.terminated or truncated
+        self.agent.observe(step.obs, step.reward, ended)
+        self.replay.add(action, step.reward, step.obs, step.terminated, truncated)
+        ep.actions.append(action)
+        ep.ret += step.reward
+        ep.obs = step.obs
+        self.row_totals["env_steps"] += self.cfg.action_repeat
+        self.row_totals["env_time"] += time.time() - t
+        if not ep.seeding and (n := self.agent.schedule.after_step(self.credit, self.cfg.action_repeat)):
+            self.run_updates(n)
+        return ended
+
+    def finish_episode(self) -> tuple[float, bool]:
+        """Close the episode that just ended; its (return, collected_by_agent)."""
+        ep, self.open = self.open, None
+        self.episode += 1
+        return ep.ret, not ep.seeding
+
+    def collect_episode(self) -> tuple[float, bool]:
+        """One whole training episode (to its end or the budget) with the updates the schedule runs after its
+        steps; its (return, collected_by_agent). The episode's own updates are the loop's (`end_episode`)."""
+        self.start_episode()
+        while not self.agent_step():
+            pass
+        return self.finish_episode()
+
+    def end_episode(self, ep_return: float, by_agent: bool, length: int) -> None:
+        """After an episode of `length` env steps: the updates its schedule asks for now."""
+        self.last_return = ep_return
+        self.row_totals["episodes"] += 1
+        self.row_totals["return_sum"] += ep_return
+        schedule = self.agent.schedule
+        if by_agent:
+            self.learn(schedule.after_episode(self.credit, EpisodeEnd(length, ep_return)))
+        elif self.env_step >= self.cfg.seed_steps:  # the last seed episode
+            if (n := schedule.after_seeding(self.credit, self.env_step)) is not None:
+                self.learn(n)
+
+    def run_updates(self, n: int) -> None:
+        sums, counts = self.unsynced
+        t = time.time()
+        for _ in range(n):
+            with self.autocast:
+                metrics = self.update_agent()
+            self.updates += 1
+            for k, v in metrics.items():
+                sums[k] = sums[k] + v if k in sums else v
+                counts[k] = counts.get(k, 0) + 1
+        self.row_totals["updates"] += n
+        self.row_totals["update_time"] += time.time() - t
+
+    def update_agent(self) -> dict:
+        """The agent's update number `updates`; its metrics."""
+        return self.agent.update(self.replay, self.updates)
+
+    def flush_metrics(self) -> None:
+        """One host sync per episode: tensors -> floats, then the NaN/inf guard."""
+        sums, counts = self.unsynced
+        for k, v in sums.items():
+            v = float(v)
+            if not math.isfinite(v):
+                raise NonFiniteLoss(f"non-finite {k} ({v}) in the updates ending at env_step {self.env_step}")
+            self.row_totals["sums"][k] = self.row_totals["sums"].get(k, 0.0) + v
+            self.row_totals["counts"][k] = self.row_totals["counts"].get(k, 0) + counts[k]
+        self.unsynced = ({}, {})
+
+    def learn(self, n: int) -> None:
+        """After an episode: the updates the agent's schedule asked for, one host sync, the agent's
+        per-episode schedules."""
+        self.run_updates(n)
+        self.flush_metrics()
+        self.agent.on_episode_end()
+
+    # ------------------------------------------------------------------ evaluation and train.csv rows
+    def video_due(self) -> bool:
+        """At the evaluation at step 0 and the first one in each later block of `video_every` env steps."""
+        every = self.cfg.video_every
+        last = self.eval_rows[-1]["env_step"] if self.eval_rows else -1
+        return every > 0 and (last < 0 or self.env_step // every > last // every)
+
+    def evaluate(self) -> list[dict]:
+        """The evaluation rows at this env step: one, or one per task of a multi-task run (`task` column).
+        An open training episode waits in its own env and takes up its task again after."""
+        rows = [self.evaluate_task(i) for i in range(len(self.tasks))]
+        if self.open is not None:
+            self.select_task(self.open.task)
+        return rows
+
+    def evaluate_task(self, i: int) -> dict:
+        cfg = self.cfg
+        self.select_task(i)
+        # the first episode on video when one is due (rendering leaves the episode and all RNGs alone)
+        video = render.EpisodeRecorder(self.eval_env, render.TRAIN_VIDEO_SIZE) if self.video_due() else None
+        on_frame = video and video.on_frame
+        outcomes = eval_returns(self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame)
+        returns = [o.ret for o in outcomes]
+        if video is not None:
+            video.save(self.run_dir / "videos" / render.video_name(self.env_step, returns[0]))
+        row = {
+            "env_step": self.env_step,
+            "episode_return": float(np.mean(returns)),
+            "episode_return_std": float(np.std(returns)),
+            "n_episodes": len(returns),
+            "wall_time_s": round(self.wall_time(), 3),
+        }
+        if self.eval_env.has_success:  # the fraction of episodes that succeeded (Meta-World, MyoSuite)
+            row[SUCCESS_COLUMN] = float(np.mean([o.success for o in outcomes]))
+        kind = "eval"
+        if len(self.tasks) > 1:  # each task its own series in the trackers (eval/<task>/episode_return)
+            row["task"] = self.tasks[i]
+            kind = f"eval/{self.tasks[i]}"
+        self.eval_rows.append(row)
+        self.trackers.log(kind, row)
+        return row
+
+    def eval_envs(self, i: int) -> list:
+        """Task i's evaluation env, and with batched evaluation eval_episodes - 1 copies of it (`eval_batch`
+        sets their streams)."""
+        envs = self._eval_envs[i]
+        while self.batched_eval and len(envs) < self.cfg.eval_episodes:
+            envs.append(eval_env_copy(self.cfg, self.tasks[i], self.parts.eval_seed))
+        return envs
+
+    def train_row(self) -> dict:
+        self.flush_metrics()  # the updates of an episode still open count in this row
+        w = self.row_totals
+        row = {"env_step": self.env_step, "episode": self.episode, "updates": self.updates}
+        row.update({k: w["sums"][k] / w["counts"][k] for k in w["sums"]})
+        row["train_return"] = w["return_sum"] / w["episodes"] if w["episodes"] else None
+        expl = self.agent.exploration_sigma
+        if expl is not None:
+            row["expl_sigma"] = expl
+        row.update(probe_latent(self.agent, self.replay, self.diag_generator))
+        row["env_steps_per_s"] = w["env_steps"] / w["env_time"] if w["env_time"] > 0 else None
+        row["updates_per_s"] = w["updates"] / w["update_time"] if w["update_time"] > 0 else None
+        row["wall_time_s"] = round(self.wall_time(), 3)
+        self.train_rows.append(row)
+        self.trackers.log("train", row)
+        self.row_totals = new_row_totals()
+        return row
+
+    # ------------------------------------------------------------------ files
+    def write_logs(self) -> None:
+        check_lock(self.run_dir)  # at every episode end: the run folder is still this process's (LostLock)
+        columns = EVAL_COLUMNS + ([SUCCESS_COLUMN] if self.eval_env.has_success else [])
+        columns += ["task"] if len(self.tasks) > 1 else []
+        write_csv(self.run_dir / "eval.csv", self.eval_rows, columns)
+        if self.train_rows:
+            write_csv(self.run_dir / "train.csv", self.train_rows)
+
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": to_yaml_dict(self.cfg),
+            "agent": self.agent.state_dict(),
+            "replay": self.replay.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "seed_actions": self.rng.bit_generator.state,
+                "diag": self.diag_generator.get_state(),
+                **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {}),
+            },
+            "envs": {  # per task (older checkpoints: the one task's states themselves)
+                "train": [env.get_state() for env in self.parts.envs],
+                "eval": [env.get_state() for env in self.parts.eval_envs],
+            },
+            "counters": {**{k: getattr(self, k) for k in COUNTERS}, "update_credit": self.credit.carried},
+            # the training episode under way (None at an episode's end: every checkpoint of older versions)
+            "open_episode": None if self.open is None else self.open.state_dict(),
+            "unsynced": self.unsynced,  # metrics of updates not yet summed into a row, as they are
+            "eval_rows": self.eval_rows,
+            "train_rows": self.train_rows,
+            "window": self.row_totals,  # (the checkpoint's key of old)
+            "wall_time": self.wall_time(),
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        self.agent.load_state_dict(s["agent"])
+        self.replay.load_state_dict(s["replay"])
+        for kind, envs in (("train", self.parts.envs), ("eval", self.parts.eval_envs)):
+            states = s["envs"][kind]
+            for env, state in zip(envs, states if isinstance(states, list) else [states], strict=True):
+                env.set_state(state)
+        self.open = None if s.get("open_episode") is None else self.take_up(s["open_episode"])
+        # the global generators after the replayed episode, which an env may have drawn from
+        random.setstate(s["rng"]["python"])
+        np.random.set_state(s["rng"]["numpy"])
+        torch.set_rng_state(s["rng"]["torch"].cpu())
+        if "cuda" in s["rng"] and torch.cuda.is_available():
+            for i, state in enumerate(s["rng"]["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(state.cpu(), i)
+        self.rng.bit_generator.state = s["rng"]["seed_actions"]
+        self.diag_generator.set_state(s["rng"]["diag"].cpu())
+        self.unsynced = s.get("unsynced", ({}, {}))
+        counters = dict(s["counters"])
+        self.credit.carried = counters.pop("update_credit")
+        for k, v in counters.items():
+            setattr(self, k, v)
+        self.eval_rows, self.train_rows, self.row_totals = s["eval_rows"], s["train_rows"], s["window"]
+        self.wall_offset, self.t0 = s["wall_time"], time.time()
+
+    def take_up(self, saved: dict) -> OpenEpisode:
+        """The open episode of a checkpoint, its env brought back to where it stopped by replaying its actions
+        from its state before the reset. An env that replays to another observation than the one recorded
+        (another machine's physics) is one warning: the run goes on from the replayed state."""
+        ep = OpenEpisode(
+            saved["task"],
+            saved["start_state"],
+            saved["start_step"],
+            saved["seeding"],
+            saved["obs"],
+            list(saved["actions"]),
+            saved["ret"],
+        )
+        self.select_task(ep.task)
+        obs = replay_episode(self.env, ep.start_state, ep.actions)
+        if not np.array_equal(obs, ep.obs):
+            print(
+                f"warning: {self.run_dir}: the episode open at the checkpoint replayed to another "
+                "observation than the one recorded (not this machine's env?); the run goes on from the "
+                "replayed one, no longer bit for bit the uninterrupted run",
+                file=sys.stderr,
+            )
+            ep.obs = obs
+        return ep
+
+    def save_checkpoint(self) -> None:
+        self.trackers.flush()  # what the checkpoint's rows were sent is on disk before a resume relies on it
+        check_lock(self.run_dir)
+        checkpoints.save(self.run_dir, self.state_dict())  # the latest generation; the one before is kept
+
+    def try_resume(self) -> bool:
+        """Load the latest readable checkpoint generation (iqrl/runfolder/checkpoints.py); False for a fresh
+        run.
+        Tensors land on the run's device; RNG states (CPU byte tensors for every generator, CUDA ones
+        included) go back to the CPU where they are set (`.cpu()` at each set_state)."""
+        chosen = checkpoints.resume_state(self.run_dir, self.device)
+        if chosen is None:
+            return False
+        self.load_checkpoint(chosen.path, chosen.state)
+        return True
+
+    def load_checkpoint(self, path: Path, state: dict) -> None:
+        """load_state_dict of verified checkpoint `path`; one line (NoReadableCheckpoint) when its tensors do
+        not fit this run's agent, replay or envs (torch's many-line refusal)."""
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+            raise checkpoints.NoReadableCheckpoint(
+                f"{checkpoints.misfit(path, e)}, so the run cannot resume from it: delete the folder to "
+                "start the run again, or choose another out="
+            ) from None
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, should_stop=None) -> int:
+        remove_stale_temp_files(self.run_dir)  # left by a writer killed mid-write (we hold the run's lock)
+        resumed = self.try_resume()
+        if not resumed:
+            config = to_yaml_dict(self.cfg)
+            config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate)
+            if (
+                self.cfg.init_from
+            ):  # parts of another run; its own checkpoint at once, so it never reads it again
+                config["meta"]["init"] = load_parts(self.agent, self.cfg)
+            write_yaml(self.run_dir / "config.yaml", config)
+            if self.cfg.init_from:
+                self.save_checkpoint()
+        # rows after the checkpoint (or all, on a fresh start) are sent again: trackers drop earlier copies
+        self.trackers = Trackers(
+            self.cfg.logger, self.run_dir, to_yaml_dict(self.cfg), self.env_step + 1 if resumed else 0
+        )
+        try:
+            return self._loop(should_stop, resumed)
+        finally:
+            self.trackers.close()
+
+    def log_due(self, progress: Progress, finished: bool) -> bool:
+        """The evaluation and the train.csv row due at this env step (both at the end); whether any was."""
+        cfg, logged = self.cfg, False
+        if self.env_step >= self.next_eval or finished:
+            for row in self.evaluate():
+                progress.log_eval(row)
+            while self.next_eval <= self.env_step:
+                self.next_eval += cfg.eval_every
+            logged = True
+        if self.env_step >= self.next_diag or finished:
+            self.train_row()
+            if warning := collapse_warning(self.train_rows):
+                progress.write(warning)
+            while self.next_diag <= self.env_step:
+                self.next_diag += cfg.diag_every
+            logged = True
+        return logged
+
+    def _loop(self, should_stop, resumed: bool) -> int:
+        cfg = self.cfg
+        self.write_logs()  # drop rows written after the checkpoint by an interrupted attempt
+        write_status(self.run_dir, "running", self.env_step, cfg.steps)
+        progress = Progress(cfg, self.env_step, resumed)
+        if self.env_step == 0 and not self.eval_rows:
+            for row in self.evaluate():
+                progress.log_eval(row)
+            self.next_eval = cfg.eval_every
+            self.write_logs()
+        while self.env_step < cfg.steps:
+            if self.open is None:
+                self.start_episode()
+            ended = self.agent_step()
+            if ended:
+                start = self.open.start_step
+                ep_return, by_agent = self.finish_episode()
+                self.end_episode(ep_return, by_agent, self.env_step - start)
+            finished = self.env_step >= cfg.steps
+            logged = self.log_due(progress, finished)
+            if ended or logged:
+                self.write_logs()
+            if ended:
+                progress.update(self.env_step, ep_return)
+            if finished:
+                break
+            stop = should_stop is not None and should_stop()
+            saved = self.env_step >= self.next_ckpt or stop
+            if saved:
+                while self.next_ckpt <= self.env_step:  # first: the checkpoint holds the next due step
+                    self.next_ckpt += cfg.checkpoint_every
+                self.save_checkpoint()
+            if ended or saved:
+                write_status(self.run_dir, "interrupted" if stop else "running", self.env_step, cfg.steps)
+            if stop:
+                progress.close(f"interrupted at env_step {self.env_step}; checkpoint saved, re-run to resume")
+                return EXIT_INTERRUPTED
+        self.save_checkpoint()
+        write_status(self.run_dir, "done", self.env_step, cfg.steps)
+        final = [
+            f"{r.get('task', 'final')} return {r['episode_return']:.1f}"
+            for r in self.eval_rows[-len(self.tasks) :]
+        ]
+        progress.close(f"done: {self.run_dir} ({', '.join(final)})")
+        return EXIT_OK

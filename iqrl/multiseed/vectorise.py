@@ -1,0 +1,86 @@
+"""How the K-seed group runs one piece for every seed at once: an agent's networks under fixed names for
+`functional_call`, `vmap` over any nested output, a group optimizer of per-seed slices, one seed's gradient
+clipping, and a code object per compiled piece. Knows nothing of agents or of the group's rounds."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+
+
+class Networks(nn.Module):
+    """An agent's networks under fixed names; forward(fn, ...) calls fn, so that
+    `functional_call(holder, stacked, (fn, ...))` runs the agent's own function on the stacked tensors."""
+
+    def __init__(self, modules: dict[str, nn.Module]):
+        super().__init__()
+        self.parts = nn.ModuleDict(modules)
+
+    def forward(self, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+
+class GroupOptimizer(NamedTuple):
+    """A group optimizer: one parameter per seed's slice of each stacked tensor (a view), each with its own
+    state, so that seeds whose update counts differ (their checkpoints at one env step after episodes of
+    different lengths) each step with their own Adam step count; one fused step for all of them."""
+
+    opt: torch.optim.Optimizer  # over `slices`
+    names: list[str]  # the stacked tensors it steps
+    slices: list[list[Tensor]]  # per name, the view of each slot
+    own: dict[int, torch.optim.Optimizer]  # each seed's own optimizer (its checkpoints hold its slice)
+
+
+def clip_per_seed(grads: dict[str, Tensor], max_norm: float) -> tuple[dict[str, Tensor], Tensor]:
+    """clip_grad_norm_ of one seed: total 2-norm over all gradients, scaled down to max_norm."""
+    norms = torch.stack([torch.linalg.vector_norm(g) for g in grads.values()])
+    total = torch.linalg.vector_norm(norms)
+    # max_norm / (total + 1e-6) as eager Python computes it (Tensor.__rtruediv__: the reciprocal times the
+    # float, rounded to float32), written out with max_norm a tensor: compiled, a float that differs between
+    # pieces (mrq's encoder and critic) becomes symbolic, and a traced product with it fails
+    coef = torch.clamp((total + 1e-6).reciprocal() * torch.full_like(total, max_norm), max=1.0)
+    return {k: g * coef for k, g in grads.items()}, total
+
+
+def tensors_apart(tree) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
+    """The tensors of a nested structure, and how to put the structure back around other tensors in their
+    place (its other leaves kept as they are). Nothing but the structure and those leaves is kept: no tensor
+    of a vmap's or a trace's leaves inside."""
+    leaves, spec = tree_flatten(tree)
+    constants = [None if isinstance(v, Tensor) else v for v in leaves]
+    is_tensor = [isinstance(v, Tensor) for v in leaves]
+
+    def rebuild(tensors: list[Tensor]) -> Any:
+        it = iter(tensors)
+        return tree_unflatten([next(it) if t else c for t, c in zip(is_tensor, constants)], spec)
+
+    return [v for v in leaves if isinstance(v, Tensor)], rebuild
+
+
+def vmap_tree(fn: Callable, *args):
+    """vmap(fn) over dimension 0 of every tensor in args (other leaves are passed as they are), for an fn
+    whose output may hold non-tensors (None, numbers): those come back as one seed computed them."""
+    static = {}
+
+    def tensors_only(*a):
+        tensors, static["rebuild"] = tensors_apart(fn(*a))
+        return tensors
+
+    in_dims = tuple(tree_map(lambda v: 0 if isinstance(v, Tensor) else None, a) for a in args)
+    tensors = vmap(tensors_only, in_dims=in_dims)(*args)
+    return static["rebuild"](tensors)
+
+
+def own_code(fn: Callable) -> Callable:
+    """fn with a code object of its own. Dynamo keeps its compiled graphs, and counts recompilations against
+    its limit (8), per code object: the group's vectorised pieces are closures of one `def` each, so each
+    piece compiled gets a copy of its code."""
+    return types.FunctionType(
+        fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+    )

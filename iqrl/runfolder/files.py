@@ -1,0 +1,557 @@
+"""Run folder files, all written atomically (write to a temporary file in the same folder, then rename).
+
+Layout: config.yaml, eval.csv, train.csv, status.json, checkpoint/ckpt.pt (docs/run-folder.md). Also what
+the trainer, slurm/ and analysis/ share about run folders: the run lock, the status reader, the keys of older
+configs and a run's method label. slurm/ imports it at the top on login nodes, so it imports no torch and
+nothing of the harness (the trainer writes its checkpoints with `atomic_write`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import fcntl
+import io
+import json
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iqrl.core.checks import Refused
+
+EVAL_COLUMNS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
+# eval.csv's last column on suites that define success (Meta-World, MyoSuite): the fraction of evaluation
+# episodes that succeeded; absent on DMC and Gym, and in run folders written before the suites.
+SUCCESS_COLUMN = "success"
+CHECKPOINT = Path("checkpoint") / "ckpt.pt"
+LOCK = ".lock"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+# The atomic writer's temporary files: "." + name + "." + mkstemp's 8 random characters + ".tmp"
+# (e.g. checkpoint/.ckpt.pt.k3x_9q2a.tmp).
+_TMP_PREFIX, _TMP_SUFFIX = ".", ".tmp"
+_TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(_TMP_SUFFIX))
+
+# Config keys that do not change a run's results: where it lives, what it runs on and may take of its memory,
+# whether its env steps in a worker process (bitwise the same), how often its state is checkpointed (resume
+# equality makes the results independent of the checkpoint cadence), and the trackers and videos it writes
+# beside its CSV files. A run resumes whatever their values; analysis compares runs without them.
+NOT_RESULT_KEYS = frozenset(
+    {"out", "device", "meta", "checkpoint_every", "logger", "video_every", "memory_limit_gb", "env_workers"}
+)
+
+# Config keys added after run folders already existed, with the value that reproduces how those older
+# versions behaved. The trainer resumes an unfinished older run (its config.yaml lacks the key) when the
+# current value is that one and refuses it otherwise (e.g. iqrl-official, whose preset turns the key on);
+# analysis reads a missing key as that value when it compares runs' configs.
+LEGACY_VALUES = {
+    "agent.official_shared_eval_seed": False,
+    "agent.fsq_symmetric": False,
+    "logger": ["csv"],
+    "video_every": 0,
+    # the quantizer family (iqrl/nn/quantizers.py): older runs used FSQ (or none, by use_fsq=false)
+    "agent.quantizer": "fsq",
+    "agent.quant_group_dim": 8,
+    "agent.vq_codebook_size": 512,
+    "agent.vq_dim": 8,
+    "agent.vq_beta": 0.25,
+    "agent.vq_decay": 0.99,
+    # stochastic and distracting environments (iqrl.envs.perturb.Perturbations): older runs had none
+    "obs_noise": 0.0,
+    "action_noise": 0.0,
+    "sticky_actions": 0.0,
+    "distractor_dims": 0,
+    "distractor": "noise",
+    "perturb_eval": True,
+    # batched evaluation (iqrl.loop.evaluation.eval_batch): older runs evaluated their episodes one by one
+    "eval_batched": False,
+    # compiled updates (Agent.compile): older runs ran eagerly
+    "compile": False,
+    "cudagraphs": False,
+    # pixel observations (iqrl.envs.dmc.PixelEnv): older runs saw state vectors
+    "obs": "state",
+    "image_size": 84,
+    "frame_stack": 3,
+    # suite protocols (iqrl.envs.tasks.Suite.protocols; Atari's): older runs ran their suite's only one
+    "protocol": "default",
+    # transfer (iqrl.loop.transfer): older runs started from scratch
+    "init_from": "",
+    "init_parts": ["representation"],
+    "freeze": [],
+    # multi-task learners (iqrl/learners/multitask.py): inert in the single-task runs older versions made
+    "agent.task_heads": "embedding",
+    "agent.task_dim": 96,
+}
+
+# Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs
+# of TD3-learner agents (iqrl, iqrl-official, iqrl-ae) and the TD3 actor's noise keys in the configs of
+# SAC-learner agents (sac, iqrl-sac), before each agent's config was composed of its own learner's keys only.
+# An unfinished older run whose config has them resumes without them; analysis ignores them.
+INERT_REMOVED_KEYS = frozenset(
+    f"agent.{k}"
+    for k in (
+        "init_temperature",
+        "alpha_lr",
+        "log_std_min",
+        "log_std_max",
+        "target_entropy",
+        "policy_noise",
+        "noise_clip",
+        "expl_sigma_start",
+        "expl_sigma_end",
+        "expl_sigma_episodes",
+    )
+)
+
+
+def method_label(agent: str, variant: str) -> str:
+    """The method a run folder belongs to: the agent name for variant `default`, `agent/variant` otherwise
+    (the figures' legends and the W&B group)."""
+    return agent if variant in ("", "default") else f"{agent}/{variant}"
+
+
+def config_diff(saved: dict, new: dict, prefix: str = "") -> tuple[list[str], list[str], list[str]]:
+    """Two run configs (config.yaml's dicts) compared: (keys whose values differ, keys of `saved` that the
+    current config no longer has, keys of the current config that `saved` lacks: added since the run was
+    started)."""
+    diffs, obsolete, added = [], [], []
+    for k in sorted(set(saved) | set(new)):
+        if not prefix and k in NOT_RESULT_KEYS:
+            continue
+        a, b = saved.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            d, o, n = config_diff(a, b, f"{prefix}{k}.")
+            diffs, obsolete, added = diffs + d, obsolete + o, added + n
+        elif k not in new:
+            obsolete.append(f"{prefix}{k}")
+        elif k not in saved:
+            added.append(f"{prefix}{k}")
+        elif a != b:
+            diffs.append(f"{prefix}{k}")
+    return diffs, obsolete, added
+
+
+class RunFolderError(OSError):
+    """A file of the run folder could not be written; str() is one line naming the file and the cause."""
+
+    def __str__(self) -> str:
+        return self.strerror or ""
+
+
+# Causes of a failed write, as the one error line words them (others: the system's own words).
+_CAUSES = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "input/output error",
+    errno.ENOTDIR: "a file where a folder is expected",
+    errno.EISDIR: "a folder where a file is expected",
+}
+
+
+def os_error_line(e: OSError, path: Path | str | None = None) -> str:
+    """One line for a failed file operation: its cause and the file, e.g. `no space left on device while
+    writing runs/x/eval.csv` (the cause in the system's words when it is not one of the usual ones)."""
+    if isinstance(e, RunFolderError):
+        return str(e)
+    cause = _CAUSES.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
+    target = path if path is not None else e.filename
+    return f"{cause} while writing {target}" if target is not None else cause
+
+
+def failure_line(e: BaseException) -> str:
+    """What a failed run's status and its `error:` line say: a file operation's cause and file in one line
+    (os_error_line), anything else as `Type: message`."""
+    return os_error_line(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+
+
+def print_traceback_for(e: BaseException) -> None:
+    """A failure at the run folder's boundary (an OSError: disk full, read-only, permissions) is its one line
+    only; other failures, and every failure under IQRL_DEBUG=1, also print their traceback."""
+    if os.environ.get("IQRL_DEBUG") == "1" or not isinstance(e, OSError):
+        traceback.print_exception(e)
+
+
+def atomic_write(path: Path, write, before_replace=None) -> None:
+    """Call write(binary_file) on a temporary file beside `path`, fsync, call before_replace(tmp) if given,
+    then rename it over `path`. A failure is a RunFolderError naming `path` (not the temporary file)."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=_TMP_SUFFIX)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
+        if before_replace is not None:
+            before_replace(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):  # a failed clean-up must not hide the failure itself
+                os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, RunFolderError):
+            raise RunFolderError(e.errno, os_error_line(e, path)) from e
+        raise
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files the atomic writer left in `run_dir` and its checkpoint folder when its
+    process was killed (SIGKILL, power loss) between creating and renaming them: a checkpoint's is as big
+    as the checkpoint. Only names of the writer's own pattern go. Call it only while holding the run's
+    lock: another live writer's temporary file would match too. Returns the paths removed."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / CHECKPOINT.parent):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if _TMP_NAME.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Rows -> CSV; columns default to the union of keys in first-seen order (missing cells empty)."""
+    if columns is None:
+        columns = []
+        for r in rows:
+            columns += [k for k in r if k not in columns]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k)) for k in columns})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)  # shortest exact float repr: identical runs give identical files
+    return v
+
+
+def write_status(run_dir: Path, state: str, env_step: int, steps: int, error: str | None = None) -> None:
+    status = {
+        "state": state,
+        "env_step": int(env_step),
+        "steps": int(steps),
+        "error": error,
+        "updated_at": time.time(),
+        "pid": os.getpid(),
+        "host": os.uname().nodename,
+    }
+    atomic_write_text(Path(run_dir) / "status.json", json.dumps(status, indent=1) + "\n")
+
+
+def read_status(run_dir: Path) -> dict | None:
+    """The run's status.json as a dict; None when it is missing or unreadable (the one reader of the trainer,
+    slurm/ and analysis/)."""
+    try:
+        data = json.loads((Path(run_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_yaml(path: Path, data: dict) -> None:
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+
+
+def read_yaml(path: Path) -> dict | None:
+    p = Path(path)
+    return yaml.safe_load(p.read_text()) if p.exists() else None
+
+
+class UnreadableConfig(ValueError):
+    """A run folder's config.yaml that holds no run config; str() is one line naming the file."""
+
+
+def read_config(run_dir: Path) -> dict | None:
+    """The run's config.yaml as a dict; None when the folder has none; UnreadableConfig (one line naming the
+    file and what it holds instead: bytes that are not text, a folder, a YAML list) otherwise."""
+    path = Path(run_dir) / "config.yaml"
+    if not os.path.lexists(path):
+        return None
+    try:
+        data = yaml.safe_load(path.read_bytes().decode())
+    except OSError as e:
+        why = _CAUSES.get(e.errno) or (e.strerror or str(e)).lower()
+    except UnicodeDecodeError:
+        why = "bytes that are not UTF-8 text"
+    except yaml.YAMLError as e:
+        why = f"not YAML: {getattr(e, 'problem', None) or type(e).__name__}"
+    else:
+        if isinstance(data, dict):
+            return data
+        why = "empty" if data is None else f"a YAML {type(data).__name__}, not a mapping of keys"
+    raise UnreadableConfig(f"{path} holds no run config ({why}); remove it or choose another out=")
+
+
+class RunBusy(Refused):
+    """Another live process holds the run's lock."""
+
+
+class LostLock(RunBusy):
+    """The run's `.lock` was deleted while it trained and another process has locked the file made since."""
+
+
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+NO_FLOCK = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # a file system without flock
+
+
+class RunLock:
+    """``<run>/.lock``: an ``flock`` held by the process training the run, for as long as it trains it.
+
+    The kernel drops it when that process dies in any way (SIGKILL included), so a held lock always means
+    "a live process is training this run right now". The trainer takes it (so two trainers never write one
+    folder: a hand-started run, a sweep job, a validate run), and so does a sweep job before it calls the
+    trainer. Re-entrant within a process: a sweep job's trainer finds the lock held by its own process.
+
+    Deleting ``.lock`` cannot hand the run to a second process: the holder also locks the run folder itself
+    (where the file system locks folders: local disks, not NFS, which locks only files opened for writing),
+    and it checks at each write of the run's files (``check_lock``) that ``.lock`` is still the file it
+    locked. When it is not, it locks the file at that path, made again if need be, and trains on; when
+    another process holds that file (it started in the meantime, on a file system without folder locks),
+    the holder stops in one line (LostLock) and leaves the run to it.
+    """
+
+    _held: dict[Path, RunLock] = {}  # locks this process holds: path -> the outermost RunLock
+    TAKEOVER_WAIT_S = 5.0  # how long `check` waits for a .lock made again that another process holds
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self._fd: int | None = None  # the locked .lock
+        self._dir_fd: int | None = None  # the locked run folder, where folders can be locked
+        self._info: bytes = b""
+        self._nested = False
+        self._warned = False
+
+    def acquire(self, info: Mapping[str, Any], timeout_s: float = 5.0) -> bool:
+        """Take the lock (retrying for ``timeout_s``, since probes hold it for an instant) and record
+        ``info`` (job id, host, pid) in the lock file. False if another live process holds it. A failure
+        to write the record (a full disk) is a RunFolderError naming ``.lock``, with nothing left behind."""
+        made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = self.path.resolve()
+        if key in RunLock._held:  # this process trains the run already (a sweep job calling the trainer)
+            self._nested = True
+            return True
+        created = False
+        try:
+            locked = self._lock_file(time.monotonic() + timeout_s)
+            if locked is None:
+                return False
+            fd, created = locked
+            if not self._lock_folder():  # held by a process whose .lock was deleted
+                os.close(fd)
+                return False
+            self._fd, self._info = fd, json.dumps(dict(info)).encode()
+            self._write_info(fd)
+        except OSError as e:
+            if e.errno in NO_FLOCK:  # the caller decides (the trainer trains unlocked with a warning)
+                raise
+            self._close()
+            if created:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            for p in made:  # deepest first
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+            raise RunFolderError(e.errno, os_error_line(e, self.path)) from e
+        RunLock._held[key] = self
+        return True
+
+    def _lock_file(self, deadline: float) -> tuple[int, bool] | None:
+        """The locked file descriptor of the file now at ``.lock`` and whether this call made it; None if
+        another process holds it past ``deadline``."""
+        while True:
+            try:
+                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in _BUSY:
+                    raise
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.1)
+                continue
+            if _same_file(fd, self.path):
+                return fd, created
+            os.close(fd)  # deleted or replaced between the open and the lock: lock the file there now
+
+    def _lock_folder(self) -> bool:
+        """Lock the run folder too (False if another process holds it); True without a folder lock where the
+        file system has none for folders (NFS: EBADF)."""
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            return e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN)
+        self._dir_fd = fd
+        return True
+
+    def _write_info(self, fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, self._info, 0)
+
+    def _close(self) -> None:
+        for fd in (self._fd, self._dir_fd):
+            if fd is not None:
+                os.close(fd)  # closing drops the lock
+        self._fd = self._dir_fd = None
+
+    def check(self) -> None:
+        """For the holder, before it writes the run's files: ``.lock`` is still the file it locked, or is made
+        so again (one warning line); LostLock if another process holds the file now at that path."""
+        if self._fd is None or _same_file(self._fd, self.path):
+            return
+        locked = self._lock_file(time.monotonic() + self.TAKEOVER_WAIT_S)
+        if locked is None:
+            if self._dir_fd is not None:  # the folder is ours: a probe holds the new file; retry next time
+                return
+            holder = self.holder()
+            raise LostLock(
+                f"{self.path} was deleted while this run trained and another process (pid "
+                f"{holder.get('pid', '?')} on {holder.get('host', '?')}) has locked it since: that process "
+                "trains the run now, this one stops without writing more"
+            )
+        old, (self._fd, _) = self._fd, locked
+        os.close(old)
+        with contextlib.suppress(OSError):  # the lock holds without its record; `make status` shows less
+            self._write_info(self._fd)
+        if not self._warned:
+            self._warned = True
+            print(f"warning: {self.path} was deleted while this run trained; made it again", file=sys.stderr)
+
+    def release(self) -> None:
+        if self._nested:
+            self._nested = False
+        elif self._fd is not None:
+            RunLock._held.pop(self.path.resolve(), None)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._close()
+
+    def held_elsewhere(self) -> bool:
+        """Probe: is a live process holding the lock? (Takes it for an instant when free.)"""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in _BUSY:
+                return True
+            raise
+        finally:
+            os.close(fd)  # closing drops a lock we may have taken
+        return False
+
+    def holder(self) -> dict[str, Any]:
+        """The holder's record in ``.lock``; its pid and host from status.json when ``.lock`` has none (it was
+        deleted and made again by a process that could not lock it)."""
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        if not isinstance(info, dict):
+            info = {}
+        if "pid" not in info:
+            status = read_status(self.path.parent) or {}
+            info.update({k: status[k] for k in ("pid", "host") if k in status})
+        return info
+
+
+def check_lock(run_dir: Path) -> None:
+    """If this process holds ``run_dir``'s RunLock: ``RunLock.check`` (LostLock: another process took it)."""
+    lock = RunLock._held.get((Path(run_dir) / LOCK).resolve())
+    if lock is not None:
+        lock.check()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s RunLock while training it; RunBusy (nothing written) if another process holds it,
+    Refused (one line naming ``.lock``, nothing left behind) if the lock cannot be written.
+
+    On a filesystem without ``flock`` (ENOLCK / ENOSYS / EOPNOTSUPP) it warns and trains unlocked, as before
+    the trainer took the lock; sweeps need the lock and fail there (docs/sweeps.md)."""
+    lock = RunLock(run_dir)
+    info = {"job_id": None, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    made = [p for p in (Path(run_dir), *Path(run_dir).parents) if not p.exists()]  # deepest first
+    try:
+        acquired = lock.acquire(info)
+    except RunFolderError as e:  # a full disk: nothing is left behind
+        raise Refused(str(e)) from None
+    except OSError as e:
+        if e.errno not in NO_FLOCK:
+            raise
+        print(
+            f"warning: {lock.path}: no flock on this filesystem ({e.strerror}); training without the run "
+            f"lock, "
+            "so nothing stops a second trainer on this folder",
+            file=sys.stderr,
+        )
+        acquired = None
+    if acquired is None:  # outside the except block: the run's own errors are not chained to this one
+        yield
+        return
+    if not acquired:
+        h = lock.holder()
+        raise RunBusy(
+            f"{run_dir} is being trained by another process (pid {h.get('pid', '?')} on "
+            f"{h.get('host', '?')}{', job ' + str(h['job_id']) if h.get('job_id') else ''}); "
+            "wait for it or stop it first"
+        )
+    try:
+        yield
+    finally:
+        lock.release()
+        # a run refused as it was built (a network a mode cannot run) leaves no folder it made behind
+        with contextlib.suppress(OSError):
+            if made and [p.name for p in Path(run_dir).iterdir()] == [lock.path.name]:
+                lock.path.unlink()
+                for folder in made:
+                    folder.rmdir()
