@@ -6,8 +6,9 @@
 `record` trains each variant of `VARIANTS` (reacher-easy, seed 3, 2400 env steps, tiny networks, CPU, one
 thread per run) through the command lines a user runs (`python -m iqrl.train`, and `python -m
 iqrl.multiseed` for the K-seed rows) into OUT/<name>. `compare` says, per variant, whether every eval.csv
-and train.csv of NEW equals OLD's, the columns that measure time (wall_time_s, env_steps_per_s,
-updates_per_s) left out, and names the first cell that differs. Exit status 1 when any differs.
+and train.csv of NEW equals OLD's, the columns that measure time (iqrl.runfolder.files.TIME_COLUMNS: wall
+time, throughput, the time split) left out, and names the first cell that differs. Exit status 1 when any
+differs.
 
 For a change that must not move any number (a refactor): record before, change, record again, compare.
 """
@@ -23,8 +24,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from iqrl.runfolder.files import TIME_COLUMNS
+
 REPO = Path(__file__).resolve().parents[1]
-TIME_COLUMNS = {"wall_time_s", "env_steps_per_s", "updates_per_s"}
 
 RUN = [
     "task=reacher-easy",

@@ -42,6 +42,7 @@ tests/test_conformance.py runs every registered agent through this interface.
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, get_type_hints
@@ -54,6 +55,9 @@ from iqrl.core.checks import Refused
 from iqrl.core.schedule import PerEpisode, UpdateSchedule
 from iqrl.core.update import Updater, graph_step
 from iqrl.nn.layers import global_random_module
+
+#: The evaluation generator's seed: the agent's seed + this (apart from the seeds of every other stream).
+EVAL_GENERATOR_OFFSET = 1_000_033
 
 
 @dataclass
@@ -269,6 +273,10 @@ class Agent(abc.ABC):
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)  # every random draw of the updates (and acting)
         self.generator.manual_seed(seed)
+        # What `act` draws while the trainer evaluates (`evaluating`): a stream of its own, so that evaluating
+        # moves no number of training (docs/run-folder.md, "Evaluation").
+        self.eval_generator = torch.Generator(device=self.device)
+        self.eval_generator.manual_seed(seed + EVAL_GENERATOR_OFFSET)
         # What runs the update's pieces (iqrl/core/update.py): eagerly, compiled (`compile`), or
         # vectorised over seeds by the K-seed mode, which sets its own.
         self.updater = Updater()
@@ -312,6 +320,20 @@ class Agent(abc.ABC):
         """compile=true: compile what acting evaluates where it pays (DC-MPC's planner). Nothing by
         default."""
 
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Evaluation episodes inside: what acting draws from the agent's `generator` (and so from every part
+        built with it: the learner's, the encoder's) comes from the evaluation's own stream instead, and
+        training's stream is as it was after. Swapping the states, not the objects, reaches every holder of
+        the generator; no host-device sync (a generator's state lives on the host)."""
+        train = self.generator.get_state()
+        self.generator.set_state(self.eval_generator.get_state())
+        try:
+            yield
+        finally:
+            self.eval_generator.set_state(self.generator.get_state())
+            self.generator.set_state(train)
+
     def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed
         episodes included), False for evaluation episodes. The default does nothing."""
@@ -345,6 +367,7 @@ class Agent(abc.ABC):
                 s[key] = obj.state_dict()
         s.update({key: _get(self, path) for key, path in map(_split, self.STATE_VALUES)})
         s["generator"] = self.generator.get_state()
+        s["eval_generator"] = self.eval_generator.get_state()
         return s
 
     def load_state_dict(self, state: dict) -> None:
@@ -355,6 +378,10 @@ class Agent(abc.ABC):
         for key, path in map(_split, self.STATE_VALUES):
             _set(self, path, state[key])
         self.generator.set_state(state["generator"].cpu())
+        # A checkpoint of before the evaluation's own stream: it starts afresh from the run's seed here, which
+        # changes no training number (only the draws of evaluations after the resume, where acting draws).
+        if "eval_generator" in state:
+            self.eval_generator.set_state(state["eval_generator"].cpu())
 
     def latent(self, obs: Tensor) -> Tensor | None:
         """The latent the actor/critic consume, [n, D]; None for agents without one."""

@@ -30,6 +30,14 @@ import yaml
 from iqrl.core.checks import Refused
 
 EVAL_COLUMNS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
+#: Where a run's wall time goes (iqrl/loop/timing.py): train.csv's columns time_<phase>_s, status.json's
+#: time_split.
+TIME_SPLIT_PHASES = ("collect", "act", "update", "evaluate", "write")
+#: The columns of eval.csv and train.csv that measure time, not learning: all that may differ between two runs
+#: of one config (a resumed run and one never interrupted, two evaluation cadences).
+TIME_COLUMNS = frozenset(
+    {"wall_time_s", "env_steps_per_s", "updates_per_s", *(f"time_{p}_s" for p in TIME_SPLIT_PHASES)}
+)
 # eval.csv's last column on suites that define success (Meta-World, MyoSuite): the fraction of evaluation
 # episodes that succeeded; absent on DMC and Gym, and in run folders written before the suites.
 SUCCESS_COLUMN = "success"
@@ -255,7 +263,16 @@ def _fmt(v):
     return v
 
 
-def write_status(run_dir: Path, state: str, env_step: int, steps: int, error: str | None = None) -> None:
+def write_status(
+    run_dir: Path,
+    state: str,
+    env_step: int,
+    steps: int,
+    error: str | None = None,
+    time_split: dict[str, float] | None = None,
+) -> None:
+    """status.json; `time_split`: the trainer's seconds per phase so far (iqrl/loop/timing.py), kept from the
+    status before when not given (a failure's status keeps the split of the last one written)."""
     status = {
         "state": state,
         "env_step": int(env_step),
@@ -265,6 +282,10 @@ def write_status(run_dir: Path, state: str, env_step: int, steps: int, error: st
         "pid": os.getpid(),
         "host": os.uname().nodename,
     }
+    if time_split is None:
+        time_split = (read_status(run_dir) or {}).get("time_split")
+    if time_split is not None:
+        status["time_split"] = time_split
     atomic_write_text(Path(run_dir) / "status.json", json.dumps(status, indent=1) + "\n")
 
 
