@@ -266,3 +266,67 @@ def test_a_k_seed_row_whose_group_fails_raises_instead_of_timing_the_seeds_that_
     monkeypatch.setattr(measure, "SeedGroup", FailsAfterWarmup)
     with pytest.raises(RuntimeError, match="a round failed"):
         measure.measure_seeds("td3", "cartpole-balance", "fp32", "cpu", 4, 2, collect_s=0.1)
+
+
+TINY_TD3 = ["agent.mlp_dims=[32,32]", "agent.batch_size=16", "seed_steps=100"]
+
+
+def test_a_captured_groups_rounds_are_served_by_the_main_thread_from_the_first(monkeypatch):
+    """The race of issue 78: the seeds' threads started before the main thread served, so the last seed to
+    hand in the first piece ran that round in its own thread, where a captured group fails. Flagged as
+    captured (on the CPU its one effect: the main-thread check), the group's rounds all run in the main
+    thread: every trial times its rows."""
+    from iqrl.bench import measure
+    from iqrl.multiseed.group import SeedGroup
+
+    class Captured(SeedGroup):
+        def __init__(self, agents):
+            super().__init__(agents)
+            self.updater.cudagraphs = True
+
+    monkeypatch.setattr(measure, "SeedGroup", Captured)
+    for _ in range(3):
+        row = measure.measure_seeds("td3", "cartpole-balance", "fp32", "cpu", 4, 4, TINY_TD3, collect_s=0.1)
+        assert row["timed_updates"] == 4 and row["updates_per_s"] > 0
+
+
+def test_a_row_whose_seed_runs_no_update_is_an_error_with_its_cause(monkeypatch):
+    """A seed whose `update` returns without running its pieces (the others then run theirs alone): the row is
+    NotTimed naming that seed, never a rate. So is a one-seed row whose update runs nothing."""
+    from iqrl.bench import measure
+    from iqrl.multiseed.group import SeedGroup
+
+    class SecondSeedIdle(SeedGroup):
+        def __init__(self, agents):
+            super().__init__(agents)
+            agents[1].update = lambda replay, step: {}
+
+    monkeypatch.setattr(measure, "SeedGroup", SecondSeedIdle)
+    with pytest.raises(measure.NotTimed, match="seed 1's parameters did not change over its 4 timed updates"):
+        measure.measure_seeds("td3", "cartpole-balance", "fp32", "cpu", 4, 2, TINY_TD3, collect_s=0.1)
+    trainer = measure.prepare("td3", "cartpole-balance", "fp32", "cpu", extra=TINY_TD3)
+    before = [measure.fingerprint(trainer.agent)]
+    with pytest.raises(measure.NotTimed, match="seed 0 ran 3 of the 4 timed updates"):
+        measure.check_timed([trainer.agent], before, [3], 4)
+
+
+def test_the_memory_floor_counts_networks_stacks_and_adam_moments():
+    """A one-seed row's floor: the networks and two Adam moments per trainable parameter; a group's: the K
+    agents' own networks, then per slot a stacked copy and its moments. A peak below it is flagged."""
+    from iqrl.bench import measure
+    from iqrl.loop.memory import agent_tensors
+    from iqrl.multiseed.group import SeedGroup
+
+    agents = [
+        measure.prepare("td3", "cartpole-balance", "fp32", "cpu", extra=TINY_TD3).agent for _ in range(3)
+    ]
+    ts = agent_tensors(agents[0])
+    weights = sum(t.numel() * 4 for t in ts) / 2**20
+    trainable = sum(t.numel() * 4 for t in ts if t.requires_grad) / 2**20
+    assert measure.memory_floor_mb(agents[:1]) == pytest.approx(weights + 2 * trainable)
+    group = SeedGroup(agents)
+    assert measure.memory_floor_mb(agents, group) == pytest.approx(
+        3 * weights + 3 * (weights + 2 * trainable)
+    )
+    assert "flag" not in measure.floor_fields(600.0, 541.0)
+    assert measure.floor_fields(475.0, 541.0)["flag"].startswith("peak memory 475 MB below the 541 MB")

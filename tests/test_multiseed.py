@@ -104,10 +104,13 @@ def group_updates(group: SeedGroup, replays, n: int, first=None, serve_in=None) 
             group.leave(k)
 
     threads = [threading.Thread(target=seed, args=(k,)) for k in range(len(replays))]
-    [t.start() for t in threads]
-    if serve_in is not None:  # the rounds in this thread, inside `serve_in` (the runner's autocast)
+    if (
+        serve_in is not None
+    ):  # the rounds in this thread from the first, inside `serve_in` (the runner's autocast)
         with serve_in:
-            group.serve()
+            group.serve(start=lambda: [t.start() for t in threads])
+    else:
+        [t.start() for t in threads]
     [t.join() for t in threads]
     return out
 

@@ -21,12 +21,14 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
 from iqrl.core.checks import Refused
 from iqrl.loop.preflight import check_device_type, check_machine, check_run_folder, check_writable
+from iqrl.loop.timing import summary_line
 from iqrl.loop.trainer import Trainer
 from iqrl.multiseed.group import SeedGroup
 from iqrl.multiseed.refusals import KSeedRefused, unsupported
@@ -155,6 +157,18 @@ class GroupTrainer(Trainer):
         return True
 
 
+def group_line(trainers: list[GroupTrainer], first: list[int], seconds: float) -> str:
+    """The group's rate: env steps per second in all and per seed over this process's training, and the
+    split of the seeds' time (their phases summed: iqrl/loop/timing.py)."""
+    steps = sum(t.env_step - f for t, f in zip(trainers, first))
+    split = {p: sum(t.split.total[p] for t in trainers) for p in trainers[0].split.total}
+    rate = steps / seconds if seconds > 0 else 0.0
+    return (
+        f"group of {len(trainers)} seeds: {steps} env steps in {seconds:.1f} s, {rate:.0f} env steps/s in "
+        f"all, {rate / len(trainers):.0f} per seed; seeds' {summary_line(split)}"
+    )
+
+
 # ---------------------------------------------------------------------- command line
 USAGE = """usage: python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=DOMAIN-TASK steps=N out=ROOT
 [key=value ...]
@@ -280,12 +294,12 @@ def _train_group(cfgs: list, points: list, should_stop, trainers: list) -> int:
     threads = [
         threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)
     ]
-    for th in threads:
-        th.start()
+    started, first = time.perf_counter(), [t.env_step for t in trainers]
     with trainers[0].autocast:  # what each Trainer wraps its updates in
-        group.serve()
+        group.serve(start=lambda: [th.start() for th in threads])  # the rounds in this thread from the first
     for th in threads:
         th.join()
+    print(group_line(trainers, first, time.perf_counter() - started), flush=True)
     return (
         EXIT_FAILED if EXIT_FAILED in codes else max(codes)
     )  # a failed seed is not hidden by interrupted ones
