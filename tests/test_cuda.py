@@ -107,6 +107,66 @@ def test_cuda_compiled_and_graph_captured_k_seed_group_matches_eager(cudagraphs)
     )
 
 
+def paper_size_agent_and_replay(name: str, task: str, seed: int, captured: bool):
+    """`name` at its paper configuration on `task`'s spaces (CUDA; with `captured`, compile=true
+    cudagraphs=true) and a replay of 1000 random transitions; equal seeds give equal agents, draws and
+    batches."""
+    import numpy as np
+
+    from iqrl.config.build import build_config
+    from iqrl.core.registry import make_agent
+    from iqrl.core.replay import SequenceReplay
+    from iqrl.envs.make import task_spaces
+
+    obs_dim, actions = task_spaces(task)
+    torch.manual_seed(seed)
+    agent = make_agent(build_config([f"agent={name}", f"task={task}"]).agent, obs_dim, actions, "cuda", seed)
+    if captured:
+        agent.compile(cudagraphs=True)
+    replay = SequenceReplay(obs_dim, actions, agent.spec.seq_len, torch.device("cuda"), seed + 1)
+    rng = np.random.default_rng(seed)
+    replay.start_episode(rng.normal(size=obs_dim).astype(np.float32))
+    for t in range(1000):
+        obs = rng.normal(size=obs_dim).astype(np.float32)
+        replay.add(actions.sample(rng), float(rng.normal()), obs, False, t % 500 == 499)
+        if t % 500 == 499 and t < 999:
+            replay.start_episode(rng.normal(size=obs_dim).astype(np.float32))
+    return agent, replay
+
+
+def test_cuda_graph_captured_k_seed_group_matches_eager_at_paper_sizes():
+    """The captured K-seed group (compile=true cudagraphs=true) against the eager group at iqrl's paper sizes
+    on walker-walk's spaces: 16 seeds, 12 updates, so that every piece, the actor's included, is recorded
+    and then replayed several times; every metric of each seed at each update and its parameters after them
+    within 1e-4 (relative to each tensor's scale). A captured group trains (slurm.pack's `auto`, part 3's
+    mode) only after this passed on some GPU (slurm.projection.group_graphs_verified)."""
+    import contextlib
+
+    from test_multiseed import group_updates, params
+
+    from iqrl.multiseed.group import SeedGroup
+
+    k, updates, tol = 16, 12, 1e-4
+    torch._dynamo.reset()
+    metrics, agents = {}, {}
+    for captured in (False, True):
+        pairs = [paper_size_agent_and_replay("iqrl", "walker-walk", s, captured) for s in range(k)]
+        agents[captured] = [a for a, _ in pairs]
+        group = SeedGroup(agents[captured])
+        serve = contextlib.nullcontext()  # the rounds in this (the main) thread, as the K-seed runner's
+        metrics[captured] = group_updates(group, [r for _, r in pairs], updates, serve_in=serve)
+    for s in range(k):
+        assert len(metrics[True][s]) == updates
+        for i in range(updates):
+            for key, v in metrics[False][s][i].items():
+                c, e = float(metrics[True][s][i][key]), float(v)
+                assert abs(c - e) <= tol * (1 + abs(e)), f"seed {s} update {i} {key}: {c} vs {e}"
+        mine, theirs = params(agents[True][s]), params(agents[False][s])
+        for n, p in theirs.items():
+            bound = tol * max(float(p.abs().max()), 1.0) if p.is_floating_point() else 0
+            assert float((mine[n].double() - p.double()).abs().max()) <= bound, f"seed {s}: {n}"
+
+
 def test_cuda_compiled_planner_acts_as_the_eager_one():
     """DC-MPC's compiled planner pieces (dynamic shapes, not graph-captured) against the eager planner on the
     GPU: actions and warm starts within 1e-4, the acting generators drawn alike."""

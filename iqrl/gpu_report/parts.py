@@ -31,11 +31,12 @@ from iqrl.bench.measure import hardware
 from iqrl.gpu_report import plan
 from iqrl.gpu_report.pytest_rows import ROWS_ENV
 from iqrl.gpu_report.results import (
-    GROUP_MATCH_TEST,
     MATCH_TEST,
     MODE_TESTED_BY,
+    group_match_test,
     latest_test_outcomes,
     load_rows,
+    rate_stands,
 )
 from iqrl.runfolder.files import read_status
 
@@ -195,9 +196,10 @@ def part2(log: RowLog, smoke: bool, deadline: float) -> None:
 
 
 def measured_keys(rows: list[dict]) -> set[str]:
-    """The keys of the bench rows in `rows` that were measured: not those that failed (`error`) nor those
-    a part listed as missing (cut off, or no time left), which a later session measures."""
-    return {r["key"] for r in rows if r.get("kind") == "bench" and "error" not in r}
+    """The keys of the bench rows in `rows` whose rates stand (`rate_stands`): not those that failed, are
+    stale or flagged, nor those a part listed as missing (cut off, or no time left), which a later session
+    measures."""
+    return {r["key"] for r in rows if rate_stands(r)}
 
 
 def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list[dict]:
@@ -348,10 +350,10 @@ def matching_ways(test_rows: list[dict]) -> set[tuple[bool, str]]:
     than compiled ones, not yet checked)."""
     outcomes = latest_test_outcomes(test_rows)
     ways = {(False, "false"), (True, "false")}
-    for kseed, test in ((False, MATCH_TEST), (True, GROUP_MATCH_TEST)):
-        ways |= {
-            (kseed, m) for m, flag in MODE_TESTED_BY.items() if outcomes.get(test.format(flag)) == "passed"
-        }
+    ways |= {
+        (False, m) for m, flag in MODE_TESTED_BY.items() if outcomes.get(MATCH_TEST.format(flag)) == "passed"
+    }
+    ways |= {(True, m) for m in MODE_TESTED_BY if outcomes.get(group_match_test(m)) == "passed"}
     return ways
 
 
@@ -366,7 +368,7 @@ def learning_mode(rows: list[dict], ways: set[tuple[bool, str]] | None = None) -
         for r in rows
         if r.get("key", "").startswith(f"iqrl {plan.STATE_TASK} state fp32 ")
         and r.get("packed") == 1
-        and "error" not in r
+        and rate_stands(r)
         and r["seeds"] <= plan.PART3_SEEDS
     ]
     in_all = {}  # (K-seed mode?, compile mode): the most updates/s in all of its rows

@@ -22,10 +22,24 @@ END = "<!-- END gpu-results -->"
 
 #: Part 1's tests that a compile mode's update matches the eager one on the GPU, by mode (`compile=`): of one
 #: agent (K = 1), and of a K-seed group (part 3, and slurm/pack.py's group_mode for graphs, train only in
-#: modes they passed).
+#: modes they passed). A captured group counts only by the test at paper sizes (16 seeds, 12 updates, every
+#: piece replayed): a 2-seed tiny group's pass said nothing of the groups the bench timed.
 MATCH_TEST = "tests/test_cuda.py::test_cuda_compiled_and_graph_captured_updates_match_eager[{}]"
 GROUP_MATCH_TEST = "tests/test_cuda.py::test_cuda_compiled_and_graph_captured_k_seed_group_matches_eager[{}]"
+GROUP_GRAPHS_TEST = "tests/test_cuda.py::test_cuda_graph_captured_k_seed_group_matches_eager_at_paper_sizes"
 MODE_TESTED_BY = {"true": "False", "cudagraphs": "True"}
+
+
+def group_match_test(mode: str) -> str:
+    """The test whose pass lets a K-seed group train in compile mode `mode` ("true", "cudagraphs")."""
+    return GROUP_GRAPHS_TEST if mode == "cudagraphs" else GROUP_MATCH_TEST.format(MODE_TESTED_BY[mode])
+
+
+def rate_stands(row: dict) -> bool:
+    """Whether a bench row's rate may be used (projections, the learning run's mode, a part's list of what is
+    done): it ran without error, and is neither `stale` (timed by code since fixed: measured again by the next
+    GPU) nor flagged (`flag`: its peak memory below what a completed update holds)."""
+    return row.get("kind") == "bench" and not {"error", "stale", "flag"} & set(row)
 
 
 def machine_slug(row: dict) -> str:
@@ -129,8 +143,9 @@ def bench_lines(rows: list[dict]) -> list[str]:
     bench = [r for r in rows if r["kind"] == "bench"]
     body = []
     for r in bench:
-        if "error" in r:
-            body.append([r["key"], f"failed: {r['error']}"] + [None] * 7)
+        if "error" in r or "stale" in r:
+            body.append([r["key"], f"failed: {r['error']}" if "error" in r else f"stale: {r['stale']}"])
+            body[-1] += [None] * 7
             continue
         runs = r["seeds"] * r["packed"]
         hours = hours_per_run(r, bench)
@@ -142,7 +157,8 @@ def bench_lines(rows: list[dict]) -> list[str]:
             hours,
             per_gpu,
         ]
-        body.append([r["key"], *cells, r["ops_per_update"], r["compile_s"], r["peak_mem_mb"]])
+        peak = r["peak_mem_mb"] if "flag" not in r else f"{r['peak_mem_mb']} (flagged: {r['flag']})"
+        body.append([r["key"], *cells, r["ops_per_update"], r["compile_s"], peak])
     header = ["row", "updates/s per run", "all runs", "env steps/s", "hours per 1M env steps, per run"]
     header += ["per GPU", "ops per update", "compile s", "peak MB"]
     return table(header, 1, body) if body else []
