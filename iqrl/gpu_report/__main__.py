@@ -1,12 +1,14 @@
 """python -m iqrl.gpu_report: `make gpu-report` and `make gpu-wheels`.
 
-    python -m iqrl.gpu_report part 1|2|3|all --out DIR [--smoke] [--budget-s S]
+    python -m iqrl.gpu_report part first|1|2|3|all --out DIR [--smoke] [--budget-s S]
     python -m iqrl.gpu_report wheels [--python 3.12] [--glibc 2.28] [--out .whl] [--no-gl]
     python -m iqrl.gpu_report collect DIR     # a GPU session's part*.jsonl -> docs/gpu-results/, then `doc`
     python -m iqrl.gpu_report doc [--check]   # regenerate the GPU section of docs/performance.md
 
-`part`: on a GPU machine (docs/performance.md, "On a GPU"); `--smoke` runs every part on the CPU at tiny sizes
-(what `make test` checks). Each part writes DIR/part<N>.jsonl as it goes and ends with a summary table.
+`part`: on a GPU machine (docs/performance.md, "On a GPU"); `first` is the GPU's first command (the captured
+group's check at paper sizes, then a learning run end to end: iqrl/gpu_report/first.py); `--smoke` runs every
+part on the CPU at tiny sizes (what `make test` checks). Each part writes DIR/part<N>.jsonl as it goes (the
+first command: DIR/part0.jsonl) and ends with a summary table.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     part = sub.add_parser("part", help="run part 1, 2, 3 or all of them")
-    part.add_argument("part", choices=["1", "2", "3", "all"])
+    part.add_argument("part", choices=["first", "1", "2", "3", "all"])
     part.add_argument("--out", type=Path, default=Path("gpu-report"))
     part.add_argument("--smoke", action="store_true", help="on the CPU at tiny sizes")
     part.add_argument(
@@ -36,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = sub.add_parser("doc", help="regenerate the GPU section of docs/performance.md")
     doc.add_argument("--check", action="store_true", help="exit 1 if the section is out of date")
     args = p.parse_args(argv)
+    if args.command == "part" and args.part == "first":
+        from iqrl.gpu_report.first import run_first
+
+        return run_first(args.out, args.smoke, args.budget_s)
     if args.command == "part":
         from iqrl.gpu_report.parts import run_part
 

@@ -94,7 +94,17 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     body = [{k: v for k, v in machines[-1].items() if k != "part"}] + list(merged.values())
     target.write_text("".join(json.dumps(r) + "\n" for r in body))
+    copy_runs(src / "runs", folder / "runs" / target.stem)
     return target
+
+
+def copy_runs(src: Path, dest: Path) -> None:
+    """The learning runs' eval.csv and train.csv that a session brought back (OUT/runs/<run>/seed<k>/, the
+    first command's: iqrl/gpu_report/first.py) into dest, beside the result file they belong to."""
+    for f in sorted(src.glob("*/seed*/*.csv")) if src.is_dir() else []:
+        target = dest / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(f.read_bytes())
 
 
 # ------------------------------------------------------------------------------------------- the section
