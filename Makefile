@@ -167,10 +167,14 @@ endif
 COMPILE ?= false
 DEVICE ?= cpu
 OBS ?= state
+# E2E=STEPS: end-to-end rows (whole runs of STEPS env steps, docs/performance.md); BENCH_SET: run keys for every
+# row (space-separated key=value, each one --set)
+E2E ?=
+BENCH_SET ?=
 bench: $(BASE_STAMP)
 	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
-		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) \
-		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
+		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) $(if $(E2E),--end-to-end $(E2E),) \
+		$(foreach kv,$(BENCH_SET),--set $(kv)) $(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
 
 # make gpu-report PART=1|2|3|all [SMOKE=1] [GPU_OUT=gpu-report]: what a lent GPU tells us, in parts of about
 # 8 minutes, rows in GPU_OUT/part<N>.jsonl (docs/performance.md, "On a GPU"); SMOKE=1 runs every part on the

@@ -469,7 +469,7 @@ def test_env_workers_give_the_in_process_group_bitwise_and_resume_bitwise(tmp_pa
     assert all(open_episode(run / f"seed{s}") for s in (1, 2))
     assert main([*argv, f"out={run}"]) == EXIT_OK  # resumed with the default, whichever it is here
     cores = len(os.sched_getaffinity(0))
-    assert [workers_help(k) for k in (1, 2, cores - 1, cores)] == [False, cores >= 3, cores >= 3, False]
+    assert [workers_help(k) for k in (1, 2, 4, 16)] == [False] + [cores >= 2] * 3
     for s in (1, 2):
         assert yaml_key(ref / f"seed{s}", "env_workers") is True
         assert yaml_key(threads / f"seed{s}", "env_workers") is False

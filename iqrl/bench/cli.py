@@ -167,44 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         return 0
-    if args.one and args.end_to_end:
-        k = max(args.group, 1)
-        row = measure_run(
-            *args.one,
-            args.device,
-            args.one_compile,
-            k,
-            args.end_to_end,
-            args.one_obs,
-            args.image_size,
-            args.set,
-        )
-        print(json.dumps(row))
-        return 0
     if args.one:
-        if args.group:
-            row = measure_seeds(
-                *args.one,
-                args.device,
-                args.updates,
-                args.group,
-                args.set,
-                compile_mode=args.one_compile,
-                collect_s=args.collect_s,
-            )
-            print(json.dumps(row))
-        else:
-            row = measure(
-                *args.one,
-                args.device,
-                args.updates,
-                args.one_compile,
-                args.one_obs,
-                args.image_size,
-                args.set,
-                args.collect_s,
-            )
-            print(json.dumps(row))
+        print(json.dumps(one_row(args)))
         return 0
     agents = [a for a in args.agents.split(",") if a] or (["iqrl"] if args.plain else agent_names())
     tasks = [t for t in args.tasks.split(",") if t]
@@ -325,6 +289,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def one_row(args) -> dict:
+    """The row that `--one AGENT TASK DTYPE` measures in this process: a whole run (`--end-to-end`), a K-seed
+    group's updates (`--group K`) or one seed's."""
+    a, t, d = args.one
+    if args.end_to_end:
+        k, obs, size = max(args.group, 1), args.one_obs, args.image_size
+        return measure_run(a, t, d, args.device, args.one_compile, k, args.end_to_end, obs, size, args.set)
+    if args.group:
+        return measure_seeds(
+            a, t, d, args.device, args.updates, args.group, args.set, args.one_compile, args.collect_s
+        )
+    return measure(
+        a,
+        t,
+        d,
+        args.device,
+        args.updates,
+        args.one_compile,
+        args.one_obs,
+        args.image_size,
+        args.set,
+        args.collect_s,
+    )
+
+
 def end_to_end_main(args, todo: list) -> int:
     """`--end-to-end`: one whole run per row, each in its own process; a K-seed row beside the K = 1 row of
     the same agent, task, dtype and mode gets its rate in all against it (vs_one_seed)."""
@@ -342,8 +331,11 @@ def end_to_end_main(args, todo: list) -> int:
         one = next((x for x in rows if x["seeds"] == 1 and x["agent"] == a and x["task"] == t), None)
         if k > 1 and one is not None and one["dtype"] == d and one["compile"] == row["compile"]:
             row["vs_one_seed"] = round(row["group_env_steps_per_s"] / one["group_env_steps_per_s"], 2)
+            row["train_vs_one_seed"] = round(row["train_env_steps_per_s"] / one["train_env_steps_per_s"], 2)
         rows.append(row)
         vs = f" ({row['vs_one_seed']}x K=1 in all)" if "vs_one_seed" in row else ""
+        train = f"training alone {row['train_env_steps_per_s']:.1f} in all"
+        vs += f"; {train}" + (f" ({row['train_vs_one_seed']}x K=1)" if "vs_one_seed" in row else "")
         print(
             f"{a:<14} {t:<12} {d:<5} compile={m:<5} K={k:<3} {row['env_steps_per_s']:>8.1f} env steps/s per "
             f"seed {row['group_env_steps_per_s']:>9.1f} in all{vs}; {split_text(row)}",

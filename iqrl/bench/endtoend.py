@@ -2,7 +2,10 @@
 steps, one seed (`python -m iqrl.train`) or a K-seed group (`python -m iqrl.multiseed`) at the run's own
 configuration (no bench shortcuts: its seed phase, evaluations, diagnostics and checkpoints as configured),
 reporting env steps per second per seed and in all and where the time went (the trainer's split: collect,
-act, update, evaluate, write; iqrl/loop/timing.py).
+act, update, evaluate, write; iqrl/loop/timing.py), and training's rate in all without the evaluations
+(`train_env_steps_per_s`: in a seed phase, collection alone). `cpu_s`: the CPU seconds of the row's process
+and every process under it (its env workers), start-up included: the difference of two rows of different
+STEPS is what those env steps cost in CPU, whatever the machine's other load (`tree_cpu_s`).
 
 The rate counts the seeds' time inside their training loops (status.json's `time_split`; a group's seeds
 train at once, so the slowest seed's time), not the process's start, imports and building of the envs and
@@ -11,6 +14,8 @@ networks. It imports the commands' mains and the run folder's status reader.
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import tempfile
 from pathlib import Path
@@ -66,9 +71,40 @@ def measure_run(
         if rc != 0:
             raise RuntimeError(f"the run ended with exit code {rc}")
         statuses = [read_status(root / f"seed{s}") for s in range(k)]
-        return run_row(agent, task, dtype, torch.device(device), compile_mode, k, statuses)
+        row = run_row(agent, task, dtype, torch.device(device), compile_mode, k, statuses)
+        cpu = tree_cpu_s()
+        return row | {"cpu_s": None if cpu is None else round(cpu, 2)}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def tree_cpu_s() -> float | None:
+    """CPU seconds (user + system) of this process and every process under it so far: its own, its reaped
+    children's, and each live descendant's with the children it reaped (the env workers' forkserver reaps
+    them, so a worker that ended is counted there). Linux only (/proc); None elsewhere."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, times = {}, {}
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while read
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])
+        times[pid] = sum(int(v) for v in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    under, todo = set(), [os.getpid()]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        under.update(kids)
+        todo += kids
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mine = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+    return mine + sum(times.get(p, 0.0) for p in under)
 
 
 def run_row(
@@ -79,6 +115,7 @@ def run_row(
     steps = statuses[0]["env_step"]
     splits = [s["time_split"] for s in statuses]
     wall = max(sum(split.values()) for split in splits)
+    training = max(sum(split.values()) - split["evaluate"] for split in splits)  # the loop but evaluation
     seconds = {p: sum(split[p] for split in splits) / k for p in TIME_SPLIT_PHASES}
     cfg = build_config([f"agent={agent}", f"task={task}"])
     per_seed = steps / wall
@@ -95,6 +132,9 @@ def run_row(
         "wall_s": round(wall, 2),
         "env_steps_per_s": round(per_seed, 1),
         "group_env_steps_per_s": round(per_seed * k, 1),
+        # training's rate: the same steps over the loop's time less its evaluations (collection when no
+        # update runs: a seed phase)
+        "train_env_steps_per_s": round(steps * k / training, 1),
         **{f"time_{p}_s": round(v, 2) for p, v in seconds.items()},
         "shares": {p: round(v / sum(seconds.values()), 3) for p, v in seconds.items()},
         "hours_per_1m": round(1e6 / per_seed / 3600, 2),

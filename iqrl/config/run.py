@@ -84,8 +84,8 @@ class RunConfig:
     memory_limit_gb: float | None = None
     # true: the training env in a worker process of its own (iqrl.envs.workers), so that the K-seed mode's
     # seeds step their envs at once, one per core (dm_control's step holds the interpreter lock); bitwise the
-    # in-process env. The K-seed mode turns it on for K > 1 seeds where the process has K + 1 cores, unless
-    # given (iqrl.multiseed.runs.workers_help; docs/performance.md).
+    # in-process env. The K-seed mode turns it on for K > 1 seeds where the process may use 2 cores or more,
+    # unless given (iqrl.multiseed.runs.workers_help; docs/performance.md).
     env_workers: bool = False
 
 

@@ -178,11 +178,12 @@ Trains the seeds in one process with the networks vectorised over seeds; writes 
 
 
 def workers_help(k: int) -> bool:
-    """env_workers's default for a group of k seeds: each env in a worker process of its own where the
-    process may use a core for each of them and one for the seeds' threads (k + 1); with fewer, the workers
-    queue for the cores, and a pipe's round trip per step costs more than the threads' turns on the
-    interpreter lock (docs/performance.md, "Environments in worker processes")."""
-    return k > 1 and len(os.sched_getaffinity(0)) >= k + 1
+    """env_workers's default for a group of k seeds: each env in a worker process of its own wherever the
+    process may use two cores or more. In threads the k envs share one core's worth of interpreter
+    (dm_control's step holds the lock), so a group collects at most one seed's rate in all, less the turns;
+    in workers they use every core, at a pipe's round trip per step (docs/performance.md, "Environments in
+    worker processes")."""
+    return k > 1 and len(os.sched_getaffinity(0)) >= 2
 
 
 def parse_seeds(argv: list[str]) -> tuple[list[int], Path, list[str]]:
