@@ -363,6 +363,7 @@ def test_seeds_of_one_config_train_as_one_vectorised_process(tmp_path, monkeypat
         c = yaml.safe_load((d / "config.yaml").read_text())
         c.pop("meta", None)
         c.pop("out")
+        c.pop("env_workers")  # the K-seed mode's own default (worker processes on 2 cores): no number changes
         return c
 
     def first_eval(d):

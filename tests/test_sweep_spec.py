@@ -395,8 +395,9 @@ def test_dry_projects_gpu_hours_from_each_runs_updates_and_the_measured_rates(tm
 def test_dry_prices_runs_end_to_end_else_updates_plus_collection_and_evaluation(tmp_path):
     """A config at its agent's end-to-end row (a whole run's env steps/s per seed) where one exists; else its
     update row plus its env steps, training's and evaluation's, at the collection rate the row measured for
-    its K; each line says which. 2 seeds of td3, 20k env steps (10k seed steps), 0.5 updates per env step:
-    5000 updates; 3 evaluations of 10 episodes of 1000 steps: 30000 evaluation env steps."""
+    its K; each line says which; stale and flagged rows price nothing. 2 seeds of td3, 20k env steps (10k
+    seed steps), 0.5 updates per env step: 5000 updates; 3 evaluations of 10 episodes of 1000 steps: 30000
+    evaluation env steps."""
     import json
 
     from slurm.projection import project, projection_lines
@@ -411,6 +412,11 @@ def test_dry_prices_runs_end_to_end_else_updates_plus_collection_and_evaluation(
          "env_steps_per_s": 1000.0},
         {**bench, "key": "td3 walker-walk state fp32 compile=false K=2", "seeds": 2, "updates_per_s": 10.0,
          "group_env_steps_per_s": 4000.0},
+        # a stale row and one whose peak memory was below its floor claim more, and price nothing
+        {**bench, "key": "td3 walker-walk state fp32 compile=true K=1", "seeds": 1, "updates_per_s": 1e4,
+         "compile": True, "stale": "old"},
+        {**bench, "key": "td3 walker-walk state fp32 compile=cudagraphs K=2", "seeds": 2,
+         "updates_per_s": 1e4, "compile": "cudagraphs", "flag": "peak below its floor"},
     ]  # fmt: skip
     (gpu / "x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     sweep = "agents: [td3]\ntasks: [walker-walk]\nseeds: 2\nsteps: 20000\nfixed: {seed_steps: 10000}\n"
