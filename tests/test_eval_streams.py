@@ -122,10 +122,14 @@ def test_evaluation_cadence_episodes_and_batching_change_no_training_number(agen
         pytest.skip(why)
     runs = []
     for name, keys in (
-        ("often", ["eval_every=200", "eval_episodes=2", "eval_batched=true"]),
-        ("rarely", ["eval_every=600", "eval_episodes=1", "eval_batched=false"]),
+        ("often", ["eval_every=100", "eval_episodes=2", "eval_batched=true"]),
+        ("rarely", ["eval_every=400", "eval_episodes=1", "eval_batched=false"]),
     ):
         runs.append(tmp_path / name)
-        assert main(tiny_argv(agent, runs[-1], steps=600, extra=["seed_steps=200", *keys])) == 0
-    assert train_csv(runs[0]) == train_csv(runs[1])
+        extra = ["episode_length=100", "seed_steps=200", "diag_every=100", "checkpoint_every=400", *keys]
+        assert main(tiny_argv(agent, runs[-1], steps=400, extra=extra)) == 0
+    rows = train_csv(runs[0])
+    assert int(rows[-1]["updates"]) > 0  # the evaluations fell among updates
+    assert [len(open(r / "eval.csv").readlines()) for r in runs] == [6, 3]  # a header and 5 or 2 rows
+    assert rows == train_csv(runs[1])
     assert_same(parameters(runs[0]), parameters(runs[1]))
