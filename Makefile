@@ -68,8 +68,10 @@ test: $(STAMP) lint
 
 # make test-agent NAME=<agent>[,<agent>]: every registry-wide test for those agents (the tests marked
 # `registry`: conformance, config ranges and parts, transfer parts, key docs, action spaces, sync-free updates,
-# batched evaluation, the K-seed mode, compile with inductor; docs/extending.md lists them), and the tests of
-# its own files (tests/test_<name with - as _>.py, tests/test_<its class's module>.py).
+# batched evaluation, the K-seed mode from states and from pixels, compile with inductor, and what `make test`
+# checks of every file, for the agent's own: docs/switches.md current, its modules' citations, ruff;
+# docs/extending.md lists them), and the tests of its own files (tests/test_<name with - as _>.py,
+# tests/test_<its class's module>.py).
 NAME ?=
 test-agent: $(STAMP)
 	@test -n "$(NAME)" || { echo "error: give the agent: make test-agent NAME=<agent>" >&2; exit 2; }

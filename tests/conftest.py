@@ -202,12 +202,10 @@ def render_for(agent: str, request) -> None:
 # ---------------------------------------------------------------------------------- registry-wide tests
 # A test marked `registry` that takes the argument `agent` runs for every registered agent, so a new agent is
 # tested the moment it is registered. `make test-agent NAME=td3` runs them for one agent: pytest -m registry
-# --agent td3. --scratch-registry FILE first runs a Python file that adds entries to the registry
-# (tests/test_extending.py runs the examples of docs/extending.md so).
-
-
-# The agents the scratch registry added: docs/switches.md documents the registered ones only.
-SCRATCH_AGENTS = pytest.StashKey[frozenset]()
+# --agent td3 (a test marked `registry` without that argument, the switch page's check, runs once).
+# --scratch-registry FILE first runs a Python file that adds entries to the registry (tests/test_extending.py
+# runs the examples of docs/extending.md so), --switch-page FILE checks that file as docs/switches.md (what
+# `make switches` would write with the scratch agents registered).
 
 
 def pytest_addoption(parser):
@@ -216,6 +214,11 @@ def pytest_addoption(parser):
     )
     parser.addoption(
         "--scratch-registry", default="", help="a Python file adding entries to the agent registry"
+    )
+    parser.addoption(
+        "--switch-page",
+        default=str(Path(__file__).resolve().parents[1] / "docs" / "switches.md"),
+        help="the page the switch page's check reads (default docs/switches.md)",
     )
     parser.addoption(
         "--compile-check",
@@ -233,10 +236,8 @@ def pytest_cmdline_main(config):
     from iqrl.core import registry
 
     if path := config.getoption("--scratch-registry"):
-        before = set(registry.REGISTRY)
         sys.path.insert(0, str(Path(path).resolve().parent))
         runpy.run_path(path)
-        config.stash[SCRATCH_AGENTS] = frozenset(registry.REGISTRY) - before
 
     unknown = [a for a in config.getoption("--agent").split(",") if a and a not in registry.REGISTRY]
     if unknown:
@@ -264,6 +265,15 @@ def pytest_generate_tests(metafunc):
         agents = agents_under_test(metafunc.config)
         ids = [f"{a}-from-pixels" if pixels_only(a) else a for a in agents]  # built from tiny frame stacks
         metafunc.parametrize("agent", agents, ids=ids)
+
+
+def agent_modules(agent: str) -> list[Path]:
+    """The files of the modules that define the agent's class and its config (a scratch registry's too)."""
+    from iqrl.core import registry
+
+    entry = registry.get_entry(agent)
+    modules = dict.fromkeys(spec.split(":")[0] for spec in (entry.cls, entry.config))
+    return [Path(importlib.util.find_spec(m).origin) for m in modules]
 
 
 def own_test_files(agents: list[str]) -> set[str]:
