@@ -155,6 +155,9 @@ def test_interface_members_the_trainer_reads(agent):
         "AgentSpec.updates_per_agent_step comes from a config key: name it in the config's UTD_KEY"
     )
     assert isinstance(a.schedule, UpdateSchedule) and a.schedule.cycle >= 1
+    assert a.PIXELS or not a.PIXELS_ONLY, (
+        "an agent that learns from pixels only is built for them: PIXELS = True"
+    )
     assert a.networks() and all(isinstance(m, torch.nn.Module) for m in a.networks().values())
     sigma = a.exploration_sigma
     assert sigma is None or (isinstance(sigma, float) and sigma >= 0)
