@@ -209,7 +209,7 @@ class SACAE(Agent):
                 cfg.feature_dim, self.shape[0], self.shape[1], cfg.conv_layers, cfg.num_filters
             )
         else:  # states (SAE-4): MLP encoder Linear -> LN -> tanh, MLP decoder of the state
-            encoder = CriticEncoder(nn.Identity(), obs_dim, cfg.feature_dim, actor_head=True)
+            encoder = CriticEncoder(nn.Identity(), obs_dim, cfg.feature_dim, True, cfg.head_act)
             decoder = mlp(cfg.feature_dim, cfg.mlp_dims, obs_dim, "orthogonal", nn.ReLU, norm=False)
         self.learner = SACAELearner(cfg.learner, obs_dim, act_dim, self.generator, encoder).to(self.device)
         self.decoder = decoder.to(self.device) if cfg.use_decoder else None

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main  # noqa: E402
 
-from conftest import missing_suite, stop_at_env_step, tiny_argv  # noqa: E402
+from conftest import missing_suite, render_for, stop_at_env_step, tiny_argv  # noqa: E402
 from test_train import eval_numbers  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -32,8 +32,9 @@ def skip_without_suite(agent: str) -> None:
 
 
 @pytest.mark.registry
-def test_cuda_run_stops_resumes_and_finishes(agent, tmp_path):
+def test_cuda_run_stops_resumes_and_finishes(agent, tmp_path, request):
     skip_without_suite(agent)
+    render_for(agent, request)
     ref, run = tmp_path / "ref", tmp_path / "run"
     argv = lambda out: tiny_argv(agent, out, seed=3, extra=["device=cuda"])  # noqa: E731
     assert main(argv(ref)) == EXIT_OK

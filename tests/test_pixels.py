@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -16,15 +17,29 @@ import torch
 
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
-from iqrl.config.validate import pixel_agents
+from iqrl.config.validate import pixel_agents, pixel_sizes
+from iqrl.core import registry
+from iqrl.core.checks import require
+from iqrl.core.interface import Agent, AgentConfig
+from iqrl.core.registry import AgentEntry
 from iqrl.core.replay import SequenceReplay
 from iqrl.envs.dmc import pixel_camera
 from iqrl.envs.make import Observation, make_env
-from iqrl.nn.maths import random_shift, shift_offsets
+from iqrl.nn.maths import center_crop, crop_offsets, random_crop, random_shift, shift_offsets
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import acts_in_boxes, open_episode, stop_after_steps, tiny_argv
+from conftest import (
+    acts_in_boxes,
+    agent_observations,
+    agent_run,
+    open_episode,
+    pixels_only,
+    stop_after_steps,
+    tiny_argv,
+    tiny_image_size,
+    tiny_pixels,
+)
 from test_train import eval_numbers, read_csv
 
 render = pytest.importorskip("iqrl.envs.render")
@@ -133,6 +148,30 @@ def test_random_shift_moves_every_frame_together_by_at_most_its_pad():
     assert torch.equal(random_shift(images, 2, centre), images)  # offset (pad, pad) is no shift
 
 
+def test_random_crop_cuts_each_image_at_its_own_corner_every_channel_together():
+    """CURL's crop (iqrl.nn.maths.random_crop): by hand on a 4 x 4 image, then every window of a batch is the
+    slice at its drawn corner; the corners (crop_offsets) are one draw of the generator, uniform over every
+    window, the last included."""
+    image = torch.arange(2 * 16, dtype=torch.uint8).view(1, 2, 4, 4)  # channel 1 is channel 0 + 16
+    cropped = random_crop(image, 2, torch.tensor([[1, 2]]))  # top 1, left 2
+    assert cropped.dtype == torch.uint8 and cropped.tolist() == [[[[6, 7], [10, 11]], [[22, 23], [26, 27]]]]
+    assert center_crop(image, 2).tolist() == [[[[5, 6], [9, 10]], [[21, 22], [25, 26]]]]  # corner (1, 1)
+    assert center_crop(torch.zeros(9, 100, 100), 84).shape == (9, 84, 84)  # CURL's: corner (8, 8)
+    assert torch.equal(center_crop(image[0], 3), image[0, :, :3, :3])  # corner (0, 0): (4 - 3) // 2
+
+    g = torch.Generator().manual_seed(0)
+    corners = crop_offsets(2000, 12, 9, g)
+    assert torch.equal(corners, torch.randint(4, (2000, 2), generator=torch.Generator().manual_seed(0)))
+    assert corners.shape == (2000, 2) and corners.min() == 0 and corners.max() == 12 - 9
+    assert len(corners.unique(dim=0)) == 4 * 4  # every window of a 12 x 12 image drawn
+    images = torch.randint(0, 256, (2000, 6, 12, 12), generator=g, dtype=torch.uint8)
+    cropped = random_crop(images, 9, corners)
+    assert cropped.shape == (2000, 6, 9, 9) and cropped.dtype == torch.uint8
+    for i in (0, 1, 999, 1999):
+        top, left = corners[i].tolist()
+        assert torch.equal(cropped[i], images[i, :, top : top + 9, left : left + 9])
+
+
 def test_pixel_config_keys_are_checked_in_one_line():
     cfg = build_config(["agent=td3", "task=walker-walk"])
     assert (cfg.obs, cfg.image_size, cfg.frame_stack) == ("state", 84, 3)
@@ -156,6 +195,55 @@ def test_pixel_config_keys_are_checked_in_one_line():
         build_config(["agent=td3", "obs=pixels", "obs_noise=0.1"])
 
 
+@dataclass
+class CroppingConfig(AgentConfig):
+    name: str = "cropping"
+    crop_size: int = 90  # crops of this many pixels, out of larger frames
+
+    def validate_pixels(self, image_size: int) -> None:
+        require([(image_size > self.crop_size, f"crops of {self.crop_size} need larger frames")])
+
+
+class Cropping(Agent):
+    """A pixel-only agent whose crops need frames larger than the run's default 84 pixels (CURL's)."""
+
+    PIXELS = PIXELS_ONLY = True
+
+    def act(self, obs, explore):
+        raise NotImplementedError
+
+    def update(self, replay, step):
+        raise NotImplementedError
+
+
+def test_a_pixel_only_agent_sees_pixels_is_refused_states_and_listed_with_its_smallest_frames(monkeypatch):
+    """Agent.PIXELS_ONLY: a run without `obs` sees pixels where the task has them, obs=state and a task
+    without pixels are refused in one line; the pixel agents a refusal lists include it with the smallest
+    frames its validate_pixels takes (it refuses the default 84), and the tests build it from those frames."""
+    entry = AgentEntry(f"{__name__}:Cropping", f"{__name__}:CroppingConfig")
+    monkeypatch.setitem(registry.REGISTRY, "cropping", entry)
+    run = build_config(["agent=cropping", "image_size=96"])
+    assert (run.obs, run.image_size, run.frame_stack) == ("pixels", 96, 3)
+    assert build_config(["agent=cropping", "obs=pixels", "image_size=91"]).obs == "pixels"
+    states = (
+        "agent cropping learns from pixels only: leave obs unset (or obs=pixels) on a task of dmc, atari, "
+    )
+    refusals = [
+        (["agent=cropping", "obs=state"], f"{states}minigrid, not obs=state (walker-walk)"),
+        (["agent=cropping", "task=gym:Hopper-v4"], f"{states}minigrid, not obs=state (gym:Hopper-v4)"),
+        (["agent=cropping"], "obs=pixels: crops of 90 need larger frames"),
+    ]
+    for argv, why in refusals:
+        with pytest.raises(ConfigError) as e:
+            build_config(argv)
+        assert str(e.value) == why
+    assert pixel_sizes()["cropping"] == 91 and "cropping" in pixel_agents() and pixel_sizes()["mrq"] == 31
+    with pytest.raises(ConfigError, match=r"obs=pixels works with .*cropping \(image_size >= 91\)"):
+        build_config(["agent=td7", "obs=pixels"])
+    assert tiny_pixels("cropping") == ["obs=pixels", "image_size=91", "frame_stack=2"]
+    assert agent_run("cropping") == ["image_size=91"] and agent_observations("cropping").dim == (6, 91, 91)
+
+
 def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run(
@@ -175,11 +263,11 @@ def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
 # ---------------------------------------------------------------------------- every pixel agent, end to end
 # iqrl-official is iqrl's network and update with switches that do not touch the encoder: iqrl covers it
 COVERED_BY = {"iqrl-official": "iqrl"}
-# 200 agent steps of 32 x 32 frames (MR.Q's encoder needs >= 31; episodes of 50 agent steps, the first two
-# of seed actions; 3 evaluations of one episode): a run renders about 350 frames, ~10 s here
+# 200 agent steps of 32 x 32 frames (MR.Q's encoder needs >= 31; an agent that needs larger frames: its
+# smallest, conftest's tiny_image_size; episodes of 50 agent steps, the first two of seed actions; 3
+# evaluations of one episode): a run renders about 350 frames, ~10 s here
 PIXEL_RUN = [
     "obs=pixels",
-    "image_size=32",
     "steps=400",
     "episode_length=100",
     "seed_steps=200",
@@ -198,9 +286,12 @@ def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, tmp_path, r
         pytest.skip(f"{agent}'s pixel run is {COVERED_BY[agent]}'s")
     if agent not in pixel_agents() or not acts_in_boxes(agent):
         pytest.skip(f"{agent} does not train from DMC's pixels")
+    if pixels_only(agent):
+        pytest.skip(f"{agent} learns from pixels only: its conformance tests run and resume it from pixels")
     request.getfixturevalue("renderer")  # skips without a headless GL renderer
+    extra = [*PIXEL_RUN, f"image_size={tiny_image_size(agent)}"]
     ref, run = tmp_path / "ref", tmp_path / "run"
-    assert main(tiny_argv(agent, ref, seed=3, extra=PIXEL_RUN)) == EXIT_OK
+    assert main(tiny_argv(agent, ref, seed=3, extra=extra)) == EXIT_OK
     rows = read_csv(ref / "eval.csv")
     assert [int(r["env_step"]) for r in rows] == [0, 200, 400]
     train = read_csv(ref / "train.csv")
@@ -208,9 +299,9 @@ def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, tmp_path, r
     stop = stop_after_steps(
         137
     )  # mid-episode past the seed episodes: networks, optimizers, frames to restore
-    assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN), should_stop=stop) == EXIT_INTERRUPTED
+    assert main(tiny_argv(agent, run, seed=3, extra=extra), should_stop=stop) == EXIT_INTERRUPTED
     assert open_episode(run)["actions"]
-    assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN)) == EXIT_OK
+    assert main(tiny_argv(agent, run, seed=3, extra=extra)) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)
     assert read_csv(run / "train.csv")[-1] == {**train[-1], **_timings(read_csv(run / "train.csv")[-1])}
 

@@ -126,7 +126,9 @@ def build_config(argv: list[str]) -> RunConfig:
     suite = suite_of(tasks[0])  # a multi-task run's tasks share spaces: one suite
     run.action_repeat = suite.action_repeat if run.action_repeat is None else run.action_repeat
     run.episode_length = suite.episode_length if run.episode_length is None else run.episode_length
-    run.obs = suite.observations[0] if run.obs is None else run.obs
+    if run.obs is None:  # the suite's first; pixels (where the suite has them) for an agent of pixels only
+        pixels = registry.agent_class(name).PIXELS_ONLY and "pixels" in suite.observations
+        run.obs = "pixels" if pixels else suite.observations[0]
     run.frame_stack = suite.frame_stack if run.frame_stack is None else run.frame_stack
     run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
     validate(run)

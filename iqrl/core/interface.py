@@ -13,9 +13,13 @@ The trainer, sweeps and analysis know an agent only through this interface:
 * the observations: with `obs=state` (the default) float32 vectors and the constructor's `obs_dim` their
   width (an int); with `obs=pixels` uint8 frame stacks [C, H, W] (3 channels per frame, the newest frame
   last) and `obs_dim` that shape (a tuple). Only agents with PIXELS = True are built for pixels (the config
-  refuses the others); `pixel_shape(obs_dim)` tells the two apart.
+  refuses the others); `pixel_shape(obs_dim)` tells the two apart. An agent with PIXELS_ONLY = True (CURL's
+  crops) learns from pixels only: its runs see pixels where the task has them (obs unset), obs=state is
+  refused, and the registry-wide tests build it from tiny frame stacks.
 * `update(replay, step)`: one gradient step; samples what it needs from the replay and returns a flat
-  dict of scalar metrics (floats or 0-d tensors; the trainer syncs them once per episode).
+  dict of scalar metrics (floats or 0-d tensors; the trainer syncs them once per episode). A metric that is
+  not smooth in the parameters (an accuracy, an argmax) is named in NONSMOOTH_METRICS with how far the tests
+  let it move where float rounding flips a near-tie (the K-seed and compiled modes sum in other orders).
 * `on_episode_start(training)`: called right after every environment reset (training episodes, seed
   episodes included, with training=True; evaluation episodes with training=False). For per-episode
   acting state: DCWM's MPPI warm start, TCRL's episode-indexed sigma. Optional (default: nothing).
@@ -253,6 +257,9 @@ class Agent(abc.ABC):
     STATE_VALUES: tuple[str, ...] = ()
     # Whether the agent learns from pixel observations (obs=pixels: a convolutional encoder in front).
     PIXELS: bool = False
+    # Whether it learns from pixels only (PIXELS too): obs=state is refused, a run without `obs` sees pixels,
+    # and the registry-wide tests build it from pixels at their tiny size (tests/conftest.py, tiny_keys).
+    PIXELS_ONLY: ClassVar[bool] = False
     # Its parts by name (Part above), each object in one part; "representation" is what a run loads from
     # another by default (init_parts). An agent declares them once, beside STATE_OBJECTS.
     TRANSFER_PARTS: ClassVar[dict[str, Part]] = {}
@@ -266,6 +273,11 @@ class Agent(abc.ABC):
     # Adam amplifies it (a gradient that is zero but for rounding becomes a full step), so such an agent
     # declares more.
     COMPILE_TOLERANCE: ClassVar[float] = 1e-5
+    # The update's metrics that are not smooth in the parameters (an accuracy, an argmax: rounding in another
+    # order flips a near-tie, and the value jumps), each with the absolute difference the tests allow between
+    # two modes' values of it (the K-seed group's and the plain update's, the compiled and the eager
+    # update's); every other metric is compared to rounding.
+    NONSMOOTH_METRICS: ClassVar[dict[str, float]] = {}
     task: int = 0  # the task index the following `act` calls are for (multi-task runs)
 
     def __init__(self, cfg, device: torch.device | str, seed: int):
