@@ -91,6 +91,8 @@ LEGACY_VALUES = {
     # multi-task learners (iqrl/learners/multitask.py): inert in the single-task runs older versions made
     "agent.task_heads": "embedding",
     "agent.task_dim": 96,
+    # the encoder head's last activation (iqrl/learners/encoders.py): older runs ended every head in tanh
+    "agent.head_act": "tanh",
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs
