@@ -50,9 +50,9 @@ squashed policy's entropy times A, `tdmpc2_presquash_entropy=true` for the code'
 the policy loss's gradient on the task embedding leaks into the next model step; not here).
 Harness deviations (TDMPC2-3..5): losses are weighted by the window's `valid` flags and targets by
 (1 - terminal) (the code has neither without its `episodic` termination head, which is not here); the tanh
-log-determinant is the stable `iqrl.nn.maths.tanh_log_det` (the code: log(relu(1 - tanh^2) + 1e-6)); the
-seed phase is the run's `seed_steps` (the code: max(1000, 5 episode lengths) agent steps, i.e.
-`seed_steps=5000` on DMC).
+log-determinant is the stable `iqrl.nn.maths.tanh_log_det` (the code: log(relu(1 - tanh^2) + 1e-6)). The
+seed phase is the code's max(1000, 5 episode lengths) agent steps by default (TDMPC2Config.SEED_PHASE): 5000
+env steps on DMC, 5000 on Gym, 2000 on Meta-World, 1000 on MyoSuite (`seed_steps` sets another).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ from baselines.dcwm_mppi import MPPIConfig, Planner
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import SequenceBatch
-from iqrl.core.schedule import PerStepSeedBurst
+from iqrl.core.schedule import PerStepSeedBurst, SeedPhase
 from iqrl.learners.multitask import TaskEmbedding, with_task
 from iqrl.nn.layers import EnsembleLinear, ensemble_mlp, frozen_copy, mlp
 from iqrl.nn.maths import soft_bounded, symexp, symlog, tanh_log_det, two_hot_cross_entropy, two_hot_decode
@@ -91,6 +91,10 @@ PI_ADAM_EPS = 1e-5  # the policy's Adam epsilon (tdmpc2.py:31)
 
 @dataclass
 class TDMPC2Config(AgentConfig):
+    # max(1000, 5 episode lengths) agent steps, then one update per seed step at once (PerStepSeedBurst)
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=1000, episodes=5, source="nicklashansen/tdmpc2@e9f5932 tdmpc2/envs/__init__.py:82"
+    )
     # the tests' tiny sizes, MPPI's too
     TINY: ClassVar[dict] = {
         "enc_dim": 32,

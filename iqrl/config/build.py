@@ -2,6 +2,9 @@
 
     dataclass defaults <- agent preset <- task overrides (group, then task) <- command line
 
+Run keys left None take their defaults last: the suite's (action_repeat, episode_length, obs, frame_stack,
+protocol), then the agent's code's seed phase at those (seed_steps).
+
 `build_config(argv)` turns `agent=iqrl task=walker-walk seed=1 agent.horizon=3 ...` into a resolved,
 validated `RunConfig` (agent hyper-parameters under `.agent`), or raises ConfigError with one line
 that names the problem and the valid choices. Nothing is touched on disk before this succeeds.
@@ -129,6 +132,8 @@ def build_config(argv: list[str]) -> RunConfig:
     run.obs = suite.observations[0] if run.obs is None else run.obs
     run.frame_stack = suite.frame_stack if run.frame_stack is None else run.frame_stack
     run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
+    if run.seed_steps is None:
+        run.seed_steps = registry.seed_phase(name).length(run.action_repeat, run.episode_length)
     validate(run)
     if not run.out:
         run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")

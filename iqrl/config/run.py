@@ -29,7 +29,10 @@ class RunConfig:
     seed: int = 1  # the run's seed: the agent's generator, the envs and the seed-phase actions derive from it
     steps: int = 1_000_000  # env-step budget
     out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
-    seed_steps: int = 10_000  # env steps of seed (warm-up) episodes before learning starts
+    # env steps of seed (warm-up) episodes before learning starts; None = the agent's code's seed phase at the
+    # run's action repeat and episode length (iqrl.core.registry.seed_phase: DR.Q and MR.Q 10,000 agent steps,
+    # TD-MPC2 max(1000 agent steps, 5 episodes), ...; the harness's 10,000 env steps for agents without one)
+    seed_steps: int | None = None
     updates_per_step: float | None = None  # gradient updates per env step; None = the agent's default
     # Transitions (agent steps) the learner samples from, newest first (a FIFO); None = the agent's
     # default (td7, mrq: 1M as their code; others unbounded), 0 = unbounded.
