@@ -42,7 +42,7 @@ Settings as the code runs them (DRQ.py `Hyperparameters` unless named); "=" = MR
 | mlp_dims, value_lr, policy_lr | [512, 512], 3e-4, 3e-4 | = | DRQ.py:53, 55, 59, 61 |
 | gumbel_tau, num_bins, bins | 10, 65, [-10, 10] | = | DRQ.py:63, 66-68 |
 | image_pad (pixels) | 4 | = | DRQ.py:50, 367 |
-| seed phase, replay | 10 000 agent steps, 1M FIFO | = | DRQ.py:18, 23 (SEED_PHASE: seed_steps 20 000 on DMC; AgentSpec) |
+| seed phase, replay | 10 000 agent steps, 1M FIFO | = | DRQ.py:18, 23 (SEED_PHASE; AgentSpec) |
 
 Quirk switches (the code's behaviour available, off by default):
   DRQ-1 `official_infonce_mask_broadcast`: the code multiplies the InfoNCE losses [B] by the termination mask

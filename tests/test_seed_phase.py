@@ -1,5 +1,5 @@
-"""Each agent's seed phase is its code's by default (iqrl.core.schedule.SeedPhase: the agent's config class, or
-its registry entry's for a preset whose code seeds otherwise), resolved into the run key seed_steps in env
+"""Each agent's seed phase is its code's by default (iqrl.core.schedule.SeedPhase: the agent's config class,
+or its registry entry's for a preset whose code seeds otherwise), resolved into the run key seed_steps in env
 steps at the run's action repeat and episode length; a given seed_steps wins."""
 
 from __future__ import annotations
