@@ -17,10 +17,10 @@ Settings: Dopamine's JAX DQN (google/dopamine at 5873f54, `dopamine/jax/agents/d
 0.99, n = 1, batch 32, Adam lr 6.25e-5 eps 1.5e-4, one update per 4 agent steps, a target copy every 8000
 agent steps = 2000 updates, epsilon 1 -> 0.01 over 250 000 agent steps, 20 000 agent steps of warm-up = the
 default of the run's seed_steps (80 000 frames; drq-eps: 1600, 6400 frames), 1M transitions of replay), its
-Nature CNN (`dopamine/jax/networks.py` NatureDQNNetwork: 32 8x8 /4, 64 4x4 /2, 64 3x3 /1, 512,
-Xavier-uniform init, inputs / 255), the Double-DQN target of its full Rainbow agent (`double_dqn=True`) and the Huber loss of its Nature-DQN form (`loss_type='huber'`; the JAX
-DQN's default is MSE: `agent.loss=mse`). `agent.double_q=false` is the DQN target (max over the target
-network).
+Nature CNN (`dopamine/jax/networks.py` NatureDQNNetwork: 32 8x8 /4, 64 4x4 /2, 64 3x3 /1, 512, Xavier-uniform
+init, inputs / 255), the Double-DQN target of its full Rainbow agent (`double_dqn=True`) and the Huber loss of
+its Nature-DQN form (`loss_type='huber'`; the JAX DQN's default is MSE: `agent.loss=mse`).
+`agent.double_q=false` is the DQN target (max over the target network).
 From state vectors (MiniGrid's symbolic view) the torso is the identity and the head an MLP.
 
 The registry preset `drq-eps` is DrQ(eps) for the Atari 100k protocol (Kostrikov et al. 2020, arXiv
