@@ -267,18 +267,18 @@ def _timings(row: dict) -> dict:
     return {k: v for k, v in row.items() if "time" in k or k.endswith("_per_s") or k.startswith("wall")}
 
 
-# Two seeds of 100 agent steps each (a seed episode of 50, then 50 with updates), both rendering in their own
-# threads, to done: the group's first update, its first evaluation and its checkpoints seen from pixels.
+# Two seeds of 60 agent steps each (a seed episode of 30, then 30 with updates), both rendering in their own
+# threads, to done: the group's first updates, its evaluations and its checkpoints seen from pixels.
 KSEED_PIXEL_RUN = [
     "obs=pixels",
     "image_size=32",
-    "steps=200",
-    "episode_length=100",
-    "seed_steps=100",
-    "eval_every=200",
+    "steps=120",
+    "episode_length=60",
+    "seed_steps=60",
+    "eval_every=120",
     "eval_episodes=1",
-    "checkpoint_every=200",
-    "diag_every=200",
+    "checkpoint_every=120",
+    "diag_every=120",
 ]
 
 
@@ -287,6 +287,8 @@ KSEED_PIXEL_RUN = [
 def test_every_pixel_agent_trains_from_rendered_frames_as_a_k_seed_group(agent, tmp_path, request):
     """A K = 2 group of every pixel agent from frames rendered in its seeds' threads (the envs built in the
     main thread) trains both seeds to done; each seed's numbers are its own (another initial state)."""
+    if agent in COVERED_BY:
+        pytest.skip(f"{agent}'s pixel group is {COVERED_BY[agent]}'s")
     if agent not in pixel_agents() or not acts_in_boxes(agent):
         pytest.skip(f"{agent} does not train from DMC's pixels")
     argv = layered(tiny_argv(agent, tmp_path, extra=KSEED_PIXEL_RUN), ["env_workers=false"])
@@ -298,7 +300,7 @@ def test_every_pixel_agent_trains_from_rendered_frames_as_a_k_seed_group(agent, 
     runs = [tmp_path / f"seed{s}" for s in (1, 2)]
     for run in runs:
         assert json.loads((run / "status.json").read_text())["state"] == "done"
-        assert [int(r["env_step"]) for r in read_csv(run / "eval.csv")] == [0, 200]
+        assert [int(r["env_step"]) for r in read_csv(run / "eval.csv")] == [0, 120]
         row = read_csv(run / "train.csv")[-1]
         assert int(row["updates"]) > 0 and all(
             np.isfinite(float(v)) for k, v in row.items() if k.endswith("_loss") and v

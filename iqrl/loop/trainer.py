@@ -193,8 +193,9 @@ class Trainer:
         self.env_step += self.cfg.action_repeat
         truncated = step.truncated or (self.env_step >= self.cfg.steps and not step.terminated)
         ended = step.terminated or truncated
-        self.agent.observe(step.obs, step.reward, ended)
-        self.replay.add(action, step.reward, step.obs, step.terminated, truncated)
+        learned = step.reward if step.learner_reward is None else step.learner_reward  # Atari 100k: clipped
+        self.agent.observe(step.obs, learned, ended)
+        self.replay.add(action, learned, step.obs, step.terminated, truncated)
         ep.actions.append(action)
         ep.ret += step.reward
         ep.obs = step.obs
