@@ -74,7 +74,7 @@ class RunConfig:
     image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO, MR.Q's Atari: 84)
     frame_stack: int | None = None  # pixels: frames per observation (SAC+AE, DrQ, TACO: 3; Atari: 4)
     # The suite's protocol (iqrl.envs.tasks.Suite.protocols): Atari's mrq (default), mrq-code, atari100k or
-    # atari100k-ale-cap (iqrl.envs.tasks.ATARI_PROTOCOLS); `default` for other suites. None = the suite's first.
+    # atari100k-ale-cap (iqrl.envs.tasks.ATARI_PROTOCOLS); `default` elsewhere. None = the suite's first.
     protocol: str | None = None
     # Start from parts of another run (iqrl.loop.transfer; docs/transfer.md): its run folder (its latest
     # checkpoint), RUN@<env step> (that checkpoint generation), or a checkpoint file; "" = from scratch.
