@@ -75,6 +75,31 @@ def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> Non
                 raise SweepError(f"{where}: run {r.key}: {e}") from None
 
 
+def check_profile_device(runs: Sequence[RunSpec], results: Path, profile: Profile, where: str) -> None:
+    """Each run's config with the profile's device, as its job will start it, passes the trainer's checks of
+    what a device must have (cudagraphs=true and precision=tf32 need CUDA): a `device: cpu` profile would
+    otherwise submit runs that every trainer refuses. SweepError (one line) naming the first such run."""
+    asking = [r for r in runs if any(a.startswith(("cudagraphs=", "precision=")) for a in r.argv(results))]
+    if profile.device.startswith("cuda") or profile.device == "auto" or not asking:
+        return
+    import torch
+
+    from iqrl.config.build import build_config
+    from iqrl.config.run import ConfigError
+    from iqrl.loop.preflight import check_compile, check_precision
+
+    device = torch.device(profile.device or "cpu")
+    for r in asking:
+        try:
+            cfg = build_config(run_argv(r, results, profile))
+            check_compile(cfg, device)
+            check_precision(cfg, device)
+        except ConfigError as e:
+            raise SweepError(
+                f"{where}: run {r.key} on profile {profile.name} (device {device}): {e}"
+            ) from None
+
+
 def load(
     sweep_path: str | Path,
     results: Path,
@@ -176,8 +201,13 @@ def _describe(plan: Plan, total: int, out: Print) -> None:
         out(f"  ... and {len(plan.live) - 20} more (make status lists them)")
 
 
+def run_argv(r: RunSpec, results: Path, profile: Profile) -> list[str]:
+    """A run's trainer command line as its job starts it: the profile gives its device."""
+    return r.argv(results) + ([f"device={profile.device}"] if profile.device else [])
+
+
 def _make_run(r: RunSpec, results: Path, profile: Profile, entry: str, extra: Sequence[str] = ()) -> Run:
-    argv = r.argv(results) + ([f"device={profile.device}"] if profile.device else []) + list(extra)
+    argv = run_argv(r, results, profile) + list(extra)
     return Run(
         str(r.run_dir(results).absolute()),
         tuple(argv),
@@ -248,6 +278,8 @@ def run_sweep(
     results = Path(results).absolute()
     sweep, runs = load(sweep_path, results, agents, **load_kw)
     profile = choose_profile(cluster_name)
+    if load_kw.get("validator", trainer_validator) is not None:
+        check_profile_device(runs, results, profile, str(sweep_path))
     out(
         f"sweep {sweep.name} ({sweep_path}) -> {results / sweep.name}; cluster profile {profile.name} "
         f"({profile.executor})"

@@ -81,6 +81,20 @@ def _split_argv(argv: list[str]) -> tuple[str, list[str]]:
     return name, rest
 
 
+#: What a switch (a bool key) may be given as on the command line: OmegaConf also takes any integer as true.
+BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0"})
+
+
+def _check_switches(overrides: list[str], agent_cls) -> None:
+    """A bool key is given as true or false (env_workers=2 or =-1 would silently be true): ConfigError."""
+    for arg in overrides:
+        key, _, value = arg.partition("=")
+        cls, leaf = (agent_cls, key[6:]) if key.startswith("agent.") else (RunConfig, key)
+        kinds = {f.name: f.type for f in fields(cls)}
+        if kinds.get(leaf) in (bool, "bool") and value.strip().lower() not in BOOL_WORDS:
+            raise ConfigError(f"{key} is a switch: give {key}=true or {key}=false, got {value!r}")
+
+
 def _explain(e: OmegaConfBaseException, agent_cls) -> str:
     msg = str(e).splitlines()[0]
     key = getattr(e, "full_key", None) or getattr(e, "key", None)
@@ -107,6 +121,7 @@ def build_config(argv: list[str]) -> RunConfig:
     except KeyError as e:
         raise ConfigError(str(e).strip("'\"")) from None
     agent_cls = registry.config_class(name)
+    _check_switches(overrides, agent_cls)
     # Task first: its overrides depend on it. A multi-task run merges each task's overrides in the list's
     # order (a later task's value wins).
     tasks = task_list(_task_arg(overrides))

@@ -336,6 +336,10 @@ class SequenceReplay:
             self._first_start += 1
 
     # ------------------------------------------------------------------ sampling
+    def holds_window(self) -> bool:
+        """Whether `sample` can draw a window: L transitions inside one episode (host counters only)."""
+        return self.n_starts > self._first_start
+
     def sample(
         self,
         batch_size: int,
@@ -532,6 +536,9 @@ class MultiTaskReplay:
 
     def add(self, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
         self.replays[self.task].add(action, reward, next_obs, terminated, truncated)
+
+    def holds_window(self) -> bool:
+        return all(r.holds_window() for r in self.replays)
 
     def sample(self, batch_size: int, seq_len: int | None = None) -> SequenceBatch:
         shares = task_shares(batch_size, len(self.replays))
