@@ -222,15 +222,18 @@ def part_file(folder: Path, text: bytes | str, name: str = "part1.jsonl") -> Pat
         (json.dumps(MACHINE) + "\n[1, 2]\n", "line 2: a row is a JSON object with a `kind`"),
         (
             json.dumps(MACHINE) + "\n" + json.dumps({"part": 1, "kind": "test"}) + "\n",
-            "line 2: a test row without test, outcome",
+            "line 2: a test row without test",
         ),
     ],
 )
-def test_collect_names_the_file_and_line_of_a_bad_part_file(content, fault, tmp_path, capsys):
+def test_collect_names_the_file_and_line_of_a_bad_part_file(content, fault, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "results")  # never the checkout's
+    monkeypatch.setattr(results, "PERFORMANCE_MD", tmp_path / "performance.md")
     path = part_file(tmp_path / "session", content)
     assert gpu_report_main(["collect", str(tmp_path / "session")]) == 2
     [line] = error_lines(capsys)
     assert line.startswith(f"error: {path}") and fault in line
+    assert not (tmp_path / "results").exists() and not (tmp_path / "performance.md").exists()
 
 
 def test_collect_keeps_the_rows_before_a_last_line_cut_off_mid_write(tmp_path, capsys):
@@ -248,6 +251,11 @@ def test_doc_refuses_a_cut_results_file_and_a_page_without_its_markers(tmp_path)
     part_file(folder, json.dumps(MACHINE) + "\n" + '{"part": 1, "kind": "te', "x.jsonl")
     with pytest.raises(ValueError, match=re.escape(f"{folder / 'x.jsonl'} line 2: not a JSON row")):
         results.load_rows(folder)
+    part_file(
+        folder, json.dumps(MACHINE) + "\n" + json.dumps({"part": 2, "kind": "bench", "key": "k"}), "x.jsonl"
+    )
+    with pytest.raises(ValueError, match="line 2: a bench row without seeds, packed, updates_per_s"):
+        results.load_rows(folder)  # what the section reads of a bench row
     page = tmp_path / "performance.md"
     page.write_text(f"# Performance\n\nthe section\n{results.END}\n")
     with pytest.raises(ValueError, match="lacks the marker lines of its GPU section"):

@@ -51,12 +51,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:  # collect, doc: a fault of a file read or written is one line naming it
         if args.command == "collect":
-            print(f"wrote {results.collect(args.src)}")
+            print(f"wrote {results.collect(args.src, results.RESULTS)}")
+        rows = results.load_rows(results.RESULTS)
         if getattr(args, "check", False):
-            stale = results.section(results.load_rows()) not in results.PERFORMANCE_MD.read_text()
+            stale = results.section(rows) not in results.PERFORMANCE_MD.read_text()
             print("docs/performance.md's GPU section is " + ("out of date" if stale else "up to date"))
             return int(stale)
-        changed = results.write_doc()
+        changed = results.write_doc(rows, results.PERFORMANCE_MD)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -46,7 +46,7 @@ def latest_test_outcomes(rows: list[dict]) -> dict[str, str]:
 #: The keys the section reads of a row of each kind (besides `part`, which every row but a committed
 #: file's machine row has); a failed row (`error`) has only the first of its kind's.
 ROW_KEYS = {
-    "machine": ("gpu", "date", "driver", "torch", "cuda", "python", "cpu"),
+    "machine": ("gpu", "date"),
     "test": ("test", "outcome"),
     "bench": (
         *("key", "seeds", "packed", "updates_per_s", "env_steps_per_s"),
@@ -56,18 +56,20 @@ ROW_KEYS = {
 }
 
 
-def missing_keys(row: dict) -> list[str]:
-    """The keys `row` lacks of those the section reads of its kind (ROW_KEYS)."""
+def missing_keys(row: dict, section: bool) -> list[str]:
+    """The keys `row` lacks of those a merge reads (`part`, and what names the row: its kind's first keys), or
+    with `section` of those the section reads of its kind (ROW_KEYS)."""
     need = ROW_KEYS.get(row["kind"], ())
-    need = need[:1] if "error" in row and row["kind"] == "bench" else need
+    need = need if section and not ("error" in row and row["kind"] == "bench") else need[:1]
     return [k for k in ("part", *need) if k not in row and not (k == "part" and row["kind"] == "machine")]
 
 
-def read_jsonl(path: Path, cut_tail: bool = False) -> list[dict]:
+def read_jsonl(path: Path, cut_tail: bool = False, section: bool = False) -> list[dict]:
     """The rows of a JSON-lines file. ValueError (one line naming the file, and the line where one is at
-    fault) for bytes that are not text, a line that is not a JSON object, or a row without the keys its kind
-    needs. With `cut_tail` a last line cut off mid-write (a part killed while writing its row: no newline at
-    its end) is left out, with a warning."""
+    fault) for bytes that are not text, a line that is not a JSON object, or a row without the keys a
+    merge needs (with `section`: those the section reads, `missing_keys`). With `cut_tail` a last line cut
+    off mid-write (a part killed while writing its row: no newline at its end) is left out, with a
+    warning."""
     try:
         text = path.read_bytes().decode()
     except UnicodeDecodeError:
@@ -88,7 +90,7 @@ def read_jsonl(path: Path, cut_tail: bool = False) -> list[dict]:
             raise ValueError(f"{path} line {number}: not a JSON row ({e.msg} at column {e.colno})") from None
         if not isinstance(row, dict) or not isinstance(row.get("kind"), str):
             raise ValueError(f"{path} line {number}: a row is a JSON object with a `kind`, got {line[:60]!r}")
-        if missing := missing_keys(row):
+        if missing := missing_keys(row, section):
             raise ValueError(f"{path} line {number}: a {row['kind']} row without {', '.join(missing)}")
         rows.append(row)
     return rows
@@ -98,7 +100,7 @@ def load_rows(folder: Path = RESULTS) -> list[dict]:
     """Every committed row, each with its file's `gpu` and `file` name added."""
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
-        file_rows = read_jsonl(path)
+        file_rows = read_jsonl(path, section=True)
         gpu = next((r["gpu"] for r in file_rows if r["kind"] == "machine"), None)
         rows += [{**r, "gpu": r.get("gpu", gpu), "file": path.name} for r in file_rows]
     return rows
@@ -152,7 +154,9 @@ def machine_lines(m: dict) -> list[str]:
     return [
         f"### {m['gpu']}, {m['date']} (docs/gpu-results/{machine_slug(m)}-{m['date']}.jsonl)",
         "",
-        f"Driver {m['driver']}, torch {m['torch']} (CUDA {m['cuda']}), Python {m['python']}, {m['cpu']}.",
+        "Driver {driver}, torch {torch} (CUDA {cuda}), Python {python}, {cpu}.".format_map(
+            {k: m.get(k, "?") for k in ("driver", "torch", "cuda", "python", "cpu")}
+        ),
         "",
     ]
 
