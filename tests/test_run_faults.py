@@ -263,6 +263,31 @@ def test_doc_refuses_a_cut_results_file_and_a_page_without_its_markers(tmp_path)
     assert page.read_text() == f"# Performance\n\nthe section\n{results.END}\n"
 
 
+@pytest.mark.parametrize("part", [1, 2, 3])
+def test_the_smoke_of_each_part_has_no_wall_clock_budget(part, tmp_path, monkeypatch):
+    """`make gpu-report SMOKE=1` (tests/test_gpu_report.py) runs every row and stops part 3's runs once each
+    has evaluated, whatever the machine's speed: no part of it gets a deadline."""
+    from iqrl.gpu_report import parts
+
+    seen = []
+    monkeypatch.setattr(parts, f"part{part}", lambda log, smoke, deadline: seen.append(deadline))
+    assert parts.run_part(part, tmp_path, smoke=True) == 0
+    assert seen == [float("inf")]
+
+
+def test_a_run_folder_has_evaluated_once_each_seed_has_a_row_past_step_0(tmp_path):
+    from iqrl.gpu_report.parts import evaluated
+
+    assert not evaluated(tmp_path)  # no seed yet
+    for seed, steps in (("seed0", "0,100"), ("seed1", "0")):
+        (tmp_path / seed).mkdir()
+        rows = "".join(f"{s},1.0\n" for s in steps.split(","))
+        (tmp_path / seed / "eval.csv").write_text("env_step,episode_return\n" + rows)
+    assert not evaluated(tmp_path)
+    (tmp_path / "seed1" / "eval.csv").write_text("env_step,episode_return\n0,1.0\n100,2.0\n")
+    assert evaluated(tmp_path)
+
+
 # ---------------------------------------------------------------------------------- the learning check
 def test_the_learning_check_names_a_summarys_non_numeric_cell(tmp_path, monkeypatch, capsys):
     from analysis import learning_check
