@@ -24,11 +24,11 @@ BENCH_OUT ?= bench.json
 AGENT ?=
 TASK ?=
 
-.PHONY: help install venv-install lock test test-agent switches lint format demo sweep status figures bench validate video clean \
+.PHONY: help install venv-install lock test test-agent switches lint format demo sweep status figures reference bench validate video clean \
 	gpu-report gpu-wheels
 
 help:
-	@echo "make test | test-agent NAME=... | switches | lock | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | bench | validate | video RUN=..."
+	@echo "make test | test-agent NAME=... | switches | lock | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | reference [FROM=...] | bench | validate | video RUN=..."
 	@echo "make gpu-report PART=1|2|3|all [SMOKE=1] | gpu-wheels [GPU_PYTHON=3.12]"
 
 $(BASE_STAMP): pyproject.toml uv.lock
@@ -103,11 +103,14 @@ status: $(BASE_STAMP)
 demo: $(BASE_STAMP)
 	$(PY) -m iqrl.demo
 
-# make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|path.csv.gz] [STEPS=100000,500000,1000000]
-#              [EXCLUDE_PARTIAL=1] [REFERENCE_GYM=<MRQ checkout>/results/gym_results.txt]
-#              [REFERENCE_ATARI=<MRQ checkout>/results/atari_results.txt]
+# make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|<folder of tables>|<table.csv.gz>]
+#              [STEPS=100000,500000,1000000] [EXCLUDE_PARTIAL=1]
+#              REFERENCE=1: every published table that ships in analysis/reference_data (docs/figures.md). Another
+#              version of one source, read from a checkout of its repository, in place of its shipped rows:
+#              [REFERENCE_GYM=<MRQ checkout>/results/gym_results.txt] [REFERENCE_ATARI=<MRQ checkout>/results/atari_results.txt]
 #              [REFERENCE_BBF=<google-research checkout>/bigger_better_faster/scores/RR8_BBF.csv]
 #              [REFERENCE_SIMBA=<SimbaV2 checkout>/results] [REFERENCE_DRQ=<DR.Q checkout>/results]
+#              [REFERENCE_DREAMERV3=<dreamerv3 checkout>/scores]
 #              (bootstrap reps: env IQRL_REPS_CURVE / IQRL_REPS_FINAL)
 REFERENCE ?=
 REFERENCE_GYM ?=
@@ -115,6 +118,7 @@ REFERENCE_ATARI ?=
 REFERENCE_BBF ?=
 REFERENCE_SIMBA ?=
 REFERENCE_DRQ ?=
+REFERENCE_DREAMERV3 ?=
 STEPS ?= 100000,500000,1000000
 EXCLUDE_PARTIAL ?=
 figures: $(BASE_STAMP)
@@ -124,7 +128,17 @@ figures: $(BASE_STAMP)
 		$(if $(REFERENCE_ATARI),--reference-atari "$(REFERENCE_ATARI)") \
 		$(if $(REFERENCE_BBF),--reference-bbf "$(REFERENCE_BBF)") \
 		$(if $(REFERENCE_SIMBA),--reference-simba "$(REFERENCE_SIMBA)") \
-		$(if $(REFERENCE_DRQ),--reference-drq "$(REFERENCE_DRQ)")
+		$(if $(REFERENCE_DRQ),--reference-drq "$(REFERENCE_DRQ)") \
+		$(if $(REFERENCE_DREAMERV3),--reference-dreamerv3 "$(REFERENCE_DREAMERV3)")
+
+# make reference [REFERENCE_DIR=build/reference] [FROM=<folder of the released files>]: the published tables of
+# analysis/reference_data built again from the sources' released files, each downloaded at its pinned commit (or,
+# with FROM=, read from <FROM>/<owner>/<repo>/<path>) and checked against its sha256 (a missing or altered file:
+# one error: line, exit 2); it says per table whether it equals the shipped one (docs/figures.md).
+REFERENCE_DIR ?= build/reference
+FROM ?=
+reference: $(BASE_STAMP)
+	$(PY) -m analysis.reference_build --out "$(REFERENCE_DIR)" $(if $(FROM),--from "$(FROM)")
 
 # make validate [AGENTS=a,b] [TASKS=cartpole-swingup,walker-walk] [STEPS=100000] [SEEDS=1]
 #               [OUT=results/validate] [SMALL=1] [JOBS=<cores>] [EVAL_EVERY=10000] [EXTRA="k=v ..."]

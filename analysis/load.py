@@ -2,7 +2,7 @@
 
 A run folder is any folder under RESULTS that holds an `eval.csv` (docs/run-folder.md).
 Its identity (agent, task, variant, seed, sweep, overrides) comes from `config.yaml` when present and
-otherwise from the sweep layout `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (see `identity_from_layout`),
+otherwise from the sweep layout `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (analysis.identity),
 so results copied from a cluster without their configs still load.
 
 The tidy table has one row per (run, env_step) that appears in the run's `eval.csv` or `train.csv`
@@ -22,13 +22,10 @@ are canonical strings (`[8, 5]` and `8-5` -> "8-5", booleans "true"/"false").
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
 import os
-import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +33,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from analysis.errors import AnalysisError, shown, warn
+from analysis.identity import read_identity
+from analysis.repeats import cross_sweep_runs, repeated_runs, warn_locks, warn_repeats
 from analysis.task_groups import task_group
-from iqrl.envs.tasks import TASK_GROUPS
-from iqrl.runfolder.files import (
-    CHECKPOINT,
-    INERT_REMOVED_KEYS,
-    LEGACY_VALUES,
-    NOT_RESULT_KEYS,
-    method_label,
-    read_status,
-)
+from iqrl.runfolder.files import CHECKPOINT, method_label, read_status
 
 RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 RUN_COLUMNS = (
@@ -71,107 +63,10 @@ MULTI_TASK = "multi-task"  # what a multi-task run's method label ends with
 CACHE_VERSION = 6  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
 CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
-_SEED_DIR = re.compile(r"^seed_?(\d+)$")
-
-
-class AnalysisError(Exception):
-    """Bad input to the analysis (missing/empty results, malformed arguments). One-line message."""
-
-
-class AnalysisWarning(UserWarning):
-    """Something the user should know about the data (partial runs, runs left out, skipped figures)."""
-
-
-def warn(message: str) -> None:
-    warnings.warn(message, AnalysisWarning, stacklevel=2)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Names and values
-# ---------------------------------------------------------------------------------------------------
-def canonical_value(value) -> str:
-    """A canonical string for an override/config value: lists joined by '-', bools lower-case.
-
-    >>> canonical_value([8, 5, 5]), canonical_value("[8,5,5]"), canonical_value("8-5-5"),
-    canonical_value(True)
-    ('8-5-5', '8-5-5', '8-5-5', 'true')
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("[") and text.endswith("]"):
-            try:
-                parsed = yaml.safe_load(text)
-            except yaml.YAMLError:
-                parsed = None
-            if isinstance(parsed, list):
-                return canonical_value(parsed)
-        if text.lower() in ("true", "false"):
-            return text.lower()
-        return text
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "-".join(canonical_value(v) for v in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if value is None:
-        return "null"
-    return str(value)
-
-
-def override_key(key: str) -> str:
-    """'agent.horizon' -> 'horizon'; other dotted keys are kept as they are."""
-    key = key.strip()
-    return key[len("agent.") :] if key.startswith("agent.") else key
-
-
-def parse_overrides(overrides: list[str] | None = None, variant: str | None = None) -> dict[str, str]:
-    """Overrides as {key: canonical value}; from config.yaml's list when given, else from the variant name.
-
-    Variant names join `key=value` pairs with ',' and may themselves contain ',' inside a value that
-    was not dash-joined (`fsq_levels=8,5,horizon=3`): a piece without '=' continues the previous value.
-
-    >>> parse_overrides(["agent.horizon=3", "agent.fsq_levels=[8,5]"])
-    {'horizon': '3', 'fsq_levels': '8-5'}
-    >>> parse_overrides(variant="fsq_levels=8-5-5-5,use_fsq=false")
-    {'fsq_levels': '8-5-5-5', 'use_fsq': 'false'}
-    """
-    pairs: list[list[str]] = []
-    if overrides:
-        for item in overrides:
-            key, sep, value = str(item).partition("=")
-            if sep:
-                pairs.append([key.lstrip("+~"), value])
-    elif variant and variant != "default":
-        for piece in variant.split(","):
-            if "=" in piece:
-                pairs.append(list(piece.split("=", 1)))
-            elif pairs:
-                pairs[-1][1] += "," + piece
-            else:
-                pairs.append([piece, ""])
-    out: dict[str, str] = {}
-    for key, value in pairs:
-        value = value.strip()
-        if "," in value and not value.startswith("["):
-            value = f"[{value}]"
-        out[override_key(key)] = canonical_value(value)
-    return out
-
-
-def _flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[override_key(name)] = canonical_value(value)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# Discovery and identity
+# Discovery
 # ---------------------------------------------------------------------------------------------------
 def discover_runs(results: Path) -> list[Path]:
     """Every folder under `results` (itself included) holding an eval.csv, sorted; hidden folders skipped."""
@@ -227,142 +122,6 @@ def fingerprint(results: Path, run_dirs: list[Path]) -> str:
                 continue
             h.update(f"{path.relative_to(results).as_posix()}|{st.st_mtime_ns}|{st.st_size}\n".encode())
     return h.hexdigest()
-
-
-def _is_variant_dir(name: str) -> bool:
-    return name == "default" or "=" in name
-
-
-@functools.cache
-def known_tasks() -> frozenset[str]:
-    """Every task name the core knows: its task groups and dm_control's suite (when importable)."""
-    tasks = {t for group in TASK_GROUPS.values() for t in group}
-    try:
-        from iqrl.envs.dmc import all_tasks
-
-        tasks.update(all_tasks())
-    except Exception:  # dm_control missing or broken: the task groups still anchor the layout
-        pass
-    return frozenset(tasks)
-
-
-@functools.cache
-def known_agents() -> frozenset[str]:
-    """The registered agent names (imports torch: only asked for when no known task anchors a layout)."""
-    try:
-        from iqrl.core.registry import agent_names
-
-        return frozenset(agent_names())
-    except Exception:
-        return frozenset()
-
-
-def identity_from_layout(rel_parts: tuple[str, ...]) -> dict:
-    """Identity from `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (path parts relative to RESULTS).
-
-    The variant folder is optional and may have any name (`small` from `make validate --small`), so the
-    parts above the seed folder are anchored, in this order, on: a known task name (the folder above
-    seed<k>, else the one above that, whose child is then the variant); a variant folder named `default`
-    or holding `=`; a registered agent name (two, else three, folders above seed<k>). Without any anchor
-    the folder above seed<k> is the task (no variant).
-
-    >>> identity_from_layout(("abl", "iqrl", "walker-walk", "horizon=3", "seed2"))["variant"]
-    'horizon=3'
-    >>> identity_from_layout(("validate", "td3", "walker-walk", "small", "seed0"))["agent"]
-    'td3'
-    """
-    if not rel_parts or not _SEED_DIR.match(rel_parts[-1]):
-        raise ValueError("the folder name is not seed<k>")
-    seed = int(_SEED_DIR.match(rel_parts[-1]).group(1))
-    rest = rel_parts[:-1]
-    if len(rest) < 2:
-        raise ValueError("expected <agent>/<task>/<variant>/seed<k>")
-    tasks = known_tasks()
-    if rest[-1] in tasks:
-        has_variant = False
-    elif len(rest) >= 3 and rest[-2] in tasks:
-        has_variant = True
-    elif _is_variant_dir(rest[-1]):
-        has_variant = True
-    elif rest[-2] in known_agents():
-        has_variant = False
-    elif len(rest) >= 3 and rest[-3] in known_agents():
-        has_variant = True
-    else:
-        has_variant = False
-    variant = "default"
-    if has_variant:
-        variant, rest = rest[-1], rest[:-1]
-    if len(rest) < 2:
-        raise ValueError("expected <agent>/<task>/<variant>/seed<k>")
-    return {
-        "agent": rest[-2],
-        "task": rest[-1],
-        "variant": variant,
-        "seed": seed,
-        "sweep": "/".join(rest[:-2]),
-    }
-
-
-def read_identity(run_dir: Path, results: Path) -> dict:
-    """Agent, task, variant, seed, sweep, overrides, config values of one run (config.yaml, else layout)."""
-    cfg = {}
-    cfg_path = run_dir / "config.yaml"
-    if cfg_path.exists():
-        cfg = yaml.safe_load(cfg_path.read_text()) or {}
-        if not isinstance(cfg, dict):
-            cfg = {}
-    agent_cfg = cfg.get("agent")
-    agent = agent_cfg.get("name") if isinstance(agent_cfg, dict) else agent_cfg
-    from_cfg = {
-        "agent": agent,
-        "task": cfg.get("task"),
-        "variant": cfg.get("variant"),
-        "seed": cfg.get("seed"),
-        "sweep": cfg.get("sweep"),
-    }
-    layout, layout_error = {}, ""
-    if any(v is None or v == "" for v in from_cfg.values()):  # the layout only fills what the config lacks
-        try:
-            layout = identity_from_layout(run_dir.relative_to(results).parts)
-        except ValueError as exc:
-            layout_error = str(exc)
-    ident = {
-        "agent": agent if agent else layout.get("agent"),
-        "task": from_cfg["task"] or layout.get("task"),
-        "variant": from_cfg["variant"] or layout.get("variant") or "default",
-        "seed": from_cfg["seed"] if from_cfg["seed"] is not None else layout.get("seed"),
-        "sweep": from_cfg["sweep"] or layout.get("sweep") or "",
-        "has_config": bool(cfg),
-    }
-    missing = [k for k in ("agent", "task", "seed") if ident[k] is None]
-    if missing:
-        why = layout_error or "config.yaml lacks them"
-        raise ValueError(f"cannot tell {', '.join(missing)} ({why})")
-    cfg_overrides = cfg.get("overrides")
-    ident["overrides"] = parse_overrides(
-        cfg_overrides if cfg_overrides else None, None if cfg_overrides else ident["variant"]
-    )
-    flat = _flatten({k: v for k, v in cfg.items() if k not in ("meta", "overrides")})
-    flat.pop("name", None)
-    ident["config_values"] = flat
-    ident["target_steps"] = cfg.get("steps")
-    ident["source"], ident["source_parts"] = source_of(cfg)
-    meta = cfg.get("meta")
-    ident["lock"] = str(meta.get("lock") or "") if isinstance(meta, dict) else ""  # '' before locks
-    return ident
-
-
-def source_of(cfg: dict) -> tuple[str, str]:
-    """(source, source_parts) of a run's config (docs/transfer.md#provenance); ('', '') from scratch."""
-    meta = cfg.get("meta")
-    init = meta.get("init") if isinstance(meta, dict) else None
-    if not isinstance(init, dict):
-        return "", ""
-    source = f"{init['sweep']}:{init['variant']}" if init.get("sweep") else str(init.get("run") or "")
-    parts = "+".join(init.get("parts") or [])
-    frozen = "+".join(init.get("frozen") or [])
-    return source, parts + (f"; frozen: {frozen}" if frozen else "")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -552,119 +311,6 @@ class LoadInfo:
     n_excluded: int
     n_duplicates: int = 0
     n_conflicts: int = 0
-
-
-# Config keys that say where, on what or under which label a run ran, not what it computed: those the
-# trainer's resume check ignores (iqrl.runfolder.files.NOT_RESULT_KEYS), and seed, sweep and variant, which
-# only name the run (overrides are not in config_values at all: the resolved values are compared instead).
-NOT_EXPERIMENT_KEYS = NOT_RESULT_KEYS | {"seed", "sweep", "variant"}
-
-
-def legacy_filled(values: dict) -> dict:
-    """config_values with the keys added since older runs were written filled in with the value those older
-    versions behaved as (iqrl.runfolder.files.LEGACY_VALUES), and the keys older configs carried but their
-    agent never read dropped (INERT_REMOVED_KEYS), so an old run and a new repeat of it compare equal."""
-    inert = {k.removeprefix("agent.") for k in INERT_REMOVED_KEYS}
-    filled = {**{k.removeprefix("agent."): canonical_value(v) for k, v in LEGACY_VALUES.items()}, **values}
-    return {k: v for k, v in filled.items() if k not in inert}
-
-
-def experiment_differences(a, b) -> list[str]:
-    """The keys in which two runs' experiments differ; [] when they are the same experiment.
-
-    a, b: run rows of the tidy table. Two runs with a config.yaml compare every config value but
-    NOT_EXPERIMENT_KEYS; a run without one (copied from a cluster without configs) can only be compared by
-    what its folder and status.json tell, its variant's overrides. Step budgets are compared whenever both
-    are known, as `steps`: a 3000-step smoke run is not a repeat of a 1M-step run.
-    """
-    if a.has_config and b.has_config:
-        ca, cb = (legacy_filled(json.loads(r.config_values)) for r in (a, b))
-        diffs = [k for k in sorted((set(ca) | set(cb)) - NOT_EXPERIMENT_KEYS) if ca.get(k) != cb.get(k)]
-    else:
-        diffs = ["overrides"] if a.overrides != b.overrides else []
-    budgets = (a.target_steps, b.target_steps)
-    if "steps" not in diffs and not any(math.isnan(x) for x in budgets) and budgets[0] != budgets[1]:
-        diffs = sorted(diffs + ["steps"])
-    return diffs
-
-
-@dataclass(frozen=True)
-class Repeat:
-    """A run left out because `kept` has its method, task and seed; `differs` names the keys in which it
-    is another experiment ([] for a duplicate of the same experiment)."""
-
-    run: str
-    kept: str
-    differs: list[str]
-
-
-def repeated_runs(table: pd.DataFrame, across_sweeps: bool) -> list[Repeat]:
-    """Runs that repeat the method, task and seed of another run (of the same sweep unless across_sweeps).
-
-    The same method, task and seed can sit in two folders: a sweep's default variant beside the main
-    sweep's run, a resubmission into another sweep, a smoke run with the same agent and task. They are
-    ranked: the largest step budget first (a short run never stands in for a longer one), then a `done`
-    run before one that is not, then the furthest last evaluation, then the first path; the first is kept.
-    Each other run is a duplicate when it is the same experiment (counting both would weigh that seed
-    twice) and a conflict when it is not (averaging them under one label would mix two experiments).
-    """
-    runs = table.drop_duplicates("run")
-    ranked = runs.assign(
-        budget=runs["target_steps"].fillna(-1), not_done=runs["state"] != "done"
-    ).sort_values(
-        ["budget", "not_done", "last_eval_step", "run"], ascending=[False, True, False, True], kind="stable"
-    )
-    repeats = []
-    for _, group in ranked.groupby(
-        ["method", "task", "seed"] + ([] if across_sweeps else ["sweep"]), sort=True
-    ):
-        kept, *others = group.itertuples()
-        repeats += [Repeat(other.run, kept.run, experiment_differences(kept, other)) for other in others]
-    return repeats
-
-
-def shown(items: list[str], limit: int = 3, sep: str = ", ") -> str:
-    """The first `limit` items joined, then how many more there are (warnings stay one line)."""
-    more = f"{sep}... ({len(items) - limit} more)" if len(items) > limit else ""
-    return sep.join(items[:limit]) + more
-
-
-def warn_repeats(repeats: list[Repeat], of_whom: str, outcome: str) -> None:
-    """One warning line for duplicates and one for conflicts (naming both folders and the keys)."""
-    duplicates = [r.run for r in repeats if not r.differs]
-    conflicts = [f"{r.run} (kept {r.kept}; differs in {shown(r.differs, 4)})" for r in repeats if r.differs]
-    if duplicates:
-        warn(
-            f"{len(duplicates)} run(s) repeat the method, task and seed of {of_whom} and {outcome} "
-            f"(kept the finished or furthest one of each): {shown(duplicates)}"
-        )
-    if conflicts:
-        warn(
-            f"{len(conflicts)} run(s) have the method, task and seed of {of_whom} with another configuration "
-            f"and {outcome} (kept the larger step budget, else the finished or furthest run; give such an "
-            f"experiment its own variant or results folder): {shown(conflicts)}"
-        )
-
-
-def warn_locks(runs: pd.DataFrame) -> None:
-    """One warning when the runs compared were installed from different dependency locks (config.yaml's
-    meta.lock, the hash of uv.lock): their numpy, scipy, mujoco, ... may differ, and with them the numbers.
-    Runs from before the lock was recorded ('') are counted, not compared."""
-    locks = runs.loc[runs["lock"] != "", "lock"].value_counts().sort_index()
-    if len(locks) < 2:
-        return
-    unknown = int((runs["lock"] == "").sum())
-    warn(
-        f"the runs come from {len(locks)} dependency locks (uv.lock's hash in config.yaml's meta.lock), so "
-        f"their package versions may differ: "
-        + ", ".join(f"{lock}: {n} run(s)" for lock, n in locks.items())
-        + (f"; {unknown} run(s) from before locks were recorded" if unknown else "")
-    )
-
-
-def cross_sweep_runs(table: pd.DataFrame) -> pd.DataFrame:
-    """The runs that count in results across sweeps: without those another sweep's run stands in for."""
-    return table[table["repeat_of"] == ""].reset_index(drop=True)
 
 
 def load_results(

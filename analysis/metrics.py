@@ -2,7 +2,7 @@
 
 Layering (as rliable): compute scores (`scores_at_step`, `task_scores`, `curve_segments`) -> estimate
 (`final_estimates`, `sample_efficiency`, `performance_profiles`, `improvement_estimates`,
-`per_task_curves`, `ablation_estimates`) -> plot (analysis.plots) / tabulate (analysis.tables).
+`per_task_curves`; analysis.ablations for swept keys) -> plot (analysis.plots) / tabulate (analysis.tables).
 
 Conventions:
 - `evals` is the evaluation part of the tidy table (analysis.load.eval_rows): one row per
@@ -27,20 +27,16 @@ Conventions:
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from analysis.load import legacy_filled
 from analysis.stats import (
     FINAL_STAT,
     IMPROVEMENT_STAT,
     IQM_PER_STEP_STAT,
-    IQM_STAT,
     bootstrap,
     profile_stat,
 )
@@ -170,6 +166,19 @@ def final_estimates(
                 )
     cols = ["method", "env_step", "metric", "value", "ci_low", "ci_high", "n_tasks", "n_runs"]
     return FinalEstimates(pd.DataFrame(rows, columns=cols), by_method, notes)
+
+
+def largest_common_step(evals: pd.DataFrame, steps: list[int], methods=None) -> tuple[int, bool]:
+    """The largest of `steps` that every method reached, else the latest step that all of them reached.
+
+    A method reached a step when one of its runs has an evaluation at or after it. methods: the methods
+    that must have reached it (default: every method in `evals`). Returns (step, whether it is one of
+    `steps`); without a common one of `steps` the step is the smallest of the methods' last evaluations.
+    """
+    reach = evals.groupby("method")["env_step"].max()
+    methods = list(reach.index) if methods is None else list(methods)
+    common = [s for s in steps if all(reach.get(m, -1) >= s for m in methods)]
+    return (max(common), True) if common else (int(reach.min()), False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -392,190 +401,6 @@ def per_task_curves(
                 }
             )
     return pd.DataFrame(rows, columns=[by, "task", "env_step", "mean", "ci_low", "ci_high", "n"])
-
-
-# ---------------------------------------------------------------------------------------------------
-# Ablation grids
-# ---------------------------------------------------------------------------------------------------
-@dataclass
-class AblationGrid:
-    """One swept key of one (sweep, agent): points has columns method, value (canonical string), context
-    (the variant's other overrides, '' for none)."""
-
-    sweep: str
-    agent: str
-    key: str
-    points: pd.DataFrame
-
-
-def list_numbers(value: str) -> tuple[float, ...] | None:
-    """The numbers of a dash-joined list value ('8-5-5' -> (8.0, 5.0, 5.0)), None for anything else."""
-    try:
-        return tuple(float(v) for v in value.split("-"))
-    except ValueError:
-        return None
-
-
-def value_sort_key(value: str):
-    """Numbers sort numerically, then dash-joined lists by the product of their numbers (an FSQ codebook
-    size: 4-4 and 2-2-2-2 before 8-8 and 16-16), ties by length then element by element, then anything
-    else as text.
-
-    >>> sorted(["16-16", "2-2-2-2", "8-8", "4-4", "default"], key=value_sort_key)
-    ['4-4', '2-2-2-2', '8-8', '16-16', 'default']
-    """
-    try:
-        return (0, (float(value),), "")
-    except ValueError:
-        pass
-    numbers = list_numbers(value)
-    if numbers is not None:
-        return (1, (math.prod(numbers), len(numbers), *numbers), "")
-    return (2, (), value)
-
-
-def is_numeric(values) -> bool:
-    return all(value_sort_key(v)[0] == 0 for v in values)
-
-
-def ablation_grids(runs: pd.DataFrame) -> list[AblationGrid]:
-    """Find swept keys from the variants' overrides.
-
-    runs: one row per run (columns sweep, agent, variant, method, overrides, config_values as JSON).
-    For every (sweep, agent) and every override key that takes at least two values there (the default
-    variant counts with the value from its config.yaml, when known), one AblationGrid.
-    """
-    grids = []
-    # every run's config: the default variant's value of a key may differ by task (task overrides)
-    configs = {
-        key: [legacy_filled(json.loads(c)) for c in g["config_values"]]
-        for key, g in runs.groupby(["sweep", "agent", "variant"], sort=False)
-    }
-    variants = runs.drop_duplicates(["sweep", "agent", "variant"])
-    for (sweep, agent), g in variants.groupby(["sweep", "agent"], sort=True):
-        parsed = [
-            (row.method, json.loads(row.overrides), configs[(row.sweep, row.agent, row.variant)])
-            for row in g.itertuples()
-        ]
-        # overrides every variant shares (a sweep's `fixed` and `per_agent` keys) are not swept: drop them,
-        # so that the default variant is recognised by its otherwise empty overrides
-        shared = set.intersection(*(set(ov.items()) for _, ov, _ in parsed)) if len(parsed) > 1 else set()
-        parsed = [(m, {k: v for k, v in ov.items() if (k, v) not in shared}, cfgs) for m, ov, cfgs in parsed]
-        keys = sorted({k for _, ov, _ in parsed for k in ov})
-        for key in keys:
-            pts = []
-            for method, ov, cfgs in parsed:
-                configured = sorted({c[key] for c in cfgs if key in c}, key=value_sort_key)
-                if key in ov:
-                    value = ov[key]
-                elif not ov and len(configured) == 1:
-                    value = configured[0]  # the default variant, at its configured value
-                elif not ov and configured:  # set per task: no single value to place it at
-                    value = f"default ({'/'.join(configured)})"
-                else:
-                    continue
-                context = ",".join(f"{k}={v}" for k, v in sorted(ov.items()) if k != key)
-                pts.append({"method": method, "value": value, "context": context})
-            pts = pd.DataFrame(pts, columns=["method", "value", "context"])
-            if pts["value"].nunique() >= 2:
-                grids.append(AblationGrid(str(sweep), str(agent), key, pts))
-    return grids
-
-
-def largest_common_step(evals: pd.DataFrame, steps: list[int], methods=None) -> tuple[int, bool]:
-    """The largest of `steps` that every method reached, else the latest step that all of them reached.
-
-    A method reached a step when one of its runs has an evaluation at or after it. methods: the methods
-    that must have reached it (default: every method in `evals`). Returns (step, whether it is one of
-    `steps`); without a common one of `steps` the step is the smallest of the methods' last evaluations.
-    """
-    reach = evals.groupby("method")["env_step"].max()
-    methods = list(reach.index) if methods is None else list(methods)
-    common = [s for s in steps if all(reach.get(m, -1) >= s for m in methods)]
-    return (max(common), True) if common else (int(reach.min()), False)
-
-
-def ablation_estimates(
-    evals: pd.DataFrame,
-    grid: AblationGrid,
-    steps: list[int],
-    reps: int,
-    seed: int = 0,
-    column: str = "episode_return",
-    scale: float = RETURN_SCALE,
-) -> tuple[pd.DataFrame, int, list[str]]:
-    """Final IQM with 95% CI per point of one grid, from the sweep's own runs, on `column` / `scale` (the
-    grid's suite's score, analysis.scores; reported back times `scale`).
-
-    The step is the largest of `steps` that every point's runs reached (or, if none, the latest step
-    that all of them reached); every run with a score there counts. Returns (points + iqm, ci_low, ci_high,
-    n_tasks, n_runs; step; notes on runs without a score at the step, points with one run per task (no
-    CI) and points on other task sets).
-    """
-    sub = evals[(evals["sweep"] == grid.sweep) & evals["method"].isin(grid.points["method"])]
-    step, _ = largest_common_step(sub, steps, grid.points["method"])
-    scores, not_reached = scores_at_step(sub, step, column)
-    where = f"ablation {grid.sweep or 'nosweep'}/{grid.agent}/{grid.key} at {format_steps(step)} steps"
-    notes = []
-    if len(not_reached):
-        notes.append(f"{where}: {not_reached_text(not_reached, step)}")
-    points, point_notes = _ablation_points(grid, scores, column, scale, reps, seed, where)
-    return points, step, notes + point_notes
-
-
-def ablation_rank_estimates(
-    table: pd.DataFrame, grid: AblationGrid, step: int, reps: int, seed: int = 0
-) -> tuple[pd.DataFrame, list[str]]:
-    """IQM latent rank with 95% CI per point of one grid: each run's last train.csv latent rank at or before
-    `step` (the step of the grid's returns), from the sweep's own runs. Empty when no run logs a rank."""
-    sub = table[
-        (table["sweep"] == grid.sweep)
-        & table["method"].isin(grid.points["method"])
-        & (table["env_step"] <= step)
-    ]
-    if "latent_rank" not in sub:
-        return _ablation_points(grid, sub.iloc[:0], "latent_rank", 1.0, reps, seed, "")
-    last = sub[sub["latent_rank"].notna()].sort_values("env_step", kind="stable").groupby("run").tail(1)
-    grid_name = f"{grid.sweep or 'nosweep'}/{grid.agent}/{grid.key}"
-    where = f"latent-rank ablation {grid_name} at {format_steps(step)} steps"
-    return _ablation_points(grid, last, "latent_rank", 1.0, reps, seed, where)
-
-
-def _ablation_points(
-    grid: AblationGrid, runs: pd.DataFrame, column: str, scale: float, reps: int, seed: int, where: str
-) -> tuple[pd.DataFrame, list[str]]:
-    """Per point of the grid: the IQM over its runs' `column` (one value per run) with a 95% stratified
-    bootstrap CI, in the grid's value order."""
-    rows, task_sets, notes = [], {}, []
-    for pt in grid.points.itertuples():
-        mine = runs[runs["method"] == pt.method]
-        if mine.empty:
-            continue
-        cols, tasks = task_scores(mine, column, scale)
-        task_sets[pt.method] = tuple(tasks)
-        notes += single_run_notes(f"{where}, {pt.method}", cols)
-        point, interval = bootstrap(cols, IQM_STAT, reps, seed)
-        rows.append(
-            {
-                "method": pt.method,
-                "value": pt.value,
-                "context": pt.context,
-                "iqm": point[0] * scale,
-                "ci_low": interval[0, 0] * scale,
-                "ci_high": interval[1, 0] * scale,
-                "n_tasks": len(tasks),
-                "n_runs": sum(len(c) for c in cols),
-            }
-        )
-    if len(set(task_sets.values())) > 1:
-        sizes = ", ".join(f"{m}: {len(t)}" for m, t in sorted(task_sets.items()))
-        notes.append(f"{where}: the points average different task sets (tasks per point: {sizes})")
-    out = pd.DataFrame(
-        rows, columns=["method", "value", "context", "iqm", "ci_low", "ci_high", "n_tasks", "n_runs"]
-    )
-    order = sorted(out["value"].unique(), key=value_sort_key)
-    out["order"] = out["value"].map({v: i for i, v in enumerate(order)})
-    return out.sort_values(["context", "order"]).drop(columns="order").reset_index(drop=True), notes
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -18,15 +18,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from analysis.metrics import (  # noqa: E402
-    FINAL_METRICS,
-    METRIC_TITLES,
-    format_steps,
-    is_numeric,
-    list_numbers,
-    method_order,
-    value_sort_key,
-)
+from analysis.ablations import is_numeric, list_numbers, value_sort_key  # noqa: E402
+from analysis.metrics import FINAL_METRICS, METRIC_TITLES, format_steps, method_order  # noqa: E402
 
 RETURN_LABEL = "Episode return"
 STEPS_LABEL = "Environment steps"
@@ -464,7 +457,7 @@ def plot_ablation(
 ) -> plt.Figure:
     """Final IQM with 95% CI vs the swept value; one series per context (the variants' other overrides).
 
-    points: analysis.metrics.ablation_estimates output (method, value, context, iqm, ci_low, ci_high, ...).
+    points: analysis.ablations.ablation_estimates output (method, value, context, iqm, ci_low, ci_high, ...).
     Numeric values sit at their value and a context's points are joined by a line. Anything else (lists,
     ordered by their product, e.g. FSQ codebook size; text) is a category: equally spaced in
     `value_sort_key` order, with no line (the order is not a scale), contexts side by side with their

@@ -1,15 +1,17 @@
-"""Published learning curves for overlaying on our per-task curves: from shared/reference-data, DMC returns
-(`published_dmc.csv.gz`), Meta-World and MyoSuite success rates and returns (`published_suites.csv.gz`, whose
-task names `published_name` maps ours onto); Gym MuJoCo and Atari returns from MR.Q's released per-seed
-results (`read_mrq_results`, a file of a facebookresearch/MRQ checkout); the Atari 100k scores released with
-BBF, one point per run after 100k agent steps (`read_bbf_scores`, a file of a google-research checkout); the
-per-seed curves released with SimbaV2 (`read_simba_results`, the `results` folder of a dojeon-ai/SimbaV2
-checkout: SimbaV2, BRO, Simba, TD-MPC2, MR.Q and SAC on DMC, Gym, Meta-World and MyoSuite; CrossQ, DroQ and
-REDQ on Gym); and those released with DR.Q in the same layout (`read_drq_results`, the `results` folder of a
-dmksjfl/DR.Q checkout: DR.Q on DMC from states and pixels and on Gym, beside SimbaV2, MR.Q and FOG)."""
+"""The published-curves table: its layout, the tables that ship with the harness, and what the figures take
+from them.
+
+Every published curve the harness draws is a row set in one layout (REFERENCE_COLUMNS, plus `success` where
+the suite has it): `source` (where the numbers come from), `algorithm` (the source's name for the method),
+`ablation` ('' for a paper's main result), `task` (`published_name` of ours), `env_step` (environment steps,
+action repeat included), `seed` (the source's run label) and `episode_return`. The tables built from the
+sources' released files (`make reference`, analysis.reference_build) ship in analysis/reference_data/, with
+PROVENANCE.md saying where each number comes from; `REFERENCE=1` draws them all (analysis.overlays). The
+readers of the released files themselves are in analysis.released and analysis.released_dmc."""
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from pathlib import Path
@@ -17,38 +19,98 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.load import AnalysisError
-from iqrl.envs.tasks import ATARI_57
+from analysis.errors import AnalysisError
 
-#: Default file, relative to the repository root (the shared folder sits beside the checkout).
-DEFAULT_REFERENCE = (
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "reference-data" / "published_dmc.csv.gz"
-)
-#: The Meta-World and MyoSuite curves, beside the DMC file.
-SUITES_REFERENCE = DEFAULT_REFERENCE.with_name("published_suites.csv.gz")
+#: The tables that ship with the harness (built by `make reference`; analysis/reference_data/PROVENANCE.md).
+SHIPPED = Path(__file__).resolve().parent / "reference_data"
+#: The tables of a reference folder: file -> what it holds. Curves are drawn on the per-task panels of the
+#: suites whose tasks they have; points (one evaluation per run) are markers there and rows of score tables.
+CURVE_TABLES = {
+    "published_dmc.csv.gz": "DMC curves of DC-MPC, TD-MPC2's release (TD-MPC2, TD-MPC, SAC, DreamerV3), TCRL "
+    "and the iQRL draft (TD3, SAC, REDQ, ALM, TD-MPC)",
+    "published_suites.csv.gz": "Meta-World and MyoSuite curves of DC-MPC and TD-MPC2's release",
+    "simbav2.csv.gz": "SimbaV2's release: SimbaV2, BRO, Simba, TD-MPC2, MR.Q, SAC; CrossQ, DroQ, REDQ (Gym)",
+    "drq.csv.gz": "DR.Q's release: DR.Q (states, pixels), FOG, SimbaV2 UTD 2",
+    "mrq.csv.gz": "MR.Q's release: Gym MuJoCo and Atari",
+    "dreamerv3.csv.gz": "DreamerV3's release: DMC proprio, vision (and CURL, DrQ-v2, SAC, PPO), Atari 100k",
+}
+POINT_TABLES = {"bbf.csv.gz": "BBF's Atari 100k scores, one evaluation per run at 400k env steps"}
 REFERENCE_COLUMNS = ("source", "algorithm", "ablation", "task", "env_step", "seed", "episode_return")
+#: The shipped DMC table (make validate, make demo, the GPU report compare with its curves).
+DEFAULT_REFERENCE = SHIPPED / "published_dmc.csv.gz"
 
 
 def resolve_reference(arg: str | None) -> Path | None:
-    """CLI value -> file: None/'' -> no overlay; '1'/'default' -> DEFAULT_REFERENCE; else a path."""
+    """CLI value -> where the published curves are: None/''/'0' -> none; '1' (or default, true, yes) -> the
+    shipped tables (SHIPPED); else a folder of such tables (`make reference REFERENCE_DIR=`) or one table
+    file. AnalysisError (one line) when that path does not exist."""
     if not arg or arg == "0":
         return None
-    path = DEFAULT_REFERENCE if arg in ("1", "default", "true", "yes") else Path(arg)
-    if not path.is_file():
-        raise AnalysisError(f"reference file {path} not found")
+    path = SHIPPED if arg in ("1", "default", "true", "yes") else Path(arg)
+    if not path.exists():
+        raise AnalysisError(
+            f"reference file {path} not found (REFERENCE=1 draws the shipped tables; REFERENCE= may also "
+            "name a folder of tables, as `make reference` writes, or one table)"
+        )
     return path.resolve()
 
 
+def reference_tables(path: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The published curves and points at `path` (`resolve_reference`): a folder's CURVE_TABLES and
+    POINT_TABLES concatenated (those present; AnalysisError when it holds none), or one table file as curves.
+    (curves, points), None for none."""
+    if path.is_file():
+        return load_reference(path), None
+    found = {name: path / name for name in (*CURVE_TABLES, *POINT_TABLES) if (path / name).is_file()}
+    if not found:
+        raise AnalysisError(
+            f"{path} holds none of the reference tables ({', '.join((*CURVE_TABLES, *POINT_TABLES))}): "
+            "build them with `make reference REFERENCE_DIR=<folder>`"
+        )
+    curves = [load_reference(p) for name, p in found.items() if name in CURVE_TABLES]
+    points = [load_reference(p) for name, p in found.items() if name in POINT_TABLES]
+    return (
+        pd.concat(curves, ignore_index=True) if curves else None,
+        pd.concat(points, ignore_index=True) if points else None,
+    )
+
+
 def load_reference(path: Path) -> pd.DataFrame:
-    """Read the published-curves file (empty `ablation` stays the empty string). AnalysisError (one line
-    naming the file, its line and column) for an `env_step` or `seed` that is no whole number, or an
-    `episode_return` or `success` that is text, nan or infinite; such a cell left empty means the source
-    released no such number (published_suites.csv.gz: Meta-World returns) and reads as nan."""
+    """Read a published-curves table (empty `ablation` stays the empty string; a table without the column
+    holds main results only). AnalysisError (one line naming the file, its line and column) for an `env_step`
+    or `seed` that is no whole number, or an `episode_return` or `success` that is text, nan or infinite; such
+    a cell left empty means the source released no such number (Meta-World returns of TD-MPC2's release,
+    success rates outside Meta-World and MyoSuite) and reads as nan. A shipped table is read once a run."""
+    path = Path(path).resolve()
+    if path.parent == SHIPPED:
+        return _read_shipped(path).copy()
+    return _read_table(path)
+
+
+@functools.cache
+def _read_shipped(path: Path) -> pd.DataFrame:
+    return _read_table(path)
+
+
+TEXT_COLUMNS = ("source", "algorithm", "ablation", "task", "suite")
+NUMBER_COLUMNS = ("episode_return", "success")
+
+
+def _read_table(path: Path) -> pd.DataFrame:
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(
+            path,
+            dtype=dict.fromkeys(TEXT_COLUMNS, str),
+            keep_default_na=False,
+            na_values=dict.fromkeys(NUMBER_COLUMNS, [""]),
+            float_precision="round_trip",
+        )
     except (OSError, ValueError) as exc:
         raise AnalysisError(f"cannot read reference file {path}: {exc}") from None
-    if "ablation" not in df:  # published_suites.csv.gz holds main results only
+    if _well_formed(df):  # the shipped tables: read typed, 4 times faster than cell by cell
+        return df.assign(ablation=df["ablation"] if "ablation" in df else "")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)  # again as text, to name the cell that is wrong
+    if "ablation" not in df:
         df["ablation"] = ""
     missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
     if missing:
@@ -66,61 +128,15 @@ def load_reference(path: Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-MRQ_SOURCE = "mrq-repo"
-
-#: MR.Q's released results (facebookresearch/MRQ at 8a44a7d, `results/<suite>_results.txt`): its env prefix ->
-#: (our suite, the harness's env steps per MR.Q time step). The time step is one call of its env's `step`:
-#: Gym runs without action repeat; an Atari step is 4 frames (`AtariHyperparameters.action_repeat` in
-#: `MRQ/env_preprocessing.py`) and the harness counts Atari env steps in frames (docs/discrete.md).
-MRQ_SUITES = {"Gym": ("gym", 1), "Atari": ("atari", 4)}
-
-
-def mrq_task(env: str) -> tuple[str, int] | None:
-    """MR.Q's env name -> (our task, env steps per MR.Q time step): `Gym-Hopper-v4` -> (`gym:Hopper-v4`, 1),
-    `Atari-Pong-v5` -> (`atari:Pong`, 4); None for another suite's name."""
-    prefix, _, name = env.partition("-")
-    if prefix not in MRQ_SUITES or not name:
-        return None
-    suite, steps = MRQ_SUITES[prefix]
-    return f"{suite}:{name.removesuffix('-v5') if suite == 'atari' else name}", steps
-
-
-def read_mrq_results(path: Path) -> pd.DataFrame:
-    """MR.Q's released curves (facebookresearch/MRQ at 8a44a7d: `results/gym_results.txt`, 10 seeds every 5k
-    env steps; `results/atari_results.txt`, 57 games, 10 seeds every 100k agent steps to 2.5M): per task an
-    `Env: <Suite>-<id>` line, then per evaluation a tab-separated line of the time step and one return per
-    seed -> the published-curves layout (REFERENCE_COLUMNS), tasks named as ours (`gym:Hopper-v4`,
-    `atari:Pong`), `env_step` in the harness's env steps (MRQ_SUITES: an Atari time step is 4 frames),
-    algorithm `MR.Q`, source `mrq-repo`. Blocks of other suites (DMC) are skipped. AnalysisError (one line
-    naming the file and its line) for a file that is not text, an `Env:` line without a name, or a line of a
-    Gym or Atari block whose time step is no whole number or whose return is no finite number: a curve is
-    never drawn without its rows (the released files hold none of these)."""
-    rows, task, per_step = [], None, 1
-    what = "MR.Q results file"
-    for n, line in enumerate(read_text(path, what).splitlines(), 1):
-        if line.startswith("Env:"):
-            words = line.split()
-            if len(words) < 2:
-                raise AnalysisError(f"{what} {path} line {n}: 'Env:' names no environment")
-            task, per_step = mrq_task(words[1]) or (None, 1)
-        elif task and line.strip() and not line.startswith(("Timestep", "---")):
-            step, *returns = [v.strip() for v in line.split("\t") if v.strip()]
-            rows += [(n, task, per_step, step, seed, r) for seed, r in enumerate(returns)]
-    if not rows:
-        raise AnalysisError(
-            f"{path} is not an MR.Q results file (no 'Env: Gym-<id>' or 'Env: Atari-<game>-v5' block with "
-            "returns)"
-        )
-    columns = ["line", "task", "per_step", "time step", "seed", "return"]
-    cells = pd.DataFrame(rows, columns=columns).set_index("line")
-    steps = (
-        parse_numbers(cells["time step"], f"{what} {path}", whole=True).astype("int64") * cells["per_step"]
-    )
-    df = cells[["task", "seed"]].assign(
-        env_step=steps, episode_return=parse_numbers(cells["return"], f"{what} {path}")
-    )
-    df = df.reset_index(drop=True).assign(source=MRQ_SOURCE, algorithm="MR.Q", ablation="")
-    return df[list(REFERENCE_COLUMNS)]
+def _well_formed(df: pd.DataFrame) -> bool:
+    """A table read typed is as `_read_table` would leave it: every column of REFERENCE_COLUMNS, steps and
+    seeds whole numbers >= 0, returns and success rates numbers (an empty cell: nan; text such as `nan` or
+    `inf` leaves the column text)."""
+    if any(c not in df for c in REFERENCE_COLUMNS if c != "ablation"):
+        return False
+    whole = all(df[c].dtype == np.int64 and (df[c] >= 0).all() for c in ("env_step", "seed"))
+    numbers = [df[c] for c in NUMBER_COLUMNS if c in df]
+    return whole and all(v.dtype == np.float64 and not np.isinf(v).any() for v in numbers)
 
 
 def read_text(path: Path, what: str) -> str:
@@ -144,13 +160,29 @@ def read_text(path: Path, what: str) -> str:
     )
 
 
+def read_cells(path: Path, what: str, columns: list[str]) -> pd.DataFrame:
+    """The cells of `columns` of a released CSV file, as text, indexed by their line in the file (the header
+    is line 1), for `parse_numbers` to name the line of a bad one. AnalysisError (one line naming the file)
+    when it is not text (`read_text`), lacks a column or has a line pandas cannot split."""
+    try:
+        df = pd.read_csv(
+            io.StringIO(read_text(path, what)), usecols=columns, dtype=str, keep_default_na=False
+        )
+    except ValueError as exc:  # a missing column, a line pandas cannot split
+        raise AnalysisError(f"cannot read {what} {path}: {exc}") from None
+    return df.set_axis(df.index + 2)
+
+
 def parse_numbers(cells: pd.Series, where: str, whole: bool = False) -> np.ndarray:
     """The cells of one column of a released-curves file (strings, indexed by their line in the file, named by
     the column) -> floats. AnalysisError `<where> line <n>: <column> is '<cell>', not a finite number` for the
     first that is text, empty, nan or infinite (dropped, it would leave a seed out of a curve unseen);
-    whole=True also refuses a negative or fractional value (`100000.0`, as pandas writes a step, is whole)."""
+    whole=True also refuses a negative or fractional value (`100000.0`, as pandas writes a step, is whole).
+    The values are the doubles nearest the cells' decimals: a table written back carries them exactly."""
     values = pd.to_numeric(cells.str.strip(), errors="coerce").to_numpy(float)
     bad = ~np.isfinite(values)
+    # the numbers exactly as written: pandas' own parser may be 1 ulp off; Python's float() is exact
+    values[~bad] = cells[~bad].astype(float).to_numpy()
     if whole:
         finite = np.where(bad, 0.0, values)
         bad |= (finite < 0) | (finite % 1 != 0)
@@ -161,235 +193,6 @@ def parse_numbers(cells: pd.Series, where: str, whole: bool = False) -> np.ndarr
             f"{'whole' if whole else 'finite'} number"
         )
     return values
-
-
-BBF_SOURCE = "bbf-repo"
-#: The per-seed Atari 100k scores released with BBF (google-research/google-research at 5e78683,
-#: `bigger_better_faster/scores/`): a file's name -> the method it holds (another file keeps its name).
-BBF_ALGORITHMS = {"RR8_BBF": "BBF"}
-#: Their one evaluation, after 100k agent steps of 4 frames: the harness's env steps.
-ATARI_100K_STEP = 400_000
-BBF_COLUMNS = ("seed", "game", "GameScoreAverage")
-
-
-def atari_game_task(game: str) -> str | None:
-    """A game as BBF's scores name it (lower case, no separator: `upndown`, `montezumarevenge`) -> our task
-    (`atari:UpNDown`); None for a game outside the 57 (iqrl.envs.tasks.ATARI_57)."""
-    tasks = {t.removeprefix("atari:").lower(): t for t in ATARI_57}
-    return tasks.get(game.replace("_", "").replace(" ", "").lower())
-
-
-def read_bbf_scores(path: Path) -> pd.DataFrame:
-    """Atari 100k scores released with BBF (google-research/google-research at 5e78683:
-    `bigger_better_faster/scores/RR8_BBF.csv`, the BBF of its paper's main table): rows `,seed,game,
-    GameScoreAverage,GameScoreNormalized`, one per run (`seed`, a run's number) and game (`atari_game_task`),
-    its mean evaluation return after 100k agent steps -> the published-curves layout (REFERENCE_COLUMNS), each
-    run at env step 400 000 (ATARI_100K_STEP), algorithm by the file's name (BBF_ALGORITHMS), source
-    `bbf-repo`. `GameScoreNormalized` is left out: our figures normalise the returns with our references
-    (analysis.scores), as every published curve. Games outside the 57 are skipped."""
-    path = Path(path)
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise AnalysisError(f"cannot read BBF scores file {path}: {exc}") from None
-    missing = [c for c in BBF_COLUMNS if c not in df.columns]
-    if missing:
-        raise AnalysisError(
-            f"{path} is not a BBF scores file: no column {', '.join(missing)} (expected ,seed,game,"
-            "GameScoreAverage,GameScoreNormalized as bigger_better_faster/scores/RR8_BBF.csv)"
-        )
-    returns = pd.to_numeric(df["GameScoreAverage"], errors="coerce")
-    seeds = pd.to_numeric(df["seed"], errors="coerce")
-    bad = df.index[returns.isna() | seeds.isna()]
-    if len(bad):
-        row = df.loc[bad[0], list(BBF_COLUMNS)].tolist()
-        raise AnalysisError(f"{path}: line {bad[0] + 2} holds no seed and GameScoreAverage numbers: {row}")
-    tasks = df["game"].astype(str).map(atari_game_task)
-    keep = tasks.notna()
-    if not keep.any():
-        first = df["game"].iloc[0] if len(df) else "none"
-        raise AnalysisError(f"{path} holds no score of an Atari game of the 57 (its first game: {first})")
-    out = pd.DataFrame(
-        {
-            "task": tasks[keep],
-            "env_step": ATARI_100K_STEP,
-            "seed": seeds[keep].astype("int64"),
-            "episode_return": returns[keep].astype(float),
-        }
-    )
-    algorithm = BBF_ALGORITHMS.get(path.stem, path.stem)
-    out = out.assign(source=BBF_SOURCE, algorithm=algorithm, ablation="")
-    return out[list(REFERENCE_COLUMNS)].reset_index(drop=True)
-
-
-SIMBA_SOURCE = "simbav2-repo"
-#: The SimbaV2 results' run names (`exp_name`) -> the methods' names; a name not listed is kept as it is.
-SIMBA_ALGORITHMS = {
-    "simbav2_utd1": "SimbaV2 (UTD 1)",
-    "simbav2_utd2": "SimbaV2 (UTD 2)",
-    "simbav2_utd4": "SimbaV2 (UTD 4)",
-    "simbav2_utd8": "SimbaV2 (UTD 8)",
-    "simba_utd2": "Simba (UTD 2)",
-    "bro_utd2": "BRO (UTD 2)",
-    "bro_utd10": "BRO (UTD 10)",
-    "tdmpc2": "TD-MPC2",
-    "mrq": "MR.Q",
-    "sac": "SAC",
-    "crossq": "CrossQ",
-    "droq_utd20": "DroQ (UTD 20)",
-    "redq_utd20": "REDQ (UTD 20)",
-}
-#: The SimbaV2 results' metric -> our column: returns, and success rates where the suite has them.
-SIMBA_METRICS = {"avg_return": "episode_return", "avg_success": "success"}
-SIMBA_FILES = ("baseline/*.csv", "simbaV2_utd*.csv")
-SIMBA_COLUMNS = ["exp_name", "env_name", "seed", "metric", "env_step", "value"]
-
-
-def simba_task_name(env_name: str) -> str | None:
-    """A task name of the SimbaV2 results -> ours, or None for a HumanoidBench task (`h1-*`, `h1hand-*`: no
-    suite here).
-    One task is spelt several ways across its files (`ball_in_cup-catch`, `ball-in-cup-catch`,
-    `ball_in_cup_catch`, TD-MPC2's `cup-catch`). Gym: `Humanoid_v4` -> `gym:Humanoid-v4`; Meta-World:
-    `assembly-v2-goal-observable` or `mw-assembly` -> `metaworld:assembly`; MyoSuite: `myo-key-turn` ->
-    `myosuite:myoHandKeyTurnFixed-v0`, `...-hard` -> `...Random-v0`; DMC: `domain-task` with dm_control's
-    underscores (`finger-turn_easy`, `ball_in_cup-catch`). TD-MPC2's custom DMC and ManiSkill tasks keep a
-    name of that form, which matches no task of ours."""
-    name = env_name.replace("_", "-")
-    if name[:1].isupper():
-        return f"gym:{name}"
-    if name.startswith(("h1-", "h1hand-")):
-        return None
-    if name.startswith("mw-") or name.endswith("-v2-goal-observable"):
-        return "metaworld:" + name.removeprefix("mw-").removesuffix("-v2-goal-observable")
-    if name.startswith("myo-"):
-        words = name.removeprefix("myo-").removesuffix("-hard").split("-")
-        variant = "Random" if name.endswith("-hard") else "Fixed"
-        return f"myosuite:myoHand{''.join(w.capitalize() for w in words)}{variant}-v0"
-    if name == "cup-catch":  # TD-MPC2's name of ball_in_cup-catch
-        name = "ball-in-cup-catch"
-    domain, rest = (
-        ("ball_in_cup", name.removeprefix("ball-in-cup-"))
-        if name.startswith("ball-in-cup-")
-        else (name.split("-", 1) + [""])[:2]
-    )
-    return f"{domain}-{rest.replace('-', '_')}"
-
-
-def read_simba_results(folder: Path) -> pd.DataFrame:
-    """The per-seed curves released with SimbaV2 (dojeon-ai/SimbaV2 at 14fafb2: `results/baseline/*.csv`
-    and `results/simbaV2_utd*.csv`, rows `exp_name, env_name, seed, metric, env_step, value`, the metrics
-    `avg_return` and, on Meta-World, MyoSuite and HumanoidBench, `avg_success`) -> the published-curves
-    layout (REFERENCE_COLUMNS and `success`), tasks named as the other published files name them
-    (`published_name` of ours, `simba_task_name`; HumanoidBench dropped), algorithms as SIMBA_ALGORITHMS
-    names them, source `simbav2-repo`.
-
-    Steps are env steps in every file: its MR.Q DMC curves are MR.Q's released ones (facebookresearch/MRQ,
-    `results/dmc_results.txt`, agent steps at action repeat 2) with the steps doubled, checked value for
-    value (docs/suites.md). A (method, task, seed, step, metric) listed more than once keeps its last row:
-    `simbaV2_utd8.csv` and `simbaV2_utd1.csv` repeat their dog, humanoid and HumanoidBench runs under
-    permuted seed labels, and `results/simbaV2_utd2.csv` and `utd8` are copies of those in `baseline/`. An
-    empty file (`mad-td_utd8.csv` at 14fafb2 is not stored) is skipped."""
-    df = read_release_rows(folder, SIMBA_FILES, "SimbaV2 results")
-    df["algorithm"] = [SIMBA_ALGORITHMS.get(e.lower(), e) for e in df["exp_name"]]
-    df["task"] = df["env_name"].map(simba_task_name)
-    return release_curves(df, SIMBA_SOURCE)
-
-
-DRQ_SOURCE = "drq-repo"
-#: DR.Q's results (dmksjfl/DR.Q at cc307a5, `results/*.csv`): its run names -> the methods' names; the
-#: baselines beside DR.Q are named as in SimbaV2's release, whose layout DR.Q's files follow.
-DRQ_ALGORITHMS = {**SIMBA_ALGORITHMS, "drq": "DR.Q", "fog": "FOG"}
-#: DR.Q's prefix of a DMC task learnt from pixels (`visual_dog_run`; `Dmc-visual-dog-run` in its README).
-DRQ_PIXELS = "visual_"
-
-
-def read_drq_results(folder: Path) -> pd.DataFrame:
-    """The per-seed curves released with DR.Q (Lyu et al., ICML 2026, arXiv 2605.11711; dmksjfl/DR.Q at
-    cc307a5: `results/drq.csv` and its baselines `mrq.csv`, `simbaV2_utd2.csv`, `fog.csv`, each in the layout
-    of SimbaV2's files) -> the published-curves layout as `read_simba_results`, source `drq-repo`, algorithms
-    as DRQ_ALGORITHMS names them (`drq` -> `DR.Q`).
-
-    Task names are underscored throughout (`ball_in_cup_catch`, `cartpole_balance_sparse`, `Humanoid_v4`,
-    `h1hand_run_v0`): `simba_task_name` reads them as ours. A DMC task learnt from pixels (`visual_dog_run`)
-    is the dm_control task with the method's name marked `(pixels)` (`DR.Q (pixels)`, the code's `-visual`
-    env: `DRQ/env_preprocessing.py` lines 145-146), so it is never averaged with the state runs;
-    HumanoidBench is dropped. Steps are env steps: DR.Q's code runs DMC, states and pixels, for 500k agent
-    steps at action repeat 2 (`DRQ/main.py` line 23, `DRQ/env_preprocessing.py` line 128) and the file's DMC
-    curves end at 1M; Gym runs 1M steps without action repeat (`main.py` line 26) and ends at 1M; its
-    `simbaV2_utd2.csv` equals SimbaV2's own release at the same env steps (docs/suites.md)."""
-    df = read_release_rows(folder, ("*.csv",), "DR.Q results")
-    pixels = df["env_name"].str.startswith(DRQ_PIXELS)
-    names = [DRQ_ALGORITHMS.get(e.lower(), e) for e in df["exp_name"]]
-    df["algorithm"] = [f"{n} (pixels)" if p else n for n, p in zip(names, pixels)]
-    df["task"] = df["env_name"].str.removeprefix(DRQ_PIXELS).map(simba_task_name)
-    return release_curves(df, DRQ_SOURCE)
-
-
-def read_release_rows(folder: Path, patterns: tuple[str, ...], what: str) -> pd.DataFrame:
-    """The rows of the non-empty files matching `patterns` under `folder`, in SimbaV2's released layout
-    (SIMBA_COLUMNS, pandas' index first), with the metrics of SIMBA_METRICS; seed and env_step as integers,
-    value as float. AnalysisError (one line naming the file and its line) for a file that is not text, lacks a
-    column, or holds a seed or step that is no whole number or a value that is no finite number; and for a
-    folder without such a file."""
-    folder = Path(folder)
-    paths = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.stat().st_size > 0})
-    if not paths:
-        raise AnalysisError(f"{folder} holds no {what} ({' or '.join(patterns)})")
-    frames, what = [], f"{what} file"
-    for path in paths:
-        try:
-            df = pd.read_csv(
-                io.StringIO(read_text(path, what)), usecols=SIMBA_COLUMNS, dtype=str, keep_default_na=False
-            )
-        except ValueError as exc:  # a missing column, a line pandas cannot split
-            raise AnalysisError(f"cannot read {what} {path}: {exc}") from None
-        df = df.set_axis(df.index + 2)  # the file's lines: the header is line 1
-        df = df[df["metric"].isin(list(SIMBA_METRICS))].copy()
-        for column in ("seed", "env_step", "value"):
-            df[column] = parse_numbers(df[column], f"{what} {path}", whole=column != "value")
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True).astype({"seed": "int64", "env_step": "int64"})
-
-
-def release_curves(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Released rows (`read_release_rows`) with our `algorithm` and `task` (None: a task of no suite here,
-    dropped) -> the published-curves layout (REFERENCE_COLUMNS and `success`) of `source`, tasks as the
-    published files name them (`published_name`). A (method, task, seed, step, metric) listed more than once
-    keeps its last row."""
-    df = df[df["task"].notna()]
-    df = df.assign(task=df["task"].map(published_name))
-    keys = ["algorithm", "task", "seed", "env_step"]
-    df = df.drop_duplicates([*keys, "metric"], keep="last")
-    wide = df.pivot_table(index=keys, columns="metric", values="value", aggfunc="last").reset_index()
-    wide = wide.rename(columns=SIMBA_METRICS).rename_axis(columns=None)
-    for column in SIMBA_METRICS.values():
-        if column not in wide:
-            wide[column] = np.nan
-    wide = wide.assign(source=source, ablation="")
-    return wide[[*REFERENCE_COLUMNS, "success"]].sort_values(keys, ignore_index=True)
-
-
-def without_repeated_curves(
-    curves: pd.DataFrame, kept: pd.DataFrame
-) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """`curves` less each (algorithm, task) curve that `kept` holds with the same numbers: the same seeds and
-    steps, returns and success rates equal to 1e-6 (a copy written out again differs in the last digits).
-    Two releases that carry one method's runs (DR.Q's `simbaV2_utd2.csv` is SimbaV2's) would draw it twice;
-    a curve whose numbers differ stays, apart under its own source. Returns (those rows, the repeated curves'
-    (algorithm, task))."""
-    keys = ["algorithm", "task", "seed", "env_step"]
-    values = ["episode_return", "success"]
-    both = curves.merge(kept[keys + values], on=keys, how="left", suffixes=("", "_kept"), indicator=True)
-    same = both["_merge"].eq("both")
-    for v in values:
-        same &= np.isclose(both[v], both[f"{v}_kept"], rtol=0, atol=1e-6, equal_nan=True)
-    curve = ["algorithm", "task"]
-    size = curves.groupby(curve).size()
-    all_same = same.groupby([both[c] for c in curve]).all().reindex(size.index)
-    repeated = all_same & size.eq(kept.groupby(curve).size().reindex(size.index))
-    repeated = repeated[repeated]
-    drop = curves.set_index(curve).index.isin(repeated.index)
-    return curves[~drop].reset_index(drop=True), list(repeated.index)
 
 
 def published_name(task: str) -> str:
@@ -454,7 +257,9 @@ def select_reference(
 #: Our agent -> the algorithm name the published curves use for the same method (others: none published):
 #: `published_dmc.csv.gz`'s names, and those the released results are read under (`tdmpc2`: TD-MPC2's own
 #: results, source `tdmpc2-results`, and SimbaV2's copy; `dr-q`: DR.Q's release, `read_drq_results`; `droq`:
-#: SimbaV2's `droq_utd20.csv`, Gym only, `read_simba_results`).
+#: SimbaV2's `droq_utd20.csv`, Gym only, `read_simba_results`; `mrq`: MR.Q's release and SimbaV2's copy;
+#: `dreamerv3`: DreamerV3's release, `read_dreamerv3_scores`, and TD-MPC2's). A method's curves learnt from
+#: pixels carry ` (pixels)` after the name (PIXELS_SUFFIX), apart from those from states.
 PUBLISHED_NAME = {
     "iqrl": "iQRL",
     "iqrl-official": "iQRL",
@@ -465,7 +270,17 @@ PUBLISHED_NAME = {
     "tdmpc2": "TD-MPC2",
     "dr-q": "DR.Q",
     "droq": "DroQ (UTD 20)",  # SimbaV2's released droq_utd20 curves (SIMBA_ALGORITHMS)
+    "mrq": "MR.Q",
+    "dreamerv3": "DreamerV3",
 }
+PIXELS_SUFFIX = " (pixels)"
+
+
+def published_algorithm(agent: str, pixels: bool = False) -> str | None:
+    """The algorithm name of our `agent`'s method in the published tables (PUBLISHED_NAME), with PIXELS_SUFFIX
+    for a run from pixels; None for a method without published curves."""
+    name = PUBLISHED_NAME.get(agent)
+    return None if name is None else name + (PIXELS_SUFFIX if pixels else "")
 
 
 def published_at(ref: pd.DataFrame, tasks: list[str], step: int, tolerance: int = 1000) -> pd.DataFrame:

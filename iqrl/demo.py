@@ -3,10 +3,10 @@
 The embedded default is a short budget on an easy task with reduced network sizes, so that it runs on
 a laptop; it is a demo of the method and of the whole pipeline, not a paper configuration. It ends with a
 figure of the runs' returns (OUT/demo.png) beside the published curve of the same method on the same task
-where `../shared/reference-data/published_dmc.csv.gz` holds one, and a comparison that says what one seed
-at this budget can show (that each agent learns) and what it cannot (which agent is better, unless the
-gap is beyond the seed-to-seed spread). Re-running it finds the finished runs and only draws and prints
-again.
+where the published tables that ship with the harness (analysis/reference_data) hold one, and a comparison
+that says what one seed at this budget can show (that each agent learns) and what it cannot (which agent is
+better, unless the gap is beyond the seed-to-seed spread). Re-running it finds the finished runs and only
+draws and prints again.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ SEED_SPREAD = 630.0
 # torch threads for the demo's runs: at these network sizes one thread updated faster than two on a 2-core
 # machine shared with other work (iqrl: 75 to 90 updates/s against about 50).
 THREADS = 1
-# The published curves (analysis.reference.DEFAULT_REFERENCE when None).
+# The published curves: a folder of tables or one table (analysis.reference.SHIPPED when None).
 REFERENCE: Path | None = None
 
 
@@ -95,23 +95,28 @@ def demo_table(out: Path):
 def published_band(path: Path | None = None):
     """The published curves of the demo agents' methods (analysis.reference.PUBLISHED_NAME: iqrl -> iQRL,
     td3 -> TD3) on the demo's task, clipped to its env steps: analysis.reference.select_reference rows
-    (source, algorithm, label, env_step, mean, std over seeds, n_seeds), and a note saying why there are
-    none ('' when there are some)."""
-    from analysis.load import AnalysisError
-    from analysis.reference import DEFAULT_REFERENCE, PUBLISHED_NAME, load_reference, select_reference
+    (source, algorithm, label, env_step, mean, std over seeds, n_seeds) from the tables at `path` (a folder or
+    one table; the shipped ones by default), and a note saying why there are none ('' when there are some)."""
+    from analysis.errors import AnalysisError
+    from analysis.reference import PUBLISHED_NAME, SHIPPED, reference_tables, select_reference
 
-    path = Path(path or REFERENCE or DEFAULT_REFERENCE)
+    path = Path(path or REFERENCE or SHIPPED)
     names = [PUBLISHED_NAME[a] for a in AGENT_OVERRIDES if a in PUBLISHED_NAME]
+    where = "the published tables that ship with the harness" if path == SHIPPED else path.name
     try:
-        rows = select_reference(load_reference(path), [DEMO["task"]], max_step=DEMO["steps"])
-    except AnalysisError as exc:  # a checkout without ../shared: the file's absence in a few words
-        why = f"{path} does not exist" if not path.exists() else str(exc)
-        return None, f"no published curve drawn: {why}"
+        if not path.exists():
+            raise AnalysisError(f"{path} does not exist")
+        curves, _ = reference_tables(path)
+        if curves is None:
+            raise AnalysisError(f"{path} holds no published curves")
+    except AnalysisError as exc:
+        return None, f"no published curve drawn: {exc}"
+    rows = select_reference(curves, [DEMO["task"]], max_step=DEMO["steps"])
     rows = rows[rows["algorithm"].isin(names)].reset_index(drop=True)
     if rows.empty:
         return rows, (
             f"no published {' or '.join(names)} curve of {DEMO['task']} up to "
-            f"{_steps(DEMO['steps'])} env steps in {path.name}"
+            f"{_steps(DEMO['steps'])} env steps in {where}"
         )
     return rows, ""
 

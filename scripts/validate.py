@@ -3,7 +3,7 @@ published learning curves at the same env step (`make validate`). Not part of CI
 
     python scripts/validate.py [--agents iqrl,sac] [--tasks cartpole-swingup,walker-walk] [--steps 100000]
         [--seeds 1] [--out results/validate] [--small] [--jobs N] [--eval-every 10000] [--extra k=v ...]
-        [--table-only] [--reference PATH] [--step-tolerance 1000]
+        [--table-only] [--reference FOLDER|FILE] [--step-tolerance 1000]
 
 1. Runs `python -m iqrl.train agent=A task=T seed=S steps=N out=OUT/A/T/<variant>/seed<S> sweep=validate
    variant=<variant> eval_every=E checkpoint_every=E` for every agent x task x seed (agents: all of
@@ -16,7 +16,8 @@ published learning curves at the same env step (`make validate`). Not part of CI
    and exit 2.
 2. Writes OUT/validate.md (also printed) and OUT/validate.csv:
    * ours: each run's mean over its last 2 evaluations with env_step <= --steps, averaged over seeds;
-   * published (`../shared/reference-data/published_dmc.csv.gz`, main results only = empty `ablation`):
+   * published (the shipped `analysis/reference_data/published_dmc.csv.gz`, or --reference's table or folder
+     of tables; main results only = empty `ablation`):
      each (source, algorithm) curve's value at its largest env_step <= --steps + --step-tolerance, per seed,
      averaged over the seeds whose step is >= --steps - --step-tolerance (a seed whose curve stops earlier
      is left out, and a curve without such a seed is not shown). The tolerance (default 1000) absorbs the
@@ -51,12 +52,14 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.load import AnalysisError, read_evals  # noqa: E402
+from analysis.errors import AnalysisError  # noqa: E402
+from analysis.load import read_evals  # noqa: E402
 from analysis.reference import (  # noqa: E402
     DEFAULT_REFERENCE,
     PUBLISHED_NAME,
-    load_reference,
+    SHIPPED,
     published_at,
+    reference_tables,
 )
 
 DEFAULT_TASKS = ["cartpole-swingup", "walker-walk"]
@@ -361,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--extra", nargs="*", default=[], help="more key=value overrides for every run")
     p.add_argument("--table-only", action="store_true", help="only build the table from existing runs")
-    p.add_argument("--reference", default=str(DEFAULT_REFERENCE))
+    p.add_argument(
+        "--reference", default=str(DEFAULT_REFERENCE), help="a published table, or a folder of them"
+    )
     p.add_argument("--step-tolerance", type=int, default=1000)
     args = p.parse_args(argv)
     agents, tasks = _csv(args.agents) or agent_names(), _csv(args.tasks)
@@ -376,10 +381,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out, seeds = args.out, list(range(1, args.seeds + 1))
     try:  # before any training: a missing reference file should not surface hours later
-        ref = load_reference(Path(args.reference))
-    except AnalysisError as e:  # a file that is not there, or one that cannot be read as published curves
-        where = "../shared/reference-data beside the checkout; pass --reference PATH"
-        hint = "" if Path(args.reference).is_file() else f" (the published curves sit in {where})"
+        if not Path(args.reference).exists():
+            raise AnalysisError(f"reference {args.reference} does not exist")
+        ref, _ = reference_tables(Path(args.reference))
+        if ref is None:
+            raise AnalysisError(f"{args.reference} holds no published curves")
+    except AnalysisError as e:  # not there, or not readable as published curves
+        hint = (
+            ""
+            if Path(args.reference).is_file()
+            else f" (the shipped tables are {SHIPPED}; pass --reference PATH)"
+        )
         print(f"error: {e}{hint}", file=sys.stderr)
         return 2
     codes = {}  # run folder -> the trainer's exit code

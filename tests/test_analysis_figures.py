@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import figures, metrics, synthetic
+from analysis import figures, figures_pooled, metrics, synthetic
 from analysis.load import eval_rows, load_results
 from analysis.synthetic import TASKS, synthetic_return
 from analysis.tables import SCORE_COLUMNS, scores_table
@@ -212,12 +212,12 @@ def test_probability_of_improvement_against_the_only_iqrl_variant(tmp_path):
     assert rc == 0, err
     assert "probability of improvement skipped" not in err
     assert (tmp_path / "o" / "probability_of_improvement_100.png").is_file()
-    assert figures.poi_reference(["iqrl", "iqrl/small", "td3"]) == ("iqrl", "")
-    assert figures.poi_reference(["iqrl/h=3", "iqrl/h=5"]) == (
+    assert figures_pooled.poi_reference(["iqrl", "iqrl/small", "td3"]) == ("iqrl", "")
+    assert figures_pooled.poi_reference(["iqrl/h=3", "iqrl/h=5"]) == (
         None,
         "several iqrl variants (iqrl/h=3, iqrl/h=5) and no plain iqrl",
     )
-    assert figures.poi_reference(["iqrl-sac/small"]) == (None, "no iqrl runs")
+    assert figures_pooled.poi_reference(["iqrl-sac/small"]) == (None, "no iqrl runs")
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,9 @@ import pandas as pd
 import pytest
 
 from analysis import metrics
-from analysis.load import (
-    AnalysisError,
-    AnalysisWarning,
-    eval_rows,
-    identity_from_layout,
-    load_results,
-    parse_overrides,
-)
+from analysis.errors import AnalysisError, AnalysisWarning
+from analysis.identity import identity_from_layout, parse_overrides
+from analysis.load import eval_rows, load_results
 from analysis.task_groups import TASK_GROUPS, task_group
 from iqrl.runfolder.files import method_label
 

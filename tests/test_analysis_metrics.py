@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import metrics
+from analysis import ablations, metrics
 from analysis import stats as astats
-from analysis.load import AnalysisWarning, eval_rows, load_results
+from analysis.errors import AnalysisWarning
+from analysis.load import eval_rows, load_results
 from analysis.reference import DEFAULT_REFERENCE, select_reference
 
 from analysis_helpers import HAND_SCORES, write_hand_results, write_run
@@ -299,7 +300,7 @@ def test_ablation_grids_from_overrides_config_and_variant_names():
             run("horizon=3,use_fsq=false", {"horizon": "3", "use_fsq": "false"}, {}),
         ]
     )
-    grids = {g.key: g for g in metrics.ablation_grids(runs)}
+    grids = {g.key: g for g in ablations.ablation_grids(runs)}
     assert sorted(grids) == ["fsq_levels", "horizon"]  # use_fsq takes one value only
     h = grids["horizon"].points
     assert sorted(zip(h["value"], h["context"], h["method"])) == [
@@ -308,15 +309,15 @@ def test_ablation_grids_from_overrides_config_and_variant_names():
         ("3", "use_fsq=false", "iqrl/horizon=3,use_fsq=false"),
         ("5", "", "iqrl"),
     ]
-    assert sorted(grids["fsq_levels"].points["value"], key=metrics.value_sort_key) == ["8-8", "5-5-5-5"]
-    assert metrics.is_numeric(["1", "3", "5"]) and not metrics.is_numeric(["8-8", "5-5-5-5"])
+    assert sorted(grids["fsq_levels"].points["value"], key=ablations.value_sort_key) == ["8-8", "5-5-5-5"]
+    assert ablations.is_numeric(["1", "3", "5"]) and not ablations.is_numeric(["8-8", "5-5-5-5"])
 
 
 def test_list_values_ordered_by_codebook_size():
     # ablations/fsq_levels.yaml's layouts: by the product of the levels (ties: fewer levels first), not as
     # text
     levels = ["8-8-8-8", "16-16", "2-2-2-2", "8-5-5-5", "4-4", "4-4-4", "8-8", "32-32", "8-6-5", "4-4-4-4"]
-    assert sorted(levels, key=metrics.value_sort_key) == [
+    assert sorted(levels, key=ablations.value_sort_key) == [
         "4-4",
         "2-2-2-2",
         "8-8",
@@ -329,7 +330,7 @@ def test_list_values_ordered_by_codebook_size():
         "8-8-8-8",
     ]
     # numbers first (by value), then lists, then text
-    assert sorted(["default (8-8/4-4)", "4-4", "10", "2"], key=metrics.value_sort_key) == [
+    assert sorted(["default (8-8/4-4)", "4-4", "10", "2"], key=ablations.value_sort_key) == [
         "2",
         "10",
         "4-4",
@@ -348,7 +349,7 @@ def test_ablation_default_variant_set_per_task_is_not_placed_at_one_value():
             run("use_projection=false", {"use_projection": "false"}, {}),
         ]
     )
-    (grid,) = metrics.ablation_grids(runs)
+    (grid,) = ablations.ablation_grids(runs)
     assert sorted(grid.points["value"]) == ["default (false/true)", "false", "true"]
 
 
@@ -396,7 +397,6 @@ def test_select_reference_interpolates_seeds_evaluated_at_other_steps():
     assert out["std"].round(6).tolist() == [0.0, round(50 * 2**0.5, 6), round(100 * 2**0.5, 6), 0.0]
 
 
-@pytest.mark.skipif(not DEFAULT_REFERENCE.is_file(), reason="shared reference data not present")
 def test_select_reference_on_published_file():
     ref = pd.read_csv(DEFAULT_REFERENCE, dtype={"ablation": str}, keep_default_na=False)
     out = select_reference(ref, ["walker-walk"])
@@ -433,8 +433,8 @@ def test_ablation_notes_runs_left_out_and_other_task_sets(tmp_path):
     with pytest.warns(AnalysisWarning, match="2 run\\(s\\) not done \\(2 running\\)"):
         evals = eval_rows(load_results(tmp_path)[0])
     runs = evals.drop_duplicates("run")
-    (grid,) = metrics.ablation_grids(runs)
-    points, step, notes = metrics.ablation_estimates(evals, grid, [100], reps=50)
+    (grid,) = ablations.ablation_grids(runs)
+    points, step, notes = ablations.ablation_estimates(evals, grid, [100], reps=50)
     assert step == 100
     iqm = dict(zip(points["value"], points["iqm"]))
     assert iqm == pytest.approx({"1": 450.0, "5": 800.0}) and dict(
@@ -452,7 +452,7 @@ def test_ablation_grid_ignores_overrides_every_variant_shares():
             run("use_fsq=false", {"use_fsq": "false", "eval_every": "10000"}, {}),
         ]
     )
-    (grid,) = metrics.ablation_grids(runs)
+    (grid,) = ablations.ablation_grids(runs)
     assert grid.key == "use_fsq"
     assert sorted(zip(grid.points["value"], grid.points["context"])) == [("false", ""), ("true", "")]
 
@@ -523,8 +523,8 @@ def test_ablation_latent_rank_is_the_iqm_of_each_runs_last_rank_up_to_the_step()
             {"method": "iqrl/quantizer=vq", "value": "vq", "context": ""},
         ]
     )
-    grid = metrics.AblationGrid("s", "iqrl", "quantizer", points)
-    out, _ = metrics.ablation_rank_estimates(table, grid, 1000, reps=200)
+    grid = ablations.AblationGrid("s", "iqrl", "quantizer", points)
+    out, _ = ablations.ablation_rank_estimates(table, grid, 1000, reps=200)
     got = dict(zip(out["value"], out["iqm"]))
     assert got == pytest.approx({"fsq": 25.0, "vq": 5.0})
     vq = out[out["value"] == "vq"].iloc[0]

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from analysis import figures
-from analysis.reference import read_mrq_results, select_reference
+from analysis.reference import select_reference
+from analysis.released import read_mrq_results
 from analysis.scores import ATARI_REFERENCE, add_scores, human_normalized
 from iqrl.envs.tasks import ATARI_57
 
@@ -167,21 +168,22 @@ def test_a_released_curves_file_that_cannot_be_drawn_is_one_error_naming_the_fil
 #: bigger_better_faster/scores/RR8_BBF.csv: an unnamed index, a run's seed, the game in lower case, the mean
 #: evaluation return after 100k agent steps, BBF's own normalisation). Alien's and Pong's first rows are the
 #: file's; Pooyan is no game of the 57 (skipped).
+# RR8_BBF.csv's layout; the run numbers in its Atari 100k row group (analysis.released.BBF_GROUPS)
 BBF_SCORES = (
     ",seed,game,GameScoreAverage,GameScoreNormalized\n"
-    "0,11623,alien,1032.5,0.1166248768568039\n"
-    "70,11693,pong,19.809999465942383,1.1475920677185059\n"
-    "1,1,pong,-3.05,0.5\n"
-    "2,2,pong,14.6,1.0\n"
-    "3,3,breakout,30.5,1.0\n"
-    "4,4,breakout,59.3,2.0\n"
-    "5,5,upndown,533.4,0.0\n"
-    "6,6,pooyan,100.0,0.5\n"
+    "0,29598,alien,1032.5,0.1166248768568039\n"
+    "70,29599,pong,19.809999465942383,1.1475920677185059\n"
+    "1,29600,pong,-3.05,0.5\n"
+    "2,29601,pong,14.6,1.0\n"
+    "3,29602,breakout,30.5,1.0\n"
+    "4,29603,breakout,59.3,2.0\n"
+    "5,29604,upndown,533.4,0.0\n"
+    "6,29605,pooyan,100.0,0.5\n"
 )
 
 
 def test_bbfs_released_scores_load_as_runs_at_400k_frames_on_our_references(tmp_path):
-    from analysis.reference import atari_game_task, read_bbf_scores
+    from analysis.released import atari_game_task, read_bbf_scores
 
     (path := tmp_path / "RR8_BBF.csv").write_text(BBF_SCORES)
     ref = read_bbf_scores(path)
@@ -203,7 +205,7 @@ def test_bbfs_released_scores_load_as_runs_at_400k_frames_on_our_references(tmp_
         "atari:UpNDown"
     ]
     assert set(ref["env_step"]) == {400_000}  # 100k agent steps of 4 frames
-    assert ref["seed"].tolist() == [11623, 11693, 1, 2, 3, 4, 5]
+    assert ref["seed"].tolist() == [29598, 29599, 29600, 29601, 29602, 29603, 29604]
     assert ref["episode_return"].iloc[0] == 1032.5
     assert (
         atari_game_task("montezumarevenge") == "atari:MontezumaRevenge" and atari_game_task("pooyan") is None
@@ -219,7 +221,7 @@ def test_bbfs_released_scores_load_as_runs_at_400k_frames_on_our_references(tmp_
 
 def test_bbfs_scores_are_a_point_on_the_atari_panels_and_rows_of_the_atari_score_tables(tmp_path):
     from analysis.plots import plot_task_panels
-    from analysis.reference import read_bbf_scores
+    from analysis.released import read_bbf_scores
 
     (path := tmp_path / "RR8_BBF.csv").write_text(BBF_SCORES)
     _atari_runs(tmp_path / "r")

@@ -42,7 +42,8 @@ def drq_folder(root):
 
 
 def test_drqs_files_read_as_published_curves_in_our_names_and_env_steps_with_pixels_apart(tmp_path):
-    from analysis.reference import read_drq_results, select_reference
+    from analysis.reference import select_reference
+    from analysis.released import read_drq_results
 
     ref = read_drq_results(drq_folder(tmp_path))
     assert set(ref["source"]) == {"drq-repo"} and set(ref["ablation"]) == {""}
@@ -99,7 +100,7 @@ def test_drqs_dmc_hard_row_is_the_mean_of_its_per_task_means(tmp_path, capsys):
 def test_runs_both_releases_carry_are_drawn_once_and_differing_ones_apart(tmp_path):
     """SimbaV2 UTD 2 in DR.Q's folder equal to SimbaV2's release up to the digits a copy rewrites: drawn once,
     as [simbav2-repo], with a note; MR.Q whose numbers differ in one seed stays under each source."""
-    from analysis import figures
+    from analysis.overlays import gather_overlays
 
     simba, drq = tmp_path / "simba", tmp_path / "drq"
     utd2 = [
@@ -112,7 +113,7 @@ def test_runs_both_releases_carry_are_drawn_once_and_differing_ones_apart(tmp_pa
     write_simba(drq, "mrq.csv", [*mrq[:1], ("mrq", "dog_run", 1, "avg_return", 50, 11.0)])
     write_simba(drq, "drq.csv", [("drq", "dog_run", 0, "avg_return", 50, 1.0)])
     notes = []
-    both = figures.released_curves(simba, drq, notes.append)
+    both = gather_overlays(None, {"simba": simba, "drq": drq}, notes.append).curves
     assert sorted(set(both["algorithm"] + " [" + both["source"] + "]")) == [
         "DR.Q [drq-repo]",
         "MR.Q [drq-repo]",
@@ -124,7 +125,9 @@ def test_runs_both_releases_carry_are_drawn_once_and_differing_ones_apart(tmp_pa
         "1 curves of the DR.Q results (SimbaV2 (UTD 2)) are SimbaV2's released ones, number for number: "
         "drawn once, as [simbav2-repo]"
     ]
-    alone = figures.released_curves(None, drq, notes.append)  # without SimbaV2's release DR.Q's copy stays
+    alone = gather_overlays(
+        None, {"drq": drq}, notes.append
+    ).curves  # without SimbaV2's release DR.Q's copy stays
     assert "SimbaV2 (UTD 2)" in set(alone["algorithm"]) and len(notes) == 1
 
 
@@ -132,13 +135,8 @@ def test_the_new_agents_pair_with_their_methods_published_curves(tmp_path):
     """dr-q -> DR.Q (DR.Q's release), droq -> SimbaV2's `DroQ_utd20` runs, tdmpc2 -> TD-MPC2 (TD-MPC2's
     results and SimbaV2's copy): the names the readers give, which validate's 'published, same method'
     column looks up."""
-    from analysis.reference import (
-        PUBLISHED_NAME,
-        SIMBA_ALGORITHMS,
-        published_at,
-        read_drq_results,
-        read_simba_results,
-    )
+    from analysis.reference import PUBLISHED_NAME, published_at
+    from analysis.released import SIMBA_ALGORITHMS, read_drq_results, read_simba_results
 
     drq = read_drq_results(drq_folder(tmp_path / "drq"))
     write_simba(

@@ -40,7 +40,8 @@ def simba_folder(root):
 
 
 def test_the_released_files_read_as_published_curves_in_our_task_names(tmp_path):
-    from analysis.reference import read_simba_results, select_reference, simba_task_name
+    from analysis.reference import select_reference
+    from analysis.released import read_simba_results, simba_task_name
 
     ref = read_simba_results(simba_folder(tmp_path))
     assert set(ref["source"]) == {"simbav2-repo"} and set(ref["ablation"]) == {""}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.reference import SUITES_REFERENCE
+from analysis.reference import SHIPPED
 from iqrl.config.build import build_config, layered
 from iqrl.config.run import ConfigError
 from iqrl.core.replay import SequenceReplay, nstep_targets
@@ -221,12 +221,11 @@ def test_published_names_of_our_tasks():
     assert published_name("myosuite:myoHandPenTwirlRandom-v0") == "myo-hand-pen-twirl-hard"
 
 
-@pytest.mark.skipif(not SUITES_REFERENCE.is_file(), reason="shared reference data not present")
-def test_the_shared_suite_curves_load_as_success_rates():
+def test_the_shipped_suite_curves_load_as_success_rates():
     from analysis.reference import load_reference, select_reference
 
     ref = select_reference(
-        load_reference(SUITES_REFERENCE),
+        load_reference(SHIPPED / "published_suites.csv.gz"),
         ["metaworld:reach", "myosuite:myoHandReachFixed-v0"],
         value="success",
     )
@@ -415,7 +414,8 @@ def test_mrqs_released_gym_curves_load_and_overlay_the_gym_panels(tmp_path, caps
     """MR.Q's results/gym_results.txt layout (facebookresearch/MRQ at 8a44a7d) read as published curves in
     our task names; `--reference-gym` draws them on the Gym panels; a file of another layout is one error."""
     from analysis import figures
-    from analysis.reference import read_mrq_results, select_reference
+    from analysis.reference import select_reference
+    from analysis.released import read_mrq_results
 
     from analysis_helpers import write_run
 

@@ -19,7 +19,8 @@ from faults import flip
 from torch import nn
 
 from analysis import plots
-from analysis.figures import AnalysisWarning, make_figures
+from analysis.errors import AnalysisWarning
+from analysis.figures import make_figures
 from analysis.load import load_results
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError

@@ -335,14 +335,14 @@ def read_evals(path: Path) -> dict[int, float]:
 
 def published(agent: str, task: str, step: int) -> dict[str, float]:
     """{source label: mean published return} of the agent's method at `step` (within 1000 env steps), from
-    the reference file beside the checkout or carried in .whl/ (make gpu-wheels); {} without one."""
+    the shipped DMC table (analysis/reference_data, tracked: it travels with the checkout); {} for a method
+    without published curves."""
     from analysis.reference import DEFAULT_REFERENCE, PUBLISHED_NAME, load_reference, published_at
 
-    path = next((p for p in (DEFAULT_REFERENCE, REPO / ".whl" / DEFAULT_REFERENCE.name) if p.exists()), None)
     name = PUBLISHED_NAME.get(agent)
-    if path is None or name is None:
+    if name is None:
         return {}
-    pub = published_at(load_reference(path), [task], step)
+    pub = published_at(load_reference(DEFAULT_REFERENCE), [task], step)
     return {r.label: round(float(r.published), 1) for r in pub.itertuples() if r.algorithm == name}
 
 

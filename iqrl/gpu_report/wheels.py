@@ -18,7 +18,6 @@ imports and steps the project's environments with it.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -196,13 +195,9 @@ def build(out: Path, python: str, glibc: str = "2.28") -> list[Path]:
 
 
 def prepare(out: Path, python: str, glibc: str, gl: bool = True) -> int:
-    """`make gpu-wheels`: the wheel set and the published curves (part 3) in `out`, the GL debs in .gl/,
-    and what the carry totals against the device tool's limit."""
-    from analysis.reference import DEFAULT_REFERENCE
-
+    """`make gpu-wheels`: the wheel set in `out`, the GL debs in .gl/, and what the carry totals against the
+    device tool's limit (part 3's published curves are tracked files, analysis/reference_data)."""
     wheels = build(out, python, glibc)
-    if DEFAULT_REFERENCE.exists():  # ../shared does not travel with the checkout
-        shutil.copy(DEFAULT_REFERENCE, out / DEFAULT_REFERENCE.name)
     gl_dir = REPO / ".gl"
     if gl:
         try:
@@ -211,7 +206,7 @@ def prepare(out: Path, python: str, glibc: str, gl: bool = True) -> int:
             print(f"warning: no GL debs in .gl/ ({e}): the GPU's pixel rows will fail for want of EGL")
     for w in wheels:
         print(f"{w.stat().st_size / 2**20:7.2f} MB  {w.name}")
-    carried = {"wheels and curves": megabytes(out.iterdir()), "GL debs": megabytes(gl_dir.glob("*.deb"))}
+    carried = {"wheels": megabytes(out.iterdir()), "GL debs": megabytes(gl_dir.glob("*.deb"))}
     carried["tracked files"] = tracked_mb()
     print(", ".join(f"{k} {v:.1f} MB" for k, v in carried.items()), end="")
     print(f": {sum(carried.values()):.1f} of the {CARRY_LIMIT_MB:.0f} MiB the device tool carries")
