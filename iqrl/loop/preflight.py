@@ -59,8 +59,8 @@ def check_machine(cfg: RunConfig, seeds: int = 1) -> torch.device:
     check_compile(cfg, device)
     check_watching(cfg)
     check_renderer(cfg)
-    check_update_count(cfg)
     check_memory(cfg, device, seeds)
+    check_update_count(cfg)  # after the memory: memory_limit_gb lets a budget past the machine's RAM through
     return device
 
 
