@@ -56,18 +56,23 @@ ROW_KEYS = {
 }
 
 
-def missing_keys(row: dict, section: bool) -> list[str]:
-    """The keys `row` lacks of those a merge reads (`part`, and what names the row: its kind's first keys), or
-    with `section` of those the section reads of its kind (ROW_KEYS)."""
+#: How much of a row read_jsonl checks: what names it (its kind's first key), also its `part` (what a merge
+#: reads: row_id), or also what the section reads of it (ROW_KEYS).
+CHECKS = ("name", "merge", "section")
+
+
+def missing_keys(row: dict, check: str) -> list[str]:
+    """The keys `row` lacks of those `check` (CHECKS) needs."""
     need = ROW_KEYS.get(row["kind"], ())
-    need = need if section and not ("error" in row and row["kind"] == "bench") else need[:1]
-    return [k for k in ("part", *need) if k not in row and not (k == "part" and row["kind"] == "machine")]
+    need = need if check == "section" and not ("error" in row and row["kind"] == "bench") else need[:1]
+    part = ("part",) if check != "name" and row["kind"] != "machine" else ()
+    return [k for k in (*part, *need) if k not in row]
 
 
-def read_jsonl(path: Path, cut_tail: bool = False, section: bool = False) -> list[dict]:
+def read_jsonl(path: Path, cut_tail: bool = False, check: str = "name") -> list[dict]:
     """The rows of a JSON-lines file. ValueError (one line naming the file, and the line where one is at
-    fault) for bytes that are not text, a line that is not a JSON object, or a row without the keys a
-    merge needs (with `section`: those the section reads, `missing_keys`). With `cut_tail` a last line cut
+    fault) for bytes that are not text, a line that is not a JSON object, or a row without the keys
+    `check` needs (CHECKS, `missing_keys`). With `cut_tail` a last line cut
     off mid-write (a part killed while writing its row: no newline at its end) is left out, with a
     warning."""
     try:
@@ -90,7 +95,7 @@ def read_jsonl(path: Path, cut_tail: bool = False, section: bool = False) -> lis
             raise ValueError(f"{path} line {number}: not a JSON row ({e.msg} at column {e.colno})") from None
         if not isinstance(row, dict) or not isinstance(row.get("kind"), str):
             raise ValueError(f"{path} line {number}: a row is a JSON object with a `kind`, got {line[:60]!r}")
-        if missing := missing_keys(row, section):
+        if missing := missing_keys(row, check):
             raise ValueError(f"{path} line {number}: a {row['kind']} row without {', '.join(missing)}")
         rows.append(row)
     return rows
@@ -100,7 +105,7 @@ def load_rows(folder: Path = RESULTS) -> list[dict]:
     """Every committed row, each with its file's `gpu` and `file` name added."""
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
-        file_rows = read_jsonl(path, section=True)
+        file_rows = read_jsonl(path, check="section")
         gpu = next((r["gpu"] for r in file_rows if r["kind"] == "machine"), None)
         rows += [{**r, "gpu": r.get("gpu", gpu), "file": path.name} for r in file_rows]
     return rows
@@ -116,7 +121,7 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
     machine row first, later rows replacing earlier ones of the same id. Returns the file written."""
     if not src.is_dir():
         raise ValueError(f"{src} is not a folder of part*.jsonl files")
-    rows = [r for p in sorted(src.glob("part*.jsonl")) for r in read_jsonl(p, cut_tail=True)]
+    rows = [r for p in sorted(src.glob("part*.jsonl")) for r in read_jsonl(p, cut_tail=True, check="merge")]
     machines = [r for r in rows if r["kind"] == "machine"]
     if not machines:
         raise ValueError(f"{src} holds no part*.jsonl with a machine row")
