@@ -48,11 +48,9 @@ concatenated to the input of every network (world_model.py:20-21, 88-101) and tr
 Quirks (docs/faithfulness.md): TDMPC2-1 (the code's entropy ratio cancels the tanh correction; here the
 squashed policy's entropy times A, `tdmpc2_presquash_entropy=true` for the code's); TDMPC2-6 (multi-task:
 the policy loss's gradient on the task embedding leaks into the next model step; not here).
-Harness deviations (TDMPC2-3..5): losses are weighted by the window's `valid` flags and targets by
+Harness deviations (TDMPC2-3, 4): losses are weighted by the window's `valid` flags and targets by
 (1 - terminal) (the code has neither without its `episodic` termination head, which is not here); the tanh
-log-determinant is the stable `iqrl.nn.maths.tanh_log_det` (the code: log(relu(1 - tanh^2) + 1e-6)). The
-seed phase is the code's max(1000, 5 episode lengths) agent steps by default (TDMPC2Config.SEED_PHASE): 5000
-env steps on DMC, 5000 on Gym, 2000 on Meta-World, 1000 on MyoSuite (`seed_steps` sets another).
+log-determinant is the stable `iqrl.nn.maths.tanh_log_det` (the code: log(relu(1 - tanh^2) + 1e-6)).
 """
 
 from __future__ import annotations
@@ -91,10 +89,8 @@ PI_ADAM_EPS = 1e-5  # the policy's Adam epsilon (tdmpc2.py:31)
 
 @dataclass
 class TDMPC2Config(AgentConfig):
-    # max(1000, 5 episode lengths) agent steps, then one update per seed step at once (PerStepSeedBurst)
-    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
-        agent_steps=1000, episodes=5, source="nicklashansen/tdmpc2@e9f5932 tdmpc2/envs/__init__.py:82"
-    )
+    # max(1000, 5 episodes) agent steps (DMC 5000 env steps, Gym 5000, Meta-World 2000), then PerStepSeedBurst
+    SEED_PHASE = SeedPhase(1000, 5, source="nicklashansen/tdmpc2@e9f5932 envs/__init__.py:82")  # a ClassVar
     # the tests' tiny sizes, MPPI's too
     TINY: ClassVar[dict] = {
         "enc_dim": 32,

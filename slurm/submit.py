@@ -32,7 +32,7 @@ from iqrl.envs.tasks import TASK_GROUPS, TASK_LISTS
 from slurm import cluster
 from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
 from slurm.pack import Pack, group_mode, group_runs, seeds_argv, trainer_seeds_key
-from slurm.profiles import Profile, ProfileError, available, load_profile
+from slurm.profiles import Profile, ProfileError, available, check_run_devices, load_profile
 from slurm.projection import projection_lines
 from slurm.run import Run
 from slurm.spec import RunSpec, Sweep, SweepError, load_sweep, validate_runs
@@ -73,31 +73,6 @@ def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> Non
                 check_run_folder(build_config(r.argv(results)))
             except ConfigError as e:
                 raise SweepError(f"{where}: run {r.key}: {e}") from None
-
-
-def check_profile_device(runs: Sequence[RunSpec], results: Path, profile: Profile, where: str) -> None:
-    """Each run's config with the profile's device, as its job will start it, passes the trainer's checks of
-    what a device must have (cudagraphs=true and precision=tf32 need CUDA): a `device: cpu` profile would
-    otherwise submit runs that every trainer refuses. SweepError (one line) naming the first such run."""
-    asking = [r for r in runs if any(a.startswith(("cudagraphs=", "precision=")) for a in r.argv(results))]
-    if profile.device.startswith("cuda") or profile.device == "auto" or not asking:
-        return
-    import torch
-
-    from iqrl.config.build import build_config
-    from iqrl.config.run import ConfigError
-    from iqrl.loop.preflight import check_compile, check_precision
-
-    device = torch.device(profile.device or "cpu")
-    for r in asking:
-        try:
-            cfg = build_config(run_argv(r, results, profile))
-            check_compile(cfg, device)
-            check_precision(cfg, device)
-        except ConfigError as e:
-            raise SweepError(
-                f"{where}: run {r.key} on profile {profile.name} (device {device}): {e}"
-            ) from None
 
 
 def load(
@@ -201,8 +176,7 @@ def _describe(plan: Plan, total: int, out: Print) -> None:
         out(f"  ... and {len(plan.live) - 20} more (make status lists them)")
 
 
-def run_argv(r: RunSpec, results: Path, profile: Profile) -> list[str]:
-    """A run's trainer command line as its job starts it: the profile gives its device."""
+def run_argv(r: RunSpec, results: Path, profile: Profile) -> list[str]:  # as its job starts it
     return r.argv(results) + ([f"device={profile.device}"] if profile.device else [])
 
 
@@ -278,8 +252,8 @@ def run_sweep(
     results = Path(results).absolute()
     sweep, runs = load(sweep_path, results, agents, **load_kw)
     profile = choose_profile(cluster_name)
-    if load_kw.get("validator", trainer_validator) is not None:
-        check_profile_device(runs, results, profile, str(sweep_path))
+    if load_kw.get("validator", trainer_validator) is not None:  # the trainer's checks of the device's keys
+        check_run_devices([(r.key, run_argv(r, results, profile)) for r in runs], profile, str(sweep_path))
     out(
         f"sweep {sweep.name} ({sweep_path}) -> {results / sweep.name}; cluster profile {profile.name} "
         f"({profile.executor})"
