@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from iqrl.core.checks import Refused
+from iqrl.envs.workers import EnvWorkerDied
 
 EVAL_COLUMNS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
 # eval.csv's last column on suites that define success (Meta-World, MyoSuite): the fraction of evaluation
@@ -180,9 +181,10 @@ def failure_line(e: BaseException) -> str:
 
 
 def print_traceback_for(e: BaseException) -> None:
-    """A failure at the run folder's boundary (an OSError: disk full, read-only, permissions) is its one line
-    only; other failures, and every failure under IQRL_DEBUG=1, also print their traceback."""
-    if os.environ.get("IQRL_DEBUG") == "1" or not isinstance(e, OSError):
+    """A failure at the run's boundary (an OSError: disk full, read-only, permissions; an env worker process
+    that died: killed, out of memory) is its one line only; other failures, and every failure under
+    IQRL_DEBUG=1, also print their traceback."""
+    if os.environ.get("IQRL_DEBUG") == "1" or not isinstance(e, (OSError, EnvWorkerDied)):
         traceback.print_exception(e)
 
 
