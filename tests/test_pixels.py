@@ -6,16 +6,18 @@ every pixel agent's end-to-end run and resume is at the end of this file.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 
-from iqrl.config.build import build_config
+from iqrl.config.build import build_config, layered
 from iqrl.config.run import ConfigError
 from iqrl.config.validate import pixel_agents, pixel_sizes
 from iqrl.core import registry
@@ -25,6 +27,9 @@ from iqrl.core.registry import AgentEntry
 from iqrl.core.replay import SequenceReplay
 from iqrl.envs.dmc import pixel_camera
 from iqrl.envs.make import Observation, make_env
+from iqrl.envs.workers import EnvWorker
+from iqrl.multiseed.refusals import unsupported
+from iqrl.multiseed.runs import main as kseed_main
 from iqrl.nn.maths import center_crop, crop_offsets, random_crop, random_shift, shift_offsets
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
@@ -91,6 +96,48 @@ def test_rendering_changes_neither_dynamics_nor_rewards(renderer):
     twin.physics.set_state(pix.physics.get_state())
     twin.physics.forward()
     assert np.array_equal(twin.frame(), frames(p.obs)[-1])
+
+
+def rendered_episode(env, steps: int = 4) -> list[np.ndarray]:
+    """The observations of an episode's reset and `steps` random agent steps (actions seeded 0)."""
+    rng = np.random.default_rng(0)
+    seen = [env.reset()]
+    for _ in range(steps):
+        seen.append(env.step(rng.uniform(-1, 1, env.act_dim).astype(np.float32)).obs)
+    return seen
+
+
+def test_seeds_render_real_frames_in_their_own_threads_and_in_workers(renderer):
+    """A K-seed group builds its seeds' envs in the main thread and renders each seed's frames in that seed's
+    thread, two at once (its training envs in worker processes with env_workers=true): every seed sees the
+    frames its env renders alone in the main thread, real pictures, another for each seed."""
+    alone = {seed: rendered_episode(pixel_env(seed=seed)) for seed in (1, 2)}
+    args = ("cartpole-swingup", 0, 2, 40, None, Observation("pixels", SIZE, STACK))
+    envs = {(seed, "thread"): pixel_env(seed=seed) for seed in (1, 2)}  # built here, as the group builds them
+    envs |= {(seed, "worker"): EnvWorker(make_env, (args[0], seed, *args[2:])) for seed in (1, 2)}
+    together, seen = threading.Barrier(len(envs)), {}
+
+    def run(key) -> None:
+        together.wait()
+        try:
+            seen[key] = rendered_episode(envs[key])
+        except Exception as e:  # noqa: BLE001 - the assertion below names it
+            seen[key] = e
+
+    threads = [threading.Thread(target=run, args=(key,)) for key in envs]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for key in envs:
+            envs[key].close()
+    for (seed, where), obs in seen.items():
+        assert isinstance(obs, list), f"seed {seed} in its {where}: {obs!r}"
+        assert all(np.array_equal(a, b) for a, b in zip(obs, alone[seed], strict=True)), (seed, where)
+    assert all(o.std() > render.BLANK_STD for obs in alone.values() for o in obs)
+    assert not np.array_equal(alone[1][0], alone[2][0])  # each seed its own initial state
 
 
 def test_the_pixel_benchmarks_cameras():
@@ -309,3 +356,44 @@ def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, tmp_path, r
 def _timings(row: dict) -> dict:
     """The columns of a train.csv row that measure wall time (they differ between any two runs)."""
     return {k: v for k, v in row.items() if "time" in k or k.endswith("_per_s") or k.startswith("wall")}
+
+
+# Two seeds of 60 agent steps each (a seed episode of 30, then 30 with updates), both rendering in their own
+# threads, to done: the group's first updates, its evaluations and its checkpoints seen from pixels.
+KSEED_PIXEL_RUN = [
+    "obs=pixels",
+    "image_size=32",
+    "steps=120",
+    "episode_length=60",
+    "seed_steps=60",
+    "eval_every=120",
+    "eval_episodes=1",
+    "checkpoint_every=120",
+    "diag_every=120",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.registry
+def test_every_pixel_agent_trains_from_rendered_frames_as_a_k_seed_group(agent, tmp_path, request):
+    """A K = 2 group of every pixel agent from frames rendered in its seeds' threads (the envs built in the
+    main thread) trains both seeds to done; each seed's numbers are its own (another initial state)."""
+    if agent in COVERED_BY:
+        pytest.skip(f"{agent}'s pixel group is {COVERED_BY[agent]}'s")
+    if agent not in pixel_agents() or not acts_in_boxes(agent):
+        pytest.skip(f"{agent} does not train from DMC's pixels")
+    argv = layered(tiny_argv(agent, tmp_path, extra=KSEED_PIXEL_RUN), ["env_workers=false"])
+    argv = [a for a in argv if not a.startswith(("seed=", "out="))]
+    if why := unsupported(build_config(argv)):
+        pytest.skip(f"the K-seed mode refuses {agent}: {why}")
+    request.getfixturevalue("renderer")  # skips without a headless GL renderer
+    assert kseed_main([*argv, "seeds=1,2", f"out={tmp_path}"]) == EXIT_OK
+    runs = [tmp_path / f"seed{s}" for s in (1, 2)]
+    for run in runs:
+        assert json.loads((run / "status.json").read_text())["state"] == "done"
+        assert [int(r["env_step"]) for r in read_csv(run / "eval.csv")] == [0, 120]
+        row = read_csv(run / "train.csv")[-1]
+        assert int(row["updates"]) > 0 and all(
+            np.isfinite(float(v)) for k, v in row.items() if k.endswith("_loss") and v
+        )
+    assert eval_numbers(runs[0]) != eval_numbers(runs[1])

@@ -152,6 +152,18 @@ def validate(run: RunConfig) -> None:
     validate_rate(run)
 
 
+def warnings_of(run: RunConfig) -> list[str]:
+    """What a valid run config does that its user may not expect, one line each (the commands print them as
+    `warning:` lines before anything else)."""
+    out = []
+    if run.steps < run.seed_steps:
+        out.append(
+            f"steps={run.steps} ends inside the seed phase (seed_steps={run.seed_steps}; where not given, "
+            f"{run.agent.name}'s code's): every episode acts at random and the run takes no gradient update"
+        )
+    return out
+
+
 def validate_actions(run: RunConfig) -> None:
     """The agent acts in the kind of action space the task has (Agent.ACTION_SPACES; a suite's kind is
     iqrl.envs.tasks.Suite.actions); action_noise perturbs continuous actions only."""

@@ -56,7 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from iqrl.core.checks import Refused
-from iqrl.core.schedule import PerEpisode, UpdateSchedule
+from iqrl.core.schedule import PerEpisode, SeedPhase, UpdateSchedule
 from iqrl.core.update import Updater, graph_step
 from iqrl.nn.layers import global_random_module
 
@@ -79,6 +79,10 @@ class AgentConfig:
     # updates_per_agent_step) where it has one (BRO, SimbaV2, CrossQ: "utd"); the run key `updates_per_step`
     # would replace it, so the run config refuses the two where they disagree (config.validate_rate).
     UTD_KEY: ClassVar[str | None] = None
+    # The seed phase of the agent's code (iqrl.core.schedule.SeedPhase, with its source lines): the default of
+    # the run key seed_steps. None: the harness's 10,000 env steps (HARNESS_SEED_PHASE). A registry preset
+    # whose code seeds otherwise gives its own (AgentEntry.seed_phase).
+    SEED_PHASE: ClassVar[SeedPhase | None] = None
 
     # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
     # env's

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--out", type=Path, default=Path("gpu-report"))
     part.add_argument("--smoke", action="store_true", help="on the CPU at tiny sizes")
     part.add_argument(
-        "--budget-s", type=float, default=None, help="seconds per part (default: 480, smoke less)"
+        "--budget-s", type=float, default=None, help="seconds per part (default: 480; the smoke: none)"
     )
     wheels = sub.add_parser("wheels", help="the wheel set the GPU machine lacks, and its GL libraries")
     wheels.add_argument("--python", default="3.12", help="the GPU machine's Python, major.minor")
@@ -55,17 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         return prepare(args.out, args.python, args.glibc, gl=not args.no_gl)
     from iqrl.gpu_report import results
 
-    if args.command == "collect":
-        try:
-            print(f"wrote {results.collect(args.src)}")
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    if getattr(args, "check", False):
-        stale = results.section(results.load_rows()) not in results.PERFORMANCE_MD.read_text()
-        print("docs/performance.md's GPU section is " + ("out of date" if stale else "up to date"))
-        return int(stale)
-    changed = results.write_doc()
+    try:  # collect, doc: a fault of a file read or written is one line naming it
+        if args.command == "collect":
+            print(f"wrote {results.collect(args.src, results.RESULTS)}")
+        rows = results.load_rows(results.RESULTS)
+        if getattr(args, "check", False):
+            stale = results.section(rows) not in results.PERFORMANCE_MD.read_text()
+            print("docs/performance.md's GPU section is " + ("out of date" if stale else "up to date"))
+            return int(stale)
+        changed = results.write_doc(rows, results.PERFORMANCE_MD)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print("docs/performance.md: GPU section " + ("regenerated" if changed else "unchanged"))
     return 0
 

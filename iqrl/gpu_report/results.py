@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from iqrl.gpu_report import plan
@@ -56,15 +57,69 @@ def latest_test_outcomes(rows: list[dict]) -> dict[str, str]:
     return out
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+#: The keys the section reads of a row of each kind (besides `part`, which every row but a committed
+#: file's machine row has); a failed row (`error`) has only the first of its kind's.
+ROW_KEYS = {
+    "machine": ("gpu", "date"),
+    "test": ("test", "outcome"),
+    "bench": (
+        *("key", "seeds", "packed", "updates_per_s", "env_steps_per_s"),
+        *("hours_per_1m", "ops_per_update", "compile_s", "peak_mem_mb"),
+    ),
+    "learn": ("key", "mode", "seeds", "env_steps", "wall_s"),
+}
+
+
+#: How much of a row read_jsonl checks: what names it (its kind's first key), also its `part` (what a merge
+#: reads: row_id), or also what the section reads of it (ROW_KEYS).
+CHECKS = ("name", "merge", "section")
+
+
+def missing_keys(row: dict, check: str) -> list[str]:
+    """The keys `row` lacks of those `check` (CHECKS) needs."""
+    need = ROW_KEYS.get(row["kind"], ())
+    need = need if check == "section" and not ("error" in row and row["kind"] == "bench") else need[:1]
+    part = ("part",) if check != "name" and row["kind"] != "machine" else ()
+    return [k for k in (*part, *need) if k not in row]
+
+
+def read_jsonl(path: Path, cut_tail: bool = False, check: str = "name") -> list[dict]:
+    """The rows of a JSON-lines file. ValueError (one line naming the file, and the line where one is at
+    fault) for bytes that are not text, a line that is not a JSON object, or a row without the keys
+    `check` needs (CHECKS, `missing_keys`). With `cut_tail` a last line cut
+    off mid-write (a part killed while writing its row: no newline at its end) is left out, with a
+    warning."""
+    try:
+        text = path.read_bytes().decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: bytes that are not UTF-8 text, not rows of JSON") from None
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror or e}") from None
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if cut_tail and number == len(lines):  # the last line, with no newline after it
+                print(f"warning: {path} line {number}: cut off mid-row ({e.msg}); left out", file=sys.stderr)
+                continue
+            raise ValueError(f"{path} line {number}: not a JSON row ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("kind"), str):
+            raise ValueError(f"{path} line {number}: a row is a JSON object with a `kind`, got {line[:60]!r}")
+        if missing := missing_keys(row, check):
+            raise ValueError(f"{path} line {number}: a {row['kind']} row without {', '.join(missing)}")
+        rows.append(row)
+    return rows
 
 
 def load_rows(folder: Path = RESULTS) -> list[dict]:
     """Every committed row, each with its file's `gpu` and `file` name added."""
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
-        file_rows = read_jsonl(path)
+        file_rows = read_jsonl(path, check="section")
         gpu = next((r["gpu"] for r in file_rows if r["kind"] == "machine"), None)
         rows += [{**r, "gpu": r.get("gpu", gpu), "file": path.name} for r in file_rows]
     return rows
@@ -78,7 +133,9 @@ def row_id(row: dict) -> tuple:
 def collect(src: Path, folder: Path = RESULTS) -> Path:
     """Merge the part files of `src` (a session's OUT: part1.jsonl ...) into folder/<gpu>-<date>.jsonl, one
     machine row first, later rows replacing earlier ones of the same id. Returns the file written."""
-    rows = [r for p in sorted(src.glob("part*.jsonl")) for r in read_jsonl(p)]
+    if not src.is_dir():
+        raise ValueError(f"{src} is not a folder of part*.jsonl files")
+    rows = [r for p in sorted(src.glob("part*.jsonl")) for r in read_jsonl(p, cut_tail=True, check="merge")]
     machines = [r for r in rows if r["kind"] == "machine"]
     if not machines:
         raise ValueError(f"{src} holds no part*.jsonl with a machine row")
@@ -126,7 +183,9 @@ def machine_lines(m: dict) -> list[str]:
     return [
         f"### {m['gpu']}, {m['date']} (docs/gpu-results/{machine_slug(m)}-{m['date']}.jsonl)",
         "",
-        f"Driver {m['driver']}, torch {m['torch']} (CUDA {m['cuda']}), Python {m['python']}, {m['cpu']}.",
+        "Driver {driver}, torch {torch} (CUDA {cuda}), Python {python}, {cpu}.".format_map(
+            {k: m.get(k, "?") for k in ("driver", "torch", "cuda", "python", "cpu")}
+        ),
         "",
     ]
 
@@ -226,9 +285,15 @@ def missing_lines(rows: list[dict]) -> list[str]:
 
 
 def write_doc(rows: list[dict] | None = None, path: Path = PERFORMANCE_MD) -> bool:
-    """Replace the section between the markers of docs/performance.md; True when it changed."""
+    """Replace the section between the markers of docs/performance.md; True when it changed. ValueError (one
+    line) when the markers are not both there, in order."""
     text = path.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(
+            f"{path} lacks the marker lines of its GPU section ({BEGIN} then {END}): put them back around it"
+        )
+    end += len(END)
     new = text[:start] + section(load_rows() if rows is None else rows) + text[end:]
     if new != text:
         path.write_text(new)

@@ -21,7 +21,7 @@ from iqrl.core.replay import MultiTaskReplay, SequenceReplay
 from iqrl.envs.dmc import DMCEnv, PixelEnv
 from iqrl.envs.make import SEED_LIMIT, make_env
 from iqrl.envs.perturb import PerturbedEnv
-from iqrl.envs.tasks import eval_seed, task_list
+from iqrl.envs.tasks import eval_seed, task_list, zero_history
 from iqrl.envs.workers import EnvWorker
 from iqrl.loop.transfer import freeze
 
@@ -89,6 +89,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
             cfg.seed + 1 + i * SEED_LIMIT,
             capacity=capacity,
             frame_stack=cfg.frame_stack if cfg.obs == "pixels" else 1,
+            zero_history=zero_history(tasks[i], cfg.protocol),
         )
         for i in range(len(tasks))
     ]

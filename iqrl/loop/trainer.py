@@ -52,6 +52,7 @@ from iqrl.runfolder.files import (
     EVAL_COLUMNS,
     SUCCESS_COLUMN,
     check_lock,
+    read_config,
     remove_stale_temp_files,
     write_csv,
     write_status,
@@ -59,7 +60,7 @@ from iqrl.runfolder.files import (
 )
 from iqrl.runfolder.loggers import Trackers
 from iqrl.runfolder.progress import Progress
-from iqrl.runfolder.provenance import run_meta
+from iqrl.runfolder.provenance import lock_change, run_meta
 
 CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
 #: The loop's counters, checkpointed under these names.
@@ -196,14 +197,17 @@ class Trainer:
         self.env_step += self.cfg.action_repeat
         truncated = step.truncated or (self.env_step >= self.cfg.steps and not step.terminated)
         ended = step.terminated or truncated
-        self.agent.observe(step.obs, step.reward, ended)
-        self.replay.add(action, step.reward, step.obs, step.terminated, truncated)
+        learned = step.reward if step.learner_reward is None else step.learner_reward  # Atari 100k: clipped
+        self.agent.observe(step.obs, learned, ended)
+        self.replay.add(action, learned, step.obs, step.terminated, truncated)
         ep.actions.append(action)
         ep.ret += step.reward
         ep.obs = step.obs
         self.row_totals["env_steps"] += self.cfg.action_repeat
         self.row_totals["env_time"] += time.time() - t
-        if not ep.seeding and (n := self.agent.schedule.after_step(self.credit, self.cfg.action_repeat)):
+        if not ep.seeding and (
+            n := self.due(self.agent.schedule.after_step(self.credit, self.cfg.action_repeat))
+        ):
             self.run_updates(n)
         return ended
 
@@ -228,10 +232,16 @@ class Trainer:
         self.row_totals["return_sum"] += ep_return
         schedule = self.agent.schedule
         if by_agent:
-            self.learn(schedule.after_episode(self.credit, EpisodeEnd(length, ep_return)))
+            self.learn(self.due(schedule.after_episode(self.credit, EpisodeEnd(length, ep_return))))
         elif self.env_step >= self.cfg.seed_steps:  # the last seed episode
             if (n := schedule.after_seeding(self.credit, self.env_step)) is not None:
-                self.learn(n)
+                self.learn(self.due(n))
+
+    def due(self, n: int) -> int:
+        """The n updates a schedule asked for, or none while the replay holds no window of the agent's length
+        yet (seed_steps=0: the first agent episode's first steps): those are not run, as an agent's code does
+        not train before its buffer can fill a batch."""
+        return n if n and self.replay.holds_window() else 0
 
     def run_updates(self, n: int) -> None:
         sums, counts = self.unsynced
@@ -473,6 +483,8 @@ class Trainer:
     def run(self, should_stop=None) -> int:
         remove_stale_temp_files(self.run_dir)  # left by a writer killed mid-write (we hold the run's lock)
         resumed = self.try_resume()
+        if resumed and (change := lock_change((read_config(self.run_dir) or {}).get("meta"))):
+            print(f"warning: {self.run_dir}: {change}", file=sys.stderr, flush=True)
         if not resumed:
             config = to_yaml_dict(self.cfg)
             config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate)

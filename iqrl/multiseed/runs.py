@@ -26,6 +26,7 @@ from pathlib import Path
 
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
+from iqrl.config.validate import warnings_of
 from iqrl.core.checks import Refused
 from iqrl.loop.preflight import check_device_type, check_machine, check_run_folder, check_writable
 from iqrl.loop.timing import summary_line
@@ -188,6 +189,10 @@ def workers_help(k: int) -> bool:
 
 def parse_seeds(argv: list[str]) -> tuple[list[int], Path, list[str]]:
     seeds, out, rest = None, None, []
+    for key in ("seeds", "out"):  # the keys taken out here; build_config refuses the others given twice
+        given = [a for a in argv if a.startswith(f"{key}=")]
+        if len(given) > 1:
+            raise ConfigError(f"{key} is given twice ({given[0]} and {given[1]}); give each key once")
     for a in argv:
         if a.startswith("seeds="):
             try:
@@ -217,6 +222,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         if not any(a.startswith("env_workers=") for a in rest):
             rest.append(f"env_workers={str(workers_help(len(seeds))).lower()}")
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
+        for line in warnings_of(cfgs[0]):
+            print(f"warning: {line}", file=sys.stderr)
         if why := unsupported(cfgs[0]):
             raise ConfigError(why)
         done = [check_run_folder(c) == "done" for c in cfgs]

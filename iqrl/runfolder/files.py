@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from iqrl.core.checks import Refused
+from iqrl.envs.workers import EnvWorkerDied
 
 EVAL_COLUMNS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
 #: Where a run's wall time goes (iqrl/loop/timing.py): train.csv's columns time_<phase>_s, status.json's
@@ -99,6 +100,8 @@ LEGACY_VALUES = {
     # multi-task learners (iqrl/learners/multitask.py): inert in the single-task runs older versions made
     "agent.task_heads": "embedding",
     "agent.task_dim": 96,
+    # the encoder head's last activation (iqrl/learners/encoders.py): older runs ended every head in tanh
+    "agent.head_act": "tanh",
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs
@@ -186,9 +189,10 @@ def failure_line(e: BaseException) -> str:
 
 
 def print_traceback_for(e: BaseException) -> None:
-    """A failure at the run folder's boundary (an OSError: disk full, read-only, permissions) is its one line
-    only; other failures, and every failure under IQRL_DEBUG=1, also print their traceback."""
-    if os.environ.get("IQRL_DEBUG") == "1" or not isinstance(e, OSError):
+    """A failure at the run's boundary (an OSError: disk full, read-only, permissions; an env worker process
+    that died: killed, out of memory) is its one line only; other failures, and every failure under
+    IQRL_DEBUG=1, also print their traceback."""
+    if os.environ.get("IQRL_DEBUG") == "1" or not isinstance(e, (OSError, EnvWorkerDied)):
         traceback.print_exception(e)
 
 
