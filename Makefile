@@ -68,8 +68,10 @@ test: $(STAMP) lint
 
 # make test-agent NAME=<agent>[,<agent>]: every registry-wide test for those agents (the tests marked
 # `registry`: conformance, config ranges and parts, transfer parts, key docs, action spaces, sync-free updates,
-# batched evaluation, the K-seed mode, compile with inductor; docs/extending.md lists them), and the tests of
-# its own files (tests/test_<name with - as _>.py, tests/test_<its class's module>.py).
+# batched evaluation, the K-seed mode from states and from pixels, compile with inductor, and what `make test`
+# checks of every file, for the agent's own: docs/switches.md current, its modules' citations, ruff;
+# docs/extending.md lists them), and the tests of its own files (tests/test_<name with - as _>.py,
+# tests/test_<its class's module>.py).
 NAME ?=
 test-agent: $(STAMP)
 	@test -n "$(NAME)" || { echo "error: give the agent: make test-agent NAME=<agent>" >&2; exit 2; }
@@ -181,10 +183,14 @@ endif
 COMPILE ?= false
 DEVICE ?= cpu
 OBS ?= state
+# E2E=STEPS: end-to-end rows (whole runs of STEPS env steps, docs/performance.md); BENCH_SET: run keys for every
+# row (space-separated key=value, each one --set)
+E2E ?=
+BENCH_SET ?=
 bench: $(BASE_STAMP)
 	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
-		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) \
-		$(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
+		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) $(if $(E2E),--end-to-end $(E2E),) \
+		$(foreach kv,$(BENCH_SET),--set $(kv)) $(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
 
 # make gpu-report PART=1|2|3|all [SMOKE=1] [GPU_OUT=gpu-report]: what a lent GPU tells us, in parts of about
 # 8 minutes, rows in GPU_OUT/part<N>.jsonl (docs/performance.md, "On a GPU"); SMOKE=1 runs every part on the

@@ -36,8 +36,23 @@ def end(name: str) -> str:
     return f"<!-- END {name} -->"
 
 
+#: The columns of the summaries that hold numbers (success may be empty: a suite without success).
+NUMERIC = ("seed", "env_step", "episode_return", "success")
+
+
 def read(name: str) -> pd.DataFrame:
-    return pd.read_csv(DATA / f"{name}.csv", keep_default_na=False)
+    """docs/learning-check/<name>.csv; ValueError (one line naming the file, its line and the cell) where a
+    numeric column holds something else."""
+    path = DATA / f"{name}.csv"
+    rows = pd.read_csv(path, keep_default_na=False)
+    for column in (c for c in NUMERIC if c in rows):
+        cells = rows[column].astype(str)
+        bad = pd.to_numeric(cells.where(cells != "", "0"), errors="coerce").isna()
+        if bad.any():
+            i = int(bad.to_numpy().argmax())
+            raise ValueError(f"{path} line {i + 2}: {column} {cells.iloc[i]!r} is not a number")
+        rows[column] = pd.to_numeric(cells.where(cells != "", "0")) if column != "success" else rows[column]
+    return rows
 
 
 def evals_of(rows: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -125,6 +140,14 @@ def write_page(path: Path = PAGE) -> bool:
     return new != text
 
 
+def main() -> int:
+    try:
+        print(f"{PAGE}: {'rewritten' if write_page() else 'up to date'}")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    print(f"{PAGE}: {'rewritten' if write_page() else 'up to date'}")
-    sys.exit(0)
+    sys.exit(main())

@@ -36,8 +36,9 @@ samples the optimistic actor; evaluation takes tanh(mu_c(s)).
 
 Update-to-data ratio (`utd`): updates per stored transition, 2 (`bro`, the paper's "BRO (fast)") or 10
 (`bro-utd10`, its default), after every agent step. The code acts on DMC at every physics step (action
-repeat 1) with 2500 seed steps; here the harness's protocol (action repeat 2, 10k env steps of uniform
-random actions), so `utd` is per agent step: `action_repeat=1` runs the code's protocol.
+repeat 1) with 2500 seed steps; here the harness's action repeat 2 and the code's 2500 transitions of
+uniform random actions (BROConfig.SEED_PHASE: 5000 env steps), so `utd` is per agent step: `action_repeat=1`
+runs the code's protocol.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import nstep_transition
-from iqrl.core.schedule import PerStep
+from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.nn.layers import draw_seed, frozen_copy
 from iqrl.nn.maths import quantile_huber_loss, quantile_midpoints, soft_bounded, tanh_gaussian
 from iqrl.nn.optim import adam
@@ -62,6 +63,10 @@ from iqrl.nn.trunks import Dense, ResidualNet, Trunk, orthogonal_, residual_shap
 
 @dataclass
 class BROConfig(AgentConfig):
+    # 2500 transitions of uniform actions (at the code's action repeat 1: its env steps)
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=2500, source="naumix/BiggerRegularizedOptimistic@5870a13 train_parallel.py:28, 74"
+    )
     # the tests' tiny sizes (AgentConfig.TINY): one update per two transitions, whatever the preset, and a
     # reset inside the tests' runs (at 300 transitions: 600 env steps), so that resuming crosses one
     TINY: ClassVar[dict] = {

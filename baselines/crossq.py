@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import nstep_transition
-from iqrl.core.schedule import PerStep
+from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.nn.layers import Temperature
 from iqrl.nn.maths import tanh_gaussian
 from iqrl.nn.optim import adam
@@ -44,6 +44,10 @@ from iqrl.nn.trunks import Dense, fan_in_normal_
 
 @dataclass
 class CrossQConfig(AgentConfig):
+    # Stable-Baselines' learning_starts: 5000 transitions of uniform actions
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=5000, source="adityab/CrossQ@a318a26 train.py:196"
+    )
     # the tests' tiny sizes (AgentConfig.TINY): renormalisation from the 50th training call, one critic step
     # per two transitions
     TINY: ClassVar[dict] = {

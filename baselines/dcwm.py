@@ -41,7 +41,7 @@ from baselines.dcwm_mppi import MPPIConfig, Planner
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, compose, learner_parts, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_transition
-from iqrl.core.schedule import PerEpisode, SeedBurst
+from iqrl.core.schedule import PerEpisode, SeedBurst, SeedPhase
 from iqrl.learners.latent_model import LatentModelConfig
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.nn.layers import mlp
@@ -76,6 +76,10 @@ PROPAGATION = ("sample", "sample_no_grad", "weighted_avg", "mode")
     latent=LatentModelConfig(fsq_levels=[5, 3]),
 )
 class DCWMConfig(AgentConfig):
+    # 10 episodes of uniform actions, then the burst of their updates
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        episodes=10, source="aidanscannell/dcmpc@cc2a33a config.py:38, train.py:193, 231"
+    )
     # the tests' tiny sizes, MPPI's too (512 samples x 6 iterations are slow on CPU)
     TINY: ClassVar[dict] = {"num_samples": 32, "num_pi_trajs": 4, "num_elites": 8, "iterations": 2}
     name: str = "dcwm"

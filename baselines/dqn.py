@@ -16,11 +16,11 @@ epsilon decaying linearly from 1 to `eps_end` over `eps_decay_steps` of the agen
 Settings: Dopamine's JAX DQN (google/dopamine at 5873f54, `dopamine/jax/agents/dqn/configs/dqn.gin`: gamma
 0.99, n = 1, batch 32, Adam lr 6.25e-5 eps 1.5e-4, one update per 4 agent steps, a target copy every 8000
 agent steps = 2000 updates, epsilon 1 -> 0.01 over 250 000 agent steps, 20 000 agent steps of warm-up = the
-run's seed_steps, 1M transitions of replay), its Nature CNN (`dopamine/jax/networks.py` NatureDQNNetwork: 32
-8x8 /4, 64 4x4 /2, 64 3x3 /1, 512, Xavier-uniform init, inputs / 255), the Double-DQN target of its full
-Rainbow agent (`double_dqn=True`) and the Huber loss of its Nature-DQN form (`loss_type='huber'`; the JAX
-DQN's default is MSE: `agent.loss=mse`). `agent.double_q=false` is the DQN target (max over the target
-network).
+default of the run's seed_steps (80 000 frames; drq-eps: 1600, 6400 frames), 1M transitions of replay), its
+Nature CNN (`dopamine/jax/networks.py` NatureDQNNetwork: 32 8x8 /4, 64 4x4 /2, 64 3x3 /1, 512, Xavier-uniform
+init, inputs / 255), the Double-DQN target of its full Rainbow agent (`double_dqn=True`) and the Huber loss of
+its Nature-DQN form (`loss_type='huber'`; the JAX DQN's default is MSE: `agent.loss=mse`).
+`agent.double_q=false` is the DQN target (max over the target network).
 From state vectors (MiniGrid's symbolic view) the torso is the identity and the head an MLP.
 
 The registry preset `drq-eps` is DrQ(eps) for the Atari 100k protocol (Kostrikov et al. 2020, arXiv
@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape, to_tensor
 from iqrl.core.replay import nstep_transition, shift_window
-from iqrl.core.schedule import PerStep
+from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.core.spaces import ActionSpec
 from iqrl.nn.layers import Linear, frozen_copy
 from iqrl.nn.maths import linear_decay
@@ -57,6 +57,10 @@ NATURE_KERNELS = ((8, 4), (4, 2), (3, 1))
 
 @dataclass
 class DQNConfig(AgentConfig):
+    # min_replay_history: 20 000 agent steps (drq-eps: its registry entry's 1600)
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=20_000, source="google/dopamine@5873f54 dopamine/jax/agents/dqn/configs/dqn.gin:11"
+    )
     # the tests' tiny sizes (AgentConfig.TINY)
     TINY: ClassVar[dict] = {"mlp_dims": [32, 32], "batch_size": 16, "target_update_every": 50}
 

@@ -42,7 +42,7 @@ Settings as the code runs them (DRQ.py `Hyperparameters` unless named); "=" = MR
 | mlp_dims, value_lr, policy_lr | [512, 512], 3e-4, 3e-4 | = | DRQ.py:53, 55, 59, 61 |
 | gumbel_tau, num_bins, bins | 10, 65, [-10, 10] | = | DRQ.py:63, 66-68 |
 | image_pad (pixels) | 4 | = | DRQ.py:50, 367 |
-| seed phase, replay | 10 000 agent steps, 1M FIFO | = | DRQ.py:18, 23 (harness: seed_steps, AgentSpec) |
+| seed phase, replay | 10 000 agent steps, 1M FIFO | = | DRQ.py:18, 23 (SEED_PHASE; AgentSpec) |
 
 Quirk switches (the code's behaviour available, off by default):
   DRQ-1 `official_infonce_mask_broadcast`: the code multiplies the InfoNCE losses [B] by the termination mask
@@ -76,10 +76,15 @@ from torch import Tensor
 from baselines.mrq import MRQ, MRQConfig
 from iqrl.core.checks import require
 from iqrl.core.replay import SequenceBatch
+from iqrl.core.schedule import SeedPhase
 
 
 @dataclass
 class DRQConfig(MRQConfig):
+    # buffer_size_before_training: 10 000 transitions of uniform actions
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=10_000, source="dmksjfl/DR.Q@cc307a5 DRQ/DRQ.py:23, 126-127"
+    )
     name: str = "dr-q"
     # --- DR.Q's additions ---
     infonce_weight: float = 0.1  # weight of the InfoNCE term (zhat_{t+1}, zbar_s(o_{t+1})); 0: MR.Q's loss

@@ -51,7 +51,7 @@ the fan-in of all blocks; here a block's own, `dreamerv3_block_full_fan_in=true`
 Harness deviations (DV3-4..10): float32 (the code computes in bfloat16); windows never cross an episode's
 end, so the losses past a terminal are masked and an episode's first observation is trained only by the
 windows that start there; the online queue tiles each episode; the seed phase acts with the policy and
-lasts the run's `seed_steps` (the code: until 1024 replayed steps exist).
+lasts the run's `seed_steps`, by default the code's 1024 agent steps (until one batch of windows exists).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from torch import Tensor
 from baselines.dreamerv3_nets import RSSM, Decoder, Encoder, Head, Policy, ReturnNorm, binary_log_prob, feat
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape, to_tensor
-from iqrl.core.schedule import PerStep
+from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.core.spaces import ActionSpec
 from iqrl.nn.maths import lambda_return, one_hot, symexp_bins, two_hot_cross_entropy, two_hot_mean
 from iqrl.nn.optim import LaProp
@@ -91,6 +91,10 @@ STATE_DEFAULTS, PIXEL_DEFAULTS = {"size": "1m", "train_ratio": 1024.0}, {"size":
 
 @dataclass
 class DreamerV3Config(AgentConfig):
+    # training waits until the replay holds one batch of windows (16 x 64 agent steps), acting with the policy
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=16 * 64, source="danijar/dreamerv3@e3f0224 embodied/run/train.py:24, 71-73"
+    )
     # the tests' tiny sizes (two image stages: 32 x 32 frames of the pixel tests)
     TINY: ClassVar[dict] = {
         "size": "1m",

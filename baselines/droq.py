@@ -47,8 +47,8 @@ is the same step (Adam is per parameter, the two losses share no parameter). (3)
 REDQ/redq/algos/redq_sac.py lines 226-232. (4) `initializer='xavier'`: rltorch builder.py lines 5-17, 44-50.
 (5) The README's tuned target entropies (lines 57-65) are per MuJoCo task; the code's default: -|A|.
 (6) KU calls `learn` once per env step: G critic updates, then one policy and temperature update;
-REDQ/main.py line 27, `policy_update_delay=20`, redq_sac.py line 222. (7) REDQ/main.py line 25 too; here
-the harness's `seed_steps`, 10k env steps = 5000 transitions at action repeat 2.
+REDQ/main.py line 27, `policy_update_delay=20`, redq_sac.py line 222. (7) REDQ/main.py line 25 too; the
+default of `seed_steps` (DroQConfig.SEED_PHASE): 5000 transitions, 10k env steps at action repeat 2.
 
 The protocol here: the code acts at every MuJoCo step; on DMC the harness acts every `action_repeat` = 2 env
 steps, so, as `bro-utd10` and `simbav2-utd8` do, `utd` counts updates per stored transition (per agent step:
@@ -71,7 +71,7 @@ from torch import Tensor, nn
 from baselines.raw_observations import RawObservationAgent
 from iqrl.core.checks import require
 from iqrl.core.interface import AgentConfig, compose
-from iqrl.core.schedule import PerStep
+from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
 from iqrl.nn.layers import ensemble_mlp
 
@@ -113,6 +113,12 @@ class DroQLearnerConfig(SACLearnerConfig):
     )
 )
 class DroQConfig(AgentConfig):
+    # start_steps: 5000 transitions of uniform actions
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=5000,
+        source="TakuyaHiraoka/Dropout-Q-Functions-for-Doubly-Efficient-Reinforcement-Learning@f89a79a "
+        "KUCodebase/code/main.py:94",
+    )
     # the tests' tiny sizes: UTD 2 with an actor step every 2 critic steps, so the tests' short runs train
     # the actor once per agent step as the default does
     TINY: ClassVar[dict] = {"utd": 2.0, "actor_update_freq": 2}

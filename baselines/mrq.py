@@ -35,8 +35,8 @@ states. Each sampled window (the 250 encoder batches and the RL batch) has every
 own random offset of up to `image_pad` = 4 pixels (the code's pixel_augs / shift_aug), drawn from the agent's
 generator before its loss. The code stacks 3 frames and repeats actions twice there (run keys
 frame_stack, action_repeat).
-Adaptations to the harness: the seed phase is the harness's `seed_steps` (env steps; the code uses
-10 000 agent steps = 20 000 env steps, set seed_steps=20000 to match); the n-step return accumulates
+Adaptations to the harness: the seed phase is the code's 10 000 agent steps by default (`seed_steps`
+counts env steps: 20 000 at DMC's action repeat 2, MRQConfig.SEED_PHASE); the n-step return accumulates
 the terminal step's reward and stops there (docs/faithfulness.md MRQ-1: the code at 8a44a7d drops it,
 `official_drop_terminal_reward`; irrelevant on DMC). Replay: the code's 1M-transition FIFO
 (AgentSpec.replay_capacity).
@@ -56,7 +56,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, lap_priority, nstep_transition, shift_window
-from iqrl.core.schedule import PerStep
+from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.core.spaces import ActionSpec
 from iqrl.nn.layers import EnsembleLinear, after_step, frozen_copy, out_linear
 from iqrl.nn.maths import (
@@ -75,6 +75,10 @@ from iqrl.nn.trunks import NETWORKS, ResidualNet, project_to_sphere, residual_sh
 
 @dataclass
 class MRQConfig(AgentConfig):
+    # buffer_size_before_training: 10 000 transitions of uniform actions, on every suite
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=10_000, source="facebookresearch/MRQ@8a44a7d MRQ/MRQ.py:30, 137-139"
+    )
     TINY: ClassVar[dict] = {
         "mlp_dims": [32, 32],
         "batch_size": 16,

@@ -5,10 +5,10 @@ o_{t+m} directly, one window of n transitions per sample, one learner update per
 
 On pixels (obs=pixels) the learner gets a `CriticEncoder` (iqrl/learners/encoders.py), DrQ-v2's form
 (Yarats et al. 2021, arXiv 2107.09645, §3.1): `ConvEncoder` (frames / 255 - 0.5, `conv_layers` 3x3
-convolutions of `num_filters`) -> Linear -> LayerNorm -> tanh to `feature_dim`, trained by the critic loss;
-the actor reads the features detached; the target critics read a target encoder, an EMA at the critics'
-tau. With `image_pad` > 0 both observations of every sampled transition are randomly shifted (DrQ, arXiv
-2004.13649, §3.1; each by its own offsets) before the update.
+convolutions of `num_filters`) -> Linear -> LayerNorm -> tanh (`head_act`) to `feature_dim`, trained by the
+critic loss; the actor reads the features detached; the target critics read a target encoder, an EMA at the
+critics' tau. With `image_pad` > 0 both observations of every sampled transition are randomly shifted (DrQ,
+arXiv 2004.13649, §3.1; each by its own offsets) before the update.
 """
 
 from __future__ import annotations

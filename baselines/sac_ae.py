@@ -75,7 +75,7 @@ from iqrl.core.interface import (
     to_tensor,
 )
 from iqrl.core.replay import nstep_transition
-from iqrl.core.schedule import PerStep
+from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.core.update import Updater
 from iqrl.learners.encoders import CriticEncoder, PixelEncoderConfig, pixel_encoder, shift_pair
 from iqrl.learners.sac import SACLearner, SACLearnerConfig
@@ -123,6 +123,10 @@ class SACAELearnerConfig(SACLearnerConfig):
     encoder=PixelEncoderConfig,
 )
 class SACAEConfig(AgentConfig):
+    # init_steps: 1000 agent steps of uniform actions (its burst at their end: SAE-1, not reproduced)
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=1000, source="denisyarats/pytorch_sac_ae@7fa560e train.py:33, 216"
+    )
     TINY: ClassVar[dict] = {"feature_dim": 8}
     name: str = "sac-ae"
     # Autoencoder
@@ -209,7 +213,7 @@ class SACAE(Agent):
                 cfg.feature_dim, self.shape[0], self.shape[1], cfg.conv_layers, cfg.num_filters
             )
         else:  # states (SAE-4): MLP encoder Linear -> LN -> tanh, MLP decoder of the state
-            encoder = CriticEncoder(nn.Identity(), obs_dim, cfg.feature_dim, actor_head=True)
+            encoder = CriticEncoder(nn.Identity(), obs_dim, cfg.feature_dim, True, cfg.head_act)
             decoder = mlp(cfg.feature_dim, cfg.mlp_dims, obs_dim, "orthogonal", nn.ReLU, norm=False)
         self.learner = SACAELearner(cfg.learner, obs_dim, act_dim, self.generator, encoder).to(self.device)
         self.decoder = decoder.to(self.device) if cfg.use_decoder else None

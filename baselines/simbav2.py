@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import nstep_transition
-from iqrl.core.schedule import PerStep
+from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.nn.layers import Temperature, frozen_copy
 from iqrl.nn.maths import (
     categorical_cross_entropy,
@@ -67,6 +67,11 @@ from iqrl.nn.trunks import (
 
 @dataclass
 class SimbaV2Config(AgentConfig):
+    # the buffer's min_length: 5000 transitions of uniform actions
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=5000,
+        source="dojeon-ai/SimbaV2@14fafb2 configs/buffer/numpy_uniform.yaml:7, run_online.py:106",
+    )
     # the tests' tiny sizes (AgentConfig.TINY): one update per two transitions, whatever the preset
     TINY: ClassVar[dict] = {
         "mlp_dims": [32, 32],

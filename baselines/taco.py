@@ -67,7 +67,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape, to_tensor
 from iqrl.core.replay import SequenceBatch, nstep_targets
-from iqrl.core.schedule import PerStep
+from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.nn.layers import ConvEncoder, EnsembleMLP, frozen_copy, init_linear_, mlp
 from iqrl.nn.maths import (
     clipped_sample,
@@ -82,6 +82,10 @@ from iqrl.nn.optim import adam
 
 @dataclass
 class TACOConfig(AgentConfig):
+    # num_seed_frames: 4000 frames (env steps) of uniform actions
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        env_steps=4000, source="FrankZheng2022/TACO@84c38e3 cfgs/config.yaml:13, train.py:123"
+    )
     TINY: ClassVar[dict] = {
         "mlp_dims": [32, 32],
         "batch_size": 16,

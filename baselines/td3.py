@@ -36,6 +36,8 @@ from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
     encoder=PixelEncoderConfig,
 )
 class TD3Config(AgentConfig):
+    # The iQRL code's seed phase, 10 episodes (aidanscannell/iqrl@ed8073d train.py:22, 195), is the harness's
+    # 10,000 env steps on DMC and Gym: SEED_PHASE stays the harness's (td3-classic: its registry entry's)
     name: str = "td3"
 
 

@@ -29,8 +29,8 @@ step at the harness's updates_per_step (`PerStep`) and evaluates the current act
 
 Adaptation to the DMC protocol (docs/faithfulness.md TD7-1; the official code has Gym MuJoCo settings only):
 action
-repeat 2 and the harness's seed phase (`seed_steps` env steps of uniform random actions) instead of
-25 000 random Gym steps; a burst runs 0.5 updates per env step (= 1 per agent step, the code's UTD 1);
+repeat 2, and the code's seed phase of 25 000 steps as agent steps (TD7Config.SEED_PHASE: 50 000 env steps at
+action repeat 2, 25 000 on Gym); a burst runs 0.5 updates per env step (= 1 per agent step, the code's UTD 1);
 `steps_before_checkpointing` counts updates as in the code (750 000), so runs of 1M env steps (500k
 updates) never reach it. The LAP-Huber loss jumps by 1/2 at delta = 1 (its gradient is Huber's).
 """
@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import lap_priority
-from iqrl.core.schedule import Credit, EpisodeEnd, PerStep, UpdateSchedule
+from iqrl.core.schedule import Credit, EpisodeEnd, PerStep, SeedPhase, UpdateSchedule
 from iqrl.nn.layers import EnsembleLinear, frozen_copy, mlp
 from iqrl.nn.maths import add_clipped_noise, avg_l1_norm, hard_update_, noisy_action
 from iqrl.nn.optim import adam
@@ -57,6 +57,10 @@ from iqrl.nn.optim import adam
 
 @dataclass
 class TD7Config(AgentConfig):
+    # timesteps_before_training: uniform actions to the first episode end past 25 000 steps (Gym's)
+    SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
+        agent_steps=25_000, source="sfujim/TD7@c1c280d main.py:47, 99"
+    )
     TINY: ClassVar[dict] = {
         "mlp_dims": [32, 32],
         "batch_size": 16,

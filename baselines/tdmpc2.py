@@ -48,11 +48,9 @@ concatenated to the input of every network (world_model.py:20-21, 88-101) and tr
 Quirks (docs/faithfulness.md): TDMPC2-1 (the code's entropy ratio cancels the tanh correction; here the
 squashed policy's entropy times A, `tdmpc2_presquash_entropy=true` for the code's); TDMPC2-6 (multi-task:
 the policy loss's gradient on the task embedding leaks into the next model step; not here).
-Harness deviations (TDMPC2-3..5): losses are weighted by the window's `valid` flags and targets by
+Harness deviations (TDMPC2-3, 4): losses are weighted by the window's `valid` flags and targets by
 (1 - terminal) (the code has neither without its `episodic` termination head, which is not here); the tanh
-log-determinant is the stable `iqrl.nn.maths.tanh_log_det` (the code: log(relu(1 - tanh^2) + 1e-6)); the
-seed phase is the run's `seed_steps` (the code: max(1000, 5 episode lengths) agent steps, i.e.
-`seed_steps=5000` on DMC).
+log-determinant is the stable `iqrl.nn.maths.tanh_log_det` (the code: log(relu(1 - tanh^2) + 1e-6)).
 """
 
 from __future__ import annotations
@@ -68,7 +66,7 @@ from baselines.dcwm_mppi import MPPIConfig, Planner
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import SequenceBatch
-from iqrl.core.schedule import PerStepSeedBurst
+from iqrl.core.schedule import PerStepSeedBurst, SeedPhase
 from iqrl.learners.multitask import TaskEmbedding, with_task
 from iqrl.nn.layers import EnsembleLinear, ensemble_mlp, frozen_copy, mlp
 from iqrl.nn.maths import (
@@ -99,6 +97,8 @@ PI_ADAM_EPS = 1e-5  # the policy's Adam epsilon (tdmpc2.py:31)
 
 @dataclass
 class TDMPC2Config(AgentConfig):
+    # max(1000, 5 episodes) agent steps (DMC 5000 env steps, Gym 5000, Meta-World 2000), then PerStepSeedBurst
+    SEED_PHASE = SeedPhase(1000, 5, source="nicklashansen/tdmpc2@e9f5932 envs/__init__.py:82")  # a ClassVar
     # the tests' tiny sizes, MPPI's too
     TINY: ClassVar[dict] = {
         "enc_dim": 32,

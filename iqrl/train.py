@@ -17,6 +17,7 @@ from pathlib import Path
 
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
+from iqrl.config.validate import warnings_of
 from iqrl.core.checks import Refused
 from iqrl.loop.preflight import check_folder, check_machine, preflight
 from iqrl.loop.trainer import Trainer
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     argv = [a for a in argv if a != "--check"]
     try:
         cfg = build_config(argv)
+        for line in warnings_of(cfg):
+            print(f"warning: {line}", file=sys.stderr)
         if check_only:
             what = check_folder(cfg)  # the run folder's checks of the real run, writing nothing
             if what != "already done":

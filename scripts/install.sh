@@ -11,6 +11,7 @@
 set -euo pipefail
 set=${1:?usage: bash scripts/install.sh base|dev}
 case $set in base | dev) ;; *) echo "error: install set must be base or dev, got '$set'" >&2; exit 2 ;; esac
+case ${INSTALLER:-uv} in uv | pip) ;; *) echo "error: INSTALLER must be uv or pip, got '$INSTALLER'" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
 wheels=${TORCH_WHEELS:-/opt/wheels}

@@ -8,6 +8,7 @@ python -m slurm status ablations/smoke.yaml [--results results] [--agents iqrl]
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 help="with --dry: a GPU-hour budget; print the measured mode and K per agent against it",
             )
     args = p.parse_args(argv)
+    if why := _gpu_hours_refusal(args):
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     agents = [a for a in args.agents.split(",") if a] or None
     try:
         if args.cmd == "sweep":
@@ -61,6 +65,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+
+
+def _gpu_hours_refusal(args) -> str | None:
+    """--gpu-hours is a budget that a dry run's projection is read against: a positive finite number, with
+    --dry (without it the sweep would start for real)."""
+    hours = getattr(args, "gpu_hours", None)
+    if hours is None:
+        return None
+    if not args.dry:
+        return "--gpu-hours is the budget a dry run's projection is read against: add --dry (DRY=1)"
+    if not (math.isfinite(hours) and hours > 0):
+        return f"--gpu-hours must be a positive number of GPU-hours, got {hours:g}"
+    return None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,29 @@ def load_profile(name_or_path: str) -> Profile:
             f"{path}: time_min must be a whole number of minutes >= 1 (local profiles: > 0), got {t!r}"
         )
     return Profile(name=path.stem, **data)
+
+
+def check_run_devices(runs: Sequence[tuple[str, list[str]]], profile: Profile, where: str) -> None:
+    """The runs (key, trainer command line as the profile's job starts it) against what the profile's device
+    has: cudagraphs=true and precision=tf32 need CUDA, so a `device: cpu` profile would submit runs that every
+    trainer refuses (the trainer's own checks, iqrl.loop.preflight). ProfileError naming the first such
+    run."""
+    asking = [(k, argv) for k, argv in runs if any(a.startswith(("cudagraphs=", "precision=")) for a in argv)]
+    if profile.device.startswith("cuda") or profile.device == "auto" or not asking:
+        return
+    import torch  # here: the other commands on a login node import no torch
+
+    from iqrl.config.build import build_config
+    from iqrl.config.run import ConfigError
+    from iqrl.loop.preflight import check_compile, check_precision
+
+    device = torch.device(profile.device or "cpu")
+    for key, argv in asking:
+        try:
+            cfg = build_config(argv)
+            check_compile(cfg, device)
+            check_precision(cfg, device)
+        except ConfigError as e:
+            raise ProfileError(
+                f"{where}: run {key} on profile {profile.name} (device {device}): {e}"
+            ) from None

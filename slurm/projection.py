@@ -1,19 +1,28 @@
 """The GPU-hours a sweep would take, printed by `make sweep ... DRY=1` (docs/sweeps.md, "Projecting a
 campaign").
 
-A run's updates are its env steps after the seed phase times its rate, as the trainer counts them: the run's
-`updates_per_step`, else its agent's default at the run's action repeat (AgentSpec.rate: BRO's update-to-data
-ratio of 10 per stored transition is 5 per env step at repeat 2). Its GPU time is those updates over the
-updates/s of the measured bench row (docs/gpu-results/, `make gpu-report`, rows without an error) that makes
-its config cheapest per seed-GPU-hour: a row of its agent, observations and precision, on CUDA, in any mode
-(eager, compiled, graph-captured: they train alike) and any K up to its config's number of seeds. A row's
-updates/s is per seed of K sharing one GPU, so a config's n seeds take ceil(n / K) GPUs for one seed's time
-(GPU-hours per seed: one run's hours / K where K divides n). The rate is the agent's on every task (measured
-on walker-walk): tasks differ only in the updates they take (env steps, action repeat, updates per step);
-environment stepping and evaluation are left out. An agent without such a row, a run whose networks differ
-from the bench's (`agent.network`, other widths) and a run that pins a mode no row measured take the stand-in:
-iqrl's eager updates/s on an H100 (docs/performance.md, "On a GPU"), one run per GPU, and the printout names
-it: a projection, not a measurement, until `make gpu-report` measures those rows.
+A run's work is its env steps, its updates (its env steps after the seed phase times its rate, as the trainer
+counts them: the run's `updates_per_step`, else its agent's default at the run's action repeat; BRO's
+update-to-data ratio of 10 per stored transition is 5 per env step at repeat 2) and its evaluation episodes'
+env steps. It is priced from the measured rows of the GPU report (docs/gpu-results/, `make gpu-report`, rows
+whose rates stand: no error, not stale, not flagged) that make its config cheapest per seed-GPU-hour: rows of
+its agent, observations and precision, on CUDA, in any mode (eager, compiled, graph-captured: they train
+alike) and any K up to its config's number of seeds, priced in this order and saying which:
+
+1. end to end: a whole run of the agent at K (`make bench --end-to-end`, row kind `run`), its env steps/s per
+   seed (collection, acting, updates, evaluation and writing as they ran) for a config at the agent's own
+   update rate;
+2. updates plus collection: the update row's updates/s per seed, with the env steps (training and
+   evaluation) at the collection rate the same row measured for its K (a K = 1 row's env steps/s with the
+   agent acting; a K-seed row's group collection per seed); a row that measured no collection prices the
+   updates alone and says so;
+3. the stand-in where nothing is measured: iqrl's eager updates/s on an H100 (docs/performance.md, "On a
+   GPU"), one run per GPU, updates only.
+
+A row's rates are per seed of K sharing one GPU, so a config's n seeds take ceil(n / K) GPUs for one seed's
+time (GPU-hours per seed: one run's hours / K where K divides n). The rates hold on every task (measured on
+walker-walk): tasks differ only in their work. A run whose networks differ from the bench's (`agent.network`,
+other widths) and a run that pins a mode no row measured take the stand-in.
 """
 
 from __future__ import annotations
@@ -37,16 +46,26 @@ NETWORK_KEYS = ("agent.network", "agent.mlp_dims", "agent.enc_mlp_dims", "agent.
 MODE_NAMES = {"false": "eager", "true": "compiled", "cudagraphs": "graphs"}  # a bench row's `compile`
 RULE = (
     "rule: each config at its agent's measured row (same observations and precision, CUDA, any mode, "
-    "K <= its seeds) that costs least per seed; n seeds at K per GPU take ceil(n/K) GPUs, each for one "
-    "seed's updates / the row's updates/s per seed; the rate holds on every task (only the updates "
-    "differ); env stepping left out; no row: the stand-in, one run per GPU"
+    "K <= its seeds) that costs least per seed: an end-to-end run's env steps/s, else the update row's "
+    "updates/s plus its env steps (training and evaluation) at the collection rate measured at its K; n "
+    "seeds at K per GPU take ceil(n/K) GPUs, each for one seed's time; the rates hold on every task; no row: "
+    "the stand-in's updates only, one run per GPU"
 )
 
 
 @dataclass(frozen=True)
+class Work:
+    """One seed's work: env steps of training, gradient updates, env steps of its evaluation episodes."""
+
+    steps: float
+    updates: float
+    eval_steps: float = 0.0
+
+
+@dataclass(frozen=True)
 class Rate:
-    """Where a run's updates/s comes from: a measured bench row (K seeds sharing one GPU, `seeds` = K x
-    packed copies) or the stand-in."""
+    """Where a run's time comes from: a measured row (K seeds sharing one GPU, `seeds` = K x packed copies),
+    end to end or updates plus collection, or the stand-in."""
 
     updates_per_s: float  # per seed
     seeds: int = 1  # runs sharing one GPU
@@ -54,6 +73,8 @@ class Rate:
     row: str = (
         ""  # "NVIDIA H200 2026-11-26 `iqrl walker-walk state fp32 compile=true K=1`"; "" for the stand-in
     )
+    env_steps_per_s: float | None = None  # collection per seed at K; None: not measured
+    end_to_end: bool = False  # env_steps_per_s is a whole run's rate, updates and evaluation included
 
     @property
     def measured(self) -> bool:
@@ -66,11 +87,30 @@ class Rate:
 
     @property
     def source(self) -> str:
-        return f"measured: {self.row}" if self.measured else STAND_IN
+        if not self.measured:
+            return STAND_IN
+        if self.end_to_end:
+            return f"measured end to end: {self.row}"
+        if self.env_steps_per_s is None:
+            return f"measured: {self.row}, updates only (the row measured no collection)"
+        return (
+            f"measured: {self.row}, updates + collection and evaluation at {self.env_steps_per_s} env steps/s"
+        )
 
-    def gpu_hours(self, updates: float, n: int) -> float:
-        """GPU-hours of a config's n seeds of `updates` each: ceil(n / K) GPUs, each for one seed's time."""
-        return math.ceil(n / self.seeds) * updates / self.updates_per_s / 3600
+    def seconds(self, work: Work) -> float:
+        """One seed's time for `work` at this rate."""
+        if self.end_to_end:
+            return work.steps / self.env_steps_per_s
+        collect = (
+            0.0 if self.env_steps_per_s is None else (work.steps + work.eval_steps) / self.env_steps_per_s
+        )
+        return work.updates / self.updates_per_s + collect
+
+    def gpu_hours(self, work: Work | float, n: int) -> float:
+        """GPU-hours of a config's n seeds of `work` each (a number: updates alone): ceil(n / K) GPUs, each
+        for one seed's time."""
+        work = work if isinstance(work, Work) else Work(0.0, work)
+        return math.ceil(n / self.seeds) * self.seconds(work) / 3600
 
 
 STAND_IN_RATE_ROW = Rate(STAND_IN_RATE)
@@ -96,13 +136,16 @@ class Projection:
 
 
 def measured_rows(folder: Path = GPU_RESULTS) -> list[dict]:
-    """The bench rows of docs/gpu-results/*.jsonl that ran (no "error"), each with its file's GPU and date."""
+    """The bench rows of docs/gpu-results/*.jsonl whose rates stand (no `error`, `stale` or `flag`: iqrl.
+    gpu_report.results.rate_stands), each with its file's GPU and date."""
+    from iqrl.gpu_report.results import rate_stands
+
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
         file_rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         machine = next((r for r in file_rows if r.get("kind") == "machine"), {})
         for r in file_rows:
-            if r.get("kind") == "bench" and "error" not in r and r.get("updates_per_s"):
+            if (rate_stands(r) and r.get("updates_per_s")) or run_row_stands(r):
                 rows.append(
                     {**r, "gpu": machine.get("gpu") or r.get("hardware"), "date": machine.get("date")}
                 )
@@ -111,25 +154,39 @@ def measured_rows(folder: Path = GPU_RESULTS) -> list[dict]:
 
 def group_graphs_verified(folder: Path = GPU_RESULTS) -> bool:
     """Whether a GPU report (docs/gpu-results/) found a graph-captured K-seed group's update equal to the
-    eager group's, its last outcome on some GPU a pass: until then a group is not captured by `auto`
+    eager group's at paper sizes (16 seeds, 12 updates, every piece replayed: iqrl.gpu_report.results.
+    GROUP_GRAPHS_TEST), its last outcome on some GPU a pass: until then a group is not captured by `auto`
     (slurm/pack.py, group_mode) however fast a captured row measured."""
-    from iqrl.gpu_report.results import GROUP_MATCH_TEST, MODE_TESTED_BY, latest_test_outcomes, read_jsonl
+    from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, latest_test_outcomes, read_jsonl
 
-    test = GROUP_MATCH_TEST.format(MODE_TESTED_BY["cudagraphs"])
+    test = GROUP_GRAPHS_TEST
     outcomes = (latest_test_outcomes(read_jsonl(p)) for p in sorted(folder.glob("*.jsonl")))  # a file a GPU
     return any(o.get(test) == "passed" for o in outcomes)
 
 
+def run_row_stands(row: dict) -> bool:
+    """An end-to-end row (`make bench --end-to-end`, kind `run`) that measured a rate."""
+    return row.get("kind") == "run" and not {"error", "stale"} & set(row) and bool(row.get("env_steps_per_s"))
+
+
 def row_rate(row: dict) -> Rate:
-    """A row's rate; its mode is what the bench recorded running (`compile`: false, true or cudagraphs)."""
+    """A row's rate; its mode is what the bench recorded running (`compile`: false, true or cudagraphs); its
+    collection rate per seed: a K = 1 row's env steps/s (the agent acting), a K-seed row's group collection
+    over K; an end-to-end row's its whole run's."""
     where = f"{row['gpu']} {row['date']} `{row['key']}`"
     mode = MODE_NAMES[str(row.get("compile", False)).lower()]
-    return Rate(row["updates_per_s"], row["seeds"] * row.get("packed", 1), mode, where)
+    k = row["seeds"] * row.get("packed", 1)
+    if row.get("kind") == "run":
+        return Rate(0.0, k, mode, where, row["env_steps_per_s"], end_to_end=True)
+    collect = row.get("env_steps_per_s") if row["seeds"] == 1 else row.get("group_env_steps_per_s")
+    collect = None if not collect else round(collect / (1 if row["seeds"] == 1 else row["seeds"]), 1)
+    return Rate(row["updates_per_s"], k, mode, where, collect)
 
 
-def run_rate(run: RunSpec, cfg, n: int, rows: Sequence[dict]) -> Rate:
-    """The rate of a config's runs (`cfg` the first's config, `n` its seeds in the sweep): the measured row
-    that costs least per seed (module docstring), else the stand-in."""
+def run_rate(run: RunSpec, cfg, n: int, rows: Sequence[dict], work: Work | None = None) -> Rate:
+    """The rate of a config's runs (`cfg` the first's config, `n` its seeds in the sweep, `work` one seed's):
+    the measured row that costs least per seed (module docstring), else the stand-in. End-to-end rows price
+    a config at its agent's own update rate only (`updates_per_step` unset)."""
     from iqrl.envs.tasks import split_task
 
     keys = {o.split("=", 1)[0] for o in run.overrides}
@@ -151,7 +208,10 @@ def run_rate(run: RunSpec, cfg, n: int, rows: Sequence[dict]) -> Rate:
         and (cfg.obs == "state" or split_task(r["task"])[0] == suite)  # pixel rows: encoders differ per suite
     ]
     fits = [r for r in fits if r.seeds <= n and (pinned is None or r.mode == pinned)]
-    return min(fits, key=lambda r: r.gpu_hours(1.0, n), default=STAND_IN_RATE_ROW)
+    if cfg.updates_per_step is not None:  # another rate than the whole runs measured
+        fits = [r for r in fits if not r.end_to_end]
+    work = work or Work(0.0, 1.0)
+    return min(fits, key=lambda r: r.gpu_hours(work, n), default=STAND_IN_RATE_ROW)
 
 
 def default_rate(cfg) -> float:
@@ -169,18 +229,31 @@ def default_rate(cfg) -> float:
     return spec.rate(cfg.action_repeat)
 
 
-def configs(runs: Sequence[RunSpec], results: Path) -> list[tuple[list[RunSpec], float, object]]:
-    """The runs by config (all but the seed), in the order configs first appear: (its runs, each run's
-    updates, the first run's config)."""
+def evaluation_steps(cfg) -> float:
+    """The env steps of a run's evaluation episodes: at 0, every `eval_every` and at the end, each episode of
+    a DMC task its full length (DMC's episodes only end by the time limit); 0 on suites whose episodes end
+    early (Gym, Meta-World, MyoSuite, Atari, MiniGrid: their length is not known before the run)."""
+    from iqrl.envs.tasks import split_task, task_list
+
+    if any(split_task(t)[0] != "dmc" for t in task_list(cfg.task)):
+        return 0.0
+    evaluations = cfg.steps // cfg.eval_every + 1 + (cfg.steps % cfg.eval_every > 0)
+    return float(evaluations * cfg.eval_episodes * cfg.episode_length * len(task_list(cfg.task)))
+
+
+def configs(runs: Sequence[RunSpec], results: Path) -> list[tuple[list[RunSpec], Work, object]]:
+    """The runs by config (all but the seed), in the order configs first appear: (its runs, each run's work,
+    the first run's config)."""
     from iqrl.config.build import build_config
 
-    built: dict[tuple, tuple[list[RunSpec], float, object]] = {}
+    built: dict[tuple, tuple[list[RunSpec], Work, object]] = {}
     for r in runs:
         key = (r.agent, r.task, r.steps, r.overrides)
         if key not in built:
             cfg = build_config(r.argv(results))
             rate = default_rate(cfg) if cfg.updates_per_step is None else cfg.updates_per_step
-            built[key] = [], max(cfg.steps - cfg.seed_steps, 0) * rate, cfg
+            eval_steps = evaluation_steps(cfg)
+            built[key] = [], Work(cfg.steps, max(cfg.steps - cfg.seed_steps, 0) * rate, eval_steps), cfg
         built[key][0].append(r)
     return list(built.values())
 
@@ -190,12 +263,12 @@ def project(runs: Sequence[RunSpec], results: Path, rates: Path = GPU_RESULTS) -
     folder of the GPU report's result files."""
     rows = measured_rows(rates)
     groups: dict[tuple[str, Rate], list[float]] = {}
-    for members, updates, cfg in configs(runs, results):
-        rate = run_rate(members[0], cfg, len(members), rows)
+    for members, work, cfg in configs(runs, results):
+        rate = run_rate(members[0], cfg, len(members), rows, work)
         g = groups.setdefault((members[0].agent, rate), [0, 0.0, 0.0])
         g[0] += len(members)
-        g[1] += updates * len(members)
-        g[2] += rate.gpu_hours(updates, len(members))
+        g[1] += work.updates * len(members)
+        g[2] += rate.gpu_hours(work, len(members))
     return [Projection(a, n, u, rate, h) for (a, rate), (n, u, h) in groups.items()]
 
 
@@ -219,7 +292,10 @@ def projection_lines(
         f"  ({RULE})",
     ]
     for r in rows:
-        rate = f"{r.rate.how} at {r.rate.updates_per_s} updates/s per seed"
+        if r.rate.end_to_end:
+            rate = f"{r.rate.how} at {r.rate.env_steps_per_s} env steps/s per seed end to end"
+        else:
+            rate = f"{r.rate.how} at {r.rate.updates_per_s} updates/s per seed"
         updates = f"{r.updates / 1e6:,.1f}M updates, {rate}"
         lines.append(f"  {r.agent}: {r.runs} runs, {updates} ({r.source}): {r.gpu_hours:,.0f} GPU-hours")
     return lines + ([] if budget is None else budget_lines(rows, budget))

@@ -32,7 +32,7 @@ from iqrl.envs.tasks import TASK_GROUPS, TASK_LISTS
 from slurm import cluster
 from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
 from slurm.pack import Pack, group_mode, group_runs, seeds_argv, trainer_seeds_key
-from slurm.profiles import Profile, ProfileError, available, load_profile
+from slurm.profiles import Profile, ProfileError, available, check_run_devices, load_profile
 from slurm.projection import projection_lines
 from slurm.run import Run
 from slurm.spec import RunSpec, Sweep, SweepError, load_sweep, validate_runs
@@ -176,8 +176,12 @@ def _describe(plan: Plan, total: int, out: Print) -> None:
         out(f"  ... and {len(plan.live) - 20} more (make status lists them)")
 
 
+def run_argv(r: RunSpec, results: Path, profile: Profile) -> list[str]:  # as its job starts it
+    return r.argv(results) + ([f"device={profile.device}"] if profile.device else [])
+
+
 def _make_run(r: RunSpec, results: Path, profile: Profile, entry: str, extra: Sequence[str] = ()) -> Run:
-    argv = r.argv(results) + ([f"device={profile.device}"] if profile.device else []) + list(extra)
+    argv = run_argv(r, results, profile) + list(extra)
     return Run(
         str(r.run_dir(results).absolute()),
         tuple(argv),
@@ -248,6 +252,8 @@ def run_sweep(
     results = Path(results).absolute()
     sweep, runs = load(sweep_path, results, agents, **load_kw)
     profile = choose_profile(cluster_name)
+    if load_kw.get("validator", trainer_validator) is not None:  # the trainer's checks of the device's keys
+        check_run_devices([(r.key, run_argv(r, results, profile)) for r in runs], profile, str(sweep_path))
     out(
         f"sweep {sweep.name} ({sweep_path}) -> {results / sweep.name}; cluster profile {profile.name} "
         f"({profile.executor})"

@@ -5,32 +5,34 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pytest
 import torch
 
 from iqrl.config.build import build_config
 from iqrl.core.registry import make_agent
-from iqrl.core.replay import SequenceReplay
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import agent_actions, stop_at_env_step, tiny_argv, tiny_keys
+from conftest import agent_actions, agent_observations, stop_at_env_step, tiny_argv, tiny_keys
 from test_train import eval_numbers
 
 
 def agent_and_replay(name: str, device: str = "cpu"):
-    """A tiny agent (seeded module init, 5-dim observations, 2-dim actions) and a replay of one synthetic
-    300-step episode, the same each call; also the generator that made the episode."""
+    """A tiny agent (seeded module init, 5-dim observations or a pixel-only agent's tiny frames, 2-dim
+    actions) and a replay of one synthetic 300-step episode, the same each call; also the generator that made
+    the episode."""
     device = torch.device(device)
     cfg = build_config(tiny_keys(name))
     torch.manual_seed(0)
     actions = agent_actions(name, 2)  # 3 discrete actions for an agent without boxes
-    agent = make_agent(cfg.agent, 5, actions, device, 0)
-    replay = SequenceReplay(5, actions, agent.spec.seq_len, device, 1)
+    obs = agent_observations(name)
+    agent = make_agent(cfg.agent, obs.dim, actions, device, 0)
+    replay = obs.replay(actions, agent.spec.seq_len, device, 1)
     rng = np.random.default_rng(0)
-    replay.start_episode(rng.normal(size=5).astype(np.float32))
+    replay.start_episode(obs.sample(rng))
     for t in range(300):
         action = actions.sample(rng)
-        replay.add(action, float(rng.normal()), rng.normal(size=5).astype(np.float32), False, t == 299)
+        replay.add(action, float(rng.normal()), obs.sample(rng), False, t == 299)
     return agent, replay, rng
 
 
@@ -54,6 +56,40 @@ def assert_actions_bounded(agent, obs_dim: int, act_dim: int) -> torch.Tensor:
         assert a.shape == (5, act_dim) and (abs(a) <= 1).all()
         assert agent.act(obs[0].numpy(), explore=explore).shape == (act_dim,)
     return obs
+
+
+def assert_metric_agrees(agent: str, key: str, got, want, where: str, rel: float = 1e-4, atol: float = 1e-6):
+    """One metric of one update of `agent` in two modes (`got`: the K-seed group's or the compiled update's,
+    `want`: the plain eager update's): within `rel` (and `atol`), or, where the agent declares the metric not
+    smooth (Agent.NONSMOOTH_METRICS: an accuracy, an argmax), within its declared difference. A failure says
+    which, and what to declare where the metric jumps."""
+    from iqrl.core.registry import agent_class
+
+    cls = agent_class(agent)
+    g, w = float(got), float(want)
+    if key in cls.NONSMOOTH_METRICS:
+        allowed = cls.NONSMOOTH_METRICS[key]
+        assert abs(g - w) <= allowed, (
+            f"{where}: {key} is {g:.7g}, the plain update's {w:.7g}: more than the {allowed:g} its "
+            f"NONSMOOTH_METRICS allows"
+        )
+        return
+    assert g == pytest.approx(w, rel=rel, abs=atol), (
+        f"{where}: {key} is {g:.7g}, the plain update's {w:.7g} (rel {rel:g}). {nonsmooth_hint(agent, key)}"
+    )
+
+
+def nonsmooth_hint(agent: str, key: str) -> str:
+    """What to do where a metric of `agent` differs between two modes of one update by more than rounding."""
+    from iqrl.core.registry import agent_class
+
+    cls = agent_class(agent)
+    return (
+        f"If {key} is not smooth in the parameters (an accuracy, an argmax: a sum in another order flips a "
+        f"near-tie and the value jumps), declare the difference it may show: {cls.__module__}."
+        f"{cls.__qualname__}.NONSMOOTH_METRICS = {{{key!r}: <difference>}} (Agent.NONSMOOTH_METRICS, "
+        f"iqrl/core/interface.py); if it is smooth, the two modes compute it otherwise"
+    )
 
 
 def params(module: torch.nn.Module) -> list[torch.Tensor]:

@@ -4,10 +4,12 @@ import os
 import runpy
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "disable")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -69,10 +71,20 @@ def acts_in_boxes(agent: str) -> bool:
     return "box" in agent_class(agent).ACTION_SPACES
 
 
-def agent_task(agent: str) -> list[str]:
-    """Nothing for an agent that acts in boxes (the caller's DMC task stands), the MiniGrid room's `task=`
-    for one that does not."""
-    return [] if acts_in_boxes(agent) else [f"task={TINY_DISCRETE_TASK}"]
+def agent_run(agent: str) -> list[str]:
+    """The run keys the agent's defaults need on the tests' DMC task: the MiniGrid room's `task=` for an agent
+    without boxes; for one that learns from pixels only, frames of the smallest size its defaults take where
+    that is above the run's default (CURL's crops of 84 pixels: 85)."""
+    task = [] if acts_in_boxes(agent) else [f"task={TINY_DISCRETE_TASK}"]
+    if not pixels_only(agent):
+        return task
+    from iqrl.config.run import RunConfig
+    from iqrl.config.validate import smallest_image_size
+    from iqrl.core import registry
+
+    cfg = registry.config_class(agent)(name=agent, **registry.get_entry(agent).preset)
+    size = smallest_image_size(cfg) or RunConfig.image_size
+    return task + [f"image_size={size}"] * (size > RunConfig.image_size)
 
 
 def agent_actions(agent: str, dims: int):
@@ -104,20 +116,96 @@ def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> li
 
 
 def tiny_keys(agent: str, extra=()) -> list[str]:
-    """agent=NAME and the tiny run's keys for it (a discrete-only agent's in the MiniGrid room), `extra` keys
-    replacing them."""
-    return layered([f"agent={agent}", *TINY_RUN], agent_task(agent), tiny_agent(agent), extra)
+    """agent=NAME and the tiny run's keys for it (a discrete-only agent's in the MiniGrid room, a pixel-only
+    agent's from tiny frames), `extra` keys replacing them."""
+    return layered(
+        [f"agent={agent}", *TINY_RUN], agent_run(agent), agent_obs(agent), tiny_agent(agent), extra
+    )
+
+
+# ---------------------------------------------------------------------------------- tiny pixel observations
+# An agent that learns from pixels only (Agent.PIXELS_ONLY: CURL's crops) is built from frame stacks in every
+# registry-wide test, and its test ids say so (`[curl-from-pixels]`): TINY_FRAME_STACK frames of
+# TINY_IMAGE_SIZE pixels, or of the smallest size its tiny config takes where that is larger. The pixel K-seed
+# test builds every pixel agent so.
+TINY_IMAGE_SIZE, TINY_FRAME_STACK = 32, 2
+
+
+def pixels_only(agent: str) -> bool:
+    from iqrl.core import registry
+
+    return agent in registry.REGISTRY and registry.agent_class(agent).PIXELS_ONLY
+
+
+def tiny_image_size(agent: str) -> int:
+    """The frame size of the agent's tiny pixel runs: TINY_IMAGE_SIZE (MR.Q's encoder needs 31), or the
+    smallest its tiny config takes (AgentConfig.validate_pixels: a crop needs larger frames than itself)."""
+    from iqrl.config.validate import smallest_image_size
+    from iqrl.core import registry
+
+    cls = registry.config_class(agent)
+    cfg = cls(name=agent, **{**registry.get_entry(agent).preset, **cls.TINY})
+    return max(TINY_IMAGE_SIZE, smallest_image_size(cfg) or TINY_IMAGE_SIZE)
+
+
+def tiny_pixels(agent: str) -> list[str]:
+    """The run keys of the agent's tiny frame stacks."""
+    return ["obs=pixels", f"image_size={tiny_image_size(agent)}", f"frame_stack={TINY_FRAME_STACK}"]
+
+
+def agent_obs(agent: str) -> list[str]:
+    """A pixel-only agent's tiny pixel keys; nothing for the others (the tiny runs' state vectors)."""
+    return tiny_pixels(agent) if pixels_only(agent) else []
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What a test feeds an agent it builds by hand: state vectors of width `dim`, or uint8 frame stacks of
+    shape `dim` = (3 frame_stack, H, W)."""
+
+    dim: int | tuple[int, int, int]
+    frame_stack: int = 1
+
+    def sample(self, rng: np.random.Generator, *batch: int, scale: float = 1.0) -> np.ndarray:
+        """Random observations [*batch, *shape]: N(0, scale^2) state vectors (float32), or uniform frames."""
+        if isinstance(self.dim, tuple):
+            return rng.integers(0, 256, (*batch, *self.dim), dtype=np.uint8)
+        x = rng.normal(size=(*batch, self.dim)).astype(np.float32)
+        return x if scale == 1.0 else x * scale
+
+    def replay(self, actions, seq_len: int, device="cpu", seed: int = 0):
+        """An empty SequenceReplay for these observations."""
+        from iqrl.core.replay import SequenceReplay
+
+        return SequenceReplay(self.dim, actions, seq_len, device, seed, frame_stack=self.frame_stack)
+
+
+def pixel_observations(agent: str) -> Observations:
+    """The agent's tiny frame stacks (`tiny_pixels`)."""
+    size = tiny_image_size(agent)
+    return Observations((3 * TINY_FRAME_STACK, size, size), TINY_FRAME_STACK)
+
+
+def agent_observations(agent: str, state_dim: int = 5) -> Observations:
+    """What the registry-wide tests build the agent for: state vectors of `state_dim`, or a pixel-only
+    agent's tiny frame stacks."""
+    return pixel_observations(agent) if pixels_only(agent) else Observations(state_dim)
+
+
+def render_for(agent: str, request) -> None:
+    """A test that runs a pixel-only agent's tiny run renders its frames: it skips without a headless GL
+    renderer (the `renderer` fixture; IQRL_REQUIRE_RENDERER=1 fails instead)."""
+    if pixels_only(agent):
+        request.getfixturevalue("renderer")
 
 
 # ---------------------------------------------------------------------------------- registry-wide tests
 # A test marked `registry` that takes the argument `agent` runs for every registered agent, so a new agent is
 # tested the moment it is registered. `make test-agent NAME=td3` runs them for one agent: pytest -m registry
-# --agent td3. --scratch-registry FILE first runs a Python file that adds entries to the registry
-# (tests/test_extending.py runs the examples of docs/extending.md so).
-
-
-# The agents the scratch registry added: docs/switches.md documents the registered ones only.
-SCRATCH_AGENTS = pytest.StashKey[frozenset]()
+# --agent td3 (a test marked `registry` without that argument, the switch page's check, runs once).
+# --scratch-registry FILE first runs a Python file that adds entries to the registry (tests/test_extending.py
+# runs the examples of docs/extending.md so), --switch-page FILE checks that file as docs/switches.md (what
+# `make switches` would write with the scratch agents registered).
 
 
 def pytest_addoption(parser):
@@ -126,6 +214,11 @@ def pytest_addoption(parser):
     )
     parser.addoption(
         "--scratch-registry", default="", help="a Python file adding entries to the agent registry"
+    )
+    parser.addoption(
+        "--switch-page",
+        default=str(Path(__file__).resolve().parents[1] / "docs" / "switches.md"),
+        help="the page the switch page's check reads (default docs/switches.md)",
     )
     parser.addoption(
         "--compile-check",
@@ -143,10 +236,8 @@ def pytest_cmdline_main(config):
     from iqrl.core import registry
 
     if path := config.getoption("--scratch-registry"):
-        before = set(registry.REGISTRY)
         sys.path.insert(0, str(Path(path).resolve().parent))
         runpy.run_path(path)
-        config.stash[SCRATCH_AGENTS] = frozenset(registry.REGISTRY) - before
 
     unknown = [a for a in config.getoption("--agent").split(",") if a and a not in registry.REGISTRY]
     if unknown:
@@ -171,7 +262,18 @@ def inductor_check(config) -> bool:
 
 def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("registry") and "agent" in metafunc.fixturenames:
-        metafunc.parametrize("agent", agents_under_test(metafunc.config))
+        agents = agents_under_test(metafunc.config)
+        ids = [f"{a}-from-pixels" if pixels_only(a) else a for a in agents]  # built from tiny frame stacks
+        metafunc.parametrize("agent", agents, ids=ids)
+
+
+def agent_modules(agent: str) -> list[Path]:
+    """The files of the modules that define the agent's class and its config (a scratch registry's too)."""
+    from iqrl.core import registry
+
+    entry = registry.get_entry(agent)
+    modules = dict.fromkeys(spec.split(":")[0] for spec in (entry.cls, entry.config))
+    return [Path(importlib.util.find_spec(m).origin) for m in modules]
 
 
 def own_test_files(agents: list[str]) -> set[str]:

@@ -13,11 +13,15 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
+from iqrl.core.replay import SequenceReplay
+from iqrl.core.spaces import ActionSpec
 from iqrl.envs.atari import AtariEnv, area_resize, area_taps
 from iqrl.envs.tasks import ATARI_26, ATARI_57, ATARI_PROTOCOLS, SUITES, AtariProtocol
+from iqrl.loop.trainer import Trainer
 from iqrl.runfolder.exits import EXIT_BAD_INPUT
 from iqrl.train import main
 
@@ -166,12 +170,63 @@ def test_life_loss_ends_the_training_episode_in_atari100k_only_and_the_game_goes
     assert step.terminated and step.reward == 1 + 2 + 3  # the life is lost at frame 3: the step ends there
     obs = env.reset()  # the next life of the same game: no reset of the emulator, a fresh history
     assert env._env.resets == 1 and env._env.k == 3
-    assert all(np.array_equal(o, expected_frame(3, 1)) for o in obs)
+    assert np.array_equal(obs[-1], expected_frame(3, 1)) and not obs[:-1].any()  # zeros before it (Dopamine)
     assert env.step(1).reward == 4 + 5 + 6 + 7
     for protocol, evaluation in (("atari100k", True), ("mrq", False), ("mrq", True)):
         env = fake_env(protocol, evaluation, lose_at=(3,))
         env.reset()
         assert not env.step(1).terminated and env._env.lives == 2  # the life is lost, the episode goes on
+
+
+def test_atari100k_clips_the_training_envs_rewards_for_the_learner_only():
+    """Dopamine's runner clips each agent step's summed reward to [-1, 1] for every agent's training and sums
+    the unclipped ones into the returns (run_experiment.py:363-370 at a34615c); MR.Q's protocol clips none."""
+    env = fake_env("atari100k", length=4000)
+    env.reset()
+    steps = [env.step(1) for _ in range(3)]
+    k = env._env.k  # frames since the game's reset, its no-op starts included
+    assert [s.reward for s in steps] == [float(sum(range(k - 11 + 4 * i, k - 7 + 4 * i))) for i in range(3)]
+    assert [s.learner_reward for s in steps] == [1.0, 1.0, 1.0]
+    for protocol, evaluation in (("atari100k", True), ("mrq", False), ("mrq-code", False)):
+        env = fake_env(protocol, evaluation)
+        env.reset()
+        step = env.step(1)
+        assert step.learner_reward is None and step.reward > 1
+
+
+def test_atari100k_stacks_start_from_zeros_and_the_replay_rebuilds_them():
+    """Dopamine's agents start an episode's state as zeros and its first frame (dqn_agent.py:368-370, 385-386,
+    397-398 at a34615c); MR.Q's preprocessing repeats the first frame. The replay rebuilds every stack the
+    agent saw from frames stored once."""
+    mrq = fake_env("mrq").reset()
+    assert all(np.array_equal(o, mrq[-1]) for o in mrq)
+    env = fake_env("atari100k", length=12, stack=3)
+    replay = SequenceReplay((3, 4, 4), ActionSpec.discrete(6), 2, "cpu", 0, frame_stack=3, zero_history=True)
+    seen = []
+    for _ in range(
+        3
+    ):  # a new game each (after 8, 18 and 13 no-ops: its first frame not blank), 3 agent steps
+        obs = env.reset()
+        assert not obs[:2].any() and np.array_equal(obs[2], env._frame()[0]) and obs[2].any()
+        replay.start_episode(obs)
+        seen.append(obs)
+        for _ in range(3):
+            step = env.step(2)
+            replay.add(2, step.learner_reward, step.obs, step.terminated, step.truncated)
+            seen.append(step.obs)
+    assert torch.equal(replay.observations(torch.arange(len(seen))), torch.from_numpy(np.stack(seen)))
+    assert not seen[1][0].any() and seen[1][1].any()  # the zeros leave the stack one frame at a time
+
+
+def test_an_atari100k_run_learns_from_clipped_rewards_and_reports_the_games_returns(monkeypatch, tmp_path):
+    monkeypatch.setattr("iqrl.envs.atari.make_game", lambda name, protocol: FakeGame())
+    argv = ["agent=dqn", "task=atari:Pong", "protocol=atari100k", "image_size=36", "episode_length=40"]
+    argv += ["agent.conv_channels=[4,4,4]", "agent.mlp_dims=[16]", "steps=80", f"out={tmp_path}"]
+    trainer = Trainer(build_config(argv))
+    ret, _ = trainer.collect_episode()
+    k = trainer.env._env.k  # the game's frames: its no-op starts, then the episode's 40
+    assert ret == sum(range(k - 39, k + 1))  # the game's own return
+    assert trainer.replay.size == 10 and trainer.replay.reward_abs_mean() == 1.0  # what the learner stores
 
 
 def test_the_cap_truncates_a_game_at_episode_length_frames():
@@ -275,9 +330,13 @@ def test_a_game_over_during_the_noops_resets_the_game_and_the_count_goes_on():
 
 
 def test_the_protocols_cap_on_a_game_counts_its_noop_frames_and_truncates(monkeypatch):
-    """Dopamine's ALE env caps a game at 100 000 frames (max_num_frames_per_episode), no-ops included."""
-    assert ATARI_PROTOCOLS["atari100k"].max_game_frames == 100_000
-    capped = dataclasses.replace(ATARI_PROTOCOLS["atari100k"], max_game_frames=200)
+    """dopamine-rl 4.0.5 (BBF's) caps a game at 108,000 frames only (episode_length); a later Dopamine's ALE
+    env at 100,000 frames (max_num_frames_per_episode), no-ops included: protocol atari100k-ale-cap."""
+    assert ATARI_PROTOCOLS["atari100k"].max_game_frames == 0 and SUITES["atari"].episode_length == 108_000
+    assert ATARI_PROTOCOLS["atari100k-ale-cap"] == dataclasses.replace(
+        ATARI_PROTOCOLS["atari100k"], max_game_frames=100_000
+    )
+    capped = dataclasses.replace(ATARI_PROTOCOLS["atari100k-ale-cap"], max_game_frames=200)
     monkeypatch.setitem(ATARI_PROTOCOLS, "capped", capped)
     n = int(np.random.default_rng([5, 0xA7A]).integers(30))
     env = fake_env("capped", length=10_000)
@@ -433,7 +492,7 @@ def test_atari_runs_take_the_suites_defaults_and_refuse_what_it_cannot_do():
     assert build_config([*dqn, "protocol=atari100k"]).protocol == "atari100k"
     for bad, message in (
         ("obs=state", "obs=state: atari tasks are seen as pixels"),
-        ("protocol=default", "protocol must be one of mrq, mrq-code, atari100k on atari tasks"),
+        ("protocol=default", "protocol must be one of mrq, mrq-code, atari100k, atari100k-ale-cap on atari"),
         ("sticky_actions=0.25", "Atari's sticky actions are its protocol's"),
         ("action_noise=0.1", "action_noise perturbs continuous actions"),
         ("episode_length=108004", "episode_length must be in 1..108000"),

@@ -1,6 +1,7 @@
 """`make bench` input checks (throughput itself is measured by `make bench`, never in a test)."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -266,3 +267,107 @@ def test_a_k_seed_row_whose_group_fails_raises_instead_of_timing_the_seeds_that_
     monkeypatch.setattr(measure, "SeedGroup", FailsAfterWarmup)
     with pytest.raises(RuntimeError, match="a round failed"):
         measure.measure_seeds("td3", "cartpole-balance", "fp32", "cpu", 4, 2, collect_s=0.1)
+
+
+TINY_TD3 = ["agent.mlp_dims=[32,32]", "agent.batch_size=16", "seed_steps=100"]
+
+
+def test_a_captured_groups_rounds_are_served_by_the_main_thread_from_the_first(monkeypatch):
+    """The race of issue 78: the seeds' threads started before the main thread served, so the last seed to
+    hand in the first piece ran that round in its own thread, where a captured group fails. Flagged as
+    captured (on the CPU its one effect: the main-thread check), the group's rounds all run in the main
+    thread: every trial times its rows."""
+    from iqrl.bench import measure
+    from iqrl.multiseed.group import SeedGroup
+
+    class Captured(SeedGroup):
+        def __init__(self, agents):
+            super().__init__(agents)
+            self.updater.cudagraphs = True
+
+    monkeypatch.setattr(measure, "SeedGroup", Captured)
+    for _ in range(3):
+        row = measure.measure_seeds("td3", "cartpole-balance", "fp32", "cpu", 4, 4, TINY_TD3, collect_s=0.1)
+        assert row["timed_updates"] == 4 and row["updates_per_s"] > 0
+
+
+def test_a_row_whose_seed_runs_no_update_is_an_error_with_its_cause(monkeypatch):
+    """A seed whose `update` returns without running its pieces (the others then run theirs alone): the row is
+    NotTimed naming that seed, never a rate. So is a one-seed row whose update runs nothing."""
+    from iqrl.bench import measure
+    from iqrl.multiseed.group import SeedGroup
+
+    class SecondSeedIdle(SeedGroup):
+        def __init__(self, agents):
+            super().__init__(agents)
+            agents[1].update = lambda replay, step: {}
+
+    monkeypatch.setattr(measure, "SeedGroup", SecondSeedIdle)
+    with pytest.raises(measure.NotTimed, match="seed 1's parameters did not change over its 4 timed updates"):
+        measure.measure_seeds("td3", "cartpole-balance", "fp32", "cpu", 4, 2, TINY_TD3, collect_s=0.1)
+    trainer = measure.prepare("td3", "cartpole-balance", "fp32", "cpu", extra=TINY_TD3)
+    before = [measure.fingerprint(trainer.agent)]
+    with pytest.raises(measure.NotTimed, match="seed 0 ran 3 of the 4 timed updates"):
+        measure.check_timed([trainer.agent], before, [3], 4)
+
+
+def test_the_memory_floor_counts_networks_stacks_and_adam_moments():
+    """A one-seed row's floor: the networks and two Adam moments per trainable parameter; a group's: the K
+    agents' own networks, then per slot a stacked copy and its moments. A peak below it is flagged."""
+    from iqrl.bench import measure
+    from iqrl.loop.memory import agent_tensors
+    from iqrl.multiseed.group import SeedGroup
+
+    agents = [
+        measure.prepare("td3", "cartpole-balance", "fp32", "cpu", extra=TINY_TD3).agent for _ in range(3)
+    ]
+    ts = agent_tensors(agents[0])
+    weights = sum(t.numel() * 4 for t in ts) / 2**20
+    trainable = sum(t.numel() * 4 for t in ts if t.requires_grad) / 2**20
+    assert measure.memory_floor_mb(agents[:1]) == pytest.approx(weights + 2 * trainable)
+    group = SeedGroup(agents)
+    assert measure.memory_floor_mb(agents, group) == pytest.approx(
+        3 * weights + 3 * (weights + 2 * trainable)
+    )
+    assert "flag" not in measure.floor_fields(600.0, 541.0)
+    assert measure.floor_fields(475.0, 541.0)["flag"].startswith("peak memory 475 MB below the 541 MB")
+
+
+def test_an_end_to_end_row_is_a_whole_run_with_its_rates_and_time_split(tmp_path):
+    """--end-to-end: one whole run (K = 1) and a K-seed group (K = 2) of 400 env steps each, at the run's
+    own configuration and the --set keys; each row's rates, its split, its CPU seconds, and the group's rate
+    in all against one seed's."""
+    out = tmp_path / "e2e.json"
+    keys = ["agent.mlp_dims=[32,32]", "agent.batch_size=16", "seed_steps=200", "episode_length=100"]
+    keys += ["eval_every=400", "eval_episodes=1"]
+    argv = ["--end-to-end", "400", "--agents", "td3", "--tasks", "cartpole-balance", "--seeds", "1,2"]
+    assert main([*argv, "--dtypes", "fp32", *(f"--set={k}" for k in keys), "--out", str(out)]) == 0
+    one, group = json.loads(out.read_text())
+    assert [one["kind"], one["seeds"], group["seeds"]] == ["run", 1, 2] and one["env_steps"] == 400
+    for r in (one, group):
+        split = [r[f"time_{p}_s"] for p in ("collect", "act", "update", "evaluate", "write")]
+        assert all(s >= 0 for s in split) and r["time_update_s"] > 0 and r["time_evaluate_s"] > 0
+        assert r["env_steps_per_s"] == pytest.approx(400 / r["wall_s"], rel=0.01)
+        assert r["group_env_steps_per_s"] == pytest.approx(r["seeds"] * r["env_steps_per_s"], rel=0.01)
+        assert r["train_env_steps_per_s"] > r["group_env_steps_per_s"] and r["cpu_s"] > 0
+    assert group["vs_one_seed"] == pytest.approx(
+        group["group_env_steps_per_s"] / one["group_env_steps_per_s"], 0.01
+    )
+
+
+def test_an_end_to_end_rows_rate_is_over_the_slowest_seeds_loop():
+    """Two seeds of 1000 env steps whose loops took 2 s and 1.6 s (their status.json's time_split): 500 env
+    steps/s per seed, 1000 in all; without their evaluations (0.2 s and 0.4 s), 2000 / 1.8 s in all."""
+    from iqrl.bench.endtoend import run_row, tree_cpu_s
+
+    splits = [
+        {"collect": 1.0, "act": 0.5, "update": 0.3, "evaluate": 0.2, "write": 0.0},
+        {"collect": 0.8, "act": 0.2, "update": 0.2, "evaluate": 0.4, "write": 0.0},
+    ]
+    row = run_row("td3", "walker-walk", "fp32", torch.device("cpu"), "false", 2, [
+        {"env_step": 1000, "time_split": s} for s in splits
+    ])  # fmt: skip
+    assert row["env_steps_per_s"] == 500.0 and row["group_env_steps_per_s"] == 1000.0
+    assert row["train_env_steps_per_s"] == pytest.approx(2000 / 1.8, abs=0.1)
+    assert row["time_collect_s"] == 0.9 and row["shares"]["evaluate"] == pytest.approx(0.3 / 1.8, abs=1e-3)
+    assert tree_cpu_s() >= time.process_time() - 1e-3

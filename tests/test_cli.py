@@ -13,7 +13,7 @@ from iqrl.config.build import build_config, layered
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import TINY_AGENT, agent_task, stop_after_steps, tiny_argv
+from conftest import TINY_AGENT, agent_run, stop_after_steps, tiny_argv
 
 BAD = [
     (["agent=nope"], "unknown agent 'nope'; valid agents: "),
@@ -195,7 +195,7 @@ def test_official_shared_eval_seed_switch_seeds_the_eval_env(agent):
 
 @pytest.mark.registry
 def test_official_shared_eval_seed_is_on_only_in_iqrl_official(agent):
-    on = build_config([f"agent={agent}", *agent_task(agent)]).agent.official_shared_eval_seed
+    on = build_config([f"agent={agent}", *agent_run(agent)]).agent.official_shared_eval_seed
     assert on == (agent == "iqrl-official")
 
 

@@ -9,12 +9,13 @@ from dataclasses import fields
 import pytest
 import torch
 
+from iqrl.config.build import build_config
 from iqrl.core import registry
 from iqrl.core.interface import AgentConfig, compose
 from iqrl.learners.sac import SACLearnerConfig
 from iqrl.learners.td3 import TD3LearnerConfig
 
-from conftest import agent_actions
+from conftest import agent_actions, agent_observations, tiny_keys
 
 
 def preset_config(agent: str) -> AgentConfig:
@@ -85,8 +86,9 @@ def test_a_part_given_as_an_instance_sets_the_agent_defaults():
 
 @pytest.mark.registry
 def test_the_learner_is_handed_its_part(agent):
-    cfg = preset_config(agent)
+    cfg = build_config(tiny_keys(agent)).agent  # its tiny sizes (a pixel-only agent: its tiny frames)
     if "learner" not in cfg.PARTS:
         pytest.skip(f"{agent} composes no shared learner")
-    built = registry.make_agent(cfg, 5, agent_actions(agent, 2), torch.device("cpu"), seed=0)
+    obs = agent_observations(agent).dim
+    built = registry.make_agent(cfg, obs, agent_actions(agent, 2), torch.device("cpu"), seed=0)
     assert type(built.learner.cfg) is cfg.PARTS["learner"] and built.learner.cfg == cfg.learner

@@ -16,7 +16,7 @@ from iqrl.core.replay import SequenceReplay
 from iqrl.loop import memory
 from iqrl.nn.layers import ConvDecoder, ConvEncoder, EnsembleLinear
 
-from conftest import agent_actions, agent_task, tiny_keys
+from conftest import agent_actions, agent_observations, agent_run, tiny_keys
 
 BASE = ["task=cartpole-balance"]
 NOISE_STDS = {
@@ -53,7 +53,7 @@ def test_out_of_range_agent_values_are_config_errors(agent):
     assert cases(agent), f"{agent}: no key named like a learning rate, width list, noise std or weight decay"
     for key, value in cases(agent):
         try:
-            build_config(layered([f"agent={agent}", *BASE], agent_task(agent), [f"agent.{key}={value}"]))
+            build_config(layered([f"agent={agent}", *BASE], agent_run(agent), [f"agent.{key}={value}"]))
         except ConfigError as e:
             assert re.search(rf"agent\..*{key}", str(e)), f"agent.{key}={value}: the error names no key: {e}"
         else:
@@ -66,7 +66,7 @@ def test_mrq_has_its_cases():
 
 @pytest.mark.registry
 def test_defaults_pass(agent):
-    build_config(layered([f"agent={agent}", *BASE], agent_task(agent)))
+    build_config(layered([f"agent={agent}", *BASE], agent_run(agent)))
 
 
 def test_seed_range_boundaries():
@@ -135,7 +135,7 @@ def test_float_keys_follow_the_declared_types():
 def test_every_float_key_of_every_registered_agent_refuses_a_nonfinite_value(agent):
     """Derived from the config dataclass, so an agent registered later is covered without a line here: each
     float key, set to inf, -inf, nan in turn, is one ConfigError naming it."""
-    run = build_config(layered([f"agent={agent}", *BASE], agent_task(agent)))
+    run = build_config(layered([f"agent={agent}", *BASE], agent_run(agent)))
     keys = float_keys(type(run.agent))
     assert "gamma" in keys  # every agent discounts
     for i, key in enumerate(keys):
@@ -303,9 +303,9 @@ def test_the_meta_built_agent_has_the_real_agents_tensors(agent, monkeypatch):
     here every tensor of 64 elements or more, so that the tiny agent's weights are), and its tensors are the
     real agent's, in shape, dtype and whether they train."""
     monkeypatch.setattr(memory, "LARGE", 64)
-    cfg = build_config(tiny_keys(agent))
-    real = registry.make_agent(cfg.agent, 5, agent_actions(agent, 2), torch.device("cpu"), 0)
-    meta = memory.meta_agent(cfg, 5, agent_actions(agent, 2))
+    cfg, obs = build_config(tiny_keys(agent)), agent_observations(agent).dim
+    real = registry.make_agent(cfg.agent, obs, agent_actions(agent, 2), torch.device("cpu"), 0)
+    meta = memory.meta_agent(cfg, obs, agent_actions(agent, 2))
     real_t, meta_t = memory.agent_tensors(real), memory.agent_tensors(meta)
     assert all(t.is_meta for t in meta_t if t.numel() >= 64 and t.requires_grad)
     assert sum(t.numel() for t in meta_t if t.is_meta) > sum(t.numel() for t in meta_t) / 2

@@ -2,7 +2,8 @@
 tested here the moment it is registered, with nothing else to edit (`make test-agent NAME=<agent>` runs these
 and the other registry-wide tests for one agent).
 
-Per agent (agents without continuous actions: on 3 discrete actions, and their runs on a MiniGrid task):
+Per agent (agents without continuous actions: on 3 discrete actions, and their runs on a MiniGrid task; an
+agent that learns from pixels only: on tiny frame stacks, its runs rendered, `[<agent>-from-pixels]`):
 its tiny sizes are small; actions have the right shape, dtype and bounds; `state_dict` holds everything the
 agent's future depends on (a fresh agent loaded from it acts and updates bit for bit like the original); the
 interface members the trainer reads are declared; a short run writes a complete run folder; a run
@@ -31,7 +32,14 @@ from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from agent_helpers import updates_to_step_every_optimizer
-from conftest import TINY_DISCRETE_TASK, stop_at_env_step, tiny_argv, tiny_keys
+from conftest import (
+    TINY_DISCRETE_TASK,
+    agent_observations,
+    render_for,
+    stop_at_env_step,
+    tiny_argv,
+    tiny_keys,
+)
 from test_train import EVAL_COLS, eval_numbers, read_csv
 
 OBS, ACT = 5, 2
@@ -45,21 +53,22 @@ def action_spec(agent: str) -> ActionSpec:
 def build(agent: str, seed: int) -> Agent:
     argv = tiny_keys(agent)
     torch.manual_seed(seed)  # network initialisation draws from the global generator, as in the trainer
-    return make_agent(build_config(argv).agent, OBS, action_spec(agent), torch.device("cpu"), seed)
+    dim = agent_observations(agent, OBS).dim
+    return make_agent(build_config(argv).agent, dim, action_spec(agent), torch.device("cpu"), seed)
 
 
 def filled_replay(agent: Agent, seed: int = 0) -> SequenceReplay:
     """Two 60-step episodes of random transitions (the second ends by termination)."""
-    spec = action_spec(agent.cfg.name)
-    replay = SequenceReplay(OBS, spec, agent.spec.seq_len, torch.device("cpu"), seed)
+    spec, obs = action_spec(agent.cfg.name), agent_observations(agent.cfg.name, OBS)
+    replay = obs.replay(spec, agent.spec.seq_len, torch.device("cpu"), seed)
     rng = np.random.default_rng(seed)
     for ep in range(2):
-        replay.start_episode(rng.normal(size=OBS).astype(np.float32))
+        replay.start_episode(obs.sample(rng))
         for t in range(60):
             replay.add(
                 spec.sample(rng),
                 float(rng.normal()),
-                rng.normal(size=OBS).astype(np.float32),
+                obs.sample(rng),
                 ep == 1 and t == 59,
                 ep == 0 and t == 59,
             )
@@ -92,7 +101,7 @@ def test_tiny_sizes_are_small(agent):
 @pytest.mark.registry
 def test_actions_have_the_right_shape_dtype_and_bounds(agent):
     a, spec = build(agent, 0), action_spec(agent)
-    obs = np.random.default_rng(0).normal(size=(4, OBS)).astype(np.float32) * 10  # large inputs
+    obs = agent_observations(agent, OBS).sample(np.random.default_rng(0), 4, scale=10)  # large inputs
     for explore in (False, True):
         batch, one = a.act(obs, explore=explore), a.act(obs[0], explore=explore)
         if spec.is_discrete:  # int64 indices in 0..n-1
@@ -121,7 +130,7 @@ def test_state_dict_round_trip_continues_bit_for_bit(agent):
     b.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=False))
     replay_b = filled_replay(b)
     replay_b.load_state_dict(replay_state)
-    obs = np.random.default_rng(1).normal(size=(3, OBS)).astype(np.float32)
+    obs = agent_observations(agent, OBS).sample(np.random.default_rng(1), 3)
     for explore in (True, False):
         a.on_episode_start(training=explore)
         b.on_episode_start(training=explore)
@@ -146,10 +155,13 @@ def test_interface_members_the_trainer_reads(agent):
         "AgentSpec.updates_per_agent_step comes from a config key: name it in the config's UTD_KEY"
     )
     assert isinstance(a.schedule, UpdateSchedule) and a.schedule.cycle >= 1
+    assert a.PIXELS or not a.PIXELS_ONLY, (
+        "an agent that learns from pixels only is built for them: PIXELS = True"
+    )
     assert a.networks() and all(isinstance(m, torch.nn.Module) for m in a.networks().values())
     sigma = a.exploration_sigma
     assert sigma is None or (isinstance(sigma, float) and sigma >= 0)
-    obs = torch.randn(6, OBS)
+    obs = torch.from_numpy(agent_observations(agent, OBS).sample(np.random.default_rng(0), 6))
     z = a.latent(obs)
     assert (z is None) == (a.latent_width is None)
     if z is not None:
@@ -161,7 +173,8 @@ def test_interface_members_the_trainer_reads(agent):
 
 
 @pytest.mark.registry
-def test_agent_writes_complete_run_folder(agent, tmp_path):
+def test_agent_writes_complete_run_folder(agent, tmp_path, request):
+    render_for(agent, request)
     out = tmp_path / "run"
     assert main(tiny_argv(agent, out, steps=800)) == EXIT_OK
     cfg = yaml.safe_load((out / "config.yaml").read_text())
@@ -203,7 +216,8 @@ def test_agent_writes_complete_run_folder(agent, tmp_path):
 
 
 @pytest.mark.registry
-def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path):
+def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path, request):
+    render_for(agent, request)
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(tiny_argv(agent, ref, seed=4)) == EXIT_OK
     stop = stop_at_env_step(tiny_argv(agent, run), 700)  # past the seed steps, mid-episode on most tasks

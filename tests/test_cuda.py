@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main  # noqa: E402
 
-from conftest import missing_suite, stop_at_env_step, tiny_argv  # noqa: E402
+from conftest import missing_suite, render_for, stop_at_env_step, tiny_argv  # noqa: E402
 from test_train import eval_numbers  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -32,8 +32,9 @@ def skip_without_suite(agent: str) -> None:
 
 
 @pytest.mark.registry
-def test_cuda_run_stops_resumes_and_finishes(agent, tmp_path):
+def test_cuda_run_stops_resumes_and_finishes(agent, tmp_path, request):
     skip_without_suite(agent)
+    render_for(agent, request)
     ref, run = tmp_path / "ref", tmp_path / "run"
     argv = lambda out: tiny_argv(agent, out, seed=3, extra=["device=cuda"])  # noqa: E731
     assert main(argv(ref)) == EXIT_OK
@@ -105,6 +106,66 @@ def test_cuda_compiled_and_graph_captured_k_seed_group_matches_eager(cudagraphs)
     assert_compiled_group_matches_eager(
         "iqrl", updates=5, backend=None, device="cuda", cudagraphs=cudagraphs, tol=1e-4
     )
+
+
+def paper_size_agent_and_replay(name: str, task: str, seed: int, captured: bool):
+    """`name` at its paper configuration on `task`'s spaces (CUDA; with `captured`, compile=true
+    cudagraphs=true) and a replay of 1000 random transitions; equal seeds give equal agents, draws and
+    batches."""
+    import numpy as np
+
+    from iqrl.config.build import build_config
+    from iqrl.core.registry import make_agent
+    from iqrl.core.replay import SequenceReplay
+    from iqrl.envs.make import task_spaces
+
+    obs_dim, actions = task_spaces(task)
+    torch.manual_seed(seed)
+    agent = make_agent(build_config([f"agent={name}", f"task={task}"]).agent, obs_dim, actions, "cuda", seed)
+    if captured:
+        agent.compile(cudagraphs=True)
+    replay = SequenceReplay(obs_dim, actions, agent.spec.seq_len, torch.device("cuda"), seed + 1)
+    rng = np.random.default_rng(seed)
+    replay.start_episode(rng.normal(size=obs_dim).astype(np.float32))
+    for t in range(1000):
+        obs = rng.normal(size=obs_dim).astype(np.float32)
+        replay.add(actions.sample(rng), float(rng.normal()), obs, False, t % 500 == 499)
+        if t % 500 == 499 and t < 999:
+            replay.start_episode(rng.normal(size=obs_dim).astype(np.float32))
+    return agent, replay
+
+
+def test_cuda_graph_captured_k_seed_group_matches_eager_at_paper_sizes():
+    """The captured K-seed group (compile=true cudagraphs=true) against the eager group at iqrl's paper sizes
+    on walker-walk's spaces: 16 seeds, 12 updates, so that every piece, the actor's included, is recorded
+    and then replayed several times; every metric of each seed at each update and its parameters after them
+    within 1e-4 (relative to each tensor's scale). A captured group trains (slurm.pack's `auto`, part 3's
+    mode) only after this passed on some GPU (slurm.projection.group_graphs_verified)."""
+    import contextlib
+
+    from test_multiseed import group_updates, params
+
+    from iqrl.multiseed.group import SeedGroup
+
+    k, updates, tol = 16, 12, 1e-4
+    torch._dynamo.reset()
+    metrics, agents = {}, {}
+    for captured in (False, True):
+        pairs = [paper_size_agent_and_replay("iqrl", "walker-walk", s, captured) for s in range(k)]
+        agents[captured] = [a for a, _ in pairs]
+        group = SeedGroup(agents[captured])
+        serve = contextlib.nullcontext()  # the rounds in this (the main) thread, as the K-seed runner's
+        metrics[captured] = group_updates(group, [r for _, r in pairs], updates, serve_in=serve)
+    for s in range(k):
+        assert len(metrics[True][s]) == updates
+        for i in range(updates):
+            for key, v in metrics[False][s][i].items():
+                c, e = float(metrics[True][s][i][key]), float(v)
+                assert abs(c - e) <= tol * (1 + abs(e)), f"seed {s} update {i} {key}: {c} vs {e}"
+        mine, theirs = params(agents[True][s]), params(agents[False][s])
+        for n, p in theirs.items():
+            bound = tol * max(float(p.abs().max()), 1.0) if p.is_floating_point() else 0
+            assert float((mine[n].double() - p.double()).abs().max()) <= bound, f"seed {s}: {n}"
 
 
 def test_cuda_compiled_planner_acts_as_the_eager_one():

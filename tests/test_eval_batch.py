@@ -17,11 +17,20 @@ from iqrl.config.build import build_config
 from iqrl.core.registry import config_class, make_agent
 from iqrl.core.spaces import ActionSpec
 from iqrl.envs.dmc import DMCEnv
+from iqrl.envs.make import Observation, make_env
 from iqrl.loop.evaluation import eval_batch, eval_episode
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import acts_in_boxes, stop_after_steps, tiny_argv, tiny_keys
+from conftest import (
+    acts_in_boxes,
+    agent_observations,
+    pixels_only,
+    render_for,
+    stop_after_steps,
+    tiny_argv,
+    tiny_keys,
+)
 from test_train import eval_numbers
 
 
@@ -34,20 +43,30 @@ def sampling_off(agent: str) -> list[str]:
 def _agent(name: str, extra=()):
     cfg = build_config(tiny_keys(name, extra))
     torch.manual_seed(0)
-    return make_agent(cfg.agent, 5, 1, torch.device("cpu"), 0)
+    return make_agent(cfg.agent, agent_observations(name).dim, 1, torch.device("cpu"), 0)
+
+
+def cartpole(agent: str):
+    """DMC's cartpole-balance (seed 7, 100 env steps) as the agent sees it: states, or the tiny frames of a
+    pixel-only agent."""
+    if not pixels_only(agent):
+        return DMCEnv("cartpole-balance", 7, 2, 100)
+    shape = agent_observations(agent).dim
+    return make_env("cartpole-balance", 7, 2, 100, None, Observation("pixels", shape[-1], shape[0] // 3))
 
 
 @pytest.mark.registry
-def test_batched_returns_equal_the_sequential_loop(agent):
+def test_batched_returns_equal_the_sequential_loop(agent, request):
     """3 episodes of 100 env steps on DMC's cartpole: returns within 1e-5 relative, and the env's task stream
     after them the same (the next evaluation starts from the same states). An agent that acts in discrete
     spaces only: the MiniGrid test below."""
     if not acts_in_boxes(agent):
         pytest.skip(f"{agent} acts in discrete spaces only: the MiniGrid test of this module")
+    render_for(agent, request)
     model = _agent(agent, sampling_off(agent))
-    sequential_env = DMCEnv("cartpole-balance", 7, 2, 100)
+    sequential_env = cartpole(agent)
     expected = [eval_episode(sequential_env, model).ret for _ in range(3)]
-    envs = [DMCEnv("cartpole-balance", 7, 2, 100) for _ in range(3)]
+    envs = [cartpole(agent) for _ in range(3)]
     returns = [o.ret for o in eval_batch(envs, model)]
     np.testing.assert_allclose(returns, expected, rtol=1e-5)
     assert len(set(np.round(expected, 3))) == 3  # three different initial states, not one repeated

@@ -28,7 +28,7 @@ from faults import Faults, append, flip, only, truncate
 from iqrl.config.build import layered
 from iqrl.runfolder import checkpoints
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.runfolder.files import write_status
+from iqrl.runfolder.files import TIME_COLUMNS, write_status
 from iqrl.train import main
 
 from conftest import stop_after_steps, tiny_argv
@@ -43,7 +43,6 @@ SHORT = [
     "checkpoint_every=200",
     "eval_episodes=1",
 ]
-TIME_COLUMNS = {"wall_time_s", "env_steps_per_s", "updates_per_s"}
 
 
 def argv(out: Path, seed: int = 2) -> list[str]:

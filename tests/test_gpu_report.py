@@ -37,7 +37,8 @@ def renders() -> bool:
 
 def test_smoke_runs_every_part_and_writes_its_rows(tmp_path):
     """`make gpu-report SMOKE=1` (all parts; about a minute on 2 cores): part 1 records every CUDA test
-    (skipped here), part 2 every smoke row, part 3 two learning runs stopped by its budget and evaluated.
+    (skipped here), part 2 every smoke row, part 3 two learning runs stopped once they have evaluated (an
+    event, not a wall-clock budget: the verdict holds on a loaded machine).
     Without a renderer the pixel row and run fail, and say so in their rows; everything else must pass."""
     cmd = ["make", "-s", "gpu-report", "SMOKE=1", f"GPU_OUT={tmp_path}", f"PY={sys.executable}"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -96,7 +97,7 @@ def test_learning_mode_takes_the_fastest_in_all_of_single_runs_and_groups_in_eve
 
 def test_part3_trains_in_a_compile_mode_only_after_its_update_matched_the_eager_one():
     from iqrl.gpu_report.parts import matching_ways
-    from iqrl.gpu_report.results import GROUP_MATCH_TEST, MATCH_TEST
+    from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST, MATCH_TEST
 
     def test(name, flag, outcome):
         return {"part": 1, "kind": "test", "test": name.format(flag), "outcome": outcome, "when": "call"}
@@ -109,6 +110,9 @@ def test_part3_trains_in_a_compile_mode_only_after_its_update_matched_the_eager_
     both = [test(MATCH_TEST, "False", "passed"), test(MATCH_TEST, "True", "passed")]
     assert matching_ways(both) == plain | {(False, "true"), (False, "cudagraphs")}
     groups = [test(GROUP_MATCH_TEST, "False", "failed"), test(GROUP_MATCH_TEST, "True", "passed")]
+    # a tiny 2-seed captured group's pass no longer counts: only the test at paper sizes (issue 78)
+    assert matching_ways(both + groups) == plain | {(False, "true"), (False, "cudagraphs")}
+    groups.append(test(GROUP_GRAPHS_TEST, "", "passed"))
     assert matching_ways(both + groups) == plain | {
         (False, "true"),
         (False, "cudagraphs"),

@@ -36,14 +36,18 @@ from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from iqrl.runfolder.files import CHECKPOINT
 from iqrl.train import main as train_main
 
-from agent_helpers import updates_to_step_every_optimizer
+from agent_helpers import assert_metric_agrees, nonsmooth_hint, optimizers, updates_to_step_every_optimizer
 from conftest import (
     TINY_AGENT,
     TINY_RUN,
     agent_actions,
+    agent_observations,
     open_episode,
+    pixel_observations,
+    pixels_only,
     stop_after_steps,
     tiny_keys,
+    tiny_pixels,
     wait_for,
 )
 
@@ -65,25 +69,21 @@ def train_numbers(run: Path) -> list[dict]:
 
 
 def agent_and_replay(extra: list[str], seed: int, actions=None, device: str = "cpu"):
-    """A tiny agent of `extra`'s config and a replay of one random 100-step episode, on `device`; `actions`
-    defaults to one continuous action, or 3 discrete ones for an agent without boxes."""
+    """A tiny agent of `extra`'s config (5-dim states, or a pixel-only agent's tiny frames) and a replay of
+    one random 100-step episode, on `device`; `actions` defaults to one continuous action, or 3 discrete ones
+    for an agent without boxes."""
     name = next((a[6:] for a in extra if a.startswith("agent=")), "iqrl")
     rest = [a for a in extra if not a.startswith("agent=")]
     cfg = build_config(tiny_keys(name, rest)).agent
     torch.manual_seed(seed)
     actions = actions or agent_actions(name, 1)
-    agent = make_agent(cfg, 5, actions, torch.device(device), seed)
-    replay = SequenceReplay(5, actions, agent.spec.seq_len, torch.device(device), seed + 1)
+    obs = agent_observations(name)
+    agent = make_agent(cfg, obs.dim, actions, torch.device(device), seed)
+    replay = obs.replay(actions, agent.spec.seq_len, torch.device(device), seed + 1)
     rng = np.random.default_rng(seed)
-    replay.start_episode(rng.normal(size=5).astype(np.float32))
+    replay.start_episode(obs.sample(rng))
     for t in range(100):
-        replay.add(
-            actions.sample(rng),
-            float(rng.normal()),
-            rng.normal(size=5).astype(np.float32),
-            False,
-            t == 99,
-        )
+        replay.add(actions.sample(rng), float(rng.normal()), obs.sample(rng), False, t == 99)
     return agent, replay
 
 
@@ -104,10 +104,13 @@ def group_updates(group: SeedGroup, replays, n: int, first=None, serve_in=None) 
             group.leave(k)
 
     threads = [threading.Thread(target=seed, args=(k,)) for k in range(len(replays))]
-    [t.start() for t in threads]
-    if serve_in is not None:  # the rounds in this thread, inside `serve_in` (the runner's autocast)
+    if (
+        serve_in is not None
+    ):  # the rounds in this thread from the first, inside `serve_in` (the runner's autocast)
         with serve_in:
-            group.serve()
+            group.serve(start=lambda: [t.start() for t in threads])
+    else:
+        [t.start() for t in threads]
     [t.join() for t in threads]
     return out
 
@@ -123,11 +126,8 @@ def assert_group_matches_plain(plain: list, grouped: list, n: int, first=None) -
             m = agent.update(replay, i)
             assert m.keys() == metrics[k][i].keys()
             for name in m:
-                assert float(metrics[k][i][name]) == pytest.approx(float(m[name]), rel=1e-4, abs=1e-6), (
-                    k,
-                    i,
-                    name,
-                )
+                where = f"{agent.cfg.name} seed {k} update {i}, the K-seed group"
+                assert_metric_agrees(agent.cfg.name, name, metrics[k][i][name], m[name], where)
         mine, theirs = params(agent), params(grouped[k][0])
         for name in mine:
             torch.testing.assert_close(theirs[name], mine[name], rtol=1e-5, atol=1e-6, msg=name)
@@ -205,7 +205,11 @@ def assert_compiled_group_matches_eager(
             assert m_c[k][i].keys() == m_e[k][i].keys()
             for key, v in m_e[k][i].items():
                 c, e = float(m_c[k][i][key]), float(v)
-                assert abs(c - e) <= tol * (1 + abs(e)), f"{name} seed {k} update {i} {key}: {c} vs {e}"
+                allowed = registry.agent_class(name).NONSMOOTH_METRICS.get(key, tol * (1 + abs(e)))
+                assert abs(c - e) <= allowed, (
+                    f"{name} seed {k} update {i} {key}: compiled group {c} vs eager group {e}. "
+                    f"{nonsmooth_hint(name, key)}"
+                )
         mine, theirs = params(compiled[k][0]), params(eager[k][0])
         for n, p in theirs.items():
             if p.is_floating_point():
@@ -346,6 +350,28 @@ def test_seeds_at_different_update_counts_update_as_their_plain_agents(extra):
     assert group.round > 5 * 3  # pieces ran in rounds: most of them for both seeds at once
 
 
+def test_a_metric_that_jumps_is_compared_within_what_its_agent_declares(monkeypatch):
+    """The K-seed test's comparison of one metric (agent_helpers.assert_metric_agrees): to 1e-4 relative,
+    with a failure that names the declaration to write where the metric is not smooth; a metric the agent
+    names in NONSMOOTH_METRICS within the difference it declares, and no further."""
+    from baselines.td3 import TD3
+
+    with pytest.raises(AssertionError) as e:
+        assert_metric_agrees("td3", "accuracy", 0.5625, 0.625, "td3 seed 1 update 2, the K-seed group")
+    assert str(e.value).startswith(
+        "td3 seed 1 update 2, the K-seed group: accuracy is 0.5625, the plain update's 0.625 (rel 0.0001). "
+        "If accuracy is not smooth in the parameters (an accuracy, an argmax: a sum in another order flips a "
+        "near-tie and the value jumps), declare the difference it may show: "
+        "baselines.td3.TD3.NONSMOOTH_METRICS = {'accuracy': <difference>} (Agent.NONSMOOTH_METRICS, "
+        "iqrl/core/interface.py)"
+    )
+    assert_metric_agrees("td3", "q_loss", 1.00001, 1.0, "close")  # smooth: to rounding
+    monkeypatch.setattr(TD3, "NONSMOOTH_METRICS", {"accuracy": 0.125})
+    assert_metric_agrees("td3", "accuracy", 0.5625, 0.625, "within")
+    with pytest.raises(AssertionError, match="more than the 0.125 its NONSMOOTH_METRICS allows"):
+        assert_metric_agrees("td3", "accuracy", 0.4375, 0.625, "beyond")
+
+
 def test_a_seed_computes_the_same_in_any_group():
     """Seed 1 alone (one seed, padded to two slots) and in a group of 3: the same numbers after 6 updates,
     up to rounding (vectorised sums may group differently for another number of slots)."""
@@ -466,7 +492,7 @@ def test_env_workers_give_the_in_process_group_bitwise_and_resume_bitwise(tmp_pa
     assert all(open_episode(run / f"seed{s}") for s in (1, 2))
     assert main([*argv, f"out={run}"]) == EXIT_OK  # resumed with the default, whichever it is here
     cores = len(os.sched_getaffinity(0))
-    assert [workers_help(k) for k in (1, 2, cores - 1, cores)] == [False, cores >= 3, cores >= 3, False]
+    assert [workers_help(k) for k in (1, 2, 4, 16)] == [False] + [cores >= 2] * 3
     for s in (1, 2):
         assert yaml_key(ref / f"seed{s}", "env_workers") is True
         assert yaml_key(threads / f"seed{s}", "env_workers") is False
@@ -657,44 +683,60 @@ def test_a_seed_locked_by_another_process_stops_the_group_before_anything_is_wri
 
 
 # ---------------------------------------------------------------------------------- pixels
+# Augmentation on where an agent leaves it off by default (td3's and sac-ae's image_pad: DrQ's shift), so that
+# the pixel test draws and applies it
+PIXEL_EXTRA = {"td3": ["agent.image_pad=2"], "sac": ["agent.image_pad=2"]}
+
+
 def pixel_agent_and_replay(name: str, seed: int, extra=()):
-    """A tiny agent built for 2 stacked 32-pixel frames and a replay of one random 60-step episode."""
-    cfg = build_config(tiny_keys(name, extra)).agent
-    shape = (6, 32, 32)
+    """A tiny agent built for 2 stacked frames (32 pixels, or its smallest size above: conftest's
+    tiny_pixels) and a replay of one random 60-step episode."""
+    obs = pixel_observations(name)
+    cfg = build_config(tiny_keys(name, [*tiny_pixels(name), *extra])).agent
     torch.manual_seed(seed)
-    agent = make_agent(cfg, shape, 1, torch.device("cpu"), seed)
-    replay = SequenceReplay(shape, 1, agent.spec.seq_len, torch.device("cpu"), seed + 1, frame_stack=2)
+    actions = agent_actions(name, 1)
+    agent = make_agent(cfg, obs.dim, actions, torch.device("cpu"), seed)
+    replay = obs.replay(actions, agent.spec.seq_len, torch.device("cpu"), seed + 1)
     rng = np.random.default_rng(seed)
-    frames = lambda: rng.integers(0, 256, shape, dtype=np.uint8)  # noqa: E731
-    replay.start_episode(frames())
+    replay.start_episode(obs.sample(rng))
     for t in range(60):
-        replay.add(rng.uniform(-1, 1, 1).astype(np.float32), float(rng.normal()), frames(), False, t == 59)
+        replay.add(actions.sample(rng), float(rng.normal()), obs.sample(rng), False, t == 59)
     return agent, replay
 
 
-@pytest.mark.parametrize(
-    "name, extra", [("td3", ["agent.feature_dim=8", "agent.image_pad=2"]), ("sac-ae", [])]
-)
-def test_pixel_seeds_match_their_plain_updates(name, extra):
-    """From pixels: each seed's random shifts and dequantisation noise come from its own generator, drawn in
-    its own thread, so its updates in the group are its plain updates."""
-    plain = [pixel_agent_and_replay(name, s, extra) for s in (0, 1)]
-    grouped = [pixel_agent_and_replay(name, s, extra) for s in (0, 1)]
+@pytest.mark.registry
+def test_pixel_seeds_match_their_plain_updates(agent):
+    """Every agent built for pixels, from tiny frame stacks: each seed's random shifts or crops and its other
+    draws (dequantisation noise) come from its own generator, drawn in its own thread, so its updates in the
+    group are its plain updates. (A pixel-only agent's K-seed test above runs from pixels already.)"""
+    from iqrl.config.validate import pixel_agents
+
+    if agent not in pixel_agents():
+        pytest.skip(f"{agent} is not built for pixels")
+    if pixels_only(agent):
+        pytest.skip(f"{agent} learns from pixels only: its K-seed test runs from pixels")
+    extra = PIXEL_EXTRA.get(agent, [])
+    if why := unsupported(build_config(tiny_keys(agent, [*tiny_pixels(agent), *extra]))):
+        pytest.skip(f"refused in the K-seed mode (its K-seed test checks the line): {why}")
+    plain = [pixel_agent_and_replay(agent, s, extra) for s in (0, 1)]
+    grouped = [pixel_agent_and_replay(agent, s, extra) for s in (0, 1)]
     metrics = group_updates(SeedGroup([a for a, _ in grouped]), [r for _, r in grouped], 2)
-    for k, (agent, replay) in enumerate(plain):
+    for k, (model, replay) in enumerate(plain):
         for i in range(2):
-            m = agent.update(replay, i)
+            m = model.update(replay, i)
+            assert m.keys() == metrics[k][i].keys()
             for key in m:
-                assert float(metrics[k][i][key]) == pytest.approx(float(m[key]), rel=1e-4, abs=1e-6), (
-                    k,
-                    i,
-                    key,
-                )
+                where = f"{agent} from pixels, seed {k} update {i}, the K-seed group"
+                assert_metric_agrees(agent, key, metrics[k][i][key], m[key], where)
         # The vectorised convolutions' backward sums in another order, and Adam's first, normalised steps
-        # carry that into the weights at about 1e-5 of their scale (at most 1.1e-5 seen): bounded at 5e-5.
-        mine, theirs = params(agent), params(grouped[k][0])
-        for n in mine:
-            assert float((theirs[n] - mine[n]).abs().max()) <= 5e-5 * max(float(mine[n].abs().max()), 1.0), n
+        # carry that into the weights at about 1e-5 of their scale: bounded at 5e-5. A weight whose gradient
+        # is zero but for rounding (a delta-orthogonal kernel's zero taps) takes Adam's normalised step in
+        # either direction, up to the learning rate per step (sac's 3e-4: 8e-5 seen), so at most that.
+        lr = max(g["lr"] for opt in optimizers(model).values() for g in opt.param_groups)
+        mine, theirs = params(model), params(grouped[k][0])
+        for p in mine:
+            bound = max(5e-5 * max(float(mine[p].abs().max()), 1.0), 2 * lr)
+            assert float((theirs[p] - mine[p]).abs().max()) <= bound, p
 
 
 # ---------------------------------------------------------------------------------- a new agent

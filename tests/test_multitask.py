@@ -18,6 +18,7 @@ from iqrl.learners.multitask import PerTaskLearners, TaskEmbedding, with_task
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.multiseed.refusals import unsupported
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.runfolder.files import TIME_COLUMNS
 from iqrl.train import main
 
 from conftest import open_episode, stop_after_steps, tiny_argv
@@ -32,8 +33,7 @@ def read_csv(path: Path) -> list[dict]:
 
 def numbers(rows: list[dict]) -> list[dict]:
     """Rows without the clock's columns (wall time, throughput): what an interruption must not change."""
-    clock = ("wall_time_s", "env_steps_per_s", "updates_per_s")
-    return [{k: v for k, v in r.items() if k not in clock} for r in rows]
+    return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows]
 
 
 def filled_replay(task: int, episodes: int, seed: int) -> SequenceReplay:

@@ -6,25 +6,45 @@ every pixel agent's end-to-end run and resume is at the end of this file.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 
-from iqrl.config.build import build_config
+from iqrl.config.build import build_config, layered
 from iqrl.config.run import ConfigError
-from iqrl.config.validate import pixel_agents
+from iqrl.config.validate import pixel_agents, pixel_sizes
+from iqrl.core import registry
+from iqrl.core.checks import require
+from iqrl.core.interface import Agent, AgentConfig
+from iqrl.core.registry import AgentEntry
 from iqrl.core.replay import SequenceReplay
 from iqrl.envs.dmc import pixel_camera
 from iqrl.envs.make import Observation, make_env
-from iqrl.nn.maths import random_shift, shift_offsets
+from iqrl.envs.workers import EnvWorker
+from iqrl.multiseed.refusals import unsupported
+from iqrl.multiseed.runs import main as kseed_main
+from iqrl.nn.maths import center_crop, crop_offsets, random_crop, random_shift, shift_offsets
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import acts_in_boxes, open_episode, stop_after_steps, tiny_argv
+from conftest import (
+    acts_in_boxes,
+    agent_observations,
+    agent_run,
+    open_episode,
+    pixels_only,
+    stop_after_steps,
+    tiny_argv,
+    tiny_image_size,
+    tiny_pixels,
+)
 from test_train import eval_numbers, read_csv
 
 render = pytest.importorskip("iqrl.envs.render")
@@ -76,6 +96,48 @@ def test_rendering_changes_neither_dynamics_nor_rewards(renderer):
     twin.physics.set_state(pix.physics.get_state())
     twin.physics.forward()
     assert np.array_equal(twin.frame(), frames(p.obs)[-1])
+
+
+def rendered_episode(env, steps: int = 4) -> list[np.ndarray]:
+    """The observations of an episode's reset and `steps` random agent steps (actions seeded 0)."""
+    rng = np.random.default_rng(0)
+    seen = [env.reset()]
+    for _ in range(steps):
+        seen.append(env.step(rng.uniform(-1, 1, env.act_dim).astype(np.float32)).obs)
+    return seen
+
+
+def test_seeds_render_real_frames_in_their_own_threads_and_in_workers(renderer):
+    """A K-seed group builds its seeds' envs in the main thread and renders each seed's frames in that seed's
+    thread, two at once (its training envs in worker processes with env_workers=true): every seed sees the
+    frames its env renders alone in the main thread, real pictures, another for each seed."""
+    alone = {seed: rendered_episode(pixel_env(seed=seed)) for seed in (1, 2)}
+    args = ("cartpole-swingup", 0, 2, 40, None, Observation("pixels", SIZE, STACK))
+    envs = {(seed, "thread"): pixel_env(seed=seed) for seed in (1, 2)}  # built here, as the group builds them
+    envs |= {(seed, "worker"): EnvWorker(make_env, (args[0], seed, *args[2:])) for seed in (1, 2)}
+    together, seen = threading.Barrier(len(envs)), {}
+
+    def run(key) -> None:
+        together.wait()
+        try:
+            seen[key] = rendered_episode(envs[key])
+        except Exception as e:  # noqa: BLE001 - the assertion below names it
+            seen[key] = e
+
+    threads = [threading.Thread(target=run, args=(key,)) for key in envs]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for key in envs:
+            envs[key].close()
+    for (seed, where), obs in seen.items():
+        assert isinstance(obs, list), f"seed {seed} in its {where}: {obs!r}"
+        assert all(np.array_equal(a, b) for a, b in zip(obs, alone[seed], strict=True)), (seed, where)
+    assert all(o.std() > render.BLANK_STD for obs in alone.values() for o in obs)
+    assert not np.array_equal(alone[1][0], alone[2][0])  # each seed its own initial state
 
 
 def test_the_pixel_benchmarks_cameras():
@@ -133,6 +195,30 @@ def test_random_shift_moves_every_frame_together_by_at_most_its_pad():
     assert torch.equal(random_shift(images, 2, centre), images)  # offset (pad, pad) is no shift
 
 
+def test_random_crop_cuts_each_image_at_its_own_corner_every_channel_together():
+    """CURL's crop (iqrl.nn.maths.random_crop): by hand on a 4 x 4 image, then every window of a batch is the
+    slice at its drawn corner; the corners (crop_offsets) are one draw of the generator, uniform over every
+    window, the last included."""
+    image = torch.arange(2 * 16, dtype=torch.uint8).view(1, 2, 4, 4)  # channel 1 is channel 0 + 16
+    cropped = random_crop(image, 2, torch.tensor([[1, 2]]))  # top 1, left 2
+    assert cropped.dtype == torch.uint8 and cropped.tolist() == [[[[6, 7], [10, 11]], [[22, 23], [26, 27]]]]
+    assert center_crop(image, 2).tolist() == [[[[5, 6], [9, 10]], [[21, 22], [25, 26]]]]  # corner (1, 1)
+    assert center_crop(torch.zeros(9, 100, 100), 84).shape == (9, 84, 84)  # CURL's: corner (8, 8)
+    assert torch.equal(center_crop(image[0], 3), image[0, :, :3, :3])  # corner (0, 0): (4 - 3) // 2
+
+    g = torch.Generator().manual_seed(0)
+    corners = crop_offsets(2000, 12, 9, g)
+    assert torch.equal(corners, torch.randint(4, (2000, 2), generator=torch.Generator().manual_seed(0)))
+    assert corners.shape == (2000, 2) and corners.min() == 0 and corners.max() == 12 - 9
+    assert len(corners.unique(dim=0)) == 4 * 4  # every window of a 12 x 12 image drawn
+    images = torch.randint(0, 256, (2000, 6, 12, 12), generator=g, dtype=torch.uint8)
+    cropped = random_crop(images, 9, corners)
+    assert cropped.shape == (2000, 6, 9, 9) and cropped.dtype == torch.uint8
+    for i in (0, 1, 999, 1999):
+        top, left = corners[i].tolist()
+        assert torch.equal(cropped[i], images[i, :, top : top + 9, left : left + 9])
+
+
 def test_pixel_config_keys_are_checked_in_one_line():
     cfg = build_config(["agent=td3", "task=walker-walk"])
     assert (cfg.obs, cfg.image_size, cfg.frame_stack) == ("state", 84, 3)
@@ -156,6 +242,55 @@ def test_pixel_config_keys_are_checked_in_one_line():
         build_config(["agent=td3", "obs=pixels", "obs_noise=0.1"])
 
 
+@dataclass
+class CroppingConfig(AgentConfig):
+    name: str = "cropping"
+    crop_size: int = 90  # crops of this many pixels, out of larger frames
+
+    def validate_pixels(self, image_size: int) -> None:
+        require([(image_size > self.crop_size, f"crops of {self.crop_size} need larger frames")])
+
+
+class Cropping(Agent):
+    """A pixel-only agent whose crops need frames larger than the run's default 84 pixels (CURL's)."""
+
+    PIXELS = PIXELS_ONLY = True
+
+    def act(self, obs, explore):
+        raise NotImplementedError
+
+    def update(self, replay, step):
+        raise NotImplementedError
+
+
+def test_a_pixel_only_agent_sees_pixels_is_refused_states_and_listed_with_its_smallest_frames(monkeypatch):
+    """Agent.PIXELS_ONLY: a run without `obs` sees pixels where the task has them, obs=state and a task
+    without pixels are refused in one line; the pixel agents a refusal lists include it with the smallest
+    frames its validate_pixels takes (it refuses the default 84), and the tests build it from those frames."""
+    entry = AgentEntry(f"{__name__}:Cropping", f"{__name__}:CroppingConfig")
+    monkeypatch.setitem(registry.REGISTRY, "cropping", entry)
+    run = build_config(["agent=cropping", "image_size=96"])
+    assert (run.obs, run.image_size, run.frame_stack) == ("pixels", 96, 3)
+    assert build_config(["agent=cropping", "obs=pixels", "image_size=91"]).obs == "pixels"
+    states = (
+        "agent cropping learns from pixels only: leave obs unset (or obs=pixels) on a task of dmc, atari, "
+    )
+    refusals = [
+        (["agent=cropping", "obs=state"], f"{states}minigrid, not obs=state (walker-walk)"),
+        (["agent=cropping", "task=gym:Hopper-v4"], f"{states}minigrid, not obs=state (gym:Hopper-v4)"),
+        (["agent=cropping"], "obs=pixels: crops of 90 need larger frames"),
+    ]
+    for argv, why in refusals:
+        with pytest.raises(ConfigError) as e:
+            build_config(argv)
+        assert str(e.value) == why
+    assert pixel_sizes()["cropping"] == 91 and "cropping" in pixel_agents() and pixel_sizes()["mrq"] == 31
+    with pytest.raises(ConfigError, match=r"obs=pixels works with .*cropping \(image_size >= 91\)"):
+        build_config(["agent=td7", "obs=pixels"])
+    assert tiny_pixels("cropping") == ["obs=pixels", "image_size=91", "frame_stack=2"]
+    assert agent_run("cropping") == ["image_size=91"] and agent_observations("cropping").dim == (6, 91, 91)
+
+
 def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run(
@@ -175,11 +310,11 @@ def test_no_renderer_is_one_error_line_before_anything_is_written(tmp_path):
 # ---------------------------------------------------------------------------- every pixel agent, end to end
 # iqrl-official is iqrl's network and update with switches that do not touch the encoder: iqrl covers it
 COVERED_BY = {"iqrl-official": "iqrl"}
-# 200 agent steps of 32 x 32 frames (MR.Q's encoder needs >= 31; episodes of 50 agent steps, the first two
-# of seed actions; 3 evaluations of one episode): a run renders about 350 frames, ~10 s here
+# 200 agent steps of 32 x 32 frames (MR.Q's encoder needs >= 31; an agent that needs larger frames: its
+# smallest, conftest's tiny_image_size; episodes of 50 agent steps, the first two of seed actions; 3
+# evaluations of one episode): a run renders about 350 frames, ~10 s here
 PIXEL_RUN = [
     "obs=pixels",
-    "image_size=32",
     "steps=400",
     "episode_length=100",
     "seed_steps=200",
@@ -198,9 +333,12 @@ def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, tmp_path, r
         pytest.skip(f"{agent}'s pixel run is {COVERED_BY[agent]}'s")
     if agent not in pixel_agents() or not acts_in_boxes(agent):
         pytest.skip(f"{agent} does not train from DMC's pixels")
+    if pixels_only(agent):
+        pytest.skip(f"{agent} learns from pixels only: its conformance tests run and resume it from pixels")
     request.getfixturevalue("renderer")  # skips without a headless GL renderer
+    extra = [*PIXEL_RUN, f"image_size={tiny_image_size(agent)}"]
     ref, run = tmp_path / "ref", tmp_path / "run"
-    assert main(tiny_argv(agent, ref, seed=3, extra=PIXEL_RUN)) == EXIT_OK
+    assert main(tiny_argv(agent, ref, seed=3, extra=extra)) == EXIT_OK
     rows = read_csv(ref / "eval.csv")
     assert [int(r["env_step"]) for r in rows] == [0, 200, 400]
     train = read_csv(ref / "train.csv")
@@ -208,9 +346,9 @@ def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, tmp_path, r
     stop = stop_after_steps(
         137
     )  # mid-episode past the seed episodes: networks, optimizers, frames to restore
-    assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN), should_stop=stop) == EXIT_INTERRUPTED
+    assert main(tiny_argv(agent, run, seed=3, extra=extra), should_stop=stop) == EXIT_INTERRUPTED
     assert open_episode(run)["actions"]
-    assert main(tiny_argv(agent, run, seed=3, extra=PIXEL_RUN)) == EXIT_OK
+    assert main(tiny_argv(agent, run, seed=3, extra=extra)) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)
     assert read_csv(run / "train.csv")[-1] == {**train[-1], **_timings(read_csv(run / "train.csv")[-1])}
 
@@ -218,3 +356,44 @@ def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, tmp_path, r
 def _timings(row: dict) -> dict:
     """The columns of a train.csv row that measure wall time (they differ between any two runs)."""
     return {k: v for k, v in row.items() if "time" in k or k.endswith("_per_s") or k.startswith("wall")}
+
+
+# Two seeds of 60 agent steps each (a seed episode of 30, then 30 with updates), both rendering in their own
+# threads, to done: the group's first updates, its evaluations and its checkpoints seen from pixels.
+KSEED_PIXEL_RUN = [
+    "obs=pixels",
+    "image_size=32",
+    "steps=120",
+    "episode_length=60",
+    "seed_steps=60",
+    "eval_every=120",
+    "eval_episodes=1",
+    "checkpoint_every=120",
+    "diag_every=120",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.registry
+def test_every_pixel_agent_trains_from_rendered_frames_as_a_k_seed_group(agent, tmp_path, request):
+    """A K = 2 group of every pixel agent from frames rendered in its seeds' threads (the envs built in the
+    main thread) trains both seeds to done; each seed's numbers are its own (another initial state)."""
+    if agent in COVERED_BY:
+        pytest.skip(f"{agent}'s pixel group is {COVERED_BY[agent]}'s")
+    if agent not in pixel_agents() or not acts_in_boxes(agent):
+        pytest.skip(f"{agent} does not train from DMC's pixels")
+    argv = layered(tiny_argv(agent, tmp_path, extra=KSEED_PIXEL_RUN), ["env_workers=false"])
+    argv = [a for a in argv if not a.startswith(("seed=", "out="))]
+    if why := unsupported(build_config(argv)):
+        pytest.skip(f"the K-seed mode refuses {agent}: {why}")
+    request.getfixturevalue("renderer")  # skips without a headless GL renderer
+    assert kseed_main([*argv, "seeds=1,2", f"out={tmp_path}"]) == EXIT_OK
+    runs = [tmp_path / f"seed{s}" for s in (1, 2)]
+    for run in runs:
+        assert json.loads((run / "status.json").read_text())["state"] == "done"
+        assert [int(r["env_step"]) for r in read_csv(run / "eval.csv")] == [0, 120]
+        row = read_csv(run / "train.csv")[-1]
+        assert int(row["updates"]) > 0 and all(
+            np.isfinite(float(v)) for k, v in row.items() if k.endswith("_loss") and v
+        )
+    assert eval_numbers(runs[0]) != eval_numbers(runs[1])

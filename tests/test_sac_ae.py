@@ -289,6 +289,25 @@ def test_state_observations_use_an_mlp_encoder_and_decoder():
     assert torch.allclose(rec, F.mse_loss(a.decoder(a.learner.encoder(obs)), obs))
 
 
+@pytest.mark.parametrize("cls,cfg_cls", [(SACAE, SACAEConfig), (SAC, SACAgentConfig), (TD3, TD3Config)])
+def test_head_act_is_the_last_activation_of_every_head_of_the_encoder(cls, cfg_cls):
+    """agent.head_act: each head (the critic's, the actor's own, the target's) is Linear -> LayerNorm -> tanh
+    by default, and ends at the LayerNorm with `none` (CURL's encoder); anything else is refused."""
+    obs = obs_batch()
+    for act, last in (("tanh", torch.tanh), ("none", lambda x: x)):
+        e = pixel_agent(cls, cfg_cls, head_act=act).learner.encoder
+        heads = [e.head, e.target_head] + [e.actor_head] * (e.actor_head is not None)
+        for head in heads:
+            linear, norm = head[0], head[1]
+            h = e.trunk(obs)
+            by_hand = last(F.layer_norm(linear(h), (8,), norm.weight, norm.bias))
+            torch.testing.assert_close(head(h), by_hand)
+        x = e(obs)
+        assert (x.abs() < 1).all() if act == "tanh" else (x.abs().amax() > 1)  # LayerNorm's scale: beyond 1
+    with pytest.raises(ValueError, match="head_act must be one of tanh, none, got 'relu'"):
+        cfg_cls(**TINY, head_act="relu").validate()
+
+
 # ------------------------------------------------------------------------------------- pixel sac and td3
 @pytest.mark.parametrize("cls,cfg_cls", [(SAC, SACAgentConfig), (TD3, TD3Config)])
 def test_pixel_sac_td3_critic_trains_the_convolutions_the_actor_does_not(cls, cfg_cls):

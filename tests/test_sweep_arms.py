@@ -16,7 +16,7 @@ from iqrl.core.registry import make_agent
 from slurm.spec import load_sweep
 from slurm.submit import default_task_groups
 
-from conftest import agent_actions, agent_task
+from conftest import agent_actions, agent_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "ablations").glob("*.yaml"))
@@ -66,7 +66,7 @@ def build(key: str):
     values = json.loads(key)
     cls_name = values.pop("class")
     name = values["name"]
-    cfg = build_config([f"agent={name}", *agent_task(name)]).agent
+    cfg = build_config([f"agent={name}", *agent_run(name)]).agent
     assert type(cfg).__name__ == cls_name
     actions = agent_actions(name, ACT_DIM)  # a discrete-only agent (Atari's arms) gets 3 discrete actions
     return make_agent(dataclasses.replace(cfg, **values), OBS_DIM, actions, torch.device("cpu"), seed=0)

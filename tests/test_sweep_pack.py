@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from iqrl.gpu_report.results import GROUP_MATCH_TEST
+from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST
 from slurm.__main__ import main as cli
 from slurm.claim import RunLock, read_claim
 from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
@@ -143,10 +143,15 @@ def test_a_seed_group_trains_in_the_fastest_mode_its_profile_allows(tmp_path, mo
          "compile": "cudagraphs", "key": "iqrl walker-walk state fp32 compile=cudagraphs K=2",
          "updates_per_s": 100.0, "task": "walker-walk"}
     )  # fmt: skip
-    test = {"kind": "test", "test": GROUP_MATCH_TEST.format("True"), "outcome": "failed"}
+    test = {"kind": "test", "test": GROUP_GRAPHS_TEST, "outcome": "failed"}
+    tiny = {
+        "kind": "test",
+        "test": GROUP_MATCH_TEST.format("True"),
+        "outcome": "passed",
+    }  # 2 tiny seeds: not enough
     for outcome, mode in (("failed", ("compile=true",)), ("passed", ("compile=true", "cudagraphs=true"))):
         (folder / "x.jsonl").write_text(
-            "\n".join(json.dumps(r) for r in [*rows, {**test, "outcome": outcome}])
+            "\n".join(json.dumps(r) for r in [*rows, tiny, {**test, "outcome": outcome}])
         )
         assert group_mode(iq, results, "auto", "cuda")[0] == mode, outcome
     (folder / "x.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:-1]))
@@ -358,6 +363,7 @@ def test_seeds_of_one_config_train_as_one_vectorised_process(tmp_path, monkeypat
         c = yaml.safe_load((d / "config.yaml").read_text())
         c.pop("meta", None)
         c.pop("out")
+        c.pop("env_workers")  # the K-seed mode's own default (worker processes on 2 cores): no number changes
         return c
 
     def first_eval(d):

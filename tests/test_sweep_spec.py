@@ -387,8 +387,54 @@ def test_dry_projects_gpu_hours_from_each_runs_updates_and_the_measured_rates(tm
     lines = projection_lines(runs, tmp_path, rates=rates)
     assert lines[0].startswith("projected GPU-hours at the fastest measured rows")
     assert lines[0].endswith(": 0 for 8 runs, 0.0M updates") and lines[1].startswith("  (rule: ")
-    assert "(measured: NVIDIA H100 2026-12-01 `td3 walker-walk state fp32 compile=false K=1`)" in lines[2]
+    td3 = "(measured: NVIDIA H100 2026-12-01 `td3 walker-walk state fp32 compile=false K=1`, updates only"
+    assert td3 in lines[2]
     assert "(not measured: no row in docs/gpu-results, iqrl's eager H100 rate as a stand-in)" in lines[3]
+
+
+def test_dry_prices_runs_end_to_end_else_updates_plus_collection_and_evaluation(tmp_path):
+    """A config at its agent's end-to-end row (a whole run's env steps/s per seed) where one exists; else its
+    update row plus its env steps, training's and evaluation's, at the collection rate the row measured for
+    its K; each line says which; stale and flagged rows price nothing. 2 seeds of td3, 20k env steps (10k
+    seed steps), 0.5 updates per env step: 5000 updates; 3 evaluations of 10 episodes of 1000 steps: 30000
+    evaluation env steps."""
+    import json
+
+    from slurm.projection import project, projection_lines
+
+    gpu = tmp_path / "gpu"
+    gpu.mkdir()
+    bench = {"kind": "bench", "agent": "td3", "task": "walker-walk", "obs": "state", "dtype": "fp32"}
+    bench |= {"device": "cuda", "compile": False, "packed": 1}
+    rows = [
+        {"kind": "machine", "gpu": "GPU X", "date": "2026-12-01"},
+        {**bench, "key": "td3 walker-walk state fp32 compile=false K=1", "seeds": 1, "updates_per_s": 100.0,
+         "env_steps_per_s": 1000.0},
+        {**bench, "key": "td3 walker-walk state fp32 compile=false K=2", "seeds": 2, "updates_per_s": 10.0,
+         "group_env_steps_per_s": 4000.0},
+        # a stale row and one whose peak memory was below its floor claim more, and price nothing
+        {**bench, "key": "td3 walker-walk state fp32 compile=true K=1", "seeds": 1, "updates_per_s": 1e4,
+         "compile": True, "stale": "old"},
+        {**bench, "key": "td3 walker-walk state fp32 compile=cudagraphs K=2", "seeds": 2,
+         "updates_per_s": 1e4, "compile": "cudagraphs", "flag": "peak below its floor"},
+    ]  # fmt: skip
+    (gpu / "x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sweep = "agents: [td3]\ntasks: [walker-walk]\nseeds: 2\nsteps: 20000\nfixed: {seed_steps: 10000}\n"
+    runs = parse(sweep).runs()
+    (row,) = project(runs, tmp_path, gpu)
+    # K=1: 5000 / 100 + (20000 + 30000) / 1000 = 100 s per seed, 2 GPUs; K=2: 5000 / 10 + 50000 / 2000 = 525 s
+    assert row.rate.how == "eager K=1" and row.gpu_hours == pytest.approx(2 * 100 / 3600)
+    line = projection_lines(runs, tmp_path, rates=gpu)[2]
+    assert "K=1`, updates + collection and evaluation at 1000.0 env steps/s)" in line
+    end_to_end = {**bench, "kind": "run", "key": "td3 walker-walk state fp32 compile=false K=2 end-to-end"}
+    rows.append({**end_to_end, "seeds": 2, "env_steps_per_s": 1000.0})  # 20 s per seed, one GPU for both
+    (gpu / "x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (row,) = project(runs, tmp_path, gpu)
+    assert row.rate.how == "eager K=2" and row.gpu_hours == pytest.approx(20 / 3600)
+    line = projection_lines(runs, tmp_path, rates=gpu)[2]
+    assert "at 1000.0 env steps/s per seed end to end (measured end to end: GPU X 2026-12-01 `td3" in line
+    (other,) = project(parse(sweep + "variants: [{updates_per_step: 1.0}]\n").runs(), tmp_path, gpu)
+    assert not other.rate.end_to_end  # another update rate than the whole run measured
 
 
 def test_dry_prices_a_config_at_its_cheapest_measured_row_per_seed_gpu_hour(tmp_path):

@@ -16,8 +16,6 @@ from iqrl.config import switch_docs
 from iqrl.config.run import RunConfig
 from iqrl.core import registry as agents
 
-from conftest import SCRATCH_AGENTS
-
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "switches.md"
 
@@ -41,12 +39,15 @@ def test_every_run_key_has_a_comment():
     assert not missing, where_to_write("(the run keys, iqrl/config/build.py RunConfig)", missing)
 
 
+@pytest.mark.registry
 def test_the_page_is_what_make_switches_writes(request):
-    """The registered agents' tables (a scratch registry's agents, tests/test_extending.py, left out)."""
-    scratch = request.config.stash.get(SCRATCH_AGENTS, ())
-    names = [a for a in agents.agent_names() if a not in scratch]
-    text = PAGE.read_text()
-    assert text == switch_docs.page(names, text), "docs/switches.md is not up to date: run `make switches`"
+    """Every registered agent's keys (a scratch registry's too: tests/test_extending.py hands the page that
+    `make switches` writes with them as --switch-page); run once by `make test-agent` as by `make test`."""
+    page = Path(request.config.getoption("--switch-page"))
+    text = page.read_text()
+    assert text == switch_docs.page(agents.agent_names(), text), (
+        f"{switch_docs.shown(str(page))} is not up to date: run `make switches`"
+    )
 
 
 def test_every_key_given_tests_exists():

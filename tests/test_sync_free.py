@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import traceback
 
-import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -19,6 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from iqrl.nn.optim import detached_weights
 
 from agent_helpers import agent_and_replay
+from conftest import agent_observations
 
 aten = torch.ops.aten
 # Operators whose result the host needs before it can go on.
@@ -95,7 +95,7 @@ def test_update_and_act_never_synchronise(agent):
     with SyncGuard() as guard:
         for step in range(3, 9):
             model.update(replay, step)
-        obs = rng.normal(size=5).astype(np.float32)
+        obs = agent_observations(agent).sample(rng)
         model.act(obs, explore=True)
         model.act(obs, explore=False)
     assert not guard.found, "\n".join(sorted(set(guard.found)))

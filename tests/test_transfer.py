@@ -38,7 +38,7 @@ from slurm.spec import SweepError, load_sweep
 from slurm.status import collect
 
 from analysis_helpers import write_run
-from conftest import agent_actions, stop_after_steps, tiny_argv, tiny_keys
+from conftest import agent_actions, agent_observations, stop_after_steps, tiny_argv, tiny_keys
 from sweep_helpers import sweep, write_files
 from test_train import eval_numbers
 
@@ -66,7 +66,8 @@ def test_parts_cover_a_multi_task_iqrls_task_embedding():
 def assert_parts_cover_every_network_once(name: str, num_tasks: int) -> None:
     cfg = build_config(tiny_keys(name))
     torch.manual_seed(0)
-    agent = make_agent(cfg.agent, 5, agent_actions(name, 2), torch.device("cpu"), 0, num_tasks=num_tasks)
+    obs = agent_observations(name).dim
+    agent = make_agent(cfg.agent, obs, agent_actions(name, 2), torch.device("cpu"), 0, num_tasks=num_tasks)
     owner: dict[int, str] = {}
     for part in agent.TRANSFER_PARTS:
         for obj in agent.part_objects(part).values():

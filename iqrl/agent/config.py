@@ -83,6 +83,10 @@ class IQRLAgentConfig(AgentConfig):
     """What iQRL's configs share whichever learner they compose: the checks and properties that combine the
     latent model's keys with the representation's, and `rl_algo` with the learner."""
 
+    # The code's seed phase, 10 episodes before the first update (aidanscannell/iqrl@ed8073d train.py:22,
+    # 195), is the harness's 10,000 env steps on DMC, the one suite it runs: SEED_PHASE stays unset (10 times
+    # Atari's or MiniGrid's cap on an episode, 108,000 and 10,000 env steps, is no seed phase of theirs)
+
     RL_ALGO: ClassVar[str]  # the learner this config composes, what `rl_algo` must say
 
     def validate(self) -> None:

@@ -6,6 +6,7 @@
     python -m iqrl.bench --compare old.json new.json      # speed ratios between two bench files
     python -m iqrl.bench --matmul-split --agents iqrl --tasks walker-walk  # matrix-product share of an update
     python -m iqrl.bench --plain --tasks walker-walk --compile false,true  # against a plain implementation
+    python -m iqrl.bench --end-to-end 30000 --agents td3 --tasks walker-walk --seeds 1,4   # real runs
 
 Each row is measured in a fresh subprocess (so peak memory is that row's own): build the run's trainer
 from `build_config(agent=..., task=...)` exactly as a run would (with episodes of 20 env steps, see
@@ -25,7 +26,16 @@ with random actions, in worker processes (group_env_steps_per_s, all K together)
 (group_env_steps_per_s_threads), and the first against one env alone (collect_vs_one; docs/performance.md).
 Rows: agent, task, obs, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
 group_env_steps_per_s, group_env_steps_per_s_threads, collect_vs_one, act_ms, render_ms, compile_s,
-hours_per_1m, peak_mem_mb, torch, hardware.
+hours_per_1m, peak_mem_mb, mem_floor_mb, timed_updates, torch, hardware. A row is timed only where its updates
+ran: after timing, every seed's count of updates must have advanced by the timed count and its parameters
+changed (else the row is an error naming the seed); `flag` marks a row whose peak memory is below its own
+floor (networks, stacks, optimizer state: mem_floor_mb).
+
+`--end-to-end STEPS` measures whole runs instead (iqrl/bench/endtoend.py, row kind `run`): a real training
+run of STEPS env steps for each agent, task, dtype, compile mode and K of `--seeds` (K > 1: a K-seed group),
+at the run's own configuration (`--set` keys over it), reporting env steps/s per seed and in all, the wall
+time's split (collect, act, update, evaluate, write) and, beside a K = 1 row of the same kind, the group's
+rate in all against it (vs_one_seed).
 
 This module is the command line (its docstring is `--help`); a row's measurements are measure.py, the
 matrix-product ceilings matmul.py, `--compare` compare.py. It imports the bench's modules, the core's config,
@@ -44,6 +54,7 @@ import torch
 
 from iqrl.bench import plain
 from iqrl.bench.compare import compare
+from iqrl.bench.endtoend import measure_run, split_text
 from iqrl.bench.matmul import matmul_peak, matmul_split
 from iqrl.bench.measure import (
     COLLECT_BUDGET_S,
@@ -105,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         default=COLLECT_BUDGET_S,
         help="seconds of data collection timed per row (whole episodes, at least one)",
     )
+    p.add_argument(
+        "--end-to-end",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="rows of whole training runs of STEPS env steps (K-seed groups for --seeds K > 1)",
+    )
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     p.add_argument(
@@ -134,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         args.dtypes = "fp32" if args.plain else "fp32,bf16"
     if args.compare:
         return compare(*args.compare)
+    if args.end_to_end < 0:
+        print(
+            f"error: --end-to-end takes a positive number of env steps, got {args.end_to_end}",
+            file=sys.stderr,
+        )
+        return 2
     if args.peak:
         for r in matmul_peak(args.device):
             print(
@@ -144,29 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     if args.one:
-        if args.group:
-            row = measure_seeds(
-                *args.one,
-                args.device,
-                args.updates,
-                args.group,
-                args.set,
-                compile_mode=args.one_compile,
-                collect_s=args.collect_s,
-            )
-            print(json.dumps(row))
-        else:
-            row = measure(
-                *args.one,
-                args.device,
-                args.updates,
-                args.one_compile,
-                args.one_obs,
-                args.image_size,
-                args.set,
-                args.collect_s,
-            )
-            print(json.dumps(row))
+        print(json.dumps(one_row(args)))
         return 0
     agents = [a for a in args.agents.split(",") if a] or (["iqrl"] if args.plain else agent_names())
     tasks = [t for t in args.tasks.split(",") if t]
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for line in skipped:
         print(f"warning: skipped {line}", file=sys.stderr)
+    if args.end_to_end:
+        return end_to_end_main(args, todo)
     rows = []
     for a, t, d, m, k, o in todo:
         cmd = row_command(
@@ -282,6 +286,63 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows)
     print(f"\nwrote {args.out}")
+    return 0
+
+
+def one_row(args) -> dict:
+    """The row that `--one AGENT TASK DTYPE` measures in this process: a whole run (`--end-to-end`), a K-seed
+    group's updates (`--group K`) or one seed's."""
+    a, t, d = args.one
+    if args.end_to_end:
+        k, obs, size = max(args.group, 1), args.one_obs, args.image_size
+        return measure_run(a, t, d, args.device, args.one_compile, k, args.end_to_end, obs, size, args.set)
+    if args.group:
+        return measure_seeds(
+            a, t, d, args.device, args.updates, args.group, args.set, args.one_compile, args.collect_s
+        )
+    return measure(
+        a,
+        t,
+        d,
+        args.device,
+        args.updates,
+        args.one_compile,
+        args.one_obs,
+        args.image_size,
+        args.set,
+        args.collect_s,
+    )
+
+
+def end_to_end_main(args, todo: list) -> int:
+    """`--end-to-end`: one whole run per row, each in its own process; a K-seed row beside the K = 1 row of
+    the same agent, task, dtype and mode gets its rate in all against it (vs_one_seed)."""
+    rows = []
+    for a, t, d, m, k, o in todo:
+        cmd = row_command(a, t, d, m, k, o, args.device, 0, args.image_size, args.set)
+        r = subprocess.run([*cmd, "--end-to-end", str(args.end_to_end)], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(
+                f"error: run of {a} on {t} (K={k}) failed: {failure_line(r.stderr, r.returncode)}",
+                file=sys.stderr,
+            )
+            return 1
+        row = json.loads(r.stdout.strip().splitlines()[-1])
+        one = next((x for x in rows if x["seeds"] == 1 and x["agent"] == a and x["task"] == t), None)
+        if k > 1 and one is not None and one["dtype"] == d and one["compile"] == row["compile"]:
+            row["vs_one_seed"] = round(row["group_env_steps_per_s"] / one["group_env_steps_per_s"], 2)
+            row["train_vs_one_seed"] = round(row["train_env_steps_per_s"] / one["train_env_steps_per_s"], 2)
+        rows.append(row)
+        vs = f" ({row['vs_one_seed']}x K=1 in all)" if "vs_one_seed" in row else ""
+        train = f"training alone {row['train_env_steps_per_s']:.1f} in all"
+        vs += f"; {train}" + (f" ({row['train_vs_one_seed']}x K=1)" if "vs_one_seed" in row else "")
+        print(
+            f"{a:<14} {t:<12} {d:<5} compile={m:<5} K={k:<3} {row['env_steps_per_s']:>8.1f} env steps/s per "
+            f"seed {row['group_env_steps_per_s']:>9.1f} in all{vs}; {split_text(row)}",
+            flush=True,
+        )
+    write_rows(rows, args.out)
+    print(f"wrote {args.out}")
     return 0
 
 

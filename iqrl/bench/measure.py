@@ -27,9 +27,56 @@ from iqrl.bench.plain import PlainIQRL
 from iqrl.config.build import build_config, layered
 from iqrl.config.run import RunConfig, perturbations
 from iqrl.envs.tasks import suite_of
+from iqrl.loop.memory import agent_tensors
 from iqrl.loop.parts import build_parts, run_env
 from iqrl.loop.trainer import Trainer
 from iqrl.multiseed.group import SeedGroup
+
+
+class NotTimed(RuntimeError):
+    """A row whose timed updates did not all run: it is an error with this cause, never a rate."""
+
+
+def fingerprint(agent) -> torch.Tensor:
+    """Per trainable tensor of the agent's networks its sum and sum of squares (float64): equal before and
+    after a stretch of updates only if no step changed any of them."""
+    trainable = [t for t in agent_tensors(agent) if t.requires_grad]
+    with torch.no_grad():
+        return torch.stack([v for t in trainable for v in (t.double().sum(), t.double().square().sum())])
+
+
+def check_timed(agents: list, before: list[torch.Tensor], done: list[int], n: int) -> None:
+    """After timing n updates of each agent: every one ran all n (`done`) and changed its parameters
+    (`before`: their `fingerprint` before); NotTimed naming the first that did not."""
+    for k, (agent, fp, count) in enumerate(zip(agents, before, done)):
+        if count != n:
+            raise NotTimed(f"seed {k} ran {count} of the {n} timed updates")
+        if torch.equal(fingerprint(agent), fp):
+            raise NotTimed(f"seed {k}'s parameters did not change over its {n} timed updates")
+
+
+def memory_floor_mb(agents: list, group: SeedGroup | None = None) -> float:
+    """What a completed update must have held at once: every agent's networks and its optimizers' two Adam
+    moments per trainable parameter; in a group the agents' own networks, the stacks (one slice per slot)
+    and the group optimizers' moments instead. A row whose peak is below it did not complete an update."""
+    tensors = [agent_tensors(a) for a in agents]
+    weights = sum(t.numel() * t.element_size() for ts in tensors for t in ts)
+    trainable = sum(t.numel() * t.element_size() for t in tensors[0] if t.requires_grad)
+    per_slot = sum(t.numel() * t.element_size() for t in tensors[0])
+    extra = 2 * trainable * len(agents) if group is None else group.slots * (per_slot + 2 * trainable)
+    return (weights + extra) / 2**20
+
+
+def floor_fields(peak_mb: float, floor_mb: float) -> dict:
+    """The row's memory floor, and a `flag` when its peak is below it (on a GPU: the allocator's peak)."""
+    row = {"mem_floor_mb": round(floor_mb, 1)}
+    if peak_mb < floor_mb:
+        row["flag"] = (
+            f"peak memory {peak_mb:.0f} MB below the {floor_mb:.0f} MB its networks, stacks and optimizer "
+            "state need: no update completed"
+        )
+    return row
+
 
 FIELDS = [
     "agent",
@@ -50,13 +97,17 @@ FIELDS = [
     "compile_s",
     "hours_per_1m",
     "peak_mem_mb",
+    "mem_floor_mb",
+    "timed_updates",
     "torch",
     "hardware",
 ]
 #: `--compile` values: the run keys each one sets.
 COMPILE_MODES = {"false": [], "true": ["compile=true"], "cudagraphs": ["compile=true", "cudagraphs=true"]}
-#: Fewest updates timed on CUDA (asynchronous: a short window measures the queue, not the GPU).
+#: Fewest updates (a K-seed row: rounds) timed on CUDA (asynchronous: a short window measures the queue, not
+#: the GPU), unless they would take longer than CUDA_MIN_SECONDS.
 CUDA_MIN_UPDATES = 500
+CUDA_MIN_SECONDS = 60.0
 #: The bench's runs, beside the paper configuration: seed 0; episodes of 20 env steps (a run's are 1000), so
 #: that one episode of the slowest agent fits in COLLECT_BUDGET_S (DC-MPC plans at every step: about 2.5 s
 #: per action on 2 CPU cores); and 2000 env steps of seed episodes in the replay before anything is timed (as
@@ -207,19 +258,24 @@ def measure(
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     timer = Timer(dev)
 
+    done = [0]
+
     def updates(n: int) -> float:
         """Seconds that n updates take, up to the last one's results."""
         timer.start()
         for i in range(n):
             with trainer.autocast:
                 a.update(replay, i)
+            done[0] += 1
         return timer.stop()
 
     warmup_s = updates(3)
     if dev.type == "cuda":
         n_updates = max(n_updates, CUDA_MIN_UPDATES)
     n_updates = whole_periods(n_updates, a.schedule.cycle)
+    before, done[0] = [fingerprint(a)], 0
     ups = n_updates / updates(n_updates)
+    check_timed([a], before, done, n_updates)
     # an actor and a critic-only step where the actor waits one; a compiled step runs kernels of its own
     ops = None if cfg.compile else count_ops(lambda: updates(2)) / 2
     obs, t = env.reset(), time.perf_counter()
@@ -260,6 +316,8 @@ def measure(
         "compile_s": round(max(warmup_s - 3 / ups, 0.0) + max(first_acts_s - 2 * act_ms / 1000.0, 0.0), 1),
         "hours_per_1m": round(hours_per_1m, 2),
         "peak_mem_mb": round(peak_memory_mb(dev), 1),
+        **floor_fields(peak_memory_mb(dev), memory_floor_mb([a])),
+        "timed_updates": n_updates,
         "torch": torch.__version__,
         "hardware": hardware(dev),
     }
@@ -333,38 +391,21 @@ def measure_seeds(
     others = [build_parts(dataclasses.replace(first.cfg, seed=s), dev).agent for s in range(1, k)]
     agents = [first.agent, *others]
     group = SeedGroup(agents)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-
-    def rounds(n: int) -> None:
-        errors: list[BaseException] = []
-
-        def seed(i):
-            try:
-                for j in range(n):
-                    m = agents[i].update(replay, j)
-                [float(v) for v in m.values()]
-            except BaseException as e:  # raised below: a seed that stopped early must not time as a fast one
-                errors.append(e)
-            finally:  # also after a failed round: the serving loop waits for every seed to leave
-                group.leave(i)
-
-        threads = [threading.Thread(target=seed, args=(i,)) for i in range(k)]
-        [t.start() for t in threads]
-        with first.autocast:
-            group.serve()
-        [t.join() for t in threads]
-        if errors:
-            raise errors[0]
-        sync()
-
+    done = [0] * k  # each seed's updates completed in the last call of `rounds`
     t = time.perf_counter()
-    rounds(3)
+    group_rounds(group, replay, first.autocast, 3, done)
     warmup_s = time.perf_counter() - t
-    group.active = set(range(k))  # the seeds left after the warm-up rounds: let them in again
     n_updates = whole_periods(n_updates, agents[0].schedule.cycle)
+    if dev.type == "cuda":  # at least 500 rounds, or 60 s of them
+        t = time.perf_counter()
+        group_rounds(group, replay, first.autocast, 10, done)
+        in_60s = math.ceil(10 * CUDA_MIN_SECONDS / (time.perf_counter() - t))
+        n_updates = whole_periods(max(n_updates, min(CUDA_MIN_UPDATES, in_60s)), agents[0].schedule.cycle)
+    before = [fingerprint(a) for a in agents]
     t = time.perf_counter()
-    rounds(n_updates)
+    group_rounds(group, replay, first.autocast, n_updates, done)
     per_seed = n_updates / (time.perf_counter() - t)
+    check_timed(agents, before, done, n_updates)
     collection = group_collection(first.cfg, k, collect_s)
     return {
         "agent": agent,
@@ -383,9 +424,40 @@ def measure_seeds(
         "compile_s": round(max(warmup_s - 3 / per_seed, 0.0), 1),
         "hours_per_1m": None,
         "peak_mem_mb": round(peak_memory_mb(dev), 1),
+        **floor_fields(peak_memory_mb(dev), memory_floor_mb(agents, group)),
+        "timed_updates": n_updates,
         "torch": torch.__version__,
         "hardware": hardware(dev),
     }
+
+
+def group_rounds(group: SeedGroup, replay, autocast, n: int, done: list[int]) -> None:
+    """n updates of every seed of `group`, each seed's own `update` in its own thread, their rounds served by
+    this thread from the first on (the seeds start once it serves: a round never runs in a seed's thread);
+    done[k]: seed k's updates completed. A seed that raised raises here: it must not time as a fast one."""
+    errors: list[BaseException] = []
+    done[:] = [0] * len(done)
+    group.active = set(range(group.K))  # the seeds that left after the last call take part again
+
+    def seed(i: int) -> None:
+        try:
+            for j in range(n):
+                m = group.agents[i].update(replay, j)
+                done[i] += 1
+            [float(v) for v in m.values()]  # the last update's results, on the host
+        except BaseException as e:
+            errors.append(e)
+        finally:  # also after a failed round: the serving loop waits for every seed to leave
+            group.leave(i)
+
+    threads = [threading.Thread(target=seed, args=(i,)) for i in range(group.K)]
+    with autocast:
+        group.serve(start=lambda: [t.start() for t in threads])
+    [t.join() for t in threads]
+    if errors:
+        raise errors[0]
+    if replay.device.type == "cuda":
+        torch.cuda.synchronize(replay.device)
 
 
 def plain_comparison(task: str, modes: list[str], n_updates: int, rounds: int = 3) -> list[dict]:

@@ -2,6 +2,9 @@
 
     dataclass defaults <- agent preset <- task overrides (group, then task) <- command line
 
+Run keys left None take their defaults last: the suite's (action_repeat, episode_length, obs, frame_stack,
+protocol), then the agent's code's seed phase at those (seed_steps).
+
 `build_config(argv)` turns `agent=iqrl task=walker-walk seed=1 agent.horizon=3 ...` into a resolved,
 validated `RunConfig` (agent hyper-parameters under `.agent`), or raises ConfigError with one line
 that names the problem and the valid choices. Nothing is touched on disk before this succeeds.
@@ -78,6 +81,20 @@ def _split_argv(argv: list[str]) -> tuple[str, list[str]]:
     return name, rest
 
 
+#: What a switch (a bool key) may be given as on the command line: OmegaConf also takes any integer as true.
+BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0"})
+
+
+def _check_switches(overrides: list[str], agent_cls) -> None:
+    """A bool key is given as true or false (env_workers=2 or =-1 would silently be true): ConfigError."""
+    for arg in overrides:
+        key, _, value = arg.partition("=")
+        cls, leaf = (agent_cls, key[6:]) if key.startswith("agent.") else (RunConfig, key)
+        kinds = {f.name: f.type for f in fields(cls)}
+        if kinds.get(leaf) in (bool, "bool") and value.strip().lower() not in BOOL_WORDS:
+            raise ConfigError(f"{key} is a switch: give {key}=true or {key}=false, got {value!r}")
+
+
 def _explain(e: OmegaConfBaseException, agent_cls) -> str:
     msg = str(e).splitlines()[0]
     key = getattr(e, "full_key", None) or getattr(e, "key", None)
@@ -104,6 +121,7 @@ def build_config(argv: list[str]) -> RunConfig:
     except KeyError as e:
         raise ConfigError(str(e).strip("'\"")) from None
     agent_cls = registry.config_class(name)
+    _check_switches(overrides, agent_cls)
     # Task first: its overrides depend on it. A multi-task run merges each task's overrides in the list's
     # order (a later task's value wins).
     tasks = task_list(_task_arg(overrides))
@@ -126,9 +144,13 @@ def build_config(argv: list[str]) -> RunConfig:
     suite = suite_of(tasks[0])  # a multi-task run's tasks share spaces: one suite
     run.action_repeat = suite.action_repeat if run.action_repeat is None else run.action_repeat
     run.episode_length = suite.episode_length if run.episode_length is None else run.episode_length
-    run.obs = suite.observations[0] if run.obs is None else run.obs
+    if run.obs is None:  # the suite's first; pixels (where the suite has them) for an agent of pixels only
+        pixels = registry.agent_class(name).PIXELS_ONLY and "pixels" in suite.observations
+        run.obs = "pixels" if pixels else suite.observations[0]
     run.frame_stack = suite.frame_stack if run.frame_stack is None else run.frame_stack
     run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
+    if run.seed_steps is None:
+        run.seed_steps = registry.seed_phase(name).length(run.action_repeat, run.episode_length)
     validate(run)
     if not run.out:
         run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")

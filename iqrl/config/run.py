@@ -29,7 +29,10 @@ class RunConfig:
     seed: int = 1  # the run's seed: the agent's generator, the envs and the seed-phase actions derive from it
     steps: int = 1_000_000  # env-step budget
     out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
-    seed_steps: int = 10_000  # env steps of seed (warm-up) episodes before learning starts
+    # env steps of seed (warm-up) episodes before learning starts; None = the agent's code's seed phase at the
+    # run's action repeat and episode length (iqrl.core.registry.seed_phase: DR.Q and MR.Q 10,000 agent steps,
+    # TD-MPC2 max(1000 agent steps, 5 episodes), ...; the harness's 10,000 env steps for agents without one)
+    seed_steps: int | None = None
     updates_per_step: float | None = None  # gradient updates per env step; None = the agent's default
     # Transitions (agent steps) the learner samples from, newest first (a FIFO); None = the agent's
     # default (td7, mrq: 1M as their code; others unbounded), 0 = unbounded.
@@ -70,8 +73,8 @@ class RunConfig:
     obs: str | None = None  # state | pixels
     image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO, MR.Q's Atari: 84)
     frame_stack: int | None = None  # pixels: frames per observation (SAC+AE, DrQ, TACO: 3; Atari: 4)
-    # The suite's protocol (iqrl.envs.tasks.Suite.protocols): Atari's mrq (default), mrq-code or atari100k
-    # (iqrl.envs.tasks.ATARI_PROTOCOLS); `default` for the other suites. None = the suite's first.
+    # The suite's protocol (iqrl.envs.tasks.Suite.protocols): Atari's mrq (default), mrq-code, atari100k or
+    # atari100k-ale-cap (iqrl.envs.tasks.ATARI_PROTOCOLS); `default` elsewhere. None = the suite's first.
     protocol: str | None = None
     # Start from parts of another run (iqrl.loop.transfer; docs/transfer.md): its run folder (its latest
     # checkpoint), RUN@<env step> (that checkpoint generation), or a checkpoint file; "" = from scratch.
@@ -84,8 +87,8 @@ class RunConfig:
     memory_limit_gb: float | None = None
     # true: the training env in a worker process of its own (iqrl.envs.workers), so that the K-seed mode's
     # seeds step their envs at once, one per core (dm_control's step holds the interpreter lock); bitwise the
-    # in-process env. The K-seed mode turns it on for K > 1 seeds where the process has K + 1 cores, unless
-    # given (iqrl.multiseed.runs.workers_help; docs/performance.md).
+    # in-process env. The K-seed mode turns it on for K > 1 seeds where the process may use 2 cores or more,
+    # unless given (iqrl.multiseed.runs.workers_help; docs/performance.md).
     env_workers: bool = False
 
 

@@ -14,7 +14,7 @@ from iqrl.core import registry
 from iqrl.core.checks import require
 from iqrl.envs.make import OBSERVATIONS, SEED_LIMIT, task_spaces
 from iqrl.envs.perturb import DISTRACTORS
-from iqrl.envs.tasks import eval_seed, split_task, suite_of, task_label, task_list
+from iqrl.envs.tasks import SUITES, eval_seed, split_task, suite_of, task_label, task_list
 from iqrl.runfolder.loggers import LOGGERS
 
 
@@ -152,6 +152,18 @@ def validate(run: RunConfig) -> None:
     validate_rate(run)
 
 
+def warnings_of(run: RunConfig) -> list[str]:
+    """What a valid run config does that its user may not expect, one line each (the commands print them as
+    `warning:` lines before anything else)."""
+    out = []
+    if run.steps < run.seed_steps:
+        out.append(
+            f"steps={run.steps} ends inside the seed phase (seed_steps={run.seed_steps}; where not given, "
+            f"{run.agent.name}'s code's): every episode acts at random and the run takes no gradient update"
+        )
+    return out
+
+
 def validate_actions(run: RunConfig) -> None:
     """The agent acts in the kind of action space the task has (Agent.ACTION_SPACES; a suite's kind is
     iqrl.envs.tasks.Suite.actions); action_noise perturbs continuous actions only."""
@@ -209,30 +221,63 @@ def validate_tasks(run: RunConfig) -> None:
     require(checks, ConfigError)
 
 
-def pixel_agents() -> list[str]:
-    """The agents obs=pixels works with: built for pixels (Agent.PIXELS) and not refused by their preset
-    (iqrl-ae's decoder rebuilds state vectors) at the default image size or at 64 (DreamerV3's frames, whose
-    image stages halve them four times)."""
-    names = []
+# The frame sizes obs=pixels renders (the run key image_size), in pixels.
+IMAGE_SIZES = range(16, 513)
+
+
+def smallest_image_size(cfg) -> int | None:
+    """The smallest frame size of IMAGE_SIZES that the agent config `cfg` takes from pixels
+    (AgentConfig.validate_pixels: MR.Q's encoder needs 31, a crop needs frames larger than itself), or None
+    where it takes none (iqrl-ae's decoder rebuilds state vectors)."""
+    for size in IMAGE_SIZES:
+        try:
+            cfg.validate_pixels(size)
+            return size
+        except ValueError:
+            continue
+    return None
+
+
+def pixel_sizes() -> dict[str, int]:
+    """The agents obs=pixels works with, each with the smallest image_size it takes (its preset's config):
+    built for pixels (Agent.PIXELS) and not refused at every size by their preset."""
+    sizes = {}
     for name in registry.agent_names():
         if registry.agent_class(name).PIXELS:
-            cfg = registry.config_class(name)(name=name, **registry.get_entry(name).preset)
-            for size in (84, 64):
-                try:
-                    cfg.validate_pixels(size)
-                except ValueError:
-                    continue
-                names.append(name)
-                break
-    return names
+            size = smallest_image_size(
+                registry.config_class(name)(name=name, **registry.get_entry(name).preset)
+            )
+            if size is not None:
+                sizes[name] = size
+    return sizes
+
+
+def pixel_agents() -> list[str]:
+    """The agents obs=pixels works with (`pixel_sizes`: an agent that needs frames larger than the default
+    image_size among them)."""
+    return list(pixel_sizes())
+
+
+def described_pixel_agents() -> str:
+    """The agents obs=pixels works with, as a refusal names them: each that needs frames larger than the
+    default image_size with the smallest it takes (`curl (image_size >= 85)`)."""
+    default = RunConfig.image_size
+    return ", ".join(
+        name if size <= default else f"{name} (image_size >= {size})" for name, size in pixel_sizes().items()
+    )
 
 
 def validate_observation(run: RunConfig) -> None:
-    """obs and its keys; pixels only for agents built for them, and without the state-vector noises."""
-    pixel_encoder = registry.agent_class(run.agent.name).PIXELS
+    """obs and its keys; pixels only for agents built for them, and without the state-vector noises; an agent
+    that learns from pixels only (Agent.PIXELS_ONLY) only from them."""
+    agent = registry.agent_class(run.agent.name)
+    pixel_encoder = agent.PIXELS
     checks = [
         (run.obs in OBSERVATIONS, f"obs must be one of {', '.join(OBSERVATIONS)}, got {run.obs!r}"),
-        (16 <= run.image_size <= 512, f"image_size must be in 16..512 pixels, got {run.image_size}"),
+        (
+            IMAGE_SIZES.start <= run.image_size < IMAGE_SIZES.stop,
+            f"image_size must be in {IMAGE_SIZES.start}..{IMAGE_SIZES.stop - 1} pixels, got {run.image_size}",
+        ),
         (1 <= run.frame_stack <= 16, f"frame_stack must be in 1..16, got {run.frame_stack}"),
     ]
     if run.obs == "pixels":
@@ -240,13 +285,22 @@ def validate_observation(run: RunConfig) -> None:
             (
                 pixel_encoder,
                 f"agent {run.agent.name} has no pixel encoder; obs=pixels works with "
-                f"{', '.join(pixel_agents()) if not pixel_encoder else ''}",
+                f"{described_pixel_agents() if not pixel_encoder else ''}",
             ),
             (
                 not run.obs_noise and not run.distractor_dims,
                 "obs_noise and distractor_dims perturb state vectors: with obs=pixels leave them 0",
             ),
         ]
+    elif run.obs in OBSERVATIONS:
+        with_pixels = [name for name, suite in SUITES.items() if "pixels" in suite.observations]
+        checks.append(
+            (
+                not agent.PIXELS_ONLY,
+                f"agent {run.agent.name} learns from pixels only: leave obs unset (or obs=pixels) on a task "
+                f"of {', '.join(with_pixels)}, not obs={run.obs} ({task_label(run.task)})",
+            )
+        )
     require(checks, ConfigError)
     if run.obs == "pixels":
         try:

@@ -13,9 +13,13 @@ The trainer, sweeps and analysis know an agent only through this interface:
 * the observations: with `obs=state` (the default) float32 vectors and the constructor's `obs_dim` their
   width (an int); with `obs=pixels` uint8 frame stacks [C, H, W] (3 channels per frame, the newest frame
   last) and `obs_dim` that shape (a tuple). Only agents with PIXELS = True are built for pixels (the config
-  refuses the others); `pixel_shape(obs_dim)` tells the two apart.
+  refuses the others); `pixel_shape(obs_dim)` tells the two apart. An agent with PIXELS_ONLY = True (CURL's
+  crops) learns from pixels only: its runs see pixels where the task has them (obs unset), obs=state is
+  refused, and the registry-wide tests build it from tiny frame stacks.
 * `update(replay, step)`: one gradient step; samples what it needs from the replay and returns a flat
-  dict of scalar metrics (floats or 0-d tensors; the trainer syncs them once per episode).
+  dict of scalar metrics (floats or 0-d tensors; the trainer syncs them once per episode). A metric that is
+  not smooth in the parameters (an accuracy, an argmax) is named in NONSMOOTH_METRICS with how far the tests
+  let it move where float rounding flips a near-tie (the K-seed and compiled modes sum in other orders).
 * `on_episode_start(training)`: called right after every environment reset (training episodes, seed
   episodes included, with training=True; evaluation episodes with training=False). For per-episode
   acting state: DCWM's MPPI warm start, TCRL's episode-indexed sigma. Optional (default: nothing).
@@ -42,6 +46,7 @@ tests/test_conformance.py runs every registered agent through this interface.
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, get_type_hints
@@ -51,9 +56,12 @@ import torch
 from torch import Tensor, nn
 
 from iqrl.core.checks import Refused
-from iqrl.core.schedule import PerEpisode, UpdateSchedule
+from iqrl.core.schedule import PerEpisode, SeedPhase, UpdateSchedule
 from iqrl.core.update import Updater, graph_step
 from iqrl.nn.layers import global_random_module
+
+#: The evaluation generator's seed: the agent's seed + this (apart from the seeds of every other stream).
+EVAL_GENERATOR_OFFSET = 1_000_033
 
 
 @dataclass
@@ -75,6 +83,10 @@ class AgentConfig:
     # updates per agent step converts it (`updates_per_agent_step`, `utd_key_value`: DreamerV3's train_ratio
     # counts replayed steps).
     UTD_UNIT: ClassVar[str] = "updates per agent step"
+    # The seed phase of the agent's code (iqrl.core.schedule.SeedPhase, with its source lines): the default of
+    # the run key seed_steps. None: the harness's 10,000 env steps (HARNESS_SEED_PHASE). A registry preset
+    # whose code seeds otherwise gives its own (AgentEntry.seed_phase).
+    SEED_PHASE: ClassVar[SeedPhase | None] = None
 
     # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
     # env's
@@ -271,6 +283,9 @@ class Agent(abc.ABC):
     STATE_VALUES: tuple[str, ...] = ()
     # Whether the agent learns from pixel observations (obs=pixels: a convolutional encoder in front).
     PIXELS: bool = False
+    # Whether it learns from pixels only (PIXELS too): obs=state is refused, a run without `obs` sees pixels,
+    # and the registry-wide tests build it from pixels at their tiny size (tests/conftest.py, tiny_keys).
+    PIXELS_ONLY: ClassVar[bool] = False
     # Its parts by name (Part above), each object in one part; "representation" is what a run loads from
     # another by default (init_parts). An agent declares them once, beside STATE_OBJECTS.
     TRANSFER_PARTS: ClassVar[dict[str, Part]] = {}
@@ -284,6 +299,11 @@ class Agent(abc.ABC):
     # Adam amplifies it (a gradient that is zero but for rounding becomes a full step), so such an agent
     # declares more.
     COMPILE_TOLERANCE: ClassVar[float] = 1e-5
+    # The update's metrics that are not smooth in the parameters (an accuracy, an argmax: rounding in another
+    # order flips a near-tie, and the value jumps), each with the absolute difference the tests allow between
+    # two modes' values of it (the K-seed group's and the plain update's, the compiled and the eager
+    # update's); every other metric is compared to rounding.
+    NONSMOOTH_METRICS: ClassVar[dict[str, float]] = {}
     task: int = 0  # the task index the following `act` calls are for (multi-task runs)
 
     def __init__(self, cfg, device: torch.device | str, seed: int):
@@ -291,6 +311,10 @@ class Agent(abc.ABC):
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)  # every random draw of the updates (and acting)
         self.generator.manual_seed(seed)
+        # What `act` draws while the trainer evaluates (`evaluating`): a stream of its own, so that evaluating
+        # moves no number of training (docs/run-folder.md, "Evaluation").
+        self.eval_generator = torch.Generator(device=self.device)
+        self.eval_generator.manual_seed(seed + EVAL_GENERATOR_OFFSET)
         # What runs the update's pieces (iqrl/core/update.py): eagerly, compiled (`compile`), or
         # vectorised over seeds by the K-seed mode, which sets its own.
         self.updater = Updater()
@@ -334,6 +358,20 @@ class Agent(abc.ABC):
         """compile=true: compile what acting evaluates where it pays (DC-MPC's planner). Nothing by
         default."""
 
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Evaluation episodes inside: what acting draws from the agent's `generator` (and so from every part
+        built with it: the learner's, the encoder's) comes from the evaluation's own stream instead, and
+        training's stream is as it was after. Swapping the states, not the objects, reaches every holder of
+        the generator; no host-device sync (a generator's state lives on the host)."""
+        train = self.generator.get_state()
+        self.generator.set_state(self.eval_generator.get_state())
+        try:
+            yield
+        finally:
+            self.eval_generator.set_state(self.generator.get_state())
+            self.generator.set_state(train)
+
     def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed
         episodes included), False for evaluation episodes. The default does nothing."""
@@ -367,6 +405,7 @@ class Agent(abc.ABC):
                 s[key] = obj.state_dict()
         s.update({key: _get(self, path) for key, path in map(_split, self.STATE_VALUES)})
         s["generator"] = self.generator.get_state()
+        s["eval_generator"] = self.eval_generator.get_state()
         return s
 
     def load_state_dict(self, state: dict) -> None:
@@ -377,6 +416,10 @@ class Agent(abc.ABC):
         for key, path in map(_split, self.STATE_VALUES):
             _set(self, path, state[key])
         self.generator.set_state(state["generator"].cpu())
+        # A checkpoint of before the evaluation's own stream: it starts afresh from the run's seed here, which
+        # changes no training number (only the draws of evaluations after the resume, where acting draws).
+        if "eval_generator" in state:
+            self.eval_generator.set_state(state["eval_generator"].cpu())
 
     def latent(self, obs: Tensor) -> Tensor | None:
         """The latent the actor/critic consume, [n, D]; None for agents without one."""

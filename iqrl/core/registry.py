@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from iqrl.core.interface import Agent
+from iqrl.core.schedule import HARNESS_SEED_PHASE, SeedPhase
 from iqrl.core.spaces import DISCRETE, ActionSpec, as_action_spec
 
 
@@ -25,6 +26,9 @@ class AgentEntry:
     task_overrides: str = ""  # YAML file in iqrl/configs with per-group and per-task overrides; "": none
     preset: dict = field(default_factory=dict)  # overrides on top of the dataclass defaults
     description: str = ""
+    # the preset's seed phase where its code's differs from its config class's SEED_PHASE (drq-eps: Dopamine's
+    # Atari 100k config; td3-classic: the TD3 code); None: the config class's
+    seed_phase: SeedPhase | None = None
 
 
 REGISTRY: dict[str, AgentEntry] = {
@@ -98,6 +102,7 @@ REGISTRY: dict[str, AgentEntry] = {
         },
         description="TD3 as its paper and the TD7 / MR.Q baselines: ReLU [256, 256], no LayerNorm, constant "
         "exploration std 0.1, target-noise clip 0.5 (docs/agents.md)",
+        seed_phase=SeedPhase(agent_steps=25_000, source="sfujim/TD3@34770cc main.py:41, 117"),
     ),
     "sac-classic": AgentEntry(
         "baselines.sac:ClassicSAC",
@@ -146,6 +151,9 @@ REGISTRY: dict[str, AgentEntry] = {
         },
         description="DrQ(eps) (arXiv 2004.13649, 2108.13264) for the Atari 100k protocol: Double DQN, "
         "n-step 10, target copied every update, dueling, random shifts, as Dopamine's DrQ_eps.gin",
+        seed_phase=SeedPhase(
+            agent_steps=1600, source="google/dopamine@5873f54 dopamine/labs/atari_100k/configs/DrQ_eps.gin:13"
+        ),
     ),
     "tcrl": AgentEntry(
         "baselines.tcrl:TCRL",
@@ -255,6 +263,11 @@ def config_class(name: str):
 
 def agent_class(name: str) -> type[Agent]:
     return _load(get_entry(name).cls)
+
+
+def seed_phase(name: str) -> SeedPhase:
+    """The seed phase of agent `name`'s code: its preset's, else its config class's, else the harness's."""
+    return get_entry(name).seed_phase or config_class(name).SEED_PHASE or HARNESS_SEED_PHASE
 
 
 def action_agents(kind: str) -> list[str]:

@@ -9,8 +9,9 @@ invalid). Truncated (time-limit) episodes never produce a window that crosses th
 Pixel observations (uint8 frame stacks [k C, H, W], newest frame last) are stored one frame per
 observation, each frame once, with the index of its episode's first observation; the stack of o_t is
 assembled when sampled: frames t-k+1 .. t, each clamped to the episode's first frame (the stack the
-environment showed after its reset, `iqrl.envs.dmc.PixelEnv`). A stored frame stack would hold each frame k
-times.
+environment showed after its reset, `iqrl.envs.dmc.PixelEnv`), or with `zero_history` those before the
+episode's first frame zeros (Atari 100k's stacks, iqrl.envs.atari). A stored frame stack would hold each
+frame k times.
 
 LAP (loss-adjusted prioritised replay, Fujimoto et al. 2020, arXiv 2007.06049) is built in: every
 transition carries a priority (new ones get the current max priority, which starts at 1);
@@ -194,6 +195,7 @@ class SequenceReplay:
         context_dim: int = 0,
         context_dtype: torch.dtype = torch.float32,
         online: bool = False,
+        zero_history: bool = False,
     ):
         """obs_dim: the width of state vectors, or the shape (k C, H, W) of pixel frame stacks of
         `frame_stack` = k frames (stored one frame of C channels per observation). act_dim: the task's
@@ -211,6 +213,7 @@ class SequenceReplay:
         self._act_shape = () if self.action_spec.is_discrete else (self.act_dim,)
         self.pixels = isinstance(obs_dim, (tuple, list))
         self.frame_stack = frame_stack
+        self.zero_history = zero_history  # pixel stacks: zeros before an episode's first frame
         if self.pixels:
             channels, h, w = obs_dim
             if channels % frame_stack:
@@ -355,6 +358,10 @@ class SequenceReplay:
             self._first_start += 1
 
     # ------------------------------------------------------------------ sampling
+    def holds_window(self) -> bool:
+        """Whether `sample` can draw a window: L transitions inside one episode (host counters only)."""
+        return self.n_starts > self._first_start
+
     def sample(
         self,
         batch_size: int,
@@ -416,8 +423,11 @@ class SequenceReplay:
         if not self.pixels:
             return self._obs[obs_idx]
         back = torch.arange(self.frame_stack - 1, -1, -1, device=self.device)  # oldest frame first
-        frames = torch.maximum(obs_idx[..., None] - back, self._ep_first[obs_idx][..., None])
-        return self._obs[frames].flatten(-4, -3)  # [..., k, C, H, W] -> [..., k C, H, W]
+        wanted, first = obs_idx[..., None] - back, self._ep_first[obs_idx][..., None]
+        stack = self._obs[torch.maximum(wanted, first)]  # [..., k, C, H, W]
+        if self.zero_history:
+            stack = stack * (wanted >= first)[..., None, None, None].to(stack.dtype)
+        return stack.flatten(-4, -3)  # [..., k, C, H, W] -> [..., k C, H, W]
 
     def _sample_by_priority(
         self, batch_size: int, fade_decay: float = 1.0, fade_floor: float = 0.0
@@ -565,6 +575,9 @@ class MultiTaskReplay:
 
     def add(self, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
         self.replays[self.task].add(action, reward, next_obs, terminated, truncated)
+
+    def holds_window(self) -> bool:
+        return all(r.holds_window() for r in self.replays)
 
     def sample(self, batch_size: int, seq_len: int | None = None) -> SequenceBatch:
         shares = task_shares(batch_size, len(self.replays))

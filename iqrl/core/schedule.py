@@ -15,12 +15,38 @@ the rate whatever the moments; a schedule only chooses when they run.
 * `PerStepSeedBurst` (TD-MPC2): per step, and when seeding ends the updates the seed episodes earned, at once.
 * An agent's own subclass: TD7's policy checkpoints (baselines/td7.py) run the earned updates at the end of
   each policy assessment.
+
+Before any of them, the seed phase: episodes of uniform random actions (or the agent's policy:
+AgentSpec.warmup_with_policy) until the run key `seed_steps`. Its default is the agent's code's
+(`SeedPhase`: AgentConfig.SEED_PHASE, or a registry preset's where its code differs), resolved in env steps
+at the run's action repeat and episode length by iqrl.config.build.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SeedPhase:
+    """How long an agent's code collects data before it learns: the longest of `agent_steps` agent steps,
+    `episodes` episodes and `env_steps` env steps (those given; the code's own unit, so that it holds at any
+    action repeat), with the lines of the code that say so (`source`)."""
+
+    agent_steps: int = 0
+    episodes: int = 0
+    env_steps: int = 0
+    source: str = ""
+
+    def length(self, action_repeat: int, episode_length: int) -> int:
+        """Its env steps at `action_repeat` env steps per agent step and episodes of `episode_length` env
+        steps: the default of the run key seed_steps."""
+        return max(self.agent_steps * action_repeat, self.episodes * episode_length, self.env_steps)
+
+
+#: The harness's seed phase, for agents whose code is the harness's own or was not read for it.
+HARNESS_SEED_PHASE = SeedPhase(env_steps=10_000, source="the harness's default")
 
 
 @dataclass

@@ -7,14 +7,17 @@ iqrl.envs.tasks.ATARI_PROTOCOLS; docs/suites.md cites each setting):
 * frames: ALE's grayscale screen; an agent step repeats its action for `action_repeat` frames (frame skip 4)
   and sums their rewards; its observation is the pixel-wise max of the last two frames (a reset shows its
   first frame twice), resized to `image_size` square by area averaging, and stacked with the previous
-  `frame_stack` - 1 observations (the history, oldest first; a reset fills it with copies of its first);
+  `frame_stack` - 1 observations (the history, oldest first; a reset fills it with copies of its first, or,
+  where the protocol says so (`zero_history`: Atari 100k, as Dopamine's agents), with zeros before it);
+* rewards: an agent step's frames' rewards summed; the protocol's `reward_clip` clips that sum for the learner
+  in the training env (`Step.learner_reward`), the returns staying unclipped;
 * sticky actions: ALE's own `repeat_action_probability` (per frame, the previous frame's action again);
 * life loss: a termination of the training env's episode where the protocol says so (the game goes on: the
   next reset continues it, as the episodic-life wrappers of DQN's reproductions do), never of the evaluation
   env's;
 * the episode cap: `episode_length` frames per game (108 000 = 27 000 agent steps), counted after the no-op
-  starts, a truncation; and the protocol's `max_game_frames`, ALE's own cap on a game (frames since its reset,
-  no-op starts included), a truncation too;
+  starts, a truncation; and, where the protocol has one, its `max_game_frames`, ALE's own cap on a game
+  (frames since its reset, no-op starts included; protocol atari100k-ale-cap), a truncation too;
 * no-op starts (the protocol's `noop_max`): a new game first plays a uniformly drawn number, 0 to
   noop_max - 1, of agent steps of action 0 (NOOP, the first action of every game's minimal set), in the
   training and the evaluation env alike; their rewards are dropped, their frames are not the episode's (nor
@@ -148,6 +151,7 @@ class AtariEnv:
         self.control_timestep = 1.0 / FRAME_RATE  # seconds per env step (frame): videos' frame rate
         p = self.protocol
         self.epsilon = p.eval_epsilon if evaluation or p.eval_epsilon_in_training else 0.0
+        self.reward_clip = 0.0 if evaluation else p.reward_clip  # the learner's rewards (training env only)
         self.life_loss_terminal = p.terminal_on_life_loss and not evaluation
         # the no-op counts' and the evaluation epsilon's draws
         self.rng = np.random.default_rng([seed, 0xA7A])
@@ -182,7 +186,9 @@ class AtariEnv:
                     self._new_game()
             self._frames = 0  # the episode starts after its no-ops
         # a new game, or the next life of one (life loss as termination): the history restarts here
-        self._history = [self._frame()] * self.frame_stack
+        first = self._frame()
+        before = np.zeros_like(first) if self.protocol.zero_history else first
+        self._history = [before] * (self.frame_stack - 1) + [first]
         return np.concatenate(self._history, 0)
 
     def _repeat(self, action: int, stop_at_life_loss: bool) -> tuple[float, str]:
@@ -215,7 +221,8 @@ class AtariEnv:
         truncated = not terminated and (stop == "cap" or self._frames >= self.episode_length)
         self._game_over = stop == "over" or truncated
         self._history = self._history[1:] + [self._frame()]
-        return Step(np.concatenate(self._history, 0), reward, terminated, truncated)
+        clipped = float(np.clip(reward, -self.reward_clip, self.reward_clip)) if self.reward_clip else None
+        return Step(np.concatenate(self._history, 0), reward, terminated, truncated, learner_reward=clipped)
 
     def video_frame(self) -> np.ndarray:
         """The emulator's RGB screen now, [210, 160, 3] (videos)."""

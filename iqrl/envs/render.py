@@ -4,6 +4,10 @@ Rendering uses MuJoCo's own offscreen GL contexts, independent of dm_control's M
 harness keeps `disable` so that runs never need a GL library): EGL, else OSMesa (or the one MUJOCO_GL names).
 PyOpenGL binds one platform per process, so each is first tried in a child process (the GL probe).
 
+A renderer's context is current only while it renders (made current, then released): an EGL context current
+in one thread cannot be made current in another (EGL_BAD_ACCESS), and a K-seed group builds its seeds' envs in
+the main thread and renders each seed's frames in that seed's own thread.
+
 It imports numpy and mujoco; imageio-ffmpeg (the mp4 writer) when a video is written. The `python -m
 iqrl.video` command is iqrl/video.py.
 """
@@ -11,6 +15,7 @@ iqrl.video` command is iqrl/video.py.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import os
 import subprocess
@@ -77,6 +82,18 @@ def select_backend() -> str:
     return _backend
 
 
+def _release_current() -> None:
+    """Make no GL context current in this thread (the backend's call; EGL's display is mujoco.egl's)."""
+    if _backend == "egl":
+        egl = importlib.import_module("mujoco.egl")
+        none = egl.EGL.EGL_NO_SURFACE
+        egl.EGL.eglMakeCurrent(egl.EGL_DISPLAY, none, none, egl.EGL.EGL_NO_CONTEXT)
+    else:
+        from OpenGL import GL, osmesa
+
+        osmesa.OSMesaMakeCurrent(None, None, GL.GL_FLOAT, 0, 0)
+
+
 _open_renderers: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -99,9 +116,9 @@ class Renderer:
         vis = self.model.vis.global_  # the offscreen buffer must hold the frame (render settings only)
         vis.offwidth, vis.offheight = max(vis.offwidth, size), max(vis.offheight, size)
         self._gl = backend.GLContext(size, size)
-        self._gl.make_current()
-        self._ctx = mujoco.MjrContext(self.model, mujoco.mjtFontScale.mjFONTSCALE_150)
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._ctx)
+        with self._current():
+            self._ctx = mujoco.MjrContext(self.model, mujoco.mjtFontScale.mjFONTSCALE_150)
+            mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._ctx)
         self._scene = mujoco.MjvScene(self.model, maxgeom=10_000)
         self._option = mujoco.MjvOption()
         self._camera = mujoco.MjvCamera()
@@ -113,18 +130,28 @@ class Renderer:
             atexit.register(_close_open_renderers)
         _open_renderers.add(self)
 
-    def render(self) -> np.ndarray:
+    @contextlib.contextmanager
+    def _current(self):
+        """Its context current in this thread for the block, released after (the module's docstring)."""
         self._gl.make_current()
+        try:
+            yield
+        finally:
+            _release_current()
+
+    def render(self) -> np.ndarray:
         mujoco.mjv_updateScene(
             self.model, self.data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
         )
-        mujoco.mjr_render(self._rect, self._scene, self._ctx)
-        mujoco.mjr_readPixels(self._buf, None, self._rect, self._ctx)
+        with self._current():
+            mujoco.mjr_render(self._rect, self._scene, self._ctx)
+            mujoco.mjr_readPixels(self._buf, None, self._rect, self._ctx)
         return np.flipud(self._buf).copy()  # OpenGL's rows run bottom-up
 
     def close(self) -> None:
         if self._ctx is not None:
-            self._ctx.free()
+            with self._current():  # its GL objects are freed in its own context
+                self._ctx.free()
             self._gl.free()
             self._ctx = self._gl = None
 

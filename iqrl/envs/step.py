@@ -16,6 +16,9 @@ class Step:
     terminated: bool  # a true environment termination (never happens in the DMC suite)
     truncated: bool  # the time limit was reached
     success: bool = False  # the task's success signal (Meta-World, MyoSuite; always False elsewhere)
+    # The reward the learner stores where it is not `reward` (the training env of Atari 100k clips it to
+    # [-1, 1], as Dopamine's runner does); None: `reward`. Returns always sum `reward`.
+    learner_reward: float | None = None
 
 
 def check_episode_length(episode_length: int, action_repeat: int) -> None:

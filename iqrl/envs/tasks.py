@@ -54,24 +54,47 @@ class AtariProtocol:
     # ALE's own cap on a game (its max_num_frames_per_episode): frames since the game's reset, no-op starts
     # included; a truncation. 0: none (the run key episode_length alone caps an episode).
     max_game_frames: int = 0
+    # The training env's rewards as the learner sees them: each agent step's summed reward clipped to [-c, c]
+    # (Step.learner_reward); the returns reported stay unclipped, the evaluation env's too. 0: unclipped.
+    reward_clip: float = 0.0
+    # An episode's frame history (a new game's, or the next life's where a lost life ends the episode) starts
+    # as zeros with its first frame last, instead of copies of its first frame; the replay rebuilds the stacks
+    # so (iqrl.core.replay.SequenceReplay's zero_history).
+    zero_history: bool = False
 
 
 # MR.Q: AtariHyperparameters in MRQ/env_preprocessing.py (facebookresearch/MRQ at 8a44a7d; max_noops 0).
-# Atari 100k: Dopamine's DrQ(eps) config as its default Atari 100k runner runs it (google/dopamine at 5873f54:
-# dopamine/labs/atari_100k/configs/DrQ_eps.gin; atari_100k_runner.py, DataEfficientAtariRunner: max_noops=30
-# drawn by jax.random.randint(rng, (), 0, 30), i.e. 0 to 29, each an env.step(0); atari_lib.py,
+# Atari 100k: as BBF's scores were made, on dopamine-rl 4.0.5 (google/dopamine at a34615c, the commit that set
+# version 4.0.5): its Runner clips every agent's training rewards to [-1, 1] and sums the unclipped ones into
+# the episode's return (dopamine/discrete_domains/run_experiment.py:174, 363-370) and caps a game at 27,000
+# agent steps = 108,000 frames (run_experiment.py:173, 372-373; atari_lib.py:97-101 strips Gym's 100,000-frame
+# TimeLimit for it); its agents start an episode's state as zeros with the first frame last
+# (dopamine/jax/agents/dqn/dqn_agent.py:331, 368-370, 385-386, 397-398; full_rainbow/full_rainbow_agent.py:
+# 365-367), also after a life lost (run_experiment.py:376-380). Dopamine's DrQ(eps) config for the rest (at
+# 5873f54: dopamine/labs/atari_100k/configs/DrQ_eps.gin; atari_100k_runner.py, DataEfficientAtariRunner:
+# max_noops=30 drawn by jax.random.randint(rng, (), 0, 30), i.e. 0 to 29, each an env.step(0)).
+# atari100k-ale-cap adds the later Dopamine's ALE cap of 100,000 frames on a game (atari_lib.py at 5873f54,
 # create_atari_environment: max_num_frames_per_episode=100_000). docs/suites.md cites each setting.
+ATARI_100K = dict(
+    sticky_actions=0.0,
+    terminal_on_life_loss=True,
+    eval_epsilon=1e-3,
+    noop_max=30,
+    reward_clip=1.0,
+    zero_history=True,
+)
 ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
     "mrq": AtariProtocol(sticky_actions=0.25, terminal_on_life_loss=False, eval_epsilon=1e-3),
     "mrq-code": AtariProtocol(0.25, False, 1e-3, eval_epsilon_in_training=True),
-    "atari100k": AtariProtocol(
-        sticky_actions=0.0,
-        terminal_on_life_loss=True,
-        eval_epsilon=1e-3,
-        noop_max=30,
-        max_game_frames=100_000,
-    ),
+    "atari100k": AtariProtocol(**ATARI_100K),
+    "atari100k-ale-cap": AtariProtocol(**ATARI_100K, max_game_frames=100_000),
 }
+
+
+def zero_history(task: str, protocol: str | None) -> bool:
+    """Whether the frame stacks of `task`'s episodes start from zeros under `protocol` (AtariProtocol)."""
+    return split_task(task)[0] == "atari" and ATARI_PROTOCOLS[protocol or "mrq"].zero_history
+
 
 SUITES: dict[str, Suite] = {
     "dmc": Suite("walker-walk", 2, 1000, 1000, observations=("state", "pixels")),

@@ -1,12 +1,14 @@
 """python -m iqrl.gpu_report: `make gpu-report` and `make gpu-wheels`.
 
-    python -m iqrl.gpu_report part 1|2|3|all --out DIR [--smoke] [--budget-s S]
+    python -m iqrl.gpu_report part first|1|2|3|all --out DIR [--smoke] [--budget-s S]
     python -m iqrl.gpu_report wheels [--python 3.12] [--glibc 2.28] [--out .whl] [--no-gl]
     python -m iqrl.gpu_report collect DIR     # a GPU session's part*.jsonl -> docs/gpu-results/, then `doc`
     python -m iqrl.gpu_report doc [--check]   # regenerate the GPU section of docs/performance.md
 
-`part`: on a GPU machine (docs/performance.md, "On a GPU"); `--smoke` runs every part on the CPU at tiny sizes
-(what `make test` checks). Each part writes DIR/part<N>.jsonl as it goes and ends with a summary table.
+`part`: on a GPU machine (docs/performance.md, "On a GPU"); `first` is the GPU's first command (the captured
+group's check at paper sizes, then a learning run end to end: iqrl/gpu_report/first.py); `--smoke` runs every
+part on the CPU at tiny sizes (what `make test` checks). Each part writes DIR/part<N>.jsonl as it goes (the
+first command: DIR/part0.jsonl) and ends with a summary table.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     part = sub.add_parser("part", help="run part 1, 2, 3 or all of them")
-    part.add_argument("part", choices=["1", "2", "3", "all"])
+    part.add_argument("part", choices=["first", "1", "2", "3", "all"])
     part.add_argument("--out", type=Path, default=Path("gpu-report"))
     part.add_argument("--smoke", action="store_true", help="on the CPU at tiny sizes")
     part.add_argument(
-        "--budget-s", type=float, default=None, help="seconds per part (default: 480, smoke less)"
+        "--budget-s", type=float, default=None, help="seconds per part (default: 480; the smoke: none)"
     )
     wheels = sub.add_parser("wheels", help="the wheel set the GPU machine lacks, and its GL libraries")
     wheels.add_argument("--python", default="3.12", help="the GPU machine's Python, major.minor")
@@ -36,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = sub.add_parser("doc", help="regenerate the GPU section of docs/performance.md")
     doc.add_argument("--check", action="store_true", help="exit 1 if the section is out of date")
     args = p.parse_args(argv)
+    if args.command == "part" and args.part == "first":
+        from iqrl.gpu_report.first import run_first
+
+        return run_first(args.out, args.smoke, args.budget_s)
     if args.command == "part":
         from iqrl.gpu_report.parts import run_part
 
@@ -49,17 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         return prepare(args.out, args.python, args.glibc, gl=not args.no_gl)
     from iqrl.gpu_report import results
 
-    if args.command == "collect":
-        try:
-            print(f"wrote {results.collect(args.src)}")
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    if getattr(args, "check", False):
-        stale = results.section(results.load_rows()) not in results.PERFORMANCE_MD.read_text()
-        print("docs/performance.md's GPU section is " + ("out of date" if stale else "up to date"))
-        return int(stale)
-    changed = results.write_doc()
+    try:  # collect, doc: a fault of a file read or written is one line naming it
+        if args.command == "collect":
+            print(f"wrote {results.collect(args.src, results.RESULTS)}")
+        rows = results.load_rows(results.RESULTS)
+        if getattr(args, "check", False):
+            stale = results.section(rows) not in results.PERFORMANCE_MD.read_text()
+            print("docs/performance.md's GPU section is " + ("out of date" if stale else "up to date"))
+            return int(stale)
+        changed = results.write_doc(rows, results.PERFORMANCE_MD)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print("docs/performance.md: GPU section " + ("regenerated" if changed else "unchanged"))
     return 0
 

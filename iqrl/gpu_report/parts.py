@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -31,11 +32,12 @@ from iqrl.bench.measure import hardware
 from iqrl.gpu_report import plan
 from iqrl.gpu_report.pytest_rows import ROWS_ENV
 from iqrl.gpu_report.results import (
-    GROUP_MATCH_TEST,
     MATCH_TEST,
     MODE_TESTED_BY,
+    group_match_test,
     latest_test_outcomes,
     load_rows,
+    rate_stands,
 )
 from iqrl.runfolder.files import read_status
 
@@ -43,9 +45,10 @@ REPO = Path(__file__).resolve().parents[2]
 #: A full part's budget: 8 minutes, under the device tool's 10 a command with the wheels' install and the
 #: imports, and three parts with the machine's start-ups within a session's 30 minutes of device time.
 BUDGET_S = 480.0
-#: Smoke budgets (CPU, tiny sizes): part 3's is the training time before the runs are stopped, enough for
-#: their first evaluation (300 env steps: about 13 s on 2 idle cores, twice that under CI's parallel tests).
-SMOKE_BUDGET_S = {1: 120.0, 2: 240.0, 3: 30.0}
+#: The smoke (CPU, tiny sizes; tests/test_gpu_report.py) has no budget unless --budget-s gives one: its parts
+#: run every row, and part 3 stops its runs once each has evaluated past env step 0 (an event): what it
+#: checks never depends on how fast, or how loaded, the machine is.
+SMOKE_BUDGET_S = math.inf
 #: Part 2 starts no row with less than this left: a compiled row at paper size may take 1-2 minutes (cold
 #: compile); a row cut off is recorded as missing, for a later session.
 ROW_RESERVE_S = 90.0
@@ -120,7 +123,7 @@ def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None) -
     if not smoke and not torch.cuda.is_available():
         print("error: the GPU report needs a CUDA GPU; SMOKE=1 (--smoke) runs it on the CPU", file=sys.stderr)
         return 2
-    budget = budget_s if budget_s is not None else (SMOKE_BUDGET_S[part] if smoke else BUDGET_S)
+    budget = budget_s if budget_s is not None else (SMOKE_BUDGET_S if smoke else BUDGET_S)
     log = RowLog(out / f"part{part}.jsonl", part)
     started = time.monotonic()
     mach = log.append({**machine(), "smoke": smoke})
@@ -145,9 +148,14 @@ def part1(log: RowLog, smoke: bool, deadline: float) -> None:
     if smoke:  # the CPU check, also on a machine with a GPU: its CUDA tests skip
         env["CUDA_VISIBLE_DEVICES"] = ""
     try:
-        subprocess.run(cmd, cwd=REPO, env=env, timeout=max(deadline - time.monotonic(), 1.0))
+        subprocess.run(cmd, cwd=REPO, env=env, timeout=time_left(deadline))
     except subprocess.TimeoutExpired:
         log.append({"kind": "missing", "key": "tests/test_cuda.py", "reason": CUT_OFF})
+
+
+def time_left(deadline: float) -> float | None:
+    """Seconds to `deadline` (at least 1), a subprocess's timeout; None (no timeout) without a budget."""
+    return None if math.isinf(deadline) else max(deadline - time.monotonic(), 1.0)
 
 
 def pytest_command(path: str, leave_out: list[str]) -> list[str]:
@@ -195,9 +203,10 @@ def part2(log: RowLog, smoke: bool, deadline: float) -> None:
 
 
 def measured_keys(rows: list[dict]) -> set[str]:
-    """The keys of the bench rows in `rows` that were measured: not those that failed (`error`) nor those
-    a part listed as missing (cut off, or no time left), which a later session measures."""
-    return {r["key"] for r in rows if r.get("kind") == "bench" and "error" not in r}
+    """The keys of the bench rows in `rows` whose rates stand (`rate_stands`): not those that failed, are
+    stale or flagged, nor those a part listed as missing (cut off, or no time left), which a later session
+    measures."""
+    return {r["key"] for r in rows if rate_stands(r)}
 
 
 def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list[dict]:
@@ -225,7 +234,7 @@ def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list
     results = []
     for p in procs:
         try:
-            stdout, stderr = p.communicate(timeout=max(deadline - time.monotonic(), 1.0))
+            stdout, stderr = p.communicate(timeout=time_left(deadline))
         except subprocess.TimeoutExpired:
             p.kill()
             p.communicate()
@@ -240,7 +249,8 @@ def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list
 
 def part3(log: RowLog, smoke: bool, deadline: float) -> None:
     """Learning, as far as the part's time goes: the runs of plan.part3_runs side by side on the device,
-    stopped (SIGTERM: end of episode, checkpoint) when the budget is spent, then compared with the
+    stopped (SIGTERM: after the current agent step, with a checkpoint) when the budget is spent (the smoke's:
+    once each has evaluated), then compared with the
     published curves at the env step each reached."""
     # the smoke always takes the K-seed mode's path (the choice is timing, and unit-tested on its own)
     kseed, mode = (
@@ -254,8 +264,15 @@ def part3(log: RowLog, smoke: bool, deadline: float) -> None:
     print(f"learning: {'K-seed mode, ' if kseed else ''}compile={mode}; run folders in {root}", flush=True)
     started = time.monotonic()
     procs = [start_run(run, root / run.agent, device) for run in runs]
-    stop_at = deadline if smoke else deadline - STOP_GRACE_S
-    while time.monotonic() < stop_at and any(p.poll() is None for p in procs):
+
+    def stop_now() -> bool:
+        """The smoke's runs once each has evaluated past env step 0 or ended (SMOKE_BUDGET_S); a GPU's at the
+        part's budget, less the grace its runs get to stop."""
+        if math.isinf(deadline):
+            return all(p.poll() is not None or evaluated(root / r.agent) for r, p in zip(runs, procs))
+        return time.monotonic() >= (deadline if smoke else deadline - STOP_GRACE_S)
+
+    while any(p.poll() is None for p in procs) and not stop_now():
         time.sleep(1.0)
     for p in procs:
         if p.poll() is None:
@@ -304,6 +321,12 @@ def learn_row(run: plan.LearnRun, folder: Path, rc: int, wall: float) -> dict:
     return {**row, "published": published(run.agent, run.task, step) if "obs=pixels" not in run.keys else {}}
 
 
+def evaluated(folder: Path) -> bool:
+    """Every seed of a run folder has an evaluation past env step 0 in its eval.csv."""
+    seeds = sorted(folder.glob("seed*"))
+    return bool(seeds) and all(any(step > 0 for step in read_evals(s / "eval.csv")) for s in seeds)
+
+
 def read_evals(path: Path) -> dict[int, float]:
     """eval.csv as {env_step: mean episode return}; {} when it is missing."""
     if not path.exists():
@@ -348,10 +371,10 @@ def matching_ways(test_rows: list[dict]) -> set[tuple[bool, str]]:
     than compiled ones, not yet checked)."""
     outcomes = latest_test_outcomes(test_rows)
     ways = {(False, "false"), (True, "false")}
-    for kseed, test in ((False, MATCH_TEST), (True, GROUP_MATCH_TEST)):
-        ways |= {
-            (kseed, m) for m, flag in MODE_TESTED_BY.items() if outcomes.get(test.format(flag)) == "passed"
-        }
+    ways |= {
+        (False, m) for m, flag in MODE_TESTED_BY.items() if outcomes.get(MATCH_TEST.format(flag)) == "passed"
+    }
+    ways |= {(True, m) for m in MODE_TESTED_BY if outcomes.get(group_match_test(m)) == "passed"}
     return ways
 
 
@@ -366,7 +389,7 @@ def learning_mode(rows: list[dict], ways: set[tuple[bool, str]] | None = None) -
         for r in rows
         if r.get("key", "").startswith(f"iqrl {plan.STATE_TASK} state fp32 ")
         and r.get("packed") == 1
-        and "error" not in r
+        and rate_stands(r)
         and r["seeds"] <= plan.PART3_SEEDS
     ]
     in_all = {}  # (K-seed mode?, compile mode): the most updates/s in all of its rows

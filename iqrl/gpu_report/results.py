@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from iqrl.gpu_report import plan
@@ -22,10 +23,24 @@ END = "<!-- END gpu-results -->"
 
 #: Part 1's tests that a compile mode's update matches the eager one on the GPU, by mode (`compile=`): of one
 #: agent (K = 1), and of a K-seed group (part 3, and slurm/pack.py's group_mode for graphs, train only in
-#: modes they passed).
+#: modes they passed). A captured group counts only by the test at paper sizes (16 seeds, 12 updates, every
+#: piece replayed): a 2-seed tiny group's pass said nothing of the groups the bench timed.
 MATCH_TEST = "tests/test_cuda.py::test_cuda_compiled_and_graph_captured_updates_match_eager[{}]"
 GROUP_MATCH_TEST = "tests/test_cuda.py::test_cuda_compiled_and_graph_captured_k_seed_group_matches_eager[{}]"
+GROUP_GRAPHS_TEST = "tests/test_cuda.py::test_cuda_graph_captured_k_seed_group_matches_eager_at_paper_sizes"
 MODE_TESTED_BY = {"true": "False", "cudagraphs": "True"}
+
+
+def group_match_test(mode: str) -> str:
+    """The test whose pass lets a K-seed group train in compile mode `mode` ("true", "cudagraphs")."""
+    return GROUP_GRAPHS_TEST if mode == "cudagraphs" else GROUP_MATCH_TEST.format(MODE_TESTED_BY[mode])
+
+
+def rate_stands(row: dict) -> bool:
+    """Whether a bench row's rate may be used (projections, the learning run's mode, a part's list of what is
+    done): it ran without error, and is neither `stale` (timed by code since fixed: measured again by the next
+    GPU) nor flagged (`flag`: its peak memory below what a completed update holds)."""
+    return row.get("kind") == "bench" and not {"error", "stale", "flag"} & set(row)
 
 
 def machine_slug(row: dict) -> str:
@@ -42,15 +57,69 @@ def latest_test_outcomes(rows: list[dict]) -> dict[str, str]:
     return out
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+#: The keys the section reads of a row of each kind (besides `part`, which every row but a committed
+#: file's machine row has); a failed row (`error`) has only the first of its kind's.
+ROW_KEYS = {
+    "machine": ("gpu", "date"),
+    "test": ("test", "outcome"),
+    "bench": (
+        *("key", "seeds", "packed", "updates_per_s", "env_steps_per_s"),
+        *("hours_per_1m", "ops_per_update", "compile_s", "peak_mem_mb"),
+    ),
+    "learn": ("key", "mode", "seeds", "env_steps", "wall_s"),
+}
+
+
+#: How much of a row read_jsonl checks: what names it (its kind's first key), also its `part` (what a merge
+#: reads: row_id), or also what the section reads of it (ROW_KEYS).
+CHECKS = ("name", "merge", "section")
+
+
+def missing_keys(row: dict, check: str) -> list[str]:
+    """The keys `row` lacks of those `check` (CHECKS) needs."""
+    need = ROW_KEYS.get(row["kind"], ())
+    need = need if check == "section" and not ("error" in row and row["kind"] == "bench") else need[:1]
+    part = ("part",) if check != "name" and row["kind"] != "machine" else ()
+    return [k for k in (*part, *need) if k not in row]
+
+
+def read_jsonl(path: Path, cut_tail: bool = False, check: str = "name") -> list[dict]:
+    """The rows of a JSON-lines file. ValueError (one line naming the file, and the line where one is at
+    fault) for bytes that are not text, a line that is not a JSON object, or a row without the keys
+    `check` needs (CHECKS, `missing_keys`). With `cut_tail` a last line cut
+    off mid-write (a part killed while writing its row: no newline at its end) is left out, with a
+    warning."""
+    try:
+        text = path.read_bytes().decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: bytes that are not UTF-8 text, not rows of JSON") from None
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror or e}") from None
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if cut_tail and number == len(lines):  # the last line, with no newline after it
+                print(f"warning: {path} line {number}: cut off mid-row ({e.msg}); left out", file=sys.stderr)
+                continue
+            raise ValueError(f"{path} line {number}: not a JSON row ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("kind"), str):
+            raise ValueError(f"{path} line {number}: a row is a JSON object with a `kind`, got {line[:60]!r}")
+        if missing := missing_keys(row, check):
+            raise ValueError(f"{path} line {number}: a {row['kind']} row without {', '.join(missing)}")
+        rows.append(row)
+    return rows
 
 
 def load_rows(folder: Path = RESULTS) -> list[dict]:
     """Every committed row, each with its file's `gpu` and `file` name added."""
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
-        file_rows = read_jsonl(path)
+        file_rows = read_jsonl(path, check="section")
         gpu = next((r["gpu"] for r in file_rows if r["kind"] == "machine"), None)
         rows += [{**r, "gpu": r.get("gpu", gpu), "file": path.name} for r in file_rows]
     return rows
@@ -64,7 +133,9 @@ def row_id(row: dict) -> tuple:
 def collect(src: Path, folder: Path = RESULTS) -> Path:
     """Merge the part files of `src` (a session's OUT: part1.jsonl ...) into folder/<gpu>-<date>.jsonl, one
     machine row first, later rows replacing earlier ones of the same id. Returns the file written."""
-    rows = [r for p in sorted(src.glob("part*.jsonl")) for r in read_jsonl(p)]
+    if not src.is_dir():
+        raise ValueError(f"{src} is not a folder of part*.jsonl files")
+    rows = [r for p in sorted(src.glob("part*.jsonl")) for r in read_jsonl(p, cut_tail=True, check="merge")]
     machines = [r for r in rows if r["kind"] == "machine"]
     if not machines:
         raise ValueError(f"{src} holds no part*.jsonl with a machine row")
@@ -80,7 +151,17 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     body = [{k: v for k, v in machines[-1].items() if k != "part"}] + list(merged.values())
     target.write_text("".join(json.dumps(r) + "\n" for r in body))
+    copy_runs(src / "runs", folder / "runs" / target.stem)
     return target
+
+
+def copy_runs(src: Path, dest: Path) -> None:
+    """The learning runs' eval.csv and train.csv that a session brought back (OUT/runs/<run>/seed<k>/, the
+    first command's: iqrl/gpu_report/first.py) into dest, beside the result file they belong to."""
+    for f in sorted(src.glob("*/seed*/*.csv")) if src.is_dir() else []:
+        target = dest / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(f.read_bytes())
 
 
 # ------------------------------------------------------------------------------------------- the section
@@ -102,7 +183,9 @@ def machine_lines(m: dict) -> list[str]:
     return [
         f"### {m['gpu']}, {m['date']} (docs/gpu-results/{machine_slug(m)}-{m['date']}.jsonl)",
         "",
-        f"Driver {m['driver']}, torch {m['torch']} (CUDA {m['cuda']}), Python {m['python']}, {m['cpu']}.",
+        "Driver {driver}, torch {torch} (CUDA {cuda}), Python {python}, {cpu}.".format_map(
+            {k: m.get(k, "?") for k in ("driver", "torch", "cuda", "python", "cpu")}
+        ),
         "",
     ]
 
@@ -129,8 +212,9 @@ def bench_lines(rows: list[dict]) -> list[str]:
     bench = [r for r in rows if r["kind"] == "bench"]
     body = []
     for r in bench:
-        if "error" in r:
-            body.append([r["key"], f"failed: {r['error']}"] + [None] * 7)
+        if "error" in r or "stale" in r:
+            body.append([r["key"], f"failed: {r['error']}" if "error" in r else f"stale: {r['stale']}"])
+            body[-1] += [None] * 7
             continue
         runs = r["seeds"] * r["packed"]
         hours = hours_per_run(r, bench)
@@ -142,7 +226,8 @@ def bench_lines(rows: list[dict]) -> list[str]:
             hours,
             per_gpu,
         ]
-        body.append([r["key"], *cells, r["ops_per_update"], r["compile_s"], r["peak_mem_mb"]])
+        peak = r["peak_mem_mb"] if "flag" not in r else f"{r['peak_mem_mb']} (flagged: {r['flag']})"
+        body.append([r["key"], *cells, r["ops_per_update"], r["compile_s"], peak])
     header = ["row", "updates/s per run", "all runs", "env steps/s", "hours per 1M env steps, per run"]
     header += ["per GPU", "ops per update", "compile s", "peak MB"]
     return table(header, 1, body) if body else []
@@ -211,9 +296,15 @@ def sweep(run: plan.LearnRun) -> str:
 
 
 def write_doc(rows: list[dict] | None = None, path: Path = PERFORMANCE_MD) -> bool:
-    """Replace the section between the markers of docs/performance.md; True when it changed."""
+    """Replace the section between the markers of docs/performance.md; True when it changed. ValueError (one
+    line) when the markers are not both there, in order."""
     text = path.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(
+            f"{path} lacks the marker lines of its GPU section ({BEGIN} then {END}): put them back around it"
+        )
+    end += len(END)
     new = text[:start] + section(load_rows() if rows is None else rows) + text[end:]
     if new != text:
         path.write_text(new)

@@ -2,10 +2,11 @@
 
 SAC+AE (Yarats et al. 2019, arXiv 1910.01741) and DrQ (Kostrikov et al. 2020, arXiv 2004.13649) learn
 their pixel encoder through the critic: the critic's input is x = head(trunk(o)) with gradients, so the
-critic loss steps the trunk (a `ConvEncoder`) and the head (Linear -> LayerNorm -> tanh) with the critic's
-optimizer; the actor reads features through which no gradient reaches the trunk; the target critic reads a
-target encoder, an EMA of the online one. `CriticEnsembleLearner` (iqrl/learners/critics.py) takes such an
-encoder and uses it in every loss; without one (every state run) its inputs are the features themselves.
+critic loss steps the trunk (a `ConvEncoder`) and the head (Linear -> LayerNorm -> `head_act`: tanh, or
+nothing after the LayerNorm as in CURL's code) with the critic's optimizer; the actor reads features through
+which no gradient reaches the trunk; the target critic reads a target encoder, an EMA of the online one.
+`CriticEnsembleLearner` (iqrl/learners/critics.py) takes such an encoder and uses it in every loss; without
+one (every state run) its inputs are the features themselves.
 
 Two forms of the actor's input, chosen by `actor_head`:
 * False (DrQ-v2, arXiv 2107.09645; the pixel `sac` / `td3`): the critic's own features, detached;
@@ -32,7 +33,10 @@ class PixelEncoderConfig:
     """Keys of the encoder the critic trains (used with obs=pixels; a state run ignores them), a part of an
     agent config (`compose`, iqrl/core/interface.py)."""
 
-    feature_dim: int = 50  # width of the head Linear -> LayerNorm -> tanh (SAC+AE, DrQ: 50)
+    feature_dim: int = 50  # width of the encoder's head, Linear -> LayerNorm -> head_act (SAC+AE, DrQ: 50)
+    # the head's last activation, after its LayerNorm: tanh (SAC+AE, DrQ) | none (the LayerNorm's output:
+    # CURL's code, `encoder.py` with output_logits=True)
+    head_act: str = "tanh"
     num_filters: int = 32  # channels of every convolution (SAC+AE, DrQ: 32)
     conv_layers: int = 4  # 3x3 convolutions, the first with stride 2 (SAC+AE, DrQ: 4)
     image_pad: int = 0  # random-shift augmentation (DrQ: 4 pixels); 0 = off (SAC+AE does not augment)
@@ -44,14 +48,23 @@ class PixelEncoderConfig:
                 (self.num_filters >= 1, f"num_filters must be >= 1, got {self.num_filters}"),
                 (self.conv_layers >= 1, f"conv_layers must be >= 1, got {self.conv_layers}"),
                 (self.image_pad >= 0, f"image_pad must be >= 0 (0 = no augmentation), got {self.image_pad}"),
+                (
+                    self.head_act in HEAD_ACTS,
+                    f"head_act must be one of {', '.join(HEAD_ACTS)}, got {self.head_act!r}",
+                ),
             ]
         )
 
 
-def feature_head(in_dim: int, feature_dim: int) -> nn.Sequential:
-    """Linear -> LayerNorm -> tanh, the Linear orthogonal with zero bias (SAC+AE `encoder.py:PixelEncoder`
-    fc, ln; initialised by `sac_ae.py:weight_init`; DrQ's encoder head)."""
-    head = nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+# The encoder head's last activation (`head_act`), by name.
+HEAD_ACTS = {"tanh": nn.Tanh, "none": nn.Identity}
+
+
+def feature_head(in_dim: int, feature_dim: int, act: str = "tanh") -> nn.Sequential:
+    """Linear -> LayerNorm -> `act` (HEAD_ACTS), the Linear orthogonal with zero bias (SAC+AE
+    `encoder.py:PixelEncoder` fc, ln, tanh; initialised by `sac_ae.py:weight_init`; DrQ's encoder head;
+    "none": CURL's, which ends at the LayerNorm)."""
+    head = nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), HEAD_ACTS[act]())
     init_linear_(head, "orthogonal")
     return head
 
@@ -60,14 +73,22 @@ class CriticEncoder(nn.Module):
     """o -> x = head(trunk(o)) [N, feature_dim], trained by the critic loss; see the module docstring.
 
     trunk: a `ConvEncoder` for pixel frame stacks [N, C, H, W], or nn.Identity for state vectors [N, d]
-    (SAC+AE's state form, docs/faithfulness.md SAE-4); `trunk_dim` its output width.
+    (SAC+AE's state form, docs/faithfulness.md SAE-4); `trunk_dim` its output width; `head_act` the heads'
+    last activation (`feature_head`).
     """
 
-    def __init__(self, trunk: nn.Module, trunk_dim: int, feature_dim: int, actor_head: bool = False):
+    def __init__(
+        self,
+        trunk: nn.Module,
+        trunk_dim: int,
+        feature_dim: int,
+        actor_head: bool = False,
+        head_act: str = "tanh",
+    ):
         super().__init__()
         self.trunk = trunk
-        self.head = feature_head(trunk_dim, feature_dim)
-        self.actor_head = feature_head(trunk_dim, feature_dim) if actor_head else None
+        self.head = feature_head(trunk_dim, feature_dim, head_act)
+        self.actor_head = feature_head(trunk_dim, feature_dim, head_act) if actor_head else None
         self.target_trunk = frozen_copy(trunk)
         self.target_head = frozen_copy(self.head)
         self.feature_dim = feature_dim
@@ -126,4 +147,4 @@ def pixel_encoder(shape: tuple[int, int, int], cfg: PixelEncoderConfig, center: 
     """A `CriticEncoder` on a `ConvEncoder` for frame stacks of `shape` (C, H, W)."""
     channels, size, _ = shape
     trunk = ConvEncoder(channels, size, cfg.conv_layers, cfg.num_filters, center=center)
-    return CriticEncoder(trunk, trunk.out_dim, cfg.feature_dim, actor_head)
+    return CriticEncoder(trunk, trunk.out_dim, cfg.feature_dim, actor_head, cfg.head_act)

@@ -215,13 +215,20 @@ def _grown(n: int) -> int:
     return cap
 
 
+def run_spaces(cfg: RunConfig) -> tuple:
+    """(observation width or pixel stack shape, action spec) of the run's agent, without building an env."""
+    obs_dim, act_dim = task_spaces(task_list(cfg.task)[0])
+    if cfg.obs == "pixels":  # frame stacks (RGB; Atari's grayscale), stored one uint8 frame per observation
+        channels = suite_of(task_list(cfg.task)[0]).frame_channels
+        obs_dim = (channels * cfg.frame_stack, cfg.image_size, cfg.image_size)
+    return obs_dim, act_dim
+
+
 def estimate(cfg: RunConfig) -> MemoryEstimate:
     """The memory the run `cfg` holds at its peak on its device (see the module's docstring)."""
-    obs_dim, act_dim = task_spaces(task_list(cfg.task)[0])
+    obs_dim, act_dim = run_spaces(cfg)
     pixels = cfg.obs == "pixels"
     channels = suite_of(task_list(cfg.task)[0]).frame_channels
-    if pixels:  # frame stacks (RGB; Atari's grayscale), stored one uint8 frame per observation
-        obs_dim = (channels * cfg.frame_stack, cfg.image_size, cfg.image_size)
     agent = meta_agent(cfg, obs_dim, act_dim)
     tensors = agent_tensors(agent)
     weights = sum(t.numel() * t.element_size() for t in tensors)

@@ -21,7 +21,7 @@ from iqrl.core.replay import MultiTaskReplay, SequenceReplay
 from iqrl.envs.dmc import DMCEnv, PixelEnv
 from iqrl.envs.make import SEED_LIMIT, make_env
 from iqrl.envs.perturb import PerturbedEnv
-from iqrl.envs.tasks import eval_seed, task_list
+from iqrl.envs.tasks import eval_seed, task_list, zero_history
 from iqrl.envs.workers import EnvWorker
 from iqrl.loop.transfer import freeze
 
@@ -92,6 +92,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
             context_dim=spec.context_dim,
             context_dtype=spec.context_dtype,
             online=spec.online_replay,
+            zero_history=zero_history(tasks[i], cfg.protocol),
         )
         for i in range(len(tasks))
     ]

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from iqrl.config.run import ConfigError, RunConfig, to_yaml_dict
+from iqrl.config.run import MAX_UPDATES, ConfigError, RunConfig, to_yaml_dict
 from iqrl.envs.render import RendererUnavailable, select_backend
 from iqrl.envs.tasks import split_task, task_list
 from iqrl.loop.device import resolve_device
-from iqrl.loop.memory import check_memory
+from iqrl.loop.memory import check_memory, meta_agent, run_spaces
 from iqrl.loop.transfer import built_agent, check_transfer
 from iqrl.runfolder import checkpoints
 from iqrl.runfolder.files import (
@@ -60,7 +60,21 @@ def check_machine(cfg: RunConfig, seeds: int = 1) -> torch.device:
     check_watching(cfg)
     check_renderer(cfg)
     check_memory(cfg, device, seeds)
+    check_update_count(cfg)  # after the memory: memory_limit_gb lets a budget past the machine's RAM through
     return device
+
+
+def check_update_count(cfg: RunConfig) -> None:
+    """The gradient updates of a run at its agent's default rate (no key sets the rate: the run config checks
+    those, iqrl.config.validate.validate_rate) are at most MAX_UPDATES: ConfigError (one line) otherwise."""
+    if cfg.updates_per_step is not None or type(cfg.agent).UTD_KEY is not None:
+        return
+    rate = meta_agent(cfg, *run_spaces(cfg)).spec.rate(cfg.action_repeat)
+    if rate * cfg.steps > MAX_UPDATES:
+        raise ConfigError(
+            f"steps={cfg.steps} at {cfg.agent.name}'s {rate:g} gradient updates per env step asks for "
+            f"{rate * cfg.steps:.3g} updates, more than the {MAX_UPDATES:,} a run may take: lower steps"
+        )
 
 
 # ---------------------------------------------------------------------- the run folder's checks

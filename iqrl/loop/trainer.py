@@ -44,6 +44,7 @@ from iqrl.loop.device import UpdatePrecision, resolve_device
 from iqrl.loop.evaluation import eval_returns
 from iqrl.loop.latent_probe import collapse_warning, probe_latent
 from iqrl.loop.parts import build_parts, eval_env_copy
+from iqrl.loop.timing import TimeSplit, summary_line
 from iqrl.loop.transfer import load_parts
 from iqrl.runfolder import checkpoints
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
@@ -51,6 +52,7 @@ from iqrl.runfolder.files import (
     EVAL_COLUMNS,
     SUCCESS_COLUMN,
     check_lock,
+    read_config,
     remove_stale_temp_files,
     write_csv,
     write_status,
@@ -58,7 +60,7 @@ from iqrl.runfolder.files import (
 )
 from iqrl.runfolder.loggers import Trackers
 from iqrl.runfolder.progress import Progress
-from iqrl.runfolder.provenance import run_meta
+from iqrl.runfolder.provenance import lock_change, run_meta
 
 CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
 #: The loop's counters, checkpointed under these names.
@@ -150,6 +152,7 @@ class Trainer:
         self.open: OpenEpisode | None = None  # the training episode under way
         self.wall_offset = 0.0
         self.t0 = time.time()
+        self.split = TimeSplit()  # where the wall time goes (iqrl/loop/timing.py): train.csv and status.json
         self.last_return = float("nan")
         self.trackers = Trackers()  # TensorBoard / W&B (logger=...): opened by run()
 
@@ -188,19 +191,23 @@ class Trainer:
         if ep.seeding and not self.agent.spec.warmup_with_policy:
             action = self.env.action_spec.sample(self.rng)
         else:
-            action = self.agent.act(ep.obs, explore=True)
+            with self.split("act"):
+                action = self.agent.act(ep.obs, explore=True)
         step = self.env.step(action)
         self.env_step += self.cfg.action_repeat
         truncated = step.truncated or (self.env_step >= self.cfg.steps and not step.terminated)
         ended = step.terminated or truncated
-        self.agent.observe(step.obs, step.reward, ended)
-        self.replay.add(action, step.reward, step.obs, step.terminated, truncated)
+        learned = step.reward if step.learner_reward is None else step.learner_reward  # Atari 100k: clipped
+        self.agent.observe(step.obs, learned, ended)
+        self.replay.add(action, learned, step.obs, step.terminated, truncated)
         ep.actions.append(action)
         ep.ret += step.reward
         ep.obs = step.obs
         self.row_totals["env_steps"] += self.cfg.action_repeat
         self.row_totals["env_time"] += time.time() - t
-        if not ep.seeding and (n := self.agent.schedule.after_step(self.credit, self.cfg.action_repeat)):
+        if not ep.seeding and (
+            n := self.due(self.agent.schedule.after_step(self.credit, self.cfg.action_repeat))
+        ):
             self.run_updates(n)
         return ended
 
@@ -225,21 +232,28 @@ class Trainer:
         self.row_totals["return_sum"] += ep_return
         schedule = self.agent.schedule
         if by_agent:
-            self.learn(schedule.after_episode(self.credit, EpisodeEnd(length, ep_return)))
+            self.learn(self.due(schedule.after_episode(self.credit, EpisodeEnd(length, ep_return))))
         elif self.env_step >= self.cfg.seed_steps:  # the last seed episode
             if (n := schedule.after_seeding(self.credit, self.env_step)) is not None:
-                self.learn(n)
+                self.learn(self.due(n))
+
+    def due(self, n: int) -> int:
+        """The n updates a schedule asked for, or none while the replay holds no window of the agent's length
+        yet (seed_steps=0: the first agent episode's first steps): those are not run, as an agent's code does
+        not train before its buffer can fill a batch."""
+        return n if n and self.replay.holds_window() else 0
 
     def run_updates(self, n: int) -> None:
         sums, counts = self.unsynced
         t = time.time()
-        for _ in range(n):
-            with self.autocast:
-                metrics = self.update_agent()
-            self.updates += 1
-            for k, v in metrics.items():
-                sums[k] = sums[k] + v if k in sums else v
-                counts[k] = counts.get(k, 0) + 1
+        with self.split("update"):
+            for _ in range(n):
+                with self.autocast:
+                    metrics = self.update_agent()
+                self.updates += 1
+                for k, v in metrics.items():
+                    sums[k] = sums[k] + v if k in sums else v
+                    counts[k] = counts.get(k, 0) + 1
         self.row_totals["updates"] += n
         self.row_totals["update_time"] += time.time() - t
 
@@ -260,9 +274,10 @@ class Trainer:
 
     def learn(self, n: int) -> None:
         """After an episode: the updates the agent's schedule asked for, one host sync, the agent's
-        per-episode schedules."""
-        self.run_updates(n)
-        self.flush_metrics()
+        per-episode schedules. The sync is the updates' time (on a GPU the host waits for them there)."""
+        with self.split("update"):
+            self.run_updates(n)
+            self.flush_metrics()
         self.agent.on_episode_end()
 
     # ------------------------------------------------------------------ evaluation and train.csv rows
@@ -275,7 +290,8 @@ class Trainer:
     def evaluate(self) -> list[dict]:
         """The evaluation rows at this env step: one, or one per task of a multi-task run (`task` column).
         An open training episode waits in its own env and takes up its task again after."""
-        rows = [self.evaluate_task(i) for i in range(len(self.tasks))]
+        with self.split("evaluate"):
+            rows = [self.evaluate_task(i) for i in range(len(self.tasks))]
         if self.open is not None:
             self.select_task(self.open.task)
         return rows
@@ -286,7 +302,10 @@ class Trainer:
         # the first episode on video when one is due (rendering leaves the episode and all RNGs alone)
         video = render.EpisodeRecorder(self.eval_env, render.TRAIN_VIDEO_SIZE) if self.video_due() else None
         on_frame = video and video.on_frame
-        outcomes = eval_returns(self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame)
+        with self.agent.evaluating():  # its own generator: evaluating moves no training number
+            outcomes = eval_returns(
+                self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame
+            )
         returns = [o.ret for o in outcomes]
         if video is not None:
             video.save(self.run_dir / "videos" / render.video_name(self.env_step, returns[0]))
@@ -327,6 +346,7 @@ class Trainer:
         row.update(probe_latent(self.agent, self.replay, self.diag_generator))
         row["env_steps_per_s"] = w["env_steps"] / w["env_time"] if w["env_time"] > 0 else None
         row["updates_per_s"] = w["updates"] / w["update_time"] if w["update_time"] > 0 else None
+        row.update(self.split.take_window())
         row["wall_time_s"] = round(self.wall_time(), 3)
         self.train_rows.append(row)
         self.trackers.log("train", row)
@@ -335,6 +355,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def write_logs(self) -> None:
+        with self.split("write"):
+            self._write_logs()
+
+    def _write_logs(self) -> None:
         check_lock(self.run_dir)  # at every episode end: the run folder is still this process's (LostLock)
         columns = EVAL_COLUMNS + ([SUCCESS_COLUMN] if self.eval_env.has_success else [])
         columns += ["task"] if len(self.tasks) > 1 else []
@@ -368,6 +392,7 @@ class Trainer:
             "train_rows": self.train_rows,
             "window": self.row_totals,  # (the checkpoint's key of old)
             "wall_time": self.wall_time(),
+            "time_split": {"total": self.split.summary(), "window": dict(self.split.window)},
         }
 
     def load_state_dict(self, s: dict) -> None:
@@ -394,6 +419,9 @@ class Trainer:
             setattr(self, k, v)
         self.eval_rows, self.train_rows, self.row_totals = s["eval_rows"], s["train_rows"], s["window"]
         self.wall_offset, self.t0 = s["wall_time"], time.time()
+        # (a checkpoint of before the split: the summary counts from the resume on)
+        self.split = TimeSplit(s.get("time_split", {}).get("total"))
+        self.split.window.update(s.get("time_split", {}).get("window", {}))
 
     def take_up(self, saved: dict) -> OpenEpisode:
         """The open episode of a checkpoint, its env brought back to where it stopped by replaying its actions
@@ -421,6 +449,10 @@ class Trainer:
         return ep
 
     def save_checkpoint(self) -> None:
+        with self.split("write"):
+            self._save_checkpoint()
+
+    def _save_checkpoint(self) -> None:
         self.trackers.flush()  # what the checkpoint's rows were sent is on disk before a resume relies on it
         check_lock(self.run_dir)
         checkpoints.save(self.run_dir, self.state_dict())  # the latest generation; the one before is kept
@@ -451,6 +483,8 @@ class Trainer:
     def run(self, should_stop=None) -> int:
         remove_stale_temp_files(self.run_dir)  # left by a writer killed mid-write (we hold the run's lock)
         resumed = self.try_resume()
+        if resumed and (change := lock_change((read_config(self.run_dir) or {}).get("meta"))):
+            print(f"warning: {self.run_dir}: {change}", file=sys.stderr, flush=True)
         if not resumed:
             config = to_yaml_dict(self.cfg)
             config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate)
@@ -465,6 +499,7 @@ class Trainer:
         self.trackers = Trackers(
             self.cfg.logger, self.run_dir, to_yaml_dict(self.cfg), self.env_step + 1 if resumed else 0
         )
+        self.split.restart()  # the split counts the loop (in a K-seed group, not the other seeds' building)
         try:
             return self._loop(should_stop, resumed)
         finally:
@@ -480,7 +515,8 @@ class Trainer:
                 self.next_eval += cfg.eval_every
             logged = True
         if self.env_step >= self.next_diag or finished:
-            self.train_row()
+            with self.split("write"):  # the diagnostics' probe, and the row
+                self.train_row()
             if warning := collapse_warning(self.train_rows):
                 progress.write(warning)
             while self.next_diag <= self.env_step:
@@ -488,10 +524,15 @@ class Trainer:
             logged = True
         return logged
 
+    def write_status(self, state: str) -> None:
+        """status.json, with the wall time's split in all so far (`time_split`, seconds per phase)."""
+        with self.split("write"):
+            write_status(self.run_dir, state, self.env_step, self.cfg.steps, time_split=self.split.summary())
+
     def _loop(self, should_stop, resumed: bool) -> int:
         cfg = self.cfg
         self.write_logs()  # drop rows written after the checkpoint by an interrupted attempt
-        write_status(self.run_dir, "running", self.env_step, cfg.steps)
+        self.write_status("running")
         progress = Progress(cfg, self.env_step, resumed)
         if self.env_step == 0 and not self.eval_rows:
             for row in self.evaluate():
@@ -521,15 +562,16 @@ class Trainer:
                     self.next_ckpt += cfg.checkpoint_every
                 self.save_checkpoint()
             if ended or saved:
-                write_status(self.run_dir, "interrupted" if stop else "running", self.env_step, cfg.steps)
+                self.write_status("interrupted" if stop else "running")
             if stop:
                 progress.close(f"interrupted at env_step {self.env_step}; checkpoint saved, re-run to resume")
                 return EXIT_INTERRUPTED
         self.save_checkpoint()
-        write_status(self.run_dir, "done", self.env_step, cfg.steps)
+        self.write_status("done")
         final = [
             f"{r.get('task', 'final')} return {r['episode_return']:.1f}"
             for r in self.eval_rows[-len(self.tasks) :]
         ]
+        progress.write(summary_line(self.split.summary()))
         progress.close(f"done: {self.run_dir} ({', '.join(final)})")
         return EXIT_OK

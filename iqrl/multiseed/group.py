@@ -511,13 +511,17 @@ class SeedGroup:
     def _ready(self) -> bool:
         return bool(self.pending) and set(self.pending) >= self.active
 
-    def serve(self) -> None:
+    def serve(self, start: Callable[[], None] | None = None) -> None:
         """Run every round in the calling thread until all seeds have left. All large allocations then
         come from one thread: with rounds in whichever seed thread arrived last, glibc's per-thread malloc
-        arenas held about twice the memory and the update ran about 30% slower (K = 4, walker-walk, CPU)."""
+        arenas held about twice the memory and the update ran about 30% slower (K = 4, walker-walk, CPU).
+        `start()` starts the seeds' threads once this thread serves: a seed started before would run a round
+        in its own thread when it hands in the last piece first (which a captured group cannot)."""
         with self.cv:
             self.serving = True
             try:
+                if start is not None:
+                    start()
                 while self.active:
                     if self._ready():
                         self._run_pending()

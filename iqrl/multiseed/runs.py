@@ -21,12 +21,15 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
+from iqrl.config.validate import warnings_of
 from iqrl.core.checks import Refused
 from iqrl.loop.preflight import check_device_type, check_machine, check_run_folder, check_writable
+from iqrl.loop.timing import summary_line
 from iqrl.loop.trainer import Trainer
 from iqrl.multiseed.group import SeedGroup
 from iqrl.multiseed.refusals import KSeedRefused, unsupported
@@ -155,6 +158,18 @@ class GroupTrainer(Trainer):
         return True
 
 
+def group_line(trainers: list[GroupTrainer], first: list[int], seconds: float) -> str:
+    """The group's rate: env steps per second in all and per seed over this process's training, and the
+    split of the seeds' time (their phases summed: iqrl/loop/timing.py)."""
+    steps = sum(t.env_step - f for t, f in zip(trainers, first))
+    split = {p: sum(t.split.total[p] for t in trainers) for p in trainers[0].split.total}
+    rate = steps / seconds if seconds > 0 else 0.0
+    return (
+        f"group of {len(trainers)} seeds: {steps} env steps in {seconds:.1f} s, {rate:.0f} env steps/s in "
+        f"all, {rate / len(trainers):.0f} per seed; seeds' {summary_line(split)}"
+    )
+
+
 # ---------------------------------------------------------------------- command line
 USAGE = """usage: python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=DOMAIN-TASK steps=N out=ROOT
 [key=value ...]
@@ -164,15 +179,20 @@ Trains the seeds in one process with the networks vectorised over seeds; writes 
 
 
 def workers_help(k: int) -> bool:
-    """env_workers's default for a group of k seeds: each env in a worker process of its own where the
-    process may use a core for each of them and one for the seeds' threads (k + 1); with fewer, the workers
-    queue for the cores, and a pipe's round trip per step costs more than the threads' turns on the
-    interpreter lock (docs/performance.md, "Environments in worker processes")."""
-    return k > 1 and len(os.sched_getaffinity(0)) >= k + 1
+    """env_workers's default for a group of k seeds: each env in a worker process of its own wherever the
+    process may use two cores or more. In threads the k envs share one core's worth of interpreter
+    (dm_control's step holds the lock), so a group collects at most one seed's rate in all, less the turns;
+    in workers they use every core, at a pipe's round trip per step (docs/performance.md, "Environments in
+    worker processes")."""
+    return k > 1 and len(os.sched_getaffinity(0)) >= 2
 
 
 def parse_seeds(argv: list[str]) -> tuple[list[int], Path, list[str]]:
     seeds, out, rest = None, None, []
+    for key in ("seeds", "out"):  # the keys taken out here; build_config refuses the others given twice
+        given = [a for a in argv if a.startswith(f"{key}=")]
+        if len(given) > 1:
+            raise ConfigError(f"{key} is given twice ({given[0]} and {given[1]}); give each key once")
     for a in argv:
         if a.startswith("seeds="):
             try:
@@ -202,6 +222,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         if not any(a.startswith("env_workers=") for a in rest):
             rest.append(f"env_workers={str(workers_help(len(seeds))).lower()}")
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
+        for line in warnings_of(cfgs[0]):
+            print(f"warning: {line}", file=sys.stderr)
         if why := unsupported(cfgs[0]):
             raise ConfigError(why)
         done = [check_run_folder(c) == "done" for c in cfgs]
@@ -280,12 +302,12 @@ def _train_group(cfgs: list, points: list, should_stop, trainers: list) -> int:
     threads = [
         threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)
     ]
-    for th in threads:
-        th.start()
+    started, first = time.perf_counter(), [t.env_step for t in trainers]
     with trainers[0].autocast:  # what each Trainer wraps its updates in
-        group.serve()
+        group.serve(start=lambda: [th.start() for th in threads])  # the rounds in this thread from the first
     for th in threads:
         th.join()
+    print(group_line(trainers, first, time.perf_counter() - started), flush=True)
     return (
         EXIT_FAILED if EXIT_FAILED in codes else max(codes)
     )  # a failed seed is not hidden by interrupted ones

@@ -393,14 +393,43 @@ def random_shift(images: Tensor, pad: int, offsets: Tensor) -> Tensor:
     `offsets` [N, 2] (dy, dx in 0..2 pad, from `shift_offsets`) cut out, so the picture moves by at most
     `pad` pixels each way and every channel (every frame of a stack) moves together. Integer shifts, as
     DrQ's crop; DrQ-v2's bilinear grid sample at integer offsets gives the same pixels. Keeps the dtype."""
-    n, _, h, w = images.shape
+    _, _, h, w = images.shape
     padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate").to(images.dtype)
+    return _windows(padded, h, w, offsets)
+
+
+def crop_offsets(n: int, size: int, crop: int, generator: torch.Generator) -> Tensor:
+    """n integer (top, left) corners, each uniform in 0..size - crop (every crop x crop window of a size x
+    size image equally likely): the draws of `random_crop`, [n, 2]."""
+    return torch.randint(size - crop + 1, (n, 2), generator=generator, device=generator.device)
+
+
+def random_crop(images: Tensor, crop: int, offsets: Tensor) -> Tensor:
+    """A random crop to a smaller size, CURL's augmentation (Laskin, Srinivas & Abbeel 2020, arXiv
+    2004.04136; its code renders 100 x 100 frames and crops 84 x 84): the crop x crop window of each image
+    [N, C, H, W] whose top-left corner is its row of `offsets` [N, 2] (from `crop_offsets`), every channel
+    (every frame of a stack) cut at the same place. Returns [N, C, crop, crop] in the images' dtype. Unlike
+    `random_shift` the picture keeps no border: the encoder sees crop x crop frames."""
+    return _windows(images, crop, crop, offsets)
+
+
+def _windows(images: Tensor, h: int, w: int, offsets: Tensor) -> Tensor:
+    """The h x w window of each image [N, C, H, W] whose top-left corner is its row of `offsets` [N, 2]."""
+    n = images.shape[0]
     offsets = offsets.to(images.device)
-    rows = (torch.arange(h, device=images.device) + offsets[:, :1])[:, None, :, None]  # [N, 1, H, 1]
-    cols = (torch.arange(w, device=images.device) + offsets[:, 1:])[:, None, None, :]  # [N, 1, 1, W]
+    rows = (torch.arange(h, device=images.device) + offsets[:, :1])[:, None, :, None]  # [N, 1, h, 1]
+    cols = (torch.arange(w, device=images.device) + offsets[:, 1:])[:, None, None, :]  # [N, 1, 1, w]
     batch = torch.arange(n, device=images.device)[:, None, None, None]
     chans = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-    return padded[batch, chans, rows, cols]
+    return images[batch, chans, rows, cols]
+
+
+def center_crop(images: Tensor, crop: int) -> Tensor:
+    """The central crop x crop window of images [..., H, W], its corner at ((H - crop) // 2, (W - crop) // 2):
+    what a policy trained on random crops sees when it acts (CURL's code: `utils.py:center_crop_image`)."""
+    h, w = images.shape[-2:]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return images[..., top : top + crop, left : left + crop]
 
 
 # --------------------------------------------------------------------------------------------------

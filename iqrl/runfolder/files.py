@@ -28,8 +28,17 @@ from typing import Any
 import yaml
 
 from iqrl.core.checks import Refused
+from iqrl.envs.workers import EnvWorkerDied
 
 EVAL_COLUMNS = ["env_step", "episode_return", "episode_return_std", "n_episodes", "wall_time_s"]
+#: Where a run's wall time goes (iqrl/loop/timing.py): train.csv's columns time_<phase>_s, status.json's
+#: time_split.
+TIME_SPLIT_PHASES = ("collect", "act", "update", "evaluate", "write")
+#: The columns of eval.csv and train.csv that measure time, not learning: all that may differ between two runs
+#: of one config (a resumed run and one never interrupted, two evaluation cadences).
+TIME_COLUMNS = frozenset(
+    {"wall_time_s", "env_steps_per_s", "updates_per_s", *(f"time_{p}_s" for p in TIME_SPLIT_PHASES)}
+)
 # eval.csv's last column on suites that define success (Meta-World, MyoSuite): the fraction of evaluation
 # episodes that succeeded; absent on DMC and Gym, and in run folders written before the suites.
 SUCCESS_COLUMN = "success"
@@ -91,6 +100,8 @@ LEGACY_VALUES = {
     # multi-task learners (iqrl/learners/multitask.py): inert in the single-task runs older versions made
     "agent.task_heads": "embedding",
     "agent.task_dim": 96,
+    # the encoder head's last activation (iqrl/learners/encoders.py): older runs ended every head in tanh
+    "agent.head_act": "tanh",
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs
@@ -178,9 +189,10 @@ def failure_line(e: BaseException) -> str:
 
 
 def print_traceback_for(e: BaseException) -> None:
-    """A failure at the run folder's boundary (an OSError: disk full, read-only, permissions) is its one line
-    only; other failures, and every failure under IQRL_DEBUG=1, also print their traceback."""
-    if os.environ.get("IQRL_DEBUG") == "1" or not isinstance(e, OSError):
+    """A failure at the run's boundary (an OSError: disk full, read-only, permissions; an env worker process
+    that died: killed, out of memory) is its one line only; other failures, and every failure under
+    IQRL_DEBUG=1, also print their traceback."""
+    if os.environ.get("IQRL_DEBUG") == "1" or not isinstance(e, (OSError, EnvWorkerDied)):
         traceback.print_exception(e)
 
 
@@ -255,7 +267,16 @@ def _fmt(v):
     return v
 
 
-def write_status(run_dir: Path, state: str, env_step: int, steps: int, error: str | None = None) -> None:
+def write_status(
+    run_dir: Path,
+    state: str,
+    env_step: int,
+    steps: int,
+    error: str | None = None,
+    time_split: dict[str, float] | None = None,
+) -> None:
+    """status.json; `time_split`: the trainer's seconds per phase so far (iqrl/loop/timing.py), kept from the
+    status before when not given (a failure's status keeps the split of the last one written)."""
     status = {
         "state": state,
         "env_step": int(env_step),
@@ -265,6 +286,10 @@ def write_status(run_dir: Path, state: str, env_step: int, steps: int, error: st
         "pid": os.getpid(),
         "host": os.uname().nodename,
     }
+    if time_split is None:
+        time_split = (read_status(run_dir) or {}).get("time_split")
+    if time_split is not None:
+        status["time_split"] = time_split
     atomic_write_text(Path(run_dir) / "status.json", json.dumps(status, indent=1) + "\n")
 
 

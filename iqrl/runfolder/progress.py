@@ -7,10 +7,15 @@ its agent, task, seed and steps).
 from __future__ import annotations
 
 import sys
+import threading
 
 from tqdm import tqdm
 
 from iqrl.envs.tasks import task_label
+
+#: The seeds of a K-seed group print from their own threads: one whole line at a time (print() writes the line
+#: and its newline apart, so two seeds' lines could run together).
+_ONE_LINE = threading.Lock()
 
 
 class Progress:
@@ -30,7 +35,9 @@ class Progress:
         if self.bar is not None:
             self.bar.write(line)
         else:
-            print(line, flush=True)
+            with _ONE_LINE:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
 
     def log_eval(self, row: dict) -> None:
         task = f" {row['task']}" if "task" in row else ""  # a multi-task run's rows name their task

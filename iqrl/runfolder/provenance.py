@@ -41,6 +41,18 @@ def lock_hash() -> str | None:
         return None
 
 
+def lock_change(saved_meta: dict | None) -> str | None:
+    """One line when a run started under another uv.lock than this checkout's (its config.yaml's meta.lock,
+    which stays as it was: the lock of its start); None when the two agree or either is unknown."""
+    old, new = (saved_meta or {}).get("lock"), lock_hash()
+    if old is None or new is None or old == new:
+        return None
+    return (
+        f"it started under uv.lock {old} and resumes under {new}: its numbers from here on may come from "
+        "other package versions (config.yaml's meta.lock keeps the lock of its start)"
+    )
+
+
 def git_commit() -> str:
     try:
         here = Path(__file__).resolve().parent

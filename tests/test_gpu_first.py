@@ -1,0 +1,77 @@
+"""The GPU's first command (`bash scripts/gpu_part.sh first`, iqrl/gpu_report/first.py): its CPU smoke form,
+and how it chooses its mode and its learning run. Step budgets, not wall-clock ones: no verdict here depends
+on the machine's speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from iqrl.gpu_report.first import LEARNING_ROTATION, group_mode, learning_run
+from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST, copy_runs
+from iqrl.runfolder.files import TIME_SPLIT_PHASES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_first_command_runs_in_its_cpu_smoke_form(tmp_path):
+    """`SMOKE=1 bash scripts/gpu_part.sh first` without carried wheels: this Python. The paper-size captured
+    group test is collected and skipped (no CUDA), the 2-seed tiny group trains to its 400 env steps, and its
+    row holds both seeds' returns at 400, the loop's rate and the time split; each seed's CSVs come back."""
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        ["bash", "scripts/gpu_part.sh", "first"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "part0.jsonl").read_text().splitlines()]
+    assert rows[0]["kind"] == "machine" and rows[0]["smoke"] is True
+    tests = {(t["test"], t["outcome"]) for t in rows if t["kind"] == "test"}
+    assert (GROUP_GRAPHS_TEST, "skipped") in tests
+    (learn,) = [t for t in rows if t["kind"] == "learn"]
+    assert learn["first"] and learn["seeds"] == 2 and learn["exit"] == 0 and learn["mode"] == "K-seed"
+    assert learn["eval_step"] == 400 and len(learn["returns"]) == 2
+    assert set(learn["time_split"]) == set(TIME_SPLIT_PHASES) and learn["loop_env_steps_per_s"] > 0
+    for seed in ("seed0", "seed1"):
+        run = tmp_path / "runs" / "iqrl-walker-walk-K2" / seed
+        assert (run / "eval.csv").read_text().splitlines()[-1].startswith("400,")
+        assert (run / "train.csv").exists()
+    assert "first command took" in (tmp_path / "partfirst.log").read_text()
+
+
+def test_the_group_trains_in_the_fastest_mode_its_gpu_verified():
+    """Captured only after the paper-size captured-group test passed on this GPU model; compiled after the
+    compiled group's test did; else eager."""
+
+    def test(name: str, outcome: str) -> dict:
+        return {"part": 1, "kind": "test", "test": name, "outcome": outcome}
+
+    assert group_mode([]) == "false"
+    compiled = test(GROUP_MATCH_TEST.format("False"), "passed")
+    assert group_mode([compiled]) == "true"
+    tiny_graphs = test(GROUP_MATCH_TEST.format("True"), "passed")  # 2 tiny seeds: not enough
+    assert group_mode([compiled, tiny_graphs]) == "true"
+    assert group_mode([compiled, test(GROUP_GRAPHS_TEST, "passed")]) == "cudagraphs"
+    assert group_mode([test(GROUP_GRAPHS_TEST, "failed")]) == "false"
+
+
+def test_later_first_commands_rotate_the_learning_run_through_the_campaigns_agents():
+    learned = {"part": 0, "kind": "learn", "first": True}
+    assert learning_run([], smoke=False) == LEARNING_ROTATION[0] == ("iqrl", "walker-walk", ())
+    assert learning_run([learned], smoke=False)[:2] == ("iqrl", "dog-run")
+    assert learning_run([learned] * len(LEARNING_ROTATION), smoke=False) == LEARNING_ROTATION[0]
+    assert learning_run([learned] * 3, smoke=True) == LEARNING_ROTATION[0]
+    assert {a for a, _, _ in LEARNING_ROTATION} >= {"iqrl", "dr-q", "simbav2-utd8", "tdmpc2", "td3", "mrq"}
+
+
+def test_collect_keeps_the_runs_csvs_beside_the_result_file(tmp_path):
+    src = tmp_path / "out" / "runs" / "iqrl-walker-walk-K16" / "seed3"
+    src.mkdir(parents=True)
+    (src / "eval.csv").write_text("env_step,episode_return\n0,1.5\n")
+    (src / "ckpt.pt").write_text("not a csv: left out")
+    copy_runs(tmp_path / "out" / "runs", tmp_path / "docs" / "runs" / "gpu-x-2026-12-01")
+    kept = tmp_path / "docs" / "runs" / "gpu-x-2026-12-01" / "iqrl-walker-walk-K16" / "seed3"
+    assert (kept / "eval.csv").read_text() == "env_step,episode_return\n0,1.5\n"
+    assert not (kept / "ckpt.pt").exists()
