@@ -13,7 +13,7 @@ from iqrl.core import registry
 from iqrl.core.schedule import HARNESS_SEED_PHASE, SeedPhase
 from iqrl.envs.tasks import suite_of
 
-from conftest import agent_task
+from conftest import agent_run
 
 # owner/repo@commit then file:line (a line range or a list of lines may follow)
 SOURCE = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{7,40} \S+:\d+")
@@ -62,7 +62,7 @@ def test_a_seed_phase_is_the_longest_of_its_forms():
 def test_every_agent_seeds_as_its_declared_seed_phase_and_cites_its_code(agent):
     """The default of seed_steps is the agent's seed phase at its task's suite; a seed phase other than the
     harness's names the lines of the code it comes from (owner/repo@commit file:line)."""
-    cfg = build_config([f"agent={agent}", *agent_task(agent)])
+    cfg = build_config([f"agent={agent}", *agent_run(agent)])
     phase = registry.seed_phase(agent)
     assert cfg.seed_steps == phase.length(cfg.action_repeat, cfg.episode_length)
     suite = suite_of(cfg.task)
