@@ -36,9 +36,10 @@ def training_streams(t: Trainer) -> dict:
 
 def training_state(state: dict) -> dict:
     """An agent's checkpointed state but what evaluation owns: its generator, and the evaluation's own acting
-    stream and warm start of the planners (DC-MPC's and TD-MPC2's MPPI: baselines/dcwm_mppi.py)."""
+    stream, warm start of the planners (DC-MPC's and TD-MPC2's MPPI: baselines/dcwm_mppi.py) and recurrent
+    state (DreamerV3's carry)."""
     own = {k: v for k, v in state.items() if k != "eval_generator"}
-    for key in ("act_generators", "plan_mean"):
+    for key in ("act_generators", "plan_mean", "carry"):
         if key in own:
             own[key] = {explore: v for explore, v in own[key].items() if explore}
     return own
