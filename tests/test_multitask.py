@@ -12,7 +12,8 @@ import torch
 
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
-from iqrl.core.replay import MultiTaskReplay, SequenceReplay, task_shares
+from iqrl.core.replay import SequenceReplay
+from iqrl.core.replay_multitask import MultiTaskReplay, task_shares
 from iqrl.core.update import Updater
 from iqrl.learners.multitask import PerTaskLearners, TaskEmbedding, with_task
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig

@@ -3,6 +3,8 @@
     interface.py, registry.py   the agent interface (Agent) and the agent names
     update.py, schedule.py      how an update's pieces run (eager, compiled, captured); when updates run
     replay.py, spaces.py        the sequence replay; observation and action specs
+    replay_options.py           the replay's options for recurrent agents (contexts, the online queue)
+    replay_multitask.py         one replay per task of a multi-task run
     diagnostics.py, checks.py   latent rank and codebook statistics; the one validation helper and Refused
 
 It may import `iqrl.nn` and third-party packages only. It never imports the environments (`iqrl.envs`), the

@@ -10,8 +10,7 @@ Pixel observations (uint8 frame stacks [k C, H, W], newest frame last) are store
 observation, each frame once, with the index of its episode's first observation; the stack of o_t is
 assembled when sampled: frames t-k+1 .. t, each clamped to the episode's first frame (the stack the
 environment showed after its reset, `iqrl.envs.dmc.PixelEnv`), or with `zero_history` those before the
-episode's first frame zeros (Atari 100k's stacks, iqrl.envs.atari). A stored frame stack would hold each
-frame k times.
+episode's first frame zeros (Atari 100k's stacks, iqrl.envs.atari).
 
 LAP (loss-adjusted prioritised replay, Fujimoto et al. 2020, arXiv 2007.06049) is built in: every
 transition carries a priority (new ones get the current max priority, which starts at 1);
@@ -200,20 +199,19 @@ class SequenceReplay:
         """obs_dim: the width of state vectors, or the shape (k C, H, W) of pixel frame stacks of
         `frame_stack` = k frames (stored one frame of C channels per observation). act_dim: the task's
         ActionSpec, or an int for a box of that many dims; discrete actions are stored as one int64 index
-        each (not one-hot). context_dim (> 0: a context of that width and `context_dtype` per observation)
-        and online: the options of iqrl/core/replay_options.py."""
+        each (not one-hot). context_dim (> 0: a context of that width and `context_dtype` per observation),
+        online: the options of iqrl/core/replay_options.py. zero_history: see above."""
         if seq_len < 1:
             raise ValueError("seq_len must be >= 1")
         if capacity is not None and capacity < seq_len:
             raise ValueError(f"replay capacity must be >= seq_len ({seq_len}), got {capacity}")
-        self.capacity = capacity
+        self.capacity, self.frame_stack = capacity, frame_stack
         self.action_spec = as_action_spec(act_dim)
         self.obs_dim, self.act_dim, self.seq_len = obs_dim, self.action_spec.width, seq_len
         # per transition: a box's [act_dim] float32 components, or one int64 index
         self._act_shape = () if self.action_spec.is_discrete else (self.act_dim,)
         self.pixels = isinstance(obs_dim, (tuple, list))
-        self.frame_stack = frame_stack
-        self.zero_history = zero_history  # pixel stacks: zeros before an episode's first frame
+        self.zero_history = zero_history
         if self.pixels:
             channels, h, w = obs_dim
             if channels % frame_stack:
@@ -222,8 +220,7 @@ class SequenceReplay:
         else:
             self.frame_shape = (obs_dim,)
         self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         cap = initial_capacity
         dtype = torch.uint8 if self.pixels else torch.float32
         self._obs = torch.empty((cap, *self.frame_shape), dtype=dtype, device=self.device)
@@ -544,61 +541,3 @@ class SequenceReplay:
         if self.queue is not None:
             self.queue.load_state_dict(state)
         self._clear_staged()
-
-
-def task_shares(batch_size: int, num_tasks: int) -> list[int]:
-    """Windows per task in a multi-task batch: equal shares, the first batch_size mod num_tasks tasks one
-    more."""
-    share, extra = divmod(batch_size, num_tasks)
-    return [share + (i < extra) for i in range(num_tasks)]
-
-
-class MultiTaskReplay:
-    """One `SequenceReplay` per task of a multi-task run (docs/transfer.md).
-
-    Episodes go into the replay of the current `task` (the trainer sets it before each episode). `sample(B)`
-    draws `task_shares(B, T)` windows from each task's replay, task 0's first, and concatenates them with the
-    task index of each window in `SequenceBatch.task`: every update sees every task in a fixed proportion,
-    however unequal the replays' sizes. Each replay samples with its own generator (checkpointed with it).
-    """
-
-    def __init__(self, replays: list[SequenceReplay]):
-        self.replays = replays
-        self.task = 0
-
-    @property
-    def size(self) -> int:
-        return sum(r.size for r in self.replays)
-
-    def start_episode(self, obs) -> None:
-        self.replays[self.task].start_episode(obs)
-
-    def add(self, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
-        self.replays[self.task].add(action, reward, next_obs, terminated, truncated)
-
-    def holds_window(self) -> bool:
-        return all(r.holds_window() for r in self.replays)
-
-    def sample(self, batch_size: int, seq_len: int | None = None) -> SequenceBatch:
-        shares = task_shares(batch_size, len(self.replays))
-        parts = [r.sample(n, seq_len) for r, n in zip(self.replays, shares) if n]
-        fields = [f.name for f in dataclasses.fields(SequenceBatch) if f.name != "task"]
-        fields = [k for k in fields if getattr(parts[0], k) is not None]
-        task = torch.tensor([i for i, n in enumerate(shares) for _ in range(n)])  # built on the host: no sync
-        return SequenceBatch(
-            **{k: torch.cat([getattr(p, k) for p in parts]) for k in fields},
-            task=task.to(parts[0].obs.device),
-        )
-
-    def sample_obs(self, n: int, generator: torch.Generator | None = None, replace: bool = True) -> Tensor:
-        """n observations, `task_shares(n, T)` from each task's replay (diagnostics)."""
-        shares = task_shares(n, len(self.replays))
-        return torch.cat([r.sample_obs(k, generator, replace) for r, k in zip(self.replays, shares) if k])
-
-    def state_dict(self) -> dict:
-        return {"tasks": [r.state_dict() for r in self.replays], "task": self.task}
-
-    def load_state_dict(self, state: dict) -> None:
-        for replay, s in zip(self.replays, state["tasks"], strict=True):
-            replay.load_state_dict(s)
-        self.task = state["task"]

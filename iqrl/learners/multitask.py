@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from iqrl.core.checks import require
-from iqrl.core.replay import task_shares
+from iqrl.core.replay_multitask import task_shares
 from iqrl.core.update import Updater
 from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 

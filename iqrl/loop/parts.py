@@ -17,7 +17,8 @@ import torch
 from iqrl.config.run import RunConfig, observation, perturbations
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
-from iqrl.core.replay import MultiTaskReplay, SequenceReplay
+from iqrl.core.replay import SequenceReplay
+from iqrl.core.replay_multitask import MultiTaskReplay
 from iqrl.envs.dmc import DMCEnv, PixelEnv
 from iqrl.envs.make import SEED_LIMIT, make_env
 from iqrl.envs.perturb import PerturbedEnv
