@@ -107,6 +107,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "train",
         ["agent=sac-ae", *SMALL, "agent.feature_dim=8", "agent.use_decoder=false"],
     ),
+    "dreamerv3": (
+        "train",
+        ["agent=dreamerv3", "agent.deter=32", "agent.hidden=16", "agent.units=32", "agent.batch_length=8", "agent.train_ratio=64"],
+    ),
     "dcwm": ("train", ["agent=dcwm", *LATENT, *MPPI]),
     "dcwm-mf": ("train", ["agent=dcwm", *LATENT, "agent.mpc=false"]),
     "dcwm-compiled": ("train", ["agent=dcwm", *LATENT, *MPPI, "compile=true"]),
@@ -126,6 +130,9 @@ CHANGES: dict[str, list[str]] = {
     # Seed phases (seed_steps' default the agent's code's): every variant here sets seed_steps=800, so none
     # should move; listed to say so.
     "seed phases: the default of seed_steps is the agent's code's (RUN sets seed_steps, so no variant)": [],
+    # Evaluation's own generator (docs/run-folder.md, "Evaluation"): no variant's evaluation drew from the
+    # training generator at its defaults (mrq's and dr-q's official_gumbel_eval=true would, none is recorded).
+    "evaluation streams: acting while evaluating draws from the agent's eval_generator (no variant)": [],
 }
 
 

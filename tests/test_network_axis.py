@@ -135,6 +135,7 @@ def test_the_network_sweep_asks_its_question_on_dmc_hard_and_projects_its_gpu_ho
     seed_steps = build_config(runs[0].argv(tmp_path)).seed_steps
     updates = 140 * (1_000_000 - seed_steps) * 0.5
     assert lines[0].endswith(f"{updates / 40.6 / 3600:,.0f} for 140 runs, {updates / 1e6:,.1f}M updates")
-    measured = "(measured: NVIDIA H100 2026-12-01 `iqrl walker-walk state fp32 compile=false K=1`, updates only"
+    row = "`iqrl walker-walk state fp32 compile=false K=1`"
+    measured = f"(measured: NVIDIA H100 2026-12-01 {row}, updates only"
     assert measured in lines[2]  # an update row, no end-to-end one: priced by its updates, saying so
     assert "(not measured: no row in docs/gpu-results, iqrl's eager H100 rate as a stand-in)" in lines[3]
