@@ -29,7 +29,7 @@ TASK ?=
 
 help:
 	@echo "make test | test-agent NAME=... | switches | lock | demo | sweep SWEEP=... | status SWEEP=... | figures RESULTS=... | reference [FROM=...] | bench | validate | video RUN=..."
-	@echo "make gpu-report PART=1|2|3|all [SMOKE=1] | gpu-wheels [GPU_PYTHON=3.12]"
+	@echo "make gpu-report PART=1|2|3|all [SMOKE=1] [FULL=1] | gpu-wheels [GPU_PYTHON=3.12]"
 
 $(BASE_STAMP): pyproject.toml uv.lock
 	@flock .venv.lock $(MAKE) -s --no-print-directory venv-install WANT=$(BASE_STAMP) SET=base
@@ -192,16 +192,19 @@ bench: $(BASE_STAMP)
 		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) $(if $(E2E),--end-to-end $(E2E),) \
 		$(foreach kv,$(BENCH_SET),--set $(kv)) $(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
 
-# make gpu-report PART=1|2|3|all [SMOKE=1] [GPU_OUT=gpu-report]: what a lent GPU tells us, in parts of about
-# 8 minutes, rows in GPU_OUT/part<N>.jsonl (docs/performance.md, "On a GPU"); SMOKE=1 runs every part on the
-# CPU at tiny sizes (tests/test_gpu_report.py, so in make test). No .venv prerequisite: a bare GPU machine
-# runs it with its python3 and the wheels of make gpu-wheels (scripts/gpu_part.sh).
+# make gpu-report PART=1|2|3|all [SMOKE=1] [FULL=1] [GPU_OUT=gpu-report]: what a lent GPU tells us, in parts of
+# about 8 minutes, rows in GPU_OUT/part<N>.jsonl (docs/performance.md, "On a GPU"); SMOKE=1 runs every part on
+# the CPU at tiny sizes (tests/test_gpu_report.py, so in make test); FULL=1 gives part 2 every row, not only
+# the campaigns' end-to-end rows. No .venv prerequisite: a bare GPU machine runs it with its python3 and the
+# wheels of make gpu-wheels (scripts/gpu_part.sh).
 PART ?= all
 SMOKE ?=
+FULL ?=
 GPU_OUT ?= gpu-report
 REPORT_PY = $(if $(wildcard $(PY)),$(PY),python3)
 gpu-report:
-	$(REPORT_PY) -m iqrl.gpu_report part $(PART) --out "$(GPU_OUT)" $(if $(filter 1,$(SMOKE)),--smoke)
+	$(REPORT_PY) -m iqrl.gpu_report part $(PART) --out "$(GPU_OUT)" $(if $(filter 1,$(SMOKE)),--smoke) \
+		$(if $(filter 1,$(FULL)),--full)
 
 # make gpu-wheels [GPU_PYTHON=3.12] [GPU_GLIBC=2.28]: the wheels a bare GPU machine lacks, for its Python (its
 # python3 -V; 3.12 as last seen), in .whl/ with the published curves, and the GL libraries in .gl/; prints

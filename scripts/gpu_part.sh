@@ -6,7 +6,9 @@
 # for the pixel rows, runs the part with its rows and log in $OUT (or gpu-report/ outside the tool).
 # GPU_SITE (default /tmp/site) is where the wheels go; SMOKE=1 runs the part at smoke size, on a CPU (without
 # carried wheels: with $PYTHON, default python3, and its packages: what make test runs);
-# BUDGET_S sets the part's budget in seconds (default 480: two parts in one command with less device time).
+# BUDGET_S sets the part's budget in seconds (default 480: two parts in one command with less device time);
+# FULL=1 gives part 2 every planned row (every agent in every mode and precision, the K-seed, pixel, Atari and
+# packed rows), not only the campaigns' end-to-end rows.
 set -uo pipefail
 part=${1:?usage: bash scripts/gpu_part.sh first|1|2|3}
 out=${OUT:-gpu-report}
@@ -14,7 +16,7 @@ mkdir -p "$out"
 if [ -n "${SMOKE:-}" ] && [ ! -e .whl/python-version ]; then
     # the CPU smoke form (make test): this checkout's Python ($PYTHON) and packages, no wheels to install
     PYTHONUNBUFFERED=1 "${PYTHON:-python3}" -m iqrl.gpu_report part "$part" --out "$out" --smoke \
-        ${BUDGET_S:+--budget-s "$BUDGET_S"} 2>&1 | tee "$out/part$part.log"
+        ${BUDGET_S:+--budget-s "$BUDGET_S"} ${FULL:+--full} 2>&1 | tee "$out/part$part.log"
     exit "${PIPESTATUS[0]}"
 fi
 have=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
@@ -36,5 +38,6 @@ fi
 vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 [ -f "$vendor" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$vendor
 export PYTHONPATH=$site:$PWD PYTHONUNBUFFERED=1
-python3 -m iqrl.gpu_report part "$part" --out "$out" ${SMOKE:+--smoke} ${BUDGET_S:+--budget-s "$BUDGET_S"} 2>&1 | tee "$out/part$part.log"
+python3 -m iqrl.gpu_report part "$part" --out "$out" ${SMOKE:+--smoke} ${BUDGET_S:+--budget-s "$BUDGET_S"} \
+    ${FULL:+--full} 2>&1 | tee "$out/part$part.log"
 exit "${PIPESTATUS[0]}"

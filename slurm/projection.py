@@ -138,7 +138,7 @@ class Projection:
 def measured_rows(folder: Path = GPU_RESULTS) -> list[dict]:
     """The bench rows of docs/gpu-results/*.jsonl whose rates stand (no `error`, `stale` or `flag`: iqrl.
     gpu_report.results.rate_stands), each with its file's GPU and date."""
-    from iqrl.gpu_report.results import rate_stands
+    from iqrl.gpu_report.results import rate_stands, run_row_stands
 
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
@@ -162,11 +162,6 @@ def group_graphs_verified(folder: Path = GPU_RESULTS) -> bool:
     test = GROUP_GRAPHS_TEST
     outcomes = (latest_test_outcomes(read_jsonl(p)) for p in sorted(folder.glob("*.jsonl")))  # a file a GPU
     return any(o.get(test) == "passed" for o in outcomes)
-
-
-def run_row_stands(row: dict) -> bool:
-    """An end-to-end row (`make bench --end-to-end`, kind `run`) that measured a rate."""
-    return row.get("kind") == "run" and not {"error", "stale"} & set(row) and bool(row.get("env_steps_per_s"))
 
 
 def row_rate(row: dict) -> Rate:

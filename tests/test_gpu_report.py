@@ -48,12 +48,16 @@ def test_smoke_runs_every_part_and_writes_its_rows(tmp_path):
     tests = latest_test_outcomes(part1)
     assert len(tests) >= 20 and all(t.startswith("tests/test_cuda.py::") for t in tests)
     assert set(tests.values()) <= {"passed", "skipped"}
-    bench = [r for r in part2 if r["kind"] == "bench"]
+    bench = [r for r in part2 if r["kind"] in ("bench", "run")]
     assert [r["key"] for r in bench] == [r.key for r in plan.smoke_rows() for _ in range(r.packed)]
     pixels = renders()
     assert all(
-        "error" not in r and r["updates_per_s"] > 0 for r in bench if pixels or "pixels" not in r["key"]
+        "error" not in r and r["updates_per_s"] > 0
+        for r in bench
+        if r["kind"] == "bench" and (pixels or "pixels" not in r["key"])
     )
+    (run,) = [r for r in bench if r["kind"] == "run"]  # the end-to-end group: its 200 env steps, both seeds
+    assert run["seeds"] == 2 and run["env_steps"] == 200 and run["group_env_steps_per_s"] > 0
     learn = [r for r in part3 if r["kind"] == "learn"]
     assert [r["key"] for r in learn] == ["iqrl walker-walk state", "sac-ae cartpole-swingup pixels"]
     assert learn[0]["mode"] == "K-seed" and learn[0]["seeds"] == 2
@@ -213,8 +217,10 @@ def test_part2_measures_again_the_rows_a_part_listed_as_missing_or_failed():
         {"part": 2, "kind": "bench", "key": key.format("false"), "updates_per_s": 10.5},
         {"part": 2, "kind": "bench", "key": key.format("true"), "error": "RuntimeError: boom"},
         {"part": 2, "kind": "missing", "key": key.format("cudagraphs"), "reason": "no time left in the part"},
+        {"part": 2, "kind": "run", "key": key.format("true") + " end-to-end=3000", "env_steps_per_s": 80.0},
+        {"part": 2, "kind": "bench", "key": key.format("false") + " end-to-end=3000", "error": "exit 1"},
     ]
-    assert parts.measured_keys(rows) == {key.format("false")}
+    assert parts.measured_keys(rows) == {key.format("false"), key.format("true") + " end-to-end=3000"}
 
 
 def test_section_shows_each_gpus_rows_and_lists_what_is_still_missing(tmp_path):
@@ -230,35 +236,74 @@ def test_section_shows_each_gpus_rows_and_lists_what_is_still_missing(tmp_path):
         {"part": 1, "kind": "test", "test": f"tests/test_cuda.py::{t}", "outcome": o}
         for t, o in (("test_a", "passed"), ("test_b", "collected"))
     ]
-    rows = [machine, *tests, eager, k4]
+    # the compiled group matched the eager one: the campaigns' K = 4 rows are planned compiled
+    tests.append({"part": 1, "kind": "test", "test": results.group_match_test("true"), "outcome": "passed"})
+    e2e = {"part": 2, "kind": "run", "key": "iqrl walker-walk state fp32 compile=true K=4 end-to-end=3000"}
+    e2e.update(seeds=4, packed=1, env_steps=3000, env_steps_per_s=50.0, hours_per_1m=5.56)
+    rows = [machine, *tests, eager, k4, e2e]
     (tmp_path / "h100.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = results.section(results.load_rows(tmp_path))
     assert "### NVIDIA H100 80GB HBM3, 2026-11-25" in text
-    assert "Part 1, tests/test_cuda.py: 1 not reached, 1 passed." in text
+    assert "Part 1, tests/test_cuda.py: 1 not reached, 2 passed." in text
     # K = 4: 1000 s collecting + 5e5 updates / 20 per s = 26000 s = 7.22 h per run, 1.81 h per run on one GPU
     assert "| iqrl walker-walk state fp32 compile=false K=4 | 20.0 | 80.0 |  | 7.22 | 1.81 |" in text
     assert "- part 1: tests/test_cuda.py::test_b" in text
-    k_seed = ", ".join(f"fp32 {m} K={k}" for m in ("compiled", "graphs") for k in (4, 16, 32))
-    assert f"- part 2, iqrl walker-walk state: fp32 compiled, fp32 graphs, {k_seed}, fp32 eager K=16," in text
+    # iqrl's fp32 group measured; its reduced precisions not yet, compiled as verified; td7 (no K-seed mode,
+    # no single-seed compiled check passed) one seed eager
+    e2e_rows = "tf32 compiled K=4 end to end 3000, bf16 compiled K=4 end to end 3000"
+    assert f"- part 2, iqrl walker-walk state: {e2e_rows}\n" in text
+    assert "- part 2, td7 walker-walk state: fp32 eager end to end 3000\n" in text
+    assert "- part 2, bro-utd10 walker-walk state: fp32 compiled K=4 end to end 3000\n" in text
 
 
-def test_part2_measures_iqrls_k_seed_compiled_rows_and_the_costliest_agents_right_after_iqrls_modes():
-    """iqrl's single-seed modes, its K-seed rows compiled and captured at K = 4, 16, 32 (then eager), then
-    bro-utd10 and simbav2-utd8 (the costliest agents of ablations/main.yaml) in every mode and K, then td3."""
-    keys = [r.key for r in plan.part2_rows()]
-    modes = ("compile=false K=1", "compile=true K=1", "compile=cudagraphs K=1")
-    k_seed = [f"compile={m} K={k}" for m in ("true", "cudagraphs") for k in (4, 16, 32)]
-    k_seed += ["compile=false K=4", "compile=false K=16"]
-    want = [
-        f"{a} walker-walk state fp32 {m}"
-        for a in ("iqrl", *plan.COSTLY_AGENTS)
-        for m in modes + tuple(k_seed)
+def test_part2_plans_the_campaign_agents_end_to_end_at_k4_and_iqrls_precisions_and_the_rest_on_request():
+    """By default the campaigns' agents (ablations/main.yaml, sota.yaml, network.yaml), each a K = 4 group
+    (td7: one seed, the K-seed mode refuses it) end to end, in the fastest mode verified on the GPU model,
+    then iqrl's reduced precisions; `full` adds every row of `full_rows` after them."""
+    agents = [
+        "iqrl",
+        "iqrl-official",
+        "td3",
+        "td7",
+        "tcrl",
+        "dcwm",
+        "mrq",
+        "iqrl-ae",
+        "iqrl-sac",
+        "sac",
+        "taco",
     ]
-    assert plan.COSTLY_AGENTS == ("bro-utd10", "simbav2-utd8") and all(
-        map(plan.has_k_seed_mode, plan.COSTLY_AGENTS)
-    )
-    assert keys[: len(want)] == want and keys[len(want)] == "td3 walker-walk state fp32 compile=false K=1"
-    assert len(keys) == len(set(keys))
+    agents += ["bro", "bro-utd10", "crossq", "simbav2", "simbav2-utd8", "dr-q", "tdmpc2", "droq"]
+    assert plan.campaign_agents() == agents
+
+    def keys(mode_k: str, mode_1: str, **kw) -> list[str]:
+        tail = "end-to-end=3000"
+        want = [
+            f"{a} {'cartpole-swingup' if a == 'dcwm' else 'walker-walk'} state fp32 "
+            + (f"compile={mode_1} K=1 {tail}" if a == "td7" else f"compile={mode_k} K=4 {tail}")
+            for a in agents
+        ]
+        return want + [f"iqrl walker-walk state {d} compile={mode_k} K=4 {tail}" for d in ("tf32", "bf16")]
+
+    default = [r.key for r in plan.part2_rows()]
+    assert default == keys("false", "false")  # no test passed yet: eager
+    assert all(r.extra == ("seed_steps=1000",) for r in plan.part2_rows())
+    compiled = plan.EAGER_WAYS | {(False, "true"), (True, "true")}
+    assert [r.key for r in plan.part2_rows(ways=compiled)] == keys("true", "true")
+    graphs = compiled | {(True, "cudagraphs")}  # captured groups verified, single seeds only compiled
+    assert [r.key for r in plan.part2_rows(ways=graphs)] == keys("cudagraphs", "true")
+    full = [r.key for r in plan.part2_rows(full=True)]
+    old = list(dict.fromkeys(r.key for r in plan.full_rows()))
+    assert full == default + old and len(default) == 21 and len(old) == 297
+    on_request = [
+        "iqrl walker-walk state fp32 compile=cudagraphs K=32",
+        "mrq atari:Breakout pixels fp32 compile=false K=1",
+    ]
+    on_request += [
+        "iqrl walker-walk state fp32 compile=false K=1 packed=2",
+        "td3 walker-walk state bf16 compile=true K=1",
+    ]
+    assert set(on_request) <= set(old) - set(default)
 
 
 def test_performance_md_gpu_section_is_generated_from_the_committed_results():

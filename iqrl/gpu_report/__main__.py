@@ -1,14 +1,15 @@
 """python -m iqrl.gpu_report: `make gpu-report` and `make gpu-wheels`.
 
-    python -m iqrl.gpu_report part first|1|2|3|all --out DIR [--smoke] [--budget-s S]
+    python -m iqrl.gpu_report part first|1|2|3|all --out DIR [--smoke] [--budget-s S] [--full]
     python -m iqrl.gpu_report wheels [--python 3.12] [--glibc 2.28] [--out .whl] [--no-gl]
     python -m iqrl.gpu_report collect DIR     # a GPU session's part*.jsonl -> docs/gpu-results/, then `doc`
     python -m iqrl.gpu_report doc [--check]   # regenerate the GPU section of docs/performance.md
 
 `part`: on a GPU machine (docs/performance.md, "On a GPU"); `first` is the GPU's first command (the captured
 group's check at paper sizes, then a learning run end to end: iqrl/gpu_report/first.py); `--smoke` runs every
-part on the CPU at tiny sizes (what `make test` checks). Each part writes DIR/part<N>.jsonl as it goes (the
-first command: DIR/part0.jsonl) and ends with a summary table.
+part on the CPU at tiny sizes (what `make test` checks); part 2 measures the campaigns' end-to-end rows
+(iqrl/gpu_report/plan.py, campaign_rows), and with `--full` every agent in every mode and precision too. Each
+part writes DIR/part<N>.jsonl as it goes (the first command: DIR/part0.jsonl) and ends with a summary table.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument(
         "--budget-s", type=float, default=None, help="seconds per part (default: 480; the smoke: none)"
     )
+    part.add_argument(
+        "--full",
+        action="store_true",
+        help="part 2: every planned row, not only the campaigns' end-to-end ones",
+    )
     wheels = sub.add_parser("wheels", help="the wheel set the GPU machine lacks, and its GL libraries")
     wheels.add_argument("--python", default="3.12", help="the GPU machine's Python, major.minor")
     wheels.add_argument("--glibc", default="2.28", help="the newest manylinux glibc tag to accept")
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         from iqrl.gpu_report.parts import run_part
 
         for n in [1, 2, 3] if args.part == "all" else [int(args.part)]:
-            if rc := run_part(n, args.out, args.smoke, args.budget_s):
+            if rc := run_part(n, args.out, args.smoke, args.budget_s, args.full):
                 return rc
         return 0
     if args.command == "wheels":

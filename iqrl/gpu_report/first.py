@@ -89,9 +89,8 @@ def learning_run(rows: list[dict], smoke: bool) -> tuple[str, str, tuple[str, ..
 
 def group_mode(test_rows: list[dict]) -> str:
     """The fastest K-seed mode verified on this GPU model: captured where the paper-size group test passed,
-    compiled where the compiled group's did, else eager (parts.matching_ways)."""
-    ways = matching_ways(test_rows)
-    return next(m for m in ("cudagraphs", "true", "false") if (True, m) in ways)
+    compiled where the compiled group's did, else eager (plan.fastest_mode of results.matching_ways)."""
+    return plan.fastest_mode(matching_ways(test_rows), kseed=True)
 
 
 def run_first(out: Path, smoke: bool, budget_s: float | None = None) -> int:

@@ -4,14 +4,16 @@ nearly spent, and ends with a summary table. A part cut off still leaves every r
 
 Row kinds: `machine` (every part's first row: GPU, driver, torch, CUDA, CPU, Python, package versions),
 `test` (part 1: one per test of tests/test_cuda.py, from iqrl/gpu_report/pytest_rows.py), `bench` (part 2:
-a `make bench` row with the plan's `key` and `packed`, or its `error`), `learn` (part 3: env steps
-reached, returns, the published curve there), `missing` (a planned row the part had no time for).
+a `make bench` row with the plan's `key` and `packed`, or its `error`), `run` (part 2: an end-to-end row),
+`learn` (part 3: env steps reached, returns, the published curve there), `missing` (a planned row the part
+had no time for).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import json
 import math
 import os
@@ -32,12 +34,11 @@ from iqrl.bench.measure import hardware
 from iqrl.gpu_report import plan
 from iqrl.gpu_report.pytest_rows import ROWS_ENV
 from iqrl.gpu_report.results import (
-    MATCH_TEST,
-    MODE_TESTED_BY,
-    group_match_test,
     latest_test_outcomes,
     load_rows,
+    matching_ways,
     rate_stands,
+    run_row_stands,
 )
 from iqrl.runfolder.files import read_status
 
@@ -118,8 +119,9 @@ def nvidia_driver() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None) -> int:
-    """Run one part; its rows go to out/part<N>.jsonl. Exit 0, or 2 when a full part has no CUDA GPU."""
+def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None, full: bool = False) -> int:
+    """Run one part; its rows go to out/part<N>.jsonl (`full`: part 2's every row, plan.part2_rows). Exit
+    0, or 2 when a full part has no CUDA GPU."""
     if not smoke and not torch.cuda.is_available():
         print("error: the GPU report needs a CUDA GPU; SMOKE=1 (--smoke) runs it on the CPU", file=sys.stderr)
         return 2
@@ -130,7 +132,7 @@ def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None) -
     print(f"part {part} on {mach['gpu'] or mach['cpu']} (Python {mach['python']}, torch {mach['torch']})")
     print(f"rows: {log.path}", flush=True)
     deadline = started + budget
-    {1: part1, 2: part2, 3: part3}[part](log, smoke, deadline)
+    {1: part1, 2: functools.partial(part2, full=full), 3: part3}[part](log, smoke, deadline)
     print(f"\npart {part} took {time.monotonic() - started:.1f} s; rows in {log.path}")
     print(summary(log.rows()))
     return 0
@@ -180,17 +182,19 @@ def passed_tests(rows: list[dict]) -> set[str]:
     return {test for test, outcome in latest_test_outcomes(rows).items() if outcome == "passed"}
 
 
-def part2(log: RowLog, smoke: bool, deadline: float) -> None:
-    """The plan's bench rows in order, but those docs/gpu-results/ already holds for this GPU model (so that
-    successive sessions fill the plan in; IQRL_REPORT_ALL=1 measures them again); each row in its own
-    process(es), `packed` copies at once."""
+def part2(log: RowLog, smoke: bool, deadline: float, full: bool = False) -> None:
+    """The plan's bench rows in order (plan.part2_rows: the campaigns' end-to-end rows in the modes part 1
+    verified on this GPU model; `full`: every row), but those docs/gpu-results/ already holds for this GPU
+    model (so that successive sessions fill the plan in; IQRL_REPORT_ALL=1 measures them again); each row
+    in its own process(es), `packed` copies at once."""
     device = "cpu" if smoke else "cuda"
     if smoke:
         print("smoke: tiny rows on the CPU; compiled, tf32 and cudagraphs rows skipped (CUDA / minutes each)")
     done = set() if os.environ.get("IQRL_REPORT_ALL") else measured_keys(committed_rows(2))
     if done:
         print(f"{len(done)} rows already measured on this GPU (docs/gpu-results/): left out", flush=True)
-    for row in (r for r in plan.part2_rows(smoke) if r.key not in done):
+    todo = plan.part2_rows(smoke, full, matching_ways(committed_rows(1)))
+    for row in (r for r in todo if r.key not in done):
         if deadline - time.monotonic() < (0 if smoke else ROW_RESERVE_S):
             log.append({"kind": "missing", "key": row.key, "reason": "no time left in the part"})
             continue
@@ -199,19 +203,26 @@ def part2(log: RowLog, smoke: bool, deadline: float) -> None:
                 log.append({"kind": "missing", "key": row.key, "reason": CUT_OFF})
                 continue
             r = log.append({"kind": "bench", "key": row.key, "packed": row.packed, "copy": copy, **result})
-            print(f"{row.key}: " + (r.get("error") or f"{r['updates_per_s']} updates/s per run"), flush=True)
+            print(f"{row.key}: {r.get('error') or rate_text(r)}", flush=True)
+
+
+def rate_text(row: dict) -> str:
+    """A measured row's rate: an end-to-end row's env steps/s per seed, an update row's updates/s."""
+    if row["kind"] == "run":
+        return f"{row['env_steps_per_s']} env steps/s per seed end to end"
+    return f"{row['updates_per_s']} updates/s per run"
 
 
 def measured_keys(rows: list[dict]) -> set[str]:
-    """The keys of the bench rows in `rows` whose rates stand (`rate_stands`): not those that failed, are
-    stale or flagged, nor those a part listed as missing (cut off, or no time left), which a later session
-    measures."""
-    return {r["key"] for r in rows if rate_stands(r)}
+    """The keys of the bench and end-to-end rows in `rows` whose rates stand (`rate_stands`,
+    `run_row_stands`): not those that failed, are stale or flagged, nor those a part listed as missing (cut
+    off, or no time left), which a later session measures."""
+    return {r["key"] for r in rows if rate_stands(r) or run_row_stands(r)}
 
 
 def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list[dict]:
-    """The row's bench result(s), one per packed copy: the bench's JSON row, or {"error": why it failed, one
-    line (`failure_line`: an exception's type and first line)}."""
+    """The row's bench result(s), one per packed copy: the bench's JSON row (an end-to-end row's: kind
+    `run`), or {"error": why it failed, one line (`failure_line`: an exception's type and first line)}."""
     # on CUDA a K = 1 row times >= 500 updates (measure), a K-seed row 20 rounds (measure_seeds)
     updates, collect_s = (2, 0.2) if smoke else (20, 5.0)
     cmd = row_command(
@@ -227,6 +238,7 @@ def bench(row: plan.BenchRow, device: str, deadline: float, smoke: bool) -> list
         row.extra,
         collect_s,
     )
+    cmd += ["--end-to-end", str(row.end_to_end)] * (row.end_to_end > 0)
     procs = [
         subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(row.packed)
@@ -364,20 +376,6 @@ def part2_rows_of_this_machine(out: Path) -> list[dict]:
     return [r for r in rows if r.get("kind") == "bench"]
 
 
-def matching_ways(test_rows: list[dict]) -> set[tuple[bool, str]]:
-    """The ways (K-seed mode?, compile mode) part 3 may train in on this GPU: eager, and a compiled one whose
-    update part 1 found equal to the eager update here, one agent's (K = 1) and a group's apart (the first
-    H200 report: compiled iqrl's encoder got no gradient; the fourth: captured groups 7x faster per seed
-    than compiled ones, not yet checked)."""
-    outcomes = latest_test_outcomes(test_rows)
-    ways = {(False, "false"), (True, "false")}
-    ways |= {
-        (False, m) for m, flag in MODE_TESTED_BY.items() if outcomes.get(MATCH_TEST.format(flag)) == "passed"
-    }
-    ways |= {(True, m) for m in MODE_TESTED_BY if outcomes.get(group_match_test(m)) == "passed"}
-    return ways
-
-
 def learning_mode(rows: list[dict], ways: set[tuple[bool, str]] | None = None) -> tuple[bool, str]:
     """(K-seed mode?, compile mode) of part 3's iqrl run, from part 2's rows of iqrl on walker-walk in fp32:
     of one seed per process (K = 1) and K-seed groups of at most the run's five seeds (K = 4; the smoke's
@@ -413,6 +411,10 @@ def summary(rows: list[dict]) -> str:
         if r["kind"] == "bench":
             rate = r.get("error") or f"{r['updates_per_s']:>9.2f} updates/s  {r.get('hours_per_1m')} h/1M"
             lines.append(f"  {r['key']:<58} {rate}")
+        elif r["kind"] == "run":
+            lines.append(
+                f"  {r['key']:<58} {r['env_steps_per_s']:>9.1f} env steps/s  {r['hours_per_1m']} h/1M"
+            )
         elif r["kind"] == "learn":
             got = r.get("error") or f"return {r['return_mean']} at {r['eval_step']} env steps"
             lines.append(f"  {r['key']:<30} {r['mode']:<10} {r['env_steps']:>7} env steps  {got}")

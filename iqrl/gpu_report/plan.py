@@ -1,15 +1,22 @@
 """What each part of the GPU report measures, in the order it measures it: the most wanted rows first, so a
 part that runs out of time has measured those. `smoke=True` gives the CPU check's tiny rows (`make
-gpu-report SMOKE=1`), one of each kind, which runs every code path of the parts but the CUDA-only ones."""
+gpu-report SMOKE=1`), one of each kind, which runs every code path of the parts but the CUDA-only ones.
+Part 2 measures by default what the campaigns' projections price (`campaign_rows`); `full=True` (`FULL=1`)
+every agent in every mode and precision besides (`full_rows`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from iqrl.config.build import build_config, layered
 from iqrl.config.run import ConfigError
 from iqrl.core.registry import agent_class, agent_names
+from iqrl.envs.tasks import TASK_GROUPS, TASK_LISTS
 from iqrl.multiseed.refusals import unsupported
+from slurm.spec import load_sweep
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: The state task of the bench rows and of the learning check; DC-MPC's is the task of its CPU rows.
 STATE_TASK = "walker-walk"
@@ -22,6 +29,17 @@ DTYPES = ("fp32", "tf32", "bf16")
 K_SEEDS = (4, 16)  # K = 1 is the plain row of the same agent
 #: K of the compiled and graph-captured K-seed rows (iqrl.multiseed compile=true / cudagraphs=true).
 K_SEEDS_COMPILED = (4, 16, 32)
+#: The compile modes, fastest first (docs/performance.md, "On a GPU": captured, then compiled, then eager).
+FASTEST_FIRST = ("cudagraphs", "true", "false")
+#: The campaigns whose sweeps the projections price (`make sweep SWEEP=... DRY=1`): their agents are part 2's.
+CAMPAIGN_SWEEPS = ("ablations/main.yaml", "ablations/sota.yaml", "ablations/network.yaml")
+#: A campaign's five seeds per config train as K = 4 groups (and one left over): part 2's K.
+CAMPAIGN_K = 4
+#: Part 2's end-to-end rows: whole runs of this many env steps, their seed phase shortened to 1000 env steps
+#: (E2E_KEYS) so that 2000 env steps (1000 agent steps) of updates make up most of the row's time: under the
+#: part's 90 s a row (ROW_RESERVE_S) for iqrl, a few minutes for the high-UTD presets.
+E2E_STEPS = 3000
+E2E_KEYS = ("seed_steps=1000",)
 #: The agents that cost a paper campaign most (the high-UTD presets: ablations/main.yaml's projection).
 COSTLY_AGENTS = ("bro-utd10", "simbav2-utd8")
 #: Pixel rows: sac-ae, iqrl, and sac with DrQ's random shift (docs/pixels.md: image_pad 4 gives DrQ).
@@ -35,6 +53,8 @@ ATARI_AGENTS = ("mrq", "iqrl")
 SMOKE_KEYS = ("seed_steps=100", "agent.mlp_dims=[32,32]", "agent.batch_size=16")
 SMOKE_IQRL = SMOKE_KEYS + ("agent.latent_dim=8", "agent.enc_mlp_dims=[32]")
 SMOKE_SAC_AE = SMOKE_KEYS + ("agent.feature_dim=8",)
+#: The smoke's end-to-end row: 100 env steps of updates after its seed phase, evaluated once on the way.
+SMOKE_E2E = ("episode_length=100", "eval_every=100", "eval_episodes=1", "diag_every=100")
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,7 @@ class BenchRow:
     packed: int = 1
     image_size: int = 84
     extra: tuple[str, ...] = ()
+    end_to_end: int = 0  # > 0: a whole run of that many env steps (`make bench --end-to-end`), not updates
 
     @property
     def key(self) -> str:
@@ -58,6 +79,8 @@ class BenchRow:
         parts = [self.agent, self.task, self.obs, self.dtype, f"compile={self.compile}", f"K={self.seeds}"]
         if self.packed > 1:
             parts.append(f"packed={self.packed}")
+        if self.end_to_end:
+            parts.append(f"end-to-end={self.end_to_end}")
         return " ".join(parts + [k for k in self.extra if k.startswith("agent.image_pad")])
 
     @property
@@ -65,6 +88,7 @@ class BenchRow:
         """What the row varies beside its agent, task and observations: "fp32 graphs", "fp32 eager K=4"."""
         parts = [self.dtype, MODE_NAMES[self.compile]]
         parts += [f"K={self.seeds}"] * (self.seeds > 1) + [f"{self.packed} packed"] * (self.packed > 1)
+        parts += [f"end to end {self.end_to_end}"] * (self.end_to_end > 0)
         return " ".join(parts + [k for k in self.extra if k.startswith("agent.image_pad")])
 
 
@@ -92,6 +116,12 @@ class LearnRun:
         return name
 
 
+def campaign_agents() -> list[str]:
+    """The agents of CAMPAIGN_SWEEPS, in their order (each once)."""
+    groups = {**TASK_GROUPS, **TASK_LISTS}
+    return list(dict.fromkeys(a for f in CAMPAIGN_SWEEPS for a in load_sweep(REPO / f, groups).agents))
+
+
 def task_of(agent: str) -> str:
     """The task of an agent's every-mode rows: walker-walk, or Breakout's frames for one without boxes."""
     if "box" not in agent_class(agent).ACTION_SPACES:
@@ -103,8 +133,10 @@ def obs_of(agent: str) -> str:
     return "pixels" if task_of(agent) == ATARI_TASK else "state"
 
 
-def has_k_seed_mode(agent: str) -> bool:
+def has_k_seed_mode(agent: str, mode: str = "false") -> bool:
+    """Whether the K-seed mode takes the agent on its task in compile mode `mode` (`make bench COMPILE=`)."""
     argv = [f"agent={agent}", f"task={task_of(agent)}", f"obs={obs_of(agent)}"]
+    argv += [f"compile={str(mode != 'false').lower()}"] + ["cudagraphs=true"] * (mode == "cudagraphs")
     try:
         return unsupported(build_config(argv)) is None
     except ConfigError:  # its task's suite is not installed here (ale-py on a bare GPU machine)
@@ -117,14 +149,50 @@ def k_seed_rows(agent: str, task: str, obs: str = "state") -> list[BenchRow]:
     return rows + [BenchRow(agent, task, seeds=k, obs=obs) for k in K_SEEDS]
 
 
-def part2_rows(smoke: bool = False) -> list[BenchRow]:
-    """The bench rows of part 2, most wanted first: iqrl's eager, compiled and graph-captured updates, its
-    K-seed mode compiled, captured and eager (what a campaign's cost hangs on: docs/sweeps.md, "Projecting a
-    campaign"), the costliest agents (COSTLY_AGENTS) in every mode and their K-seed rows, td3's modes,
-    iqrl's reduced precisions, a packed pair, the pixel rows, DC-MPC, then every agent in every mode and
-    precision and every K-seed row."""
+#: The ways of training a GPU model has verified before any test ran there: eager, one seed or a group.
+EAGER_WAYS = frozenset({(False, "false"), (True, "false")})
+
+
+def fastest_mode(ways, kseed: bool, agent: str | None = None) -> str:
+    """The fastest compile mode (FASTEST_FIRST) among the verified `ways` ({(K-seed mode?, mode)}:
+    parts.matching_ways of a GPU model's part-1 tests) of one seed (`kseed` False) or of a group; for a
+    group of `agent`, among the modes its K-seed mode takes."""
+    ok = [m for m in FASTEST_FIRST if (kseed, m) in ways]
+    return next(m for m in ok if not (kseed and agent) or has_k_seed_mode(agent, m))
+
+
+def campaign_rows(ways=EAGER_WAYS) -> list[BenchRow]:
+    """What the campaigns' projections price (slurm/projection.py takes an end-to-end row first): each
+    campaign agent (`campaign_agents`) end to end as a K = 4 group (one seed where the K-seed mode refuses
+    it) in its fastest mode verified on the GPU model (`ways`), then iqrl's the same in the reduced
+    precisions (DTYPES[1:]), which only iQRL's sweeps consider."""
+    rows = []
+    for a in campaign_agents():
+        k = CAMPAIGN_K if has_k_seed_mode(a) else 1
+        mode = fastest_mode(ways, k > 1, a)
+        rows.append(BenchRow(a, task_of(a), "fp32", mode, k, obs_of(a), end_to_end=E2E_STEPS, extra=E2E_KEYS))
+    iqrl = next(r for r in rows if r.agent == "iqrl")
+    return rows + [replace(iqrl, dtype=d) for d in DTYPES[1:]]
+
+
+def part2_rows(smoke: bool = False, full: bool = False, ways=EAGER_WAYS) -> list[BenchRow]:
+    """The bench rows of part 2, most wanted first: the campaigns' end-to-end rows (`campaign_rows`, in the
+    modes `ways` allows); with `full`, every row of `full_rows` after them. `smoke`: smoke_rows."""
     if smoke:
         return smoke_rows()
+    rows = campaign_rows(ways) + (full_rows() if full else [])
+    unique: dict[str, BenchRow] = {}
+    for r in rows:
+        unique.setdefault(r.key, r)  # the first of equal keys, where it first comes
+    return list(unique.values())
+
+
+def full_rows() -> list[BenchRow]:
+    """Part 2's rows on request (`FULL=1`): iqrl's eager, compiled and graph-captured updates, its K-seed
+    mode compiled, captured and eager (docs/sweeps.md, "Projecting a campaign"), the costliest agents
+    (COSTLY_AGENTS) in every mode and their K-seed rows, td3's modes, iqrl's reduced precisions, a packed
+    pair, the pixel rows, the Atari rows, DC-MPC, then every agent in every mode and precision and every
+    K-seed row."""
     ww = STATE_TASK
     rows = [BenchRow("iqrl", ww, compile=m) for m in MODES]
     rows += k_seed_rows("iqrl", ww)
@@ -140,14 +208,12 @@ def part2_rows(smoke: bool = False) -> list[BenchRow]:
     rows += [BenchRow(a, task_of(a), d, m, obs=obs_of(a)) for d in DTYPES for a in agents for m in MODES]
     k_seed = [a for a in agents if has_k_seed_mode(a)]
     rows += [BenchRow(a, task_of(a), seeds=k, obs=obs_of(a)) for a in k_seed for k in K_SEEDS]
-    unique: dict[str, BenchRow] = {}
-    for r in rows:
-        unique.setdefault(r.key, r)  # the first of equal keys, where it first comes
-    return list(unique.values())
+    return rows
 
 
 def smoke_rows() -> list[BenchRow]:
-    """One tiny row of each kind that runs on a CPU: K-seed, an eager packed pair, pixels (32 px).
+    """One tiny row of each kind that runs on a CPU: K-seed, an eager packed pair, pixels (32 px), a K-seed
+    group end to end.
     Compiled rows are left out (compiling takes 10-35 s a row on a CPU; tests/test_compile.py holds them to
     eager), as are tf32 and cudagraphs, which need CUDA."""
     ww = STATE_TASK
@@ -155,6 +221,7 @@ def smoke_rows() -> list[BenchRow]:
         BenchRow("iqrl", ww, seeds=2, extra=SMOKE_IQRL),
         BenchRow("iqrl", ww, packed=2, extra=SMOKE_IQRL),
         BenchRow("sac-ae", PIXEL_TASK, obs="pixels", image_size=32, extra=SMOKE_SAC_AE),
+        BenchRow("iqrl", ww, seeds=2, end_to_end=200, extra=tuple(layered(E2E_KEYS, SMOKE_IQRL, SMOKE_E2E))),
     ]
 
 

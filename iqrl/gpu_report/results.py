@@ -43,6 +43,11 @@ def rate_stands(row: dict) -> bool:
     return row.get("kind") == "bench" and not {"error", "stale", "flag"} & set(row)
 
 
+def run_row_stands(row: dict) -> bool:
+    """An end-to-end row (`make bench --end-to-end`, kind `run`) that measured a rate."""
+    return row.get("kind") == "run" and not {"error", "stale"} & set(row) and bool(row.get("env_steps_per_s"))
+
+
 def machine_slug(row: dict) -> str:
     """`nvidia-h100-80gb-hbm3` from the GPU's name (`cpu` without one): the result file's name."""
     return re.sub(r"[^a-z0-9]+", "-", (row["gpu"] or "cpu").lower()).strip("-")
@@ -55,6 +60,21 @@ def latest_test_outcomes(rows: list[dict]) -> dict[str, str]:
         if r["kind"] == "test" and (r["outcome"] != "passed" or out.get(r["test"]) in (None, "not reached")):
             out[r["test"]] = "not reached" if r["outcome"] == "collected" else r["outcome"]
     return out
+
+
+def matching_ways(test_rows: list[dict]) -> set[tuple[bool, str]]:
+    """The ways (K-seed mode?, compile mode) part 3, the first command and part 2's end-to-end rows may train
+    in on the GPU of `test_rows` (part 1's): eager, and a compiled one whose update part 1 found equal to the
+    eager update there, one agent's (K = 1) and a group's apart (the first
+    H200 report: compiled iqrl's encoder got no gradient; the fourth: captured groups 7x faster per seed
+    than compiled ones, not yet checked)."""
+    outcomes = latest_test_outcomes(test_rows)
+    ways = set(plan.EAGER_WAYS)
+    ways |= {
+        (False, m) for m, flag in MODE_TESTED_BY.items() if outcomes.get(MATCH_TEST.format(flag)) == "passed"
+    }
+    ways |= {(True, m) for m in MODE_TESTED_BY if outcomes.get(group_match_test(m)) == "passed"}
+    return ways
 
 
 #: The keys the section reads of a row of each kind (besides `part`, which every row but a committed
@@ -266,10 +286,10 @@ def learn_lines(rows: list[dict]) -> list[str]:
 
 def missing_lines(rows: list[dict]) -> list[str]:
     """The planned rows that no result file holds (failed ones count as measured: their error is shown)."""
-    done = {r.get("key") for r in rows if r["kind"] in ("bench", "learn")}
+    done = {r.get("key") for r in rows if r["kind"] in ("bench", "run", "learn")}
     tests = latest_test_outcomes(rows)
     by_run: dict[str, list[str]] = {}
-    for r in plan.part2_rows():
+    for r in plan.part2_rows(ways=matching_ways(rows)):
         if r.key not in done:
             by_run.setdefault(f"{r.agent} {r.task} {r.obs}", []).append(r.short)
     learn = [r.key for r in plan.part3_runs(True, "false") if r.key not in done]
