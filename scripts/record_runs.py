@@ -109,7 +109,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "dreamerv3": (
         "train",
-        ["agent=dreamerv3", "agent.deter=32", "agent.hidden=16", "agent.units=32", "agent.batch_length=8", "agent.train_ratio=64"],
+        [
+            "agent=dreamerv3",
+            "agent.deter=32",
+            "agent.hidden=16",
+            "agent.units=32",
+            "agent.batch_length=8",
+            "agent.train_ratio=64",
+        ],
     ),
     "dcwm": ("train", ["agent=dcwm", *LATENT, *MPPI]),
     "dcwm-mf": ("train", ["agent=dcwm", *LATENT, "agent.mpc=false"]),
