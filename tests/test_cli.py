@@ -346,7 +346,7 @@ def test_demo_summary_says_which_runs_learned_and_that_one_seed_cannot_rank_them
     assert (
         "What this shows: iqrl learned: its evaluation return ended at least 100 above the untrained "
         "policy's. td3 did not rise 100 above its untrained policy at this budget. What it cannot show: "
-        "which agent is better. iqrl ended 250 above td3, within the 630 by which one agent's final return "
+        "which agent is better. iqrl ended 250 above td3, within the 335 by which one agent's final return "
         "at this budget varies from seed to seed, so one seed cannot rank them." in text
     )
     assert "Published: no published curve." in text
@@ -358,7 +358,7 @@ def test_demo_summary_names_a_gap_beyond_the_seed_spread_as_an_order_to_confirm(
     text = demo_summary((280.0, 975.0), (140.0, 150.0))
     assert "cannot rank" not in text
     assert (
-        "What it cannot settle: which agent is better. iqrl ended 825 above td3, more than the 630 by which "
+        "What it cannot settle: which agent is better. iqrl ended 825 above td3, more than the 335 by which "
         "one agent's final return at this budget varies from seed to seed: an order that several seeds must "
         "confirm." in text
     )

@@ -329,7 +329,7 @@ def test_the_demo_band_names_no_path_outside_the_repository(monkeypatch):
     band, note = demo.published_band()
     assert band is not None and band.empty
     assert note == (
-        "no published iQRL or TD3 curve of cartpole-balance up to 12k env steps in the published tables that "
+        "no published iQRL or TD3 curve of cartpole-balance up to 20k env steps in the published tables that "
         "ship with the harness"
     )
     monkeypatch.setitem(demo.DEMO, "task", "walker-walk")

@@ -270,7 +270,7 @@ def test_the_smoke_of_each_part_has_no_wall_clock_budget(part, tmp_path, monkeyp
     from iqrl.gpu_report import parts
 
     seen = []
-    monkeypatch.setattr(parts, f"part{part}", lambda log, smoke, deadline: seen.append(deadline))
+    monkeypatch.setattr(parts, f"part{part}", lambda log, smoke, deadline, **_: seen.append(deadline))
     assert parts.run_part(part, tmp_path, smoke=True) == 0
     assert seen == [float("inf")]
 
