@@ -37,9 +37,9 @@ from analysis.errors import AnalysisError, shown, warn
 from analysis.identity import read_identity
 from analysis.repeats import cross_sweep_runs, repeated_runs, warn_locks, warn_repeats
 from analysis.task_groups import task_group
-from iqrl.runfolder.files import CHECKPOINT, method_label, read_status
+from iqrl.runfolder.files import CHECKPOINT, RESULT_FILES, method_label, read_status
 
-RUN_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
+RUN_FILES = RESULT_FILES
 RUN_COLUMNS = (
     "run",
     "sweep",

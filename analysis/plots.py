@@ -326,6 +326,21 @@ def reference_styles(reference: pd.DataFrame) -> dict[str, dict]:
     return styles
 
 
+def published_band(ax, curve: pd.DataFrame, color) -> object:
+    """One published curve (analysis.reference.select_reference rows of one label: env_step, mean, std) on
+    `ax` in `color`: its mean dashed with a ± std band over its seeds, or, with one point, a marker with an
+    error bar. Returns its legend handle."""
+    from matplotlib.patches import Patch
+
+    x, mean, std = (curve.sort_values("env_step")[c] for c in ("env_step", "mean", "std"))
+    if len(curve) > 1:
+        ax.plot(x, mean, "--", color=color, lw=1.4, zorder=2)
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0, zorder=1)
+        return Patch(color=color, alpha=0.18, lw=0), Line2D([], [], color=color, ls="--")
+    ax.errorbar(x, mean, yerr=std, fmt="s", color=color, mfc="white", capsize=4, zorder=2)
+    return Line2D([], [], color=color, marker="s", mfc="white", ls="none")
+
+
 def plot_task_panels(
     curves: pd.DataFrame,
     colors: dict,

@@ -134,7 +134,6 @@ def demo_figure(table, band, note: str):
     `note` as a legend line where no published curve is drawn."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     from analysis import plots
     from analysis.reference import PUBLISHED_NAME
@@ -150,14 +149,7 @@ def demo_figure(table, band, note: str):
         labels.append(f"{agent} (this demo, seed {DEMO['seed']})")
         published = band[band["algorithm"] == PUBLISHED_NAME.get(agent)] if band is not None else band
         for _, curve in published.groupby("label") if published is not None else ():
-            x, mean, std = (curve.sort_values("env_step")[c] for c in ("env_step", "mean", "std"))
-            if len(curve) > 1:
-                ax.plot(x, mean, "--", color=color, lw=1.4, zorder=2)
-                ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0, zorder=1)
-                handles.append((Patch(color=color, alpha=0.18, lw=0), Line2D([], [], color=color, ls="--")))
-            else:
-                ax.errorbar(x, mean, yerr=std, fmt="s", color=color, mfc="white", capsize=4, zorder=2)
-                handles.append(Line2D([], [], color=color, marker="s", mfc="white", ls="none"))
+            handles.append(plots.published_band(ax, curve, color))
             labels.append(band_label(curve))
     if note:  # wrapped: one long legend line would squeeze the axes to a sliver
         handles.append(Line2D([], [], ls="none"))

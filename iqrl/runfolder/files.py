@@ -43,6 +43,9 @@ TIME_COLUMNS = frozenset(
 # episodes that succeeded; absent on DMC and Gym, and in run folders written before the suites.
 SUCCESS_COLUMN = "success"
 CHECKPOINT = Path("checkpoint") / "ckpt.pt"
+#: The files of a run folder that hold its results (the checkpoint aside): what analysis/ reads, and all a
+#: copy of a run needs to load as one (the GPU report's committed runs: iqrl/gpu_report/learning.py).
+RESULT_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 LOCK = ".lock"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
