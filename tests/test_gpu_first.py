@@ -34,10 +34,15 @@ def test_the_first_command_runs_in_its_cpu_smoke_form(tmp_path):
     assert learn["first"] and learn["seeds"] == 2 and learn["exit"] == 0 and learn["mode"] == "K-seed"
     assert learn["eval_step"] == 400 and len(learn["returns"]) == 2
     assert set(learn["time_split"]) == set(TIME_SPLIT_PHASES) and learn["loop_env_steps_per_s"] > 0
-    for seed in ("seed0", "seed1"):
-        run = tmp_path / "runs" / "iqrl-walker-walk-K2" / seed
+    for seed in ("seed0", "seed1"):  # run folders less their checkpoints: what `collect` commits
+        run = tmp_path / "runs" / "iqrl" / "walker-walk" / seed
         assert (run / "eval.csv").read_text().splitlines()[-1].startswith("400,")
-        assert (run / "train.csv").exists()
+        assert sorted(p.name for p in run.iterdir()) == [
+            "config.yaml",
+            "eval.csv",
+            "status.json",
+            "train.csv",
+        ]
     assert "first command took" in (tmp_path / "partfirst.log").read_text()
 
 
@@ -66,12 +71,13 @@ def test_later_first_commands_rotate_the_learning_run_through_the_campaigns_agen
     assert {a for a, _, _ in LEARNING_ROTATION} >= {"iqrl", "dr-q", "simbav2-utd8", "tdmpc2", "td3", "mrq"}
 
 
-def test_collect_keeps_the_runs_csvs_beside_the_result_file(tmp_path):
-    src = tmp_path / "out" / "runs" / "iqrl-walker-walk-K16" / "seed3"
-    src.mkdir(parents=True)
+def test_collect_keeps_the_runs_files_beside_the_result_file(tmp_path):
+    src = tmp_path / "out" / "runs" / "iqrl" / "walker-walk" / "seed3"
+    (src / "checkpoint").mkdir(parents=True)
     (src / "eval.csv").write_text("env_step,episode_return\n0,1.5\n")
-    (src / "ckpt.pt").write_text("not a csv: left out")
+    (src / "config.yaml").write_text("task: walker-walk\n")
+    (src / "checkpoint" / "ckpt.pt").write_text("large: left out")
     copy_runs(tmp_path / "out" / "runs", tmp_path / "docs" / "runs" / "gpu-x-2026-12-01")
-    kept = tmp_path / "docs" / "runs" / "gpu-x-2026-12-01" / "iqrl-walker-walk-K16" / "seed3"
+    kept = tmp_path / "docs" / "runs" / "gpu-x-2026-12-01" / "iqrl" / "walker-walk" / "seed3"
     assert (kept / "eval.csv").read_text() == "env_step,episode_return\n0,1.5\n"
-    assert not (kept / "ckpt.pt").exists()
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "eval.csv"]

@@ -2,10 +2,10 @@
 command of under 8 minutes, (a) the captured K-seed group against the eager one at paper sizes (16 seeds, 12
 updates, every piece replayed: tests/test_cuda.py's GROUP_GRAPHS_TEST), then (b) a learning result: iqrl on
 walker-walk as a K = 16 group in the fastest mode verified on this GPU model, end to end, for the rest of
-the budget; its seeds' eval.csv and train.csv in OUT/runs/ (`collect` commits them under
-docs/gpu-results/runs/), and one `learn` row with env steps/s per seed and in all, the time split, each
-seed's returns at the last evaluation all seeds reached and the published iQRL curve there (iQRL's released
-mean: 194.8 at 20k, 519.8 at 30k env steps).
+the budget; its seed folders less their checkpoints in OUT/runs/<agent>/<task>/ (`collect` commits them under
+docs/gpu-results/runs/<gpu>-<date>/, iqrl/gpu_report/learning.py), and one `learn` row with env steps/s per
+seed and in all, the time split, each seed's returns at the last evaluation all seeds reached and the
+published iQRL curve there (iQRL's released mean: 194.8 at 20k, 519.8 at 30k env steps).
 
 Later GPU runs rotate the learning run through the campaigns' agents and tasks (`LEARNING_ROTATION`): the
 run is chosen by how many learning rows of this command docs/gpu-results/ already holds.
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from iqrl.config.build import layered
 from iqrl.gpu_report import plan
+from iqrl.gpu_report.learning import group_split, keep_run, run_folder
 from iqrl.gpu_report.parts import (
     REPO,
     STOP_GRACE_S,
@@ -41,7 +42,6 @@ from iqrl.gpu_report.parts import (
 )
 from iqrl.gpu_report.pytest_rows import ROWS_ENV
 from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, latest_test_outcomes
-from iqrl.runfolder.files import TIME_SPLIT_PHASES, read_status
 
 #: The first command's rows: part 0 (OUT/part0.jsonl), merged by `collect` like the other parts'.
 PART = 0
@@ -94,7 +94,7 @@ def group_mode(test_rows: list[dict]) -> str:
 
 
 def run_first(out: Path, smoke: bool, budget_s: float | None = None) -> int:
-    """The first command (module docstring); rows in out/part0.jsonl, the run's CSVs in out/runs/."""
+    """The first command (module docstring); rows in out/part0.jsonl, the run's seed folders in out/runs/."""
     budget = budget_s if budget_s is not None else BUDGET_S
     started = time.monotonic()
     deadline = started + budget
@@ -124,7 +124,7 @@ def run_first(out: Path, smoke: bool, budget_s: float | None = None) -> int:
         stop_at_deadline(proc, deadline)
     row = learn_row(run, root / agent, proc.returncode, time.monotonic() - t)
     log.append({**row, "first": True, **group_split(root / agent)})
-    keep_csvs(root / agent, out / "runs" / f"{agent}-{task.replace(':', '-')}-K{run.seeds}")
+    keep_run(root / agent, run_folder(out / "runs", agent, task))
     shutil.rmtree(root, ignore_errors=True)
     print(f"\nthe first command took {time.monotonic() - started:.1f} s; rows in {log.path}")
     print(summary(log.rows()))
@@ -155,26 +155,3 @@ def stop_at_deadline(proc: subprocess.Popen, deadline: float) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def group_split(folder: Path) -> dict:
-    """The seeds' mean seconds per phase (status.json's time_split) and env steps/s per seed over the loop's
-    time (the slowest seed's)."""
-    splits = [(read_status(s) or {}).get("time_split") for s in sorted(folder.glob("seed*"))]
-    splits = [s for s in splits if s]
-    if not splits:
-        return {}
-    steps = min((read_status(s) or {}).get("env_step", 0) for s in sorted(folder.glob("seed*")))
-    loop = max(sum(s.values()) for s in splits)
-    mean = {p: round(sum(s[p] for s in splits) / len(splits), 1) for p in TIME_SPLIT_PHASES}
-    per_seed = round(steps / loop, 1) if loop > 0 else None
-    return {"time_split": mean, "loop_env_steps_per_s": per_seed}
-
-
-def keep_csvs(folder: Path, dest: Path) -> None:
-    """Each seed's eval.csv and train.csv (small) into dest/seed<k>/: what `collect` commits."""
-    for seed in sorted(folder.glob("seed*")):
-        for name in ("eval.csv", "train.csv"):
-            if (seed / name).exists():
-                (dest / seed.name).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(seed / name, dest / seed.name / name)

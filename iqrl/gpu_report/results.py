@@ -1,19 +1,22 @@
 """The GPU report's committed results and the section of docs/performance.md generated from them.
 
 docs/gpu-results/<gpu>-<date>.jsonl holds one machine's rows of one day (iqrl/gpu_report/parts.py writes
-them; `collect` merges a session's part files into it). The section between the markers of
+them; `collect` merges a session's part files into it), docs/gpu-results/runs/<gpu>-<date>/ the learning
+runs of that machine and day (iqrl/gpu_report/learning.py). The section between the markers of
 docs/performance.md is `section()` of all of them, never typed by hand (tests/test_gpu_report.py checks it
-is up to date), and it lists the planned rows that no GPU has measured yet.
+is up to date), with the figure of the learning runs (docs/gpu-results/learning.png) embedded, and it lists
+the planned rows that no GPU has measured yet.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
-from iqrl.gpu_report import plan
+from iqrl.gpu_report import learning, plan
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "gpu-results"
@@ -176,26 +179,31 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
 
 
 def copy_runs(src: Path, dest: Path) -> None:
-    """The learning runs' eval.csv and train.csv that a session brought back (OUT/runs/<run>/seed<k>/, the
-    first command's: iqrl/gpu_report/first.py) into dest, beside the result file they belong to."""
-    for f in sorted(src.glob("*/seed*/*.csv")) if src.is_dir() else []:
-        target = dest / f.relative_to(src)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(f.read_bytes())
+    """The learning runs a session brought back (OUT/runs/<agent>/<task>/seed<k>/, the first command's:
+    iqrl/gpu_report/first.py) into dest, beside the result file they belong to: each seed's run files (its
+    config.yaml, eval.csv, train.csv, status.json), a run that dest holds already replaced whole (a later
+    session's run of the same GPU, day, agent and task)."""
+    for run in sorted({p.parent for p in src.glob("*/*/seed*")}) if src.is_dir() else []:
+        target = dest / run.relative_to(src)
+        shutil.rmtree(target, ignore_errors=True)
+        learning.keep_run(run, target)
 
 
 # ------------------------------------------------------------------------------------------- the section
-def section(rows: list[dict]) -> str:
+def section(rows: list[dict], runs: list[learning.LearnedRun] = ()) -> str:
     """The generated part of docs/performance.md's "On a GPU": per result file its machine, test outcomes,
-    bench and learning rows, then the planned rows no file holds."""
+    bench and learning rows and committed learning runs (`runs`: learning.committed_runs), then the figure of
+    those runs (one line where there is none), then the planned rows no file holds."""
     lines = [BEGIN, ""]
     machines = [r for r in rows if r["kind"] == "machine"]
     if not machines:
         lines += ["No GPU has run `make gpu-report` yet.", ""]
     for m in machines:
         mine = [r for r in rows if r.get("file") == m.get("file") and r["kind"] != "machine"]
-        lines += machine_lines(m) + test_lines(mine) + bench_lines(mine) + learn_lines(mine)
-    lines += missing_lines(rows) + [END]
+        kept = [r for r in runs if r.sweep == Path(m.get("file", "")).stem]
+        lines += machine_lines(m) + test_lines(mine) + bench_lines(mine)
+        lines += learn_lines(mine, {r.key for r in kept}) + learned_lines(kept)
+    lines += figure_lines(runs) + missing_lines(rows) + [END]
     return "\n".join(lines)
 
 
@@ -274,14 +282,48 @@ def hours_per_run(row: dict, rows: list[dict]) -> float | None:
     return (collect_s + 1e6 * updates_per_step / row["updates_per_s"]) / 3600
 
 
-def learn_lines(rows: list[dict]) -> list[str]:
+def learn_lines(rows: list[dict], kept: set[str] = frozenset()) -> list[str]:
+    """The `learn` rows but those of a committed run (`kept`: their keys), which `learned_lines` shows."""
     body = []
-    for r in (r for r in rows if r["kind"] == "learn"):
+    for r in (r for r in rows if r["kind"] == "learn" and r["key"] not in kept):
         pub = "; ".join(f"{k}: {v}" for k, v in (r.get("published") or {}).items()) or "—"
         got = [r.get("eval_step"), r.get("return_mean")] if "error" not in r else [r["error"], None]
         body.append([r["key"], r["mode"], r["seeds"], r["env_steps"], round(r["wall_s"] / 60, 1), *got, pub])
     header = ["run", "mode", "seeds", "env steps reached", "minutes", "last evaluation", "return (mean)"]
     return table(header + ["published there"], 2, body) if body else []
+
+
+def learned_lines(runs: list[learning.LearnedRun]) -> list[str]:
+    """The committed learning runs of one result file, read from their run folders: env steps reached,
+    env steps/s over the loop, each seed's return at the last evaluation all seeds have, the published mean
+    of the same method and task there (learning.published_means)."""
+    body = []
+    for r in runs:
+        rate = r.env_steps_per_s
+        returns = ", ".join(f"{x:.1f}" for x in r.returns) or "—"
+        mean = f"{sum(r.returns) / len(r.returns):.1f}" if r.returns else None
+        pub = "; ".join(f"{label}: {v:.1f}" for label, v in r.published.items()) or "—"
+        in_all = None if rate is None else round(rate * r.seeds, 1)
+        body.append([r.key, r.mode, r.seeds, r.env_steps, rate, in_all, r.eval_step, returns, mean, pub])
+    if not body:
+        return []
+    header = ["learning run", "mode", "K", "env steps reached", "env steps/s per seed", "in all"]
+    header += ["last evaluation", "each seed's return there", "their mean", "published mean there"]
+    where = f"Learning runs (run folders in docs/gpu-results/runs/{runs[0].sweep}/):"
+    return [where, ""] + table(header, 2, body)
+
+
+def figure_lines(runs: list[learning.LearnedRun]) -> list[str]:
+    if not runs:
+        return ["No GPU learning run is committed yet (docs/gpu-results/runs/).", ""]
+    return [
+        f"![The committed GPU learning runs against the published curves](gpu-results/{learning.FIGURE})",
+        "",
+        "Each panel: one committed learning run, its seeds' evaluation returns (thin) and their mean "
+        "(thick), against the published curves of the same method and task (mean ± std over their seeds, "
+        "analysis/reference_data).",
+        "",
+    ]
 
 
 def missing_lines(rows: list[dict]) -> list[str]:
@@ -315,9 +357,11 @@ def sweep(run: plan.LearnRun) -> str:
     return "; ablations/sota.yaml" if run.agent in plan.PAPER_SCALE_AGENTS else ""
 
 
-def write_doc(rows: list[dict] | None = None, path: Path = PERFORMANCE_MD) -> bool:
-    """Replace the section between the markers of docs/performance.md; True when it changed. ValueError (one
-    line) when the markers are not both there, in order."""
+def write_doc(rows: list[dict] | None = None, path: Path = PERFORMANCE_MD, folder: Path = RESULTS) -> bool:
+    """Replace the section between the markers of docs/performance.md with that of `rows` (default: the
+    result files of `folder`) and the learning runs under folder/runs, and draw those runs as
+    folder/learning.png (removed when there is none: no stale image); True when the section changed.
+    ValueError (one line) when the markers are not both there, in order, or a run cannot be read."""
     text = path.read_text()
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
@@ -325,7 +369,20 @@ def write_doc(rows: list[dict] | None = None, path: Path = PERFORMANCE_MD) -> bo
             f"{path} lacks the marker lines of its GPU section ({BEGIN} then {END}): put them back around it"
         )
     end += len(END)
-    new = text[:start] + section(load_rows() if rows is None else rows) + text[end:]
+    rows = load_rows(folder) if rows is None else rows
+    runs = learning.committed_runs(folder, rows)
+    if runs:
+        learning.draw(runs, folder / learning.FIGURE)
+    else:
+        (folder / learning.FIGURE).unlink(missing_ok=True)
+    new = text[:start] + section(rows, runs) + text[end:]
     if new != text:
         path.write_text(new)
     return new != text
+
+
+def out_of_date(rows: list[dict], path: Path = PERFORMANCE_MD, folder: Path = RESULTS) -> bool:
+    """`doc --check`: the section differs from that of `rows` and folder's runs, or the figure is missing
+    beside a run or left without one."""
+    runs = learning.committed_runs(folder, rows)
+    return section(rows, runs) not in path.read_text() or bool(runs) != (folder / learning.FIGURE).exists()
