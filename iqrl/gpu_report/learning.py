@@ -20,11 +20,15 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from iqrl.gpu_report import plan
 from iqrl.runfolder.files import RESULT_FILES, TIME_SPLIT_PHASES, read_status
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The figure `doc` writes beside the result files (embedded in docs/performance.md), none without a run.
 FIGURE = "learning.png"
@@ -85,14 +89,14 @@ class LearnedRun:
     eval_step: int | None
     returns: list[float]
     published: dict[str, float]
-    evals: object
-    band: object
+    evals: pd.DataFrame
+    band: pd.DataFrame
 
 
-def published_means(band, step: int) -> dict[str, float]:
+def published_means(band: pd.DataFrame, step: int) -> dict[str, float]:
     """{label: mean} of each published curve of `band` (select_reference rows: its means over seeds, each
     seed interpolated onto the curve's steps) at `step`, linearly between the curve's steps as
-    select_reference interpolates a seed; none for a curve whose steps do not reach round `step`."""
+    select_reference interpolates a seed; none for a curve whose steps do not span `step`."""
     out = {}
     for label, curve in band.groupby("label", sort=True):
         curve = curve.sort_values("env_step")
@@ -104,8 +108,8 @@ def published_means(band, step: int) -> dict[str, float]:
 
 def committed_runs(folder: Path, rows: list[dict]) -> list[LearnedRun]:
     """The learning runs under folder/runs (results.copy_runs' layout), read by analysis.load, each with the
-    GPU and date of its result file's machine row in `rows` (results.load_rows), in the order of their
-    folders. ValueError (one line) for a run analysis cannot read."""
+    GPU and date of its result file's machine row in `rows` (results.load_rows), sorted by result file, agent
+    and task. ValueError (one line) for a run analysis cannot read."""
     from analysis.errors import AnalysisError
     from analysis.load import discover_runs, eval_rows, load_results
     from analysis.reference import published_algorithm, select_reference
