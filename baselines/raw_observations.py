@@ -74,11 +74,11 @@ class RawObservationAgent(Agent):
     def on_episode_end(self) -> None:
         self.learner.episodes_trained += 1
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         x = to_tensor(obs, self.device)
-        if (
-            self.learner.encoder is not None and x.dim() == 3
-        ):  # one frame stack [C, H, W]: the convolutions need a batch
-            return self.learner.act(x[None], explore)[0].cpu().numpy()
-        return self.learner.act(x, explore).cpu().numpy()
+        pixels = self.learner.encoder is not None
+        single = pixels and x.dim() == 3  # one frame stack [C, H, W]: the convolutions need a batch
+        x = x[None] if single else x
+        draws = self.learner.act_draws(x.shape[:1] if pixels else x.shape[:-1], explore)
+        a = self.updater.act(self.learner.act, x, **draws)
+        return (a[0] if single else a).numpy()

@@ -229,12 +229,12 @@ class SACAE(Agent):
         self.latent_width = cfg.feature_dim
 
     # ------------------------------------------------------------------ acting
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         x = to_tensor(obs, self.device)
         single = x.dim() == (1 if self.shape is None else 3)
-        a = self.learner.act(x[None] if single else x, explore)
-        return (a[0] if single else a).cpu().numpy()
+        x = x[None] if single else x
+        a = self.updater.act(self.learner.act, x, **self.learner.act_draws(x.shape[:1], explore))
+        return (a[0] if single else a).numpy()
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:

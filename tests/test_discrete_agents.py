@@ -62,9 +62,11 @@ def test_gumbel_td3_actor_maximises_q_of_the_relaxed_action_and_acts_by_argmax()
     assert torch.allclose(loss, by_hand)
     (grad,) = torch.autograd.grad(loss, lrn.actor[0].weight)
     assert grad.abs().sum() > 0  # the actor learns through the relaxed action
-    greedy = lrn.act(x, explore=False)
+    greedy = lrn.act(x)
     assert greedy.dtype == torch.int64 and torch.equal(greedy, lrn.actor(x).argmax(-1))
-    assert lrn.act(x, explore=True).shape == (8,)
+    draws = lrn.act_draws((8,), explore=True)
+    assert [d.shape for d in draws.values()] == [(8, lrn.act_dim)] * 2  # Gumbel noise, then the Gaussian
+    assert lrn.act(x, **draws).shape == (8,)
 
 
 def make(**kw) -> IQRL:

@@ -82,7 +82,7 @@ def test_the_task_embedding_is_concatenated_to_actor_and_critic_inputs_with_norm
     x_pi, x_q = emb.actor_inputs(with_task(z, task))
     assert not x_pi.requires_grad and not x_q.requires_grad
     # the same latent under two tasks: two actions
-    a = learner.act(with_task(z[:1].expand(3, 4), torch.arange(3)), explore=False)
+    a = learner.act(with_task(z[:1].expand(3, 4), torch.arange(3)))
     assert not torch.allclose(a[0], a[1])
 
 
@@ -96,8 +96,8 @@ def test_separate_heads_step_each_tasks_learner_on_its_block_and_act_with_the_ro
 
     heads, alone = PerTaskLearners(learners(0)), learners(0)
     z = torch.randn(3, 4)
-    acts = heads.act(with_task(z, torch.tensor([1, 0, 1])), explore=False)
-    assert torch.allclose(acts, torch.stack([alone[t].act(z[i], False) for i, t in enumerate((1, 0, 1))]))
+    acts = heads.act(with_task(z, torch.tensor([1, 0, 1])), **heads.act_draws((3,), explore=False))
+    assert torch.allclose(acts, torch.stack([alone[t].act(z[i]) for i, t in enumerate((1, 0, 1))]))
     # a batch of task 0's block, then task 1's (MultiTaskReplay's layout): each learner steps on its block
     z, a, ret = torch.randn(6, 4), torch.rand(6, 2), torch.randn(6)
     task = torch.tensor([0, 0, 0, 1, 1, 1])

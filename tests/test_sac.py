@@ -48,8 +48,9 @@ def data(B=16, seed=0):
 def test_actions_bounded_mean_deterministic_sample_stochastic():
     ac = learner()
     x = torch.randn(64, IN) * 10
-    a_mean, a_mean2 = ac.act(x, explore=False), ac.act(x, explore=False)
-    a1, a2 = ac.act(x, explore=True), ac.act(x, explore=True)
+    assert ac.act_draws((64,), explore=False) == {}
+    a_mean, a_mean2 = ac.act(x), ac.act(x)
+    a1, a2 = (ac.act(x, **ac.act_draws((64,), explore=True)) for _ in range(2))
     assert a_mean.shape == a1.shape == (64, ACT)
     assert torch.equal(a_mean, a_mean2) and not torch.equal(a1, a2)
     assert a1.abs().max() <= 1 and a_mean.abs().max() <= 1

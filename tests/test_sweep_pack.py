@@ -332,7 +332,8 @@ def test_dry_run_prints_the_jobs_and_changes_nothing(tmp_path):
 def test_seeds_of_one_config_train_as_one_vectorised_process(tmp_path, monkeypatch):
     """Two seeds of a tiny iqrl config in one job: `iqrl.multiseed` trains them (one process holds both run
     locks); each folder is an ordinary run, with the config.yaml of a plain run of its seed and the same
-    first evaluation (before any update the K-seed mode is bitwise the plain run)."""
+    first evaluation (before any update the K-seed mode is the plain run up to the rounding of its batched
+    acting)."""
     monkeypatch.setenv("MUJOCO_GL", "disable")
     fixed = dict(a.split("=", 1) for a in [*TINY_RUN, *TINY_AGENT["iqrl"]] if not a.startswith("task="))
     fixed_yaml = ", ".join(f"{k}: {v}" for k, v in fixed.items())
@@ -369,10 +370,10 @@ def test_seeds_of_one_config_train_as_one_vectorised_process(tmp_path, monkeypat
     def first_eval(d):
         with open(d / "eval.csv") as f:
             row = next(csv.DictReader(f))
-        return {k: v for k, v in row.items() if k != "wall_time_s"}
+        return {k: float(v) for k, v in row.items() if k != "wall_time_s"}
 
     assert config(d0) == config(ref)
-    assert first_eval(d0) == first_eval(ref)
+    assert first_eval(d0) == pytest.approx(first_eval(ref), rel=1e-5)
     assert read_status(d0)["state"] == read_status(d0.parent / "seed1")["state"] == "done"
 
 

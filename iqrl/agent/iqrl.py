@@ -365,11 +365,17 @@ class IQRL(Agent):
         self.learner.episodes_trained += 1
 
     # ------------------------------------------------------------------ acting and diagnostics
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        z = self.encode(to_tensor(obs, self.device))
-        x = z if self.num_tasks == 1 else with_task(z, self.task)
-        return self.learner.act(x, explore).cpu().numpy()
+        """The learner's action from the encoded observation, its draws made first (acting through the
+        updater: the K-seed mode acts for every seed in one forward)."""
+        obs = to_tensor(obs, self.device)
+        batch = obs.shape[: obs.dim() - (1 if self.pixels is None else 3)]
+        draws = self.learner.act_draws(batch, explore)
+        return self.updater.act(self.policy_action, obs, self.task, **draws).numpy()
+
+    def policy_action(self, obs: Tensor, task: int, **draws) -> Tensor:
+        z = self.encode(obs)
+        return self.learner.act(z if self.num_tasks == 1 else with_task(z, task), **draws)
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:

@@ -186,6 +186,15 @@ class Updater:
         self._write(writes)
         return out
 
+    def act(self, fn: Callable, *args, **draws) -> Any:
+        """An action on the host: fn(*args, **draws) without gradients, a pure function of the acting
+        networks and the observation whose random draws (exploration noise) the agent made beforehand, as
+        for a piece. Here one forward per call, eager (acting stays out of `compile`: `Agent.compile_acting`
+        compiles what pays); the K-seed mode's updater runs every seed's action in one forward and one
+        transfer to the host (iqrl/multiseed/group.py)."""
+        with torch.no_grad():
+            return tree_map(lambda v: v.cpu() if isinstance(v, Tensor) else v, fn(*args, **draws))
+
     def step(
         self,
         loss_fn: Callable,

@@ -129,9 +129,15 @@ class PerTaskLearners(nn.Module):
     def expl_sigma(self) -> float | None:
         return self.learners[0].expl_sigma
 
-    def act(self, x: Tensor, explore: bool) -> Tensor:
+    def act_draws(self, batch: tuple[int, ...], explore: bool) -> dict[str, list[dict[str, Tensor]]]:
+        """Every task's learner's draws of `act`, task by task."""
+        return {"per_task": [learner.act_draws(batch, explore) for learner in self.learners]}
+
+    def act(self, x: Tensor, *, per_task: list[dict[str, Tensor]]) -> Tensor:
         x, task = split_task(x)
-        actions = torch.stack([learner.act(x, explore) for learner in self.learners])  # [T, ..., A]
+        actions = torch.stack(
+            [learner.act(x, **d) for learner, d in zip(self.learners, per_task)]
+        )  # [T, ..., A]
         index = task[None, ..., None].expand(1, *actions.shape[1:])
         return actions.gather(0, index).squeeze(0)
 

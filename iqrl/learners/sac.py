@@ -122,9 +122,14 @@ class SACLearner(CriticEnsembleLearner):
         correction."""
         return tanh_gaussian(*self.gaussian(x), eps)
 
-    def act(self, x: Tensor, explore: bool) -> Tensor:
+    def act_draws(self, batch: tuple[int, ...], explore: bool) -> dict[str, Tensor]:
+        """The draws of `act`: exploring, the action's noise eps ~ N(0, 1) [*batch, A]; evaluating, none."""
+        return {"eps": self.normal(*batch, self.act_dim)} if explore else {}
+
+    def act(self, x: Tensor, *, eps: Tensor | None = None) -> Tensor:
+        """a ~ pi(.|x) by eps when exploring (`act_draws`), else the mean action."""
         x = self.actor_input(x)
-        return self.sample(x, self.normal(*x.shape[:-1], self.act_dim))[0] if explore else self.policy(x)
+        return self.policy(x) if eps is None else self.sample(x, eps)[0]
 
     # ------------------------------------------------------------------ learning
     def target_draws(self, batch_size: int) -> dict[str, Tensor]:

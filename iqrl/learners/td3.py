@@ -25,7 +25,6 @@ from iqrl.learners.critics import CriticConfig, CriticEnsembleLearner
 from iqrl.learners.encoders import CriticEncoder
 from iqrl.nn.layers import after_step, frozen_copy, mlp
 from iqrl.nn.maths import (
-    add_clipped_noise,
     gumbel_action,
     gumbel_noise,
     gumbel_softmax,
@@ -97,13 +96,16 @@ class TD3Learner(CriticEnsembleLearner):
             c.expl_sigma_start, c.expl_sigma_end, c.expl_sigma_episodes, self.episodes_trained
         )
 
-    def explore(self, action: Tensor) -> Tensor:
-        return add_clipped_noise(action, self.expl_sigma, None, self.generator)
+    def act_draws(self, batch: tuple[int, ...], explore: bool) -> dict[str, Tensor]:
+        """The draws of `act` for inputs of batch shape `batch`: exploring, the noise N(0, sigma_expl^2)
+        [*batch, A] at the scheduled sigma; evaluating, none."""
+        return {"noise": self.normal(*batch, self.act_dim) * self.expl_sigma} if explore else {}
 
-    def act(self, x: Tensor, explore: bool) -> Tensor:
-        """Behaviour action: pi(x) plus the scheduled Gaussian noise when exploring, else pi(x)."""
+    def act(self, x: Tensor, *, noise: Tensor | None = None) -> Tensor:
+        """Behaviour action: pi(x) plus the exploration noise, clamped to [-1, 1], when one was drawn
+        (`act_draws`); else pi(x)."""
         a = self.policy(self.actor_input(x))
-        return self.explore(a) if explore else a
+        return a if noise is None else noisy_action(a, noise, None)
 
     # ------------------------------------------------------------------ learning
     def target_draws(self, batch_size: int) -> dict[str, Tensor]:
@@ -186,14 +188,21 @@ class GumbelTD3Learner(TD3Learner):
         g = self.generator
         return gumbel_noise((batch_size, self.act_dim), g, g.device)
 
-    def act(self, x: Tensor, explore: bool) -> Tensor:
-        """Indices: argmax(softmax((u + g) / tau) + N(0, sigma_expl^2)) when exploring, else argmax(u)."""
-        u = self.actor(self.actor_input(x))
+    def act_draws(self, batch: tuple[int, ...], explore: bool) -> dict[str, Tensor]:
+        """The draws of `act`: exploring, Gumbel noise [*batch, n], then N(0, sigma_expl^2) [*batch, n];
+        evaluating, none."""
         if not explore:
+            return {}
+        g, shape = self.generator, (*batch, self.act_dim)
+        gumbel = gumbel_noise(shape, g, g.device)
+        return {"gumbel": gumbel, "noise": self.normal(*shape) * self.expl_sigma}
+
+    def act(self, x: Tensor, *, gumbel: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
+        """Indices: argmax(softmax((u + g) / tau) + noise) with the draws of an exploring step, else
+        argmax(u)."""
+        u = self.actor(self.actor_input(x))
+        if gumbel is None:
             return u.argmax(-1)
-        g = self.generator
-        gumbel = gumbel_noise(u.shape, g, u.device)
-        noise = torch.randn(u.shape, generator=g, device=u.device) * self.expl_sigma
         return gumbel_action(u, gumbel, self.gumbel_tau, noise, None)
 
     def target_draws(self, batch_size: int) -> dict[str, Tensor]:

@@ -14,6 +14,12 @@ update number: seeds resumed at one env step after episodes of different lengths
 of updates, and the seeds further on wait while the others run their pieces alone (the waiting seeds' slices
 left as they are), as every seed's update i met the others' update i in the uninterrupted run.
 
+Acting meets in the group the same way: an agent that acts through its updater (`Updater.act`) hands each
+action in as a piece of kind `act`. Once every seed still training has handed in a piece, the actions of the
+seeds acting in one form (function, shapes) run first, as one forward over the stacks with one transfer to the
+host; the update pieces wait for the next round. So a seed in its update waits while the others act, and
+the seeds step their envs in lockstep.
+
 Everything between the pieces runs in the seed's own thread on its own objects: sampling from its replay,
 the random draws (from its own generator, in its own order), counters and schedules, writing priorities back.
 The statistics a piece's layers return (iqrl/nn/stats.py: running mean and variance, counters, a codebook's
@@ -61,6 +67,7 @@ from iqrl.multiseed.vectorise import (
     GroupOptimizer,
     Networks,
     clip_per_seed,
+    form_of,
     own_code,
     tensors_apart,
     vmap_tree,
@@ -75,8 +82,8 @@ class Piece(NamedTuple):
     """One piece of an update handed to the group: what `Updater.call` / `step` / `ema` / `copy` / `reset` was
     given."""
 
-    kind: str  # call | step | ema | copy | reset
-    fn: Callable | None  # the function (call, step; reset: build)
+    kind: str  # call | step | ema | copy | reset | act
+    fn: Callable | None  # the function (call, step, act; reset: build)
     args: tuple  # its positional arguments (ema, copy: target, online; reset: the modules)
     draws: dict  # its keyword arguments (the random draws; reset: seed)
     options: dict  # step: opt, max_norm; ema: tau; reset: opt
@@ -84,6 +91,11 @@ class Piece(NamedTuple):
     @property
     def name(self) -> str:
         return f"{self.kind} {getattr(self.fn, '__qualname__', '')}".strip()
+
+    @property
+    def form(self) -> tuple:
+        """What pieces must share to run as one: the function, and the form of its arguments."""
+        return self.name, form_of((self.args, self.draws))
 
 
 class SeedUpdater(Updater):
@@ -113,6 +125,9 @@ class SeedUpdater(Updater):
 
     def reset(self, modules: Modules, build: Callable[[], Modules], opt=None, *, seed: int) -> None:
         self.group.submit(self.k, Piece("reset", build, (modules,), {"seed": seed}, {"opt": opt}))
+
+    def act(self, fn: Callable, *args, **draws) -> Any:
+        return self.group.submit(self.k, Piece("act", fn, args, draws, {}))
 
 
 class SeedGroup:
@@ -306,17 +321,20 @@ class SeedGroup:
             self._synced_in = True
         else:
             self._sync_stats_in()
-        # The pieces of the seeds at the earliest update: a seed further on (resumed at one env step after
-        # episodes of other lengths, it has run more updates) waits until the others catch up, so that pieces
-        # pair as in the uninterrupted run, update i of every seed with update i of the others.
-        first = min(self.update_of[k] for k in self.pending)
-        seeds = sorted(k for k in self.pending if self.update_of[k] == first)
+        seeds = self._acting() or self._updating()
         pieces = [self.pending.pop(k) for k in seeds]
         if len({p.name for p in pieces}) != 1:
             raise RuntimeError(
                 "seeds out of lockstep: " + ", ".join(f"seed {k}: {p.name}" for k, p in zip(seeds, pieces))
             )
         self.moving = self._moving(seeds)
+        if pieces[0].kind != "act":  # actions run eager, outside the graph tree
+            self._graph_step(self.update_of[seeds[0]])
+        for k, r in zip(seeds, getattr(self, f"_{pieces[0].kind}")(seeds, pieces)):
+            self.results[k] = r
+
+    def _graph_step(self, update: int) -> None:
+        """With cudagraphs: the first piece of each group update begins a step of the graph tree."""
         if self.updater.cudagraphs and threading.current_thread() is not threading.main_thread():
             # CUDA-graph trees keep their state in the main thread's (and autograd's) thread-locals: inductor
             # asserts in any other Python thread (pytorch/pytorch#123177: torch 2.11, the GPU image's;
@@ -325,11 +343,24 @@ class SeedGroup:
                 "a cudagraphs=true group must run its rounds in the main thread: call SeedGroup.serve() "
                 "there, as the K-seed runner does"
             )
-        if self.updater.cudagraphs and first != self._marked:  # a group update: one step of the graph tree
+        if self.updater.cudagraphs and update != self._marked:
             torch.compiler.cudagraph_mark_step_begin()
-            self._marked = first
-        for k, r in zip(seeds, getattr(self, f"_{pieces[0].kind}")(seeds, pieces)):
-            self.results[k] = r
+            self._marked = update
+
+    def _acting(self) -> list[int]:
+        """The seeds whose pending action has the first acting seed's form (function, shapes, options): one
+        forward for them. The others (a seed evaluating while another still trains: another function or
+        batch shape) act in the next round."""
+        acting = sorted(k for k, p in self.pending.items() if p.kind == "act")
+        form = [self.pending[k].form for k in acting]
+        return [k for k, f in zip(acting, form) if f == form[0]]
+
+    def _updating(self) -> list[int]:
+        """The pieces of the seeds at the earliest update: a seed further on (resumed at one env step after
+        episodes of other lengths, it has run more updates) waits until the others catch up, so that pieces
+        pair as in the uninterrupted run, update i of every seed with update i of the others."""
+        first = min(self.update_of[k] for k in self.pending)
+        return sorted(k for k in self.pending if self.update_of[k] == first)
 
     def _stack(self, live: list[int], trees: list) -> Any:
         """The seeds' arguments stacked per slot (a seed that has left gets a live seed's: its slice is
@@ -386,6 +417,21 @@ class SeedGroup:
         with over_seeds():
             out, written = self._vectorised(live, pieces)(self.stacked, args, draws)
         self._assign(written)
+        return [tree_map(lambda v, k=k: v[k] if isinstance(v, Tensor) else v, out) for k in live]
+
+    def _act(self, live: list[int], pieces: list[Piece]) -> list:
+        """Every acting seed's action in one forward over the stacked networks (eager, without gradients or
+        autocast, as a seed acts alone) and one transfer to the host for all of them."""
+        args, draws = (
+            self._stack(live, [p.args for p in pieces]),
+            self._stack(live, [p.draws for p in pieces]),
+        )
+        device = next(iter(self.stacked.values())).device
+        with torch.no_grad(), torch.autocast(device.type, enabled=False), over_seeds():
+            out, written = self._call_fn(live[0], pieces[0])(self.stacked, args, draws)
+        if written:
+            raise RuntimeError(f"{pieces[0].name} writes {next(iter(written))} while acting")
+        out = tree_map(lambda v: v.cpu() if isinstance(v, Tensor) else v, out)
         return [tree_map(lambda v, k=k: v[k] if isinstance(v, Tensor) else v, out) for k in live]
 
     def _step_fn(self, k: int, piece: Piece) -> Callable:

@@ -63,6 +63,13 @@ def tensors_apart(tree) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
     return [v for v in leaves if isinstance(v, Tensor)], rebuild
 
 
+def form_of(tree) -> tuple:
+    """The structure of a nested structure and each leaf's shape and dtype (tensors) or value (anything
+    else): what the arguments of pieces that run as one must share."""
+    leaves, spec = tree_flatten(tree)
+    return str(spec), tuple((v.shape, v.dtype) if isinstance(v, Tensor) else repr(v) for v in leaves)
+
+
 def vmap_tree(fn: Callable, *args):
     """vmap(fn) over dimension 0 of every tensor in args (other leaves are passed as they are), for an fn
     whose output may hold non-tensors (None, numbers): those come back as one seed computed them."""
