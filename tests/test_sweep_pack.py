@@ -373,7 +373,7 @@ def test_seeds_of_one_config_train_as_one_vectorised_process(tmp_path, monkeypat
         return {k: float(v) for k, v in row.items() if k != "wall_time_s"}
 
     assert config(d0) == config(ref)
-    assert first_eval(d0) == pytest.approx(first_eval(ref), rel=1e-5)
+    assert first_eval(d0) == pytest.approx(first_eval(ref), rel=1e-5, abs=1e-6)  # the std: ~5e-3 here
     assert read_status(d0)["state"] == read_status(d0.parent / "seed1")["state"] == "done"
 
 
