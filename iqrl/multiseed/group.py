@@ -348,7 +348,7 @@ class SeedGroup:
             self._marked = update
 
     def _acting(self) -> list[int]:
-        """The seeds whose pending action has the first acting seed's form (function, shapes, options): one
+        """The seeds whose pending action has the first acting seed's form (function, argument shapes): one
         forward for them. The others (a seed evaluating while another still trains: another function or
         batch shape) act in the next round."""
         acting = sorted(k for k, p in self.pending.items() if p.kind == "act")
