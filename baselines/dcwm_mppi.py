@@ -178,7 +178,10 @@ class Planner:
     generator per acting mode, explore=True (training) and explore=False (evaluation), seeded apart from the
     updates' generator so that acting never moves the updates' draws, and each mode's warm start (the mean of
     its previous plan). Both go into the checkpoint, so a resumed run plans as the uninterrupted one. The
-    agent sets `device`, `act_dim` and `mppi_cfg` and calls `init_planner(seed)` in its constructor."""
+    agent sets `device`, `act_dim` and `mppi_cfg` and calls `init_planner(seed)` in its constructor.
+    Evaluation's acting state is more than its stream, so it evaluates in line (not `eval_beside`)."""
+
+    evaluates_beside = False
 
     def init_planner(self, seed: int) -> None:
         self.act_generators = {}

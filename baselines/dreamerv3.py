@@ -289,6 +289,7 @@ class DreamerV3Config(AgentConfig):
 
 class DreamerV3(Agent):
     ACTION_SPACES = ("box", "discrete")
+    evaluates_beside = False  # evaluation carries a recurrent state of its own (`carry[False]`)
     PIXELS = True
     STATE_OBJECTS = (
         "encoder",

@@ -398,3 +398,18 @@ def write_gpu_results(
         "".join(json.dumps(r) + "\n" for r in lines)
     )
     return folder
+
+
+def count_evaluations_beside(monkeypatch) -> list:
+    """A list that gets every evaluation started beside training (its `env_step` says where)."""
+    from iqrl.loop import beside, trainer
+
+    started = []
+
+    class Counted(beside.EvaluationBeside):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            started.append(self)
+
+    monkeypatch.setattr(trainer, "EvaluationBeside", Counted)
+    return started

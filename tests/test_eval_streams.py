@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from iqrl.config.build import build_config
+from iqrl.core import registry
 from iqrl.core.interface import EVAL_GENERATOR_OFFSET
 from iqrl.loop.trainer import Trainer
 from iqrl.runfolder.files import TIME_COLUMNS
 from iqrl.train import main
 
-from conftest import missing_suite, tiny_argv, tiny_keys
+from conftest import count_evaluations_beside, missing_suite, tiny_argv, tiny_keys
 
 
 def training_streams(t: Trainer) -> dict:
@@ -85,7 +86,7 @@ def test_an_evaluation_that_samples_draws_from_its_own_generator(tmp_path):
 def evaluate_mid_episode(keys: list[str], folder) -> Trainer:
     """A tiny run's trainer after 400 env steps and one agent step more, evaluated (batched, then one by one)
     with every training stream checked unchanged by each evaluation."""
-    t = Trainer(build_config([*keys, f"out={folder}"]))
+    t = Trainer(build_config([*keys, f"out={folder}", "eval_beside=false"]))  # the evaluation in line
     try:
         while t.env_step < 400:
             start = t.env_step
@@ -116,15 +117,17 @@ def parameters(run) -> dict:
 
 
 @pytest.mark.registry
-def test_evaluation_cadence_episodes_and_batching_change_no_training_number(agent, tmp_path):
-    """Two runs that differ in eval_every, eval_episodes and eval_batched only: the same train.csv (time
-    columns aside) and, bit for bit, the same final checkpoint of the agent."""
+def test_evaluation_cadence_episodes_and_batching_change_no_training_number(agent, tmp_path, monkeypatch):
+    """Two runs that differ in eval_every, eval_episodes, eval_batched and eval_beside only: the same
+    train.csv (time columns aside) and, bit for bit, the same final checkpoint of the agent. The frequent
+    evaluations run beside training, on a snapshot of the agent, where the agent allows it."""
     if why := missing_suite(agent):
         pytest.skip(why)
+    started = count_evaluations_beside(monkeypatch)
     runs = []
     for name, keys in (
-        ("often", ["eval_every=100", "eval_episodes=2", "eval_batched=true"]),
-        ("rarely", ["eval_every=400", "eval_episodes=1", "eval_batched=false"]),
+        ("often", ["eval_every=100", "eval_episodes=2", "eval_batched=true", "eval_beside=true"]),
+        ("rarely", ["eval_every=400", "eval_episodes=1", "eval_batched=false", "eval_beside=false"]),
     ):
         runs.append(tmp_path / name)
         extra = ["episode_length=100", "seed_steps=200", "diag_every=100", "checkpoint_every=400", *keys]
@@ -134,3 +137,5 @@ def test_evaluation_cadence_episodes_and_batching_change_no_training_number(agen
     assert [len(open(r / "eval.csv").readlines()) for r in runs] == [6, 3]  # a header and 5 or 2 rows
     assert rows == train_csv(runs[1])
     assert_same(parameters(runs[0]), parameters(runs[1]))
+    beside = registry.agent_class(agent).evaluates_beside
+    assert [e.env_step for e in started] == ([0, 100, 200, 300] if beside else [])

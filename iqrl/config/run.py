@@ -42,6 +42,9 @@ class RunConfig:
     # true: the evaluation episodes side by side, one `act` call per step for all of them
     # (iqrl.loop.evaluation.eval_batch)
     eval_batched: bool = True
+    # each evaluation but the last runs in a thread beside training, on a snapshot of the agent; the
+    # same numbers (iqrl.loop.beside). Planners and recurrent agents evaluate in line.
+    eval_beside: bool = True
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
     checkpoint_every: int = 50_000  # env steps between checkpoints
     device: str = "cpu"  # cpu | cuda | cuda:N | auto

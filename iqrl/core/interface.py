@@ -305,6 +305,10 @@ class Agent(abc.ABC):
     # update's); every other metric is compared to rounding.
     NONSMOOTH_METRICS: ClassVar[dict[str, float]] = {}
     task: int = 0  # the task index the following `act` calls are for (multi-task runs)
+    # Whether an evaluation may run beside training on a copy of the agent (run key eval_beside,
+    # iqrl/loop/beside.py): evaluating changes nothing of the agent but its `eval_generator`. An agent whose
+    # evaluation keeps acting state of its own (a planner's warm start, a recurrent carry) sets False.
+    evaluates_beside: ClassVar[bool] = True
 
     def __init__(self, cfg, device: torch.device | str, seed: int):
         self.cfg = cfg

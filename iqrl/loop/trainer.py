@@ -30,7 +30,6 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +37,12 @@ import torch
 
 from iqrl.config.run import RunConfig, perturbations, to_yaml_dict
 from iqrl.core.schedule import Credit, EpisodeEnd
+from iqrl.core.update import Updater
 from iqrl.envs import render
 from iqrl.envs.tasks import suite_of, task_list
+from iqrl.loop.beside import EvaluationBeside
 from iqrl.loop.device import UpdatePrecision, resolve_device
+from iqrl.loop.episode import OpenEpisode, replay_episode
 from iqrl.loop.evaluation import eval_returns
 from iqrl.loop.latent_probe import collapse_warning, probe_latent
 from iqrl.loop.parts import build_parts, eval_env_copy
@@ -76,37 +78,6 @@ def new_row_totals() -> dict:
     return dict(
         sums={}, counts={}, env_steps=0, env_time=0.0, updates=0, update_time=0.0, episodes=0, return_sum=0.0
     )
-
-
-@dataclass
-class OpenEpisode:
-    """The training episode under way: what its next step needs, and what a checkpoint needs to take it up
-    again (its env's state before the reset and the actions since; `replay_episode`)."""
-
-    task: int  # its task's index (multi-task runs)
-    start_state: dict  # its env's get_state() before the reset
-    start_step: int  # the env step it started at
-    seeding: bool  # started while env_step < seed_steps: seed-phase actions, no updates of its own
-    obs: np.ndarray  # the observation the next action answers
-    actions: list = field(default_factory=list)
-    ret: float = 0.0
-
-    def state_dict(self) -> dict:
-        return {
-            **{k: getattr(self, k) for k in ("task", "start_state", "start_step", "seeding", "ret")},
-            "actions": [np.asarray(a) for a in self.actions],
-            "obs": np.asarray(self.obs),
-        }
-
-
-def replay_episode(env, state: dict, actions: list) -> np.ndarray:
-    """The env taken from `state` (its state before an episode's reset) through the episode's reset and
-    `actions`; the observation it shows after the last one."""
-    env.set_state(state)
-    obs = env.reset()
-    for action in actions:
-        obs = env.step(action).obs
-    return obs
 
 
 class Trainer:
@@ -155,13 +126,19 @@ class Trainer:
         self.split = TimeSplit()  # where the wall time goes (iqrl/loop/timing.py): train.csv and status.json
         self.last_return = float("nan")
         self.trackers = Trackers()  # TensorBoard / W&B (logger=...): opened by run()
+        self.beside: EvaluationBeside | None = None  # an evaluation under way beside training (eval_beside)
 
     def close(self) -> None:
-        """End what the run holds outside this process: its envs' worker processes (env_workers=true)."""
+        """End what the run holds outside this process: an evaluation under way beside training, its envs'
+        worker processes (env_workers=true)."""
+        if self.beside is not None:
+            self.beside.thread.join()
+            self.beside = None
         self.parts.close()
 
-    def wall_time(self) -> float:
-        return self.wall_offset + time.time() - self.t0
+    def wall_time(self, at: float | None = None) -> float:
+        """The run's wall time in seconds (at time.time() `at`, now by default), resumed attempts included."""
+        return self.wall_offset + (time.time() if at is None else at) - self.t0
 
     # ------------------------------------------------------------------ acting
     def select_task(self, i: int) -> None:
@@ -289,12 +266,40 @@ class Trainer:
 
     def evaluate(self) -> list[dict]:
         """The evaluation rows at this env step: one, or one per task of a multi-task run (`task` column).
-        An open training episode waits in its own env and takes up its task again after."""
+        An open training episode waits in its own env and takes up its task again after. Beside training
+        (`eval_beside`, iqrl/loop/beside.py) the rows come later, from `evaluated`; so do those of an
+        evaluation still under way, first."""
+        rows = self.evaluated()
         with self.split("evaluate"):
-            rows = [self.evaluate_task(i) for i in range(len(self.tasks))]
+            if self.evaluates_beside():
+                envs, episodes, batched = self.eval_envs(0), self.cfg.eval_episodes, self.batched_eval
+                self.beside = EvaluationBeside(self.agent, envs, episodes, batched, self.env_step)
+                return rows
+            rows += [self.evaluate_task(i) for i in range(len(self.tasks))]
         if self.open is not None:
             self.select_task(self.open.task)
         return rows
+
+    def evaluates_beside(self) -> bool:
+        """Whether this evaluation runs beside training: asked for, and nothing of it reads what training
+        moves (one task, no video to render, the agent's own acting: not a K-seed group's rounds)."""
+        return (
+            self.cfg.eval_beside
+            and self.agent.evaluates_beside
+            and len(self.tasks) == 1
+            and type(self.agent.updater) is Updater
+            and not self.video_due()
+            and self.env_step < self.cfg.steps  # the run's last evaluation: in line, before its end
+        )
+
+    def evaluated(self) -> list[dict]:
+        """The row of the evaluation under way beside training, once it ended (none when there is none)."""
+        if self.beside is None:
+            return []
+        with self.split("evaluate"):  # the wait for it
+            beside, self.beside = self.beside, None
+            outcomes = beside.result(self.agent)
+        return [self.eval_row(0, outcomes, beside.env_step, beside.ended)]
 
     def evaluate_task(self, i: int) -> dict:
         cfg = self.cfg
@@ -306,17 +311,22 @@ class Trainer:
             outcomes = eval_returns(
                 self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame
             )
-        returns = [o.ret for o in outcomes]
         if video is not None:
-            video.save(self.run_dir / "videos" / render.video_name(self.env_step, returns[0]))
+            video.save(self.run_dir / "videos" / render.video_name(self.env_step, outcomes[0].ret))
+        return self.eval_row(i, outcomes, self.env_step, time.time())
+
+    def eval_row(self, i: int, outcomes: list, env_step: int, ended: float) -> dict:
+        """Task i's eval.csv row of the evaluation at `env_step` that ended at time `ended`, kept and sent to
+        the trackers."""
+        returns = [o.ret for o in outcomes]
         row = {
-            "env_step": self.env_step,
+            "env_step": env_step,
             "episode_return": float(np.mean(returns)),
             "episode_return_std": float(np.std(returns)),
             "n_episodes": len(returns),
-            "wall_time_s": round(self.wall_time(), 3),
+            "wall_time_s": round(self.wall_time(ended), 3),
         }
-        if self.eval_env.has_success:  # the fraction of episodes that succeeded (Meta-World, MyoSuite)
+        if self.parts.eval_envs[i].has_success:  # the fraction of episodes that succeeded (Meta-World, ...)
             row[SUCCESS_COLUMN] = float(np.mean([o.success for o in outcomes]))
         kind = "eval"
         if len(self.tasks) > 1:  # each task its own series in the trackers (eval/<task>/episode_return)
@@ -367,6 +377,7 @@ class Trainer:
             write_csv(self.run_dir / "train.csv", self.train_rows)
 
     def state_dict(self) -> dict:
+        assert self.beside is None, "a checkpoint taken with an evaluation under way beside training"
         return {
             "format": CHECKPOINT_FORMAT,
             "config": to_yaml_dict(self.cfg),
@@ -508,6 +519,8 @@ class Trainer:
     def log_due(self, progress: Progress, finished: bool) -> bool:
         """The evaluation and the train.csv row due at this env step (both at the end); whether any was."""
         cfg, logged = self.cfg, False
+        if self.beside is not None and not self.beside.thread.is_alive():  # ended beside training
+            logged = self.log_evaluated(progress)
         if self.env_step >= self.next_eval or finished:
             for row in self.evaluate():
                 progress.log_eval(row)
@@ -523,6 +536,13 @@ class Trainer:
                 self.next_diag += cfg.diag_every
             logged = True
         return logged
+
+    def log_evaluated(self, progress: Progress) -> bool:
+        """The rows of the evaluation beside training, once it ended, on the progress line; whether any."""
+        rows = self.evaluated()
+        for row in rows:
+            progress.log_eval(row)
+        return bool(rows)
 
     def write_status(self, state: str) -> None:
         """status.json, with the wall time's split in all so far (`time_split`, seconds per phase)."""
@@ -560,6 +580,8 @@ class Trainer:
             if saved:
                 while self.next_ckpt <= self.env_step:  # first: the checkpoint holds the next due step
                     self.next_ckpt += cfg.checkpoint_every
+                if self.log_evaluated(progress):  # no checkpoint holds an evaluation under way
+                    self.write_logs()
                 self.save_checkpoint()
             if ended or saved:
                 self.write_status("interrupted" if stop else "running")

@@ -1,0 +1,61 @@
+"""Evaluation beside training (run key `eval_beside`): an evaluation runs in a thread of its own on a snapshot
+of the agent, while training goes on.
+
+The snapshot is a deep copy of the agent taken where the loop would have evaluated: its own networks (training
+moves the agent's, not the copy's), its own generators, eager acting (`Updater.act` is eager in every updater
+but the K-seed group's, which acts in rounds of its seeds: such a run evaluates in line). It evaluates in the
+run's evaluation envs, which training never steps, from the agent's evaluation stream; when it ends, the
+stream it ran on from goes back into the agent. So the evaluation's episodes, its draws and its returns are
+those of the evaluation in line, and training, which reads none of that, is unchanged: nothing but the rows'
+wall times differ (tests/test_eval_beside.py, for every registered agent).
+
+The loop takes the result (`result`) before anything reads the evaluation envs or the evaluation stream
+again: before the next evaluation, a checkpoint (so no checkpoint holds an evaluation under way, and a resume
+is the uninterrupted run's), a stop and the run's end. An agent whose evaluation keeps acting state of its
+own beyond the stream (a planner's warm start, a recurrent carry: `Agent.evaluates_beside` false) evaluates
+in line.
+
+It imports torch and the loop's evaluation (iqrl/loop/evaluation.py); the trainer decides when it applies.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+
+from iqrl.core.update import Updater
+from iqrl.loop.evaluation import Outcome, eval_returns
+
+
+class EvaluationBeside:
+    """One evaluation under way in its own thread: `eval_returns` of a snapshot of `agent` in `envs`, the
+    evaluation due at `env_step`."""
+
+    def __init__(self, agent, envs: list, episodes: int, batched: bool, env_step: int):
+        self.env_step = env_step
+        # a plain updater for the copy: acting is eager there, and the copy holds no compiled function
+        self.snapshot = copy.deepcopy(agent, {id(agent.updater): Updater()})
+        self.outcomes: list[Outcome] | None = None
+        self.error: BaseException | None = None
+        self.ended = 0.0  # time.time() at its end
+        self.thread = threading.Thread(
+            target=self._evaluate, args=(envs, episodes, batched), name="evaluation", daemon=True
+        )
+        self.thread.start()
+
+    def _evaluate(self, envs: list, episodes: int, batched: bool) -> None:
+        try:
+            with self.snapshot.evaluating():
+                self.outcomes = eval_returns(envs, self.snapshot, episodes, batched)
+        except BaseException as e:  # raised in the loop's thread, by `result`
+            self.error = e
+        self.ended = time.time()
+
+    def result(self, agent) -> list[Outcome]:
+        """Its outcomes, once it ended; the evaluation stream it ran on goes back into `agent`."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        agent.eval_generator.set_state(self.snapshot.eval_generator.get_state())
+        return self.outcomes
