@@ -277,8 +277,9 @@ class BRO(Agent):
         (beta = -pessimism in the targets and the actor's objective; the optimism for the optimistic one)."""
         return z.mean(0) + beta * (z[0] - z[1]).abs() / 2
 
-    def normal(self, batch_size: int) -> Tensor:
-        return torch.randn(batch_size, self.act_dim, generator=self.generator, device=self.device)
+    def normal(self, *batch: int) -> Tensor:
+        """eps ~ N(0, 1) [*batch, A]."""
+        return torch.randn(*batch, self.act_dim, generator=self.generator, device=self.device)
 
     def optimistic_params(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(mu_o, log sigma_o, mu_c, log sigma_c): the optimistic actor's Gaussian and the actor's."""
@@ -377,12 +378,16 @@ class BRO(Agent):
         }
 
     # ------------------------------------------------------------------ acting
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        """Exploring: a sample of the optimistic actor; else the actor's mean action tanh(mu_c)."""
+        """Exploring: a sample of the optimistic actor; else the actor's mean action tanh(mu_c). The draw
+        first, then the policy through the updater (the K-seed mode acts for every seed in one forward)."""
         x = to_tensor(obs, self.device)
-        if not explore:
-            return torch.tanh(self.actor(x)[0]).cpu().numpy()
+        draws = {"eps": self.normal(*x.shape[:-1])} if explore else {}
+        return self.updater.act(self.policy, x, **draws).numpy()
+
+    def policy(self, x: Tensor, eps: Tensor | None = None) -> Tensor:
+        """tanh(u), u = mu_o(s) + sigma_o(s) eps with the draw eps, else tanh(mu_c(s))."""
+        if eps is None:
+            return torch.tanh(self.actor(x)[0])
         mu_o, log_std_o, _, _ = self.optimistic_params(x)
-        eps = torch.randn(mu_o.shape, generator=self.generator, device=self.device)
-        return tanh_gaussian(mu_o, log_std_o, eps)[0].cpu().numpy()
+        return tanh_gaussian(mu_o, log_std_o, eps)[0]

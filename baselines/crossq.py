@@ -197,8 +197,9 @@ class CrossQ(Agent):
         self.actor.eval()
         self.critic.eval()
 
-    def normal(self, batch_size: int) -> Tensor:
-        return torch.randn(batch_size, self.act_dim, generator=self.generator, device=self.device)
+    def normal(self, *batch: int) -> Tensor:
+        """eps ~ N(0, 1) [*batch, A]."""
+        return torch.randn(*batch, self.act_dim, generator=self.generator, device=self.device)
 
     # ------------------------------------------------------------------ the update
     def critic_draws(self, batch_size: int) -> dict[str, Tensor]:
@@ -259,10 +260,15 @@ class CrossQ(Agent):
         return metrics
 
     # ------------------------------------------------------------------ acting
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        mu, log_std = self.actor(to_tensor(obs, self.device))  # evaluation mode: the running statistics
-        if not explore:
-            return torch.tanh(mu).cpu().numpy()
-        eps = torch.randn(mu.shape, generator=self.generator, device=self.device)
-        return tanh_gaussian(mu, log_std, eps)[0].cpu().numpy()
+        """Exploring: a ~ pi(s); else tanh of the mean. The draw first, then the policy through the updater
+        (the K-seed mode acts for every seed in one forward)."""
+        x = to_tensor(obs, self.device)
+        draws = {"eps": self.normal(*x.shape[:-1])} if explore else {}
+        return self.updater.act(self.policy, x, **draws).numpy()
+
+    def policy(self, x: Tensor, eps: Tensor | None = None) -> Tensor:
+        """tanh(u), u = mu(s) + sigma(s) eps with the draw eps, else tanh(mu(s)); the actor in evaluation
+        mode (its running statistics)."""
+        mu, log_std = self.actor(x)
+        return torch.tanh(mu) if eps is None else tanh_gaussian(mu, log_std, eps)[0]

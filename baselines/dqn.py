@@ -214,20 +214,26 @@ class DQN(Agent):
         """Epsilon of the next exploring step: 1 -> eps_end linearly over eps_decay_steps agent steps."""
         return linear_decay(1.0, self.cfg.eps_end, self.cfg.eps_decay_steps, self.acted)
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        """argmax_a Q(s, a); exploring, a uniform action instead with probability epsilon. The draws first
+        (which rows explore, their actions), then the greedy choice through the updater (the K-seed mode acts
+        for every seed in one forward)."""
         x = to_tensor(obs, self.device)
         single = x.dim() == self.obs_ndim  # one observation, not a batch
-        q = self.q(x[None] if single else x)
-        action = q.argmax(-1)
+        x = x[None] if single else x
+        draws = {}
         if explore:
-            n = action.shape[0]
-            draw = torch.rand(n, generator=self.generator, device=self.device)
-            random_action = torch.randint(self.n_actions, (n,), generator=self.generator, device=self.device)
-            action = torch.where(draw < self.epsilon, random_action, action)
+            n, g = x.shape[0], self.generator
+            draws["explores"] = torch.rand(n, generator=g, device=self.device) < self.epsilon
+            draws["random"] = torch.randint(self.n_actions, (n,), generator=g, device=self.device)
             self.acted += n
-        action = action.cpu().numpy().astype(np.int64)
+        action = self.updater.act(self.greedy_action, x, **draws).numpy().astype(np.int64)
         return action[0] if single else action
+
+    def greedy_action(self, x: Tensor, explores: Tensor | None = None, random: Tensor | None = None):
+        """argmax_a Q(x, a), or the drawn random action in the rows that explore."""
+        action = self.q(x).argmax(-1)
+        return action if explores is None else torch.where(explores, random, action)
 
     # ------------------------------------------------------------------ the update
     @torch.no_grad()

@@ -60,7 +60,6 @@ from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.core.spaces import ActionSpec
 from iqrl.nn.layers import EnsembleLinear, after_step, frozen_copy, out_linear
 from iqrl.nn.maths import (
-    add_clipped_noise,
     gumbel_action,
     gumbel_noise,
     gumbel_softmax,
@@ -566,26 +565,35 @@ class MRQ(Agent):
         return metrics
 
     # ------------------------------------------------------------------ acting and diagnostics
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        u = self.policy(self.encoder.zs(to_tensor(obs, self.device)))
-        if self.discrete:
-            return self.act_discrete(u, explore).cpu().numpy()
-        a = torch.tanh(u)
-        if explore:
-            a = add_clipped_noise(a, self.cfg.expl_noise, None, self.generator)
-        return a.cpu().numpy()
+        """The behaviour (explore) or evaluation action: its draws first (`act_draws`), then the policy
+        through the updater (the K-seed mode acts for every seed in one forward)."""
+        o = to_tensor(obs, self.device)
+        batch = o.shape[: o.dim() - (1 if self.pixels is None else 3)]
+        return self.updater.act(self.policy_action, o, **self.act_draws(batch, explore)).numpy()
 
-    def act_discrete(self, u: Tensor, explore: bool) -> Tensor:
-        """Indices of the logits u [..., n]: exploring, argmax(gumbel_softmax(u, g, tau) + N(0, sigma^2))
-        (the code's select_action); evaluating, argmax(u), or with `official_gumbel_eval` (MRQ-3) the argmax
-        of a Gumbel-softmax sample as the code evaluates."""
+    def act_draws(self, batch: tuple[int, ...], explore: bool) -> dict[str, Tensor]:
+        """The draws of `act` for observations of batch shape `batch`, in the code's order (select_action):
+        discrete actions' Gumbel noise [*batch, n] when exploring or evaluating by samples
+        (`official_gumbel_eval`, MRQ-3); then, exploring, N(0, sigma_expl^2) [*batch, n or A]."""
         c, g = self.cfg, self.generator
-        if not (explore or c.official_gumbel_eval):
+        shape, draws = (*batch, self.act_dim), {}
+        if self.discrete and (explore or c.official_gumbel_eval):
+            draws["gumbel"] = gumbel_noise(shape, g, g.device)
+        if explore:
+            draws["noise"] = torch.randn(shape, generator=g, device=g.device) * c.expl_noise
+        return draws
+
+    def policy_action(self, obs: Tensor, gumbel: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
+        """Discrete: argmax(gumbel_softmax(u, g, tau) + noise) with the Gumbel draw (`gumbel_action`), else
+        argmax(u); a box: clamp(tanh(u) + noise, -1, 1) with the noise drawn, else tanh(u)."""
+        u = self.policy(self.encoder.zs(obs))
+        if self.discrete and gumbel is None:
             return u.argmax(-1)
-        gumbel = gumbel_noise(u.shape, g, u.device)
-        noise = torch.randn(u.shape, generator=g, device=u.device) * c.expl_noise if explore else None
-        return gumbel_action(u, gumbel, c.gumbel_tau, noise, None)
+        if self.discrete:
+            return gumbel_action(u, gumbel, self.cfg.gumbel_tau, noise, None)
+        a = torch.tanh(u)
+        return a if noise is None else noisy_action(a, noise, None)
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:

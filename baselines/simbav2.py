@@ -233,8 +233,9 @@ class SimbaV2(Agent):
         """The critics' expected values [K, B]."""
         return (F.softmax(logits, -1) * self.bins).sum(-1)
 
-    def normal(self, batch_size: int) -> Tensor:
-        return torch.randn(batch_size, self.act_dim, generator=self.generator, device=self.device)
+    def normal(self, *batch: int) -> Tensor:
+        """eps ~ N(0, 1) [*batch, A]."""
+        return torch.randn(*batch, self.act_dim, generator=self.generator, device=self.device)
 
     # ------------------------------------------------------------------ the update, in the code's order
     def actor_draws(self, batch_size: int) -> dict[str, Tensor]:
@@ -309,11 +310,14 @@ class SimbaV2(Agent):
         }
 
     # ------------------------------------------------------------------ acting
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        """Exploring: a ~ pi(s) (the code's temperature 1); else tanh of the mean (temperature 0)."""
-        mu, log_std = self.actor(self.normalize(to_tensor(obs, self.device)))
-        if not explore:
-            return torch.tanh(mu).cpu().numpy()
-        eps = torch.randn(mu.shape, generator=self.generator, device=self.device)
-        return tanh_gaussian(mu, log_std, eps)[0].cpu().numpy()
+        """Exploring: a ~ pi(s) (the code's temperature 1); else tanh of the mean (temperature 0). The draw
+        first, then the policy through the updater (the K-seed mode acts for every seed in one forward)."""
+        x = to_tensor(obs, self.device)
+        draws = {"eps": self.normal(*x.shape[:-1])} if explore else {}
+        return self.updater.act(self.policy, x, **draws).numpy()
+
+    def policy(self, x: Tensor, eps: Tensor | None = None) -> Tensor:
+        """tanh(u), u = mu(s) + sigma(s) eps with the draw eps, else tanh(mu(s)) (s normalised)."""
+        mu, log_std = self.actor(self.normalize(x))
+        return torch.tanh(mu) if eps is None else tanh_gaussian(mu, log_std, eps)[0]

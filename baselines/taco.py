@@ -75,7 +75,6 @@ from iqrl.nn.maths import (
     linear_decay,
     random_shift,
     shift_offsets,
-    truncated_normal_sample,
 )
 from iqrl.nn.optim import adam
 
@@ -309,17 +308,22 @@ class TACO(Agent):
         single = x.dim() == (3 if self.pixels else 1)
         return (x[None] if single else x), single
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        """Exploring: the truncated-normal sample mu + N(0, std^2) noise (unclipped) at the scheduled std;
+        evaluating, mu. The draw first, then the policy through the updater (the K-seed mode acts for every
+        seed in one forward)."""
         x, single = self._batched(obs)
-        mu = self.actor(self.encoder(x))
+        draws = {}
         if explore:
-            a = truncated_normal_sample(mu, self.std, self.generator, clip=None)
+            g = self.generator
+            draws["noise"] = torch.randn((x.shape[0], self.act_dim), generator=g, device=g.device) * self.std
             self.explore_steps += 1
-        else:
-            a = mu
-        a = a.cpu().numpy()
+        a = self.updater.act(self.policy_action, x, **draws).numpy()
         return a[0] if single else a
+
+    def policy_action(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
+        mu = self.actor(self.encoder(x))
+        return mu if noise is None else clipped_sample(mu, noise)
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:

@@ -317,15 +317,17 @@ class TCRL(Agent):
             self.train_episodes += 1
 
     # ------------------------------------------------------------------ acting and diagnostics
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        z = self.encoder(to_tensor(obs, self.device))
-        a = (
-            self.learner.sample(z, None, self.learner.noise(*z.shape[:-1]))
-            if explore
-            else self.learner.actor(z)
-        )  # evaluation: the mean
-        return a.cpu().numpy()
+        """Exploring: the truncated-normal sample mu(z) + N(0, sigma^2) noise (unclipped); evaluating, the
+        mean mu(z). The draw first, then the policy through the updater (the K-seed mode acts for every seed
+        in one forward)."""
+        x = to_tensor(obs, self.device)
+        draws = {"noise": self.learner.noise(*x.shape[:-1])} if explore else {}
+        return self.updater.act(self.policy_action, x, **draws).numpy()
+
+    def policy_action(self, obs: Tensor, noise: Tensor | None = None) -> Tensor:
+        z = self.encoder(obs)
+        return self.learner.actor(z) if noise is None else self.learner.sample(z, None, noise)
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:

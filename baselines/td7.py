@@ -51,7 +51,7 @@ from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, to_tensor
 from iqrl.core.replay import lap_priority
 from iqrl.core.schedule import Credit, EpisodeEnd, PerStep, SeedPhase, UpdateSchedule
 from iqrl.nn.layers import EnsembleLinear, frozen_copy, mlp
-from iqrl.nn.maths import add_clipped_noise, avg_l1_norm, hard_update_, noisy_action
+from iqrl.nn.maths import avg_l1_norm, hard_update_, noisy_action
 from iqrl.nn.optim import adam
 
 
@@ -411,15 +411,24 @@ class TD7(Agent):
         return n
 
     # ------------------------------------------------------------------ acting and diagnostics
-    @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        o = to_tensor(obs, self.device)
-        if not explore and self.cfg.use_checkpoints:
-            return self.checkpoint_actor(o, self.checkpoint_encoder.zs(o)).cpu().numpy()
-        a = self.actor(o, self.fixed_encoder.zs(o))
+        """Exploring: pi(s, z_s) of the fixed encoder plus N(0, sigma_expl^2) noise; evaluating, the
+        checkpoint policy (`use_checkpoints`) or the current one. The draw first, then the policy through the
+        updater (the K-seed mode acts for every seed in one forward)."""
+        o, g = to_tensor(obs, self.device), self.generator
+        draws = {}
         if explore:
-            a = add_clipped_noise(a, self.cfg.expl_noise, None, self.generator)
-        return a.cpu().numpy()
+            noise = torch.randn((*o.shape[:-1], self.act_dim), generator=g, device=g.device)
+            draws["noise"] = noise * self.cfg.expl_noise
+        checkpoint = not explore and self.cfg.use_checkpoints
+        return self.updater.act(self.policy_action, o, checkpoint, **draws).numpy()
+
+    def policy_action(self, obs: Tensor, checkpoint: bool, noise: Tensor | None = None) -> Tensor:
+        """The checkpoint policy's action, or clamp(pi(s, z_s) + noise, -1, 1) (pi(s, z_s) without noise)."""
+        if checkpoint:
+            return self.checkpoint_actor(obs, self.checkpoint_encoder.zs(obs))
+        a = self.actor(obs, self.fixed_encoder.zs(obs))
+        return a if noise is None else noisy_action(a, noise, None)
 
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:

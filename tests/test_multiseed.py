@@ -404,7 +404,9 @@ def act_in_group(agents: list, asks: list[list[tuple[np.ndarray, bool]]]) -> tup
     return out, rounds
 
 
-@pytest.mark.parametrize("name", ["iqrl", "td3", "sac"])
+@pytest.mark.parametrize(
+    "name", ["iqrl", "td3", "sac", "simbav2", "bro", "mrq", "td7", "tcrl", "taco", "dqn", "crossq"]
+)
 def test_a_group_acts_for_its_seeds_in_one_forward_as_each_seed_alone(name):
     """Acting through the updater (`Updater.act`): the seeds' actions in one round, one forward over the
     stacked networks, each the action its seed computes alone (its own draws, in its own order) up to the
@@ -426,8 +428,10 @@ def test_a_group_acts_for_its_seeds_in_one_forward_as_each_seed_alone(name):
         assert torch.equal(agents[k].generator.get_state(), after[k])  # the same draws
         for got, want in zip(grouped[k], alone[k], strict=True):
             assert got.shape == want.shape and got.dtype == want.dtype
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(grouped[1][0], grouped[1][1])  # two draws of exploration noise
+            # batched kernels round otherwise: ~1e-6 through two layers, 1.6e-5 through TACO's encoder and
+            # actor (another seed's networks would be off by far more)
+            np.testing.assert_allclose(got, want, rtol=5e-5, atol=1e-6)
+        assert not torch.equal(after[k], before[k])  # the exploring acts drew
 
 
 def test_seeds_acting_in_other_forms_act_in_rounds_of_their_own():
