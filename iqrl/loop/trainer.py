@@ -281,13 +281,13 @@ class Trainer:
         return rows
 
     def evaluates_beside(self) -> bool:
-        """Whether this evaluation runs beside training: asked for, and nothing of it reads what training
-        moves (one task, no video to render, the agent's own acting: not a K-seed group's rounds)."""
+        """Whether this evaluation runs beside training (docs/performance.md says when it may and why)."""
         return (
             self.cfg.eval_beside
+            and not self.cfg.cudagraphs
             and self.agent.evaluates_beside
             and len(self.tasks) == 1
-            and type(self.agent.updater) is Updater
+            and type(self.agent.updater) is Updater  # acting of its own, not a K-seed group's rounds
             and not self.video_due()
             and self.env_step < self.cfg.steps  # the run's last evaluation: in line, before its end
         )
