@@ -17,7 +17,7 @@ from iqrl.envs.make import make_env
 from iqrl.envs.perturb import Perturbations
 from iqrl.envs.workers import EnvWorker, EnvWorkerDied
 
-from conftest import wait_for
+from conftest import sigint_as_terminal, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 # a perturbed env: the task's random stream and the perturbations' own generator both cross the pipe
@@ -142,6 +142,7 @@ def test_no_worker_outlives_its_parent(end, tmp_path):
         text=True,
         env=env,
         start_new_session=True,
+        preexec_fn=sigint_as_terminal,  # as a terminal starts it, though pytest runs in the background
     )
     try:
         assert p.stdout.readline().strip() == "ready", p.stderr.read()
