@@ -13,6 +13,7 @@ that names the problem and the valid choices. Nothing is touched on disk before 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from dataclasses import fields
 from importlib import resources
@@ -28,9 +29,11 @@ from iqrl.envs.make import check_task
 from iqrl.envs.tasks import suite_of, task_group, task_label, task_list
 
 
+@functools.cache
 def task_file(name: str) -> dict:
     """The parsed task-override file iqrl/configs/<name> ({"groups": {...}, "tasks": {...}}); {} for an agent
-    without one (name "")."""
+    without one (name ""). Read once per process (a sweep builds hundreds of configs): callers never change
+    what it returns."""
     if not name:
         return {}
     return yaml.safe_load(resources.files("iqrl").joinpath("configs", name).read_text()) or {}
@@ -130,7 +133,7 @@ def build_config(argv: list[str]) -> RunConfig:
             check_task(task)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    base = OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
+    base = _structured_defaults(agent_cls, name)
     layers = [{"agent": entry.preset}] + [
         {"agent": o} for task in tasks for o in _task_overrides(entry, task, agent_cls)
     ]
@@ -155,6 +158,14 @@ def build_config(argv: list[str]) -> RunConfig:
     if not run.out:
         run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")
     return run
+
+
+@functools.cache
+def _structured_defaults(agent_cls: type, name: str):
+    """The run's and the agent's dataclass defaults as OmegaConf's typed tree, built once per agent config
+    class and process: building it is most of a config's cost (a dry sweep builds one config per distinct run), and
+    `OmegaConf.merge` copies its first argument, so the cached tree is never changed."""
+    return OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
 
 
 def _task_arg(overrides: list[str]) -> str | list[str]:
