@@ -78,13 +78,15 @@ def agent_run(agent: str) -> list[str]:
     task = [] if acts_in_boxes(agent) else [f"task={TINY_DISCRETE_TASK}"]
     if not pixels_only(agent):
         return task
-    from iqrl.config.run import RunConfig
+    from iqrl.config.run import pixel_defaults
     from iqrl.config.validate import smallest_image_size
     from iqrl.core import registry
+    from iqrl.envs.tasks import SUITES
 
     cfg = registry.config_class(agent)(name=agent, **registry.get_entry(agent).preset)
-    size = smallest_image_size(cfg) or RunConfig.image_size
-    return task + [f"image_size={size}"] * (size > RunConfig.image_size)
+    default = pixel_defaults(agent, SUITES["dmc"], "pixels")["image_size"]
+    size = smallest_image_size(cfg) or default
+    return task + [f"image_size={size}"] * (size > default)
 
 
 def agent_actions(agent: str, dims: int):
