@@ -38,7 +38,10 @@ def tiny_agent(agent: str) -> list[str]:
 
     if agent not in registry.REGISTRY:
         return []
-    return [f"agent.{k}={json.dumps(v)}" for k, v in registry.config_class(agent).TINY.items()]
+    return [
+        f"agent.{k}={json.dumps(v, separators=(',', ':'))}"
+        for k, v in registry.config_class(agent).TINY.items()
+    ]
 
 
 class _TinyAgent(Mapping):
