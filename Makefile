@@ -78,9 +78,12 @@ test-agent: $(STAMP)
 	$(PY) -m pytest -q -n 0 -m registry --agent "$(NAME)" --durations=5 tests
 
 # make switches: docs/switches.md's key tables written again from the config dataclasses (each key's comment) and
-# docs/switch_tests.yaml (the tests that pin each key); tests/test_switch_map.py fails until they agree.
+# docs/switch_tests.yaml (the tests that pin each key), and the lists of agents and their defaults in README.md
+# and docs/ from the registry (iqrl/agent_docs.py); tests/test_switch_map.py and tests/test_agent_docs.py fail
+# until they agree.
 switches: $(BASE_STAMP)
 	$(PY) -m iqrl.config.switch_docs
+	$(PY) -m iqrl.agent_docs
 
 # ruff (configured in pyproject.toml): the formatter's check and the linter; `make format` applies both fixes.
 lint: $(STAMP)

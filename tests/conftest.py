@@ -210,7 +210,8 @@ def render_for(agent: str, request) -> None:
 # --agent td3 (a test marked `registry` without that argument, the switch page's check, runs once).
 # --scratch-registry FILE first runs a Python file that adds entries to the registry (tests/test_extending.py
 # runs the examples of docs/extending.md so), --switch-page FILE checks that file as docs/switches.md (what
-# `make switches` would write with the scratch agents registered).
+# `make switches` would write with the scratch agents registered), --docs-root DIR the agent lists of DIR's
+# README.md and docs/ (iqrl/agent_docs.py: what `make switches` writes into them).
 
 
 def pytest_addoption(parser):
@@ -224,6 +225,11 @@ def pytest_addoption(parser):
         "--switch-page",
         default=str(Path(__file__).resolve().parents[1] / "docs" / "switches.md"),
         help="the page the switch page's check reads (default docs/switches.md)",
+    )
+    parser.addoption(
+        "--docs-root",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="the folder of README.md and docs/ whose agent lists the docs check reads (default: this one)",
     )
     parser.addoption(
         "--compile-check",
