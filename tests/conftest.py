@@ -38,7 +38,10 @@ def tiny_agent(agent: str) -> list[str]:
 
     if agent not in registry.REGISTRY:
         return []
-    return [f"agent.{k}={json.dumps(v)}" for k, v in registry.config_class(agent).TINY.items()]
+    return [
+        f"agent.{k}={json.dumps(v, separators=(',', ':'))}"
+        for k, v in registry.config_class(agent).TINY.items()
+    ]
 
 
 class _TinyAgent(Mapping):
@@ -78,13 +81,15 @@ def agent_run(agent: str) -> list[str]:
     task = [] if acts_in_boxes(agent) else [f"task={TINY_DISCRETE_TASK}"]
     if not pixels_only(agent):
         return task
-    from iqrl.config.run import RunConfig
+    from iqrl.config.run import pixel_defaults
     from iqrl.config.validate import smallest_image_size
     from iqrl.core import registry
+    from iqrl.envs.tasks import SUITES
 
     cfg = registry.config_class(agent)(name=agent, **registry.get_entry(agent).preset)
-    size = smallest_image_size(cfg) or RunConfig.image_size
-    return task + [f"image_size={size}"] * (size > RunConfig.image_size)
+    default = pixel_defaults(agent, SUITES["dmc"], "pixels")["image_size"]
+    size = smallest_image_size(cfg) or default
+    return task + [f"image_size={size}"] * (size > default)
 
 
 def agent_actions(agent: str, dims: int):
@@ -205,7 +210,8 @@ def render_for(agent: str, request) -> None:
 # --agent td3 (a test marked `registry` without that argument, the switch page's check, runs once).
 # --scratch-registry FILE first runs a Python file that adds entries to the registry (tests/test_extending.py
 # runs the examples of docs/extending.md so), --switch-page FILE checks that file as docs/switches.md (what
-# `make switches` would write with the scratch agents registered).
+# `make switches` would write with the scratch agents registered), --docs-root DIR the agent lists of DIR's
+# README.md and docs/ (iqrl/agent_docs.py: what `make switches` writes into them).
 
 
 def pytest_addoption(parser):
@@ -219,6 +225,11 @@ def pytest_addoption(parser):
         "--switch-page",
         default=str(Path(__file__).resolve().parents[1] / "docs" / "switches.md"),
         help="the page the switch page's check reads (default docs/switches.md)",
+    )
+    parser.addoption(
+        "--docs-root",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="the folder of README.md and docs/ whose agent lists the docs check reads (default: this one)",
     )
     parser.addoption(
         "--compile-check",

@@ -99,7 +99,7 @@ def test_cuda_compiled_and_graph_captured_updates_match_eager(cudagraphs):
 def test_cuda_compiled_and_graph_captured_k_seed_group_matches_eager(cudagraphs):
     """The K-seed mode compiled (compile=true through inductor), and with cudagraphs=true its CUDA-graph
     replay, against the eager group on the GPU: 5 updates of a 2-seed iqrl group, every metric of each seed
-    and its parameters after them within 1e-4. The fourth H200 session measured the captured group 7x faster
+    and its parameters after them within 1e-4. An H200 (2026-11-26) timed the captured group 7x faster
     per seed than the compiled one at K=4 (docs/performance.md): this says whether it computes the update."""
     from test_multiseed import assert_compiled_group_matches_eager
 
@@ -220,7 +220,7 @@ def test_cuda_memory_estimate_bounds_the_allocated_peak(agent):
     """iqrl.loop.memory's estimate of the weights, Adam state, gradients and an update's activations against
     PyTorch's allocated peak over a few paper-size updates on walker-walk (the bench's replay is two episodes,
     left out of both); it refuses a run on the device's free memory. docs/configuration.md, "Memory", says
-    how far off the CPU measurements were: a GPU session adds its ratio there."""
+    how far off the CPU measurements were: a GPU's ratio goes there."""
     from iqrl.bench.measure import prepare
     from iqrl.config.run import ConfigError
     from iqrl.loop import memory

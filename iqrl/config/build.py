@@ -2,8 +2,9 @@
 
     dataclass defaults <- agent preset <- task overrides (group, then task) <- command line
 
-Run keys left None take their defaults last: the suite's (action_repeat, episode_length, obs, frame_stack,
-protocol), then the agent's code's seed phase at those (seed_steps).
+Run keys left None take their defaults last: the suite's (action_repeat, episode_length, obs, protocol), the
+agent's code's frames where it has them, else the suite's (frame_stack, image_size: `pixel_defaults`), the
+agent's code's changes to the protocol (protocol_changes), then its seed phase at those (seed_steps).
 
 `build_config(argv)` turns `agent=iqrl task=walker-walk seed=1 agent.horizon=3 ...` into a resolved,
 validated `RunConfig` (agent hyper-parameters under `.agent`), or raises ConfigError with one line
@@ -22,11 +23,11 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from iqrl.config.run import TOP_LEVEL_KEYS, ConfigError, RunConfig
+from iqrl.config.run import TOP_LEVEL_KEYS, ConfigError, RunConfig, pixel_defaults
 from iqrl.config.validate import validate
 from iqrl.core import registry
 from iqrl.envs.make import check_task
-from iqrl.envs.tasks import suite_of, task_group, task_label, task_list
+from iqrl.envs.tasks import protocol_changes, suite_of, task_group, task_label, task_list
 
 
 @functools.cache
@@ -150,8 +151,12 @@ def build_config(argv: list[str]) -> RunConfig:
     if run.obs is None:  # the suite's first; pixels (where the suite has them) for an agent of pixels only
         pixels = registry.agent_class(name).PIXELS_ONLY and "pixels" in suite.observations
         run.obs = "pixels" if pixels else suite.observations[0]
-    run.frame_stack = suite.frame_stack if run.frame_stack is None else run.frame_stack
+    defaults = pixel_defaults(name, suite, run.obs)
+    run.frame_stack = defaults["frame_stack"] if run.frame_stack is None else run.frame_stack
+    run.image_size = defaults["image_size"] if run.image_size is None else run.image_size
     run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
+    if run.protocol_changes is None:
+        run.protocol_changes = protocol_changes(tasks[0], run.protocol, agent_cls.PROTOCOL_CHANGES)
     if run.seed_steps is None:
         run.seed_steps = registry.seed_phase(name).length(run.action_repeat, run.episode_length)
     validate(run)
