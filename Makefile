@@ -12,6 +12,10 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 # dm_control's own GL backend stays off, so training and tests need no GL library; rendering (make video,
 # video_every) opens its own EGL or OSMesa context (iqrl/video.py), which MUJOCO_GL=egl|osmesa can pin.
 export MUJOCO_GL ?= disable
+# Python keeps the bytecode of what it imports (the .venv's packages, the repository's modules; __pycache__ is
+# ignored by git): with PYTHONDONTWRITEBYTECODE, set on some machines, every process would compile torch and
+# the rest from source again, about 3 s of CPU per process (make test starts hundreds).
+unexport PYTHONDONTWRITEBYTECODE
 
 RESULTS ?= results
 SWEEP ?= ablations/smoke.yaml
