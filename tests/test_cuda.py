@@ -32,6 +32,7 @@ def skip_without_suite(agent: str) -> None:
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_cuda_run_stops_resumes_and_finishes(agent, tmp_path, request):
     skip_without_suite(agent)
     render_for(agent, request)
@@ -56,6 +57,7 @@ def test_cuda_reduced_precision_run(tmp_path, precision):
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_cuda_update_and_act_never_synchronise(agent):
     """The dispatch-level guard of tests/test_sync_free.py catches syncs the CPU shows too; CUDA's own
     sync debug mode also catches device-specific ones (e.g. a CPU tensor indexing a GPU one) in the updates.
@@ -176,14 +178,14 @@ def test_cuda_compiled_planner_acts_as_the_eager_one():
     assert_compiled_planner_matches_eager("cuda", tol=1e-4)
 
 
-def test_cuda_resume_is_bitwise_under_deterministic_algorithms(tmp_path):
+def test_cuda_resume_is_bitwise_under_deterministic_algorithms(tmp_path, finished_runs):
     """With deterministic kernels (and cuBLAS's fixed workspace, set before CUDA starts) a stopped and
     resumed GPU run ends with the evaluations of one never interrupted, as on the CPU."""
     from agent_helpers import assert_resume_matches
 
     torch.use_deterministic_algorithms(True)
     try:
-        assert_resume_matches("iqrl", tmp_path, extra=["device=cuda"])
+        assert_resume_matches("iqrl", tmp_path, finished_runs, extra=["device=cuda"])
     finally:
         torch.use_deterministic_algorithms(False)
 

@@ -44,6 +44,7 @@ def error_lines(capsys) -> list[str]:
 
 # ---------------------------------------------------------------------------------- the seed phase
 @pytest.mark.registry
+@pytest.mark.computes
 def test_every_agent_trains_from_its_first_step_with_seed_steps_0(agent, tmp_path):
     """seed_steps=0: the first episode is the agent's; its updates wait for the replay's first window of the
     agent's length (those asked for before are not run, as an agent's code waits for its buffer)."""
