@@ -198,3 +198,38 @@ def test_steps_handed_in_run_where_the_batch_steps_them():
     assert calls == [[0, 1, 2]] * 2  # both env steps of the agent step: one call for the three
     for k in range(3):
         assert_same(outcome(out[k]), outcome(ref[k].step(acts[k])), f"seed {k}")
+
+
+def test_a_mujoco_error_in_one_simulation_fails_its_env_alone():
+    """MuJoCo's batch raises for the simulations that failed (their state left as it was) after running the
+    others to completion: the failed env's step gets MuJoCo's FatalError, the others their own Steps."""
+    envs, ref = (
+        [DMCEnv("walker-walk", s, 2) for s in range(3)],
+        [DMCEnv("walker-walk", s, 2) for s in range(3)],
+    )
+    for env in envs + ref:
+        env.reset()
+    batch = EnvBatch(envs)
+    physics = batch._batch()
+    real = physics.batch
+
+    class FailingSecond:  # MuJoCo's batch, but simulation 1 raises (an arena out of memory, say)
+        state = real.state
+
+        def step(self, ids, nstep, stage):
+            real.step(ids[ids != 1], nstep, stage)
+            if 1 in ids:
+                raise batch_module.mujoco_batch.SimulationError(np.array([1]), "mj_stackAlloc: out of memory")
+
+        def error(self, sim):
+            return "mj_stackAlloc: out of memory"
+
+        def get_data(self, sim, data):
+            real.get_data(sim, data)
+
+    physics.batch = FailingSecond()
+    acts = actions(np.random.default_rng(0), envs[0], 3)
+    steps = batch.step(list(enumerate(acts)))
+    assert type(steps[1]).__name__ == "FatalError" and "out of memory" in str(steps[1])
+    for k in (0, 2):
+        assert_same(outcome(steps[k]), outcome(ref[k].step(acts[k])), f"env {k}")

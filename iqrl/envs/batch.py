@@ -54,7 +54,8 @@ class PhysicsBatch:
 
     def step(self, ids: list[int], nstep: int) -> dict[int, BaseException]:
         """Simulations `ids` advanced by `nstep` MuJoCo steps as dm_control's `Physics.step(nstep)` advances
-        each; the exception of each simulation that failed (a PhysicsError of dm_control's check)."""
+        each; the exception of each simulation that failed (MuJoCo's error, which leaves its state as it was;
+        a PhysicsError of dm_control's check)."""
         legacy = {self.physics[i].legacy_step for i in ids}
         if len(legacy) != 1:
             raise ValueError("a batch's physics step one way: dm_control's legacy step for all, or for none")
@@ -66,14 +67,18 @@ class PhysicsBatch:
             checks[i] = p.check_invalid_state()  # dm_control's PhysicsError on new warnings
             checks[i].__enter__()
             mujoco.mj_getState(p.model.ptr, p.data.ptr, self.batch.state[i], INTEGRATION)
-        self.batch.step(np.asarray(ids, np.int32), nstep, stage)
-        failed = {}
+        failed: dict[int, BaseException] = {}
+        try:
+            self.batch.step(np.asarray(ids, np.int32), nstep, stage)
+        except mujoco_batch.SimulationError as e:  # MuJoCo's error in some: the others ran to completion
+            failed = {int(i): mujoco.FatalError(self.batch.error(int(i))) for i in e.ids}
         for i in ids:
-            self.batch.get_data(i, self.physics[i].data.ptr)
+            if i not in failed:
+                self.batch.get_data(i, self.physics[i].data.ptr)
             try:
                 checks[i].__exit__(None, None, None)
             except Exception as e:
-                failed[i] = e
+                failed.setdefault(i, e)
         return failed
 
 
