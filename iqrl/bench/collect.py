@@ -45,9 +45,10 @@ FLOOR_S = 1.0
 BACKENDS = {"default": [], "workers": ["env_workers=true"]}
 
 
-def floor_us(task: str, seconds: float = FLOOR_S) -> tuple[float, float]:
+def floor_us(task: str, seconds: float | None = None) -> tuple[float, float]:
     """CPU µs per env step of MuJoCo's bare physics and of dm_control's `env.step` on `task` (in this
-    process)."""
+    process), over `seconds` of CPU each (None: FLOOR_S)."""
+    seconds = FLOOR_S if seconds is None else seconds
     domain, name = task.split("-", 1)
     env = suite.load(domain, name, task_kwargs={"random": 0})
     env.reset()
