@@ -100,10 +100,11 @@ class RunConfig:
     # available RAM; CUDA: the device's free memory). A run whose estimate exceeds it is refused before
     # anything is allocated (iqrl.loop.memory; docs/configuration.md).
     memory_limit_gb: float | None = None
-    # true: the training env in a worker process of its own (iqrl.envs.workers), so that the K-seed mode's
-    # seeds step their envs at once, one per core (dm_control's step holds the interpreter lock); bitwise the
-    # in-process env. The K-seed mode turns it on for K > 1 seeds where the process may use 2 cores or more,
-    # unless given (iqrl.multiseed.runs.workers_help; docs/performance.md).
+    # true: the training env in a worker process of its own (iqrl.envs.workers), bitwise the in-process env.
+    # A K-seed group of DMC runs steps its envs together in its own process (one call into MuJoCo for all:
+    # iqrl.multiseed.envs), so the K-seed mode turns it on only for K > 1 seeds of the other suites, whose
+    # steps hold the interpreter lock, where the process may use 2 cores or more, unless given
+    # (iqrl.multiseed.runs.workers_help; docs/performance.md).
     env_workers: bool = False
 
 
