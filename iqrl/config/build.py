@@ -168,8 +168,8 @@ def build_config(argv: list[str]) -> RunConfig:
 @functools.cache
 def _structured_defaults(agent_cls: type, name: str):
     """The run's and the agent's dataclass defaults as OmegaConf's typed tree, built once per agent config
-    class and process: building it is most of a config's cost (a dry sweep builds one config per distinct run), and
-    `OmegaConf.merge` copies its first argument, so the cached tree is never changed."""
+    class and process: building it is most of a config's cost (a dry sweep builds one config per distinct
+    run), and `OmegaConf.merge` copies its first argument, so the cached tree is never changed."""
     return OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
 
 
