@@ -220,18 +220,19 @@ _SPECS: dict[tuple, object] = {}
 
 
 def agent_spec(agent_cfg, kind: str):
-    """The spec of an agent of config `agent_cfg` built on a tiny state task of action kind `kind` (a
-    throwaway: its draws move no one's generators), once per distinct agent config and process: a sweep's
+    """The spec of an agent of config `agent_cfg` built on a tiny state task of action kind `kind`, its
+    tensors on the meta device (iqrl.loop.memory.agent_on_meta: shapes only, no initialisation computed; a
+    throwaway whose draws move no one's generators), once per distinct agent config and process: a sweep's
     tasks mostly share their agent's config."""
     key = (type(agent_cfg), repr(agent_cfg), kind)
     if key not in _SPECS:
         import torch
 
-        from iqrl.core.registry import make_agent
         from iqrl.core.spaces import ActionSpec
+        from iqrl.loop.memory import agent_on_meta
 
         with torch.random.fork_rng():
-            _SPECS[key] = make_agent(agent_cfg, 4, ActionSpec(kind, 2), torch.device("cpu"), 0).spec
+            _SPECS[key] = agent_on_meta(agent_cfg, 4, ActionSpec(kind, 2), large=1).spec
     return _SPECS[key]
 
 

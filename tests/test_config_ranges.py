@@ -314,6 +314,17 @@ def test_the_meta_built_agent_has_the_real_agents_tensors(agent, monkeypatch):
     ]
 
 
+@pytest.mark.registry
+def test_an_agent_built_all_on_meta_has_the_real_agents_spec(agent):
+    """What a dry sweep prices a run with (slurm.projection.agent_spec): the agent's spec, read off the agent
+    built with every tensor on the meta device (no initialisation computed), is the real agent's."""
+    cfg, obs = build_config(tiny_keys(agent)), agent_observations(agent).dim
+    real = registry.make_agent(cfg.agent, obs, agent_actions(agent, 2), torch.device("cpu"), 0)
+    meta = memory.agent_on_meta(cfg.agent, obs, agent_actions(agent, 2), large=1)
+    assert all(t.is_meta for t in memory.agent_tensors(meta) if t.dim() >= 2 and t.requires_grad)  # weights
+    assert meta.spec == real.spec
+
+
 def test_sample_outputs_counts_every_weighted_layers_output_per_sample():
     encoder = ConvEncoder(6, 32, num_layers=2, num_filters=4)  # 32 -> 15 (stride 2) -> 13
     head = torch.nn.Sequential(

@@ -121,7 +121,7 @@ def build_config(argv: list[str]) -> RunConfig:
     """Resolve and validate a run config from command-line style `key=value` strings."""
     name, overrides = _split_argv(list(argv))
     try:
-        entry = registry.get_entry(name)
+        registry.get_entry(name)
     except KeyError as e:
         raise ConfigError(str(e).strip("'\"")) from None
     agent_cls = registry.config_class(name)
@@ -134,12 +134,14 @@ def build_config(argv: list[str]) -> RunConfig:
             check_task(task)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    base = _structured_defaults(agent_cls, name)
+    entry = registry.get_entry(name)
     layers = [{"agent": entry.preset}] + [
         {"agent": o} for task in tasks for o in _task_overrides(entry, task, agent_cls)
     ]
     try:
-        cfg = OmegaConf.merge(base, *layers, OmegaConf.from_dotlist(overrides))
+        cfg = OmegaConf.merge(
+            _structured_defaults(agent_cls, name), *layers, OmegaConf.from_dotlist(overrides)
+        )
         run: RunConfig = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e, agent_cls)) from None
@@ -179,10 +181,7 @@ def _task_arg(overrides: list[str]) -> str | list[str]:
     if not args:
         return RunConfig.task
     raw = args[-1].partition("=")[2]
-    try:
-        task = OmegaConf.to_container(OmegaConf.from_dotlist(args[-1:]))["task"]
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"invalid value for task: {e}") from None
+    task = _parse_task(args[-1])
     if isinstance(task, dict):  # YAML reads `gym:` or `gym: Hopper-v4` as a mapping: keep what was typed
         task = raw
     if not (
@@ -190,6 +189,15 @@ def _task_arg(overrides: list[str]) -> str | list[str]:
     ):
         raise ConfigError(f"task must be a task name or a list of task names, got {task!r}")
     return task
+
+
+@functools.cache
+def _parse_task(arg: str):
+    """The value of a `task=` argument as the command line's other keys are read (once per distinct text)."""
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist([arg]))["task"]
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"invalid value for task: {e}") from None
 
 
 def from_yaml_dict(d: dict) -> RunConfig:

@@ -85,14 +85,18 @@ LARGE = 2**16  # elements from which a tensor the constructor makes goes to the 
 
 
 class _LargeOnMeta(TorchFunctionMode):
-    """While an agent is built: a tensor of LARGE elements or more (a weight) is made on the meta device
+    """While an agent is built: a tensor of `large` elements or more (a weight) is made on the meta device
     (shape, no storage; a random draw there draws nothing, so it gets no generator), smaller ones (constants,
     small layers) as usual. An operation mixing both computes on the meta device, `.to` leaves a meta tensor
     where it is. Only the tensors' sizes matter here, and those never depend on values."""
 
+    def __init__(self, large: int | None = None):
+        super().__init__()
+        self.large = LARGE if large is None else large
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
-        if func in _FACTORIES and _numel(func, args, kwargs) >= LARGE:
+        if func in _FACTORIES and _numel(func, args, kwargs) >= self.large:
             kwargs["device"] = "meta"
             kwargs.pop("generator", None)
         elif func in (torch.Tensor.to, torch.Tensor.cuda, torch.Tensor.cpu) and args[0].is_meta:
@@ -123,10 +127,13 @@ def meta_agent(cfg: RunConfig, obs_dim, act_dim: int | ActionSpec):
     return agent_on_meta(cfg.agent, obs_dim, act_dim, len(task_list(cfg.task)))
 
 
-def agent_on_meta(agent_cfg, obs_dim, act_dim: int | ActionSpec, num_tasks: int = 1):
-    """The agent of config `agent_cfg` with its large tensors on the meta device: what it is built with
-    (its spec, its modules' shapes) at no cost in memory."""
-    with _LargeOnMeta():
+def agent_on_meta(
+    agent_cfg, obs_dim, act_dim: int | ActionSpec, num_tasks: int = 1, large: int | None = None
+):
+    """The agent of config `agent_cfg` with its tensors of `large` (default LARGE) elements or more on the
+    meta device: what it is built with (its spec, its modules' shapes) at no cost in memory (large=1: every
+    tensor its constructor makes, no initialisation computed at all, where only its spec is read)."""
+    with _LargeOnMeta(large):
         return registry.make_agent(agent_cfg, obs_dim, act_dim, torch.device("cpu"), 0, num_tasks)
 
 
