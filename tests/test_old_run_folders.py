@@ -30,7 +30,8 @@ def test_a_run_folder_written_before_the_rooms_resumes_to_the_uninterrupted_resu
     shutil.copytree(DATA / "run-2a4dcd6-td3", run)
     before = rows(run / "eval.csv")
     assert [r["env_step"] for r in before] == ["0", "400"]  # stopped at 700, mid-episode
-    assert main(tiny_argv("td3", run, seed=4)) == EXIT_OK
+    # written before eval_reseed: it resumes with the evaluation streams it ran with (LEGACY_VALUES)
+    assert main(tiny_argv("td3", run, seed=4, extra=["eval_reseed=false"])) == EXIT_OK
     after = rows(run / "eval.csv")
     assert after[: len(before)] == before
     assert after == rows(DATA / "run-2a4dcd6-td3.uninterrupted-eval.csv")

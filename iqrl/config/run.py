@@ -45,6 +45,11 @@ class RunConfig:
     # each evaluation but the last runs in a thread beside training, on a snapshot of the agent; the
     # same numbers (iqrl.loop.beside). Planners and recurrent agents evaluate in line.
     eval_beside: bool = True
+    # true: each evaluation starts from the run's seed and its env step alone (its episodes' initial states,
+    # the agent's draws while evaluating: iqrl.loop.parts.RunParts.seed_evaluation), so its return is the same
+    # for every eval_every and for a re-evaluation of its checkpoint; false (older versions): the evaluation
+    # env's stream of initial states runs on from one evaluation to the next
+    eval_reseed: bool = True
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
     checkpoint_every: int = 50_000  # env steps between checkpoints
     device: str = "cpu"  # cpu | cuda | cuda:N | auto

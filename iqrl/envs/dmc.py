@@ -109,6 +109,11 @@ class DMCEnv:
     def set_state(self, state: dict) -> None:
         self._env.task.random.set_state(state["random"])
 
+    def reseed(self, seed: int) -> None:
+        """The task's random stream as an env built with `seed` holds it: the next reset starts from there
+        (an evaluation's episodes drawn from (seed, env step): iqrl.loop.parts.RunParts.seed_evaluation)."""
+        self._env.task.random.seed(seed)
+
 
 def pixel_camera(task: str) -> int:
     """The camera of a domain's pixel observations: 2 for quadruped (its tracking camera from behind), 0
@@ -158,6 +163,9 @@ class PixelEnv:
 
     def set_state(self, state: dict) -> None:
         self._env.set_state(state)
+
+    def reseed(self, seed: int) -> None:
+        self._env.reseed(seed)
 
     def close(self) -> None:
         self._renderer.close()

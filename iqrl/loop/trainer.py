@@ -271,6 +271,8 @@ class Trainer:
         evaluation still under way, first."""
         rows = self.evaluated()
         with self.split("evaluate"):
+            if self.cfg.eval_reseed:  # its episodes and draws from (seed, env step) alone
+                self.parts.seed_evaluation(self.env_step)
             if self.evaluates_beside():
                 envs, episodes, batched = self.eval_envs(0), self.cfg.eval_episodes, self.batched_eval
                 self.beside = EvaluationBeside(self.agent, envs, episodes, batched, self.env_step)
@@ -499,9 +501,7 @@ class Trainer:
         if not resumed:
             config = to_yaml_dict(self.cfg)
             config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate)
-            if (
-                self.cfg.init_from
-            ):  # parts of another run; its own checkpoint at once, so it never reads it again
+            if self.cfg.init_from:  # parts of another run; a checkpoint at once, so it never reads it again
                 config["meta"]["init"] = load_parts(self.agent, self.cfg)
             write_yaml(self.run_dir / "config.yaml", config)
             if self.cfg.init_from:
