@@ -3,7 +3,7 @@
     dataclass defaults <- agent preset <- task overrides (group, then task) <- command line
 
 Run keys left None take their defaults last: the suite's (action_repeat, episode_length, obs, frame_stack,
-protocol), then the agent's code's seed phase at those (seed_steps).
+protocol), the protocol's budget (steps), then the agent's code's seed phase at those (seed_steps).
 
 `build_config(argv)` turns `agent=iqrl task=walker-walk seed=1 agent.horizon=3 ...` into a resolved,
 validated `RunConfig` (agent hyper-parameters under `.agent`), or raises ConfigError with one line
@@ -21,11 +21,11 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from iqrl.config.run import TOP_LEVEL_KEYS, ConfigError, RunConfig
+from iqrl.config.run import DEFAULT_STEPS, TOP_LEVEL_KEYS, ConfigError, RunConfig
 from iqrl.config.validate import validate
 from iqrl.core import registry
 from iqrl.envs.make import check_task
-from iqrl.envs.tasks import suite_of, task_group, task_label, task_list
+from iqrl.envs.tasks import protocol_steps, suite_of, task_group, task_label, task_list
 
 
 def task_file(name: str) -> dict:
@@ -149,6 +149,8 @@ def build_config(argv: list[str]) -> RunConfig:
         run.obs = "pixels" if pixels else suite.observations[0]
     run.frame_stack = suite.frame_stack if run.frame_stack is None else run.frame_stack
     run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
+    if run.steps is None:  # a protocol with a budget of its own is run to it
+        run.steps = protocol_steps(tasks[0], run.protocol) or DEFAULT_STEPS
     if run.seed_steps is None:
         run.seed_steps = registry.seed_phase(name).length(run.action_repeat, run.episode_length)
     validate(run)
