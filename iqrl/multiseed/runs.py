@@ -159,8 +159,9 @@ class GroupTrainer(Trainer):
 
 
 def group_line(trainers: list[GroupTrainer], first: list[int], seconds: float) -> str:
-    """The group's rate: env steps per second in all and per seed over this process's training, and the
-    split of the seeds' time (their phases summed: iqrl/loop/timing.py)."""
+    """The group's rate: env steps per second in all and per seed over this process's training (each seed's
+    steps from `first`, where this process took it up), and the split of the seeds' time (their phases
+    summed: iqrl/loop/timing.py)."""
     steps = sum(t.env_step - f for t, f in zip(trainers, first))
     split = {p: sum(t.split.total[p] for t in trainers) for p in trainers[0].split.total}
     rate = steps / seconds if seconds > 0 else 0.0
@@ -302,7 +303,8 @@ def _train_group(cfgs: list, points: list, should_stop, trainers: list) -> int:
     threads = [
         threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)
     ]
-    started, first = time.perf_counter(), [t.env_step for t in trainers]
+    # this process's share: from each seed's resume step (its trainer loads it in its own thread, later)
+    started, first = time.perf_counter(), [t.asked for t in trainers]
     with trainers[0].autocast:  # what each Trainer wraps its updates in
         group.serve(start=lambda: [th.start() for th in threads])  # the rounds in this thread from the first
     for th in threads:
