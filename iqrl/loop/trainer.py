@@ -129,10 +129,10 @@ class Trainer:
         self.beside: EvaluationBeside | None = None  # an evaluation under way beside training (eval_beside)
 
     def close(self) -> None:
-        """End what the run holds outside this process: an evaluation under way beside training, its envs'
-        worker processes (env_workers=true)."""
+        """End what the run holds outside this process: an evaluation under way beside training (stopped: a
+        run that ends here no longer wants it), its envs' worker processes (env_workers=true)."""
         if self.beside is not None:
-            self.beside.thread.join()
+            self.beside.stop()
             self.beside = None
         self.parts.close()
 
@@ -298,9 +298,9 @@ class Trainer:
         """The row of the evaluation under way beside training, once it ended (none when there is none)."""
         if self.beside is None:
             return []
-        with self.split("evaluate"):  # the wait for it
+        with self.split("evaluate"):  # the wait for it (interrupted there, `close` stops it)
+            outcomes = self.beside.result(self.agent)
             beside, self.beside = self.beside, None
-            outcomes = beside.result(self.agent)
         return [self.eval_row(0, outcomes, beside.env_step, beside.ended)]
 
     def evaluate_task(self, i: int) -> dict:
