@@ -368,6 +368,12 @@ class Agent(abc.ABC):
         """compile=true: compile what acting evaluates where it pays (DC-MPC's planner). Nothing by
         default."""
 
+    def snapshot(self) -> Agent:
+        """A deep copy of the agent with an eager updater of its own (nothing compiled is copied): what an
+        evaluation beside training acts with (iqrl/loop/beside.py), and a K-seed group's stand-in in the slot
+        of a seed it does not train (iqrl/multiseed/group.py)."""
+        return copy.deepcopy(self, {id(self.updater): Updater()})
+
     def init_act_generators(self, seed: int) -> None:
         """`act_generators`, seeded from the agent's `seed`: acting in one mode moves no stream of the
         other."""

@@ -24,11 +24,9 @@ It imports torch and the loop's evaluation (iqrl/loop/evaluation.py); the traine
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 
-from iqrl.core.update import Updater
 from iqrl.loop.evaluation import Outcome, eval_returns
 
 
@@ -43,7 +41,7 @@ class EvaluationBeside:
     def __init__(self, agent, envs: list, episodes: int, batched: bool, env_step: int):
         self.env_step = env_step
         # a plain updater for the copy: acting is eager there, and the copy holds no compiled function
-        self.snapshot = copy.deepcopy(agent, {id(agent.updater): Updater()})
+        self.snapshot = agent.snapshot()
         self.outcomes: list[Outcome] | None = None
         self.error: BaseException | None = None
         self.ended = 0.0  # time.time() at its end
