@@ -12,6 +12,10 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 # dm_control's own GL backend stays off, so training and tests need no GL library; rendering (make video,
 # video_every) opens its own EGL or OSMesa context (iqrl/video.py), which MUJOCO_GL=egl|osmesa can pin.
 export MUJOCO_GL ?= disable
+# Python keeps the bytecode of what it imports (the .venv's packages, the repository's modules; __pycache__ is
+# ignored by git): with PYTHONDONTWRITEBYTECODE, set on some machines, every process would compile torch and
+# the rest from source again, about 3 s of CPU per process (make test starts hundreds).
+unexport PYTHONDONTWRITEBYTECODE
 
 RESULTS ?= results
 SWEEP ?= ablations/smoke.yaml
@@ -78,9 +82,12 @@ test-agent: $(STAMP)
 	$(PY) -m pytest -q -n 0 -m registry --agent "$(NAME)" --durations=5 tests
 
 # make switches: docs/switches.md's key tables written again from the config dataclasses (each key's comment) and
-# docs/switch_tests.yaml (the tests that pin each key); tests/test_switch_map.py fails until they agree.
+# docs/switch_tests.yaml (the tests that pin each key), and the lists of agents and their defaults in README.md
+# and docs/ from the registry (iqrl/agent_docs.py); tests/test_switch_map.py and tests/test_agent_docs.py fail
+# until they agree.
 switches: $(BASE_STAMP)
 	$(PY) -m iqrl.config.switch_docs
+	$(PY) -m iqrl.agent_docs
 
 # ruff (configured in pyproject.toml): the formatter's check and the linter; `make format` applies both fixes.
 lint: $(STAMP)
@@ -184,15 +191,18 @@ COMPILE ?= false
 DEVICE ?= cpu
 OBS ?= state
 # E2E=STEPS: end-to-end rows (whole runs of STEPS env steps, docs/performance.md); BENCH_SET: run keys for every
-# row (space-separated key=value, each one --set)
+# row (space-separated key=value, each one --set); COLLECT=STEPS: collection rows (STEPS env steps per seed of a
+# seed phase: CPU per env step beside the bare physics, docs/performance.md "Environments of a K-seed group")
 E2E ?=
+COLLECT ?=
 BENCH_SET ?=
 bench: $(BASE_STAMP)
 	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
 		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) $(if $(E2E),--end-to-end $(E2E),) \
+		$(if $(COLLECT),--collect $(COLLECT),) \
 		$(foreach kv,$(BENCH_SET),--set $(kv)) $(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
 
-# make gpu-report PART=1|2|3|all [SMOKE=1] [FULL=1] [GPU_OUT=gpu-report]: what a lent GPU tells us, in parts of
+# make gpu-report PART=1|2|3|all [SMOKE=1] [FULL=1] [GPU_OUT=gpu-report]: what to run first on a GPU, in parts of
 # about 8 minutes, rows in GPU_OUT/part<N>.jsonl (docs/performance.md, "On a GPU"); SMOKE=1 runs every part on
 # the CPU at tiny sizes (tests/test_gpu_report.py, so in make test); FULL=1 gives part 2 every row, not only
 # the campaigns' end-to-end rows. No .venv prerequisite: a bare GPU machine runs it with its python3 and the
@@ -208,7 +218,7 @@ gpu-report:
 
 # make gpu-wheels [GPU_PYTHON=3.12] [GPU_GLIBC=2.28]: the wheels a bare GPU machine lacks, for its Python (its
 # python3 -V; 3.12 as last seen), in .whl/ with the published curves, and the GL libraries in .gl/; prints
-# their sizes against the device tool's 64 MiB.
+# their sizes against the 64 MiB a copy of the checkout may take (iqrl/gpu_report/wheels.py, CARRY_LIMIT_MB).
 GPU_PYTHON ?= 3.12
 GPU_GLIBC ?= 2.28
 gpu-wheels: $(BASE_STAMP)

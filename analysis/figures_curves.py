@@ -42,6 +42,7 @@ def task_curve_figure(
     BBF's Atari 100k scores) as markers."""
     from analysis import metrics, plots
     from analysis.reference import published_name, select_reference
+    from analysis.released import PROTOCOL_NOTES
 
     value, label = SUITE_SCORES[suite]
     where = "" if suite == "dmc" else f", {suite}"
@@ -58,6 +59,8 @@ def task_curve_figure(
         ref = select_reference(
             add_scores(theirs), tasks, max_step=float(evals["env_step"].max()), value=value
         )
+        for source in sorted(set(ref["source"]) & {s for s, k in PROTOCOL_NOTES if k == suite}):
+            note(PROTOCOL_NOTES[source, suite])
         if ref.empty:
             note(f"{what}: none of a main result on these tasks")
         elif not ref.groupby(["task", "label"])["env_step"].nunique().ge(2).any():

@@ -331,6 +331,15 @@ DREAMERV3_METHODS = {
     "dmpo": "DMPO",
     "mpo": "MPO",
 }
+#: What a figure that draws a source's curves of a suite says of how they were made, where it differs from our
+#: runs' protocol (docs/figures.md): DreamerV3's Atari 100k scores come from the settings of 2411f7d, the code
+#: that committed them (`dreamerv3/configs.yaml` `env.atari100k`), not from e3f0224's.
+PROTOCOL_NOTES = {
+    (DREAMERV3_SOURCE, "atari"): "DreamerV3's released Atari 100k curves are the returns of its training "
+    "episodes, in runs with the full action set and no no-op starts (danijar/dreamerv3 at 2411f7d: `actions: "
+    "all, noops: 0`), unclipped rewards and RGB frames; our runs take the minimal action set and the "
+    "protocol's no-op starts, and evaluate episodes of their own (docs/faithfulness.md DV3-2, DV3-9)",
+}
 #: dm_control's domains whose names hold an underscore (`dmc_ball_in_cup_catch`).
 DMC_COMPOUND_DOMAINS = ("ball_in_cup", "point_mass")
 

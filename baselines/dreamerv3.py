@@ -48,10 +48,11 @@ Quirks (docs/faithfulness.md): DV3-1 (the code's discrete policy ignores its uni
 the paper says; `dreamerv3_actor_no_unimix=true` for the code's), DV3-2 (the code's evaluation samples as
 training does; here the modes, `dreamerv3_eval_sample=true` for the code's), DV3-3 (BlockLinear's init reads
 the fan-in of all blocks; here a block's own, `dreamerv3_block_full_fan_in=true` for the code's).
-Harness deviations (DV3-4..10): float32 (the code computes in bfloat16); windows never cross an episode's
+Harness deviations (DV3-4..11): float32 (the code computes in bfloat16); windows never cross an episode's
 end, so the losses past a terminal are masked and an episode's first observation is trained only by the
 windows that start there; the online queue tiles each episode; the seed phase acts with the policy and
-lasts the run's `seed_steps`, by default the code's 1024 agent steps (until one batch of windows exists).
+lasts the run's `seed_steps`, by default 1024 agent steps in whole episodes (the code's 1088: DV3-7); its envs
+are its code's where the harness can be (PIXEL_FRAMES, PROTOCOL_CHANGES; DV3-9, DV3-11).
 """
 
 from __future__ import annotations
@@ -91,10 +92,15 @@ STATE_DEFAULTS, PIXEL_DEFAULTS = {"size": "1m", "train_ratio": 1024.0}, {"size":
 
 @dataclass
 class DreamerV3Config(AgentConfig):
-    # training waits until the replay holds one batch of windows (16 x 64 agent steps), acting with the policy
+    # training waits, acting, for 16 x 64 sequences of 65 steps: the code's 1088th agent step (1024: DV3-7)
     SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
         agent_steps=16 * 64, source="danijar/dreamerv3@e3f0224 embodied/run/train.py:24, 71-73"
     )
+    # its frames (configs.yaml lines 33, 36: `size`), no stack (the RSSM's state carries the history)
+    PIXEL_FRAMES: ClassVar[dict[str, int]] = {"frame_stack": 1, "image_size": 64}
+    # its Atari env (configs.yaml line 33; embodied/envs/atari.py): unclipped rewards (`clip_reward: False`,
+    # lines 154-155), which its symlog heads exist to learn; 0 to 30 no-op frames (`noops: 30`, lines 130-147)
+    PROTOCOL_CHANGES: ClassVar[dict] = {"reward_clip": 0.0, "noop_max": 31, "noop_frames": True}
     # the tests' tiny sizes (two image stages: 32 x 32 frames of the pixel tests)
     TINY: ClassVar[dict] = {
         "size": "1m",

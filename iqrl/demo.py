@@ -1,24 +1,28 @@
-"""`make demo`: train iqrl and td3 briefly on CPU (about 4 minutes), draw their runs and say what they show.
+"""`make demo`: train iqrl and td3 briefly on CPU, at the same time (one process and one torch thread each),
+draw their runs and say what they show.
 
 The embedded default is a short budget on an easy task with reduced network sizes, so that it runs on
 a laptop; it is a demo of the method and of the whole pipeline, not a paper configuration. It ends with a
-figure of the runs' returns (OUT/demo.png) beside the published curve of the same method on the same task
-where the published tables that ship with the harness (analysis/reference_data) hold one, and a comparison
-that says what one seed at this budget can show (that each agent learns) and what it cannot (which agent is
-better, unless the gap is beyond the seed-to-seed spread). Re-running it finds the finished runs and only
-draws and prints again.
+figure (OUT/demo.png) of the runs' returns beside the published curve of the same method on the same task
+where the published tables that ship with the harness (analysis/reference_data) hold one, and beside them
+what the harness measures of iqrl's representation (the latent's rank as a share of its width, and the share
+of FSQ's codes in use), and a comparison that says what one seed at this budget can show (that each agent
+learns) and what it cannot (which agent is better, unless the gap is beyond the seed-to-seed spread).
+Re-running it finds the finished runs and only draws and prints again.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from pathlib import Path
 
-from iqrl.runfolder.exits import EXIT_OK
-from iqrl.train import main as train
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 
 # cartpole-balance for 20k env steps (9000 updates after 2000 seed steps), measured with one torch thread
 # on 2 cores, seed 1: iqrl's evaluation return rises from 283 to 610, td3's from 141 to 853. At 12k env
@@ -50,31 +54,18 @@ LEARNED_MARGIN = 100.0
 # settings measured over seeds 1, 2, 3 ended at 610, 365, 697 (iqrl) and 853, 993, 999 (td3), a range of
 # 332 and 146. A gap between the agents' final returns within this says nothing about which is better.
 SEED_SPREAD = 335.0
-# torch threads for the demo's runs: at these network sizes one thread updated faster than two on a 2-core
-# machine shared with other work (iqrl: 75 to 90 updates/s against about 50).
+# torch threads of each of the demo's runs, which train at the same time in processes of their own: at these
+# network sizes one thread updated faster than two on a 2-core machine shared with other work (iqrl: 75 to 90
+# updates/s against about 50), and the two runs take one core each.
 THREADS = 1
 # The published curves: a folder of tables or one table (analysis.reference.SHIPPED when None).
 REFERENCE: Path | None = None
 
 
 def run_demo(out: Path) -> int:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
-        for agent, extra in AGENT_OVERRIDES.items():
-            run_dir = out / agent
-            argv = [f"agent={agent}", f"out={run_dir}"] + [f"{k}={v}" for k, v in DEMO.items()] + extra
-            print(f"== {agent}: python -m iqrl.train {' '.join(argv)}", flush=True)
-            rc = train(argv)
-            if rc != EXIT_OK:
-                print(
-                    f"error: demo run {agent} failed (exit {rc}); see {run_dir}/status.json", file=sys.stderr
-                )
-                return rc
-    finally:
-        torch.set_num_threads(threads)
+    rc = train_all(out)
+    if rc != EXIT_OK:
+        return rc
     table = demo_table(out)
     band, note = published_band()
     figure = draw(table, band, note, out)
@@ -82,14 +73,77 @@ def run_demo(out: Path) -> int:
     return EXIT_OK
 
 
+def train_all(out: Path) -> int:
+    """Every demo run trained at the same time, each `python -m iqrl.train` in a process of its own on THREADS
+    torch threads, its output passed on whole, line by line (the trainer labels its lines with the run).
+    Returns the first failed run's exit code (its `error:` line names the run folder), EXIT_INTERRUPTED after
+    Ctrl-C (each run stops with a checkpoint: run the demo again to resume), else EXIT_OK."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
+    runs, echoes = {}, []
+    for agent, extra in AGENT_OVERRIDES.items():
+        argv = [f"agent={agent}", f"out={out / agent}"] + [f"{k}={v}" for k, v in DEMO.items()] + extra
+        print(f"== {agent}: python -m iqrl.train {' '.join(argv)}", flush=True)
+        runs[agent] = subprocess.Popen(
+            [sys.executable, "-m", "iqrl.train", *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        echoes.append(threading.Thread(target=_echo, args=(runs[agent].stdout,), daemon=True))
+        echoes[-1].start()
+    try:
+        codes = {agent: proc.wait() for agent, proc in runs.items()}
+    except KeyboardInterrupt:  # the runs got the same Ctrl-C: each stops at its next env step, saved
+        codes = {agent: proc.wait() for agent, proc in runs.items()}
+    for echo in echoes:
+        echo.join()
+    for agent, rc in codes.items():
+        if rc not in (EXIT_OK, EXIT_INTERRUPTED):
+            print(
+                f"error: demo run {agent} failed (exit {rc}); see {out / agent}/status.json", file=sys.stderr
+            )
+            return rc
+    if EXIT_INTERRUPTED in codes.values():
+        print(f"demo interrupted: make demo again resumes its runs from {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _echo(stream) -> None:
+    """A run's output, a whole line at a time as it comes (two runs' lines never mix within a line)."""
+    for line in stream:
+        print(line, end="", flush=True)
+    stream.close()
+
+
 def demo_table(out: Path):
-    """The demo's runs as analysis's tidy table (analysis.load), evaluation rows only."""
-    from analysis.load import eval_rows, load_results
+    """The demo's runs as analysis's tidy table (analysis.load): evaluation rows (`episode_return`) and
+    training rows (the diagnostics `latent_rank_pct`, `active_codebook_pct_*` every diag_every)."""
+    from analysis.load import load_results
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # other folders a user left under OUT are not the demo's business
         table, _ = load_results(out)
-    return eval_rows(table[table["run"].isin(list(AGENT_OVERRIDES))])
+    return table[table["run"].isin(list(AGENT_OVERRIDES))]
+
+
+#: What the figure's right-hand panels draw of each run that logs it: (train.csv column, axis label). The
+#: rank as a share of the latent's width D (rank_metrics: singular values above 1e-2 of the largest, over a
+#: batch of the replay's observations), so that its maximum is visible; the mean share of FSQ's codes each
+#: group takes over that batch (active_codebook).
+DIAGNOSTICS = (
+    ("latent_rank_pct", "Latent rank (% of its width)"),
+    ("active_codebook_pct_mean", "Active codebook (% of codes)"),
+)
+
+
+def diagnostic_rows(table, column: str):
+    """The rows of `table` where `column` is logged, by run and env step ([] columns: an empty frame)."""
+    if column not in table:
+        return table.iloc[:0]
+    return table[table[column].notna()].sort_values(["run", "env_step"])
 
 
 def published_band(path: Path | None = None):
@@ -129,9 +183,10 @@ def band_label(curve) -> str:
 
 
 def demo_figure(table, band, note: str):
-    """One panel: each run's evaluation return against env steps, and each published curve of `band` as
-    its mean with a ± std band (one point in range: a marker with an error bar) in its agent's colour;
-    `note` as a legend line where no published curve is drawn."""
+    """Returns on the left: each run's evaluation return against env steps, and each published curve of `band`
+    as its mean with a ± std band (one point in range: a marker with an error bar) in its agent's colour;
+    `note` as a legend line where no published curve is drawn. On the right, one panel per DIAGNOSTICS entry:
+    the measure against env steps for each run that logs it (iqrl's; td3 has no latent)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -139,11 +194,14 @@ def demo_figure(table, band, note: str):
     from analysis.reference import PUBLISHED_NAME
 
     colors = plots.method_colors(list(AGENT_OVERRIDES))
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig = plt.figure(figsize=(13, 6))
+    grid = fig.add_gridspec(len(DIAGNOSTICS), 2, width_ratios=(1.6, 1))
+    ax = fig.add_subplot(grid[:, 0])
+    returns = table[table["episode_return"].notna()] if "episode_return" in table else table
     handles, labels = [], []
     for agent in AGENT_OVERRIDES:
         color = colors[agent]
-        rows = table[table["run"] == agent].sort_values("env_step")
+        rows = returns[returns["run"] == agent].sort_values("env_step")
         (line,) = ax.plot(rows["env_step"], rows["episode_return"], "o-", color=color, lw=2.4, zorder=3)
         handles.append(line)
         labels.append(f"{agent} (this demo, seed {DEMO['seed']})")
@@ -153,19 +211,36 @@ def demo_figure(table, band, note: str):
             labels.append(band_label(curve))
     if note:  # wrapped: one long legend line would squeeze the axes to a sliver
         handles.append(Line2D([], [], ls="none"))
-        labels.append(textwrap.fill(note, 100, break_on_hyphens=False))
-    ax.set_xlim(0, DEMO["steps"] * 1.02)
+        labels.append(textwrap.fill(note, 90, break_on_hyphens=False))
+    _steps_axis(ax)
     ax.set_ylim(0, 1000)
-    ax.xaxis.set_major_formatter(plots.steps_formatter())
-    ax.set_xlabel(f"{plots.STEPS_LABEL} (one episode = 1000)")
     ax.set_ylabel(f"{plots.RETURN_LABEL} (evaluation, mean of {DEMO['eval_episodes']} episodes)")
     ax.set_title(
         f"make demo: {DEMO['task']}, one seed per agent, {_steps(DEMO['steps'])} env steps\n"
         "reduced network sizes: a demo, not a paper configuration"
     )
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False, ncol=1)
+    for i, (column, label) in enumerate(DIAGNOSTICS):
+        panel = fig.add_subplot(grid[i, 1])
+        rows = diagnostic_rows(table, column)
+        for agent, mine in rows.groupby("run", sort=False):
+            panel.plot(mine["env_step"], mine[column], "o-", color=colors[agent], lw=2, label=agent)
+        if rows.empty:
+            panel.text(0.5, 0.5, "no run logs it", ha="center", va="center", transform=panel.transAxes)
+        _steps_axis(panel)
+        panel.set_ylim(0, 105)
+        panel.set_ylabel(label)
+    fig.axes[1].set_title("what the harness measures of the representation")
     fig.tight_layout()
     return fig
+
+
+def _steps_axis(ax) -> None:
+    from analysis import plots
+
+    ax.set_xlim(0, DEMO["steps"] * 1.02)
+    ax.xaxis.set_major_formatter(plots.steps_formatter())
+    ax.set_xlabel(f"{plots.STEPS_LABEL} (one episode = 1000)")
 
 
 def draw(table, band, note: str, out: Path) -> Path:
@@ -185,8 +260,9 @@ def summary(table, out: Path, figure: Path, band=None, note: str = "") -> str:
         f"{'agent':<6} {'untrained':>10} {'trained':>9}  run folder",
     ]
     learned, final = {}, {}
+    returns = table[table["episode_return"].notna()]
     for agent in AGENT_OVERRIDES:
-        rows = table[table["run"] == agent].sort_values("env_step")
+        rows = returns[returns["run"] == agent].sort_values("env_step")
         first, last = rows["episode_return"].iloc[0], rows["episode_return"].iloc[-1]
         learned[agent], final[agent] = last >= first + LEARNED_MARGIN, last
         lines.append(f"{agent:<6} {first:>10.1f} {last:>9.1f}  {out / agent}")
@@ -204,11 +280,36 @@ def summary(table, out: Path, figure: Path, band=None, note: str = "") -> str:
         "several seeds (make validate: docs/learning-check.md; the paper benchmark: make sweep "
         "SWEEP=ablations/main.yaml).",
         f"\nPublished: {note or '; '.join(band_label(c) for _, c in band.groupby('label'))}.",
+        *representation(table),
         "\nEach run folder holds config.yaml, eval.csv, train.csv, status.json and checkpoint/ "
         "(docs/run-folder.md).",
-        f"\nFigure: {figure} (return against env steps; {figure.with_suffix('.pdf').name} beside it).",
+        f"\nFigure: {figure} (return, latent rank and active codebook against env steps; "
+        f"{figure.with_suffix('.pdf').name} beside it).",
     ]
     return "\n".join(lines)
+
+
+def representation(table) -> list[str]:
+    """What the right-hand panels show, per run that logs its latent's diagnostics: its rank as a share of the
+    latent's width at the first and last diagnostic, and the share of FSQ's codes in use at the last."""
+    rank, codes = (diagnostic_rows(table, column) for column, _ in DIAGNOSTICS)
+    lines = []
+    for agent, mine in rank.groupby("run", sort=False):
+        first, last = mine["latent_rank_pct"].iloc[0], mine["latent_rank_pct"].iloc[-1]
+        text = (
+            f"{agent}'s latent rank went from {first:.0f}% to {last:.0f}% of its width (the singular values "
+            "of a batch of latents above 1e-2 of the largest: 100% is no dimensional collapse, the iQRL "
+            "paper's reason for quantising, arXiv 2406.02696)"
+        )
+        used = codes[codes["run"] == agent]
+        if not used.empty:
+            mean, low, high = (used.iloc[-1][f"active_codebook_pct_{s}"] for s in ("mean", "min", "max"))
+            text += (
+                f"; its FSQ groups used {mean:.0f}% of their codes on that batch at the end "
+                f"(fewest {low:.0f}%, most {high:.0f}%)"
+            )
+        lines.append(f"\nRepresentation: {text}.")
+    return lines
 
 
 def ranking(final: dict[str, float]) -> str:

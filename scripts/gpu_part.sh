@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# One part of the GPU report on a bare GPU machine (docs/performance.md, "On a GPU"), as the device tool runs
-# it in the repository's root with .whl and .gl carried:  bash scripts/gpu_part.sh first|1|2|3 (first: the
+# One part of the GPU report on a bare GPU machine (docs/performance.md, "On a GPU"), run in the repository's
+# root with .whl and .gl beside it:  bash scripts/gpu_part.sh first|1|2|3 (first: the
 # GPU's first command, the captured group's check at paper sizes and a learning run end to end)
 # Installs the carried wheels (make gpu-wheels) to /tmp/site once per machine, unpacks the GL libraries
-# for the pixel rows, runs the part with its rows and log in $OUT (or gpu-report/ outside the tool).
+# for the pixel rows, runs the part with its rows and log in $OUT (gpu-report/ where OUT is unset).
 # GPU_SITE (default /tmp/site) is where the wheels go; SMOKE=1 runs the part at smoke size, on a CPU (without
 # carried wheels: with $PYTHON, default python3, and its packages: what make test runs);
 # BUDGET_S sets the part's budget in seconds (default 480: two parts in one command with less device time);
@@ -31,7 +31,7 @@ if [ ! -e "$site/.installed" ]; then  # a warm machine keeps the site from an ea
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl \
         && touch "$site/.installed" || exit 2
 fi
-if ls .gl/*.deb >/dev/null 2>&1; then  # EGL for the pixel rows (the device tool's recipe)
+if ls .gl/*.deb >/dev/null 2>&1; then  # EGL for the pixel rows (iqrl/gpu_report/wheels.py GL_DEBS)
     for f in .gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
 fi

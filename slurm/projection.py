@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from slurm.spec import RunSpec
+from slurm.spec import RunSpec, built_config, config_runs
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_RESULTS = REPO / "docs" / "gpu-results"
@@ -210,18 +210,29 @@ def run_rate(run: RunSpec, cfg, n: int, rows: Sequence[dict], work: Work | None 
 
 
 def default_rate(cfg) -> float:
-    """The agent's own updates per env step at the run's action repeat, read off an agent built on a tiny
-    state task of the run's action kind (a throwaway: its draws move no one's generators)."""
-    import torch
-
-    from iqrl.core.registry import make_agent
-    from iqrl.core.spaces import ActionSpec
+    """The agent's own updates per env step at the run's action repeat (`agent_spec`)."""
     from iqrl.envs.tasks import suite_of, task_list
 
-    kind = suite_of(task_list(cfg.task)[0]).actions
-    with torch.random.fork_rng():
-        spec = make_agent(cfg.agent, 4, ActionSpec(kind, 2), torch.device("cpu"), 0).spec
-    return spec.rate(cfg.action_repeat)
+    return agent_spec(cfg.agent, suite_of(task_list(cfg.task)[0]).actions).rate(cfg.action_repeat)
+
+
+_SPECS: dict[tuple, object] = {}
+
+
+def agent_spec(agent_cfg, kind: str):
+    """The spec of an agent of config `agent_cfg` built on a tiny state task of action kind `kind` (a
+    throwaway: its draws move no one's generators), once per distinct agent config and process: a sweep's
+    tasks mostly share their agent's config."""
+    key = (type(agent_cfg), repr(agent_cfg), kind)
+    if key not in _SPECS:
+        import torch
+
+        from iqrl.core.registry import make_agent
+        from iqrl.core.spaces import ActionSpec
+
+        with torch.random.fork_rng():
+            _SPECS[key] = make_agent(agent_cfg, 4, ActionSpec(kind, 2), torch.device("cpu"), 0).spec
+    return _SPECS[key]
 
 
 def evaluation_steps(cfg) -> float:
@@ -238,19 +249,19 @@ def evaluation_steps(cfg) -> float:
 
 def configs(runs: Sequence[RunSpec], results: Path) -> list[tuple[list[RunSpec], Work, object]]:
     """The runs by config (all but the seed), in the order configs first appear: (its runs, each run's work,
-    the first run's config)."""
+    its config, built once for validation and pricing alike: slurm.spec.config_runs)."""
     from iqrl.config.build import build_config
 
-    built: dict[tuple, tuple[list[RunSpec], Work, object]] = {}
+    members: dict[tuple, list[RunSpec]] = {}
     for r in runs:
-        key = (r.agent, r.task, r.steps, r.overrides)
-        if key not in built:
-            cfg = build_config(r.argv(results))
-            rate = default_rate(cfg) if cfg.updates_per_step is None else cfg.updates_per_step
-            eval_steps = evaluation_steps(cfg)
-            built[key] = [], Work(cfg.steps, max(cfg.steps - cfg.seed_steps, 0) * rate, eval_steps), cfg
-        built[key][0].append(r)
-    return list(built.values())
+        members.setdefault((r.agent, r.task, r.variant, r.steps, r.overrides), []).append(r)
+    out = []
+    for key, r in config_runs(runs).items():
+        cfg = built_config(build_config, tuple(r.argv(results)))
+        rate = default_rate(cfg) if cfg.updates_per_step is None else cfg.updates_per_step
+        work = Work(cfg.steps, max(cfg.steps - cfg.seed_steps, 0) * rate, evaluation_steps(cfg))
+        out.append((members[key], work, cfg))
+    return out
 
 
 def project(runs: Sequence[RunSpec], results: Path, rates: Path = GPU_RESULTS) -> list[Projection]:

@@ -46,6 +46,7 @@ Everything here is pure: task groups, the agent registry and the trainer's confi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -503,9 +504,8 @@ def validate_runs(
 ) -> None:
     """Reject the sweep before anything is submitted if the trainer would reject one of its runs.
 
-    Unknown agents are reported together (with the registered ones). Every distinct (agent, task, variant,
-    budget) goes through the trainer's own ``build_config`` with its largest seed (a seed can only be out of
-    range upwards: the sweep file's seeds are non-negative).
+    Unknown agents are reported together (with the registered ones). Every distinct config goes through the
+    trainer's own ``build_config`` once, with its largest seed (`config_runs`).
     """
     prefix = f"{where}: " if where else ""
     if registered is not None:
@@ -516,14 +516,28 @@ def validate_runs(
                 f"{prefix}agent(s) not in the registry: {', '.join(missing)} "
                 f"(registered: {', '.join(registered)}); restrict with AGENTS=... to run the others"
             )
-    largest_seed: dict[tuple, RunSpec] = {}
-    for r in runs:
-        k = (r.agent, r.task, r.variant, r.steps)
-        if k not in largest_seed or r.seed > largest_seed[k].seed:
-            largest_seed[k] = r
-    for r in largest_seed.values():
+    for r in config_runs(runs).values():
         try:
-            build_config(r.argv(results))
+            built_config(build_config, tuple(r.argv(results)))
         except config_error as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SweepError(f"{prefix}run {r.key}: {msg}") from None
+
+
+def config_runs(runs: Sequence[RunSpec]) -> dict[tuple, RunSpec]:
+    """Each distinct config of `runs` (everything but the seed), in the order configs first appear, with its
+    run of the largest seed: the one run per config that is validated and priced (a seed can only be out of
+    range upwards)."""
+    largest: dict[tuple, RunSpec] = {}
+    for r in runs:
+        k = (r.agent, r.task, r.variant, r.steps, r.overrides)
+        if k not in largest or r.seed > largest[k].seed:
+            largest[k] = r
+    return largest
+
+
+@functools.cache
+def built_config(build_config: Callable[[list[str]], Any], argv: tuple[str, ...]) -> Any:
+    """`build_config(argv)`, once per command line and process: validating a sweep and pricing it (a dry run)
+    build the same configs (`config_runs`). The caller reads the config and never changes it."""
+    return build_config(list(argv))

@@ -1,3 +1,4 @@
+import functools
 import importlib.util
 import json
 import os
@@ -38,7 +39,10 @@ def tiny_agent(agent: str) -> list[str]:
 
     if agent not in registry.REGISTRY:
         return []
-    return [f"agent.{k}={json.dumps(v)}" for k, v in registry.config_class(agent).TINY.items()]
+    return [
+        f"agent.{k}={json.dumps(v, separators=(',', ':'))}"
+        for k, v in registry.config_class(agent).TINY.items()
+    ]
 
 
 class _TinyAgent(Mapping):
@@ -78,13 +82,15 @@ def agent_run(agent: str) -> list[str]:
     task = [] if acts_in_boxes(agent) else [f"task={TINY_DISCRETE_TASK}"]
     if not pixels_only(agent):
         return task
-    from iqrl.config.run import RunConfig
+    from iqrl.config.run import pixel_defaults
     from iqrl.config.validate import smallest_image_size
     from iqrl.core import registry
+    from iqrl.envs.tasks import SUITES
 
     cfg = registry.config_class(agent)(name=agent, **registry.get_entry(agent).preset)
-    size = smallest_image_size(cfg) or RunConfig.image_size
-    return task + [f"image_size={size}"] * (size > RunConfig.image_size)
+    default = pixel_defaults(agent, SUITES["dmc"], "pixels")["image_size"]
+    size = smallest_image_size(cfg) or default
+    return task + [f"image_size={size}"] * (size > default)
 
 
 def agent_actions(agent: str, dims: int):
@@ -111,8 +117,12 @@ def missing_suite(agent: str, extra=()) -> str | None:
 
 def tiny_argv(agent: str, out, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:
     """A tiny run's command line; `extra` keys replace the tiny ones (a command line gives each key once)."""
-    base = [f"agent={agent}", f"seed={seed}", f"steps={steps}", f"out={out}", *tiny_keys(agent)]
-    return layered(base, extra)
+    return [*tiny_run(agent, steps, seed, extra), f"out={out}"]
+
+
+def tiny_run(agent: str, steps: int = 1200, seed: int = 1, extra=()) -> list[str]:
+    """`tiny_argv` without its out= (what `finished_runs` takes)."""
+    return layered([f"agent={agent}", f"seed={seed}", f"steps={steps}", *tiny_keys(agent)], extra)
 
 
 def tiny_keys(agent: str, extra=()) -> list[str]:
@@ -205,7 +215,8 @@ def render_for(agent: str, request) -> None:
 # --agent td3 (a test marked `registry` without that argument, the switch page's check, runs once).
 # --scratch-registry FILE first runs a Python file that adds entries to the registry (tests/test_extending.py
 # runs the examples of docs/extending.md so), --switch-page FILE checks that file as docs/switches.md (what
-# `make switches` would write with the scratch agents registered).
+# `make switches` would write with the scratch agents registered), --docs-root DIR the agent lists of DIR's
+# README.md and docs/ (iqrl/agent_docs.py: what `make switches` writes into them).
 
 
 def pytest_addoption(parser):
@@ -219,6 +230,11 @@ def pytest_addoption(parser):
         "--switch-page",
         default=str(Path(__file__).resolve().parents[1] / "docs" / "switches.md"),
         help="the page the switch page's check reads (default docs/switches.md)",
+    )
+    parser.addoption(
+        "--docs-root",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="the folder of README.md and docs/ whose agent lists the docs check reads (default: this one)",
     )
     parser.addoption(
         "--compile-check",
@@ -264,7 +280,38 @@ def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("registry") and "agent" in metafunc.fixturenames:
         agents = agents_under_test(metafunc.config)
         ids = [f"{a}-from-pixels" if pixels_only(a) else a for a in agents]  # built from tiny frame stacks
-        metafunc.parametrize("agent", agents, ids=ids)
+        computes = metafunc.definition.get_closest_marker("computes") is not None
+        params = [
+            pytest.param(a, marks=pytest.mark.skip(reason=f"{a}'s tiny run is {twin}'s: tested there"))
+            if computes and (twin := tiny_twin(a, agents))
+            else a
+            for a in agents
+        ]
+        metafunc.parametrize("agent", params, ids=ids)
+
+
+def tiny_twin(agent: str, agents: list[str]) -> str | None:
+    """The first of `agents` before `agent` whose tiny run computes exactly what `agent`'s does: the same
+    class, and the same tiny config (the name aside) and run keys. A preset that differs from its agent only
+    in what the tiny sizes set (bro-utd10's and simbav2-utd8's update-to-data ratio: 0.5 in every tiny run)
+    is its twin; the registry-wide tests marked `computes` (those that train, update or compile the agent)
+    run it only where its twin is not under test."""
+    mine = _tiny_computation(agent)
+    return next((a for a in agents[: agents.index(agent)] if _tiny_computation(a) == mine), None)
+
+
+@functools.cache
+def _tiny_computation(agent: str) -> str:
+    """What decides the numbers of `agent`'s tiny run: its class, tiny config (but the name) and run keys."""
+    import dataclasses
+
+    from iqrl.config.build import build_config
+    from iqrl.core import registry
+
+    cfg = build_config(tiny_keys(agent))
+    values = dataclasses.asdict(cfg.agent) | {"name": None}
+    run = dataclasses.asdict(cfg) | {"agent": None, "out": None}
+    return repr((registry.get_entry(agent).cls, values, run))
 
 
 def agent_modules(agent: str) -> list[Path]:
@@ -413,3 +460,82 @@ def count_evaluations_beside(monkeypatch) -> list:
 
     monkeypatch.setattr(trainer, "EvaluationBeside", Counted)
     return started
+
+
+# ------------------------------------------------------------------------------ finished runs, trained once
+# A test that only reads a finished tiny run, or compares a resumed run with the uninterrupted one, takes the
+# uninterrupted run from `finished_runs`: each distinct command line is trained once per `make test`, by the
+# first test (in either pytest-xdist worker) that asks for it, under a file lock, and kept for the session.
+# A test that changes a run folder copies it first (`FinishedRuns.copy`).
+
+
+class FinishedRuns:
+    """Finished runs by command line, in a folder shared by the session's workers."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, argv: list[str], group: bool = False) -> Path:
+        """The folder of the finished run of `argv` (no out=): `python -m iqrl.train argv`, or with `group`
+        the K-seed group `python -m iqrl.multiseed argv` (its seeds' folders inside). Read it, never change
+        it. It trains in this process: ask for it before the test patches anything a run uses."""
+        import fcntl
+        import hashlib
+
+        assert not any(a.startswith("out=") for a in argv), "finished_runs chooses the folder"
+        key = hashlib.sha256(json.dumps([group, *argv]).encode()).hexdigest()[:16]
+        out, done = self.root / key, self.root / f"{key}.done"
+        with open(self.root / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits for the first one's training
+            if not done.exists():
+                import shutil
+
+                from iqrl.multiseed.runs import main as group_main
+                from iqrl.runfolder.exits import EXIT_OK
+                from iqrl.train import main as train_main
+
+                shutil.rmtree(out, ignore_errors=True)  # a training that failed before
+                rc = (group_main if group else train_main)([*argv, f"out={out}"])
+                assert rc == EXIT_OK, f"the finished run of {argv} failed (exit {rc})"
+                done.write_text(json.dumps(argv))
+        return out
+
+    def copy(self, argv: list[str], dest: Path, group: bool = False) -> Path:
+        """A copy of the finished run of `argv` at `dest`, the test's own to change."""
+        import shutil
+
+        shutil.copytree(self.get(argv, group), dest)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def finished_runs(tmp_path_factory, worker_id) -> FinishedRuns:
+    base = tmp_path_factory.getbasetemp()
+    return FinishedRuns((base.parent if worker_id != "master" else base) / "finished-runs")
+
+
+# ---------------------------------------------------------------------------------------- CPU-time profile
+# IQRL_TEST_CPU=FILE: each test's CPU seconds (the test process and the children it waited for, setup and
+# teardown included) appended to FILE as JSON lines, one per test: a profile that the machine's other load
+# changes far less than the wall times of --durations (docs/testing.md, "Profile").
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    path = os.environ.get("IQRL_TEST_CPU")
+    if not path:
+        yield
+        return
+    import resource
+    import time
+
+    def cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    cpu0, wall0 = cpu(), time.monotonic()
+    yield
+    row = {"test": item.nodeid, "cpu_s": round(cpu() - cpu0, 2), "wall_s": round(time.monotonic() - wall0, 2)}
+    with open(path, "a") as f:  # one short line per write: the workers' lines do not interleave
+        f.write(json.dumps(row) + "\n")

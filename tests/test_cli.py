@@ -250,17 +250,15 @@ def tiny_demo(monkeypatch, tmp_path):
 
 
 def test_demo_ends_with_a_figure_and_says_what_one_seed_can_show(tmp_path, monkeypatch, capsys):
-    """make demo's path at tiny sizes: both runs train (on THREADS torch threads, restored after),
-    OUT/demo.png is drawn from them with the published iQRL curve of the task, and the summary names each
-    run's return before and after training, that one seed cannot rank them, the published curve, and the
-    figure last; a second call trains nothing and prints the same."""
-    import torch
-
+    """make demo's path at tiny sizes: both runs train, each in its own process (its output passed on),
+    OUT/demo.png is drawn from them with the published iQRL curve of the task, and the summary
+    names each run's return before and after training, that one seed cannot rank them, the published curve,
+    and the figure last; a second call trains nothing and prints the same."""
     demo = tiny_demo(monkeypatch, tmp_path)
-    threads = torch.get_num_threads()
     assert demo.run_demo(tmp_path / "out") == EXIT_OK
-    assert torch.get_num_threads() == threads
     first = capsys.readouterr().out
+    for agent in ("iqrl", "td3"):  # each run's own closing line, passed on whole
+        assert f"[{agent} cartpole-balance seed1] done: {tmp_path / 'out' / agent} (final return" in first
     out = tmp_path / "out"
     assert (out / "demo.png").stat().st_size > 0 and (out / "demo.pdf").exists()
     assert first.rstrip().splitlines()[-1].startswith(f"Figure: {out / 'demo.png'}")
@@ -295,7 +293,7 @@ def test_demo_band_is_the_published_curve_of_the_task_within_its_steps(tmp_path,
     ]
     table = pd.DataFrame({"run": ["iqrl"] * 2 + ["td3"] * 2, "env_step": [0, 800] * 2, "episode_return": 5.0})
     fig = demo.demo_figure(table, band, note)
-    (ax,) = fig.axes
+    ax, rank, codes = fig.axes
     (poly,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
     xs, ys = poly.get_paths()[0].vertices.T
     assert (xs.min(), xs.max()) == (0, 800) and round(ys.min(), 6) == round(20 - 200**0.5, 6)
@@ -310,6 +308,8 @@ def test_demo_band_is_the_published_curve_of_the_task_within_its_steps(tmp_path,
         "Environment steps (one episode = 1000)",
         "Episode return (evaluation, mean of 1 episodes)",
     )
+    for panel in (rank, codes):  # the table logs no diagnostics: the panels say so
+        assert not panel.get_lines() and [t.get_text() for t in panel.texts] == ["no run logs it"]
     plt.close(fig)
     empty, note = demo.published_band(write_published(tmp_path / "other.csv", task="reacher-easy"))
     assert (
@@ -330,6 +330,40 @@ def test_demo_band_is_the_published_curve_of_the_task_within_its_steps(tmp_path,
     # wrapped, so that a long path cannot squeeze the axes
     assert "".join(shown.split()) == "".join(note.split()) and max(map(len, shown.splitlines())) <= 100
     plt.close(fig)
+
+
+def test_demo_draws_and_states_iqrls_rank_share_and_active_codebook_beside_the_returns():
+    """The right-hand panels: iqrl's latent_rank_pct and active_codebook_pct_mean from its training rows
+    against env steps on 0..105%, td3 (no latent) absent; the summary says where the rank went and where the
+    codebook share ended."""
+    import matplotlib.pyplot as plt
+
+    from iqrl import demo
+
+    rows = [
+        {"run": "iqrl", "env_step": 0, "episode_return": 100.0},
+        {"run": "iqrl", "env_step": 800, "episode_return": 300.0},
+        {"run": "td3", "env_step": 0, "episode_return": 120.0},
+        {"run": "td3", "env_step": 800, "episode_return": 250.0},
+        {"run": "td3", "env_step": 400, "q_loss": 1.0},
+        *(
+            {"run": "iqrl", "env_step": step, "latent_rank_pct": rank, "active_codebook_pct_mean": mean}
+            | {"active_codebook_pct_min": mean - 10, "active_codebook_pct_max": mean + 5}
+            for step, rank, mean in ((800, 87.5, 40.0), (400, 25.0, 20.0))
+        ),
+    ]
+    table = pd.DataFrame(rows)
+    fig = demo.demo_figure(table, None, "no published curve")
+    _, rank, codes = fig.axes
+    ((line,),) = [rank.get_lines()]
+    assert line.get_xdata().tolist() == [400, 800] and line.get_ydata().tolist() == [25.0, 87.5]
+    assert [ln.get_ydata().tolist() for ln in codes.get_lines()] == [[20.0, 40.0]]
+    assert rank.get_ylim() == (0, 105) and codes.get_ylabel() == "Active codebook (% of codes)"
+    plt.close(fig)
+    text = demo.summary(table, Path("runs/demo"), Path("runs/demo/demo.png"), None, "no published curve")
+    assert "iqrl's latent rank went from 25% to 88% of its width" in text
+    assert "its FSQ groups used 40% of their codes on that batch at the end (fewest 30%, most 45%)" in text
+    assert "td3's latent" not in text and f"{'iqrl':<6} {100:>10.1f} {300:>9.1f}" in text
 
 
 def demo_summary(iqrl: tuple[float, float], td3: tuple[float, float]) -> str:

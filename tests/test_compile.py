@@ -31,6 +31,7 @@ INDUCTOR_IN_FULL_SUITE = ("iqrl", "iqrl-sac", "dcwm", "td7")
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_compiled_update_agrees_with_eager(agent, request):
     """Every registered agent's update compiles and computes the eager one: the same batches (replay
     generator) and draws (agent generator) through both, every metric of every update and every parameter
@@ -188,6 +189,7 @@ class GraphTreeOnTheCPU:
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_graph_captured_updates_keep_nothing_the_next_replay_overwrites(agent, monkeypatch):
     """cudagraphs=true on the CPU's stand-in for CUDA graphs (GraphTreeOnTheCPU): the metrics of every update,
     read only after the last (as the trainer sums them), and the weights after them are the eager agent's

@@ -28,19 +28,16 @@ from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.schedule import UpdateSchedule
 from iqrl.core.spaces import ActionSpec
-from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
-from iqrl.train import main
 
-from agent_helpers import updates_to_step_every_optimizer
+from agent_helpers import assert_resume_matches, updates_to_step_every_optimizer
 from conftest import (
     TINY_DISCRETE_TASK,
     agent_observations,
     render_for,
-    stop_at_env_step,
-    tiny_argv,
     tiny_keys,
+    tiny_run,
 )
-from test_train import EVAL_COLS, eval_numbers, read_csv
+from test_train import EVAL_COLS, read_csv
 
 OBS, ACT = 5, 2
 
@@ -114,6 +111,7 @@ def test_actions_have_the_right_shape_dtype_and_bounds(agent):
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_state_dict_round_trip_continues_bit_for_bit(agent):
     """After a few updates, a fresh agent of another seed loaded from the saved state acts and updates exactly
     like the original: networks, targets, optimizers, counters and generators are all in the state."""
@@ -173,13 +171,14 @@ def test_interface_members_the_trainer_reads(agent):
 
 
 @pytest.mark.registry
-def test_agent_writes_complete_run_folder(agent, tmp_path, request):
+@pytest.mark.computes
+def test_agent_writes_complete_run_folder(agent, request, finished_runs):
+    """The run folder of the tiny run that the resume test below compares with (1200 env steps, seed 4)."""
     render_for(agent, request)
-    out = tmp_path / "run"
-    assert main(tiny_argv(agent, out, steps=800)) == EXIT_OK
+    out = finished_runs.get(tiny_run(agent, seed=4))
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     task = "cartpole-balance" if not action_spec(agent).is_discrete else TINY_DISCRETE_TASK
-    assert cfg["agent"]["name"] == agent and cfg["task"] == task and cfg["steps"] == 800
+    assert cfg["agent"]["name"] == agent and cfg["task"] == task and cfg["steps"] == 1200
     assert cfg["meta"]["versions"]["torch"].startswith("2.13") and "git_commit" in cfg["meta"]
     lock = hashlib.sha256((Path(__file__).parents[1] / "uv.lock").read_bytes()).hexdigest()
     assert cfg["meta"]["lock"] == lock[:12]  # the dependency lock the environment was installed from
@@ -190,7 +189,7 @@ def test_agent_writes_complete_run_folder(agent, tmp_path, request):
     ev = read_csv(out / "eval.csv")
     assert list(ev[0]) == EVAL_COLS + ["success"] * action_spec(agent).is_discrete  # (MiniGrid's success)
     # step 0, every 400, and the end (MiniGrid's episodes end early at the goal: the first episode end after)
-    due = [0, 400, 800]
+    due = [0, 400, 800, 1200]
     late = 100 * action_spec(agent).is_discrete  # MiniGrid's Empty-5x5 episodes: <= 100 steps
     assert all(d <= int(r["env_step"]) <= d + late for d, r in zip(due, ev, strict=True))
     assert all(int(r["n_episodes"]) == 2 for r in ev)
@@ -216,13 +215,8 @@ def test_agent_writes_complete_run_folder(agent, tmp_path, request):
 
 
 @pytest.mark.registry
-def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path, request):
+@pytest.mark.computes
+def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path, request, finished_runs):
     render_for(agent, request)
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    assert main(tiny_argv(agent, ref, seed=4)) == EXIT_OK
-    stop = stop_at_env_step(tiny_argv(agent, run), 700)  # past the seed steps, mid-episode on most tasks
-    assert main(tiny_argv(agent, run, seed=4), should_stop=stop) == EXIT_INTERRUPTED
-    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
-    assert main(tiny_argv(agent, run, seed=4)) == EXIT_OK
-    assert eval_numbers(run) == eval_numbers(ref)
+    ref, run = assert_resume_matches(agent, tmp_path, finished_runs)
     assert read_csv(run / "train.csv")[-1]["q_loss"] == read_csv(ref / "train.csv")[-1]["q_loss"]

@@ -32,6 +32,7 @@ def skip_without_suite(agent: str) -> None:
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_cuda_run_stops_resumes_and_finishes(agent, tmp_path, request):
     skip_without_suite(agent)
     render_for(agent, request)
@@ -56,6 +57,7 @@ def test_cuda_reduced_precision_run(tmp_path, precision):
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_cuda_update_and_act_never_synchronise(agent):
     """The dispatch-level guard of tests/test_sync_free.py catches syncs the CPU shows too; CUDA's own
     sync debug mode also catches device-specific ones (e.g. a CPU tensor indexing a GPU one) in the updates.
@@ -99,7 +101,7 @@ def test_cuda_compiled_and_graph_captured_updates_match_eager(cudagraphs):
 def test_cuda_compiled_and_graph_captured_k_seed_group_matches_eager(cudagraphs):
     """The K-seed mode compiled (compile=true through inductor), and with cudagraphs=true its CUDA-graph
     replay, against the eager group on the GPU: 5 updates of a 2-seed iqrl group, every metric of each seed
-    and its parameters after them within 1e-4. The fourth H200 session measured the captured group 7x faster
+    and its parameters after them within 1e-4. An H200 (2026-11-26) timed the captured group 7x faster
     per seed than the compiled one at K=4 (docs/performance.md): this says whether it computes the update."""
     from test_multiseed import assert_compiled_group_matches_eager
 
@@ -176,14 +178,14 @@ def test_cuda_compiled_planner_acts_as_the_eager_one():
     assert_compiled_planner_matches_eager("cuda", tol=1e-4)
 
 
-def test_cuda_resume_is_bitwise_under_deterministic_algorithms(tmp_path):
+def test_cuda_resume_is_bitwise_under_deterministic_algorithms(tmp_path, finished_runs):
     """With deterministic kernels (and cuBLAS's fixed workspace, set before CUDA starts) a stopped and
     resumed GPU run ends with the evaluations of one never interrupted, as on the CPU."""
     from agent_helpers import assert_resume_matches
 
     torch.use_deterministic_algorithms(True)
     try:
-        assert_resume_matches("iqrl", tmp_path, extra=["device=cuda"])
+        assert_resume_matches("iqrl", tmp_path, finished_runs, extra=["device=cuda"])
     finally:
         torch.use_deterministic_algorithms(False)
 
@@ -220,7 +222,7 @@ def test_cuda_memory_estimate_bounds_the_allocated_peak(agent):
     """iqrl.loop.memory's estimate of the weights, Adam state, gradients and an update's activations against
     PyTorch's allocated peak over a few paper-size updates on walker-walk (the bench's replay is two episodes,
     left out of both); it refuses a run on the device's free memory. docs/configuration.md, "Memory", says
-    how far off the CPU measurements were: a GPU session adds its ratio there."""
+    how far off the CPU measurements were: a GPU's ratio goes there."""
     from iqrl.bench.measure import prepare
     from iqrl.config.run import ConfigError
     from iqrl.loop import memory

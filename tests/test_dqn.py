@@ -195,13 +195,15 @@ TINY_PIXELS = ["image_size=36", "agent.conv_channels=[4,4,4]", "agent.mlp_dims=[
     importlib.util.find_spec("ale_py") is None and not os.environ.get("CI"), reason="ale-py is not installed"
 )
 @pytest.mark.parametrize("protocol", ["mrq", "atari100k"])  # atari100k: no-op starts drawn across the resume
-def test_an_atari_run_killed_and_resumed_ends_as_one_never_interrupted(tmp_path, protocol):
+def test_an_atari_run_killed_and_resumed_ends_as_one_never_interrupted(tmp_path, finished_runs, protocol):
     extra = ["task=atari:Pong", *TINY_PIXELS, "updates_per_step=0.25", f"protocol={protocol}"]
-    assert_resume_matches("dqn", tmp_path, extra=extra)
+    assert_resume_matches("dqn", tmp_path, finished_runs, extra=extra)
 
 
-def test_a_minigrid_pixel_run_killed_and_resumed_ends_as_one_never_interrupted(tmp_path):
-    assert_resume_matches("dqn", tmp_path, extra=["obs=pixels", *TINY_PIXELS, "agent.image_pad=2"])
+def test_a_minigrid_pixel_run_killed_and_resumed_ends_as_one_never_interrupted(tmp_path, finished_runs):
+    assert_resume_matches(
+        "dqn", tmp_path, finished_runs, extra=["obs=pixels", *TINY_PIXELS, "agent.image_pad=2"]
+    )
 
 
 def test_the_parts_of_a_pixel_dqn_hold_each_parameter_once():

@@ -56,6 +56,7 @@ def cartpole(agent: str):
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_batched_returns_equal_the_sequential_loop(agent, request):
     """3 episodes of 100 env steps on DMC's cartpole: returns within 1e-5 relative, and the env's task stream
     after them the same (the next evaluation starts from the same states). An agent that acts in discrete

@@ -61,6 +61,7 @@ def test_a_run_stopped_with_an_evaluation_beside_resumes_to_the_uninterrupted_ru
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_every_agent_evaluates_beside_training_as_in_line(agent, tmp_path, monkeypatch):
     """For every registered agent that evaluates beside training, 400 env steps evaluated every 100 (2
     episodes): the evaluations at 0-300 ran in their own thread (the last one in line), and eval.csv,

@@ -64,6 +64,7 @@ def assert_same(a, b, where: str = "") -> None:
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_an_evaluation_moves_no_training_stream(agent, tmp_path):
     """After a few training episodes with updates, an evaluation (batched and sequential, an MPC agent
     planning included) leaves the agent's generator, the global generators, the seed-phase actions, the
@@ -117,6 +118,7 @@ def parameters(run) -> dict:
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_evaluation_cadence_episodes_and_batching_change_no_training_number(agent, tmp_path, monkeypatch):
     """Two runs that differ in eval_every, eval_episodes, eval_batched and eval_beside only: the same
     train.csv (time columns aside) and, bit for bit, the same final checkpoint of the agent. The frequent

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,17 +72,27 @@ def scratch_registry(tmp_path: Path, names=EXAMPLES, edit=lambda module: module)
 
 def switch_page(tmp_path: Path, registry: Path) -> Path:
     """docs/switches.md as `make switches` writes it once the scratch agents are registered: what a user runs
-    after adding the registry line."""
-    page = tmp_path / "switches.md"
+    after adding the registry line; the agent lists of README.md and docs/ it writes too, into a copy of them
+    beside it (`docs_root`: the folder above the page's)."""
+    root = tmp_path / "docs-root"
+    shutil.copytree(ROOT / "docs", root / "docs")
+    shutil.copy(ROOT / "README.md", root / "README.md")
+    page = root / "docs" / "switches.md"
     code = (
         f"import runpy, sys\nsys.path.insert(0, {str(registry.parent)!r})\n"
         f"runpy.run_path({str(registry)!r})\n"
-        "from iqrl.config import switch_docs\nfrom iqrl.core import registry\n"
+        "from iqrl import agent_docs\nfrom iqrl.config import switch_docs\nfrom iqrl.core import registry\n"
         "text = switch_docs.PAGE.read_text()\n"
         f"open({str(page)!r}, 'w').write(switch_docs.page(registry.agent_names(), text))\n"
+        f"agent_docs.main(['--root', {str(root)!r}])\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     return page
+
+
+def docs_root(page: Path) -> str:
+    """The copy of README.md and docs/ that `switch_page` wrote the page into."""
+    return str(page.parent.parent)
 
 
 def make_test_agent(names, *options: str, tests: tuple[str, ...] = ("tests",)) -> subprocess.CompletedProcess:
@@ -113,7 +124,8 @@ def test_the_pages_examples_pass_every_registry_wide_test(tmp_path):
     AOT only, as in the full suite: inductor would take minutes)."""
     registry = scratch_registry(tmp_path)
     page = switch_page(tmp_path, registry)
-    options = ("--scratch-registry", str(registry), "--switch-page", str(page), "--compile-check", "aot")
+    options = ("--scratch-registry", str(registry), "--switch-page", str(page))
+    options += ("--docs-root", docs_root(page), "--compile-check", "aot")
     # conformance, ranges, parts, switches, K-seed, compile, citations, ruff
     assert passed(make_test_agent(EXAMPLES, *options)) >= len(EXAMPLES) * 14
 
@@ -124,7 +136,8 @@ def test_the_pixel_example_passes_every_registry_wide_test(tmp_path, renderer):
     every registry-wide test builds it from tiny frame stacks and its runs render them."""
     registry = scratch_registry(tmp_path, [PIXEL_EXAMPLE])
     page = switch_page(tmp_path, registry)
-    options = ("--scratch-registry", str(registry), "--switch-page", str(page), "--compile-check", "aot")
+    options = ("--scratch-registry", str(registry), "--switch-page", str(page))
+    options += ("--docs-root", docs_root(page), "--compile-check", "aot")
     r = make_test_agent([PIXEL_EXAMPLE], "-rA", *options)
     assert passed(r) >= 20
     # the tests say it was built from pixels

@@ -1,6 +1,6 @@
 """`make gpu-report` (iqrl/gpu_report/): every part at smoke size on the CPU, the wheel set for a bare GPU
-machine, and the generated GPU section of docs/performance.md. The parts' GPU sizes run only where a GPU
-is lent (docs/performance.md, "On a GPU"); these keep them working until then."""
+machine, and the generated GPU section of docs/performance.md. The parts' GPU sizes run only on a GPU
+machine (docs/performance.md, "On a GPU"); these keep them working in between."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def test_part3_trains_in_a_compile_mode_only_after_its_update_matched_the_eager_
     }
 
 
-def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):
+def test_collect_merges_runs_of_the_parts_into_one_file_per_gpu_and_day(tmp_path):
     machine = {"part": 2, "kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
     pair = {"part": 2, "kind": "bench", "key": "iqrl walker-walk state fp32 compile=false K=1 packed=2"}
     first, second = tmp_path / "first", tmp_path / "second"
@@ -137,7 +137,7 @@ def test_collect_merges_sessions_into_one_file_per_gpu_and_day(tmp_path):
     assert target.name == "nvidia-h100-80gb-hbm3-2026-11-25.jsonl"
     rows = read(target)
     assert rows[0]["kind"] == "machine"
-    assert [(r["copy"], r["updates_per_s"]) for r in rows[1:]] == [(0, 2.0), (1, 2.0)]  # the later session's
+    assert [(r["copy"], r["updates_per_s"]) for r in rows[1:]] == [(0, 2.0), (1, 2.0)]  # the later run's
     (first / "part2.jsonl").write_text(json.dumps({**machine, "gpu": None}) + "\n")
     with pytest.raises(ValueError, match="smoke run or of a machine without a GPU"):
         results.collect(first, tmp_path / "out")
@@ -163,7 +163,7 @@ def test_part1_leaves_out_only_the_tests_that_passed_on_this_gpu(monkeypatch):
 
 
 def test_part1_rows_name_the_tests_that_run_and_keep_a_failures_message(tmp_path):
-    """Deselected tests get no row; a failure keeps its assertion message; a later session's `collected`
+    """Deselected tests get no row; a failure keeps its assertion message; a later run's `collected`
     (never reached) leaves an earlier outcome standing when merged."""
     (tmp_path / "test_x.py").write_text(
         "def test_ok():\n    pass\n\n"
@@ -193,7 +193,7 @@ def test_part1_rows_name_the_tests_that_run_and_keep_a_failures_message(tmp_path
 
 
 def test_a_gpu_finds_its_committed_rows_beside_their_files_machine_row(tmp_path, monkeypatch):
-    """The machine row of a collected file has no `part`: a session on that GPU model reads the file."""
+    """The machine row of a collected file has no `part`: a part on that GPU model reads the file."""
     from iqrl.gpu_report import parts
 
     machine = {"kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
@@ -209,7 +209,7 @@ def test_a_gpu_finds_its_committed_rows_beside_their_files_machine_row(tmp_path,
 
 
 def test_part2_measures_again_the_rows_a_part_listed_as_missing_or_failed():
-    """A missing row (cut off by an earlier part's budget) is not measured: a later session measures it."""
+    """A missing row (cut off by an earlier part's budget) is not measured: a later run measures it."""
     from iqrl.gpu_report import parts
 
     key = "iqrl walker-walk state fp32 compile={} K=16"

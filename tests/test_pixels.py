@@ -327,6 +327,7 @@ PIXEL_RUN = [
 
 @pytest.mark.slow
 @pytest.mark.registry
+@pytest.mark.computes
 def test_every_pixel_agent_trains_and_resumes_bit_identically(agent, tmp_path, request):
     """DMC's pixel agents (built for pixels and acting in boxes; dqn's pixel runs are tests/test_dqn.py's)."""
     if agent in COVERED_BY:
@@ -375,6 +376,7 @@ KSEED_PIXEL_RUN = [
 
 @pytest.mark.slow
 @pytest.mark.registry
+@pytest.mark.computes
 def test_every_pixel_agent_trains_from_rendered_frames_as_a_k_seed_group(agent, tmp_path, request):
     """A K = 2 group of every pixel agent from frames rendered in its seeds' threads (the envs built in the
     main thread) trains both seeds to done; each seed's numbers are its own (another initial state)."""

@@ -271,7 +271,7 @@ def test_compile_refuses_torchs_dropout_in_one_line(scratch, tmp_path, capsys):
     assert not run.exists()
 
 
-def test_eager_single_seed_runs_keep_torchs_dropout_and_resume_exactly(scratch, tmp_path):
+def test_eager_single_seed_runs_keep_torchs_dropout_and_resume_exactly(scratch, tmp_path, finished_runs):
     """Eagerly, nn.Dropout draws from torch's global CPU generator, which the trainer checkpoints: a run
     interrupted and resumed ends as the one never stopped."""
-    assert_resume_matches("torch-dropout", tmp_path)
+    assert_resume_matches("torch-dropout", tmp_path, finished_runs)

@@ -44,6 +44,7 @@ def error_lines(capsys) -> list[str]:
 
 # ---------------------------------------------------------------------------------- the seed phase
 @pytest.mark.registry
+@pytest.mark.computes
 def test_every_agent_trains_from_its_first_step_with_seed_steps_0(agent, tmp_path):
     """seed_steps=0: the first episode is the agent's; its updates wait for the replay's first window of the
     agent's length (those asked for before are not run, as an agent's code waits for its buffer)."""
@@ -229,15 +230,15 @@ def part_file(folder: Path, text: bytes | str, name: str = "part1.jsonl") -> Pat
 def test_collect_names_the_file_and_line_of_a_bad_part_file(content, fault, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(results, "RESULTS", tmp_path / "results")  # never the checkout's
     monkeypatch.setattr(results, "PERFORMANCE_MD", tmp_path / "performance.md")
-    path = part_file(tmp_path / "session", content)
-    assert gpu_report_main(["collect", str(tmp_path / "session")]) == 2
+    path = part_file(tmp_path / "parts", content)
+    assert gpu_report_main(["collect", str(tmp_path / "parts")]) == 2
     [line] = error_lines(capsys)
     assert line.startswith(f"error: {path}") and fault in line
     assert not (tmp_path / "results").exists() and not (tmp_path / "performance.md").exists()
 
 
 def test_collect_keeps_the_rows_before_a_last_line_cut_off_mid_write(tmp_path, capsys):
-    src = tmp_path / "session"
+    src = tmp_path / "parts"
     part_file(src, json.dumps(MACHINE) + "\n" + json.dumps(TEST_ROW) + "\n" + '{"part": 1, "kind": "te')
     written = results.collect(src, folder=tmp_path / "results")
     assert [r["kind"] for r in results.read_jsonl(written)] == ["machine", "test"]

@@ -78,6 +78,7 @@ def test_a_second_ctrl_c_while_waiting_for_an_evaluation_beside_exits_in_one_lin
     run, reference = tmp_path / "run", tmp_path / "ref"
     argv = tiny_argv("td3", run, steps=400, extra=SHORT)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env["OMP_NUM_THREADS"] = "1"  # this process's thread count (conftest): CPU float sums depend on it
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, *argv],
         env={**env, "PYTHONUNBUFFERED": "1"},

@@ -85,6 +85,7 @@ def test_the_guard_sees_each_kind_of_synchronisation():
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_update_and_act_never_synchronise(agent):
     """Six updates under the guard (after three outside it: lazy state such as optimizer moments is made on
     the first steps), covering actor steps and target updates, then acting with and without exploration
@@ -102,6 +103,7 @@ def test_update_and_act_never_synchronise(agent):
 
 
 @pytest.mark.registry
+@pytest.mark.computes
 def test_updates_never_flip_requires_grad(agent, monkeypatch):
     """An actor step through a critic it does not train sees the critic's weights detached
     (iqrl.nn.optim.detached_weights) instead of switching their `requires_grad` off and on: a flag flipped

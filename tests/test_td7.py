@@ -243,5 +243,5 @@ def test_config_validation_names_the_key():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("checkpoints", ["true", "false"])
-def test_interrupt_and_resume_gives_identical_eval(checkpoints, tmp_path):
-    assert_resume_matches("td7", tmp_path, [f"agent.use_checkpoints={checkpoints}"])
+def test_interrupt_and_resume_gives_identical_eval(checkpoints, tmp_path, finished_runs):
+    assert_resume_matches("td7", tmp_path, finished_runs, [f"agent.use_checkpoints={checkpoints}"])

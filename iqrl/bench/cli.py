@@ -7,6 +7,7 @@
     python -m iqrl.bench --matmul-split --agents iqrl --tasks walker-walk  # matrix-product share of an update
     python -m iqrl.bench --plain --tasks walker-walk --compile false,true  # against a plain implementation
     python -m iqrl.bench --end-to-end 30000 --agents td3 --tasks walker-walk --seeds 1,4   # real runs
+    python -m iqrl.bench --collect 4000 --tasks walker-walk --seeds 1,4,16  # an env step's CPU vs physics
 
 Each row is measured in a fresh subprocess (so peak memory is that row's own): build the run's trainer
 from `build_config(agent=..., task=...)` exactly as a run would (with episodes of 20 env steps, see
@@ -22,8 +23,9 @@ wall time of 1M env steps at these rates (collection plus the agent's updates pe
 left out). `--obs pixels` measures the agents built for pixels (Agent.PIXELS) on rendered frame stacks:
 collection then includes rendering, and render_ms is the time of one frame alone.
 A K-seed row (`--seeds` K > 1) reports beside its updates the group's collection: its K envs stepping at once
-with random actions, in worker processes (group_env_steps_per_s, all K together) and in threads
-(group_env_steps_per_s_threads), and the first against one env alone (collect_vs_one; docs/performance.md).
+with random actions as the group's runs step them by default (group_env_steps_per_s, all K together: DMC's
+together in one thread, the other suites' in worker processes), in this process
+(group_env_steps_per_s_threads) and the first against one env alone (collect_vs_one; docs/performance.md).
 Rows: agent, task, obs, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
 group_env_steps_per_s, group_env_steps_per_s_threads, collect_vs_one, act_ms, render_ms, compile_s,
 hours_per_1m, peak_mem_mb, mem_floor_mb, timed_updates, torch, hardware. A row is timed only where its updates
@@ -36,6 +38,10 @@ run of STEPS env steps for each agent, task, dtype, compile mode and K of `--see
 at the run's own configuration (`--set` keys over it), reporting env steps/s per seed and in all, the wall
 time's split (collect, act, update, evaluate, write) and, beside a K = 1 row of the same kind, the group's
 rate in all against it (vs_one_seed).
+
+`--collect STEPS` measures collection alone (iqrl/bench/collect.py, row kind `collect`): the CPU time per env
+step in all of one seed or a K-seed group in its seed phase, whole process tree, beside MuJoCo's bare physics
+and dm_control's own step measured in the same process, for each env backend of `--backends`.
 
 This module is the command line (its docstring is `--help`); a row's measurements are measure.py, the
 matrix-product ceilings matmul.py, `--compare` compare.py. It imports the bench's modules, the core's config,
@@ -54,6 +60,7 @@ from pathlib import Path
 import torch
 
 from iqrl.bench import plain
+from iqrl.bench.collect import BACKENDS, collect_main, measure_collection
 from iqrl.bench.compare import compare
 from iqrl.bench.endtoend import measure_run, run_argv, split_text
 from iqrl.bench.matmul import matmul_peak, matmul_split
@@ -125,6 +132,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="STEPS",
         help="rows of whole training runs of STEPS env steps (K-seed groups for --seeds K > 1)",
     )
+    p.add_argument(
+        "--collect",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="collection rows: STEPS env steps per seed of a seed phase, CPU per env step beside the physics",
+    )
+    p.add_argument(
+        "--backends", default="default,workers", help="--collect: K-seed rows' envs (default, workers)"
+    )
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     p.add_argument(
@@ -146,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "(iqrl/bench/plain.py), timed in one process; rows with vs_plain to --out",
     )
     p.add_argument("--one", nargs=3, metavar=("AGENT", "TASK", "DTYPE"), help=argparse.SUPPRESS)
+    p.add_argument("--one-collect", nargs=4, metavar=("TASK", "K", "BACKEND", "OBS"), help=argparse.SUPPRESS)
     p.add_argument("--group", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--one-compile", default="false", help=argparse.SUPPRESS)
     p.add_argument("--one-obs", default="state", help=argparse.SUPPRESS)
@@ -166,28 +184,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         print(json.dumps(one_row(args)))
         return 0
+    if args.one_collect:
+        task, k, backend, obs = args.one_collect
+        print(json.dumps(measure_collection(task, int(k), backend, obs, args.collect, args.set)))
+        return 0
     if problem := bad_arguments(args):  # before anything is measured
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    seeds = seed_counts(args.seeds)
+    if seeds is None:
+        print(
+            f"error: --seeds must be a comma-separated list of ints >= 1, got {args.seeds!r}", file=sys.stderr
+        )
+        return 2
+    if args.collect:
+        if bad := unlisted("--backends", args.backends, BACKENDS):
+            print(bad, file=sys.stderr)
+            return 2
+        return collect_main(args, seeds, write_rows)
     agents = [a for a in args.agents.split(",") if a] or (["iqrl"] if args.plain else agent_names())
     tasks = [t for t in args.tasks.split(",") if t]
     dtypes = [d for d in args.dtypes.split(",") if d]
     modes = [m for m in args.compile.split(",") if m]
     observations = [o for o in args.obs.split(",") if o]
-    if not modes or set(modes) - set(COMPILE_MODES):
-        print(
-            f"error: --compile must list values among {', '.join(COMPILE_MODES)}, got {args.compile!r}",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        seeds = [int(k) for k in args.seeds.split(",") if k]
-        if not seeds or min(seeds) < 1:
-            raise ValueError
-    except ValueError:
-        print(
-            f"error: --seeds must be a comma-separated list of ints >= 1, got {args.seeds!r}", file=sys.stderr
-        )
+    if bad := unlisted("--compile", args.compile, COMPILE_MODES):
+        print(bad, file=sys.stderr)
         return 2
     groups = [k for k in seeds if k > 1]
     device_type = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
@@ -291,6 +312,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def unlisted(flag: str, given: str, allowed) -> str | None:
+    """The error line of a comma-separated `flag` listing no value or one outside `allowed`; None if none."""
+    values = [v for v in given.split(",") if v]
+    if values and not set(values) - set(allowed):
+        return None
+    return f"error: {flag} must list values among {', '.join(allowed)}, got {given!r}"
+
+
+def seed_counts(text: str) -> list[int] | None:
+    """`--seeds` as a list of ints >= 1; None where it is not one."""
+    try:
+        seeds = [int(k) for k in text.split(",") if k]
+    except ValueError:
+        return None
+    return seeds if seeds and min(seeds) >= 1 else None
+
+
 def one_row(args) -> dict:
     """The row that `--one AGENT TASK DTYPE` measures in this process: a whole run (`--end-to-end`), a K-seed
     group's updates (`--group K`) or one seed's."""
@@ -355,7 +393,7 @@ def bad_arguments(args) -> str | None:
     line); None when nothing is."""
     if args.end_to_end is not None and args.end_to_end < 1:
         return f"--end-to-end takes a positive number of env steps, got {args.end_to_end}"
-    if args.end_to_end is None and args.updates < 1:
+    if args.end_to_end is None and not args.collect and args.updates < 1:  # (those time no update)
         return f"--updates takes a positive number of timed updates, got {args.updates}"
     if args.collect_s <= 0:
         return f"--collect-s takes a positive number of seconds, got {args.collect_s}"

@@ -26,11 +26,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from iqrl.bench.plain import PlainIQRL
 from iqrl.config.build import build_config, layered
 from iqrl.config.run import RunConfig, perturbations
+from iqrl.envs.batch import EnvBatch
 from iqrl.envs.tasks import suite_of
 from iqrl.loop.memory import agent_tensors
 from iqrl.loop.parts import build_parts, run_env
 from iqrl.loop.trainer import Trainer
+from iqrl.multiseed.envs import steps_together
 from iqrl.multiseed.group import SeedGroup
+from iqrl.multiseed.runs import workers_help
 
 
 class NotTimed(RuntimeError):
@@ -328,24 +331,41 @@ GROUP_COLLECTION = ("group_env_steps_per_s", "group_env_steps_per_s_threads", "c
 
 def stepping_rate(cfg: RunConfig, k: int, workers: bool, seconds: float) -> float:
     """Env steps per second of k envs of the run `cfg` (seeds 0..k-1, the suite's episode length) stepped
-    at once with uniform random actions, each in a thread of its own as the K-seed mode's seeds step theirs:
-    in worker processes (env_workers=true) or in this process. The count of all k envs over `seconds`,
+    at once with uniform random actions as a K-seed group steps them: in worker processes (env_workers=true),
+    each in a thread of its own, or in this process: together in one thread (`EnvBatch`, as the group's rounds
+    step DMC envs: iqrl/multiseed/envs.py), else each in a thread. The count of all k envs over `seconds`,
     resets included."""
     cfg = dataclasses.replace(cfg, episode_length=suite_of(cfg.task).episode_length, env_workers=workers)
     envs = [run_env(dataclasses.replace(cfg, seed=s), cfg.task, s, perturbations(cfg)) for s in range(k)]
-    counts, start, stop = [0] * k, threading.Barrier(k + 1), threading.Event()
+    counts, stop = [0] * k, threading.Event()
+    rngs = [np.random.default_rng(i) for i in range(k)]
 
     def collect(i: int) -> None:
-        env, rng = envs[i], np.random.default_rng(i)
+        env = envs[i]
         env.reset()
         start.wait()
         while not stop.is_set():
-            step = env.step(env.action_spec.sample(rng))
+            step = env.step(env.action_spec.sample(rngs[i]))
             counts[i] += cfg.action_repeat
             if step.terminated or step.truncated:
                 env.reset()
 
-    threads = [threading.Thread(target=collect, args=(i,), daemon=True) for i in range(k)]
+    def together() -> None:  # every env's agent step in one EnvBatch.step
+        batch = EnvBatch(envs)
+        for env in envs:
+            env.reset()
+        start.wait()
+        while not stop.is_set():
+            steps = batch.step([(i, env.action_spec.sample(rngs[i])) for i, env in enumerate(envs)])
+            for i, step in enumerate(steps):
+                counts[i] += cfg.action_repeat
+                if step.terminated or step.truncated:
+                    envs[i].reset()
+
+    one_thread = not workers and steps_together(cfg)
+    threads = [threading.Thread(target=together, daemon=True)] if one_thread else []
+    threads = threads or [threading.Thread(target=collect, args=(i,), daemon=True) for i in range(k)]
+    start = threading.Barrier(len(threads) + 1)  # the collecting threads and this one
     try:
         [t.start() for t in threads]
         start.wait()
@@ -361,13 +381,15 @@ def stepping_rate(cfg: RunConfig, k: int, workers: bool, seconds: float) -> floa
 
 
 def group_collection(cfg: RunConfig, k: int, seconds: float) -> dict:
-    """A K-seed row's collection: its K envs stepping at once (`stepping_rate`) in worker processes
-    (group_env_steps_per_s, all K envs together) and in threads of this process (..._threads), and the first
-    against one env alone stepped the same way (collect_vs_one); `seconds` in all."""
+    """A K-seed row's collection: its K envs stepping at once (`stepping_rate`) as the group's runs step
+    them by default (group_env_steps_per_s, all K envs together: DMC's together in the group's process, the
+    other suites' in worker processes where there are two cores: `workers_help`) and in this process
+    (..._threads: DMC's together, the others' each in a thread), and the first against one env alone
+    (collect_vs_one); `seconds` in all."""
     one = stepping_rate(cfg, 1, False, seconds / 3)
-    threads = stepping_rate(cfg, k, False, seconds / 3)
-    workers = stepping_rate(cfg, k, True, seconds / 3)
-    return dict(zip(GROUP_COLLECTION, (round(workers, 1), round(threads, 1), round(workers / one, 2))))
+    here = stepping_rate(cfg, k, False, seconds / 3)
+    usual = stepping_rate(cfg, k, True, seconds / 3) if workers_help(k, cfg) else here
+    return dict(zip(GROUP_COLLECTION, (round(usual, 1), round(here, 1), round(usual / one, 2))))
 
 
 def measure_seeds(

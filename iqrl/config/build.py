@@ -2,8 +2,10 @@
 
     dataclass defaults <- agent preset <- task overrides (group, then task) <- command line
 
-Run keys left None take their defaults last: the suite's (action_repeat, episode_length, obs, frame_stack,
-protocol), the protocol's budget (steps), then the agent's code's seed phase at those (seed_steps).
+Run keys left None take their defaults last: the suite's (action_repeat, episode_length, obs, protocol), the
+agent's code's frames where it has them, else the suite's (frame_stack, image_size: `pixel_defaults`), the
+agent's code's changes to the protocol (protocol_changes), the protocol's budget (steps), then its seed phase
+at those (seed_steps).
 
 `build_config(argv)` turns `agent=iqrl task=walker-walk seed=1 agent.horizon=3 ...` into a resolved,
 validated `RunConfig` (agent hyper-parameters under `.agent`), or raises ConfigError with one line
@@ -13,6 +15,7 @@ that names the problem and the valid choices. Nothing is touched on disk before 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from dataclasses import fields
 from importlib import resources
@@ -21,16 +24,18 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from iqrl.config.run import DEFAULT_STEPS, TOP_LEVEL_KEYS, ConfigError, RunConfig
+from iqrl.config.run import DEFAULT_STEPS, TOP_LEVEL_KEYS, ConfigError, RunConfig, pixel_defaults
 from iqrl.config.validate import validate
 from iqrl.core import registry
 from iqrl.envs.make import check_task
-from iqrl.envs.tasks import protocol_steps, suite_of, task_group, task_label, task_list
+from iqrl.envs.tasks import protocol_changes, protocol_steps, suite_of, task_group, task_label, task_list
 
 
+@functools.cache
 def task_file(name: str) -> dict:
     """The parsed task-override file iqrl/configs/<name> ({"groups": {...}, "tasks": {...}}); {} for an agent
-    without one (name "")."""
+    without one (name ""). Read once per process (a sweep builds hundreds of configs): callers never change
+    what it returns."""
     if not name:
         return {}
     return yaml.safe_load(resources.files("iqrl").joinpath("configs", name).read_text()) or {}
@@ -130,7 +135,7 @@ def build_config(argv: list[str]) -> RunConfig:
             check_task(task)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    base = OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
+    base = _structured_defaults(agent_cls, name)
     layers = [{"agent": entry.preset}] + [
         {"agent": o} for task in tasks for o in _task_overrides(entry, task, agent_cls)
     ]
@@ -147,8 +152,12 @@ def build_config(argv: list[str]) -> RunConfig:
     if run.obs is None:  # the suite's first; pixels (where the suite has them) for an agent of pixels only
         pixels = registry.agent_class(name).PIXELS_ONLY and "pixels" in suite.observations
         run.obs = "pixels" if pixels else suite.observations[0]
-    run.frame_stack = suite.frame_stack if run.frame_stack is None else run.frame_stack
+    defaults = pixel_defaults(name, suite, run.obs)
+    run.frame_stack = defaults["frame_stack"] if run.frame_stack is None else run.frame_stack
+    run.image_size = defaults["image_size"] if run.image_size is None else run.image_size
     run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
+    if run.protocol_changes is None:
+        run.protocol_changes = protocol_changes(tasks[0], run.protocol, agent_cls.PROTOCOL_CHANGES)
     if run.steps is None:  # a protocol with a budget of its own is run to it
         run.steps = protocol_steps(tasks[0], run.protocol) or DEFAULT_STEPS
     if run.seed_steps is None:
@@ -157,6 +166,14 @@ def build_config(argv: list[str]) -> RunConfig:
     if not run.out:
         run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")
     return run
+
+
+@functools.cache
+def _structured_defaults(agent_cls: type, name: str):
+    """The run's and the agent's dataclass defaults as OmegaConf's typed tree, built once per agent config
+    class and process: building it is most of a config's cost (a dry sweep builds one config per distinct
+    run), and `OmegaConf.merge` copies its first argument, so the cached tree is never changed."""
+    return OmegaConf.structured(RunConfig(agent=agent_cls(name=name)))
 
 
 def _task_arg(overrides: list[str]) -> str | list[str]:

@@ -8,8 +8,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from iqrl.core import registry
 from iqrl.envs.make import Observation
 from iqrl.envs.perturb import Perturbations
+from iqrl.envs.tasks import AtariProtocol, Suite, atari_protocol
 
 
 class ConfigError(ValueError):
@@ -40,7 +42,8 @@ class RunConfig:
     seed_steps: int | None = None
     updates_per_step: float | None = None  # gradient updates per env step; None = the agent's default
     # Transitions (agent steps) the learner samples from, newest first (a FIFO); None = the agent's
-    # default (td7, mrq: 1M as their code; others unbounded), 0 = unbounded.
+    # default (AgentSpec.replay_capacity: its code's, most unbounded; docs/configuration.md has each agent's),
+    # 0 = unbounded.
     replay_capacity: int | None = None
     eval_every: int = 10_000  # env steps between evaluations (eval.csv rows)
     eval_episodes: int = 10  # episodes per evaluation
@@ -84,11 +87,20 @@ class RunConfig:
     # frame_stack RGB frames of image_size x image_size, rendered after each agent step (Atari: grayscale
     # screens, docs/suites.md). None = the suite's (state; Atari: pixels, 4 frames).
     obs: str | None = None  # state | pixels
-    image_size: int = 84  # pixels: frame width and height (SAC+AE, DrQ, TACO, MR.Q's Atari: 84)
-    frame_stack: int | None = None  # pixels: frames per observation (SAC+AE, DrQ, TACO: 3; Atari: 4)
+    # pixels: frame width and height; None = the agent's code's (AgentConfig.PIXEL_FRAMES: DreamerV3 64),
+    # else 84 (SAC+AE, DrQ, TACO, MR.Q's Atari)
+    image_size: int | None = None
+    # pixels: frames per observation; None = the agent's code's (AgentConfig.PIXEL_FRAMES: DreamerV3 1),
+    # else the suite's (SAC+AE, DrQ, TACO: 3; Atari: 4)
+    frame_stack: int | None = None
     # The suite's protocol (iqrl.envs.tasks.Suite.protocols): Atari's mrq (default), mrq-code, atari100k or
     # atari100k-ale-cap (iqrl.envs.tasks.ATARI_PROTOCOLS); `default` elsewhere. None = the suite's first.
     protocol: str | None = None
+    # Changes to the Atari protocol's settings (iqrl.envs.tasks.AtariProtocol's fields: {reward_clip: 0}):
+    # None = those the agent's code makes (AgentConfig.PROTOCOL_CHANGES: DreamerV3 learns from unclipped
+    # rewards after no-op starts of 0 to 30 single frames), {} = the protocol as every agent runs it. Other
+    # suites: {}.
+    protocol_changes: Any = None
     # Start from parts of another run (iqrl.loop.transfer; docs/transfer.md): its run folder (its latest
     # checkpoint), RUN@<env step> (that checkpoint generation), or a checkpoint file; "" = from scratch.
     init_from: str = ""
@@ -98,15 +110,19 @@ class RunConfig:
     # available RAM; CUDA: the device's free memory). A run whose estimate exceeds it is refused before
     # anything is allocated (iqrl.loop.memory; docs/configuration.md).
     memory_limit_gb: float | None = None
-    # true: the training env in a worker process of its own (iqrl.envs.workers), so that the K-seed mode's
-    # seeds step their envs at once, one per core (dm_control's step holds the interpreter lock); bitwise the
-    # in-process env. The K-seed mode turns it on for K > 1 seeds where the process may use 2 cores or more,
-    # unless given (iqrl.multiseed.runs.workers_help; docs/performance.md).
+    # true: the training env in a worker process of its own (iqrl.envs.workers), bitwise the in-process env.
+    # A K-seed group of DMC runs steps its envs together in its own process (one call into MuJoCo for all:
+    # iqrl.multiseed.envs), so the K-seed mode turns it on only for K > 1 seeds of the other suites, whose
+    # steps hold the interpreter lock, where the process may use 2 cores or more, unless given
+    # (iqrl.multiseed.runs.workers_help; docs/performance.md).
     env_workers: bool = False
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]
 
+
+# pixels: the frame size (the run key image_size) of agents whose code gives none (AgentConfig.PIXEL_FRAMES)
+DEFAULT_IMAGE_SIZE = 84
 
 # The gradient updates one run may ask for (steps x updates_per_step): 10 to 100 times the longest schedules
 # published for the agents here (BRO's UTD 10 over 1M DMC steps: 1e7; DQN's 50M agent steps at 1 update per
@@ -117,6 +133,20 @@ MAX_UPDATES = 10**9
 def observation(run: RunConfig) -> Observation:
     """The run's observation settings (iqrl.envs.make.make_env)."""
     return Observation(run.obs, run.image_size, run.frame_stack)
+
+
+def pixel_defaults(name: str, suite: Suite, obs: str) -> dict[str, int]:
+    """The frame_stack and image_size a run of agent `name` on a task of `suite` takes where it leaves them
+    unset: with obs=pixels the agent's code's where it has them (AgentConfig.PIXEL_FRAMES), else (and with
+    obs=state, where they are inert, as configs have always recorded them) the suite's frame stack and 84."""
+    own = registry.config_class(name).PIXEL_FRAMES if obs == "pixels" else {}
+    return {"frame_stack": suite.frame_stack, "image_size": DEFAULT_IMAGE_SIZE, **own}
+
+
+def protocol(run: RunConfig) -> str | AtariProtocol:
+    """The run's protocol (iqrl.envs.make.make_env): its name, or with protocol_changes the Atari protocol's
+    settings changed."""
+    return atari_protocol(run.protocol, run.protocol_changes) if run.protocol_changes else run.protocol
 
 
 def to_yaml_dict(run: RunConfig) -> dict:

@@ -9,12 +9,12 @@ import typing
 from dataclasses import fields
 from typing import get_type_hints
 
-from iqrl.config.run import MAX_UPDATES, ConfigError, RunConfig
+from iqrl.config.run import MAX_UPDATES, ConfigError, RunConfig, pixel_defaults
 from iqrl.core import registry
 from iqrl.core.checks import require
 from iqrl.envs.make import OBSERVATIONS, SEED_LIMIT, task_spaces
 from iqrl.envs.perturb import DISTRACTORS
-from iqrl.envs.tasks import SUITES, eval_seed, split_task, suite_of, task_label, task_list
+from iqrl.envs.tasks import SUITES, AtariProtocol, eval_seed, split_task, suite_of, task_label, task_list
 from iqrl.runfolder.loggers import LOGGERS
 
 
@@ -141,6 +141,7 @@ def validate(run: RunConfig) -> None:
     require(checks, ConfigError)
     validate_actions(run)
     validate_observation(run)
+    validate_protocol_changes(run.protocol_changes)
     validate_transfer(run)
     validate_effect(run)
     validate_tasks(run)
@@ -259,11 +260,12 @@ def pixel_agents() -> list[str]:
 
 
 def described_pixel_agents() -> str:
-    """The agents obs=pixels works with, as a refusal names them: each that needs frames larger than the
-    default image_size with the smallest it takes (`curl (image_size >= 85)`)."""
-    default = RunConfig.image_size
+    """The agents obs=pixels works with, as a refusal names them: each whose default image_size is below the
+    smallest it takes with that smallest (`curl (image_size >= 85)`)."""
+    default = {n: pixel_defaults(n, SUITES["dmc"], "pixels")["image_size"] for n in registry.agent_names()}
     return ", ".join(
-        name if size <= default else f"{name} (image_size >= {size})" for name, size in pixel_sizes().items()
+        name if size <= default[name] else f"{name} (image_size >= {size})"
+        for name, size in pixel_sizes().items()
     )
 
 
@@ -307,6 +309,28 @@ def validate_observation(run: RunConfig) -> None:
             run.agent.validate_pixels(run.image_size)
         except ValueError as e:
             raise ConfigError(f"obs=pixels: {e}") from None
+
+
+def validate_protocol_changes(changes) -> None:
+    """protocol_changes: a mapping of AtariProtocol's settings to values of their kind (a switch true or
+    false; a count, a whole number >= 0; a probability in [0, 1); a reward clip >= 0)."""
+    kinds = get_type_hints(AtariProtocol)
+    if not isinstance(changes, dict):
+        raise ConfigError(
+            f"protocol_changes must be a mapping of settings to values ({{}}: none), got {changes!r}"
+        )
+    for key, v in changes.items():
+        if key not in kinds:
+            raise ConfigError(
+                f"protocol_changes: {key} is not a protocol setting; they are {', '.join(kinds)}"
+            )
+        kind, number = kinds[key], isinstance(v, (int, float)) and not isinstance(v, bool)
+        high = 1.0 if key in ("sticky_actions", "eval_epsilon") else math.inf
+        fits = {bool: isinstance(v, bool), int: number and v == int(v) and v >= 0}.get(
+            kind, number and 0 <= v < high
+        )
+        if not fits:
+            raise ConfigError(f"protocol_changes: {key}={v!r} is not a value of its kind ({kind.__name__})")
 
 
 def validate_transfer(run: RunConfig) -> None:
@@ -360,9 +384,14 @@ def validate_effect(run: RunConfig) -> None:
         ),
         (
             run.obs == "pixels"
-            or (run.image_size, run.frame_stack)
-            == (default.image_size, suite_of(task_list(run.task)[0]).frame_stack),
+            or [run.frame_stack, run.image_size]
+            == list(pixel_defaults(run.agent.name, suite_of(task_list(run.task)[0]), run.obs).values()),
             "image_size and frame_stack shape pixel observations: set obs=pixels too, or leave them out",
+        ),
+        (
+            split_task(task_list(run.task)[0])[0] == "atari" or not run.protocol_changes,
+            f"protocol_changes={run.protocol_changes} changes an Atari protocol's settings: leave it out on "
+            f"{task_label(run.task)}",
         ),
         (
             perturbed or run.perturb_eval,

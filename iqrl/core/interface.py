@@ -90,6 +90,14 @@ class AgentConfig:
     # the run key seed_steps. None: the harness's 10,000 env steps (HARNESS_SEED_PHASE). A registry preset
     # whose code seeds otherwise gives its own (AgentEntry.seed_phase).
     SEED_PHASE: ClassVar[SeedPhase | None] = None
+    # obs=pixels: the frames of the agent's code where they are not the harness's (frame_stack: the suite's;
+    # image_size: 84), the defaults of those run keys (DreamerV3: one frame of 64 pixels).
+    PIXEL_FRAMES: ClassVar[dict[str, int]] = {}
+    # The agent's code's changes to the Atari protocols' settings (iqrl.envs.tasks.AtariProtocol's fields,
+    # with the code's lines): the default of the run key protocol_changes, each where the run's protocol
+    # differs (DreamerV3 learns from unclipped rewards under atari100k, which clips them for the other agents
+    # as BBF's runner did). {}: the protocols as they are.
+    PROTOCOL_CHANGES: ClassVar[dict[str, Any]] = {}
 
     # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
     # env's

@@ -19,10 +19,11 @@ iqrl.envs.tasks.ATARI_PROTOCOLS; docs/suites.md cites each setting):
   starts, a truncation; and, where the protocol has one, its `max_game_frames`, ALE's own cap on a game
   (frames since its reset, no-op starts included; protocol atari100k-ale-cap), a truncation too;
 * no-op starts (the protocol's `noop_max`): a new game first plays a uniformly drawn number, 0 to
-  noop_max - 1, of agent steps of action 0 (NOOP, the first action of every game's minimal set), in the
-  training and the evaluation env alike; their rewards are dropped, their frames are not the episode's (nor
-  the run's env steps: they happen inside `reset`), and a game over during them (or a life lost, where the
-  protocol ends episodes so) resets the game;
+  noop_max - 1, of agent steps of action 0 (NOOP, the first action of every game's minimal set), or of single
+  frames of it where the protocol says so (`noop_frames`: DreamerV3's code, whose first observation is then
+  the last no-op frame alone), in the training and the evaluation env alike; their rewards are dropped,
+  their frames are not the episode's (nor the run's env steps: they happen inside `reset`), and a game over
+  during them (or a life lost, where the protocol ends episodes so) resets the game;
 * evaluation epsilon: the evaluation env executes a uniformly random action instead of the agent's with this
   probability per agent step.
 
@@ -42,7 +43,7 @@ import numpy as np
 
 from iqrl.core.spaces import ActionSpec
 from iqrl.envs.step import Step, check_episode_length
-from iqrl.envs.tasks import ATARI_PROTOCOLS, AtariProtocol, split_task
+from iqrl.envs.tasks import AtariProtocol, atari_protocol, split_task
 
 FRAME_RATE = 60.0  # the Atari 2600's frames per second (videos play at FRAME_RATE / action_repeat)
 NOOP = 0  # the no-op starts' action: NOOP, first in every game's minimal action set
@@ -135,12 +136,13 @@ class AtariEnv:
         episode_length: int,
         image_size: int,
         frame_stack: int,
-        protocol: str,
+        protocol: str | AtariProtocol,
         evaluation: bool = False,
         game=None,
     ):
         check_episode_length(episode_length, action_repeat)
-        self.task, self.protocol = task, ATARI_PROTOCOLS[protocol]
+        self.task = task
+        self.protocol = protocol if isinstance(protocol, AtariProtocol) else atari_protocol(protocol)
         self.action_repeat, self.episode_length = action_repeat, episode_length
         self.image_size, self.frame_stack = image_size, frame_stack
         self.has_success = False
@@ -180,11 +182,15 @@ class AtariEnv:
         if self._game_over:
             self._new_game()
             p = self.protocol
-            # As Dopamine's Atari 100k runner: one count per new game, each no-op an env step of action 0;
-            # an end during them (its env's: a game over, or a life lost) resets the game, the count goes on
+            # As Dopamine's Atari 100k runner: one count per new game, each no-op an env step of action 0
+            # (DreamerV3's code: a frame); an end during them (its env's: a game over, or a life lost) resets
+            # the game, the count goes on
+            frames = 1 if p.noop_frames else self.action_repeat
             for _ in range(int(self.rng.integers(p.noop_max)) if p.noop_max else 0):
-                if self._repeat(NOOP, p.terminal_on_life_loss)[1]:  # its rewards dropped
+                if self._repeat(NOOP, p.terminal_on_life_loss, frames)[1]:  # its rewards dropped
                     self._new_game()
+            if p.noop_frames:  # DreamerV3's code: the screen after its no-ops, pooled with itself
+                self._pool = [self._pool[1], self._pool[1]]
             self._frames = 0  # the episode starts after its no-ops
         # a new game, or the next life of one (life loss as termination): the history restarts here
         first = self._frame()
@@ -192,12 +198,13 @@ class AtariEnv:
         self._history = [before] * (self.frame_stack - 1) + [first]
         return np.concatenate(self._history, 0)
 
-    def _repeat(self, action: int, stop_at_life_loss: bool) -> tuple[float, str]:
-        """`action` for `action_repeat` frames (the frame skip), the last two frames pooled, stopping early at
-        a game over, at the protocol's cap on a game and, where `stop_at_life_loss`, at a life lost. Returns
-        the frames' summed reward and why it stopped early ("over", "cap", "life"; "" when it did not)."""
+    def _repeat(self, action: int, stop_at_life_loss: bool, frames: int | None = None) -> tuple[float, str]:
+        """`action` for `frames` frames (default `action_repeat`: the frame skip), the last two frames pooled,
+        stopping early at a game over, at the protocol's cap on a game and, where `stop_at_life_loss`, at a
+        life lost. Returns the frames' summed reward and why it stopped early ("over", "cap", "life"; "" when
+        it did not)."""
         cap, reward = self.protocol.max_game_frames, 0.0
-        for _ in range(self.action_repeat):
+        for _ in range(self.action_repeat if frames is None else frames):
             frame, r, term, _, info = self._env.step(action)
             reward += float(r)
             self._frames += 1

@@ -14,14 +14,17 @@ unchanged (docs/pixels.md).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Generator
 
+import dm_env
 import numpy as np
 from dm_control import suite
+from dm_control.rl import control
 from dm_control.suite.wrappers import action_scale
 
 from iqrl.core.spaces import ActionSpec
 from iqrl.envs.render import Renderer
-from iqrl.envs.step import Step, check_episode_length
+from iqrl.envs.step import PhasedStep, Step, check_episode_length, phased
 from iqrl.envs.tasks import suite_list
 
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
@@ -69,6 +72,7 @@ class DMCEnv:
         self.act_dim = int(self._env.action_spec().shape[0])
         self.action_spec = ActionSpec.box(self.act_dim)
         self._t = 0
+        self._hand_in: Callable[[np.ndarray], Step] | None = None  # step_through
 
     @staticmethod
     def _flatten(observation) -> np.ndarray:
@@ -79,10 +83,24 @@ class DMCEnv:
         return self._flatten(self._env.reset().observation)
 
     def step(self, action: np.ndarray) -> Step:
+        if self._hand_in is not None:
+            return self._hand_in(action)
+        return stepped_alone(self.phased_step(action))
+
+    def step_through(self, hand_in: Callable[[np.ndarray], Step]) -> DMCEnv:
+        """Hand each later step to `hand_in(action) -> Step`: to whoever steps this env together with others
+        (iqrl/envs/batch.py `stepped_by`), by running its `phased_step`. Returns this env."""
+        self._hand_in = hand_in
+        return self
+
+    def phased_step(self, action: np.ndarray) -> PhasedStep:
+        """One agent step as a generator that hands out each of its physics steps, `(physics, n)` for n
+        MuJoCo steps, for its caller to take (`stepped_alone`: dm_control's `Physics.step`; a batch of envs:
+        iqrl/envs/batch.py, one native call for all of them), and returns the Step."""
         reward, terminated, truncated = 0.0, False, False
         ts = None
         for _ in range(self.action_repeat):
-            ts = self._env.step(action)
+            ts = yield from control_step(self._env, action)
             reward += float(ts.reward or 0.0)
             self._t += 1
             if ts.last():
@@ -113,6 +131,45 @@ class DMCEnv:
         """The task's random stream as an env built with `seed` holds it: the next reset starts from there
         (an evaluation's episodes drawn from (seed, env step): iqrl.loop.parts.RunParts.seed_evaluation)."""
         self._env.task.random.seed(seed)
+
+
+def control_step(env: action_scale.Wrapper, action: np.ndarray) -> Generator[tuple, None, dm_env.TimeStep]:
+    """dm_control's `control.Environment.step` behind the suite's [-1, 1] action wrapper, line for line
+    (dm-control 1.0.50: `suite/wrappers/action_scale.py` `Wrapper.step`, `rl/control.py:99-127`), with its
+    physics step handed out to the caller, who takes it as `Physics.step` would: so its rewards, observations
+    and terminations are dm_control's own, bit for bit (tests/test_env_batch.py holds it to the library's
+    step on every task of the suite)."""
+    inner, action = env._env, env._transform(action)
+    if inner._reset_next_step:
+        return inner.reset()
+    physics, task = inner._physics, inner._task
+    task.before_step(action, physics)
+    yield physics, inner._n_sub_steps
+    task.after_step(physics)
+    reward = task.get_reward(physics)
+    observation = task.get_observation(physics)
+    if inner._flat_observation:
+        observation = control.flatten_observation(observation)
+    inner._step_count += 1
+    if inner._step_count >= inner._step_limit:
+        discount = 1.0
+    else:
+        discount = task.get_termination(physics)
+    if discount is not None:
+        inner._reset_next_step = True
+        return dm_env.TimeStep(dm_env.StepType.LAST, reward, discount, observation)
+    return dm_env.TimeStep(dm_env.StepType.MID, reward, 1.0, observation)
+
+
+def stepped_alone(step: PhasedStep) -> Step:
+    """A phased step run to its end, each physics step taken by dm_control's own `Physics.step`."""
+    try:
+        physics, n = next(step)
+        while True:
+            physics.step(n)
+            physics, n = step.send(None)
+    except StopIteration as done:
+        return done.value
 
 
 def pixel_camera(task: str) -> int:
@@ -154,7 +211,14 @@ class PixelEnv:
         return self._observe()
 
     def step(self, action: np.ndarray) -> Step:
-        step = self._env.step(action)
+        return self._seen(self._env.step(action))
+
+    def phased_step(self, action: np.ndarray) -> PhasedStep:
+        """`step` with the physics steps handed out (DMCEnv.phased_step); the frame rendered after them."""
+        return self._seen((yield from phased(self._env, action)))
+
+    def _seen(self, step: Step) -> Step:
+        """The state env's step seen through the camera: its frame pushed onto the stack."""
         self._frames = self._frames[1:] + [self.frame()]
         return Step(self._observe(), step.reward, step.terminated, step.truncated)
 

@@ -15,7 +15,7 @@ from iqrl.envs.dmc import DMCEnv, PixelEnv, parse_task
 from iqrl.envs.perturb import Perturbations, PerturbedEnv
 from iqrl.envs.suites import SuiteEnv
 from iqrl.envs.suites import check_task as check_suite_task
-from iqrl.envs.tasks import SUITES, split_task, suite_of
+from iqrl.envs.tasks import SUITES, AtariProtocol, split_task, suite_of
 
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
 
@@ -58,7 +58,7 @@ def make_env(
     episode_length: int,
     perturb: Perturbations | None = None,
     observation: Observation | None = None,
-    protocol: str | None = None,
+    protocol: str | AtariProtocol | None = None,
     evaluation: bool = False,
 ) -> DMCEnv | PerturbedEnv | PixelEnv:
     """The task's env (DMCEnv; iqrl.envs.suites.SuiteEnv for Gym, Meta-World, MyoSuite; iqrl.envs.atari.
@@ -66,7 +66,8 @@ def make_env(
     plain env). With `observation.kind == "pixels"` a DMC task is seen through a camera (PixelEnv), a MiniGrid
     task as renders of its agent's view; an Atari game is always seen as its screens (`observation` gives
     their size and history; None: 84 and 4). `protocol` names the
-    suite's protocol (None: its default); `evaluation` makes the evaluation env where the protocol's
+    suite's protocol (None: its default), or is an Atari protocol's settings changed (iqrl.envs.tasks.
+    atari_protocol: the run key protocol_changes); `evaluation` makes the evaluation env where the protocol's
     differs (Atari: evaluation epsilon, no life-loss terminations)."""
     suite = split_task(task)[0]
     if suite == "dmc":

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iqrl.envs.step import Step
+from iqrl.envs.step import PhasedStep, Step, phased
 
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
 
@@ -78,6 +78,14 @@ class PerturbedEnv:
         return self._observe(self._env.reset())
 
     def step(self, action: np.ndarray) -> Step:
+        return self._perturbed(self._env.step(self._executed(action)))
+
+    def phased_step(self, action: np.ndarray) -> PhasedStep:
+        """`step` with the physics steps of the env inside handed out (iqrl/envs/step.py `phased`)."""
+        return self._perturbed((yield from phased(self._env, self._executed(action))))
+
+    def _executed(self, action: np.ndarray) -> np.ndarray:
+        """The action the env executes: the previous one when it sticks, with its noise."""
         if (
             self.p.sticky_actions
             and self._prev_action is not None
@@ -88,7 +96,9 @@ class PerturbedEnv:
         if self.p.action_noise:
             noise = self.rng.normal(0.0, self.p.action_noise, np.shape(action))
             action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
-        step = self._env.step(action)
+        return action
+
+    def _perturbed(self, step: Step) -> Step:
         self._t += 1
         return dataclasses.replace(step, obs=self._observe(step.obs))
 

@@ -4,6 +4,7 @@ below them all (envs.py dispatches to the others): the seeding of those over a G
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,20 @@ def check_episode_length(episode_length: int, action_repeat: int) -> None:
         raise ValueError(
             f"episode_length {episode_length} is not a multiple of action_repeat {action_repeat}"
         )
+
+
+#: An env step whose physics steps are handed out: it yields (physics, n MuJoCo steps) for its caller to take
+#: and returns the Step (iqrl/envs/dmc.py `DMCEnv.phased_step`; iqrl/envs/batch.py takes many envs' at once).
+PhasedStep = Generator[tuple, None, Step]
+
+
+def phased(env, action) -> PhasedStep:
+    """`env`'s step with its physics steps handed out where its class has `phased_step` (DMC envs and the
+    wrappers over them), else its step whole (a generator that hands out nothing). The class is asked, not
+    the env: a wrapper forwards attributes it lacks to the env inside, which would skip the wrapper."""
+    if hasattr(type(env), "phased_step"):
+        return (yield from env.phased_step(action))
+    return env.step(action)
 
 
 class SeededAtFirstReset:

@@ -9,6 +9,7 @@ imports nothing. The environments themselves are iqrl/envs/make.py.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -51,6 +52,9 @@ class AtariProtocol:
     # outside the episode and the env-step budget; a game that ends during them is reset (n is not drawn
     # again). 0: none.
     noop_max: int = 0
+    # Each no-op start a single frame instead of an agent step of `action_repeat` frames, the episode's first
+    # observation the last of them alone (DreamerV3's code: embodied/envs/atari.py `Atari._reset`).
+    noop_frames: bool = False
     # ALE's own cap on a game (its max_num_frames_per_episode): frames since the game's reset, no-op starts
     # included; a truncation. 0: none (the run key episode_length alone caps an episode).
     max_game_frames: int = 0
@@ -101,9 +105,26 @@ def protocol_steps(task: str, protocol: str | None) -> int:
     return known.steps if known is not None and split_task(task)[0] == "atari" else 0
 
 
-def zero_history(task: str, protocol: str | None) -> bool:
-    """Whether the frame stacks of `task`'s episodes start from zeros under `protocol` (AtariProtocol)."""
-    return split_task(task)[0] == "atari" and ATARI_PROTOCOLS[protocol or "mrq"].zero_history
+def atari_protocol(name: str | None, changes: dict | None = None) -> AtariProtocol:
+    """The Atari protocol `name` (None: the suite's default, mrq) with `changes` to its settings (the run key
+    protocol_changes)."""
+    return dataclasses.replace(ATARI_PROTOCOLS[name or "mrq"], **(changes or {}))
+
+
+def protocol_changes(task: str, protocol: str | None, changes: dict) -> dict:
+    """Of an agent's `changes` to the Atari protocols' settings (AgentConfig.PROTOCOL_CHANGES), those that
+    change `protocol` on `task`: {} on another suite's task (or a protocol Atari lacks, which the run config
+    refuses), and none the protocol has already."""
+    if split_task(task)[0] != "atari" or protocol not in ATARI_PROTOCOLS:
+        return {}
+    base = atari_protocol(protocol)
+    return {k: v for k, v in changes.items() if getattr(base, k) != v}
+
+
+def zero_history(task: str, protocol: str | None, changes: dict | None = None) -> bool:
+    """Whether the frame stacks of `task`'s episodes start from zeros under `protocol` (AtariProtocol) with
+    `changes` (the run key protocol_changes)."""
+    return split_task(task)[0] == "atari" and atari_protocol(protocol, changes).zero_history
 
 
 SUITES: dict[str, Suite] = {

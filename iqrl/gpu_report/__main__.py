@@ -2,7 +2,7 @@
 
     python -m iqrl.gpu_report part first|1|2|3|all --out DIR [--smoke] [--budget-s S] [--full]
     python -m iqrl.gpu_report wheels [--python 3.12] [--glibc 2.28] [--out .whl] [--no-gl]
-    python -m iqrl.gpu_report collect DIR     # a GPU session's part*.jsonl -> docs/gpu-results/, then `doc`
+    python -m iqrl.gpu_report collect DIR     # a GPU's part*.jsonl -> docs/gpu-results/, then `doc`
     python -m iqrl.gpu_report doc [--check]   # regenerate the GPU section of docs/performance.md
 
 `part`: on a GPU machine (docs/performance.md, "On a GPU"); `first` is the GPU's first command (the captured
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     wheels.add_argument("--glibc", default="2.28", help="the newest manylinux glibc tag to accept")
     wheels.add_argument("--out", type=Path, default=Path(".whl"))
     wheels.add_argument("--no-gl", action="store_true", help="leave out the GL libraries (.gl/, pixel rows)")
-    collect = sub.add_parser("collect", help="merge a GPU session's rows into docs/gpu-results/")
+    collect = sub.add_parser("collect", help="merge the rows of a GPU's parts into docs/gpu-results/")
     collect.add_argument("src", type=Path)
     doc = sub.add_parser("doc", help="regenerate the GPU section of docs/performance.md")
     doc.add_argument("--check", action="store_true", help="exit 1 if the section is out of date")

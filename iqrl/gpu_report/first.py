@@ -45,7 +45,7 @@ from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, latest_test_outcomes
 
 #: The first command's rows: part 0 (OUT/part0.jsonl), merged by `collect` like the other parts'.
 PART = 0
-#: Its budget: under the device tool's 10 minutes a command with the wheels' install and the imports.
+#: Its budget: a command of 10 minutes with the wheels' install and the imports.
 BUDGET_S = 480.0
 #: The learning runs of successive first commands, in turn: (agent, task, keys). The campaigns' agents
 #: (ablations/main.yaml, sota.yaml): iqrl first, then its hard task, DR.Q, SimbaV2 at UTD 8, TD-MPC2, TD3, a

@@ -41,21 +41,22 @@ from iqrl.gpu_report.results import (
     run_row_stands,
 )
 from iqrl.runfolder.files import read_status
+from iqrl.runfolder.provenance import git_commit
 
 REPO = Path(__file__).resolve().parents[2]
-#: A full part's budget: 8 minutes, under the device tool's 10 a command with the wheels' install and the
-#: imports, and three parts with the machine's start-ups within a session's 30 minutes of device time.
+#: A full part's budget: 8 minutes, so that a part with the wheels' install and the imports fits a command of
+#: 10 minutes, and the first command and three parts half an hour of a GPU with the machine's start-ups.
 BUDGET_S = 480.0
 #: The smoke (CPU, tiny sizes; tests/test_gpu_report.py) has no budget unless --budget-s gives one: its parts
 #: run every row, and part 3 stops its runs once each has evaluated past env step 0 (an event): what it
 #: checks never depends on how fast, or how loaded, the machine is.
 SMOKE_BUDGET_S = math.inf
 #: Part 2 starts no row with less than this left: a compiled row at paper size may take 1-2 minutes (cold
-#: compile); a row cut off is recorded as missing, for a later session.
+#: compile); a row cut off is recorded as missing, for the part's next run.
 ROW_RESERVE_S = 90.0
 #: Part 3: seconds a stopped run gets to finish its episode and write its checkpoint before it is killed.
 STOP_GRACE_S = 60.0
-CUT_OFF = "cut off by the part's budget"  # a row so marked is `missing`, measured by a later session
+CUT_OFF = "cut off by the part's budget"  # a row so marked is `missing`, measured by the part's next run
 PACKAGES = ("numpy", "pandas", "mujoco", "dm-control", "omegaconf", "pytest", "triton")
 
 
@@ -92,6 +93,7 @@ def machine() -> dict:
         "cpu": hardware(torch.device("cpu")),
         "python": platform.python_version(),
         "packages": {name: installed_version(name) for name in PACKAGES},
+        "commit": git_commit(),  # "unknown" in a copy without git: `collect` then records its checkout's
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
@@ -140,8 +142,8 @@ def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None, f
 
 def part1(log: RowLog, smoke: bool, deadline: float) -> None:
     """tests/test_cuda.py, one row per test as it ends (a test never reached: outcome `collected`), but the
-    tests that passed on this GPU model in docs/gpu-results/ (so that a session whose part 1 was cut off or
-    failed runs what is left; IQRL_REPORT_ALL=1 runs them all again)."""
+    tests that passed on this GPU model in docs/gpu-results/ (so that a part 1 that was cut off or failed
+    runs what is left when run again; IQRL_REPORT_ALL=1 runs them all again)."""
     passed = sorted(passed_tests(committed_rows(1)))
     if passed:
         print(f"{len(passed)} tests already passed on this GPU (docs/gpu-results/): left out", flush=True)
@@ -185,8 +187,8 @@ def passed_tests(rows: list[dict]) -> set[str]:
 def part2(log: RowLog, smoke: bool, deadline: float, full: bool = False) -> None:
     """The plan's bench rows in order (plan.part2_rows: the campaigns' end-to-end rows in the modes part 1
     verified on this GPU model; `full`: every row), but those docs/gpu-results/ already holds for this GPU
-    model (so that successive sessions fill the plan in; IQRL_REPORT_ALL=1 measures them again); each row
-    in its own process(es), `packed` copies at once."""
+    model (so that successive runs of part 2 fill the plan in; IQRL_REPORT_ALL=1 measures them again); each
+    row in its own process(es), `packed` copies at once."""
     device = "cpu" if smoke else "cuda"
     if smoke:
         print("smoke: tiny rows on the CPU; compiled, tf32 and cudagraphs rows skipped (CUDA / minutes each)")
@@ -216,7 +218,7 @@ def rate_text(row: dict) -> str:
 def measured_keys(rows: list[dict]) -> set[str]:
     """The keys of the bench and end-to-end rows in `rows` whose rates stand (`rate_stands`,
     `run_row_stands`): not those that failed, are stale or flagged, nor those a part listed as missing (cut
-    off, or no time left), which a later session measures."""
+    off, or no time left), which the part's next run measures."""
     return {r["key"] for r in rows if rate_stands(r) or run_row_stands(r)}
 
 
@@ -367,8 +369,8 @@ def committed_rows(part: int) -> list[dict]:
 
 
 def part2_rows_of_this_machine(out: Path) -> list[dict]:
-    """Part 2's bench rows measured on this GPU: collected into docs/gpu-results/ (the device tool empties
-    OUT between commands: collect part 2's files before part 3), or in OUT/part2.jsonl (`PART=all`)."""
+    """Part 2's bench rows measured on this GPU: collected into docs/gpu-results/ (a command's OUT
+    holds its own part's files only: collect part 2's before part 3), or in OUT/part2.jsonl (`PART=all`)."""
     rows = committed_rows(2)
     here = out / "part2.jsonl"
     if here.exists():

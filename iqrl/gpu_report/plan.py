@@ -226,7 +226,8 @@ def smoke_rows() -> list[BenchRow]:
 
 
 #: Paper-scale learning runs of issues 48 and 60, DMC-hard at 1M env steps, five seeds in one K-seed process
-#: each: longer than any session, so no part runs them; the report lists them as wanted until a campaign has
+#: each: hours each, longer than any part, so no part runs them; the report lists them as wanted until a
+#: campaign has
 #: (the full grids with projected GPU-hours: ablations/sota.yaml and ablations/network.yaml, `make sweep
 #: DRY=1`). DR.Q's released curves (REFERENCE_DRQ=) hold dr-q's published numbers on both tasks, SimbaV2's
 #: (REFERENCE_SIMBA=) TD-MPC2's; DroQ has none on DMC.

@@ -1,8 +1,8 @@
 """The GPU report's committed results and the section of docs/performance.md generated from them.
 
 docs/gpu-results/<gpu>-<date>.jsonl holds one machine's rows of one day (iqrl/gpu_report/parts.py writes
-them; `collect` merges a session's part files into it), docs/gpu-results/runs/<gpu>-<date>/ the learning
-runs of that machine and day (iqrl/gpu_report/learning.py). The section between the markers of
+them; `collect` merges the part files of a GPU's runs into it), docs/gpu-results/runs/<gpu>-<date>/ the
+learning runs of that machine and day (iqrl/gpu_report/learning.py). The section between the markers of
 docs/performance.md is `section()` of all of them, never typed by hand (tests/test_gpu_report.py checks it
 is up to date), with the figure of the learning runs (docs/gpu-results/learning.png) embedded, and it lists
 the planned rows that no GPU has measured yet.
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from iqrl.gpu_report import learning, plan
+from iqrl.runfolder.provenance import git_commit
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "gpu-results"
@@ -154,8 +155,10 @@ def row_id(row: dict) -> tuple:
 
 
 def collect(src: Path, folder: Path = RESULTS) -> Path:
-    """Merge the part files of `src` (a session's OUT: part1.jsonl ...) into folder/<gpu>-<date>.jsonl, one
-    machine row first, later rows replacing earlier ones of the same id. Returns the file written."""
+    """Merge the part files of `src` (the OUT of a GPU's parts: part1.jsonl ...) into
+    folder/<gpu>-<date>.jsonl, one machine row first, later rows replacing earlier ones of the same id, each
+    new row with the commit it measured (`commit`: the machine row's, else this checkout's, which ran the
+    parts when it collects them). Returns the file written."""
     if not src.is_dir():
         raise ValueError(f"{src} is not a folder of part*.jsonl files")
     rows = [r for p in sorted(src.glob("part*.jsonl")) for r in read_jsonl(p, cut_tail=True, check="merge")]
@@ -167,9 +170,12 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
     target = folder / f"{machine_slug(machines[-1])}-{machines[-1]['date']}.jsonl"
     merged: dict[tuple, dict] = {}
     old = read_jsonl(target) if target.exists() else []
+    commit = machines[-1].get("commit")
+    commit = commit if commit not in (None, "unknown") else git_commit()
+    rows = [r if r["kind"] == "machine" else {"commit": commit, **r} for r in rows]
     for r in old + rows:
         if r["kind"] == "machine" or (r.get("outcome") == "collected" and row_id(r) in merged):
-            continue  # a test collected and never reached keeps the outcome an earlier session gave it
+            continue  # a test collected and never reached keeps the outcome an earlier run gave it
         merged[row_id(r)] = r
     folder.mkdir(parents=True, exist_ok=True)
     body = [{k: v for k, v in machines[-1].items() if k != "part"}] + list(merged.values())
@@ -179,10 +185,10 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
 
 
 def copy_runs(src: Path, dest: Path) -> None:
-    """The learning runs a session brought back (OUT/runs/<agent>/<task>/seed<k>/, the first command's:
+    """The learning runs a GPU's first command wrote (OUT/runs/<agent>/<task>/seed<k>/, the first command's:
     iqrl/gpu_report/first.py) into dest, beside the result file they belong to: each seed's run files (its
     config.yaml, eval.csv, train.csv, status.json), a run that dest holds already replaced whole (a later
-    session's run of the same GPU, day, agent and task)."""
+    run of the same GPU, day, agent and task)."""
     for run in sorted({p.parent for p in src.glob("*/*/seed*")}) if src.is_dir() else []:
         target = dest / run.relative_to(src)
         shutil.rmtree(target, ignore_errors=True)
@@ -201,21 +207,39 @@ def section(rows: list[dict], runs: list[learning.LearnedRun] = ()) -> str:
     for m in machines:
         mine = [r for r in rows if r.get("file") == m.get("file") and r["kind"] != "machine"]
         kept = [r for r in runs if r.sweep == Path(m.get("file", "")).stem]
-        lines += machine_lines(m) + test_lines(mine) + bench_lines(mine)
+        lines += machine_lines(m, mine) + test_lines(mine) + bench_lines(mine)
         lines += learn_lines(mine, {r.key for r in kept}) + learned_lines(kept)
     lines += figure_lines(runs) + missing_lines(rows) + [END]
     return "\n".join(lines)
 
 
-def machine_lines(m: dict) -> list[str]:
+def machine_lines(m: dict, rows: list[dict]) -> list[str]:
+    """A result file's heading and machine, and the commits its `rows` measured."""
     return [
         f"### {m['gpu']}, {m['date']} (docs/gpu-results/{machine_slug(m)}-{m['date']}.jsonl)",
         "",
         "Driver {driver}, torch {torch} (CUDA {cuda}), Python {python}, {cpu}.".format_map(
             {k: m.get(k, "?") for k in ("driver", "torch", "cuda", "python", "cpu")}
-        ),
+        )
+        + f" {commit_line(rows)}",
         "",
     ]
+
+
+def commit_line(rows: list[dict]) -> str:
+    """The commits of the code that measured `rows` (`commit`, which `collect` records), shortened; for rows
+    collected before it did, the commits that recorded them in docs/gpu-results/ (`recorded_in`)."""
+    measured = dict.fromkeys(
+        r["commit"][:7] + "-dirty" * r["commit"].endswith("-dirty") for r in rows if "commit" in r
+    )
+    recorded = dict.fromkeys(r["recorded_in"] for r in rows if "commit" not in r and "recorded_in" in r)
+    said = [f"Measured at commit {', '.join(measured)}." if measured else ""]
+    said += [
+        f"Recorded in commits {', '.join(recorded)} (before the report kept the commit it measured)."
+        if recorded
+        else ""
+    ]
+    return " ".join(x for x in said if x)
 
 
 def test_lines(rows: list[dict]) -> list[str]:

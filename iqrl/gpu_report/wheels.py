@@ -1,6 +1,7 @@
 """`make gpu-wheels`: the wheels a bare GPU machine lacks to run this project, for its Python, in one folder
-that the device tool carries (.whl/, with the working tree at most 64 MiB), and the GL libraries of its
-pixel rows (.gl/). scripts/gpu_part.sh installs them there with `pip install --no-index --target`.
+copied to it with the checkout (.whl/; with the working tree at most 64 MiB, CARRY_LIMIT_MB), and the GL
+libraries of its pixel rows (.gl/). scripts/gpu_part.sh installs them there with `pip install --no-index
+--target`.
 
 Which wheels: the project's dependencies (pyproject.toml, without extras but `atari` and `minigrid`, for the
 discrete agents' rows and tests), at the versions of the lock (uv.lock, `make lock`: the resolution every
@@ -28,7 +29,7 @@ from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
-#: The Python packages of the GPU machines' image, as the device tool's notes listed them on 2026-11-17.
+#: The Python packages of the image of the GPU machines the report first ran on, as listed on 2026-11-17.
 IMAGE_HAS = frozenset(
     """absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build
     certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings
@@ -64,8 +65,9 @@ TRIM = {
     "dm-control": ("dm_control/locomotion/", "dm_control/mujoco/testing/", "dm_control/blender/"),
     "mujoco": ("mujoco/experimental/",),
 }
-#: The debs of the device tool's recipe for EGL on its machines (its README), unpacked by scripts/gpu_part.sh.
+#: The debs that give those machines EGL (their Ubuntu's packages), unpacked by scripts/gpu_part.sh.
 GL_DEBS = ("libvulkan1", "libegl1", "libglvnd0", "libopengl0", "libgl1", "libglx0", "libgles2")
+#: What those machines took with each command: the checkout, its wheels and GL libraries included.
 CARRY_LIMIT_MB = 64.0
 
 
@@ -195,8 +197,8 @@ def build(out: Path, python: str, glibc: str = "2.28") -> list[Path]:
 
 
 def prepare(out: Path, python: str, glibc: str, gl: bool = True) -> int:
-    """`make gpu-wheels`: the wheel set in `out`, the GL debs in .gl/, and what the carry totals against the
-    device tool's limit (part 3's published curves are tracked files, analysis/reference_data)."""
+    """`make gpu-wheels`: the wheel set in `out`, the GL debs in .gl/, and what the copy totals against
+    CARRY_LIMIT_MB (part 3's published curves are tracked files, analysis/reference_data)."""
     wheels = build(out, python, glibc)
     gl_dir = REPO / ".gl"
     if gl:
@@ -209,6 +211,6 @@ def prepare(out: Path, python: str, glibc: str, gl: bool = True) -> int:
     carried = {"wheels": megabytes(out.iterdir()), "GL debs": megabytes(gl_dir.glob("*.deb"))}
     carried["tracked files"] = tracked_mb()
     print(", ".join(f"{k} {v:.1f} MB" for k, v in carried.items()), end="")
-    print(f": {sum(carried.values()):.1f} of the {CARRY_LIMIT_MB:.0f} MiB the device tool carries")
+    print(f": {sum(carried.values()):.1f} of the {CARRY_LIMIT_MB:.0f} MiB a copy of the checkout may take")
     print(f"left out (the image has them or the report needs none): {', '.join(LEFT_OUT)} and the image's")
     return 0 if sum(carried.values()) <= CARRY_LIMIT_MB else 1

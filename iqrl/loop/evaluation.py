@@ -1,7 +1,8 @@
-"""Deterministic evaluation episodes: one at a time, or several side by side with one `act` per step.
+"""Deterministic evaluation episodes: one at a time, or several side by side with one `act` per step and
+their envs stepped together (iqrl/envs/batch.py: DMC physics in one call into MuJoCo).
 
-It imports numpy and nothing of the harness: envs and agents come in as arguments (iqrl/envs/make.py, the
-agent interface).
+It imports numpy and the envs' batch: envs and agents come in as arguments (iqrl/envs/make.py, the agent
+interface).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from iqrl.envs.batch import EnvBatch
 
 
 def step_seed(seed: int, env_step: int) -> int:
@@ -45,12 +48,13 @@ def eval_batch(envs: list, agent, on_frame=None) -> list[Outcome]:
     """len(envs) deterministic evaluation episodes side by side; their outcomes.
 
     One `act` call per step for all of them (on a GPU one batched forward pass, or one batched MPPI plan,
-    instead of N). Episode i starts from the task state that episode i of the sequential loop starts from:
-    env i takes the task's random stream where env i-1's reset left it (the suite's tasks draw only at
-    reset), and env 0, the run's evaluation env, ends holding the stream after all N resets, as the
-    sequential loop leaves it. Returns agree with `eval_episode` run N times up to the rounding of batched
-    kernels (docs/performance.md); an agent that samples while evaluating (MPPI) draws other numbers.
-    `on_frame()` is called after env 0's reset and after each of its steps (videos).
+    instead of N), and one step of their envs together (`EnvBatch`: each env's numbers are its own).
+    Episode i starts from the task state that episode i of the sequential loop starts from: env i takes the
+    task's random stream where env i-1's reset left it (the suite's tasks draw only at reset), and env 0,
+    the run's evaluation env, ends holding the stream after all N resets, as the sequential loop leaves it.
+    Returns agree with `eval_episode` run N times up to the rounding of batched kernels
+    (docs/performance.md); an agent that samples while evaluating (MPPI) draws other numbers. `on_frame()`
+    is called after env 0's reset and after each of its steps (videos).
     """
     obs = []
     for i, env in enumerate(envs):
@@ -61,19 +65,21 @@ def eval_batch(envs: list, agent, on_frame=None) -> list[Outcome]:
     agent.on_episode_start(training=False)
     obs, totals, running = np.stack(obs), np.zeros(len(envs)), np.ones(len(envs), bool)
     success = np.zeros(len(envs), bool)
-    frame = on_frame or (lambda: None)
+    frame, batch = on_frame or (lambda: None), EnvBatch(envs)
     frame()
     while running.any():
         # every row acts, finished ones included, so an agent's per-row state (a warm-started plan) stays
         # aligned with its env
         actions = agent.act(obs, explore=False)
-        for i in np.flatnonzero(running):
-            step = envs[i].step(actions[i])
+        live = np.flatnonzero(running)
+        for i, step in zip(live, batch.step([(i, actions[i]) for i in live])):
+            if isinstance(step, BaseException):
+                raise step
             totals[i] += step.reward
             success[i] |= step.success
             obs[i], running[i] = step.obs, not (step.terminated or step.truncated)
             if i == 0:
-                frame()
+                frame()  # env 0's picture: the other envs' steps leave its physics alone
     return [Outcome(r, bool(s)) for r, s in zip(totals.tolist(), success)]
 
 

@@ -120,10 +120,14 @@ def _on_meta(x):
 
 def meta_agent(cfg: RunConfig, obs_dim, act_dim: int | ActionSpec):
     """The run's agent with its large tensors on the meta device (shapes only; see _LargeOnMeta)."""
+    return agent_on_meta(cfg.agent, obs_dim, act_dim, len(task_list(cfg.task)))
+
+
+def agent_on_meta(agent_cfg, obs_dim, act_dim: int | ActionSpec, num_tasks: int = 1):
+    """The agent of config `agent_cfg` with its large tensors on the meta device: what it is built with
+    (its spec, its modules' shapes) at no cost in memory."""
     with _LargeOnMeta():
-        return registry.make_agent(
-            cfg.agent, obs_dim, act_dim, torch.device("cpu"), 0, len(task_list(cfg.task))
-        )
+        return registry.make_agent(agent_cfg, obs_dim, act_dim, torch.device("cpu"), 0, num_tasks)
 
 
 def agent_tensors(agent) -> list[torch.Tensor]:

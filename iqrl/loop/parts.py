@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from iqrl.config.run import RunConfig, observation, perturbations
+from iqrl.config.run import RunConfig, observation, perturbations, protocol
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
@@ -105,7 +105,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
             context_dim=spec.context_dim,
             context_dtype=spec.context_dtype,
             online=spec.online_replay,
-            zero_history=zero_history(tasks[i], cfg.protocol),
+            zero_history=zero_history(tasks[i], cfg.protocol, cfg.protocol_changes),
         )
         for i in range(len(tasks))
     ]
@@ -125,7 +125,7 @@ def run_env(cfg: RunConfig, task: str, seed: int, perturb, evaluation: bool = Fa
     protocol, with `perturb`; the evaluation env's settings with `evaluation`. A training env of a run with
     env_workers=true is built and stepped in a worker process of its own (iqrl.envs.workers)."""
     args = (task, seed, cfg.action_repeat, cfg.episode_length, perturb, observation(cfg))
-    kwargs = {"protocol": cfg.protocol, "evaluation": evaluation}
+    kwargs = {"protocol": protocol(cfg), "evaluation": evaluation}
     if cfg.env_workers and not evaluation:
         return EnvWorker(make_env, args, kwargs, name=f"{task} seed {seed}")
     return make_env(*args, **kwargs)

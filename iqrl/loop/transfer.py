@@ -34,7 +34,7 @@ import yaml
 from torch import Tensor, nn
 
 from iqrl.config.build import from_yaml_dict
-from iqrl.config.run import ConfigError, RunConfig, observation, perturbations, to_yaml_dict
+from iqrl.config.run import ConfigError, RunConfig, observation, perturbations, protocol, to_yaml_dict
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
 from iqrl.envs.make import make_env
@@ -161,7 +161,7 @@ def built_agent(cfg: RunConfig) -> Agent:
             cfg.episode_length,
             perturbations(cfg),
             observation(cfg),
-            protocol=cfg.protocol,
+            protocol=protocol(cfg),
         )
         return make_agent(cfg.agent, env.obs_dim, env.action_spec, "cpu", cfg.seed, num_tasks=len(tasks))
 

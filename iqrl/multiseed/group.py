@@ -69,6 +69,7 @@ from iqrl.multiseed.vectorise import (
     clip_per_seed,
     form_of,
     own_code,
+    stack_slots,
     tensors_apart,
     vmap_tree,
 )
@@ -82,7 +83,7 @@ class Piece(NamedTuple):
     """One piece of an update handed to the group: what `Updater.call` / `step` / `ema` / `copy` / `reset` was
     given."""
 
-    kind: str  # call | step | ema | copy | reset | act
+    kind: str  # call | step | ema | copy | reset | act | host
     fn: Callable | None  # the function (call, step, act; reset: build)
     args: tuple  # its positional arguments (ema, copy: target, online; reset: the modules)
     draws: dict  # its keyword arguments (the random draws; reset: seed)
@@ -94,8 +95,9 @@ class Piece(NamedTuple):
 
     @property
     def form(self) -> tuple:
-        """What pieces must share to run as one: the function, and the form of its arguments."""
-        return self.name, form_of((self.args, self.draws))
+        """What pieces must share to run as one: the function, and the form of its arguments (host work:
+        the function, which takes every seed's arguments as they are)."""
+        return (self.name, self.fn) if self.kind == "host" else (self.name, form_of((self.args, self.draws)))
 
 
 class SeedUpdater(Updater):
@@ -128,6 +130,11 @@ class SeedUpdater(Updater):
 
     def act(self, fn: Callable, *args, **draws) -> Any:
         return self.group.submit(self.k, Piece("act", fn, args, draws, {}))
+
+    def host(self, fn: Callable, *args) -> Any:
+        """Host work `fn([each seed's args])` (its env's step: iqrl/multiseed/envs.py), run once for the seeds
+        that hand it in together; seed k's result."""
+        return self.group.submit(self.k, Piece("host", fn, args, {}, {}))
 
 
 class SeedGroup:
@@ -183,16 +190,17 @@ class SeedGroup:
         self._synced_in = False
         for k in placed:
             self.agents[k].updater = SeedUpdater(self, k)
-        # Rendezvous of the seeds' pieces.
-        self.cv = threading.Condition()
+        # Rendezvous of the seeds' pieces, one lock: the server waits on `cv` for the last hand-in, each seed
+        # on its own condition for its result (a notify_all woke every thread at every hand-in)
+        self.cv = threading.Condition(lock := threading.RLock())
+        self.woken = [threading.Condition(lock) for _ in self.agents]
         self.active = set(placed)
         self.pending: dict[int, Piece] = {}
         self.update_of = dict.fromkeys(range(self.K), 0)  # each seed's update number (`at_update`)
         self.results: dict[int, Any] = {}
         self.round = 0
         self.error: BaseException | None = None
-        # True while a thread runs `serve`: rounds then run there, not in a seed's thread
-        self.serving = False
+        self.serving = False  # while a thread runs `serve`: rounds then run there, not in a seed's thread
 
     def _pad(self, per_seed: list) -> list:
         return per_seed + [per_seed[0]] * (self.slots - self.K)
@@ -322,21 +330,23 @@ class SeedGroup:
 
     # ------------------------------------------------------------------ running a piece for every seed
     def _run_round(self) -> None:
-        if not self._synced_in:
-            self._sync_in()
-            self._synced_in = True
-        else:
-            self._sync_stats_in()
-        seeds = self._acting() or self._updating()
+        seeds = self._together("act") or self._together("host") or self._updating()
         pieces = [self.pending.pop(k) for k in seeds]
         if len({p.name for p in pieces}) != 1:
             raise RuntimeError(
                 "seeds out of lockstep: " + ", ".join(f"seed {k}: {p.name}" for k, p in zip(seeds, pieces))
             )
-        self.moving = self._moving(seeds)
-        if pieces[0].kind != "act":  # actions run eager, outside the graph tree
-            self._graph_step(self.update_of[seeds[0]])
-        for k, r in zip(seeds, getattr(self, f"_{pieces[0].kind}")(seeds, pieces)):
+        kind = pieces[0].kind
+        if kind == "host":  # the seeds' host work (their envs' steps: iqrl/multiseed/envs.py), once for all
+            results = pieces[0].fn([p.args for p in pieces])
+        else:
+            self._sync_stats_in() if self._synced_in else self._sync_in()
+            self._synced_in = True
+            self.moving = self._moving(seeds)
+            if kind != "act":  # actions run eager, outside the graph tree
+                self._graph_step(self.update_of[seeds[0]])
+            results = getattr(self, f"_{kind}")(seeds, pieces)
+        for k, r in zip(seeds, results):
             self.results[k] = r
 
     def _graph_step(self, update: int) -> None:
@@ -353,13 +363,13 @@ class SeedGroup:
             torch.compiler.cudagraph_mark_step_begin()
             self._marked = update
 
-    def _acting(self) -> list[int]:
-        """The seeds whose pending action has the first acting seed's form (function, argument shapes): one
-        forward for them. The others (a seed evaluating while another still trains: another function or
-        batch shape) act in the next round."""
-        acting = sorted(k for k, p in self.pending.items() if p.kind == "act")
-        form = [self.pending[k].form for k in acting]
-        return [k for k, f in zip(acting, form) if f == form[0]]
+    def _together(self, kind: str) -> list[int]:
+        """The seeds whose pending piece of `kind` (act, host) has the first such seed's form (function,
+        argument shapes): one run for them. The others (a seed evaluating while another still trains: another
+        function or batch shape) run in the next round."""
+        seeds = sorted(k for k, p in self.pending.items() if p.kind == kind)
+        form = [self.pending[k].form for k in seeds]
+        return [k for k, f in zip(seeds, form) if f == form[0]]
 
     def _updating(self) -> list[int]:
         """The pieces of the seeds at the earliest update: a seed further on (resumed at one env step after
@@ -369,23 +379,11 @@ class SeedGroup:
         return sorted(k for k in self.pending if self.update_of[k] == first)
 
     def _stack(self, live: list[int], trees: list) -> Any:
-        """The seeds' arguments stacked per slot (a seed that has left gets a live seed's: its slice is
-        computed and thrown away, which keeps the shapes fixed). Numbers that differ between seeds (MR.Q's
-        reward scales) are stacked as a tensor; any other leaf must be the same for every seed."""
+        """The seeds' arguments stacked per slot (`stack_slots`; a seed that has left gets a live seed's: its
+        slice is computed and thrown away, which keeps the shapes fixed)."""
         by_seed = dict(zip(live, trees))
-        slots = [by_seed.get(k, trees[0]) for k in range(self.slots)]
         device = next(iter(self.stacked.values())).device
-
-        def stack(first, *rest):
-            if isinstance(first, Tensor):
-                return torch.stack([first, *rest])
-            if all(r == first for r in rest):
-                return first
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (first, *rest)):
-                return torch.tensor([first, *rest], device=device)
-            raise RuntimeError(f"seeds passed different values ({first!r}, ...) where one is shared")
-
-        return tree_map(stack, *slots)
+        return stack_slots([by_seed.get(k, trees[0]) for k in range(self.slots)], device)
 
     def _inputs(self, live: list[int], pieces: list[Piece]) -> tuple[Any, Any]:
         """The pieces' arguments and draws, each stacked per slot (`_stack`)."""
@@ -550,7 +548,7 @@ class SeedGroup:
             self.pending[k] = piece
             self._maybe_run()
             while k not in self.results and self.error is None:
-                self.cv.wait()
+                self.woken[k].wait()
             if self.error is not None:
                 raise RuntimeError(f"the group update failed: {self.error}") from self.error
             return self.results.pop(k)
@@ -579,7 +577,8 @@ class SeedGroup:
 
     def _maybe_run(self) -> None:
         if self.serving:
-            self.cv.notify_all()
+            if self._ready() or not self.active:  # a round to run, or the server's end
+                self.cv.notify()
         else:
             while self._ready():
                 self._run_pending()
@@ -591,7 +590,8 @@ class SeedGroup:
             self.error = e
             self.pending.clear()
         self.round += 1
-        self.cv.notify_all()
+        for k in range(self.K) if self.error is not None else list(self.results):
+            self.woken[k].notify()
 
     def leave(self, k: int) -> None:
         """Seed k is finished (or failed): later rounds no longer wait for it."""

@@ -31,6 +31,7 @@ from iqrl.core.checks import Refused
 from iqrl.loop.preflight import check_device_type, check_machine, check_run_folder, check_writable
 from iqrl.loop.timing import summary_line
 from iqrl.loop.trainer import Trainer
+from iqrl.multiseed.envs import step_together, steps_together
 from iqrl.multiseed.group import SeedGroup
 from iqrl.multiseed.refusals import KSeedRefused, unsupported
 from iqrl.runfolder import checkpoints
@@ -179,13 +180,14 @@ Trains the seeds in one process with the networks vectorised over seeds; writes 
 (the same as python -m iqrl.train ... seed=k out=ROOT/seed<k>). Re-running resumes; done seeds are skipped."""
 
 
-def workers_help(k: int) -> bool:
-    """env_workers's default for a group of k seeds: each env in a worker process of its own wherever the
-    process may use two cores or more. In threads the k envs share one core's worth of interpreter
-    (dm_control's step holds the lock), so a group collects at most one seed's rate in all, less the turns;
-    in workers they use every core, at a pipe's round trip per step (docs/performance.md, "Environments in
-    worker processes")."""
-    return k > 1 and len(os.sched_getaffinity(0)) >= 2
+def workers_help(k: int, cfg=None) -> bool:
+    """env_workers's default for a group of k seeds of runs like `cfg`: in this process where the group steps
+    its envs together (DMC: `steps_together`, their physics in one call into MuJoCo, iqrl/multiseed/envs.py);
+    otherwise (None: runs whose envs step apart) each env in a worker process of its own wherever the
+    process may use two cores or more: the other suites' envs hold the interpreter lock while they step, so
+    in threads the k envs share one core's worth of it (docs/performance.md, "Environments of a K-seed
+    group")."""
+    return k > 1 and not (cfg is not None and steps_together(cfg)) and len(os.sched_getaffinity(0)) >= 2
 
 
 def parse_seeds(argv: list[str]) -> tuple[list[int], Path, list[str]]:
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     try:
         seeds, root, rest = parse_seeds(argv)
         if not any(a.startswith("env_workers=") for a in rest):
-            rest.append(f"env_workers={str(workers_help(len(seeds))).lower()}")
+            asked = build_config([*rest, f"seed={seeds[0]}", f"out={root / f'seed{seeds[0]}'}"])
+            rest.append(f"env_workers={str(workers_help(len(seeds), asked)).lower()}")
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
         for line in warnings_of(cfgs[0]):
             print(f"warning: {line}", file=sys.stderr)
@@ -280,6 +283,7 @@ def _train_group(cfgs: list, points: list, should_stop, trainers: list, places=N
     except KSeedRefused as e:  # before anything is written
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    step_together(trainers)  # their envs' steps in the group's rounds (DMC in this process)
     stop = GroupStop(should_stop, trainers)
     for t, k in zip(trainers, slots):
         t.group, t.seed_index = group, k

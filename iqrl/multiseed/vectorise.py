@@ -70,6 +70,23 @@ def form_of(tree) -> tuple:
     return str(spec), tuple((v.shape, v.dtype) if isinstance(v, Tensor) else repr(v) for v in leaves)
 
 
+def stack_slots(slots: list, device: torch.device) -> Any:
+    """The arguments of every slot (a tree each) stacked: tensors along a new first dimension; numbers that
+    differ between slots (MR.Q's reward scales) as a tensor on `device`; any other leaf must be the same for
+    every slot."""
+
+    def stack(first, *rest):
+        if isinstance(first, Tensor):
+            return torch.stack([first, *rest])
+        if all(r == first for r in rest):
+            return first
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (first, *rest)):
+            return torch.tensor([first, *rest], device=device)
+        raise RuntimeError(f"seeds passed different values ({first!r}, ...) where one is shared")
+
+    return tree_map(stack, *slots)
+
+
 def vmap_tree(fn: Callable, *args):
     """vmap(fn) over dimension 0 of every tensor in args (other leaves are passed as they are), for an fn
     whose output may hold non-tensors (None, numbers): those come back as one seed computed them."""

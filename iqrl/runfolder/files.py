@@ -97,6 +97,9 @@ LEGACY_VALUES = {
     "frame_stack": 3,
     # suite protocols (iqrl.envs.tasks.Suite.protocols; Atari's): older runs ran their suite's only one
     "protocol": "default",
+    # an agent's changes to its Atari protocol (AgentConfig.PROTOCOL_CHANGES): older runs ran the protocol as
+    # it is (a dreamerv3 atari100k run learned from clipped rewards)
+    "protocol_changes": {},
     # transfer (iqrl.loop.transfer): older runs started from scratch
     "init_from": "",
     "init_parts": ["representation"],

@@ -1,0 +1,74 @@
+"""A K-seed group's training envs stepped together in the group's rounds (iqrl/multiseed/envs.py): one call
+into MuJoCo per env step for all seeds, the envs in the group's process by default on DMC, each hand-in waking
+only the thread it concerns."""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+
+from iqrl.config.build import build_config
+from iqrl.envs import batch as batch_module
+from iqrl.multiseed import group as group_module
+from iqrl.multiseed.runs import main, workers_help
+from iqrl.runfolder.exits import EXIT_OK
+
+from conftest import TINY_AGENT, TINY_RUN
+
+TINY = ["agent=td3", *TINY_RUN, *TINY_AGENT["td3"], "steps=600"]
+
+
+def test_a_groups_envs_step_in_one_physics_call_per_env_step(tmp_path, monkeypatch):
+    """Three seeds in their seed phase (uniform random actions: nothing else makes them meet) step their
+    envs in the group's rounds: every physics call of the training envs holds all three, one per env step,
+    in this process (env_workers false by default on DMC, in the run's config.yaml)."""
+    calls = []
+    step = batch_module.PhysicsBatch.step
+
+    def counted(self, ids, nstep):
+        calls.append((len(self.physics), sorted(ids)))
+        return step(self, ids, nstep)
+
+    monkeypatch.setattr(batch_module.PhysicsBatch, "step", counted)
+    seeding = [k for k in TINY if not k.startswith("seed_steps=")] + ["seed_steps=600"]
+    assert main([*seeding, "seeds=0,1,2", f"out={tmp_path}"]) == EXIT_OK
+    training = [ids for n, ids in calls if n == 3]  # the evaluation's batches hold its 2 episodes' envs
+    assert training == [[0, 1, 2]] * 600  # 600 env steps per seed: one call for the three at each
+    for s in range(3):
+        assert "env_workers: false" in (tmp_path / f"seed{s}" / "config.yaml").read_text()
+
+
+def test_env_workers_by_default_only_where_envs_cannot_step_together():
+    """DMC groups step their envs together in their process; a group of another suite's envs, which hold the
+    interpreter lock, gets each env in a worker where the process has two cores or more."""
+    cores = len(os.sched_getaffinity(0))
+    dmc = build_config(["agent=td3", "task=walker-walk", "out=unused"])
+    grid = build_config(["agent=dqn", "task=minigrid:MiniGrid-Empty-5x5-v0", "out=unused"])
+    assert [workers_help(k, dmc) for k in (1, 4, 16)] == [False] * 3
+    assert [workers_help(k, grid) for k in (1, 4, 16)] == [False] + [cores >= 2] * 2
+
+
+def test_a_hand_in_wakes_only_the_thread_it_concerns(tmp_path, monkeypatch):
+    """Each piece a seed hands in (its env's steps, its actions, its update's pieces) costs it at most one
+    wait: it sleeps until its own result is in, not once per other seed's hand-in (a notify_all for every
+    hand-in woke every waiting seed); the serving thread wakes about once per round, not once per hand-in."""
+    waits, pieces = collections.Counter(), collections.Counter()
+    wait, submit = threading.Condition.wait, group_module.SeedGroup.submit
+
+    def counted_wait(self, timeout=None):
+        waits[threading.current_thread().name] += 1
+        return wait(self, timeout)
+
+    def counted_submit(self, k, piece):
+        pieces[threading.current_thread().name] += 1
+        return submit(self, k, piece)
+
+    monkeypatch.setattr(threading.Condition, "wait", counted_wait)
+    monkeypatch.setattr(group_module.SeedGroup, "submit", counted_submit)
+    assert main([*TINY, "seeds=0,1,2", f"out={tmp_path}"]) == EXIT_OK  # past its seed phase: updates too
+    seeds = [f"seed{s}" for s in range(3)]
+    assert all(pieces[s] > 600 for s in seeds)
+    for s in seeds:
+        assert waits[s] <= pieces[s], (s, waits[s], pieces[s])
+    assert waits["MainThread"] <= 1.05 * max(pieces.values()) + 10  # rounds, not hand-ins (3 per round)
