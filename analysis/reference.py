@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,7 @@ def _read_table(path: Path) -> pd.DataFrame:
             na_values=dict.fromkeys(NUMBER_COLUMNS, [""]),
             float_precision="round_trip",
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zlib.error) as exc:  # EOFError, zlib.error: a damaged .gz
         raise AnalysisError(f"cannot read reference file {path}: {exc}") from None
     if _well_formed(df):  # the shipped tables: read typed, 4 times faster than cell by cell
         return df.assign(ablation=df["ablation"] if "ablation" in df else "")

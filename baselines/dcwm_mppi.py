@@ -184,10 +184,7 @@ class Planner:
     evaluates_beside = False
 
     def init_planner(self, seed: int) -> None:
-        self.act_generators = {}
-        for k, explore in enumerate((True, False)):
-            self.act_generators[explore] = torch.Generator(device=self.device)
-            self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
+        self.init_act_generators(seed)
         self.plan_mean: dict[bool, Tensor | None] = {True: None, False: None}  # warm starts [N, H, A]
 
     def on_episode_start(self, training: bool) -> None:

@@ -381,10 +381,7 @@ class DreamerV3(Agent):
         # acting: a generator per mode (training, evaluation) apart from the updates', each mode's carried
         # state (h, z, previous action; None: an episode starts) and, from training acts, the contexts not
         # yet written into the replay
-        self.act_generators = {}
-        for k, explore in enumerate((True, False)):
-            self.act_generators[explore] = torch.Generator(device=self.device)
-            self.act_generators[explore].manual_seed(seed + 1_000_003 * (k + 1))
+        self.init_act_generators(seed)
         self.carry: dict[bool, tuple[Tensor, Tensor, Tensor] | None] = {True: None, False: None}
         self.obs_count = 0  # training observations seen (`observe`): the replay's index of the next one
         self.pending: list[tuple[Tensor, Tensor]] = []  # (stored index [1], context [1, F]) of acted ones

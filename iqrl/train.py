@@ -21,9 +21,9 @@ from iqrl.config.validate import warnings_of
 from iqrl.core.checks import Refused
 from iqrl.loop.preflight import check_folder, check_machine, preflight
 from iqrl.loop.trainer import Trainer
-from iqrl.runfolder.checkpoints import restore_logs
-from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.runfolder.files import failure_line, print_traceback_for, training_lock, write_status
+from iqrl.runfolder.checkpoints import checkpoint_step, restore_logs
+from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from iqrl.runfolder.files import CHECKPOINT, failure_line, print_traceback_for, training_lock, write_status
 
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     ) as e:  # another process's folder, nothing to resume, a disk too full to lock: nothing written
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # a second Ctrl-C (stop_on_signals): the run, its evaluation and workers ended
+        return aborted(cfg, trainer)
     except Exception as e:  # recorded in status.json so sweeps and `make status` can show it
         print_traceback_for(e)
         msg = failure_line(e)
@@ -82,6 +84,19 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
             write_status(Path(cfg.out), "failed", step, cfg.steps, msg)
         print(f"error: run failed: {msg}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def aborted(cfg, trainer: Trainer | None) -> int:
+    """A run aborted by a second Ctrl-C: status.json `interrupted` at its last checkpoint's env step (where
+    the re-run resumes, as from any stop), saying so; one line; exit 3."""
+    at = trainer.env_step if trainer is not None else 0
+    held = checkpoint_step(Path(cfg.out) / CHECKPOINT) or 0
+    msg = f"aborted by a second Ctrl-C at env step {at}; a re-run resumes from its checkpoint at env step "
+    msg += str(held)
+    with contextlib.suppress(OSError):
+        write_status(Path(cfg.out), "interrupted", held, cfg.steps, msg)
+    print(f"interrupted: {msg}", file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED
 
 
 def finished(run_dir: Path) -> int:

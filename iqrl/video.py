@@ -3,7 +3,8 @@
     python -m iqrl.video RUN_DIR [--episodes 1] [--size 480] [--ckpt PATH]      (make video RUN=...)
 
 plays deterministic evaluation episodes of a run's checkpoint in the run's evaluation env, built and seeded
-as the trainer builds its own (iqrl.loop.parts.build_parts), and writes
+as the trainer builds its own (iqrl.loop.parts.build_parts) and started, as the run's evaluation at the
+checkpoint's step was (`eval_reseed`), from that step's states, and writes
 RUN_DIR/videos/<env_step>-ep<k>-return<R>.mp4. The checkpoint is verified as a resume verifies it
 (iqrl/runfolder/checkpoints.py): a latest generation that cannot be used is named in a warning and the
 previous
@@ -73,6 +74,10 @@ def record_run(run_dir: Path, episodes: int, size: int, ckpt: str = "") -> int:
         agent.load_state_dict(state["agent"])
     except (RuntimeError, KeyError, ValueError, TypeError) as e:  # verified, but of another agent or size
         raise ValueError(checkpoints.misfit(path, e)) from None
+    if (
+        cfg.eval_reseed
+    ):  # the first episodes of the run's evaluation at the checkpoint's step (its eval.csv row)
+        parts.seed_evaluation(env_step)
     torch.manual_seed(parts.eval_seed)  # planners sample even when acting deterministically
     np.random.seed(parts.eval_seed)
     for k in range(1, episodes + 1):

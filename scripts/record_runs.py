@@ -140,6 +140,11 @@ CHANGES: dict[str, list[str]] = {
     # Evaluation's own generator (docs/run-folder.md, "Evaluation"): no variant's evaluation drew from the
     # training generator at its defaults (mrq's and dr-q's official_gumbel_eval=true would, none is recorded).
     "evaluation streams: acting while evaluating draws from the agent's eval_generator (no variant)": [],
+    # Evaluations from (seed, env step) (eval_reseed, docs/run-folder.md "Evaluation"): every evaluation's
+    # episodes start from other initial states (step 0's too), so every eval.csv changes; no train.csv does.
+    "eval_reseed: each evaluation starts from (seed, env step): every variant's eval.csv, no train.csv": [
+        "*"
+    ],
     # Acting in one forward (Updater.act): a K-seed group's seeds act through one batched forward over the
     # stacked networks, whose kernels round otherwise than a seed's own; single runs compute as before.
     "K-seed acting: the seeds' actions in one batched forward, rounded otherwise (the K-seed variants)": [

@@ -162,10 +162,12 @@ class Pack:
             object.__setattr__(self, "run_threads", max(1, (self.threads or 1) // max(1, len(self.runs))))
 
     def checkpoint(self, *args: Any, **kwargs: Any):
-        """submitit's requeue hook: the runs that are neither done nor failed (their state is on disk)."""
+        """submitit's requeue hook: the runs that are neither done nor failed (their state is on disk); in
+        seeds mode the done ones too, whose places among the seeds the others keep (`_train_seeds`)."""
         from submitit.helpers import DelayedSubmission
 
-        left = tuple(r for r in self.runs if _outcome(Path(r.run_dir)) == "interrupted")
+        kept = ("interrupted", "done") if self.mode == "seeds" else ("interrupted",)
+        left = tuple(r for r in self.runs if _outcome(Path(r.run_dir)) in kept)
         return DelayedSubmission(replace(self, runs=left))
 
     def __call__(self) -> str:
@@ -254,7 +256,9 @@ class Pack:
                 mine.append(run)
             if not mine:
                 return
-            argv = seeds_argv([r.argv for r in mine])
+            # the done runs too, which the K-seed command skips, keeping their places: each seed computes in
+            # its slot among the pack's seeds in every job that trains it (iqrl.multiseed.group.SeedGroup)
+            argv = seeds_argv([r.argv for r in self.runs if r in mine or is_done(Path(r.run_dir))])
             module, _, func = self.seeds_entry.partition(":")
             print(f"[slurm.pack] {len(mine)} seeds: {module} {' '.join(argv)}", flush=True)
             set_threads(self.threads, before_import=True)

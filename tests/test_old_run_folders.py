@@ -66,7 +66,8 @@ def test_a_run_folder_written_before_the_rooms_resumes_to_the_uninterrupted_resu
     shutil.copytree(DATA / "run-2a4dcd6-td3", run)
     before = rows(run / "eval.csv")
     assert [r["env_step"] for r in before] == ["0", "400"]  # stopped at 700, mid-episode
-    assert main(tiny_argv("td3", run, seed=4)) == EXIT_OK
+    # written before eval_reseed: it resumes with the evaluation streams it ran with (LEGACY_VALUES)
+    assert main(tiny_argv("td3", run, seed=4, extra=["eval_reseed=false"])) == EXIT_OK
     after = rows(run / "eval.csv")
     assert after[: len(before)] == before
     assert_ends_as_recorded(untimed(run / "eval.csv"), "run-2a4dcd6-td3", "eval")
@@ -103,18 +104,21 @@ def test_a_dreamerv3_atari100k_folder_of_before_its_unclipped_rewards_resumes_as
 ):
     """tests/data/run-f9987ff-dreamerv3-atari100k: a tiny dreamerv3 run of MsPacman under atari100k written by
     main at f9987ff, when it learned from rewards clipped to [-1, 1] as every agent there, stopped at env step
-    700 mid-episode. Its command now (DreamerV3's unclipped rewards: protocol_changes) is refused in one line
-    that says how that version ran, nothing written; with protocol_changes={} it ends where the same run never
-    interrupted ended under that version (tests/data/run-f9987ff-dreamerv3-atari100k.uninterrupted-*.csv):
-    every row of eval.csv and train.csv, losses included, but their times."""
+    700 mid-episode. Its command now (DreamerV3's unclipped rewards: protocol_changes; evaluations from (seed,
+    env step): eval_reseed) is refused in one line that says how that version ran, nothing written; with
+    eval_reseed=false protocol_changes={} it ends where the same run never interrupted ended under that
+    version (tests/data/run-f9987ff-dreamerv3-atari100k.uninterrupted-*.csv): every row of eval.csv and
+    train.csv, losses included, but their times."""
     run = tmp_path / "run"
     shutil.copytree(DATA / OLD_DV3, run)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert main([*DV3_ATARI100K, f"out={run}"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "resume it with protocol_changes={} (how that version ran)" in err
+    # (written before eval_reseed too: its evaluations ran on from one to the next)
+    how = "resume it with eval_reseed=false protocol_changes={} (how that version ran)"
+    assert err.startswith("error: ") and how in err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
-    assert main([*DV3_ATARI100K, f"out={run}", "protocol_changes={}"]) == EXIT_OK
+    assert main([*DV3_ATARI100K, f"out={run}", "eval_reseed=false", "protocol_changes={}"]) == EXIT_OK
     for name in ("eval", "train"):
         assert_ends_as_recorded(untimed(run / f"{name}.csv"), OLD_DV3, name)
 

@@ -67,7 +67,7 @@ def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(fin
     from iqrl.core.registry import make_agent
     from iqrl.envs.dmc import DMCEnv
     from iqrl.envs.tasks import eval_seed
-    from iqrl.loop.evaluation import eval_episode
+    from iqrl.loop.evaluation import eval_episode, step_seed
     from iqrl.runfolder.files import CHECKPOINT, read_yaml
 
     out = finished_run
@@ -84,12 +84,18 @@ def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(fin
     assert min(f.std() for f in frames) > render.BLANK_STD
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1  # the pole moved
 
-    # the return in the name is the deterministic evaluation episode of the checkpoint with the eval seed
+    # the return in the name is the deterministic evaluation episode of the checkpoint, started as the run's
+    # evaluation at its step (eval_reseed): the eval seed's env reseeded from (eval seed, step), the one
+    # episode of eval.csv's row
     cfg = from_yaml_dict(read_yaml(out / "config.yaml"))
     env = DMCEnv(cfg.task, eval_seed(cfg.seed), cfg.action_repeat, cfg.episode_length)
+    env.reseed(step_seed(eval_seed(cfg.seed), 800))
     agent = make_agent(cfg.agent, env.obs_dim, env.act_dim, torch.device("cpu"), cfg.seed)
     agent.load_state_dict(torch.load(out / CHECKPOINT, weights_only=False)["agent"])
-    assert new[0].name == render.video_name(800, eval_episode(env, agent).ret, 1)
+    ret = eval_episode(env, agent).ret
+    assert new[0].name == render.video_name(800, ret, 1)
+    with open(out / "eval.csv") as f:
+        assert float(list(csv.DictReader(f))[-1]["episode_return"]) == pytest.approx(ret, rel=1e-9)
 
 
 def test_video_every_records_the_evaluation_episode_and_leaves_the_results_alone(

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ import torch
 from iqrl.bench import plain
 from iqrl.bench.collect import BACKENDS, collect_main, measure_collection
 from iqrl.bench.compare import compare
-from iqrl.bench.endtoend import measure_run, split_text
+from iqrl.bench.endtoend import measure_run, run_argv, split_text
 from iqrl.bench.matmul import matmul_peak, matmul_split
 from iqrl.bench.measure import (
     COLLECT_BUDGET_S,
@@ -74,6 +75,7 @@ from iqrl.bench.measure import (
 )
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
+from iqrl.config.validate import warnings_of
 from iqrl.core.registry import agent_class, agent_names
 from iqrl.loop.preflight import check_compile, check_precision
 from iqrl.multiseed.refusals import unsupported
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--end-to-end",
         type=int,
-        default=0,
+        default=None,
         metavar="STEPS",
         help="rows of whole training runs of STEPS env steps (K-seed groups for --seeds K > 1)",
     )
@@ -170,12 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         args.dtypes = "fp32" if args.plain else "fp32,bf16"
     if args.compare:
         return compare(*args.compare)
-    if args.end_to_end < 0:
-        print(
-            f"error: --end-to-end takes a positive number of env steps, got {args.end_to_end}",
-            file=sys.stderr,
-        )
-        return 2
     if args.peak:
         for r in matmul_peak(args.device):
             print(
@@ -192,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         task, k, backend, obs = args.one_collect
         print(json.dumps(measure_collection(task, int(k), backend, obs, args.collect, args.set)))
         return 0
+    if problem := bad_arguments(args):  # before anything is measured
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     seeds = seed_counts(args.seeds)
     if seeds is None:
         print(
@@ -213,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     groups = [k for k in seeds if k > 1]
     device_type = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
+    notes = []  # what a valid end-to-end run does that its row's user may not expect (its seed phase)
     try:
         for a in agents:
             for t in tasks:
@@ -223,9 +223,15 @@ def main(argv: list[str] | None = None) -> int:
                         cfg = build_config(bench_argv(a, t, d, args.device, m, o, args.image_size, args.set))
                         check_precision(cfg, device_type)
                         check_compile(cfg, device_type)
+                        if args.end_to_end:  # the run itself, as its row's process will build it
+                            steps, size = args.end_to_end, args.image_size
+                            run = build_config(run_argv(a, t, d, args.device, m, steps, o, size, args.set))
+                            notes += [f"{a} on {t} ({d}, compile {m}): {w}" for w in warnings_of(run)]
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for line in dict.fromkeys(notes):
+        print(f"warning: {line}; its end-to-end row times that", file=sys.stderr)
     if args.plain:
         return plain_main(args, tasks, modes)
     if args.matmul_split:
@@ -284,13 +290,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             if rows:
-                write_rows(rows, args.out)
-                print(
-                    f"wrote the {len(rows)} row(s) measured before it to {args.out}",
-                    file=sys.stderr,
-                )
+                print(f"{args.out} holds the {len(rows)} row(s) measured before it", file=sys.stderr)
             return 1
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        write_rows(rows, args.out)  # as they are measured: a later failure loses none
         env_sps, group_sps = rows[-1]["env_steps_per_s"], rows[-1].get("group_env_steps_per_s")
         print(
             f"{a:<14} {t:<12} {o:<6} {d:<5} compile={m:<5} K={k:<3} "
@@ -303,7 +306,6 @@ def main(argv: list[str] | None = None) -> int:
             ),
             flush=True,
         )
-    write_rows(rows, args.out)
     print()
     print_table(rows)
     print(f"\nwrote {args.out}")
@@ -364,6 +366,8 @@ def end_to_end_main(args, todo: list) -> int:
                 f"error: run of {a} on {t} (K={k}) failed: {failure_line(r.stderr, r.returncode)}",
                 file=sys.stderr,
             )
+            if rows:
+                print(f"{args.out} holds the {len(rows)} row(s) measured before it", file=sys.stderr)
             return 1
         row = json.loads(r.stdout.strip().splitlines()[-1])
         one = next((x for x in rows if x["seeds"] == 1 and x["agent"] == a and x["task"] == t), None)
@@ -371,6 +375,7 @@ def end_to_end_main(args, todo: list) -> int:
             row["vs_one_seed"] = round(row["group_env_steps_per_s"] / one["group_env_steps_per_s"], 2)
             row["train_vs_one_seed"] = round(row["train_env_steps_per_s"] / one["train_env_steps_per_s"], 2)
         rows.append(row)
+        write_rows(rows, args.out)
         vs = f" ({row['vs_one_seed']}x K=1 in all)" if "vs_one_seed" in row else ""
         train = f"training alone {row['train_env_steps_per_s']:.1f} in all"
         vs += f"; {train}" + (f" ({row['train_vs_one_seed']}x K=1)" if "vs_one_seed" in row else "")
@@ -379,19 +384,37 @@ def end_to_end_main(args, todo: list) -> int:
             f"seed {row['group_env_steps_per_s']:>9.1f} in all{vs}; {split_text(row)}",
             flush=True,
         )
-    write_rows(rows, args.out)
     print(f"wrote {args.out}")
     return 0
 
 
+def bad_arguments(args) -> str | None:
+    """What is wrong with the command's numbers and its --out, checked before anything is measured (one
+    line); None when nothing is."""
+    if args.end_to_end is not None and args.end_to_end < 1:
+        return f"--end-to-end takes a positive number of env steps, got {args.end_to_end}"
+    if args.end_to_end is None and not args.collect and args.updates < 1:  # (those time no update)
+        return f"--updates takes a positive number of timed updates, got {args.updates}"
+    if args.collect_s <= 0:
+        return f"--collect-s takes a positive number of seconds, got {args.collect_s}"
+    folder = Path(args.out).resolve().parent
+    if not args.matmul_split and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        why = "is not writable" if folder.is_dir() else "does not exist"
+        return f"--out {args.out}: its folder {folder} {why}"
+    return None
+
+
 def failure_line(stderr: str, returncode: int) -> str:
-    """One line saying why a row's process failed: the exception's type and the first line of its message
-    when stderr ends in a Python traceback (the last exception of a chain), else stderr's last line. The last
-    line alone can be the middle of a message of several lines (CUDA graphs' "accessing tensor output of
-    CUDAGraphs that has been overwritten" quotes a stack trace)."""
+    """One line saying why a row's process failed: a command's own `error:` line (a run it started refused
+    its config), else the exception's type and the first line of its message when stderr ends in a Python
+    traceback (the last exception of a chain), else stderr's last line. The last line alone can be the middle
+    of a message of several lines (CUDA graphs' "accessing tensor output of CUDAGraphs that has been
+    overwritten" quotes a stack trace)."""
     lines = stderr.strip().splitlines()
     if not lines:
         return f"exit {returncode}"
+    if errors := [line for line in lines if line.startswith("error: ")]:
+        return errors[-1]
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last):")]
     if starts:
         for line in lines[starts[-1] + 1 :]:
@@ -462,8 +485,8 @@ def plain_main(args, tasks: list[str], modes: list[str]) -> int:
     for t in tasks:
         for r in plain_comparison(t, modes, args.updates):
             rows.append(r)
+            write_rows(rows, args.out)
             print(json.dumps(r), flush=True)
-    write_rows(rows, args.out)
     print(f"wrote {args.out}")
     return 0
 

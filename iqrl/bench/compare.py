@@ -24,11 +24,21 @@ def compare(old_path: str, new_path: str) -> int:
             r.get("obs", "state"),
         )
 
-    try:
-        old, new = ({key(r): r for r in json.loads(Path(p).read_text())} for p in (old_path, new_path))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"error: cannot read bench files {old_path}, {new_path}: {e}", file=sys.stderr)
+    files = []
+    for p in (old_path, new_path):  # each file on its own: an error names the one that is bad
+        try:
+            files.append({key(r): r for r in json.loads(Path(p).read_text())})
+        except (OSError, ValueError) as e:
+            why = str(e)
+        except KeyError as e:
+            why = f"a row lacks the field {e}"
+        except TypeError:
+            why = "not a bench file's JSON list of rows"
+        else:
+            continue
+        print(f"error: cannot read bench file {p}: {why}", file=sys.stderr)
         return 2
+    old, new = files
     print(
         f"{'agent':<14} {'task':<12} {'device':<7} {'dtype':<5} {'seeds':>5} {'updates/s old':>14} "
         f"{'new':>8} "

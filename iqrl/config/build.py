@@ -4,7 +4,8 @@
 
 Run keys left None take their defaults last: the suite's (action_repeat, episode_length, obs, protocol), the
 agent's code's frames where it has them, else the suite's (frame_stack, image_size: `pixel_defaults`), the
-agent's code's changes to the protocol (protocol_changes), then its seed phase at those (seed_steps).
+agent's code's changes to the protocol (protocol_changes), the protocol's budget (steps), then its seed phase
+at those (seed_steps).
 
 `build_config(argv)` turns `agent=iqrl task=walker-walk seed=1 agent.horizon=3 ...` into a resolved,
 validated `RunConfig` (agent hyper-parameters under `.agent`), or raises ConfigError with one line
@@ -23,11 +24,11 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from iqrl.config.run import TOP_LEVEL_KEYS, ConfigError, RunConfig, pixel_defaults
+from iqrl.config.run import DEFAULT_STEPS, TOP_LEVEL_KEYS, ConfigError, RunConfig, pixel_defaults
 from iqrl.config.validate import validate
 from iqrl.core import registry
 from iqrl.envs.make import check_task
-from iqrl.envs.tasks import protocol_changes, suite_of, task_group, task_label, task_list
+from iqrl.envs.tasks import protocol_changes, protocol_steps, suite_of, task_group, task_label, task_list
 
 
 @functools.cache
@@ -159,6 +160,8 @@ def build_config(argv: list[str]) -> RunConfig:
     run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
     if run.protocol_changes is None:
         run.protocol_changes = protocol_changes(tasks[0], run.protocol, agent_cls.PROTOCOL_CHANGES)
+    if run.steps is None:  # a protocol with a budget of its own is run to it
+        run.steps = protocol_steps(tasks[0], run.protocol) or DEFAULT_STEPS
     if run.seed_steps is None:
         run.seed_steps = registry.seed_phase(name).length(run.action_repeat, run.episode_length)
     validate(run)

@@ -18,6 +18,9 @@ class ConfigError(ValueError):
     """A bad run configuration; the message is one line meant for the user."""
 
 
+DEFAULT_STEPS = 1_000_000  # a run's env-step budget where neither the run nor its suite's protocol gives one
+
+
 @dataclass
 class RunConfig:
     """Top-level run keys (a stable contract for sweeps and scripts). Step counts are env steps."""
@@ -29,7 +32,9 @@ class RunConfig:
     # docs/transfer.md). Any: OmegaConf has no str | list.
     task: Any = "walker-walk"
     seed: int = 1  # the run's seed: the agent's generator, the envs and the seed-phase actions derive from it
-    steps: int = 1_000_000  # env-step budget
+    # env-step budget; None = the suite protocol's (protocol=atari100k: 400000, its 100k agent steps),
+    # else 1000000 (DEFAULT_STEPS)
+    steps: int | None = None
     out: str = ""  # run folder; default runs/<agent>/<task>/seed<seed>
     # env steps of seed (warm-up) episodes before learning starts; None = the agent's code's seed phase at the
     # run's action repeat and episode length (iqrl.core.registry.seed_phase: DR.Q and MR.Q 10,000 agent steps,
@@ -48,6 +53,11 @@ class RunConfig:
     # each evaluation but the last runs in a thread beside training, on a snapshot of the agent; the
     # same numbers (iqrl.loop.beside). Planners and recurrent agents evaluate in line.
     eval_beside: bool = True
+    # true: each evaluation starts from the run's seed and its env step alone (its episodes' initial states,
+    # the agent's draws while evaluating: iqrl.loop.parts.RunParts.seed_evaluation), so its return is the same
+    # for every eval_every and for a re-evaluation of its checkpoint; false (older versions): the evaluation
+    # env's stream of initial states runs on from one evaluation to the next
+    eval_reseed: bool = True
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
     checkpoint_every: int = 50_000  # env steps between checkpoints
     device: str = "cpu"  # cpu | cuda | cuda:N | auto

@@ -62,6 +62,9 @@ from iqrl.nn.layers import global_random_module
 
 #: The evaluation generator's seed: the agent's seed + this (apart from the seeds of every other stream).
 EVAL_GENERATOR_OFFSET = 1_000_033
+#: The acting generators' seeds (`Agent.init_act_generators`): the agent's seed + this times 1 (training) or
+#: 2 (evaluation).
+ACT_GENERATOR_OFFSET = 1_000_003
 
 
 @dataclass
@@ -333,6 +336,9 @@ class Agent(abc.ABC):
         # When its updates run (iqrl/core/schedule.py); an agent with another choice sets its own.
         self.schedule: UpdateSchedule = PerEpisode()
 
+    # A stream of its own per acting mode (True: training, False: evaluation), apart from the updates', for an
+    # agent whose `act` samples (the planners' MPPI, DreamerV3): `init_act_generators`. None: it has none.
+    act_generators: dict[bool, torch.Generator] | None = None
     codebook_size: int | None = None  # codes per group of a quantized latent (diagnostics)
     latent_width: int | None = None  # width D of the latent the actor and critic consume (diagnostics)
 
@@ -369,6 +375,29 @@ class Agent(abc.ABC):
     def compile_acting(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """compile=true: compile what acting evaluates where it pays (DC-MPC's planner). Nothing by
         default."""
+
+    def snapshot(self) -> Agent:
+        """A deep copy of the agent with an eager updater of its own (nothing compiled is copied): what an
+        evaluation beside training acts with (iqrl/loop/beside.py), and a K-seed group's stand-in in the slot
+        of a seed it does not train (iqrl/multiseed/group.py)."""
+        return copy.deepcopy(self, {id(self.updater): Updater()})
+
+    def init_act_generators(self, seed: int) -> None:
+        """`act_generators`, seeded from the agent's `seed`: acting in one mode moves no stream of the
+        other."""
+        self.act_generators = {
+            explore: torch.Generator(device=self.device).manual_seed(seed + ACT_GENERATOR_OFFSET * (k + 1))
+            for k, explore in enumerate((True, False))
+        }
+
+    def seed_evaluation(self, seed: int) -> None:
+        """Its evaluation's draws (`eval_generator`, and the evaluation's acting stream where it has one)
+        as an agent built with `seed` starts them: with run key `eval_reseed`, each evaluation's draws come
+        from (run seed, env step) (iqrl.loop.parts.RunParts.seed_evaluation), not from the evaluations
+        before."""
+        self.eval_generator.manual_seed(seed + EVAL_GENERATOR_OFFSET)
+        if self.act_generators is not None:
+            self.act_generators[False].manual_seed(seed + 2 * ACT_GENERATOR_OFFSET)
 
     @contextlib.contextmanager
     def evaluating(self):

@@ -47,6 +47,7 @@ from iqrl.envs.tasks import AtariProtocol, atari_protocol, split_task
 
 FRAME_RATE = 60.0  # the Atari 2600's frames per second (videos play at FRAME_RATE / action_repeat)
 NOOP = 0  # the no-op starts' action: NOOP, first in every game's minimal action set
+RNG_TAG = 0xA7A  # the wrapper's generator (no-op counts, evaluation epsilon) is seeded [seed, RNG_TAG]
 
 
 def game_names() -> list[str]:
@@ -156,7 +157,7 @@ class AtariEnv:
         self.reward_clip = 0.0 if evaluation else p.reward_clip  # the learner's rewards (training env only)
         self.life_loss_terminal = p.terminal_on_life_loss and not evaluation
         # the no-op counts' and the evaluation epsilon's draws
-        self.rng = np.random.default_rng([seed, 0xA7A])
+        self.rng = np.random.default_rng([seed, RNG_TAG])
         self._seed, self._seeded = seed, False
         self._game_over = True  # the next reset starts a new game
         self._frames = 0  # frames of the current game after its no-op starts (episode_length caps them)
@@ -259,3 +260,9 @@ class AtariEnv:
         self._pool = [np.asarray(f) for f in state["pool"]]
         self._history = [np.asarray(h) for h in state.get("history", [])]  # none in a state of before
         self.rng.bit_generator.state = state["epsilon"]
+
+    def reseed(self, seed: int) -> None:
+        """The next reset starts a new game seeded `seed`, with this wrapper's generator (no-op counts,
+        evaluation epsilon) as an env built with `seed` holds it."""
+        self._seed, self._seeded, self._game_over = seed, False, True
+        self.rng = np.random.default_rng([seed, RNG_TAG])

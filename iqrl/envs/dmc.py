@@ -127,6 +127,11 @@ class DMCEnv:
     def set_state(self, state: dict) -> None:
         self._env.task.random.set_state(state["random"])
 
+    def reseed(self, seed: int) -> None:
+        """The task's random stream as an env built with `seed` holds it: the next reset starts from there
+        (an evaluation's episodes drawn from (seed, env step): iqrl.loop.parts.RunParts.seed_evaluation)."""
+        self._env.task.random.seed(seed)
+
 
 def control_step(env: action_scale.Wrapper, action: np.ndarray) -> Generator[tuple, None, dm_env.TimeStep]:
     """dm_control's `control.Environment.step` behind the suite's [-1, 1] action wrapper, line for line
@@ -222,6 +227,9 @@ class PixelEnv:
 
     def set_state(self, state: dict) -> None:
         self._env.set_state(state)
+
+    def reseed(self, seed: int) -> None:
+        self._env.reseed(seed)
 
     def close(self) -> None:
         self._renderer.close()

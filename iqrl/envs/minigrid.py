@@ -22,7 +22,7 @@ import numpy as np
 
 from iqrl.core.spaces import ActionSpec
 from iqrl.envs.atari import area_resize
-from iqrl.envs.step import Step, check_episode_length
+from iqrl.envs.step import SeededAtFirstReset, Step, check_episode_length
 from iqrl.envs.tasks import split_task
 
 VIDEO_TILE = 16  # pixels per cell of the whole grid in videos
@@ -36,7 +36,7 @@ def task_names() -> list[str]:
     return sorted(k for k, v in gymnasium.envs.registry.items() if "minigrid" in str(v.entry_point))
 
 
-class MiniGridEnv:
+class MiniGridEnv(SeededAtFirstReset):
     """One MiniGrid env behind the env interface (the module's docstring). `image_size` None: symbolic
     observations; else pixels of that size, `frame_stack` views per observation."""
 
@@ -100,10 +100,3 @@ class MiniGridEnv:
     def video_frame(self) -> np.ndarray:
         """The whole grid with the agent's view highlighted, RGB (videos)."""
         return self._env.get_frame(highlight=True, tile_size=VIDEO_TILE)
-
-    def get_state(self) -> dict:
-        return {"random": self._env.np_random.bit_generator.state, "seeded": self._seeded}
-
-    def set_state(self, state: dict) -> None:
-        self._env.np_random.bit_generator.state = state["random"]
-        self._seeded = state["seeded"]

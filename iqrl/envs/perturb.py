@@ -15,6 +15,7 @@ SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
 
 
 DISTRACTORS = ("noise", "signal")
+RNG_TAG = 0x57C  # the wrapper's generator is seeded [seed, RNG_TAG]: apart from the task's own stream
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class PerturbedEnv:
 
     def __init__(self, env, perturb: Perturbations, seed: int):
         self._env, self.p = env, perturb
-        self.rng = np.random.default_rng([seed, 0x57C])  # its own stream, apart from the task's
+        self.rng = np.random.default_rng([seed, RNG_TAG])  # its own stream, apart from the task's
         # distractors widen state vectors (the config refuses them with pixels, whose shape stays)
         self.obs_dim = env.obs_dim + perturb.distractor_dims if perturb.distractor_dims else env.obs_dim
         self.obs_shape = env.obs_shape if isinstance(self.obs_dim, tuple) else (self.obs_dim,)
@@ -122,3 +123,8 @@ class PerturbedEnv:
         self._env.set_state(state)
         if "perturbations" in state:
             self.rng.bit_generator.state = state["perturbations"]
+
+    def reseed(self, seed: int) -> None:
+        """The inner env's streams and this wrapper's as envs built with `seed` hold them."""
+        self._env.reseed(seed)
+        self.rng = np.random.default_rng([seed, RNG_TAG])

@@ -1,6 +1,6 @@
 """What one step of any environment returns, and the check of an episode's length: what the DeepMind Control
 wrapper (iqrl/envs/dmc.py) and the other suites' adapters (iqrl/envs/suites.py, atari.py, minigrid.py) share,
-below them all (envs.py dispatches to the others)."""
+below them all (envs.py dispatches to the others): the seeding of those over a Gymnasium env among it."""
 
 from __future__ import annotations
 
@@ -42,3 +42,24 @@ def phased(env, action) -> PhasedStep:
     if hasattr(type(env), "phased_step"):
         return (yield from env.phased_step(action))
     return env.step(action)
+
+
+class SeededAtFirstReset:
+    """The random state of an env over a Gymnasium env `_env` whose first reset seeds its generator with
+    `_seed` (`reset(seed=None if self._seeded else self._seed)`): the Gym-interface suites' and MiniGrid's.
+    get_state()/set_state() carry that generator between episodes (evaluation copies, checkpoints);
+    reseed(seed) makes the next reset the first of an env built with `seed`."""
+
+    _env: object
+    _seed: int
+    _seeded: bool
+
+    def get_state(self) -> dict:
+        return {"random": self._env.np_random.bit_generator.state, "seeded": self._seeded}
+
+    def set_state(self, state: dict) -> None:
+        self._env.np_random.bit_generator.state = state["random"]
+        self._seeded = state["seeded"]
+
+    def reseed(self, seed: int) -> None:
+        self._seed, self._seeded = seed, False

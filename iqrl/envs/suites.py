@@ -18,7 +18,7 @@ import importlib
 import numpy as np
 
 from iqrl.core.spaces import ActionSpec
-from iqrl.envs.step import Step, check_episode_length
+from iqrl.envs.step import SeededAtFirstReset, Step, check_episode_length
 from iqrl.envs.tasks import SUITES, split_task
 
 
@@ -103,7 +103,7 @@ def _make(suite: str, name: str, seed: int):
     return gymnasium.make(name, disable_env_checker=True).unwrapped
 
 
-class SuiteEnv:
+class SuiteEnv(SeededAtFirstReset):
     """One task of a Gymnasium-interface suite with action repeat, [-1, 1] actions and a time limit.
 
     `episode_length` is in env steps and a multiple of the action repeat. Termination: the env's own
@@ -150,10 +150,3 @@ class SuiteEnv:
                 break
         truncated = not terminated and self._t >= self.episode_length
         return Step(np.asarray(obs, np.float32).ravel(), reward, terminated, truncated, success)
-
-    def get_state(self) -> dict:
-        return {"random": self._env.np_random.bit_generator.state, "seeded": self._seeded}
-
-    def set_state(self, state: dict) -> None:
-        self._env.np_random.bit_generator.state = state["random"]
-        self._seeded = state["seeded"]

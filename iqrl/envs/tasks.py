@@ -65,6 +65,8 @@ class AtariProtocol:
     # as zeros with its first frame last, instead of copies of its first frame; the replay rebuilds the stacks
     # so (iqrl.core.replay.SequenceReplay's zero_history).
     zero_history: bool = False
+    # The protocol's budget in env steps (frames), the default of a run's `steps`; 0: none (the harness's).
+    steps: int = 0
 
 
 # MR.Q: AtariHyperparameters in MRQ/env_preprocessing.py (facebookresearch/MRQ at 8a44a7d; max_noops 0).
@@ -86,6 +88,7 @@ ATARI_100K = dict(
     noop_max=30,
     reward_clip=1.0,
     zero_history=True,
+    steps=400_000,  # 100k agent steps of 4 frames (Kaiser et al. 2019; Dopamine's 10 x 10k training steps)
 )
 ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
     "mrq": AtariProtocol(sticky_actions=0.25, terminal_on_life_loss=False, eval_epsilon=1e-3),
@@ -93,6 +96,13 @@ ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
     "atari100k": AtariProtocol(**ATARI_100K),
     "atari100k-ale-cap": AtariProtocol(**ATARI_100K, max_game_frames=100_000),
 }
+
+
+def protocol_steps(task: str, protocol: str | None) -> int:
+    """The env-step budget of `task`'s suite protocol (AtariProtocol.steps: atari100k's 400,000 frames); 0
+    where the protocol has none (or is none of the suite's: the config refuses it)."""
+    known = ATARI_PROTOCOLS.get(protocol or "mrq")
+    return known.steps if known is not None and split_task(task)[0] == "atari" else 0
 
 
 def atari_protocol(name: str | None, changes: dict | None = None) -> AtariProtocol:

@@ -17,7 +17,10 @@ the process's global generators (random, numpy.random), which are the child's ow
 suites' envs draw only from their own.
 
 An exception in the child comes back as the same exception type with its message (the child's traceback
-as a note); a child that dies is one EnvWorkerDied naming it and how it ended. The child ignores SIGINT and
+as a note); a child that dies is one EnvWorkerDied naming it and how it ended, and one that stops answering
+(stopped by SIGSTOP or a debugger for STOPPED_GRACE_S, or silent on one request for ANSWER_TIMEOUT_S) is
+killed and named in one EnvWorkerNotAnswering line, so that a run (a stop's checkpoint asks the env for its
+state) ends with a reason instead of waiting for it without a word. The child ignores SIGINT and
 SIGTERM (a Ctrl-C in the terminal reaches the whole process group; the trainer itself decides when to stop,
 and its stop checkpoint still asks the env for its state), and exits when the parent closes the proxy or
 when its end of the pipe closes (the parent ended, killed too): no orphans. Children start by `forkserver`
@@ -33,6 +36,7 @@ import multiprocessing
 import pickle
 import signal
 import threading
+import time
 import traceback
 import weakref
 
@@ -53,10 +57,31 @@ SPEC_ATTRIBUTES = (
 PRELOAD = ["iqrl.envs.make"]
 #: Seconds a closing child has to finish before it is terminated.
 CLOSE_TIMEOUT_S = 5.0
+#: Seconds a child may take to answer one request (its env's build, a step, its state) before it is taken for
+#: hung: far above any suite's step or build (tens of seconds at most), so only a child that is stuck hits it.
+ANSWER_TIMEOUT_S = 300.0
+#: Seconds a child may stay stopped (SIGSTOP, a debugger) while a request waits for it.
+STOPPED_GRACE_S = 10.0
+#: How often a request that waits looks at its child.
+POLL_S = 0.5
 
 
 class EnvWorkerDied(RuntimeError):
     """The env's worker process ended while the run still needed it."""
+
+
+class EnvWorkerNotAnswering(EnvWorkerDied):
+    """The env's worker process stopped answering (stopped, or stuck): it was killed, its env is lost."""
+
+
+def stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped (SIGSTOP, SIGTSTP, a debugger's trace stop): its state in
+    /proc/<pid>/stat (Linux; False where that cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
 
 
 _context = None
@@ -208,7 +233,30 @@ class EnvWorker:
             "started again"
         )
 
-    def _answer(self):
+    def _wait(self, what: str) -> None:
+        """Until the child's answer (or its end) is there; EnvWorkerNotAnswering, the child killed, when it
+        stays stopped for STOPPED_GRACE_S or silent for ANSWER_TIMEOUT_S."""
+        start = time.monotonic()
+        stopped_since = None
+        while not self._conn.poll(POLL_S):
+            now = time.monotonic()
+            if not stopped(self._process.pid):
+                stopped_since = None
+            elif stopped_since is None:
+                stopped_since = now
+            if (stopped_since is not None and now - stopped_since >= STOPPED_GRACE_S) or (
+                now - start >= ANSWER_TIMEOUT_S
+            ):
+                how = "is stopped (SIGSTOP or a debugger)" if stopped_since is not None else "is stuck"
+                self._process.kill()
+                self._close()
+                raise EnvWorkerNotAnswering(
+                    f"{self._where()} {how}: it did not answer {what} in {now - start:.0f} s and was killed; "
+                    "its env is lost; the run resumes from its last checkpoint when started again"
+                )
+
+    def _answer(self, what: str = "its start"):
+        self._wait(what)
         try:
             status, payload = self._conn.recv()
         except (EOFError, OSError):
@@ -225,7 +273,7 @@ class EnvWorker:
                 self._conn.send((op, name, args))
             except (EOFError, OSError):
                 raise self._died() from None
-            return self._answer()
+            return self._answer(f"{name!r}")
 
     # the calls of every step, spelled out (no attribute request first)
     def reset(self):

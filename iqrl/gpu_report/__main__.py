@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {results.collect(args.src, results.RESULTS)}")
         rows = results.load_rows(results.RESULTS)
         if getattr(args, "check", False):
-            stale = results.out_of_date(rows)
+            stale = results.out_of_date(rows, results.PERFORMANCE_MD)
             print("docs/performance.md's GPU section is " + ("out of date" if stale else "up to date"))
             return int(stale)
         changed = results.write_doc(rows, results.PERFORMANCE_MD)

@@ -387,12 +387,7 @@ def write_doc(rows: list[dict] | None = None, path: Path = PERFORMANCE_MD, folde
     folder/learning.png (removed when there is none: no stale image); True when the section changed.
     ValueError (one line) when the markers are not both there, in order, or a run cannot be read."""
     text = path.read_text()
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(
-            f"{path} lacks the marker lines of its GPU section ({BEGIN} then {END}): put them back around it"
-        )
-    end += len(END)
+    start, end = section_bounds(text, path)
     rows = load_rows(folder) if rows is None else rows
     runs = learning.committed_runs(folder, rows)
     if runs:
@@ -405,8 +400,21 @@ def write_doc(rows: list[dict] | None = None, path: Path = PERFORMANCE_MD, folde
     return new != text
 
 
+def section_bounds(text: str, path: Path) -> tuple[int, int]:
+    """Where the generated section of `text` (the file `path`) starts and ends, its markers included;
+    ValueError (one line) when the markers are not both there, in order."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(
+            f"{path} lacks the marker lines of its GPU section ({BEGIN} then {END}): put them back around it"
+        )
+    return start, end + len(END)
+
+
 def out_of_date(rows: list[dict], path: Path = PERFORMANCE_MD, folder: Path = RESULTS) -> bool:
     """`doc --check`: the section differs from that of `rows` and folder's runs, or the figure is missing
-    beside a run or left without one."""
+    beside a run or left without one; ValueError (one line) when its markers are not there, as `doc` says."""
+    text = path.read_text()
+    start, end = section_bounds(text, path)
     runs = learning.committed_runs(folder, rows)
-    return section(rows, runs) not in path.read_text() or bool(runs) != (folder / learning.FIGURE).exists()
+    return text[start:end] != section(rows, runs) or bool(runs) != (folder / learning.FIGURE).exists()

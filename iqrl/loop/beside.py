@@ -15,17 +15,23 @@ is the uninterrupted run's), a stop and the run's end. An agent whose evaluation
 own beyond the stream (a planner's warm start, a recurrent carry: `Agent.evaluates_beside` false) evaluates
 in line.
 
+A run that ends while an evaluation is under way (a second Ctrl-C while the loop waits for it, a failure)
+stops it (`stop`): its copy's next action raises in its thread, which then ends, so the process exits with
+no thread of its own still in torch's code (that ended in SIGABRT at the interpreter's exit).
+
 It imports torch and the loop's evaluation (iqrl/loop/evaluation.py); the trainer decides when it applies.
 """
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 
-from iqrl.core.update import Updater
 from iqrl.loop.evaluation import Outcome, eval_returns
+
+
+class Stopped(Exception):
+    """An evaluation beside training stopped before its end (`EvaluationBeside.stop`)."""
 
 
 class EvaluationBeside:
@@ -35,10 +41,19 @@ class EvaluationBeside:
     def __init__(self, agent, envs: list, episodes: int, batched: bool, env_step: int):
         self.env_step = env_step
         # a plain updater for the copy: acting is eager there, and the copy holds no compiled function
-        self.snapshot = copy.deepcopy(agent, {id(agent.updater): Updater()})
+        self.snapshot = agent.snapshot()
         self.outcomes: list[Outcome] | None = None
         self.error: BaseException | None = None
         self.ended = 0.0  # time.time() at its end
+        self.stopping = threading.Event()
+        act = self.snapshot.act
+
+        def act_unless_stopped(*args, **kwargs):
+            if self.stopping.is_set():
+                raise Stopped
+            return act(*args, **kwargs)
+
+        self.snapshot.act = act_unless_stopped  # the copy's own: the agent acts as before
         self.thread = threading.Thread(
             target=self._evaluate, args=(envs, episodes, batched), name="evaluation", daemon=True
         )
@@ -51,6 +66,11 @@ class EvaluationBeside:
         except BaseException as e:  # raised in the loop's thread, by `result`
             self.error = e
         self.ended = time.time()
+
+    def stop(self) -> None:
+        """End it before its episodes end (at its next action) and wait for its thread; no result."""
+        self.stopping.set()
+        self.thread.join()
 
     def result(self, agent) -> list[Outcome]:
         """Its outcomes, once it ended; the evaluation stream it ran on goes back into `agent`."""

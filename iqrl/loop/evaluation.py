@@ -14,6 +14,12 @@ import numpy as np
 from iqrl.envs.batch import EnvBatch
 
 
+def step_seed(seed: int, env_step: int) -> int:
+    """A seed in [0, 2**32) drawn from (seed, env_step): the evaluation at `env_step` starts from it (run key
+    eval_reseed), apart from every other (seed, step) pair's (numpy's SeedSequence hashes the pair)."""
+    return int(np.random.SeedSequence([seed, env_step]).generate_state(1)[0])
+
+
 class Outcome(NamedTuple):
     """An evaluation episode's return, and whether the task reported success at any step (DC-MPC's
     episode success: utils/evaluate.py at cc2a33a; always False on suites without success)."""

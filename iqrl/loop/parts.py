@@ -24,6 +24,7 @@ from iqrl.envs.make import SEED_LIMIT, make_env
 from iqrl.envs.perturb import PerturbedEnv
 from iqrl.envs.tasks import eval_seed, task_list, zero_history
 from iqrl.envs.workers import EnvWorker
+from iqrl.loop.evaluation import step_seed
 from iqrl.loop.transfer import freeze
 
 Env = DMCEnv | PerturbedEnv | PixelEnv | EnvWorker
@@ -38,6 +39,17 @@ class RunParts:
     eval_seed: int  # train seed + 10000, or the train seed (agent.official_shared_eval_seed)
     replay_capacity: int | None  # the effective FIFO size: the run's replay_capacity or the agent's default
     device: torch.device
+    seed: int  # the run's seed
+
+    def seed_evaluation(self, env_step: int) -> None:
+        """The evaluation at `env_step` starts from the run's seed and that step alone (run key eval_reseed):
+        each task's evaluation env as one built with a seed drawn from (eval_seed, env_step), the agent's
+        evaluation draws as an agent built with a seed drawn from (seed, env_step). Its return then depends
+        on the parameters at that step only, not on the evaluations before it (eval_every, a resume, a
+        re-evaluation of the checkpoint)."""
+        for env in self.eval_envs:
+            env.reseed(step_seed(self.eval_seed, env_step))
+        self.agent.seed_evaluation(step_seed(self.seed, env_step))
 
     @property
     def env(self) -> Env:
@@ -98,7 +110,7 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
         for i in range(len(tasks))
     ]
     replay = replays[0] if len(tasks) == 1 else MultiTaskReplay(replays)
-    return RunParts(envs, eval_envs, agent, replay, seed, capacity, device)
+    return RunParts(envs, eval_envs, agent, replay, seed, capacity, device, cfg.seed)
 
 
 def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:

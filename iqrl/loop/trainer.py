@@ -129,10 +129,10 @@ class Trainer:
         self.beside: EvaluationBeside | None = None  # an evaluation under way beside training (eval_beside)
 
     def close(self) -> None:
-        """End what the run holds outside this process: an evaluation under way beside training, its envs'
-        worker processes (env_workers=true)."""
+        """End what the run holds outside this process: an evaluation under way beside training (stopped: a
+        run that ends here no longer wants it), its envs' worker processes (env_workers=true)."""
         if self.beside is not None:
-            self.beside.thread.join()
+            self.beside.stop()
             self.beside = None
         self.parts.close()
 
@@ -271,6 +271,8 @@ class Trainer:
         evaluation still under way, first."""
         rows = self.evaluated()
         with self.split("evaluate"):
+            if self.cfg.eval_reseed:  # its episodes and draws from (seed, env step) alone
+                self.parts.seed_evaluation(self.env_step)
             if self.evaluates_beside():
                 envs, episodes, batched = self.eval_envs(0), self.cfg.eval_episodes, self.batched_eval
                 self.beside = EvaluationBeside(self.agent, envs, episodes, batched, self.env_step)
@@ -296,9 +298,9 @@ class Trainer:
         """The row of the evaluation under way beside training, once it ended (none when there is none)."""
         if self.beside is None:
             return []
-        with self.split("evaluate"):  # the wait for it
+        with self.split("evaluate"):  # the wait for it (interrupted there, `close` stops it)
+            outcomes = self.beside.result(self.agent)
             beside, self.beside = self.beside, None
-            outcomes = beside.result(self.agent)
         return [self.eval_row(0, outcomes, beside.env_step, beside.ended)]
 
     def evaluate_task(self, i: int) -> dict:
@@ -499,9 +501,7 @@ class Trainer:
         if not resumed:
             config = to_yaml_dict(self.cfg)
             config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate)
-            if (
-                self.cfg.init_from
-            ):  # parts of another run; its own checkpoint at once, so it never reads it again
+            if self.cfg.init_from:  # parts of another run; a checkpoint at once, so it never reads it again
                 config["meta"]["init"] = load_parts(self.agent, self.cfg)
             write_yaml(self.run_dir / "config.yaml", config)
             if self.cfg.init_from:

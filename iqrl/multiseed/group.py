@@ -140,15 +140,22 @@ class SeedUpdater(Updater):
 class SeedGroup:
     """K agents (same config, different seeds) updated together; see the module docstring."""
 
-    def __init__(self, agents: list[Agent]):
+    def __init__(self, agents: list[Agent], slots: list[int] | None = None, width: int | None = None):
         if why := in_place_state(agents[0]):
             raise KSeedRefused(why)
-        self.agents, self.K = agents, len(agents)
+        # agents[i] in slot slots[i] of `width` (default: each its own, in order). A seed's numbers depend on
+        # its slot (its slices' offsets select its products' kernel paths: tests/test_kseed_slots.py), so a
+        # group resumed with some of its command's seeds done keeps the others where they were, and a seed
+        # not here has a stand-in (a copy of the first agent) that never steps: its slot is computed and
+        # thrown away, as that of a seed that has left.
+        placed = dict(zip(range(len(agents)) if slots is None else slots, agents))
+        self.K = max(width or len(agents), max(placed) + 1)
+        self.agents = [placed[k] if k in placed else agents[0].snapshot() for k in range(self.K)]
         # Slots of the vectorised dimension: at least 2. Matrix products with a batch of one take other
         # kernels (matrix-vector paths when a dimension is 1) than batches of two or more, which round
         # differently; a lone seed gets a spare slot so that its numbers are those of any larger group.
         self.slots = max(self.K, 2)
-        self.holders = [Networks(a.networks()) for a in agents]
+        self.holders = [Networks(a.networks()) for a in self.agents]
         # Every parameter and buffer of every seed, by name; stacked over seeds. The seeds' own tensors stay
         # apart and get their slices copied after each piece (`_sync_out`): acting through a view at an odd
         # offset in the stack would take differently aligned kernel paths than a lone seed's tensors.
@@ -181,13 +188,13 @@ class SeedGroup:
         self._marked: int | None = None  # the update number of the last step marked (cudagraphs)
         self.moving: list[int] = list(range(self.slots))  # the slots the running piece may change
         self._synced_in = False
-        for k, a in enumerate(agents):
-            a.updater = SeedUpdater(self, k)
+        for k in placed:
+            self.agents[k].updater = SeedUpdater(self, k)
         # Rendezvous of the seeds' pieces, one lock: the server waits on `cv` for the last hand-in, each seed
         # on its own condition for its result (a notify_all woke every thread at every hand-in)
         self.cv = threading.Condition(lock := threading.RLock())
-        self.woken = [threading.Condition(lock) for _ in agents]
-        self.active = set(range(self.K))
+        self.woken = [threading.Condition(lock) for _ in self.agents]
+        self.active = set(placed)
         self.pending: dict[int, Piece] = {}
         self.update_of = dict.fromkeys(range(self.K), 0)  # each seed's update number (`at_update`)
         self.results: dict[int, Any] = {}
@@ -378,6 +385,10 @@ class SeedGroup:
         device = next(iter(self.stacked.values())).device
         return stack_slots([by_seed.get(k, trees[0]) for k in range(self.slots)], device)
 
+    def _inputs(self, live: list[int], pieces: list[Piece]) -> tuple[Any, Any]:
+        """The pieces' arguments and draws, each stacked per slot (`_stack`)."""
+        return self._stack(live, [p.args for p in pieces]), self._stack(live, [p.draws for p in pieces])
+
     def _vectorised(self, live: list[int], pieces: list[Piece]) -> Callable:
         """The function that runs a `call` or `step` piece for every slot at once (`_call_fn`, `_step_fn`),
         made by the first live seed's function; with compile=true compiled once per piece, through the
@@ -407,10 +418,7 @@ class SeedGroup:
         return call_every_seed
 
     def _call(self, live: list[int], pieces: list[Piece]) -> list:
-        args, draws = (
-            self._stack(live, [p.args for p in pieces]),
-            self._stack(live, [p.draws for p in pieces]),
-        )
+        args, draws = self._inputs(live, pieces)
         with over_seeds():
             out, written = self._vectorised(live, pieces)(self.stacked, args, draws)
         self._assign(written)
@@ -419,10 +427,7 @@ class SeedGroup:
     def _act(self, live: list[int], pieces: list[Piece]) -> list:
         """Every acting seed's action in one forward over the stacked networks (eager, without gradients or
         autocast, as a seed acts alone) and one transfer to the host for all of them."""
-        args, draws = (
-            self._stack(live, [p.args for p in pieces]),
-            self._stack(live, [p.draws for p in pieces]),
-        )
+        args, draws = self._inputs(live, pieces)
         device = next(iter(self.stacked.values())).device
         with torch.no_grad(), torch.autocast(device.type, enabled=False), over_seeds():
             out, written = self._call_fn(live[0], pieces[0])(self.stacked, args, draws)
@@ -464,10 +469,7 @@ class SeedGroup:
         groups = [self._optimizer(o, live, pieces) for o in opts]
         stepped = {n: self.stacked[n] for g in groups for n in g.names}
         rest = {n: t for n, t in self.stacked.items() if n not in stepped}
-        args, draws = (
-            self._stack(live, [p.args for p in pieces]),
-            self._stack(live, [p.draws for p in pieces]),
-        )
+        args, draws = self._inputs(live, pieces)
         with over_seeds():
             grads, value, aux, norm, written = self._vectorised(live, pieces)(stepped, rest, args, draws)
         if clash := sorted(set(written) & set(stepped)):

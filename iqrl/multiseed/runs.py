@@ -160,8 +160,9 @@ class GroupTrainer(Trainer):
 
 
 def group_line(trainers: list[GroupTrainer], first: list[int], seconds: float) -> str:
-    """The group's rate: env steps per second in all and per seed over this process's training, and the
-    split of the seeds' time (their phases summed: iqrl/loop/timing.py)."""
+    """The group's rate: env steps per second in all and per seed over this process's training (each seed's
+    steps from `first`, where this process took it up), and the split of the seeds' time (their phases
+    summed: iqrl/loop/timing.py)."""
     steps = sum(t.env_step - f for t, f in zip(trainers, first))
     split = {p: sum(t.split.total[p] for t in trainers) for p in trainers[0].split.total}
     rate = steps / seconds if seconds > 0 else 0.0
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
                 print(
                     f"{c.out}: already done, {' and '.join(restored)} written again from its last checkpoint"
                 )
+        slots = [k for k, d in enumerate(done) if not d]  # each seed's place among seeds=, done ones too
         cfgs = [c for c, d in zip(cfgs, done) if not d]
         if not cfgs:
             print(f"{root}: every seed is already done, nothing to do", flush=True)
@@ -254,34 +256,36 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         except (ConfigError, Refused) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        return train_group(cfgs, points, should_stop)
+        return train_group(cfgs, points, should_stop, (slots, len(done)))
 
 
-def train_group(cfgs: list, points: list, should_stop) -> int:
+def train_group(cfgs: list, points: list, should_stop, places: tuple[list[int], int] | None = None) -> int:
     """Train the seeds' runs as one vectorised group (their run locks held by the caller); the seeds' env
-    workers (env_workers=true) end with it, however it ends."""
+    workers (env_workers=true) end with it, however it ends. `places`: each seed's slot among the command's
+    seeds and their number (SeedGroup), so that a seed resumed after others finished computes where it did."""
     trainers: list[GroupTrainer] = []
     try:
-        return _train_group(cfgs, points, should_stop, trainers)
+        return _train_group(cfgs, points, should_stop, trainers, places)
     finally:
         for t in trainers:
             t.close()
 
 
-def _train_group(cfgs: list, points: list, should_stop, trainers: list) -> int:
+def _train_group(cfgs: list, points: list, should_stop, trainers: list, places=None) -> int:
     for c, point in zip(cfgs, points):  # one at a time: each seeds the global RNGs, then builds its nets
         t = GroupTrainer(c)
         t.resume_from = point
         t.asked = 0 if point is None else checkpoint_step(point)  # every seed's resume step is one
         trainers.append(t)
+    slots, width = places or (list(range(len(trainers))), len(trainers))
     try:
-        group = SeedGroup([t.agent for t in trainers])
+        group = SeedGroup([t.agent for t in trainers], slots, width)
     except KSeedRefused as e:  # before anything is written
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     step_together(trainers)  # their envs' steps in the group's rounds (DMC in this process)
     stop = GroupStop(should_stop, trainers)
-    for k, t in enumerate(trainers):
+    for t, k in zip(trainers, slots):
         t.group, t.seed_index = group, k
     codes = [EXIT_FAILED] * len(trainers)
 
@@ -299,14 +303,15 @@ def _train_group(cfgs: list, points: list, should_stop, trainers: list) -> int:
                 write_status(t.run_dir, "failed", t.env_step, t.cfg.steps, msg)
             print(f"error: {t.run_dir} failed: {msg}", file=sys.stderr)
         finally:
-            group.leave(k)
+            group.leave(t.seed_index)
 
     # Daemon threads: from the command line, Ctrl-C stops every seed at one env step with a checkpoint; a
     # second Ctrl-C ends the process (every seed resumes from the checkpoints all hold).
     threads = [
         threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)
     ]
-    started, first = time.perf_counter(), [t.env_step for t in trainers]
+    # this process's share: from each seed's resume step (its trainer loads it in its own thread, later)
+    started, first = time.perf_counter(), [t.asked for t in trainers]
     with trainers[0].autocast:  # what each Trainer wraps its updates in
         group.serve(start=lambda: [th.start() for th in threads])  # the rounds in this thread from the first
     for th in threads:

@@ -109,6 +109,9 @@ LEGACY_VALUES = {
     "agent.task_dim": 96,
     # the encoder head's last activation (iqrl/learners/encoders.py): older runs ended every head in tanh
     "agent.head_act": "tanh",
+    # evaluations from (seed, env step) (iqrl.loop.parts.RunParts.seed_evaluation): older runs' evaluation
+    # streams ran on from one evaluation to the next
+    "eval_reseed": False,
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs

@@ -1,0 +1,107 @@
+"""docs/run-folder.md: a second Ctrl-C aborts at once. While the loop waits for an evaluation beside training
+(iqrl/loop/beside.py), it ends the evaluation's thread and the process in one line, exit 3, status.json
+`interrupted` at the last checkpoint's env step saying so (no traceback, no SIGABRT of a thread left in
+torch's code at the interpreter's exit), and the re-run resumes to the uninterrupted run's results."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
+from iqrl.runfolder.files import TIME_COLUMNS
+from iqrl.train import main
+
+from conftest import tiny_argv
+
+ROOT = Path(__file__).resolve().parents[1]
+SHORT = ["episode_length=100", "seed_steps=100", "eval_every=200", "checkpoint_every=100", "eval_beside=true"]
+
+# The run of `python -m iqrl.train`, whose evaluation beside training at env step 200 never ends by itself
+# (its episodes start again until it is stopped) and which says when its loop waits for it: at the
+# checkpoint of that same step.
+CHILD = """
+import sys
+from iqrl.loop import beside
+from iqrl.train import main, stop_on_signals
+
+evaluate, result = beside.eval_returns, beside.EvaluationBeside.result
+
+def endless(*args):
+    while True:
+        evaluate(*args)
+
+def evaluating(envs, agent, episodes, batched, on_frame=None):
+    run = endless if agent.evaluating_at == 200 else evaluate
+    return run(envs, agent, episodes, batched)
+
+def waiting(self, agent):
+    if self.env_step == 200:
+        print("WAITING", file=sys.stderr, flush=True)
+    return result(self, agent)
+
+start = beside.EvaluationBeside.__init__
+
+def init(self, agent, envs, episodes, batched, env_step):
+    agent.evaluating_at = env_step  # copied into the snapshot
+    start(self, agent, envs, episodes, batched, env_step)
+
+beside.eval_returns = evaluating
+beside.EvaluationBeside.result, beside.EvaluationBeside.__init__ = waiting, init
+sys.exit(main(sys.argv[1:], should_stop=stop_on_signals("iqrl.train")))
+"""
+
+
+def results(run: Path) -> dict:
+    out = {}
+    for name in ("eval.csv", "train.csv"):
+        with open(run / name) as f:
+            out[name] = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
+    return out
+
+
+def read_until(stream, text: str) -> list[str]:
+    lines = []
+    for line in stream:
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"the run ended before {text!r}:\n{''.join(lines)}")
+
+
+def test_a_second_ctrl_c_while_waiting_for_an_evaluation_beside_exits_in_one_line(tmp_path):
+    run, reference = tmp_path / "run", tmp_path / "ref"
+    argv = tiny_argv("td3", run, steps=400, extra=SHORT)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env["OMP_NUM_THREADS"] = "1"  # this process's thread count (conftest): CPU float sums depend on it
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, *argv],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        read_until(child.stderr, "WAITING")
+        child.send_signal(signal.SIGINT)
+        read_until(child.stderr, "press Ctrl-C again to abort now")
+        child.send_signal(signal.SIGINT)
+        err = child.stderr.read()
+        assert child.wait(timeout=120) == EXIT_INTERRUPTED, err
+    finally:
+        child.kill()
+    assert "Traceback" not in err and "terminate called" not in err, err
+    assert err.strip().splitlines() == [
+        "interrupted: aborted by a second Ctrl-C at env step 200; a re-run resumes from its checkpoint at "
+        "env step 100"
+    ]
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["env_step"]) == ("interrupted", 100)
+    assert status["error"].startswith("aborted by a second Ctrl-C")
+    assert main(argv) == EXIT_OK
+    assert main(tiny_argv("td3", reference, steps=400, extra=SHORT)) == EXIT_OK
+    assert results(run) == results(reference)
