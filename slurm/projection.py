@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from slurm.spec import RunSpec, built_config, config_runs
+from slurm.spec import RunSpec, built_config, config_key, config_runs
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_RESULTS = REPO / "docs" / "gpu-results"
@@ -255,7 +255,7 @@ def configs(runs: Sequence[RunSpec], results: Path) -> list[tuple[list[RunSpec],
 
     members: dict[tuple, list[RunSpec]] = {}
     for r in runs:
-        members.setdefault((r.agent, r.task, r.variant, r.steps, r.overrides), []).append(r)
+        members.setdefault(config_key(r), []).append(r)
     out = []
     for key, r in config_runs(runs).items():
         cfg = built_config(build_config, tuple(r.argv(results)))

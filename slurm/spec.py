@@ -530,10 +530,15 @@ def config_runs(runs: Sequence[RunSpec]) -> dict[tuple, RunSpec]:
     range upwards)."""
     largest: dict[tuple, RunSpec] = {}
     for r in runs:
-        k = (r.agent, r.task, r.variant, r.steps, r.overrides)
+        k = config_key(r)
         if k not in largest or r.seed > largest[k].seed:
             largest[k] = r
     return largest
+
+
+def config_key(r: RunSpec) -> tuple:
+    """What a run's config is made of but its seed (and its folder and source, which follow the seed)."""
+    return (r.agent, r.task, r.variant, r.steps, r.overrides)
 
 
 @functools.cache

@@ -24,7 +24,7 @@ import json
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,16 @@ from slurm.pack import Pack, group_mode, group_runs, seeds_argv, trainer_seeds_k
 from slurm.profiles import Profile, ProfileError, available, check_run_devices, load_profile
 from slurm.projection import projection_lines
 from slurm.run import Run
-from slurm.spec import RunSpec, Sweep, SweepError, load_sweep, validate_runs
+from slurm.spec import (
+    RunSpec,
+    Sweep,
+    SweepError,
+    built_config,
+    config_key,
+    config_runs,
+    load_sweep,
+    validate_runs,
+)
 from slurm.state import RunState, inspect_run, inspect_runs, is_done
 
 Print = Callable[[str], None]
@@ -67,12 +76,23 @@ def trainer_validator(runs: Sequence[RunSpec], results: Path, where: str) -> Non
     from iqrl.loop.preflight import check_run_folder
 
     validate_runs(runs, results, build_config, ConfigError, registered=agent_names(), where=where)
+    configs = config_runs(runs)
     for r in runs:
         if (r.run_dir(results) / "config.yaml").exists():
             try:
-                check_run_folder(build_config(r.argv(results)))
+                check_run_folder(run_config(r, configs, results, build_config))
             except ConfigError as e:
                 raise SweepError(f"{where}: run {r.key}: {e}") from None
+
+
+def run_config(r: RunSpec, configs: Mapping[tuple, RunSpec], results: Path, build_config) -> Any:
+    """The trainer's config of run `r`: that of its config's run in `configs` (slurm.spec.config_runs, built
+    once) with `r`'s own seed and folder, the only keys in which a config's runs differ; a run that starts
+    from a source (its init_from names the source's folder of its seed) is built whole."""
+    if r.source is not None:
+        return build_config(r.argv(results))
+    built = built_config(build_config, tuple(configs[config_key(r)].argv(results)))
+    return replace(built, seed=r.seed, out=str(r.run_dir(results).absolute()))
 
 
 def load(

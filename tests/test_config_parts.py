@@ -92,3 +92,26 @@ def test_the_learner_is_handed_its_part(agent):
     obs = agent_observations(agent).dim
     built = registry.make_agent(cfg, obs, agent_actions(agent, 2), torch.device("cpu"), seed=0)
     assert type(built.learner.cfg) is cfg.PARTS["learner"] and built.learner.cfg == cfg.learner
+
+
+@pytest.mark.registry
+def test_config_yaml_holds_what_omegaconf_makes_of_the_config(agent):
+    """to_yaml_dict (config.yaml's content) is OmegaConf's own conversion of the resolved config, key order
+    and types included (a tuple or an enum would differ): for the agent's defaults on each suite it acts in,
+    and with every run key of a list or mapping set."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from iqrl.config.run import ConfigError, to_yaml_dict
+
+    runs = [[f"task={t}"] for t in ("cartpole-balance", "atari:Pong", "minigrid:MiniGrid-Empty-5x5-v0")]
+    runs.append(["task=[walker-stand,walker-walk]", "overrides=[agent.lr=1]", "logger=[csv]"])
+    runs.append(["task=atari:Pong", "protocol_changes={reward_clip: 0.0}"])
+    for keys in runs:
+        try:
+            cfg = build_config([f"agent={agent}", *keys])
+        except ConfigError:  # an agent that does not act in the task's actions or learn several tasks
+            continue
+        mine, omegaconf = to_yaml_dict(cfg), OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+        assert mine == omegaconf and json.dumps(mine) == json.dumps(omegaconf), (agent, keys)

@@ -261,8 +261,20 @@ def _validate(path, results: Path, agents=None):
     ],
 )
 def test_shipped_sweeps_validate_against_build_config(name, tmp_path):
+    """Every shipped sweep validates; a run's config as the validation checks its folder with (the config's
+    built once, the run's seed and folder put in: slurm.submit.run_config) is the trainer's build of the run's
+    own command line, for the smallest seed of each config (the config is built for the largest)."""
+    from iqrl.config.build import build_config
+    from slurm.spec import config_key, config_runs
+    from slurm.submit import run_config
+
     sweep, runs = _validate(name, tmp_path)
     assert runs and sweep.name == name[:-5]
+    configs, smallest = config_runs(runs), {}
+    for r in runs:
+        smallest.setdefault(config_key(r), r)
+    for r in smallest.values():
+        assert run_config(r, configs, tmp_path, build_config) == build_config(r.argv(tmp_path)), r.key
 
 
 def test_shipped_sweeps_cover_the_requested_settings():

@@ -3,10 +3,8 @@ config raises, and what a run reads off it (observation, perturbations, the YAML
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
-
-from omegaconf import OmegaConf
 
 from iqrl.core import registry
 from iqrl.envs.make import Observation
@@ -150,9 +148,11 @@ def protocol(run: RunConfig) -> str | AtariProtocol:
 
 
 def to_yaml_dict(run: RunConfig) -> dict:
-    """Plain dict of the resolved config (what config.yaml holds, before `meta`)."""
-    d = OmegaConf.to_container(OmegaConf.structured(run), resolve=True)
-    return d
+    """Plain dict of the resolved config (what config.yaml holds, before `meta`): its fields in declaration
+    order, the agent's nested. The values are plain YAML types already (build_config made them from
+    OmegaConf's tree; tests/test_config_parts.py holds this to OmegaConf's own conversion), so no second
+    OmegaConf tree is built: 0.15 ms against 10 ms per config, paid per existing run folder by a dry sweep."""
+    return asdict(run)
 
 
 def perturbations(run: RunConfig, evaluation: bool = False) -> Perturbations:

@@ -317,9 +317,14 @@ def write_yaml(path: Path, data: dict) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
 
 
+# YAML's safe loader in libyaml's C where PyYAML was built with it (its wheels are): the same documents, read
+# about ten times faster (a dry sweep reads every existing run folder's config.yaml).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path) -> dict | None:
     p = Path(path)
-    return yaml.safe_load(p.read_text()) if p.exists() else None
+    return yaml.load(p.read_text(), Loader=SAFE_LOADER) if p.exists() else None
 
 
 class UnreadableConfig(ValueError):
@@ -333,7 +338,7 @@ def read_config(run_dir: Path) -> dict | None:
     if not os.path.lexists(path):
         return None
     try:
-        data = yaml.safe_load(path.read_bytes().decode())
+        data = yaml.load(path.read_bytes().decode(), Loader=SAFE_LOADER)
     except OSError as e:
         why = _CAUSES.get(e.errno) or (e.strerror or str(e)).lower()
     except UnicodeDecodeError:
