@@ -18,7 +18,6 @@ waits for a later ``make sweep`` (``make status`` shows it waiting for its sourc
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import shlex
@@ -31,6 +30,7 @@ from typing import Any
 from iqrl.envs.tasks import TASK_GROUPS, TASK_LISTS
 from slurm import cluster
 from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
+from slurm.local import local_outcome, stop_local_jobs
 from slurm.pack import Pack, group_mode, group_runs, seeds_argv, trainer_seeds_key
 from slurm.profiles import Profile, ProfileError, available, check_run_devices, load_profile
 from slurm.projection import projection_lines
@@ -553,7 +553,7 @@ def _run_local(
                 out(f"started {keys} (local job {job.job_id}{', ' + mode if len(mine) > 1 else ''})")
             for job in [j for j in active if j.done()]:
                 group = active.pop(job)
-                ok, message = _local_outcome(job)
+                ok, message = local_outcome(job)
                 if len(group) == 1:
                     failures += not ok
                     out(f"{'finished' if ok else 'FAILED'} {group[0].key}: {message}")
@@ -572,49 +572,9 @@ def _run_local(
             "interrupted: stopping local jobs after their current agent step (Ctrl-C again to stop waiting); "
             "they resume from their checkpoints on the next make sweep"
         )
-        _stop_local_jobs(active, results)
+        stop_local_jobs(active, results)
         return 130
     for r in waiting:
         out(f"wait {r.key}: its source {r.source.key} is not done; a later make sweep starts it")
     out(f"all runs handled ({failures} failed); see: make status SWEEP={sweep.path} RESULTS={results}")
     return 1 if failures else 0
-
-
-def _stop_local_jobs(active: Mapping[Any, list[RunSpec]], results: Path) -> None:
-    """SIGINT to each running job's trainer (the process holding its run lock), repeated until every job
-    has ended: a terminal's Ctrl-C reached them already, a SIGINT sent to `make sweep` alone did not, and a
-    job still starting takes its lock (and Run its handler) a moment later. Run treats repeated SIGINTs as
-    one request. A second Ctrl-C stops waiting; the jobs still stop after their current agent step."""
-    import os
-    import signal
-    import socket
-
-    from slurm.claim import RunLock
-
-    host = socket.gethostname()
-    try:
-        while not all(job.done() for job in active):
-            for job, group in active.items():
-                for r in group:
-                    lock = RunLock(r.run_dir(results))
-                    holder = lock.holder() if not job.done() and lock.held_elsewhere() else {}
-                    if holder.get("host") == host and holder.get("pid"):
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(int(holder["pid"]), signal.SIGINT)
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-
-
-def _local_outcome(job: Any) -> tuple[bool, str]:
-    if not job.paths.result_pickle.exists():
-        return False, f"job ended without a result (killed?); log: {job.paths.stderr}"
-    try:
-        return True, str(job.result())
-    except (
-        Exception
-    ) as e:  # FailedJobError carries the remote traceback; the error is its last "Type: message"
-        lines = [
-            ln for ln in str(e).splitlines() if ln[:1].strip() and ": " in ln
-        ]  # not indented source lines
-        return False, f"{lines[-1] if lines else type(e).__name__} (log: {job.paths.stderr})"

@@ -14,7 +14,7 @@ from iqrl.core.registry import make_agent
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import agent_actions, agent_observations, stop_at_env_step, tiny_argv, tiny_keys, tiny_run
+from conftest import agent_actions, agent_observations, stop_at_env_step, tiny_keys, tiny_run
 from test_train import eval_numbers
 
 
@@ -111,13 +111,15 @@ def assert_same_continuation(a, b, replay_a, replay_b, obs) -> None:
     assert (a.act(obs, explore=False) == b.act(obs, explore=False)).all()
 
 
-def assert_resume_matches(agent: str, tmp_path, finished_runs, extra=()):
-    """A tiny run (1200 env steps) interrupted at env step 700, past its seed steps and mid-episode on most
-    tasks, and resumed, ends with the eval.csv of one never stopped (the session's `finished_runs`).
-    Returns the folders of both: (never stopped, resumed)."""
-    ref, run = finished_runs.get(tiny_run(agent, seed=4, extra=extra)), tmp_path / "run"
-    argv = tiny_argv(agent, run, seed=4, extra=extra)
-    assert main(argv, should_stop=stop_at_env_step(argv, 700)) == EXIT_INTERRUPTED
+def assert_resume_matches(agent: str, tmp_path, finished_runs, extra=(), reference=None, stop: int = 700):
+    """A run interrupted at env step `stop`, past its seed steps and mid-episode on most tasks, and resumed,
+    ends with the eval.csv of one never stopped (the session's `finished_runs`): by default a tiny run of
+    1200 env steps, or the command line `reference` (no out=). Returns the folders of both: (never stopped,
+    resumed)."""
+    reference = reference or tiny_run(agent, seed=4, extra=extra)
+    ref, run = finished_runs.get(reference), tmp_path / "run"
+    argv = [*reference, f"out={run}"]
+    assert main(argv, should_stop=stop_at_env_step(argv, stop)) == EXIT_INTERRUPTED
     assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
     assert main(argv) == EXIT_OK
     assert eval_numbers(run) == eval_numbers(ref)

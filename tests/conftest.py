@@ -125,6 +125,26 @@ def tiny_run(agent: str, steps: int = 1200, seed: int = 1, extra=()) -> list[str
     return layered([f"agent={agent}", f"seed={seed}", f"steps={steps}", *tiny_keys(agent)], extra)
 
 
+# The agent's end-to-end run of the registry-wide tests, trained once (finished_runs), read by each: 400 env
+# steps, two seed episodes of 100, then updates; evaluated in line at 0, 200 and 400 (two episodes each).
+# The complete run folder and kill-and-resume (tests/test_conformance.py) and evaluation beside training, at
+# another cadence and from (seed, step) (tests/test_eval_streams.py) all compare with it.
+E2E_KEYS = [
+    "episode_length=100",
+    "seed_steps=200",
+    "eval_every=200",
+    "eval_episodes=2",
+    "diag_every=200",
+    "checkpoint_every=400",
+    "eval_beside=false",
+]
+
+
+def e2e_run(agent: str, extra=()) -> list[str]:
+    """The agent's end-to-end run (E2E_KEYS, seed 4), `extra` keys replacing its own."""
+    return tiny_run(agent, steps=400, seed=4, extra=layered(E2E_KEYS, extra))
+
+
 def tiny_keys(agent: str, extra=()) -> list[str]:
     """agent=NAME and the tiny run's keys for it (a discrete-only agent's in the MiniGrid room, a pixel-only
     agent's from tiny frames), `extra` keys replacing them."""
@@ -365,6 +385,32 @@ def renderer():
         if os.environ.get("IQRL_REQUIRE_RENDERER") == "1":
             raise
         pytest.skip(str(e))
+
+
+# The tests' frames are rendered with a shadow map of at most TEST_SHADOW_SIZE pixels a side where the model
+# asks for more (cartpole's 2048, drawn again for every frame): the frames of the tiny pixel runs (cartpole,
+# 32 pixels) are the same pixel for pixel (tests/test_pixels.py checks it), at 9 against 24 ms of CPU each
+# with Mesa's software EGL. Runs outside the test process (a trainer started as a command) render as users do.
+TEST_SHADOW_SIZE = 512
+
+
+@pytest.fixture(scope="session", autouse=True)
+def small_shadow_maps():
+    import functools
+
+    from iqrl.envs import render
+
+    model_sized = render.Renderer.__init__
+
+    @functools.wraps(model_sized)
+    def test_sized(self, physics, *args, **kwargs):
+        quality = physics.model.vis.quality
+        quality.shadowsize = min(quality.shadowsize, TEST_SHADOW_SIZE)
+        model_sized(self, physics, *args, **kwargs)
+
+    render.Renderer.__init__ = test_sized
+    yield
+    render.Renderer.__init__ = model_sized
 
 
 def sigint_as_terminal() -> None:

@@ -38,7 +38,7 @@ def test_a_generated_part_is_written_between_its_markers_only():
     assert out == f"a <!-- agents:count -->3<!-- /agents --> b\n{lists}"
     assert agent_docs.names(["a", "b", "c"]) == "`a`, `b` and `c`" and agent_docs.names(["a"]) == "`a`"
     with pytest.raises(ValueError, match="unknown generated part 'agent-colours'"):
-        agent_docs.written("<!-- agents:agent-colours --><!-- /agents -->", ["td3"], "docs/x.md")
+        agent_docs.written("<!-- agents:agent-colours --><!-- /agents -->", ["td3"], "a-page.md")
     every = {m["name"] for p in agent_docs.pages(ROOT) for m in agent_docs.MARKED.finditer(p.read_text())}
     assert every == set(agent_docs.PARTS)  # each part is used somewhere
 

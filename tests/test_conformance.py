@@ -33,9 +33,9 @@ from agent_helpers import assert_resume_matches, updates_to_step_every_optimizer
 from conftest import (
     TINY_DISCRETE_TASK,
     agent_observations,
+    e2e_run,
     render_for,
     tiny_keys,
-    tiny_run,
 )
 from test_train import EVAL_COLS, read_csv
 
@@ -173,12 +173,13 @@ def test_interface_members_the_trainer_reads(agent):
 @pytest.mark.registry
 @pytest.mark.computes
 def test_agent_writes_complete_run_folder(agent, request, finished_runs):
-    """The run folder of the tiny run that the resume test below compares with (1200 env steps, seed 4)."""
+    """The run folder of the agent's end-to-end run (conftest.e2e_run), which the resume test below and the
+    evaluation tests compare with."""
     render_for(agent, request)
-    out = finished_runs.get(tiny_run(agent, seed=4))
+    out = finished_runs.get(e2e_run(agent))
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     task = "cartpole-balance" if not action_spec(agent).is_discrete else TINY_DISCRETE_TASK
-    assert cfg["agent"]["name"] == agent and cfg["task"] == task and cfg["steps"] == 1200
+    assert cfg["agent"]["name"] == agent and cfg["task"] == task and cfg["steps"] == 400
     assert cfg["meta"]["versions"]["torch"].startswith("2.13") and "git_commit" in cfg["meta"]
     lock = hashlib.sha256((Path(__file__).parents[1] / "uv.lock").read_bytes()).hexdigest()
     assert cfg["meta"]["lock"] == lock[:12]  # the dependency lock the environment was installed from
@@ -188,8 +189,8 @@ def test_agent_writes_complete_run_folder(agent, request, finished_runs):
     assert cfg["meta"].get("discrete_actions", False) == action_spec(agent).is_discrete
     ev = read_csv(out / "eval.csv")
     assert list(ev[0]) == EVAL_COLS + ["success"] * action_spec(agent).is_discrete  # (MiniGrid's success)
-    # step 0, every 400, and the end (MiniGrid's episodes end early at the goal: the first episode end after)
-    due = [0, 400, 800, 1200]
+    # step 0, every 200, and the end (MiniGrid's episodes end early at the goal: the first episode end after)
+    due = [0, 200, 400]
     late = 100 * action_spec(agent).is_discrete  # MiniGrid's Empty-5x5 episodes: <= 100 steps
     assert all(d <= int(r["env_step"]) <= d + late for d, r in zip(due, ev, strict=True))
     assert all(int(r["n_episodes"]) == 2 for r in ev)
@@ -217,6 +218,8 @@ def test_agent_writes_complete_run_folder(agent, request, finished_runs):
 @pytest.mark.registry
 @pytest.mark.computes
 def test_interrupt_and_resume_gives_identical_eval(agent, tmp_path, request, finished_runs):
+    """The end-to-end run stopped at env step 250 (past its seed episodes, mid-episode) and resumed ends as
+    the run never stopped."""
     render_for(agent, request)
-    ref, run = assert_resume_matches(agent, tmp_path, finished_runs)
+    ref, run = assert_resume_matches(agent, tmp_path, finished_runs, reference=e2e_run(agent), stop=250)
     assert read_csv(run / "train.csv")[-1]["q_loss"] == read_csv(ref / "train.csv")[-1]["q_loss"]

@@ -1,7 +1,7 @@
 """Evaluation beside training (run key eval_beside, iqrl/loop/beside.py): an evaluation in its own thread on a
 snapshot of the agent writes the numbers of the evaluation in line, moves no training number, and a run
-stopped with one under way resumes to the uninterrupted run. (That it moves no training number for every
-registered agent is also tests/test_eval_streams.py's cadence test, whose frequent evaluations run beside.)"""
+stopped with one under way resumes to the uninterrupted run. (For every registered agent:
+tests/test_eval_streams.py, which runs the agent's end-to-end run again with its evaluations beside.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import csv
 import pytest
 import torch
 
-from iqrl.core import registry
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import TIME_COLUMNS
 from iqrl.train import main
@@ -58,39 +57,6 @@ def test_a_run_stopped_with_an_evaluation_beside_resumes_to_the_uninterrupted_ru
     assert [e.env_step for e in started] == [0, 200, 400, 600, 0, 200, 400, 600]
     assert rows(stopped / "eval.csv", drop={"wall_time_s"}) == rows(whole / "eval.csv", drop={"wall_time_s"})
     assert rows(stopped / "train.csv") == rows(whole / "train.csv")
-
-
-@pytest.mark.registry
-@pytest.mark.computes
-def test_every_agent_evaluates_beside_training_as_in_line(agent, tmp_path, monkeypatch):
-    """For every registered agent that evaluates beside training, 400 env steps evaluated every 100 (2
-    episodes): the evaluations at 0-300 ran in their own thread (the last one in line), and eval.csv,
-    train.csv (time columns aside) and the final checkpoint, evaluation state included, are the in-line run's
-    bit for bit. An agent whose evaluation keeps state beyond its stream and does not say so
-    (`Agent.evaluates_beside`) fails here."""
-    if why := missing_suite(agent):
-        pytest.skip(why)
-    if not registry.agent_class(agent).evaluates_beside:
-        pytest.skip(f"{agent} evaluates in line (Agent.evaluates_beside)")
-    started = count_evaluations_beside(monkeypatch)
-    runs = {b: tmp_path / b for b in ("false", "true")}
-    keys = ["episode_length=100", "seed_steps=200", "eval_every=100", "eval_episodes=2", "diag_every=100"]
-    for b, run in runs.items():
-        assert main(tiny_argv(agent, run, steps=400, extra=[*keys, f"eval_beside={b}"])) == EXIT_OK
-    assert [e.env_step for e in started] == [0, 100, 200, 300]
-    assert rows(runs["true"] / "eval.csv") == rows(runs["false"] / "eval.csv")
-    assert rows(runs["true"] / "train.csv") == rows(runs["false"] / "train.csv")
-    assert_equal_states(agent_state(runs["true"]), agent_state(runs["false"]))
-
-
-@pytest.mark.parametrize("agent", ["dcwm"])
-def test_an_agent_whose_evaluation_keeps_state_of_its_own_evaluates_in_line(agent, tmp_path, monkeypatch):
-    """A planner's evaluation keeps a warm start besides its stream (Agent.evaluates_beside false): none of
-    its evaluations runs beside training, though asked."""
-    started = count_evaluations_beside(monkeypatch)
-    argv = tiny_argv(agent, tmp_path / "run", steps=400, extra=[*KEYS, "eval_beside=true"])
-    assert main(argv) == EXIT_OK and started == []
-    assert len(rows(tmp_path / "run" / "eval.csv")) == 3
 
 
 def test_an_evaluation_that_samples_beside_training_draws_the_in_line_numbers(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from iqrl.multiseed.runs import main as multiseed_main
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
-from conftest import missing_suite, stop_after_steps, tiny_argv
+from conftest import stop_after_steps, tiny_argv
 
 
 def eval_rows(run) -> dict[int, tuple[str, str]]:
@@ -81,23 +81,6 @@ def test_a_reseeded_atari_env_starts_a_new_game_of_that_seed():
 
 # ---------------------------------------------------------------------- runs
 SHORT = ["episode_length=100", "seed_steps=200", "diag_every=200", "checkpoint_every=400"]
-
-
-@pytest.mark.registry
-def test_the_evaluation_at_a_step_is_the_same_for_every_cadence(agent, tmp_path):
-    """Two runs that differ in eval_every (and the frequent one evaluates beside training where the agent
-    allows it): the same evaluation at env steps 0 and 400, to the bit; the one at 200 came between in the
-    first (without eval_reseed, its episodes moved the evaluation env's stream of initial states, and the
-    evaluation's draws, on)."""
-    if why := missing_suite(agent):
-        pytest.skip(why)
-    runs = {every: tmp_path / f"every{every}" for every in (200, 400)}
-    for every, run in runs.items():
-        extra = [*SHORT, f"eval_every={every}", f"eval_beside={str(every == 200).lower()}"]
-        assert main(tiny_argv(agent, run, steps=400, extra=extra)) == EXIT_OK
-    often, rarely = (eval_rows(r) for r in runs.values())
-    assert sorted(often) == [0, 200, 400] and sorted(rarely) == [0, 400]
-    assert often[0] == rarely[0] and often[400] == rarely[400]
 
 
 def test_the_evaluations_of_a_k_seed_group_do_not_depend_on_its_cadence(tmp_path):

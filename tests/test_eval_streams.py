@@ -1,6 +1,7 @@
 """Evaluation leaves training alone: an evaluation draws from its own generators and envs only, so how often a
-run evaluates (eval_every), how many episodes (eval_episodes) and whether side by side (eval_batched) change
-no training number (docs/run-folder.md, "Evaluation")."""
+run evaluates (eval_every), whether side by side (eval_batched) and whether beside training (eval_beside)
+change no training number, and an evaluation's numbers depend on the parameters and its step only
+(docs/run-folder.md, "Evaluation")."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from iqrl.loop.trainer import Trainer
 from iqrl.runfolder.files import TIME_COLUMNS
 from iqrl.train import main
 
-from conftest import count_evaluations_beside, missing_suite, tiny_argv, tiny_keys
+from conftest import count_evaluations_beside, e2e_run, missing_suite, tiny_keys
 
 
 def training_streams(t: Trainer) -> dict:
@@ -111,33 +112,50 @@ def train_csv(run) -> list[dict]:
         return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
 
 
+def agent_state(run) -> dict:
+    return torch.load(run / "checkpoint" / "ckpt.pt", map_location="cpu", weights_only=False)["agent"]
+
+
 def parameters(run) -> dict:
-    return training_state(
-        torch.load(run / "checkpoint" / "ckpt.pt", map_location="cpu", weights_only=False)["agent"]
-    )
+    return training_state(agent_state(run))
+
+
+def eval_rows(run) -> dict[int, dict]:
+    """eval.csv by its row's env step, the wall time aside."""
+    with open(run / "eval.csv") as f:
+        return {
+            int(r["env_step"]): {k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(f)
+        }
 
 
 @pytest.mark.registry
 @pytest.mark.computes
-def test_evaluation_cadence_episodes_and_batching_change_no_training_number(agent, tmp_path, monkeypatch):
-    """Two runs that differ in eval_every, eval_episodes, eval_batched and eval_beside only: the same
-    train.csv (time columns aside) and, bit for bit, the same final checkpoint of the agent. The frequent
-    evaluations run beside training, on a snapshot of the agent, where the agent allows it."""
+def test_evaluation_beside_or_at_another_cadence_changes_no_number(
+    agent, finished_runs, tmp_path, monkeypatch
+):
+    """The agent's end-to-end run (conftest.e2e_run: evaluated in line at env steps 0, 200 and 400) against
+    two runs that differ from it in one evaluation key each:
+
+    * eval_beside=true: the evaluations at 0 and 200 ran in their own thread on a snapshot of the agent
+      where the agent allows it (`Agent.evaluates_beside`; the last one runs in line), and none did where
+      the agent's evaluation keeps state of its own (a planner's warm start); eval.csv, train.csv (time
+      columns aside) and the final checkpoint, evaluation state included, are the in-line run's bit for bit;
+    * eval_every=400: the same train.csv and training parameters, and, bit for bit, the same evaluations
+      at env steps 0 and 400, which depend on the parameters and the step only (eval_reseed: without it the
+      evaluation at 200 would have moved the evaluation env's initial states and draws on)."""
     if why := missing_suite(agent):
         pytest.skip(why)
+    in_line = finished_runs.get(e2e_run(agent))  # trained before anything is patched
     started = count_evaluations_beside(monkeypatch)
-    runs = []
-    for name, keys in (
-        ("often", ["eval_every=100", "eval_episodes=2", "eval_batched=true", "eval_beside=true"]),
-        ("rarely", ["eval_every=400", "eval_episodes=1", "eval_batched=false", "eval_beside=false"]),
-    ):
-        runs.append(tmp_path / name)
-        extra = ["episode_length=100", "seed_steps=200", "diag_every=100", "checkpoint_every=400", *keys]
-        assert main(tiny_argv(agent, runs[-1], steps=400, extra=extra)) == 0
-    rows = train_csv(runs[0])
-    assert int(rows[-1]["updates"]) > 0  # the evaluations fell among updates
-    assert [len(open(r / "eval.csv").readlines()) for r in runs] == [6, 3]  # a header and 5 or 2 rows
-    assert rows == train_csv(runs[1])
-    assert_same(parameters(runs[0]), parameters(runs[1]))
-    beside = registry.agent_class(agent).evaluates_beside
-    assert [e.env_step for e in started] == ([0, 100, 200, 300] if beside else [])
+    beside, rarely = tmp_path / "beside", tmp_path / "rarely"
+    assert main([*e2e_run(agent, ["eval_beside=true"]), f"out={beside}"]) == 0
+    assert [e.env_step for e in started] == ([0, 200] if registry.agent_class(agent).evaluates_beside else [])
+    assert eval_rows(beside) == eval_rows(in_line)
+    assert train_csv(beside) == train_csv(in_line) and int(train_csv(in_line)[-1]["updates"]) > 0
+    assert_same(agent_state(beside), agent_state(in_line))
+    assert main([*e2e_run(agent, ["eval_every=400"]), f"out={rarely}"]) == 0
+    assert train_csv(rarely) == train_csv(in_line)
+    assert_same(parameters(rarely), parameters(in_line))
+    often, rare = eval_rows(in_line), eval_rows(rarely)
+    assert sorted(often) == [0, 200, 400] and sorted(rare) == [0, 400]
+    assert rare[0] == often[0] and rare[400] == often[400]

@@ -35,6 +35,8 @@ from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import (
+    TEST_SHADOW_SIZE,
+    TINY_IMAGE_SIZE,
     acts_in_boxes,
     agent_observations,
     agent_run,
@@ -78,6 +80,27 @@ def test_frames_are_stacked_oldest_first_and_refilled_at_each_reset(renderer):
     obs = env.reset()  # a new episode: no frame of the old one
     assert all(np.array_equal(f, frames(obs)[0]) for f in frames(obs))
     assert not np.array_equal(frames(obs)[0], history[-1])
+
+
+def test_the_tests_shadow_maps_leave_the_tiny_runs_frames_as_the_models_own(renderer):
+    """conftest.small_shadow_maps: on the tiny pixel runs' task and size (cartpole-balance, 32 pixels),
+    frames rendered with a TEST_SHADOW_SIZE shadow map are those of the model's own (2048), over 30 steps."""
+    from dm_control import suite
+
+    def frames(init) -> np.ndarray:
+        env = suite.load("cartpole", "balance", task_kwargs={"random": 3})
+        env.reset()
+        r = object.__new__(render.Renderer)
+        init(r, env.physics, TINY_IMAGE_SIZE)
+        out = []
+        for t in range(30):
+            env.step(np.full(env.action_spec().shape, np.sin(t)))
+            out.append(r.render())
+        r.close()
+        return np.stack(out)
+
+    assert suite.load("cartpole", "balance").physics.model.vis.quality.shadowsize > TEST_SHADOW_SIZE
+    assert np.array_equal(frames(render.Renderer.__init__), frames(render.Renderer.__init__.__wrapped__))
 
 
 def test_rendering_changes_neither_dynamics_nor_rewards(renderer):
