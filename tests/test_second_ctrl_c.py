@@ -17,7 +17,7 @@ from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import TIME_COLUMNS
 from iqrl.train import main
 
-from conftest import tiny_argv
+from conftest import sigint_as_terminal, tiny_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["episode_length=100", "seed_steps=100", "eval_every=200", "checkpoint_every=100", "eval_beside=true"]
@@ -84,14 +84,15 @@ def test_a_second_ctrl_c_while_waiting_for_an_evaluation_beside_exits_in_one_lin
         env={**env, "PYTHONUNBUFFERED": "1"},
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_terminal,  # a suite started from a script would leave the child's SIGINT ignored
     )
     try:
         read_until(child.stderr, "WAITING")
         child.send_signal(signal.SIGINT)
         read_until(child.stderr, "press Ctrl-C again to abort now")
         child.send_signal(signal.SIGINT)
-        err = child.stderr.read()
-        assert child.wait(timeout=120) == EXIT_INTERRUPTED, err
+        _, err = child.communicate(timeout=120)  # a hang guard far above the need
+        assert child.returncode == EXIT_INTERRUPTED, err
     finally:
         child.kill()
     assert "Traceback" not in err and "terminate called" not in err, err
