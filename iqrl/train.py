@@ -123,14 +123,15 @@ def stop_on_signals(name: str):
 
     def stop_soon(signum, _frame):
         got.append(signum)
+        # the second Ctrl-C's handler first: one that comes as soon as the line below is read must abort
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
         print(
             f"[{name}] {signal.Signals(signum).name}: stopping after this agent step with a checkpoint "
             "(press Ctrl-C again to abort now)",
             file=sys.stderr,
             flush=True,
         )
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, stop_soon)

@@ -46,6 +46,9 @@ class EvaluationBeside:
         self.error: BaseException | None = None
         self.ended = 0.0  # time.time() at its end
         self.stopping = threading.Event()
+        # its end, waited on instead of Thread.join: a KeyboardInterrupt that interrupts a join can leave the
+        # thread marked as ended while it still runs (CPython gh-90882), which a second join then believes
+        self.finished = threading.Event()
         act = self.snapshot.act
 
         def act_unless_stopped(*args, **kwargs):
@@ -66,15 +69,16 @@ class EvaluationBeside:
         except BaseException as e:  # raised in the loop's thread, by `result`
             self.error = e
         self.ended = time.time()
+        self.finished.set()
 
     def stop(self) -> None:
         """End it before its episodes end (at its next action) and wait for its thread; no result."""
         self.stopping.set()
-        self.thread.join()
+        self.finished.wait()
 
     def result(self, agent) -> list[Outcome]:
         """Its outcomes, once it ended; the evaluation stream it ran on goes back into `agent`."""
-        self.thread.join()
+        self.finished.wait()
         if self.error is not None:
             raise self.error
         agent.eval_generator.set_state(self.snapshot.eval_generator.get_state())

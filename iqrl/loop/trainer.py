@@ -519,7 +519,7 @@ class Trainer:
     def log_due(self, progress: Progress, finished: bool) -> bool:
         """The evaluation and the train.csv row due at this env step (both at the end); whether any was."""
         cfg, logged = self.cfg, False
-        if self.beside is not None and not self.beside.thread.is_alive():  # ended beside training
+        if self.beside is not None and self.beside.finished.is_set():  # ended beside training
             logged = self.log_evaluated(progress)
         if self.env_step >= self.next_eval or finished:
             for row in self.evaluate():
