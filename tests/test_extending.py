@@ -109,7 +109,8 @@ def make_test_agent(names, *options: str, tests: tuple[str, ...] = ("tests",)) -
     cmd = shlex.split(line)
     assert cmd[-1] == "tests" and "--agent" in cmd, line  # its test paths last, to replace
     cmd = [sys.executable, *cmd[1:-1], "-p", "no:cacheprovider", *options, *tests]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # its tests' CPU profile (IQRL_TEST_CPU) is this test's own: not written a second time by the inner run
+    env = {**{k: v for k, v in os.environ.items() if k != "IQRL_TEST_CPU"}, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
 
 
