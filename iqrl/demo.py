@@ -25,8 +25,9 @@ from pathlib import Path
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 
 # cartpole-balance for 20k env steps (9000 updates after 2000 seed steps), measured with one torch thread
-# on 2 cores, seed 1: iqrl's evaluation return rises from 283 to 610, td3's from 141 to 853. At 12k env
-# steps iqrl's seed 1 had risen by 98 only (283 to 381; seeds 2 and 3 by 416 and 298), too little to show.
+# on 2 cores, seed 1: iqrl's evaluation return rises from 284 to 971, td3's from 141 to 894 (on another
+# machine, before evaluations were reseeded per step: 283 to 610 and 141 to 853). At 12k env steps iqrl's
+# seed 1 had risen by 98 only there, too little to show.
 DEMO = {
     "task": "cartpole-balance",
     "seed": 1,
@@ -51,8 +52,9 @@ AGENT_OVERRIDES = {
 # on the mean of 5), and an untrained policy scores 140 to 370 depending on the seed.
 LEARNED_MARGIN = 100.0
 # How much one agent's final return at this budget varies from seed to seed, in return units: the demo's
-# settings measured over seeds 1, 2, 3 ended at 610, 365, 697 (iqrl) and 853, 993, 999 (td3), a range of
-# 332 and 146. A gap between the agents' final returns within this says nothing about which is better.
+# settings over seeds 1, 2, 3 ended at 610, 365, 697 (iqrl) and 853, 993, 999 (td3) on one machine, a range
+# of 332 and 146, and at 971, 696, 757 and 894, 999, 995 on another (275 and 105; docs/learning-check.md).
+# A gap between the agents' final returns within this says nothing about which is better.
 SEED_SPREAD = 335.0
 # torch threads of each of the demo's runs, which train at the same time in processes of their own: at these
 # network sizes one thread updated faster than two on a 2-core machine shared with other work (iqrl: 75 to 90
@@ -134,8 +136,8 @@ def demo_table(out: Path):
 #: batch of the replay's observations), so that its maximum is visible; the mean share of FSQ's codes each
 #: group takes over that batch (active_codebook).
 DIAGNOSTICS = (
-    ("latent_rank_pct", "Latent rank (% of its width)"),
-    ("active_codebook_pct_mean", "Active codebook (% of codes)"),
+    ("latent_rank_pct", "Latent rank\n(% of its width)"),
+    ("active_codebook_pct_mean", "Active codebook\n(% of codes)"),
 )
 
 

@@ -358,7 +358,7 @@ def test_demo_draws_and_states_iqrls_rank_share_and_active_codebook_beside_the_r
     ((line,),) = [rank.get_lines()]
     assert line.get_xdata().tolist() == [400, 800] and line.get_ydata().tolist() == [25.0, 87.5]
     assert [ln.get_ydata().tolist() for ln in codes.get_lines()] == [[20.0, 40.0]]
-    assert rank.get_ylim() == (0, 105) and codes.get_ylabel() == "Active codebook (% of codes)"
+    assert rank.get_ylim() == (0, 105) and codes.get_ylabel() == "Active codebook\n(% of codes)"
     plt.close(fig)
     text = demo.summary(table, Path("runs/demo"), Path("runs/demo/demo.png"), None, "no published curve")
     assert "iqrl's latent rank went from 25% to 88% of its width" in text
