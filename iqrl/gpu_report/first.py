@@ -1,11 +1,12 @@
 """The GPU's first command (`bash scripts/gpu_part.sh first`, `python -m iqrl.gpu_report part first`): in one
-command of under 8 minutes, (a) the captured K-seed group against the eager one at paper sizes (16 seeds, 12
-updates, every piece replayed: tests/test_cuda.py's GROUP_GRAPHS_TEST), then (b) a learning result: iqrl on
-walker-walk as a K = 16 group in the fastest mode verified on this GPU model, end to end, for the rest of
-the budget; its seed folders less their checkpoints in OUT/runs/<agent>/<task>/ (`collect` commits them under
-docs/gpu-results/runs/<gpu>-<date>/, iqrl/gpu_report/learning.py), and one `learn` row with env steps/s per
-seed and in all, the time split, each seed's returns at the last evaluation all seeds reached and the
-published iQRL curve there (iQRL's released mean: 194.8 at 20k, 519.8 at 30k env steps).
+command of under 8 minutes, (a) the captured K-seed group against the compiled one at paper sizes (16 seeds,
+12 updates, every piece replayed: tests/test_cuda.py's GROUP_GRAPHS_TEST), then (b) a learning result: iqrl on
+walker-walk as a K = 4 group in the fastest mode verified on this GPU model, end to end, for the rest of
+the budget; its seed folders less their checkpoints in OUT/runs.tar.gz, as runs/<agent>/<task>/seed<k>/
+(`collect` commits them under docs/gpu-results/runs/<gpu>-<date>/, iqrl/gpu_report/learning.py), and one
+`learn` row with env steps/s per seed and in all, the time split, each seed's returns at the last evaluation
+all seeds reached and the published iQRL curve there (iQRL's released mean: 194.8 at 20k, 519.8 at 30k env
+steps).
 
 Later GPU runs rotate the learning run through the campaigns' agents and tasks (`LEARNING_ROTATION`): the
 run is chosen by how many learning rows of this command docs/gpu-results/ already holds.
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from iqrl.config.build import layered
 from iqrl.gpu_report import plan
-from iqrl.gpu_report.learning import group_split, keep_run, run_folder
+from iqrl.gpu_report.learning import group_split, keep_run, pack_runs, run_folder
 from iqrl.gpu_report.parts import (
     REPO,
     STOP_GRACE_S,
@@ -60,7 +61,11 @@ LEARNING_ROTATION = (
     ("sac-ae", plan.PIXEL_TASK, ("obs=pixels",)),
     ("mrq", plan.ATARI_TASK, ("obs=pixels", "updates_per_step=0.25", "eval_every=40000")),
 )
-K = 16
+#: The group's seeds. 4, not 16: the run must pass the seed phase (10k env steps) and reach the published
+#: curves' first points (15k-20k) within the budget. An H200 updated a compiled iqrl group of 4 at 43
+#: updates/s per seed against 19.5 at K = 16 (captured: 320 against 79), and at K = 16 compiled it reached
+#: 13,000 env steps in its 232 s (2026-11-27, docs/performance.md).
+K = 4
 #: The smoke's group: 2 tiny seeds to 400 env steps, evaluated every 100 (it ends by itself).
 SMOKE_RUN = (
     "steps=400",
@@ -94,7 +99,8 @@ def group_mode(test_rows: list[dict]) -> str:
 
 
 def run_first(out: Path, smoke: bool, budget_s: float | None = None) -> int:
-    """The first command (module docstring); rows in out/part0.jsonl, the run's seed folders in out/runs/."""
+    """The first command (module docstring); rows in out/part0.jsonl, the run's seed folders in
+    out/runs.tar.gz."""
     budget = budget_s if budget_s is not None else BUDGET_S
     started = time.monotonic()
     deadline = started + budget
@@ -124,7 +130,8 @@ def run_first(out: Path, smoke: bool, budget_s: float | None = None) -> int:
         stop_at_deadline(proc, deadline)
     row = learn_row(run, root / agent, proc.returncode, time.monotonic() - t)
     log.append({**row, "first": True, **group_split(root / agent)})
-    keep_run(root / agent, run_folder(out / "runs", agent, task))
+    keep_run(root / agent, run_folder(root / "runs", agent, task))
+    pack_runs(root / "runs", out)
     shutil.rmtree(root, ignore_errors=True)
     print(f"\nthe first command took {time.monotonic() - started:.1f} s; rows in {log.path}")
     print(summary(log.rows()))

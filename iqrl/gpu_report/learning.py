@@ -9,15 +9,24 @@ them alone: env steps reached, env steps/s per seed over the loop (status.json's
 return at the last evaluation every seed has and the published mean of the same method and task there;
 `draw` puts each against its published curves (docs/gpu-results/learning.png). Analysis and matplotlib are
 imported where they are used: the GPU machine imports this module for `keep_run` and `group_split` only.
+
+The first command hands its runs back as one archive, OUT/runs.tar.gz (`pack_runs`): the GPU machines it
+ran on return at most 8 files of a command, none more than two folders below OUT, and a group's seeds are
+four files each, four folders down (on 2026-11-27 a 16-seed run's folders did not come back for that
+reason). `collect` reads the archive, or a `runs` folder beside the part files (`unpacked_runs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import shutil
+import tarfile
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +39,8 @@ from iqrl.runfolder.files import RESULT_FILES, TIME_SPLIT_PHASES, read_status
 if TYPE_CHECKING:
     import pandas as pd
 
+#: The first command's run folders as one file in OUT (`pack_runs`).
+RUNS_ARCHIVE = "runs.tar.gz"
 #: The figure `doc` writes beside the result files (embedded in docs/performance.md), none without a run.
 FIGURE = "learning.png"
 
@@ -40,9 +51,14 @@ def run_folder(root: Path, agent: str, task: str) -> Path:
     return root / agent / task.replace(":", "-")
 
 
+def seed_folders(folder: Path) -> list[Path]:
+    """A run folder's seed<k> folders in seed order (seed2 before seed10)."""
+    return sorted(folder.glob("seed*"), key=lambda p: (len(p.name), p.name))
+
+
 def keep_run(folder: Path, dest: Path) -> None:
     """Each seed folder's RESULT_FILES (small; its checkpoint is not) into dest/seed<k>/."""
-    for seed in sorted(folder.glob("seed*")):
+    for seed in seed_folders(folder):
         for name in RESULT_FILES:
             if (seed / name).is_file():
                 (dest / seed.name).mkdir(parents=True, exist_ok=True)
@@ -52,7 +68,7 @@ def keep_run(folder: Path, dest: Path) -> None:
 def group_split(folder: Path) -> dict:
     """The seeds' mean seconds per phase (status.json's time_split) and env steps/s per seed over the loop's
     time (the slowest seed's)."""
-    splits = [(read_status(s) or {}).get("time_split") for s in sorted(folder.glob("seed*"))]
+    splits = [(read_status(s) or {}).get("time_split") for s in seed_folders(folder)]
     splits = [s for s in splits if s]
     if not splits:
         return {}
@@ -60,6 +76,30 @@ def group_split(folder: Path) -> dict:
     mean = {p: round(sum(s[p] for s in splits) / len(splits), 1) for p in TIME_SPLIT_PHASES}
     per_seed = round(reached(folder) / loop, 1) if loop > 0 else None
     return {"time_split": mean, "loop_env_steps_per_s": per_seed}
+
+
+def pack_runs(runs: Path, out: Path) -> Path:
+    """The run folders under `runs` (OUT/runs/<agent>/<task>/seed<k>/) as out/RUNS_ARCHIVE, its members under
+    `runs/`; `runs` is removed. Returns the archive."""
+    path = out / RUNS_ARCHIVE
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(runs, arcname="runs")
+    shutil.rmtree(runs)
+    return path
+
+
+@contextlib.contextmanager
+def unpacked_runs(src: Path) -> Iterator[Path]:
+    """The runs folder of a first command's files `src`: src/runs where it is one (unpacked by hand, or a
+    CPU smoke's), else src/RUNS_ARCHIVE unpacked into a temporary folder (regular files and folders only:
+    tarfile's `data` filter), else a folder that does not exist."""
+    if (src / "runs").is_dir() or not (src / RUNS_ARCHIVE).is_file():
+        yield src / "runs"
+        return
+    with tempfile.TemporaryDirectory(prefix="iqrl-gpu-runs-") as tmp:
+        with tarfile.open(src / RUNS_ARCHIVE) as tar:
+            tar.extractall(tmp, filter="data")
+        yield Path(tmp) / "runs"
 
 
 def reached(folder: Path) -> int:

@@ -31,7 +31,7 @@ import torch
 
 from iqrl.bench.cli import failure_line, row_command
 from iqrl.bench.measure import hardware
-from iqrl.gpu_report import plan
+from iqrl.gpu_report import learning, plan
 from iqrl.gpu_report.pytest_rows import ROWS_ENV
 from iqrl.gpu_report.results import (
     latest_test_outcomes,
@@ -318,7 +318,7 @@ def start_run(run: plan.LearnRun, folder: Path, device: list[str]) -> subprocess
 def learn_row(run: plan.LearnRun, folder: Path, rc: int, wall: float) -> dict:
     """Env steps reached and the seeds' returns at the last evaluation they all have, with the published
     main-result curves of the same method at that step (docs/learning-check.md's comparison)."""
-    seeds = sorted(folder.glob("seed*"))
+    seeds = learning.seed_folders(folder)
     evals = [read_evals(s / "eval.csv") for s in seeds]
     steps = [(read_status(s) or {}).get("env_step", 0) for s in seeds]
     row = {"kind": "learn", "key": run.key, "mode": run.mode, "seeds": len(seeds), "exit": rc}
@@ -337,7 +337,7 @@ def learn_row(run: plan.LearnRun, folder: Path, rc: int, wall: float) -> dict:
 
 def evaluated(folder: Path) -> bool:
     """Every seed of a run folder has an evaluation past env step 0 in its eval.csv."""
-    seeds = sorted(folder.glob("seed*"))
+    seeds = learning.seed_folders(folder)
     return bool(seeds) and all(any(step > 0 for step in read_evals(s / "eval.csv")) for s in seeds)
 
 

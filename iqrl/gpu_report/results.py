@@ -31,7 +31,9 @@ END = "<!-- END gpu-results -->"
 #: piece replayed): a 2-seed tiny group's pass said nothing of the groups the bench timed.
 MATCH_TEST = "tests/test_cuda.py::test_cuda_compiled_and_graph_captured_updates_match_eager[{}]"
 GROUP_MATCH_TEST = "tests/test_cuda.py::test_cuda_compiled_and_graph_captured_k_seed_group_matches_eager[{}]"
-GROUP_GRAPHS_TEST = "tests/test_cuda.py::test_cuda_graph_captured_k_seed_group_matches_eager_at_paper_sizes"
+GROUP_GRAPHS_TEST = (
+    "tests/test_cuda.py::test_cuda_graph_captured_k_seed_group_replays_the_compiled_one_at_paper_sizes"
+)
 MODE_TESTED_BY = {"true": "False", "cudagraphs": "True"}
 
 
@@ -180,13 +182,15 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     body = [{k: v for k, v in machines[-1].items() if k != "part"}] + list(merged.values())
     target.write_text("".join(json.dumps(r) + "\n" for r in body))
-    copy_runs(src / "runs", folder / "runs" / target.stem)
+    with learning.unpacked_runs(src) as runs:
+        copy_runs(runs, folder / "runs" / target.stem)
     return target
 
 
 def copy_runs(src: Path, dest: Path) -> None:
-    """The learning runs a GPU's first command wrote (OUT/runs/<agent>/<task>/seed<k>/, the first command's:
-    iqrl/gpu_report/first.py) into dest, beside the result file they belong to: each seed's run files (its
+    """The learning runs a GPU's first command wrote (runs/<agent>/<task>/seed<k>/ in OUT/runs.tar.gz:
+    iqrl/gpu_report/first.py; `src` is that runs folder) into dest, beside the result file they belong to:
+    each seed's run files (its
     config.yaml, eval.csv, train.csv, status.json), a run that dest holds already replaced whole (a later
     run of the same GPU, day, agent and task)."""
     for run in sorted({p.parent for p in src.glob("*/*/seed*")}) if src.is_dir() else []:
