@@ -161,9 +161,9 @@ def test_cuda_graph_captured_k_seed_group_replays_the_compiled_one_at_paper_size
     from iqrl.multiseed.group import SeedGroup
 
     k, updates, tol = 16, 12, 1e-4
-    torch._dynamo.reset()
     metrics, agents = {}, {}
     for mode in ("eager", "compiled", "captured"):
+        torch._dynamo.reset()  # each mode compiles afresh, as a run in that mode does
         n = 1 if mode == "eager" else updates
         pairs = [paper_size_agent_and_replay("iqrl", "walker-walk", s, mode) for s in range(k)]
         agents[mode] = [a for a, _ in pairs]
