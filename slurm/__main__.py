@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,8 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SweepError, ProfileError, SubmitError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1 if isinstance(e, SubmitError) else 2  # 2: bad input; 1: sbatch refused
-    except BrokenPipeError:  # output piped into `head` and the like
-        sys.stderr.close()
+
+
+def entry() -> int:
+    """`python -m slurm`: main, its output piped into `head` and the like ending quietly. Here and not in
+    main, which a caller may run in its own process: that caller's streams stay as they were."""
+    try:
+        return main()
+    except BrokenPipeError:  # the reader left: stdout to devnull, so the flush at exit raises nothing either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's signal docs, SIGPIPE
         return 0
 
 
@@ -81,4 +89,4 @@ def _gpu_hours_refusal(args) -> str | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

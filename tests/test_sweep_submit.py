@@ -4,6 +4,8 @@ MaxArraySize, claims, skipping live and done runs, resubmitting stale ones, conc
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -405,3 +407,30 @@ def test_packed_profile_submits_one_task_per_pack_and_claims_name_its_job(tmp_pa
         for line in (tmp_path / "res/.submitit/fk/submissions.jsonl").read_text().splitlines()
     ]
     assert [len(t) for line in log for t in line["tasks"]] == [2, 2, 2, 2]
+
+
+def test_a_broken_pipe_closes_no_stream_of_an_in_process_caller(monkeypatch):
+    """`main` run in a caller's own process (a test, a notebook) lets a BrokenPipeError out and leaves the
+    caller's streams open (it closed sys.stderr once, and pytest then lost its own); `python -m slurm`
+    (`entry`) ends with 0 and prints nothing when its reader leaves (`make status | head`)."""
+    import slurm.__main__ as cli
+
+    def broken(*args, **kwargs):
+        raise BrokenPipeError
+
+    monkeypatch.setattr(cli, "run_sweep", broken)
+    with pytest.raises(BrokenPipeError):
+        cli.main(["sweep", "ablations/smoke.yaml", "--dry"])
+    assert not sys.stderr.closed and not sys.stdout.closed
+    code = (  # a reader that leaves at once: writing 400 kB into its pipe raises BrokenPipeError in main
+        "import sys, slurm.__main__ as cli\n"
+        "def much(argv=None):\n    print('row\\n' * 100000)\n    return 0\n"
+        "cli.main = much\nsys.exit(cli.entry())\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert (proc.wait(timeout=60), err) == (0, "")
