@@ -12,6 +12,13 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+# submitit's first import reconfigures logging (logging.config.dictConfig), which closes every handler there
+# is. absl's handler (dm_control imports absl) then closes the stream it was made with unless that is still
+# sys.stderr: made at collection, it is pytest's captured stderr, and a first import inside a test that
+# captures its own output (capsys) closed pytest's stream, so pytest lost its stderr and crashed
+# (tests/test_sweep_slurm.py run alone). Imported here, first, no handler it closes holds such a stream.
+import submitit  # noqa: E402, F401
 import torch  # noqa: E402
 
 from iqrl.config.build import layered

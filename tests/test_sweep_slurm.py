@@ -4,7 +4,7 @@
    SIGKILLed and another scancelled; `make status` shows both as interrupted; the next `make sweep`
    resubmits exactly those two, which resume from their checkpoints and finish; a further `make sweep`
    submits nothing.
-2. Two runs (one job array) that take longer than their 2-minute time limit: each attempt gets USR2 from
+2. Two runs (one job array) that take longer than their 1-minute time limit: each attempt gets USR2 from
    Slurm ahead of the limit, checkpoints, is requeued by submitit and resumes; seed 0 ends with the same
    eval.csv as the same run trained without interruption. `make status` is checked while they run.
 3. Packed jobs (two runs per array task, the stand-in trainer): half as many tasks as runs, one claim job
@@ -184,10 +184,11 @@ LONG_FIXED = """
 """
 LONG = "name: long\nagents: [iqrl]\ntasks: [walker-walk]\nseeds: [0, 1]\nsteps: {steps}\nfixed:" + LONG_FIXED
 
-# An attempt under the profile below trains for at most about 100 s (a 2-minute limit, USR2 20 s ahead, less
-# start-up). The runs are sized from this machine's measured speed to need about 200 s of training each when
-# trained alone, so every seed reaches its time limit at least once, on a fast machine as on a slow one.
-TRAIN_SECONDS_PER_SEED = 200.0
+# An attempt under the profile below trains for at most about 40 s (a 1-minute limit, USR2 20 s ahead and
+# up to 30 s earlier, less start-up). The runs are sized from this machine's measured speed to need about 80 s
+# of training each when trained alone (more beside the other runs), so every seed reaches its time limit at
+# least once, on a fast machine as on a slow one.
+TRAIN_SECONDS_PER_SEED = 80.0
 
 
 def _steps_for_training_seconds(tmp_path: Path, seconds: float) -> int:
@@ -210,7 +211,7 @@ def _steps_for_training_seconds(tmp_path: Path, seconds: float) -> int:
 
 SHORT_LIMIT = """executor: slurm
 partition: debug
-time_min: 2
+time_min: 1
 cpus: 1
 mem_gb: 2
 gpus: 0
@@ -222,7 +223,7 @@ device: cpu
 
 
 def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_run(tmp_path):
-    """A 2-minute limit per attempt against runs that take longer: Slurm sends USR2 ahead of the limit
+    """A 1-minute limit per attempt against runs that take longer: Slurm sends USR2 ahead of the limit
     (`--signal=USR2@20`), the run checkpoints after its current agent step, submitit takes its timed-out
     branch and requeues the array task, and the requeued attempt resumes from the run folder. Seed 0's
     eval.csv must equal the same run trained in one go. `make status` is read while the jobs run."""
@@ -286,7 +287,7 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
     scripts = "".join(p.read_text() for p in (results / ".submitit/long").glob("*/*_submission.sh"))
-    assert "#SBATCH --signal=USR2@20" in scripts and "#SBATCH --time=2" in scripts, scripts
+    assert "#SBATCH --signal=USR2@20" in scripts and "#SBATCH --time=1" in scripts, scripts
     assert "#SBATCH --array=0-1%2" in scripts, scripts
     for k, d in enumerate(run_dirs):
         log = "".join(p.read_text() for p in (results / ".submitit/long").glob(f"*_{k}/*_log.*"))
