@@ -190,9 +190,8 @@ def collect(src: Path, folder: Path = RESULTS) -> Path:
 def copy_runs(src: Path, dest: Path) -> None:
     """The learning runs a GPU's first command wrote (runs/<agent>/<task>/seed<k>/ in OUT/runs.tar.gz:
     iqrl/gpu_report/first.py; `src` is that runs folder) into dest, beside the result file they belong to:
-    each seed's run files (its
-    config.yaml, eval.csv, train.csv, status.json), a run that dest holds already replaced whole (a later
-    run of the same GPU, day, agent and task)."""
+    each seed's run files (its config.yaml, eval.csv, train.csv, status.json), a run that dest holds already
+    replaced whole (a later run of the same GPU, day, agent and task)."""
     for run in sorted({p.parent for p in src.glob("*/*/seed*")}) if src.is_dir() else []:
         target = dest / run.relative_to(src)
         shutil.rmtree(target, ignore_errors=True)
