@@ -68,7 +68,7 @@ install: $(STAMP)
 # TEST_WORKERS: pytest-xdist processes, one test file each at a time (CI has 2 cores); 0 runs them in-process.
 TEST_WORKERS ?= 2
 test: $(STAMP) lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 # make test-agent NAME=<agent>[,<agent>]: every registry-wide test for those agents (the tests marked
 # `registry`: conformance, config ranges and parts, transfer parts, key docs, action spaces, sync-free updates,
