@@ -65,8 +65,10 @@ lock:
 
 install: $(STAMP)
 
-# TEST_WORKERS: pytest-xdist processes, one test file each at a time (CI has 2 cores); 0 runs them in-process.
-TEST_WORKERS ?= 2
+# TEST_WORKERS: pytest-xdist processes, one test file each at a time; 0 runs them in-process. Three on CI's 2
+# cores: the Slurm tests wait on their jobs' time limits, and a third worker uses the core they leave
+# (docs/testing.md, "Profile").
+TEST_WORKERS ?= 3
 test: $(STAMP) lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 tests
 

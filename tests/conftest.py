@@ -365,7 +365,7 @@ def own_test_files(agents: list[str]) -> set[str]:
 # The files that take longest in `make test`, longest first (a two-worker run's wall seconds per file, from
 # scripts/test_profile.py): they are collected first, so pytest-xdist, which hands each worker one file at a
 # time in collection order (`--no-loadscope-reorder` in the Makefile), starts them first, and the run ends
-# on short files with both workers busy. Only the order depends on this list, never a verdict.
+# on short files with every worker busy. Only the order depends on this list, never a verdict.
 LONGEST_FILES = (
     "test_sweep_slurm.py",  # about 500 s, most of it waiting for Slurm's time limits
     "test_multiseed.py",
