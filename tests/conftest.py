@@ -365,15 +365,16 @@ def own_test_files(agents: list[str]) -> set[str]:
 # The files that take longest in `make test`, longest first (a two-worker run's wall seconds per file, from
 # scripts/test_profile.py): they are collected first, so pytest-xdist, which hands each worker one file at a
 # time in collection order (`--no-loadscope-reorder` in the Makefile), starts them first, and the run ends
-# on short files with every worker busy. Only the order depends on this list, never a verdict.
+# on short files with every worker busy. Only the order depends on this list, never a verdict (and
+# tests/test_references.py fails on a path here that no longer exists).
 LONGEST_FILES = (
-    "test_sweep_slurm.py",  # about 500 s, most of it waiting for Slurm's time limits
-    "test_multiseed.py",
-    "test_compile.py",
-    "test_extending.py",
-    "test_pixels.py",
-    "test_faults.py",
-    "test_eval_streams.py",
+    "tests/test_sweep_slurm.py",  # about 500 s, most of it waiting for Slurm's time limits
+    "tests/test_multiseed.py",
+    "tests/test_compile.py",
+    "tests/test_extending.py",
+    "tests/test_pixels.py",
+    "tests/test_faults.py",
+    "tests/test_eval_streams.py",
 )
 
 
@@ -382,8 +383,8 @@ def pytest_collection_modifyitems(config, items):
     """The longest files first (LONGEST_FILES), the others in their order. With --agent (`make test-agent`),
     the tests of those agents' own files run beside the registry-wide ones: they are marked `registry` here,
     before `-m registry` selects."""
-    rank = {name: k for k, name in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    rank = {path: k for k, path in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(f"tests/{item.path.name}", len(rank)))
     agents = [a for a in config.getoption("--agent").split(",") if a]
     if not agents:
         return
