@@ -184,7 +184,10 @@ def test_matmul_split_counts_the_update_s_matrix_products(capsys):
         for i in range(2):
             b.agent.update(b.replay, i)
     assert row["matmul_gflop"] == pytest.approx(flops.get_total_flops() / 2e9, abs=0.006)
-    assert 0 < row["matmul_ms"] < row["update_ms"]
+    # Both times are positive; they come from two passes (the update timed alone, then profiled), so on a
+    # loaded machine the profiled pass's matrix products can take longer than the whole timed update: their
+    # order is no verdict. What matmul_ms counts (the matrix-product operators only) is pinned above.
+    assert row["matmul_ms"] > 0 and row["update_ms"] > 0
     # The times are printed to 0.1 ms, the ratios from the unrounded times: each ratio lies in the range the
     # printed times allow (td3's update takes a few ms, so that range is a few per cent wide), plus its own
     # rounding.
