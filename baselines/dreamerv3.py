@@ -43,16 +43,18 @@ Settings (the defaults of `DreamerV3Config`), from dreamerv3/configs.yaml at e3f
 | batch_size, batch_length, replay_context | 16, 64, 1 | lines 10-15 |
 | train_ratio | 1024 from states, 256 from pixels | lines 172, 182, 187 |
 | replay_size, online_replay | 5e6, uniform with the online queue | lines 39-42 |
+| envs (the run key train_envs) | 16 on DMC, 1 on Atari 100k (and elsewhere) | lines 55, 172 |
 
 Quirks (docs/faithfulness.md): DV3-1 (the code's discrete policy ignores its unimix setting; here mixed, as
 the paper says; `dreamerv3_actor_no_unimix=true` for the code's), DV3-2 (the code's evaluation samples as
 training does; here the modes, `dreamerv3_eval_sample=true` for the code's), DV3-3 (BlockLinear's init reads
 the fan-in of all blocks; here a block's own, `dreamerv3_block_full_fan_in=true` for the code's).
-Harness deviations (DV3-4..11): float32 (the code computes in bfloat16); windows never cross an episode's
+Harness deviations (DV3-4..12): float32 (the code computes in bfloat16); windows never cross an episode's
 end, so the losses past a terminal are masked and an episode's first observation is trained only by the
 windows that start there; the online queue tiles each episode; the seed phase acts with the policy and
 lasts the run's `seed_steps`, by default 1024 agent steps in whole episodes (the code's 1088: DV3-7); its envs
-are its code's where the harness can be (PIXEL_FRAMES, PROTOCOL_CHANGES; DV3-9, DV3-11).
+are its code's where the harness can be (PIXEL_FRAMES, PROTOCOL_CHANGES; DV3-9, DV3-11); its 16 DMC envs
+act in turn (TRAIN_ENVS: each env's action sees the updates of the env before it; DV3-12).
 """
 
 from __future__ import annotations
@@ -61,13 +63,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from baselines.dreamerv3_acting import DreamerV3Acting
 from baselines.dreamerv3_nets import RSSM, Decoder, Encoder, Head, Policy, ReturnNorm, binary_log_prob, feat
 from iqrl.core.checks import require
-from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape, to_tensor
+from iqrl.core.interface import Agent, AgentConfig, AgentSpec, Part, pixel_shape
 from iqrl.core.schedule import PerStep, SeedPhase
 from iqrl.core.spaces import ActionSpec
 from iqrl.nn.maths import lambda_return, one_hot, symexp_bins, two_hot_cross_entropy, two_hot_mean
@@ -101,6 +103,9 @@ class DreamerV3Config(AgentConfig):
     # its Atari env (configs.yaml line 33; embodied/envs/atari.py): unclipped rewards (`clip_reward: False`,
     # lines 154-155), which its symlog heads exist to learn; 0 to 30 no-op frames (`noops: 30`, lines 130-147)
     PROTOCOL_CHANGES: ClassVar[dict] = {"reward_clip": 0.0, "noop_max": 31, "noop_frames": True}
+    # its envs at once: 16 (configs.yaml line 55, `run.envs`) on DMC (dmc_proprio, dmc_vision: lines 178-187
+    # keep it); atari100k sets 1 (line 172); the run key train_envs (iqrl/loop/lanes.py; DV3-12)
+    TRAIN_ENVS: ClassVar[dict[str, int]] = {"dmc": 16}
     # the tests' tiny sizes (two image stages: 32 x 32 frames of the pixel tests)
     TINY: ClassVar[dict] = {
         "size": "1m",
@@ -293,7 +298,7 @@ class DreamerV3Config(AgentConfig):
         )
 
 
-class DreamerV3(Agent):
+class DreamerV3(DreamerV3Acting, Agent):
     ACTION_SPACES = ("box", "discrete")
     evaluates_beside = False  # evaluation carries a recurrent state of its own (`carry[False]`)
     PIXELS = True
@@ -385,6 +390,8 @@ class DreamerV3(Agent):
         self.carry: dict[bool, tuple[Tensor, Tensor, Tensor] | None] = {True: None, False: None}
         self.obs_count = 0  # training observations seen (`observe`): the replay's index of the next one
         self.pending: list[tuple[Tensor, Tensor]] = []  # (stored index [1], context [1, F]) of acted ones
+        # train_envs > 1: the training carry and observation count of each env but the current one
+        self.other_envs: dict[int, tuple] = {}
 
     # ------------------------------------------------------------------ the update
     def embed(self, action: Tensor) -> Tensor:
@@ -533,65 +540,3 @@ class DreamerV3(Agent):
             index, values = (torch.cat(x) for x in zip(*self.pending))
             replay.write_context(index, values)
         self.pending = []
-
-    # ------------------------------------------------------------------ acting
-    def on_episode_start(self, training: bool) -> None:
-        self.carry[training] = None  # the next act resets the state (is_first)
-
-    def observe(self, obs, reward=None, done=False) -> None:
-        self.obs_count += 1
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        """`Agent.policy`: the posterior from the carried state, then a policy sample (training; evaluation
-        with `dreamerv3_eval_sample`) or the modes of latent and policy (evaluation, DV3-2)."""
-        o = to_tensor(obs, self.device)
-        single = o.dim() == len(self.obs_shape)
-        o = o.unsqueeze(0) if single else o
-        n, carry = o.shape[0], self.carry[explore]
-        reset = carry is None or carry[0].shape[0] != n  # an episode starts (or a batch of another size)
-        if reset:
-            carry = (
-                o.new_zeros(n, self.D, dtype=torch.float32),
-                o.new_zeros(n, self.S, self.C, dtype=torch.float32),
-            )
-            carry = (*carry, o.new_zeros(n, self.act_dim, dtype=torch.float32))
-        sample, g = explore or self.cfg.dreamerv3_eval_sample, self.act_generators[explore]
-        u = torch.rand(n, self.S, generator=g, device=self.device) if sample else None
-        flags = torch.full((n,), reset, dtype=torch.bool, device=self.device)
-        deter, stoch, _ = self.rssm.observe_step(*carry, self.encoder(o), flags, u)
-        f = feat(deter, stoch)
-        if sample:
-            draw = (
-                torch.rand(n, generator=g, device=self.device)
-                if self.discrete
-                else torch.randn(n, self.act_dim, generator=g, device=self.device)
-            )
-            rssm_action, action = self.policy.sample(f, draw)
-        else:
-            rssm_action, action = self.policy.mode(f)
-        self.carry[explore] = (deter, stoch, rssm_action)
-        if explore and single and not reset and self.obs_count > 0:  # o's context, for the replay
-            self.pending.append((torch.full((1,), self.obs_count - 1, device=self.device), f))
-        if not self.discrete:
-            action = action.clamp(-1.0, 1.0)  # the code's env clips (main.py wrap_env: ClipAction)
-        return (action[0] if single else action).cpu().numpy()
-
-    # ------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict:
-        """The declared state, the acting generators, the carried states and the pending contexts."""
-        return {
-            **super().state_dict(),
-            "act_generators": {k: g.get_state() for k, g in self.act_generators.items()},
-            "carry": {k: None if v is None else [x.clone() for x in v] for k, v in self.carry.items()},
-            "pending": [[i.clone(), v.clone()] for i, v in self.pending],
-        }
-
-    def load_state_dict(self, s: dict) -> None:
-        super().load_state_dict(s)
-        for k, g in self.act_generators.items():
-            g.set_state(s["act_generators"][k].cpu())
-        self.carry = {
-            k: None if v is None else tuple(x.to(self.device) for x in v) for k, v in s["carry"].items()
-        }
-        self.pending = [(i.to(self.device), v.to(self.device)) for i, v in s["pending"]]

@@ -87,6 +87,7 @@ def agent_run(agent: str) -> list[str]:
     without boxes; for one that learns from pixels only, frames of the smallest size its defaults take where
     that is above the run's default (CURL's crops of 84 pixels: 85)."""
     task = [] if acts_in_boxes(agent) else [f"task={TINY_DISCRETE_TASK}"]
+    task += several_envs(agent)
     if not pixels_only(agent):
         return task
     from iqrl.config.run import pixel_defaults
@@ -98,6 +99,15 @@ def agent_run(agent: str) -> list[str]:
     default = pixel_defaults(agent, SUITES["dmc"], "pixels")["image_size"]
     size = smallest_image_size(cfg) or default
     return task + [f"image_size={size}"] * (size > default)
+
+
+def several_envs(agent: str) -> list[str]:
+    """train_envs=2 for an agent whose code collects from several envs at once (AgentConfig.TRAIN_ENVS:
+    DreamerV3's 16 on DMC): every registry-wide test takes two envs through its paths, at an eighth of the
+    code's cost."""
+    from iqrl.core import registry
+
+    return ["train_envs=2"] * (agent in registry.REGISTRY and bool(registry.config_class(agent).TRAIN_ENVS))
 
 
 def agent_actions(agent: str, dims: int):

@@ -28,7 +28,15 @@ from iqrl.config.run import DEFAULT_STEPS, TOP_LEVEL_KEYS, ConfigError, RunConfi
 from iqrl.config.validate import validate
 from iqrl.core import registry
 from iqrl.envs.make import check_task
-from iqrl.envs.tasks import protocol_changes, protocol_steps, suite_of, task_group, task_label, task_list
+from iqrl.envs.tasks import (
+    protocol_changes,
+    protocol_steps,
+    split_task,
+    suite_of,
+    task_group,
+    task_label,
+    task_list,
+)
 
 
 @functools.cache
@@ -160,6 +168,8 @@ def build_config(argv: list[str]) -> RunConfig:
     run.protocol = suite.protocols[0] if run.protocol is None else run.protocol
     if run.protocol_changes is None:
         run.protocol_changes = protocol_changes(tasks[0], run.protocol, agent_cls.PROTOCOL_CHANGES)
+    if run.train_envs is None:
+        run.train_envs = agent_cls.TRAIN_ENVS.get(split_task(tasks[0])[0], 1)
     if run.steps is None:  # a protocol with a budget of its own is run to it
         run.steps = protocol_steps(tasks[0], run.protocol) or DEFAULT_STEPS
     if run.seed_steps is None:

@@ -114,6 +114,10 @@ class RunConfig:
     # steps hold the interpreter lock, where the process may use 2 cores or more, unless given
     # (iqrl.multiseed.runs.workers_help; docs/performance.md).
     env_workers: bool = False
+    # Training envs collected from at once, each with its own episodes, into one replay (iqrl/loop/lanes.py):
+    # they take agent steps in turn, every env step of each counts toward `steps` and the update rate. None =
+    # the agent's code's on the run's suite (AgentConfig.TRAIN_ENVS: DreamerV3 16 on DMC), else 1.
+    train_envs: int | None = None
 
 
 TOP_LEVEL_KEYS = [f.name for f in fields(RunConfig)]

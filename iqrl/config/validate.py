@@ -145,6 +145,7 @@ def validate(run: RunConfig) -> None:
     validate_transfer(run)
     validate_effect(run)
     validate_tasks(run)
+    validate_train_envs(run)
     try:
         run.agent.validate()
     except ValueError as e:
@@ -218,6 +219,25 @@ def validate_tasks(run: RunConfig) -> None:
         ),
         (run.obs == "state", "a task list (multi-task run) works with obs=state only"),
         (run.video_every == 0, "a task list (multi-task run) records no videos: leave video_every=0"),
+    ]
+    require(checks, ConfigError)
+
+
+def validate_train_envs(run: RunConfig) -> None:
+    """train_envs: at least one; several only for an agent that acts for each from its own state (its config
+    declares TRAIN_ENVS) and a run of one task."""
+    n = 1 if run.train_envs is None else run.train_envs
+    if n == 1:
+        return
+    takers = [a for a in registry.agent_names() if registry.config_class(a).TRAIN_ENVS]
+    checks = [
+        (n >= 1, f"train_envs must be >= 1, got {n}"),
+        (
+            bool(registry.config_class(run.agent.name).TRAIN_ENVS),
+            f"train_envs={n}: agent {run.agent.name} acts for one training env; several work with "
+            f"{', '.join(takers)}",
+        ),
+        (len(task_list(run.task)) == 1, f"train_envs={n}: a task list (multi-task run) takes one env"),
     ]
     require(checks, ConfigError)
 

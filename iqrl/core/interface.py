@@ -98,6 +98,11 @@ class AgentConfig:
     # differs (DreamerV3 learns from unclipped rewards under atari100k, which clips them for the other agents
     # as BBF's runner did). {}: the protocols as they are.
     PROTOCOL_CHANGES: ClassVar[dict[str, Any]] = {}
+    # The training envs the agent's code collects from at once, per suite (suite name -> count, with the
+    # code's lines in a comment): the default of the run key train_envs (1 where a suite is not named). An
+    # agent that declares them acts for each env from that env's own state (`Agent.select_train_env`); {}: it
+    # collects from one env, and train_envs > 1 is refused.
+    TRAIN_ENVS: ClassVar[dict[str, int]] = {}
 
     # IQ-10, a quirk of the official iQRL code (docs/faithfulness.md): the evaluation env gets the training
     # env's
@@ -316,6 +321,10 @@ class Agent(abc.ABC):
     # update's); every other metric is compared to rounding.
     NONSMOOTH_METRICS: ClassVar[dict[str, float]] = {}
     task: int = 0  # the task index the following `act` calls are for (multi-task runs)
+    # The run's training envs (run key train_envs), and the one the following `on_episode_start`, `observe`
+    # and training `act` calls are for (`select_train_env`; the trainer's turn: iqrl/loop/lanes.py).
+    train_envs: int = 1
+    train_env: int = 0
     # Whether an evaluation may run beside training on a copy of the agent (run key eval_beside,
     # iqrl/loop/beside.py): evaluating changes nothing of the agent but its `eval_generator`. An agent whose
     # evaluation keeps acting state of its own (a planner's warm start, a recurrent carry) sets False.
@@ -412,6 +421,13 @@ class Agent(abc.ABC):
         finally:
             self.eval_generator.set_state(self.generator.get_state())
             self.generator.set_state(train)
+
+    def select_train_env(self, i: int) -> None:
+        """Act for training env i from here on, from the state its own episode left (train_envs > 1: an agent
+        whose config declares TRAIN_ENVS keeps its training acting state per env). One env has none to
+        keep."""
+        if i != self.train_env:
+            raise NotImplementedError(f"{self.cfg.name} acts for one training env (AgentConfig.TRAIN_ENVS)")
 
     def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed

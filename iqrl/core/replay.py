@@ -389,6 +389,23 @@ class SequenceReplay:
         if first:
             pick = pick + first
         start = self._starts[pick] if queued is None else torch.cat([queued, self._starts[pick]])
+        return self.windows(start, L)
+
+    def start_at(self, slot: Tensor) -> Tensor:
+        """The window starts at slots [n] of the usable ones (0 .. `usable_starts` - 1, oldest first)."""
+        self._upload()
+        return self._starts[slot + self._first_start]
+
+    @property
+    def usable_starts(self) -> int:
+        """How many window starts `sample` draws from (host counters only)."""
+        return self.n_starts - self._first_start
+
+    def windows(self, start: Tensor, L: int | None = None) -> SequenceBatch:
+        """The windows of L transitions (the replay's seq_len by default) that begin at the transitions
+        start [B]."""
+        self._upload()
+        L = self.seq_len if L is None else L
         steps = start[:, None] + torch.arange(L, device=self.device)  # [B, L]
         limit = self._term_at[start][:, None]
         valid = steps <= limit

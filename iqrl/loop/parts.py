@@ -9,7 +9,7 @@ envs, the registry (agents by name) and the replay.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from iqrl.config.run import RunConfig, observation, perturbations, protocol
 from iqrl.core.interface import Agent
 from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
+from iqrl.core.replay_lanes import LaneReplay
 from iqrl.core.replay_multitask import MultiTaskReplay
 from iqrl.envs.dmc import DMCEnv, PixelEnv
 from iqrl.envs.make import SEED_LIMIT, make_env
@@ -35,11 +36,15 @@ class RunParts:
     envs: list[Env]  # the training env of each task (one, or those of a multi-task run in task order)
     eval_envs: list[Env]  # the evaluation env of each task, seeded eval_seed
     agent: Agent
-    replay: SequenceReplay | MultiTaskReplay  # a MultiTaskReplay (one replay per task) for a task list
+    # a MultiTaskReplay (one replay per task) for a task list, a LaneReplay (one per env) for train_envs > 1
+    replay: SequenceReplay | MultiTaskReplay | LaneReplay
     eval_seed: int  # train seed + 10000, or the train seed (agent.official_shared_eval_seed)
     replay_capacity: int | None  # the effective FIFO size: the run's replay_capacity or the agent's default
     device: torch.device
     seed: int  # the run's seed
+    # the training envs after the first of a run that collects from several (train_envs > 1;
+    # iqrl/loop/lanes.py), env i seeded `train_env_seed(seed, i)`
+    more_envs: list[Env] = field(default_factory=list)
 
     def seed_evaluation(self, env_step: int) -> None:
         """The evaluation at `env_step` starts from the run's seed and that step alone (run key eval_reseed):
@@ -63,7 +68,7 @@ class RunParts:
 
     def close(self) -> None:
         """End the envs' worker processes (env_workers=true; the envs of this process stay as they are)."""
-        for env in self.envs:
+        for env in self.envs + self.more_envs:
             if isinstance(env, EnvWorker):
                 env.close()
 
@@ -110,7 +115,45 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
         for i in range(len(tasks))
     ]
     replay = replays[0] if len(tasks) == 1 else MultiTaskReplay(replays)
-    return RunParts(envs, eval_envs, agent, replay, seed, capacity, device, cfg.seed)
+    parts = RunParts(envs, eval_envs, agent, replay, seed, capacity, device, cfg.seed)
+    if cfg.train_envs and cfg.train_envs > 1:
+        several_envs(parts, cfg, replays[0])
+    return parts
+
+
+def train_env_seed(seed: int, i: int) -> int:
+    """The seed of training env i of a run seeded `seed`: the run's own for the first, one drawn from
+    (seed, i) for each other (DreamerV3's code hashes (seed, index) likewise: dreamerv3/main.py `make_env`,
+    lines 241-242 at danijar/dreamerv3@e3f0224)."""
+    return seed if i == 0 else int(np.random.SeedSequence([seed, i, 1]).generate_state(1)[0])
+
+
+def several_envs(parts: RunParts, cfg: RunConfig, first: SequenceReplay) -> None:
+    """The parts of a run with train_envs > 1, built after all others (so that the first env, the agent and
+    the evaluation are those of a run of one env): the other training envs, and a replay of one
+    `SequenceReplay` like `first` per env (LaneReplay: capacity / E each, sampled together)."""
+    E, task = cfg.train_envs, task_list(cfg.task)[0]
+    perturb = perturbations(cfg)
+    parts.more_envs = [run_env(cfg, task, train_env_seed(cfg.seed, i), perturb) for i in range(1, E)]
+    capacity = None if first.capacity is None else -(-first.capacity // E)
+    replays = [
+        SequenceReplay(
+            first.obs_dim,
+            first.action_spec,
+            first.seq_len,
+            first.device,
+            cfg.seed + 1 + i,  # (the windows are drawn by the LaneReplay's generator)
+            capacity=capacity,
+            frame_stack=first.frame_stack,
+            context_dim=0 if first.contexts is None else first.contexts.dim,
+            context_dtype=first.contexts.values.dtype if first.contexts is not None else torch.float32,
+            online=first.queue is not None,
+            zero_history=first.zero_history,
+        )
+        for i in range(E)
+    ]
+    parts.replay = LaneReplay(replays, cfg.seed + 1)
+    parts.agent.train_envs = E
 
 
 def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:

@@ -27,7 +27,6 @@ around it is iqrl/train.py.
 from __future__ import annotations
 
 import math
-import random
 import sys
 import time
 from pathlib import Path
@@ -42,8 +41,9 @@ from iqrl.envs import render
 from iqrl.envs.tasks import suite_of, task_list
 from iqrl.loop.beside import EvaluationBeside
 from iqrl.loop.device import UpdatePrecision, resolve_device
-from iqrl.loop.episode import OpenEpisode, replay_episode
+from iqrl.loop.episode import OpenEpisode, random_states, set_random_states, take_up
 from iqrl.loop.evaluation import eval_returns
+from iqrl.loop.lanes import Lanes
 from iqrl.loop.latent_probe import collapse_warning, probe_latent
 from iqrl.loop.parts import build_parts, eval_env_copy
 from iqrl.loop.timing import TimeSplit, summary_line
@@ -90,6 +90,7 @@ class Trainer:
         p = self.parts = build_parts(cfg, self.device)
         self.env, self.eval_env, self.agent, self.replay = p.env, p.eval_env, p.agent, p.replay
         self.tasks = task_list(cfg.task)
+        self.lanes = Lanes([p.env, *p.more_envs])  # the training envs taking agent steps in turn
         # Batched evaluation needs the episodes' streams to be the sequential loop's: not so when the noises
         # and sticky actions of the evaluation env, or the suite's env itself (Atari), draw at every step
         # (they stay sequential).
@@ -142,10 +143,28 @@ class Trainer:
 
     # ------------------------------------------------------------------ acting
     def select_task(self, i: int) -> None:
-        """Task i's envs, its replay and the agent's task for the episodes that follow (multi-task runs)."""
-        self.env, self.eval_env = self.parts.envs[i], self.parts.eval_envs[i]
+        """Task i's envs, its replay and the agent's task for the episodes that follow (multi-task runs; a
+        run of one task: its current training env)."""
+        self.env = self.parts.envs[i] if i else self.lanes.envs[self.lanes.current]
+        self.eval_env = self.parts.eval_envs[i]
         if len(self.tasks) > 1:
             self.agent.task = self.replay.task = i
+
+    def select_lane(self, i: int) -> None:
+        """Training env i (train_envs > 1: iqrl/loop/lanes.py) for the agent steps that follow: its open
+        episode, its replay and the agent's acting state for it."""
+        lanes = self.lanes
+        if i == lanes.current:
+            return
+        lanes.open[lanes.current], self.open, lanes.current = self.open, lanes.open[i], i
+        self.env = lanes.envs[i]
+        self.replay.lane = i
+        self.agent.select_train_env(i)
+
+    def seeding(self, ep: OpenEpisode) -> bool:
+        """Whether the agent step about to be taken is in the seed phase: its episode started in it (one
+        training env), or the step does (several: iqrl/loop/lanes.py)."""
+        return ep.seeding if len(self.lanes) == 1 else self.env_step < self.cfg.seed_steps
 
     def start_episode(self) -> None:
         """Open a training episode (of task `episode` mod T): its env's state before the reset is kept, with
@@ -165,7 +184,8 @@ class Trainer:
         the schedule asks for after it. True when the episode ended: by the env, or at the run's budget (a
         time-limit truncation there)."""
         ep, t = self.open, time.time()
-        if ep.seeding and not self.agent.spec.warmup_with_policy:
+        seeding = self.seeding(ep)
+        if seeding and not self.agent.spec.warmup_with_policy:
             action = self.env.action_spec.sample(self.rng)
         else:
             with self.split("act"):
@@ -182,7 +202,7 @@ class Trainer:
         ep.obs = step.obs
         self.row_totals["env_steps"] += self.cfg.action_repeat
         self.row_totals["env_time"] += time.time() - t
-        if not ep.seeding and (
+        if not seeding and (
             n := self.due(self.agent.schedule.after_step(self.credit, self.cfg.action_repeat))
         ):
             self.run_updates(n)
@@ -385,21 +405,16 @@ class Trainer:
             "config": to_yaml_dict(self.cfg),
             "agent": self.agent.state_dict(),
             "replay": self.replay.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-                "seed_actions": self.rng.bit_generator.state,
-                "diag": self.diag_generator.get_state(),
-                **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {}),
-            },
-            "envs": {  # per task (older checkpoints: the one task's states themselves)
+            "rng": random_states(self.rng, self.diag_generator),
+            "envs": {  # per task (older checkpoints: the one task's states themselves), then train_envs > 1's
                 "train": [env.get_state() for env in self.parts.envs],
                 "eval": [env.get_state() for env in self.parts.eval_envs],
+                "more_train": [env.get_state() for env in self.parts.more_envs],
             },
             "counters": {**{k: getattr(self, k) for k in COUNTERS}, "update_credit": self.credit.carried},
             # the training episode under way (None at an episode's end: every checkpoint of older versions)
             "open_episode": None if self.open is None else self.open.state_dict(),
+            **({"lanes": self.lanes.state_dict(self.open)} if len(self.lanes) > 1 else {}),
             "unsynced": self.unsynced,  # metrics of updates not yet summed into a row, as they are
             "eval_rows": self.eval_rows,
             "train_rows": self.train_rows,
@@ -411,20 +426,17 @@ class Trainer:
     def load_state_dict(self, s: dict) -> None:
         self.agent.load_state_dict(s["agent"])
         self.replay.load_state_dict(s["replay"])
-        for kind, envs in (("train", self.parts.envs), ("eval", self.parts.eval_envs)):
-            states = s["envs"][kind]
-            for env, state in zip(envs, states if isinstance(states, list) else [states], strict=True):
+        p = self.parts
+        for kind, kind_envs in (("train", p.envs), ("eval", p.eval_envs), ("more_train", p.more_envs)):
+            states = s["envs"].get(kind, [])
+            for env, state in zip(kind_envs, states if isinstance(states, list) else [states], strict=True):
                 env.set_state(state)
-        self.open = None if s.get("open_episode") is None else self.take_up(s["open_episode"])
+        if len(self.lanes) > 1:
+            self.take_up_lanes(s["lanes"])
+        else:
+            self.open = None if s.get("open_episode") is None else self.take_up(s["open_episode"])
         # the global generators after the replayed episode, which an env may have drawn from
-        random.setstate(s["rng"]["python"])
-        np.random.set_state(s["rng"]["numpy"])
-        torch.set_rng_state(s["rng"]["torch"].cpu())
-        if "cuda" in s["rng"] and torch.cuda.is_available():
-            for i, state in enumerate(s["rng"]["cuda"][: torch.cuda.device_count()]):
-                torch.cuda.set_rng_state(state.cpu(), i)
-        self.rng.bit_generator.state = s["rng"]["seed_actions"]
-        self.diag_generator.set_state(s["rng"]["diag"].cpu())
+        set_random_states(s["rng"], self.rng, self.diag_generator)
         self.unsynced = s.get("unsynced", ({}, {}))
         counters = dict(s["counters"])
         self.credit.carried = counters.pop("update_credit")
@@ -437,29 +449,16 @@ class Trainer:
         self.split.window.update(s.get("time_split", {}).get("window", {}))
 
     def take_up(self, saved: dict) -> OpenEpisode:
-        """The open episode of a checkpoint, its env brought back to where it stopped by replaying its actions
-        from its state before the reset. An env that replays to another observation than the one recorded
-        (another machine's physics) is one warning: the run goes on from the replayed state."""
-        ep = OpenEpisode(
-            saved["task"],
-            saved["start_state"],
-            saved["start_step"],
-            saved["seeding"],
-            saved["obs"],
-            list(saved["actions"]),
-            saved["ret"],
-        )
-        self.select_task(ep.task)
-        obs = replay_episode(self.env, ep.start_state, ep.actions)
-        if not np.array_equal(obs, ep.obs):
-            print(
-                f"warning: {self.run_dir}: the episode open at the checkpoint replayed to another "
-                "observation than the one recorded (not this machine's env?); the run goes on from the "
-                "replayed one, no longer bit for bit the uninterrupted run",
-                file=sys.stderr,
-            )
-            ep.obs = obs
-        return ep
+        """The open episode of a checkpoint in its task's (current) training env (iqrl.loop.episode)."""
+        self.select_task(saved["task"])
+        return take_up(self.env, saved, self.run_dir)
+
+    def take_up_lanes(self, saved: dict) -> None:
+        """The open episodes of `Lanes.state_dict`, each taken up in its env; the current env as it was."""
+        for i, ep in enumerate(saved["open"]):
+            self.select_lane(i)
+            self.open = None if ep is None else self.take_up(ep)
+        self.select_lane(saved["current"])
 
     def save_checkpoint(self) -> None:
         with self.split("write"):
@@ -560,6 +559,7 @@ class Trainer:
             self.next_eval = cfg.eval_every
             self.write_logs()
         while self.env_step < cfg.steps:
+            self.select_lane(self.lanes.turn(self.env_step, cfg.action_repeat))
             if self.open is None:
                 self.start_episode()
             ended = self.agent_step()

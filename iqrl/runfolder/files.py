@@ -112,6 +112,8 @@ LEGACY_VALUES = {
     # evaluations from (seed, env step) (iqrl.loop.parts.RunParts.seed_evaluation): older runs' evaluation
     # streams ran on from one evaluation to the next
     "eval_reseed": False,
+    # training envs at once (iqrl/loop/lanes.py): older runs collected from one (DreamerV3 on DMC included)
+    "train_envs": 1,
 }
 
 # Keys that older configs carried although the agent never read them: the SAC learner's keys in the configs
