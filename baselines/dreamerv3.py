@@ -54,7 +54,7 @@ end, so the losses past a terminal are masked and an episode's first observation
 windows that start there; the online queue tiles each episode; the seed phase acts with the policy and
 lasts the run's `seed_steps`, by default 1024 agent steps in whole episodes (the code's 1088: DV3-7); its envs
 are its code's where the harness can be (PIXEL_FRAMES, PROTOCOL_CHANGES; DV3-9, DV3-11); its 16 DMC envs
-act in turn (TRAIN_ENVS: each env's action sees the updates of the env before it; DV3-12).
+(TRAIN_ENVS) step in turn with the updates after each env's transition, as the code's (DV3-12).
 """
 
 from __future__ import annotations

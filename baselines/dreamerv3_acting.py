@@ -40,15 +40,42 @@ class DreamerV3Acting:
         n, carry = o.shape[0], self.carry[explore]
         reset = carry is None or carry[0].shape[0] != n  # an episode starts (or a batch of another size)
         if reset:
-            carry = (
-                o.new_zeros(n, self.D, dtype=torch.float32),
-                o.new_zeros(n, self.S, self.C, dtype=torch.float32),
-            )
-            carry = (*carry, o.new_zeros(n, self.act_dim, dtype=torch.float32))
-        sample, g = explore or self.cfg.dreamerv3_eval_sample, self.act_generators[explore]
-        u = torch.rand(n, self.S, generator=g, device=self.device) if sample else None
+            carry = self.reset_carry(n)
         flags = torch.full((n,), reset, dtype=torch.bool, device=self.device)
-        deter, stoch, _ = self.rssm.observe_step(*carry, self.encoder(o), flags, u)
+        self.carry[explore], f, action = self.policy_step(o, carry, flags, explore)
+        if explore and single and not reset and self.obs_count > 0:  # o's context, for the replay
+            self.pending.append((self.stored_index(self.obs_count - 1, self.train_env), f))
+        return (action[0] if single else action).cpu().numpy()
+
+    @torch.no_grad()
+    def act_train_envs(self, obs: list) -> list:
+        """A training action for each of the run's envs in one policy step, each from its own carried state
+        (the code's driver acts for all its envs at once: embodied/core/driver.py `Driver._step`)."""
+        self.other_envs[self.train_env] = (self.carry[True], self.obs_count)
+        states = [self.other_envs.get(i, (None, 0)) for i in range(len(obs))]
+        rows = [self.reset_carry(1) if c is None else c for c, _ in states]
+        carry = tuple(torch.cat(x) for x in zip(*rows))
+        reset = torch.tensor([c is None for c, _ in states], device=self.device)
+        new, f, action = self.policy_step(to_tensor(np.stack(obs), self.device), carry, reset, True)
+        for i, (c, n) in enumerate(states):
+            self.other_envs[i] = (tuple(x[i : i + 1] for x in new), n)
+            if c is not None and n > 0:  # each observation's context, as `act` keeps it
+                self.pending.append((self.stored_index(n - 1, i), f[i : i + 1]))
+        self.carry[True], self.obs_count = self.other_envs.pop(self.train_env)
+        return list(action.cpu().numpy())
+
+    def reset_carry(self, n: int) -> tuple:
+        """The state (h, z, previous action) before an episode's first observation, for n of them."""
+        zeros = lambda *shape: torch.zeros(n, *shape, device=self.device)  # noqa: E731
+        return zeros(self.D), zeros(self.S, self.C), zeros(self.act_dim)
+
+    def policy_step(self, o, carry: tuple, reset, explore: bool) -> tuple:
+        """One step of `Agent.policy` for observations o [n, ...]: the posterior from `carry` (zeroed where
+        reset [n]), then the action. Returns (the new carry, the features f [n, F], the actions)."""
+        sample, g = explore or self.cfg.dreamerv3_eval_sample, self.act_generators[explore]
+        n = o.shape[0]
+        u = torch.rand(n, self.S, generator=g, device=self.device) if sample else None
+        deter, stoch, _ = self.rssm.observe_step(*carry, self.encoder(o), reset, u)
         f = feat(deter, stoch)
         if sample:
             draw = (
@@ -59,15 +86,14 @@ class DreamerV3Acting:
             rssm_action, action = self.policy.sample(f, draw)
         else:
             rssm_action, action = self.policy.mode(f)
-        self.carry[explore] = (deter, stoch, rssm_action)
-        if explore and single and not reset and self.obs_count > 0:  # o's context, for the replay
-            index = (
-                self.obs_count - 1
-            ) * self.train_envs + self.train_env  # (LaneReplay's, for several envs)
-            self.pending.append((torch.full((1,), index, device=self.device), f))
         if not self.discrete:
             action = action.clamp(-1.0, 1.0)  # the code's env clips (main.py wrap_env: ClipAction)
-        return (action[0] if single else action).cpu().numpy()
+        return (deter, stoch, rssm_action), f, action
+
+    def stored_index(self, i: int, env: int):
+        """[1]: the replay's index of training env `env`'s stored observation i (iqrl/core/replay_lanes.py
+        reads i E + env for E envs; one env's replay reads i)."""
+        return torch.full((1,), i * self.train_envs + env, device=self.device)
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict:

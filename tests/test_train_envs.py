@@ -143,3 +143,24 @@ def test_an_older_unfinished_run_resumes_only_with_its_one_env(tmp_path, capsys)
     assert "resume it with train_envs=1" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
     assert main(argv) == EXIT_OK
+
+
+def test_the_agent_acts_for_every_env_at_once_at_the_start_of_each_round(tmp_path, monkeypatch):
+    """Each round of turns starts with one `act_train_envs` for all envs (the code's driver acts for its envs
+    at once, before their transitions' updates); no training act is taken env by env."""
+    trainer = dreamer(tmp_path, "train_envs=3", "steps=240", "seed_steps=120", "episode_length=60")
+    calls, act = [], trainer.agent.act
+
+    def act_train_envs(obs):
+        calls.append((trainer.env_step, trainer.updates, len(obs)))
+        return type(trainer.agent).act_train_envs(trainer.agent, obs)
+
+    def one_act(obs, explore):
+        assert not explore, "a training act outside the round's"
+        return act(obs, explore)
+
+    monkeypatch.setattr(trainer.agent, "act_train_envs", act_train_envs)
+    monkeypatch.setattr(trainer.agent, "act", one_act)
+    trainer.run()
+    assert [c[0] for c in calls] == list(range(0, 240, 6)) and {c[2] for c in calls} == {3}
+    assert calls[-1][1] == (234 - 120) // 2 // 2  # the round's act sees the updates before it only

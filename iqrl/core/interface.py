@@ -429,6 +429,18 @@ class Agent(abc.ABC):
         if i != self.train_env:
             raise NotImplementedError(f"{self.cfg.name} acts for one training env (AgentConfig.TRAIN_ENVS)")
 
+    def act_train_envs(self, obs: list) -> list:
+        """A training action for each of the run's training envs (train_envs > 1; their observations in env
+        order), each acted on from that env's own state, at the start of the envs' round of turns
+        (iqrl/loop/lanes.py): here one `act` each, in env order; an agent whose code acts for all its envs at
+        once (DreamerV3) does so."""
+        current, actions = self.train_env, []
+        for i, o in enumerate(obs):
+            self.select_train_env(i)
+            actions.append(self.act(o, explore=True))
+        self.select_train_env(current)
+        return actions
+
     def on_episode_start(self, training: bool) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called right after each environment reset: training=True for training episodes (seed
         episodes included), False for evaluation episodes. The default does nothing."""

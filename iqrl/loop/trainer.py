@@ -187,7 +187,7 @@ class Trainer:
         seeding = self.seeding(ep)
         if seeding and not self.agent.spec.warmup_with_policy:
             action = self.env.action_spec.sample(self.rng)
-        else:
+        elif (action := self.lanes.take_action()) is None:  # none acted at a round's start: its own
             with self.split("act"):
                 action = self.agent.act(ep.obs, explore=True)
         step = self.env.step(action)
@@ -432,7 +432,7 @@ class Trainer:
             for env, state in zip(kind_envs, states if isinstance(states, list) else [states], strict=True):
                 env.set_state(state)
         if len(self.lanes) > 1:
-            self.take_up_lanes(s["lanes"])
+            self.lanes.take_up(self, s["lanes"])
         else:
             self.open = None if s.get("open_episode") is None else self.take_up(s["open_episode"])
         # the global generators after the replayed episode, which an env may have drawn from
@@ -452,13 +452,6 @@ class Trainer:
         """The open episode of a checkpoint in its task's (current) training env (iqrl.loop.episode)."""
         self.select_task(saved["task"])
         return take_up(self.env, saved, self.run_dir)
-
-    def take_up_lanes(self, saved: dict) -> None:
-        """The open episodes of `Lanes.state_dict`, each taken up in its env; the current env as it was."""
-        for i, ep in enumerate(saved["open"]):
-            self.select_lane(i)
-            self.open = None if ep is None else self.take_up(ep)
-        self.select_lane(saved["current"])
 
     def save_checkpoint(self) -> None:
         with self.split("write"):
@@ -559,7 +552,10 @@ class Trainer:
             self.next_eval = cfg.eval_every
             self.write_logs()
         while self.env_step < cfg.steps:
-            self.select_lane(self.lanes.turn(self.env_step, cfg.action_repeat))
+            turn = self.lanes.turn(self.env_step, cfg.action_repeat)
+            if turn == 0 and len(self.lanes) > 1:
+                self.lanes.start_round(self)
+            self.select_lane(turn)
             if self.open is None:
                 self.start_episode()
             ended = self.agent_step()
