@@ -120,6 +120,7 @@ def test_updates_count_every_envs_steps_from_the_seed_steps_on(tmp_path):
 def test_the_default_is_the_codes_and_an_agent_that_acts_for_one_env_is_refused():
     assert build_config(["agent=dreamerv3", "task=walker-walk"]).train_envs == 16
     assert build_config(["agent=dreamerv3", "task=minigrid:MiniGrid-Empty-5x5-v0"]).train_envs == 1
+    assert build_config(["agent=dreamerv3", "task=atari:Pong", "protocol=atari100k"]).train_envs == 1
     assert build_config(["agent=td3", "task=walker-walk"]).train_envs == 1
     with pytest.raises(
         ConfigError, match=r"^train_envs=2: agent td3 acts for one training env; several work "
