@@ -176,9 +176,7 @@ class Pack:
 
         def on_signal(signum: int, frame: Any) -> None:
             flag.handler(signum, frame)
-            for p in children:  # each child's Run stops after its current agent step
-                if p.poll() is None:
-                    os.kill(p.pid, signum)
+            forward_signal(children, signum)
 
         saved = {s: signal.getsignal(s) for s in SIGNALS}
         for s in SIGNALS:
@@ -291,6 +289,18 @@ def seeds_argv(argvs: Sequence[Sequence[str]]) -> list[str]:
     if len(roots) != 1 or len(rests) != 1 or len(seeds) != len(argvs):
         raise ValueError(f"not the seeds of one config: {argvs}")
     return [*next(iter(rests)), f"seeds={','.join(seeds)}", f"out={roots.pop()}"]
+
+
+def forward_signal(children: Sequence[subprocess.Popen], signum: int) -> None:
+    """`signum` to each child still running, whose Run then stops after its current agent step. A child whose
+    exit the job's `wait` has just collected is passed by: the handler runs between that wait's system call
+    and its return, when `poll` cannot take the wait's lock and says None of a process that is gone."""
+    for p in children:
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signum)
+            except ProcessLookupError:
+                pass
 
 
 def _outcome(run_dir: Path) -> str:

@@ -21,7 +21,7 @@ import pytest
 from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST
 from slurm.__main__ import main as cli
 from slurm.claim import RunLock, read_claim
-from slurm.pack import Pack, group_runs, seeds_argv, trainer_seeds_key
+from slurm.pack import Pack, forward_signal, group_runs, seeds_argv, trainer_seeds_key
 from slurm.run import Run
 from slurm.spec import RunSpec
 from slurm.state import inspect_run, read_status
@@ -394,3 +394,19 @@ def test_a_packed_runs_threads_stay_its_share_of_the_job_when_fewer_runs_are_lef
     assert pack.run_threads == 2
     assert replace(pack, runs=runs[:1]).run_threads == 2
     assert Pack(runs[:3], threads=8).run_threads == 2 and Pack(runs, threads=3).run_threads == 1
+
+
+def test_a_signal_passes_by_a_child_whose_exit_the_wait_has_just_collected():
+    """A job's signal arriving inside its `wait` on a child that has just exited: the wait's system call has
+    collected it, `poll` (which cannot take the wait's lock there) says None, and the kill finds no process.
+    The signal goes on to the other children, and the job on to its requeue (a ProcessLookupError there
+    failed a packed job that Slurm's USR2 reached as its runs stopped)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    collected = type("Collected", (), {"pid": gone.pid, "poll": lambda self: None})()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        forward_signal([collected, running], signal.SIGTERM)
+        assert running.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        running.kill()
