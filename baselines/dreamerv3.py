@@ -52,9 +52,10 @@ the fan-in of all blocks; here a block's own, `dreamerv3_block_full_fan_in=true`
 Harness deviations (DV3-4..12): float32 (the code computes in bfloat16); windows never cross an episode's
 end, so the losses past a terminal are masked and an episode's first observation is trained only by the
 windows that start there; the online queue tiles each episode; the seed phase acts with the policy and
-lasts the run's `seed_steps`, by default 1024 agent steps in whole episodes (the code's 1088: DV3-7); its envs
-are its code's where the harness can be (PIXEL_FRAMES, PROTOCOL_CHANGES; DV3-9, DV3-11); its 16 DMC envs
-(TRAIN_ENVS) step in turn with the updates after each env's transition, as the code's (DV3-12).
+lasts the run's `seed_steps`, by default the code's 1088 agent steps in whole episodes, 2048 with 16 envs
+(DV3-7); its envs are its code's where the harness can be (PIXEL_FRAMES, PROTOCOL_CHANGES; DV3-9, DV3-11);
+its 16 DMC envs (TRAIN_ENVS) step in turn with the updates after each env's transition, as the code's
+(DV3-12).
 """
 
 from __future__ import annotations
@@ -94,9 +95,12 @@ STATE_DEFAULTS, PIXEL_DEFAULTS = {"size": "1m", "train_ratio": 1024.0}, {"size":
 
 @dataclass
 class DreamerV3Config(AgentConfig):
-    # training waits, acting, for 16 x 64 sequences of 65 steps: the code's 1088th agent step (1024: DV3-7)
+    # training waits, acting, for 16 x 64 sequences of 65 steps, each env's stream yielding one per step from
+    # its 65th on: 1024 + 64 agent steps for one env, 1024 + 16 x 64 for 16 (DV3-7)
     SEED_PHASE: ClassVar[SeedPhase] = SeedPhase(
-        agent_steps=16 * 64, source="danijar/dreamerv3@e3f0224 embodied/run/train.py:24, 71-73"
+        agent_steps=16 * 64,
+        env_agent_steps=64,
+        source="danijar/dreamerv3@e3f0224 embodied/run/train.py:24, 71-73, embodied/core/replay.py add",
     )
     # its frames (configs.yaml lines 33, 36: `size`), no stack (the RSSM's state carries the history)
     PIXEL_FRAMES: ClassVar[dict[str, int]] = {"frame_stack": 1, "image_size": 64}

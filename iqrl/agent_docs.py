@@ -61,6 +61,8 @@ def seed_phase(phase: SeedPhase) -> str:
     parts = [f"{n:,} {unit}" for n, unit in zip(
         (phase.agent_steps, phase.episodes, phase.env_steps), ("agent steps", "episodes", "env steps")
     ) if n]  # fmt: skip
+    if phase.env_agent_steps:
+        parts[0] = f"{parts[0]} + {phase.env_agent_steps:,} per training env"
     length = parts[0] if len(parts) == 1 else f"max({', '.join(parts)})"
     return f"{length} ({phase.source})"
 

@@ -60,12 +60,12 @@ def test_a_seed_phase_is_the_longest_of_its_forms():
 
 @pytest.mark.registry
 def test_every_agent_seeds_as_its_declared_seed_phase_and_cites_its_code(agent):
-    """The default of seed_steps is the agent's seed phase at its task's suite; a seed phase other than the
-    harness's names the lines of the code it comes from (owner/repo@commit file:line)."""
+    """The default of seed_steps is the agent's seed phase at its task's suite and its training envs; a seed
+    phase other than the harness's names the lines of the code it comes from (owner/repo@commit file:line)."""
     cfg = build_config([f"agent={agent}", *agent_run(agent)])
     phase = registry.seed_phase(agent)
-    assert cfg.seed_steps == phase.length(cfg.action_repeat, cfg.episode_length)
+    assert cfg.seed_steps == phase.length(cfg.action_repeat, cfg.episode_length, cfg.train_envs)
     suite = suite_of(cfg.task)
-    assert cfg.seed_steps == phase.length(suite.action_repeat, suite.episode_length)
+    assert cfg.seed_steps == phase.length(suite.action_repeat, suite.episode_length, cfg.train_envs)
     if phase is not HARNESS_SEED_PHASE:
         assert SOURCE.match(phase.source), f"{agent}'s seed phase cites no code line: {phase.source!r}"

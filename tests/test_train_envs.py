@@ -165,3 +165,17 @@ def test_the_agent_acts_for_every_env_at_once_at_the_start_of_each_round(tmp_pat
     trainer.run()
     assert [c[0] for c in calls] == list(range(0, 240, 6)) and {c[2] for c in calls} == {3}
     assert calls[-1][1] == (234 - 120) // 2 // 2  # the round's act sees the updates before it only
+
+
+@pytest.mark.parametrize(
+    "keys, seed_steps",
+    [
+        (["task=walker-walk"], (1024 + 16 * 64) * 2),  # 16 envs: the code trains from its 2048th agent step
+        (["task=walker-walk", "train_envs=1"], (1024 + 64) * 2),  # one env: its 1088th
+        (["task=atari:Pong", "protocol=atari100k"], (1024 + 64) * 4),  # its one Atari 100k env, 4 frames each
+    ],
+)
+def test_dreamerv3s_seed_phase_is_its_codes_for_its_envs(keys, seed_steps):
+    """DreamerV3's code trains once its replay holds 1024 sequences of 65 steps, each env's stream yielding
+    one per step from its 65th step on (embodied/core/replay.py `Replay.add`): 1024 + 64 E agent steps."""
+    assert build_config(["agent=dreamerv3", *keys]).seed_steps == seed_steps

@@ -173,7 +173,8 @@ def build_config(argv: list[str]) -> RunConfig:
     if run.steps is None:  # a protocol with a budget of its own is run to it
         run.steps = protocol_steps(tasks[0], run.protocol) or DEFAULT_STEPS
     if run.seed_steps is None:
-        run.seed_steps = registry.seed_phase(name).length(run.action_repeat, run.episode_length)
+        phase = registry.seed_phase(name)
+        run.seed_steps = phase.length(run.action_repeat, run.episode_length, run.train_envs)
     validate(run)
     if not run.out:
         run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")

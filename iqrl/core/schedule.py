@@ -30,19 +30,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SeedPhase:
-    """How long an agent's code collects data before it learns: the longest of `agent_steps` agent steps,
-    `episodes` episodes and `env_steps` env steps (those given; the code's own unit, so that it holds at any
-    action repeat), with the lines of the code that say so (`source`)."""
+    """How long an agent's code collects data before it learns: the longest of `agent_steps` agent steps (and
+    `env_agent_steps` more per training env: a code whose replay counts an env's data only once that env's
+    stream holds a window), `episodes` episodes and `env_steps` env steps (those given; the code's own unit,
+    so that it holds at any action repeat), with the lines of the code that say so (`source`)."""
 
     agent_steps: int = 0
     episodes: int = 0
     env_steps: int = 0
     source: str = ""
+    env_agent_steps: int = 0
 
-    def length(self, action_repeat: int, episode_length: int) -> int:
-        """Its env steps at `action_repeat` env steps per agent step and episodes of `episode_length` env
-        steps: the default of the run key seed_steps."""
-        return max(self.agent_steps * action_repeat, self.episodes * episode_length, self.env_steps)
+    def length(self, action_repeat: int, episode_length: int, envs: int = 1) -> int:
+        """Its env steps at `action_repeat` env steps per agent step, episodes of `episode_length` env steps
+        and `envs` training envs (the run key train_envs): the default of the run key seed_steps."""
+        agent_steps = self.agent_steps + envs * self.env_agent_steps
+        return max(agent_steps * action_repeat, self.episodes * episode_length, self.env_steps)
 
 
 #: The harness's seed phase, for agents whose code is the harness's own or was not read for it.
