@@ -11,8 +11,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+from iqrl.loop.beside import wait_on
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import TIME_COLUMNS
 from iqrl.train import main
@@ -86,6 +89,8 @@ def test_a_second_ctrl_c_while_waiting_for_an_evaluation_beside_exits_in_one_lin
         text=True,
         preexec_fn=sigint_as_terminal,  # a suite started from a script would leave the child's SIGINT ignored
     )
+    hang_guard = threading.Timer(300, child.kill)  # a run that never gets there fails read_until, no hang
+    hang_guard.start()
     try:
         read_until(child.stderr, "WAITING")
         child.send_signal(signal.SIGINT)
@@ -94,6 +99,7 @@ def test_a_second_ctrl_c_while_waiting_for_an_evaluation_beside_exits_in_one_lin
         _, err = child.communicate(timeout=120)  # a hang guard far above the need
         assert child.returncode == EXIT_INTERRUPTED, err
     finally:
+        hang_guard.cancel()
         child.kill()
     assert "Traceback" not in err and "terminate called" not in err, err
     assert err.strip().splitlines() == [
@@ -106,3 +112,31 @@ def test_a_second_ctrl_c_while_waiting_for_an_evaluation_beside_exits_in_one_lin
     assert main(argv) == EXIT_OK
     assert main(tiny_argv("td3", reference, steps=400, extra=SHORT)) == EXIT_OK
     assert results(run) == results(reference)
+
+
+def test_a_signal_the_evaluations_thread_receives_reaches_the_loop_waiting_on_it():
+    """The kernel delivers a process's Ctrl-C to any thread; one delivered to the evaluation's (busy) thread
+    only marks the Python handler due, which runs when the main thread next runs Python: the loop's wait on
+    the evaluation wakes for it (`wait_on`), where an unbounded wait slept until the evaluation ended (the
+    hang of the test above when the evaluation's thread took the signal)."""
+    handled = []
+    finished = threading.Event()
+    gave_up = []
+
+    def evaluation():  # busy in Python until the handler ran, or 10 s
+        deadline = time.monotonic() + 10
+        while not handled and time.monotonic() < deadline:
+            pass
+        gave_up.append(not handled)
+        finished.set()
+
+    old = signal.signal(signal.SIGUSR1, lambda signum, frame: handled.append(signum))
+    try:
+        thread = threading.Thread(target=evaluation)
+        thread.start()
+        signal.pthread_kill(thread.ident, signal.SIGUSR1)
+        wait_on(finished)
+        thread.join()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert handled == [signal.SIGUSR1] and gave_up == [False]

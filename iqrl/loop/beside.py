@@ -74,12 +74,24 @@ class EvaluationBeside:
     def stop(self) -> None:
         """End it before its episodes end (at its next action) and wait for its thread; no result."""
         self.stopping.set()
-        self.finished.wait()
+        wait_on(self.finished)
 
     def result(self, agent) -> list[Outcome]:
         """Its outcomes, once it ended; the evaluation stream it ran on goes back into `agent`."""
-        self.finished.wait()
+        wait_on(self.finished)
         if self.error is not None:
             raise self.error
         agent.eval_generator.set_state(self.snapshot.eval_generator.get_state())
         return self.outcomes
+
+
+#: How often a loop waiting on an evaluation wakes to run the signal handlers due (`wait_on`), in seconds.
+WAKE_S = 0.1
+
+
+def wait_on(event: threading.Event) -> None:
+    """event.wait(), woken every WAKE_S: the kernel may deliver a Ctrl-C to the evaluation's thread, which
+    then only marks it due, and a Python handler runs in the main thread when it next runs Python, which an
+    unbounded wait never does before the evaluation ends (a Ctrl-C then waited out the whole evaluation)."""
+    while not event.wait(WAKE_S):
+        pass
