@@ -126,8 +126,12 @@ def test_the_default_is_the_codes_and_an_agent_that_acts_for_one_env_is_refused(
         ConfigError, match=r"^train_envs=2: agent td3 acts for one training env; several work "
     ):
         build_config(["agent=td3", "train_envs=2"])
-    with pytest.raises(ConfigError, match=r"^train_envs must be >= 1, got 0$"):
-        build_config(["agent=dreamerv3", "train_envs=0"])
+    for bad in (0, -3, 257, 10**9):
+        with pytest.raises(ConfigError, match=rf"^train_envs must be in 1..256, got {bad}$"):
+            build_config(["agent=dreamerv3", f"train_envs={bad}"])
+    for bad in ("1.5", "nan", "inf"):
+        with pytest.raises(ConfigError, match=r"train_envs"):
+            build_config(["agent=dreamerv3", f"train_envs={bad}"])
 
 
 def test_an_older_unfinished_run_resumes_only_with_its_one_env(tmp_path, capsys):

@@ -223,6 +223,11 @@ def validate_tasks(run: RunConfig) -> None:
     require(checks, ConfigError)
 
 
+# The most training envs one run builds: 16 times the most an agent's code runs (DreamerV3's 16), and each
+# env a simulation, an open episode and a replay in this process. More is a slip of a digit.
+MAX_TRAIN_ENVS = 256
+
+
 def validate_train_envs(run: RunConfig) -> None:
     """train_envs: at least one; several only for an agent that acts for each from its own state (its config
     declares TRAIN_ENVS) and a run of one task."""
@@ -231,7 +236,7 @@ def validate_train_envs(run: RunConfig) -> None:
         return
     takers = [a for a in registry.agent_names() if registry.config_class(a).TRAIN_ENVS]
     checks = [
-        (n >= 1, f"train_envs must be >= 1, got {n}"),
+        (1 <= n <= MAX_TRAIN_ENVS, f"train_envs must be in 1..{MAX_TRAIN_ENVS}, got {n}"),
         (
             bool(registry.config_class(run.agent.name).TRAIN_ENVS),
             f"train_envs={n}: agent {run.agent.name} acts for one training env; several work with "
