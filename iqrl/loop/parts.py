@@ -98,27 +98,46 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     perturb = perturbations(cfg, evaluation=True)
     eval_envs = [run_env(cfg, task, seed, perturb, evaluation=True) for task in tasks]
     capacity = spec.replay_capacity if cfg.replay_capacity is None else (cfg.replay_capacity or None)
-    replays = [
-        SequenceReplay(
-            env.obs_dim,
-            env.action_spec,
-            spec.seq_len,
-            device,
-            cfg.seed + 1 + i * SEED_LIMIT,
-            capacity=capacity,
-            frame_stack=cfg.frame_stack if cfg.obs == "pixels" else 1,
-            context_dim=spec.context_dim,
-            context_dtype=spec.context_dtype,
-            online=spec.online_replay,
-            zero_history=zero_history(tasks[i], cfg.protocol, cfg.protocol_changes),
-        )
-        for i in range(len(tasks))
-    ]
-    replay = replays[0] if len(tasks) == 1 else MultiTaskReplay(replays)
+    E = cfg.train_envs or 1
+    if E > 1:  # one replay per training env, each capacity / E, sampled together (LaneReplay)
+        lane_capacity = None if capacity is None else -(-capacity // E)
+        lanes = [
+            new_replay(cfg, env, spec, device, tasks[0], cfg.seed + 1 + i, lane_capacity) for i in range(E)
+        ]
+        replay = LaneReplay(lanes, cfg.seed + 1)  # (its generator draws the windows: the one replay's seed)
+    else:
+        seeds = [cfg.seed + 1 + i * SEED_LIMIT for i in range(len(tasks))]
+        replays = [
+            new_replay(cfg, env, spec, device, t, s, capacity) for t, s in zip(tasks, seeds, strict=True)
+        ]
+        replay = replays[0] if len(tasks) == 1 else MultiTaskReplay(replays)
     parts = RunParts(envs, eval_envs, agent, replay, seed, capacity, device, cfg.seed)
-    if cfg.train_envs and cfg.train_envs > 1:
-        several_envs(parts, cfg, replays[0])
+    if E > 1:  # built last: the first env, the agent and the evaluation are those of a run of one env
+        parts.more_envs = [
+            run_env(cfg, tasks[0], train_env_seed(cfg.seed, i), perturbations(cfg)) for i in range(1, E)
+        ]
+        agent.train_envs = E
     return parts
+
+
+def new_replay(
+    cfg: RunConfig, env: Env, spec, device: torch.device, task: str, seed: int, capacity: int | None
+) -> SequenceReplay:
+    """A replay on `device` of `env`'s observations and actions on `task` for an agent of `spec` (its windows,
+    contexts and online queue), its sampling generator seeded `seed`, keeping `capacity` transitions."""
+    return SequenceReplay(
+        env.obs_dim,
+        env.action_spec,
+        spec.seq_len,
+        device,
+        seed,
+        capacity=capacity,
+        frame_stack=cfg.frame_stack if cfg.obs == "pixels" else 1,
+        context_dim=spec.context_dim,
+        context_dtype=spec.context_dtype,
+        online=spec.online_replay,
+        zero_history=zero_history(task, cfg.protocol, cfg.protocol_changes),
+    )
 
 
 def train_env_seed(seed: int, i: int) -> int:
@@ -126,34 +145,6 @@ def train_env_seed(seed: int, i: int) -> int:
     (seed, i) for each other (DreamerV3's code hashes (seed, index) likewise: dreamerv3/main.py `make_env`,
     lines 241-242 at danijar/dreamerv3@e3f0224)."""
     return seed if i == 0 else int(np.random.SeedSequence([seed, i, 1]).generate_state(1)[0])
-
-
-def several_envs(parts: RunParts, cfg: RunConfig, first: SequenceReplay) -> None:
-    """The parts of a run with train_envs > 1, built after all others (so that the first env, the agent and
-    the evaluation are those of a run of one env): the other training envs, and a replay of one
-    `SequenceReplay` like `first` per env (LaneReplay: capacity / E each, sampled together)."""
-    E, task = cfg.train_envs, task_list(cfg.task)[0]
-    perturb = perturbations(cfg)
-    parts.more_envs = [run_env(cfg, task, train_env_seed(cfg.seed, i), perturb) for i in range(1, E)]
-    capacity = None if first.capacity is None else -(-first.capacity // E)
-    replays = [
-        SequenceReplay(
-            first.obs_dim,
-            first.action_spec,
-            first.seq_len,
-            first.device,
-            cfg.seed + 1 + i,  # (the windows are drawn by the LaneReplay's generator)
-            capacity=capacity,
-            frame_stack=first.frame_stack,
-            context_dim=0 if first.contexts is None else first.contexts.dim,
-            context_dtype=first.contexts.values.dtype if first.contexts is not None else torch.float32,
-            online=first.queue is not None,
-            zero_history=first.zero_history,
-        )
-        for i in range(E)
-    ]
-    parts.replay = LaneReplay(replays, cfg.seed + 1)
-    parts.agent.train_envs = E
 
 
 def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:
