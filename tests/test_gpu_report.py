@@ -208,6 +208,16 @@ def test_a_gpu_finds_its_committed_rows_beside_their_files_machine_row(tmp_path,
     assert parts.committed_rows(2) == []
 
 
+def test_a_paper_scale_run_stays_missing_until_a_learning_run_of_its_key_reached_its_length():
+    """A first command's short learning run (15k env steps of iqrl dog-run) is no 1M-step paper-scale run."""
+    machine = {"part": 0, "kind": "machine", "date": "2026-11-28", "gpu": "NVIDIA H200"}
+    line = "- paper scale (1M env steps, 5 seeds; ablations/sota.yaml): iqrl dog-run state\n"
+    short = {"part": 0, "kind": "learn", "key": "iqrl dog-run state", "env_steps": 15000}
+    assert line in "\n".join(results.missing_lines([machine, short])) + "\n"
+    full = {**short, "env_steps": 1_000_000}
+    assert line not in "\n".join(results.missing_lines([machine, short, full])) + "\n"
+
+
 def test_part2_measures_again_the_rows_a_part_listed_as_missing_or_failed():
     """A missing row (cut off by an earlier part's budget) is not measured: a later run measures it."""
     from iqrl.gpu_report import parts

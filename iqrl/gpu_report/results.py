@@ -368,14 +368,23 @@ def missing_lines(rows: list[dict]) -> list[str]:
     lines += [f"- part 1: {t}" for t, outcome in tests.items() if outcome == "not reached"]
     lines += [f"- part 2, {run}: {', '.join(what)}" for run, what in by_run.items()]
     lines += [f"- part 3: {key}" for key in learn]
-    paper = [r for r in plan.paper_scale_runs() if r.key not in done]
+    reached: dict[str, int] = {}  # a paper-scale run counts once a learning run of its key reached its length
+    for r in rows:
+        if r["kind"] == "learn":
+            reached[r["key"]] = max(reached.get(r["key"], 0), int(r.get("env_steps") or 0))
+    paper = [r for r in plan.paper_scale_runs() if reached.get(r.key, 0) < paper_steps(r)]
     lines += [f"- paper scale ({paper_scale(r)}, {r.seeds} seeds{sweep(r)}): {r.key}" for r in paper]
     return lines + ([] if len(lines) > 2 else ["- nothing"]) + [""]
 
 
+def paper_steps(run: plan.LearnRun) -> int:
+    """A paper-scale run's length in env steps, its `steps` key."""
+    return int(next(k for k in run.keys if k.startswith("steps=")).partition("=")[2])
+
+
 def paper_scale(run: plan.LearnRun) -> str:
     """'1M env steps', '400k env steps': a paper-scale run's length, from its `steps` key."""
-    steps = int(next(k for k in run.keys if k.startswith("steps=")).partition("=")[2])
+    steps = paper_steps(run)
     return f"{steps // 10**6}M env steps" if steps % 10**6 == 0 else f"{steps // 1000}k env steps"
 
 
