@@ -152,6 +152,12 @@ def test_cuda_graph_captured_k_seed_group_replays_the_compiled_one_at_paper_size
     1e-7 (Adam's normalised step turns gradients near zero into steps of the learning rate whichever sign the
     rounding gives them, and FSQ's rounding of the latent passes such changes on whole). The captured group
     replays the compiled group's kernels, so their numbers must agree where a recording or a replay is right.
+    Against eager the first update is held to 2e-3 only: on an H200 (2026-11-28) seed 6's first compiled update
+    met eager's q_loss within 2.9e-4 (seeds 0-5 within 1e-4), as one sample whose FSQ level a last-bit
+    difference flips moves a batch's loss by that much. The same run: seed 0 met the compiled group at all 12
+    updates and in its parameters, seed 1 left it at update 3 (target_mean -0.121384 against -0.121214), which
+    this test cannot yet tell from a kernel choice that differs under capture: so the captured group stays
+    unverified.
     A captured group trains (slurm.pack's `auto`, part 3's mode) only after this passed on some GPU
     (slurm.projection.group_graphs_verified)."""
     import contextlib
@@ -161,6 +167,7 @@ def test_cuda_graph_captured_k_seed_group_replays_the_compiled_one_at_paper_size
     from iqrl.multiseed.group import SeedGroup
 
     k, updates, tol = 16, 12, 1e-4
+    loose = 2e-3  # against eager: see above
     metrics, agents = {}, {}
     for mode in ("eager", "compiled", "captured"):
         torch._dynamo.reset()  # each mode compiles afresh, as a run in that mode does
@@ -171,14 +178,14 @@ def test_cuda_graph_captured_k_seed_group_replays_the_compiled_one_at_paper_size
         serve = contextlib.nullcontext()  # the rounds in this (the main) thread, as the K-seed runner's
         metrics[mode] = group_updates(group, [r for _, r in pairs], n, serve_in=serve)
 
-    def close(mine: dict, theirs: dict, what: str) -> None:
+    def close(mine: dict, theirs: dict, what: str, bound: float = tol) -> None:
         for key, v in theirs.items():
             c, e = float(mine[key]), float(v)
-            assert abs(c - e) <= tol * (1 + abs(e)), f"{what} {key}: {c} vs {e}"
+            assert abs(c - e) <= bound * (1 + abs(e)), f"{what} {key}: {c} vs {e}"
 
     for s in range(k):
         assert len(metrics["captured"][s]) == updates
-        close(metrics["captured"][s][0], metrics["eager"][s][0], f"seed {s} update 0, eager:")
+        close(metrics["captured"][s][0], metrics["eager"][s][0], f"seed {s} update 0, eager:", loose)
         for i in range(updates):
             close(metrics["captured"][s][i], metrics["compiled"][s][i], f"seed {s} update {i}, compiled:")
         mine, theirs = params(agents["captured"][s]), params(agents["compiled"][s])
