@@ -4,7 +4,7 @@ interrupted (time columns left out) or refuses in one line, and no finished row 
 latest checkpoint resumes from the previous generation with one warning line, no readable generation is one
 error line, and every failure to write is one line without a traceback.
 
-Cost (the CI budget): tiny td3 runs of 600 env steps, 83 counted operations each; every operation of the
+Cost (the CI budget): tiny td3 runs of 600 env steps, 95 counted operations each; every operation of the
 checkpoint that first keeps a previous one (write, fsync, the checksums, two renames: 7) and every 12th of the
 others (7) is faulted in process, alternating ENOSPC and EIO (14 points); SIGKILL in a child process at 2
 points; the K-seed mode at 3 points and a packed job of two runs at 1 point, each in a child process.
@@ -16,10 +16,12 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,54 @@ def reference(tmp_path_factory):
     finally:
         faults.uninstall()
     return results(root / "run"), faults.ops, root / "run"
+
+
+def test_the_run_folders_writes_depend_on_the_env_step_alone_not_on_when_an_evaluation_beside_ends(
+    tmp_path, monkeypatch
+):
+    """The operations counted here are the same whether each evaluation beside training ends before the next
+    agent step or only when the loop waits for it (at the next evaluation or checkpoint), and so are the
+    results: the N-th operation of one run is the N-th of any other, which the tests below fault."""
+    from iqrl.loop import trainer
+    from iqrl.loop.beside import EvaluationBeside, wait_on
+
+    class Early(EvaluationBeside):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            wait_on(self.finished)
+
+    class Late(EvaluationBeside):  # its episodes start when the loop first asks for its result
+        def __init__(self, *args, **kwargs):
+            self.gate = threading.Event()
+            super().__init__(*args, **kwargs)
+
+        def _evaluate(self, *args) -> None:
+            self.gate.wait()
+            super()._evaluate(*args)
+
+        def result(self, agent):
+            self.gate.set()
+            return super().result(agent)
+
+        def stop(self) -> None:
+            self.gate.set()
+            super().stop()
+
+    def same(op: str) -> str:  # a temporary file's random part left out
+        return re.sub(r"\.[^.]+\.tmp$", ".tmp", op)
+
+    seen = {}
+    for name, beside in (("early", Early), ("late", Late)):
+        monkeypatch.setattr(trainer, "EvaluationBeside", beside)
+        faults = Faults(tmp_path / name, 0, "enospc").install()
+        try:
+            assert main(argv(tmp_path / name / "run")) == EXIT_OK
+        finally:
+            faults.uninstall()
+        seen[name] = faults.ops, results(tmp_path / name / "run")
+    assert len(seen["late"][1]["eval.csv"]) == 4  # env steps 0 (in the loop), then 200, 400, 600 beside it
+    assert [same(op) for op in seen["early"][0]] == [same(op) for op in seen["late"][0]]
+    assert seen["early"][1] == seen["late"][1]
 
 
 def sampled(ops: list[str]) -> list[int]:

@@ -509,10 +509,12 @@ class Trainer:
             self.trackers.close()
 
     def log_due(self, progress: Progress, finished: bool) -> bool:
-        """The evaluation and the train.csv row due at this env step (both at the end); whether any was."""
+        """The evaluation and the train.csv row due at this env step (both at the end); whether any was. An
+        evaluation that ended beside training is on the progress line now and in eval.csv with the next write
+        the step schedules: when the files are written depends on the env step alone, not on the wall clock."""
         cfg, logged = self.cfg, False
-        if self.beside is not None and self.beside.finished.is_set():  # ended beside training
-            logged = self.log_evaluated(progress)
+        if self.beside is not None and self.beside.finished.is_set():
+            self.log_evaluated(progress)
         if self.env_step >= self.next_eval or finished:
             for row in self.evaluate():
                 progress.log_eval(row)
@@ -576,8 +578,8 @@ class Trainer:
             if saved:
                 while self.next_ckpt <= self.env_step:  # first: the checkpoint holds the next due step
                     self.next_ckpt += cfg.checkpoint_every
-                if self.log_evaluated(progress):  # no checkpoint holds an evaluation under way
-                    self.write_logs()
+                self.log_evaluated(progress)  # no checkpoint holds an evaluation under way
+                self.write_logs()  # at every checkpoint, whether or not that evaluation had ended before
                 self.save_checkpoint()
             if ended or saved:
                 self.write_status("interrupted" if stop else "running")
