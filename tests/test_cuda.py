@@ -152,8 +152,8 @@ def test_cuda_graph_captured_k_seed_group_replays_the_compiled_one_at_paper_size
     1e-7 (Adam's normalised step turns gradients near zero into steps of the learning rate whichever sign the
     rounding gives them, and FSQ's rounding of the latent passes such changes on whole). The captured group
     replays the compiled group's kernels, so their numbers must agree where a recording or a replay is right.
-    Against eager the first update is held to 2e-3 only: on an H200 (2026-11-28) seed 6's first compiled update
-    met eager's q_loss within 2.9e-4 (seeds 0-5 within 1e-4), as one sample whose FSQ level a last-bit
+    Against eager the first update is held to 2e-3 only: on an H200 (2026-11-28) seed 6's first compiled
+    update met eager's q_loss within 2.9e-4 (seeds 0-5 within 1e-4), as one sample whose FSQ level a last-bit
     difference flips moves a batch's loss by that much. The same run: seed 0 met the compiled group at all 12
     updates and in its parameters, seed 1 left it at update 3 (target_mean -0.121384 against -0.121214), which
     this test cannot yet tell from a kernel choice that differs under capture: so the captured group stays

@@ -511,7 +511,7 @@ class Trainer:
     def log_due(self, progress: Progress, finished: bool) -> bool:
         """The evaluation and the train.csv row due at this env step (both at the end); whether any was. An
         evaluation that ended beside training is on the progress line now and in eval.csv with the next write
-        the step schedules: when the files are written depends on the env step alone, not on the wall clock."""
+        the step schedules: when the files are written depends on the env step alone, not on wall time."""
         cfg, logged = self.cfg, False
         if self.beside is not None and self.beside.finished.is_set():
             self.log_evaluated(progress)
