@@ -141,8 +141,9 @@ def test_cuda_graph_captured_k_seed_group_replays_the_compiled_one_at_paper_size
     """The captured K-seed group (compile=true cudagraphs=true) at iqrl's paper sizes on walker-walk's spaces:
     16 seeds, 12 updates, so that every piece, the actor's included, is recorded and then replayed several
     times. Against the compiled group (compile=true, the same inductor kernels, launched one by one): every
-    metric of each seed at each update and its parameters after them within 1e-4, relative to each tensor's
-    scale. Against the eager group: the first update's metrics within 1e-4, from the same parameters.
+    metric of each seed at each update and its parameters after them as close as a second compiled group
+    comes to the first (its `spread`), and within 1e-4 wherever that one agrees closer, relative to each
+    tensor's scale. Against the eager group: the first update's metrics within 2e-3, from the same parameters.
 
     Why not eager over all 12 updates: at paper sizes the update's float rounding grows over updates. On an
     H200 (2026-11-27) the captured group met the eager one within 1e-4 for updates 0-3 and then drifted
@@ -150,14 +151,14 @@ def test_cuda_graph_captured_k_seed_group_replays_the_compiled_one_at_paper_size
     the compiled group against the eager one at these sizes (2 seeds) differs by 2.4e-6 at update 0, 2.6e-4 at
     update 4 and 6e-4 at update 11, as much as two eager groups whose starting parameters differ by a relative
     1e-7 (Adam's normalised step turns gradients near zero into steps of the learning rate whichever sign the
-    rounding gives them, and FSQ's rounding of the latent passes such changes on whole). The captured group
-    replays the compiled group's kernels, so their numbers must agree where a recording or a replay is right.
-    Against eager the first update is held to 2e-3 only: on an H200 (2026-11-28) seed 6's first compiled
-    update met eager's q_loss within 2.9e-4 (seeds 0-5 within 1e-4), as one sample whose FSQ level a last-bit
-    difference flips moves a batch's loss by that much. The same run: seed 0 met the compiled group at all 12
-    updates and in its parameters, seed 1 left it at update 3 (target_mean -0.121384 against -0.121214), which
-    this test cannot yet tell from a kernel choice that differs under capture: so the captured group stays
-    unverified.
+    rounding gives them, and FSQ's rounding of the latent passes such changes on whole). Even the first update
+    differs that way: on an H200 (2026-11-28) seed 6's first compiled update met eager's q_loss within 2.9e-4
+    only (seeds 0-5 within 1e-4), one sample whose FSQ level a last-bit difference flips. The same run: seed 0
+    met the compiled group at all 12 updates and in its parameters, seed 1 left it at update 3 (target_mean
+    -0.121384 against -0.121214, 1.7e-4), which a fixed 1e-4 cannot tell from GPU kernels that round
+    differently from one launch to the next: hence the second compiled group, whose spread is that rounding
+    (none where the compiled group is bitwise reproducible). A recording or replay that reads or writes the
+    wrong memory moves the numbers far beyond it.
     A captured group trains (slurm.pack's `auto`, part 3's mode) only after this passed on some GPU
     (slurm.projection.group_graphs_verified)."""
     import contextlib
@@ -166,32 +167,51 @@ def test_cuda_graph_captured_k_seed_group_replays_the_compiled_one_at_paper_size
 
     from iqrl.multiseed.group import SeedGroup
 
-    k, updates, tol = 16, 12, 1e-4
-    loose = 2e-3  # against eager: see above
+    k, updates, tol, first_tol = 16, 12, 1e-4, 2e-3
     metrics, agents = {}, {}
-    for mode in ("eager", "compiled", "captured"):
+    for mode in ("eager", "compiled", "compiled again", "captured"):
         torch._dynamo.reset()  # each mode compiles afresh, as a run in that mode does
         n = 1 if mode == "eager" else updates
-        pairs = [paper_size_agent_and_replay("iqrl", "walker-walk", s, mode) for s in range(k)]
+        built = "compiled" if mode == "compiled again" else mode
+        pairs = [paper_size_agent_and_replay("iqrl", "walker-walk", s, built) for s in range(k)]
         agents[mode] = [a for a, _ in pairs]
         group = SeedGroup(agents[mode])
         serve = contextlib.nullcontext()  # the rounds in this (the main) thread, as the K-seed runner's
         metrics[mode] = group_updates(group, [r for _, r in pairs], n, serve_in=serve)
 
-    def close(mine: dict, theirs: dict, what: str, bound: float = tol) -> None:
-        for key, v in theirs.items():
-            c, e = float(mine[key]), float(v)
-            assert abs(c - e) <= bound * (1 + abs(e)), f"{what} {key}: {c} vs {e}"
+    def apart(mine: dict, theirs: dict) -> float:
+        return max(abs(float(mine[key]) - float(v)) / (1 + abs(float(v))) for key, v in theirs.items())
 
+    def tensor_apart(mine: torch.Tensor, theirs: torch.Tensor) -> float:
+        scale = max(float(theirs.abs().max()), 1.0) if theirs.is_floating_point() else 1.0
+        return float((mine.double() - theirs.double()).abs().max()) / scale
+
+    # how far the compiled group is from itself, at each update and in each tensor after the last, any seed
+    again, compiled, captured = metrics["compiled again"], metrics["compiled"], metrics["captured"]
+    spread = [max(apart(again[s][i], compiled[s][i]) for s in range(k)) for i in range(updates)]
+    compiled_params = [params(a) for a in agents["compiled"]]
+    again_params = [params(a) for a in agents["compiled again"]]
+    param_spread = {
+        name: max(tensor_apart(again_params[s][name], compiled_params[s][name]) for s in range(k))
+        for name in compiled_params[0]
+    }
     for s in range(k):
-        assert len(metrics["captured"][s]) == updates
-        close(metrics["captured"][s][0], metrics["eager"][s][0], f"seed {s} update 0, eager:", loose)
+        assert len(captured[s]) == updates
+        eager = metrics["eager"][s][0]
+        assert apart(captured[s][0], eager) <= first_tol, (
+            f"seed {s} update 0: {captured[s][0]} vs eager {eager}"
+        )
         for i in range(updates):
-            close(metrics["captured"][s][i], metrics["compiled"][s][i], f"seed {s} update {i}, compiled:")
-        mine, theirs = params(agents["captured"][s]), params(agents["compiled"][s])
-        for name, p in theirs.items():
-            bound = tol * max(float(p.abs().max()), 1.0) if p.is_floating_point() else 0
-            assert float((mine[name].double() - p.double()).abs().max()) <= bound, f"seed {s}: {name}"
+            mine, theirs = captured[s][i], compiled[s][i]
+            assert apart(mine, theirs) <= max(tol, spread[i]), (
+                f"seed {s} update {i}: {mine} vs {theirs}, {spread}"
+            )
+        mine = params(agents["captured"][s])
+        for name, p in compiled_params[s].items():
+            bound = max(tol, param_spread[name]) if p.is_floating_point() else 0.0
+            assert tensor_apart(mine[name], p) <= bound, (
+                f"seed {s}: {name} (the compiled group's spread {bound})"
+            )
 
 
 def test_cuda_compiled_planner_acts_as_the_eager_one():
