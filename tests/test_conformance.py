@@ -210,6 +210,7 @@ def test_agent_writes_complete_run_folder(agent, request, finished_runs):
         status["state"] == "done"
         and status["env_step"] == int(ev[-1]["env_step"])
         and status["error"] is None
+        and status["updates"] == int(tr[-1]["updates"]) > 0  # the final train.csv row is at the last step
     )
     assert (out / "checkpoint" / "ckpt.pt").exists()
     assert not [p for p in out.rglob("*.tmp")]  # no leftovers of atomic writes

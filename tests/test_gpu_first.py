@@ -36,6 +36,7 @@ def test_the_first_command_runs_in_its_cpu_smoke_form(tmp_path):
     assert learn["first"] and learn["seeds"] == 2 and learn["exit"] == 0 and learn["mode"] == "K-seed"
     assert learn["eval_step"] == 400 and len(learn["returns"]) == 2
     assert set(learn["time_split"]) == set(TIME_SPLIT_PHASES) and learn["loop_env_steps_per_s"] > 0
+    assert learn["updates"] > 0  # the rate's updates ran (the fewest any seed made, from its status.json)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part0.jsonl", "partfirst.log", RUNS_ARCHIVE]
     with unpacked_runs(tmp_path) as runs:
         for seed in ("seed0", "seed1"):  # run folders less their checkpoints: what `collect` commits

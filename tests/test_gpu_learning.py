@@ -22,6 +22,7 @@ EVALS = {0: {0: 30.0, 10000: 100.0, 20000: 250.0, 30000: 480.0}, 1: {0: 20.0, 10
 EVALS[1][30000] = 530.6
 REACHED = {0: 31000, 1: 30500}
 LOOP_S = {0: 100.0, 1: 122.0}  # the seeds' time split in all: the slower seed sets the rate
+UPDATES = {0: 10500, 1: 10250}  # in their status.json: the table shows the fewest
 
 
 def trained_group(folder):
@@ -37,7 +38,7 @@ def trained_group(folder):
         write_csv(run / "train.csv", [{"env_step": s, "critic_loss": 0.5} for s in evals])
         split = {"collect": LOOP_S[seed] / 4, "act": 0.0, "update": LOOP_S[seed] / 2, "evaluate": 0.0}
         split["write"] = LOOP_S[seed] / 4
-        write_status(run, "interrupted", REACHED[seed], 1000000, time_split=split)
+        write_status(run, "interrupted", REACHED[seed], 1000000, time_split=split, updates=UPDATES[seed])
 
 
 def collected(tmp_path):
@@ -102,7 +103,7 @@ def test_doc_draws_the_runs_and_lists_each_seed_beside_the_published_mean(tmp_pa
     published = published_iqrl(30000)
     assert round(published, 1) == 519.8  # iQRL's released mean at 30k env steps
     rate, in_all = round(rate, 1), round(round(rate, 1) * 2, 1)
-    row = f"| iqrl walker-walk state | K-seed compiled | 2 | 30500 | {rate} | {in_all} | 30000 "
+    row = f"| iqrl walker-walk state | K-seed compiled | 2 | 30500 | 10250 | {rate} | {in_all} | 30000 "
     row += f"| 480.0, 530.6 | 505.3 | iQRL [iqrl-icml24-draft]: {published:.1f} |"
     assert row in text
     assert "| run | mode | seeds |" not in text  # its learn row: shown once, from its run folders
@@ -138,3 +139,13 @@ def test_collect_replaces_a_run_it_holds_whole(tmp_path):
     kept = docs / "runs" / STEM / "iqrl" / "walker-walk"
     assert [p.name for p in kept.iterdir()] == ["seed0"]
     assert pd.read_csv(kept / "seed0" / "eval.csv")["episode_return"].tolist() == list(EVALS[0].values())
+
+
+def test_a_status_without_a_count_keeps_the_one_before_and_a_folder_without_counts_has_none(tmp_path):
+    """A failure's status.json (written with no split or count) keeps the updates of the one before; a run
+    folder whose status.json has no count (an earlier version's) shows none rather than a wrong one."""
+    write_status(tmp_path / "seed0", "running", 500, 1000, time_split={"update": 1.0}, updates=250)
+    write_status(tmp_path / "seed0", "failed", 500, 1000, error="disk full")
+    assert learning.updates_made(tmp_path) == 250
+    write_status(tmp_path / "seed1", "interrupted", 400, 1000)
+    assert learning.updates_made(tmp_path) is None

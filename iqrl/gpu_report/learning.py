@@ -75,7 +75,7 @@ def group_split(folder: Path) -> dict:
     loop = max(sum(s.values()) for s in splits)
     mean = {p: round(sum(s[p] for s in splits) / len(splits), 1) for p in TIME_SPLIT_PHASES}
     per_seed = round(reached(folder) / loop, 1) if loop > 0 else None
-    return {"time_split": mean, "loop_env_steps_per_s": per_seed}
+    return {"time_split": mean, "loop_env_steps_per_s": per_seed, "updates": updates_made(folder)}
 
 
 def pack_runs(runs: Path, out: Path) -> Path:
@@ -102,6 +102,13 @@ def unpacked_runs(src: Path) -> Iterator[Path]:
         yield Path(tmp) / "runs"
 
 
+def updates_made(folder: Path) -> int | None:
+    """The updates every seed of a run folder made (the fewest in its seeds' status.json): that a rate's
+    updates ran. None where a status holds no count (written before status.json had one)."""
+    counts = [(read_status(s) or {}).get("updates") for s in folder.glob("seed*")]
+    return None if not counts or None in counts else min(counts)
+
+
 def reached(folder: Path) -> int:
     """The env steps every seed of a run folder reached (the slowest seed's status.json)."""
     return min(((read_status(s) or {}).get("env_step", 0) for s in folder.glob("seed*")), default=0)
@@ -110,7 +117,8 @@ def reached(folder: Path) -> int:
 @dataclass(eq=False)
 class LearnedRun:
     """One committed learning run: `sweep` is its result file's stem (<gpu>-<date>), `key` and `mode` as the
-    first command's `learn` row names them (plan.LearnRun), `env_steps_per_s` per seed over the loop,
+    first command's `learn` row names them (plan.LearnRun), `updates` the fewest any seed made (None before
+    status.json counted them), `env_steps_per_s` per seed over the loop,
     `returns` each seed's (in seed order) at `eval_step`, the last evaluation every seed has, and
     `published` {label: mean} of the method's published curves there (`published_means`). `evals`: its
     evaluation rows (analysis.load's table), `band`: its method's published curves on its task
@@ -125,6 +133,7 @@ class LearnedRun:
     mode: str
     seeds: int
     env_steps: int
+    updates: int | None
     env_steps_per_s: float | None
     eval_step: int | None
     returns: list[float]
@@ -190,6 +199,7 @@ def committed_runs(folder: Path, rows: list[dict]) -> list[LearnedRun]:
                 mode=run.mode,
                 seeds=run.seeds,
                 env_steps=reached(path),
+                updates=updates_made(path),
                 env_steps_per_s=group_split(path).get("loop_env_steps_per_s"),
                 eval_step=step,
                 returns=[] if step is None else [float(r) for r in steps.loc[step]],

@@ -322,8 +322,9 @@ def learn_lines(rows: list[dict], kept: set[str] = frozenset()) -> list[str]:
 
 def learned_lines(runs: list[learning.LearnedRun]) -> list[str]:
     """The committed learning runs of one result file, read from their run folders: env steps reached,
-    env steps/s over the loop, each seed's return at the last evaluation all seeds have, the published mean
-    of the same method and task there (learning.published_means)."""
+    updates per seed (that its rate's updates ran), env steps/s over the loop, each seed's return at the last
+    evaluation all seeds have, the published mean of the same method and task there
+    (learning.published_means)."""
     body = []
     for r in runs:
         rate = r.env_steps_per_s
@@ -331,10 +332,14 @@ def learned_lines(runs: list[learning.LearnedRun]) -> list[str]:
         mean = f"{sum(r.returns) / len(r.returns):.1f}" if r.returns else None
         pub = "; ".join(f"{label}: {v:.1f}" for label, v in r.published.items()) or "—"
         in_all = None if rate is None else round(rate * r.seeds, 1)
-        body.append([r.key, r.mode, r.seeds, r.env_steps, rate, in_all, r.eval_step, returns, mean, pub])
+        updates = "—" if r.updates is None else r.updates
+        body.append(
+            [r.key, r.mode, r.seeds, r.env_steps, updates, rate, in_all, r.eval_step, returns, mean, pub]
+        )
     if not body:
         return []
-    header = ["learning run", "mode", "K", "env steps reached", "env steps/s per seed", "in all"]
+    header = ["learning run", "mode", "K", "env steps reached", "updates per seed", "env steps/s per seed"]
+    header += ["in all"]
     header += ["last evaluation", "each seed's return there", "their mean", "published mean there"]
     where = f"Learning runs (run folders in docs/gpu-results/runs/{runs[0].sweep}/):"
     return [where, ""] + table(header, 2, body)

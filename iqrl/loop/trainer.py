@@ -539,9 +539,17 @@ class Trainer:
         return bool(rows)
 
     def write_status(self, state: str) -> None:
-        """status.json, with the wall time's split in all so far (`time_split`, seconds per phase)."""
+        """status.json, with the wall time's split in all so far (`time_split`, seconds per phase) and the
+        agent's updates so far."""
         with self.split("write"):
-            write_status(self.run_dir, state, self.env_step, self.cfg.steps, time_split=self.split.summary())
+            write_status(
+                self.run_dir,
+                state,
+                self.env_step,
+                self.cfg.steps,
+                time_split=self.split.summary(),
+                updates=self.updates,
+            )
 
     def _loop(self, should_stop, resumed: bool) -> int:
         cfg = self.cfg

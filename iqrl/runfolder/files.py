@@ -286,9 +286,11 @@ def write_status(
     steps: int,
     error: str | None = None,
     time_split: dict[str, float] | None = None,
+    updates: int | None = None,
 ) -> None:
-    """status.json; `time_split`: the trainer's seconds per phase so far (iqrl/loop/timing.py), kept from the
-    status before when not given (a failure's status keeps the split of the last one written)."""
+    """status.json; `time_split`: the trainer's seconds per phase so far (iqrl/loop/timing.py), `updates`: the
+    agent's updates so far; each kept from the status before when not given (a failure's status keeps those
+    of the last one written)."""
     status = {
         "state": state,
         "env_step": int(env_step),
@@ -298,10 +300,13 @@ def write_status(
         "pid": os.getpid(),
         "host": os.uname().nodename,
     }
-    if time_split is None:
-        time_split = (read_status(run_dir) or {}).get("time_split")
+    before = (read_status(run_dir) or {}) if time_split is None or updates is None else {}
+    time_split = before.get("time_split") if time_split is None else time_split
+    updates = before.get("updates") if updates is None else int(updates)
     if time_split is not None:
         status["time_split"] = time_split
+    if updates is not None:
+        status["updates"] = updates
     atomic_write_text(Path(run_dir) / "status.json", json.dumps(status, indent=1) + "\n")
 
 
