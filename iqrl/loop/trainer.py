@@ -542,14 +542,8 @@ class Trainer:
         """status.json, with the wall time's split in all so far (`time_split`, seconds per phase) and the
         agent's updates so far."""
         with self.split("write"):
-            write_status(
-                self.run_dir,
-                state,
-                self.env_step,
-                self.cfg.steps,
-                time_split=self.split.summary(),
-                updates=self.updates,
-            )
+            so_far = {"time_split": self.split.summary(), "updates": self.updates}
+            write_status(self.run_dir, state, self.env_step, self.cfg.steps, **so_far)
 
     def _loop(self, should_stop, resumed: bool) -> int:
         cfg = self.cfg

@@ -288,9 +288,8 @@ def write_status(
     time_split: dict[str, float] | None = None,
     updates: int | None = None,
 ) -> None:
-    """status.json; `time_split`: the trainer's seconds per phase so far (iqrl/loop/timing.py), `updates`: the
-    agent's updates so far; each kept from the status before when not given (a failure's status keeps those
-    of the last one written)."""
+    """status.json; `time_split` (the trainer's seconds per phase so far, iqrl/loop/timing.py) and `updates`
+    (the agent's so far) kept from the status before when not given, as a failure's status is written."""
     status = {
         "state": state,
         "env_step": int(env_step),
@@ -300,13 +299,10 @@ def write_status(
         "pid": os.getpid(),
         "host": os.uname().nodename,
     }
-    before = (read_status(run_dir) or {}) if time_split is None or updates is None else {}
-    time_split = before.get("time_split") if time_split is None else time_split
-    updates = before.get("updates") if updates is None else int(updates)
-    if time_split is not None:
-        status["time_split"] = time_split
-    if updates is not None:
-        status["updates"] = updates
+    before = (read_status(run_dir) or {}) if None in (time_split, updates) else {}
+    for key, value in (("time_split", time_split), ("updates", updates)):
+        if (value := before.get(key) if value is None else value) is not None:
+            status[key] = value
     atomic_write_text(Path(run_dir) / "status.json", json.dumps(status, indent=1) + "\n")
 
 
