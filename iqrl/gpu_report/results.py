@@ -339,8 +339,7 @@ def learned_lines(runs: list[learning.LearnedRun]) -> list[str]:
     if not body:
         return []
     header = ["learning run", "mode", "K", "env steps reached", "updates per seed", "env steps/s per seed"]
-    header += ["in all"]
-    header += ["last evaluation", "each seed's return there", "their mean", "published mean there"]
+    header += ["in all", "last evaluation", "each seed's return there", "their mean", "published mean there"]
     where = f"Learning runs (run folders in docs/gpu-results/runs/{runs[0].sweep}/):"
     return [where, ""] + table(header, 2, body)
 
