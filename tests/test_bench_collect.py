@@ -4,21 +4,40 @@ its CPU per env step beside the bare physics; the command's bad input refused be
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from iqrl.bench import collect
 from iqrl.bench.cli import main
+from iqrl.loop import beside, trainer
 
 
 @pytest.mark.parametrize("k, backend", [(1, "default"), (2, "default"), (2, "workers")])
 def test_a_collection_row_counts_its_window_of_every_seeds_env_steps(k, backend, monkeypatch):
     """The window holds STEPS env steps of every seed (K x STEPS in all), after WARM agent steps each; its CPU
     per env step is the process tree's over the window, `vs_bare` and `vs_dm_control` its ratios to the
-    floors measured beside it; the run is stopped by the window's end (so it never trains its budget)."""
+    floors measured beside it; the run is stopped by the window's end (so it never trains its budget), and
+    the evaluation at step 0 has ended before the window opens (one beside training would run in it, and its
+    acting and env steps would be counted as collection's: a seed's row read 1.6x its collection's CPU)."""
     monkeypatch.setattr(collect, "WARM", 5)
     monkeypatch.setattr(collect, "FLOOR_S", 0.05)
+    events, lock = [], threading.Lock()
+
+    def recorded(name, fn):
+        def run(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            with lock:
+                events.append(name)
+            return out
+
+        return run
+
+    for module in (trainer, beside):  # the evaluations in line and beside training
+        monkeypatch.setattr(module, "eval_returns", recorded("evaluated", module.eval_returns))
+    monkeypatch.setattr(collect, "tree_cpu_s", recorded("window mark", collect.tree_cpu_s))
     row = collect.measure_collection("cartpole-balance", k, backend, "state", 40)
+    assert events == ["evaluated"] * k + ["window mark"] * 2
     assert (row["kind"], row["seeds"], row["backend"], row["env_steps"]) == ("collect", k, backend, 40 * k)
     assert row["cpu_us"] > 0 and row["bare_us"] > 0 and row["dm_control_us"] > row["bare_us"]
     assert row["vs_bare"] == pytest.approx(row["cpu_us"] / row["bare_us"], rel=0.01)  # of unrounded values

@@ -89,6 +89,7 @@ def run_keys(task: str, k: int, backend: str, obs: str, steps: int, extra=()) ->
         f"seed_steps={budget}",
         f"eval_every={budget}",
         "eval_episodes=1",
+        "eval_beside=false",  # the evaluation at step 0 ends before the window opens
         f"checkpoint_every={budget}",
         *BACKENDS[backend],
         *extra,
