@@ -83,7 +83,7 @@ def test_every_task_steps_as_dm_control_alone_and_in_a_batch(task):
     library = [library_or_skip(task, s, length) for s in (0, 1)]
     batched = [DMCEnv(task, s, 2, length) for s in (0, 1)]
     alone = DMCEnv(task, 0, 2, length)
-    batch = EnvBatch(batched)
+    batch = EnvBatch(batched, nthread=2)  # batched whatever the physics costs
     for env in [*batched, alone]:  # the reset library_or_skip tried
         env.reset()
     for episode in range(2):
@@ -115,7 +115,7 @@ def test_wrapped_envs_step_in_a_batch_as_alone(renderer):
 
     alone, batched = make(0) + make(1), make(0) + make(1)
     # the wrappers' envs of two tasks: one batch per task, as a group has
-    batches = [EnvBatch(batched[0::2]), EnvBatch(batched[1::2])]
+    batches = [EnvBatch(batched[0::2], nthread=2), EnvBatch(batched[1::2], nthread=2)]
     rng = np.random.default_rng(1)
     for episode in range(2):
         for a, b in zip(alone, batched):
@@ -146,7 +146,7 @@ def test_a_failing_env_fails_alone_in_its_batch():
     for env in (envs[1], alone[1]):
         env.physics.data.qpos[:] = np.nan
     acts = actions(np.random.default_rng(0), envs[0], 3)
-    steps = EnvBatch(envs).step(list(enumerate(acts)))
+    steps = EnvBatch(envs, nthread=2).step(list(enumerate(acts)))
     with pytest.raises(PhysicsError) as alone_error:
         alone[1].step(acts[1])
     assert isinstance(steps[1], PhysicsError) and str(steps[1]) == str(alone_error.value)
@@ -178,6 +178,7 @@ def test_steps_handed_in_run_where_the_batch_steps_them():
         return results[k]
 
     batch = stepped_by(envs, hand_in)
+    batch.nthread = 2  # batched whatever the physics costs
     batch._physics = Counted([env.physics for env in envs])
     batch._index = {id(env.physics): i for i, env in enumerate(envs)}
     for env in envs + ref:
@@ -209,7 +210,7 @@ def test_a_mujoco_error_in_one_simulation_fails_its_env_alone():
     )
     for env in envs + ref:
         env.reset()
-    batch = EnvBatch(envs)
+    batch = EnvBatch(envs, nthread=2)
     physics = batch._batch()
     real = physics.batch
 
@@ -233,3 +234,37 @@ def test_a_mujoco_error_in_one_simulation_fails_its_env_alone():
     assert type(steps[1]).__name__ == "FatalError" and "out of memory" in str(steps[1])
     for k in (0, 2):
         assert_same(outcome(steps[k]), outcome(ref[k].step(acts[k])), f"env {k}")
+
+
+@pytest.mark.parametrize("threshold_us, cores, batched", [(0.0, 2, True), (1e9, 2, False), (0.0, 1, False)])
+def test_a_batch_left_to_choose_steps_alone_until_its_physics_is_timed(
+    threshold_us, cores, batched, monkeypatch
+):
+    """nthread=None: the first TIMED physics steps run alone (dm_control's Physics.step, timed in CPU time),
+    then in one call on MuJoCo's threads where they took THREADED_PHYSICS_US each or more on average and the
+    process has two cores, else alone still; the numbers are those of envs stepped alone throughout, across
+    the switch mid-episode."""
+    monkeypatch.setattr(batch_module, "THREADED_PHYSICS_US", threshold_us)
+    monkeypatch.setattr(batch_module, "usable_cores", lambda: cores)
+    calls = []
+    step = batch_module.PhysicsBatch.step
+
+    def counted(self, ids, nstep):
+        calls.append(sorted(ids))
+        return step(self, ids, nstep)
+
+    monkeypatch.setattr(batch_module.PhysicsBatch, "step", counted)
+    envs, alone = (
+        [DMCEnv("walker-walk", s, 2) for s in range(3)],
+        [DMCEnv("walker-walk", s, 2) for s in range(3)],
+    )
+    for env in envs + alone:
+        env.reset()
+    batch, rng = EnvBatch(envs), np.random.default_rng(0)
+    for t in range(8):  # 8 agent steps of 2 physics steps of 3 envs: the first 16 timed
+        acts = actions(rng, envs[0], 3)
+        for k, step_k in enumerate(batch.step(list(enumerate(acts)))):
+            assert_same(outcome(step_k), outcome(alone[k].step(acts[k])), f"env {k} step {t}")
+    assert len(batch._timed) == batch_module.TIMED
+    # 6 rounds alone (the 16th timed step is the sixth round's first), then one call per round
+    assert calls == ([[0, 1, 2]] * (16 - 6) if batched else [])

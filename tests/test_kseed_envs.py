@@ -31,6 +31,8 @@ def test_a_groups_envs_step_in_one_physics_call_per_env_step(tmp_path, monkeypat
         return step(self, ids, nstep)
 
     monkeypatch.setattr(batch_module.PhysicsBatch, "step", counted)
+    # batched whatever the physics costs (a tiny cartpole's is below THREADED_PHYSICS_US)
+    monkeypatch.setattr(batch_module.EnvBatch, "threads_pay", lambda self: True)
     seeding = [k for k in TINY if not k.startswith("seed_steps=")] + ["seed_steps=600"]
     assert main([*seeding, "seeds=0,1,2", f"out={tmp_path}"]) == EXIT_OK
     training = [ids for n, ids in calls if n == 3]  # the evaluation's batches hold its 2 episodes' envs

@@ -109,10 +109,10 @@ class RunConfig:
     # anything is allocated (iqrl.loop.memory; docs/configuration.md).
     memory_limit_gb: float | None = None
     # true: the training env in a worker process of its own (iqrl.envs.workers), bitwise the in-process env.
-    # A K-seed group of DMC runs steps its envs together in its own process (one call into MuJoCo for all:
-    # iqrl.multiseed.envs), so the K-seed mode turns it on only for K > 1 seeds of the other suites, whose
-    # steps hold the interpreter lock, where the process may use 2 cores or more, unless given
-    # (iqrl.multiseed.runs.workers_help; docs/performance.md).
+    # A K-seed group of DMC runs steps its envs together in its own process (their physics in one call into
+    # MuJoCo where its threads pay: iqrl.multiseed.envs), so the K-seed mode turns it on only for K > 1 seeds
+    # of the other suites, whose steps hold the interpreter lock, where the process may use 2 cores or more,
+    # unless given (iqrl.multiseed.runs.workers_help; docs/performance.md).
     env_workers: bool = False
     # Training envs collected from at once, each with its own episodes, into one replay (iqrl/loop/lanes.py):
     # they take agent steps in turn, every env step of each counts toward `steps` and the update rate. None =

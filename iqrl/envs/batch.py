@@ -1,11 +1,22 @@
-"""Envs stepped together: their physics in one call into MuJoCo, each env's own Python around it.
+"""Envs stepped together: their physics in one call into MuJoCo where its threads pay, each env's own Python
+around it.
 
 An env whose class has `phased_step` (the DMC envs and the wrappers over them: iqrl/envs/step.py `phased`)
 hands out its physics steps. `EnvBatch.step` runs the phased steps of several envs side by side in the calling
-thread, and each time all of them wait on their physics, steps those physics in one call of MuJoCo's
-`mujoco.batch.Batch` (its simulations on a thread pool of its own, the interpreter lock released): no Python
-round trip per env per physics step, and no pipe. dm_control's task code (`before_step`, rewards,
-observations, terminations) and the harness's wrappers run in the calling thread between those calls.
+thread, and each time all of them wait on their physics, steps those physics (where that pays, below) in one
+call of MuJoCo's `mujoco.batch.Batch` (its simulations on a thread pool of its own, the interpreter lock
+released): no Python round trip per env per physics step, and no pipe. dm_control's task code
+(`before_step`, rewards, observations, terminations) and the harness's wrappers run in the calling thread
+between those calls.
+
+Where MuJoCo's threads pay. Handing the physics to MuJoCo's threads costs copies of each env's state in
+and out and the pool's wake-ups, about 20-40 µs of CPU per env step on a 2-core EPYC (docs/performance.md),
+which only a physics of some tens of µs per env step, run on two cores or more, pays back in wall time (and
+stepped each alone, in the calling thread, the physics costs the least CPU). So an EnvBatch left to choose
+(`nthread=None`) steps its first TIMED physics steps alone, timing them in CPU time, and batches from then on
+only where they took THREADED_PHYSICS_US each or more and the process has two cores (walker-walk's ten MuJoCo
+steps, 80 µs there: batched; cheetah-run's one, 7 µs: alone). Either way each env's
+numbers are the same, so the choice changes speed only.
 
 Bit for bit. MuJoCo's batch steps each simulation as a loop over one MjData would ("bit-identical ... at any
 thread count", mujoco/batch.py in MuJoCo 3.17). Each call copies an env's whole integration state
@@ -24,6 +35,7 @@ steps the others on. A batch is used by one thread at a time (mujoco.batch's rul
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 import mujoco
@@ -33,6 +45,10 @@ from mujoco import batch as mujoco_batch
 from iqrl.envs.step import PhasedStep, Step, phased
 
 INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION.value
+#: CPU µs of one env's physics step (dm_control's Physics.step of its n MuJoCo steps) from which a batch left
+#: to choose steps its physics on MuJoCo's threads (module docstring), timed over its first TIMED steps
+THREADED_PHYSICS_US = 50.0
+TIMED = 16
 
 
 def usable_cores() -> int:
@@ -88,9 +104,20 @@ class EnvBatch:
 
     def __init__(self, envs: list, nthread: int | None = None):
         self.envs = envs
-        self.nthread = nthread
+        self.nthread = nthread  # MuJoCo's threads for the batched physics; None: chosen (module docstring)
         self._physics: PhysicsBatch | None = None  # made at the first step that batches two envs or more
         self._index: dict[int, int] = {}  # id(physics) -> its simulation
+        self._timed: list[float] = []  # CPU s of each of the first physics steps stepped alone (TIMED)
+
+    def threads_pay(self) -> bool:
+        """Whether the physics of several envs step in one call on MuJoCo's threads: always with `nthread`
+        given; else once TIMED physics steps stepped alone took THREADED_PHYSICS_US each or more on average,
+        in a process with two cores or more."""
+        if self.nthread is not None:
+            return True
+        if len(self._timed) < TIMED or usable_cores() < 2:
+            return False
+        return sum(self._timed) * 1e6 >= THREADED_PHYSICS_US * len(self._timed)
 
     def _batch(self) -> PhysicsBatch:
         if self._physics is None:
@@ -123,12 +150,17 @@ class EnvBatch:
 
     def _physics_step(self, envs: list[int], physics: list, n: int) -> dict[int, BaseException]:
         """The physics of `envs` advanced n MuJoCo steps; what failed, by env."""
-        if len(envs) == 1:  # alone: dm_control's own Physics.step
-            try:
-                physics[0].step(n)
-            except Exception as e:
-                return {envs[0]: e}
-            return {}
+        if len(envs) == 1 or not self.threads_pay():  # alone: dm_control's own Physics.step
+            failed = {}
+            for i, p in zip(envs, physics):
+                timing, start = len(self._timed) < TIMED, time.thread_time()
+                try:
+                    p.step(n)
+                except Exception as e:
+                    failed[i] = e
+                if timing:
+                    self._timed.append(time.thread_time() - start)
+            return failed
         batch = self._batch()
         sims = [self._index[id(p)] for p in physics]
         return {envs[sims.index(s)]: e for s, e in batch.step(sims, n).items()}

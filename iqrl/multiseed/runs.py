@@ -182,7 +182,7 @@ Trains the seeds in one process with the networks vectorised over seeds; writes 
 
 def workers_help(k: int, cfg=None) -> bool:
     """env_workers's default for a group of k seeds of runs like `cfg`: in this process where the group steps
-    its envs together (DMC: `steps_together`, their physics in one call into MuJoCo, iqrl/multiseed/envs.py);
+    its envs together (DMC: `steps_together`, iqrl/multiseed/envs.py);
     otherwise (None: runs whose envs step apart) each env in a worker process of its own wherever the
     process may use two cores or more: the other suites' envs hold the interpreter lock while they step, so
     in threads the k envs share one core's worth of it (docs/performance.md, "Environments of a K-seed
