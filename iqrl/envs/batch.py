@@ -15,8 +15,8 @@ which only a physics of some tens of µs per env step, run on two cores or more,
 stepped each alone, in the calling thread, the physics costs the least CPU). So an EnvBatch left to choose
 (`nthread=None`) steps its first TIMED physics steps alone, timing them in CPU time, and batches from then on
 only where they took THREADED_PHYSICS_US each or more and the process has two cores (walker-walk's ten MuJoCo
-steps, 80 µs there: batched; cheetah-run's one, 7 µs: alone). Either way each env's
-numbers are the same, so the choice changes speed only.
+steps, 80 µs there: batched; cheetah-run's one, 7 µs: alone). Either way each env's numbers are the same, so
+the choice changes speed only.
 
 Bit for bit. MuJoCo's batch steps each simulation as a loop over one MjData would ("bit-identical ... at any
 thread count", mujoco/batch.py in MuJoCo 3.17). Each call copies an env's whole integration state
@@ -108,6 +108,7 @@ class EnvBatch:
         self._physics: PhysicsBatch | None = None  # made at the first step that batches two envs or more
         self._index: dict[int, int] = {}  # id(physics) -> its simulation
         self._timed: list[float] = []  # CPU s of each of the first physics steps stepped alone (TIMED)
+        self._threads: bool | None = None  # threads_pay's answer, once the steps are timed
 
     def threads_pay(self) -> bool:
         """Whether the physics of several envs step in one call on MuJoCo's threads: always with `nthread`
@@ -115,9 +116,10 @@ class EnvBatch:
         in a process with two cores or more."""
         if self.nthread is not None:
             return True
-        if len(self._timed) < TIMED or usable_cores() < 2:
-            return False
-        return sum(self._timed) * 1e6 >= THREADED_PHYSICS_US * len(self._timed)
+        if self._threads is None and len(self._timed) >= TIMED:
+            heavy = sum(self._timed) * 1e6 >= THREADED_PHYSICS_US * len(self._timed)
+            self._threads = heavy and usable_cores() >= 2
+        return bool(self._threads)
 
     def _batch(self) -> PhysicsBatch:
         if self._physics is None:
