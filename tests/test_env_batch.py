@@ -134,9 +134,11 @@ def test_wrapped_envs_step_in_a_batch_as_alone(renderer):
     assert batched[0].obs_shape == (6, 32, 32) and np.asarray(steps[0].obs).std() > 2  # frames, not blanks
 
 
-def test_a_failing_env_fails_alone_in_its_batch():
+@pytest.mark.parametrize("nthread", [2, None])
+def test_a_failing_env_fails_alone_in_its_batch(nthread):
     """An env whose physics goes bad (NaN positions: MuJoCo's warning, dm_control's PhysicsError) gets its
-    PhysicsError back in place of its Step, as when stepped alone; the others' steps are theirs."""
+    PhysicsError back in place of its Step, as when stepped alone; the others' steps are theirs. In one
+    call on MuJoCo's threads (nthread=2) and each env's physics alone (a batch's first, timed steps)."""
     envs, alone = (
         [DMCEnv("walker-walk", s, 2) for s in range(3)],
         [DMCEnv("walker-walk", s, 2) for s in range(3)],
@@ -146,7 +148,7 @@ def test_a_failing_env_fails_alone_in_its_batch():
     for env in (envs[1], alone[1]):
         env.physics.data.qpos[:] = np.nan
     acts = actions(np.random.default_rng(0), envs[0], 3)
-    steps = EnvBatch(envs, nthread=2).step(list(enumerate(acts)))
+    steps = EnvBatch(envs, nthread=nthread).step(list(enumerate(acts)))
     with pytest.raises(PhysicsError) as alone_error:
         alone[1].step(acts[1])
     assert isinstance(steps[1], PhysicsError) and str(steps[1]) == str(alone_error.value)

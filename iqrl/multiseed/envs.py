@@ -2,9 +2,9 @@
 (`SeedUpdater.host`, iqrl/multiseed/group.py), and once every seed still training has handed in something, the
 steps handed in run in the group's serving thread as one `EnvBatch.step` (iqrl/envs/batch.py): the envs' task
 code one after the other, their physics in one call into MuJoCo on its own threads where that pays (else
-each env's alone, in the same thread). No pipe, no process, no
-Python round trip per env per physics step; each env's numbers are those it has stepped alone (so a seed's run
-is the one it has with env_workers=true, or alone).
+each env's alone, in the same thread). No pipe, no process, no Python round trip per env per physics step;
+each env's numbers are those it has stepped alone (so a seed's run is the one it has with env_workers=true,
+or alone).
 
 What is stepped together is each seed's DMC env inside its wrappers: its pixels are rendered and its
 perturbations drawn in the seed's own thread, as before. Envs in worker processes (env_workers=true) and the
