@@ -17,8 +17,7 @@ left as they are), as every seed's update i met the others' update i in the unin
 Acting meets in the group the same way: an agent that acts through its updater (`Updater.act`) hands each
 action in as a piece of kind `act`. Once every seed still training has handed in a piece, the actions of the
 seeds acting in one form (function, shapes) run first, as one forward over the stacks with one transfer to the
-host; the update pieces wait for the next round. So a seed in its update waits while the others act, and
-the seeds step their envs in lockstep.
+host, and the update pieces wait for the next round (a seed in its update waits): the seeds step in lockstep.
 
 Everything between the pieces runs in the seed's own thread on its own objects: sampling from its replay,
 the random draws (from its own generator, in its own order), counters and schedules, writing priorities back.
@@ -44,6 +43,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -159,6 +159,7 @@ class SeedGroup:
         # Every parameter and buffer of every seed, by name; stacked over seeds. The seeds' own tensors stay
         # apart and get their slices copied after each piece (`_sync_out`): acting through a view at an odd
         # offset in the stack would take differently aligned kernel paths than a lone seed's tensors.
+        self.ties = self.holders[0].ties()  # functional_call's tie_weights (Networks.ties)
         self.names: list[dict[int, str]] = []  # per seed: id(tensor) -> name
         self.own: dict[str, list[Tensor]] = {}
         for h in self.holders:
@@ -406,7 +407,7 @@ class SeedGroup:
 
     def _call_fn(self, k: int, piece: Piece) -> Callable:
         holder, fn = self.holders[k], piece.fn
-        run = returning_writes(lambda s, a, d: functional_call(holder, s, (fn, *a), d))
+        run = returning_writes(lambda s, a, d: functional_call(holder, s, (fn, *a), d, tie_weights=self.ties))
 
         def one(s, a, d):
             out, writes = run(s, a, d)
@@ -438,9 +439,8 @@ class SeedGroup:
 
     def _step_fn(self, k: int, piece: Piece) -> Callable:
         holder, fn, max_norm = self.holders[k], piece.fn, piece.options["max_norm"]
-        run = returning_writes(
-            lambda p, rest, args, draws: functional_call(holder, {**rest, **p}, (fn, *args), draws)
-        )
+        call = partial(functional_call, holder, tie_weights=self.ties)
+        run = returning_writes(lambda p, rest, args, draws: call({**rest, **p}, (fn, *args), draws))
 
         def one(params, rest, args, draws):
             static = {}

@@ -25,6 +25,13 @@ class Networks(nn.Module):
     def forward(self, fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
+    def ties(self) -> bool:
+        """Whether a tensor is held under two names (tied weights; a group stacks it once, under its first).
+        Only then need `functional_call` tie them: its search for such tensors walks every module at every
+        call and, compiled, is traced again in every piece (no registered agent ties weights)."""
+        every = [*self.named_parameters(remove_duplicate=False), *self.named_buffers(remove_duplicate=False)]
+        return len(every) > len([*self.named_parameters(), *self.named_buffers()])
+
 
 class GroupOptimizer(NamedTuple):
     """A group optimizer: one parameter per seed's slice of each stacked tensor (a view), each with its own
@@ -89,16 +96,18 @@ def stack_slots(slots: list, device: torch.device) -> Any:
 
 def vmap_tree(fn: Callable, *args):
     """vmap(fn) over dimension 0 of every tensor in args (other leaves are passed as they are), for an fn
-    whose output may hold non-tensors (None, numbers): those come back as one seed computed them."""
+    whose output may hold non-tensors (None, numbers): those come back as one seed computed them. vmap sees
+    the tensors alone, as a flat list: it flattens its inputs and matches each with its in_dims in Python,
+    which torch.compile traces step by step, for every parameter of every network of a group's piece."""
+    tensors, rebuild_args = tensors_apart(args)
     static = {}
 
-    def tensors_only(*a):
-        tensors, static["rebuild"] = tensors_apart(fn(*a))
-        return tensors
+    def tensors_only(*flat):
+        out, static["rebuild"] = tensors_apart(fn(*rebuild_args(list(flat))))
+        return out
 
-    in_dims = tuple(tree_map(lambda v: 0 if isinstance(v, Tensor) else None, a) for a in args)
-    tensors = vmap(tensors_only, in_dims=in_dims)(*args)
-    return static["rebuild"](tensors)
+    out = vmap(tensors_only)(*tensors)
+    return static["rebuild"](out)
 
 
 def own_code(fn: Callable) -> Callable:
