@@ -29,6 +29,7 @@ from iqrl.core.replay import SequenceReplay
 from iqrl.multiseed.group import SeedGroup
 from iqrl.multiseed.refusals import unsupported
 from iqrl.multiseed.runs import PREVIOUS_CHECKPOINT, checkpoint_step, main, resume_points, workers_help
+from iqrl.multiseed.vectorise import Networks, vmap_tree
 from iqrl.nn.layers import frozen_copy, mlp
 from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
@@ -1008,3 +1009,20 @@ def test_a_new_agent_that_changes_its_networks_outside_its_updater_is_refused_in
     for s in (0, 1):
         status = json.loads((tmp_path / f"seed{s}" / "status.json").read_text())
         assert status["state"] == "failed" and "outside its updater" in status["error"]
+
+
+def test_functional_call_ties_weights_only_where_a_tensor_has_two_names():
+    """Networks.ties decides functional_call's tie_weights: a module held twice (its weight under two names,
+    stacked once) is tied, separate modules are not; no registered agent ties weights (TINY's iqrl here)."""
+    shared = torch.nn.Linear(2, 2)
+    assert Networks({"a": shared, "b": torch.nn.Sequential(shared)}).ties()
+    assert not Networks({"a": shared, "b": torch.nn.Linear(2, 2)}).ties()
+    agent, _ = agent_and_replay(TINY[1:], 0)
+    assert not SeedGroup([agent, agent_and_replay(TINY[1:], 1)[0]]).ties
+
+
+def test_vmap_tree_maps_the_tensors_and_passes_every_other_leaf_as_it_is():
+    """Each slot's slice of every tensor, the other leaves (numbers, None) as given, out as they came back."""
+    w, x = torch.arange(6.0).reshape(3, 2), torch.tensor([1.0, 2.0, 3.0])
+    out = vmap_tree(lambda d, v, n, none: ({"y": d["w"] * v + n, "n": n}, none), {"w": w}, x, 5, None)
+    assert torch.equal(out[0]["y"], w * x[:, None] + 5) and out[0]["n"] == 5 and out[1] is None
