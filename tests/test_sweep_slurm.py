@@ -6,7 +6,9 @@
    submits nothing.
 2. Two runs (one job array) that take longer than their 1-minute time limit: each attempt gets USR2 from
    Slurm ahead of the limit, checkpoints, is requeued by submitit and resumes; seed 0 ends with the same
-   eval.csv as the same run trained without interruption. `make status` is checked while they run.
+   eval.csv as the same run trained without interruption. The jobs run the real trainer with a sleep after
+   each env step (tests/throttled_trainer.py), so they outlast the limit without the CPU of a long run.
+   `make status` is checked while they run.
 3. Packed jobs (two runs per array task, the stand-in trainer): half as many tasks as runs, one claim job
    for both runs of a task, a scancelled task's runs interrupted and resumed by the next sweep; a packed
    task past its time limit checkpoints both runs and is requeued until both finish.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import shutil
 import signal
@@ -26,7 +27,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sweep_helpers import (
     assert_resumed_to_the_reference,
@@ -184,29 +184,13 @@ LONG_FIXED = """
 """
 LONG = "name: long\nagents: [iqrl]\ntasks: [walker-walk]\nseeds: [0, 1]\nsteps: {steps}\nfixed:" + LONG_FIXED
 
-# An attempt under the profile below trains for at most about 40 s (a 1-minute limit, USR2 20 s ahead and
-# up to 30 s earlier, less start-up). The runs are sized from this machine's measured speed to need about 80 s
-# of training each when trained alone (more beside the other runs), so every seed reaches its time limit at
-# least once, on a fast machine as on a slow one.
-TRAIN_SECONDS_PER_SEED = 80.0
-
-
-def _steps_for_training_seconds(tmp_path: Path, seconds: float) -> int:
-    """Env steps of the LONG config that take `seconds` of training on this machine: measured on a short run
-    of the same config (the wall time between its evaluations at 800 and 1600 env steps, learning on),
-    rounded up to the evaluation cadence."""
-    fixed = {k: v for k, v in yaml.safe_load(LONG_FIXED).items() if k != "eval_every"}
-    out = tmp_path / "speed"
-    argv = ["agent=iqrl", "task=walker-walk", "seed=0", "steps=1600", "eval_every=800", f"out={out}"]
-    argv += [f"{k}={json.dumps(v).replace(' ', '')}" for k, v in fixed.items()]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    subprocess.run(
-        [sys.executable, "-m", "iqrl.train", *argv], cwd=ROOT, env=env, check=True, capture_output=True
-    )
-    with open(out / "eval.csv") as f:
-        wall = {int(r["env_step"]): float(r["wall_time_s"]) for r in csv.DictReader(f)}
-    per_step = (wall[1600] - wall[800]) / 800
-    return max(4000, 1000 * math.ceil(seconds / per_step / 1000))
+# An attempt under the profile below trains for at most about 40 s (a 1-minute limit, USR2 20 s ahead and up
+# to 30 s earlier). The jobs' trainer sleeps THROTTLED_STEP_S after each env step
+# (tests/throttled_trainer.py), so a run of LONG_STEPS env steps takes at least 75 s on any machine, under
+# any load, and every seed reaches its time limit at least once, for the CPU of a 3,000-step run (about 10 s
+# here) rather than of 80 s of it.
+LONG_STEPS = 3000
+THROTTLED_STEP_S = 0.025
 
 
 SHORT_LIMIT = """executor: slurm
@@ -222,16 +206,20 @@ device: cpu
 """
 
 
-def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_run(tmp_path):
+def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     """A 1-minute limit per attempt against runs that take longer: Slurm sends USR2 ahead of the limit
     (`--signal=USR2@20`), the run checkpoints after its current agent step, submitit takes its timed-out
-    branch and requeues the array task, and the requeued attempt resumes from the run folder. Seed 0's
-    eval.csv must equal the same run trained in one go. `make status` is read while the jobs run."""
+    branch and requeues the array task, and the requeued attempt resumes from the run folder. The jobs run the
+    real trainer slowed by a sleep per env step (tests/throttled_trainer.py); seed 0's eval.csv must equal the
+    same run trained in one go by `python -m iqrl.train`. `make status` is read while the jobs run."""
     sweep_file, profile = tmp_path / "long.yaml", tmp_path / "short-limit.yaml"
-    steps = _steps_for_training_seconds(tmp_path, TRAIN_SECONDS_PER_SEED)
+    steps = LONG_STEPS
     sweep_file.write_text(LONG.format(steps=steps))
     profile.write_text(SHORT_LIMIT)
     results = tmp_path / "res"
+    # The jobs inherit the environment (sbatch --export=ALL): the throttled trainer and its sleep.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    monkeypatch.setenv("THROTTLED_STEP_S", str(THROTTLED_STEP_S))
 
     from slurm.submit import load
 
@@ -248,8 +236,8 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
         stderr=subprocess.PIPE,
         text=True,
     )
-    out = make("sweep", f"SWEEP={sweep_file}", f"CLUSTER={profile}", f"RESULTS={results}")
-    assert out.returncode == 0 and "submitted 2 runs" in out.stdout, out.stdout + out.stderr
+    rc, out = sweep(tmp_path, sweep_file, profile, entry="throttled_trainer:main")
+    assert rc == 0 and "submitted 2 runs" in out, out
     run_dirs = [r.run_dir(results) for r in runs]
 
     def both_running():
