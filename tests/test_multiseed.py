@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from iqrl.config.build import build_config
+from iqrl.config.build import build_config, layered
 from iqrl.core import registry
 from iqrl.core.checks import require
 from iqrl.core.interface import Agent, AgentConfig, AgentSpec, to_tensor
@@ -286,8 +286,11 @@ def test_bf16_group_update_matches_the_plain_bf16_update_of_each_seed(agent):
 
 
 def test_bf16_group_runs_to_done_and_resumes_after_sigkill_as_uninterrupted(tmp_path):
-    argv = [*TINY, "precision=bf16", "steps=1200"]
-    assert_killed_group_resumes_as_uninterrupted(tmp_path, argv, (0, 1), 800)
+    """Killed once both seeds checkpointed at 600, 200 env steps of bf16 updates in; resumed to 800."""
+    argv = layered(TINY, ["precision=bf16", "steps=800", "checkpoint_every=200"])
+    assert "resumed from checkpoint" in assert_killed_group_resumes_as_uninterrupted(
+        tmp_path, argv, (0, 1), 600
+    )
     for s in (0, 1):
         st = json.loads((tmp_path / "run" / f"seed{s}" / "status.json").read_text())
         assert st["state"] == "done"
@@ -605,18 +608,18 @@ def assert_killed_group_resumes_as_uninterrupted(tmp_path, argv, seeds, step, be
 
 
 def test_sigkill_after_updates_then_resume_matches(tmp_path):
-    """sac (its temperature's Adam moments are 0-d) killed once both seeds checkpointed at 1200, 800 env steps
+    """sac (its temperature's Adam moments are 0-d) killed once both seeds checkpointed at 800, 400 env steps
     of updates in; as if the kill fell between the two seeds' checkpoints, seed 4's latest is gone, so both
-    resume from 800: every seed's eval.csv and train.csv as the uninterrupted group's."""
-    argv = ["agent=sac", *TINY_RUN, *TINY_AGENT["sac"], "steps=2000"]  # checkpoints every 400
+    resume from 600: every seed's eval.csv and train.csv as the uninterrupted group's."""
+    argv = layered(["agent=sac", *TINY_RUN, *TINY_AGENT["sac"]], ["steps=1200", "checkpoint_every=200"])
 
     def lose_seed4s_latest(run: Path) -> None:
-        (run / "seed4" / CHECKPOINT).unlink()  # seed 4 holds 800 (its previous) only
+        (run / "seed4" / CHECKPOINT).unlink()  # seed 4 holds 600 (its previous) only
         points = resume_points([run / "seed3", run / "seed4"])
-        assert [checkpoint_step(p) for p in points] == [800, 800]
+        assert [checkpoint_step(p) for p in points] == [600, 600]
 
-    out = assert_killed_group_resumes_as_uninterrupted(tmp_path, argv, (3, 4), 1200, lose_seed4s_latest)
-    assert "resumed from checkpoint at env_step 800" in out
+    out = assert_killed_group_resumes_as_uninterrupted(tmp_path, argv, (3, 4), 800, lose_seed4s_latest)
+    assert "resumed from checkpoint at env_step 600" in out
 
 
 @pytest.mark.skipif(importlib.util.find_spec("minigrid") is None, reason="minigrid is not installed")
