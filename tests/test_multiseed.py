@@ -515,15 +515,14 @@ def test_configs_whose_seeds_cannot_run_in_lockstep_are_refused_up_front():
     assert unsupported(build_config(["agent=iqrl", "agent.quantizer=vq"])) is None
 
 
-def test_cli_seeds_match_plain_single_seed_runs(tmp_path):
-    """seeds=0,1,2 in one process vs `python -m iqrl.train seed=k` for each: the same until the first
-    updates (env steps 0 and 400) up to the rounding of the group's batched acting, then the same update
-    schedule."""
-    argv = [*TINY, "steps=800"]
-    assert main([*argv, "seeds=0,1,2", f"out={tmp_path / 'group'}"]) == EXIT_OK
-    for s in (0, 1, 2):
-        assert train_main([*argv, f"seed={s}", f"out={tmp_path / f'plain{s}'}"]) == EXIT_OK
-        grouped, plain = eval_numbers(tmp_path / "group" / f"seed{s}"), eval_numbers(tmp_path / f"plain{s}")
+def test_cli_seeds_match_plain_single_seed_runs(tmp_path, finished_runs):
+    """seeds=3,4 in one process (GROUP, the session's) vs `python -m iqrl.train seed=k` for each: the same
+    until the first updates (env steps 0 and 400) up to the rounding of the group's batched acting, then the
+    same update schedule."""
+    group = finished_runs.copy(GROUP, tmp_path / "group", group=True)
+    for s in (3, 4):
+        plain_run = finished_runs.get([*TINY, "steps=800", f"seed={s}"])
+        grouped, plain = eval_numbers(group / f"seed{s}"), eval_numbers(plain_run)
         assert [r["env_step"] for r in grouped] == ["0", "400", "800"]
         for g, p in zip(
             grouped[:2], plain[:2]
@@ -538,14 +537,14 @@ def test_cli_seeds_match_plain_single_seed_runs(tmp_path):
         # schedule: the same number of updates, evaluated at the same step over the same episodes.
         assert grouped[2]["n_episodes"] == plain[2]["n_episodes"]
         group_row, plain_row = (
-            _last_train_row(tmp_path / "group" / f"seed{s}"),
-            _last_train_row(tmp_path / f"plain{s}"),
+            _last_train_row(group / f"seed{s}"),
+            _last_train_row(plain_run),
         )
         assert group_row["updates"] == plain_row["updates"]
-        assert json.loads((tmp_path / "group" / f"seed{s}" / "status.json").read_text())["state"] == "done"
-        assert float(_last_train_row(tmp_path / "group" / f"seed{s}")["q_loss"]) > 0
-    assert eval_numbers(tmp_path / "group/seed0") != eval_numbers(tmp_path / "group/seed1")
-    assert main([*argv, "seeds=0,1,2", f"out={tmp_path / 'group'}"]) == EXIT_OK  # all done: nothing to do
+        assert json.loads((group / f"seed{s}" / "status.json").read_text())["state"] == "done"
+        assert float(_last_train_row(group / f"seed{s}")["q_loss"]) > 0
+    assert eval_numbers(group / "seed3") != eval_numbers(group / "seed4")
+    assert main([*GROUP, f"out={group}"]) == EXIT_OK  # all done: nothing to do
 
 
 def test_env_workers_give_the_in_process_group_bitwise_and_resume_bitwise(tmp_path, finished_runs):
