@@ -1,6 +1,6 @@
-"""What the sweep tests share when they run the stand-in trainer (tests/fake_trainer.py) in sweep jobs: its
-environment, sweep and profile files, `run_sweep` with its output collected, and the reference a run must
-match (the same run trained in one go)."""
+"""What the sweep tests share when they run the stand-in trainer (tests/fake_trainer.py) or another trainer of
+tests/ in sweep jobs: its environment, sweep and profile files, `run_sweep` with its output collected, and
+the reference a run must match (the same run trained in one go)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,16 @@ LOCAL_PROFILE = {
 }
 
 
-def use_fake_trainer(monkeypatch) -> None:
-    """Job processes (local, or Slurm's: sbatch exports the environment) import `fake_trainer` and this
-    checkout; episodes sleep 0.02 s unless a test sets FAKE_TRAINER_EPISODE_S."""
+def jobs_import_tests(monkeypatch) -> None:
+    """Job processes (local, or Slurm's: sbatch exports the environment) import this checkout and the
+    trainers of tests/ (`fake_trainer`, `throttled_trainer`)."""
     paths = [str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+
+
+def use_fake_trainer(monkeypatch) -> None:
+    """Jobs import `fake_trainer`; its episodes sleep 0.02 s unless a test sets FAKE_TRAINER_EPISODE_S."""
+    jobs_import_tests(monkeypatch)
     monkeypatch.setenv("FAKE_TRAINER_EPISODE_S", "0.02")
 
 

@@ -30,6 +30,7 @@ import pytest
 
 from sweep_helpers import (
     assert_resumed_to_the_reference,
+    jobs_import_tests,
     reference_eval,
     sweep,
     use_fake_trainer,
@@ -217,8 +218,7 @@ def test_time_limit_signals_checkpoints_requeues_and_matches_an_uninterrupted_ru
     sweep_file.write_text(LONG.format(steps=steps))
     profile.write_text(SHORT_LIMIT)
     results = tmp_path / "res"
-    # The jobs inherit the environment (sbatch --export=ALL): the throttled trainer and its sleep.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    jobs_import_tests(monkeypatch)  # the throttled trainer, and its sleep below
     monkeypatch.setenv("THROTTLED_STEP_S", str(THROTTLED_STEP_S))
 
     from slurm.submit import load
