@@ -42,7 +42,13 @@ from iqrl.nn.optim import adam
 class TCRLConfig(AgentConfig):
     # The code's seed phase, 10 episodes of uniform actions (zhaoyi11/tcrl@9773d8e cfgs/default.yaml:24,
     # main.py:128), is the harness's 10,000 env steps on DMC, the one suite it runs: SEED_PHASE stays unset
-    TINY: ClassVar[dict] = {"mlp_dims": [32, 32], "batch_size": 16, "latent_dim": 8, "enc_mlp_dims": [32]}
+    TINY: ClassVar[dict] = {
+        "mlp_dims": [32, 32],
+        "batch_size": 16,
+        "latent_dim": 8,
+        "enc_mlp_dims": [32],
+        "horizon": 2,
+    }
     name: str = "tcrl"
     # --- latent model ---
     latent_dim: int = 50  # d: 50 easy / medium, 100 hard (task YAML)

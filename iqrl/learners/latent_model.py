@@ -16,8 +16,9 @@ class LatentModelConfig:
     """Keys of an FSQ latent model rolled out over a horizon (iQRL, DC-MPC), a part of their agent configs
     (`compose`, iqrl/core/interface.py)."""
 
-    # the tests' tiny sizes (AgentConfig.TINY)
-    TINY: ClassVar[dict] = {"latent_dim": 8, "enc_mlp_dims": [32]}
+    # the tests' tiny sizes (AgentConfig.TINY); a rollout of 2 steps still weights and sums over h, and
+    # inductor's C++ kernels for the unrolled steps are most of a compiled update's compile time
+    TINY: ClassVar[dict] = {"latent_dim": 8, "enc_mlp_dims": [32], "horizon": 2}
 
     latent_dim: int = 512  # number of FSQ groups G; latent width D = G * len(fsq_levels)
     fsq_levels: list[int] = field(default_factory=lambda: [8, 8])  # FSQ levels of each group's channels
