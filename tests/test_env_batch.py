@@ -137,8 +137,8 @@ def test_wrapped_envs_step_in_a_batch_as_alone(renderer):
 @pytest.mark.parametrize("nthread", [2, None])
 def test_a_failing_env_fails_alone_in_its_batch(nthread):
     """An env whose physics goes bad (NaN positions: MuJoCo's warning, dm_control's PhysicsError) gets its
-    PhysicsError back in place of its Step, as when stepped alone; the others' steps are theirs. In one
-    call on MuJoCo's threads (nthread=2) and each env's physics alone (a batch's first, timed steps)."""
+    PhysicsError back in place of its Step, as when stepped alone; the others' steps are theirs. On two
+    threads (nthread=2: env 1 on the other) and each env's physics alone (a batch's first, timed steps)."""
     envs, alone = (
         [DMCEnv("walker-walk", s, 2) for s in range(3)],
         [DMCEnv("walker-walk", s, 2) for s in range(3)],
@@ -162,7 +162,7 @@ def test_steps_handed_in_run_where_the_batch_steps_them():
     three envs, each wrapper's perturbation drawn in its own thread around it, the numbers each env's own."""
     calls = []
 
-    class Counted(batch_module.PhysicsBatch):
+    class Counted(batch_module.PhysicsThreads):
         def step(self, ids, nstep):
             calls.append(sorted(ids))
             return super().step(ids, nstep)
@@ -203,9 +203,12 @@ def test_steps_handed_in_run_where_the_batch_steps_them():
         assert_same(outcome(out[k]), outcome(ref[k].step(acts[k])), f"seed {k}")
 
 
-def test_a_mujoco_error_in_one_simulation_fails_its_env_alone():
-    """MuJoCo's batch raises for the simulations that failed (their state left as it was) after running the
-    others to completion: the failed env's step gets MuJoCo's FatalError, the others their own Steps."""
+def test_a_mujoco_error_on_the_other_thread_fails_its_env_alone():
+    """MuJoCo's error in a physics stepped on the batch's other thread (env 1 of three: the shares are envs
+    0, 2 in the caller's thread and 1 in the other) comes back as that env's FatalError, with its message;
+    the others get their own Steps, and the batch steps on."""
+    import mujoco
+
     envs, ref = (
         [DMCEnv("walker-walk", s, 2) for s in range(3)],
         [DMCEnv("walker-walk", s, 2) for s in range(3)],
@@ -213,29 +216,25 @@ def test_a_mujoco_error_in_one_simulation_fails_its_env_alone():
     for env in envs + ref:
         env.reset()
     batch = EnvBatch(envs, nthread=2)
-    physics = batch._batch()
-    real = physics.batch
+    threads = []
 
-    class FailingSecond:  # MuJoCo's batch, but simulation 1 raises (an arena out of memory, say)
-        state = real.state
+    def fails(nstep):  # an arena out of memory, say
+        threads.append(threading.current_thread())
+        raise mujoco.FatalError("mj_stackAlloc: out of memory")
 
-        def step(self, ids, nstep, stage):
-            real.step(ids[ids != 1], nstep, stage)
-            if 1 in ids:
-                raise batch_module.mujoco_batch.SimulationError(np.array([1]), "mj_stackAlloc: out of memory")
-
-        def error(self, sim):
-            return "mj_stackAlloc: out of memory"
-
-        def get_data(self, sim, data):
-            real.get_data(sim, data)
-
-    physics.batch = FailingSecond()
+    step = envs[1].physics.step
+    envs[1].physics.step = fails
     acts = actions(np.random.default_rng(0), envs[0], 3)
     steps = batch.step(list(enumerate(acts)))
+    assert threads and threads[0] is not threading.current_thread()
     assert type(steps[1]).__name__ == "FatalError" and "out of memory" in str(steps[1])
     for k in (0, 2):
         assert_same(outcome(steps[k]), outcome(ref[k].step(acts[k])), f"env {k}")
+    envs[1].physics.step = step
+    acts = actions(np.random.default_rng(1), envs[0], 3)
+    for k, step_k in enumerate(batch.step(list(enumerate(acts)))):
+        if k != 1:
+            assert_same(outcome(step_k), outcome(ref[k].step(acts[k])), f"env {k}, the next step")
 
 
 @pytest.mark.parametrize("threshold_us, cores, batched", [(0.0, 2, True), (1e9, 2, False), (0.0, 1, False)])
@@ -243,19 +242,19 @@ def test_a_batch_left_to_choose_steps_alone_until_its_physics_is_timed(
     threshold_us, cores, batched, monkeypatch
 ):
     """nthread=None: the first TIMED physics steps run alone (dm_control's Physics.step, timed in CPU time),
-    then in one call on MuJoCo's threads where they took THREADED_PHYSICS_US each or more on average and the
+    then side by side on threads where they took THREADED_PHYSICS_US each or more on average and the
     process has two cores, else alone still; the numbers are those of envs stepped alone throughout, across
     the switch mid-episode."""
     monkeypatch.setattr(batch_module, "THREADED_PHYSICS_US", threshold_us)
     monkeypatch.setattr(batch_module, "usable_cores", lambda: cores)
     calls = []
-    step = batch_module.PhysicsBatch.step
+    step = batch_module.PhysicsThreads.step
 
     def counted(self, ids, nstep):
         calls.append(sorted(ids))
         return step(self, ids, nstep)
 
-    monkeypatch.setattr(batch_module.PhysicsBatch, "step", counted)
+    monkeypatch.setattr(batch_module.PhysicsThreads, "step", counted)
     envs, alone = (
         [DMCEnv("walker-walk", s, 2) for s in range(3)],
         [DMCEnv("walker-walk", s, 2) for s in range(3)],

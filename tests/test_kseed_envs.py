@@ -1,6 +1,6 @@
-"""A K-seed group's training envs stepped together in the group's rounds (iqrl/multiseed/envs.py): one call
-into MuJoCo per env step for all seeds, the envs in the group's process by default on DMC, each hand-in waking
-only the thread it concerns."""
+"""A K-seed group's training envs stepped together in the group's rounds (iqrl/multiseed/envs.py): one physics
+call per env step for all seeds (side by side on threads), the envs in the group's process by default on DMC,
+each hand-in waking only the thread it concerns."""
 
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ def test_a_groups_envs_step_in_one_physics_call_per_env_step(tmp_path, monkeypat
     envs in the group's rounds: every physics call of the training envs holds all three, one per env step,
     in this process (env_workers false by default on DMC, in the run's config.yaml)."""
     calls = []
-    step = batch_module.PhysicsBatch.step
+    step = batch_module.PhysicsThreads.step
 
     def counted(self, ids, nstep):
         calls.append((len(self.physics), sorted(ids)))
         return step(self, ids, nstep)
 
-    monkeypatch.setattr(batch_module.PhysicsBatch, "step", counted)
+    monkeypatch.setattr(batch_module.PhysicsThreads, "step", counted)
     # batched whatever the physics costs (a tiny cartpole's is below THREADED_PHYSICS_US)
     monkeypatch.setattr(batch_module.EnvBatch, "threads_pay", lambda self: True)
     seeding = [k for k in TINY if not k.startswith("seed_steps=")] + ["seed_steps=600"]

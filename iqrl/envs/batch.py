@@ -1,52 +1,48 @@
-"""Envs stepped together: their physics in one call into MuJoCo where its threads pay, each env's own Python
-around it.
+"""Envs stepped together: their physics side by side on threads that release the interpreter lock, each env's
+own Python around it.
 
 An env whose class has `phased_step` (the DMC envs and the wrappers over them: iqrl/envs/step.py `phased`)
 hands out its physics steps. `EnvBatch.step` runs the phased steps of several envs side by side in the calling
-thread, and each time all of them wait on their physics, steps those physics (where that pays, below) in one
-call of MuJoCo's `mujoco.batch.Batch` (its simulations on a thread pool of its own, the interpreter lock
-released): no Python round trip per env per physics step, and no pipe. dm_control's task code
-(`before_step`, rewards, observations, terminations) and the harness's wrappers run in the calling thread
-between those calls.
+thread, and each time all of them wait on their physics, steps those physics (where that pays, below) on
+`PhysicsThreads`: each env's own dm_control `Physics.step`, a share of the envs on each of min(envs, cores)
+threads, the calling thread's included. MuJoCo's bindings release the interpreter lock inside `mj_step`, so
+the shares' MuJoCo steps run at once on their cores; dm_control's task code (`before_step`, rewards,
+observations, terminations) and the harness's wrappers run in the calling thread between those calls. No pipe,
+no process, no copy of a simulation's state.
 
-Where MuJoCo's threads pay. Handing the physics to MuJoCo's threads costs copies of each env's state in
-and out and the pool's wake-ups, about 20-40 µs of CPU per env step on a 2-core EPYC (docs/performance.md),
-which only a physics of some tens of µs per env step, run on two cores or more, pays back in wall time (and
-stepped each alone, in the calling thread, the physics costs the least CPU). So an EnvBatch left to choose
-(`nthread=None`) steps its first TIMED physics steps alone, timing them in CPU time, and batches from then on
-only where they took THREADED_PHYSICS_US each or more and the process has two cores (walker-walk's ten MuJoCo
-steps, 80 µs there: batched; cheetah-run's one, 7 µs: alone). Either way each env's numbers are the same, so
-the choice changes speed only.
+Where threads pay. Handing a share to another thread costs its wake-up and the lock's hand-overs around
+the three MuJoCo calls of dm_control's step, about 10 µs of CPU per env step on a 2-core EPYC
+(docs/performance.md), which only a physics of some tens of µs per env step, on two cores or more, pays back
+in wall time (and stepped each alone, in the calling thread, the physics costs the least CPU). So an EnvBatch
+left to choose (`nthread=None`) steps its first TIMED physics steps alone, timing them in CPU time, and on
+threads from then on only where they took THREADED_PHYSICS_US each or more and the process has two cores
+(walker-walk's ten MuJoCo steps, 60-80 µs there: on threads; cheetah-run's one, 7 µs: alone). MuJoCo's own
+batch (`mujoco.batch.Batch`, each simulation's state copied in and out) stepped the same physics at the same
+wall rate for about twice that CPU: its pool's threads stay busy between calls.
 
-Bit for bit. MuJoCo's batch steps each simulation as a loop over one MjData would ("bit-identical ... at any
-thread count", mujoco/batch.py in MuJoCo 3.17). Each call copies an env's whole integration state
-(mjSTATE_INTEGRATION: time, positions, velocities, activations, warm start, controls, applied forces, mocap,
-user data) into its row, runs n calls of mj_step and then the position and velocity stages (mjSTAGE_VEL:
-dm_control's legacy step ends with mj_step1, so its observations see the new state), and copies the
-simulation's whole MjData back into the env's own (`Batch.get_data` of a persistent batch), where dm_control's
-task code and the renderer read it; new warnings raise dm_control's PhysicsError, as its `Physics.step` does.
-So an env's numbers are those it has stepped alone (tests/test_env_batch.py: every task of the suite, resets
-and restored states included), and a batch of one env is stepped alone, by dm_control's `Physics.step`.
+Bit for bit. Each env's physics is stepped by dm_control's own `Physics.step` on its own MjData, whichever
+thread calls it, so its numbers are those it has stepped alone (tests/test_env_batch.py: every task of the
+suite, resets and restored states included); its warnings raise dm_control's PhysicsError there, and MuJoCo's
+errors its FatalError.
 
 A failure stays with its env: `step` returns the exception an env's step raised in place of its Step, and
-steps the others on. A batch is used by one thread at a time (mujoco.batch's rule).
+steps the others on. A batch is used by one thread at a time.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+import weakref
 from collections.abc import Callable
 
-import mujoco
 import numpy as np
-from mujoco import batch as mujoco_batch
 
 from iqrl.envs.step import PhasedStep, Step, phased
 
-INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION.value
 #: CPU µs of one env's physics step (dm_control's Physics.step of its n MuJoCo steps) from which a batch left
-#: to choose steps its physics on MuJoCo's threads (module docstring), timed over its first TIMED steps
+#: to choose steps its physics on threads (module docstring), timed over its first TIMED steps
 THREADED_PHYSICS_US = 50.0
 TIMED = 16
 
@@ -56,45 +52,71 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-class PhysicsBatch:
-    """The physics (dm_control `Physics`) of envs of one task, stepped in one native call (module docstring).
-    `nthread`: MuJoCo's threads for the call, the caller's included (None: one per simulation, at most the
-    usable cores)."""
+class _Helper:
+    """A thread that runs one piece of work at a time, handed over by two locks used as semaphores (the
+    cheapest wake-up the standard library has); it ends when its owner is collected."""
+
+    def __init__(self):
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.work: Callable[[], None] | None = None
+        threading.Thread(target=self._loop, name="physics", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.go.acquire()
+            if self.work is None:  # stopped
+                return
+            try:
+                self.work()
+            finally:
+                self.work = None
+                self.done.release()
+
+    def start(self, work: Callable[[], None]) -> None:
+        self.work = work
+        self.go.release()
+
+    def wait(self) -> None:
+        self.done.acquire()
+
+    def stop(self) -> None:
+        self.work = None
+        self.go.release()
+
+
+class PhysicsThreads:
+    """The physics (dm_control `Physics`) of envs of one task, stepped side by side on `nthread` threads, the
+    caller's included (None: one per simulation, at most the usable cores; module docstring)."""
 
     def __init__(self, physics: list, nthread: int | None = None):
         self.physics = physics
-        n = len(physics)
-        nthread = min(n, usable_cores()) if nthread is None else nthread
-        self.batch = mujoco_batch.Batch(physics[0].model.ptr, n, nthread, persistent=True)
-        self.batch.set_models([p.model.ptr for p in physics])  # each env's own model, as it steps alone
+        nthread = min(len(physics), usable_cores()) if nthread is None else nthread
+        self.helpers = [_Helper() for _ in range(max(nthread, 1) - 1)]
+        for h in self.helpers:
+            weakref.finalize(self, h.stop)
 
     def step(self, ids: list[int], nstep: int) -> dict[int, BaseException]:
-        """Simulations `ids` advanced by `nstep` MuJoCo steps as dm_control's `Physics.step(nstep)` advances
-        each; the exception of each simulation that failed (MuJoCo's error, which leaves its state as it was;
-        a PhysicsError of dm_control's check)."""
-        legacy = {self.physics[i].legacy_step for i in ids}
-        if len(legacy) != 1:
-            raise ValueError("a batch's physics step one way: dm_control's legacy step for all, or for none")
-        # dm_control's legacy step ends with mj_step1, the position and velocity stages at the new state
-        stage = mujoco.mjtStage.mjSTAGE_VEL if legacy.pop() else mujoco.mjtStage.mjSTAGE_NONE
-        checks = {}
-        for i in ids:
-            p = self.physics[i]
-            checks[i] = p.check_invalid_state()  # dm_control's PhysicsError on new warnings
-            checks[i].__enter__()
-            mujoco.mj_getState(p.model.ptr, p.data.ptr, self.batch.state[i], INTEGRATION)
+        """Simulations `ids` advanced by `nstep` MuJoCo steps by their own dm_control `Physics.step(nstep)`;
+        the exception of each simulation whose step raised (dm_control's PhysicsError, MuJoCo's
+        FatalError)."""
         failed: dict[int, BaseException] = {}
-        try:
-            self.batch.step(np.asarray(ids, np.int32), nstep, stage)
-        except mujoco_batch.SimulationError as e:  # MuJoCo's error in some: the others ran to completion
-            failed = {int(i): mujoco.FatalError(self.batch.error(int(i))) for i in e.ids}
-        for i in ids:
-            if i not in failed:
-                self.batch.get_data(i, self.physics[i].data.ptr)
-            try:
-                checks[i].__exit__(None, None, None)
-            except Exception as e:
-                failed.setdefault(i, e)
+
+        def run(share: list[int]) -> None:
+            for i in share:
+                try:
+                    self.physics[i].step(nstep)
+                except Exception as e:
+                    failed[i] = e
+
+        n = len(self.helpers) + 1
+        started = [h for j, h in enumerate(self.helpers, 1) if ids[j::n]]
+        for j, h in enumerate(started, 1):
+            h.start(lambda share=ids[j::n]: run(share))
+        run(ids[0::n])
+        for h in started:
+            h.wait()
         return failed
 
 
@@ -104,14 +126,16 @@ class EnvBatch:
 
     def __init__(self, envs: list, nthread: int | None = None):
         self.envs = envs
-        self.nthread = nthread  # MuJoCo's threads for the batched physics; None: chosen (module docstring)
-        self._physics: PhysicsBatch | None = None  # made at the first step that batches two envs or more
+        self.nthread = (
+            nthread  # threads for the physics stepped side by side; None: chosen (module docstring)
+        )
+        self._physics: PhysicsThreads | None = None  # made at the first step that steps two envs or more
         self._index: dict[int, int] = {}  # id(physics) -> its simulation
         self._timed: list[float] = []  # CPU s of each of the first physics steps stepped alone (TIMED)
         self._threads: bool | None = None  # threads_pay's answer, once the steps are timed
 
     def threads_pay(self) -> bool:
-        """Whether the physics of several envs step in one call on MuJoCo's threads: always with `nthread`
+        """Whether the physics of several envs step side by side on threads: always with `nthread`
         given; else once TIMED physics steps stepped alone took THREADED_PHYSICS_US each or more on average,
         in a process with two cores or more."""
         if self.nthread is not None:
@@ -121,11 +145,11 @@ class EnvBatch:
             self._threads = heavy and usable_cores() >= 2
         return bool(self._threads)
 
-    def _batch(self) -> PhysicsBatch:
+    def _batch(self) -> PhysicsThreads:
         if self._physics is None:
             physics = [env.physics for env in self.envs if hasattr(type(env), "phased_step")]
             self._index = {id(p): i for i, p in enumerate(physics)}
-            self._physics = PhysicsBatch(physics, self.nthread)
+            self._physics = PhysicsThreads(physics, self.nthread)
         return self._physics
 
     def step(self, actions: list[tuple[int, np.ndarray]]) -> list[Step | BaseException]:

@@ -96,7 +96,7 @@ class DMCEnv:
     def phased_step(self, action: np.ndarray) -> PhasedStep:
         """One agent step as a generator that hands out each of its physics steps, `(physics, n)` for n
         MuJoCo steps, for its caller to take (`stepped_alone`: dm_control's `Physics.step`; a batch of envs:
-        iqrl/envs/batch.py, one native call for all of them), and returns the Step."""
+        iqrl/envs/batch.py, side by side on threads), and returns the Step."""
         reward, terminated, truncated = 0.0, False, False
         ts = None
         for _ in range(self.action_repeat):

@@ -1,5 +1,5 @@
 """Deterministic evaluation episodes: one at a time, or several side by side with one `act` per step and
-their envs stepped together (iqrl/envs/batch.py: DMC physics in one call into MuJoCo where it pays).
+their envs stepped together (iqrl/envs/batch.py: DMC physics side by side on threads where it pays).
 
 It imports numpy and the envs' batch: envs and agents come in as arguments (iqrl/envs/make.py, the agent
 interface).

@@ -1,8 +1,8 @@
 """A K-seed group's training envs stepped together: each seed's env step is handed to the group as host work
 (`SeedUpdater.host`, iqrl/multiseed/group.py), and once every seed still training has handed in something, the
 steps handed in run in the group's serving thread as one `EnvBatch.step` (iqrl/envs/batch.py): the envs' task
-code one after the other, their physics in one call into MuJoCo on its own threads where that pays (else
-each env's alone, in the same thread). No pipe, no process, no Python round trip per env per physics step;
+code one after the other, their physics side by side on threads that release the interpreter lock where
+that pays (else each env's alone, in the same thread). No pipe, no process, no round trip to another process;
 each env's numbers are those it has stepped alone (so a seed's run is the one it has with env_workers=true,
 or alone).
 
