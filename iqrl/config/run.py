@@ -109,8 +109,8 @@ class RunConfig:
     # anything is allocated (iqrl.loop.memory; docs/configuration.md).
     memory_limit_gb: float | None = None
     # true: the training env in a worker process of its own (iqrl.envs.workers), bitwise the in-process env.
-    # A K-seed group of DMC runs steps its envs together in its own process (their physics in one call into
-    # MuJoCo where its threads pay: iqrl.multiseed.envs), so the K-seed mode turns it on only for K > 1 seeds
+    # A K-seed group of DMC runs steps its envs together in its own process (their physics side by side on
+    # threads where that pays: iqrl.multiseed.envs), so the K-seed mode turns it on only for K > 1 seeds
     # of the other suites, whose steps hold the interpreter lock, where the process may use 2 cores or more,
     # unless given (iqrl.multiseed.runs.workers_help; docs/performance.md).
     env_workers: bool = False
