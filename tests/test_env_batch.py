@@ -203,7 +203,7 @@ def test_steps_handed_in_run_where_the_batch_steps_them():
         assert_same(outcome(out[k]), outcome(ref[k].step(acts[k])), f"seed {k}")
 
 
-def test_a_mujoco_error_on_the_other_thread_fails_its_env_alone():
+def test_a_mujoco_error_on_the_other_thread_fails_its_env_alone(monkeypatch):
     """MuJoCo's error in a physics stepped on the batch's other thread (env 1 of three: the shares are envs
     0, 2 in the caller's thread and 1 in the other) comes back as that env's FatalError, with its message;
     the others get their own Steps, and the batch steps on."""
@@ -216,21 +216,23 @@ def test_a_mujoco_error_on_the_other_thread_fails_its_env_alone():
     for env in envs + ref:
         env.reset()
     batch = EnvBatch(envs, nthread=2)
-    threads = []
+    threads, failing = [], envs[1].physics.data.ptr
+    mujoco_step = batch_module.mujoco_step
 
-    def fails(nstep):  # an arena out of memory, say
-        threads.append(threading.current_thread())
-        raise mujoco.FatalError("mj_stackAlloc: out of memory")
+    def fails_for_env_1(model, data, nstep, legacy):  # an arena out of memory, say
+        if data is failing:
+            threads.append(threading.current_thread())
+            raise mujoco.FatalError("mj_stackAlloc: out of memory")
+        mujoco_step(model, data, nstep, legacy)
 
-    step = envs[1].physics.step
-    envs[1].physics.step = fails
+    monkeypatch.setattr(batch_module, "mujoco_step", fails_for_env_1)
     acts = actions(np.random.default_rng(0), envs[0], 3)
     steps = batch.step(list(enumerate(acts)))
     assert threads and threads[0] is not threading.current_thread()
     assert type(steps[1]).__name__ == "FatalError" and "out of memory" in str(steps[1])
     for k in (0, 2):
         assert_same(outcome(steps[k]), outcome(ref[k].step(acts[k])), f"env {k}")
-    envs[1].physics.step = step
+    monkeypatch.setattr(batch_module, "mujoco_step", mujoco_step)
     acts = actions(np.random.default_rng(1), envs[0], 3)
     for k, step_k in enumerate(batch.step(list(enumerate(acts)))):
         if k != 1:

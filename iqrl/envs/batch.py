@@ -20,10 +20,10 @@ threads from then on only where they took THREADED_PHYSICS_US each or more and t
 batch (`mujoco.batch.Batch`, each simulation's state copied in and out) stepped the same physics at the same
 wall rate for about twice that CPU: its pool's threads stay busy between calls.
 
-Bit for bit. Each env's physics is stepped by dm_control's own `Physics.step` on its own MjData, whichever
-thread calls it, so its numbers are those it has stepped alone (tests/test_env_batch.py: every task of the
-suite, resets and restored states included); its warnings raise dm_control's PhysicsError there, and MuJoCo's
-errors its FatalError.
+Bit for bit. Each env's physics is stepped by the MuJoCo calls of dm_control's own `Physics.step` on its own
+MjData (`mujoco_step`), whichever thread calls it, so its numbers are those it has stepped alone
+(tests/test_env_batch.py: every task of the suite, resets and restored states included); its warnings raise
+dm_control's PhysicsError there (the physics' own check around the calls), and MuJoCo's errors its FatalError.
 
 A failure stays with its env: `step` returns the exception an env's step raised in place of its Step, and
 steps the others on. A batch is used by one thread at a time.
@@ -37,6 +37,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+import mujoco
 import numpy as np
 
 from iqrl.envs.step import PhasedStep, Step, phased
@@ -98,15 +99,25 @@ class PhysicsThreads:
             weakref.finalize(self, h.stop)
 
     def step(self, ids: list[int], nstep: int) -> dict[int, BaseException]:
-        """Simulations `ids` advanced by `nstep` MuJoCo steps by their own dm_control `Physics.step(nstep)`;
-        the exception of each simulation whose step raised (dm_control's PhysicsError, MuJoCo's
-        FatalError)."""
+        """Simulations `ids` advanced by `nstep` MuJoCo steps as their own dm_control `Physics.step(nstep)`
+        advances them (`mujoco_step` inside the physics' own check of MuJoCo's warnings); the exception of
+        each simulation whose step raised (dm_control's PhysicsError, MuJoCo's FatalError)."""
         failed: dict[int, BaseException] = {}
+        checks = {i: self.physics[i].check_invalid_state() for i in ids}  # dm_control's, around the calls
+        for check in checks.values():
+            check.__enter__()
+        raw = {
+            i: (p.model.ptr, p.data.ptr, p.legacy_step)
+            for i, p in zip(ids, map(self.physics.__getitem__, ids))
+        }
 
-        def run(share: list[int]) -> None:
+        def run(
+            share: list[int],
+        ) -> None:  # MuJoCo's calls alone: the least Python for the threads to contend on
             for i in share:
                 try:
-                    self.physics[i].step(nstep)
+                    model, data, legacy = raw[i]
+                    mujoco_step(model, data, nstep, legacy)
                 except Exception as e:
                     failed[i] = e
 
@@ -117,7 +128,33 @@ class PhysicsThreads:
         run(ids[0::n])
         for h in started:
             h.wait()
+        for i in ids:
+            if i not in failed:
+                try:
+                    checks[i].__exit__(None, None, None)
+                except Exception as e:
+                    failed[i] = e
         return failed
+
+
+def mujoco_step(model: mujoco.MjModel, data: mujoco.MjData, nstep: int, legacy: bool = True) -> None:
+    """The MuJoCo calls of dm_control's `Physics.step(nstep)` (dm-control 1.0.50 `mujoco/engine.py:147-176`).
+    Its default `legacy_step` finishes the step mj_step1 began, takes nstep - 1 whole steps, then mj_step1,
+    so that the position- and velocity-dependent fields match the new state (RK4: nstep whole steps, then
+    mj_step1); without it, nstep whole steps. Without dm_control's Python between the calls, two threads
+    stepping physics side by side contend for the interpreter lock at three calls per env step, not at every
+    line of its wrappers (about 10 µs of CPU less per walker-walk env step on two threads,
+    docs/performance.md)."""
+    if not legacy:
+        mujoco.mj_step(model, data, nstep)
+        return
+    if model.opt.integrator != mujoco.mjtIntegrator.mjINT_RK4.value:
+        mujoco.mj_step2(model, data)
+        if nstep > 1:
+            mujoco.mj_step(model, data, nstep - 1)
+    else:
+        mujoco.mj_step(model, data, nstep)
+    mujoco.mj_step1(model, data)
 
 
 class EnvBatch:
