@@ -15,6 +15,7 @@ import pytest
 
 from iqrl.envs.make import make_env
 from iqrl.envs.perturb import Perturbations
+from iqrl.envs.step import Step
 from iqrl.envs.workers import EnvWorker, EnvWorkerDied
 
 from conftest import sigint_as_terminal, wait_for
@@ -68,9 +69,72 @@ def test_an_env_in_a_worker_steps_bitwise_as_the_env_in_this_process():
         there.reset()
 
 
-def test_a_worker_that_dies_is_one_clear_error():
+class Scripted:
+    """An env whose Steps the action scripts: fields of every type a Step may carry, a Step the shared block
+    cannot hold (a numpy bool, another shape), an error."""
+
+    obs_dim, action_repeat = 2, 1
+
+    def reset(self):
+        return np.zeros(2, np.float32)
+
+    def step(self, action):
+        a = int(np.asarray(action).ravel()[0])
+        if a == 9:
+            raise ValueError("no step 9")
+        if a == 7:
+            return Step(np.full(2, 0.7, np.float32), 1.5, np.bool_(True), False)
+        if a == 8:
+            return Step(np.zeros(3, np.float32), 0.1, False, False)
+        learner = None if a % 2 else a / 7
+        return Step(np.full(2, a + 0.1, np.float32), a * 0.3 + 1e-17, a == 3, a == 4, a == 5, learner)
+
+
+def same(a, b) -> bool:
+    """Two Steps with equal fields of equal types (the observation's dtype and bits too)."""
+    fields = ("reward", "terminated", "truncated", "success", "learner_reward")
+    return (
+        np.array_equal(a.obs, b.obs)
+        and a.obs.dtype == b.obs.dtype
+        and all(getattr(a, f) == getattr(b, f) and type(getattr(a, f)) is type(getattr(b, f)) for f in fields)
+    )
+
+
+@pytest.mark.parametrize("kind", ["array", "scalar"])
+def test_steps_after_the_first_cross_shared_memory_as_the_env_returned_them(kind):
+    """After the first step (over the pipe, which lays the block out), steps cross shared memory: each Step is
+    the one the env returned, field for field and type for type; a Step the block cannot hold, an action of
+    another dtype and an error cross the pipe as before; the block is gone once the worker closes."""
+    here, there = Scripted(), EnvWorker(Scripted, name="scripted")
+    action = (lambda a: np.full(3, a, np.float32)) if kind == "array" else np.int64
+    try:
+        assert same(there.step(action(1)), here.step(action(1)))
+        (shared,) = there._shared
+        name = shared.memory.name
+        assert (Path("/dev/shm") / name).exists()
+        for a in (0, 2, 3, 4, 5, 6, 1):
+            assert same(there.step(action(a)), here.step(action(a))), a
+            assert not shared.piped()  # in the block
+        for a in (7, 8):
+            assert same(there.step(action(a)), here.step(action(a))), a
+            assert shared.piped()  # on the pipe
+        other = np.full(3, 2, np.float64) if kind == "array" else 2  # another dtype, a Python int: piped
+        assert same(there.step(other), here.step(other))
+        with pytest.raises(ValueError, match="no step 9") as error:
+            there.step(action(9))
+        assert "raised in the env worker scripted" in error.value.__notes__[0]
+        assert same(there.step(action(2)), here.step(action(2))) and not shared.piped()
+    finally:
+        there.close()
+    assert not (Path("/dev/shm") / name).exists()
+
+
+@pytest.mark.parametrize("stepped", [False, True], ids=["before", "after a shared step"])
+def test_a_worker_that_dies_is_one_clear_error(stepped):
     env = EnvWorker(make_env, ARGS, name="walker-walk seed 3")
     env.reset()
+    for _ in range(2 * stepped):  # the second step crosses the shared block: its wait sees the death too
+        env.step(np.zeros(6))
     os.kill(env.pid, signal.SIGKILL)
     with pytest.raises(
         EnvWorkerDied, match=r"env worker walker-walk seed 3 \(pid \d+\) was killed by SIGKILL"

@@ -60,9 +60,12 @@ class Stuck:
         threading.Event().wait()
 
 
-def test_a_stopped_worker_is_named_and_killed(short_waits):
+@pytest.mark.parametrize("stepped", [False, True], ids=["before", "after a shared step"])
+def test_a_stopped_worker_is_named_and_killed(short_waits, stepped):
     env = EnvWorker(make_env, ("cartpole-balance", 1, 2, 40), name="cartpole-balance seed 1")
     env.reset()
+    for _ in range(2 * stepped):  # then the step waits on the shared block's answer
+        env.step(np.zeros(1))
     os.kill(env.pid, signal.SIGSTOP)
     e = outcome(lambda: env.step(np.zeros(1)))
     assert isinstance(e, EnvWorkerNotAnswering)
