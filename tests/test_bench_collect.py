@@ -13,7 +13,7 @@ from iqrl.bench.cli import main
 from iqrl.loop import beside, trainer
 
 
-@pytest.mark.parametrize("k, backend", [(1, "default"), (2, "default"), (2, "workers")])
+@pytest.mark.parametrize("k, backend", [(1, "default"), (2, "default"), (2, "workers"), (2, "together")])
 def test_a_collection_row_counts_its_window_of_every_seeds_env_steps(k, backend, monkeypatch):
     """The window holds STEPS env steps of every seed (K x STEPS in all), after WARM agent steps each; its CPU
     per env step is the process tree's over the window, `vs_bare` and `vs_dm_control` its ratios to the
@@ -67,7 +67,7 @@ def test_collect_rows_are_written_as_measured_with_their_ratio_to_one_seed(tmp_p
     argv = ["--collect", "30", "--tasks", "cartpole-balance", "--seeds", "1,2", "--out", str(out)]
     assert main(argv) == 0
     assert made == [("cartpole-balance", 1, "default", "state", 30)] + [
-        ("cartpole-balance", 2, b, "state", 30) for b in ("default", "workers")
+        ("cartpole-balance", 2, b, "state", 30) for b in ("workers", "together")
     ]
     rows = json.loads(out.read_text())
     assert [r.get("vs_one_seed") for r in rows] == [None, 1.5, 1.5]

@@ -1,6 +1,6 @@
-"""A K-seed group's training envs stepped together in the group's rounds (iqrl/multiseed/envs.py): one physics
-call per env step for all seeds (side by side on threads), the envs in the group's process by default on DMC,
-each hand-in waking only the thread it concerns."""
+"""A K-seed group's training envs stepped together in the group's rounds (iqrl/multiseed/envs.py; DMC with
+env_workers=false, the default on one core): one physics call per env step for all seeds (side by side on
+threads), each hand-in waking only the thread it concerns; env_workers's default by the cores."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import collections
 import os
 import threading
 
-from iqrl.config.build import build_config
 from iqrl.envs import batch as batch_module
 from iqrl.multiseed import group as group_module
 from iqrl.multiseed.runs import main, workers_help
@@ -22,7 +21,7 @@ TINY = ["agent=td3", *TINY_RUN, *TINY_AGENT["td3"], "steps=600"]
 def test_a_groups_envs_step_in_one_physics_call_per_env_step(tmp_path, monkeypatch):
     """Three seeds in their seed phase (uniform random actions: nothing else makes them meet) step their
     envs in the group's rounds: every physics call of the training envs holds all three, one per env step,
-    in this process (env_workers false by default on DMC, in the run's config.yaml)."""
+    in this process (env_workers=false, in the run's config.yaml)."""
     calls = []
     step = batch_module.PhysicsThreads.step
 
@@ -34,21 +33,27 @@ def test_a_groups_envs_step_in_one_physics_call_per_env_step(tmp_path, monkeypat
     # batched whatever the physics costs (a tiny cartpole's is below THREADED_PHYSICS_US)
     monkeypatch.setattr(batch_module.EnvBatch, "threads_pay", lambda self: True)
     seeding = [k for k in TINY if not k.startswith("seed_steps=")] + ["seed_steps=600"]
-    assert main([*seeding, "seeds=0,1,2", f"out={tmp_path}"]) == EXIT_OK
+    assert main([*seeding, "seeds=0,1,2", "env_workers=false", f"out={tmp_path}"]) == EXIT_OK
     training = [ids for n, ids in calls if n == 3]  # the evaluation's batches hold its 2 episodes' envs
     assert training == [[0, 1, 2]] * 600  # 600 env steps per seed: one call for the three at each
     for s in range(3):
         assert "env_workers: false" in (tmp_path / f"seed{s}" / "config.yaml").read_text()
 
 
-def test_env_workers_by_default_only_where_envs_cannot_step_together():
-    """DMC groups step their envs together in their process; a group of another suite's envs, which hold the
-    interpreter lock, gets each env in a worker where the process has two cores or more."""
-    cores = len(os.sched_getaffinity(0))
-    dmc = build_config(["agent=td3", "task=walker-walk", "out=unused"])
-    grid = build_config(["agent=dqn", "task=minigrid:MiniGrid-Empty-5x5-v0", "out=unused"])
-    assert [workers_help(k, dmc) for k in (1, 4, 16)] == [False] * 3
-    assert [workers_help(k, grid) for k in (1, 4, 16)] == [False] + [cores >= 2] * 2
+def test_env_workers_by_default_where_the_process_has_two_cores(tmp_path, monkeypatch):
+    """A group of two seeds or more gets each env in a worker where the process may use two cores or more
+    (every suite's: an env's Python holds the interpreter lock), else its envs in its process, DMC's stepped
+    together; given, the key stands. What the run's config.yaml records."""
+    short = [k for k in TINY if not k.startswith(("steps=", "seed_steps="))] + ["steps=200", "seed_steps=200"]
+    for cores, workers in ((1, "false"), (2, "true")):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert [workers_help(k) for k in (1, 4, 16)] == [False] + [cores >= 2] * 2
+        out = tmp_path / f"cores{cores}"
+        assert main([*short, "seeds=0,1", f"out={out}"]) == EXIT_OK
+        assert f"env_workers: {workers}" in (out / "seed0" / "config.yaml").read_text()
+    out = tmp_path / "given"
+    assert main([*short, "seeds=0,1", "env_workers=false", f"out={out}"]) == EXIT_OK
+    assert "env_workers: false" in (out / "seed0" / "config.yaml").read_text()
 
 
 def test_a_hand_in_wakes_only_the_thread_it_concerns(tmp_path, monkeypatch):

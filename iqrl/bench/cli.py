@@ -23,8 +23,8 @@ wall time of 1M env steps at these rates (collection plus the agent's updates pe
 left out). `--obs pixels` measures the agents built for pixels (Agent.PIXELS) on rendered frame stacks:
 collection then includes rendering, and render_ms is the time of one frame alone.
 A K-seed row (`--seeds` K > 1) reports beside its updates the group's collection: its K envs stepping at once
-with random actions as the group's runs step them by default (group_env_steps_per_s, all K together: DMC's
-together in one thread, the other suites' in worker processes), in this process
+with random actions as the group's runs step them by default (group_env_steps_per_s, all K together: in
+worker processes where the process has two cores), in this process
 (group_env_steps_per_s_threads) and the first against one env alone (collect_vs_one; docs/performance.md).
 Rows: agent, task, obs, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
 group_env_steps_per_s, group_env_steps_per_s_threads, collect_vs_one, act_ms, render_ms, compile_s,
@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         help="collection rows: STEPS env steps per seed of a seed phase, CPU per env step beside the physics",
     )
     p.add_argument(
-        "--backends", default="default,workers", help="--collect: K-seed rows' envs (default, workers)"
+        "--backends",
+        default="workers,together",
+        help="--collect: K-seed rows' envs (default, workers, together)",
     )
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))

@@ -2,20 +2,21 @@
 run, in CPU time of its whole process tree (env workers included) and in wall time, beside MuJoCo's bare
 physics measured in the same process.
 
-A row runs the harness for real, each in a process of its own: one seed (`python -m iqrl.train`, K = 1) or
-a K-seed group (`python -m iqrl.multiseed`), td3 with small networks in its seed phase (uniform random
-actions, no update: collection alone), its envs as the row's `backend` says (`default`: the run's defaults;
-`workers`: env_workers=true). A probe in the run's stop question (asked after every agent step of every
-seed) opens a window once every seed has taken WARM agent steps (the start and the evaluation at step 0
-behind it) and closes it STEPS env steps per seed later, stopping the run. In the window: `cpu_us`, CPU µs
-per env step in all (`tree_cpu_s`: the process and every process under it), and `env_steps_per_s`, env
-steps per second in all (wall). Beside them, measured in the same process before and after the run (their
-mean): `bare_us`, CPU µs per env step of MuJoCo's physics alone (`mujoco.mj_step(model, data, n)`, n the
-task's MuJoCo steps per env step) and `dm_control_us`, of dm_control's own `env.step` (its task code and
-physics; uniform random actions); `vs_bare` = cpu_us / bare_us, `vs_dm_control` = cpu_us / dm_control_us
-(Python against Python: the steadier ratio on a loaded machine). A K-seed row measured after the K = 1 row
-of its task and observation gets `vs_one_seed`, its env steps/s in all over that row's: wall time, so it
-holds only where the machine was as quiet at both (`load`: the 1-minute load average at the row's end).
+A row runs the harness for real, each in a process of its own: one seed (`python -m iqrl.train`, K = 1) or a
+K-seed group (`python -m iqrl.multiseed`), td3 with small networks in its seed phase (uniform random actions,
+no update: collection alone), its envs as the row's `backend` says (`default`: the run's defaults; `workers`:
+env_workers=true; `together`: env_workers=false, DMC's stepped together in the group's process). A probe in
+the run's stop question (asked after every agent step of every seed) opens a window once every seed has taken
+WARM agent steps (the start and the evaluation at step 0 behind it) and closes it STEPS env steps per seed
+later, stopping the run. In the window: `cpu_us`, CPU µs per env step in all (`tree_cpu_s`: the process and
+every process under it), and `env_steps_per_s`, env steps per second in all (wall). Beside them, measured in
+the same process before and after the run (their mean): `bare_us`, CPU µs per env step of MuJoCo's physics
+alone (`mujoco.mj_step(model, data, n)`, n the task's MuJoCo steps per env step) and `dm_control_us`, of
+dm_control's own `env.step` (its task code and physics; uniform random actions); `vs_bare` = cpu_us / bare_us,
+`vs_dm_control` = cpu_us / dm_control_us (Python against Python: the steadier ratio on a loaded machine). A
+K-seed row measured after the K = 1 row of its task and observation gets `vs_one_seed`, its env steps/s in all
+over that row's: wall time, so it holds only where the machine was as quiet at both (`load`: the 1-minute load
+average at the row's end).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from iqrl.runfolder.exits import EXIT_INTERRUPTED
 WARM = 100
 #: CPU seconds spent on each of the bare physics and dm_control's step, before and after the run.
 FLOOR_S = 1.0
-BACKENDS = {"default": [], "workers": ["env_workers=true"]}
+BACKENDS = {"default": [], "workers": ["env_workers=true"], "together": ["env_workers=false"]}
 
 
 def floor_us(task: str, seconds: float | None = None) -> tuple[float, float]:

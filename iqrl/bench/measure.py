@@ -382,13 +382,12 @@ def stepping_rate(cfg: RunConfig, k: int, workers: bool, seconds: float) -> floa
 
 def group_collection(cfg: RunConfig, k: int, seconds: float) -> dict:
     """A K-seed row's collection: its K envs stepping at once (`stepping_rate`) as the group's runs step
-    them by default (group_env_steps_per_s, all K envs together: DMC's together in the group's process, the
-    other suites' in worker processes where there are two cores: `workers_help`) and in this process
-    (..._threads: DMC's together, the others' each in a thread), and the first against one env alone
-    (collect_vs_one); `seconds` in all."""
+    them by default (group_env_steps_per_s, all K envs together: in worker processes where there are two
+    cores, `workers_help`) and in this process (..._threads: DMC's together, the others' each in a thread),
+    and the first against one env alone (collect_vs_one); `seconds` in all."""
     one = stepping_rate(cfg, 1, False, seconds / 3)
     here = stepping_rate(cfg, k, False, seconds / 3)
-    usual = stepping_rate(cfg, k, True, seconds / 3) if workers_help(k, cfg) else here
+    usual = stepping_rate(cfg, k, True, seconds / 3) if workers_help(k) else here
     return dict(zip(GROUP_COLLECTION, (round(usual, 1), round(here, 1), round(usual / one, 2))))
 
 

@@ -108,11 +108,12 @@ class RunConfig:
     # available RAM; CUDA: the device's free memory). A run whose estimate exceeds it is refused before
     # anything is allocated (iqrl.loop.memory; docs/configuration.md).
     memory_limit_gb: float | None = None
-    # true: the training env in a worker process of its own (iqrl.envs.workers), bitwise the in-process env.
-    # A K-seed group of DMC runs steps its envs together in its own process (their physics side by side on
-    # threads where that pays: iqrl.multiseed.envs), so the K-seed mode turns it on only for K > 1 seeds
-    # of the other suites, whose steps hold the interpreter lock, where the process may use 2 cores or more,
-    # unless given (iqrl.multiseed.runs.workers_help; docs/performance.md).
+    # true: the training env in a worker process of its own (iqrl.envs.workers), bitwise the in-process env,
+    # its steps through shared memory. The K-seed mode turns it on for K > 1 seeds where the process may use
+    # 2 cores or more, unless given: an env's Python holds the interpreter lock, so K envs in one process
+    # share one core's worth of it (iqrl.multiseed.runs.workers_help; docs/performance.md). With false, a
+    # K-seed group of DMC runs steps its envs together in its own process, their physics side by side on
+    # threads where that pays (iqrl.multiseed.envs); the other suites' step in the seeds' threads.
     env_workers: bool = False
     # Training envs collected from at once, each with its own episodes, into one replay (iqrl/loop/lanes.py):
     # they take agent steps in turn, every env step of each counts toward `steps` and the update rate. None =

@@ -7,8 +7,9 @@ each env's numbers are those it has stepped alone (so a seed's run is the one it
 or alone).
 
 What is stepped together is each seed's DMC env inside its wrappers: its pixels are rendered and its
-perturbations drawn in the seed's own thread, as before. Envs in worker processes (env_workers=true) and the
-suites without a dm_control physics (Gym, Atari, MiniGrid, ...) step on their own, in their seeds' threads.
+perturbations drawn in the seed's own thread, as before. Envs in worker processes (env_workers=true: a
+group's default where the process has two cores, iqrl.multiseed.runs.workers_help) and the suites without a
+dm_control physics (Gym, Atari, MiniGrid, ...) step on their own, in their seeds' threads.
 """
 
 from __future__ import annotations

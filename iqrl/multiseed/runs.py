@@ -31,7 +31,7 @@ from iqrl.core.checks import Refused
 from iqrl.loop.preflight import check_device_type, check_machine, check_run_folder, check_writable
 from iqrl.loop.timing import summary_line
 from iqrl.loop.trainer import Trainer
-from iqrl.multiseed.envs import step_together, steps_together
+from iqrl.multiseed.envs import step_together
 from iqrl.multiseed.group import SeedGroup
 from iqrl.multiseed.refusals import KSeedRefused, unsupported
 from iqrl.runfolder import checkpoints
@@ -180,14 +180,16 @@ Trains the seeds in one process with the networks vectorised over seeds; writes 
 (the same as python -m iqrl.train ... seed=k out=ROOT/seed<k>). Re-running resumes; done seeds are skipped."""
 
 
-def workers_help(k: int, cfg=None) -> bool:
-    """env_workers's default for a group of k seeds of runs like `cfg`: in this process where the group steps
-    its envs together (DMC: `steps_together`, iqrl/multiseed/envs.py);
-    otherwise (None: runs whose envs step apart) each env in a worker process of its own wherever the
-    process may use two cores or more: the other suites' envs hold the interpreter lock while they step, so
-    in threads the k envs share one core's worth of it (docs/performance.md, "Environments of a K-seed
-    group")."""
-    return k > 1 and not (cfg is not None and steps_together(cfg)) and len(os.sched_getaffinity(0)) >= 2
+def workers_help(k: int) -> bool:
+    """env_workers's default for a group of k seeds: each env in a worker process of its own wherever the
+    process may use two cores or more, every suite's. An env's Python (dm_control's task code, the other
+    suites' whole steps) holds the interpreter lock, so in one process the k envs share one core's worth of
+    it; in workers, each stepped through shared memory, a walker-walk group of 4 collects at about 1.5x one
+    seed's wall rate on two cores for the CPU per env step of the group stepped together in the process, which
+    collects at one seed's (docs/performance.md, "Environments of a K-seed group"). With one core, DMC's envs
+    step together in the process (`steps_together`, iqrl/multiseed/envs.py), the others' in the seeds'
+    threads."""
+    return k > 1 and len(os.sched_getaffinity(0)) >= 2
 
 
 def parse_seeds(argv: list[str]) -> tuple[list[int], Path, list[str]]:
@@ -223,8 +225,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     try:
         seeds, root, rest = parse_seeds(argv)
         if not any(a.startswith("env_workers=") for a in rest):
-            asked = build_config([*rest, f"seed={seeds[0]}", f"out={root / f'seed{seeds[0]}'}"])
-            rest.append(f"env_workers={str(workers_help(len(seeds), asked)).lower()}")
+            rest.append(f"env_workers={str(workers_help(len(seeds))).lower()}")
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
         for line in warnings_of(cfgs[0]):
             print(f"warning: {line}", file=sys.stderr)
