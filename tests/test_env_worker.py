@@ -71,7 +71,8 @@ def test_an_env_in_a_worker_steps_bitwise_as_the_env_in_this_process():
 
 class Scripted:
     """An env whose Steps the action scripts: fields of every type a Step may carry, a Step the shared block
-    cannot hold (a numpy bool, another shape), an error."""
+    cannot hold (a numpy bool, another shape), an error; its observation says the action's type (an array or
+    not), which must reach the env as it was given."""
 
     obs_dim, action_repeat = 2, 1
 
@@ -87,7 +88,8 @@ class Scripted:
         if a == 8:
             return Step(np.zeros(3, np.float32), 0.1, False, False)
         learner = None if a % 2 else a / 7
-        return Step(np.full(2, a + 0.1, np.float32), a * 0.3 + 1e-17, a == 3, a == 4, a == 5, learner)
+        obs = np.array([a + 0.1, type(action) is np.ndarray], np.float32)
+        return Step(obs, a * 0.3 + 1e-17, a == 3, a == 4, a == 5, learner)
 
 
 def same(a, b) -> bool:
@@ -100,13 +102,17 @@ def same(a, b) -> bool:
     )
 
 
-@pytest.mark.parametrize("kind", ["array", "scalar"])
+@pytest.mark.parametrize("kind", ["array", "0-d array", "scalar"])
 def test_steps_after_the_first_cross_shared_memory_as_the_env_returned_them(kind):
     """After the first step (over the pipe, which lays the block out), steps cross shared memory: each Step is
     the one the env returned, field for field and type for type; a Step the block cannot hold, an action of
     another dtype and an error cross the pipe as before; the block is gone once the worker closes."""
     here, there = Scripted(), EnvWorker(Scripted, name="scripted")
-    action = (lambda a: np.full(3, a, np.float32)) if kind == "array" else np.int64
+    action = {
+        "array": lambda a: np.full(3, a, np.float32),
+        "0-d array": lambda a: np.array(a, np.int64),
+        "scalar": np.int64,
+    }[kind]
     try:
         assert same(there.step(action(1)), here.step(action(1)))
         (shared,) = there._shared
@@ -118,7 +124,7 @@ def test_steps_after_the_first_cross_shared_memory_as_the_env_returned_them(kind
         for a in (7, 8):
             assert same(there.step(action(a)), here.step(action(a))), a
             assert shared.piped()  # on the pipe
-        other = np.full(3, 2, np.float64) if kind == "array" else 2  # another dtype, a Python int: piped
+        other = {"array": np.full(3, 2, np.float64), "0-d array": np.int64(2), "scalar": 2}[kind]  # piped
         assert same(there.step(other), here.step(other))
         with pytest.raises(ValueError, match="no step 9") as error:
             there.step(action(9))

@@ -103,17 +103,15 @@ class PhysicsThreads:
         advances them (`mujoco_step` inside the physics' own check of MuJoCo's warnings); the exception of
         each simulation whose step raised (dm_control's PhysicsError, MuJoCo's FatalError)."""
         failed: dict[int, BaseException] = {}
-        checks = {i: self.physics[i].check_invalid_state() for i in ids}  # dm_control's, around the calls
-        for check in checks.values():
-            check.__enter__()
-        raw = {
-            i: (p.model.ptr, p.data.ptr, p.legacy_step)
-            for i, p in zip(ids, map(self.physics.__getitem__, ids))
-        }
+        checks, raw = {}, {}  # dm_control's warnings check around the calls; each simulation's MuJoCo structs
+        for i in ids:
+            p = self.physics[i]
+            checks[i] = p.check_invalid_state()
+            checks[i].__enter__()
+            raw[i] = p.model.ptr, p.data.ptr, p.legacy_step
 
-        def run(
-            share: list[int],
-        ) -> None:  # MuJoCo's calls alone: the least Python for the threads to contend on
+        # MuJoCo's calls alone: the least Python for the threads to contend on
+        def run(share: list[int]) -> None:
             for i in share:
                 try:
                     model, data, legacy = raw[i]

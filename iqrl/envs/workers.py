@@ -130,6 +130,7 @@ class SharedStep:
     ACTION_AT = 64  # the action, then the observation on the next 64-byte boundary
 
     def __init__(self, name: str | None, action, obs: np.ndarray):
+        self.scalar_action = isinstance(action, np.generic)  # given back as a numpy scalar, else an array
         action = np.asarray(action)
         obs_at = self.ACTION_AT + -(-action.nbytes // 64) * 64
         if name is None:
@@ -139,12 +140,12 @@ class SharedStep:
         self.buf = self.memory.buf
         self.action = np.ndarray(action.shape, action.dtype, self.buf, self.ACTION_AT)
         self.obs = np.ndarray(obs.shape, obs.dtype, self.buf, obs_at)
-        self.scalar_action = action.ndim == 0
 
     def layout(self) -> tuple:
         """What the child needs to attach: the block's name and the first step's action and observation
-        (arrays of their shapes and dtypes)."""
-        return self.memory.name, np.zeros_like(self.action), np.zeros_like(self.obs)
+        (of their types, shapes and dtypes)."""
+        action = np.zeros_like(self.action)
+        return self.memory.name, action[()] if self.scalar_action else action, np.zeros_like(self.obs)
 
     @staticmethod
     def fits_step(step, obs: np.ndarray | None = None) -> bool:
@@ -166,11 +167,8 @@ class SharedStep:
         return type(action) is np.ndarray or isinstance(action, np.generic)
 
     def fits_action(self, action) -> bool:
-        return (
-            self.fits_type(action)
-            and (np.ndim(action) == 0) == self.scalar_action
-            and (action.shape, action.dtype) == (self.action.shape, self.action.dtype)
-        )
+        kind = isinstance(action, np.generic) if self.scalar_action else type(action) is np.ndarray
+        return kind and (action.shape, action.dtype) == (self.action.shape, self.action.dtype)
 
     # the parent
     def ask(self, action) -> None:
