@@ -34,6 +34,7 @@ from analysis.index_page import watch_index
 from analysis.load import cross_sweep_runs, eval_rows, load_results
 from analysis.overlays import CHECKOUTS, Overlays, gather_overlays, of_suite
 from analysis.reference import resolve_reference
+from analysis.synthetic import MARKER
 
 DEFAULT_STEPS = "100000,500000,1000000"
 
@@ -248,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    from analysis import plots
+
     start = time.time()
     try:
         steps = parse_steps(args.steps)
@@ -257,17 +260,19 @@ def _run(args) -> int:
         checkouts = {key: Path(path) if path else None for key, path in checkouts.items()}
         # read once, before anything is written: a table or file that cannot be read is an error here
         overlays = gather_overlays(reference, checkouts, warn)
-        result = make_figures(
-            args.results,
-            args.out,
-            steps=steps,
-            overlays=overlays,
-            exclude_partial=args.exclude_partial,
-            reps_curve=_int_arg("--reps-curve", args.reps_curve),
-            reps_final=_int_arg("--reps-final", args.reps_final),
-            seed=_int_arg("--seed", args.seed, minimum=0),
-            use_cache=not args.no_cache,
-        )
+        synthetic = (Path(args.results) / MARKER).exists()  # analysis.synthetic's made-up returns
+        with plots.watermark("SYNTHETIC DATA" if synthetic else ""):
+            result = make_figures(
+                args.results,
+                args.out,
+                steps=steps,
+                overlays=overlays,
+                exclude_partial=args.exclude_partial,
+                reps_curve=_int_arg("--reps-curve", args.reps_curve),
+                reps_final=_int_arg("--reps-final", args.reps_final),
+                seed=_int_arg("--seed", args.seed, minimum=0),
+                use_cache=not args.no_cache,
+            )
     except AnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

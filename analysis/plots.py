@@ -3,6 +3,8 @@ here computes a statistic. Colours come from one `method_colors` mapping shared 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import re
 from pathlib import Path
@@ -56,9 +58,35 @@ def steps_formatter() -> FuncFormatter:
     return FuncFormatter(lambda x, _pos: format_steps(x))
 
 
+#: Text written across every figure saved while set (`watermark`): figures of made-up data say so themselves.
+WATERMARK: contextvars.ContextVar[str] = contextvars.ContextVar("WATERMARK", default="")
+
+
+@contextlib.contextmanager
+def watermark(text: str):
+    """Every figure `save_figure` writes inside the block carries `text` across it ('' for none)."""
+    token = WATERMARK.set(text)
+    try:
+        yield
+    finally:
+        WATERMARK.reset(token)
+
+
 def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     """Write name.png and name.pdf under out_dir, close the figure, return both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if text := WATERMARK.get():
+        fig.text(
+            0.5,
+            0.5,
+            text,
+            ha="center",
+            va="center",
+            rotation=20,
+            fontsize=max(28.0, 5 * fig.get_figwidth()),
+            color="red",
+            alpha=0.3,
+        )
     paths = []
     for ext in ("png", "pdf"):
         path = out_dir / f"{name}.{ext}"

@@ -12,6 +12,9 @@ Layout (sweep layout of the run folder contract):
 - `fsq/iqrl/<task>/fsq_levels={8-8,5-5-5-5}/seed{0,1}`: an FSQ-levels grid without config.yaml (the
   override is parsed from the variant name).
 
+A file `SYNTHETIC` at the root (MARKER) says what the folder is; `make figures` then writes "synthetic data"
+across every figure it draws from the folder (analysis.plots.watermark).
+
 Returns follow `synthetic_return` exactly (rounded to 1e-3), so tests can recompute every score.
 Diagnostics: `latent_rank` (iqrl variants and tcrl; tcrl's collapses), `active_codebook_pct_*` (iqrl
 variants; lower for the larger 5-5-5-5 codebook), plus losses and throughput for every agent.
@@ -29,6 +32,9 @@ import pandas as pd
 import yaml
 
 STEPS = 500_000
+#: The file at the root of a synthetic results folder, and its text.
+MARKER = "SYNTHETIC"
+MARKER_TEXT = "synthetic data: made-up returns (python -m analysis.synthetic), no agent was trained\n"
 EVAL_EVERY = 50_000
 DIAG_EVERY = 25_000
 TASKS = ("walker-walk", "cartpole-swingup", "cheetah-run", "hopper-hop", "dog-run")
@@ -171,6 +177,8 @@ def make_synthetic_results(root: str | Path) -> pd.DataFrame:
     """Write the synthetic results folder under root; return one row per run (run, sweep, agent, variant,
     task, seed, state, last_step, factor)."""
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text(MARKER_TEXT)
     manifest = []
 
     def add(sweep, agent, task, variant, seed, factor, overrides, agent_cfg, diag):

@@ -39,6 +39,7 @@ EXAMPLES = {
     "iqrl/configs/mini_dqn_tasks.yaml",
     "baselines/curl.py",
     "baselines.curl",
+    "slurm/profiles/mycluster.yaml",  # README.md: a copy of gpu.yaml for the reader's cluster
 }
 
 
