@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
+
+FIGURES_MD = Path(__file__).resolve().parents[1] / "docs" / "figures.md"
+
+
+def documented_outputs() -> list[str]:
+    """The file names of docs/figures.md's table of `make figures` outputs, as written there
+    (`final_intervals_<S>`, `scores.csv/.md/.tex`, ...)."""
+    table = FIGURES_MD.read_text().split("**Outputs**", 1)[1].split("\n\n", 2)[1]
+    return [name for row in table.splitlines()[2:] for name in re.findall(r"`([^`]+)`", row.split(" | ")[0])]
+
+
+def undocumented(names) -> set[str]:
+    """The output names (a figure's without its extension, other files' with it) that no name of
+    docs/figures.md's table matches (a `<...>` there stands for any part of a name)."""
+    patterns = []
+    for name in documented_outputs():
+        stem, *exts = name.split("/.")
+        pattern = re.sub(r"<[^>]+>", ".+", re.escape(stem).replace("\\<", "<").replace("\\>", ">"))
+        if exts:  # `scores.csv/.md/.tex`: the stem with each extension
+            base, _, first = pattern.rpartition("\\.")
+            pattern = f"{base}\\.({'|'.join([first, *exts])})"
+        patterns.append(re.compile(pattern))
+    return {n for n in names if not any(p.fullmatch(n) for p in patterns)}
 
 
 def write_run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from analysis.load import eval_rows, load_results
 from analysis.synthetic import TASKS, synthetic_return
 from analysis.tables import SCORE_COLUMNS, scores_table
 
-from analysis_helpers import write_hand_results, write_run
+from analysis_helpers import documented_outputs, undocumented, write_hand_results, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--reps-curve", "200", "--reps-final", "500"]
@@ -92,6 +93,19 @@ def test_cli_writes_every_figure_and_table(synthetic_run):
         assert (out / name).stat().st_size > 0
     assert synthetic_run["results_unchanged"]  # nothing written under RESULTS
     assert synthetic_run["stdout"].startswith(f"wrote {len(EXPECTED_FIGURES)} figures (PNG+PDF) and 3 tables")
+
+
+def test_every_output_is_in_the_page_of_figures_and_every_name_there_is_written_by_the_code(synthetic_run):
+    """docs/figures.md's table of outputs cannot go stale: a file `make figures` writes that the table lacks
+    fails here (the transfer figures: tests/test_transfer.py), and so does a name of the table that no code of
+    analysis/ spells (its part before the first `<...>`)."""
+    files = [p for p in synthetic_run["out"].iterdir() if p.is_file()]
+    names = {p.stem if p.suffix in (".png", ".pdf") else p.name for p in files}
+    assert "index.html" in names and "ablation_fsq_iqrl_fsq_levels_latent_rank" in names
+    assert not undocumented(names), "make figures writes files docs/figures.md does not list"
+    code = "".join(p.read_text() for p in (REPO / "analysis").glob("*.py"))
+    heads = {re.split(r"[<./]", name)[0].rstrip("_") for name in documented_outputs()}
+    assert not {h for h in heads if f'"{h}' not in code and f"{{name}}_{h}" not in code}
 
 
 def test_cli_warnings(synthetic_run):

@@ -37,7 +37,7 @@ from iqrl.train import main
 from slurm.spec import SweepError, load_sweep
 from slurm.status import collect
 
-from analysis_helpers import write_run
+from analysis_helpers import undocumented, write_run
 from conftest import agent_actions, agent_observations, stop_after_steps, tiny_argv, tiny_keys
 from sweep_helpers import sweep, write_files
 from test_train import eval_numbers
@@ -458,6 +458,7 @@ def test_figures_group_a_transfer_sweep_by_source_with_scratch_as_reference(tmp_
         )
     arms = {"iqrl: scratch", "iqrl/init_from=walk: from tr:source-walk [representation]", "iqrl multi-task"}
     assert arms <= seen["transfer_tr_iqrl"] and arms <= seen["transfer_tr_iqrl_100"]
+    assert not undocumented(seen)  # each figure is in docs/figures.md's table of outputs
     assert (
         "ablation_tr_iqrl_init_from" in seen and "ablation_tr_iqrl_use_rew_loss" not in seen
     )  # no source arm
