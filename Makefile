@@ -85,11 +85,12 @@ test-agent: $(STAMP)
 
 # make switches: docs/switches.md's key tables written again from the config dataclasses (each key's comment) and
 # docs/switch_tests.yaml (the tests that pin each key), and the lists of agents and their defaults in README.md
-# and docs/ from the registry (iqrl/agent_docs.py); tests/test_switch_map.py and tests/test_agent_docs.py fail
-# until they agree.
+# and docs/ from the registry (iqrl/agent_docs.py), and the list of sweep files from ablations/ (slurm/sweep_docs.py);
+# tests/test_switch_map.py, tests/test_agent_docs.py and tests/test_sweep_docs.py fail until they agree.
 switches: $(BASE_STAMP)
 	$(PY) -m iqrl.config.switch_docs
 	$(PY) -m iqrl.agent_docs
+	$(PY) -m slurm.sweep_docs
 
 # ruff (configured in pyproject.toml): the formatter's check and the linter; `make format` applies both fixes.
 lint: $(STAMP)

@@ -111,9 +111,9 @@ VARIABLES = set(re.findall(r"\$\((\w+)\)", MAKEFILE)) | set(re.findall(r"^(\w+) 
 
 def check_make(argv: list[str]) -> None:
     from iqrl.core import registry
-    from iqrl.envs.tasks import TASK_GROUPS
     from slurm.profiles import load_profile
     from slurm.spec import load_sweep
+    from slurm.submit import default_task_groups
 
     argv = argv[1:]
     if argv[:1] == ["-C"]:
@@ -126,7 +126,7 @@ def check_make(argv: list[str]) -> None:
         if "PLACEHOLDER" in value or "|" in value:
             continue
         if name == "SWEEP":
-            load_sweep(ROOT / value, TASK_GROUPS)
+            load_sweep(ROOT / value, default_task_groups())
         elif name == "CLUSTER":
             load_profile(value)
         elif name in ("AGENTS", "AGENT", "NAME"):
@@ -238,12 +238,12 @@ def test_the_check_covers_every_code_block_and_refuses_what_does_not_run():
     wrong = {
         "make sweeep SWEEP=ablations/smoke.yaml": "no such make target",
         "make sweep SWEEEP=ablations/smoke.yaml": "the Makefile takes no",
-        "make sweep SWEEP=ablations/none.yaml": "none.yaml",
+        "make sweep SWEEP=no/such.yaml": "such.yaml",
         "make sweep CLUSTER=nowhere": "unknown cluster profile",
         "python -m iqrl.train agent=iqrl": "write .venv/bin/python",
         ".venv/bin/python -m iqrl.train agent=iqrl agent.horizn=3": "horizn",
         ".venv/bin/python -m analysis.figures --results r --nonsense": "2",
-        "bash scripts/none.sh": "does not exist",
+        "bash no/such.sh": "does not exist",
         "rm -rf results": "cannot check `rm`",
     }
     for text, message in wrong.items():
