@@ -253,3 +253,17 @@ def test_the_check_covers_every_code_block_and_refuses_what_does_not_run():
         "x.md", 1, "# not checked: needs Slurm\nsbatch x\nrm y   # not checked: why\n", True
     )
     assert [c.marked for c in marked] == [True, True]
+
+
+HISTORY = re.compile(r"\bissues?\s+#?\d+|\(issue\b|\bthe brief\b|\bin this session\b", re.I)
+
+
+def test_no_page_names_an_issue_or_how_it_was_made():
+    """The pages say what is; how it came to be is the commits' (git log)."""
+    found = [
+        f"{p.relative_to(ROOT)}:{p.read_text().count(chr(10), 0, m.start()) + 1}: {m[0]!r}"
+        for p in PAGES
+        for m in HISTORY.finditer(p.read_text())
+    ]
+    assert not found, "\n".join(found)
+    assert HISTORY.search("the numbers of issue\n60") and HISTORY.search("## DroQ (issue 60)")
