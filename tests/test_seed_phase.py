@@ -15,8 +15,12 @@ from iqrl.envs.tasks import suite_of
 
 from conftest import agent_run
 
-# owner/repo@commit then file:line (a line range or a list of lines may follow)
-SOURCE = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{7,40} \S+:\d+")
+# owner/repo@commit then file:line (a line range or a list of lines may follow), or, for a setting known only
+# from a paper, its arXiv id and the table, section or appendix (docs/extending.md)
+SOURCE = re.compile(
+    r"^(?:[\w.-]+/[\w.-]+@[0-9a-f]{7,40} \S+:\d+"
+    r"|arXiv \d{4}\.\d{4,5}(?:v\d+)? (?:Table|Section|Appendix) [\w.]+)"
+)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +60,14 @@ def test_a_seed_phase_is_the_longest_of_its_forms():
     assert SeedPhase(env_steps=4000).length(8, 1000) == 4000
     assert SeedPhase(agent_steps=10_000).length(4, 108_000) == 40_000
     assert HARNESS_SEED_PHASE.length(2, 1000) == HARNESS_SEED_PHASE.length(1, 100) == 10_000
+
+
+def test_a_seed_phase_cites_a_code_line_or_a_papers_table():
+    assert SOURCE.match("nicklashansen/tdmpc2@e9f5932 envs/__init__.py:82")
+    assert SOURCE.match("arXiv 2406.02696 Table 3") and SOURCE.match("arXiv 2406.02696v2 Appendix B.1")
+    assert not SOURCE.match("the TD-MPC2 paper") and not SOURCE.match(
+        "nicklashansen/tdmpc2 envs/__init__.py:82"
+    )
 
 
 @pytest.mark.registry
