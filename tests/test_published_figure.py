@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import metrics, plots, published_figure, synthetic
+from analysis import figures, metrics, plots, published_figure
+from analysis import synthetic as synthetic_module
 from analysis.reference import DEFAULT_REFERENCE, load_reference
 from analysis.stats import iqm
+
+from analysis_helpers import write_hand_results
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,32 @@ def test_figures_saved_under_a_watermark_carry_it_and_others_do_not(tmp_path):
     assert texts(fig) == []
 
 
+def test_make_figures_marks_every_figure_of_a_synthetic_folder(tmp_path, monkeypatch):
+    results = write_hand_results(tmp_path / "r")
+    (results / synthetic_module.MARKER).write_text(synthetic_module.MARKER_TEXT)
+    marks, save = [], plots.save_figure
+
+    def record(fig, out_dir, name):
+        paths = save(fig, out_dir, name)
+        marks.append([t.get_text() for t in fig.texts if t.get_text() == "SYNTHETIC DATA"])
+        return paths
+
+    monkeypatch.setattr(plots, "save_figure", record)
+    argv = [
+        "--results",
+        str(results),
+        "--out",
+        str(tmp_path / "o"),
+        "--reps-curve",
+        "20",
+        "--reps-final",
+        "20",
+    ]
+    assert figures.main(argv) == 0  # its notes printed as warning: lines
+    assert marks and all(m == ["SYNTHETIC DATA"] for m in marks)
+
+
 def test_the_synthetic_folder_says_what_it_is(tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic, "_write_run", lambda *a, **k: None)
-    synthetic.make_synthetic_results(tmp_path / "s")
-    assert (tmp_path / "s" / synthetic.MARKER).read_text() == synthetic.MARKER_TEXT
+    monkeypatch.setattr(synthetic_module, "_write_run", lambda *a, **k: None)
+    synthetic_module.make_synthetic_results(tmp_path / "s")
+    assert (tmp_path / "s" / synthetic_module.MARKER).read_text() == synthetic_module.MARKER_TEXT
