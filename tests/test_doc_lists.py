@@ -1,0 +1,31 @@
+"""Hand-written lists of the docs that name what the code defines agree with it: docs/configuration.md's task
+groups are iqrl.envs.tasks.TASK_GROUPS, group by group and in order."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from iqrl.envs.tasks import TASK_GROUPS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def braces_opened(text: str) -> list[str]:
+    """`dog-{run, stand}, cartpole-swingup_sparse` -> ['dog-run', 'dog-stand', 'cartpole-swingup_sparse']."""
+    text = re.sub(
+        r"([\w-]+)\{([^}]*)\}", lambda m: ", ".join(m[1] + s.strip() for s in m[2].split(",")), text
+    )
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def documented_groups(page: str) -> dict[str, list[str]]:
+    """The page's sentence `Task groups (...): easy = a, b; medium = ...; hard = ... .`, group by group."""
+    text = " ".join((ROOT / page).read_text().split())
+    sentence = re.search(r"Task groups \(`iqrl\.envs\.tasks\.TASK_GROUPS`[^)]*\): (.*?)\. ", text)[1]
+    return {name: braces_opened(tasks) for name, tasks in re.findall(r"(\w+) = ([^;]*)", sentence)}
+
+
+def test_the_task_groups_of_the_configuration_page_are_the_codes():
+    assert documented_groups("docs/configuration.md") == TASK_GROUPS
+    assert braces_opened("dog-{run, stand}, x-y") == ["dog-run", "dog-stand", "x-y"]
