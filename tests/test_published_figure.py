@@ -3,6 +3,8 @@ results folder say inside them that their data are made up."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from analysis import figures, metrics, plots, published_figure
@@ -24,6 +26,9 @@ def test_the_published_runs_are_the_iqrl_drafts_seven_tasks_seed_by_seed(runs):
     per_method = runs.groupby("method")["task"].nunique()
     assert per_method.to_dict() == {f"{a} [{s}]": 7 for s, a in published_figure.METHODS}
     assert runs["env_step"].max() == published_figure.MAX_STEP
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert len(published_figure.METHODS) == 7 and "per-seed curves of seven methods" in readme
+    assert "the iQRL draft's seven DMC tasks" in readme
     assert runs.groupby("method")["run"].nunique()["TD-MPC2 [tdmpc2-results]"] == 21  # 3 seeds x 7 tasks
 
 
