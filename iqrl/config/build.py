@@ -148,9 +148,7 @@ def build_config(argv: list[str]) -> RunConfig:
         {"agent": o} for task in tasks for o in _task_overrides(entry, task, agent_cls)
     ]
     try:
-        cfg = OmegaConf.merge(
-            _structured_defaults(agent_cls, name), *layers, OmegaConf.from_dotlist(overrides)
-        )
+        cfg = OmegaConf.merge(_structured_defaults(agent_cls, name), *layers, _dotlist(overrides))
         run: RunConfig = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e, agent_cls)) from None
@@ -181,6 +179,25 @@ def build_config(argv: list[str]) -> RunConfig:
     return run
 
 
+def _dotlist(overrides: list[str]):
+    """The `key=value` overrides as OmegaConf reads them: each value is YAML, so one that is not (an unclosed
+    bracket, brace or quote) is a ConfigError naming its key rather than the YAML parser's traceback."""
+    try:
+        return OmegaConf.from_dotlist(overrides)
+    except yaml.YAMLError:
+        for arg in overrides:
+            key, _, value = arg.partition("=")
+            try:
+                OmegaConf.from_dotlist([arg])
+            except yaml.YAMLError as e:
+                problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+                raise ConfigError(
+                    f"invalid value for {key}: {value!r} is not valid YAML ({problem}); "
+                    "close its bracket, brace or quote"
+                ) from None
+        raise
+
+
 @functools.cache
 def _structured_defaults(agent_cls: type, name: str):
     """The run's and the agent's dataclass defaults as OmegaConf's typed tree, built once per agent config
@@ -209,7 +226,7 @@ def _task_arg(overrides: list[str]) -> str | list[str]:
 def _parse_task(arg: str):
     """The value of a `task=` argument as the command line's other keys are read (once per distinct text)."""
     try:
-        return OmegaConf.to_container(OmegaConf.from_dotlist([arg]))["task"]
+        return OmegaConf.to_container(_dotlist([arg]))["task"]
     except OmegaConfBaseException as e:
         raise ConfigError(f"invalid value for task: {e}") from None
 
