@@ -45,12 +45,16 @@ def is_int(value: Any) -> bool:
 
 
 def read_yaml(path: Path, what: str, error: type[Exception]) -> Any:
-    """The YAML document in ``path``; unreadable files and invalid YAML (duplicate keys included) raise
-    ``error`` with one line naming the file, ``what`` it is, and the line and column of the problem."""
+    """The YAML document in ``path``; unreadable files, files that are not UTF-8 and invalid YAML (duplicate
+    keys included) raise ``error`` with one line naming the file, ``what`` it is, and where the problem is."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise error(f"{path}: cannot read {what} ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise error(
+            f"{path}: {what} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})"
+        ) from None
     try:
         return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as e:
