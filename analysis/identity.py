@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from analysis.errors import text_of
 from iqrl.envs.tasks import TASK_GROUPS
 
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
@@ -183,7 +184,8 @@ def read_identity(run_dir: Path, results: Path) -> dict:
     cfg = {}
     cfg_path = run_dir / "config.yaml"
     if cfg_path.exists():
-        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        with text_of(cfg_path):
+            cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
         if not isinstance(cfg, dict):
             cfg = {}
     agent_cfg = cfg.get("agent")

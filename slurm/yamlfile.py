@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
+from iqrl.core.checks import not_utf8
+
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *anchor` may be followed by keys that override merged ones
 
 
@@ -51,10 +53,8 @@ def read_yaml(path: Path, what: str, error: type[Exception]) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise error(f"{path}: cannot read {what} ({e.strerror})") from None
-    except UnicodeDecodeError as e:
-        raise error(
-            f"{path}: {what} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})"
-        ) from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: {what} {not_utf8(path)}") from None
     try:
         return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as e:

@@ -218,7 +218,7 @@ def test_a_sweep_file_that_is_not_utf8_is_one_line_naming_it(tmp_path, capsys, c
         == 2
     )
     assert capsys.readouterr().err.splitlines() == [
-        f"error: {p}: sweep file is not UTF-8 text (byte 0xe9 at offset 45)"
+        f"error: {p}: sweep file is not UTF-8 text (byte 0xe9 on line 3)"
     ]
     assert sorted(tmp_path.iterdir()) == [p]
 
