@@ -265,6 +265,10 @@ def test_an_unscorable_return_or_an_out_that_is_a_file_stops_before_anything_is_
             == f"error: OUT={out_arg}: {tmp_path / 'file'} is a file, not a folder; choose another OUT=\n"
         )
     assert (tmp_path / "file").read_text() == ""
+    # /proc is a folder that anyone's mode bits (and root) may write, yet it takes no file
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", "/proc/figs", *FAST])
+    assert rc == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("error: OUT=/proc/figs cannot be written: ") and "while writing /proc;" in err
 
 
 def test_process_exit_status_and_make_target(tmp_path):
