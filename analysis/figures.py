@@ -28,7 +28,13 @@ import warnings
 from pathlib import Path
 
 from analysis.errors import AnalysisError, AnalysisWarning, warn
-from analysis.figures_curves import diagnostic_figures, dmc_hard_figure, split_suites, task_curve_figure
+from analysis.figures_curves import (
+    diagnostic_figures,
+    dmc_hard_figure,
+    finite_diagnostics,
+    split_suites,
+    task_curve_figure,
+)
 from analysis.figures_pooled import suite_aggregates
 from analysis.figures_sweeps import ablation_figures, transfer_figures
 from analysis.index_page import watch_index
@@ -162,6 +168,7 @@ def make_figures(
         exclude_partial=exclude_partial,
         per_sweep=True,
     )
+    sweep_table = finite_diagnostics(sweep_table, note)
     table = cross_sweep_runs(sweep_table)
     evals, suite_evals = split_suites(eval_rows(table))
     plots.setup_style()
