@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from analysis.errors import text_of
-from iqrl.envs.tasks import TASK_GROUPS
+from iqrl.envs.tasks import TASK_GROUPS, folder_task
 
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
 
@@ -133,7 +133,8 @@ def known_agents() -> frozenset[str]:
 
 
 def identity_from_layout(rel_parts: tuple[str, ...]) -> dict:
-    """Identity from `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (path parts relative to RESULTS).
+    """Identity from `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (path parts relative to RESULTS; <task>
+    a task's folder name, `iqrl.envs.tasks.folder_task`).
 
     The variant folder is optional and may have any name (`small` from `make validate --small`), so the
     parts above the seed folder are anchored, in this order, on: a known task name (the folder above
@@ -172,7 +173,7 @@ def identity_from_layout(rel_parts: tuple[str, ...]) -> dict:
         raise ValueError("expected <agent>/<task>/<variant>/seed<k>")
     return {
         "agent": rest[-2],
-        "task": rest[-1],
+        "task": folder_task(rest[-1]),  # `atari-Pong` (or `atari:Pong`, as folders were named) -> atari:Pong
         "variant": variant,
         "seed": seed,
         "sweep": "/".join(rest[:-2]),

@@ -275,3 +275,19 @@ def test_make_sweep_status_and_bench_keep_paths_with_a_space_whole(tmp_path):
     assert not results.exists()
     bench = made("bench", f"BENCH_OUT={tmp_path / 'my bench.json'}")
     assert bench[bench.index("--out") + 1] == str(tmp_path / "my bench.json")
+
+
+def test_a_sweep_names_task_folders_without_a_colon_and_finds_those_named_with_one(tmp_path, capsys):
+    """A task's `:` is `-` in its run folders (iqrl.envs.tasks.task_folder); a seed's folder written with the
+    `:` by an earlier version is the one its run resumes."""
+    from conftest import TINY_DISCRETE_TASK
+
+    sweep_file, results = tmp_path / "d.yaml", tmp_path / "r"
+    sweep_file.write_text(f"agents: [dqn]\ntasks: ['{TINY_DISCRETE_TASK}']\nseeds: 2\nsteps: 1000\n")
+    old = results / "d" / "dqn" / TINY_DISCRETE_TASK / "default" / "seed1"
+    old.mkdir(parents=True)
+    assert cli(["sweep", str(sweep_file), "--results", str(results), "--dry", "--cluster", "local"]) == 0
+    listed = [
+        line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith(f"  {results}")
+    ]
+    assert listed == [f"{results}/d/dqn/{TINY_DISCRETE_TASK.replace(':', '-')}/default/seed0", str(old)]

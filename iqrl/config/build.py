@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import difflib
 import functools
-import os
 from dataclasses import fields
 from importlib import resources
+from pathlib import Path
 
 import yaml
 from omegaconf import OmegaConf
@@ -34,8 +34,8 @@ from iqrl.envs.tasks import (
     split_task,
     suite_of,
     task_group,
-    task_label,
     task_list,
+    task_path,
 )
 
 
@@ -175,7 +175,7 @@ def build_config(argv: list[str]) -> RunConfig:
         run.seed_steps = phase.length(run.action_repeat, run.episode_length, run.train_envs)
     validate(run)
     if not run.out:
-        run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")
+        run.out = str(task_path(run.task, lambda folder: Path("runs", name, folder, f"seed{run.seed}")))
     return run
 
 

@@ -10,7 +10,9 @@ imports nothing. The environments themselves are iqrl/envs/make.py.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,31 @@ def label_tasks(label: str) -> str | list[str]:
     """The `task` value a label of `task_label` stands for: one name, or the list of a multi-task run."""
     tasks = label.split("+")
     return tasks[0] if len(tasks) == 1 else tasks
+
+
+def task_folder(task: str | list[str]) -> str:
+    """A run's task(s) as a folder name: `task_label` with each suite prefix's `:` written `-` (`atari:Pong`
+    -> `atari-Pong`), as some file systems, archive tools and Slurm paths refuse `:`. config.yaml keeps the
+    task itself; `folder_task` reads a folder name back."""
+    return task_label(task).replace(":", "-")
+
+
+def folder_task(name: str) -> str:
+    """The task label a run folder's name stands for: `task_folder`'s (`atari-Pong` -> `atari:Pong`) or the
+    label itself, as folders written with `:` are named. No DMC domain is named like a suite."""
+
+    def task(part: str) -> str:
+        prefix, sep, rest = part.partition("-")
+        return f"{prefix}:{rest}" if sep and prefix in SUITES and prefix != "dmc" else part
+
+    return "+".join(task(part) for part in name.split("+"))
+
+
+def task_path(task: str | list[str], path_of: Callable[[str], Path]) -> Path:
+    """The run folder `path_of(<task folder name>)`: `task_folder`'s, or the one an earlier version named with
+    `:` (`task_label`'s) where only that one exists, so a rerun of its command finds and resumes it."""
+    new, old = Path(path_of(task_folder(task))), Path(path_of(task_label(task)))
+    return old if old != new and old.is_dir() and not new.exists() else new
 
 
 def task_group(task: str) -> str | None:
