@@ -92,9 +92,9 @@ def small_overrides(agent: str, task: str) -> list[str]:
 
 
 def run_dir(out: Path, agent: str, task: str, variant: str, seed: int) -> Path:
-    from iqrl.envs.tasks import task_path
+    from iqrl.envs.tasks import task_dir
 
-    return task_path(task, lambda folder: out / agent / folder / variant / f"seed{seed}")
+    return task_dir(out / agent, task) / variant / f"seed{seed}"
 
 
 def train_argv(

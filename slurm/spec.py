@@ -54,7 +54,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from iqrl.envs.tasks import label_tasks, task_label, task_path
+from iqrl.envs.tasks import label_tasks, task_dir, task_label
 from slurm.naming import dotlist, dotlist_value, variant_name
 from slurm.yamlfile import is_int, read_yaml
 
@@ -101,12 +101,10 @@ class RunSpec:
         return f"{self.agent}/{self.task}/{self.variant}/seed{self.seed}"
 
     def run_dir(self, results: Path | str) -> Path:
-        """RESULTS/<sweep>/<agent>/<task folder>/<variant>/seed<k> (`iqrl.envs.tasks.task_folder`: no `:`),
-        or the folder an earlier version wrote with `:` in the task's name where only that one exists."""
-        where = Path(results) / self.sweep / self.agent
-        return task_path(
-            label_tasks(self.task), lambda task: where / task / self.variant / f"seed{self.seed}"
-        )
+        """RESULTS/<sweep>/<agent>/<task folder>/<variant>/seed<k> (`iqrl.envs.tasks.task_dir`: no `:` in a
+        task's folder, but the one an earlier version wrote with it where only that one exists)."""
+        where = task_dir(Path(results) / self.sweep / self.agent, label_tasks(self.task))
+        return where / self.variant / f"seed{self.seed}"
 
     def argv(self, results: Path | str) -> list[str]:
         """The trainer command line (``python -m iqrl.train <argv>``); ``out`` is absolute."""

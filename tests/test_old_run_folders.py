@@ -132,8 +132,8 @@ def untimed(path: Path) -> list[dict[str, str]]:
 def test_a_run_folder_named_with_a_colon_is_found_and_resumed_by_its_command(tmp_path, monkeypatch):
     """Run folders were named by the task with its `:` (`runs/dqn/minigrid:MiniGrid-Empty-5x5-v0/seed1`); they
     are named `minigrid-MiniGrid-Empty-5x5-v0` now. The command that wrote such a folder, stopped mid-run,
-    finds it (no new folder beside it) and resumes it to the uninterrupted twin's evaluations; a run with no
-    such folder gets the new name."""
+    finds it (no new folder beside it) and resumes it to the uninterrupted twin's evaluations, and another
+    seed of it goes beside it; a run with no such folder gets the new name."""
     from iqrl.config.build import build_config
     from iqrl.runfolder.exits import EXIT_INTERRUPTED
 
@@ -148,4 +148,4 @@ def test_a_run_folder_named_with_a_colon_is_found_and_resumed_by_its_command(tmp
     assert not new.exists() and json.loads((old / "status.json").read_text())["state"] == "done"
     assert main(tiny_argv("dqn", tmp_path / "twin")) == EXIT_OK
     assert untimed(old / "eval.csv") == untimed(tmp_path / "twin" / "eval.csv")
-    assert build_config(tiny_run("dqn", seed=2)).out == str(new.with_name("seed2"))
+    assert build_config(tiny_run("dqn", seed=2)).out == str(old.with_name("seed2"))  # beside its seeds

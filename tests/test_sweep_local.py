@@ -278,16 +278,20 @@ def test_make_sweep_status_and_bench_keep_paths_with_a_space_whole(tmp_path):
 
 
 def test_a_sweep_names_task_folders_without_a_colon_and_finds_those_named_with_one(tmp_path, capsys):
-    """A task's `:` is `-` in its run folders (iqrl.envs.tasks.task_folder); a seed's folder written with the
-    `:` by an earlier version is the one its run resumes."""
+    """A task's `:` is `-` in its run folders (iqrl.envs.tasks.task_folder); where an earlier version wrote
+    the task's folder with the `:`, its runs are resumed there, and a seed added joins them."""
     from conftest import TINY_DISCRETE_TASK
 
     sweep_file, results = tmp_path / "d.yaml", tmp_path / "r"
     sweep_file.write_text(f"agents: [dqn]\ntasks: ['{TINY_DISCRETE_TASK}']\nseeds: 2\nsteps: 1000\n")
+
+    def listed() -> list[str]:
+        assert cli(["sweep", str(sweep_file), "--results", str(results), "--dry", "--cluster", "local"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        return [line.strip() for line in out if line.startswith(f"  {results}")]
+
+    task = results / "d" / "dqn" / TINY_DISCRETE_TASK.replace(":", "-")
+    assert listed() == [str(task / "default" / f"seed{k}") for k in (0, 1)]
     old = results / "d" / "dqn" / TINY_DISCRETE_TASK / "default" / "seed1"
     old.mkdir(parents=True)
-    assert cli(["sweep", str(sweep_file), "--results", str(results), "--dry", "--cluster", "local"]) == 0
-    listed = [
-        line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith(f"  {results}")
-    ]
-    assert listed == [f"{results}/d/dqn/{TINY_DISCRETE_TASK.replace(':', '-')}/default/seed0", str(old)]
+    assert listed() == [str(old.with_name("seed0")), str(old)]

@@ -33,9 +33,9 @@ from iqrl.envs.tasks import (
     protocol_steps,
     split_task,
     suite_of,
+    task_dir,
     task_group,
     task_list,
-    task_path,
 )
 
 
@@ -175,7 +175,7 @@ def build_config(argv: list[str]) -> RunConfig:
         run.seed_steps = phase.length(run.action_repeat, run.episode_length, run.train_envs)
     validate(run)
     if not run.out:
-        run.out = str(task_path(run.task, lambda folder: Path("runs", name, folder, f"seed{run.seed}")))
+        run.out = str(task_dir(Path("runs", name), run.task) / f"seed{run.seed}")
     return run
 
 

@@ -10,7 +10,6 @@ imports nothing. The environments themselves are iqrl/envs/make.py.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -320,10 +319,11 @@ def folder_task(name: str) -> str:
     return "+".join(task(part) for part in name.split("+"))
 
 
-def task_path(task: str | list[str], path_of: Callable[[str], Path]) -> Path:
-    """The run folder `path_of(<task folder name>)`: `task_folder`'s, or the one an earlier version named with
-    `:` (`task_label`'s) where only that one exists, so a rerun of its command finds and resumes it."""
-    new, old = Path(path_of(task_folder(task))), Path(path_of(task_label(task)))
+def task_dir(parent: Path, task: str | list[str]) -> Path:
+    """The folder of a task's runs under `parent`: parent/<task_folder>, or the one an earlier version named
+    with `:` (parent/<task_label>) where only that one exists, so that a rerun of its command finds and
+    resumes its runs (and a seed added to them joins them: a K-seed group's seeds share one folder)."""
+    new, old = parent / task_folder(task), parent / task_label(task)
     return old if old != new and old.is_dir() and not new.exists() else new
 
 
