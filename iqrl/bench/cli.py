@@ -60,7 +60,7 @@ from pathlib import Path
 import torch
 
 from iqrl.bench import plain
-from iqrl.bench.arguments import bad_arguments, seed_counts, staging, unlisted
+from iqrl.bench.arguments import MAX_TIMED_UPDATES, bad_arguments, seed_counts, staging, unlisted
 from iqrl.bench.collect import BACKENDS, collect_main, measure_collection
 from iqrl.bench.compare import compare
 from iqrl.bench.endtoend import measure_run, run_argv, split_text
@@ -99,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated among false, true, cudagraphs (CUDA): rows with those run keys, in one run",
     )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--updates", type=int, default=20)
+    p.add_argument(
+        "--updates",
+        type=int,
+        default=20,
+        help=f"timed updates per row (at most {MAX_TIMED_UPDATES:,})",
+    )
     p.add_argument(
         "--seeds",
         default="1",
