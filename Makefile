@@ -105,12 +105,12 @@ format: $(STAMP)
 # Slurm is absent), DRY=1 prints the runs and sbatch parameters only, AGENTS=a,b runs a subset;
 # GPU_HOURS=700 with DRY=1 sets the projection's measured modes and K per agent against that budget.
 sweep: $(BASE_STAMP)
-	$(PY) -m slurm sweep $(SWEEP) --results $(RESULTS) $(if $(CLUSTER),--cluster $(CLUSTER)) \
-		$(if $(filter 1 yes true,$(DRY)),--dry) $(if $(AGENTS),--agents $(AGENTS)) \
-		$(if $(GPU_HOURS),--gpu-hours $(GPU_HOURS))
+	$(PY) -m slurm sweep "$(SWEEP)" --results "$(RESULTS)" $(if $(CLUSTER),--cluster "$(CLUSTER)") \
+		$(if $(filter 1 yes true,$(DRY)),--dry) $(if $(AGENTS),--agents "$(AGENTS)") \
+		$(if $(GPU_HOURS),--gpu-hours "$(GPU_HOURS)")
 
 status: $(BASE_STAMP)
-	$(PY) -m slurm status $(SWEEP) --results $(RESULTS) $(if $(AGENTS),--agents $(AGENTS))
+	$(PY) -m slurm status "$(SWEEP)" --results "$(RESULTS)" $(if $(AGENTS),--agents "$(AGENTS)")
 
 demo: $(BASE_STAMP)
 	$(PY) -m iqrl.demo
@@ -200,7 +200,7 @@ E2E ?=
 COLLECT ?=
 BENCH_SET ?=
 bench: $(BASE_STAMP)
-	$(PY) -m iqrl.bench --out $(BENCH_OUT) --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
+	$(PY) -m iqrl.bench --out "$(BENCH_OUT)" --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
 		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) $(if $(E2E),--end-to-end $(E2E),) \
 		$(if $(COLLECT),--collect $(COLLECT),) \
 		$(foreach kv,$(BENCH_SET),--set $(kv)) $(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)

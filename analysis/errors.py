@@ -4,7 +4,11 @@ Every module of analysis/ raises and warns through these."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from pathlib import Path
+
+from iqrl.core.checks import not_utf8
 
 
 class AnalysisError(Exception):
@@ -23,3 +27,12 @@ def shown(items: list[str], limit: int = 3, sep: str = ", ") -> str:
     """The first `limit` items joined, then how many more there are (warnings stay one line)."""
     more = f"{sep}... ({len(items) - limit} more)" if len(items) > limit else ""
     return sep.join(items[:limit]) + more
+
+
+@contextlib.contextmanager
+def text_of(path: Path):
+    """Reading `path` inside: a file that is not UTF-8 raises ValueError naming it and its first bad byte."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} {not_utf8(path)}") from None

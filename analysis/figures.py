@@ -22,12 +22,19 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 from analysis.errors import AnalysisError, AnalysisWarning, warn
-from analysis.figures_curves import diagnostic_figures, dmc_hard_figure, split_suites, task_curve_figure
+from analysis.figures_curves import (
+    diagnostic_figures,
+    dmc_hard_figure,
+    finite_diagnostics,
+    split_suites,
+    task_curve_figure,
+)
 from analysis.figures_pooled import suite_aggregates
 from analysis.figures_sweeps import ablation_figures, transfer_figures
 from analysis.index_page import watch_index
@@ -35,6 +42,7 @@ from analysis.load import cross_sweep_runs, eval_rows, load_results
 from analysis.overlays import CHECKOUTS, Overlays, gather_overlays, of_suite
 from analysis.reference import resolve_reference
 from analysis.synthetic import MARKER
+from iqrl.runfolder.files import os_error_line
 
 DEFAULT_STEPS = "100000,500000,1000000"
 
@@ -60,13 +68,18 @@ def parse_steps(text: str) -> list[int]:
 
 def check_out(out: Path) -> None:
     """OUT is a folder, or can be made one, before anything is read or written: AnalysisError (one line) when
-    it or a folder above it is a file, or its nearest existing folder cannot be written."""
+    it or a folder above it is a file, or no file can be made in its nearest existing folder (made and removed
+    again: mode bits do not tell /proc, a read-only file system, or what root may write)."""
     for p in (out, *out.parents):
         if p.exists():
             if not p.is_dir():
                 raise AnalysisError(f"OUT={out}: {p} is a file, not a folder; choose another OUT=")
-            if not os.access(p, os.W_OK | os.X_OK):
-                raise AnalysisError(f"OUT={out}: {p} cannot be written; choose another OUT=")
+            try:
+                tempfile.TemporaryFile(dir=p, prefix=".probe.").close()
+            except OSError as e:
+                raise AnalysisError(
+                    f"OUT={out} cannot be written: {os_error_line(e, p)}; choose another OUT="
+                ) from None
             return
 
 
@@ -156,6 +169,7 @@ def make_figures(
         exclude_partial=exclude_partial,
         per_sweep=True,
     )
+    sweep_table = finite_diagnostics(sweep_table, note)
     table = cross_sweep_runs(sweep_table)
     evals, suite_evals = split_suites(eval_rows(table))
     plots.setup_style()

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from analysis.errors import shown
 from analysis.scores import add_scores
 from analysis.task_groups import DMC_HARD_GROUP, group_rows
 from iqrl.envs.tasks import DMC_HARD, split_task
@@ -180,6 +182,37 @@ def diagnostic_figures(table, colors: dict, seed: int, out: Path, note) -> list[
     else:
         note("no run has an active_codebook_pct_mean column: active-codebook figure skipped")
     return written
+
+
+#: The diagnostics the figures draw (diagnostic_figures and the ablations' latent-rank panels), each with the
+#: prefix of the columns logged beside it at a diagnostic step (iqrl.core.diagnostics).
+DIAGNOSTICS = {
+    "latent_rank": "latent_",
+    **{f"active_codebook_pct_{b}": "active_codebook_pct_" for b in ("mean", "min", "max")},
+}
+
+
+def finite_diagnostics(table: pd.DataFrame, note) -> pd.DataFrame:
+    """`table` with the drawn diagnostics' values that are no number left out (nan, as a step without
+    diagnostics), the runs holding them named in a note: inf, or nan at a step where the run logged the
+    column's other diagnostics (a value the diagnostic could not define, not a step without one). Averaged
+    in, an inf made a curve of inf and nan under numpy's warning alone."""
+    for column, prefix in DIAGNOSTICS.items():
+        if column not in table:
+            continue
+        values = table[column].astype(float)
+        beside = [c for c in table.columns if c.startswith(prefix) and c != column]
+        logged = table[beside].notna().any(axis=1) if beside else pd.Series(False, index=table.index)
+        bad = np.isinf(values) | (values.isna() & logged)
+        if bad.any():
+            runs = table.loc[bad, "run"].value_counts(sort=False).sort_index()
+            named = [f"{run} ({n} row(s))" for run, n in runs.items()]
+            note(
+                f"{column} is nan or inf in {int(bad.sum())} row(s) of {len(runs)} run(s), left out of its "
+                f"figures: {shown(named, 5, '; ')}"
+            )
+            table = table.assign(**{column: values.where(~np.isinf(values))})
+    return table
 
 
 def fsq_labels(table) -> dict[str, str]:

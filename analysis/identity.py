@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from iqrl.envs.tasks import TASK_GROUPS
+from analysis.errors import text_of
+from iqrl.envs.tasks import TASK_GROUPS, folder_task
 
 _SEED_DIR = re.compile(r"^seed_?(\d+)$")
 
@@ -132,7 +133,8 @@ def known_agents() -> frozenset[str]:
 
 
 def identity_from_layout(rel_parts: tuple[str, ...]) -> dict:
-    """Identity from `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (path parts relative to RESULTS).
+    """Identity from `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (path parts relative to RESULTS; <task>
+    a task's folder name, `iqrl.envs.tasks.folder_task`).
 
     The variant folder is optional and may have any name (`small` from `make validate --small`), so the
     parts above the seed folder are anchored, in this order, on: a known task name (the folder above
@@ -171,7 +173,7 @@ def identity_from_layout(rel_parts: tuple[str, ...]) -> dict:
         raise ValueError("expected <agent>/<task>/<variant>/seed<k>")
     return {
         "agent": rest[-2],
-        "task": rest[-1],
+        "task": folder_task(rest[-1]),  # `atari-Pong` (or `atari:Pong`, as folders were named) -> atari:Pong
         "variant": variant,
         "seed": seed,
         "sweep": "/".join(rest[:-2]),
@@ -183,7 +185,8 @@ def read_identity(run_dir: Path, results: Path) -> dict:
     cfg = {}
     cfg_path = run_dir / "config.yaml"
     if cfg_path.exists():
-        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        with text_of(cfg_path):
+            cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
         if not isinstance(cfg, dict):
             cfg = {}
     agent_cfg = cfg.get("agent")

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.errors import AnalysisError, shown, warn
+from analysis.errors import AnalysisError, shown, text_of, warn
 from analysis.identity import read_identity
 from analysis.repeats import cross_sweep_runs, repeated_runs, warn_locks, warn_repeats
 from analysis.task_groups import task_group
@@ -167,7 +167,8 @@ def read_evals(run_dir: Path, results: Path | None, fix: str = FIX_FOR_FIGURES) 
     outside [0, 1]: a score cannot be drawn from it, and leaving the row or the run out would change the
     aggregates without anyone deciding to (docs/figures.md)."""
     path = run_dir / "eval.csv"
-    ev = pd.read_csv(path)
+    with text_of(path):
+        ev = pd.read_csv(path)
     if "env_step" not in ev or "episode_return" not in ev:
         raise ValueError("eval.csv lacks env_step/episode_return")
     scored = [c for c in SCORED_COLUMNS if c in ev]
@@ -217,7 +218,8 @@ def run_rows(
     table = ev
     train_path = run_dir / "train.csv"
     if train_path.exists() and train_path.stat().st_size > 0:
-        tr = numeric_train(pd.read_csv(train_path), train_path, results)
+        with text_of(train_path):
+            tr = numeric_train(pd.read_csv(train_path), train_path, results)
         if "env_step" in tr and not tr.empty:
             tr = tr.drop_duplicates("env_step", keep="last")
             clash = [c for c in tr.columns if c in ev.columns and c != "env_step"]

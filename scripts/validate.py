@@ -92,7 +92,9 @@ def small_overrides(agent: str, task: str) -> list[str]:
 
 
 def run_dir(out: Path, agent: str, task: str, variant: str, seed: int) -> Path:
-    return out / agent / task / variant / f"seed{seed}"
+    from iqrl.envs.tasks import task_dir
+
+    return task_dir(out / agent, task) / variant / f"seed{seed}"
 
 
 def train_argv(
@@ -113,6 +115,22 @@ def train_argv(
         f"checkpoint_every={eval_every}",
     ]
     return layered(argv, small_overrides(agent, task) if small else [], extra)
+
+
+def extra_overrides(own: list[list[str]], extra: list[str]) -> str | None:
+    """The line that says which of the learning check's own keys (`own`: its runs' command lines without
+    --extra) `extra` gives another value, e.g. EVAL_EVERY's eval_every; None where it gives none."""
+    values: dict[str, set[str]] = {}
+    for argv in own:
+        for arg in argv:
+            key, _, value = arg.partition("=")
+            values.setdefault(key, set()).add(value)
+    over = [
+        f"{arg} over {key}={'/'.join(sorted(values[key]))}"
+        for arg in extra
+        if (key := arg.partition("=")[0]) in values and values[key] != {arg.partition("=")[2]}
+    ]
+    return f"note: EXTRA overrides the learning check's own keys: {'; '.join(over)}" if over else None
 
 
 def log_file(out: Path, folder: str) -> Path:
@@ -341,6 +359,7 @@ def _csv(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from iqrl.config.build import layered
     from iqrl.config.run import ConfigError
     from iqrl.core.registry import agent_names
     from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
@@ -397,17 +416,20 @@ def main(argv: list[str] | None = None) -> int:
     codes = {}  # run folder -> the trainer's exit code
     if not args.table_only:
         try:  # bad input stops everything before any run starts, with one line
-            jobs = [
-                train_argv(out, a, t, s, args.steps, args.small, args.eval_every, args.extra)
+            own = [  # the check's own keys; EXTRA's replace them, said in one line (extra_overrides)
+                train_argv(out, a, t, s, args.steps, args.small, args.eval_every, [])
                 for a in agents
                 for t in tasks
                 for s in seeds
             ]
+            jobs = [layered(argv, args.extra) for argv in own]
             for job in jobs:
                 check_job(job)
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        if line := extra_overrides(own, args.extra):
+            print(line, flush=True)
         print(f"{len(jobs)} runs, {args.jobs} at a time, logs in {out / 'logs'}", flush=True)
         try:
             codes = run_all(jobs, out, args.jobs)

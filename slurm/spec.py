@@ -31,9 +31,9 @@ A sweep file (``ablations/*.yaml``)::
 
 The variants of a sweep are the product of its axes (``variants`` x each ``zip`` entry x each ``grid``
 key); with no axes there is one variant, ``default``. Each run is agent x task x variant x seed and lives
-in ``RESULTS/<name>/<agent>/<task>/<variant>/seed<k>`` (variant name: ``slurm.naming.variant_name``; a
-multi-task run's <task> is its tasks joined by ``+``, `iqrl.envs.tasks.task_label`, in no task group: its
-budget is ``steps``' ``default`` entry).
+in ``RESULTS/<name>/<agent>/<task>/<variant>/seed<k>`` (variant name: ``slurm.naming.variant_name``; <task>
+with a suite prefix's ``:`` written ``-``, `iqrl.envs.tasks.task_folder`; a multi-task run's <task> is its
+tasks joined by ``+``, in no task group: its budget is ``steps``' ``default`` entry).
 
 A variant whose overrides say `init_from: <source name>` runs on the tasks that source maps, each run
 depending on a source run: the same agent and seed on the
@@ -54,7 +54,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from iqrl.envs.tasks import label_tasks, task_label
+from iqrl.envs.tasks import label_tasks, task_dir, task_label
 from slurm.naming import dotlist, dotlist_value, variant_name
 from slurm.yamlfile import is_int, read_yaml
 
@@ -101,7 +101,10 @@ class RunSpec:
         return f"{self.agent}/{self.task}/{self.variant}/seed{self.seed}"
 
     def run_dir(self, results: Path | str) -> Path:
-        return Path(results) / self.sweep / self.agent / self.task / self.variant / f"seed{self.seed}"
+        """RESULTS/<sweep>/<agent>/<task folder>/<variant>/seed<k> (`iqrl.envs.tasks.task_dir`: no `:` in a
+        task's folder, but the one an earlier version wrote with it where only that one exists)."""
+        where = task_dir(Path(results) / self.sweep / self.agent, label_tasks(self.task))
+        return where / self.variant / f"seed{self.seed}"
 
     def argv(self, results: Path | str) -> list[str]:
         """The trainer command line (``python -m iqrl.train <argv>``); ``out`` is absolute."""

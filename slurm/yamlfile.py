@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
+from iqrl.core.checks import not_utf8
+
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *anchor` may be followed by keys that override merged ones
 
 
@@ -45,12 +47,14 @@ def is_int(value: Any) -> bool:
 
 
 def read_yaml(path: Path, what: str, error: type[Exception]) -> Any:
-    """The YAML document in ``path``; unreadable files and invalid YAML (duplicate keys included) raise
-    ``error`` with one line naming the file, ``what`` it is, and the line and column of the problem."""
+    """The YAML document in ``path``; unreadable files, files that are not UTF-8 and invalid YAML (duplicate
+    keys included) raise ``error`` with one line naming the file, ``what`` it is, and where the problem is."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise error(f"{path}: cannot read {what} ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: {what} {not_utf8(path)}") from None
     try:
         return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as e:

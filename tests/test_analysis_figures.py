@@ -197,6 +197,34 @@ def test_exclude_partial_and_skipped_figures(tmp_path):
     assert not (tmp_path / "o" / "latent_rank.png").exists()
 
 
+def test_diagnostics_that_are_no_number_are_left_out_naming_their_runs(tmp_path):
+    """inf in a latent rank, and nan for the codebook share where its min and max were logged: left out of
+    the curves (which stay finite) under one note per column naming the runs; nan on a row without
+    diagnostics (the step's training row) is no diagnostic and passes unnamed."""
+    rank = {0: [4.0, 6.0], 1: [5.0, float("inf")], 2: [5.0, 7.0]}
+    code = {0: [50.0, 60.0], 1: [50.0, 70.0], 2: [float("nan"), 80.0]}
+    for seed in range(3):
+        train = {
+            "env_step": [50, 100, 100, 200],
+            "latent_rank": [rank[seed][0], float("nan"), rank[seed][1], 8.0],
+            "active_codebook_pct_mean": [code[seed][0], float("nan"), code[seed][1], 90.0],
+            "active_codebook_pct_min": [40.0, float("nan"), 50.0, 80.0],
+        }
+        write_run(
+            tmp_path / "r" / "iqrl" / "walker-walk" / f"seed{seed}", [(0, 0.0), (200, 5.0)], train=train
+        )
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", tmp_path / "o", "--steps", "200", *FAST])
+    assert rc == 0, err
+    notes = [line for line in err.splitlines() if "nan or inf" in line or "Warning" in line]
+    assert notes == [
+        "warning: latent_rank is nan or inf in 1 row(s) of 1 run(s), left out of its figures: "
+        "iqrl/walker-walk/seed1 (1 row(s))",
+        "warning: active_codebook_pct_mean is nan or inf in 1 row(s) of 1 run(s), left out of its figures: "
+        "iqrl/walker-walk/seed2 (1 row(s))",
+    ]
+    assert (tmp_path / "o" / "latent_rank.png").exists() and (tmp_path / "o" / "active_codebook.png").exists()
+
+
 def test_no_shared_task_with_iqrl_skips_probability_of_improvement(tmp_path):
     for seed in range(2):
         write_run(tmp_path / "r" / "iqrl" / "walker-walk" / f"seed{seed}", [(0, 0.0), (100, 500.0 + seed)])
@@ -279,6 +307,10 @@ def test_an_unscorable_return_or_an_out_that_is_a_file_stops_before_anything_is_
             == f"error: OUT={out_arg}: {tmp_path / 'file'} is a file, not a folder; choose another OUT=\n"
         )
     assert (tmp_path / "file").read_text() == ""
+    # /proc is a folder that anyone's mode bits (and root) may write, yet it takes no file
+    rc, out, err = run_cli(["--results", tmp_path / "r", "--out", "/proc/figs", *FAST])
+    assert rc == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("error: OUT=/proc/figs cannot be written: ") and "while writing /proc;" in err
 
 
 def test_process_exit_status_and_make_target(tmp_path):

@@ -446,6 +446,24 @@ def test_runs_without_a_scorable_row_are_named_and_left_out(tmp_path):
     assert sorted(table["seed"].unique()) == [0, 1] and info.n_runs == 2
 
 
+def test_a_run_file_that_is_not_utf8_is_named_where_its_run_is_skipped(tmp_path):
+    """A config.yaml, eval.csv or train.csv saved in Latin-1 (an é): the run is left out under a warning
+    naming its folder, the file and the byte (the decoder's message named no file)."""
+    folders = [tmp_path / "a" / "walker-walk" / f"seed{seed}" for seed in range(4)]
+    for run in folders:
+        write_run(run, [(0, 1.0), (100, 9.0)], config={"agent": "a", "task": "walker-walk", "seed": 0})
+    (folders[1] / "config.yaml").write_bytes("agent: a # café\ntask: walker-walk\n".encode("latin-1"))
+    (folders[2] / "train.csv").write_bytes("env_step,q_loss\n100,1.0 é\n".encode("latin-1"))
+    (folders[3] / "eval.csv").write_bytes("env_step,episode_return\n100,1.0\n# é\n".encode("latin-1"))
+    with pytest.warns(AnalysisWarning) as record:
+        table, info = load_results(tmp_path)
+    assert "3 run folder(s) skipped: " + "; ".join(
+        f"a/walker-walk/seed{seed}: {name} is not UTF-8 text (byte 0xe9 on line {line})"
+        for seed, name, line in ((1, "config.yaml", 1), (2, "train.csv", 2), (3, "eval.csv", 3))
+    ) in [str(w.message) for w in record]
+    assert info.n_runs == 1 and table["run"].unique().tolist() == ["a/walker-walk/seed0"]
+
+
 def test_text_in_a_train_csv_column_is_one_error_and_nan_there_stands(tmp_path):
     run = write_run(
         tmp_path / "a" / "walker-walk" / "seed0", [(0, 1.0), (100, 9.0)], train={"env_step": [0, 100]}

@@ -121,3 +121,82 @@ def test_compare_names_the_one_file_it_cannot_read(tmp_path, capsys, bad):
     assert len(err) == 1 and err[0].startswith(f"error: cannot read bench file {files[bad]}: "), err
     other = files["new" if bad == "old" else "old"]
     assert str(other) not in err[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--set", "agent.mlp_dims=[32,32"],
+            "invalid value for agent.mlp_dims: '[32,32' is not valid YAML (did not find expected ',' or ']')",
+        ),
+        (["--agents", "td3,sac,td3"], "--agents names td3 more than once"),
+        (["--dtypes", "fp32,bf16,fp32,bf16"], "--dtypes names bf16, fp32 more than once"),
+        (["--seeds", "1,1"], "--seeds names 1 more than once"),
+        (
+            ["--updates", "99999999999"],
+            "--updates takes at most 100,000 timed updates per row, got 99,999,999,999",
+        ),
+    ],
+)
+def test_unreadable_sets_repeated_rows_and_endless_updates_are_refused_before_measuring(
+    tmp_path, capsys, rows_measured, args, message
+):
+    assert main([*TD3, *args, "--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert rows_measured == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_out_that_cannot_be_created_is_refused_before_anything_is_measured(
+    tmp_path, capsys, rows_measured
+):
+    """/proc is a folder whose mode bits may allow writing (as root), yet no file can be made in it."""
+    assert main([*TD3, "--out", "/proc/b.json"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --out /proc/b.json cannot be written: no such file or directory while writing "
+        "/proc/b.json.tmp"
+    ]
+    assert main([*TD3, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --out {tmp_path} is a folder; give a file name such as {tmp_path / 'bench.json'}"
+    ]
+    assert rows_measured == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_row_records_its_set_keys_and_envs_per_seed(monkeypatch):
+    monkeypatch.setattr(cli, "measure", lambda *a: {"updates_per_s": 1.0})
+    args = cli.argparse.Namespace(
+        one=["dreamerv3", "cartpole-balance", "fp32"], device="cpu", one_compile="false", one_obs="state",
+        image_size=84, set=["train_envs=4"], end_to_end=None, group=0, updates=2, collect_s=1.0,
+    )  # fmt: skip
+    assert cli.one_row(args) == {
+        "updates_per_s": 1.0,
+        "set": ["train_envs=4"],
+        "train_envs": 4,
+    }
+
+
+def test_compare_pairs_only_rows_measured_alike(tmp_path, capsys):
+    """Rows that record other --set keys or envs per seed are named, not given a ratio; a row from before rows
+    recorded them is compared with a line saying what cannot be checked."""
+    row = dict(agent="td3", task="walker-walk", device="cpu", dtype="fp32", compile=False, updates_per_s=2.0)
+    alike = {"set": [], "train_envs": 1}
+    old = [row | alike, row | alike | {"task": "dog-run"}, row | {"task": "cheetah-run"}]
+    new = [
+        row | {"set": ["agent.mlp_dims=[32,32]"], "train_envs": 1, "updates_per_s": 30.0},
+        row | alike | {"task": "dog-run", "train_envs": 4, "updates_per_s": 8.0},
+        row | alike | {"task": "cheetah-run", "updates_per_s": 3.0},
+    ]
+    files = [tmp_path / "old.json", tmp_path / "new.json"]
+    for path, rows in zip(files, (old, new)):
+        path.write_text(json.dumps(rows))
+    assert main(["--compare", *map(str, files)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in out[1:-2]] == ["1.50x"]  # cheetah-run alone
+    assert out[-2:] == [
+        "1 pair(s) above include a row that records no --set keys or train_envs (a bench file from before "
+        "rows recorded them): make sure both were measured with the same ones",
+        "not compared, measured with other settings (2): td3 walker-walk cpu fp32 K=1 state (set [] vs "
+        "['agent.mlp_dims=[32,32]']); td3 dog-run cpu fp32 K=1 state (train_envs 1 vs 4)",
+    ]

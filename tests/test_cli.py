@@ -30,6 +30,13 @@ BAD = [
     (["agent=dcwm", "agent.fsq_levels=[5,2]"], "use agent.fsq_symmetric=true"),
     (["agent.horizon=0"], "agent.horizon must be >= 1"),
     (["steps=many"], "invalid value for steps"),
+    # a value YAML cannot read names its key (it was the YAML parser's 30-line traceback)
+    (
+        ["agent.mlp_dims=[32,32"],
+        "agent.mlp_dims: '[32,32' is not valid YAML (did not find expected ',' or ']')",
+    ),
+    (["agent.mlp_dims={32"], "agent.mlp_dims: '{32' is not valid YAML (did not find expected ',' or '}')"),
+    (["task='walker-walk"], 'for task: "\'walker-walk" is not valid YAML (found unexpected end of stream)'),
     (["agent.nstep=0"], "agent.nstep must be >= 1"),
     (["agent=td3", "agent.horizon=3"], "unknown config key 'agent.horizon'"),
     (["episode_length=999"], "episode_length must be in 1..1000 and a multiple of action_repeat"),

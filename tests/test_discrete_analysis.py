@@ -71,6 +71,22 @@ def test_atari_runs_pool_as_human_normalized_scores_and_minigrid_as_success_rate
     assert minigrid[["mean", "n_runs"]].tolist() == pytest.approx([0.5, 2])
 
 
+def test_atari_runs_load_from_folders_named_with_or_without_the_colon(tmp_path):
+    """`mrq/atari-Pong/seed0` (today's folder name, no config.yaml: the task read back from the name) and
+    `mrq/atari:Pong/seed1` (an earlier version's, with its config.yaml) are two seeds of one task."""
+    from analysis.load import load_results
+
+    write_run(tmp_path / "mrq" / "atari-Pong" / "seed0", [(0, -21.0), (1000, -20.0)])
+    config = {"agent": {"name": "mrq"}, "task": "atari:Pong", "seed": 1, "steps": 1000}
+    write_run(tmp_path / "mrq" / "atari:Pong" / "seed1", [(0, -21.0), (1000, -19.0)], config=config)
+    table, info = load_results(tmp_path)
+    runs = table.drop_duplicates("run")
+    assert info.n_runs == 2 and runs[["method", "task", "seed"]].values.tolist() == [
+        ["mrq", "atari:Pong", 0],
+        ["mrq", "atari:Pong", 1],
+    ]
+
+
 @pytest.mark.parametrize("rate", ["1.7", "-0.25"])
 def test_a_success_rate_outside_0_1_is_one_error_naming_the_file_and_line_and_writes_nothing(
     tmp_path, capsys, rate

@@ -125,3 +125,25 @@ def test_unknown_task_names_give_a_clear_error(task):
         DMCEnv(task, seed=0)
     with pytest.raises(ValueError, match="did you mean walker-walk"):
         DMCEnv("walker-wlak", seed=0)
+
+
+def test_task_folders_hold_no_colon_and_read_back_as_their_task():
+    """A task's folder name writes a suite prefix's `:` as `-` (some file systems, archive tools and Slurm
+    paths refuse `:`); the name reads back as the task, as does a folder named with the `:` before."""
+    from iqrl.envs.tasks import ATARI_57, SUITES, TASK_GROUPS, folder_task, task_folder, task_label
+
+    assert task_folder("atari:Pong") == "atari-Pong" and folder_task("atari-Pong") == "atari:Pong"
+    pair = ["gym:Hopper-v4", "gym:Walker2d-v4"]
+    assert task_folder(pair) == "gym-Hopper-v4+gym-Walker2d-v4" and folder_task(
+        task_folder(pair)
+    ) == "+".join(pair)
+    tasks = (
+        [s.example for s in SUITES.values()] + list(ATARI_57) + [t for g in TASK_GROUPS.values() for t in g]
+    )
+    assert (
+        {folder_task(task_folder(t)) for t in tasks}
+        == {folder_task(task_label(t)) for t in tasks}
+        == set(tasks)
+    )
+    assert not any(":" in task_folder(t) for t in tasks)
+    assert task_folder("walker-walk") == "walker-walk" == folder_task("walker-walk")

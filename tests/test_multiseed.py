@@ -721,6 +721,7 @@ def test_a_seed_without_any_checkpoint_restarts_the_group_with_a_warning(tmp_pat
         (["agent=iqrl", "seeds=a,b"], "comma-separated list of ints"),
         (["agent=iqrl", "seed=1"], "use seeds="),
         (["agent=iqrl", "seeds=0,1", "agent.horizon=0"], "horizon"),
+        (["agent=iqrl", "seeds=0,1", "agent.mlp_dims=[32,32"], "agent.mlp_dims: '[32,32' is not valid YAML"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):

@@ -127,3 +127,25 @@ def untimed(path: Path) -> list[dict[str, str]]:
     """A CSV's rows without the columns that measure time (iqrl.runfolder.files.TIME_COLUMNS)."""
     with open(path, newline="") as f:
         return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
+
+
+def test_a_run_folder_named_with_a_colon_is_found_and_resumed_by_its_command(tmp_path, monkeypatch):
+    """Run folders were named by the task with its `:` (`runs/dqn/minigrid:MiniGrid-Empty-5x5-v0/seed1`); they
+    are named `minigrid-MiniGrid-Empty-5x5-v0` now. The command that wrote such a folder, stopped mid-run,
+    finds it (no new folder beside it) and resumes it to the uninterrupted twin's evaluations, and another
+    seed of it goes beside it; a run with no such folder gets the new name."""
+    from iqrl.config.build import build_config
+    from iqrl.runfolder.exits import EXIT_INTERRUPTED
+
+    from conftest import TINY_DISCRETE_TASK, stop_after_steps, tiny_run
+
+    monkeypatch.chdir(tmp_path)
+    old, new = (Path("runs", "dqn", TINY_DISCRETE_TASK.replace(":", c), "seed1") for c in (":", "-"))
+    assert build_config(tiny_run("dqn")).out == str(new)
+    assert main([*tiny_run("dqn"), f"out={old}"], should_stop=stop_after_steps(300)) == EXIT_INTERRUPTED
+    assert build_config(tiny_run("dqn")).out == str(old)
+    assert main(tiny_run("dqn")) == EXIT_OK
+    assert not new.exists() and json.loads((old / "status.json").read_text())["state"] == "done"
+    assert main(tiny_argv("dqn", tmp_path / "twin")) == EXIT_OK
+    assert untimed(old / "eval.csv") == untimed(tmp_path / "twin" / "eval.csv")
+    assert build_config(tiny_run("dqn", seed=2)).out == str(old.with_name("seed2"))  # beside its seeds

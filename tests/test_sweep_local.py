@@ -244,3 +244,54 @@ def test_ctrl_c_during_a_local_sweep_checkpoints_every_running_run(tmp_path, mon
         assert (st.kind, read_status(d)["state"]) == ("interrupted", "interrupted"), out
         assert _checkpoint_step(d) == st.env_step >= 200
     assert inspect_run(run_dir(tmp_path, 2), None).kind == "missing"
+
+
+def test_make_sweep_status_and_bench_keep_paths_with_a_space_whole(tmp_path):
+    """SWEEP, RESULTS and BENCH_OUT are quoted in the Makefile's commands (as figures' and video's are): a dry
+    sweep and `make status` of a sweep file and results folder whose paths hold a space run as make runs
+    them; unquoted, each path was split into two arguments."""
+    import shlex
+
+    sweep_file, results = tmp_path / "my sweeps" / "tiny.yaml", tmp_path / "my results"
+    sweep_file.parent.mkdir()
+    sweep_file.write_text("agents: [td3]\ntasks: [cartpole-balance]\nseeds: 1\nsteps: 1000\n")
+
+    def made(target: str, *variables: str) -> list[str]:
+        dry = subprocess.run(
+            ["make", "-n", "-s", target, *variables],
+            cwd=TESTS.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        line = dry.stdout.replace("\\\n", " ").splitlines()[-1]
+        return [sys.executable, *shlex.split(line)[1:]]
+
+    paths = [f"SWEEP={sweep_file}", f"RESULTS={results}"]
+    sweep_run = f"{results}/tiny/td3/cartpole-balance/default/seed0"  # what the dry sweep lists
+    for target, extra, shown in (("sweep", ["DRY=1", "CLUSTER=local"], sweep_run), ("status", [], "\ntd3 ")):
+        run = subprocess.run(made(target, *paths, *extra), cwd=TESTS.parent, capture_output=True, text=True)
+        assert run.returncode == 0 and shown in run.stdout, run.stderr
+    assert not results.exists()
+    bench = made("bench", f"BENCH_OUT={tmp_path / 'my bench.json'}")
+    assert bench[bench.index("--out") + 1] == str(tmp_path / "my bench.json")
+
+
+def test_a_sweep_names_task_folders_without_a_colon_and_finds_those_named_with_one(tmp_path, capsys):
+    """A task's `:` is `-` in its run folders (iqrl.envs.tasks.task_folder); where an earlier version wrote
+    the task's folder with the `:`, its runs are resumed there, and a seed added joins them."""
+    from conftest import TINY_DISCRETE_TASK
+
+    sweep_file, results = tmp_path / "d.yaml", tmp_path / "r"
+    sweep_file.write_text(f"agents: [dqn]\ntasks: ['{TINY_DISCRETE_TASK}']\nseeds: 2\nsteps: 1000\n")
+
+    def listed() -> list[str]:
+        assert cli(["sweep", str(sweep_file), "--results", str(results), "--dry", "--cluster", "local"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        return [line.strip() for line in out if line.startswith(f"  {results}")]
+
+    task = results / "d" / "dqn" / TINY_DISCRETE_TASK.replace(":", "-")
+    assert listed() == [str(task / "default" / f"seed{k}") for k in (0, 1)]
+    old = results / "d" / "dqn" / TINY_DISCRETE_TASK / "default" / "seed1"
+    old.mkdir(parents=True)
+    assert listed() == [str(old.with_name("seed0")), str(old)]

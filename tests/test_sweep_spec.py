@@ -206,6 +206,23 @@ def test_invalid_yaml_names_the_line(tmp_path):
         load_sweep(tmp_path / "nope.yaml", GROUPS)
 
 
+@pytest.mark.parametrize("command", ["sweep", "status"])
+def test_a_sweep_file_that_is_not_utf8_is_one_line_naming_it(tmp_path, capsys, command):
+    """A sweep file saved in Latin-1 (a comment's é) was a UnicodeDecodeError's traceback naming no file."""
+    from slurm.__main__ import main
+
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("agents: [td3]\ntasks: [cartpole-balance]\n# café\n".encode("latin-1"))
+    assert (
+        main([command, str(p), "--results", str(tmp_path / "results"), *["--dry"] * (command == "sweep")])
+        == 2
+    )
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {p}: sweep file is not UTF-8 text (byte 0xe9 on line 3)"
+    ]
+    assert sorted(tmp_path.iterdir()) == [p]
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -244,6 +244,41 @@ def test_train_argv_is_a_valid_run_config(tmp_path):
     assert cfg.agent.mlp_dims == [256, 256] and cfg.agent.latent_dim == 64
 
 
+def test_extra_keys_over_the_checks_own_are_named_before_the_runs_start(tmp_path, capsys, monkeypatch):
+    """EXTRA's eval_every replaces EVAL_EVERY's (and checkpoint_every, --small's caps): one line names each
+    key it replaces and the value it replaced, before any run starts; keys the check leaves alone are not
+    named, nor a key given its own value."""
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    started = []
+    monkeypatch.setattr(validate, "run_all", lambda jobs, out, n: started.extend(jobs) or {})
+    extra = [
+        "eval_every=5000",
+        "eval_episodes=3",
+        "agent.mlp_dims=[64,64]",
+        "seed_steps=4000",
+        "sweep=validate",
+    ]
+    argv = [
+        "--agents",
+        "td3",
+        "--tasks",
+        "walker-walk",
+        "--steps",
+        "20000",
+        "--small",
+        "--eval-every",
+        "10000",
+    ]
+    validate.main([*argv, "--out", str(tmp_path / "v"), "--reference", str(ref), "--extra", *extra])
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "note: EXTRA overrides the learning check's own keys: eval_every=5000 over eval_every=10000; "
+        "agent.mlp_dims=[64,64] over agent.mlp_dims=[256,256]"
+    )
+    assert len(started) == 1 and {"eval_every=5000", "agent.mlp_dims=[64,64]"} <= set(started[0])
+    assert validate.extra_overrides([["eval_every=10000"]], ["eval_every=10000", "steps=5"]) is None
+
+
 def test_missing_reference_fails_before_any_training(tmp_path, capsys):
     argv = [
         "--agents",

@@ -28,10 +28,11 @@ worker processes where the process has two cores), in this process
 (group_env_steps_per_s_threads) and the first against one env alone (collect_vs_one; docs/performance.md).
 Rows: agent, task, obs, device, dtype, compile, seeds, updates_per_s, ops_per_update, env_steps_per_s,
 group_env_steps_per_s, group_env_steps_per_s_threads, collect_vs_one, act_ms, render_ms, compile_s,
-hours_per_1m, peak_mem_mb, mem_floor_mb, timed_updates, torch, hardware. A row is timed only where its updates
-ran: after timing, every seed's count of updates must have advanced by the timed count and its parameters
-changed (else the row is an error naming the seed); `flag` marks a row whose peak memory is below its own
-floor (networks, stacks, optimizer state: mem_floor_mb).
+hours_per_1m, peak_mem_mb, mem_floor_mb, timed_updates, torch, hardware, and how it was measured: its `--set`
+keys (set) and envs per seed (train_envs), which `--compare` requires alike in the rows it pairs. A row is
+timed only where its updates ran: after timing, every seed's count of updates must have advanced by the timed
+count and its parameters changed (else the row is an error naming the seed); `flag` marks a row whose peak
+memory is below its own floor (networks, stacks, optimizer state: mem_floor_mb).
 
 `--end-to-end STEPS` measures whole runs instead (iqrl/bench/endtoend.py, row kind `run`): a real training
 run of STEPS env steps for each agent, task, dtype, compile mode and K of `--seeds` (K > 1: a K-seed group),
@@ -52,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +60,7 @@ from pathlib import Path
 import torch
 
 from iqrl.bench import plain
+from iqrl.bench.arguments import MAX_TIMED_UPDATES, bad_arguments, seed_counts, staging, unlisted
 from iqrl.bench.collect import BACKENDS, collect_main, measure_collection
 from iqrl.bench.compare import compare
 from iqrl.bench.endtoend import measure_run, run_argv, split_text
@@ -98,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated among false, true, cudagraphs (CUDA): rows with those run keys, in one run",
     )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--updates", type=int, default=20)
+    p.add_argument(
+        "--updates",
+        type=int,
+        default=20,
+        help=f"timed updates per row (at most {MAX_TIMED_UPDATES:,})",
+    )
     p.add_argument(
         "--seeds",
         default="1",
@@ -314,26 +320,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def unlisted(flag: str, given: str, allowed) -> str | None:
-    """The error line of a comma-separated `flag` listing no value or one outside `allowed`; None if none."""
-    values = [v for v in given.split(",") if v]
-    if values and not set(values) - set(allowed):
-        return None
-    return f"error: {flag} must list values among {', '.join(allowed)}, got {given!r}"
-
-
-def seed_counts(text: str) -> list[int] | None:
-    """`--seeds` as a list of ints >= 1; None where it is not one."""
-    try:
-        seeds = [int(k) for k in text.split(",") if k]
-    except ValueError:
-        return None
-    return seeds if seeds and min(seeds) >= 1 else None
-
-
 def one_row(args) -> dict:
     """The row that `--one AGENT TASK DTYPE` measures in this process: a whole run (`--end-to-end`), a K-seed
-    group's updates (`--group K`) or one seed's."""
+    group's updates (`--group K`) or one seed's; with the `--set` keys and envs per seed it was measured with
+    (`--compare` pairs only rows measured alike)."""
+    a, t, d = args.one
+    cfg = build_config(
+        bench_argv(a, t, d, args.device, args.one_compile, args.one_obs, args.image_size, args.set)
+    )
+    return {**measured_row(args), "set": list(args.set), "train_envs": cfg.train_envs}
+
+
+def measured_row(args) -> dict:
     a, t, d = args.one
     if args.end_to_end:
         k, obs, size = max(args.group, 1), args.one_obs, args.image_size
@@ -388,22 +386,6 @@ def end_to_end_main(args, todo: list) -> int:
         )
     print(f"wrote {args.out}")
     return 0
-
-
-def bad_arguments(args) -> str | None:
-    """What is wrong with the command's numbers and its --out, checked before anything is measured (one
-    line); None when nothing is."""
-    if args.end_to_end is not None and args.end_to_end < 1:
-        return f"--end-to-end takes a positive number of env steps, got {args.end_to_end}"
-    if args.end_to_end is None and not args.collect and args.updates < 1:  # (those time no update)
-        return f"--updates takes a positive number of timed updates, got {args.updates}"
-    if args.collect_s <= 0:
-        return f"--collect-s takes a positive number of seconds, got {args.collect_s}"
-    folder = Path(args.out).resolve().parent
-    if not args.matmul_split and not (folder.is_dir() and os.access(folder, os.W_OK)):
-        why = "is not writable" if folder.is_dir() else "does not exist"
-        return f"--out {args.out}: its folder {folder} {why}"
-    return None
 
 
 def failure_line(stderr: str, returncode: int) -> str:
@@ -495,7 +477,7 @@ def plain_main(args, tasks: list[str], modes: list[str]) -> int:
 
 def write_rows(rows: list[dict], out: str) -> None:
     """The rows as a JSON list, written atomically."""
-    tmp = Path(out).with_suffix(".json.tmp")
+    tmp = staging(Path(out))
     tmp.write_text(json.dumps(rows, indent=1) + "\n")
     tmp.replace(out)
 

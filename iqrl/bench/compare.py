@@ -44,16 +44,45 @@ def compare(old_path: str, new_path: str) -> int:
         f"{'new':>8} "
         f"{'ratio':>6}"
     )
+    unpaired, unknown = [], 0
     for k, r in new.items():
-        if k in old:
-            o = old[k]["updates_per_s"]
-            ratio = f"{r['updates_per_s'] / o:>5.2f}x" if o else "   n/a"
-            print(
-                f"{r['agent']:<14} {r['task']:<12} {r['device']:<7} {r['dtype']:<5} {r.get('seeds', 1):>5} "
-                f"{o:>14.2f} {r['updates_per_s']:>8.2f} {ratio}"
-            )
-    for label, only in (("old", old.keys() - new.keys()), ("new", new.keys() - old.keys())):
+        if k not in old:
+            continue
+        if differs := setting_change(old[k], r):
+            unpaired.append(f"{label(k)} ({differs})")
+            continue
+        unknown += RECORDED[0] not in old[k] or RECORDED[0] not in r
+        o = old[k]["updates_per_s"]
+        ratio = f"{r['updates_per_s'] / o:>5.2f}x" if o else "   n/a"
+        print(
+            f"{r['agent']:<14} {r['task']:<12} {r['device']:<7} {r['dtype']:<5} {r.get('seeds', 1):>5} "
+            f"{o:>14.2f} {r['updates_per_s']:>8.2f} {ratio}"
+        )
+    if unknown:
+        print(
+            f"{unknown} pair(s) above include a row that records no --set keys or train_envs (a bench file "
+            "from before rows recorded them): make sure both were measured with the same ones"
+        )
+    if unpaired:
+        print(f"not compared, measured with other settings ({len(unpaired)}): {'; '.join(unpaired)}")
+    for side, only in (("old", old.keys() - new.keys()), ("new", new.keys() - old.keys())):
         if only:
-            names = ", ".join(f"{a} {t} {d} {dt} K={k} {o}" for a, t, d, dt, _, k, o in sorted(only, key=str))
-            print(f"only in the {label} file ({len(only)}): {names}")
+            print(f"only in the {side} file ({len(only)}): {', '.join(map(label, sorted(only, key=str)))}")
     return 0
+
+
+#: What a row records of how it was measured beside its key (bench rows from before these record neither).
+RECORDED = ("set", "train_envs")
+
+
+def setting_change(old: dict, new: dict) -> str:
+    """How two rows of one key were measured differently ('' where not, or where a row records nothing): a
+    rate under other `--set` keys or another number of envs per seed is no measure of a code change."""
+    if not all(f in row for f in RECORDED for row in (old, new)):
+        return ""
+    return "; ".join(f"{f} {old[f]} vs {new[f]}" for f in RECORDED if old[f] != new[f])
+
+
+def label(key: tuple) -> str:
+    a, t, d, dt, _, k, o = key
+    return f"{a} {t} {d} {dt} K={k} {o}"

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import difflib
 import functools
-import os
 from dataclasses import fields
 from importlib import resources
+from pathlib import Path
 
 import yaml
 from omegaconf import OmegaConf
@@ -33,8 +33,8 @@ from iqrl.envs.tasks import (
     protocol_steps,
     split_task,
     suite_of,
+    task_dir,
     task_group,
-    task_label,
     task_list,
 )
 
@@ -148,9 +148,7 @@ def build_config(argv: list[str]) -> RunConfig:
         {"agent": o} for task in tasks for o in _task_overrides(entry, task, agent_cls)
     ]
     try:
-        cfg = OmegaConf.merge(
-            _structured_defaults(agent_cls, name), *layers, OmegaConf.from_dotlist(overrides)
-        )
+        cfg = OmegaConf.merge(_structured_defaults(agent_cls, name), *layers, _dotlist(overrides))
         run: RunConfig = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e, agent_cls)) from None
@@ -177,8 +175,27 @@ def build_config(argv: list[str]) -> RunConfig:
         run.seed_steps = phase.length(run.action_repeat, run.episode_length, run.train_envs)
     validate(run)
     if not run.out:
-        run.out = os.path.join("runs", name, task_label(run.task), f"seed{run.seed}")
+        run.out = str(task_dir(Path("runs", name), run.task) / f"seed{run.seed}")
     return run
+
+
+def _dotlist(overrides: list[str]):
+    """The `key=value` overrides as OmegaConf reads them: each value is YAML, so one that is not (an unclosed
+    bracket, brace or quote) is a ConfigError naming its key rather than the YAML parser's traceback."""
+    try:
+        return OmegaConf.from_dotlist(overrides)
+    except yaml.YAMLError:
+        for arg in overrides:
+            key, _, value = arg.partition("=")
+            try:
+                OmegaConf.from_dotlist([arg])
+            except yaml.YAMLError as e:
+                problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+                raise ConfigError(
+                    f"invalid value for {key}: {value!r} is not valid YAML ({problem}); "
+                    "close its bracket, brace or quote"
+                ) from None
+        raise
 
 
 @functools.cache
@@ -209,7 +226,7 @@ def _task_arg(overrides: list[str]) -> str | list[str]:
 def _parse_task(arg: str):
     """The value of a `task=` argument as the command line's other keys are read (once per distinct text)."""
     try:
-        return OmegaConf.to_container(OmegaConf.from_dotlist([arg]))["task"]
+        return OmegaConf.to_container(_dotlist([arg]))["task"]
     except OmegaConfBaseException as e:
         raise ConfigError(f"invalid value for task: {e}") from None
 

@@ -1,9 +1,10 @@
-"""The one validation helper (a list of (condition, message) pairs, the first failing one raised) and the one
-error a run refuses with."""
+"""The one validation helper (a list of (condition, message) pairs, the first failing one raised), the one
+error a run refuses with, and what an error line says of a file that is not UTF-8."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 
 def require(checks: Iterable[tuple[bool, str]], error: type[Exception] = ValueError) -> None:
@@ -20,3 +21,15 @@ def require(checks: Iterable[tuple[bool, str]], error: type[Exception] = ValueEr
 
 class Refused(RuntimeError):
     """The run cannot start (or go on) and nothing (more) is written: its one-line reason, exit 2."""
+
+
+def not_utf8(path: Path) -> str:
+    """What an error line says of a file that a UTF-8 decoder refused: its first bad byte and that byte's
+    line (the decoder's message names no file; a reader decoding in chunks gives an offset in its chunk)."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        return f"is not UTF-8 text (byte {data[e.start]:#04x} on line {line})"
+    return "is UTF-8 text"

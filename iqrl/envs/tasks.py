@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,32 @@ def label_tasks(label: str) -> str | list[str]:
     """The `task` value a label of `task_label` stands for: one name, or the list of a multi-task run."""
     tasks = label.split("+")
     return tasks[0] if len(tasks) == 1 else tasks
+
+
+def task_folder(task: str | list[str]) -> str:
+    """A run's task(s) as a folder name: `task_label` with each suite prefix's `:` written `-` (`atari:Pong`
+    -> `atari-Pong`), as some file systems, archive tools and Slurm paths refuse `:`. config.yaml keeps the
+    task itself; `folder_task` reads a folder name back."""
+    return task_label(task).replace(":", "-")
+
+
+def folder_task(name: str) -> str:
+    """The task label a run folder's name stands for: `task_folder`'s (`atari-Pong` -> `atari:Pong`) or the
+    label itself, as folders written with `:` are named. No DMC domain is named like a suite."""
+
+    def task(part: str) -> str:
+        prefix, sep, rest = part.partition("-")
+        return f"{prefix}:{rest}" if sep and prefix in SUITES and prefix != "dmc" else part
+
+    return "+".join(task(part) for part in name.split("+"))
+
+
+def task_dir(parent: Path, task: str | list[str]) -> Path:
+    """The folder of a task's runs under `parent`: parent/<task_folder>, or the one an earlier version named
+    with `:` (parent/<task_label>) where only that one exists, so that a rerun of its command finds and
+    resumes its runs (and a seed added to them joins them: a K-seed group's seeds share one folder)."""
+    new, old = parent / task_folder(task), parent / task_label(task)
+    return old if old != new and old.is_dir() and not new.exists() else new
 
 
 def task_group(task: str) -> str | None:

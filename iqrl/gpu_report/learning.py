@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from iqrl.envs.tasks import task_folder
 from iqrl.gpu_report import plan
 from iqrl.runfolder.files import RESULT_FILES, TIME_SPLIT_PHASES, read_status
 
@@ -47,8 +48,8 @@ FIGURE = "learning.png"
 
 def run_folder(root: Path, agent: str, task: str) -> Path:
     """Where a learning run's seed folders go under `root` (OUT/runs, a result file's runs folder):
-    <agent>/<task>, a task's `:` written `-` (`atari-Breakout`; config.yaml names the task)."""
-    return root / agent / task.replace(":", "-")
+    <agent>/<task folder> (`iqrl.envs.tasks.task_folder`: `atari-Breakout`; config.yaml names the task)."""
+    return root / agent / task_folder(task)
 
 
 def seed_folders(folder: Path) -> list[Path]:
