@@ -250,6 +250,7 @@ def _validate(path, results: Path, agents=None):
     [
         "smoke.yaml",
         "fsq_levels.yaml",
+        "fsq_levels_equal_width.yaml",
         "horizon.yaml",
         "components.yaml",
         "latent_dim.yaml",
