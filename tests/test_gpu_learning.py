@@ -113,6 +113,7 @@ def test_doc_draws_the_runs_and_lists_each_seed_beside_the_published_mean(tmp_pa
     row += f"| 480.0, 530.6 | 505.3 | iQRL [iqrl-icml24-draft]: {published:.1f} |"
     assert row in text
     assert "| run | mode | seeds |" not in text  # its learn row: shown once, from its run folders
+    assert "Committed GPU runs evaluated after an update (learning runs): 1 of 1." in text
     (run,) = learning.committed_runs(docs, results.load_rows(docs))
     assert (run.gpu, run.date, run.mode, run.seeds) == (GPU, DATE, "K-seed compiled", 2)
     assert run.published == {"iQRL [iqrl-icml24-draft]": pytest.approx(published, abs=1e-9)}

@@ -212,7 +212,7 @@ def section(rows: list[dict], runs: list[learning.LearnedRun] = ()) -> str:
         kept = [r for r in runs if r.sweep == Path(m.get("file", "")).stem]
         lines += machine_lines(m, mine) + test_lines(mine) + bench_lines(mine)
         lines += learn_lines(mine, {r.key for r in kept}) + learned_lines(kept)
-    lines += sync_lines(rows) + figure_lines(runs) + missing_lines(rows) + [END]
+    lines += sync_lines(rows) + learning_count_lines(runs) + figure_lines(runs) + missing_lines(rows) + [END]
     return "\n".join(lines)
 
 
@@ -374,6 +374,14 @@ def sync_lines(rows: list[dict]) -> list[str]:
     line += f"{len(passed)} of the {len(names)} registered agents passed"
     line += f"; never run on a GPU: {', '.join(untested)}." if untested else "."
     return [line, ""]
+
+
+def learning_count_lines(runs: list[learning.LearnedRun]) -> list[str]:
+    """How many committed runs were evaluated after an update (learning runs, phases.py), of how many."""
+    if not runs:
+        return []
+    learned = sum(bool(r.phases and r.phases.learning) for r in runs)
+    return [f"Committed GPU runs evaluated after an update (learning runs): {learned} of {len(runs)}.", ""]
 
 
 def figure_lines(runs: list[learning.LearnedRun]) -> list[str]:
