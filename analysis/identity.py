@@ -227,7 +227,38 @@ def read_identity(run_dir: Path, results: Path) -> dict:
     ident["source"], ident["source_parts"] = source_of(cfg)
     meta = cfg.get("meta")
     ident["lock"] = str(meta.get("lock") or "") if isinstance(meta, dict) else ""  # '' before locks
+    ident["latent"] = latent_of(meta if isinstance(meta, dict) else {})
     return ident
+
+
+#: Override keys that change the latent's width or codebook: a method that sets one says both in its label.
+LATENT_KEYS = frozenset(
+    {"fsq_levels", "latent_dim", "use_fsq", "quantizer", "vq_dim", "vq_codebook_size", "quant_group_dim"}
+)
+
+
+def latent_of(meta: dict) -> tuple[int, int | None] | None:
+    """(width, codebook size) of the latent a run built (config.yaml's meta.latent_width and
+    meta.codebook_size; the size None without a codebook), or None where the meta does not record them."""
+    width, size = meta.get("latent_width"), meta.get("codebook_size")
+    if not isinstance(width, int) or not (size is None or isinstance(size, int)):
+        return None
+    return width, size or None
+
+
+def latent_in(method: str) -> str:
+    """'width D, codebook K' of a method label that `latent_label` extended, else ''."""
+    found = re.search(r" \((width \d+, (?:codebook \d+|no codebook))\)$", method)
+    return found.group(1) if found else ""
+
+
+def latent_label(overrides: dict, latent: tuple[int, int | None] | None) -> str:
+    """' (width D, codebook K)' for a run whose overrides change its latent (LATENT_KEYS: in the FSQ sweeps a
+    layout's codebook size and its width vary together unless the sweep holds the width), else ''."""
+    if latent is None or not LATENT_KEYS & {k.rsplit(".", 1)[-1] for k in overrides}:
+        return ""
+    width, size = latent
+    return f" (width {width}, {f'codebook {size}' if size else 'no codebook'})"
 
 
 def source_of(cfg: dict) -> tuple[str, str]:

@@ -34,7 +34,7 @@ import pandas as pd
 import yaml
 
 from analysis.errors import AnalysisError, shown, text_of, warn
-from analysis.identity import read_identity
+from analysis.identity import latent_label, read_identity
 from analysis.repeats import cross_sweep_runs, repeated_runs, warn_locks, warn_repeats
 from analysis.task_groups import task_group
 from iqrl.runfolder.files import CHECKPOINT, RESULT_FILES, method_label, read_status
@@ -60,7 +60,7 @@ RUN_COLUMNS = (
     "source_parts",
 )
 MULTI_TASK = "multi-task"  # what a multi-task run's method label ends with
-CACHE_VERSION = 6  # bump when the table's layout changes, to invalidate old caches
+CACHE_VERSION = 7  # bump when the table's layout changes, to invalidate old caches
 CACHE_FILE = "runs.parquet"
 CACHE_KEY = b"iqrl_analysis_fingerprint"  # parquet metadata entry holding the fingerprint
 
@@ -230,7 +230,7 @@ def run_rows(
     target = ident["target_steps"] if ident["target_steps"] is not None else status.get("steps")
     agent, variant = str(ident["agent"]), str(ident["variant"])
     run = run_dir.relative_to(results).as_posix() or "."
-    method = method_label(agent, variant)
+    method = method_label(agent, variant) + latent_label(ident["overrides"], ident["latent"])
     if task is not None:  # a multi-task run stands beside the single-task runs of its tasks
         run, method = f"{run}#{task}", f"{method} {MULTI_TASK}"
     task = str(ident["task"]) if task is None else task

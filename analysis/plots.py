@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from analysis.ablations import is_numeric, list_numbers, value_sort_key  # noqa: E402
+from analysis.identity import latent_in  # noqa: E402
 from analysis.metrics import FINAL_METRICS, METRIC_TITLES, format_steps, method_order  # noqa: E402
 
 RETURN_LABEL = "Episode return"
@@ -543,7 +544,12 @@ def plot_ablation(
                 zorder=2,
             )
     ax.set_xticks([xpos[v] for v in values])
-    ax.set_xticklabels([ablation_tick_label(key, v) for v in values])
+    latents = {
+        v: "/".join(sorted({latent_in(m) for m in g["method"]} - {""})) for v, g in points.groupby("value")
+    }
+    ax.set_xticklabels(
+        [ablation_tick_label(key, v) + (f"\n{latents[v]}" if latents[v] else "") for v in values]
+    )
     ax.set_xlabel(
         f"{key} (K = codebook size)" if any("\n" in ablation_tick_label(key, v) for v in values) else key
     )

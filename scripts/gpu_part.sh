@@ -6,7 +6,7 @@
 # for the pixel rows, runs the part with its rows and log in $OUT (gpu-report/ where OUT is unset).
 # GPU_SITE (default /tmp/site) is where the wheels go; SMOKE=1 runs the part at smoke size, on a CPU (without
 # carried wheels: with $PYTHON, default python3, and its packages: what make test runs);
-# BUDGET_S sets the part's budget in seconds (default 480: two parts in one command with less device time);
+# BUDGET_S sets the part's budget in seconds (default 480, the first command 540; less: two parts in one command);
 # FULL=1 gives part 2 every planned row (every agent in every mode and precision, the K-seed, pixel, Atari and
 # packed rows), not only the campaigns' end-to-end rows.
 set -uo pipefail

@@ -10,17 +10,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iqrl.gpu_report.first import LEARNING_ROTATION, group_mode, learning_run
+import pytest
+
+from iqrl.gpu_report import first
+from iqrl.gpu_report.__main__ import main
+from iqrl.gpu_report.first import group_mode
 from iqrl.gpu_report.learning import RUNS_ARCHIVE, pack_runs, seed_folders, unpacked_runs
+from iqrl.gpu_report.phases import run_phases
 from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST, copy_runs
-from iqrl.runfolder.files import TIME_SPLIT_PHASES
+from iqrl.runfolder.files import TIME_SPLIT_PHASES, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_first_command_runs_in_its_cpu_smoke_form(tmp_path):
     """`SMOKE=1 bash scripts/gpu_part.sh first` without carried wheels: this Python. The paper-size captured
-    group test is collected and skipped (no CUDA), the 2-seed tiny group trains to its 400 env steps, and its
+    group test is collected and skipped (no CUDA), the 2-seed tiny group trains to its 400 env steps, seeded
+    for 200 and evaluated every 100, so at 300 and 400 after updates (a learning run by its files), and its
     row holds both seeds' returns at 400, the loop's rate and the time split; each seed's CSVs come back in
     one archive (a GPU machine returns a few files of a command, none deep in folders)."""
     env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
@@ -39,16 +45,22 @@ def test_the_first_command_runs_in_its_cpu_smoke_form(tmp_path):
     assert learn["updates"] > 0  # the rate's updates ran (the fewest any seed made, from its status.json)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part0.jsonl", "partfirst.log", RUNS_ARCHIVE]
     with unpacked_runs(tmp_path) as runs:
+        phases = run_phases(runs / "iqrl" / "walker-walk")
+        assert phases.learning and phases.updates == learn["updates"] and phases.seeds == 2
         for seed in ("seed0", "seed1"):  # run folders less their checkpoints: what `collect` commits
             run = runs / "iqrl" / "walker-walk" / seed
-            assert (run / "eval.csv").read_text().splitlines()[-1].startswith("400,")
+            evals = [int(line.split(",")[0]) for line in (run / "eval.csv").read_text().splitlines()[1:]]
+            assert evals == [0, 100, 200, 300, 400]
             assert sorted(p.name for p in run.iterdir()) == [
                 "config.yaml",
                 "eval.csv",
                 "status.json",
                 "train.csv",
             ]
-    assert "first command took" in (tmp_path / "partfirst.log").read_text()
+    log = (tmp_path / "partfirst.log").read_text()
+    assert (
+        "first command took" in log and "no evaluation of this run is at a step of the published curve" in log
+    )
 
 
 def test_the_group_trains_in_the_fastest_mode_its_gpu_verified():
@@ -67,13 +79,81 @@ def test_the_group_trains_in_the_fastest_mode_its_gpu_verified():
     assert group_mode([test(GROUP_GRAPHS_TEST, "failed")]) == "false"
 
 
-def test_later_first_commands_rotate_the_learning_run_through_the_campaigns_agents():
-    learned = {"part": 0, "kind": "learn", "first": True}
-    assert learning_run([], smoke=False) == LEARNING_ROTATION[0] == ("iqrl", "walker-walk", ())
-    assert learning_run([learned], smoke=False)[:2] == ("iqrl", "dog-run")
-    assert learning_run([learned] * len(LEARNING_ROTATION), smoke=False) == LEARNING_ROTATION[0]
-    assert learning_run([learned] * 3, smoke=True) == LEARNING_ROTATION[0]
-    assert {a for a, _, _ in LEARNING_ROTATION} >= {"iqrl", "dr-q", "simbav2-utd8", "tdmpc2", "td3", "mrq"}
+def test_the_gpu_run_evaluates_after_updates_where_the_published_curve_has_points():
+    """iqrl walker-walk, K = 4, paper sizes (no size key), 20k env steps evaluated every 5k: its evaluations
+    after the 10k seed phase are at 15k and 20k, where the shipped iQRL curve has 93.8 and 194.8."""
+    keys = first.learning_keys("true", smoke=False)
+    assert keys == ("agent=iqrl", "task=walker-walk", *first.RUN, "compile=true") and first.K == 4
+    assert first.evaluation_steps(keys) == [0, 5000, 10000, 15000, 20000] and first.seed_phase(keys) == 10000
+    assert first.compared_steps(keys) == [15000, 20000]
+    means = {s: round(first.published_band(s)["iQRL [iqrl-icml24-draft]"][0], 1) for s in (15000, 20000)}
+    assert means == {15000: 93.8, 20000: 194.8}
+    assert first.learning_keys("cudagraphs", smoke=False)[-2:] == ("compile=true", "cudagraphs=true")
+
+
+def test_the_printout_puts_each_seeds_return_beside_the_published_band(tmp_path):
+    band = first.published_band(15000)["iQRL [iqrl-icml24-draft]"]
+    for k, rows in enumerate([{15000: 100.0, 20000: 20.0}, {15000: 10.0}]):
+        (tmp_path / f"seed{k}").mkdir()
+        write_csv(
+            tmp_path / f"seed{k}" / "eval.csv",
+            [{"env_step": s, "episode_return": r} for s, r in rows.items()],
+        )
+    lines = first.comparison_lines(tmp_path, [15000, 20000])
+    mean, std, n = band
+    assert n == 5 and lines[:3] == [
+        f"at 15000 env steps: published iQRL [iqrl-icml24-draft]: mean 93.8, band {mean - std:.1f} to "
+        f"{mean + std:.1f} (mean ± std over 5 seeds)",
+        "  seed 0: 100.0 (inside the band)",
+        "  seed 1: 10.0 (outside the band)",
+    ]
+    assert lines[4:] == [
+        "  seed 0: 20.0 (outside the band)",
+        "  seed 1: not evaluated there (stopped before 20000 env steps)",
+    ]
+    assert lines[3].startswith("at 20000 env steps: published iQRL [iqrl-icml24-draft]: mean 194.8, band ")
+
+
+def test_without_cuda_the_first_command_says_so_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert main(["part", "first", "--out", str(tmp_path / "out")]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"error: the first command trains on a CUDA GPU and torch {torch.__version__} finds none here "
+        "(torch.cuda.is_available() is False); on a CPU run it as `--smoke`"
+    ]
+    assert out == "" and not (tmp_path / "out").exists() and not any((tmp_path / "tmp").iterdir())
+
+
+@pytest.mark.parametrize(
+    "python, said",
+    [
+        ("2.7", "--python 2.7: the project needs Python >=3.11 (pyproject.toml's requires-python)"),
+        ("3", "--python '3': give the GPU machine's Python as major.minor, e.g. 3.12"),
+    ],
+)
+def test_wheels_for_a_python_the_project_does_not_run_on_are_refused(tmp_path, capsys, python, said):
+    assert main(["wheels", "--python", python, "--out", str(tmp_path / "whl"), "--no-gl"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {said}"] and not (tmp_path / "whl").exists()
+
+
+def test_wheels_offline_is_one_line_and_keeps_the_wheels_there(tmp_path, monkeypatch, capsys):
+    """No index reachable: pip's last line, not its traceback; the wheel set there stays as it was."""
+    for key, value in {"INDEX_URL": "http://127.0.0.1:9/simple", "RETRIES": "0", "TIMEOUT": "1"}.items():
+        monkeypatch.setenv(f"PIP_{key}", value)
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    (tmp_path / "whl").mkdir()
+    (tmp_path / "whl" / "old-1.0-py3-none-any.whl").write_bytes(b"kept")
+    assert main(["wheels", "--python", "3.12", "--out", str(tmp_path / "whl"), "--no-gl"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: pip could not download the wheels for Python 3.12: ERROR: ")
+    assert [p.name for p in (tmp_path / "whl").iterdir()] == ["old-1.0-py3-none-any.whl"]
 
 
 def test_collect_keeps_the_runs_files_beside_the_result_file(tmp_path):

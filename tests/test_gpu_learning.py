@@ -33,10 +33,13 @@ def trained_group(folder):
         (run / "checkpoint" / "ckpt.pt").write_bytes(b"large")
         config = {"agent": {"name": "iqrl"}, "task": "walker-walk", "seed": seed, "steps": 1000000}
         config.update(compile=True, cudagraphs=False, obs="state", sweep="", variant="default")
+        config.update(seed_steps=10000, eval_every=10000)
         write_yaml(run / "config.yaml", config)
         write_csv(run / "eval.csv", [{"env_step": s, "episode_return": r} for s, r in evals.items()])
-        write_csv(run / "train.csv", [{"env_step": s, "critic_loss": 0.5} for s in evals])
-        split = {"collect": LOOP_S[seed] / 4, "act": 0.0, "update": LOOP_S[seed] / 2, "evaluate": 0.0}
+        seeded = {"time_collect_s": 5.0, "time_act_s": 0.0, "time_update_s": 0.0, "time_write_s": 5.0}
+        train = [{"env_step": s, "updates": max(s - 10000, 0) // 2, **seeded} for s in evals if s]
+        write_csv(run / "train.csv", [{**t, "time_evaluate_s": 8.0, "critic_loss": 0.5} for t in train])
+        split = {"collect": LOOP_S[seed] / 4, "act": 0.0, "update": LOOP_S[seed] / 2, "evaluate": 16.0}
         split["write"] = LOOP_S[seed] / 4
         write_status(run, "interrupted", REACHED[seed], 1000000, time_split=split, updates=UPDATES[seed])
 
@@ -98,15 +101,19 @@ def test_doc_draws_the_runs_and_lists_each_seed_beside_the_published_mean(tmp_pa
         f"![The committed GPU learning runs against the published curves](gpu-results/{learning.FIGURE})"
         in text
     )
-    # reached: the slower seed's 30500; per seed 30500 env steps over the slower seed's 122 s of loop
-    rate = 30500 / 122
+    # reached: the slower seed's 30500; the seed phase 10000 env steps in 10 s of loop, then the slower
+    # seed's 20500 env steps in its 122 - 10 s; evaluations of 16 s over 4 (seed 0) or 4 (seed 1) = 4 s each
+    seeding, updating = 10000 / 10, min(21000 / 90, 20500 / 112)
+    hours = (10000 / seeding + 990000 / updating + 101 * 4.0) / 3600 / 2
+    update_ms = max(1000 * 50 / 10500, 1000 * 61 / 10250)
     published = published_iqrl(30000)
     assert round(published, 1) == 519.8  # iQRL's released mean at 30k env steps
-    rate, in_all = round(rate, 1), round(round(rate, 1) * 2, 1)
-    row = f"| iqrl walker-walk state | K-seed compiled | 2 | 30500 | 10250 | {rate} | {in_all} | 30000 "
+    row = f"| iqrl walker-walk state | K-seed compiled | learning | 2 | 30500 | 10250 | {seeding:.1f} "
+    row += f"| {updating:.1f} | {update_ms:.1f} | 4.0 | {hours:.2f} (every 10000) | 30000 "
     row += f"| 480.0, 530.6 | 505.3 | iQRL [iqrl-icml24-draft]: {published:.1f} |"
     assert row in text
     assert "| run | mode | seeds |" not in text  # its learn row: shown once, from its run folders
+    assert "Committed GPU runs evaluated after an update (learning runs): 1 of 1." in text
     (run,) = learning.committed_runs(docs, results.load_rows(docs))
     assert (run.gpu, run.date, run.mode, run.seeds) == (GPU, DATE, "K-seed compiled", 2)
     assert run.published == {"iQRL [iqrl-icml24-draft]": pytest.approx(published, abs=1e-9)}

@@ -412,3 +412,26 @@ def test_wheel_set_runs_the_project_beside_the_gpu_images_packages_alone(tmp_pat
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run" / "eval.csv").exists()
+
+
+def test_dreamerv3_paper_scale_runs_seed_as_its_code_and_the_docs_say_so():
+    """DreamerV3's paper-scale runs leave the seed phase to its code's count (DV3-7): 4,096 env steps with
+    DMC's 16 envs, 4,352 on Atari 100k; docs/learning-check.md's commands write the same numbers."""
+    import re
+
+    from iqrl.config.build import build_config
+    from iqrl.gpu_report import plan
+
+    runs = [r for r in plan.paper_scale_runs() if r.agent == "dreamerv3"]
+    dmc = [r for r in runs if not r.task.startswith("atari:")]
+    assert dmc and all(not any(k.startswith("seed_steps=") for k in r.keys) for r in dmc)
+    seeded = {
+        r.task: (build_config(list(r.keys)).seed_steps, build_config(list(r.keys)).train_envs) for r in runs
+    }
+    assert seeded == {"walker-walk": (4096, 16), "cheetah-run": (4096, 16), "atari:Pong": (4352, 1)} | {
+        "atari:Breakout": (4352, 1)
+    }
+    text = (REPO / "docs" / "learning-check.md").read_text()
+    block = text[text.index("**Paper scale, for the GPU report**") :]
+    block = block[: block.index("```", block.index("```") + 3)]
+    assert sorted(re.findall(r"seed_steps=(\d+)", block)) == ["4096", "4096", "4352"]

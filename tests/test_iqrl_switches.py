@@ -397,3 +397,14 @@ def test_updates_per_step_sets_the_trainers_update_count(ups, updates, tmp_path,
     assert main(tiny_argv("iqrl", tmp_path / "run", steps=800, extra=extra)) == EXIT_OK
     # learning starts after 400 seed steps: 400 agent-collected env steps x updates_per_step (default 0.5)
     assert len(calls) == updates and calls == list(range(updates))
+
+
+@pytest.mark.parametrize("agent", ["iqrl", "iqrl-official", "td3"])
+def test_the_official_codes_update_count_one_per_stored_transition(agent):
+    """IQ-14 / TD3-1: the official code updates once per agent step of its frame-skip-2 env, one per stored
+    transition = 0.5 per env step; every preset of it runs that rate by default (no key to switch)."""
+    from iqrl.loop.memory import meta_agent, run_spaces
+
+    cfg = build_config([f"agent={agent}", "task=walker-walk"])
+    assert cfg.updates_per_step is None and cfg.action_repeat == 2
+    assert meta_agent(cfg, *run_spaces(cfg)).spec.rate(cfg.action_repeat) == 1 / cfg.action_repeat

@@ -109,3 +109,32 @@ def test_the_check_catches_the_standard_bound_with_binary_levels(symmetric, coll
     assert latent_collapsed(m, agent.codebook_size) is collapsed
     if collapsed:
         assert m["latent_rank"] == 0 and m["active_codebook_pct_max"] == 100 / 16
+
+
+def sweep_latents(name: str) -> dict[str, set[tuple[tuple[int, ...], int, int]]]:
+    """{variant: {(FSQ levels, latent width, latent_dim)} over the sweep's tasks} of a shipped sweep, as the
+    trainer builds each run's agent config."""
+    sweep = load_sweep(ROOT / "ablations" / name, default_task_groups())
+    out: dict[str, set] = {}
+    for run in sweep.runs():
+        if run.seed == sweep.seeds[0]:
+            cfg = build_config(run.argv("/tmp/never-written")).agent
+            out.setdefault(run.variant, set()).add((tuple(cfg.fsq_levels), cfg.latent_width, cfg.latent_dim))
+    return out
+
+
+def test_fsq_levels_widens_the_latent_as_the_paper_and_its_companion_holds_it():
+    """fsq_levels.yaml as the paper ran it: width = latent_dim x len(levels), 1024 to 3072; the equal-width
+    sweep: 1024 for every arm on every task, and every layout of fsq_levels.yaml whose channel count
+    divides 1024 is there."""
+    paper = sweep_latents("fsq_levels.yaml")
+    assert all(w == d * len(levels) for arms in paper.values() for levels, w, d in arms)
+    assert {w for arms in paper.values() for _, w, _ in arms} == {1024, 1536, 2048, 2560, 3072}
+    equal = sweep_latents("fsq_levels_equal_width.yaml")
+    assert {w for arms in equal.values() for _, w, _ in arms} == {1024} and all(
+        len(a) == 1 for a in equal.values()
+    )
+    layouts = {levels for arms in paper.values() for levels, _, _ in arms}
+    assert {levels for arms in equal.values() for levels, _, _ in arms} == {
+        levels for levels in layouts if 1024 % len(levels) == 0
+    }

@@ -267,6 +267,7 @@ def _validate(path, results: Path, agents=None):
     [
         "smoke.yaml",
         "fsq_levels.yaml",
+        "fsq_levels_equal_width.yaml",
         "horizon.yaml",
         "components.yaml",
         "latent_dim.yaml",
@@ -554,3 +555,20 @@ def test_a_nonfinite_grid_value_is_rejected_before_submission(tmp_path, value):
     ):
         load(p, tmp_path / "results")
     assert not (tmp_path / "results").exists()
+
+
+def test_main_sweeps_header_names_how_many_agents_it_runs_and_every_one_it_leaves_out():
+    """main.yaml's header says it runs 16 of the 25 registered agents and names where each other one runs:
+    the count and the names are the registry's and the file's own."""
+    import re
+
+    from iqrl.core.registry import agent_names
+
+    text = (ROOT / "ablations" / "main.yaml").read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    agents = yaml.safe_load(text)["agents"]
+    (ran, registered), *_ = re.findall(r"(\d+) of the (\d+) registered agents", header)
+    assert (int(ran), int(registered)) == (len(agents), len(agent_names()))
+    left_out = set(agent_names()) - set(agents)
+    named = {a for a in agent_names() if re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", header)}
+    assert named - set(agents) == left_out

@@ -6,7 +6,8 @@
     python -m iqrl.gpu_report doc [--check]   # regenerate the GPU section of docs/performance.md
 
 `part`: on a GPU machine (docs/performance.md, "On a GPU"); `first` is the GPU's first command (the captured
-group's check at paper sizes, then a learning run end to end: iqrl/gpu_report/first.py); `--smoke` runs every
+group's check at paper sizes, then a trained policy evaluated where the published curve has points:
+iqrl/gpu_report/first.py; it needs CUDA); `--smoke` runs every
 part on the CPU at tiny sizes (what `make test` checks); part 2 measures the campaigns' end-to-end rows
 (iqrl/gpu_report/plan.py, campaign_rows), and with `--full` every agent in every mode and precision too. Each
 part writes DIR/part<N>.jsonl as it goes (the first command: DIR/part0.jsonl) and ends with a summary table.

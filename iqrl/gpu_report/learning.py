@@ -5,7 +5,7 @@ A run is kept whole but for its checkpoint: each seed's RESULT_FILES (config.yam
 status.json) in docs/gpu-results/runs/<gpu>-<date>/<agent>/<task>/seed<k>/, the sweep layout of
 analysis.identity with the result file's stem as the sweep. So analysis.load reads them as ordinary run
 folders (`make figures RESULTS=docs/gpu-results/runs REFERENCE=1`), and `committed_runs` summarises each from
-them alone: env steps reached, env steps/s per seed over the loop (status.json's time split), each seed's
+them alone: env steps reached, its rates by phase and projection (iqrl/gpu_report/phases.py), each seed's
 return at the last evaluation every seed has and the published mean of the same method and task there;
 `draw` puts each against its published curves (docs/gpu-results/learning.png). Analysis and matplotlib are
 imported where they are used: the GPU machine imports this module for `keep_run` and `group_split` only.
@@ -35,6 +35,7 @@ import numpy as np
 
 from iqrl.envs.tasks import task_folder
 from iqrl.gpu_report import plan
+from iqrl.gpu_report.phases import RunPhases, run_phases
 from iqrl.runfolder.files import RESULT_FILES, TIME_SPLIT_PHASES, read_status
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def reached(folder: Path) -> int:
 class LearnedRun:
     """One committed learning run: `sweep` is its result file's stem (<gpu>-<date>), `key` and `mode` as the
     first command's `learn` row names them (plan.LearnRun), `updates` the fewest any seed made (None before
-    status.json counted them), `env_steps_per_s` per seed over the loop,
+    status.json counted them), `phases` its rates by phase and projection (iqrl/gpu_report/phases.py),
     `returns` each seed's (in seed order) at `eval_step`, the last evaluation every seed has, and
     `published` {label: mean} of the method's published curves there (`published_means`). `evals`: its
     evaluation rows (analysis.load's table), `band`: its method's published curves on its task
@@ -135,7 +136,7 @@ class LearnedRun:
     seeds: int
     env_steps: int
     updates: int | None
-    env_steps_per_s: float | None
+    phases: RunPhases | None
     eval_step: int | None
     returns: list[float]
     published: dict[str, float]
@@ -201,7 +202,7 @@ def committed_runs(folder: Path, rows: list[dict]) -> list[LearnedRun]:
                 seeds=run.seeds,
                 env_steps=reached(path),
                 updates=updates_made(path),
-                env_steps_per_s=group_split(path).get("loop_env_steps_per_s"),
+                phases=run_phases(path),
                 eval_step=step,
                 returns=[] if step is None else [float(r) for r in steps.loc[step]],
                 published={} if step is None else published_means(band, step),

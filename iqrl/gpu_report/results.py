@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from iqrl.gpu_report import learning, plan
+from iqrl.gpu_report import learning, phases, plan
 from iqrl.runfolder.provenance import git_commit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,7 +212,7 @@ def section(rows: list[dict], runs: list[learning.LearnedRun] = ()) -> str:
         kept = [r for r in runs if r.sweep == Path(m.get("file", "")).stem]
         lines += machine_lines(m, mine) + test_lines(mine) + bench_lines(mine)
         lines += learn_lines(mine, {r.key for r in kept}) + learned_lines(kept)
-    lines += figure_lines(runs) + missing_lines(rows) + [END]
+    lines += sync_lines(rows) + learning_count_lines(runs) + figure_lines(runs) + missing_lines(rows) + [END]
     return "\n".join(lines)
 
 
@@ -283,7 +283,8 @@ def bench_lines(rows: list[dict]) -> list[str]:
         ]
         peak = r["peak_mem_mb"] if "flag" not in r else f"{r['peak_mem_mb']} (flagged: {r['flag']})"
         body.append([r["key"], *cells, r["ops_per_update"], r["compile_s"], peak])
-    header = ["row", "updates/s per run", "all runs", "env steps/s", "hours per 1M env steps, per run"]
+    header = ["row", "updates/s per run", "all runs", "env steps/s"]
+    header += ["hours per 1M env steps, per run: updates and one env's collection only"]
     header += ["per GPU", "ops per update", "compile s", "peak MB"]
     return table(header, 1, body) if body else []
 
@@ -321,27 +322,66 @@ def learn_lines(rows: list[dict], kept: set[str] = frozenset()) -> list[str]:
 
 
 def learned_lines(runs: list[learning.LearnedRun]) -> list[str]:
-    """The committed learning runs of one result file, read from their run folders: env steps reached,
-    updates per seed (that its rate's updates ran), env steps/s over the loop, each seed's return at the last
-    evaluation all seeds have, the published mean of the same method and task there
-    (learning.published_means)."""
+    """The committed runs of one result file, read from their run folders (learning.committed_runs): what
+    each is (a learning run only with an evaluation after an update: iqrl/gpu_report/phases.py), env steps
+    reached, updates per seed, env steps/s per seed in the seed phase and once updating, the group update's
+    milliseconds, seconds per evaluation, GPU-hours per seed for 1M env steps from the whole split at the
+    run's evaluation cadence, and each seed's return at the last evaluation all seeds have beside the
+    published mean of the same method and task there (learning.published_means)."""
     body = []
     for r in runs:
-        rate = r.env_steps_per_s
+        p = r.phases
         returns = ", ".join(f"{x:.1f}" for x in r.returns) or "—"
         mean = f"{sum(r.returns) / len(r.returns):.1f}" if r.returns else None
         pub = "; ".join(f"{label}: {v:.1f}" for label, v in r.published.items()) or "—"
-        in_all = None if rate is None else round(rate * r.seeds, 1)
-        updates = "—" if r.updates is None else r.updates
+        updates = r.updates if r.updates is not None else p.updates if p else "—"
+        what = "learning" if p and p.learning else "seed phase and speed only: no evaluation after an update"
+        rates = [None] * 5
+        if p is not None:
+            hours = phases.rounded(p.hours_per_1m(), 2)
+            rates = [phases.rounded(p.seed_rate, 1), phases.rounded(p.updating_rate, 1)]
+            rates += [phases.rounded(p.update_ms, 1), phases.rounded(p.evaluation_s, 1)]
+            rates += [None if hours is None else f"{hours} (every {p.eval_every})"]
         body.append(
-            [r.key, r.mode, r.seeds, r.env_steps, updates, rate, in_all, r.eval_step, returns, mean, pub]
+            [r.key, r.mode, what, r.seeds, r.env_steps, updates, *rates, r.eval_step, returns, mean, pub]
         )
     if not body:
         return []
-    header = ["learning run", "mode", "K", "env steps reached", "updates per seed", "env steps/s per seed"]
-    header += ["in all", "last evaluation", "each seed's return there", "their mean", "published mean there"]
-    where = f"Learning runs (run folders in docs/gpu-results/runs/{runs[0].sweep}/):"
-    return [where, ""] + table(header, 2, body)
+    header = ["run", "mode", "what it shows", "K", "env steps reached", "updates per seed"]
+    header += ["env steps/s per seed, seed phase", "once updating", "ms per group update", "s per evaluation"]
+    header += ["GPU-hours per seed per 1M env steps (evaluations every N env steps)", "last evaluation"]
+    header += ["each seed's return there", "their mean", "published mean there"]
+    where = f"Committed runs (run folders in docs/gpu-results/runs/{runs[0].sweep}/):"
+    return [where, ""] + table(header, 3, body)
+
+
+#: Part 1's test that an agent's update and act make the host wait for the device nowhere, per agent.
+SYNC_TEST = "tests/test_cuda.py::test_cuda_update_and_act_never_synchronise[{}]"
+
+
+def sync_lines(rows: list[dict]) -> list[str]:
+    """Which registered agents' update and act passed the no-host-sync test on a GPU, and which never ran
+    it there (an agent registered after the last part 1)."""
+    from iqrl.core.registry import agent_names
+
+    outcomes = latest_test_outcomes(rows)
+    names = agent_names()
+    passed = [a for a in names if outcomes.get(SYNC_TEST.format(a)) == "passed"]
+    untested = [a for a in names if SYNC_TEST.format(a) not in outcomes]
+    if not passed and not untested:
+        return []
+    line = f"Update and act without a host sync on a GPU (`{SYNC_TEST.split('::')[-1].format('<agent>')}`): "
+    line += f"{len(passed)} of the {len(names)} registered agents passed"
+    line += f"; never run on a GPU: {', '.join(untested)}." if untested else "."
+    return [line, ""]
+
+
+def learning_count_lines(runs: list[learning.LearnedRun]) -> list[str]:
+    """How many committed runs were evaluated after an update (learning runs, phases.py), of how many."""
+    if not runs:
+        return []
+    learned = sum(bool(r.phases and r.phases.learning) for r in runs)
+    return [f"Committed GPU runs evaluated after an update (learning runs): {learned} of {len(runs)}.", ""]
 
 
 def figure_lines(runs: list[learning.LearnedRun]) -> list[str]:

@@ -19,13 +19,16 @@ imports and steps the project's environments with it.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 import zipfile
 from pathlib import Path
 
 from packaging.markers import Marker
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,16 +125,36 @@ def platforms(glibc: str) -> list[str]:
     return tags + ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
 
 
+def python_refused(python: str) -> str:
+    """Why the wheel set cannot be built for CPython `python` ('' where it can): not major.minor, or outside
+    the project's requires-python (pyproject.toml)."""
+    if not re.fullmatch(r"\d+\.\d+", python):
+        return f"--python {python!r}: give the GPU machine's Python as major.minor, e.g. 3.12"
+    wanted = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    if f"{python}.0" not in SpecifierSet(wanted):
+        return f"--python {python}: the project needs Python {wanted} (pyproject.toml's requires-python)"
+    return ""
+
+
+def pip(cmd: list[str], what: str) -> None:
+    """Run pip; ValueError (one line: `what` and pip's last line) where it fails (no index reachable, no
+    wheel of a version)."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        said = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        raise ValueError(f"pip could not {what}: {said[-1] if said else f'exit {done.returncode}'}")
+
+
 def download(packages: dict[str, str], python: str, glibc: str, dest: Path) -> None:
     """Wheels of `packages` for CPython `python` on manylinux x86_64 into dest; a package with only an sdist
     on the index is built into a wheel here, which must then be pure Python."""
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(dest)]
     cmd += ["--python-version", python, "--implementation", "cp"]
     cmd += [a for tag in platforms(glibc) for a in ("--platform", tag)]
-    subprocess.run(cmd + [f"{n}=={v}" for n, v in packages.items()], check=True)
+    pip(cmd + [f"{n}=={v}" for n, v in packages.items()], f"download the wheels for Python {python}")
     for sdist in [*dest.glob("*.tar.gz"), *dest.glob("*.zip")]:
         wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        subprocess.run(wheel + ["-w", str(dest), str(sdist)], check=True)
+        pip(wheel + ["-w", str(dest), str(sdist)], f"build a wheel of {sdist.name}")
         sdist.unlink()
     binary = [w.name for w in dest.glob("*.whl") if not is_portable(w.name, python)]
     if binary:
@@ -183,23 +206,35 @@ def tracked_mb() -> float:
 
 
 def build(out: Path, python: str, glibc: str = "2.28") -> list[Path]:
-    """The wheel set in `out` (emptied of wheels first), trimmed; writes out/python-version. The wheels."""
+    """The wheel set in `out`, trimmed, replacing its wheels only once all are downloaded (a failed download
+    leaves the set there as it was); writes out/python-version. The wheels."""
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.whl"):
-        old.unlink()
-    download(needed(python), python, glibc, out)
-    for wheel in out.glob("*.whl"):
-        name = canonicalize_name(wheel.name.split("-")[0])
-        if name in TRIM:
-            trim(wheel, TRIM[name])
+    with tempfile.TemporaryDirectory(prefix=".whl-", dir=out) as tmp:
+        download(needed(python), python, glibc, Path(tmp))
+        for wheel in Path(tmp).glob("*.whl"):
+            name = canonicalize_name(wheel.name.split("-")[0])
+            if name in TRIM:
+                trim(wheel, TRIM[name])
+        for old in out.glob("*.whl"):
+            old.unlink()
+        for wheel in Path(tmp).glob("*.whl"):
+            shutil.move(wheel, out / wheel.name)
     (out / "python-version").write_text(python + "\n")
     return sorted(out.glob("*.whl"))
 
 
 def prepare(out: Path, python: str, glibc: str, gl: bool = True) -> int:
     """`make gpu-wheels`: the wheel set in `out`, the GL debs in .gl/, and what the copy totals against
-    CARRY_LIMIT_MB (part 3's published curves are tracked files, analysis/reference_data)."""
-    wheels = build(out, python, glibc)
+    CARRY_LIMIT_MB (part 3's published curves are tracked files, analysis/reference_data). A Python the
+    project does not run on, or pip's failure: one error line, exit 2."""
+    if reason := python_refused(python):
+        print(f"error: {reason}", file=sys.stderr)
+        return 2
+    try:
+        wheels = build(out, python, glibc)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     gl_dir = REPO / ".gl"
     if gl:
         try:
