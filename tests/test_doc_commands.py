@@ -267,14 +267,3 @@ def test_no_page_names_an_issue_or_how_it_was_made():
     ]
     assert not found, "\n".join(found)
     assert HISTORY.search("the numbers of issue\n60") and HISTORY.search("## DroQ (issue 60)")
-
-
-def test_the_readmes_fsq_levels_example_keeps_the_default_latent_width():
-    """README.md says its four-level example keeps the default width (latent_dim x len(fsq_levels))."""
-    from iqrl.config.build import build_config
-
-    line = next(c for c in ALL if c.page == "README.md" and "fsq_levels" in c.text)
-    keys = [w for w in words(line) if w.startswith(("agent.fsq_levels", "agent.latent_dim"))]
-    width = build_config(["agent=iqrl", *keys]).agent.latent_width
-    assert width == build_config(["agent=iqrl"]).agent.latent_width == 1024
-    assert "default width of 1024" in (ROOT / "README.md").read_text()

@@ -29,3 +29,19 @@ def documented_groups(page: str) -> dict[str, list[str]]:
 def test_the_task_groups_of_the_configuration_page_are_the_codes():
     assert documented_groups("docs/configuration.md") == TASK_GROUPS
     assert braces_opened("dog-{run, stand}, x-y") == ["dog-run", "dog-stand", "x-y"]
+
+
+def test_the_readmes_fsq_example_keeps_its_tasks_default_latent_width():
+    """README's run with four FSQ levels sets latent_dim so that latent_dim x len(fsq_levels) is the task's
+    default width, as its sentence says."""
+    from iqrl.config.build import build_config
+
+    line = next(x for x in (ROOT / "README.md").read_text().splitlines() if "agent.fsq_levels=" in x)
+    args = [a for a in line.split() if "=" in a and not a.startswith("out=")]
+    example, default = (
+        build_config(args),
+        build_config([a for a in args if a.startswith(("agent=", "task="))]),
+    )
+    width = lambda c: c.agent.latent_dim * len(c.agent.fsq_levels)  # noqa: E731
+    assert len(example.agent.fsq_levels) == 4 != len(default.agent.fsq_levels)
+    assert width(example) == width(default)
