@@ -30,7 +30,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from iqrl.bench.measure import _OpCounter, hardware, prepare
-from iqrl.loop.parts import build_parts
+from iqrl.envs.tasks import eval_seed
+from iqrl.loop.evaluation import eval_returns
+from iqrl.loop.parts import build_parts, eval_env_copy
 from iqrl.multiseed.group import SeedGroup
 
 #: Operators that make a GPU's host wait: a scalar read, or an output whose size depends on the data.
@@ -142,6 +144,32 @@ def group_calls(group: SeedGroup, call: Callable[[int], None], counts: Counts | 
         raise errors[0]
 
 
+def group_evaluation(
+    group: SeedGroup, envs: list[list], counts: Counts | None = None
+) -> tuple[list, int, int]:
+    """Every seed's batched evaluation, as its trainer runs it in a K-seed run (`eval_returns` over its
+    envs[k], acting from its evaluation stream) in its own thread; (each seed's outcomes, the acting rounds
+    the group ran, the evaluation's agent steps: env 0 of seed 0's steps)."""
+    rounds, frames, act = [0], [0], group._act
+
+    def counted_act(live, pieces):
+        rounds[0] += 1
+        return act(live, pieces)
+
+    def evaluate(k: int) -> None:
+        agent, frame = group.agents[k], (lambda: frames.__setitem__(0, frames[0] + 1)) if k == 0 else None
+        with agent.evaluating():
+            outcomes[k] = eval_returns(envs[k], agent, len(envs[k]), True, frame)
+
+    outcomes: list = [None] * group.K
+    group._act = counted_act
+    try:
+        group_calls(group, evaluate, counts)
+    finally:
+        del group._act  # the class's again
+    return outcomes, rounds[0], frames[0] - 1  # on_frame: after the reset and after each step
+
+
 def build_group(task: str, k: int, extra=(), device: str = "cpu") -> tuple[SeedGroup, object]:
     """K iqrl agents of the paper configuration (seeds 0..K-1) in one group, and the first one's trainer
     (its replay filled by its seed episodes, `prepare`): the K seeds sample from it."""
@@ -157,7 +185,9 @@ def host_share(
     actions, one round) and per group update (all K seeds' update of one index), after a warm-up step and
     update each (the first round copies the seeds' tensors into the stacks); act_ms: the wall time of one
     such agent step, uncounted, over `timed_steps` of them (the seeds' threads, their hand-ins and the round:
-    on a CPU, the forward's arithmetic too)."""
+    on a CPU, the forward's arithmetic too). Then every seed's evaluation of eval_episodes episodes side by
+    side (`group_evaluation`, the bench's episodes of 20 env steps): acting calls (group rounds) per
+    evaluation step, its ops, syncs and moves per step, and its wall time per step, env steps included."""
     group, trainer = build_group(task, k, extra, device)
     obs = [np.asarray(trainer.env.reset()) for _ in range(k)]
     rng = np.random.default_rng(0)
@@ -180,6 +210,13 @@ def host_share(
     t = time.perf_counter()
     group_calls(group, act(timed_steps))
     row["act_ms"] = round((time.perf_counter() - t) * 1000 / timed_steps, 3)
+    cfg, episodes = trainer.cfg, trainer.cfg.eval_episodes
+    envs = [[eval_env_copy(cfg, task, eval_seed(s)) for _ in range(episodes)] for s in range(k)]
+    counts, t = Counts(trainer.device), time.perf_counter()
+    _, rounds, steps = group_evaluation(group, envs, counts)
+    row |= {"eval_episodes": episodes * k, "eval_act_calls_per_step": round(rounds / steps, 2)}
+    row |= {f"eval_{what}": round(total / steps, 2) for what, total in counts.totals().items()}
+    row["eval_ms_per_step"] = round((time.perf_counter() - t) * 1000 / steps, 3)
     row |= {"torch": torch.__version__, "hardware": hardware(trainer.device)}
     return row
 
