@@ -44,6 +44,10 @@ rate in all against it (vs_one_seed).
 step in all of one seed or a K-seed group in its seed phase, whole process tree, beside MuJoCo's bare physics
 and dm_control's own step measured in the same process, for each env backend of `--backends`.
 
+`--host-share` counts what the host does for iqrl K-seed groups (iqrl/bench/hostshare.py, row kind
+`host_share`): operators, host-device syncs and moves to the device per agent step, per update and per
+evaluation step, and acting calls per evaluation step.
+
 This module is the command line (its docstring is `--help`); a row's measurements are measure.py, the
 matrix-product ceilings matmul.py, `--compare` compare.py. It imports the bench's modules, the core's config,
 registry and preflight checks, and the K-seed mode's list of agents.
