@@ -35,15 +35,23 @@ from iqrl.loop.evaluation import eval_returns
 from iqrl.loop.parts import build_parts, eval_env_copy
 from iqrl.multiseed.group import SeedGroup
 
-#: Operators that make a GPU's host wait: a scalar read, or an output whose size depends on the data.
-SYNC_OPS = {
-    torch.ops.aten._local_scalar_dense.default,
-    torch.ops.aten.nonzero.default,
-    torch.ops.aten.masked_select.default,
-    torch.ops.aten._unique2.default,
-    torch.ops.aten.unique_dim.default,
-    torch.ops.aten.unique_consecutive.default,
-}
+aten = torch.ops.aten
+#: Operators whose result the host needs before it can go on: a scalar read, or an output whose size depends
+#: on the data (and `multinomial`'s argument checks).
+SYNCING = {aten._local_scalar_dense.default, aten.nonzero.default, aten.is_nonzero.default}
+SYNCING_PACKETS = {aten.masked_select, aten.multinomial, aten.nonzero, aten.unique_consecutive, aten._unique2}
+
+
+def synchronises(func, args) -> bool:
+    """Whether the operator `func` on `args` makes a GPU's host wait for the device (`SYNCING`, and x[mask] or
+    x[mask] = v: the result's size is the mask's count, which the host must read)."""
+    if func in SYNCING or func.overloadpacket in SYNCING_PACKETS:
+        return True
+    if func.overloadpacket not in (aten.index, aten.index_put, aten.index_put_):
+        return False
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None)
+
+
 #: Tensor methods that read a tensor's values into host memory (besides `.cpu()` and `.to` the CPU).
 HOST_READS = {torch.Tensor.tolist, torch.Tensor.numpy}
 #: Functions that make a tensor of host data on the device they are given.
@@ -51,14 +59,14 @@ CREATE = {torch.as_tensor, torch.tensor}
 
 
 class _SyncCounter(_OpCounter):
-    """Operators (`_OpCounter`) and, among them, the syncs of `SYNC_OPS`."""
+    """Operators (`_OpCounter`) and, among them, those that synchronise (`synchronises`)."""
 
     def __init__(self):
         super().__init__()
         self.syncs = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.syncs += func in SYNC_OPS
+        self.syncs += synchronises(func, args)
         return super().__torch_dispatch__(func, types, args, kwargs)
 
 
