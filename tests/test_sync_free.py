@@ -15,20 +15,19 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from iqrl.bench.hostshare import synchronises
 from iqrl.nn.optim import detached_weights
 
 from agent_helpers import agent_and_replay
 from conftest import agent_observations
 
 aten = torch.ops.aten
-# Operators whose result the host needs before it can go on.
-SYNCING = {aten._local_scalar_dense.default, aten.nonzero.default, aten.is_nonzero.default}
-SYNCING_PACKETS = {aten.masked_select, aten.multinomial, aten.nonzero, aten.unique_consecutive, aten._unique2}
 
 
 class SyncGuard(TorchDispatchMode):
-    """Records the operators under it that synchronise host and device: those above, and copies between
-    devices (`_to_copy` / `copy_` whose source and result live on different devices)."""
+    """Records the operators under it that synchronise host and device: those the host-share bench counts
+    (`synchronises`), and copies between devices (`_to_copy` / `copy_` whose source and result live on
+    different devices)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,22 +36,10 @@ class SyncGuard(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if (
-            func in SYNCING
-            or func.overloadpacket in SYNCING_PACKETS
-            or self._mask_indexing(func, args)
-            or self._crosses_devices(func, args, out)
-        ):
+        if synchronises(func, args) or self._crosses_devices(func, args, out):
             here = [f for f in traceback.extract_stack() if "site-packages" not in f.filename][-2:-1]
             self.found.append(f"{func} at {here[0].filename}:{here[0].lineno}" if here else str(func))
         return out
-
-    @staticmethod
-    def _mask_indexing(func, args) -> bool:
-        """x[mask] and x[mask] = v: the result's size is the mask's count, which the host must read."""
-        if func.overloadpacket not in (aten.index, aten.index_put, aten.index_put_):
-            return False
-        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None)
 
     @staticmethod
     def _crosses_devices(func, args, out) -> bool:

@@ -53,9 +53,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iqrl.agent.config import IQRLConfig
-from iqrl.core.interface import Agent, AgentSpec, Part, learner_parts, pixel_shape, to_tensor
+from iqrl.core.interface import Agent, AgentSpec, Part, learner_parts, pixel_shape
 from iqrl.core.replay import SequenceBatch, nstep_transition, shift_window
 from iqrl.core.spaces import ActionSpec
+from iqrl.core.update import HostArray
 from iqrl.learners.multitask import make_learner, with_task
 from iqrl.learners.sac import SACLearner
 from iqrl.learners.td3 import GumbelTD3Learner, TD3Learner
@@ -367,11 +368,11 @@ class IQRL(Agent):
     # ------------------------------------------------------------------ acting and diagnostics
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         """The learner's action from the encoded observation, its draws made first (acting through the
-        updater: the K-seed mode acts for every seed in one forward)."""
-        obs = to_tensor(obs, self.device)
-        batch = obs.shape[: obs.dim() - (1 if self.pixels is None else 3)]
+        updater: the K-seed mode acts for every seed in one forward, their observations moved at once)."""
+        obs = np.asarray(obs)
+        batch = obs.shape[: obs.ndim - (1 if self.pixels is None else 3)]
         draws = self.learner.act_draws(batch, explore)
-        return self.updater.act(self.policy_action, obs, self.task, **draws).numpy()
+        return self.updater.act(self.policy_action, HostArray(obs, self.device), self.task, **draws).numpy()
 
     def policy_action(self, obs: Tensor, task: int, **draws) -> Tensor:
         z = self.encode(obs)

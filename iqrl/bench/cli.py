@@ -8,6 +8,7 @@
     python -m iqrl.bench --plain --tasks walker-walk --compile false,true  # against a plain implementation
     python -m iqrl.bench --end-to-end 30000 --agents td3 --tasks walker-walk --seeds 1,4   # real runs
     python -m iqrl.bench --collect 4000 --tasks walker-walk --seeds 1,4,16  # an env step's CPU vs physics
+    python -m iqrl.bench --host-share --tasks walker-walk --seeds 1,4,16  # ops and syncs per step, per update
 
 Each row is measured in a fresh subprocess (so peak memory is that row's own): build the run's trainer
 from `build_config(agent=..., task=...)` exactly as a run would (with episodes of 20 env steps, see
@@ -44,6 +45,10 @@ rate in all against it (vs_one_seed).
 step in all of one seed or a K-seed group in its seed phase, whole process tree, beside MuJoCo's bare physics
 and dm_control's own step measured in the same process, for each env backend of `--backends`.
 
+`--host-share` counts what the host does for iqrl K-seed groups (iqrl/bench/hostshare.py, row kind
+`host_share`): operators, host-device syncs and moves to the device per agent step, per update and per
+evaluation step, and acting calls per evaluation step.
+
 This module is the command line (its docstring is `--help`); a row's measurements are measure.py, the
 matrix-product ceilings matmul.py, `--compare` compare.py. It imports the bench's modules, the core's config,
 registry and preflight checks, and the K-seed mode's list of agents.
@@ -64,6 +69,7 @@ from iqrl.bench.arguments import MAX_TIMED_UPDATES, bad_arguments, seed_counts, 
 from iqrl.bench.collect import BACKENDS, collect_main, measure_collection
 from iqrl.bench.compare import compare
 from iqrl.bench.endtoend import measure_run, run_argv, split_text
+from iqrl.bench.hostshare import host_share_main
 from iqrl.bench.matmul import matmul_peak, matmul_split
 from iqrl.bench.measure import (
     COLLECT_BUDGET_S,
@@ -150,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         default="workers,together",
         help="--collect: K-seed rows' envs (default, workers, together)",
     )
+    p.add_argument(
+        "--host-share",
+        action="store_true",
+        help="iqrl: operators, syncs and moves to the device per agent step and per update of K-seed groups",
+    )
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     p.add_argument(
@@ -205,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             f"error: --seeds must be a comma-separated list of ints >= 1, got {args.seeds!r}", file=sys.stderr
         )
         return 2
+    if args.host_share:
+        return host_share_main(args, seeds, write_rows)
     if args.collect:
         if bad := unlisted("--backends", args.backends, BACKENDS):
             print(bad, file=sys.stderr)

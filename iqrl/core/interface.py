@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from iqrl.core.checks import Refused
 from iqrl.core.schedule import PerEpisode, SeedPhase, UpdateSchedule
-from iqrl.core.update import Updater, graph_step
+from iqrl.core.update import Updater, graph_step, to_tensor  # noqa: F401 (to_tensor: every `act`'s first step)
 from iqrl.nn.layers import global_random_module
 
 #: The evaluation generator's seed: the agent's seed + this (apart from the seeds of every other stream).
@@ -497,15 +497,6 @@ class Agent(abc.ABC):
     def codes(self, obs: Tensor) -> Tensor | None:
         """Integer code indices [n, G] for quantized latents; None otherwise."""
         return None
-
-
-def to_tensor(obs: np.ndarray, device) -> Tensor:
-    """Observations as a tensor on `device`, what every `act` starts with: state vectors (any float dtype) as
-    float32, pixel frames (uint8) as they are (the encoder scales them; a quarter of the bytes to copy)."""
-    obs = np.asarray(obs)
-    if obs.dtype == np.uint8:
-        return torch.as_tensor(obs, device=device)
-    return torch.as_tensor(obs.astype(np.float32, copy=False), device=device)
 
 
 def pixel_shape(obs_dim) -> tuple[int, int, int] | None:

@@ -40,6 +40,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
@@ -122,6 +123,40 @@ def graph_step(update: Callable) -> Callable:
     return one_step
 
 
+def to_tensor(obs: np.ndarray, device) -> Tensor:
+    """Observations as a tensor on `device`, what every `act` starts with: state vectors (any float dtype) as
+    float32, pixel frames (uint8) as they are (the encoder scales them; a quarter of the bytes to copy). To a
+    GPU through pinned memory without waiting: a copy from pageable memory makes the host wait for every
+    kernel queued before it (an update's), and the action it is for is read back anyway."""
+    obs = np.asarray(obs)
+    obs = obs if obs.dtype == np.uint8 else obs.astype(np.float32, copy=False)
+    if torch.device(device).type != "cuda":
+        return torch.as_tensor(obs, device=device)
+    return torch.as_tensor(obs).pin_memory().to(device, non_blocking=True)
+
+
+class HostArray:
+    """Observations still in host memory, handed to `Updater.act` with the device they go to: one agent moves
+    its own (`to_tensor`); a K-seed group stacks every acting seed's on the host and moves them at once
+    (iqrl/multiseed/vectorise.py `stack_slots`)."""
+
+    __slots__ = ("array", "device")
+
+    def __init__(self, array: np.ndarray, device):
+        self.array, self.device = np.asarray(array), torch.device(device)
+
+    def __repr__(self) -> str:  # what pieces that act as one share (`form_of`): shape and dtype, not values
+        return f"HostArray({self.array.shape}, {self.array.dtype}, {self.device})"
+
+    def moved(self) -> Tensor:
+        return to_tensor(self.array, self.device)
+
+
+def moved(tree: Any) -> Any:
+    """A nested structure with its `HostArray` leaves moved to their device (`to_tensor`)."""
+    return tree_map(lambda v: v.moved() if isinstance(v, HostArray) else v, tree)
+
+
 class Updater:
     """Runs an update's pieces eagerly, or compiled (`compile`); see the module docstring."""
 
@@ -191,9 +226,10 @@ class Updater:
         networks and the observation whose random draws (exploration noise) the agent made beforehand, as
         for a piece. Here one forward per call, eager (acting stays out of `compile`: `Agent.compile_acting`
         compiles what pays); the K-seed mode's updater runs every seed's action in one forward and one
-        transfer to the host (iqrl/multiseed/group.py)."""
+        transfer to the host (iqrl/multiseed/group.py). Observations handed in as `HostArray` are moved to the
+        device here (in the group: every seed's at once)."""
         with torch.no_grad():
-            return tree_map(lambda v: v.cpu() if isinstance(v, Tensor) else v, fn(*args, **draws))
+            return tree_map(lambda v: v.cpu() if isinstance(v, Tensor) else v, fn(*moved(args), **draws))
 
     def step(
         self,

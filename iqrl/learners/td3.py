@@ -96,16 +96,17 @@ class TD3Learner(CriticEnsembleLearner):
             c.expl_sigma_start, c.expl_sigma_end, c.expl_sigma_episodes, self.episodes_trained
         )
 
-    def act_draws(self, batch: tuple[int, ...], explore: bool) -> dict[str, Tensor]:
-        """The draws of `act` for inputs of batch shape `batch`: exploring, the noise N(0, sigma_expl^2)
-        [*batch, A] at the scheduled sigma; evaluating, none."""
-        return {"noise": self.normal(*batch, self.act_dim) * self.expl_sigma} if explore else {}
+    def act_draws(self, batch: tuple[int, ...], explore: bool) -> dict[str, Tensor | float]:
+        """The draws of `act` for inputs of batch shape `batch`: exploring, the noise's N(0, 1) draws
+        [*batch, A] and the scheduled sigma_expl it is scaled by in `act` (a K-seed group scales every
+        seed's in one product); evaluating, none."""
+        return {"noise": self.normal(*batch, self.act_dim), "sigma": self.expl_sigma} if explore else {}
 
-    def act(self, x: Tensor, *, noise: Tensor | None = None) -> Tensor:
-        """Behaviour action: pi(x) plus the exploration noise, clamped to [-1, 1], when one was drawn
-        (`act_draws`); else pi(x)."""
+    def act(self, x: Tensor, *, noise: Tensor | None = None, sigma: float = 1.0) -> Tensor:
+        """Behaviour action: pi(x) plus the exploration noise sigma * noise, clamped to [-1, 1], when one was
+        drawn (`act_draws`); else pi(x)."""
         a = self.policy(self.actor_input(x))
-        return a if noise is None else noisy_action(a, noise, None)
+        return a if noise is None else noisy_action(a, noise * sigma, None)
 
     # ------------------------------------------------------------------ learning
     def target_draws(self, batch_size: int) -> dict[str, Tensor]:

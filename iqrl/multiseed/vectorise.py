@@ -8,10 +8,13 @@ import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+
+from iqrl.core.update import HostArray
 
 
 class Networks(nn.Module):
@@ -71,20 +74,29 @@ def tensors_apart(tree) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
 
 
 def form_of(tree) -> tuple:
-    """The structure of a nested structure and each leaf's shape and dtype (tensors) or value (anything
-    else): what the arguments of pieces that run as one must share."""
+    """The structure of a nested structure and each leaf's shape and dtype (tensors), type (floats: a scale
+    that differs between seeds is stacked, `stack_slots`) or value (anything else): what the arguments of
+    pieces that run as one must share."""
     leaves, spec = tree_flatten(tree)
-    return str(spec), tuple((v.shape, v.dtype) if isinstance(v, Tensor) else repr(v) for v in leaves)
+    return str(spec), tuple(_leaf_form(v) for v in leaves)
+
+
+def _leaf_form(v) -> Any:
+    if isinstance(v, Tensor):
+        return v.shape, v.dtype
+    return float if isinstance(v, float) else repr(v)
 
 
 def stack_slots(slots: list, device: torch.device) -> Any:
-    """The arguments of every slot (a tree each) stacked: tensors along a new first dimension; numbers that
-    differ between slots (MR.Q's reward scales) as a tensor on `device`; any other leaf must be the same for
-    every slot."""
+    """The arguments of every slot (a tree each) stacked: tensors along a new first dimension; observations
+    still on the host (`HostArray`) stacked there and moved to the device once; numbers that differ between
+    slots (MR.Q's reward scales) as a tensor on `device`; any other leaf must be the same for every slot."""
 
     def stack(first, *rest):
         if isinstance(first, Tensor):
             return torch.stack([first, *rest])
+        if isinstance(first, HostArray):
+            return HostArray(np.stack([first.array, *(r.array for r in rest)]), first.device).moved()
         if all(r == first for r in rest):
             return first
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (first, *rest)):
