@@ -117,7 +117,7 @@ demo: $(BASE_STAMP)
 
 # make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|<folder of tables>|<table.csv.gz>]
 #              [STEPS=100000,500000,1000000] [EXCLUDE_PARTIAL=1]
-#              REFERENCE=1: every published table that ships in analysis/reference_data (docs/figures.md). Another
+#              REFERENCE=1: every published table that ships in analysis/reference/data (docs/figures.md). Another
 #              version of one source, read from a checkout of its repository, in place of its shipped rows:
 #              [REFERENCE_GYM=<MRQ checkout>/results/gym_results.txt] [REFERENCE_ATARI=<MRQ checkout>/results/atari_results.txt]
 #              [REFERENCE_BBF=<google-research checkout>/bigger_better_faster/scores/RR8_BBF.csv]
@@ -134,7 +134,7 @@ REFERENCE_DREAMERV3 ?=
 STEPS ?= 100000,500000,1000000
 EXCLUDE_PARTIAL ?=
 figures: $(BASE_STAMP)
-	MPLBACKEND=Agg $(PY) -m analysis.figures --results "$(RESULTS)" --out "$(or $(OUT),figures)" \
+	MPLBACKEND=Agg $(PY) -m analysis.figures.make --results "$(RESULTS)" --out "$(or $(OUT),figures)" \
 		--steps "$(STEPS)" $(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
 		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial) $(if $(REFERENCE_GYM),--reference-gym "$(REFERENCE_GYM)") \
 		$(if $(REFERENCE_ATARI),--reference-atari "$(REFERENCE_ATARI)") \
@@ -144,13 +144,13 @@ figures: $(BASE_STAMP)
 		$(if $(REFERENCE_DREAMERV3),--reference-dreamerv3 "$(REFERENCE_DREAMERV3)")
 
 # make reference [REFERENCE_DIR=build/reference] [FROM=<folder of the released files>]: the published tables of
-# analysis/reference_data built again from the sources' released files, each downloaded at its pinned commit (or,
+# analysis/reference/data built again from the sources' released files, each downloaded at its pinned commit (or,
 # with FROM=, read from <FROM>/<owner>/<repo>/<path>) and checked against its sha256 (a missing or altered file:
 # one error: line, exit 2); it says per table whether it equals the shipped one (docs/figures.md).
 REFERENCE_DIR ?= build/reference
 FROM ?=
 reference: $(BASE_STAMP)
-	$(PY) -m analysis.reference_build --out "$(REFERENCE_DIR)" $(if $(FROM),--from "$(FROM)")
+	$(PY) -m analysis.reference.build --out "$(REFERENCE_DIR)" $(if $(FROM),--from "$(FROM)")
 
 # make validate [AGENTS=a,b] [TASKS=cartpole-swingup,walker-walk] [STEPS=100000] [SEEDS=1]
 #               [OUT=results/validate] [SMALL=1] [JOBS=<cores>] [EVAL_EVERY=10000] [EXTRA="k=v ..."]

@@ -4,7 +4,7 @@ draw their runs and say what they show.
 The embedded default is a short budget on an easy task with reduced network sizes, so that it runs on
 a laptop; it is a demo of the method and of the whole pipeline, not a paper configuration. It ends with a
 figure (OUT/demo.png) of the runs' returns beside the published curve of the same method on the same task
-where the published tables that ship with the harness (analysis/reference_data) hold one, and beside them
+where the published tables that ship with the harness (analysis/reference/data) hold one, and beside them
 what the harness measures of iqrl's representation (the latent's rank as a share of its width, and the share
 of FSQ's codes in use), and a comparison that says what one seed at this budget can show (that each agent
 learns) and what it cannot (which agent is better, unless the gap is beyond the seed-to-seed spread).
@@ -60,7 +60,7 @@ SEED_SPREAD = 335.0
 # network sizes one thread updated faster than two on a 2-core machine shared with other work (iqrl: 75 to 90
 # updates/s against about 50), and the two runs take one core each.
 THREADS = 1
-# The published curves: a folder of tables or one table (analysis.reference.SHIPPED when None).
+# The published curves: a folder of tables or one table (analysis.reference.table.SHIPPED when None).
 REFERENCE: Path | None = None
 
 
@@ -121,9 +121,9 @@ def _echo(stream) -> None:
 
 
 def demo_table(out: Path):
-    """The demo's runs as analysis's tidy table (analysis.load): evaluation rows (`episode_return`) and
+    """The demo's runs as analysis's tidy table (analysis.runs.load): evaluation rows (`episode_return`) and
     training rows (the diagnostics `latent_rank_pct`, `active_codebook_pct_*` every diag_every)."""
-    from analysis.load import load_results
+    from analysis.runs.load import load_results
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # other folders a user left under OUT are not the demo's business
@@ -149,12 +149,13 @@ def diagnostic_rows(table, column: str):
 
 
 def published_band(path: Path | None = None):
-    """The published curves of the demo agents' methods (analysis.reference.PUBLISHED_NAME: iqrl -> iQRL,
-    td3 -> TD3) on the demo's task, clipped to its env steps: analysis.reference.select_reference rows
-    (source, algorithm, label, env_step, mean, std over seeds, n_seeds) from the tables at `path` (a folder or
-    one table; the shipped ones by default), and a note saying why there are none ('' when there are some)."""
+    """The published curves of the demo agents' methods (analysis.reference.table.PUBLISHED_NAME: iqrl ->
+    iQRL, td3 -> TD3) on the demo's task, clipped to its env steps: analysis.reference.table.select_reference
+    rows (source, algorithm, label, env_step, mean, std over seeds, n_seeds) from the tables at `path` (a
+    folder or one table; the shipped ones by default), and a note saying why there are none ('' when there are
+    some)."""
     from analysis.errors import AnalysisError
-    from analysis.reference import PUBLISHED_NAME, SHIPPED, reference_tables, select_reference
+    from analysis.reference.table import PUBLISHED_NAME, SHIPPED, reference_tables, select_reference
 
     path = Path(path or REFERENCE or SHIPPED)
     names = [PUBLISHED_NAME[a] for a in AGENT_OVERRIDES if a in PUBLISHED_NAME]
@@ -192,8 +193,8 @@ def demo_figure(table, band, note: str):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from analysis import plots
-    from analysis.reference import PUBLISHED_NAME
+    from analysis.figures import plots
+    from analysis.reference.table import PUBLISHED_NAME
 
     colors = plots.method_colors(list(AGENT_OVERRIDES))
     fig = plt.figure(figsize=(13, 6))
@@ -238,7 +239,7 @@ def demo_figure(table, band, note: str):
 
 
 def _steps_axis(ax) -> None:
-    from analysis import plots
+    from analysis.figures import plots
 
     ax.set_xlim(0, DEMO["steps"] * 1.02)
     ax.xaxis.set_major_formatter(plots.steps_formatter())
@@ -247,7 +248,7 @@ def _steps_axis(ax) -> None:
 
 def draw(table, band, note: str, out: Path) -> Path:
     """OUT/demo.png (and .pdf): `demo_figure`, in the style of `make figures`."""
-    from analysis import plots
+    from analysis.figures import plots
 
     plots.setup_style()
     return plots.save_figure(demo_figure(table, band, note), out, "demo")[0]
@@ -334,7 +335,7 @@ def ranking(final: dict[str, float]) -> str:
 
 
 def _steps(x: float) -> str:
-    from analysis.metrics import format_steps
+    from analysis.stats.metrics import format_steps
 
     return format_steps(x)
 

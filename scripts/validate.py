@@ -16,7 +16,7 @@ published learning curves at the same env step (`make validate`). Not part of CI
    and exit 2.
 2. Writes OUT/validate.md (also printed) and OUT/validate.csv:
    * ours: each run's mean over its last 2 evaluations with env_step <= --steps, averaged over seeds;
-   * published (the shipped `analysis/reference_data/published_dmc.csv.gz`, or --reference's table or folder
+   * published (the shipped `analysis/reference/data/published_dmc.csv.gz`, or --reference's table or folder
      of tables; main results only = empty `ablation`):
      each (source, algorithm) curve's value at its largest env_step <= --steps + --step-tolerance, per seed,
      averaged over the seeds whose step is >= --steps - --step-tolerance (a seed whose curve stops earlier
@@ -53,14 +53,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from analysis.errors import AnalysisError  # noqa: E402
-from analysis.load import read_evals  # noqa: E402
-from analysis.reference import (  # noqa: E402
+from analysis.reference.table import (  # noqa: E402
     DEFAULT_REFERENCE,
     PUBLISHED_NAME,
     SHIPPED,
     published_at,
     reference_tables,
 )
+from analysis.runs.load import read_evals  # noqa: E402
 
 DEFAULT_TASKS = ["cartpole-swingup", "walker-walk"]
 SMALL_CAPS = {"mlp_dims": [256, 256], "enc_mlp_dims": [256], "latent_dim": 64}

@@ -1,4 +1,4 @@
-"""End to end: `python -m analysis.figures` on the synthetic results folder (known returns)."""
+"""End to end: `python -m analysis.figures.make` on the synthetic results folder (known returns)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import figures, figures_pooled, metrics, synthetic
-from analysis.load import eval_rows, load_results
-from analysis.synthetic import TASKS, synthetic_return
-from analysis.tables import SCORE_COLUMNS, scores_table
+from analysis.figures import make as figures
+from analysis.figures import pooled as figures_pooled
+from analysis.figures.tables import SCORE_COLUMNS, scores_table
+from analysis.runs import synthetic
+from analysis.runs.load import eval_rows, load_results
+from analysis.runs.synthetic import TASKS, synthetic_return
+from analysis.stats import metrics
 
 from analysis_helpers import documented_outputs, undocumented, write_hand_results, write_run
 
@@ -103,7 +106,7 @@ def test_every_output_is_in_the_page_of_figures_and_every_name_there_is_written_
     names = {p.stem if p.suffix in (".png", ".pdf") else p.name for p in files}
     assert "index.html" in names and "ablation_fsq_iqrl_fsq_levels_latent_rank" in names
     assert not undocumented(names), "make figures writes files docs/figures.md does not list"
-    code = "".join(p.read_text() for p in (REPO / "analysis").glob("*.py"))
+    code = "".join(p.read_text() for p in (REPO / "analysis").rglob("*.py"))
     heads = {re.split(r"[<./]", name)[0].rstrip("_") for name in documented_outputs()}
     assert not {h for h in heads if f'"{h}' not in code and f"{{name}}_{h}" not in code}
 
@@ -315,7 +318,7 @@ def test_an_unscorable_return_or_an_out_that_is_a_file_stops_before_anything_is_
 
 def test_process_exit_status_and_make_target(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis.figures", "--results", str(tmp_path / "missing")],
+        [sys.executable, "-m", "analysis.figures.make", "--results", str(tmp_path / "missing")],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -328,7 +331,7 @@ def test_process_exit_status_and_make_target(tmp_path):
         text=True,
     )
     cmd = " ".join(dry.stdout.replace("\\\n", " ").split())
-    assert '-m analysis.figures --results "r" --out "figures" --steps "100000" --reference' in cmd
+    assert '-m analysis.figures.make --results "r" --out "figures" --steps "100000" --reference' in cmd
 
 
 def test_ablation_keeps_its_default_variant_when_the_main_sweep_repeats_it(tmp_path):
@@ -450,7 +453,7 @@ def _joining_lines(fig):
 
 
 def test_ablation_plot_orders_lists_by_codebook_size_and_joins_only_numeric_values():
-    from analysis import plots
+    from analysis.figures import plots
 
     points = _ablation_points(["2-2-2-2", "16-16", "8-8-8-8", "4-4"], contexts=("", "horizon=3"))
     colors = plots.method_colors(points["method"])
@@ -472,7 +475,7 @@ def test_ablation_plot_orders_lists_by_codebook_size_and_joins_only_numeric_valu
 
 
 def test_synthetic_help_prints_help_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    """`python -m analysis.synthetic --help` is help, not a folder named `--help` with 65 runs in it."""
+    """`python -m analysis.runs.synthetic --help` is help, not a folder named `--help` with 65 runs in it."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         synthetic.main(["--help"])
@@ -484,15 +487,15 @@ def test_synthetic_help_prints_help_and_writes_nothing(tmp_path, monkeypatch, ca
 
 
 def test_learning_check_page_is_generated_from_its_run_summaries():
-    """docs/learning-check.md's generated sections equal `python -m analysis.learning_check`'s output
+    """docs/learning-check.md's generated sections equal `python -m analysis.figures.learning_check`'s output
     (regenerate with it after changing docs/learning-check/*.csv), and the pooled Gym scores are MR.Q's
     TD3-normalised score, (return - random) / (TD3 - random), averaged over the tasks at each run's latest
     evaluation not after 25k: td7 Hopper 332 at 20.1k, Walker2d 1241 at 25k, HalfCheetah 5088 at 25k."""
-    from analysis import learning_check
+    from analysis.figures import learning_check
 
     page = learning_check.PAGE.read_text()
     for name in learning_check.SECTIONS:
-        assert learning_check.section(name) in page, f"run python -m analysis.learning_check ({name})"
+        assert learning_check.section(name) in page, f"run python -m analysis.figures.learning_check ({name})"
     td7 = np.mean(
         [(332 - 18.791) / (3226 - 18.791), (1241 - 2.791) / (3946 - 2.791), (5088 + 289.415) / 10863.415]
     )

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import metrics
 from analysis.errors import AnalysisError, AnalysisWarning
-from analysis.identity import identity_from_layout, parse_overrides
-from analysis.load import eval_rows, load_results
-from analysis.task_groups import TASK_GROUPS, task_group
+from analysis.runs.identity import identity_from_layout, parse_overrides
+from analysis.runs.load import eval_rows, load_results
+from analysis.runs.task_groups import TASK_GROUPS, task_group
+from analysis.stats import metrics
 from iqrl.runfolder.files import method_label
 
 from analysis_helpers import write_hand_results, write_run

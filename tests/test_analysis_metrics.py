@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import ablations, metrics
-from analysis import stats as astats
 from analysis.errors import AnalysisWarning
-from analysis.load import eval_rows, load_results
-from analysis.reference import DEFAULT_REFERENCE, select_reference
+from analysis.reference.table import DEFAULT_REFERENCE, select_reference
+from analysis.runs.load import eval_rows, load_results
+from analysis.stats import ablations, metrics
+from analysis.stats import estimators as astats
 
 from analysis_helpers import HAND_SCORES, write_hand_results, write_run
 

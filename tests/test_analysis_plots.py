@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import figures, plots
-from analysis.metrics import FINAL_METRICS
+from analysis.figures import make as figures
+from analysis.figures import plots
+from analysis.stats.metrics import FINAL_METRICS
 
 from analysis_helpers import write_run
 

@@ -232,8 +232,8 @@ def test_resume_on_another_device_type_is_refused(tmp_path, capsys):
 
 
 def write_published(path: Path, task: str = "cartpole-balance") -> Path:
-    """A published-curves file (analysis.reference's layout): iQRL on `task` over 2 seeds at 0, 400, 800 and
-    1600 env steps, with SAC beside it and iQRL on another task, neither of which the demo draws."""
+    """A published-curves file (analysis.reference.table's layout): iQRL on `task` over 2 seeds at 0, 400, 800
+    and 1600 env steps, with SAC beside it and iQRL on another task, neither of which the demo draws."""
     rows = ["source,algorithm,ablation,task,env_step,seed,episode_return"]
     for seed, offset in ((1, 0.0), (2, 20.0)):
         rows += [

@@ -1,5 +1,6 @@
-"""The discrete suites in `make figures` (analysis/scores.py, analysis/reference.py, docs/discrete.md):
-human-normalised Atari scores, MiniGrid success rates, MR.Q's released Atari curves read in place."""
+"""The discrete suites in `make figures` (analysis/stats/scores.py, analysis/reference/table.py,
+docs/discrete.md): human-normalised Atari scores, MiniGrid success rates, MR.Q's released Atari curves read in
+place."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import figures
-from analysis.reference import select_reference
-from analysis.released import read_mrq_results
-from analysis.scores import ATARI_REFERENCE, add_scores, human_normalized
+from analysis.figures import make as figures
+from analysis.reference.released import read_mrq_results
+from analysis.reference.table import select_reference
+from analysis.stats.scores import ATARI_REFERENCE, add_scores, human_normalized
 from iqrl.envs.tasks import ATARI_57
 
 from analysis_helpers import write_run
@@ -74,7 +75,7 @@ def test_atari_runs_pool_as_human_normalized_scores_and_minigrid_as_success_rate
 def test_atari_runs_load_from_folders_named_with_or_without_the_colon(tmp_path):
     """`mrq/atari-Pong/seed0` (today's folder name, no config.yaml: the task read back from the name) and
     `mrq/atari:Pong/seed1` (an earlier version's, with its config.yaml) are two seeds of one task."""
-    from analysis.load import load_results
+    from analysis.runs.load import load_results
 
     write_run(tmp_path / "mrq" / "atari-Pong" / "seed0", [(0, -21.0), (1000, -20.0)])
     config = {"agent": {"name": "mrq"}, "task": "atari:Pong", "seed": 1, "steps": 1000}
@@ -184,7 +185,7 @@ def test_a_released_curves_file_that_cannot_be_drawn_is_one_error_naming_the_fil
 #: bigger_better_faster/scores/RR8_BBF.csv: an unnamed index, a run's seed, the game in lower case, the mean
 #: evaluation return after 100k agent steps, BBF's own normalisation). Alien's and Pong's first rows are the
 #: file's; Pooyan is no game of the 57 (skipped).
-# RR8_BBF.csv's layout; the run numbers in its Atari 100k row group (analysis.released.BBF_GROUPS)
+# RR8_BBF.csv's layout; the run numbers in its Atari 100k row group (analysis.reference.released.BBF_GROUPS)
 BBF_SCORES = (
     ",seed,game,GameScoreAverage,GameScoreNormalized\n"
     "0,29598,alien,1032.5,0.1166248768568039\n"
@@ -199,7 +200,7 @@ BBF_SCORES = (
 
 
 def test_bbfs_released_scores_load_as_runs_at_400k_frames_on_our_references(tmp_path):
-    from analysis.released import atari_game_task, read_bbf_scores
+    from analysis.reference.released import atari_game_task, read_bbf_scores
 
     (path := tmp_path / "RR8_BBF.csv").write_text(BBF_SCORES)
     ref = read_bbf_scores(path)
@@ -236,8 +237,8 @@ def test_bbfs_released_scores_load_as_runs_at_400k_frames_on_our_references(tmp_
 
 
 def test_bbfs_scores_are_a_point_on_the_atari_panels_and_rows_of_the_atari_score_tables(tmp_path):
-    from analysis.plots import plot_task_panels
-    from analysis.released import read_bbf_scores
+    from analysis.figures.plots import plot_task_panels
+    from analysis.reference.released import read_bbf_scores
 
     (path := tmp_path / "RR8_BBF.csv").write_text(BBF_SCORES)
     _atari_runs(tmp_path / "r")

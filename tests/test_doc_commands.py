@@ -242,7 +242,7 @@ def test_the_check_covers_every_code_block_and_refuses_what_does_not_run():
         "make sweep CLUSTER=nowhere": "unknown cluster profile",
         "python -m iqrl.train agent=iqrl": "write .venv/bin/python",
         ".venv/bin/python -m iqrl.train agent=iqrl agent.horizn=3": "horizn",
-        ".venv/bin/python -m analysis.figures --results r --nonsense": "2",
+        ".venv/bin/python -m analysis.figures.make --results r --nonsense": "2",
         "bash no/such.sh": "does not exist",
         "rm -rf results": "cannot check `rm`",
     }

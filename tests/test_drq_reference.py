@@ -42,8 +42,8 @@ def drq_folder(root):
 
 
 def test_drqs_files_read_as_published_curves_in_our_names_and_env_steps_with_pixels_apart(tmp_path):
-    from analysis.reference import select_reference
-    from analysis.released import read_drq_results
+    from analysis.reference.released import read_drq_results
+    from analysis.reference.table import select_reference
 
     ref = read_drq_results(drq_folder(tmp_path))
     assert set(ref["source"]) == {"drq-repo"} and set(ref["ablation"]) == {""}
@@ -68,7 +68,7 @@ def test_drqs_dmc_hard_row_is_the_mean_of_its_per_task_means(tmp_path, capsys):
     """DR.Q on the seven DMC-hard tasks, dog-run with two seeds: dmc_hard_mean.csv holds the mean over tasks
     of each task's mean over seeds (400), not the mean over all runs (362.5). The pixel runs, on dog-run and
     humanoid-run only, have no row."""
-    from analysis import figures
+    from analysis.figures import make as figures
 
     root = tmp_path / "drq"
     rows = []
@@ -100,7 +100,7 @@ def test_drqs_dmc_hard_row_is_the_mean_of_its_per_task_means(tmp_path, capsys):
 def test_runs_both_releases_carry_are_drawn_once_and_differing_ones_apart(tmp_path):
     """SimbaV2 UTD 2 in DR.Q's folder equal to SimbaV2's release up to the digits a copy rewrites: drawn once,
     as [simbav2-repo], with a note; MR.Q whose numbers differ in one seed stays under each source."""
-    from analysis.overlays import gather_overlays
+    from analysis.reference.overlays import gather_overlays
 
     simba, drq = tmp_path / "simba", tmp_path / "drq"
     utd2 = [
@@ -135,8 +135,8 @@ def test_the_new_agents_pair_with_their_methods_published_curves(tmp_path):
     """dr-q -> DR.Q (DR.Q's release), droq -> SimbaV2's `DroQ_utd20` runs, tdmpc2 -> TD-MPC2 (TD-MPC2's
     results and SimbaV2's copy): the names the readers give, which validate's 'published, same method'
     column looks up."""
-    from analysis.reference import PUBLISHED_NAME, published_at
-    from analysis.released import SIMBA_ALGORITHMS, read_drq_results, read_simba_results
+    from analysis.reference.released import SIMBA_ALGORITHMS, read_drq_results, read_simba_results
+    from analysis.reference.table import PUBLISHED_NAME, published_at
 
     drq = read_drq_results(drq_folder(tmp_path / "drq"))
     write_simba(
@@ -153,7 +153,7 @@ def test_the_new_agents_pair_with_their_methods_published_curves(tmp_path):
 
 
 def test_a_drq_file_that_cannot_be_drawn_is_one_error_naming_it_and_its_line(tmp_path, capsys):
-    from analysis import figures
+    from analysis.figures import make as figures
 
     path = write_simba(tmp_path / "drq", "drq.csv", [("drq", "dog_run", 0, "avg_return", 50000, "nan")])
     write_run(tmp_path / "r" / "td3" / "dog-run" / "seed0", [(0, 0.0), (100, 5.0)])

@@ -184,7 +184,7 @@ def test_a_run_folder_from_before_the_perturbation_keys_resumes(tmp_path):
         del cfg[key]
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert main(tiny_argv("td3", run, seed=1)) == EXIT_OK
-    from analysis.load import load_results
+    from analysis.runs.load import load_results
 
     table, _ = load_results(tmp_path)
     assert len(table["run"].unique()) == 1

@@ -495,7 +495,7 @@ def test_make_figures_says_how_to_get_a_done_runs_deleted_eval_csv_back_and_that
     """The warning names the run and the command that writes its eval.csv again; following it, the run is
     scored again with the same rows."""
     from analysis.errors import AnalysisError, AnalysisWarning
-    from analysis.load import load_results
+    from analysis.runs.load import load_results
 
     run = copy_of(reference[2], tmp_path)
     rows = (run / "eval.csv").read_bytes()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis import plots
-from analysis.ablations import ablation_grids
-from analysis.load import eval_rows, load_results
+from analysis.figures import plots
+from analysis.runs.load import eval_rows, load_results
+from analysis.stats.ablations import ablation_grids
 from slurm.naming import dotlist_value, variant_name
 
 from analysis_helpers import write_run

@@ -10,8 +10,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from analysis.load import eval_rows, load_results
-from analysis.reference import DEFAULT_REFERENCE, load_reference, select_reference
+from analysis.reference.table import DEFAULT_REFERENCE, load_reference, select_reference
+from analysis.runs.load import eval_rows, load_results
 from iqrl.gpu_report import learning, results
 from iqrl.runfolder.files import write_csv, write_status, write_yaml
 

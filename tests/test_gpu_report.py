@@ -364,7 +364,7 @@ sys.path[:0] = sys.argv[1:4]
 import ale_py, dm_control, gymnasium, minigrid, mujoco, omegaconf, rliable, submitit
 carried = (ale_py, dm_control, gymnasium, minigrid, mujoco, omegaconf, rliable, submitit)
 assert all(m.__file__.startswith(sys.argv[1]) for m in carried)
-import iqrl.bench.cli, iqrl.gpu_report.parts, iqrl.multiseed.runs, analysis.reference, slurm.submit
+import iqrl.bench.cli, iqrl.gpu_report.parts, iqrl.multiseed.runs, analysis.reference.table, slurm.submit
 from iqrl.envs.make import make_env
 tasks = ("walker-walk", "cartpole-swingup", "dog-run", "atari:Breakout", "minigrid:MiniGrid-Empty-5x5-v0")
 for task in tasks:

@@ -195,8 +195,8 @@ def test_the_k_seed_mode_refuses_a_task_list_and_a_one_task_list_is_a_single_tas
 
 
 def test_analysis_reads_a_multi_task_run_as_one_curve_per_task_beside_older_single_task_folders(tmp_path):
-    from analysis import metrics
-    from analysis.load import load_results
+    from analysis.runs.load import load_results
+    from analysis.stats import metrics
 
     from analysis_helpers import write_run
 

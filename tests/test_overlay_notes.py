@@ -1,4 +1,4 @@
-"""A figure that draws released curves made otherwise than our runs says so (analysis.released.
+"""A figure that draws released curves made otherwise than our runs says so (analysis.reference.released.
 PROTOCOL_NOTES): DreamerV3's Atari 100k curves come from the full action set and no no-op starts
 (danijar/dreamerv3 at 2411f7d, `actions: all, noops: 0`), which the per-task Atari figure notes where it draws
 them, and only there."""
@@ -9,19 +9,19 @@ from pathlib import Path
 
 from test_discrete_analysis import MRQ_ATARI, _atari_runs
 
-from analysis.figures_curves import split_suites, task_curve_figure
-from analysis.load import eval_rows, load_results
-from analysis.reference import load_reference
-from analysis.released import PROTOCOL_NOTES, read_mrq_results
+from analysis.figures.curves import split_suites, task_curve_figure
+from analysis.reference.released import PROTOCOL_NOTES, read_mrq_results
+from analysis.reference.table import load_reference
+from analysis.runs.load import eval_rows, load_results
 
-SHIPPED = Path(__file__).resolve().parents[1] / "analysis" / "reference_data"
+SHIPPED = Path(__file__).resolve().parents[1] / "analysis" / "reference" / "data"
 
 
 def test_the_atari_figure_says_how_dreamerv3s_released_curves_were_made_where_it_draws_them(
     tmp_path, monkeypatch
 ):
     monkeypatch.setattr(
-        "analysis.plots.save_figure", lambda figure, out, name: [out / name]
+        "analysis.figures.plots.save_figure", lambda figure, out, name: [out / name]
     )  # drawn, not saved
     _atari_runs(tmp_path / "r")
     table, _ = load_results(tmp_path / "r")

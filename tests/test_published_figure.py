@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from analysis import figures, metrics, plots, published_figure
-from analysis import synthetic as synthetic_module
-from analysis.reference import DEFAULT_REFERENCE, load_reference
-from analysis.stats import iqm
+from analysis.figures import make as figures
+from analysis.figures import plots, published_figure
+from analysis.reference.table import DEFAULT_REFERENCE, load_reference
+from analysis.runs import synthetic as synthetic_module
+from analysis.stats import metrics
+from analysis.stats.estimators import iqm
 
 from analysis_helpers import write_hand_results
 

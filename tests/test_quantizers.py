@@ -190,8 +190,8 @@ def test_a_run_folder_from_before_the_quantizer_keys_resumes(tmp_path, capsys):
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert main(tiny_argv("iqrl", run, seed=1)) == EXIT_OK
     assert json.loads((run / "status.json").read_text())["state"] == "done"
-    from analysis.load import load_results
-    from analysis.repeats import legacy_filled
+    from analysis.runs.load import load_results
+    from analysis.runs.repeats import legacy_filled
 
     table, _ = load_results(tmp_path)
     assert len(table["run"].unique()) == 1

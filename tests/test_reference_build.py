@@ -1,4 +1,4 @@
-"""`make reference` (analysis/reference_build.py) and the published tables of analysis/reference_data: the
+"""`make reference` (analysis/reference/build.py) and the published tables of analysis/reference/data: the
 build from a folder of released files (tiny synthetic files in each source's layout, with their own
 checksums: no fetched file), the checksum refusal, downloads, the shipped tables' sources and suites, the
 readers of the sources' layouts, and `REFERENCE=1` drawing every shipped source of the runs' suites."""
@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import reference_build
 from analysis.errors import AnalysisError
-from analysis.reference import SHIPPED, load_reference, reference_tables, select_reference
-from analysis.reference_sources import SOURCES
-from analysis.scores import human_normalized
+from analysis.reference import build as reference_build
+from analysis.reference.sources import SOURCES
+from analysis.reference.table import SHIPPED, load_reference, reference_tables, select_reference
+from analysis.stats.scores import human_normalized
 from iqrl.envs.tasks import ATARI_26
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,8 @@ def dreamer_runs(path: str) -> bytes:
 
 
 def synthetic_file(repo: str, path: str) -> bytes:
-    """A small made-up file in the layout of `repo`'s `path` (analysis.released, analysis.released_dmc)."""
+    """A small made-up file in the layout of `repo`'s `path` (analysis.reference.released,
+    analysis.reference.released_dmc)."""
     name = Path(path).name
     if repo == "aidanscannell/dcmpc" and name == "dmc-dcmpc.csv":
         text = (
@@ -233,7 +234,7 @@ def test_bbf_keeps_its_atari_100k_runs_on_the_26_games_and_scores_only_as_bbf_di
     """BBF's file holds two row groups: the Atari 100k agent (runs 29598-31481, the 26 games) is `BBF`; the
     55-game runs are kept apart, on the other games only; VideoPinball, which BBF normalised with a random
     return of 0 (ours: DQN Zoo's 16256.9), is left out, so every score drawn is BBF's own."""
-    from analysis.released import read_bbf_scores
+    from analysis.reference.released import read_bbf_scores
 
     (path := tmp_path / "RR8_BBF.csv").write_text(BBF)
     ref = read_bbf_scores(path)
@@ -287,7 +288,7 @@ def test_the_released_files_rebuild_the_shipped_tables_byte_for_byte(tmp_path):
 
 
 def test_reference_1_draws_every_shipped_source_that_has_the_runs_tasks():
-    from analysis.overlays import gather_overlays
+    from analysis.reference.overlays import gather_overlays
 
     notes = []
     overlays = gather_overlays(SHIPPED, {}, notes.append)
@@ -310,7 +311,7 @@ def test_reference_1_draws_every_shipped_source_that_has_the_runs_tasks():
 
 
 def test_a_checkout_stands_in_for_its_source_in_the_shipped_tables(tmp_path):
-    from analysis.overlays import gather_overlays
+    from analysis.reference.overlays import gather_overlays
 
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "gym_results.txt").write_text(
@@ -341,7 +342,7 @@ def test_the_demo_band_names_no_path_outside_the_repository(monkeypatch):
 
 
 def test_make_figures_with_reference_1_draws_the_shipped_curves_of_the_runs_tasks(tmp_path):
-    from analysis import figures
+    from analysis.figures import make as figures
 
     from analysis_helpers import write_run
 
@@ -362,7 +363,7 @@ def test_one_run_per_seed_keeps_the_longest_run_and_a_repeated_steps_last_row():
     """A seed label whose steps start again from its first step holds two runs (TD-MPC2's release): the one
     with more evaluations stays, the later on a tie; a step listed twice in one run keeps its last row; rows
     whose steps only interleave (TCRL's fish-swim seed 843) are one run."""
-    from analysis.released_dmc import dmc_task_name, one_run_per_seed
+    from analysis.reference.released_dmc import dmc_task_name, one_run_per_seed
 
     rows = [(1, s, 1.0) for s in (0, 100, 200)] + [(1, s, 2.0) for s in (0, 100)]  # the first is longer
     rows += [(2, s, 1.0) for s in (0, 100)] + [(2, s, 2.0) for s in (0, 100)]  # a tie: the later
@@ -385,7 +386,7 @@ def test_one_run_per_seed_keeps_the_longest_run_and_a_repeated_steps_last_row():
 
 
 def test_dreamerv3_scores_name_tasks_as_ours_and_refuse_a_file_they_cannot_read(tmp_path):
-    from analysis.released import dreamerv3_task, read_dreamerv3_scores
+    from analysis.reference.released import dreamerv3_task, read_dreamerv3_scores
 
     assert [
         dreamerv3_task(t) for t in ("dmc_cartpole_balance_sparse", "dmc_ball_in_cup_catch", "atari_up_n_down")

@@ -1,4 +1,4 @@
-"""A damaged shipped reference table (analysis/reference_data/*.csv.gz cut short, or its compressed bytes
+"""A damaged shipped reference table (analysis/reference/data/*.csv.gz cut short, or its compressed bytes
 flipped) is one `error:` line naming it from `make figures REFERENCE=...`, before anything is written."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from analysis import figures
-from analysis.reference import SHIPPED
+from analysis.figures import make as figures
+from analysis.reference.table import SHIPPED
 
 from analysis_helpers import write_hand_results
 

@@ -291,7 +291,7 @@ def test_a_run_folder_has_evaluated_once_each_seed_has_a_row_past_step_0(tmp_pat
 
 # ---------------------------------------------------------------------------------- the learning check
 def test_the_learning_check_names_a_summarys_non_numeric_cell(tmp_path, monkeypatch, capsys):
-    from analysis import learning_check
+    from analysis.figures import learning_check
 
     for name in learning_check.SECTIONS:
         text = (learning_check.DATA / f"{name}.csv").read_text()

@@ -40,8 +40,8 @@ def simba_folder(root):
 
 
 def test_the_released_files_read_as_published_curves_in_our_task_names(tmp_path):
-    from analysis.reference import select_reference
-    from analysis.released import read_simba_results, simba_task_name
+    from analysis.reference.released import read_simba_results, simba_task_name
+    from analysis.reference.table import select_reference
 
     ref = read_simba_results(simba_folder(tmp_path))
     assert set(ref["source"]) == {"simbav2-repo"} and set(ref["ablation"]) == {""}
@@ -71,8 +71,9 @@ def test_make_figures_overlays_them_and_draws_the_dmc_hard_mean(tmp_path, capsys
     """With runs on all seven DMC-hard tasks and a cartpole task: the per-task panels carry the released
     curves, sample efficiency gets a DMC-hard panel, and dmc_hard_mean.csv is the mean over the seven tasks,
     ours and the published method's that covers them all."""
-    from analysis import figures, metrics
-    from analysis.load import load_results
+    from analysis.figures import make as figures
+    from analysis.runs.load import load_results
+    from analysis.stats import metrics
 
     root = tmp_path / "simba"
     rows = []
@@ -138,7 +139,7 @@ def test_make_figures_overlays_them_and_draws_the_dmc_hard_mean(tmp_path, capsys
 def test_a_released_file_that_cannot_be_drawn_is_one_error_naming_the_file_and_line(
     tmp_path, capsys, cells, message
 ):
-    from analysis import figures
+    from analysis.figures import make as figures
 
     path = simba_folder(tmp_path / "simba") / "baseline" / "bro_utd10.csv"
     if cells is None:
@@ -154,7 +155,7 @@ def test_a_released_file_that_cannot_be_drawn_is_one_error_naming_the_file_and_l
 
 
 def test_runs_on_some_dmc_hard_tasks_write_the_published_means_and_skip_the_figure_with_a_note(tmp_path):
-    from analysis import figures
+    from analysis.figures import make as figures
 
     root = tmp_path / "simba"
     rows = [("bro_utd10", t, 1, "avg_return", s, 10.0) for t in DMC_HARD for s in (0, 100)]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.reference import SHIPPED
+from analysis.reference.table import SHIPPED
 from iqrl.config.build import build_config, layered
 from iqrl.config.run import ConfigError
 from iqrl.core.replay import SequenceReplay, nstep_targets
@@ -213,7 +213,7 @@ def test_a_missing_suite_package_names_the_extra(monkeypatch, capsys, tmp_path, 
 
 
 def test_published_names_of_our_tasks():
-    from analysis.reference import published_name
+    from analysis.reference.table import published_name
 
     assert published_name("walker-walk") == "walker-walk"
     assert published_name("metaworld:button-press-topdown") == "mw-button-press-topdown"
@@ -222,7 +222,7 @@ def test_published_names_of_our_tasks():
 
 
 def test_the_shipped_suite_curves_load_as_success_rates():
-    from analysis.reference import load_reference, select_reference
+    from analysis.reference.table import load_reference, select_reference
 
     ref = select_reference(
         load_reference(SHIPPED / "published_suites.csv.gz"),
@@ -240,8 +240,8 @@ def test_suite_results_next_to_an_older_dmc_run_folder(tmp_path):
     curve of its task (a hand-made reference file) in the suite's names."""
     import pandas as pd
 
-    from analysis import figures
-    from analysis.reference import select_reference
+    from analysis.figures import make as figures
+    from analysis.reference.table import select_reference
 
     from analysis_helpers import write_run
 
@@ -280,7 +280,7 @@ def test_suite_results_next_to_an_older_dmc_run_folder(tmp_path):
 
 def test_td3_normalized_gym_scores_are_mrqs():
     """MR.Q's Appendix B.3 score: (return - random) / (TD3 - random), its reference returns per task."""
-    from analysis.scores import GYM_REFERENCE, td3_normalized
+    from analysis.stats.scores import GYM_REFERENCE, td3_normalized
 
     assert td3_normalized("gym:Hopper-v4", 3226.0) == pytest.approx(1.0)
     assert td3_normalized("gym:Hopper-v4", 18.791) == pytest.approx(0.0)
@@ -293,7 +293,7 @@ def test_td3_normalized_gym_scores_are_mrqs():
 def test_gym_runs_pool_as_td3_normalized_scores(tmp_path):
     """Gym tasks pool on TD3-normalised scores, never raw returns; a Gym task without MR.Q's reference
     returns gets its per-task panel and a note, and stays out of the pooled figures."""
-    from analysis import figures
+    from analysis.figures import make as figures
 
     from analysis_helpers import write_run
 
@@ -413,9 +413,9 @@ MRQ_RESULTS = (
 def test_mrqs_released_gym_curves_load_and_overlay_the_gym_panels(tmp_path, capsys):
     """MR.Q's results/gym_results.txt layout (facebookresearch/MRQ at 8a44a7d) read as published curves in
     our task names; `--reference-gym` draws them on the Gym panels; a file of another layout is one error."""
-    from analysis import figures
-    from analysis.reference import select_reference
-    from analysis.released import read_mrq_results
+    from analysis.figures import make as figures
+    from analysis.reference.released import read_mrq_results
+    from analysis.reference.table import select_reference
 
     from analysis_helpers import write_run
 
@@ -448,7 +448,8 @@ def test_an_ablation_on_meta_world_compares_success_rates_not_returns(tmp_path, 
     higher success rate here, so returns would rank the arms the other way round)."""
     import pandas as pd
 
-    from analysis import figures, plots
+    from analysis.figures import make as figures
+    from analysis.figures import plots
 
     from analysis_helpers import write_run
 

@@ -18,10 +18,10 @@ import yaml
 from faults import flip
 from torch import nn
 
-from analysis import plots
 from analysis.errors import AnalysisWarning
-from analysis.figures import make_figures
-from analysis.load import load_results
+from analysis.figures import plots
+from analysis.figures.make import make_figures
+from analysis.runs.load import load_results
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
 from iqrl.core.registry import make_agent

@@ -178,7 +178,7 @@ def test_a_checkpoint_that_fails_its_verification_is_named_and_never_shown(finis
 def test_figures_index_links_each_method_and_task_to_its_runs_and_videos(tmp_path):
     import pandas as pd
 
-    from analysis.index_page import watch_index
+    from analysis.figures.index_page import watch_index
 
     results, out = tmp_path / "results", tmp_path / "figs"
     for run in ("iqrl/walker-walk/seed1", "iqrl/walker-walk/seed2", "td3/walker-walk/seed1"):

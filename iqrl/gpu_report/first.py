@@ -5,7 +5,7 @@ trained policy against published points: iqrl on walker-walk at its paper sizes 
 fastest mode verified on this GPU model, 20,000 env steps (10,000 of seed phase, then 5,000 updates per
 seed), evaluated every 5,000 env steps, so at 15,000 and 20,000 after updates, where the published iQRL
 curve has points (`compared_steps`). It prints each seed's return there beside the published mean and its
-band (mean ± std over the published seeds, analysis/reference_data), writes one `learn` row, and hands back
+band (mean ± std over the published seeds, analysis/reference/data), writes one `learn` row, and hands back
 the seed folders less their checkpoints in OUT/runs.tar.gz, as runs/<agent>/<task>/seed<k>/ (`collect`
 commits them under docs/gpu-results/runs/<gpu>-<date>/, iqrl/gpu_report/learning.py).
 
@@ -91,8 +91,8 @@ def seed_phase(keys: tuple[str, ...]) -> int:
 
 def published_band(step: int) -> dict[str, tuple[float, float, int]]:
     """{label: (mean, std, seeds)} of the published iQRL walker-walk curves that have a point at `step` (the
-    shipped tables of analysis/reference_data, as `make figures REFERENCE=1` reads them)."""
-    from analysis.reference import published_algorithm, select_reference
+    shipped tables of analysis/reference/data, as `make figures REFERENCE=1` reads them)."""
+    from analysis.reference.table import published_algorithm, select_reference
     from iqrl.gpu_report.learning import shipped_curves
 
     band = select_reference(shipped_curves(), [TASK])

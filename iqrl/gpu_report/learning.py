@@ -3,9 +3,9 @@ the GPU section of docs/performance.md shows of them.
 
 A run is kept whole but for its checkpoint: each seed's RESULT_FILES (config.yaml, eval.csv, train.csv,
 status.json) in docs/gpu-results/runs/<gpu>-<date>/<agent>/<task>/seed<k>/, the sweep layout of
-analysis.identity with the result file's stem as the sweep. So analysis.load reads them as ordinary run
-folders (`make figures RESULTS=docs/gpu-results/runs REFERENCE=1`), and `committed_runs` summarises each from
-them alone: env steps reached, its rates by phase and projection (iqrl/gpu_report/phases.py), each seed's
+analysis.runs.identity with the result file's stem as the sweep. So analysis.runs.load reads them as ordinary
+run folders (`make figures RESULTS=docs/gpu-results/runs REFERENCE=1`), and `committed_runs` summarises each
+from them alone: env steps reached, its rates by phase and projection (iqrl/gpu_report/phases.py), each seed's
 return at the last evaluation every seed has and the published mean of the same method and task there;
 `draw` puts each against its published curves (docs/gpu-results/learning.png). Analysis and matplotlib are
 imported where they are used: the GPU machine imports this module for `keep_run` and `group_split` only.
@@ -123,8 +123,8 @@ class LearnedRun:
     status.json counted them), `phases` its rates by phase and projection (iqrl/gpu_report/phases.py),
     `returns` each seed's (in seed order) at `eval_step`, the last evaluation every seed has, and
     `published` {label: mean} of the method's published curves there (`published_means`). `evals`: its
-    evaluation rows (analysis.load's table), `band`: its method's published curves on its task
-    (analysis.reference.select_reference rows)."""
+    evaluation rows (analysis.runs.load's table), `band`: its method's published curves on its task
+    (analysis.reference.table.select_reference rows)."""
 
     sweep: str
     gpu: str
@@ -158,12 +158,12 @@ def published_means(band: pd.DataFrame, step: int) -> dict[str, float]:
 
 
 def committed_runs(folder: Path, rows: list[dict]) -> list[LearnedRun]:
-    """The learning runs under folder/runs (results.copy_runs' layout), read by analysis.load, each with the
-    GPU and date of its result file's machine row in `rows` (results.load_rows), sorted by result file, agent
-    and task. ValueError (one line) for a run analysis cannot read."""
+    """The learning runs under folder/runs (results.copy_runs' layout), read by analysis.runs.load, each with
+    the GPU and date of its result file's machine row in `rows` (results.load_rows), sorted by result file,
+    agent and task. ValueError (one line) for a run analysis cannot read."""
     from analysis.errors import AnalysisError
-    from analysis.load import discover_runs, eval_rows, load_results
-    from analysis.reference import published_algorithm, select_reference
+    from analysis.reference.table import published_algorithm, select_reference
+    from analysis.runs.load import discover_runs, eval_rows, load_results
 
     root = folder / "runs"
     if not root.is_dir() or not discover_runs(root):
@@ -216,9 +216,9 @@ def committed_runs(folder: Path, rows: list[dict]) -> list[LearnedRun]:
 @functools.cache
 def shipped_curves():
     """The published curves `make figures REFERENCE=1` draws: every table that ships in
-    analysis/reference_data (read once a process)."""
-    from analysis.overlays import gather_overlays
-    from analysis.reference import SHIPPED
+    analysis/reference/data (read once a process)."""
+    from analysis.reference.overlays import gather_overlays
+    from analysis.reference.table import SHIPPED
 
     return gather_overlays(SHIPPED, {}).curves
 
@@ -226,13 +226,13 @@ def shipped_curves():
 def draw(runs: list[LearnedRun], path: Path) -> Path:
     """One panel per run: each seed's evaluation returns (thin), their mean at the steps every seed has
     (thick), and the published curves of its method on its task up to its last evaluation (mean ± std over
-    their seeds, analysis.plots.published_band); titled with its GPU, date, mode and K. Written as `path`
-    (PNG)."""
+    their seeds, analysis.figures.plots.published_band); titled with its GPU, date, mode and K. Written as
+    `path` (PNG)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from analysis import plots
-    from analysis.metrics import format_steps
+    from analysis.figures import plots
+    from analysis.stats.metrics import format_steps
 
     plots.setup_style()
     ncols = min(len(runs), 2)

@@ -351,9 +351,9 @@ def read_evals(path: Path) -> dict[int, float]:
 
 def published(agent: str, task: str, step: int) -> dict[str, float]:
     """{source label: mean published return} of the agent's method at `step` (within 1000 env steps), from
-    the shipped DMC table (analysis/reference_data, tracked: it travels with the checkout); {} for a method
+    the shipped DMC table (analysis/reference/data, tracked: it travels with the checkout); {} for a method
     without published curves."""
-    from analysis.reference import DEFAULT_REFERENCE, PUBLISHED_NAME, load_reference, published_at
+    from analysis.reference.table import DEFAULT_REFERENCE, PUBLISHED_NAME, load_reference, published_at
 
     name = PUBLISHED_NAME.get(agent)
     if name is None:

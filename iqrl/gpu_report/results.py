@@ -392,7 +392,7 @@ def figure_lines(runs: list[learning.LearnedRun]) -> list[str]:
         "",
         "Each panel: one committed learning run, its seeds' evaluation returns (thin) and their mean "
         "(thick), against the published curves of the same method and task (mean ± std over their seeds, "
-        "analysis/reference_data).",
+        "analysis/reference/data).",
         "",
     ]
 

@@ -225,7 +225,7 @@ def build(out: Path, python: str, glibc: str = "2.28") -> list[Path]:
 
 def prepare(out: Path, python: str, glibc: str, gl: bool = True) -> int:
     """`make gpu-wheels`: the wheel set in `out`, the GL debs in .gl/, and what the copy totals against
-    CARRY_LIMIT_MB (part 3's published curves are tracked files, analysis/reference_data). A Python the
+    CARRY_LIMIT_MB (part 3's published curves are tracked files, analysis/reference/data). A Python the
     project does not run on, or pip's failure: one error line, exit 2."""
     if reason := python_refused(python):
         print(f"error: {reason}", file=sys.stderr)

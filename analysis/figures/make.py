@@ -1,16 +1,17 @@
 """`make figures`: every figure and score table from a results folder.
 
-    python -m analysis.figures --results R [--out O] [--reference [1|FOLDER|FILE]] [--steps 100000,500000]
-                               [--reference-gym MRQ_RESULTS] [--reference-atari MRQ_RESULTS]
-                               [--reference-bbf BBF_SCORES] [--reference-simba SIMBAV2_RESULTS]
-                               [--reference-drq DRQ_RESULTS] [--reference-dreamerv3 DREAMERV3_SCORES]
-                               [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
+    python -m analysis.figures.make --results R [--out O] [--reference [1|FOLDER|FILE]]
+                                    [--steps 100000,500000]
+                                    [--reference-gym MRQ_RESULTS] [--reference-atari MRQ_RESULTS]
+                                    [--reference-bbf BBF_SCORES] [--reference-simba SIMBAV2_RESULTS]
+                                    [--reference-drq DRQ_RESULTS] [--reference-dreamerv3 DREAMERV3_SCORES]
+                                    [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
 
 Bad input (missing/empty results, malformed steps, a reference that is missing or cannot be read) prints one
 `error:` line and exits with status 2. Data issues (partial runs, runs left out of a step, skipped figures)
 print `warning:` / `note:` lines. Nothing under RESULTS is written; the load cache lives in OUT/.cache.
-Published curves (analysis.overlays): --reference alone (REFERENCE=1) draws the tables that ship in
-analysis/reference_data; --reference-<source> reads that source from a checkout of its repository instead.
+Published curves (analysis.reference.overlays): --reference alone (REFERENCE=1) draws the tables that ship in
+analysis/reference/data; --reference-<source> reads that source from a checkout of its repository instead.
 Bootstrap repetitions: --reps-curve (env IQRL_REPS_CURVE, default 2000) per curve point, profile and
 probability of improvement; --reps-final (env IQRL_REPS_FINAL, default 20000) for the final intervals,
 the score tables and the ablation points.
@@ -28,20 +29,20 @@ import warnings
 from pathlib import Path
 
 from analysis.errors import AnalysisError, AnalysisWarning, warn
-from analysis.figures_curves import (
+from analysis.figures.curves import (
     diagnostic_figures,
     dmc_hard_figure,
     finite_diagnostics,
     split_suites,
     task_curve_figure,
 )
-from analysis.figures_pooled import suite_aggregates
-from analysis.figures_sweeps import ablation_figures, transfer_figures
-from analysis.index_page import watch_index
-from analysis.load import cross_sweep_runs, eval_rows, load_results
-from analysis.overlays import CHECKOUTS, Overlays, gather_overlays, of_suite
-from analysis.reference import resolve_reference
-from analysis.synthetic import MARKER
+from analysis.figures.index_page import watch_index
+from analysis.figures.pooled import suite_aggregates
+from analysis.figures.sweeps import ablation_figures, transfer_figures
+from analysis.reference.overlays import CHECKOUTS, Overlays, gather_overlays, of_suite
+from analysis.reference.table import resolve_reference
+from analysis.runs.load import cross_sweep_runs, eval_rows, load_results
+from analysis.runs.synthetic import MARKER
 from iqrl.runfolder.files import os_error_line
 
 DEFAULT_STEPS = "100000,500000,1000000"
@@ -94,7 +95,7 @@ def _int_arg(name: str, value, minimum: int = 1) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m analysis.figures.make", description=__doc__.split("\n\n")[0])
     p.add_argument("--results", required=True, help="folder holding run folders (any depth)")
     p.add_argument("--out", default="figures", help="output folder (default: figures)")
     p.add_argument(
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="1",
         default=None,
-        help="overlay published curves: no value (or 1) = every table that ships in analysis/reference_data; "
+        help="overlay published curves: no value (or 1) = every table that ships in analysis/reference/data; "
         "a folder of such tables (make reference REFERENCE_DIR=) or one table file",
     )
     checkouts = {
@@ -151,10 +152,11 @@ def make_figures(
     use_cache=True,
 ) -> dict:
     """Load, estimate, plot and tabulate; returns {"figures": [paths], "tables": [paths], "notes": [...]}.
-    reference: the published tables' folder or file (analysis.reference.resolve_reference), or None;
-    reference_<key>: a source's released results read from a checkout (analysis.overlays.CHECKOUTS);
-    overlays: those already gathered (analysis.overlays.gather_overlays), in place of the reference_*."""
-    from analysis import plots
+    reference: the published tables' folder or file (analysis.reference.table.resolve_reference), or None;
+    reference_<key>: a source's released results read from a checkout (analysis.reference.overlays.CHECKOUTS);
+    overlays: those already gathered (analysis.reference.overlays.gather_overlays), in place of the
+    reference_*."""
+    from analysis.figures import plots
 
     def note(msg: str) -> None:
         notes.append(msg)
@@ -175,8 +177,8 @@ def make_figures(
     plots.setup_style()
     colors = plots.method_colors(sweep_table["method"].unique())
 
-    # Pooled figures and score tables, per suite on its own score (analysis.scores); published per-run scores
-    # (BBF's Atari 100k) join the tables and the panels of their suite.
+    # Pooled figures and score tables, per suite on its own score (analysis.stats.scores); published per-run
+    # scores (BBF's Atari 100k) join the tables and the panels of their suite.
     checkouts = {
         "gym": reference_gym,
         "atari": reference_atari,
@@ -210,7 +212,7 @@ def make_figures(
         written, table_paths = written + figs, table_paths + paths
 
     # Per-task learning curves, with the published curves of their tasks: DMC returns, then each other suite's
-    # score (analysis.figures_curves.SUITE_SCORES).
+    # score (analysis.figures.curves.SUITE_SCORES).
     if not evals.empty:
         written += task_curve_figure(
             evals, "dmc", overlays.curves, out, colors, seed, note, "per_task_curves"
@@ -263,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from analysis import plots
+    from analysis.figures import plots
 
     start = time.time()
     try:
@@ -274,7 +276,7 @@ def _run(args) -> int:
         checkouts = {key: Path(path) if path else None for key, path in checkouts.items()}
         # read once, before anything is written: a table or file that cannot be read is an error here
         overlays = gather_overlays(reference, checkouts, warn)
-        synthetic = (Path(args.results) / MARKER).exists()  # analysis.synthetic's made-up returns
+        synthetic = (Path(args.results) / MARKER).exists()  # analysis.runs.synthetic's made-up returns
         with plots.watermark("SYNTHETIC DATA" if synthetic else ""):
             result = make_figures(
                 args.results,

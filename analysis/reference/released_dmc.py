@@ -1,13 +1,13 @@
 """Readers of the state-based DMC, Meta-World and MyoSuite curves that `published_dmc.csv.gz` and
-`published_suites.csv.gz` hold (analysis.reference): DC-MPC's runs and TD-MPC2's released baselines as
+`published_suites.csv.gz` hold (analysis.reference.table): DC-MPC's runs and TD-MPC2's released baselines as
 re-packaged beside them (aidanscannell/dcmpc, `read_dcmpc_results`), TCRL's runs (zhaoyi11/tcrl,
 `read_tcrl_results`) and the curves of an early iQRL draft with its baselines (aidanscannell/iqrl-minimal,
-`read_iqrl_draft`). `make reference` builds the two tables with them (analysis.reference_build).
+`read_iqrl_draft`). `make reference` builds the two tables with them (analysis.reference.build).
 
 All of them are tables of one row per evaluation: `env` (`walker-walk`, `cup-catch`, `mw-reach`,
 `myo-hand-reach`), `seed`, `env_step` (env steps: DC-MPC logs `step * action_repeat`, `train.py` lines 153,
 176 and 216 at cc2a33a) and the evaluation return `episode_reward` (and `episode_success`). Numbers are read
-exactly as written (analysis.reference.parse_numbers)."""
+exactly as written (analysis.reference.table.parse_numbers)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.reference import REFERENCE_COLUMNS, parse_numbers, read_cells
+from analysis.reference.table import REFERENCE_COLUMNS, parse_numbers, read_cells
 
 DCWM_SOURCE = "dcwm-iclr25"
 TDMPC2_SOURCE = "tdmpc2-results"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.metrics import format_steps, method_order
+from analysis.stats.metrics import format_steps, method_order
 
 SCORE_COLUMNS = [
     "method",

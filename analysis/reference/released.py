@@ -1,8 +1,8 @@
 """Readers of the per-run results other projects released, one per source, each into the published-curves
-layout (analysis.reference): MR.Q's Gym and Atari curves (`read_mrq_results`), BBF's Atari 100k scores
+layout (analysis.reference.table): MR.Q's Gym and Atari curves (`read_mrq_results`), BBF's Atari 100k scores
 (`read_bbf_scores`), the curves released with SimbaV2 (`read_simba_results`) and DR.Q (`read_drq_results`) and
 DreamerV3's scores with its pixel baselines (`read_dreamerv3_scores`). `make reference` builds the shipped
-tables with them (analysis.reference_build), and `make figures REFERENCE_<SOURCE>=<checkout>` reads another
+tables with them (analysis.reference.build), and `make figures REFERENCE_<SOURCE>=<checkout>` reads another
 version of a source with the same reader."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.reference import (
+from analysis.reference.table import (
     PIXELS_SUFFIX,
     REFERENCE_COLUMNS,
     parse_numbers,
@@ -23,7 +23,7 @@ from analysis.reference import (
     read_cells,
     read_text,
 )
-from analysis.scores import human_normalized
+from analysis.stats.scores import human_normalized
 from iqrl.envs.tasks import ATARI_26, ATARI_57
 
 MRQ_SOURCE = "mrq-repo"
@@ -120,11 +120,11 @@ def read_bbf_scores(path: Path) -> pd.DataFrame:
     source `bbf-repo`, the method by the file's row groups (BBF_GROUPS: the Atari 100k runs are `BBF`), else
     by its name (BBF_ALGORITHMS). Games outside the 57 are skipped.
 
-    Our figures normalise the returns with our references (analysis.scores), as every published curve; a game
-    whose `GameScoreNormalized` they do not give (to 1e-4) was normalised by BBF with other reference returns,
-    and is left out, so that every BBF score drawn is BBF's own: at 5e78683 VideoPinball, which BBF scores
-    from a random return of 0 where DQN Zoo's table has 16256.9 (its runs' 1.68 and 1.77 would read 9.54 and
-    10.61), in the 55-game group only."""
+    Our figures normalise the returns with our references (analysis.stats.scores), as every published curve; a
+    game whose `GameScoreNormalized` they do not give (to 1e-4) was normalised by BBF with other reference
+    returns, and is left out, so that every BBF score drawn is BBF's own: at 5e78683 VideoPinball, which BBF
+    scores from a random return of 0 where DQN Zoo's table has 16256.9 (its runs' 1.68 and 1.77 would read
+    9.54 and 10.61), in the 55-game group only."""
     path = Path(path)
     try:
         df = pd.read_csv(path, float_precision="round_trip")

@@ -1,12 +1,12 @@
 """The figures of sweeps: transfer (target tasks by arm, scratch the reference) and ablations (the final score
-against each swept key). Called by analysis.figures.make_figures."""
+against each swept key). Called by analysis.figures.make.make_figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.load import MULTI_TASK, eval_rows
-from analysis.scores import measure_name, one_suite_score
+from analysis.runs.load import MULTI_TASK, eval_rows
+from analysis.stats.scores import measure_name, one_suite_score
 
 
 def is_source_run(table):
@@ -34,7 +34,8 @@ def transfer_figures(sweep_table, steps: list[int], reps: int, seed: int, out: P
     line per arm (the scratch arm the reference), and the IQM, median, mean and optimality gap of each arm
     across the target tasks at every step of `steps` some run reached (else the largest step all reached),
     with 95% CIs. The sources' own runs are not arms."""
-    from analysis import metrics, plots
+    from analysis.figures import plots
+    from analysis.stats import metrics
 
     written: list[Path] = []
     targets = sweep_table[~is_source_run(sweep_table)]
@@ -49,7 +50,7 @@ def transfer_figures(sweep_table, steps: list[int], reps: int, seed: int, out: P
         if picked is None:
             note(f"{name}: its target tasks span several suites, whose scores do not pool: figures skipped")
             continue
-        evals, score = picked  # the target tasks' suite's score (analysis.scores)
+        evals, score = picked  # the target tasks' suite's score (analysis.stats.scores)
         curves = metrics.per_task_curves(evals, score.column, seed=seed)
         title = f"Transfer ({sweep or 'no sweep'}, {agent}): target tasks by arm (mean over seeds, 95% CI)"
         fig = plots.plot_task_panels(
@@ -77,7 +78,8 @@ def ablation_figures(
     """One figure per swept key of every (sweep, agent), from that sweep's own runs (not its sources: their
     pre-training tasks are no arm of the sweep's tasks): the final IQM against the key's value on the grid's
     suite's score, and the latent rank at the same step where the runs log it."""
-    from analysis import ablations, plots
+    from analysis.figures import plots
+    from analysis.stats import ablations
 
     written: list[Path] = []
     sweep_table = sweep_table[~is_source_run(sweep_table)]

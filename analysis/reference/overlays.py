@@ -1,6 +1,6 @@
 """The published curves `make figures` draws beside the runs, gathered once before anything is written.
 
-`REFERENCE=1` is every table that ships in analysis/reference_data (analysis.reference.SHIPPED, built by
+`REFERENCE=1` is every table that ships in analysis/reference/data (analysis.reference.table.SHIPPED, built by
 `make reference` from the sources' released files): each is drawn on the panels of the suites whose tasks
 it holds. `REFERENCE=<folder>` reads the tables of another folder (`make reference REFERENCE_DIR=<folder>`),
 `REFERENCE=<file>` one table. A source read from a checkout of its repository (`REFERENCE_GYM=`,
@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.reference import reference_tables
-from analysis.released import (
+from analysis.reference.released import (
     BBF_SOURCE,
     DREAMERV3_SOURCE,
     DRQ_SOURCE,
@@ -29,6 +28,7 @@ from analysis.released import (
     read_mrq_results,
     read_simba_results,
 )
+from analysis.reference.table import reference_tables
 from iqrl.envs.tasks import split_task
 
 
@@ -70,10 +70,10 @@ class Overlays:
 
 
 def gather_overlays(reference: Path | None, checkouts: dict[str, Path | None], note=None) -> Overlays:
-    """The published rows of `reference` (analysis.reference.resolve_reference's path, or None) with each
-    source of `checkouts` ({key of CHECKOUTS: its checkout's file or folder, or None}) read and put in place
-    of that source's rows; then DR.Q's copies of SimbaV2's curves drawn once (`drawn_once`, a `note` says how
-    many). AnalysisError (one line) for a table or released file that cannot be read."""
+    """The published rows of `reference` (analysis.reference.table.resolve_reference's path, or None) with
+    each source of `checkouts` ({key of CHECKOUTS: its checkout's file or folder, or None}) read and put in
+    place of that source's rows; then DR.Q's copies of SimbaV2's curves drawn once (`drawn_once`, a `note`
+    says how many). AnalysisError (one line) for a table or released file that cannot be read."""
     curves, points = reference_tables(reference) if reference is not None else (None, None)
     for key, path in checkouts.items():
         if path is None:

@@ -5,9 +5,10 @@ Every published curve the harness draws is a row set in one layout (REFERENCE_CO
 the suite has it): `source` (where the numbers come from), `algorithm` (the source's name for the method),
 `ablation` ('' for a paper's main result), `task` (`published_name` of ours), `env_step` (environment steps,
 action repeat included), `seed` (the source's run label) and `episode_return`. The tables built from the
-sources' released files (`make reference`, analysis.reference_build) ship in analysis/reference_data/, with
-PROVENANCE.md saying where each number comes from; `REFERENCE=1` draws them all (analysis.overlays). The
-readers of the released files themselves are in analysis.released and analysis.released_dmc."""
+sources' released files (`make reference`, analysis.reference.build) ship in analysis/reference/data/, with
+PROVENANCE.md saying where each number comes from; `REFERENCE=1` draws them all (analysis.reference.overlays).
+The readers of the released files themselves are in analysis.reference.released and
+analysis.reference.released_dmc."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import pandas as pd
 
 from analysis.errors import AnalysisError
 
-#: The tables that ship with the harness (built by `make reference`; analysis/reference_data/PROVENANCE.md).
-SHIPPED = Path(__file__).resolve().parent / "reference_data"
+#: The tables that ship with the harness (built by `make reference`; analysis/reference/data/PROVENANCE.md).
+SHIPPED = Path(__file__).resolve().parent / "data"
 #: The tables of a reference folder: file -> what it holds. Curves are drawn on the per-task panels of the
 #: suites whose tasks they have; points (one evaluation per run) are markers there and rows of score tables.
 CURVE_TABLES = {

@@ -4,8 +4,8 @@ score distributions) and the stratified bootstrap, as pure numpy functions (no t
 Each aggregate is a `Statistic` with two forms of the same formula: `matrix` on rectangular arrays
 (R runs, T tasks[, S steps]), which is what rliable bootstraps (used when every task has the same number of
 runs, so the numbers are rliable's own), and `pooled` on B resamples of ragged per-task runs (tasks with
-different run counts, where rliable needs a rectangle); both compute the same definitions. analysis/metrics.py
-selects the scores these are applied to.
+different run counts, where rliable needs a rectangle); both compute the same definitions.
+analysis/stats/metrics.py selects the scores these are applied to.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Figures. Each function takes precomputed estimates (analysis.metrics) and returns a Figure; nothing
+"""Figures. Each function takes precomputed estimates (analysis.stats.metrics) and returns a Figure; nothing
 here computes a statistic. Colours come from one `method_colors` mapping shared by every figure."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from analysis.ablations import is_numeric, list_numbers, value_sort_key  # noqa: E402
-from analysis.identity import latent_in  # noqa: E402
-from analysis.metrics import FINAL_METRICS, METRIC_TITLES, format_steps, method_order  # noqa: E402
+from analysis.runs.identity import latent_in  # noqa: E402
+from analysis.stats.ablations import is_numeric, list_numbers, value_sort_key  # noqa: E402
+from analysis.stats.metrics import FINAL_METRICS, METRIC_TITLES, format_steps, method_order  # noqa: E402
 
 RETURN_LABEL = "Episode return"
 STEPS_LABEL = "Environment steps"
@@ -147,8 +147,8 @@ def plot_sample_efficiency(
     """IQM return (or a suite's score, `measure` in running text) vs env steps with 95% CI bands; one panel
     per group ('all' first), one line per method. where: appended to the title (a suite's name).
 
-    curves: analysis.metrics.sample_efficiency output (group, method, env_step, iqm, ci_low, ci_high, ...).
-    task_sets: {group: {method: tasks of its curve}} (default: only the counts in `curves`). A panel's
+    curves: analysis.stats.metrics.sample_efficiency output (group, method, env_step, iqm, ci_low, ci_high,
+    ...). task_sets: {group: {method: tasks of its curve}} (default: only the counts in `curves`). A panel's
     title counts the tasks its methods cover together; a method on fewer of them is drawn dashed there,
     and its legend label says how many of the 'all' panel's tasks it covers (`coverage_labels`).
     """
@@ -203,8 +203,9 @@ def plot_final_intervals(
     task) gets a diamond in its colour instead. Constrained layout keeps the title, the metric titles and
     the x label apart for any number of methods.
 
-    estimates: rows of analysis.metrics.final_estimates(...).table for this step. labels: y-axis text per
-    method (default: the method; e.g. `coverage_labels`). score: the x label; where: appended to the title.
+    estimates: rows of analysis.stats.metrics.final_estimates(...).table for this step. labels: y-axis text
+    per method (default: the method; e.g. `coverage_labels`). score: the x label; where: appended to the
+    title.
     """
     methods = method_order(estimates["method"])[::-1]  # drawn bottom-up: iqrl ends on top
     table = estimates.set_index(["method", "metric"])
@@ -292,7 +293,7 @@ def plot_probability_of_improvement(
 ) -> plt.Figure:
     """P(reference > other) with 95% CIs, one bar per other method (rliable's plot).
 
-    poi: analysis.metrics.improvement_estimates output (method, other, probability, ci_low, ci_high).
+    poi: analysis.stats.metrics.improvement_estimates output (method, other, probability, ci_low, ci_high).
     labels: axis text per method (default: the method; e.g. `coverage_labels`); where: appended to the title.
     """
     labels = labels or {}
@@ -356,8 +357,8 @@ def reference_styles(reference: pd.DataFrame) -> dict[str, dict]:
 
 
 def published_band(ax, curve: pd.DataFrame, color) -> object:
-    """One published curve (analysis.reference.select_reference rows of one label: env_step, mean, std) on
-    `ax` in `color`: its mean dashed with a ± std band over its seeds, or, with one point, a marker with an
+    """One published curve (analysis.reference.table.select_reference rows of one label: env_step, mean, std)
+    on `ax` in `color`: its mean dashed with a ± std band over its seeds, or, with one point, a marker with an
     error bar. Returns its legend handle."""
     from matplotlib.patches import Patch
 
@@ -385,14 +386,15 @@ def plot_task_panels(
 ) -> plt.Figure:
     """One panel per task: mean over seeds with 95% CI band, one line per `by` value.
 
-    curves: analysis.metrics.per_task_curves output. reference: analysis.reference.select_reference
-    output, drawn thin in grey (`reference_styles`: line style and shade by source, marker by algorithm),
-    under a legend of its own, labelled "algorithm [source]"; a curve with fewer than 2 points inside the
-    plotted steps (up to our last evaluation) is left out of the panel and, when no panel draws it, of the
-    legend. points: published scores at one step (select_reference output of, e.g., the Atari 100k scores
-    released with BBF), each a filled marker in its reference style over our curves, inside the plotted steps
-    only. bounds: {"min": curves, "max": curves} drawn as thin dotted lines (e.g. the min/max active codebook
-    share over FSQ groups). labels: legend text per `by` value (default: the value itself).
+    curves: analysis.stats.metrics.per_task_curves output. reference:
+    analysis.reference.table.select_reference output, drawn thin in grey (`reference_styles`: line style and
+    shade by source, marker by algorithm), under a legend of its own, labelled "algorithm [source]"; a curve
+    with fewer than 2 points inside the plotted steps (up to our last evaluation) is left out of the panel
+    and, when no panel draws it, of the legend. points: published scores at one step (select_reference output
+    of, e.g., the Atari 100k scores released with BBF), each a filled marker in its reference style over our
+    curves, inside the plotted steps only. bounds: {"min": curves, "max": curves} drawn as thin dotted lines
+    (e.g. the min/max active codebook share over FSQ groups). labels: legend text per `by` value (default: the
+    value itself).
     """
     tasks = sorted(curves["task"].unique())
     fig, axes = _grid(len(tasks))
@@ -501,8 +503,8 @@ def plot_ablation(
 ) -> plt.Figure:
     """Final IQM with 95% CI vs the swept value; one series per context (the variants' other overrides).
 
-    points: analysis.ablations.ablation_estimates output (method, value, context, iqm, ci_low, ci_high, ...).
-    Numeric values sit at their value and a context's points are joined by a line. Anything else (lists,
+    points: analysis.stats.ablations.ablation_estimates output (method, value, context, iqm, ci_low, ci_high,
+    ...). Numeric values sit at their value and a context's points are joined by a line. Anything else (lists,
     ordered by their product, e.g. FSQ codebook size; text) is a category: equally spaced in
     `value_sort_key` order, with no line (the order is not a scale), contexts side by side with their
     own markers.

@@ -1,6 +1,6 @@
 """Runs that repeat the method, task and seed of another run: which one counts, whether the others are the
 same experiment (duplicates) or another one under the same label (conflicts), and the warnings that say so;
-and the warning for runs installed from different dependency locks. analysis.load applies them."""
+and the warning for runs installed from different dependency locks. analysis.runs.load applies them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.errors import shown, warn
-from analysis.identity import canonical_value
+from analysis.runs.identity import canonical_value
 from iqrl.runfolder.files import INERT_REMOVED_KEYS, LEGACY_VALUES, NOT_RESULT_KEYS
 
 # Config keys that say where, on what or under which label a run ran, not what it computed: those the

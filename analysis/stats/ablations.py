@@ -1,8 +1,8 @@
 """Ablation grids: the keys a sweep's variants sweep (`ablation_grids`, from the runs' overrides and
 configs), the order of their values (numbers, then dash-joined lists by their product: FSQ codebook sizes),
 and the final IQM with a 95% stratified-bootstrap CI per value of a grid (`ablation_estimates`), or the latent
-rank at that step (`ablation_rank_estimates`). Pure functions of the tidy table, on analysis.metrics' scores;
-plotted by analysis.plots.plot_ablation."""
+rank at that step (`ablation_rank_estimates`). Pure functions of the tidy table, on analysis.stats.metrics'
+scores; plotted by analysis.figures.plots.plot_ablation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.metrics import (
+from analysis.runs.repeats import legacy_filled
+from analysis.stats.estimators import IQM_STAT, bootstrap
+from analysis.stats.metrics import (
     RETURN_SCALE,
     format_steps,
     largest_common_step,
@@ -21,8 +23,6 @@ from analysis.metrics import (
     single_run_notes,
     task_scores,
 )
-from analysis.repeats import legacy_filled
-from analysis.stats import IQM_STAT, bootstrap
 
 
 @dataclass
@@ -120,7 +120,7 @@ def ablation_estimates(
     scale: float = RETURN_SCALE,
 ) -> tuple[pd.DataFrame, int, list[str]]:
     """Final IQM with 95% CI per point of one grid, from the sweep's own runs, on `column` / `scale` (the
-    grid's suite's score, analysis.scores; reported back times `scale`).
+    grid's suite's score, analysis.stats.scores; reported back times `scale`).
 
     The step is the largest of `steps` that every point's runs reached (or, if none, the latest step
     that all of them reached); every run with a score there counts. Returns (points + iqm, ci_low, ci_high,

@@ -1,6 +1,6 @@
 """The figures and score tables that pool one suite's tasks: final intervals, sample efficiency, performance
-profiles and probability of improvement on the suite's score (analysis.scores), with published per-run scores
-(BBF's Atari 100k) as rows of the score tables. Called by analysis.figures.make_figures."""
+profiles and probability of improvement on the suite's score (analysis.stats.scores), with published per-run
+scores (BBF's Atari 100k) as rows of the score tables. Called by analysis.figures.make.make_figures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.scores import add_scores, measure_name, one_suite_score
-from analysis.task_groups import group_rows
+from analysis.runs.task_groups import group_rows
+from analysis.stats.scores import add_scores, measure_name, one_suite_score
 
 
 def poi_reference(methods: list[str]) -> tuple[str | None, str]:
@@ -40,14 +40,15 @@ def suite_aggregates(
     published=None,
 ):
     """The figures and score tables that pool one suite's tasks (final intervals, sample efficiency,
-    performance profiles, probability of improvement) on that suite's score (analysis.scores: DMC return /
-    1000, Gym TD3-normalised, Meta-World and MyoSuite success rate); suites are never pooled together.
+    performance profiles, probability of improvement) on that suite's score (analysis.stats.scores: DMC return
+    / 1000, Gym TD3-normalised, Meta-World and MyoSuite success rate); suites are never pooled together.
     DMC's files keep their names (`sample_efficiency`, `scores.csv`); another suite's carry its name
     (`sample_efficiency_gym`, `final_intervals_metaworld_1M`, `scores_gym.csv`). `published`: per-run scores
     of published methods in the published-curves layout (BBF's Atari 100k scores), rows of the score tables
     where they have scores (`published_estimates`).
     Returns (figure paths, table paths, scores table)."""
-    from analysis import metrics, plots, tables
+    from analysis.figures import plots, tables
+    from analysis.stats import metrics
 
     suffix, where = ("", "") if suite == "dmc" else (f"_{suite}", f", {suite}")
     if suffix:  # another suite's notes say which suite they are about
@@ -163,8 +164,8 @@ def published_estimates(published, evals, steps: list[int], reps: int, seed: int
     scores) at each of `steps` where they have scores, over the tasks that our runs (`evals`, one suite's
     scored rows) have a score for at that step, as `metrics.final_estimates` computes ours: rows of its table,
     the method named "algorithm [source]". Returns (that table, notes)."""
-    from analysis import metrics
-    from analysis.reference import reference_label
+    from analysis.reference.table import reference_label
+    from analysis.stats import metrics
 
     rows = add_scores(published)
     labels = [reference_label(s, a) for s, a in zip(rows["source"], rows["algorithm"])]

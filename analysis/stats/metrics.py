@@ -2,10 +2,11 @@
 
 Layering (as rliable): compute scores (`scores_at_step`, `task_scores`, `curve_segments`) -> estimate
 (`final_estimates`, `sample_efficiency`, `performance_profiles`, `improvement_estimates`,
-`per_task_curves`; analysis.ablations for swept keys) -> plot (analysis.plots) / tabulate (analysis.tables).
+`per_task_curves`; analysis.stats.ablations for swept keys) -> plot (analysis.figures.plots) / tabulate
+(analysis.figures.tables).
 
 Conventions:
-- `evals` is the evaluation part of the tidy table (analysis.load.eval_rows): one row per
+- `evals` is the evaluation part of the tidy table (analysis.runs.load.eval_rows): one row per
   (run, env_step) with columns run, method, task, group, seed, env_step, episode_return.
 - A method's scores are kept per task: `cols`, a list (T,) of arrays (n_t,) for final scores or
   (n_t, S) for curves, normalised returns (DMC return / 1000), each task's runs ordered by seed. Tasks
@@ -33,14 +34,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.stats import (
+from analysis.runs.task_groups import group_rows, panel_groups
+from analysis.stats.estimators import (
     FINAL_STAT,
     IMPROVEMENT_STAT,
     IQM_PER_STEP_STAT,
     bootstrap,
     profile_stat,
 )
-from analysis.task_groups import group_rows, panel_groups
 
 RETURN_SCALE = 1000.0  # DMC returns lie in [0, 1000]; rliable works on return / 1000
 FINAL_METRICS = ("iqm", "median", "mean", "optimality_gap")
@@ -133,7 +134,7 @@ def final_estimates(
     scale: float = RETURN_SCALE,
 ) -> FinalEstimates:
     """IQM, median, mean and optimality gap with 95% CIs for every method at every step it reached, on
-    `column` / `scale` (a suite's score, analysis.scores; values reported back times `scale`)."""
+    `column` / `scale` (a suite's score, analysis.stats.scores; values reported back times `scale`)."""
     rows, by_method, notes = [], {}, []
     for step in steps:
         scores, not_reached = scores_at_step(evals, step, column)
@@ -257,7 +258,7 @@ def sample_efficiency(
     steps, with 95% stratified-bootstrap bands.
 
     Returns a table: group ('all'; each task group when the runs span several; 'dmc-hard', the dog and
-    humanoid tasks, when they are some of the runs' tasks: analysis.task_groups.panel_groups), method,
+    humanoid tasks, when they are some of the runs' tasks: analysis.runs.task_groups.panel_groups), method,
     env_step, iqm, ci_low, ci_high, n_tasks, n_runs (on the column's scale). Each method uses its own
     evaluation steps (thinned to max_points).
     """
@@ -287,8 +288,8 @@ def sample_efficiency(
 
 def mean_over_tasks(curves: pd.DataFrame, tasks, by: list[str], name: str) -> pd.DataFrame:
     """Per `by` (a method; a published source, algorithm and label), the mean over `tasks` of per-task curves
-    (`per_task_curves` or `analysis.reference.select_reference` output: task, env_step, mean) at each step
-    where every one of the tasks has a value; one task named `name`. Columns: `by`, task, env_step, mean,
+    (`per_task_curves` or `analysis.reference.table.select_reference` output: task, env_step, mean) at each
+    step where every one of the tasks has a value; one task named `name`. Columns: `by`, task, env_step, mean,
     ci_low, ci_high (= mean: no interval for a mean of means), n_tasks. A `by` missing a task has no rows."""
     tasks = set(tasks)
     rows = []

@@ -1,12 +1,12 @@
 """The README's figure: published per-seed DMC curves drawn by the harness's own sample-efficiency figure.
 
-    python -m analysis.published_figure [--out docs/img/published_iqm.png] [--reps 2000]
+    python -m analysis.figures.published_figure [--out docs/img/published_iqm.png] [--reps 2000]
 
-The shipped table `analysis/reference_data/published_dmc.csv.gz` (PROVENANCE.md there) holds each source's
+The shipped table `analysis/reference/data/published_dmc.csv.gz` (PROVENANCE.md there) holds each source's
 runs seed by seed; on the seven DMC tasks of the iQRL draft (every method of the table ran them) they are
 pooled exactly as `make figures` pools runs of ours: IQM of return / 1000 across tasks and seeds against env
-steps, with 95% stratified-bootstrap bands (analysis.metrics.sample_efficiency, analysis.plots). Every curve
-is a published one; nothing here was trained by the harness.
+steps, with 95% stratified-bootstrap bands (analysis.stats.metrics.sample_efficiency, analysis.figures.plots).
+Every curve is a published one; nothing here was trained by the harness.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import metrics, plots
-from analysis.reference import DEFAULT_REFERENCE, load_reference, reference_label
-from analysis.task_groups import task_group
+from analysis.figures import plots
+from analysis.reference.table import DEFAULT_REFERENCE, load_reference, reference_label
+from analysis.runs.task_groups import task_group
+from analysis.stats import metrics
 
 #: The methods drawn, as (source, algorithm) of the published table: iQRL and the methods it is compared with.
 METHODS = (
@@ -78,7 +79,7 @@ def draw(out: Path, reps: int = 2000, seed: int = 0) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m analysis.published_figure", description=__doc__.split("\n")[0]
+        prog="python -m analysis.figures.published_figure", description=__doc__.split("\n")[0]
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the PNG to write (default {DEFAULT_OUT})")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions per curve point")

@@ -1,6 +1,6 @@
 """A synthetic results folder with known returns, for tests and `make figures` demos.
 
-    python -m analysis.synthetic OUT_DIR
+    python -m analysis.runs.synthetic OUT_DIR
 
 Layout (sweep layout of the run folder contract):
 - `main/{iqrl,tcrl,td3}/<task>/default/seed{0,1,2}` on five tasks (easy, medium, hard), 500k steps,
@@ -13,7 +13,7 @@ Layout (sweep layout of the run folder contract):
   override is parsed from the variant name).
 
 A file `SYNTHETIC` at the root (MARKER) says what the folder is; `make figures` then writes "synthetic data"
-across every figure it draws from the folder (analysis.plots.watermark).
+across every figure it draws from the folder (analysis.figures.plots.watermark).
 
 Returns follow `synthetic_return` exactly (rounded to 1e-3), so tests can recompute every score.
 Diagnostics: `latent_rank` (iqrl variants and tcrl; tcrl's collapses), `active_codebook_pct_*` (iqrl
@@ -34,7 +34,7 @@ import yaml
 STEPS = 500_000
 #: The file at the root of a synthetic results folder, and its text.
 MARKER = "SYNTHETIC"
-MARKER_TEXT = "synthetic data: made-up returns (python -m analysis.synthetic), no agent was trained\n"
+MARKER_TEXT = "synthetic data: made-up returns (python -m analysis.runs.synthetic), no agent was trained\n"
 EVAL_EVERY = 50_000
 DIAG_EVERY = 25_000
 TASKS = ("walker-walk", "cartpole-swingup", "cheetah-run", "hopper-hop", "dog-run")
@@ -248,7 +248,7 @@ def make_synthetic_results(root: str | Path) -> pd.DataFrame:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """An argument parser, so that `--help` (or any option) is help or an error, never a folder name."""
     p = argparse.ArgumentParser(
-        prog="python -m analysis.synthetic",
+        prog="python -m analysis.runs.synthetic",
         description="Write a synthetic results folder with known returns (for tests and make figures demos).",
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="a new or empty folder to write the runs into")

@@ -1,6 +1,6 @@
 """The per-task figures: each task's score over env steps with the published curves beside it (every suite on
 its own score), the DMC-hard mean, and the iQRL paper's diagnostics (latent rank, active codebook share).
-Called by analysis.figures.make_figures."""
+Called by analysis.figures.make.make_figures."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import shown
-from analysis.scores import add_scores
-from analysis.task_groups import DMC_HARD_GROUP, group_rows
+from analysis.runs.task_groups import DMC_HARD_GROUP, group_rows
+from analysis.stats.scores import add_scores
 from iqrl.envs.tasks import DMC_HARD, split_task
 
 #: Each suite's score in its per-task curves (docs/suites.md): the evaluation rows' column (eval.csv's, or
-#: derived by analysis.scores.add_scores) and its axis label.
+#: derived by analysis.stats.scores.add_scores) and its axis label.
 SUITE_SCORES = {
     "dmc": ("episode_return", "Episode return"),
     "gym": ("episode_return", "Episode return"),
@@ -38,13 +38,14 @@ def task_curve_figure(
     evals, suite: str, reference, out: Path, colors: dict, seed: int, note, name: str, points=None
 ):
     """One panel per task of one suite: its score over env steps, with the published curves of `reference`
-    (the published-curves table of analysis.overlays, every suite's; None for none) on these tasks (DMC and
-    Gym: returns; Meta-World, MyoSuite, MiniGrid: success rates; Atari: human-normalised scores, the curves'
-    returns normalised alike), and the published scores at one step of `points` (a table in the same layout:
-    BBF's Atari 100k scores) as markers."""
-    from analysis import metrics, plots
-    from analysis.reference import published_name, select_reference
-    from analysis.released import PROTOCOL_NOTES
+    (the published-curves table of analysis.reference.overlays, every suite's; None for none) on these tasks
+    (DMC and Gym: returns; Meta-World, MyoSuite, MiniGrid: success rates; Atari: human-normalised scores, the
+    curves' returns normalised alike), and the published scores at one step of `points` (a table in the same
+    layout: BBF's Atari 100k scores) as markers."""
+    from analysis.figures import plots
+    from analysis.reference.released import PROTOCOL_NOTES
+    from analysis.reference.table import published_name, select_reference
+    from analysis.stats import metrics
 
     value, label = SUITE_SCORES[suite]
     where = "" if suite == "dmc" else f", {suite}"
@@ -99,8 +100,9 @@ def dmc_hard_figure(evals, reference, out: Path, colors: dict, seed: int, note) 
     TD-MPC2 at 1M),
     and those curves as `dmc_hard_mean.csv`: the table when the runs hold a DMC-hard task, the figure when a
     method has runs on all seven."""
-    from analysis import metrics, plots
-    from analysis.reference import select_reference
+    from analysis.figures import plots
+    from analysis.reference.table import select_reference
+    from analysis.stats import metrics
 
     if not evals["task"].isin(DMC_HARD).any():
         return []
@@ -142,7 +144,8 @@ def diagnostic_figures(table, colors: dict, seed: int, out: Path, note) -> list[
     """The diagnostics of the iQRL paper over training, per task and method: `latent_rank` and the active
     codebook share (`active_codebook_pct_mean`, its min and max over FSQ groups dotted); each skipped with a
     note when no run logs it."""
-    from analysis import metrics, plots
+    from analysis.figures import plots
+    from analysis.stats import metrics
 
     written: list[Path] = []
     if "latent_rank" in table and table["latent_rank"].notna().any():

@@ -2,7 +2,7 @@
 
 A run folder is any folder under RESULTS that holds an `eval.csv` (docs/run-folder.md).
 Its identity (agent, task, variant, seed, sweep, overrides) comes from `config.yaml` when present and
-otherwise from the sweep layout `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (analysis.identity),
+otherwise from the sweep layout `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>` (analysis.runs.identity),
 so results copied from a cluster without their configs still load.
 
 The tidy table has one row per (run, env_step) that appears in the run's `eval.csv` or `train.csv`
@@ -34,9 +34,9 @@ import pandas as pd
 import yaml
 
 from analysis.errors import AnalysisError, shown, text_of, warn
-from analysis.identity import latent_label, read_identity
-from analysis.repeats import cross_sweep_runs, repeated_runs, warn_locks, warn_repeats
-from analysis.task_groups import task_group
+from analysis.runs.identity import latent_label, read_identity
+from analysis.runs.repeats import cross_sweep_runs, repeated_runs, warn_locks, warn_repeats
+from analysis.runs.task_groups import task_group
 from iqrl.runfolder.files import CHECKPOINT, RESULT_FILES, method_label, read_status
 
 RUN_FILES = RESULT_FILES

@@ -1,6 +1,6 @@
 """Where the shipped published curves come from: every released file `make reference` reads, by repository,
 commit and path, with its sha256 and the licence it is under, and what the tables keep of it
-(analysis.reference_build builds the tables and writes PROVENANCE.md from this list). A file is downloaded
+(analysis.reference.build builds the tables and writes PROVENANCE.md from this list). A file is downloaded
 as `https://raw.githubusercontent.com/<repo>/<commit>/<path>` and, offline, found as
 `<FROM>/<repo>/<path>`."""
 
@@ -160,7 +160,7 @@ SOURCES: tuple[Source, ...] = (
         notes=(
             "`simbav2-repo`: SimbaV2 (UTD 1, 2, 4, 8), Simba, BRO (UTD 2, 10), TD-MPC2, MR.Q and SAC"
             " on DMC, Gym MuJoCo, Meta-World and MyoSuite; CrossQ, DroQ and REDQ on Gym "
-            "(analysis.released.read_simba_results; docs/suites.md). HumanoidBench is dropped (no "
+            "(analysis.reference.released.read_simba_results; docs/suites.md). HumanoidBench is dropped (no "
             "suite here).",
             "A (method, task, seed, step, metric) listed more than once keeps its last row "
             "(`simbaV2_utd8.csv` and `utd1` repeat their dog, humanoid and HumanoidBench runs under "
@@ -185,7 +185,7 @@ SOURCES: tuple[Source, ...] = (
         notes=(
             "`drq-repo`: DR.Q (10 seeds: 28 DMC tasks from states, 12 from pixels as `DR.Q "
             "(pixels)`, 5 Gym), FOG, and SimbaV2 UTD 2 in SimbaV2's layout "
-            "(analysis.released.read_drq_results). HumanoidBench is dropped. Its SimbaV2 UTD 2 "
+            "(analysis.reference.released.read_drq_results). HumanoidBench is dropped. Its SimbaV2 UTD 2 "
             "curves equal SimbaV2's release: `make figures` draws them once, as `[simbav2-repo]`.",
             "Not taken: `results/mrq.csv` (over 4 MiB, not available to the build of these tables; "
             "MR.Q's curves come from MR.Q's and SimbaV2's releases).",
@@ -204,7 +204,7 @@ SOURCES: tuple[Source, ...] = (
         sources=("bbf-repo",),
         notes=(
             "`bbf-repo`: BBF's Atari 100k scores, one evaluation per run after 100k agent steps "
-            "(400k env steps). The file holds two row groups (analysis.released.BBF_GROUPS): runs "
+            "(400k env steps). The file holds two row groups (analysis.reference.released.BBF_GROUPS): runs "
             "29598-31481 on the 26 Atari 100k games (32 to 40 runs each), the paper's Atari 100k "
             "agent, kept as `BBF`; and runs 11623-12716 on 55 games (16 to 20 runs each), kept as "
             "`BBF (55-game runs)` on the 28 games outside Atari 100k only (its 520 runs on the 26 "

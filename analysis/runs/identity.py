@@ -1,7 +1,7 @@
 """A run's identity: agent, task, variant, seed, sweep, overrides and config values, from its config.yaml or,
 for runs copied without one, from the sweep layout `[<sweep>/]<agent>/<task>/[<variant>/]seed<k>`; and the
 canonical form of override and config values (`[8, 5]` and `8-5` -> "8-5") that the tidy table stores
-(analysis.load builds the table; analysis.repeats compares runs by these values)."""
+(analysis.runs.load builds the table; analysis.runs.repeats compares runs by these values)."""
 
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
-"""`make reference`: the published-curves tables of analysis/reference_data, built again from released files.
+"""`make reference`: the published-curves tables of analysis/reference/data, built again from released files.
 
-    python -m analysis.reference_build [--out build/reference] [--from FOLDER] [--raw FOLDER]
+    python -m analysis.reference.build [--out build/reference] [--from FOLDER] [--raw FOLDER]
 
-Every released file the tables use (analysis.reference_sources) is downloaded from its repository at its
+Every released file the tables use (analysis.reference.sources) is downloaded from its repository at its
 commit (kept in --raw, default OUT/raw) or, with --from, found in FOLDER as `<owner>/<repo>/<path>` (the
 layout of --raw), and must have its recorded sha256. A file missing or altered is one `error:` line naming it
 and its source, exit status 2, before any table is written. Then every table is built with the readers of
-analysis.released and analysis.released_dmc, written into OUT (gzip level 9 without a timestamp, so the same
-files give the same bytes) with PROVENANCE.md, and compared with the shipped table of the same name: built
-from the files recorded, each is identical to it byte for byte, and the command says so per table."""
+analysis.reference.released and analysis.reference.released_dmc, written into OUT (gzip level 9 without a
+timestamp, so the same files give the same bytes) with PROVENANCE.md, and compared with the shipped table of
+the same name: built from the files recorded, each is identical to it byte for byte, and the command says so
+per table."""
 
 from __future__ import annotations
 
@@ -26,25 +27,25 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.reference import SHIPPED
-from analysis.reference_sources import SOURCES, Source
-from analysis.released import (
+from analysis.reference.released import (
     read_bbf_scores,
     read_dreamerv3_scores,
     read_drq_results,
     read_mrq_results,
     read_simba_results,
 )
-from analysis.released_dmc import read_dcmpc_results, read_iqrl_draft, read_tcrl_results
+from analysis.reference.released_dmc import read_dcmpc_results, read_iqrl_draft, read_tcrl_results
+from analysis.reference.sources import SOURCES, Source
+from analysis.reference.table import SHIPPED
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "build" / "reference"
 ORDER = ["source", "algorithm", "task", "seed", "env_step"]
 
 
 def build_tables(root: Path) -> dict[str, pd.DataFrame]:
     """The tables from the released files under `root` (`<owner>/<repo>/<path>`), each in the published-curves
-    layout (analysis.reference), rows sorted by source, algorithm, task, seed and env step."""
+    layout (analysis.reference.table), rows sorted by source, algorithm, task, seed and env step."""
     dmc, suites = read_dcmpc_results(root / "aidanscannell/dcmpc/results/data")
     draft = root / "aidanscannell/iqrl-minimal/paper/figs/plotting/baseline-comparison"
     mrq = root / "facebookresearch/MRQ/results"
@@ -138,11 +139,11 @@ def provenance(sources: tuple[Source, ...], tables: dict[str, pd.DataFrame]) -> 
     lines = [
         "# Provenance of the published-curves tables",
         "",
-        "Written by `make reference` (analysis/reference_build.py) from analysis/reference_sources.py; do "
+        "Written by `make reference` (analysis/reference/build.py) from analysis/reference/sources.py; do "
         "not edit. `make reference` downloads every file below at its commit, checks its sha256 and builds "
         "these tables again; `make reference FROM=<folder>` does it offline from copies laid out as "
-        "`<folder>/<owner>/<repo>/<path>`. The layout of the tables: analysis/reference.py; how the figures "
-        "use them: docs/figures.md.",
+        "`<folder>/<owner>/<repo>/<path>`. The layout of the tables: analysis/reference/table.py; how the "
+        "figures use them: docs/figures.md.",
         "",
         "| table | rows | sources |",
         "|---|---|---|",
@@ -204,7 +205,7 @@ def build(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m analysis.reference_build", description=__doc__.split("\n\n")[0]
+        prog="python -m analysis.reference.build", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder of the tables (default {DEFAULT_OUT})")
     p.add_argument("--from", dest="from_dir", default=None, help="folder of the released files: no download")
