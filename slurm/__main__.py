@@ -1,7 +1,7 @@
 """Command line behind `make sweep` and `make status`.
 
 python -m slurm sweep  ablations/smoke.yaml [--cluster local-slurm] [--results results] [--dry [--gpu-hours
-700]] [--agents iqrl,td3]
+700]] [--agents iqrl,td3] [--yes]
 python -m slurm status ablations/smoke.yaml [--results results] [--agents iqrl]
 """
 
@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 default=None,
                 help="with --dry: a GPU-hour budget; print the measured mode and K per agent against it",
             )
+            s.add_argument(
+                "--yes", action="store_true", help="start a local sweep of more than 24 CPU-hours here"
+            )
     args = p.parse_args(argv)
     if why := _gpu_hours_refusal(args):
         print(f"error: {why}", file=sys.stderr)
@@ -53,7 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "sweep":
             return run_sweep(
-                args.sweep, args.results, args.cluster or None, args.dry, agents, gpu_hours=args.gpu_hours
+                args.sweep,
+                args.results,
+                args.cluster or None,
+                args.dry,
+                agents,
+                gpu_hours=args.gpu_hours,
+                yes=args.yes,
             )
         results = Path(args.results).absolute()
         sweep, runs = load(args.sweep, results, agents, validator=None)
