@@ -29,15 +29,16 @@ from pathlib import Path
 import numpy as np
 
 TABLE = Path(__file__).with_name("costs.json")
-#: This CPU's bench rows (`make bench` fp32 eager on walker-walk; `set`: a variant's run keys).
+#: This CPU's bench rows (`make bench` fp32 eager on walker-walk; `set`: a variant's run keys), their
+#: `updates_per_s` re-timed by `interleaved_rates` (`updates_per_s_bench`: the bench's own).
 CPU_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "cpu-results.jsonl"
 #: CPU-hours above which a sweep on this machine's own CPU (a local profile) waits for `--yes`.
 CPU_HOURS_LIMIT = 24.0
 #: The bench's run keys that keep a count cheap: a small replay of short seed episodes, eager, fp32, CPU.
 COUNT_KEYS = ["episode_length=20", "seed_steps=1000"]
 FEATURES = ("flops", "bytes", "launches")
-#: A GPU's eager update at these sizes is bound by its kernel launches: its three eager rows cannot fix three
-#: constants (a fit of all three to two of them predicts the third 48% off), so its fit takes launches alone.
+#: A GPU's eager update at these sizes is bound by its kernel launches, and its three eager rows cannot fix
+#: three constants (each held out is predicted from two): its fit takes launches alone.
 GPU_FEATURES = ("launches",)
 
 
@@ -199,11 +200,40 @@ def doc_lines() -> list[str]:
     return lines
 
 
+def interleaved_rates(configs: list[tuple[str, list[str]]], rounds: int = 10, block: int = 3) -> list[float]:
+    """Updates/s on this CPU of each (agent, `--set` keys) bench config (walker-walk, fp32 eager): every
+    config's trainer built in this process (iqrl.bench.measure.prepare), then `rounds` rounds of `block`
+    updates of each in turn, each config at its fastest block: on a shared machine the neighbours' load
+    slows the configs of one round alike, and the fastest block is the least slowed."""
+    import time
+
+    from iqrl.bench.measure import prepare
+
+    trainers = [prepare(agent, "walker-walk", "fp32", "cpu", extra=keys) for agent, keys in configs]
+    best = [float("inf")] * len(trainers)
+    for r in range(rounds + 1):  # round 0 warms up (lazy state, first-call costs)
+        for k, t in enumerate(trainers):
+            start = time.perf_counter()
+            for i in range(block):
+                t.agent.update(t.replay, r * block + i)
+            best[k] = best[k] if r == 0 else min(best[k], (time.perf_counter() - start) / block)
+    return [1 / s for s in best]
+
+
 def main(argv: list[str]) -> int:
     """`python -m slurm.cost SWEEP.yaml ...`: count every config of the sweeps missing from the table (and the
-    bench rows' own configs) and write the table; `--doc`: print docs/sweeps.md's tables of the fits."""
+    bench rows' own configs) and write the table; `--doc`: print docs/sweeps.md's tables of the fits;
+    `--time`: re-time the updates of docs/cpu-results.jsonl's rows (`interleaved_rates`)."""
+    from iqrl.runfolder.files import atomic_write_text
+
     if argv == ["--doc"]:
         print("\n".join(doc_lines()))
+        return 0
+    if argv == ["--time"]:  # re-time the CPU rows' updates, interleaved
+        rows = [json.loads(line) for line in CPU_RESULTS.read_text().splitlines() if line.strip()]
+        rates = interleaved_rates([(r["agent"], r["set"]) for r in rows])
+        rows = [{**r, "updates_per_s": round(u, 3), "timed": "interleaved"} for r, u in zip(rows, rates)]
+        atomic_write_text(CPU_RESULTS, "".join(json.dumps(r) + "\n" for r in rows))
         return 0
     from iqrl.config.build import build_config
     from iqrl.runfolder.files import atomic_write_text
@@ -232,10 +262,11 @@ def main(argv: list[str]) -> int:
 
 
 def cpu_rows(path: Path = CPU_RESULTS) -> list[dict]:
-    """The CPU's bench rows, each with the `key`, `gpu` (its hardware) and `date` that the GPU rows carry."""
+    """The CPU's bench rows, each with the `key` and `gpu` ("this CPU": its `hardware` says which) that the
+    GPU rows carry."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     key = "{agent} {task} {obs} {dtype} compile=false K=1"
-    return [{**r, "key": " ".join([key.format(**r), *r["set"]]), "gpu": r["hardware"]} for r in rows]
+    return [{**r, "key": " ".join([key.format(**r), *r["set"]]), "gpu": "this CPU"} for r in rows]
 
 
 def cost_rows() -> list[dict]:

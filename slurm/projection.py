@@ -134,6 +134,7 @@ class Projection:
     updates: float
     rate: Rate
     gpu_hours: float
+    variants: tuple[str, ...] = ("default",)
 
     @property
     def measured(self) -> bool:
@@ -369,14 +370,15 @@ def project(
     device = "cpu" if device == "cpu" else "cuda"  # a profile's cuda:N or auto: the GPU's rows
     rows = measured_rows(rates) if device == "cuda" else cpu_rows()
     model = Model.of(rows, device)
-    groups: dict[tuple[str, Rate], list[float]] = {}
+    groups: dict[tuple[str, Rate], list] = {}
     for members, work, cfg in configs(runs, results):
         rate = run_rate(members[0], cfg, len(members), rows, work, model)
-        g = groups.setdefault((members[0].agent, rate), [0, 0.0, 0.0])
+        g = groups.setdefault((members[0].agent, rate), [0, 0.0, 0.0, {}])
         g[0] += len(members)
         g[1] += work.updates * len(members)
         g[2] += rate.gpu_hours(work, len(members))
-    return [Projection(a, n, u, rate, h) for (a, rate), (n, u, h) in groups.items()]
+        g[3][members[0].variant] = None
+    return [Projection(a, n, u, rate, h, tuple(v)) for (a, rate), (n, u, h, v) in groups.items()]
 
 
 def projection_lines(
@@ -412,7 +414,8 @@ def projection_lines(
         else:
             rate = f"{r.rate.how} at {r.rate.updates_per_s} updates/s per seed"
         updates = f"{r.updates / 1e6:,.1f}M updates, {rate}"
-        lines.append(f"  {r.agent}: {r.runs} runs, {updates} ({r.source}): {r.gpu_hours:,.0f} {unit}")
+        name = r.agent if r.variants == ("default",) else f"{r.agent} {', '.join(r.variants)}"
+        lines.append(f"  {name}: {r.runs} runs, {updates} ({r.source}): {r.gpu_hours:,.0f} {unit}")
     return lines + ([] if budget is None else budget_lines(rows, budget))
 
 
