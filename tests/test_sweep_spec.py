@@ -499,7 +499,11 @@ def test_dry_with_a_gpu_hour_budget_says_whether_the_measured_modes_fit(tmp_path
 
     from conftest import write_gpu_results
 
-    rates = write_gpu_results(tmp_path / "gpu", {"iqrl walker-walk state fp32 compile=true K=1": 36.0})
+    rows = {
+        "iqrl walker-walk state fp32 compile=true K=1": 36.0,
+        "td3 walker-walk state fp32 compile=false K=1": 1,
+    }
+    rates = write_gpu_results(tmp_path / "gpu", rows)  # td3's eager row: the fit that prices mrq
     sweep = "agents: [iqrl]\ntasks: [walker-walk]\nsteps: 1010000\nseeds: 2\nfixed: {seed_steps: 10000}\n"
     runs = parse(sweep).runs()  # 2 seeds x 500k updates at 36/s: 7.7 GPU-hours
     table = projection_lines(runs, tmp_path, 10, rates)[3:]
