@@ -269,8 +269,7 @@ def run_sweep(
     yes: bool = False,
     **load_kw: Any,
 ) -> int:
-    """`dry`: print what would run and end with the projected GPU-hours (CPU-hours on a CPU profile), against
-    `gpu_hours` if given; `yes`: start a local sweep of more than CPU_HOURS_LIMIT CPU-hours."""
+    """`dry`: print what would run, then its projected GPU- or CPU-hours; `yes`: a long local sweep starts."""
     results = Path(results).absolute()
     sweep, runs = load(sweep_path, results, agents, **load_kw)
     profile = choose_profile(cluster_name)
@@ -284,8 +283,11 @@ def run_sweep(
         refuse_long_local(make_plan(runs, results, cluster.queue()), results)
     run = _run_slurm if profile.executor == "slurm" else _run_local
     rc = run(sweep, runs, results, profile, dry, out, entry)
-    if dry:
-        _print_projection(make_plan(runs, results, cluster.queue()), results, out, gpu_hours, profile.device)
+    if dry:  # the projected GPU-hours (CPU-hours) of the runs still to run (slurm/projection.py)
+        plan = make_plan(runs, results, cluster.queue())
+        todo = [r for r, _ in plan.todo + plan.waiting]
+        for line in projection_lines(todo, results, gpu_hours, device=profile.device):
+            out(line)
     return rc
 
 
@@ -479,12 +481,6 @@ def _print_dry_slurm(
             else:
                 out(f"  [{k}] {lines[0]}")
                 out(f"      {lines[1].strip()}")
-
-
-def _print_projection(plan, results: Path, out: Print, gpu_hours: float | None, device: str) -> None:
-    """DRY=1: the projected GPU-hours (CPU-hours) of the runs still to run (slurm/projection.py)."""
-    for line in projection_lines([r for r, _ in plan.todo + plan.waiting], results, gpu_hours, device=device):
-        out(line)
 
 
 def _run_local(
