@@ -282,7 +282,10 @@ class Model:
         act_s = counts_of(agent, cfg, overrides).act_launches * self.act_s_per_launch
         collect = None if self.env_s is None else round(1 / (self.env_s + act_s / cfg.action_repeat), 1)
         ups = round(1 / self.seconds(agent, cfg, overrides), 3)
-        return Rate(ups, env_steps_per_s=collect, error=self.error, fit=", ".join(self.fit.rows))
+        gpus = {name.split(" `")[0]: None for name in self.fit.rows}  # name: "<GPU> `<key>`"
+        agents = ", ".join(name.split("`")[1].split()[0] for name in self.fit.rows)
+        fit = f"{' and '.join(gpus)}'s eager K=1 rows of {agents}"
+        return Rate(ups, env_steps_per_s=collect, error=self.error, fit=fit)
 
 
 def fit_rows(rows: Sequence[dict], device: str = "cuda") -> list[tuple]:

@@ -404,9 +404,7 @@ def test_dry_projects_gpu_hours_from_each_runs_updates_and_the_measured_rates(tm
     assert lines[0].endswith(": 0 for 8 runs, 0.0M updates") and lines[1].startswith("  (rule: ")
     td3 = "(measured: NVIDIA H100 2026-12-01 `td3 walker-walk state fp32 compile=false K=1`, updates only"
     assert td3 in lines[2]
-    fit = (
-        "(modeled: the eager fit to NVIDIA H100 `td3 walker-walk state fp32 compile=false K=1`, updates only"
-    )
+    fit = "(modeled: the eager fit to NVIDIA H100's eager K=1 rows of td3, updates only"
     assert fit in lines[3] and lines[3].endswith("; expected error not known (one row)): 0 GPU-hours")
 
 
