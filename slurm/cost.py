@@ -20,6 +20,7 @@ each row from a fit to the others.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -81,7 +82,9 @@ def count(agent: str, task: str, obs: str, overrides=()) -> Counts:
     return Counts(flops.get_total_flops() / 2, ops.bytes / 2, ops.n / 2, float(act.n))
 
 
+@functools.cache
 def read_table(path: Path = TABLE) -> dict[str, dict]:
+    """The table of counts, read once per process (`main` adds to it as it writes it)."""
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -106,8 +109,9 @@ def bench_config(agent: str, task: str = "walker-walk", obs: str = "state", extr
     fp32 eager on the CPU: what is counted)."""
     from iqrl.bench.measure import bench_argv
     from iqrl.config.build import build_config
+    from slurm.spec import built_config
 
-    return build_config(bench_argv(agent, task, "fp32", "cpu", "false", obs, 84, extra))
+    return built_config(build_config, tuple(bench_argv(agent, task, "fp32", "cpu", "false", obs, 84, extra)))
 
 
 @dataclass(frozen=True)
