@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slurm import cluster
+from slurm.cost import CPU_HOURS_LIMIT
 from slurm.profiles import ProfileError
 from slurm.spec import SweepError
 from slurm.status import collect, render
@@ -46,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 help="with --dry: a GPU-hour budget; print the measured mode and K per agent against it",
             )
             s.add_argument(
-                "--yes", action="store_true", help="start a local sweep of more than 24 CPU-hours here"
+                "--yes",
+                action="store_true",
+                help=f"start a local sweep of more than {CPU_HOURS_LIMIT:g} CPU-hours here",
             )
     args = p.parse_args(argv)
     if why := _gpu_hours_refusal(args):
