@@ -103,11 +103,12 @@ format: $(STAMP)
 
 # Sweeps (slurm/, docs/sweeps.md): CLUSTER = profile in slurm/profiles (default: local when
 # Slurm is absent), DRY=1 prints the runs and sbatch parameters only, AGENTS=a,b runs a subset;
-# GPU_HOURS=700 with DRY=1 sets the projection's measured modes and K per agent against that budget.
+# GPU_HOURS=700 with DRY=1 sets the projection's measured modes and K per agent against that budget;
+# YES=1 starts a local sweep of more than 24 CPU-hours.
 sweep: $(BASE_STAMP)
 	$(PY) -m slurm sweep "$(SWEEP)" --results "$(RESULTS)" $(if $(CLUSTER),--cluster "$(CLUSTER)") \
 		$(if $(filter 1 yes true,$(DRY)),--dry) $(if $(AGENTS),--agents "$(AGENTS)") \
-		$(if $(GPU_HOURS),--gpu-hours "$(GPU_HOURS)")
+		$(if $(GPU_HOURS),--gpu-hours "$(GPU_HOURS)") $(if $(filter 1 yes true,$(YES)),--yes)
 
 status: $(BASE_STAMP)
 	$(PY) -m slurm status "$(SWEEP)" --results "$(RESULTS)" $(if $(AGENTS),--agents "$(AGENTS)")

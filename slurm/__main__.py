@@ -1,7 +1,7 @@
 """Command line behind `make sweep` and `make status`.
 
 python -m slurm sweep  ablations/smoke.yaml [--cluster local-slurm] [--results results] [--dry [--gpu-hours
-700]] [--agents iqrl,td3]
+700]] [--agents iqrl,td3] [--yes]
 python -m slurm status ablations/smoke.yaml [--results results] [--agents iqrl]
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slurm import cluster
+from slurm.cost import CPU_HOURS_LIMIT
 from slurm.profiles import ProfileError
 from slurm.spec import SweepError
 from slurm.status import collect, render
@@ -45,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 default=None,
                 help="with --dry: a GPU-hour budget; print the measured mode and K per agent against it",
             )
+            s.add_argument(
+                "--yes",
+                action="store_true",
+                help=f"start a local sweep of more than {CPU_HOURS_LIMIT:g} CPU-hours here",
+            )
     args = p.parse_args(argv)
     if why := _gpu_hours_refusal(args):
         print(f"error: {why}", file=sys.stderr)
@@ -53,7 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "sweep":
             return run_sweep(
-                args.sweep, args.results, args.cluster or None, args.dry, agents, gpu_hours=args.gpu_hours
+                args.sweep,
+                args.results,
+                args.cluster or None,
+                args.dry,
+                agents,
+                gpu_hours=args.gpu_hours,
+                yes=args.yes,
             )
         results = Path(args.results).absolute()
         sweep, runs = load(args.sweep, results, agents, validator=None)

@@ -136,8 +136,8 @@ def group_mode(
         if not group_graphs_verified():  # a captured group is not trained in until a GPU checked it
             rows = [r for r in rows if str(r.get("compile")).lower() != "cudagraphs"]
         rate = run_rate(first, build_config(argv), len(runs), rows)
-        mode = rate.mode if rate.measured else "compiled"
-        why = f"fastest measured: {rate.row}" if rate.measured else "auto on CUDA, no measured row"
+        mode = rate.mode if rate.row else "compiled"
+        why = f"fastest measured: {rate.row}" if rate.row else "auto on CUDA, no measured row"
     if mode != "eager" and unsupported(build_config([*argv, *GROUP_MODES[mode]])):
         return (), f"eager (the K-seed mode refuses {mode} for this config)"
     return GROUP_MODES[mode], f"{mode} ({why})"

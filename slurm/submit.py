@@ -33,7 +33,7 @@ from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_cla
 from slurm.local import local_outcome, stop_local_jobs
 from slurm.pack import Pack, group_mode, group_runs, seeds_argv, trainer_seeds_key
 from slurm.profiles import Profile, ProfileError, available, check_run_devices, load_profile
-from slurm.projection import projection_lines
+from slurm.projection import projection_lines, refuse_long_local
 from slurm.run import Run
 from slurm.spec import (
     RunSpec,
@@ -266,9 +266,10 @@ def run_sweep(
     out: Print = print,
     entry: str = "iqrl.train:main",
     gpu_hours: float | None = None,
+    yes: bool = False,
     **load_kw: Any,
 ) -> int:
-    """`dry`: print what would run and end with the projected GPU-hours, against `gpu_hours` if given."""
+    """`dry`: print what would run, then its projected GPU- or CPU-hours; `yes`: a long local sweep starts."""
     results = Path(results).absolute()
     sweep, runs = load(sweep_path, results, agents, **load_kw)
     profile = choose_profile(cluster_name)
@@ -278,10 +279,15 @@ def run_sweep(
         f"sweep {sweep.name} ({sweep_path}) -> {results / sweep.name}; cluster profile {profile.name} "
         f"({profile.executor})"
     )
+    if profile.executor == "local" and not (dry or yes) and entry == "iqrl.train:main":
+        refuse_long_local(make_plan(runs, results, cluster.queue()), results)
     run = _run_slurm if profile.executor == "slurm" else _run_local
     rc = run(sweep, runs, results, profile, dry, out, entry)
-    if dry:
-        _print_projection(make_plan(runs, results, cluster.queue()), results, out, gpu_hours)
+    if dry:  # the projected GPU-hours (CPU-hours) of the runs still to run (slurm/projection.py)
+        plan = make_plan(runs, results, cluster.queue())
+        todo = [r for r, _ in plan.todo + plan.waiting]
+        for line in projection_lines(todo, results, gpu_hours, device=profile.device):
+            out(line)
     return rc
 
 
@@ -475,12 +481,6 @@ def _print_dry_slurm(
             else:
                 out(f"  [{k}] {lines[0]}")
                 out(f"      {lines[1].strip()}")
-
-
-def _print_projection(plan, results: Path, out: Print, gpu_hours: float | None) -> None:
-    """DRY=1: the projected GPU-hours of the runs still to run (slurm/projection.py), against `gpu_hours`."""
-    for line in projection_lines([r for r, _ in plan.todo + plan.waiting], results, gpu_hours):
-        out(line)
 
 
 def _run_local(

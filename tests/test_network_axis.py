@@ -107,14 +107,17 @@ def test_a_network_the_widths_cannot_make_is_refused_naming_the_key(argv, messag
 
 def test_the_network_sweep_asks_its_question_on_dmc_hard_and_projects_its_gpu_hours(tmp_path, monkeypatch):
     """ablations/network.yaml: iqrl x {mlp, simbav2} x {fsq, none} on the seven DMC-hard tasks, 5 seeds, 1M
-    env steps; `make sweep DRY=1` projects 140 runs x 500k updates, the mlp arms at iqrl's measured row (a
-    fake one at 40.6 updates/s here), the simbav2 arms at the stand-in (40.6 too), named as such. A run's
+    env steps; `make sweep DRY=1` projects 140 runs x 500k updates, each arm at iqrl's measured row (a fake
+    one at 40.6 updates/s here) over the ratio of its counted update's launches to the row's (the eager fit
+    to one row: seconds per launch; the hard tasks' wider latent launches as many: measured), named as
+    such. A run's
     updates per env step: its `updates_per_step`, else its agent's default at its action repeat (an
     update-to-data ratio per stored transition: BRO's 10 is 5 per env step at repeat 2)."""
     from pathlib import Path
 
     from iqrl.envs.tasks import DMC_HARD
     from slurm import projection
+    from slurm.cost import bench_config, counts_of
     from slurm.submit import load
 
     from conftest import write_gpu_results
@@ -133,9 +136,18 @@ def test_the_network_sweep_asks_its_question_on_dmc_hard_and_projects_its_gpu_ho
     rates = write_gpu_results(tmp_path / "gpu", {"iqrl walker-walk state fp32 compile=false K=1": 40.6})
     lines = projection.projection_lines(runs, tmp_path, rates=rates)
     seed_steps = build_config(runs[0].argv(tmp_path)).seed_steps
-    updates = 140 * (1_000_000 - seed_steps) * 0.5
-    assert lines[0].endswith(f"{updates / 40.6 / 3600:,.0f} for 140 runs, {updates / 1e6:,.1f}M updates")
-    row = "`iqrl walker-walk state fp32 compile=false K=1`"
-    measured = f"(measured: NVIDIA H100 2026-12-01 {row}, updates only"
-    assert measured in lines[2]  # an update row, no end-to-end one: priced by its updates, saying so
-    assert "(not measured: no row in docs/gpu-results, iqrl's eager H100 rate as a stand-in)" in lines[3]
+    updates = (1_000_000 - seed_steps) * 0.5
+    launches = counts_of("iqrl", bench_config("iqrl")).launches
+    ratios = {}  # per config: its launches over the row's
+    for r in (r for r in runs if r.seed == 0):
+        ratios[r.variant, r.task] = counts_of("iqrl", build_config(r.argv(tmp_path))).launches / launches
+    assert (
+        ratios["network=simbav2", "dog-run"] > ratios["default", "dog-run"] == 1.0
+    )  # a wider latent: as many
+    hours = sum(5 * updates / round(40.6 / ratio, 3) / 3600 for ratio in ratios.values())
+    assert lines[0].endswith(f"{hours:,.0f} for 140 runs, {140 * updates / 1e6:,.1f}M updates")
+    row = "NVIDIA H100 2026-12-01 `iqrl walker-walk state fp32 compile=false K=1`"
+    assert f"(measured: {row}, updates only (the row measured no collection))" in lines[2]
+    simbav2 = ratios["network=simbav2", runs[0].task]
+    modeled = f"(modeled from {row}: its updates/s / {simbav2:.2f}, this config's counted update against the"
+    assert any(line.startswith("  iqrl network=simbav2: ") and modeled in line for line in lines)

@@ -398,8 +398,9 @@ def test_unknown_config_key_or_bad_value_is_rejected_before_submission(tmp_path)
 
 def test_dry_projects_gpu_hours_from_each_runs_updates_and_the_measured_rates(tmp_path):
     """updates = (steps - seed_steps) x rate (the run's updates_per_step, else the agent's own 0.5); hours =
-    updates over the updates/s of the agent's row in the GPU report's results (td3 158.6 here), iqrl's
-    H100 40.6 standing in for an agent no row measured, and named so."""
+    updates over the updates/s of the agent's row in the GPU report's results (td3 158.6 here); an agent no
+    row measured (mrq) at the eager fit to the rows (td3's alone: seconds per launch), named so."""
+    from slurm.cost import bench_config, counts_of
     from slurm.projection import project, projection_lines
 
     from conftest import write_gpu_results
@@ -413,13 +414,16 @@ def test_dry_projects_gpu_hours_from_each_runs_updates_and_the_measured_rates(tm
     # per agent: 2 seeds x ((17200 - 10000) x 0.5 + 7200 x 1.0) = 21600 updates
     assert [(r.runs, r.updates) for r in rows.values()] == [(4, 21600), (4, 21600)]
     assert rows["td3"].gpu_hours == pytest.approx(21600 / 158.6 / 3600) and rows["td3"].measured
-    assert rows["mrq"].gpu_hours == pytest.approx(21600 / 40.6 / 3600) and not rows["mrq"].measured
+    per_launch = 1 / 158.6 / counts_of("td3", bench_config("td3")).launches
+    mrq = counts_of("mrq", bench_config("mrq")).launches * per_launch
+    assert rows["mrq"].gpu_hours == pytest.approx(21600 * mrq / 3600, rel=1e-3) and not rows["mrq"].measured
     lines = projection_lines(runs, tmp_path, rates=rates)
     assert lines[0].startswith("projected GPU-hours at the fastest measured rows")
     assert lines[0].endswith(": 0 for 8 runs, 0.0M updates") and lines[1].startswith("  (rule: ")
     td3 = "(measured: NVIDIA H100 2026-12-01 `td3 walker-walk state fp32 compile=false K=1`, updates only"
     assert td3 in lines[2]
-    assert "(not measured: no row in docs/gpu-results, iqrl's eager H100 rate as a stand-in)" in lines[3]
+    fit = "(modeled: the eager fit to NVIDIA H100's eager K=1 rows of td3, updates only"
+    assert fit in lines[3] and lines[3].endswith("; expected error not known (one row)): 0 GPU-hours")
 
 
 def test_dry_prices_runs_end_to_end_else_updates_plus_collection_and_evaluation(tmp_path):
@@ -511,7 +515,11 @@ def test_dry_with_a_gpu_hour_budget_says_whether_the_measured_modes_fit(tmp_path
 
     from conftest import write_gpu_results
 
-    rates = write_gpu_results(tmp_path / "gpu", {"iqrl walker-walk state fp32 compile=true K=1": 36.0})
+    rows = {
+        "iqrl walker-walk state fp32 compile=true K=1": 36.0,
+        "td3 walker-walk state fp32 compile=false K=1": 1,
+    }
+    rates = write_gpu_results(tmp_path / "gpu", rows)  # td3's eager row: the fit that prices mrq
     sweep = "agents: [iqrl]\ntasks: [walker-walk]\nsteps: 1010000\nseeds: 2\nfixed: {seed_steps: 10000}\n"
     runs = parse(sweep).runs()  # 2 seeds x 500k updates at 36/s: 7.7 GPU-hours
     table = projection_lines(runs, tmp_path, 10, rates)[3:]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from iqrl.bench.plain import PlainIQRL
 from iqrl.config.build import build_config, layered
@@ -158,20 +159,29 @@ def cpu_model(cpuinfo: str) -> str:
     return ", ".join(parts + [isa] * (isa is not None))
 
 
-class _OpCounter(TorchDispatchMode):
+class OpCounter(TorchDispatchMode):
+    """Operator calls (aten, forward and backward, views and aliases not counted: `n`) and the bytes of the
+    tensors each reads and writes (`bytes`: its tensor arguments and results, an upper bound on its memory
+    traffic where an argument is read in part)."""
+
     def __init__(self):
         super().__init__()
         self.n = 0
+        self.bytes = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.n += not func.is_view
-        return func(*args, **(kwargs or {}))
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            self.n += 1
+            tensors = tree_leaves((args, kwargs, out))
+            self.bytes += sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor))
+        return out
 
 
 def count_ops(fn) -> int:
     """Operator calls (aten, forward and backward, views and aliases not counted) that fn() makes: each one
     is a kernel launch on an eager GPU, so ops / (a few microseconds per launch) bounds the eager rate."""
-    with _OpCounter() as counter:
+    with OpCounter() as counter:
         fn()
     return counter.n
 
