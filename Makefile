@@ -21,6 +21,7 @@ RESULTS ?= results
 SWEEP ?= ablations/smoke.yaml
 CLUSTER ?=
 DRY ?=
+YES ?=
 GPU_HOURS ?=
 AGENTS ?=
 OUT ?=

@@ -5,7 +5,7 @@ configuration, for groups of K seeds (iqrl/multiseed: the group's act and update
 On an eager GPU every operator is a kernel launch (about 5-10 µs of host time each), every sync stalls the
 host until the queue drains, and every move of host data is a copy of its own; so these counts bound how
 much of an agent step's and an update's wall time the host spends, whatever the GPU. Counted, on the CPU:
-- ops: the aten operators dispatched (views and aliases not counted: `_OpCounter`);
+- ops: the aten operators dispatched (views and aliases not counted: `OpCounter`);
 - syncs: what makes a GPU's host wait for the device: a scalar read (`.item()`, `float(t)`, `bool(t)`:
   aten._local_scalar_dense), an operator whose output size depends on the data (nonzero, masked_select,
   unique), and a read of a device tensor into host memory (`.cpu()`, `.to("cpu")`, `.tolist()`, `.numpy()`;
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-from iqrl.bench.measure import _OpCounter, hardware, prepare
+from iqrl.bench.measure import OpCounter, hardware, prepare
 from iqrl.envs.tasks import eval_seed
 from iqrl.loop.evaluation import eval_returns
 from iqrl.loop.parts import build_parts, eval_env_copy
@@ -58,8 +58,8 @@ HOST_READS = {torch.Tensor.tolist, torch.Tensor.numpy}
 CREATE = {torch.as_tensor, torch.tensor}
 
 
-class _SyncCounter(_OpCounter):
-    """Operators (`_OpCounter`) and, among them, those that synchronise (`synchronises`)."""
+class _SyncCounter(OpCounter):
+    """Operators (`OpCounter`) and, among them, those that synchronise (`synchronises`)."""
 
     def __init__(self):
         super().__init__()
