@@ -253,6 +253,13 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         try:
             for c in cfgs:
                 locks.enter_context(training_lock(Path(c.out)))
+            # another group sharing a seed may have finished it between the check above and its lock: a
+            # seed done now is left as it is (its slot kept), never restarted with the others
+            now = [check_run_folder(c) != "done" for c in cfgs]
+            slots, cfgs = [k for k, n in zip(slots, now) if n], [c for c, n in zip(cfgs, now) if n]
+            if not cfgs:
+                print(f"{root}: every seed is already done, nothing to do", flush=True)
+                return EXIT_OK
             points = resume_points([Path(c.out) for c in cfgs])
         except (ConfigError, Refused) as e:
             print(f"error: {e}", file=sys.stderr)
