@@ -9,6 +9,7 @@ import csv
 import importlib.util
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -741,6 +742,74 @@ def test_a_seed_another_group_finishes_before_its_lock_is_taken_is_left_as_it_fi
         p: b for p, b in finished.items() if p.name != ".lock"
     }
     assert json.loads((run / "seed5" / "status.json").read_text())["state"] == "done"
+
+
+def unfinished_copy(finished_runs, argv: list[str], dest: Path, group: bool = False) -> Path:
+    """A copy of a finished run (or group) whose status.json says `running`, as if killed after its last
+    checkpoint: a re-run resumes it."""
+    run = finished_runs.copy(argv, dest, group=group)
+    for status in run.rglob("status.json"):
+        status.write_text(json.dumps({**json.loads(status.read_text()), "state": "running"}))
+    return run
+
+
+def test_a_run_resumes_only_in_the_mode_and_slot_it_started_in(tmp_path, capsys, finished_runs):
+    """A run trained alone, resumed as a group's seed; a group's seed resumed alone, or in another slot: each
+    refused in one line naming the command that resumes it exactly (config.yaml's meta), every byte of its
+    folder as it was."""
+    alone = unfinished_copy(finished_runs, [*TINY, "steps=800", "seed=3"], tmp_path / "alone" / "seed3")
+    group = unfinished_copy(finished_runs, GROUP, tmp_path / "group", group=True)
+    meta = {s: yaml_key(d, "meta") for s, d in (("alone", alone), ("seed4", group / "seed4"))}
+    assert meta["alone"]["mode"] == "single" and "slot" not in meta["alone"]
+    assert meta["seed4"]["mode"] == "kseed" and meta["seed4"]["slot"] == [1, 2]
+    made = ["python", "-m", "iqrl.multiseed", *GROUP, f"out={finished_runs.get(GROUP, group=True)}"]
+    assert meta["seed4"]["command"] == shlex.join(made)  # where the copied group was trained
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    single = [a for a in GROUP if not a.startswith("seeds=")]
+    cases = [
+        (
+            lambda: main([*single, "seeds=3", f"out={alone.parent}"]),
+            alone,
+            "alone",
+            "python -m iqrl.multiseed in slot 0 of 1",
+        ),
+        (
+            lambda: train_main([*single, "seed=4", f"out={group / 'seed4'}"]),
+            group / "seed4",
+            "seed4",
+            "python -m iqrl.train",
+        ),
+        (
+            lambda: main([*single, "seeds=4", f"out={group}"]),
+            group / "seed4",
+            "seed4",
+            "python -m iqrl.multiseed in slot 0 of 1",
+        ),
+    ]
+    for resume, run, name, now in cases:
+        assert resume() == EXIT_BAD_INPUT
+        was = "python -m iqrl.train" if name == "alone" else "python -m iqrl.multiseed in slot 1 of 2"
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: {run} was trained by {was} and would resume by {now}, whose updates round differently; "
+            f"resume it exactly with: {meta[name]['command']}"
+        ]
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_run_folder_that_records_no_mode_resumes_in_either(tmp_path, finished_runs):
+    """Folders written before config.yaml recorded the mode: unknown, so accepted by both commands."""
+    from iqrl.loop.preflight import check_mode
+    from iqrl.runfolder.files import read_yaml, write_yaml
+    from iqrl.runfolder.provenance import run_mode
+
+    run = unfinished_copy(finished_runs, [*TINY, "steps=800", "seed=3"], tmp_path / "seed3")
+    config = read_yaml(run / "config.yaml")
+    write_yaml(
+        run / "config.yaml", {**config, "meta": {k: v for k, v in config["meta"].items() if k != "mode"}}
+    )
+    cfg = build_config([*TINY, "steps=800", "seed=3", f"out={run}"])
+    for how in (run_mode([]), run_mode([], "kseed", (0, 2))):
+        check_mode(cfg, how)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from iqrl.runfolder.files import (
     read_yaml,
 )
 from iqrl.runfolder.loggers import missing_packages
+from iqrl.runfolder.provenance import MODES, run_mode
 
 
 def preflight(cfg: RunConfig) -> bool:
@@ -79,10 +80,33 @@ def check_update_count(cfg: RunConfig) -> None:
 
 # ---------------------------------------------------------------------- the run folder's checks
 def check_out(cfg: RunConfig) -> None:
-    """The checks of a run folder that follow check_run_folder's: its path can hold a run, and the parts a
-    transfer names can be read from its source."""
+    """The checks of a run folder that follow check_run_folder's: its path can hold a run trained alone, and
+    the parts a transfer names can be read from its source."""
     check_writable(Path(cfg.out))
+    check_mode(cfg, run_mode([]))
     check_parts(cfg)
+
+
+def check_mode(cfg: RunConfig, how: dict) -> None:
+    """A run resumes in the mode (and a K-seed seed in the slot) it started in (`how`: provenance.run_mode's),
+    or another arithmetic would continue it silently: ConfigError (one line naming the command that resumes
+    it exactly) otherwise. A folder written before config.yaml recorded its mode is accepted in either: its
+    mode is unknown (its meta.command says python -m iqrl.train in both), and refusing it would strand it."""
+    run_dir = Path(cfg.out)
+    if not any((run_dir / p).exists() for p in (CHECKPOINT, checkpoints.PREVIOUS)):
+        return  # a fresh start writes its own record
+    saved = (read_yaml(run_dir / "config.yaml") or {}).get("meta") or {}
+    if "mode" not in saved or (saved["mode"], saved.get("slot")) == (how["mode"], how.get("slot")):
+        return
+    raise ConfigError(
+        f"{run_dir} was trained by {_mode_words(saved)} and would resume by {_mode_words(how)}, whose "
+        f"updates round differently; resume it exactly with: {saved.get('command')}"
+    )
+
+
+def _mode_words(how: dict) -> str:
+    slot = how.get("slot")
+    return MODES.get(how["mode"], how["mode"]) + (f" in slot {slot[0]} of {slot[1]}" if slot else "")
 
 
 def check_folder(cfg: RunConfig) -> str:
