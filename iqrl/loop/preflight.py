@@ -61,16 +61,36 @@ def check_machine(cfg: RunConfig, seeds: int = 1) -> torch.device:
     check_watching(cfg)
     check_renderer(cfg)
     check_memory(cfg, device, seeds)
-    check_update_count(cfg)  # after the memory: memory_limit_gb lets a budget past the machine's RAM through
+    spec = meta_agent(cfg, *run_spaces(cfg)).spec  # its agent built on the meta device, once for both checks
+    check_update_count(cfg, spec)  # after the memory: memory_limit_gb lets a budget past the machine's RAM
+    check_replay_windows(cfg, spec)
     return device
 
 
-def check_update_count(cfg: RunConfig) -> None:
+def check_replay_windows(cfg: RunConfig, spec) -> None:
+    """Each training env's replay (a run of several holds the capacity split over them, iqrl.loop.parts)
+    holds at least one sampled window of the agent's seq_len transitions: ConfigError (one line naming the
+    smallest replay_capacity that does) otherwise. `spec`: the run's AgentSpec."""
+    capacity = spec.replay_capacity if cfg.replay_capacity is None else cfg.replay_capacity
+    envs, window = cfg.train_envs or 1, spec.seq_len
+    if capacity and -(-capacity // envs) < window:
+        each = (
+            f" split over train_envs={envs} gives each env's replay {-(-capacity // envs)}"
+            if envs > 1
+            else ""
+        )
+        raise ConfigError(
+            f"replay_capacity={capacity}{each} transitions, fewer than a sampled window of {window} "
+            f"({cfg.agent.name}'s): set replay_capacity >= {(window - 1) * envs + 1} (or 0, unbounded)"
+        )
+
+
+def check_update_count(cfg: RunConfig, spec) -> None:
     """The gradient updates of a run at its agent's default rate (no key sets the rate: the run config checks
     those, iqrl.config.validate.validate_rate) are at most MAX_UPDATES: ConfigError (one line) otherwise."""
     if cfg.updates_per_step is not None or type(cfg.agent).UTD_KEY is not None:
         return
-    rate = meta_agent(cfg, *run_spaces(cfg)).spec.rate(cfg.action_repeat)
+    rate = spec.rate(cfg.action_repeat)
     if rate * cfg.steps > MAX_UPDATES:
         raise ConfigError(
             f"steps={cfg.steps} at {cfg.agent.name}'s {rate:g} gradient updates per env step asks for "
