@@ -705,11 +705,19 @@ def test_a_seed_without_any_checkpoint_restarts_the_group_with_a_warning(tmp_pat
     assert capsys.readouterr().err.splitlines() == [
         f"warning: {run / 'seed4'} holds no checkpoint (its folder deleted, or the group stopped before its "
         "first one), so every seed starts again from env_step 0, the checkpoints of seed3 at env_step 800 "
-        "unused"
+        "unused",
+        *(
+            f"warning: {run / f'seed{s}'} holds rows up to env_step 800 {why}; starting from env_step 0 "
+            "(rows after it moved to eval.csv.after-0, train.csv.after-0)"
+            for s, why in ((3, "and checkpoints unused"), (4, "but no checkpoint"))
+        ),
     ]
+    aside = {s: (run / f"seed{s}" / "eval.csv.after-0").read_text() for s in (3, 4)}
     assert main([*GROUP, f"out={run}"]) == EXIT_OK
     for s in (3, 4):
         assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
+        lines = (ref / f"seed{s}" / "eval.csv").read_text().splitlines(keepends=True)  # rows past 0, kept
+        assert aside[s] == "".join([lines[0], *lines[2:]])
 
 
 def test_a_seed_another_group_finishes_before_its_lock_is_taken_is_left_as_it_finished(

@@ -72,6 +72,9 @@ def resume_points(run_dirs: list[Path]) -> list[Path | None]:
                 flush=True,
             )
         _set_aside_damaged(run_dirs, found, [None] * len(run_dirs))
+        for d, gens in zip(run_dirs, found):  # the rows past env_step 0 that its restart writes again (a
+            if all(g.state is not None for g in gens):  # damaged generation's fall_back moved them already)
+                checkpoints.keep_rows_aside(d, "but no checkpoint" if not gens else "and checkpoints unused")
         return [None] * len(run_dirs)
     common = set.intersection(*(set(h) for h in held))
     if not common:
