@@ -804,6 +804,21 @@ def test_a_run_resumes_only_in_the_mode_and_slot_it_started_in(tmp_path, capsys,
         assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
+def test_a_run_alone_in_a_groups_root_is_refused_naming_the_group(tmp_path, capsys, finished_runs):
+    """Figures would read a run trained beside the seed folders as one more seed of the group."""
+    group = finished_runs.copy(GROUP, tmp_path / "group", group=True)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    single = [a for a in GROUP if not a.startswith("seeds=")]
+    for check in ([], ["--check"]):
+        assert train_main([*single, "seed=1", f"out={group}", *check]) == EXIT_BAD_INPUT
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: out={group} holds a K-seed group (seed3, seed4) trained by "
+            f"{yaml_key(group / 'seed3', 'meta')['command']}: a run alone there would be read as one more of "
+            "its seeds; choose another out="
+        ]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
 def test_a_run_folder_that_records_no_mode_resumes_in_either(tmp_path, finished_runs):
     """Folders written before config.yaml recorded the mode: unknown, so accepted by both commands."""
     from iqrl.loop.preflight import check_mode

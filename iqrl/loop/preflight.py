@@ -102,9 +102,24 @@ def check_update_count(cfg: RunConfig, spec) -> None:
 def check_out(cfg: RunConfig) -> None:
     """The checks of a run folder that follow check_run_folder's: its path can hold a run trained alone, and
     the parts a transfer names can be read from its source."""
+    check_not_a_group(Path(cfg.out))
     check_writable(Path(cfg.out))
     check_mode(cfg, run_mode([]))
     check_parts(cfg)
+
+
+def check_not_a_group(out: Path) -> None:
+    """A run alone does not train in the root of a K-seed group (its seed<k> run folders), where figures would
+    read it as one more seed: ConfigError (one line naming the group) otherwise."""
+    seeds = sorted(p.parent for p in out.glob("seed*/config.yaml") if p.parent.name[4:].isdigit())
+    if seeds:
+        meta = (read_yaml(seeds[0] / "config.yaml") or {}).get("meta") or {}
+        by = f" trained by {meta['command']}" if meta.get("command") else ""
+        names = ", ".join(p.name for p in seeds)
+        raise ConfigError(
+            f"out={out} holds a K-seed group ({names}){by}: a run alone there would be read as one more of "
+            "its seeds; choose another out="
+        )
 
 
 def check_mode(cfg: RunConfig, how: dict) -> None:
