@@ -544,6 +544,7 @@ class Trainer:
         """status.json, with the wall time's split in all so far (`time_split`, seconds per phase) and the
         agent's updates so far."""
         with self.split("write"):
+            check_lock(self.run_dir)  # still this process's folder, at its path (never made again elsewhere)
             so_far = {"time_split": self.split.summary(), "updates": self.updates}
             write_status(self.run_dir, state, self.env_step, self.cfg.steps, **so_far)
 
