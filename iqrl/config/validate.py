@@ -151,7 +151,7 @@ def validate(run: RunConfig) -> None:
     validate_actions(run)
     validate_observation(run)
     validate_protocol_changes(run.protocol_changes)
-    validate_frame_skip(run)
+    validate_budget_repeat(run)
     validate_transfer(run)
     validate_effect(run)
     validate_tasks(run)
@@ -346,14 +346,14 @@ def validate_observation(run: RunConfig) -> None:
             raise ConfigError(f"obs=pixels: {e}") from None
 
 
-def validate_frame_skip(run: RunConfig) -> None:
-    """An Atari protocol whose budget counts agent steps of a frame skip (AtariProtocol.frame_skip: Atari
+def validate_budget_repeat(run: RunConfig) -> None:
+    """An Atari protocol whose budget counts agent steps of a frame skip (AtariProtocol.budget_repeat: Atari
     100k's 100k agent steps of 4 frames) runs at that action_repeat: another would keep its frames and change
     its agent steps, neither the protocol's interactions nor its frame skip."""
     if split_task(task_list(run.task)[0])[0] != "atari":  # the protocol is one of Atari's: checked before
         return
     protocol = atari_protocol(run.protocol, run.protocol_changes)
-    skip, budget = protocol.frame_skip, protocol.steps
+    skip, budget = protocol.budget_repeat, protocol.steps
     repeat = run.action_repeat
     if skip and repeat != skip:
         raise ConfigError(
