@@ -19,11 +19,12 @@ from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
 from iqrl.config.validate import warnings_of
 from iqrl.core.checks import Refused
-from iqrl.loop.preflight import check_folder, check_machine, preflight
+from iqrl.loop.preflight import check_folder, check_machine, check_run_folder, preflight
 from iqrl.loop.trainer import Trainer
 from iqrl.runfolder.checkpoints import checkpoint_step, restore_logs
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import CHECKPOINT, failure_line, print_traceback_for, training_lock, write_status
+from iqrl.runfolder.provenance import run_mode
 
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 
@@ -64,7 +65,10 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     trainer = None
     try:
         with training_lock(Path(cfg.out)):
+            if check_run_folder(cfg) == "done":  # finished by another process between preflight and the lock
+                return finished(Path(cfg.out))
             trainer = Trainer(cfg)
+            trainer.how = run_mode(argv)
             try:
                 return trainer.run(should_stop)
             finally:

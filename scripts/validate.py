@@ -139,6 +139,36 @@ def log_file(out: Path, folder: str) -> Path:
     return out / "logs" / (Path(folder).relative_to(out).as_posix().replace("/", "_") + ".log")
 
 
+def acts_in(agent: str, task: str) -> bool:
+    """Whether `agent` can act in `task`'s kind of action space (Agent.ACTION_SPACES against the task's suite;
+    an unknown task counts as one it can: the run's config check names it)."""
+    from iqrl.core.registry import action_refusal
+    from iqrl.envs.tasks import suite_of
+
+    try:
+        kind = suite_of(task).actions
+    except ValueError:
+        return True
+    return action_refusal(agent, task, kind) is None
+
+
+def plan(agents: list[str], tasks: list[str], named: bool) -> list[tuple[str, str]]:
+    """The (agent, task) pairs to train: each agent on the tasks it can act in. An agent that can act in none
+    of them is left out with one note line, or, when `named` by --agents, refused (ConfigError, one line)."""
+    from iqrl.config.run import ConfigError
+    from iqrl.core.registry import action_refusal
+    from iqrl.envs.tasks import suite_of
+
+    pairs = [(a, t) for a in agents for t in tasks if acts_in(a, t)]
+    idle = [a for a in agents if not any(a == p for p, _ in pairs)]
+    if idle and named:
+        raise ConfigError(action_refusal(idle[0], tasks[0], suite_of(tasks[0]).actions))
+    if idle:
+        idle_text, tasks_text = ", ".join(idle), ", ".join(tasks)
+        print(f"note: {idle_text} cannot act in {tasks_text}: left out (give their tasks to --tasks)")
+    return pairs
+
+
 def check_job(argv: list[str]) -> None:
     """The checks `python -m iqrl.train ARGV` makes before it trains (config, run folder, device), made here
     for every run before any starts. Raises ConfigError (one line), e.g. for a folder that holds another
@@ -245,7 +275,7 @@ def our_results(
     """One row per (agent, task): ours (mean over seeds), seeds with a result, last eval step, states."""
     rows = []
     for agent in agents:
-        for task in tasks:
+        for task in (t for t in tasks if acts_in(agent, t)):
             runs = [run_result(run_dir(out, agent, task, variant, s), steps) for s in seeds]
             finals = [r["final_return"] for r in runs if not math.isnan(r["final_return"])]
             steps_seen = [r["last_step"] for r in runs if not math.isnan(r["last_step"])]
@@ -418,8 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         try:  # bad input stops everything before any run starts, with one line
             own = [  # the check's own keys; EXTRA's replace them, said in one line (extra_overrides)
                 train_argv(out, a, t, s, args.steps, args.small, args.eval_every, [])
-                for a in agents
-                for t in tasks
+                for a, t in plan(agents, tasks, named=bool(args.agents))
                 for s in seeds
             ]
             jobs = [layered(argv, args.extra) for argv in own]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,19 @@ def is_done(run_dir: Path) -> bool:
     return bool(status) and status.get("state") == "done"
 
 
+def unreadable_status(run_dir: Path) -> str | None:
+    """Why the run's status.json, which is there, cannot be read (its state, done or not, is unknown); None
+    when it reads or is missing."""
+    path = Path(run_dir) / "status.json"
+    if read_status(run_dir) is not None or not path.is_file():
+        return None
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return f"{path} cannot be read ({type(e).__name__}: {e}), so whether the run is done is unknown"
+    return f"{path} holds no JSON object, so whether the run is done is unknown"
+
+
 def inspect_run(run_dir: Path, queue: Mapping[str, tuple[str, str]] | None) -> RunState:
     run_dir = Path(run_dir)
     status = read_status(run_dir) or {}
@@ -65,8 +79,9 @@ def inspect_run(run_dir: Path, queue: Mapping[str, tuple[str, str]] | None) -> R
             stale_claim=stale,
             **progress,
         )
-    if status or (run_dir / "checkpoint").exists():
-        return RunState("interrupted", job=why, claim=claim, stale_claim=stale, **progress)
+    if status or (run_dir / "checkpoint").exists() or (run_dir / "status.json").exists():
+        error = unreadable_status(run_dir)  # shown instead of an env step it does not know
+        return RunState("interrupted", error=error, job=why, claim=claim, stale_claim=stale, **progress)
     return RunState("missing", job=why, claim=claim, stale_claim=stale)
 
 

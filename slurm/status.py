@@ -68,7 +68,8 @@ def render(rows: list[tuple[RunSpec, RunState]], results: Path, sweep: str, slur
         "pending": lambda r, st: f"{_pct(st) + '  ' if st.env_step else ''}{st.job}",
         "waiting": lambda r, st: st.job,
         "interrupted": lambda r, st: (
-            f"{_pct(st)}  no live job ({st.job or 'never submitted'}); the next make sweep resumes it"
+            f"{st.error or _pct(st)}  no live job ({st.job or 'never submitted'}); the next make sweep "
+            "resumes it"
         ),
         "failed": lambda r, st: (
             f"{_pct(st)}  error: {st.error}"

@@ -562,9 +562,7 @@ def _run_local(
                     st = inspect_run(r.run_dir(results), None)
                     failures += st.kind == "failed"
                     what = {"done": "finished", "failed": "FAILED"}.get(st.kind, "stopped")
-                    detail = (
-                        f"error: {st.error}" if st.kind == "failed" else f"{st.kind}, env_step {st.env_step}"
-                    )
+                    detail = f"error: {st.error}" if st.error else f"{st.kind}, env_step {st.env_step}"
                     out(f"{what} {r.key}: {detail}")
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -370,6 +370,38 @@ def test_a_run_beyond_the_memory_limit_is_one_line_naming_the_estimate_and_the_k
         memory.check_memory(cfg, torch.device("cpu"))
 
 
+@pytest.mark.parametrize("workers", [False, True])
+def test_a_group_of_301_tiny_seeds_counts_each_seeds_envs_workers_and_trainer(workers, tmp_path):
+    """Each seed's tensors are a MiB; its envs (in the process or each in a worker process) and its trainer
+    are tens to hundreds of MiB (scripts/seed_memory.py): counted, a group of 301 no longer fits 4 GiB."""
+    tiny = [
+        "agent=td3",
+        "task=cartpole-balance",
+        "agent.mlp_dims=[32,32]",
+        "episode_length=200",
+        "steps=4000",
+    ]
+    cfg = build_config([*tiny, f"env_workers={str(workers).lower()}", f"out={tmp_path}", "memory_limit_gb=4"])
+    one = memory.estimate(cfg)
+    tensors_only = 301 * (one.total - one.overhead) + one.overhead
+    assert tensors_only < 0.8 * memory.GIB  # what the check counted before: it let the group start
+    in_process, in_workers = memory.seed_bytes(cfg)
+    assert (in_process, in_workers) == ((7 * 2**20, 167 * 2**20) if workers else (24 * 2**20, 0))
+    need = tensors_only + 300 * in_process + 301 * in_workers  # the first seed's in-process share: overhead
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
+    with pytest.raises(ConfigError) as refused:
+        memory.check_memory(cfg, torch.device("cpu"), copies=301)
+    assert str(refused.value).startswith(
+        f"this run needs about {memory.gib(need)} of memory (301 seeds, each "
+        f"{memory.gib(one.total - one.overhead + in_process + in_workers)} and one {one.parts()}, envs and "
+        f"trainer {memory.gib(in_process + in_workers)} a seed), more than the 4.0 GiB memory_limit_gb; "
+        f"train fewer seeds in one group (seeds=){' or env_workers=false' * workers}, or set memory_limit_gb"
+    )
+    assert memory.gib(need) == ("51.9 GiB" if workers else "7.8 GiB")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*")} == before
+    memory.check_memory(cfg, torch.device("cpu"))  # one such run fits
+
+
 def test_memory_limit_gb_overrides_the_free_memory_and_counts_each_seed():
     cfg = build_config(["agent=td3", *BASE])
     one = memory.estimate(cfg)

@@ -279,6 +279,29 @@ def test_a_tampered_checkpoint_falls_back_with_a_warning_and_the_run_ends_as_nev
     assert vouched(run)
 
 
+def test_rows_without_a_checkpoint_are_kept_aside_byte_for_byte_and_the_run_restarts_as_never_interrupted(
+    reference, stopped, tmp_path, capsys
+):
+    """A run folder with eval and train rows and a `running` status but no checkpoint/ (deleted) starts from
+    env_step 0 as a damaged checkpoint's run does: the rows past it moved aside byte for byte, one warning."""
+    ref, *_ = reference
+    run = copy_of(stopped, tmp_path)
+    shutil.rmtree(run / "checkpoint")
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "state": "running"}))  # killed, not stopped
+    rows = {n: (run / n).read_text().splitlines(keepends=True) for n in ("eval.csv", "train.csv")}
+    capsys.readouterr()
+    assert main(argv(run)) == EXIT_OK
+    assert warning_lines(capsys.readouterr().err) == [
+        f"warning: {run} holds rows up to env_step 400 but no checkpoint; starting from env_step 0 (rows "
+        "after it moved to eval.csv.after-0, train.csv.after-0)"
+    ]
+    for name, lines in rows.items():  # the header and every row past env_step 0, as they were
+        kept = [line for line in lines[1:] if int(float(line.split(",", 1)[0])) > 0]
+        assert kept and (run / f"{name}.after-0").read_text() == "".join([lines[0], *kept])
+    assert results(run) == ref
+
+
 @pytest.mark.parametrize(
     "latest, previous, record",
     [("truncate", "truncate", "intact"), ("flip", "flip", "garbage"), ("flip", None, "missing")],

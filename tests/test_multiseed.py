@@ -9,6 +9,7 @@ import csv
 import importlib.util
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -704,11 +705,135 @@ def test_a_seed_without_any_checkpoint_restarts_the_group_with_a_warning(tmp_pat
     assert capsys.readouterr().err.splitlines() == [
         f"warning: {run / 'seed4'} holds no checkpoint (its folder deleted, or the group stopped before its "
         "first one), so every seed starts again from env_step 0, the checkpoints of seed3 at env_step 800 "
-        "unused"
+        "unused",
+        *(
+            f"warning: {run / f'seed{s}'} holds rows up to env_step 800 {why}; starting from env_step 0 "
+            "(rows after it moved to eval.csv.after-0, train.csv.after-0)"
+            for s, why in ((3, "and checkpoints unused"), (4, "but no checkpoint"))
+        ),
     ]
+    aside = {s: (run / f"seed{s}" / "eval.csv.after-0").read_text() for s in (3, 4)}
     assert main([*GROUP, f"out={run}"]) == EXIT_OK
     for s in (3, 4):
         assert eval_numbers(run / f"seed{s}") == eval_numbers(ref / f"seed{s}")
+        lines = (ref / f"seed{s}" / "eval.csv").read_text().splitlines(keepends=True)  # rows past 0, kept
+        assert aside[s] == "".join([lines[0], *lines[2:]])
+
+
+def test_a_seed_another_group_finishes_before_its_lock_is_taken_is_left_as_it_finished(
+    tmp_path, monkeypatch, finished_runs
+):
+    """Group A (seeds 3,4) finishes seed 4 while group B (seeds 2,4: seed 4 in its slot of A's) has decided
+    that seed 4 is not done and waits for its lock: B looks again under the lock and trains seed 2 alone in
+    its slot, leaving every byte of A's seed 4 as A finished it (not restarting it from env_step 0 because
+    seed 2 holds no checkpoint)."""
+    import iqrl.multiseed.runs as runs
+
+    run = finished_runs.copy(GROUP, tmp_path / "run", group=True)
+    status = run / "seed4" / "status.json"
+    finished = {p: p.read_bytes() for p in (run / "seed4").rglob("*") if p.is_file()}
+    status.write_text(json.dumps({**json.loads(finished[status]), "state": "running"}))  # A still training it
+    lock, taken = runs.training_lock, []
+
+    @contextlib.contextmanager
+    def a_finishes_first(run_dir: Path):
+        if run_dir.name == "seed4":  # B has decided; A writes its last status and lets the lock go
+            status.write_bytes(finished[status])
+        with lock(run_dir):
+            taken.append(run_dir.name)
+            yield
+
+    monkeypatch.setattr(runs, "training_lock", a_finishes_first)
+    argv = [a for a in GROUP if not a.startswith("seeds=")]
+    assert main([*argv, "seeds=2,4", f"out={run}"]) == EXIT_OK
+    assert taken == ["seed2", "seed4"]
+    assert {p: p.read_bytes() for p in (run / "seed4").rglob("*") if p.is_file() and p.name != ".lock"} == {
+        p: b for p, b in finished.items() if p.name != ".lock"
+    }
+    assert json.loads((run / "seed2" / "status.json").read_text())["state"] == "done"
+
+
+def unfinished_copy(finished_runs, argv: list[str], dest: Path, group: bool = False) -> Path:
+    """A copy of a finished run (or group) whose status.json says `running`, as if killed after its last
+    checkpoint: a re-run resumes it."""
+    run = finished_runs.copy(argv, dest, group=group)
+    for status in run.rglob("status.json"):
+        status.write_text(json.dumps({**json.loads(status.read_text()), "state": "running"}))
+    return run
+
+
+def test_a_run_resumes_only_in_the_mode_and_slot_it_started_in(tmp_path, capsys, finished_runs):
+    """A run trained alone, resumed as a group's seed; a group's seed resumed alone, or in another slot: each
+    refused in one line naming the command that resumes it exactly (config.yaml's meta), every byte of its
+    folder as it was."""
+    alone = unfinished_copy(finished_runs, [*TINY, "steps=800", "seed=3"], tmp_path / "alone" / "seed3")
+    group = unfinished_copy(finished_runs, GROUP, tmp_path / "group", group=True)
+    meta = {s: yaml_key(d, "meta") for s, d in (("alone", alone), ("seed4", group / "seed4"))}
+    assert meta["alone"]["mode"] == "single" and "slot" not in meta["alone"]
+    assert meta["seed4"]["mode"] == "kseed" and meta["seed4"]["slot"] == [1, 2]
+    made = ["python", "-m", "iqrl.multiseed", *GROUP, f"out={finished_runs.get(GROUP, group=True)}"]
+    assert meta["seed4"]["command"] == shlex.join(made)  # where the copied group was trained
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    single = [a for a in GROUP if not a.startswith("seeds=")]
+    cases = [
+        (
+            lambda: main([*single, "seeds=3", f"out={alone.parent}"]),
+            alone,
+            "alone",
+            "python -m iqrl.multiseed in slot 0 of 1",
+        ),
+        (
+            lambda: train_main([*single, "seed=4", f"out={group / 'seed4'}"]),
+            group / "seed4",
+            "seed4",
+            "python -m iqrl.train",
+        ),
+        (
+            lambda: main([*single, "seeds=4", f"out={group}"]),
+            group / "seed4",
+            "seed4",
+            "python -m iqrl.multiseed in slot 0 of 1",
+        ),
+    ]
+    for resume, run, name, now in cases:
+        assert resume() == EXIT_BAD_INPUT
+        was = "python -m iqrl.train" if name == "alone" else "python -m iqrl.multiseed in slot 1 of 2"
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: {run} was trained by {was} and would resume by {now}, whose updates round differently; "
+            f"resume it exactly with: {meta[name]['command']}"
+        ]
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_run_alone_in_a_groups_root_is_refused_naming_the_group(tmp_path, capsys, finished_runs):
+    """Figures would read a run trained beside the seed folders as one more seed of the group."""
+    group = finished_runs.copy(GROUP, tmp_path / "group", group=True)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    single = [a for a in GROUP if not a.startswith("seeds=")]
+    for check in ([], ["--check"]):
+        assert train_main([*single, "seed=1", f"out={group}", *check]) == EXIT_BAD_INPUT
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: out={group} holds a K-seed group (seed3, seed4) trained by "
+            f"{yaml_key(group / 'seed3', 'meta')['command']}: a run alone there would be read as one more of "
+            "its seeds; choose another out="
+        ]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_run_folder_that_records_no_mode_resumes_in_either(tmp_path, finished_runs):
+    """Folders written before config.yaml recorded the mode: unknown, so accepted by both commands."""
+    from iqrl.loop.preflight import check_mode
+    from iqrl.runfolder.files import read_yaml, write_yaml
+    from iqrl.runfolder.provenance import run_mode
+
+    run = unfinished_copy(finished_runs, [*TINY, "steps=800", "seed=3"], tmp_path / "seed3")
+    config = read_yaml(run / "config.yaml")
+    write_yaml(
+        run / "config.yaml", {**config, "meta": {k: v for k, v in config["meta"].items() if k != "mode"}}
+    )
+    cfg = build_config([*TINY, "steps=800", "seed=3", f"out={run}"])
+    for how in (run_mode([]), run_mode([], "kseed", (0, 2))):
+        check_mode(cfg, how)
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,49 @@ def test_a_killed_env_worker_ends_the_run_in_one_line(tmp_path, capsys):
     assert main(argv) == EXIT_OK  # resumed
 
 
+def test_a_dead_worker_of_a_run_of_several_envs_is_named_by_the_runs_seed_and_the_envs_index(tmp_path):
+    """Its env's seed is drawn from (seed, index): the worker is named by what the user gave."""
+    from iqrl.loop.parts import run_env, train_env_seed
+
+    cfg = build_config(
+        tiny_argv("dreamerv3", tmp_path / "run", extra=[*SHORT, "env_workers=true", "train_envs=3"])
+    )
+    env = run_env(cfg, cfg.task, train_env_seed(cfg.seed, 2), None, lane=2)
+    try:
+        os.kill(env.pid, 9)
+        with pytest.raises(EnvWorkerDied) as died:
+            env.reset()
+    finally:
+        env.close()
+    assert str(died.value).startswith(
+        f"the env worker cartpole-balance seed 1, training env 2 of 3 (pid {env.pid}) was killed by SIGKILL"
+    )
+
+
+def test_a_run_folder_moved_while_its_run_trains_is_never_made_again_at_its_old_path(tmp_path, capsys):
+    """The run stops at its next write in one line saying the folder moved, writes nothing more (no `failed`
+    status.json at the old path), and resumes where it was put back."""
+    out, moved = tmp_path / "run", tmp_path / "moved"
+    argv = tiny_argv("td3", out, extra=[*SHORT, "steps=80"])
+    move, kept = stop_after_steps(15), {}
+
+    def should_stop() -> bool:
+        if move() and not kept:  # mid-episode, after the checkpoint at env step 40
+            out.rename(moved)
+            kept.update({p: p.read_bytes() for p in moved.rglob("*") if p.is_file()})
+        return False
+
+    assert main(argv, should_stop=should_stop) == EXIT_BAD_INPUT
+    assert error_lines(capsys) == [
+        f"error: {out} was moved or deleted while this run trained (nothing is there now); it stops without "
+        f"writing more: put the folder back at {out} and run the same command again to resume it"
+    ]
+    assert not out.exists() and kept
+    assert {p: p.read_bytes() for p in moved.rglob("*") if p.is_file()} == kept
+    moved.rename(out)
+    assert main(argv) == EXIT_OK
+
+
 def test_an_env_worker_that_died_prints_no_traceback(capsys):
     print_traceback_for(EnvWorkerDied("the env worker x (pid 1) was killed by SIGKILL"))
     print_traceback_for(ValueError("a bug"))

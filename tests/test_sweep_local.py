@@ -62,6 +62,24 @@ def test_local_sweep_completes_and_a_second_one_runs_nothing(tmp_path):
     assert all(len(starts(run_dir(tmp_path, k))) == 1 for k in range(3))
 
 
+def test_a_finished_run_whose_status_is_unreadable_is_shown_as_such_in_status(tmp_path, capsys):
+    """Not "interrupted at env_step 0": its state is unknown, and the line says why."""
+    s, p = files(tmp_path)
+    assert sweep(tmp_path, s, p)[0] == 0
+    status = run_dir(tmp_path, 1) / "status.json"
+    status.write_bytes(status.read_bytes()[:-7])  # cut short: a full disk, a copy interrupted
+    assert inspect_run(run_dir(tmp_path, 1), None).kind == "interrupted"
+    capsys.readouterr()
+    assert cli(["status", str(s), "--results", str(tmp_path / "res")]) == 0
+    lines = capsys.readouterr().out.split("interrupted:\n", 1)[1].splitlines()
+    assert lines[0].startswith(
+        f"  iqrl/walker-walk/default/seed1  {status} cannot be read (JSONDecodeError: "
+    ) and lines[0].endswith(
+        "), so whether the run is done is unknown  no live job (never submitted); the next make sweep "
+        "resumes it"
+    )
+
+
 def _wait(cond, what: str, proc=None):
     """An event (a status reached, a lock held), never a number of seconds: conftest.wait_for's long hang
     guard only turns a hang into a failure."""

@@ -183,3 +183,24 @@ def test_dreamerv3s_seed_phase_is_its_codes_for_its_envs(keys, seed_steps):
     """DreamerV3's code trains once its replay holds 1024 sequences of 65 steps, each env's stream yielding
     one per step from its 65th step on (embodied/core/replay.py `Replay.add`): 1024 + 64 E agent steps."""
     assert build_config(["agent=dreamerv3", *keys]).seed_steps == seed_steps
+
+
+def test_a_replay_capacity_that_leaves_an_env_less_than_a_window_is_refused_by_the_check(tmp_path, capsys):
+    """DreamerV3's 16 envs split replay_capacity=1000 into replays of 63 transitions, fewer than its window of
+    batch_length=64: --check and the run refuse it naming the smallest capacity that works, 63 x 16 + 1 (whose
+    replays of 64 it accepts), before anything is written."""
+    argv = ["agent=dreamerv3", "task=cartpole-balance", "train_envs=16", f"out={tmp_path / 'run'}"]
+    line = (
+        "error: replay_capacity={} split over train_envs=16 gives each env's replay 63 transitions, fewer "
+        "than a sampled window of 64 (dreamerv3's): set replay_capacity >= 1009 (or 0, unbounded)\n"
+    )
+    for capacity in (1000, 1008):
+        for check in (["--check"], []):
+            assert main([*argv, f"replay_capacity={capacity}", *check]) == EXIT_BAD_INPUT
+            assert capsys.readouterr().err == line.format(capacity)
+    assert list(tmp_path.iterdir()) == []
+    assert main([*argv, "replay_capacity=1009", "--check"]) == EXIT_OK
+    # the replay's own rule, which the minimum meets: each env's replay of ceil(1009 / 16) = 64
+    assert SequenceReplay(5, 1, 64, "cpu", 0, capacity=-(-1009 // 16)).capacity == 64
+    with pytest.raises(ValueError, match="replay capacity must be >= seq_len"):
+        SequenceReplay(5, 1, 64, "cpu", 0, capacity=-(-1008 // 16))

@@ -9,6 +9,9 @@ import pandas as pd
 import pytest
 
 from iqrl.config.build import build_config
+from iqrl.core.registry import action_agents
+
+from conftest import TINY_DISCRETE_TASK
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("validate", REPO / "scripts" / "validate.py")
@@ -485,3 +488,37 @@ def test_failed_runs_make_the_check_fail_and_are_named_one_line_each(tmp_path, m
 
 def test_a_repeated_agent_or_task_is_one_job():
     assert validate._csv("td3, sac,td3,,sac") == ["td3", "sac"]
+
+
+def test_the_default_plan_puts_each_agent_on_the_tasks_it_can_act_in(capsys):
+    """`make validate`'s defaults: every registered agent on the default (continuous) tasks, the agents that
+    act in discrete action spaces only left out with one note; each pair's run config is accepted."""
+    from iqrl.core.registry import agent_names
+
+    pairs = validate.plan(agent_names(), validate.DEFAULT_TASKS, named=False)
+    discrete_only = sorted(set(agent_names()) - set(action_agents("box")))
+    assert discrete_only == ["dqn", "drq-eps"]
+    assert pairs == [(a, t) for a in action_agents("box") for t in validate.DEFAULT_TASKS]
+    assert capsys.readouterr().out == (
+        "note: dqn, drq-eps cannot act in cartpole-swingup, walker-walk: left out (give their tasks to "
+        "--tasks)\n"
+    )
+    for agent, task in pairs:
+        build_config(validate.train_argv(Path("/nonexistent"), agent, task, 1, 100_000, False, 10_000, []))
+    mixed = validate.plan(["dqn", "td3"], ["walker-walk", TINY_DISCRETE_TASK], named=True)
+    assert mixed == [("dqn", TINY_DISCRETE_TASK), ("td3", "walker-walk")]
+
+
+def test_an_agent_named_for_tasks_it_cannot_act_in_is_one_error_line_before_any_training(
+    tmp_path, monkeypatch, capsys
+):
+    ref = tmp_path / "ref.csv.gz"
+    reference().to_csv(ref, index=False)
+    started = no_training(monkeypatch)
+    argv = ["--agents", "dqn", "--out", str(tmp_path / "v"), "--reference", str(ref)]
+    assert validate.main(argv) == 2
+    assert capsys.readouterr().err == (
+        "error: agent dqn acts in discrete action spaces only and task cartpole-swingup has continuous (box) "
+        f"actions; agents that can act in it: {', '.join(action_agents('box'))}\n"
+    )
+    assert not started and not (tmp_path / "v").exists()

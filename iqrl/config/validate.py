@@ -14,7 +14,16 @@ from iqrl.core import registry
 from iqrl.core.checks import require
 from iqrl.envs.make import OBSERVATIONS, SEED_LIMIT, task_spaces
 from iqrl.envs.perturb import DISTRACTORS
-from iqrl.envs.tasks import SUITES, AtariProtocol, eval_seed, split_task, suite_of, task_label, task_list
+from iqrl.envs.tasks import (
+    SUITES,
+    AtariProtocol,
+    atari_protocol,
+    eval_seed,
+    split_task,
+    suite_of,
+    task_label,
+    task_list,
+)
 from iqrl.runfolder.loggers import LOGGERS
 
 
@@ -142,6 +151,7 @@ def validate(run: RunConfig) -> None:
     validate_actions(run)
     validate_observation(run)
     validate_protocol_changes(run.protocol_changes)
+    validate_budget_repeat(run)
     validate_transfer(run)
     validate_effect(run)
     validate_tasks(run)
@@ -334,6 +344,23 @@ def validate_observation(run: RunConfig) -> None:
             run.agent.validate_pixels(run.image_size)
         except ValueError as e:
             raise ConfigError(f"obs=pixels: {e}") from None
+
+
+def validate_budget_repeat(run: RunConfig) -> None:
+    """An Atari protocol whose budget counts agent steps of a frame skip (AtariProtocol.budget_repeat: Atari
+    100k's 100k agent steps of 4 frames) runs at that action_repeat: another would keep its frames and change
+    its agent steps, neither the protocol's interactions nor its frame skip."""
+    if split_task(task_list(run.task)[0])[0] != "atari":  # the protocol is one of Atari's: checked before
+        return
+    protocol = atari_protocol(run.protocol, run.protocol_changes)
+    skip, budget = protocol.budget_repeat, protocol.steps
+    repeat = run.action_repeat
+    if skip and repeat != skip:
+        raise ConfigError(
+            f"protocol={run.protocol} is {budget // skip:,} agent steps of {skip} frames ({budget:,} "
+            f"frames); action_repeat={repeat} would make them {budget // repeat:,} agent steps of {repeat}: "
+            f"leave action_repeat at {skip}, or choose another protocol (mrq)"
+        )
 
 
 def validate_protocol_changes(changes) -> None:

@@ -68,6 +68,9 @@ class AtariProtocol:
     zero_history: bool = False
     # The protocol's budget in env steps (frames), the default of a run's `steps`; 0: none (the harness's).
     steps: int = 0
+    # The frames of the protocol's agent step (the run's action_repeat), where its budget counts agent steps:
+    # Atari 100k is 100k agent steps of 4 frames; 0: any.
+    budget_repeat: int = 0
 
 
 # MR.Q: AtariHyperparameters in MRQ/env_preprocessing.py (facebookresearch/MRQ at 8a44a7d; max_noops 0).
@@ -90,6 +93,7 @@ ATARI_100K = dict(
     reward_clip=1.0,
     zero_history=True,
     steps=400_000,  # 100k agent steps of 4 frames (Kaiser et al. 2019; Dopamine's 10 x 10k training steps)
+    budget_repeat=4,
 )
 ATARI_PROTOCOLS: dict[str, AtariProtocol] = {
     "mrq": AtariProtocol(sticky_actions=0.25, terminal_on_life_loss=False, eval_epsilon=1e-3),

@@ -45,6 +45,15 @@ ACTIVATION_COPIES = 1
 # What a process holds before its run's tensors: Python, torch, the simulator (CPU); the CUDA context (GPU).
 OVERHEAD = {"cpu": int(0.45 * GIB), "cuda": int(0.5 * GIB)}
 REPLAY_START = 4096  # slots of each replay array before its first doubling (SequenceReplay)
+# What a seed holds beyond its tensors (scripts/seed_memory.py: 8 tiny td3 runs of cartpole-balance built side
+# by side in one process, as a K-seed group builds its seeds): its trainer's objects and evaluation env in the
+# process, each training env stepped in the process, or else in a worker process of its own (the worker's
+# private memory: Python, numpy, the simulator). A run alone has its in-process share within OVERHEAD; each
+# further seed of a K-seed group adds its own, and every env worker its process.
+MIB = 2**20
+SEED_PROCESS = 7 * MIB
+ENV_IN_PROCESS = 17 * MIB
+ENV_WORKER = 167 * MIB
 
 
 @dataclass(frozen=True)
@@ -275,18 +284,35 @@ def available(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def seed_bytes(cfg: RunConfig) -> tuple[int, int]:
+    """(in the process, in env worker processes): what a seed of `cfg` holds beyond its tensors."""
+    envs = cfg.train_envs or 1
+    if cfg.env_workers:
+        return SEED_PROCESS, envs * ENV_WORKER
+    return SEED_PROCESS + envs * ENV_IN_PROCESS, 0
+
+
 def check_memory(cfg: RunConfig, device: torch.device, copies: int = 1) -> MemoryEstimate:
     """ConfigError (one line: the estimate, the memory it exceeds and the keys to lower or raise) unless
-    `copies` runs of `cfg` (the K-seed mode's seeds) fit in the device's free memory or memory_limit_gb."""
+    `copies` runs of `cfg` (the K-seed mode's seeds) fit in the device's free memory or memory_limit_gb: each
+    seed's tensors, envs, env workers and trainer, and one process (host memory only: on a GPU, the seeds'
+    envs and workers are in RAM, beside the device's memory)."""
     one = estimate(cfg)
-    need = copies * (one.total - one.overhead) + one.overhead
+    process, workers = seed_bytes(cfg) if device.type == "cpu" else (0, 0)
+    each = one.total - one.overhead + process + workers
+    need = copies * each + one.overhead - process  # the first seed's in-process share is within the overhead
     limit = available(device) if cfg.memory_limit_gb is None else int(cfg.memory_limit_gb * GIB)
     if need > limit:
         where = "memory_limit_gb" if cfg.memory_limit_gb is not None else f"free on {device}"
-        each = f"{copies} seeds, each {gib(one.total - one.overhead)} and one " if copies > 1 else ""
+        seeds = f"{copies} seeds, each {gib(each)} and one " if copies > 1 else ""
+        envs = f", envs and trainer {gib(process + workers)} a seed" if copies > 1 else ""
+        envs = envs or (f", env workers {gib(workers)}" if workers else "")
+        remedy = _remedy(cfg, one)
+        if copies > 1 and process + workers > one.total - one.overhead:  # the seeds' envs, not their tensors
+            remedy = f"train fewer seeds in one group (seeds=){' or env_workers=false' * bool(workers)}"
         raise ConfigError(
-            f"this run needs about {gib(need)} of memory ({each}{one.parts()}), more than the {gib(limit)} "
-            f"{where}; {_remedy(cfg, one)}, or set memory_limit_gb=<GiB> if you know it fits "
+            f"this run needs about {gib(need)} of memory ({seeds}{one.parts()}{envs}), more than the "
+            f"{gib(limit)} {where}; {remedy}, or set memory_limit_gb=<GiB> if you know it fits "
             "(docs/configuration.md)"
         )
     return one

@@ -114,7 +114,8 @@ def build_parts(cfg: RunConfig, device: torch.device) -> RunParts:
     parts = RunParts(envs, eval_envs, agent, replay, seed, capacity, device, cfg.seed)
     if E > 1:  # built last: the first env, the agent and the evaluation are those of a run of one env
         parts.more_envs = [
-            run_env(cfg, tasks[0], train_env_seed(cfg.seed, i), perturbations(cfg)) for i in range(1, E)
+            run_env(cfg, tasks[0], train_env_seed(cfg.seed, i), perturbations(cfg), lane=i)
+            for i in range(1, E)
         ]
         agent.train_envs = E
     return parts
@@ -154,12 +155,15 @@ def eval_env_copy(cfg: RunConfig, task: str, seed: int) -> Env:
     return run_env(cfg, task, seed, None, evaluation=True)
 
 
-def run_env(cfg: RunConfig, task: str, seed: int, perturb, evaluation: bool = False) -> Env:
+def run_env(cfg: RunConfig, task: str, seed: int, perturb, evaluation: bool = False, lane: int = 0) -> Env:
     """An env of the run `cfg` on `task` seeded `seed`: its action repeat, episode length, observation and
     protocol, with `perturb`; the evaluation env's settings with `evaluation`. A training env of a run with
-    env_workers=true is built and stepped in a worker process of its own (iqrl.envs.workers)."""
+    env_workers=true is built and stepped in a worker process of its own (iqrl.envs.workers), named by the
+    run's seed and, in a run of several training envs, the env's index `lane` (not its derived seed)."""
     args = (task, seed, cfg.action_repeat, cfg.episode_length, perturb, observation(cfg))
     kwargs = {"protocol": protocol(cfg), "evaluation": evaluation}
     if cfg.env_workers and not evaluation:
-        return EnvWorker(make_env, args, kwargs, name=f"{task} seed {seed}")
+        E = cfg.train_envs or 1
+        name = f"{task} seed {cfg.seed}" + (f", training env {lane} of {E}" if E > 1 else "")
+        return EnvWorker(make_env, args, kwargs, name=name)
     return make_env(*args, **kwargs)

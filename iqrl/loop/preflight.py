@@ -36,6 +36,7 @@ from iqrl.runfolder.files import (
     read_yaml,
 )
 from iqrl.runfolder.loggers import missing_packages
+from iqrl.runfolder.provenance import MODES, run_mode
 
 
 def preflight(cfg: RunConfig) -> bool:
@@ -60,16 +61,36 @@ def check_machine(cfg: RunConfig, seeds: int = 1) -> torch.device:
     check_watching(cfg)
     check_renderer(cfg)
     check_memory(cfg, device, seeds)
-    check_update_count(cfg)  # after the memory: memory_limit_gb lets a budget past the machine's RAM through
+    spec = meta_agent(cfg, *run_spaces(cfg)).spec  # its agent built on the meta device, once for both checks
+    check_update_count(cfg, spec)  # after the memory: memory_limit_gb lets a budget past the machine's RAM
+    check_replay_windows(cfg, spec)
     return device
 
 
-def check_update_count(cfg: RunConfig) -> None:
+def check_replay_windows(cfg: RunConfig, spec) -> None:
+    """Each training env's replay (a run of several holds the capacity split over them, iqrl.loop.parts)
+    holds at least one sampled window of the agent's seq_len transitions: ConfigError (one line naming the
+    smallest replay_capacity that does) otherwise. `spec`: the run's AgentSpec."""
+    capacity = spec.replay_capacity if cfg.replay_capacity is None else cfg.replay_capacity
+    envs, window = cfg.train_envs or 1, spec.seq_len
+    if capacity and -(-capacity // envs) < window:
+        each = (
+            f" split over train_envs={envs} gives each env's replay {-(-capacity // envs)}"
+            if envs > 1
+            else ""
+        )
+        raise ConfigError(
+            f"replay_capacity={capacity}{each} transitions, fewer than a sampled window of {window} "
+            f"({cfg.agent.name}'s): set replay_capacity >= {(window - 1) * envs + 1} (or 0, unbounded)"
+        )
+
+
+def check_update_count(cfg: RunConfig, spec) -> None:
     """The gradient updates of a run at its agent's default rate (no key sets the rate: the run config checks
     those, iqrl.config.validate.validate_rate) are at most MAX_UPDATES: ConfigError (one line) otherwise."""
     if cfg.updates_per_step is not None or type(cfg.agent).UTD_KEY is not None:
         return
-    rate = meta_agent(cfg, *run_spaces(cfg)).spec.rate(cfg.action_repeat)
+    rate = spec.rate(cfg.action_repeat)
     if rate * cfg.steps > MAX_UPDATES:
         raise ConfigError(
             f"steps={cfg.steps} at {cfg.agent.name}'s {rate:g} gradient updates per env step asks for "
@@ -79,10 +100,48 @@ def check_update_count(cfg: RunConfig) -> None:
 
 # ---------------------------------------------------------------------- the run folder's checks
 def check_out(cfg: RunConfig) -> None:
-    """The checks of a run folder that follow check_run_folder's: its path can hold a run, and the parts a
-    transfer names can be read from its source."""
+    """The checks of a run folder that follow check_run_folder's: its path can hold a run trained alone, and
+    the parts a transfer names can be read from its source."""
+    check_not_a_group(Path(cfg.out))
     check_writable(Path(cfg.out))
+    check_mode(cfg, run_mode([]))
     check_parts(cfg)
+
+
+def check_not_a_group(out: Path) -> None:
+    """A run alone does not train in the root of a K-seed group (its seed<k> run folders), where figures would
+    read it as one more seed: ConfigError (one line naming the group) otherwise."""
+    seeds = sorted(p.parent for p in out.glob("seed*/config.yaml") if p.parent.name[4:].isdigit())
+    if seeds:
+        meta = (read_yaml(seeds[0] / "config.yaml") or {}).get("meta") or {}
+        by = f" trained by {meta['command']}" if meta.get("command") else ""
+        names = ", ".join(p.name for p in seeds)
+        raise ConfigError(
+            f"out={out} holds a K-seed group ({names}){by}: a run alone there would be read as one more of "
+            "its seeds; choose another out="
+        )
+
+
+def check_mode(cfg: RunConfig, how: dict) -> None:
+    """A run resumes in the mode (and a K-seed seed in the slot) it started in (`how`: provenance.run_mode's),
+    or another arithmetic would continue it silently: ConfigError (one line naming the command that resumes
+    it exactly) otherwise. A folder written before config.yaml recorded its mode is accepted in either: its
+    mode is unknown (its meta.command says python -m iqrl.train in both), and refusing it would strand it."""
+    run_dir = Path(cfg.out)
+    if not any((run_dir / p).exists() for p in (CHECKPOINT, checkpoints.PREVIOUS)):
+        return  # a fresh start writes its own record
+    saved = (read_yaml(run_dir / "config.yaml") or {}).get("meta") or {}
+    if "mode" not in saved or (saved["mode"], saved.get("slot")) == (how["mode"], how.get("slot")):
+        return
+    raise ConfigError(
+        f"{run_dir} was trained by {_mode_words(saved)} and would resume by {_mode_words(how)}, whose "
+        f"updates round differently; resume it exactly with: {saved.get('command')}"
+    )
+
+
+def _mode_words(how: dict) -> str:
+    slot = how.get("slot")
+    return MODES.get(how["mode"], how["mode"]) + (f" in slot {slot[0]} of {slot[1]}" if slot else "")
 
 
 def check_folder(cfg: RunConfig) -> str:

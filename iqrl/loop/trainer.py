@@ -83,6 +83,8 @@ def new_row_totals() -> dict:
 class Trainer:
     """Owns one run: its parts (iqrl.loop.parts), counters, and the run folder's files."""
 
+    how: dict | None = None  # its mode and command (provenance.run_mode), recorded in config.yaml's meta
+
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
@@ -492,7 +494,7 @@ class Trainer:
             print(f"warning: {self.run_dir}: {change}", file=sys.stderr, flush=True)
         if not resumed:
             config = to_yaml_dict(self.cfg)
-            config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate)
+            config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate, self.how)
             if self.cfg.init_from:  # parts of another run; a checkpoint at once, so it never reads it again
                 config["meta"]["init"] = load_parts(self.agent, self.cfg)
             write_yaml(self.run_dir / "config.yaml", config)
@@ -542,6 +544,7 @@ class Trainer:
         """status.json, with the wall time's split in all so far (`time_split`, seconds per phase) and the
         agent's updates so far."""
         with self.split("write"):
+            check_lock(self.run_dir)  # still this process's folder, at its path (never made again elsewhere)
             so_far = {"time_split": self.split.summary(), "updates": self.updates}
             write_status(self.run_dir, state, self.env_step, self.cfg.steps, **so_far)
 

@@ -28,7 +28,7 @@ from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
 from iqrl.config.validate import warnings_of
 from iqrl.core.checks import Refused
-from iqrl.loop.preflight import check_device_type, check_machine, check_run_folder, check_writable
+from iqrl.loop.preflight import check_device_type, check_machine, check_mode, check_run_folder, check_writable
 from iqrl.loop.timing import summary_line
 from iqrl.loop.trainer import Trainer
 from iqrl.multiseed.envs import step_together
@@ -39,6 +39,7 @@ from iqrl.runfolder.checkpoints import PREVIOUS as PREVIOUS_CHECKPOINT
 from iqrl.runfolder.checkpoints import checkpoint_step
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from iqrl.runfolder.files import CHECKPOINT, failure_line, print_traceback_for, training_lock, write_status
+from iqrl.runfolder.provenance import run_mode
 
 
 # ---------------------------------------------------------------------- resume
@@ -71,6 +72,9 @@ def resume_points(run_dirs: list[Path]) -> list[Path | None]:
                 flush=True,
             )
         _set_aside_damaged(run_dirs, found, [None] * len(run_dirs))
+        for d, gens in zip(run_dirs, found):  # the rows past env_step 0 that its restart writes again (a
+            if all(g.state is not None for g in gens):  # damaged generation's fall_back moved them already)
+                checkpoints.keep_rows_aside(d, "but no checkpoint" if not gens else "and checkpoints unused")
         return [None] * len(run_dirs)
     common = set.intersection(*(set(h) for h in held))
     if not common:
@@ -243,9 +247,10 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
             print(f"{root}: every seed is already done, nothing to do", flush=True)
             return EXIT_OK
         device = check_machine(cfgs[0], seeds=len(cfgs))  # the seeds differ in seed and out only
-        for c in cfgs:
+        for c, k in zip(cfgs, slots):
             check_device_type(c, device)
             check_writable(Path(c.out))
+            check_mode(c, run_mode(argv, "kseed", (k, len(done))))
     except (ConfigError, Refused) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -253,32 +258,45 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         try:
             for c in cfgs:
                 locks.enter_context(training_lock(Path(c.out)))
+            # another group sharing a seed may have finished it between the check above and its lock: a
+            # seed done now is left as it is (its slot kept), never restarted with the others
+            now = [check_run_folder(c) != "done" for c in cfgs]
+            slots, cfgs = [k for k, n in zip(slots, now) if n], [c for c, n in zip(cfgs, now) if n]
+            if not cfgs:
+                print(f"{root}: every seed is already done, nothing to do", flush=True)
+                return EXIT_OK
             points = resume_points([Path(c.out) for c in cfgs])
         except (ConfigError, Refused) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        return train_group(cfgs, points, should_stop, (slots, len(done)))
+        return train_group(cfgs, points, should_stop, (slots, len(done)), argv)
 
 
-def train_group(cfgs: list, points: list, should_stop, places: tuple[list[int], int] | None = None) -> int:
+def train_group(
+    cfgs: list, points: list, should_stop, places: tuple[list[int], int] | None = None, argv: list[str] = ()
+) -> int:
     """Train the seeds' runs as one vectorised group (their run locks held by the caller); the seeds' env
     workers (env_workers=true) end with it, however it ends. `places`: each seed's slot among the command's
-    seeds and their number (SeedGroup), so that a seed resumed after others finished computes where it did."""
+    seeds and their number (SeedGroup), so that a seed resumed after others finished computes where it did;
+    `argv`: the command's, recorded with them in each seed's config.yaml (provenance.run_mode)."""
     trainers: list[GroupTrainer] = []
     try:
-        return _train_group(cfgs, points, should_stop, trainers, places)
+        return _train_group(cfgs, points, should_stop, trainers, places, list(argv))
     finally:
         for t in trainers:
             t.close()
 
 
-def _train_group(cfgs: list, points: list, should_stop, trainers: list, places=None) -> int:
-    for c, point in zip(cfgs, points):  # one at a time: each seeds the global RNGs, then builds its nets
+def _train_group(cfgs: list, points: list, should_stop, trainers: list, places=None, argv=()) -> int:
+    slots, width = places or (list(range(len(cfgs))), len(cfgs))
+    for c, point, k in zip(
+        cfgs, points, slots
+    ):  # one at a time: each seeds the global RNGs, then builds its nets
         t = GroupTrainer(c)
         t.resume_from = point
         t.asked = 0 if point is None else checkpoint_step(point)  # every seed's resume step is one
+        t.how = run_mode(argv, "kseed", (k, width))
         trainers.append(t)
-    slots, width = places or (list(range(len(trainers))), len(trainers))
     try:
         group = SeedGroup([t.agent for t in trainers], slots, width)
     except KSeedRefused as e:  # before anything is written

@@ -333,6 +333,7 @@ def resume_state(run_dir: Path, device) -> Generation | None:
     warning line); None for a fresh run. NoReadableCheckpoint when generations exist but none is usable."""
     found = generations(run_dir, device)
     if not found:
+        keep_rows_aside(run_dir)
         return None
     good = [g for g in found if g.state is not None]
     if not good:
@@ -373,6 +374,21 @@ def fall_back(run_dir: Path, bad: Generation, chosen: Generation | None) -> None
         file=sys.stderr,
         flush=True,
     )
+
+
+def keep_rows_aside(run_dir: Path, why: str = "but no checkpoint") -> None:
+    """A run that starts from env_step 0 over rows of its own (its checkpoints deleted, or none written yet
+    beside them; `why`, in the warning) moves the rows past step 0 aside, as fall_back does for a damaged
+    checkpoint, and says so in one line: the trainer then writes eval.csv and train.csv afresh."""
+    reached = _last_step(Path(run_dir), 0)
+    moved = [p.name for p in (move_rows_after(Path(run_dir) / n, 0) for n in ("eval.csv", "train.csv")) if p]
+    if moved:
+        print(
+            f"warning: {run_dir} holds rows up to env_step {reached} {why}; starting from "
+            f"env_step 0 (rows after it moved to {', '.join(moved)})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _free_name(base: Path) -> Path:

@@ -363,6 +363,11 @@ class LostLock(RunBusy):
     """The run's `.lock` was deleted while it trained and another process has locked the file made since."""
 
 
+class RunFolderMoved(Refused):
+    """The run folder was moved (or deleted) while its run trained: the run stops without writing more, and
+    never makes the folder again at its old path."""
+
+
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 NO_FLOCK = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # a file system without flock
 
@@ -481,6 +486,13 @@ class RunLock:
         so again (one warning line); LostLock if another process holds the file now at that path."""
         if self._fd is None or _same_file(self._fd, self.path):
             return
+        folder = self.path.parent
+        if not folder.is_dir() or (self._dir_fd is not None and not _same_file(self._dir_fd, folder)):
+            now = "another folder is there now" if folder.is_dir() else "nothing is there now"
+            raise RunFolderMoved(
+                f"{folder} was moved or deleted while this run trained ({now}); it stops without writing "
+                f"more: put the folder back at {folder} and run the same command again to resume it"
+            )
         locked = self._lock_file(time.monotonic() + self.TAKEOVER_WAIT_S)
         if locked is None:
             if self._dir_fd is not None:  # the folder is ours: a probe holds the new file; retry next time

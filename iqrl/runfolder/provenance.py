@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -80,10 +81,29 @@ def suite_packages(task: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(("gymnasium", suite_of(task).package)))
 
 
-def run_meta(cfg, parts, updates_per_step: float) -> dict:
+#: The commands of the two modes a run trains in (config.yaml's `meta.mode`): a run alone, or a seed of a
+#: K-seed group, whose updates are vectorised over the group's slots: their sums round differently, and a
+#: seed's numbers depend on its slot among the group's (`meta.slot`: [its slot, the group's width];
+#: iqrl/multiseed/group.py). A run resumes only in the mode and slot it started in
+#: (iqrl.loop.preflight.check_mode).
+MODES = {"single": "python -m iqrl.train", "kseed": "python -m iqrl.multiseed"}
+
+
+def run_mode(argv: list[str], mode: str = "single", slot: tuple[int, int] | None = None) -> dict:
+    """config.yaml's record of how a run computes: its mode, a K-seed seed's slot, and the command (`argv`
+    as given) that trains it, and so resumes it exactly."""
+    return {
+        "mode": mode,
+        **({"slot": list(slot)} if slot else {}),
+        "command": shlex.join([*MODES[mode].split(), *argv]),
+    }
+
+
+def run_meta(cfg, parts, updates_per_step: float, how: dict | None = None) -> dict:
     """config.yaml's `meta` of the run `cfg` with its built `parts` (iqrl.loop.parts.RunParts) and its
     effective updates per env step: versions, commit, the sizes the agent was built with, effective values
-    of keys left to the agent's defaults, and where and how the run was started."""
+    of keys left to the agent's defaults, and where and how the run was started (`how`: run_mode's; the
+    command line of this process by default)."""
     env, agent = parts.env, parts.agent
     return {
         "versions": package_versions(suite_packages(task_list(cfg.task)[0])),
@@ -101,5 +121,5 @@ def run_meta(cfg, parts, updates_per_step: float) -> dict:
         "eval_seed": parts.eval_seed,
         "device": str(parts.device),
         "host": platform.node(),
-        "command": "python -m iqrl.train " + " ".join(sys.argv[1:]) if sys.argv else "",
+        **(how or run_mode(sys.argv[1:])),
     }
