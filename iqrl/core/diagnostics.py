@@ -53,7 +53,8 @@ def numerical_rank(z: Tensor, eps: float = PAPER_TOLERANCE, sv: Tensor | None = 
 
 
 def rank_metrics(z: Tensor) -> dict[str, float]:
-    """latent_rank (eps 1e-2), latent_rank_tol1e-1/1e-2/1e-3, latent_rank_pct (of D), latent_cond."""
+    """latent_rank (eps 1e-2), latent_rank_tol1e-1/1e-2/1e-3, latent_rank_pct (of D), latent_cond,
+    latent_srank (delta 0.01) and latent_erank (the entropy effective rank)."""
     sv = singular_values(z)
     out = {
         f"latent_rank_tol{eps:.0e}".replace("e-0", "e-"): float(numerical_rank(z, eps, sv))
@@ -61,6 +62,8 @@ def rank_metrics(z: Tensor) -> dict[str, float]:
     }
     out["latent_rank"] = float(numerical_rank(z, PAPER_TOLERANCE, sv))
     out["latent_rank_pct"] = 100.0 * out["latent_rank"] / z.shape[1]
+    out["latent_srank"] = float(srank(sv))
+    out["latent_erank"] = entropy_rank(sv)
     smin = float(sv.min()) if sv.numel() else 0.0
     out["latent_cond"] = float(sv.max()) / smin if smin > 0 else float("inf")
     return out
