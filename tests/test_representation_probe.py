@@ -100,3 +100,21 @@ def test_dormant_units_of_convolutions_and_ensembles_are_channels_and_members():
         "critic_dormant_tau0"
     ] == pytest.approx(2 / 9)
     assert dormant_columns("critic", []) == {}
+
+
+def test_bench_end_to_end_row_gives_the_diagnostics_share_at_the_runs_cadence(tmp_path):
+    """`make bench`'s end-to-end row of a tiny iQRL run: one probe's seconds, and its share of the wall that
+    diag_every env steps take at the row's rate (k probes per diag_every env steps, one per seed)."""
+    import json
+
+    from iqrl.bench.cli import main
+
+    out = tmp_path / "bench.json"
+    keys = [*(k for k in e2e_run("iqrl") if k.startswith("agent.")), "seed_steps=200", "episode_length=100"]
+    keys += ["eval_every=400", "eval_episodes=1", "diag_every=200"]
+    argv = ["--end-to-end", "400", "--agents", "iqrl", "--tasks", "cartpole-balance", "--seeds", "1"]
+    assert main([*argv, "--dtypes", "fp32", *(f"--set={k}" for k in keys), "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["diag_every"] == 200 and row["diagnostics_s"] > 0
+    share = row["diagnostics_s"] * row["env_steps_per_s"] / 200
+    assert row["diagnostics_share"] == pytest.approx(share, rel=1e-3, abs=1e-5)

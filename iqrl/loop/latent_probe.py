@@ -30,15 +30,18 @@ from iqrl.core.diagnostics import (
     rank_metrics,
 )
 
+#: Windows of the critic's and the latent model's probe: enough for a mean, few enough to cost little.
+WINDOWS = 256
 #: The activation modules whose outputs count as units (Sokar et al. 2023 count post-activation outputs).
 ACTIVATIONS = (nn.ReLU, nn.ELU, nn.Mish, nn.SiLU, nn.GELU, nn.Tanh, nn.LeakyReLU)
 
 
 def probe_latent(agent, replay, generator: torch.Generator) -> dict:
     """The diagnostics on n = latent width observations drawn uniformly from the replay without replacement
-    (repeated rows would cap the rank), then n windows, with the diagnostics' own `generator`: latent rank,
-    srank and entropy rank; active codebook and perplexity; the encoder's and the critic's dormant units;
-    the latent model's k-step prediction error. {} for an agent without a latent or an empty replay."""
+    (repeated rows would cap the rank), then min(n, WINDOWS) windows, with the diagnostics' own `generator`:
+    latent rank, srank and entropy rank; active codebook and perplexity; the encoder's and the critic's
+    dormant units; the latent model's k-step prediction error. {} for an agent without a latent or an empty
+    replay."""
     if replay.size == 0:
         return {}
     probe = agent.latent(replay.sample_obs(1, generator))
@@ -56,7 +59,7 @@ def probe_latent(agent, replay, generator: torch.Generator) -> dict:
         out.update(codebook_perplexity(codes, agent.codebook_size))
     out["latent_collapsed"] = int(latent_collapsed(out, agent.codebook_size if codes is not None else None))
     out.update(dormant_columns("encoder", encoder.values()))
-    windows = probe_windows(replay, n, generator)
+    windows = probe_windows(replay, min(n, WINDOWS), generator)
     if windows is not None:
         out.update(probe_windows_of(agent, networks, windows, set(encoder)))
     return out
