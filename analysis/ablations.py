@@ -1,8 +1,8 @@
 """Ablation grids: the keys a sweep's variants sweep (`ablation_grids`, from the runs' overrides and
 configs), the order of their values (numbers, then dash-joined lists by their product: FSQ codebook sizes),
-and the final IQM with a 95% stratified-bootstrap CI per value of a grid (`ablation_estimates`), or the latent
-rank at that step (`ablation_rank_estimates`). Pure functions of the tidy table, on analysis.metrics' scores;
-plotted by analysis.plots.plot_ablation."""
+and the final IQM with a 95% stratified-bootstrap CI per value of a grid (`ablation_estimates`), or a
+train.csv diagnostic's (latent rank, srank, dormant units...) at that step (`ablation_diagnostic_estimates`).
+Pure functions of the tidy table, on analysis.metrics' scores; plotted by analysis.plots.plot_ablation."""
 
 from __future__ import annotations
 
@@ -138,22 +138,23 @@ def ablation_estimates(
     return points, step, notes + point_notes
 
 
-def ablation_rank_estimates(
-    table: pd.DataFrame, grid: AblationGrid, step: int, reps: int, seed: int = 0
+def ablation_diagnostic_estimates(
+    table: pd.DataFrame, grid: AblationGrid, step: int, reps: int, seed: int = 0, column: str = "latent_rank"
 ) -> tuple[pd.DataFrame, list[str]]:
-    """IQM latent rank with 95% CI per point of one grid: each run's last train.csv latent rank at or before
-    `step` (the step of the grid's returns), from the sweep's own runs. Empty when no run logs a rank."""
+    """IQM of a train.csv diagnostic (`column`, the latent rank by default) with 95% CI per point of one
+    grid: each run's last value at or before `step` (the step of the grid's returns), from the sweep's own
+    runs. Empty when no run logs it."""
     sub = table[
         (table["sweep"] == grid.sweep)
         & table["method"].isin(grid.points["method"])
         & (table["env_step"] <= step)
     ]
-    if "latent_rank" not in sub:
-        return _ablation_points(grid, sub.iloc[:0], "latent_rank", 1.0, reps, seed, "")
-    last = sub[sub["latent_rank"].notna()].sort_values("env_step", kind="stable").groupby("run").tail(1)
+    if column not in sub:
+        return _ablation_points(grid, sub.iloc[:0], column, 1.0, reps, seed, "")
+    last = sub[sub[column].notna()].sort_values("env_step", kind="stable").groupby("run").tail(1)
     grid_name = f"{grid.sweep or 'nosweep'}/{grid.agent}/{grid.key}"
-    where = f"latent-rank ablation {grid_name} at {format_steps(step)} steps"
-    return _ablation_points(grid, last, "latent_rank", 1.0, reps, seed, where)
+    where = f"{column} ablation {grid_name} at {format_steps(step)} steps"
+    return _ablation_points(grid, last, column, 1.0, reps, seed, where)
 
 
 def _ablation_points(

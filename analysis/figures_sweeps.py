@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.figures_curves import REPRESENTATION
 from analysis.load import MULTI_TASK, eval_rows
 from analysis.scores import measure_name, one_suite_score
 
@@ -76,7 +77,7 @@ def ablation_figures(
 ) -> list[Path]:
     """One figure per swept key of every (sweep, agent), from that sweep's own runs (not its sources: their
     pre-training tasks are no arm of the sweep's tasks): the final IQM against the key's value on the grid's
-    suite's score, and the latent rank at the same step where the runs log it."""
+    suite's score, and at the same step the latent rank and each representation diagnostic the runs log."""
     from analysis import ablations, plots
 
     written: list[Path] = []
@@ -102,11 +103,14 @@ def ablation_figures(
         where = {"key": grid.key, "agent": grid.agent, "sweep": grid.sweep, "step": step}
         fig = plots.plot_ablation(points, colors, measure=measure_name(score), **where)
         written += plots.save_figure(fig, out, name)
-        # the same grid's latent rank (train.csv), at the step of its returns: does the arm keep its rank?
-        ranks, rank_notes = ablations.ablation_rank_estimates(sweep_table, grid, step, reps_final, seed)
-        for msg in rank_notes:
-            note(msg)
-        if ranks["value"].nunique() >= 2:
-            fig = plots.plot_ablation(ranks, colors, measure="latent rank", **where)
-            written += plots.save_figure(fig, out, f"{name}_latent_rank")
+        # the same grid's diagnostics (train.csv) at the step of its returns: does the arm keep its rank?
+        for column, label in {"latent_rank": "latent rank", **REPRESENTATION}.items():
+            points, diag_notes = ablations.ablation_diagnostic_estimates(
+                sweep_table, grid, step, reps_final, seed, column
+            )
+            for msg in diag_notes:
+                note(msg)
+            if points["value"].nunique() >= 2:
+                fig = plots.plot_ablation(points, colors, measure=label, **where)
+                written += plots.save_figure(fig, out, f"{name}_{column}")
     return written

@@ -37,6 +37,12 @@ EXPECTED_FIGURES = [
     "ablation_horizon_iqrl_horizon_latent_rank",
     "ablation_fsq_iqrl_fsq_levels",
     "ablation_fsq_iqrl_fsq_levels_latent_rank",
+    # the representation diagnostics (docs/diagnostics.md) the synthetic iqrl runs log
+    *(
+        f"{prefix}{column}"
+        for column in ("latent_srank", "encoder_dormant_tau0.1", "latent_pred_cos_k1")
+        for prefix in ("", "ablation_horizon_iqrl_horizon_", "ablation_fsq_iqrl_fsq_levels_")
+    ),
 ]
 
 

@@ -524,8 +524,15 @@ def test_ablation_latent_rank_is_the_iqm_of_each_runs_last_rank_up_to_the_step()
         ]
     )
     grid = ablations.AblationGrid("s", "iqrl", "quantizer", points)
-    out, _ = ablations.ablation_rank_estimates(table, grid, 1000, reps=200)
+    out, _ = ablations.ablation_diagnostic_estimates(table, grid, 1000, reps=200)
     got = dict(zip(out["value"], out["iqm"]))
     assert got == pytest.approx({"fsq": 25.0, "vq": 5.0})
     vq = out[out["value"] == "vq"].iloc[0]
     assert vq.ci_low == vq.ci_high == 5.0 and list(out["n_runs"]) == [4, 4]
+    # any other diagnostic column the same way: srank = rank / 5 here
+    srank, _ = ablations.ablation_diagnostic_estimates(
+        table.assign(latent_srank=table["latent_rank"] / 5), grid, 1000, reps=200, column="latent_srank"
+    )
+    assert dict(zip(srank["value"], srank["iqm"])) == pytest.approx({"fsq": 5.0, "vq": 1.0})
+    none, notes = ablations.ablation_diagnostic_estimates(table, grid, 1000, reps=200, column="latent_erank")
+    assert none.empty and notes == []  # no run logs it
