@@ -118,3 +118,24 @@ def test_bench_end_to_end_row_gives_the_diagnostics_share_at_the_runs_cadence(tm
     assert row["diag_every"] == 200 and row["diagnostics_s"] > 0
     share = row["diagnostics_s"] * row["env_steps_per_s"] / 200
     assert row["diagnostics_share"] == pytest.approx(share, rel=1e-3, abs=1e-5)
+
+
+def test_demo_summary_gives_srank_and_dormant_share_beside_rank_and_codebook():
+    """The demo's line on the representation: rank 50% -> 75% of the width, codes in use, and at the last
+    row srank 12 and 25% dormant encoder units; a run without those columns says nothing of them."""
+    import pandas as pd
+
+    from iqrl.demo import representation
+
+    rows = {"run": ["iqrl", "iqrl"], "env_step": [400, 800], "latent_rank_pct": [50.0, 75.0]}
+    rows |= {f"active_codebook_pct_{s}": [10.0, v] for s, v in (("mean", 40.0), ("min", 20.0), ("max", 60.0))}
+    table = pd.DataFrame(rows | {"latent_srank": [10.0, 12.0], "encoder_dormant_tau0.1": [0.0, 0.25]})
+    (line,) = representation(table)
+    assert line.startswith("\nRepresentation: iqrl's latent rank went from 50% to 75% of its width")
+    assert line.endswith(
+        "used 40% of their codes on that batch at the end (fewest 20%, most 60%); its srank was 12 (the "
+        "fewest singular values holding 99% of their sum) and 25% of its encoder's units were dormant (tau = "
+        "0.1)."
+    )
+    (older,) = representation(pd.DataFrame(rows))
+    assert older.endswith("(fewest 20%, most 60%).")
