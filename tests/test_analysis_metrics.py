@@ -536,3 +536,15 @@ def test_ablation_latent_rank_is_the_iqm_of_each_runs_last_rank_up_to_the_step()
     assert dict(zip(srank["value"], srank["iqm"])) == pytest.approx({"fsq": 5.0, "vq": 1.0})
     none, notes = ablations.ablation_diagnostic_estimates(table, grid, 1000, reps=200, column="latent_erank")
     assert none.empty and notes == []  # no run logs it
+
+
+def test_seeds_needed_for_the_iqm_difference_to_exclude_zero():
+    """Arms apart by more than their spread: 2 seeds each resolve it; identical arms: never; a smaller
+    effect in the same spread needs at least as many seeds as a larger one."""
+    from analysis.stats import seeds_needed
+
+    base = np.array([0.0, 1.0, 2.0, 3.0])
+    assert seeds_needed(base + 10, base, reps=500) == 2
+    assert seeds_needed(base, base, reps=500, most=12) is None
+    small, large = seeds_needed(base + 1.0, base, reps=500), seeds_needed(base + 2.0, base, reps=500)
+    assert small is not None and large is not None and 2 < large < small
