@@ -22,7 +22,7 @@ from analysis.metrics import (
     task_scores,
 )
 from analysis.repeats import legacy_filled
-from analysis.stats import IQM_STAT, bootstrap
+from analysis.stats import IQM_STAT, bootstrap, iqm, seeds_needed
 
 
 @dataclass
@@ -155,6 +155,30 @@ def ablation_diagnostic_estimates(
     grid_name = f"{grid.sweep or 'nosweep'}/{grid.agent}/{grid.key}"
     where = f"{column} ablation {grid_name} at {format_steps(step)} steps"
     return _ablation_points(grid, last, column, 1.0, reps, seed, where)
+
+
+SEEDS_NEEDED_COLUMNS = ["context", "task", "a", "b", "seeds_a", "seeds_b", "iqm_a", "iqm_b", "seeds_needed"]
+
+
+def seeds_needed_rows(
+    evals: pd.DataFrame, grid: AblationGrid, step: int, column: str, reps: int, seed: int = 0
+) -> pd.DataFrame:
+    """Per task and pair of the grid's values (within one context, in the grid's order): each arm's seeds
+    and IQM of `column` at `step`, and the seeds per arm at which the 95% bootstrap interval of the IQM
+    difference would exclude 0 at the effect seen so far (analysis.stats.seeds_needed; empty: none up to
+    50), so a user knows whether to add seeds."""
+    sub = evals[(evals["sweep"] == grid.sweep) & evals["method"].isin(grid.points["method"])]
+    scores, _ = scores_at_step(sub, step, column)
+    rows = []
+    for (context, task), g in scores.merge(grid.points, on="method").groupby(["context", "task"], sort=True):
+        arms = {v: r[column].to_numpy(float) for v, r in g.groupby("value", sort=False)}
+        order = [v for v in grid.points["value"] if v in arms]
+        for i, a in enumerate(order):
+            for b in order[i + 1 :]:
+                x, y = arms[a], arms[b]
+                n = seeds_needed(x, y, reps, seed)
+                rows.append([context, task, a, b, len(x), len(y), iqm(x), iqm(y), n])
+    return pd.DataFrame(rows, columns=SEEDS_NEEDED_COLUMNS).astype({"seeds_needed": "Int64"})
 
 
 def _ablation_points(

@@ -103,6 +103,11 @@ def ablation_figures(
         where = {"key": grid.key, "agent": grid.agent, "sweep": grid.sweep, "step": step}
         fig = plots.plot_ablation(points, colors, measure=measure_name(score), **where)
         written += plots.save_figure(fig, out, name)
+        needed = ablations.seeds_needed_rows(
+            grid_evals, grid, step, score.column, min(reps_final, 2000), seed
+        )
+        if not needed.empty:
+            needed.to_csv(out / f"{name}_seeds_needed.csv", index=False)
         # the same grid's diagnostics (train.csv) at the step of its returns: does the arm keep its rank?
         for column, label in {"latent_rank": "latent rank", **REPRESENTATION}.items():
             points, diag_notes = ablations.ablation_diagnostic_estimates(

@@ -105,7 +105,7 @@ def diagnostics_cost(argv: list[str], k: int, env_steps_per_s: float, repeats: i
     probe_s, every = sorted(seconds)[repeats // 2], t.cfg.diag_every
     return {
         "diag_every": every,
-        "diagnostics_s": round(probe_s, 4),
+        "diagnostics_s": round(probe_s, 6),
         "diagnostics_share": round(k * probe_s * env_steps_per_s / every, 5),
     }
 

@@ -162,7 +162,7 @@ def codebook_perplexity(indices: Tensor, codebook_size: int) -> dict[str, float]
 def prediction_error(pred: Tensor, target: Tensor) -> dict[str, float]:
     """Predicted latents and their targets [H, n, D] -> latent_pred_cos_k{k} (mean cosine distance) and
     latent_pred_mse_k{k} (mean squared error) for k = 1..H."""
-    p, t = pred.float(), target.float()
+    p, t = pred.double(), target.double()
     cos = (p * t).sum(-1) / (p.norm(dim=-1) * t.norm(dim=-1)).clamp_min(1e-12)
     out = {}
     for k in range(p.shape[0]):
