@@ -413,3 +413,17 @@ class DCWM(Planner, Agent):
     @torch.no_grad()
     def codes(self, obs: Tensor) -> Tensor:
         return self.fsq.indices(self.encode(obs.to(self.device)))
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        return self.learner.q(self.encode(obs.to(self.device)), action)
+
+    @torch.no_grad()
+    def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """The dynamics' rollout from the code of o_t, each step its most likely code per slot (`mode`: no
+        draw), against the online encoder's codes of o_{t+1..t+H} (the world model's targets)."""
+        H, z, pred = self.cfg.horizon, self.encode(obs[:, 0]), []
+        for t in range(H):
+            z = self.next_latent(z, action[:, t], "mode", None)
+            pred.append(z)
+        return torch.stack(pred), self.encode(obs[:, 1 : H + 1]).transpose(0, 1)

@@ -338,3 +338,17 @@ class TCRL(Agent):
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:
         return self.encoder(obs.to(self.device))
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        return self.learner.critic(self.encoder(obs.to(self.device)), action)
+
+    @torch.no_grad()
+    def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """The dynamics' open-loop rollout from e(o_t) and the target encoder's e'(o_{t+1..t+H}), as in
+        `model_loss`."""
+        H, z, pred = self.cfg.horizon, self.encoder(obs[:, 0]), []
+        for t in range(H):
+            z = self.dynamics(torch.cat([z, action[:, t]], -1))
+            pred.append(z)
+        return torch.stack(pred), self.encoder_target(obs[:, 1 : H + 1]).transpose(0, 1)

@@ -294,7 +294,8 @@ def summary(table, out: Path, figure: Path, band=None, note: str = "") -> str:
 
 def representation(table) -> list[str]:
     """What the right-hand panels show, per run that logs its latent's diagnostics: its rank as a share of the
-    latent's width at the first and last diagnostic, and the share of FSQ's codes in use at the last."""
+    latent's width at the first and last diagnostic, the share of FSQ's codes in use at the last, and beside
+    them the last srank and dormant encoder share."""
     rank, codes = (diagnostic_rows(table, column) for column, _ in DIAGNOSTICS)
     lines = []
     for agent, mine in rank.groupby("run", sort=False):
@@ -311,8 +312,26 @@ def representation(table) -> list[str]:
                 f"; its FSQ groups used {mean:.0f}% of their codes on that batch at the end "
                 f"(fewest {low:.0f}%, most {high:.0f}%)"
             )
+        text += beside_rank(mine.iloc[-1])
         lines.append(f"\nRepresentation: {text}.")
     return lines
+
+
+def beside_rank(row) -> str:
+    """The last diagnostic row's srank and dormant encoder share (docs/diagnostics.md), where it has them."""
+    import math
+
+    logged = {k: v for k, v in row.items() if isinstance(v, float) and not math.isnan(v)}
+    parts = []
+    if "latent_srank" in logged:
+        parts.append(
+            f"its srank was {row['latent_srank']:.0f} (the fewest singular values holding 99% of their sum)"
+        )
+    if "encoder_dormant_tau0.1" in logged:
+        parts.append(
+            f"{100 * row['encoder_dormant_tau0.1']:.0f}% of its encoder's units were dormant (tau = 0.1)"
+        )
+    return f"; {' and '.join(parts)}" if parts else ""
 
 
 def ranking(final: dict[str, float]) -> str:

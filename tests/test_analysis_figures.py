@@ -41,6 +41,12 @@ EXPECTED_FIGURES = [
     "ablation_horizon_iqrl_horizon_latent_rank",
     "ablation_fsq_iqrl_fsq_levels",
     "ablation_fsq_iqrl_fsq_levels_latent_rank",
+    # the representation diagnostics (docs/diagnostics.md) the synthetic iqrl runs log
+    *(
+        f"{prefix}{column}"
+        for column in ("latent_srank", "encoder_dormant_tau0.1", "latent_pred_cos_k1")
+        for prefix in ("", "ablation_horizon_iqrl_horizon_", "ablation_fsq_iqrl_fsq_levels_")
+    ),
 ]
 
 
@@ -507,3 +513,18 @@ def test_learning_check_page_is_generated_from_its_run_summaries():
         in page
     )
     assert (f"{td7:.3f}", f"{td3:.3f}") == ("0.302", "0.117")
+
+
+def test_each_ablation_grid_says_how_many_seeds_would_resolve_each_pair(synthetic_run):
+    """The FSQ grid of the synthetic set (8-8 and 5-5-5-5, 2 seeds on each of two tasks): one row per task
+    with each arm's IQM of the returns at the figure's step and the seeds that resolve the pair."""
+    from analysis.stats import seeds_needed
+
+    table = pd.read_csv(synthetic_run["out"] / "ablation_fsq_iqrl_fsq_levels_seeds_needed.csv")
+    assert sorted(table["task"]) == sorted(synthetic.ABLATION_TASKS)
+    for row in table.itertuples():
+        arms = [[synthetic_return("iqrl", row.task, s, 500_000, synthetic.FSQ_FACTOR[v]) for s in (0, 1)]
+                for v in (row.a, row.b)]  # fmt: skip
+        assert (row.seeds_a, row.seeds_b) == (2, 2)
+        assert row.iqm_a == pytest.approx(np.mean(arms[0])) and row.iqm_b == pytest.approx(np.mean(arms[1]))
+        assert row.seeds_needed == seeds_needed(np.array(arms[0]), np.array(arms[1]), 500)

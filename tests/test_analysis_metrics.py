@@ -524,8 +524,56 @@ def test_ablation_latent_rank_is_the_iqm_of_each_runs_last_rank_up_to_the_step()
         ]
     )
     grid = ablations.AblationGrid("s", "iqrl", "quantizer", points)
-    out, _ = ablations.ablation_rank_estimates(table, grid, 1000, reps=200)
+    out, _ = ablations.ablation_diagnostic_estimates(table, grid, 1000, reps=200)
     got = dict(zip(out["value"], out["iqm"]))
     assert got == pytest.approx({"fsq": 25.0, "vq": 5.0})
     vq = out[out["value"] == "vq"].iloc[0]
     assert vq.ci_low == vq.ci_high == 5.0 and list(out["n_runs"]) == [4, 4]
+    # any other diagnostic column the same way: srank = rank / 5 here
+    srank, _ = ablations.ablation_diagnostic_estimates(
+        table.assign(latent_srank=table["latent_rank"] / 5), grid, 1000, reps=200, column="latent_srank"
+    )
+    assert dict(zip(srank["value"], srank["iqm"])) == pytest.approx({"fsq": 5.0, "vq": 1.0})
+    none, notes = ablations.ablation_diagnostic_estimates(table, grid, 1000, reps=200, column="latent_erank")
+    assert none.empty and notes == []  # no run logs it
+
+
+def test_seeds_needed_for_the_iqm_difference_to_exclude_zero():
+    """Arms apart by more than their spread: 2 seeds each resolve it; identical arms: never; a smaller
+    effect in the same spread needs at least as many seeds as a larger one."""
+    from analysis.stats import seeds_needed
+
+    base = np.array([0.0, 1.0, 2.0, 3.0])
+    assert seeds_needed(base + 10, base, reps=500) == 2
+    assert seeds_needed(base, base, reps=500, most=12) is None
+    small, large = seeds_needed(base + 1.0, base, reps=500), seeds_needed(base + 2.0, base, reps=500)
+    assert small is not None and large is not None and 2 < large < small
+
+
+def test_seeds_needed_rows_pair_the_grids_values_per_task():
+    """Two FSQ arms of 2 seeds on one task, returns at step 1000 (a later row ignored): one row for the pair,
+    with each arm's seeds and IQM and `seeds_needed` of exactly those scores."""
+    from analysis.stats import seeds_needed
+
+    returns = {"iqrl": [800.0, 820.0], "iqrl/fsq_levels=5-5": [600.0, 650.0]}
+    rows = [
+        {"run": f"{m}/{s}", "sweep": "s", "method": m, "task": "walker-walk", "group": "", "seed": s}
+        | {"env_step": step, "episode_return": r + step / 1000 - 1}
+        for m, rs in returns.items()
+        for s, r in enumerate(rs)
+        for step in (1000, 2000)
+    ]
+    points = pd.DataFrame(
+        [
+            {"method": "iqrl", "value": "8-8", "context": ""},
+            {"method": "iqrl/fsq_levels=5-5", "value": "5-5", "context": ""},
+        ]
+    )
+    grid = ablations.AblationGrid("s", "iqrl", "fsq_levels", points)
+    out = ablations.seeds_needed_rows(pd.DataFrame(rows), grid, 1000, "episode_return", reps=300)
+    assert out.drop(columns="seeds_needed").to_dict("records") == [
+        {"context": "", "task": "walker-walk", "a": "8-8", "b": "5-5", "seeds_a": 2, "seeds_b": 2}
+        | {"iqm_a": 810.0, "iqm_b": 625.0}
+    ]
+    want = seeds_needed(np.array(returns["iqrl"]), np.array(returns["iqrl/fsq_levels=5-5"]), 300)
+    assert out["seeds_needed"].tolist() == [want] and want == 2

@@ -115,3 +115,79 @@ def test_collapsed_latent_is_recorded_and_warned_once(tmp_path, capsys):
     warnings = [line for line in capsys.readouterr().out.splitlines() if "warning: collapsed latent" in line]
     assert len(warnings) == 1 and "at env_step 400 (latent rank 0" in warnings[0]
     assert collapse_warning(t.train_rows) is None  # the run's later rows do not warn again
+
+
+def test_srank_and_entropy_rank_of_known_spectra():
+    from iqrl.core.diagnostics import entropy_rank, singular_values, srank
+
+    flat = singular_values(torch.diag(torch.ones(4, dtype=torch.float64)))
+    assert srank(flat) == 4 and entropy_rank(flat) == pytest.approx(4.0)
+    # cumulative shares 0.8, 0.95, 0.99, 1: three reach 1 - 0.01 (exactly), two 1 - 0.05, one 1 - 0.2
+    sv = singular_values(torch.diag(torch.tensor([80.0, 15.0, 4.0, 1.0], dtype=torch.float64)))
+    assert [srank(sv, d) for d in (0.01, 0.05, 0.2, 0.001)] == [3, 2, 1, 4] and srank(sv) == 3
+    p = torch.tensor([0.8, 0.15, 0.04, 0.01], dtype=torch.float64)
+    assert entropy_rank(sv) == pytest.approx(float(torch.exp(-(p * p.log()).sum())))
+    one = singular_values(torch.diag(torch.tensor([3.0, 0.0, 0.0])))
+    assert srank(one) == 1 and entropy_rank(one) == pytest.approx(1.0)
+    assert srank(torch.zeros(3)) == 0 and entropy_rank(torch.zeros(3)) == 0.0
+
+
+def test_dormant_fractions_of_a_crafted_layer():
+    from iqrl.core.diagnostics import dormant_fraction
+
+    # 5 units over 2 samples: mean |h| per unit 0, 1/16, 1, 31/16, 2 -> layer mean 1 (all exact in binary)
+    h = torch.tensor([[0.0, 0.125, 1.0, -1.875, 2.0], [0.0, 0.0, -1.0, 2.0, 2.0]])
+    assert dormant_fraction(h, 0.0) == pytest.approx(1 / 5)  # the silent unit
+    assert dormant_fraction(h, 0.1) == pytest.approx(2 / 5)  # and the one at 1/16 of the layer's mean
+    assert dormant_fraction(h, 1.0) == pytest.approx(3 / 5)  # score exactly tau counts as dormant
+    assert dormant_fraction(torch.zeros(3, 4), 0.0) == 1.0
+
+
+def test_linear_probe_r2_of_exact_and_noisy_maps():
+    from iqrl.core.diagnostics import ridge_r2
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 6, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    assert ridge_r2(x, x @ w + 2.0, fit=2000) == pytest.approx(1.0, abs=1e-6)
+    # y = x w1 + e with var(x w1) = |w1|^2 = 1 and var(e) = 1/4: R^2 -> 1 / (1 + 1/4) = 0.8
+    w1 = torch.tensor([[0.6], [0.8], [0.0], [0.0], [0.0], [0.0]], dtype=torch.float64)
+    y = x @ w1 + 0.5 * torch.randn(4000, 1, generator=g, dtype=torch.float64)
+    assert ridge_r2(x, y, fit=2000) == pytest.approx(0.8, abs=0.02)
+    # a target independent of x: R^2 near 0 (slightly below, the fit's noise)
+    assert ridge_r2(x, torch.randn(4000, 1, generator=g, dtype=torch.float64), fit=2000) == pytest.approx(
+        0, abs=0.01
+    )
+    assert torch.isnan(torch.tensor(ridge_r2(x, torch.ones(4000, 2), fit=2000)))  # nothing to explain
+
+
+def test_codebook_perplexity_of_uniform_and_one_hot_usage():
+    from iqrl.core.diagnostics import codebook_perplexity
+
+    # group 0 uses 4 codes equally, group 1 one code, group 2 two codes equally (K = 8)
+    idx = torch.tensor([[0, 5, 1], [1, 5, 2], [2, 5, 1], [3, 5, 2]])
+    m = codebook_perplexity(idx, 8)
+    assert m["codebook_perplexity_min"] == pytest.approx(1.0)
+    assert m["codebook_perplexity_mean"] == pytest.approx((4 + 1 + 2) / 3)
+
+
+def test_prediction_error_of_identity_and_opposite_models():
+    from iqrl.core.diagnostics import prediction_error
+
+    z = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(1))
+    same = prediction_error(z, z.clone())
+    assert sorted(same) == sorted(f"latent_pred_{m}_k{k}" for m in ("cos", "mse") for k in (1, 2, 3))
+    assert all(v == pytest.approx(0.0, abs=1e-12) for v in same.values())
+    opposite = prediction_error(-z, z)  # cosine distance 2, squared error (2z)^2
+    assert opposite["latent_pred_cos_k2"] == pytest.approx(2.0)
+    assert opposite["latent_pred_mse_k1"] == pytest.approx(float((4 * z[0].double() ** 2).mean()))
+
+
+def test_q_bias_against_a_hand_computed_discounted_sum():
+    from iqrl.core.diagnostics import discounted_returns, q_bias
+
+    r = torch.tensor([1.0, 0.0, 2.0])
+    # gamma 0.5: G_2 = 2, G_1 = 0 + 0.5 * 2 = 1, G_0 = 1 + 0.5 * 1 = 1.5
+    assert discounted_returns(r, 0.5).tolist() == [1.5, 1.0, 2.0]
+    m = q_bias(torch.tensor([2.5, 1.0, 1.0]), r, 0.5)  # biases 1, 0, -1
+    assert m["q_bias_mean"] == pytest.approx(0.0) and m["q_bias_std"] == pytest.approx((2 / 3) ** 0.5)

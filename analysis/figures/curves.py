@@ -1,6 +1,6 @@
 """The per-task figures: each task's score over env steps with the published curves beside it (every suite on
-its own score), the DMC-hard mean, and the iQRL paper's diagnostics (latent rank, active codebook share).
-Called by analysis.figures.make.make_figures."""
+its own score), the DMC-hard mean, the iQRL paper's diagnostics (latent rank, active codebook share) and the
+representation diagnostics (docs/diagnostics.md). Called by analysis.figures.make.make_figures."""
 
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ SUITE_SCORES = {
     "myosuite": ("success", "Success rate"),
     "atari": ("human_normalized", "Human-normalised score"),
     "minigrid": ("success", "Success rate"),
+}
+
+
+#: train.csv's representation diagnostics drawn over training and against a sweep's values (each where a run
+#: logs it; docs/diagnostics.md): column -> axis label.
+REPRESENTATION = {
+    "latent_srank": "srank (delta = 0.01)",
+    "latent_erank": "Entropy effective rank",
+    "encoder_dormant_tau0.1": "Dormant encoder units (tau = 0.1)",
+    "critic_dormant_tau0.1": "Dormant critic units (tau = 0.1)",
+    "codebook_perplexity_mean": "Codebook perplexity (mean over groups)",
+    "latent_pred_cos_k1": "1-step latent prediction error (cosine)",
 }
 
 
@@ -142,8 +154,8 @@ def dmc_hard_figure(evals, reference, out: Path, colors: dict, seed: int, note) 
 
 def diagnostic_figures(table, colors: dict, seed: int, out: Path, note) -> list[Path]:
     """The diagnostics of the iQRL paper over training, per task and method: `latent_rank` and the active
-    codebook share (`active_codebook_pct_mean`, its min and max over FSQ groups dotted); each skipped with a
-    note when no run logs it."""
+    codebook share (`active_codebook_pct_mean`, its min and max over FSQ groups dotted), each skipped with a
+    note when no run logs it; and each REPRESENTATION column that a run logs, named after it."""
     from analysis.figures import plots
     from analysis.stats import metrics
 
@@ -184,6 +196,15 @@ def diagnostic_figures(table, colors: dict, seed: int, out: Path, note) -> list[
         )
     else:
         note("no run has an active_codebook_pct_mean column: active-codebook figure skipped")
+    for column, label in REPRESENTATION.items():  # silently absent where no agent logs it
+        if column in table and table[column].notna().any():
+            fig = plots.plot_task_panels(
+                metrics.per_task_curves(table, column, seed=seed),
+                colors,
+                ylabel=label,
+                title=f"{label} over training (mean over seeds, 95% CI)",
+            )
+            written += plots.save_figure(fig, out, column)
     return written
 
 

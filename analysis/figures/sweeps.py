@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.figures.curves import REPRESENTATION
 from analysis.runs.load import MULTI_TASK, eval_rows
 from analysis.stats.scores import measure_name, one_suite_score
 
@@ -77,7 +78,7 @@ def ablation_figures(
 ) -> list[Path]:
     """One figure per swept key of every (sweep, agent), from that sweep's own runs (not its sources: their
     pre-training tasks are no arm of the sweep's tasks): the final IQM against the key's value on the grid's
-    suite's score, and the latent rank at the same step where the runs log it."""
+    suite's score, and at the same step the latent rank and each representation diagnostic the runs log."""
     from analysis.figures import plots
     from analysis.stats import ablations
 
@@ -104,11 +105,19 @@ def ablation_figures(
         where = {"key": grid.key, "agent": grid.agent, "sweep": grid.sweep, "step": step}
         fig = plots.plot_ablation(points, colors, measure=measure_name(score), **where)
         written += plots.save_figure(fig, out, name)
-        # the same grid's latent rank (train.csv), at the step of its returns: does the arm keep its rank?
-        ranks, rank_notes = ablations.ablation_rank_estimates(sweep_table, grid, step, reps_final, seed)
-        for msg in rank_notes:
-            note(msg)
-        if ranks["value"].nunique() >= 2:
-            fig = plots.plot_ablation(ranks, colors, measure="latent rank", **where)
-            written += plots.save_figure(fig, out, f"{name}_latent_rank")
+        needed = ablations.seeds_needed_rows(
+            grid_evals, grid, step, score.column, min(reps_final, 2000), seed
+        )
+        if not needed.empty:
+            needed.to_csv(out / f"{name}_seeds_needed.csv", index=False)
+        # the same grid's diagnostics (train.csv) at the step of its returns: does the arm keep its rank?
+        for column, label in {"latent_rank": "latent rank", **REPRESENTATION}.items():
+            points, diag_notes = ablations.ablation_diagnostic_estimates(
+                sweep_table, grid, step, reps_final, seed, column
+            )
+            for msg in diag_notes:
+                note(msg)
+            if points["value"].nunique() >= 2:
+                fig = plots.plot_ablation(points, colors, measure=label, **where)
+                written += plots.save_figure(fig, out, f"{name}_{column}")
     return written

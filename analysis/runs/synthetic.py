@@ -17,7 +17,8 @@ across every figure it draws from the folder (analysis.figures.plots.watermark).
 
 Returns follow `synthetic_return` exactly (rounded to 1e-3), so tests can recompute every score.
 Diagnostics: `latent_rank` (iqrl variants and tcrl; tcrl's collapses), `active_codebook_pct_*` (iqrl
-variants; lower for the larger 5-5-5-5 codebook), plus losses and throughput for every agent.
+variants; lower for the larger 5-5-5-5 codebook), `latent_srank`, `encoder_dormant_tau0.1` and
+`latent_pred_cos_k1` (iqrl variants; better for the better arms), plus losses and throughput for every agent.
 """
 
 from __future__ import annotations
@@ -173,6 +174,16 @@ def _codebook(levels: str):
     }
 
 
+def _representation(factor: float):
+    """srank, dormant encoder share and 1-step prediction error (docs/diagnostics.md): a better arm
+    (larger factor) keeps more rank, fewer dormant units and predicts better."""
+    return {
+        "latent_srank": lambda s, seed: 300 * factor + 40 * math.exp(-s / 100_000) + 2 * seed,
+        "encoder_dormant_tau0.1": lambda s, seed: (1.1 - factor) * (1 - math.exp(-s / 200_000)) + 0.01 * seed,
+        "latent_pred_cos_k1": lambda s, seed: 0.05 / factor + 0.2 * math.exp(-s / 50_000) + 0.002 * seed,
+    }
+
+
 def make_synthetic_results(root: str | Path) -> pd.DataFrame:
     """Write the synthetic results folder under root; return one row per run (run, sweep, agent, variant,
     task, seed, state, last_step, factor)."""
@@ -217,13 +228,13 @@ def make_synthetic_results(root: str | Path) -> pd.DataFrame:
         if agent in ("iqrl", "tcrl"):
             diag["latent_rank"] = _rank(agent)
         if agent == "iqrl":
-            diag.update(_codebook("8-8"))
+            diag.update(_codebook("8-8"), **_representation(1.0))
         cfg = None if agent == "td3" else _agent_config(agent)
         for task in TASKS:
             for seed in range(3):
                 add("main", agent, task, "default", seed, 1.0, [], cfg, diag)
     for h, factor in HORIZON_FACTOR.items():
-        diag = {"latent_rank": _rank("iqrl"), **_codebook("8-8")}
+        diag = {"latent_rank": _rank("iqrl"), **_codebook("8-8"), **_representation(factor)}
         for task in ABLATION_TASKS:
             for seed in range(2):
                 add(
@@ -238,7 +249,7 @@ def make_synthetic_results(root: str | Path) -> pd.DataFrame:
                     diag,
                 )
     for levels, factor in FSQ_FACTOR.items():
-        diag = {"latent_rank": _rank("iqrl"), **_codebook(levels)}
+        diag = {"latent_rank": _rank("iqrl"), **_codebook(levels), **_representation(factor)}
         for task in ABLATION_TASKS:
             for seed in range(2):
                 add("fsq", "iqrl", task, f"fsq_levels={levels}", seed, factor, [], None, diag)

@@ -1,8 +1,9 @@
 """Ablation grids: the keys a sweep's variants sweep (`ablation_grids`, from the runs' overrides and
 configs), the order of their values (numbers, then dash-joined lists by their product: FSQ codebook sizes),
-and the final IQM with a 95% stratified-bootstrap CI per value of a grid (`ablation_estimates`), or the latent
-rank at that step (`ablation_rank_estimates`). Pure functions of the tidy table, on analysis.stats.metrics'
-scores; plotted by analysis.figures.plots.plot_ablation."""
+and the final IQM with a 95% stratified-bootstrap CI per value of a grid (`ablation_estimates`), or a
+train.csv diagnostic's (latent rank, srank, dormant units...) at that step (`ablation_diagnostic_estimates`).
+Pure functions of the tidy table, on analysis.stats.metrics' scores; plotted by
+analysis.figures.plots.plot_ablation."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.runs.repeats import legacy_filled
-from analysis.stats.estimators import IQM_STAT, bootstrap
+from analysis.stats.estimators import IQM_STAT, bootstrap, iqm, seeds_needed
 from analysis.stats.metrics import (
     RETURN_SCALE,
     format_steps,
@@ -138,22 +139,47 @@ def ablation_estimates(
     return points, step, notes + point_notes
 
 
-def ablation_rank_estimates(
-    table: pd.DataFrame, grid: AblationGrid, step: int, reps: int, seed: int = 0
+def ablation_diagnostic_estimates(
+    table: pd.DataFrame, grid: AblationGrid, step: int, reps: int, seed: int = 0, column: str = "latent_rank"
 ) -> tuple[pd.DataFrame, list[str]]:
-    """IQM latent rank with 95% CI per point of one grid: each run's last train.csv latent rank at or before
-    `step` (the step of the grid's returns), from the sweep's own runs. Empty when no run logs a rank."""
+    """IQM of a train.csv diagnostic (`column`, the latent rank by default) with 95% CI per point of one
+    grid: each run's last value at or before `step` (the step of the grid's returns), from the sweep's own
+    runs. Empty when no run logs it."""
     sub = table[
         (table["sweep"] == grid.sweep)
         & table["method"].isin(grid.points["method"])
         & (table["env_step"] <= step)
     ]
-    if "latent_rank" not in sub:
-        return _ablation_points(grid, sub.iloc[:0], "latent_rank", 1.0, reps, seed, "")
-    last = sub[sub["latent_rank"].notna()].sort_values("env_step", kind="stable").groupby("run").tail(1)
+    if column not in sub:
+        return _ablation_points(grid, sub.iloc[:0], column, 1.0, reps, seed, "")
+    last = sub[sub[column].notna()].sort_values("env_step", kind="stable").groupby("run").tail(1)
     grid_name = f"{grid.sweep or 'nosweep'}/{grid.agent}/{grid.key}"
-    where = f"latent-rank ablation {grid_name} at {format_steps(step)} steps"
-    return _ablation_points(grid, last, "latent_rank", 1.0, reps, seed, where)
+    where = f"{column} ablation {grid_name} at {format_steps(step)} steps"
+    return _ablation_points(grid, last, column, 1.0, reps, seed, where)
+
+
+SEEDS_NEEDED_COLUMNS = ["context", "task", "a", "b", "seeds_a", "seeds_b", "iqm_a", "iqm_b", "seeds_needed"]
+
+
+def seeds_needed_rows(
+    evals: pd.DataFrame, grid: AblationGrid, step: int, column: str, reps: int, seed: int = 0
+) -> pd.DataFrame:
+    """Per task and pair of the grid's values (within one context, in the grid's order): each arm's seeds
+    and IQM of `column` at `step`, and the seeds per arm at which the 95% bootstrap interval of the IQM
+    difference would exclude 0 at the effect seen so far (analysis.stats.estimators.seeds_needed; empty: none up to
+    50), so a user knows whether to add seeds."""
+    sub = evals[(evals["sweep"] == grid.sweep) & evals["method"].isin(grid.points["method"])]
+    scores, _ = scores_at_step(sub, step, column)
+    rows = []
+    for (context, task), g in scores.merge(grid.points, on="method").groupby(["context", "task"], sort=True):
+        arms = {v: r[column].to_numpy(float) for v, r in g.groupby("value", sort=False)}
+        order = [v for v in grid.points["value"] if v in arms]
+        for i, a in enumerate(order):
+            for b in order[i + 1 :]:
+                x, y = arms[a], arms[b]
+                n = seeds_needed(x, y, reps, seed)
+                rows.append([context, task, a, b, len(x), len(y), iqm(x), iqm(y), n])
+    return pd.DataFrame(rows, columns=SEEDS_NEEDED_COLUMNS).astype({"seeds_needed": "Int64"})
 
 
 def _ablation_points(

@@ -220,3 +220,21 @@ def profile_stat(taus: np.ndarray) -> Statistic:
     """Score distribution at taus: fraction of all run x task scores above each tau."""
     taus = np.asarray(taus)
     return Statistic(lambda s: score_distribution(s, taus), lambda x: (x[0][:, :, None] > taus).mean(axis=1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Seeds needed
+# ---------------------------------------------------------------------------------------------------
+def seeds_needed(a: np.ndarray, b: np.ndarray, reps: int = 2000, seed: int = 0, most: int = 50) -> int | None:
+    """The fewest seeds n per arm (2 .. `most`) at which the 95% percentile bootstrap interval of
+    IQM(a) - IQM(b) excludes 0, with each arm's n values drawn with replacement from the seeds run so far
+    (`a`, `b`: one score per seed): the effect observed so far, at more seeds. None when no n up to `most`
+    does (no effect to resolve, or one too small for `most` seeds)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    for n in range(2, most + 1):
+        diff = iqm(rng.choice(a, (reps, n)), axis=1) - iqm(rng.choice(b, (reps, n)), axis=1)
+        low, high = np.percentile(diff, [2.5, 97.5])
+        if low > 0 or high < 0:
+            return n
+    return None

@@ -352,7 +352,7 @@ class IQRL(Agent):
         every frame stack o_{t+l} [B, L+1, C, H, W] shifted by its own offsets (`image_pad`), drawn from the
         agent's generator before any loss. States (or image_pad=0) in a box: the batch as it is."""
         if self.discrete:
-            batch = dataclasses.replace(batch, action=one_hot(batch.action, self.act_dim))
+            batch = dataclasses.replace(batch, action=self.actions(batch.action))
         return batch if self.pixels is None else shift_window(batch, self.cfg.image_pad, self.generator)
 
     def update(self, replay, step: int) -> dict:
@@ -387,6 +387,31 @@ class IQRL(Agent):
         if self.codebook_size is None:
             return None
         return self.quantizer.indices(self.encode(obs.to(self.device)))
+
+    def actions(self, action: Tensor) -> Tensor:
+        """Stored actions as the dynamics and critics read them: discrete ones as one-hot vectors."""
+        return one_hot(action, self.act_dim) if self.discrete else action
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        z = self.encode(obs.to(self.device))
+        z = z if self.num_tasks == 1 else with_task(z, self.task)
+        return self.learner.q(z, self.actions(action))
+
+    @torch.no_grad()
+    def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """The dynamics' rollout z_{t+1..t+H} from the online latent of o_t (the consistency loss's
+        predictions) and the latents of o_{t+1..t+H} it is trained towards (the target encoder's, or the
+        online one's with use_target_encoder=false; before any projection)."""
+        H, a = self.cfg.horizon, self.actions(action)
+        z, pred = self.encode(obs[:, 0]), []
+        for h in range(H):
+            z = self.next_latent(z, a[:, h])
+            pred.append(z)
+        target = self.encode(obs[:, 1 : H + 1].flatten(0, 1), target=self.cfg.use_target_encoder).view(
+            -1, H, z.shape[-1]
+        )
+        return torch.stack(pred), target.transpose(0, 1)
 
 
 class IQRLSAC(IQRL):

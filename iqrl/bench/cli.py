@@ -394,7 +394,12 @@ def end_to_end_main(args, todo: list) -> int:
         vs += f"; {train}" + (f" ({row['train_vs_one_seed']}x K=1)" if "vs_one_seed" in row else "")
         print(
             f"{a:<14} {t:<12} {d:<5} compile={m:<5} K={k:<3} {row['env_steps_per_s']:>8.1f} env steps/s per "
-            f"seed {row['group_env_steps_per_s']:>9.1f} in all{vs}; {split_text(row)}",
+            f"seed {row['group_env_steps_per_s']:>9.1f} in all{vs}; {split_text(row)}"
+            + (
+                f"; diagnostics {100 * row['diagnostics_share']:.2f}% of the wall"
+                if row.get("diagnostics_share")
+                else ""
+            ),
             flush=True,
         )
     print(f"wrote {args.out}")

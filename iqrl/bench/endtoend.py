@@ -6,6 +6,10 @@ act, update, evaluate, write; iqrl/loop/timing.py), and training's rate in all w
 (`train_env_steps_per_s`: in a seed phase, collection alone). `cpu_s`: the CPU seconds of the row's process
 and every process under it (its env workers), start-up included: the difference of two rows of different
 STEPS is what those env steps cost in CPU, whatever the machine's other load (`tree_cpu_s`).
+`diagnostics_share`: the part of a run's wall that the train.csv rows' representation diagnostics take at
+the run's `diag_every` (iqrl/loop/latent_probe.py): one probe timed again on the finished run's agent and
+replay (`diagnostics_s`, the median of a few), k of them (one per seed) over the wall that diag_every env
+steps take at the row's rate. (The row's own short run holds one probe at its end, whatever its length.)
 
 The rate counts the seeds' time inside their training loops (status.json's `time_split`; a group's seeds
 train at once, so the slowest seed's time), not the process's start, imports and building of the envs and
@@ -72,10 +76,38 @@ def measure_run(
             raise RuntimeError(f"the run ended with exit code {rc}")
         statuses = [read_status(root / f"seed{s}") for s in range(k)]
         row = run_row(agent, task, dtype, torch.device(device), compile_mode, k, statuses)
+        row |= diagnostics_cost([*keys, "seed=0", f"out={root / 'seed0'}"], k, row["env_steps_per_s"])
         cpu = tree_cpu_s()
         return row | {"cpu_s": None if cpu is None else round(cpu, 2)}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def diagnostics_cost(argv: list[str], k: int, env_steps_per_s: float, repeats: int = 5) -> dict:
+    """The share of a run's wall that the diagnostics of k seeds take every diag_every env steps, at
+    `env_steps_per_s` per seed: the finished run of `argv` (seed 0) loaded from its last checkpoint, its
+    probe timed `repeats` times on the same draws."""
+    import time
+
+    from iqrl.loop.latent_probe import probe_latent
+    from iqrl.loop.trainer import Trainer
+
+    t = Trainer(build_config(argv))
+    if not t.cfg.diagnostics or not t.try_resume():
+        return {}
+    state, seconds = t.diag_generator.get_state(), []
+    for _ in range(repeats):
+        t.diag_generator.set_state(state)
+        start = time.perf_counter()
+        if not probe_latent(t.agent, t.replay, t.diag_generator):  # ends in host floats: the device is done
+            return {}  # an agent without a latent: no diagnostics
+        seconds.append(time.perf_counter() - start)
+    probe_s, every = sorted(seconds)[repeats // 2], t.cfg.diag_every
+    return {
+        "diag_every": every,
+        "diagnostics_s": round(probe_s, 6),
+        "diagnostics_share": round(k * probe_s * env_steps_per_s / every, 5),
+    }
 
 
 def tree_cpu_s() -> float | None:

@@ -57,6 +57,9 @@ class RunConfig:
     # env's stream of initial states runs on from one evaluation to the next
     eval_reseed: bool = True
     diag_every: int = 10_000  # train.csv rows: metrics, latent rank, active codebook, throughput
+    # false: train.csv rows without the representation diagnostics (latent rank, srank, dormant units,
+    # codebook perplexity, k-step prediction error: docs/diagnostics.md); training is the same either way
+    diagnostics: bool = True
     checkpoint_every: int = 50_000  # env steps between checkpoints
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     # fp32 | bf16 | tf32 (CUDA): the gradient updates' arithmetic (iqrl.loop.device.UpdatePrecision)

@@ -1,4 +1,5 @@
-"""Latent diagnostics of the iQRL paper (latent rank, active codebook): pure functions of arrays.
+"""Representation diagnostics: pure functions of arrays (the iQRL paper's latent rank and active codebook,
+and the measures of the papers it is compared with).
 
 Rank: the numerical rank of Z [n, D] is the number of singular values sigma_i with
 sigma_i > max(eps, eps * sigma_max)  (no centring, no normalisation), at eps in {1e-1, 1e-2, 1e-3}.
@@ -7,6 +8,24 @@ Active codebook: per FSQ group g, 100 * (distinct code indices of g over the n s
 Collapse: the latent says nothing about the observation when its rank is 0 (every singular value at or
 below eps: the latent is ~0) or when every FSQ group takes one code over the n samples (a constant latent,
 which the rank alone does not show: a constant nonzero vector has rank 1).
+
+Effective rank srank_delta (Kumar et al. 2021, "Implicit Under-Parameterization", eq. 1): with singular
+values sigma_1 >= ... >= sigma_D, the smallest k with sum_{i<=k} sigma_i / sum_i sigma_i >= 1 - delta,
+delta = 0.01.
+Entropy effective rank (Roy and Vetterli 2007): exp(H(p)), p = sigma / ||sigma||_1, H the Shannon entropy
+(0 log 0 = 0); D for a flat spectrum, 1 for one nonzero singular value.
+tau-dormant units (Sokar et al. 2023, "The Dormant Neuron Phenomenon", def. 3.1): a unit i of a layer with
+activations h [n, units] has score s_i = mean_n |h_i| / mean_units mean_n |h|; it is dormant when s_i <= tau
+(tau = 0: exactly silent units; tau = 0.1 the paper's default). A layer silent throughout is all dormant.
+Linear probe: ridge regression (with intercept) of targets Y [n, m] on features X [n, D], fit on the first
+rows and scored on the rest: R^2 = 1 - SSE / SST per target column (SST about the scored rows' mean),
+averaged over the columns that vary on the scored rows.
+Codebook perplexity: per group, exp of the entropy of its code usage over the n samples; K when the K codes
+are used equally often, 1 when one code takes every sample.
+k-step latent prediction error: for predicted latents and targets [H, n, D], per step k the mean over n of
+the cosine distance 1 - cos(pred, target) and the mean squared error over n and D.
+Q-bias: Q(s_t, a_t) minus the discounted return that followed, G_t = sum_{j >= t} gamma^(j - t) r_j (to the
+end of the recorded episode, without bootstrap), mean and std over t (Fujimoto et al. 2018, fig. 1).
 """
 
 from __future__ import annotations
@@ -16,6 +35,8 @@ from torch import Tensor
 
 RANK_TOLERANCES = (1e-1, 1e-2, 1e-3)
 PAPER_TOLERANCE = 1e-2
+SRANK_DELTA = 0.01  # Kumar et al. 2021
+DORMANT_TAUS = (0.0, 0.1)  # Sokar et al. 2023: exactly silent, and the paper's threshold
 
 
 def singular_values(z: Tensor) -> Tensor:
@@ -32,7 +53,8 @@ def numerical_rank(z: Tensor, eps: float = PAPER_TOLERANCE, sv: Tensor | None = 
 
 
 def rank_metrics(z: Tensor) -> dict[str, float]:
-    """latent_rank (eps 1e-2), latent_rank_tol1e-1/1e-2/1e-3, latent_rank_pct (of D), latent_cond."""
+    """latent_rank (eps 1e-2), latent_rank_tol1e-1/1e-2/1e-3, latent_rank_pct (of D), latent_cond,
+    latent_srank (delta 0.01) and latent_erank (the entropy effective rank)."""
     sv = singular_values(z)
     out = {
         f"latent_rank_tol{eps:.0e}".replace("e-0", "e-"): float(numerical_rank(z, eps, sv))
@@ -40,6 +62,8 @@ def rank_metrics(z: Tensor) -> dict[str, float]:
     }
     out["latent_rank"] = float(numerical_rank(z, PAPER_TOLERANCE, sv))
     out["latent_rank_pct"] = 100.0 * out["latent_rank"] / z.shape[1]
+    out["latent_srank"] = float(srank(sv))
+    out["latent_erank"] = entropy_rank(sv)
     smin = float(sv.min()) if sv.numel() else 0.0
     out["latent_cond"] = float(sv.max()) / smin if smin > 0 else float("inf")
     return out
@@ -69,3 +93,95 @@ def latent_collapsed(metrics: dict[str, float], codebook_size: int | None) -> bo
         return True
     share = metrics.get("active_codebook_pct_max")
     return codebook_size is not None and share is not None and round(share * codebook_size / 100.0) == 1
+
+
+def srank(sv: Tensor, delta: float = SRANK_DELTA) -> int:
+    """srank_delta of the singular values sv (any order): the fewest largest ones holding 1 - delta of
+    their sum; 0 when every one is 0."""
+    s = sv.double().sort(descending=True).values
+    total = float(s.sum())
+    if total <= 0:
+        return 0
+    share = s.cumsum(0) / total
+    # 1e-12: a share of exactly 1 - delta, summed in floating point, still reaches it
+    return int((share < 1 - delta - 1e-12).sum()) + 1
+
+
+def entropy_rank(sv: Tensor) -> float:
+    """exp(H(sigma / ||sigma||_1)) (Roy and Vetterli 2007); 0 when every singular value is 0."""
+    s = sv.double()
+    total = float(s.sum())
+    if total <= 0:
+        return 0.0
+    p = s[s > 0] / total
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def dormant_fraction(h: Tensor, tau: float) -> float:
+    """Share of the units of activations h [n, units] (or [n, ..., units]) that are tau-dormant."""
+    a = h.double().abs().flatten(0, -2).mean(0)  # mean_n |h_i| per unit
+    layer = float(a.mean())
+    if layer == 0:
+        return 1.0  # a silent layer: every unit's score is 0 / 0, and every unit is silent
+    return float((a / layer <= tau).double().mean())
+
+
+def ridge_r2(x: Tensor, y: Tensor, fit: int, lam: float = 1e-6) -> float:
+    """R^2 on rows fit: of a ridge regression of y [n, m] on x [n, D] (with intercept, penalty lam * n_fit
+    on the weights) fit on rows :fit; nan when no target column varies on the scored rows."""
+    x, y = x.double().flatten(1), y.double().flatten(1)
+    xf, yf = x[:fit], y[:fit]
+    mx, my = xf.mean(0), yf.mean(0)
+    xc = xf - mx
+    gram = xc.T @ xc + lam * fit * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    w = torch.linalg.solve(gram, xc.T @ (yf - my))
+    pred = (x[fit:] - mx) @ w + my
+    yt = y[fit:]
+    sst = ((yt - yt.mean(0)) ** 2).sum(0)
+    varies = sst > 1e-12 * (1 + (yt**2).sum(0))
+    if not bool(varies.any()):
+        return float("nan")
+    sse = ((yt - pred) ** 2).sum(0)
+    return float((1 - sse[varies] / sst[varies]).mean())
+
+
+def codebook_perplexity(indices: Tensor, codebook_size: int) -> dict[str, float]:
+    """indices [n, G] of integer codes -> codebook_perplexity_mean/min over the G groups."""
+    n, g = indices.shape
+    counts = torch.zeros(g, codebook_size, dtype=torch.float64, device=indices.device)
+    counts.scatter_add_(1, indices.long().T, torch.ones(g, n, dtype=torch.float64, device=indices.device))
+    p = counts / n
+    entropy = -torch.where(p > 0, p * p.log(), torch.zeros_like(p)).sum(1)
+    perplexity = entropy.exp()
+    return {
+        "codebook_perplexity_mean": float(perplexity.mean()),
+        "codebook_perplexity_min": float(perplexity.min()),
+    }
+
+
+def prediction_error(pred: Tensor, target: Tensor) -> dict[str, float]:
+    """Predicted latents and their targets [H, n, D] -> latent_pred_cos_k{k} (mean cosine distance) and
+    latent_pred_mse_k{k} (mean squared error) for k = 1..H."""
+    p, t = pred.double(), target.double()
+    cos = (p * t).sum(-1) / (p.norm(dim=-1) * t.norm(dim=-1)).clamp_min(1e-12)
+    out = {}
+    for k in range(p.shape[0]):
+        out[f"latent_pred_cos_k{k + 1}"] = float((1 - cos[k]).mean())
+        out[f"latent_pred_mse_k{k + 1}"] = float(((p[k] - t[k]) ** 2).mean())
+    return out
+
+
+def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
+    """G_t = r_t + gamma G_{t+1} over one episode's rewards [T], G_T = 0 (no bootstrap)."""
+    g = torch.zeros_like(rewards, dtype=torch.float64)
+    following = 0.0
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        following = float(rewards[t]) + gamma * following
+        g[t] = following
+    return g
+
+
+def q_bias(q: Tensor, rewards: Tensor, gamma: float) -> dict[str, float]:
+    """Q(s_t, a_t) [T] of one episode against its discounted returns: q_bias_mean, q_bias_std (population)."""
+    bias = q.double() - discounted_returns(rewards, gamma)
+    return {"q_bias_mean": float(bias.mean()), "q_bias_std": float(bias.std(unbiased=False))}

@@ -34,7 +34,10 @@ The trainer, sweeps and analysis know an agent only through this interface:
   `num_tasks` (> 1) and samples a `MultiTaskReplay`; `task` is the index of the task that the following `act`
   calls and episodes are of (the trainer sets it before each episode). Other agents are refused by the config.
 * `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`, `latent_width`) for diagnostics, where
-  they exist; `exploration_sigma` (the current exploration std, for train.csv) where the agent has one.
+  they exist; `probe_q(obs, action)` (the online critic's Q) and `predict_latents(obs, action)` (the latent
+  model's k-step predictions beside their targets) for the representation diagnostics, where the agent has a
+  critic on its latent and a latent model (iqrl/loop/latent_probe.py); `exploration_sigma` (the current
+  exploration std, for train.csv) where the agent has one.
 
 Every agent's config dataclass derives from `AgentConfig` (the keys all agents share); one built from shared
 pieces (a learner, a latent model, an encoder) composes their configs with `compose`.
@@ -496,6 +499,17 @@ class Agent(abc.ABC):
 
     def codes(self, obs: Tensor) -> Tensor | None:
         """Integer code indices [n, G] for quantized latents; None otherwise."""
+        return None
+
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor | None:
+        """Q(obs, action) of the online critics [.., n], for the diagnostics (its dormant units); None for
+        an agent without a critic on its latent."""
+        return None
+
+    def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Windows obs [n, L+1, ...] and action [n, L] -> the latent model's open-loop predictions of the
+        latents of o_{t+1..t+H} from o_t and a_{t..t+H-1}, and the target encoder's latents of those
+        observations, both [H, n, D]; None for an agent without a latent model."""
         return None
 
 

@@ -377,7 +377,8 @@ class Trainer:
         expl = self.agent.exploration_sigma
         if expl is not None:
             row["expl_sigma"] = expl
-        row.update(probe_latent(self.agent, self.replay, self.diag_generator))
+        if self.cfg.diagnostics:  # own generator: training draws the same either way
+            row.update(probe_latent(self.agent, self.replay, self.diag_generator))
         row["env_steps_per_s"] = w["env_steps"] / w["env_time"] if w["env_time"] > 0 else None
         row["updates_per_s"] = w["updates"] / w["update_time"] if w["update_time"] > 0 else None
         row.update(self.split.take_window())

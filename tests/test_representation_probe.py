@@ -1,0 +1,141 @@
+"""The representation diagnostics in train.csv (iqrl/loop/latent_probe.py): written by every agent with a
+latent, the same after kill-and-resume, and training bit-identical with them on or off (run key
+`diagnostics`)."""
+
+import pytest
+import torch
+from test_conformance import build
+from test_eval_beside import agent_state, assert_equal_states
+from test_multiseed import train_numbers
+
+from iqrl.core.interface import Agent
+from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, units
+
+from agent_helpers import assert_resume_matches
+from conftest import e2e_run
+from test_train import read_csv
+
+#: The columns the switch adds (besides the iQRL paper's latent rank and active codebook).
+NEW = ("latent_srank", "latent_erank", "codebook_perplexity", "_dormant_", "latent_pred_")
+
+
+def overrides(agent: Agent, name: str) -> bool:
+    return getattr(type(agent), name) is not getattr(Agent, name)
+
+
+def test_diagnostics_on_or_off_leave_training_bit_identical(tmp_path, finished_runs):
+    """iQRL's end-to-end run with the diagnostics (the default) and without: the same train.csv training
+    columns, eval.csv and final checkpointed agent (networks, optimizers, generators); only the run with
+    them has the diagnostics' columns."""
+    from iqrl.train import main
+
+    on, off = finished_runs.get(e2e_run("iqrl")), tmp_path / "off"
+    assert main([*e2e_run("iqrl", ["diagnostics=false"]), f"out={off}"]) == 0
+    rows_on, rows_off = train_numbers(on), train_numbers(off)
+    assert not any("latent_" in k or "dormant" in k or "codebook" in k for k in rows_off[0])
+    assert any(k.startswith("latent_pred_cos_k") for k in rows_on[0]) and "latent_srank" in rows_on[0]
+    assert [{k: r[k] for k in rows_off[0]} for r in rows_on] == rows_off
+    assert [r["episode_return"] for r in read_csv(on / "eval.csv")] == [
+        r["episode_return"] for r in read_csv(off / "eval.csv")
+    ]
+    assert_equal_states(agent_state(on), agent_state(off))
+
+
+def test_diagnostics_are_the_same_after_kill_and_resume(tmp_path, finished_runs):
+    """iQRL's end-to-end run stopped mid-episode at env step 250 and resumed: every train.csv column but
+    the times is the uninterrupted run's, the diagnostics' included (their generator is checkpointed)."""
+    ref, run = assert_resume_matches("iqrl", tmp_path, finished_runs, reference=e2e_run("iqrl"), stop=250)
+    assert train_numbers(run) == train_numbers(ref)
+    assert "latent_erank" in train_numbers(run)[-1] and "critic_dormant_tau0.1" in train_numbers(run)[-1]
+
+
+@pytest.mark.registry
+@pytest.mark.computes
+def test_every_agent_with_a_latent_writes_the_representation_columns(agent, finished_runs):
+    """The end-to-end run's last train.csv row (conftest.e2e_run): srank and entropy rank within 1..D for
+    an agent with a latent; codebook perplexity within 1..K for one with codes; the encoder's and the
+    critic's dormant shares where activation modules run in `latent` / `probe_q`; the k-step prediction
+    error for k = 1..H where the agent has a latent model. An agent without a latent writes none of them."""
+    a = build(agent, 0)
+    row = read_csv(finished_runs.get(e2e_run(agent)) / "train.csv")[-1]
+    filled = {k for k, v in row.items() if v != ""}
+    if not overrides(a, "latent"):
+        assert not any(s in k for k in filled for s in NEW)
+        return
+    width = a.latent_width
+    assert 1 <= float(row["latent_srank"]) <= width and 1 <= float(row["latent_erank"]) <= width
+    if getattr(a, "codebook_size", None) is not None and row.get("active_codebook_pct_mean"):
+        lo, mean = float(row["codebook_perplexity_min"]), float(row["codebook_perplexity_mean"])
+        assert 1 <= lo <= mean <= a.codebook_size
+    if any(isinstance(m, ACTIVATIONS) for net in a.networks().values() for m in net.modules()):
+        assert {"encoder_dormant_tau0", "encoder_dormant_tau0.1"} <= filled
+    for tau in ("0", "0.1"):
+        for part in ("encoder", "critic"):
+            if f"{part}_dormant_tau{tau}" in filled:
+                assert 0 <= float(row[f"{part}_dormant_tau{tau}"]) <= 1
+    assert ("critic_dormant_tau0" in filled) == overrides(a, "probe_q")
+    pred = sorted(k for k in filled if k.startswith("latent_pred_cos_k"))
+    if overrides(a, "predict_latents"):
+        assert pred == [f"latent_pred_cos_k{k}" for k in range(1, a.cfg.horizon + 1)]
+        assert all(0 <= float(row[k]) <= 2 for k in pred)
+    else:
+        assert pred == []
+
+
+def test_dormant_units_of_convolutions_and_ensembles_are_channels_and_members():
+    """A convolution's [n, C, H, W] output has C units (mean over samples and positions); an ensemble's
+    [E, n, u] has E x u units, each member's apart."""
+    conv = torch.zeros(2, 3, 4, 4)
+    conv[:, 0] = 1.0  # channel 0 active, channels 1 and 2 silent
+    assert units(conv).shape == (32, 3)
+    assert dormant_columns("encoder", [conv]) == {
+        "encoder_dormant_tau0": 2 / 3,
+        "encoder_dormant_tau0.1": 2 / 3,
+    }
+    ens = torch.ones(2, 5, 3)
+    ens[1, :, 2] = 0.0  # member 1's unit 2 silent; member 0's unit 2 is not
+    assert dormant_columns("critic", [ens])["critic_dormant_tau0"] == 1 / 6
+    # two layers pooled by units: 1 of 3 and 1 of 6 dormant
+    assert dormant_columns("critic", [conv[:, :, 0, 0] * 0 + torch.tensor([1.0, 1.0, 0.0]), ens])[
+        "critic_dormant_tau0"
+    ] == pytest.approx(2 / 9)
+    assert dormant_columns("critic", []) == {}
+
+
+def test_bench_end_to_end_row_gives_the_diagnostics_share_at_the_runs_cadence(tmp_path):
+    """`make bench`'s end-to-end row of a tiny iQRL run: one probe's seconds, and its share of the wall that
+    diag_every env steps take at the row's rate (k probes per diag_every env steps, one per seed)."""
+    import json
+
+    from iqrl.bench.cli import main
+
+    out = tmp_path / "bench.json"
+    keys = [*(k for k in e2e_run("iqrl") if k.startswith("agent.")), "seed_steps=200", "episode_length=100"]
+    keys += ["eval_every=400", "eval_episodes=1", "diag_every=200"]
+    argv = ["--end-to-end", "400", "--agents", "iqrl", "--tasks", "cartpole-balance", "--seeds", "1"]
+    assert main([*argv, "--dtypes", "fp32", *(f"--set={k}" for k in keys), "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["diag_every"] == 200 and row["diagnostics_s"] > 0
+    share = row["diagnostics_s"] * row["env_steps_per_s"] / 200
+    assert row["diagnostics_share"] == pytest.approx(share, rel=1e-3, abs=1e-5)
+
+
+def test_demo_summary_gives_srank_and_dormant_share_beside_rank_and_codebook():
+    """The demo's line on the representation: rank 50% -> 75% of the width, codes in use, and at the last
+    row srank 12 and 25% dormant encoder units; a run without those columns says nothing of them."""
+    import pandas as pd
+
+    from iqrl.demo import representation
+
+    rows = {"run": ["iqrl", "iqrl"], "env_step": [400, 800], "latent_rank_pct": [50.0, 75.0]}
+    rows |= {f"active_codebook_pct_{s}": [10.0, v] for s, v in (("mean", 40.0), ("min", 20.0), ("max", 60.0))}
+    table = pd.DataFrame(rows | {"latent_srank": [10.0, 12.0], "encoder_dormant_tau0.1": [0.0, 0.25]})
+    (line,) = representation(table)
+    assert line.startswith("\nRepresentation: iqrl's latent rank went from 50% to 75% of its width")
+    assert line.endswith(
+        "used 40% of their codes on that batch at the end (fewest 20%, most 60%); its srank was 12 (the "
+        "fewest singular values holding 99% of their sum) and 25% of its encoder's units were dormant (tau = "
+        "0.1)."
+    )
+    (older,) = representation(pd.DataFrame(rows))
+    assert older.endswith("(fewest 20%, most 60%).")
