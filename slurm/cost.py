@@ -5,11 +5,12 @@ task; iqrl.bench.measure.prepare with a small replay of seed episodes), on the C
 floating-point operations (torch.utils.flop_counter), the bytes its operators read and write and the
 operators it dispatches (each one a kernel launch on an eager GPU: iqrl.bench.measure.OpCounter), the mean
 of 2 updates (an actor update every other one), and the operators of one deterministic action. The counts
-of the shipped sweeps' configs are the table slurm/costs.json (`python -m slurm.cost ablations/X.yaml ...`
-adds theirs; tests/test_cost.py recounts one); a config missing there is counted when it is priced (a few
-seconds each). The table's key is the agent config itself (`config_id`), so a change of defaults misses it
-rather than reading a stale count. The counts do not follow the run's precision or a compiled update's fused
-kernels: a measured row's mode and precision are priced by scaling that row (slurm/projection.py).
+of the shipped sweeps' configs are the table slurm/costs.json (`python -m slurm.cost_report
+ablations/X.yaml ...` adds theirs; tests/test_cost.py recounts one); a config missing there is counted
+when it is priced (a few seconds each). The table's key is the agent config itself (`config_id`), so a
+change of defaults misses it rather than reading a stale count. The counts do not follow the run's precision
+or a compiled update's fused kernels: a measured row's mode and precision are priced by scaling that row
+(slurm/projection.py).
 
 Seconds (`Fit`): an update's seconds = a * FLOPs + b * bytes + c * launches, the constants non-negative
 least squares over measured rows of one device and mode (their seconds per update against their configs'
@@ -23,8 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -147,63 +147,6 @@ def holdout(rows: list[tuple[str, Counts, float]], features=FEATURES) -> list[tu
     return out
 
 
-def holdout_table(rows: list[dict], device: str) -> list[str]:
-    """Markdown: each eager K = 1 row of `device` (slurm/projection.py fit_rows), its measured milliseconds
-    per update and the fit to the other rows' prediction of it."""
-    from slurm.projection import fit_rows
-
-    samples = [(name, c, s) for name, c, s, _ in fit_rows(rows, device)]
-    lines = ["| row | ms per update | predicted from the others | error |", "|---|---:|---:|---:|"]
-    for name, s, e in holdout(samples, GPU_FEATURES if device == "cuda" else FEATURES):
-        lines.append(f"| {name} | {1000 * s:.2f} | {1000 * s * (1 + e):.2f} | {e:+.0%} |")
-    return lines
-
-
-def ratio_checks(rows: list[dict]) -> list[tuple[str, float, float]]:
-    """Each variant row of this CPU's bench rows (its `set` keys): its seconds per update over its agent's
-    default row's, measured and predicted by the CPU fit to the default rows (a variant's own row is not in
-    the fit)."""
-    from slurm.projection import Model
-
-    model = Model.of(rows, "cpu")
-    default = {r["agent"]: r for r in rows if not r["set"]}
-    out = []
-    for r in (r for r in rows if r["set"]):
-        base = model.seconds(r["agent"], bench_config(r["agent"]))
-        predicted = model.seconds(r["agent"], bench_config(r["agent"], extra=r["set"]), r["set"]) / base
-        out.append(
-            (
-                " ".join([r["agent"], *r["set"]]),
-                default[r["agent"]]["updates_per_s"] / r["updates_per_s"],
-                predicted,
-            )
-        )
-    return out
-
-
-def doc_lines() -> list[str]:
-    """The tables of docs/sweeps.md's pricing section (`python -m slurm.cost --doc` prints them)."""
-    from slurm.projection import measured_rows
-
-    cpu = cpu_rows()
-    lines = ["On the GPU (eager K = 1 rows of docs/gpu-results, launches alone):", ""]
-    lines += holdout_table(measured_rows(), "cuda")
-    lines += [
-        "",
-        f"On this CPU ({cpu[0]['hardware']}; docs/cpu-results.jsonl, FLOPs, bytes and launches):",
-        "",
-    ]
-    lines += holdout_table(cpu, "cpu")
-    lines += [
-        "",
-        "| variant | measured time per update against its default | predicted | error |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, measured, predicted in ratio_checks(cpu):
-        lines.append(f"| `{name}` | {measured:.2f} | {predicted:.2f} | {predicted / measured - 1:+.0%} |")
-    return lines
-
-
 def interleaved_rates(configs: list[tuple[str, list[str]]], rounds: int = 10, block: int = 3) -> list[float]:
     """Updates/s on this CPU of each (agent, `--set` keys) bench config (walker-walk, fp32 eager): every
     config's trainer built in this process (iqrl.bench.measure.prepare), then `rounds` rounds of `block`
@@ -224,60 +167,9 @@ def interleaved_rates(configs: list[tuple[str, list[str]]], rounds: int = 10, bl
     return [1 / s for s in best]
 
 
-def main(argv: list[str]) -> int:
-    """`python -m slurm.cost SWEEP.yaml ...`: count every config of the sweeps missing from the table (and the
-    bench rows' own configs) and write the table; `--doc`: print docs/sweeps.md's tables of the fits;
-    `--time`: re-time the updates of docs/cpu-results.jsonl's rows (`interleaved_rates`)."""
-    from iqrl.runfolder.files import atomic_write_text
-
-    if argv == ["--doc"]:
-        print("\n".join(doc_lines()))
-        return 0
-    if argv == ["--time"]:  # re-time the CPU rows' updates, interleaved
-        rows = [json.loads(line) for line in CPU_RESULTS.read_text().splitlines() if line.strip()]
-        rates = interleaved_rates([(r["agent"], r["set"]) for r in rows])
-        rows = [{**r, "updates_per_s": round(u, 3), "timed": "interleaved"} for r, u in zip(rows, rates)]
-        atomic_write_text(CPU_RESULTS, "".join(json.dumps(r) + "\n" for r in rows))
-        return 0
-    from iqrl.config.build import build_config
-    from iqrl.runfolder.files import atomic_write_text
-    from slurm.spec import built_config, config_runs
-    from slurm.submit import load
-
-    table = read_table()
-    todo = [(name, bench_config(name), ()) for name in sorted({r["agent"] for r in cost_rows()})]
-    todo += [(r["agent"], bench_config(r["agent"], extra=r["set"]), r["set"]) for r in cpu_rows()]
-    for path in argv:
-        _, runs = load(path, Path("/tmp/iqrl-cost"), None, validator=None)
-        for r in config_runs(runs).values():
-            cfg = built_config(build_config, tuple(r.argv(Path("/tmp/iqrl-cost"))))
-            todo.append((r.agent, cfg, r.overrides))
-    for agent, cfg, overrides in todo:
-        key = config_id(agent, cfg)
-        if key not in table:
-            from iqrl.envs.tasks import task_list
-
-            task = task_list(cfg.task)[0]
-            table[key] = {"agent": agent, "task": task, "overrides": list(overrides)}
-            table[key] |= asdict(count(agent, task, cfg.obs, overrides))
-            print(key, table[key], flush=True)
-            atomic_write_text(TABLE, json.dumps(dict(sorted(table.items())), indent=1) + "\n")
-    return 0
-
-
 def cpu_rows(path: Path = CPU_RESULTS) -> list[dict]:
     """The CPU's bench rows, each with the `key` and `gpu` ("this CPU": its `hardware` says which) that the
     GPU rows carry."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     key = "{agent} {task} {obs} {dtype} compile=false K=1"
     return [{**r, "key": " ".join([key.format(**r), *r["set"]]), "gpu": "this CPU"} for r in rows]
-
-
-def cost_rows() -> list[dict]:
-    from slurm.projection import measured_rows
-
-    return [r for r in measured_rows() if r.get("kind") == "bench"]
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

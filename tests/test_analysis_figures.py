@@ -518,7 +518,7 @@ def test_learning_check_page_is_generated_from_its_run_summaries():
 def test_each_ablation_grid_says_how_many_seeds_would_resolve_each_pair(synthetic_run):
     """The FSQ grid of the synthetic set (8-8 and 5-5-5-5, 2 seeds on each of two tasks): one row per task
     with each arm's IQM of the returns at the figure's step and the seeds that resolve the pair."""
-    from analysis.stats import seeds_needed
+    from analysis.stats.estimators import seeds_needed
 
     table = pd.read_csv(synthetic_run["out"] / "ablation_fsq_iqrl_fsq_levels_seeds_needed.csv")
     assert sorted(table["task"]) == sorted(synthetic.ABLATION_TASKS)

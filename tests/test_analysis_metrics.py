@@ -541,7 +541,7 @@ def test_ablation_latent_rank_is_the_iqm_of_each_runs_last_rank_up_to_the_step()
 def test_seeds_needed_for_the_iqm_difference_to_exclude_zero():
     """Arms apart by more than their spread: 2 seeds each resolve it; identical arms: never; a smaller
     effect in the same spread needs at least as many seeds as a larger one."""
-    from analysis.stats import seeds_needed
+    from analysis.stats.estimators import seeds_needed
 
     base = np.array([0.0, 1.0, 2.0, 3.0])
     assert seeds_needed(base + 10, base, reps=500) == 2
@@ -553,7 +553,7 @@ def test_seeds_needed_for_the_iqm_difference_to_exclude_zero():
 def test_seeds_needed_rows_pair_the_grids_values_per_task():
     """Two FSQ arms of 2 seeds on one task, returns at step 1000 (a later row ignored): one row for the pair,
     with each arm's seeds and IQM and `seeds_needed` of exactly those scores."""
-    from analysis.stats import seeds_needed
+    from analysis.stats.estimators import seeds_needed
 
     returns = {"iqrl": [800.0, 820.0], "iqrl/fsq_levels=5-5": [600.0, 650.0]}
     rows = [

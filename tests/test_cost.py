@@ -16,12 +16,11 @@ from slurm.cost import (
     count,
     counts_of,
     cpu_rows,
-    doc_lines,
     fit,
     holdout,
-    ratio_checks,
     read_table,
 )
+from slurm.cost_report import doc_lines, ratio_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +85,7 @@ def test_the_cpu_fit_predicts_the_measured_ratios_of_three_variants_within_a_qua
 
 
 def test_the_docs_pricing_tables_are_the_fits_of_the_committed_rows():
-    """docs/sweeps.md's tables (`python -m slurm.cost --doc`) recomputed from the committed rows."""
+    """docs/sweeps.md's tables (`python -m slurm.cost_report --doc`) recomputed from the committed rows."""
     assert "\n".join(doc_lines()) in (ROOT / "docs" / "sweeps.md").read_text()
 
 
