@@ -8,7 +8,7 @@ Three files keep a run from being started twice:
   no longer run: a Slurm job id that squeue no longer lists (finished, scancelled, node failure, OOM), a
   local job whose process is gone, or a claim that never got a job id (its sweep died mid-submit).
 * ``<run>/.lock`` — an ``flock`` held by the process that runs the trainer, for as long as it runs
-  (``iqrl.runfolder.files.RunLock``: the trainer takes it itself, so a run started by hand is seen too). The
+  (``iqrl.runfolder.lock.RunLock``: the trainer takes it itself, so a run started by hand is seen too). The
   kernel drops it when that process dies in any way (SIGKILL included), so a held lock always means "a
   live process is training this run right now"; a second job for the same run sees it and exits.
 * ``RESULTS/.submitit/<sweep>/sweep.lock`` — an ``flock`` serialising the claim phase of concurrent
@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # the run lock lives with the run folder: the trainer takes it too
-from iqrl.runfolder.files import LOCK, RunLock  # noqa: F401
+from iqrl.runfolder.lock import RunLock  # noqa: F401
 
 CLAIM = ".claim"
 

@@ -224,7 +224,7 @@ def test_bf16_precision_runs_and_keeps_float32_losses(tmp_path):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from iqrl.runfolder.files import RunLock
+from iqrl.runfolder.lock import RunLock
 assert RunLock(Path(sys.argv[1])).acquire({"job_id": "4242", "pid": 0, "host": "elsewhere"})
 print("locked", flush=True)
 time.sleep(120)
@@ -258,7 +258,7 @@ def test_a_second_trainer_on_a_locked_run_folder_exits_2_and_writes_nothing(tmp_
 HOLD_CHECK_LOCK = """
 import sys
 from pathlib import Path
-from iqrl.runfolder.files import RunLock, check_lock
+from iqrl.runfolder.lock import RunLock, check_lock
 run = Path(sys.argv[1])
 assert RunLock(run).acquire({"job_id": "4242", "pid": 0, "host": "elsewhere"})
 print("locked", flush=True)
@@ -272,7 +272,7 @@ sys.stdin.readline()
 def test_a_deleted_lock_file_lets_no_second_trainer_in_and_its_holder_makes_it_again(tmp_path, capsys):
     """The holder also locks the run folder, which deleting `.lock` leaves locked: a second trainer stops in
     one line and writes nothing; the holder's next check makes `.lock` again, with its record."""
-    from iqrl.runfolder.files import RunLock
+    from iqrl.runfolder.lock import RunLock
 
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -304,7 +304,7 @@ def test_a_deleted_lock_file_lets_no_second_trainer_in_and_its_holder_makes_it_a
 TAKE_LOCK_WITHOUT_FOLDER_LOCKS = """
 import sys, time
 from pathlib import Path
-from iqrl.runfolder.files import RunLock
+from iqrl.runfolder.lock import RunLock
 RunLock._lock_folder = lambda self: True  # a file system that locks no folders (NFS)
 assert RunLock(Path(sys.argv[1])).acquire({"job_id": "5151", "pid": 0, "host": "elsewhere"})
 print("locked", flush=True)
@@ -318,7 +318,7 @@ def test_without_folder_locks_a_trainer_whose_lock_file_another_took_stops_in_on
     """On a file system that locks no folders (NFS), a second process can lock the `.lock` made after a
     deletion: the trainer notices at its next write, stops in one line (exit 2) and writes nothing more, so
     one process trains the folder."""
-    from iqrl.runfolder.files import RunLock
+    from iqrl.runfolder.lock import RunLock
 
     monkeypatch.setattr(RunLock, "_lock_folder", lambda self: True)
     monkeypatch.setattr(RunLock, "TAKEOVER_WAIT_S", 0.3)
@@ -360,7 +360,7 @@ def test_without_folder_locks_a_trainer_whose_lock_file_another_took_stops_in_on
 def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
     """A sweep job takes the run lock, then calls the trainer in the same process: the lock is re-entrant
     there, and still held by the job after the trainer returns."""
-    from iqrl.runfolder.files import RunLock
+    from iqrl.runfolder.lock import RunLock
 
     run = tmp_path / "run"
     lock = RunLock(run)
@@ -372,7 +372,7 @@ def test_a_process_holding_the_run_lock_can_train_the_run(tmp_path):
                 sys.executable,
                 "-c",
                 "import sys; from pathlib import Path; "
-                "from iqrl.runfolder.files import RunLock; "
+                "from iqrl.runfolder.lock import RunLock; "
                 "print(RunLock(Path(sys.argv[1])).held_elsewhere())",
                 str(run),
             ],

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from iqrl.envs.batch import EnvBatch
+from iqrl.runfolder.files import SUCCESS_COLUMN
 
 
 def step_seed(seed: int, env_step: int) -> int:
@@ -89,3 +90,19 @@ def eval_returns(envs: list, agent, episodes: int, batched: bool, on_frame=None)
     if batched:
         return eval_batch(envs, agent, on_frame)
     return [eval_episode(envs[0], agent, on_frame if i == 0 else None) for i in range(episodes)]
+
+
+def outcome_row(outcomes: list[Outcome], env_step: int, wall_time_s: float, success: bool) -> dict:
+    """eval.csv's row of one evaluation: its episodes' mean return and spread at `env_step`, and where the
+    task scores success (Meta-World, MyoSuite, ...) the fraction of episodes that succeeded."""
+    returns = [o.ret for o in outcomes]
+    row = {
+        "env_step": env_step,
+        "episode_return": float(np.mean(returns)),
+        "episode_return_std": float(np.std(returns)),
+        "n_episodes": len(returns),
+        "wall_time_s": wall_time_s,
+    }
+    if success:
+        row[SUCCESS_COLUMN] = float(np.mean([o.success for o in outcomes]))
+    return row

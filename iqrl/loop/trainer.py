@@ -42,7 +42,7 @@ from iqrl.envs.tasks import suite_of, task_list
 from iqrl.loop.beside import EvaluationBeside
 from iqrl.loop.device import UpdatePrecision, resolve_device
 from iqrl.loop.episode import OpenEpisode, random_states, set_random_states, take_up
-from iqrl.loop.evaluation import eval_returns
+from iqrl.loop.evaluation import eval_returns, outcome_row
 from iqrl.loop.lanes import Lanes
 from iqrl.loop.latent_probe import collapse_warning, probe_latent
 from iqrl.loop.parts import build_parts, eval_env_copy
@@ -53,13 +53,13 @@ from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import (
     EVAL_COLUMNS,
     SUCCESS_COLUMN,
-    check_lock,
     read_config,
     remove_stale_temp_files,
     write_csv,
     write_status,
     write_yaml,
 )
+from iqrl.runfolder.lock import check_lock
 from iqrl.runfolder.loggers import Trackers
 from iqrl.runfolder.progress import Progress
 from iqrl.runfolder.provenance import lock_change, run_meta
@@ -342,16 +342,8 @@ class Trainer:
     def eval_row(self, i: int, outcomes: list, env_step: int, ended: float) -> dict:
         """Task i's eval.csv row of the evaluation at `env_step` that ended at time `ended`, kept and sent to
         the trackers."""
-        returns = [o.ret for o in outcomes]
-        row = {
-            "env_step": env_step,
-            "episode_return": float(np.mean(returns)),
-            "episode_return_std": float(np.std(returns)),
-            "n_episodes": len(returns),
-            "wall_time_s": round(self.wall_time(ended), 3),
-        }
-        if self.parts.eval_envs[i].has_success:  # the fraction of episodes that succeeded (Meta-World, ...)
-            row[SUCCESS_COLUMN] = float(np.mean([o.success for o in outcomes]))
+        success = self.parts.eval_envs[i].has_success
+        row = outcome_row(outcomes, env_step, round(self.wall_time(ended), 3), success)
         kind = "eval"
         if len(self.tasks) > 1:  # each task its own series in the trackers (eval/<task>/episode_return)
             row["task"] = self.tasks[i]

@@ -38,7 +38,8 @@ from iqrl.runfolder import checkpoints
 from iqrl.runfolder.checkpoints import PREVIOUS as PREVIOUS_CHECKPOINT
 from iqrl.runfolder.checkpoints import checkpoint_step
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.runfolder.files import CHECKPOINT, failure_line, print_traceback_for, training_lock, write_status
+from iqrl.runfolder.files import CHECKPOINT, failure_line, print_traceback_for, write_status
+from iqrl.runfolder.lock import training_lock
 from iqrl.runfolder.provenance import run_mode
 
 

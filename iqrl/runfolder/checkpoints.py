@@ -44,9 +44,9 @@ from iqrl.runfolder.files import (
     config_diff,
     read_config,
     read_status,
-    training_lock,
     write_csv,
 )
+from iqrl.runfolder.lock import training_lock
 
 LATEST = CHECKPOINT
 PREVIOUS = CHECKPOINT.with_name("ckpt.prev.pt")
