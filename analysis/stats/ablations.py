@@ -166,8 +166,8 @@ def seeds_needed_rows(
 ) -> pd.DataFrame:
     """Per task and pair of the grid's values (within one context, in the grid's order): each arm's seeds
     and IQM of `column` at `step`, and the seeds per arm at which the 95% bootstrap interval of the IQM
-    difference would exclude 0 at the effect seen so far (analysis.stats.estimators.seeds_needed; empty: none up to
-    50), so a user knows whether to add seeds."""
+    difference would exclude 0 at the effect seen so far (analysis.stats.estimators.seeds_needed; empty:
+    none up to 50), so a user knows whether to add seeds."""
     sub = evals[(evals["sweep"] == grid.sweep) & evals["method"].isin(grid.points["method"])]
     scores, _ = scores_at_step(sub, step, column)
     rows = []
