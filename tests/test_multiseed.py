@@ -195,7 +195,7 @@ def assert_compiled_group_matches_eager(
     cudagraphs: bool = False,
     tol: float | None = None,
 ) -> None:
-    """A compiled group's updates (iqrl/multiseed/group.py: the group's vectorised pieces compiled, as
+    """A compiled group's updates (iqrl/multiseed/pieces.py: the group's vectorised pieces compiled, as
     compile=true runs them) agree with the eager group's per update within `tol` (default the agent's
     COMPILE_TOLERANCE), as the compiled single-seed update does with the eager one (tests/test_compile.py); on
     CI's CPU through the cheap backend (what fails for a new agent: tracing vmap and grad, functionalisation),

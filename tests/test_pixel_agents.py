@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.mrq import MRQ, MrqCNN, MRQConfig
+from baselines.mrq import MRQ, MRQConfig
+from baselines.mrq_nets import MrqCNN
 from iqrl.agent.config import IQRLConfig, IQRLSACConfig
 from iqrl.agent.iqrl import IQRL
 from iqrl.core.replay import SequenceBatch

@@ -1,8 +1,8 @@
-"""TD-MPC2 (baselines/tdmpc2.py): SimNorm, two-hot regression in symlog space, the model loss's weights over
-the horizon, the discount heuristic, the drawn pair of Q-functions and the dropout masks, the policy's
-entropy and RunningScale, model sizes, and the planner's use of the policy prior. Expected values are the
-reference code's formulas (github.com/nicklashansen/tdmpc2 at e9f5932) written out by hand; where a test
-reads the agent's networks to build its expectation it says so."""
+"""TD-MPC2 (baselines/tdmpc2.py, baselines/tdmpc2_config.py): SimNorm, two-hot regression in symlog
+space, the model loss's weights over the horizon, the discount heuristic, the drawn pair of Q-functions and
+the dropout masks, the policy's entropy and RunningScale, model sizes, and the planner's use of the policy
+prior. Expected values are the reference code's formulas (github.com/nicklashansen/tdmpc2 at e9f5932)
+written out by hand; where a test reads the agent's networks to build its expectation it says so."""
 
 import math
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.tdmpc2 import MODEL_SIZES, TDMPC2, RunningScale, TDMPC2Config, heuristic_discount
+from baselines.tdmpc2 import TDMPC2, RunningScale
+from baselines.tdmpc2_config import MODEL_SIZES, TDMPC2Config, heuristic_discount
 from iqrl.core.schedule import Credit, PerStepSeedBurst
 from iqrl.nn.maths import symexp, symlog, two_hot, two_hot_cross_entropy, two_hot_decode
 

@@ -204,7 +204,7 @@ class Updater:
         """around(torch.compile(fn)) with this updater's options, made once per `key`; captured as CUDA
         graphs, what it returns is cloned out of the graphs' memory pool. The one way every mode compiles a
         piece: `_run` here (fn: the agent's own function), the K-seed group (fn: its function vectorised over
-        seeds, iqrl/multiseed/group.py)."""
+        seeds, iqrl/multiseed/pieces.py)."""
         if key not in self._compiled:
             piece = around(torch.compile(fn, **self.options))
             self._compiled[key] = outside_the_graph_pool(piece) if self.cudagraphs else piece
@@ -226,8 +226,8 @@ class Updater:
         networks and the observation whose random draws (exploration noise) the agent made beforehand, as
         for a piece. Here one forward per call, eager (acting stays out of `compile`: `Agent.compile_acting`
         compiles what pays); the K-seed mode's updater runs every seed's action in one forward and one
-        transfer to the host (iqrl/multiseed/group.py). Observations handed in as `HostArray` are moved to the
-        device here (in the group: every seed's at once)."""
+        transfer to the host (iqrl/multiseed/pieces.py). Observations handed in as `HostArray` are moved to
+        the device here (in the group: every seed's at once)."""
         with torch.no_grad():
             return tree_map(lambda v: v.cpu() if isinstance(v, Tensor) else v, fn(*moved(args), **draws))
 

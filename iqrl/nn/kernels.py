@@ -80,7 +80,7 @@ class _LayerNormInFloat32(TorchFunctionMode):
 @contextlib.contextmanager
 def over_seeds():
     """The K-seed mode's pieces run inside it (torch.func's vmap and grad over seeds,
-    iqrl/multiseed/group.py): their products and Mish stay PyTorch's (`compiling_own_kernels`), which
+    iqrl/multiseed/pieces.py): their products and Mish stay PyTorch's (`compiling_own_kernels`), which
     torch.func batches and differentiates. Compiled code reads the flag when it is traced (dynamo guards on
     it), so the group's graphs and a seed's own are traced apart. Under CPU autocast (precision=bf16),
     LayerNorm computes in float32 there (`_LayerNormInFloat32`)."""
