@@ -122,9 +122,10 @@ def group_updates(group: SeedGroup, replays, n: int, first=None, serve_in=None) 
 def assert_group_matches_plain(plain: list, grouped: list, n: int, first=None) -> SeedGroup:
     """n updates of each seed's own agent (`plain`: (agent, replay) pairs) and of the same seeds in one group
     (`grouped`; seed k's numbered from first[k] on): the same metrics (to 1e-4) and parameters (to float
-    rounding: each tensor within 1e-5 of its largest entry, at least 1, as tests/test_compile.py compares;
-    Adam divides each entry's gradient by that entry's own running scale, so an entry whose gradient is a
-    near cancellation steps its rounding at full size). Returns the group."""
+    rounding: each tensor within 2e-5 of its largest entry, at least 1; Adam divides each entry's gradient
+    by that entry's own running scale, so an entry whose gradient is a near cancellation steps its rounding
+    at full size, and how far depends on the CPU's vector width: iqrl-official's critic parted by 1.01e-5 on
+    an AVX-512 Xeon, under 1e-5 on AVX2 EPYCs). Returns the group."""
     group = SeedGroup([a for a, _ in grouped])
     metrics = group_updates(group, [r for _, r in grouped], n, first)
     for k, (agent, replay) in enumerate(plain):
@@ -137,7 +138,7 @@ def assert_group_matches_plain(plain: list, grouped: list, n: int, first=None) -
         mine, theirs = params(agent), params(grouped[k][0])
         for name in mine:
             diff = float((theirs[name] - mine[name]).abs().max())
-            bound = 1e-5 * max(float(mine[name].abs().max()), 1)
+            bound = 2e-5 * max(float(mine[name].abs().max()), 1)
             assert diff <= bound, f"seed {k}: {name} differs by {diff:.3g} > {bound:.3g}"
     return group
 
