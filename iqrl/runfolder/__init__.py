@@ -7,6 +7,6 @@
     provenance.py, exits.py     what a run records of its machine and code; the commands' exit codes
 
 It may import `iqrl.core.checks` and `iqrl.envs.tasks` (task labels) and never the loop, the run config or an
-agent. files.py, lock.py, exits.py and provenance.py import neither torch nor dm_control: slurm/ and analysis/ read run
-folders through them on machines without either.
+agent. files.py, lock.py, exits.py and provenance.py import neither torch nor dm_control: slurm/ and analysis/
+read run folders through them on machines without either.
 """
