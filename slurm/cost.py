@@ -6,7 +6,7 @@ floating-point operations (torch.utils.flop_counter), the bytes its operators re
 operators it dispatches (each one a kernel launch on an eager GPU: iqrl.bench.measure.OpCounter), the mean
 of 2 updates (an actor update every other one), and the operators of one deterministic action. The counts
 of the shipped sweeps' configs are the table slurm/costs.json (`python -m slurm.cost_report
-ablations/X.yaml ...` adds theirs; tests/test_cost.py recounts one); a config missing there is counted
+SWEEP.yaml ...` adds theirs; tests/test_cost.py recounts one); a config missing there is counted
 when it is priced (a few seconds each). The table's key is the agent config itself (`config_id`), so a
 change of defaults misses it rather than reading a stale count. The counts do not follow the run's precision
 or a compiled update's fused kernels: a measured row's mode and precision are priced by scaling that row

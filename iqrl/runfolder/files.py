@@ -54,7 +54,8 @@ _TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(
 # and the trackers and videos it writes beside its CSV files. A run resumes whatever their values; analysis
 # compares runs without them.
 NOT_RESULT_KEYS = frozenset(
-    "out device meta checkpoint_every logger video_every memory_limit_gb env_workers eval_beside".split()
+    "out device meta checkpoint_every logger video_every memory_limit_gb env_workers eval_beside"
+    " diagnostics".split()
 )
 
 # Config keys added after run folders already existed, with the value that reproduces how those older
