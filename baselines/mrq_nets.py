@@ -15,6 +15,9 @@ from iqrl.core.interface import pixel_shape
 from iqrl.nn.layers import EnsembleLinear, out_linear
 from iqrl.nn.trunks import ResidualNet, project_to_sphere, residual_shape
 
+#: The activations of `MrqMLP` by name, as modules (one per layer) so that forward hooks see their units.
+ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU}
+
 
 def xavier_relu_(layer: nn.Module) -> None:
     """Xavier-uniform weights with the ReLU gain sqrt(2), zero bias (nn.Linear or each EnsembleLinear
@@ -38,14 +41,14 @@ class MrqMLP(nn.Module):
         dims = [in_dim, *hidden, out_dim]
         make = (lambda i, o: EnsembleLinear(members, i, o)) if members else out_linear
         self.layers = nn.ModuleList(make(i, o) for i, o in zip(dims[:-1], dims[1:]))
-        self.activation = getattr(F, activation)
+        self.acts = nn.ModuleList(ACTIVATIONS[activation]() for _ in hidden)
         for layer in self.layers:
             xavier_relu_(layer)
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers[:-1]:
+        for layer, act in zip(self.layers[:-1], self.acts):
             x = layer(x)
-            x = self.activation(F.layer_norm(x, x.shape[-1:]))
+            x = act(F.layer_norm(x, x.shape[-1:]))
         return self.layers[-1](x)
 
 
@@ -79,6 +82,7 @@ class MrqCNN(nn.Module):
         size = self.feature_size(shape[1])
         if size < 1:
             raise ValueError(f"image size {shape[1]} is too small for MR.Q's image encoder")
+        self.acts = nn.ModuleList(nn.ELU() for _ in self.convs)
         self.linear = nn.Linear(filters * size * size, out_dim)
         for layer in [*self.convs, self.linear]:
             xavier_relu_(layer)
@@ -86,8 +90,8 @@ class MrqCNN(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         lead = obs.shape[:-3]
         x = obs.reshape(-1, *obs.shape[-3:]).float() / 255.0 - 0.5
-        for conv in self.convs:
-            x = F.elu(conv(x))
+        for conv, act in zip(self.convs, self.acts):
+            x = act(conv(x))
         y = self.linear(x.flatten(1))
         return y.reshape(*lead, y.shape[-1])
 
@@ -104,6 +108,7 @@ class MrqEncoder(nn.Module):
         else:
             self.zs_net = MrqCNN(pixels, c.zs_dim)
         self.za = nn.Linear(act_dim, c.za_dim)
+        self.zs_act, self.za_act = nn.ELU(), nn.ELU()
         self.zsa_net = mrq_mlp(c.zs_dim + c.za_dim, c.enc_mlp_dims, c.zsa_dim, "elu", 0, c.network)
         self.model = nn.Linear(c.zsa_dim, 1 + c.zs_dim + c.num_bins)
         xavier_relu_(self.za)
@@ -115,10 +120,10 @@ class MrqEncoder(nn.Module):
 
     def zs(self, obs: Tensor) -> Tensor:
         z = self.zs_net(obs)
-        return F.elu(F.layer_norm(z, z.shape[-1:]))
+        return self.zs_act(F.layer_norm(z, z.shape[-1:]))
 
     def zsa(self, zs: Tensor, action: Tensor) -> Tensor:
-        return self.zsa_net(torch.cat([zs, F.elu(self.za(action))], -1))
+        return self.zsa_net(torch.cat([zs, self.za_act(self.za(action))], -1))
 
     def model_all(self, zs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(done [B], next z_s [B, zs_dim], reward logits [B, bins]) predicted from (z_s, a)."""
