@@ -419,6 +419,10 @@ class DCWM(Planner, Agent):
         return self.learner.q(self.encode(obs.to(self.device)), action)
 
     @torch.no_grad()
+    def probe_actor(self, obs: Tensor) -> Tensor:
+        return self.learner.policy(self.encode(obs.to(self.device)))
+
+    @torch.no_grad()
     def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """The dynamics' rollout from the code of o_t, each step its most likely code per slot (`mode`: no
         draw), against the online encoder's codes of o_{t+1..t+H} (the world model's targets)."""

@@ -344,6 +344,10 @@ class TCRL(Agent):
         return self.learner.critic(self.encoder(obs.to(self.device)), action)
 
     @torch.no_grad()
+    def probe_actor(self, obs: Tensor) -> Tensor:
+        return self.policy_action(obs.to(self.device))
+
+    @torch.no_grad()
     def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """The dynamics' open-loop rollout from e(o_t) and the target encoder's e'(o_{t+1..t+H}), as in
         `model_loss`."""

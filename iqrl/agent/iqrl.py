@@ -399,6 +399,12 @@ class IQRL(Agent):
         return self.learner.q(z, self.actions(action))
 
     @torch.no_grad()
+    def probe_actor(self, obs: Tensor) -> Tensor:
+        """The learner's evaluation action (its evaluation draws are none)."""
+        obs = obs.to(self.device)
+        return self.policy_action(obs, self.task, **self.learner.act_draws(obs.shape[:1], False))
+
+    @torch.no_grad()
     def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """The dynamics' rollout z_{t+1..t+H} from the online latent of o_t (the consistency loss's
         predictions) and the latents of o_{t+1..t+H} it is trained towards (the target encoder's, or the

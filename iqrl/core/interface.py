@@ -36,7 +36,8 @@ The trainer, sweeps and analysis know an agent only through this interface:
 * `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`, `latent_width`) for diagnostics, where
   they exist; `probe_q(obs, action)` (the online critic's Q) and `predict_latents(obs, action)` (the latent
   model's k-step predictions beside their targets) for the representation diagnostics, where the agent has a
-  critic on its latent and a latent model (iqrl/loop/latent_probe.py); `exploration_sigma` (the current
+  critic on its latent and a latent model, and `probe_actor(obs)` (the online actor's deterministic action)
+  where it has an actor on its latent (iqrl/loop/latent_probe.py); `exploration_sigma` (the current
   exploration std, for train.csv) where the agent has one.
 
 Every agent's config dataclass derives from `AgentConfig` (the keys all agents share); one built from shared
@@ -504,6 +505,11 @@ class Agent(abc.ABC):
     def probe_q(self, obs: Tensor, action: Tensor) -> Tensor | None:
         """Q(obs, action) of the online critics [.., n], for the diagnostics (its dormant units); None for
         an agent without a critic on its latent."""
+        return None
+
+    def probe_actor(self, obs: Tensor) -> Tensor | None:
+        """The online actor's deterministic action [n, A] (its evaluation mean, no draws) at obs, for the
+        diagnostics (its dormant units); None for an agent without an actor on its latent."""
         return None
 
     def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor] | None:

@@ -7,7 +7,8 @@ from the diagnostics' own generator, and nothing here changes the agent: trainin
 diagnostics on or off (run key `diagnostics`).
 
 Dormant units are read by forward hooks on the activation modules of the agent's networks: the encoder's
-are those that run in `agent.latent`, the critic's those that run in `agent.probe_q` and not in `latent`.
+are those that run in `agent.latent`, the critic's those that run in `agent.probe_q` and the actor's those
+that run in `agent.probe_actor`, either not in `latent`.
 A unit is one output feature of an activation (a channel of a convolution's; each ensemble member's
 features apart), so any agent whose networks use activation modules gets the columns without code of its
 own.
@@ -39,9 +40,9 @@ ACTIVATIONS = (nn.ReLU, nn.ELU, nn.Mish, nn.SiLU, nn.GELU, nn.Tanh, nn.LeakyReLU
 def probe_latent(agent, replay, generator: torch.Generator) -> dict:
     """The diagnostics on n = latent width observations drawn uniformly from the replay without replacement
     (repeated rows would cap the rank), then min(n, WINDOWS) windows, with the diagnostics' own `generator`:
-    latent rank, srank and entropy rank; active codebook and perplexity; the encoder's and the critic's
-    dormant units; the latent model's k-step prediction error. {} for an agent without a latent or an empty
-    replay."""
+    latent rank, srank and entropy rank; active codebook and perplexity; the encoder's, the actor's and the
+    critic's dormant units; the latent model's k-step prediction error. {} for an agent without a latent or
+    an empty replay."""
     if replay.size == 0:
         return {}
     probe = agent.latent(replay.sample_obs(1, generator))
@@ -59,6 +60,7 @@ def probe_latent(agent, replay, generator: torch.Generator) -> dict:
         out.update(codebook_perplexity(codes, agent.codebook_size))
     out["latent_collapsed"] = int(latent_collapsed(out, agent.codebook_size if codes is not None else None))
     out.update(dormant_columns("encoder", encoder.values()))
+    out.update(actor_dormant(agent, networks, obs, set(encoder)))
     windows = probe_windows(replay, min(n, WINDOWS), generator)
     if windows is not None:
         out.update(probe_windows_of(agent, networks, windows, set(encoder)))
@@ -90,6 +92,17 @@ def probe_windows_of(agent, networks: list[nn.Module], windows, encoder_units: s
         if bool(whole.any()):
             out.update(prediction_error(pred[:, whole], target[:, whole]))
     return out
+
+
+@torch.no_grad()
+def actor_dormant(agent, networks: list[nn.Module], obs, encoder_units: set) -> dict:
+    """The actor's dormant units on the probe's observations: the activation modules that run in
+    `agent.probe_actor` and not in `latent`; {} for an agent without the hook."""
+    with recording(networks) as seen:
+        action = agent.probe_actor(obs)
+    if action is None:
+        return {}
+    return dormant_columns("actor", [h for m, h in seen.items() if m not in encoder_units])
 
 
 @contextlib.contextmanager
