@@ -179,14 +179,15 @@ class Critic(nn.Module):
         self.embed = EnsembleLinear(heads, obs_dim + act_dim, hidden[0])
         dims = [hidden[0] + 2 * zs_dim, *hidden]
         self.hidden = nn.ModuleList(EnsembleLinear(heads, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.acts = nn.ModuleList(nn.ELU() for _ in self.hidden)  # modules, so the diagnostics see the units
         self.out = EnsembleLinear(heads, dims[-1], 1)
 
     def forward(self, obs: Tensor, action: Tensor, zsa: Tensor, zs: Tensor) -> Tensor:
         h = avg_l1_norm(self.embed(torch.cat([obs, action], -1)))  # [2, B, h]
         emb = torch.cat([zsa, zs], -1).expand(self.heads, -1, -1)
         x = torch.cat([h, emb], -1)
-        for lin in self.hidden:
-            x = F.elu(lin(x))
+        for lin, act in zip(self.hidden, self.acts):
+            x = act(lin(x))
         return self.out(x).squeeze(-1)
 
 
@@ -434,3 +435,23 @@ class TD7(Agent):
     def latent(self, obs: Tensor) -> Tensor:
         """z_s of the fixed encoder (what the actor and critic consume)."""
         return self.fixed_encoder.zs(obs.to(self.device))
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Both online Q heads [2, n] on the fixed encoder's (z_sa, z_s), as the critic step reads them."""
+        obs, action = obs.to(self.device), action.to(self.device)
+        zs = self.fixed_encoder.zs(obs)
+        return self.critic(obs, action, self.fixed_encoder.zsa(zs, action), zs)
+
+    @torch.no_grad()
+    def probe_actor(self, obs: Tensor) -> Tensor:
+        """The current actor's pi(o, z_s) (what explores; evaluation may read the checkpoint policy)."""
+        return self.policy_action(obs.to(self.device), checkpoint=False)
+
+    @torch.no_grad()
+    def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """SALE's one-step prediction z_sa = g(f(o_t), a_t) [1, n, D] of the online encoder and the z_s =
+        f(o_{t+1}) it is trained towards (the encoder loss's, online f)."""
+        obs, action = obs.to(self.device), action.to(self.device)
+        pred = self.encoder.zsa(self.encoder.zs(obs[:, 0]), action[:, 0])
+        return pred[None], self.encoder.zs(obs[:, 1])[None]
