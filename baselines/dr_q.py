@@ -145,7 +145,7 @@ class DRQAgent(MRQ):
 
     def encoder_terms(self, b: SequenceBatch, use_done: bool) -> dict[str, Tensor]:
         """MR.Q's terms of the rollout and, with a weight, DR.Q's InfoNCE term of the same rollout."""
-        preds, target = self.model_rollout(b)
+        preds, target = self.model_rollout(b.obs, b.action)
         terms = self.model_terms(b, preds, target, use_done)
         if self.cfg.infonce_weight:
             terms["infonce_loss"] = self.infonce_term(preds, target, b.valid)

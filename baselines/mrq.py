@@ -271,15 +271,18 @@ class MRQ(Agent):
         self.training_steps = 0
 
     # ------------------------------------------------------------------ encoder
-    def model_rollout(self, b: SequenceBatch) -> tuple[list[tuple[Tensor, Tensor, Tensor]], Tensor]:
-        """The model unrolled H steps from z_s(o_0) on its own predictions: [(dhat_t, zhat_{t+1}, reward
-        logits_t)] for t < H, and the targets sg[zbar_s(o_{1..H})] [B, H, zs] of the target encoder."""
+    def model_rollout(
+        self, obs: Tensor, action: Tensor
+    ) -> tuple[list[tuple[Tensor, Tensor, Tensor]], Tensor]:
+        """The model unrolled H steps from z_s(o_0) on its own predictions along windows obs [B, L+1, ..],
+        action [B, L, A]: [(dhat_t, zhat_{t+1}, reward logits_t)] for t < H, and the targets
+        sg[zbar_s(o_{1..H})] [B, H, zs] of the target encoder."""
         H = self.cfg.enc_horizon
         with torch.no_grad():
-            target = self.encoder_target.zs(b.obs[:, 1 : H + 1])  # [B, H, zs]
-        zs, preds = self.encoder.zs(b.obs[:, 0]), []
+            target = self.encoder_target.zs(obs[:, 1 : H + 1])  # [B, H, zs]
+        zs, preds = self.encoder.zs(obs[:, 0]), []
         for t in range(H):
-            d_hat, zs, r_logits = self.encoder.model_all(zs, b.action[:, t])
+            d_hat, zs, r_logits = self.encoder.model_all(zs, action[:, t])
             preds.append((d_hat, zs, r_logits))
         return preds, target
 
@@ -299,7 +302,7 @@ class MRQ(Agent):
 
     def encoder_terms(self, b: SequenceBatch, use_done: bool) -> dict[str, Tensor]:
         """The encoder's loss terms by name (`TERM_WEIGHTS` names each one's weight)."""
-        return self.model_terms(b, *self.model_rollout(b), use_done)
+        return self.model_terms(b, *self.model_rollout(b.obs, b.action), use_done)
 
     def encoder_loss(self, b: SequenceBatch, use_done: bool) -> tuple[Tensor, dict]:
         """L = sum_k w_k term_k over the terms, in their order."""
@@ -426,8 +429,12 @@ class MRQ(Agent):
         maybe_augment_state), drawn from the agent's generator before the loss."""
         b = self.draw_window(replay, horizon)
         if self.discrete:
-            b = dataclasses.replace(b, action=one_hot(b.action, self.act_dim))
+            b = dataclasses.replace(b, action=self.actions(b.action))
         return b if self.pixels is None else shift_window(b, self.cfg.image_pad, self.generator)
+
+    def actions(self, action: Tensor) -> Tensor:
+        """Stored actions as the networks read them: discrete ones one-hot."""
+        return one_hot(action, self.act_dim) if self.discrete else action
 
     def draw_window(self, replay, horizon: int) -> SequenceBatch:
         """B windows of `horizon` steps drawn by their LAP priority."""
@@ -489,3 +496,19 @@ class MRQ(Agent):
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:
         return self.encoder.zs(obs.to(self.device))
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Both online value heads [2, n] at z_sa(z_s(o), a) of the online encoder (the value step's)."""
+        return self.value(self.features(obs.to(self.device), self.actions(action))[1]).squeeze(-1)
+
+    @torch.no_grad()
+    def probe_actor(self, obs: Tensor) -> Tensor:
+        return self.policy_action(obs.to(self.device))
+
+    @torch.no_grad()
+    def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """The model's rollout zhat_{t+1..t+H} on its own predictions from z_s(o_t) and the target encoder's
+        zbar_s(o_{t+1..t+H}) (`model_rollout`'s predictions and targets), H = enc_horizon."""
+        preds, target = self.model_rollout(obs.to(self.device), self.actions(action))
+        return torch.stack([zs for _, zs, _ in preds]), target.transpose(0, 1)
