@@ -439,3 +439,25 @@ class TDMPC2(Planner, Agent):
     @torch.no_grad()
     def latent(self, obs: Tensor) -> Tensor:
         return self.encode(obs.to(self.device), self.acting_task())
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Every online Q-function's value [num_q, n] at (h(o), a), without dropout (as the targets)."""
+        return self.q_values(self.critic, self.latent(obs), action, None, task=self.acting_task())
+
+    @torch.no_grad()
+    def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """The dynamics' rollout z_{t+1..t+H} from h(o_t) (the consistency loss's predictions) and the online
+        encoder's h(o_{t+1..t+H}) it is trained towards (TD-MPC2 has no target encoder)."""
+        H, task = self.cfg.horizon, self.acting_task()
+        z, pred = self.latent(obs[:, 0]), []
+        for t in range(H):
+            z = self.next(z, action[:, t], task)
+            pred.append(z)
+        return torch.stack(pred), self.latent(obs[:, 1 : H + 1]).transpose(0, 1)
+
+    @torch.no_grad()
+    def probe_actor(self, obs: Tensor) -> Tensor:
+        """The policy prior's mean action tanh(mu)."""
+        z = self.latent(obs)
+        return self.pi(z, torch.zeros(*z.shape[:-1], self.act_dim, device=z.device), self.acting_task())[1]
