@@ -241,6 +241,15 @@ class SACAE(Agent):
         """The critic encoder's features [n, feature_dim]."""
         return self.learner.encoder(obs.to(self.device))
 
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """The online critics' Q [2, n] on the critic encoder's features (the critic step's)."""
+        return self.learner.q(self.learner.critic_input(obs.to(self.device)), action.to(self.device))
+
+    @torch.no_grad()
+    def probe_actor(self, obs: Tensor) -> Tensor:
+        return self.learner.act(obs.to(self.device))
+
     # ------------------------------------------------------------------ learning
     def update(self, replay, step: int) -> dict:
         c = self.cfg

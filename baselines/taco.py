@@ -331,6 +331,16 @@ class TACO(Agent):
         x, _ = self._batched(obs)
         return self.critic.trunk(self.encoder(x))
 
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """The online critics' Q_k(h, psi(a)) [2, n] (the critic step's)."""
+        x, _ = self._batched(obs)
+        return self.q(self.encoder(x), action.to(self.device))
+
+    @torch.no_grad()
+    def probe_actor(self, obs: Tensor) -> Tensor:
+        return self.policy_action(self._batched(obs)[0])
+
     # ------------------------------------------------------------------ update
     def draw(self, batch_size: int) -> tuple[Tensor | None, Tensor]:
         """The update's random numbers, drawn first from the agent's generator: the shift offsets of the five
