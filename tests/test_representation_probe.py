@@ -19,18 +19,29 @@ from test_train import read_csv
 NEW = ("latent_srank", "latent_erank", "codebook_perplexity", "_dormant_", "latent_pred_")
 
 
+#: The config key of the latent model's horizon H where it is not `horizon` (TD7's SALE predicts one step).
+PREDICTION_HORIZON = {"mrq": "enc_horizon", "dr-q": "enc_horizon", "td7": None}
+
+
 def overrides(agent: Agent, name: str) -> bool:
     return getattr(type(agent), name) is not getattr(Agent, name)
 
 
-def test_diagnostics_on_or_off_leave_training_bit_identical(tmp_path, finished_runs):
-    """iQRL's end-to-end run with the diagnostics (the default) and without: the same train.csv training
+def prediction_horizon(agent: Agent, name: str) -> int:
+    key = PREDICTION_HORIZON.get(name, "horizon")
+    return 1 if key is None else getattr(agent.cfg, key)
+
+
+@pytest.mark.parametrize("agent", ["iqrl", "mrq", "td7", "tdmpc2"])
+def test_diagnostics_on_or_off_leave_training_bit_identical(agent, tmp_path, finished_runs):
+    """The end-to-end run with the diagnostics (the default) and without: the same train.csv training
     columns, eval.csv and final checkpointed agent (networks, optimizers, generators); only the run with
-    them has the diagnostics' columns."""
+    them has the diagnostics' columns. iQRL, and the agents whose probes run a dropout critic without its
+    masks (TD-MPC2), roll a model out (MR.Q) or read an encoder copy the update does not train (TD7)."""
     from iqrl.train import main
 
-    on, off = finished_runs.get(e2e_run("iqrl")), tmp_path / "off"
-    assert main([*e2e_run("iqrl", ["diagnostics=false"]), f"out={off}"]) == 0
+    on, off = finished_runs.get(e2e_run(agent)), tmp_path / "off"
+    assert main([*e2e_run(agent, ["diagnostics=false"]), f"out={off}"]) == 0
     rows_on, rows_off = train_numbers(on), train_numbers(off)
     assert not any("latent_" in k or "dormant" in k or "codebook" in k for k in rows_off[0])
     assert any(k.startswith("latent_pred_cos_k") for k in rows_on[0]) and "latent_srank" in rows_on[0]
@@ -53,9 +64,10 @@ def test_diagnostics_are_the_same_after_kill_and_resume(tmp_path, finished_runs)
 @pytest.mark.computes
 def test_every_agent_with_a_latent_writes_the_representation_columns(agent, finished_runs):
     """The end-to-end run's last train.csv row (conftest.e2e_run): srank and entropy rank within 1..D for
-    an agent with a latent; codebook perplexity within 1..K for one with codes; the encoder's and the
-    critic's dormant shares where activation modules run in `latent` / `probe_q`; the k-step prediction
-    error for k = 1..H where the agent has a latent model. An agent without a latent writes none of them."""
+    an agent with a latent; codebook perplexity within 1..K for one with codes; the encoder's dormant share
+    where activation modules run in `latent`, the critic's and the actor's exactly where the agent offers
+    `probe_q` / `probe_actor`; the k-step prediction error for k = 1..H (its latent model's horizon) exactly
+    where it offers `predict_latents`. An agent without a latent writes none of them."""
     a = build(agent, 0)
     row = read_csv(finished_runs.get(e2e_run(agent)) / "train.csv")[-1]
     filled = {k for k, v in row.items() if v != ""}
@@ -70,13 +82,18 @@ def test_every_agent_with_a_latent_writes_the_representation_columns(agent, fini
     if any(isinstance(m, ACTIVATIONS) for net in a.networks().values() for m in net.modules()):
         assert {"encoder_dormant_tau0", "encoder_dormant_tau0.1"} <= filled
     for tau in ("0", "0.1"):
-        for part in ("encoder", "critic"):
+        for part in ("encoder", "critic", "actor"):
             if f"{part}_dormant_tau{tau}" in filled:
                 assert 0 <= float(row[f"{part}_dormant_tau{tau}"]) <= 1
     assert ("critic_dormant_tau0" in filled) == overrides(a, "probe_q")
+    assert ("actor_dormant_tau0" in filled) == overrides(a, "probe_actor")
     pred = sorted(k for k in filled if k.startswith("latent_pred_cos_k"))
     if overrides(a, "predict_latents"):
-        assert pred == [f"latent_pred_cos_k{k}" for k in range(1, a.cfg.horizon + 1)]
+        H = prediction_horizon(a, agent)
+        assert pred == [f"latent_pred_cos_k{k}" for k in range(1, H + 1)]
+        assert sorted(k for k in filled if k.startswith("latent_pred_mse_k")) == [
+            f"latent_pred_mse_k{k}" for k in range(1, H + 1)
+        ]
         assert all(0 <= float(row[k]) <= 2 for k in pred)
     else:
         assert pred == []
