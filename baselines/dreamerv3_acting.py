@@ -1,8 +1,8 @@
 """DreamerV3's acting (baselines/dreamerv3.py; `Agent.policy`: dreamerv3/agent.py at e3f0224):
 the posterior from the carried state (h, z, previous action; reset at each episode start), then a policy
 sample, with the contexts of the training acts kept for the replay (`replay_context`); a carried state per
-training env when the run collects from several (train_envs, iqrl/loop/lanes.py); and the checkpoint of
-what acting carries."""
+training env when the run collects from several (train_envs, iqrl/loop/lanes.py); the checkpoint of what
+acting carries; and the encoder's embedding as the diagnostics' latent."""
 
 from __future__ import annotations
 
@@ -29,6 +29,17 @@ class DreamerV3Acting:
 
     def observe(self, obs, reward=None, done=False) -> None:
         self.obs_count += 1
+
+    # ------------------------------------------------------------------ diagnostics
+    # The latent is the encoder's embedding e(o) (the tokens the posterior reads): the model state (h, z)
+    # that the heads read depends on the observations before o, which a probe of observations alone lacks.
+    @property
+    def latent_width(self) -> int:
+        return self.encoder.out_dim
+
+    @torch.no_grad()
+    def latent(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(obs.to(self.device))
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
