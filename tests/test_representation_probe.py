@@ -4,12 +4,12 @@ latent, the same after kill-and-resume, and training bit-identical with them on 
 
 import pytest
 import torch
-from test_conformance import build
+from test_conformance import build, filled_replay
 from test_eval_beside import agent_state, assert_equal_states
 from test_multiseed import train_numbers
 
 from iqrl.core.interface import Agent
-from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, units
+from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, probe_latent, units
 
 from agent_helpers import assert_resume_matches
 from conftest import e2e_run
@@ -97,6 +97,27 @@ def test_every_agent_with_a_latent_writes_the_representation_columns(agent, fini
         assert all(0 <= float(row[k]) <= 2 for k in pred)
     else:
         assert pred == []
+
+
+@pytest.mark.registry
+def test_the_probe_leaves_the_agent_as_it_was(agent):
+    """A probe of a tiny agent on a replay of random transitions: its state (networks, optimizers, counters,
+    generators) and the global generator as before, every module in its mode; the columns of each hook it
+    offers written, nothing without a latent."""
+    import copy
+
+    a = build(agent, 0)
+    replay = filled_replay(a)
+    state, rng = copy.deepcopy(a.state_dict()), torch.get_rng_state()
+    modes = [m.training for net in a.networks().values() for m in net.modules()]
+    out = probe_latent(a, replay, torch.Generator().manual_seed(0))
+    assert_equal_states(a.state_dict(), state)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert [m.training for net in a.networks().values() for m in net.modules()] == modes
+    assert ("latent_srank" in out) == overrides(a, "latent")
+    assert ("critic_dormant_tau0" in out) == overrides(a, "probe_q")
+    assert ("actor_dormant_tau0" in out) == overrides(a, "probe_actor")
+    assert ("latent_pred_cos_k1" in out) == overrides(a, "predict_latents")
 
 
 def test_dormant_units_of_convolutions_and_ensembles_are_channels_and_members():
