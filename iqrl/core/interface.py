@@ -514,8 +514,9 @@ class Agent(abc.ABC):
 
     def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor] | None:
         """Windows obs [n, L+1, ...] and action [n, L] -> the latent model's open-loop predictions of the
-        latents of o_{t+1..t+H} from o_t and a_{t..t+H-1}, and the target encoder's latents of those
-        observations, both [H, n, D]; None for an agent without a latent model."""
+        latents of o_{t+1..t+H} from o_t and a_{t..t+H-1}, and the latents of those observations it is
+        trained towards (the target encoder's, where it has one), both [H, n, D], H its own horizon; None for
+        an agent without a latent model."""
         return None
 
 
