@@ -9,7 +9,7 @@ from test_eval_beside import agent_state, assert_equal_states
 from test_multiseed import train_numbers
 
 from iqrl.core.interface import Agent
-from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, probe_latent, units
+from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, probe_latent, probe_windows, units
 
 from agent_helpers import assert_resume_matches
 from conftest import e2e_run
@@ -118,6 +118,35 @@ def test_the_probe_leaves_the_agent_as_it_was(agent):
     assert ("critic_dormant_tau0" in out) == overrides(a, "probe_q")
     assert ("actor_dormant_tau0" in out) == overrides(a, "probe_actor")
     assert ("latent_pred_cos_k1" in out) == overrides(a, "predict_latents")
+
+
+def moved_encoder(agent: str) -> Agent:
+    """The tiny agent with its online encoder moved off its copies (fixed, target), as training leaves it."""
+    a = build(agent, 0)
+    with torch.no_grad():
+        for p in a.encoder.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return a
+
+
+def test_the_k_step_error_pairs_are_those_of_the_latent_models_own_loss():
+    """On replayed windows: TD7's one-step MSE is its encoder loss mean (g(f(o_t), a_t) - f(o_{t+1}))^2
+    (online f on both sides); MR.Q's k-step MSEs, masked by the windows' `valid`, sum to its encoder's
+    dynamics term (online rollout, target encoder's targets)."""
+    td7 = moved_encoder("td7")
+    w = probe_windows(filled_replay(td7), 32, torch.Generator().manual_seed(1))
+    pred, target = td7.predict_latents(w.obs, w.action)
+    assert pred.shape == (1, 32, td7.latent_width) == target.shape
+    loss = td7.encoder_loss(w.obs[:, 0], w.action[:, 0], w.obs[:, 1])
+    assert (pred - target).square().mean().item() == pytest.approx(loss.item(), rel=1e-6)
+    mrq = moved_encoder("mrq")
+    w = probe_windows(filled_replay(mrq), 32, torch.Generator().manual_seed(1))
+    pred, target = mrq.predict_latents(w.obs, w.action)
+    H = mrq.cfg.enc_horizon
+    assert pred.shape == (H, 32, mrq.latent_width) == target.shape
+    per_k = ((pred - target).square().mean(-1) * w.valid[:, :H].T).mean(1)
+    dynamics = mrq.encoder_terms(w, use_done=False)["consistency_loss"]
+    assert per_k.sum().item() == pytest.approx(dynamics.item(), rel=1e-6)
 
 
 def test_dormant_units_of_convolutions_and_ensembles_are_channels_and_members():
