@@ -114,7 +114,10 @@ def test_the_probe_leaves_the_agent_as_it_was(agent):
     assert_equal_states(a.state_dict(), state)
     assert torch.equal(torch.get_rng_state(), rng)
     assert [m.training for net in a.networks().values() for m in net.modules()] == modes
-    assert ("latent_srank" in out) == overrides(a, "latent")
+    if not overrides(a, "latent"):  # its critic's Q may serve other columns (Q-bias); the probe writes none
+        assert out == {}
+        return
+    assert "latent_srank" in out
     assert ("critic_dormant_tau0" in out) == overrides(a, "probe_q")
     assert ("actor_dormant_tau0" in out) == overrides(a, "probe_actor")
     assert ("latent_pred_cos_k1" in out) == overrides(a, "predict_latents")
