@@ -209,3 +209,19 @@ def test_demo_summary_gives_srank_and_dormant_share_beside_rank_and_codebook():
     )
     (older,) = representation(pd.DataFrame(rows))
     assert older.endswith("(fewest 20%, most 60%).")
+
+
+def test_a_shared_activation_counts_each_of_its_calls_as_a_layer():
+    """An MLP applying one nn.ReLU after each hidden layer: the recording keeps each call's output, so the
+    critic's units are those of every hidden layer (here layer 2's 3 units are all dead, layer 1's 4 alive)."""
+    from iqrl.loop.latent_probe import outputs_outside, recording
+
+    relu = torch.nn.ReLU()
+    net = torch.nn.ModuleList([relu])
+    with recording([net]) as seen:
+        relu(torch.ones(5, 4))
+        relu(-torch.ones(5, 3))
+    outputs = outputs_outside(seen, set())
+    assert [h.shape[-1] for h in outputs] == [4, 3]
+    assert dormant_columns("critic", outputs)["critic_dormant_tau0"] == pytest.approx(3 / 7)
+    assert outputs_outside(seen, {relu}) == []

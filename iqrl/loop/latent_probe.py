@@ -59,7 +59,7 @@ def probe_latent(agent, replay, generator: torch.Generator) -> dict:
         out.update(active_codebook(codes, agent.codebook_size))
         out.update(codebook_perplexity(codes, agent.codebook_size))
     out["latent_collapsed"] = int(latent_collapsed(out, agent.codebook_size if codes is not None else None))
-    out.update(dormant_columns("encoder", encoder.values()))
+    out.update(dormant_columns("encoder", [h for outputs in encoder.values() for h in outputs]))
     out.update(actor_dormant(agent, networks, obs, set(encoder)))
     windows = probe_windows(replay, min(n, WINDOWS), generator)
     if windows is not None:
@@ -84,7 +84,7 @@ def probe_windows_of(agent, networks: list[nn.Module], windows, encoder_units: s
     with recording(networks) as seen:
         q = agent.probe_q(windows.obs[:, 0], windows.action[:, 0])
     if q is not None:
-        out.update(dormant_columns("critic", [h for m, h in seen.items() if m not in encoder_units]))
+        out.update(dormant_columns("critic", outputs_outside(seen, encoder_units)))
     predicted = agent.predict_latents(windows.obs, windows.action)
     if predicted is not None:
         pred, target = predicted
@@ -102,18 +102,19 @@ def actor_dormant(agent, networks: list[nn.Module], obs, encoder_units: set) -> 
         action = agent.probe_actor(obs)
     if action is None:
         return {}
-    return dormant_columns("actor", [h for m, h in seen.items() if m not in encoder_units])
+    return dormant_columns("actor", outputs_outside(seen, encoder_units))
 
 
 @contextlib.contextmanager
 def recording(networks: list[nn.Module]):
-    """{activation module: its output} of the first call of each activation module of `networks` while in
-    the block (modules shared between networks hooked once)."""
-    seen: dict[nn.Module, torch.Tensor] = {}
+    """{activation module: its outputs, one per call} of the activation modules of `networks` while in the
+    block (modules shared between networks hooked once). Every call is a layer of its own: an MLP that
+    applies one activation module after each hidden layer (EnsembleMLP) runs it once per layer."""
+    seen: dict[nn.Module, list[torch.Tensor]] = {}
     modules = {id(m): m for net in networks for m in net.modules() if isinstance(m, ACTIVATIONS)}
 
     def hook(module, _inputs, output):
-        seen.setdefault(module, output.detach())
+        seen.setdefault(module, []).append(output.detach())
 
     handles = [m.register_forward_hook(hook) for m in modules.values()]
     try:
@@ -121,6 +122,11 @@ def recording(networks: list[nn.Module]):
     finally:
         for h in handles:
             h.remove()
+
+
+def outputs_outside(seen: dict, encoder_units) -> list[torch.Tensor]:
+    """The recorded outputs of the activation modules that are not the encoder's."""
+    return [h for m, outputs in seen.items() if m not in encoder_units for h in outputs]
 
 
 def units(h: torch.Tensor) -> torch.Tensor:
