@@ -213,7 +213,7 @@ def test_demo_summary_gives_srank_and_dormant_share_beside_rank_and_codebook():
 
 def test_a_shared_activation_counts_each_of_its_calls_as_a_layer():
     """An MLP applying one nn.ReLU after each hidden layer: the recording keeps each call's output, so the
-    critic's units are those of every hidden layer (here layer 2's 3 units are all dead, layer 1's 4 alive)."""
+    critic's units are those of every hidden layer (layer 2: 3 dead units, layer 1: 4 alive)."""
     from iqrl.loop.latent_probe import outputs_outside, recording
 
     relu = torch.nn.ReLU()
