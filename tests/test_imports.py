@@ -167,7 +167,7 @@ def test_the_top_level_packages_import_one_way():
 # iqrl.core and iqrl.nn only; the modes and commands (multiseed, bench, train, ...) on everything.
 LAYERS = ("iqrl.nn", "iqrl.core", "iqrl.envs", "iqrl.runfolder", "iqrl.config", "iqrl.loop")
 METHODS = ("iqrl.learners", "iqrl.agent", "baselines")
-MAX_LINES = 600
+MAX_LINES = 560
 
 
 def room(module: str) -> str | None:
@@ -206,11 +206,17 @@ def test_imports_point_down_the_rooms_of_iqrl():
     assert not found, "imports that point up a room (move the shared piece down): " + "; ".join(found)
 
 
-def test_no_source_file_passes_600_lines():
+def test_no_source_file_passes_560_lines():
     long = {
         str(p.relative_to(ROOT)): n
-        for pkg in PACKAGES
-        for p in sorted((ROOT / pkg).rglob("*.py"))
+        for folder in (*PACKAGES, "scripts")
+        for p in sorted((ROOT / folder).rglob("*.py"))
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"files over {MAX_LINES} lines (split by subject): {long}"
+
+
+def test_the_layout_page_lists_every_top_level_package():
+    tree = (ROOT / "docs" / "layout.md").read_text().split("```")[1]
+    top = {line.split("/")[0] for line in tree.splitlines() if line[:1].isalpha() and "/" in line.split()[0]}
+    assert set(PACKAGES) <= top, f"docs/layout.md's tree lacks {sorted(set(PACKAGES) - top)}"
