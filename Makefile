@@ -115,7 +115,7 @@ status: $(BASE_STAMP)
 	$(PY) -m slurm status "$(SWEEP)" --results "$(RESULTS)" $(if $(AGENTS),--agents "$(AGENTS)")
 
 demo: $(BASE_STAMP)
-	$(PY) -m iqrl.demo
+	$(PY) -m apps.demo
 
 # make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|<folder of tables>|<table.csv.gz>]
 #              [STEPS=100000,500000,1000000] [EXCLUDE_PARTIAL=1]
@@ -220,13 +220,13 @@ FULL ?=
 GPU_OUT ?= gpu-report
 REPORT_PY = $(if $(wildcard $(PY)),$(PY),python3)
 gpu-report:
-	$(REPORT_PY) -m iqrl.gpu_report part $(PART) --out "$(GPU_OUT)" $(if $(filter 1,$(SMOKE)),--smoke) \
+	$(REPORT_PY) -m apps.gpu_report part $(PART) --out "$(GPU_OUT)" $(if $(filter 1,$(SMOKE)),--smoke) \
 		$(if $(filter 1,$(FULL)),--full)
 
 # make gpu-wheels [GPU_PYTHON=3.12] [GPU_GLIBC=2.28]: the wheels a bare GPU machine lacks, for its Python (its
 # python3 -V; 3.12 as last seen), in .whl/ with the published curves, and the GL libraries in .gl/; prints
-# their sizes against the 64 MiB a copy of the checkout may take (iqrl/gpu_report/wheels.py, CARRY_LIMIT_MB).
+# their sizes against the 64 MiB a copy of the checkout may take (apps/gpu_report/wheels.py, CARRY_LIMIT_MB).
 GPU_PYTHON ?= 3.12
 GPU_GLIBC ?= 2.28
 gpu-wheels: $(BASE_STAMP)
-	$(PY) -m iqrl.gpu_report wheels --python $(GPU_PYTHON) --glibc $(GPU_GLIBC) --out .whl
+	$(PY) -m apps.gpu_report wheels --python $(GPU_PYTHON) --glibc $(GPU_GLIBC) --out .whl

@@ -5,7 +5,8 @@
 Bad input is one `error:` line and exit 2 before anything is written; a run stopped by Ctrl-C or SIGTERM
 checkpoints after its current agent step (mid-episode too) and exits 3; re-running the command resumes it
 (iqrl.runfolder.exits).
-The loop itself is iqrl/loop/trainer.py, the checks before it iqrl/loop/preflight.py.
+The checks before a run are iqrl/loop/preflight.py, the run folder opened or resumed iqrl/loop/resume.py,
+the loop itself iqrl/loop/trainer.py.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ Agent keys: agent.<key>=value (e.g. agent.horizon=3 agent.fsq_levels=[8,5,5,5]).
 
 
 def main(argv: list[str] | None = None, should_stop=None) -> int:
+    """The run's start, in order: the arguments parsed, the config built and checked (`--check` stops
+    there), then the run trained (train)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
@@ -51,27 +54,40 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         for line in warnings_of(cfg):
             print(f"warning: {line}", file=sys.stderr)
         if check_only:
-            what = check_folder(cfg)  # the run folder's checks of the real run, writing nothing
-            if what != "already done":
-                check_machine(cfg)  # what the run checks of its values on this machine, before it writes
-            run = f"{cfg.agent.name} on {cfg.task}, seed {cfg.seed}, {cfg.steps} env steps"
-            print(f"ok: {run} -> {cfg.out} ({what})")
-            return EXIT_OK
+            return checked(cfg)
         done = preflight(cfg)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if done:
         return finished(Path(cfg.out))
+    return train(cfg, run_mode(argv), should_stop)
+
+
+def checked(cfg) -> int:
+    """`--check`: the run folder's checks of the real run and what the run checks of its values on this
+    machine, writing nothing; one `ok:` line (ConfigError otherwise)."""
+    what = check_folder(cfg)
+    if what != "already done":
+        check_machine(cfg)
+    run = f"{cfg.agent.name} on {cfg.task}, seed {cfg.seed}, {cfg.steps} env steps"
+    print(f"ok: {run} -> {cfg.out} ({what})")
+    return EXIT_OK
+
+
+def train(cfg, how: dict, should_stop=None) -> int:
+    """Under the run folder's lock: the folder opened (resumed from its checkpoint, or fresh), the run
+    trained, then closed. A failure is one `error:` line, and status.json `failed` with it."""
     trainer = None
     try:
         with training_lock(Path(cfg.out)):
             if check_run_folder(cfg) == "done":  # finished by another process between preflight and the lock
                 return finished(Path(cfg.out))
             trainer = Trainer(cfg)
-            trainer.how = run_mode(argv)
+            trainer.how = how
             try:
-                return trainer.run(should_stop)
+                resumed = trainer.open_folder()
+                return trainer.train(resumed, should_stop)
             finally:
                 trainer.close()
     except (

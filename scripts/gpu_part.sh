@@ -15,7 +15,7 @@ out=${OUT:-gpu-report}
 mkdir -p "$out"
 if [ -n "${SMOKE:-}" ] && [ ! -e .whl/python-version ]; then
     # the CPU smoke form (make test): this checkout's Python ($PYTHON) and packages, no wheels to install
-    PYTHONUNBUFFERED=1 "${PYTHON:-python3}" -m iqrl.gpu_report part "$part" --out "$out" --smoke \
+    PYTHONUNBUFFERED=1 "${PYTHON:-python3}" -m apps.gpu_report part "$part" --out "$out" --smoke \
         ${BUDGET_S:+--budget-s "$BUDGET_S"} ${FULL:+--full} 2>&1 | tee "$out/part$part.log"
     exit "${PIPESTATUS[0]}"
 fi
@@ -31,13 +31,13 @@ if [ ! -e "$site/.installed" ]; then  # a warm machine keeps the site from an ea
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl \
         && touch "$site/.installed" || exit 2
 fi
-if ls .gl/*.deb >/dev/null 2>&1; then  # EGL for the pixel rows (iqrl/gpu_report/wheels.py GL_DEBS)
+if ls .gl/*.deb >/dev/null 2>&1; then  # EGL for the pixel rows (apps/gpu_report/wheels.py GL_DEBS)
     for f in .gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
 fi
 vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 [ -f "$vendor" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$vendor
 export PYTHONPATH=$site:$PWD PYTHONUNBUFFERED=1
-python3 -m iqrl.gpu_report part "$part" --out "$out" ${SMOKE:+--smoke} ${BUDGET_S:+--budget-s "$BUDGET_S"} \
+python3 -m apps.gpu_report part "$part" --out "$out" ${SMOKE:+--smoke} ${BUDGET_S:+--budget-s "$BUDGET_S"} \
     ${FULL:+--full} 2>&1 | tee "$out/part$part.log"
 exit "${PIPESTATUS[0]}"

@@ -47,4 +47,4 @@ else
 fi
 # The bytecode of what a run and a sweep import, compiled once here (Python reads it whatever
 # PYTHONDONTWRITEBYTECODE says): the first `make demo` or dry sweep then starts as fast as the later ones.
-PYTHONDONTWRITEBYTECODE="" "$venv/bin/python" -c "import iqrl.train, iqrl.demo, slurm.submit, torch._dynamo, analysis.runs.load, analysis.figures.plots"
+PYTHONDONTWRITEBYTECODE="" "$venv/bin/python" -c "import iqrl.train, apps.demo, slurm.submit, torch._dynamo, analysis.runs.load, analysis.figures.plots"

@@ -147,9 +147,9 @@ class Projection:
 
 
 def measured_rows(folder: Path = GPU_RESULTS) -> list[dict]:
-    """The bench rows of docs/gpu-results/*.jsonl whose rates stand (no `error`, `stale` or `flag`: iqrl.
-    gpu_report.results.rate_stands), each with its file's GPU and date."""
-    from iqrl.gpu_report.results import rate_stands, run_row_stands
+    """The bench rows of docs/gpu-results/*.jsonl whose rates stand (no `error`, `stale` or `flag`:
+    iqrl.bench.gpu_rows.rate_stands), each with its file's GPU and date."""
+    from iqrl.bench.gpu_rows import rate_stands, run_row_stands
 
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
@@ -165,10 +165,10 @@ def measured_rows(folder: Path = GPU_RESULTS) -> list[dict]:
 
 def group_graphs_verified(folder: Path = GPU_RESULTS) -> bool:
     """Whether a GPU report (docs/gpu-results/) found a graph-captured K-seed group's update equal to the
-    eager group's at paper sizes (16 seeds, 12 updates, every piece replayed: iqrl.gpu_report.results.
+    eager group's at paper sizes (16 seeds, 12 updates, every piece replayed: iqrl.bench.gpu_rows.
     GROUP_GRAPHS_TEST), its last outcome on some GPU a pass: until then a group is not captured by `auto`
     (slurm/pack.py, group_mode) however fast a captured row measured."""
-    from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, latest_test_outcomes, read_jsonl
+    from iqrl.bench.gpu_rows import GROUP_GRAPHS_TEST, latest_test_outcomes, read_jsonl
 
     test = GROUP_GRAPHS_TEST
     outcomes = (latest_test_outcomes(read_jsonl(p)) for p in sorted(folder.glob("*.jsonl")))  # a file a GPU

@@ -20,21 +20,32 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from iqrl.envs.tasks import TASK_GROUPS, TASK_LISTS
 from slurm import cluster
-from slurm.claim import Claim, release_claim, set_claim_job, sweep_lock, try_claim
+from slurm.claim import release_claim, set_claim_job, sweep_lock
+from slurm.jobs import (
+    Job,
+    Print,
+    claim_run,
+    dependencies,
+    describe_job,
+    describe_plan,
+    job_commands,
+    make_job,
+    make_plan,
+    plan_jobs,
+    print_waiting,
+    run_argv,
+)
 from slurm.local import local_outcome, stop_local_jobs
-from slurm.pack import Pack, group_mode, group_runs, seeds_argv, trainer_seeds_key
 from slurm.profiles import Profile, ProfileError, available, check_run_devices, load_profile
 from slurm.projection import projection_lines, refuse_long_local
-from slurm.run import Run
 from slurm.spec import (
     RunSpec,
     Sweep,
@@ -45,11 +56,7 @@ from slurm.spec import (
     load_sweep,
     validate_runs,
 )
-from slurm.state import RunState, inspect_run, inspect_runs, is_done
-
-Print = Callable[[str], None]
-TRAINER = "iqrl.train:main"
-Job = tuple[str, list[RunSpec]]  # (pack mode, runs): one array task or local job
+from slurm.state import RunState, inspect_run, is_done
 
 
 class SubmitError(RuntimeError):
@@ -128,134 +135,6 @@ def choose_profile(name: str | None) -> Profile:
     return load_profile("local")
 
 
-# ---------------------------------------------------------------------------------------------- planning
-@dataclass
-class Plan:
-    done: list[RunSpec] = field(default_factory=list)
-    live: list[tuple[RunSpec, RunState]] = field(default_factory=list)  # running or pending elsewhere
-    todo: list[tuple[RunSpec, RunState]] = field(default_factory=list)  # failed / interrupted / missing
-    waiting: list[tuple[RunSpec, RunState]] = field(default_factory=list)  # their source is not done
-
-
-def make_plan(runs: Sequence[RunSpec], results: Path, queue: Mapping[str, tuple[str, str]] | None) -> Plan:
-    plan = Plan()
-    for r, st in inspect_runs(runs, results, queue):
-        if st.kind == "done":
-            plan.done.append(r)
-        elif st.kind in ("running", "pending"):
-            plan.live.append((r, st))
-        elif st.kind == "waiting":
-            plan.waiting.append((r, st))
-        else:
-            plan.todo.append((r, st))
-    return plan
-
-
-def dependencies(
-    waiting: Sequence[tuple[RunSpec, RunState]], job_of: Mapping[RunSpec, str]
-) -> tuple[dict[str, list[tuple[RunSpec, RunState]]], list[tuple[RunSpec, RunState]]]:
-    """The waiting runs whose source has a job (submitted now: `job_of`, or live), by that job id, and the
-    runs left waiting."""
-    by_job: dict[str, list[tuple[RunSpec, RunState]]] = {}
-    left = []
-    for r, st in waiting:
-        job = job_of.get(r.source) or st.source_job
-        if job:
-            by_job.setdefault(job, []).append((r, st))
-        else:
-            left.append((r, st))
-    return by_job, left
-
-
-def _claim(r: RunSpec, st: RunState, results: Path, backend: str, sweep: str) -> bool:
-    """Claim a run judged free under the sweep lock (replacing a stale claim); False if it got done."""
-    run_dir = r.run_dir(results)
-    if st.stale_claim:
-        release_claim(run_dir)
-    if not try_claim(run_dir, Claim.new(backend, sweep)):
-        return False
-    if is_done(run_dir):  # finished by its old job after we looked
-        release_claim(run_dir)
-        return False
-    return True
-
-
-def _describe(plan: Plan, total: int, out: Print) -> None:
-    kinds: dict[str, int] = {}
-    for _, st in plan.todo:
-        kinds[st.kind] = kinds.get(st.kind, 0) + 1
-    todo = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
-    waiting = f", {len(plan.waiting)} waiting for their source" if plan.waiting else ""
-    out(
-        f"{total} runs: {len(plan.done)} done (skipped), {len(plan.live)} running or queued (skipped), "
-        f"{len(plan.todo)} to run ({todo}){waiting}"
-    )
-    for r, st in plan.live[:20]:
-        out(f"  skip {r.key}: {st.kind}, {st.job}")
-    if len(plan.live) > 20:
-        out(f"  ... and {len(plan.live) - 20} more (make status lists them)")
-
-
-def run_argv(r: RunSpec, results: Path, profile: Profile) -> list[str]:  # as its job starts it
-    return r.argv(results) + ([f"device={profile.device}"] if profile.device else [])
-
-
-def _make_run(r: RunSpec, results: Path, profile: Profile, entry: str, extra: Sequence[str] = ()) -> Run:
-    argv = run_argv(r, results, profile) + list(extra)
-    return Run(
-        str(r.run_dir(results).absolute()),
-        tuple(argv),
-        label=f"{r.sweep}/{r.key}",
-        entry=entry,
-        threads=profile.cpus,
-    )
-
-
-def plan_jobs(runs: Sequence[RunSpec], results: Path, profile: Profile, entry: str) -> list[Job]:
-    """The runs in jobs of at most ``runs_per_job`` (slurm/pack.py); one run per job by default."""
-    vectorise = profile.runs_per_job > 1 and profile.vectorise_seeds and entry == TRAINER
-    key = trainer_seeds_key(results) if vectorise else (lambda r: None)
-    return group_runs(runs, profile.runs_per_job, key)
-
-
-def _job_runs(job: Job, results: Path, profile: Profile, entry: str) -> tuple[list[Run], str]:
-    """A job's runs as they will train, and for a K-seed group the update mode it trains in and why."""
-    mode, runs = job
-    extra, how = (), ""
-    if mode == "seeds" and len(runs) > 1:
-        extra, how = group_mode(runs, results, profile.pack_mode, profile.device)
-    return [_make_run(r, results, profile, entry, extra) for r in runs], how
-
-
-def _make_job(job: Job, results: Path, profile: Profile, entry: str) -> Run | Pack:
-    made, _ = _job_runs(job, results, profile, entry)
-    if len(made) == 1:
-        return made[0]
-    return Pack(tuple(made), mode=job[0], threads=profile.cpus)
-
-
-def _job_commands(job: Job, results: Path, profile: Profile, entry: str) -> list[str]:
-    """What a job runs, for DRY=1: one line per run folder, then the command(s)."""
-    mode, runs = job
-    made, _ = _job_runs(job, results, profile, entry)
-    lines = [f"{run.run_dir}" for run in made]
-    if mode == "seeds" and len(runs) > 1:
-        return lines + [f"    python -m iqrl.multiseed {shlex.join(seeds_argv([r.argv for r in made]))}"]
-    return lines + [f"    python -m {entry.split(':')[0]} {shlex.join(run.argv)}" for run in made]
-
-
-def _describe_job(job: Job, results: Path, profile: Profile, entry: str) -> str:
-    mode, runs = job
-    if len(runs) == 1:
-        return "1 run"
-    how = (
-        f"one vectorised multiseed process, {_job_runs(job, results, profile, entry)[1]}"
-        if mode == "seeds"
-        else f"{len(runs)} processes, {max(1, profile.cpus // len(runs))} thread(s) each"
-    )
-    return f"{len(runs)} runs, {how}"
-
-
 # ---------------------------------------------------------------------------------------------- entry point
 def run_sweep(
     sweep_path: str | Path,
@@ -302,20 +181,20 @@ def _run_slurm(
     if dry:  # no lock, no claims: nothing on disk changes
         queue = cluster.queue()
         plan = make_plan(runs, results, queue)
-        _describe(plan, len(runs), out)
+        describe_plan(plan, len(runs), out)
         if queue is None:
             out("(the Slurm controller does not answer: queued jobs cannot be seen)")
         jobs = plan_jobs([r for r, _ in plan.todo], results, profile, entry)
         batches = cluster.chunks(jobs, size) if jobs else []
         _print_dry_slurm(batches, results, profile, params, folder, size, out, entry)
-        _print_waiting(plan, out, "slurm")
+        print_waiting(plan, out, "slurm")
         return 0
     with sweep_lock(folder / "sweep.lock"):
         queue = cluster.queue()
         if queue is None:
             raise ProfileError("the Slurm controller does not answer (squeue failed); is the cluster up?")
         plan = make_plan(runs, results, queue)
-        _describe(plan, len(runs), out)
+        describe_plan(plan, len(runs), out)
         if not plan.todo and not plan.waiting:
             out("nothing to submit")
             return 0
@@ -328,7 +207,7 @@ def _run_slurm(
         job_of: dict[RunSpec, str] = {}  # run -> its array task's job id
 
         def submit(todo: Sequence[tuple[RunSpec, RunState]]) -> list[list[Job]]:
-            mine = [r for r, st in todo if _claim(r, st, results, "slurm", sweep.name)]
+            mine = [r for r, st in todo if claim_run(r, st, results, "slurm", sweep.name)]
             claimed.extend(mine)
             batches = cluster.chunks(plan_jobs(mine, results, profile, entry), size) if mine else []
             for batch in batches:
@@ -378,7 +257,7 @@ def _submit_array(
 
     runs_in = [r for _, group in batch for r in group]
     try:
-        array = executor.submit_array([_make_job(job, results, profile, entry) for job in batch])
+        array = executor.submit_array([make_job(job, results, profile, entry) for job in batch])
     except FailedJobError as e:  # sbatch refused: bad partition, QOS limit...
         sbatch = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
         raise SubmitError(
@@ -401,23 +280,6 @@ def _submit_array(
     tasks = f" in {len(batch)} array tasks" if len(batch) != len(runs_in) else ""
     out(f"submitted array {array_id}: {len(runs_in)} runs{tasks} ({runs_in[0].key} ... {runs_in[-1].key})")
     return job_of
-
-
-def _print_waiting(plan: Plan, out: Print, backend: str) -> None:
-    """DRY=1: the runs waiting for their source, and when they would go in."""
-    starting = {r for r, _ in plan.todo}
-    for r, st in plan.waiting:
-        if r.source in starting:
-            when = (
-                "in an array with --dependency=afterok:<its source's array task>"
-                if backend == "slurm"
-                else "once its source has finished"
-            )
-            out(f"  then {r.key}, {when} (source {r.source.key})")
-        elif st.source_job and backend == "slurm":
-            out(f"  then {r.key}, --dependency=afterok:{st.source_job} (source {r.source.key}, queued)")
-        else:
-            out(f"  wait {r.key}: {st.job}; a later make sweep starts it")
 
 
 def _log_submission(folder: Path, array_id: str, batch: list[Job]) -> None:
@@ -474,9 +336,9 @@ def _print_dry_slurm(
         for line in flags + [f"# setup: {s}" for s in profile.setup]:
             out(f"  {line}")
         for k, job in enumerate(batch):
-            lines = _job_commands(job, results, profile, entry)
+            lines = job_commands(job, results, profile, entry)
             if len(job[1]) > 1:
-                out(f"  [{k}] {_describe_job(job, results, profile, entry)}:")
+                out(f"  [{k}] {describe_job(job, results, profile, entry)}:")
                 out("\n".join(f"      {line}" for line in lines))
             else:
                 out(f"  [{k}] {lines[0]}")
@@ -489,7 +351,7 @@ def _run_local(
     folder = jobs_dir(results, sweep.name)
     parallel = profile.local_parallelism()
     plan = make_plan(runs, results, cluster.queue())
-    _describe(plan, len(runs), out)
+    describe_plan(plan, len(runs), out)
     if dry:
         unit = "run(s)" if profile.runs_per_job == 1 else f"job(s) of up to {profile.runs_per_job} runs"
         out(
@@ -497,11 +359,11 @@ def _run_local(
             f"{profile.cpus} thread(s) each, {profile.time_min} min per attempt"
         )
         for job in plan_jobs([r for r, _ in plan.todo], results, profile, entry):
-            lines = _job_commands(job, results, profile, entry)
+            lines = job_commands(job, results, profile, entry)
             if len(job[1]) > 1:
-                out(f"  job of {_describe_job(job, results, profile, entry)}:")
+                out(f"  job of {describe_job(job, results, profile, entry)}:")
             out("\n".join(f"  {line}" for line in lines))
-        _print_waiting(plan, out, "local")
+        print_waiting(plan, out, "local")
         return 0
     if not plan.todo:
         out("nothing to run" + (" now (the waiting runs' sources are not done)" if plan.waiting else ""))
@@ -536,12 +398,12 @@ def _run_local(
                         st = inspect_run(r.run_dir(results), cluster.queue())  # another sweep may own it
                         if st.kind in ("done", "running", "pending"):
                             out(f"skip {r.key}: {st.kind} {st.job}".rstrip())
-                        elif _claim(r, st, results, "local", sweep.name):
+                        elif claim_run(r, st, results, "local", sweep.name):
                             mine.append(r)
                     if not mine:
                         continue
                     try:
-                        job = executor.submit(_make_job((mode, mine), results, profile, entry))
+                        job = executor.submit(make_job((mode, mine), results, profile, entry))
                     except BaseException:
                         for r in mine:
                             release_claim(r.run_dir(results))

@@ -246,7 +246,7 @@ def write_published(path: Path, task: str = "cartpole-balance") -> Path:
 
 
 def tiny_demo(monkeypatch, tmp_path):
-    from iqrl import demo
+    from apps import demo
 
     tiny = {"episode_length": 200, "steps": 800, "seed_steps": 400, "eval_every": 400, "eval_episodes": 1}
     monkeypatch.setattr(demo, "DEMO", {**demo.DEMO, **tiny, "diag_every": 400, "checkpoint_every": 400})
@@ -345,7 +345,7 @@ def test_demo_draws_and_states_iqrls_rank_share_and_active_codebook_beside_the_r
     codebook share ended."""
     import matplotlib.pyplot as plt
 
-    from iqrl import demo
+    from apps import demo
 
     rows = [
         {"run": "iqrl", "env_step": 0, "episode_return": 100.0},
@@ -374,7 +374,7 @@ def test_demo_draws_and_states_iqrls_rank_share_and_active_codebook_beside_the_r
 
 
 def demo_summary(iqrl: tuple[float, float], td3: tuple[float, float]) -> str:
-    from iqrl import demo
+    from apps import demo
 
     table = pd.DataFrame(
         {"run": ["iqrl", "iqrl", "td3", "td3"], "env_step": [0, 12000] * 2, "episode_return": [*iqrl, *td3]}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from iqrl.gpu_report import results
+from apps.gpu_report import results
 
 MACHINE = {"part": 1, "kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
 TEST = {"part": 1, "kind": "test", "test": "tests/test_cuda.py::t", "outcome": "passed", "when": "call"}

@@ -1,12 +1,12 @@
-"""`python -m iqrl.gpu_report doc --check` on a docs/performance.md whose GPU section lost a marker line says
+"""`python -m apps.gpu_report doc --check` on a docs/performance.md whose GPU section lost a marker line says
 what `doc` says (the marker is missing: one error line, exit 2), not "out of date"."""
 
 from __future__ import annotations
 
 import pytest
 
-from iqrl.gpu_report import results
-from iqrl.gpu_report.__main__ import main
+from apps.gpu_report import results
+from apps.gpu_report.__main__ import main
 
 
 @pytest.mark.parametrize("marker", ["BEGIN", "END"])

@@ -1,4 +1,4 @@
-"""The GPU's first command (`bash scripts/gpu_part.sh first`, iqrl/gpu_report/first.py): its CPU smoke form,
+"""The GPU's first command (`bash scripts/gpu_part.sh first`, apps/gpu_report/first.py): its CPU smoke form,
 and how it chooses its mode and its learning run. Step budgets, not wall-clock ones: no verdict here depends
 on the machine's speed."""
 
@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from iqrl.gpu_report import first
-from iqrl.gpu_report.__main__ import main
-from iqrl.gpu_report.first import group_mode
-from iqrl.gpu_report.learning import RUNS_ARCHIVE, pack_runs, seed_folders, unpacked_runs
-from iqrl.gpu_report.phases import run_phases
-from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST, copy_runs
+from apps.gpu_report import first
+from apps.gpu_report.__main__ import main
+from apps.gpu_report.first import group_mode
+from apps.gpu_report.learning import RUNS_ARCHIVE, pack_runs, seed_folders, unpacked_runs
+from apps.gpu_report.phases import run_phases
+from apps.gpu_report.results import copy_runs
+from iqrl.bench.gpu_rows import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST
 from iqrl.runfolder.files import TIME_SPLIT_PHASES, write_csv
 
 REPO = Path(__file__).resolve().parents[1]

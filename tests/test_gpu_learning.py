@@ -1,4 +1,4 @@
-"""The GPU's committed learning runs (iqrl/gpu_report/learning.py): kept by the first command and `collect`
+"""The GPU's committed learning runs (apps/gpu_report/learning.py): kept by the first command and `collect`
 as ordinary run folders, summarised in the GPU section of docs/performance.md beside the published mean of
 their method, and drawn against the published curves (docs/gpu-results/learning.png)."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from analysis.reference.table import DEFAULT_REFERENCE, load_reference, select_reference
 from analysis.runs.load import eval_rows, load_results
-from iqrl.gpu_report import learning, results
+from apps.gpu_report import learning, results
 from iqrl.runfolder.files import write_csv, write_status, write_yaml
 
 GPU, DATE = "NVIDIA H100 80GB HBM3", "2026-12-01"

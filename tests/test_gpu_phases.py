@@ -1,12 +1,12 @@
 """A committed GPU run's rates by phase, its projection to 1M env steps and whether it shows learning
-(iqrl/gpu_report/phases.py), from its seed folders alone."""
+(apps/gpu_report/phases.py), from its seed folders alone."""
 
 from __future__ import annotations
 
 import pytest
 
-from iqrl.gpu_report import phases
-from iqrl.gpu_report.results import RESULTS
+from apps.gpu_report import phases
+from apps.gpu_report.results import RESULTS
 from iqrl.runfolder.files import write_csv, write_status, write_yaml
 
 #: A seed's split at the end of its seed phase (train.csv's row with no update) and at its end.

@@ -1,4 +1,4 @@
-"""`make gpu-report` (iqrl/gpu_report/): every part at smoke size on the CPU, the wheel set for a bare GPU
+"""`make gpu-report` (apps/gpu_report/): every part at smoke size on the CPU, the wheel set for a bare GPU
 machine, and the generated GPU section of docs/performance.md. The parts' GPU sizes run only on a GPU
 machine (docs/performance.md, "On a GPU"); these keep them working in between."""
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from iqrl.gpu_report import plan, results
-from iqrl.gpu_report.parts import learning_mode, pytest_command
-from iqrl.gpu_report.results import latest_test_outcomes
+from apps.gpu_report import plan, results
+from apps.gpu_report.parts import learning_mode, pytest_command
+from iqrl.bench.gpu_rows import latest_test_outcomes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,8 +100,8 @@ def test_learning_mode_takes_the_fastest_in_all_of_single_runs_and_groups_in_eve
 
 
 def test_part3_trains_in_a_compile_mode_only_after_its_update_matched_the_eager_one():
-    from iqrl.gpu_report.parts import matching_ways
-    from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST, MATCH_TEST
+    from apps.gpu_report.parts import matching_ways
+    from iqrl.bench.gpu_rows import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST, MATCH_TEST
 
     def test(name, flag, outcome):
         return {"part": 1, "kind": "test", "test": name.format(flag), "outcome": outcome, "when": "call"}
@@ -144,7 +144,7 @@ def test_collect_merges_runs_of_the_parts_into_one_file_per_gpu_and_day(tmp_path
 
 
 def test_part1_leaves_out_only_the_tests_that_passed_on_this_gpu(monkeypatch):
-    from iqrl.gpu_report.parts import passed_tests
+    from apps.gpu_report.parts import passed_tests
 
     def test(name, outcome, when="call"):
         return {"part": 1, "kind": "test", "test": name, "outcome": outcome, "when": when}
@@ -194,7 +194,7 @@ def test_part1_rows_name_the_tests_that_run_and_keep_a_failures_message(tmp_path
 
 def test_a_gpu_finds_its_committed_rows_beside_their_files_machine_row(tmp_path, monkeypatch):
     """The machine row of a collected file has no `part`: a part on that GPU model reads the file."""
-    from iqrl.gpu_report import parts
+    from apps.gpu_report import parts
 
     machine = {"kind": "machine", "date": "2026-11-25", "gpu": "NVIDIA H100 80GB HBM3"}
     part1 = {"part": 1, "kind": "test", "test": "t", "outcome": "passed", "when": "call"}
@@ -220,7 +220,7 @@ def test_a_paper_scale_run_stays_missing_until_a_learning_run_of_its_key_reached
 
 def test_part2_measures_again_the_rows_a_part_listed_as_missing_or_failed():
     """A missing row (cut off by an earlier part's budget) is not measured: a later run measures it."""
-    from iqrl.gpu_report import parts
+    from apps.gpu_report import parts
 
     key = "iqrl walker-walk state fp32 compile={} K=16"
     rows = [
@@ -317,7 +317,7 @@ def test_part2_plans_the_campaign_agents_end_to_end_at_k4_and_iqrls_precisions_a
 
 
 def test_performance_md_gpu_section_is_generated_from_the_committed_results():
-    """Regenerate with `python -m iqrl.gpu_report doc` (or `collect`, which does it too): the section, and the
+    """Regenerate with `python -m apps.gpu_report doc` (or `collect`, which does it too): the section, and the
     figure of the committed learning runs beside them (none without one)."""
     assert not results.out_of_date(results.load_rows())
 
@@ -344,7 +344,7 @@ def image_site(dest: Path) -> Path:
     (wheels.IMAGE_HAS: torch, numpy, pandas, ...) and of what they require, and nothing else."""
     from packaging.utils import canonicalize_name
 
-    from iqrl.gpu_report.wheels import IMAGE_HAS
+    from apps.gpu_report.wheels import IMAGE_HAS
 
     installed = {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions()}
     image = [name for name in IMAGE_HAS if name in installed]
@@ -364,7 +364,7 @@ sys.path[:0] = sys.argv[1:4]
 import ale_py, dm_control, gymnasium, minigrid, mujoco, omegaconf, rliable, submitit
 carried = (ale_py, dm_control, gymnasium, minigrid, mujoco, omegaconf, rliable, submitit)
 assert all(m.__file__.startswith(sys.argv[1]) for m in carried)
-import iqrl.bench.cli, iqrl.gpu_report.parts, iqrl.multiseed.runs, analysis.reference.table, slurm.submit
+import iqrl.bench.cli, apps.gpu_report.parts, iqrl.multiseed.runs, analysis.reference.table, slurm.submit
 from iqrl.envs.make import make_env
 tasks = ("walker-walk", "cartpole-swingup", "dog-run", "atari:Breakout", "minigrid:MiniGrid-Empty-5x5-v0")
 for task in tasks:
@@ -381,7 +381,7 @@ def test_wheel_set_runs_the_project_beside_the_gpu_images_packages_alone(tmp_pat
     """`make gpu-wheels` for this Python: installed with --no-index into a folder, beside only the GPU
     image's packages, it imports the project, builds the report's environments and trains a short run.
     Downloads the wheels (pip's cache keeps them); skipped when no package index can be reached."""
-    from iqrl.gpu_report.wheels import build
+    from apps.gpu_report.wheels import build
 
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     for option, value in (("RETRIES", "1"), ("TIMEOUT", "20"), ("DEFAULT_TIMEOUT", "20")):
@@ -419,8 +419,8 @@ def test_dreamerv3_paper_scale_runs_seed_as_its_code_and_the_docs_say_so():
     DMC's 16 envs, 4,352 on Atari 100k; docs/learning-check.md's commands write the same numbers."""
     import re
 
+    from apps.gpu_report import plan
     from iqrl.config.build import build_config
-    from iqrl.gpu_report import plan
 
     runs = [r for r in plan.paper_scale_runs() if r.agent == "dreamerv3"]
     dmc = [r for r in runs if not r.task.startswith("atari:")]

@@ -325,7 +325,7 @@ def test_a_checkout_stands_in_for_its_source_in_the_shipped_tables(tmp_path):
 
 
 def test_the_demo_band_names_no_path_outside_the_repository(monkeypatch):
-    from iqrl import demo
+    from apps import demo
 
     band, note = demo.published_band()
     assert band is not None and band.empty

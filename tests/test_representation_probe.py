@@ -195,7 +195,7 @@ def test_demo_summary_gives_srank_and_dormant_share_beside_rank_and_codebook():
     row srank 12 and 25% dormant encoder units; a run without those columns says nothing of them."""
     import pandas as pd
 
-    from iqrl.demo import representation
+    from apps.demo import representation
 
     rows = {"run": ["iqrl", "iqrl"], "env_step": [400, 800], "latent_rank_pct": [50.0, 75.0]}
     rows |= {f"active_codebook_pct_{s}": [10.0, v] for s, v in (("mean", 40.0), ("min", 20.0), ("max", 60.0))}

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from apps.gpu_report import results
+from apps.gpu_report.__main__ import main as gpu_report_main
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
 from iqrl.envs.workers import EnvWorkerDied
-from iqrl.gpu_report import results
-from iqrl.gpu_report.__main__ import main as gpu_report_main
 from iqrl.multiseed.runs import main as kseed_main
 from iqrl.runfolder import provenance
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -311,7 +311,7 @@ def test_doc_refuses_a_cut_results_file_and_a_page_without_its_markers(tmp_path)
 def test_the_smoke_of_each_part_has_no_wall_clock_budget(part, tmp_path, monkeypatch):
     """`make gpu-report SMOKE=1` (tests/test_gpu_report.py) runs every row and stops part 3's runs once each
     has evaluated, whatever the machine's speed: no part of it gets a deadline."""
-    from iqrl.gpu_report import parts
+    from apps.gpu_report import parts
 
     seen = []
     monkeypatch.setattr(parts, f"part{part}", lambda log, smoke, deadline, **_: seen.append(deadline))
@@ -320,7 +320,7 @@ def test_the_smoke_of_each_part_has_no_wall_clock_budget(part, tmp_path, monkeyp
 
 
 def test_a_run_folder_has_evaluated_once_each_seed_has_a_row_past_step_0(tmp_path):
-    from iqrl.gpu_report.parts import evaluated
+    from apps.gpu_report.parts import evaluated
 
     assert not evaluated(tmp_path)  # no seed yet
     for seed, steps in (("seed0", "0,100"), ("seed1", "0")):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST
+from iqrl.bench.gpu_rows import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST
 from slurm.__main__ import main as cli
 from slurm.claim import RunLock, read_claim
 from slurm.pack import Pack, forward_signal, group_runs, seeds_argv, trainer_seeds_key

@@ -440,7 +440,7 @@ def row_command(
 ) -> list[str]:
     """The command that measures one row in a process of its own (so that peak memory is the row's own)
     and prints it as its last line, JSON. `seeds` > 1: a K-seed row; `extra`: run keys over the paper
-    configuration (`--set`). The GPU report (iqrl/gpu_report/parts.py) runs its rows through it too."""
+    configuration (`--set`). A GPU report runs its bench rows through it too."""
     return [
         sys.executable,
         "-m",

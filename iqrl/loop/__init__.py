@@ -1,6 +1,7 @@
 """The training loop of one run, and what it calls.
 
-    trainer.py                  the loop: counters, acting, the update schedule, evaluation, checkpoints, logs
+    trainer.py                  the loop: counters, acting, the update schedule, evaluation, logs
+    resume.py                   its checkpoint: what it holds, saving it, resuming; the run folder opened
     parts.py                    a run's envs, agent and replay, built and seeded from its config
     evaluation.py               evaluation episodes (batched: one act call per step for all of them)
     preflight.py, memory.py     the checks before a run starts; its memory estimate against the device's

@@ -1,4 +1,5 @@
-"""The training loop: one run's counters, its checkpoint and resume, and the logs of its run folder.
+"""The training loop: one run's counters and the logs of its run folder (its checkpoint and resume:
+iqrl/loop/resume.py).
 
 The env step is the clock. The loop takes one agent step at a time (`action_repeat` env steps): an episode
 starts when none is open (uniform random actions for the whole episode when it starts while env_step <
@@ -27,7 +28,6 @@ around it is iqrl/train.py.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -41,32 +41,23 @@ from iqrl.envs import render
 from iqrl.envs.tasks import suite_of, task_list
 from iqrl.loop.beside import EvaluationBeside
 from iqrl.loop.device import UpdatePrecision, resolve_device
-from iqrl.loop.episode import OpenEpisode, random_states, set_random_states, take_up
+from iqrl.loop.episode import OpenEpisode
 from iqrl.loop.evaluation import eval_returns, outcome_row
 from iqrl.loop.lanes import Lanes
 from iqrl.loop.latent_probe import collapse_warning, probe_latent
 from iqrl.loop.parts import build_parts, eval_env_copy
+from iqrl.loop.resume import Resumable
 from iqrl.loop.timing import TimeSplit, summary_line
-from iqrl.loop.transfer import load_parts
-from iqrl.runfolder import checkpoints
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import (
     EVAL_COLUMNS,
     SUCCESS_COLUMN,
-    read_config,
-    remove_stale_temp_files,
     write_csv,
     write_status,
-    write_yaml,
 )
 from iqrl.runfolder.lock import check_lock
 from iqrl.runfolder.loggers import Trackers
 from iqrl.runfolder.progress import Progress
-from iqrl.runfolder.provenance import lock_change, run_meta
-
-CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
-#: The loop's counters, checkpointed under these names.
-COUNTERS = "env_step episode updates next_eval next_diag next_ckpt last_return".split()
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -80,8 +71,9 @@ def new_row_totals() -> dict:
     )
 
 
-class Trainer:
-    """Owns one run: its parts (iqrl.loop.parts), counters, and the run folder's files."""
+class Trainer(Resumable):
+    """Owns one run: its parts (iqrl.loop.parts), counters, and the run folder's files; its checkpoint and
+    resume are Resumable's (iqrl.loop.resume)."""
 
     how: dict | None = None  # its mode and command (provenance.run_mode), recorded in config.yaml's meta
 
@@ -393,106 +385,13 @@ class Trainer:
         if self.train_rows:
             write_csv(self.run_dir / "train.csv", self.train_rows)
 
-    def state_dict(self) -> dict:
-        assert self.beside is None, "a checkpoint taken with an evaluation under way beside training"
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": to_yaml_dict(self.cfg),
-            "agent": self.agent.state_dict(),
-            "replay": self.replay.state_dict(),
-            "rng": random_states(self.rng, self.diag_generator),
-            "envs": {  # per task (older checkpoints: the one task's states themselves), then train_envs > 1's
-                "train": [env.get_state() for env in self.parts.envs],
-                "eval": [env.get_state() for env in self.parts.eval_envs],
-                "more_train": [env.get_state() for env in self.parts.more_envs],
-            },
-            "counters": {**{k: getattr(self, k) for k in COUNTERS}, "update_credit": self.credit.carried},
-            # the training episode under way (None at an episode's end: every checkpoint of older versions)
-            "open_episode": None if self.open is None else self.open.state_dict(),
-            **({"lanes": self.lanes.state_dict(self.open)} if len(self.lanes) > 1 else {}),
-            "unsynced": self.unsynced,  # metrics of updates not yet summed into a row, as they are
-            "eval_rows": self.eval_rows,
-            "train_rows": self.train_rows,
-            "window": self.row_totals,  # (the checkpoint's key of old)
-            "wall_time": self.wall_time(),
-            "time_split": {"total": self.split.summary(), "window": dict(self.split.window)},
-        }
-
-    def load_state_dict(self, s: dict) -> None:
-        self.agent.load_state_dict(s["agent"])
-        self.replay.load_state_dict(s["replay"])
-        p = self.parts
-        for kind, kind_envs in (("train", p.envs), ("eval", p.eval_envs), ("more_train", p.more_envs)):
-            states = s["envs"].get(kind, [])
-            for env, state in zip(kind_envs, states if isinstance(states, list) else [states], strict=True):
-                env.set_state(state)
-        if len(self.lanes) > 1:
-            self.lanes.take_up(self, s["lanes"])
-        else:
-            self.open = None if s.get("open_episode") is None else self.take_up(s["open_episode"])
-        # the global generators after the replayed episode, which an env may have drawn from
-        set_random_states(s["rng"], self.rng, self.diag_generator)
-        self.unsynced = s.get("unsynced", ({}, {}))
-        counters = dict(s["counters"])
-        self.credit.carried = counters.pop("update_credit")
-        for k, v in counters.items():
-            setattr(self, k, v)
-        self.eval_rows, self.train_rows, self.row_totals = s["eval_rows"], s["train_rows"], s["window"]
-        self.wall_offset, self.t0 = s["wall_time"], time.time()
-        # (a checkpoint of before the split: the summary counts from the resume on)
-        self.split = TimeSplit(s.get("time_split", {}).get("total"))
-        self.split.window.update(s.get("time_split", {}).get("window", {}))
-
-    def take_up(self, saved: dict) -> OpenEpisode:
-        """The open episode of a checkpoint in its task's (current) training env (iqrl.loop.episode)."""
-        self.select_task(saved["task"])
-        return take_up(self.env, saved, self.run_dir)
-
-    def save_checkpoint(self) -> None:
-        with self.split("write"):
-            self._save_checkpoint()
-
-    def _save_checkpoint(self) -> None:
-        self.trackers.flush()  # what the checkpoint's rows were sent is on disk before a resume relies on it
-        check_lock(self.run_dir)
-        checkpoints.save(self.run_dir, self.state_dict())  # the latest generation; the one before is kept
-
-    def try_resume(self) -> bool:
-        """Load the latest readable checkpoint generation (iqrl/runfolder/checkpoints.py); False for a fresh
-        run.
-        Tensors land on the run's device; RNG states (CPU byte tensors for every generator, CUDA ones
-        included) go back to the CPU where they are set (`.cpu()` at each set_state)."""
-        chosen = checkpoints.resume_state(self.run_dir, self.device)
-        if chosen is None:
-            return False
-        self.load_checkpoint(chosen.path, chosen.state)
-        return True
-
-    def load_checkpoint(self, path: Path, state: dict) -> None:
-        """load_state_dict of verified checkpoint `path`; one line (NoReadableCheckpoint) when its tensors do
-        not fit this run's agent, replay or envs (torch's many-line refusal)."""
-        try:
-            self.load_state_dict(state)
-        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
-            raise checkpoints.NoReadableCheckpoint(
-                f"{checkpoints.misfit(path, e)}, so the run cannot resume from it: delete the folder to "
-                "start the run again, or choose another out="
-            ) from None
-
     # ------------------------------------------------------------------ the loop
     def run(self, should_stop=None) -> int:
-        remove_stale_temp_files(self.run_dir)  # left by a writer killed mid-write (we hold the run's lock)
-        resumed = self.try_resume()
-        if resumed and (change := lock_change((read_config(self.run_dir) or {}).get("meta"))):
-            print(f"warning: {self.run_dir}: {change}", file=sys.stderr, flush=True)
-        if not resumed:
-            config = to_yaml_dict(self.cfg)
-            config["meta"] = run_meta(self.cfg, self.parts, self.credit.rate, self.how)
-            if self.cfg.init_from:  # parts of another run; a checkpoint at once, so it never reads it again
-                config["meta"]["init"] = load_parts(self.agent, self.cfg)
-            write_yaml(self.run_dir / "config.yaml", config)
-            if self.cfg.init_from:
-                self.save_checkpoint()
+        """Open or resume the run folder (Resumable.open_folder), then train."""
+        return self.train(self.open_folder(), should_stop)
+
+    def train(self, resumed: bool, should_stop=None) -> int:
+        """The loop on an opened run folder (`resumed`: from its checkpoint), with its trackers."""
         # rows after the checkpoint (or all, on a fresh start) are sent again: trackers drop earlier copies
         self.trackers = Trackers(
             self.cfg.logger, self.run_dir, to_yaml_dict(self.cfg), self.env_step + 1 if resumed else 0

@@ -38,7 +38,7 @@ TIME_COLUMNS = frozenset(
 SUCCESS_COLUMN = "success"
 CHECKPOINT = Path("checkpoint") / "ckpt.pt"
 #: The files of a run folder that hold its results (the checkpoint aside): what analysis/ reads, and all a
-#: copy of a run needs to load as one (the GPU report's committed runs: iqrl/gpu_report/learning.py).
+#: copy of a run needs to load as one (a GPU report commits its learning runs with these alone).
 RESULT_FILES = ("config.yaml", "eval.csv", "train.csv", "status.json")
 LOCK = ".lock"
 _UMASK = os.umask(0)

@@ -1,4 +1,4 @@
-"""The GPU's first command (`bash scripts/gpu_part.sh first`, `python -m iqrl.gpu_report part first`): in one
+"""The GPU's first command (`bash scripts/gpu_part.sh first`, `python -m apps.gpu_report part first`): in one
 command of about 9 minutes on one H200, (a) the captured K-seed group against the compiled one at paper
 sizes (16 seeds, 12 updates, every piece replayed: tests/test_cuda.py's GROUP_GRAPHS_TEST), then (b) a
 trained policy against published points: iqrl on walker-walk at its paper sizes as a K = 4 group in the
@@ -7,7 +7,7 @@ seed), evaluated every 5,000 env steps, so at 15,000 and 20,000 after updates, w
 curve has points (`compared_steps`). It prints each seed's return there beside the published mean and its
 band (mean ± std over the published seeds, analysis/reference/data), writes one `learn` row, and hands back
 the seed folders less their checkpoints in OUT/runs.tar.gz, as runs/<agent>/<task>/seed<k>/ (`collect`
-commits them under docs/gpu-results/runs/<gpu>-<date>/, iqrl/gpu_report/learning.py).
+commits them under docs/gpu-results/runs/<gpu>-<date>/, apps/gpu_report/learning.py).
 
 On a machine without CUDA only `--smoke` runs: the CPU form `make test` runs, where the test is collected
 and skipped, the group has 2 tiny seeds evaluated after their first updates, and a step budget it reaches by
@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from iqrl.config.build import layered
-from iqrl.gpu_report import plan
-from iqrl.gpu_report.learning import group_split, keep_run, pack_runs, run_folder, seed_folders
-from iqrl.gpu_report.parts import (
+from apps.gpu_report import plan
+from apps.gpu_report.learning import group_split, keep_run, pack_runs, run_folder, seed_folders
+from apps.gpu_report.parts import (
     REPO,
     STOP_GRACE_S,
     RowLog,
@@ -41,8 +40,9 @@ from iqrl.gpu_report.parts import (
     start_run,
     summary,
 )
-from iqrl.gpu_report.pytest_rows import ROWS_ENV
-from iqrl.gpu_report.results import GROUP_GRAPHS_TEST, latest_test_outcomes
+from apps.gpu_report.pytest_rows import ROWS_ENV
+from iqrl.bench.gpu_rows import GROUP_GRAPHS_TEST, latest_test_outcomes
+from iqrl.config.build import layered
 
 #: The first command's rows: part 0 (OUT/part0.jsonl), merged by `collect` like the other parts'.
 PART = 0
@@ -93,7 +93,7 @@ def published_band(step: int) -> dict[str, tuple[float, float, int]]:
     """{label: (mean, std, seeds)} of the published iQRL walker-walk curves that have a point at `step` (the
     shipped tables of analysis/reference/data, as `make figures REFERENCE=1` reads them)."""
     from analysis.reference.table import published_algorithm, select_reference
-    from iqrl.gpu_report.learning import shipped_curves
+    from apps.gpu_report.learning import shipped_curves
 
     band = select_reference(shipped_curves(), [TASK])
     band = band[(band["algorithm"] == published_algorithm(AGENT, pixels=False)) & (band["env_step"] == step)]

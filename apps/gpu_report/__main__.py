@@ -1,15 +1,15 @@
-"""python -m iqrl.gpu_report: `make gpu-report` and `make gpu-wheels`.
+"""python -m apps.gpu_report: `make gpu-report` and `make gpu-wheels`.
 
-    python -m iqrl.gpu_report part first|1|2|3|all --out DIR [--smoke] [--budget-s S] [--full]
-    python -m iqrl.gpu_report wheels [--python 3.12] [--glibc 2.28] [--out .whl] [--no-gl]
-    python -m iqrl.gpu_report collect DIR     # a GPU's part*.jsonl -> docs/gpu-results/, then `doc`
-    python -m iqrl.gpu_report doc [--check]   # regenerate the GPU section of docs/performance.md
+    python -m apps.gpu_report part first|1|2|3|all --out DIR [--smoke] [--budget-s S] [--full]
+    python -m apps.gpu_report wheels [--python 3.12] [--glibc 2.28] [--out .whl] [--no-gl]
+    python -m apps.gpu_report collect DIR     # a GPU's part*.jsonl -> docs/gpu-results/, then `doc`
+    python -m apps.gpu_report doc [--check]   # regenerate the GPU section of docs/performance.md
 
 `part`: on a GPU machine (docs/performance.md, "On a GPU"); `first` is the GPU's first command (the captured
 group's check at paper sizes, then a trained policy evaluated where the published curve has points:
-iqrl/gpu_report/first.py; it needs CUDA); `--smoke` runs every
+apps/gpu_report/first.py; it needs CUDA); `--smoke` runs every
 part on the CPU at tiny sizes (what `make test` checks); part 2 measures the campaigns' end-to-end rows
-(iqrl/gpu_report/plan.py, campaign_rows), and with `--full` every agent in every mode and precision too. Each
+(apps/gpu_report/plan.py, campaign_rows), and with `--full` every agent in every mode and precision too. Each
 part writes DIR/part<N>.jsonl as it goes (the first command: DIR/part0.jsonl) and ends with a summary table.
 """
 
@@ -46,21 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     doc.add_argument("--check", action="store_true", help="exit 1 if the section is out of date")
     args = p.parse_args(argv)
     if args.command == "part" and args.part == "first":
-        from iqrl.gpu_report.first import run_first
+        from apps.gpu_report.first import run_first
 
         return run_first(args.out, args.smoke, args.budget_s)
     if args.command == "part":
-        from iqrl.gpu_report.parts import run_part
+        from apps.gpu_report.parts import run_part
 
         for n in [1, 2, 3] if args.part == "all" else [int(args.part)]:
             if rc := run_part(n, args.out, args.smoke, args.budget_s, args.full):
                 return rc
         return 0
     if args.command == "wheels":
-        from iqrl.gpu_report.wheels import prepare
+        from apps.gpu_report.wheels import prepare
 
         return prepare(args.out, args.python, args.glibc, gl=not args.no_gl)
-    from iqrl.gpu_report import results
+    from apps.gpu_report import results
 
     try:  # collect, doc: a fault of a file read or written is one line naming it
         if args.command == "collect":

@@ -1,11 +1,11 @@
-"""The learning runs of the GPU's first command (iqrl/gpu_report/first.py) as `collect` commits them, and what
+"""The learning runs of the GPU's first command (apps/gpu_report/first.py) as `collect` commits them, and what
 the GPU section of docs/performance.md shows of them.
 
 A run is kept whole but for its checkpoint: each seed's RESULT_FILES (config.yaml, eval.csv, train.csv,
 status.json) in docs/gpu-results/runs/<gpu>-<date>/<agent>/<task>/seed<k>/, the sweep layout of
 analysis.runs.identity with the result file's stem as the sweep. So analysis.runs.load reads them as ordinary
 run folders (`make figures RESULTS=docs/gpu-results/runs REFERENCE=1`), and `committed_runs` summarises each
-from them alone: env steps reached, its rates by phase and projection (iqrl/gpu_report/phases.py), each seed's
+from them alone: env steps reached, its rates by phase and projection (apps/gpu_report/phases.py), each seed's
 return at the last evaluation every seed has and the published mean of the same method and task there;
 `draw` puts each against its published curves (docs/gpu-results/learning.png). Analysis and matplotlib are
 imported where they are used: the GPU machine imports this module for `keep_run` and `group_split` only.
@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from apps.gpu_report import plan
+from apps.gpu_report.phases import RunPhases, run_phases
 from iqrl.envs.tasks import task_folder
-from iqrl.gpu_report import plan
-from iqrl.gpu_report.phases import RunPhases, run_phases
 from iqrl.runfolder.files import RESULT_FILES, TIME_SPLIT_PHASES, read_status
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def reached(folder: Path) -> int:
 class LearnedRun:
     """One committed learning run: `sweep` is its result file's stem (<gpu>-<date>), `key` and `mode` as the
     first command's `learn` row names them (plan.LearnRun), `updates` the fewest any seed made (None before
-    status.json counted them), `phases` its rates by phase and projection (iqrl/gpu_report/phases.py),
+    status.json counted them), `phases` its rates by phase and projection (apps/gpu_report/phases.py),
     `returns` each seed's (in seed order) at `eval_step`, the last evaluation every seed has, and
     `published` {label: mean} of the method's published curves there (`published_means`). `evals`: its
     evaluation rows (analysis.runs.load's table), `band`: its method's published curves on its task

@@ -1,4 +1,4 @@
-"""pytest plugin of the GPU report's part 1 (`pytest -p iqrl.gpu_report.pytest_rows`): one JSON row per test
+"""pytest plugin of the GPU report's part 1 (`pytest -p apps.gpu_report.pytest_rows`): one JSON row per test
 appended to the file that IQRL_REPORT_ROWS names, as each test ends, so a run cut off keeps its outcomes.
 Every collected test first gets a row with outcome `collected`: one never reached keeps that outcome."""
 

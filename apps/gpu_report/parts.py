@@ -3,7 +3,7 @@ first, then one row per test, bench row or training run), stops starting work wh
 nearly spent, and ends with a summary table. A part cut off still leaves every row written before.
 
 Row kinds: `machine` (every part's first row: GPU, driver, torch, CUDA, CPU, Python, package versions),
-`test` (part 1: one per test of tests/test_cuda.py, from iqrl/gpu_report/pytest_rows.py), `bench` (part 2:
+`test` (part 1: one per test of tests/test_cuda.py, from apps/gpu_report/pytest_rows.py), `bench` (part 2:
 a `make bench` row with the plan's `key` and `packed`, or its `error`), `run` (part 2: an end-to-end row),
 `learn` (part 3: env steps reached, returns, the published curve there), `missing` (a planned row the part
 had no time for).
@@ -29,17 +29,12 @@ from pathlib import Path
 
 import torch
 
+from apps.gpu_report import learning, plan
+from apps.gpu_report.pytest_rows import ROWS_ENV
+from apps.gpu_report.results import load_rows, matching_ways
 from iqrl.bench.cli import failure_line, row_command
+from iqrl.bench.gpu_rows import latest_test_outcomes, rate_stands, run_row_stands
 from iqrl.bench.measure import hardware
-from iqrl.gpu_report import learning, plan
-from iqrl.gpu_report.pytest_rows import ROWS_ENV
-from iqrl.gpu_report.results import (
-    latest_test_outcomes,
-    load_rows,
-    matching_ways,
-    rate_stands,
-    run_row_stands,
-)
 from iqrl.runfolder.files import read_status
 from iqrl.runfolder.provenance import git_commit
 
@@ -163,14 +158,14 @@ def time_left(deadline: float) -> float | None:
 
 
 def pytest_command(path: str, leave_out: list[str]) -> list[str]:
-    """pytest on `path` with the row plugin (iqrl/gpu_report/pytest_rows.py), but the tests `leave_out`."""
+    """pytest on `path` with the row plugin (apps/gpu_report/pytest_rows.py), but the tests `leave_out`."""
     cmd = [
         sys.executable,
         "-m",
         "pytest",
         "-q",
         "-p",
-        "iqrl.gpu_report.pytest_rows",
+        "apps.gpu_report.pytest_rows",
         "-p",
         "no:cacheprovider",
     ]
