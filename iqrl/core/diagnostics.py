@@ -191,7 +191,7 @@ def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
 
 
 def tail_horizon(gamma: float, weight: float = TAIL_WEIGHT) -> float:
-    """H = ceil(log(weight) / log(gamma)), the fewest steps after which gamma^H <= weight; inf for gamma = 1."""
+    """H = ceil(log(weight) / log(gamma)), the fewest steps with gamma^H <= weight; inf for gamma = 1."""
     if gamma >= 1:
         return math.inf
     return math.ceil(math.log(weight) / math.log(gamma) - 1e-9)  # 1e-9: an exact power is not rounded up
