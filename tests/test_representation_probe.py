@@ -139,3 +139,36 @@ def test_demo_summary_gives_srank_and_dormant_share_beside_rank_and_codebook():
     )
     (older,) = representation(pd.DataFrame(rows))
     assert older.endswith("(fewest 20%, most 60%).")
+
+
+@pytest.mark.registry
+@pytest.mark.computes
+def test_every_agent_with_a_critic_writes_the_q_bias(agent, finished_runs, tmp_path):
+    """The end-to-end run's eval.csv has the Q-bias columns exactly for an agent that overrides probe_q (its
+    50-step cartpole episodes, cut by time, are shorter than gamma 0.99's H = 459: no step scored, where
+    the MiniGrid room's terminated episodes score every step). Its final agent evaluated again at discount
+    0.5 (H = 7): the bias over the steps the rule scores is the mean Q less the mean return."""
+    from iqrl.config.build import build_config
+    from iqrl.core.diagnostics import tail_horizon
+    from iqrl.loop.evaluation import eval_returns, outcome_row
+    from iqrl.loop.trainer import Trainer
+
+    argv = e2e_run(agent)
+    run = finished_runs.copy(argv, tmp_path / "run")
+    rows = read_csv(run / "eval.csv")
+    if not overrides(build(agent, 0), "probe_q"):
+        assert not any(k.startswith("q_") for k in rows[0])
+        return
+    assert all(r["q_bias_steps"] != "" for r in rows)
+    t = Trainer(build_config([*argv, f"out={run}"]))
+    try:
+        assert t.try_resume()
+        t.agent.value_discount = lambda: 0.5
+        outcomes = eval_returns(t.eval_envs(0), t.agent, 2, False, probe=True)
+    finally:
+        t.close()
+    lengths = [len(o.trace.q) if o.trace.terminated else max(0, len(o.trace.q) - 6) for o in outcomes]
+    assert tail_horizon(0.5) == 7 and sum(lengths) > 0
+    row = outcome_row(outcomes, 400, 0.0, False)
+    assert row["q_bias_steps"] == sum(lengths)
+    assert row["q_bias_mean"] == pytest.approx(row["q_mean"] - row["q_return_mean"])

@@ -36,7 +36,9 @@ The trainer, sweeps and analysis know an agent only through this interface:
 * `latent(obs)` [n, D] and `codes(obs)` [n, G] (+ `codebook_size`, `latent_width`) for diagnostics, where
   they exist; `probe_q(obs, action)` (the online critic's Q) and `predict_latents(obs, action)` (the latent
   model's k-step predictions beside their targets) for the representation diagnostics, where the agent has a
-  critic on its latent and a latent model (iqrl/loop/latent_probe.py); `exploration_sigma` (the current
+  critic and a latent model (iqrl/loop/latent_probe.py); with `probe_q`, `value_discount()` and
+  `value_rewards(r)` (the discount and the rewards the critic's returns are made of) for the Q-bias of
+  evaluation episodes (iqrl/loop/evaluation.py); `exploration_sigma` (the current
   exploration std, for train.csv) where the agent has one.
 
 Every agent's config dataclass derives from `AgentConfig` (the keys all agents share); one built from shared
@@ -502,9 +504,23 @@ class Agent(abc.ABC):
         return None
 
     def probe_q(self, obs: Tensor, action: Tensor) -> Tensor | None:
-        """Q(obs, action) of the online critics [.., n], for the diagnostics (its dormant units); None for
-        an agent without a critic on its latent."""
+        """Q(obs, action) of the online critics for the diagnostics: a pure forward (no draw, no change of a
+        network's mode or statistics) of obs [n, ...] and actions [n, ...] as the replay stores them, in the
+        agent's return units (a distribution's expected value, any reward scale undone): [E, n] for an
+        ensemble E whose bootstrap target takes the minimum over its members, else [n] (the ensemble reduced
+        as the target reduces it). None for an agent without a critic. The critic's dormant units are those
+        that run in it (train.csv), and the Q-bias of evaluation episodes reads its values (eval.csv)."""
         return None
+
+    def value_discount(self) -> float:
+        """The per-step discount gamma of the returns the critic estimates (an n-step target discounts n steps
+        by gamma^n: the same gamma per step)."""
+        return self.cfg.gamma
+
+    def value_rewards(self, rewards: np.ndarray) -> np.ndarray:
+        """An episode's rewards as the critic's targets sum them: the env's, unless the agent transforms them
+        (clips them) before its update."""
+        return rewards
 
     def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor] | None:
         """Windows obs [n, L+1, ...] and action [n, L] -> the latent model's open-loop predictions of the

@@ -52,6 +52,7 @@ from iqrl.runfolder import checkpoints
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import (
     EVAL_COLUMNS,
+    Q_BIAS_COLUMNS,
     SUCCESS_COLUMN,
     read_config,
     remove_stale_temp_files,
@@ -297,7 +298,8 @@ class Trainer:
                 self.parts.seed_evaluation(self.env_step)
             if self.evaluates_beside():
                 envs, episodes, batched = self.eval_envs(0), self.cfg.eval_episodes, self.batched_eval
-                self.beside = EvaluationBeside(self.agent, envs, episodes, batched, self.env_step)
+                probe = self.cfg.diagnostics
+                self.beside = EvaluationBeside(self.agent, envs, episodes, batched, self.env_step, probe)
                 return rows
             rows += [self.evaluate_task(i) for i in range(len(self.tasks))]
         if self.open is not None:
@@ -333,7 +335,7 @@ class Trainer:
         on_frame = video and video.on_frame
         with self.agent.evaluating():  # its own generator: evaluating moves no training number
             outcomes = eval_returns(
-                self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame
+                self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame, cfg.diagnostics
             )
         if video is not None:
             video.save(self.run_dir / "videos" / render.video_name(self.env_step, outcomes[0].ret))
@@ -388,6 +390,7 @@ class Trainer:
     def _write_logs(self) -> None:
         check_lock(self.run_dir)  # at every episode end: the run folder is still this process's (LostLock)
         columns = EVAL_COLUMNS + ([SUCCESS_COLUMN] if self.eval_env.has_success else [])
+        columns += [c for c in Q_BIAS_COLUMNS if any(c in r for r in self.eval_rows)]
         columns += ["task"] if len(self.tasks) > 1 else []
         write_csv(self.run_dir / "eval.csv", self.eval_rows, columns)
         if self.train_rows:
