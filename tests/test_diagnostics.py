@@ -186,7 +186,7 @@ def test_prediction_error_of_identity_and_opposite_models():
 def test_q_bias_against_a_hand_computed_discounted_sum():
     """gamma 0.1 (tail horizon H = 2): an episode cut at its time limit scores the steps with >= 2 steps
     left, one that terminated scores every step; the episodes' scored steps pooled."""
-    from iqrl.core.diagnostics import discounted_returns, q_bias, tail_horizon
+    from iqrl.core.diagnostics import discounted_returns, q_bias, scored_steps, tail_horizon
 
     r = torch.tensor([1.0, 0.0, 2.0, 4.0])
     # G_3 = 4, G_2 = 2 + 0.1 * 4 = 2.4, G_1 = 0 + 0.1 * 2.4 = 0.24, G_0 = 1 + 0.1 * 0.24 = 1.024
@@ -211,3 +211,5 @@ def test_q_bias_against_a_hand_computed_discounted_sum():
     assert q_bias([q[:1]], [r[:1]], 0.1, [False]) == {"q_bias_steps": 0}
     assert q_bias([q], [r], 1.0, [False]) == {"q_bias_steps": 0}
     assert q_bias([q], [r], 1.0, [True])["q_return_mean"] == pytest.approx((7 + 6 + 6 + 4) / 4)
+    # docs/diagnostics.md: of 500 agent steps cut by time at gamma 0.99, the first 42 are scored
+    assert len(scored_steps(torch.zeros(500), torch.zeros(500), 0.99, False)[0]) == 500 - 459 + 1 == 42
