@@ -12,7 +12,7 @@ from iqrl.core.interface import Agent
 from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, units
 
 from agent_helpers import assert_resume_matches
-from conftest import e2e_run
+from conftest import e2e_run, layered
 from test_train import read_csv
 
 #: The columns the switch adds (besides the iQRL paper's latent rank and active codebook).
@@ -38,7 +38,36 @@ def test_diagnostics_on_or_off_leave_training_bit_identical(tmp_path, finished_r
     assert [r["episode_return"] for r in read_csv(on / "eval.csv")] == [
         r["episode_return"] for r in read_csv(off / "eval.csv")
     ]
+    assert (
+        "q_bias_steps" in read_csv(on / "eval.csv")[0] and "q_bias_steps" not in read_csv(off / "eval.csv")[0]
+    )
     assert_equal_states(agent_state(on), agent_state(off))
+
+
+#: td3's end-to-end run at discount 0.5 (H = 7 of its 50-step evaluation episodes are left unscored), its
+#: evaluations beside training
+TD3_Q_BIAS = e2e_run("td3", ["agent.gamma=0.5", "eval_beside=true"])
+
+
+def test_q_bias_changes_no_result_and_resumes_identically(tmp_path, finished_runs):
+    """td3 with evaluations beside training, diagnostics on and off: the same eval.csv returns, train.csv
+    and final agent, the Q-bias only with them (88 scored steps of two 50-step episodes); stopped at env step
+    250 and resumed: the same eval.csv, Q-bias included."""
+    from iqrl.train import main
+
+    on, off = finished_runs.get(TD3_Q_BIAS), tmp_path / "off"
+    assert main([*layered(TD3_Q_BIAS, ["diagnostics=false"]), f"out={off}"]) == 0
+    rows_on, rows_off = read_csv(on / "eval.csv"), read_csv(off / "eval.csv")
+    assert [r["episode_return"] for r in rows_on] == [r["episode_return"] for r in rows_off]
+    assert not any(k.startswith("q_") for k in rows_off[0])
+    assert [r["q_bias_steps"] for r in rows_on] == ["88"] * 3
+    assert all(
+        float(r["q_bias_mean"]) == pytest.approx(float(r["q_mean"]) - float(r["q_return_mean"]))
+        for r in rows_on
+    )
+    assert train_numbers(on) == train_numbers(off)
+    assert_equal_states(agent_state(on), agent_state(off))
+    assert_resume_matches("td3", tmp_path, finished_runs, reference=TD3_Q_BIAS, stop=250)
 
 
 def test_diagnostics_are_the_same_after_kill_and_resume(tmp_path, finished_runs):
