@@ -87,8 +87,7 @@ class RawObservationAgent(Agent):
     def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
         """The critics' Q [E, n] (dropout critics without dropout: each unit at its expected value); the
         target takes the minimum over its critics."""
-        x = self.learner.critic_input(obs.to(self.device))
-        return self.learner.q(x, action.to(self.device))
+        return self.learner.probe_q(obs.to(self.device), action.to(self.device))
 
     def value_discount(self) -> float:
         """gamma; 1 where the official one-step target bootstraps undiscounted (official_nstep1_gamma_bug)."""

@@ -51,9 +51,7 @@ from iqrl.loop.transfer import load_parts
 from iqrl.runfolder import checkpoints
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import (
-    EVAL_COLUMNS,
-    Q_BIAS_COLUMNS,
-    SUCCESS_COLUMN,
+    eval_columns,
     read_config,
     remove_stale_temp_files,
     write_csv,
@@ -389,10 +387,7 @@ class Trainer:
 
     def _write_logs(self) -> None:
         check_lock(self.run_dir)  # at every episode end: the run folder is still this process's (LostLock)
-        columns = EVAL_COLUMNS + ([SUCCESS_COLUMN] if self.eval_env.has_success else [])
-        columns += [c for c in Q_BIAS_COLUMNS if any(c in r for r in self.eval_rows)]
-        columns += ["task"] if len(self.tasks) > 1 else []
-        write_csv(self.run_dir / "eval.csv", self.eval_rows, columns)
+        write_csv(self.run_dir / "eval.csv", self.eval_rows, eval_columns(self.eval_rows))
         if self.train_rows:
             write_csv(self.run_dir / "train.csv", self.train_rows)
 

@@ -48,6 +48,13 @@ Q_BIAS_COLUMNS = (
     "q_return_mean",
     "q_bias_steps",
 )
+
+
+def eval_columns(rows: list[dict]) -> list[str]:
+    """eval.csv's columns: EVAL_COLUMNS, then success, the Q-bias's and task where the rows have them."""
+    return EVAL_COLUMNS + [c for c in (SUCCESS_COLUMN, *Q_BIAS_COLUMNS, "task") if any(c in r for r in rows)]
+
+
 CHECKPOINT = Path("checkpoint") / "ckpt.pt"
 #: The files of a run folder that hold its results (the checkpoint aside): what analysis/ reads, and all a
 #: copy of a run needs to load as one (the GPU report's committed runs: iqrl/gpu_report/learning.py).
