@@ -51,8 +51,10 @@ Q_BIAS_COLUMNS = (
 
 
 def eval_columns(rows: list[dict]) -> list[str]:
-    """eval.csv's columns: EVAL_COLUMNS, then success, the Q-bias's and task where the rows have them."""
-    return EVAL_COLUMNS + [c for c in (SUCCESS_COLUMN, *Q_BIAS_COLUMNS, "task") if any(c in r for r in rows)]
+    """eval.csv's columns: EVAL_COLUMNS, then success, all the Q-bias's (even where no step was scored) and
+    task where the rows have them."""
+    groups = ([SUCCESS_COLUMN], list(Q_BIAS_COLUMNS), ["task"])
+    return EVAL_COLUMNS + [c for g in groups if any(g[-1] in r for r in rows) for c in g]
 
 
 CHECKPOINT = Path("checkpoint") / "ckpt.pt"
