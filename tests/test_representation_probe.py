@@ -201,3 +201,34 @@ def test_every_agent_with_a_critic_writes_the_q_bias(agent, finished_runs, tmp_p
     row = outcome_row(outcomes, 400, 0.0, False)
     assert row["q_bias_steps"] == sum(lengths)
     assert row["q_bias_mean"] == pytest.approx(row["q_mean"] - row["q_return_mean"])
+
+
+def test_probe_q_reads_each_critic_in_its_return_units():
+    """TD3: both critics [2, n] (the evaluation takes their minimum), discount 1 under the official one-step
+    target; BRO: the mean over its two critics and
+    their quantiles (pessimism 0); SimbaV2: the expected value times the reward divisor, so a divisor twice
+    as large doubles Q; DQN: Q of the action taken, its rewards clipped as its update clips them."""
+    import numpy as np
+
+    from conftest import agent_observations
+
+    rng = np.random.default_rng(0)
+    td3 = build("td3", 0)
+    obs, a = torch.randn(4, 5), torch.rand(4, 2) * 2 - 1
+    q = td3.probe_q(obs, a)
+    assert q.shape == (2, 4) and torch.equal(q, td3.learner.q(obs, a))
+    assert td3.value_discount() == 0.99 and td3.cfg.nstep == 1
+    td3.cfg.official_nstep1_gamma_bug = True  # the official one-step target: undiscounted
+    assert td3.value_discount() == 1.0
+    bro = build("bro", 0)
+    assert torch.allclose(bro.probe_q(obs, a), bro.quantiles(obs, a).mean((0, -1)))
+    simba = build("simbav2", 0)
+    simba.max_abs_return = 10 * simba.cfg.g_max  # the divisor: max(std of G, max|G| / g_max) = 10
+    q10 = simba.probe_q(obs, a)
+    simba.max_abs_return = 20 * simba.cfg.g_max
+    assert float(simba.reward_scale()) == 20 and torch.allclose(simba.probe_q(obs, a), 2 * q10)
+    dqn = build("dqn", 0)
+    x = torch.from_numpy(agent_observations("dqn").sample(rng, 4))
+    taken = torch.tensor([0, 2, 1, 2])
+    assert torch.equal(dqn.probe_q(x, taken), dqn.q(x)[torch.arange(4), taken])
+    assert dqn.value_rewards(np.array([-3.0, 0.5, 2.0])).tolist() == [-1.0, 0.5, 1.0]  # reward_clip 1
