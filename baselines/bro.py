@@ -391,3 +391,9 @@ class BRO(Agent):
             return torch.tanh(self.actor(x)[0])
         mu_o, log_std_o, _, _ = self.optimistic_params(x)
         return tanh_gaussian(mu_o, log_std_o, eps)[0]
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Q [n] as the target reads the critics: mean over quantiles of (Z1 + Z2 - beta_p |Z1 - Z2|) / 2."""
+        z = self.quantiles(obs.to(self.device), action.to(self.device))
+        return self.value(z, -self.cfg.pessimism).mean(-1)

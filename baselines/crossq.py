@@ -272,3 +272,8 @@ class CrossQ(Agent):
         mode (its running statistics)."""
         mu, log_std = self.actor(x)
         return torch.tanh(mu) if eps is None else tanh_gaussian(mu, log_std, eps)[0]
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Q [K, n] of the critics on their running statistics (evaluation mode, as between updates)."""
+        return self.critic(torch.cat([obs.to(self.device), action.to(self.device)], -1))

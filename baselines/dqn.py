@@ -235,6 +235,16 @@ class DQN(Agent):
         action = self.q(x).argmax(-1)
         return action if explores is None else torch.where(explores, random, action)
 
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Q(s, a) [n] of the online network at the action indices taken."""
+        return self.q(obs.to(self.device)).gather(-1, action.to(self.device).long()[:, None]).squeeze(-1)
+
+    def value_rewards(self, rewards: np.ndarray) -> np.ndarray:
+        """The rewards clipped to [-reward_clip, reward_clip] as the update clips them (0: unclipped)."""
+        c = self.cfg.reward_clip
+        return np.clip(rewards, -c, c) if c else rewards
+
     # ------------------------------------------------------------------ the update
     @torch.no_grad()
     def td_target(self, ret: Tensor, discount: Tensor, next_obs: Tensor) -> Tensor:

@@ -82,3 +82,14 @@ class RawObservationAgent(Agent):
         draws = self.learner.act_draws(x.shape[:1] if pixels else x.shape[:-1], explore)
         a = self.updater.act(self.learner.act, x, **draws)
         return (a[0] if single else a).numpy()
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """The critics' Q [E, n] (dropout critics without dropout: each unit at its expected value); the
+        target takes the minimum over its critics."""
+        return self.learner.probe_q(obs.to(self.device), action.to(self.device))
+
+    def value_discount(self) -> float:
+        """gamma; 1 where the official one-step target bootstraps undiscounted (official_nstep1_gamma_bug)."""
+        c = self.cfg
+        return 1.0 if c.official_nstep1_gamma_bug and c.nstep == 1 else c.gamma

@@ -321,3 +321,10 @@ class SimbaV2(Agent):
         """tanh(u), u = mu(s) + sigma(s) eps with the draw eps, else tanh(mu(s)) (s normalised)."""
         mu, log_std = self.actor(self.normalize(x))
         return torch.tanh(mu) if eps is None else tanh_gaussian(mu, log_std, eps)[0]
+
+    @torch.no_grad()
+    def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
+        """The critics' expected values [K, n] times the current reward divisor: Q in the env's reward units
+        (the critics learn returns of rewards divided by `reward_scale`)."""
+        logits = self.logits(self.normalize(obs.to(self.device)), action.to(self.device))
+        return self.q(logits) * self.reward_scale()

@@ -28,6 +28,7 @@ from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.schedule import UpdateSchedule
 from iqrl.core.spaces import ActionSpec
+from iqrl.runfolder.files import Q_BIAS_COLUMNS
 
 from agent_helpers import assert_resume_matches, updates_to_step_every_optimizer
 from conftest import (
@@ -188,7 +189,8 @@ def test_agent_writes_complete_run_folder(agent, request, finished_runs):
     assert cfg["meta"]["replay_capacity"] == (build(agent, 0).spec.replay_capacity or 0)
     assert cfg["meta"].get("discrete_actions", False) == action_spec(agent).is_discrete
     ev = read_csv(out / "eval.csv")
-    assert list(ev[0]) == EVAL_COLS + ["success"] * action_spec(agent).is_discrete  # (MiniGrid's success)
+    q_bias = list(Q_BIAS_COLUMNS) * (type(build(agent, 0)).probe_q is not Agent.probe_q)  # with a critic
+    assert list(ev[0]) == EVAL_COLS + ["success"] * action_spec(agent).is_discrete + q_bias  # (MiniGrid's)
     # step 0, every 200, and the end (MiniGrid's episodes end early at the goal: the first episode end after)
     due = [0, 200, 400]
     late = 100 * action_spec(agent).is_discrete  # MiniGrid's Empty-5x5 episodes: <= 100 steps

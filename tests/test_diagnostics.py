@@ -184,10 +184,32 @@ def test_prediction_error_of_identity_and_opposite_models():
 
 
 def test_q_bias_against_a_hand_computed_discounted_sum():
-    from iqrl.core.diagnostics import discounted_returns, q_bias
+    """gamma 0.1 (tail horizon H = 2): an episode cut at its time limit scores the steps with >= 2 steps
+    left, one that terminated scores every step; the episodes' scored steps pooled."""
+    from iqrl.core.diagnostics import discounted_returns, q_bias, scored_steps, tail_horizon
 
-    r = torch.tensor([1.0, 0.0, 2.0])
-    # gamma 0.5: G_2 = 2, G_1 = 0 + 0.5 * 2 = 1, G_0 = 1 + 0.5 * 1 = 1.5
-    assert discounted_returns(r, 0.5).tolist() == [1.5, 1.0, 2.0]
-    m = q_bias(torch.tensor([2.5, 1.0, 1.0]), r, 0.5)  # biases 1, 0, -1
-    assert m["q_bias_mean"] == pytest.approx(0.0) and m["q_bias_std"] == pytest.approx((2 / 3) ** 0.5)
+    r = torch.tensor([1.0, 0.0, 2.0, 4.0])
+    # G_3 = 4, G_2 = 2 + 0.1 * 4 = 2.4, G_1 = 0 + 0.1 * 2.4 = 0.24, G_0 = 1 + 0.1 * 0.24 = 1.024
+    assert discounted_returns(r, 0.1).tolist() == pytest.approx([1.024, 0.24, 2.4, 4.0])
+    assert [tail_horizon(g) for g in (0.1, 0.5, 0.99, 1.0)] == [
+        2,
+        7,
+        459,
+        float("inf"),
+    ]  # 0.5^7 < 0.01 < 0.5^6
+    q = torch.tensor([2.024, 0.24, 1.4, 9.0], dtype=torch.float64)  # biases 1, 0, -1, 5
+    cut = q_bias([q], [r], 0.1, [False])  # steps 0..2 scored: 4 - t >= 2
+    assert cut["q_bias_steps"] == 3 and cut["q_bias_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert cut["q_bias_std"] == pytest.approx((2 / 3) ** 0.5)
+    assert cut["q_mean"] == pytest.approx(3.664 / 3) and cut["q_return_mean"] == pytest.approx(3.664 / 3)
+    assert cut["q_bias_norm_std"] == pytest.approx((2 / 3) ** 0.5 / (3.664 / 3))  # REDQ: over |mean G|
+    ended = q_bias([q], [r], 0.1, [True])  # every step: biases 1, 0, -1, 5
+    assert ended["q_bias_steps"] == 4 and ended["q_bias_mean"] == pytest.approx(1.25)
+    pooled = q_bias([q, torch.tensor([1.0])], [r, torch.tensor([3.0])], 0.1, [False, True])
+    assert pooled["q_bias_mean"] == pytest.approx(-0.5) and pooled["q_bias_std"] == pytest.approx(1.25**0.5)
+    # one step left of a cut episode (< H), and gamma 1 (no horizon is enough): nothing scored
+    assert q_bias([q[:1]], [r[:1]], 0.1, [False]) == {"q_bias_steps": 0}
+    assert q_bias([q], [r], 1.0, [False]) == {"q_bias_steps": 0}
+    assert q_bias([q], [r], 1.0, [True])["q_return_mean"] == pytest.approx((7 + 6 + 6 + 4) / 4)
+    # docs/diagnostics.md: of 500 agent steps cut by time at gamma 0.99, the first 42 are scored
+    assert len(scored_steps(torch.zeros(500), torch.zeros(500), 0.99, False)[0]) == 500 - 459 + 1 == 42

@@ -7,18 +7,21 @@ rounding of batched kernels (MPPI, which samples while evaluating, draws other n
 
 from __future__ import annotations
 
+import copy
 from dataclasses import fields
 
 import numpy as np
 import pytest
 import torch
+from test_eval_beside import assert_equal_states
 
 from iqrl.config.build import build_config
+from iqrl.core.interface import Agent
 from iqrl.core.registry import config_class, make_agent
 from iqrl.core.spaces import ActionSpec
 from iqrl.envs.dmc import DMCEnv
 from iqrl.envs.make import Observation, make_env
-from iqrl.loop.evaluation import eval_batch, eval_episode
+from iqrl.loop.evaluation import eval_batch, eval_episode, outcome_row
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
@@ -76,6 +79,30 @@ def test_batched_returns_equal_the_sequential_loop(agent, request):
     assert state[2:] == expected_state[2:]
 
 
+@pytest.mark.registry
+@pytest.mark.computes
+def test_probing_q_changes_no_evaluation_and_no_state(agent, request):
+    """Batched episodes with the Q probe (run key diagnostics) and without: the same returns bit for bit and
+    the same agent state after them (networks, statistics, generators); an agent with a critic records a
+    finite Q at every step, one without none."""
+    if not acts_in_boxes(agent):
+        pytest.skip(f"{agent} acts in discrete spaces only: the MiniGrid test of this module")
+    render_for(agent, request)
+    model = _agent(agent, sampling_off(agent))
+    before = copy.deepcopy(model.state_dict())
+    probed = eval_batch([cartpole(agent) for _ in range(2)], model, probe=True)
+    after = copy.deepcopy(model.state_dict())
+    model.load_state_dict(before)
+    plain = eval_batch([cartpole(agent) for _ in range(2)], model)
+    assert [o.ret for o in probed] == [o.ret for o in plain]
+    assert_equal_states(after, model.state_dict())
+    if type(model).probe_q is Agent.probe_q:
+        assert [o.trace for o in probed] == [None, None]
+        return
+    for o in probed:
+        assert len(o.trace.q) == len(o.trace.rewards) == 50 and np.isfinite(o.trace.q).all()
+
+
 def test_on_frame_follows_env_zero_only():
     agent = _agent("td3")
     envs = [DMCEnv("cartpole-balance", 7, 2, 100) for _ in range(2)]
@@ -113,9 +140,66 @@ def test_batched_episodes_of_integer_actions_equal_the_sequential_loop():
     agent = make_agent(cfg.agent, 147, ActionSpec.discrete(7), torch.device("cpu"), 0)
     task = "minigrid:MiniGrid-DoorKey-5x5-v0"
     sequential_env = make_env(task, 7, 1, 60)
-    expected = [eval_episode(sequential_env, agent) for _ in range(3)]
+    expected = [eval_episode(sequential_env, agent, probe=True) for _ in range(3)]
     envs = [make_env(task, 7, 1, 60) for _ in range(3)]
-    assert eval_batch(envs, agent) == expected
+    batched = eval_batch(envs, agent, probe=True)
+    assert [o[:2] for o in batched] == [o[:2] for o in expected]
+    for a, b in zip(batched, expected):  # Q of the int64 actions taken, the rewards of the episode
+        np.testing.assert_allclose(a.trace.q, b.trace.q, rtol=1e-6)
+        assert (
+            a.trace.rewards.tolist() == b.trace.rewards.tolist() and a.trace.terminated == b.trace.terminated
+        )
     assert envs[0].get_state() == sequential_env.get_state()
     layouts = {e._env.grid.encode().tobytes() for e in envs}
     assert len(layouts) == 3  # three different rooms, not one repeated
+
+
+class ConstantCritic:
+    """An agent that acts with zeros and whose two critics say Q = 3 and Q = 4 everywhere, discount 0.5."""
+
+    device = torch.device("cpu")
+
+    def on_episode_start(self, training: bool) -> None:
+        pass
+
+    def act(self, obs, explore: bool):
+        return np.zeros((*np.shape(obs)[:-1], 1), np.float32)
+
+    def probe_q(self, obs, action):
+        return torch.tensor([[3.0], [4.0]]).expand(2, len(obs))
+
+    def value_discount(self) -> float:
+        return 0.5
+
+    def value_rewards(self, rewards):
+        return rewards
+
+
+def test_q_bias_of_evaluation_episodes_against_their_rewards():
+    """Two cut episodes of 50 agent steps (cartpole, 100 env steps at action repeat 2), sequential and side by
+    side: Q = min(3, 4) = 3 at each step, G_t summed by hand from the episodes' rewards, scored at the
+    50 - 7 + 1 = 44 steps with >= H = 7 steps left (0.5^7 < 1%); no probe, no QTrace."""
+    agent = ConstantCritic()
+    sequential_env = DMCEnv("cartpole-balance", 7, 2, 100)
+    plain = [eval_episode(sequential_env, agent) for _ in range(2)]
+    assert [o.trace for o in plain] == [None, None]
+    sequential_env = DMCEnv("cartpole-balance", 7, 2, 100)
+    sequential = [eval_episode(sequential_env, agent, probe=True) for _ in range(2)]
+    batched = eval_batch([DMCEnv("cartpole-balance", 7, 2, 100) for _ in range(2)], agent, probe=True)
+    returns = []
+    for a, b, p in zip(sequential, batched, plain):
+        assert a.ret == b.ret == p.ret and a.trace.q.tolist() == b.trace.q.tolist() == [3.0] * 50
+        assert a.trace.rewards.tolist() == b.trace.rewards.tolist() and not a.trace.terminated
+        assert sum(a.trace.rewards) == pytest.approx(a.ret)
+        g, following = [], 0.0
+        for r in reversed(a.trace.rewards.tolist()):
+            following = r + 0.5 * following
+            g.insert(0, following)
+        returns += g[:44]
+    row = outcome_row(batched, 100, 1.0, False)
+    assert row["q_bias_steps"] == 88 and row["q_mean"] == 3.0
+    assert row["q_return_mean"] == pytest.approx(np.mean(returns))
+    assert row["q_bias_mean"] == pytest.approx(3.0 - np.mean(returns))
+    assert row["q_bias_std"] == pytest.approx(np.std(returns))
+    assert row["q_bias_norm_mean"] == pytest.approx((3.0 - np.mean(returns)) / abs(np.mean(returns)))
+    assert "q_bias_mean" not in outcome_row(plain, 100, 1.0, False)

@@ -537,6 +537,7 @@ def test_cli_seeds_match_plain_single_seed_runs(tmp_path, finished_runs):
                 g.keys() == p.keys() and g["env_step"] == p["env_step"] and g["n_episodes"] == p["n_episodes"]
             )
             assert float(g["episode_return"]) == pytest.approx(float(p["episode_return"]), rel=1e-5)
+            assert g["q_bias_steps"] == p["q_bias_steps"] != ""  # each seed's Q-bias, as its own run's
         # After 100 updates the returns of the vectorised and the plain update differ by float rounding that
         # the policy amplifies by an amount no tolerance bounds on every machine: the learning itself is
         # pinned update by update (test_group_update_matches_the_plain_update_of_each_seed); here the same

@@ -98,6 +98,10 @@ def test_separate_heads_step_each_tasks_learner_on_its_block_and_act_with_the_ro
     z = torch.randn(3, 4)
     acts = heads.act(with_task(z, torch.tensor([1, 0, 1])), **heads.act_draws((3,), explore=False))
     assert torch.allclose(acts, torch.stack([alone[t].act(z[i]) for i, t in enumerate((1, 0, 1))]))
+    # the Q-bias's probe: each row's own task's critics
+    q = heads.probe_q(with_task(z, torch.tensor([1, 0, 1])), acts)
+    expected = [alone[t].q(z[i : i + 1], acts[i : i + 1])[:, 0] for i, t in enumerate((1, 0, 1))]
+    assert q.shape == (2, 3) and torch.allclose(q, torch.stack(expected, 1))
     # a batch of task 0's block, then task 1's (MultiTaskReplay's layout): each learner steps on its block
     z, a, ret = torch.randn(6, 4), torch.rand(6, 2), torch.randn(6)
     task = torch.tensor([0, 0, 0, 1, 1, 1])
@@ -127,6 +131,7 @@ def test_a_multi_task_run_evaluates_every_task_and_resumes_bit_identically(tmp_p
     assert open_episode(parted)["task"] == 1
     assert main(tiny_argv("iqrl", parted, steps=1000, extra=extra)) == EXIT_OK
     rows = read_csv(whole / "eval.csv")
+    assert all(r["q_bias_steps"] != "" for r in rows)  # each task's Q-bias
     assert [(r["env_step"], r["task"]) for r in rows] == [
         (str(step), task) for step in (0, 400, 800, 1000) for task in ("cartpole-balance", "cartpole-swingup")
     ]

@@ -12,7 +12,7 @@ from iqrl.core.interface import Agent
 from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, probe_latent, probe_windows, units
 
 from agent_helpers import assert_resume_matches
-from conftest import e2e_run
+from conftest import e2e_run, layered
 from test_train import read_csv
 
 #: The columns the switch adds (besides the iQRL paper's latent rank and active codebook).
@@ -49,7 +49,36 @@ def test_diagnostics_on_or_off_leave_training_bit_identical(agent, tmp_path, fin
     assert [r["episode_return"] for r in read_csv(on / "eval.csv")] == [
         r["episode_return"] for r in read_csv(off / "eval.csv")
     ]
+    assert (
+        "q_bias_steps" in read_csv(on / "eval.csv")[0] and "q_bias_steps" not in read_csv(off / "eval.csv")[0]
+    )
     assert_equal_states(agent_state(on), agent_state(off))
+
+
+#: td3's end-to-end run at discount 0.5 (H = 7 of its 50-step evaluation episodes are left unscored), its
+#: evaluations beside training
+TD3_Q_BIAS = e2e_run("td3", ["agent.gamma=0.5", "eval_beside=true"])
+
+
+def test_q_bias_changes_no_result_and_resumes_identically(tmp_path, finished_runs):
+    """td3 with evaluations beside training, diagnostics on and off: the same eval.csv returns, train.csv
+    and final agent, the Q-bias only with them (88 scored steps of two 50-step episodes); stopped at env step
+    250 and resumed: the same eval.csv, Q-bias included."""
+    from iqrl.train import main
+
+    on, off = finished_runs.get(TD3_Q_BIAS), tmp_path / "off"
+    assert main([*layered(TD3_Q_BIAS, ["diagnostics=false"]), f"out={off}"]) == 0
+    rows_on, rows_off = read_csv(on / "eval.csv"), read_csv(off / "eval.csv")
+    assert [r["episode_return"] for r in rows_on] == [r["episode_return"] for r in rows_off]
+    assert not any(k.startswith("q_") for k in rows_off[0])
+    assert [r["q_bias_steps"] for r in rows_on] == ["88"] * 3
+    assert all(
+        float(r["q_bias_mean"]) == pytest.approx(float(r["q_mean"]) - float(r["q_return_mean"]))
+        for r in rows_on
+    )
+    assert train_numbers(on) == train_numbers(off)
+    assert_equal_states(agent_state(on), agent_state(off))
+    assert_resume_matches("td3", tmp_path, finished_runs, reference=TD3_Q_BIAS, stop=250)
 
 
 def test_diagnostics_are_the_same_after_kill_and_resume(tmp_path, finished_runs):
@@ -225,3 +254,67 @@ def test_a_shared_activation_counts_each_of_its_calls_as_a_layer():
     assert [h.shape[-1] for h in outputs] == [4, 3]
     assert dormant_columns("critic", outputs)["critic_dormant_tau0"] == pytest.approx(3 / 7)
     assert outputs_outside(seen, {relu}) == []
+
+
+@pytest.mark.registry
+@pytest.mark.computes
+def test_every_agent_with_a_critic_writes_the_q_bias(agent, finished_runs, tmp_path):
+    """The end-to-end run's eval.csv has the Q-bias columns exactly for an agent that overrides probe_q (its
+    50-step cartpole episodes, cut by time, are shorter than gamma 0.99's H = 459: no step scored, where
+    the MiniGrid room's terminated episodes score every step). Its final agent evaluated again at discount
+    0.5 (H = 7): the bias over the steps the rule scores is the mean Q less the mean return."""
+    from iqrl.config.build import build_config
+    from iqrl.core.diagnostics import tail_horizon
+    from iqrl.loop.evaluation import eval_returns, outcome_row
+    from iqrl.loop.trainer import Trainer
+
+    argv = e2e_run(agent)
+    run = finished_runs.copy(argv, tmp_path / "run")
+    rows = read_csv(run / "eval.csv")
+    if not overrides(build(agent, 0), "probe_q"):
+        assert not any(k.startswith("q_") for k in rows[0])
+        return
+    assert all(r["q_bias_steps"] != "" for r in rows)
+    t = Trainer(build_config([*argv, f"out={run}"]))
+    try:
+        assert t.try_resume()
+        t.agent.value_discount = lambda: 0.5
+        outcomes = eval_returns(t.eval_envs(0), t.agent, 2, False, probe=True)
+    finally:
+        t.close()
+    lengths = [len(o.trace.q) if o.trace.terminated else max(0, len(o.trace.q) - 6) for o in outcomes]
+    assert tail_horizon(0.5) == 7 and sum(lengths) > 0
+    row = outcome_row(outcomes, 400, 0.0, False)
+    assert row["q_bias_steps"] == sum(lengths)
+    assert row["q_bias_mean"] == pytest.approx(row["q_mean"] - row["q_return_mean"])
+
+
+def test_probe_q_reads_each_critic_in_its_return_units():
+    """TD3: both critics [2, n] (the evaluation takes their minimum), discount 1 under the official one-step
+    target; BRO: the mean over its two critics and
+    their quantiles (pessimism 0); SimbaV2: the expected value times the reward divisor, so a divisor twice
+    as large doubles Q; DQN: Q of the action taken, its rewards clipped as its update clips them."""
+    import numpy as np
+
+    from conftest import agent_observations
+
+    rng = np.random.default_rng(0)
+    td3 = build("td3", 0)
+    obs, a = torch.randn(4, 5), torch.rand(4, 2) * 2 - 1
+    q = td3.probe_q(obs, a)
+    assert q.shape == (2, 4) and torch.equal(q, td3.learner.q(obs, a))
+    assert td3.value_discount() == 0.99 and td3.cfg.nstep == 1
+    td3.cfg.official_nstep1_gamma_bug = True  # the official one-step target: undiscounted
+    assert td3.value_discount() == 1.0
+    bro = build("bro", 0)
+    assert torch.allclose(bro.probe_q(obs, a), bro.quantiles(obs, a).mean((0, -1)))
+    simba = build("simbav2", 0)
+    simba.max_abs_return = 10 * simba.cfg.g_max  # the divisor: max(std of G, max|G| / g_max) = 10
+    q10 = simba.probe_q(obs, a)
+    simba.max_abs_return = 20 * simba.cfg.g_max
+    assert float(simba.reward_scale()) == 20 and torch.allclose(simba.probe_q(obs, a), 2 * q10)
+    dqn = build("dqn", 0)
+    x = torch.from_numpy(agent_observations("dqn").sample(rng, 4))
+    taken = torch.tensor([0, 2, 1, 2])
+    assert torch.equal(dqn.probe_q(x, taken), dqn.q(x)[torch.arange(4), taken])
+    assert dqn.value_rewards(np.array([-3.0, 0.5, 2.0])).tolist() == [-1.0, 0.5, 1.0]  # reward_clip 1

@@ -39,9 +39,9 @@ def endless(*args):
     while True:
         evaluate(*args)
 
-def evaluating(envs, agent, episodes, batched, on_frame=None):
+def evaluating(envs, agent, episodes, batched, on_frame=None, probe=False):
     run = endless if agent.evaluating_at == 200 else evaluate
-    return run(envs, agent, episodes, batched)
+    return run(envs, agent, episodes, batched, on_frame, probe)
 
 def waiting(self, agent):
     if self.env_step == 200:
@@ -50,9 +50,9 @@ def waiting(self, agent):
 
 start = beside.EvaluationBeside.__init__
 
-def init(self, agent, envs, episodes, batched, env_step):
+def init(self, agent, envs, episodes, batched, env_step, probe=False):
     agent.evaluating_at = env_step  # copied into the snapshot
-    start(self, agent, envs, episodes, batched, env_step)
+    start(self, agent, envs, episodes, batched, env_step, probe)
 
 beside.eval_returns = evaluating
 beside.EvaluationBeside.result, beside.EvaluationBeside.__init__ = waiting, init

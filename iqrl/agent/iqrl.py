@@ -396,7 +396,7 @@ class IQRL(Agent):
     def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
         z = self.encode(obs.to(self.device))
         z = z if self.num_tasks == 1 else with_task(z, self.task)
-        return self.learner.q(z, self.actions(action))
+        return self.learner.probe_q(z, self.actions(action))
 
     @torch.no_grad()
     def probe_actor(self, obs: Tensor) -> Tensor:

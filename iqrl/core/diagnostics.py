@@ -24,11 +24,18 @@ Codebook perplexity: per group, exp of the entropy of its code usage over the n 
 are used equally often, 1 when one code takes every sample.
 k-step latent prediction error: for predicted latents and targets [H, n, D], per step k the mean over n of
 the cosine distance 1 - cos(pred, target) and the mean squared error over n and D.
-Q-bias: Q(s_t, a_t) minus the discounted return that followed, G_t = sum_{j >= t} gamma^(j - t) r_j (to the
-end of the recorded episode, without bootstrap), mean and std over t (Fujimoto et al. 2018, fig. 1).
+Q-bias (Fujimoto et al. 2018, fig. 1; Chen et al. 2021, REDQ, fig. 2): on evaluation episodes, Q(s_t, a_t)
+minus the discounted return that followed, G_t = sum_{j >= t} gamma^(j - t) r_j (to the end of the recorded
+episode, without bootstrap). An episode cut at its time limit misses the rewards after its end, whose weight
+in G_t is gamma^(T - t) of a full continuation: only the steps with at least H = ceil(log 0.01 / log gamma)
+steps left are scored (that weight at most 1%; all of them when gamma = 1 leaves none), every step of an
+episode that ended by termination. Over the scored steps of all the episodes: the mean and std (population)
+of the bias, REDQ's normalised bias (the bias over |mean G_t|: mean and std), the mean Q and G_t, their count.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -37,6 +44,8 @@ RANK_TOLERANCES = (1e-1, 1e-2, 1e-3)
 PAPER_TOLERANCE = 1e-2
 SRANK_DELTA = 0.01  # Kumar et al. 2021
 DORMANT_TAUS = (0.0, 0.1)  # Sokar et al. 2023: exactly silent, and the paper's threshold
+#: The largest weight of the rewards after a cut episode's end in a scored step's return (Q-bias).
+TAIL_WEIGHT = 0.01
 
 
 def singular_values(z: Tensor) -> Tensor:
@@ -181,7 +190,32 @@ def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
     return g
 
 
-def q_bias(q: Tensor, rewards: Tensor, gamma: float) -> dict[str, float]:
-    """Q(s_t, a_t) [T] of one episode against its discounted returns: q_bias_mean, q_bias_std (population)."""
-    bias = q.double() - discounted_returns(rewards, gamma)
-    return {"q_bias_mean": float(bias.mean()), "q_bias_std": float(bias.std(unbiased=False))}
+def tail_horizon(gamma: float, weight: float = TAIL_WEIGHT) -> float:
+    """H = ceil(log(weight) / log(gamma)), the fewest steps with gamma^H <= weight; inf for gamma = 1."""
+    if gamma >= 1:
+        return math.inf
+    return math.ceil(math.log(weight) / math.log(gamma) - 1e-9)  # 1e-9: an exact power is not rounded up
+
+
+def scored_steps(q: Tensor, rewards: Tensor, gamma: float, terminated: bool) -> tuple[Tensor, Tensor]:
+    """(Q_t, G_t) of one episode's scored steps: every step when it ended by termination, else the steps t
+    with T - t >= H left (`tail_horizon`)."""
+    g = discounted_returns(rewards, gamma)
+    keep = len(g) if terminated else int(max(0, len(g) - tail_horizon(gamma) + 1))
+    return q.double()[:keep], g[:keep]
+
+
+def q_bias(q: list[Tensor], rewards: list[Tensor], gamma: float, terminated: list[bool]) -> dict[str, float]:
+    """Episodes' Q(s_t, a_t) and rewards ([T_i] each) and whether each ended by termination -> q_bias_mean,
+    q_bias_std, q_bias_norm_mean, q_bias_norm_std, q_mean, q_return_mean over their scored steps, and
+    q_bias_steps their count (alone when no step is scored)."""
+    scored = [scored_steps(qi, ri, gamma, ti) for qi, ri, ti in zip(q, rewards, terminated, strict=True)]
+    none = torch.zeros(0, dtype=torch.float64)
+    qs, gs = (torch.cat([none, *(s[k] for s in scored)]) for k in (0, 1))
+    if len(qs) == 0:
+        return {"q_bias_steps": 0}
+    bias, scale = qs - gs, float(gs.mean().abs())
+    out = {"q_bias_mean": float(bias.mean()), "q_bias_std": float(bias.std(unbiased=False))}
+    if scale > 0:
+        out |= {"q_bias_norm_mean": out["q_bias_mean"] / scale, "q_bias_norm_std": out["q_bias_std"] / scale}
+    return out | {"q_mean": float(qs.mean()), "q_return_mean": float(gs.mean()), "q_bias_steps": len(qs)}

@@ -37,7 +37,9 @@ The trainer, sweeps and analysis know an agent only through this interface:
   they exist; `probe_q(obs, action)` (the online critic's Q) and `predict_latents(obs, action)` (the latent
   model's k-step predictions beside their targets) for the representation diagnostics, where the agent has a
   critic on its latent and a latent model, and `probe_actor(obs)` (the online actor's deterministic action)
-  where it has an actor on its latent (iqrl/loop/latent_probe.py); `exploration_sigma` (the current
+  where it has an actor on its latent (iqrl/loop/latent_probe.py); with `probe_q`, `value_discount()` and
+  `value_rewards(r)` (the discount and the rewards the critic's returns are made of) for the Q-bias of
+  evaluation episodes (iqrl/loop/evaluation.py); `exploration_sigma` (the current
   exploration std, for train.csv) where the agent has one.
 
 Every agent's config dataclass derives from `AgentConfig` (the keys all agents share); one built from shared
@@ -503,14 +505,28 @@ class Agent(abc.ABC):
         return None
 
     def probe_q(self, obs: Tensor, action: Tensor) -> Tensor | None:
-        """Q(obs, action) of the online critics [.., n], for the diagnostics (its dormant units); None for
-        an agent without a critic on its latent."""
+        """Q(obs, action) of the online critics for the diagnostics: a pure forward (no draw, no change of a
+        network's mode or statistics) of obs [n, ...] and actions [n, ...] as the replay stores them, in the
+        agent's return units (a distribution's expected value, any reward scale undone): [E, n] for an
+        ensemble E whose bootstrap target takes the minimum over its members, else [n] (the ensemble reduced
+        as the target reduces it). None for an agent without a critic. The critic's dormant units are those
+        that run in it (train.csv), and the Q-bias of evaluation episodes reads its values (eval.csv)."""
         return None
 
     def probe_actor(self, obs: Tensor) -> Tensor | None:
         """The online actor's deterministic action [n, A] (its evaluation mean, no draws) at obs, for the
         diagnostics (its dormant units); None for an agent without an actor on its latent."""
         return None
+
+    def value_discount(self) -> float:
+        """The per-step discount gamma of the returns the critic estimates (an n-step target discounts n steps
+        by gamma^n: the same gamma per step)."""
+        return self.cfg.gamma
+
+    def value_rewards(self, rewards: np.ndarray) -> np.ndarray:
+        """An episode's rewards as the critic's targets sum them: the env's, unless the agent transforms them
+        (clips them) before its update."""
+        return rewards
 
     def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor] | None:
         """Windows obs [n, L+1, ...] and action [n, L] -> the latent model's open-loop predictions of the

@@ -223,6 +223,12 @@ class CriticEnsembleLearner(nn.Module, abc.ABC):
         xa = torch.cat([x, a], -1)
         return (net(xa, members) if masks is None else net(xa, members, masks)).squeeze(-1).float()
 
+    @torch.no_grad()
+    def probe_q(self, x: Tensor, a: Tensor) -> Tensor:
+        """Q [E, B] of the online critics at inputs x (through the encoder, if any) and actions a, without
+        dropout (`Agent.probe_q`)."""
+        return self.q(self.critic_input(x), a)
+
     @abc.abstractmethod
     def target_draws(self, batch_size: int) -> dict[str, Tensor]:
         """The random draws of `td_target` for a batch of `batch_size`, by keyword."""

@@ -141,6 +141,12 @@ class PerTaskLearners(nn.Module):
         index = task[None, ..., None].expand(1, *actions.shape[1:])
         return actions.gather(0, index).squeeze(0)
 
+    def probe_q(self, x: Tensor, a: Tensor) -> Tensor:
+        """Q [E, B] of each row's own task's critics (every task's run on every row, as `act`)."""
+        x, task = split_task(x)
+        q = torch.stack([learner.probe_q(x, a) for learner in self.learners])  # [T, E, B]
+        return q.gather(0, task[None, None].expand(1, *q.shape[1:])).squeeze(0)
+
     def update(
         self, u: Updater, x: Tensor, action: Tensor, ret: Tensor, discount: Tensor, x_next: Tensor
     ) -> dict:

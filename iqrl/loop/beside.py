@@ -36,9 +36,9 @@ class Stopped(Exception):
 
 class EvaluationBeside:
     """One evaluation under way in its own thread: `eval_returns` of a snapshot of `agent` in `envs`, the
-    evaluation due at `env_step`."""
+    evaluation due at `env_step` (with `probe`, the Q-bias's data)."""
 
-    def __init__(self, agent, envs: list, episodes: int, batched: bool, env_step: int):
+    def __init__(self, agent, envs: list, episodes: int, batched: bool, env_step: int, probe: bool = False):
         self.env_step = env_step
         # a plain updater for the copy: acting is eager there, and the copy holds no compiled function
         self.snapshot = agent.snapshot()
@@ -58,14 +58,14 @@ class EvaluationBeside:
 
         self.snapshot.act = act_unless_stopped  # the copy's own: the agent acts as before
         self.thread = threading.Thread(
-            target=self._evaluate, args=(envs, episodes, batched), name="evaluation", daemon=True
+            target=self._evaluate, args=(envs, episodes, batched, probe), name="evaluation", daemon=True
         )
         self.thread.start()
 
-    def _evaluate(self, envs: list, episodes: int, batched: bool) -> None:
+    def _evaluate(self, envs: list, episodes: int, batched: bool, probe: bool) -> None:
         try:
             with self.snapshot.evaluating():
-                self.outcomes = eval_returns(envs, self.snapshot, episodes, batched)
+                self.outcomes = eval_returns(envs, self.snapshot, episodes, batched, probe=probe)
         except BaseException as e:  # raised in the loop's thread, by `result`
             self.error = e
         self.ended = time.time()

@@ -1,8 +1,12 @@
 """Deterministic evaluation episodes: one at a time, or several side by side with one `act` per step and
 their envs stepped together (iqrl/envs/batch.py: DMC physics side by side on threads where it pays).
 
-It imports numpy and the envs' batch: envs and agents come in as arguments (iqrl/envs/make.py, the agent
-interface).
+With `probe` (run key `diagnostics`), each episode also records the Q-bias's data: Q(s_t, a_t) of the action
+taken (`Agent.probe_q`, one batched forward per step beside the `act` call, which changes no action and no
+stream), and the rewards as the critic sums them; `outcome_row` scores it (iqrl/core/diagnostics.py, q_bias).
+
+It imports numpy, torch and the envs' batch: envs and agents come in as arguments (iqrl/envs/make.py, the
+agent interface).
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
+from iqrl.core.diagnostics import q_bias
 from iqrl.envs.batch import EnvBatch
 from iqrl.runfolder.files import SUCCESS_COLUMN
 
@@ -21,31 +27,68 @@ def step_seed(seed: int, env_step: int) -> int:
     return int(np.random.SeedSequence([seed, env_step]).generate_state(1)[0])
 
 
+class QTrace(NamedTuple):
+    """An evaluation episode's Q(s_t, a_t) [T] of the actions taken, its rewards [T] as the critic sums them
+    (`Agent.value_rewards`), the critic's discount, and whether it ended by termination (not by time)."""
+
+    q: np.ndarray
+    rewards: np.ndarray
+    gamma: float
+    terminated: bool
+
+
 class Outcome(NamedTuple):
-    """An evaluation episode's return, and whether the task reported success at any step (DC-MPC's
-    episode success: utils/evaluate.py at cc2a33a; always False on suites without success)."""
+    """An evaluation episode's return, whether the task reported success at any step (DC-MPC's episode
+    success: utils/evaluate.py at cc2a33a; always False on suites without success), and with `probe` its
+    Q-bias's data (None without, or for an agent without a critic)."""
 
     ret: float
     success: bool
+    trace: QTrace | None = None
 
 
-def eval_episode(env, agent, on_frame=None) -> Outcome:
-    """One deterministic evaluation episode; its outcome. `on_frame()` is called after the reset and after
-    every step (videos record frames there)."""
+def probe_q(agent, obs: np.ndarray, actions: np.ndarray) -> np.ndarray | None:
+    """Q(s, a) [n] of observations [n, ...] and the actions taken [n, ...]: `Agent.probe_q`, an ensemble's
+    [E, n] reduced by its minimum (the target's); None for an agent without a critic."""
+    device = agent.device
+    q = agent.probe_q(torch.as_tensor(obs, device=device), torch.as_tensor(actions, device=device))
+    if q is None:
+        return None
+    q = q.reshape(-1, q.shape[-1]).amin(0) if q.dim() > 1 else q
+    return q.double().cpu().numpy()
+
+
+def trace(agent, q: list, rewards: list, terminated: bool) -> QTrace | None:
+    """The episode's QTrace from its per-step Q values (None where the agent has no critic) and rewards."""
+    if not q or q[0] is None:
+        return None
+    r = agent.value_rewards(np.asarray(rewards, dtype=np.float64))
+    return QTrace(np.asarray(q, dtype=np.float64), r, float(agent.value_discount()), bool(terminated))
+
+
+def eval_episode(env, agent, on_frame=None, probe: bool = False) -> Outcome:
+    """One deterministic evaluation episode; its outcome (with `probe`, its QTrace). `on_frame()` is called
+    after the reset and after every step (videos record frames there)."""
     obs, total, done, success = env.reset(), 0.0, False, False
+    q, rewards, terminated = [], [], False
     agent.on_episode_start(training=False)
     while True:
         if on_frame is not None:
             on_frame()
         if done:
-            return Outcome(total, success)
-        step = env.step(agent.act(obs, explore=False))
+            return Outcome(total, success, trace(agent, q, rewards, terminated) if probe else None)
+        action = agent.act(obs, explore=False)
+        if probe:
+            value = probe_q(agent, np.asarray(obs)[None], np.asarray(action)[None])
+            q.append(None if value is None else value[0])
+        step = env.step(action)
         total += step.reward
-        success = success or step.success
+        rewards.append(step.reward)
+        success, terminated = success or step.success, step.terminated
         obs, done = step.obs, step.terminated or step.truncated
 
 
-def eval_batch(envs: list, agent, on_frame=None) -> list[Outcome]:
+def eval_batch(envs: list, agent, on_frame=None, probe: bool = False) -> list[Outcome]:
     """len(envs) deterministic evaluation episodes side by side; their outcomes.
 
     One `act` call per step for all of them (on a GPU one batched forward pass, or one batched MPPI plan,
@@ -55,7 +98,8 @@ def eval_batch(envs: list, agent, on_frame=None) -> list[Outcome]:
     the run's evaluation env, ends holding the stream after all N resets, as the sequential loop leaves it.
     Returns agree with `eval_episode` run N times up to the rounding of batched kernels
     (docs/performance.md); an agent that samples while evaluating (MPPI) draws other numbers. `on_frame()`
-    is called after env 0's reset and after each of its steps (videos).
+    is called after env 0's reset and after each of its steps (videos). With `probe`, one `probe_q` call per
+    step for all of them.
     """
     obs = []
     for i, env in enumerate(envs):
@@ -65,36 +109,46 @@ def eval_batch(envs: list, agent, on_frame=None) -> list[Outcome]:
     envs[0].set_state(envs[-1].get_state())
     agent.on_episode_start(training=False)
     obs, totals, running = np.stack(obs), np.zeros(len(envs)), np.ones(len(envs), bool)
-    success = np.zeros(len(envs), bool)
+    success, terminated = np.zeros(len(envs), bool), np.zeros(len(envs), bool)
+    q, rewards = [[] for _ in envs], [[] for _ in envs]
     frame, batch = on_frame or (lambda: None), EnvBatch(envs)
     frame()
     while running.any():
         # every row acts, finished ones included, so an agent's per-row state (a warm-started plan) stays
         # aligned with its env
         actions = agent.act(obs, explore=False)
+        values = probe_q(agent, obs, actions) if probe else None
         live = np.flatnonzero(running)
         for i, step in zip(live, batch.step([(i, actions[i]) for i in live])):
             if isinstance(step, BaseException):
                 raise step
             totals[i] += step.reward
             success[i] |= step.success
+            q[i].append(None if values is None else values[i])
+            rewards[i].append(step.reward)
+            terminated[i] = step.terminated
             obs[i], running[i] = step.obs, not (step.terminated or step.truncated)
             if i == 0:
                 frame()  # env 0's picture: the other envs' steps leave its physics alone
-    return [Outcome(r, bool(s)) for r, s in zip(totals.tolist(), success)]
+    traces = [trace(agent, *e) if probe else None for e in zip(q, rewards, terminated)]
+    return [Outcome(r, bool(s), t) for r, s, t in zip(totals.tolist(), success, traces)]
 
 
-def eval_returns(envs: list, agent, episodes: int, batched: bool, on_frame=None) -> list[Outcome]:
+def eval_returns(
+    envs: list, agent, episodes: int, batched: bool, on_frame=None, probe: bool = False
+) -> list[Outcome]:
     """The outcomes of `episodes` evaluation episodes: side by side in `envs` (one env per episode,
-    `eval_batch`) when `batched`, else one after another in envs[0]. `on_frame` sees the first episode."""
+    `eval_batch`) when `batched`, else one after another in envs[0]. `on_frame` sees the first episode; with
+    `probe` each outcome holds its QTrace."""
     if batched:
-        return eval_batch(envs, agent, on_frame)
-    return [eval_episode(envs[0], agent, on_frame if i == 0 else None) for i in range(episodes)]
+        return eval_batch(envs, agent, on_frame, probe)
+    return [eval_episode(envs[0], agent, on_frame if i == 0 else None, probe) for i in range(episodes)]
 
 
 def outcome_row(outcomes: list[Outcome], env_step: int, wall_time_s: float, success: bool) -> dict:
-    """eval.csv's row of one evaluation: its episodes' mean return and spread at `env_step`, and where the
-    task scores success (Meta-World, MyoSuite, ...) the fraction of episodes that succeeded."""
+    """eval.csv's row of one evaluation: its episodes' mean return and spread at `env_step`, where the
+    task scores success (Meta-World, MyoSuite, ...) the fraction of episodes that succeeded, and where the
+    outcomes hold QTraces the Q-bias over their scored steps (Q_BIAS_COLUMNS)."""
     returns = [o.ret for o in outcomes]
     row = {
         "env_step": env_step,
@@ -105,4 +159,8 @@ def outcome_row(outcomes: list[Outcome], env_step: int, wall_time_s: float, succ
     }
     if success:
         row[SUCCESS_COLUMN] = float(np.mean([o.success for o in outcomes]))
+    traces = [o.trace for o in outcomes if o.trace is not None]
+    if traces:
+        q, rewards = ([torch.from_numpy(getattr(t, k)) for t in traces] for k in ("q", "rewards"))
+        row |= q_bias(q, rewards, traces[0].gamma, [t.terminated for t in traces])
     return row

@@ -50,8 +50,7 @@ from iqrl.loop.resume import Resumable
 from iqrl.loop.timing import TimeSplit, summary_line
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import (
-    EVAL_COLUMNS,
-    SUCCESS_COLUMN,
+    eval_columns,
     write_csv,
     write_status,
 )
@@ -289,7 +288,8 @@ class Trainer(Resumable):
                 self.parts.seed_evaluation(self.env_step)
             if self.evaluates_beside():
                 envs, episodes, batched = self.eval_envs(0), self.cfg.eval_episodes, self.batched_eval
-                self.beside = EvaluationBeside(self.agent, envs, episodes, batched, self.env_step)
+                probe = self.cfg.diagnostics
+                self.beside = EvaluationBeside(self.agent, envs, episodes, batched, self.env_step, probe)
                 return rows
             rows += [self.evaluate_task(i) for i in range(len(self.tasks))]
         if self.open is not None:
@@ -325,7 +325,7 @@ class Trainer(Resumable):
         on_frame = video and video.on_frame
         with self.agent.evaluating():  # its own generator: evaluating moves no training number
             outcomes = eval_returns(
-                self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame
+                self.eval_envs(i), self.agent, cfg.eval_episodes, self.batched_eval, on_frame, cfg.diagnostics
             )
         if video is not None:
             video.save(self.run_dir / "videos" / render.video_name(self.env_step, outcomes[0].ret))
@@ -379,9 +379,7 @@ class Trainer(Resumable):
 
     def _write_logs(self) -> None:
         check_lock(self.run_dir)  # at every episode end: the run folder is still this process's (LostLock)
-        columns = EVAL_COLUMNS + ([SUCCESS_COLUMN] if self.eval_env.has_success else [])
-        columns += ["task"] if len(self.tasks) > 1 else []
-        write_csv(self.run_dir / "eval.csv", self.eval_rows, columns)
+        write_csv(self.run_dir / "eval.csv", self.eval_rows, eval_columns(self.eval_rows))
         if self.train_rows:
             write_csv(self.run_dir / "train.csv", self.train_rows)
 

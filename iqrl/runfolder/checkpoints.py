@@ -36,12 +36,11 @@ import torch
 from iqrl.core.checks import Refused
 from iqrl.runfolder.files import (
     CHECKPOINT,
-    EVAL_COLUMNS,
-    SUCCESS_COLUMN,
     UnreadableConfig,
     atomic_write,
     atomic_write_text,
     config_diff,
+    eval_columns,
     read_config,
     read_status,
     write_csv,
@@ -463,7 +462,6 @@ def _restore_logs(run_dir: Path) -> list[str]:
             f"finished run's rows to env_step {final} ({why}); nothing was changed"
         )
     rows = {"eval.csv": chosen.state["eval_rows"], "train.csv": chosen.state["train_rows"]}
-    extra = [c for c in (SUCCESS_COLUMN, "task") if any(c in r for r in rows["eval.csv"])]
     for name in [n for n in missing if rows[n]]:
-        write_csv(run_dir / name, rows[name], EVAL_COLUMNS + extra if name == "eval.csv" else None)
+        write_csv(run_dir / name, rows[name], eval_columns(rows[name]) if name == "eval.csv" else None)
     return [n for n in missing if rows[n]]

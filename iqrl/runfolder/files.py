@@ -36,6 +36,27 @@ TIME_COLUMNS = frozenset(
 # eval.csv's last column on suites that define success (Meta-World, MyoSuite): the fraction of evaluation
 # episodes that succeeded; absent on DMC and Gym, and in run folders written before the suites.
 SUCCESS_COLUMN = "success"
+#: eval.csv's Q-bias columns (iqrl/core/diagnostics.py, q_bias), written with the diagnostics by agents with
+#: a critic: the bias's mean and std over the evaluation's scored steps, normalised by |mean G_t| (REDQ), the
+#: mean Q and return G_t there, and their count (alone where no step is scored).
+Q_BIAS_COLUMNS = (
+    "q_bias_mean",
+    "q_bias_std",
+    "q_bias_norm_mean",
+    "q_bias_norm_std",
+    "q_mean",
+    "q_return_mean",
+    "q_bias_steps",
+)
+
+
+def eval_columns(rows: list[dict]) -> list[str]:
+    """eval.csv's columns: EVAL_COLUMNS, then success, all the Q-bias's (even where no step was scored) and
+    task where the rows have them."""
+    groups = ([SUCCESS_COLUMN], list(Q_BIAS_COLUMNS), ["task"])
+    return EVAL_COLUMNS + [c for g in groups if any(g[-1] in r for r in rows) for c in g]
+
+
 CHECKPOINT = Path("checkpoint") / "ckpt.pt"
 #: The files of a run folder that hold its results (the checkpoint aside): what analysis/ reads, and all a
 #: copy of a run needs to load as one (a GPU report commits its learning runs with these alone).
