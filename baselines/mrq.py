@@ -499,8 +499,10 @@ class MRQ(Agent):
 
     @torch.no_grad()
     def probe_q(self, obs: Tensor, action: Tensor) -> Tensor:
-        """Both online value heads [2, n] at z_sa(z_s(o), a) of the online encoder (the value step's)."""
-        return self.value(self.features(obs.to(self.device), self.actions(action))[1]).squeeze(-1)
+        """Both online value heads [2, n] at z_sa(z_s(o), a) of the online encoder (the value step's), in
+        return units: the heads learn returns divided by the reward scale s (`td_target`), so times s."""
+        q = self.value(self.features(obs.to(self.device), self.actions(action))[1]).squeeze(-1)
+        return self.reward_scale * q
 
     @torch.no_grad()
     def probe_actor(self, obs: Tensor) -> Tensor:

@@ -445,6 +445,10 @@ class TDMPC2(Planner, Agent):
         """Every online Q-function's value [num_q, n] at (h(o), a), without dropout (as the targets)."""
         return self.q_values(self.critic, self.latent(obs), action, None, task=self.acting_task())
 
+    def value_discount(self) -> float:
+        """The discount the targets use: the config's, or the one derived from the episode length."""
+        return self.gamma
+
     @torch.no_grad()
     def predict_latents(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """The dynamics' rollout z_{t+1..t+H} from h(o_t) (the consistency loss's predictions) and the online
