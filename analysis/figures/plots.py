@@ -369,6 +369,11 @@ def published_band(ax, curve: pd.DataFrame, color) -> object:
     return Line2D([], [], color=color, marker="s", mfc="white", ls="none")
 
 
+def _center(curve: pd.DataFrame) -> pd.Series:
+    """A curve's centre line: its `iqm` (metrics.per_task_iqm_curves), else its `mean`."""
+    return curve["iqm"] if "iqm" in curve else curve["mean"]
+
+
 def plot_task_panels(
     curves: pd.DataFrame,
     colors: dict,
@@ -382,9 +387,10 @@ def plot_task_panels(
     ylim: tuple | None = None,
     labels: dict[str, str] | None = None,
 ) -> plt.Figure:
-    """One panel per task: mean over seeds with 95% CI band, one line per `by` value.
+    """One panel per task: mean (or IQM) over seeds with 95% CI band, one line per `by` value.
 
-    curves: analysis.stats.metrics.per_task_curves output. reference:
+    curves: analysis.stats.metrics.per_task_curves output (or per_task_iqm_curves': its `iqm` is drawn where
+    the other's `mean` is). reference:
     analysis.reference.table.select_reference output, drawn thin in grey (`reference_styles`: line style and
     shade by source, marker by algorithm), under a legend of its own, labelled "algorithm [source]"; a curve
     with fewer than 2 points inside the plotted steps (up to our last evaluation) is left out of the panel
@@ -430,13 +436,13 @@ def plot_task_panels(
             m = sub[sub[by] == key]
             if m.empty:
                 continue
-            ax.plot(m["env_step"], m["mean"], color=colors[key], lw=2.2, zorder=3)
+            ax.plot(m["env_step"], _center(m), color=colors[key], lw=2.2, zorder=3)
             ax.fill_between(
                 m["env_step"], m["ci_low"], m["ci_high"], color=colors[key], alpha=0.2, lw=0, zorder=2
             )
             for bound in (bounds or {}).values():
                 b = bound[(bound["task"] == task) & (bound[by] == key)]
-                ax.plot(b["env_step"], b["mean"], color=colors[key], lw=1, ls=":")
+                ax.plot(b["env_step"], _center(b), color=colors[key], lw=1, ls=":")
         ax.set_title(task)
         ax.xaxis.set_major_formatter(steps_formatter())
         ax.set_xlabel(STEPS_LABEL)
