@@ -24,6 +24,7 @@ from analysis.stats.metrics import FINAL_METRICS, METRIC_TITLES, format_steps, m
 
 RETURN_LABEL = "Episode return"
 STEPS_LABEL = "Environment steps"
+WALL_LABEL = "Wall-clock hours (the run's own, evaluations and setup included)"
 GROUP_TITLES = {
     "all": "All tasks",
     "easy": "Easy tasks",
@@ -141,11 +142,13 @@ def plot_sample_efficiency(
     task_sets: dict | None = None,
     measure: str = RETURN_LABEL.lower(),
     where: str = "",
+    x: str = "env_step",
 ) -> plt.Figure:
-    """IQM return (or a suite's score, `measure` in running text) vs env steps with 95% CI bands; one panel
-    per group ('all' first), one line per method. where: appended to the title (a suite's name).
+    """IQM return (or a suite's score, `measure` in running text) vs env steps (or wall-clock hours, x =
+    "wall_hours") with 95% CI bands; one panel per group ('all' first), one line per method. where: appended
+    to the title (a suite's name).
 
-    curves: analysis.stats.metrics.sample_efficiency output (group, method, env_step, iqm, ci_low, ci_high,
+    curves: analysis.stats.metrics.sample_efficiency output (group, method, `x`, iqm, ci_low, ci_high,
     ...). task_sets: {group: {method: tasks of its curve}} (default: only the counts in `curves`). A panel's
     title counts the tasks its methods cover together; a method on fewer of them is drawn dashed there,
     and its legend label says how many of the 'all' panel's tasks it covers (`coverage_labels`).
@@ -169,11 +172,12 @@ def plot_sample_efficiency(
                 continue
             ls = "--" if len(sets[method]) < n_tasks else "-"
             partial |= ls == "--"
-            ax.plot(m["env_step"], m["iqm"], color=colors[method], lw=2, marker="o", ms=3, ls=ls)
-            ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[method], alpha=0.2, lw=0)
+            ax.plot(m[x], m["iqm"], color=colors[method], lw=2, marker="o", ms=3, ls=ls)
+            ax.fill_between(m[x], m["ci_low"], m["ci_high"], color=colors[method], alpha=0.2, lw=0)
         ax.set_title(f"{GROUP_TITLES.get(group, group)} ({n_tasks} task{'s' if n_tasks != 1 else ''})")
-        ax.xaxis.set_major_formatter(steps_formatter())
-        ax.set_xlabel(STEPS_LABEL)
+        if x == "env_step":
+            ax.xaxis.set_major_formatter(steps_formatter())
+        ax.set_xlabel(STEPS_LABEL if x == "env_step" else WALL_LABEL)
         ax.set_ylim(bottom=0)
     axes[0].set_ylabel(f"IQM {measure}")
     labels = coverage_labels({m: t for m, t in task_sets[groups[0]].items() if m in methods})
@@ -183,7 +187,8 @@ def plot_sample_efficiency(
         handles.append(Line2D([], [], color="0.3", lw=1.5, ls="--"))
         texts.append("dashed: fewer tasks than the panel's")
     _legend_below(fig, handles, texts)
-    fig.suptitle(f"Sample efficiency{where} (IQM, 95% stratified-bootstrap CI)", y=1.02)
+    against = "" if x == "env_step" else " against wall-clock hours"
+    fig.suptitle(f"Sample efficiency{where}{against} (IQM, 95% stratified-bootstrap CI)", y=1.02)
     fig.tight_layout()
     return fig
 
