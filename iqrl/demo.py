@@ -5,9 +5,10 @@ The embedded default is a short budget on an easy task with reduced network size
 a laptop; it is a demo of the method and of the whole pipeline, not a paper configuration. It ends with a
 figure (OUT/demo.png) of the runs' returns beside the published curve of the same method on the same task
 where the published tables that ship with the harness (analysis/reference/data) hold one, and beside them
-what the harness measures of iqrl's representation (the latent's rank as a share of its width, and the share
-of FSQ's codes in use), and a comparison that says what one seed at this budget can show (that each agent
-learns) and what it cannot (which agent is better, unless the gap is beyond the seed-to-seed spread).
+what the harness measures of iqrl's representation (the latent's rank as a share of its width, the share of
+FSQ's codes in use, srank and the encoder's dormant units), and a comparison that says what one seed at this
+budget can show (that each agent learns) and what it cannot (which agent is better, unless the gap is beyond
+the seed-to-seed spread).
 Re-running it finds the finished runs and only draws and prints again.
 """
 
@@ -193,7 +194,8 @@ def demo_figure(table, band, note: str):
     """Returns on the left: each run's evaluation return against env steps, and each published curve of `band`
     as its mean with a ± std band (one point in range: a marker with an error bar) in its agent's colour;
     `note` as a legend line where no published curve is drawn. On the right, one panel per DIAGNOSTICS entry:
-    the measure against env steps for each run that logs it (iqrl's; td3 has no latent)."""
+    the measure against env steps for each run that logs it (iqrl's; td3 has no latent), or 'no run logs it'
+    (a run folder written before the measure was logged)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -235,7 +237,7 @@ def demo_figure(table, band, note: str):
         if rows.empty:
             panel.text(0.5, 0.5, "no run logs it", ha="center", va="center", transform=panel.transAxes)
         _steps_axis(panel)
-        panel.set_ylim(0, top)
+        panel.set_ylim(0, top or 1.1 * panel.get_ylim()[1])  # no top: a tenth above the highest point
         panel.set_ylabel(label)
     fig.axes[1].set_title("what the harness measures of the representation")
     fig.tight_layout()
