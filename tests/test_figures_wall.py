@@ -64,3 +64,20 @@ def test_an_x_axis_other_than_steps_or_wall_is_one_error_line_and_nothing_is_wri
     err = capsys.readouterr().err
     assert err == "error: X='hours': the curves' x axis is steps (env steps) or wall (wall-clock hours)\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_run_folders_without_wall_times_still_draw_with_x_wall_saying_why_there_is_no_wall_figure(tmp_path):
+    """Older eval.csv files without wall_time_s: no wall figure, a warning saying so, the rest drawn."""
+    for seed in range(2):
+        run = write_run(
+            tmp_path / "r" / "td3" / "walker-walk" / f"seed{seed}", [(0, 0.0), (1000, 50.0 + seed)]
+        )
+        pd.read_csv(run / "eval.csv").drop(columns="wall_time_s").to_csv(run / "eval.csv", index=False)
+    with pytest.warns(
+        Warning, match="no run has wall times: the sample-efficiency figure against wall-clock"
+    ):
+        out = figures.make_figures(
+            tmp_path / "r", tmp_path / "f", steps=[1000], reps_curve=20, reps_final=20, x="wall"
+        )
+    names = {p.stem for p in out["figures"]}
+    assert "final_intervals_1k" in names and not {"sample_efficiency", "sample_efficiency_wall"} & names

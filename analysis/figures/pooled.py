@@ -101,7 +101,9 @@ def suite_aggregates(
     axis = metrics.X_AXES[x]
     rows = evals if x == "steps" else wall_rows(evals, note)
     curves = metrics.sample_efficiency(rows, reps_curve, seed, **value, x=axis)
-    if curves.empty:
+    if curves.empty and rows.empty:
+        note("no run has wall times: the sample-efficiency figure against wall-clock hours is skipped")
+    elif curves.empty:
         when = "env step" if x == "steps" else "wall-clock hour"
         note(f"no {when} at which every task of a method has an evaluation: sample-efficiency figure skipped")
     else:
@@ -217,7 +219,7 @@ def wall_rows(evals, note):
             f"{len(lacking)} run(s) without wall_time_s left out of the curves against wall-clock hours: "
             f"{shown(lacking)}"
         )
-    return evals[~evals["run"].isin(lacking)].assign(wall_hours=wall / 3600.0)
+    return evals.assign(wall_hours=wall / 3600.0)[~evals["run"].isin(lacking)]
 
 
 def curve_task_sets(evals, curves) -> dict[str, dict[str, set]]:
