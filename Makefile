@@ -139,9 +139,9 @@ EXCLUDE_PARTIAL ?=
 X ?= steps
 figures: $(BASE_STAMP)
 	MPLBACKEND=Agg $(PY) -m analysis.figures.make --results "$(RESULTS)" --out "$(or $(OUT),figures)" \
-		--steps "$(STEPS)" --x "$(or $(X),steps)" \
-		$(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
+		--steps "$(STEPS)" $(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
 		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial) $(if $(REFERENCE_GYM),--reference-gym "$(REFERENCE_GYM)") \
+		--x "$(or $(X),steps)" \
 		$(if $(REFERENCE_ATARI),--reference-atari "$(REFERENCE_ATARI)") \
 		$(if $(REFERENCE_BBF),--reference-bbf "$(REFERENCE_BBF)") \
 		$(if $(REFERENCE_SIMBA),--reference-simba "$(REFERENCE_SIMBA)") \

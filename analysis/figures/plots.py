@@ -24,7 +24,7 @@ from analysis.stats.metrics import FINAL_METRICS, METRIC_TITLES, format_steps, m
 
 RETURN_LABEL = "Episode return"
 STEPS_LABEL = "Environment steps"
-WALL_LABEL = "Wall-clock hours (the run's own, evaluations and setup included)"
+WALL_LABEL = "Wall-clock hours"
 GROUP_TITLES = {
     "all": "All tasks",
     "easy": "Easy tasks",
@@ -187,7 +187,9 @@ def plot_sample_efficiency(
         handles.append(Line2D([], [], color="0.3", lw=1.5, ls="--"))
         texts.append("dashed: fewer tasks than the panel's")
     _legend_below(fig, handles, texts)
-    against = "" if x == "env_step" else " against wall-clock hours"
+    against = (
+        "" if x == "env_step" else " against the runs' wall-clock hours (setup and evaluations included)"
+    )
     fig.suptitle(f"Sample efficiency{where}{against} (IQM, 95% stratified-bootstrap CI)", y=1.02)
     fig.tight_layout()
     return fig

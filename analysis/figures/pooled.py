@@ -117,7 +117,7 @@ def suite_aggregates(
                 x=axis,
             ),
             out,
-            f"sample_efficiency{'' if x == 'steps' else '_wall'}{suffix}",
+            ("sample_efficiency" if x == "steps" else "sample_efficiency_wall") + suffix,
         )
         single = sorted(set(curves.loc[curves["ci_low"].isna(), "method"]))
         if single:
