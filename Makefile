@@ -118,7 +118,8 @@ demo: $(BASE_STAMP)
 	$(PY) -m apps.demo
 
 # make figures RESULTS=<folder> [OUT=figures] [REFERENCE=1|<folder of tables>|<table.csv.gz>]
-#              [STEPS=100000,500000,1000000] [EXCLUDE_PARTIAL=1]
+#              [STEPS=100000,500000,1000000] [EXCLUDE_PARTIAL=1] [X=steps|wall]
+#              X=wall: the sample-efficiency curves against the runs' wall-clock hours (docs/figures.md).
 #              REFERENCE=1: every published table that ships in analysis/reference/data (docs/figures.md). Another
 #              version of one source, read from a checkout of its repository, in place of its shipped rows:
 #              [REFERENCE_GYM=<MRQ checkout>/results/gym_results.txt] [REFERENCE_ATARI=<MRQ checkout>/results/atari_results.txt]
@@ -135,10 +136,12 @@ REFERENCE_DRQ ?=
 REFERENCE_DREAMERV3 ?=
 STEPS ?= 100000,500000,1000000
 EXCLUDE_PARTIAL ?=
+X ?= steps
 figures: $(BASE_STAMP)
 	MPLBACKEND=Agg $(PY) -m analysis.figures.make --results "$(RESULTS)" --out "$(or $(OUT),figures)" \
 		--steps "$(STEPS)" $(if $(filter 1,$(REFERENCE)),--reference,$(if $(REFERENCE),--reference "$(REFERENCE)")) \
 		$(if $(filter 1,$(EXCLUDE_PARTIAL)),--exclude-partial) $(if $(REFERENCE_GYM),--reference-gym "$(REFERENCE_GYM)") \
+		--x "$(or $(X),steps)" \
 		$(if $(REFERENCE_ATARI),--reference-atari "$(REFERENCE_ATARI)") \
 		$(if $(REFERENCE_BBF),--reference-bbf "$(REFERENCE_BBF)") \
 		$(if $(REFERENCE_SIMBA),--reference-simba "$(REFERENCE_SIMBA)") \

@@ -5,9 +5,10 @@ The embedded default is a short budget on an easy task with reduced network size
 a laptop; it is a demo of the method and of the whole pipeline, not a paper configuration. It ends with a
 figure (OUT/demo.png) of the runs' returns beside the published curve of the same method on the same task
 where the published tables that ship with the harness (analysis/reference/data) hold one, and beside them
-what the harness measures of iqrl's representation (the latent's rank as a share of its width, and the share
-of FSQ's codes in use), and a comparison that says what one seed at this budget can show (that each agent
-learns) and what it cannot (which agent is better, unless the gap is beyond the seed-to-seed spread).
+what the harness measures of iqrl's representation (the latent's rank as a share of its width, the share of
+FSQ's codes in use, srank and the encoder's dormant units), and a comparison that says what one seed at this
+budget can show (that each agent learns) and what it cannot (which agent is better, unless the gap is beyond
+the seed-to-seed spread).
 Re-running it finds the finished runs and only draws and prints again.
 """
 
@@ -131,13 +132,17 @@ def demo_table(out: Path):
     return table[table["run"].isin(list(AGENT_OVERRIDES))]
 
 
-#: What the figure's right-hand panels draw of each run that logs it: (train.csv column, axis label). The
-#: rank as a share of the latent's width D (rank_metrics: singular values above 1e-2 of the largest, over a
-#: batch of the replay's observations), so that its maximum is visible; the mean share of FSQ's codes each
-#: group takes over that batch (active_codebook).
+#: What the figure's right-hand panels draw of each run that logs it: (train.csv column, axis label, factor
+#: to the axis, axis top or None). The rank as a share of the latent's width D (rank_metrics: singular values
+#: above 1e-2 of the largest, over a batch of the replay's observations), so that its maximum is visible; the
+#: mean share of FSQ's codes each group takes over that batch (active_codebook); beside them
+#: (docs/diagnostics.md) srank (delta = 0.01: the fewest singular values holding 99% of their sum) and the
+#: encoder's tau-dormant units (tau = 0.1) in percent.
 DIAGNOSTICS = (
-    ("latent_rank_pct", "Latent rank\n(% of its width)"),
-    ("active_codebook_pct_mean", "Active codebook\n(% of codes)"),
+    ("latent_rank_pct", "Latent rank\n(% of its width)", 1.0, 105),
+    ("active_codebook_pct_mean", "Active codebook\n(% of codes)", 1.0, 105),
+    ("latent_srank", "srank\n(delta = 0.01)", 1.0, None),
+    ("encoder_dormant_tau0.1", "Dormant encoder\nunits (%, tau = 0.1)", 100.0, 105),
 )
 
 
@@ -189,7 +194,8 @@ def demo_figure(table, band, note: str):
     """Returns on the left: each run's evaluation return against env steps, and each published curve of `band`
     as its mean with a ± std band (one point in range: a marker with an error bar) in its agent's colour;
     `note` as a legend line where no published curve is drawn. On the right, one panel per DIAGNOSTICS entry:
-    the measure against env steps for each run that logs it (iqrl's; td3 has no latent)."""
+    the measure against env steps for each run that logs it (iqrl's; td3 has no latent), or 'no run logs it'
+    (a run folder written before the measure was logged)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -197,7 +203,7 @@ def demo_figure(table, band, note: str):
     from analysis.reference.table import PUBLISHED_NAME
 
     colors = plots.method_colors(list(AGENT_OVERRIDES))
-    fig = plt.figure(figsize=(13, 6))
+    fig = plt.figure(figsize=(13, 2 + 1.6 * len(DIAGNOSTICS)))
     grid = fig.add_gridspec(len(DIAGNOSTICS), 2, width_ratios=(1.6, 1))
     ax = fig.add_subplot(grid[:, 0])
     returns = table[table["episode_return"].notna()] if "episode_return" in table else table
@@ -223,15 +229,15 @@ def demo_figure(table, band, note: str):
         "reduced network sizes: a demo, not a paper configuration"
     )
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False, ncol=1)
-    for i, (column, label) in enumerate(DIAGNOSTICS):
+    for i, (column, label, factor, top) in enumerate(DIAGNOSTICS):
         panel = fig.add_subplot(grid[i, 1])
         rows = diagnostic_rows(table, column)
         for agent, mine in rows.groupby("run", sort=False):
-            panel.plot(mine["env_step"], mine[column], "o-", color=colors[agent], lw=2, label=agent)
+            panel.plot(mine["env_step"], factor * mine[column], "o-", color=colors[agent], lw=2, label=agent)
         if rows.empty:
             panel.text(0.5, 0.5, "no run logs it", ha="center", va="center", transform=panel.transAxes)
         _steps_axis(panel)
-        panel.set_ylim(0, 105)
+        panel.set_ylim(0, top or 1.1 * panel.get_ylim()[1])  # no top: a tenth above the highest point
         panel.set_ylabel(label)
     fig.axes[1].set_title("what the harness measures of the representation")
     fig.tight_layout()
@@ -286,7 +292,8 @@ def summary(table, out: Path, figure: Path, band=None, note: str = "") -> str:
         *representation(table),
         "\nEach run folder holds config.yaml, eval.csv, train.csv, status.json and checkpoint/ "
         "(docs/run-folder.md).",
-        f"\nFigure: {figure} (return, latent rank and active codebook against env steps; "
+        f"\nFigure: {figure} (return, latent rank, active codebook, srank and dormant encoder units against "
+        "env steps; "
         f"{figure.with_suffix('.pdf').name} beside it).",
     ]
     return "\n".join(lines)
@@ -296,7 +303,7 @@ def representation(table) -> list[str]:
     """What the right-hand panels show, per run that logs its latent's diagnostics: its rank as a share of the
     latent's width at the first and last diagnostic, the share of FSQ's codes in use at the last, and beside
     them the last srank and dormant encoder share."""
-    rank, codes = (diagnostic_rows(table, column) for column, _ in DIAGNOSTICS)
+    rank, codes = (diagnostic_rows(table, column) for column, *_ in DIAGNOSTICS[:2])
     lines = []
     for agent, mine in rank.groupby("run", sort=False):
         first, last = mine["latent_rank_pct"].iloc[0], mine["latent_rank_pct"].iloc[-1]

@@ -459,11 +459,11 @@ def _joining_lines(fig):
 
 
 def test_ablation_plot_orders_lists_by_codebook_size_and_joins_only_numeric_values():
-    from analysis.figures import plots
+    from analysis.figures import ablation_plot, plots
 
     points = _ablation_points(["2-2-2-2", "16-16", "8-8-8-8", "4-4"], contexts=("", "horizon=3"))
     colors = plots.method_colors(points["method"])
-    fig = plots.plot_ablation(points, colors, key="fsq_levels", agent="iqrl", sweep="fsq", step=100)
+    fig = ablation_plot.plot_ablation(points, colors, key="fsq_levels", agent="iqrl", sweep="fsq", step=100)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
         "4-4\nK=16",
         "2-2-2-2\nK=16",
@@ -473,7 +473,7 @@ def test_ablation_plot_orders_lists_by_codebook_size_and_joins_only_numeric_valu
     assert _joining_lines(fig) == []  # categories: no line suggesting a trend
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["(none)", "horizon=3"]
     points = _ablation_points(["1", "3", "5"])
-    fig = plots.plot_ablation(
+    fig = ablation_plot.plot_ablation(
         points, plots.method_colors(points["method"]), key="horizon", agent="iqrl", sweep="h", step=100
     )
     assert len(_joining_lines(fig)) == 1

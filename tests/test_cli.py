@@ -300,7 +300,7 @@ def test_demo_band_is_the_published_curve_of_the_task_within_its_steps(tmp_path,
     ]
     table = pd.DataFrame({"run": ["iqrl"] * 2 + ["td3"] * 2, "env_step": [0, 800] * 2, "episode_return": 5.0})
     fig = demo.demo_figure(table, band, note)
-    ax, rank, codes = fig.axes
+    ax, *panels = fig.axes
     (poly,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
     xs, ys = poly.get_paths()[0].vertices.T
     assert (xs.min(), xs.max()) == (0, 800) and round(ys.min(), 6) == round(20 - 200**0.5, 6)
@@ -315,7 +315,7 @@ def test_demo_band_is_the_published_curve_of_the_task_within_its_steps(tmp_path,
         "Environment steps (one episode = 1000)",
         "Episode return (evaluation, mean of 1 episodes)",
     )
-    for panel in (rank, codes):  # the table logs no diagnostics: the panels say so
+    for panel in panels:  # the table logs no diagnostics: the panels say so
         assert not panel.get_lines() and [t.get_text() for t in panel.texts] == ["no run logs it"]
     plt.close(fig)
     empty, note = demo.published_band(write_published(tmp_path / "other.csv", task="reacher-easy"))
@@ -361,7 +361,7 @@ def test_demo_draws_and_states_iqrls_rank_share_and_active_codebook_beside_the_r
     ]
     table = pd.DataFrame(rows)
     fig = demo.demo_figure(table, None, "no published curve")
-    _, rank, codes = fig.axes
+    _, rank, codes, *_ = fig.axes  # then srank and dormant units (tests/test_demo_figure.py)
     ((line,),) = [rank.get_lines()]
     assert line.get_xdata().tolist() == [400, 800] and line.get_ydata().tolist() == [25.0, 87.5]
     assert [ln.get_ydata().tolist() for ln in codes.get_lines()] == [[20.0, 40.0]]

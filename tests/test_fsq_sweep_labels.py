@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.figures import plots
+from analysis.figures import ablation_plot, plots
 from analysis.runs.load import eval_rows, load_results
 from analysis.stats.ablations import ablation_grids
 from slurm.naming import dotlist_value, variant_name
@@ -61,7 +61,7 @@ def test_the_ablation_figure_ticks_give_the_width_beside_the_codebook_size(tmp_p
     table = fsq_runs(tmp_path)
     (grid,) = [g for g in ablation_grids(table.drop_duplicates("run")) if g.sweep == "fsq_levels"]
     points = grid.points.assign(iqm=1.0, ci_low=0.5, ci_high=1.5, n_tasks=1, n_runs=1)
-    fig = plots.plot_ablation(
+    fig = ablation_plot.plot_ablation(
         pd.DataFrame(points),
         plots.method_colors(points["method"]),
         key=grid.key,

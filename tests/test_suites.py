@@ -448,8 +448,8 @@ def test_an_ablation_on_meta_world_compares_success_rates_not_returns(tmp_path, 
     higher success rate here, so returns would rank the arms the other way round)."""
     import pandas as pd
 
+    from analysis.figures import ablation_plot
     from analysis.figures import make as figures
-    from analysis.figures import plots
 
     from analysis_helpers import write_run
 
@@ -469,9 +469,11 @@ def test_an_ablation_on_meta_world_compares_success_rates_not_returns(tmp_path, 
             )
             pd.read_csv(run / "eval.csv").assign(success=[0.0, rate]).to_csv(run / "eval.csv", index=False)
     drawn = []
-    real = plots.plot_ablation
+    real = ablation_plot.plot_ablation
     monkeypatch.setattr(
-        plots, "plot_ablation", lambda points, *a, **k: drawn.append((points, k)) or real(points, *a, **k)
+        ablation_plot,
+        "plot_ablation",
+        lambda points, *a, **k: drawn.append((points, k)) or real(points, *a, **k),
     )
     out = figures.make_figures(tmp_path / "r", tmp_path / "f", steps=[100], reps_curve=20, reps_final=20)
     assert "ablation_mw_iqrl_use_rew_loss" in {p.stem for p in out["figures"]}

@@ -27,6 +27,9 @@ SUITE_SCORES = {
 }
 
 
+#: How the diagnostics' curves pool a method's seeds on a task (metrics.per_task_iqm_curves), in their titles.
+IQM_OVER_SEEDS = "(IQM over seeds, 95% stratified-bootstrap CI)"
+
 #: train.csv's representation diagnostics drawn over training and against a sweep's values (each where a run
 #: logs it; docs/diagnostics.md): column -> axis label.
 REPRESENTATION = {
@@ -155,19 +158,21 @@ def dmc_hard_figure(evals, reference, out: Path, colors: dict, seed: int, note) 
 def diagnostic_figures(table, colors: dict, seed: int, out: Path, note) -> list[Path]:
     """The diagnostics of the iQRL paper over training, per task and method: `latent_rank` and the active
     codebook share (`active_codebook_pct_mean`, its min and max over FSQ groups dotted), each skipped with a
-    note when no run logs it; and each REPRESENTATION column that a run logs, named after it."""
+    note when no run logs it; and each REPRESENTATION column that a run logs, named after it. Each is the IQM
+    over seeds with a 95% stratified-bootstrap interval, as the sample-efficiency curves
+    (metrics.per_task_iqm_curves)."""
     from analysis.figures import plots
     from analysis.stats import metrics
 
     written: list[Path] = []
     if "latent_rank" in table and table["latent_rank"].notna().any():
-        rank = metrics.per_task_curves(table, "latent_rank", seed=seed)
+        rank = metrics.per_task_iqm_curves(table, "latent_rank", seed=seed)
         written += plots.save_figure(
             plots.plot_task_panels(
                 rank,
                 colors,
                 ylabel="Latent rank",
-                title="Latent rank over training (mean over seeds, 95% CI)",
+                title=f"Latent rank over training {IQM_OVER_SEEDS}",
             ),
             out,
             "latent_rank",
@@ -175,9 +180,9 @@ def diagnostic_figures(table, colors: dict, seed: int, out: Path, note) -> list[
     else:
         note("no run has a latent_rank column: latent-rank figure skipped")
     if "active_codebook_pct_mean" in table and table["active_codebook_pct_mean"].notna().any():
-        code = metrics.per_task_curves(table, "active_codebook_pct_mean", seed=seed)
+        code = metrics.per_task_iqm_curves(table, "active_codebook_pct_mean", seed=seed)
         bounds = {
-            b: metrics.per_task_curves(table, f"active_codebook_pct_{b}", seed=seed)
+            b: metrics.per_task_iqm_curves(table, f"active_codebook_pct_{b}", seed=seed)
             for b in ("min", "max")
             if f"active_codebook_pct_{b}" in table
         }
@@ -189,7 +194,7 @@ def diagnostic_figures(table, colors: dict, seed: int, out: Path, note) -> list[
                 bounds=bounds or None,
                 ylim=(0, 105),
                 labels=fsq_labels(table[table["active_codebook_pct_mean"].notna()]),
-                title="Active codebook share over training per FSQ setting (mean over seeds, 95% CI)",
+                title=f"Active codebook share over training per FSQ setting {IQM_OVER_SEEDS}",
             ),
             out,
             "active_codebook",
@@ -199,10 +204,10 @@ def diagnostic_figures(table, colors: dict, seed: int, out: Path, note) -> list[
     for column, label in REPRESENTATION.items():  # silently absent where no agent logs it
         if column in table and table[column].notna().any():
             fig = plots.plot_task_panels(
-                metrics.per_task_curves(table, column, seed=seed),
+                metrics.per_task_iqm_curves(table, column, seed=seed),
                 colors,
                 ylabel=label,
-                title=f"{label} over training (mean over seeds, 95% CI)",
+                title=f"{label} over training {IQM_OVER_SEEDS}",
             )
             written += plots.save_figure(fig, out, column)
     return written

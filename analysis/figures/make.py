@@ -6,10 +6,13 @@
                                     [--reference-bbf BBF_SCORES] [--reference-simba SIMBAV2_RESULTS]
                                     [--reference-drq DRQ_RESULTS] [--reference-dreamerv3 DREAMERV3_SCORES]
                                     [--exclude-partial] [--reps-curve N] [--reps-final N] [--seed K]
+                                    [--x steps|wall]
 
-Bad input (missing/empty results, malformed steps, a reference that is missing or cannot be read) prints one
-`error:` line and exits with status 2. Data issues (partial runs, runs left out of a step, skipped figures)
-print `warning:` / `note:` lines. Nothing under RESULTS is written; the load cache lives in OUT/.cache.
+--x wall draws the sample-efficiency curves against each run's wall-clock hours (eval.csv's wall_time_s) in
+place of env steps. Bad input (missing/empty results, malformed steps, an --x other than steps or wall, a
+reference that is missing or cannot be read) prints one `error:` line and exits with status 2. Data issues
+(partial runs, runs left out of a step, skipped figures) print `warning:` / `note:` lines. Nothing under
+RESULTS is written; the load cache lives in OUT/.cache.
 Published curves (analysis.reference.overlays): --reference alone (REFERENCE=1) draws the tables that ship in
 analysis/reference/data; --reference-<source> reads that source from a checkout of its repository instead.
 Bootstrap repetitions: --reps-curve (env IQRL_REPS_CURVE, default 2000) per curve point, profile and
@@ -43,6 +46,7 @@ from analysis.reference.overlays import CHECKOUTS, Overlays, gather_overlays, of
 from analysis.reference.table import resolve_reference
 from analysis.runs.load import cross_sweep_runs, eval_rows, load_results
 from analysis.runs.synthetic import MARKER
+from analysis.stats.metrics import X_AXES
 from iqrl.runfolder.files import os_error_line
 
 DEFAULT_STEPS = "100000,500000,1000000"
@@ -65,6 +69,13 @@ def parse_steps(text: str) -> list[int]:
             )
         steps.append(int(value))
     return sorted(set(steps))
+
+
+def parse_x(text: str) -> str:
+    """The sample-efficiency curves' x axis, a key of metrics.X_AXES; AnalysisError for any other."""
+    if text not in X_AXES:
+        raise AnalysisError(f"X={text!r}: the curves' x axis is steps (env steps) or wall (wall-clock hours)")
+    return text
 
 
 def check_out(out: Path) -> None:
@@ -125,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", default=DEFAULT_STEPS, help=f"env steps for final scores (default {DEFAULT_STEPS})"
     )
     p.add_argument("--exclude-partial", action="store_true", help="drop runs whose status is not done")
+    p.add_argument(
+        "--x",
+        default="steps",
+        help="the sample-efficiency curves' x axis: steps (env steps, default) or wall (wall-clock hours)",
+    )
     p.add_argument("--reps-curve", default=os.environ.get("IQRL_REPS_CURVE", "2000"))
     p.add_argument("--reps-final", default=os.environ.get("IQRL_REPS_FINAL", "20000"))
     p.add_argument("--seed", default="0", help="bootstrap seed (default 0)")
@@ -150,12 +166,13 @@ def make_figures(
     reps_final=20000,
     seed=0,
     use_cache=True,
+    x="steps",
 ) -> dict:
     """Load, estimate, plot and tabulate; returns {"figures": [paths], "tables": [paths], "notes": [...]}.
     reference: the published tables' folder or file (analysis.reference.table.resolve_reference), or None;
     reference_<key>: a source's released results read from a checkout (analysis.reference.overlays.CHECKOUTS);
     overlays: those already gathered (analysis.reference.overlays.gather_overlays), in place of the
-    reference_*."""
+    reference_*. x: the sample-efficiency curves' axis (`parse_x`)."""
     from analysis.figures import plots
 
     def note(msg: str) -> None:
@@ -194,7 +211,7 @@ def make_figures(
         note("no DMC runs: the DMC pooled figures and score tables (returns / 1000) are skipped")
     else:
         written, table_paths, scores = suite_aggregates(
-            evals, "dmc", out, steps, colors, reps_curve, reps_final, seed, note
+            evals, "dmc", out, steps, colors, reps_curve, reps_final, seed, note, x=x
         )
     for suite, rows in suite_evals.items():
         figs, paths, suite_scores[suite] = suite_aggregates(
@@ -208,6 +225,7 @@ def make_figures(
             seed,
             note,
             of_suite(overlays.points, suite),
+            x=x,
         )
         written, table_paths = written + figs, table_paths + paths
 
@@ -270,6 +288,7 @@ def _run(args) -> int:
     start = time.time()
     try:
         steps = parse_steps(args.steps)
+        x = parse_x(args.x)
         check_out(Path(args.out))
         reference = resolve_reference(args.reference)
         checkouts = {key: getattr(args, f"reference_{key}") for key in CHECKOUTS}
@@ -288,6 +307,7 @@ def _run(args) -> int:
                 reps_final=_int_arg("--reps-final", args.reps_final),
                 seed=_int_arg("--seed", args.seed, minimum=0),
                 use_cache=not args.no_cache,
+                x=x,
             )
     except AnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)

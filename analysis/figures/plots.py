@@ -20,12 +20,11 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from analysis.runs.identity import latent_in  # noqa: E402
-from analysis.stats.ablations import is_numeric, list_numbers, value_sort_key  # noqa: E402
 from analysis.stats.metrics import FINAL_METRICS, METRIC_TITLES, format_steps, method_order  # noqa: E402
 
 RETURN_LABEL = "Episode return"
 STEPS_LABEL = "Environment steps"
+WALL_LABEL = "Wall-clock hours"
 GROUP_TITLES = {
     "all": "All tasks",
     "easy": "Easy tasks",
@@ -143,11 +142,13 @@ def plot_sample_efficiency(
     task_sets: dict | None = None,
     measure: str = RETURN_LABEL.lower(),
     where: str = "",
+    x: str = "env_step",
 ) -> plt.Figure:
-    """IQM return (or a suite's score, `measure` in running text) vs env steps with 95% CI bands; one panel
-    per group ('all' first), one line per method. where: appended to the title (a suite's name).
+    """IQM return (or a suite's score, `measure` in running text) vs env steps (or wall-clock hours, x =
+    "wall_hours") with 95% CI bands; one panel per group ('all' first), one line per method. where: appended
+    to the title (a suite's name).
 
-    curves: analysis.stats.metrics.sample_efficiency output (group, method, env_step, iqm, ci_low, ci_high,
+    curves: analysis.stats.metrics.sample_efficiency output (group, method, `x`, iqm, ci_low, ci_high,
     ...). task_sets: {group: {method: tasks of its curve}} (default: only the counts in `curves`). A panel's
     title counts the tasks its methods cover together; a method on fewer of them is drawn dashed there,
     and its legend label says how many of the 'all' panel's tasks it covers (`coverage_labels`).
@@ -171,11 +172,12 @@ def plot_sample_efficiency(
                 continue
             ls = "--" if len(sets[method]) < n_tasks else "-"
             partial |= ls == "--"
-            ax.plot(m["env_step"], m["iqm"], color=colors[method], lw=2, marker="o", ms=3, ls=ls)
-            ax.fill_between(m["env_step"], m["ci_low"], m["ci_high"], color=colors[method], alpha=0.2, lw=0)
+            ax.plot(m[x], m["iqm"], color=colors[method], lw=2, marker="o", ms=3, ls=ls)
+            ax.fill_between(m[x], m["ci_low"], m["ci_high"], color=colors[method], alpha=0.2, lw=0)
         ax.set_title(f"{GROUP_TITLES.get(group, group)} ({n_tasks} task{'s' if n_tasks != 1 else ''})")
-        ax.xaxis.set_major_formatter(steps_formatter())
-        ax.set_xlabel(STEPS_LABEL)
+        if x == "env_step":
+            ax.xaxis.set_major_formatter(steps_formatter())
+        ax.set_xlabel(STEPS_LABEL if x == "env_step" else WALL_LABEL)
         ax.set_ylim(bottom=0)
     axes[0].set_ylabel(f"IQM {measure}")
     labels = coverage_labels({m: t for m, t in task_sets[groups[0]].items() if m in methods})
@@ -185,7 +187,10 @@ def plot_sample_efficiency(
         handles.append(Line2D([], [], color="0.3", lw=1.5, ls="--"))
         texts.append("dashed: fewer tasks than the panel's")
     _legend_below(fig, handles, texts)
-    fig.suptitle(f"Sample efficiency{where} (IQM, 95% stratified-bootstrap CI)", y=1.02)
+    against = (
+        "" if x == "env_step" else " against the runs' wall-clock hours (setup and evaluations included)"
+    )
+    fig.suptitle(f"Sample efficiency{where}{against} (IQM, 95% stratified-bootstrap CI)", y=1.02)
     fig.tight_layout()
     return fig
 
@@ -371,6 +376,11 @@ def published_band(ax, curve: pd.DataFrame, color) -> object:
     return Line2D([], [], color=color, marker="s", mfc="white", ls="none")
 
 
+def _center(curve: pd.DataFrame) -> pd.Series:
+    """A curve's centre line: its `iqm` (metrics.per_task_iqm_curves), else its `mean`."""
+    return curve["iqm"] if "iqm" in curve else curve["mean"]
+
+
 def plot_task_panels(
     curves: pd.DataFrame,
     colors: dict,
@@ -384,9 +394,10 @@ def plot_task_panels(
     ylim: tuple | None = None,
     labels: dict[str, str] | None = None,
 ) -> plt.Figure:
-    """One panel per task: mean over seeds with 95% CI band, one line per `by` value.
+    """One panel per task: mean (or IQM) over seeds with 95% CI band, one line per `by` value.
 
-    curves: analysis.stats.metrics.per_task_curves output. reference:
+    curves: analysis.stats.metrics.per_task_curves output (or per_task_iqm_curves': its `iqm` is drawn where
+    the other's `mean` is). reference:
     analysis.reference.table.select_reference output, drawn thin in grey (`reference_styles`: line style and
     shade by source, marker by algorithm), under a legend of its own, labelled "algorithm [source]"; a curve
     with fewer than 2 points inside the plotted steps (up to our last evaluation) is left out of the panel
@@ -432,13 +443,13 @@ def plot_task_panels(
             m = sub[sub[by] == key]
             if m.empty:
                 continue
-            ax.plot(m["env_step"], m["mean"], color=colors[key], lw=2.2, zorder=3)
+            ax.plot(m["env_step"], _center(m), color=colors[key], lw=2.2, zorder=3)
             ax.fill_between(
                 m["env_step"], m["ci_low"], m["ci_high"], color=colors[key], alpha=0.2, lw=0, zorder=2
             )
             for bound in (bounds or {}).values():
                 b = bound[(bound["task"] == task) & (bound[by] == key)]
-                ax.plot(b["env_step"], b["mean"], color=colors[key], lw=1, ls=":")
+                ax.plot(b["env_step"], _center(b), color=colors[key], lw=1, ls=":")
         ax.set_title(task)
         ax.xaxis.set_major_formatter(steps_formatter())
         ax.set_xlabel(STEPS_LABEL)
@@ -472,96 +483,5 @@ def plot_task_panels(
         _legend_below(fig, handles, texts)
     if title:
         fig.suptitle(title, y=1.02)
-    fig.tight_layout()
-    return fig
-
-
-# ---------------------------------------------------------------------------------------------------
-# Ablations
-# ---------------------------------------------------------------------------------------------------
-CONTEXT_MARKERS = "osD^vPX*"
-
-
-def ablation_tick_label(key: str, value: str) -> str:
-    """The x tick label of one swept value: an FSQ level list gets its codebook size K (their product)."""
-    numbers = list_numbers(value)
-    if key.rsplit(".", 1)[-1] == "fsq_levels" and numbers is not None and "-" in value:
-        size = math.prod(numbers)
-        return f"{value}\nK={int(size) if size.is_integer() else f'{size:g}'}"
-    return value
-
-
-def plot_ablation(
-    points: pd.DataFrame,
-    colors: dict,
-    *,
-    key: str,
-    agent: str,
-    sweep: str,
-    step: int,
-    measure: str = RETURN_LABEL.lower(),
-) -> plt.Figure:
-    """Final IQM with 95% CI vs the swept value; one series per context (the variants' other overrides).
-
-    points: analysis.stats.ablations.ablation_estimates output (method, value, context, iqm, ci_low, ci_high,
-    ...). Numeric values sit at their value and a context's points are joined by a line. Anything else (lists,
-    ordered by their product, e.g. FSQ codebook size; text) is a category: equally spaced in
-    `value_sort_key` order, with no line (the order is not a scale), contexts side by side with their
-    own markers.
-    """
-    values = sorted(points["value"].unique(), key=value_sort_key)
-    numeric = is_numeric(values)
-    xpos = {v: (float(v) if numeric else i) for i, v in enumerate(values)}
-    contexts = sorted(points["context"].unique())
-    width = min(0.2, 0.6 / len(contexts))
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(values) + 2.5), 3.6))
-    handles = []
-    for k, (context, g) in enumerate(points.groupby("context", sort=True)):
-        x = g["value"].map(xpos).to_numpy(dtype=float)
-        if numeric:
-            marker = "o"
-            ax.plot(
-                x,
-                g["iqm"],
-                color="0.55",
-                lw=1.2,
-                ls="-" if not context else "--",
-                zorder=1,
-                label=context or None,
-            )
-        else:
-            marker = CONTEXT_MARKERS[k % len(CONTEXT_MARKERS)]
-            x = x + (k - (len(contexts) - 1) / 2) * width
-            handles.append(Line2D([], [], marker=marker, color="0.4", ls="none", label=context or "(none)"))
-        for row, xi in zip(g.itertuples(), x):
-            ax.errorbar(
-                xi,
-                row.iqm,
-                yerr=[[row.iqm - row.ci_low], [row.ci_high - row.iqm]],
-                fmt=marker,
-                ms=7,
-                color=colors[row.method],
-                capsize=4,
-                lw=2,
-                zorder=2,
-            )
-    ax.set_xticks([xpos[v] for v in values])
-    latents = {
-        v: "/".join(sorted({latent_in(m) for m in g["method"]} - {""})) for v, g in points.groupby("value")
-    }
-    ax.set_xticklabels(
-        [ablation_tick_label(key, v) + (f"\n{latents[v]}" if latents[v] else "") for v in values]
-    )
-    ax.set_xlabel(
-        f"{key} (K = codebook size)" if any("\n" in ablation_tick_label(key, v) for v in values) else key
-    )
-    ax.set_ylabel(f"IQM {measure}")
-    n_tasks = int(points["n_tasks"].max())
-    where = f"sweep '{sweep}'" if sweep else "no sweep name"
-    ax.set_title(
-        f"{agent}: {key} ({where}), IQM at {format_steps(step)} steps, {n_tasks} task(s)", fontsize="medium"
-    )
-    if points["context"].ne("").any():
-        ax.legend(handles=handles or None, title="other overrides", fontsize="small", frameon=False)
     fig.tight_layout()
     return fig

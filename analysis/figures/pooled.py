@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.errors import shown
 from analysis.runs.task_groups import group_rows
 from analysis.stats.scores import add_scores, measure_name, one_suite_score
 
@@ -38,6 +39,7 @@ def suite_aggregates(
     seed: int,
     note,
     published=None,
+    x: str = "steps",
 ):
     """The figures and score tables that pool one suite's tasks (final intervals, sample efficiency,
     performance profiles, probability of improvement) on that suite's score (analysis.stats.scores: DMC return
@@ -45,7 +47,8 @@ def suite_aggregates(
     DMC's files keep their names (`sample_efficiency`, `scores.csv`); another suite's carry its name
     (`sample_efficiency_gym`, `final_intervals_metaworld_1M`, `scores_gym.csv`). `published`: per-run scores
     of published methods in the published-curves layout (BBF's Atari 100k scores), rows of the score tables
-    where they have scores (`published_estimates`).
+    where they have scores (`published_estimates`). x: the sample-efficiency curves' axis, "steps" or "wall"
+    (wall-clock hours, `sample_efficiency_wall`; metrics.X_AXES).
     Returns (figure paths, table paths, scores table)."""
     from analysis.figures import plots, tables
     from analysis.stats import metrics
@@ -94,19 +97,27 @@ def suite_aggregates(
             scores = scores.reset_index(drop=True)
     table_paths = tables.write_tables(scores, out, f"scores{suffix}", score.digits)
 
-    # Sample efficiency (IQM across tasks and seeds vs steps), overall and per task group.
-    curves = metrics.sample_efficiency(evals, reps_curve, seed, **value)
-    if curves.empty:
-        note(
-            "no env step at which every task of a method has an evaluation: sample-efficiency figure skipped"
-        )
+    # Sample efficiency (IQM across tasks and seeds vs steps or wall-clock hours), overall and per task group.
+    axis = metrics.X_AXES[x]
+    rows = evals if x == "steps" else wall_rows(evals, note)
+    curves = metrics.sample_efficiency(rows, reps_curve, seed, **value, x=axis)
+    if curves.empty and rows.empty:
+        note("no run has wall times: the sample-efficiency figure against wall-clock hours is skipped")
+    elif curves.empty:
+        when = "env step" if x == "steps" else "wall-clock hour"
+        note(f"no {when} at which every task of a method has an evaluation: sample-efficiency figure skipped")
     else:
         written += plots.save_figure(
             plots.plot_sample_efficiency(
-                curves, colors, curve_task_sets(evals, curves), measure=measure_name(score), where=where
+                curves,
+                colors,
+                curve_task_sets(rows, curves),
+                measure=measure_name(score),
+                where=where,
+                x=axis,
             ),
             out,
-            f"sample_efficiency{suffix}",
+            ("sample_efficiency" if x == "steps" else "sample_efficiency_wall") + suffix,
         )
         single = sorted(set(curves.loc[curves["ci_low"].isna(), "method"]))
         if single:
@@ -195,6 +206,20 @@ def published_estimates(published, evals, steps: list[int], reps: int, seed: int
                 f"runs on the {games} of its {theirs['task'].nunique()} tasks that our runs have"
             )
     return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), notes
+
+
+def wall_rows(evals, note):
+    """The evaluation rows with `wall_hours`, eval.csv's wall_time_s / 3600 (the run's own wall time since it
+    started, resumed attempts, evaluations and setup included); a run without a wall time on every row (an
+    older eval.csv) is left out, with a note naming it."""
+    wall = evals["wall_time_s"] if "wall_time_s" in evals else pd.Series(float("nan"), index=evals.index)
+    lacking = sorted(set(evals.loc[wall.isna(), "run"]))
+    if lacking:
+        note(
+            f"{len(lacking)} run(s) without wall_time_s left out of the curves against wall-clock hours: "
+            f"{shown(lacking)}"
+        )
+    return evals.assign(wall_hours=wall / 3600.0)[~evals["run"].isin(lacking)]
 
 
 def curve_task_sets(evals, curves) -> dict[str, dict[str, set]]:

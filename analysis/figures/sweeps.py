@@ -79,7 +79,7 @@ def ablation_figures(
     """One figure per swept key of every (sweep, agent), from that sweep's own runs (not its sources: their
     pre-training tasks are no arm of the sweep's tasks): the final IQM against the key's value on the grid's
     suite's score, and at the same step the latent rank and each representation diagnostic the runs log."""
-    from analysis.figures import plots
+    from analysis.figures import ablation_plot, plots
     from analysis.stats import ablations
 
     written: list[Path] = []
@@ -103,7 +103,7 @@ def ablation_figures(
         if points["value"].nunique() < 2:
             continue
         where = {"key": grid.key, "agent": grid.agent, "sweep": grid.sweep, "step": step}
-        fig = plots.plot_ablation(points, colors, measure=measure_name(score), **where)
+        fig = ablation_plot.plot_ablation(points, colors, measure=measure_name(score), **where)
         written += plots.save_figure(fig, out, name)
         needed = ablations.seeds_needed_rows(
             grid_evals, grid, step, score.column, min(reps_final, 2000), seed
@@ -118,6 +118,6 @@ def ablation_figures(
             for msg in diag_notes:
                 note(msg)
             if points["value"].nunique() >= 2:
-                fig = plots.plot_ablation(points, colors, measure=label, **where)
+                fig = ablation_plot.plot_ablation(points, colors, measure=label, **where)
                 written += plots.save_figure(fig, out, f"{name}_{column}")
     return written

@@ -3,7 +3,7 @@ configs), the order of their values (numbers, then dash-joined lists by their pr
 and the final IQM with a 95% stratified-bootstrap CI per value of a grid (`ablation_estimates`), or a
 train.csv diagnostic's (latent rank, srank, dormant units...) at that step (`ablation_diagnostic_estimates`).
 Pure functions of the tidy table, on analysis.stats.metrics' scores; plotted by
-analysis.figures.plots.plot_ablation."""
+analysis.figures.ablation_plot.plot_ablation."""
 
 from __future__ import annotations
 

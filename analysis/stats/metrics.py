@@ -202,24 +202,48 @@ def values_on_grid(run_steps: np.ndarray, run_values: np.ndarray, grid: np.ndarr
     return np.where(grid > run_steps[-1], np.nan, out)
 
 
-def curve_segments(
-    evals: pd.DataFrame, grid: np.ndarray, column: str = "episode_return", scale: float = RETURN_SCALE
-) -> list[tuple[np.ndarray, list[np.ndarray], list[str]]]:
-    """One method's runs on a step grid -> [(steps (S_k,), cols, tasks)], cols per task an array
-    (n_t, S_k) of normalised scores, `column` / `scale` (runs in seed order).
+def values_between(run_x: np.ndarray, run_values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """One run's value at each grid point, interpolated linearly between its own rows (nan before its first
+    and after its last row: no extrapolation). run_x (n,) increasing, run_values (n,), grid (S,) -> (S,)."""
+    out = np.interp(grid, run_x, run_values)
+    return np.where((grid < run_x[0]) | (grid > run_x[-1]), np.nan, out)
 
-    A grid step is kept only when every task has a run evaluated at or before it that also reached it
+
+#: The x axes of the return curves: env steps (each run's score at a step by the score-at-step rule) or the
+#: run's own wall-clock hours (eval.csv's wall_time_s / 3600, each run interpolated between its rows).
+X_AXES = {"steps": "env_step", "wall": "wall_hours"}
+
+
+def x_grid(values: pd.Series, x: str, max_points: int) -> np.ndarray:
+    """The points a curve is estimated at: env steps, the runs' own (thinned to max_points), or, for another
+    x (hours), max_points evenly spaced from the first to the last of `values` (the runs' rows differ)."""
+    if x == "env_step":
+        return thin_steps(values, max_points)
+    return np.linspace(values.min(), values.max(), max_points)
+
+
+def curve_segments(
+    evals: pd.DataFrame,
+    grid: np.ndarray,
+    column: str = "episode_return",
+    scale: float = RETURN_SCALE,
+    x: str = "env_step",
+) -> list[tuple[np.ndarray, list[np.ndarray], list[str]]]:
+    """One method's runs on a grid of `x` -> [(points (S_k,), cols, tasks)], cols per task an array
+    (n_t, S_k) of normalised scores, `column` / `scale` (runs in seed order). On env steps a run's value
+    at a step follows the score-at-step rule (`values_on_grid`); on another x (wall-clock hours) it is
+    interpolated between the run's rows (`values_between`).
+
+    A grid point is kept only when every task has a run evaluated at or before it that also reached it
     (otherwise the aggregate would silently change its task set); every such run counts (tasks may hold
-    different numbers), and consecutive steps with the same run set form one segment (one bootstrap).
+    different numbers), and consecutive points with the same run set form one segment (one bootstrap).
     """
+    at = values_on_grid if x == "env_step" else values_between
     tasks = sorted(evals["task"].unique())
     runs = evals.drop_duplicates("run")[["run", "task", "seed"]]
-    first = runs["run"].map(evals.groupby("run")["env_step"].min())
-    last = runs["run"].map(evals.groupby("run")["env_step"].max())
-    series = {
-        run: (g["env_step"].to_numpy(), g[column].to_numpy())
-        for run, g in evals.sort_values("env_step").groupby("run")
-    }
+    first = runs["run"].map(evals.groupby("run")[x].min())
+    last = runs["run"].map(evals.groupby("run")[x].max())
+    series = {run: (g[x].to_numpy(), g[column].to_numpy()) for run, g in evals.sort_values(x).groupby("run")}
     segments, current, cur_steps = [], None, []
 
     def close():
@@ -227,8 +251,7 @@ def curve_segments(
             sel = current  # dataframe of kept runs
             steps = np.array(cur_steps)
             cols = [
-                np.stack([values_on_grid(*series[run], steps) for run in sel.loc[sel["task"] == t, "run"]])
-                / scale
+                np.stack([at(*series[run], steps) for run in sel.loc[sel["task"] == t, "run"]]) / scale
                 for t in tasks
             ]
             segments.append((steps, cols, tasks))
@@ -241,7 +264,7 @@ def curve_segments(
         if current is None or set(kept["run"]) != set(current["run"]):
             close()
             current, cur_steps = kept, []
-        cur_steps.append(int(step))
+        cur_steps.append(step)
     close()
     return segments
 
@@ -253,28 +276,29 @@ def sample_efficiency(
     max_points: int = 40,
     column: str = "episode_return",
     scale: float = RETURN_SCALE,
+    x: str = "env_step",
 ) -> pd.DataFrame:
     """IQM of returns (or another score `column`, see `final_estimates`) across tasks and seeds vs env
-    steps, with 95% stratified-bootstrap bands.
+    steps (or another `x` of the rows: `wall_hours`, X_AXES), with 95% stratified-bootstrap bands.
 
     Returns a table: group ('all'; each task group when the runs span several; 'dmc-hard', the dog and
     humanoid tasks, when they are some of the runs' tasks: analysis.runs.task_groups.panel_groups), method,
-    env_step, iqm, ci_low, ci_high, n_tasks, n_runs (on the column's scale). Each method uses its own
-    evaluation steps (thinned to max_points).
+    `x`, iqm, ci_low, ci_high, n_tasks, n_runs (on the column's scale). Each method uses its own
+    evaluation steps (thinned to max_points), or max_points hours evenly spaced over its runs' (`x_grid`).
     """
     rows = []
     for group in panel_groups(evals):
         sub = group_rows(evals, group)
         for method, m_evals in sub.groupby("method", sort=True):
-            grid = thin_steps(m_evals["env_step"], max_points)
-            for steps, cols, tasks in curve_segments(m_evals, grid, column, scale):
+            grid = x_grid(m_evals[x], x, max_points)
+            for steps, cols, tasks in curve_segments(m_evals, grid, column, scale, x):
                 point, interval = bootstrap(cols, IQM_PER_STEP_STAT, reps, seed)
                 for j, step in enumerate(steps):
                     rows.append(
                         {
                             "group": group,
                             "method": method,
-                            "env_step": int(step),
+                            x: int(step) if x == "env_step" else float(step),
                             "iqm": point[j] * scale,
                             "ci_low": interval[0, j] * scale,
                             "ci_high": interval[1, j] * scale,
@@ -282,7 +306,7 @@ def sample_efficiency(
                             "n_runs": sum(len(c) for c in cols),
                         }
                     )
-    cols = ["group", "method", "env_step", "iqm", "ci_low", "ci_high", "n_tasks", "n_runs"]
+    cols = ["group", "method", x, "iqm", "ci_low", "ci_high", "n_tasks", "n_runs"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -402,6 +426,28 @@ def per_task_curves(
                 }
             )
     return pd.DataFrame(rows, columns=[by, "task", "env_step", "mean", "ci_low", "ci_high", "n"])
+
+
+def per_task_iqm_curves(
+    table: pd.DataFrame, value: str, by: str = "method", reps: int = 1000, seed: int = 0, max_points: int = 60
+) -> pd.DataFrame:
+    """IQM over seeds of `value` vs env_step, per (by, task), with the sample-efficiency curves' 95%
+    stratified-bootstrap interval (`bootstrap` of IQM_PER_STEP_STAT on one task's runs): a run counts at a
+    step by the score-at-step rule, up to its last row; steps with the same runs form one bootstrap. The IQM
+    drops floor(n / 4) runs from each end, none below 4 runs: there it is their mean; one run has no
+    interval (nan). table: tidy rows (run, task, seed, env_step, `by`, `value`); nan values are ignored.
+    Returns columns by, task, env_step, iqm, ci_low, ci_high, n (runs at that step)."""
+    rows = []
+    sub = table.loc[table[value].notna(), ["run", "task", "seed", by, "env_step", value]]
+    for (key, task), g in sub.groupby([by, "task"], sort=True):
+        for steps, (col,), _ in curve_segments(g, thin_steps(g["env_step"], max_points), value, 1.0):
+            point, interval = bootstrap([col], IQM_PER_STEP_STAT, reps, seed)
+            rows += [
+                {by: key, "task": task, "env_step": int(step), "iqm": point[j], "n": len(col)}
+                | {"ci_low": interval[0, j], "ci_high": interval[1, j]}
+                for j, step in enumerate(steps)
+            ]
+    return pd.DataFrame(rows, columns=[by, "task", "env_step", "iqm", "ci_low", "ci_high", "n"])
 
 
 # ---------------------------------------------------------------------------------------------------
