@@ -28,7 +28,7 @@ def test_demo_figure_draws_srank_and_the_dormant_encoder_share_in_percent_beside
     0..105%; td3 (no latent) has no line in either."""
     import matplotlib.pyplot as plt
 
-    from iqrl import demo
+    from apps import demo
 
     table = demo_rows(**{"latent_srank": [10.0, 12.0], "encoder_dormant_tau0.1": [0.0, 0.25]})
     fig = demo.demo_figure(table, None, "no published curve")
@@ -48,7 +48,7 @@ def test_demo_figure_of_a_run_folder_without_srank_or_dormant_columns_still_draw
     panel is drawn as before."""
     import matplotlib.pyplot as plt
 
-    from iqrl import demo
+    from apps import demo
 
     fig = demo.demo_figure(demo_rows(), None, "no published curve")
     _, rank, _, srank, dormant = fig.axes
