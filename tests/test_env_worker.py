@@ -48,6 +48,7 @@ def test_an_env_in_a_worker_steps_bitwise_as_the_env_in_this_process():
                 a, b = there.step(action), here.step(action)
                 assert np.array_equal(a.obs, b.obs) and a.obs.dtype == b.obs.dtype
                 assert (a.reward, a.terminated, a.truncated) == (b.reward, b.terminated, b.truncated)
+                assert np.array_equal(there.true_state(), here.true_state())  # the state probe's targets
                 if b.truncated:
                     assert np.array_equal(there.reset(), here.reset())
             there.set_state(saved)

@@ -466,6 +466,10 @@ class EnvWorker:
     def set_state(self, state: dict) -> None:
         return self._request("call", "set_state", (state,))
 
+    def true_state(self):
+        """The env's true state (one round trip, no attribute request first)."""
+        return self._request("call", "true_state")
+
     def __getattr__(self, name: str):
         spec = self.__dict__.get("_spec", {})
         if name in spec:
