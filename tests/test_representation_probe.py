@@ -2,6 +2,7 @@
 latent, the same after kill-and-resume, and training bit-identical with them on or off (run key
 `diagnostics`)."""
 
+import numpy as np
 import pytest
 import torch
 from test_conformance import build
@@ -9,14 +10,16 @@ from test_eval_beside import agent_state, assert_equal_states
 from test_multiseed import train_numbers
 
 from iqrl.core.interface import Agent
+from iqrl.envs.tasks import split_task
 from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, units
+from iqrl.runfolder.files import read_config
 
 from agent_helpers import assert_resume_matches
 from conftest import e2e_run
 from test_train import read_csv
 
 #: The columns the switch adds (besides the iQRL paper's latent rank and active codebook).
-NEW = ("latent_srank", "latent_erank", "codebook_perplexity", "_dormant_", "latent_pred_")
+NEW = ("latent_srank", "latent_erank", "codebook_perplexity", "_dormant_", "latent_pred_", "_state_r2")
 
 
 def overrides(agent: Agent, name: str) -> bool:
@@ -34,6 +37,7 @@ def test_diagnostics_on_or_off_leave_training_bit_identical(tmp_path, finished_r
     rows_on, rows_off = train_numbers(on), train_numbers(off)
     assert not any("latent_" in k or "dormant" in k or "codebook" in k for k in rows_off[0])
     assert any(k.startswith("latent_pred_cos_k") for k in rows_on[0]) and "latent_srank" in rows_on[0]
+    assert rows_on[-1]["latent_state_r2"] and rows_on[-1]["obs_state_r2"]  # the state ring was filled
     assert [{k: r[k] for k in rows_off[0]} for r in rows_on] == rows_off
     assert [r["episode_return"] for r in read_csv(on / "eval.csv")] == [
         r["episode_return"] for r in read_csv(off / "eval.csv")
@@ -47,6 +51,7 @@ def test_diagnostics_are_the_same_after_kill_and_resume(tmp_path, finished_runs)
     ref, run = assert_resume_matches("iqrl", tmp_path, finished_runs, reference=e2e_run("iqrl"), stop=250)
     assert train_numbers(run) == train_numbers(ref)
     assert "latent_erank" in train_numbers(run)[-1] and "critic_dormant_tau0.1" in train_numbers(run)[-1]
+    assert train_numbers(run)[-1]["latent_state_r2"]  # from the state ring the checkpoint held at 250
 
 
 @pytest.mark.registry
@@ -55,13 +60,21 @@ def test_every_agent_with_a_latent_writes_the_representation_columns(agent, fini
     """The end-to-end run's last train.csv row (conftest.e2e_run): srank and entropy rank within 1..D for
     an agent with a latent; codebook perplexity within 1..K for one with codes; the encoder's and the
     critic's dormant shares where activation modules run in `latent` / `probe_q`; the k-step prediction
-    error for k = 1..H where the agent has a latent model. An agent without a latent writes none of them."""
+    error for k = 1..H where the agent has a latent model; on a DMC task the linear probe's R^2 of the true
+    state, at most 1, where the state ring's older half (one pair per agent step) holds more rows than the
+    latent is wide. An agent without a latent writes none of them."""
     a = build(agent, 0)
-    row = read_csv(finished_runs.get(e2e_run(agent)) / "train.csv")[-1]
+    run = finished_runs.get(e2e_run(agent))
+    row = read_csv(run / "train.csv")[-1]
     filled = {k for k, v in row.items() if v != ""}
     if not overrides(a, "latent"):
         assert not any(s in k for k in filled for s in NEW)
         return
+    cfg = read_config(run)
+    if split_task(cfg["task"])[0] == "dmc":
+        fit = cfg["steps"] // cfg["action_repeat"] // 2
+        assert ("latent_state_r2" in filled) == (a.latent_width < fit)
+        assert "latent_state_r2" not in filled or float(row["latent_state_r2"]) <= 1
     width = a.latent_width
     assert 1 <= float(row["latent_srank"]) <= width and 1 <= float(row["latent_erank"]) <= width
     if getattr(a, "codebook_size", None) is not None and row.get("active_codebook_pct_mean"):
@@ -139,3 +152,96 @@ def test_demo_summary_gives_srank_and_dormant_share_beside_rank_and_codebook():
     )
     (older,) = representation(pd.DataFrame(rows))
     assert older.endswith("(fewest 20%, most 60%).")
+
+
+class Counting:
+    """An env whose true state after its k-th step is [k, 2k]."""
+
+    def __init__(self):
+        self.k = 0
+
+    def true_state(self):
+        self.k += 1
+        return np.array([self.k, 2 * self.k], np.float32)
+
+
+def test_state_ring_keeps_the_last_pairs_and_resumes_each_in_its_slot(monkeypatch):
+    """A ring of 4 after 6 pairs holds pairs 3..6, oldest first; saved and loaded it goes on as the ring it
+    was (the next pair replaces the oldest in both); None (a checkpoint of before the ring) loads empty; an
+    env without a true state leaves it empty; frame stacks keep their uint8 in a ring of PIXEL_RING_SIZE."""
+    from iqrl.loop import state_probe
+
+    monkeypatch.setattr(state_probe, "RING_SIZE", 4)
+    monkeypatch.setattr(state_probe, "PIXEL_RING_SIZE", 2)
+    ring, env = state_probe.StateRing(), Counting()
+    for i in range(6):
+        ring.record(np.full(3, i, np.float32), env)
+    obs, state = ring.pairs()
+    assert obs[:, 0].tolist() == [2, 3, 4, 5] and state[:, 0].tolist() == [3, 4, 5, 6]
+    again = state_probe.StateRing()
+    again.load_state_dict(ring.state_dict())
+    for r in (ring, again):
+        r.record(np.full(3, 6, np.float32), Counting())
+    assert np.array_equal(again.obs, ring.obs) and np.array_equal(again.state, ring.state)
+    assert again.pairs()[0][:, 0].tolist() == [3, 4, 5, 6] and again.count == ring.count == 7
+    again.load_state_dict(None)
+    assert again.count == 0 and state_probe.probe_columns(None, again, "cpu") == {}
+    stateless = state_probe.StateRing()
+    stateless.record(np.zeros(3), object())
+    assert stateless.count == 0 and stateless.stateless
+    pixels = state_probe.StateRing()
+    for i in range(3):
+        pixels.record(np.full((6, 4, 4), i, np.uint8), env)
+    assert pixels.obs.shape == (2, 6, 4, 4) and pixels.obs.dtype == np.uint8
+    assert pixels.pairs()[0][:, 0, 0, 0].tolist() == [1, 2]
+
+
+def test_state_probe_reads_the_ring_through_the_agents_latent():
+    """An agent whose latent is a linear map of the observation, and observations a linear map of the state:
+    both probes score 1; a latent as wide as the fit half is left out (a map would fit anything there)."""
+    from iqrl.loop.state_probe import StateRing, probe_columns
+
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(200, 3, generator=g)
+    to_obs, to_latent = torch.randn(3, 5, generator=g), torch.randn(5, 8, generator=g)
+
+    class Linear:
+        latent_width = 8
+
+        def latent(self, obs):
+            return obs @ to_latent
+
+    class Replayed:
+        def true_state(self):
+            return states[ring.count].numpy()
+
+    ring = StateRing()
+    for s in states:
+        ring.record((s @ to_obs).numpy(), Replayed())
+    out = probe_columns(Linear(), ring, "cpu")
+    assert out == {"latent_state_r2": pytest.approx(1, abs=1e-6), "obs_state_r2": pytest.approx(1, abs=1e-6)}
+    Linear.latent_width = 100
+    assert set(probe_columns(Linear(), ring, "cpu")) == {"obs_state_r2"}
+
+
+def test_a_checkpoint_without_the_state_ring_resumes_with_an_empty_one(tmp_path):
+    """A checkpoint of before the ring (no `state_ring` key) loads: the ring is empty, and the probe's columns
+    are left out until it holds enough pairs again; with the key, the ring comes back as it was."""
+    from iqrl.config.build import build_config
+    from iqrl.loop.state_probe import probe_columns
+    from iqrl.loop.trainer import Trainer
+
+    from conftest import tiny_argv
+
+    t = Trainer(build_config(tiny_argv("iqrl", tmp_path / "run")))
+    t.start_episode()
+    for _ in range(5):
+        t.agent_step()
+    assert t.state_ring.count == 5
+    state = t.state_dict()
+    resumed = Trainer(build_config(tiny_argv("iqrl", tmp_path / "resumed")))
+    resumed.load_state_dict(state)
+    assert np.array_equal(resumed.state_ring.pairs()[1], t.state_ring.pairs()[1])
+    older = Trainer(build_config(tiny_argv("iqrl", tmp_path / "older")))
+    older.load_state_dict({k: v for k, v in state.items() if k != "state_ring"})
+    assert older.state_ring.count == 0 and probe_columns(older.agent, older.state_ring, older.device) == {}

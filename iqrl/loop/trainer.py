@@ -46,6 +46,7 @@ from iqrl.loop.evaluation import eval_returns, outcome_row
 from iqrl.loop.lanes import Lanes
 from iqrl.loop.latent_probe import collapse_warning, probe_latent
 from iqrl.loop.parts import build_parts, eval_env_copy
+from iqrl.loop.state_probe import probe_columns, state_ring
 from iqrl.loop.timing import TimeSplit, summary_line
 from iqrl.loop.transfer import load_parts
 from iqrl.runfolder import checkpoints
@@ -106,6 +107,7 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
+        self.state_ring = state_ring(self.agent, cfg.diagnostics and len(self.tasks) == 1)  # (state_probe.py)
         # updates earned per env step: the run's key, or the agent's default
         rate = (
             self.agent.spec.rate(cfg.action_repeat) if cfg.updates_per_step is None else cfg.updates_per_step
@@ -193,6 +195,7 @@ class Trainer:
             with self.split("act"):
                 action = self.agent.act(ep.obs, explore=True)
         step = self.env.step(action)
+        self.state_ring.record(step.obs, self.env)
         self.env_step += self.cfg.action_repeat
         truncated = step.truncated or (self.env_step >= self.cfg.steps and not step.terminated)
         ended = step.terminated or truncated
@@ -371,6 +374,7 @@ class Trainer:
             row["expl_sigma"] = expl
         if self.cfg.diagnostics:  # own generator: training draws the same either way
             row.update(probe_latent(self.agent, self.replay, self.diag_generator))
+            row.update(probe_columns(self.agent, self.state_ring, self.device))
         row["env_steps_per_s"] = w["env_steps"] / w["env_time"] if w["env_time"] > 0 else None
         row["updates_per_s"] = w["updates"] / w["update_time"] if w["update_time"] > 0 else None
         row.update(self.split.take_window())
@@ -413,6 +417,7 @@ class Trainer:
             "unsynced": self.unsynced,  # metrics of updates not yet summed into a row, as they are
             "eval_rows": self.eval_rows,
             "train_rows": self.train_rows,
+            "state_ring": self.state_ring.state_dict(),  # (the last pairs of observation and true state)
             "window": self.row_totals,  # (the checkpoint's key of old)
             "wall_time": self.wall_time(),
             "time_split": {"total": self.split.summary(), "window": dict(self.split.window)},
@@ -438,6 +443,7 @@ class Trainer:
         for k, v in counters.items():
             setattr(self, k, v)
         self.eval_rows, self.train_rows, self.row_totals = s["eval_rows"], s["train_rows"], s["window"]
+        self.state_ring.load_state_dict(s.get("state_ring"))  # a checkpoint of before the ring: empty
         self.wall_offset, self.t0 = s["wall_time"], time.time()
         # (a checkpoint of before the split: the summary counts from the resume on)
         self.split = TimeSplit(s.get("time_split", {}).get("total"))
