@@ -245,3 +245,30 @@ def test_a_checkpoint_without_the_state_ring_resumes_with_an_empty_one(tmp_path)
     older = Trainer(build_config(tiny_argv("iqrl", tmp_path / "older")))
     older.load_state_dict({k: v for k, v in state.items() if k != "state_ring"})
     assert older.state_ring.count == 0 and probe_columns(older.agent, older.state_ring, older.device) == {}
+
+
+def test_the_docs_give_the_state_ring_and_the_ridge_as_the_code_has_them():
+    """docs/diagnostics.md's sizes of the state ring, its memory for pixels at the default frames, the
+    ridge, and the default latent widths it says the probe reads (or not)."""
+    from pathlib import Path
+
+    from iqrl.config.build import build_config
+    from iqrl.core.diagnostics import PROBE_RIDGE
+    from iqrl.loop.state_probe import PIXEL_RING_SIZE, RING_SIZE
+
+    text = " ".join((Path(__file__).parents[1] / "docs" / "diagnostics.md").read_text().split())
+    cfg = build_config(["agent=iqrl", "task=walker-walk", "obs=pixels", "out=unused"])  # the defaults
+    frames = 3 * cfg.frame_stack * cfg.image_size**2
+    assert f"`RING_SIZE` = {RING_SIZE} pairs of state observations ({2 * RING_SIZE} env steps" in text
+    assert f"`PIXEL_RING_SIZE` = {PIXEL_RING_SIZE} of pixel observations" in text
+    assert f"({PIXEL_RING_SIZE} x {3 * cfg.frame_stack} x {cfg.image_size} x {cfg.image_size} bytes, " in text
+    assert f"{PIXEL_RING_SIZE * frames / 1e6:.1f} MB" in text and f"{PROBE_RIDGE:g}" == "0.0001"
+    assert "lambda = 1e-4" in text and f"the ring's {RING_SIZE // 2} fit rows" in text
+    assert f"({PIXEL_RING_SIZE // 2} fit rows)" in text
+
+    def width(agent, task):
+        return build_config([f"agent={agent}", f"task={task}", "out=unused"]).agent.latent_width
+
+    assert width("iqrl", "walker-walk") == width("dcwm", "walker-walk") == 1024 < RING_SIZE // 2
+    assert width("iqrl", "dog-run") == width("iqrl", "humanoid-walk") == 2048 >= RING_SIZE // 2
+    assert "(iQRL's and DC-MPC's 1024)" in text and "humanoid's 2048-wide latents" in text

@@ -149,8 +149,8 @@ def ridge_r2(x: Tensor, y: Tensor, lam: float = PROBE_RIDGE) -> float:
     xf, yf, xt, yt = x[:fit], y[:fit], x[fit:], y[fit:]
     mx, sx, my, sy = xf.mean(0), xf.std(0, unbiased=False), yf.mean(0), yf.std(0, unbiased=False)
     xs = standardised(xf, mx, sx)
-    gram = xs.T @ xs + lam * fit * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    w = torch.linalg.solve(gram, xs.T @ standardised(yf, my, sy))
+    gram = xs.T @ xs + lam * fit * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)  # positive definite
+    w = torch.cholesky_solve(xs.T @ standardised(yf, my, sy), torch.linalg.cholesky(gram))
     pred = standardised(xt, mx, sx) @ w
     target = standardised(yt, my, sy)
     sst = ((target - target.mean(0)) ** 2).sum(0)

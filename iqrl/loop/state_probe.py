@@ -20,11 +20,12 @@ import torch
 from iqrl.core.diagnostics import ridge_r2
 from iqrl.core.interface import Agent
 
-#: Pairs the ring keeps of state observations: the probe fits on the older half, 1024 rows, more than the
-#: latent widths of the default configs (512; dog's and humanoid's 1024 are not: `probe_columns`).
-RING_SIZE = 2048
-#: Pairs kept of pixel observations (uint8 frame stacks, ~64 kB each at 84 x 84 x 9): 512 pairs, 32 MB in
-#: memory and in each checkpoint; the probe fits on 256, so it reads latents narrower than that (the pixel
+#: Pairs the ring keeps of state observations (8192 env steps at action repeat 2: eight DMC episodes): the
+#: probe fits on the older half, 2048 rows, more than the default latent widths (iQRL's and DC-MPC's 1024;
+#: not dog's and humanoid's 2048: `probe_columns` leaves the column out there).
+RING_SIZE = 4096
+#: Pairs kept of pixel observations (uint8 frame stacks, 63.5 kB each at 9 x 84 x 84): 32.5 MB in memory and
+#: in each checkpoint; the probe fits on 256, so it reads latents narrower than that (the pixel
 #: encoders' 50-wide features of SAC+AE, DrQ and CURL).
 PIXEL_RING_SIZE = 512
 #: Observations per call of the agent's `latent` (bounds a pixel encoder's activations).
@@ -113,7 +114,6 @@ def probe_columns(agent, ring: StateRing, device) -> dict:
         features["latent_state_r2"] = torch.cat(
             [agent.latent(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)]
         )
-    columns = {
-        k: ridge_r2(f.cpu(), torch.as_tensor(state)) for k, f in features.items() if f[0].numel() < fit
-    }
+    y = torch.as_tensor(state, device=x.device)
+    columns = {k: ridge_r2(f, y) for k, f in features.items() if f[0].numel() < fit}
     return {k: v for k, v in columns.items() if v == v}  # nan: no dimension varies
