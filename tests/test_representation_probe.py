@@ -224,27 +224,33 @@ def test_state_probe_reads_the_ring_through_the_agents_latent():
     assert set(probe_columns(Linear(), ring, "cpu")) == {"obs_state_r2"}
 
 
-def test_a_checkpoint_without_the_state_ring_resumes_with_an_empty_one(tmp_path):
-    """A checkpoint of before the ring (no `state_ring` key) loads: the ring is empty, and the probe's columns
-    are left out until it holds enough pairs again; with the key, the ring comes back as it was."""
-    from iqrl.config.build import build_config
-    from iqrl.loop.state_probe import probe_columns
-    from iqrl.loop.trainer import Trainer
+def test_a_run_folder_whose_checkpoint_holds_no_state_ring_resumes_and_fills_it_again(
+    tmp_path, finished_runs
+):
+    """iQRL's end-to-end run stopped at env step 250 and its checkpoint rewritten as a version before the
+    ring wrote it (no `state_ring`): it resumes with an empty ring, trains as the uninterrupted run, and its
+    last row's probe reads the 75 pairs of the steps since the resume alone (another R^2)."""
+    from iqrl.runfolder import checkpoints
+    from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
+    from iqrl.runfolder.files import CHECKPOINT
+    from iqrl.train import main
 
-    from conftest import tiny_argv
+    from conftest import stop_at_env_step
 
-    t = Trainer(build_config(tiny_argv("iqrl", tmp_path / "run")))
-    t.start_episode()
-    for _ in range(5):
-        t.agent_step()
-    assert t.state_ring.count == 5
-    state = t.state_dict()
-    resumed = Trainer(build_config(tiny_argv("iqrl", tmp_path / "resumed")))
-    resumed.load_state_dict(state)
-    assert np.array_equal(resumed.state_ring.pairs()[1], t.state_ring.pairs()[1])
-    older = Trainer(build_config(tiny_argv("iqrl", tmp_path / "older")))
-    older.load_state_dict({k: v for k, v in state.items() if k != "state_ring"})
-    assert older.state_ring.count == 0 and probe_columns(older.agent, older.state_ring, older.device) == {}
+    ref, run = finished_runs.get(e2e_run("iqrl")), tmp_path / "run"
+    argv = [*e2e_run("iqrl"), f"out={run}"]
+    assert main(argv, should_stop=stop_at_env_step(argv, 250)) == EXIT_INTERRUPTED
+    state = checkpoints.verified(run / CHECKPOINT, "cpu")
+    assert state.pop("state_ring")["count"] == 125  # one pair per agent step (action repeat 2)
+    checkpoints.save(run, state)
+    assert main(argv) == EXIT_OK
+
+    def training(rows):
+        return [{k: v for k, v in r.items() if not k.endswith("_state_r2")} for r in rows]
+
+    rows, uninterrupted = train_numbers(run), train_numbers(ref)
+    assert training(rows) == training(uninterrupted) and rows[0] == uninterrupted[0]  # (row 200: before)
+    assert rows[-1]["latent_state_r2"] != uninterrupted[-1]["latent_state_r2"] != ""
 
 
 def test_the_docs_give_the_state_ring_and_the_ridge_as_the_code_has_them():
