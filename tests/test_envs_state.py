@@ -5,6 +5,7 @@ on."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_atari import fake_env
 from test_minigrid import EMPTY, FORWARD, RIGHT
 from test_minigrid import pytestmark as needs_minigrid
@@ -39,6 +40,26 @@ def test_gym_true_state_is_the_simulations_qpos_and_qvel():
     data = env._env.data
     assert np.array_equal(env.true_state(), np.concatenate([data.qpos, data.qvel]).astype(np.float32))
     assert env.true_state().shape == (12,)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        pytest.param(t, marks=needs(t.split(":")[0]))
+        for t in ("metaworld:assembly", "myosuite:myoHandKeyTurnFixed-v0")
+    ],
+)
+def test_metaworld_and_myosuite_true_state_is_the_simulations_state(task):
+    """Meta-World's and MyoSuite's MjData: qpos, qvel and act (MyoSuite's muscles have activations), of the
+    model's sizes, after a step."""
+    env = make_env(task, 0, 2, 100)
+    env.reset()
+    env.step(np.zeros(env.act_dim, np.float32))
+    data, model = env._env.data, env._env.model
+    assert env.true_state().shape == (model.nq + model.nv + model.na,)
+    assert np.array_equal(
+        env.true_state(), np.concatenate([data.qpos, data.qvel, data.act]).astype(np.float32)
+    )
 
 
 @needs_minigrid

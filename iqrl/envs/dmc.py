@@ -123,7 +123,7 @@ class DMCEnv:
 
     def true_state(self) -> np.ndarray:
         """The physics' state now, float32 [nq + nv + na]: joint positions, velocities and actuator
-        activations (dm_control's `Physics.get_state` order), read without a copy of MuJoCo's data."""
+        activations (dm_control's `Physics.get_state` order)."""
         return mujoco_state(self._env.physics.data)
 
     def get_state(self) -> dict:

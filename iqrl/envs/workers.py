@@ -129,7 +129,7 @@ class SharedStep:
     # Python bool and float they were, every bit of them.
     HEAD = struct.Struct("<BB????xxdd")
     SHARED, PIPED = 1, 2
-    ACTION_AT = 64  # the action, then the observation on the next 64-byte boundary
+    ACTION_AT = 64  # the action, then the observation and the true state, each on the next 64-byte boundary
 
     def __init__(self, name: str | None, action, obs: np.ndarray, state: np.ndarray | None = None):
         self.scalar_action = isinstance(action, np.generic)  # given back as a numpy scalar, else an array

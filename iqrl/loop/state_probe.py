@@ -9,7 +9,8 @@ in the checkpoint; it draws from no generator and changes nothing the agent or t
 is the same with it or without it.
 The maths are iqrl/core/diagnostics.py `ridge_r2`.
 
-It imports numpy, torch and that module; the agent and the env come in as arguments.
+It imports numpy, torch, that module and the agent interface (to tell an agent with a latent); the agent and
+the env come in as arguments.
 """
 
 from __future__ import annotations
