@@ -9,6 +9,7 @@ from test_conformance import build
 from test_eval_beside import agent_state, assert_equal_states
 from test_multiseed import train_numbers
 
+from iqrl.core.diagnostics import probe_fit_rows
 from iqrl.core.interface import Agent
 from iqrl.envs.tasks import split_task
 from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, units
@@ -61,8 +62,8 @@ def test_every_agent_with_a_latent_writes_the_representation_columns(agent, fini
     an agent with a latent; codebook perplexity within 1..K for one with codes; the encoder's and the
     critic's dormant shares where activation modules run in `latent` / `probe_q`; the k-step prediction
     error for k = 1..H where the agent has a latent model; on a DMC task the linear probe's R^2 of the true
-    state, at most 1, where the state ring's older half (one pair per agent step) holds more rows than the
-    latent is wide. An agent without a latent writes none of them."""
+    state, at most 1, where the probe's fit rows of the state ring (one pair per agent step) are more than
+    the latent is wide. An agent without a latent writes none of them."""
     a = build(agent, 0)
     run = finished_runs.get(e2e_run(agent))
     row = read_csv(run / "train.csv")[-1]
@@ -72,7 +73,7 @@ def test_every_agent_with_a_latent_writes_the_representation_columns(agent, fini
         return
     cfg = read_config(run)
     if split_task(cfg["task"])[0] == "dmc":
-        fit = cfg["steps"] // cfg["action_repeat"] // 2
+        fit = int(probe_fit_rows(cfg["steps"] // cfg["action_repeat"]).sum())
         assert ("latent_state_r2" in filled) == (a.latent_width < fit)
         assert "latent_state_r2" not in filled or float(row["latent_state_r2"]) <= 1
     width = a.latent_width
@@ -198,7 +199,8 @@ def test_state_ring_keeps_the_last_pairs_and_resumes_each_in_its_slot(monkeypatc
 
 def test_state_probe_reads_the_ring_through_the_agents_latent():
     """An agent whose latent is a linear map of the observation, and observations a linear map of the state:
-    both probes score 1; a latent as wide as the fit half is left out (a map would fit anything there)."""
+    both probes score 1; a latent as wide as the probe's fit rows (128 of 200) is left out (a map would fit
+    anything there)."""
     from iqrl.loop.state_probe import StateRing, probe_columns
 
     g = torch.Generator().manual_seed(0)
@@ -220,7 +222,8 @@ def test_state_probe_reads_the_ring_through_the_agents_latent():
         ring.record((s @ to_obs).numpy(), Replayed())
     out = probe_columns(Linear(), ring, "cpu")
     assert out == {"latent_state_r2": pytest.approx(1, abs=1e-6), "obs_state_r2": pytest.approx(1, abs=1e-6)}
-    Linear.latent_width = 100
+    Linear.latent_width = int(probe_fit_rows(200).sum())
+    assert Linear.latent_width == 128
     assert set(probe_columns(Linear(), ring, "cpu")) == {"obs_state_r2"}
 
 
@@ -259,7 +262,7 @@ def test_the_docs_give_the_state_ring_and_the_ridge_as_the_code_has_them():
     from pathlib import Path
 
     from iqrl.config.build import build_config
-    from iqrl.core.diagnostics import PROBE_RIDGE
+    from iqrl.core.diagnostics import PROBE_BLOCK, PROBE_RIDGE
     from iqrl.loop.state_probe import PIXEL_RING_SIZE, RING_SIZE
 
     text = " ".join((Path(__file__).parents[1] / "docs" / "diagnostics.md").read_text().split())
@@ -269,12 +272,18 @@ def test_the_docs_give_the_state_ring_and_the_ridge_as_the_code_has_them():
     assert f"`PIXEL_RING_SIZE` = {PIXEL_RING_SIZE} of pixel observations" in text
     assert f"({PIXEL_RING_SIZE} x {3 * cfg.frame_stack} x {cfg.image_size} x {cfg.image_size} bytes, " in text
     assert f"{PIXEL_RING_SIZE * frames / 1e6:.1f} MB" in text and f"{PROBE_RIDGE:g}" == "0.0001"
-    assert "lambda = 1e-4" in text and f"the ring's {RING_SIZE // 2} fit rows" in text
-    assert f"({PIXEL_RING_SIZE // 2} fit rows)" in text
+    fit, pixel_fit = (int(probe_fit_rows(n).sum()) for n in (RING_SIZE, PIXEL_RING_SIZE))
+    assert (
+        "lambda = 1e-4" in text and f"the ring's {fit} fit rows" in text and f"({pixel_fit} fit rows)" in text
+    )
+    assert (
+        f"`PROBE_BLOCK` = {PROBE_BLOCK}" in text
+        and f"fit on the even blocks of {PROBE_BLOCK} consecutive" in text
+    )
 
     def width(agent, task):
         return build_config([f"agent={agent}", f"task={task}", "out=unused"]).agent.latent_width
 
-    assert width("iqrl", "walker-walk") == width("dcwm", "walker-walk") == 1024 < RING_SIZE // 2
-    assert width("iqrl", "dog-run") == width("iqrl", "humanoid-walk") == 2048 >= RING_SIZE // 2
+    assert width("iqrl", "walker-walk") == width("dcwm", "walker-walk") == 1024 < fit
+    assert width("iqrl", "dog-run") == width("iqrl", "humanoid-walk") == 2048 >= fit
     assert "(iQRL's and DC-MPC's 1024)" in text and "humanoid's 2048-wide latents" in text

@@ -18,11 +18,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from iqrl.core.diagnostics import ridge_r2
+from iqrl.core.diagnostics import probe_fit_rows, ridge_r2
 from iqrl.core.interface import Agent
 
 #: Pairs the ring keeps of state observations (8192 env steps at action repeat 2: eight DMC episodes): the
-#: probe fits on the older half, 2048 rows, more than the default latent widths (iQRL's and DC-MPC's 1024;
+#: probe fits on half of them, 2048 rows, more than the default latent widths (iQRL's and DC-MPC's 1024;
 #: not dog's and humanoid's 2048: `probe_columns` leaves the column out there).
 RING_SIZE = 4096
 #: Pairs kept of pixel observations (uint8 frame stacks, 63.5 kB each at 9 x 84 x 84): 32.5 MB in memory and
@@ -102,13 +102,12 @@ def probe_columns(agent, ring: StateRing, device) -> dict:
     """latent_state_r2 (the ridge probe from `agent.latent` of the ring's observations, oldest first) and, for
     state observations, obs_state_r2 (from the observations themselves: the baseline the latent is read
     against), for an agent with a latent. A column is left out while its features are at least as many as the
-    fit half's rows (a linear map fits any targets there, and its R^2 on the other half says nothing: so the
-    columns come once the ring holds more than twice the width, and stay), and where no state dimension
-    varies."""
+    probe's fit rows (a linear map fits any targets there, and its R^2 on the scored rows says nothing: so the
+    columns come once the ring holds about twice the width, and stay), and where no state dimension varies."""
     if ring.count == 0:
         return {}
     obs, state = ring.pairs()
-    fit = len(obs) // 2
+    fit = int(probe_fit_rows(len(obs)).sum())
     x = torch.as_tensor(obs, device=device)
     features = {"obs_state_r2": x} if obs.ndim == 2 else {}
     if (getattr(agent, "latent_width", None) or 0) < fit:  # (else left out below: spare the encoder's pass)
