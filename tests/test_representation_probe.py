@@ -197,11 +197,14 @@ def test_state_ring_keeps_the_last_pairs_and_resumes_each_in_its_slot(monkeypatc
     assert pixels.pairs()[0][:, 0, 0, 0].tolist() == [1, 2]
 
 
-def test_state_probe_reads_the_ring_through_the_agents_latent():
+def test_state_probe_reads_the_ring_through_the_agents_latent(monkeypatch):
     """An agent whose latent is a linear map of the observation, and observations a linear map of the state:
-    both probes score 1; a latent as wide as the probe's fit rows (128 of 200) is left out (a map would fit
-    anything there)."""
+    both probes score 1, the latent read in chunks; a latent as wide as the probe's fit rows (128 of 200) is
+    left out (a map would fit anything there); frame stacks (uint8) give the latent's column alone."""
+    from iqrl.loop import state_probe
     from iqrl.loop.state_probe import StateRing, probe_columns
+
+    monkeypatch.setattr(state_probe, "CHUNK", 64)  # 200 observations: 4 calls
 
     g = torch.Generator().manual_seed(0)
     states = torch.randn(200, 3, generator=g)
@@ -209,9 +212,11 @@ def test_state_probe_reads_the_ring_through_the_agents_latent():
 
     class Linear:
         latent_width = 8
+        calls = 0
 
         def latent(self, obs):
-            return obs @ to_latent
+            Linear.calls += 1
+            return obs.float().flatten(1) @ to_latent
 
     class Replayed:
         def true_state(self):
@@ -222,6 +227,17 @@ def test_state_probe_reads_the_ring_through_the_agents_latent():
         ring.record((s @ to_obs).numpy(), Replayed())
     out = probe_columns(Linear(), ring, "cpu")
     assert out == {"latent_state_r2": pytest.approx(1, abs=1e-6), "obs_state_r2": pytest.approx(1, abs=1e-6)}
+    assert Linear.calls == 4
+    frames = StateRing()
+
+    class Shown:  # the state: the first 3 of the frame's 5 bytes
+        def true_state(self):
+            return frame[:3, 0, 0].astype(np.float32)
+
+    for frame in torch.randint(0, 200, (200, 5, 1, 1), generator=g, dtype=torch.uint8).numpy():
+        frames.record(frame, Shown())
+    assert frames.obs.dtype == np.uint8
+    assert probe_columns(Linear(), frames, "cpu") == {"latent_state_r2": pytest.approx(1, abs=1e-6)}
     Linear.latent_width = int(probe_fit_rows(200).sum())
     assert Linear.latent_width == 128
     assert set(probe_columns(Linear(), ring, "cpu")) == {"obs_state_r2"}
