@@ -51,6 +51,10 @@ class FakeALE:
         for key, value in state.data.items():
             setattr(self.game, key, value)
 
+    def getRAM(self):  # noqa: N802
+        """128 bytes: the frame number k, the lives, then zeros."""
+        return np.array([self.game.k % 256, self.game.lives] + [0] * 126, np.uint8)
+
     def getScreenRGB(self):  # noqa: N802
         """A horizontal gradient shifted by the frame number k: pixel (r, c) holds (c + k) mod 256."""
         gradient = (np.arange(160)[None, :, None] + self.game.k) % 256

@@ -144,21 +144,62 @@ def test_dormant_fractions_of_a_crafted_layer():
 
 
 def test_linear_probe_r2_of_exact_and_noisy_maps():
+    """The ridge probe: an exact linear map (with offset and an arbitrary scale per feature) scores 1;
+    y = x w + e with var(x w) = 1 and var(e) = sigma^2 = 1/4 scores 1 - sigma^2 / var(y) = 1 - 0.25 / 1.25 =
+    0.8; a target independent of x about 0; none to explain: nan."""
     from iqrl.core.diagnostics import ridge_r2
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(4000, 6, generator=g, dtype=torch.float64)
+    x = torch.randn(4000, 6, generator=g, dtype=torch.float64) * torch.tensor([1.0, 10, 0.1, 1, 100, 1])
     w = torch.randn(6, 3, generator=g, dtype=torch.float64)
-    assert ridge_r2(x, x @ w + 2.0, fit=2000) == pytest.approx(1.0, abs=1e-6)
-    # y = x w1 + e with var(x w1) = |w1|^2 = 1 and var(e) = 1/4: R^2 -> 1 / (1 + 1/4) = 0.8
+    assert ridge_r2(x, x @ w + 2.0) == pytest.approx(1.0, abs=1e-6)
     w1 = torch.tensor([[0.6], [0.8], [0.0], [0.0], [0.0], [0.0]], dtype=torch.float64)
-    y = x @ w1 + 0.5 * torch.randn(4000, 1, generator=g, dtype=torch.float64)
-    assert ridge_r2(x, y, fit=2000) == pytest.approx(0.8, abs=0.02)
-    # a target independent of x: R^2 near 0 (slightly below, the fit's noise)
-    assert ridge_r2(x, torch.randn(4000, 1, generator=g, dtype=torch.float64), fit=2000) == pytest.approx(
-        0, abs=0.01
+    y = (x / x.std(0)) @ w1 + 0.5 * torch.randn(4000, 1, generator=g, dtype=torch.float64)
+    assert ridge_r2(x, y) == pytest.approx(0.8, abs=0.02)
+    noise = torch.randn(4000, 1, generator=g, dtype=torch.float64)
+    assert ridge_r2(x, noise) == pytest.approx(0, abs=0.01)
+    assert torch.isnan(torch.tensor(ridge_r2(x, torch.ones(4000, 2))))
+
+
+def test_linear_probe_skips_constant_dimensions_and_keeps_constant_features():
+    """A state dimension constant on the fit or the scored rows is not averaged in (an exact column and two
+    constant ones: 1, not 1/3); a constant feature (a dormant unit) leaves the fit solvable and exact."""
+    from iqrl.core.diagnostics import probe_fit_rows, ridge_r2
+
+    x = torch.randn(1000, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    scored_constant = torch.where(probe_fit_rows(1000), x[:, 1], torch.tensor(0.5, dtype=torch.float64))
+    y = torch.stack([x[:, 0] - x[:, 2], torch.full((1000,), 3.0, dtype=torch.float64), scored_constant], 1)
+    assert ridge_r2(x, y) == pytest.approx(1.0, abs=1e-6)
+    x[:, 3] = 7.0
+    assert ridge_r2(x, y[:, :1]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_linear_probe_fits_the_even_blocks_and_scores_the_odd():
+    """Rows 0..63, 128..191, ... are fit (blocks of PROBE_BLOCK = 64), rows 64..127, ... scored: with y = x w
+    on the fit rows and x w' on the scored ones, the probe learns w alone, so its R^2 is the hand-computed one
+    of x w as a prediction of x w' on the scored rows (and swapping the maps, that of x w' predicting x w), to
+    the ridge's shrinkage (1e-4 of the fit)."""
+    from iqrl.core.diagnostics import PROBE_BLOCK, probe_fit_rows, ridge_r2
+
+    assert PROBE_BLOCK == 64
+    fit = probe_fit_rows(1000)
+    assert fit[:64].all() and not fit[64:128].any() and fit[128:192].all() and int(fit.sum()) == 512
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1000, 3, generator=g, dtype=torch.float64)
+    w, w2 = (
+        torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64),
+        torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64),
     )
-    assert torch.isnan(torch.tensor(ridge_r2(x, torch.ones(4000, 2), fit=2000)))  # nothing to explain
+
+    def r2(pred, target):
+        return float(1 - ((target - pred) ** 2).sum() / ((target - target.mean()) ** 2).sum())
+
+    scored = x[~fit]
+    y = torch.where(fit, x @ w, x @ w2)[:, None]
+    assert ridge_r2(x, y) == pytest.approx(r2(scored @ w, scored @ w2), abs=1e-3)
+    swapped = torch.where(fit, x @ w2, x @ w)[:, None]
+    assert ridge_r2(x, swapped) == pytest.approx(r2(scored @ w2, scored @ w), abs=1e-3)
+    assert r2(scored @ w, scored @ w2) != pytest.approx(r2(scored @ w2, scored @ w), abs=0.1)
 
 
 def test_codebook_perplexity_of_uniform_and_one_hot_usage():

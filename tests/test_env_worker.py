@@ -48,6 +48,7 @@ def test_an_env_in_a_worker_steps_bitwise_as_the_env_in_this_process():
                 a, b = there.step(action), here.step(action)
                 assert np.array_equal(a.obs, b.obs) and a.obs.dtype == b.obs.dtype
                 assert (a.reward, a.terminated, a.truncated) == (b.reward, b.terminated, b.truncated)
+                assert np.array_equal(there.true_state(), here.true_state())  # the state probe's targets
                 if b.truncated:
                     assert np.array_equal(there.reset(), here.reset())
             there.set_state(saved)
@@ -133,6 +134,26 @@ def test_steps_after_the_first_cross_shared_memory_as_the_env_returned_them(kind
     finally:
         there.close()
     assert not (Path("/dev/shm") / name).exists()
+
+
+def test_the_true_state_after_a_shared_step_comes_from_the_block_without_a_round_trip(monkeypatch):
+    """The child writes the env's true state beside each shared step's Step: reading it after such a step
+    asks nothing over the pipe and gives the env's own; after the first step (piped, which lays the block
+    out) and after a reset it is asked over the pipe."""
+    piped = []
+    original = EnvWorker._piped
+    monkeypatch.setattr(EnvWorker, "_piped", lambda self, *a: piped.append(a[1]) or original(self, *a))
+    here, there = make_env(*ARGS), EnvWorker(make_env, ARGS, name="walker-walk seed 3")
+    try:
+        assert np.array_equal(there.reset(), here.reset())
+        for a in (np.zeros(6), np.ones(6), -np.ones(6)):
+            there.step(a), here.step(a)
+            assert np.array_equal(there.true_state(), here.true_state())
+        assert piped == ["reset", "step", "true_state", "share", "true_state"]  # the first step's alone
+        assert np.array_equal(there.reset(), here.reset())
+        assert np.array_equal(there.true_state(), here.true_state()) and piped[-2:] == ["reset", "true_state"]
+    finally:
+        there.close()
 
 
 @pytest.mark.parametrize("stepped", [False, True], ids=["before", "after a shared step"])

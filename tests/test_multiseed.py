@@ -548,6 +548,7 @@ def test_cli_seeds_match_plain_single_seed_runs(tmp_path, finished_runs):
             _last_train_row(plain_run),
         )
         assert group_row["updates"] == plain_row["updates"]
+        assert group_row["latent_state_r2"] and plain_row["latent_state_r2"]  # each seed's own state ring
         assert json.loads((group / f"seed{s}" / "status.json").read_text())["state"] == "done"
         assert float(_last_train_row(group / f"seed{s}")["q_loss"]) > 0
     assert eval_numbers(group / "seed3") != eval_numbers(group / "seed4")
@@ -574,6 +575,7 @@ def test_env_workers_give_the_in_process_group_bitwise_and_resume_bitwise(tmp_pa
         for other in (threads, run):
             assert eval_numbers(other / f"seed{s}") == eval_numbers(ref / f"seed{s}")
             assert train_numbers(other / f"seed{s}") == train_numbers(ref / f"seed{s}")
+        assert train_numbers(ref / f"seed{s}")[-1]["latent_state_r2"]  # true states from the workers
 
 
 def yaml_key(run: Path, key: str):

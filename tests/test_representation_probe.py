@@ -2,21 +2,25 @@
 latent, the same after kill-and-resume, and training bit-identical with them on or off (run key
 `diagnostics`)."""
 
+import numpy as np
 import pytest
 import torch
 from test_conformance import build, filled_replay
 from test_eval_beside import agent_state, assert_equal_states
 from test_multiseed import train_numbers
 
+from iqrl.core.diagnostics import probe_fit_rows
 from iqrl.core.interface import Agent
+from iqrl.envs.tasks import split_task
 from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, probe_latent, probe_windows, units
+from iqrl.runfolder.files import read_config
 
 from agent_helpers import assert_resume_matches
 from conftest import e2e_run, layered
 from test_train import read_csv
 
 #: The columns the switch adds (besides the iQRL paper's latent rank and active codebook).
-NEW = ("latent_srank", "latent_erank", "codebook_perplexity", "_dormant_", "latent_pred_")
+NEW = ("latent_srank", "latent_erank", "codebook_perplexity", "_dormant_", "latent_pred_", "_state_r2")
 
 
 #: The config key of the latent model's horizon H where it is not `horizon` (TD7's SALE predicts one step).
@@ -45,6 +49,8 @@ def test_diagnostics_on_or_off_leave_training_bit_identical(agent, tmp_path, fin
     rows_on, rows_off = train_numbers(on), train_numbers(off)
     assert not any("latent_" in k or "dormant" in k or "codebook" in k for k in rows_off[0])
     assert any(k.startswith("latent_pred_cos_k") for k in rows_on[0]) and "latent_srank" in rows_on[0]
+    if agent == "iqrl":  # the state ring was filled (a latent narrower than its fit rows)
+        assert rows_on[-1]["latent_state_r2"] and rows_on[-1]["obs_state_r2"]
     assert [{k: r[k] for k in rows_off[0]} for r in rows_on] == rows_off
     assert [r["episode_return"] for r in read_csv(on / "eval.csv")] == [
         r["episode_return"] for r in read_csv(off / "eval.csv")
@@ -87,6 +93,7 @@ def test_diagnostics_are_the_same_after_kill_and_resume(tmp_path, finished_runs)
     ref, run = assert_resume_matches("iqrl", tmp_path, finished_runs, reference=e2e_run("iqrl"), stop=250)
     assert train_numbers(run) == train_numbers(ref)
     assert "latent_erank" in train_numbers(run)[-1] and "critic_dormant_tau0.1" in train_numbers(run)[-1]
+    assert train_numbers(run)[-1]["latent_state_r2"]  # from the state ring the checkpoint held at 250
 
 
 @pytest.mark.registry
@@ -96,13 +103,21 @@ def test_every_agent_with_a_latent_writes_the_representation_columns(agent, fini
     an agent with a latent; codebook perplexity within 1..K for one with codes; the encoder's dormant share
     where activation modules run in `latent`, the critic's and the actor's exactly where the agent offers
     `probe_q` / `probe_actor`; the k-step prediction error for k = 1..H (its latent model's horizon) exactly
-    where it offers `predict_latents`. An agent without a latent writes none of them."""
+    where it offers `predict_latents`; on a DMC task the linear probe's R^2 of the true state, at most 1,
+    where the probe's fit rows of the state ring (one pair per agent step) are more than the latent is wide.
+    An agent without a latent writes none of them."""
     a = build(agent, 0)
-    row = read_csv(finished_runs.get(e2e_run(agent)) / "train.csv")[-1]
+    run = finished_runs.get(e2e_run(agent))
+    row = read_csv(run / "train.csv")[-1]
     filled = {k for k, v in row.items() if v != ""}
     if not overrides(a, "latent"):
         assert not any(s in k for k in filled for s in NEW)
         return
+    cfg = read_config(run)
+    if split_task(cfg["task"])[0] == "dmc":
+        fit = int(probe_fit_rows(cfg["steps"] // cfg["action_repeat"]).sum())
+        assert ("latent_state_r2" in filled) == (a.latent_width < fit)
+        assert "latent_state_r2" not in filled or float(row["latent_state_r2"]) <= 1
     width = a.latent_width
     assert 1 <= float(row["latent_srank"]) <= width and 1 <= float(row["latent_erank"]) <= width
     if getattr(a, "codebook_size", None) is not None and row.get("active_codebook_pct_mean"):
@@ -318,3 +333,153 @@ def test_probe_q_reads_each_critic_in_its_return_units():
     taken = torch.tensor([0, 2, 1, 2])
     assert torch.equal(dqn.probe_q(x, taken), dqn.q(x)[torch.arange(4), taken])
     assert dqn.value_rewards(np.array([-3.0, 0.5, 2.0])).tolist() == [-1.0, 0.5, 1.0]  # reward_clip 1
+
+
+class Counting:
+    """An env whose true state after its k-th step is [k, 2k]."""
+
+    def __init__(self):
+        self.k = 0
+
+    def true_state(self):
+        self.k += 1
+        return np.array([self.k, 2 * self.k], np.float32)
+
+
+def test_state_ring_keeps_the_last_pairs_and_resumes_each_in_its_slot(monkeypatch):
+    """A ring of 4 after 6 pairs holds pairs 3..6, oldest first; saved and loaded it goes on as the ring it
+    was (the next pair replaces the oldest in both); None (a checkpoint of before the ring) loads empty; an
+    env without a true state leaves it empty; frame stacks keep their uint8 in a ring of PIXEL_RING_SIZE."""
+    from iqrl.loop import state_probe
+
+    monkeypatch.setattr(state_probe, "RING_SIZE", 4)
+    monkeypatch.setattr(state_probe, "PIXEL_RING_SIZE", 2)
+    ring, env = state_probe.StateRing(), Counting()
+    for i in range(6):
+        ring.record(np.full(3, i, np.float32), env)
+    obs, state = ring.pairs()
+    assert obs[:, 0].tolist() == [2, 3, 4, 5] and state[:, 0].tolist() == [3, 4, 5, 6]
+    again = state_probe.StateRing()
+    again.load_state_dict(ring.state_dict())
+    for r in (ring, again):
+        r.record(np.full(3, 6, np.float32), Counting())
+    assert np.array_equal(again.obs, ring.obs) and np.array_equal(again.state, ring.state)
+    assert again.pairs()[0][:, 0].tolist() == [3, 4, 5, 6] and again.count == ring.count == 7
+    again.load_state_dict(None)
+    assert again.count == 0 and state_probe.probe_columns(None, again, "cpu") == {}
+    stateless = state_probe.StateRing()
+    stateless.record(np.zeros(3), object())
+    assert stateless.count == 0 and stateless.stateless
+    pixels = state_probe.StateRing()
+    for i in range(3):
+        pixels.record(np.full((6, 4, 4), i, np.uint8), env)
+    assert pixels.obs.shape == (2, 6, 4, 4) and pixels.obs.dtype == np.uint8
+    assert pixels.pairs()[0][:, 0, 0, 0].tolist() == [1, 2]
+
+
+def test_state_probe_reads_the_ring_through_the_agents_latent(monkeypatch):
+    """An agent whose latent is a linear map of the observation, and observations a linear map of the state:
+    both probes score 1, the latent read in chunks; a latent as wide as the probe's fit rows (128 of 200) is
+    left out (a map would fit anything there); frame stacks (uint8) give the latent's column alone."""
+    from iqrl.loop import state_probe
+    from iqrl.loop.state_probe import StateRing, probe_columns
+
+    monkeypatch.setattr(state_probe, "CHUNK", 64)  # 200 observations: 4 calls
+
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(200, 3, generator=g)
+    to_obs, to_latent = torch.randn(3, 5, generator=g), torch.randn(5, 8, generator=g)
+
+    class Linear:
+        latent_width = 8
+        calls = 0
+
+        def latent(self, obs):
+            Linear.calls += 1
+            return obs.float().flatten(1) @ to_latent
+
+    class Replayed:
+        def true_state(self):
+            return states[ring.count].numpy()
+
+    ring = StateRing()
+    for s in states:
+        ring.record((s @ to_obs).numpy(), Replayed())
+    out = probe_columns(Linear(), ring, "cpu")
+    assert out == {"latent_state_r2": pytest.approx(1, abs=1e-6), "obs_state_r2": pytest.approx(1, abs=1e-6)}
+    assert Linear.calls == 4
+    frames = StateRing()
+
+    class Shown:  # the state: the first 3 of the frame's 5 bytes
+        def true_state(self):
+            return frame[:3, 0, 0].astype(np.float32)
+
+    for frame in torch.randint(0, 200, (200, 5, 1, 1), generator=g, dtype=torch.uint8).numpy():
+        frames.record(frame, Shown())
+    assert frames.obs.dtype == np.uint8
+    assert probe_columns(Linear(), frames, "cpu") == {"latent_state_r2": pytest.approx(1, abs=1e-6)}
+    Linear.latent_width = int(probe_fit_rows(200).sum())
+    assert Linear.latent_width == 128
+    assert set(probe_columns(Linear(), ring, "cpu")) == {"obs_state_r2"}
+
+
+def test_a_run_folder_whose_checkpoint_holds_no_state_ring_resumes_and_fills_it_again(
+    tmp_path, finished_runs
+):
+    """iQRL's end-to-end run stopped at env step 250 and its checkpoint rewritten as a version before the
+    ring wrote it (no `state_ring`): it resumes with an empty ring, trains as the uninterrupted run, and its
+    last row's probe reads the 75 pairs of the steps since the resume alone (another R^2)."""
+    from iqrl.runfolder import checkpoints
+    from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
+    from iqrl.runfolder.files import CHECKPOINT
+    from iqrl.train import main
+
+    from conftest import stop_at_env_step
+
+    ref, run = finished_runs.get(e2e_run("iqrl")), tmp_path / "run"
+    argv = [*e2e_run("iqrl"), f"out={run}"]
+    assert main(argv, should_stop=stop_at_env_step(argv, 250)) == EXIT_INTERRUPTED
+    state = checkpoints.verified(run / CHECKPOINT, "cpu")
+    assert state.pop("state_ring")["count"] == 125  # one pair per agent step (action repeat 2)
+    checkpoints.save(run, state)
+    assert main(argv) == EXIT_OK
+
+    def training(rows):
+        return [{k: v for k, v in r.items() if not k.endswith("_state_r2")} for r in rows]
+
+    rows, uninterrupted = train_numbers(run), train_numbers(ref)
+    assert training(rows) == training(uninterrupted) and rows[0] == uninterrupted[0]  # (row 200: before)
+    assert rows[-1]["latent_state_r2"] != uninterrupted[-1]["latent_state_r2"] != ""
+
+
+def test_the_docs_give_the_state_ring_and_the_ridge_as_the_code_has_them():
+    """docs/diagnostics.md's sizes of the state ring, its memory for pixels at the default frames, the
+    ridge, and the default latent widths it says the probe reads (or not)."""
+    from pathlib import Path
+
+    from iqrl.config.build import build_config
+    from iqrl.core.diagnostics import PROBE_BLOCK, PROBE_RIDGE
+    from iqrl.loop.state_probe import PIXEL_RING_SIZE, RING_SIZE
+
+    text = " ".join((Path(__file__).parents[1] / "docs" / "diagnostics.md").read_text().split())
+    cfg = build_config(["agent=iqrl", "task=walker-walk", "obs=pixels", "out=unused"])  # the defaults
+    frames = 3 * cfg.frame_stack * cfg.image_size**2
+    assert f"`RING_SIZE` = {RING_SIZE} pairs of state observations ({2 * RING_SIZE} env steps" in text
+    assert f"`PIXEL_RING_SIZE` = {PIXEL_RING_SIZE} of pixel observations" in text
+    assert f"({PIXEL_RING_SIZE} x {3 * cfg.frame_stack} x {cfg.image_size} x {cfg.image_size} bytes, " in text
+    assert f"{PIXEL_RING_SIZE * frames / 1e6:.1f} MB" in text and f"{PROBE_RIDGE:g}" == "0.0001"
+    fit, pixel_fit = (int(probe_fit_rows(n).sum()) for n in (RING_SIZE, PIXEL_RING_SIZE))
+    assert (
+        "lambda = 1e-4" in text and f"the ring's {fit} fit rows" in text and f"({pixel_fit} fit rows)" in text
+    )
+    assert (
+        f"`PROBE_BLOCK` = {PROBE_BLOCK}" in text
+        and f"fit on the even blocks of {PROBE_BLOCK} consecutive" in text
+    )
+
+    def width(agent, task):
+        return build_config([f"agent={agent}", f"task={task}", "out=unused"]).agent.latent_width
+
+    assert width("iqrl", "walker-walk") == width("dcwm", "walker-walk") == 1024 < fit
+    assert width("iqrl", "dog-run") == width("iqrl", "humanoid-walk") == 2048 >= fit
+    assert "(iQRL's and DC-MPC's 1024)" in text and "humanoid's 2048-wide latents" in text

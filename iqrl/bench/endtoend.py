@@ -7,9 +7,10 @@ act, update, evaluate, write; iqrl/loop/timing.py), and training's rate in all w
 and every process under it (its env workers), start-up included: the difference of two rows of different
 STEPS is what those env steps cost in CPU, whatever the machine's other load (`tree_cpu_s`).
 `diagnostics_share`: the part of a run's wall that the train.csv rows' representation diagnostics take at
-the run's `diag_every` (iqrl/loop/latent_probe.py): one probe timed again on the finished run's agent and
-replay (`diagnostics_s`, the median of a few), k of them (one per seed) over the wall that diag_every env
-steps take at the row's rate. (The row's own short run holds one probe at its end, whatever its length.)
+the run's `diag_every` (iqrl/loop/latent_probe.py, and the state probe of iqrl/loop/state_probe.py): one
+probe timed again on the finished run's agent, replay and state ring (`diagnostics_s`, the median of a
+few), k of them (one per seed) over the wall that diag_every env steps take at the row's rate. (The row's
+own short run holds one probe at its end, whatever its length.)
 
 The rate counts the seeds' time inside their training loops (status.json's `time_split`; a group's seeds
 train at once, so the slowest seed's time), not the process's start, imports and building of the envs and
@@ -90,6 +91,7 @@ def diagnostics_cost(argv: list[str], k: int, env_steps_per_s: float, repeats: i
     import time
 
     from iqrl.loop.latent_probe import probe_latent
+    from iqrl.loop.state_probe import probe_columns
     from iqrl.loop.trainer import Trainer
 
     t = Trainer(build_config(argv))
@@ -101,6 +103,7 @@ def diagnostics_cost(argv: list[str], k: int, env_steps_per_s: float, repeats: i
         start = time.perf_counter()
         if not probe_latent(t.agent, t.replay, t.diag_generator):  # ends in host floats: the device is done
             return {}  # an agent without a latent: no diagnostics
+        probe_columns(t.agent, t.state_ring, t.device)  # (floats too)
         seconds.append(time.perf_counter() - start)
     probe_s, every = sorted(seconds)[repeats // 2], t.cfg.diag_every
     return {

@@ -17,9 +17,11 @@ Entropy effective rank (Roy and Vetterli 2007): exp(H(p)), p = sigma / ||sigma||
 tau-dormant units (Sokar et al. 2023, "The Dormant Neuron Phenomenon", def. 3.1): a unit i of a layer with
 activations h [n, units] has score s_i = mean_n |h_i| / mean_units mean_n |h|; it is dormant when s_i <= tau
 (tau = 0: exactly silent units; tau = 0.1 the paper's default). A layer silent throughout is all dormant.
-Linear probe: ridge regression (with intercept) of targets Y [n, m] on features X [n, D], fit on the first
-rows and scored on the rest: R^2 = 1 - SSE / SST per target column (SST about the scored rows' mean),
-averaged over the columns that vary on the scored rows.
+Linear probe: ridge regression of targets Y [n, m] on features X [n, D] (rows in time order), fit on the
+even blocks of PROBE_BLOCK consecutive rows and scored on the odd ones; features and targets standardised by
+the fit rows' means and stds (a constant feature is 0), closed form W = (Xs^T Xs + lambda n_fit I)^-1 Xs^T Ys,
+lambda = PROBE_RIDGE; R^2 = 1 - SSE / SST per target column (SST about the scored rows' mean), averaged over
+the columns that vary on both parts.
 Codebook perplexity: per group, exp of the entropy of its code usage over the n samples; K when the K codes
 are used equally often, 1 when one code takes every sample.
 k-step latent prediction error: for predicted latents and targets [H, n, D], per step k the mean over n of
@@ -46,6 +48,19 @@ SRANK_DELTA = 0.01  # Kumar et al. 2021
 DORMANT_TAUS = (0.0, 0.1)  # Sokar et al. 2023: exactly silent, and the paper's threshold
 #: The largest weight of the rewards after a cut episode's end in a scored step's return (Q-bias).
 TAIL_WEIGHT = 0.01
+#: The linear probe's ridge, per fit row, on standardised features (each of variance 1): enough to make the
+#: normal equations solvable where features are collinear or constant (an FSQ latent's rank is below its
+#: width, a dormant unit is a constant column), small enough that a direction of unit variance is shrunk by
+#: 1e-4, so an exact linear map still scores R^2 = 1 to within ~1e-8.
+PROBE_RIDGE = 1e-4
+#: The probe's split, in blocks of consecutive rows: long enough that a scored row's near-copies (the steps
+#: beside it) are mostly in its own block, not among the fitted rows; short enough that fitted and scored rows
+#: come from the same stretch of time (a first-half/second-half split scores states the fit never saw: a
+#: pendulum's angle that has wound on, a walker's distance that has grown).
+PROBE_BLOCK = 64
+#: A target column varies on a half when its std there exceeds this share of (1 + |its mean|): float noise of
+#: a quantity held constant (a fixed joint, a wall's position) is not a dimension to explain.
+VARIES = 1e-9
 
 
 def singular_values(z: Tensor) -> Tensor:
@@ -135,22 +150,36 @@ def dormant_fraction(h: Tensor, tau: float) -> float:
     return float((a / layer <= tau).double().mean())
 
 
-def ridge_r2(x: Tensor, y: Tensor, fit: int, lam: float = 1e-6) -> float:
-    """R^2 on rows fit: of a ridge regression of y [n, m] on x [n, D] (with intercept, penalty lam * n_fit
-    on the weights) fit on rows :fit; nan when no target column varies on the scored rows."""
+def standardised(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """x in units of the fit rows' std about their mean; a column constant there (std 0) is 0."""
+    return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def probe_fit_rows(n: int, device=None) -> Tensor:
+    """The probe's fit rows of n (bool [n]): the even blocks of PROBE_BLOCK; the others are scored."""
+    return (torch.arange(n, device=device) // PROBE_BLOCK) % 2 == 0
+
+
+def ridge_r2(x: Tensor, y: Tensor, lam: float = PROBE_RIDGE) -> float:
+    """R^2 of the ridge probe of y [n, m] from x [n, ...] (module docstring): fit on `probe_fit_rows`, scored
+    on the rest, averaged over the target columns that vary on both; nan when none does."""
     x, y = x.double().flatten(1), y.double().flatten(1)
-    xf, yf = x[:fit], y[:fit]
-    mx, my = xf.mean(0), yf.mean(0)
-    xc = xf - mx
-    gram = xc.T @ xc + lam * fit * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    w = torch.linalg.solve(gram, xc.T @ (yf - my))
-    pred = (x[fit:] - mx) @ w + my
-    yt = y[fit:]
-    sst = ((yt - yt.mean(0)) ** 2).sum(0)
-    varies = sst > 1e-12 * (1 + (yt**2).sum(0))
+    rows = probe_fit_rows(x.shape[0], x.device)
+    xf, yf, xt, yt = x[rows], y[rows], x[~rows], y[~rows]
+    if len(xt) == 0:
+        return float("nan")
+    mx, sx, my, sy = xf.mean(0), xf.std(0, unbiased=False), yf.mean(0), yf.std(0, unbiased=False)
+    xs = standardised(xf, mx, sx)
+    fit = len(xf)
+    gram = xs.T @ xs + lam * fit * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)  # positive definite
+    w = torch.cholesky_solve(xs.T @ standardised(yf, my, sy), torch.linalg.cholesky(gram))
+    pred = standardised(xt, mx, sx) @ w
+    target = standardised(yt, my, sy)
+    sst = ((target - target.mean(0)) ** 2).sum(0)
+    varies = (sy > VARIES * (1 + my.abs())) & (yt.std(0, unbiased=False) > VARIES * (1 + my.abs()))
     if not bool(varies.any()):
         return float("nan")
-    sse = ((yt - pred) ** 2).sum(0)
+    sse = ((target - pred) ** 2).sum(0)
     return float((1 - sse[varies] / sst[varies]).mean())
 
 

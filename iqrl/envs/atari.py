@@ -232,6 +232,10 @@ class AtariEnv:
         clipped = float(np.clip(reward, -self.reward_clip, self.reward_clip)) if self.reward_clip else None
         return Step(np.concatenate(self._history, 0), reward, terminated, truncated, learner_reward=clipped)
 
+    def true_state(self) -> np.ndarray:
+        """The console's 128 bytes of RAM now, float32 (the state AtariARI, Anand et al. 2019, labels)."""
+        return self._env.ale.getRAM().astype(np.float32)
+
     def video_frame(self) -> np.ndarray:
         """The emulator's RGB screen now, [210, 160, 3] (videos)."""
         return self._env.ale.getScreenRGB()

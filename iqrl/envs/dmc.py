@@ -24,7 +24,7 @@ from dm_control.suite.wrappers import action_scale
 
 from iqrl.core.spaces import ActionSpec
 from iqrl.envs.render import Renderer
-from iqrl.envs.step import PhasedStep, Step, check_episode_length, phased
+from iqrl.envs.step import PhasedStep, Step, check_episode_length, mujoco_state, phased
 from iqrl.envs.tasks import suite_list
 
 SEED_LIMIT = 2**32  # numpy and dm_control take seeds in [0, 2**32)
@@ -120,6 +120,11 @@ class DMCEnv:
     def control_timestep(self) -> float:
         """Seconds of simulated time per env step."""
         return float(self._env.control_timestep())
+
+    def true_state(self) -> np.ndarray:
+        """The physics' state now, float32 [nq + nv + na]: joint positions, velocities and actuator
+        activations (dm_control's `Physics.get_state` order)."""
+        return mujoco_state(self._env.physics.data)
 
     def get_state(self) -> dict:
         return {"random": self._env.task.random.get_state()}

@@ -97,6 +97,12 @@ class MiniGridEnv(SeededAtFirstReset):
         success = terminated and reward > 0  # MiniGrid rewards only reaching the goal (its object)
         return Step(self._observe(obs, reset=False), reward, terminated, truncated, success)
 
+    def true_state(self) -> np.ndarray:
+        """The agent's cell (column, row) and its direction one-hot (right, down, left, up), float32 [6]."""
+        direction = np.zeros(4, np.float32)
+        direction[self._env.agent_dir] = 1.0
+        return np.concatenate([np.asarray(self._env.agent_pos, np.float32), direction])
+
     def video_frame(self) -> np.ndarray:
         """The whole grid with the agent's view highlighted, RGB (videos)."""
         return self._env.get_frame(highlight=True, tile_size=VIDEO_TILE)

@@ -44,6 +44,13 @@ def phased(env, action) -> PhasedStep:
     return env.step(action)
 
 
+def mujoco_state(data) -> np.ndarray:
+    """The true state of a MuJoCo simulation, float32 [nq + nv + na]: joint positions, velocities and actuator
+    activations of its `data` (dm_control's or the mujoco package's MjData; dm_control's `Physics.get_state`
+    order)."""
+    return np.concatenate([data.qpos, data.qvel, data.act], dtype=np.float32)
+
+
 class SeededAtFirstReset:
     """The random state of an env over a Gymnasium env `_env` whose first reset seeds its generator with
     `_seed` (`reset(seed=None if self._seeded else self._seed)`): the Gym-interface suites' and MiniGrid's.

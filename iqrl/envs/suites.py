@@ -18,7 +18,7 @@ import importlib
 import numpy as np
 
 from iqrl.core.spaces import ActionSpec
-from iqrl.envs.step import SeededAtFirstReset, Step, check_episode_length
+from iqrl.envs.step import SeededAtFirstReset, Step, check_episode_length, mujoco_state
 from iqrl.envs.tasks import SUITES, split_task
 
 
@@ -150,3 +150,9 @@ class SuiteEnv(SeededAtFirstReset):
                 break
         truncated = not terminated and self._t >= self.episode_length
         return Step(np.asarray(obs, np.float32).ravel(), reward, terminated, truncated, success)
+
+    def true_state(self) -> np.ndarray:
+        """The simulation's qpos, qvel and act (iqrl/envs/step.py `mujoco_state`): the env's MjData (Gym
+        MuJoCo, Meta-World), or its simulator's (MyoSuite)."""
+        data = getattr(self._env, "data", None)
+        return mujoco_state(self._env.sim.data if data is None else data)

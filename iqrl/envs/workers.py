@@ -16,14 +16,15 @@ worker steps bitwise as the same env in the process (tests/test_env_worker.py). 
 the process's global generators (random, numpy.random), which are the child's own there: DMC's and the other
 suites' envs draw only from their own.
 
-Steps after the first cross shared memory instead (`SharedStep`): the action in, the Step out, each side
-woken by a semaphore, with no pickle, no pipe and no poll. The first step crosses the pipe and gives the
-layout (the action's and the observation's shape and dtype); a later action or Step that does not fit it
-(another dtype, a reward that is no float), and any error, crosses the pipe as before, so every result is the
-one the env returned, bit for bit and type for type. A pipe round trip cost about 130 µs of CPU per
-walker-walk agent step on a 2-core EPYC, the shared one about 45 (docs/performance.md). Every request, piped
-or shared, wakes the child through the same semaphore; the child, waiting on it, looks every POLL_S at whether
-its parent still lives.
+Steps after the first cross shared memory instead (`SharedStep`): the action in, the Step out (and the env's
+true state after the step, where it has one: the state probe's `true_state()` after a step asks nothing of the
+child), each side woken by a semaphore, with no pickle, no pipe and no poll. The first step crosses the pipe
+and gives the layout (the action's and the observation's shape and dtype); a later action or Step that does
+not fit it (another dtype, a reward that is no float), and any error, crosses the pipe as before, so every
+result is the one the env returned, bit for bit and type for type. A pipe round trip cost about 130 µs of CPU
+per walker-walk agent step on a 2-core EPYC, the shared one about 45 (docs/performance.md). Every request,
+piped or shared, wakes the child through the same semaphore; the child, waiting on it, looks every POLL_S at
+whether its parent still lives.
 
 An exception in the child comes back as the same exception type with its message (the child's traceback
 as a note); a child that dies is one EnvWorkerDied naming it and how it ended, and one that stops answering
@@ -119,33 +120,37 @@ def context():
 # ---------------------------------------------------------------------- steps through shared memory
 class SharedStep:
     """One worker's steps through shared memory (module docstring): a block with the request, the Step's
-    flags and scalars (HEAD), the action and the observation, laid out by the first step's action and Step.
-    The parent creates it (and unlinks it at the end); the child attaches to it by name."""
+    flags and scalars (HEAD), the action, the observation and the env's true state after the step (where it
+    has one: the state probe reads it at every step), laid out by the first step's action, Step and true
+    state. The parent creates it (and unlinks it at the end); the child attaches to it by name."""
 
     # asked (1: a step waits), answer (SHARED: in the block; PIPED: on the pipe), terminated, truncated,
     # success, learner_reward given; reward, learner_reward. struct's bool and double come back as the
     # Python bool and float they were, every bit of them.
     HEAD = struct.Struct("<BB????xxdd")
     SHARED, PIPED = 1, 2
-    ACTION_AT = 64  # the action, then the observation on the next 64-byte boundary
+    ACTION_AT = 64  # the action, then the observation and the true state, each on the next 64-byte boundary
 
-    def __init__(self, name: str | None, action, obs: np.ndarray):
+    def __init__(self, name: str | None, action, obs: np.ndarray, state: np.ndarray | None = None):
         self.scalar_action = isinstance(action, np.generic)  # given back as a numpy scalar, else an array
         action = np.asarray(action)
         obs_at = self.ACTION_AT + -(-action.nbytes // 64) * 64
+        state_at = obs_at + -(-max(obs.nbytes, 1) // 64) * 64
         if name is None:
-            self.memory = SharedMemory(create=True, size=obs_at + max(obs.nbytes, 1))
+            self.memory = SharedMemory(create=True, size=state_at + (0 if state is None else state.nbytes))
         else:  # the child (its registration is the parent's resource tracker's, which the child shares)
             self.memory = SharedMemory(name=name)
         self.buf = self.memory.buf
         self.action = np.ndarray(action.shape, action.dtype, self.buf, self.ACTION_AT)
         self.obs = np.ndarray(obs.shape, obs.dtype, self.buf, obs_at)
+        self.state = None if state is None else np.ndarray(state.shape, state.dtype, self.buf, state_at)
 
     def layout(self) -> tuple:
-        """What the child needs to attach: the block's name and the first step's action and observation
-        (of their types, shapes and dtypes)."""
+        """What the child needs to attach: the block's name and the first step's action, observation and true
+        state (of their types, shapes and dtypes; None: the env has none)."""
         action = np.zeros_like(self.action)
-        return self.memory.name, action[()] if self.scalar_action else action, np.zeros_like(self.obs)
+        state = None if self.state is None else np.zeros_like(self.state)
+        return self.memory.name, action[()] if self.scalar_action else action, np.zeros_like(self.obs), state
 
     @staticmethod
     def fits_step(step, obs: np.ndarray | None = None) -> bool:
@@ -193,6 +198,7 @@ class SharedStep:
         action = self.action[()] if self.scalar_action else self.action.copy()
         try:
             step = env.step(action)
+            state = None if self.state is None else env.true_state()
         except Exception as e:
             conn.send(("error", _packed(e)))
             self.buf[1] = self.PIPED
@@ -202,6 +208,8 @@ class SharedStep:
             self.buf[1] = self.PIPED
             return
         self.obs[...] = step.obs
+        if state is not None:
+            self.state[...] = state
         learned = step.learner_reward is not None
         flags = step.terminated, step.truncated, step.success, learned
         self.HEAD.pack_into(
@@ -211,6 +219,7 @@ class SharedStep:
     def close(self, unlink: bool) -> None:
         self.__dict__.pop("action", None)  # the views of the buffer first: it cannot close under them
         self.__dict__.pop("obs", None)
+        self.__dict__.pop("state", None)
         self.buf.release()
         self.memory.close()
         if unlink:
@@ -347,6 +356,7 @@ class EnvWorker:
         d["_conn"], d["_process"], d["_name"], d["_lock"] = conn, process, name, threading.Lock()
         # the shared block after the first step: [SharedStep], or [False] where it could not be made
         d["_wake"], d["_done"], d["_shared"] = wake, done, []
+        d["_fresh"] = [False]  # whether the shared block holds the true state after the last request (a step)
         d["_spec"] = {}
         d["_close"] = weakref.finalize(self, _shutdown, process, conn, wake, self._shared)
         d["_spec"] = self._answer()
@@ -419,6 +429,7 @@ class EnvWorker:
 
     def _piped(self, op: str, name: str, args: tuple = ()):
         """A request over the pipe and its answer (the lock held)."""
+        self._fresh[0] = False
         try:
             self._conn.send((op, name, args))
         except (EOFError, OSError):
@@ -443,13 +454,18 @@ class EnvWorker:
             shared.ask(action)
             self._wake.release()
             self._wait("'step'", lambda timeout: self._done.acquire(timeout=timeout))
+            self._fresh[0] = not shared.piped() and shared.state is not None
             return self._answer("'step'") if shared.piped() else shared.answer()
 
     def _share(self, action, step) -> None:
-        """The shared block laid out by this action and Step, and the child attached to it; where shared
-        memory fails (no /dev/shm, say), every step keeps to the pipe."""
+        """The shared block laid out by this action and Step (and the env's true state, asked once), and the
+        child attached to it; where shared memory fails (no /dev/shm, say), every step keeps to the pipe."""
         try:
-            shared = SharedStep(None, action, step.obs)
+            state = self._piped("call", "true_state")
+        except AttributeError:  # an env without one
+            state = None
+        try:
+            shared = SharedStep(None, action, step.obs, state if isinstance(state, np.ndarray) else None)
         except OSError:
             self._shared.append(False)
             return
@@ -465,6 +481,14 @@ class EnvWorker:
 
     def set_state(self, state: dict) -> None:
         return self._request("call", "set_state", (state,))
+
+    def true_state(self):
+        """The env's true state: after a step through the shared block, the one the child wrote there beside
+        the Step (no round trip); else asked over the pipe."""
+        with self._lock:
+            if self._fresh[0]:
+                return self._shared[0].state.copy()
+            return self._request_held("call", "true_state")
 
     def __getattr__(self, name: str):
         spec = self.__dict__.get("_spec", {})

@@ -68,6 +68,7 @@ class Resumable:
             "unsynced": self.unsynced,  # metrics of updates not yet summed into a row, as they are
             "eval_rows": self.eval_rows,
             "train_rows": self.train_rows,
+            "state_ring": self.state_ring.state_dict(),  # (the last pairs of observation and true state)
             "window": self.row_totals,  # (the checkpoint's key of old)
             "wall_time": self.wall_time(),
             "time_split": {"total": self.split.summary(), "window": dict(self.split.window)},
@@ -93,6 +94,7 @@ class Resumable:
         for k, v in counters.items():
             setattr(self, k, v)
         self.eval_rows, self.train_rows, self.row_totals = s["eval_rows"], s["train_rows"], s["window"]
+        self.state_ring.load_state_dict(s.get("state_ring"))  # a checkpoint of before the ring: empty
         self.wall_offset, self.t0 = s["wall_time"], time.time()
         # (a checkpoint of before the split: the summary counts from the resume on)
         self.split = TimeSplit(s.get("time_split", {}).get("total"))

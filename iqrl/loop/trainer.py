@@ -47,6 +47,7 @@ from iqrl.loop.lanes import Lanes
 from iqrl.loop.latent_probe import collapse_warning, probe_latent
 from iqrl.loop.parts import build_parts, eval_env_copy
 from iqrl.loop.resume import Resumable
+from iqrl.loop.state_probe import probe_columns, state_ring
 from iqrl.loop.timing import TimeSplit, summary_line
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 from iqrl.runfolder.files import (
@@ -97,6 +98,7 @@ class Trainer(Resumable):
         self.rng = np.random.default_rng(cfg.seed + 2)  # seed-phase actions
         self.diag_generator = torch.Generator(device=self.device)
         self.diag_generator.manual_seed(cfg.seed + 3)
+        self.state_ring = state_ring(self.agent, cfg.diagnostics and len(self.tasks) == 1)  # (state_probe.py)
         # updates earned per env step: the run's key, or the agent's default
         rate = (
             self.agent.spec.rate(cfg.action_repeat) if cfg.updates_per_step is None else cfg.updates_per_step
@@ -184,6 +186,7 @@ class Trainer(Resumable):
             with self.split("act"):
                 action = self.agent.act(ep.obs, explore=True)
         step = self.env.step(action)
+        self.state_ring.record(step.obs, self.env)
         self.env_step += self.cfg.action_repeat
         truncated = step.truncated or (self.env_step >= self.cfg.steps and not step.terminated)
         ended = step.terminated or truncated
@@ -363,6 +366,7 @@ class Trainer(Resumable):
             row["expl_sigma"] = expl
         if self.cfg.diagnostics:  # own generator: training draws the same either way
             row.update(probe_latent(self.agent, self.replay, self.diag_generator))
+            row.update(probe_columns(self.agent, self.state_ring, self.device))
         row["env_steps_per_s"] = w["env_steps"] / w["env_time"] if w["env_time"] > 0 else None
         row["updates_per_s"] = w["updates"] / w["update_time"] if w["update_time"] > 0 else None
         row.update(self.split.take_window())
