@@ -63,9 +63,7 @@ def cohort_refusal(cfg, k: int) -> str | None:
     serves one group only."""
     c = cfg.cohorts
     if k % c:
-        return (
-            f"cohorts={c} must divide the number of seeds ({k}): each cohort is a group of K / cohorts seeds"
-        )
+        return f"cohorts={c} must divide the number of seeds ({k}): each cohort is a group of K / C seeds"
     if c > 1 and cfg.cudagraphs:
         return f"cohorts={c} with cudagraphs=true: a graph-captured group serves only in the main thread"
     return None
