@@ -41,7 +41,6 @@ so the last bits differ (tests/test_multiseed.py bounds it).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -159,10 +158,6 @@ class SeedGroup(PieceRuns):
         self.round = 0
         self.error: BaseException | None = None
         self.serving = False  # while a thread runs `serve`: rounds then run there, not in a seed's thread
-        # Held while a round runs tensor work (all but host work): a lock shared by the cohorts of a job
-        # (iqrl.multiseed.runs), so their forwards and updates take turns, never competing for the cores,
-        # while another cohort's envs step; alone, nothing to wait for.
-        self.turn: contextlib.AbstractContextManager = contextlib.nullcontext()
 
     def _pad(self, per_seed: list) -> list:
         return per_seed + [per_seed[0]] * (self.slots - self.K)

@@ -69,18 +69,14 @@ class PieceRuns:
         if kind == "host":  # the seeds' host work (their envs' steps: iqrl/multiseed/envs.py), once for all
             results = pieces[0].fn([p.args for p in pieces])
         else:
-            with self.turn:  # one cohort's tensor work at a time; the others' envs step meanwhile
-                results = self._run_tensors(kind, seeds, pieces)
+            self._sync_stats_in() if self._synced_in else self._sync_in()
+            self._synced_in = True
+            self.moving = self._moving(seeds)
+            if kind != "act":  # actions run eager, outside the graph tree
+                self._graph_step(self.update_of[seeds[0]])
+            results = getattr(self, f"_{kind}")(seeds, pieces)
         for k, r in zip(seeds, results):
             self.results[k] = r
-
-    def _run_tensors(self, kind: str, seeds: list[int], pieces: list[Piece]) -> list:
-        self._sync_stats_in() if self._synced_in else self._sync_in()
-        self._synced_in = True
-        self.moving = self._moving(seeds)
-        if kind != "act":  # actions run eager, outside the graph tree
-            self._graph_step(self.update_of[seeds[0]])
-        return getattr(self, f"_{kind}")(seeds, pieces)
 
     def _graph_step(self, update: int) -> None:
         """With cudagraphs: the first piece of each group update begins a step of the graph tree."""

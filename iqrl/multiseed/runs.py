@@ -7,10 +7,9 @@ writes ROOT/seed0 .. ROOT/seed3, each an ordinary run folder (the config.yaml of
 ... seed=k out=ROOT/seed<k>`), so sweeps, `make status` and `make figures` read them like any run. Each seed
 has its own `Trainer` (envs, replay, generators, counters, run folder) in its own thread; their updates meet
 in the group (iqrl/multiseed/group.py), which the main thread serves. With cohorts=C the seeds form C groups
-of K / C, the first served by the main thread, each other by a thread of its own. Their rounds of tensor
-work (acting, the update's pieces) take turns under one lock, so they never compete for the cores, and
-while one cohort's runs (torch releases the interpreter lock in its operators; on a GPU its kernels run
-queued) another's envs step and its seeds sample their replays. Each seed computes as in a group of its
+of K / C, the first served by the main thread, each other by a thread of its own: nothing ties one cohort's
+rounds to another's, so while one's vectorised update runs (torch releases the interpreter lock in its
+operators; on a GPU its kernels run queued), another's envs step. Each seed computes as in a group of its
 cohort's seeds alone, its random draws and replay writes in its own order, as in any group.
 
 Resume: every seed checkpoints at the same env steps and keeps its previous checkpoint; a group that
@@ -325,9 +324,7 @@ def _train_group(cfgs: list, points: list, should_stop, trainers: list, places=N
     except KSeedRefused as e:  # before anything is written
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    turn = threading.Lock()  # the cohorts' tensor work one at a time (SeedGroup.turn)
     for group, c in zip(groups, cohorts):
-        group.turn = turn if len(groups) > 1 else group.turn
         step_together([trainers[i] for i in c])  # their envs' steps in their group's rounds (DMC here)
         for i in c:
             trainers[i].group, trainers[i].seed_index = group, places_in[i][0]
