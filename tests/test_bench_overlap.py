@@ -4,6 +4,7 @@ STEPS it refuses in one line before anything runs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,55 @@ def test_the_bench_refuses_an_overlap_it_cannot_measure_before_anything_runs(tmp
         "error: --overlap measures iqrl's K-seed jobs on the CPU (--agents iqrl --device cpu)"
     ]
     assert not out.exists()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def doc_figures(rows: list[dict]) -> dict[str, str]:
+    """docs/performance.md's figures of collection beside the update and of evaluation over seeds, from
+    docs/cpu-overlap.jsonl's rows (the overlap row, and the host-share row of K = 4)."""
+    o = next(r for r in rows if r["kind"] == "overlap")
+    h = next(r for r in rows if r["kind"] == "host_share" and r["seeds"] == 4)
+    raw = o["hidden_raw"]
+    return {
+        "threads": o["hardware"].rsplit(", ", 1)[1].split()[0],
+        "collect_ms": f"{o['collect_s'] * 1000:.2f}",
+        "update_ms": f"{o['update_s'] * 1000:.1f}",
+        "wall_1_ms": f"{o['wall_1_s'] * 1000:.1f}",
+        "wall_2_ms": f"{o['wall_2_s'] * 1000:.1f}",
+        "wall_2_vs_1": f"{o['wall_2_vs_1']}",
+        "hidden_raw": f"{raw}",
+        "clip_words": "clipped to 0: two cohorts ran slower than one group"
+        if raw < 0
+        else "clipped to 1"
+        if raw > 1
+        else "not clipped",
+        "update_vs_collect": f"{o['update_vs_collect']:.0f}",
+        "most": f"{100 * o['collect_s'] / o['wall_1_s']:.1f}",
+        "eval_episodes": f"{h['eval_episodes']}",
+        "eval_calls": f"{h['eval_act_calls_per_step']:g}",
+        "eval_ms": f"{h['eval_ms_per_step']:.1f}",
+        "eval_s": f"{h['eval_s']:.2f}",
+        "eval_at_length": f"{h['eval_s_at_length']:.1f}",
+    }
+
+
+#: The sentences of docs/performance.md that carry the figures, as doc_figures fills them.
+DOC_SENTENCES = [
+    "collection {collect_ms} ms per env step of the group, update {update_ms} ms,",
+    "wall {wall_1_ms} ms in one group and {wall_2_ms} ms in two cohorts (`wall_2_vs_1` {wall_2_vs_1}),",
+    "so `hidden_raw` {hidden_raw}, {clip_words}.",
+    "the update is {update_vs_collect} times collection, so hiding all of it would save {most}% of the wall",
+    "K = 4, {eval_episodes} episodes, {eval_calls} acting call per evaluation step, {eval_ms} ms per step,",
+    "{eval_s} s for the bench's episodes of 20 env steps and {eval_at_length} s at walker-walk's 1000",
+]
+
+
+def test_the_docs_figures_are_the_committed_rows():
+    rows = [json.loads(line) for line in (ROOT / "docs" / "cpu-overlap.jsonl").read_text().splitlines()]
+    text = " ".join((ROOT / "docs" / "performance.md").read_text().split())
+    figures = doc_figures(rows)
+    for sentence in DOC_SENTENCES:
+        assert sentence.format(**figures) in text
+    assert rows[0]["hidden"] == min(max(rows[0]["hidden_raw"], 0.0), 1.0)
