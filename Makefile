@@ -201,15 +201,17 @@ OBS ?= state
 # E2E=STEPS: end-to-end rows (whole runs of STEPS env steps, docs/performance.md); BENCH_SET: run keys for every
 # row (space-separated key=value, each one --set); COLLECT=STEPS: collection rows (STEPS env steps per seed of a
 # seed phase: CPU per env step beside the bare physics, docs/performance.md "Environments of a K-seed group");
-# HOST_SHARE=1: iqrl K-seed groups' operators, syncs and moves per agent step and per update (docs/performance.md)
+# HOST_SHARE=1: iqrl K-seed groups' operators, syncs and moves per agent step and per update (docs/performance.md);
+# OVERLAP=STEPS: iqrl K-seed jobs of STEPS env steps, collection hidden behind updates by two cohorts
 E2E ?=
 COLLECT ?=
 HOST_SHARE ?=
+OVERLAP ?=
 BENCH_SET ?=
 bench: $(BASE_STAMP)
 	$(PY) -m iqrl.bench --out "$(BENCH_OUT)" --updates $(BENCH_UPDATES) --dtypes $(DTYPES) --compile $(COMPILE) --device $(DEVICE) \
 		--seeds $(BENCH_SEEDS) --obs $(OBS) $(if $(PLAIN),--plain,) $(if $(E2E),--end-to-end $(E2E),) \
-		$(if $(COLLECT),--collect $(COLLECT),) $(if $(HOST_SHARE),--host-share,) \
+		$(if $(COLLECT),--collect $(COLLECT),) $(if $(HOST_SHARE),--host-share,) $(if $(OVERLAP),--overlap $(OVERLAP),) \
 		$(foreach kv,$(BENCH_SET),--set $(kv)) $(if $(AGENT),--agents $(AGENT),) $(if $(TASK),--tasks $(TASK),)
 
 # make gpu-report PART=1|2|3|all [SMOKE=1] [FULL=1] [GPU_OUT=gpu-report]: what to run first on a GPU, in parts of

@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
     argv = [a for a in argv if a != "--check"]
     try:
         cfg = build_config(argv)
+        if cfg.cohorts != 1:
+            raise ConfigError(
+                f"cohorts={cfg.cohorts} splits a K-seed group (python -m iqrl.multiseed seeds=...); a single "
+                "run takes 1"
+            )
         for line in warnings_of(cfg):
             print(f"warning: {line}", file=sys.stderr)
         if check_only:

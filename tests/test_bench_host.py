@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from iqrl.bench.hostshare import Counts, build_group, group_evaluation, host_share
+from iqrl.config.build import build_config, layered
 from iqrl.core.update import Updater, to_tensor
 from iqrl.envs.tasks import eval_seed
 from iqrl.loop.evaluation import eval_returns
@@ -86,3 +87,13 @@ def test_a_groups_evaluation_returns_each_seeds_own_outcomes(monkeypatch):
         with a.evaluating():
             alone.append([o.ret for o in eval_returns(e, a, 2, True)])
     np.testing.assert_allclose(returns, alone, rtol=1e-5)
+
+
+def test_an_evaluation_of_the_group_is_timed_whole_and_at_the_tasks_own_episode_length(rows):
+    """eval_s: the group's evaluation (episodes of 20 env steps); eval_s_at_length: at its rate per agent
+    step, episodes of cartpole's 1000 env steps."""
+    repeat = build_config(layered(["agent=iqrl"], KEYS)).action_repeat
+    for r in rows.values():
+        per_step = r["eval_ms_per_step"] / 1000  # each figure rounded: 3 decimals of ms, of s, 2 of s
+        assert r["eval_s"] == pytest.approx(per_step * (20 // repeat), abs=6e-4)
+        assert r["eval_s_at_length"] == pytest.approx(per_step * (1000 // repeat), abs=6e-3)

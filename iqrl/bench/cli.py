@@ -9,6 +9,7 @@
     python -m iqrl.bench --end-to-end 30000 --agents td3 --tasks walker-walk --seeds 1,4   # real runs
     python -m iqrl.bench --collect 4000 --tasks walker-walk --seeds 1,4,16  # an env step's CPU vs physics
     python -m iqrl.bench --host-share --tasks walker-walk --seeds 1,4,16  # ops and syncs per step, per update
+    python -m iqrl.bench --overlap 1200 --tasks cartpole-balance --seeds 4  # collection hidden by cohorts
 
 Each row is measured in a fresh subprocess (so peak memory is that row's own): build the run's trainer
 from `build_config(agent=..., task=...)` exactly as a run would (with episodes of 20 env steps, see
@@ -47,7 +48,11 @@ and dm_control's own step measured in the same process, for each env backend of 
 
 `--host-share` counts what the host does for iqrl K-seed groups (iqrl/bench/hostshare.py, row kind
 `host_share`): operators, host-device syncs and moves to the device per agent step, per update and per
-evaluation step, and acting calls per evaluation step.
+evaluation step, and acting calls per evaluation step, and seconds per evaluation of the group.
+
+`--overlap STEPS` measures how much of a K-seed group's collection its cohorts hide behind its updates
+(iqrl/bench/overlap.py, row kind `overlap`): collection alone, update alone and the wall per env step of
+iqrl K-seed jobs at the demo's sizes in one group and in two cohorts.
 
 This module is the command line (its docstring is `--help`); a row's measurements are measure.py, the
 matrix-product ceilings matmul.py, `--compare` compare.py. It imports the bench's modules, the core's config,
@@ -80,6 +85,7 @@ from iqrl.bench.measure import (
     measure_seeds,
     plain_comparison,
 )
+from iqrl.bench.overlap import overlap_main
 from iqrl.config.build import build_config
 from iqrl.config.run import ConfigError
 from iqrl.config.validate import warnings_of
@@ -161,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="iqrl: operators, syncs and moves to the device per agent step and per update of K-seed groups",
     )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="iqrl: collection hidden behind updates by two cohorts, K-seed jobs of STEPS env steps",
+    )
     p.add_argument("--out", default="bench.json")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     p.add_argument(
@@ -218,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.host_share:
         return host_share_main(args, seeds, write_rows)
+    if args.overlap:
+        return overlap_main(args, seeds, write_rows)
     if args.collect:
         if bad := unlisted("--backends", args.backends, BACKENDS):
             print(bad, file=sys.stderr)

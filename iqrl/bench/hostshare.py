@@ -30,7 +30,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from iqrl.bench.measure import OpCounter, hardware, prepare
-from iqrl.envs.tasks import eval_seed
+from iqrl.envs.tasks import eval_seed, suite_of
 from iqrl.loop.evaluation import eval_returns
 from iqrl.loop.parts import build_parts, eval_env_copy
 from iqrl.multiseed.group import SeedGroup
@@ -195,7 +195,8 @@ def host_share(
     such agent step, uncounted, over `timed_steps` of them (the seeds' threads, their hand-ins and the round:
     on a CPU, the forward's arithmetic too). Then every seed's evaluation of eval_episodes episodes side by
     side (`group_evaluation`, the bench's episodes of 20 env steps): acting calls (group rounds) per
-    evaluation step, its ops, syncs and moves per step, and its wall time per step, env steps included."""
+    evaluation step, its ops, syncs and moves per step, its wall time per step, env steps included, and per
+    evaluation (`eval_s`; `eval_s_at_length`: at that rate per step, episodes of the task's own length)."""
     group, trainer = build_group(task, k, extra, device)
     obs = [np.asarray(trainer.env.reset()) for _ in range(k)]
     rng = np.random.default_rng(0)
@@ -224,7 +225,11 @@ def host_share(
     _, rounds, steps = group_evaluation(group, envs, counts)
     row |= {"eval_episodes": episodes * k, "eval_act_calls_per_step": round(rounds / steps, 2)}
     row |= {f"eval_{what}": round(total / steps, 2) for what, total in counts.totals().items()}
-    row["eval_ms_per_step"] = round((time.perf_counter() - t) * 1000 / steps, 3)
+    seconds = time.perf_counter() - t
+    row["eval_ms_per_step"] = round(seconds * 1000 / steps, 3)
+    # one evaluation of the group: the bench's, and at the task's own episode length at the same rate per step
+    full = suite_of(task).episode_length // cfg.action_repeat
+    row |= {"eval_s": round(seconds, 3), "eval_s_at_length": round(seconds / steps * full, 2)}
     row |= {"torch": torch.__version__, "hardware": hardware(trainer.device)}
     return row
 

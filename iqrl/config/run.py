@@ -118,6 +118,11 @@ class RunConfig:
     # K-seed group of DMC runs steps its envs together in its own process, their physics side by side on
     # threads where that pays (iqrl.multiseed.envs); the other suites' step in the seeds' threads.
     env_workers: bool = False
+    # The K-seed mode's seeds in this many groups (cohorts) of K / cohorts seeds each, in one process, each
+    # group stepping on its own: while one cohort's vectorised update runs, another's envs step, so collection
+    # hides behind updates across seeds (iqrl.multiseed.runs; docs/performance.md). A seed computes as in a
+    # group of its cohort's seeds (its slot in it: meta.slot). 1 = one group of all K; a single run takes 1.
+    cohorts: int = 1
     # Training envs collected from at once, each with its own episodes, into one replay (iqrl/loop/lanes.py):
     # they take agent steps in turn, every env step of each counts toward `steps` and the update rate. None =
     # the agent's code's on the run's suite (AgentConfig.TRAIN_ENVS: DreamerV3 16 on DMC), else 1.

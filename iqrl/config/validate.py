@@ -84,6 +84,7 @@ def validate(run: RunConfig) -> None:
         (run.diag_every >= 1, f"diag_every must be >= 1, got {run.diag_every}"),
         (run.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {run.checkpoint_every}"),
         (run.action_repeat >= 1, f"action_repeat must be >= 1, got {run.action_repeat}"),
+        (run.cohorts >= 1, f"cohorts must be >= 1, got {run.cohorts}"),
         # the env step is the clock: budgets and the steps things happen at are whole agent steps
         *(
             (

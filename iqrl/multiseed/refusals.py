@@ -1,5 +1,6 @@
-"""What the K-seed mode cannot run, said in one line: a run config it refuses up front (`unsupported`), and
-a network whose state the group's updater cannot account for (`in_place_state`, when the group is built)."""
+"""What the K-seed mode cannot run, said in one line: a run config it refuses up front (`unsupported`,
+`cohort_refusal`), and a network whose state the group's updater cannot account for (`in_place_state`, when
+the group is built)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,15 @@ def unsupported(cfg) -> str | None:
             "the K-seed mode trains one task per run; train a task list's (multi-task run's) seeds one by one"
         )
     return cfg.agent.kseed_refusal()
+
+
+def cohort_refusal(cfg, k: int) -> str | None:
+    """Why K seeds of `cfg` cannot train in cfg.cohorts groups (one line), or None: the groups split the
+    seeds evenly, and a graph-captured group runs its rounds in the main thread (SeedGroup.serve), which
+    serves one group only."""
+    c = cfg.cohorts
+    if k % c:
+        return f"cohorts={c} must divide the number of seeds ({k}): each cohort is a group of K / C seeds"
+    if c > 1 and cfg.cudagraphs:
+        return f"cohorts={c} with cudagraphs=true: a graph-captured group serves only in the main thread"
+    return None

@@ -6,7 +6,11 @@ from the checkpoints all seeds hold, and the command line.
 writes ROOT/seed0 .. ROOT/seed3, each an ordinary run folder (the config.yaml of `python -m iqrl.train
 ... seed=k out=ROOT/seed<k>`), so sweeps, `make status` and `make figures` read them like any run. Each seed
 has its own `Trainer` (envs, replay, generators, counters, run folder) in its own thread; their updates meet
-in the group (iqrl/multiseed/group.py), which the main thread serves.
+in the group (iqrl/multiseed/group.py), which the main thread serves. With cohorts=C the seeds form C groups
+of K / C, the first served by the main thread, each other by a thread of its own: nothing ties one cohort's
+rounds to another's, so while one's vectorised update runs (torch releases the interpreter lock in its
+operators; on a GPU its kernels run queued), another's envs step. Each seed computes as in a group of its
+cohort's seeds alone, its random draws and replay writes in its own order, as in any group.
 
 Resume: every seed checkpoints at the same env steps and keeps its previous checkpoint; a group that
 was killed between two seeds' checkpoints resumes every seed from the latest env step all of them hold.
@@ -33,7 +37,7 @@ from iqrl.loop.timing import summary_line
 from iqrl.loop.trainer import Trainer
 from iqrl.multiseed.envs import step_together
 from iqrl.multiseed.group import SeedGroup
-from iqrl.multiseed.refusals import KSeedRefused, unsupported
+from iqrl.multiseed.refusals import KSeedRefused, cohort_refusal, unsupported
 from iqrl.runfolder import checkpoints
 from iqrl.runfolder.checkpoints import PREVIOUS as PREVIOUS_CHECKPOINT
 from iqrl.runfolder.checkpoints import checkpoint_step
@@ -182,7 +186,16 @@ USAGE = """usage: python -m iqrl.multiseed seeds=0,1,2,3 agent=iqrl task=DOMAIN-
 [key=value ...]
 
 Trains the seeds in one process with the networks vectorised over seeds; writes ROOT/seed<k> run folders
-(the same as python -m iqrl.train ... seed=k out=ROOT/seed<k>). Re-running resumes; done seeds are skipped."""
+(the same as python -m iqrl.train ... seed=k out=ROOT/seed<k>). Re-running resumes; done seeds are skipped.
+cohorts=C: the seeds in C groups of K / C, each on its own (one's envs step while another's update runs)."""
+
+
+def cohort_slot(k: int, width: int, cohorts: int) -> tuple[int, int]:
+    """Where the k-th of a command's `width` seeds computes: (its slot, its group's width). Cohort c is the
+    command's seeds c * n .. (c + 1) * n - 1 for n = width / cohorts, each in its place among them, so a
+    seed computes as in `seeds=` of its cohort's seeds alone (cohorts=1: the command's whole list)."""
+    n = width // cohorts
+    return k % n, n
 
 
 def workers_help(k: int) -> bool:
@@ -234,7 +247,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         cfgs = [build_config([*rest, f"seed={s}", f"out={root / f'seed{s}'}"]) for s in seeds]
         for line in warnings_of(cfgs[0]):
             print(f"warning: {line}", file=sys.stderr)
-        if why := unsupported(cfgs[0]):
+        if why := unsupported(cfgs[0]) or cohort_refusal(cfgs[0], len(seeds)):
             raise ConfigError(why)
         done = [check_run_folder(c) == "done" for c in cfgs]
         for c in (c for c, d in zip(cfgs, done) if d):  # a done seed's deleted logs, as python -m iqrl.train
@@ -251,7 +264,7 @@ def main(argv: list[str] | None = None, should_stop=None) -> int:
         for c, k in zip(cfgs, slots):
             check_device_type(c, device)
             check_writable(Path(c.out))
-            check_mode(c, run_mode(argv, "kseed", (k, len(done))))
+            check_mode(c, run_mode(argv, "kseed", cohort_slot(k, len(done), c.cohorts)))
     except (ConfigError, Refused) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -290,23 +303,32 @@ def train_group(
 
 def _train_group(cfgs: list, points: list, should_stop, trainers: list, places=None, argv=()) -> int:
     slots, width = places or (list(range(len(cfgs))), len(cfgs))
-    for c, point, k in zip(
-        cfgs, points, slots
+    places_in = [cohort_slot(k, width, cfgs[0].cohorts) for k in slots]  # (slot, width) in its cohort
+    for c, point, place in zip(
+        cfgs, points, places_in
     ):  # one at a time: each seeds the global RNGs, then builds its nets
         t = GroupTrainer(c)
         t.resume_from = point
         t.asked = 0 if point is None else checkpoint_step(point)  # every seed's resume step is one
-        t.how = run_mode(argv, "kseed", (k, width))
+        t.how = run_mode(argv, "kseed", place)
         trainers.append(t)
+    members: dict[int, list[int]] = {}  # cohort -> the indices of its trainers
+    for i, k in enumerate(slots):
+        members.setdefault(k // places_in[i][1], []).append(i)
+    cohorts = list(members.values())
     try:
-        group = SeedGroup([t.agent for t in trainers], slots, width)
+        groups = [
+            SeedGroup([trainers[i].agent for i in c], [places_in[i][0] for i in c], places_in[c[0]][1])
+            for c in cohorts
+        ]
     except KSeedRefused as e:  # before anything is written
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    step_together(trainers)  # their envs' steps in the group's rounds (DMC in this process)
-    stop = GroupStop(should_stop, trainers)
-    for t, k in zip(trainers, slots):
-        t.group, t.seed_index = group, k
+    for group, c in zip(groups, cohorts):
+        step_together([trainers[i] for i in c])  # their envs' steps in their group's rounds (DMC here)
+        for i in c:
+            trainers[i].group, trainers[i].seed_index = group, places_in[i][0]
+    stop = GroupStop(should_stop, trainers)  # one stop for every cohort: all checkpoint at one env step
     codes = [EXIT_FAILED] * len(trainers)
 
     def run(k: int) -> None:
@@ -323,18 +345,29 @@ def _train_group(cfgs: list, points: list, should_stop, trainers: list, places=N
                 write_status(t.run_dir, "failed", t.env_step, t.cfg.steps, msg)
             print(f"error: {t.run_dir} failed: {msg}", file=sys.stderr)
         finally:
-            group.leave(t.seed_index)
+            t.group.leave(t.seed_index)
 
     # Daemon threads: from the command line, Ctrl-C stops every seed at one env step with a checkpoint; a
     # second Ctrl-C ends the process (every seed resumes from the checkpoints all hold).
     threads = [
         threading.Thread(target=run, args=(k,), name=f"seed{c.seed}", daemon=True) for k, c in enumerate(cfgs)
     ]
+
+    def serve(group: SeedGroup, c: list[int], start=()) -> None:
+        """The cohort's rounds in the calling thread; its seeds' threads (and `start`) started once it
+        serves."""
+        with trainers[c[0]].autocast:  # what each Trainer wraps its updates in
+            group.serve(start=lambda: [th.start() for th in [*start, *(threads[i] for i in c)]])
+
+    # the first cohort served in this thread (a graph-captured group's must be), every other in one of its own
+    servers = [
+        threading.Thread(target=serve, args=(g, c), name=f"cohort{n + 1}", daemon=True)
+        for n, (g, c) in enumerate(zip(groups[1:], cohorts[1:]))
+    ]
     # this process's share: from each seed's resume step (its trainer loads it in its own thread, later)
     started, first = time.perf_counter(), [t.asked for t in trainers]
-    with trainers[0].autocast:  # what each Trainer wraps its updates in
-        group.serve(start=lambda: [th.start() for th in threads])  # the rounds in this thread from the first
-    for th in threads:
+    serve(groups[0], cohorts[0], servers)
+    for th in [*servers, *threads]:
         th.join()
     print(group_line(trainers, first, time.perf_counter() - started), flush=True)
     return (

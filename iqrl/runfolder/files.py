@@ -72,11 +72,12 @@ _TMP_NAME = re.compile(re.escape(_TMP_PREFIX) + r".+\.[a-z0-9_]{8}" + re.escape(
 # Config keys that do not change a run's results: where it lives, what it runs on and may take of its memory,
 # whether its env steps in a worker process and its evaluations run beside training (bitwise the same), how
 # often its state is checkpointed (resume equality makes the results independent of the checkpoint cadence),
-# and the trackers and videos it writes beside its CSV files. A run resumes whatever their values; analysis
-# compares runs without them.
+# the trackers and videos it writes beside its CSV files, and how many groups a K-seed job's seeds form (a
+# seed's arithmetic is its slot's, meta.slot, which a resume keeps: preflight.check_mode). A run resumes
+# whatever their values; analysis compares runs without them.
 NOT_RESULT_KEYS = frozenset(
     "out device meta checkpoint_every logger video_every memory_limit_gb env_workers eval_beside"
-    " diagnostics".split()
+    " diagnostics cohorts".split()
 )
 
 # Config keys added after run folders already existed, with the value that reproduces how those older
