@@ -23,6 +23,7 @@ import threading
 import warnings
 from pathlib import Path
 
+from iqrl.config.demo_sizes import AGENT_OVERRIDES
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
 
 # cartpole-balance for 20k env steps (9000 updates after 2000 seed steps), measured with one torch thread
@@ -38,15 +39,6 @@ DEMO = {
     "eval_episodes": 5,
     "diag_every": 2_000,
     "checkpoint_every": 10_000,
-}
-AGENT_OVERRIDES = {
-    "iqrl": [
-        "agent.mlp_dims=[128,128]",
-        "agent.enc_mlp_dims=[128]",
-        "agent.latent_dim=32",
-        "agent.batch_size=128",
-    ],
-    "td3": ["agent.mlp_dims=[128,128]", "agent.batch_size=128"],
 }
 # How far above its untrained policy's return a run must end to count as having learned, in return units:
 # on cartpole-balance a 5-episode evaluation of one policy spreads by up to about 90 per episode (about 40

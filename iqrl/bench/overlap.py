@@ -2,7 +2,7 @@
 collection hides behind its updates when its seeds train in cohorts (run key `cohorts`,
 iqrl/multiseed/runs.py: one cohort's envs step while another's update runs).
 
-Three K-seed jobs of iqrl at the demo's sizes (iqrl/demo.py; `--set` keys over them) on one task, STEPS env
+Three K-seed jobs of iqrl at the demo's sizes (`--set` keys over them) on one task, STEPS env
 steps per seed each, in a temporary folder: one all seed phase (collection alone, random actions), and two
 alike that update after `SEED_STEPS` env steps, in one group (cohorts=1) and in two cohorts. Their walls are
 the slowest seed's time in its loop less its evaluations (status.json's `time_split`, as the end-to-end rows:
@@ -33,7 +33,7 @@ import torch
 from iqrl.bench.endtoend import run_argv
 from iqrl.bench.measure import hardware
 from iqrl.config.build import layered
-from iqrl.demo import AGENT_OVERRIDES
+from iqrl.config.demo_sizes import AGENT_OVERRIDES
 from iqrl.multiseed.runs import workers_help
 from iqrl.runfolder.files import read_status
 
