@@ -2,8 +2,8 @@
 their envs stepped together (iqrl/envs/batch.py: DMC physics side by side on threads where it pays).
 
 With `probe` (run key `diagnostics`), each episode also records the Q-bias's data: Q(s_t, a_t) of the action
-taken (`Agent.probe_q`, one batched forward per step beside the `act` call, which changes no action and no
-stream), and the rewards as the critic sums them; `outcome_row` scores it (iqrl/core/diagnostics.py, q_bias).
+taken (`Agent.probe_q`, a pure forward: no action or stream changes; read in chunks of Q_CHUNK steps), and
+the rewards as the critic sums them; `outcome_row` scores it (iqrl/core/diagnostics.py, q_bias).
 
 It imports numpy, torch and the envs' batch: envs and agents come in as arguments (iqrl/envs/make.py, the
 agent interface).
@@ -58,9 +58,44 @@ def probe_q(agent, obs: np.ndarray, actions: np.ndarray) -> np.ndarray | None:
     return q.double().cpu().numpy()
 
 
-def trace(agent, q: list, rewards: list, terminated: bool) -> QTrace | None:
+#: Evaluation steps whose Q(s, a) one `probe_q` call reads: the critic's forward over a few hundred rows costs
+#: little more than over one, while a call per step would cost about as much as the episode's acting.
+Q_CHUNK = 256
+
+
+class QRecorder:
+    """The (s_t, a_t) of an evaluation's episodes, their Q(s_t, a_t) read in chunks of Q_CHUNK rows (one
+    forward per chunk); `values(i)` is episode i's Q in step order, None for an agent without a critic."""
+
+    def __init__(self, agent, episodes: int):
+        self.agent, self.waiting, self.q = agent, [], [[] for _ in range(episodes)]
+        self.no_critic = False
+
+    def add(self, episode: int, obs, action) -> None:
+        self.waiting.append((episode, np.array(obs, copy=True), np.array(action, copy=True)))
+        if len(self.waiting) >= Q_CHUNK:
+            self.read()
+
+    def read(self) -> None:
+        if not self.waiting or self.no_critic:
+            return
+        episodes, obs, actions = zip(*self.waiting)
+        self.waiting = []
+        values = probe_q(self.agent, np.stack(obs), np.stack(actions))
+        if values is None:
+            self.no_critic = True
+            return
+        for i, v in zip(episodes, values):
+            self.q[i].append(v)
+
+    def values(self, episode: int) -> list | None:
+        self.read()
+        return None if self.no_critic else self.q[episode]
+
+
+def trace(agent, q: list | None, rewards: list, terminated: bool) -> QTrace | None:
     """The episode's QTrace from its per-step Q values (None where the agent has no critic) and rewards."""
-    if not q or q[0] is None:
+    if not q:
         return None
     r = agent.value_rewards(np.asarray(rewards, dtype=np.float64))
     return QTrace(np.asarray(q, dtype=np.float64), r, float(agent.value_discount()), bool(terminated))
@@ -70,17 +105,18 @@ def eval_episode(env, agent, on_frame=None, probe: bool = False) -> Outcome:
     """One deterministic evaluation episode; its outcome (with `probe`, its QTrace). `on_frame()` is called
     after the reset and after every step (videos record frames there)."""
     obs, total, done, success = env.reset(), 0.0, False, False
-    q, rewards, terminated = [], [], False
+    recorder, rewards, terminated = QRecorder(agent, 1) if probe else None, [], False
     agent.on_episode_start(training=False)
     while True:
         if on_frame is not None:
             on_frame()
         if done:
-            return Outcome(total, success, trace(agent, q, rewards, terminated) if probe else None)
+            return Outcome(
+                total, success, trace(agent, recorder.values(0), rewards, terminated) if probe else None
+            )
         action = agent.act(obs, explore=False)
         if probe:
-            value = probe_q(agent, np.asarray(obs)[None], np.asarray(action)[None])
-            q.append(None if value is None else value[0])
+            recorder.add(0, obs, action)
         step = env.step(action)
         total += step.reward
         rewards.append(step.reward)
@@ -98,8 +134,8 @@ def eval_batch(envs: list, agent, on_frame=None, probe: bool = False) -> list[Ou
     the run's evaluation env, ends holding the stream after all N resets, as the sequential loop leaves it.
     Returns agree with `eval_episode` run N times up to the rounding of batched kernels
     (docs/performance.md); an agent that samples while evaluating (MPPI) draws other numbers. `on_frame()`
-    is called after env 0's reset and after each of its steps (videos). With `probe`, one `probe_q` call per
-    step for all of them.
+    is called after env 0's reset and after each of its steps (videos). With `probe`, their live rows' Q read
+    in chunks (QRecorder).
     """
     obs = []
     for i, env in enumerate(envs):
@@ -110,27 +146,30 @@ def eval_batch(envs: list, agent, on_frame=None, probe: bool = False) -> list[Ou
     agent.on_episode_start(training=False)
     obs, totals, running = np.stack(obs), np.zeros(len(envs)), np.ones(len(envs), bool)
     success, terminated = np.zeros(len(envs), bool), np.zeros(len(envs), bool)
-    q, rewards = [[] for _ in envs], [[] for _ in envs]
+    recorder, rewards = QRecorder(agent, len(envs)) if probe else None, [[] for _ in envs]
     frame, batch = on_frame or (lambda: None), EnvBatch(envs)
     frame()
     while running.any():
         # every row acts, finished ones included, so an agent's per-row state (a warm-started plan) stays
         # aligned with its env
         actions = agent.act(obs, explore=False)
-        values = probe_q(agent, obs, actions) if probe else None
         live = np.flatnonzero(running)
+        for i in live if probe else ():
+            recorder.add(i, obs[i], actions[i])
         for i, step in zip(live, batch.step([(i, actions[i]) for i in live])):
             if isinstance(step, BaseException):
                 raise step
             totals[i] += step.reward
             success[i] |= step.success
-            q[i].append(None if values is None else values[i])
             rewards[i].append(step.reward)
             terminated[i] = step.terminated
             obs[i], running[i] = step.obs, not (step.terminated or step.truncated)
             if i == 0:
                 frame()  # env 0's picture: the other envs' steps leave its physics alone
-    traces = [trace(agent, *e) if probe else None for e in zip(q, rewards, terminated)]
+    traces = [
+        trace(agent, recorder.values(i), rewards[i], terminated[i]) if probe else None
+        for i in range(len(envs))
+    ]
     return [Outcome(r, bool(s), t) for r, s, t in zip(totals.tolist(), success, traces)]
 
 
