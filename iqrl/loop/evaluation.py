@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from iqrl.envs.batch import EnvBatch
-from iqrl.runfolder.files import SUCCESS_COLUMN
+from iqrl.runfolder.layout import SUCCESS_COLUMN
 
 
 def step_seed(seed: int, env_step: int) -> int:

@@ -48,16 +48,13 @@ from iqrl.loop.latent_probe import collapse_warning, probe_latent
 from iqrl.loop.parts import build_parts, eval_env_copy
 from iqrl.loop.resume import Resumable
 from iqrl.loop.timing import TimeSplit, summary_line
+from iqrl.runfolder.csvfile import write_csv
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
-from iqrl.runfolder.files import (
-    EVAL_COLUMNS,
-    SUCCESS_COLUMN,
-    write_csv,
-    write_status,
-)
+from iqrl.runfolder.layout import EVAL_COLUMNS, SUCCESS_COLUMN
 from iqrl.runfolder.lock import check_lock
 from iqrl.runfolder.loggers import Trackers
 from iqrl.runfolder.progress import Progress
+from iqrl.runfolder.status import write_status
 
 
 class NonFiniteLoss(FloatingPointError):
