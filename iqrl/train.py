@@ -23,10 +23,12 @@ from iqrl.core.checks import Refused
 from iqrl.loop.preflight import check_folder, check_machine, check_run_folder, preflight
 from iqrl.loop.trainer import Trainer
 from iqrl.runfolder.checkpoints import checkpoint_step, restore_logs
+from iqrl.runfolder.errors import failure_line, print_traceback_for
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from iqrl.runfolder.files import CHECKPOINT, failure_line, print_traceback_for, write_status
+from iqrl.runfolder.layout import CHECKPOINT
 from iqrl.runfolder.lock import training_lock
 from iqrl.runfolder.provenance import run_mode
+from iqrl.runfolder.status import write_status
 
 USAGE = """usage: python -m iqrl.train agent=NAME task=DOMAIN-TASK seed=K steps=N out=RUN_DIR [key=value ...]
 

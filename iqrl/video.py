@@ -30,7 +30,8 @@ from iqrl.envs.tasks import split_task, task_list
 from iqrl.loop.evaluation import eval_episode
 from iqrl.loop.parts import build_parts
 from iqrl.runfolder import checkpoints
-from iqrl.runfolder.files import CHECKPOINT, read_config
+from iqrl.runfolder.layout import CHECKPOINT
+from iqrl.runfolder.yamlfile import read_config
 
 
 def main(argv: list[str] | None = None) -> int:

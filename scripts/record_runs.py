@@ -6,7 +6,7 @@
 `record` trains each variant of `VARIANTS` (reacher-easy, seed 3, 2400 env steps, tiny networks, CPU, one
 thread per run) through the command lines a user runs (`python -m iqrl.train`, and `python -m
 iqrl.multiseed` for the K-seed rows) into OUT/<name>. `compare` says, per variant, whether every eval.csv
-and train.csv of NEW equals OLD's, the columns that measure time (iqrl.runfolder.files.TIME_COLUMNS: wall
+and train.csv of NEW equals OLD's, the columns that measure time (iqrl.runfolder.layout.TIME_COLUMNS: wall
 time, throughput, the time split) left out, and names the first cell that differs; beside a variant that
 differs, the reasons `CHANGES` gives for it. Exit status 1 when a variant differs for no reason given there
 (or is missing).
@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from iqrl.runfolder.files import TIME_COLUMNS
+from iqrl.runfolder.layout import TIME_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 

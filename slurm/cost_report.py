@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
     """`python -m slurm.cost SWEEP.yaml ...`: count every config of the sweeps missing from the table (and the
     bench rows' own configs) and write the table; `--doc`: print docs/sweeps.md's tables of the fits;
     `--time`: re-time the updates of docs/cpu-results.jsonl's rows (`interleaved_rates`)."""
-    from iqrl.runfolder.files import atomic_write_text
+    from iqrl.runfolder.atomic import atomic_write_text
 
     if argv == ["--doc"]:
         print("\n".join(doc_lines()))
@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
         atomic_write_text(CPU_RESULTS, "".join(json.dumps(r) + "\n" for r in rows))
         return 0
     from iqrl.config.build import build_config
-    from iqrl.runfolder.files import atomic_write_text
+    from iqrl.runfolder.atomic import atomic_write_text
     from slurm.spec import built_config, config_runs
     from slurm.submit import load
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from iqrl.runfolder.exits import EXIT_INTERRUPTED
-from iqrl.runfolder.files import read_status
+from iqrl.runfolder.status import read_status
 from slurm.claim import RunLock, release_claim
 from slurm.run import Run, RunFailed, _job_id, _record_failure, _StopFlag, set_threads
 from slurm.state import is_done
@@ -115,7 +115,7 @@ def group_mode(
     falls back to eager."""
     from iqrl.config.build import build_config
     from iqrl.multiseed.refusals import unsupported
-    from iqrl.runfolder.files import read_config
+    from iqrl.runfolder.yamlfile import read_config
     from slurm.projection import group_graphs_verified, measured_rows, run_rate
 
     first = runs[0]

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from iqrl.runfolder.exits import EXIT_INTERRUPTED
-from iqrl.runfolder.files import read_status, write_status
+from iqrl.runfolder.status import read_status, write_status
 from slurm.claim import RunLock, release_claim
 from slurm.state import is_done
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iqrl.runfolder.files import read_status
+from iqrl.runfolder.status import read_status
 from slurm.claim import Claim, RunLock, claim_alive, read_claim
 
 # The states `make status` reports, in table order.

@@ -16,7 +16,7 @@ from analysis.runs.identity import identity_from_layout, parse_overrides
 from analysis.runs.load import eval_rows, load_results
 from analysis.runs.task_groups import TASK_GROUPS, task_group
 from analysis.stats import metrics
-from iqrl.runfolder.files import method_label
+from iqrl.runfolder.layout import method_label
 
 from analysis_helpers import write_hand_results, write_run
 
@@ -342,7 +342,7 @@ def test_repeats_of_the_same_experiment_are_told_apart_from_where_and_how_they_r
 
 
 def test_a_run_from_before_a_key_was_added_repeats_a_new_run_with_the_legacy_value(tmp_path):
-    # iqrl.runfolder.files.LEGACY_VALUES: an older config.yaml lacks agent.official_shared_eval_seed; it
+    # iqrl.runfolder.config_keys.LEGACY_VALUES: an older config.yaml lacks agent.official_shared_eval_seed; it
     # behaved as false, so a new run with false is the same experiment and one with true is another.
     old = iqrl_config("old", 0, 100)
     new = iqrl_config("new", 0, 100)
@@ -366,8 +366,8 @@ def test_a_run_from_before_a_key_was_added_repeats_a_new_run_with_the_legacy_val
 
 
 def test_a_run_whose_config_carries_never_read_learner_keys_repeats_a_new_run(tmp_path):
-    # iqrl.runfolder.files.INERT_REMOVED_KEYS: older iqrl configs carried the SAC learner's keys, never read;
-    # a new run without them is the same experiment (a key outside that set would make it another, test
+    # iqrl.runfolder.config_keys.INERT_REMOVED_KEYS: older iqrl configs carried the SAC learner's keys, never
+    # read; a new run without them is the same experiment (a key outside that set would make it another, test
     # above).
     old = iqrl_config("old", 0, 100)
     old["agent"] = {**old["agent"], "init_temperature": 0.1, "alpha_lr": 3e-4}

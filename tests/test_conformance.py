@@ -28,7 +28,7 @@ from iqrl.core.registry import make_agent
 from iqrl.core.replay import SequenceReplay
 from iqrl.core.schedule import UpdateSchedule
 from iqrl.core.spaces import ActionSpec
-from iqrl.runfolder.files import Q_BIAS_COLUMNS
+from iqrl.runfolder.layout import Q_BIAS_COLUMNS
 
 from agent_helpers import assert_resume_matches, updates_to_step_every_optimizer
 from conftest import (

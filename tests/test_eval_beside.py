@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
-from iqrl.runfolder.files import TIME_COLUMNS
+from iqrl.runfolder.layout import TIME_COLUMNS
 from iqrl.train import main
 
 from conftest import count_evaluations_beside, missing_suite, stop_at_env_step, tiny_argv

@@ -16,7 +16,7 @@ from iqrl.config.build import build_config
 from iqrl.core import registry
 from iqrl.core.interface import EVAL_GENERATOR_OFFSET
 from iqrl.loop.trainer import Trainer
-from iqrl.runfolder.files import TIME_COLUMNS
+from iqrl.runfolder.layout import TIME_COLUMNS
 from iqrl.train import main
 
 from conftest import count_evaluations_beside, e2e_run, missing_suite, tiny_keys

@@ -30,7 +30,8 @@ from faults import Faults, append, flip, only, truncate
 from iqrl.config.build import layered
 from iqrl.runfolder import checkpoints
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.runfolder.files import TIME_COLUMNS, write_status
+from iqrl.runfolder.layout import TIME_COLUMNS
+from iqrl.runfolder.status import write_status
 from iqrl.train import main
 
 from conftest import stop_after_steps, tiny_argv

@@ -19,7 +19,8 @@ from apps.gpu_report.learning import RUNS_ARCHIVE, pack_runs, seed_folders, unpa
 from apps.gpu_report.phases import run_phases
 from apps.gpu_report.results import copy_runs
 from iqrl.bench.gpu_rows import GROUP_GRAPHS_TEST, GROUP_MATCH_TEST
-from iqrl.runfolder.files import TIME_SPLIT_PHASES, write_csv
+from iqrl.runfolder.csvfile import write_csv
+from iqrl.runfolder.layout import TIME_SPLIT_PHASES
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,9 @@ import pytest
 from analysis.reference.table import DEFAULT_REFERENCE, load_reference, select_reference
 from analysis.runs.load import eval_rows, load_results
 from apps.gpu_report import learning, results
-from iqrl.runfolder.files import write_csv, write_status, write_yaml
+from iqrl.runfolder.csvfile import write_csv
+from iqrl.runfolder.status import write_status
+from iqrl.runfolder.yamlfile import write_yaml
 
 GPU, DATE = "NVIDIA H100 80GB HBM3", "2026-12-01"
 STEM = f"nvidia-h100-80gb-hbm3-{DATE}"

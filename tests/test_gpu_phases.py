@@ -7,7 +7,9 @@ import pytest
 
 from apps.gpu_report import phases
 from apps.gpu_report.results import RESULTS
-from iqrl.runfolder.files import write_csv, write_status, write_yaml
+from iqrl.runfolder.csvfile import write_csv
+from iqrl.runfolder.status import write_status
+from iqrl.runfolder.yamlfile import write_yaml
 
 #: A seed's split at the end of its seed phase (train.csv's row with no update) and at its end.
 AT_SEEDED = {"collect": 20.0, "act": 0.0, "update": 0.0, "evaluate": 30.0, "write": 5.0}

@@ -18,7 +18,7 @@ from faults import Faults, only
 from iqrl.multiseed import group as group_module
 from iqrl.multiseed.runs import main as kseed_main
 from iqrl.runfolder.exits import EXIT_FAILED, EXIT_OK
-from iqrl.runfolder.files import TIME_COLUMNS
+from iqrl.runfolder.layout import TIME_COLUMNS
 
 from conftest import tiny_argv
 

@@ -35,7 +35,7 @@ from iqrl.nn.layers import frozen_copy, mlp
 from iqrl.nn.maths import add_clipped_noise
 from iqrl.nn.optim import adam
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.runfolder.files import CHECKPOINT
+from iqrl.runfolder.layout import CHECKPOINT
 from iqrl.train import main as train_main
 
 from agent_helpers import assert_metric_agrees, nonsmooth_hint, optimizers, updates_to_step_every_optimizer
@@ -827,8 +827,8 @@ def test_a_run_alone_in_a_groups_root_is_refused_naming_the_group(tmp_path, caps
 def test_a_run_folder_that_records_no_mode_resumes_in_either(tmp_path, finished_runs):
     """Folders written before config.yaml recorded the mode: unknown, so accepted by both commands."""
     from iqrl.loop.preflight import check_mode
-    from iqrl.runfolder.files import read_yaml, write_yaml
     from iqrl.runfolder.provenance import run_mode
+    from iqrl.runfolder.yamlfile import read_yaml, write_yaml
 
     run = unfinished_copy(finished_runs, [*TINY, "steps=800", "seed=3"], tmp_path / "seed3")
     config = read_yaml(run / "config.yaml")

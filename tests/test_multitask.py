@@ -19,7 +19,7 @@ from iqrl.learners.multitask import PerTaskLearners, TaskEmbedding, with_task
 from iqrl.learners.td3 import TD3Learner, TD3LearnerConfig
 from iqrl.multiseed.refusals import unsupported
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
-from iqrl.runfolder.files import TIME_COLUMNS
+from iqrl.runfolder.layout import TIME_COLUMNS
 from iqrl.train import main
 
 from conftest import open_episode, stop_after_steps, tiny_argv

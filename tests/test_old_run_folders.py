@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_OK
-from iqrl.runfolder.files import Q_BIAS_COLUMNS, TIME_COLUMNS
+from iqrl.runfolder.layout import Q_BIAS_COLUMNS, TIME_COLUMNS
 from iqrl.train import main
 
 from conftest import tiny_argv
@@ -132,7 +132,7 @@ def test_a_dreamerv3_atari100k_folder_of_before_its_unclipped_rewards_resumes_as
 
 
 def untimed(path: Path) -> list[dict[str, str]]:
-    """A CSV's rows without the columns that measure time (iqrl.runfolder.files.TIME_COLUMNS)."""
+    """A CSV's rows without the columns that measure time (iqrl.runfolder.layout.TIME_COLUMNS)."""
     with open(path, newline="") as f:
         return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
 

@@ -13,7 +13,7 @@ from iqrl.core.diagnostics import probe_fit_rows
 from iqrl.core.interface import Agent
 from iqrl.envs.tasks import split_task
 from iqrl.loop.latent_probe import ACTIVATIONS, dormant_columns, probe_latent, probe_windows, units
-from iqrl.runfolder.files import read_config
+from iqrl.runfolder.yamlfile import read_config
 
 from agent_helpers import assert_resume_matches
 from conftest import e2e_run, layered
@@ -431,7 +431,7 @@ def test_a_run_folder_whose_checkpoint_holds_no_state_ring_resumes_and_fills_it_
     last row's probe reads the 75 pairs of the steps since the resume alone (another R^2)."""
     from iqrl.runfolder import checkpoints
     from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
-    from iqrl.runfolder.files import CHECKPOINT
+    from iqrl.runfolder.layout import CHECKPOINT
     from iqrl.train import main
 
     from conftest import stop_at_env_step

@@ -24,8 +24,8 @@ from iqrl.config.run import ConfigError
 from iqrl.envs.workers import EnvWorkerDied
 from iqrl.multiseed.runs import main as kseed_main
 from iqrl.runfolder import provenance
+from iqrl.runfolder.errors import print_traceback_for
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from iqrl.runfolder.files import print_traceback_for
 from iqrl.train import main
 from slurm.__main__ import main as slurm_main
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from iqrl.loop.beside import wait_on
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
-from iqrl.runfolder.files import TIME_COLUMNS
+from iqrl.runfolder.layout import TIME_COLUMNS
 from iqrl.train import main
 
 from conftest import sigint_as_terminal, tiny_argv

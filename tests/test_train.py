@@ -423,7 +423,7 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed_on_resume(tmp_path)
     assert main(argv, should_stop=lambda: True) == EXIT_INTERRUPTED
     # The real writer, killed between writing its temporary file and renaming it.
     code = (
-        "import os, signal, sys; from iqrl.runfolder.files import atomic_write\n"
+        "import os, signal, sys; from iqrl.runfolder.atomic import atomic_write\n"
         "def write(f):\n    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
         "atomic_write(sys.argv[1], write)"
     )

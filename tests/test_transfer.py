@@ -32,7 +32,8 @@ from iqrl.loop.trainer import Trainer
 from iqrl.loop.transfer import load_parts
 from iqrl.multiseed.refusals import unsupported
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
-from iqrl.runfolder.files import CHECKPOINT, write_status
+from iqrl.runfolder.layout import CHECKPOINT
+from iqrl.runfolder.status import write_status
 from iqrl.train import main
 from slurm.spec import SweepError, load_sweep
 from slurm.status import collect

@@ -417,7 +417,8 @@ def test_a_folder_holding_a_run_with_another_config_is_refused_before_any_traini
     tmp_path, monkeypatch, capsys
 ):
     from iqrl.config.run import to_yaml_dict
-    from iqrl.runfolder.files import write_status, write_yaml
+    from iqrl.runfolder.status import write_status
+    from iqrl.runfolder.yamlfile import write_yaml
 
     ref = tmp_path / "ref.csv.gz"
     reference().to_csv(ref, index=False)

@@ -68,7 +68,8 @@ def test_make_video_writes_a_whole_nonblank_episode_and_changes_nothing_else(fin
     from iqrl.envs.dmc import DMCEnv
     from iqrl.envs.tasks import eval_seed
     from iqrl.loop.evaluation import eval_episode, step_seed
-    from iqrl.runfolder.files import CHECKPOINT, read_yaml
+    from iqrl.runfolder.layout import CHECKPOINT
+    from iqrl.runfolder.yamlfile import read_yaml
 
     out = finished_run
     before = file_hashes(out)

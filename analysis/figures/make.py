@@ -47,7 +47,7 @@ from analysis.reference.table import resolve_reference
 from analysis.runs.load import cross_sweep_runs, eval_rows, load_results
 from analysis.runs.synthetic import MARKER
 from analysis.stats.metrics import X_AXES
-from iqrl.runfolder.files import os_error_line
+from iqrl.runfolder.errors import os_error_line
 
 DEFAULT_STEPS = "100000,500000,1000000"
 

@@ -37,7 +37,8 @@ from analysis.errors import AnalysisError, shown, text_of, warn
 from analysis.runs.identity import latent_label, read_identity
 from analysis.runs.repeats import cross_sweep_runs, repeated_runs, warn_locks, warn_repeats
 from analysis.runs.task_groups import task_group
-from iqrl.runfolder.files import CHECKPOINT, RESULT_FILES, method_label, read_status
+from iqrl.runfolder.layout import CHECKPOINT, RESULT_FILES, method_label
+from iqrl.runfolder.status import read_status
 
 RUN_FILES = RESULT_FILES
 RUN_COLUMNS = (

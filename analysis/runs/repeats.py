@@ -12,18 +12,20 @@ import pandas as pd
 
 from analysis.errors import shown, warn
 from analysis.runs.identity import canonical_value
-from iqrl.runfolder.files import INERT_REMOVED_KEYS, LEGACY_VALUES, NOT_RESULT_KEYS
+from iqrl.runfolder.config_keys import INERT_REMOVED_KEYS, LEGACY_VALUES, NOT_RESULT_KEYS
 
 # Config keys that say where, on what or under which label a run ran, not what it computed: those the
-# trainer's resume check ignores (iqrl.runfolder.files.NOT_RESULT_KEYS), and seed, sweep and variant, which
-# only name the run (overrides are not in config_values at all: the resolved values are compared instead).
+# trainer's resume check ignores (iqrl.runfolder.config_keys.NOT_RESULT_KEYS), and seed, sweep and variant,
+# which only name the run (overrides are not in config_values at all: the resolved values are compared
+# instead).
 NOT_EXPERIMENT_KEYS = NOT_RESULT_KEYS | {"seed", "sweep", "variant"}
 
 
 def legacy_filled(values: dict) -> dict:
     """config_values with the keys added since older runs were written filled in with the value those older
-    versions behaved as (iqrl.runfolder.files.LEGACY_VALUES), and the keys older configs carried but their
-    agent never read dropped (INERT_REMOVED_KEYS), so an old run and a new repeat of it compare equal."""
+    versions behaved as (iqrl.runfolder.config_keys.LEGACY_VALUES), and the keys older configs carried but
+    their agent never read dropped (INERT_REMOVED_KEYS), so an old run and a new repeat of it compare
+    equal."""
     inert = {k.removeprefix("agent.") for k in INERT_REMOVED_KEYS}
     filled = {**{k.removeprefix("agent."): canonical_value(v) for k, v in LEGACY_VALUES.items()}, **values}
     return {k: v for k, v in filled.items() if k not in inert}

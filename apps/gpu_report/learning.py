@@ -36,7 +36,8 @@ import numpy as np
 from apps.gpu_report import plan
 from apps.gpu_report.phases import RunPhases, run_phases
 from iqrl.envs.tasks import task_folder
-from iqrl.runfolder.files import RESULT_FILES, TIME_SPLIT_PHASES, read_status
+from iqrl.runfolder.layout import RESULT_FILES, TIME_SPLIT_PHASES
+from iqrl.runfolder.status import read_status
 
 if TYPE_CHECKING:
     import pandas as pd

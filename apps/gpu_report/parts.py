@@ -35,8 +35,8 @@ from apps.gpu_report.results import load_rows, matching_ways
 from iqrl.bench.cli import failure_line, row_command
 from iqrl.bench.gpu_rows import latest_test_outcomes, rate_stands, run_row_stands
 from iqrl.bench.measure import hardware
-from iqrl.runfolder.files import read_status
 from iqrl.runfolder.provenance import git_commit
+from iqrl.runfolder.status import read_status
 
 REPO = Path(__file__).resolve().parents[2]
 #: A full part's budget: 8 minutes, so that a part with the wheels' install and the imports fits a command of

@@ -21,7 +21,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from iqrl.runfolder.files import TIME_SPLIT_PHASES, read_config, read_status
+from iqrl.runfolder.layout import TIME_SPLIT_PHASES
+from iqrl.runfolder.status import read_status
+from iqrl.runfolder.yamlfile import read_config
 
 #: The loop's phases a rate counts: all but evaluation, which is counted per evaluation.
 LOOP_PHASES = tuple(p for p in TIME_SPLIT_PHASES if p != "evaluate")

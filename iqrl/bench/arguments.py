@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from iqrl.runfolder.files import os_error_line
+from iqrl.runfolder.errors import os_error_line
 
 #: Most updates a row times (`--updates`): more is no truer a rate, only a longer wait with nothing printed.
 MAX_TIMED_UPDATES = 100_000

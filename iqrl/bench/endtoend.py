@@ -29,7 +29,8 @@ import torch
 
 from iqrl.bench.measure import COMPILE_MODES, hardware, peak_memory_mb
 from iqrl.config.build import build_config, layered
-from iqrl.runfolder.files import TIME_SPLIT_PHASES, read_status
+from iqrl.runfolder.layout import TIME_SPLIT_PHASES
+from iqrl.runfolder.status import read_status
 
 
 def run_argv(

@@ -35,7 +35,7 @@ from iqrl.bench.measure import hardware
 from iqrl.config.build import layered
 from iqrl.config.demo_sizes import AGENT_OVERRIDES
 from iqrl.multiseed.runs import workers_help
-from iqrl.runfolder.files import read_status
+from iqrl.runfolder.status import read_status
 
 #: The updating jobs' seed phase, in env steps (cartpole's 200-step demo episodes: one episode)
 SEED_STEPS = 200

@@ -18,7 +18,7 @@ import torch
 
 from iqrl.core.diagnostics import q_bias
 from iqrl.envs.batch import EnvBatch
-from iqrl.runfolder.files import SUCCESS_COLUMN
+from iqrl.runfolder.layout import SUCCESS_COLUMN
 
 
 def step_seed(seed: int, env_step: int) -> int:

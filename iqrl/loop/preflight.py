@@ -24,19 +24,13 @@ from iqrl.loop.device import resolve_device
 from iqrl.loop.memory import check_memory, meta_agent, run_spaces
 from iqrl.loop.transfer import built_agent, check_transfer
 from iqrl.runfolder import checkpoints
-from iqrl.runfolder.files import (
-    CHECKPOINT,
-    INERT_REMOVED_KEYS,
-    LEGACY_VALUES,
-    UnreadableConfig,
-    config_diff,
-    os_error_line,
-    read_config,
-    read_status,
-    read_yaml,
-)
+from iqrl.runfolder.config_keys import INERT_REMOVED_KEYS, LEGACY_VALUES, config_diff
+from iqrl.runfolder.errors import os_error_line
+from iqrl.runfolder.layout import CHECKPOINT
 from iqrl.runfolder.loggers import missing_packages
 from iqrl.runfolder.provenance import MODES, run_mode
+from iqrl.runfolder.status import read_status
+from iqrl.runfolder.yamlfile import UnreadableConfig, read_config, read_yaml
 
 
 def preflight(cfg: RunConfig) -> bool:

@@ -18,9 +18,10 @@ from iqrl.loop.episode import OpenEpisode, random_states, set_random_states, tak
 from iqrl.loop.timing import TimeSplit
 from iqrl.loop.transfer import load_parts
 from iqrl.runfolder import checkpoints
-from iqrl.runfolder.files import read_config, remove_stale_temp_files, write_yaml
+from iqrl.runfolder.atomic import remove_stale_temp_files
 from iqrl.runfolder.lock import check_lock
 from iqrl.runfolder.provenance import lock_change, run_meta
+from iqrl.runfolder.yamlfile import read_config, write_yaml
 
 CHECKPOINT_FORMAT = checkpoints.CHECKPOINT_FORMAT
 #: The loop's counters, checkpointed under these names.

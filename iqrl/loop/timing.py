@@ -7,7 +7,7 @@ between the marked phases (env steps, the replay, counters) is collection. Timin
 loop level: it adds no host-device sync, so on a GPU an update's time shows where the host next waits for
 the device (the per-episode flush of the metrics, in `update`, or the next action's transfer, in `act`).
 
-It imports the run folder's names of the phases (iqrl/runfolder/files.py).
+It imports the run folder's names of the phases (iqrl/runfolder/layout.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from iqrl.runfolder.files import TIME_SPLIT_PHASES as PHASES
+from iqrl.runfolder.layout import TIME_SPLIT_PHASES as PHASES
 
 
 def column(phase: str) -> str:

@@ -49,15 +49,13 @@ from iqrl.loop.parts import build_parts, eval_env_copy
 from iqrl.loop.resume import Resumable
 from iqrl.loop.state_probe import probe_columns, state_ring
 from iqrl.loop.timing import TimeSplit, summary_line
+from iqrl.runfolder.csvfile import write_csv
 from iqrl.runfolder.exits import EXIT_INTERRUPTED, EXIT_OK
-from iqrl.runfolder.files import (
-    eval_columns,
-    write_csv,
-    write_status,
-)
+from iqrl.runfolder.layout import eval_columns
 from iqrl.runfolder.lock import check_lock
 from iqrl.runfolder.loggers import Trackers
 from iqrl.runfolder.progress import Progress
+from iqrl.runfolder.status import write_status
 
 
 class NonFiniteLoss(FloatingPointError):

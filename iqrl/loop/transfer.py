@@ -40,7 +40,9 @@ from iqrl.core.registry import make_agent
 from iqrl.envs.make import make_env
 from iqrl.envs.tasks import task_list
 from iqrl.runfolder import checkpoints
-from iqrl.runfolder.files import CHECKPOINT, UnreadableConfig, read_config, read_status
+from iqrl.runfolder.layout import CHECKPOINT
+from iqrl.runfolder.status import read_status
+from iqrl.runfolder.yamlfile import UnreadableConfig, read_config
 
 
 # ---------------------------------------------------------------------- the source

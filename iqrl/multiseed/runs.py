@@ -41,10 +41,12 @@ from iqrl.multiseed.refusals import KSeedRefused, cohort_refusal, unsupported
 from iqrl.runfolder import checkpoints
 from iqrl.runfolder.checkpoints import PREVIOUS as PREVIOUS_CHECKPOINT
 from iqrl.runfolder.checkpoints import checkpoint_step
+from iqrl.runfolder.errors import failure_line, print_traceback_for
 from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from iqrl.runfolder.files import CHECKPOINT, failure_line, print_traceback_for, write_status
+from iqrl.runfolder.layout import CHECKPOINT
 from iqrl.runfolder.lock import training_lock
 from iqrl.runfolder.provenance import run_mode
+from iqrl.runfolder.status import write_status
 
 
 # ---------------------------------------------------------------------- resume

@@ -34,18 +34,13 @@ from pathlib import Path
 import torch
 
 from iqrl.core.checks import Refused
-from iqrl.runfolder.files import (
-    CHECKPOINT,
-    UnreadableConfig,
-    atomic_write,
-    atomic_write_text,
-    config_diff,
-    eval_columns,
-    read_config,
-    read_status,
-    write_csv,
-)
+from iqrl.runfolder.atomic import atomic_write, atomic_write_text
+from iqrl.runfolder.config_keys import config_diff
+from iqrl.runfolder.csvfile import write_csv
+from iqrl.runfolder.layout import CHECKPOINT, eval_columns
 from iqrl.runfolder.lock import training_lock
+from iqrl.runfolder.status import read_status
+from iqrl.runfolder.yamlfile import UnreadableConfig, read_config
 
 LATEST = CHECKPOINT
 PREVIOUS = CHECKPOINT.with_name("ckpt.prev.pt")

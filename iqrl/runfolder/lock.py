@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from iqrl.core.checks import Refused
-from iqrl.runfolder.files import LOCK, RunFolderError, os_error_line, read_status
+from iqrl.runfolder.errors import RunFolderError, os_error_line
+from iqrl.runfolder.layout import LOCK
+from iqrl.runfolder.status import read_status
 
 
 class RunBusy(Refused):

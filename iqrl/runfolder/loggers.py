@@ -19,7 +19,8 @@ import secrets
 from pathlib import Path
 
 from iqrl.envs.tasks import task_label
-from iqrl.runfolder.files import atomic_write_text, method_label
+from iqrl.runfolder.atomic import atomic_write_text
+from iqrl.runfolder.layout import method_label
 
 LOGGERS = ("csv", "tensorboard", "wandb")
 _PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb"}
