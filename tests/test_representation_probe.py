@@ -218,7 +218,8 @@ def test_dormant_units_of_convolutions_and_ensembles_are_channels_and_members():
 
 def test_bench_end_to_end_row_gives_the_diagnostics_share_at_the_runs_cadence(tmp_path):
     """`make bench`'s end-to-end row of a tiny iQRL run: one probe's seconds, and its share of the wall that
-    diag_every env steps take at the row's rate (k probes per diag_every env steps, one per seed)."""
+    diag_every env steps take at the row's rate (k probes per diag_every env steps, one per seed); the same
+    for the evaluation's Q-bias probe per eval_every, and the two together."""
     import json
 
     from iqrl.bench.cli import main
@@ -232,6 +233,11 @@ def test_bench_end_to_end_row_gives_the_diagnostics_share_at_the_runs_cadence(tm
     assert row["diag_every"] == 200 and row["diagnostics_s"] > 0
     share = row["diagnostics_s"] * row["env_steps_per_s"] / 200
     assert row["diagnostics_share"] == pytest.approx(share, rel=1e-3, abs=1e-5)
+    assert row["eval_every"] == 400 and row["q_bias_s"] >= 0  # the evaluation's Q-bias probe
+    q_share = row["q_bias_s"] * row["env_steps_per_s"] / 400
+    assert row["q_bias_share"] == pytest.approx(q_share, rel=1e-3, abs=1e-5)
+    total = row["diagnostics_share"] + row["q_bias_share"]
+    assert row["diagnostics_total_share"] == pytest.approx(total, abs=2e-5)
 
 
 def test_demo_summary_gives_srank_and_dormant_share_beside_rank_and_codebook():

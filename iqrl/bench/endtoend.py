@@ -10,7 +10,10 @@ STEPS is what those env steps cost in CPU, whatever the machine's other load (`t
 the run's `diag_every` (iqrl/loop/latent_probe.py, and the state probe of iqrl/loop/state_probe.py): one
 probe timed again on the finished run's agent, replay and state ring (`diagnostics_s`, the median of a
 few), k of them (one per seed) over the wall that diag_every env steps take at the row's rate. (The row's
-own short run holds one probe at its end, whatever its length.)
+own short run holds one probe at its end, whatever its length.) `q_bias_share`: the same for the evaluations'
+Q-bias (iqrl/loop/evaluation.py): one evaluation of the finished run timed with and without its probe, from
+the same env states (`q_bias_s`, the difference of their medians), k per eval_every env steps.
+`diagnostics_total_share`: the two together.
 
 The rate counts the seeds' time inside their training loops (status.json's `time_split`; a group's seeds
 train at once, so the slowest seed's time), not the process's start, imports and building of the envs and
@@ -107,11 +110,38 @@ def diagnostics_cost(argv: list[str], k: int, env_steps_per_s: float, repeats: i
         probe_columns(t.agent, t.state_ring, t.device)  # (floats too)
         seconds.append(time.perf_counter() - start)
     probe_s, every = sorted(seconds)[repeats // 2], t.cfg.diag_every
+    q_s, share = q_bias_seconds(t, repeats), k * probe_s * env_steps_per_s / every
+    q_share = k * q_s * env_steps_per_s / t.cfg.eval_every
     return {
         "diag_every": every,
         "diagnostics_s": round(probe_s, 6),
-        "diagnostics_share": round(k * probe_s * env_steps_per_s / every, 5),
+        "diagnostics_share": round(share, 5),
+        "eval_every": t.cfg.eval_every,
+        "q_bias_s": round(q_s, 6),
+        "q_bias_share": round(q_share, 5),
+        "diagnostics_total_share": round(share + q_share, 5),
     }
+
+
+def q_bias_seconds(t, repeats: int) -> float:
+    """The seconds the Q-bias's probe adds to one evaluation of trainer `t`'s agent: the evaluation run with
+    and without it (alternating, `repeats` times each, every time from the eval envs' same states), the
+    difference of the medians (0 where it is within their noise below 0)."""
+    import time
+
+    from iqrl.loop.evaluation import eval_returns
+
+    envs = t.eval_envs(0)
+    states, seconds = [env.get_state() for env in envs], {False: [], True: []}
+    for _ in range(repeats):
+        for probe in (False, True):
+            for env, state in zip(envs, states):
+                env.set_state(state)
+            start = time.perf_counter()
+            eval_returns(envs, t.agent, t.cfg.eval_episodes, t.batched_eval, None, probe)
+            seconds[probe].append(time.perf_counter() - start)
+    on, off = (sorted(seconds[p])[repeats // 2] for p in (True, False))
+    return max(on - off, 0.0)
 
 
 def tree_cpu_s() -> float | None:
