@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from iqrl.bench.cli import main as bench_main
 from iqrl.bench.overlap import SEED_STEPS, job_wall, overlap_numbers, overlap_refusal
@@ -67,8 +68,13 @@ def test_the_bench_refuses_an_overlap_it_cannot_measure_before_anything_runs(tmp
     ]
     assert bench_main(["--overlap", "1200", "--seeds", "4", "--agents", "td3", "--out", str(out)]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: --overlap measures iqrl's K-seed jobs on the CPU (--agents iqrl --device cpu)"
+        "error: --overlap measures iqrl's K-seed jobs, got --agents td3"
     ]
+    if not torch.cuda.is_available():
+        assert bench_main(["--overlap", "1200", "--seeds", "4", "--device", "cuda", "--out", str(out)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            "error: --device cuda needs a CUDA GPU, and this machine has none"
+        ]
     assert not out.exists()
 
 

@@ -48,6 +48,9 @@ def test_smoke_runs_every_part_and_writes_its_rows(tmp_path):
     tests = latest_test_outcomes(part1)
     assert len(tests) >= 20 and all(t.startswith("tests/test_cuda.py::") for t in tests)
     assert set(tests.values()) <= {"passed", "skipped"}
+    (share,) = [r for r in part1 if r["kind"] == "host_share"]  # plan.host_rows(smoke=True): K = 2, counted
+    assert share["key"] == "host_share iqrl walker-walk K=2" and share["device"] == "cpu"
+    assert share["seeds"] == 2 and share["act_ops"] > 0 and share["eval_act_calls_per_step"] == 1.0
     bench = [r for r in part2 if r["kind"] in ("bench", "run")]
     assert [r["key"] for r in bench] == [r.key for r in plan.smoke_rows() for _ in range(r.packed)]
     pixels = renders()

@@ -3,10 +3,11 @@ first, then one row per test, bench row or training run), stops starting work wh
 nearly spent, and ends with a summary table. A part cut off still leaves every row written before.
 
 Row kinds: `machine` (every part's first row: GPU, driver, torch, CUDA, CPU, Python, package versions),
-`test` (part 1: one per test of tests/test_cuda.py, from apps/gpu_report/pytest_rows.py), `bench` (part 2:
-a `make bench` row with the plan's `key` and `packed`, or its `error`), `run` (part 2: an end-to-end row),
-`learn` (part 3: env steps reached, returns, the published curve there), `missing` (a planned row the part
-had no time for).
+`host_share` and `overlap` (part 1: a `make bench --host-share` or `--overlap` row with the plan's `key`,
+or its `error`), `test` (part 1: one per test of tests/test_cuda.py, from apps/gpu_report/pytest_rows.py),
+`bench` (part 2: a `make bench` row with the plan's `key` and `packed`, or its `error`), `run` (part 2: an
+end-to-end row), `learn` (part 3: env steps reached, returns, the published curve there), `missing` (a
+planned row the part had no time for).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ SMOKE_BUDGET_S = math.inf
 ROW_RESERVE_S = 90.0
 #: Part 3: seconds a stopped run gets to finish its episode and write its checkpoint before it is killed.
 STOP_GRACE_S = 60.0
+#: Part 1's bench rows of the host's share (iqrl/bench/hostshare.py, overlap.py; plan.host_rows).
+HOST_KINDS = ("host_share", "overlap")
 CUT_OFF = "cut off by the part's budget"  # a row so marked is `missing`, measured by the part's next run
 PACKAGES = ("numpy", "pandas", "mujoco", "dm-control", "omegaconf", "pytest", "triton")
 
@@ -136,9 +139,11 @@ def run_part(part: int, out: Path, smoke: bool, budget_s: float | None = None, f
 
 
 def part1(log: RowLog, smoke: bool, deadline: float) -> None:
-    """tests/test_cuda.py, one row per test as it ends (a test never reached: outcome `collected`), but the
-    tests that passed on this GPU model in docs/gpu-results/ (so that a part 1 that was cut off or failed
-    runs what is left when run again; IQRL_REPORT_ALL=1 runs them all again)."""
+    """The host-share and overlap rows (`host_part`), then tests/test_cuda.py, one row per test as it ends (a
+    test never reached: outcome `collected`), but the tests that passed on this GPU model in
+    docs/gpu-results/ (so that a part 1 that was cut off or failed runs what is left when run again;
+    IQRL_REPORT_ALL=1 runs them all again)."""
+    host_part(log, smoke, deadline)
     passed = sorted(passed_tests(committed_rows(1)))
     if passed:
         print(f"{len(passed)} tests already passed on this GPU (docs/gpu-results/): left out", flush=True)
@@ -150,6 +155,51 @@ def part1(log: RowLog, smoke: bool, deadline: float) -> None:
         subprocess.run(cmd, cwd=REPO, env=env, timeout=time_left(deadline))
     except subprocess.TimeoutExpired:
         log.append({"kind": "missing", "key": "tests/test_cuda.py", "reason": CUT_OFF})
+
+
+def host_part(log: RowLog, smoke: bool, deadline: float) -> None:
+    """plan.host_rows in order, each in its own `python -m iqrl.bench` process: its row (kind `host_share` or
+    `overlap`) with the plan's `key`, or {"error": ...}; but those docs/gpu-results/ holds for this GPU model
+    (IQRL_REPORT_ALL=1 measures them again), and those whose expected seconds no longer fit (`missing`)."""
+    done = set() if os.environ.get("IQRL_REPORT_ALL") else host_keys(committed_rows(1))
+    for row in (r for r in plan.host_rows(smoke) if r.key not in done):
+        if deadline - time.monotonic() < row.expected_s:
+            log.append({"kind": "missing", "key": row.key, "reason": "no time left in the part"})
+            continue
+        result = host_result(row, "cpu" if smoke else "cuda", deadline)
+        if result is None:
+            log.append({"kind": "missing", "key": row.key, "reason": CUT_OFF})
+            continue
+        r = log.append({**result, "key": row.key})
+        print(f"{row.key}: {r.get('error') or host_text(r)}", flush=True)
+
+
+def host_result(row: plan.HostRow, device: str, deadline: float) -> dict | None:
+    """The bench's row of `row` on `device` (its last JSON line), {"kind": ..., "error": why it failed}, or
+    None when the part's budget cut it off."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "iqrl.bench", *row.argv(device, f"{tmp}/rows.json")]
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=time_left(deadline))
+        except subprocess.TimeoutExpired:
+            return None
+    if proc.returncode != 0:
+        return {"kind": row.kind, "error": failure_line(proc.stderr, proc.returncode)}
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def host_keys(rows: list[dict]) -> set[str]:
+    """The keys of the host-share and overlap rows in `rows` that measured (no `error`)."""
+    return {r["key"] for r in rows if r["kind"] in HOST_KINDS and "error" not in r}
+
+
+def host_text(row: dict) -> str:
+    """A host row's figures in one line: acting ms and ops and syncs per agent step and seconds per evaluation
+    of the group, or the share of collection the cohorts hid."""
+    if row["kind"] == "host_share":
+        ops = f"{row['act_ops']} ops, {row['act_syncs']} syncs per agent step"
+        return f"{row['act_ms']} ms per agent step ({ops}), {row['eval_s']} s per evaluation"
+    return f"hidden {row['hidden']} of collection (wall {row['wall_2_vs_1']} of one group's)"
 
 
 def time_left(deadline: float) -> float | None:
@@ -412,6 +462,8 @@ def summary(rows: list[dict]) -> str:
             lines.append(
                 f"  {r['key']:<58} {r['env_steps_per_s']:>9.1f} env steps/s  {r['hours_per_1m']} h/1M"
             )
+        elif r["kind"] in HOST_KINDS:
+            lines.append(f"  {r['key']:<58} {r.get('error') or host_text(r)}")
         elif r["kind"] == "learn":
             got = r.get("error") or f"return {r['return_mean']} at {r['eval_step']} env steps"
             lines.append(f"  {r['key']:<30} {r['mode']:<10} {r['env_steps']:>7} env steps  {got}")

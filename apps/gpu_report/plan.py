@@ -93,6 +93,56 @@ class BenchRow:
 
 
 @dataclass(frozen=True)
+class HostRow:
+    """A `make bench --host-share` or `--overlap STEPS` row of iqrl's K-seed group (iqrl/bench/hostshare.py,
+    overlap.py: row kinds `host_share`, `overlap`), with the seconds it is expected to take on a GPU, which
+    part 1 keeps for it beside its tests (HOST_ROWS_S)."""
+
+    kind: str  # "host_share" or "overlap"
+    task: str
+    seeds: int
+    expected_s: float
+    steps: int = 0  # overlap: env steps per seed of each of its three jobs
+    extra: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} iqrl {self.task} K={self.seeds}" + f" steps={self.steps}" * (self.steps > 0)
+
+    def argv(self, device: str, out: str) -> list[str]:
+        """`python -m iqrl.bench`'s arguments that measure the row on `device`, its rows written to `out`."""
+        what = ["--host-share"] if self.kind == "host_share" else ["--overlap", str(self.steps)]
+        where = ["--tasks", self.task, "--seeds", str(self.seeds), "--device", device, "--out", out]
+        return what + where + [f"--set={kv}" for kv in self.extra]
+
+
+#: The overlap row's task: cartpole's episodes of 200 env steps at the demo's sizes, the overlap bench's own
+#: (its jobs' seed phase, iqrl/bench/overlap.py SEED_STEPS, is one such episode).
+OVERLAP_TASK = "cartpole-balance"
+
+
+def host_rows(smoke: bool = False) -> list[HostRow]:
+    """Part 1's bench rows of the host's share, before its tests: iqrl at paper size as a K = 16 group on the
+    state task (acting ms and operators and syncs per agent step, per update, seconds per evaluation of the
+    group), then the overlap of a K = 16 group's collection with its updates, two cohorts of 8, 600 env steps
+    per job (400 of them updating). Expected seconds on an H200 (none measured yet): the host share builds 16
+    paper-size agents and fills a replay (~30 s), acts 200 timed group steps (~10 ms each) and evaluates the
+    group on the bench's 20-step episodes (~10 s); the overlap runs three K = 16 jobs at the demo's sizes
+    (~20 s of start-up each: imports, 16 envs; ~20 ms per updating group step). `smoke`: a tiny K = 2
+    host-share row only (an overlap row runs three jobs of at least 4 seeds: minutes on a CPU)."""
+    if smoke:
+        return [HostRow("host_share", STATE_TASK, 2, 0.0, extra=SMOKE_IQRL)]
+    return [
+        HostRow("host_share", STATE_TASK, 16, 60.0),
+        HostRow("overlap", OVERLAP_TASK, 16, 150.0, steps=600),
+    ]
+
+
+#: Part 1's seconds kept for its host rows: its tests get the rest of its budget.
+HOST_ROWS_S = sum(r.expected_s for r in host_rows())
+
+
+@dataclass(frozen=True)
 class LearnRun:
     """One training run of part 3: `seeds` > 1 trains them in one K-seed process (iqrl.multiseed)."""
 

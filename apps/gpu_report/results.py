@@ -117,7 +117,14 @@ def section(rows: list[dict], runs: list[learning.LearnedRun] = ()) -> str:
         kept = [r for r in runs if r.sweep == Path(m.get("file", "")).stem]
         lines += machine_lines(m, mine) + test_lines(mine) + bench_lines(mine)
         lines += learn_lines(mine, {r.key for r in kept}) + learned_lines(kept)
-    lines += sync_lines(rows) + learning_count_lines(runs) + figure_lines(runs) + missing_lines(rows) + [END]
+    lines += (
+        host_lines(rows)
+        + sync_lines(rows)
+        + learning_count_lines(runs)
+        + figure_lines(runs)
+        + missing_lines(rows)
+        + [END]
+    )
     return "\n".join(lines)
 
 
@@ -261,6 +268,63 @@ def learned_lines(runs: list[learning.LearnedRun]) -> list[str]:
 
 
 #: Part 1's test that an agent's update and act make the host wait for the device nowhere, per agent.
+HOST_SHARE_HEADER = [
+    "row",
+    "GPU",
+    "device",
+    "acting ms per agent step",
+    "ops per agent step",
+    "syncs per agent step",
+    "ops per update",
+    "syncs per update",
+    "acting calls per eval step",
+    "s per evaluation (task's episodes)",
+]
+OVERLAP_HEADER = [
+    "row",
+    "GPU",
+    "device",
+    "collect s per env step",
+    "update s",
+    "wall, 1 group",
+    "wall, 2 cohorts",
+]
+OVERLAP_HEADER += ["hidden share of collection"]
+
+
+def host_lines(rows: list[dict]) -> list[str]:
+    """The host-share and overlap rows of part 1 (`make bench --host-share`, `--overlap`) of every GPU, each
+    with the device it measured on (an overlap row without one measured on the CPU); one line where no GPU
+    has measured a kind."""
+    lines = [
+        "Host share of a K-seed group (`make bench --host-share`, per K-seed round: all K seeds' step):",
+        "",
+    ]
+    lines += host_table(HOST_SHARE_HEADER, [r for r in rows if r["kind"] == "host_share"], host_share_cells)
+    lines += ["Collection hidden behind the updates by two cohorts (`make bench --overlap`):", ""]
+    return lines + host_table(OVERLAP_HEADER, [r for r in rows if r["kind"] == "overlap"], overlap_cells)
+
+
+def host_share_cells(r: dict) -> list:
+    cells = [r["device"], r["act_ms"], r["act_ops"], r["act_syncs"], r["update_ops"], r["update_syncs"]]
+    return cells + [r["eval_act_calls_per_step"], r["eval_s_at_length"]]
+
+
+def overlap_cells(r: dict) -> list:
+    return [r.get("device", "cpu"), r["collect_s"], r["update_s"], r["wall_1_s"], r["wall_2_s"], r["hidden"]]
+
+
+def host_table(header: list[str], rows: list[dict], cells) -> list[str]:
+    """The table of `rows`: each one's key and GPU, then `cells(row)`, or `failed: <error>`; one line where
+    there is no row."""
+    failed = [None] * (len(header) - 3)
+    body = [
+        [r["key"], r["gpu"], *([f"failed: {r['error']}", *failed] if "error" in r else cells(r))]
+        for r in rows
+    ]
+    return table(header, 3, body) if body else ["Not measured on a GPU yet.", ""]
+
+
 SYNC_TEST = "tests/test_cuda.py::test_cuda_update_and_act_never_synchronise[{}]"
 
 
@@ -304,7 +368,7 @@ def figure_lines(runs: list[learning.LearnedRun]) -> list[str]:
 
 def missing_lines(rows: list[dict]) -> list[str]:
     """The planned rows that no result file holds (failed ones count as measured: their error is shown)."""
-    done = {r.get("key") for r in rows if r["kind"] in ("bench", "run", "learn")}
+    done = {r.get("key") for r in rows if r["kind"] in ("bench", "run", "learn", "host_share", "overlap")}
     tests = latest_test_outcomes(rows)
     by_run: dict[str, list[str]] = {}
     for r in plan.part2_rows(ways=matching_ways(rows)):
@@ -315,6 +379,7 @@ def missing_lines(rows: list[dict]) -> list[str]:
     if not tests:
         lines.append("- part 1: tests/test_cuda.py in full")
     lines += [f"- part 1: {t}" for t, outcome in tests.items() if outcome == "not reached"]
+    lines += [f"- part 1: {r.key}" for r in plan.host_rows() if r.key not in done]
     lines += [f"- part 2, {run}: {', '.join(what)}" for run, what in by_run.items()]
     lines += [f"- part 3: {key}" for key in learn]
     reached: dict[str, int] = {}  # a paper-scale run counts once a learning run of its key reached its length

@@ -58,6 +58,11 @@ ROW_KEYS = {
         *("hours_per_1m", "ops_per_update", "compile_s", "peak_mem_mb"),
     ),
     "learn": ("key", "mode", "seeds", "env_steps", "wall_s"),
+    "host_share": (
+        *("key", "device", "act_ms", "act_ops", "act_syncs", "update_ops", "update_syncs"),
+        *("eval_act_calls_per_step", "eval_s_at_length"),
+    ),
+    "overlap": ("key", "collect_s", "update_s", "wall_1_s", "wall_2_s", "hidden"),
 }
 
 
@@ -69,7 +74,7 @@ CHECKS = ("name", "merge", "section")
 def missing_keys(row: dict, check: str) -> list[str]:
     """The keys `row` lacks of those `check` (CHECKS) needs."""
     need = ROW_KEYS.get(row["kind"], ())
-    need = need if check == "section" and not ("error" in row and row["kind"] == "bench") else need[:1]
+    need = need if check == "section" and "error" not in row else need[:1]
     part = ("part",) if check != "name" and row["kind"] != "machine" else ()
     return [k for k in (*part, *need) if k not in row]
 

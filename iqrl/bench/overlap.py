@@ -14,8 +14,9 @@ iqrl/bench/endtoend.py), per env step of every seed together:
 - hidden: (wall_1_s - wall_2_s) / collect_s, the share of collection the cohorts hid, clipped to [0, 1]
   (`hidden_raw` unclipped, `clipped` whether it was), and the ratios update_s / collect_s and wall_2_s /
   wall_1_s.
-On a CPU the update's operators and the envs' physics share the cores, so the overlap there is bounded by
-the cores left beside the update; the row records the cores the process may use.
+The jobs update on `--device` (the CPU by default). On a CPU the update's operators and the envs' physics
+share the cores, so the overlap there is bounded by the cores left beside the update; the row records the
+cores the process may use.
 """
 
 from __future__ import annotations
@@ -96,14 +97,15 @@ def overlap_refusal(k: int, steps: int) -> str | None:
     return None
 
 
-def overlap_row(task: str, k: int, steps: int, extra=()) -> dict:
-    """The `overlap` row of a group of k iqrl seeds on `task`, STEPS env steps per job (`overlap_refusal`)."""
+def overlap_row(task: str, k: int, steps: int, extra=(), device: str = "cpu") -> dict:
+    """The `overlap` row of a group of k iqrl seeds on `task`, STEPS env steps per job (`overlap_refusal`),
+    its updates on `device`."""
     ends = [f"eval_every={steps}", f"checkpoint_every={steps}"]
     keys = run_argv(
         "iqrl",
         task,
         "fp32",
-        "cpu",
+        device,
         "false",
         steps,
         extra=layered(AGENT_OVERRIDES["iqrl"], JOB_KEYS, ends, extra),
@@ -125,18 +127,19 @@ def overlap_row(task: str, k: int, steps: int, extra=()) -> dict:
         "env_workers": workers_help(k) if workers is None else workers == "true",
         "cores": len(os.sched_getaffinity(0)),
         "torch": torch.__version__,
-        "hardware": hardware(torch.device("cpu")),
+        "device": device,
+        "hardware": hardware(torch.device(device)),
     }
 
 
 def overlap_main(args, seeds: list[int], write_rows: Callable) -> int:
     """`--overlap STEPS`: an `overlap` row per task of `--tasks` and K of `--seeds`, each written to --out as
     it is measured, and printed; a K or STEPS it cannot measure is one error line before anything runs."""
-    if args.agents not in ("", "iqrl") or args.device != "cpu":
-        print(
-            "error: --overlap measures iqrl's K-seed jobs on the CPU (--agents iqrl --device cpu)",
-            file=sys.stderr,
-        )
+    if args.agents not in ("", "iqrl"):
+        print(f"error: --overlap measures iqrl's K-seed jobs, got --agents {args.agents}", file=sys.stderr)
+        return 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {args.device} needs a CUDA GPU, and this machine has none", file=sys.stderr)
         return 2
     if problem := next(filter(None, (overlap_refusal(k, args.overlap) for k in seeds)), None):
         print(f"error: {problem}", file=sys.stderr)
@@ -144,7 +147,7 @@ def overlap_main(args, seeds: list[int], write_rows: Callable) -> int:
     rows = []
     for task in (t for t in args.tasks.split(",") if t):
         for k in seeds:
-            rows.append(overlap_row(task, k, args.overlap, args.set))
+            rows.append(overlap_row(task, k, args.overlap, args.set, args.device))
             write_rows(rows, args.out)
             print(json.dumps(rows[-1]), flush=True)
     print(f"wrote {args.out}")
