@@ -577,3 +577,19 @@ def test_seeds_needed_rows_pair_the_grids_values_per_task():
     ]
     want = seeds_needed(np.array(returns["iqrl"]), np.array(returns["iqrl/fsq_levels=5-5"]), 300)
     assert out["seeds_needed"].tolist() == [want] and want == 2
+
+
+def test_seeds_needed_rows_pair_each_value_once_where_contexts_share_it():
+    """latent_dim 16 and 32 beside layout [8,5,5,5], 32 alone beside [8,8]: one pair (16, 32) in the first
+    context and none in the second (a value shared by two contexts is not paired with itself)."""
+    methods = {"iqrl/a16": ("8-5-5-5", "16"), "iqrl/a32": ("8-5-5-5", "32"), "iqrl/b32": ("8-8", "32")}
+    rows = [
+        {"run": f"{m}/{s}", "sweep": "s", "method": m, "task": "t", "group": "", "seed": s}
+        | {"env_step": 1000, "episode_return": 100.0 * s + len(m)}
+        for m in methods
+        for s in range(2)
+    ]
+    points = pd.DataFrame([{"method": m, "value": v, "context": c} for m, (c, v) in methods.items()])
+    grid = ablations.AblationGrid("s", "iqrl", "latent_dim", points)
+    out = ablations.seeds_needed_rows(pd.DataFrame(rows), grid, 1000, "episode_return", reps=100)
+    assert out[["context", "a", "b"]].to_dict("records") == [{"context": "8-5-5-5", "a": "16", "b": "32"}]

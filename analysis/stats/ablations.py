@@ -173,7 +173,8 @@ def seeds_needed_rows(
     rows = []
     for (context, task), g in scores.merge(grid.points, on="method").groupby(["context", "task"], sort=True):
         arms = {v: r[column].to_numpy(float) for v, r in g.groupby("value", sort=False)}
-        order = [v for v in grid.points["value"] if v in arms]
+        # each value once: a value of several contexts (latent_dim 32 beside two layouts) is one arm
+        order = list(dict.fromkeys(v for v in grid.points["value"] if v in arms))
         for i, a in enumerate(order):
             for b in order[i + 1 :]:
                 x, y = arms[a], arms[b]
