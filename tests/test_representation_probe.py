@@ -489,3 +489,25 @@ def test_the_docs_give_the_state_ring_and_the_ridge_as_the_code_has_them():
     assert width("iqrl", "walker-walk") == width("dcwm", "walker-walk") == 1024 < fit
     assert width("iqrl", "dog-run") == width("iqrl", "humanoid-walk") == 2048 >= fit
     assert "(iQRL's and DC-MPC's 1024)" in text and "humanoid's 2048-wide latents" in text
+
+
+def test_the_docs_give_the_diagnostics_cost_of_the_committed_bench_row():
+    """docs/diagnostics.md's cost figures are docs/diagnostics-cost.json's row: each share its seconds times
+    the rate over the cadence, the total their sum, as the docs round them."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    (row,) = json.loads((root / "docs" / "diagnostics-cost.json").read_text())  # as make bench writes it
+    assert row["diag_every"] == row["eval_every"] == 10_000  # the defaults
+    text = " ".join((root / "docs" / "diagnostics.md").read_text().split())
+    rate = row["env_steps_per_s"]
+    share = row["diagnostics_s"] * rate / row["diag_every"]
+    q_share = row["q_bias_s"] * rate / row["eval_every"]
+    assert row["diagnostics_share"] == pytest.approx(share, abs=1e-5)
+    assert row["q_bias_share"] == pytest.approx(q_share, abs=1e-5)
+    assert row["agent"] == "iqrl" and row["task"] == "walker-walk" and row["set"] == []
+    assert f"take {100 * (share + q_share):.2f}% of a default iQRL walker-walk run" in text
+    assert f"the train.csv probe {row['diagnostics_s']:.2f} s per row ({100 * share:.2f}%)" in text
+    assert f"Q-bias probe {row['q_bias_s']:.2f} s per evaluation ({100 * q_share:.2f}%)" in text
+    assert f"at the row's {rate} env steps/s" in text
