@@ -37,6 +37,8 @@ REPRESENTATION = {
     "latent_erank": "Entropy effective rank",
     "encoder_dormant_tau0.1": "Dormant encoder units (tau = 0.1)",
     "critic_dormant_tau0.1": "Dormant critic units (tau = 0.1)",
+    "actor_dormant_tau0.1": "Dormant actor units (tau = 0.1)",
+    "latent_state_r2": "Linear probe R^2 of the true state (latent)",
     "codebook_perplexity_mean": "Codebook perplexity (mean over groups)",
     "latent_pred_cos_k1": "1-step latent prediction error (cosine)",
 }
