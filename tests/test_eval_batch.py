@@ -26,6 +26,7 @@ from iqrl.runfolder.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from iqrl.train import main
 
 from conftest import (
+    TINY_DISCRETE_TASK,
     acts_in_boxes,
     agent_observations,
     pixels_only,
@@ -43,10 +44,13 @@ def sampling_off(agent: str) -> list[str]:
     return ["agent.mpc=false"] if "mpc" in {f.name for f in fields(config_class(agent))} else []
 
 
-def _agent(name: str, extra=()):
+def _agent(name: str, extra=(), env=None):
+    """The agent's tiny model for DMC's cartpole, or for `env`'s observations and actions."""
     cfg = build_config(tiny_keys(name, extra))
     torch.manual_seed(0)
-    return make_agent(cfg.agent, agent_observations(name).dim, 1, torch.device("cpu"), 0)
+    if env is None:
+        return make_agent(cfg.agent, agent_observations(name).dim, 1, torch.device("cpu"), 0)
+    return make_agent(cfg.agent, env.obs_dim, env.action_spec, torch.device("cpu"), 0)
 
 
 def cartpole(agent: str):
@@ -56,6 +60,15 @@ def cartpole(agent: str):
         return DMCEnv("cartpole-balance", 7, 2, 100)
     shape = agent_observations(agent).dim
     return make_env("cartpole-balance", 7, 2, 100, None, Observation("pixels", shape[-1], shape[0] // 3))
+
+
+def room(agent: str):
+    """MiniGrid's empty room (seed 7, 60 env steps), where an agent without boxes acts: the cell view, or a
+    pixel-only agent's tiny renders of it (drawn without GL)."""
+    if not pixels_only(agent):
+        return make_env(TINY_DISCRETE_TASK, 7, 1, 60)
+    shape = agent_observations(agent).dim
+    return make_env(TINY_DISCRETE_TASK, 7, 1, 60, None, Observation("pixels", shape[-1], shape[0] // 3))
 
 
 @pytest.mark.registry
@@ -84,23 +97,27 @@ def test_batched_returns_equal_the_sequential_loop(agent, request):
 def test_probing_q_changes_no_evaluation_and_no_state(agent, request):
     """Batched episodes with the Q probe (run key diagnostics) and without: the same returns bit for bit and
     the same agent state after them (networks, statistics, generators); an agent with a critic records a
-    finite Q at every step, one without none."""
-    if not acts_in_boxes(agent):
-        pytest.skip(f"{agent} acts in discrete spaces only: the MiniGrid test of this module")
-    render_for(agent, request)
-    model = _agent(agent, sampling_off(agent))
+    finite Q at every step, one without none. DMC's cartpole (50 steps an episode), or MiniGrid's room (60)
+    for an agent without boxes."""
+    if acts_in_boxes(agent):
+        render_for(agent, request)
+        make, steps, model = cartpole, 50, _agent(agent, sampling_off(agent))
+    else:
+        make, steps, model = room, 60, _agent(agent, sampling_off(agent), env=room(agent))
     before = copy.deepcopy(model.state_dict())
-    probed = eval_batch([cartpole(agent) for _ in range(2)], model, probe=True)
+    probed = eval_batch([make(agent) for _ in range(2)], model, probe=True)
     after = copy.deepcopy(model.state_dict())
     model.load_state_dict(before)
-    plain = eval_batch([cartpole(agent) for _ in range(2)], model)
+    plain = eval_batch([make(agent) for _ in range(2)], model)
     assert [o.ret for o in probed] == [o.ret for o in plain]
     assert_equal_states(after, model.state_dict())
     if type(model).probe_q is Agent.probe_q:
         assert [o.trace for o in probed] == [None, None]
         return
     for o in probed:
-        assert len(o.trace.q) == len(o.trace.rewards) == 50 and np.isfinite(o.trace.q).all()
+        assert np.isfinite(o.trace.q).all()
+        assert len(o.trace.q) == len(o.trace.rewards)  # a step each, all of them, or up to the termination
+        assert len(o.trace.q) == steps or (o.trace.terminated and 0 < len(o.trace.q) < steps)
 
 
 def test_on_frame_follows_env_zero_only():
